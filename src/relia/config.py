@@ -1,0 +1,242 @@
+"""``relia.yaml``: the configuration as pydantic models, with file/line locations on every error.
+
+Precedence: defaults < file < ``RELIA_*`` environment variables. A nested field is reached with
+double underscores: ``RELIA_API__PORT=9000`` sets ``api.port``. Values from the environment are
+parsed as YAML scalars, so ``RELIA_HOST__ENABLED=false`` is a boolean.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from relia.errors import ConfigError
+
+__all__ = [
+    "ApiConfig",
+    "DetectorSpec",
+    "HostConfig",
+    "PrometheusQuery",
+    "PrometheusSource",
+    "ReliaConfig",
+    "ScrapeTarget",
+    "load_config",
+    "parse_duration",
+]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+def parse_duration(value: object) -> float:
+    """Parse ``"15s"``, ``"5m"``, ``"1h"``, ``"250ms"`` or a number of seconds; return seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 15s, 5m or 1h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"expected a duration like 15s, 5m or 1h, got {value!r}")
+        seconds = float(match.group(1)) * _UNIT_MS[match.group(2) or "s"] / 1000.0
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ApiConfig(_Model):
+    """The HTTP API and dashboard."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8787, ge=0, le=65535)
+    token: str | None = Field(None, description="bearer token required on /api/ when set")
+
+
+class HostConfig(_Model):
+    """Metrics of this machine through psutil (the zero-config source)."""
+
+    enabled: bool = True
+    per_cpu: bool = False
+
+
+class ScrapeTarget(_Model):
+    """A ``/metrics`` endpoint in Prometheus or OpenMetrics text format."""
+
+    name: str
+    url: str
+    timeout: Duration = 5.0
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return url
+
+
+class PrometheusQuery(_Model):
+    query: str = Field(min_length=1)
+    step: Duration = 15.0
+
+
+class PrometheusSource(_Model):
+    """A Prometheus server read through its HTTP API (``query_range``)."""
+
+    name: str
+    url: str
+    queries: list[PrometheusQuery] = Field(min_length=1)
+    lookback: Duration = Field(300.0, description="how far back the first poll reaches")
+    timeout: Duration = 10.0
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return url.rstrip("/")
+
+
+class DetectorSpec(_Model):
+    """Which detector runs on every series, with its parameters, and when a score is an anomaly."""
+
+    name: str = "default"
+    params: dict[str, Any] = Field(default_factory=dict)
+    threshold: float = Field(0.5, gt=0.0, le=1.0)
+
+
+class ReliaConfig(_Model):
+    """The whole of ``relia.yaml``."""
+
+    data_dir: Path = Path("relia-data")
+    interval: Duration = 15.0
+    samples_per_series: int = Field(
+        2000, ge=10, description="recent samples kept per series in the store"
+    )
+    host: HostConfig = Field(default_factory=HostConfig)
+    scrape: list[ScrapeTarget] = Field(default_factory=list)
+    prometheus: list[PrometheusSource] = Field(default_factory=list)
+    detector: DetectorSpec = Field(default_factory=DetectorSpec)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+
+
+def _line_of(node: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
+    """Follow a pydantic error location through the YAML node tree; return a 1-based line."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = None
+            for key_node, value_node in node.value:
+                if key_node.value == str(part):
+                    nxt = value_node
+                    line = key_node.start_mark.line + 1
+                    break
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part < len(node.value):
+                node = node.value[part]
+                line = node.start_mark.line + 1
+            else:
+                node = None
+        else:
+            break
+        if node is None:
+            break
+    return line
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith("RELIA_") or name in ("RELIA_CONFIG",):
+            continue
+        path = [p.lower() for p in name[len("RELIA_") :].split("__") if p]
+        if not path:
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        target = out
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                break
+        else:
+            target[path[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _format_error(err: Mapping[str, Any], where: str, root: yaml.Node | None) -> str:
+    loc = tuple(err.get("loc", ()))
+    field = ".".join(str(p) for p in loc) or "(top level)"
+    line = _line_of(root, loc) if root is not None else None
+    place = f"{where}:{line}" if line else where
+    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    return f"{place}: {field}: {msg}"
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> ReliaConfig:
+    """Load and validate ``relia.yaml`` (or defaults when ``path`` is None).
+
+    Raises :class:`ConfigError` listing every problem, each as ``file:line: field: message``.
+    """
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    root: yaml.Node | None = None
+    where = "<defaults>"
+    if path is not None:
+        p = Path(path)
+        where = str(p)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError("no such file", where=where) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read: {exc}", where=where) from None
+        try:
+            root = yaml.compose(text, Loader=yaml.SafeLoader)
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ConfigError(f"{where}{line}: not valid YAML: {problem}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError("expected a mapping of settings at the top level", where=f"{where}:1")
+        data = loaded
+    env = _env_overrides(environ)
+    try:
+        return ReliaConfig.model_validate(_merge(data, env))
+    except ValidationError as exc:
+        lines = [_format_error(e, where, root) for e in exc.errors()]
+        raise ConfigError("\n".join(lines)) from None

@@ -1,0 +1,247 @@
+"""The detector framework: a config/model pair with batch and streaming paths that agree.
+
+To write a detector, subclass :class:`DetectorConfig` for its hyperparameters and
+:class:`Detector` for the model, link them with ``config_class``, and implement two methods:
+
+* ``_initial_state()`` returns the state as a dict of small NumPy arrays (bounded in size: it is
+  checkpointed per series);
+* ``_run(ts, values, state, out)`` walks the points in order, writes one score (and the expected
+  value and band) per point into ``out``, and updates ``state`` in place. It must be causal: the
+  output at point *i* may depend only on points ``0..i``.
+
+Because batch scoring and streaming ``update`` both go through the same ``_run`` (streaming calls
+it with one point), they agree exactly; the conformance suite checks it. Put the loop of ``_run``
+in a Numba kernel: it is the hot path.
+
+Scores are in [0, 1], higher is more anomalous. Deciding yes/no is the thresholder's job
+(:mod:`relia.detect.threshold`).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from relia.errors import DataError, DetectorError
+
+__all__ = ["Detail", "Detector", "DetectorConfig", "State"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+State = dict[str, np.ndarray[Any, Any]]
+
+#: Spacing used for points given without timestamps (one second), in ms.
+DEFAULT_STEP_MS = 1000
+
+
+class DetectorConfig(BaseModel):
+    """Hyperparameters of a detector, stored under their ``__init__`` names.
+
+    Round-trips through ``model_dump()`` / ``model_validate()`` (so through JSON and YAML).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Seed of any randomness inside the detector; the same seed gives the same output.
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Detail:
+    """Per-point output of a detector.
+
+    ``score`` in [0, 1]; ``expected`` is what the model predicted for the point, ``lower`` and
+    ``upper`` the band of normal values around it (NaN while the model is warming up);
+    ``component`` says which part of the detector fired (an index into the detector's
+    ``components``, -1 when nothing did).
+    """
+
+    score: FloatArray
+    expected: FloatArray
+    lower: FloatArray
+    upper: FloatArray
+    component: npt.NDArray[np.int8]
+
+    def __len__(self) -> int:
+        return len(self.score)
+
+
+def _new_out(n: int) -> dict[str, np.ndarray[Any, Any]]:
+    nan = np.full(n, np.nan)
+    return {
+        "score": np.zeros(n),
+        "expected": nan,
+        "lower": nan.copy(),
+        "upper": nan.copy(),
+        "component": np.full(n, -1, np.int8),
+    }
+
+
+class Detector(ABC):
+    """An online anomaly detector for one series.
+
+    ``fit`` primes the model with history; ``score`` scores new points, continuing the stream
+    (each point is scored with what came before it, then learned); ``update`` does the same for
+    one point. All three share one code path.
+    """
+
+    #: Registry name of the detector family.
+    name: ClassVar[str] = "detector"
+    #: The config class of this detector.
+    config_class: ClassVar[type[DetectorConfig]] = DetectorConfig
+    #: Names of the parts that can fire, indexed by ``Detail.component``.
+    components: ClassVar[tuple[str, ...]] = ("score",)
+
+    def __init__(self, config: DetectorConfig | None = None, **params: Any) -> None:
+        if config is not None and params:
+            raise DetectorError("give either a config object or keyword parameters, not both")
+        if config is None:
+            try:
+                config = self.config_class(**params)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                field = ".".join(str(p) for p in first["loc"])
+                raise DetectorError(
+                    f"invalid parameter {field!r} for detector {self.name!r}: {first['msg']}"
+                ) from None
+        elif not isinstance(config, self.config_class):
+            raise DetectorError(
+                f"detector {self.name!r} takes a {self.config_class.__name__}, "
+                f"not {type(config).__name__}"
+            )
+        self.config: DetectorConfig = config
+        self.reset()
+
+    # -- to implement ----------------------------------------------------------------------
+
+    @abstractmethod
+    def _initial_state(self) -> State:
+        """The state of a model that has seen nothing."""
+
+    @abstractmethod
+    def _run(self, ts: IntArray, values: FloatArray, state: State, out: State) -> None:
+        """Score ``values`` in order into ``out`` and update ``state`` in place (causally)."""
+
+    # -- public API ------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget everything learned."""
+        self._state: State = self._initial_state()
+        self._n_seen = 0
+        self._last_ts: int | None = None
+
+    @property
+    def n_seen(self) -> int:
+        """How many points (NaN included) the model has been shown."""
+        return self._n_seen
+
+    def fit(self, values: npt.ArrayLike, ts: npt.ArrayLike | None = None) -> Self:
+        """Learn from history (scores are computed and discarded)."""
+        self.score_detail(values, ts)
+        return self
+
+    def score(self, values: npt.ArrayLike, ts: npt.ArrayLike | None = None) -> FloatArray:
+        """Score points in [0, 1], continuing the stream; the model learns them as it goes."""
+        return self.score_detail(values, ts).score
+
+    def score_detail(self, values: npt.ArrayLike, ts: npt.ArrayLike | None = None) -> Detail:
+        """Like :meth:`score`, with expected value, band and firing component per point."""
+        vals, times = self._prepare(values, ts)
+        out = _new_out(len(vals))
+        if len(vals):
+            self._run(times, vals, self._state, out)
+            self._n_seen += len(vals)
+            self._last_ts = int(times[-1])
+        return Detail(**out)
+
+    def update(self, ts: int, value: float) -> float:
+        """Score one point (ts in ms UTC) and learn it; returns its score."""
+        times = np.array([ts], dtype=np.int64)
+        vals = np.array([value], dtype=np.float64)
+        if self._last_ts is not None and ts < self._last_ts:
+            raise DataError(f"timestamp {ts} is older than the last one seen ({self._last_ts})")
+        out = _new_out(1)
+        self._run(times, vals, self._state, out)
+        self._n_seen += 1
+        self._last_ts = int(ts)
+        return float(out["score"][0])
+
+    def state_dict(self) -> dict[str, Any]:
+        """A checkpoint of the model: config, counters and state arrays (copies)."""
+        return {
+            "detector": self.name,
+            "config": self.config.model_dump(),
+            "n_seen": self._n_seen,
+            "last_ts": self._last_ts,
+            "state": {k: v.copy() for k, v in self._state.items()},
+        }
+
+    def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
+        """Restore a checkpoint made by :meth:`state_dict` of the same detector and config."""
+        if checkpoint.get("detector") != self.name:
+            raise DetectorError(
+                f"checkpoint is for detector {checkpoint.get('detector')!r}, not {self.name!r}"
+            )
+        if checkpoint.get("config") != self.config.model_dump():
+            raise DetectorError(f"checkpoint of {self.name!r} was made with another config")
+        fresh = self._initial_state()
+        state = checkpoint.get("state", {})
+        if set(state) != set(fresh):
+            raise DetectorError(f"checkpoint of {self.name!r} has state keys {sorted(state)}")
+        loaded: State = {}
+        for key, template in fresh.items():
+            arr = np.asarray(state[key])
+            if arr.shape != template.shape:
+                raise DetectorError(f"checkpoint of {self.name!r}: {key} has shape {arr.shape}")
+            loaded[key] = arr.astype(template.dtype, copy=True)
+        self._state = loaded
+        self._n_seen = int(checkpoint.get("n_seen", 0))
+        last = checkpoint.get("last_ts")
+        self._last_ts = None if last is None else int(last)
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.config.model_dump().items())
+        return f"{type(self).__name__}({params})"
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _prepare(
+        self, values: npt.ArrayLike, ts: npt.ArrayLike | None
+    ) -> tuple[FloatArray, IntArray]:
+        vals = np.ascontiguousarray(values, dtype=np.float64)
+        if vals.ndim != 1:
+            raise DataError(f"expected a one-dimensional series, got shape {vals.shape}")
+        if ts is None:
+            start = DEFAULT_STEP_MS if self._last_ts is None else self._last_ts + DEFAULT_STEP_MS
+            times = start + DEFAULT_STEP_MS * np.arange(len(vals), dtype=np.int64)
+        else:
+            times = np.ascontiguousarray(ts, dtype=np.int64)
+            if times.shape != vals.shape:
+                raise DataError(f"{len(times)} timestamps for {len(vals)} values")
+            if len(times) > 1 and bool(np.any(np.diff(times) < 0)):
+                bad = int(np.flatnonzero(np.diff(times) < 0)[0]) + 1
+                raise DataError(f"timestamps go backwards at position {bad}")
+            if len(times) and self._last_ts is not None and times[0] < self._last_ts:
+                raise DataError("timestamps start before the last one already seen")
+        return vals, times
+
+
+# Shared by detectors: the two-sided Gaussian tail probability of a z-score, on a log scale.
+# score = -log10(p) / 10, clipped to 1: z = 3 -> 0.26, z = 4.4 -> 0.5, z >= 6.5 -> 1. A log scale
+# keeps large deviations apart (1 - p saturates at z ~ 8 in float64) and 0.5 is a sane default
+# threshold.
+LOG10_P_FULL = 10.0
+
+
+def z_to_score(z: float) -> float:
+    """Map |z| to a score in [0, 1] (pure-Python twin of :func:`relia.detect._kernels.z_score`)."""
+    p = math.erfc(abs(z) / math.sqrt(2.0))
+    if p <= 0.0:
+        return 1.0
+    return min(1.0, -math.log10(p) / LOG10_P_FULL)

@@ -1,0 +1,1 @@
+"""The engine: the long-running loop, executors, and ``relia up``."""

@@ -1,0 +1,217 @@
+"""Columnar telemetry: metric batches, the series index, log batches and events.
+
+Samples never live one object each: a :class:`MetricBatch` is three parallel arrays. Time is int64
+milliseconds since the Unix epoch (UTC) everywhere inside relia; NaN marks a missing value and is
+kept, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from relia.errors import DataError
+
+__all__ = [
+    "Event",
+    "LogBatch",
+    "MetricBatch",
+    "SeriesIndex",
+    "SeriesKey",
+    "series_key",
+]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+#: A series' identity: its metric name and its labels, sorted by label name.
+SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def series_key(name: str, labels: Mapping[str, str] | None = None) -> SeriesKey:
+    """Build the canonical key of a series (labels sorted, ``__name__`` removed)."""
+    items = tuple(sorted((str(k), str(v)) for k, v in (labels or {}).items() if k != "__name__"))
+    return (name, items)
+
+
+def _stable_id(key: SeriesKey) -> int:
+    # A stable 63-bit id from the key, so the same series gets the same id in every process and
+    # every restart without a central counter (shards route by it, the store keys by it).
+    digest = hashlib.blake2b(json.dumps(key).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+class SeriesIndex:
+    """Maps ``series_id`` to a metric name and a frozen label set, and back.
+
+    Ids are derived from the key (a hash), so two indexes built apart agree on every id.
+    Thread-safe: sources on several threads may register series at once.
+    """
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, SeriesKey] = {}
+        self._by_key: dict[SeriesKey, int] = {}
+        self._lock = threading.Lock()
+
+    def get_or_add(self, name: str, labels: Mapping[str, str] | None = None) -> int:
+        """Return the id of the series, registering it if new."""
+        key = series_key(name, labels)
+        found = self._by_key.get(key)
+        if found is not None:
+            return found
+        with self._lock:
+            sid = _stable_id(key)
+            other = self._by_id.get(sid)
+            if other is not None and other != key:  # pragma: no cover - 2**-63 per pair
+                raise DataError(f"series id collision between {other} and {key}")
+            self._by_id[sid] = key
+            self._by_key[key] = sid
+            return sid
+
+    def add(self, series_id: int, name: str, labels: Mapping[str, str] | None = None) -> None:
+        """Register a series under a known id (used when loading from a store)."""
+        key = series_key(name, labels)
+        with self._lock:
+            self._by_id[int(series_id)] = key
+            self._by_key[key] = int(series_id)
+
+    def key(self, series_id: int) -> SeriesKey:
+        """The key of a registered series; :class:`DataError` if unknown."""
+        try:
+            return self._by_id[int(series_id)]
+        except KeyError:
+            raise DataError(f"unknown series id {series_id}") from None
+
+    def name(self, series_id: int) -> str:
+        return self.key(series_id)[0]
+
+    def labels(self, series_id: int) -> dict[str, str]:
+        return dict(self.key(series_id)[1])
+
+    def find(self, name: str, labels: Mapping[str, str] | None = None) -> int | None:
+        return self._by_key.get(series_key(name, labels))
+
+    def __contains__(self, series_id: object) -> bool:
+        return series_id in self._by_id
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(self._by_id))
+
+    def items(self) -> list[tuple[int, SeriesKey]]:
+        return list(self._by_id.items())
+
+
+def describe(key: SeriesKey) -> str:
+    """PromQL-style text of a series key: ``name{a="1",b="2"}``."""
+    name, labels = key
+    if not labels:
+        return name
+    inner = ",".join(f'{k}="{v}"' for k, v in labels)
+    return f"{name}{{{inner}}}"
+
+
+@dataclass(frozen=True)
+class MetricBatch:
+    """Samples of one or more series as three parallel arrays.
+
+    ``series_id`` int64, ``ts`` int64 milliseconds UTC, ``value`` float64 (NaN = missing).
+    """
+
+    series_id: IntArray
+    ts: IntArray
+    value: FloatArray
+
+    def __post_init__(self) -> None:
+        sid = np.ascontiguousarray(self.series_id, dtype=np.int64)
+        ts = np.ascontiguousarray(self.ts, dtype=np.int64)
+        value = np.ascontiguousarray(self.value, dtype=np.float64)
+        if not (sid.ndim == ts.ndim == value.ndim == 1):
+            raise DataError("MetricBatch arrays must be one-dimensional")
+        if not (len(sid) == len(ts) == len(value)):
+            raise DataError(
+                f"MetricBatch arrays differ in length: series_id={len(sid)}, ts={len(ts)}, "
+                f"value={len(value)}"
+            )
+        object.__setattr__(self, "series_id", sid)
+        object.__setattr__(self, "ts", ts)
+        object.__setattr__(self, "value", value)
+
+    @classmethod
+    def empty(cls) -> MetricBatch:
+        return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
+
+    @classmethod
+    def for_series(cls, series_id: int, ts: npt.ArrayLike, value: npt.ArrayLike) -> MetricBatch:
+        ts_arr = np.asarray(ts, dtype=np.int64)
+        return cls(np.full(len(ts_arr), series_id, np.int64), ts_arr, np.asarray(value, np.float64))
+
+    @classmethod
+    def concat(cls, batches: list[MetricBatch]) -> MetricBatch:
+        if not batches:
+            return cls.empty()
+        return cls(
+            np.concatenate([b.series_id for b in batches]),
+            np.concatenate([b.ts for b in batches]),
+            np.concatenate([b.value for b in batches]),
+        )
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def sorted(self) -> MetricBatch:
+        """Stable sort by (series_id, ts)."""
+        order = np.lexsort((self.ts, self.series_id))
+        return MetricBatch(self.series_id[order], self.ts[order], self.value[order])
+
+    def split(self) -> Iterator[tuple[int, IntArray, FloatArray]]:
+        """Yield ``(series_id, ts, value)`` per series, each sorted by time (stable)."""
+        if len(self) == 0:
+            return
+        b = self.sorted()
+        cuts = np.flatnonzero(np.diff(b.series_id)) + 1
+        starts = np.concatenate(([0], cuts))
+        ends = np.concatenate((cuts, [len(b)]))
+        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+            yield int(b.series_id[s]), b.ts[s:e], b.value[s:e]
+
+
+@dataclass(frozen=True)
+class LogBatch:
+    """Log lines as parallel columns: ``ts`` (ms UTC), ``source``, ``message``, ``level``."""
+
+    ts: IntArray
+    source: list[str]
+    message: list[str]
+    level: list[str] | None = None
+    attrs: list[dict[str, str]] | None = None
+
+    def __post_init__(self) -> None:
+        ts = np.ascontiguousarray(self.ts, dtype=np.int64)
+        object.__setattr__(self, "ts", ts)
+        n = len(ts)
+        for name in ("source", "message", "level", "attrs"):
+            col = getattr(self, name)
+            if col is not None and len(col) != n:
+                raise DataError(f"LogBatch column {name!r} has {len(col)} rows, expected {n}")
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A discrete happening (deploy, restart, fault injected, node drained)."""
+
+    ts: int
+    kind: str
+    labels: dict[str, str] = field(default_factory=dict)
+    message: str = ""

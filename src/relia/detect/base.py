@@ -89,6 +89,10 @@ class Detector(ABC):
     ``fit`` primes the model with history; ``score`` scores new points, continuing the stream
     (each point is scored with what came before it, then learned); ``update`` does the same for
     one point. All three share one code path.
+
+    Points are taken in the order given. Real clocks sometimes step back, so timestamps need not
+    be monotonic; detectors use them only to place a point (its time of day, its gap), and callers
+    that must drop late points (the engine) do so before scoring.
     """
 
     #: Registry name of the detector family.
@@ -157,19 +161,17 @@ class Detector(ABC):
         if len(vals):
             self._run(times, vals, self._state, out)
             self._n_seen += len(vals)
-            self._last_ts = int(times[-1])
+            self._last_ts = max(int(times.max()), self._last_ts or int(times.max()))
         return Detail(**out)
 
     def update(self, ts: int, value: float) -> float:
         """Score one point (ts in ms UTC) and learn it; returns its score."""
         times = np.array([ts], dtype=np.int64)
         vals = np.array([value], dtype=np.float64)
-        if self._last_ts is not None and ts < self._last_ts:
-            raise DataError(f"timestamp {ts} is older than the last one seen ({self._last_ts})")
         out = _new_out(1)
         self._run(times, vals, self._state, out)
         self._n_seen += 1
-        self._last_ts = int(ts)
+        self._last_ts = int(ts) if self._last_ts is None else max(self._last_ts, int(ts))
         return float(out["score"][0])
 
     def state_dict(self) -> dict[str, Any]:
@@ -224,11 +226,6 @@ class Detector(ABC):
             times = np.ascontiguousarray(ts, dtype=np.int64)
             if times.shape != vals.shape:
                 raise DataError(f"{len(times)} timestamps for {len(vals)} values")
-            if len(times) > 1 and bool(np.any(np.diff(times) < 0)):
-                bad = int(np.flatnonzero(np.diff(times) < 0)[0]) + 1
-                raise DataError(f"timestamps go backwards at position {bad}")
-            if len(times) and self._last_ts is not None and times[0] < self._last_ts:
-                raise DataError("timestamps start before the last one already seen")
         return vals, times
 
 

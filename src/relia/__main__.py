@@ -1,0 +1,3 @@
+from relia.cli import main
+
+main()

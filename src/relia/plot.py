@@ -1,0 +1,117 @@
+"""Pictures of a series with its anomalies: PNG, or a self-contained HTML page (inline SVG)."""
+
+from __future__ import annotations
+
+import html
+import io
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from relia.detect.base import Detail
+from relia.detect.threshold import AnomalyWindow
+from relia.errors import DataError
+from relia.timeparse import format_ms
+
+__all__ = ["plot_series"]
+
+
+def _figure(
+    ts: npt.NDArray[np.int64],
+    values: npt.NDArray[np.float64],
+    detail: Detail,
+    flags: npt.NDArray[np.bool_],
+    title: str,
+) -> object:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    times = ts.astype("datetime64[ms]")
+    fig, (ax, ax_score) = plt.subplots(
+        2, 1, figsize=(13, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    ax.fill_between(
+        times, detail.lower, detail.upper, color="#9ecae1", alpha=0.45, lw=0, label="expected band"
+    )
+    ax.plot(times, detail.expected, color="#3182bd", lw=0.8, alpha=0.8, label="expected")
+    ax.plot(times, values, color="#222222", lw=0.9, label="value")
+    if flags.any():
+        ax.scatter(times[flags], values[flags], color="#d62728", s=14, zorder=3, label="anomaly")
+    finite = values[np.isfinite(values)]
+    if len(finite):
+        # Keep the axis on the data: a band that balloons after a jump must not squash the line.
+        lo, hi = float(finite.min()), float(finite.max())
+        pad = 0.08 * (hi - lo) if hi > lo else max(1.0, abs(hi) * 0.1)
+        ax.set_ylim(lo - pad, hi + pad)
+    ax.set_title(title, loc="left", fontsize=11)
+    ax.legend(loc="upper left", fontsize=8, ncol=4, frameon=False)
+    ax.grid(alpha=0.25)
+    ax_score.plot(times, detail.score, color="#756bb1", lw=0.8)
+    ax_score.set_ylim(0, 1.02)
+    ax_score.set_ylabel("score", fontsize=8)
+    ax_score.grid(alpha=0.25)
+    ax_score.xaxis.set_major_formatter(
+        mdates.ConciseDateFormatter(ax_score.xaxis.get_major_locator())  # type: ignore[no-untyped-call]
+    )
+    fig.tight_layout()
+    return fig
+
+
+def plot_series(
+    path: str | Path,
+    ts: npt.NDArray[np.int64],
+    values: npt.NDArray[np.float64],
+    detail: Detail,
+    flags: npt.NDArray[np.bool_],
+    *,
+    title: str,
+    windows: list[AnomalyWindow] | None = None,
+) -> Path:
+    """Draw the series, its expected band and its anomalies to ``path`` (.png or .html)."""
+    out = Path(path)
+    suffix = out.suffix.lower()
+    if suffix not in (".png", ".html", ".htm"):
+        raise DataError(f"plot must end in .png or .html, got {out.name!r}", where="--plot")
+    import matplotlib.pyplot as plt
+
+    fig = _figure(ts, values, detail, flags, title)
+    try:
+        if suffix == ".png":
+            fig.savefig(out, dpi=110)  # type: ignore[attr-defined]
+        else:
+            buf = io.StringIO()
+            fig.savefig(buf, format="svg")  # type: ignore[attr-defined]
+            out.write_text(_html_page(title, buf.getvalue(), windows or []), encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"cannot write plot: {exc.strerror}", where=str(out)) from None
+    finally:
+        plt.close(fig)  # type: ignore[arg-type]
+    return out
+
+
+def _html_page(title: str, svg: str, windows: list[AnomalyWindow]) -> str:
+    rows = "".join(
+        f"<tr><td>{format_ms(w.start_ts)}</td><td>{format_ms(w.end_ts)}</td>"
+        f"<td>{w.end_index - w.start_index + 1}</td><td>{w.peak_score:.3f}</td></tr>"
+        for w in windows
+    )
+    svg_body = svg[svg.find("<svg") :]
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:24px;color:#222}}
+svg{{max-width:100%;height:auto}}
+table{{border-collapse:collapse;font-size:14px}}
+td,th{{border-bottom:1px solid #ddd;padding:4px 12px;text-align:left}}
+</style></head><body>
+<h2>{html.escape(title)}</h2>
+{svg_body}
+<h3>Anomalous windows ({len(windows)})</h3>
+<table><tr><th>start (UTC)</th><th>end (UTC)</th><th>points</th><th>peak score</th></tr>
+{rows}</table>
+</body></html>
+"""

@@ -1,0 +1,52 @@
+"""Parsing times and durations at the edges (CLI, API); inside relia time is int64 ms UTC."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from relia.config import parse_duration
+
+__all__ = ["format_ms", "parse_time"]
+
+_RELATIVE = re.compile(r"^\s*(?:now)?\s*([+-])\s*(\S+)\s*$")
+
+
+def parse_time(text: str, *, now_ms: int) -> int:
+    """Parse an absolute or relative time into ms UTC.
+
+    Accepts ``now``, ``now-1h`` / ``-1h`` / ``-30m``, epoch seconds or milliseconds (by
+    magnitude), and ISO-8601 (naive means UTC). Raises ``ValueError`` with a readable message.
+    """
+    raw = text.strip()
+    if raw.lower() == "now":
+        return now_ms
+    rel = _RELATIVE.match(raw.lower())
+    if rel and not raw.lstrip("+-").replace(".", "", 1).isdigit():
+        sign = -1 if rel.group(1) == "-" else 1
+        return now_ms + sign * int(round(parse_duration(rel.group(2)) * 1000))
+    try:
+        number = float(raw)
+    except ValueError:
+        pass
+    else:
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ValueError(f"not a time: {text!r}")
+        return int(round(number)) if abs(number) >= 1e11 else int(round(number * 1000))
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"not a time: {text!r} (use ISO-8601, epoch seconds, 'now' or 'now-1h')"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(round(parsed.timestamp() * 1000))
+
+
+def format_ms(ms: int) -> str:
+    """ISO-8601 UTC with a ``Z``; milliseconds shown only when non-zero."""
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    if ms % 1000:
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")

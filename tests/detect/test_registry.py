@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import pytest
+
+from relia.detect import available, create, register, resolve
+from relia.detect.registry import _REGISTRY
+from relia.errors import DetectorError
+
+
+def test_create_by_name_with_params() -> None:
+    det = create("mad", window=32)
+    assert det.config.model_dump()["window"] == 32
+
+
+def test_unknown_name_lists_known_ones() -> None:
+    with pytest.raises(DetectorError, match=r"no detector named 'nope' \(known: .*mad"):
+        create("nope")
+
+
+def test_bad_params_name_the_field() -> None:
+    with pytest.raises(DetectorError, match="'window'"):
+        create("mad", window=-1)
+    with pytest.raises(DetectorError, match="'colour'"):
+        create("mad", colour="red")
+
+
+def test_duplicate_names_are_refused_and_targets_checked() -> None:
+    with pytest.raises(DetectorError, match="already registered"):
+        register("mad", "relia.detect.stats:RollingMAD", "again")
+    with pytest.raises(DetectorError, match="module:Class"):
+        register("x-bad", "relia.detect.stats.RollingMAD", "no colon")
+
+
+def test_lazy_import_errors_are_clear() -> None:
+    register("x-missing", "relia_no_such_module:Thing", "missing", replace=True)
+    try:
+        with pytest.raises(DetectorError, match="not installed"):
+            resolve("x-missing")
+    finally:
+        del _REGISTRY["x-missing"]
+
+
+def test_default_is_registered() -> None:
+    assert "default" in available()
+    assert create("default").score([1.0, 2.0]).shape == (2,)

@@ -1,0 +1,184 @@
+"""The relia CLI, driven in-process with Typer's runner."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from relia.cli import app
+
+runner = CliRunner()
+
+
+def _series_csv(path: Path, n: int = 400, spike_at: int = 300) -> Path:
+    rng = np.random.default_rng(1)
+    values = 10 + rng.normal(0, 0.5, n)
+    values[spike_at] = 40
+    ts = 1_700_000_000 + 60 * np.arange(n)
+    pl.DataFrame({"Timestamp": ts, "Value": values}).write_csv(path)
+    return path
+
+
+def test_detect_writes_one_row_per_input_row(tmp_path: Path) -> None:
+    src = _series_csv(tmp_path / "in.csv")
+    out = tmp_path / "out.csv"
+    result = runner.invoke(app, ["detect", str(src), "--out", str(out), "--detector", "mad"])
+    assert result.exit_code == 0, result.output
+    frame = pl.read_csv(out)
+    assert frame.columns == ["timestamp", "value", "anomaly_score", "is_anomaly"]
+    assert frame.height == 400
+    scores = frame["anomaly_score"].to_numpy()
+    assert ((scores >= 0) & (scores <= 1)).all()
+    assert set(frame["is_anomaly"].unique().to_list()) <= {0, 1}
+    assert frame["is_anomaly"][300] == 1
+    assert frame["timestamp"][0] == "2023-11-14T22:13:20Z"
+    np.testing.assert_allclose(frame["value"][300], 40.0)
+
+
+def test_detect_without_out_writes_csv_to_stdout_and_summary_to_stderr(tmp_path: Path) -> None:
+    src = _series_csv(tmp_path / "in.csv")
+    result = runner.invoke(app, ["detect", str(src), "-d", "mad"])
+    assert result.exit_code == 0
+    frame = pl.read_csv(io.StringIO(result.stdout))
+    assert frame.height == 400
+    assert "anomalous windows" in result.stderr
+    assert "anomalous windows" not in result.stdout
+
+
+@pytest.mark.parametrize("suffix", [".png", ".html"])
+def test_detect_plot(tmp_path: Path, suffix: str) -> None:
+    src = _series_csv(tmp_path / "in.csv")
+    plot = tmp_path / f"plot{suffix}"
+    result = runner.invoke(
+        app, ["detect", str(src), "--plot", str(plot), "-o", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 0, result.output
+    data = plot.read_bytes()
+    if suffix == ".png":
+        assert data.startswith(b"\x89PNG")
+    else:
+        text = data.decode()
+        assert (
+            "<svg" in text and "Anomalous windows" in text and "http" not in text.split("<svg")[0]
+        )
+
+
+def test_detect_reads_parquet_and_explicit_columns(tmp_path: Path) -> None:
+    path = tmp_path / "in.parquet"
+    rng = np.random.default_rng(2)
+    pl.DataFrame(
+        {"when": 1_700_000_000_000 + 1000 * np.arange(100), "cpu": rng.normal(size=100)}
+    ).write_parquet(path)
+    result = runner.invoke(
+        app,
+        [
+            "detect",
+            str(path),
+            "--time-col",
+            "when",
+            "--value-col",
+            "cpu",
+            "-o",
+            str(tmp_path / "o.csv"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert pl.read_csv(tmp_path / "o.csv").height == 100
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "message"),
+    [
+        (None, [], "no such file"),
+        ("", [], "empty"),
+        ("timestamp,value\n", [], "no data"),
+        ("timestamp,value\n2020-01-01,1\nyesterday,2\n", [], "row 2"),
+        ("timestamp,value\n2020-01-01,1\n2020-01-02,abc\n", [], "row 2"),
+        ("timestamp,value\n2020-01-01,1\n", ["--value-col", "nope"], "nope"),
+        ("timestamp,value\n2020-01-01,1\n", ["--detector", "nope"], "no detector named 'nope'"),
+        ("timestamp,value\n2020-01-01,1\n", ["--threshold", "2"], "--threshold"),
+        ("timestamp,value\n2020-01-01,1\n", ["--plot", "x.gif"], ".png or .html"),
+    ],
+)
+def test_detect_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path, content: str | None, args: list[str], message: str
+) -> None:
+    path = tmp_path / "in.csv"
+    if content is not None:
+        path.write_text(content)
+    result = runner.invoke(app, ["detect", str(path), "-o", str(tmp_path / "o.csv"), *args])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("relia: error:")
+    assert message.lower() in lines[0].lower()
+
+
+def test_detect_needs_a_file_or_prometheus() -> None:
+    result = runner.invoke(app, ["detect"])
+    assert result.exit_code == 2
+    assert "either an INPUT file or --prometheus" in result.stderr
+
+
+def test_detect_unreachable_prometheus_is_exit_2() -> None:
+    # Port 9 (discard) on loopback: nothing listens, the connection is refused at once.
+    result = runner.invoke(
+        app, ["detect", "--prometheus", "http://127.0.0.1:9", "--query", "up", "--step", "1m"]
+    )
+    assert result.exit_code == 2
+    assert "127.0.0.1:9" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "where"),
+    [
+        (["--start", "yesterday-ish"], "--start"),
+        (["--end", "x"], "--end"),
+        (["--step", "fast"], "--step"),
+        (["--start", "now", "--end", "now-1h"], "--end must be after --start"),
+    ],
+)
+def test_detect_prometheus_bad_range(args: list[str], where: str) -> None:
+    result = runner.invoke(
+        app, ["detect", "--prometheus", "http://127.0.0.1:9", "--query", "up", *args]
+    )
+    assert result.exit_code == 2
+    assert where in result.stderr
+
+
+def test_detectors_lists_every_registered_detector() -> None:
+    result = runner.invoke(app, ["detectors"])
+    assert result.exit_code == 0
+    names = [line.split()[0] for line in result.stdout.splitlines()]
+    assert {"default", "mad", "seasonal", "cusum"} <= set(names)
+
+
+def test_config_check_ok_and_errors(tmp_path: Path) -> None:
+    good = tmp_path / "relia.yaml"
+    good.write_text(
+        "interval: 30s\nscrape:\n  - name: app\n    url: http://127.0.0.1:9100/metrics\n"
+    )
+    result = runner.invoke(app, ["config", "check", str(good)])
+    assert result.exit_code == 0, result.output
+    assert "ok" in result.stdout
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("interval: soon\napi:\n  port: 70000\n  colour: red\n")
+    result = runner.invoke(app, ["config", "check", str(bad)])
+    assert result.exit_code == 2
+    err = result.stderr
+    assert f"{bad}:1: interval" in err
+    assert f"{bad}:3: api.port" in err
+    assert f"{bad}:4: api.colour" in err
+
+
+def test_help_on_every_command() -> None:
+    for cmd in (["--help"], ["detect", "--help"], ["up", "--help"], ["config", "check", "--help"]):
+        result = runner.invoke(app, cmd)
+        assert result.exit_code == 0, cmd
+        assert "Usage" in result.stdout

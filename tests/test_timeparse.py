@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from relia.timeparse import format_ms, parse_time
+
+NOW = 1_700_000_000_000
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        ("now", NOW),
+        ("now-1h", NOW - 3_600_000),
+        ("-30m", NOW - 1_800_000),
+        ("1700000000", NOW),
+        ("1700000000000", NOW),
+        ("2023-11-14T22:13:20Z", NOW),
+        ("2023-11-14 22:13:20", NOW),
+        ("2023-11-14T23:13:20+01:00", NOW),
+    ],
+)
+def test_parse_time(text: str, ms: int) -> None:
+    assert parse_time(text, now_ms=NOW) == ms
+
+
+@given(st.integers(min_value=0, max_value=4_000_000_000_000))
+def test_format_then_parse_round_trips(ms: int) -> None:
+    assert parse_time(format_ms(ms), now_ms=NOW) == ms
+
+
+@given(st.text(max_size=30))
+def test_anything_parses_or_raises_value_error(text: str) -> None:
+    try:
+        parse_time(text, now_ms=NOW)
+    except ValueError:
+        pass

@@ -1,5 +1,6 @@
 """Persistent state: series index, recent samples, detector checkpoints, findings."""
 
 from relia.store.base import SeriesInfo, Store
+from relia.store.duckdb import DuckDBStore, open_store
 
-__all__ = ["SeriesInfo", "Store"]
+__all__ = ["DuckDBStore", "SeriesInfo", "Store", "open_store"]

@@ -1,0 +1,365 @@
+"""Time series from CSV and Parquet files.
+
+:func:`read_series` turns one file into a :class:`SeriesFrame`: int64 milliseconds UTC and float64
+values, one row per data row of the file, in file order. The time and value columns are found by
+common names (case-insensitive) unless given; times may be ISO-8601 text (a missing zone means
+UTC), epoch seconds, milliseconds, microseconds or nanoseconds (told apart by magnitude), or
+Parquet datetime/date columns. An empty value is NaN and kept.
+
+:class:`FileSource` serves a file as a :class:`~relia.sources.base.MetricSource`: the first poll
+returns the whole file as one series, later polls nothing.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from relia.errors import DataError
+from relia.signals import MetricBatch, SeriesIndex
+
+__all__ = ["FileSource", "SeriesFrame", "read_series"]
+
+TIME_NAMES = ("timestamp", "time", "ts", "date", "datetime", "time_stamp", "@timestamp")
+VALUE_NAMES = ("value", "values", "y", "metric", "val", "count")
+CSV_SUFFIXES = (".csv", ".tsv", ".txt")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+# Formats tried in turn on ISO-8601 text; `%.f` makes fractional seconds optional and `%#z`
+# accepts `Z`, `+02:00` and `+0200`.
+_DATETIME_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.f%#z",
+    "%Y-%m-%d %H:%M:%S%.f%#z",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M%#z",
+    "%Y-%m-%d %H:%M%#z",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class SeriesFrame:
+    """One series read from a file: ``ts`` int64 ms UTC and ``values`` float64, in file order.
+
+    Compared by identity (``eq=False``): arrays have no single truth value.
+    """
+
+    ts: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+    time_col: str
+    value_col: str
+    path: Path
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+def read_series(
+    path: str | Path, time_col: str | None = None, value_col: str | None = None
+) -> SeriesFrame:
+    """Read a time series from a CSV (``.csv``/``.tsv``/``.txt``) or Parquet (``.parquet``/``.pq``).
+
+    Raises :class:`DataError` naming the file (and row, line, column) on any bad input.
+    """
+    p = Path(path)
+    where = str(p)
+    if not p.exists():
+        raise DataError("no such file", where=where)
+    if not p.is_file():
+        raise DataError("not a file", where=where)
+    suffix = p.suffix.lower()
+    if suffix in CSV_SUFFIXES:
+        df, line_of_row = _read_csv(p)
+    elif suffix in PARQUET_SUFFIXES:
+        df, line_of_row = _read_parquet(p), None
+    else:
+        raise DataError(
+            f"unknown format {p.suffix or '(no suffix)'!r}; expected one of "
+            f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}",
+            where=where,
+        )
+    if df.height == 0:
+        raise DataError("no data rows", where=where)
+    tcol, vcol = _pick_columns(df.columns, time_col, value_col, where)
+    ts = _parse_times(df.get_column(tcol), tcol, where, line_of_row)
+    values = _parse_values(df.get_column(vcol), vcol, where, line_of_row)
+    return SeriesFrame(ts=ts, values=values, time_col=tcol, value_col=vcol, path=p)
+
+
+def _place(where: str, row: int, line_of_row: npt.NDArray[np.int64] | None) -> str:
+    """``file: row N (line L)`` for a 0-based data row index."""
+    if line_of_row is None:
+        return f"{where}: row {row + 1}"
+    return f"{where}: row {row + 1} (line {int(line_of_row[row])})"
+
+
+def _sniff_separator(head: bytes, suffix: str) -> str:
+    if suffix == ".tsv":
+        return "\t"
+    first = head.split(b"\n", 1)[0]
+    counts = {sep: first.count(sep.encode()) for sep in (",", "\t", ";", "|")}
+    best = max(counts, key=lambda s: counts[s])
+    return best if counts[best] > 0 else ","
+
+
+def _read_csv(p: Path) -> tuple[pl.DataFrame, npt.NDArray[np.int64]]:
+    where = str(p)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read: {exc.strerror or exc}", where=where) from None
+    if not raw.strip():
+        raise DataError("empty file", where=where)
+    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark would end up in the header
+        raw = raw[3:]
+    sep = _sniff_separator(raw[:65536], p.suffix.lower())
+    try:
+        # Everything as text: we parse times and values ourselves so that errors can name the row.
+        df = pl.read_csv(io.BytesIO(raw), separator=sep, infer_schema=False, encoding="utf8-lossy")
+    except pl.exceptions.NoDataError:
+        raise DataError("empty file", where=where) from None
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"cannot parse CSV: {first}", where=where) from None
+    if df.width == 0:
+        raise DataError("no columns", where=where)
+    # Blank lines come back as all-null rows: they are not data, so drop them but keep each
+    # remaining row's line number (header is line 1) for error messages.
+    blank = pl.all_horizontal(pl.all().is_null() | (pl.all().str.strip_chars() == ""))
+    keep = ~df.select(blank.alias("blank")).get_column("blank")
+    lines = np.arange(2, df.height + 2, dtype=np.int64)
+    if not bool(keep.all()):
+        mask = keep.to_numpy()
+        lines = lines[mask]
+        df = df.filter(keep)
+    return df, lines
+
+
+def _read_parquet(p: Path) -> pl.DataFrame:
+    try:
+        return pl.read_parquet(p)
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"cannot read Parquet: {first}", where=str(p)) from None
+
+
+def _find(columns: list[str], wanted: str) -> str | None:
+    """The column named ``wanted``: exact match first, else case-insensitive."""
+    if wanted in columns:
+        return wanted
+    low = wanted.strip().lower()
+    for c in columns:
+        if c.strip().lower() == low:
+            return c
+    return None
+
+
+def _pick_columns(
+    columns: list[str], time_col: str | None, value_col: str | None, where: str
+) -> tuple[str, str]:
+    existing = ", ".join(repr(c) for c in columns)
+    if time_col is not None:
+        tcol = _find(columns, time_col)
+        if tcol is None:
+            raise DataError(f"no time column {time_col!r}; columns are {existing}", where=where)
+    else:
+        tcol = next((c for n in TIME_NAMES if (c := _find(columns, n)) is not None), None)
+    if value_col is not None:
+        vcol = _find(columns, value_col)
+        if vcol is None:
+            raise DataError(f"no value column {value_col!r}; columns are {existing}", where=where)
+    else:
+        others = [c for c in columns if c != tcol]
+        vcol = next((c for n in VALUE_NAMES if (c := _find(others, n)) is not None), None)
+    if (tcol is None or vcol is None) and len(columns) == 2:
+        # No common names, but a two-column file is unambiguous: time first, value second.
+        tcol = tcol or (columns[0] if vcol != columns[0] else columns[1])
+        vcol = vcol or next(c for c in columns if c != tcol)
+    if tcol is None:
+        raise DataError(
+            f"no time column (looked for {', '.join(TIME_NAMES)}); columns are {existing}; "
+            "name one with time_col",
+            where=where,
+        )
+    if vcol is None:
+        raise DataError(
+            f"no value column (looked for {', '.join(VALUE_NAMES)}); columns are {existing}; "
+            "name one with value_col",
+            where=where,
+        )
+    if tcol == vcol:
+        raise DataError(f"time and value column are the same ({tcol!r})", where=where)
+    return tcol, vcol
+
+
+def _first_bad(mask: npt.NDArray[np.bool_]) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def _epoch_to_ms(
+    s: pl.Series, col: str, where: str, line_of_row: npt.NDArray[np.int64] | None
+) -> npt.NDArray[np.int64]:
+    """Epoch numbers to ms; the unit (s, ms, μs, ns) follows from the largest magnitude."""
+    if s.dtype.is_integer() or _integral(s):
+        # Integers stay exact (float64 would round epoch nanoseconds).
+        ints = s.cast(pl.Int64, strict=False).to_numpy().astype(np.int64)
+        biggest = int(np.abs(ints).max()) if len(ints) else 0
+        if biggest > 10**17:
+            return ints // 1_000_000
+        if biggest > 10**14:
+            return ints // 1_000
+        if biggest > 10**11:
+            return ints
+        return ints * 1000
+    floats = s.cast(pl.Float64).to_numpy().astype(np.float64)
+    bad = ~np.isfinite(floats)
+    if bad.any():
+        i = _first_bad(bad)
+        raise DataError(
+            f"unparsable time {floats[i]!r} in column {col!r}", where=_place(where, i, line_of_row)
+        )
+    largest = float(np.abs(floats).max())
+    scale = 1e-6 if largest > 1e17 else 1e-3 if largest > 1e14 else 1.0 if largest > 1e11 else 1e3
+    ms = np.round(floats * scale)
+    too_big = np.abs(ms) > 2**62
+    if too_big.any():
+        i = _first_bad(too_big)
+        raise DataError(
+            f"time {floats[i]!r} in column {col!r} is out of range",
+            where=_place(where, i, line_of_row),
+        )
+    return ms.astype(np.int64)
+
+
+def _integral(s: pl.Series) -> bool:
+    if not s.dtype.is_float():
+        return False
+    arr = s.to_numpy()
+    finite = np.isfinite(arr)
+    return bool(finite.all() and (np.abs(arr) < 2**62).all() and (arr == np.round(arr)).all())
+
+
+def _parse_times(
+    s: pl.Series, col: str, where: str, line_of_row: npt.NDArray[np.int64] | None
+) -> npt.NDArray[np.int64]:
+    dtype = s.dtype
+    if s.null_count():
+        i = _first_bad(s.is_null().to_numpy())
+        raise DataError(f"missing time in column {col!r}", where=_place(where, i, line_of_row))
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is None:  # naive means UTC
+            s = s.dt.replace_time_zone("UTC")
+        return s.dt.epoch("ms").to_numpy().astype(np.int64)
+    if dtype == pl.Date:
+        return s.cast(pl.Datetime("ms")).dt.epoch("ms").to_numpy().astype(np.int64)
+    if dtype.is_numeric():
+        return _epoch_to_ms(s, col, where, line_of_row)
+    if dtype != pl.String:
+        raise DataError(f"time column {col!r} has unsupported type {dtype}", where=where)
+    text = s.str.strip_chars()
+    numbers = text.cast(pl.Float64, strict=False)
+    if numbers.null_count() == 0:
+        ints = text.cast(pl.Int64, strict=False)
+        return _epoch_to_ms(ints if ints.null_count() == 0 else numbers, col, where, line_of_row)
+    parsed = pl.select(
+        pl.coalesce(
+            [
+                text.str.to_datetime(f, time_unit="ms", time_zone="UTC", strict=False)
+                for f in _DATETIME_FORMATS
+            ]
+            + [text.str.to_date("%Y-%m-%d", strict=False).cast(pl.Datetime("ms", "UTC"))]
+        ).alias("t")
+    ).get_column("t")
+    ms = parsed.dt.epoch("ms")
+    if ms.null_count():
+        ms = _fallback_iso(text, ms, col, where, line_of_row)
+    return ms.to_numpy().astype(np.int64)
+
+
+def _fallback_iso(
+    text: pl.Series,
+    ms: pl.Series,
+    col: str,
+    where: str,
+    line_of_row: npt.NDArray[np.int64] | None,
+) -> pl.Series:
+    # Rare shapes (e.g. `2024-01-01T00:00:00.123456789+05:30`, week dates) go through Python's ISO
+    # parser, once per distinct leftover string rather than per row.
+    missing = ms.is_null().to_numpy()
+    leftovers = text.filter(pl.Series(missing)).unique(maintain_order=True).to_list()
+    found: dict[str, int] = {}
+    for raw in leftovers:
+        try:
+            dt = datetime.fromisoformat(raw)
+        except ValueError:
+            i = int(np.flatnonzero(missing & (text == raw).to_numpy())[0])
+            raise DataError(
+                f"unparsable time {raw!r} in column {col!r} (expected ISO-8601 or epoch "
+                "seconds/milliseconds)",
+                where=_place(where, i, line_of_row),
+            ) from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        found[raw] = round(dt.timestamp() * 1000)
+    filled = text.replace_strict(found, default=None, return_dtype=pl.Int64)
+    return ms.fill_null(filled)
+
+
+def _parse_values(
+    s: pl.Series, col: str, where: str, line_of_row: npt.NDArray[np.int64] | None
+) -> npt.NDArray[np.float64]:
+    dtype = s.dtype
+    if dtype.is_numeric() or dtype == pl.Boolean:
+        return s.cast(pl.Float64).fill_null(float("nan")).to_numpy().astype(np.float64)
+    if dtype != pl.String:
+        raise DataError(f"value column {col!r} has unsupported type {dtype}", where=where)
+    text = s.str.strip_chars()
+    empty = text.is_null() | (text == "")
+    numbers = text.cast(pl.Float64, strict=False)
+    bad = (numbers.is_null() & ~empty).to_numpy()
+    if bad.any():
+        i = _first_bad(bad)
+        raise DataError(
+            f"non-numeric value {s[i]!r} in column {col!r}", where=_place(where, i, line_of_row)
+        )
+    return numbers.fill_null(float("nan")).to_numpy().astype(np.float64)
+
+
+class FileSource:
+    """A file served as a source: the first poll returns all of it, later polls nothing.
+
+    The series is named after the file's stem, with no labels; ``name`` names the source.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        index: SeriesIndex,
+        name: str | None = None,
+        time_col: str | None = None,
+        value_col: str | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.index = index
+        self.name = name or self.path.stem
+        self.metric = self.path.stem
+        self.time_col = time_col
+        self.value_col = value_col
+        self._done = False
+
+    def poll(self, now_ms: int) -> MetricBatch:
+        """The whole file once; an empty batch afterwards."""
+        if self._done:
+            return MetricBatch.empty()
+        frame = read_series(self.path, self.time_col, self.value_col)
+        sid = self.index.get_or_add(self.metric)
+        self._done = True
+        return MetricBatch.for_series(sid, frame.ts, frame.values)

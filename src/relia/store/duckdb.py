@@ -1,0 +1,598 @@
+"""The embedded state store: one DuckDB file (``<data_dir>/relia.duckdb``), no server.
+
+Writes are set-based: a batch of samples is handed to DuckDB as an Arrow table and merged with a
+few SQL statements (replace, insert, trim to the newest ``samples_per_series`` per series), never
+row by row from Python.
+
+Threads: the engine writes from its thread while the HTTP API reads from others. A DuckDB
+connection must not be used by two threads at once, so writes go through one connection behind a
+lock (which also keeps two writers from conflicting), and every read gets its own short-lived cursor
+(a connection to the same database), so reads run alongside a write and see only committed data.
+:meth:`DuckDBStore.close` waits for reads in flight.
+
+Samples of series that are not registered with :meth:`DuckDBStore.upsert_series` are kept, but
+only registered series are listed. Lowering ``samples_per_series`` takes effect for a series at its
+next append.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import duckdb
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+from pydantic import ValidationError
+
+from relia.errors import ConfigError, DataError, StoreError
+from relia.incidents.model import Finding, FindingKind, Severity
+from relia.signals import MetricBatch, series_key
+from relia.store.base import SeriesInfo
+from relia.store.migrations import Migration, latest_version, load_migrations
+
+__all__ = ["STORE_FILE", "DuckDBStore", "open_store"]
+
+#: The file name of the store inside a data directory.
+STORE_FILE = "relia.duckdb"
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+# The name an incoming Arrow table is registered under on the writer connection. Only the writer
+# registers, under its lock, so one fixed name is enough.
+_BATCH = "relia_incoming"
+
+_FINDING_COLUMNS = (
+    "id, kind, key, series_id, start_ts, end_ts, score, severity, detector, summary, evidence"
+)
+
+
+class DuckDBStore:
+    """The :class:`~relia.store.base.Store` in a DuckDB file (or ``":memory:"`` for tests).
+
+    ``samples_per_series`` bounds the samples kept per series (the newest ones). Opening applies
+    the missing schema migrations; ``migrations_dir`` replaces the packaged ones (for tests).
+    Usable as a context manager; :meth:`close` is idempotent.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        samples_per_series: int = 2000,
+        *,
+        migrations_dir: str | Path | None = None,
+    ) -> None:
+        if (
+            isinstance(samples_per_series, bool)
+            or not isinstance(samples_per_series, int | np.integer)
+            or samples_per_series < 1
+        ):
+            raise ConfigError(
+                f"samples_per_series must be an integer >= 1, got {samples_per_series!r}",
+                where="store",
+            )
+        self._samples_per_series = int(samples_per_series)
+        self._path = str(path)
+        self._write_lock = threading.Lock()
+        # Guards handing out read cursors and counts the reads in flight, so close() can wait
+        # for them instead of closing a connection under a running query.
+        self._readers = threading.Condition(threading.Lock())
+        self._n_reading = 0
+        self._closed = False
+        migrations = load_migrations(migrations_dir)
+        self._root = _connect(self._path)
+        try:
+            # The root connection only hands out cursors; the writer is a cursor of its own, so
+            # readers can take cursors while a write is running.
+            self._writer = self._root.cursor()
+            self._version = self._migrate(migrations)
+        except BaseException:
+            self._root.close()
+            self._closed = True
+            raise
+
+    # -- properties -------------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The database file (or ``":memory:"``)."""
+        return self._path
+
+    @property
+    def samples_per_series(self) -> int:
+        """How many of the newest samples are kept per series."""
+        return self._samples_per_series
+
+    @property
+    def schema_version(self) -> int:
+        """The migration the schema is at."""
+        return self._version
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    # -- series -----------------------------------------------------------------------------
+
+    def upsert_series(self, series: list[tuple[int, str, dict[str, str]]]) -> None:
+        """Register series (id, metric name, labels); known ids are left as they are."""
+        ids: list[int] = []
+        names: list[str] = []
+        labels: list[str] = []
+        seen: set[int] = set()
+        for i, entry in enumerate(series):
+            where = f"series[{i}]"
+            if not isinstance(entry, Sequence) or isinstance(entry, str) or len(entry) != 3:
+                raise DataError("expected a tuple (series_id, name, labels)", where=where)
+            sid = _as_int64(entry[0], "series_id", where)
+            name, lab = entry[1], entry[2]
+            if not isinstance(name, str) or not name:
+                raise DataError(f"name must be a non-empty string, got {name!r}", where=where)
+            if not isinstance(lab, Mapping):
+                raise DataError(f"labels must be a mapping, got {type(lab).__name__}", where=where)
+            if sid in seen:  # the first registration wins, as it would across two calls
+                continue
+            seen.add(sid)
+            ids.append(sid)
+            names.append(name)
+            # The canonical form of SeriesIndex (sorted, __name__ dropped), as compact JSON.
+            labels.append(json.dumps(dict(series_key(name, lab)[1]), separators=(",", ":")))
+        if not ids:
+            return
+        table = pa.table(
+            {
+                "id": pa.array(ids, pa.int64()),
+                "name": pa.array(names, pa.string()),
+                "labels": pa.array(labels, pa.string()),
+            }
+        )
+        with self._transaction("registering series") as w, _registered(w, table):
+            w.execute(
+                f"INSERT INTO series (id, name, labels, created_at) "
+                f"SELECT id, name, labels, ? FROM {_BATCH} ON CONFLICT (id) DO NOTHING",
+                [_utc_now()],
+            )
+
+    def list_series(self) -> list[SeriesInfo]:
+        """Every known series with its sample range and count, ordered by name then labels."""
+        with self._reader("listing series") as cur:
+            rows = cur.execute(
+                """
+                SELECT s.id, s.name, s.labels::VARCHAR, a.first_ts, a.last_ts, coalesce(a.n, 0)
+                FROM series AS s
+                LEFT JOIN (
+                    SELECT series_id, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS n
+                    FROM samples GROUP BY series_id
+                ) AS a ON a.series_id = s.id
+                """
+            ).fetchall()
+        out = [
+            SeriesInfo(
+                series_id=int(sid),
+                name=str(name),
+                labels=json.loads(lab),
+                first_ts=None if first is None else int(first),
+                last_ts=None if last is None else int(last),
+                n_samples=int(n),
+            )
+            for sid, name, lab, first, last, n in rows
+        ]
+        # Sorted here rather than in SQL: "by labels" means by the sorted (name, value) pairs,
+        # which JSON text order does not match ('{"a":"1"}' sorts after '{"a":"1","b":"2"}').
+        out.sort(key=lambda s: (s.name, tuple(sorted(s.labels.items())), s.series_id))
+        return out
+
+    # -- samples ----------------------------------------------------------------------------
+
+    def append_samples(self, batch: MetricBatch) -> None:
+        """Add samples; keeps only the newest ``samples_per_series`` per series.
+
+        A sample with the same (series, ts) as a stored one replaces it; within the batch the
+        last one written wins. The whole batch is one transaction.
+        """
+        if not isinstance(batch, MetricBatch):
+            raise DataError(f"append_samples expects a MetricBatch, got {type(batch).__name__}")
+        n = len(batch)
+        if n == 0:
+            return
+        # Sort by (series, ts, arrival) and keep the last row of each (series, ts) run: the
+        # batch then holds unique keys, each with its last-written value.
+        order = np.lexsort((np.arange(n), batch.ts, batch.series_id))
+        sid, ts, value = batch.series_id[order], batch.ts[order], batch.value[order]
+        last = np.ones(n, dtype=bool)
+        last[:-1] = (sid[1:] != sid[:-1]) | (ts[1:] != ts[:-1])
+        table = pa.table({"series_id": sid[last], "ts": ts[last], "value": value[last]})
+        keep = self._samples_per_series
+        with self._transaction("appending samples") as w, _registered(w, table):
+            w.execute(
+                f"DELETE FROM samples USING {_BATCH} AS b "
+                "WHERE samples.series_id = b.series_id AND samples.ts = b.ts"
+            )
+            w.execute(f"INSERT INTO samples SELECT series_id, ts, value FROM {_BATCH}")
+            # One set-based trim of the touched series: max(ts, k) gives the k largest ts of a
+            # series (a bounded heap, no full sort), so its last element is the newest ts that
+            # no longer fits; it and everything older go. ts is unique per series, so exactly
+            # `keep` rows remain.
+            w.execute(
+                f"""
+                DELETE FROM samples USING (
+                    SELECT series_id, list_last(max(ts, {keep + 1})) AS cutoff
+                    FROM samples
+                    WHERE series_id IN (SELECT DISTINCT series_id FROM {_BATCH})
+                    GROUP BY series_id
+                    HAVING count(*) > {keep}
+                ) AS cut
+                WHERE samples.series_id = cut.series_id AND samples.ts <= cut.cutoff
+                """
+            )
+
+    def samples(
+        self,
+        series_id: int,
+        since: int | None = None,
+        until: int | None = None,
+        limit: int | None = None,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """(ts, value) of one series in time order, ``since <= ts <= until``; ``limit`` keeps
+        the newest."""
+        params = [
+            _as_int64(series_id, "series_id"),
+            _INT64_MIN if since is None else _as_int64(since, "since"),
+            _INT64_MAX if until is None else _as_int64(until, "until"),
+        ]
+        sql = "SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts <= ?"
+        if limit is None:
+            sql += " ORDER BY ts"
+        else:
+            sql += f" ORDER BY ts DESC LIMIT {_as_limit(limit)}"
+        with self._reader("reading samples") as cur:
+            cols = cur.execute(sql, params).fetchnumpy()
+        ts = np.asarray(cols["ts"], dtype=np.int64)
+        value = np.asarray(cols["value"], dtype=np.float64)
+        if limit is not None:
+            ts, value = ts[::-1], value[::-1]
+        return np.ascontiguousarray(ts), np.ascontiguousarray(value)
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def save_checkpoints(self, checkpoints: dict[int, bytes]) -> None:
+        """Store detector checkpoints by series id (replacing older ones), in one transaction."""
+        ids: list[int] = []
+        blobs: list[bytes] = []
+        for key, blob in checkpoints.items():
+            ids.append(_as_int64(key, "series_id", "checkpoints"))
+            if not isinstance(blob, bytes | bytearray | memoryview):
+                raise DataError(
+                    f"checkpoint of series {key} must be bytes, got {type(blob).__name__}",
+                    where="checkpoints",
+                )
+            blobs.append(bytes(blob))
+        if not ids:
+            return
+        table = pa.table(
+            {"series_id": pa.array(ids, pa.int64()), "blob": pa.array(blobs, pa.binary())}
+        )
+        with self._transaction("saving checkpoints") as w, _registered(w, table):
+            w.execute(
+                f"INSERT INTO checkpoints SELECT series_id, blob, ? FROM {_BATCH} "
+                "ON CONFLICT (series_id) DO UPDATE "
+                "SET blob = excluded.blob, updated_at = excluded.updated_at",
+                [_utc_now()],
+            )
+
+    def load_checkpoints(self) -> dict[int, bytes]:
+        """Every stored detector checkpoint by series id."""
+        with self._reader("loading checkpoints") as cur:
+            rows = cur.execute("SELECT series_id, blob FROM checkpoints").fetchall()
+        return {int(sid): bytes(blob) for sid, blob in rows}
+
+    # -- findings ---------------------------------------------------------------------------
+
+    def add_findings(self, findings: list[Finding]) -> int:
+        """Persist findings; one with a known id replaces it (a window grew). Returns how many
+        were new."""
+        by_id: dict[str, Finding] = {}
+        for i, f in enumerate(findings):
+            if not isinstance(f, Finding):
+                raise DataError(
+                    f"expected a Finding, got {type(f).__name__}", where=f"findings[{i}]"
+                )
+            by_id[f.id] = f  # the last one given for an id wins
+        if not by_id:
+            return 0
+        rows = list(by_id.values())
+        table = pa.table(
+            {
+                "id": pa.array([f.id for f in rows], pa.string()),
+                "kind": pa.array([f.kind.value for f in rows], pa.string()),
+                "key": pa.array([f.key for f in rows], pa.string()),
+                "series_id": pa.array(
+                    [
+                        None if f.series_id is None else _as_int64(f.series_id, "series_id", f.id)
+                        for f in rows
+                    ],
+                    pa.int64(),
+                ),
+                "start_ts": pa.array([_as_int64(f.start, "start", f.id) for f in rows], pa.int64()),
+                "end_ts": pa.array([_as_int64(f.end, "end", f.id) for f in rows], pa.int64()),
+                "score": pa.array([f.score for f in rows], pa.float64()),
+                "severity": pa.array([f.severity.value for f in rows], pa.string()),
+                "detector": pa.array([f.detector for f in rows], pa.string()),
+                "summary": pa.array([f.summary for f in rows], pa.string()),
+                "evidence": pa.array([_dump_evidence(f) for f in rows], pa.string()),
+            }
+        )
+        now = _utc_now()
+        updates = ", ".join(
+            f"{c} = excluded.{c}" for c in _FINDING_COLUMNS.split(", ")[1:] + ["updated_at"]
+        )
+        with self._transaction("saving findings") as w, _registered(w, table):
+            known = w.execute(
+                f"SELECT count(*) FROM findings WHERE id IN (SELECT id FROM {_BATCH})"
+            ).fetchall()[0][0]
+            w.execute(
+                f"INSERT INTO findings ({_FINDING_COLUMNS}, created_at, updated_at) "
+                f"SELECT {_FINDING_COLUMNS}, ?, ? FROM {_BATCH} "
+                f"ON CONFLICT (id) DO UPDATE SET {updates}",
+                [now, now],
+            )
+        return len(rows) - int(known)
+
+    def findings(
+        self,
+        since: int | None = None,
+        series_id: int | None = None,
+        limit: int = 1000,
+    ) -> list[Finding]:
+        """Findings whose end is at or after ``since``, newest (by end, then start) first."""
+        where: list[str] = []
+        params: list[int] = []
+        if since is not None:
+            where.append("end_ts >= ?")
+            params.append(_as_int64(since, "since"))
+        if series_id is not None:
+            where.append("series_id = ?")
+            params.append(_as_int64(series_id, "series_id"))
+        sql = f"SELECT {_FINDING_COLUMNS} FROM findings"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY end_ts DESC, start_ts DESC, id LIMIT {_as_limit(limit)}"
+        with self._reader("reading findings") as cur:
+            rows = cur.execute(sql, params).fetchall()
+        return [self._finding(row) for row in rows]
+
+    def _finding(self, row: tuple[Any, ...]) -> Finding:
+        fid, kind, key, sid, start, end, score, severity, detector, summary, evidence = row
+        try:
+            return Finding(
+                id=fid,
+                kind=FindingKind(kind),
+                key=key,
+                series_id=sid,
+                start=start,
+                end=end,
+                score=score,
+                severity=Severity(severity),
+                detector=detector,
+                summary=summary,
+                evidence=json.loads(evidence),
+            )
+        except (ValueError, ValidationError) as e:
+            first = str(e).splitlines()[0]
+            raise StoreError(f"finding {fid!r} cannot be read: {first}", where=self._path) from e
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the store (idempotent). Committed data is on disk afterwards."""
+        with self._write_lock, self._readers:
+            if self._closed:
+                return
+            self._closed = True  # no new reads start from here on
+            self._readers.wait_for(lambda: self._n_reading == 0)
+            try:
+                self._writer.close()
+                self._root.close()
+            except duckdb.Error as e:
+                raise StoreError(
+                    f"closing the store failed: {_first_line(e)}", where=self._path
+                ) from e
+
+    def __enter__(self) -> DuckDBStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"schema {self._version}"
+        return f"DuckDBStore({self._path!r}, {state})"
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _migrate(self, migrations: list[Migration]) -> int:
+        w = self._writer
+        try:
+            w.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                "version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
+            )
+            current = int(
+                w.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchall()[0][
+                    0
+                ]
+            )
+        except duckdb.Error as e:
+            raise StoreError(
+                f"cannot read the schema version: {_first_line(e)}", where=self._path
+            ) from e
+        known = latest_version(migrations)
+        if current > known:
+            raise StoreError(
+                f"the store was written by a newer relia (schema {current} > {known}); "
+                "upgrade relia or use another data directory",
+                where=self._path,
+            )
+        for m in migrations[current:]:  # versions are 1..N, so version v sits at index v - 1
+            try:
+                w.begin()
+                w.execute(m.sql)
+                w.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                    [m.version, m.name, _utc_now()],
+                )
+                w.commit()
+            except duckdb.Error as e:
+                _rollback(w)
+                raise StoreError(
+                    f"migration {m.version:04d}_{m.name} failed: {_first_line(e)}", where=self._path
+                ) from e
+            current = m.version
+        return current
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("the store is closed", where=self._path)
+
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The writer connection inside a transaction: committed on success, else rolled back."""
+        with self._write_lock:
+            self._check_open()
+            w = self._writer
+            try:
+                w.begin()
+                yield w
+                w.commit()
+            except duckdb.Error as e:
+                _rollback(w)
+                raise StoreError(f"{what} failed: {_first_line(e)}", where=self._path) from e
+            except BaseException:
+                _rollback(w)
+                raise
+
+    @contextmanager
+    def _reader(self, what: str) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A fresh cursor for one read, closed afterwards."""
+        with self._readers:
+            self._check_open()
+            try:
+                cur = self._root.cursor()
+            except duckdb.Error as e:
+                raise StoreError(f"{what} failed: {_first_line(e)}", where=self._path) from e
+            self._n_reading += 1
+        try:
+            yield cur
+        except duckdb.Error as e:
+            raise StoreError(f"{what} failed: {_first_line(e)}", where=self._path) from e
+        finally:
+            try:
+                cur.close()
+            finally:
+                with self._readers:
+                    self._n_reading -= 1
+                    self._readers.notify_all()
+
+
+def open_store(data_dir: str | Path, samples_per_series: int = 2000) -> DuckDBStore:
+    """Open (creating it if needed) the store of a data directory: ``<data_dir>/relia.duckdb``."""
+    directory = Path(data_dir)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreError(
+            f"cannot create the data directory: {e.strerror or e}", where=str(directory)
+        ) from e
+    return DuckDBStore(directory / STORE_FILE, samples_per_series)
+
+
+def _connect(path: str) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(path)
+    except duckdb.Error as e:
+        msg = _first_line(e)
+        if "Could not set lock" in msg:
+            pid = re.search(r"PID (\d+)", msg)
+            holder = f" (process {pid.group(1)})" if pid else ""
+            raise StoreError(
+                f"the store file is locked by another process{holder}; another relia may be "
+                "running with this data directory",
+                where=path,
+            ) from e
+        if "not a valid DuckDB database" in msg:
+            raise StoreError(
+                "not a relia store: the file is not a valid DuckDB database", where=path
+            ) from e
+        raise StoreError(f"cannot open the store: {msg}", where=path) from e
+
+
+@contextmanager
+def _registered(conn: duckdb.DuckDBPyConnection, table: pa.Table) -> Iterator[None]:
+    conn.register(_BATCH, table)
+    try:
+        yield
+    finally:
+        conn.unregister(_BATCH)
+
+
+def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
+    try:
+        conn.rollback()
+    except duckdb.Error:  # no transaction open (it failed before BEGIN, or DuckDB ended it)
+        pass
+
+
+def _as_int64(value: object, what: str, where: str | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise DataError(f"{what} must be an integer, got {value!r}", where=where)
+    out = int(value)
+    if not _INT64_MIN <= out <= _INT64_MAX:
+        raise DataError(f"{what} {out} does not fit in int64", where=where)
+    return out
+
+
+def _as_limit(limit: object) -> int:
+    out = _as_int64(limit, "limit")
+    if out < 0:
+        raise DataError(f"limit must be >= 0, got {out}")
+    return out
+
+
+def _json_default(obj: object) -> Any:
+    # Detectors put NumPy scalars and arrays into evidence; store them as plain JSON.
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def _dump_evidence(f: Finding) -> str:
+    try:
+        return json.dumps(f.evidence, default=_json_default)
+    except (TypeError, ValueError) as e:
+        raise DataError(f"evidence cannot be stored as JSON: {e}", where=f"finding {f.id}") from e
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _utc_now() -> datetime:
+    # Naive UTC, as the TIMESTAMP columns hold (no time zone conversion on the way in or out).
+    return datetime.now(UTC).replace(tzinfo=None)

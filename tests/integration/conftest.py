@@ -1,0 +1,199 @@
+"""Real servers on loopback for integration tests.
+
+Fixtures (session-scoped):
+
+- ``test_exporter``: a ``/metrics`` endpoint on 127.0.0.1 (prometheus_client on its own registry)
+  exposing ``relia_test_wave`` (gauge, ``sin(2π t / 60)`` with ``t`` in seconds since the epoch,
+  labels ``shape="sine"``) and ``relia_test_requests_total`` (counter growing by 10 per second
+  since the exporter started). ``.url`` is the ``/metrics`` URL, ``.address`` ``host:port``.
+- ``prometheus_server``: the Debian ``prometheus`` binary scraping that exporter every second
+  under job ``relia_test``, ready and holding a few samples. ``.url`` is its base URL,
+  ``.exporter_url`` the exporter's ``/metrics`` URL, ``.job`` the job name.
+
+Without the binary the tests fail when ``CI`` is set and are skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+WAVE_PERIOD_S = 60.0
+REQUESTS_PER_S = 10.0
+JOB = "relia_test"
+
+
+def wave_value(t_s: float) -> float:
+    """What ``relia_test_wave`` reads at time ``t_s`` (seconds since the epoch)."""
+    return math.sin(2 * math.pi * t_s / WAVE_PERIOD_S)
+
+
+class _TestCollector(Collector):
+    def __init__(self) -> None:
+        self.started = time.time()
+
+    def collect(self) -> Iterator[Metric]:
+        now = time.time()
+        wave = GaugeMetricFamily("relia_test_wave", "A sine wave of period 60 s.", labels=["shape"])
+        wave.add_metric(["sine"], wave_value(now))
+        yield wave
+        requests = CounterMetricFamily("relia_test_requests", "Requests, 10 per second.")
+        requests.add_metric([], REQUESTS_PER_S * (now - self.started))
+        yield requests
+
+
+@dataclass(frozen=True)
+class Exporter:
+    url: str
+    address: str
+    started: float
+
+
+@dataclass(frozen=True)
+class PrometheusServer:
+    url: str
+    exporter_url: str
+    exporter_address: str
+    job: str
+    data_dir: Path
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def test_exporter() -> Iterator[Exporter]:
+    registry = CollectorRegistry()
+    collector = _TestCollector()
+    registry.register(collector)
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    port = server.server_port
+    try:
+        yield Exporter(
+            url=f"http://127.0.0.1:{port}/metrics",
+            address=f"127.0.0.1:{port}",
+            started=collector.started,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def _prometheus_binary() -> str:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        msg = "the prometheus binary is not installed: sudo apt-get install -y prometheus"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return binary
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], deadline: float, log: Path) -> None:
+    with httpx.Client(timeout=2.0) as http:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                tail = log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"prometheus exited with {proc.returncode}:\n{tail}")
+            try:
+                if http.get(f"{url}/-/ready").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"prometheus at {url} not ready in time")
+        # Ready is not enough: wait until a few scrapes of the exporter are stored.
+        while time.monotonic() < deadline:
+            end = time.time()
+            resp = http.get(
+                f"{url}/api/v1/query_range",
+                params={"query": "relia_test_wave", "start": end - 60, "end": end, "step": 1},
+            )
+            result = resp.json().get("data", {}).get("result", [])
+            if result and len({v[1] for v in result[0]["values"]}) >= 3:
+                return
+            time.sleep(0.25)
+        raise RuntimeError(f"prometheus at {url} stored no samples of the test exporter in time")
+
+
+@pytest.fixture(scope="session")
+def prometheus_server(test_exporter: Exporter) -> Iterator[PrometheusServer]:
+    binary = _prometheus_binary()
+    with tempfile.TemporaryDirectory(prefix="relia-prom-") as tmp:
+        root = Path(tmp)
+        config = root / "prometheus.yml"
+        config.write_text(
+            "global:\n"
+            "  scrape_interval: 1s\n"
+            "  evaluation_interval: 1s\n"
+            "scrape_configs:\n"
+            f"  - job_name: {JOB}\n"
+            "    scrape_interval: 1s\n"
+            "    scrape_timeout: 1s\n"
+            "    static_configs:\n"
+            f"      - targets: ['{test_exporter.address}']\n"
+        )
+        log = root / "prometheus.log"
+        proc: subprocess.Popen[bytes] | None = None
+        url = ""
+        for _attempt in range(3):  # the free port may be taken between probing and binding
+            port = _free_port()
+            url = f"http://127.0.0.1:{port}"
+            with log.open("wb") as out:
+                proc = subprocess.Popen(
+                    [
+                        binary,
+                        f"--config.file={config}",
+                        f"--storage.tsdb.path={root / 'data'}",
+                        f"--web.listen-address=127.0.0.1:{port}",
+                        "--log.level=warn",
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=root,
+                )
+            try:
+                _wait_ready(url, proc, time.monotonic() + 20.0, log)
+                break
+            except RuntimeError:
+                proc.terminate()
+                proc.wait(timeout=10)
+                if "address already in use" not in log.read_text(errors="replace"):
+                    raise
+        else:
+            raise RuntimeError("prometheus found no free port in 3 attempts")
+        assert proc is not None
+        try:
+            yield PrometheusServer(
+                url=url,
+                exporter_url=test_exporter.url,
+                exporter_address=test_exporter.address,
+                job=JOB,
+                data_dir=root / "data",
+            )
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)

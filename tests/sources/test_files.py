@@ -1,0 +1,207 @@
+"""Reading series from CSV and Parquet files."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from relia.errors import DataError
+from relia.signals import SeriesIndex
+from relia.sources.base import MetricSource
+from relia.sources.files import FileSource, read_series
+
+T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_iso_times_with_and_without_zone(tmp_path: Path) -> None:
+    p = write(
+        tmp_path,
+        "a.csv",
+        "Time,Value\n"
+        "2024-01-01T00:00:00Z,1\n"
+        "2024-01-01 00:00:01,2\n"
+        "2024-01-01T02:00:02+02:00,3\n"
+        "2024-01-01T00:00:03.250,4\n"
+        "2024-01-01T00:00:04.5+0000,5\n"
+        "2024-01-02,6\n"
+        "2024-01-01T00:01,7\n",
+    )
+    f = read_series(p)
+    assert f.time_col == "Time" and f.value_col == "Value" and f.path == p
+    assert f.ts.dtype == np.int64 and f.values.dtype == np.float64
+    expected = [T0, T0 + 1000, T0 + 2000, T0 + 3250, T0 + 4500, T0 + 86_400_000, T0 + 60_000]
+    assert f.ts.tolist() == expected
+    assert f.values.tolist() == [1, 2, 3, 4, 5, 6, 7]
+
+
+@pytest.mark.parametrize(
+    ("stamps", "expected"),
+    [
+        (["1704067200", "1704067201"], [T0, T0 + 1000]),
+        (["1704067200.5", "1704067201.25"], [T0 + 500, T0 + 1250]),
+        ([str(T0), str(T0 + 7)], [T0, T0 + 7]),
+        ([str(T0 * 1000), str(T0 * 1000 + 7000)], [T0, T0 + 7]),
+        ([str(T0 * 1_000_000), str(T0 * 1_000_000 + 7_000_000)], [T0, T0 + 7]),
+    ],
+    ids=["seconds", "fractional-seconds", "ms", "us", "ns"],
+)
+def test_epoch_units_by_magnitude(tmp_path: Path, stamps: list[str], expected: list[int]) -> None:
+    p = write(tmp_path, "e.csv", "ts,value\n" + "".join(f"{s},1\n" for s in stamps))
+    assert read_series(p).ts.tolist() == expected
+
+
+def test_empty_values_are_nan_and_kept_in_order(tmp_path: Path) -> None:
+    p = write(tmp_path, "n.csv", "timestamp,value\n3,1.5\n1,\n2,NaN\n4, 7 \n5,inf\n")
+    f = read_series(p)
+    assert f.ts.tolist() == [3000, 1000, 2000, 4000, 5000]  # file order, not sorted
+    assert f.values[0] == 1.5 and np.isnan(f.values[1]) and np.isnan(f.values[2])
+    assert f.values[3] == 7.0 and np.isinf(f.values[4])
+
+
+def test_column_names_case_insensitive_and_explicit(tmp_path: Path) -> None:
+    p = write(tmp_path, "c.csv", "host,@Timestamp,Count,other\nx,10,1,9\ny,20,2,8\n")
+    f = read_series(p)
+    assert (f.time_col, f.value_col) == ("@Timestamp", "Count")
+    g = read_series(p, time_col="@TIMESTAMP", value_col="OTHER")
+    assert g.value_col == "other" and g.values.tolist() == [9.0, 8.0]
+
+
+def test_two_unnamed_columns_are_time_then_value(tmp_path: Path) -> None:
+    p = write(tmp_path, "two.csv", "when,reading\n1700000000,3\n1700000060,4\n")
+    f = read_series(p)
+    assert (f.time_col, f.value_col) == ("when", "reading")
+    assert f.values.tolist() == [3.0, 4.0]
+
+
+def test_tsv_and_semicolon_and_txt(tmp_path: Path) -> None:
+    assert read_series(write(tmp_path, "a.tsv", "ts\tvalue\n1\t2\n")).values.tolist() == [2.0]
+    assert read_series(write(tmp_path, "b.csv", "ts;value\n1;2\n")).values.tolist() == [2.0]
+    assert read_series(write(tmp_path, "c.txt", "ts,value\n1,2\n")).values.tolist() == [2.0]
+
+
+def test_blank_lines_are_skipped_but_lines_counted(tmp_path: Path) -> None:
+    p = write(tmp_path, "b.csv", "ts,value\n1,1\n\n2,2\n\n3,oops\n")
+    with pytest.raises(DataError) as err:
+        read_series(p)
+    msg = str(err.value)
+    assert "row 3 (line 6)" in msg and "'oops'" in msg and str(p) in msg
+
+
+def test_parquet_datetime_and_numbers(tmp_path: Path) -> None:
+    naive = tmp_path / "naive.parquet"
+    pl.DataFrame(
+        {
+            "timestamp": [dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 1, 0, 0, 1)],
+            "value": [1, None],
+        }
+    ).write_parquet(naive)
+    f = read_series(naive)
+    assert f.ts.tolist() == [T0, T0 + 1000] and np.isnan(f.values[1])
+
+    aware = tmp_path / "aware.pq"
+    pl.DataFrame(
+        {"time": [dt.datetime(2024, 1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=1)))]}
+    ).with_columns(pl.lit(2.5).alias("y")).write_parquet(aware)
+    assert read_series(aware).ts.tolist() == [T0]
+
+    epoch = tmp_path / "epoch.parquet"
+    pl.DataFrame({"ts": [T0, T0 + 5], "val": [1.0, 2.0]}).write_parquet(epoch)
+    assert read_series(epoch).ts.tolist() == [T0, T0 + 5]
+
+    dates = tmp_path / "dates.parquet"
+    pl.DataFrame({"date": [dt.date(2024, 1, 1)], "value": ["3"]}).write_parquet(dates)
+    assert read_series(dates).ts.tolist() == [T0]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "fragment"),
+    [
+        ("a.csv", "", "empty file"),
+        ("a.csv", "\n\n", "empty file"),
+        ("a.csv", "ts,value\n", "no data rows"),
+        ("a.csv", "a,b,c\n1,2,3\n", "columns are 'a', 'b', 'c'"),
+        ("a.csv", "ts,value\nyesterday,1\n", "row 1 (line 2): unparsable time 'yesterday'"),
+        ("a.csv", "ts,value\n1,2\n2,x1\n", "row 2 (line 3): non-numeric value 'x1'"),
+        ("a.csv", "ts,value\n,2\n", "row 1 (line 2): missing time"),
+        ("a.csv", 'ts,value\n"1,2\n', "cannot parse CSV"),
+        ("a.json", "{}", "unknown format '.json'"),
+        ("a.parquet", "not parquet", "cannot read Parquet"),
+    ],
+)
+def test_bad_input_is_one_line_data_error(
+    tmp_path: Path, name: str, text: str, fragment: str
+) -> None:
+    p = write(tmp_path, name, text)
+    with pytest.raises(DataError) as err:
+        read_series(p)
+    msg = str(err.value)
+    assert fragment in msg
+    assert str(p) in msg
+    assert "\n" not in msg
+
+
+def test_missing_path_and_directory_and_unknown_column(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such file"):
+        read_series(tmp_path / "nope.csv")
+    with pytest.raises(DataError, match="not a file"):
+        read_series(tmp_path)
+    p = write(tmp_path, "a.csv", "ts,value\n1,2\n")
+    with pytest.raises(DataError, match=r"no value column 'v'; columns are 'ts', 'value'"):
+        read_series(p, value_col="v")
+    with pytest.raises(DataError, match=r"no time column 'when'"):
+        read_series(p, time_col="when")
+
+
+# Cells drawn from things that look like times, numbers, junk and CSV syntax.
+_cell = st.one_of(
+    st.sampled_from(["", "1", "1.5", "NaN", "inf", "-3", "1e400", "nan", '"', '""', ",", " "]),
+    st.sampled_from(["2024-01-01", "2024-01-01T00:00:00Z", "2024-13-45", "1704067200000"]),
+    st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\r\x00"), max_size=6),
+    st.integers(-(2**70), 2**70).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+)
+_csv = st.lists(st.lists(_cell, min_size=0, max_size=4), min_size=0, max_size=6).map(
+    lambda rows: "\n".join(",".join(r) for r in rows)
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(header=st.sampled_from(["ts,value", "time,Value,x", "a,b", "Date;y", ""]), body=_csv)
+def test_random_csv_parses_or_raises_data_error(tmp_path: Path, header: str, body: str) -> None:
+    p = tmp_path / "fuzz.csv"
+    p.write_text(f"{header}\n{body}" if header else body, encoding="utf-8")
+    try:
+        f = read_series(p)
+    except DataError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert f.ts.dtype == np.int64 and f.values.dtype == np.float64
+    assert len(f.ts) == len(f.values) > 0
+
+
+def test_file_source_polls_once(tmp_path: Path) -> None:
+    p = write(tmp_path, "cpu_load.csv", "ts,value\n1,0.5\n2,0.7\n")
+    index = SeriesIndex()
+    source = FileSource(p, index)
+    assert isinstance(source, MetricSource)
+    assert source.name == "cpu_load"
+    batch = source.poll(0)
+    assert batch.ts.tolist() == [1000, 2000] and batch.value.tolist() == [0.5, 0.7]
+    assert {index.name(int(s)) for s in batch.series_id} == {"cpu_load"}
+    assert len(source.poll(1)) == 0
+    named = FileSource(p, SeriesIndex(), name="files")
+    assert named.name == "files"

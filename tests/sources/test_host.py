@@ -1,0 +1,123 @@
+"""HostSource: gauges and counter rates of this machine, real and with a stand-in psutil."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from relia.signals import MetricBatch, SeriesIndex, describe
+from relia.sources.base import MetricSource
+from relia.sources.host import HostSource
+
+
+class FakePsutil:
+    """The few psutil functions HostSource calls, with counters the test moves forward."""
+
+    def __init__(self) -> None:
+        self.cpu_calls: list[bool] = []
+        self.recv = {"eth0": 1000, "lo": 5, "wlan0": 0}
+        self.read = 10_000
+
+    def cpu_percent(self, interval: float | None = None, percpu: bool = False) -> Any:
+        assert interval is None  # never blocks
+        self.cpu_calls.append(percpu)
+        return [10.0, 30.0] if percpu else 20.0
+
+    def getloadavg(self) -> tuple[float, float, float]:
+        return (0.5, 0.25, 0.125)
+
+    def virtual_memory(self) -> Any:
+        return SimpleNamespace(used=4_000, available=6_000, percent=40.0)
+
+    def swap_memory(self) -> Any:
+        return SimpleNamespace(used=123)
+
+    def disk_partitions(self, all: bool = False) -> list[Any]:
+        part = SimpleNamespace
+        return [
+            part(device="/dev/sda1", mountpoint="/data/bind", fstype="ext4"),
+            part(device="/dev/sda1", mountpoint="/data", fstype="ext4"),
+            part(device="tmpfs", mountpoint="/run", fstype="tmpfs"),
+            part(device="/dev/loop0", mountpoint="/snap/x", fstype="squashfs"),
+            part(device="/dev/sdb1", mountpoint="/gone", fstype="xfs"),
+        ]
+
+    def disk_usage(self, path: str) -> Any:
+        if path == "/gone":
+            raise PermissionError(path)
+        return SimpleNamespace(percent=55.5)
+
+    def pids(self) -> list[int]:
+        return [1, 2, 3]
+
+    def net_io_counters(self, pernic: bool = False) -> dict[str, Any]:
+        return {
+            nic: SimpleNamespace(bytes_recv=v, bytes_sent=2 * v) for nic, v in self.recv.items()
+        }
+
+    def disk_io_counters(self, perdisk: bool = False) -> Any:
+        return SimpleNamespace(read_bytes=self.read, write_bytes=0)
+
+
+def by_name(index: SeriesIndex, batch: MetricBatch) -> dict[str, float]:
+    cols = (batch.series_id.tolist(), batch.value.tolist())
+    return {describe(index.key(s)): v for s, v in zip(*cols, strict=True)}
+
+
+def test_gauges_and_rates_with_fake_psutil() -> None:
+    ps = FakePsutil()
+    index = SeriesIndex()
+    source = HostSource(index, per_cpu=True, ps=ps, hostname="box")
+    assert ps.cpu_calls == [False, True]  # primed at construction
+    first = by_name(index, source.poll(1_000_000))
+    assert first['host_cpu_percent{host="box"}'] == 20.0
+    assert first['host_cpu_percent{cpu="1",host="box"}'] == 30.0
+    assert first['host_load15{host="box"}'] == 0.125
+    assert first['host_memory_used_bytes{host="box"}'] == 4000
+    assert first['host_memory_available_bytes{host="box"}'] == 6000
+    assert first['host_memory_percent{host="box"}'] == 40.0
+    assert first['host_swap_used_bytes{host="box"}'] == 123
+    assert first['host_processes{host="box"}'] == 3
+    disks = [k for k in first if k.startswith("host_disk_usage_percent")]
+    assert disks == ['host_disk_usage_percent{host="box",mountpoint="/data"}']
+    assert not any("per_second" in k for k in first)  # no rates on the first poll
+
+    ps.recv = {"eth0": 3000, "lo": 99, "wlan0": 0}
+    ps.read = 14_000
+    second = by_name(index, source.poll(1_002_000))  # 2 s later
+    assert second['host_network_receive_bytes_per_second{device="eth0",host="box"}'] == 1000.0
+    assert second['host_network_transmit_bytes_per_second{device="eth0",host="box"}'] == 2000.0
+    assert second['host_network_receive_bytes_per_second{device="wlan0",host="box"}'] == 0.0
+    assert not any('device="lo"' in k for k in second)
+    assert second['host_disk_read_bytes_per_second{host="box"}'] == 2000.0
+    assert second['host_disk_write_bytes_per_second{host="box"}'] == 0.0
+
+    ps.recv = {"eth0": 10, "lo": 99, "wlan0": 0}  # eth0's counter reset
+    third = by_name(index, source.poll(1_003_000))
+    assert not any('device="eth0"' in k for k in third)
+    assert third['host_disk_read_bytes_per_second{host="box"}'] == 0.0
+
+
+def test_real_host_is_sane_and_ids_are_stable() -> None:
+    index = SeriesIndex()
+    source = HostSource(index)
+    assert isinstance(source, MetricSource) and source.name == "host"
+    now = int(time.time() * 1000)
+    first = source.poll(now)
+    time.sleep(0.05)
+    second = source.poll(now + 50)
+    for batch in (first, second):
+        assert len(batch) >= 8
+        assert np.all(np.isfinite(batch.value))
+        assert np.all(batch.value >= 0)
+    names = by_name(index, first)
+    cpu = next(v for k, v in names.items() if k.startswith("host_cpu_percent{"))
+    assert 0.0 <= cpu <= 100.0
+    assert any(k.startswith("host_memory_used_bytes{") for k in names)
+    assert all('host="' in k for k in names)
+    assert set(first.series_id.tolist()) <= set(second.series_id.tolist())
+    assert np.all(second.ts == now + 50)
+    assert len(set(index)) == len(set(second.series_id.tolist()) | set(first.series_id.tolist()))

@@ -1,0 +1,222 @@
+"""PrometheusClient and PrometheusSource against the in-memory fake server."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pytest
+
+from relia.errors import SourceError
+from relia.signals import SeriesIndex
+from relia.sources.base import MetricSource
+from relia.sources.fakes import fake_prometheus_transport
+from relia.sources.prometheus import (
+    MAX_POINTS_PER_CHUNK,
+    PrometheusClient,
+    PrometheusSource,
+    RangeSeries,
+)
+
+T0 = 1_700_000_000_000
+URL = "http://prom.test:9090"
+
+
+def ramp(name: str, n: int, step_ms: int = 1000, **labels: str) -> RangeSeries:
+    ts = T0 + np.arange(n, dtype=np.int64) * step_ms
+    return RangeSeries({"__name__": name, **labels}, ts, np.arange(n, dtype=np.float64))
+
+
+def test_query_range_single_request() -> None:
+    transport = fake_prometheus_transport([ramp("m", 100, a="1"), ramp("m", 100, a="2")])
+    with PrometheusClient(URL, transport=transport) as client:
+        result = client.query_range('m{a="2"}', T0, T0 + 9_000, 1.0)
+    assert len(transport.calls) == 1
+    assert len(result) == 1
+    assert result[0].labels == {"__name__": "m", "a": "2"}
+    assert result[0].ts.tolist() == [T0 + i * 1000 for i in range(10)]
+    assert result[0].values.tolist() == list(range(10))
+
+
+def test_long_range_is_chunked_and_merged_without_duplicates() -> None:
+    n = 35_000  # more than three chunks of 10,000 points at a 1 s step
+    transport = fake_prometheus_transport([ramp("m", n, a="1"), ramp("m", n, a="2")])
+    with PrometheusClient(URL, transport=transport) as client:
+        result = client.query_range("m", T0, T0 + (n - 1) * 1000, 1.0)
+    assert len(transport.calls) == 4
+    for _path, params in transport.calls:
+        points = (float(params["end"]) - float(params["start"])) / float(params["step"]) + 1
+        assert points <= MAX_POINTS_PER_CHUNK
+    assert sorted(r.labels["a"] for r in result) == ["1", "2"]
+    for r in result:
+        assert len(r) == n
+        assert np.all(np.diff(r.ts) == 1000)
+        assert r.values.tolist() == list(range(n))
+
+
+def test_fake_enforces_prometheus_points_limit() -> None:
+    transport = fake_prometheus_transport([ramp("m", 20_000)])
+    http = httpx.Client(transport=transport, base_url=URL)
+    resp = http.get(
+        "/api/v1/query_range",
+        params={"query": "m", "start": T0 / 1000, "end": T0 / 1000 + 11_001, "step": 1},
+    )
+    assert resp.status_code == 400
+    assert resp.json()["errorType"] == "bad_data"
+    assert "11,000 points" in resp.json()["error"]
+
+
+def test_special_values_are_parsed() -> None:
+    s = RangeSeries(
+        {"__name__": "x"},
+        np.array([T0, T0 + 1000, T0 + 2000, T0 + 3000]),
+        np.array([np.nan, np.inf, -np.inf, 1.5]),
+    )
+    with PrometheusClient(URL, transport=fake_prometheus_transport([s])) as client:
+        (r,) = client.query_range("x", T0, T0 + 3000, 1.0)
+    assert np.isnan(r.values[0]) and r.values[1] == np.inf and r.values[2] == -np.inf
+    assert r.values[3] == 1.5
+
+
+def test_range_points_are_evaluated_like_prometheus() -> None:
+    # A sample every 10 s queried at a 5 s step: each point repeats the latest sample.
+    s = ramp("slow", 3, step_ms=10_000)
+    with PrometheusClient(URL, transport=fake_prometheus_transport([s])) as client:
+        (r,) = client.query_range("slow", T0, T0 + 20_000, 5.0)
+    assert r.values.tolist() == [0, 0, 1, 1, 2]
+
+
+def test_bad_promql_is_source_error_with_prometheus_text() -> None:
+    with PrometheusClient(URL, transport=fake_prometheus_transport([])) as client:
+        with pytest.raises(SourceError) as err:
+            client.query_range("sum(", T0, T0 + 1000, 1.0)
+    msg = str(err.value)
+    assert msg.startswith(f"{URL}/api/v1/query_range: ")
+    assert "HTTP 400 (bad_data)" in msg and "parse error" in msg
+
+
+def _answer(status: int, body: bytes, ctype: str = "application/json") -> httpx.MockTransport:
+    return httpx.MockTransport(
+        lambda req: httpx.Response(status, content=body, headers={"Content-Type": ctype})
+    )
+
+
+@pytest.mark.parametrize(
+    ("transport", "fragment"),
+    [
+        (_answer(200, b"<html>hi</html>", "text/html"), "not JSON"),
+        (_answer(502, b"Bad Gateway", "text/plain"), "HTTP 502, answer is not JSON"),
+        (
+            _answer(200, b'{"status":"success","data":{"resultType":"vector","result":[]}}'),
+            "expected a matrix result, got 'vector'",
+        ),
+        (
+            _answer(422, b'{"status":"error","errorType":"execution","error":"too\\nmany"}'),
+            "HTTP 422 (execution): too many",
+        ),
+        (
+            _answer(200, b'{"status":"success","data":{"resultType":"matrix","result":[{}]}}'),
+            None,
+        ),
+        (
+            _answer(
+                200,
+                b'{"status":"success","data":{"resultType":"matrix",'
+                b'"result":[{"metric":{},"values":[[1,"x"]]}]}}',
+            ),
+            "malformed samples",
+        ),
+    ],
+)
+def test_wrong_answers_are_source_errors(
+    transport: httpx.MockTransport, fragment: str | None
+) -> None:
+    with PrometheusClient(URL, transport=transport) as client:
+        if fragment is None:
+            assert client.query_range("up", T0, T0, 1.0)[0].labels == {}
+            return
+        with pytest.raises(SourceError) as err:
+            client.query_range("up", T0, T0, 1.0)
+    assert fragment in str(err.value) and URL in str(err.value)
+
+
+def test_unreachable_and_timeout() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("Connection refused", request=request)
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    with PrometheusClient(URL, transport=httpx.MockTransport(refuse)) as client:
+        with pytest.raises(SourceError, match="cannot reach Prometheus: Connection refused"):
+            client.query_range("up", T0, T0, 1.0)
+    with PrometheusClient(URL, timeout=2, transport=httpx.MockTransport(slow)) as client:
+        with pytest.raises(SourceError, match="did not answer within 2s"):
+            client.query_range("up", T0, T0, 1.0)
+
+
+def test_instant_query() -> None:
+    with PrometheusClient(URL, transport=fake_prometheus_transport([ramp("m", 10)])) as client:
+        (r,) = client.query("m", T0 + 4_500)
+    assert r.ts.tolist() == [T0 + 4_500] and r.values.tolist() == [4.0]
+
+
+def test_source_polls_continue_without_duplicates() -> None:
+    series = [ramp("m", 2000, a="1"), ramp("n", 2000)]
+    index = SeriesIndex()
+    source = PrometheusSource(
+        "prom",
+        URL,
+        [("m", 1.0), ("n", 5.0), ("m_missing", 1.0)],
+        index,
+        lookback_s=60,
+        transport=fake_prometheus_transport(series),
+    )
+    assert isinstance(source, MetricSource)
+    now = T0 + 600_000 + 300  # not on the step grid
+    first = source.poll(now)
+    m_id = index.find("m", {"a": "1"})
+    n_id = index.find("n")
+    assert m_id is not None and n_id is not None
+    m_ts = first.ts[first.series_id == m_id]
+    assert m_ts[0] == T0 + 540_000 and m_ts[-1] == T0 + 600_000  # aligned, lookback 60 s
+    assert len(first.ts[first.series_id == n_id]) == 13  # 60 s at a 5 s step, both ends
+    assert len(source.poll(now)) == 0  # nothing new at the same time
+    second = source.poll(now + 12_000)
+    assert second.ts[second.series_id == m_id].tolist() == [
+        T0 + 601_000 + i * 1000 for i in range(12)
+    ]
+    assert second.ts[second.series_id == n_id].tolist() == [T0 + 605_000, T0 + 610_000]
+    assert second.value[second.series_id == m_id][0] == 601.0
+
+
+def test_source_error_names_source_and_query_and_retries() -> None:
+    calls = {"n": 0}
+    good = fake_prometheus_transport([ramp("m", 100)])
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise httpx.ConnectError("Connection refused", request=request)
+        return good.handle_request(request)
+
+    index = SeriesIndex()
+    source = PrometheusSource(
+        "prom", URL, [("m", 1.0)], index, lookback_s=10, transport=httpx.MockTransport(flaky)
+    )
+    with pytest.raises(SourceError, match=r"source 'prom', query 'm': .*cannot reach"):
+        source.poll(T0 + 50_000)
+    batch = source.poll(T0 + 50_000)  # the failed range is asked again
+    assert batch.ts.tolist() == [T0 + 40_000 + i * 1000 for i in range(11)]
+
+
+def test_series_without_name_use_the_query() -> None:
+    payload = (
+        b'{"status":"success","data":{"resultType":"matrix","result":'
+        b'[{"metric":{"job":"a"},"values":[[1700000000,"2"]]}]}}'
+    )
+    index = SeriesIndex()
+    source = PrometheusSource(
+        "p", URL, [("sum by (job) (x)", 1.0)], index, lookback_s=5, transport=_answer(200, payload)
+    )
+    batch = source.poll(T0)
+    assert index.key(int(batch.series_id[0])) == ("sum by (job) (x)", (("job", "a"),))

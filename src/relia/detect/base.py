@@ -19,7 +19,6 @@ Scores are in [0, 1], higher is more anomalous. Deciding yes/no is the threshold
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
@@ -229,16 +228,10 @@ class Detector(ABC):
         return vals, times
 
 
-# Shared by detectors: the two-sided Gaussian tail probability of a z-score, on a log scale.
-# score = -log10(p) / 10, clipped to 1: z = 3 -> 0.26, z = 4.4 -> 0.5, z >= 6.5 -> 1. A log scale
-# keeps large deviations apart (1 - p saturates at z ~ 8 in float64) and 0.5 is a sane default
-# threshold.
-LOG10_P_FULL = 10.0
-
-
 def z_to_score(z: float) -> float:
-    """Map |z| to a score in [0, 1] (pure-Python twin of :func:`relia.detect._kernels.z_score`)."""
-    p = math.erfc(abs(z) / math.sqrt(2.0))
-    if p <= 0.0:
-        return 1.0
-    return min(1.0, -math.log10(p) / LOG10_P_FULL)
+    """Map a z-score to [0, 1): with s = -log10 of its two-sided Gaussian tail probability,
+    the score is s / (s + 5), so p = 1e-5 (|z| = 4.42) scores 0.5 and larger deviations keep
+    ranking above smaller ones instead of saturating at 1."""
+    from relia.detect._kernels import z_score
+
+    return float(z_score(z))

@@ -8,7 +8,7 @@ import numba
 import numpy as np
 from pydantic import Field
 
-from relia.detect._kernels import scale_floor, z_score
+from relia.detect._kernels import learn_quantum, scale_floor, z_score
 from relia.detect.base import Detector, DetectorConfig, FloatArray, IntArray, State
 
 __all__ = ["EwmaCusum", "EwmaCusumConfig"]
@@ -26,7 +26,7 @@ class EwmaCusumConfig(DetectorConfig):
 
 @numba.njit(cache=True)
 def _cusum_kernel(  # type: ignore[no-untyped-def]
-    values, st, alpha, k, h, clip, min_samples, band_z, rel_floor,
+    values, st, q, alpha, k, h, clip, min_samples, band_z, rel_floor,
     score, expected, lower, upper, comp,
 ):  # fmt: skip
     # st = [mean, var, n, s_pos, s_neg]
@@ -34,22 +34,27 @@ def _cusum_kernel(  # type: ignore[no-untyped-def]
     for i in range(values.shape[0]):
         x = values[i]
         if n >= min_samples:
-            sd = scale_floor(math.sqrt(var), mean, rel_floor, 1e-9)
+            sd = scale_floor(math.sqrt(var), mean, rel_floor, max(q[1], 1e-9))
             expected[i] = mean
             lower[i] = mean - band_z * sd
             upper[i] = mean + band_z * sd
         if np.isnan(x):
             continue
         if n < 1:
+            learn_quantum(q, x)
             mean = x
             var = 0.0
             n += 1
             continue
-        sd = scale_floor(math.sqrt(var), mean, rel_floor, 1e-9)
+        sd = scale_floor(math.sqrt(var), mean, rel_floor, max(q[1], 1e-9))
         z = (x - mean) / sd
+        learn_quantum(q, x)
         if n >= min_samples:
-            s_pos = max(0.0, s_pos + z - k)
-            s_neg = max(0.0, s_neg - z - k)
+            # The sums take the clipped residual: one spike alone cannot reach h and be taken
+            # for a new level.
+            zc = min(max(z, -clip), clip)
+            s_pos = max(0.0, s_pos + zc - k)
+            s_neg = max(0.0, s_neg - zc - k)
             spike = z_score(z)
             s = max(s_pos, s_neg)
             shift = s / (s + h)
@@ -88,12 +93,12 @@ class EwmaCusum(Detector):
     config: EwmaCusumConfig
 
     def _initial_state(self) -> State:
-        return {"st": np.zeros(5)}
+        return {"st": np.zeros(5), "q": np.array([np.nan, 0.0])}
 
     def _run(self, ts: IntArray, values: FloatArray, state: State, out: State) -> None:
         c = self.config
         _cusum_kernel(
-            values, state["st"], c.alpha, c.k, c.h, c.clip, c.min_samples, c.band_z,
+            values, state["st"], state["q"], c.alpha, c.k, c.h, c.clip, c.min_samples, c.band_z,
             c.rel_floor, out["score"], out["expected"], out["lower"], out["upper"],
             out["component"],
         )  # fmt: skip

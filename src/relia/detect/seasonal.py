@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from relia.config import Duration
-from relia.detect._kernels import scale_floor, z_score
+from relia.detect._kernels import learn_quantum, scale_floor, z_score
 from relia.detect.base import Detector, DetectorConfig, FloatArray, IntArray, State
 
 __all__ = ["SeasonalProfile", "SeasonalProfileConfig"]
@@ -27,7 +27,7 @@ class SeasonalProfileConfig(DetectorConfig):
 
 @numba.njit(cache=True)
 def _seasonal_kernel(  # type: ignore[no-untyped-def]
-    ts, values, mean, var, cnt, glob, period_ms, bins, alpha, min_per_bin, clip, band_z,
+    ts, values, mean, var, cnt, glob, q, period_ms, bins, alpha, min_per_bin, clip, band_z,
     rel_floor, score, expected, lower, upper, comp,
 ):  # fmt: skip
     # glob = [mean, var, n]: a global EWMA used until a slot has enough points.
@@ -42,7 +42,7 @@ def _seasonal_kernel(  # type: ignore[no-untyped-def]
             m = glob[0]
             v = glob[1]
             ready = glob[2] >= 2 * min_per_bin
-        sd = scale_floor(math.sqrt(v), m, rel_floor, 1e-9)
+        sd = scale_floor(math.sqrt(v), m, rel_floor, max(q[1], 1e-9))
         if ready:
             expected[i] = m
             lower[i] = m - band_z * sd
@@ -53,12 +53,13 @@ def _seasonal_kernel(  # type: ignore[no-untyped-def]
             score[i] = z_score((x - m) / sd)
             if score[i] > 0.0:
                 comp[i] = 0
+        learn_quantum(q, x)
         # Update the slot and the global model, winsorized so anomalies are not learned whole.
         if cnt[b] == 0:
             mean[b] = x
             var[b] = glob[1]
         else:
-            sdb = scale_floor(math.sqrt(var[b]), mean[b], rel_floor, 1e-9)
+            sdb = scale_floor(math.sqrt(var[b]), mean[b], rel_floor, max(q[1], 1e-9))
             r = x - mean[b]
             if cnt[b] >= min_per_bin:
                 r = min(max(r, -clip * sdb), clip * sdb)
@@ -69,7 +70,7 @@ def _seasonal_kernel(  # type: ignore[no-untyped-def]
         if glob[2] == 0:
             glob[0] = x
         else:
-            sdg = scale_floor(math.sqrt(glob[1]), glob[0], rel_floor, 1e-9)
+            sdg = scale_floor(math.sqrt(glob[1]), glob[0], rel_floor, max(q[1], 1e-9))
             r = x - glob[0]
             if glob[2] >= 2 * min_per_bin:
                 r = min(max(r, -clip * sdg), clip * sdg)
@@ -95,13 +96,14 @@ class SeasonalProfile(Detector):
             "var": np.zeros(b),
             "cnt": np.zeros(b, np.int64),
             "glob": np.zeros(3),
+            "q": np.array([np.nan, 0.0]),
         }
 
     def _run(self, ts: IntArray, values: FloatArray, state: State, out: State) -> None:
         c = self.config
         period_ms = max(1, int(round(c.period * 1000)))
         _seasonal_kernel(
-            ts, values, state["mean"], state["var"], state["cnt"], state["glob"], period_ms,
+            ts, values, state["mean"], state["var"], state["cnt"], state["glob"], state["q"], period_ms,
             c.bins, c.alpha, c.min_per_bin, c.clip, c.band_z, c.rel_floor,
             out["score"], out["expected"], out["lower"], out["upper"], out["component"],
         )  # fmt: skip

@@ -6,7 +6,7 @@ import numba
 import numpy as np
 from pydantic import Field
 
-from relia.detect._kernels import scale_floor, z_score
+from relia.detect._kernels import learn_quantum, scale_floor, z_score
 from relia.detect.base import Detector, DetectorConfig, FloatArray, IntArray, State
 
 __all__ = ["RollingMAD", "RollingMADConfig"]
@@ -21,7 +21,7 @@ class RollingMADConfig(DetectorConfig):
 
 @numba.njit(cache=True)
 def _mad_kernel(  # type: ignore[no-untyped-def]
-    values, buf, meta, window, min_samples, band_z, rel_floor, score, expected, lower, upper, comp
+    values, buf, meta, q, window, min_samples, band_z, rel_floor, score, expected, lower, upper, comp
 ):
     # meta[0] = write position, meta[1] = count in buffer
     pos = meta[0]
@@ -31,7 +31,7 @@ def _mad_kernel(  # type: ignore[no-untyped-def]
         if count >= min_samples:
             med = np.median(buf[:count])
             mad = np.median(np.abs(buf[:count] - med)) * 1.4826
-            scale = scale_floor(mad, med, rel_floor, 1e-9)
+            scale = scale_floor(mad, med, rel_floor, max(q[1], 1e-9))
             expected[i] = med
             lower[i] = med - band_z * scale
             upper[i] = med + band_z * scale
@@ -40,6 +40,7 @@ def _mad_kernel(  # type: ignore[no-untyped-def]
                 if score[i] > 0.0:
                     comp[i] = 0
         if not np.isnan(x):
+            learn_quantum(q, x)
             buf[pos] = x
             pos = (pos + 1) % window
             if count < window:
@@ -61,11 +62,15 @@ class RollingMAD(Detector):
     config: RollingMADConfig
 
     def _initial_state(self) -> State:
-        return {"buf": np.zeros(self.config.window), "meta": np.zeros(2, np.int64)}
+        return {
+            "buf": np.zeros(self.config.window),
+            "meta": np.zeros(2, np.int64),
+            "q": np.array([np.nan, 0.0]),
+        }
 
     def _run(self, ts: IntArray, values: FloatArray, state: State, out: State) -> None:
         c = self.config
         _mad_kernel(
-            values, state["buf"], state["meta"], c.window, c.min_samples, c.band_z, c.rel_floor,
+            values, state["buf"], state["meta"], state["q"], c.window, c.min_samples, c.band_z, c.rel_floor,
             out["score"], out["expected"], out["lower"], out["upper"], out["component"],
         )  # fmt: skip

@@ -86,8 +86,9 @@ def _write_csv(
     frame.write_csv(target, float_precision=None, null_value="")
 
 
-def _numbered(path: Path, i: int, n: int) -> Path:
-    return path if n == 1 else path.with_name(f"{path.stem}_{i + 1}{path.suffix}")
+def _numbered(path: Path, i: int) -> Path:
+    """The first series goes to ``path`` itself, later ones to ``stem_2.suffix``, ..."""
+    return path if i == 0 else path.with_name(f"{path.stem}_{i + 1}{path.suffix}")
 
 
 @app.command()
@@ -153,7 +154,7 @@ def detect(
         flags = thresholder.flags(detail.score)
         windows = thresholder.windows(s.ts, detail.score)
         if out is not None:
-            target = _numbered(out, i, len(series))
+            target = _numbered(out, i)
             try:
                 with target.open("w", encoding="utf-8", newline="") as fh:
                     _write_csv(fh, s.ts, s.values, detail.score, flags)
@@ -173,7 +174,7 @@ def detect(
         if plot is not None:
             from relia.plot import plot_series
 
-            target_plot = _numbered(plot, i, len(series))
+            target_plot = _numbered(plot, i)
             plot_series(
                 target_plot, s.ts, s.values, detail, flags,
                 title=f"{s.title} — {detector}", windows=windows,

@@ -103,7 +103,7 @@ class SeasonalProfile(Detector):
         c = self.config
         period_ms = max(1, int(round(c.period * 1000)))
         _seasonal_kernel(
-            ts, values, state["mean"], state["var"], state["cnt"], state["glob"], state["q"], period_ms,
-            c.bins, c.alpha, c.min_per_bin, c.clip, c.band_z, c.rel_floor,
+            ts, values, state["mean"], state["var"], state["cnt"], state["glob"], state["q"],
+            period_ms, c.bins, c.alpha, c.min_per_bin, c.clip, c.band_z, c.rel_floor,
             out["score"], out["expected"], out["lower"], out["upper"], out["component"],
         )  # fmt: skip

@@ -21,8 +21,9 @@ class RollingMADConfig(DetectorConfig):
 
 @numba.njit(cache=True)
 def _mad_kernel(  # type: ignore[no-untyped-def]
-    values, buf, meta, q, window, min_samples, band_z, rel_floor, score, expected, lower, upper, comp
-):
+    values, buf, meta, q, window, min_samples, band_z, rel_floor,
+    score, expected, lower, upper, comp,
+):  # fmt: skip
     # meta[0] = write position, meta[1] = count in buffer
     pos = meta[0]
     count = meta[1]
@@ -71,6 +72,6 @@ class RollingMAD(Detector):
     def _run(self, ts: IntArray, values: FloatArray, state: State, out: State) -> None:
         c = self.config
         _mad_kernel(
-            values, state["buf"], state["meta"], state["q"], c.window, c.min_samples, c.band_z, c.rel_floor,
-            out["score"], out["expected"], out["lower"], out["upper"], out["component"],
+            values, state["buf"], state["meta"], state["q"], c.window, c.min_samples, c.band_z,
+            c.rel_floor, out["score"], out["expected"], out["lower"], out["upper"], out["component"],
         )  # fmt: skip

@@ -1,0 +1,272 @@
+"""The HTTP API (FastAPI) and the dashboard it serves.
+
+Series ids are 63-bit integers; JSON numbers above 2**53 lose precision in JavaScript, so ids are
+sent as decimal strings and accepted as such in paths and queries. Times are int64 ms UTC in
+responses; query parameters also accept ISO-8601 and relative times (``-1h``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel, Field
+
+import relia
+from relia.engine.loop import Engine, wall_clock_ms
+from relia.errors import DataError, ReliaError
+from relia.incidents.model import Finding
+from relia.signals import describe, series_key
+from relia.store.base import SeriesInfo, Store
+
+__all__ = ["create_app", "parse_time"]
+
+ID_NOTE = (
+    "Series ids are 63-bit integers sent as decimal strings: JSON numbers above 2**53 lose "
+    "precision in JavaScript."
+)
+TIME_NOTE = "ms since the Unix epoch, ISO-8601 (UTC if no offset), 'now', or relative like -1h"
+
+_RELATIVE = re.compile(r"^-\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+_ID = re.compile(r"^\d{1,19}$")
+_MAX_ID = 2**63 - 1
+
+
+def parse_time(text: str, now_ms: int, *, field: str = "time") -> int:
+    """Parse ms epoch (``1700000000000``), ISO-8601, ``now`` or ``-15m``; return ms UTC.
+
+    :class:`DataError` naming ``field`` when it is none of these.
+    """
+    s = text.strip()
+    if re.fullmatch(r"\d{1,18}", s):
+        return int(s)
+    if s == "now":
+        return now_ms
+    m = _RELATIVE.match(s)
+    if m:
+        return now_ms - int(round(float(m.group(1)) * _UNIT_MS[m.group(2)]))
+    try:
+        dt = datetime.fromisoformat(s)
+    except ValueError:
+        raise DataError(
+            f"{field}: expected {TIME_NOTE}, got {text!r}", where="query parameter"
+        ) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def _parse_id(text: str, field: str) -> int:
+    if not _ID.match(text) or int(text) > _MAX_ID:
+        raise DataError(
+            f"{field}: expected a series id (decimal integer below 2**63), got {text!r}",
+            where="request",
+        )
+    return int(text)
+
+
+# -- response models (documentation; handlers build JSON directly for speed) ----------------
+
+
+class SeriesOut(BaseModel):
+    id: str = Field(description=ID_NOTE)
+    name: str
+    labels: dict[str, str]
+    key: str = Field(description="PromQL-style text of the series")
+    first_ts: int | None = Field(description="oldest stored sample, ms UTC")
+    last_ts: int | None = Field(description="newest stored sample, ms UTC")
+    n_samples: int
+
+
+class SeriesList(BaseModel):
+    series: list[SeriesOut]
+
+
+class FindingOut(BaseModel):
+    id: str
+    kind: str
+    key: str
+    series_id: str | None = Field(description=ID_NOTE)
+    start: int
+    end: int
+    score: float
+    severity: str
+    detector: str
+    summary: str
+    evidence: dict[str, Any]
+
+
+class FindingList(BaseModel):
+    findings: list[FindingOut]
+
+
+class SamplesOut(BaseModel):
+    series: SeriesOut
+    ts: list[int] = Field(description="sample times, ms UTC, ascending")
+    value: list[float | None] = Field(description="values; null where missing (NaN) or infinite")
+    findings: list[FindingOut] = Field(description="findings of this series in the range")
+
+
+def _series_json(s: SeriesInfo) -> dict[str, Any]:
+    return {
+        "id": str(s.series_id),
+        "name": s.name,
+        "labels": dict(s.labels),
+        "key": describe(series_key(s.name, s.labels)),
+        "first_ts": s.first_ts,
+        "last_ts": s.last_ts,
+        "n_samples": s.n_samples,
+    }
+
+
+def _finding_json(f: Finding) -> dict[str, Any]:
+    d = f.model_dump(mode="json")
+    d["series_id"] = None if f.series_id is None else str(f.series_id)
+    # Evidence comes from detectors: keep it valid JSON even if a NaN slipped in.
+    d["evidence"] = {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+        for k, v in d["evidence"].items()
+    }
+    return d
+
+
+def _dashboard_html() -> str:
+    return (resources.files("relia.api") / "dashboard" / "index.html").read_text(encoding="utf-8")
+
+
+def create_app(
+    store: Store,
+    *,
+    engine: Engine | None = None,
+    token: str | None = None,
+    registry: CollectorRegistry | None = None,
+    clock: Callable[[], int] = wall_clock_ms,
+) -> FastAPI:
+    """The relia HTTP API over ``store``; ``engine`` adds its status to ``/healthz``.
+
+    With ``token`` set, ``/api/*`` needs ``Authorization: Bearer <token>``; ``/healthz``,
+    ``/metrics`` and the dashboard page stay open. ``registry`` (default: the engine's) is what
+    ``/metrics`` exposes.
+    """
+    if registry is None:
+        registry = engine.registry if engine is not None else CollectorRegistry()
+    metrics_registry = registry
+    app = FastAPI(
+        title="relia",
+        version=relia.__version__,
+        description="relia's HTTP API: series, samples and findings. " + ID_NOTE,
+    )
+
+    @app.exception_handler(ReliaError)
+    async def _relia_error(request: Request, exc: ReliaError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    def _auth(request: Request) -> None:
+        if token is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), token.encode()
+        ):
+            raise HTTPException(
+                status_code=401,
+                detail="missing or wrong bearer token (Authorization: Bearer <token>)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    @app.get("/healthz", summary="Liveness and engine status")
+    def healthz() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "version": relia.__version__,
+            "now_ms": clock(),
+            "engine": engine.status() if engine is not None else None,
+        }
+
+    @app.get(
+        "/metrics",
+        summary="relia's own metrics (Prometheus text format)",
+        response_class=PlainTextResponse,
+    )
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(
+            generate_latest(metrics_registry).decode(), media_type=CONTENT_TYPE_LATEST
+        )
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def dashboard() -> HTMLResponse:
+        return HTMLResponse(_dashboard_html())
+
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(_auth)])
+
+    def _find_series(sid: int) -> SeriesInfo:
+        for s in store.list_series():
+            if s.series_id == sid:
+                return s
+        raise HTTPException(status_code=404, detail=f"no series with id {sid}")
+
+    @api.get("/series", response_model=SeriesList, summary="Every known series")
+    def list_series() -> JSONResponse:
+        return JSONResponse({"series": [_series_json(s) for s in store.list_series()]})
+
+    @api.get(
+        "/series/{series_id}/samples",
+        response_model=SamplesOut,
+        summary="Samples of one series, with its findings in the range",
+    )
+    def samples(
+        series_id: Annotated[str, Path(description=ID_NOTE)],
+        since: Annotated[str | None, Query(description="from this time; " + TIME_NOTE)] = None,
+        until: Annotated[str | None, Query(description="up to this time; " + TIME_NOTE)] = None,
+        limit: Annotated[
+            int | None, Query(ge=1, le=1_000_000, description="keep the newest N samples")
+        ] = None,
+    ) -> JSONResponse:
+        sid = _parse_id(series_id, "series_id")
+        now = clock()
+        lo = parse_time(since, now, field="since") if since is not None else None
+        hi = parse_time(until, now, field="until") if until is not None else None
+        if lo is not None and hi is not None and lo > hi:
+            raise DataError(f"since ({lo}) is after until ({hi})", where="query parameter")
+        info = _find_series(sid)
+        ts, value = store.samples(sid, since=lo, until=hi, limit=limit)
+        # JSON has no NaN: missing values go out as null.
+        obj = value.astype(object)
+        obj[~np.isfinite(value)] = None
+        vals = obj.tolist()
+        first = int(ts[0]) if len(ts) else lo
+        found = [
+            _finding_json(f)
+            for f in store.findings(since=first, series_id=sid, limit=1000)
+            if hi is None or f.start <= hi
+        ]
+        return JSONResponse(
+            {"series": _series_json(info), "ts": ts.tolist(), "value": vals, "findings": found}
+        )
+
+    @api.get("/findings", response_model=FindingList, summary="Recent findings, newest first")
+    def findings(
+        since: Annotated[
+            str | None, Query(description="findings ending at or after; " + TIME_NOTE)
+        ] = None,
+        series_id: Annotated[str | None, Query(description="only this series; " + ID_NOTE)] = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    ) -> JSONResponse:
+        lo = parse_time(since, clock(), field="since") if since is not None else None
+        sid = _parse_id(series_id, "series_id") if series_id is not None else None
+        found = store.findings(since=lo, series_id=sid, limit=limit)
+        return JSONResponse({"findings": [_finding_json(f) for f in found]})
+
+    app.include_router(api)
+    return app

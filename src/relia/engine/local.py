@@ -1,0 +1,182 @@
+"""The in-process executor: detector state of every series in shards inside this process.
+
+:class:`DetectorShard` is the unit a remote executor would put in an actor: its methods take and
+return arrays, ints and bytes only. :class:`LocalExecutor` routes a batch to its shards by
+``series_id % n_shards`` and concatenates what they return.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from relia.detect import create
+from relia.detect.base import Detector
+from relia.detect.checkpoint import pack, unpack
+from relia.engine.executor import FloatArray, IntArray, ScoredPoints, shard_of
+from relia.errors import DetectorError, ReliaError
+from relia.signals import MetricBatch
+
+__all__ = ["DetectorShard", "LocalExecutor"]
+
+log = logging.getLogger(__name__)
+
+
+class DetectorShard:
+    """The detectors of the series one shard owns, created on first sight of a series."""
+
+    def __init__(self, detector_name: str, params: dict[str, Any] | None = None) -> None:
+        self.detector_name = detector_name
+        self.params = dict(params or {})
+        # Build one detector up front: a bad name or parameter fails here, at start-up, not on
+        # the first sample; it also tells us the component names.
+        self._proto = create(detector_name, **self.params)
+        self.components: tuple[str, ...] = tuple(self._proto.components)
+        self._detectors: dict[int, Detector] = {}
+        self._last_ts: dict[int, int] = {}
+        self._changed: set[int] = set()
+
+    def _detector(self, series_id: int) -> Detector:
+        det = self._detectors.get(series_id)
+        if det is None:
+            det = create(self.detector_name, **self.params)
+            self._detectors[series_id] = det
+        return det
+
+    def process(self, series_id: IntArray, ts: IntArray, value: FloatArray) -> ScoredPoints:
+        """Score the points of this shard's series; returns them grouped by series, time-sorted.
+
+        Points not newer than a series' last scored point are dropped (a source repeating a
+        sample must not teach the model the same point twice).
+        """
+        batch = MetricBatch(series_id, ts, value)
+        parts: list[ScoredPoints] = []
+        dropped = 0
+        for sid, s_ts, s_val in batch.split():
+            last = self._last_ts.get(sid)
+            if last is not None:
+                keep = s_ts > last
+                n_keep = int(np.count_nonzero(keep))
+                if n_keep < len(s_ts):
+                    dropped += len(s_ts) - n_keep
+                    # Sorted by time, so the kept points are a suffix.
+                    s_ts, s_val = s_ts[len(s_ts) - n_keep :], s_val[len(s_val) - n_keep :]
+                if n_keep == 0:
+                    continue
+            det = self._detector(sid)
+            d = det.score_detail(s_val, s_ts)
+            self._last_ts[sid] = int(s_ts[-1])
+            self._changed.add(sid)
+            parts.append(
+                ScoredPoints(
+                    np.full(len(s_ts), sid, np.int64),
+                    s_ts,
+                    s_val,
+                    d.score,
+                    d.expected,
+                    d.lower,
+                    d.upper,
+                    d.component,
+                )
+            )
+        out = ScoredPoints.concat(parts) if parts else ScoredPoints.empty()
+        return ScoredPoints(
+            out.series_id,
+            out.ts,
+            out.value,
+            out.score,
+            out.expected,
+            out.lower,
+            out.upper,
+            out.component,
+            dropped,
+        )
+
+    def checkpoints(self, changed_only: bool = False) -> dict[int, bytes]:
+        ids = list(self._changed) if changed_only else list(self._detectors)
+        out = {sid: pack(self._detectors[sid].state_dict()) for sid in ids}
+        self._changed.clear()
+        return out
+
+    def restore(self, checkpoints: dict[int, bytes]) -> int:
+        """Load checkpoints; one that does not fit the configured detector is skipped (logged),
+        so changing the detector in the config starts those series afresh instead of failing."""
+        restored = 0
+        for sid, blob in checkpoints.items():
+            det = create(self.detector_name, **self.params)
+            try:
+                state = unpack(blob)
+                det.load_state_dict(state)
+            except ReliaError as exc:
+                log.warning("series %d: ignoring checkpoint: %s", sid, exc)
+                continue
+            self._detectors[int(sid)] = det
+            last = state.get("last_ts")
+            if last is not None:
+                self._last_ts[int(sid)] = int(last)
+            else:
+                self._last_ts.pop(int(sid), None)
+            restored += 1
+        return restored
+
+    def n_series(self) -> int:
+        return len(self._detectors)
+
+
+class LocalExecutor:
+    """Runs the streaming detectors in this process, in ``n_shards`` shards.
+
+    ``detector_name`` and ``params`` go to :func:`relia.detect.create` once per series.
+    """
+
+    def __init__(
+        self, detector_name: str, params: dict[str, Any] | None = None, n_shards: int = 1
+    ) -> None:
+        if n_shards < 1:
+            raise DetectorError(f"n_shards must be >= 1, got {n_shards}")
+        self.detector_name = detector_name
+        self.n_shards = n_shards
+        self._shards = [DetectorShard(detector_name, params) for _ in range(n_shards)]
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        return self._shards[0].components
+
+    def process(self, batch: MetricBatch) -> ScoredPoints:
+        """Score a batch; each series' points go through its detector in one vectorized call."""
+        if len(batch) == 0:
+            return ScoredPoints.empty()
+        if self.n_shards == 1:
+            return self._shards[0].process(batch.series_id, batch.ts, batch.value)
+        shard = shard_of(batch.series_id, self.n_shards)
+        parts = []
+        for k in np.unique(shard).tolist():
+            m = shard == k
+            parts.append(self._shards[k].process(batch.series_id[m], batch.ts[m], batch.value[m]))
+        return ScoredPoints.concat(parts)
+
+    def checkpoints(self, changed_only: bool = False) -> dict[int, bytes]:
+        out: dict[int, bytes] = {}
+        for s in self._shards:
+            out.update(s.checkpoints(changed_only))
+        return out
+
+    def restore(self, checkpoints: dict[int, bytes]) -> int:
+        if not checkpoints:
+            return 0
+        ids = np.fromiter(checkpoints, dtype=np.int64, count=len(checkpoints))
+        shard = shard_of(ids, self.n_shards)
+        restored = 0
+        for k in range(self.n_shards):
+            mine = ids[shard == k].tolist()
+            if mine:
+                restored += self._shards[k].restore({sid: checkpoints[sid] for sid in mine})
+        return restored
+
+    def n_series(self) -> int:
+        return sum(s.n_series() for s in self._shards)
+
+    def close(self) -> None:
+        """Nothing to release in-process."""

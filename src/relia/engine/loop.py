@@ -1,0 +1,308 @@
+"""The engine: every interval, poll the sources, store the samples, score them, keep findings.
+
+Everything the loop touches is injected (store, sources, executor, clock, metrics registry), so a
+test drives :meth:`Engine.tick` by hand without sleeping. :meth:`Engine.run` is the timed loop
+``relia up`` uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from relia.engine.executor import Executor
+from relia.engine.findings import FindingTracker
+from relia.signals import MetricBatch, SeriesIndex, describe
+from relia.sources.base import MetricSource
+from relia.store.base import Store
+
+__all__ = ["Engine", "EngineMetrics", "TickResult", "wall_clock_ms"]
+
+log = logging.getLogger(__name__)
+
+
+def wall_clock_ms() -> int:
+    """Now, in int64 ms since the Unix epoch (UTC)."""
+    return time.time_ns() // 1_000_000
+
+
+class EngineMetrics:
+    """relia's own metrics, registered in ``registry`` (exposed on ``/metrics``)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.ticks = Counter("relia_engine_ticks", "Engine ticks run", registry=registry)
+        self.tick_errors = Counter(
+            "relia_engine_tick_errors", "Ticks that failed as a whole", registry=registry
+        )
+        self.tick_seconds = Histogram(
+            "relia_engine_tick_duration_seconds",
+            "Time one engine tick took",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=registry,
+        )
+        self.samples = Counter(
+            "relia_samples_ingested", "Samples polled and stored", registry=registry
+        )
+        self.dropped = Counter(
+            "relia_samples_dropped",
+            "Samples not scored because they were not newer than the series' last one",
+            registry=registry,
+        )
+        self.findings = Counter("relia_findings", "New findings", registry=registry)
+        self.findings_updated = Counter(
+            "relia_findings_updated", "Findings that grew (same id, later end)", registry=registry
+        )
+        self.source_errors = Counter(
+            "relia_source_errors", "Failed polls per source", ["source"], registry=registry
+        )
+        self.checkpoints = Counter(
+            "relia_checkpoints_saved", "Detector checkpoints written", registry=registry
+        )
+        self.series = Gauge("relia_series", "Series known to the engine", registry=registry)
+
+
+@dataclass(frozen=True)
+class TickResult:
+    """What one tick did."""
+
+    now_ms: int
+    samples: int
+    scored: int
+    dropped: int
+    new_findings: int
+    updated_findings: int
+    source_errors: dict[str, str] = field(default_factory=dict)
+    checkpointed: int = 0
+    duration_s: float = 0.0
+
+
+class Engine:
+    """Polls ``sources`` into ``store``, scores through ``executor``, persists findings.
+
+    ``index`` is the :class:`SeriesIndex` the sources register series in. Checkpoints are written
+    every ``checkpoint_every`` ticks or ``checkpoint_interval_s`` seconds of the clock, whichever
+    comes first, and by :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        sources: Sequence[MetricSource],
+        executor: Executor,
+        *,
+        index: SeriesIndex,
+        threshold: float = 0.5,
+        merge_gap: int = 2,
+        clock: Callable[[], int] = wall_clock_ms,
+        registry: CollectorRegistry | None = None,
+        checkpoint_every: int = 20,
+        checkpoint_interval_s: float = 60.0,
+        interval_s: float | None = None,
+    ) -> None:
+        self.store = store
+        self.sources = list(sources)
+        self.executor = executor
+        self.index = index
+        self.clock = clock
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = EngineMetrics(self.registry)
+        self.checkpoint_every = max(1, checkpoint_every)
+        self.checkpoint_interval_ms = int(checkpoint_interval_s * 1000)
+        self.interval_s = interval_s
+        self.tracker = FindingTracker(
+            executor.detector_name,
+            self._key_of,
+            executor.components,
+            threshold=threshold,
+            merge_gap=merge_gap,
+        )
+        self._known: set[int] = set()
+        self._lock = threading.Lock()
+        self._started = False
+        self._ticks = 0
+        self._ticks_since_ckpt = 0
+        self._last_ckpt_ms: int | None = None
+        self._last_tick_ms: int | None = None
+        self._last_tick_s: float | None = None
+        self._last_error: str | None = None
+        self._source_errors: dict[str, int] = {s.name: 0 for s in self.sources}
+        self._source_last_error: dict[str, str | None] = {s.name: None for s in self.sources}
+        self._restored = 0
+        self._running = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> int:
+        """Load what the store knows (series, detector checkpoints, open findings); returns the
+        number of series whose detector state was restored. Called by :meth:`tick` if needed."""
+        if self._started:
+            return self._restored
+        series = self.store.list_series()
+        for info in series:
+            self.index.add(info.series_id, info.name, info.labels)
+            self._known.add(info.series_id)
+        self._restored = self.executor.restore(self.store.load_checkpoints())
+        last_ts = {s.series_id: s.last_ts for s in series if s.last_ts is not None}
+        if last_ts:
+            since = min(last_ts.values())
+            self.tracker.seed(self.store.findings(since=since, limit=10_000), last_ts)
+        self.metrics.series.set(len(self._known))
+        self._last_ckpt_ms = self.clock()
+        self._started = True
+        if self._restored:
+            log.info("restored detector state of %d series", self._restored)
+        return self._restored
+
+    def checkpoint(self, changed_only: bool = True) -> int:
+        """Write detector checkpoints to the store; returns how many series were written."""
+        blobs = self.executor.checkpoints(changed_only=changed_only)
+        if blobs:
+            self.store.save_checkpoints(blobs)
+            self.metrics.checkpoints.inc(len(blobs))
+        self._ticks_since_ckpt = 0
+        self._last_ckpt_ms = self.clock()
+        return len(blobs)
+
+    def close(self) -> None:
+        """Final checkpoint, then close the executor and the sources that have a ``close()``.
+        The store belongs to the caller and stays open."""
+        if self._started:
+            with self._lock:
+                n = self.checkpoint()
+            log.info("final checkpoint: %d series", n)
+        self.executor.close()
+        for src in self.sources:
+            closer = getattr(src, "close", None)
+            if callable(closer):
+                try:
+                    closer()
+                except Exception:  # noqa: BLE001 - shutting down; nothing to do about it
+                    log.warning("source %s did not close cleanly", src.name, exc_info=True)
+
+    # -- one tick --------------------------------------------------------------------------
+
+    def _key_of(self, series_id: int) -> str:
+        return describe(self.index.key(series_id))
+
+    def _poll(self, now: int) -> tuple[list[MetricBatch], dict[str, str]]:
+        batches: list[MetricBatch] = []
+        errors: dict[str, str] = {}
+        for src in self.sources:
+            try:
+                b = src.poll(now)
+            except Exception as exc:  # noqa: BLE001 - one broken source must not stop the rest
+                msg = str(exc) or type(exc).__name__
+                errors[src.name] = msg
+                self._source_errors[src.name] = self._source_errors.get(src.name, 0) + 1
+                self._source_last_error[src.name] = msg
+                self.metrics.source_errors.labels(source=src.name).inc()
+                log.warning("source %s failed: %s", src.name, msg)
+                continue
+            self._source_last_error[src.name] = None
+            if len(b):
+                batches.append(b)
+        return batches, errors
+
+    def _register(self, batch: MetricBatch) -> None:
+        ids = np.unique(batch.series_id).tolist()
+        new = [sid for sid in ids if sid not in self._known]
+        if not new:
+            return
+        rows = []
+        for sid in new:
+            name, labels = self.index.key(sid)
+            rows.append((sid, name, dict(labels)))
+        self.store.upsert_series(rows)
+        self._known.update(new)
+        self.metrics.series.set(len(self._known))
+
+    def tick(self) -> TickResult:
+        """Poll every source once, store, score, persist findings, checkpoint when due."""
+        t0 = time.perf_counter()
+        with self._lock:
+            self.start()
+            now = self.clock()
+            batches, errors = self._poll(now)
+            batch = MetricBatch.concat(batches)
+            new = updated = scored = dropped = 0
+            if len(batch):
+                self._register(batch)
+                self.store.append_samples(batch)
+                points = self.executor.process(batch)
+                scored, dropped = len(points), points.dropped
+                findings = self.tracker.update(points)
+                if findings:
+                    new = self.store.add_findings(findings)
+                    updated = len(findings) - new
+            self._ticks += 1
+            self._ticks_since_ckpt += 1
+            ckpt = 0
+            assert self._last_ckpt_ms is not None
+            if (
+                self._ticks_since_ckpt >= self.checkpoint_every
+                or now - self._last_ckpt_ms >= self.checkpoint_interval_ms
+            ):
+                ckpt = self.checkpoint()
+            duration = time.perf_counter() - t0
+            self._last_tick_ms = now
+            self._last_tick_s = duration
+            m = self.metrics
+            m.ticks.inc()
+            m.tick_seconds.observe(duration)
+            m.samples.inc(len(batch))
+            m.dropped.inc(dropped)
+            m.findings.inc(new)
+            m.findings_updated.inc(updated)
+        return TickResult(now, len(batch), scored, dropped, new, updated, errors, ckpt, duration)
+
+    # -- the timed loop --------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, interval_s: float | None = None) -> None:
+        """Tick every ``interval_s`` seconds (on a fixed grid; an overrun skips to the next slot)
+        until ``stop`` is set. A failing tick is logged and counted; the loop goes on."""
+        interval = interval_s if interval_s is not None else (self.interval_s or 15.0)
+        self.interval_s = interval
+        self._running = True
+        try:
+            next_at = time.monotonic()
+            while not stop.is_set():
+                try:
+                    self.tick()
+                    self._last_error = None
+                except Exception as exc:  # noqa: BLE001 - keep serving; the error is reported
+                    self._last_error = f"{type(exc).__name__}: {exc}"
+                    self.metrics.tick_errors.inc()
+                    log.exception("engine tick failed")
+                next_at += interval
+                now = time.monotonic()
+                if next_at < now:
+                    next_at = now + interval - ((now - next_at) % interval)
+                stop.wait(max(0.0, next_at - now))
+        finally:
+            self._running = False
+
+    def status(self) -> dict[str, Any]:
+        """Engine state for ``/healthz``."""
+        return {
+            "running": self._running,
+            "ticks": self._ticks,
+            "last_tick_ms": self._last_tick_ms,
+            "last_tick_seconds": self._last_tick_s,
+            "interval_seconds": self.interval_s,
+            "series": len(self._known),
+            "detector": self.executor.detector_name,
+            "restored_series": self._restored,
+            "last_error": self._last_error,
+            "sources": {
+                name: {"errors": n, "last_error": self._source_last_error.get(name)}
+                for name, n in self._source_errors.items()
+            },
+        }

@@ -1,0 +1,189 @@
+"""``relia up``: the store, the sources from the config, the engine and the HTTP API, until told
+to stop.
+
+The engine loop runs in the calling thread and uvicorn in a background thread, so signal handlers
+(installed when called from the main thread) stop both: SIGINT or SIGTERM sets the stop event, the
+loop finishes its tick, the server shuts down, detector state is checkpointed and the store is
+closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from relia.config import ReliaConfig
+from relia.engine.local import LocalExecutor
+from relia.engine.loop import Engine
+from relia.errors import ConfigError
+from relia.signals import SeriesIndex
+from relia.sources.base import MetricSource
+from relia.store.base import Store
+
+__all__ = ["build_sources", "run_up"]
+
+log = logging.getLogger("relia.up")
+
+
+def build_sources(config: ReliaConfig, index: SeriesIndex) -> list[MetricSource]:
+    """The sources ``config`` asks for: this host, scrape targets, Prometheus queries."""
+    sources: list[MetricSource] = []
+    seen: dict[str, str] = {}
+
+    def add(src: MetricSource, where: str) -> None:
+        if src.name in seen:
+            raise ConfigError(
+                f"source name {src.name!r} is already used by {seen[src.name]}", where=where
+            )
+        seen[src.name] = where
+        sources.append(src)
+
+    if config.host.enabled:
+        from relia.sources.host import HostSource
+
+        add(HostSource(index, per_cpu=config.host.per_cpu), "host")
+    if config.scrape:
+        from relia.sources.scrape import ScrapeSource
+
+        for i, t in enumerate(config.scrape):
+            add(ScrapeSource(t.name, t.url, index, timeout=t.timeout), f"scrape[{i}].name")
+    if config.prometheus:
+        from relia.sources.prometheus import PrometheusSource
+
+        for i, p in enumerate(config.prometheus):
+            queries = [(q.query, q.step) for q in p.queries]
+            src = PrometheusSource(
+                p.name, p.url, queries, index, lookback_s=p.lookback, timeout=p.timeout
+            )
+            add(src, f"prometheus[{i}].name")
+    return sources
+
+
+def _open_store(config: ReliaConfig) -> Store:
+    # The DuckDB store serves concurrent readers (API threads) while the engine writes.
+    from relia.store import open_store
+
+    return open_store(Path(config.data_dir), config.samples_per_series)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}", where="api") from None
+    return sock
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class _Api:
+    """uvicorn serving the API on a bound socket, in a daemon thread."""
+
+    def __init__(self, app: Any, sock: socket.socket) -> None:
+        import uvicorn
+
+        self.sock = sock
+        cfg = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        self.server = uvicorn.Server(cfg)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [sock]}, name="relia-api", daemon=True
+        )
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise ConfigError("the HTTP API did not start", where="api")
+            time.sleep(0.01)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        if self.thread.is_alive():
+            self.thread.join(timeout)
+        self.sock.close()
+
+
+def run_up(
+    config: ReliaConfig,
+    *,
+    stop: threading.Event | None = None,
+    ready: Callable[[str], None] | None = None,
+) -> int:
+    """Run relia until SIGINT/SIGTERM or ``stop`` is set; returns the exit code (0).
+
+    ``ready(url)`` is called once the engine has restored its state and the API listens (``url``
+    is ``""`` when the API is disabled). Errors a user can cause (a port in use, an unwritable
+    data directory) raise :class:`relia.errors.ReliaError`.
+    """
+    stop = stop if stop is not None else threading.Event()
+    store = _open_store(config)
+    engine: Engine | None = None
+    api: _Api | None = None
+    old_handlers: dict[int, Any] = {}
+    try:
+        index = SeriesIndex()
+        sources = build_sources(config, index)
+        executor = LocalExecutor(config.detector.name, config.detector.params)
+        engine = Engine(
+            store,
+            sources,
+            executor,
+            index=index,
+            threshold=config.detector.threshold,
+            interval_s=config.interval,
+        )
+        restored = engine.start()
+        log.info("relia up: %d sources, %d series restored", len(sources), restored)
+        url = ""
+        if config.api.enabled:
+            from relia.api.app import create_app
+
+            sock = _bind(config.api.host, config.api.port)
+            app = create_app(store, engine=engine, token=config.api.token)
+            api = _Api(app, sock)
+            api.start()
+            url = _url(sock)
+            log.info("relia is serving on %s", url)
+
+        if threading.current_thread() is threading.main_thread():
+
+            def _on_signal(signum: int, frame: FrameType | None) -> None:
+                if stop.is_set():  # a second signal: stop waiting for a clean shutdown
+                    raise KeyboardInterrupt
+                log.info("received %s, stopping", signal.Signals(signum).name)
+                stop.set()
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                old_handlers[sig] = signal.signal(sig, _on_signal)
+
+        if ready is not None:
+            ready(url)
+        engine.run(stop, config.interval)
+    finally:
+        for signum, handler in old_handlers.items():
+            signal.signal(signum, handler)
+        if api is not None:
+            api.stop()
+        try:
+            if engine is not None:
+                engine.close()
+        finally:
+            store.close()
+        log.info("relia stopped")
+    return 0

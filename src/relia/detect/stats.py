@@ -73,5 +73,6 @@ class RollingMAD(Detector):
         c = self.config
         _mad_kernel(
             values, state["buf"], state["meta"], state["q"], c.window, c.min_samples, c.band_z,
-            c.rel_floor, out["score"], out["expected"], out["lower"], out["upper"], out["component"],
+            c.rel_floor, out["score"], out["expected"], out["lower"], out["upper"],
+            out["component"],
         )  # fmt: skip

@@ -1,0 +1,234 @@
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+
+from relia.api.app import create_app, parse_time
+from relia.engine.local import LocalExecutor
+from relia.engine.loop import Engine
+from relia.errors import DataError
+from relia.signals import MetricBatch, SeriesIndex
+from relia.store.base import Store
+from relia.store.duckdb import DuckDBStore
+from tests.engine.memstore import MemoryStore
+
+with warnings.catch_warnings():
+    # Starlette >= 1.x warns that TestClient wants the httpx2 package; httpx works the same.
+    warnings.simplefilter("ignore", UserWarning)
+    from fastapi.testclient import TestClient
+
+T0 = 1_700_000_000_000
+STEP = 15_000
+BIG_ID = 2**62 + 12345  # above 2**53: must survive JSON as a string
+
+
+class Src:
+    name = "src"
+
+    def __init__(self, index: SeriesIndex) -> None:
+        self.sid = index.get_or_add("cpu", {"host": "a"})
+        self.k = 0
+
+    def poll(self, now_ms: int) -> MetricBatch:
+        self.k += 1
+        v = 50.0 + (self.k % 3) + (60.0 if self.k in (30, 31) else 0.0)
+        if self.k == 10:
+            v = np.nan
+        return MetricBatch.for_series(self.sid, [now_ms], [v])
+
+
+@pytest.fixture(params=["memory", "duckdb"])
+def setup(request: pytest.FixtureRequest) -> Iterator[tuple[Store, Engine, Src]]:
+    store: Store = MemoryStore() if request.param == "memory" else DuckDBStore(":memory:")
+    index = SeriesIndex()
+    src = Src(index)
+    clock = {"now": T0}
+    eng = Engine(
+        store,
+        [src],
+        LocalExecutor("default", {}),
+        index=index,
+        clock=lambda: clock["now"],
+        registry=CollectorRegistry(),
+    )
+    for _ in range(40):
+        eng.tick()
+        clock["now"] += STEP
+    store.upsert_series([(BIG_ID, "big", {"x": "1"})])
+    store.append_samples(MetricBatch.for_series(BIG_ID, [T0], [1.0]))
+    yield store, eng, src
+    store.close()
+
+
+def _client(store: Store, eng: Engine | None = None, **kw: object) -> TestClient:
+    return TestClient(create_app(store, engine=eng, clock=lambda: T0 + 40 * STEP, **kw))
+
+
+def test_healthz_reports_engine(setup: tuple[Store, Engine, Src]) -> None:
+    store, eng, _ = setup
+    r = _client(store, eng).get("/healthz")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok"
+    assert body["engine"]["ticks"] == 40 and body["engine"]["series"] == 1
+    assert body["engine"]["last_tick_ms"] == T0 + 39 * STEP
+    assert _client(store).get("/healthz").json()["engine"] is None
+
+
+def test_metrics_text(setup: tuple[Store, Engine, Src]) -> None:
+    store, eng, _ = setup
+    r = _client(store, eng).get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    text = r.text
+    for name in (
+        "relia_engine_ticks_total 40.0",
+        "relia_samples_ingested_total 40.0",
+        "relia_engine_tick_duration_seconds_bucket",
+        "relia_series 1.0",
+        "relia_findings_total",
+    ):
+        assert name in text
+
+
+def test_series_ids_are_strings(setup: tuple[Store, Engine, Src]) -> None:
+    store, eng, src = setup
+    body = _client(store, eng).get("/api/v1/series").json()
+    ids = {s["id"]: s for s in body["series"]}
+    assert str(BIG_ID) in ids and str(src.sid) in ids
+    s = ids[str(src.sid)]
+    assert s["key"] == 'cpu{host="a"}' and s["n_samples"] == 40
+    assert s["first_ts"] == T0 and s["last_ts"] == T0 + 39 * STEP
+    assert all(isinstance(x["id"], str) for x in body["series"])
+
+
+def test_samples_with_findings_and_nan(setup: tuple[Store, Engine, Src]) -> None:
+    store, eng, src = setup
+    c = _client(store, eng)
+    r = c.get(f"/api/v1/series/{src.sid}/samples")
+    assert r.status_code == 200
+    b = r.json()
+    assert len(b["ts"]) == 40 and b["ts"][0] == T0
+    assert b["value"][9] is None  # NaN is sent as null
+    assert b["series"]["id"] == str(src.sid)
+    assert len(b["findings"]) == 1
+    f = b["findings"][0]
+    assert f["series_id"] == str(src.sid) and f["start"] == T0 + 29 * STEP
+    # a range before the finding has no findings; limit keeps the newest
+    b2 = c.get(
+        f"/api/v1/series/{src.sid}/samples", params={"until": str(T0 + 5 * STEP), "limit": 3}
+    ).json()
+    assert b2["ts"] == [T0 + 3 * STEP, T0 + 4 * STEP, T0 + 5 * STEP] and b2["findings"] == []
+    b3 = c.get(f"/api/v1/series/{BIG_ID}/samples").json()
+    assert b3["series"]["id"] == str(BIG_ID) and b3["ts"] == [T0]
+
+
+def test_findings_filters(setup: tuple[Store, Engine, Src]) -> None:
+    store, eng, src = setup
+    c = _client(store, eng)
+    all_ = c.get("/api/v1/findings").json()["findings"]
+    assert len(all_) == 1 and all_[0]["severity"] in ("warning", "critical")
+    assert 'cpu{host="a"}' in all_[0]["summary"]
+    assert c.get("/api/v1/findings", params={"since": "-1m"}).json()["findings"] == []
+    assert len(c.get("/api/v1/findings", params={"since": "-1h"}).json()["findings"]) == 1
+    iso = datetime.fromtimestamp(T0 / 1000, UTC).isoformat()
+    assert len(c.get("/api/v1/findings", params={"since": iso}).json()["findings"]) == 1
+    assert c.get("/api/v1/findings", params={"series_id": str(BIG_ID)}).json()["findings"] == []
+    assert (
+        len(c.get("/api/v1/findings", params={"series_id": str(src.sid)}).json()["findings"]) == 1
+    )
+
+
+def test_bad_parameters(setup: tuple[Store, Engine, Src]) -> None:
+    store, eng, src = setup
+    c = _client(store, eng)
+    r = c.get("/api/v1/findings", params={"since": "yesterday-ish"})
+    assert r.status_code == 400 and "since" in r.json()["detail"]
+    assert c.get("/api/v1/findings", params={"limit": 0}).status_code == 422
+    r = c.get("/api/v1/series/12x/samples")
+    assert r.status_code == 400 and "series_id" in r.json()["detail"]
+    r = c.get(f"/api/v1/series/{2**64}/samples")
+    assert r.status_code == 400
+    r = c.get("/api/v1/series/42/samples")
+    assert r.status_code == 404 and "42" in r.json()["detail"]
+    r = c.get(f"/api/v1/series/{src.sid}/samples", params={"since": "-1m", "until": "-1h"})
+    assert r.status_code == 400 and "after" in r.json()["detail"]
+
+
+def test_token(setup: tuple[Store, Engine, Src]) -> None:
+    store, eng, _ = setup
+    c = _client(store, eng, token="s3cret")
+    assert c.get("/api/v1/series").status_code == 401
+    r = c.get("/api/v1/findings", headers={"Authorization": "Bearer nope"})
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    ok = c.get("/api/v1/series", headers={"Authorization": "Bearer s3cret"})
+    assert ok.status_code == 200
+    assert c.get("/healthz").status_code == 200
+    assert c.get("/metrics").status_code == 200
+    assert c.get("/").status_code == 200
+
+
+def test_dashboard_is_self_contained(setup: tuple[Store, Engine, Src]) -> None:
+    store, eng, _ = setup
+    r = _client(store, eng).get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    html = r.text
+    for ref in ("/api/v1/findings", "/api/v1/series", "/samples", "/healthz", "createElementNS"):
+        assert ref in html
+    assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+    assert "https://" not in html
+
+
+def test_openapi_documents_string_ids(setup: tuple[Store, Engine, Src]) -> None:
+    store, eng, _ = setup
+    schema = _client(store, eng).get("/openapi.json").json()
+    assert "/api/v1/series/{series_id}/samples" in schema["paths"]
+    assert "2**53" in schema["info"]["description"]
+    assert schema["components"]["schemas"]["SeriesOut"]["properties"]["id"]["type"] == "string"
+
+
+# -- time parsing ---------------------------------------------------------------------------
+
+NOW = 1_750_000_000_000
+
+
+def test_parse_time_forms() -> None:
+    assert parse_time("1700000000000", NOW) == 1_700_000_000_000
+    assert parse_time("now", NOW) == NOW
+    assert parse_time("-1h", NOW) == NOW - 3_600_000
+    assert parse_time("-90s", NOW) == NOW - 90_000
+    assert parse_time("-1.5m", NOW) == NOW - 90_000
+    assert parse_time("2023-11-14T22:13:20Z", NOW) == 1_700_000_000_000
+    assert parse_time("2023-11-14T23:13:20+01:00", NOW) == 1_700_000_000_000
+    assert parse_time("2023-11-14T22:13:20", NOW) == 1_700_000_000_000  # naive = UTC
+    with pytest.raises(DataError, match="since"):
+        parse_time("1h", NOW, field="since")
+
+
+@given(st.integers(0, 10**15))
+def test_parse_time_ms_roundtrip(ms: int) -> None:
+    assert parse_time(str(ms), NOW) == ms
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+    )
+)
+def test_parse_time_iso_roundtrip(dt: datetime) -> None:
+    dt = dt.replace(microsecond=dt.microsecond // 1000 * 1000)
+    assert parse_time(dt.isoformat(), NOW) == int(dt.timestamp() * 1000)
+
+
+@given(st.text(max_size=30))
+def test_parse_time_never_crashes_otherwise(text: str) -> None:
+    try:
+        parse_time(text, NOW)
+    except DataError as exc:
+        assert "expected" in str(exc)

@@ -1,0 +1,102 @@
+"""A small in-memory Store for engine and API tests (the real one is relia.store.duckdb)."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from relia.incidents.model import Finding
+from relia.signals import MetricBatch
+from relia.store.base import SeriesInfo
+
+
+class MemoryStore:
+    def __init__(self, samples_per_series: int = 2000) -> None:
+        self.samples_per_series = samples_per_series
+        self._series: dict[int, tuple[str, dict[str, str]]] = {}
+        self._ts: dict[int, npt.NDArray[np.int64]] = {}
+        self._val: dict[int, npt.NDArray[np.float64]] = {}
+        self._ckpt: dict[int, bytes] = {}
+        self._findings: dict[str, Finding] = {}
+        self.closed = False
+
+    @property
+    def schema_version(self) -> int:
+        return 1
+
+    def upsert_series(self, series: list[tuple[int, str, dict[str, str]]]) -> None:
+        for sid, name, labels in series:
+            self._series.setdefault(int(sid), (name, dict(labels)))
+
+    def list_series(self) -> list[SeriesInfo]:
+        out = []
+        for sid, (name, labels) in self._series.items():
+            ts = self._ts.get(sid, np.empty(0, np.int64))
+            out.append(
+                SeriesInfo(
+                    sid,
+                    name,
+                    labels,
+                    int(ts[0]) if len(ts) else None,
+                    int(ts[-1]) if len(ts) else None,
+                    len(ts),
+                )
+            )
+        return sorted(out, key=lambda s: (s.name, sorted(s.labels.items())))
+
+    def append_samples(self, batch: MetricBatch) -> None:
+        for sid, ts, val in batch.split():
+            t = np.concatenate([self._ts.get(sid, np.empty(0, np.int64)), ts])
+            v = np.concatenate([self._val.get(sid, np.empty(0)), val])
+            # last write wins on equal ts
+            order = np.argsort(t, kind="stable")
+            t, v = t[order], v[order]
+            keep = np.ones(len(t), bool)
+            keep[:-1] = t[1:] != t[:-1]
+            t, v = t[keep][-self.samples_per_series :], v[keep][-self.samples_per_series :]
+            self._ts[sid], self._val[sid] = t, v
+
+    def samples(
+        self,
+        series_id: int,
+        since: int | None = None,
+        until: int | None = None,
+        limit: int | None = None,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        t = self._ts.get(series_id, np.empty(0, np.int64))
+        v = self._val.get(series_id, np.empty(0))
+        m = np.ones(len(t), bool)
+        if since is not None:
+            m &= t >= since
+        if until is not None:
+            m &= t <= until
+        t, v = t[m], v[m]
+        if limit is not None:
+            t, v = t[len(t) - min(limit, len(t)) :], v[len(v) - min(limit, len(v)) :]
+        return t, v
+
+    def save_checkpoints(self, checkpoints: dict[int, bytes]) -> None:
+        self._ckpt.update(checkpoints)
+
+    def load_checkpoints(self) -> dict[int, bytes]:
+        return dict(self._ckpt)
+
+    def add_findings(self, findings: list[Finding]) -> int:
+        new = sum(1 for f in findings if f.id not in self._findings)
+        for f in findings:
+            self._findings[f.id] = f
+        return new
+
+    def findings(
+        self, since: int | None = None, series_id: int | None = None, limit: int = 1000
+    ) -> list[Finding]:
+        out = [
+            f
+            for f in self._findings.values()
+            if (since is None or f.end >= since) and (series_id is None or f.series_id == series_id)
+        ]
+        out.sort(key=lambda f: (f.start, f.end), reverse=True)
+        return out[:limit]
+
+    def close(self) -> None:
+        self.closed = True

@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from relia.detect import create
+from relia.engine.executor import Executor, ScoredPoints, shard_of
+from relia.engine.local import LocalExecutor
+from relia.errors import DetectorError
+from relia.signals import MetricBatch
+
+
+def _data(n_series: int = 5, n: int = 120, seed: int = 0) -> MetricBatch:
+    rng = np.random.default_rng(seed)
+    sids = rng.integers(1, 2**62, n_series)
+    ts = np.arange(n, dtype=np.int64) * 15_000 + 1_700_000_000_000
+    parts = []
+    for k, sid in enumerate(sids):
+        v = 10.0 * k + rng.normal(0, 1, n)
+        v[n // 2] += 40  # a spike per series
+        parts.append(MetricBatch.for_series(int(sid), ts, v))
+    return MetricBatch.concat(parts)
+
+
+def _by_key(p: ScoredPoints) -> dict[tuple[int, int], tuple[float, float]]:
+    # NaN (warm-up) compares unequal to itself; -1 stands in for it.
+    exp = np.nan_to_num(p.expected, nan=-1.0)
+    return {
+        (int(s), int(t)): (float(sc), float(e))
+        for s, t, sc, e in zip(p.series_id, p.ts, p.score, exp, strict=True)
+    }
+
+
+def _ticks(batch: MetricBatch, n_ticks: int) -> list[MetricBatch]:
+    ts = np.unique(batch.ts)
+    cuts = np.array_split(ts, n_ticks)
+    return [
+        MetricBatch(batch.series_id[m], batch.ts[m], batch.value[m])
+        for m in (np.isin(batch.ts, c) for c in cuts)
+    ]
+
+
+def test_is_an_executor() -> None:
+    ex = LocalExecutor("default", {}, n_shards=2)
+    assert isinstance(ex, Executor)
+    assert ex.components == create("default").components
+
+
+def test_matches_a_detector_per_series_run_on_everything() -> None:
+    batch = _data()
+    ex = LocalExecutor("default", {}, n_shards=1)
+    got = ScoredPoints.concat([ex.process(b) for b in _ticks(batch, 7)])
+    assert len(got) == len(batch)
+    for sid, ts, val in batch.split():
+        det = create("default")
+        d = det.score_detail(val, ts)
+        m = got.series_id == sid
+        np.testing.assert_array_equal(got.ts[m], ts)
+        np.testing.assert_allclose(got.score[m], d.score)
+        np.testing.assert_allclose(got.expected[m], d.expected)
+        np.testing.assert_array_equal(got.component[m], d.component)
+    assert got.score.max() > 0.5  # the spikes are found
+
+
+@pytest.mark.parametrize("n_shards", [2, 3, 8])
+def test_sharding_does_not_change_scores(n_shards: int) -> None:
+    batch = _data(n_series=9)
+    one = LocalExecutor("mad", {}, 1)
+    many = LocalExecutor("mad", {}, n_shards)
+    a = ScoredPoints.concat([one.process(b) for b in _ticks(batch, 4)])
+    b = ScoredPoints.concat([many.process(b) for b in _ticks(batch, 4)])
+    assert _by_key(a) == _by_key(b)
+    assert many.n_series() == 9
+    owners = shard_of(np.unique(batch.series_id), n_shards)
+    assert set(owners.tolist()) <= set(range(n_shards))
+
+
+def test_old_and_repeated_points_are_dropped_and_counted() -> None:
+    ex = LocalExecutor("mad", {})
+    ts = np.arange(10, dtype=np.int64) * 1000
+    ex.process(MetricBatch.for_series(7, ts, np.ones(10)))
+    again = ex.process(MetricBatch.for_series(7, ts[5:] + 500, np.ones(5)))
+    # 5500..9500: the points at or before 9000 are old; only 9500 is new
+    assert again.dropped == 4
+    assert again.ts.tolist() == [9500]
+    none = ex.process(MetricBatch.for_series(7, ts, np.ones(10)))
+    assert len(none) == 0 and none.dropped == 10
+
+
+def test_checkpoint_restore_continues_like_an_uninterrupted_run() -> None:
+    batch = _data(n_series=4)
+    ticks = _ticks(batch, 6)
+    straight = LocalExecutor("default", {}, 2)
+    ref = ScoredPoints.concat([straight.process(b) for b in ticks])
+
+    first = LocalExecutor("default", {}, 2)
+    head = [first.process(b) for b in ticks[:3]]
+    blobs = first.checkpoints()
+    assert len(blobs) == 4 and all(isinstance(v, bytes) for v in blobs.values())
+    second = LocalExecutor("default", {}, 3)  # a different shard count still works
+    assert second.restore(blobs) == 4
+    tail = [second.process(b) for b in ticks[3:]]
+    got = ScoredPoints.concat(head + tail)
+    assert _by_key(got) == _by_key(ref)
+    # restored last-seen times: replaying the first ticks scores nothing
+    replay = second.process(ticks[0])
+    assert len(replay) == 0 and replay.dropped == len(ticks[0])
+
+
+def test_changed_only_checkpoints() -> None:
+    ex = LocalExecutor("mad", {})
+    ex.process(MetricBatch.for_series(1, [1000], [1.0]))
+    ex.process(MetricBatch.for_series(2, [1000], [1.0]))
+    assert set(ex.checkpoints(changed_only=True)) == {1, 2}
+    assert ex.checkpoints(changed_only=True) == {}
+    ex.process(MetricBatch.for_series(2, [2000], [1.0]))
+    assert set(ex.checkpoints(changed_only=True)) == {2}
+    assert set(ex.checkpoints()) == {1, 2}
+
+
+def test_checkpoint_of_another_detector_is_skipped() -> None:
+    mad = LocalExecutor("mad", {})
+    mad.process(MetricBatch.for_series(1, [1000, 2000], [1.0, 2.0]))
+    cusum = LocalExecutor("cusum", {})
+    assert cusum.restore(mad.checkpoints()) == 0
+    assert cusum.restore({5: b"garbage"}) == 0
+    assert cusum.n_series() == 0
+
+
+def test_bad_detector_fails_at_construction() -> None:
+    with pytest.raises(DetectorError, match="nope"):
+        LocalExecutor("nope", {})
+    with pytest.raises(DetectorError):
+        LocalExecutor("mad", {}, n_shards=0)
+
+
+def test_nan_values_are_scored_not_dropped() -> None:
+    ex = LocalExecutor("default", {})
+    out = ex.process(MetricBatch.for_series(3, [1000, 2000, 3000], [1.0, np.nan, 1.0]))
+    assert len(out) == 3 and out.dropped == 0
+    assert np.isfinite(out.score).all()

@@ -1,0 +1,287 @@
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from relia.engine.local import LocalExecutor
+from relia.engine.loop import Engine
+from relia.errors import SourceError
+from relia.signals import MetricBatch, SeriesIndex
+from relia.store.base import Store
+from relia.store.duckdb import DuckDBStore
+from tests.engine.memstore import MemoryStore
+
+StoreFactory = Callable[[], Store]
+
+
+@pytest.fixture(params=["memory", "duckdb"])
+def make_store(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
+    made: list[Store] = []
+
+    def make() -> Store:
+        st: Store = MemoryStore() if request.param == "memory" else DuckDBStore(":memory:")
+        made.append(st)
+        return st
+
+    yield make
+    for st in made:
+        st.close()
+
+
+STEP = 15_000
+T0 = 1_700_000_000_000
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> int:
+        return self.now
+
+
+class WaveSource:
+    """Two series; a deterministic value per (series, tick); a spike at tick ``spike_at``."""
+
+    def __init__(self, index: SeriesIndex, name: str = "wave", spike_at: int = 40) -> None:
+        self.name = name
+        self.index = index
+        self.spike_at = spike_at
+        self.ids = [index.get_or_add("cpu", {"host": "a"}), index.get_or_add("mem", {"host": "a"})]
+
+    def poll(self, now_ms: int) -> MetricBatch:
+        k = (now_ms - T0) // STEP
+        rng = np.random.default_rng(k)
+        v = np.array([50.0, 20.0]) + rng.normal(0, 1, 2)
+        if k in (self.spike_at, self.spike_at + 1):
+            v[0] += 60
+        return MetricBatch(np.array(self.ids), np.array([now_ms, now_ms]), v)
+
+
+class BrokenSource:
+    name = "broken"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def poll(self, now_ms: int) -> MetricBatch:
+        self.calls += 1
+        raise SourceError("broken: connection refused to http://127.0.0.1:1/metrics")
+
+
+def _engine(store: Store, clock: Clock, *sources: object, **kw: object) -> Engine:
+    index = SeriesIndex()
+    srcs = [WaveSource(index)] + list(sources)
+    return Engine(
+        store,
+        srcs,  # type: ignore[arg-type]
+        LocalExecutor("default", {}),
+        index=index,
+        clock=clock,
+        registry=CollectorRegistry(),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_tick_stores_samples_scores_and_finds_the_spike(make_store: StoreFactory) -> None:
+    store, clock = make_store(), Clock()
+    eng = _engine(store, clock)
+    for _ in range(50):
+        eng.tick()
+        clock.now += STEP
+    series = store.list_series()
+    assert [s.name for s in series] == ["cpu", "mem"]
+    assert all(s.n_samples == 50 for s in series)
+    found = store.findings()
+    assert len(found) == 1
+    f = found[0]
+    assert f.key == 'cpu{host="a"}'
+    assert f.start == T0 + 40 * STEP and T0 + 41 * STEP <= f.end <= T0 + 43 * STEP
+    assert "above expected" in f.summary
+    reg = eng.registry
+    assert reg.get_sample_value("relia_engine_ticks_total") == 50
+    assert reg.get_sample_value("relia_samples_ingested_total") == 100
+    assert reg.get_sample_value("relia_findings_total") == 1
+    assert reg.get_sample_value("relia_series") == 2
+    st = eng.status()
+    assert st["ticks"] == 50 and st["series"] == 2 and st["last_tick_ms"] == T0 + 49 * STEP
+
+
+def test_a_failing_source_does_not_stop_the_others(make_store: StoreFactory) -> None:
+    store, clock = make_store(), Clock()
+    broken = BrokenSource()
+    eng = _engine(store, clock, broken)
+    r = eng.tick()
+    clock.now += STEP
+    eng.tick()
+    assert r.samples == 2 and "broken" in r.source_errors
+    assert broken.calls == 2
+    assert eng.registry.get_sample_value("relia_source_errors_total", {"source": "broken"}) == 2
+    st = eng.status()["sources"]["broken"]
+    assert st["errors"] == 2 and "connection refused" in st["last_error"]
+    assert all(s.n_samples == 2 for s in store.list_series())
+
+
+def test_checkpoints_every_n_ticks_and_on_close(make_store: StoreFactory) -> None:
+    store, clock = make_store(), Clock()
+    eng = _engine(store, clock, checkpoint_every=3, checkpoint_interval_s=1e9)
+    results = []
+    for _ in range(4):
+        results.append(eng.tick().checkpointed)
+        clock.now += STEP
+    assert results == [0, 0, 2, 0]
+    assert len(store.load_checkpoints()) == 2
+    eng.close()
+    assert eng.registry.get_sample_value("relia_checkpoints_saved_total") == 4
+
+
+def test_checkpoints_by_clock_time(make_store: StoreFactory) -> None:
+    store, clock = make_store(), Clock()
+    eng = _engine(store, clock, checkpoint_every=1000, checkpoint_interval_s=30)
+    got = []
+    for _ in range(5):
+        got.append(eng.tick().checkpointed)
+        clock.now += STEP
+    assert got == [0, 0, 2, 0, 2]
+
+
+def test_restart_resumes_like_an_uninterrupted_run(make_store: StoreFactory) -> None:
+    # uninterrupted
+    ref_store, ref_clock = make_store(), Clock()
+    ref = _engine(ref_store, ref_clock)
+    for _ in range(60):
+        ref.tick()
+        ref_clock.now += STEP
+    # stop after 38 ticks (just before the spike) ... and after 41 (inside it)
+    for cut in (38, 41):
+        store, clock = make_store(), Clock()
+        first = _engine(store, clock, checkpoint_every=1000, checkpoint_interval_s=1e9)
+        for _ in range(cut):
+            first.tick()
+            clock.now += STEP
+        first.close()
+        second = _engine(store, clock)
+        assert second.start() == 2
+        for _ in range(60 - cut):
+            second.tick()
+            clock.now += STEP
+        assert second.executor.checkpoints() == ref.executor.checkpoints()
+        mine = [(f.id, f.start, f.end, f.score) for f in store.findings()]
+        theirs = [(f.id, f.start, f.end, f.score) for f in ref_store.findings()]
+        assert mine == theirs, cut
+
+
+def test_tick_with_no_data_is_fine(make_store: StoreFactory) -> None:
+    store = MemoryStore()
+    eng = Engine(
+        store,
+        [],
+        LocalExecutor("mad", {}),
+        index=SeriesIndex(),
+        clock=Clock(),
+        registry=CollectorRegistry(),
+    )
+    r = eng.tick()
+    assert r.samples == 0 and r.new_findings == 0
+
+
+def test_run_loop_stops_and_survives_a_failing_tick() -> None:
+    class FlakyStore(MemoryStore):
+        fail = True
+
+        def append_samples(self, batch: MetricBatch) -> None:
+            if self.fail:
+                self.fail = False
+                raise OSError("disk full")
+            super().append_samples(batch)
+
+    store = FlakyStore()
+    index = SeriesIndex()
+    ticks = {"n": 0}
+
+    class Src(WaveSource):
+        def poll(self, now_ms: int) -> MetricBatch:
+            ticks["n"] += 1
+            if ticks["n"] >= 3:
+                stop.set()
+            return super().poll(T0 + ticks["n"] * STEP)
+
+    stop = threading.Event()
+    eng = Engine(
+        store, [Src(index)], LocalExecutor("mad", {}), index=index, registry=CollectorRegistry()
+    )
+    t = threading.Thread(target=eng.run, args=(stop, 0.01))
+    t.start()
+    t.join(10)
+    assert not t.is_alive()
+    assert eng.registry.get_sample_value("relia_engine_tick_errors_total") == 1
+    assert eng.status()["last_error"] is None  # the later ticks succeeded
+    assert ticks["n"] == 3
+    assert eng.status()["running"] is False
+
+
+@pytest.mark.parametrize("value", [np.nan])
+def test_missing_values_are_stored_and_scored(make_store: StoreFactory, value: float) -> None:
+    store, clock = make_store(), Clock()
+    index = SeriesIndex()
+    sid = index.get_or_add("x")
+
+    class Src:
+        name = "nan"
+
+        def poll(self, now_ms: int) -> MetricBatch:
+            return MetricBatch.for_series(sid, [now_ms], [value])
+
+    eng = Engine(
+        store,
+        [Src()],
+        LocalExecutor("mad", {}),
+        index=index,
+        clock=clock,
+        registry=CollectorRegistry(),
+    )
+    r = eng.tick()
+    assert r.samples == 1 and r.scored == 1
+    assert np.isnan(store.samples(sid)[1][0])
+
+
+def test_with_the_packaged_fake_source(make_store: StoreFactory) -> None:
+    from relia.sources.fakes import FakeSource
+
+    index = SeriesIndex()
+    a, b = index.get_or_add("q", {"i": "1"}), index.get_or_add("q", {"i": "2"})
+    ts = T0 + STEP * np.arange(30, dtype=np.int64)
+    vals = 5.0 + np.sin(np.arange(30.0))
+    vals[25] = 80.0
+    whole = MetricBatch.concat(
+        [MetricBatch.for_series(a, ts, vals), MetricBatch.for_series(b, ts, vals * 0 + 1.0)]
+    )
+    # three polls of ten points each; the second one repeats the first's last point
+    polls = [
+        MetricBatch(whole.series_id[m], whole.ts[m], whole.value[m])
+        for m in (
+            whole.ts < ts[10],
+            (whole.ts >= ts[9]) & (whole.ts < ts[20]),
+            whole.ts >= ts[20],
+        )
+    ]
+    store, clock = make_store(), Clock()
+    eng = Engine(
+        store,
+        [FakeSource("fake", polls)],
+        LocalExecutor("default", {}),
+        index=index,
+        clock=clock,
+        registry=CollectorRegistry(),
+    )
+    results = [eng.tick() for _ in range(4)]
+    assert [r.samples for r in results] == [20, 22, 20, 0]
+    assert results[1].dropped == 2
+    assert eng.registry.get_sample_value("relia_samples_dropped_total") == 2
+    found = store.findings()
+    assert [f.series_id for f in found] == [a]
+    assert found[0].start == int(ts[25])

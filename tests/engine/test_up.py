@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from relia.config import ApiConfig, HostConfig, ReliaConfig, ScrapeTarget
+from relia.engine.up import build_sources, run_up
+from relia.errors import ConfigError
+from relia.signals import SeriesIndex
+from relia.store.duckdb import DuckDBStore
+
+
+class Running:
+    """run_up in a thread; the URL it reports; its return code."""
+
+    def __init__(self, config: ReliaConfig) -> None:
+        self.stop = threading.Event()
+        self.url: str | None = None
+        self.rc: int | None = None
+        self.error: BaseException | None = None
+        self._ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(config,), daemon=True)
+        self.thread.start()
+        assert self._ready.wait(60), "run_up did not become ready"
+        if self.error:
+            raise self.error
+
+    def _run(self, config: ReliaConfig) -> None:
+        def ready(url: str) -> None:
+            self.url = url
+            self._ready.set()
+
+        try:
+            self.rc = run_up(config, stop=self.stop, ready=ready)
+        except BaseException as exc:  # surfaced to the test thread
+            self.error = exc
+            self._ready.set()
+
+    def get(self, path: str, **kw: Any) -> httpx.Response:
+        assert self.url
+        return httpx.get(self.url + path, timeout=10, **kw)
+
+    def wait_for(self, pred: Any, timeout: float = 20.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = pred()
+            if got:
+                return got
+            time.sleep(0.05)
+        raise AssertionError("condition not met in time")
+
+    def finish(self) -> int | None:
+        self.stop.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+        if self.error:
+            raise self.error
+        return self.rc
+
+
+def _config(tmp_path: Path, **kw: Any) -> ReliaConfig:
+    return ReliaConfig(
+        data_dir=tmp_path / "data",
+        interval=0.2,
+        host=HostConfig(enabled=True),
+        api=ApiConfig(port=0, **kw),
+    )
+
+
+def test_up_serves_ticks_stops_and_resumes(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    r = Running(cfg)
+    assert r.url and r.url.startswith("http://127.0.0.1:")
+    assert r.get("/healthz").json()["status"] == "ok"
+    r.wait_for(lambda: r.get("/healthz").json()["engine"]["ticks"] >= 3)
+    series = r.wait_for(lambda: r.get("/api/v1/series").json()["series"])
+    names = {s["name"] for s in series}
+    assert "host_cpu_percent" in names
+    sid = next(s["id"] for s in series if s["name"] == "host_cpu_percent")
+    assert r.get(f"/api/v1/series/{sid}/samples").json()["ts"]
+    assert "relia_engine_ticks_total" in r.get("/metrics").text
+    assert r.get("/").status_code == 200
+    assert r.finish() == 0
+
+    with DuckDBStore(cfg.data_dir / "relia.duckdb") as store:
+        ckpts = store.load_checkpoints()
+        n_before = {s.series_id: s.n_samples for s in store.list_series()}
+    assert len(ckpts) >= len(series)
+
+    again = Running(cfg)
+    health = again.get("/healthz").json()["engine"]
+    assert health["restored_series"] == len(ckpts)
+    again.wait_for(lambda: again.get("/healthz").json()["engine"]["ticks"] >= 2)
+    assert again.finish() == 0
+    with DuckDBStore(cfg.data_dir / "relia.duckdb") as store:
+        after = {s.series_id: s.n_samples for s in store.list_series()}
+    assert all(after[k] > v for k, v in n_before.items() if k in after)
+
+
+def test_up_with_token_and_no_api(tmp_path: Path) -> None:
+    r = Running(_config(tmp_path, token="t0k"))
+    assert r.get("/api/v1/series").status_code == 401
+    assert r.get("/api/v1/series", headers={"Authorization": "Bearer t0k"}).status_code == 200
+    assert r.finish() == 0
+    quiet = Running(_config(tmp_path).model_copy(update={"api": ApiConfig(enabled=False)}))
+    assert quiet.url == ""
+    assert quiet.finish() == 0
+
+
+def test_port_in_use_is_a_config_error(tmp_path: Path) -> None:
+    r = Running(_config(tmp_path))
+    assert r.url
+    port = int(r.url.rsplit(":", 1)[1])
+    try:
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
+            run_up(_config(tmp_path / "other").model_copy(update={"api": ApiConfig(port=port)}))
+    finally:
+        assert r.finish() == 0
+
+
+def test_build_sources_from_config(tmp_path: Path) -> None:
+    cfg = ReliaConfig(
+        host=HostConfig(enabled=False),
+        scrape=[
+            ScrapeTarget(name="app", url="http://127.0.0.1:9/metrics"),
+            ScrapeTarget(name="app", url="http://127.0.0.1:10/metrics"),
+        ],
+    )
+    with pytest.raises(ConfigError, match=r"scrape\[1\].name.*'app'"):
+        build_sources(cfg, SeriesIndex())
+    ok = cfg.model_copy(update={"scrape": cfg.scrape[:1]})
+    srcs = build_sources(ok, SeriesIndex())
+    assert [s.name for s in srcs] == ["app"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
+    code = (
+        "import sys\n"
+        "from relia.config import load_config\n"
+        "from relia.engine.up import run_up\n"
+        "sys.exit(run_up(load_config(), ready=lambda u: print('READY', u, flush=True)))\n"
+    )
+    env = {
+        **os.environ,
+        "RELIA_DATA_DIR": str(tmp_path / "data"),
+        "RELIA_API__PORT": "0",
+        "RELIA_INTERVAL": "0.2",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("READY http://127.0.0.1:"), line
+        url = line.split()[1]
+        deadline = time.monotonic() + 20
+        while httpx.get(url + "/healthz").json()["engine"]["ticks"] < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with DuckDBStore(tmp_path / "data" / "relia.duckdb") as store:
+        assert store.load_checkpoints()

@@ -100,7 +100,16 @@ register(
     "EWMA z-score for spikes plus two-sided CUSUM for level shifts",
 )
 register(
-    "default",
+    "ensemble",
     "relia.detect.ensemble:Ensemble",
-    "relia's recommended detector: the strongest of the robust baselines, combined",
+    "several detectors on one stream, scored by the highest (default members: mad, cusum)",
+)
+# The default is the baseline that measured best on NAB (bench/results/nab.json) with one
+# configuration for the whole corpus: slow-moving EWMA (alpha 0.005, about 200 points of memory)
+# and a CUSUM that needs 20 deviations of evidence before calling a level shift.
+register(
+    "default",
+    "relia.detect.changepoint:EwmaCusum",
+    "relia's recommended detector (now: EWMA + CUSUM with long memory)",
+    preset={"alpha": 0.005, "h": 20.0},
 )

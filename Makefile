@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test lint typecheck check servers bench clean
+.PHONY: up test lint typecheck servers bench clean clean-jit
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,5 +42,10 @@ test: $(STAMP) servers lint typecheck
 bench: $(STAMP)
 	$(BIN)/python bench/nab.py --detector all
 
-clean:
+# Numba caches compiled kernels beside the sources; it does not notice a change in a helper a
+# kernel inlines from another module (src/relia/detect/_kernels.py), so clear them after one.
+clean-jit:
+	find src -name '*.nbi' -delete -o -name '*.nbc' -delete
+
+clean: clean-jit
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from relia.errors import ConfigError
 
@@ -53,6 +61,15 @@ def parse_duration(value: object) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+def _http_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return url
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -77,15 +94,8 @@ class ScrapeTarget(_Model):
     """A ``/metrics`` endpoint in Prometheus or OpenMetrics text format."""
 
     name: str
-    url: str
+    url: HttpUrl
     timeout: Duration = 5.0
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, url: str) -> str:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return url
 
 
 class PrometheusQuery(_Model):
@@ -97,16 +107,14 @@ class PrometheusSource(_Model):
     """A Prometheus server read through its HTTP API (``query_range``)."""
 
     name: str
-    url: str
+    url: HttpUrl
     queries: list[PrometheusQuery] = Field(min_length=1)
     lookback: Duration = Field(300.0, description="how far back the first poll reaches")
     timeout: Duration = 10.0
 
     @field_validator("url")
     @classmethod
-    def _http_url(cls, url: str) -> str:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
+    def _no_trailing_slash(cls, url: str) -> str:
         return url.rstrip("/")
 
 

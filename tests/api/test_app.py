@@ -53,7 +53,7 @@ def setup(request: pytest.FixtureRequest) -> Iterator[tuple[Store, Engine, Src]]
     eng = Engine(
         store,
         [src],
-        LocalExecutor("default", {}),
+        LocalExecutor("cusum", {}),
         index=index,
         clock=lambda: clock["now"],
         registry=CollectorRegistry(),

@@ -41,18 +41,18 @@ def _ticks(batch: MetricBatch, n_ticks: int) -> list[MetricBatch]:
 
 
 def test_is_an_executor() -> None:
-    ex = LocalExecutor("default", {}, n_shards=2)
+    ex = LocalExecutor("cusum", {}, n_shards=2)
     assert isinstance(ex, Executor)
-    assert ex.components == create("default").components
+    assert ex.components == create("cusum").components
 
 
 def test_matches_a_detector_per_series_run_on_everything() -> None:
     batch = _data()
-    ex = LocalExecutor("default", {}, n_shards=1)
+    ex = LocalExecutor("cusum", {}, n_shards=1)
     got = ScoredPoints.concat([ex.process(b) for b in _ticks(batch, 7)])
     assert len(got) == len(batch)
     for sid, ts, val in batch.split():
-        det = create("default")
+        det = create("cusum")
         d = det.score_detail(val, ts)
         m = got.series_id == sid
         np.testing.assert_array_equal(got.ts[m], ts)
@@ -90,14 +90,14 @@ def test_old_and_repeated_points_are_dropped_and_counted() -> None:
 def test_checkpoint_restore_continues_like_an_uninterrupted_run() -> None:
     batch = _data(n_series=4)
     ticks = _ticks(batch, 6)
-    straight = LocalExecutor("default", {}, 2)
+    straight = LocalExecutor("cusum", {}, 2)
     ref = ScoredPoints.concat([straight.process(b) for b in ticks])
 
-    first = LocalExecutor("default", {}, 2)
+    first = LocalExecutor("cusum", {}, 2)
     head = [first.process(b) for b in ticks[:3]]
     blobs = first.checkpoints()
     assert len(blobs) == 4 and all(isinstance(v, bytes) for v in blobs.values())
-    second = LocalExecutor("default", {}, 3)  # a different shard count still works
+    second = LocalExecutor("cusum", {}, 3)  # a different shard count still works
     assert second.restore(blobs) == 4
     tail = [second.process(b) for b in ticks[3:]]
     got = ScoredPoints.concat(head + tail)
@@ -135,7 +135,7 @@ def test_bad_detector_fails_at_construction() -> None:
 
 
 def test_nan_values_are_scored_not_dropped() -> None:
-    ex = LocalExecutor("default", {})
+    ex = LocalExecutor("cusum", {})
     out = ex.process(MetricBatch.for_series(3, [1000, 2000, 3000], [1.0, np.nan, 1.0]))
     assert len(out) == 3 and out.dropped == 0
     assert np.isfinite(out.score).all()

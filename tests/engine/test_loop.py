@@ -79,7 +79,7 @@ def _engine(store: Store, clock: Clock, *sources: object, **kw: object) -> Engin
     return Engine(
         store,
         srcs,  # type: ignore[arg-type]
-        LocalExecutor("default", {}),
+        LocalExecutor("cusum", {}),
         index=index,
         clock=clock,
         registry=CollectorRegistry(),
@@ -273,7 +273,7 @@ def test_with_the_packaged_fake_source(make_store: StoreFactory) -> None:
     eng = Engine(
         store,
         [FakeSource("fake", polls)],
-        LocalExecutor("default", {}),
+        LocalExecutor("cusum", {}),
         index=index,
         clock=clock,
         registry=CollectorRegistry(),

@@ -104,12 +104,15 @@ register(
     "relia.detect.ensemble:Ensemble",
     "several detectors on one stream, scored by the highest (default members: mad, cusum)",
 )
-# The default is the baseline that measured best on NAB (bench/results/nab.json) with one
-# configuration for the whole corpus: slow-moving EWMA (alpha 0.005, about 200 points of memory)
-# and a CUSUM that needs 20 deviations of evidence before calling a level shift.
+register(
+    "adaptive",
+    "relia.detect.adaptive:Adaptive",
+    "robust level + daily profile forecast; surprise calibrated on the series' own history",
+)
+# The default is the detector the project stands behind: `adaptive` with its own defaults (one
+# configuration for every series; see bench/results/nab.json for how it measures).
 register(
     "default",
-    "relia.detect.changepoint:EwmaCusum",
-    "relia's recommended detector (now: EWMA + CUSUM with long memory)",
-    preset={"alpha": 0.005, "h": 20.0},
+    "relia.detect.adaptive:Adaptive",
+    "relia's recommended detector (now: adaptive, calibrated per series)",
 )

@@ -1,0 +1,259 @@
+"""Adaptive detector: a robust forecast whose surprises are calibrated to each series' history.
+
+Three small parts, one Numba loop, about 1.4 KB of state per series:
+
+* **Forecast.** A robust level (an EWMA whose step is clipped to one scale unit, so it tracks the
+  median rather than the mean and one outlier barely moves it) plus a daily profile: one additive
+  offset per slot of the day, found from the timestamp (irregular sampling and gaps are fine). The
+  expected value is ``level + offset``; the band is ``band_z`` robust scales around it. After
+  ``persist`` points in a row outside the band on one side the level jumps to the new value: a
+  new normal is adopted at once instead of alarming for hours.
+* **Calibrated surprise.** The raw surprise of a point is ``log(1 + |residual| / resolution)``
+  (the resolution is the data's smallest step or 0.1% of its level), also smoothed over a few
+  points. It is *not* compared with a Gaussian: decayed histograms of the series' own past
+  surprises (about the last ``1 / long`` points) give its empirical tail probability ``p``, with an
+  exponential tail past the largest surprise seen; a lone point counts when it is ``point`` times
+  rarer than the smoothed surprise would need. The score is ``s / (s + 5)`` with ``s = -log10 p``,
+  so a score means the same rarity in every series whatever its noise, heavy tails or integer
+  steps: one threshold fits all series.
+* **New range.** A value outside the forecast's band and beyond the range seen so far by more
+  than ``margin`` of that range is anomalous at once (score 0.9 and up), whatever its rarity.
+
+Components: ``above`` / ``below`` (the calibrated surprise, by the residual's sign) and
+``new_range``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numba
+import numpy as np
+from pydantic import Field
+
+from relia.detect._kernels import learn_quantum, scale_floor, surprise_score
+from relia.detect.base import Detector, DetectorConfig, FloatArray, IntArray, State
+
+__all__ = ["Adaptive", "AdaptiveConfig"]
+
+# Layout of the scalar state ``st``.
+_N, _LEVEL, _SCALE, _VMIN, _VMAX, _SA, _INC, _TOT, _RUN = range(9)
+_NST = 9
+#: Histogram of smoothed surprises: bins of 0.5 in log(1 + |r| / resolution), up to e^16.
+_HB = 32
+_HW = 0.5
+#: Width (in surprise units) of the exponential tail past the largest surprise seen.
+_TAIL_W = 0.5
+#: Score of a value outside the range seen so far (surprise 45: above all but extreme residuals).
+_NEW_RANGE_SCORE = 0.9
+_DAY_MS = 86_400_000
+
+
+class AdaptiveConfig(DetectorConfig):
+    alpha: float = Field(0.03, gt=0, lt=1, description="level step per point (in scale units)")
+    beta: float = Field(0.02, gt=0, lt=1, description="EWMA weight of the scale")
+    clip: float = Field(1.0, gt=0, description="level step is clipped to clip * scale")
+    short: float = Field(0.2, gt=0, le=1, description="EWMA weight smoothing the surprise")
+    long: float = Field(0.001, gt=0, lt=1, description="decay of the surprise histogram")
+    margin: float = Field(0.05, ge=0, description="share of the range a new extreme must exceed")
+    bins: int = Field(48, ge=0, le=96, description="slots of the daily profile (0: none)")
+    gamma: float = Field(0.1, gt=0, lt=1, description="EWMA weight of a daily slot")
+    point: float = Field(
+        10.0, ge=0, description="a lone point must be this many times rarer (0: off)"
+    )
+    persist: int = Field(20, ge=0, description="points outside the band that make a new level")
+    min_samples: int = Field(64, ge=2, description="points seen before any score is given")
+    band_z: float = Field(3.0, gt=0, description="half-width of the band, in scales")
+    rel_floor: float = Field(1e-3, ge=0, description="resolution floor relative to the level")
+
+
+@numba.njit(cache=True, inline="always")
+def _tail_prob(hist, inc, tot, v):  # type: ignore[no-untyped-def]
+    """P(V >= v) under the decayed histogram, with one pseudo-count (so p > 0) and an exponential
+    tail past the highest occupied bin (so ever larger surprises keep ranking higher)."""
+    j = int(v / _HW)
+    if j >= _HB:
+        j = _HB - 1
+    frac = min(v / _HW - j, 1.0)
+    tail = hist[j] * (1.0 - frac)
+    occupied = hist[j] > 0.5 * inc
+    for k in range(_HB - 1, j, -1):
+        tail += hist[k]
+        if hist[k] > 0.5 * inc:
+            occupied = True
+    p = (tail + inc) / (tot + inc)
+    if not occupied:
+        hi = 0
+        for k in range(j - 1, -1, -1):
+            if hist[k] > 0.5 * inc:
+                hi = k + 1
+                break
+        p *= math.exp(-max(v - hi * _HW, 0.0) / _TAIL_W)
+    return p
+
+
+@numba.njit(cache=True)
+def _adaptive_kernel(  # type: ignore[no-untyped-def]
+    ts, values, st, q, hist, season, scnt, prm, score, expected, lower, upper, comp,
+):  # fmt: skip
+    # The parameters come packed in one array: each argument costs dispatch time per call, and
+    # streaming calls the kernel once per point.
+    alpha, beta, clip, short, long, margin = prm[0], prm[1], prm[2], prm[3], prm[4], prm[5]
+    gamma, min_samples, band_z, rel_floor, persist = prm[6], prm[7], prm[8], prm[9], prm[10]
+    point = prm[11]
+    nb = season.shape[0]
+    for i in range(values.shape[0]):
+        x = values[i]
+        n = st[_N]
+        b = 0
+        seas = 0.0
+        if nb > 0:
+            b = int((ts[i] % _DAY_MS) * nb // _DAY_MS)
+            if scnt[b] >= 2.0:
+                seas = season[b]
+        f = st[_LEVEL] + seas
+        res = max(q[1], 1e-9)
+        sc = scale_floor(st[_SCALE], f, rel_floor, res)
+        if n >= min_samples:
+            expected[i] = f
+            lower[i] = f - band_z * sc
+            upper[i] = f + band_z * sc
+        if math.isnan(x):
+            continue
+        learn_quantum(q, x)
+        if n < 1.0:
+            st[_LEVEL] = x
+            st[_VMIN] = x
+            st[_VMAX] = x
+            st[_N] = 1.0
+            continue
+        r = x - f
+        # Raw surprise in units of the data's resolution; the histogram does the scaling.
+        u = math.log1p(abs(r) / max(rel_floor * abs(f), res))
+        sa = st[_SA] + short * (u - st[_SA])
+        st[_SA] = sa
+        if n >= min_samples:
+            p = _tail_prob(hist[0], st[_INC], st[_TOT], sa)
+            if point > 0.0:
+                p = min(p, point * _tail_prob(hist[1], st[_INC], st[_TOT], u))
+            s = surprise_score(-math.log10(p))
+            c = -1
+            if s > 0.0:
+                c = 0 if r >= 0.0 else 1
+            # A new extreme by a margin of the range, and outside the forecast's band (so a
+            # trend making ever-new highs along its forecast does not fire). Graded by how far
+            # beyond, so larger breaks still rank higher.
+            span = st[_VMAX] - st[_VMIN]
+            excess = max(x - st[_VMAX], st[_VMIN] - x) - margin * span
+            if excess > 0.0 and abs(r) > band_z * sc:
+                e = excess / (excess + span + res)
+                s_new = _NEW_RANGE_SCORE + (1.0 - _NEW_RANGE_SCORE) * e
+                if s_new > s:
+                    s = s_new
+                    c = 2
+            score[i] = s
+            comp[i] = c
+        # Learn the surprise: decay by growing the weight of new points (rescaled when large)
+        # rather than shrinking every bin at every point.
+        inc = st[_INC]
+        if inc == 0.0:
+            inc = 1.0
+        inc /= 1.0 - long
+        if inc > 1e200:
+            for j in range(_HB):
+                hist[0, j] /= inc
+                hist[1, j] /= inc
+            st[_TOT] /= inc
+            inc = 1.0
+        hj = min(int(sa / _HW), _HB - 1)
+        hist[0, hj] += inc
+        hist[1, min(int(u / _HW), _HB - 1)] += inc
+        st[_TOT] += inc
+        st[_INC] = inc
+        # Robust forecast update: the level moves at most alpha * clip scales per point.
+        rc = min(max(r, -clip * sc), clip * sc)
+        level = st[_LEVEL] + alpha * rc
+        run = st[_RUN]
+        if abs(r) > band_z * sc:
+            run = run + 1.0 if run * r > 0.0 else math.copysign(1.0, r)
+        else:
+            run = 0.0
+        if persist > 0 and abs(run) >= persist:
+            # Outside the band on one side for `persist` points: a new normal, taken at once.
+            level = x - seas
+            run = 0.0
+        st[_RUN] = run
+        st[_LEVEL] = level
+        if nb > 0:
+            if scnt[b] == 0.0:
+                season[b] = x - level
+            else:
+                season[b] += gamma * min(max(x - level - season[b], -clip * sc), clip * sc)
+            scnt[b] += 1.0
+        # The scale (for the band and the level's step) is a winsorized mean absolute residual.
+        st[_SCALE] += beta * (min(abs(r), 4.0 * sc) - st[_SCALE])
+        st[_VMIN] = min(st[_VMIN], x)
+        st[_VMAX] = max(st[_VMAX], x)
+        st[_N] = n + 1.0
+
+
+class Adaptive(Detector):
+    """Robust level + daily profile forecast; each point's surprise is scored by how rare it is
+    in the series' own history of surprises, and a value beyond the range seen so far fires at
+    once. Components: ``above`` / ``below`` the forecast, ``new_range``."""
+
+    name = "adaptive"
+    config_class = AdaptiveConfig
+    components = ("above", "below", "new_range")
+    config: AdaptiveConfig
+
+    def _initial_state(self) -> State:
+        b = self.config.bins
+        return {
+            "st": np.zeros(_NST),
+            "q": np.array([np.nan, 0.0]),
+            "hist": np.zeros((2, _HB)),
+            "season": np.zeros(b),
+            "scnt": np.zeros(b),
+        }
+
+    def _params(self) -> FloatArray:
+        prm: FloatArray | None = self.__dict__.get("_prm")
+        if prm is None:
+            c = self.config
+            prm = np.array(
+                [c.alpha, c.beta, c.clip, c.short, c.long, c.margin, c.gamma, c.min_samples,
+                 c.band_z, c.rel_floor, c.persist, c.point]
+            )  # fmt: skip
+            self._prm = prm
+        return prm
+
+    def update(self, ts: int, value: float) -> float:
+        """Score one point and learn it: the same kernel as batch scoring, with reused
+        one-point buffers (the generic path allocates seven arrays per point)."""
+        buf: list[np.ndarray[Any, Any]] | None = self.__dict__.get("_buf")
+        if buf is None:
+            buf = [np.zeros(1, np.int64), *(np.zeros(1) for _ in range(5)), np.zeros(1, np.int8)]
+            self._buf = buf
+        t, v, sc, ex, lo, up, comp = buf
+        t[0] = ts
+        v[0] = value
+        sc[0] = 0.0
+        ex[0] = lo[0] = up[0] = np.nan
+        comp[0] = -1
+        st = self._state
+        _adaptive_kernel(
+            t, v, st["st"], st["q"], st["hist"], st["season"], st["scnt"], self._params(),
+            sc, ex, lo, up, comp,
+        )  # fmt: skip
+        self._n_seen += 1
+        self._last_ts = int(ts) if self._last_ts is None else max(self._last_ts, int(ts))
+        return float(sc[0])
+
+    def _run(self, ts: IntArray, values: FloatArray, state: State, out: State) -> None:
+        prm = self._params()
+        _adaptive_kernel(
+            ts, values, state["st"], state["q"], state["hist"], state["season"], state["scnt"],
+            prm, out["score"], out["expected"], out["lower"], out["upper"], out["component"],
+        )  # fmt: skip

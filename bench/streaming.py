@@ -1,0 +1,402 @@
+"""Streaming speed and state size of relia detectors, beside river's HalfSpaceTrees.
+
+Usage::
+
+    python bench/streaming.py                               # default detector, 10,000 series
+    python bench/streaming.py --detector cusum --series 10000 --points 1000000
+    python bench/streaming.py --no-river
+
+The stream: ``--points`` points spread round-robin over ``--series`` series (point j goes to
+series j mod S), so each series sees points/series points in order. Each series replays one NAB
+data file (series s takes file s mod F from an offset that depends on s, cycling through it) with
+timestamps at the file's median spacing, so values are real metrics, not noise. Building the
+stream is not timed.
+
+relia: one detector per series, held in a list; the timed loop is
+``for s, t, v in stream: detectors[s].update(t, v)``, wall-clock, everything in the loop included,
+after a warm-up of the kernel on a separate detector. Bytes per series are measured from the
+checkpoints: ``len(relia.detect.checkpoint.pack(det.state_dict()))`` of every series after the
+run (mean and max); live Python memory per detector (tracemalloc, while creating them) is reported
+beside it.
+
+river: ``preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed=...)``, one model per series,
+``score_one`` then ``learn_one`` per point (the same score-then-learn order as relia). A default
+HalfSpaceTrees holds 10 trees of 511 nodes (about 1.1 MB of Python objects), so 10,000 of them do
+not fit a small machine: river runs on the first ``--river-series`` series of the same stream with
+the same points per series (``same_stream``), and then, since HalfSpaceTrees returns 0 without
+walking its trees until its first window (250 points) is full, once more on those models after
+that window (``steady_state``). The JSON says exactly what was measured; the ratio is relia
+points/s over river points/s.
+
+One core, as ``bench/throughput.py`` (thread counts 1, pinned to the first CPU). Prints a table,
+merges into ``--out`` (``bench/results/streaming.json``); the last stdout line is the JSON.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Thread pools of one, before NumPy/Numba are imported (as bench/throughput.py; only as a script).
+if __name__ == "__main__":
+    for _var in (
+        "NUMBA_NUM_THREADS",
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "POLARS_MAX_THREADS",
+    ):
+        os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import gc  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import tracemalloc  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import nab  # noqa: E402
+import relia.detect  # noqa: E402
+import throughput  # noqa: E402
+from relia.detect.checkpoint import pack  # noqa: E402
+from relia.errors import ReliaError  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = REPO / "bench/results/streaming.json"
+#: Issue 3, item 5: one core sustains this many update() calls per second over 10,000 series ...
+TARGET_POINTS_PER_S = 200_000
+#: ... with at most this many checkpoint bytes per series.
+TARGET_BYTES_PER_SERIES = 2048
+#: Points a default HalfSpaceTrees learns before its scores are anything but 0.
+HST_WINDOW = 250
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A round-robin stream as plain Python lists (what a per-point loop iterates fastest)."""
+
+    series: int
+    sid: list[int]
+    ts: list[int]
+    value: list[float]
+
+    def __len__(self) -> int:
+        return len(self.sid)
+
+
+def build_stream(
+    files: Sequence[throughput.Series], n_series: int, n_points: int, *, skip: int = 0
+) -> Stream:
+    """``n_points`` points round-robin over ``n_series`` series replaying the NAB files.
+
+    ``skip`` starts every series that many of its own points later (to continue a stream).
+    """
+    lengths = np.array([len(v) for _, _, v in files], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    values = np.concatenate([v for _, _, v in files])
+    t0 = np.array([int(t[0]) for _, t, _ in files], dtype=np.int64)
+    step = np.array(
+        [int(np.median(np.diff(t))) if len(t) > 1 else 60_000 for _, t, _ in files],
+        dtype=np.int64,
+    )
+    step = np.maximum(step, 1)
+    j = np.arange(n_points, dtype=np.int64)
+    sid = j % n_series
+    k = j // n_series + skip
+    f = sid % len(files)
+    # Series sharing a file start at different places in it, so they are not copies.
+    offset = (sid // len(files)) * 997
+    idx = starts[f] + (offset + k) % lengths[f]
+    ts = t0[f] + k * step[f]
+    return Stream(n_series, sid.tolist(), ts.tolist(), values[idx].tolist())
+
+
+def run_relia(name: str, stream: Stream) -> dict[str, Any]:
+    """Time ``update`` over the stream with one detector per series; measure state size."""
+    throughput.warm_up(name)
+    warm = relia.detect.create(name)
+    for i in range(64):
+        warm.update(i * 60_000, float(i % 5))
+
+    gc.collect()
+    tracemalloc.start()
+    before, _ = tracemalloc.get_traced_memory()
+    detectors = [relia.detect.create(name) for _ in range(stream.series)]
+    after, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    sid, ts, value = stream.sid, stream.ts, stream.value
+    gc.collect()
+    t0 = time.perf_counter()
+    for s, t, v in zip(sid, ts, value, strict=True):
+        detectors[s].update(t, v)
+    seconds = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    blobs = [pack(d.state_dict()) for d in detectors]
+    pack_s = time.perf_counter() - t1
+    sizes = np.array([len(b) for b in blobs])
+    state_bytes = np.array([sum(a.nbytes for a in d._state.values()) for d in detectors])
+    pps = len(stream) / seconds
+    mean_bytes = float(sizes.mean())
+    return {
+        **throughput.describe_detector(name),
+        "series": stream.series,
+        "points": len(stream),
+        "points_per_series": len(stream) / stream.series,
+        "seconds": round(seconds, 4),
+        "points_per_s": round(pps, 1),
+        "us_per_point": round(1e6 * seconds / len(stream), 3),
+        "checkpoint_bytes_per_series_mean": round(mean_bytes, 1),
+        "checkpoint_bytes_per_series_max": int(sizes.max()),
+        "state_array_bytes_per_series_mean": round(float(state_bytes.mean()), 1),
+        "live_bytes_per_series_tracemalloc": round((after - before) / stream.series, 1),
+        "checkpoint_all_s": round(pack_s, 4),
+        "target_points_per_s": TARGET_POINTS_PER_S,
+        "target_bytes_per_series": TARGET_BYTES_PER_SERIES,
+        "meets_target": bool(pps >= TARGET_POINTS_PER_S and sizes.max() <= TARGET_BYTES_PER_SERIES),
+    }
+
+
+def _river_model(seed: int) -> Any:
+    from river import anomaly, preprocessing
+
+    return preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed=seed)
+
+
+def _river_loop(models: list[Any], stream: Stream) -> float:
+    t0 = time.perf_counter()
+    for s, v in zip(stream.sid, stream.value, strict=True):
+        m = models[s]
+        x = {"value": v}
+        m.score_one(x)
+        m.learn_one(x)
+    return time.perf_counter() - t0
+
+
+def run_river(
+    files: Sequence[throughput.Series], n_series: int, points_per_series: int, seed: int
+) -> dict[str, Any]:
+    """river's MinMaxScaler | HalfSpaceTrees on the first ``n_series`` series of the stream."""
+    import river
+
+    n_points = n_series * points_per_series
+    _river_model(seed)  # import river's submodules before measuring memory
+    # Memory and build time of a model: HalfSpaceTrees builds its trees on the first learn_one.
+    sample = min(n_series, 20)
+    gc.collect()
+    tracemalloc.start()
+    probe = [_river_model(seed + s) for s in range(sample)]
+    for i, m in enumerate(probe):
+        m.learn_one({"value": float(i)})
+    live, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    del probe
+    gc.collect()
+    t0 = time.perf_counter()
+    probe = [_river_model(seed + s) for s in range(sample)]
+    for i, m in enumerate(probe):
+        m.learn_one({"value": float(i)})
+    build_s = time.perf_counter() - t0
+    del probe
+    gc.collect()
+    models = [_river_model(seed + s) for s in range(n_series)]
+
+    same = build_stream(files, n_series, n_points)
+    gc.collect()
+    same_s = _river_loop(models, same)
+
+    # Past HalfSpaceTrees' first window every score walks the trees: feed the models up to it
+    # (untimed), then time the next points_per_series points of each series.
+    done = points_per_series
+    if done < HST_WINDOW:
+        fill = build_stream(files, n_series, n_series * (HST_WINDOW - done), skip=done)
+        _river_loop(models, fill)
+        done = HST_WINDOW
+    steady = build_stream(files, n_series, n_points, skip=done)
+    gc.collect()
+    steady_s = _river_loop(models, steady)
+    return {
+        "version": getattr(river, "__version__", "unknown"),
+        "model": f"preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed={seed}+series)",
+        "per_point": "score_one then learn_one",
+        "series": n_series,
+        "points_per_series": points_per_series,
+        "points": n_points,
+        "live_bytes_per_model_tracemalloc": round(live / sample, 1),
+        "build_s_per_model": round(build_s / sample, 6),
+        "note": (
+            "same_stream includes each model building its trees on its first learn_one "
+            "(build_s_per_model); steady_state is the per-point cost once the trees are built and "
+            "the first window is full, the fairer comparison, and the one the headline ratio uses"
+        ),
+        "same_stream": {
+            "what": (
+                f"series 0..{n_series - 1} of the relia stream, points 0..{points_per_series - 1}"
+                " of each, round-robin (the same values and order as relia on those series)"
+            ),
+            "seconds": round(same_s, 4),
+            "points_per_s": round(n_points / same_s, 1),
+        },
+        "steady_state": {
+            "what": (
+                f"the same models continued: each series' points {done}.."
+                f"{done + points_per_series - 1} (first {HST_WINDOW}-point window full, so every"
+                " score walks the trees)"
+            ),
+            "seconds": round(steady_s, 4),
+            "points_per_s": round(n_points / steady_s, 1),
+        },
+    }
+
+
+def print_table(console: Console, rows: dict[str, dict[str, Any]], riv: dict[str, Any]) -> None:
+    table = Table(title="Streaming update() over many series (one core, round-robin)")
+    for col in ("model", "series", "points", "points/s", "µs/point", "bytes/series", "target"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for name, r in rows.items():
+        table.add_row(
+            f"relia {name}",
+            f"{r['series']:,}",
+            f"{r['points']:,}",
+            f"{r['points_per_s']:,.0f}",
+            f"{r['us_per_point']:.2f}",
+            f"{r['checkpoint_bytes_per_series_mean']:,.0f} (max "
+            f"{r['checkpoint_bytes_per_series_max']:,})",
+            "ok" if r["meets_target"] else "MISS",
+        )
+    if riv:
+        for phase in ("steady_state", "same_stream"):
+            p = riv[phase]
+            table.add_row(
+                f"river HST ({phase.replace('_', ' ')})",
+                f"{riv['series']:,}",
+                f"{riv['points']:,}",
+                f"{p['points_per_s']:,.0f}",
+                f"{1e6 / p['points_per_s']:.2f}",
+                f"~{riv['live_bytes_per_model_tracemalloc']:,.0f} live",
+                "-",
+            )
+    console.print(table)
+    for name, r in rows.items():
+        for phase, ratio in r.get("ratio_vs_river", {}).items():
+            console.print(
+                f"relia {name} / river ({phase.replace('_', ' ')}): {ratio:,.1f}x points/s",
+                highlight=False,
+            )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    ap.add_argument(
+        "--detector",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="registered detector (repeatable; 'all' for every one); default: default",
+    )
+    ap.add_argument("--series", type=int, default=10_000, help="series in the stream")
+    ap.add_argument("--points", type=int, default=1_000_000, help="points in the stream")
+    ap.add_argument("--data", type=Path, default=throughput.DEFAULT_DATA, help="NAB folder")
+    ap.add_argument(
+        "--river",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure river's MinMaxScaler | HalfSpaceTrees",
+    )
+    ap.add_argument(
+        "--river-series",
+        type=int,
+        default=1000,
+        help="series river runs on (about 1.1 MB per model); capped at --series",
+    )
+    ap.add_argument("--seed", type=int, default=42, help="HalfSpaceTrees seed of series 0")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON file to write (merged)")
+    args = ap.parse_args(argv)
+    for opt in ("series", "points", "river_series"):
+        if getattr(args, opt) < 1:
+            ap.error(f"--{opt.replace('_', '-')} must be at least 1")
+    if args.points < args.series:
+        ap.error("--points must be at least --series (every series gets a point)")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; returns the exit code (2 on a user error)."""
+    args = parse_args(argv)
+    out_console = Console() if sys.stdout.isatty() else Console(width=132)
+    err_console = Console(stderr=True)
+    try:
+        names = throughput.resolve_names(args.detector)
+        files = throughput.load_series(args.data)
+        cores, before = throughput.pin_one_core()
+        try:
+            stream = build_stream(files, args.series, args.points)
+            rows: dict[str, dict[str, Any]] = {}
+            for name in names:
+                err_console.print(
+                    f"streaming {name} over {args.series:,} series ...", highlight=False
+                )
+                rows[name] = run_relia(name, stream)
+                rows[name]["run_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+            riv: dict[str, Any] = {}
+            if args.river:
+                n = min(args.river_series, args.series)
+                err_console.print(f"river on {n:,} series ...", highlight=False)
+                riv = run_river(files, n, args.points // args.series, args.seed)
+                for row in rows.values():
+                    row["ratio_vs_river"] = {
+                        phase: round(row["points_per_s"] / riv[phase]["points_per_s"], 2)
+                        for phase in ("steady_state", "same_stream")
+                    }
+        finally:
+            throughput.unpin(before)
+        doc: dict[str, Any] = {
+            "benchmark": "streaming",
+            "data": str(args.data.resolve()),
+            "machine": nab.machine_info(),
+            "single_core": cores,
+            "stream": (
+                f"{args.points:,} points round-robin over {args.series:,} series; series s replays "
+                f"NAB file s mod {len(files)} from offset 997*(s div {len(files)}), cycled, at the "
+                "file's median spacing"
+            ),
+            "timing": (
+                "wall-clock of the loop `for s, t, v in stream: detectors[s].update(t, v)`, "
+                "kernel warmed up first; bytes/series = len(checkpoint.pack(det.state_dict())) "
+                "after the run"
+            ),
+            "detectors": rows,
+        }
+        if riv:
+            doc["river"] = riv
+        merged = throughput.merge_out(args.out, doc)
+    except ReliaError as exc:
+        # Plain print: rich would wrap the one-line message at the terminal width.
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        print(
+            f"error: {exc.name} is not installed (pip install river, or pass --no-river)",
+            file=sys.stderr,
+        )
+        return 2
+    print_table(out_console, rows, riv)
+    out_console.print(f"wrote {args.out}", highlight=False)
+    sys.stdout.flush()
+    print(json.dumps(merged, separators=(",", ":")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

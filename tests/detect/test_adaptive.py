@@ -12,6 +12,7 @@ from relia.errors import DetectorError
 
 T0 = 1_600_000_000_000
 FIVE_MIN = 300_000
+DAY_MS = 86_400_000
 ABOVE, BELOW, NEW_RANGE = (Adaptive.components.index(c) for c in ("above", "below", "new_range"))
 
 
@@ -100,6 +101,91 @@ def test_weekly_load_with_daily_cycle_does_not_alarm_constantly() -> None:
     assert (scores[n // 4 :] >= 0.5).mean() < 0.01
 
 
+def _business_week(weeks: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Five-minute points: a midday bump on weekdays only, flat weekends (ts, values, bump, sat)."""
+    ts = _ts(288 * 7 * weeks)
+    hour = (ts % DAY_MS) / 3_600_000
+    weekend = ((ts // DAY_MS) % 7) >= 5
+    bump = 40.0 * np.exp(-(((hour - 14.0) / 3.0) ** 2))
+    values = (
+        100.0 + np.where(weekend, 0.0, bump) + np.random.default_rng(seed).normal(0, 2, len(ts))
+    )
+    return ts, values, bump, weekend
+
+
+def test_weekly_seasonality_is_learned() -> None:
+    ts, values, bump, weekend = _business_week(5, 20)
+    hour = (ts % DAY_MS) / 3_600_000
+    # On the last Saturday the weekday bump appears: normal for the time of day on a weekday, in
+    # range, only wrong for the day of the week.
+    sat = np.flatnonzero(weekend & (ts >= ts[-1] - 7 * DAY_MS) & (hour >= 13) & (hour < 15))
+    anomalous = values.copy()
+    anomalous[sat] += bump[sat]
+    late = slice(288 * 21, int(sat[0]))
+    found = []
+    for week_bins in (168, 0):
+        d = Adaptive(week_bins=week_bins).score_detail(anomalous, ts)
+        found.append(d.score[sat].max() > d.score[late].max())
+        if week_bins:
+            # The forecast knows weekends are flat: small errors there after three weeks.
+            err = np.abs(values[late] - d.expected[late])[weekend[late]]
+            assert np.median(err) < 2.5
+    # Found with the weekly correction; the daily profile alone cannot tell Saturday from Monday.
+    assert found == [True, False]
+
+
+def test_weekly_correction_stays_small_without_a_weekly_cycle() -> None:
+    n = 288 * 7 * 4
+    ts = _ts(n)
+    day = 2 * np.pi * (ts % DAY_MS) / DAY_MS
+    values = 100.0 + 30.0 * np.sin(day) + np.random.default_rng(21).normal(0.0, 2.0, n)
+    det = Adaptive()
+    scores = det.score(values, ts)
+    week = det.state_dict()["state"]["week"]
+    assert np.abs(week).max() < 2.0  # below one noise deviation: the forecast is not disturbed
+    plain = Adaptive(week_bins=0).score(values, ts)
+    assert (scores[2000:] >= 0.5).mean() <= (plain[2000:] >= 0.5).mean() + 0.001
+
+
+def test_a_huge_event_does_not_blunt_the_next_alarm() -> None:
+    # Alarms stay out of the calibration: a spike after a huge event scores as it would alone
+    # (the new-range component is switched off to look at the calibrated surprise only).
+    n = 3000
+    values = _noise(n, 22)
+    values[2100] += 10.0
+    alone = Adaptive(margin=1e9).score(values, _ts(n))[2100]
+    values[2000:2005] += 1e4
+    after = Adaptive(margin=1e9).score(values, _ts(n))[2100]
+    assert alone > 0.3
+    assert after >= alone - 0.01
+
+
+def test_a_lasting_change_in_the_noise_is_learned() -> None:
+    # Only `persist` alarms in a row stay out of the calibration, so a new noise level (here 1000
+    # times the old one) becomes normal instead of alarming forever.
+    n = 6000
+    rng = np.random.default_rng(23)
+    values = 100.0 + rng.normal(0.0, 1.0, n)
+    values[3000:] = 100.0 + rng.normal(0.0, 1000.0, n - 3000)
+    scores = Adaptive().score(values, _ts(n))
+    assert scores[3000:3010].max() >= 0.5
+    assert (scores[4000:] >= 0.5).mean() < 0.005
+
+
+def test_an_excursion_alarms_at_onset_not_at_every_point() -> None:
+    n = 3000
+    values = _noise(n, 24)
+    values[2000:2015] += 15.0  # shorter than `persist`: not yet a new level
+    values[2500] -= 15.0  # a second, separate event
+    d = Adaptive().score_detail(values, _ts(n))
+    plateau = d.score[2000:2015]
+    assert plateau[0] >= 0.5
+    # Once at its peak the plateau repeats itself: those points score half.
+    assert (plateau >= 0.5).sum() <= 2
+    assert plateau[1:].max() < plateau[0]
+    assert d.score[2500] >= 0.5 and d.component[2500] in (BELOW, NEW_RANGE)
+
+
 def test_slow_drift_is_not_an_anomaly() -> None:
     n = 5000
     values = _noise(n) + 0.01 * np.arange(n)  # 50 noise deviations over the series
@@ -177,7 +263,7 @@ def test_no_scores_before_min_samples() -> None:
 
 def test_state_is_small() -> None:
     det = Adaptive()
-    det.score(_noise(500), _ts(500))
+    det.score(_noise(5000), _ts(5000))
     assert sum(a.nbytes for a in det.state_dict()["state"].values()) <= 2048
     assert len(pack(det.state_dict())) <= 2048
 

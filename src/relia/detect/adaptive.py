@@ -1,11 +1,14 @@
 """Adaptive detector: a robust forecast whose surprises are calibrated to each series' history.
 
-Three small parts, one Numba loop, about 1.4 KB of state per series:
+Four small parts, one Numba loop, about 1.3 KB of state per series:
 
 * **Forecast.** A robust level (an EWMA whose step is clipped to one scale unit, so it tracks the
   median rather than the mean and one outlier barely moves it) plus a daily profile: one additive
-  offset per slot of the day, found from the timestamp (irregular sampling and gaps are fine). The
-  expected value is ``level + offset``; the band is ``band_z`` robust scales around it. After
+  offset per slot of the day, found from the timestamp (irregular sampling and gaps are fine),
+  plus a weekly correction: one offset per hour of the week for what the daily profile gets wrong
+  on that day of the week (weekends, Monday mornings). The weekly offsets start at zero and learn
+  slowly, so a series without a weekly cycle keeps them near zero. The expected value is
+  ``level + daily + weekly``; the band is ``band_z`` robust scales around it. After
   ``persist`` points in a row outside the band on one side the level jumps to the new value: a
   new normal is adopted at once instead of alarming for hours.
 * **Calibrated surprise.** The raw surprise of a point is ``log(1 + |residual| / resolution)``
@@ -15,7 +18,13 @@ Three small parts, one Numba loop, about 1.4 KB of state per series:
   exponential tail past the largest surprise seen; a lone point counts when it is ``point`` times
   rarer than the smoothed surprise would need. The score is ``s / (s + 5)`` with ``s = -log10 p``,
   so a score means the same rarity in every series whatever its noise, heavy tails or integer
-  steps: one threshold fits all series.
+  steps: one threshold fits all series. Alarms (score 0.5 and up, rarer than 1 in 100,000) are
+  kept out of the smoothed surprise and the histograms, as a thresholder keeps anomalies out of a
+  model: one huge event must not blunt the detector for the next thousand points. Only
+  ``persist`` alarms in a row are kept out, so a lasting change in the noise is still learned.
+* **Onset, not continuation.** While values stay outside the band on one side, a point that is no
+  more surprising than the worst point of that excursion so far scores half: it repeats what was
+  already said. A new excursion, or one that gets worse, scores in full.
 * **New range.** A value outside the forecast's band and beyond the range seen so far by more
   than ``margin`` of that range is anomalous at once (score 0.9 and up), whatever its rarity.
 
@@ -38,8 +47,8 @@ from relia.detect.base import Detector, DetectorConfig, FloatArray, IntArray, St
 __all__ = ["Adaptive", "AdaptiveConfig"]
 
 # Layout of the scalar state ``st``.
-_N, _LEVEL, _SCALE, _VMIN, _VMAX, _SA, _INC, _TOT, _RUN = range(9)
-_NST = 9
+_N, _LEVEL, _SCALE, _VMIN, _VMAX, _SA, _INC, _TOT, _RUN, _PEAK, _KEPT = range(11)
+_NST = 11
 #: Histogram of smoothed surprises: bins of 0.5 in log(1 + |r| / resolution), up to e^16.
 _HB = 32
 _HW = 0.5
@@ -48,6 +57,15 @@ _TAIL_W = 0.5
 #: Score of a value outside the range seen so far (surprise 45: above all but extreme residuals).
 _NEW_RANGE_SCORE = 0.9
 _DAY_MS = 86_400_000
+_WEEK_MS = 7 * _DAY_MS
+#: Score from which a point is an alarm and is kept out of the calibration (p = 1e-5).
+_ALARM = 0.5
+#: What a continuation of an excursion, no worse than its peak so far, keeps of its score.
+_CONTINUED = 0.5
+#: The histogram's weights are float32 (state size): rescale well before they overflow.
+_INC_MAX = 1e30
+#: Daily slot counts saturate here (uint8; only "seen at least twice" matters).
+_CNT_MAX = 255.0
 
 
 class AdaptiveConfig(DetectorConfig):
@@ -59,6 +77,10 @@ class AdaptiveConfig(DetectorConfig):
     margin: float = Field(0.05, ge=0, description="share of the range a new extreme must exceed")
     bins: int = Field(48, ge=0, le=96, description="slots of the daily profile (0: none)")
     gamma: float = Field(0.1, gt=0, lt=1, description="EWMA weight of a daily slot")
+    week_bins: int = Field(
+        168, ge=0, le=168, description="slots of the weekly correction (0: none)"
+    )
+    week_gamma: float = Field(0.05, gt=0, lt=1, description="EWMA weight of a weekly slot")
     point: float = Field(
         10.0, ge=0, description="a lone point must be this many times rarer (0: off)"
     )
@@ -95,23 +117,30 @@ def _tail_prob(hist, inc, tot, v):  # type: ignore[no-untyped-def]
 
 @numba.njit(cache=True)
 def _adaptive_kernel(  # type: ignore[no-untyped-def]
-    ts, values, st, q, hist, season, scnt, prm, score, expected, lower, upper, comp,
+    ts, values, st, q, hist, season, scnt, week, prm, score, expected, lower, upper, comp,
 ):  # fmt: skip
     # The parameters come packed in one array: each argument costs dispatch time per call, and
     # streaming calls the kernel once per point.
     alpha, beta, clip, short, long, margin = prm[0], prm[1], prm[2], prm[3], prm[4], prm[5]
     gamma, min_samples, band_z, rel_floor, persist = prm[6], prm[7], prm[8], prm[9], prm[10]
-    point = prm[11]
+    point, week_gamma = prm[11], prm[12]
     nb = season.shape[0]
+    nw = week.shape[0]
     for i in range(values.shape[0]):
         x = values[i]
         n = st[_N]
         b = 0
-        seas = 0.0
+        daily = 0.0
         if nb > 0:
             b = int((ts[i] % _DAY_MS) * nb // _DAY_MS)
             if scnt[b] >= 2.0:
-                seas = season[b]
+                daily = season[b]
+        w = 0
+        weekly = 0.0
+        if nw > 0:
+            w = int((ts[i] % _WEEK_MS) * nw // _WEEK_MS)
+            weekly = week[w]
+        seas = daily + weekly
         f = st[_LEVEL] + seas
         res = max(q[1], 1e-9)
         sc = scale_floor(st[_SCALE], f, rel_floor, res)
@@ -132,7 +161,8 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
         # Raw surprise in units of the data's resolution; the histogram does the scaling.
         u = math.log1p(abs(r) / max(rel_floor * abs(f), res))
         sa = st[_SA] + short * (u - st[_SA])
-        st[_SA] = sa
+        outside = abs(r) > band_z * sc
+        s = 0.0
         if n >= min_samples:
             p = _tail_prob(hist[0], st[_INC], st[_TOT], sa)
             if point > 0.0:
@@ -146,13 +176,23 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
             # beyond, so larger breaks still rank higher.
             span = st[_VMAX] - st[_VMIN]
             excess = max(x - st[_VMAX], st[_VMIN] - x) - margin * span
-            if excess > 0.0 and abs(r) > band_z * sc:
+            if excess > 0.0 and outside:
                 e = excess / (excess + span + res)
                 s_new = _NEW_RANGE_SCORE + (1.0 - _NEW_RANGE_SCORE) * e
                 if s_new > s:
                     s = s_new
                     c = 2
-            score[i] = s
+            # The same excursion (outside the band on the same side as the points before) adds
+            # news only when it gets worse than its peak so far.
+            out = s
+            if outside and st[_RUN] * r > 0.0:
+                if s <= st[_PEAK]:
+                    out = _CONTINUED * s
+                else:
+                    st[_PEAK] = s
+            else:
+                st[_PEAK] = s if outside else 0.0
+            score[i] = out
             comp[i] = c
         # Learn the surprise: decay by growing the weight of new points (rescaled when large)
         # rather than shrinking every bin at every point.
@@ -160,22 +200,28 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
         if inc == 0.0:
             inc = 1.0
         inc /= 1.0 - long
-        if inc > 1e200:
+        if inc > _INC_MAX:
             for j in range(_HB):
                 hist[0, j] /= inc
                 hist[1, j] /= inc
             st[_TOT] /= inc
             inc = 1.0
-        hj = min(int(sa / _HW), _HB - 1)
-        hist[0, hj] += inc
-        hist[1, min(int(u / _HW), _HB - 1)] += inc
-        st[_TOT] += inc
         st[_INC] = inc
+        if s >= _ALARM and st[_KEPT] < persist:
+            # An alarm is not learned as an ordinary surprise (neither in the smoothed surprise
+            # nor in the histograms), unless alarms keep coming.
+            st[_KEPT] += 1.0
+        else:
+            st[_KEPT] = 0.0
+            st[_SA] = sa
+            hist[0, min(int(sa / _HW), _HB - 1)] += inc
+            hist[1, min(int(u / _HW), _HB - 1)] += inc
+            st[_TOT] += inc
         # Robust forecast update: the level moves at most alpha * clip scales per point.
         rc = min(max(r, -clip * sc), clip * sc)
         level = st[_LEVEL] + alpha * rc
         run = st[_RUN]
-        if abs(r) > band_z * sc:
+        if outside:
             run = run + 1.0 if run * r > 0.0 else math.copysign(1.0, r)
         else:
             run = 0.0
@@ -187,10 +233,14 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
         st[_LEVEL] = level
         if nb > 0:
             if scnt[b] == 0.0:
-                season[b] = x - level
+                season[b] = x - level - weekly
             else:
-                season[b] += gamma * min(max(x - level - season[b], -clip * sc), clip * sc)
-            scnt[b] += 1.0
+                season[b] += gamma * min(max(x - level - weekly - season[b], -clip * sc), clip * sc)
+            if scnt[b] < _CNT_MAX:
+                scnt[b] += 1.0
+        if nw > 0:
+            # The weekly slot learns what level and daily profile miss at this hour of the week.
+            week[w] += week_gamma * min(max(x - level - daily - week[w], -clip * sc), clip * sc)
         # The scale (for the band and the level's step) is a winsorized mean absolute residual.
         st[_SCALE] += beta * (min(abs(r), 4.0 * sc) - st[_SCALE])
         st[_VMIN] = min(st[_VMIN], x)
@@ -199,9 +249,10 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
 
 
 class Adaptive(Detector):
-    """Robust level + daily profile forecast; each point's surprise is scored by how rare it is
-    in the series' own history of surprises, and a value beyond the range seen so far fires at
-    once. Components: ``above`` / ``below`` the forecast, ``new_range``."""
+    """Robust level + daily profile + weekly correction forecast; each point's surprise is scored
+    by how rare it is in the series' own history of surprises (alarms kept out), the continuation
+    of an excursion scores half, and a value beyond the range seen so far fires at once.
+    Components: ``above`` / ``below`` the forecast, ``new_range``."""
 
     name = "adaptive"
     config_class = AdaptiveConfig
@@ -209,13 +260,16 @@ class Adaptive(Detector):
     config: AdaptiveConfig
 
     def _initial_state(self) -> State:
+        # Profiles and histograms are float32 and slot counts uint8, which keeps the checkpoint
+        # under 2 KB; their precision is far finer than the noise they describe.
         b = self.config.bins
         return {
             "st": np.zeros(_NST),
             "q": np.array([np.nan, 0.0]),
-            "hist": np.zeros((2, _HB)),
-            "season": np.zeros(b),
-            "scnt": np.zeros(b),
+            "hist": np.zeros((2, _HB), np.float32),
+            "season": np.zeros(b, np.float32),
+            "scnt": np.zeros(b, np.uint8),
+            "week": np.zeros(self.config.week_bins, np.float32),
         }
 
     def _params(self) -> FloatArray:
@@ -224,7 +278,7 @@ class Adaptive(Detector):
             c = self.config
             prm = np.array(
                 [c.alpha, c.beta, c.clip, c.short, c.long, c.margin, c.gamma, c.min_samples,
-                 c.band_z, c.rel_floor, c.persist, c.point]
+                 c.band_z, c.rel_floor, c.persist, c.point, c.week_gamma]
             )  # fmt: skip
             self._prm = prm
         return prm
@@ -244,8 +298,8 @@ class Adaptive(Detector):
         comp[0] = -1
         st = self._state
         _adaptive_kernel(
-            t, v, st["st"], st["q"], st["hist"], st["season"], st["scnt"], self._params(),
-            sc, ex, lo, up, comp,
+            t, v, st["st"], st["q"], st["hist"], st["season"], st["scnt"], st["week"],
+            self._params(), sc, ex, lo, up, comp,
         )  # fmt: skip
         self._n_seen += 1
         self._last_ts = int(ts) if self._last_ts is None else max(self._last_ts, int(ts))
@@ -255,5 +309,6 @@ class Adaptive(Detector):
         prm = self._params()
         _adaptive_kernel(
             ts, values, state["st"], state["q"], state["hist"], state["season"], state["scnt"],
-            prm, out["score"], out["expected"], out["lower"], out["upper"], out["component"],
+            state["week"], prm, out["score"], out["expected"], out["lower"], out["upper"],
+            out["component"],
         )  # fmt: skip

@@ -236,6 +236,17 @@ def load_reference(root: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def resolve_names(requested: Sequence[str]) -> list[str]:
+    """Expand ``all`` and check every name before any work (unknown names raise)."""
+    names: list[str] = []
+    for name in requested:
+        for n in relia.detect.available() if name == "all" else [name]:
+            relia.detect.describe(n)
+            if n not in names:
+                names.append(n)
+    return names
+
+
 def merge_out(out: Path, doc: dict[str, Any]) -> dict[str, Any]:
     """Merge ``doc`` into the JSON already at ``out``, keeping other detectors' rows."""
     old: dict[str, Any] = {}
@@ -322,12 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_console = Console() if sys.stdout.isatty() else Console(width=112)
     err_console = Console(stderr=True)
     try:
-        names: list[str] = []
-        for name in args.detector:
-            for n in relia.detect.available() if name == "all" else [name]:
-                relia.detect.describe(n)  # unknown names fail here, before any work
-                if n not in names:
-                    names.append(n)
+        names = resolve_names(args.detector)
         corpus = load_corpus(args.data, need_data=bool(names))
         rows: dict[str, dict[str, Any]] = {}
         if names:

@@ -250,14 +250,8 @@ def merge_out(out: Path, doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def resolve_names(requested: Sequence[str]) -> list[str]:
-    """Expand ``all`` and check every name before any work (unknown names raise)."""
-    names: list[str] = []
-    for name in requested or ["default"]:
-        for n in relia.detect.available() if name == "all" else [name]:
-            relia.detect.describe(n)
-            if n not in names:
-                names.append(n)
-    return names
+    """Expand ``all`` and check every name before any work; none given means ``default``."""
+    return nab.resolve_names(requested or ["default"])
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

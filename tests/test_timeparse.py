@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relia.timeparse import format_ms, parse_time
+from relia.timeparse import format_ms, format_ms_column, parse_time
 
 NOW = 1_700_000_000_000
 
@@ -37,3 +38,12 @@ def test_anything_parses_or_raises_value_error(text: str) -> None:
         parse_time(text, now_ms=NOW)
     except ValueError:
         pass
+
+
+@given(
+    st.lists(st.integers(min_value=-2_000_000_000_000, max_value=4_000_000_000_000), max_size=50)
+)
+def test_column_formatting_matches_one_by_one(values: list[int]) -> None:
+    assert format_ms_column(np.array(values, dtype=np.int64)).to_list() == [
+        format_ms(v) for v in values
+    ]

@@ -73,11 +73,11 @@ def _write_csv(
 ) -> None:
     import polars as pl
 
-    from relia.timeparse import format_ms
+    from relia.timeparse import format_ms_column
 
     frame = pl.DataFrame(
         {
-            "timestamp": [format_ms(int(t)) for t in ts.tolist()],
+            "timestamp": format_ms_column(ts),
             "value": values,
             "anomaly_score": np.round(scores, 6),
             "is_anomaly": flags.astype(np.int8),

@@ -1,0 +1,2 @@
+"""SLOs and error budgets: specs (relia, Sloth, OpenSLO), budget and burn-rate math, Prometheus
+rules, reports."""

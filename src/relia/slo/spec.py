@@ -1,0 +1,244 @@
+"""The SLO model every spec format is read into.
+
+relia's own YAML, Sloth ``prometheus/v1`` and OpenSLO v1 all become a list of :class:`SLO`. The
+model holds no I/O and no defaults that depend on the format it came from: the importers decide
+those. Durations are whole seconds (``int``) so window arithmetic is exact; targets are ratios in
+(0, 1) (99.9 % is ``0.999``).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "AlertSeveritySpec",
+    "AlertWindow",
+    "AlertingSpec",
+    "BudgetingMethod",
+    "EventsSLI",
+    "RawSLI",
+    "SLI",
+    "SLO",
+    "SpecSource",
+    "ThresholdSLI",
+    "TimeWindow",
+    "format_duration",
+    "parse_duration_seconds",
+]
+
+_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+
+
+def parse_duration_seconds(text: str) -> int:
+    """Parse a Prometheus-style duration (``5m``, ``1h30m``, ``30d``, ``2w``) into whole seconds.
+
+    Raises ``ValueError`` with a message naming the text when it is not a positive whole number
+    of seconds.
+    """
+    text = text.strip()
+    pos, total = 0, 0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        number, unit = int(match.group(1)), match.group(2)
+        if unit == "ms":
+            if number % 1000:
+                raise ValueError(f"duration {text!r} is not a whole number of seconds")
+            total += number // 1000
+        else:
+            total += number * _UNIT_SECONDS[unit]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"invalid duration {text!r} (expected e.g. 5m, 1h, 30d, 2w)")
+    if total <= 0:
+        raise ValueError(f"duration {text!r} must be positive")
+    return total
+
+
+def format_duration(seconds: int) -> str:
+    """Write whole seconds as the shortest Prometheus duration (``300`` → ``5m``, ``86400`` →
+    ``1d``, ``5400`` → ``1h30m``). Weeks and years are not used, as Sloth does not."""
+    if seconds <= 0:
+        raise ValueError(f"duration must be positive, got {seconds} s")
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SpecSource(_Frozen):
+    """Where a spec came from, for error messages: ``file``, YAML ``document`` (0-based) and the
+    ``path`` of the SLO inside it (``slos[2]``)."""
+
+    file: str = "<memory>"
+    document: int = 0
+    path: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.file} (document {self.document + 1})"
+        return f"{where}: {self.path}" if self.path else where
+
+
+class EventsSLI(_Frozen):
+    """A ratio of event counts: ``error_query`` or ``good_query``, over ``total_query``.
+
+    Queries are PromQL with ``{{.window}}`` where the range goes (Sloth's convention), e.g.
+    ``sum(rate(http_requests_total{code=~"5.."}[{{.window}}]))``.
+    """
+
+    kind: Literal["events"] = "events"
+    error_query: str | None = None
+    good_query: str | None = None
+    total_query: str
+
+    @model_validator(mode="after")
+    def _one_numerator(self) -> EventsSLI:
+        if (self.error_query is None) == (self.good_query is None):
+            raise ValueError("give exactly one of error_query and good_query")
+        return self
+
+
+class RawSLI(_Frozen):
+    """An error ratio given directly by one query (Sloth's ``raw.error_ratio_query``)."""
+
+    kind: Literal["raw"] = "raw"
+    error_ratio_query: str
+
+
+class ThresholdSLI(_Frozen):
+    """A good/bad decision per time slice: a slice is good when ``query op value`` holds
+    (OpenSLO ``thresholdMetric``), e.g. p99 latency ``lte`` 0.3."""
+
+    kind: Literal["threshold"] = "threshold"
+    query: str
+    op: Literal["lt", "lte", "gt", "gte"]
+    value: float
+
+
+SLI = Annotated[EventsSLI | RawSLI | ThresholdSLI, Field(discriminator="kind")]
+
+
+class BudgetingMethod(enum.StrEnum):
+    """How the error budget is counted (OpenSLO's three methods).
+
+    - ``occurrences``: bad events over all events in the window.
+    - ``timeslices``: the window is cut into slices; a slice is good when its own SLI meets
+      ``timeslice_target``; the SLO counts good slices over all slices.
+    - ``ratio_timeslices``: per slice the good/total ratio is computed, and the SLO is the mean of
+      those ratios.
+    """
+
+    OCCURRENCES = "occurrences"
+    TIMESLICES = "timeslices"
+    RATIO_TIMESLICES = "ratio_timeslices"
+
+
+class TimeWindow(_Frozen):
+    """The SLO period: ``rolling`` over the last ``period_s``, or calendar-aligned periods that
+    start at ``calendar_start`` in ``timezone`` (IANA name)."""
+
+    period_s: int = Field(30 * 86400, gt=0)
+    rolling: bool = True
+    calendar_start: datetime | None = None
+    timezone: str | None = None
+
+    @model_validator(mode="after")
+    def _calendar_needs_start(self) -> TimeWindow:
+        if not self.rolling and self.calendar_start is None:
+            raise ValueError("a calendar-aligned window needs calendar_start")
+        return self
+
+
+class AlertWindow(_Frozen):
+    """One multi-window burn-rate alert: fire when the burn rate over both ``long_s`` and
+    ``short_s`` exceeds ``burn_rate``, which stands for spending ``budget_percent`` % of the
+    budget within ``long_s`` (SRE Workbook, ch. 5)."""
+
+    severity: Literal["page", "ticket"]
+    name: str  # "quick" or "slow" in Sloth's terms
+    budget_percent: float = Field(gt=0, le=100)
+    long_s: int = Field(gt=0)
+    short_s: int = Field(gt=0)
+    burn_rate: float = Field(gt=0)
+
+
+class AlertSeveritySpec(_Frozen):
+    """Extra labels and annotations for the page or ticket alert, or ``disabled``."""
+
+    disabled: bool = False
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class AlertingSpec(_Frozen):
+    """The alert an SLO's burn-rate rules raise (name, labels, annotations per severity)."""
+
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    page: AlertSeveritySpec = Field(default_factory=AlertSeveritySpec)
+    ticket: AlertSeveritySpec = Field(default_factory=AlertSeveritySpec)
+
+
+class SLO(_Frozen):
+    """One service level objective.
+
+    ``target`` is the good ratio the SLO promises (0.999); the error budget is ``1 - target`` of
+    the events (or slices) in the window. ``alert_windows`` are the multi-window burn-rate alerts;
+    ``None`` means the SRE Workbook defaults scaled to ``window.period_s``
+    (:func:`relia.slo.burnrate.default_alert_windows`). ``min_events`` is the low-traffic guard: no
+    burn-rate alert fires while the long window holds fewer events than this.
+    """
+
+    service: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    description: str = ""
+    target: float = Field(gt=0, lt=1)
+    sli: SLI
+    window: TimeWindow = Field(default_factory=TimeWindow)
+    budgeting: BudgetingMethod = BudgetingMethod.OCCURRENCES
+    timeslice_window_s: int | None = Field(None, gt=0)
+    timeslice_target: float | None = Field(None, gt=0, le=1)
+    labels: dict[str, str] = Field(default_factory=dict)
+    alerting: AlertingSpec | None = None
+    alert_windows: tuple[AlertWindow, ...] | None = None
+    min_events: int | None = Field(None, ge=0)
+    source: SpecSource = Field(default_factory=SpecSource)
+
+    @property
+    def id(self) -> str:
+        """``service-name``, the id Sloth uses too (``sloth_id``)."""
+        return f"{self.service}-{self.name}"
+
+    @property
+    def error_budget(self) -> float:
+        """The allowed bad ratio, ``1 - target``. Importers set ``target = objective / 100`` from a
+        percent, which gives exactly the float Sloth writes in its rules (0.0009999999999999432
+        for 99.9)."""
+        return 1.0 - self.target
+
+    @model_validator(mode="after")
+    def _budgeting_fields(self) -> SLO:
+        sliced = self.budgeting is not BudgetingMethod.OCCURRENCES
+        if sliced and self.timeslice_window_s is None:
+            raise ValueError(f"budgeting {self.budgeting.value} needs timeslice_window")
+        if self.budgeting is BudgetingMethod.TIMESLICES and self.timeslice_target is None:
+            if not isinstance(self.sli, ThresholdSLI):
+                raise ValueError("budgeting timeslices needs timeslice_target")
+        if isinstance(self.sli, ThresholdSLI) and not sliced:
+            raise ValueError("a threshold SLI needs a timeslices budgeting method")
+        if self.timeslice_window_s is not None and self.window.period_s % self.timeslice_window_s:
+            raise ValueError("timeslice_window must divide the SLO period")
+        return self

@@ -2,8 +2,9 @@
 
 relia's own YAML, Sloth ``prometheus/v1`` and OpenSLO v1 all become a list of :class:`SLO`. The
 model holds no I/O and no defaults that depend on the format it came from: the importers decide
-those. Durations are whole seconds (``int``) so window arithmetic is exact; targets are ratios in
-(0, 1) (99.9 % is ``0.999``).
+those. Durations are whole seconds (``int``) so window arithmetic is exact; the objective is a
+percent in (0, 100), as Sloth and relia's YAML write it (OpenSLO's ``target: 0.999`` becomes
+``99.9``).
 """
 
 from __future__ import annotations
@@ -195,17 +196,17 @@ class AlertingSpec(_Frozen):
 class SLO(_Frozen):
     """One service level objective.
 
-    ``target`` is the good ratio the SLO promises (0.999); the error budget is ``1 - target`` of
-    the events (or slices) in the window. ``alert_windows`` are the multi-window burn-rate alerts;
-    ``None`` means the SRE Workbook defaults scaled to ``window.period_s``
-    (:func:`relia.slo.burnrate.default_alert_windows`). ``min_events`` is the low-traffic guard: no
-    burn-rate alert fires while the long window holds fewer events than this.
+    ``objective`` is the good percent the SLO promises (99.9); the error budget is
+    ``(100 - objective) / 100`` of the events (or slices) in the window. ``alert_windows`` are the
+    multi-window burn-rate alerts; ``None`` means the SRE Workbook defaults scaled to the period
+    (:func:`relia.slo.burnrate.default_alert_windows`). ``min_events`` is the low-traffic guard:
+    no burn-rate alert fires while the long window holds fewer events than this.
     """
 
     service: str = Field(min_length=1)
     name: str = Field(min_length=1)
     description: str = ""
-    target: float = Field(gt=0, lt=1)
+    objective: float = Field(gt=0, lt=100)
     sli: SLI
     window: TimeWindow = Field(default_factory=TimeWindow)
     budgeting: BudgetingMethod = BudgetingMethod.OCCURRENCES
@@ -223,11 +224,15 @@ class SLO(_Frozen):
         return f"{self.service}-{self.name}"
 
     @property
+    def target(self) -> float:
+        """The objective as a ratio (99.9 → 0.999...)."""
+        return self.objective / 100.0
+
+    @property
     def error_budget(self) -> float:
-        """The allowed bad ratio, ``1 - target``. Importers set ``target = objective / 100`` from a
-        percent, which gives exactly the float Sloth writes in its rules (0.0009999999999999432
-        for 99.9)."""
-        return 1.0 - self.target
+        """The allowed bad ratio, ``(100 - objective) / 100``: computed from the percent the way
+        Sloth does, so rules carry the same float (0.0009999999999999432 for 99.9)."""
+        return (100.0 - self.objective) / 100.0
 
     @model_validator(mode="after")
     def _budgeting_fields(self) -> SLO:

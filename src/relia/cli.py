@@ -6,22 +6,21 @@ on stderr and exits with code 2; nothing else is printed for it.
 
 from __future__ import annotations
 
-import functools
 import io
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any
 
 import numpy as np
 import numpy.typing as npt
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from relia.errors import ConfigError, DataError, ReliaError
+from relia._cliutil import err_console, user_errors
+from relia.errors import ConfigError, DataError
+from relia.slo.cli import slo_app
 
 __all__ = ["app", "main"]
 
@@ -34,27 +33,9 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Work with relia.yaml.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(slo_app, name="slo")
 
-# Not a terminal (a pipe, a CI log): rich would wrap tables at 80 columns.
-err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _user_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn a ReliaError into one line on stderr and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except ReliaError as exc:
-            for line in str(exc).splitlines() or [type(exc).__name__]:
-                err_console.print(f"relia: error: {line}", markup=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
+_user_errors = user_errors
 
 
 @dataclass

@@ -1,0 +1,40 @@
+"""What every ``relia`` command shares: the stderr console and the user-error wrapper.
+
+Kept apart from :mod:`relia.cli` so that command groups in other packages (``relia.slo.cli``) can
+use them without importing the whole CLI.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from relia.errors import ReliaError
+
+__all__ = ["err_console", "user_errors"]
+
+# Not a terminal (a pipe, a CI log): rich would wrap tables at 80 columns.
+err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn a ReliaError into one line on stderr (``relia: error: …``) and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except ReliaError as exc:
+            for line in str(exc).splitlines() or [type(exc).__name__]:
+                err_console.print(f"relia: error: {line}", markup=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper

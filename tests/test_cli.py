@@ -151,6 +151,51 @@ def test_detect_prometheus_bad_range(args: list[str], where: str) -> None:
     assert where in result.stderr
 
 
+def _counter_csv(path: Path, n: int = 2000, reset_at: int = 800, burst_at: int = 1500) -> Path:
+    """A request counter sampled every minute: ~100 requests a minute, a restart (back to
+    counting from 0) at ``reset_at`` and six times the traffic for three minutes at ``burst_at``."""
+    rng = np.random.default_rng(3)
+    per_min = rng.poisson(100, n).astype(np.float64)
+    per_min[burst_at : burst_at + 3] = 600.0
+    counter = 5e6 + np.cumsum(per_min)
+    counter[reset_at:] -= counter[reset_at - 1]
+    ts = 1_700_000_000 + 60 * np.arange(n)
+    pl.DataFrame({"timestamp": ts, "requests_total": counter}).write_csv(path)
+    return path
+
+
+def test_detect_counter_scores_the_rate(tmp_path: Path) -> None:
+    src = _counter_csv(tmp_path / "in.csv")
+    out = tmp_path / "out.csv"
+    result = runner.invoke(app, ["detect", str(src), "--counter", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "rate per second" in result.stderr
+    frame = pl.read_csv(out)
+    counter = pl.read_csv(src)["requests_total"].to_numpy()
+    assert frame.columns == ["timestamp", "value", "anomaly_score", "is_anomaly"]
+    assert frame.height == 2000  # one row per input row
+    value = frame["value"].to_numpy()
+    score = frame["anomaly_score"].to_numpy()
+    # The first row has no rate and scores 0; later rows carry the rate per second.
+    assert np.isnan(value[0]) and score[0] == 0.0
+    np.testing.assert_allclose(value[1:800], np.diff(counter[:800]) / 60.0, rtol=1e-12)
+    # The restart counts from zero: its rate is what the new process counted, not negative.
+    np.testing.assert_allclose(value[800], counter[800] / 60.0, rtol=1e-12)
+    flags = frame["is_anomaly"].to_numpy()
+    assert not flags[790:820].any()  # a restart is not an anomaly of the rate
+    assert flags[1500:1503].any()  # six times the traffic is
+
+
+def test_detect_without_counter_scores_the_raw_value(tmp_path: Path) -> None:
+    src = _counter_csv(tmp_path / "in.csv")
+    out = tmp_path / "out.csv"
+    result = runner.invoke(app, ["detect", str(src), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(
+        pl.read_csv(out)["value"].to_numpy(), pl.read_csv(src)["requests_total"].to_numpy()
+    )
+
+
 def test_detectors_lists_every_registered_detector() -> None:
     result = runner.invoke(app, ["detectors"])
     assert result.exit_code == 0

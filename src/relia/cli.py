@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -103,6 +103,15 @@ def detect(
     start: Annotated[str, typer.Option("--start", help="ISO-8601, epoch s, or now-1h")] = "now-1h",
     end: Annotated[str, typer.Option("--end", help="ISO-8601, epoch s, or now")] = "now",
     step: Annotated[str, typer.Option("--step", help="resolution, e.g. 15s or 1m")] = "15s",
+    counter: Annotated[
+        bool,
+        typer.Option(
+            "--counter",
+            help="the value is a counter (it only grows, and restarts from 0): score its rate "
+            "per second, reset-aware like PromQL rate(); the output's value column is that rate "
+            "(NaN and score 0 on the first row)",
+        ),
+    ] = False,
 ) -> None:
     """Score a series for anomalies: CSV of timestamp,value,anomaly_score,is_anomaly.
 
@@ -129,9 +138,14 @@ def detect(
 
     thresholder = Thresholder(threshold)
     multi = len(series) > 1
+    if counter:
+        series = [_as_rate(s) for s in series]
     for i, s in enumerate(series):
         det = create(detector)
         detail = det.score_detail(s.values, s.ts)
+        if counter:
+            # Rows without a rate (the first, missing values) have nothing to judge.
+            detail = replace(detail, score=np.where(np.isnan(s.values), 0.0, detail.score))
         flags = thresholder.flags(detail.score)
         windows = thresholder.windows(s.ts, detail.score)
         if out is not None:
@@ -161,6 +175,14 @@ def detect(
                 title=f"{s.title} — {detector}", windows=windows,
             )  # fmt: skip
             err_console.print(f"wrote {target_plot}", markup=False)
+
+
+def _as_rate(s: _Scored) -> _Scored:
+    """The series' rate per second, one row per row (see ``relia.detect.preprocess``)."""
+    from relia.detect.preprocess import counter_to_rate
+
+    _, rate = counter_to_rate(s.ts, s.values)
+    return _Scored(f"{s.title} (rate per second)", s.ts, rate)
 
 
 def _from_prometheus(url: str, query: str | None, start: str, end: str, step: str) -> list[_Scored]:

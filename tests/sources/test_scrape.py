@@ -185,3 +185,138 @@ def test_scrape_failure_gives_up_zero_and_logs(
     assert batch.value[0] == 0.0 and batch.ts[0] == NOW
     assert source.last_error is not None and fragment in source.last_error
     assert any(fragment in rec.getMessage() for rec in caplog.records)
+
+
+# -- counters: raw value kept, a derived `:rate` series added --------------------------------
+
+
+def _pages(*pages: str | None) -> httpx.MockTransport:
+    """Answers the n-th request with the n-th page (``None``: HTTP 503)."""
+    queue = list(pages)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        page = queue.pop(0)
+        if page is None:
+            return httpx.Response(503)
+        ctype = "application/openmetrics-text" if page.endswith("# EOF\n") else "text/plain"
+        return httpx.Response(200, content=page.encode(), headers={"Content-Type": ctype})
+
+    return httpx.MockTransport(handle)
+
+
+def _counter_page(requests: float) -> str:
+    return (
+        "# TYPE http_requests_total counter\n"
+        f'http_requests_total{{code="200"}} {requests}\n'
+        "# TYPE temperature gauge\n"
+        "temperature 21.5\n"
+        "# TYPE latency_seconds histogram\n"
+        'latency_seconds_bucket{le="+Inf"} 7\n'
+        "latency_seconds_count 7\n"
+        "latency_seconds_sum 1.5\n"
+    )
+
+
+def _polls(
+    *pages: str | None, every_ms: int = 15_000
+) -> tuple[SeriesIndex, list[dict[str, float]]]:
+    """Poll a source once per page, ``every_ms`` apart; ``{series: value}`` of each poll."""
+    index = SeriesIndex()
+    source = ScrapeSource("app", "http://h:9100/metrics", index, transport=_pages(*pages))
+    out = []
+    for i in range(len(pages)):
+        got = as_dict(index, source.poll(NOW + i * every_ms))
+        out.append({k: v for k, (_, v) in got.items()})
+    return index, out
+
+
+RATE = 'http_requests_total:rate{code="200",instance="h:9100",job="app"}'
+RAW = 'http_requests_total{code="200",instance="h:9100",job="app"}'
+
+
+def test_counter_gets_a_rate_series_and_keeps_its_raw_value() -> None:
+    _, polls = _polls(_counter_page(1000), _counter_page(1300))
+    assert RATE not in polls[0]  # the first scrape has nothing to compare with
+    assert polls[0][RAW] == 1000.0 and polls[1][RAW] == 1300.0
+    assert polls[1][RATE] == pytest.approx(300 / 15)
+    # Only counters get a rate: not gauges, nor the histogram's series.
+    assert [k for k in polls[1] if ":rate" in k] == [RATE]
+
+
+def test_counter_reset_counts_from_zero() -> None:
+    _, polls = _polls(_counter_page(1000), _counter_page(1300), _counter_page(45))
+    # The target restarted: it has counted 45 since, so the rate is 45 / 15 s, never negative.
+    assert polls[2][RATE] == pytest.approx(3.0)
+
+
+def test_rate_spans_failed_scrapes_and_nan_samples() -> None:
+    _, polls = _polls(_counter_page(1000), None, _counter_page(float("nan")), _counter_page(1600))
+    assert RATE not in polls[1]  # the failed scrape: only up = 0
+    assert np.isnan(polls[2][RATE])  # a missing value stays missing
+    # The increase since the last good sample, spread over the 45 s since it.
+    assert polls[3][RATE] == pytest.approx(600 / 45)
+
+
+def test_a_counter_missing_from_a_scrape_starts_afresh() -> None:
+    gone = "# TYPE temperature gauge\ntemperature 20\n"
+    _, polls = _polls(_counter_page(1000), gone, _counter_page(1300), _counter_page(1330))
+    assert RATE not in polls[2]  # stale, as in Prometheus: no rate across its absence
+    assert polls[3][RATE] == pytest.approx(2.0)
+
+
+def test_openmetrics_counter_total_gets_a_rate_created_does_not() -> None:
+    def page(n: int, ts: str) -> str:
+        return (
+            "# TYPE jobs counter\n"
+            f'jobs_total{{queue="a"}} {n} {ts}\n'
+            f'jobs_created{{queue="a"}} 1700000000.0 {ts}\n'
+            "# EOF\n"
+        )
+
+    index = SeriesIndex()
+    pages = _pages(page(10, "1700000001.0"), page(10, "1700000001.0"), page(40, "1700000011.0"))
+    source = ScrapeSource("om", "http://h:1/metrics", index, transport=pages)
+    batches = [as_dict(index, source.poll(NOW + i * 15_000)) for i in range(3)]
+    rate = 'jobs_total:rate{instance="h:1",job="om",queue="a"}'
+    # The exporter's own timestamps: a repeated sample (same time) gives no rate ...
+    assert rate not in batches[0] and rate not in batches[1]
+    # ... and the rate uses them (30 in 10 s), stamped with the sample's time.
+    assert batches[2][rate] == (1_700_000_011_000, pytest.approx(3.0))
+    assert not any(k.startswith("jobs_created:rate") for b in batches for k in b)
+
+
+def test_counters_map_raw_series_to_their_rate_series() -> None:
+    index = SeriesIndex()
+    source = ScrapeSource("app", "http://h:9100/metrics", index, transport=_pages(_counter_page(1)))
+    source.poll(NOW)
+    raw = index.find("http_requests_total", {"code": "200", "instance": "h:9100", "job": "app"})
+    assert raw is not None
+    assert describe(index.key(source.counters[raw])) == RATE
+    assert len(source.counters) == 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 10_000), st.booleans(), st.integers(1, 120)),
+        min_size=2,
+        max_size=20,
+    )
+)
+def test_scrape_rates_equal_counter_to_rate(steps: list[tuple[int, bool, int]]) -> None:
+    # The source and `relia detect --counter` share one definition of a counter's rate.
+    from relia.detect.preprocess import counter_to_rate
+
+    values, stamps, value, t = [], [], 0, NOW
+    for inc, restart, gap_s in steps:
+        value = inc if restart and inc < value else value + inc
+        t += gap_s * 1000
+        values.append(float(value))
+        stamps.append(t)
+    index = SeriesIndex()
+    source = ScrapeSource(
+        "app", "http://h:9100/metrics", index, transport=_pages(*map(_counter_page, values))
+    )
+    got = [as_dict(index, source.poll(s)).get(RATE, (0, np.nan))[1] for s in stamps]
+    expected = counter_to_rate(np.array(stamps), np.array(values))[1]
+    np.testing.assert_allclose(got, expected, rtol=1e-12)

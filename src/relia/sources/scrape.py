@@ -9,28 +9,44 @@
 ``up`` series, 1 when the scrape worked and 0 when it did not. A failing target does not raise:
 its error is logged and kept on :attr:`ScrapeSource.last_error`, so one bad target does not stop
 the engine.
+
+Counters (samples of a family whose ``# TYPE`` is ``counter``: ``x_total`` in both formats) keep
+their raw value, and the source adds a derived series ``x_total:rate`` with the same labels: the
+rate per second between two consecutive scrapes of that series, reset-aware like PromQL
+``rate()`` (a counter that went down restarted from zero, see
+:func:`relia.detect.preprocess.counter_increase`). A detector should watch the rate: the raw value
+is a new maximum at every scrape and its restarts look like crashes. The first scrape of a counter
+gives no rate, nor does a sample whose timestamp is not after the previous one; a NaN sample gives
+a NaN rate, and the next rate spans the gap. :attr:`ScrapeSource.counters` maps each raw counter
+series to its rate series.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterable
 from typing import Any
 
 import httpx
 import numpy as np
+import numpy.typing as npt
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as _parse_openmetrics,
 )
 from prometheus_client.parser import text_string_to_metric_families as _parse_text
 
+from relia.detect.preprocess import counter_increase
 from relia.errors import SourceError
 from relia.signals import MetricBatch, SeriesIndex
 
-__all__ = ["ACCEPT", "ScrapeSource", "parse_exposition"]
+__all__ = ["ACCEPT", "RATE_SUFFIX", "ScrapeSource", "parse_exposition"]
 
 log = logging.getLogger(__name__)
+
+#: Appended to a counter's name to name its derived rate series.
+RATE_SUFFIX = ":rate"
 
 #: What Prometheus asks for: OpenMetrics first, the classic text format as fallback.
 ACCEPT = "application/openmetrics-text;version=1.0.0;q=0.9,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
@@ -81,12 +97,30 @@ def parse_exposition(
     ``openmetrics`` picks the parser; by default it is chosen by the ``# EOF`` line.
     Raises :class:`SourceError` naming the offending line where it can be found.
     """
+    return _parse(text, index, now_ms, extra_labels, openmetrics)[0]
+
+
+def _is_counter_sample(family: Any, sample: Any) -> bool:
+    # A counter family has `x_total` (the count) and, in OpenMetrics, `x_created` (a timestamp,
+    # not a count). The classic text parser names the samples `x_total` too.
+    return bool(family.type == "counter" and sample.name.endswith("_total"))
+
+
+def _parse(
+    text: str,
+    index: SeriesIndex,
+    now_ms: int,
+    extra_labels: dict[str, str] | None,
+    openmetrics: bool | None,
+) -> tuple[MetricBatch, npt.NDArray[np.bool_]]:
+    """:func:`parse_exposition`, and which of the samples are counters."""
     om = _is_openmetrics(text) if openmetrics is None else openmetrics
     parser = _parse_openmetrics if om else _parse_text
     extra = extra_labels or {}
     ids: list[int] = []
     stamps: list[int] = []
     values: list[float] = []
+    counters: list[bool] = []
     try:
         families: Iterable[Any] = parser(text)
         for family in families:
@@ -99,6 +133,7 @@ def parse_exposition(
                 ids.append(index.get_or_add(sample.name, labels))
                 stamps.append(_ts_ms(sample.timestamp, now_ms))
                 values.append(float(sample.value))
+                counters.append(_is_counter_sample(family, sample))
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         fmt = "OpenMetrics" if om else "Prometheus text"
         where = _locate(text, om)
@@ -106,11 +141,12 @@ def parse_exposition(
         raise SourceError(
             f"invalid {fmt} exposition{' at ' + where if where else ''}: {msg}"
         ) from None
-    return MetricBatch(
+    batch = MetricBatch(
         np.asarray(ids, dtype=np.int64),
         np.asarray(stamps, dtype=np.int64),
         np.asarray(values, dtype=np.float64),
     )
+    return batch, np.asarray(counters, dtype=np.bool_)
 
 
 def _instance(url: httpx.URL) -> str:
@@ -141,6 +177,11 @@ class ScrapeSource:
         self.up_id = index.get_or_add("up", self.target_labels)
         #: The error text of the latest poll, ``None`` after a successful one.
         self.last_error: str | None = None
+        #: Raw counter series seen so far -> their derived ``:rate`` series (a consumer that
+        #: scores series may skip the raw ones: their rate says what matters).
+        self.counters: dict[int, int] = {}
+        # The latest finite sample (ts, value) of each counter in the latest successful scrape.
+        self._last: dict[int, tuple[int, float]] = {}
         self._http = httpx.Client(timeout=timeout, transport=transport, headers={"Accept": ACCEPT})
 
     def close(self) -> None:
@@ -162,11 +203,14 @@ class ScrapeSource:
         return resp.text, om
 
     def poll(self, now_ms: int) -> MetricBatch:
-        """Scrape the target; on failure only ``up`` = 0 is returned and the error is logged."""
+        """Scrape the target; on failure only ``up`` = 0 is returned and the error is logged.
+
+        A successful scrape returns every sample, the ``:rate`` of each counter that was also in
+        the previous successful scrape, and ``up`` = 1."""
         started = time.monotonic()
         try:
             text, om = self._fetch()
-            batch = parse_exposition(text, self.index, now_ms, self.target_labels, openmetrics=om)
+            batch, is_counter = _parse(text, self.index, now_ms, self.target_labels, om)
         except SourceError as exc:
             self.last_error = str(exc)
             log.warning("scrape %s (%s) failed: %s", self.name, self.url, exc)
@@ -175,5 +219,39 @@ class ScrapeSource:
         log.debug(
             "scraped %s: %d samples in %.3fs", self.url, len(batch), time.monotonic() - started
         )
+        rates = self._rates(batch, is_counter)
         up = MetricBatch.for_series(self.up_id, [now_ms], [1.0])
-        return MetricBatch.concat([batch, up])
+        return MetricBatch.concat([batch, rates, up])
+
+    def _rate_id(self, sid: int) -> int:
+        rid = self.counters.get(sid)
+        if rid is None:
+            name, labels = self.index.key(sid)
+            rid = self.index.get_or_add(name + RATE_SUFFIX, dict(labels))
+            self.counters[sid] = rid
+        return rid
+
+    def _rates(self, batch: MetricBatch, is_counter: npt.NDArray[np.bool_]) -> MetricBatch:
+        """The rate of each counter since its previous scrape; remembers this scrape's samples."""
+        rows = np.flatnonzero(is_counter)
+        sids = batch.series_id[rows].tolist()
+        ts = batch.ts[rows]
+        values = batch.value[rows]
+        rate_ids = np.fromiter((self._rate_id(s) for s in sids), np.int64, len(sids))
+        nan = (np.iinfo(np.int64).max, np.nan)  # no previous sample: no rate
+        prev = [self._last.get(s, nan) for s in sids]
+        prev_ts = np.fromiter((p[0] for p in prev), np.int64, len(prev))
+        prev_val = np.fromiter((p[1] for p in prev), np.float64, len(prev))
+        has_prev = prev_ts < ts
+        dt_s = (ts[has_prev] - prev_ts[has_prev]) / 1000.0
+        rate = counter_increase(prev_val[has_prev], values[has_prev]) / dt_s
+        # A counter missing from a scrape is stale, as in Prometheus: when it comes back its
+        # first sample starts afresh. A NaN sample leaves the previous one as the reference, so
+        # the next rate spans the gap; a sample not after the previous one is ignored.
+        last: dict[int, tuple[int, float]] = {}
+        for s, t, v in zip(sids, ts.tolist(), values.tolist(), strict=True):
+            before = self._last.get(s)
+            keep = math.isfinite(v) and (before is None or t > before[0])
+            last[s] = (t, v) if keep or before is None else before
+        self._last = {s: p for s, p in last.items() if math.isfinite(p[1])}
+        return MetricBatch(rate_ids[has_prev], ts[has_prev], np.asarray(rate, dtype=np.float64))

@@ -5,6 +5,7 @@ Usage::
     python bench/streaming.py                               # default detector, 10,000 series
     python bench/streaming.py --detector cusum --series 10000 --points 1000000
     python bench/streaming.py --no-river
+    python bench/streaming.py --table-chunk 1000000     # update_many over the whole stream at once
 
 The stream: ``--points`` points spread round-robin over ``--series`` series (point j goes to
 series j mod S), so each series sees points/series points in order. Each series replays one NAB
@@ -18,6 +19,14 @@ after a warm-up of the kernel on a separate detector. Bytes per series are measu
 checkpoints: ``len(relia.detect.checkpoint.pack(det.state_dict()))`` of every series after the
 run (mean and max); live Python memory per detector (tracemalloc, while creating them) is reported
 beside it.
+
+relia ``update_many`` (an extra row and JSON field ``update_many`` for detectors with a
+``relia.detect.batched.DetectorTable``, as the engine's shards use): the same stream, the same
+series, fed to one table in calls of ``--table-chunk`` points (default: ``--series``, one point
+per series per call, like one engine tick); timed per call including the series id -> row lookup,
+after the loop is compiled on a separate table. The checkpoints of every series are then compared
+with the per-detector run's (``same_checkpoints_as_update``: the two paths computed the same
+state, byte for byte).
 
 river: ``preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed=...)``, one model per series,
 ``score_one`` then ``learn_one`` per point (the same score-then-learn order as relia). A default
@@ -121,7 +130,7 @@ def build_stream(
     return Stream(n_series, sid.tolist(), ts.tolist(), values[idx].tolist())
 
 
-def run_relia(name: str, stream: Stream) -> dict[str, Any]:
+def run_relia(name: str, stream: Stream, table_chunk: int | None = None) -> dict[str, Any]:
     """Time ``update`` over the stream with one detector per series; measure state size."""
     throughput.warm_up(name)
     warm = relia.detect.create(name)
@@ -149,7 +158,8 @@ def run_relia(name: str, stream: Stream) -> dict[str, Any]:
     state_bytes = np.array([sum(a.nbytes for a in d._state.values()) for d in detectors])
     pps = len(stream) / seconds
     mean_bytes = float(sizes.mean())
-    return {
+    many = run_table(name, stream, table_chunk or stream.series, blobs)
+    row = {
         **throughput.describe_detector(name),
         "series": stream.series,
         "points": len(stream),
@@ -165,6 +175,50 @@ def run_relia(name: str, stream: Stream) -> dict[str, Any]:
         "target_points_per_s": TARGET_POINTS_PER_S,
         "target_bytes_per_series": TARGET_BYTES_PER_SERIES,
         "meets_target": bool(pps >= TARGET_POINTS_PER_S and sizes.max() <= TARGET_BYTES_PER_SERIES),
+    }
+    if many is not None:
+        many["ratio_vs_update"] = round(many["points_per_s"] / pps, 2)
+        row["update_many"] = many
+    return row
+
+
+def run_table(name: str, stream: Stream, chunk: int, blobs: list[bytes]) -> dict[str, Any] | None:
+    """Time ``DetectorTable.update_many`` over the stream in calls of ``chunk`` points; ``None``
+    for a detector without a table. ``blobs`` are the per-detector run's checkpoints."""
+    from relia.detect.batched import table_for
+
+    proto = relia.detect.create(name)
+    if table_for(proto) is None:
+        return None
+    warm = table_for(proto)
+    assert warm is not None
+    warm.update_many(np.zeros(64, np.int64), np.arange(64) * 60_000, np.arange(64) % 5.0)
+
+    sid = np.array(stream.sid, np.int64)
+    ts = np.array(stream.ts, np.int64)
+    value = np.array(stream.value, np.float64)
+    table = table_for(proto)
+    assert table is not None
+    gc.collect()
+    t0 = time.perf_counter()
+    for a in range(0, len(sid), chunk):
+        table.update_many(sid[a : a + chunk], ts[a : a + chunk], value[a : a + chunk])
+    seconds = time.perf_counter() - t0
+    same = all(table.checkpoint(s) == b for s, b in enumerate(blobs))
+    pps = len(sid) / seconds
+    return {
+        "what": (
+            f"DetectorTable.update_many over the same stream in calls of {chunk:,} points, "
+            "series id -> row lookup included"
+        ),
+        "chunk": chunk,
+        "calls": -(-len(sid) // chunk),
+        "seconds": round(seconds, 4),
+        "points_per_s": round(pps, 1),
+        "us_per_point": round(1e6 * seconds / len(sid), 3),
+        "state_array_bytes_per_series": sum(a.nbytes for a in proto._initial_state().values()),
+        "same_checkpoints_as_update": same,
+        "meets_target": bool(pps >= TARGET_POINTS_PER_S),
     }
 
 
@@ -275,6 +329,17 @@ def print_table(console: Console, rows: dict[str, dict[str, Any]], riv: dict[str
             f"{r['checkpoint_bytes_per_series_max']:,})",
             "ok" if r["meets_target"] else "MISS",
         )
+        m = r.get("update_many")
+        if m:
+            table.add_row(
+                f"relia {name} update_many",
+                f"{r['series']:,}",
+                f"{r['points']:,}",
+                f"{m['points_per_s']:,.0f}",
+                f"{m['us_per_point']:.2f}",
+                "same checkpoints" if m["same_checkpoints_as_update"] else "CHECKPOINTS DIFFER",
+                "ok" if m["meets_target"] else "MISS",
+            )
     if riv:
         for phase in ("steady_state", "same_stream"):
             p = riv[phase]
@@ -292,6 +357,13 @@ def print_table(console: Console, rows: dict[str, dict[str, Any]], riv: dict[str
         for phase, ratio in r.get("ratio_vs_river", {}).items():
             console.print(
                 f"relia {name} / river ({phase.replace('_', ' ')}): {ratio:,.1f}x points/s",
+                highlight=False,
+            )
+        m = r.get("update_many")
+        if m:
+            console.print(
+                f"relia {name} update_many / update(): {m['ratio_vs_update']:,.1f}x points/s "
+                f"(calls of {m['chunk']:,} points)",
                 highlight=False,
             )
 
@@ -321,8 +393,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="series river runs on (about 1.1 MB per model); capped at --series",
     )
     ap.add_argument("--seed", type=int, default=42, help="HalfSpaceTrees seed of series 0")
+    ap.add_argument(
+        "--table-chunk",
+        type=int,
+        default=None,
+        metavar="N",
+        help="points per update_many call of the table row (default: --series, one tick)",
+    )
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON file to write (merged)")
     args = ap.parse_args(argv)
+    if args.table_chunk is not None and args.table_chunk < 1:
+        ap.error("--table-chunk must be at least 1")
     for opt in ("series", "points", "river_series"):
         if getattr(args, opt) < 1:
             ap.error(f"--{opt.replace('_', '-')} must be at least 1")
@@ -347,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 err_console.print(
                     f"streaming {name} over {args.series:,} series ...", highlight=False
                 )
-                rows[name] = run_relia(name, stream)
+                rows[name] = run_relia(name, stream, args.table_chunk)
                 rows[name]["run_at"] = datetime.now(UTC).isoformat(timespec="seconds")
             riv: dict[str, Any] = {}
             if args.river:
@@ -359,6 +440,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         phase: round(row["points_per_s"] / riv[phase]["points_per_s"], 2)
                         for phase in ("steady_state", "same_stream")
                     }
+                    if "update_many" in row:
+                        many = row["update_many"]
+                        many["ratio_vs_river"] = {
+                            phase: round(many["points_per_s"] / riv[phase]["points_per_s"], 2)
+                            for phase in ("steady_state", "same_stream")
+                        }
         finally:
             throughput.unpin(before)
         doc: dict[str, Any] = {
@@ -374,7 +461,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "timing": (
                 "wall-clock of the loop `for s, t, v in stream: detectors[s].update(t, v)`, "
                 "kernel warmed up first; bytes/series = len(checkpoint.pack(det.state_dict())) "
-                "after the run"
+                "after the run; update_many: the same stream through one DetectorTable in calls "
+                "of `chunk` points (see the row's update_many.what)"
             ),
             "detectors": rows,
         }

@@ -11,13 +11,14 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from relia.api.app import create_app, parse_time
+from relia.engine.findings import FindingTracker
 from relia.engine.local import LocalExecutor
 from relia.engine.loop import Engine
 from relia.errors import DataError
 from relia.signals import MetricBatch, SeriesIndex
 from relia.store.base import Store
 from relia.store.duckdb import DuckDBStore
-from tests.engine.memstore import MemoryStore
+from tests.api.bandstore import BandMemoryStore
 
 with warnings.catch_warnings():
     # Starlette >= 1.x warns that TestClient wants the httpx2 package; httpx works the same.
@@ -46,7 +47,7 @@ class Src:
 
 @pytest.fixture(params=["memory", "duckdb"])
 def setup(request: pytest.FixtureRequest) -> Iterator[tuple[Store, Engine, Src]]:
-    store: Store = MemoryStore() if request.param == "memory" else DuckDBStore(":memory:")
+    store: Store = BandMemoryStore() if request.param == "memory" else DuckDBStore(":memory:")
     index = SeriesIndex()
     src = Src(index)
     clock = {"now": T0}
@@ -116,6 +117,9 @@ def test_samples_with_findings_and_nan(setup: tuple[Store, Engine, Src]) -> None
     b = r.json()
     assert len(b["ts"]) == 40 and b["ts"][0] == T0
     assert b["value"][9] is None  # NaN is sent as null
+    for k in ("score", "expected", "lower", "upper"):
+        assert len(b[k]) == 40  # one per sample (null where the store has none)
+    assert b["threshold"] == 0.5
     assert b["series"]["id"] == str(src.sid)
     assert len(b["findings"]) == 1
     f = b["findings"][0]
@@ -181,6 +185,17 @@ def test_dashboard_is_self_contained(setup: tuple[Store, Engine, Src]) -> None:
     html = r.text
     for ref in ("/api/v1/findings", "/api/v1/series", "/samples", "/healthz", "createElementNS"):
         assert ref in html
+    # The band behind the line, anomalous points with what was expected in their tooltip.
+    for ref in (
+        'col("expected")',
+        'col("lower")',
+        'col("upper")',
+        'col("score")',
+        "data.threshold",
+        'class: "band"',
+        "svg:title",
+    ):
+        assert ref in html, ref
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")
     assert "https://" not in html
 
@@ -232,3 +247,57 @@ def test_parse_time_never_crashes_otherwise(text: str) -> None:
         parse_time(text, NOW)
     except DataError as exc:
         assert "expected" in str(exc)
+
+
+# -- the expected band end to end -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["memory", "duckdb"])
+def test_samples_carry_the_detectors_expected_value_and_band(kind: str) -> None:
+    # What the engine does each tick, with the band handed to the store: executor output in,
+    # the same numbers out of the API (NaN as null), for the default detector.
+    store: Store = BandMemoryStore() if kind == "memory" else DuckDBStore(":memory:")
+    ex = LocalExecutor("default", {})
+    sid = 77
+    store.upsert_series([(sid, "lat", {"svc": "api"})])
+    rng = np.random.default_rng(1)
+    n = 300
+    ts = T0 + STEP * np.arange(n, dtype=np.int64)
+    vals = 20.0 + rng.normal(0.0, 1.0, n)
+    vals[250] = 60.0  # a spike well outside the band
+    vals[100] = np.nan
+    tracker = FindingTracker("default", lambda s: 'lat{svc="api"}', ex.components)
+    points = []
+    for a in range(0, n, 50):  # six ticks
+        b = MetricBatch.for_series(sid, ts[a : a + 50], vals[a : a + 50])
+        p = ex.process(b)
+        store.append_samples(b, p)
+        store.add_findings(tracker.update(p))
+        points.append(p)
+    body = _client(store).get(f"/api/v1/series/{sid}/samples").json()
+    assert body["threshold"] is None  # no engine: the dashboard falls back to its default
+    assert body["ts"] == ts.tolist()
+    for k in ("score", "expected", "lower", "upper"):
+        want = np.concatenate([getattr(p, k) for p in points])
+        got = np.array([np.nan if x is None else x for x in body[k]])
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-9, err_msg=k)
+    assert body["expected"][0] is None  # warming up: no band yet
+    assert body["score"][250] >= 0.5
+    assert body["upper"][250] < 60.0 < body["upper"][250] + 40  # outside, but a real band
+    assert body["lower"][200] <= body["expected"][200] <= body["upper"][200]
+    # The spike's finding says what was expected, the band and which part of the detector fired.
+    (f,) = [f for f in body["findings"] if f["start"] <= ts[250] <= f["end"]]
+    ev = f["evidence"]
+    assert ev["value"] == 60.0 and ev["peak_ts"] == ts[250]
+    assert ev["expected"] == pytest.approx(body["expected"][250])
+    assert (ev["lower"], ev["upper"]) == pytest.approx((body["lower"][250], body["upper"][250]))
+    assert ev["component"] in ("above", "new_range")
+    assert "above expected" in f["summary"] and "band" in f["summary"]
+    store.close()
+
+
+def test_openapi_documents_the_band(setup: tuple[Store, Engine, Src]) -> None:
+    store, eng, _ = setup
+    schema = _client(store, eng).get("/openapi.json").json()
+    props = schema["components"]["schemas"]["SamplesOut"]["properties"]
+    assert {"score", "expected", "lower", "upper", "threshold"} <= set(props)

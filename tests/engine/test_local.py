@@ -139,3 +139,131 @@ def test_nan_values_are_scored_not_dropped() -> None:
     out = ex.process(MetricBatch.for_series(3, [1000, 2000, 3000], [1.0, np.nan, 1.0]))
     assert len(out) == 3 and out.dropped == 0
     assert np.isfinite(out.score).all()
+
+
+# -- the detector-table path (default / adaptive) ------------------------------------------
+
+
+def _with_repeats(batch: MetricBatch, n_ticks: int, seed: int = 3) -> list[MetricBatch]:
+    """Ticks in shuffled order within each, plus old and repeated points a real source sends."""
+    rng = np.random.default_rng(seed)
+    out = []
+    prev: MetricBatch | None = None
+    for b in _ticks(batch, n_ticks):
+        parts = [b]
+        if prev is not None and len(prev):
+            pick = rng.choice(len(prev), min(5, len(prev)), replace=False)
+            parts.append(MetricBatch(prev.series_id[pick], prev.ts[pick], prev.value[pick]))
+        m = MetricBatch.concat(parts)
+        order = rng.permutation(len(m))
+        out.append(MetricBatch(m.series_id[order], m.ts[order], m.value[order]))
+        prev = b
+    return out
+
+
+def _object_executor(monkeypatch: pytest.MonkeyPatch, *args: object) -> LocalExecutor:
+    # The per-series object path for a detector that has a table: the reference to compare with.
+    import relia.engine.local as local
+
+    monkeypatch.setattr(local, "table_for", lambda det: None)
+    ex = LocalExecutor(*args)  # type: ignore[arg-type]
+    monkeypatch.undo()
+    return ex
+
+
+def _assert_points_equal(a: ScoredPoints, b: ScoredPoints) -> None:
+    np.testing.assert_array_equal(a.series_id, b.series_id)
+    np.testing.assert_array_equal(a.ts, b.ts)
+    np.testing.assert_array_equal(a.value, b.value)
+    for k in ("score", "expected", "lower", "upper"):
+        np.testing.assert_allclose(getattr(a, k), getattr(b, k), rtol=0, atol=1e-12, err_msg=k)
+    np.testing.assert_array_equal(a.component, b.component)
+    assert a.dropped == b.dropped
+
+
+def test_default_streams_through_a_table() -> None:
+    assert all(s.batched for s in LocalExecutor("default", {}, 2)._shards)
+    assert not LocalExecutor("cusum", {})._shards[0].batched
+    ex = LocalExecutor("adaptive", {"bins": 24})
+    assert ex._shards[0].batched and ex.components == create("adaptive").components
+
+
+@pytest.mark.parametrize("n_shards", [1, 3])
+def test_table_path_equals_object_path(monkeypatch: pytest.MonkeyPatch, n_shards: int) -> None:
+    batch = _data(n_series=7, n=300)
+    ticks = _with_repeats(batch, 12)
+    table = LocalExecutor("default", {}, n_shards)
+    objects = _object_executor(monkeypatch, "default", {}, n_shards)
+    assert not objects._shards[0].batched
+    dropped = 0
+    for b in ticks:
+        got, want = table.process(b), objects.process(b)
+        _assert_points_equal(got, want)
+        dropped += got.dropped
+    assert dropped > 0  # the old and repeated points were there and were dropped alike
+    assert table.n_series() == objects.n_series() == 7
+    assert table.checkpoints() == objects.checkpoints()  # byte for byte
+
+
+def test_table_path_matches_a_detector_per_series_run_on_everything() -> None:
+    batch = _data(n_series=4, n=300)
+    ex = LocalExecutor("default", {}, n_shards=2)
+    got = ScoredPoints.concat([ex.process(b) for b in _ticks(batch, 9)])
+    assert len(got) == len(batch) and got.dropped == 0
+    for sid, ts, val in batch.split():
+        d = create("default").score_detail(val, ts)
+        m = got.series_id == sid
+        np.testing.assert_array_equal(got.ts[m], ts)
+        np.testing.assert_allclose(got.score[m], d.score, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(got.upper[m], d.upper, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(got.component[m], d.component)
+    assert got.score.max() >= 0.5  # the spikes are found
+
+
+def test_table_checkpoints_restore_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:
+    batch = _data(n_series=5, n=240)
+    ticks = _ticks(batch, 6)
+    straight = LocalExecutor("default", {}, 2)
+    ref = ScoredPoints.concat([straight.process(b) for b in ticks])
+    # Checkpoints written by the object path (as stored before the table existed) restore into
+    # the table, and the table's restore into objects: all three runs agree.
+    objects = _object_executor(monkeypatch, "default", {}, 1)
+    head = [objects.process(b) for b in ticks[:3]]
+    table = LocalExecutor("default", {}, 3)
+    assert table.restore(objects.checkpoints()) == 5
+    mid = [table.process(ticks[3])]
+    back = _object_executor(monkeypatch, "default", {}, 2)
+    assert back.restore(table.checkpoints()) == 5
+    tail = [back.process(b) for b in ticks[4:]]
+    got = ScoredPoints.concat(head + mid + tail)
+    # Shard counts differ, so the order of series within a tick does too: compare sorted.
+    _assert_points_equal(
+        got.take(np.lexsort((got.ts, got.series_id))), ref.take(np.lexsort((ref.ts, ref.series_id)))
+    )
+    replay = table.process(ticks[0])  # restored last-seen times drop the replayed tick
+    assert len(replay) == 0 and replay.dropped == len(ticks[0])
+
+
+def test_table_changed_only_and_foreign_checkpoints() -> None:
+    ex = LocalExecutor("default", {})
+    ex.process(MetricBatch.for_series(1, [1000], [1.0]))
+    ex.process(MetricBatch.for_series(2, [1000], [1.0]))
+    assert set(ex.checkpoints(changed_only=True)) == {1, 2}
+    assert ex.checkpoints(changed_only=True) == {}
+    ex.process(MetricBatch.for_series(2, [2000], [1.0]))
+    ex.process(MetricBatch.for_series(2, [2000], [5.0]))  # dropped: not newer
+    assert set(ex.checkpoints(changed_only=True)) == {2}
+    assert set(ex.checkpoints()) == {1, 2}
+    assert ex.checkpoints(changed_only=True) == {}  # a full checkpoint clears the flags too
+    cusum = LocalExecutor("cusum", {})
+    cusum.process(MetricBatch.for_series(3, [1000], [1.0]))
+    assert ex.restore({**cusum.checkpoints(), 4: b"garbage"}) == 0
+    assert ex.n_series() == 2
+
+
+def test_table_nan_values_are_scored_not_dropped() -> None:
+    ex = LocalExecutor("default", {})
+    out = ex.process(MetricBatch.for_series(3, [1000, 2000, 3000], [1.0, np.nan, 1.0]))
+    assert len(out) == 3 and out.dropped == 0
+    assert np.isfinite(out.score).all()
+    assert len(ex.process(MetricBatch.empty())) == 0

@@ -16,6 +16,7 @@ from importlib import resources
 from typing import Annotated, Any
 
 import numpy as np
+import numpy.typing as npt
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -114,6 +115,17 @@ class SamplesOut(BaseModel):
     series: SeriesOut
     ts: list[int] = Field(description="sample times, ms UTC, ascending")
     value: list[float | None] = Field(description="values; null where missing (NaN) or infinite")
+    score: list[float | None] = Field(
+        description="the detector's anomaly score of each sample in [0, 1]; null if not scored"
+    )
+    expected: list[float | None] = Field(
+        description="what the detector expected for each sample; null while warming up"
+    )
+    lower: list[float | None] = Field(description="lower edge of the band of normal values")
+    upper: list[float | None] = Field(description="upper edge of the band of normal values")
+    threshold: float | None = Field(
+        description="score from which a sample is anomalous (the engine's); null without engine"
+    )
     findings: list[FindingOut] = Field(description="findings of this series in the range")
 
 
@@ -138,6 +150,14 @@ def _finding_json(f: Finding) -> dict[str, Any]:
         for k, v in d["evidence"].items()
     }
     return d
+
+
+def _json_floats(x: npt.NDArray[np.float64]) -> list[float | None]:
+    # JSON has no NaN or infinity: those go out as null.
+    obj = x.astype(object)
+    obj[~np.isfinite(x)] = None
+    out: list[float | None] = obj.tolist()
+    return out
 
 
 def _dashboard_html() -> str:
@@ -223,7 +243,8 @@ def create_app(
     @api.get(
         "/series/{series_id}/samples",
         response_model=SamplesOut,
-        summary="Samples of one series, with its findings in the range",
+        summary="Samples of one series with the detector's expected value and band, and the "
+        "series' findings in the range",
     )
     def samples(
         series_id: Annotated[str, Path(description=ID_NOTE)],
@@ -240,19 +261,25 @@ def create_app(
         if lo is not None and hi is not None and lo > hi:
             raise DataError(f"since ({lo}) is after until ({hi})", where="query parameter")
         info = _find_series(sid)
-        ts, value = store.samples(sid, since=lo, until=hi, limit=limit)
-        # JSON has no NaN: missing values go out as null.
-        obj = value.astype(object)
-        obj[~np.isfinite(value)] = None
-        vals = obj.tolist()
-        first = int(ts[0]) if len(ts) else lo
+        got = store.scored_samples(sid, since=lo, until=hi, limit=limit)
+        first = int(got.ts[0]) if len(got.ts) else lo
         found = [
             _finding_json(f)
             for f in store.findings(since=first, series_id=sid, limit=1000)
             if hi is None or f.start <= hi
         ]
         return JSONResponse(
-            {"series": _series_json(info), "ts": ts.tolist(), "value": vals, "findings": found}
+            {
+                "series": _series_json(info),
+                "ts": got.ts.tolist(),
+                "value": _json_floats(got.value),
+                "score": _json_floats(got.score),
+                "expected": _json_floats(got.expected),
+                "lower": _json_floats(got.lower),
+                "upper": _json_floats(got.upper),
+                "threshold": engine.tracker.threshold if engine is not None else None,
+                "findings": found,
+            }
         )
 
     @api.get("/findings", response_model=FindingList, summary="Recent findings, newest first")

@@ -97,8 +97,8 @@ class ScoredPoints:
 class Executor(Protocol):
     """Runs the streaming detectors of every series.
 
-    ``process`` scores a batch (each series' points through its detector's vectorized
-    ``score_detail``, then learned). ``checkpoints`` returns detector state as bytes per series
+    ``process`` scores a batch (each series' points in time order through its detector, then
+    learned). ``checkpoints`` returns detector state as bytes per series
     (``changed_only``: only series whose state moved since the last call with it set);
     ``restore`` loads such bytes back, returning how many series it restored.
     """

@@ -3,6 +3,11 @@
 :class:`DetectorShard` is the unit a remote executor would put in an actor: its methods take and
 return arrays, ints and bytes only. :class:`LocalExecutor` routes a batch to its shards by
 ``series_id % n_shards`` and concatenates what they return.
+
+A shard of ``default`` (``adaptive``) keeps its series as rows of a
+:class:`~relia.detect.batched.DetectorTable` and scores a batch in one compiled loop over its
+points (the detector's own kernel, so the same numbers); other detectors keep one object per
+series and score each series' points with one vectorized ``score_detail`` call.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import numpy as np
 
 from relia.detect import create
 from relia.detect.base import Detector
+from relia.detect.batched import DetectorTable, table_for
 from relia.detect.checkpoint import pack, unpack
 from relia.engine.executor import FloatArray, IntArray, ScoredPoints, shard_of
 from relia.errors import DetectorError, ReliaError
@@ -25,7 +31,12 @@ log = logging.getLogger(__name__)
 
 
 class DetectorShard:
-    """The detectors of the series one shard owns, created on first sight of a series."""
+    """The detector state of the series one shard owns, created on first sight of a series.
+
+    Detectors with a :class:`~relia.detect.batched.DetectorTable` (``adaptive``, so ``default``)
+    keep every series as a row of one table and score a whole batch in one compiled loop; others
+    keep one detector object per series. Both give the same scores, checkpoints and drops.
+    """
 
     def __init__(self, detector_name: str, params: dict[str, Any] | None = None) -> None:
         self.detector_name = detector_name
@@ -34,9 +45,15 @@ class DetectorShard:
         # the first sample; it also tells us the component names.
         self._proto = create(detector_name, **self.params)
         self.components: tuple[str, ...] = tuple(self._proto.components)
+        self._table: DetectorTable | None = table_for(self._proto)
         self._detectors: dict[int, Detector] = {}
         self._last_ts: dict[int, int] = {}
         self._changed: set[int] = set()
+
+    @property
+    def batched(self) -> bool:
+        """Whether this shard streams through a detector table (else one object per series)."""
+        return self._table is not None
 
     def _detector(self, series_id: int) -> Detector:
         det = self._detectors.get(series_id)
@@ -51,6 +68,8 @@ class DetectorShard:
         Points not newer than a series' last scored point are dropped (a source repeating a
         sample must not teach the model the same point twice).
         """
+        if self._table is not None:
+            return self._process_table(self._table, MetricBatch(series_id, ts, value))
         batch = MetricBatch(series_id, ts, value)
         parts: list[ScoredPoints] = []
         dropped = 0
@@ -94,7 +113,32 @@ class DetectorShard:
             dropped,
         )
 
+    def _process_table(self, table: DetectorTable, batch: MetricBatch) -> ScoredPoints:
+        # The per-series path, vectorized: sort by (series, time) as split() does, drop what is
+        # not newer than each series' newest point before this batch, score the rest in one call.
+        if len(batch) == 0:
+            return ScoredPoints.empty()
+        b = batch.sorted()
+        rows = table.rows(b.series_id)
+        keep = b.ts > table.last_ts(rows)
+        dropped = len(b) - int(np.count_nonzero(keep))
+        if dropped:
+            b = MetricBatch(b.series_id[keep], b.ts[keep], b.value[keep])
+            rows = rows[keep]
+        d = table.update_rows(rows, b.ts, b.value)
+        return ScoredPoints(
+            b.series_id, b.ts, b.value, d.score, d.expected, d.lower, d.upper, d.component, dropped
+        )
+
     def checkpoints(self, changed_only: bool = False) -> dict[int, bytes]:
+        """Packed checkpoints by series id (``changed_only``: those that learned a point since
+        the last call with it set); the same bytes with or without a table."""
+        if self._table is not None:
+            t = self._table
+            ids = t.changed_ids()  # clears the flags, also for a full checkpoint (as below)
+            if not changed_only:
+                ids = t.series_ids
+            return {sid: t.checkpoint(sid) for sid in ids}
         ids = list(self._changed) if changed_only else list(self._detectors)
         out = {sid: pack(self._detectors[sid].state_dict()) for sid in ids}
         self._changed.clear()
@@ -105,6 +149,14 @@ class DetectorShard:
         so changing the detector in the config starts those series afresh instead of failing."""
         restored = 0
         for sid, blob in checkpoints.items():
+            if self._table is not None:
+                try:
+                    self._table.restore(int(sid), blob)
+                except ReliaError as exc:
+                    log.warning("series %d: ignoring checkpoint: %s", sid, exc)
+                    continue
+                restored += 1
+                continue
             det = create(self.detector_name, **self.params)
             try:
                 state = unpack(blob)
@@ -122,7 +174,7 @@ class DetectorShard:
         return restored
 
     def n_series(self) -> int:
-        return len(self._detectors)
+        return len(self._table) if self._table is not None else len(self._detectors)
 
 
 class LocalExecutor:
@@ -145,7 +197,8 @@ class LocalExecutor:
         return self._shards[0].components
 
     def process(self, batch: MetricBatch) -> ScoredPoints:
-        """Score a batch; each series' points go through its detector in one vectorized call."""
+        """Score a batch: each shard scores its points in one call (a detector table) or one call
+        per series (detector objects)."""
         if len(batch) == 0:
             return ScoredPoints.empty()
         if self.n_shards == 1:

@@ -15,7 +15,10 @@ import numpy.typing as npt
 from relia.incidents.model import Finding
 from relia.signals import MetricBatch
 
-__all__ = ["SeriesInfo", "Store"]
+__all__ = ["SampleScores", "ScoredSamples", "SeriesInfo", "Store"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,48 @@ class SeriesInfo:
     first_ts: int | None = None
     last_ts: int | None = None
     n_samples: int = 0
+
+
+class SampleScores(Protocol):
+    """What a detector said about samples, as parallel arrays: ``score``, and ``expected``,
+    ``lower`` and ``upper`` (NaN while warming up). The engine's ``ScoredPoints`` is one."""
+
+    @property
+    def series_id(self) -> IntArray: ...
+
+    @property
+    def ts(self) -> IntArray: ...
+
+    @property
+    def score(self) -> FloatArray: ...
+
+    @property
+    def expected(self) -> FloatArray: ...
+
+    @property
+    def lower(self) -> FloatArray: ...
+
+    @property
+    def upper(self) -> FloatArray: ...
+
+
+@dataclass(frozen=True)
+class ScoredSamples:
+    """Stored samples of one series in time order, with what the detector said about each.
+
+    ``score``, ``expected``, ``lower`` and ``upper`` are NaN where there is none (the detector was
+    warming up, the sample was stored without scores, or the store's schema predates them).
+    """
+
+    ts: IntArray
+    value: FloatArray
+    score: FloatArray
+    expected: FloatArray
+    lower: FloatArray
+    upper: FloatArray
+
+    def __len__(self) -> int:
+        return len(self.ts)
 
 
 @runtime_checkable
@@ -47,10 +92,13 @@ class Store(Protocol):
         """Every known series with its sample range and count, ordered by name then labels."""
         ...
 
-    def append_samples(self, batch: MetricBatch) -> None:
+    def append_samples(self, batch: MetricBatch, scores: SampleScores | None = None) -> None:
         """Add samples; keeps only the newest ``samples_per_series`` per series.
 
-        A sample with the same (series, ts) as a stored one replaces it.
+        A sample with the same (series, ts) as a stored one replaces it. ``scores`` (matched to
+        the samples by series and ts; samples it lacks get none) stores the detector's score,
+        expected value and band beside each sample; a replaced sample that ``scores`` lacks keeps
+        the ones it had.
         """
         ...
 
@@ -63,6 +111,16 @@ class Store(Protocol):
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """(ts, value) of one series in time order, ``since <= ts <= until``; ``limit`` keeps
         the newest."""
+        ...
+
+    def scored_samples(
+        self,
+        series_id: int,
+        since: int | None = None,
+        until: int | None = None,
+        limit: int | None = None,
+    ) -> ScoredSamples:
+        """Like :meth:`samples`, with each sample's score, expected value and band."""
         ...
 
     def save_checkpoints(self, checkpoints: dict[int, bytes]) -> None:

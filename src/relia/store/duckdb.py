@@ -10,6 +10,9 @@ lock (which also keeps two writers from conflicting), and every read gets its ow
 (a connection to the same database), so reads run alongside a write and see only committed data.
 :meth:`DuckDBStore.close` waits for reads in flight.
 
+Each sample can carry what the detector said about it (score, expected value, band: schema 2);
+stores whose schema lacks those columns (an older custom migration set) keep samples only.
+
 Samples of series that are not registered with :meth:`DuckDBStore.upsert_series` are kept, but
 only registered series are listed. Lowering ``samples_per_series`` takes effect for a series at its
 next append.
@@ -21,7 +24,7 @@ import json
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -36,7 +39,7 @@ from pydantic import ValidationError
 from relia.errors import ConfigError, DataError, StoreError
 from relia.incidents.model import Finding, FindingKind, Severity
 from relia.signals import MetricBatch, series_key
-from relia.store.base import SeriesInfo
+from relia.store.base import SampleScores, ScoredSamples, SeriesInfo
 from relia.store.migrations import Migration, latest_version, load_migrations
 
 __all__ = ["STORE_FILE", "DuckDBStore", "open_store"]
@@ -49,6 +52,11 @@ _INT64_MAX = 2**63 - 1
 # The name an incoming Arrow table is registered under on the writer connection. Only the writer
 # registers, under its lock, so one fixed name is enough.
 _BATCH = "relia_incoming"
+# The scores arriving with a batch (registered beside it) and the merged rows of both.
+_SCORES = "relia_incoming_scores"
+_MERGED = "relia_merged"
+#: The per-sample detector output columns of the samples table (schema 2).
+_BAND = ("score", "expected", "lower", "upper")
 
 _FINDING_COLUMNS = (
     "id, kind, key, series_id, start_ts, end_ts, score, severity, detector, summary, evidence"
@@ -94,6 +102,7 @@ class DuckDBStore:
             # readers can take cursors while a write is running.
             self._writer = self._root.cursor()
             self._version = self._migrate(migrations)
+            self._has_band = self._samples_have_band()
         except BaseException:
             self._root.close()
             self._closed = True
@@ -193,31 +202,61 @@ class DuckDBStore:
 
     # -- samples ----------------------------------------------------------------------------
 
-    def append_samples(self, batch: MetricBatch) -> None:
+    def append_samples(self, batch: MetricBatch, scores: SampleScores | None = None) -> None:
         """Add samples; keeps only the newest ``samples_per_series`` per series.
 
         A sample with the same (series, ts) as a stored one replaces it; within the batch the
         last one written wins. The whole batch is one transaction.
+
+        ``scores`` (the engine's ``ScoredPoints``) is matched to the samples by (series, ts) and
+        stored beside them: score, expected value and band (NaN is stored as NULL). A sample it
+        lacks gets none, except that a replaced sample keeps what it had: a source repeating a
+        sample the detector already scored (and now skips) must not erase its band.
         """
         if not isinstance(batch, MetricBatch):
             raise DataError(f"append_samples expects a MetricBatch, got {type(batch).__name__}")
         n = len(batch)
         if n == 0:
             return
-        # Sort by (series, ts, arrival) and keep the last row of each (series, ts) run: the
-        # batch then holds unique keys, each with its last-written value.
-        order = np.lexsort((np.arange(n), batch.ts, batch.series_id))
-        sid, ts, value = batch.series_id[order], batch.ts[order], batch.value[order]
-        last = np.ones(n, dtype=bool)
-        last[:-1] = (sid[1:] != sid[:-1]) | (ts[1:] != ts[:-1])
-        table = pa.table({"series_id": sid[last], "ts": ts[last], "value": value[last]})
+        sid, ts, value = _last_per_key(batch.series_id, batch.ts, batch.value)
+        table = pa.table({"series_id": sid, "ts": ts, "value": value})
+        scored = _scores_table(scores) if scores is not None and self._has_band else None
         keep = self._samples_per_series
         with self._transaction("appending samples") as w, _registered(w, table):
+            if self._has_band:
+                # The new rows with their band, decided before the rows they replace are deleted:
+                # this batch's scores where given, else what the replaced row had.
+                if scored is None:
+                    band = ", ".join(f"o.{c}" for c in _BAND)
+                    src = f"{_BATCH} AS b"
+                else:
+                    band = ", ".join(
+                        f"CASE WHEN s.series_id IS NULL THEN o.{c} ELSE s.{c} END AS {c}"
+                        for c in _BAND
+                    )
+                    src = (
+                        f"{_BATCH} AS b LEFT JOIN {_SCORES} AS s "
+                        "ON s.series_id = b.series_id AND s.ts = b.ts"
+                    )
+                with _registered(w, scored, _SCORES) if scored is not None else nullcontext():
+                    w.execute(
+                        f"CREATE OR REPLACE TEMP TABLE {_MERGED} AS "
+                        f"SELECT b.series_id, b.ts, b.value, {band} FROM {src} "
+                        "LEFT JOIN samples AS o ON o.series_id = b.series_id AND o.ts = b.ts"
+                    )
             w.execute(
                 f"DELETE FROM samples USING {_BATCH} AS b "
                 "WHERE samples.series_id = b.series_id AND samples.ts = b.ts"
             )
-            w.execute(f"INSERT INTO samples SELECT series_id, ts, value FROM {_BATCH}")
+            if self._has_band:
+                cols = "series_id, ts, value, " + ", ".join(_BAND)
+                w.execute(f"INSERT INTO samples ({cols}) SELECT {cols} FROM {_MERGED}")
+                w.execute(f"DROP TABLE {_MERGED}")
+            else:
+                w.execute(
+                    f"INSERT INTO samples (series_id, ts, value) "
+                    f"SELECT series_id, ts, value FROM {_BATCH}"
+                )
             # One set-based trim of the touched series: max(ts, k) gives the k largest ts of a
             # series (a bounded heap, no full sort), so its last element is the newest ts that
             # no longer fits; it and everything older go. ts is unique per series, so exactly
@@ -261,6 +300,42 @@ class DuckDBStore:
         if limit is not None:
             ts, value = ts[::-1], value[::-1]
         return np.ascontiguousarray(ts), np.ascontiguousarray(value)
+
+    def scored_samples(
+        self,
+        series_id: int,
+        since: int | None = None,
+        until: int | None = None,
+        limit: int | None = None,
+    ) -> ScoredSamples:
+        """Like :meth:`samples`, with each sample's score, expected value and band (NaN where
+        there is none)."""
+        if not self._has_band:
+            ts, value = self.samples(series_id, since, until, limit)
+            nan = np.full(len(ts), np.nan)
+            return ScoredSamples(ts, value, nan, nan.copy(), nan.copy(), nan.copy())
+        params = [
+            _as_int64(series_id, "series_id"),
+            _INT64_MIN if since is None else _as_int64(since, "since"),
+            _INT64_MAX if until is None else _as_int64(until, "until"),
+        ]
+        cols = "ts, value, " + ", ".join(_BAND)
+        sql = f"SELECT {cols} FROM samples WHERE series_id = ? AND ts >= ? AND ts <= ?"
+        if limit is None:
+            sql += " ORDER BY ts"
+        else:
+            sql += f" ORDER BY ts DESC LIMIT {_as_limit(limit)}"
+        with self._reader("reading samples") as cur:
+            got = cur.execute(sql, params).fetchnumpy()
+        step = 1 if limit is None else -1  # newest first from the query: back to time order
+        out: dict[str, Any] = {}
+        for c in ("ts", "value", *_BAND):
+            # NULL comes back masked: NaN is what the rest of relia reads as "none".
+            col = got[c]
+            dtype = np.int64 if c == "ts" else np.float64
+            arr = np.ma.filled(col.astype(dtype), np.nan) if np.ma.isMaskedArray(col) else col
+            out[c] = np.ascontiguousarray(np.asarray(arr, dtype=dtype)[::step])
+        return ScoredSamples(**out)
 
     # -- checkpoints ------------------------------------------------------------------------
 
@@ -464,6 +539,19 @@ class DuckDBStore:
             current = m.version
         return current
 
+    def _samples_have_band(self) -> bool:
+        # By column, not by version: a custom migrations_dir may number its versions otherwise.
+        try:
+            cols = self._writer.execute(
+                "SELECT column_name FROM duckdb_columns() "
+                "WHERE table_name = 'samples' AND schema_name = 'main'"
+            ).fetchall()
+        except duckdb.Error as e:
+            raise StoreError(
+                f"cannot read the schema of samples: {_first_line(e)}", where=self._path
+            ) from e
+        return set(_BAND) <= {str(c[0]) for c in cols}
+
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("the store is closed", where=self._path)
@@ -541,12 +629,43 @@ def _connect(path: str) -> duckdb.DuckDBPyConnection:
 
 
 @contextmanager
-def _registered(conn: duckdb.DuckDBPyConnection, table: pa.Table) -> Iterator[None]:
-    conn.register(_BATCH, table)
+def _registered(
+    conn: duckdb.DuckDBPyConnection, table: pa.Table, name: str = _BATCH
+) -> Iterator[None]:
+    conn.register(name, table)
     try:
         yield
     finally:
-        conn.unregister(_BATCH)
+        conn.unregister(name)
+
+
+def _last_per_key(
+    sid: npt.NDArray[np.int64], ts: npt.NDArray[np.int64], *cols: npt.NDArray[Any]
+) -> tuple[npt.NDArray[Any], ...]:
+    """Sorted by (series, ts, arrival), the last row of each (series, ts): unique keys, each
+    with its last-written columns."""
+    n = len(sid)
+    order = np.lexsort((np.arange(n), ts, sid))
+    s, t = sid[order], ts[order]
+    last = np.ones(n, dtype=bool)
+    last[:-1] = (s[1:] != s[:-1]) | (t[1:] != t[:-1])
+    return (s[last], t[last], *(c[order][last] for c in cols))
+
+
+def _scores_table(scores: SampleScores) -> pa.Table:
+    try:
+        sid = np.asarray(scores.series_id, dtype=np.int64)
+        ts = np.asarray(scores.ts, dtype=np.int64)
+        band = [np.asarray(getattr(scores, c), dtype=np.float64) for c in _BAND]
+    except (AttributeError, TypeError, ValueError) as e:
+        raise DataError(f"append_samples: scores must have series_id, ts and {_BAND}: {e}") from e
+    if any(a.ndim != 1 or len(a) != len(sid) for a in (ts, *band)):
+        raise DataError("append_samples: the arrays of scores differ in length or shape")
+    sid, ts, *band = _last_per_key(sid, ts, *band)
+    cols: dict[str, pa.Array] = {"series_id": pa.array(sid), "ts": pa.array(ts)}
+    for c, a in zip(_BAND, band, strict=True):
+        cols[c] = pa.array(a, pa.float64(), from_pandas=True)  # NaN -> NULL
+    return pa.table(cols)
 
 
 def _rollback(conn: duckdb.DuckDBPyConnection) -> None:

@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
@@ -34,6 +35,7 @@ __all__ = [
     "PrometheusSource",
     "ReliaConfig",
     "ScrapeTarget",
+    "SloConfig",
     "load_config",
     "parse_duration",
 ]
@@ -126,6 +128,38 @@ class DetectorSpec(_Model):
     threshold: float = Field(0.5, gt=0.0, le=1.0)
 
 
+class SloConfig(_Model):
+    """SLOs that ``relia up`` evaluates every ``interval``, turning firing burn-rate alerts into
+    findings. Off while ``files`` is empty."""
+
+    files: list[Path] = Field(
+        default_factory=list, description="SLO spec files: relia, Sloth prometheus/v1, OpenSLO"
+    )
+    prometheus: HttpUrl | None = Field(
+        None, description="Prometheus to evaluate against; default: the first prometheus source"
+    )
+    interval: Duration = Field(60.0, description="how often the SLOs are evaluated")
+    step: Duration | None = Field(
+        None, description="query resolution; default 5m (timeslice methods: the slice)"
+    )
+    timeout: Duration = 30.0
+    sloth_windows: Path | None = Field(
+        None, description="Sloth AlertWindows file: period and alert windows of the Sloth specs"
+    )
+
+    @field_validator("prometheus")
+    @classmethod
+    def _no_trailing_slash(cls, url: str | None) -> str | None:
+        return url.rstrip("/") if url is not None else None
+
+    @field_validator("step")
+    @classmethod
+    def _whole_seconds(cls, step: float | None) -> float | None:
+        if step is not None and step != int(step):
+            raise ValueError("the step must be a whole number of seconds")
+        return step
+
+
 class ReliaConfig(_Model):
     """The whole of ``relia.yaml``."""
 
@@ -139,6 +173,20 @@ class ReliaConfig(_Model):
     prometheus: list[PrometheusSource] = Field(default_factory=list)
     detector: DetectorSpec = Field(default_factory=DetectorSpec)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    slos: SloConfig = Field(default_factory=SloConfig)
+
+    @field_validator("slos")
+    @classmethod
+    def _slos_have_a_prometheus(cls, slos: SloConfig, info: ValidationInfo) -> SloConfig:
+        # Fields are validated in order: ``prometheus`` (the sources) is known here, unless it
+        # failed validation itself (then that error is reported instead).
+        sources = info.data.get("prometheus")
+        if slos.files and slos.prometheus is None and sources == []:
+            raise ValueError(
+                "no Prometheus to evaluate the SLOs against: set slos.prometheus or add a "
+                "prometheus source"
+            )
+        return slos
 
 
 def _line_of(node: yaml.Node | None, loc: Sequence[int | str]) -> int | None:

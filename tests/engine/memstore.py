@@ -44,7 +44,9 @@ class MemoryStore:
             )
         return sorted(out, key=lambda s: (s.name, sorted(s.labels.items())))
 
-    def append_samples(self, batch: MetricBatch) -> None:
+    def append_samples(self, batch: MetricBatch, scores: object | None = None) -> None:
+        # The band (scores) is kept by tests/api/bandstore.py's subclass; the engine tests
+        # only need the samples.
         for sid, ts, val in batch.split():
             t = np.concatenate([self._ts.get(sid, np.empty(0, np.int64)), ts])
             v = np.concatenate([self._val.get(sid, np.empty(0)), val])

@@ -193,11 +193,11 @@ def test_run_loop_stops_and_survives_a_failing_tick() -> None:
     class FlakyStore(MemoryStore):
         fail = True
 
-        def append_samples(self, batch: MetricBatch) -> None:
+        def append_samples(self, batch: MetricBatch, scores: object | None = None) -> None:
             if self.fail:
                 self.fail = False
                 raise OSError("disk full")
-            super().append_samples(batch)
+            super().append_samples(batch, scores)
 
     store = FlakyStore()
     index = SeriesIndex()

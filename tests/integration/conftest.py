@@ -197,3 +197,135 @@ def prometheus_server(test_exporter: Exporter) -> Iterator[PrometheusServer]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=5)
+
+
+# --- SLO reports (tests/integration/test_slo_prometheus.py) -------------------------------------
+
+#: The backfilled request counters end here (2024-05-01T12:00:00Z, on the 5-minute grid).
+SLO_DATA_END_S = 1_714_564_800
+#: Minutes of backfilled data: 2.5 days, so a 2-day SLO window and its alert windows are covered.
+SLO_DATA_MINUTES = 3600
+
+
+def slo_requests_per_minute(minute_end_s: int) -> tuple[int, int]:
+    """(good, bad) requests in the minute that ends at ``minute_end_s``: 120 a minute with 1 bad,
+    3 bad from 6 h to 1 h before the end (a slow burn), 24 bad in the last hour (a fast burn).
+    Rates change only on the 5-minute grid, so ``rate(x[5m])`` at grid times is exact."""
+    age = SLO_DATA_END_S - minute_end_s
+    bad = 24 if age < 3600 else 3 if age < 6 * 3600 else 1
+    return 120 - bad, bad
+
+
+def _slo_openmetrics() -> str:
+    lines = [
+        "# HELP relia_slo_requests Requests served, by status code.",
+        "# TYPE relia_slo_requests counter",
+    ]
+    start = SLO_DATA_END_S - SLO_DATA_MINUTES * 60
+    for code, pick in (("200", 0), ("500", 1)):
+        count = 0
+        lines.append(f'relia_slo_requests_total{{code="{code}"}} 0 {start}')
+        for i in range(1, SLO_DATA_MINUTES + 1):
+            t = start + 60 * i
+            count += slo_requests_per_minute(t)[pick]
+            lines.append(f'relia_slo_requests_total{{code="{code}"}} {count} {t}')
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class SloPrometheus:
+    url: str
+    data_end_s: int
+
+
+@pytest.fixture(scope="session")
+def slo_prometheus() -> Iterator[SloPrometheus]:
+    """A Prometheus serving 2.5 days of backfilled request counters (no scraping): written as
+    OpenMetrics, turned into TSDB blocks by ``promtool tsdb create-blocks-from openmetrics``."""
+    binary = _prometheus_binary()
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        msg = "promtool is not installed: sudo apt-get install -y prometheus"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    with tempfile.TemporaryDirectory(prefix="relia-slo-prom-") as tmp:
+        root = Path(tmp)
+        source = root / "requests.om"
+        source.write_text(_slo_openmetrics())
+        data = root / "data"
+        made = subprocess.run(
+            [promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(data)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if made.returncode != 0:
+            raise RuntimeError(f"promtool failed:\n{made.stdout}\n{made.stderr}")
+        config = root / "prometheus.yml"
+        config.write_text("global:\n  evaluation_interval: 1m\n")
+        log = root / "prometheus.log"
+        proc: subprocess.Popen[bytes] | None = None
+        url = ""
+        for _attempt in range(3):  # the free port may be taken between probing and binding
+            port = _free_port()
+            url = f"http://127.0.0.1:{port}"
+            with log.open("wb") as out:
+                proc = subprocess.Popen(
+                    [
+                        binary,
+                        f"--config.file={config}",
+                        f"--storage.tsdb.path={data}",
+                        "--storage.tsdb.retention.time=100y",  # the data is in the past
+                        f"--web.listen-address=127.0.0.1:{port}",
+                        "--log.level=warn",
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=root,
+                )
+            try:
+                _wait_backfill_ready(url, proc, time.monotonic() + 30.0, log)
+                break
+            except RuntimeError:
+                proc.terminate()
+                proc.wait(timeout=10)
+                if "address already in use" not in log.read_text(errors="replace"):
+                    raise
+        else:
+            raise RuntimeError("prometheus found no free port in 3 attempts")
+        assert proc is not None
+        try:
+            yield SloPrometheus(url=url, data_end_s=SLO_DATA_END_S)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+
+
+def _wait_backfill_ready(
+    url: str, proc: subprocess.Popen[bytes], deadline: float, log: Path
+) -> None:
+    """Ready, and the backfilled blocks answer queries (both series at the data's end)."""
+    with httpx.Client(timeout=2.0) as http:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                tail = log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"prometheus exited with {proc.returncode}:\n{tail}")
+            try:
+                resp = http.get(
+                    f"{url}/api/v1/query",
+                    params={"query": "count(relia_slo_requests_total)", "time": SLO_DATA_END_S},
+                )
+                result = resp.json().get("data", {}).get("result", [])
+                if resp.status_code == 200 and result and result[0]["value"][1] == "2":
+                    return
+            except (httpx.HTTPError, ValueError, KeyError):
+                pass
+            time.sleep(0.1)
+    raise RuntimeError(f"prometheus at {url} did not serve the backfilled data in time")

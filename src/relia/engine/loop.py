@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -23,7 +23,10 @@ from relia.signals import MetricBatch, SeriesIndex, describe
 from relia.sources.base import MetricSource
 from relia.store.base import Store
 
-__all__ = ["Engine", "EngineMetrics", "TickResult", "wall_clock_ms"]
+if TYPE_CHECKING:
+    from relia.slo.evaluate import SloEvaluator, SloFindings
+
+__all__ = ["Engine", "EngineMetrics", "SloTickResult", "TickResult", "wall_clock_ms"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,33 @@ class EngineMetrics:
             "relia_checkpoints_saved", "Detector checkpoints written", registry=registry
         )
         self.series = Gauge("relia_series", "Series known to the engine", registry=registry)
+        self.slo_evaluations = Counter(
+            "relia_slo_evaluations", "SLO evaluation rounds run", registry=registry
+        )
+        self.slo_errors = Counter(
+            "relia_slo_evaluation_errors",
+            "Failed SLO evaluations per SLO",
+            ["slo"],
+            registry=registry,
+        )
+        self.slo_seconds = Histogram(
+            "relia_slo_evaluation_duration_seconds",
+            "Time one round of SLO evaluation took",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+            registry=registry,
+        )
+        self.slo_budget_remaining = Gauge(
+            "relia_slo_error_budget_remaining_ratio",
+            "Share of the error budget left in the SLO window (negative: overspent)",
+            ["slo"],
+            registry=registry,
+        )
+        self.slo_firing = Gauge(
+            "relia_slo_burn_rate_alerts_firing",
+            "Burn-rate alerts firing per SLO and severity",
+            ["slo", "severity"],
+            registry=registry,
+        )
 
 
 @dataclass(frozen=True)
@@ -84,12 +114,28 @@ class TickResult:
     duration_s: float = 0.0
 
 
+@dataclass(frozen=True)
+class SloTickResult:
+    """What one round of SLO evaluation did."""
+
+    now_ms: int
+    evaluated: int
+    new_findings: int
+    updated_findings: int
+    firing: int
+    errors: dict[str, str] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+
 class Engine:
     """Polls ``sources`` into ``store``, scores through ``executor``, persists findings.
 
     ``index`` is the :class:`SeriesIndex` the sources register series in. Checkpoints are written
     every ``checkpoint_every`` ticks or ``checkpoint_interval_s`` seconds of the clock, whichever
     comes first, and by :meth:`close`.
+
+    ``slo_evaluator`` (optional) evaluates SLOs every ``slo_interval_s``: :meth:`run` does that in
+    a thread of its own, off the detector path, and :meth:`slo_tick` is one round by hand.
     """
 
     def __init__(
@@ -106,6 +152,8 @@ class Engine:
         checkpoint_every: int = 20,
         checkpoint_interval_s: float = 60.0,
         interval_s: float | None = None,
+        slo_evaluator: SloEvaluator | None = None,
+        slo_interval_s: float = 60.0,
     ) -> None:
         self.store = store
         self.sources = list(sources)
@@ -137,6 +185,12 @@ class Engine:
         self._source_last_error: dict[str, str | None] = {s.name: None for s in self.sources}
         self._restored = 0
         self._running = False
+        self.slo_evaluator = slo_evaluator
+        self.slo_interval_s = slo_interval_s
+        self._slo_lock = threading.Lock()
+        self._slo_findings: SloFindings | None = None  # made on the first slo_tick
+        self._slo_last: SloTickResult | None = None
+        self._slo_last_error: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -179,6 +233,8 @@ class Engine:
                 n = self.checkpoint()
             log.info("final checkpoint: %d series", n)
         self.executor.close()
+        if self.slo_evaluator is not None:
+            self.slo_evaluator.close()
         for src in self.sources:
             closer = getattr(src, "close", None)
             if callable(closer):
@@ -235,8 +291,14 @@ class Engine:
             new = updated = scored = dropped = 0
             if len(batch):
                 self._register(batch)
-                self.store.append_samples(batch)
-                points = self.executor.process(batch)
+                try:
+                    points = self.executor.process(batch)
+                except Exception:
+                    # Scoring failed: the samples are still kept (without their band).
+                    self.store.append_samples(batch)
+                    raise
+                # Samples and their score and expected band go in together.
+                self.store.append_samples(batch, points)
                 scored, dropped = len(points), points.dropped
                 findings = self.tracker.update(points)
                 if findings:
@@ -263,6 +325,63 @@ class Engine:
             m.findings_updated.inc(updated)
         return TickResult(now, len(batch), scored, dropped, new, updated, errors, ckpt, duration)
 
+    # -- SLOs ------------------------------------------------------------------------------
+
+    def slo_tick(self) -> SloTickResult:
+        """Evaluate the SLOs once; firing burn-rate alerts become findings in the store (the same
+        finding, extended, while an alert keeps firing). Needs ``slo_evaluator``."""
+        if self.slo_evaluator is None:
+            raise RuntimeError("this engine has no SLO evaluator")
+        t0 = time.perf_counter()
+        with self._slo_lock:
+            now = self.clock()
+            if self._slo_findings is None:
+                from relia.slo.evaluate import SloFindings
+
+                # Two rounds may pass without an evaluation before an episode counts as over.
+                tracker = SloFindings(gap_ms=int(2 * self.slo_interval_s * 1000))
+                # Episodes that were firing when relia stopped go on if they still fire.
+                tracker.seed(self.store.findings(since=now - 86_400_000, limit=10_000))
+                self._slo_findings = tracker
+            statuses, errors = self.slo_evaluator.evaluate(now)
+            findings = self._slo_findings.update(statuses)
+            new = self.store.add_findings(findings) if findings else 0
+            m = self.metrics
+            firing = 0
+            for st in statuses:
+                m.slo_budget_remaining.labels(slo=st.slo.id).set(st.remaining_ratio)
+                for severity in ("page", "ticket"):
+                    n = sum(1 for a in st.firing if a.window.severity == severity)
+                    m.slo_firing.labels(slo=st.slo.id, severity=severity).set(n)
+                    firing += n
+            for slo_id in errors:
+                m.slo_errors.labels(slo=slo_id).inc()
+            duration = time.perf_counter() - t0
+            m.slo_evaluations.inc()
+            m.slo_seconds.observe(duration)
+            m.findings.inc(new)
+            m.findings_updated.inc(len(findings) - new)
+            result = SloTickResult(
+                now, len(statuses), new, len(findings) - new, firing, errors, duration
+            )
+            self._slo_last = result
+        return result
+
+    def _slo_loop(self, stop: threading.Event) -> None:
+        next_at = time.monotonic()
+        while not stop.is_set():
+            try:
+                self.slo_tick()
+                self._slo_last_error = None
+            except Exception as exc:  # noqa: BLE001 - keep evaluating; the error is reported
+                self._slo_last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("SLO evaluation failed")
+            next_at += self.slo_interval_s
+            now = time.monotonic()
+            if next_at < now:
+                next_at = now + self.slo_interval_s - ((now - next_at) % self.slo_interval_s)
+            stop.wait(max(0.0, next_at - now))
+
     # -- the timed loop --------------------------------------------------------------------
 
     def run(self, stop: threading.Event, interval_s: float | None = None) -> None:
@@ -271,6 +390,14 @@ class Engine:
         interval = interval_s if interval_s is not None else (self.interval_s or 15.0)
         self.interval_s = interval
         self._running = True
+        slo_thread: threading.Thread | None = None
+        if self.slo_evaluator is not None:
+            # SLO evaluation queries Prometheus over whole SLO windows: its own thread keeps
+            # that off the detector loop.
+            slo_thread = threading.Thread(
+                target=self._slo_loop, args=(stop,), name="relia-slo", daemon=True
+            )
+            slo_thread.start()
         try:
             next_at = time.monotonic()
             while not stop.is_set():
@@ -288,6 +415,8 @@ class Engine:
                 stop.wait(max(0.0, next_at - now))
         finally:
             self._running = False
+            if slo_thread is not None:
+                slo_thread.join(timeout=10.0)
 
     def status(self) -> dict[str, Any]:
         """Engine state for ``/healthz``."""
@@ -305,4 +434,17 @@ class Engine:
                 name: {"errors": n, "last_error": self._source_last_error.get(name)}
                 for name, n in self._source_errors.items()
             },
+            **({"slos": self._slo_status()} if self.slo_evaluator is not None else {}),
+        }
+
+    def _slo_status(self) -> dict[str, Any]:
+        last = self._slo_last
+        return {
+            "count": len(getattr(self.slo_evaluator, "slos", ())),
+            "interval_seconds": self.slo_interval_s,
+            "last_evaluation_ms": last.now_ms if last else None,
+            "last_evaluation_seconds": last.duration_s if last else None,
+            "firing": last.firing if last else 0,
+            "errors": dict(last.errors) if last else {},
+            "last_error": self._slo_last_error,
         }

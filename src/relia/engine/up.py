@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from relia.config import ReliaConfig
 from relia.engine.local import LocalExecutor
@@ -27,7 +27,10 @@ from relia.signals import SeriesIndex
 from relia.sources.base import MetricSource
 from relia.store.base import Store
 
-__all__ = ["build_sources", "run_up"]
+if TYPE_CHECKING:
+    from relia.slo.evaluate import SloEvaluator
+
+__all__ = ["build_slo_evaluator", "build_sources", "run_up"]
 
 log = logging.getLogger("relia.up")
 
@@ -64,6 +67,28 @@ def build_sources(config: ReliaConfig, index: SeriesIndex) -> list[MetricSource]
             )
             add(src, f"prometheus[{i}].name")
     return sources
+
+
+def build_slo_evaluator(config: ReliaConfig) -> SloEvaluator | None:
+    """The SLO evaluator ``config.slos`` asks for (None when it lists no files): the specs are
+    loaded and checked here, so a bad spec stops ``relia up`` before it starts."""
+    slos_cfg = config.slos
+    if not slos_cfg.files:
+        return None
+    from relia.slo.evaluate import SloEvaluator
+    from relia.slo.loader import load_slos
+    from relia.sources.prometheus import PrometheusClient
+
+    slos = load_slos(slos_cfg.files, sloth_windows=slos_cfg.sloth_windows)
+    url = slos_cfg.prometheus
+    if url is None:
+        if not config.prometheus:  # ReliaConfig's validator catches this for loaded files
+            raise ConfigError("set slos.prometheus or add a prometheus source", where="slos")
+        url = config.prometheus[0].url
+    step = int(slos_cfg.step) if slos_cfg.step is not None else None
+    evaluator = SloEvaluator(PrometheusClient(url, timeout=slos_cfg.timeout), slos, step_s=step)
+    log.info("evaluating %d SLOs against %s every %gs", len(slos), url, slos_cfg.interval)
+    return evaluator
 
 
 def _open_store(config: ReliaConfig) -> Store:
@@ -138,6 +163,7 @@ def run_up(
     old_handlers: dict[int, Any] = {}
     try:
         index = SeriesIndex()
+        slo_evaluator = build_slo_evaluator(config)  # first: a bad spec stops before any source
         sources = build_sources(config, index)
         executor = LocalExecutor(config.detector.name, config.detector.params)
         engine = Engine(
@@ -147,6 +173,8 @@ def run_up(
             index=index,
             threshold=config.detector.threshold,
             interval_s=config.interval,
+            slo_evaluator=slo_evaluator,
+            slo_interval_s=config.slos.interval,
         )
         restored = engine.start()
         log.info("relia up: %d sources, %d series restored", len(sources), restored)

@@ -6,7 +6,13 @@ Each command turns every :class:`relia.errors.ReliaError` into one line and exit
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from relia._cliutil import err_console, user_errors
 
 __all__ = ["slo_app"]
 
@@ -16,3 +22,179 @@ slo_app = typer.Typer(
 )
 
 # Commands are registered below, one block each: validate, rules, report.
+
+
+# --- validate ------------------------------------------------------------------------------
+
+
+@slo_app.command("validate")
+@user_errors
+def validate(
+    files: Annotated[
+        list[Path], typer.Argument(help="SLO spec files: relia, Sloth prometheus/v1, OpenSLO")
+    ],
+    sloth_windows: Annotated[
+        Path | None,
+        typer.Option(
+            "--sloth-windows",
+            help="Sloth AlertWindows file: period and alert windows for the Sloth specs",
+        ),
+    ] = None,
+) -> None:
+    """Check SLO specs: one line per SLO, or every problem as FILE:LINE: document N: field."""
+    from relia.slo.loader import load_specs
+    from relia.slo.spec import format_duration
+
+    loaded = load_specs(files, sloth_windows=sloth_windows)
+    rows = []
+    for item in loaded:
+        slo = item.slo
+        period = format_duration(slo.window.period_s)
+        if slo.window.rolling:
+            period += " rolling"
+        else:
+            start = slo.window.calendar_start
+            period += (
+                f" calendar from {start:%Y-%m-%d %H:%M} {slo.window.timezone}" if start else ""
+            )
+        budgeting = slo.budgeting.value
+        if slo.timeslice_window_s is not None:
+            budgeting += f" ({format_duration(slo.timeslice_window_s)} slices)"
+        rows.append((slo.id, item.format, f"{slo.objective:.10g}%", period, budgeting))
+    widths = [max((len(r[i]) for r in rows), default=0) for i in range(4)]
+    for row in rows:
+        cells = [v.ljust(w) for v, w in zip(row, widths, strict=False)] + [row[4]]
+        typer.echo("  ".join(cells))
+    typer.echo(f"{len(loaded)} SLO{'s' if len(loaded) != 1 else ''} OK")
+
+
+# --- rules ---------------------------------------------------------------------------------
+
+
+@slo_app.command("rules")
+@user_errors
+def rules(
+    files: Annotated[
+        list[Path], typer.Argument(help="SLO spec files: relia, Sloth prometheus/v1, OpenSLO")
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="write the rule file here, not to stdout")
+    ] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option("--label", "-l", help="extra label KEY=VALUE on every series (repeatable)"),
+    ] = None,
+    sloth_windows: Annotated[
+        Path | None,
+        typer.Option(
+            "--sloth-windows",
+            help="Sloth AlertWindows file: period and alert windows for the Sloth specs",
+        ),
+    ] = None,
+) -> None:
+    """Prometheus recording and alerting rules for the SLOs (Sloth-compatible names and labels;
+    long windows computed from 5m recordings). Check them with `promtool check rules`."""
+    from relia.errors import ConfigError, DataError
+    from relia.slo.loader import load_slos
+    from relia.slo.rules import render_rules, rule_groups
+
+    extra: dict[str, str] = {}
+    for item in label or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"expected KEY=VALUE, got {item!r}", where="--label")
+        extra[key] = value
+    slos = load_slos(files, sloth_windows=sloth_windows)
+    text = render_rules(slos, extra_labels=extra)
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"cannot write: {exc.strerror or exc}", where=str(out)) from None
+    n = sum(len(g["rules"]) for g in rule_groups(slos, extra_labels=extra)["groups"])
+    plural = "" if len(slos) == 1 else "s"
+    err_console.print(f"wrote {n} rules for {len(slos)} SLO{plural} to {out}", markup=False)
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+@slo_app.command("report")
+@user_errors
+def report(
+    files: Annotated[
+        list[Path], typer.Argument(help="SLO spec files: relia, Sloth prometheus/v1, OpenSLO")
+    ],
+    prometheus: Annotated[
+        str, typer.Option("--prometheus", help="Prometheus base URL, e.g. http://127.0.0.1:9090")
+    ],
+    at: Annotated[
+        str, typer.Option("--at", help="evaluation time: ISO-8601, epoch s, now, now-1h")
+    ] = "now",
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="budget burn-down chart (.png or .html)")
+    ] = None,
+    step: Annotated[
+        str | None,
+        typer.Option("--step", help="query resolution (default 5m; timeslices: the slice)"),
+    ] = None,
+    sloth_windows: Annotated[
+        Path | None,
+        typer.Option(
+            "--sloth-windows",
+            help="Sloth AlertWindows file: period and alert windows for the Sloth specs",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="seconds to wait for each Prometheus answer")
+    ] = 30.0,
+) -> None:
+    """Error budgets from Prometheus: per SLO the SLI over its window, the budget (total, spent,
+    remaining), burn rates over each alert window, firing alerts, and when the budget runs out.
+
+    The evaluation time is rounded down to the query step (5m by default).
+    """
+    import json
+    import time
+
+    from rich.console import Console
+
+    from relia.errors import DataError
+    from relia.slo.evaluate import evaluate_slos
+    from relia.slo.loader import load_slos
+    from relia.slo.report import alerts_table, plot_burn_down, report_json, summary_table
+    from relia.slo.spec import parse_duration_seconds
+    from relia.sources.prometheus import PrometheusClient
+    from relia.timeparse import parse_time
+
+    if plot is not None and plot.suffix.lower() not in (".png", ".html", ".htm"):
+        raise DataError(f"plot must end in .png or .html, got {plot.name!r}", where="--plot")
+    try:
+        at_ms = parse_time(at, now_ms=time.time_ns() // 1_000_000)
+    except ValueError as exc:
+        raise DataError(str(exc), where="--at") from None
+    step_s: int | None = None
+    if step is not None:
+        try:
+            step_s = parse_duration_seconds(step)
+        except ValueError as exc:
+            raise DataError(str(exc), where="--step") from None
+    if not prometheus.startswith(("http://", "https://")):
+        raise DataError(
+            f"expected an http:// or https:// URL, got {prometheus!r}", where="--prometheus"
+        )
+    slos = load_slos(files, sloth_windows=sloth_windows)
+    with PrometheusClient(prometheus, timeout=timeout) as client:
+        statuses = evaluate_slos(client, slos, at_ms, step_s=step_s)
+    if plot is not None:
+        plot_burn_down(plot, statuses)
+        err_console.print(f"wrote {plot}", markup=False)
+    if as_json:
+        typer.echo(json.dumps(report_json(statuses), indent=2))
+        return
+    out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    out.print(summary_table(statuses))
+    out.print(alerts_table(statuses))

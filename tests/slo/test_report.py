@@ -1,0 +1,405 @@
+"""SLO evaluation against a (fake) Prometheus, the report's table, JSON and chart, and the
+``relia slo report`` command."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from relia.cli import app
+from relia.errors import DataError, SourceError
+from relia.incidents.model import FindingKind, Severity
+from relia.slo import evaluate as E
+from relia.slo import report as R
+from relia.slo.burnrate import default_alert_windows
+from relia.slo.spec import SLO, EventsSLI, RawSLI, ThresholdSLI, TimeWindow
+from relia.sources.fakes import fake_prometheus_transport
+from relia.sources.prometheus import PrometheusClient, RangeSeries
+from relia.timeparse import format_ms
+
+DAY = 86_400
+END = 1_714_564_800_000  # 2024-05-01T12:00:00Z, on the 5-minute grid
+PERIOD = 7 * DAY  # the shortest period the default alert windows (up to 3d) allow
+STEPS = PERIOD // 300  # 2,016 steps of 5 minutes
+URL = "http://prometheus.test"
+
+
+def _series(labels: dict[str, str], fn: Any, days: float = 7.2) -> RangeSeries:
+    """A sample every minute from ``days`` before END to END; ``fn(age_s)`` gives the value."""
+    ts = END - np.arange(int(days * 1440), -1, -1, dtype=np.int64) * 60_000
+    age = (END - ts) / 1000
+    return RangeSeries(labels, ts, np.array([fn(a) for a in age], dtype=np.float64))
+
+
+def _rates(base_bad: float, hot_bad: float, hot_s: int = 3600) -> list[RangeSeries]:
+    """10 requests/s; ``base_bad`` errors/s, ``hot_bad`` during the last ``hot_s`` seconds."""
+    return [
+        _series({"__name__": "req", "kind": "total"}, lambda a: 10.0),
+        _series({"__name__": "req", "kind": "bad"}, lambda a: hot_bad if a < hot_s else base_bad),
+    ]
+
+
+def _client(series: list[RangeSeries]) -> PrometheusClient:
+    return PrometheusClient(URL, transport=fake_prometheus_transport(series))
+
+
+def _slo(**kw: Any) -> SLO:
+    base: dict[str, Any] = {
+        "service": "shop",
+        "name": "checkout",
+        "objective": 99.0,
+        "window": TimeWindow(period_s=PERIOD),
+        "sli": EventsSLI(error_query='req{kind="bad"}', total_query='req{kind="total"}'),
+    }
+    base.update(kw)
+    return SLO.model_validate(base)
+
+
+def test_substitute_window_and_steps() -> None:
+    q = "sum(rate(x[{{.window}}])) / sum(rate(x[{{ .window }}]))"
+    assert E.substitute_window(q, 300) == "sum(rate(x[5m])) / sum(rate(x[5m]))"
+    assert E.step_for(_slo()) == 300
+    sliced = {"budgeting": "timeslices", "timeslice_target": 0.9}
+    assert E.step_for(_slo(timeslice_window_s=60, **sliced)) == 60
+    assert E.step_for(_slo(timeslice_window_s=3600, **sliced)) == 300
+    assert E.step_for(_slo(timeslice_window_s=480, **sliced)) == 60  # gcd(8m, 5m)
+    threshold = ThresholdSLI(query="q", op="lte", value=0.3)
+    assert E.step_for(_slo(sli=threshold, budgeting="timeslices", timeslice_window_s=900)) == 900
+    assert E.evaluation_end_ms(_slo(), END + 299_999, 300) == END
+    assert E.evaluation_end_ms(_slo(timeslice_window_s=3600, **sliced), END, 300) == (
+        END // 3_600_000 * 3_600_000
+    )
+
+
+def test_evaluate_against_prometheus_by_hand() -> None:
+    """10 req/s; 0.1 % errors, 20 % in the last hour; a 99 % SLO over 7 days, 5 minute steps."""
+    slo = _slo()
+    with _client(_rates(0.01, 2.0)) as client:
+        st = E.evaluate_slo(client, slo, END + 120_000)  # rounded down to END
+    assert st.at_ms == END and st.step_s == 300 and st.window_start_ms == END - PERIOD * 1000
+    steps = STEPS  # of 3,000 requests each
+    bad = 12 * 600 + (steps - 12) * 3  # the hot hour: 600 bad a step; before: 3
+    assert st.events == pytest.approx(steps * 3000)
+    assert st.bad_events == pytest.approx(bad)
+    assert st.sli == pytest.approx(1 - bad / (steps * 3000))
+    assert st.budget_total == pytest.approx(steps * 3000 * 0.01)
+    assert st.budget_spent == pytest.approx(bad)
+    budget = steps * 30  # 1 % of the events
+    assert st.remaining_ratio == pytest.approx(1 - bad / budget)
+    assert st.current_burn == pytest.approx(20.0)
+    assert st.exhaustion_s == pytest.approx((1 - bad / budget) * PERIOD / 20)
+    windows = default_alert_windows(PERIOD)
+    by_name = {f"{a.window.severity}/{a.window.name}": a for a in st.alerts}
+    assert [a.window for a in st.alerts] == list(windows)
+    quick = by_name["page/quick"]
+    assert quick.long_burn == pytest.approx(20.0) and quick.short_burn == pytest.approx(20.0)
+    assert quick.firing and quick.long_events == pytest.approx(36_000)
+    six_h = 72 * 3000
+    assert by_name["page/slow"].long_burn == pytest.approx((12 * 600 + 60 * 3) / six_h / 0.01)
+    assert [f"{a.window.severity}/{a.window.name}" for a in st.firing] == ["page/quick"]
+    # The burn-down covers the window, starts near full and ends at the remaining share.
+    assert len(st.burn_down) == steps and st.burn_down_ts[-1] == END
+    assert st.burn_down[0] == pytest.approx(1 - 3 / budget)
+    assert st.burn_down[-1] == pytest.approx(st.remaining_ratio)
+    assert np.all(np.diff(st.burn_down) <= 0)
+
+
+def test_calendar_window_starts_at_the_period_boundary() -> None:
+    # Weeks from Monday 2024-04-29 00:00 UTC; END is Wednesday 12:00: 2.5 days into the week.
+    week = TimeWindow(period_s=PERIOD, rolling=False, calendar_start=datetime(2024, 4, 29))
+    with _client(_rates(0.01, 0.01)) as client:
+        st = E.evaluate_slo(client, _slo(window=week), END)
+    assert st.window_start_ms == END - int(2.5 * DAY * 1000)
+    assert st.events == pytest.approx(2.5 * DAY / 300 * 3000)
+    assert st.to_dict()["window"]["start"] == "2024-04-29T00:00:00Z"
+    # The alerts still look back over the boundary: the 3-day window is full.
+    slow = next(a for a in st.alerts if a.window.long_s == 3 * DAY)
+    assert slow.long_events == pytest.approx(3 * DAY * 10)
+
+
+def test_queries_good_raw_threshold_and_several_series() -> None:
+    series = _rates(0.01, 0.01) + [
+        _series({"__name__": "good", "kind": "total"}, lambda a: 9.99),
+        _series({"__name__": "split", "part": "a"}, lambda a: 4.0),
+        _series({"__name__": "split", "part": "b"}, lambda a: 6.0),
+        _series({"__name__": "ratio"}, lambda a: 0.002),
+        _series({"__name__": "latency"}, lambda a: 0.5 if a < 1800 else 0.1),
+    ]
+    with _client(series) as client:
+        good = _slo(sli=EventsSLI(good_query='good{kind="total"}', total_query="split"))
+        st = E.evaluate_slo(client, good, END)
+        # The two "split" series are summed: 10/s; 9.99/s good: 0.1 % bad.
+        assert st.events == pytest.approx(STEPS * 3000) and st.sli == pytest.approx(0.999)
+        raw = E.evaluate_slo(client, _slo(sli=RawSLI(error_ratio_query="ratio")), END)
+        assert raw.sli == pytest.approx(0.998) and raw.events == STEPS  # one event per step
+        thr = _slo(sli=ThresholdSLI(query="latency", op="lte", value=0.3),
+                   budgeting="timeslices", timeslice_window_s=600)  # fmt: skip
+        th = E.evaluate_slo(client, thr, END)
+        # 10-minute slices; the last 30 minutes (3 slices) are over the threshold.
+        assert th.step_s == 600 and th.unit == "slices"
+        assert th.budget_total == pytest.approx(PERIOD / 600 * 0.01) and th.budget_spent == 3
+        with pytest.raises(DataError, match="returned 2 series"):
+            E.evaluate_slo(client, _slo(sli=RawSLI(error_ratio_query="split")), END)
+        with pytest.raises(SourceError, match=r"SLO shop-checkout: total_query 'rate\(x\)'"):
+            E.evaluate_slo(client, _slo(sli=EventsSLI(error_query="req", total_query="rate(x)")),
+                           END)  # fmt: skip
+        nothing = E.evaluate_slo(
+            client, _slo(sli=EventsSLI(error_query="none", total_query="nothing")), END
+        )
+    assert math.isnan(nothing.sli) and nothing.to_dict()["sli"] is None
+    assert not nothing.firing
+
+
+def test_increase_queries_are_counts_and_missing_errors_are_zero() -> None:
+    class Fixed:
+        """Answers every query with one value per step."""
+
+        def __init__(self) -> None:
+            self.queries: list[str] = []
+
+        def query_range(self, query: str, start: int, end: int, step: float) -> list[RangeSeries]:
+            self.queries.append(query)
+            if "errors" in query:
+                return []  # Prometheus: nothing for a sum over no error series
+            ts = np.arange(start, end + 1, int(step * 1000), dtype=np.int64)
+            return [RangeSeries({}, ts, np.full(len(ts), 50.0))]
+
+    fixed = Fixed()
+    slo = _slo(sli=EventsSLI(error_query="sum(increase(errors[{{.window}}]))",
+                             total_query="sum(increase(requests[{{.window}}]))"))  # fmt: skip
+    st = E.evaluate_slo(fixed, slo, END)
+    assert fixed.queries[0] == "sum(increase(requests[5m]))"
+    assert st.events == STEPS * 50 and st.bad_events == 0 and st.sli == 1.0
+
+
+def test_evaluator_fetches_only_new_steps_and_matches_a_fresh_evaluation() -> None:
+    series = _rates(0.01, 2.0, hot_s=1200)
+    transport = fake_prometheus_transport(series)
+    client = PrometheusClient(URL, transport=transport)
+    slo = _slo()
+    ev = E.SloEvaluator(client, [slo])
+    first, errors = ev.evaluate(END - 1800_000)
+    assert errors == {} and first[0].at_ms == END - 1800_000
+    n_calls = len(transport.calls)
+    again, _ = ev.evaluate(END - 1800_000 + 60_000)  # same 5-minute slot: nothing fetched
+    assert again[0] is first[0] and len(transport.calls) == n_calls
+    later, _ = ev.evaluate(END)
+    starts = [float(p["start"]) for _, p in transport.calls[n_calls:]]
+    # Only the last 2 known steps and the 6 new ones are asked for.
+    assert starts == [(END - 7 * 300_000) / 1000] * 2
+    fresh = E.evaluate_slo(client, slo, END)
+    assert later[0].sli == pytest.approx(fresh.sli)
+    assert later[0].budget_spent == pytest.approx(fresh.budget_spent)
+    assert [a.long_burn for a in later[0].alerts] == pytest.approx(
+        [a.long_burn for a in fresh.alerts]
+    )
+    broken = E.SloEvaluator(PrometheusClient("http://127.0.0.1:9", timeout=0.5), [slo])
+    statuses, errors = broken.evaluate(END)
+    assert statuses == [] and "cannot reach Prometheus" in errors["shop-checkout"]
+
+
+def test_findings_one_per_severity_and_episode() -> None:
+    slo = _slo(alerting={"name": "CheckoutBurn"})
+    with _client(_rates(0.01, 2.0)) as client:
+        st = E.evaluate_slo(client, slo, END)
+    tracker = E.SloFindings(gap_ms=600_000)
+    [f] = tracker.update([st])
+    assert f.kind is FindingKind.SLO and f.severity is Severity.CRITICAL and f.score == 1.0
+    assert f.key == "shop-checkout:page" and f.start == f.end == END
+    assert f.evidence["firing"] == ["quick"] and f.evidence["alert_name"] == "CheckoutBurn"
+    assert "20.0x over 1h" in f.summary and "threshold 13.44x" in f.summary
+    json.dumps(f.evidence)  # JSON-ready: no NaN, no numpy types
+    # The same episode a minute later: same id, later end.
+    later = E.status_from_counts(slo, *_counts(st), end_ms=END + 300_000, step_s=300)
+    [g] = tracker.update([later])
+    assert g.id == f.id and g.end == END + 300_000 and g.evidence["evaluations"] == 2
+    # Quiet, then firing again: a new episode, a new id.
+    quiet = E.status_from_counts(slo, np.zeros(STEPS), np.full(STEPS, 3000.0), end_ms=END + 600_000,
+                                 step_s=300)  # fmt: skip
+    assert tracker.update([quiet]) == []
+    [h] = tracker.update([later])
+    assert h.id != f.id and h.start == later.at_ms
+    # Not seen for longer than the gap (and two steps): a new episode too.
+    far = E.status_from_counts(slo, *_counts(st), end_ms=END + 2_100_000, step_s=300)
+    [h2] = tracker.update([far])
+    assert h2.id != h.id and h2.start == END + 2_100_000
+    # Restart: seeding from the store continues an open episode.
+    fresh = E.SloFindings(gap_ms=600_000)
+    assert fresh.seed([h2, g]) == 1  # the latest of the key
+    again = E.status_from_counts(slo, *_counts(st), end_ms=END + 2_400_000, step_s=300)
+    [k] = fresh.update([again])
+    assert k.id == h2.id and k.evidence["evaluations"] == 2
+    # A disabled severity raises nothing.
+    off = _slo(alerting={"name": "X", "page": {"disabled": True}})
+    st_off = E.status_from_counts(off, *_counts(st), end_ms=END, step_s=300)
+    assert st_off.firing and st_off.firing[0].disabled
+    assert E.SloFindings(gap_ms=1).update([st_off]) == []
+
+
+def _counts(st: E.SloStatus) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step counts that reproduce the hand case of test_evaluate_against_prometheus."""
+    n = STEPS
+    total = np.full(n, 3000.0)
+    bad = np.full(n, 3.0)
+    bad[-12:] = 600.0
+    return bad, total
+
+
+# -- the report -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def statuses() -> list[E.SloStatus]:
+    with _client(_rates(0.01, 2.0)) as client:
+        hot = E.evaluate_slo(client, _slo(), END)
+        guarded = E.evaluate_slo(
+            client, _slo(name="guarded", objective=99.5, min_events=10**9), END
+        )
+    return [hot, guarded]
+
+
+def _text(table: Any) -> str:
+    console = Console(record=True, width=250)
+    console.print(table)
+    return console.export_text()
+
+
+def test_tables(statuses: list[E.SloStatus]) -> None:
+    text = _text(R.summary_table(statuses))
+    assert "shop-checkout" in text and "shop-guarded" in text and "2024-05-01T12:00:00Z" in text
+    assert "page/quick" in text and "20.00x" in text
+    assert f"{statuses[0].remaining_ratio * 100:.1f}%" in text
+    assert f"in {R.format_span(statuses[0].exhaustion_s)}" in text
+    alerts = _text(R.alerts_table(statuses))
+    assert alerts.count("FIRING") == 1 and "13.44x" in alerts
+    assert alerts.count("held: < 1000000000 events") == 2  # the guard holds both pages back
+    assert R.format_span(math.inf) == "never" and R.format_span(90061) == "1d 1h"
+    assert R.format_span(3720) == "1h 2m" and R.format_span(45) == "45s"
+    assert R.format_count(1234567.0) == "1,234,567" and R.format_count(0.5) == "0.5"
+
+
+def test_json(statuses: list[E.SloStatus]) -> None:
+    doc = json.loads(json.dumps(R.report_json(statuses)))
+    hot = doc["slos"][0]
+    assert hot["id"] == "shop-checkout" and hot["objective"] == 99.0
+    assert hot["window"] == {
+        "start": "2024-04-24T12:00:00Z", "end": "2024-05-01T12:00:00Z", "period": "7d",
+        "rolling": True,
+    }  # fmt: skip
+    assert hot["error_budget"]["unit"] == "events"
+    assert hot["error_budget"]["total"] == pytest.approx(STEPS * 30)
+    assert hot["current_burn_rate"] == {"window": "1h", "value": pytest.approx(20.0)}
+    assert hot["firing"] == ["page/quick"]
+    assert hot["exhaustion"] == {
+        "seconds": pytest.approx(statuses[0].exhaustion_s),
+        "at": format_ms(statuses[0].at_ms + round(statuses[0].exhaustion_s * 1000)),
+    }
+    guarded = doc["slos"][1]
+    assert guarded["firing"] == [] and [a["low_traffic"] for a in guarded["alerts"]] == [
+        True, True, False, False,
+    ]  # fmt: skip
+
+
+def test_plots(statuses: list[E.SloStatus], tmp_path: Path) -> None:
+    png = R.plot_burn_down(tmp_path / "b.png", statuses)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = R.plot_burn_down(tmp_path / "b.html", statuses).read_text()
+    assert page.startswith("<!doctype html>") and "<svg" in page and "shop-guarded" in page
+    with pytest.raises(DataError, match=r"\.png or \.html"):
+        R.plot_burn_down(tmp_path / "b.pdf", statuses)
+    with pytest.raises(DataError, match="cannot write plot"):
+        R.plot_burn_down(tmp_path / "missing" / "b.png", statuses)
+
+
+# -- relia slo report ----------------------------------------------------------------------
+
+SPEC = """\
+apiVersion: relia/v1
+service: shop
+slos:
+  - name: checkout
+    objective: 99
+    period: 7d
+    sli:
+      events:
+        error_query: req{kind="bad",window="{{.window}}"}
+        total_query: req{kind="total",window="{{.window}}"}
+"""
+
+
+@pytest.fixture
+def fake_prometheus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``relia slo report`` talks to a fake Prometheus holding the hand case's series."""
+    import relia.sources.prometheus as prom
+
+    series = [RangeSeries({**s.labels, "window": "5m"}, s.ts, s.values) for s in _rates(0.01, 2.0)]
+    real = prom.PrometheusClient
+
+    def make(url: str, timeout: float = 10.0, transport: Any = None) -> PrometheusClient:
+        assert url == URL
+        return real(url, timeout=timeout, transport=fake_prometheus_transport(series))
+
+    monkeypatch.setattr(prom, "PrometheusClient", make)
+
+
+def test_cli_report(tmp_path: Path, fake_prometheus: None) -> None:
+    spec = tmp_path / "shop.yaml"
+    spec.write_text(SPEC)
+    runner = CliRunner()
+    at = "2024-05-01T12:03:00Z"
+    res = runner.invoke(app, ["slo", "report", str(spec), "--prometheus", URL, "--at", at])
+    assert res.exit_code == 0, res.output
+    assert "shop-checkout" in res.stdout and "page/quick" in res.stdout and "FIRING" in res.stdout
+    plot = tmp_path / "burn.html"
+    res = runner.invoke(
+        app,
+        ["slo", "report", str(spec), "--prometheus", URL, "--at", at, "--json",
+         "--plot", str(plot)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["slos"][0]["sli"] == pytest.approx(
+        1 - (12 * 600 + (STEPS - 12) * 3) / (STEPS * 3000)
+    )
+    assert plot.is_file() and f"wrote {plot}" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--at", "yesterday-ish"], "--at: not a time"),
+        (["--step", "5x"], "--step: invalid duration"),
+        (["--plot", "x.pdf"], "--plot: plot must end in .png or .html"),
+        (["--prometheus", "ftp://x"], "--prometheus: expected an http"),
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    spec = tmp_path / "shop.yaml"
+    spec.write_text(SPEC)
+    base = ["slo", "report", str(spec), "--prometheus", "http://127.0.0.1:9"]
+    res = CliRunner().invoke(app, base + args)
+    assert res.exit_code == 2
+    assert res.stderr.startswith("relia: error: ") and message in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_cli_unreachable_prometheus_and_bad_spec(tmp_path: Path) -> None:
+    spec = tmp_path / "shop.yaml"
+    spec.write_text(SPEC)
+    res = CliRunner().invoke(
+        app, ["slo", "report", str(spec), "--prometheus", "http://127.0.0.1:9", "--timeout", "2"]
+    )
+    assert res.exit_code == 2 and "cannot reach Prometheus" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(SPEC.replace("objective: 99", "objective: 120"))
+    res = CliRunner().invoke(app, ["slo", "report", str(bad), "--prometheus", URL])
+    assert res.exit_code == 2 and "objective" in res.stderr and str(bad) in res.stderr

@@ -285,3 +285,43 @@ def test_with_the_packaged_fake_source(make_store: StoreFactory) -> None:
     found = store.findings()
     assert [f.series_id for f in found] == [a]
     assert found[0].start == int(ts[25])
+
+
+def test_raw_counters_are_stored_but_their_rates_are_scored(make_store: StoreFactory) -> None:
+    """A scraped counter that restarts must not alarm: the engine scores its ``:rate`` series
+    (steady through the restart) and only stores the raw counter."""
+    import httpx
+
+    from relia.sources.scrape import ScrapeSource
+
+    total = [0.0]
+
+    def page(request: httpx.Request) -> httpx.Response:
+        total[0] = 10.0 if total[0] >= 3000.0 else total[0] + 10.0  # restarts at 3,000
+        body = f"# TYPE requests_total counter\nrequests_total {total[0]}\n"
+        return httpx.Response(200, content=body.encode(), headers={"Content-Type": "text/plain"})
+
+    store, clock = make_store(), Clock()
+    index = SeriesIndex()
+    scrape = ScrapeSource(
+        "app", "http://127.0.0.1:1/metrics", index, transport=httpx.MockTransport(page)
+    )
+    eng = Engine(
+        store,
+        [scrape],
+        LocalExecutor("cusum", {}),
+        index=index,
+        clock=clock,
+        registry=CollectorRegistry(),
+    )
+    for _ in range(800):
+        eng.tick()
+        clock.now += STEP
+    eng.close()
+    by_name = {s.name: s for s in store.list_series()}
+    assert by_name["requests_total"].n_samples > 0  # the raw counter is stored
+    raw_id = next(iter(scrape.counters))
+    rate_id = scrape.counters[raw_id]
+    assert eng.executor.n_series() == 2  # the rate and `up`, not the raw counter
+    # Without the rate in its place, each of the two restarts (a drop of 3,000) would alarm.
+    assert not [f for f in store.findings() if f.series_id in (raw_id, rate_id)]

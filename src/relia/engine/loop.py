@@ -267,6 +267,23 @@ class Engine:
                 batches.append(b)
         return batches, errors
 
+    def _watched(self, batch: MetricBatch) -> MetricBatch:
+        """The part of ``batch`` the detectors score: everything but raw counters whose source
+        also emits their rate (``ScrapeSource.counters``). An ever-growing counter says nothing
+        its rate does not, and a counter reset would look like a crash; the raw samples are
+        still stored."""
+        raw: list[int] = []
+        for src in self.sources:
+            counters = getattr(src, "counters", None)
+            if isinstance(counters, dict) and counters:
+                raw.extend(counters)
+        if not raw:
+            return batch
+        keep = ~np.isin(batch.series_id, np.fromiter(raw, np.int64, len(raw)))
+        if keep.all():
+            return batch
+        return MetricBatch(batch.series_id[keep], batch.ts[keep], batch.value[keep])
+
     def _register(self, batch: MetricBatch) -> None:
         ids = np.unique(batch.series_id).tolist()
         new = [sid for sid in ids if sid not in self._known]
@@ -291,8 +308,9 @@ class Engine:
             new = updated = scored = dropped = 0
             if len(batch):
                 self._register(batch)
+                scored_batch = self._watched(batch)
                 try:
-                    points = self.executor.process(batch)
+                    points = self.executor.process(scored_batch)
                 except Exception:
                     # Scoring failed: the samples are still kept (without their band).
                     self.store.append_samples(batch)

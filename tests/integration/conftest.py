@@ -15,6 +15,7 @@ Without the binary the tests fail when ``CI`` is set and are skipped otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -22,7 +23,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,6 +136,61 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], deadline: float, log: P
         raise RuntimeError(f"prometheus at {url} stored no samples of the test exporter in time")
 
 
+@contextlib.contextmanager
+def _running_prometheus(
+    binary: str,
+    root: Path,
+    config: Path,
+    data: Path,
+    wait: Callable[[str, subprocess.Popen[bytes], float, Path], None],
+    timeout_s: float,
+    extra_args: Sequence[str] = (),
+) -> Iterator[str]:
+    """Start Prometheus on a free loopback port, wait (up to ``timeout_s``) until ``wait`` says it
+    is ready, yield its URL, and stop it on the way out. Retries when the probed port is taken
+    before it binds."""
+    log = root / "prometheus.log"
+    proc: subprocess.Popen[bytes] | None = None
+    url = ""
+    for _attempt in range(3):
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={data}",
+                    *extra_args,
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--log.level=warn",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=root,
+            )
+        try:
+            wait(url, proc, time.monotonic() + timeout_s, log)
+            break
+        except RuntimeError:
+            proc.terminate()
+            proc.wait(timeout=10)
+            if "address already in use" not in log.read_text(errors="replace"):
+                raise
+    else:
+        raise RuntimeError("prometheus found no free port in 3 attempts")
+    assert proc is not None
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
 @pytest.fixture(scope="session")
 def prometheus_server(test_exporter: Exporter) -> Iterator[PrometheusServer]:
     binary = _prometheus_binary()
@@ -152,37 +208,7 @@ def prometheus_server(test_exporter: Exporter) -> Iterator[PrometheusServer]:
             "    static_configs:\n"
             f"      - targets: ['{test_exporter.address}']\n"
         )
-        log = root / "prometheus.log"
-        proc: subprocess.Popen[bytes] | None = None
-        url = ""
-        for _attempt in range(3):  # the free port may be taken between probing and binding
-            port = _free_port()
-            url = f"http://127.0.0.1:{port}"
-            with log.open("wb") as out:
-                proc = subprocess.Popen(
-                    [
-                        binary,
-                        f"--config.file={config}",
-                        f"--storage.tsdb.path={root / 'data'}",
-                        f"--web.listen-address=127.0.0.1:{port}",
-                        "--log.level=warn",
-                    ],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    cwd=root,
-                )
-            try:
-                _wait_ready(url, proc, time.monotonic() + 20.0, log)
-                break
-            except RuntimeError:
-                proc.terminate()
-                proc.wait(timeout=10)
-                if "address already in use" not in log.read_text(errors="replace"):
-                    raise
-        else:
-            raise RuntimeError("prometheus found no free port in 3 attempts")
-        assert proc is not None
-        try:
+        with _running_prometheus(binary, root, config, root / "data", _wait_ready, 20.0) as url:
             yield PrometheusServer(
                 url=url,
                 exporter_url=test_exporter.url,
@@ -190,13 +216,6 @@ def prometheus_server(test_exporter: Exporter) -> Iterator[PrometheusServer]:
                 job=JOB,
                 data_dir=root / "data",
             )
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
 
 
 # --- SLO reports (tests/integration/test_slo_prometheus.py) -------------------------------------
@@ -266,46 +285,12 @@ def slo_prometheus() -> Iterator[SloPrometheus]:
             raise RuntimeError(f"promtool failed:\n{made.stdout}\n{made.stderr}")
         config = root / "prometheus.yml"
         config.write_text("global:\n  evaluation_interval: 1m\n")
-        log = root / "prometheus.log"
-        proc: subprocess.Popen[bytes] | None = None
-        url = ""
-        for _attempt in range(3):  # the free port may be taken between probing and binding
-            port = _free_port()
-            url = f"http://127.0.0.1:{port}"
-            with log.open("wb") as out:
-                proc = subprocess.Popen(
-                    [
-                        binary,
-                        f"--config.file={config}",
-                        f"--storage.tsdb.path={data}",
-                        "--storage.tsdb.retention.time=100y",  # the data is in the past
-                        f"--web.listen-address=127.0.0.1:{port}",
-                        "--log.level=warn",
-                    ],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    cwd=root,
-                )
-            try:
-                _wait_backfill_ready(url, proc, time.monotonic() + 30.0, log)
-                break
-            except RuntimeError:
-                proc.terminate()
-                proc.wait(timeout=10)
-                if "address already in use" not in log.read_text(errors="replace"):
-                    raise
-        else:
-            raise RuntimeError("prometheus found no free port in 3 attempts")
-        assert proc is not None
-        try:
+        # The backfilled data lies in the past: keep it whatever its age.
+        extra = ("--storage.tsdb.retention.time=100y",)
+        with _running_prometheus(
+            binary, root, config, data, _wait_backfill_ready, 30.0, extra
+        ) as url:
             yield SloPrometheus(url=url, data_end_s=SLO_DATA_END_S)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
 
 
 def _wait_backfill_ready(

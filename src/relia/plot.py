@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from relia.detect.threshold import AnomalyWindow
 from relia.errors import DataError
 from relia.timeparse import format_ms
 
-__all__ = ["plot_series"]
+__all__ = ["html_page", "plot_series"]
 
 
 def _figure(
@@ -93,13 +94,11 @@ def plot_series(
     return out
 
 
-def _html_page(title: str, svg: str, windows: list[AnomalyWindow]) -> str:
-    rows = "".join(
-        f"<tr><td>{format_ms(w.start_ts)}</td><td>{format_ms(w.end_ts)}</td>"
-        f"<td>{w.end_index - w.start_index + 1}</td><td>{w.peak_score:.3f}</td></tr>"
-        for w in windows
-    )
+def html_page(title: str, svg: str, table_title: str, header: Sequence[str], rows: str) -> str:
+    """A self-contained HTML page: a title, an inline SVG chart and one table under it.
+    ``header`` are the column names (escaped here); ``rows`` is the table's ``<tr>`` markup."""
     svg_body = svg[svg.find("<svg") :]
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -110,8 +109,18 @@ td,th{{border-bottom:1px solid #ddd;padding:4px 12px;text-align:left}}
 </style></head><body>
 <h2>{html.escape(title)}</h2>
 {svg_body}
-<h3>Anomalous windows ({len(windows)})</h3>
-<table><tr><th>start (UTC)</th><th>end (UTC)</th><th>points</th><th>peak score</th></tr>
+<h3>{html.escape(table_title)}</h3>
+<table><tr>{head}</tr>
 {rows}</table>
 </body></html>
 """
+
+
+def _html_page(title: str, svg: str, windows: list[AnomalyWindow]) -> str:
+    rows = "".join(
+        f"<tr><td>{format_ms(w.start_ts)}</td><td>{format_ms(w.end_ts)}</td>"
+        f"<td>{w.end_index - w.start_index + 1}</td><td>{w.peak_score:.3f}</td></tr>"
+        for w in windows
+    )
+    header = ("start (UTC)", "end (UTC)", "points", "peak score")
+    return html_page(title, svg, f"Anomalous windows ({len(windows)})", header, rows)

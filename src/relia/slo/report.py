@@ -16,6 +16,7 @@ from typing import Any
 from rich.table import Table
 
 from relia.errors import DataError
+from relia.plot import html_page
 from relia.slo.evaluate import AlertStatus, SloStatus
 from relia.slo.spec import format_duration
 from relia.timeparse import format_ms
@@ -227,20 +228,8 @@ def _html_page(title: str, svg: str, statuses: Sequence[SloStatus]) -> str:
         + "</tr>"
         for st in statuses
     )
-    svg_body = svg[svg.find("<svg") :]
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:24px;color:#222}}
-svg{{max-width:100%;height:auto}}
-table{{border-collapse:collapse;font-size:14px}}
-td,th{{border-bottom:1px solid #ddd;padding:4px 12px;text-align:left}}
-</style></head><body>
-<h2>{html.escape(title)}</h2>
-{svg_body}
-<h3>SLOs ({len(statuses)})</h3>
-<table><tr><th>SLO</th><th>objective</th><th>SLI</th><th>budget spent / total</th>
-<th>remaining</th><th>burn (1h)</th><th>budget runs out</th><th>firing</th></tr>
-{rows}</table>
-</body></html>
-"""
+    header = (
+        "SLO", "objective", "SLI", "budget spent / total", "remaining", "burn (1h)",
+        "budget runs out", "firing",
+    )  # fmt: skip
+    return html_page(title, svg, f"SLOs ({len(statuses)})", header, rows)

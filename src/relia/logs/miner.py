@@ -1,0 +1,440 @@
+"""Template mining: turn log messages into templates (``Received block <*> of size <*>``) and ids.
+
+How it works, in two steps that each do what they are best at:
+
+1. **Masking, vectorized.** Every whitespace-separated token is cut into segments at the
+   punctuation that separates values from keys (``= : , ; ( ) [ ] { } < > " ' | @ #``); a segment that
+   holds a digit is a parameter and becomes ``<*>``. This is one regular-expression pass that Polars
+   runs over a whole column of messages on all cores. The masked text is the message's *skeleton*.
+   ``uid=0`` → ``uid=<*>``, ``/10.251.42.84:50010`` → ``<*>:<*>``, ``blk_-1608999687`` → ``<*>``.
+
+2. **Learning, per distinct skeleton.** Most lines share a skeleton with an earlier line and cost one
+   dictionary lookup. A new skeleton is first matched against the known templates of its length
+   (a template's ``<*>`` positions match anything). If none matches it becomes a template of its
+   own, and it is indexed by each of its positions: when :attr:`MinerConfig.variable_after` templates
+   of one length agree everywhere but one position, that position is a parameter made of words
+   (user names, host names) and they merge into one template with ``<*>`` there. The merged template
+   keeps the smallest id of those it absorbed, and the other ids stay valid as aliases of it, so ids
+   are stable across batches and restarts.
+
+Words that only ever take one or two values at a position stay part of the template: operational
+logs often spell states as words (``RUNNING to SUCCEEDED``, ``LOOKING``) and those are different
+events, not parameters.
+
+Why our own code rather than Drain (Drain3): Drain walks a prefix tree on the first tokens, so a
+message that starts with a parameter lands in a different branch for every value, and it matches
+with a similarity threshold that merges distinct events that share most words. Template mining is
+the product here, and this design is both more accurate on Loghub and far faster (``bench/loghub.py``,
+``bench/logspeed.py``).
+
+Memory is bounded on endless input: the skeleton cache is cleared when it reaches
+:attr:`MinerConfig.max_cached_skeletons`, and beyond :attr:`MinerConfig.max_templates` templates new
+events go to one overflow template (counted) instead of growing the model.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+from numpy.typing import NDArray
+
+from relia.errors import DataError
+
+__all__ = [
+    "OVERFLOW_TEMPLATE",
+    "WILDCARD",
+    "MinerConfig",
+    "Template",
+    "TemplateMiner",
+    "mask_messages",
+]
+
+WILDCARD = "<*>"
+#: Text of the template that collects events once :attr:`MinerConfig.max_templates` is reached.
+OVERFLOW_TEMPLATE = "<relia: template limit reached>"
+
+# Segments are runs of characters other than whitespace and these separators.
+_SEPARATORS = r"""\s=:,;()\[\]{}<>"'|@#"""
+_SEG = rf"[^{_SEPARATORS}]"
+_TLDS = "|".join(
+    (
+        "com net org edu gov mil int io info biz name pro asia mobi tv me co us ca cc ai app dev "
+        "cloud xyz top site online hk cn tw jp kr sg in au nz uk de fr it es nl be ch at se no dk "
+        "fi pl cz ru br ar mx za eu local internal lan localdomain"
+    ).split()
+)
+_NON_DIGIT_SEG = rf"[^{_SEPARATORS}\d]"
+# Each pass captures the separator before a segment (or the line start) to anchor at a segment's
+# first character, since the regex engines have no look-behind.
+_MASKS = (
+    # A domain name is a parameter even without digits (host names vary; the last label says so).
+    (
+        rf"(^|[{_SEPARATORS}])[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.(?:{_TLDS})($|[{_SEPARATORS}])",
+        "${1}<*>${2}",
+    ),
+    # Month and weekday names are parts of a date, a parameter.
+    (
+        rf"(^|[{_SEPARATORS}])(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec|Mon|Tue|Wed|Thu|"
+        rf"Fri|Sat|Sun)($|[{_SEPARATORS}])",
+        "${1}<*>${2}",
+    ),
+    # A path with a digit anywhere in it: /udev/vcsa2.
+    (rf"(^|[{_SEPARATORS}])(?:{_SEG}*/{_SEG}*\d{_SEG}*|{_SEG}*\d{_SEG}*/{_SEG}*)", "${1}<*>"),
+    # word + "." or "-" + number keeps the word: core.2275 -> core.<*>, node-246 -> node-<*>.
+    (rf"(^|[{_SEPARATORS}])([A-Za-z]+[.\-])\d{_SEG}*", "${1}${2}<*>"),
+    # A segment that starts with a digit or holds three or more: 0x1f, 10.2.3.4, blk_-160.., R02-M1.
+    # Names with one or two digits stay words (ssh2, eth1, jk2_init, SOCKS5).
+    (
+        rf"(^|[{_SEPARATORS}])(?:\d{_SEG}*|{_NON_DIGIT_SEG}*\d{_NON_DIGIT_SEG}*\d"
+        rf"{_NON_DIGIT_SEG}*\d{_SEG}*)",
+        "${1}<*>",
+    ),
+)
+_STATE_VERSION = 1
+
+
+def mask_messages(messages: pl.Series) -> pl.Series:
+    """Skeletons of a column of messages: digit-holding segments → ``<*>``, whitespace collapsed."""
+    masked = messages.str.replace_all(r"\s+", " ").str.strip_chars()
+    for pattern, replacement in _MASKS:
+        masked = masked.str.replace_all(pattern, replacement)
+    return masked
+
+
+@dataclass(frozen=True)
+class MinerConfig:
+    """The miner's settings: one configuration for all logs (none are tuned per system)."""
+
+    #: Distinct words at one position (all else equal) that make the position a parameter.
+    variable_after: int = 3
+    #: Never turn the first word of a message into a parameter.
+    keep_first_word: bool = True
+    #: Live templates kept at most; beyond this new events share the overflow template.
+    max_templates: int = 50_000
+    #: Distinct skeletons remembered for the one-lookup path before the cache is cleared.
+    max_cached_skeletons: int = 200_000
+
+
+@dataclass(frozen=True)
+class Template:
+    """One template: its id, its text with ``<*>`` for parameters, and how many lines it matched."""
+
+    id: int
+    text: str
+    count: int
+
+
+class TemplateMiner:
+    """Incremental template miner: :meth:`add` learns from messages and returns their template ids."""
+
+    def __init__(self, config: MinerConfig | None = None, *, max_templates: int | None = None):
+        config = config or MinerConfig()
+        if max_templates is not None:
+            config = MinerConfig(
+                variable_after=config.variable_after,
+                keep_first_word=config.keep_first_word,
+                max_templates=max_templates,
+                max_cached_skeletons=config.max_cached_skeletons,
+            )
+        self.config = config
+        self._tokens: list[list[str]] = []  # template id -> tokens (for live templates)
+        self._parent: list[int] = []  # template id -> id it merged into (itself when live)
+        self._counts: list[int] = []
+        self._by_text: dict[str, int] = {}  # live template text -> id
+        self._shape: list[Shape] = []  # template id -> its generalized positions
+        self._shapes: dict[int, set[Shape]] = {}  # length -> shapes of live templates
+        self._siblings: dict[str, dict[str, int]] = {}  # "pos\0text with <*> at pos" -> word -> id
+        self._skeletons: dict[str, int] = {}  # cache: skeleton -> id it was assigned
+        self._overflow: int | None = None
+        self._patterns: dict[int, re.Pattern[str]] = {}
+
+    # -- public API -------------------------------------------------------------------------
+
+    def add(self, messages: Sequence[str] | pl.Series) -> NDArray[np.int64]:
+        """Learn from ``messages`` and return each one's template id (final after this batch)."""
+        return self._assign(messages, learn=True)
+
+    def match(self, messages: Sequence[str] | pl.Series) -> NDArray[np.int64]:
+        """Template ids of ``messages`` without learning; ``-1`` for a message no template fits."""
+        return self._assign(messages, learn=False)
+
+    def template(self, template_id: int) -> str:
+        """The current text of a template (an id absorbed by a merge answers for its survivor)."""
+        if not 0 <= template_id < len(self._parent):
+            raise KeyError(f"no template with id {template_id}")
+        return " ".join(self._tokens[self._find(template_id)])
+
+    @property
+    def templates(self) -> list[Template]:
+        """Live templates, by id."""
+        return [
+            Template(id=i, text=" ".join(self._tokens[i]), count=self._counts[i])
+            for i in range(len(self._parent))
+            if self._parent[i] == i
+        ]
+
+    def __len__(self) -> int:
+        return sum(1 for i, parent in enumerate(self._parent) if parent == i)
+
+    def resolve(self, template_ids: NDArray[np.int64]) -> NDArray[np.int64]:
+        """Map ids (possibly absorbed by later merges) to the ids of their live templates."""
+        if len(self._parent) == 0:
+            return template_ids.copy()
+        roots = np.array([self._find(i) for i in range(len(self._parent))], dtype=np.int64)
+        out = template_ids.copy()
+        known = out >= 0
+        out[known] = roots[out[known]]
+        return out
+
+    def parameters(self, message: str, template_id: int) -> list[str]:
+        """The parameter values of ``message`` under template ``template_id`` (``[]`` if none fit)."""
+        root = self._find(template_id)
+        pattern = self._patterns.get(root)
+        text = " ".join(self._tokens[root])
+        if pattern is None or pattern.pattern != _template_regex(text):
+            pattern = re.compile(_template_regex(text), re.DOTALL)
+            self._patterns[root] = pattern
+        match = pattern.fullmatch(" ".join(message.split()))
+        return list(match.groups()) if match else []
+
+    # -- state ------------------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        """The whole model (templates, aliases, counts, learning index), compressed JSON."""
+        state: dict[str, Any] = {
+            "version": _STATE_VERSION,
+            "config": {
+                "variable_after": self.config.variable_after,
+                "keep_first_word": self.config.keep_first_word,
+                "max_templates": self.config.max_templates,
+                "max_cached_skeletons": self.config.max_cached_skeletons,
+            },
+            "tokens": self._tokens,
+            "shape": self._shape,
+            "parent": self._parent,
+            "counts": self._counts,
+            "siblings": self._siblings,
+            "overflow": self._overflow,
+        }
+        return zlib.compress(json.dumps(state, separators=(",", ":")).encode(), 6)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TemplateMiner:
+        """Rebuild a miner saved by :meth:`to_bytes`; it goes on learning where it stopped."""
+        try:
+            state = json.loads(zlib.decompress(data))
+            if state.get("version") != _STATE_VERSION:
+                raise ValueError(f"unsupported model version {state.get('version')!r}")
+            miner = cls(MinerConfig(**state["config"]))
+            miner._tokens = [list(map(str, t)) for t in state["tokens"]]
+            miner._shape = [
+                tuple((int(p), str(a), str(b)) for p, a, b in shape) for shape in state["shape"]
+            ]
+            miner._parent = [int(p) for p in state["parent"]]
+            miner._counts = [int(c) for c in state["counts"]]
+            miner._siblings = {
+                str(k): {str(w): int(i) for w, i in v.items()} for k, v in state["siblings"].items()
+            }
+            miner._overflow = None if state["overflow"] is None else int(state["overflow"])
+        except (ValueError, KeyError, TypeError, zlib.error) as exc:
+            raise DataError(f"not a relia template model: {exc}") from exc
+        for i, parent in enumerate(miner._parent):
+            if parent == i:
+                miner._index_live(i)
+        return miner
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _assign(self, messages: Sequence[str] | pl.Series, *, learn: bool) -> NDArray[np.int64]:
+        series = (
+            messages if isinstance(messages, pl.Series) else pl.Series(messages, dtype=pl.String)
+        )
+        if len(series) == 0:
+            return np.empty(0, dtype=np.int64)
+        skeletons = mask_messages(series.fill_null(""))
+        codes, distinct = _factorize(skeletons)
+        distinct_ids = np.empty(len(distinct), dtype=np.int64)
+        for k, skeleton in enumerate(distinct):
+            distinct_ids[k] = self._learn(skeleton) if learn else self._lookup(skeleton)
+        ids = self.resolve(distinct_ids)[codes]
+        if learn:
+            live = ids[ids >= 0]
+            if len(live):
+                tally = np.bincount(live, minlength=len(self._counts))
+                for i in np.flatnonzero(tally):
+                    self._counts[i] += int(tally[i])
+        return ids
+
+    def _find(self, i: int) -> int:
+        parent = self._parent
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]  # path halving keeps chains short
+            i = parent[i]
+        return i
+
+    def _lookup(self, skeleton: str) -> int:
+        cached = self._skeletons.get(skeleton)
+        if cached is not None:
+            return self._find(cached)
+        tokens = skeleton.split(" ") if skeleton else []
+        for shape in self._shapes.get(len(tokens), ()):
+            candidate = _fit(tokens, shape)
+            if candidate is not None:
+                found = self._by_text.get(" ".join(candidate))
+                if found is not None:
+                    return found
+        return -1
+
+    def _learn(self, skeleton: str) -> int:
+        found = self._lookup(skeleton)
+        if found < 0:
+            found = self._create(skeleton.split(" ") if skeleton else [])
+        if len(self._skeletons) >= self.config.max_cached_skeletons:
+            self._skeletons.clear()  # bounded memory; a miss only costs a few lookups
+        self._skeletons[skeleton] = found
+        return self._find(found)
+
+    def _create(self, tokens: list[str]) -> int:
+        if len(self) >= self.config.max_templates:
+            if self._overflow is None:
+                self._overflow = self._new_id([OVERFLOW_TEMPLATE], ())
+            return self._overflow
+        new = self._new_id(tokens, ())
+        self._index_live(new)
+        return self._generalize(new)
+
+    def _new_id(self, tokens: list[str], shape: Shape) -> int:
+        new = len(self._parent)
+        self._tokens.append(tokens)
+        self._shape.append(shape)
+        self._parent.append(new)
+        self._counts.append(0)
+        return new
+
+    def _index_live(self, i: int) -> None:
+        tokens = self._tokens[i]
+        self._by_text[" ".join(tokens)] = i
+        self._shapes.setdefault(len(tokens), set()).add(self._shape[i])
+
+    def _generalize(self, i: int) -> int:
+        """Index template ``i`` by each word position; merge once a position varies enough."""
+        tokens = self._tokens[i]
+        if i == self._overflow:
+            return i
+        generalized = {p for p, _, _ in self._shape[i]}
+        # A parameter needs context: at least two words of the template stay fixed.
+        if len(tokens) - len(generalized) < 3:
+            return i
+        for p, word in enumerate(tokens):
+            # The first word names the event more often than not ("cupsd startup succeeded").
+            if p in generalized or (p == 0 and self.config.keep_first_word):
+                continue
+            key = f"{p}\0" + " ".join(tokens[:p] + [WILDCARD] + tokens[p + 1 :])
+            words = self._siblings.setdefault(key, {})
+            words.setdefault(word, i)
+            if len(words) >= self.config.variable_after:
+                del self._siblings[key]
+                members = {self._find(m) for m in words.values()}
+                prefix, suffix = _common_affixes(list(words))
+                merged = list(tokens)
+                merged[p] = prefix + WILDCARD + suffix
+                return self._merge(members, merged, (p, prefix, suffix))
+        return i
+
+    def _merge(self, members: set[int], tokens: list[str], position: tuple[int, str, str]) -> int:
+        text = " ".join(tokens)
+        existing = self._by_text.get(text)
+        if existing is not None:
+            members.add(existing)
+        survivor = min(members)
+        shape = {position[0]: position}
+        for m in members:
+            for entry in self._shape[m]:
+                shape.setdefault(entry[0], entry)
+            self._by_text.pop(" ".join(self._tokens[m]), None)
+            if m != survivor:
+                self._parent[m] = survivor
+                self._counts[survivor] += self._counts[m]
+                self._counts[m] = 0
+        self._tokens[survivor] = tokens
+        self._shape[survivor] = tuple(sorted(shape.values()))
+        self._index_live(survivor)
+        # The generalized template may now vary at another position too.
+        return self._generalize(survivor)
+
+
+Shape = tuple[tuple[int, str, str], ...]
+"""The generalized positions of a template: (position, text before ``<*>``, text after it)."""
+
+_AFFIX_SEPARATORS = frozenset("=:,;()[]{}<>\"'|@#/")
+
+
+def _common_affixes(words: list[str]) -> tuple[str, str]:
+    """What all ``words`` share before and after the varying part, cut at a separator."""
+    first = words[0]
+    prefix_len = len(first)
+    suffix_len = len(first)
+    for word in words[1:]:
+        n = 0
+        limit = min(prefix_len, len(word))
+        while n < limit and word[n] == first[n]:
+            n += 1
+        prefix_len = n
+        m = 0
+        limit = min(suffix_len, len(word))
+        while m < limit and word[-1 - m] == first[-1 - m]:
+            m += 1
+        suffix_len = m
+    prefix = first[:prefix_len]
+    while prefix and prefix[-1] not in _AFFIX_SEPARATORS:
+        prefix = prefix[:-1]
+    suffix = first[len(first) - suffix_len :] if suffix_len else ""
+    while suffix and suffix[0] not in _AFFIX_SEPARATORS:
+        suffix = suffix[1:]
+    shortest = min(len(w) for w in words)
+    if len(prefix) + len(suffix) >= shortest:
+        return "", ""
+    return prefix, suffix
+
+
+def _fit(tokens: list[str], shape: Shape) -> list[str] | None:
+    """``tokens`` with the template shape's generalized positions written as ``<*>`` (or None)."""
+    if not shape:
+        return tokens
+    candidate = list(tokens)
+    for p, prefix, suffix in shape:
+        token = tokens[p]
+        if (
+            len(token) < len(prefix) + len(suffix)
+            or not token.startswith(prefix)
+            or not token.endswith(suffix)
+        ):
+            return None
+        candidate[p] = prefix + WILDCARD + suffix
+    return candidate
+
+
+def _factorize(values: pl.Series) -> tuple[NDArray[np.int64], list[str]]:
+    """Codes into the distinct values, distinct values in order of first appearance."""
+    frame = pl.DataFrame({"v": values})
+    distinct = frame.unique(subset="v", maintain_order=True)["v"]
+    codes = (
+        frame.join(
+            distinct.to_frame().with_row_index("code"), on="v", how="left", maintain_order="left"
+        )["code"]
+        .cast(pl.Int64)
+        .to_numpy()
+    )
+    return codes, distinct.to_list()
+
+
+def _template_regex(text: str) -> str:
+    parts = text.split(WILDCARD)
+    return "(.*?)".join(re.escape(part) for part in parts)

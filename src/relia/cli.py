@@ -20,6 +20,7 @@ from rich.table import Table
 
 from relia._cliutil import err_console, user_errors
 from relia.errors import ConfigError, DataError
+from relia.logs.cli import logs_app
 from relia.slo.cli import slo_app
 
 __all__ = ["app", "main"]
@@ -34,6 +35,7 @@ app = typer.Typer(
 config_app = typer.Typer(help="Work with relia.yaml.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(slo_app, name="slo")
+app.add_typer(logs_app, name="logs")
 
 _user_errors = user_errors
 

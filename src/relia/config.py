@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -31,6 +31,8 @@ __all__ = [
     "ApiConfig",
     "DetectorSpec",
     "HostConfig",
+    "LogFileConfig",
+    "LogsConfig",
     "PrometheusQuery",
     "PrometheusSource",
     "ReliaConfig",
@@ -160,6 +162,73 @@ class SloConfig(_Model):
         return step
 
 
+class LogFileConfig(_Model):
+    """A log file that ``relia up`` tails (followed across rotation and truncation)."""
+
+    path: Path
+    name: str | None = Field(
+        None, min_length=1, description="label of its series and findings; default: file stem"
+    )
+    session_key: str | None = Field(
+        None,
+        description="regular expression finding a line's session (block, request, job id): the "
+        "named group 'session', else group 1, else the whole match",
+    )
+
+    @field_validator("session_key")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return pattern
+
+    @property
+    def label(self) -> str:
+        """The file's name in series labels, findings and the store."""
+        return self.name if self.name is not None else self.path.stem or self.path.name
+
+
+class LogsConfig(_Model):
+    """Log files tailed by ``relia up``: templates mined per file, new templates and template
+    rates (per ``window``) become findings. Off while ``files`` is empty."""
+
+    files: list[LogFileConfig] = Field(default_factory=list)
+    window: Duration = Field(60.0, description="lines are counted per template per window")
+    warmup_lines: int = Field(
+        1000, ge=0, description="lines of a file read before a new template is a finding"
+    )
+    max_line_bytes: int = Field(1 << 20, ge=1, description="longer lines are skipped, counted")
+    max_bytes_per_tick: int = Field(
+        16 << 20, ge=1, description="bytes read per file per tick at most (a backlog waits)"
+    )
+    start_at: Literal["beginning", "end"] = Field(
+        "beginning", description="where a file never read before starts: its first line or its end"
+    )
+
+    @field_validator("window")
+    @classmethod
+    def _whole_ms(cls, window: float) -> float:
+        if window < 0.001:
+            raise ValueError("the window must be at least 1ms")
+        return window
+
+    @field_validator("files")
+    @classmethod
+    def _unique_labels(cls, files: list[LogFileConfig]) -> list[LogFileConfig]:
+        seen: dict[str, int] = {}
+        for i, f in enumerate(files):
+            if f.label in seen:
+                raise ValueError(
+                    f"files[{i}] and files[{seen[f.label]}] are both named {f.label!r}: "
+                    "give one a name"
+                )
+            seen[f.label] = i
+        return files
+
+
 class ReliaConfig(_Model):
     """The whole of ``relia.yaml``."""
 
@@ -174,6 +243,7 @@ class ReliaConfig(_Model):
     detector: DetectorSpec = Field(default_factory=DetectorSpec)
     api: ApiConfig = Field(default_factory=ApiConfig)
     slos: SloConfig = Field(default_factory=SloConfig)
+    logs: LogsConfig = Field(default_factory=LogsConfig)
 
     @field_validator("slos")
     @classmethod

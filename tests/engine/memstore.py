@@ -7,7 +7,7 @@ import numpy.typing as npt
 
 from relia.incidents.model import Finding
 from relia.signals import MetricBatch
-from relia.store.base import SeriesInfo
+from relia.store.base import LogCounts, SeriesInfo
 
 
 class MemoryStore:
@@ -18,6 +18,8 @@ class MemoryStore:
         self._val: dict[int, npt.NDArray[np.float64]] = {}
         self._ckpt: dict[int, bytes] = {}
         self._findings: dict[str, Finding] = {}
+        self._log_states: dict[str, bytes] = {}
+        self._log_counts: dict[tuple[str, int, int], int] = {}
         self.closed = False
 
     @property
@@ -99,6 +101,38 @@ class MemoryStore:
         ]
         out.sort(key=lambda f: (f.start, f.end), reverse=True)
         return out[:limit]
+
+    def commit_log_progress(self, states: dict[str, bytes], counts: LogCounts) -> None:
+        for f, w, t, n in zip(
+            counts.file,
+            counts.window_start.tolist(),
+            counts.template_id.tolist(),
+            counts.count.tolist(),
+            strict=True,
+        ):
+            self._log_counts[(f, w, t)] = self._log_counts.get((f, w, t), 0) + n
+        for f in set(counts.file):
+            windows = sorted({w for (g, w, _) in self._log_counts if g == f})
+            old = set(windows[: max(0, len(windows) - self.samples_per_series)])
+            for key in [k for k in self._log_counts if k[0] == f and k[1] in old]:
+                del self._log_counts[key]
+        self._log_states.update({k: bytes(v) for k, v in states.items()})
+
+    def load_log_states(self) -> dict[str, bytes]:
+        return dict(self._log_states)
+
+    def log_counts(self, file: str | None = None, since: int | None = None) -> LogCounts:
+        rows = sorted(
+            (k, n)
+            for k, n in self._log_counts.items()
+            if (file is None or k[0] == file) and (since is None or k[1] >= since)
+        )
+        return LogCounts(
+            [k[0] for k, _ in rows],
+            np.array([k[1] for k, _ in rows], np.int64),
+            np.array([k[2] for k, _ in rows], np.int64),
+            np.array([n for _, n in rows], np.int64),
+        )
 
     def close(self) -> None:
         self.closed = True

@@ -24,6 +24,7 @@ from relia.sources.base import MetricSource
 from relia.store.base import Store
 
 if TYPE_CHECKING:
+    from relia.logs.engine import LogPipeline
     from relia.slo.evaluate import SloEvaluator, SloFindings
 
 __all__ = ["Engine", "EngineMetrics", "SloTickResult", "TickResult", "wall_clock_ms"]
@@ -70,6 +71,15 @@ class EngineMetrics:
             "relia_checkpoints_saved", "Detector checkpoints written", registry=registry
         )
         self.series = Gauge("relia_series", "Series known to the engine", registry=registry)
+        self.log_lines = Counter("relia_log_lines", "Log lines read and counted", registry=registry)
+        self.log_lines_skipped = Counter(
+            "relia_log_lines_skipped",
+            "Log lines skipped (binary, longer than logs.max_line_bytes, blank)",
+            registry=registry,
+        )
+        self.log_errors = Counter(
+            "relia_log_file_errors", "Failed reads per log file", ["file"], registry=registry
+        )
         self.slo_evaluations = Counter(
             "relia_slo_evaluations", "SLO evaluation rounds run", registry=registry
         )
@@ -112,6 +122,7 @@ class TickResult:
     source_errors: dict[str, str] = field(default_factory=dict)
     checkpointed: int = 0
     duration_s: float = 0.0
+    log_lines: int = 0
 
 
 @dataclass(frozen=True)
@@ -136,6 +147,10 @@ class Engine:
 
     ``slo_evaluator`` (optional) evaluates SLOs every ``slo_interval_s``: :meth:`run` does that in
     a thread of its own, off the detector path, and :meth:`slo_tick` is one round by hand.
+
+    ``logs`` (optional) tails log files each tick: its closed windows' template counts are scored
+    with the sources' samples, then its new lines are read and committed
+    (:mod:`relia.logs.engine`).
     """
 
     def __init__(
@@ -154,8 +169,10 @@ class Engine:
         interval_s: float | None = None,
         slo_evaluator: SloEvaluator | None = None,
         slo_interval_s: float = 60.0,
+        logs: LogPipeline | None = None,
     ) -> None:
         self.store = store
+        self.logs = logs
         self.sources = list(sources)
         self.executor = executor
         self.index = index
@@ -209,6 +226,8 @@ class Engine:
             since = min(last_ts.values())
             self.tracker.seed(self.store.findings(since=since, limit=10_000), last_ts)
         self.metrics.series.set(len(self._known))
+        if self.logs is not None:
+            self.logs.start()
         self._last_ckpt_ms = self.clock()
         self._started = True
         if self._restored:
@@ -233,6 +252,8 @@ class Engine:
                 n = self.checkpoint()
             log.info("final checkpoint: %d series", n)
         self.executor.close()
+        if self.logs is not None:
+            self.logs.close()
         if self.slo_evaluator is not None:
             self.slo_evaluator.close()
         for src in self.sources:
@@ -304,6 +325,9 @@ class Engine:
             self.start()
             now = self.clock()
             batches, errors = self._poll(now)
+            if self.logs is not None:
+                # Windows that ended: scored like any samples, before the window is marked done.
+                batches.append(self.logs.closed_windows(now))
             batch = MetricBatch.concat(batches)
             new = updated = scored = dropped = 0
             if len(batch):
@@ -322,6 +346,16 @@ class Engine:
                 if findings:
                     new = self.store.add_findings(findings)
                     updated = len(findings) - new
+            log_lines = 0
+            if self.logs is not None:
+                lr = self.logs.ingest(now)
+                log_lines = lr.lines
+                new += lr.new_findings
+                updated += lr.updated_findings
+                self.metrics.log_lines.inc(lr.lines)
+                self.metrics.log_lines_skipped.inc(lr.skipped)
+                for name in lr.errors:
+                    self.metrics.log_errors.labels(file=name).inc()
             self._ticks += 1
             self._ticks_since_ckpt += 1
             ckpt = 0
@@ -341,7 +375,9 @@ class Engine:
             m.dropped.inc(dropped)
             m.findings.inc(new)
             m.findings_updated.inc(updated)
-        return TickResult(now, len(batch), scored, dropped, new, updated, errors, ckpt, duration)
+        return TickResult(
+            now, len(batch), scored, dropped, new, updated, errors, ckpt, duration, log_lines
+        )
 
     # -- SLOs ------------------------------------------------------------------------------
 
@@ -453,6 +489,7 @@ class Engine:
                 for name, n in self._source_errors.items()
             },
             **({"slos": self._slo_status()} if self.slo_evaluator is not None else {}),
+            **({"logs": self.logs.status()} if self.logs is not None else {}),
         }
 
     def _slo_status(self) -> dict[str, Any]:

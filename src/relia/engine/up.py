@@ -166,6 +166,18 @@ def run_up(
         slo_evaluator = build_slo_evaluator(config)  # first: a bad spec stops before any source
         sources = build_sources(config, index)
         executor = LocalExecutor(config.detector.name, config.detector.params)
+        logs = None
+        if config.logs.files:
+            from relia.logs.engine import LogPipeline, SessionScorer
+            from relia.logs.sessions import SessionFindings
+
+            # Files with a session key get a session scorer: it learns what a normal session
+            # looks like from the first closed sessions, then flags abnormal ones as findings.
+            # Its open sessions live in memory only (a restart begins a new warm-up).
+            scorers: dict[str, SessionScorer] = {
+                f.label: SessionFindings(f.label) for f in config.logs.files if f.session_key
+            }
+            logs = LogPipeline(store, config.logs, index, session_scorers=scorers)
         engine = Engine(
             store,
             sources,
@@ -175,9 +187,15 @@ def run_up(
             interval_s=config.interval,
             slo_evaluator=slo_evaluator,
             slo_interval_s=config.slos.interval,
+            logs=logs,
         )
         restored = engine.start()
-        log.info("relia up: %d sources, %d series restored", len(sources), restored)
+        log.info(
+            "relia up: %d sources, %d log files, %d series restored",
+            len(sources),
+            len(config.logs.files),
+            restored,
+        )
         url = ""
         if config.api.enabled:
             from relia.api.app import create_app

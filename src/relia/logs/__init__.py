@@ -35,13 +35,13 @@ def parse_lines(
     miner: TemplateMiner | None = None,
     header: HeaderFormat | None = None,
 ) -> ParsedLog:
-    """Split headers (learned from the first lines unless given) and mine templates, in one batch."""
+    """Split headers (learned from the first lines unless given) and mine templates in one batch."""
     series = lines if isinstance(lines, pl.Series) else pl.Series("line", lines, dtype=pl.String)
     if header is None:
         header = HeaderFormat.detect(series.head(2000).to_list())
     messages = header.split_many(series)
     miner = miner or TemplateMiner()
-    ids = miner.add(messages)
+    ids = miner.add_lines(series, header.kernel_layout())
     templates = {t.id: t.text for t in miner.templates}
     return ParsedLog(
         messages=messages.to_list(), template_ids=ids, templates=templates, header=header

@@ -1,4 +1,4 @@
-"""Find where a log line's header (timestamp, level, host, component, pid…) ends and its message starts.
+"""Find where a log line's header (timestamp, level, host, component, pid…) ends.
 
 Log files arrive without a format description, so the layout is learned from a sample of lines by
 a handful of general rules about what headers look like, never per-system patterns:
@@ -8,8 +8,8 @@ a handful of general rules about what headers look like, never per-system patter
 - otherwise the line is cut into tokens (a balanced ``[...]`` group counts as one token), and a
   column belongs to the header when, in at least :data:`AGREEMENT` of the sample, it holds a
   timestamp or number, a log level, a bracketed group, a lone ``-`` separator, or a component that
-  ends with ``:`` (``sshd[24200]:``, ``org.apache.Foo:``). The header runs up to the last such column
-  among the first :data:`MAX_HEADER_COLUMNS`.
+  ends with ``:`` (``sshd[24200]:``, ``org.apache.Foo:``). The header runs up to the last such
+  column among the first :data:`MAX_HEADER_COLUMNS`.
 
 The learned layout becomes one regular expression, used line by line by :meth:`HeaderFormat.split`
 and by Polars over whole columns in :meth:`HeaderFormat.split_many` (the batch path). A line the
@@ -23,7 +23,17 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
+from numpy.typing import NDArray
+
+from relia.logs._kernels import (
+    HEADER_SEPARATOR,
+    HEADER_TOKENS,
+    LAST_COMPONENT,
+    LAST_DASH,
+    LAST_PLAIN,
+)
 
 __all__ = ["AGREEMENT", "MAX_HEADER_COLUMNS", "HeaderFormat"]
 
@@ -75,6 +85,8 @@ class HeaderFormat:
     pattern: str
     columns: int = 0
     rule: str = "none"
+    #: The same layout for the compiled batch path: (mode, separator byte, columns, last rule).
+    layout: tuple[int, int, int, int] = (0, 0, 0, 0)
 
     @classmethod
     def detect(cls, sample: Sequence[str]) -> HeaderFormat:
@@ -90,8 +102,13 @@ class HeaderFormat:
                     pattern=rf"^(?:[^{sep}\n]*{sep}){{{fields}}}",
                     columns=fields,
                     rule=f"separator {separator!r}",
+                    layout=(HEADER_SEPARATOR, ord(separator), fields, LAST_PLAIN),
                 )
         return _detect_token_columns(lines)
+
+    def kernel_layout(self) -> NDArray[np.int64]:
+        """:attr:`layout` as the array :func:`relia.logs._kernels.hash_lines` takes."""
+        return np.array(self.layout, dtype=np.int64)
 
     def _compiled(self) -> re.Pattern[str] | None:
         return _compile(self.pattern) if self.pattern else None
@@ -100,10 +117,10 @@ class HeaderFormat:
         """``({"header": text}, message)``; a line without the learned header is all message."""
         compiled = self._compiled()
         if compiled is None:
-            return {}, line
+            return {}, line.strip()
         match = compiled.match(line)
         if match is None:
-            return {}, line
+            return {}, line.strip()
         return {"header": match.group(0).rstrip()}, line[match.end() :].strip()
 
     def messages(self, lines: Sequence[str]) -> list[str]:
@@ -122,7 +139,7 @@ def _compile(pattern: str) -> re.Pattern[str]:
 
 
 def _separator_fields(lines: Sequence[str], separator: str) -> int:
-    """How many leading ``separator``-ended fields nearly every line has (0 when not such a file)."""
+    """How many leading ``separator``-ended fields nearly every line has (0: not such a file)."""
     counts = sorted(line.count(separator) for line in lines)
     # The count that AGREEMENT of the lines reach; messages may add separators of their own.
     reached = counts[int(len(counts) * (1.0 - AGREEMENT))]
@@ -162,11 +179,18 @@ def _detect_token_columns(lines: Sequence[str]) -> HeaderFormat:
         dashes = sum(1 for t in tokenized if "-" in t[end : end + 3])
         if dashes >= needed:
             pattern = rf"^(?:{_TOKEN}\s+){{{end}}}{_DASH}(?:\s+|$)"
-            return HeaderFormat(pattern=pattern, columns=end + 1, rule="separator")
+            return HeaderFormat(
+                pattern=pattern,
+                columns=end + 1,
+                rule="separator",
+                layout=(HEADER_TOKENS, 0, end, LAST_DASH),
+            )
     if end == 0:
         return HeaderFormat(pattern="")
     if component_column >= 0:
         pattern = rf"^(?:{_TOKEN}\s+){{{component_column}}}{_COMPONENT}(?:\s+|$)"
+        layout = (HEADER_TOKENS, 0, component_column, LAST_COMPONENT)
     else:
         pattern = rf"^(?:{_TOKEN}\s+){{{end - 1}}}{_TOKEN}(?:\s+|$)"
-    return HeaderFormat(pattern=pattern, columns=end, rule=rule)
+        layout = (HEADER_TOKENS, 0, end - 1, LAST_PLAIN)
+    return HeaderFormat(pattern=pattern, columns=end, rule=rule, layout=layout)

@@ -2,20 +2,22 @@
 
 How it works, in two steps that each do what they are best at:
 
-1. **Masking, vectorized.** Every whitespace-separated token is cut into segments at the
-   punctuation that separates values from keys (``= : , ; ( ) [ ] { } < > " ' | @ #``); a segment that
-   holds a digit is a parameter and becomes ``<*>``. This is one regular-expression pass that Polars
-   runs over a whole column of messages on all cores. The masked text is the message's *skeleton*.
-   ``uid=0`` → ``uid=<*>``, ``/10.251.42.84:50010`` → ``<*>:<*>``, ``blk_-1608999687`` → ``<*>``.
+1. **Masking and hashing, compiled** (:mod:`relia.logs._kernels`). One Numba pass over the bytes of
+   a whole column of lines skips each line's learned header, cuts the message into segments at the
+   punctuation that separates values from keys, replaces parameter segments (numbers, addresses,
+   paths with digits, domain names, dates) by ``<*>`` and hashes the result, the line's *skeleton*.
+   ``uid=0`` → ``uid=<*>``, ``/10.251.42.84:50010`` → ``<*>:<*>``, ``core.2275`` → ``core.<*>``.
 
-2. **Learning, per distinct skeleton.** Most lines share a skeleton with an earlier line and cost one
-   dictionary lookup. A new skeleton is first matched against the known templates of its length
-   (a template's ``<*>`` positions match anything). If none matches it becomes a template of its
-   own, and it is indexed by each of its positions: when :attr:`MinerConfig.variable_after` templates
-   of one length agree everywhere but one position, that position is a parameter made of words
-   (user names, host names) and they merge into one template with ``<*>`` there. The merged template
-   keeps the smallest id of those it absorbed, and the other ids stay valid as aliases of it, so ids
-   are stable across batches and restarts.
+2. **Learning, per distinct skeleton, in Python.** A skeleton hash seen before costs one dictionary
+   lookup. A new skeleton is matched against the known templates of its length (a template's
+   ``<*>`` positions match anything). If none matches it becomes a template of its own, indexed by
+   each of its positions: when :attr:`MinerConfig.variable_after` templates of one length agree
+   everywhere but one position, that position is a parameter made of words (user names, host
+   names) and they merge into one template with ``<*>`` there. A line that differs from a template
+   of the same length and first word in two or more positions, yet shares
+   :attr:`MinerConfig.similarity` of them, is absorbed and the differing positions become ``<*>``.
+   A merged template keeps the smallest id of those it absorbed, and the other ids stay valid as
+   aliases of it, so ids are stable across batches and restarts.
 
 Words that only ever take one or two values at a position stay part of the template: operational
 logs often spell states as words (``RUNNING to SUCCEEDED``, ``LOOKING``) and those are different
@@ -24,10 +26,9 @@ events, not parameters.
 Why our own code rather than Drain (Drain3): Drain walks a prefix tree on the first tokens, so a
 message that starts with a parameter lands in a different branch for every value, and it matches
 with a similarity threshold that merges distinct events that share most words. Template mining is
-the product here, and this design is both more accurate on Loghub and far faster (``bench/loghub.py``,
-``bench/logspeed.py``).
+the product here; ``bench/loghub.py`` and ``bench/logspeed.py`` measure both side by side.
 
-Memory is bounded on endless input: the skeleton cache is cleared when it reaches
+Memory is bounded on endless input: the hash cache is cleared when it reaches
 :attr:`MinerConfig.max_cached_skeletons`, and beyond :attr:`MinerConfig.max_templates` templates new
 events go to one overflow template (counted) instead of growing the model.
 """
@@ -43,9 +44,11 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 from numpy.typing import NDArray
 
 from relia.errors import DataError
+from relia.logs._kernels import hash_lines, skeletons
 
 __all__ = [
     "OVERFLOW_TEMPLATE",
@@ -60,52 +63,41 @@ WILDCARD = "<*>"
 #: Text of the template that collects events once :attr:`MinerConfig.max_templates` is reached.
 OVERFLOW_TEMPLATE = "<relia: template limit reached>"
 
-# Segments are runs of characters other than whitespace and these separators.
-_SEPARATORS = r"""\s=:,;()\[\]{}<>"'|@#"""
-_SEG = rf"[^{_SEPARATORS}]"
-_TLDS = "|".join(
-    (
-        "com net org edu gov mil int io info biz name pro asia mobi tv me co us ca cc ai app dev "
-        "cloud xyz top site online hk cn tw jp kr sg in au nz uk de fr it es nl be ch at se no dk "
-        "fi pl cz ru br ar mx za eu local internal lan localdomain"
-    ).split()
-)
-_NON_DIGIT_SEG = rf"[^{_SEPARATORS}\d]"
-# Each pass captures the separator before a segment (or the line start) to anchor at a segment's
-# first character, since the regex engines have no look-behind.
-_MASKS = (
-    # A domain name is a parameter even without digits (host names vary; the last label says so).
-    (
-        rf"(^|[{_SEPARATORS}])[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.(?:{_TLDS})($|[{_SEPARATORS}])",
-        "${1}<*>${2}",
-    ),
-    # Month and weekday names are parts of a date, a parameter.
-    (
-        rf"(^|[{_SEPARATORS}])(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec|Mon|Tue|Wed|Thu|"
-        rf"Fri|Sat|Sun)($|[{_SEPARATORS}])",
-        "${1}<*>${2}",
-    ),
-    # A path with a digit anywhere in it: /udev/vcsa2.
-    (rf"(^|[{_SEPARATORS}])(?:{_SEG}*/{_SEG}*\d{_SEG}*|{_SEG}*\d{_SEG}*/{_SEG}*)", "${1}<*>"),
-    # word + "." or "-" + number keeps the word: core.2275 -> core.<*>, node-246 -> node-<*>.
-    (rf"(^|[{_SEPARATORS}])([A-Za-z]+[.\-])\d{_SEG}*", "${1}${2}<*>"),
-    # A segment that starts with a digit or holds three or more: 0x1f, 10.2.3.4, blk_-160.., R02-M1.
-    # Names with one or two digits stay words (ssh2, eth1, jk2_init, SOCKS5).
-    (
-        rf"(^|[{_SEPARATORS}])(?:\d{_SEG}*|{_NON_DIGIT_SEG}*\d{_NON_DIGIT_SEG}*\d"
-        rf"{_NON_DIGIT_SEG}*\d{_SEG}*)",
-        "${1}<*>",
-    ),
-)
 _STATE_VERSION = 1
+_SIMILAR_SCAN = 64  # most recent templates of one (length, first word) compared with a new line
 
 
-def mask_messages(messages: pl.Series) -> pl.Series:
-    """Skeletons of a column of messages: digit-holding segments → ``<*>``, whitespace collapsed."""
-    masked = messages.str.replace_all(r"\s+", " ").str.strip_chars()
-    for pattern, replacement in _MASKS:
-        masked = masked.str.replace_all(pattern, replacement)
-    return masked
+def mask_messages(messages: Sequence[str] | pl.Series) -> list[str]:
+    """Skeletons of messages: parameter segments → ``<*>``, whitespace collapsed (see _kernels)."""
+    data, offsets = _arrow_buffers(_as_series(messages))
+    rows = np.arange(len(offsets) - 1, dtype=np.int64)
+    return skeletons(data, offsets, rows, _NO_HEADER)
+
+
+_NO_HEADER = np.zeros(4, dtype=np.int64)
+
+
+def _as_series(lines: Sequence[str] | pl.Series) -> pl.Series:
+    series = lines if isinstance(lines, pl.Series) else pl.Series(lines, dtype=pl.String)
+    return series.fill_null("")
+
+
+def _arrow_buffers(series: pl.Series) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+    """The UTF-8 bytes and int64 offsets of a string column, without a Python string per line."""
+    array = series.cast(pl.String).to_arrow()
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    array = array.cast(pa.large_string())
+    _, offsets_buffer, data_buffer = array.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[
+        array.offset : array.offset + len(array) + 1
+    ]
+    data = (
+        np.frombuffer(data_buffer, dtype=np.uint8)
+        if data_buffer is not None
+        else np.zeros(1, dtype=np.uint8)
+    )
+    return data, np.ascontiguousarray(offsets)
 
 
 @dataclass(frozen=True)
@@ -114,6 +106,8 @@ class MinerConfig:
 
     #: Distinct words at one position (all else equal) that make the position a parameter.
     variable_after: int = 3
+    #: Share of positions a line must share with a template to be absorbed into it (see _absorb).
+    similarity: float = 0.7
     #: Never turn the first word of a message into a parameter.
     keep_first_word: bool = True
     #: Live templates kept at most; beyond this new events share the overflow template.
@@ -132,7 +126,7 @@ class Template:
 
 
 class TemplateMiner:
-    """Incremental template miner: :meth:`add` learns from messages and returns their template ids."""
+    """Incremental template miner: :meth:`add` learns from messages and returns their ids."""
 
     def __init__(self, config: MinerConfig | None = None, *, max_templates: int | None = None):
         config = config or MinerConfig()
@@ -140,6 +134,7 @@ class TemplateMiner:
             config = MinerConfig(
                 variable_after=config.variable_after,
                 keep_first_word=config.keep_first_word,
+                similarity=config.similarity,
                 max_templates=max_templates,
                 max_cached_skeletons=config.max_cached_skeletons,
             )
@@ -150,9 +145,11 @@ class TemplateMiner:
         self._by_text: dict[str, int] = {}  # live template text -> id
         self._shape: list[Shape] = []  # template id -> its generalized positions
         self._shapes: dict[int, set[Shape]] = {}  # length -> shapes of live templates
+        self._by_head: dict[tuple[int, str], list[int]] = {}  # (length, first word) -> ids
         self._siblings: dict[str, dict[str, int]] = {}  # "pos\0text with <*> at pos" -> word -> id
-        self._skeletons: dict[str, int] = {}  # cache: skeleton -> id it was assigned
+        self._hash_ids: dict[int, int] = {}  # cache: skeleton hash -> id it was assigned
         self._overflow: int | None = None
+        self._live = 0  # templates that were not merged into another
         self._patterns: dict[int, re.Pattern[str]] = {}
 
     # -- public API -------------------------------------------------------------------------
@@ -181,7 +178,7 @@ class TemplateMiner:
         ]
 
     def __len__(self) -> int:
-        return sum(1 for i, parent in enumerate(self._parent) if parent == i)
+        return self._live
 
     def resolve(self, template_ids: NDArray[np.int64]) -> NDArray[np.int64]:
         """Map ids (possibly absorbed by later merges) to the ids of their live templates."""
@@ -194,7 +191,7 @@ class TemplateMiner:
         return out
 
     def parameters(self, message: str, template_id: int) -> list[str]:
-        """The parameter values of ``message`` under template ``template_id`` (``[]`` if none fit)."""
+        """The parameter values of ``message`` under template ``template_id`` (``[]``: none fit)."""
         root = self._find(template_id)
         pattern = self._patterns.get(root)
         text = " ".join(self._tokens[root])
@@ -213,6 +210,7 @@ class TemplateMiner:
             "config": {
                 "variable_after": self.config.variable_after,
                 "keep_first_word": self.config.keep_first_word,
+                "similarity": self.config.similarity,
                 "max_templates": self.config.max_templates,
                 "max_cached_skeletons": self.config.max_cached_skeletons,
             },
@@ -243,27 +241,66 @@ class TemplateMiner:
                 str(k): {str(w): int(i) for w, i in v.items()} for k, v in state["siblings"].items()
             }
             miner._overflow = None if state["overflow"] is None else int(state["overflow"])
-        except (ValueError, KeyError, TypeError, zlib.error) as exc:
+            ids = len(miner._parent)
+            if not (len(miner._tokens) == len(miner._shape) == len(miner._counts) == ids):
+                raise ValueError("its lists of templates disagree in length")
+            if any(not 0 <= p < ids for p in miner._parent) or not (
+                miner._overflow is None or 0 <= miner._overflow < ids
+            ):
+                raise ValueError("a template id is out of range")
+            if any(
+                p >= len(t)
+                for t, shape in zip(miner._tokens, miner._shape, strict=True)
+                for p, _, _ in shape
+            ):
+                raise ValueError("a parameter position is out of range")
+        except (ValueError, KeyError, TypeError, AttributeError, zlib.error) as exc:
             raise DataError(f"not a relia template model: {exc}") from exc
         for i, parent in enumerate(miner._parent):
             if parent == i:
+                miner._live += 1
                 miner._index_live(i)
         return miner
 
     # -- internals --------------------------------------------------------------------------
 
-    def _assign(self, messages: Sequence[str] | pl.Series, *, learn: bool) -> NDArray[np.int64]:
-        series = (
-            messages if isinstance(messages, pl.Series) else pl.Series(messages, dtype=pl.String)
-        )
+    def add_lines(
+        self, lines: Sequence[str] | pl.Series, header: NDArray[np.int64] | None = None
+    ) -> NDArray[np.int64]:
+        """Learn from raw lines whose header has the given kernel layout; return template ids."""
+        return self._assign(lines, learn=True, layout=header)
+
+    def _assign(
+        self,
+        messages: Sequence[str] | pl.Series,
+        *,
+        learn: bool,
+        layout: NDArray[np.int64] | None = None,
+    ) -> NDArray[np.int64]:
+        series = _as_series(messages)
         if len(series) == 0:
             return np.empty(0, dtype=np.int64)
-        skeletons = mask_messages(series.fill_null(""))
-        codes, distinct = _factorize(skeletons)
-        distinct_ids = np.empty(len(distinct), dtype=np.int64)
-        for k, skeleton in enumerate(distinct):
-            distinct_ids[k] = self._learn(skeleton) if learn else self._lookup(skeleton)
-        ids = self.resolve(distinct_ids)[codes]
+        layout = _NO_HEADER if layout is None else layout
+        data, offsets = _arrow_buffers(series)
+        hashes = hash_lines(data, offsets, layout)
+        distinct, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+        known = self._hash_ids
+        distinct_ids = np.fromiter(
+            (known.get(h, -1) for h in distinct.tolist()), dtype=np.int64, count=len(distinct)
+        )
+        unknown = np.flatnonzero(distinct_ids < 0)
+        if len(unknown):
+            # In order of first appearance, so that ids are numbered as the lines came.
+            unknown = unknown[np.argsort(first[unknown], kind="stable")]
+            texts = skeletons(data, offsets, first[unknown].astype(np.int64), layout)
+            for k, text in zip(unknown.tolist(), texts, strict=True):
+                found = self._learn(text) if learn else self._lookup(text)
+                distinct_ids[k] = found
+                if found >= 0:
+                    if len(known) >= self.config.max_cached_skeletons:
+                        known.clear()  # bounded memory; a miss only costs a few lookups
+                    known[int(distinct[k])] = found
+        ids = self.resolve(distinct_ids)[inverse]
         if learn:
             live = ids[ids >= 0]
             if len(live):
@@ -280,9 +317,6 @@ class TemplateMiner:
         return i
 
     def _lookup(self, skeleton: str) -> int:
-        cached = self._skeletons.get(skeleton)
-        if cached is not None:
-            return self._find(cached)
         tokens = skeleton.split(" ") if skeleton else []
         for shape in self._shapes.get(len(tokens), ()):
             candidate = _fit(tokens, shape)
@@ -295,11 +329,48 @@ class TemplateMiner:
     def _learn(self, skeleton: str) -> int:
         found = self._lookup(skeleton)
         if found < 0:
-            found = self._create(skeleton.split(" ") if skeleton else [])
-        if len(self._skeletons) >= self.config.max_cached_skeletons:
-            self._skeletons.clear()  # bounded memory; a miss only costs a few lookups
-        self._skeletons[skeleton] = found
+            tokens = skeleton.split(" ") if skeleton else []
+            found = self._absorb(tokens)
+            if found < 0:
+                found = self._create(tokens)
         return self._find(found)
+
+    def _absorb(self, tokens: list[str]) -> int:
+        """Generalize the most similar template of the same length and first word, if close enough.
+
+        Several words of one event can vary at once (a host and a user); the one-position rule of
+        :meth:`_generalize` never sees those agree everywhere else. A template that already shares
+        :attr:`MinerConfig.similarity` of the positions (a ``<*>`` counts) takes the new line, and
+        the positions where they differ become parameters.
+        """
+        threshold = self.config.similarity
+        if threshold > 1.0 or len(tokens) < 4:
+            return -1
+        candidates = self._by_head.get((len(tokens), tokens[0]))
+        if not candidates:
+            return -1
+        best, best_equal = -1, -1
+        for i in candidates[-_SIMILAR_SCAN:]:
+            if self._parent[i] != i:
+                continue
+            equal = 0
+            for a, b in zip(self._tokens[i], tokens, strict=True):
+                if a == b or a == WILDCARD:
+                    equal += 1
+            if equal > best_equal:
+                best, best_equal = i, equal
+        # One differing word is the one-position rule's to judge (it waits for several values).
+        if best < 0 or best_equal < threshold * len(tokens) or best_equal > len(tokens) - 2:
+            return -1
+        template = self._tokens[best]
+        merged = [
+            a if (a == b or a == WILDCARD) else WILDCARD
+            for a, b in zip(template, tokens, strict=True)
+        ]
+        positions = tuple(
+            (p, "", "") for p, (a, b) in enumerate(zip(template, tokens, strict=True)) if a != b
+        )
+        return self._merge({best}, merged, *positions)
 
     def _create(self, tokens: list[str]) -> int:
         if len(self) >= self.config.max_templates:
@@ -312,6 +383,7 @@ class TemplateMiner:
 
     def _new_id(self, tokens: list[str], shape: Shape) -> int:
         new = len(self._parent)
+        self._live += 1
         self._tokens.append(tokens)
         self._shape.append(shape)
         self._parent.append(new)
@@ -322,6 +394,10 @@ class TemplateMiner:
         tokens = self._tokens[i]
         self._by_text[" ".join(tokens)] = i
         self._shapes.setdefault(len(tokens), set()).add(self._shape[i])
+        if tokens:
+            heads = self._by_head.setdefault((len(tokens), tokens[0]), [])
+            if not heads or heads[-1] != i:
+                heads.append(i)
 
     def _generalize(self, i: int) -> int:
         """Index template ``i`` by each word position; merge once a position varies enough."""
@@ -348,18 +424,19 @@ class TemplateMiner:
                 return self._merge(members, merged, (p, prefix, suffix))
         return i
 
-    def _merge(self, members: set[int], tokens: list[str], position: tuple[int, str, str]) -> int:
+    def _merge(self, members: set[int], tokens: list[str], *positions: tuple[int, str, str]) -> int:
         text = " ".join(tokens)
         existing = self._by_text.get(text)
         if existing is not None:
             members.add(existing)
         survivor = min(members)
-        shape = {position[0]: position}
+        shape = {position[0]: position for position in positions}
         for m in members:
             for entry in self._shape[m]:
                 shape.setdefault(entry[0], entry)
             self._by_text.pop(" ".join(self._tokens[m]), None)
             if m != survivor:
+                self._live -= 1
                 self._parent[m] = survivor
                 self._counts[survivor] += self._counts[m]
                 self._counts[m] = 0
@@ -419,20 +496,6 @@ def _fit(tokens: list[str], shape: Shape) -> list[str] | None:
             return None
         candidate[p] = prefix + WILDCARD + suffix
     return candidate
-
-
-def _factorize(values: pl.Series) -> tuple[NDArray[np.int64], list[str]]:
-    """Codes into the distinct values, distinct values in order of first appearance."""
-    frame = pl.DataFrame({"v": values})
-    distinct = frame.unique(subset="v", maintain_order=True)["v"]
-    codes = (
-        frame.join(
-            distinct.to_frame().with_row_index("code"), on="v", how="left", maintain_order="left"
-        )["code"]
-        .cast(pl.Int64)
-        .to_numpy()
-    )
-    return codes, distinct.to_list()
 
 
 def _template_regex(text: str) -> str:

@@ -15,7 +15,7 @@ import numpy.typing as npt
 from relia.incidents.model import Finding
 from relia.signals import MetricBatch
 
-__all__ = ["SampleScores", "ScoredSamples", "SeriesInfo", "Store"]
+__all__ = ["LogCounts", "SampleScores", "ScoredSamples", "SeriesInfo", "Store"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -73,6 +73,26 @@ class ScoredSamples:
 
     def __len__(self) -> int:
         return len(self.ts)
+
+
+@dataclass(frozen=True)
+class LogCounts:
+    """Lines per log template per window, as parallel columns: the log file's configured name,
+    the window's start (ms UTC), the template id and the number of lines."""
+
+    file: list[str]
+    window_start: IntArray
+    template_id: IntArray
+    count: IntArray
+
+    def __len__(self) -> int:
+        return len(self.file)
+
+    @classmethod
+    def empty(cls) -> LogCounts:
+        """No counts."""
+        e = np.empty(0, np.int64)
+        return cls([], e, e.copy(), e.copy())
 
 
 @runtime_checkable
@@ -143,6 +163,21 @@ class Store(Protocol):
         limit: int = 1000,
     ) -> list[Finding]:
         """Findings whose end is at or after ``since``, newest first."""
+        ...
+
+    def commit_log_progress(self, states: dict[str, bytes], counts: LogCounts) -> None:
+        """In one transaction: add ``counts`` to the stored ones (same file, window and template:
+        the counts add up) and replace the state blob of each file in ``states``. Keeps the
+        newest ``samples_per_series`` windows per file."""
+        ...
+
+    def load_log_states(self) -> dict[str, bytes]:
+        """Every stored log file state blob by file name."""
+        ...
+
+    def log_counts(self, file: str | None = None, since: int | None = None) -> LogCounts:
+        """Stored counts (of one file; of windows starting at or after ``since``), ordered by
+        file, window and template."""
         ...
 
     def close(self) -> None: ...

@@ -39,7 +39,7 @@ from pydantic import ValidationError
 from relia.errors import ConfigError, DataError, StoreError
 from relia.incidents.model import Finding, FindingKind, Severity
 from relia.signals import MetricBatch, series_key
-from relia.store.base import SampleScores, ScoredSamples, SeriesInfo
+from relia.store.base import LogCounts, SampleScores, ScoredSamples, SeriesInfo
 from relia.store.migrations import Migration, latest_version, load_migrations
 
 __all__ = ["STORE_FILE", "DuckDBStore", "open_store"]
@@ -464,6 +464,93 @@ class DuckDBStore:
         except (ValueError, ValidationError) as e:
             first = str(e).splitlines()[0]
             raise StoreError(f"finding {fid!r} cannot be read: {first}", where=self._path) from e
+
+    # -- log files --------------------------------------------------------------------------
+
+    def commit_log_progress(self, states: dict[str, bytes], counts: LogCounts) -> None:
+        """In one transaction: add ``counts`` to the stored ones and replace the state blobs in
+        ``states``; then only the newest ``samples_per_series`` windows of each file are kept.
+
+        The engine writes a tick's line counts and the read offsets reached by those lines here
+        together, so a crash leaves either both or neither.
+        """
+        n = len(counts)
+        if not states and n == 0:
+            return
+        for name, blob in states.items():
+            if not isinstance(name, str) or not isinstance(blob, bytes | bytearray):
+                raise DataError(f"log state of {name!r} must be bytes under a str name")
+        counted = pa.table(
+            {
+                "file": pa.array(counts.file, pa.string()),
+                "window_start": pa.array(np.asarray(counts.window_start, np.int64)),
+                "template_id": pa.array(np.asarray(counts.template_id, np.int64)),
+                "count": pa.array(np.asarray(counts.count, np.int64)),
+            }
+        )
+        blobs = pa.table(
+            {
+                "file": pa.array(list(states), pa.string()),
+                "state": pa.array([bytes(b) for b in states.values()], pa.binary()),
+            }
+        )
+        files = sorted(set(counts.file))
+        with self._transaction("saving log progress") as w:
+            if n:
+                with _registered(w, counted):
+                    # Summed first: ON CONFLICT cannot update one row twice in a statement.
+                    w.execute(
+                        "INSERT INTO log_counts "
+                        f"SELECT file, window_start, template_id, sum(count)::BIGINT FROM {_BATCH} "
+                        "GROUP BY file, window_start, template_id "
+                        "ON CONFLICT (file, window_start, template_id) "
+                        "DO UPDATE SET count = log_counts.count + excluded.count"
+                    )
+                for f in files:
+                    w.execute(
+                        "DELETE FROM log_counts WHERE file = ? AND window_start < coalesce(("
+                        "SELECT min(window_start) FROM (SELECT DISTINCT window_start FROM "
+                        "log_counts WHERE file = ? ORDER BY window_start DESC LIMIT ?)), "
+                        f"{_INT64_MIN})",
+                        [f, f, self._samples_per_series],
+                    )
+            if states:
+                with _registered(w, blobs, _SCORES):
+                    w.execute(
+                        f"INSERT INTO log_state SELECT file, state, ? FROM {_SCORES} "
+                        "ON CONFLICT (file) DO UPDATE SET state = excluded.state, "
+                        "updated_at = excluded.updated_at",
+                        [_utc_now()],
+                    )
+
+    def load_log_states(self) -> dict[str, bytes]:
+        """Every stored log file state blob by file name."""
+        with self._reader("reading log states") as cur:
+            rows = cur.execute("SELECT file, state FROM log_state ORDER BY file").fetchall()
+        return {str(f): bytes(b) for f, b in rows}
+
+    def log_counts(self, file: str | None = None, since: int | None = None) -> LogCounts:
+        """Stored counts, ordered by file, window and template."""
+        where: list[str] = []
+        params: list[object] = []
+        if file is not None:
+            where.append("file = ?")
+            params.append(file)
+        if since is not None:
+            where.append("window_start >= ?")
+            params.append(_as_int64(since, "since"))
+        sql = "SELECT file, window_start, template_id, count FROM log_counts"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY file, window_start, template_id"
+        with self._reader("reading log counts") as cur:
+            cols = cur.execute(sql, params).fetchnumpy()
+        return LogCounts(
+            [str(x) for x in cols["file"]],
+            np.asarray(cols["window_start"], np.int64),
+            np.asarray(cols["template_id"], np.int64),
+            np.asarray(cols["count"], np.int64),
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
 

@@ -1,0 +1,497 @@
+"""The log pipeline of ``relia up``: tail files, mine and count templates, make findings.
+
+Each engine tick the :class:`~relia.engine.loop.Engine` calls two methods:
+
+1. :meth:`LogPipeline.closed_windows` (first): the counts of windows that ended become samples of
+   ``log_template_count{file=…,template=…}`` (one series per template id of the file, zero where
+   the template had no line) and ``log_line_count{file=…}``, at the window's start. The engine
+   stores and scores them with the sources' samples: the default detector, thresholds and findings
+   of any metric, so a template's rate departing from its normal is an ordinary finding.
+2. :meth:`LogPipeline.ingest` (after the samples are stored): read every file's new lines
+   (:class:`~relia.logs.tail.FileTailer`), split the header
+   (:class:`~relia.logs.header.HeaderFormat`, learned on a file's first lines and kept), assign
+   templates (a :class:`~relia.logs.miner.TemplateMiner` per file), add the lines to the current
+   window's counts, report templates never seen before, and commit.
+
+**Exactly once.** A tick's counts, each file's read offset, its miner, and which windows were
+already emitted are written in one store transaction (:meth:`Store.commit_log_progress`). A crash
+before it leaves the store at the previous tick: the lines are read again after a restart and
+counted then, once. Samples of a closed window are written before the transaction that marks the
+window emitted, so a crash in between emits the same window again with the same values, which the
+store replaces (same series and time): nothing is lost and nothing counted twice. Lines are put in
+the window of the tick that read them (arrival time: a header's timestamp may be missing or
+unparsable, and a file's backlog must not rewrite windows already emitted).
+
+**New templates.** After ``warmup_lines`` lines of a file (while a file's normal vocabulary is
+still being learned every template is new), a template id never returned before is a finding of
+kind ``log`` from detector ``log_new_template``, with the template text and an example line. Its id
+depends on the file and the template id only, so the replay after a crash does not duplicate it.
+
+**Sessions.** Files with ``session_key`` get each line's key extracted; a
+:class:`SessionScorer` given for the file (``session_scorers``) receives the keys and template ids
+each tick and returns findings. Session models are kept and checkpointed by that scorer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+import struct
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from relia.config import LogFileConfig, LogsConfig
+from relia.errors import DataError, StoreError
+from relia.incidents.model import Finding, FindingKind, severity_for_score
+from relia.logs.header import HeaderFormat
+from relia.logs.miner import TemplateMiner
+from relia.logs.tail import FileTailer, TailState
+from relia.signals import MetricBatch, SeriesIndex, describe, series_key
+from relia.store.base import LogCounts, Store
+
+__all__ = [
+    "LINE_COUNT",
+    "NEW_TEMPLATE_DETECTOR",
+    "TEMPLATE_COUNT",
+    "LogPipeline",
+    "LogTickResult",
+    "SessionScorer",
+]
+
+log = logging.getLogger(__name__)
+
+IntArray = npt.NDArray[np.int64]
+
+#: Metric name of the lines per template per window.
+TEMPLATE_COUNT = "log_template_count"
+#: Metric name of the lines per file per window.
+LINE_COUNT = "log_line_count"
+#: Detector name (and key prefix) of new-template findings.
+NEW_TEMPLATE_DETECTOR = "log_new_template"
+#: Score of a new-template finding: a warning, not a page (new code paths log new lines).
+NEW_TEMPLATE_SCORE = 0.6
+#: New-template findings per file per tick at most; the rest are logged (a deploy can add many).
+MAX_NEW_TEMPLATE_FINDINGS = 50
+#: Windows emitted at most per file and tick after a long stop (older ones stay in the store).
+MAX_WINDOWS_PER_TICK = 1000
+_STATE_VERSION = 1
+_HEADER_SAMPLE = 2000
+_TEXT_IN_SUMMARY = 160
+
+
+class SessionScorer(Protocol):
+    """The hook for session scoring (``relia.logs.sessions``): one per file with a session key.
+
+    ``observe`` gets the tick's lines of the file as parallel columns: each line's session key
+    (None where the pattern did not match) and template id; it returns findings (new or grown).
+    """
+
+    def observe(
+        self, keys: Sequence[str | None], template_ids: IntArray, now_ms: int
+    ) -> list[Finding]: ...
+
+
+@dataclass(frozen=True)
+class LogTickResult:
+    """What one :meth:`LogPipeline.ingest` did."""
+
+    lines: int = 0
+    skipped: int = 0
+    new_templates: int = 0
+    new_findings: int = 0
+    updated_findings: int = 0
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _File:
+    """One tailed file and what the pipeline knows about it."""
+
+    spec: LogFileConfig
+    tailer: FileTailer
+    miner: TemplateMiner
+    header: HeaderFormat | None = None
+    lines: int = 0  # lines counted so far (ever)
+    next_id: int = 0  # template ids below this were returned before
+    emitted_until: int | None = None  # start of the last window emitted as samples
+    # Counts of windows not emitted yet (committed, or added this tick): window -> id -> n.
+    pending: dict[int, dict[int, int]] = field(default_factory=dict)
+    to_emit: int | None = None  # windows up to this one went out this tick (pending commit)
+    session_re: re.Pattern[str] | None = None
+    series: dict[int, int] = field(default_factory=dict)  # template id -> series id
+    error: str | None = None
+    saved_tail: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.label
+
+
+class LogPipeline:
+    """Tails the configured files for the engine; see the module text.
+
+    ``index`` is the engine's series index. ``session_scorers`` maps a file's name to its
+    :class:`SessionScorer`.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        config: LogsConfig,
+        index: SeriesIndex,
+        *,
+        session_scorers: Mapping[str, SessionScorer] | None = None,
+        miner_factory: Callable[[], TemplateMiner] = TemplateMiner,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.index = index
+        self.window_ms = max(1, int(round(config.window * 1000)))
+        self.session_scorers = dict(session_scorers or {})
+        self.miner_factory = miner_factory
+        self._files: list[_File] = []
+        self._started = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """(Re)load every file's state from the store: offsets, miners, counts not yet emitted."""
+        for f in self._files:
+            f.tailer.close()
+        states = self.store.load_log_states()
+        self._files = [self._load(spec, states.get(spec.label)) for spec in self.config.files]
+        self._started = True
+        if states:
+            log.info("resumed %d log files", sum(1 for s in self.config.files if s.label in states))
+
+    def close(self) -> None:
+        """Close the files (the state is already in the store)."""
+        for f in self._files:
+            f.tailer.close()
+
+    def _load(self, spec: LogFileConfig, blob: bytes | None) -> _File:
+        cfg = self.config
+        state: dict[str, Any] = {}
+        miner: TemplateMiner | None = None
+        if blob is not None:
+            try:
+                state = self.decode_state(blob)
+                rest = blob[4 + struct.unpack_from("<I", blob)[0] :]
+                miner = TemplateMiner.from_bytes(rest) if rest else None
+            except (ValueError, struct.error, DataError) as e:
+                raise StoreError(
+                    f"the stored state of log file {spec.label!r} cannot be read: {e}"
+                ) from e
+        tail = TailState.from_dict(state["tail"]) if "tail" in state else None
+        f = _File(
+            spec=spec,
+            tailer=FileTailer(
+                spec.path,
+                tail,
+                max_line_bytes=cfg.max_line_bytes,
+                max_bytes_per_poll=cfg.max_bytes_per_tick,
+                start_at=cfg.start_at,
+            ),
+            miner=miner if miner is not None else self.miner_factory(),
+            header=_header(state.get("header")),
+            lines=int(state.get("lines", 0)),
+            next_id=int(state.get("next_id", 0)),
+            emitted_until=state.get("emitted_until"),
+            saved_tail=state.get("tail"),
+        )
+        if spec.session_key is not None:
+            f.session_re = re.compile(spec.session_key)
+        if f.emitted_until is not None:
+            c = self.store.log_counts(spec.label, since=f.emitted_until + self.window_ms)
+            for w, t, n in zip(
+                c.window_start.tolist(), c.template_id.tolist(), c.count.tolist(), strict=True
+            ):
+                f.pending.setdefault(w, {})[t] = n
+        return f
+
+    @staticmethod
+    def decode_state(blob: bytes) -> dict[str, Any]:
+        """The readable part of a stored file state: ``tail`` (offsets and read counts, a
+        :class:`~relia.logs.tail.TailState` dict), ``lines``, ``header``, ``emitted_until``…
+        (the miner that follows it is left out). :class:`ValueError` if it is not one."""
+        try:
+            (n,) = struct.unpack_from("<I", blob)
+            state = json.loads(blob[4 : 4 + n])
+        except (struct.error, UnicodeDecodeError) as e:
+            raise ValueError(str(e)) from None
+        if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
+            raise ValueError("not a relia log file state of a known version")
+        return state
+
+    # -- per tick ---------------------------------------------------------------------------
+
+    def window_of(self, ts: int) -> int:
+        """Start of the window holding ``ts``."""
+        return ts - ts % self.window_ms
+
+    def closed_windows(self, now: int) -> MetricBatch:
+        """Samples of the windows that ended by ``now`` and were not emitted yet (per file: the
+        lines per template, zeros included, and the lines in all). Marked emitted by the next
+        :meth:`ingest`."""
+        if not self._started:
+            self.start()
+        last_closed = self.window_of(now) - self.window_ms
+        parts: list[MetricBatch] = []
+        for f in self._files:
+            f.to_emit = None
+            if f.emitted_until is None or last_closed <= f.emitted_until:
+                continue
+            first = max(
+                f.emitted_until + self.window_ms,
+                last_closed - (MAX_WINDOWS_PER_TICK - 1) * self.window_ms,
+            )
+            windows = np.arange(first, last_closed + 1, self.window_ms, dtype=np.int64)
+            parts.append(self._window_samples(f, windows))
+            f.to_emit = last_closed
+        return MetricBatch.concat(parts) if parts else MetricBatch.empty()
+
+    def _window_samples(self, f: _File, windows: IntArray) -> MetricBatch:
+        ids = np.array(sorted(t.id for t in f.miner.templates), dtype=np.int64)
+        col = {int(t): i for i, t in enumerate(ids.tolist())}
+        counts = np.zeros((len(windows), len(ids)), dtype=np.float64)
+        for wi, w in enumerate(windows.tolist()):
+            got = f.pending.get(w)
+            if not got:
+                continue
+            # Ids counted earlier may have merged into another template since: count them there.
+            keys = np.fromiter(got, np.int64, len(got))
+            live = f.miner.resolve(keys)
+            for t, n in zip(live.tolist(), got.values(), strict=True):
+                j = col.get(t)
+                if j is not None:
+                    counts[wi, j] += n
+        totals = np.array(
+            [sum(f.pending.get(w, {}).values()) for w in windows.tolist()], dtype=np.float64
+        )
+        sids = np.array([self._series(f, t) for t in ids.tolist()], dtype=np.int64)
+        total_sid = self.index.get_or_add(LINE_COUNT, {"file": f.name})
+        n_w, n_t = counts.shape
+        return MetricBatch(
+            np.concatenate([np.tile(sids, n_w), np.full(n_w, total_sid, np.int64)]),
+            np.concatenate([np.repeat(windows, n_t), windows]),
+            np.concatenate([counts.ravel(), totals]),
+        )
+
+    def _series(self, f: _File, template_id: int) -> int:
+        sid = f.series.get(template_id)
+        if sid is None:
+            sid = self.index.get_or_add(
+                TEMPLATE_COUNT, {"file": f.name, "template": str(template_id)}
+            )
+            f.series[template_id] = sid
+        return sid
+
+    def ingest(self, now: int) -> LogTickResult:
+        """Read, mine and count the new lines of every file; commit counts and offsets together.
+
+        A file that cannot be read is reported in ``errors`` (and :meth:`status`); the others go
+        on. If the commit fails, the in-memory state is reloaded from the store on the next call.
+        """
+        if not self._started:
+            self.start()
+        try:
+            return self._ingest(now)
+        except BaseException:
+            # Memory is ahead of the store now: start again from what was committed.
+            self._started = False
+            raise
+
+    def _ingest(self, now: int) -> LogTickResult:
+        window = self.window_of(now)
+        states: dict[str, bytes] = {}
+        cf: list[str] = []
+        cw: list[int] = []
+        ct: list[IntArray] = []
+        cn: list[IntArray] = []
+        findings: list[Finding] = []
+        errors: dict[str, str] = {}
+        n_lines = n_skipped = n_new = 0
+        for f in self._files:
+            before = f.tailer.state.counts.skipped
+            try:
+                lines = f.tailer.poll()
+                f.error = None
+            except DataError as e:
+                f.error = str(e)
+                errors[f.name] = f.error
+                log.warning("log file %s: %s", f.name, e)
+                lines = []
+            tail = f.tailer.state
+            n_skipped += tail.counts.skipped - before
+            if f.to_emit is not None:
+                f.emitted_until = f.to_emit
+            # A clock going back must not put lines into a window already emitted.
+            w = window if f.emitted_until is None else max(window, f.emitted_until + self.window_ms)
+            if lines:
+                ids, new = self._mine(f, lines, now, findings)
+                n_new += new
+                uniq, cnt = np.unique(ids, return_counts=True)
+                bucket = f.pending.setdefault(w, {})
+                for t, c in zip(uniq.tolist(), cnt.tolist(), strict=True):
+                    bucket[t] = bucket.get(t, 0) + c
+                cf.extend([f.name] * len(uniq))
+                cw.extend([w] * len(uniq))
+                ct.append(uniq)
+                cn.append(cnt.astype(np.int64))
+                if f.emitted_until is None:
+                    f.emitted_until = w - self.window_ms
+                f.lines += len(lines)
+                n_lines += len(lines)
+            tail_dict = tail.to_dict()
+            if lines or f.to_emit is not None or tail_dict != f.saved_tail:
+                states[f.name] = self._blob(f, tail_dict)
+        counts = LogCounts(
+            cf,
+            np.array(cw, np.int64),
+            np.concatenate(ct) if ct else np.empty(0, np.int64),
+            np.concatenate(cn) if cn else np.empty(0, np.int64),
+        )
+        new_f = self.store.add_findings(findings) if findings else 0
+        # One transaction: the counts of these lines and the offsets after them.
+        self.store.commit_log_progress(states, counts)
+        for f in self._files:
+            if f.to_emit is not None:
+                for old in [w for w in f.pending if w <= f.to_emit]:
+                    del f.pending[old]
+                f.to_emit = None
+            if f.name in states:
+                f.saved_tail = f.tailer.state.to_dict()
+        return LogTickResult(n_lines, n_skipped, n_new, new_f, len(findings) - new_f, errors)
+
+    def _mine(
+        self, f: _File, lines: list[str], now: int, findings: list[Finding]
+    ) -> tuple[IntArray, int]:
+        """Template ids of ``lines``; new-template findings go to ``findings``."""
+        if f.header is None:
+            f.header = HeaderFormat.detect(lines[:_HEADER_SAMPLE])
+            log.info("log file %s: header %s", f.name, f.header.rule)
+        series = pl.Series("line", lines, dtype=pl.String)
+        messages = f.header.split_many(series)
+        ids = np.asarray(f.miner.add(messages), dtype=np.int64)
+        new_mask = ids >= f.next_id
+        n_new = 0
+        if new_mask.any():
+            new_ids, first = np.unique(ids[new_mask], return_index=True)
+            at = np.flatnonzero(new_mask)[first]  # the first line of each new template
+            n_new = len(new_ids)
+            made = 0
+            for t, i in sorted(zip(new_ids.tolist(), at.tolist(), strict=True), key=lambda x: x[1]):
+                if f.lines + i < self.config.warmup_lines:
+                    continue
+                if made == MAX_NEW_TEMPLATE_FINDINGS:
+                    log.warning("log file %s: more new templates this tick than reported", f.name)
+                    break
+                findings.append(self._new_template_finding(f, t, lines[i], now))
+                made += 1
+            f.next_id = int(ids.max()) + 1
+        if f.session_re is not None:
+            self._sessions(f, series, ids, now, findings)
+        return ids, n_new
+
+    def _new_template_finding(self, f: _File, template_id: int, line: str, now: int) -> Finding:
+        key = describe(
+            series_key(NEW_TEMPLATE_DETECTOR, {"file": f.name, "template": str(template_id)})
+        )
+        text = f.miner.template(template_id)
+        return Finding(
+            # Not by time: a replay after a crash finds the same template and the same finding.
+            id=Finding.make_id(FindingKind.LOG, key, 0, NEW_TEMPLATE_DETECTOR),
+            kind=FindingKind.LOG,
+            key=key,
+            start=now,
+            end=now,
+            score=NEW_TEMPLATE_SCORE,
+            severity=severity_for_score(NEW_TEMPLATE_SCORE),
+            detector=NEW_TEMPLATE_DETECTOR,
+            summary=f"{f.name}: new log template {template_id}: {_short(text)}",
+            evidence={
+                "file": f.name,
+                "path": str(f.spec.path),
+                "template_id": template_id,
+                "template": text,
+                "example": line,
+                "lines_before": f.lines,
+            },
+        )
+
+    def _sessions(
+        self, f: _File, lines: pl.Series, ids: IntArray, now: int, findings: list[Finding]
+    ) -> None:
+        scorer = self.session_scorers.get(f.name)
+        if scorer is None or f.session_re is None:
+            return
+        pattern = f.session_re
+        group = pattern.groupindex.get("session", 1 if pattern.groups else 0)
+        try:
+            # Polars' regex engine over the whole column; a group 0 is made group 1.
+            vec = pattern.pattern if group else f"({pattern.pattern})"
+            keys: list[str | None] = lines.str.extract(vec, max(group, 1)).to_list()
+        except pl.exceptions.ComputeError:
+            # A Python-only construct (look-behind, back-reference): line by line.
+            keys = [m.group(group) if (m := pattern.search(x)) else None for x in lines]
+        findings.extend(scorer.observe(keys, ids, now))
+
+    def _blob(self, f: _File, tail: dict[str, Any]) -> bytes:
+        state = {
+            "version": _STATE_VERSION,
+            "path": str(f.spec.path),
+            "tail": tail,
+            "header": None if f.header is None else dataclasses.asdict(f.header),
+            "lines": f.lines,
+            "next_id": f.next_id,
+            "emitted_until": f.to_emit if f.to_emit is not None else f.emitted_until,
+        }
+        head = json.dumps(state, separators=(",", ":")).encode()
+        # The miner goes with the offsets: template ids stay those the counted lines got.
+        return struct.pack("<I", len(head)) + head + f.miner.to_bytes()
+
+    # -- status -----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Per file: path, lines counted, read offset, skipped lines by reason, templates."""
+        out: dict[str, Any] = {}
+        for f in self._files:
+            st = f.tailer.state
+            c = st.counts
+            out[f.name] = {
+                "path": str(f.spec.path),
+                "lines": f.lines,
+                "offset": st.current.offset if st.current else None,
+                "templates": len(f.miner),
+                "skipped": {"binary": c.binary, "too_long": c.too_long, "blank": c.blank},
+                "invalid_utf8": c.invalid_utf8,
+                "rotations": c.rotations,
+                "truncations": c.truncations,
+                "lost_rotated": c.lost_rotated,
+                "error": f.error,
+            }
+        return out
+
+
+def _header(saved: dict[str, Any] | None) -> HeaderFormat | None:
+    """The header layout saved with a file's state (JSON made its tuples lists)."""
+    if saved is None:
+        return None
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
+    try:
+        return HeaderFormat(**fields)
+    except TypeError:
+        # Saved by a relia whose layout had other fields: learn it again from the next lines.
+        log.warning("the saved header layout does not fit this relia; learning it again")
+        return None
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _TEXT_IN_SUMMARY else text[: _TEXT_IN_SUMMARY - 1] + "…"

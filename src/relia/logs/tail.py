@@ -1,0 +1,385 @@
+"""Follow a growing log file across rotation and truncation, resuming exactly where it stopped.
+
+:class:`FileTailer` hands out the complete lines appended to a file since the last
+:meth:`FileTailer.poll`. Its :attr:`FileTailer.state` (a :class:`TailState`, JSON-ready) is the
+position just after the last line handed out; a caller that stores the state together with what it
+derived from those lines (in one transaction) and later builds a new tailer from the stored state
+resumes exactly there: no line is handed out twice or skipped.
+
+- **Partial last line**: a line without its newline yet stays in the tailer until the newline
+  arrives (its bytes are not part of the saved offset, so after a restart it is read again).
+- **Rotation** (the path now names another file, by device and inode): the old file is kept open
+  and drained to its end, once when the rotation is seen and once more on the next poll, because
+  a writer may still append to it before reopening its log; then its last unfinished line, if any,
+  is handed out and the new file is followed from its start. If relia was stopped across a
+  rotation, the old file is looked up by inode among the files beside the path (``x.log.1``,
+  ``x.log-20240101``); if it is gone, that is counted in :attr:`TailCounts.lost_rotated` and
+  logged, since how many lines it still held cannot be known.
+- **Truncation** (the file shrank below the offset, or its first bytes changed, as after
+  ``copytruncate`` or a rewrite): reading restarts at 0; counted in :attr:`TailCounts.truncations`.
+- A file rotated away again before any poll saw it (two rotations between polls) is not seen:
+  a tailer follows a path, and the path never showed that file.
+- A missing file is waited for; an unreadable one raises :class:`~relia.errors.DataError`
+  naming it.
+
+Reading is bounded: at most ``max_bytes_per_poll`` bytes per poll, so a large backlog is worked
+off over several polls with bounded memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from relia.errors import DataError
+from relia.logs.reader import MAX_LINE_BYTES, LineDecoder, ReadCounts
+
+__all__ = ["FileTailer", "TailCounts", "TailPosition", "TailState"]
+
+log = logging.getLogger(__name__)
+
+#: How many leading bytes of a file identify it (to notice a rewrite of the same inode).
+FINGERPRINT_BYTES = 64
+
+
+@dataclass(frozen=True)
+class TailPosition:
+    """Where in one file the next line starts: device, inode, byte offset, and the file's first
+    bytes (up to :data:`FINGERPRINT_BYTES`, hex) as they were when read."""
+
+    dev: int
+    ino: int
+    offset: int
+    fingerprint: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dev": self.dev, "ino": self.ino, "offset": self.offset, "fp": self.fingerprint}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TailPosition:
+        return cls(int(d["dev"]), int(d["ino"]), int(d["offset"]), str(d.get("fp", "")))
+
+
+@dataclass
+class TailCounts(ReadCounts):
+    """:class:`ReadCounts` of the lines read, plus what happened to the file."""
+
+    rotations: int = 0
+    truncations: int = 0
+    lost_rotated: int = 0
+
+
+@dataclass
+class TailState:
+    """Everything a tailer needs to resume: the followed file, a rotated-away file still being
+    drained, and the counts so far."""
+
+    current: TailPosition | None = None
+    draining: TailPosition | None = None
+    counts: TailCounts = field(default_factory=TailCounts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "current": self.current.to_dict() if self.current else None,
+            "draining": self.draining.to_dict() if self.draining else None,
+            "counts": self.counts.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TailState:
+        cur, old = d.get("current"), d.get("draining")
+        return cls(
+            TailPosition.from_dict(cur) if cur else None,
+            TailPosition.from_dict(old) if old else None,
+            TailCounts.from_dict(d.get("counts", {})),
+        )
+
+
+class _Open:
+    """One open file being read: its descriptor, identity, decoder and read position."""
+
+    def __init__(self, fd: int, st: os.stat_result, offset: int, fp: str, max_line: int) -> None:
+        self.fd = fd
+        self.dev = st.st_dev
+        self.ino = st.st_ino
+        self.base = offset  # the offset the decoder started at
+        self.fp = fp
+        self.decoder = LineDecoder(max_line_bytes=max_line)
+        self.polls_since_rotation = 0
+
+    @property
+    def offset(self) -> int:
+        """After the last complete line."""
+        return self.base + self.decoder.consumed
+
+    @property
+    def read_pos(self) -> int:
+        return self.base + self.decoder.consumed + self.decoder.pending
+
+    def position(self) -> TailPosition:
+        return TailPosition(self.dev, self.ino, self.offset, self.fp)
+
+    def close(self) -> None:
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
+
+class FileTailer:
+    """Reads the lines appended to ``path``; see the module text for rotation and truncation.
+
+    ``state`` is a saved :attr:`state` (None: a file never read). ``start_at`` says where a file
+    never read begins: ``"beginning"`` (every line already in it) or ``"end"`` (only new lines).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        state: TailState | None = None,
+        *,
+        max_line_bytes: int = MAX_LINE_BYTES,
+        max_bytes_per_poll: int = 16 << 20,
+        start_at: Literal["beginning", "end"] = "beginning",
+    ) -> None:
+        self.path = Path(path)
+        self.max_line_bytes = max_line_bytes
+        self.max_bytes_per_poll = max(1, max_bytes_per_poll)
+        self.start_at = start_at
+        st = state if state is not None else TailState()
+        self._saved = st  # what to resume from, until the files are opened
+        self._counts = TailCounts(**st.counts.to_dict())
+        self._cur: _Open | None = None
+        self._old: _Open | None = None
+        self._opened = False
+
+    # -- public -----------------------------------------------------------------------------
+
+    @property
+    def state(self) -> TailState:
+        """The position just after the last line handed out, and the counts up to there."""
+        counts = TailCounts(**self._counts.to_dict())
+        for f in (self._old, self._cur):
+            if f is not None:
+                counts.add(f.decoder.counts)
+        if not self._opened:
+            return TailState(self._saved.current, self._saved.draining, counts)
+        return TailState(
+            self._cur.position() if self._cur else None,
+            self._old.position() if self._old else None,
+            counts,
+        )
+
+    def poll(self) -> list[str]:
+        """The complete lines appended since the last poll, oldest first."""
+        out: list[str] = []
+        budget = self.max_bytes_per_poll
+        if not self._opened:
+            self._resume(out)
+        if self._old is not None:
+            budget -= self._read(self._old, out, budget)
+            self._old.polls_since_rotation += 1
+            # Drained once when the rotation was seen and once on a later poll: done with it.
+            if self._old.polls_since_rotation >= 2 and self._at_end(self._old):
+                self._finish_old(out)
+        st = self._stat_path()
+        if self._cur is not None:
+            if st is not None and (st.st_dev, st.st_ino) != (self._cur.dev, self._cur.ino):
+                self._rotate(out, budget)
+                budget = max(0, budget - self._last_read)
+            elif self._truncated(self._cur):
+                self._restart_at_zero(self._cur)
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise DataError(f"is {what}, not a log file", where=str(self.path))
+        if self._cur is None and st is not None:
+            # A file that appears (or replaces a rotated one) is read from its start.
+            self._cur = self._open(self.path, 0)
+        if self._cur is not None and budget > 0 and self._old is None:
+            # Lines of the new file only once the old one is done (one poll later at the
+            # earliest): lines stay in order even when the writer still appends to the old one.
+            self._read(self._cur, out, budget)
+        return out
+
+    def close(self) -> None:
+        """Close the open files (the state stays readable)."""
+        for f in (self._old, self._cur):
+            if f is not None:
+                f.close()
+
+    # -- internals --------------------------------------------------------------------------
+
+    _last_read = 0
+
+    def _stat_path(self) -> os.stat_result | None:
+        try:
+            return os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise DataError(f"cannot read: {e.strerror or e}", where=str(self.path)) from None
+
+    def _open(self, path: Path, offset: int, fp: str = "") -> _Open | None:
+        """Open ``path`` at ``offset`` (-1: at its end). None if it vanished meanwhile."""
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            return None
+        except IsADirectoryError:
+            raise DataError("is a directory, not a log file", where=str(path)) from None
+        except OSError as e:
+            raise DataError(f"cannot read: {e.strerror or e}", where=str(path)) from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise DataError("is not a regular file", where=str(path))
+        if offset < 0:
+            offset = st.st_size
+        f = _Open(fd, st, offset, fp, self.max_line_bytes)
+        if not fp:
+            f.fp = self._fingerprint(f)
+        return f
+
+    def _fingerprint(self, f: _Open) -> str:
+        try:
+            return os.pread(f.fd, FINGERPRINT_BYTES, 0).hex()
+        except OSError as e:
+            raise DataError(f"cannot read: {e.strerror or e}", where=str(self.path)) from None
+
+    def _resume(self, out: list[str]) -> None:
+        """Open the files of the saved state."""
+        self._opened = True
+        saved = self._saved
+        if saved.draining is not None:
+            self._old = self._find_rotated(saved.draining)
+            if self._old is not None:
+                self._old.polls_since_rotation = 1
+        st = self._stat_path()
+        if saved.current is None:
+            fresh = saved.draining is None and saved.counts.bytes == 0
+            if fresh and self.start_at == "end" and st is not None and stat.S_ISREG(st.st_mode):
+                self._cur = self._open(self.path, -1)
+            return
+        pos = saved.current
+        if st is not None and (st.st_dev, st.st_ino) == (pos.dev, pos.ino):
+            cur = self._open(self.path, pos.offset, pos.fingerprint)
+            if cur is not None and self._truncated(cur):
+                self._restart_at_zero(cur)
+            self._cur = cur
+            return
+        # Rotated while relia was stopped: finish the old file first, then the new one from 0.
+        old = self._find_rotated(pos)
+        if old is not None:
+            self._counts.rotations += 1
+            if self._old is not None:  # a second rotation while stopped: the first one is done
+                self._read(self._old, out, 1 << 62)
+                self._finish_old(out)
+            old.polls_since_rotation = 1
+            self._old = old
+        else:
+            self._lost(pos)
+
+    def _find_rotated(self, pos: TailPosition) -> _Open | None:
+        """The file ``pos`` was in, looked up by inode beside :attr:`path`; None if gone."""
+        d = self.path.parent
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            entries = []
+        for e in entries:
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) != (pos.dev, pos.ino) or not stat.S_ISREG(st.st_mode):
+                continue
+            f = self._open(Path(e.path), pos.offset, pos.fingerprint)
+            if f is None:
+                continue
+            if self._truncated(f):  # the inode was reused by another file
+                f.close()
+                continue
+            return f
+        return None
+
+    def _lost(self, pos: TailPosition) -> None:
+        self._counts.rotations += 1
+        self._counts.lost_rotated += 1
+        log.warning(
+            "%s was rotated while relia was stopped and the old file (inode %d) is gone: "
+            "lines appended to it after offset %d were not read",
+            self.path,
+            pos.ino,
+            pos.offset,
+        )
+
+    def _truncated(self, f: _Open) -> bool:
+        """Shrunk below what was read, or its first bytes changed since."""
+        try:
+            size = os.fstat(f.fd).st_size
+        except OSError:
+            return False
+        if size < f.read_pos:
+            return True
+        if f.fp:
+            now = os.pread(f.fd, len(f.fp) // 2, 0).hex()
+            if now != f.fp:
+                return True
+        if len(f.fp) < 2 * FINGERPRINT_BYTES and size > len(f.fp) // 2:
+            f.fp = self._fingerprint(f)  # the file grew: remember more of its start
+        return False
+
+    def _restart_at_zero(self, f: _Open) -> None:
+        self._counts.truncations += 1
+        log.info("%s was truncated: reading it again from the start", self.path)
+        self._counts.add(f.decoder.counts)
+        f.decoder = LineDecoder(max_line_bytes=self.max_line_bytes)
+        f.base = 0
+        f.fp = self._fingerprint(f)
+
+    def _rotate(self, out: list[str], budget: int) -> None:
+        """:attr:`path` names another file now: drain the old one, then follow the new one."""
+        assert self._cur is not None
+        self._counts.rotations += 1
+        log.info("%s was rotated: finishing the old file, then following the new one", self.path)
+        if self._old is not None:  # rotated again before the previous old file was done
+            self._read(self._old, out, 1 << 62)
+            self._finish_old(out)
+        self._old, self._cur = self._cur, None
+        self._old.polls_since_rotation = 0
+        self._last_read = self._read(self._old, out, budget)
+        self._old.polls_since_rotation = 1
+
+    def _at_end(self, f: _Open) -> bool:
+        try:
+            return f.read_pos >= os.fstat(f.fd).st_size
+        except OSError:
+            return True
+
+    def _finish_old(self, out: list[str]) -> None:
+        """The rotated-away file is done: its unfinished last line is a line, then close it."""
+        old = self._old
+        assert old is not None
+        out.extend(old.decoder.finish())
+        self._counts.add(old.decoder.counts)
+        old.close()
+        self._old = None
+
+    def _read(self, f: _Open, out: list[str], budget: int) -> int:
+        """Read up to ``budget`` bytes of ``f`` from its read position; returns bytes read."""
+        done = 0
+        chunk = 1 << 20
+        while done < budget:
+            try:
+                data = os.pread(f.fd, min(chunk, budget - done), f.read_pos)
+            except OSError as e:
+                raise DataError(f"cannot read: {e.strerror or e}", where=str(self.path)) from None
+            if not data:
+                break
+            done += len(data)
+            out.extend(f.decoder.feed(data))
+        return done

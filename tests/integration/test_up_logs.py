@@ -1,0 +1,160 @@
+"""``relia up`` tailing a log file, killed with SIGKILL mid-file (and mid-line), across a rotation
+and a truncation: the stored counts equal the lines written, none lost, none counted twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from relia.logs.engine import LogPipeline
+from relia.logs.tail import TailState
+from relia.store.duckdb import DuckDBStore
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+_START = (
+    "import sys\n"
+    "from relia.config import load_config\n"
+    "from relia.engine.up import run_up\n"
+    "sys.exit(run_up(load_config(sys.argv[1]), ready=lambda u: print('READY', u, flush=True)))\n"
+)
+
+
+class Relia:
+    """``relia up`` in a subprocess, with the config at ``config``."""
+
+    def __init__(self, config: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _START, str(config)],
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line.startswith("READY http://"), f"relia up did not start: {line!r}"
+        self.url = line.split()[1]
+
+    def logs(self) -> dict[str, Any]:
+        got: dict[str, Any] = httpx.get(self.url + "/healthz", timeout=10).json()["engine"]["logs"]
+        return got["app"]
+
+    def wait_for(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if pred(self.logs()):
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"not reached in time: {self.logs()}")
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(60) == 0
+
+    def ensure_gone(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Writer:
+    """Appends numbered lines and remembers how many it wrote."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.n = 0
+
+    def lines(self, k: int, *, mode: str = "a") -> None:
+        with self.path.open(mode) as f:
+            for _ in range(k):
+                kind = ("GET", "POST", "DELETE")[self.n % 3]
+                f.write(
+                    f"2024-05-01T12:00:00Z INFO api: {kind} /items/{self.n} took {self.n % 97}ms\n"
+                )
+                self.n += 1
+
+
+def test_sigkill_mid_file_rotation_and_truncation_lose_and_double_nothing(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    config = tmp_path / "relia.yaml"
+    config.write_text(
+        f"data_dir: {tmp_path / 'data'}\n"
+        "interval: 0.05\n"
+        "host: {enabled: false}\n"
+        "api: {port: 0}\n"
+        "logs:\n"
+        "  window: 1s\n"
+        "  warmup_lines: 0\n"
+        "  max_bytes_per_tick: 8000\n"  # about 110 lines a tick: the kill lands mid-file
+        f"  files: [{{path: {log}, name: app}}]\n"
+    )
+    w = Writer(log)
+    w.lines(3000)
+    procs: list[Relia] = []
+
+    def start() -> Relia:
+        procs.append(Relia(config))
+        return procs[-1]
+
+    try:
+        # 1. Killed mid-file.
+        r = start()
+        r.wait_for(lambda s: s["lines"] >= 500)
+        r.kill()
+        # A partial line is pending when it comes back; killed mid-file again.
+        with log.open("a") as f:
+            f.write("2024-05-01T12:00:00Z INFO api: half a li")
+        r = start()
+        assert 500 <= r.logs()["lines"] < 3000, "the kill did not land mid-file"
+        r.wait_for(lambda s: s["lines"] >= 1500)
+        r.kill()
+        with log.open("a") as f:
+            f.write("ne, finished after a restart\n")
+        w.n += 1
+
+        # 2. Rotation while relia is reading (the old file still has unread lines), killed
+        #    while the old file and the new one are being read.
+        r = start()
+        w.lines(1000)
+        log.rename(tmp_path / "app.log.1")
+        w.lines(1000)
+        r.wait_for(lambda s: s["rotations"] >= 1)
+        r.wait_for(lambda s: s["lines"] >= 4000)
+        r.kill()
+        r = start()
+        r.wait_for(lambda s: s["lines"] == w.n)
+
+        # 3. Truncation (copytruncate) once everything was read; killed mid-file afterwards.
+        w.lines(1500, mode="w")
+        r.wait_for(lambda s: s["truncations"] >= 1 and s["lines"] >= w.n - 1000)
+        r.kill()
+        r = start()
+        r.wait_for(lambda s: s["lines"] == w.n)
+        r.stop()
+    finally:
+        for p in procs:
+            p.ensure_gone()
+
+    assert w.n == 3000 + 1 + 2000 + 1500
+    with DuckDBStore(tmp_path / "data" / "relia.duckdb") as store:
+        counts = store.log_counts("app")
+        assert int(counts.count.sum()) == w.n
+        blob = store.load_log_states()["app"]
+    state = LogPipeline.decode_state(blob)
+    tail = TailState.from_dict(state["tail"])
+    assert state["lines"] == tail.counts.lines == w.n
+    assert tail.counts.rotations == 1 and tail.counts.truncations == 1
+    assert tail.counts.skipped == 0 and tail.counts.lost_rotated == 0

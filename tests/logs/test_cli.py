@@ -1,0 +1,432 @@
+"""``relia logs templates``, driven in-process with Typer's runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from relia.cli import app
+from relia.logs import cli as logs_cli
+from relia.logs.header import HeaderFormat
+from relia.logs.miner import TemplateMiner
+
+runner = CliRunner()
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "logs"
+
+USERS = ["alice", "bob", "carol", "dave"]
+
+
+def _log_lines(n: int, seed: int = 0, hosts: tuple[str, ...] = ("web-1", "web-2")) -> list[str]:
+    """Syslog-style lines of four events with fresh values."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        ts = f"Mar  {1 + i % 9} 10:{i % 60:02d}:{(7 * i) % 60:02d}"
+        host = hosts[i % len(hosts)]
+        kind = i % 4
+        if kind == 0:
+            msg = f"sshd[{1000 + i}]: Accepted password for {USERS[(i // 4) % 4]} from 10.0.0.{i % 250} port {int(rng.integers(1024, 65535))} ssh2"  # noqa: E501
+        elif kind == 1:
+            msg = f"kernel: eth0 link up at {int(rng.integers(10, 1000))} Mbps"
+        elif kind == 2:
+            msg = f"cron[{2000 + i}]: job {int(rng.integers(1, 99))} finished in {int(rng.integers(1, 500))} ms"  # noqa: E501
+        else:
+            msg = f"sshd[{1000 + i}]: session closed for user {USERS[(i // 4) % 4]}"
+        out.append(f"{ts} {host} {msg}")
+    return out
+
+
+def _write(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _invoke(*args: str | Path, input: bytes | str | None = None) -> tuple[int, str, str]:
+    result = runner.invoke(app, ["logs", "templates", *map(str, args)], input=input)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_templates_table_and_csv(tmp_path: Path) -> None:
+    log = _write(tmp_path / "a.log", _log_lines(200))
+    out = tmp_path / "t.csv"
+    code, stdout, stderr = _invoke(log, "--out", out)
+    assert code == 0, stderr
+    frame = pl.read_csv(out)
+    assert frame.columns == ["id", "count", "template"]
+    assert frame["count"].sum() == 200
+    assert frame["count"].to_list() == sorted(frame["count"].to_list(), reverse=True)
+    assert set(frame["template"]) == {
+        "Accepted password for <*> from <*> port <*> ssh2",
+        "eth0 link up at <*> Mbps",
+        "job <*> finished in <*> ms",
+        "session closed for user <*>",
+    }
+    # The table on stdout, the summary on stderr.
+    assert "eth0 link up at <*> Mbps" in stdout
+    assert "200 lines from 1 input" in stderr and "4 templates" in stderr
+    assert "200 lines" not in stdout
+
+
+def test_table_shows_brackets_as_text_and_top_limits_rows(tmp_path: Path) -> None:
+    lines = [f"2024-01-01 10:00:0{i % 10} INFO [main] x.Y: state [UP] n={i}" for i in range(30)]
+    lines += [f"2024-01-01 10:00:0{i % 10} INFO [main] x.Y: other {i} thing" for i in range(10)]
+    log = _write(tmp_path / "b.log", lines)
+    code, stdout, _ = _invoke(log, "--top", "1")
+    assert code == 0
+    assert "state [UP] n=<*>" in stdout  # not swallowed as rich markup
+    assert "other <*> thing" not in stdout
+    assert "1 more templates" in stdout
+
+
+def test_structured_rows_final_ids_and_parameters(tmp_path: Path) -> None:
+    lines = _log_lines(120)
+    log = _write(tmp_path / "a.log", lines)
+    structured = tmp_path / "lines.csv"
+    model = tmp_path / "m.bin"
+    code, _, stderr = _invoke(log, "--structured", structured, "--model", model)
+    assert code == 0, stderr
+    rows = pl.read_csv(structured)
+    assert rows.columns == ["file", "line", "template_id", "template", "parameters"]
+    assert rows["line"].to_list() == list(range(1, 121))
+    assert rows["file"].unique().to_list() == [str(log)]
+    first = rows.row(0, named=True)
+    assert first["template"] == "Accepted password for <*> from <*> port <*> ssh2"
+    assert json.loads(first["parameters"])[:2] == ["alice", "10.0.0.0"]
+    # Every id is a live template of the saved model and every parameter list is what the
+    # miner's own parameters() gives for that line's message.
+    miner = TemplateMiner.from_bytes(model.read_bytes())
+    live = {t.id: t.text for t in miner.templates}
+    header = HeaderFormat.detect(lines)
+    for row in rows.iter_rows(named=True):
+        assert live[row["template_id"]] == row["template"]
+        _, message = header.split(lines[row["line"] - 1])
+        assert json.loads(row["parameters"]) == miner.parameters(message, row["template_id"])
+
+
+def test_line_numbers_count_skipped_lines(tmp_path: Path) -> None:
+    """Blank, binary and over-long lines are skipped and counted, yet later lines keep their
+    line numbers in the file; invalid UTF-8 is kept."""
+    good = _log_lines(8)
+    data = b"\n".join(
+        [
+            good[0].encode(),
+            b"",
+            good[1].encode(),
+            b"\x00\x01\x02\x03garbage\x00",
+            good[2].encode() + b" caf\xe9",
+            b"x" * (2 << 20),
+            b"   ",
+            good[3].encode(),
+        ]
+    )
+    log = tmp_path / "mixed.log"
+    log.write_bytes(data)  # no newline at the end: the last line still counts
+    structured = tmp_path / "lines.csv"
+    code, _, stderr = _invoke(log, "--structured", structured)
+    assert code == 0, stderr
+    rows = pl.read_csv(structured)
+    assert rows["line"].to_list() == [1, 3, 5, 8]
+    assert "\ufffd" in rows["parameters"][2] or "\ufffd" in rows["template"][2]
+    assert "2 blank" in stderr and "1 binary" in stderr and "1 over 1 MiB" in stderr
+    assert "1 lines with invalid UTF-8 kept" in stderr
+
+
+def test_model_keeps_ids_stable_across_runs(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.log", _log_lines(80, seed=1))
+    b_lines = _log_lines(80, seed=2) + [
+        f"Mar  3 11:00:{i:02d} web-3 nginx[77]: upstream timed out after {i} s" for i in range(9)
+    ]
+    b = _write(tmp_path / "b.log", b_lines)
+    model = tmp_path / "model.bin"
+    first, second = tmp_path / "1.csv", tmp_path / "2.csv"
+    assert _invoke(a, "--model", model, "--structured", first)[0] == 0
+    assert model.exists()
+    code, _, stderr = _invoke(a, b, "--model", model, "--structured", second)
+    assert code == 0, stderr
+    before = pl.read_csv(first)
+    after = pl.read_csv(second).filter(pl.col("file") == str(a))
+    assert after["template_id"].to_list() == before["template_id"].to_list()
+    new = pl.read_csv(second).filter(pl.col("file") == str(b))
+    assert new["template_id"].max() > before["template_id"].max()  # a new event, a new id
+    assert "model" in stderr and "4 → 5 templates" in stderr
+
+
+def test_model_ids_of_merged_templates_resolve_to_the_survivor(tmp_path: Path) -> None:
+    """A word position that varies only later (a third user) merges templates: the id the first
+    run gave stays valid in the model and names the merged template."""
+    a = _write(tmp_path / "a.log", [f"worker {u} is ready now" for u in ("red", "blue")])
+    b = _write(tmp_path / "b.log", ["worker green is ready now"])
+    model = tmp_path / "m.bin"
+    first = tmp_path / "1.csv"
+    assert _invoke(a, "--model", model, "--structured", first)[0] == 0
+    ids_before = pl.read_csv(first)["template_id"].to_list()
+    assert len(set(ids_before)) == 2
+    assert _invoke(b, "--model", model)[0] == 0
+    miner = TemplateMiner.from_bytes(model.read_bytes())
+    resolved = miner.resolve(np.array(ids_before, dtype=np.int64))
+    assert set(resolved.tolist()) == {min(ids_before)}
+    assert miner.template(max(ids_before)) == "worker <*> is ready now"
+
+
+def test_jsonl_fields_in_order_and_bad_lines_counted(tmp_path: Path) -> None:
+    lines = [
+        json.dumps({"message": "disk sda1 is 91 percent full", "msg": "ignored"}),
+        json.dumps({"msg": "disk sdb1 is 97 percent full"}),
+        json.dumps({"log": "disk sdc1 is 12 percent full\n"}),
+        "this is not json {",
+        json.dumps({"level": "info", "text": "no message field"}),
+        json.dumps({"message": "disk sdd2 is 55 percent full", "level": "warn"}),
+        json.dumps([1, 2, 3]),
+    ]
+    log = _write(tmp_path / "app.jsonl", lines)
+    structured = tmp_path / "lines.csv"
+    code, _, stderr = _invoke(log, "--format", "jsonl", "--structured", structured)
+    assert code == 0, stderr
+    rows = pl.read_csv(structured)
+    assert rows["line"].to_list() == [1, 2, 3, 6]
+    assert rows["template"].unique().to_list() == ["disk <*> is <*> percent full"]
+    assert json.loads(rows["parameters"][0]) == ["sda1", "91"]
+    assert (
+        f"{log}: skipped 2 lines that are not JSON objects and 1 without a message/msg/log field "
+        f"(first at {log}:4)" in stderr
+    )
+
+
+def test_auto_format_picks_jsonl_per_file(tmp_path: Path) -> None:
+    plain = _write(tmp_path / "a.log", _log_lines(40))
+    jsonl = _write(
+        tmp_path / "b.log",
+        [json.dumps({"ts": i, "message": f"job {i} finished in {i * 3} ms"}) for i in range(40)],
+    )
+    code, stdout, stderr = _invoke(plain, jsonl, "-v")
+    assert code == 0
+    assert f"{plain}: plain" in stderr and f"{jsonl}: jsonl" in stderr
+    # The same event from both files is one template.
+    out = tmp_path / "t.csv"
+    _invoke(plain, jsonl, "--out", out)
+    counts = dict(pl.read_csv(out).select("template", "count").iter_rows())
+    assert counts["job <*> finished in <*> ms"] == 10 + 40
+
+
+def test_plain_format_mines_json_lines_as_text(tmp_path: Path) -> None:
+    log = _write(tmp_path / "b.log", [json.dumps({"message": f"n {i}"}) for i in range(5)])
+    out = tmp_path / "t.csv"
+    assert _invoke(log, "--format", "plain", "--out", out)[0] == 0
+    # One template of the whole line (the header rule may take '{"message":' for a component).
+    (template,) = pl.read_csv(out)["template"].to_list()
+    assert template.endswith('"n <*>"}')
+
+
+def test_stdin(tmp_path: Path) -> None:
+    data = "\n".join(_log_lines(40)) + "\n"
+    structured = tmp_path / "lines.csv"
+    code, stdout, stderr = _invoke("-", "--structured", structured, input=data)
+    assert code == 0, stderr
+    assert "session closed for user <*>" in stdout
+    rows = pl.read_csv(structured)
+    assert rows["file"].unique().to_list() == ["<stdin>"] and len(rows) == 40
+
+
+def test_empty_file_is_reported_not_an_error(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.log"
+    empty.write_bytes(b"")
+    out = tmp_path / "t.csv"
+    structured = tmp_path / "lines.csv"
+    code, _, stderr = _invoke(empty, "--out", out, "--structured", structured)
+    assert code == 0
+    assert f"{empty}: empty" in stderr
+    assert pl.read_csv(out).height == 0
+    assert structured.read_text().strip() == "file,line,template_id,template,parameters"
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda p: p / "missing.log", "missing.log: no such file"),
+        (lambda p: p, "is a directory, not a log file"),
+    ],
+)
+def test_bad_inputs_exit_2_with_one_line(tmp_path: Path, make: object, expected: str) -> None:
+    target = make(tmp_path)  # type: ignore[operator]
+    code, stdout, stderr = _invoke(target)
+    assert code == 2
+    assert stderr.startswith("relia: error: ") and expected in stderr
+    assert len(stderr.strip().splitlines()) == 1 and stdout == ""
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_file_exits_2(tmp_path: Path) -> None:
+    log = _write(tmp_path / "secret.log", ["x"])
+    log.chmod(0)
+    code, _, stderr = _invoke(log)
+    assert code == 2 and "secret.log: cannot read" in stderr
+
+
+def test_unreadable_file_exits_2_even_as_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = _write(tmp_path / "secret.log", ["x"])
+    real_open = Path.open
+
+    def deny(self: Path, *args: object, **kwargs: object) -> object:
+        if self == log:
+            raise PermissionError(13, "Permission denied")
+        return real_open(self, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(Path, "open", deny)
+    code, _, stderr = _invoke(log)
+    assert code == 2 and stderr == f"relia: error: {log}: cannot read: Permission denied\n"
+
+
+@pytest.mark.parametrize(
+    "data", [b"not a model at all", zlib.compress(b"[1, 2]"), zlib.compress(b'{"version": 1}')]
+)
+def test_corrupt_model_exits_2_and_is_left_alone(tmp_path: Path, data: bytes) -> None:
+    log = _write(tmp_path / "a.log", _log_lines(10))
+    model = tmp_path / "m.bin"
+    model.write_bytes(data)
+    code, _, stderr = _invoke(log, "--model", model)
+    assert code == 2
+    assert stderr.startswith(f"relia: error: {model}: not a relia template model")
+    assert model.read_bytes() == data
+
+
+def test_model_that_is_a_directory_exits_2(tmp_path: Path) -> None:
+    log = _write(tmp_path / "a.log", _log_lines(10))
+    code, _, stderr = _invoke(log, "--model", tmp_path)
+    assert code == 2 and "is a directory, not a model file" in stderr
+
+
+def test_stdin_twice_and_bad_plot_suffix_exit_2(tmp_path: Path) -> None:
+    code, _, stderr = _invoke("-", "-", input="a\n")
+    assert code == 2 and "stdin ('-') can be read only once" in stderr
+    log = _write(tmp_path / "a.log", ["x 1"])
+    code, _, stderr = _invoke(log, "--plot", tmp_path / "p.svg")
+    assert code == 2 and "--plot: plot must end in .png or .html" in stderr
+
+
+def test_unwritable_output_exits_2_before_mining(tmp_path: Path) -> None:
+    log = _write(tmp_path / "a.log", ["x 1"])
+    code, _, stderr = _invoke(log, "--out", tmp_path / "no" / "such" / "dir.csv")
+    assert code == 2 and "cannot write" in stderr
+
+
+def test_plot_html(tmp_path: Path) -> None:
+    log = _write(tmp_path / "a.log", _log_lines(40))
+    page = tmp_path / "t.html"
+    code, _, stderr = _invoke(log, "--plot", page)
+    assert code == 0, stderr
+    text = page.read_text()
+    assert "<svg" in text and "Templates (4)" in text and "job &lt;*&gt; finished" in text
+
+
+def test_example_files_mine(tmp_path: Path) -> None:
+    out = tmp_path / "t.csv"
+    code, _, stderr = _invoke(EXAMPLES / "shop.log", EXAMPLES / "shop.jsonl", "--out", out, "-v")
+    assert code == 0, stderr
+    frame = pl.read_csv(out)
+    assert frame["count"].sum() == 90
+    assert "order <*> placed by <*> total=<*> EUR" in frame["template"].to_list()
+    assert "shop.log: plain" in stderr and "shop.jsonl: jsonl" in stderr
+
+
+def test_small_batches_and_chunks_give_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Streaming in many batches (and reading in tiny chunks) mines what one batch does."""
+    lines = _log_lines(300, seed=3)
+    lines[17] = ""
+    log = _write(tmp_path / "a.log", lines)
+    one = tmp_path / "one.csv"
+    many = tmp_path / "many.csv"
+    assert _invoke(log, "--structured", one)[0] == 0
+    monkeypatch.setattr(logs_cli, "BATCH_LINES", 7)
+    monkeypatch.setattr(logs_cli, "_READ_BYTES", 50)
+    assert _invoke(log, "--structured", many)[0] == 0
+    assert pl.read_csv(one).equals(pl.read_csv(many))
+
+
+# --- parts -----------------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from([b"", b"  ", b"\x00bin", b"\xff\xfe", b"x" * 40, b"caf\xe9 ok"]),
+            st.text("ab 1\t", max_size=8).map(str.encode),
+        ),
+        max_size=30,
+    ),
+    st.integers(1, 64),
+    st.booleans(),
+)
+def test_numbered_decoder_matches_the_file_lines(
+    raw_lines: list[bytes], chunk: int, final_newline: bool
+) -> None:
+    data = b"\n".join(raw_lines) + (b"\n" if final_newline and raw_lines else b"")
+    dec = logs_cli._NumberedDecoder()
+    dec.decoder.max_line_bytes = 32  # b"x" * 40 is over-long
+    lines: list[str] = []
+    numbers: list[int] = []
+    for i in range(0, len(data), chunk):
+        got, nums = dec.feed(data[i : i + chunk])
+        lines += got
+        numbers += nums.tolist()
+    got, nums = dec.finish()
+    lines += got
+    numbers += nums.tolist()
+    # Each handed-out line is the decoded text of the file line its number names.
+    file_lines = data.split(b"\n")
+    assert len(lines) == len(numbers) == dec.counts.lines
+    for text, n in zip(lines, numbers, strict=True):
+        raw = file_lines[n - 1].removesuffix(b"\r")
+        assert text == raw.decode("utf-8", errors="replace")
+    assert numbers == sorted(set(numbers))
+
+
+def _python_parameters(messages: list[str], template: str) -> list[str]:
+    pattern = logs_cli._parameter_regex(template)
+    return [logs_cli._parameters_one(pattern, m) for m in messages]
+
+
+def test_parameters_json_vectorized_equals_python() -> None:
+    cases = {
+        "<*>": ["a b", ""],
+        "<*><*> x": ["ab x", "x", " x"],
+        "a <*> b <*>": ["a 1 b 2 b 3", "a  b ", "a \t1  b 2"],
+        "<*> x <*> y": ["1 x 2 y 3 x 4 y"],
+        "ab<*>bc": ["abc", "abbc", "abxbc"],
+        'k="<*>", v=<*>\\': ['k="q\\"uote", v=1\\', 'k="é", v={"a":1}\\'],
+        "no parameters": ["no parameters", "other"],
+    }
+    for template, messages in cases.items():
+        got = logs_cli.parameters_json(pl.Series(messages, dtype=pl.String), template).to_list()
+        assert got == _python_parameters(messages, template), template
+        for value in got:
+            assert isinstance(json.loads(value), list)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.text(" ab,\"'\\", max_size=4), min_size=1, max_size=4),
+    st.lists(st.lists(st.text(' ab,"\\é\t', max_size=5), min_size=3, max_size=3), max_size=6),
+)
+def test_parameters_json_property(pieces: list[str], values: list[list[str]]) -> None:
+    template = "<*>".join(pieces)
+    k = len(pieces) - 1
+    messages = ["".join(p + (v[i] if i < k else "") for i, p in enumerate(pieces)) for v in values]
+    messages.append("unrelated")
+    got = logs_cli.parameters_json(pl.Series(messages, dtype=pl.String), template).to_list()
+    assert got == _python_parameters(messages, template)

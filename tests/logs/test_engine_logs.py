@@ -1,0 +1,227 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from relia.config import LogFileConfig, LogsConfig, load_config
+from relia.engine.local import LocalExecutor
+from relia.engine.loop import Engine
+from relia.errors import ConfigError, StoreError
+from relia.incidents.model import Finding, FindingKind
+from relia.logs.engine import (
+    LINE_COUNT,
+    NEW_TEMPLATE_DETECTOR,
+    TEMPLATE_COUNT,
+    LogPipeline,
+)
+from relia.signals import SeriesIndex
+from relia.store.base import LogCounts
+from relia.store.duckdb import DuckDBStore
+from tests.engine.memstore import MemoryStore
+
+W = 60_000  # the window, ms
+T0 = 1_700_000_000_000 - 1_700_000_000_000 % W
+
+
+def _line(i: int, what: str = "Accepted connection from 10.0.0.{i} port {p}") -> str:
+    return f"2024-05-01 12:00:{i % 60:02d} INFO sshd[{100 + i}]: " + what.format(i=i % 250, p=i)
+
+
+def _write(path: Path, lines: Sequence[str]) -> None:
+    with path.open("a") as f:
+        f.writelines(s + "\n" for s in lines)
+
+
+def _config(*paths: Path, warmup: int = 10, **kw: Any) -> LogsConfig:
+    return LogsConfig(
+        files=[LogFileConfig(path=p) for p in paths], window=W / 1000, warmup_lines=warmup, **kw
+    )
+
+
+def _total(store: Any, file: str) -> int:
+    return int(store.log_counts(file).count.sum())
+
+
+@pytest.fixture(params=["memory", "duckdb"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    s = MemoryStore() if request.param == "memory" else DuckDBStore(tmp_path / "s.duckdb")
+    yield s
+    s.close()
+
+
+def test_counts_windows_and_template_series(tmp_path: Path, store: Any) -> None:
+    p = tmp_path / "auth.log"
+    _write(p, [_line(i) for i in range(30)])
+    index = SeriesIndex()
+    pipe = LogPipeline(store, _config(p), index)
+    assert len(pipe.closed_windows(T0)) == 0
+    r = pipe.ingest(T0 + 5)
+    assert r.lines == 30 and r.new_templates == 1 and r.new_findings == 0  # in warm-up
+    _write(p, [_line(i, "Failed password for user{i} from 10.0.0.1") for i in range(5)])
+    _write(p, [_line(i) for i in range(3)])
+    assert len(pipe.closed_windows(T0 + W - 1)) == 0  # the first window is still open
+    pipe.ingest(T0 + W - 1)
+    # Two windows later: the first is emitted, the second (empty) too.
+    batch = pipe.closed_windows(T0 + 2 * W + 5)
+    pipe.ingest(T0 + 2 * W + 5)
+    got = {
+        (index.name(int(s)), tuple(sorted(index.labels(int(s)).items())), int(t)): float(v)
+        for s, t, v in zip(batch.series_id, batch.ts, batch.value, strict=True)
+    }
+    assert got[(LINE_COUNT, (("file", "auth"),), T0)] == 38
+    assert got[(LINE_COUNT, (("file", "auth"),), T0 + W)] == 0
+    per_template = sorted(
+        v for (name, _, t), v in got.items() if name == TEMPLATE_COUNT and t == T0
+    )
+    assert per_template == [5.0, 33.0]
+    assert all(v == 0 for (name, _, t), v in got.items() if name == TEMPLATE_COUNT and t == T0 + W)
+    assert _total(store, "auth") == 38
+    # Emitted windows are not emitted again.
+    assert len(pipe.closed_windows(T0 + 2 * W + 10)) == 0
+
+
+def test_new_template_after_warmup_is_a_finding_once(tmp_path: Path, store: Any) -> None:
+    p = tmp_path / "auth.log"
+    _write(p, [_line(i) for i in range(20)])
+    pipe = LogPipeline(store, _config(p, warmup=20), SeriesIndex())
+    pipe.ingest(T0)
+    _write(p, [_line(i) for i in range(5)] + [_line(7, "Disk /dev/sda{i} failing")])
+    r = pipe.ingest(T0 + 1000)
+    assert r.new_templates == 1 and r.new_findings == 1
+    (f,) = store.findings()
+    assert f.kind == FindingKind.LOG and f.detector == NEW_TEMPLATE_DETECTOR
+    assert f.evidence["example"].endswith("Disk /dev/sda7 failing")
+    assert "<*>" in f.evidence["template"] and "auth: new log template" in f.summary
+    # A replay (the same lines after a crash before the commit) gives the same finding id.
+    again = LogPipeline(MemoryStore(), _config(p, warmup=20), SeriesIndex())
+    again.ingest(T0)
+    again.ingest(T0 + 1000)
+    assert [x.id for x in again.store.findings()] == [f.id]
+
+
+def test_restart_resumes_offsets_templates_and_open_window(tmp_path: Path) -> None:
+    p = tmp_path / "auth.log"
+    path = tmp_path / "s.duckdb"
+    _write(p, [_line(i) for i in range(50)])
+    with DuckDBStore(path) as store:
+        pipe = LogPipeline(store, _config(p), SeriesIndex())
+        pipe.ingest(T0)
+        ids = {t.id: t.text for t in pipe._files[0].miner.templates}
+        header = pipe._files[0].header
+        pipe.close()
+    _write(p, [_line(i) for i in range(50, 60)])
+    with DuckDBStore(path) as store:
+        pipe = LogPipeline(store, _config(p), SeriesIndex())
+        r = pipe.ingest(T0 + 10)
+        assert r.lines == 10 and r.new_templates == 0
+        f = pipe._files[0]
+        assert {t.id: t.text for t in f.miner.templates} == ids and f.header == header
+        assert f.lines == 60
+        batch = pipe.closed_windows(T0 + W)
+        total = batch.value[batch.series_id == pipe.index.find(LINE_COUNT, {"file": "auth"})]
+        assert total.tolist() == [60.0]  # the window's lines from before and after the restart
+        assert _total(store, "auth") == 60
+
+
+class _FailingCommit(MemoryStore):
+    fail = False
+
+    def commit_log_progress(self, states: dict[str, bytes], counts: LogCounts) -> None:
+        if self.fail:
+            raise StoreError("disk full")
+        super().commit_log_progress(states, counts)
+
+
+def test_failed_commit_is_retried_from_the_store_without_double_counting(tmp_path: Path) -> None:
+    p = tmp_path / "auth.log"
+    _write(p, [_line(i) for i in range(10)])
+    store = _FailingCommit()
+    pipe = LogPipeline(store, _config(p), SeriesIndex())
+    pipe.ingest(T0)
+    _write(p, [_line(i) for i in range(10, 25)])
+    store.fail = True
+    with pytest.raises(StoreError):
+        pipe.ingest(T0 + 1)
+    store.fail = False
+    r = pipe.ingest(T0 + 2)
+    assert r.lines == 15
+    assert _total(store, "auth") == 25 and pipe._files[0].lines == 25
+
+
+def test_bad_input_is_counted_and_an_unreadable_file_does_not_stop_others(tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.log", tmp_path / "bad.log"
+    bad.mkdir()
+    good.write_bytes(
+        b"ok line 1\n\x00\x01\x02binary\n" + b"y" * 300 + b"\n" + b"caf\xe9 line 2\n\n"
+    )
+    store = MemoryStore()
+    pipe = LogPipeline(store, _config(good, bad, max_line_bytes=200), SeriesIndex())
+    r = pipe.ingest(T0)
+    assert r.lines == 2 and r.skipped == 3
+    assert "bad.log: is a directory" in r.errors["bad"]
+    st = pipe.status()
+    assert st["good"]["skipped"] == {"binary": 1, "too_long": 1, "blank": 1}
+    assert st["good"]["invalid_utf8"] == 1 and st["bad"]["error"]
+
+
+def test_session_hook_gets_keys_and_template_ids(tmp_path: Path) -> None:
+    p = tmp_path / "dn.log"
+    _write(p, ["081109 203615 INFO dfs: Receiving blk_12 src: /10.0.0.1", "081109 203615 INFO x"])
+
+    class Scorer:
+        def __init__(self) -> None:
+            self.seen: list[Any] = []
+
+        def observe(self, keys: Sequence[str | None], ids: Any, now_ms: int) -> list[Finding]:
+            self.seen.append((list(keys), ids.tolist(), now_ms))
+            return []
+
+    scorer = Scorer()
+    cfg = LogsConfig(files=[LogFileConfig(path=p, session_key=r"(blk_-?\d+)")])
+    LogPipeline(MemoryStore(), cfg, SeriesIndex(), session_scorers={"dn": scorer}).ingest(T0)
+    ((keys, ids, now),) = scorer.seen
+    assert keys == ["blk_12", None] and len(ids) == 2 and now == T0
+
+
+def test_engine_scores_template_counts_and_reports_logs(tmp_path: Path) -> None:
+    p = tmp_path / "auth.log"
+    clock = [T0]
+    store = MemoryStore()
+    index = SeriesIndex()
+    pipe = LogPipeline(store, _config(p), index)
+    engine = Engine(
+        store, [], LocalExecutor("default"), index=index, clock=lambda: clock[0], logs=pipe
+    )
+    for _ in range(5):
+        _write(p, [_line(i) for i in range(20)])
+        res = engine.tick()
+        assert res.log_lines == 20
+        clock[0] += W
+    sid = index.find(LINE_COUNT, {"file": "auth"})
+    assert sid is not None
+    ts, values = store.samples(sid)
+    assert ts.tolist() == [T0 + k * W for k in range(4)] and np.all(values == 20)
+    status = engine.status()["logs"]["auth"]
+    assert status["lines"] == 100 and status["templates"] == 1
+    assert engine.checkpoint(changed_only=False) >= 2  # the log series have detector state
+    engine.close()
+
+
+def test_logs_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "relia.yaml"
+    cfg.write_text(
+        "logs:\n  window: 30s\n  files:\n    - path: /var/log/x.log\n"
+        "    - {path: /var/log/y.log, name: why, session_key: 'req=(\\w+)'}\n"
+    )
+    logs = load_config(cfg, environ={}).logs
+    assert logs.window == 30.0 and [f.label for f in logs.files] == ["x", "why"]
+    cfg.write_text("logs:\n  files:\n    - path: /a/x.log\n    - path: /b/x.log\n")
+    with pytest.raises(ConfigError, match="both named 'x': give one a name"):
+        load_config(cfg, environ={})
+    cfg.write_text("logs:\n  files:\n    - path: /a/x.log\n      session_key: '(unclosed'\n")
+    with pytest.raises(ConfigError, match=r"relia.yaml:4: logs.files.0.session_key: not a valid"):
+        load_config(cfg, environ={})

@@ -1,0 +1,254 @@
+"""The template miner: masking, learning word parameters, stable ids, bounds, model bytes."""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from relia.errors import DataError
+from relia.logs.miner import (
+    OVERFLOW_TEMPLATE,
+    MinerConfig,
+    TemplateMiner,
+    mask_messages,
+)
+
+
+@pytest.mark.parametrize(
+    ("message", "skeleton"),
+    [
+        ("took 12 ms", "took <*> ms"),
+        ("took 12.5 ms", "took <*> ms"),
+        ("from 10.0.0.1 port 22", "from <*> port <*>"),
+        ("to /10.251.42.84:50010", "to <*>:<*>"),
+        ("value 0x1f3a at 0xDEADBEEF", "value <*> at <*>"),
+        ("Opening /var/log/app12.log now", "Opening <*> now"),
+        ("resolved db1.example.com ok", "resolved <*> ok"),
+        ("hosts a.example.com b.example.org up", "hosts <*> <*> up"),
+        ("session opened by (uid=0)", "session opened by (uid=<*>)"),
+        ("uid=0 euid=0", "uid=<*> euid=<*>"),
+        ("Accepted password port 22 ssh2", "Accepted password port <*> ssh2"),
+        ("eth1 up, jk2_init() ok", "eth1 up, jk2_init() ok"),
+        ("block blk_-1608999687 done", "block <*> done"),
+        ("core.2275 node-246", "core.<*> node-<*>"),
+        ("at Sat Jul  9 22:53:19 2005", "at <*> <*> <*> <*>:<*>:<*> <*>"),
+        ("  spaces   collapse\there  ", "spaces collapse here"),
+        ("", ""),
+    ],
+)
+def test_masking(message: str, skeleton: str) -> None:
+    assert mask_messages([message]) == [skeleton]
+
+
+def test_negative_numbers_are_parameters() -> None:
+    assert mask_messages(["offset -3 bytes", "exit code -12"]) == [
+        "offset <*> bytes",
+        "exit code <*>",
+    ]
+
+
+def test_word_parameter_merges_after_three_distinct_values() -> None:
+    miner = TemplateMiner()
+    first = miner.add(["user alice logged in", "user bob logged in"])
+    assert len(set(first.tolist())) == 2  # two words: could be two events
+    assert sorted(t.text for t in miner.templates) == ["user alice logged in", "user bob logged in"]
+    third = miner.add(["user carol logged in"])
+    # The third value makes the position a parameter; the merged template keeps the smallest id.
+    assert third.tolist() == [int(first.min())]
+    assert [t.text for t in miner.templates] == ["user <*> logged in"]
+    assert miner.templates[0].count == 3
+    # The absorbed id stays valid and answers for the survivor.
+    assert miner.template(int(first.max())) == "user <*> logged in"
+    assert miner.resolve(first).tolist() == [int(first.min())] * 2
+    assert miner.add(["user dave logged in"]).tolist() == [int(first.min())]
+
+
+def test_states_spelled_as_words_stay_apart() -> None:
+    miner = TemplateMiner()
+    ids = miner.add(["state changed to RUNNING", "state changed to STOPPED"] * 3)
+    assert len(set(ids.tolist())) == 2
+
+
+def test_ids_are_stable_across_batches() -> None:
+    batch1 = [f"Received block blk_{i} of size {i * 7}" for i in range(5)] + ["disk full"]
+    batch2 = ["disk full", "new event 12 here"] + [
+        f"Received block blk_{i} of size 3" for i in (9,)
+    ]
+    miner = TemplateMiner()
+    ids1 = miner.add(batch1)
+    ids2 = miner.add(batch2)
+    assert ids2[0] == ids1[-1] and ids2[2] == ids1[0]
+    assert ids2[1] not in set(ids1.tolist())
+    assert miner.match(batch1).tolist() == ids1.tolist()
+
+
+def test_model_bytes_round_trip_and_keep_learning() -> None:
+    miner = TemplateMiner()
+    ids = miner.add(["user alice logged in", "user bob logged in", "disk 3 is full"])
+    restored = TemplateMiner.from_bytes(miner.to_bytes())
+    assert restored.match(["user alice logged in", "disk 9 is full"]).tolist() == [
+        ids[0],
+        ids[2],
+    ]
+    assert [(t.id, t.text, t.count) for t in restored.templates] == [
+        (t.id, t.text, t.count) for t in miner.templates
+    ]
+    # It goes on learning where it stopped: the third user merges as it would have before.
+    merged = restored.add(["user carol logged in"])
+    assert merged.tolist() == [min(ids[0], ids[1])]
+    assert restored.template(int(merged[0])) == "user <*> logged in"
+    # New events get new ids after the restored ones.
+    assert int(restored.add(["fan speed 4000 rpm"])[0]) > int(ids.max())
+
+
+def test_match_does_not_learn() -> None:
+    miner = TemplateMiner()
+    miner.add(["disk 3 is full"])
+    before = [(t.id, t.text, t.count) for t in miner.templates]
+    assert miner.match(["disk 7 is full", "totally new event", ""]).tolist()[:2] == [0, -1]
+    assert [(t.id, t.text, t.count) for t in miner.templates] == before
+    assert miner.match([]).tolist() == []
+
+
+def test_parameters() -> None:
+    miner = TemplateMiner()
+    message = "Failed password for root from 10.0.0.1 port 22 ssh2"
+    (tid,) = miner.add([message]).tolist()
+    assert miner.template(tid) == "Failed password for root from <*> port <*> ssh2"
+    assert miner.parameters(message, tid) == ["10.0.0.1", "22"]
+    assert miner.parameters("Failed  password for root from 1.2.3.4   port 9 ssh2", tid) == [
+        "1.2.3.4",
+        "9",
+    ]
+    assert miner.parameters("something else", tid) == []
+    words = miner.add(["user alice logged in", "user bob logged in", "user carol logged in"])
+    assert miner.parameters("user bob logged in", int(words[1])) == ["bob"]
+
+
+def test_unknown_template_id() -> None:
+    miner = TemplateMiner()
+    miner.add(["a b c"])
+    with pytest.raises(KeyError):
+        miner.template(5)
+
+
+def test_max_templates_bound_sends_new_events_to_the_overflow_template() -> None:
+    miner = TemplateMiner(max_templates=3)
+    ids = miner.add([f"event{c} happened" for c in "abcdef"]).tolist()
+    assert ids[:3] == [0, 1, 2]
+    assert len(set(ids[3:])) == 1 and ids[3] not in ids[:3]
+    texts = {t.id: t for t in miner.templates}
+    assert texts[ids[3]].text == OVERFLOW_TEMPLATE and texts[ids[3]].count == 3
+    # Known events still match their own templates; the model does not grow further.
+    assert miner.add(["eventa happened", "eventz happened"]).tolist() == [0, ids[3]]
+    assert len(miner) == 4
+    restored = TemplateMiner.from_bytes(miner.to_bytes())
+    assert restored.match(["eventq happened"]).tolist() == [-1]  # match never learns
+    assert restored.add(["eventq happened"]).tolist() == [ids[3]]
+
+
+def test_skeleton_cache_is_bounded() -> None:
+    miner = TemplateMiner(MinerConfig(max_cached_skeletons=5))
+    messages = [f"event{chr(97 + i % 26)}{chr(97 + i // 26)} happened" for i in range(60)]
+    ids = miner.add(messages)
+    # The cache is private; its size is what this test is about.
+    assert len(miner._hash_ids) <= 5
+    assert miner.add(messages).tolist() == ids.tolist()  # misses cost lookups, not new ids
+    assert len(miner) == 60
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"not a model",
+        zlib.compress(b"not json"),
+        zlib.compress(json.dumps({"version": 999}).encode()),
+        zlib.compress(json.dumps({"version": 1}).encode()),
+        zlib.compress(json.dumps([1, 2]).encode()),
+    ],
+)
+def test_corrupt_model_bytes(data: bytes) -> None:
+    with pytest.raises(DataError, match="not a relia template model"):
+        TemplateMiner.from_bytes(data)
+
+
+def test_inconsistent_model_state() -> None:
+    miner = TemplateMiner()
+    miner.add(["a b c 1", "x y"])
+    state = json.loads(zlib.decompress(miner.to_bytes()))
+    state["parent"] = [5, 1]
+    with pytest.raises(DataError):  # at load, or at the latest when the model is used
+        restored = TemplateMiner.from_bytes(zlib.compress(json.dumps(state).encode()))
+        restored.add(["a b c 2", "q"])
+
+
+def test_truncated_model_bytes() -> None:
+    miner = TemplateMiner()
+    miner.add(["user alice logged in", "disk 3 is full"])
+    data = miner.to_bytes()
+    with pytest.raises(DataError):
+        TemplateMiner.from_bytes(data[: len(data) // 2])
+
+
+_WORDS = st.sampled_from(
+    ["user", "alice", "bob", "disk", "is", "full", "=", "id=7", "0x1f", "10.0.0.1", "a.b.com"]
+)
+_MESSAGE = st.one_of(
+    st.lists(_WORDS, max_size=8).map(" ".join),
+    st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(_MESSAGE, max_size=15), min_size=1, max_size=4))
+def test_random_messages_never_crash_and_add_then_match_agree(batches: list[list[str]]) -> None:
+    miner = TemplateMiner()
+    all_ids = []
+    for batch in batches:
+        ids = miner.add(batch)
+        assert ids.dtype == np.int64 and len(ids) == len(batch)
+        assert (ids >= 0).all()
+        # After the batch, matching without learning gives the same ids.
+        assert miner.match(batch).tolist() == ids.tolist()
+        for message, tid in zip(batch, ids.tolist(), strict=True):
+            assert isinstance(miner.template(tid), str)
+            assert isinstance(miner.parameters(message, tid), list)
+        all_ids.append(ids)
+    # Ids of earlier batches stay valid: they resolve to the live template the line now matches.
+    for batch, ids in zip(batches, all_ids, strict=True):
+        assert miner.match(batch).tolist() == miner.resolve(ids).tolist()
+    assert sum(t.count for t in miner.templates) == sum(len(b) for b in batches)
+
+
+_SUBSUMED = [
+    "user user user alice user bob user bob",
+    "user user user user user alice user user",
+    "user user user user alice bob user bob",
+    "user user user user user user user alice",
+]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="miner: a template can stay live while a more general one also fits its lines "
+    "('user user user user user alice user user' beside 'user user user <*> <*> <*> user <*>'); "
+    "the live miner's skeleton cache keeps sending those lines to the specific one, a miner "
+    "restored from bytes (or one whose cache was cleared at max_cached_skeletons) to the general "
+    "one, so ids change across a save and load",
+)
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(_MESSAGE, max_size=15), min_size=1, max_size=4))
+@example(batches=[_SUBSUMED])
+def test_a_restored_miner_matches_as_the_saved_one(batches: list[list[str]]) -> None:
+    miner = TemplateMiner()
+    for batch in batches:
+        miner.add(batch)
+    restored = TemplateMiner.from_bytes(miner.to_bytes())
+    for batch in batches:
+        assert restored.match(batch).tolist() == miner.match(batch).tolist()

@@ -1,0 +1,306 @@
+"""Tests of session anomaly detection (relia.logs.sessions): known answers, state, streaming."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from relia.errors import ConfigError, DataError, DetectorError
+from relia.logs.sessions import SESSION_DETECTOR, SessionFindings, SessionModel, SessionTracker
+
+# A write workflow: open, allocate, three replicas written and acknowledged (interleaved in a
+# few orders, like concurrent datanodes), commit, and a verification in some sessions.
+ORDERS = (
+    ["write", "write", "write", "ack", "ack", "ack"],
+    ["write", "ack", "write", "ack", "write", "ack"],
+    ["write", "write", "ack", "write", "ack", "ack"],
+)
+
+
+def normal_session(rng: random.Random) -> list[str]:
+    body = list(rng.choice(ORDERS))
+    tail = ["verify"] if rng.random() < 0.3 else []
+    return ["open", "allocate", *body, "commit", *tail]
+
+
+def normal_sessions(n: int, seed: int) -> list[list[str]]:
+    rng = random.Random(seed)
+    return [normal_session(rng) for _ in range(n)]
+
+
+BASE = ["open", "allocate", "write", "ack", "write", "ack", "write", "ack", "commit"]
+
+
+@pytest.fixture(scope="module")
+def model() -> SessionModel:
+    return SessionModel().fit(normal_sessions(600, seed=1))
+
+
+def kinds(model: SessionModel, session: Sequence[str]) -> set[str]:
+    return {r.kind for r in model.score([session]).reasons[0]}
+
+
+def test_fresh_normal_sessions_are_not_flagged(model: SessionModel) -> None:
+    sc = model.score(normal_sessions(400, seed=2))
+    assert not sc.anomaly.any()
+    assert (sc.score < 0.5).all()
+    assert all(r == () for r in sc.reasons)
+
+
+def test_unseen_template(model: SessionModel) -> None:
+    session = [*BASE[:4], "disk failure", *BASE[4:]]
+    sc = model.score([session])
+    assert sc.anomaly[0] and sc.score[0] == 1.0
+    assert sc.reasons[0][0].kind == "unseen_template"
+
+
+def test_missing_step(model: SessionModel) -> None:
+    no_commit = [t for t in BASE if t != "commit"]
+    assert model.predict([no_commit])[0]
+    got = kinds(model, no_commit)
+    assert "missing_template" in got
+    assert "unseen_transition" in got  # ack -> session end never ends a normal session
+    one_ack_lost = BASE[:-2] + ["commit"]
+    got = kinds(model, one_ack_lost)
+    assert {"count_low", "invariant_violated"} <= got
+    detail = " ".join(r.detail for r in model.score([one_ack_lost]).reasons[0])
+    assert "'write'" in detail and "'ack'" in detail and "here 3:2" in detail
+
+
+def test_reordered_step_fires_only_the_transition(model: SessionModel) -> None:
+    session = ["open", "commit", *BASE[2:8], "allocate"]  # same counts, commit before allocate
+    sc = model.score([session])
+    assert sc.anomaly[0]
+    assert {r.kind for r in sc.reasons[0]} == {"unseen_transition"}
+    assert any("'open' -> 'commit'" in r.detail for r in sc.reasons[0])
+
+
+def test_repeated_step(model: SessionModel) -> None:
+    session = [*BASE, "commit"]
+    got = kinds(model, session)
+    assert "count_high" in got
+    assert "invariant_violated" in got  # one commit per open
+    assert model.predict([session])[0]
+
+
+def test_rare_in_contaminated_training_is_still_flagged() -> None:
+    """Training holds a few anomalous sessions: rare (< alpha), not only unseen, is flagged."""
+    train = normal_sessions(1000, seed=3)
+    for i in range(0, 1000, 200):  # 0.5 % of training sessions hit an exception
+        train[i] = [*BASE[:3], "exception", *BASE[3:]]
+    m = SessionModel(alpha=0.01).fit(train)
+    sc = m.score([[*BASE[:3], "exception", *BASE[3:]], BASE])
+    assert sc.anomaly.tolist() == [True, False]
+    reason = sc.reasons[0][0]
+    assert reason.kind == "rare_template" and reason.frequency == pytest.approx(0.005)
+    assert 0.5 < sc.score[0] < 1.0
+
+
+def test_integer_and_string_ids_agree(model: SessionModel) -> None:
+    train = normal_sessions(300, seed=4)
+    ids = {t: i for i, t in enumerate(sorted({t for s in train for t in s}))}
+    tests = [BASE, BASE[:-1], [*BASE, "commit"], ["open", "commit", *BASE[2:8], "allocate"]]
+    ms = SessionModel().fit(train)
+    mi = SessionModel().fit([[ids[t] for t in s] for s in train])
+    a = ms.score(tests)
+    b = mi.score([np.array([ids[t] for t in s]) for s in tests])
+    assert a.anomaly.tolist() == b.anomaly.tolist() == [False, True, True, True]
+    np.testing.assert_array_equal(a.score, b.score)
+    assert [[r.kind for r in rs] for rs in a.reasons] == [[r.kind for r in rs] for rs in b.reasons]
+    # An id the miner created after training is an unseen template.
+    assert b.reasons[0] == () and mi.score([[*mi.vocab[:2], 999]]).reasons[0][0].kind == (
+        "unseen_template"
+    )
+
+
+def test_invariants_are_reported(model: SessionModel) -> None:
+    inv = {(x, y): (p, q) for x, y, p, q, _ in model.invariants}
+    assert inv.get(("write", "ack")) == (1, 1) or inv.get(("ack", "write")) == (1, 1)
+    assert all(s > 0.99 for *_, s in model.invariants)
+
+
+def test_model_round_trip(model: SessionModel) -> None:
+    blob = model.to_bytes()
+    again = SessionModel.from_bytes(blob)
+    tests = [BASE, BASE[:-1], [*BASE, "x"], *normal_sessions(50, seed=5)]
+    a, b = model.score(tests), again.score(tests)
+    np.testing.assert_array_equal(a.score, b.score)
+    assert a.reasons == b.reasons
+    assert again.to_bytes() == blob
+    assert len(blob) < 4096
+
+
+def test_bad_input_and_state() -> None:
+    with pytest.raises(DataError, match="no sessions"):
+        SessionModel().fit([])
+    with pytest.raises(DetectorError, match="not fitted"):
+        SessionModel().score([BASE])
+    with pytest.raises(ConfigError, match="alpha"):
+        SessionModel(alpha=0.7)
+    with pytest.raises(DataError, match="ints or strings"):
+        SessionModel().fit([[1.5, 2.0]])  # type: ignore[list-item]
+    with pytest.raises(DetectorError):
+        SessionModel.from_bytes(b"not a checkpoint")
+    with pytest.raises(DetectorError, match="not a session model"):
+        SessionModel.from_bytes(SessionTracker().to_bytes())
+    m = SessionModel().fit([[], ["a"]])  # empty sessions are sessions too
+    assert m.score([]).anomaly.shape == (0,)
+    assert m.score([[]]).anomaly.shape == (1,)
+
+
+# ---------------------------------------------------------------------- streaming
+
+
+def events(sessions: Sequence[Sequence[int]], gap: int = 10, every: int = 1000) -> list[tuple]:
+    """(key, template, ts) of sessions started ``every`` ms apart (they overlap for big gaps)."""
+    out = []
+    for s, seq in enumerate(sessions):
+        out += [(f"blk_{s}", t, s * every + j * gap) for j, t in enumerate(seq)]
+    out.sort(key=lambda e: e[2])
+    return out
+
+
+def feed(tracker: SessionTracker, evs: list[tuple], batch: int = 7) -> list:
+    out = []
+    for lo in range(0, len(evs), batch):
+        k, t, ts = zip(*evs[lo : lo + batch], strict=True)
+        out += tracker.observe(list(k), np.array(t), np.array(ts))
+    return out
+
+
+INT_BASE = [0, 1, 2, 3, 2, 3, 2, 3, 4]
+
+
+def test_tracker_idle_timeout_and_warm_up() -> None:
+    seqs = [INT_BASE] * 60 + [INT_BASE + [4]] + [INT_BASE] * 5
+    tracker = SessionTracker(idle_timeout_ms=500, warmup_sessions=40)
+    out = feed(tracker, events(seqs, gap=10, every=1000))
+    assert tracker.warming_up == 0 and tracker.model.fitted
+    assert 60 <= len(out) <= 65 and tracker.open_sessions == len(seqs) - len(out)
+    assert [s.key for s in out] == [f"blk_{i}" for i in range(len(out))]
+    assert all(s.closed_by == "idle" for s in out)
+    assert out[0].start_ms == 0 and out[0].end_ms == 80
+    assert out[0].templates.tolist() == INT_BASE
+    flagged = [s.key for s in out + tracker.flush() if s.anomaly]
+    assert flagged == ["blk_60"]
+
+
+def test_tracker_interleaved_sessions_keep_their_order() -> None:
+    seqs = [INT_BASE] * 30
+    tracker = SessionTracker(SessionModel().fit(seqs), idle_timeout_ms=100)
+    out = feed(tracker, events(seqs, gap=40, every=30), batch=13)  # sessions overlap in time
+    out += tracker.flush()
+    assert len(out) == 30 and {s.key for s in out} == {f"blk_{i}" for i in range(30)}
+    assert all(s.templates.tolist() == INT_BASE and not s.anomaly for s in out)
+
+
+def test_tracker_bounds() -> None:
+    model = SessionModel().fit([INT_BASE] * 10)
+    tracker = SessionTracker(model, max_events_per_session=4, idle_timeout_ms=10**9)
+    out = tracker.observe(["a"] * 9, INT_BASE, list(range(9)))
+    assert [s.closed_by for s in out] == ["max_events", "max_events"]
+    assert [len(s.templates) for s in out + tracker.flush()] == [4, 4, 1]
+    tracker = SessionTracker(model, max_open_sessions=2, idle_timeout_ms=10**9)
+    out = tracker.observe(["a", "b", "a", "c"], [0, 0, 1, 0], [0, 1, 2, 3])
+    assert [(s.key, s.closed_by) for s in out] == [("b", "evicted")]
+    with pytest.raises(DataError, match="differ in length"):
+        tracker.observe(["a"], [1, 2], [0])
+    with pytest.raises(ConfigError, match="idle_timeout_ms"):
+        SessionTracker(idle_timeout_ms=0)
+
+
+def test_tracker_checkpoint_mid_stream() -> None:
+    seqs = [INT_BASE] * 40 + [INT_BASE[:-1]] + [INT_BASE] * 10
+    evs = events(seqs, gap=30, every=100)
+    half = len(evs) // 2
+    whole = SessionTracker(idle_timeout_ms=250, warmup_sessions=20)
+    expect = feed(whole, evs) + whole.flush()
+    first = SessionTracker(idle_timeout_ms=250, warmup_sessions=20)
+    got = feed(first, evs[:half])
+    second = SessionTracker.from_bytes(first.to_bytes())
+    got += feed(second, evs[half:]) + second.flush()
+    summary = [(s.key, s.start_ms, s.end_ms, s.templates.tolist(), s.anomaly) for s in expect]
+    assert [(s.key, s.start_ms, s.end_ms, s.templates.tolist(), s.anomaly) for s in got] == summary
+    assert [s.key for s in expect if s.anomaly] == ["blk_40"]
+    with pytest.raises(DetectorError, match="not a session tracker"):
+        SessionTracker.from_bytes(SessionModel().fit([[1]]).to_bytes())
+
+
+# ---------------------------------------------------------------------- properties
+
+tokens = st.one_of(st.integers(0, 6), st.sampled_from(["a", "b", "c", "d"]), st.just(2**70))
+session_lists = st.lists(st.lists(tokens, max_size=12), min_size=1, max_size=30)
+
+
+@settings(max_examples=60, deadline=None)
+@given(train=session_lists, test=session_lists)
+@example(train=[[]], test=[[0]])  # an empty vocabulary once crashed scoring
+def test_random_sessions_never_crash_and_are_deterministic(
+    train: list[list[int | str]], test: list[list[int | str]]
+) -> None:
+    m1, m2 = SessionModel().fit(train), SessionModel().fit(train)
+    assert m1.to_bytes() == m2.to_bytes()
+    a, b = m1.score(test), SessionModel.from_bytes(m2.to_bytes()).score(test)
+    np.testing.assert_array_equal(a.score, b.score)
+    assert a.reasons == b.reasons
+    assert ((a.score >= 0) & (a.score <= 1)).all()
+    np.testing.assert_array_equal(a.anomaly, a.score > 0.5)
+    assert all(bool(r) == f for r, f in zip(a.reasons, a.anomaly, strict=True))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    evs=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 4), st.integers(0, 50)), max_size=80),
+    batch=st.integers(1, 9),
+    cut=st.integers(0, 80),
+)
+def test_tracker_loses_and_duplicates_no_event(
+    evs: list[tuple[int, int, int]], batch: int, cut: int
+) -> None:
+    evs.sort(key=lambda e: e[2])
+    tracker = SessionTracker(
+        idle_timeout_ms=7, warmup_sessions=3, max_open_sessions=4, max_events_per_session=5
+    )
+    out = feed(tracker, evs[:cut], batch)
+    tracker = SessionTracker.from_bytes(tracker.to_bytes())
+    out += feed(tracker, evs[cut:], batch) + tracker.flush()
+    per_key: dict[int, list[int]] = {}
+    for s in out:
+        per_key.setdefault(int(s.key), []).extend(s.templates.tolist())
+        assert 1 <= len(s.templates) <= 5 and s.start_ms <= s.end_ms
+    expect: dict[int, list[int]] = {}
+    for k, t, _ in evs:
+        expect.setdefault(k, []).append(t)
+    assert {k: sorted(v) for k, v in per_key.items()} == {k: sorted(v) for k, v in expect.items()}
+
+
+# ---------------------------------------------------------------------- engine hook
+
+
+def test_session_findings_for_the_engine() -> None:
+    model = SessionModel().fit([INT_BASE] * 50)
+    texts = {t: f"text of {t}" for t in range(10)}
+    scorer = SessionFindings(
+        "hdfs.log", SessionTracker(model, idle_timeout_ms=1000), template_text=texts.__getitem__
+    )
+    # Tick 1: two sessions and a line without a key; tick 2: only session "a" goes on.
+    keys: list[str | None] = ["a"] * 5 + ["b"] * 9 + [None]
+    assert scorer.observe(keys, [*INT_BASE[:5], *INT_BASE, 7], 10_000) == []
+    assert scorer.observe(["a"] * 5, [*INT_BASE[5:], 4], 10_500) == []
+    found = scorer.observe([], [], 12_000)  # both idle now; "a" repeated its commit
+    assert [f.evidence["session"] for f in found] == ["a"]
+    f = found[0]
+    assert f.detector == SESSION_DETECTOR and f.start == 10_000 and f.end == 10_500
+    assert f.key == 'log-session{file="hdfs.log",session="a"}'
+    assert f.evidence["lines"] == 10 and f.evidence["template_ids"] == [*INT_BASE, 4]
+    assert {r["kind"] for r in f.evidence["reasons"]} >= {"count_high", "invariant_violated"}
+    assert "text of 4" in f.summary and 0.5 < f.score <= 1.0
+    again = SessionFindings.from_bytes("hdfs.log", scorer.to_bytes())
+    assert again.flush() == [] and scorer.flush() == []
+    with pytest.raises(DataError, match="differ in length"):
+        scorer.observe(["a"], [1, 2], 0)

@@ -1,0 +1,281 @@
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from relia.errors import DataError, StoreError
+from relia.logs.tail import FileTailer, TailState
+from relia.store.base import LogCounts
+from relia.store.duckdb import DuckDBStore
+from tests.engine.memstore import MemoryStore
+
+
+def _append(path: Path, text: str | bytes) -> None:
+    with path.open("ab") as f:
+        f.write(text.encode() if isinstance(text, str) else text)
+
+
+def _reload(t: FileTailer, **kw: object) -> FileTailer:
+    """A new tailer from ``t``'s saved state, through JSON as the store keeps it (a restart)."""
+    state = TailState.from_dict(json.loads(json.dumps(t.state.to_dict())))
+    t.close()
+    return FileTailer(t.path, state, **kw)  # type: ignore[arg-type]
+
+
+def test_appended_lines_and_partial_last_line(tmp_path: Path) -> None:
+    p = tmp_path / "app.log"
+    t = FileTailer(p)
+    assert t.poll() == []  # not there yet: waited for
+    _append(p, "a\nb\nhal")
+    assert t.poll() == ["a", "b"]
+    assert t.state.current is not None and t.state.current.offset == 4
+    _append(p, "f\n")
+    assert t.poll() == ["half"]
+    assert t.poll() == []
+    assert t.state.counts.lines == 3 and t.state.counts.bytes == 9
+
+
+def test_restart_resumes_exactly_with_a_partial_line_pending(tmp_path: Path) -> None:
+    p = tmp_path / "app.log"
+    _append(p, "1\n2\n3")
+    t = FileTailer(p)
+    assert t.poll() == ["1", "2"]
+    t = _reload(t)  # the partial "3" is not part of the offset: read again
+    _append(p, "4\n5\n")
+    assert t.poll() == ["34", "5"]
+    assert t.state.counts.lines == 4
+
+
+def test_rotation_finishes_the_old_file_then_follows_the_new(tmp_path: Path) -> None:
+    p = tmp_path / "app.log"
+    _append(p, "old1\n")
+    t = FileTailer(p)
+    assert t.poll() == ["old1"]
+    _append(p, "old2\nold3-partial")
+    p.rename(tmp_path / "app.log.1")
+    _append(p, "new1\n")
+    # The writer still had the old file open and wrote to it after the rename.
+    got = t.poll()
+    assert got == ["old2"]  # the new file waits until the old one is done
+    _append(tmp_path / "app.log.1", "\nold4\n")
+    _append(p, "new2\n")
+    assert t.poll() == ["old3-partial", "old4", "new1", "new2"]
+    assert t.state.counts.rotations == 1 and t.state.draining is None
+    _append(p, "new3\n")
+    assert t.poll() == ["new3"]
+
+
+def test_unterminated_last_line_of_a_rotated_file_is_a_line(tmp_path: Path) -> None:
+    p = tmp_path / "app.log"
+    _append(p, "a\nb")
+    t = FileTailer(p)
+    assert t.poll() == ["a"]
+    p.rename(tmp_path / "app.log.1")
+    _append(p, "c\n")
+    assert t.poll() == []
+    assert t.poll() == ["b", "c"]
+
+
+def test_truncation_restarts_at_zero_and_is_counted(tmp_path: Path) -> None:
+    p = tmp_path / "app.log"
+    _append(p, "one\ntwo\n")
+    t = FileTailer(p)
+    assert t.poll() == ["one", "two"]
+    p.write_bytes(b"x\n")  # shorter than the offset
+    assert t.poll() == ["x"]
+    assert t.state.counts.truncations == 1
+    # copytruncate that grew past the offset before the next poll: the first bytes differ.
+    p.write_bytes(b"RESET longer than before\nmore\n")
+    assert t.poll() == ["RESET longer than before", "more"]
+    assert t.state.counts.truncations == 2
+
+
+def test_truncation_while_stopped(tmp_path: Path) -> None:
+    p = tmp_path / "app.log"
+    _append(p, "aaa\nbbb\n")
+    t = FileTailer(p)
+    t.poll()
+    state = t.state
+    t.close()
+    with p.open("r+b") as f:  # same inode, new content
+        f.truncate(0)
+        f.write(b"ccc\n")
+    t = FileTailer(p, state)
+    assert t.poll() == ["ccc"]
+    assert t.state.counts.truncations == 1
+
+
+def test_rotated_while_stopped_old_file_found_by_inode(tmp_path: Path) -> None:
+    p = tmp_path / "app.log"
+    _append(p, "a\n")
+    t = FileTailer(p)
+    assert t.poll() == ["a"]
+    state = t.state
+    t.close()
+    _append(p, "b\n")
+    p.rename(tmp_path / "app.log.1")
+    _append(p, "c\n")
+    t = FileTailer(p, state)
+    # The writer moved on long ago: the old file is finished at once, then the new one is read.
+    assert t.poll() == ["b", "c"]
+    assert t.state.counts.rotations == 1 and t.state.counts.lost_rotated == 0
+
+
+def test_rotated_while_stopped_and_old_file_gone_is_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    p = tmp_path / "app.log"
+    _append(p, "a\n")
+    t = FileTailer(p)
+    t.poll()
+    state = t.state
+    t.close()
+    _append(p, "b\n")
+    # Keep the old inode alive elsewhere so that the new file cannot reuse it.
+    p.rename(tmp_path.parent / f"{tmp_path.name}-gone.log")
+    _append(p, "c\n")
+    t = FileTailer(p, state)
+    assert t.poll() == ["c"]
+    assert t.state.counts.lost_rotated == 1
+    assert "were not read" in caplog.text
+
+
+def test_start_at_end_and_bounded_reads(tmp_path: Path) -> None:
+    p = tmp_path / "app.log"
+    _append(p, "before\n")
+    t = FileTailer(p, start_at="end", max_bytes_per_poll=10)
+    assert t.poll() == []
+    _append(p, "".join(f"line{i}\n" for i in range(10)))
+    got: list[str] = []
+    for _ in range(20):
+        got += t.poll()
+    assert got == [f"line{i}" for i in range(10)]
+    # start_at only applies to a file never read: a saved state resumes where it was.
+    t = _reload(t, start_at="end")
+    _append(p, "after\n")
+    assert t.poll() == ["after"]
+
+
+def test_unreadable_paths_are_data_errors(tmp_path: Path) -> None:
+    d = tmp_path / "dir.log"
+    d.mkdir()
+    with pytest.raises(DataError, match="dir.log: is a directory"):
+        FileTailer(d).poll()
+    if os.geteuid() != 0:
+        p = tmp_path / "secret.log"
+        p.write_text("x\n")
+        p.chmod(0)
+        with pytest.raises(DataError, match="secret.log: cannot read: Permission denied"):
+            FileTailer(p).poll()
+
+
+def test_random_appends_rotations_truncations_and_restarts_lose_nothing(tmp_path: Path) -> None:
+    """Every line written is handed out exactly once, in order (truncations only happen once a
+    file was fully read: a line destroyed before it is read cannot be counted)."""
+    rng = random.Random(7)
+    p = tmp_path / "app.log"
+    t = FileTailer(p, max_bytes_per_poll=64)
+    written: list[str] = []
+    got: list[str] = []
+    partial = ""  # an unterminated last line already in the file
+    n = 0
+
+    def drain() -> None:
+        nonlocal got
+        for _ in range(1000):
+            more = t.poll()
+            got += more
+            if not more and t.state.draining is None:
+                return
+
+    for _step in range(500):
+        r = rng.random()
+        if r < 0.5:
+            text = ""
+            if partial:
+                text, partial = "\n", written.append(partial) or ""
+            for _ in range(rng.randint(1, 5)):
+                line = f"line {n} {'x' * rng.randint(0, 30)}"
+                n += 1
+                text += line + "\n"
+                written.append(line)
+            if rng.random() < 0.3:
+                partial = f"partial {n}"
+                n += 1
+                text += partial
+            _append(p, text)
+        elif r < 0.56:
+            # A file rotated away before any poll saw it cannot be followed (nor by any tailer
+            # of a path): a poll between two rotations.
+            got += t.poll()
+            for i in range(8, 0, -1):
+                old = tmp_path / f"app.log.{i}"
+                if old.exists():
+                    old.rename(tmp_path / f"app.log.{i + 1}")
+            if p.exists():
+                p.rename(tmp_path / "app.log.1")
+                if partial:  # the old file's last line ends with the file
+                    written.append(partial)
+                    partial = ""
+        elif r < 0.6 and not partial:
+            drain()
+            if got == written and p.exists():
+                p.write_bytes(b"")
+        elif r < 0.7:
+            t = _reload(t, max_bytes_per_poll=64)
+        else:
+            got += t.poll()
+    if partial:
+        _append(p, "\n")
+        written.append(partial)
+    p.touch()  # a rotated file's last line ends once the path shows its successor
+    drain()
+    assert t.state.counts.rotations > 10 and t.state.counts.truncations >= 2
+    assert got == written
+
+
+def test_stores_commit_counts_and_states_together(tmp_path: Path) -> None:
+    for store in (DuckDBStore(tmp_path / "s.duckdb", samples_per_series=10), MemoryStore(10)):
+        counts = LogCounts(
+            ["a", "a", "a", "b"],
+            np.array([0, 0, 60, 0], np.int64),
+            np.array([1, 1, 2, 1], np.int64),
+            np.array([3, 4, 5, 6], np.int64),
+        )
+        store.commit_log_progress({"a": b"s1"}, counts)
+        store.commit_log_progress({"a": b"s2", "b": b"x"}, counts)
+        got = store.log_counts()
+        assert got.file == ["a", "a", "b"]
+        assert got.window_start.tolist() == [0, 60, 0]
+        assert got.count.tolist() == [14, 10, 12]
+        assert store.log_counts("a", since=60).count.tolist() == [10]
+        assert store.load_log_states() == {"a": b"s2", "b": b"x"}
+        # Only the newest samples_per_series windows of a file stay.
+        many = LogCounts(
+            ["a"] * 20, np.arange(20, dtype=np.int64) * 60, np.zeros(20, np.int64),
+            np.ones(20, np.int64),
+        )  # fmt: skip
+        store.commit_log_progress({}, many)
+        kept = store.log_counts("a")
+        assert sorted(set(kept.window_start.tolist())) == [60 * i for i in range(10, 20)]
+        store.close()
+
+
+def test_duckdb_commit_is_all_or_nothing(tmp_path: Path) -> None:
+    with DuckDBStore(tmp_path / "s.duckdb") as store:
+        ok = LogCounts(["a"], np.array([0]), np.array([1]), np.array([2]))
+        store.commit_log_progress({"a": b"one"}, ok)
+        bad = LogCounts(["a"], np.array([0]), np.array([1]), np.array([2]))
+        with pytest.raises(DataError):
+            store.commit_log_progress({"a": "not bytes"}, bad)  # type: ignore[dict-item]
+        # A failure inside the transaction (a NULL file name) rolls the state back too.
+        broken = LogCounts([None], np.array([0]), np.array([1]), np.array([2]))  # type: ignore[list-item]
+        with pytest.raises(StoreError):
+            store.commit_log_progress({"a": b"two"}, broken)
+        assert store.load_log_states() == {"a": b"one"}
+        assert store.log_counts().count.tolist() == [2]

@@ -7,7 +7,6 @@ The one-call batch entry point is :func:`parse_lines`; the engine uses the parts
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -19,14 +18,29 @@ from relia.logs.miner import MinerConfig, Template, TemplateMiner
 __all__ = ["HeaderFormat", "MinerConfig", "ParsedLog", "Template", "TemplateMiner", "parse_lines"]
 
 
-@dataclass(frozen=True)
 class ParsedLog:
-    """Raw lines parsed: each line's message and template id, and every id's final template."""
+    """Raw lines parsed: each line's template id, every id's final template, and (on demand,
+    since a Python string per line is costly) each line's message."""
 
-    messages: list[str]
-    template_ids: NDArray[np.int64]
-    templates: dict[int, str]
-    header: HeaderFormat
+    def __init__(
+        self,
+        lines: pl.Series,
+        template_ids: NDArray[np.int64],
+        templates: dict[int, str],
+        header: HeaderFormat,
+    ) -> None:
+        self.lines = lines
+        self.template_ids = template_ids
+        self.templates = templates
+        self.header = header
+        self._messages: list[str] | None = None
+
+    @property
+    def messages(self) -> list[str]:
+        """Each line's message (the line without its header)."""
+        if self._messages is None:
+            self._messages = self.header.split_many(self.lines).to_list()
+        return self._messages
 
 
 def parse_lines(
@@ -39,10 +53,7 @@ def parse_lines(
     series = lines if isinstance(lines, pl.Series) else pl.Series("line", lines, dtype=pl.String)
     if header is None:
         header = HeaderFormat.detect(series.head(2000).to_list())
-    messages = header.split_many(series)
     miner = miner or TemplateMiner()
     ids = miner.add_lines(series, header.kernel_layout())
     templates = {t.id: t.text for t in miner.templates}
-    return ParsedLog(
-        messages=messages.to_list(), template_ids=ids, templates=templates, header=header
-    )
+    return ParsedLog(lines=series, template_ids=ids, templates=templates, header=header)

@@ -872,7 +872,7 @@ def _relia_alert_windows(
             path = doc.base_dir / path
         loaded = ctx.alert_windows_file(path)
         if loaded is None:
-            problems.add(doc, loc, f"cannot use the alert windows in {path} (see its problems)")
+            problems.add(doc, loc, f"cannot use the alert windows in '{path}' (see its problems)")
             return False
         file_period, windows = loaded
         if file_period != period_s:

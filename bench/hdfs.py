@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from collections import Counter
@@ -43,6 +41,10 @@ from rich.table import Table
 
 from relia.errors import DataError, ReliaError
 from relia.logs.sessions import SessionModel, SessionScores
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import nab  # noqa: E402  (bench/nab.py: machine_info, shared by every benchmark)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared/data/hdfs/HDFS_100k_sessions.jsonl"
@@ -158,19 +160,6 @@ def ceiling(sessions: Sequence[Sequence[str]], labels: np.ndarray[Any, Any]) -> 
     return best
 
 
-def machine_info() -> dict[str, Any]:
-    """CPU model, core count and Python version of this machine."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
-
-
 def run(data: Path) -> dict[str, Any]:
     """Fit on the unlabelled train sessions, score the test sessions; the result document."""
     splits = load(data)
@@ -218,7 +207,7 @@ def run(data: Path) -> dict[str, Any]:
         "published": {
             k: {"precision": p, "recall": r, "f1": f} for k, (p, r, f) in PUBLISHED.items()
         },
-        "machine": machine_info(),
+        "machine": nab.machine_info(),
         "run_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 

@@ -37,7 +37,6 @@ import importlib
 import importlib.metadata
 import json
 import os
-import platform
 import resource
 import shlex
 import shutil
@@ -300,17 +299,11 @@ def summarize(
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU model, cores, memory, Python and library versions of this machine."""
+    """``nab.machine_info()`` (CPU, cores, Python, platform) plus memory and library versions."""
     import psutil
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    import nab  # imported here: the Drain3 child must not load what nab imports
+
     versions: dict[str, str | None] = {}
     for dist in ("numpy", "polars", "drain3", "numba"):
         try:
@@ -318,11 +311,8 @@ def machine_info() -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             versions[dist] = None
     return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
+        **nab.machine_info(),
         "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
         "versions": versions,
     }
 

@@ -33,6 +33,7 @@ from relia._cliutil import err_console, user_errors
 from relia.errors import DataError
 from relia.logs.header import HeaderFormat
 from relia.logs.miner import WILDCARD, TemplateMiner
+from relia.logs.miner import parameter_pattern as _parameter_regex
 from relia.logs.reader import LineDecoder, ReadCounts
 
 __all__ = [
@@ -420,11 +421,6 @@ def _write_structured(target: IO[bytes], run: TemplateRun, parts: _Parts) -> int
     if rows == 0:
         target.write(b"file,line,template_id,template,parameters\n")
     return rows
-
-
-def _parameter_regex(template: str) -> re.Pattern[str]:
-    pieces = template.split(WILDCARD)
-    return re.compile("(.*?)".join(re.escape(p) for p in pieces), re.DOTALL)
 
 
 def _parameters_one(pattern: re.Pattern[str], message: str | None) -> str:

@@ -35,6 +35,7 @@ events go to one overflow template (counted) instead of growing the model.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import zlib
@@ -57,6 +58,7 @@ __all__ = [
     "Template",
     "TemplateMiner",
     "mask_messages",
+    "parameter_pattern",
 ]
 
 WILDCARD = "<*>"
@@ -150,7 +152,6 @@ class TemplateMiner:
         self._hash_ids: dict[int, int] = {}  # cache: skeleton hash -> id it was assigned
         self._overflow: int | None = None
         self._live = 0  # templates that were not merged into another
-        self._patterns: dict[int, re.Pattern[str]] = {}
 
     # -- public API -------------------------------------------------------------------------
 
@@ -192,12 +193,7 @@ class TemplateMiner:
 
     def parameters(self, message: str, template_id: int) -> list[str]:
         """The parameter values of ``message`` under template ``template_id`` (``[]``: none fit)."""
-        root = self._find(template_id)
-        pattern = self._patterns.get(root)
-        text = " ".join(self._tokens[root])
-        if pattern is None or pattern.pattern != _template_regex(text):
-            pattern = re.compile(_template_regex(text), re.DOTALL)
-            self._patterns[root] = pattern
+        pattern = parameter_pattern(" ".join(self._tokens[self._find(template_id)]))
         match = pattern.fullmatch(" ".join(message.split()))
         return list(match.groups()) if match else []
 
@@ -498,6 +494,9 @@ def _fit(tokens: list[str], shape: Shape) -> list[str] | None:
     return candidate
 
 
-def _template_regex(text: str) -> str:
-    parts = text.split(WILDCARD)
-    return "(.*?)".join(re.escape(part) for part in parts)
+@functools.lru_cache(maxsize=4096)
+def parameter_pattern(template: str) -> re.Pattern[str]:
+    """A regular expression that matches a (whitespace-collapsed) message of ``template``, one
+    lazy group per ``<*>``: its groups are the parameter values."""
+    parts = template.split(WILDCARD)
+    return re.compile("(.*?)".join(re.escape(part) for part in parts), re.DOTALL)

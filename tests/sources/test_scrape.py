@@ -320,3 +320,58 @@ def test_scrape_rates_equal_counter_to_rate(steps: list[tuple[int, bool, int]]) 
     got = [as_dict(index, source.poll(s)).get(RATE, (0, np.nan))[1] for s in stamps]
     expected = counter_to_rate(np.array(stamps), np.array(values))[1]
     np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_scrape_source_keeps_its_own_interval() -> None:
+    calls: list[int] = []
+    inner = fake_scrape_transport(TEXT)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return inner.handle_request(request)
+
+    index = SeriesIndex()
+    source = ScrapeSource(
+        "api", "http://h:1/metrics", index, transport=httpx.MockTransport(handle), interval=30.0
+    )
+    sizes = [len(source.poll(NOW + dt)) for dt in (0, 10_000, 29_999, 30_000, 45_000, 95_000)]
+    # Scraped at 0, 30 s and 95 s (60 s was skipped by a slow tick: the grid moves on to 120 s).
+    assert len(calls) == 3
+    assert [n > 0 for n in sizes] == [True, False, False, True, False, True]
+    assert len(source.poll(NOW + 119_999)) == 0
+    assert len(source.poll(NOW + 120_000)) > 0
+
+
+def test_scrape_health_is_exported_per_target() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from relia.sources.scrape import ScrapeMetrics
+
+    registry = CollectorRegistry()
+    metrics = ScrapeMetrics(registry)
+    index = SeriesIndex()
+    good = ScrapeSource(
+        "good", "http://h:1/metrics", index, transport=fake_scrape_transport(TEXT), metrics=metrics
+    )
+    bad = ScrapeSource(
+        "bad",
+        "http://h:2/metrics",
+        index,
+        transport=fake_scrape_transport("", status_code=503),
+        metrics=metrics,
+    )
+    n = len(good.poll(NOW))
+    bad.poll(NOW)
+    bad.poll(NOW + 1000)
+
+    def value(name: str, target: str) -> float | None:
+        return registry.get_sample_value(name, {"target": target})
+
+    assert value("relia_scrape_up", "good") == 1.0
+    assert value("relia_scrape_up", "bad") == 0.0
+    assert value("relia_scrape_failures_total", "bad") == 2.0
+    assert value("relia_scrape_failures_total", "good") is None
+    # every sample but the synthetic up series and the rates of the counters
+    assert value("relia_scrape_samples", "good") == n - 1
+    duration = value("relia_scrape_duration_seconds", "good")
+    assert duration is not None and duration >= 0.0

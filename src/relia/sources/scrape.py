@@ -8,7 +8,10 @@
 ``instance`` labels (a scraped label that clashes is kept as ``exported_<name>``) and a synthetic
 ``up`` series, 1 when the scrape worked and 0 when it did not. A failing target does not raise:
 its error is logged and kept on :attr:`ScrapeSource.last_error`, so one bad target does not stop
-the engine.
+the engine. Each target is scraped on its own ``interval`` (every poll when ``None``), and its
+health is exported as relia's own metrics (:class:`ScrapeMetrics`: ``relia_scrape_up``,
+``relia_scrape_duration_seconds``, ``relia_scrape_samples``, ``relia_scrape_failures_total``, each
+labelled with the target's name).
 
 Counters (samples of a family whose ``# TYPE`` is ``counter``: ``x_total`` in both formats) keep
 their raw value, and the source adds a derived series ``x_total:rate`` with the same labels: the
@@ -32,6 +35,7 @@ from typing import Any
 import httpx
 import numpy as np
 import numpy.typing as npt
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as _parse_openmetrics,
 )
@@ -41,7 +45,7 @@ from relia.detect.preprocess import counter_increase
 from relia.errors import SourceError
 from relia.signals import MetricBatch, SeriesIndex
 
-__all__ = ["ACCEPT", "RATE_SUFFIX", "ScrapeSource", "parse_exposition"]
+__all__ = ["ACCEPT", "RATE_SUFFIX", "ScrapeMetrics", "ScrapeSource", "parse_exposition"]
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +161,37 @@ def _instance(url: httpx.URL) -> str:
     return f"{host}:{port}"
 
 
+class ScrapeMetrics:
+    """Per-target scrape health on relia's own ``/metrics`` (one set shared by all targets)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.up = Gauge(
+            "relia_scrape_up", "1 if the target's latest scrape worked", ["target"], registry=registry
+        )
+        self.duration = Gauge(
+            "relia_scrape_duration_seconds",
+            "How long the target's latest scrape took",
+            ["target"],
+            registry=registry,
+        )
+        self.samples = Gauge(
+            "relia_scrape_samples",
+            "Samples the target's latest successful scrape returned",
+            ["target"],
+            registry=registry,
+        )
+        self.failures = Counter(
+            "relia_scrape_failures", "Scrapes that failed", ["target"], registry=registry
+        )
+
+
 class ScrapeSource:
-    """Scrapes one ``/metrics`` URL per poll, like a Prometheus scrape job of one target."""
+    """Scrapes one ``/metrics`` URL, like a Prometheus scrape job of one target.
+
+    With ``interval`` (seconds) a poll scrapes only when the interval has passed since the last
+    scrape (measured on the poll's ``now_ms``) and returns an empty batch otherwise; with ``None``
+    every poll scrapes.
+    """
 
     def __init__(
         self,
@@ -167,11 +200,17 @@ class ScrapeSource:
         index: SeriesIndex,
         timeout: float = 5.0,
         transport: httpx.BaseTransport | None = None,
+        *,
+        interval: float | None = None,
+        metrics: ScrapeMetrics | None = None,
     ) -> None:
         self.name = name
         self.url = url
         self.index = index
         self.timeout = timeout
+        self.interval_ms = None if interval is None else int(interval * 1000)
+        self.metrics = metrics
+        self._next_due: int | None = None
         self.instance = _instance(httpx.URL(url))
         self.target_labels = {"job": name, "instance": self.instance}
         self.up_id = index.get_or_add("up", self.target_labels)
@@ -206,19 +245,35 @@ class ScrapeSource:
         """Scrape the target; on failure only ``up`` = 0 is returned and the error is logged.
 
         A successful scrape returns every sample, the ``:rate`` of each counter that was also in
-        the previous successful scrape, and ``up`` = 1."""
+        the previous successful scrape, and ``up`` = 1. Not yet due (see ``interval``): empty."""
+        if self.interval_ms is not None:
+            if self._next_due is not None and now_ms < self._next_due:
+                return MetricBatch.empty()
+            # On a grid from the first scrape, so a slow tick does not drift the schedule.
+            due = now_ms if self._next_due is None else self._next_due
+            while due <= now_ms:
+                due += self.interval_ms
+            self._next_due = due
         started = time.monotonic()
+        m = self.metrics
         try:
             text, om = self._fetch()
             batch, is_counter = _parse(text, self.index, now_ms, self.target_labels, om)
         except SourceError as exc:
             self.last_error = str(exc)
             log.warning("scrape %s (%s) failed: %s", self.name, self.url, exc)
+            if m is not None:
+                m.up.labels(target=self.name).set(0)
+                m.failures.labels(target=self.name).inc()
+                m.duration.labels(target=self.name).set(time.monotonic() - started)
             return MetricBatch.for_series(self.up_id, [now_ms], [0.0])
         self.last_error = None
-        log.debug(
-            "scraped %s: %d samples in %.3fs", self.url, len(batch), time.monotonic() - started
-        )
+        took = time.monotonic() - started
+        if m is not None:
+            m.up.labels(target=self.name).set(1)
+            m.duration.labels(target=self.name).set(took)
+            m.samples.labels(target=self.name).set(len(batch))
+        log.debug("scraped %s: %d samples in %.3fs", self.url, len(batch), took)
         rates = self._rates(batch, is_counter)
         up = MetricBatch.for_series(self.up_id, [now_ms], [1.0])
         return MetricBatch.concat([batch, rates, up])

@@ -103,3 +103,165 @@ def test_any_text_is_a_config_or_a_config_error(
         load_config(path, environ={})
     except ConfigError as exc:
         assert str(exc).strip()
+
+
+def test_api_auth_is_off_only_on_loopback(tmp_path: Path) -> None:
+    digest = "ab" * 32
+    tokens = f"[{{name: ops, role: admin, sha256: {digest.upper()}}}]"
+    # The default: loopback, no tokens, auth off with nothing to set up.
+    default = load_config(environ={}).api
+    assert not default.auth_enabled and default.max_body_bytes == 16 << 20
+    for host in ("127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost"):
+        assert not load_config(environ={"RELIA_API__HOST": host}).api.auth_enabled, host
+    # Tokens turn auth on; hashes are kept in lower case, as secrets.
+    on = load_config(environ={"RELIA_API__TOKENS": tokens}).api
+    assert on.auth_enabled and on.tokens[0].sha256.get_secret_value() == digest
+    assert digest not in repr(on)
+    exposed = {"RELIA_API__HOST": "0.0.0.0", "RELIA_API__TOKENS": tokens}
+    assert load_config(environ=exposed).api.auth_enabled
+    # Off on a non-loopback address, and on without tokens, are errors naming api.auth.
+    path = tmp_path / "relia.yaml"
+    path.write_text("api:\n  host: 0.0.0.0\n")
+    with pytest.raises(ConfigError, match=r"relia\.yaml:1: api\.auth: auth is off but api\.host"):
+        load_config(path, environ={})
+    with pytest.raises(ConfigError, match=r"api\.auth: auth is off but api\.host '10\.0\.0\.1'"):
+        load_config(environ={**exposed, "RELIA_API__HOST": "10.0.0.1", "RELIA_API__AUTH": "no"})
+    with pytest.raises(ConfigError, match=r"api\.auth: auth is off but api\.host 'example\.org'"):
+        load_config(environ={"RELIA_API__HOST": "example.org"})
+    with pytest.raises(ConfigError, match=r"api\.auth: auth is on but no token is configured"):
+        load_config(environ={"RELIA_API__AUTH": "true"})
+    # Explicitly off on loopback is fine even with tokens; a disabled API needs nothing.
+    assert not load_config(
+        environ={"RELIA_API__TOKENS": tokens, "RELIA_API__AUTH": "false"}
+    ).api.auth_enabled
+    assert not load_config(
+        environ={"RELIA_API__HOST": "0.0.0.0", "RELIA_API__ENABLED": "false"}
+    ).api.enabled
+
+
+@pytest.mark.parametrize(
+    ("tokens", "message"),
+    [
+        ("[{name: a, role: read, sha256: abc}]", r"api\.tokens\.0\.sha256: expected 64 hex"),
+        ("[{name: a, role: root, sha256: " + "a0" * 32 + "}]", r"api\.tokens\.0\.role"),
+        (
+            "[{name: a, role: read, sha256: "
+            + "a0" * 32
+            + "}, {name: a, role: admin, sha256: "
+            + "b1" * 32
+            + "}]",
+            r"api\.tokens: tokens\[1\] and tokens\[0\] are both named 'a'",
+        ),
+        (
+            "[{name: a, role: read, sha256: "
+            + "a0" * 32
+            + "}, {name: b, role: admin, sha256: "
+            + "a0" * 32
+            + "}]",
+            r"api\.tokens: tokens\[1\] \('b'\) has the same sha256 as tokens\[0\]",
+        ),
+    ],
+)
+def test_api_tokens_rejected(tokens: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(environ={"RELIA_API__TOKENS": tokens})
+
+
+def test_notify_sinks(tmp_path: Path) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_text(
+        """
+notify:
+  external_url: http://relia.example:8787/
+  base_delay: 500ms
+  breaker_threshold: 3
+  sinks:
+    - {name: am, type: alertmanager, url: "http://127.0.0.1:9093/", resend_interval: 30s}
+    - {name: hook, type: webhook, url: "https://hooks.example/relia", secret_env: HOOK_KEY}
+    - {name: log, type: log}
+"""
+    )
+    cfg = load_config(path, environ={"HOOK_KEY": "hunter2-secret"})
+    am, hook, log = cfg.notify.sinks
+    assert (am.url, am.resend_interval, am.timeout) == ("http://127.0.0.1:9093", 30.0, 5.0)
+    assert (hook.secret_env, hook.url) == ("HOOK_KEY", "https://hooks.example/relia")
+    assert log.url is None
+    assert cfg.notify.external_url == "http://relia.example:8787"
+    assert (cfg.notify.base_delay, cfg.notify.max_delay, cfg.notify.max_age) == (0.5, 300, 86400)
+    assert "hunter2" not in cfg.model_dump_json()  # only the variable's name is kept
+    assert load_config(environ={}).notify.sinks == []
+
+
+def test_notify_errors_name_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_text(
+        """
+notify:
+  sinks:
+    - {name: am, type: alertmanager}
+    - {name: hook, type: webhook, url: "http://h/x"}
+    - {name: hook2, type: webhook, url: "http://h/x", secret_env: MISSING}
+    - {name: "a:b", type: log}
+    - {name: x, type: pagerduty}
+    - {name: am, type: log}
+"""
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    text = str(info.value)
+    assert f"{path}:4: notify.sinks.0.url: a url is required for type alertmanager" in text
+    assert f"{path}:5: notify.sinks.1.secret_env: a webhook sink needs secret_env" in text
+    assert (
+        f"{path}:6: notify.sinks.2.secret_env: the environment variable MISSING is not set" in text
+    )
+    assert f"{path}:7: notify.sinks.3.name: use letters" in text
+    assert (
+        f"{path}:8: notify.sinks.4.type: Input should be 'alertmanager', 'webhook' or 'log'" in text
+    )
+    path.write_text("notify:\n  sinks:\n    - {name: a, type: log}\n    - {name: a, type: log}\n")
+    with pytest.raises(ConfigError, match="sinks.1. and sinks.0. are both named 'a'"):
+        load_config(path, environ={})
+
+
+def test_incidents_section(tmp_path: Path) -> None:
+    from relia.config import IncidentsConfig
+
+    cfg = load_config(environ={})
+    assert cfg.incidents == IncidentsConfig()
+    assert cfg.incidents.group_by == ["service", "job", "instance", "namespace", "pod"]
+    assert cfg.incidents.resolve_after == 300.0 and cfg.incidents.flap_max == 3
+    path = tmp_path / "relia.yaml"
+    path.write_text(
+        "incidents:\n  group_by: [service]\n  group_window: 2m\n  resolve_after: 90s\n"
+        "  reopen_window: 1h\n  flap_window: 2h\n  flap_max: 5\n"
+        "  topology: {web: [api], api: [db, cache]}\n"
+    )
+    cfg = load_config(path, environ={"RELIA_INCIDENTS__FLAP_MAX": "7", "RELIA_TOKEN": "x"})
+    inc = cfg.incidents
+    assert (inc.group_window, inc.resolve_after, inc.reopen_window) == (120.0, 90.0, 3600.0)
+    assert inc.flap_window == 7200.0 and inc.flap_max == 7
+    assert inc.topology == {"web": ["api"], "api": ["db", "cache"]}
+    path.write_text(
+        "incidents:\n  resolve_after: soon\n  flap_max: 0\n  group_by: []\n  topology: {db: [db]}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    text = str(info.value)
+    assert f"{path}:2: incidents.resolve_after: expected a duration" in text
+    assert f"{path}:3: incidents.flap_max:" in text
+    assert f"{path}:4: incidents.group_by:" in text
+    assert f"{path}:5: incidents.topology: 'db' depends on itself" in text
+
+
+def test_ingest_section() -> None:
+    from relia.config import load_config as _load
+
+    cfg = _load(environ={})
+    assert cfg.ingest.remote_write and cfg.ingest.wal_dir is None
+    assert cfg.ingest.fsync_interval is None and cfg.ingest.max_queue_samples == 2_000_000
+    cfg = _load(
+        environ={"RELIA_INGEST__FSYNC_INTERVAL": "500ms", "RELIA_INGEST__MAX_QUEUE_SAMPLES": "10"}
+    )
+    assert cfg.ingest.fsync_interval == 0.5 and cfg.ingest.max_queue_samples == 10
+    with pytest.raises(ConfigError, match="ingest.max_queue_samples"):
+        _load(environ={"RELIA_INGEST__MAX_QUEUE_SAMPLES": "0"})

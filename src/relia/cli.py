@@ -19,7 +19,9 @@ import typer
 from rich.table import Table
 
 from relia._cliutil import err_console, user_errors
+from relia.api.tokens_cli import token_app
 from relia.errors import ConfigError, DataError
+from relia.incidents.cli import incidents_app
 from relia.logs.cli import logs_app
 from relia.slo.cli import slo_app
 
@@ -36,6 +38,8 @@ config_app = typer.Typer(help="Work with relia.yaml.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(slo_app, name="slo")
 app.add_typer(logs_app, name="logs")
+app.add_typer(incidents_app, name="incidents")
+app.add_typer(token_app, name="token")
 
 _user_errors = user_errors
 

@@ -7,6 +7,7 @@ parsed as YAML scalars, so ``RELIA_HOST__ENABLED=false`` is a boolean.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -29,15 +31,21 @@ from relia.errors import ConfigError
 
 __all__ = [
     "ApiConfig",
+    "ApiToken",
     "DetectorSpec",
     "HostConfig",
+    "IncidentsConfig",
+    "IngestConfig",
     "LogFileConfig",
     "LogsConfig",
+    "NotifyConfig",
     "PrometheusQuery",
     "PrometheusSource",
     "ReliaConfig",
     "ScrapeTarget",
+    "SinkConfig",
     "SloConfig",
+    "is_loopback",
     "load_config",
     "parse_duration",
 ]
@@ -78,13 +86,168 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+_SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+class ApiToken(_Model):
+    """An API token as the config keeps it: its SHA-256, never the token (``relia token create``
+    prints both once)."""
+
+    # Validation errors never echo what was given (it may be the token, pasted by mistake).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
+
+    name: str = Field(min_length=1, max_length=100, description="what logs and errors call it")
+    role: Literal["read", "ingest", "admin"]
+    sha256: SecretStr = Field(description="hex SHA-256 of the token")
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex_digest(cls, value: SecretStr) -> SecretStr:
+        # Messages never repeat the value: it may be the token itself, pasted by mistake.
+        text = value.get_secret_value().strip()
+        if text.startswith("relia_"):
+            raise ValueError(
+                "this is a token, not its hash: put the sha256 that `relia token create` printed "
+                "here, and create a new token (this one is now in a file)"
+            )
+        if not _SHA256_HEX.match(text):
+            raise ValueError("expected 64 hex digits (the sha256 `relia token create` prints)")
+        return SecretStr(text.lower())
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the API on this machine (127.0.0.0/8, ::1, localhost)."""
+    h = host.strip().strip("[]").lower()
+    if h == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:  # another host name: it may resolve to anything
+        return False
+
+
+def _readable_file(path: Path) -> None:
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"cannot read {str(path)!r}: {exc.strerror}") from None
+
+
 class ApiConfig(_Model):
     """The HTTP API and dashboard."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
 
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(8787, ge=0, le=65535)
-    token: str | None = Field(None, description="bearer token required on /api/ when set")
+    token: SecretStr | None = Field(
+        None,
+        description="deprecated: one plain admin token (e.g. from RELIA_API__TOKEN); "
+        "prefer hashed tokens",
+    )
+    tokens: list[ApiToken] = Field(
+        default_factory=list, description="accepted tokens: name, role and SHA-256 of each"
+    )
+    auth: bool | None = Field(
+        None,
+        validate_default=True,
+        description="require a token on every route but /healthz; default: on when tokens are "
+        "configured. Off is allowed only on a loopback address",
+    )
+    tls_cert: Path | None = Field(None, description="PEM certificate (chain): serve HTTPS")
+    tls_key: Path | None = Field(
+        None, validate_default=True, description="PEM private key of tls_cert"
+    )
+    max_body_bytes: int = Field(16 << 20, ge=1, description="larger request bodies get 413")
+    max_header_bytes: int = Field(
+        64 << 10, ge=1024, description="larger request lines and headers get 431 (or 400)"
+    )
+
+    @field_validator("tokens")
+    @classmethod
+    def _unique_tokens(cls, tokens: list[ApiToken]) -> list[ApiToken]:
+        names: dict[str, int] = {}
+        digests: dict[str, int] = {}
+        for i, t in enumerate(tokens):
+            if t.name in names:
+                raise ValueError(
+                    f"tokens[{i}] and tokens[{names[t.name]}] are both named {t.name!r}"
+                )
+            digest = t.sha256.get_secret_value()
+            if digest in digests:
+                raise ValueError(
+                    f"tokens[{i}] ({t.name!r}) has the same sha256 as tokens[{digests[digest]}]"
+                )
+            names[t.name] = i
+            digests[digest] = i
+        return tokens
+
+    @field_validator("auth")
+    @classmethod
+    def _auth_off_only_on_loopback(cls, auth: bool | None, info: ValidationInfo) -> bool | None:
+        data = info.data
+        if "tokens" not in data or "host" not in data:
+            return auth  # those failed validation themselves: that error is reported instead
+        has_tokens = bool(data["tokens"]) or data.get("token") is not None
+        on = has_tokens if auth is None else auth
+        if on and not has_tokens:
+            raise ValueError(
+                "auth is on but no token is configured: add one under api.tokens "
+                "(`relia token create --name NAME --role admin`)"
+            )
+        if not on and data.get("enabled", True) and not is_loopback(data["host"]):
+            raise ValueError(
+                f"auth is off but api.host {data['host']!r} is not a loopback address: add "
+                "api.tokens (`relia token create`) or bind to 127.0.0.1"
+            )
+        return auth
+
+    @field_validator("tls_cert")
+    @classmethod
+    def _a_certificate(cls, cert: Path | None) -> Path | None:
+        import ssl
+
+        if cert is not None:
+            _readable_file(cert)
+            try:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=cert)
+            except ssl.SSLError as exc:
+                raise ValueError(f"{str(cert)!r} is not a PEM certificate ({exc.reason})") from None
+        return cert
+
+    @field_validator("tls_key")
+    @classmethod
+    def _matching_key(cls, key: Path | None, info: ValidationInfo) -> Path | None:
+        import ssl
+
+        if "tls_cert" not in info.data:
+            return key  # the certificate failed: that error is reported instead
+        cert: Path | None = info.data["tls_cert"]
+        if (cert is None) != (key is None):
+            raise ValueError("set both api.tls_cert and api.tls_key, or neither")
+        if cert is not None and key is not None:
+            _readable_file(key)
+            # The ssl module is the judge of what uvicorn will accept.
+            try:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+            except ssl.SSLError as exc:
+                raise ValueError(
+                    f"{str(key)!r} is not the PEM private key of api.tls_cert ({exc.reason})"
+                ) from None
+        return key
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether requests need a token (``auth``, or by default: any token configured)."""
+        has_tokens = bool(self.tokens) or self.token is not None
+        return has_tokens if self.auth is None else self.auth
+
+    @property
+    def tls(self) -> bool:
+        """Whether the API serves HTTPS."""
+        return self.tls_cert is not None
 
 
 class HostConfig(_Model):
@@ -100,6 +263,9 @@ class ScrapeTarget(_Model):
     name: str
     url: HttpUrl
     timeout: Duration = 5.0
+    interval: Duration | None = Field(
+        None, description="how often to scrape it; every engine tick when unset"
+    )
 
 
 class PrometheusQuery(_Model):
@@ -229,6 +395,159 @@ class LogsConfig(_Model):
         return files
 
 
+class IncidentsConfig(_Model):
+    """How findings are grouped into incidents (``relia.incidents.correlate``)."""
+
+    group_by: list[str] = Field(
+        default_factory=lambda: ["service", "job", "instance", "namespace", "pod"],
+        min_length=1,
+        description="identifying labels: findings sharing the value of one of them group",
+    )
+    group_window: Duration = Field(
+        300.0, description="a finding joins an incident it overlaps in time within this"
+    )
+    resolve_after: Duration = Field(
+        300.0, description="an incident resolves when all its findings ended this long ago"
+    )
+    reopen_window: Duration = Field(
+        1800.0, description="a key going wrong again this soon after resolving reopens it"
+    )
+    flap_window: Duration = Field(3600.0, description="window in which incident opens count")
+    flap_max: int = Field(
+        3, ge=1, description="a key opening this many incidents in flap_window is flapping"
+    )
+    topology: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="service -> services it depends on; findings on an edge's ends group",
+    )
+
+    @field_validator("group_by")
+    @classmethod
+    def _names(cls, group_by: list[str]) -> list[str]:
+        for i, name in enumerate(group_by):
+            if not name.strip():
+                raise ValueError(f"group_by[{i}] is empty: give a label name")
+        return group_by
+
+    @field_validator("topology")
+    @classmethod
+    def _edges(cls, topology: dict[str, list[str]]) -> dict[str, list[str]]:
+        for service, deps in topology.items():
+            if not service.strip():
+                raise ValueError("a service name is empty")
+            if service in deps:
+                raise ValueError(f"{service!r} depends on itself")
+        return topology
+
+
+_SINK_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class SinkConfig(_Model):
+    """One place notifications go: ``alertmanager`` (API v2), ``webhook`` (signed JSON) or ``log``.
+
+    The webhook's HMAC secret is never written in the YAML: ``secret_env`` names the environment
+    variable that holds it.
+    """
+
+    name: str = Field(description="unique; part of every dedup key (letters, digits, _ . -)")
+    type: Literal["alertmanager", "webhook", "log"]
+    url: HttpUrl | None = Field(
+        None, validate_default=True, description="Alertmanager base URL or webhook URL"
+    )
+    secret_env: str | None = Field(
+        None, validate_default=True, description="environment variable holding the HMAC secret"
+    )
+    timeout: Duration = 5.0
+    resend_interval: Duration = Field(
+        60.0, description="Alertmanager: how often open incidents' alerts are re-sent"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, name: str) -> str:
+        # ':' separates the parts of a dedup key, so it cannot be in a sink's name.
+        if not _SINK_NAME.match(name):
+            raise ValueError("use letters, digits, '_', '.' or '-' only")
+        return name
+
+    @field_validator("url")
+    @classmethod
+    def _url_needed(cls, url: str | None, info: ValidationInfo) -> str | None:
+        kind = info.data.get("type")
+        if url is None and kind in ("alertmanager", "webhook"):
+            raise ValueError(f"a url is required for type {kind}")
+        return url.rstrip("/") if url is not None and kind == "alertmanager" else url
+
+    @field_validator("secret_env")
+    @classmethod
+    def _secret_set(cls, name: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("type") != "webhook":
+            return name
+        if not name:
+            raise ValueError("a webhook sink needs secret_env: the variable holding its secret")
+        environ = (info.context or {}).get("environ", os.environ)
+        if not environ.get(name):
+            raise ValueError(f"the environment variable {name} is not set (or empty)")
+        return name
+
+
+class NotifyConfig(_Model):
+    """Delivery of incident notifications: the sinks, retry backoff, circuit breaker, give-up age.
+
+    Every notification is written to the store's outbox first, then delivered to each sink.
+    """
+
+    sinks: list[SinkConfig] = Field(default_factory=list)
+    external_url: HttpUrl | None = Field(
+        None, description="where people reach relia's API, for links in notifications"
+    )
+    base_delay: Duration = Field(1.0, description="first retry delay (doubles per attempt)")
+    max_delay: Duration = Field(300.0, description="longest retry delay")
+    breaker_threshold: int = Field(5, ge=1, description="consecutive failures that open it")
+    breaker_cooldown: Duration = Field(30.0, description="open this long before a probe")
+    max_age: Duration = Field(86400.0, description="undelivered this long: given up (failed)")
+
+    @field_validator("sinks")
+    @classmethod
+    def _unique_names(cls, sinks: list[SinkConfig]) -> list[SinkConfig]:
+        seen: dict[str, int] = {}
+        for i, s in enumerate(sinks):
+            if s.name in seen:
+                raise ValueError(f"sinks[{i}] and sinks[{seen[s.name]}] are both named {s.name!r}")
+            seen[s.name] = i
+        return sinks
+
+    @field_validator("external_url")
+    @classmethod
+    def _no_trailing_slash(cls, url: str | None) -> str | None:
+        return url.rstrip("/") if url is not None else None
+
+
+class IngestConfig(_Model):
+    """Prometheus remote-write into ``relia up`` (``POST /api/v1/write``): a bounded queue in
+    memory behind a write-ahead log, drained by the engine as soon as data arrives."""
+
+    remote_write: bool = Field(True, description="serve POST /api/v1/write (with the API)")
+    max_queue_samples: int = Field(
+        2_000_000, ge=1, description="samples waiting in memory at most; beyond, 429"
+    )
+    max_samples_per_tick: int = Field(
+        250_000, ge=1, description="samples one engine tick takes from the queue at most"
+    )
+    max_body_bytes: int = Field(16 << 20, ge=1, description="compressed request body limit")
+    max_decoded_bytes: int = Field(64 << 20, ge=1, description="decompressed request body limit")
+    wal_dir: Path | None = Field(None, description="write-ahead log; default <data_dir>/wal")
+    fsync_interval: Duration | None = Field(
+        None,
+        description="fsync the WAL at most this long after a write (power-loss safety); unset: "
+        "the OS flushes (an acknowledged sample survives a crash of relia, not of the machine)",
+    )
+    fsync_every_write: bool = Field(
+        False, description="fsync before every acknowledgement (slowest, no loss on power cut)"
+    )
+
+
 class ReliaConfig(_Model):
     """The whole of ``relia.yaml``."""
 
@@ -244,6 +563,9 @@ class ReliaConfig(_Model):
     api: ApiConfig = Field(default_factory=ApiConfig)
     slos: SloConfig = Field(default_factory=SloConfig)
     logs: LogsConfig = Field(default_factory=LogsConfig)
+    incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
 
     @field_validator("slos")
     @classmethod
@@ -287,7 +609,8 @@ def _line_of(node: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, raw in environ.items():
-        if not name.startswith("RELIA_") or name in ("RELIA_CONFIG",):
+        # RELIA_TOKEN is the API token clients send (relia incidents), not a setting.
+        if not name.startswith("RELIA_") or name in ("RELIA_CONFIG", "RELIA_TOKEN"):
             continue
         path = [p.lower() for p in name[len("RELIA_") :].split("__") if p]
         if not path:
@@ -362,7 +685,8 @@ def load_config(
         data = loaded
     env = _env_overrides(environ)
     try:
-        return ReliaConfig.model_validate(_merge(data, env))
+        # The environment goes along as context: a webhook sink checks its secret_env there.
+        return ReliaConfig.model_validate(_merge(data, env), context={"environ": environ})
     except ValidationError as exc:
         lines = [_format_error(e, where, root) for e in exc.errors()]
         raise ConfigError("\n".join(lines)) from None

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from relia.incidents.model import Finding
+from relia.incidents.model import Finding, Incident, IncidentStatus
+from relia.notify.outbox import OutboxItem, OutboxStatus
 from relia.signals import MetricBatch
 from relia.store.base import LogCounts, SeriesInfo
 
@@ -20,6 +21,7 @@ class MemoryStore:
         self._findings: dict[str, Finding] = {}
         self._log_states: dict[str, bytes] = {}
         self._log_counts: dict[tuple[str, int, int], int] = {}
+        self._incidents: dict[str, Incident] = {}
         self.closed = False
 
     @property
@@ -136,3 +138,96 @@ class MemoryStore:
 
     def close(self) -> None:
         self.closed = True
+
+    # -- incidents --
+
+    def save_incidents(self, incidents: list[Incident]) -> None:
+        for inc in incidents:
+            self._incidents[inc.id] = inc
+
+    def incidents(
+        self,
+        since: int | None = None,
+        status: IncidentStatus | None = None,
+        limit: int = 1000,
+    ) -> list[Incident]:
+        out = [
+            i
+            for i in self._incidents.values()
+            if (since is None or i.updated_at >= since) and (status is None or i.status is status)
+        ]
+        out.sort(key=lambda i: (i.updated_at, i.id), reverse=True)
+        return out[:limit]
+
+    def incident(self, incident_id: str) -> Incident | None:
+        return self._incidents.get(incident_id)
+
+    # -- notification outbox --
+
+    def _outbox_items(self) -> dict[str, OutboxItem]:
+        # Created on first use, so this block needs no line in __init__.
+        items: dict[str, OutboxItem] = self.__dict__.setdefault("_outbox", {})
+        return items
+
+    def enqueue_notifications(self, items: list[OutboxItem]) -> int:
+        outbox = self._outbox_items()
+        new = 0
+        for item in items:
+            if item.id not in outbox:
+                outbox[item.id] = item
+                new += 1
+        return new
+
+    def due_notifications(self, sink: str, now: int, limit: int) -> list[OutboxItem]:
+        outbox = self._outbox_items()
+        pending = [i for i in outbox.values() if i.sink == sink and i.status == "pending"]
+        oldest = {}
+        for i in pending:  # an item waits while an older version of its incident is pending
+            oldest[i.incident_id] = min(i.version, oldest.get(i.incident_id, i.version))
+        due = [
+            i for i in pending if i.next_attempt_at <= now and i.version == oldest[i.incident_id]
+        ]
+        due.sort(key=lambda i: (i.created_at, i.version, i.id))
+        return due[:limit]
+
+    def mark_delivered(self, ids: list[str], now: int) -> None:
+        outbox = self._outbox_items()
+        for i in ids:
+            item = outbox.get(i)
+            if item is not None and item.status == "pending":
+                outbox[i] = item.model_copy(
+                    update={
+                        "status": OutboxStatus.DELIVERED,
+                        "delivered_at": now,
+                        "attempts": item.attempts + 1,
+                    }
+                )
+
+    def mark_attempt_failed(
+        self,
+        item_id: str,
+        attempts: int,
+        next_attempt_at: int,
+        error: str,
+        *,
+        give_up: bool = False,
+    ) -> None:
+        outbox = self._outbox_items()
+        item = outbox.get(item_id)
+        if item is not None and item.status == "pending":
+            outbox[item_id] = item.model_copy(
+                update={
+                    "attempts": attempts,
+                    "next_attempt_at": next_attempt_at,
+                    "last_error": error,
+                    "status": OutboxStatus.FAILED if give_up else OutboxStatus.PENDING,
+                }
+            )
+
+    def outbox_counts(self) -> dict[str, dict[str, int]]:
+        outbox = self._outbox_items()
+        out: dict[str, dict[str, int]] = {}
+        for item in outbox.values():
+            counts = out.setdefault(item.sink, {"pending": 0, "delivered": 0, "failed": 0})
+            counts[str(item.status)] += 1
+        return out

@@ -139,7 +139,7 @@ def test_build_sources_from_config(tmp_path: Path) -> None:
         build_sources(cfg, SeriesIndex())
     ok = cfg.model_copy(update={"scrape": cfg.scrape[:1]})
     srcs = build_sources(ok, SeriesIndex())
-    assert [s.name for s in srcs] == ["app"]
+    assert [s.name for s in srcs] == ["app", "remote_write"]
 
 
 @pytest.mark.slow
@@ -177,3 +177,45 @@ def test_signal_stops_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
             proc.wait()
     with DuckDBStore(tmp_path / "data" / "relia.duckdb") as store:
         assert store.load_checkpoints()
+
+
+def test_up_with_role_tokens_and_limits(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from relia.api.auth import hash_token, new_token
+    from relia.config import ApiToken
+
+    tokens = {role: new_token() for role in ("read", "ingest", "admin")}
+    api = ApiConfig(
+        port=0,
+        tokens=[ApiToken(name=f"{r}-bot", role=r, sha256=hash_token(t)) for r, t in tokens.items()],
+        max_body_bytes=100,
+        max_header_bytes=2048,
+    )
+    cfg = _config(tmp_path).model_copy(update={"api": api})
+    with caplog.at_level("INFO"):
+        r = Running(cfg)
+        assert r.url and r.url.startswith("http://127.0.0.1:")
+        url = r.url
+
+        def get(path: str, role: str | None = None, **kw: Any) -> int:
+            headers = {"Authorization": f"Bearer {tokens[role]}"} if role else {}
+            return httpx.get(url + path, headers=headers, timeout=10, **kw).status_code
+
+        assert get("/healthz") == 200 and get("/") == 200
+        assert get("/api/v1/series") == 401 and get("/metrics") == 401
+        assert get("/api/v1/series", "read") == 200 and get("/metrics", "read") == 200
+        assert get("/api/v1/series", "ingest") == 403
+        assert get("/api/v1/series", "admin") == 200
+        assert get("/healthz", None, params={"pad": "a" * 3000}) == 431
+        big = httpx.post(url + "/api/v1/series", content=b"x" * 1000, timeout=10)
+        assert big.status_code == 413  # before auth and routing: the body is never read
+        assert r.finish() == 0
+    assert "API auth is on: tokens read-bot, ingest-bot, admin-bot" in caplog.text
+    for token in tokens.values():
+        assert token not in caplog.text
+
+
+def test_up_refuses_an_exposed_api_without_auth(tmp_path: Path) -> None:
+    from relia.config import load_config
+
+    with pytest.raises(ConfigError, match=r"api\.auth: auth is off but api\.host '0\.0\.0\.0'"):
+        load_config(environ={"RELIA_API__HOST": "0.0.0.0", "RELIA_DATA_DIR": str(tmp_path)})

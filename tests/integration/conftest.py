@@ -9,6 +9,8 @@ Fixtures (session-scoped):
 - ``prometheus_server``: the Debian ``prometheus`` binary scraping that exporter every second
   under job ``relia_test``, ready and holding a few samples. ``.url`` is its base URL,
   ``.exporter_url`` the exporter's ``/metrics`` URL, ``.job`` the job name.
+- ``alertmanager_server`` (per test): the Debian ``prometheus-alertmanager`` with a webhook
+  receiver in the test. ``.url``, ``.received`` (notifications), ``.stop()``, ``.start()``.
 
 Without the binary the tests fail when ``CI`` is set and are skipped otherwise.
 """
@@ -16,16 +18,20 @@ Without the binary the tests fail when ``CI`` is set and are skipped otherwise.
 from __future__ import annotations
 
 import contextlib
+import http.server
+import json
 import math
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -314,3 +320,163 @@ def _wait_backfill_ready(
                 pass
             time.sleep(0.1)
     raise RuntimeError(f"prometheus at {url} did not serve the backfilled data in time")
+
+
+# --- Alertmanager (tests/integration/test_alertmanager.py; relia up end-to-end tests) -------------
+
+
+class _WebhookReceiver:
+    """A tiny HTTP server on 127.0.0.1 keeping every JSON body POSTed to it (Alertmanager's
+    webhook notifications), in arrival order."""
+
+    def __init__(self) -> None:
+        received: list[dict[str, Any]] = []
+        lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with lock:
+                    received.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:  # quiet
+                pass
+
+        self.received = received
+        self._lock = lock
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=5)
+
+
+class AlertmanagerServer:
+    """A real ``prometheus-alertmanager`` on 127.0.0.1 whose one receiver is a webhook to a
+    server in the test. ``.url`` is its base URL (the same across :meth:`stop` and
+    :meth:`start`: the port is kept), ``.received`` the notifications the webhook got (dicts as
+    Alertmanager sends them, in arrival order). Routing: grouped by ``incident_id``,
+    ``group_wait`` 0s, ``group_interval`` 1s, ``repeat_interval`` 24h; no clustering; storage
+    (silences, notification log) in a temporary directory kept across restarts."""
+
+    def __init__(self, binary: str, root: Path) -> None:
+        self._binary = binary
+        self.root = root
+        self._receiver = _WebhookReceiver()
+        self.received = self._receiver.received
+        self.config = root / "alertmanager.yml"
+        self.config.write_text(
+            "route:\n"
+            "  receiver: relia-test\n"
+            "  group_by: ['incident_id']\n"
+            "  group_wait: 0s\n"
+            "  group_interval: 1s\n"
+            "  repeat_interval: 24h\n"
+            "receivers:\n"
+            "  - name: relia-test\n"
+            "    webhook_configs:\n"
+            f"      - url: {self._receiver.url}\n"
+            "        send_resolved: true\n"
+        )
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.url = ""
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout_s: float = 15.0) -> None:
+        """Start it (on the port of the first start, if any) and wait until it is ready."""
+        if self.running:
+            return
+        for _attempt in range(3):
+            port = self.port or _free_port()
+            log = self.root / "alertmanager.log"
+            with log.open("ab") as out:
+                self._proc = subprocess.Popen(
+                    [
+                        self._binary,
+                        f"--config.file={self.config}",
+                        f"--storage.path={self.root / 'data'}",
+                        f"--web.listen-address=127.0.0.1:{port}",
+                        "--cluster.listen-address=",
+                        "--log.level=warn",
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.root,
+                )
+            url = f"http://127.0.0.1:{port}"
+            if self._wait_ready(url, time.monotonic() + timeout_s):
+                self.port, self.url = port, url
+                return
+            self._terminate()
+            tail = log.read_text(errors="replace")[-2000:]
+            if self.port or "address already in use" not in tail:
+                raise RuntimeError(f"alertmanager did not start on port {port}:\n{tail}")
+        raise RuntimeError("alertmanager found no free port in 3 attempts")
+
+    def stop(self) -> None:
+        """Stop it gracefully (it writes its notification log on the way out)."""
+        self._terminate()
+
+    def close(self) -> None:
+        self._terminate()
+        self._receiver.close()
+
+    def _terminate(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+    def _wait_ready(self, url: str, deadline: float) -> bool:
+        with httpx.Client(timeout=1.0) as http:
+            while time.monotonic() < deadline:
+                if self._proc is None or self._proc.poll() is not None:
+                    return False
+                try:
+                    if http.get(f"{url}/-/ready").status_code == 200:
+                        return True
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.05)
+        return False
+
+
+def _alertmanager_binary() -> str:
+    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if binary is None:
+        msg = (
+            "the alertmanager binary is not installed: "
+            "sudo apt-get install -y prometheus-alertmanager"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return binary
+
+
+@pytest.fixture
+def alertmanager_server() -> Iterator[AlertmanagerServer]:
+    """A fresh Alertmanager per test, started (see :class:`AlertmanagerServer`)."""
+    binary = _alertmanager_binary()
+    with tempfile.TemporaryDirectory(prefix="relia-am-") as tmp:
+        server = AlertmanagerServer(binary, Path(tmp))
+        try:
+            server.start()
+            yield server
+        finally:
+            server.close()

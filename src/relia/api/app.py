@@ -7,10 +7,9 @@ responses; query parameters also accept ISO-8601 and relative times (``-1h``).
 
 from __future__ import annotations
 
-import hmac
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Annotated, Any
@@ -21,15 +20,17 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Req
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
+from starlette.types import ASGIApp
 
 import relia
+from relia.api.auth import AuthConfig, RequestLimits, Role
 from relia.engine.loop import Engine, wall_clock_ms
 from relia.errors import DataError, ReliaError
 from relia.incidents.model import Finding
 from relia.signals import describe, series_key
 from relia.store.base import SeriesInfo, Store
 
-__all__ = ["create_app", "parse_time"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app", "parse_time"]
 
 ID_NOTE = (
     "Series ids are 63-bit integers sent as decimal strings: JSON numbers above 2**53 lose "
@@ -164,46 +165,72 @@ def _dashboard_html() -> str:
     return (resources.files("relia.api") / "dashboard" / "index.html").read_text(encoding="utf-8")
 
 
+DEFAULT_MAX_BODY_BYTES = 16 << 20
+
+
+class _ReliaApp(FastAPI):
+    """FastAPI with the request limits outside its whole middleware stack: Starlette's error
+    middleware would otherwise turn the cut-off read into a 500 before the limit could answer."""
+
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_header_bytes: int | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        inner = super().build_middleware_stack()
+        return RequestLimits(inner, self.max_body_bytes, self.max_header_bytes)
+
+
 def create_app(
     store: Store,
     *,
     engine: Engine | None = None,
+    auth: AuthConfig | None = None,
+    routers: Sequence[tuple[APIRouter, Role]] = (),
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_header_bytes: int | None = None,
     token: str | None = None,
     registry: CollectorRegistry | None = None,
     clock: Callable[[], int] = wall_clock_ms,
 ) -> FastAPI:
     """The relia HTTP API over ``store``; ``engine`` adds its status to ``/healthz``.
 
-    With ``token`` set, ``/api/*`` needs ``Authorization: Bearer <token>``; ``/healthz``,
-    ``/metrics`` and the dashboard page stay open. ``registry`` (default: the engine's) is what
-    ``/metrics`` exposes.
+    With ``auth`` (None: off), every route but ``/healthz`` and the dashboard page needs
+    ``Authorization: Bearer <token>`` of a role that allows it: ``read`` for the GET routes,
+    ``/metrics`` and ``/openapi.json`` (``/docs`` is not served then: it cannot send a token).
+    ``routers`` are mounted as they are, each behind the role paired with it. Request bodies over
+    ``max_body_bytes`` get 413, headers over ``max_header_bytes`` (None: no limit here) 431.
+    ``token`` (deprecated) is one plain admin token, used when ``auth`` is None. ``registry``
+    (default: the engine's) is what ``/metrics`` exposes.
     """
+    if auth is None and token is not None:
+        auth = AuthConfig.plain(token, name="token")
     if registry is None:
         registry = engine.registry if engine is not None else CollectorRegistry()
     metrics_registry = registry
-    app = FastAPI(
+    app = _ReliaApp(
         title="relia",
         version=relia.__version__,
         description="relia's HTTP API: series, samples and findings. " + ID_NOTE,
+        # The generated docs pages fetch the schema without a token: served only with auth off.
+        openapi_url=None if auth is not None else "/openapi.json",
+        docs_url=None if auth is not None else "/docs",
+        redoc_url=None if auth is not None else "/redoc",
     )
+    app.max_body_bytes = max_body_bytes
+    app.max_header_bytes = max_header_bytes
+
+    def needs(role: Role) -> list[Any]:
+        return [] if auth is None else [Depends(auth.dependency(role))]
 
     @app.exception_handler(ReliaError)
     async def _relia_error(request: Request, exc: ReliaError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
-    def _auth(request: Request) -> None:
-        if token is None:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            given.strip().encode(), token.encode()
-        ):
-            raise HTTPException(
-                status_code=401,
-                detail="missing or wrong bearer token (Authorization: Bearer <token>)",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+    if auth is not None:
+
+        @app.get("/openapi.json", include_in_schema=False, dependencies=needs(Role.READ))
+        def openapi() -> JSONResponse:
+            return JSONResponse(app.openapi())
 
     @app.get("/healthz", summary="Liveness and engine status")
     def healthz() -> dict[str, Any]:
@@ -218,17 +245,19 @@ def create_app(
         "/metrics",
         summary="relia's own metrics (Prometheus text format)",
         response_class=PlainTextResponse,
+        dependencies=needs(Role.READ),
     )
     def metrics() -> PlainTextResponse:
         return PlainTextResponse(
             generate_latest(metrics_registry).decode(), media_type=CONTENT_TYPE_LATEST
         )
 
+    # The page holds no data (it asks for a token and sends it on its API calls): open.
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def dashboard() -> HTMLResponse:
         return HTMLResponse(_dashboard_html())
 
-    api = APIRouter(prefix="/api/v1", dependencies=[Depends(_auth)])
+    api = APIRouter(prefix="/api/v1", dependencies=needs(Role.READ))
 
     def _find_series(sid: int) -> SeriesInfo:
         for s in store.list_series():
@@ -296,4 +325,6 @@ def create_app(
         return JSONResponse({"findings": [_finding_json(f) for f in found]})
 
     app.include_router(api)
+    for router, role in routers:
+        app.include_router(router, dependencies=needs(role))
     return app

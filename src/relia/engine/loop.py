@@ -25,7 +25,7 @@ from relia.store.base import Store
 
 if TYPE_CHECKING:
     from relia.logs.engine import LogPipeline
-    from relia.slo.evaluate import SloEvaluator, SloFindings
+    from relia.slo.evaluate import SloEvaluator, SloFindings, SloStatus
 
 __all__ = ["Engine", "EngineMetrics", "SloTickResult", "TickResult", "wall_clock_ms"]
 
@@ -208,6 +208,9 @@ class Engine:
         self._slo_findings: SloFindings | None = None  # made on the first slo_tick
         self._slo_last: SloTickResult | None = None
         self._slo_last_error: str | None = None
+        # Set by push sources (remote-write) when data waits: run() ticks for them at once.
+        self._wake = threading.Event()
+        self._slo_statuses: dict[str, SloStatus] = {}  # the last status of each SLO, by id
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -269,10 +272,12 @@ class Engine:
     def _key_of(self, series_id: int) -> str:
         return describe(self.index.key(series_id))
 
-    def _poll(self, now: int) -> tuple[list[MetricBatch], dict[str, str]]:
+    def _poll(self, now: int, push_only: bool = False) -> tuple[list[MetricBatch], dict[str, str]]:
         batches: list[MetricBatch] = []
         errors: dict[str, str] = {}
         for src in self.sources:
+            if push_only and not getattr(src, "push", False):
+                continue
             try:
                 b = src.poll(now)
             except Exception as exc:  # noqa: BLE001 - one broken source must not stop the rest
@@ -318,14 +323,19 @@ class Engine:
         self._known.update(new)
         self.metrics.series.set(len(self._known))
 
-    def tick(self) -> TickResult:
-        """Poll every source once, store, score, persist findings, checkpoint when due."""
+    def wake(self) -> None:
+        """Data waits in a push source: :meth:`run` ticks for the push sources now."""
+        self._wake.set()
+
+    def tick(self, *, push_only: bool = False) -> TickResult:
+        """Poll every source once, store, score, persist findings, checkpoint when due.
+        ``push_only``: poll only push sources (``push = True``), and no log files."""
         t0 = time.perf_counter()
         with self._lock:
             self.start()
             now = self.clock()
-            batches, errors = self._poll(now)
-            if self.logs is not None:
+            batches, errors = self._poll(now, push_only)
+            if self.logs is not None and not push_only:
                 # Windows that ended: scored like any samples, before the window is marked done.
                 batches.append(self.logs.closed_windows(now))
             batch = MetricBatch.concat(batches)
@@ -346,8 +356,13 @@ class Engine:
                 if findings:
                     new = self.store.add_findings(findings)
                     updated = len(findings) - new
+            for src in self.sources:
+                # Push sources commit their write-ahead log once their samples are stored.
+                stored = getattr(src, "stored", None)
+                if callable(stored):
+                    stored()
             log_lines = 0
-            if self.logs is not None:
+            if self.logs is not None and not push_only:
                 lr = self.logs.ingest(now)
                 log_lines = lr.lines
                 new += lr.new_findings
@@ -398,6 +413,10 @@ class Engine:
                 tracker.seed(self.store.findings(since=now - 86_400_000, limit=10_000))
                 self._slo_findings = tracker
             statuses, errors = self.slo_evaluator.evaluate(now)
+            # An SLO that failed this round keeps its last good status (its error is reported).
+            # A new dict, swapped in whole: readers need no lock (this one is held for the
+            # whole round, queries included).
+            self._slo_statuses = {**self._slo_statuses, **{st.slo.id: st for st in statuses}}
             findings = self._slo_findings.update(statuses)
             new = self.store.add_findings(findings) if findings else 0
             m = self.metrics
@@ -466,7 +485,17 @@ class Engine:
                 now = time.monotonic()
                 if next_at < now:
                     next_at = now + interval - ((now - next_at) % interval)
-                stop.wait(max(0.0, next_at - now))
+                # Until the next full tick, push sources with data get ticks of their own (the
+                # wait is sliced so that ``stop`` is seen within 0.25 s).
+                while not stop.is_set() and (left := next_at - time.monotonic()) > 0:
+                    if self._wake.wait(min(left, 0.25)):
+                        self._wake.clear()
+                        try:
+                            self.tick(push_only=True)
+                        except Exception as exc:  # noqa: BLE001 - as above
+                            self._last_error = f"{type(exc).__name__}: {exc}"
+                            self.metrics.tick_errors.inc()
+                            log.exception("engine tick failed")
         finally:
             self._running = False
             if slo_thread is not None:
@@ -491,6 +520,10 @@ class Engine:
             **({"slos": self._slo_status()} if self.slo_evaluator is not None else {}),
             **({"logs": self.logs.status()} if self.logs is not None else {}),
         }
+
+    def slo_statuses(self) -> list[SloStatus]:
+        """The latest status of each SLO evaluated so far (for ``GET /api/v1/slos``)."""
+        return list(self._slo_statuses.values())
 
     def _slo_status(self) -> dict[str, Any]:
         last = self._slo_last

@@ -9,6 +9,7 @@ closed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import socket
@@ -19,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from relia.config import ReliaConfig
+from relia.config import ApiConfig, ReliaConfig
 from relia.engine.local import LocalExecutor
 from relia.engine.loop import Engine
 from relia.errors import ConfigError
@@ -28,9 +29,12 @@ from relia.sources.base import MetricSource
 from relia.store.base import Store
 
 if TYPE_CHECKING:
+    from relia.ingest.remote_write import RemoteWriteDecoder
+    from relia.ingest.source import IngestSource
+    from relia.signals import MetricBatch
     from relia.slo.evaluate import SloEvaluator
 
-__all__ = ["build_slo_evaluator", "build_sources", "run_up"]
+__all__ = ["build_ingest_source", "build_slo_evaluator", "build_sources", "run_up"]
 
 log = logging.getLogger("relia.up")
 
@@ -66,7 +70,30 @@ def build_sources(config: ReliaConfig, index: SeriesIndex) -> list[MetricSource]
                 p.name, p.url, queries, index, lookback_s=p.lookback, timeout=p.timeout
             )
             add(src, f"prometheus[{i}].name")
+    if config.api.enabled and config.ingest.remote_write:
+        add(build_ingest_source(config, index), "ingest")
     return sources
+
+
+def build_ingest_source(config: ReliaConfig, index: SeriesIndex) -> IngestSource:
+    """The remote-write source (nothing on disk yet: ``run_up`` replays its WAL with
+    ``queue.recover``, then mounts :func:`relia.ingest.api.remote_write_router` on its ``queue``
+    and ``decoder``)."""
+    from relia.ingest.queue import IngestQueue
+    from relia.ingest.remote_write import RemoteWriteDecoder
+    from relia.ingest.source import IngestSource
+
+    ing = config.ingest
+    decoder = RemoteWriteDecoder(index, max_decoded_bytes=ing.max_decoded_bytes)
+    wal_dir = ing.wal_dir if ing.wal_dir is not None else Path(config.data_dir) / "wal"
+    fsync = 0.0 if ing.fsync_every_write else ing.fsync_interval
+    queue = IngestQueue(ing.max_queue_samples, wal_dir, fsync_interval_s=fsync)
+    return IngestSource(
+        queue,
+        decoder=decoder,
+        max_samples_per_tick=ing.max_samples_per_tick,
+        max_body_bytes=ing.max_body_bytes,
+    )
 
 
 def build_slo_evaluator(config: ReliaConfig) -> SloEvaluator | None:
@@ -99,6 +126,7 @@ def _open_store(config: ReliaConfig) -> Store:
 
 
 def _bind(host: str, port: int) -> socket.socket:
+    host = host.strip("[]")  # "[::1]" as in a URL
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -111,19 +139,62 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _url(sock: socket.socket) -> str:
+def _url(sock: socket.socket, *, tls: bool = False) -> str:
     host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+def _decode_batch(decoder: RemoteWriteDecoder, payload: bytes) -> MetricBatch:
+    return decoder.decode(payload).batch
+
+
+def _mount_ingest(app: Any, sources: list[MetricSource], engine: Engine, auth: Any) -> None:
+    """Replay the remote-write source's WAL (samples acknowledged before a crash and not yet
+    stored are queued again), serve ``POST /api/v1/write`` for it (behind the ingest role),
+    export its metrics on the engine's registry and let it wake the engine when data arrives."""
+    from fastapi import Depends
+
+    from relia.api.auth import Role
+    from relia.ingest.api import remote_write_router
+    from relia.ingest.source import IngestMetrics, IngestSource
+
+    for src in sources:
+        if isinstance(src, IngestSource) and src.decoder is not None:
+            src.queue.recover(functools.partial(_decode_batch, src.decoder))
+            src.metrics = IngestMetrics(engine.registry)
+            src.queue.notify = engine.wake
+            router = remote_write_router(
+                src.queue,
+                src.decoder,
+                max_body_bytes=src.max_body_bytes,
+                metrics=src.metrics,
+            )
+            deps = [] if auth is None else [Depends(auth.dependency(Role.INGEST))]
+            app.include_router(router, dependencies=deps)
 
 
 class _Api:
     """uvicorn serving the API on a bound socket, in a daemon thread."""
 
-    def __init__(self, app: Any, sock: socket.socket) -> None:
+    def __init__(self, app: Any, sock: socket.socket, api: ApiConfig | None = None) -> None:
         import uvicorn
 
+        api = api if api is not None else ApiConfig()
         self.sock = sock
-        cfg = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        cfg = uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            # h11 (not httptools) because it has a header size limit: a header block still
+            # incomplete past this size gets 400 and the connection is closed (so a client cannot
+            # make uvicorn buffer an endless header; the app answers 431 to smaller excesses).
+            http="h11",
+            h11_max_incomplete_event_size=api.max_header_bytes,
+            ssl_certfile=str(api.tls_cert) if api.tls_cert is not None else None,
+            ssl_keyfile=str(api.tls_key) if api.tls_key is not None else None,
+        )
         self.server = uvicorn.Server(cfg)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [sock]}, name="relia-api", daemon=True
@@ -199,12 +270,25 @@ def run_up(
         url = ""
         if config.api.enabled:
             from relia.api.app import create_app
+            from relia.api.auth import AuthConfig
 
+            auth = AuthConfig.from_api_config(config.api)
             sock = _bind(config.api.host, config.api.port)
-            app = create_app(store, engine=engine, token=config.api.token)
-            api = _Api(app, sock)
+            app = create_app(
+                store,
+                engine=engine,
+                auth=auth,
+                max_body_bytes=config.api.max_body_bytes,
+                max_header_bytes=config.api.max_header_bytes,
+            )
+            _mount_ingest(app, sources, engine, auth)
+            api = _Api(app, sock, config.api)
             api.start()
-            url = _url(sock)
+            url = _url(sock, tls=config.api.tls)
+            if auth is None:
+                log.info("API auth is off (loopback only)")
+            else:
+                log.info("API auth is on: tokens %s", ", ".join(t.name for t in auth.tokens))
             log.info("relia is serving on %s", url)
 
         if threading.current_thread() is threading.main_thread():

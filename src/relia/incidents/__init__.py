@@ -1,5 +1,5 @@
-"""Findings and (later) incidents: what relia found, scored and explained."""
+"""Findings and incidents: what relia found, scored and explained, and how it groups."""
 
-from relia.incidents.model import Finding, FindingKind, Severity
+from relia.incidents.model import Finding, FindingKind, Incident, IncidentStatus, Severity
 
-__all__ = ["Finding", "FindingKind", "Severity"]
+__all__ = ["Finding", "FindingKind", "Incident", "IncidentStatus", "Severity"]

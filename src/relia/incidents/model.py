@@ -1,4 +1,5 @@
-"""The :class:`Finding`: one thing relia found, with its evidence."""
+"""The :class:`Finding`: one thing relia found, with its evidence; the :class:`Incident`: findings
+that belong together, with a lifecycle and a ranked likely cause."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Finding", "FindingKind", "Severity", "severity_for_score"]
+__all__ = [
+    "Finding",
+    "FindingKind",
+    "Incident",
+    "IncidentStatus",
+    "Severity",
+    "severity_for_score",
+]
 
 
 class FindingKind(StrEnum):
@@ -58,4 +66,49 @@ class Finding(BaseModel):
     def make_id(kind: FindingKind, key: str, start: int, detector: str) -> str:
         """A deterministic id: re-detecting an anomaly after a restart does not duplicate it."""
         text = f"{kind.value}|{key}|{start}|{detector}"
+        return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
+
+
+class IncidentStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class Incident(BaseModel):
+    """Findings that overlap in time and share identifying labels (or a topology edge).
+
+    Times are int64 ms UTC: ``start``/``end`` span its findings, ``opened_at``/``updated_at``/
+    ``resolved_at`` are the engine's clock. ``version`` starts at 1 and grows by one on every
+    change a person should hear about (a new key joined, severity rose, resolved, reopened,
+    merged away); a finding merely growing moves ``end``/``updated_at`` only. An incident merged
+    into an older one is resolved with ``merged_into`` naming the survivor and holds no findings.
+    """
+
+    model_config = ConfigDict(frozen=True, use_enum_values=False)
+
+    id: str = Field(description="deterministic: a hash of its first finding's id")
+    status: IncidentStatus
+    title: str
+    severity: Severity = Field(description="the highest severity of its findings")
+    labels: dict[str, str] = Field(description="the identifying labels all its findings share")
+    start: int
+    end: int
+    opened_at: int
+    updated_at: int
+    resolved_at: int | None = None
+    version: int = Field(ge=1)
+    finding_ids: list[str]
+    keys: list[str] = Field(description="the series, log or SLO keys involved")
+    cause: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="ranked likely cause, best first: {key, score, reason}",
+    )
+    merged_into: str | None = Field(
+        None, description="the incident this one was merged into (then it is resolved)"
+    )
+
+    @staticmethod
+    def make_id(first_finding_id: str) -> str:
+        """The id of the incident opened by the finding ``first_finding_id``."""
+        text = f"incident|{first_finding_id}"
         return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()

@@ -108,6 +108,8 @@ class LogTickResult:
     new_findings: int = 0
     updated_findings: int = 0
     errors: dict[str, str] = field(default_factory=dict)
+    #: The findings stored this tick (new and updated), for incident correlation.
+    findings: list[Finding] = field(default_factory=list)
 
 
 @dataclass
@@ -368,7 +370,9 @@ class LogPipeline:
                 f.to_emit = None
             if f.name in states:
                 f.saved_tail = f.tailer.state.to_dict()
-        return LogTickResult(n_lines, n_skipped, n_new, new_f, len(findings) - new_f, errors)
+        return LogTickResult(
+            n_lines, n_skipped, n_new, new_f, len(findings) - new_f, errors, findings
+        )
 
     def _mine(
         self, f: _File, lines: list[str], now: int, findings: list[Finding]

@@ -166,7 +166,10 @@ class ScrapeMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.up = Gauge(
-            "relia_scrape_up", "1 if the target's latest scrape worked", ["target"], registry=registry
+            "relia_scrape_up",
+            "1 if the target's latest scrape worked",
+            ["target"],
+            registry=registry,
         )
         self.duration = Gauge(
             "relia_scrape_duration_seconds",

@@ -12,7 +12,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from relia.incidents.model import Finding
+from relia.incidents.model import Finding, Incident, IncidentStatus
+from relia.notify.outbox import OutboxItem
 from relia.signals import MetricBatch
 
 __all__ = ["LogCounts", "SampleScores", "ScoredSamples", "SeriesInfo", "Store"]
@@ -181,3 +182,58 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    # -- incidents --
+
+    def save_incidents(self, incidents: list[Incident]) -> None:
+        """Store incidents, replacing those with a known id, in one transaction."""
+        ...
+
+    def incidents(
+        self,
+        since: int | None = None,
+        status: IncidentStatus | None = None,
+        limit: int = 1000,
+    ) -> list[Incident]:
+        """Incidents updated at or after ``since`` (with ``status``), newest ``updated_at``
+        first."""
+        ...
+
+    def incident(self, incident_id: str) -> Incident | None:
+        """One incident by id, or None."""
+        ...
+
+    # -- notification outbox --
+
+    def enqueue_notifications(self, items: list[OutboxItem]) -> int:
+        """Insert outbox items in one transaction, ignoring any whose id (the dedup key) is
+        already stored; returns how many were new."""
+        ...
+
+    def due_notifications(self, sink: str, now: int, limit: int) -> list[OutboxItem]:
+        """Pending items of ``sink`` with ``next_attempt_at <= now``, oldest (created, version)
+        first, at most ``limit``. An item waits while an older version of the same incident to
+        the same sink is still pending, so delivering what this returns keeps each incident's
+        order."""
+        ...
+
+    def mark_delivered(self, ids: list[str], now: int) -> None:
+        """Mark pending items delivered at ``now`` (counting the attempt), in one transaction."""
+        ...
+
+    def mark_attempt_failed(
+        self,
+        item_id: str,
+        attempts: int,
+        next_attempt_at: int,
+        error: str,
+        *,
+        give_up: bool = False,
+    ) -> None:
+        """Record a failed attempt: the new attempt count, when to retry and the error; with
+        ``give_up`` the item becomes failed and is never retried."""
+        ...
+
+    def outbox_counts(self) -> dict[str, dict[str, int]]:
+        """Per sink, how many items are pending, delivered and failed (all three keys)."""
+        ...

@@ -37,7 +37,8 @@ import pyarrow as pa
 from pydantic import ValidationError
 
 from relia.errors import ConfigError, DataError, StoreError
-from relia.incidents.model import Finding, FindingKind, Severity
+from relia.incidents.model import Finding, FindingKind, Incident, IncidentStatus, Severity
+from relia.notify.outbox import OutboxItem, OutboxStatus
 from relia.signals import MetricBatch, series_key
 from relia.store.base import LogCounts, SampleScores, ScoredSamples, SeriesInfo
 from relia.store.migrations import Migration, latest_version, load_migrations
@@ -60,6 +61,10 @@ _BAND = ("score", "expected", "lower", "upper")
 
 _FINDING_COLUMNS = (
     "id, kind, key, series_id, start_ts, end_ts, score, severity, detector, summary, evidence"
+)
+_INCIDENT_COLUMNS = (
+    "id, status, title, severity, labels, start_ts, end_ts, opened_at, updated_at, resolved_at, "
+    "version, finding_ids, keys, cause, merged_into"
 )
 
 
@@ -682,6 +687,227 @@ class DuckDBStore:
                     self._n_reading -= 1
                     self._readers.notify_all()
 
+    # -- incidents --------------------------------------------------------------------------
+
+    def save_incidents(self, incidents: list[Incident]) -> None:
+        """Store incidents, replacing those with a known id (the last given for an id wins),
+        in one transaction."""
+        by_id: dict[str, Incident] = {}
+        for i, inc in enumerate(incidents):
+            if not isinstance(inc, Incident):
+                raise DataError(
+                    f"expected an Incident, got {type(inc).__name__}", where=f"incidents[{i}]"
+                )
+            by_id[inc.id] = inc
+        if not by_id:
+            return
+        rows = list(by_id.values())
+
+        def ints(values: list[int | None], what: str) -> pa.Array:
+            return pa.array(
+                [None if v is None else _as_int64(v, what, "incidents") for v in values],
+                pa.int64(),
+            )
+
+        def texts(values: list[Any]) -> pa.Array:
+            return pa.array([json.dumps(v, default=_json_default) for v in values], pa.string())
+
+        table = pa.table(
+            {
+                "id": pa.array([r.id for r in rows], pa.string()),
+                "status": pa.array([r.status.value for r in rows], pa.string()),
+                "title": pa.array([r.title for r in rows], pa.string()),
+                "severity": pa.array([r.severity.value for r in rows], pa.string()),
+                "labels": texts([r.labels for r in rows]),
+                "start_ts": ints([r.start for r in rows], "start"),
+                "end_ts": ints([r.end for r in rows], "end"),
+                "opened_at": ints([r.opened_at for r in rows], "opened_at"),
+                "updated_at": ints([r.updated_at for r in rows], "updated_at"),
+                "resolved_at": ints([r.resolved_at for r in rows], "resolved_at"),
+                "version": ints([r.version for r in rows], "version"),
+                "finding_ids": texts([r.finding_ids for r in rows]),
+                "keys": texts([r.keys for r in rows]),
+                "cause": texts([r.cause for r in rows]),
+                "merged_into": pa.array([r.merged_into for r in rows], pa.string()),
+            }
+        )
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _INCIDENT_COLUMNS.split(", ")[1:])
+        with self._transaction("saving incidents") as w, _registered(w, table):
+            w.execute(
+                f"INSERT INTO incidents ({_INCIDENT_COLUMNS}) SELECT {_INCIDENT_COLUMNS} "
+                f"FROM {_BATCH} ON CONFLICT (id) DO UPDATE SET {updates}"
+            )
+
+    def incidents(
+        self,
+        since: int | None = None,
+        status: IncidentStatus | None = None,
+        limit: int = 1000,
+    ) -> list[Incident]:
+        """Incidents updated at or after ``since`` (with ``status``), newest ``updated_at``
+        first."""
+        where: list[str] = []
+        params: list[object] = []
+        if since is not None:
+            where.append("updated_at >= ?")
+            params.append(_as_int64(since, "since"))
+        if status is not None:
+            where.append("status = ?")
+            params.append(IncidentStatus(status).value)
+        sql = f"SELECT {_INCIDENT_COLUMNS} FROM incidents"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY updated_at DESC, id LIMIT {_as_limit(limit)}"
+        with self._reader("reading incidents") as cur:
+            rows = cur.execute(sql, params).fetchall()
+        return [self._incident(row) for row in rows]
+
+    def incident(self, incident_id: str) -> Incident | None:
+        """One incident by id, or None."""
+        with self._reader("reading an incident") as cur:
+            rows = cur.execute(
+                f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE id = ?", [str(incident_id)]
+            ).fetchall()
+        return self._incident(rows[0]) if rows else None
+
+    def _incident(self, row: tuple[Any, ...]) -> Incident:
+        names = _INCIDENT_COLUMNS.split(", ")
+        d = dict(zip(names, row, strict=True))
+        iid = d["id"]
+        try:
+            for c in ("labels", "finding_ids", "keys", "cause"):
+                d[c] = json.loads(d[c])
+            d["start"], d["end"] = d.pop("start_ts"), d.pop("end_ts")
+            return Incident.model_validate(d)
+        except (ValueError, ValidationError) as e:
+            first = str(e).splitlines()[0]
+            raise StoreError(f"incident {iid!r} cannot be read: {first}", where=self._path) from e
+
+    # -- notification outbox --------------------------------------------------------------
+
+    def enqueue_notifications(self, items: list[OutboxItem]) -> int:
+        """Insert outbox items in one transaction, ignoring any whose id (the dedup key) is
+        already stored (or repeats in ``items``: the first wins); returns how many were new."""
+        by_id: dict[str, OutboxItem] = {}
+        for i, item in enumerate(items):
+            if not isinstance(item, OutboxItem):
+                raise DataError(
+                    f"expected an OutboxItem, got {type(item).__name__}", where=f"items[{i}]"
+                )
+            by_id.setdefault(item.id, item)
+        if not by_id:
+            return 0
+        rows = list(by_id.values())
+        table = pa.table(
+            {
+                "id": pa.array([r.id for r in rows], pa.string()),
+                "sink": pa.array([r.sink for r in rows], pa.string()),
+                "incident_id": pa.array([r.incident_id for r in rows], pa.string()),
+                "version": pa.array([r.version for r in rows], pa.int64()),
+                "payload": pa.array([_dump_payload(r) for r in rows], pa.string()),
+                "created_at": pa.array([r.created_at for r in rows], pa.int64()),
+                "attempts": pa.array([r.attempts for r in rows], pa.int32()),
+                "next_attempt_at": pa.array([r.next_attempt_at for r in rows], pa.int64()),
+                "delivered_at": pa.array([r.delivered_at for r in rows], pa.int64()),
+                "last_error": pa.array([r.last_error for r in rows], pa.string()),
+                "status": pa.array([r.status.value for r in rows], pa.string()),
+            }
+        )
+        with self._transaction("enqueueing notifications") as w, _registered(w, table):
+            known = w.execute(
+                f"SELECT count(*) FROM outbox WHERE id IN (SELECT id FROM {_BATCH})"
+            ).fetchall()[0][0]
+            w.execute(
+                f"INSERT INTO outbox ({_OUTBOX_COLUMNS}) SELECT {_OUTBOX_COLUMNS} FROM {_BATCH} "
+                "ON CONFLICT (id) DO NOTHING"
+            )
+        return len(rows) - int(known)
+
+    def due_notifications(self, sink: str, now: int, limit: int) -> list[OutboxItem]:
+        """Pending items of ``sink`` with ``next_attempt_at <= now``, oldest (created, version)
+        first, at most ``limit``; an item waits while an older version of the same incident to
+        the same sink is still pending."""
+        sql = (
+            f"SELECT {_OUTBOX_COLUMNS} FROM outbox AS o "
+            "WHERE o.sink = ? AND o.status = 'pending' AND o.next_attempt_at <= ? "
+            "AND NOT EXISTS (SELECT 1 FROM outbox AS p WHERE p.sink = o.sink "
+            "AND p.incident_id = o.incident_id AND p.status = 'pending' AND p.version < o.version) "
+            f"ORDER BY o.created_at, o.version, o.id LIMIT {_as_limit(limit)}"
+        )
+        with self._reader("reading the outbox") as cur:
+            rows = cur.execute(sql, [str(sink), _as_int64(now, "now")]).fetchall()
+        return [self._outbox_item(row) for row in rows]
+
+    def mark_delivered(self, ids: list[str], now: int) -> None:
+        """Mark pending items delivered at ``now`` (counting the attempt), in one transaction."""
+        if not ids:
+            return
+        table = pa.table({"id": pa.array([str(i) for i in ids], pa.string())})
+        with self._transaction("marking notifications delivered") as w, _registered(w, table):
+            w.execute(
+                "UPDATE outbox SET status = 'delivered', delivered_at = ?, attempts = attempts + 1 "
+                f"WHERE status = 'pending' AND id IN (SELECT id FROM {_BATCH})",
+                [_as_int64(now, "now")],
+            )
+
+    def mark_attempt_failed(
+        self,
+        item_id: str,
+        attempts: int,
+        next_attempt_at: int,
+        error: str,
+        *,
+        give_up: bool = False,
+    ) -> None:
+        """Record a failed attempt (attempt count, next try, error); with ``give_up`` the item
+        becomes failed and is never retried."""
+        with self._transaction("recording a failed delivery") as w:
+            w.execute(
+                "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ?, status = ? "
+                "WHERE id = ? AND status = 'pending'",
+                [
+                    _as_int64(attempts, "attempts"),
+                    _as_int64(next_attempt_at, "next_attempt_at"),
+                    str(error),
+                    "failed" if give_up else "pending",
+                    str(item_id),
+                ],
+            )
+
+    def outbox_counts(self) -> dict[str, dict[str, int]]:
+        """Per sink, how many items are pending, delivered and failed (all three keys)."""
+        with self._reader("counting the outbox") as cur:
+            rows = cur.execute(
+                "SELECT sink, status, count(*) FROM outbox GROUP BY sink, status"
+            ).fetchall()
+        out: dict[str, dict[str, int]] = {}
+        for sink, status, n in rows:
+            counts = out.setdefault(str(sink), {s.value: 0 for s in OutboxStatus})
+            counts[str(status)] = int(n)
+        return out
+
+    def _outbox_item(self, row: tuple[Any, ...]) -> OutboxItem:
+        iid, sink, incident, version, payload, created, attempts, nxt, done, error, status = row
+        try:
+            return OutboxItem(
+                id=iid,
+                sink=sink,
+                incident_id=incident,
+                version=version,
+                payload=json.loads(payload),
+                created_at=created,
+                attempts=attempts,
+                next_attempt_at=nxt,
+                delivered_at=done,
+                last_error=error,
+                status=OutboxStatus(status),
+            )
+        except (ValueError, ValidationError) as e:
+            first = str(e).splitlines()[0]
+            raise StoreError(
+                f"outbox item {iid!r} cannot be read: {first}", where=self._path
+            ) from e
+
 
 def open_store(data_dir: str | Path, samples_per_series: int = 2000) -> DuckDBStore:
     """Open (creating it if needed) the store of a data directory: ``<data_dir>/relia.duckdb``."""
@@ -802,3 +1028,18 @@ def _first_line(e: BaseException) -> str:
 def _utc_now() -> datetime:
     # Naive UTC, as the TIMESTAMP columns hold (no time zone conversion on the way in or out).
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+_OUTBOX_COLUMNS = (
+    "id, sink, incident_id, version, payload, created_at, attempts, next_attempt_at, "
+    "delivered_at, last_error, status"
+)
+
+
+def _dump_payload(item: OutboxItem) -> str:
+    try:
+        return json.dumps(item.payload, default=_json_default)
+    except (TypeError, ValueError) as e:
+        raise DataError(
+            f"payload cannot be stored as JSON: {e}", where=f"outbox item {item.id}"
+        ) from e

@@ -1,0 +1,411 @@
+"""Remote-write into ``relia up`` under load: throughput, backpressure, latency to findings, RSS.
+
+Usage::
+
+    python bench/ingest.py                    # 600 s, 10,000 series, 500,000 samples/s offered
+    python bench/ingest.py --duration 60 --rate 0      # as fast as relia acknowledges
+
+Starts ``python -m relia up`` (a temporary config: host source off, the default detector, the API
+on a free loopback port, auth off) and drives ``POST /api/v1/write`` from ``--streams`` sender
+processes. Each stream owns ``series / streams`` series (realistic labels: job, instance, method,
+code, handler; 20 metric names) and sends them one sample each per request, as Prometheus does
+(2,000 samples per request with the defaults), on a paced schedule (``--rate`` samples/s over
+all streams; 0 = closed loop). Payloads are pre-built protobuf templates whose timestamp and
+value bytes are patched per request, then snappy-compressed (not timed as relia's work, but the
+senders share this machine's cores). A 429 is retried after its ``Retry-After``, as Prometheus
+does.
+
+Anomalies: every ``--anomaly-every`` seconds one series (a different one each time, after a 20 s
+warm-up) jumps from ~100 to 10,000 for the rest of the run, and the sending time of the request
+that carried its first high sample is kept. The main process polls ``GET /api/v1/findings`` every
+0.1 s; the latency of an anomaly is (first poll that sees a finding on that series) − (that send
+time): an upper bound on receipt-to-finding-stored, with 0.1 s resolution. relia's own histogram
+``relia_ingest_to_stored_seconds`` (receipt of each request → its samples scored and stored with
+their findings) is read from ``/metrics`` at the end as well.
+
+RSS of the relia process is sampled every 5 s. Writes ``bench/results/ingest.json`` and prints a
+table; the JSON on one line is the last line of stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cramjam
+import httpx
+import numpy as np
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nab import machine_info  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "ingest.json"
+MIB = 1024 * 1024
+HEADERS = {
+    "Content-Encoding": "snappy",
+    "Content-Type": "application/x-protobuf",
+    "X-Prometheus-Remote-Write-Version": "0.1.0",
+}
+
+
+# -- a minimal protobuf writer (the bench must not trust relia's decoder to check itself) --------
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _len_field(field: int, payload: bytes) -> bytes:
+    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+
+
+def series_labels(i: int) -> dict[str, str]:
+    """Labels of series ``i``: 20 metric names over 500 instances of 4 jobs."""
+    return {
+        "__name__": f"app_metric_{i % 20}",
+        "job": f"job-{i % 4}",
+        "instance": f"10.0.{(i // 20) // 250}.{(i // 20) % 250}:9100",
+        "method": ("GET", "POST")[i % 2],
+        "code": "200",
+        "handler": f"/api/v1/items/{i % 7}",
+    }
+
+
+class Template:
+    """A WriteRequest of given series, one sample each, with the offsets of every sample's value
+    (8 bytes) and timestamp (6-byte varint: ms since the epoch until year 4199)."""
+
+    def __init__(self, series: list[int]) -> None:
+        parts: list[bytes] = []
+        value_at: list[int] = []
+        ts_at: list[int] = []
+        pos = 0
+        for i in series:
+            labels = b"".join(
+                _len_field(1, _len_field(1, k.encode()) + _len_field(2, v.encode()))
+                for k, v in sorted(series_labels(i).items())
+            )
+            sample = b"\x09" + b"\0" * 8 + b"\x10" + b"\x80" * 5 + b"\x01"  # value, ts (6 bytes)
+            ts_msg = labels + _len_field(2, sample)
+            head = _varint(1 << 3 | 2) + _varint(len(ts_msg))
+            base = pos + len(head) + len(labels) + 2  # the Sample's tag and length
+            value_at.append(base + 1)
+            ts_at.append(base + 10)
+            parts.append(head + ts_msg)
+            pos += len(head) + len(ts_msg)
+        self.raw = np.frombuffer(b"".join(parts), np.uint8).copy()
+        self.value_idx = (np.asarray(value_at)[:, None] + np.arange(8)).ravel()
+        self.ts_idx = np.asarray(ts_at)[:, None] + np.arange(6)
+
+    def body(self, ts_ms: int, values: np.ndarray) -> bytes:
+        raw = self.raw
+        raw[self.value_idx] = np.ascontiguousarray(values, np.float64).view(np.uint8)
+        ts_bytes = np.frombuffer(_varint(ts_ms), np.uint8)
+        if len(ts_bytes) != 6:
+            raise ValueError("timestamp out of the 6-byte varint range")
+        raw[self.ts_idx] = ts_bytes
+        return bytes(cramjam.snappy.compress_raw(raw.tobytes()))
+
+
+def sender(
+    url: str,
+    stream: int,
+    series: list[int],
+    rate: float,
+    duration: float,
+    anomaly: dict[int, float],
+    out: Any,
+    seed: int,
+) -> None:
+    """One stream: a request of all its series per round, paced to ``rate`` samples/s."""
+    tpl = Template(series)
+    rng = np.random.default_rng(seed)
+    jumped = {j: at for j, at in anomaly.items() if j in set(series)}
+    pos = {s: k for k, s in enumerate(series)}
+    high: set[int] = set()
+    acked = too_many = errors = 0
+    sent_at: dict[int, float] = {}
+    last_ts = 0
+    t_start = time.time()
+    period = len(series) / rate if rate > 0 else 0.0
+    next_at = time.monotonic()
+    with httpx.Client(timeout=30.0) as http:
+        while time.time() - t_start < duration:
+            now_s = time.time()
+            values = rng.normal(100.0, 1.0, len(series))
+            for j, at in jumped.items():
+                if now_s - t_start >= at:
+                    values[pos[j]] = 10_000.0
+            ts_ms = max(int(now_s * 1000), last_ts + 1)
+            last_ts = ts_ms
+            body = tpl.body(ts_ms, values)
+            while True:
+                t_send = time.time()
+                try:
+                    r = http.post(url, content=body, headers=HEADERS)
+                except httpx.HTTPError:
+                    errors += 1
+                    time.sleep(0.1)
+                    continue
+                if r.status_code == 204:
+                    acked += len(series)
+                    for j in jumped:
+                        if j not in high and now_s - t_start >= jumped[j]:
+                            high.add(j)
+                            sent_at[j] = t_send
+                    break
+                if r.status_code in (429, 503):
+                    too_many += 1
+                    time.sleep(float(r.headers.get("Retry-After", "1")))
+                    continue
+                errors += 1
+                break
+            if period:
+                next_at += period
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                elif delay < -1.0:
+                    next_at = time.monotonic()  # fell behind: do not burst to catch up
+    out.put({"stream": stream, "acked": acked, "429": too_many, "errors": errors, "sent": sent_at})
+
+
+# -- relia up ------------------------------------------------------------------------------------
+
+
+def _start_relia(tmp: Path) -> tuple[subprocess.Popen[str], str, list[str]]:
+    cfg = tmp / "relia.yaml"
+    cfg.write_text(
+        f"data_dir: {tmp / 'data'}\nhost: {{enabled: false}}\napi: {{host: 127.0.0.1, port: 0}}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELIA_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "relia", "up", "--config", str(cfg)],
+        cwd=tmp,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    tail: list[str] = []
+
+    def pump() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            tail.append(line)
+            del tail[:-40]
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + 120
+    while True:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("relia up did not start:\n" + "".join(tail))
+        try:
+            line = lines.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        if "http://" in line:
+            return proc, line[line.index("http://") :].split()[0], tail
+
+
+def _histogram(metrics_text: str, name: str) -> dict[str, Any]:
+    """p50/p99 (upper bucket bounds) and count of a Prometheus histogram in exposition text."""
+    buckets: list[tuple[float, float]] = []
+    count = 0.0
+    for line in metrics_text.splitlines():
+        if line.startswith(f"{name}_bucket"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(le), float(line.rsplit(" ", 1)[1])))
+        elif line.startswith(f"{name}_count"):
+            count = float(line.rsplit(" ", 1)[1])
+    out: dict[str, Any] = {"count": int(count)}
+    for q in (0.5, 0.99):
+        bound = next((le for le, c in buckets if count and c >= q * count), None)
+        out[f"p{int(q * 100)}_le_s"] = bound
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    n_streams = args.streams
+    per = args.series // n_streams
+    warmup = 20.0
+    anomalies: dict[int, float] = {}
+    k = 0
+    t = warmup
+    while t < args.duration - 5:
+        anomalies[(k * 7919) % args.series] = t
+        k += 1
+        t += args.anomaly_every
+    with tempfile.TemporaryDirectory(prefix="relia-ingest-bench-") as tmp_s:
+        tmp = Path(tmp_s)
+        proc, url, tail = _start_relia(tmp)
+        ps = psutil.Process(proc.pid)
+        out: mp.Queue[dict[str, Any]] = mp.Queue()
+        t0 = time.time()
+        procs = [
+            mp.Process(
+                target=sender,
+                args=(
+                    url + "/api/v1/write",
+                    s,
+                    list(range(s * per, (s + 1) * per)),
+                    args.rate / n_streams if args.rate else 0.0,
+                    args.duration,
+                    anomalies,
+                    out,
+                    s,
+                ),
+            )
+            for s in range(n_streams)
+        ]
+        for p in procs:
+            p.start()
+        rss: list[tuple[float, int]] = []
+        seen: dict[int, float] = {}
+        ids: dict[int, str] = {}
+        next_rss = time.monotonic()
+        try:
+            with httpx.Client(timeout=10.0) as http:
+                while any(p.is_alive() for p in procs):
+                    if proc.poll() is not None:
+                        raise SystemExit("relia up exited:\n" + "".join(tail))
+                    if time.monotonic() >= next_rss:
+                        rss.append((time.time() - t0, ps.memory_info().rss))
+                        next_rss += 5.0
+                    try:
+                        r = http.get(
+                            url + "/api/v1/findings",
+                            params={"since": str(int((t0 + warmup - 5) * 1000)), "limit": 10000},
+                        )
+                        now = time.time()
+                        for f in r.json().get("findings", []):
+                            if f["key"] not in ids.values():
+                                continue
+                            j = next(j for j, key in ids.items() if key == f["key"])
+                            seen.setdefault(j, now)
+                    except httpx.HTTPError:
+                        pass
+                    if not ids:
+                        ids = {j: _key(series_labels(j)) for j in anomalies}
+                    time.sleep(0.1)
+            results = [out.get(timeout=30) for _ in procs]
+            metrics_text = httpx.get(url + "/metrics", timeout=10).text
+            health = httpx.get(url + "/healthz", timeout=10).json()
+        finally:
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
+            proc.terminate()
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    wall = args.duration
+    acked = sum(r["acked"] for r in results)
+    sent_at: dict[int, float] = {}
+    for r in results:
+        sent_at.update({int(j): v for j, v in r["sent"].items()})
+    lat = sorted(seen[j] - sent_at[j] for j in sent_at if j in seen)
+    missed = sorted(j for j in sent_at if j not in seen)
+    first = [v for t, v in rss if t <= 60.0]
+    last = [v for t, v in rss if t >= rss[-1][0] - 60.0] if rss else []
+    return {
+        "benchmark": "ingest",
+        "duration_s": wall,
+        "series": args.series,
+        "streams": n_streams,
+        "samples_per_request": per,
+        "rate_offered": args.rate or "closed loop",
+        "samples_acked": acked,
+        "samples_per_s": round(acked / wall, 1),
+        "http_429_or_503": sum(r["429"] for r in results),
+        "http_errors": sum(r["errors"] for r in results),
+        "anomalies_sent": len(sent_at),
+        "anomalies_found": len(lat),
+        "anomalies_missed": len(missed),
+        "latency_method": "findings API polled every 0.1 s; send time of the request carrying "
+        "the anomaly's first high sample -> first poll showing a finding on that series",
+        "latency_p50_s": round(float(np.percentile(lat, 50)), 3) if lat else None,
+        "latency_p99_s": round(float(np.percentile(lat, 99)), 3) if lat else None,
+        "latency_max_s": round(lat[-1], 3) if lat else None,
+        "relia_ingest_to_stored_seconds": _histogram(
+            metrics_text, "relia_ingest_to_stored_seconds"
+        ),
+        "rss_mib_first_minute": round(float(np.mean(first)) / MIB, 1) if first else None,
+        "rss_mib_last_minute": round(float(np.mean(last)) / MIB, 1) if last else None,
+        "rss_mib_max": round(max(v for _, v in rss) / MIB, 1) if rss else None,
+        "rss_samples": [[round(t, 1), round(v / MIB, 1)] for t, v in rss],
+        "engine_ticks": (health.get("engine") or {}).get("ticks"),
+        "machine": machine_info(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _key(labels: dict[str, str]) -> str:
+    rest = sorted((k, v) for k, v in labels.items() if k != "__name__")
+    inner = ",".join(f'{k}="{v}"' for k, v in rest)
+    return f"{labels['__name__']}{{{inner}}}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=float, default=600.0, help="seconds of load")
+    ap.add_argument("--series", type=int, default=10_000)
+    ap.add_argument("--streams", type=int, default=5, help="sender processes")
+    ap.add_argument("--rate", type=float, default=500_000, help="samples/s offered; 0: max")
+    ap.add_argument("--anomaly-every", type=float, default=2.0, help="seconds between anomalies")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    res = run(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=2) + "\n")
+    table = Table(title="relia up: remote-write ingest")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key in (
+        "samples_per_s",
+        "http_429_or_503",
+        "anomalies_found",
+        "anomalies_missed",
+        "latency_p50_s",
+        "latency_p99_s",
+        "rss_mib_first_minute",
+        "rss_mib_last_minute",
+        "rss_mib_max",
+    ):
+        table.add_row(key, str(res[key]))
+    h = res["relia_ingest_to_stored_seconds"]
+    table.add_row(
+        "in-engine receipt→stored p50/p99 (≤ bucket)", f"{h['p50_le_s']} / {h['p99_le_s']}"
+    )
+    Console().print(table)
+    print(json.dumps({k: v for k, v in res.items() if k != "rss_samples"}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

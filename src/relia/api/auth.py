@@ -1,0 +1,281 @@
+"""API tokens with roles, and request size limits.
+
+A token is a random string (``relia_`` + 256 random bits, URL-safe base64) shown once when it is
+created; the configuration keeps only its SHA-256 (``api.tokens: [{name, role, sha256}]``).
+A request presents it as ``Authorization: Bearer <token>``: the token is hashed and compared with
+every configured hash in constant time. Roles:
+
+- ``read``: GET of the API (series, samples, findings, incidents, SLOs), ``/metrics`` and the
+  OpenAPI schema;
+- ``ingest``: remote-write (``POST /api/v1/write``) only;
+- ``admin``: everything.
+
+Nothing here logs or returns a token or its hash: messages name the token's ``name``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from relia.config import ApiConfig
+
+__all__ = [
+    "TOKEN_PREFIX",
+    "AuthConfig",
+    "RequestLimits",
+    "Role",
+    "TokenEntry",
+    "hash_token",
+    "new_token",
+]
+
+log = logging.getLogger("relia.api.auth")
+
+TOKEN_PREFIX = "relia_"
+
+# Only to parse the header and document bearer auth in the OpenAPI schema; errors are ours.
+_bearer = HTTPBearer(auto_error=False, description="an API token: `relia token create`")
+
+
+class Role(StrEnum):
+    """What a token may do."""
+
+    READ = "read"
+    INGEST = "ingest"
+    ADMIN = "admin"
+
+    def allows(self, needed: Role) -> bool:
+        """Whether a token of this role may use a route that needs ``needed``.
+
+        Not a ladder: an ingest token cannot read (a remote-write agent needs nothing else).
+        """
+        return self is Role.ADMIN or self is needed
+
+
+def new_token() -> str:
+    """A fresh token: the prefix (so leaked tokens are recognisable by secret scanners) and
+    32 random bytes from :mod:`secrets`."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    """The hex SHA-256 of ``token``: what the configuration stores.
+
+    A plain fast hash is right here, not a slow password KDF (bcrypt, scrypt, Argon2): those exist
+    to make guessing a *low-entropy* password from its hash expensive. A token has 256 random
+    bits, so nobody can enumerate candidates whatever the hash costs, and hashing on every
+    request must stay cheap (a KDF would cost ~100 ms of CPU per request and invite DoS).
+    """
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class TokenEntry:
+    """One configured token: its name (the only thing ever logged), role and SHA-256."""
+
+    name: str
+    role: Role
+    digest: bytes  # 32 bytes
+
+    def __repr__(self) -> str:  # keep the hash out of reprs (tracebacks, logs)
+        return f"TokenEntry(name={self.name!r}, role={self.role.value!r})"
+
+
+class AuthConfig:
+    """The tokens the API accepts; ``None`` in place of one means auth is off."""
+
+    def __init__(self, tokens: Sequence[TokenEntry]) -> None:
+        if not tokens:
+            raise ValueError("AuthConfig needs at least one token (use None for auth off)")
+        self.tokens = tuple(tokens)
+
+    @classmethod
+    def from_api_config(cls, api: ApiConfig) -> AuthConfig | None:
+        """The auth ``api`` asks for: None when it is off (checked at config load to be allowed
+        only on a loopback address)."""
+        if not api.auth_enabled:
+            return None
+        entries = [
+            TokenEntry(t.name, Role(t.role), bytes.fromhex(t.sha256.get_secret_value()))
+            for t in api.tokens
+        ]
+        if api.token is not None:
+            # The old single plain token (api.token / RELIA_API__TOKEN) is an admin token.
+            log.warning(
+                "api.token is deprecated: create a hashed token with `relia token create` and "
+                "list it under api.tokens"
+            )
+            entries.append(
+                TokenEntry("api.token", Role.ADMIN, _digest(api.token.get_secret_value()))
+            )
+        return cls(entries)
+
+    @classmethod
+    def plain(cls, token: str, *, name: str = "token", role: Role = Role.ADMIN) -> AuthConfig:
+        """One token given in clear (tests, the deprecated ``create_app(token=...)``)."""
+        return cls([TokenEntry(name, role, _digest(token))])
+
+    def identify(self, presented: str) -> TokenEntry | None:
+        """The entry whose hash matches ``presented``, or None.
+
+        Every configured hash is compared (no early exit) with :func:`hmac.compare_digest`, so
+        the time taken tells nothing about which entry, or how much of one, matched.
+        """
+        digest = _digest(presented)
+        found: TokenEntry | None = None
+        for entry in self.tokens:
+            if hmac.compare_digest(digest, entry.digest):
+                found = entry
+        return found
+
+    def dependency(self, needed: Role) -> Callable[..., None]:
+        """A FastAPI dependency admitting tokens whose role allows ``needed``:
+        401 (``WWW-Authenticate: Bearer``) without a known token, 403 when its role is too low."""
+
+        def check(
+            request: Request,
+            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        ) -> None:
+            given = credentials.credentials.strip() if credentials is not None else ""
+            where = f"{request.method} {request.url.path}"
+            if not given:
+                log.info("401 on %s: no bearer token", where)
+                raise _unauthorized("missing bearer token (Authorization: Bearer <token>)")
+            entry = self.identify(given)
+            if entry is None:
+                log.info("401 on %s: unknown token", where)
+                raise _unauthorized("unknown bearer token")
+            if not entry.role.allows(needed):
+                log.warning(
+                    "403 on %s: token %r has role %s, needs %s",
+                    where,
+                    entry.name,
+                    entry.role.value,
+                    needed.value,
+                )
+                raise HTTPException(
+                    status_code=403,
+                    detail=f"token {entry.name!r} has role {entry.role.value}; "
+                    f"this needs {needed.value}",
+                )
+
+        return check
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class RequestLimits:
+    """Pure ASGI middleware: 413 for a request body over ``max_body_bytes``, 431 for headers
+    over ``max_header_bytes``.
+
+    A declared ``Content-Length`` over the limit is refused before any of the body is read; a
+    body without one (chunked) is counted as the app receives it, and the request is cut off at
+    the first chunk that passes the limit, so at most the limit plus one chunk is ever in memory.
+    It must sit outside Starlette's error middleware (see ``create_app``): the app may turn the
+    interrupted read into a 400 or 500, which this replaces by the 413.
+
+    The header check backs up uvicorn's (``h11_max_incomplete_event_size``), which only sees a
+    header block that does not arrive in one read of up to 64 KiB.
+    """
+
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, max_header_bytes: int | None = None
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_header_bytes = max_header_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.max_header_bytes is not None:
+            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+            size += sum(len(k) + len(v) + 4 for k, v in scope["headers"])  # ": " and CRLF
+            if size > self.max_header_bytes:
+                await _plain(send, 431, f"request headers over {self.max_header_bytes} bytes")
+                return
+        limit = self.max_body_bytes
+        declared = _content_length(scope)
+        if declared == -1:
+            await _plain(send, 400, "invalid Content-Length header")
+            return
+        if declared is not None and declared > limit:
+            await _plain(send, 413, f"request body over {limit} bytes")
+            return
+        received = 0
+        over = False
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, over
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    over = True
+                    raise _TooLarge
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if over:  # the app answering the broken read: the 413 below replaces it
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except _TooLarge:
+            pass
+        except Exception:
+            if not over:
+                raise
+        if over and not started:
+            await _plain(send, 413, f"request body over {limit} bytes")
+
+
+def _content_length(scope: Scope) -> int | None:
+    """The declared length; None when absent, -1 when unparseable."""
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            text = value.decode("latin-1").strip()
+            return int(text) if text.isdigit() else -1
+    return None
+
+
+async def _plain(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers: list[tuple[bytes, bytes]] = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if status == 413:
+        # The rest of the body is still on its way: do not reuse the connection.
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

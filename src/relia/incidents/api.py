@@ -1,0 +1,137 @@
+"""HTTP routes of incidents: ``GET /api/v1/incidents`` and ``GET /api/v1/incidents/{id}``.
+
+No authentication here: the app mounts the router behind its token dependency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from relia.errors import DataError
+from relia.incidents.model import Finding, Incident, IncidentStatus
+from relia.store.base import Store
+
+__all__ = [
+    "IncidentDetail",
+    "IncidentList",
+    "IncidentOut",
+    "incident_findings",
+    "incident_json",
+    "incidents_router",
+]
+
+# Enough for any incident's findings: they all end at or after the incident's start.
+_FINDINGS_LIMIT = 100_000
+_TIME_NOTE = "ms since the Unix epoch, ISO-8601 (UTC if no offset), 'now', or relative like -1h"
+
+
+class CauseOut(BaseModel):
+    key: str
+    score: float = Field(description="0..1; higher is more likely the cause")
+    reason: str
+
+
+class IncidentOut(BaseModel):
+    id: str
+    status: IncidentStatus
+    title: str
+    severity: str
+    labels: dict[str, str] = Field(description="identifying labels all its findings share")
+    start: int = Field(description="earliest start of its findings, ms UTC")
+    end: int = Field(description="latest end of its findings, ms UTC")
+    opened_at: int
+    updated_at: int
+    resolved_at: int | None
+    version: int = Field(description="grows on every change a person should hear about")
+    finding_ids: list[str]
+    keys: list[str]
+    cause: list[CauseOut] = Field(description="ranked likely cause, best first")
+    merged_into: str | None = Field(description="set when merged into that incident")
+
+
+class IncidentList(BaseModel):
+    incidents: list[IncidentOut]
+
+
+class IncidentDetail(BaseModel):
+    incident: IncidentOut
+    findings: list[dict[str, Any]] = Field(
+        description="its findings as in /api/v1/findings (series ids as strings), newest first"
+    )
+
+
+def incident_json(inc: Incident) -> dict[str, Any]:
+    """An incident as the API sends it."""
+    return inc.model_dump(mode="json")
+
+
+def _now_ms() -> int:
+    from relia.engine.loop import wall_clock_ms
+
+    return wall_clock_ms()
+
+
+def incidents_router(store: Store, *, clock: Callable[[], int] = _now_ms) -> APIRouter:
+    """The incident routes over ``store`` (prefix ``/api/v1``); ``clock`` resolves relative
+    times like ``-1h``."""
+    router = APIRouter(prefix="/api/v1", tags=["incidents"])
+
+    @router.get(
+        "/incidents",
+        response_model=IncidentList,
+        summary="Incidents, most recently updated first",
+    )
+    def list_incidents(
+        status: Annotated[IncidentStatus | None, Query(description="open or resolved")] = None,
+        since: Annotated[
+            str | None, Query(description="updated at or after; " + _TIME_NOTE)
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    ) -> JSONResponse:
+        # Imported here: relia.api.app mounts this router, so a module-level import would be
+        # circular.
+        from relia.api.app import parse_time
+
+        try:
+            lo = parse_time(since, clock(), field="since") if since is not None else None
+        except DataError as e:
+            raise HTTPException(status_code=400, detail=str(e)) from None
+        found = store.incidents(since=lo, status=status, limit=limit)
+        return JSONResponse({"incidents": [incident_json(i) for i in found]})
+
+    @router.get(
+        "/incidents/{incident_id}",
+        response_model=IncidentDetail,
+        summary="One incident with its findings",
+        responses={404: {"description": "no incident with this id"}},
+    )
+    def show_incident(
+        incident_id: Annotated[str, Path(min_length=1, max_length=200)],
+    ) -> JSONResponse:
+        from relia.api.app import _finding_json
+
+        inc = store.incident(incident_id)
+        if inc is None:
+            raise HTTPException(status_code=404, detail=f"no incident with id {incident_id!r}")
+        return JSONResponse(
+            {
+                "incident": incident_json(inc),
+                "findings": [_finding_json(f) for f in incident_findings(store, inc)],
+            }
+        )
+
+    return router
+
+
+def incident_findings(store: Store, inc: Incident) -> list[Finding]:
+    """The stored findings of ``inc``, newest first (those the store has trimmed are left out)."""
+    wanted = set(inc.finding_ids)
+    if not wanted:
+        return []
+    found = store.findings(since=inc.start, limit=_FINDINGS_LIMIT)
+    return [f for f in found if f.id in wanted]

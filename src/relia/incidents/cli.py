@@ -1,0 +1,286 @@
+"""``relia incidents list`` and ``relia incidents show ID``.
+
+They ask the running relia over HTTP (``--url``, default: the config's API address); when nothing
+listens there (connection refused) they read the store in the config's ``data_dir`` directly, which
+is free then: only a running relia holds it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from relia._cliutil import err_console, user_errors
+from relia.errors import ConfigError, DataError, SourceError
+from relia.incidents.model import IncidentStatus
+
+__all__ = ["incidents_app"]
+
+incidents_app = typer.Typer(
+    help="Incidents: findings grouped by time, labels and topology, with a likely cause.",
+    no_args_is_help=True,
+)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="relia.yaml (default: ./relia.yaml if present)"),
+]
+UrlOpt = Annotated[
+    str | None,
+    typer.Option("--url", help="base URL of the running relia (default: the config's api)"),
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option("--token", envvar="RELIA_TOKEN", help="API token (env RELIA_TOKEN)"),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print the API's JSON instead of a table")]
+
+_TIMEOUT_S = 10.0
+
+
+class _Source:
+    """Where the answers come from: the running relia's API, else the store."""
+
+    def __init__(self, config: Path | None, url: str | None, token: str | None) -> None:
+        from relia.config import load_config
+
+        if config is None and Path("relia.yaml").exists():
+            config = Path("relia.yaml")
+        self.cfg = load_config(config)
+        if url is None:
+            host = self.cfg.api.host
+            if host in ("0.0.0.0", "::", ""):  # listening everywhere: ask over loopback
+                host = "127.0.0.1"
+            if ":" in host:
+                host = f"[{host}]"
+            url = f"http://{host}:{self.cfg.api.port}"
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"must start with http:// or https://, got {url!r}", where="--url")
+        self.url = url.rstrip("/")
+        self.token = token
+
+    def get(self, path: str, params: dict[str, Any]) -> tuple[int, Any] | None:
+        """(status, JSON body) from the API, or None when nothing listens at the URL."""
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            r = httpx.get(self.url + path, params=params, headers=headers, timeout=_TIMEOUT_S)
+        except httpx.ConnectError as e:
+            if _refused(e):
+                return None
+            raise SourceError(f"cannot reach relia: {e}", where=self.url) from None
+        except httpx.HTTPError as e:
+            raise SourceError(
+                f"cannot reach relia: {e or type(e).__name__}", where=self.url
+            ) from None
+        try:
+            body = r.json()
+        except ValueError:
+            body = None
+        if r.status_code == 401:
+            raise DataError(
+                "relia wants an API token: give --token or set RELIA_TOKEN", where=self.url
+            )
+        if r.status_code == 403:
+            raise DataError("the API token may not read incidents", where=self.url)
+        if r.status_code >= 400 and r.status_code != 404:
+            detail = body.get("detail") if isinstance(body, dict) else None
+            text = detail if isinstance(detail, str) else json.dumps(detail) if detail else r.text
+            raise DataError(f"relia answered {r.status_code}: {text}", where=self.url)
+        if not isinstance(body, dict):
+            raise SourceError(f"relia answered {r.status_code} without JSON", where=self.url)
+        return r.status_code, body
+
+    def store_path(self) -> Path:
+        from relia.store.duckdb import STORE_FILE
+
+        path = self.cfg.data_dir / STORE_FILE
+        if not path.exists():
+            raise DataError(
+                f"nothing listens at {self.url} and there is no store at {path}: is relia up, "
+                "and is this its config (--config) or address (--url)?"
+            )
+        err_console.print(
+            f"relia is not running at {self.url}: reading the store {path}", markup=False
+        )
+        return path
+
+
+def _refused(e: Exception) -> bool:
+    cause: BaseException | None = e
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return "refused" in str(e).lower()
+
+
+def _parse_since(since: str | None) -> int | None:
+    if since is None:
+        return None
+    from relia.api.app import parse_time
+    from relia.engine.loop import wall_clock_ms
+
+    try:
+        return parse_time(since, wall_clock_ms(), field="since")
+    except DataError:
+        raise DataError(
+            f"expected ms since the epoch, ISO-8601, 'now' or relative like -1h, got {since!r}",
+            where="--since",
+        ) from None
+
+
+@incidents_app.command("list")
+@user_errors
+def list_incidents(
+    status: Annotated[
+        IncidentStatus | None, typer.Option("--status", help="only open or resolved ones")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="updated at or after: -1h, ISO-8601, ms")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 100,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """List incidents, most recently updated first."""
+    src = _Source(config, url, token)
+    lo = _parse_since(since)
+    params: dict[str, Any] = {"limit": limit}
+    if status is not None:
+        params["status"] = status.value
+    if lo is not None:
+        params["since"] = str(lo)
+    got = src.get("/api/v1/incidents", params)
+    if got is not None:
+        incidents = got[1].get("incidents", [])
+    else:
+        from relia.incidents.api import incident_json
+        from relia.store.duckdb import DuckDBStore
+
+        with DuckDBStore(src.store_path()) as store:
+            found = store.incidents(since=lo, status=status, limit=limit)
+        incidents = [incident_json(i) for i in found]
+    if as_json:
+        _print_json({"incidents": incidents})
+        return
+    _print_list(incidents)
+
+
+@incidents_app.command("show")
+@user_errors
+def show_incident(
+    incident_id: Annotated[str, typer.Argument(help="the incident's id (from list)")],
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Show one incident: its likely cause and its findings."""
+    src = _Source(config, url, token)
+    got = src.get(f"/api/v1/incidents/{incident_id}", {})
+    body: dict[str, Any] | None
+    if got is not None:
+        body = got[1] if got[0] != 404 else None
+    else:
+        from relia.api.app import _finding_json
+        from relia.incidents.api import incident_findings, incident_json
+        from relia.store.duckdb import DuckDBStore
+
+        with DuckDBStore(src.store_path()) as store:
+            inc = store.incident(incident_id)
+            body = (
+                None
+                if inc is None
+                else {
+                    "incident": incident_json(inc),
+                    "findings": [_finding_json(f) for f in incident_findings(store, inc)],
+                }
+            )
+    if body is None:
+        raise DataError(f"no incident with id {incident_id!r}")
+    if as_json:
+        _print_json(body)
+        return
+    _print_detail(body)
+
+
+# -- output ------------------------------------------------------------------------------------
+
+
+def _out() -> Console:
+    # Not a terminal (a pipe, a test): rich would wrap the table at 80 columns.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+def _time(ms: Any) -> str:
+    from relia.timeparse import format_ms
+
+    return "–" if ms is None else format_ms(int(ms))
+
+
+def _print_list(incidents: list[dict[str, Any]]) -> None:
+    console = _out()
+    if not incidents:
+        console.print("no incidents", markup=False)
+        return
+    table = Table(show_edge=False, header_style="bold")
+    for col in ("id", "status", "severity", "version", "start (UTC)", "updated", "findings"):
+        table.add_column(col)
+    table.add_column("title", overflow="fold")
+    for i in incidents:
+        table.add_row(
+            str(i["id"]), str(i["status"]), str(i["severity"]), str(i["version"]),
+            _time(i["start"]), _time(i["updated_at"]), str(len(i["finding_ids"])), str(i["title"]),
+        )  # fmt: skip
+    console.print(table)
+
+
+def _print_detail(body: dict[str, Any]) -> None:
+    console = _out()
+    i = body["incident"]
+    lines = [
+        f"incident {i['id']}: {i['title']}",
+        f"status {i['status']} (version {i['version']}), severity {i['severity']}",
+        f"findings from {_time(i['start'])} to {_time(i['end'])}; opened {_time(i['opened_at'])}"
+        + (f", resolved {_time(i['resolved_at'])}" if i.get("resolved_at") is not None else ""),
+    ]
+    if i.get("merged_into"):
+        lines.append(f"merged into {i['merged_into']}")
+    if i.get("labels"):
+        lines.append("labels: " + ", ".join(f"{k}={v}" for k, v in i["labels"].items()))
+    for line in lines:
+        console.print(line, markup=False)
+    if i.get("cause"):
+        console.print("\nlikely cause, best first:", markup=False)
+        cause = Table(show_edge=False, header_style="bold")
+        for col in ("#", "key", "score", "why"):
+            cause.add_column(col)
+        for n, c in enumerate(i["cause"], 1):
+            cause.add_row(str(n), str(c["key"]), f"{float(c['score']):.3f}", str(c["reason"]))
+        console.print(cause)
+    findings = body.get("findings", [])
+    console.print(f"\nfindings ({len(findings)}):", markup=False)
+    if findings:
+        table = Table(show_edge=False, header_style="bold")
+        for col in ("start (UTC)", "end (UTC)", "severity", "score", "summary"):
+            table.add_column(col)
+        for f in findings:
+            table.add_row(
+                _time(f["start"]), _time(f["end"]), str(f["severity"]), f"{float(f['score']):.3f}",
+                str(f["summary"]),
+            )  # fmt: skip
+        console.print(table)

@@ -1,0 +1,526 @@
+"""Correlation: findings that belong together become one :class:`Incident`.
+
+Pure: no clock, disk or network; the engine passes ``now`` (its clock, int64 ms UTC) and the
+findings it stored. Findings are few (tens per tick, not samples), so this is plain Python written
+for clarity rather than speed.
+
+The rules, in the order :meth:`IncidentCorrelator.update` applies them to each finding:
+
+1. **Grouping.** A finding joins an open incident when it overlaps the incident's span in time
+   (within ``group_window``) and either shares the value of an identifying label (one of
+   ``group_by``; or it is on a key the incident already holds), or its service and one of the
+   incident's services are the two ends of a ``topology`` edge. The service of a finding is its
+   ``service`` label and its ``job`` label (either may name a topology node). A finding matching
+   several open incidents merges them into the oldest one.
+2. **Same key.** A finding on a key whose last incident is still open joins it even outside the
+   group window; one whose last incident resolved less than ``reopen_window`` ago reopens it.
+3. **Flapping.** Each time a key goes wrong again after being quiet for ``resolve_after`` is an
+   *episode*. A key with ``flap_max`` episodes within ``flap_window`` is flapping: its findings
+   never open a new incident (they join, and if needed reopen, its last one), and an incident
+   holding a flapping key is not resolved until the key stops flapping. So one on/off series
+   opens at most ``flap_max`` incidents per ``flap_window`` and sends a bounded number of
+   changes, however fast it flaps.
+4. Otherwise the finding **opens** a new incident, whose id is a hash of the finding's id.
+
+After the findings, every open incident whose findings all ended more than ``resolve_after``
+before ``now`` (and that holds no flapping key) is **resolved**.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from relia.config import IncidentsConfig
+from relia.incidents.model import Finding, FindingKind, Incident, IncidentStatus, Severity
+
+__all__ = ["IncidentCorrelator", "finding_labels", "key_labels", "rank_causes"]
+
+LabelsOf = Callable[[Finding], Mapping[str, str]]
+
+_SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+_SEVERITY_WEIGHT = {Severity.INFO: 0.0, Severity.WARNING: 0.5, Severity.CRITICAL: 1.0}
+# A label value that stands for "the same key" in the identity sets: a key without any of the
+# group_by labels (a host metric, a log file) still groups with itself.
+_KEY = "__key__"
+# The labels that name a finding's service in the topology.
+_SERVICE_LABELS = ("service", "job")
+_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def key_labels(key: str) -> dict[str, str]:
+    """The labels of a PromQL-style key (``name{a="1",b="2"}``); ``{}`` for a key without."""
+    brace = key.find("{")
+    if brace < 0 or not key.endswith("}"):
+        return {}
+    return {m.group(1): m.group(2) for m in _LABEL.finditer(key, brace)}
+
+
+def finding_labels(series_labels: Callable[[int], Mapping[str, str] | None]) -> LabelsOf:
+    """A ``labels_of`` for :class:`IncidentCorrelator`: a metric finding's series labels (from
+    ``series_labels(series_id)``, e.g. the engine's ``SeriesIndex.labels``; ``None`` or a
+    ``KeyError`` when unknown), else the labels written in its key (log findings: ``file``), and
+    for an SLO finding its ``slo`` and ``service`` (from its evidence)."""
+
+    def labels_of(f: Finding) -> Mapping[str, str]:
+        if f.series_id is not None:
+            try:
+                found = series_labels(f.series_id)
+            except (KeyError, LookupError, ValueError):
+                found = None
+            except Exception:  # noqa: BLE001 - an unknown id (DataError) groups by its key
+                found = None
+            if found is not None:
+                return found
+        out = key_labels(f.key)
+        if f.kind is FindingKind.SLO:
+            for name in ("slo", "service"):
+                value = f.evidence.get(name)
+                if isinstance(value, str) and value:
+                    out[name] = value
+        return out
+
+    return labels_of
+
+
+@dataclass
+class _State:
+    """The working state of one incident (the public one is :attr:`snap`)."""
+
+    id: str
+    opened_at: int
+    status: IncidentStatus = IncidentStatus.OPEN
+    resolved_at: int | None = None
+    finding_ids: list[str] = field(default_factory=list)
+    snap: Incident | None = None
+
+
+def rank_causes(
+    findings: Iterable[Finding],
+    nodes_of: Callable[[Finding], frozenset[str]] = lambda f: frozenset(),
+    dependents: Mapping[str, frozenset[str]] | None = None,
+) -> list[dict[str, Any]]:
+    """Rank an incident's keys as its likely cause, best first: ``[{key, score, reason}]``.
+
+    Each key scores ``0.5·upstream + 0.25·earliness + 0.15·severity + 0.1·peak score``, each part
+    in [0, 1]:
+
+    - *upstream*: the share of the incident's other services that depend (directly or not) on
+      the key's service in the topology; a failing dependency explains its dependents, and
+      its own detector often fires later than theirs, so this weighs most.
+    - *earliness*: 1 for the key that went wrong first, 0 for the last, linear between.
+    - *severity*: info 0, warning 0.5, critical 1 (the highest of the key's findings).
+    - *peak score*: the highest anomaly score of the key's findings.
+
+    Ties go to the earlier onset, then the key's text, so the order is deterministic.
+    """
+    deps = dependents or {}
+    per_key: dict[str, dict[str, Any]] = {}
+    for f in findings:
+        k = per_key.setdefault(
+            f.key,
+            {"onset": f.start, "severity": f.severity, "score": f.score, "nodes": set()},
+        )
+        k["onset"] = min(k["onset"], f.start)
+        if _SEVERITY_RANK[f.severity] > _SEVERITY_RANK[k["severity"]]:
+            k["severity"] = f.severity
+        k["score"] = max(k["score"], f.score)
+        k["nodes"] |= nodes_of(f)
+    if not per_key:
+        return []
+    first = min(k["onset"] for k in per_key.values())
+    span = max(k["onset"] for k in per_key.values()) - first
+    all_nodes: set[str] = set().union(*(k["nodes"] for k in per_key.values()))
+    ranked: list[tuple[float, int, str, dict[str, Any]]] = []
+    for key, k in per_key.items():
+        others = all_nodes - k["nodes"]
+        below = {n for n in others if any(n in deps.get(m, frozenset()) for m in k["nodes"])}
+        upstream = len(below) / len(others) if others else 0.0
+        earliness = 1.0 if span == 0 else 1.0 - (k["onset"] - first) / span
+        total = (
+            0.5 * upstream
+            + 0.25 * earliness
+            + 0.15 * _SEVERITY_WEIGHT[k["severity"]]
+            + 0.1 * float(k["score"])
+        )
+        reasons: list[str] = []
+        if below:
+            reasons.append("upstream of " + ", ".join(sorted(below)))
+        if len(per_key) > 1:
+            lag = k["onset"] - first
+            reasons.append("went wrong first" if lag == 0 else f"went wrong {_ms_text(lag)} later")
+        reasons.append(f"{k['severity'].value}, score {float(k['score']):.2f}")
+        ranked.append((total, k["onset"], key, {"reason": "; ".join(reasons)}))
+    ranked.sort(key=lambda r: (-r[0], r[1], r[2]))
+    return [{"key": key, "score": round(total, 3), **rest} for total, _, key, rest in ranked]
+
+
+def _ms_text(ms: int) -> str:
+    s = ms / 1000
+    if s < 120:
+        return f"{s:g}s"
+    if s < 7200:
+        return f"{s / 60:.0f}m"
+    return f"{s / 3600:.1f}h"
+
+
+class IncidentCorrelator:
+    """Groups findings into incidents that open, update and resolve (see the module's rules).
+
+    ``labels_of`` gives a finding's labels (see :func:`finding_labels`). ``retain`` bounds the
+    resolved incidents kept in memory past the reopen and flap windows. Keep one correlator
+    per engine; after a restart, :meth:`seed` it from the store before the first
+    :meth:`update`. Not thread-safe: the engine calls it from its tick.
+    """
+
+    def __init__(self, config: IncidentsConfig, labels_of: LabelsOf, *, retain: int = 1000) -> None:
+        self.config = config
+        self._retain = max(0, retain)
+        self._labels_of = labels_of
+        self._window = int(config.group_window * 1000)
+        self._resolve = int(config.resolve_after * 1000)
+        self._reopen = int(config.reopen_window * 1000)
+        self._flap_window = int(config.flap_window * 1000)
+        self._flap_max = config.flap_max
+        self._group_by = tuple(config.group_by)
+        # Undirected neighbours (for grouping) and transitive dependents (for cause ranking).
+        self._neighbours: dict[str, set[str]] = {}
+        for svc, deps in config.topology.items():
+            for d in deps:
+                self._neighbours.setdefault(svc, set()).add(d)
+                self._neighbours.setdefault(d, set()).add(svc)
+        self._dependents = _dependents(config.topology)
+        self._findings: dict[str, Finding] = {}
+        self._ident: dict[str, frozenset[tuple[str, str]]] = {}
+        self._nodes: dict[str, frozenset[str]] = {}
+        self._owner: dict[str, str] = {}  # finding id -> incident id
+        self._incidents: dict[str, _State] = {}
+        self._last_of_key: dict[str, str] = {}  # key -> the incident it last joined
+        self._last_end: dict[str, int] = {}  # key -> end of its latest finding
+        self._episodes: dict[str, deque[int]] = {}  # key -> start of each episode
+
+    # -- public ----------------------------------------------------------------------------
+
+    def incidents(self) -> list[Incident]:
+        """The incidents held in memory (open ones and recently resolved), oldest first."""
+        snaps = [s.snap for s in self._incidents.values() if s.snap is not None]
+        return sorted(snaps, key=lambda i: (i.opened_at, i.id))
+
+    def update(self, findings: list[Finding], now: int) -> list[Incident]:
+        """Take new or grown findings (a known id replaces its finding) and the engine's ``now``;
+        return the incidents that changed, with ``version`` bumped where a person should hear."""
+        bump: set[str] = set()
+        touched: set[str] = set()
+        opened: set[str] = set()
+        out: dict[str, Incident] = {}
+        latest: dict[str, Finding] = {}
+        for f in findings:
+            latest[f.id] = f  # the last one given for an id wins
+        for f in sorted(latest.values(), key=lambda f: (f.start, f.end, f.id)):
+            self._take(f, now, bump, touched, opened, out)
+        for st in list(self._incidents.values()):
+            if st.status is IncidentStatus.OPEN and self._quiet(st, now):
+                st.status = IncidentStatus.RESOLVED
+                st.resolved_at = now
+                bump.add(st.id)
+                touched.add(st.id)
+        for iid in sorted(touched):
+            if iid not in self._incidents:
+                continue
+            snap = self._snapshot(self._incidents[iid], now, iid in bump, iid in opened)
+            if snap is not None:
+                out[iid] = snap
+        self._prune(now)
+        return sorted(out.values(), key=lambda i: (i.opened_at, i.id))
+
+    def seed(self, incidents: list[Incident], findings: list[Finding]) -> None:
+        """Restore state after a restart from what the store holds: ``incidents`` (the open ones,
+        and resolved ones recent enough to reopen) and their ``findings``. A finding whose id is
+        seeded then grows in its incident instead of opening a duplicate."""
+        by_id = {f.id: f for f in findings}
+        for inc in sorted(incidents, key=lambda i: (i.updated_at, i.id)):
+            if inc.merged_into is not None:
+                continue
+            st = _State(
+                id=inc.id,
+                opened_at=inc.opened_at,
+                status=inc.status,
+                resolved_at=inc.resolved_at,
+                snap=inc,
+            )
+            for fid in inc.finding_ids:
+                f = by_id.get(fid)
+                if f is None:  # trimmed from the store: the incident keeps its stored span
+                    continue
+                self._remember(f)
+                st.finding_ids.append(fid)
+                self._owner[fid] = inc.id
+            self._incidents[inc.id] = st
+            for key in inc.keys:
+                self._last_of_key[key] = inc.id
+        # Episodes from the findings' history, so a key flapping before the restart still is.
+        for f in sorted(by_id.values(), key=lambda f: (f.start, f.id)):
+            if f.id in self._owner:
+                self._episode(f)
+
+    # -- one finding -----------------------------------------------------------------------
+
+    def _take(
+        self,
+        f: Finding,
+        now: int,
+        bump: set[str],
+        touched: set[str],
+        opened: set[str],
+        out: dict[str, Incident],
+    ) -> None:
+        known = f.id in self._owner
+        self._remember(f)
+        flapping = self._flapping(f.key, f.start)  # before this episode counts
+        if not known:
+            self._episode(f)
+        if known:
+            st = self._incidents[self._owner[f.id]]
+            if st.status is IncidentStatus.RESOLVED:  # it grew after all: the incident is back
+                self._reopen_state(st, bump)
+        else:
+            matches = [s for s in self._open() if self._matches(f, s)]
+            if matches:
+                st = matches[0]
+            else:
+                st = self._last_state(f.key) or self._new_state(f, now, opened)
+                if st.status is IncidentStatus.RESOLVED:
+                    assert st.resolved_at is not None
+                    if flapping or now - st.resolved_at < self._reopen:
+                        self._reopen_state(st, bump)
+                    else:
+                        st = self._new_state(f, now, opened)
+            if f.key not in self._keys(st):
+                bump.add(st.id)
+            st.finding_ids.append(f.id)
+            self._owner[f.id] = st.id
+        touched.add(st.id)
+        self._last_of_key[f.key] = st.id
+        # A finding (new or grown) that now matches other open incidents merges them.
+        others = [s for s in self._open() if s is not st and self._matches(f, s)]
+        if others:
+            self._merge([st, *others], now, bump, touched, out)
+
+    def _new_state(self, f: Finding, now: int, opened: set[str]) -> _State:
+        iid = Incident.make_id(f.id)
+        st = _State(id=iid, opened_at=now)
+        self._incidents[iid] = st
+        opened.add(iid)
+        return st
+
+    def _reopen_state(self, st: _State, bump: set[str]) -> None:
+        st.status = IncidentStatus.OPEN
+        st.resolved_at = None
+        bump.add(st.id)
+
+    def _merge(
+        self,
+        states: list[_State],
+        now: int,
+        bump: set[str],
+        touched: set[str],
+        out: dict[str, Incident],
+    ) -> None:
+        """Merge ``states`` into the oldest; the others are resolved with ``merged_into``."""
+        states.sort(key=lambda s: (s.opened_at, s.id))
+        keep, gone = states[0], states[1:]
+        keys = set(self._keys(keep))
+        for st in gone:
+            if not set(self._keys(st)) <= keys:
+                bump.add(keep.id)
+            for fid in st.finding_ids:
+                self._owner[fid] = keep.id
+                keep.finding_ids.append(fid)
+                key = self._findings[fid].key
+                keys.add(key)
+                if self._last_of_key.get(key) == st.id:
+                    self._last_of_key[key] = keep.id
+            del self._incidents[st.id]
+            touched.discard(st.id)
+            if st.snap is None:  # opened in this very update: nobody heard of it, so no news
+                continue
+            base = self._snapshot(st, now, False, False, force=True)
+            assert base is not None
+            out[st.id] = base.model_copy(
+                update={
+                    "status": IncidentStatus.RESOLVED,
+                    "resolved_at": now,
+                    "merged_into": keep.id,
+                    "finding_ids": [],
+                    "version": base.version + 1,
+                    "updated_at": now,
+                }
+            )
+        touched.add(keep.id)
+
+    # -- rules -----------------------------------------------------------------------------
+
+    def _remember(self, f: Finding) -> None:
+        if f.id not in self._ident:
+            labels = self._labels_of(f)
+            ident = {(n, str(labels[n])) for n in self._group_by if n in labels}
+            ident.add((_KEY, f.key))
+            self._ident[f.id] = frozenset(ident)
+            self._nodes[f.id] = frozenset(
+                str(labels[n]) for n in _SERVICE_LABELS if n in labels and labels[n]
+            )
+        self._findings[f.id] = f
+
+    def _matches(self, f: Finding, st: _State) -> bool:
+        fs = [self._findings[i] for i in st.finding_ids]
+        if not fs:
+            return False
+        start = min(g.start for g in fs)
+        end = max(g.end for g in fs)
+        if f.start > end + self._window or f.end < start - self._window:
+            return False
+        ident = self._ident[f.id]
+        nodes = self._nodes[f.id]
+        linked = set().union(*(self._neighbours.get(n, set()) for n in nodes)) | nodes
+        for g in fs:
+            if ident & self._ident[g.id] or linked & self._nodes[g.id]:
+                return True
+        return False
+
+    def _episode(self, f: Finding) -> None:
+        """Count a new episode of ``f.key`` if the key was quiet for ``resolve_after``."""
+        prev = self._last_end.get(f.key)
+        if prev is None or f.start - prev > self._resolve:
+            self._episodes.setdefault(f.key, deque()).append(f.start)
+        self._last_end[f.key] = max(prev if prev is not None else f.end, f.end)
+
+    def _flapping(self, key: str, at: int) -> bool:
+        eps = self._episodes.get(key)
+        if not eps:
+            return False
+        return sum(1 for t in eps if at - self._flap_window < t <= at) >= self._flap_max
+
+    def _quiet(self, st: _State, now: int) -> bool:
+        fs = [self._findings[i] for i in st.finding_ids]
+        if not fs or now - max(f.end for f in fs) <= self._resolve:
+            return False
+        # Hold-down: an incident with a flapping key stays open until the key calms down.
+        return not any(self._flapping(k, now) for k in {f.key for f in fs})
+
+    def _open(self) -> list[_State]:
+        return sorted(
+            (s for s in self._incidents.values() if s.status is IncidentStatus.OPEN),
+            key=lambda s: (s.opened_at, s.id),
+        )
+
+    def _last_state(self, key: str) -> _State | None:
+        iid = self._last_of_key.get(key)
+        return self._incidents.get(iid) if iid is not None else None
+
+    def _keys(self, st: _State) -> list[str]:
+        seen: dict[str, None] = {}
+        for fid in st.finding_ids:
+            seen.setdefault(self._findings[fid].key, None)
+        return list(seen)
+
+    # -- output ----------------------------------------------------------------------------
+
+    def _snapshot(
+        self, st: _State, now: int, bump: bool, new: bool, *, force: bool = False
+    ) -> Incident | None:
+        """The public incident of ``st``; None if nothing changed since the last one."""
+        prev = st.snap
+        fs = [self._findings[i] for i in st.finding_ids]
+        if not fs and prev is not None:
+            return prev if force else None
+        severity = max((f.severity for f in fs), key=_SEVERITY_RANK.__getitem__)
+        shared = frozenset.intersection(*(self._ident[f.id] for f in fs))
+        labels = {n: v for n, v in sorted(shared) if n != _KEY}
+        cause = rank_causes(fs, lambda f: self._nodes[f.id], self._dependents)
+        keys = self._keys(st)
+        if prev is not None and _SEVERITY_RANK[severity] > _SEVERITY_RANK[prev.severity]:
+            bump = True
+        fields: dict[str, Any] = {
+            "id": st.id,
+            "status": st.status,
+            "title": _title(cause[0]["key"], len(keys), labels, self._group_by),
+            "severity": severity,
+            "labels": labels,
+            "start": min(f.start for f in fs),
+            "end": max(f.end for f in fs),
+            "opened_at": st.opened_at,
+            "resolved_at": st.resolved_at,
+            "finding_ids": list(st.finding_ids),
+            "keys": keys,
+            "cause": cause,
+        }
+        if prev is None or new:
+            snap = Incident(**fields, updated_at=now, version=1)
+        else:
+            same = all(getattr(prev, k) == v for k, v in fields.items())
+            if same and not bump and not force:
+                return None
+            snap = Incident(**fields, updated_at=now, version=prev.version + (1 if bump else 0))
+        st.snap = snap
+        return snap
+
+    def _prune(self, now: int) -> None:
+        """Forget the oldest resolved incidents beyond ``retain`` once they are too old to reopen
+        or to count as flapping. Kept until then (and up to ``retain`` after) so that a finding
+        of theirs that grows again returns to them instead of opening a second incident."""
+        horizon = max(self._reopen, self._flap_window)
+        old = sorted(
+            (
+                s
+                for s in self._incidents.values()
+                if s.status is IncidentStatus.RESOLVED
+                and (s.resolved_at is None or now - s.resolved_at > horizon)
+            ),
+            key=lambda s: (s.resolved_at or 0, s.id),
+        )
+        for st in old[: max(0, len(old) - self._retain)]:
+            del self._incidents[st.id]
+            for fid in st.finding_ids:
+                if self._owner.get(fid) == st.id:
+                    del self._owner[fid]
+                    self._findings.pop(fid, None)
+                    self._ident.pop(fid, None)
+                    self._nodes.pop(fid, None)
+        for key in [k for k, iid in self._last_of_key.items() if iid not in self._incidents]:
+            del self._last_of_key[key]
+        for key in list(self._episodes):
+            eps = self._episodes[key]
+            while eps and eps[0] <= now - self._flap_window:
+                eps.popleft()
+            if not eps and key not in self._last_of_key:
+                del self._episodes[key]
+                self._last_end.pop(key, None)
+
+
+def _title(top: str, n_keys: int, labels: Mapping[str, str], order: tuple[str, ...]) -> str:
+    text = top if n_keys == 1 else f"{top} and {n_keys - 1} more"
+    if labels:
+        text += " on " + ", ".join(f"{n}={labels[n]}" for n in order if n in labels)
+    return text
+
+
+def _dependents(topology: Mapping[str, list[str]]) -> dict[str, frozenset[str]]:
+    """For each service, every service that depends on it directly or through others."""
+    direct: dict[str, set[str]] = {}
+    for svc, deps in topology.items():
+        for d in deps:
+            direct.setdefault(d, set()).add(svc)
+    out: dict[str, frozenset[str]] = {}
+    for node in direct:
+        seen: set[str] = set()
+        todo = list(direct[node])
+        while todo:
+            n = todo.pop()
+            if n not in seen and n != node:
+                seen.add(n)
+                todo.extend(direct.get(n, ()))
+        out[node] = frozenset(seen)
+    return out

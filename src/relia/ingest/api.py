@@ -1,0 +1,116 @@
+"""``POST /api/v1/write``: the Prometheus remote-write 1.0 receiver.
+
+Answers: 204 when the samples are in the WAL and the queue; 400 for a payload that cannot be
+decoded (nothing of it is kept); 413 over the size limits; 415 for another encoding or protocol
+version; 429 with ``Retry-After`` while the queue is full; 503 with ``Retry-After`` while relia is
+shutting down. Prometheus retries 429 and 5xx and drops a batch on other 4xx, which is what each
+case wants.
+
+Decoding is CPU work: it runs in the thread pool so the event loop keeps serving.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from relia.errors import DataError
+from relia.ingest.queue import IngestQueue, QueueClosed, QueueFull
+from relia.ingest.remote_write import RemoteWriteDecoder
+from relia.ingest.source import IngestMetrics
+
+__all__ = ["remote_write_router"]
+
+
+def _problem(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    # Plain text: Prometheus logs the body of an error answer as it is.
+    return Response(message + "\n", status_code=status, media_type="text/plain", headers=headers)
+
+
+def remote_write_router(
+    queue: IngestQueue,
+    decoder: RemoteWriteDecoder,
+    *,
+    max_body_bytes: int = 16 << 20,
+    metrics: IngestMetrics | None = None,
+) -> APIRouter:
+    """A router with ``POST /api/v1/write`` feeding ``queue`` (no auth inside: mount it behind
+    the ingest role)."""
+    router = APIRouter()
+
+    def accept(body: bytes) -> Response:
+        try:
+            decoded = decoder.decode(body)
+        except DataError as exc:
+            status = 413 if "over the limit" in exc.message else 400
+            return _problem(status, str(exc))
+        n = len(decoded.batch)
+        if metrics is not None:
+            metrics.stale.inc(decoded.stale)
+            metrics.histograms.inc(decoded.histograms)
+        if n > queue.max_samples:
+            return _problem(
+                413, f"{n} samples in one request; the ingest queue holds {queue.max_samples}"
+            )
+        if n == 0:
+            return Response(status_code=204)
+        try:
+            queue.offer(decoded.batch, body)
+        except QueueFull as exc:
+            return _problem(429, str(exc), {"Retry-After": str(exc.retry_after_s)})
+        except QueueClosed as exc:
+            return _problem(503, str(exc), {"Retry-After": "5"})
+        if metrics is not None:
+            metrics.samples.inc(n)
+        return Response(status_code=204)
+
+    @router.post(
+        "/api/v1/write",
+        status_code=204,
+        summary="Prometheus remote-write 1.0 (snappy-compressed protobuf WriteRequest)",
+        responses={
+            400: {"description": "the payload cannot be decoded; nothing of it was kept"},
+            413: {"description": "the body or its sample count is over the limit"},
+            415: {"description": "not snappy-compressed remote-write 1.0"},
+            429: {"description": "the ingest queue is full: retry after Retry-After seconds"},
+            503: {"description": "relia is shutting down: retry after Retry-After seconds"},
+        },
+    )
+    async def write(request: Request) -> Response:
+        response = await _write(request)
+        if metrics is not None:
+            metrics.requests.labels(code=str(response.status_code)).inc()
+        return response
+
+    async def _write(request: Request) -> Response:
+        if queue.closed:
+            return _problem(503, "relia is shutting down", {"Retry-After": "5"})
+        encoding = request.headers.get("content-encoding", "snappy").strip().lower()
+        if encoding != "snappy":
+            return _problem(415, f"Content-Encoding {encoding!r}: only snappy is accepted")
+        ctype = request.headers.get("content-type", "application/x-protobuf").lower()
+        if (
+            not ctype.startswith("application/x-protobuf")
+            or "proto=" in ctype
+            and ("prometheus.WriteRequest".lower() not in ctype)
+        ):
+            return _problem(415, f"Content-Type {ctype!r}: only remote-write 1.0 is accepted")
+        version = request.headers.get("x-prometheus-remote-write-version", "0.1.0")
+        if not version.startswith("0.1"):
+            return _problem(415, f"remote-write version {version!r}: only 0.1.0 is accepted")
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+            return _problem(413, f"body of {declared} bytes is over the limit of {max_body_bytes}")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body_bytes:
+                return _problem(413, f"body is over the limit of {max_body_bytes} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        if not body:
+            return _problem(400, "empty body: expected a snappy-compressed WriteRequest")
+        return await run_in_threadpool(accept, body)
+
+    return router

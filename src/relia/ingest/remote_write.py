@@ -1,0 +1,223 @@
+"""Prometheus remote-write 1.0 decoding: snappy block + ``WriteRequest`` protobuf → MetricBatch.
+
+Why a hand-written decoder instead of the protobuf library: the library builds one Python object
+per timeseries, label and sample, and relia would then walk those objects to fill three arrays.
+Measured on this machine (2 cores; 2,000 series of 6 labels, one sample each per request, the
+shape Prometheus sends; protobuf 7.36 with its upb backend): ``WriteRequest.ParseFromString``
+alone costs 0.23 µs/sample, and walking its objects into a MetricBatch brings it to 5.4
+µs/sample; the compiled pass here (:mod:`relia.ingest._kernels`, 0.29 µs/sample, most of it
+walking ~145 bytes of labels per sample) plus snappy and the key lookup costs 0.39 µs/sample all
+in, and creates no Python object for a series relia has seen before.
+
+Series identity: the kernel hashes each timeseries' raw label bytes into a 64-bit key (seeded per
+process, so a client cannot craft collisions offline). :class:`RemoteWriteDecoder` keeps the keys it
+has seen sorted beside their series ids and resolves a request's keys with one ``searchsorted``;
+only keys never seen before decode their labels in Python and register in the
+:class:`~relia.signals.SeriesIndex` (whose ids are stable hashes of name and labels, so a
+restarted relia gives the same ids).
+
+Validation (all-or-nothing: a rejected request registers no series and yields no sample): bad
+snappy, malformed protobuf, a timeseries without ``__name__``, invalid UTF-8 or duplicate label
+names, timestamps of one timeseries not increasing. Prometheus' stale markers (NaN with bits
+``0x7ff0000000000002``) are dropped and counted; any other NaN is kept as a missing value.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from dataclasses import dataclass
+
+import cramjam
+import numpy as np
+import numpy.typing as npt
+
+from relia.errors import DataError
+from relia.ingest._kernels import ERRORS, scan
+from relia.signals import MetricBatch, SeriesIndex
+
+__all__ = ["DecodedWrite", "RemoteWriteDecoder", "decompressed_size", "decode_labels"]
+
+
+@dataclass(frozen=True)
+class DecodedWrite:
+    """One decoded request: its samples, and what was dropped or skipped."""
+
+    batch: MetricBatch
+    series: int
+    stale: int
+    histograms: int
+    new_series: int
+
+
+def decompressed_size(body: bytes) -> int:
+    """The uncompressed length a snappy block announces (its leading varint), read before
+    decompressing so an oversized request is refused without inflating it."""
+    result = 0
+    for i in range(min(len(body), 5)):
+        b = body[i]
+        result |= (b & 0x7F) << (7 * i)
+        if b < 0x80:
+            return result
+    raise DataError("bad snappy block: no valid length header", where="request body")
+
+
+def _varint(buf: bytes, i: int, end: int) -> tuple[int, int]:
+    result = shift = 0
+    while i < end and shift < 70:
+        b = buf[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, i
+        shift += 7
+    raise DataError("malformed protobuf: truncated varint", where="request body")
+
+
+def decode_labels(buf: bytes, start: int, end: int) -> dict[str, str]:
+    """The labels of one ``TimeSeries`` message in ``buf[start:end]`` (already checked by the
+    kernel for structure); raises :class:`DataError` on invalid UTF-8 or a repeated name."""
+    labels: dict[str, str] = {}
+    i = start
+    while i < end:
+        tag, i = _varint(buf, i, end)
+        field, wire = tag >> 3, tag & 7
+        if wire == 0:
+            _, i = _varint(buf, i, end)
+        elif wire == 1:
+            i += 8
+        elif wire == 5:
+            i += 4
+        else:  # wire 2 (the kernel refused groups)
+            n, i = _varint(buf, i, end)
+            if field == 1:
+                name, value = _label(buf, i, i + n)
+                if name in labels:
+                    raise DataError(
+                        f"label {name!r} repeated in one timeseries", where="request body"
+                    )
+                if not name:
+                    raise DataError("empty label name in a timeseries", where="request body")
+                labels[name] = value
+            i += n
+    return labels
+
+
+def _label(buf: bytes, i: int, end: int) -> tuple[str, str]:
+    name = value = b""
+    while i < end:
+        tag, i = _varint(buf, i, end)
+        field, wire = tag >> 3, tag & 7
+        if wire == 2:
+            n, i = _varint(buf, i, end)
+            if field == 1:
+                name = buf[i : i + n]
+            elif field == 2:
+                value = buf[i : i + n]
+            i += n
+        elif wire == 0:
+            _, i = _varint(buf, i, end)
+        else:
+            i += 8 if wire == 1 else 4
+    try:
+        return name.decode("utf-8"), value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError("a label name or value is not valid UTF-8", where="request body") from None
+
+
+class RemoteWriteDecoder:
+    """Decodes remote-write bodies into batches whose series are registered in ``index``.
+
+    Thread-safe: the API decodes requests on several worker threads at once.
+    """
+
+    def __init__(self, index: SeriesIndex, *, max_decoded_bytes: int = 64 << 20) -> None:
+        self.index = index
+        self.max_decoded_bytes = max_decoded_bytes
+        self._seed = secrets.randbits(64)
+        self._lock = threading.Lock()
+        # Known keys, sorted, and the series id of each: replaced as a whole (copy on write), so
+        # readers need no lock.
+        self._keys: npt.NDArray[np.uint64] = np.empty(0, np.uint64)
+        self._sids: npt.NDArray[np.int64] = np.empty(0, np.int64)
+
+    @property
+    def known_keys(self) -> int:
+        """How many distinct label encodings have been seen."""
+        return len(self._keys)
+
+    def decompress(self, body: bytes) -> bytes:
+        """Snappy block format → bytes; :class:`DataError` when corrupt or over the limit."""
+        size = decompressed_size(body)
+        if size > self.max_decoded_bytes:
+            raise DataError(
+                f"decompressed body of {size} bytes is over the limit of {self.max_decoded_bytes}",
+                where="request body",
+            )
+        try:
+            return bytes(cramjam.snappy.decompress_raw(body))
+        except Exception as exc:  # noqa: BLE001 - cramjam raises its own error types
+            raise DataError(f"bad snappy block: {exc}", where="request body") from None
+
+    def decode(self, body: bytes) -> DecodedWrite:
+        """A snappy-compressed ``WriteRequest`` → :class:`DecodedWrite`."""
+        return self.decode_raw(self.decompress(body))
+
+    def decode_raw(self, raw: bytes) -> DecodedWrite:
+        """An uncompressed ``WriteRequest`` → :class:`DecodedWrite`."""
+        buf = np.frombuffer(raw, dtype=np.uint8)
+        s = scan(buf, self._seed)
+        if s.error:
+            what = ERRORS.get(s.error, f"error {s.error}")
+            raise DataError(
+                f"malformed WriteRequest at byte {s.error_pos}: {what}", where="request body"
+            )
+        keys, sids = self._keys, self._sids
+        pos = np.searchsorted(keys, s.keys)
+        pos_c = np.minimum(pos, max(len(keys) - 1, 0))
+        found = (
+            (pos < len(keys)) & (keys[pos_c] == s.keys)
+            if len(keys)
+            else np.zeros(len(s.keys), bool)
+        )
+        series_ids = np.empty(len(s.keys), np.int64)
+        if len(keys):
+            series_ids[found] = sids[pos_c[found]]
+        new = 0
+        if not found.all():
+            series_ids, new = self._resolve_new(
+                raw, s.keys, s.ser_start, s.ser_end, found, series_ids
+            )
+        batch = MetricBatch(series_ids[s.sample_series], s.ts, s.value)
+        return DecodedWrite(batch, len(s.keys), s.n_stale, s.n_histograms, new)
+
+    def _resolve_new(
+        self,
+        raw: bytes,
+        keys: npt.NDArray[np.uint64],
+        start: npt.NDArray[np.int64],
+        end: npt.NDArray[np.int64],
+        found: npt.NDArray[np.bool_],
+        series_ids: npt.NDArray[np.int64],
+    ) -> tuple[npt.NDArray[np.int64], int]:
+        # Decode every unseen series first: one bad label rejects the request before any series
+        # is registered.
+        rows = np.flatnonzero(~found).tolist()
+        decoded: list[tuple[int, str, dict[str, str]]] = []
+        for r in rows:
+            labels = decode_labels(raw, int(start[r]), int(end[r]))
+            name = labels.pop("__name__")
+            decoded.append((r, name, labels))
+        new_keys = np.empty(len(decoded), np.uint64)
+        new_sids = np.empty(len(decoded), np.int64)
+        for j, (r, name, labels) in enumerate(decoded):
+            sid = self.index.get_or_add(name, labels)
+            series_ids[r] = sid
+            new_keys[j] = keys[r]
+            new_sids[j] = sid
+        with self._lock:
+            all_keys = np.concatenate([self._keys, new_keys])
+            all_sids = np.concatenate([self._sids, new_sids])
+            all_keys, first = np.unique(all_keys, return_index=True)
+            self._keys, self._sids = all_keys, all_sids[first]
+        return series_ids, len(decoded)

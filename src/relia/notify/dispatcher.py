@@ -1,0 +1,349 @@
+"""The dispatcher: delivers the outbox to the sinks, with retries and a circuit breaker per sink.
+
+Each :meth:`Dispatcher.run_once` asks the store for each sink's due items (oldest first; an item
+waits while an older version of its incident is pending, so v3 never overtakes v2) and delivers
+them one by one, marking each delivered as soon as the sink accepted it, so a crash repeats at
+most the one delivery in flight (receivers get the dedup key for that case).
+
+A retryable failure schedules the next try ``base_delay × 2^(attempts-1)`` later (capped at
+``max_delay``, with jitter so many items do not retry in lockstep). A non-retryable one (a 4xx),
+and an item still undelivered ``max_age`` after it was written, become failed: counted, logged,
+never silent. ``breaker_threshold`` consecutive retryable failures open the sink's breaker: no
+attempts for ``breaker_cooldown``, then one probe (half-open) that closes it or opens it again.
+
+Sinks whose receiver forgets firing alerts (Alertmanager) are refreshed every
+``resend_interval`` with the open incidents, once their outbox is drained.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum, IntEnum
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from relia.incidents.model import Incident, IncidentStatus
+from relia.notify.outbox import OutboxItem, OutboxStatus
+from relia.notify.sinks import DeliveryError, RefreshingSink, Sink
+
+__all__ = ["BreakerState", "CircuitBreaker", "Dispatcher", "OutboxStore", "backoff_delay"]
+
+log = logging.getLogger("relia.notify")
+
+#: Items asked from the store per sink per round.
+_BATCH = 100
+#: Rounds per sink per run: a chain of versions of one incident is delivered a version a round.
+_MAX_ROUNDS = 20
+#: How often the pending gauge is recomputed when nothing happened (seconds).
+_GAUGE_EVERY_S = 5.0
+
+
+class OutboxStore(Protocol):
+    """What the dispatcher needs from the store (a part of :class:`relia.store.base.Store`)."""
+
+    def due_notifications(self, sink: str, now: int, limit: int) -> list[OutboxItem]: ...
+
+    def mark_delivered(self, ids: list[str], now: int) -> None: ...
+
+    def mark_attempt_failed(
+        self,
+        item_id: str,
+        attempts: int,
+        next_attempt_at: int,
+        error: str,
+        *,
+        give_up: bool = False,
+    ) -> None: ...
+
+    def outbox_counts(self) -> dict[str, dict[str, int]]: ...
+
+    def incidents(
+        self,
+        since: int | None = None,
+        status: IncidentStatus | None = None,
+        limit: int = 1000,
+    ) -> list[Incident]: ...
+
+
+def backoff_delay(attempts: int, base: float, cap: float, rng: random.Random) -> float:
+    """Seconds to wait after the ``attempts``-th failed attempt: ``base × 2^(attempts-1)`` capped
+    at ``cap``, scaled by a random factor in [0.5, 1] (jitter that still grows the delay)."""
+    exp = min(max(attempts - 1, 0), 62)  # 2**62 s is past any cap; avoids huge floats
+    delay = min(cap, base * float(2**exp))
+    return delay * (0.5 + 0.5 * rng.random())
+
+
+class BreakerState(IntEnum):
+    """The circuit breaker's state, as the ``relia_notify_breaker_state`` gauge shows it."""
+
+    CLOSED = 0
+    OPEN = 1
+    HALF_OPEN = 2
+
+
+@dataclass
+class CircuitBreaker:
+    """Per sink: closed → open after ``threshold`` consecutive failures → half-open (one probe)
+    after ``cooldown_ms`` → closed on success, open again on failure."""
+
+    threshold: int
+    cooldown_ms: int
+    state: BreakerState = BreakerState.CLOSED
+    failures: int = 0
+    opened_at: int = 0
+
+    def allows(self, now: int) -> bool:
+        """Whether an attempt may be made now (moves open → half-open after the cooldown)."""
+        if self.state is BreakerState.OPEN and now >= self.opened_at + self.cooldown_ms:
+            self.state = BreakerState.HALF_OPEN
+        return self.state is not BreakerState.OPEN
+
+    def success(self) -> None:
+        """An attempt succeeded: closed, failure count reset."""
+        self.state = BreakerState.CLOSED
+        self.failures = 0
+
+    def failure(self, now: int) -> bool:
+        """A retryable attempt failed; returns True when this opened the breaker."""
+        self.failures += 1
+        if self.state is BreakerState.HALF_OPEN or (
+            self.state is BreakerState.CLOSED and self.failures >= self.threshold
+        ):
+            self.state = BreakerState.OPEN
+            self.opened_at = now
+            return True
+        return False
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _Outcome(Enum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+class Dispatcher:
+    """Delivers the outbox of ``store`` to ``sinks``. Durations are in seconds, times in ms.
+
+    ``clock`` returns ms UTC; ``registry`` receives the metrics (a private one when None);
+    ``rng`` draws the jitter (seeded in tests). Call :meth:`run_once` yourself, or
+    :meth:`start` a daemon thread that calls it every ``poll_interval`` and at once after
+    :meth:`notify`.
+    """
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        sinks: Sequence[Sink],
+        *,
+        clock: Callable[[], int] = _wall_ms,
+        registry: CollectorRegistry | None = None,
+        base_delay: float = 1.0,
+        max_delay: float = 300.0,
+        breaker_threshold: int = 5,
+        breaker_cooldown: float = 30.0,
+        max_age: float = 86400.0,
+        poll_interval: float = 0.25,
+        rng: random.Random | None = None,
+    ) -> None:
+        names = [s.name for s in sinks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"sink names must be unique, got {names}")
+        self._store = store
+        self._sinks = list(sinks)
+        self._clock = clock
+        self._base = float(base_delay)
+        self._cap = float(max_delay)
+        self._max_age_ms = int(max_age * 1000)
+        self._poll = float(poll_interval)
+        self._rng = rng or random.Random()
+        self._breakers = {
+            n: CircuitBreaker(breaker_threshold, int(breaker_cooldown * 1000)) for n in names
+        }
+        self._refreshed: dict[str, int] = {}
+        self._gauged_at: float | None = None
+        self._wake = threading.Event()
+        reg = registry if registry is not None else CollectorRegistry()
+        self._delivered = Counter(
+            "relia_notify_delivered", "Notifications delivered, per sink.", ["sink"], registry=reg
+        )
+        self._failed = Counter(
+            "relia_notify_failed",
+            "Notifications given up on (rejected by the receiver, or too old), per sink.",
+            ["sink"],
+            registry=reg,
+        )
+        self._retried = Counter(
+            "relia_notify_retried",
+            "Delivery attempts that failed and were scheduled again, per sink.",
+            ["sink"],
+            registry=reg,
+        )
+        self._pending = Gauge(
+            "relia_notify_pending",
+            "Notifications waiting in the outbox, per sink.",
+            ["sink"],
+            registry=reg,
+        )
+        self._breaker_gauge = Gauge(
+            "relia_notify_breaker_state",
+            "Circuit breaker per sink: 0 closed, 1 open, 2 half-open.",
+            ["sink"],
+            registry=reg,
+        )
+        for n in names:  # every series exists from the start, at zero
+            for metric in (self._delivered, self._failed, self._retried):
+                metric.labels(sink=n)
+            self._pending.labels(sink=n).set(0)
+            self._breaker_gauge.labels(sink=n).set(0)
+
+    def breaker(self, sink: str) -> CircuitBreaker:
+        """The circuit breaker of ``sink``."""
+        return self._breakers[sink]
+
+    def notify(self) -> None:
+        """Wake the dispatcher thread now (new items were enqueued, or it should stop)."""
+        self._wake.set()
+
+    def run_once(self, now: int | None = None) -> int:
+        """Deliver what is due at ``now`` (default: the clock) to every sink, refresh sinks
+        that need it; returns how many items were delivered."""
+        now = self._clock() if now is None else now
+        delivered = 0
+        touched = False
+        for sink in self._sinks:
+            n, changed = self._drain(sink, now)
+            delivered += n
+            touched |= changed
+            if isinstance(sink, RefreshingSink):
+                self._maybe_refresh(sink, now)
+            self._breaker_gauge.labels(sink=sink.name).set(int(self._breakers[sink.name].state))
+        mono = time.monotonic()
+        if touched or self._gauged_at is None or mono - self._gauged_at >= _GAUGE_EVERY_S:
+            self._update_pending()
+            self._gauged_at = mono
+        return delivered
+
+    def start(self, stop_event: threading.Event) -> threading.Thread:
+        """Run :meth:`run_once` in a daemon thread until ``stop_event`` is set (set it, then
+        call :meth:`notify` to stop at once). An error in a run is logged, not fatal."""
+        thread = threading.Thread(
+            target=self._loop, args=(stop_event,), name="relia-notify", daemon=True
+        )
+        thread.start()
+        return thread
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.run_once()
+            except Exception:  # a store hiccup must not end delivery for good
+                log.exception("notification dispatch failed; trying again")
+            self._wake.wait(self._poll)
+            self._wake.clear()
+
+    def _drain(self, sink: Sink, now: int) -> tuple[int, bool]:
+        """Deliver the due items of one sink; (how many were delivered, whether any changed)."""
+        breaker = self._breakers[sink.name]
+        delivered = 0
+        changed = False
+        blocked: set[str] = set()  # incidents with a failed attempt in this run: keep order
+        for _ in range(_MAX_ROUNDS):
+            if not breaker.allows(now):
+                break
+            items = self._store.due_notifications(sink.name, now, _BATCH)
+            progressed = False
+            for item in items:
+                if item.incident_id in blocked:
+                    continue
+                if now - item.created_at > self._max_age_ms:
+                    self._give_up(item, now, f"undelivered after {item.attempts} attempt(s)")
+                    changed = progressed = True
+                    continue
+                if not breaker.allows(now):
+                    break
+                outcome = self._attempt(sink, item, now, breaker)
+                if outcome is _Outcome.DELIVERED:
+                    delivered += 1
+                if outcome is _Outcome.RETRY:
+                    blocked.add(item.incident_id)
+                else:  # delivered or failed: the incident's next version may go now
+                    progressed = True
+                changed = True
+            if not progressed:
+                break
+        return delivered, changed
+
+    def _attempt(self, sink: Sink, item: OutboxItem, now: int, breaker: CircuitBreaker) -> _Outcome:
+        """One delivery attempt, its outcome recorded in the store and the metrics."""
+        try:
+            sink.deliver(item)
+        except DeliveryError as e:
+            error, retryable = str(e), e.retryable
+        except Exception as e:  # a bug in a sink: retried like an outage, and logged loudly
+            log.exception("sink %s raised while delivering %s", sink.name, item.id)
+            error, retryable = f"{type(e).__name__}: {e}", True
+        else:
+            self._store.mark_delivered([item.id], now)
+            breaker.success()
+            self._delivered.labels(sink=sink.name).inc()
+            return _Outcome.DELIVERED
+        attempts = item.attempts + 1
+        if not retryable:
+            self._give_up(item, now, error, attempts=attempts)
+            return _Outcome.FAILED
+        delay_ms = int(backoff_delay(attempts, self._base, self._cap, self._rng) * 1000)
+        self._store.mark_attempt_failed(item.id, attempts, now + max(delay_ms, 1), error)
+        self._retried.labels(sink=sink.name).inc()
+        if breaker.failure(now):
+            log.warning(
+                "sink %s: circuit breaker open after %d failure(s); last: %s",
+                sink.name,
+                breaker.failures,
+                error,
+            )
+        else:
+            log.info("sink %s: %s failed (attempt %d): %s", sink.name, item.id, attempts, error)
+        return _Outcome.RETRY
+
+    def _give_up(
+        self, item: OutboxItem, now: int, error: str, *, attempts: int | None = None
+    ) -> None:
+        n = item.attempts if attempts is None else attempts
+        self._store.mark_attempt_failed(item.id, n, now, error, give_up=True)
+        self._failed.labels(sink=item.sink).inc()
+        log.error("sink %s: gave up on %s: %s", item.sink, item.id, error)
+
+    def _maybe_refresh(self, sink: RefreshingSink, now: int) -> None:
+        last = self._refreshed.get(sink.name)
+        if last is not None and now - last < sink.resend_interval * 1000:
+            return
+        if self._breakers[sink.name].state is not BreakerState.CLOSED:
+            return
+        # While items wait, the receiver is behind: delivering them comes first, and re-sending
+        # the current state now could briefly put a newer version ahead of an older one.
+        counts = self._store.outbox_counts().get(sink.name, {})
+        if counts.get(OutboxStatus.PENDING.value, 0):
+            return
+        self._refreshed[sink.name] = now
+        try:
+            sink.refresh(self._store.incidents(status=IncidentStatus.OPEN))
+        except DeliveryError as e:
+            log.warning("sink %s: refreshing open alerts failed: %s", sink.name, e)
+
+    def _update_pending(self) -> None:
+        counts = self._store.outbox_counts()
+        for sink in self._sinks:
+            pending = counts.get(sink.name, {}).get(OutboxStatus.PENDING.value, 0)
+            self._pending.labels(sink=sink.name).set(pending)

@@ -1,0 +1,68 @@
+"""The durable outbox: every notification is written here before any sink sees it.
+
+An :class:`OutboxItem` is one change of one incident for one sink. Its id is the dedup key
+``"{sink}:{incident_id}:{version}"``: enqueueing the same change twice (after a crash, a replay)
+keeps one item, and receivers get the key so that a delivery repeated after a lost answer can be
+dropped on their side. The item carries a snapshot of the incident (``payload``), so what is
+delivered never depends on what the incident became later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from relia.incidents.model import Incident
+
+__all__ = ["OutboxItem", "OutboxStatus", "dedup_key", "notifications_for"]
+
+
+class OutboxStatus(StrEnum):
+    """Where an item is: waiting (or retrying), delivered, or given up on."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+def dedup_key(sink: str, incident_id: str, version: int) -> str:
+    """The id of the item for one incident version and one sink."""
+    return f"{sink}:{incident_id}:{version}"
+
+
+class OutboxItem(BaseModel):
+    """One notification waiting for (or done with) delivery to one sink. Times are ms UTC."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(description='dedup key "{sink}:{incident_id}:{version}"')
+    sink: str
+    incident_id: str
+    version: int = Field(ge=1)
+    payload: dict[str, Any] = Field(description="the incident as JSON-able data, at this version")
+    created_at: int
+    attempts: int = Field(0, ge=0)
+    next_attempt_at: int
+    delivered_at: int | None = None
+    last_error: str | None = None
+    status: OutboxStatus = OutboxStatus.PENDING
+
+
+def notifications_for(incident: Incident, sinks: Sequence[str], now: int) -> list[OutboxItem]:
+    """One pending item per sink for the incident's current version, due at ``now``."""
+    payload = incident.model_dump(mode="json")
+    return [
+        OutboxItem(
+            id=dedup_key(sink, incident.id, incident.version),
+            sink=sink,
+            incident_id=incident.id,
+            version=incident.version,
+            payload=payload,
+            created_at=now,
+            next_attempt_at=now,
+        )
+        for sink in sinks
+    ]

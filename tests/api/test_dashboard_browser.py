@@ -1,0 +1,506 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright, against the real app
+(``create_app`` on a DuckDB store, the SLO and incidents routers mounted) served by uvicorn on
+127.0.0.1. Each page renders its data and one interaction works; no console errors.
+
+Without /usr/bin/chromium the tests are skipped, or fail when ``CI`` is set. Playwright never
+downloads a browser here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import uvicorn
+from fastapi import APIRouter, HTTPException
+
+from relia.api.app import create_app
+from relia.api.slos import slos_router
+from relia.engine.executor import ScoredPoints
+from relia.engine.loop import Engine
+from relia.incidents.model import Finding, FindingKind, Incident, IncidentStatus, Severity
+from relia.signals import MetricBatch
+from relia.store.duckdb import DuckDBStore
+from tests.api.test_slos import HOUR, T0, Clock, burning_series, slo_engine
+from tests.api.test_slos import SPEC as SLO_SPEC
+
+# A real server and browser; ~10-20 s for the file (the browser and the SLO evaluation start once).
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TOKEN = "dashboard-test-token"
+NOW = T0  # the app's clock: the data below ends here
+STEP = 15_000
+N = 120
+SPIKE = (100, 101, 102)  # the anomalous samples of cpu
+CPU_ID = 4_611_686_018_427_400_000  # above 2**53: the page must keep it a string
+LAT_ID = 7
+
+
+def _chromium() -> str:
+    if not os.path.exists(CHROMIUM):
+        msg = f"{CHROMIUM} is not installed: sudo apt-get install -y chromium"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return CHROMIUM
+
+
+# -- data --------------------------------------------------------------------------------------
+
+
+def _seed_series(store: DuckDBStore) -> None:
+    store.upsert_series(
+        [
+            (CPU_ID, "cpu_usage", {"instance": "a", "job": "api"}),
+            (LAT_ID, "http_latency_seconds", {"job": "api"}),
+        ]
+    )
+    ts = NOW - 60_000 - np.arange(N - 1, -1, -1, dtype=np.int64) * STEP
+    k = np.arange(N)
+    for sid, base, amp in ((CPU_ID, 50.0, 5.0), (LAT_ID, 0.2, 0.02)):
+        expected = base + amp * np.sin(k / 8)
+        value = expected + amp * 0.2 * np.cos(k * 1.7)
+        score = np.full(N, 0.1)
+        if sid == CPU_ID:
+            value[list(SPIKE)] = 90.0
+            score[list(SPIKE)] = 0.97
+        # the model warms up over the first 10 samples: no band, no score there
+        expected[:10] = np.nan
+        score[:10] = np.nan
+        lower, upper = expected - amp * 0.8, expected + amp * 0.8
+        ids = np.full(N, sid, dtype=np.int64)
+        points = ScoredPoints(
+            ids, ts, value, score, expected, lower, upper, np.full(N, -1, np.int8)
+        )
+        store.append_samples(MetricBatch(ids, ts, value), points)
+
+
+def _finding(
+    kind: FindingKind, key: str, start: int, end: int, sev: Severity, sid: int | None, text: str
+) -> Finding:
+    score = {Severity.CRITICAL: 0.97, Severity.WARNING: 0.7, Severity.INFO: 0.3}[sev]
+    return Finding(
+        id=Finding.make_id(kind, key, start, "test"),
+        kind=kind,
+        key=key,
+        series_id=sid,
+        start=start,
+        end=end,
+        score=score,
+        severity=sev,
+        detector="test",
+        summary=text,
+    )
+
+
+def _spike_ts(i: int) -> int:
+    return NOW - 60_000 - (N - 1 - i) * STEP
+
+
+CPU_KEY = 'cpu_usage{instance="a",job="api"}'
+F_CPU = _finding(
+    FindingKind.METRIC,
+    CPU_KEY,
+    _spike_ts(SPIKE[0]),
+    _spike_ts(SPIKE[-1]),
+    Severity.CRITICAL,
+    CPU_ID,
+    "cpu_usage 90 far above the expected 50",
+)
+F_LOG = _finding(
+    FindingKind.LOG,
+    "api.log:template 17",
+    _spike_ts(SPIKE[0]),
+    _spike_ts(SPIKE[-1]) + 30_000,
+    Severity.WARNING,
+    None,
+    "a burst of 'connection reset by peer'",
+)
+F_OLD = _finding(
+    FindingKind.METRIC,
+    'http_latency_seconds{job="api"}',
+    NOW - 3 * HOUR,
+    NOW - 2 * HOUR,
+    Severity.WARNING,
+    LAT_ID,
+    "latency above its band for an hour",
+)
+F_DEPLOY = _finding(
+    FindingKind.EVENT,
+    "deploy api v42",
+    NOW - 4 * HOUR,
+    NOW - 4 * HOUR,
+    Severity.INFO,
+    None,
+    "api v42 deployed",
+)
+FINDINGS = [F_CPU, F_LOG, F_OLD, F_DEPLOY]
+
+OPEN = Incident(
+    id=Incident.make_id(F_CPU.id),
+    status=IncidentStatus.OPEN,
+    title=f"{CPU_KEY} and 1 more on job=api",
+    severity=Severity.CRITICAL,
+    labels={"job": "api"},
+    start=F_CPU.start,
+    end=F_LOG.end,
+    opened_at=F_CPU.start,
+    updated_at=F_LOG.end,
+    version=2,
+    finding_ids=[F_CPU.id, F_LOG.id],
+    keys=[F_CPU.key, F_LOG.key],
+    cause=[
+        {"key": F_CPU.key, "score": 0.9, "reason": "anomalous first, largest deviation"},
+        {"key": F_LOG.key, "score": 0.4, "reason": "log burst 15 s later"},
+    ],
+)
+RESOLVED = Incident(
+    id=Incident.make_id(F_OLD.id),
+    status=IncidentStatus.RESOLVED,
+    title='http_latency_seconds{job="api"} on job=api',
+    severity=Severity.WARNING,
+    labels={"job": "api"},
+    start=F_OLD.start,
+    end=F_OLD.end,
+    opened_at=F_OLD.start,
+    updated_at=F_OLD.end + 300_000,
+    resolved_at=F_OLD.end + 300_000,
+    version=2,
+    finding_ids=[F_OLD.id],
+    keys=[F_OLD.key],
+    cause=[{"key": F_OLD.key, "score": 0.8, "reason": "the only series"}],
+)
+INCIDENTS = [OPEN, RESOLVED]
+
+
+def _stub_incidents_router(store: DuckDBStore) -> APIRouter:
+    """``GET /api/v1/incidents[/{id}]`` serving :data:`INCIDENTS` as documented, for when the
+    incidents store and router (relia.incidents.api) are not there."""
+    router = APIRouter(prefix="/api/v1")
+
+    def finding_json(f: Finding) -> dict[str, Any]:
+        d = f.model_dump(mode="json")
+        d["series_id"] = None if f.series_id is None else str(f.series_id)
+        return d
+
+    @router.get("/incidents")
+    def incidents() -> dict[str, Any]:
+        return {"incidents": [i.model_dump(mode="json") for i in INCIDENTS]}
+
+    @router.get("/incidents/{incident_id}")
+    def incident(incident_id: str) -> dict[str, Any]:
+        for i in INCIDENTS:
+            if i.id == incident_id:
+                found = [f for f in store.findings(limit=1000) if f.id in i.finding_ids]
+                return {
+                    "incident": i.model_dump(mode="json"),
+                    "findings": [finding_json(f) for f in found],
+                }
+        raise HTTPException(404, f"no incident {incident_id}")
+
+    return router
+
+
+def _incidents_router(store: DuckDBStore) -> tuple[APIRouter, str]:
+    """H1's router over the store when it is there, else the stub (and which one)."""
+    try:
+        api = importlib.import_module("relia.incidents.api")
+    except ImportError:
+        api = None
+    if api is None or not hasattr(store, "save_incidents"):
+        return _stub_incidents_router(store), "stub"
+    store.save_incidents(INCIDENTS)
+    router: APIRouter = api.incidents_router(store)
+    return router, "relia.incidents.api"
+
+
+# -- server and browser ------------------------------------------------------------------------
+
+
+@dataclass
+class Served:
+    url: str
+    engine: Engine
+    incidents: str
+    shots: Path
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    root = tmp_path_factory.mktemp("dashboard")
+    store = DuckDBStore(root / "relia.duckdb")
+    _seed_series(store)
+    store.add_findings(FINDINGS)
+    spec = root / "shop.yaml"
+    spec.write_text(SLO_SPEC)
+    engine = slo_engine(spec, burning_series(T0 + HOUR, (T0 - 3_000_000, T0 + 600_000)), Clock(T0))
+    engine.slo_tick()
+    engine.interval_s = 2.0  # the page refreshes every interval (2 s is its floor)
+    app = create_app(store, engine=engine, token=TOKEN, clock=lambda: NOW)
+    app.include_router(slos_router(engine))
+    inc_router, which = _incidents_router(store)
+    app.include_router(inc_router)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", ws="none"
+        )
+    )
+    thread = threading.Thread(target=server.run, name="dashboard-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield Served(f"http://127.0.0.1:{port}", engine, which, root)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        engine.close()
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@dataclass
+class Page:
+    """A page with the console's errors collected; ``allowed`` are patterns a test expects."""
+
+    page: Any
+    errors: list[str] = field(default_factory=list)
+    allowed: list[str] = field(default_factory=list)
+
+    def unexpected(self) -> list[str]:
+        return [e for e in self.errors if not any(re.search(a, e) for a in self.allowed)]
+
+
+@pytest.fixture
+def open_page(browser: Any, served: Served) -> Iterator[Callable[..., Page]]:
+    made: list[tuple[Any, Page]] = []
+
+    def open_(tab: str = "series", *, token: bool = True) -> Page:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        if token:
+            context.add_init_script(f"localStorage.setItem('relia_token', '{TOKEN}')")
+        page = context.new_page()
+        page.set_default_timeout(5000)
+        p = Page(page)
+        page.on("console", lambda m: p.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: p.errors.append(f"uncaught: {e}"))
+        made.append((context, p))
+        page.goto(f"{served.url}/#{tab}")
+        return p
+
+    yield open_
+    try:
+        for _, p in made:
+            assert p.unexpected() == [], "console errors"
+    finally:
+        for context, _ in made:
+            context.close()
+
+
+def _shot(p: Page, served: Served, name: str) -> None:
+    path = served.shots / f"{name}.png"
+    p.page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000
+
+
+# -- pages -------------------------------------------------------------------------------------
+
+
+def test_series_band_anomalies_and_hover_tooltip(
+    open_page: Callable[..., Page], served: Served
+) -> None:
+    p = open_page("series")
+    page = p.page
+    cpu = page.locator(f"#chart-{CPU_ID}")  # the id survived JSON as a string
+    cpu.locator("path.band").wait_for()
+    assert cpu.locator("path.band").get_attribute("d").count("Z") == 1  # one run with a band
+    assert cpu.locator("path.expected").count() == 1
+    assert cpu.locator("circle.anomaly").count() == len(SPIKE)
+    lat = page.locator(f"#chart-{LAT_ID}")
+    assert lat.locator("path.band").count() == 1 and lat.locator("circle.anomaly").count() == 0
+    # the flagged series (it has a finding) comes first
+    assert page.locator("#charts .chart").first.get_attribute("id") == f"chart-{CPU_ID}"
+    assert "flagged" in (cpu.get_attribute("class") or "")
+    # hovering an anomaly shows its value, what was expected and the band
+    dot = cpu.locator("circle.anomaly").nth(1)
+    box = dot.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    tip = page.locator("#tip")
+    tip.wait_for(state="visible")
+    text = tip.inner_text()
+    expected = 50 + 5 * np.sin(SPIKE[1] / 8)
+    assert "value 90" in text and f"expected {expected:.3g}" in text, text
+    assert re.search(r"band [\d.]+ – [\d.]+", text) and "score 0.97" in text
+    assert "anomalous" in text
+    _shot(p, served, "series")
+    page.mouse.move(5, 5)
+    tip.wait_for(state="hidden")
+    # the filter keeps only matching charts
+    page.fill("#filter", "latency")
+    page.locator(f"#chart-{CPU_ID}").wait_for(state="detached")
+    assert page.locator("#charts .chart").count() == 1
+
+
+def test_findings_filter_by_severity_and_kind(
+    open_page: Callable[..., Page], served: Served
+) -> None:
+    p = open_page("findings")
+    page = p.page
+    rows = page.locator("#findings tr")
+    page.locator(f'#findings tr[data-id="{F_CPU.id}"]').wait_for()
+    assert rows.count() == len(FINDINGS)
+    assert page.locator("#badge-findings").inner_text() == str(len(FINDINGS))
+    page.select_option("#f-severity", "warning")
+    assert rows.count() == 2
+    assert {rows.nth(i).get_attribute("data-id") for i in range(2)} == {F_LOG.id, F_OLD.id}
+    page.select_option("#f-kind", "log")
+    assert rows.count() == 1 and rows.first.get_attribute("data-id") == F_LOG.id
+    assert page.locator("#findings-count").inner_text() == f"1 of {len(FINDINGS)} in 24 h"
+    page.select_option("#f-kind", "slo")
+    assert rows.count() == 1 and "No finding matches" in rows.first.inner_text()
+    page.select_option("#f-kind", "")
+    page.select_option("#f-severity", "critical")
+    _shot(p, served, "findings")
+    # a metric finding leads to its series' chart
+    rows.first.click()
+    page.locator(f"#chart-{CPU_ID}.focus").wait_for()
+    assert page.locator("#tab-series").is_visible() and page.url.endswith("#series")
+    # the page refreshes itself on the engine's interval
+    with page.expect_request(re.compile(r"/api/v1/findings\?"), timeout=6000):
+        pass
+
+
+def test_incident_timeline_and_detail(open_page: Callable[..., Page], served: Served) -> None:
+    p = open_page("incidents")
+    page = p.page
+    bars = page.locator("#timeline .tl-row .tl-bar")
+    page.locator(f'.tl-row[data-id="{OPEN.id}"]').wait_for()
+    assert bars.count() == len(INCIDENTS)
+    open_bar = page.locator(f'.tl-row[data-id="{OPEN.id}"] .tl-bar')
+    done_bar = page.locator(f'.tl-row[data-id="{RESOLVED.id}"] .tl-bar')
+    assert set(open_bar.get_attribute("class").split()) >= {"critical", "open"}
+    assert set(done_bar.get_attribute("class").split()) >= {"warning", "resolved"}
+    ob, db = open_bar.bounding_box(), done_bar.bounding_box()
+    assert ob is not None and db is not None
+    # the resolved one (an hour long, 2-3 h ago) lies left of the open one, and is wider
+    assert db["x"] + db["width"] < ob["x"] and db["width"] > ob["width"] > 0
+    assert page.locator("#badge-incidents").inner_text() == "1"
+    assert page.locator("#incidents-count").inner_text() == "1 open · 1 resolved"
+    # click: the detail with its ranked cause and its findings
+    page.locator(f'.tl-row[data-id="{OPEN.id}"]').click()
+    detail = page.locator("#incident-detail")
+    detail.locator("tbody.incident-findings tr").first.wait_for()
+    assert OPEN.title in detail.locator("h3").inner_text()
+    causes = detail.locator("ol.cause li")
+    assert causes.count() == 2 and F_CPU.key in causes.first.inner_text()
+    assert "anomalous first" in causes.first.inner_text()
+    keys = detail.locator("tbody.incident-findings td.key").all_inner_texts()
+    assert sorted(keys) == sorted([F_CPU.key, F_LOG.key])
+    _shot(p, served, "incidents")
+    page.select_option("#i-status", "resolved")
+    assert page.locator("#timeline .tl-row").count() == 1
+
+
+def test_slo_budget_bars_and_burn_rates(open_page: Callable[..., Page], served: Served) -> None:
+    p = open_page("series")
+    page = p.page
+    page.locator("#charts .chart").first.wait_for()
+    page.click('nav button[data-tab="slos"]')  # the interaction: switching tabs
+    cards = page.locator("#slos .slo")
+    page.locator('.slo[data-id="shop-checkout"] .budget').wait_for()
+    assert cards.count() == 2 and page.url.endswith("#slos")
+    assert not page.locator("#tab-series").is_visible()
+    statuses = {st.slo.id: st for st in served.engine.slo_statuses()}
+    checkout = page.locator('.slo[data-id="shop-checkout"]')
+    left = statuses["shop-checkout"].remaining_ratio
+    assert f"{left * 100:.1f}% of the error budget left" in checkout.locator(".budget").inner_text()
+    width = checkout.locator(".budget .fill").evaluate("e => e.style.width")
+    assert width == f"{left * 100:.1f}%"
+    assert "firing: page/quick" in checkout.locator("h3").inner_text()
+    assert checkout.locator("tbody tr").count() == 4
+    assert checkout.locator("tr.firing").count() == len(statuses["shop-checkout"].firing)
+    search = page.locator('.slo[data-id="shop-search"] .budget')
+    assert "overspent" in search.inner_text() and "out" in (search.get_attribute("class") or "")
+    _shot(p, served, "slos")
+
+
+def test_token_prompt_on_401(open_page: Callable[..., Page]) -> None:
+    p = open_page("findings", token=False)
+    p.allowed.append(r"401")  # Chromium logs each refused request
+    page = p.page
+    page.locator("#auth").wait_for(state="visible")
+    page.fill("#token", TOKEN)
+    page.click("#save-token")
+    page.locator(f'#findings tr[data-id="{F_CPU.id}"]').wait_for()
+    assert not page.locator("#auth").is_visible()
+
+
+def test_api_errors_and_empty_states_are_shown(open_page: Callable[..., Page]) -> None:
+    p = open_page("series")
+    p.allowed.append(r"status of 500")
+    page = p.page
+    page.locator("#charts .chart").first.wait_for()
+    page.route(
+        re.compile(r"/api/v1/incidents\?"),
+        lambda route: route.fulfill(
+            status=500, content_type="application/json", body='{"detail": "store is down"}'
+        ),
+    )
+    page.route(
+        re.compile(r"/api/v1/slos$"),
+        lambda route: route.fulfill(
+            content_type="application/json",
+            body='{"configured": false, "interval_seconds": null, "last_evaluation": null,'
+            ' "last_error": null, "slos": []}',
+        ),
+    )
+    page.click('nav button[data-tab="incidents"]')
+    err = page.locator("#incidents-err")
+    err.wait_for(state="visible")
+    assert "HTTP 500" in err.inner_text() and "store is down" in err.inner_text()
+    assert "could not be loaded" in page.locator("#timeline").inner_text()
+    page.click('nav button[data-tab="slos"]')
+    page.get_by_text("No SLOs configured").wait_for()
+    page.unroute(re.compile(r"/api/v1/incidents\?"))
+    page.route(
+        re.compile(r"/api/v1/incidents\?"),
+        lambda route: route.fulfill(content_type="application/json", body='{"incidents": []}'),
+    )
+    page.click('nav button[data-tab="incidents"]')
+    page.get_by_text("No incidents.").wait_for()
+    assert not err.is_visible()

@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+import asyncio
+import socket
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import APIRouter, FastAPI, Request
+
+from relia.api.app import create_app
+from relia.api.auth import RequestLimits, Role
+from relia.config import ApiConfig
+from relia.engine.up import _Api, _bind, _url
+from tests.engine.memstore import MemoryStore
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", UserWarning)  # Starlette's TestClient wants httpx2
+    from fastapi.testclient import TestClient
+
+LIMIT = 1000
+
+
+def _echo() -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/api/v1/write")
+    async def write(request: Request) -> dict[str, int]:
+        return {"bytes": len(await request.body())}
+
+    return router
+
+
+def _app(limit: int = LIMIT, header_limit: int | None = None) -> FastAPI:
+    return create_app(
+        MemoryStore(),
+        routers=[(_echo(), Role.INGEST)],
+        max_body_bytes=limit,
+        max_header_bytes=header_limit,
+    )
+
+
+# -- the middleware alone, on raw ASGI messages ----------------------------------------------
+
+
+class _Recorder:
+    """A downstream app that reads the whole body, and what reached the client."""
+
+    def __init__(self) -> None:
+        self.called = False
+        self.sent: list[dict[str, Any]] = []
+
+    async def app(self, scope: Any, receive: Any, send: Any) -> None:
+        self.called = True
+        body = b""
+        while True:
+            msg = await receive()
+            body += msg.get("body", b"")
+            if not msg.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": str(len(body)).encode()})
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+
+def _run(headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -> tuple[_Recorder, int]:
+    rec = _Recorder()
+    pulled = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal pulled
+        i = pulled
+        pulled += 1
+        if i >= len(chunks):
+            return {"type": "http.disconnect"}
+        return {"type": "http.request", "body": chunks[i], "more_body": i < len(chunks) - 1}
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": headers}
+    asyncio.run(RequestLimits(rec.app, LIMIT, 2000)(scope, receive, rec.send))
+    return rec, pulled
+
+
+def _status(rec: _Recorder) -> int:
+    starts = [m for m in rec.sent if m["type"] == "http.response.start"]
+    assert len(starts) == 1
+    return int(starts[0]["status"])
+
+
+def test_declared_length_over_the_limit_is_refused_unread() -> None:
+    rec, pulled = _run([(b"content-length", b"1001")], [b"x" * 1001])
+    assert _status(rec) == 413 and not rec.called and pulled == 0
+
+
+def test_streamed_body_is_cut_at_the_limit() -> None:
+    chunks = [b"x" * 300] * 100  # 30 kB announced by no header
+    rec, pulled = _run([], chunks)
+    assert _status(rec) == 413
+    assert pulled == 4  # 1200 bytes: the chunk that passed the limit, and no further
+
+
+def test_bodies_within_the_limit_pass() -> None:
+    rec, _ = _run([(b"content-length", b"1000")], [b"x" * 500, b"x" * 500])
+    assert _status(rec) == 200 and rec.sent[-1]["body"] == b"1000"
+    rec, _ = _run([], [b"x" * 999, b"x"])
+    assert _status(rec) == 200 and rec.sent[-1]["body"] == b"1000"
+
+
+def test_a_bad_content_length_is_a_400() -> None:
+    rec, pulled = _run([(b"content-length", b"12abc")], [b"x"])
+    assert _status(rec) == 400 and not rec.called and pulled == 0
+
+
+def test_headers_over_the_limit_are_a_431() -> None:
+    rec, pulled = _run([(b"x-pad", b"a" * 2000)], [b""])
+    assert _status(rec) == 431 and not rec.called and pulled == 0
+    rec, _ = _run([(b"x-pad", b"a" * 1900)], [b""])
+    assert _status(rec) == 200
+
+
+# -- through the app (the limit must win over the app's own error handling) --------------------
+
+
+def test_app_answers_413_for_both_kinds_of_body() -> None:
+    c = TestClient(_app())
+    assert c.post("/api/v1/write", content=b"x" * LIMIT).json() == {"bytes": LIMIT}
+    assert c.post("/api/v1/write", content=b"x" * (LIMIT + 1)).status_code == 413
+
+    def chunked() -> Iterator[bytes]:
+        for _ in range(50):
+            yield b"y" * 100
+
+    r = c.post("/api/v1/write", content=chunked())
+    assert r.status_code == 413 and "1000 bytes" in r.json()["detail"]
+    # Routes that do not read the body are not affected by it being declared small.
+    assert c.get("/api/v1/series").status_code == 200
+
+
+# -- a real uvicorn server: the body limit and uvicorn's header limit ---------------------------
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    cfg = ApiConfig(port=0, max_body_bytes=LIMIT, max_header_bytes=4096)
+    sock = _bind("127.0.0.1", 0)
+    api = _Api(_app(cfg.max_body_bytes, cfg.max_header_bytes), sock, cfg)
+    api.start()
+    try:
+        yield _url(sock)
+    finally:
+        api.stop()
+
+
+def test_real_server_limits_bodies(server: str) -> None:
+    with httpx.Client(base_url=server, timeout=10) as c:
+        assert c.post("/api/v1/write", content=b"x" * 10).json() == {"bytes": 10}
+        assert c.post("/api/v1/write", content=b"x" * 5000).status_code == 413
+        r = c.post("/api/v1/write", content=iter([b"z" * 600, b"z" * 600, b"z" * 600]))
+        assert r.status_code == 413
+        assert c.get("/healthz").status_code == 200  # the server lives on
+
+
+def test_real_server_limits_headers(server: str) -> None:
+    with httpx.Client(base_url=server, timeout=10) as c:
+        assert c.get("/healthz", headers={"X-Pad": "a" * 3000}).status_code == 200
+        assert c.get("/healthz", headers={"X-Pad": "a" * 5000}).status_code == 431
+    # A header block that does not arrive in one read: h11 stops buffering it, answers 400 and
+    # closes (httpx may see either, so a raw socket).
+    host, port = server.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 200_000)
+        reply = s.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 400"), reply[:100]

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from relia.api.auth import TOKEN_PREFIX, AuthConfig, Role
+from relia.cli import app
+from relia.config import load_config
+
+runner = CliRunner()
+
+
+def test_create_prints_a_token_once_and_an_entry_that_loads(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["token", "create", "--name", "ci-push", "--role", "ingest"])
+    assert result.exit_code == 0, result.output
+    token = result.stdout.strip()
+    assert token.startswith(TOKEN_PREFIX) and "\n" not in token  # alone on stdout
+    assert token not in result.stderr
+    # The guidance on stderr is a YAML block to paste: it loads and accepts the token.
+    snippet = result.stderr[result.stderr.index("api:") :]
+    path = tmp_path / "relia.yaml"
+    path.write_text(snippet)
+    auth = AuthConfig.from_api_config(load_config(path, environ={}).api)
+    assert auth is not None
+    entry = auth.identify(token)
+    assert entry is not None and entry.name == "ci-push" and entry.role is Role.INGEST
+    again = runner.invoke(app, ["token", "create", "--name", "ci-push"])
+    assert again.stdout.strip() != token
+
+
+def test_create_rejects_bad_names_and_roles() -> None:
+    bad = runner.invoke(app, ["token", "create", "--name", "a b", "--role", "read"])
+    assert bad.exit_code == 2 and "relia: error: --name:" in bad.stderr
+    assert runner.invoke(app, ["token", "create", "--name", "x", "--role", "root"]).exit_code == 2
+
+
+def test_hash_reads_the_token_from_stdin(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["token", "hash", "--name", "old", "--role", "admin"], input="t0k\n"
+    )
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "relia.yaml"
+    path.write_text("api:\n  tokens:\n  - " + result.stdout)
+    auth = AuthConfig.from_api_config(load_config(path, environ={}).api)
+    assert auth is not None and auth.identify("t0k") is not None
+    empty = runner.invoke(app, ["token", "hash"], input="")
+    assert empty.exit_code == 2 and "no token on stdin" in empty.stderr

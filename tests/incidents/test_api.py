@@ -1,0 +1,115 @@
+"""The incidents router on a bare FastAPI app: list with filters, show, 404, bad input."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+
+import pytest
+from fastapi import FastAPI
+
+from relia.config import IncidentsConfig
+from relia.incidents.api import incidents_router
+from relia.incidents.correlate import IncidentCorrelator, key_labels
+from relia.incidents.model import Finding, FindingKind, IncidentStatus, Severity
+from relia.store import DuckDBStore
+
+with warnings.catch_warnings():
+    # Starlette >= 1.x warns that TestClient wants the httpx2 package; httpx works the same.
+    warnings.simplefilter("ignore", UserWarning)
+    from fastapi.testclient import TestClient
+
+T0 = 1_700_000_000_000
+M = 60_000
+NOW = T0 + 60 * M
+
+
+def finding(key: str, start: int, sid: int | None = None) -> Finding:
+    return Finding(
+        id=Finding.make_id(FindingKind.METRIC, key, start, "t"), kind=FindingKind.METRIC,
+        key=key, series_id=sid, start=start, end=start + M, score=0.8,
+        severity=Severity.WARNING, detector="t", summary=key,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def client() -> Iterator[tuple[TestClient, DuckDBStore, dict[str, str]]]:
+    store = DuckDBStore(":memory:")
+    c = IncidentCorrelator(IncidentsConfig(), lambda f: key_labels(f.key))
+    a = finding('cpu{job="api"}', T0, sid=2**62 + 1)
+    b = finding('mem{job="api"}', T0 + 10_000)
+    d = finding('cpu{job="db"}', T0 + 30 * M)
+    store.add_findings([a, b, d, finding("unrelated", T0)])
+    store.save_incidents(c.update([a, b], T0 + M))
+    store.save_incidents(c.update([], T0 + 20 * M))  # resolves the api incident
+    store.save_incidents(c.update([d], T0 + 31 * M))
+    ids = {i.keys[0]: i.id for i in store.incidents()}
+    app = FastAPI()
+    app.include_router(incidents_router(store, clock=lambda: NOW))
+    with TestClient(app) as tc:
+        yield tc, store, ids
+    store.close()
+
+
+def test_list_newest_first_with_status_and_since(
+    client: tuple[TestClient, DuckDBStore, dict[str, str]],
+) -> None:
+    tc, _, ids = client
+    got = tc.get("/api/v1/incidents").json()["incidents"]
+    assert [i["id"] for i in got] == [ids['cpu{job="db"}'], ids['cpu{job="api"}']]
+    assert got[1]["status"] == "resolved" and got[1]["version"] == 2
+    assert got[1]["labels"] == {"job": "api"} and got[1]["cause"][0]["key"] == 'cpu{job="api"}'
+    r = tc.get("/api/v1/incidents", params={"status": "open"}).json()["incidents"]
+    assert [i["id"] for i in r] == [ids['cpu{job="db"}']]
+    r = tc.get("/api/v1/incidents", params={"status": "resolved"}).json()["incidents"]
+    assert [i["id"] for i in r] == [ids['cpu{job="api"}']]
+    # Relative to the router's clock: NOW - 35m = T0 + 25m, after the api incident's update.
+    r = tc.get("/api/v1/incidents", params={"since": "-35m"}).json()["incidents"]
+    assert [i["id"] for i in r] == [ids['cpu{job="db"}']]
+    r = tc.get("/api/v1/incidents", params={"since": str(T0)}).json()["incidents"]
+    assert len(r) == 2
+    assert len(tc.get("/api/v1/incidents", params={"limit": 1}).json()["incidents"]) == 1
+
+
+def test_bad_parameters_are_4xx_with_a_message(
+    client: tuple[TestClient, DuckDBStore, dict[str, str]],
+) -> None:
+    tc, _, _ = client
+    r = tc.get("/api/v1/incidents", params={"since": "yesterday-ish"})
+    assert r.status_code == 400
+    assert "since: expected" in r.json()["detail"] and "yesterday-ish" in r.json()["detail"]
+    r = tc.get("/api/v1/incidents", params={"status": "closed"})
+    assert r.status_code == 422 and "status" in r.text
+    assert tc.get("/api/v1/incidents", params={"limit": 0}).status_code == 422
+
+
+def test_show_has_the_findings_with_string_series_ids(
+    client: tuple[TestClient, DuckDBStore, dict[str, str]],
+) -> None:
+    tc, store, ids = client
+    api_id = ids['cpu{job="api"}']
+    r = tc.get(f"/api/v1/incidents/{api_id}")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["incident"]["id"] == ids['cpu{job="api"}']
+    keys = sorted(f["key"] for f in body["findings"])
+    assert keys == ['cpu{job="api"}', 'mem{job="api"}']
+    by_key = {f["key"]: f for f in body["findings"]}
+    assert by_key['cpu{job="api"}']["series_id"] == str(2**62 + 1)
+    assert by_key['mem{job="api"}']["series_id"] is None
+    assert store.incident(ids['cpu{job="api"}']).status is IncidentStatus.RESOLVED  # type: ignore[union-attr]
+
+
+def test_unknown_id_is_404(client: tuple[TestClient, DuckDBStore, dict[str, str]]) -> None:
+    tc, _, _ = client
+    r = tc.get("/api/v1/incidents/doesnotexist")
+    assert r.status_code == 404 and "doesnotexist" in r.json()["detail"]
+
+
+def test_routes_are_in_the_openapi_schema(
+    client: tuple[TestClient, DuckDBStore, dict[str, str]],
+) -> None:
+    tc, _, _ = client
+    schema = tc.get("/openapi.json").json()
+    assert {"/api/v1/incidents", "/api/v1/incidents/{incident_id}"} <= set(schema["paths"])
+    assert "IncidentOut" in schema["components"]["schemas"]

@@ -1,0 +1,328 @@
+"""Findings into incidents: grouping, merging, resolving, flapping, restarts, cause ranking."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from relia.config import IncidentsConfig
+from relia.incidents.correlate import IncidentCorrelator, finding_labels, key_labels, rank_causes
+from relia.incidents.model import Finding, FindingKind, Incident, IncidentStatus, Severity
+from relia.signals import SeriesIndex
+
+S = 1000
+M = 60 * S
+T0 = 1_700_000_000_000
+
+
+def finding(
+    key: str,
+    start: int,
+    end: int | None = None,
+    *,
+    score: float = 0.7,
+    severity: Severity = Severity.WARNING,
+    kind: FindingKind = FindingKind.METRIC,
+    evidence: dict[str, Any] | None = None,
+) -> Finding:
+    return Finding(
+        id=Finding.make_id(kind, key, start, "t"),
+        kind=kind,
+        key=key,
+        start=start,
+        end=start if end is None else end,
+        score=score,
+        severity=severity,
+        detector="t",
+        summary=key,
+        evidence=evidence or {},
+    )
+
+
+def by_key(f: Finding) -> Mapping[str, str]:
+    return key_labels(f.key)
+
+
+def correlator(**cfg: Any) -> IncidentCorrelator:
+    return IncidentCorrelator(IncidentsConfig(**cfg), by_key)
+
+
+def test_overlap_and_shared_label_make_one_incident() -> None:
+    c = correlator()
+    a = finding('cpu{job="api",instance="a"}', T0, T0 + M)
+    b = finding('latency{job="api",instance="b"}', T0 + 2 * M, T0 + 3 * M)
+    got = c.update([a, b], T0 + 3 * M)
+    assert len(got) == 1
+    inc = got[0]
+    assert inc.status is IncidentStatus.OPEN and inc.version == 1
+    assert inc.id == Incident.make_id(a.id)
+    assert inc.finding_ids == [a.id, b.id]
+    assert inc.keys == [a.key, b.key]
+    assert inc.labels == {"job": "api"}
+    assert (inc.start, inc.end) == (T0, T0 + 3 * M)
+    assert inc.title == 'cpu{job="api",instance="a"} and 1 more on job=api'
+
+
+def test_no_shared_label_or_no_overlap_make_two() -> None:
+    c = correlator()
+    got = c.update(
+        [finding('cpu{job="api"}', T0, T0 + M), finding('cpu{job="db"}', T0, T0 + M)], T0 + M
+    )
+    assert len(got) == 2
+    c = correlator(group_window="1m")
+    a = finding('cpu{job="api"}', T0, T0 + M)
+    c.update([a], T0 + M)
+    # Same label, but it starts 3 minutes after a ended (> 1m window), and a is still open.
+    got = c.update([finding('mem{job="api"}', T0 + 4 * M, T0 + 4 * M)], T0 + 4 * M)
+    assert len(got) == 1 and got[0].keys == ['mem{job="api"}']
+
+
+def test_growing_finding_updates_without_version_bump() -> None:
+    c = correlator()
+    a = finding('cpu{job="api"}', T0, T0 + M)
+    (first,) = c.update([a], T0 + M)
+    (grown,) = c.update([a.model_copy(update={"end": T0 + 2 * M})], T0 + 2 * M)
+    assert grown.id == first.id and grown.version == 1
+    assert grown.end == T0 + 2 * M and grown.updated_at == T0 + 2 * M
+    assert c.update([a.model_copy(update={"end": T0 + 2 * M})], T0 + 2 * M) == []
+    # Severity rising is news.
+    hot = a.model_copy(update={"severity": Severity.CRITICAL, "score": 0.95})
+    (rose,) = c.update([hot], T0 + 2 * M)
+    assert rose.version == 2 and rose.severity is Severity.CRITICAL
+    # A new key joining is news too.
+    (joined,) = c.update([finding('mem{job="api"}', T0 + 2 * M)], T0 + 2 * M)
+    assert joined.version == 3 and len(joined.keys) == 2
+
+
+def test_topology_edge_joins_and_ranks_the_dependency_first() -> None:
+    c = correlator(topology={"api": ["db"], "web": ["api"]})
+    web = finding('errors{service="web"}', T0, T0 + M, severity=Severity.CRITICAL, score=0.95)
+    api = finding('latency{service="api"}', T0 + 10 * S, T0 + M)
+    db = finding('latency{service="db"}', T0 + 20 * S, T0 + M)
+    got = c.update([web, api, db], T0 + M)
+    assert len(got) == 1
+    inc = got[0]
+    assert set(inc.keys) == {web.key, api.key, db.key}
+    assert inc.labels == {}
+    # db went wrong last and is less severe, but both others depend on it.
+    assert [x["key"] for x in inc.cause] == [db.key, api.key, web.key]
+    assert "upstream of api, web" in inc.cause[0]["reason"]
+    assert inc.title.startswith(db.key + " and 2 more")
+    # Without the edge: three incidents.
+    assert len(correlator().update([web, api, db], T0 + M)) == 3
+
+
+def test_cause_without_topology_is_first_onset_then_severity() -> None:
+    late = finding("b", T0 + M, severity=Severity.CRITICAL, score=1.0)
+    early = finding("a", T0)
+    ranked = rank_causes([late, early])
+    assert [r["key"] for r in ranked] == ["a", "b"]
+    assert ranked[0]["reason"].startswith("went wrong first")
+    assert "went wrong 60s later" in ranked[1]["reason"]
+    assert ranked[0]["score"] > ranked[1]["score"]
+    # Same onset: severity decides.
+    ranked = rank_causes([finding("x", T0), finding("y", T0, severity=Severity.CRITICAL)])
+    assert ranked[0]["key"] == "y"
+    assert rank_causes([]) == []
+
+
+def test_finding_joining_two_incidents_merges_them_into_the_older() -> None:
+    c = correlator()
+    a = finding('cpu{job="api",instance="a"}', T0, T0 + M)
+    (ia,) = c.update([a], T0 + M)
+    b = finding('cpu{job="db",instance="b"}', T0 + 30 * S, T0 + M)
+    (ib,) = c.update([b], T0 + M + 1)
+    assert ia.id != ib.id
+    # Shares job=api with the first and instance=b with the second.
+    bridge = finding('conn{job="api",instance="b"}', T0 + M, T0 + M)
+    got = {i.id: i for i in c.update([bridge], T0 + M + 2)}
+    assert set(got) == {ia.id, ib.id}
+    kept, gone = got[ia.id], got[ib.id]
+    assert kept.status is IncidentStatus.OPEN and kept.version == 2
+    assert set(kept.finding_ids) == {a.id, b.id, bridge.id}
+    assert gone.status is IncidentStatus.RESOLVED and gone.merged_into == ia.id
+    assert gone.finding_ids == [] and gone.version == 2 and gone.resolved_at == T0 + M + 2
+    # Later findings of the merged-away key go to the survivor.
+    (again,) = c.update([b.model_copy(update={"end": T0 + 2 * M})], T0 + 2 * M)
+    assert again.id == ia.id
+
+
+def test_resolves_after_quiet_and_reopens_within_the_window() -> None:
+    c = correlator(resolve_after="5m", reopen_window="30m")
+    a = finding('cpu{job="api"}', T0, T0 + M)
+    (inc,) = c.update([a], T0 + M)
+    assert c.update([], T0 + 6 * M) == []  # quiet for exactly 5m: not yet
+    (done,) = c.update([], T0 + 6 * M + 1)
+    assert done.status is IncidentStatus.RESOLVED and done.resolved_at == T0 + 6 * M + 1
+    assert done.version == 2 and done.resolved_at >= done.start
+    assert c.update([], T0 + 7 * M) == []
+    # Back 10 minutes later: the same incident reopens.
+    (back,) = c.update([finding('cpu{job="api"}', T0 + 16 * M)], T0 + 16 * M)
+    assert back.id == inc.id and back.status is IncidentStatus.OPEN and back.version == 3
+    assert back.resolved_at is None and len(back.finding_ids) == 2
+    # Resolved for longer than the reopen window: a new incident.
+    c.update([], T0 + 30 * M)
+    late = finding('cpu{job="api"}', T0 + 90 * M)
+    (new,) = c.update([late], T0 + 90 * M)
+    assert new.id == Incident.make_id(late.id) and new.version == 1
+
+
+def test_fifty_on_off_cycles_of_one_series_make_one_incident() -> None:
+    c = correlator()  # defaults: resolve 5m, reopen 30m, flap 3 per 1h
+    seen: dict[str, list[Incident]] = {}
+    key = 'cpu{job="api"}'
+    for i in range(50):
+        t = T0 + i * 11 * M  # on for one minute, off for ten
+        for now in (t, t + M, t + 6 * M + 1):
+            grown = finding(key, t, min(now, t + M))
+            for inc in c.update([grown] if now <= t + M else [], now):
+                seen.setdefault(inc.id, []).append(inc)
+    assert len(seen) == 1
+    (history,) = seen.values()
+    # Damped: after flap_max episodes the incident is held open; a handful of changes, not 100.
+    versions = [i.version for i in history]
+    assert versions == sorted(versions) and versions[-1] <= 6
+    assert history[-1].status is IncidentStatus.OPEN and len(history[-1].finding_ids) == 50
+    # Once the series calms down for the flap window, it resolves.
+    end = T0 + 49 * 11 * M + M
+    (done,) = c.update([], end + 61 * M)
+    assert done.status is IncidentStatus.RESOLVED
+
+
+def test_flapping_key_opens_at_most_flap_max_incidents() -> None:
+    # Resolved quickly and reopened only briefly: each cycle would open a new incident.
+    c = correlator(resolve_after="1m", reopen_window="1m", flap_window="1h", flap_max=3)
+    ids: set[str] = set()
+    for i in range(50):
+        t = T0 + i * 6 * M
+        ids |= {x.id for x in c.update([finding("up", t, t + M)], t + M)}
+        ids |= {x.id for x in c.update([], t + 2 * M + 1)}
+    assert len(ids) == 3
+
+
+def test_seed_after_restart_opens_no_duplicate() -> None:
+    c = correlator()
+    a = finding('cpu{job="api"}', T0, T0 + M)
+    b = finding('mem{job="api"}', T0 + 10 * S, T0 + M)
+    (inc,) = c.update([a, b], T0 + M)
+
+    fresh = correlator()
+    fresh.seed([inc], [a, b])
+    assert fresh.incidents() == [inc]
+    (grown,) = fresh.update([a.model_copy(update={"end": T0 + 2 * M})], T0 + 2 * M)
+    assert grown.id == inc.id and grown.version == inc.version and grown.end == T0 + 2 * M
+    (more,) = fresh.update([finding('disk{job="api"}', T0 + 2 * M)], T0 + 2 * M)
+    assert more.id == inc.id and more.version == inc.version + 1
+    # Without seeding, the same grown finding would open a second incident.
+    (dup,) = correlator().update([a.model_copy(update={"end": T0 + 2 * M})], T0 + 2 * M)
+    assert dup.id == inc.id and dup.version == 1  # same id (deterministic), but version reset
+
+
+def test_finding_labels_from_index_key_and_slo_evidence() -> None:
+    index = SeriesIndex()
+    sid = index.get_or_add("cpu", {"job": "api", "instance": "a"})
+    metric = finding("cpu", T0).model_copy(update={"series_id": sid})
+    labels_of = finding_labels(index.labels)
+    assert dict(labels_of(metric)) == {"job": "api", "instance": "a"}
+    unknown = metric.model_copy(update={"series_id": 12345, "key": 'cpu{job="x"}'})
+    assert dict(labels_of(unknown)) == {"job": "x"}
+    log = finding('new_template{file="app",template="3"}', T0, kind=FindingKind.LOG)
+    assert dict(labels_of(log)) == {"file": "app", "template": "3"}
+    slo = finding(
+        "checkout-avail:page", T0, kind=FindingKind.SLO,
+        evidence={"slo": "checkout-avail", "service": "checkout"},
+    )  # fmt: skip
+    assert dict(labels_of(slo)) == {"slo": "checkout-avail", "service": "checkout"}
+    # So an SLO burning on service=checkout groups with checkout's metrics.
+    c = IncidentCorrelator(IncidentsConfig(), labels_of)
+    got = c.update([slo, finding('latency{service="checkout"}', T0)], T0)
+    assert len(got) == 1 and len(got[0].keys) == 2
+
+
+def test_key_labels() -> None:
+    assert key_labels('a{x="1",y="b c"}') == {"x": "1", "y": "b c"}
+    assert key_labels("plain") == {}
+    assert key_labels("slo:page") == {}
+
+
+KEYS = [
+    'cpu{job="api",instance="a"}',
+    'cpu{job="db",instance="b"}',
+    'mem{job="api",instance="b"}',
+    'err{service="web"}',
+    'err{service="api"}',
+    "host_load",
+]
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> list[tuple[int, list[Finding]]]:
+    """Ticks of (now, findings): new findings and grown ones, time moving forward."""
+    now = T0
+    live: list[Finding] = []
+    out: list[tuple[int, list[Finding]]] = []
+    for _ in range(draw(st.integers(1, 25))):
+        now += draw(st.integers(0, 20)) * M
+        batch: list[Finding] = []
+        for _ in range(draw(st.integers(0, 3))):
+            if live and draw(st.booleans()):
+                i = draw(st.integers(0, len(live) - 1))
+                f = live[i].model_copy(
+                    update={
+                        "end": max(live[i].end, now),
+                        "severity": draw(st.sampled_from(list(Severity))),
+                    }
+                )
+                live[i] = f
+            else:
+                start = now - draw(st.integers(0, 5)) * M
+                f = finding(draw(st.sampled_from(KEYS)), start, now)
+                if any(g.id == f.id for g in live):
+                    continue
+                live.append(f)
+            batch.append(f)
+        out.append((now, batch))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    streams(),
+    st.sampled_from([{}, {"topology": {"web": ["api"]}}, {"reopen_window": "1m", "flap_max": 2}]),
+)
+def test_every_finding_lands_in_exactly_one_incident(
+    ticks: list[tuple[int, list[Finding]]], cfg: dict[str, Any]
+) -> None:
+    c = correlator(**cfg)
+    latest: dict[str, Incident] = {}
+    fed: set[str] = set()
+    for now, batch in ticks:
+        fed |= {f.id for f in batch}
+        for inc in c.update(batch, now):
+            prev = latest.get(inc.id)
+            if prev is not None:
+                assert inc.version >= prev.version
+                news = (
+                    inc.status != prev.status
+                    or set(inc.keys) - set(prev.keys)
+                    or inc.merged_into != prev.merged_into
+                )
+                if news:
+                    assert inc.version > prev.version
+            else:
+                assert inc.version >= 1
+            if inc.status is IncidentStatus.RESOLVED:
+                assert inc.resolved_at is not None and inc.resolved_at >= inc.start
+            else:
+                assert inc.resolved_at is None and inc.merged_into is None
+            assert inc.start <= inc.end and inc.cause and inc.title
+            latest[inc.id] = inc
+    owners: dict[str, list[str]] = {}
+    for inc in latest.values():
+        for fid in inc.finding_ids:
+            owners.setdefault(fid, []).append(inc.id)
+    assert set(owners) == fed
+    assert all(len(v) == 1 for v in owners.values()), owners

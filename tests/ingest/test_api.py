@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import cramjam
+import pytest
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from relia.ingest.api import remote_write_router
+from relia.ingest.queue import IngestQueue
+from relia.ingest.remote_write import RemoteWriteDecoder
+from relia.ingest.source import IngestMetrics
+from relia.signals import SeriesIndex
+from tests.ingest.prompb import encode
+
+with warnings.catch_warnings():
+    # Starlette >= 1.x warns that TestClient wants the httpx2 package; httpx works the same.
+    warnings.simplefilter("ignore", UserWarning)
+    from fastapi.testclient import TestClient
+
+T0 = 1_700_000_000_000
+HEADERS = {
+    "Content-Encoding": "snappy",
+    "Content-Type": "application/x-protobuf",
+    "X-Prometheus-Remote-Write-Version": "0.1.0",
+}
+
+
+class Rig:
+    def __init__(self, tmp: Path, max_samples: int = 100, max_body: int = 1 << 20) -> None:
+        self.index = SeriesIndex()
+        self.decoder = RemoteWriteDecoder(self.index)
+        self.queue = IngestQueue(max_samples, tmp)
+        self.registry = CollectorRegistry()
+        self.metrics = IngestMetrics(self.registry)
+        app = FastAPI()
+        app.include_router(
+            remote_write_router(
+                self.queue, self.decoder, max_body_bytes=max_body, metrics=self.metrics
+            )
+        )
+        self.client = TestClient(app)
+
+    def post(self, body: bytes, headers: dict[str, str] | None = None) -> object:
+        return self.client.post("/api/v1/write", content=body, headers=headers or HEADERS)
+
+    def count(self, code: str) -> float:
+        v = self.registry.get_sample_value("relia_remote_write_requests_total", {"code": code})
+        return v or 0.0
+
+
+def _body(n: int, name: str = "m") -> bytes:
+    return encode([({"__name__": name, "i": str(i)}, [(T0, float(i))]) for i in range(n)])
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Rig:
+    return Rig(tmp_path)
+
+
+def test_accepts_a_write(rig: Rig) -> None:
+    r = rig.post(_body(10))
+    assert r.status_code == 204  # type: ignore[attr-defined]
+    assert rig.queue.samples == 10 and len(rig.index) == 10
+    assert rig.count("204") == 1
+    assert rig.registry.get_sample_value("relia_remote_write_samples_total") == 10
+
+
+def test_bad_payloads_are_400_and_keep_nothing(rig: Rig) -> None:
+    for body in (b"\x05nonsense", bytes(cramjam.snappy.compress_raw(b"\x0a\x05\x01")), b""):
+        r = rig.post(body)
+        assert r.status_code == 400, body  # type: ignore[attr-defined]
+        assert "request body" in r.text or "empty body" in r.text  # type: ignore[attr-defined]
+    r = rig.post(encode([({"job": "x"}, [(T0, 1.0)])]))
+    assert r.status_code == 400 and "__name__" in r.text  # type: ignore[attr-defined]
+    r = rig.post(encode([({"__name__": "x"}, [(T0, 1.0), (T0 - 1, 2.0)])]))
+    assert r.status_code == 400 and "increasing" in r.text  # type: ignore[attr-defined]
+    assert rig.queue.samples == 0 and len(rig.index) == 0 and rig.queue.requests == 0
+
+
+def test_full_queue_is_429_with_retry_after(rig: Rig) -> None:
+    assert rig.post(_body(60)).status_code == 204  # type: ignore[attr-defined]
+    r = rig.post(_body(60, "n"))
+    assert r.status_code == 429  # type: ignore[attr-defined]
+    assert int(r.headers["Retry-After"]) >= 1  # type: ignore[attr-defined]
+    assert rig.queue.samples == 60
+    rig.queue.drain()
+    assert rig.post(_body(60, "n")).status_code == 204  # type: ignore[attr-defined]
+
+
+def test_too_many_samples_for_the_queue_is_413(rig: Rig) -> None:
+    r = rig.post(_body(101))
+    assert r.status_code == 413  # type: ignore[attr-defined]
+
+
+def test_too_large_bodies_are_413(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, max_body=1000)
+    r = rig.post(_body(200))
+    assert r.status_code == 413  # type: ignore[attr-defined]
+    small = Rig(tmp_path / "b")
+    small.decoder.max_decoded_bytes = 100
+    assert small.post(_body(50)).status_code == 413  # type: ignore[attr-defined]
+
+
+def test_closed_queue_is_503(rig: Rig) -> None:
+    rig.queue.close()
+    r = rig.post(_body(1))
+    assert r.status_code == 503 and r.headers["Retry-After"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("Content-Encoding", "gzip"),
+        ("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request"),
+        ("X-Prometheus-Remote-Write-Version", "2.0.0"),
+    ],
+)
+def test_other_encodings_and_versions_are_415(rig: Rig, header: str, value: str) -> None:
+    r = rig.post(_body(1), {**HEADERS, header: value})
+    assert r.status_code == 415  # type: ignore[attr-defined]
+    assert rig.queue.samples == 0

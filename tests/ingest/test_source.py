@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from relia.engine.local import LocalExecutor
+from relia.engine.loop import Engine
+from relia.ingest.queue import IngestQueue
+from relia.ingest.remote_write import RemoteWriteDecoder
+from relia.ingest.source import IngestMetrics, IngestSource
+from relia.signals import SeriesIndex
+from tests.engine.memstore import MemoryStore
+from tests.ingest.prompb import encode
+
+T0 = 1_700_000_000_000
+
+
+class Rig:
+    def __init__(self, tmp: Path) -> None:
+        self.index = SeriesIndex()
+        self.decoder = RemoteWriteDecoder(self.index)
+        self.queue = IngestQueue(10_000, tmp)
+        self.queue.recover(lambda p: self.decoder.decode(p).batch)
+        self.registry = CollectorRegistry()
+        self.source = IngestSource(self.queue, metrics=IngestMetrics(self.registry))
+        self.store = MemoryStore()
+        self.engine = Engine(
+            self.store,
+            [self.source],
+            LocalExecutor("default"),
+            index=self.index,
+            clock=lambda: T0,
+            registry=self.registry,
+        )
+
+    def write(self, i: int, n: int = 5) -> None:
+        body = encode([({"__name__": "m", "i": str(i)}, [(T0 + k, float(k)) for k in range(n)])])
+        self.queue.offer(self.decoder.decode(body).batch, body)
+
+
+def test_tick_stores_and_commits(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.write(1)
+    rig.write(2)
+    result = rig.engine.tick(push_only=True)
+    assert result.samples == 10
+    sid = rig.index.find("m", {"i": "1"})
+    assert sid is not None
+    ts, _ = rig.store.samples(sid)
+    assert len(ts) == 5
+    assert (tmp_path / "committed").read_text() == "2"
+    lag = rig.registry.get_sample_value("relia_ingest_to_stored_seconds_count")
+    assert lag == 2
+
+
+def test_a_failed_tick_redelivers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rig = Rig(tmp_path)
+    rig.write(1)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(rig.store, "append_samples", broken)
+        with pytest.raises(RuntimeError):
+            rig.engine.tick()
+    assert not (tmp_path / "committed").exists()
+    rig.write(2)
+    assert rig.engine.tick().samples == 10  # the failed tick's samples came back
+    assert (tmp_path / "committed").read_text() == "2"
+
+
+def test_wake_makes_run_tick_before_the_interval(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    rig = Rig(tmp_path)
+    rig.queue.notify = rig.engine.wake
+    stop = threading.Event()
+    t = threading.Thread(target=rig.engine.run, args=(stop, 3600.0), daemon=True)
+    t.start()
+    try:
+        deadline = time.monotonic() + 5
+        while rig.engine.status()["ticks"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        rig.write(1)
+        while rig.queue.samples and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sid = rig.index.find("m", {"i": "1"})
+        assert sid is not None
+        while len(rig.store.samples(sid)[0]) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(rig.store.samples(sid)[0]) == 5  # long before the hour-long interval
+    finally:
+        stop.set()
+        t.join(5)

@@ -1,0 +1,285 @@
+"""The dispatcher: backoff, circuit breaker, order per incident, give-ups, metrics, the thread."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Sequence
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from relia.incidents.model import Incident, Severity
+from relia.notify.dispatcher import BreakerState, Dispatcher, backoff_delay
+from relia.notify.outbox import OutboxItem, notifications_for
+from relia.notify.sinks import DeliveryError
+from tests.notify.factory import T0, IncidentMemoryStore, incident, resolved
+
+S = 1000  # ms
+
+
+class ScriptedSink:
+    """Fails while ``down`` (retryable unless ``reject``), records what it delivered."""
+
+    def __init__(self, name: str = "am") -> None:
+        self.name = name
+        self.down = False
+        self.reject = False
+        self.attempts: list[str] = []
+        self.delivered: list[str] = []
+
+    def deliver(self, item: OutboxItem) -> None:
+        self.attempts.append(item.id)
+        if self.reject:
+            raise DeliveryError("HTTP 400: bad alert", retryable=False)
+        if self.down:
+            raise DeliveryError("connection refused", retryable=True)
+        self.delivered.append(item.id)
+
+
+class RefreshSink(ScriptedSink):
+    resend_interval = 60.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refreshed: list[list[str]] = []
+
+    def refresh(self, open_incidents: Sequence[Incident]) -> None:
+        self.refreshed.append([i.id for i in open_incidents])
+
+
+def make(
+    sinks: Sequence[ScriptedSink], **kw: float
+) -> tuple[IncidentMemoryStore, Dispatcher, CollectorRegistry]:
+    store = IncidentMemoryStore()
+    registry = CollectorRegistry()
+    params: dict[str, float] = {"base_delay": 1.0, "max_delay": 300.0, "breaker_threshold": 3}
+    params.update(kw)
+    d = Dispatcher(
+        store,
+        sinks,
+        clock=lambda: T0,
+        registry=registry,
+        rng=random.Random(7),
+        breaker_threshold=int(params.pop("breaker_threshold")),
+        **params,
+    )
+    return store, d, registry
+
+
+def metric(registry: CollectorRegistry, name: str, sink: str = "am") -> float:
+    value = registry.get_sample_value(name, {"sink": sink})
+    assert value is not None, name
+    return value
+
+
+def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
+    rng = random.Random(1)
+    for attempts in range(1, 15):
+        full = min(300.0, 2.0 ** (attempts - 1))
+        for _ in range(50):
+            d = backoff_delay(attempts, 1.0, 300.0, rng)
+            assert full / 2 <= d <= full
+    assert backoff_delay(10**6, 1.0, 300.0, rng) <= 300.0
+    # Jitter: not every draw is the same.
+    assert len({backoff_delay(5, 1.0, 300.0, rng) for _ in range(20)}) > 1
+
+
+def test_retries_follow_the_backoff_schedule() -> None:
+    sink = ScriptedSink()
+    sink.down = True
+    store, d, registry = make([sink], breaker_threshold=100)
+    store.enqueue_notifications(notifications_for(incident(), ["am"], T0))
+    now = T0
+    for attempt in range(1, 9):
+        assert d.run_once(now) == 0
+        (item,) = store.due_notifications("am", 2**62, 10)
+        full = min(300.0, 2.0 ** (attempt - 1)) * S
+        assert item.attempts == attempt and item.last_error == "connection refused"
+        assert full / 2 <= item.next_attempt_at - now <= full
+        assert d.run_once(item.next_attempt_at - 1) == 0  # not yet due: no attempt
+        assert len(sink.attempts) == attempt
+        now = item.next_attempt_at
+    assert metric(registry, "relia_notify_retried_total") == 8
+    sink.down = False
+    assert d.run_once(now) == 1
+    assert sink.delivered == ["am:inc1:1"]
+    assert store.outbox_counts()["am"] == {"pending": 0, "delivered": 1, "failed": 0}
+    assert metric(registry, "relia_notify_delivered_total") == 1
+
+
+def test_breaker_opens_probes_after_cooldown_and_closes() -> None:
+    sink = ScriptedSink()
+    sink.down = True
+    store, d, registry = make([sink], breaker_threshold=3, breaker_cooldown=30.0, max_delay=0.001)
+    for n in range(5):
+        store.enqueue_notifications(notifications_for(incident(f"i{n}"), ["am"], T0 + n))
+    # Three failures in a row open it; the other two items are not tried.
+    d.run_once(T0 + 10)
+    assert len(sink.attempts) == 3
+    assert d.breaker("am").state is BreakerState.OPEN
+    assert metric(registry, "relia_notify_breaker_state") == 1
+    # Open: nothing is tried during the cooldown, though items are due.
+    d.run_once(T0 + 10 + 29 * S)
+    assert len(sink.attempts) == 3
+    # After it: one probe (half-open); it fails, so open again for a new cooldown.
+    d.run_once(T0 + 10 + 30 * S)
+    assert len(sink.attempts) == 4
+    assert d.breaker("am").state is BreakerState.OPEN
+    d.run_once(T0 + 10 + 59 * S)
+    assert len(sink.attempts) == 4
+    # The receiver is back: the next probe succeeds, the breaker closes, the rest follows.
+    sink.down = False
+    assert d.run_once(T0 + 10 + 60 * S) == 5
+    assert d.breaker("am").state is BreakerState.CLOSED
+    assert metric(registry, "relia_notify_breaker_state") == 0
+    assert sorted(sink.delivered) == [f"am:i{n}:1" for n in range(5)]
+    assert metric(registry, "relia_notify_pending") == 0
+
+
+def test_breaker_is_per_sink() -> None:
+    am, hook = ScriptedSink("am"), ScriptedSink("hook")
+    am.down = True
+    store, d, _ = make([am, hook], breaker_threshold=1)
+    store.enqueue_notifications(notifications_for(incident(), ["am", "hook"], T0))
+    d.run_once(T0)
+    assert d.breaker("am").state is BreakerState.OPEN
+    assert d.breaker("hook").state is BreakerState.CLOSED
+    assert hook.delivered == ["hook:inc1:1"]
+
+
+def test_versions_of_an_incident_are_delivered_in_order() -> None:
+    sink = ScriptedSink()
+    store, d, _ = make([sink], breaker_threshold=100)
+    v1 = incident()
+    v2 = v1.model_copy(update={"version": 2, "severity": Severity.CRITICAL})
+    v3 = resolved(v2, T0 + 2)
+    sink.down = True
+    store.enqueue_notifications(notifications_for(v1, ["am"], T0))
+    d.run_once(T0)  # v1 fails, retries in 0.5-1 s
+    store.enqueue_notifications(notifications_for(v2, ["am"], T0 + 1))
+    store.enqueue_notifications(notifications_for(v3, ["am"], T0 + 2))
+    sink.down = False
+    d.run_once(T0 + 2)  # v2 and v3 are due, v1 is not: nothing may go yet
+    assert sink.delivered == []
+    assert d.run_once(T0 + 2 * S) == 3  # one run delivers the whole chain, in order
+    assert sink.delivered == ["am:inc1:1", "am:inc1:2", "am:inc1:3"]
+
+
+def test_a_failure_mid_chain_stops_the_rest_of_that_incident_only() -> None:
+    sink = ScriptedSink()
+    store, d, _ = make([sink], breaker_threshold=100)
+    a1, b1 = incident("a"), incident("b")
+    store.enqueue_notifications(notifications_for(a1, ["am"], T0))
+    store.enqueue_notifications(notifications_for(resolved(a1, T0), ["am"], T0))
+    store.enqueue_notifications(notifications_for(b1, ["am"], T0 + 1))
+
+    def deliver(item: OutboxItem) -> None:  # a:1 goes, then the receiver fails on a:2
+        sink.attempts.append(item.id)
+        if item.id == "am:a:2":
+            raise DeliveryError("HTTP 503", retryable=True)
+        sink.delivered.append(item.id)
+
+    sink.deliver = deliver  # type: ignore[method-assign]
+    d.run_once(T0 + 10)
+    assert sink.delivered == ["am:a:1", "am:b:1"]
+    assert sink.attempts.count("am:a:2") == 1  # not hammered within one run
+
+
+def test_rejected_items_fail_without_retry_and_unblock_the_next_version(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sink = ScriptedSink()
+    store, d, registry = make([sink])
+    v1 = incident()
+    store.enqueue_notifications(notifications_for(v1, ["am"], T0))
+    store.enqueue_notifications(notifications_for(resolved(v1, T0 + 1), ["am"], T0 + 1))
+    sink.reject = True
+    with caplog.at_level(logging.ERROR, logger="relia.notify"):
+        d.run_once(T0 + 5)
+    assert sink.attempts == ["am:inc1:1", "am:inc1:2"]  # each tried once, never again
+    d.run_once(T0 + 10**7)
+    assert len(sink.attempts) == 2
+    assert store.outbox_counts()["am"] == {"pending": 0, "delivered": 0, "failed": 2}
+    assert metric(registry, "relia_notify_failed_total") == 2
+    assert metric(registry, "relia_notify_retried_total") == 0
+    assert d.breaker("am").state is BreakerState.CLOSED  # the receiver is up, it said no
+    assert "gave up on am:inc1:1: HTTP 400" in caplog.text
+
+
+def test_items_older_than_max_age_are_given_up(caplog: pytest.LogCaptureFixture) -> None:
+    sink = ScriptedSink()
+    sink.down = True
+    store, d, registry = make([sink], breaker_threshold=100, max_age=3600.0)
+    store.enqueue_notifications(notifications_for(incident(), ["am"], T0))
+    d.run_once(T0)
+    (item,) = store.due_notifications("am", 2**62, 1)
+    sink.down = False
+    with caplog.at_level(logging.ERROR, logger="relia.notify"):
+        assert d.run_once(T0 + 3600 * S + 1) == 0
+    assert len(sink.attempts) == 1  # not tried again: given up
+    assert store.outbox_counts()["am"]["failed"] == 1
+    assert metric(registry, "relia_notify_failed_total") == 1
+    assert "gave up on am:inc1:1: undelivered after 1 attempt(s)" in caplog.text
+    assert item.attempts == 1
+
+
+def test_a_sink_bug_is_retried_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(ScriptedSink):
+        def deliver(self, item: OutboxItem) -> None:
+            raise KeyError("oops")
+
+    store, d, _ = make([Broken()])
+    store.enqueue_notifications(notifications_for(incident(), ["am"], T0))
+    with caplog.at_level(logging.ERROR, logger="relia.notify"):
+        d.run_once(T0)
+    (item,) = store.due_notifications("am", 2**62, 1)
+    assert item.attempts == 1 and item.last_error == "KeyError: 'oops'"
+    assert "sink am raised" in caplog.text
+
+
+def test_refresh_runs_every_resend_interval_once_the_outbox_is_drained() -> None:
+    sink = RefreshSink()
+    store, d, _ = make([sink], breaker_threshold=1)
+    store.open = [incident("a"), incident("b")]
+    store.enqueue_notifications(notifications_for(incident("a"), ["am"], T0))
+    sink.down = True
+    d.run_once(T0)
+    assert sink.refreshed == []  # an item is pending: deliver it first
+    sink.down = False
+    d.run_once(T0 + 31 * S)  # breaker probe succeeds, outbox drained: refresh
+    assert sink.refreshed == [["a", "b"]]
+    d.run_once(T0 + 90 * S)
+    assert len(sink.refreshed) == 1  # 59 s later: not yet
+    d.run_once(T0 + 91 * S)
+    assert len(sink.refreshed) == 2
+
+
+def test_thread_delivers_wakes_on_notify_and_stops() -> None:
+    sink = ScriptedSink()
+    store = IncidentMemoryStore()
+    d = Dispatcher(store, [sink], poll_interval=30.0)  # only notify() can wake it in time
+    stop = threading.Event()
+    thread = d.start(stop)
+    try:
+        time.sleep(0.05)
+        store.enqueue_notifications(
+            notifications_for(incident(), ["am"], time.time_ns() // 1_000_000)
+        )
+        d.notify()
+        deadline = time.monotonic() + 5
+        while not sink.delivered and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sink.delivered == ["am:inc1:1"]
+    finally:
+        stop.set()
+        d.notify()
+        thread.join(timeout=5)
+    assert not thread.is_alive() and thread.daemon
+
+
+def test_duplicate_sink_names_are_refused() -> None:
+    with pytest.raises(ValueError, match="unique"):
+        Dispatcher(IncidentMemoryStore(), [ScriptedSink(), ScriptedSink()])

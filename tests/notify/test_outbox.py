@@ -1,0 +1,144 @@
+"""The outbox: items and dedup keys, and the store's outbox methods (DuckDB and the test fake)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relia.errors import DataError
+from relia.incidents.model import Severity
+from relia.notify.outbox import OutboxItem, OutboxStatus, dedup_key, notifications_for
+from relia.store import DuckDBStore
+from relia.store.migrations import load_migrations
+from tests.engine.memstore import MemoryStore
+from tests.notify.factory import T0, incident, resolved
+
+
+def test_notifications_for_makes_one_pending_item_per_sink() -> None:
+    inc = incident(version=3)
+    items = notifications_for(inc, ["am", "hook"], now=T0 + 5)
+    assert [i.id for i in items] == ["am:inc1:3", "hook:inc1:3"]
+    assert items[0].id == dedup_key("am", "inc1", 3)
+    for item in items:
+        assert item.status is OutboxStatus.PENDING
+        assert (item.created_at, item.next_attempt_at, item.attempts) == (T0 + 5, T0 + 5, 0)
+        assert item.version == 3 and item.incident_id == "inc1"
+        # A JSON snapshot: it survives a round trip through text unchanged.
+        assert json.loads(json.dumps(item.payload)) == item.payload
+        assert item.payload["severity"] == "warning" and item.payload["version"] == 3
+
+
+def test_the_payload_is_a_snapshot() -> None:
+    inc = incident()
+    (item,) = notifications_for(inc, ["am"], now=T0)
+    later = inc.model_copy(update={"title": "changed", "severity": Severity.CRITICAL})
+    assert later.title == "changed"
+    assert item.payload["title"] == inc.title and item.payload["severity"] == "warning"
+
+
+@pytest.fixture(params=["duckdb", "memory"])
+def store(request: pytest.FixtureRequest) -> Iterator[Any]:
+    if request.param == "duckdb":
+        with DuckDBStore(":memory:") as s:
+            yield s
+    else:
+        yield MemoryStore()
+
+
+def test_enqueue_is_deduplicated(store: Any) -> None:
+    items = notifications_for(incident(), ["am", "log"], now=T0)
+    assert store.enqueue_notifications(items) == 2
+    assert store.enqueue_notifications(items) == 0
+    assert store.enqueue_notifications(notifications_for(incident(), ["am"], now=T0 + 9)) == 0
+    assert store.outbox_counts() == {
+        "am": {"pending": 1, "delivered": 0, "failed": 0},
+        "log": {"pending": 1, "delivered": 0, "failed": 0},
+    }
+    assert store.enqueue_notifications([]) == 0
+
+
+def test_round_trip_keeps_every_field(store: Any) -> None:
+    (item,) = notifications_for(incident(), ["am"], now=T0)
+    store.enqueue_notifications([item])
+    (got,) = store.due_notifications("am", T0, 10)
+    assert got == item
+    store.mark_attempt_failed(item.id, 1, T0 + 1000, "HTTP 503")
+    assert store.due_notifications("am", T0 + 999, 10) == []
+    (again,) = store.due_notifications("am", T0 + 1000, 10)
+    assert (again.attempts, again.next_attempt_at, again.last_error) == (1, T0 + 1000, "HTTP 503")
+    assert again.status is OutboxStatus.PENDING
+    store.mark_delivered([item.id], T0 + 1500)
+    assert store.due_notifications("am", T0 + 10**9, 10) == []
+    assert store.outbox_counts()["am"] == {"pending": 0, "delivered": 1, "failed": 0}
+    # Marking again changes nothing: delivered stays delivered.
+    store.mark_attempt_failed(item.id, 9, T0, "late", give_up=True)
+    store.mark_delivered([item.id], T0 + 9999)
+    assert store.outbox_counts()["am"] == {"pending": 0, "delivered": 1, "failed": 0}
+
+
+def test_give_up_marks_failed(store: Any) -> None:
+    (item,) = notifications_for(incident(), ["am"], now=T0)
+    store.enqueue_notifications([item])
+    store.mark_attempt_failed(item.id, 1, T0, "HTTP 400: bad alert", give_up=True)
+    assert store.due_notifications("am", T0 + 10**9, 10) == []
+    assert store.outbox_counts()["am"] == {"pending": 0, "delivered": 0, "failed": 1}
+
+
+def test_due_is_oldest_first_and_one_version_per_incident(store: Any) -> None:
+    a1 = incident("a")
+    a2 = a1.model_copy(update={"version": 2})
+    a3 = resolved(a2, T0 + 3)
+    b1 = incident("b")
+    store.enqueue_notifications(notifications_for(a3, ["am"], now=T0 + 3))
+    store.enqueue_notifications(notifications_for(b1, ["am"], now=T0 + 2))
+    store.enqueue_notifications(notifications_for(a1, ["am", "log"], now=T0))
+    store.enqueue_notifications(notifications_for(a2, ["am"], now=T0 + 1))
+    # a2 and a3 wait behind a1 (same incident, same sink); b1 does not.
+    assert [i.id for i in store.due_notifications("am", T0 + 10, 10)] == ["am:a:1", "am:b:1"]
+    assert [i.id for i in store.due_notifications("am", T0 + 10, 1)] == ["am:a:1"]
+    # a1 is retrying later: a2 still waits (it must not overtake a1).
+    store.mark_attempt_failed("am:a:1", 1, T0 + 100, "down")
+    assert [i.id for i in store.due_notifications("am", T0 + 10, 10)] == ["am:b:1"]
+    store.mark_delivered(["am:a:1"], T0 + 100)
+    assert [i.id for i in store.due_notifications("am", T0 + 10, 10)] == ["am:a:2", "am:b:1"]
+    # A version given up on does not block the next one.
+    store.mark_attempt_failed("am:a:2", 1, T0, "rejected", give_up=True)
+    assert [i.id for i in store.due_notifications("am", T0 + 10, 10)] == ["am:b:1", "am:a:3"]
+    # Sinks are independent.
+    assert [i.id for i in store.due_notifications("log", T0 + 10, 10)] == ["log:a:1"]
+
+
+def test_duckdb_rejects_what_is_not_an_item() -> None:
+    with DuckDBStore(":memory:") as s, pytest.raises(DataError, match=r"items\[0\]"):
+        s.enqueue_notifications(["am:x:1"])  # type: ignore[list-item]
+
+
+def test_outbox_survives_reopening_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "relia.duckdb"
+    items = notifications_for(incident(), ["am"], now=T0)
+    with DuckDBStore(path) as s:
+        s.enqueue_notifications(items)
+    with DuckDBStore(path) as s:
+        assert s.due_notifications("am", T0, 10) == items
+        assert s.enqueue_notifications(items) == 0
+
+
+def test_migration_adds_the_outbox_to_an_older_store(tmp_path: Path) -> None:
+    migrations = load_migrations()
+    assert any(m.name == "outbox" and m.version == 5 for m in migrations)
+    older = tmp_path / "v4"
+    older.mkdir()
+    for m in migrations[:4]:
+        (older / f"{m.version:04d}_{m.name}.sql").write_text(m.sql)
+    path = tmp_path / "relia.duckdb"
+    with DuckDBStore(path, migrations_dir=older) as s:
+        assert s.schema_version == 4
+    with DuckDBStore(path) as s:
+        assert s.schema_version >= 5
+        (item,) = notifications_for(incident(), ["am"], now=T0)
+        assert s.enqueue_notifications([item]) == 1
+        assert isinstance(s.due_notifications("am", T0, 1)[0], OutboxItem)

@@ -1,0 +1,264 @@
+"""Sinks: Alertmanager alerts, the signed webhook, the log line, errors saying if a retry helps."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from relia.config import NotifyConfig
+from relia.errors import ConfigError
+from relia.incidents.model import Severity
+from relia.notify.outbox import OutboxItem, notifications_for
+from relia.notify.sinks import (
+    AlertmanagerSink,
+    DeliveryError,
+    LogSink,
+    RefreshingSink,
+    Sink,
+    WebhookSink,
+    build_sinks,
+    sign,
+    verify_signature,
+)
+from tests.notify.factory import T0, incident, resolved
+
+SECRET = "s3cr3t-value-never-logged"
+
+
+class Recorder:
+    """An httpx MockTransport handler answering ``status`` and keeping every request."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.status = status
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return httpx.Response(self.status, text="nope" if self.status >= 300 else "")
+
+    def bodies(self) -> list[object]:
+        return [json.loads(r.content) for r in self.requests]
+
+
+def item_of(inc: object, sink: str = "am") -> OutboxItem:
+    (item,) = notifications_for(inc, [sink], now=T0)  # type: ignore[arg-type]
+    return item
+
+
+def am_sink(
+    rec: Callable[[httpx.Request], httpx.Response], now: int = T0 + 1000
+) -> AlertmanagerSink:
+    return AlertmanagerSink(
+        "http://am.test:9093/",
+        2.0,
+        name="am",
+        resend_interval=60.0,
+        external_url="http://relia.test:8787",
+        clock=lambda: now,
+        transport=httpx.MockTransport(rec),
+    )
+
+
+def test_alertmanager_alert_has_labels_annotations_and_times() -> None:
+    rec = Recorder()
+    sink = am_sink(rec)
+    assert isinstance(sink, RefreshingSink) and isinstance(sink, Sink)
+    sink.deliver(item_of(incident()))
+    (req,) = rec.requests
+    assert req.method == "POST" and str(req.url) == "http://am.test:9093/api/v2/alerts"
+    (alert,) = json.loads(req.content)
+    assert alert["labels"] == {
+        "alertname": "ReliaIncident",
+        "incident_id": "inc1",
+        "severity": "warning",
+        "job": "api",
+        "instance": "a",
+    }
+    ann = alert["annotations"]
+    assert ann["summary"] == 'cpu_usage{instance="a"} and 1 more on job=api'
+    assert "2 finding(s)" in ann["description"] and "latency" in ann["description"]
+    assert ann["likely_cause"].startswith('1. cpu_usage{instance="a",job="api"} (score 0.90)')
+    assert ann["relia_url"] == "http://relia.test:8787/api/v1/incidents/inc1"
+    assert alert["generatorURL"] == ann["relia_url"]
+    assert alert["startsAt"] == "2024-05-20T10:13:20.000Z"  # opened_at = T0
+    # Open: ends 4 resend intervals after now unless refreshed (now = T0 + 1 s).
+    assert alert["endsAt"] == "2024-05-20T10:17:21.000Z"
+
+
+def test_alertmanager_resolved_alert_ends_at_resolution() -> None:
+    rec = Recorder()
+    sink = am_sink(rec)
+    inc = incident()
+    sink.deliver(item_of(inc))
+    sink.deliver(item_of(resolved(inc, T0 + 30_000)))
+    alerts = rec.bodies()[1]
+    assert isinstance(alerts, list) and len(alerts) == 1
+    assert alerts[0]["endsAt"] == "2024-05-20T10:13:50.000Z"
+    assert alerts[0]["labels"]["incident_id"] == "inc1"
+    merged = resolved(inc, T0 + 40_000).model_copy(update={"merged_into": "inc0", "version": 3})
+    sink.deliver(item_of(merged))
+    (last,) = rec.bodies()[2]  # type: ignore[misc]
+    assert last["annotations"]["description"].endswith("; merged into incident inc0")
+
+
+def test_alertmanager_ends_the_old_alert_when_labels_change() -> None:
+    rec = Recorder()
+    sink = am_sink(rec)
+    inc = incident()
+    sink.deliver(item_of(inc))
+    worse = inc.model_copy(update={"severity": Severity.CRITICAL, "version": 2})
+    sink.deliver(item_of(worse))
+    new, old = rec.bodies()[1]  # type: ignore[misc]
+    assert new["labels"]["severity"] == "critical"
+    assert old["labels"]["severity"] == "warning"
+    assert old["endsAt"] == "2024-05-20T10:13:21.000Z"  # ended now
+    sink.deliver(item_of(resolved(worse, T0 + 5000)))
+    assert len(rec.bodies()[2]) == 1  # type: ignore[arg-type]
+
+
+def test_alertmanager_refresh_reposts_open_incidents_only() -> None:
+    rec = Recorder()
+    sink = am_sink(rec, now=T0 + 120_000)
+    sink.refresh([incident("a"), resolved(incident("b"), T0), incident("c")])
+    (alerts,) = rec.bodies()
+    assert [a["labels"]["incident_id"] for a in alerts] == ["a", "c"]  # type: ignore[union-attr]
+    assert {a["endsAt"] for a in alerts} == {"2024-05-20T10:19:20.000Z"}  # type: ignore[union-attr]
+    sink.refresh([])
+    assert len(rec.requests) == 1  # nothing to refresh: no request
+
+
+def test_invalid_and_reserved_incident_labels_are_not_sent() -> None:
+    rec = Recorder()
+    inc = incident(labels={"job": "api", "bad-name": "x", "severity": "low", "empty": ""})
+    am_sink(rec).deliver(item_of(inc))
+    (alert,) = rec.bodies()[0]  # type: ignore[misc]
+    assert alert["labels"] == {
+        "alertname": "ReliaIncident",
+        "incident_id": "inc1",
+        "severity": "warning",
+        "job": "api",
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable"),
+    [(500, True), (503, True), (408, True), (429, True), (400, False), (401, False), (404, False)],
+)
+def test_http_errors_say_whether_a_retry_helps(status: int, retryable: bool) -> None:
+    for sink in (
+        am_sink(Recorder(status)),
+        WebhookSink(
+            "http://hook.test/x",
+            SECRET,
+            name="hook",
+            transport=httpx.MockTransport(Recorder(status)),
+        ),
+    ):
+        with pytest.raises(DeliveryError, match=f"HTTP {status}") as info:
+            sink.deliver(item_of(incident()))
+        assert info.value.retryable is retryable
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("x")],
+)
+def test_transport_errors_are_retryable(exc: Exception) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc
+
+    sink = am_sink(handler)
+    with pytest.raises(DeliveryError) as info:
+        sink.deliver(item_of(incident()))
+    assert info.value.retryable
+
+
+def webhook(rec: Recorder, now: int = T0 + 2500) -> WebhookSink:
+    return WebhookSink(
+        "http://hook.test/services/tok-in-path",  # as Slack-style URLs hold a token
+        SECRET,
+        3.0,
+        name="hook",
+        clock=lambda: now,
+        transport=httpx.MockTransport(rec),
+    )
+
+
+def test_webhook_body_headers_and_signature() -> None:
+    rec = Recorder()
+    item = item_of(incident(), "hook")
+    webhook(rec).deliver(item)
+    (req,) = rec.requests
+    body = json.loads(req.content)
+    assert body == {"dedup_key": "hook:inc1:1", "incident": item.payload, "sent_at": T0 + 2500}
+    assert req.headers["X-Relia-Dedup-Key"] == "hook:inc1:1"
+    assert req.headers["X-Relia-Timestamp"] == str((T0 + 2500) // 1000)
+    assert req.headers["Content-Type"] == "application/json"
+    assert req.headers["X-Relia-Signature"] == sign(
+        req.content, req.headers["X-Relia-Timestamp"], SECRET
+    )
+    now_s = (T0 + 2500) / 1000
+    assert verify_signature(req.content, dict(req.headers), SECRET, 300, now=now_s)
+    assert SECRET not in req.content.decode() and SECRET not in str(dict(req.headers))
+
+
+def test_verify_signature_rejects_tampering_wrong_secret_and_old_requests() -> None:
+    rec = Recorder()
+    webhook(rec).deliver(item_of(incident(), "hook"))
+    (req,) = rec.requests
+    headers, body = dict(req.headers), req.content
+    now_s = (T0 + 2500) / 1000
+    assert verify_signature(body, headers, SECRET.encode(), 300, now=now_s)
+    assert not verify_signature(body.replace(b"warning", b"critical"), headers, SECRET, now=now_s)
+    assert not verify_signature(body, headers, "other-secret", now=now_s)
+    # The timestamp is signed too: moving it breaks the signature...
+    moved = {**headers, "x-relia-timestamp": str(int(now_s) + 1)}
+    assert not verify_signature(body, moved, SECRET, now=now_s)
+    # ...and a genuine request replayed after the tolerance is refused.
+    assert not verify_signature(body, headers, SECRET, 300, now=now_s + 301)
+    assert verify_signature(body, headers, SECRET, 300, now=now_s + 299)
+    assert not verify_signature(body, {"x-relia-timestamp": headers["x-relia-timestamp"]}, SECRET)
+    bad_ts = {**headers, "x-relia-timestamp": "soon"}
+    assert not verify_signature(body, bad_ts, SECRET, now=now_s)
+
+
+def test_secrets_stay_out_of_reprs_and_errors() -> None:
+    sink = webhook(Recorder(500))
+    assert SECRET not in repr(sink) and "tok-in-path" not in repr(sink)
+    with pytest.raises(DeliveryError) as info:
+        sink.deliver(item_of(incident(), "hook"))
+    assert SECRET not in str(info.value) and "tok-in-path" not in str(info.value)
+    with pytest.raises(ConfigError, match="secret is empty"):
+        WebhookSink("http://hook.test/", "")
+
+
+def test_log_sink_writes_one_json_line(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="relia.notify")
+    LogSink("log").deliver(item_of(resolved(incident(), T0 + 7), "log"))
+    (record,) = caplog.records
+    line = json.loads(record.getMessage().removeprefix("relia incident "))
+    assert line["dedup_key"] == "log:inc1:2" and line["status"] == "resolved"
+    assert line["resolved_at"] == T0 + 7 and line["labels"] == {"job": "api", "instance": "a"}
+
+
+def test_build_sinks_reads_the_secret_from_the_environment() -> None:
+    config = NotifyConfig.model_validate(
+        {
+            "sinks": [
+                {"name": "am", "type": "alertmanager", "url": "http://127.0.0.1:9093/"},
+                {"name": "hook", "type": "webhook", "url": "http://h/x", "secret_env": "HOOK"},
+                {"name": "log", "type": "log"},
+            ]
+        },
+        context={"environ": {"HOOK": SECRET}},
+    )
+    sinks = build_sinks(config, {"HOOK": SECRET})
+    assert [type(s).__name__ for s in sinks] == ["AlertmanagerSink", "WebhookSink", "LogSink"]
+    assert [s.name for s in sinks] == ["am", "hook", "log"]
+    assert SECRET not in repr(sinks)
+    with pytest.raises(ConfigError, match=r"notify\.sinks\.1\.secret_env: .*HOOK is not set"):
+        build_sinks(config, {})

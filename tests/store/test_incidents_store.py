@@ -1,0 +1,110 @@
+"""Incidents in the DuckDB store: round trip, upsert, filters, migration from schema 3."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from relia.errors import DataError
+from relia.incidents.model import Finding, FindingKind, Incident, IncidentStatus, Severity
+from relia.store import DuckDBStore
+from relia.store.migrations import load_migrations
+from tests.engine.memstore import MemoryStore
+
+T0 = 1_700_000_000_000
+
+
+def incident(n: int, **update: object) -> Incident:
+    inc = Incident(
+        id=f"inc{n}",
+        status=IncidentStatus.OPEN,
+        title=f'cpu{{job="api"}} and {n} more on job=api',
+        severity=Severity.WARNING,
+        labels={"job": "api"},
+        start=T0 + n,
+        end=T0 + n + 60_000,
+        opened_at=T0 + n,
+        updated_at=T0 + 1000 * n,
+        version=1,
+        finding_ids=[f"f{n}a", f"f{n}b"],
+        keys=['cpu{job="api"}', 'mem{job="api"}'],
+        cause=[{"key": 'cpu{job="api"}', "score": 0.61, "reason": "went wrong first"}],
+    )
+    return inc.model_copy(update=update)
+
+
+@pytest.fixture(params=["duckdb", "memory"])
+def store(request: pytest.FixtureRequest) -> Iterator[DuckDBStore | MemoryStore]:
+    s: DuckDBStore | MemoryStore = (
+        DuckDBStore(":memory:") if request.param == "duckdb" else MemoryStore()
+    )
+    yield s
+    s.close()
+
+
+def test_round_trip_upsert_and_filters(store: DuckDBStore | MemoryStore) -> None:
+    assert store.incidents() == [] and store.incident("nope") is None
+    a, b, c = incident(1), incident(2), incident(3)
+    store.save_incidents([a, b, c])
+    assert store.incident("inc2") == b
+    assert [i.id for i in store.incidents()] == ["inc3", "inc2", "inc1"]
+    done = b.model_copy(
+        update={
+            "status": IncidentStatus.RESOLVED, "resolved_at": T0 + 9000, "updated_at": T0 + 9000,
+            "version": 2, "merged_into": "inc1", "finding_ids": [],
+        }
+    )  # fmt: skip
+    store.save_incidents([done])
+    assert store.incident("inc2") == done
+    assert [i.id for i in store.incidents()] == ["inc2", "inc3", "inc1"]
+    assert [i.id for i in store.incidents(status=IncidentStatus.OPEN)] == ["inc3", "inc1"]
+    assert store.incidents(status=IncidentStatus.RESOLVED) == [done]
+    assert [i.id for i in store.incidents(since=T0 + 2000)] == ["inc2", "inc3"]
+    assert [i.id for i in store.incidents(limit=1)] == ["inc2"]
+    assert store.incidents(since=T0 + 2000, status=IncidentStatus.OPEN) == [c]
+
+
+def test_duckdb_rejects_what_is_not_an_incident() -> None:
+    with DuckDBStore(":memory:") as s:
+        with pytest.raises(DataError, match=r"incidents\[1\]: expected an Incident"):
+            s.save_incidents([incident(1), "x"])  # type: ignore[list-item]
+        assert s.incidents() == []  # nothing of the batch was written
+        s.save_incidents([])
+
+
+def test_incidents_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "relia.duckdb"
+    with DuckDBStore(path) as s:
+        s.save_incidents([incident(1), incident(2)])
+    with DuckDBStore(path) as s:
+        assert s.incident("inc1") == incident(1)
+        assert len(s.incidents()) == 2
+
+
+def test_migration_from_a_schema_3_store_keeps_its_findings(tmp_path: Path) -> None:
+    old = tmp_path / "v3"
+    old.mkdir()
+    for m in load_migrations()[:3]:
+        (old / f"{m.version:04d}_{m.name}.sql").write_text(m.sql)
+    path = tmp_path / "relia.duckdb"
+    f = Finding(
+        id="f1", kind=FindingKind.METRIC, key="cpu", start=T0, end=T0, score=0.7,
+        severity=Severity.WARNING, detector="t", summary="s",
+    )  # fmt: skip
+    with DuckDBStore(path, migrations_dir=old) as s:
+        assert s.schema_version == 3
+        s.add_findings([f])
+    with duckdb.connect(str(path)) as conn:
+        tables = {r[0] for r in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    assert "incidents" not in tables
+    with DuckDBStore(path) as s:
+        assert s.schema_version >= 4
+        assert s.findings() == [f]
+        s.save_incidents([incident(1)])
+        assert s.incidents() == [incident(1)]
+    with duckdb.connect(str(path)) as conn:
+        names = conn.execute("SELECT version, name FROM schema_migrations ORDER BY 1").fetchall()
+    assert (4, "incidents") in names

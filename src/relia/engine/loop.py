@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,12 +25,21 @@ from relia.sources.base import MetricSource
 from relia.store.base import Store
 
 if TYPE_CHECKING:
+    from relia.engine.incidents import IncidentPipeline
+    from relia.incidents.model import Finding
     from relia.logs.engine import LogPipeline
     from relia.slo.evaluate import SloEvaluator, SloFindings, SloStatus
 
 __all__ = ["Engine", "EngineMetrics", "SloTickResult", "TickResult", "wall_clock_ms"]
 
 log = logging.getLogger(__name__)
+
+
+def _poll_one(src: MetricSource, now: int) -> tuple[MetricBatch | None, Exception | None]:
+    try:
+        return src.poll(now), None
+    except Exception as exc:  # noqa: BLE001 - one broken source must not stop the rest
+        return None, exc
 
 
 def wall_clock_ms() -> int:
@@ -151,6 +161,9 @@ class Engine:
     ``logs`` (optional) tails log files each tick: its closed windows' template counts are scored
     with the sources' samples, then its new lines are read and committed
     (:mod:`relia.logs.engine`).
+
+    ``incidents`` (optional) correlates every finding the engine stores into incidents and
+    enqueues their notifications (:mod:`relia.engine.incidents`).
     """
 
     def __init__(
@@ -170,9 +183,12 @@ class Engine:
         slo_evaluator: SloEvaluator | None = None,
         slo_interval_s: float = 60.0,
         logs: LogPipeline | None = None,
+        incidents: IncidentPipeline | None = None,
     ) -> None:
         self.store = store
         self.logs = logs
+        self.incidents = incidents
+        self._pool: ThreadPoolExecutor | None = None  # polls several sources side by side
         self.sources = list(sources)
         self.executor = executor
         self.index = index
@@ -231,6 +247,8 @@ class Engine:
         self.metrics.series.set(len(self._known))
         if self.logs is not None:
             self.logs.start()
+        if self.incidents is not None:
+            self.incidents.start(self.clock())
         self._last_ckpt_ms = self.clock()
         self._started = True
         if self._restored:
@@ -255,6 +273,9 @@ class Engine:
                 n = self.checkpoint()
             log.info("final checkpoint: %d series", n)
         self.executor.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         if self.logs is not None:
             self.logs.close()
         if self.slo_evaluator is not None:
@@ -273,14 +294,21 @@ class Engine:
         return describe(self.index.key(series_id))
 
     def _poll(self, now: int, push_only: bool = False) -> tuple[list[MetricBatch], dict[str, str]]:
+        chosen = [s for s in self.sources if not push_only or getattr(s, "push", False)]
+        if len(chosen) > 1:
+            # Sources wait on the network (scrapes, Prometheus queries): polled side by side, a
+            # slow or dead target costs the tick its own timeout, not the sum of all of them.
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=min(8, len(self.sources)), thread_name_prefix="relia-poll"
+                )
+            results = list(self._pool.map(lambda s: _poll_one(s, now), chosen))
+        else:
+            results = [_poll_one(s, now) for s in chosen]
         batches: list[MetricBatch] = []
         errors: dict[str, str] = {}
-        for src in self.sources:
-            if push_only and not getattr(src, "push", False):
-                continue
-            try:
-                b = src.poll(now)
-            except Exception as exc:  # noqa: BLE001 - one broken source must not stop the rest
+        for src, (b, exc) in zip(chosen, results, strict=True):
+            if exc is not None:
                 msg = str(exc) or type(exc).__name__
                 errors[src.name] = msg
                 self._source_errors[src.name] = self._source_errors.get(src.name, 0) + 1
@@ -289,7 +317,7 @@ class Engine:
                 log.warning("source %s failed: %s", src.name, msg)
                 continue
             self._source_last_error[src.name] = None
-            if len(b):
+            if b is not None and len(b):
                 batches.append(b)
         return batches, errors
 
@@ -340,6 +368,7 @@ class Engine:
                 batches.append(self.logs.closed_windows(now))
             batch = MetricBatch.concat(batches)
             new = updated = scored = dropped = 0
+            stored_findings: list[Finding] = []
             if len(batch):
                 self._register(batch)
                 scored_batch = self._watched(batch)
@@ -356,6 +385,7 @@ class Engine:
                 if findings:
                     new = self.store.add_findings(findings)
                     updated = len(findings) - new
+                    stored_findings.extend(findings)
             for src in self.sources:
                 # Push sources commit their write-ahead log once their samples are stored.
                 stored = getattr(src, "stored", None)
@@ -367,10 +397,14 @@ class Engine:
                 log_lines = lr.lines
                 new += lr.new_findings
                 updated += lr.updated_findings
+                stored_findings.extend(lr.findings)
                 self.metrics.log_lines.inc(lr.lines)
                 self.metrics.log_lines_skipped.inc(lr.skipped)
                 for name in lr.errors:
                     self.metrics.log_errors.labels(file=name).inc()
+            if self.incidents is not None:
+                # Every tick, even without findings: incidents also resolve as time passes.
+                self.incidents.update(stored_findings, now)
             self._ticks += 1
             self._ticks_since_ckpt += 1
             ckpt = 0
@@ -419,6 +453,8 @@ class Engine:
             self._slo_statuses = {**self._slo_statuses, **{st.slo.id: st for st in statuses}}
             findings = self._slo_findings.update(statuses)
             new = self.store.add_findings(findings) if findings else 0
+            if findings and self.incidents is not None:
+                self.incidents.update(findings, now)
             m = self.metrics
             firing = 0
             for st in statuses:

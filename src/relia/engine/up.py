@@ -20,6 +20,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import CollectorRegistry
+
 from relia.config import ApiConfig, ReliaConfig
 from relia.engine.local import LocalExecutor
 from relia.engine.loop import Engine
@@ -31,6 +33,8 @@ from relia.store.base import Store
 if TYPE_CHECKING:
     from relia.ingest.remote_write import RemoteWriteDecoder
     from relia.ingest.source import IngestSource
+    from relia.notify.dispatcher import Dispatcher
+    from relia.notify.sinks import Sink
     from relia.signals import MetricBatch
     from relia.slo.evaluate import SloEvaluator
 
@@ -39,8 +43,11 @@ __all__ = ["build_ingest_source", "build_slo_evaluator", "build_sources", "run_u
 log = logging.getLogger("relia.up")
 
 
-def build_sources(config: ReliaConfig, index: SeriesIndex) -> list[MetricSource]:
-    """The sources ``config`` asks for: this host, scrape targets, Prometheus queries."""
+def build_sources(
+    config: ReliaConfig, index: SeriesIndex, registry: CollectorRegistry | None = None
+) -> list[MetricSource]:
+    """The sources ``config`` asks for: this host, scrape targets, Prometheus queries, and the
+    remote-write receiver. Scrape health goes to ``registry`` (relia's own ``/metrics``)."""
     sources: list[MetricSource] = []
     seen: dict[str, str] = {}
 
@@ -57,10 +64,19 @@ def build_sources(config: ReliaConfig, index: SeriesIndex) -> list[MetricSource]
 
         add(HostSource(index, per_cpu=config.host.per_cpu), "host")
     if config.scrape:
-        from relia.sources.scrape import ScrapeSource
+        from relia.sources.scrape import ScrapeMetrics, ScrapeSource
 
+        scrape_metrics = ScrapeMetrics(registry) if registry is not None else None
         for i, t in enumerate(config.scrape):
-            add(ScrapeSource(t.name, t.url, index, timeout=t.timeout), f"scrape[{i}].name")
+            target = ScrapeSource(
+                t.name,
+                t.url,
+                index,
+                timeout=t.timeout,
+                interval=t.interval,
+                metrics=scrape_metrics,
+            )
+            add(target, f"scrape[{i}].name")
     if config.prometheus:
         from relia.sources.prometheus import PrometheusSource
 
@@ -231,11 +247,39 @@ def run_up(
     store = _open_store(config)
     engine: Engine | None = None
     api: _Api | None = None
+    sinks: list[Sink] = []
+    dispatcher: Dispatcher | None = None
+    dispatch_stop = threading.Event()
+    dispatch_thread: threading.Thread | None = None
     old_handlers: dict[int, Any] = {}
     try:
         index = SeriesIndex()
+        registry = CollectorRegistry()  # relia's own metrics, on /metrics
         slo_evaluator = build_slo_evaluator(config)  # first: a bad spec stops before any source
-        sources = build_sources(config, index)
+        sources = build_sources(config, index, registry)
+        from relia.engine.incidents import IncidentPipeline
+        from relia.notify import Dispatcher, build_sinks
+
+        sinks = list(build_sinks(config.notify))
+        if sinks:
+            n = config.notify
+            dispatcher = Dispatcher(
+                store,
+                sinks,
+                registry=registry,
+                base_delay=n.base_delay,
+                max_delay=n.max_delay,
+                breaker_threshold=n.breaker_threshold,
+                breaker_cooldown=n.breaker_cooldown,
+                max_age=n.max_age,
+            )
+        incidents = IncidentPipeline(
+            store,
+            config.incidents,
+            index.labels,
+            sinks=[s.name for s in sinks],
+            wake=dispatcher.notify if dispatcher is not None else None,
+        )
         executor = LocalExecutor(config.detector.name, config.detector.params)
         logs = None
         if config.logs.files:
@@ -259,8 +303,14 @@ def run_up(
             slo_evaluator=slo_evaluator,
             slo_interval_s=config.slos.interval,
             logs=logs,
+            incidents=incidents,
+            registry=registry,
         )
         restored = engine.start()
+        if dispatcher is not None:
+            # After engine.start(): what a crash left un-enqueued is in the outbox by now.
+            dispatch_thread = dispatcher.start(dispatch_stop)
+            log.info("delivering notifications to %s", ", ".join(s.name for s in sinks))
         log.info(
             "relia up: %d sources, %d log files, %d series restored",
             len(sources),
@@ -274,10 +324,18 @@ def run_up(
 
             auth = AuthConfig.from_api_config(config.api)
             sock = _bind(config.api.host, config.api.port)
+            from relia.api.auth import Role
+            from relia.api.slos import slos_router
+            from relia.incidents.api import incidents_router
+
             app = create_app(
                 store,
                 engine=engine,
                 auth=auth,
+                routers=[
+                    (incidents_router(store, clock=engine.clock), Role.READ),
+                    (slos_router(engine), Role.READ),
+                ],
                 max_body_bytes=config.api.max_body_bytes,
                 max_header_bytes=config.api.max_header_bytes,
             )
@@ -314,6 +372,17 @@ def run_up(
             if engine is not None:
                 engine.close()
         finally:
-            store.close()
+            try:
+                if dispatcher is not None:
+                    dispatch_stop.set()
+                    dispatcher.notify()
+                    if dispatch_thread is not None:
+                        dispatch_thread.join(timeout=15.0)
+                for sink in sinks:
+                    closer = getattr(sink, "close", None)
+                    if callable(closer):
+                        closer()
+            finally:
+                store.close()
         log.info("relia stopped")
     return 0

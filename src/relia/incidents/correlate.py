@@ -103,7 +103,8 @@ def rank_causes(
     nodes_of: Callable[[Finding], frozenset[str]] = lambda f: frozenset(),
     dependents: Mapping[str, frozenset[str]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Rank an incident's keys as its likely cause, best first: ``[{key, score, reason}]``.
+    """Rank an incident's keys as its likely cause, best first: ``[{key, score, reason,
+    summary}]`` (``summary``: that of the key's highest-scoring finding, what a person reads).
 
     Each key scores ``0.5·upstream + 0.25·earliness + 0.15·severity + 0.1·peak score``, each part
     in [0, 1]:
@@ -122,8 +123,16 @@ def rank_causes(
     for f in findings:
         k = per_key.setdefault(
             f.key,
-            {"onset": f.start, "severity": f.severity, "score": f.score, "nodes": set()},
+            {
+                "onset": f.start,
+                "severity": f.severity,
+                "score": f.score,
+                "nodes": set(),
+                "summary": f.summary,
+            },
         )
+        if f.score > k["score"]:
+            k["summary"] = f.summary
         k["onset"] = min(k["onset"], f.start)
         if _SEVERITY_RANK[f.severity] > _SEVERITY_RANK[k["severity"]]:
             k["severity"] = f.severity
@@ -153,7 +162,9 @@ def rank_causes(
             lag = k["onset"] - first
             reasons.append("went wrong first" if lag == 0 else f"went wrong {_ms_text(lag)} later")
         reasons.append(f"{k['severity'].value}, score {float(k['score']):.2f}")
-        ranked.append((total, k["onset"], key, {"reason": "; ".join(reasons)}))
+        ranked.append(
+            (total, k["onset"], key, {"reason": "; ".join(reasons), "summary": k["summary"]})
+        )
     ranked.sort(key=lambda r: (-r[0], r[1], r[2]))
     return [{"key": key, "score": round(total, 3), **rest} for total, _, key, rest in ranked]
 

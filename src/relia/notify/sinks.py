@@ -165,6 +165,10 @@ def alert_for(
     )
     if payload.get("merged_into"):
         description += f"; merged into incident {payload['merged_into']}"
+    causes = list(payload.get("cause") or [])
+    if causes and causes[0].get("summary"):
+        # What the likeliest cause's detector said comes first: it is what a person reads.
+        description = f"{causes[0]['summary']}. {description}"
     annotations = {"summary": str(payload.get("title", "")), "description": description}
     cause = _cause_text(list(payload.get("cause") or []))
     if cause:

@@ -17,6 +17,9 @@ MODULES = [
     "relia.incidents",
     "relia.store",
     "relia.sources",
+    "relia.notify",
+    "relia.ingest",
+    "relia.api",
 ]
 
 

@@ -96,6 +96,13 @@ class _State:
     resolved_at: int | None = None
     finding_ids: list[str] = field(default_factory=list)
     snap: Incident | None = None
+    # Running aggregates over ``finding_ids`` (only ever appended to), kept so that matching a
+    # finding against an incident is O(1) rather than O(its findings): with thousands of
+    # findings in one incident the per-finding rescans were most of ``relia up``'s CPU.
+    keys: dict[str, None] = field(default_factory=dict)  # ordered like ``finding_ids``
+    idents: set[tuple[str, str]] = field(default_factory=set)  # union of the findings' idents
+    nodes: set[str] = field(default_factory=set)  # union of the findings' service nodes
+    span: tuple[int, int] | None = None  # (min start, max end); None: recompute
 
 
 def rank_causes(
@@ -267,7 +274,7 @@ class IncidentCorrelator:
                 if f is None:  # trimmed from the store: the incident keeps its stored span
                     continue
                 self._remember(f)
-                st.finding_ids.append(fid)
+                self._add(st, fid)
                 self._owner[fid] = inc.id
             self._incidents[inc.id] = st
             for key in inc.keys:
@@ -311,7 +318,7 @@ class IncidentCorrelator:
                         st = self._new_state(f, now, opened)
             if f.key not in self._keys(st):
                 bump.add(st.id)
-            st.finding_ids.append(f.id)
+            self._add(st, f.id)
             self._owner[f.id] = st.id
         touched.add(st.id)
         self._last_of_key[f.key] = st.id
@@ -349,7 +356,7 @@ class IncidentCorrelator:
                 bump.add(keep.id)
             for fid in st.finding_ids:
                 self._owner[fid] = keep.id
-                keep.finding_ids.append(fid)
+                self._add(keep, fid)
                 key = self._findings[fid].key
                 keys.add(key)
                 if self._last_of_key.get(key) == st.id:
@@ -374,7 +381,33 @@ class IncidentCorrelator:
 
     # -- rules -----------------------------------------------------------------------------
 
+    def _add(self, st: _State, fid: str) -> None:
+        """Append a remembered finding to ``st`` and fold it into the state's aggregates."""
+        f = self._findings[fid]
+        st.finding_ids.append(fid)
+        st.keys.setdefault(f.key, None)
+        st.idents |= self._ident[fid]
+        st.nodes |= self._nodes[fid]
+        if st.span is not None:
+            st.span = (min(st.span[0], f.start), max(st.span[1], f.end))
+        elif len(st.finding_ids) == 1:
+            st.span = (f.start, f.end)
+
+    def _span(self, st: _State) -> tuple[int, int]:
+        """(earliest start, latest end) of the findings of ``st`` (which has some)."""
+        if st.span is None:
+            fs = [self._findings[i] for i in st.finding_ids]
+            st.span = (min(g.start for g in fs), max(g.end for g in fs))
+        return st.span
+
     def _remember(self, f: Finding) -> None:
+        old = self._findings.get(f.id)
+        owner = self._incidents.get(self._owner.get(f.id, ""))
+        if old is not None and owner is not None and owner.span is not None:
+            if f.start <= old.start and f.end >= old.end:  # grown, as findings do: widen
+                owner.span = (min(owner.span[0], f.start), max(owner.span[1], f.end))
+            else:  # shrunk (unusual): recompute on next use
+                owner.span = None
         if f.id not in self._ident:
             labels = self._labels_of(f)
             ident = {(n, str(labels[n])) for n in self._group_by if n in labels}
@@ -386,20 +419,17 @@ class IncidentCorrelator:
         self._findings[f.id] = f
 
     def _matches(self, f: Finding, st: _State) -> bool:
-        fs = [self._findings[i] for i in st.finding_ids]
-        if not fs:
+        if not st.finding_ids:
             return False
-        start = min(g.start for g in fs)
-        end = max(g.end for g in fs)
+        start, end = self._span(st)
         if f.start > end + self._window or f.end < start - self._window:
             return False
-        ident = self._ident[f.id]
+        # Sharing a label (or linked node) with any one finding == with the union of them all.
         nodes = self._nodes[f.id]
+        if not self._ident[f.id].isdisjoint(st.idents):
+            return True
         linked = set().union(*(self._neighbours.get(n, set()) for n in nodes)) | nodes
-        for g in fs:
-            if ident & self._ident[g.id] or linked & self._nodes[g.id]:
-                return True
-        return False
+        return not linked.isdisjoint(st.nodes)
 
     def _episode(self, f: Finding) -> None:
         """Count a new episode of ``f.key`` if the key was quiet for ``resolve_after``."""
@@ -415,11 +445,10 @@ class IncidentCorrelator:
         return sum(1 for t in eps if at - self._flap_window < t <= at) >= self._flap_max
 
     def _quiet(self, st: _State, now: int) -> bool:
-        fs = [self._findings[i] for i in st.finding_ids]
-        if not fs or now - max(f.end for f in fs) <= self._resolve:
+        if not st.finding_ids or now - self._span(st)[1] <= self._resolve:
             return False
         # Hold-down: an incident with a flapping key stays open until the key calms down.
-        return not any(self._flapping(k, now) for k in {f.key for f in fs})
+        return not any(self._flapping(k, now) for k in st.keys)
 
     def _open(self) -> list[_State]:
         return sorted(
@@ -432,10 +461,7 @@ class IncidentCorrelator:
         return self._incidents.get(iid) if iid is not None else None
 
     def _keys(self, st: _State) -> list[str]:
-        seen: dict[str, None] = {}
-        for fid in st.finding_ids:
-            seen.setdefault(self._findings[fid].key, None)
-        return list(seen)
+        return list(st.keys)
 
     # -- output ----------------------------------------------------------------------------
 

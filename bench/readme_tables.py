@@ -175,6 +175,35 @@ def hdfs_table() -> str:
     )
 
 
+def ingest_table() -> str:
+    d = _load("ingest.json")
+    stored = d["relia_ingest_to_stored_seconds"]
+    return "\n".join(
+        [
+            f"`python bench/ingest.py --duration {d['duration_s']:.0f}`: `relia up` (default "
+            "detector, auth off) in one process, remote-write from sender processes on the same "
+            "two cores; latency measured by polling the findings API every 0.1 s from the send of "
+            "the request carrying an injected anomaly. Not met yet.",
+            "",
+            "| measure | value | target (issue 6) |",
+            "|---|---|---|",
+            f"| run | {d['duration_s']:.0f} s, {d['series']:,} series, {d['streams']} sender "
+            f"processes, {d['samples_per_request']:,} samples per request, "
+            f"{d['rate_offered']:,} samples/s offered | 10 min |",
+            f"| samples acknowledged | {d['samples_per_s']:,.0f} /s "
+            f"({d['http_429_or_503']} answers 429/503) | ≥ 500,000 /s |",
+            f"| anomalies found | {d['anomalies_found']} of {d['anomalies_sent']} | |",
+            f"| receipt → finding visible, p50 / p99 | {d['latency_p50_s']:.1f} s / "
+            f"{d['latency_p99_s']:.1f} s | p99 < 1 s |",
+            f"| receipt → stored (relia's histogram), p50 / p99 | ≤ {stored['p50_le_s']:g} s / "
+            f"≤ {stored['p99_le_s']:g} s | |",
+            f"| RSS first / last minute, max | {d['rss_mib_first_minute']:,.0f} / "
+            f"{d['rss_mib_last_minute']:,.0f} MiB, {d['rss_mib_max']:,.0f} MiB "
+            "| flat within 10 % over 10 min |",
+        ]
+    )
+
+
 def render() -> str:
     machine = _load("nab.json")["machine"]
     return f"""{BEGIN}
@@ -251,6 +280,10 @@ that ceiling).
 `python bench/up_footprint.py` (watching this machine with the default config):
 
 {footprint_table()}
+
+### Remote-write ingest under load
+
+{ingest_table()}
 {END}"""
 
 

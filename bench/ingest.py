@@ -34,6 +34,7 @@ import json
 import multiprocessing as mp
 import os
 import queue
+import re
 import subprocess
 import sys
 import tempfile
@@ -313,7 +314,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         ids = {j: _key(series_labels(j)) for j in anomalies}
                     time.sleep(0.1)
             results = [out.get(timeout=30) for _ in procs]
-            metrics_text = httpx.get(url + "/metrics", timeout=10).text
+            metrics_text = _drained_metrics(url)
             health = httpx.get(url + "/healthz", timeout=10).json()
         finally:
             for p in procs:
@@ -369,6 +370,23 @@ def _key(labels: dict[str, str]) -> str:
     rest = sorted((k, v) for k, v in labels.items() if k != "__name__")
     inner = ",".join(f'{k}="{v}"' for k, v in rest)
     return f"{labels['__name__']}{{{inner}}}"
+
+
+def _drained_metrics(url: str, timeout_s: float = 120.0) -> str:
+    """relia's ``/metrics`` once the samples acknowledged during the run were stored (its queue is
+    empty and it timed a stored request), so the receipt→stored histogram covers them; after
+    ``timeout_s`` as they are."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = httpx.get(url + "/metrics", timeout=10).text
+        queued = re.search(r"^relia_ingest_queue_samples (\S+)$", text, re.M)
+        timed = re.search(r"^relia_ingest_to_stored_seconds_count (\S+)$", text, re.M)
+        drained = queued is not None and float(queued.group(1)) == 0.0
+        if (drained and timed is not None and float(timed.group(1)) > 0) or (
+            time.monotonic() > deadline
+        ):
+            return text
+        time.sleep(0.2)
 
 
 def main(argv: list[str] | None = None) -> int:

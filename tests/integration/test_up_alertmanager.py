@@ -5,11 +5,7 @@ delivered twice."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,31 +16,13 @@ import pytest
 
 from relia.incidents.model import IncidentStatus
 from relia.store.duckdb import DuckDBStore
+from tests.integration.up_process import ReliaProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-_START = (
-    "import sys\n"
-    "from relia.config import load_config\n"
-    "from relia.engine.up import run_up\n"
-    "sys.exit(run_up(load_config(sys.argv[1]), ready=lambda u: print('READY', u, flush=True)))\n"
-)
 
-
-class Relia:
-    """``relia up`` in a subprocess."""
-
-    def __init__(self, config: Path) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _START, str(config)],
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line.startswith("READY http://"), f"relia up did not start: {line!r}"
-        self.url = line.split()[1]
+class Relia(ReliaProcess):
+    """``relia up`` in a subprocess, with what this test asks of it."""
 
     def incidents(self) -> list[dict[str, Any]]:
         r = httpx.get(self.url + "/api/v1/incidents", timeout=10)
@@ -57,21 +35,6 @@ class Relia:
         want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
         m = re.search(rf"^{re.escape(name)}\{{{re.escape(want)}\}} (\S+)$", text, re.M)
         return float(m.group(1)) if m else None
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        assert self.proc.wait(60) == 0
-
-    def ensure_gone(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
 
 
 def wait_until(pred: Callable[[], bool], what: str, timeout: float = 30.0) -> None:

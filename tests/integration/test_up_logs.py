@@ -3,10 +3,6 @@ and a truncation: the stored counts equal the lines written, none lost, none cou
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,31 +14,13 @@ import pytest
 from relia.logs.engine import LogPipeline
 from relia.logs.tail import TailState
 from relia.store.duckdb import DuckDBStore
+from tests.integration.up_process import ReliaProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-_START = (
-    "import sys\n"
-    "from relia.config import load_config\n"
-    "from relia.engine.up import run_up\n"
-    "sys.exit(run_up(load_config(sys.argv[1]), ready=lambda u: print('READY', u, flush=True)))\n"
-)
 
-
-class Relia:
-    """``relia up`` in a subprocess, with the config at ``config``."""
-
-    def __init__(self, config: Path) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _START, str(config)],
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line.startswith("READY http://"), f"relia up did not start: {line!r}"
-        self.url = line.split()[1]
+class Relia(ReliaProcess):
+    """``relia up`` in a subprocess, with what this test asks of it."""
 
     def logs(self) -> dict[str, Any]:
         got: dict[str, Any] = httpx.get(self.url + "/healthz", timeout=10).json()["engine"]["logs"]
@@ -55,21 +33,6 @@ class Relia:
                 return
             time.sleep(0.02)
         raise AssertionError(f"not reached in time: {self.logs()}")
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        assert self.proc.wait(60) == 0
-
-    def ensure_gone(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
 
 
 class Writer:

@@ -33,12 +33,10 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import queue
 import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +51,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nab import machine_info  # noqa: E402
+from relia_process import start_relia_up  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ingest.json"
 MIB = 1024 * 1024
@@ -202,35 +201,8 @@ def _start_relia(tmp: Path) -> tuple[subprocess.Popen[str], str, list[str]]:
         f"data_dir: {tmp / 'data'}\nhost: {{enabled: false}}\napi: {{host: 127.0.0.1, port: 0}}\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELIA_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "relia", "up", "--config", str(cfg)],
-        cwd=tmp,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    tail: list[str] = []
-
-    def pump() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            tail.append(line)
-            del tail[:-40]
-            lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
-    deadline = time.monotonic() + 120
-    while True:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("relia up did not start:\n" + "".join(tail))
-        try:
-            line = lines.get(timeout=0.1)
-        except queue.Empty:
-            continue
-        if "http://" in line:
-            return proc, line[line.index("http://") :].split()[0], tail
+    command = [sys.executable, "-m", "relia", "up", "--config", str(cfg)]
+    return start_relia_up(command, cwd=tmp, env=env)
 
 
 def _histogram(metrics_text: str, name: str) -> dict[str, Any]:

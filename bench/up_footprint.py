@@ -20,11 +20,9 @@ import argparse
 import json
 import os
 import platform
-import queue
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +32,9 @@ import httpx
 import psutil
 from rich.console import Console
 from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from relia_process import start_relia_up  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "up_footprint.json"
 MIB = 1024 * 1024
@@ -83,41 +84,20 @@ def measure(seconds: float, every: float, mode: str, interval: str | None) -> di
         if interval:
             env["RELIA_INTERVAL"] = interval
         t0 = time.monotonic()
-        # cwd=tmp: a relia.yaml in the current directory must not change the default set-up.
-        proc = subprocess.Popen(
-            _command(mode, data_dir),
-            cwd=tmp,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        lines: queue.Queue[str] = queue.Queue()
-        tail: list[str] = []
-
-        def pump() -> None:
-            assert proc.stderr is not None
-            for line in proc.stderr:
-                tail.append(line)
-                del tail[:-40]
-                lines.put(line)
-
-        threading.Thread(target=pump, daemon=True).start()
-        ps = psutil.Process(proc.pid)
-        url = None
         startup_peak = 0
+        watched: dict[int, psutil.Process] = {}
+
+        def sample_startup(p: subprocess.Popen[str]) -> None:
+            nonlocal startup_peak
+            ps = watched.setdefault(p.pid, psutil.Process(p.pid))
+            startup_peak = max(startup_peak, _tree_rss(ps))
+
+        # cwd=tmp: a relia.yaml in the current directory must not change the default set-up.
+        proc, url, tail = start_relia_up(
+            _command(mode, data_dir), cwd=Path(tmp), env=env, while_waiting=sample_startup
+        )
+        ps = psutil.Process(proc.pid)
         try:
-            deadline = time.monotonic() + 120
-            while url is None:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("relia up did not start:\n" + "".join(tail))
-                startup_peak = max(startup_peak, _tree_rss(ps))
-                try:
-                    line = lines.get(timeout=0.1)
-                except queue.Empty:
-                    continue
-                if "http://" in line:
-                    url = line[line.index("http://") :].split()[0]
             startup_s = time.monotonic() - t0
             rss: list[int] = []
             cpu0, w0 = _tree_cpu(ps), time.monotonic()

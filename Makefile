@@ -20,15 +20,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 up: $(STAMP)
 	$(BIN)/relia up
 
-# Real Prometheus and Alertmanager servers from Debian's packages, started by the test fixtures
+# Real Prometheus, Alertmanager and PostgreSQL servers from Debian's packages, started by the test fixtures
 # on loopback, and Debian's Chromium for the dashboard's browser tests. Installed only when missing; needs root (as in CI) or sudo.
 servers:
 	@if ! command -v prometheus >/dev/null 2>&1 || ! command -v prometheus-alertmanager >/dev/null 2>&1 \
-		|| ! command -v chromium >/dev/null 2>&1; then \
+		|| ! command -v chromium >/dev/null 2>&1 || ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
-			prometheus prometheus-alertmanager chromium; \
+			prometheus prometheus-alertmanager chromium postgresql; \
 	fi
 
 lint: $(STAMP)

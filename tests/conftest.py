@@ -1,5 +1,42 @@
-"""Fixtures shared by every test package: the real PostgreSQL server (``tests/pgserver.py``)."""
+"""Fixtures shared by every test package.
+
+- ``postgres_server`` / ``postgres_dsn``: a real PostgreSQL server on loopback
+  (``tests/pgserver.py``).
+- ``ray_local`` (session): a real local Ray instance on this machine's cores, started once and
+  shut down after the session; yields the ``ray`` module. Without Ray the tests fail when ``CI``
+  is set and are skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from types import ModuleType
+
+import pytest
 
 from tests.pgserver import postgres_dsn, postgres_server
 
-__all__ = ["postgres_dsn", "postgres_server"]
+__all__ = ["postgres_dsn", "postgres_server", "ray_local"]
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[ModuleType]:
+    try:
+        import ray
+    except ImportError:
+        msg = "ray is not installed: pip install -e '.[test]'"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=os.cpu_count() or 2,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

@@ -227,3 +227,150 @@ def test_help_on_every_command() -> None:
         result = runner.invoke(app, cmd)
         assert result.exit_code == 0, cmd
         assert "Usage" in result.stdout
+
+
+def _series_folder(folder: Path) -> Path:
+    """Three series (two CSV, one Parquet) and a file that is not a series."""
+    folder.mkdir()
+    for i, name in enumerate(["a.csv", "b.csv"]):
+        _series_csv(folder / name, n=400 + 50 * i, spike_at=300 + i)
+    pl.read_csv(_series_csv(folder / "c.tmp", n=500, spike_at=200)).write_parquet(
+        folder / "c.parquet"
+    )
+    (folder / "c.tmp").unlink()
+    (folder / "notes.txt").write_text("not a series")
+    return folder
+
+
+def test_detect_folder_writes_one_csv_per_input(tmp_path: Path) -> None:
+    folder = _series_folder(tmp_path / "in")
+    out = tmp_path / "out" / "scored"  # created, parents too
+    result = runner.invoke(app, ["detect", str(folder), "-d", "mad", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["a.csv", "b.csv", "c.csv"]
+    for name in ("a.csv", "b.csv", "c.parquet"):
+        # Each file is what `relia detect FILE --out` writes for that file alone.
+        single = tmp_path / f"single-{name}.csv"
+        one = runner.invoke(app, ["detect", str(folder / name), "-d", "mad", "-o", str(single)])
+        assert one.exit_code == 0, one.output
+        assert (out / f"{Path(name).stem}.csv").read_text() == single.read_text()
+    assert result.stdout == ""
+    assert f"wrote 3 files to {out}" in result.stderr
+    assert "anomalous points" in result.stderr and str(folder / "c.parquet") in result.stderr
+    assert "3 series, 1,350 points" in result.stderr
+
+
+def test_detect_folder_without_out_prints_a_summary_csv(tmp_path: Path) -> None:
+    folder = _series_folder(tmp_path / "in")
+    result = runner.invoke(app, ["detect", str(folder), "-d", "mad"])
+    assert result.exit_code == 0, result.output
+    frame = pl.read_csv(io.StringIO(result.stdout))
+    assert frame.columns == ["series", "points", "anomalous_points", "windows", "max_score"]
+    assert frame["series"].to_list() == [str(folder / n) for n in ("a.csv", "b.csv", "c.parquet")]
+    assert frame["points"].to_list() == [400, 450, 500]
+    assert (frame["anomalous_points"] >= 1).all() and (frame["max_score"] >= 0.5).all()
+
+
+@pytest.mark.parametrize("out_exists", [False, True])
+def test_detect_folder_bad_file_is_named_and_nothing_written(
+    tmp_path: Path, out_exists: bool
+) -> None:
+    folder = _series_folder(tmp_path / "in")
+    (folder / "b2.csv").write_text("timestamp,value\n2020-01-01,1\n2020-01-02,abc\n")
+    out = tmp_path / "out"
+    if out_exists:
+        out.mkdir()
+    result = runner.invoke(app, ["detect", str(folder), "-d", "mad", "--out", str(out)])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"relia: error: {folder / 'b2.csv'}: row 2 (line 3): non-numeric value 'abc' in column "
+        "'value'"
+    ]
+    assert (list(out.iterdir()) == []) if out_exists else not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        ("empty", [], "no *.csv or *.parquet files in this folder"),
+        ("ok", ["--out", "{tmp}/file.txt"], "--out must be a directory"),
+        ("ok", ["--out", "{tmp}/in"], "would overwrite the input files"),
+        ("ok", ["--plot", "{tmp}/p.png"], "--plot: draws one series"),
+        ("twins", ["--out", "{tmp}/o"], "a.csv and a.parquet would both be written to a.csv"),
+        ("ok", ["--executor", "spark"], "--executor: expected local or ray, got 'spark'"),
+        ("ok", ["--workers", "2"], "--workers: needs --executor ray"),
+        ("ok", ["--ray-address", "auto"], "--ray-address: needs --executor ray"),
+        ("ok", ["--executor", "ray", "--workers", "0"], "--workers: must be at least 1"),
+    ],
+)
+def test_detect_folder_user_errors(
+    tmp_path: Path, setup: str, args: list[str], message: str
+) -> None:
+    folder = tmp_path / "in"
+    if setup == "empty":
+        folder.mkdir()
+        (folder / "readme.md").write_text("x")
+    else:
+        _series_folder(folder)
+    if setup == "twins":
+        pl.read_csv(folder / "a.csv").write_parquet(folder / "a.parquet")
+    (tmp_path / "file.txt").write_text("x")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    result = runner.invoke(app, ["detect", str(folder), "-d", "mad", *args])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("relia: error:") and message in lines[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_detect_ray_without_ray_says_how_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    folder = _series_folder(tmp_path / "in")
+    monkeypatch.setitem(sys.modules, "ray", None)
+    result = runner.invoke(app, ["detect", str(folder), "--executor", "ray"])
+    assert result.exit_code == 2
+    assert "pip install 'relia[ray]'" in result.stderr
+
+
+@pytest.mark.slow
+def test_detect_on_ray_writes_what_local_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ray_local: object
+) -> None:
+    import relia.cli as cli
+
+    folder = _series_folder(tmp_path / "in")
+    ray = ["--executor", "ray", "--workers", "2"]
+    # A folder: the same files.
+    local_out, ray_out = tmp_path / "local", tmp_path / "ray"
+    assert runner.invoke(app, ["detect", str(folder), "-o", str(local_out)]).exit_code == 0
+    result = runner.invoke(app, ["detect", str(folder), "-o", str(ray_out), *ray])
+    assert result.exit_code == 0, result.output
+    assert "ray executor" in result.stderr
+    for f in local_out.iterdir():
+        assert (ray_out / f.name).read_text() == f.read_text()
+    # One file, to stdout, as a counter: the same output and summary.
+    args = ["detect", str(folder / "a.csv"), "--counter"]
+    local, remote = runner.invoke(app, args), runner.invoke(app, [*args, *ray])
+    assert remote.exit_code == 0, remote.output
+    assert (remote.stdout, remote.stderr) == (local.stdout, local.stderr)
+    # Several series from a PromQL query: the same outputs, numbered.
+    frames = [pl.read_csv(folder / n) for n in ("a.csv", "b.csv")]
+    fetched = [
+        cli._Scored(
+            f'up{{job="{k}"}}',
+            f["Timestamp"].to_numpy().astype(np.int64) * 1000,
+            f["Value"].to_numpy().astype(np.float64),
+        )
+        for k, f in enumerate(frames)
+    ]
+    monkeypatch.setattr(cli, "_from_prometheus", lambda *a: list(fetched))
+    args = ["detect", "--prometheus", "http://127.0.0.1:9", "--query", "up"]
+    local = runner.invoke(app, [*args, "-o", str(tmp_path / "p.csv")])
+    remote = runner.invoke(app, [*args, "-o", str(tmp_path / "q.csv"), *ray])
+    assert remote.exit_code == 0, remote.output
+    for a, b in (("p.csv", "q.csv"), ("p_2.csv", "q_2.csv")):
+        assert (tmp_path / a).read_text() == (tmp_path / b).read_text()
+    assert remote.stderr.replace("q", "p") == local.stderr.replace("q", "p")

@@ -265,3 +265,60 @@ def test_ingest_section() -> None:
     assert cfg.ingest.fsync_interval == 0.5 and cfg.ingest.max_queue_samples == 10
     with pytest.raises(ConfigError, match="ingest.max_queue_samples"):
         _load(environ={"RELIA_INGEST__MAX_QUEUE_SAMPLES": "0"})
+
+
+def test_ha_section(tmp_path: Path) -> None:
+    cfg = load_config(environ={})
+    assert (cfg.ha.lease_ttl, cfg.ha.renew_interval, cfg.ha.replica_id) == (10.0, 3.0, None)
+    path = tmp_path / "relia.yaml"
+    path.write_text("ha: {lease_ttl: 3s, renew_interval: 1s, replica_id: replica-a}\n")
+    cfg = load_config(path, environ={"RELIA_HA__LEASE_TTL": "4s"})
+    assert (cfg.ha.lease_ttl, cfg.ha.renew_interval, cfg.ha.replica_id) == (4.0, 1.0, "replica-a")
+    # A ttl of two renewals or less would make a healthy leader count its lease as lost.
+    path.write_text("data_dir: x\nha:\n  lease_ttl: 2s\n  renew_interval: 1s\n")
+    with pytest.raises(ConfigError, match=r"relia.yaml:2: ha: .*more than twice renew_interval"):
+        load_config(path, environ={})
+    path.write_text("ha: {replica_id: ''}\n")
+    with pytest.raises(ConfigError, match="ha.replica_id"):
+        load_config(path, environ={})
+
+
+def test_store_setting_picks_duckdb_or_postgresql(tmp_path: Path) -> None:
+    cfg = load_config(environ={})
+    assert cfg.store is None and not cfg.store_is_postgresql
+    path = tmp_path / "relia.yaml"
+    path.write_text("store: postgresql://relia@db.internal:5432/relia\n")
+    cfg = load_config(path, environ={})
+    assert cfg.store == "postgresql://relia@db.internal:5432/relia" and cfg.store_is_postgresql
+    cfg = load_config(environ={"RELIA_STORE": "postgres://u@h/d"})
+    assert cfg.store_is_postgresql
+    cfg = load_config(environ={"RELIA_STORE": str(tmp_path / "state")})
+    assert cfg.store == str(tmp_path / "state") and not cfg.store_is_postgresql
+    assert load_config(environ={"RELIA_STORE": "  "}).store is None
+    path.write_text("interval: 15s\nstore: mysql://root:hunter2@h/db\n")
+    with pytest.raises(ConfigError, match=r"relia.yaml:2: store: unsupported store 'mysql'") as e:
+        load_config(path, environ={})
+    assert "hunter2" not in str(e.value)  # the value may hold a password: never echoed
+
+
+def test_engine_section(tmp_path: Path) -> None:
+    cfg = load_config(environ={})
+    assert (cfg.engine.executor, cfg.engine.ray_address, cfg.engine.ray_actors) == (
+        "local",
+        None,
+        None,
+    )
+    path = tmp_path / "relia.yaml"
+    path.write_text("engine:\n  executor: ray\n  ray_address: ray://head:10001\n  ray_actors: 8\n")
+    cfg = load_config(path, environ={"RELIA_ENGINE__RAY_ACTORS": "4"})
+    assert (cfg.engine.executor, cfg.engine.ray_address, cfg.engine.ray_actors) == (
+        "ray",
+        "ray://head:10001",
+        4,
+    )
+    path.write_text("interval: 15s\nengine:\n  executor: spark\n  ray_actors: 0\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    text = str(info.value)
+    assert f"{path}:3: engine.executor: Input should be 'local' or 'ray'" in text
+    assert f"{path}:4: engine.ray_actors:" in text

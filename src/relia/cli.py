@@ -6,9 +6,11 @@ on stderr and exits with code 2; nothing else is printed for it.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -82,7 +84,10 @@ def _numbered(path: Path, i: int) -> Path:
 @_user_errors
 def detect(
     input: Annotated[
-        Path | None, typer.Argument(help="CSV or Parquet file with a time and a value column.")
+        Path | None,
+        typer.Argument(
+            help="CSV or Parquet file with a time and a value column, or a folder of them."
+        ),
     ] = None,
     detector: Annotated[
         str, typer.Option("--detector", "-d", help="registered detector")
@@ -118,13 +123,35 @@ def detect(
             "(NaN and score 0 on the first row)",
         ),
     ] = False,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor", help="where series are scored: local (this process) or ray (workers)"
+        ),
+    ] = "local",
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="Ray workers, one core each (default: the cluster's CPUs)"),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address", help="Ray cluster to join, e.g. auto (default: start a local one)"
+        ),
+    ] = None,
 ) -> None:
     """Score a series for anomalies: CSV of timestamp,value,anomaly_score,is_anomaly.
 
     Reads INPUT (CSV or Parquet), or a PromQL query from Prometheus (one output per returned
     series; with --out, series after the first go to OUT_2.csv, OUT_3.csv, ...).
+
+    INPUT may be a folder: every *.csv and *.parquet in it is one series; --out is then a
+    directory that gets one scored CSV per input (same stem), or without --out a summary CSV
+    (one row per series) goes to stdout; a summary table goes to stderr. With --executor ray the
+    series are spread over Ray workers, each reading and scoring its own files.
     """
     from relia.detect import Thresholder, create
+    from relia.detect.base import Detail
 
     if not 0 < threshold <= 1:
         raise DataError(f"must be in (0, 1], got {threshold}", where="--threshold")
@@ -133,23 +160,51 @@ def detect(
         raise DataError(f"plot must end in .png or .html, got {plot.name!r}", where="--plot")
     if (input is None) == (prometheus is None):
         raise DataError("give either an INPUT file or --prometheus URL with --query")
+    if executor not in ("local", "ray"):
+        raise DataError(f"expected local or ray, got {executor!r}", where="--executor")
+    if executor == "local" and (workers is not None or ray_address is not None):
+        flag = "--workers" if workers is not None else "--ray-address"
+        raise DataError("needs --executor ray", where=flag)
+    if workers is not None and workers < 1:
+        raise DataError(f"must be at least 1, got {workers}", where="--workers")
+    if input is not None and input.is_dir():
+        _detect_folder(
+            input, out, plot, detector, threshold, counter, time_col, value_col,
+            executor, workers, ray_address,
+        )  # fmt: skip
+        return
     series: list[_Scored]
     if input is not None:
-        from relia.sources.files import read_series
+        if executor == "ray":
+            # The worker reads the file; the driver only gets the scored arrays back.
+            series = [_Scored(str(input), np.empty(0, np.int64), np.empty(0))]
+        else:
+            from relia.sources.files import read_series
 
-        frame = read_series(input, time_col=time_col, value_col=value_col)
-        series = [_Scored(str(input), frame.ts, frame.values)]
+            frame = read_series(input, time_col=time_col, value_col=value_col)
+            series = [_Scored(str(input), frame.ts, frame.values)]
     else:
         series = _from_prometheus(str(prometheus), query, start, end, step)
 
     thresholder = Thresholder(threshold)
     multi = len(series) > 1
-    if counter:
+    remote: list[Any] | None = None
+    if executor == "ray":
+        remote = _score_on_ray(
+            input, series, detector, threshold, counter, time_col, value_col, workers, ray_address
+        )
+        series = [_Scored(r.name, r.scored.ts, r.scored.values) for r in remote]
+    elif counter:
         series = [_as_rate(s) for s in series]
     for i, s in enumerate(series):
-        det = create(detector)
-        detail = det.score_detail(s.values, s.ts)
-        if counter:
+        if remote is not None:
+            # Scored by a worker with the same detector, counter handling and threshold.
+            sc = remote[i].scored
+            detail = Detail(sc.score, sc.expected, sc.lower, sc.upper, sc.component)
+        else:
+            det = create(detector)
+            detail = det.score_detail(s.values, s.ts)
+        if counter and remote is None:
             # Rows without a rate (the first, missing values) have nothing to judge.
             detail = replace(detail, score=np.where(np.isnan(s.values), 0.0, detail.score))
         flags = thresholder.flags(detail.score)
@@ -189,6 +244,143 @@ def _as_rate(s: _Scored) -> _Scored:
 
     _, rate = counter_to_rate(s.ts, s.values)
     return _Scored(f"{s.title} (rate per second)", s.ts, rate)
+
+
+def _score_on_ray(
+    input: Path | None,
+    series: list[_Scored],
+    detector: str,
+    threshold: float,
+    counter: bool,
+    time_col: str | None,
+    value_col: str | None,
+    workers: int | None,
+    address: str | None,
+) -> list[Any]:
+    """Score a file or already fetched series on Ray workers; results with per-point arrays."""
+    from relia.engine.batch import SeriesArrays, SeriesFile, SeriesInput, detect_many
+
+    inputs: list[SeriesInput] = (
+        [SeriesFile(input, time_col, value_col)]
+        if input is not None
+        else [SeriesArrays(s.title, s.ts, s.values) for s in series]
+    )
+    return detect_many(
+        inputs, detector, threshold=threshold, counter=counter, executor="ray",
+        workers=workers, address=address, return_scores=True,
+    )  # fmt: skip
+
+
+def _detect_folder(
+    folder: Path,
+    out: Path | None,
+    plot: Path | None,
+    detector: str,
+    threshold: float,
+    counter: bool,
+    time_col: str | None,
+    value_col: str | None,
+    executor: str,
+    workers: int | None,
+    address: str | None,
+) -> None:
+    """``relia detect FOLDER``: every CSV/Parquet file in it is one series."""
+    from relia.engine.batch import SeriesFile, SeriesInput, detect_many, folder_files
+
+    if plot is not None:
+        raise DataError("draws one series; not with a folder INPUT", where="--plot")
+    files = folder_files(folder)
+    if not files:
+        raise DataError("no *.csv or *.parquet files in this folder", where=str(folder))
+    created = False
+    if out is not None:
+        if out.exists() and not out.is_dir():
+            raise DataError("with a folder INPUT, --out must be a directory", where=str(out))
+        if out.exists() and out.resolve() == folder.resolve():
+            raise DataError(
+                "would overwrite the input files; choose another directory", where=str(out)
+            )
+        by_stem: dict[str, Path] = {}
+        for f in files:
+            other = by_stem.setdefault(f.stem, f)
+            if other is not f:
+                raise DataError(
+                    f"{other.name} and {f.name} would both be written to {f.stem}.csv",
+                    where=str(folder),
+                )
+        if not out.exists():
+            try:
+                out.mkdir(parents=True)
+            except OSError as exc:
+                raise DataError(f"cannot create: {exc.strerror}", where=str(out)) from None
+            created = True
+    inputs: list[SeriesInput] = [SeriesFile(f, time_col, value_col) for f in files]
+    t0 = time.perf_counter()
+    try:
+        with _progress_bar(len(inputs)) as progress:
+            results = detect_many(
+                inputs, detector, threshold=threshold, counter=counter,
+                executor="ray" if executor == "ray" else "local", workers=workers,
+                address=address, out_dir=out, progress=progress,
+            )  # fmt: skip
+    except BaseException:
+        if created:
+            # Leave nothing behind: the run wrote no file into it.
+            with contextlib.suppress(OSError):
+                out.rmdir()  # type: ignore[union-attr]
+        raise
+    elapsed = time.perf_counter() - t0
+    if out is None:
+        sys.stdout.write("series,points,anomalous_points,windows,max_score\n")
+        for r in results:
+            name = r.name.replace('"', '""')
+            sys.stdout.write(
+                f'"{name}",{r.points},{r.anomalous_points},{len(r.windows)},{r.max_score:.6f}\n'
+            )
+        sys.stdout.flush()
+    else:
+        err_console.print(f"wrote {len(results)} files to {out}", markup=False)
+    _folder_summary(results, detector, executor, elapsed)
+
+
+@contextlib.contextmanager
+def _progress_bar(total: int) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on stderr while many inputs are scored (only on a terminal)."""
+    if total < 2 or not err_console.is_terminal:
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("scoring", total=total)
+
+        def update(done: int, _total: int) -> None:
+            bar.update(task, completed=done)
+
+        yield update
+
+
+def _folder_summary(results: list[Any], detector: str, executor: str, elapsed: float) -> None:
+    """The per-series table on stderr (first 100 rows) and a totals line."""
+    table = Table(show_edge=False, header_style="bold")
+    for col in ("series", "points", "anomalous points", "windows", "max score"):
+        table.add_column(col, justify="left" if col == "series" else "right")
+    for r in results[:100]:
+        table.add_row(
+            r.name, f"{r.points:,}", f"{r.anomalous_points:,}", str(len(r.windows)),
+            f"{r.max_score:.3f}",
+        )  # fmt: skip
+    err_console.print(table)
+    if len(results) > 100:
+        err_console.print(f"… and {len(results) - 100} more series", markup=False)
+    points = sum(r.points for r in results)
+    flagged = sum(r.anomalous_points for r in results)
+    windows = sum(len(r.windows) for r in results)
+    err_console.print(
+        f"{len(results)} series, {points:,} points: {flagged:,} anomalous points in {windows:,} "
+        f"windows by {detector} ({executor} executor, {elapsed:.1f} s)",
+        markup=False,
+    )
 
 
 def _from_prometheus(url: str, query: str | None, start: str, end: str, step: str) -> list[_Scored]:
@@ -294,6 +486,21 @@ def up(
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="state directory (overrides config)")
     ] = None,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            "--executor",
+            help="where the detectors run: local or ray (overrides engine.executor)",
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Ray cluster to join, e.g. auto or ray://head:10001 (implies --executor ray; "
+            "overrides engine.ray_address)",
+        ),
+    ] = None,
 ) -> None:
     """Run the engine, API and dashboard: watch this machine (and configured targets)."""
     from relia.config import load_config
@@ -307,6 +514,15 @@ def up(
             cfg.api.port = port
         if data_dir is not None:
             cfg.data_dir = data_dir
+        if executor is not None:
+            if executor not in ("local", "ray"):
+                raise ConfigError(f"expected local or ray, got {executor!r}", where="--executor")
+            cfg.engine.executor = "ray" if executor == "ray" else "local"
+        if ray_address is not None:
+            if executor == "local":
+                raise ConfigError("needs --executor ray, not local", where="--ray-address")
+            cfg.engine.executor = "ray"
+            cfg.engine.ray_address = ray_address
     except ValueError as exc:
         raise ConfigError(str(exc).splitlines()[0]) from None
 

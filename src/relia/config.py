@@ -25,6 +25,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from relia.errors import ConfigError
@@ -33,6 +34,8 @@ __all__ = [
     "ApiConfig",
     "ApiToken",
     "DetectorSpec",
+    "EngineConfig",
+    "HaConfig",
     "HostConfig",
     "IncidentsConfig",
     "IngestConfig",
@@ -548,10 +551,57 @@ class IngestConfig(_Model):
     )
 
 
+class EngineConfig(_Model):
+    """Where the streaming detectors run: ``local`` (in this process) or ``ray`` (series sharded
+    across Ray actors by a hash of their id; ``pip install 'relia[ray]'``)."""
+
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = Field(
+        None,
+        description="Ray cluster to join (e.g. ray://head:10001 or auto); unset: start a local "
+        "Ray on this machine's CPUs",
+    )
+    ray_actors: int | None = Field(
+        None, ge=1, description="actors (shards) to spread the series over; default: cluster CPUs"
+    )
+
+
+class HaConfig(_Model):
+    """High availability (``relia.ha``), on when the store is PostgreSQL: the replicas share a
+    lease in the database; its holder correlates incidents and sends notifications."""
+
+    lease_ttl: Duration = Field(
+        10.0, description="a leader that stops renewing loses the lease this long after"
+    )
+    renew_interval: Duration = Field(
+        3.0, description="how often the leader renews (and followers try to take the lease)"
+    )
+    replica_id: str | None = Field(
+        None, min_length=1, max_length=200, description="this replica's name; default host:pid"
+    )
+
+    @model_validator(mode="after")
+    def _ttl_leaves_room(self) -> HaConfig:
+        # The fence counts a lease as held only while it runs for renew_interval more seconds;
+        # with a ttl of two intervals or less, a healthy leader would count itself out.
+        if self.lease_ttl <= 2 * self.renew_interval:
+            raise ValueError(
+                f"lease_ttl ({self.lease_ttl:g}s) must be more than twice renew_interval "
+                f"({self.renew_interval:g}s)"
+            )
+        return self
+
+
 class ReliaConfig(_Model):
     """The whole of ``relia.yaml``."""
 
     data_dir: Path = Path("relia-data")
+    store: str | None = Field(
+        None,
+        description="unset or a directory: the embedded DuckDB store (in data_dir, or there); "
+        "postgresql://user@host:port/db: the shared PostgreSQL store (libpq also reads the "
+        "password from PGPASSWORD or ~/.pgpass, so it need not be written here)",
+    )
     interval: Duration = 15.0
     samples_per_series: int = Field(
         2000, ge=10, description="recent samples kept per series in the store"
@@ -566,6 +616,29 @@ class ReliaConfig(_Model):
     incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    ha: HaConfig = Field(default_factory=HaConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+
+    @field_validator("store")
+    @classmethod
+    def _store_scheme(cls, store: str | None) -> str | None:
+        if store is None or not store.strip():
+            return None
+        scheme, sep, _ = store.strip().partition("://")
+        if sep and scheme.lower() not in ("postgresql", "postgres"):
+            # The value itself is not echoed: it may hold a password.
+            raise ValueError(
+                f"unsupported store {scheme!r}: use a directory (the embedded DuckDB store) "
+                "or postgresql://user@host:port/dbname"
+            )
+        return store.strip()
+
+    @property
+    def store_is_postgresql(self) -> bool:
+        """Whether ``store`` names a PostgreSQL database (else the store is DuckDB)."""
+        return self.store is not None and self.store.lower().startswith(
+            ("postgresql://", "postgres://")
+        )
 
     @field_validator("slos")
     @classmethod

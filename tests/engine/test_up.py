@@ -219,3 +219,38 @@ def test_up_refuses_an_exposed_api_without_auth(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"api\.auth: auth is off but api\.host '0\.0\.0\.0'"):
         load_config(environ={"RELIA_API__HOST": "0.0.0.0", "RELIA_DATA_DIR": str(tmp_path)})
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_up_with_the_ray_executor(tmp_path: Path, ray_local: Any) -> None:
+    cfg = _config(tmp_path)
+    cfg.engine.executor = "ray"
+    cfg.engine.ray_actors = 2
+    r = Running(cfg)
+    r.wait_for(lambda: r.get("/healthz").json()["engine"]["ticks"] >= 3)
+    series = r.wait_for(lambda: r.get("/api/v1/series").json()["series"])
+    sid = next(s["id"] for s in series if s["name"] == "host_cpu_percent")
+    # Scored by the actors: a score beside every sample (0 while the model warms up).
+    got = r.wait_for(lambda: r.get(f"/api/v1/series/{sid}/samples").json()["score"])
+    assert all(s is not None for s in got)
+    assert "relia_executor_actor_restarts_total 0.0" in r.get("/metrics").text
+    assert r.finish() == 0
+    assert ray_local.is_initialized()  # the executor reused the Ray it found, and left it up
+    with DuckDBStore(cfg.data_dir / "relia.duckdb") as store:
+        # The actors' detector state was checkpointed to the store on the way out.
+        assert len(store.load_checkpoints()) >= len(series)
+
+
+def test_up_executor_options_are_checked(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from relia.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["up", "--data-dir", str(tmp_path), "--executor", "spark"])
+    assert res.exit_code == 2
+    assert res.stderr.strip() == "relia: error: --executor: expected local or ray, got 'spark'"
+    res = runner.invoke(app, ["up", "--executor", "local", "--ray-address", "auto"])
+    assert res.exit_code == 2
+    assert "relia: error: --ray-address: needs --executor ray, not local" in res.stderr

@@ -21,7 +21,7 @@ from relia.config import IncidentsConfig
 from relia.incidents.api import incidents_router
 from relia.incidents.correlate import IncidentCorrelator, key_labels
 from relia.incidents.model import Finding, FindingKind, Severity
-from relia.store import DuckDBStore
+from relia.store import DuckDBStore, open_store_url
 from relia.store.duckdb import STORE_FILE
 
 runner = CliRunner()
@@ -38,15 +38,16 @@ def finding(key: str, start: int) -> Finding:
     )  # fmt: skip
 
 
-def fill(path: Path) -> dict[str, str]:
-    """A store with two incidents (api resolved, db open); returns their ids by first key."""
+def fill(path: Path | str) -> dict[str, str]:
+    """A store (a DuckDB file, or a PostgreSQL DSN) with two incidents (api resolved, db open);
+    returns their ids by first key."""
     c = IncidentCorrelator(IncidentsConfig(), lambda f: key_labels(f.key))
     a, b, d = (
         finding('cpu{job="api"}', T0),
         finding('mem{job="api"}', T0 + 1000),
         finding('cpu{job="db"}', T0 + 30 * M),
     )
-    with DuckDBStore(path) as store:
+    with open_store_url(path, ".") if isinstance(path, str) else DuckDBStore(path) as store:
         store.add_findings([a, b, d])
         store.save_incidents(c.update([a, b], T0 + M))
         store.save_incidents(c.update([], T0 + 20 * M))
@@ -172,3 +173,19 @@ def test_no_server_and_no_store_is_exit_2(tmp_path: Path) -> None:
     assert not (tmp_path / "none").exists()  # a read command creates nothing
     r = runner.invoke(app, ["incidents", "list", "--url", "ftp://x", "--config", str(config)])
     assert r.exit_code == 2 and "--url: must start with http" in r.stderr
+
+
+@pytest.mark.integration
+def test_falls_back_to_the_postgresql_store(tmp_path: Path, postgres_dsn: str) -> None:
+    ids = fill(postgres_dsn)
+    config = tmp_path / "relia.yaml"
+    config.write_text(
+        f"store: {postgres_dsn}\ndata_dir: {tmp_path / 'unused'}\napi: {{port: {free_port()}}}\n"
+    )
+    r = runner.invoke(app, ["incidents", "list", "--config", str(config), "--json"])
+    assert r.exit_code == 0, r.output
+    assert "reading the PostgreSQL store" in r.stderr
+    assert {i["id"] for i in json.loads(r.stdout)["incidents"]} == set(ids.values())
+    r = runner.invoke(app, ["incidents", "show", ids['cpu{job="db"}'], "--config", str(config)])
+    assert r.exit_code == 0 and 'cpu{job="db"} is odd' in r.stdout
+    assert not (tmp_path / "unused").exists()

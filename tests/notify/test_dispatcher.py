@@ -283,3 +283,133 @@ def test_thread_delivers_wakes_on_notify_and_stops() -> None:
 def test_duplicate_sink_names_are_refused() -> None:
     with pytest.raises(ValueError, match="unique"):
         Dispatcher(IncidentMemoryStore(), [ScriptedSink(), ScriptedSink()])
+
+
+# -- fencing (HA replicas) --------------------------------------------------------------------
+
+
+class ScriptedFence:
+    """Gives ``held`` as the token; ``check`` answers ``current`` (a list: one answer per call,
+    the last one repeated) and records each call."""
+
+    def __init__(self, held: int | None, current: list[bool]) -> None:
+        self.held = held
+        self.current = current
+        self.checks: list[int] = []
+
+    def token(self) -> int | None:
+        return self.held
+
+    def check(self, token: int) -> bool:
+        self.checks.append(token)
+        return self.current[min(len(self.checks), len(self.current)) - 1]
+
+
+class TokenSink(ScriptedSink):
+    """Takes the fencing token, as the built-in sinks do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens: list[int | None] = []
+
+    def deliver(self, item: OutboxItem, fencing_token: int | None = None) -> None:
+        self.tokens.append(fencing_token)
+        super().deliver(item)
+
+
+def fenced(sink: ScriptedSink, fence: ScriptedFence) -> tuple[IncidentMemoryStore, Dispatcher]:
+    store = IncidentMemoryStore()
+    d = Dispatcher(store, [sink], clock=lambda: T0, rng=random.Random(7), fence=fence)
+    store.enqueue_notifications(notifications_for(incident("i1"), ["am"], T0))
+    store.enqueue_notifications(notifications_for(incident("i2"), ["am"], T0))
+    return store, d
+
+
+def test_a_fenced_leader_sends_with_its_token_checked_before_each_send_and_mark() -> None:
+    sink = TokenSink()
+    fence = ScriptedFence(7, [True])
+    store, d = fenced(sink, fence)
+    assert d.run_once(T0) == 2
+    assert sink.delivered == ["am:i1:1", "am:i2:1"] and sink.tokens == [7, 7]
+    assert fence.checks == [7, 7, 7, 7]  # before each send and before each mark
+    assert store.outbox_counts()["am"]["delivered"] == 2
+
+
+def test_a_follower_sends_nothing() -> None:
+    sink = TokenSink()
+    fence = ScriptedFence(None, [True])
+    store, d = fenced(sink, fence)
+    assert d.run_once(T0) == 0
+    assert sink.attempts == [] and fence.checks == []
+    assert store.outbox_counts()["am"]["pending"] == 2
+
+
+def test_a_stale_fence_sends_nothing_and_marks_nothing() -> None:
+    sink = TokenSink()
+    fence = ScriptedFence(3, [False])  # the local view still says leader; the database does not
+    store, d = fenced(sink, fence)
+    assert d.run_once(T0) == 0
+    assert sink.attempts == []
+    assert store.outbox_counts()["am"] == {"pending": 2, "delivered": 0, "failed": 0}
+
+
+def test_a_lease_lost_during_a_send_leaves_the_item_for_the_new_leader() -> None:
+    sink = TokenSink()
+    fence = ScriptedFence(3, [True, False])  # fine before the send, gone before the mark
+    store, d = fenced(sink, fence)
+    assert d.run_once(T0) == 0
+    assert sink.delivered == ["am:i1:1"]  # the one send in the window (see the module doc)
+    assert store.outbox_counts()["am"] == {"pending": 2, "delivered": 0, "failed": 0}
+
+
+def test_a_stale_fence_does_not_refresh_open_alerts() -> None:
+    sink = RefreshSink()
+    store = IncidentMemoryStore()
+    store.open = [incident("i1")]
+    fence = ScriptedFence(3, [False])
+    d = Dispatcher(store, [sink], clock=lambda: T0, rng=random.Random(7), fence=fence)
+    d.run_once(T0)
+    assert sink.refreshed == []
+    fence.current = [True]
+    fence.checks = []
+    d.run_once(T0)
+    assert sink.refreshed == [["i1"]]
+
+
+def test_built_in_sinks_carry_the_fencing_token() -> None:
+    import json
+
+    import httpx
+
+    from relia.notify.sinks import (
+        FENCING_ANNOTATION,
+        FENCING_HEADER,
+        AlertmanagerSink,
+        WebhookSink,
+        verify_signature,
+    )
+
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    transport = httpx.MockTransport(handler)
+    (item,) = notifications_for(incident("i1"), ["hook"], T0)
+    hook = WebhookSink("http://hook.test/x", "s3cret", transport=transport, clock=lambda: T0)
+    hook.deliver(item, fencing_token=42)
+    hook.deliver(item)
+    with_token, without = seen
+    assert with_token.headers[FENCING_HEADER] == "42"
+    assert json.loads(with_token.content)["fencing_token"] == 42  # inside what is signed
+    assert verify_signature(with_token.content, dict(with_token.headers), "s3cret", now=T0 / 1000)
+    assert FENCING_HEADER not in without.headers and b"fencing_token" not in without.content
+    seen.clear()
+    am = AlertmanagerSink("http://am.test", transport=transport, clock=lambda: T0, name="hook")
+    am.deliver(item, fencing_token=43)
+    am.refresh([incident("i1")], fencing_token=44)
+    for request, token in zip(seen, ("43", "44"), strict=True):
+        assert request.headers[FENCING_HEADER] == token
+        (alert,) = json.loads(request.content)
+        assert alert["annotations"][FENCING_ANNOTATION] == token

@@ -1,4 +1,5 @@
-"""The outbox: items and dedup keys, and the store's outbox methods (DuckDB and the test fake)."""
+"""The outbox: items and dedup keys, and the store's outbox methods (DuckDB, PostgreSQL and
+the engine tests' in-memory fake)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from relia.store import DuckDBStore
 from relia.store.migrations import load_migrations
 from tests.engine.memstore import MemoryStore
 from tests.notify.factory import T0, incident, resolved
+from tests.store.backends import BACKENDS, open_backend
 
 
 def test_notifications_for_makes_one_pending_item_per_sink() -> None:
@@ -40,13 +42,13 @@ def test_the_payload_is_a_snapshot() -> None:
     assert item.payload["title"] == inc.title and item.payload["severity"] == "warning"
 
 
-@pytest.fixture(params=["duckdb", "memory"])
+@pytest.fixture(params=[*BACKENDS, "memory"])
 def store(request: pytest.FixtureRequest) -> Iterator[Any]:
-    if request.param == "duckdb":
-        with DuckDBStore(":memory:") as s:
-            yield s
-    else:
+    if request.param == "memory":
         yield MemoryStore()
+    else:
+        with open_backend(request, request.param, 2000) as s:
+            yield s
 
 
 def test_enqueue_is_deduplicated(store: Any) -> None:
@@ -112,9 +114,22 @@ def test_due_is_oldest_first_and_one_version_per_incident(store: Any) -> None:
     assert [i.id for i in store.due_notifications("log", T0 + 10, 10)] == ["log:a:1"]
 
 
-def test_duckdb_rejects_what_is_not_an_item() -> None:
-    with DuckDBStore(":memory:") as s, pytest.raises(DataError, match=r"items\[0\]"):
-        s.enqueue_notifications(["am:x:1"])  # type: ignore[list-item]
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_stores_reject_what_is_not_an_item(request: pytest.FixtureRequest, backend: str) -> None:
+    with open_backend(request, backend, 2000) as s:
+        with pytest.raises(DataError, match=r"items\[0\]"):
+            s.enqueue_notifications(["am:x:1"])
+        assert s.outbox_counts() == {}
+
+
+def test_mark_delivered_counts_one_attempt_per_pending_item(store: Any) -> None:
+    items = notifications_for(incident(), ["am", "log"], now=T0)
+    store.enqueue_notifications(items)
+    store.mark_delivered([items[0].id, "am:unknown:1"], T0 + 7)
+    assert store.due_notifications("am", T0 + 10, 10) == []
+    assert [i.id for i in store.due_notifications("log", T0 + 10, 10)] == ["log:inc1:1"]
+    assert store.outbox_counts()["am"] == {"pending": 0, "delivered": 1, "failed": 0}
+    store.mark_delivered([], T0 + 8)
 
 
 def test_outbox_survives_reopening_the_file(tmp_path: Path) -> None:

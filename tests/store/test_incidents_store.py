@@ -1,9 +1,11 @@
-"""Incidents in the DuckDB store: round trip, upsert, filters, migration from schema 3."""
+"""Incidents in the stores (DuckDB, PostgreSQL, the engine tests' in-memory fake): round trip,
+upsert, filters; DuckDB: reopening the file, migration from schema 3."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -13,6 +15,7 @@ from relia.incidents.model import Finding, FindingKind, Incident, IncidentStatus
 from relia.store import DuckDBStore
 from relia.store.migrations import load_migrations
 from tests.engine.memstore import MemoryStore
+from tests.store.backends import BACKENDS, open_backend
 
 T0 = 1_700_000_000_000
 
@@ -36,16 +39,14 @@ def incident(n: int, **update: object) -> Incident:
     return inc.model_copy(update=update)
 
 
-@pytest.fixture(params=["duckdb", "memory"])
-def store(request: pytest.FixtureRequest) -> Iterator[DuckDBStore | MemoryStore]:
-    s: DuckDBStore | MemoryStore = (
-        DuckDBStore(":memory:") if request.param == "duckdb" else MemoryStore()
-    )
+@pytest.fixture(params=[*BACKENDS, "memory"])
+def store(request: pytest.FixtureRequest) -> Iterator[Any]:
+    s = MemoryStore() if request.param == "memory" else open_backend(request, request.param, 2000)
     yield s
     s.close()
 
 
-def test_round_trip_upsert_and_filters(store: DuckDBStore | MemoryStore) -> None:
+def test_round_trip_upsert_and_filters(store: Any) -> None:
     assert store.incidents() == [] and store.incident("nope") is None
     a, b, c = incident(1), incident(2), incident(3)
     store.save_incidents([a, b, c])
@@ -67,12 +68,23 @@ def test_round_trip_upsert_and_filters(store: DuckDBStore | MemoryStore) -> None
     assert store.incidents(since=T0 + 2000, status=IncidentStatus.OPEN) == [c]
 
 
-def test_duckdb_rejects_what_is_not_an_incident() -> None:
-    with DuckDBStore(":memory:") as s:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_stores_reject_what_is_not_an_incident(
+    request: pytest.FixtureRequest, backend: str
+) -> None:
+    with open_backend(request, backend, 2000) as s:
         with pytest.raises(DataError, match=r"incidents\[1\]: expected an Incident"):
-            s.save_incidents([incident(1), "x"])  # type: ignore[list-item]
+            s.save_incidents([incident(1), "x"])
         assert s.incidents() == []  # nothing of the batch was written
         s.save_incidents([])
+
+
+def test_cause_with_nan_scores_round_trips(store: Any) -> None:
+    # cause is JSON text, not JSONB, because of this: Python writes NaN, JSONB refuses it.
+    inc = incident(1, cause=[{"key": "cpu", "score": float("nan"), "reason": "?"}])
+    store.save_incidents([inc])
+    back = store.incident("inc1")
+    assert back is not None and back.cause[0]["score"] != back.cause[0]["score"]
 
 
 def test_incidents_survive_reopening(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
-"""Schema 2: samples carry the detector's score, expected value and band."""
+"""Schema 2: samples carry the detector's score, expected value and band (on every backend;
+the DuckDB migration tests are DuckDB's, the PostgreSQL ones are in test_postgres.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -12,7 +12,7 @@ import pytest
 from relia.engine.executor import ScoredPoints
 from relia.errors import DataError
 from relia.signals import MetricBatch
-from relia.store import DuckDBStore
+from relia.store import DuckDBStore, Store
 from relia.store.base import SampleScores, ScoredSamples
 from relia.store.migrations import load_migrations
 
@@ -36,12 +36,6 @@ def scored(sid: list[int], ts: list[int], value: list[float], k: float = 1.0) ->
     )
 
 
-@pytest.fixture
-def store() -> Iterator[DuckDBStore]:
-    with DuckDBStore(":memory:", samples_per_series=5) as s:
-        yield s
-
-
 def test_migration_0002_adds_nullable_band_columns() -> None:
     m = load_migrations()
     assert [x.name for x in m[:2]] == ["initial", "sample_band"]
@@ -60,13 +54,13 @@ def test_migration_0002_adds_nullable_band_columns() -> None:
     ]
 
 
-def test_scored_points_are_sample_scores(store: DuckDBStore) -> None:
+def test_scored_points_are_sample_scores(store: Store) -> None:
     p: SampleScores = scored([1], [1], [1.0])  # the engine's output is accepted as it is
     store.append_samples(MetricBatch(p.series_id, p.ts, np.ones(1)), p)
     assert store.scored_samples(1).expected.tolist() == [1.5]
 
 
-def test_band_is_stored_matched_by_series_and_ts(store: DuckDBStore) -> None:
+def test_band_is_stored_matched_by_series_and_ts(store: Store) -> None:
     b = MetricBatch(np.array([2, 1, 1, 2]), np.array([10, 20, 10, 20]), np.array([1.0, 2, 3, 4]))
     # Scores in another order than the batch, with a warm-up NaN band and a point it lacks.
     p = scored([1, 1, 2], [10, 20, 20], [3.0, 2.0, 4.0])
@@ -97,7 +91,7 @@ def test_band_is_stored_matched_by_series_and_ts(store: DuckDBStore) -> None:
     assert ts.tolist() == [10, 20] and value.tolist() == [1.0, 4.0]
 
 
-def test_without_scores_the_band_is_null(store: DuckDBStore) -> None:
+def test_without_scores_the_band_is_null(store: Store) -> None:
     store.append_samples(MetricBatch.for_series(1, [1, 2], [5.0, NAN]))
     got = store.scored_samples(1)
     np.testing.assert_array_equal(got.value, [5.0, NAN])
@@ -105,7 +99,7 @@ def test_without_scores_the_band_is_null(store: DuckDBStore) -> None:
         assert np.isnan(c).all() and c.dtype == np.float64
 
 
-def test_a_repeated_sample_keeps_its_band_unless_rescored(store: DuckDBStore) -> None:
+def test_a_repeated_sample_keeps_its_band_unless_rescored(store: Store) -> None:
     store.append_samples(
         MetricBatch.for_series(1, [1, 2, 3], [1.0, 2, 3]), scored([1] * 3, [1, 2, 3], [1.0, 2, 3])
     )
@@ -126,7 +120,7 @@ def test_a_repeated_sample_keeps_its_band_unless_rescored(store: DuckDBStore) ->
     np.testing.assert_array_equal(got.lower, [-0.5, 0.5, -1.5, 2.5])
 
 
-def test_duplicates_in_one_batch_take_the_last_scores(store: DuckDBStore) -> None:
+def test_duplicates_in_one_batch_take_the_last_scores(store: Store) -> None:
     b = MetricBatch.for_series(1, [5, 5], [1.0, 2.0])
     p = scored([1, 1], [5, 5], [1.0, 2.0])
     store.append_samples(b, p)
@@ -134,7 +128,7 @@ def test_duplicates_in_one_batch_take_the_last_scores(store: DuckDBStore) -> Non
     assert got.value.tolist() == [2.0] and got.expected.tolist() == [2.5]
 
 
-def test_trim_since_until_and_limit_apply_to_the_band(store: DuckDBStore) -> None:
+def test_trim_since_until_and_limit_apply_to_the_band(store: Store) -> None:
     ts = list(range(1, 9))
     vals = [float(t) for t in ts]
     store.append_samples(MetricBatch.for_series(1, ts, vals), scored([1] * 8, ts, vals))
@@ -148,7 +142,7 @@ def test_trim_since_until_and_limit_apply_to_the_band(store: DuckDBStore) -> Non
     assert len(store.scored_samples(99)) == 0
 
 
-def test_bad_scores_are_data_errors_and_store_nothing(store: DuckDBStore) -> None:
+def test_bad_scores_are_data_errors_and_store_nothing(store: Store) -> None:
     b = MetricBatch.for_series(1, [1, 2], [1.0, 2.0])
     with pytest.raises(DataError, match="scores must have"):
         store.append_samples(b, object())  # type: ignore[arg-type]

@@ -191,6 +191,7 @@ def create_app(
     token: str | None = None,
     registry: CollectorRegistry | None = None,
     clock: Callable[[], int] = wall_clock_ms,
+    leader: Callable[[], dict[str, Any]] | None = None,
 ) -> FastAPI:
     """The relia HTTP API over ``store``; ``engine`` adds its status to ``/healthz``.
 
@@ -200,7 +201,8 @@ def create_app(
     ``routers`` are mounted as they are, each behind the role paired with it. Request bodies over
     ``max_body_bytes`` get 413, headers over ``max_header_bytes`` (None: no limit here) 431.
     ``token`` (deprecated) is one plain admin token, used when ``auth`` is None. ``registry``
-    (default: the engine's) is what ``/metrics`` exposes.
+    (default: the engine's) is what ``/metrics`` exposes. ``leader`` (HA replicas: the elector's
+    status) says in ``/healthz`` whether this replica leads; without it, a single node always does.
     """
     if auth is None and token is not None:
         auth = AuthConfig.plain(token, name="token")
@@ -239,6 +241,7 @@ def create_app(
             "version": relia.__version__,
             "now_ms": clock(),
             "engine": engine.status() if engine is not None else None,
+            "ha": leader() if leader is not None else {"mode": "single", "leader": True},
         }
 
     @app.get(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from relia.engine.executor import Executor
@@ -30,7 +31,17 @@ if TYPE_CHECKING:
     from relia.logs.engine import LogPipeline
     from relia.slo.evaluate import SloEvaluator, SloFindings, SloStatus
 
-__all__ = ["Engine", "EngineMetrics", "SloTickResult", "TickResult", "wall_clock_ms"]
+__all__ = [
+    "Engine",
+    "EngineMetrics",
+    "SloTickResult",
+    "TickResult",
+    "recovery_from_store",
+    "wall_clock_ms",
+]
+
+#: A shard's stored checkpoints and the samples its series learned after them.
+RecoveryData = tuple[dict[int, bytes], MetricBatch]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +51,84 @@ def _poll_one(src: MetricSource, now: int) -> tuple[MetricBatch | None, Exceptio
         return src.poll(now), None
     except Exception as exc:  # noqa: BLE001 - one broken source must not stop the rest
         return None, exc
+
+
+def _raw_counters(sources: Sequence[MetricSource]) -> npt.NDArray[np.int64]:
+    """Ids of the raw counters whose rate a source also emits: stored, never scored."""
+    raw: list[int] = []
+    for src in sources:
+        counters = getattr(src, "counters", None)
+        if isinstance(counters, dict) and counters:
+            raw.extend(counters)
+    return np.fromiter(raw, np.int64, len(raw))
+
+
+def recovery_from_store(
+    store: Store, sources: Sequence[MetricSource] = ()
+) -> Callable[[Callable[[npt.NDArray[np.int64]], npt.NDArray[np.bool_]]], RecoveryData]:
+    """What a remote executor needs to rebuild a lost shard exactly (its ``recover``).
+
+    Given a shard-membership predicate over series ids, returns the shard's stored checkpoints
+    and, as one batch, the samples its series learned after them: newer than each checkpoint's
+    last point (all stored samples of a series without one) and stored *with a score*. The
+    engine stores the samples of a batch right after scoring them, with the scores, so scored
+    samples are exactly those the detector learned (every detector scores each point it learns,
+    NaN values too, with a finite score); a sample that was dropped (not newer than the series'
+    last point) or stored without scores (scoring failed) has none and is not replayed. Raw
+    counters (``sources``' ``counters``) are never scored, so never replayed.
+
+    The engine scores a batch before storing it: the batch being scored when an actor died is
+    not in the store; the executor runs it again after the replay. Limits: replay reaches back
+    at most ``samples_per_series`` samples (what the store keeps; checkpoints are written far
+    more often than that); a sample re-sent later with a *different* value for the same
+    timestamp replaces the stored value, so the replay learns the new value where the detector
+    had learned the old one; after an engine crash (no final checkpoint) the samples scored
+    between the last checkpoint and the crash are replayed although the restarted engine's
+    detectors never relearned them. Reads one query per series of the shard that has samples
+    after its checkpoint.
+    """
+
+    def recover(
+        owns: Callable[[npt.NDArray[np.int64]], npt.NDArray[np.bool_]],
+    ) -> RecoveryData:
+        stored = store.load_checkpoints()
+        ck_ids = np.fromiter(stored, np.int64, len(stored))
+        checkpoints = {sid: stored[sid] for sid in ck_ids[owns(ck_ids)].tolist()}
+        series = [s for s in store.list_series() if s.last_ts is not None]
+        ids = np.fromiter((s.series_id for s in series), np.int64, len(series))
+        mine = owns(ids) & ~np.isin(ids, _raw_counters(sources))
+        parts: list[MetricBatch] = []
+        for i in np.flatnonzero(mine).tolist():
+            info = series[i]
+            since = None
+            blob = checkpoints.get(info.series_id)
+            if blob is not None:
+                last = _checkpoint_last_ts(info.series_id, blob)
+                since = None if last is None else last + 1
+            if since is not None and info.last_ts is not None and info.last_ts < since:
+                continue  # nothing stored after the checkpoint
+            s = store.scored_samples(info.series_id, since=since)
+            learned = ~np.isnan(s.score)
+            if learned.any():
+                parts.append(
+                    MetricBatch.for_series(info.series_id, s.ts[learned], s.value[learned])
+                )
+        return checkpoints, MetricBatch.concat(parts)
+
+    return recover
+
+
+def _checkpoint_last_ts(series_id: int, blob: bytes) -> int | None:
+    from relia.detect.checkpoint import unpack
+    from relia.errors import ReliaError
+
+    try:
+        last = unpack(blob).get("last_ts")
+    except ReliaError as exc:
+        # The executor skips it too (that series starts afresh): replay what is stored.
+        log.warning("series %d: unreadable checkpoint: %s", series_id, exc)
+        return None
+    return None if last is None else int(last)
 
 
 def wall_clock_ms() -> int:
@@ -326,14 +415,10 @@ class Engine:
         also emits their rate (``ScrapeSource.counters``). An ever-growing counter says nothing
         its rate does not, and a counter reset would look like a crash; the raw samples are
         still stored."""
-        raw: list[int] = []
-        for src in self.sources:
-            counters = getattr(src, "counters", None)
-            if isinstance(counters, dict) and counters:
-                raw.extend(counters)
-        if not raw:
+        raw = _raw_counters(self.sources)
+        if not len(raw):
             return batch
-        keep = ~np.isin(batch.series_id, np.fromiter(raw, np.int64, len(raw)))
+        keep = ~np.isin(batch.series_id, raw)
         if keep.all():
             return batch
         return MetricBatch(batch.series_id[keep], batch.ts[keep], batch.value[keep])

@@ -23,14 +23,15 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry
 
 from relia.config import ApiConfig, ReliaConfig
-from relia.engine.local import LocalExecutor
-from relia.engine.loop import Engine
+from relia.engine.executors import build_executor
+from relia.engine.loop import Engine, recovery_from_store
 from relia.errors import ConfigError
 from relia.signals import SeriesIndex
 from relia.sources.base import MetricSource
 from relia.store.base import Store
 
 if TYPE_CHECKING:
+    from relia.ha.duties import HaRuntime
     from relia.ingest.remote_write import RemoteWriteDecoder
     from relia.ingest.source import IngestSource
     from relia.notify.dispatcher import Dispatcher
@@ -135,10 +136,10 @@ def build_slo_evaluator(config: ReliaConfig) -> SloEvaluator | None:
 
 
 def _open_store(config: ReliaConfig) -> Store:
-    # The DuckDB store serves concurrent readers (API threads) while the engine writes.
-    from relia.store import open_store
+    # Both stores serve concurrent readers (API threads) while the engine writes.
+    from relia.store import open_store_url
 
-    return open_store(Path(config.data_dir), config.samples_per_series)
+    return open_store_url(config.store, config.data_dir, config.samples_per_series)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -252,9 +253,19 @@ def run_up(
     dispatch_stop = threading.Event()
     dispatch_thread: threading.Thread | None = None
     old_handlers: dict[int, Any] = {}
+    ha: HaRuntime | None = None  # HA (relia.ha): on when the store is PostgreSQL
     try:
         index = SeriesIndex()
         registry = CollectorRegistry()  # relia's own metrics, on /metrics
+        from relia.ha.duties import HaRuntime, LeaderDuties, ha_dsn
+
+        dsn = ha_dsn(config.store)
+        if dsn is not None:
+            ha = HaRuntime(dsn, config.ha, registry)
+        else:  # one node: always the leader
+            from relia.ha.leader import LeaderMetrics
+
+            LeaderMetrics(registry).leader.set(1)
         slo_evaluator = build_slo_evaluator(config)  # first: a bad spec stops before any source
         sources = build_sources(config, index, registry)
         from relia.engine.incidents import IncidentPipeline
@@ -272,15 +283,22 @@ def run_up(
                 breaker_threshold=n.breaker_threshold,
                 breaker_cooldown=n.breaker_cooldown,
                 max_age=n.max_age,
+                # Under HA only the holder of the lease sends, checked before every send.
+                fence=ha.elector if ha is not None else None,
             )
-        incidents = IncidentPipeline(
-            store,
-            config.incidents,
-            index.labels,
-            sinks=[s.name for s in sinks],
-            wake=dispatcher.notify if dispatcher is not None else None,
-        )
-        executor = LocalExecutor(config.detector.name, config.detector.params)
+
+        def make_pipeline() -> IncidentPipeline:
+            return IncidentPipeline(
+                store,
+                config.incidents,
+                index.labels,
+                sinks=[s.name for s in sinks],
+                wake=dispatcher.notify if dispatcher is not None else None,
+            )
+
+        # Under HA the engine only stores findings; the leader correlates what every replica
+        # stored (relia.ha.duties).
+        incidents = make_pipeline() if ha is None else None
         logs = None
         if config.logs.files:
             from relia.logs.engine import LogPipeline, SessionScorer
@@ -293,6 +311,12 @@ def run_up(
                 f.label: SessionFindings(f.label) for f in config.logs.files if f.session_key
             }
             logs = LogPipeline(store, config.logs, index, session_scorers=scorers)
+        executor = build_executor(
+            config.engine,
+            config.detector,
+            recover=recovery_from_store(store, sources),
+            registry=registry,
+        )
         engine = Engine(
             store,
             sources,
@@ -307,7 +331,20 @@ def run_up(
             registry=registry,
         )
         restored = engine.start()
-        if dispatcher is not None:
+        if ha is not None:
+            ic = config.incidents
+            ha.start(
+                LeaderDuties(
+                    store,
+                    make_pipeline,
+                    ha.elector,
+                    dispatcher=dispatcher,
+                    interval_s=config.interval,
+                    horizon_s=max(ic.group_window, ic.resolve_after, 600.0),
+                    clock=engine.clock,
+                )
+            )
+        elif dispatcher is not None:
             # After engine.start(): what a crash left un-enqueued is in the outbox by now.
             dispatch_thread = dispatcher.start(dispatch_stop)
             log.info("delivering notifications to %s", ", ".join(s.name for s in sinks))
@@ -338,6 +375,7 @@ def run_up(
                 ],
                 max_body_bytes=config.api.max_body_bytes,
                 max_header_bytes=config.api.max_header_bytes,
+                leader=ha.status if ha is not None else None,
             )
             _mount_ingest(app, sources, engine, auth)
             api = _Api(app, sock, config.api)
@@ -366,6 +404,9 @@ def run_up(
     finally:
         for signum, handler in old_handlers.items():
             signal.signal(signum, handler)
+        if ha is not None:
+            # First: the lease is released at once, so another replica takes over now.
+            ha.stop()
         if api is not None:
             api.stop()
         try:

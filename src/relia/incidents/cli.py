@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,6 +19,10 @@ from rich.table import Table
 from relia._cliutil import err_console, user_errors
 from relia.errors import ConfigError, DataError, SourceError
 from relia.incidents.model import IncidentStatus
+
+if TYPE_CHECKING:
+    from relia.store.duckdb import DuckDBStore
+    from relia.store.postgres import PostgresStore
 
 __all__ = ["incidents_app"]
 
@@ -98,10 +102,21 @@ class _Source:
             raise SourceError(f"relia answered {r.status_code} without JSON", where=self.url)
         return r.status_code, body
 
-    def store_path(self) -> Path:
-        from relia.store.duckdb import STORE_FILE
+    def open_store(self) -> DuckDBStore | PostgresStore:
+        """The configured store (read only by the caller), for when nothing listens at the URL:
+        the PostgreSQL store when ``store:`` names one, else the DuckDB file in ``data_dir``,
+        which must exist (opening would create an empty one)."""
+        from relia.store import open_store_url
+        from relia.store.duckdb import STORE_FILE, DuckDBStore
 
-        path = self.cfg.data_dir / STORE_FILE
+        if self.cfg.store_is_postgresql:
+            assert self.cfg.store is not None
+            err_console.print(
+                f"relia is not running at {self.url}: reading the PostgreSQL store", markup=False
+            )
+            return open_store_url(self.cfg.store, self.cfg.data_dir)
+        root = Path(self.cfg.store) if self.cfg.store else self.cfg.data_dir
+        path = root / STORE_FILE
         if not path.exists():
             raise DataError(
                 f"nothing listens at {self.url} and there is no store at {path}: is relia up, "
@@ -110,7 +125,7 @@ class _Source:
         err_console.print(
             f"relia is not running at {self.url}: reading the store {path}", markup=False
         )
-        return path
+        return DuckDBStore(path)
 
 
 def _refused(e: Exception) -> bool:
@@ -165,9 +180,8 @@ def list_incidents(
         incidents = got[1].get("incidents", [])
     else:
         from relia.incidents.api import incident_json
-        from relia.store.duckdb import DuckDBStore
 
-        with DuckDBStore(src.store_path()) as store:
+        with src.open_store() as store:
             found = store.incidents(since=lo, status=status, limit=limit)
         incidents = [incident_json(i) for i in found]
     if as_json:
@@ -194,9 +208,8 @@ def show_incident(
     else:
         from relia.api.app import _finding_json
         from relia.incidents.api import incident_findings, incident_json
-        from relia.store.duckdb import DuckDBStore
 
-        with DuckDBStore(src.store_path()) as store:
+        with src.open_store() as store:
             inc = store.incident(incident_id)
             body = (
                 None

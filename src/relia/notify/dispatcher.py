@@ -13,10 +13,21 @@ attempts for ``breaker_cooldown``, then one probe (half-open) that closes it or 
 
 Sinks whose receiver forgets firing alerts (Alertmanager) are refreshed every
 ``resend_interval`` with the open incidents, once their outbox is drained.
+
+Fencing (HA replicas, :mod:`relia.ha`): with a ``fence``, a run sends only while the fence gives a
+token, asks the database (:meth:`Fence.check`) right before each send and again before marking
+the item delivered, and hands the token to the sink, which puts it where the receiver can check it
+(``X-Relia-Fencing-Token``; an Alertmanager annotation). A stale leader therefore sends nothing
+and marks nothing once its check fails. The window that remains: a process that freezes *after* a
+check succeeded and *before* its request is on the wire for longer than the fence's margin sends
+one request with its old token after the new leader took over; the item is not marked delivered
+(the check before marking fails), so the new leader sends it again, and a receiver that keeps the
+highest token it has seen (or the dedup key) can drop the stale one.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import random
 import threading
@@ -32,7 +43,14 @@ from relia.incidents.model import Incident, IncidentStatus
 from relia.notify.outbox import OutboxItem, OutboxStatus
 from relia.notify.sinks import DeliveryError, RefreshingSink, Sink
 
-__all__ = ["BreakerState", "CircuitBreaker", "Dispatcher", "OutboxStore", "backoff_delay"]
+__all__ = [
+    "BreakerState",
+    "CircuitBreaker",
+    "Dispatcher",
+    "Fence",
+    "OutboxStore",
+    "backoff_delay",
+]
 
 log = logging.getLogger("relia.notify")
 
@@ -69,6 +87,22 @@ class OutboxStore(Protocol):
         status: IncidentStatus | None = None,
         limit: int = 1000,
     ) -> list[Incident]: ...
+
+
+class Fence(Protocol):
+    """Who may send (:class:`relia.ha.leader.LeaderElector` is one)."""
+
+    def token(self) -> int | None:
+        """The fencing token held now, or None when this process must not send."""
+        ...
+
+    def check(self, token: int) -> bool:
+        """Whether ``token`` still holds the lease, asked of the database (slow, exact)."""
+        ...
+
+
+class _Fenced(Exception):
+    """The fence check failed: stop this run, send and mark nothing more."""
 
 
 def backoff_delay(attempts: int, base: float, cap: float, rng: random.Random) -> float:
@@ -135,7 +169,8 @@ class Dispatcher:
     """Delivers the outbox of ``store`` to ``sinks``. Durations are in seconds, times in ms.
 
     ``clock`` returns ms UTC; ``registry`` receives the metrics (a private one when None);
-    ``rng`` draws the jitter (seeded in tests). Call :meth:`run_once` yourself, or
+    ``rng`` draws the jitter (seeded in tests); ``fence`` (HA) decides whether this process may
+    send at all (see the module docstring). Call :meth:`run_once` yourself, or
     :meth:`start` a daemon thread that calls it every ``poll_interval`` and at once after
     :meth:`notify`.
     """
@@ -154,6 +189,7 @@ class Dispatcher:
         max_age: float = 86400.0,
         poll_interval: float = 0.25,
         rng: random.Random | None = None,
+        fence: Fence | None = None,
     ) -> None:
         names = [s.name for s in sinks]
         if len(set(names)) != len(names):
@@ -166,6 +202,9 @@ class Dispatcher:
         self._max_age_ms = int(max_age * 1000)
         self._poll = float(poll_interval)
         self._rng = rng or random.Random()
+        self._fence = fence
+        # Sinks that take the token (the built-in ones); others are still fenced, just not told.
+        self._takes_token = {s.name: _takes_token(s.deliver) for s in sinks}
         self._breakers = {
             n: CircuitBreaker(breaker_threshold, int(breaker_cooldown * 1000)) for n in names
         }
@@ -216,16 +255,26 @@ class Dispatcher:
 
     def run_once(self, now: int | None = None) -> int:
         """Deliver what is due at ``now`` (default: the clock) to every sink, refresh sinks
-        that need it; returns how many items were delivered."""
+        that need it; returns how many items were delivered. With a fence that gives no token
+        (this replica does not lead), nothing is sent and 0 is returned."""
         now = self._clock() if now is None else now
+        token: int | None = None
+        if self._fence is not None:
+            token = self._fence.token()
+            if token is None:
+                return 0
         delivered = 0
         touched = False
         for sink in self._sinks:
-            n, changed = self._drain(sink, now)
-            delivered += n
-            touched |= changed
-            if isinstance(sink, RefreshingSink):
-                self._maybe_refresh(sink, now)
+            try:
+                n, changed = self._drain(sink, now, token)
+                delivered += n
+                touched |= changed
+                if isinstance(sink, RefreshingSink):
+                    self._maybe_refresh(sink, now, token)
+            except _Fenced:
+                log.warning("fencing token %s is stale: this replica stops sending", token)
+                return delivered
             self._breaker_gauge.labels(sink=sink.name).set(int(self._breakers[sink.name].state))
         mono = time.monotonic()
         if touched or self._gauged_at is None or mono - self._gauged_at >= _GAUGE_EVERY_S:
@@ -253,7 +302,12 @@ class Dispatcher:
             self._wake.wait(self._poll)
             self._wake.clear()
 
-    def _drain(self, sink: Sink, now: int) -> tuple[int, bool]:
+    def _fence_check(self, token: int | None) -> None:
+        """Raise :class:`_Fenced` unless ``token`` (None: no fence) still holds the lease."""
+        if self._fence is not None and (token is None or not self._fence.check(token)):
+            raise _Fenced
+
+    def _drain(self, sink: Sink, now: int, token: int | None = None) -> tuple[int, bool]:
         """Deliver the due items of one sink; (how many were delivered, whether any changed)."""
         breaker = self._breakers[sink.name]
         delivered = 0
@@ -268,12 +322,13 @@ class Dispatcher:
                 if item.incident_id in blocked:
                     continue
                 if now - item.created_at > self._max_age_ms:
+                    self._fence_check(token)  # only the leader changes the outbox
                     self._give_up(item, now, f"undelivered after {item.attempts} attempt(s)")
                     changed = progressed = True
                     continue
                 if not breaker.allows(now):
                     break
-                outcome = self._attempt(sink, item, now, breaker)
+                outcome = self._attempt(sink, item, now, breaker, token)
                 if outcome is _Outcome.DELIVERED:
                     delivered += 1
                 if outcome is _Outcome.RETRY:
@@ -285,16 +340,31 @@ class Dispatcher:
                 break
         return delivered, changed
 
-    def _attempt(self, sink: Sink, item: OutboxItem, now: int, breaker: CircuitBreaker) -> _Outcome:
-        """One delivery attempt, its outcome recorded in the store and the metrics."""
+    def _attempt(
+        self,
+        sink: Sink,
+        item: OutboxItem,
+        now: int,
+        breaker: CircuitBreaker,
+        token: int | None = None,
+    ) -> _Outcome:
+        """One delivery attempt, its outcome recorded in the store and the metrics. Fenced:
+        checked right before the send and again before marking it delivered."""
+        self._fence_check(token)
         try:
-            sink.deliver(item)
+            if token is not None and self._takes_token[sink.name]:
+                sink.deliver(item, fencing_token=token)  # type: ignore[call-arg]
+            else:
+                sink.deliver(item)
         except DeliveryError as e:
             error, retryable = str(e), e.retryable
         except Exception as e:  # a bug in a sink: retried like an outage, and logged loudly
             log.exception("sink %s raised while delivering %s", sink.name, item.id)
             error, retryable = f"{type(e).__name__}: {e}", True
         else:
+            # Lost the lease during the send: leave the item pending for the new leader (the
+            # receiver may see it twice, with the same dedup key and a larger token).
+            self._fence_check(token)
             self._store.mark_delivered([item.id], now)
             breaker.success()
             self._delivered.labels(sink=sink.name).inc()
@@ -325,7 +395,7 @@ class Dispatcher:
         self._failed.labels(sink=item.sink).inc()
         log.error("sink %s: gave up on %s: %s", item.sink, item.id, error)
 
-    def _maybe_refresh(self, sink: RefreshingSink, now: int) -> None:
+    def _maybe_refresh(self, sink: RefreshingSink, now: int, token: int | None = None) -> None:
         last = self._refreshed.get(sink.name)
         if last is not None and now - last < sink.resend_interval * 1000:
             return
@@ -336,9 +406,15 @@ class Dispatcher:
         counts = self._store.outbox_counts().get(sink.name, {})
         if counts.get(OutboxStatus.PENDING.value, 0):
             return
+        open_incidents = self._store.incidents(status=IncidentStatus.OPEN)
+        # A stale leader re-posting open alerts could revive ones the new leader resolved.
+        self._fence_check(token)
         self._refreshed[sink.name] = now
         try:
-            sink.refresh(self._store.incidents(status=IncidentStatus.OPEN))
+            if token is not None and _takes_token(sink.refresh):
+                sink.refresh(open_incidents, fencing_token=token)  # type: ignore[call-arg]
+            else:
+                sink.refresh(open_incidents)
         except DeliveryError as e:
             log.warning("sink %s: refreshing open alerts failed: %s", sink.name, e)
 
@@ -347,3 +423,11 @@ class Dispatcher:
         for sink in self._sinks:
             pending = counts.get(sink.name, {}).get(OutboxStatus.PENDING.value, 0)
             self._pending.labels(sink=sink.name).set(pending)
+
+
+def _takes_token(method: Callable[..., object]) -> bool:
+    """Whether a sink's ``deliver``/``refresh`` accepts ``fencing_token=``."""
+    try:
+        return "fencing_token" in inspect.signature(method).parameters
+    except (TypeError, ValueError):  # no signature to read (a builtin): do not pass it
+        return False

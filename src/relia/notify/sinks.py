@@ -20,6 +20,12 @@ A receiver recomputes the HMAC over the raw body bytes (before parsing the JSON)
 constant time, rejects timestamps older than a few minutes (a replayed request), and drops a dedup
 key it has already handled (relia retries when an answer is lost, so a receiver can see a delivery
 twice; the key makes handling it once easy). :func:`verify_signature` does the first three.
+
+With HA replicas (:mod:`relia.ha`) the leader's fencing token travels too: as the header
+``X-Relia-Fencing-Token`` and as ``fencing_token`` in the signed body (webhook), as the header and
+the annotation ``relia_fencing_token`` (Alertmanager). Tokens grow with each new leader; a receiver
+that remembers the largest one it has seen can refuse a request carrying a smaller one (what a
+leader that lost its lease mid-send could still send; see :mod:`relia.notify.dispatcher`).
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ from relia.notify.outbox import OutboxItem
 
 __all__ = [
     "ALERTNAME",
+    "FENCING_ANNOTATION",
+    "FENCING_HEADER",
     "AlertmanagerSink",
     "DeliveryError",
     "LogSink",
@@ -63,6 +71,9 @@ ALERTNAME = "ReliaIncident"
 SIGNATURE_HEADER = "X-Relia-Signature"
 TIMESTAMP_HEADER = "X-Relia-Timestamp"
 DEDUP_HEADER = "X-Relia-Dedup-Key"
+FENCING_HEADER = "X-Relia-Fencing-Token"
+#: The Alertmanager annotation that carries the fencing token.
+FENCING_ANNOTATION = "relia_fencing_token"
 
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _RESERVED = ("alertname", "incident_id", "severity")
@@ -98,6 +109,10 @@ class RefreshingSink(Sink, Protocol):
 
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _fencing_headers(token: int | None) -> dict[str, str]:
+    return {} if token is None else {FENCING_HEADER: str(token)}
 
 
 def _rfc3339(ms: int) -> str:
@@ -235,7 +250,9 @@ class AlertmanagerSink:
     def _link(self, incident_id: str) -> str | None:
         return f"{self._external}/api/v1/incidents/{incident_id}" if self._external else None
 
-    def _alerts(self, payload: Mapping[str, Any], now: int) -> list[dict[str, Any]]:
+    def _alerts(
+        self, payload: Mapping[str, Any], now: int, fencing_token: int | None = None
+    ) -> list[dict[str, Any]]:
         iid = str(payload["id"])
         resolved = payload.get("status") == "resolved"
         ends = (
@@ -244,6 +261,8 @@ class AlertmanagerSink:
             else now + int(4 * self._resend * 1000)
         )
         alert = alert_for(payload, ends, self._link(iid))
+        if fencing_token is not None:
+            alert["annotations"][FENCING_ANNOTATION] = str(fencing_token)
         out = [alert]
         before = self._posted.get(iid)
         if before is not None and before != alert["labels"]:
@@ -257,13 +276,20 @@ class AlertmanagerSink:
         else:
             self._posted[iid] = alerts[0]["labels"]
 
-    def deliver(self, item: OutboxItem) -> None:
-        """Post the item's incident snapshot as one alert (firing or resolved)."""
-        alerts = self._alerts(item.payload, self._clock())
-        _post(self._client, self._name, self._endpoint, json=alerts)
+    def deliver(self, item: OutboxItem, fencing_token: int | None = None) -> None:
+        """Post the item's incident snapshot as one alert (firing or resolved); the leader's
+        ``fencing_token`` (HA) goes in a header and an annotation."""
+        alerts = self._alerts(item.payload, self._clock(), fencing_token)
+        _post(
+            self._client,
+            self._name,
+            self._endpoint,
+            json=alerts,
+            headers=_fencing_headers(fencing_token),
+        )
         self._remember(item.payload, alerts)
 
-    def refresh(self, open_incidents: Sequence[Incident]) -> None:
+    def refresh(self, open_incidents: Sequence[Incident], fencing_token: int | None = None) -> None:
         """Re-post the firing alerts of ``open_incidents`` so Alertmanager keeps them firing.
 
         Idempotent on Alertmanager's side (same labels: the same alert, its ``endsAt`` moved).
@@ -274,11 +300,17 @@ class AlertmanagerSink:
             payload = inc.model_dump(mode="json")
             if payload.get("status") == "resolved":
                 continue
-            mine = self._alerts(payload, now)
+            mine = self._alerts(payload, now, fencing_token)
             alerts.extend(mine)
             self._remember(payload, mine)
         if alerts:
-            _post(self._client, self._name, self._endpoint, json=alerts)
+            _post(
+                self._client,
+                self._name,
+                self._endpoint,
+                json=alerts,
+                headers=_fencing_headers(fencing_token),
+            )
 
     def close(self) -> None:
         """Close the HTTP client."""
@@ -351,20 +383,21 @@ class WebhookSink:
         """The sink's configured name."""
         return self._name
 
-    def deliver(self, item: OutboxItem) -> None:
-        """Post the item; 2xx means the receiver has it."""
+    def deliver(self, item: OutboxItem, fencing_token: int | None = None) -> None:
+        """Post the item; 2xx means the receiver has it. The leader's ``fencing_token`` (HA) is
+        in the signed body and in a header."""
         now = self._clock()
-        body = json.dumps(
-            {"dedup_key": item.id, "incident": item.payload, "sent_at": now},
-            separators=(",", ":"),
-            sort_keys=True,
-        ).encode()
+        doc: dict[str, Any] = {"dedup_key": item.id, "incident": item.payload, "sent_at": now}
+        if fencing_token is not None:
+            doc["fencing_token"] = fencing_token
+        body = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
         ts = str(now // 1000)
         headers = {
             "Content-Type": "application/json",
             TIMESTAMP_HEADER: ts,
             SIGNATURE_HEADER: sign(body, ts, self._secret),
             DEDUP_HEADER: item.id,
+            **_fencing_headers(fencing_token),
         }
         _post(self._client, self._name, self._url, content=body, headers=headers)
 
@@ -392,8 +425,8 @@ class LogSink:
         """The sink's configured name."""
         return self._name
 
-    def deliver(self, item: OutboxItem) -> None:
-        """Log the item; never fails."""
+    def deliver(self, item: OutboxItem, fencing_token: int | None = None) -> None:
+        """Log the item (with the leader's ``fencing_token`` under HA); never fails."""
         p = item.payload
         line = {
             "dedup_key": item.id,
@@ -406,6 +439,8 @@ class LogSink:
             "opened_at": p.get("opened_at"),
             "resolved_at": p.get("resolved_at"),
         }
+        if fencing_token is not None:
+            line["fencing_token"] = fencing_token
         self._log.info("relia incident %s", json.dumps(line, sort_keys=True))
 
     def close(self) -> None:

@@ -1,6 +1,50 @@
-"""Persistent state: series index, recent samples, detector checkpoints, findings."""
+"""Persistent state: series index, recent samples, detector checkpoints, findings.
 
+Two stores share one protocol: :class:`DuckDBStore` (embedded, the default) and
+:class:`~relia.store.postgres.PostgresStore` (shared by replicas; imported on first use, so that
+importing :mod:`relia.store` does not import psycopg). :func:`open_store_url` picks one from the
+``store`` setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from relia.errors import ConfigError
 from relia.store.base import SeriesInfo, Store
 from relia.store.duckdb import DuckDBStore, open_store
 
-__all__ = ["DuckDBStore", "SeriesInfo", "Store", "open_store"]
+if TYPE_CHECKING:
+    from relia.store.postgres import PostgresStore
+
+__all__ = ["DuckDBStore", "PostgresStore", "SeriesInfo", "Store", "open_store", "open_store_url"]
+
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def open_store_url(
+    store: str | None, data_dir: str | Path, samples_per_series: int = 2000
+) -> DuckDBStore | PostgresStore:
+    """The store the ``store`` setting names: a ``postgresql://`` (or ``postgres://``) URL opens
+    the PostgreSQL store; unset opens the DuckDB store of ``data_dir``, a directory the DuckDB
+    store there."""
+    if store is not None and store.strip().lower().startswith(_POSTGRES_SCHEMES):
+        from relia.store.postgres import PostgresStore
+
+        return PostgresStore(store.strip(), samples_per_series)
+    if store is not None and "://" in store:
+        scheme = store.partition("://")[0]
+        raise ConfigError(
+            f"unsupported store {scheme!r}: use a directory or postgresql://…", where="store"
+        )
+    return open_store(Path(store) if store else Path(data_dir), samples_per_series)
+
+
+def __getattr__(name: str) -> Any:
+    # PostgresStore on first use: psycopg is only needed by those who choose PostgreSQL.
+    if name == "PostgresStore":
+        from relia.store.postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,5 @@
-"""Versioned schema migrations of the DuckDB store.
+"""Versioned schema migrations of the stores: DuckDB's in this package, PostgreSQL's (the same
+steps in its dialect) in ``postgresql/``.
 
 A migration is a file ``NNNN_name.sql`` in this package (``0001_initial.sql``, ``0002_...``):
 versions start at 1 and have no gaps. The store applies the missing ones in order, each in its own
@@ -30,18 +31,27 @@ class Migration:
     sql: str
 
 
-def load_migrations(directory: str | Path | None = None) -> list[Migration]:
-    """The migrations in ``directory`` (default: this package), ordered by version.
+def load_migrations(directory: str | Path | Traversable | None = None) -> list[Migration]:
+    """The migrations in ``directory`` (default: this package's DuckDB ones), ordered by version.
+
+    The PostgreSQL migrations live in the ``postgresql/`` sub-directory (a package resource, so
+    a :class:`~importlib.resources.abc.Traversable` is accepted); sub-directories are skipped.
 
     :class:`StoreError` if a ``.sql`` file is misnamed, a version repeats or one is missing.
     """
-    root: Traversable | Path = resources.files(__name__) if directory is None else Path(directory)
+    root: Traversable | Path
+    if directory is None:
+        root = resources.files(__name__)
+    elif isinstance(directory, str | Path):
+        root = Path(directory)
+    else:
+        root = directory
     where = str(root)
     if not root.is_dir():
         raise StoreError("migrations directory does not exist", where=where)
     found: dict[int, Migration] = {}
     for entry in root.iterdir():
-        if not entry.name.endswith(".sql"):
+        if not entry.name.endswith(".sql") or not entry.is_file():
             continue
         m = _NAME.match(entry.name)
         if m is None:

@@ -1,0 +1,380 @@
+"""The Ray executor: the detector state of every series in Ray actors, one shard per actor.
+
+Series go to shard ``shard_of(series_id, n_actors)`` (ids are hashes, so shards are even and a
+series always lands on the same actor). Each actor holds a
+:class:`~relia.engine.local.DetectorShard`, the same class the local executor uses, so scores and
+checkpoints are the same numbers.
+:meth:`RayExecutor.process` sends every shard its part of a batch at once and gathers the results
+with one ``ray.get``.
+
+**An actor that dies** is replaced by a new one, which is brought back to the exact state the dead
+one had: its series' last checkpoints are restored, then the samples each series learned after its
+checkpoint are replayed, then the failed call is run again. The data for that comes from a
+``recover`` callable (the engine builds it from its store,
+:func:`relia.engine.loop.recovery_from_store`), so this module knows nothing about stores. Ray's
+own actor restarts are off: a restarted actor would come back empty.
+
+Ray is imported lazily: importing relia never imports ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import CollectorRegistry, Counter
+
+from relia.detect.checkpoint import pack
+from relia.engine.executor import IntArray, ScoredPoints, shard_of
+from relia.engine.local import DetectorShard
+from relia.errors import ConfigError, DetectorError, ReliaError
+from relia.signals import MetricBatch
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+__all__ = ["ActorStats", "Recovery", "RayExecutor", "ShardActor", "ShardFilter", "import_ray"]
+
+log = logging.getLogger(__name__)
+
+BoolArray = npt.NDArray[np.bool_]
+#: Given series ids, which of them belong to the shard being recovered.
+ShardFilter = Callable[[IntArray], BoolArray]
+#: Given a shard filter: (the stored checkpoints of the shard's series, the samples those series
+#: learned after their checkpoint, i.e. newer than the checkpoint's last point).
+Recovery = Callable[[ShardFilter], tuple[dict[int, bytes], MetricBatch]]
+ActorStats = dict[str, int]
+
+_INSTALL = "pip install 'relia[ray]'"
+
+
+def import_ray() -> ModuleType:
+    """The ``ray`` module, or :class:`ConfigError` naming ``engine.executor`` and the install
+    command when it is missing."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(
+            f"the ray executor needs Ray, which is not installed: {_INSTALL}",
+            where="engine.executor",
+        ) from None
+    return ray
+
+
+class ShardActor(DetectorShard):
+    """What runs inside one Ray actor: a :class:`DetectorShard`, plus memory figures."""
+
+    def stats(self, checkpoint_bytes: bool = False) -> ActorStats:
+        """Series held, the actor process' resident memory (bytes) and its pid; with
+        ``checkpoint_bytes``, the size of every series' checkpoint summed (packs each one, without
+        touching the changed flags that :meth:`checkpoints` clears)."""
+        import psutil
+
+        out: ActorStats = {
+            "series": self.n_series(),
+            "rss_bytes": int(psutil.Process().memory_info().rss),
+            "pid": os.getpid(),
+        }
+        if checkpoint_bytes:
+            if self._table is not None:
+                table = self._table
+                out["checkpoint_bytes"] = sum(len(table.checkpoint(s)) for s in table.series_ids)
+            else:
+                out["checkpoint_bytes"] = sum(
+                    len(pack(d.state_dict())) for d in self._detectors.values()
+                )
+        return out
+
+
+class RayExecutor:
+    """Runs the streaming detectors in ``n_actors`` Ray actors (the :class:`Executor` protocol).
+
+    ``address``: the Ray cluster to join (``ray.init(address=...)``); unset, a Ray already
+    initialised in this process is used, else a local one on this machine's CPUs is started.
+    ``n_actors`` defaults to the cluster's CPUs. ``recover`` supplies what a replacement actor
+    needs (see the module docstring); without it a replaced actor starts its series afresh (and
+    says so in the log). ``registry`` gets ``relia_executor_actor_restarts_total``.
+    """
+
+    #: Replacements tried for one call before giving up on it.
+    max_restarts_per_call = 3
+
+    def __init__(
+        self,
+        detector_name: str,
+        params: dict[str, Any] | None = None,
+        *,
+        n_actors: int | None = None,
+        address: str | None = None,
+        recover: Recovery | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        if n_actors is not None and n_actors < 1:
+            raise ConfigError(f"must be >= 1, got {n_actors}", where="engine.ray_actors")
+        ray = import_ray()
+        # A bad detector name or parameter fails here, before any Ray process starts; this
+        # shard also tells the component names.
+        probe = DetectorShard(detector_name, params)
+        self.detector_name = detector_name
+        self.params = dict(params or {})
+        self._components = probe.components
+        self._recover = recover
+        self._ray = ray
+        self._started_ray = False
+        if not ray.is_initialized():
+            self._init_ray(ray, address)
+        elif address is not None:
+            log.info("Ray is already initialised in this process; engine.ray_address is unused")
+        cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        self.n_shards = n_actors if n_actors is not None else max(1, int(cpus))
+        # One CPU each while they fit, else a fair share, so that every actor can be placed
+        # (and a replacement too, once Ray freed the dead one's share).
+        self._actor_cpus = min(1.0, cpus / self.n_shards) if cpus > 0 else 0.0
+        self._actor_cls = ray.remote(
+            num_cpus=self._actor_cpus, max_restarts=0, scheduling_strategy="SPREAD"
+        )(ShardActor)
+        self.restarts = 0
+        self._restarts_metric = Counter(
+            "relia_executor_actor_restarts",
+            "Ray actors replaced after they died (each restored from its shard's checkpoints)",
+            registry=registry if registry is not None else CollectorRegistry(),
+        )
+        # Shards whose replacement actor is not yet restored: restored before their next call.
+        self._pending: set[int] = set()
+        self._closed = False
+        try:
+            self._actors = [self._new_actor() for _ in range(self.n_shards)]
+            # Wait for every actor: a cluster that cannot place them fails here, not mid-tick.
+            ray.get([a.n_series.remote() for a in self._actors])
+        except BaseException:
+            self.close()
+            raise
+        log.info(
+            "ray executor: %d actors (%.2g CPU each) for detector %s",
+            self.n_shards,
+            self._actor_cpus,
+            detector_name,
+        )
+
+    def _init_ray(self, ray: ModuleType, address: str | None) -> None:
+        try:
+            if address is not None:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+            else:
+                ray.init(
+                    num_cpus=os.cpu_count() or 1,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    configure_logging=False,
+                )
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            where = "engine.ray_address" if address is not None else "engine.executor"
+            what = f"cannot connect to Ray at {address}" if address else "cannot start Ray"
+            raise ConfigError(f"{what}: {exc}".splitlines()[0], where=where) from None
+        self._started_ray = True
+
+    def _new_actor(self) -> Any:
+        return self._actor_cls.remote(self.detector_name, self.params)
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        return self._components
+
+    # -- calls with recovery ---------------------------------------------------------------
+
+    def _owns(self, k: int) -> ShardFilter:
+        n = self.n_shards
+
+        def owns(series_id: IntArray) -> BoolArray:
+            return np.asarray(shard_of(series_id, n) == k, dtype=np.bool_)
+
+        return owns
+
+    def _replace(self, k: int, exc: BaseException) -> None:
+        """Start a new actor for shard ``k`` (the old one died, with ``exc``); it is restored
+        before its first call."""
+        try:
+            self._ray.kill(self._actors[k], no_restart=True)
+        except Exception:  # noqa: BLE001 - it is dead already; killing is only to be sure
+            log.debug("killing the dead actor of shard %d failed", k, exc_info=True)
+        self._actors[k] = self._new_actor()
+        self._pending.add(k)  # restored by the next call to the shard (see _call)
+        self.restarts += 1
+        self._restarts_metric.inc()
+        log.warning(
+            "Ray actor of shard %d/%d died (%s); replacing it (restart %d)",
+            k,
+            self.n_shards,
+            type(exc).__name__,
+            self.restarts,
+        )
+
+    def _restore_pending(self, k: int) -> None:
+        # Left in _pending until done: if this fails (the store, or the actor again), the next
+        # call to the shard tries again rather than scoring with an empty state.
+        actor = self._actors[k]
+        if self._recover is None:
+            log.warning("shard %d: no recovery source; its series start afresh", k)
+            self._ray.get(actor.n_series.remote())
+            self._pending.discard(k)
+            return
+        checkpoints, replay = self._recover(self._owns(k))
+        restored = self._ray.get(actor.restore.remote(checkpoints)) if checkpoints else 0
+        replayed = 0
+        if len(replay):
+            # The scores were stored when the dead actor first made them; only the state counts.
+            done = self._ray.get(actor.process.remote(replay.series_id, replay.ts, replay.value))
+            replayed = len(done)
+        self._pending.discard(k)
+        log.info(
+            "shard %d restored: %d series from checkpoints, %d samples replayed",
+            k,
+            restored,
+            replayed,
+        )
+
+    def _call(self, k: int, method: str, *args: Any) -> Any:
+        """``actor.method(*args)`` on shard ``k``, replacing the actor while it dies."""
+        ray = self._ray
+        for attempt in range(self.max_restarts_per_call + 1):
+            try:
+                if k in self._pending:
+                    self._restore_pending(k)
+                return ray.get(getattr(self._actors[k], method).remote(*args))
+            except ray.exceptions.RayActorError as exc:
+                if attempt == self.max_restarts_per_call:
+                    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    raise ReliaError(
+                        f"the Ray actor of shard {k} died {attempt + 1} times in a row: {first}",
+                        where="engine.executor",
+                    ) from exc
+                self._replace(k, exc)
+        raise AssertionError("unreachable")
+
+    def _fan_out(self, calls: dict[int, tuple[str, tuple[Any, ...]]]) -> dict[int, Any]:
+        """Run ``{shard: (method, args)}`` on every shard at once; one ``ray.get`` when all
+        actors live, else each failed shard again through :meth:`_call`."""
+        ray = self._ray
+        for k in list(self._pending):
+            if k in calls:
+                self._call(k, "n_series")  # restores it first
+        refs = {
+            k: getattr(self._actors[k], method).remote(*args) for k, (method, args) in calls.items()
+        }
+        try:
+            values = ray.get(list(refs.values()))
+            return dict(zip(refs, values, strict=True))
+        except ray.exceptions.RayActorError:
+            pass
+        out: dict[int, Any] = {}
+        for k, ref in refs.items():
+            try:
+                out[k] = ray.get(ref)
+            except ray.exceptions.RayActorError as exc:
+                self._replace(k, exc)
+                method, args = calls[k]
+                out[k] = self._call(k, method, *args)  # restores the new actor, then calls
+        return out
+
+    # -- the Executor protocol -------------------------------------------------------------
+
+    def process(self, batch: MetricBatch) -> ScoredPoints:
+        """Score a batch: every shard's part on its actor, in parallel; results in shard order."""
+        self._check_open()
+        if len(batch) == 0:
+            return ScoredPoints.empty()
+        shard = shard_of(batch.series_id, self.n_shards)
+        calls: dict[int, tuple[str, tuple[Any, ...]]] = {}
+        for k in np.unique(shard).tolist():
+            m = shard == k
+            calls[k] = ("process", (batch.series_id[m], batch.ts[m], batch.value[m]))
+        results = self._fan_out(calls)
+        return ScoredPoints.concat([_writable(results[k]) for k in sorted(results)])
+
+    def checkpoints(self, changed_only: bool = False) -> dict[int, bytes]:
+        """Every actor's checkpoints (``changed_only``: series that learned since the last such
+        call; a replaced actor reports all it replayed as changed)."""
+        self._check_open()
+        results = self._fan_out({k: ("checkpoints", (changed_only,)) for k in self._shards()})
+        out: dict[int, bytes] = {}
+        for k in sorted(results):
+            out.update(results[k])
+        return out
+
+    def restore(self, checkpoints: dict[int, bytes]) -> int:
+        """Send each actor the checkpoints of its series; returns how many were restored."""
+        self._check_open()
+        if not checkpoints:
+            return 0
+        ids = np.fromiter(checkpoints, dtype=np.int64, count=len(checkpoints))
+        shard = shard_of(ids, self.n_shards)
+        calls: dict[int, tuple[str, tuple[Any, ...]]] = {}
+        for k in np.unique(shard).tolist():
+            mine = ids[shard == k].tolist()
+            calls[k] = ("restore", ({sid: checkpoints[sid] for sid in mine},))
+        return int(sum(self._fan_out(calls).values()))
+
+    def n_series(self) -> int:
+        """Series held across all actors."""
+        self._check_open()
+        return int(sum(self._fan_out({k: ("n_series", ()) for k in self._shards()}).values()))
+
+    def actor_stats(self, checkpoint_bytes: bool = False) -> list[ActorStats]:
+        """Per actor, in shard order: ``shard``, ``series``, ``rss_bytes`` (the actor process'
+        resident memory), ``pid`` and, with ``checkpoint_bytes``, the summed checkpoint sizes."""
+        self._check_open()
+        res = self._fan_out({k: ("stats", (checkpoint_bytes,)) for k in self._shards()})
+        return [{"shard": k, **res[k]} for k in sorted(res)]
+
+    def actors(self) -> list[Any]:
+        """The actor handles, in shard order (for tests and operators: ``ray.kill`` one)."""
+        return list(self._actors)
+
+    def close(self) -> None:
+        """Kill the actors; shut Ray down if this executor started it. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for actor in getattr(self, "_actors", []):
+            try:
+                self._ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001 - shutting down; a dead actor is fine
+                log.debug("killing an actor failed", exc_info=True)
+        if self._started_ray:
+            self._ray.shutdown()
+
+    def __enter__(self) -> RayExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _shards(self) -> range:
+        return range(self.n_shards)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise DetectorError("this ray executor is closed")
+
+
+def _writable(points: ScoredPoints) -> ScoredPoints:
+    # Arrays Ray hands back from its object store are read-only views of shared memory; the
+    # engine may keep and modify what process() returns, as with the local executor.
+    arrays = (points.series_id, points.ts, points.value, points.score, points.expected)
+    if all(a.flags.writeable for a in (*arrays, points.lower, points.upper, points.component)):
+        return points
+    return ScoredPoints(
+        points.series_id.copy(),
+        points.ts.copy(),
+        points.value.copy(),
+        points.score.copy(),
+        points.expected.copy(),
+        points.lower.copy(),
+        points.upper.copy(),
+        points.component.copy(),
+        points.dropped,
+    )

@@ -1,0 +1,196 @@
+"""What only the leader does: correlate findings into incidents, deliver the outbox.
+
+Every replica's engine stores its findings (it runs without an incident pipeline under HA). The
+leader reads them back from the shared store every ``interval_s`` (:class:`FindingsFeed`: the
+findings that are new or changed since its last read) and passes them to an
+:class:`~relia.engine.incidents.IncidentPipeline` made for its tenure, and it runs the
+:class:`~relia.notify.Dispatcher`'s thread. A new tenure starts with ``IncidentPipeline.start``,
+which seeds from the store and correlates the findings the previous leader never did (the crash
+recovery path), so nothing stored is left out across a failover.
+
+Writes are fenced the way sends are: each round asks the database whether the tenure's token
+still holds the lease before it correlates and saves. The window: a leader that freezes between
+that check and its writes for longer than the lease may save one round of incident changes after
+its successor started (the outbox keeps one item per ``sink:incident:version``, so a change is
+still notified at most once per version, and the successor's next round rewrites the incidents
+from the findings).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from relia.config import HaConfig
+from relia.engine.incidents import IncidentPipeline
+from relia.ha.leader import LeaderElector
+from relia.ha.lease import Lease
+from relia.incidents.model import Finding
+from relia.notify.dispatcher import Dispatcher, Fence
+from relia.store.base import Store
+
+__all__ = ["FindingsFeed", "HaRuntime", "LeaderDuties", "ha_dsn"]
+
+log = logging.getLogger("relia.ha")
+
+_LIMIT = 10_000
+
+
+def _fingerprint(f: Finding) -> tuple[int, int, float, str, str]:
+    return (f.start, f.end, f.score, str(f.severity), f.summary)
+
+
+class FindingsFeed:
+    """The findings in ``store`` that are new or changed since the last :meth:`poll`, among
+    those whose end lies within ``horizon_ms`` of now (a finding that grows moves its end, so it
+    shows up again). Findings whose end is older than the horizon when first stored (a backfill
+    of old data) are not seen here; a new leader's ``IncidentPipeline.start`` picks them up."""
+
+    def __init__(self, store: Store, horizon_ms: int) -> None:
+        self.store = store
+        self.horizon_ms = int(horizon_ms)
+        self._seen: dict[str, tuple[int, int, float, str, str]] = {}
+
+    def reset(self, now: int) -> None:
+        """Count what the store holds now as seen (call before the pipeline's ``start``, which
+        handles those: what changes in between is passed once more, harmlessly)."""
+        found = self.store.findings(since=now - self.horizon_ms, limit=_LIMIT)
+        self._seen = {f.id: _fingerprint(f) for f in found}
+
+    def poll(self, now: int) -> list[Finding]:
+        """The findings new or changed since the last call."""
+        found = self.store.findings(since=now - self.horizon_ms, limit=_LIMIT)
+        out = [f for f in found if self._seen.get(f.id) != _fingerprint(f)]
+        # Only what is still within the horizon is kept: the memory stays bounded.
+        self._seen = {f.id: _fingerprint(f) for f in found}
+        return out
+
+
+class LeaderDuties:
+    """Starts the leader's work on :meth:`elected` and stops it on :meth:`demoted` (the
+    elector's callbacks). ``make_pipeline`` builds a fresh pipeline per tenure (a demoted
+    leader's correlator state is stale by the time it leads again)."""
+
+    def __init__(
+        self,
+        store: Store,
+        make_pipeline: Callable[[], IncidentPipeline],
+        fence: Fence,
+        *,
+        dispatcher: Dispatcher | None,
+        interval_s: float,
+        horizon_s: float,
+        clock: Callable[[], int],
+    ) -> None:
+        self.store = store
+        self.make_pipeline = make_pipeline
+        self.fence = fence
+        self.dispatcher = dispatcher
+        self.interval_s = float(interval_s)
+        self.horizon_ms = int(horizon_s * 1000)
+        self.clock = clock
+        self._stop: threading.Event | None = None
+        self._threads: list[threading.Thread] = []
+        self.rounds = 0
+
+    def elected(self, token: int) -> None:
+        """Start correlating and delivering under ``token``."""
+        self.demoted()  # never two tenures' threads at once
+        stop = threading.Event()
+        self._stop = stop
+        lead = threading.Thread(
+            target=self._lead, args=(token, stop), name="relia-incidents", daemon=True
+        )
+        lead.start()
+        self._threads = [lead]
+        if self.dispatcher is not None:
+            self._threads.append(self.dispatcher.start(stop))
+
+    def demoted(self, timeout: float = 10.0) -> None:
+        """Stop both at once (each checks the fence before its next write or send anyway)."""
+        stop, self._stop = self._stop, None
+        if stop is None:
+            return
+        stop.set()
+        if self.dispatcher is not None:
+            self.dispatcher.notify()
+        for t in self._threads:
+            t.join(timeout)
+        self._threads = []
+
+    def _lead(self, token: int, stop: threading.Event) -> None:
+        pipeline: IncidentPipeline | None = None
+        feed = FindingsFeed(self.store, self.horizon_ms)
+        while not stop.is_set():
+            try:
+                if self.fence.token() != token or not self.fence.check(token):
+                    return
+                now = self.clock()
+                if pipeline is None:
+                    feed.reset(now)
+                    candidate = self.make_pipeline()
+                    restored = candidate.start(now)
+                    pipeline = candidate
+                    log.info("leading: %d incidents restored from the store", restored)
+                else:
+                    pipeline.update(feed.poll(now), now)
+                self.rounds += 1
+            except Exception:  # noqa: BLE001 - a store hiccup: try again next round
+                log.exception("correlating incidents failed; trying again")
+            stop.wait(self.interval_s)
+
+
+def ha_dsn(store_setting: object) -> str | None:
+    """The PostgreSQL DSN when ``store`` (``ReliaConfig.store``) names one, else None: HA is on
+    exactly when the store is PostgreSQL."""
+    if isinstance(store_setting, str) and store_setting.startswith(
+        ("postgresql://", "postgres://")
+    ):
+        return store_setting
+    return None
+
+
+class HaRuntime:
+    """HA for one ``relia up``: the lease (own connection to ``dsn``), the elector (its fence
+    goes to the dispatcher) and, once :meth:`start` is given them, the leader's duties."""
+
+    def __init__(
+        self, dsn: str, config: HaConfig, registry: CollectorRegistry | None = None
+    ) -> None:
+        replica = config.replica_id or f"{socket.gethostname()}:{os.getpid()}"
+        # A lease call that takes longer than a renewal interval is as good as failed.
+        self.lease = Lease(dsn, replica, config.lease_ttl, timeout=min(2.0, config.renew_interval))
+        self.elector = LeaderElector(
+            self.lease, renew_interval=config.renew_interval, registry=registry
+        )
+        self.duties: LeaderDuties | None = None
+
+    def start(self, duties: LeaderDuties) -> None:
+        """Start competing for the lease; ``duties`` run while this replica leads."""
+        self.duties = duties
+        self.elector.set_callbacks(on_elected=duties.elected, on_demoted=duties.demoted)
+        self.elector.start()
+        log.info(
+            "HA: replica %s competes for lease %s (ttl %gs)",
+            self.lease.holder,
+            self.lease.name,
+            self.lease.ttl,
+        )
+
+    def stop(self) -> None:
+        """Stop leading (duties stopped) and give the lease up, so another replica takes over
+        at once; close the lease's connection."""
+        try:
+            self.elector.stop(release=True)
+        finally:
+            self.lease.close()
+
+    def status(self) -> dict[str, Any]:
+        """This replica's part in HA, for ``/healthz``."""
+        return self.elector.status()

@@ -1,0 +1,222 @@
+"""Batch detection over many series (relia.engine.batch): local and Ray give the same results."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import polars as pl
+import pytest
+
+from relia.detect import Thresholder, create
+from relia.engine.batch import (
+    SeriesArrays,
+    SeriesFile,
+    SeriesInput,
+    SeriesResult,
+    WideParquet,
+    detect_many,
+    folder_files,
+    write_scored_csv,
+)
+from relia.errors import ConfigError, DataError
+
+T0 = 1_700_000_000_000
+STEP = 60_000
+
+
+def _values(seed: int, n: int = 600, spike_at: int = 450) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    day = np.sin(2 * np.pi * np.arange(n) / 240)
+    v = 50 + 10 * day + rng.normal(0, 1, n)
+    v[spike_at] += 60
+    return v
+
+
+def _ts(n: int = 600) -> np.ndarray:
+    return T0 + STEP * np.arange(n, dtype=np.int64)
+
+
+def _inputs(tmp_path: Path) -> list[SeriesInput]:
+    """Every kind of input: CSV and Parquet files, a wide Parquet of three series, arrays."""
+    a = tmp_path / "a.csv"
+    pl.DataFrame({"timestamp": _ts() // 1000, "value": _values(1)}).write_csv(a)
+    b = tmp_path / "b.parquet"
+    pl.DataFrame({"time": _ts(), "v": _values(2)}).write_parquet(b)
+    wide = tmp_path / "wide.parquet"
+    pl.DataFrame(
+        {"timestamp": _ts(), **{f"w{k}": _values(10 + k) for k in range(3)}}
+    ).write_parquet(wide)
+    return [
+        SeriesFile(a),
+        SeriesFile(b, time_col="time", value_col="v"),
+        WideParquet(wide),
+        SeriesArrays("mem{job='x'}", _ts(), _values(3)),
+    ]
+
+
+def _key(r: SeriesResult) -> str:
+    # repr: NaN (a band still warming up) compares unequal to itself, its repr does not.
+    return repr((r.index, r.name, r.stem, r.points, r.anomalous_points, r.windows, r.max_score))
+
+
+def test_local_summary_matches_the_detector_and_thresholder(tmp_path: Path) -> None:
+    inputs = _inputs(tmp_path)
+    results = detect_many(inputs, "default", return_scores=True)
+    assert [r.name for r in results] == [
+        str(tmp_path / "a.csv"),
+        str(tmp_path / "b.parquet"),
+        "w0",
+        "w1",
+        "w2",
+        "mem{job='x'}",
+    ]
+    assert [r.index for r in results] == [0, 1, 2, 2, 2, 3]
+    assert results[-1].stem == "mem_job=_x"
+    th = Thresholder(0.5)
+    for seed, r in zip([1, 2, 10, 11, 12, 3], results, strict=True):
+        expected = create("default").score_detail(_values(seed), _ts())
+        assert r.scored is not None
+        np.testing.assert_array_equal(r.scored.score, expected.score)
+        np.testing.assert_array_equal(r.scored.ts, _ts())
+        assert r.points == 600
+        assert r.anomalous_points == int(np.count_nonzero(expected.score >= 0.5))
+        windows = th.windows(_ts(), expected.score)
+        assert [(w.start_ts, w.end_ts, w.peak_score) for w in r.windows] == [
+            (w.start_ts, w.end_ts, w.peak_score) for w in windows
+        ]
+        # The spike is found, and its window describes the peak point.
+        spike = next(w for w in r.windows if w.start_ts <= T0 + 450 * STEP <= w.end_ts)
+        assert spike.peak_value == pytest.approx(_values(seed)[450])
+        assert spike.lower < spike.expected < spike.upper < spike.peak_value
+        assert r.max_score == pytest.approx(float(expected.score.max()))
+
+
+@pytest.mark.slow
+def test_ray_gives_the_same_results_as_local(tmp_path: Path, ray_local: ModuleType) -> None:
+    inputs = _inputs(tmp_path)
+    local = detect_many(inputs, "default", return_scores=True)
+    calls: list[tuple[int, int]] = []
+    remote = detect_many(
+        inputs,
+        "default",
+        executor="ray",
+        workers=2,
+        chunk_size=1,
+        return_scores=True,
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    assert [_key(r) for r in remote] == [_key(r) for r in local]
+    for a, b in zip(local, remote, strict=True):
+        assert a.scored is not None and b.scored is not None
+        np.testing.assert_array_equal(a.scored.score, b.scored.score)
+        np.testing.assert_array_equal(a.scored.expected, b.scored.expected)
+    assert sorted(calls)[-1] == (4, 4) and len(calls) == 4
+
+
+def test_out_dir_gets_one_csv_per_series(tmp_path: Path) -> None:
+    inputs = _inputs(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    results = detect_many(inputs, "mad", out_dir=out, return_scores=True)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a.csv",
+        "b.csv",
+        "mem_job=_x.csv",
+        "w0.csv",
+        "w1.csv",
+        "w2.csv",
+    ]
+    for r in results:
+        assert r.output == out / f"{r.stem}.csv" and r.scored is not None
+        buf = io.StringIO()
+        write_scored_csv(buf, r.scored.ts, r.scored.values, r.scored.score, r.scored.flags)
+        assert r.output.read_text() == buf.getvalue()
+
+
+@pytest.mark.parametrize("executor", ["local", pytest.param("ray", marks=pytest.mark.slow)])
+def test_bad_input_is_named_and_nothing_is_written(
+    tmp_path: Path, executor: str, request: pytest.FixtureRequest
+) -> None:
+    if executor == "ray":
+        request.getfixturevalue("ray_local")
+    inputs = _inputs(tmp_path)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp,value\n2024-01-01T00:00:00Z,1\nnot a time,2\n")
+    also_bad = tmp_path / "zz.csv"
+    also_bad.write_text("")
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(DataError, match=r"bad\.csv: row 2 \(line 3\)"):
+        detect_many(
+            [*inputs[:2], SeriesFile(bad), *inputs[2:], SeriesFile(also_bad)],
+            "mad",
+            executor="ray" if executor == "ray" else "local",
+            workers=2 if executor == "ray" else None,
+            chunk_size=1,
+            out_dir=out,
+        )
+    assert list(out.iterdir()) == []
+
+
+def test_two_series_with_one_stem_are_refused(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    twins: list[SeriesInput] = [
+        SeriesArrays("x", _ts(), _values(1), stem="same"),
+        SeriesArrays("y", _ts(), _values(2), stem="same"),
+    ]
+    with pytest.raises(DataError, match="x and y would both be written to same.csv"):
+        detect_many(twins, "mad", out_dir=out)
+    assert list(out.iterdir()) == []
+
+
+def test_counter_scores_the_rate(tmp_path: Path) -> None:
+    counter = np.cumsum(np.full(600, 5.0))
+    (r,) = detect_many([SeriesArrays("c", _ts(), counter)], "mad", counter=True, return_scores=True)
+    assert r.name == "c (rate per second)" and r.scored is not None
+    assert np.isnan(r.scored.values[0]) and r.scored.score[0] == 0.0
+    np.testing.assert_allclose(r.scored.values[1:], 5.0 / 60)
+
+
+def test_wide_parquet_errors_name_the_file(tmp_path: Path) -> None:
+    p = tmp_path / "w.parquet"
+    pl.DataFrame({"t": _ts(), "x": _values(1)}).write_parquet(p)
+    with pytest.raises(DataError, match=r"w\.parquet: no time column 'timestamp'"):
+        WideParquet(p).load()
+    pl.DataFrame({"timestamp": _ts(), "x": ["a"] * 600}).write_parquet(p)
+    with pytest.raises(DataError, match=r"w\.parquet: column 'x' is String, not numeric"):
+        WideParquet(p).load()
+    pl.DataFrame({"timestamp": ["now"] * 600, "x": _values(1)}).write_parquet(p)
+    with pytest.raises(DataError, match="must be int64 ms or a datetime"):
+        WideParquet(p).load()
+    p.write_bytes(b"PAR1 garbage")
+    with pytest.raises(DataError, match=r"w\.parquet: cannot read Parquet"):
+        WideParquet(p).load()
+
+
+def test_user_errors_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    one: list[SeriesInput] = [SeriesArrays("s", _ts(), _values(1))]
+    with pytest.raises(ConfigError, match="executor must be 'local' or 'ray'"):
+        detect_many(one, executor="spark")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="workers must be at least 1"):
+        detect_many(one, executor="ray", workers=0)
+    with pytest.raises(DataError, match="not a directory"):
+        detect_many(one, out_dir=tmp_path / "missing")
+    assert detect_many([], "mad") == []
+    # Ray missing: the error says how to install it.
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ConfigError, match=r"pip install 'relia\[ray\]'"):
+        detect_many(one, executor="ray")
+
+
+def test_folder_files_lists_csv_and_parquet_only(tmp_path: Path) -> None:
+    for name in ("b.csv", "a.parquet", "c.txt", ".hidden.csv", "D.CSV"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "sub.csv").mkdir()
+    assert [p.name for p in folder_files(tmp_path)] == ["D.CSV", "a.parquet", "b.csv"]
+    with pytest.raises(DataError, match="cannot list"):
+        folder_files(tmp_path / "nope")

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from relia.config import DetectorSpec, EngineConfig
+from relia.engine.executors import build_executor
+from relia.engine.local import LocalExecutor
+from relia.errors import ConfigError
+
+
+def test_local_by_default() -> None:
+    ex = build_executor(EngineConfig(), DetectorSpec(name="cusum", params={"k": 0.7}))
+    assert isinstance(ex, LocalExecutor)
+    assert ex.detector_name == "cusum" and ex.n_shards == 1
+
+
+def test_ray_without_ray_installed_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
+    with pytest.raises(ConfigError) as info:
+        build_executor(EngineConfig(executor="ray"), DetectorSpec())
+    assert str(info.value).startswith("engine.executor: ")
+    assert "pip install 'relia[ray]'" in str(info.value)
+
+
+@pytest.mark.integration
+def test_ray_from_config(ray_local: ModuleType) -> None:
+    from relia.engine.ray_executor import RayExecutor
+
+    registry = CollectorRegistry()
+    ex = build_executor(
+        EngineConfig(executor="ray", ray_actors=2),
+        DetectorSpec(name="default", params={"min_samples": 10}),
+        registry=registry,
+    )
+    try:
+        assert isinstance(ex, RayExecutor)
+        assert ex.n_shards == 2 and ex.params == {"min_samples": 10}
+        assert registry.get_sample_value("relia_executor_actor_restarts_total") == 0
+    finally:
+        ex.close()

@@ -1,0 +1,468 @@
+"""The store protocol, on every backend (tests/store/conftest.py: DuckDB and PostgreSQL):
+series, bounded samples, checkpoints, findings, log progress, closing, threads."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from relia.errors import ConfigError, DataError, StoreError
+from relia.incidents.model import Finding, FindingKind, Severity
+from relia.signals import MetricBatch
+from relia.store import SeriesInfo, Store
+from relia.store.base import LogCounts
+from relia.store.migrations import latest_version, load_migrations
+from tests.store.backends import reopen_empty
+
+
+def batch(sid: list[int], ts: list[int], value: list[float]) -> MetricBatch:
+    return MetricBatch(np.array(sid, np.int64), np.array(ts, np.int64), np.array(value, np.float64))
+
+
+def finding(fid: str, start: int, end: int, *, series_id: int | None = 1, **kw: Any) -> Finding:
+    fields: dict[str, Any] = {
+        "id": fid,
+        "kind": FindingKind.METRIC,
+        "key": 'cpu{host="a"}',
+        "series_id": series_id,
+        "start": start,
+        "end": end,
+        "score": 0.75,
+        "severity": Severity.WARNING,
+        "detector": "default",
+        "summary": "cpu above its band",
+        "evidence": {},
+    }
+    fields.update(kw)
+    return Finding(**fields)
+
+
+# -- opening and closing ----------------------------------------------------------------------
+
+
+def test_a_fresh_store_is_a_store_at_the_latest_schema(store: Store, backend: str) -> None:
+    assert isinstance(store, Store)
+    if backend == "postgresql":
+        from relia.store.postgres import packaged_migrations_dir
+
+        latest = latest_version(load_migrations(packaged_migrations_dir()))
+    else:
+        latest = latest_version(load_migrations())
+    assert store.schema_version == latest >= 5
+    assert store.samples_per_series == 5  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("bad", [0, -3, True, 2.5, "10"])
+def test_samples_per_series_must_be_a_positive_integer(
+    make_store: Callable[..., Any], bad: Any
+) -> None:
+    with pytest.raises(ConfigError, match="samples_per_series"):
+        make_store(bad)
+
+
+def test_close_is_idempotent_and_later_use_is_a_store_error(make_store: Callable[..., Any]) -> None:
+    s = make_store()
+    s.close()
+    s.close()
+    assert s.closed
+    with pytest.raises(StoreError, match="closed"):
+        s.list_series()
+    with pytest.raises(StoreError, match="closed"):
+        s.append_samples(batch([1], [1], [1.0]))
+
+
+def test_context_manager_closes(make_store: Callable[..., Any]) -> None:
+    with make_store() as s:
+        pass
+    assert s.closed
+
+
+# -- series -----------------------------------------------------------------------------------
+
+
+def test_upsert_series_keeps_known_ids_and_lists_in_name_then_label_order(store: Store) -> None:
+    store.upsert_series(
+        [
+            (3, "mem", {}),
+            (2, "cpu", {"host": "b"}),
+            (1, "cpu", {"host": "a", "dc": "x"}),
+            (4, "cpu", {"host": "a"}),
+            (5, "cpu", {}),
+        ]
+    )
+    # A known id keeps its first registration, within a call and across calls.
+    store.upsert_series([(3, "renamed", {"a": "1"}), (6, "disk", {}), (6, "other", {})])
+    infos = store.list_series()
+    assert [(i.series_id, i.name) for i in infos] == [
+        (5, "cpu"),
+        (1, "cpu"),  # (dc, x) < (host, a)
+        (4, "cpu"),
+        (2, "cpu"),
+        (6, "disk"),
+        (3, "mem"),
+    ]
+    assert infos[1].labels == {"dc": "x", "host": "a"}
+    assert all(i.first_ts is None and i.last_ts is None and i.n_samples == 0 for i in infos)
+
+
+def test_series_labels_are_canonical(store: Store) -> None:
+    store.upsert_series([(1, "up", {"__name__": "up", "job": "node"})])
+    assert store.list_series() == [SeriesInfo(1, "up", {"job": "node"})]
+
+
+def test_list_series_reports_sample_range_and_count(store: Store) -> None:
+    store.upsert_series([(1, "a", {}), (2, "b", {})])
+    store.append_samples(batch([1, 1, 2, 1], [30, 10, 5, 20], [1.0, 2.0, 3.0, np.nan]))
+    assert store.list_series() == [
+        SeriesInfo(1, "a", {}, first_ts=10, last_ts=30, n_samples=3),
+        SeriesInfo(2, "b", {}, first_ts=5, last_ts=5, n_samples=1),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ((1, "a"), "expected a tuple"),
+        ("abc", "expected a tuple"),
+        (("1", "a", {}), "series_id must be an integer"),
+        ((2**63, "a", {}), "does not fit in int64"),
+        ((1, "", {}), "name must be a non-empty string"),
+        ((1, "a", [("k", "v")]), "labels must be a mapping"),
+    ],
+)
+def test_upsert_series_rejects_bad_entries(store: Store, entry: Any, message: str) -> None:
+    with pytest.raises(DataError, match=message) as info:
+        store.upsert_series([(9, "ok", {}), entry])
+    assert "series[1]" in str(info.value)
+    assert store.list_series() == []  # nothing of the call was written
+
+
+# -- samples ----------------------------------------------------------------------------------
+
+
+def test_samples_in_time_order_with_since_until_and_limit(store: Store) -> None:
+    store.append_samples(batch([1, 1, 1, 1, 2], [40, 10, 30, 20, 15], [4, 1, 3, 2, 9]))
+    ts, value = store.samples(1)
+    assert ts.dtype == np.int64 and value.dtype == np.float64
+    assert ts.tolist() == [10, 20, 30, 40] and value.tolist() == [1, 2, 3, 4]
+    assert store.samples(1, since=20, until=30)[0].tolist() == [20, 30]
+    assert store.samples(1, limit=2)[0].tolist() == [30, 40]
+    assert store.samples(1, since=10, until=30, limit=2)[1].tolist() == [2, 3]
+    assert store.samples(1, limit=0)[0].tolist() == []
+    ts, value = store.samples(99)
+    assert len(ts) == len(value) == 0 and ts.dtype == np.int64 and value.dtype == np.float64
+
+
+def test_same_series_and_ts_replaces_and_last_in_batch_wins(store: Store) -> None:
+    store.append_samples(batch([1, 1], [10, 20], [1.0, 2.0]))
+    store.append_samples(batch([1, 1, 1], [20, 20, 30], [5.0, 6.0, 7.0]))
+    ts, value = store.samples(1)
+    assert ts.tolist() == [10, 20, 30] and value.tolist() == [1.0, 6.0, 7.0]
+
+
+def test_nan_is_kept(store: Store) -> None:
+    store.append_samples(batch([1, 1], [1, 2], [np.nan, 1.0]))
+    value = store.samples(1)[1]
+    assert np.isnan(value[0]) and value[1] == 1.0
+
+
+def test_each_series_keeps_its_newest_samples(store: Store) -> None:
+    # store keeps 5 per series
+    store.append_samples(batch([1] * 8 + [2] * 3, list(range(8)) + [0, 1, 2], list(range(11))))
+    assert store.samples(1)[0].tolist() == [3, 4, 5, 6, 7]
+    assert store.samples(2)[0].tolist() == [0, 1, 2]
+    # Older than what is kept: written and trimmed away at once; the rest is untouched.
+    store.append_samples(batch([1, 2], [0, 3], [0.0, 0.0]))
+    assert store.samples(1)[0].tolist() == [3, 4, 5, 6, 7]
+    assert store.samples(2)[0].tolist() == [0, 1, 2, 3]
+    store.append_samples(batch([1, 1], [100, 50], [1.0, 2.0]))
+    assert store.samples(1)[0].tolist() == [5, 6, 7, 50, 100]
+
+
+def test_append_rejects_what_is_not_a_batch(store: Store) -> None:
+    with pytest.raises(DataError, match="expects a MetricBatch"):
+        store.append_samples((np.array([1]), np.array([1]), np.array([1.0])))  # type: ignore[arg-type]
+    store.append_samples(MetricBatch.empty())
+    assert store.samples(1)[0].tolist() == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"series_id": "1"}, "series_id must be an integer"),
+        ({"series_id": 1, "since": 1.5}, "since must be an integer"),
+        ({"series_id": 1, "limit": -1}, "limit must be >= 0"),
+    ],
+)
+def test_samples_rejects_bad_arguments(store: Store, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        store.samples(**kwargs)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    keep=st.integers(1, 6),
+    batches=st.lists(
+        st.lists(
+            st.tuples(
+                st.integers(0, 3),
+                st.integers(-5, 25),
+                st.floats(allow_nan=True, allow_infinity=True),
+            ),
+            max_size=30,
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+)
+def test_property_last_n_unique_timestamps_with_last_written_value(
+    store: Store, keep: int, batches: list[list[tuple[int, int, float]]]
+) -> None:
+    model: dict[int, dict[int, float]] = {}
+    with reopen_empty(store, keep) as s:
+        s.upsert_series([(sid, "m", {"s": str(sid)}) for sid in range(4)])
+        for rows in batches:
+            s.append_samples(
+                batch([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+            )
+            for r in rows:
+                model.setdefault(r[0], {})[r[1]] = r[2]
+        for sid in range(4):
+            want_ts = sorted(model.get(sid, {}))[-keep:]
+            want_value = [model[sid][t] for t in want_ts]
+            ts, value = s.samples(sid)
+            assert ts.tolist() == want_ts
+            np.testing.assert_array_equal(value, np.array(want_value, np.float64))
+        counts = {i.series_id: i.n_samples for i in s.list_series()}
+        assert counts == {sid: min(keep, len(model.get(sid, {}))) for sid in range(4)}
+
+
+# -- checkpoints ------------------------------------------------------------------------------
+
+
+def test_checkpoints_replace_older_ones(store: Store) -> None:
+    assert store.load_checkpoints() == {}
+    store.save_checkpoints({1: b"one", 2: b"\x00\xff"})
+    store.save_checkpoints({1: b"newer", 3: bytearray(b"")})  # type: ignore[dict-item]
+    assert store.load_checkpoints() == {1: b"newer", 2: b"\x00\xff", 3: b""}
+
+
+def test_bad_checkpoint_saves_none_of_the_call(store: Store) -> None:
+    with pytest.raises(DataError, match="checkpoint of series 2 must be bytes"):
+        store.save_checkpoints({1: b"ok", 2: "text"})  # type: ignore[dict-item]
+    with pytest.raises(DataError, match="series_id must be an integer"):
+        store.save_checkpoints({"x": b"ok"})  # type: ignore[dict-item]
+    assert store.load_checkpoints() == {}
+
+
+# -- findings ---------------------------------------------------------------------------------
+
+
+def test_finding_round_trips_exactly(store: Store) -> None:
+    f = finding(
+        "f1",
+        100,
+        200,
+        kind=FindingKind.SLO,
+        severity=Severity.CRITICAL,
+        score=0.9375,
+        series_id=None,
+        key="slo:checkout",
+        evidence={
+            "observed": 3.5,
+            "expected": {"value": 1.0, "band": [0.5, 1.5]},
+            "parts": [{"name": "mad", "score": 0.25}, None, True],
+            "note": "ünïcode",
+            "big": 2**62,
+        },
+    )
+    assert store.add_findings([f]) == 1
+    (back,) = store.findings()
+    assert back == f
+    assert isinstance(back.kind, FindingKind) and isinstance(back.severity, Severity)
+
+
+def test_numpy_values_in_evidence_are_stored_as_plain_json(store: Store) -> None:
+    f = finding("f1", 1, 2, evidence={"x": np.float64(1.5), "n": np.int64(3), "a": np.arange(2)})
+    store.add_findings([f])
+    assert store.findings()[0].evidence == {"x": 1.5, "n": 3, "a": [0, 1]}
+
+
+def test_evidence_that_is_not_json_is_a_data_error(store: Store) -> None:
+    with pytest.raises(DataError, match="finding bad: evidence cannot be stored as JSON"):
+        store.add_findings([finding("ok", 1, 2), finding("bad", 1, 2, evidence={"x": object()})])
+    assert store.findings() == []
+
+
+def test_add_findings_upserts_by_id_and_counts_new(store: Store) -> None:
+    assert store.add_findings([finding("a", 10, 20), finding("b", 15, 25)]) == 2
+    grown = finding("a", 10, 40, score=0.95, severity=Severity.CRITICAL)
+    # the same id twice in one call counts once; the last one given wins
+    assert store.add_findings([finding("a", 10, 30), grown, finding("c", 1, 2)]) == 1
+    got = {f.id: f for f in store.findings()}
+    assert set(got) == {"a", "b", "c"}
+    assert got["a"] == grown
+    assert store.add_findings([]) == 0
+
+
+def test_findings_newest_first_with_since_series_and_limit(store: Store) -> None:
+    store.add_findings(
+        [
+            finding("old", 0, 10, series_id=1),
+            finding("mid", 5, 20, series_id=2),
+            finding("late_start", 15, 20, series_id=1),
+            finding("new", 25, 30, series_id=None),
+        ]
+    )
+    assert [f.id for f in store.findings()] == ["new", "late_start", "mid", "old"]
+    assert [f.id for f in store.findings(since=20)] == ["new", "late_start", "mid"]
+    assert [f.id for f in store.findings(since=21)] == ["new"]
+    assert [f.id for f in store.findings(series_id=1)] == ["late_start", "old"]
+    assert [f.id for f in store.findings(since=11, series_id=1)] == ["late_start"]
+    assert [f.id for f in store.findings(limit=2)] == ["new", "late_start"]
+    assert store.findings(limit=0) == []
+    with pytest.raises(DataError, match="limit must be >= 0"):
+        store.findings(limit=-1)
+
+
+def test_add_findings_rejects_non_findings(store: Store) -> None:
+    with pytest.raises(DataError, match=r"findings\[1\]: expected a Finding"):
+        store.add_findings([finding("a", 1, 2), {"id": "b"}])  # type: ignore[list-item]
+
+
+# -- log progress -----------------------------------------------------------------------------
+
+
+def test_log_counts_add_up_and_states_are_replaced(make_store: Callable[..., Any]) -> None:
+    store = make_store(10)
+    counts = LogCounts(
+        ["a", "a", "a", "b"],
+        np.array([0, 0, 60, 0], np.int64),
+        np.array([1, 1, 2, 1], np.int64),
+        np.array([3, 4, 5, 6], np.int64),
+    )
+    assert len(store.log_counts()) == 0 and store.load_log_states() == {}
+    store.commit_log_progress({"a": b"s1"}, counts)
+    store.commit_log_progress({"a": b"s2", "b": b"x"}, counts)
+    got = store.log_counts()
+    assert got.file == ["a", "a", "b"]
+    assert got.window_start.tolist() == [0, 60, 0]
+    assert got.template_id.tolist() == [1, 2, 1]
+    assert got.count.tolist() == [14, 10, 12]
+    assert got.count.dtype == np.int64
+    assert store.log_counts("a", since=60).count.tolist() == [10]
+    assert store.load_log_states() == {"a": b"s2", "b": b"x"}
+    # Only the newest samples_per_series windows of a file stay; other files are untouched.
+    many = LogCounts(
+        ["a"] * 20, np.arange(20, dtype=np.int64) * 60, np.zeros(20, np.int64),
+        np.ones(20, np.int64),
+    )  # fmt: skip
+    store.commit_log_progress({}, many)
+    kept = store.log_counts("a")
+    assert sorted(set(kept.window_start.tolist())) == [60 * i for i in range(10, 20)]
+    assert store.log_counts("b").count.tolist() == [12]
+    store.commit_log_progress({}, LogCounts.empty())  # nothing to do
+
+
+def test_log_progress_is_all_or_nothing(store: Store) -> None:
+    ok = LogCounts(["a"], np.array([0]), np.array([1]), np.array([2]))
+    store.commit_log_progress({"a": b"one"}, ok)
+    with pytest.raises(DataError):
+        store.commit_log_progress({"a": "not bytes"}, ok)  # type: ignore[dict-item]
+    # A failure inside the transaction (a NULL file name) rolls the state back too.
+    broken = LogCounts([None], np.array([0]), np.array([1]), np.array([2]))  # type: ignore[list-item]
+    with pytest.raises(StoreError):
+        store.commit_log_progress({"a": b"two"}, broken)
+    assert store.load_log_states() == {"a": b"one"}
+    assert store.log_counts().count.tolist() == [2]
+
+
+# -- threads ----------------------------------------------------------------------------------
+
+
+def test_readers_see_whole_writes_while_one_thread_writes(make_store: Callable[..., Any]) -> None:
+    n_series, per_round, rounds, keep = 20, 7, 40, 50
+    errors: list[BaseException] = []
+    done = threading.Event()
+    with make_store(keep) as s:
+        s.upsert_series([(i, "m", {"i": str(i)}) for i in range(n_series)])
+
+        def write() -> None:
+            try:
+                for r in range(rounds):
+                    ts = np.arange(r * per_round, (r + 1) * per_round, dtype=np.int64)
+                    s.append_samples(
+                        MetricBatch(
+                            np.repeat(np.arange(n_series, dtype=np.int64), per_round),
+                            np.tile(ts, n_series),
+                            np.tile(ts.astype(np.float64), n_series),
+                        )
+                    )
+                    s.save_checkpoints({i: str(r).encode() for i in range(n_series)})
+                    s.add_findings([finding(f"f{r}", r, r + 1)])
+            except BaseException as e:  # pragma: no cover - reported below
+                errors.append(e)
+            finally:
+                done.set()
+
+        def read() -> None:
+            try:
+                while not done.is_set():
+                    counts = {i.n_samples for i in s.list_series()}
+                    # every write touches all series in one transaction: never half seen
+                    assert len(counts) == 1, counts
+                    ts, value = s.samples(3)
+                    assert len(ts) <= keep and np.all(np.diff(ts) > 0)
+                    np.testing.assert_array_equal(ts.astype(np.float64), value)
+                    assert len(set(s.load_checkpoints().values())) <= 1
+                    s.findings(limit=5)
+            except BaseException as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=write)] + [
+            threading.Thread(target=read) for _ in range(4)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not errors, errors
+        assert {i.n_samples for i in s.list_series()} == {keep}
+        assert s.samples(0)[0][-1] == rounds * per_round - 1
+        assert len(s.findings()) == rounds
+
+
+def test_close_while_threads_read_ends_them_with_store_errors(
+    make_store: Callable[..., Any],
+) -> None:
+    s = make_store(2000)
+    s.append_samples(MetricBatch.for_series(1, np.arange(1000), np.zeros(1000)))
+    outcomes: list[BaseException | None] = []
+    started = threading.Barrier(5)
+
+    def read() -> None:
+        started.wait()
+        try:
+            while True:
+                assert len(s.samples(1)[0]) == 1000
+                s.list_series()
+        except BaseException as e:
+            outcomes.append(e)
+
+    threads = [threading.Thread(target=read) for _ in range(4)]
+    for t in threads:
+        t.start()
+    started.wait()
+    s.close()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(outcomes) == 4
+    assert all(isinstance(e, StoreError) and "closed" in str(e) for e in outcomes), outcomes

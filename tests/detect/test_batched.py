@@ -155,6 +155,25 @@ def test_checkpoint_round_trip_mid_stream() -> None:
         np.testing.assert_allclose(scores, tail.score[m], rtol=0, atol=TOL)
 
 
+def test_many_checkpoints_at_once_are_the_single_ones_byte_for_byte() -> None:
+    series = _series(3, 300, 5)
+    ids = [7, -3, 2**62]
+    sid, ts, val = _interleave(series, ids, 5)
+    table = table_for(create("default", week_bins=24))
+    assert table is not None
+    assert table.checkpoints([]) == {}
+    table.update_many(sid, ts, val)
+    table.rows(np.array([99], np.int64))  # a row that never saw a point: last_ts is None
+    every = [*ids, 99]
+    many = table.checkpoints(every)
+    assert list(many) == every
+    for s in every:
+        assert many[s] == table.checkpoint(s) == pack(table.state_dict(s))
+    assert unpack(many[99])["last_ts"] is None
+    with pytest.raises(DetectorError, match="no state for series 5"):
+        table.checkpoints([7, 5])
+
+
 def test_detector_checkpoint_restores_into_the_table() -> None:
     # Checkpoints stored by the per-series engine (before the table) still restore.
     det = create("default")

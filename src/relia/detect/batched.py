@@ -23,6 +23,8 @@ calls it (see :class:`AdaptiveTable`).
 
 from __future__ import annotations
 
+import json
+import struct
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -32,7 +34,7 @@ import numpy.typing as npt
 
 from relia.detect.adaptive import Adaptive, _adaptive_kernel
 from relia.detect.base import Detail, Detector, FloatArray, IntArray, State
-from relia.detect.checkpoint import pack, unpack
+from relia.detect.checkpoint import _MAGIC, pack, unpack
 from relia.errors import DataError, DetectorError
 
 __all__ = ["AdaptiveTable", "DetectorTable", "NO_TS", "table_for"]
@@ -197,6 +199,41 @@ class DetectorTable(ABC):
     def checkpoint(self, series_id: int) -> bytes:
         """``pack(self.state_dict(series_id))``: the bytes a detector's checkpoint has."""
         return pack(self.state_dict(series_id))
+
+    def checkpoints(self, series_ids: list[int]) -> dict[int, bytes]:
+        """:meth:`checkpoint` of many series at once, byte for byte the same.
+
+        Packing one series at a time costs ~70 µs (a pydantic dump and a JSON encoding of the
+        config per series), which made a full checkpoint of a million series take over a minute.
+        Here the JSON header is built once and only ``n_seen`` and ``last_ts`` are formatted per
+        series, and the state rows of all series are gathered into one byte matrix with NumPy.
+        """
+        if not series_ids:
+            return {}
+        rows = np.fromiter((self._row(sid) for sid in series_ids), np.int64, len(series_ids))
+        # pack() writes the header keys in this order: detector, config, n_seen, last_ts, layout.
+        probe = pack(self.state_dict(series_ids[0]))
+        layout = [[k, v.dtype.str, list(v.shape)] for k, v in self._template.items()]
+        head = json.dumps({"detector": self.name, "config": self.config.model_dump()},
+                          separators=(",", ":"))[:-1]  # fmt: skip
+        tail = ',"layout":' + json.dumps(layout, separators=(",", ":")) + "}"
+        parts = [
+            np.ascontiguousarray(self._state[k][rows]).reshape(len(rows), -1).view(np.uint8)
+            for k in self._template
+        ]
+        body = np.ascontiguousarray(np.hstack(parts)) if len(parts) > 1 else parts[0]
+        n_seen = self._n_seen[rows].tolist()
+        last_ts = self._last_ts[rows].tolist()
+        out: dict[int, bytes] = {}
+        for i, sid in enumerate(series_ids):
+            last = last_ts[i]
+            header = (
+                f'{head},"n_seen":{n_seen[i]},"last_ts":{"null" if last == NO_TS else last}{tail}'
+            ).encode()
+            out[int(sid)] = _MAGIC + struct.pack("<I", len(header)) + header + body[i].tobytes()
+        if out[int(series_ids[0])] != probe:  # the format is pack()'s: never let them drift
+            raise DetectorError("batched checkpoint differs from pack(); fix checkpoints()")
+        return out
 
     def load_state_dict(self, series_id: int, checkpoint: dict[str, Any]) -> None:
         """Set one series' state from a ``Detector.state_dict()``-style checkpoint (creating its

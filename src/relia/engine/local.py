@@ -138,7 +138,7 @@ class DetectorShard:
             ids = t.changed_ids()  # clears the flags, also for a full checkpoint (as below)
             if not changed_only:
                 ids = t.series_ids
-            return {sid: t.checkpoint(sid) for sid in ids}
+            return t.checkpoints(ids)
         ids = list(self._changed) if changed_only else list(self._detectors)
         out = {sid: pack(self._detectors[sid].state_dict()) for sid in ids}
         self._changed.clear()

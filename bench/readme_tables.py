@@ -204,6 +204,44 @@ def ingest_table() -> str:
     )
 
 
+def scale_tables() -> str:
+    d = _load("scale.json")
+    b, st = d["batch"], d["streaming"]
+    rows = [
+        "| executor | workers | seconds | points/s | per worker | vs 1 worker |",
+        "|---|---|---|---|---|---|",
+    ]
+    one = next(r["seconds"] for r in b["runs"] if r["workers"] == 1)
+    for r in b["runs"]:
+        w = r["workers"] or 1
+        vs = "-" if r["executor"] == "local" else f"{one / r['seconds']:.2f}×"
+        rows.append(
+            f"| {r['executor']} | {r['workers'] or '-'} | {r['seconds']:.1f} | "
+            f"{r['points_per_s']:,.0f} | {r['points_per_s'] / w:,.0f} | {vs} |"
+        )
+    sp = b["speedup"]["ray2_over_ray1"]
+    return "\n".join(
+        [
+            f"Batch: {b['series']:,} series × {b['points_per_series']:,} points "
+            f"({b['points']:,} points, Parquet shards read by the workers), default detector, "
+            f"identical anomalies in every run. Speed-up of 2 workers over 1: **{sp:.2f}×** "
+            f"(target ≥ 1.8×).",
+            "",
+            *rows,
+            "",
+            f"Streaming: {st['series']:,} series held across {st['actors']} Ray actors "
+            f"(`RayExecutor`, {st['batch_points']:,} points per `process` call, {st['rounds']} "
+            "rounds so every series is past warm-up):",
+            "",
+            "| points | seconds | points/s | checkpoint bytes/series | actor RSS bytes/series |",
+            "|---|---|---|---|---|",
+            f"| {st['points']:,} | {st['seconds']:.1f} | {st['points_per_s']:,.0f} | "
+            f"{st['checkpoint_bytes_per_series']:,.0f} | "
+            f"{st['rss_growth_bytes_per_series']:,.0f} |",
+        ]
+    )
+
+
 def render() -> str:
     machine = _load("nab.json")["machine"]
     return f"""{BEGIN}
@@ -284,6 +322,13 @@ that ceiling).
 ### Remote-write ingest under load
 
 {ingest_table()}
+
+### Scale-out on Ray
+
+`python bench/scale.py` (data generated once into `/tmp/relia-scale-data`; every thread pool of a
+worker pinned to one thread, so a worker is one core; Ray and actor start-up timed apart):
+
+{scale_tables()}
 {END}"""
 
 

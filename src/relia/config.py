@@ -604,7 +604,10 @@ class ReliaConfig(_Model):
     )
     interval: Duration = 15.0
     samples_per_series: int = Field(
-        2000, ge=10, description="recent samples kept per series in the store"
+        2000,
+        ge=10,
+        description="recent samples kept per series in the store "
+        "(DuckDB: up to an eighth more between trims)",
     )
     host: HostConfig = Field(default_factory=HostConfig)
     scrape: list[ScrapeTarget] = Field(default_factory=list)

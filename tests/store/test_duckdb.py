@@ -140,3 +140,37 @@ def test_restart_resumes_from_what_was_written(tmp_path: Path) -> None:
         # appending after a restart still replaces and trims
         s.append_samples(batch([1, 1], [4, 5], [40.0, 5.0]))
         assert s.samples(1)[1].tolist() == [3.0, 40.0, 5.0]
+
+
+def test_trimming_is_batched_within_an_eighth_and_keeps_the_newest(tmp_path: Path) -> None:
+    # Trimming reads every row of the series it trims, so the store lets a series grow up to
+    # keep + keep // 8 before trimming it back to keep, at a point that differs per series.
+    keep, n_series, rounds = 64, 40, 60
+    ids = np.arange(n_series, dtype=np.int64) * 7919 + 3
+    seen: set[int] = set()
+    with open_store(tmp_path, samples_per_series=keep) as s:
+        for r in range(rounds):
+            ts = np.array([r * 2, r * 2 + 1], np.int64)
+            s.append_samples(
+                MetricBatch(np.repeat(ids, 2), np.tile(ts, n_series), np.tile([1.0, 2.0], n_series))
+            )
+            counts = {i.series_id: i.n_samples for i in s.list_series()} if r else {}
+            for sid in ids.tolist():
+                got, _ = s.samples(sid)
+                n = len(got)
+                assert min(2 * (r + 1), keep) <= n <= keep + keep // 8
+                # always the newest ones, without gaps
+                assert np.array_equal(got, np.arange(2 * (r + 1) - n, 2 * (r + 1)))
+                seen.add(n)
+            assert not counts or all(c >= min(2 * (r + 1), keep) for c in counts.values())
+        assert keep in seen and max(seen) > keep  # trimmed, and after some slack
+        assert len({len(s.samples(sid)[0]) for sid in ids.tolist()}) > 1  # not in lockstep
+    # The counts survive a reopen: the next appends trim from what is stored.
+    with open_store(tmp_path, samples_per_series=keep) as s:
+        s.append_samples(MetricBatch(ids, np.full(n_series, 10_000, np.int64), np.ones(n_series)))
+        assert all(keep <= len(s.samples(sid)[0]) <= keep + keep // 8 for sid in ids.tolist())
+    # Lowering the bound takes effect at a series' next append.
+    with open_store(tmp_path, samples_per_series=16) as s:
+        s.append_samples(MetricBatch(ids[:1], np.array([10_001], np.int64), np.ones(1)))
+        assert len(s.samples(int(ids[0]))[0]) == 16
+        assert len(s.samples(int(ids[1]))[0]) > 16

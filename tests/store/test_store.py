@@ -392,6 +392,8 @@ def test_readers_see_whole_writes_while_one_thread_writes(make_store: Callable[.
     n_series, per_round, rounds, keep = 20, 7, 40, 50
     errors: list[BaseException] = []
     done = threading.Event()
+    # The DuckDB store trims in batches: a series may hold up to an eighth more than `keep`.
+    max_kept = keep + keep // 8
     with make_store(keep) as s:
         s.upsert_series([(i, "m", {"i": str(i)}) for i in range(n_series)])
 
@@ -416,11 +418,12 @@ def test_readers_see_whole_writes_while_one_thread_writes(make_store: Callable[.
         def read() -> None:
             try:
                 while not done.is_set():
-                    counts = {i.n_samples for i in s.list_series()}
+                    infos = s.list_series()
                     # every write touches all series in one transaction: never half seen
-                    assert len(counts) == 1, counts
+                    assert len({i.last_ts for i in infos}) == 1, infos
+                    assert all(i.n_samples <= max_kept for i in infos), infos
                     ts, value = s.samples(3)
-                    assert len(ts) <= keep and np.all(np.diff(ts) > 0)
+                    assert len(ts) <= max_kept and np.all(np.diff(ts) > 0)
                     np.testing.assert_array_equal(ts.astype(np.float64), value)
                     assert len(set(s.load_checkpoints().values())) <= 1
                     s.findings(limit=5)
@@ -435,8 +438,10 @@ def test_readers_see_whole_writes_while_one_thread_writes(make_store: Callable[.
         for t in threads:
             t.join(timeout=60)
         assert not errors, errors
-        assert {i.n_samples for i in s.list_series()} == {keep}
-        assert s.samples(0)[0][-1] == rounds * per_round - 1
+        assert all(keep <= i.n_samples <= max_kept for i in s.list_series())
+        ts0 = s.samples(0)[0]
+        assert ts0[-1] == rounds * per_round - 1
+        assert np.array_equal(ts0, np.arange(rounds * per_round - len(ts0), rounds * per_round))
         assert len(s.findings()) == rounds
 
 

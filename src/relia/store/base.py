@@ -114,7 +114,9 @@ class Store(Protocol):
         ...
 
     def append_samples(self, batch: MetricBatch, scores: SampleScores | None = None) -> None:
-        """Add samples; keeps only the newest ``samples_per_series`` per series.
+        """Add samples; keeps the newest ``samples_per_series`` per series (the DuckDB store
+        lets a series grow up to an eighth past that before trimming it back, so the costly trim
+        runs once per many appends; PostgreSQL keeps exactly that many).
 
         A sample with the same (series, ts) as a stored one replaces it. ``scores`` (matched to
         the samples by series and ts; samples it lacks get none) stores the detector's score,

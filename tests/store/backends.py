@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 
+from relia.incidents.model import Finding, FindingKind, Severity
+from relia.signals import MetricBatch
 from relia.store import DuckDBStore, Store
 
 __all__ = ["BACKENDS", "open_backend", "reopen_empty", "wipe"]
@@ -53,3 +56,27 @@ def wipe(store: Any) -> None:
 
     with psycopg.connect(store._dsn, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {_TABLES}")
+
+
+def batch(sid: list[int], ts: list[int], value: list[float]) -> MetricBatch:
+    """A batch from plain lists."""
+    return MetricBatch(np.array(sid, np.int64), np.array(ts, np.int64), np.array(value, np.float64))
+
+
+def finding(fid: str, start: int, end: int, *, series_id: int | None = 1, **kw: Any) -> Finding:
+    """A metric finding with test defaults; ``kw`` overrides any field."""
+    fields: dict[str, Any] = {
+        "id": fid,
+        "kind": FindingKind.METRIC,
+        "key": 'cpu{host="a"}',
+        "series_id": series_id,
+        "start": start,
+        "end": end,
+        "score": 0.75,
+        "severity": Severity.WARNING,
+        "detector": "default",
+        "summary": "cpu above its band",
+        "evidence": {},
+    }
+    fields.update(kw)
+    return Finding(**fields)

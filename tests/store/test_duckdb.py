@@ -13,33 +13,11 @@ import numpy as np
 import pytest
 
 from relia.errors import StoreError
-from relia.incidents.model import Finding, FindingKind, Severity
 from relia.signals import MetricBatch
 from relia.store import DuckDBStore, SeriesInfo, Store, open_store
 from relia.store.duckdb import STORE_FILE
 from relia.store.migrations import latest_version, load_migrations
-
-
-def batch(sid: list[int], ts: list[int], value: list[float]) -> MetricBatch:
-    return MetricBatch(np.array(sid, np.int64), np.array(ts, np.int64), np.array(value, np.float64))
-
-
-def finding(fid: str, start: int, end: int, *, series_id: int | None = 1, **kw: Any) -> Finding:
-    fields: dict[str, Any] = {
-        "id": fid,
-        "kind": FindingKind.METRIC,
-        "key": 'cpu{host="a"}',
-        "series_id": series_id,
-        "start": start,
-        "end": end,
-        "score": 0.75,
-        "severity": Severity.WARNING,
-        "detector": "default",
-        "summary": "cpu above its band",
-        "evidence": {},
-    }
-    fields.update(kw)
-    return Finding(**fields)
+from tests.store.backends import batch, finding
 
 
 @pytest.fixture

@@ -13,35 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relia.errors import ConfigError, DataError, StoreError
-from relia.incidents.model import Finding, FindingKind, Severity
+from relia.incidents.model import FindingKind, Severity
 from relia.signals import MetricBatch
 from relia.store import SeriesInfo, Store
 from relia.store.base import LogCounts
 from relia.store.migrations import latest_version, load_migrations
-from tests.store.backends import reopen_empty
-
-
-def batch(sid: list[int], ts: list[int], value: list[float]) -> MetricBatch:
-    return MetricBatch(np.array(sid, np.int64), np.array(ts, np.int64), np.array(value, np.float64))
-
-
-def finding(fid: str, start: int, end: int, *, series_id: int | None = 1, **kw: Any) -> Finding:
-    fields: dict[str, Any] = {
-        "id": fid,
-        "kind": FindingKind.METRIC,
-        "key": 'cpu{host="a"}',
-        "series_id": series_id,
-        "start": start,
-        "end": end,
-        "score": 0.75,
-        "severity": Severity.WARNING,
-        "detector": "default",
-        "summary": "cpu above its band",
-        "evidence": {},
-    }
-    fields.update(kw)
-    return Finding(**fields)
-
+from tests.store.backends import batch, finding, reopen_empty
 
 # -- opening and closing ----------------------------------------------------------------------
 

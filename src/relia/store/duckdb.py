@@ -158,27 +158,7 @@ class DuckDBStore:
 
     def upsert_series(self, series: list[tuple[int, str, dict[str, str]]]) -> None:
         """Register series (id, metric name, labels); known ids are left as they are."""
-        ids: list[int] = []
-        names: list[str] = []
-        labels: list[str] = []
-        seen: set[int] = set()
-        for i, entry in enumerate(series):
-            where = f"series[{i}]"
-            if not isinstance(entry, Sequence) or isinstance(entry, str) or len(entry) != 3:
-                raise DataError("expected a tuple (series_id, name, labels)", where=where)
-            sid = _as_int64(entry[0], "series_id", where)
-            name, lab = entry[1], entry[2]
-            if not isinstance(name, str) or not name:
-                raise DataError(f"name must be a non-empty string, got {name!r}", where=where)
-            if not isinstance(lab, Mapping):
-                raise DataError(f"labels must be a mapping, got {type(lab).__name__}", where=where)
-            if sid in seen:  # the first registration wins, as it would across two calls
-                continue
-            seen.add(sid)
-            ids.append(sid)
-            names.append(name)
-            # The canonical form of SeriesIndex (sorted, __name__ dropped), as compact JSON.
-            labels.append(json.dumps(dict(series_key(name, lab)[1]), separators=(",", ":")))
+        ids, names, labels = _series_rows(series)
         if not ids:
             return
         table = pa.table(
@@ -492,24 +472,7 @@ class DuckDBStore:
         return [self._finding(row) for row in rows]
 
     def _finding(self, row: tuple[Any, ...]) -> Finding:
-        fid, kind, key, sid, start, end, score, severity, detector, summary, evidence = row
-        try:
-            return Finding(
-                id=fid,
-                kind=FindingKind(kind),
-                key=key,
-                series_id=sid,
-                start=start,
-                end=end,
-                score=score,
-                severity=Severity(severity),
-                detector=detector,
-                summary=summary,
-                evidence=json.loads(evidence),
-            )
-        except (ValueError, ValidationError) as e:
-            first = str(e).splitlines()[0]
-            raise StoreError(f"finding {fid!r} cannot be read: {first}", where=self._path) from e
+        return _finding_from_row(row, self._path)
 
     # -- log files --------------------------------------------------------------------------
 
@@ -1041,6 +1004,58 @@ def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
         conn.rollback()
     except duckdb.Error:  # no transaction open (it failed before BEGIN, or DuckDB ended it)
         pass
+
+
+def _series_rows(
+    series: list[tuple[int, str, dict[str, str]]],
+) -> tuple[list[int], list[str], list[str]]:
+    """Validated columns (ids, names, canonical label JSON) of an ``upsert_series`` argument;
+    :class:`DataError` naming the entry on a bad one. Shared by both stores."""
+    ids: list[int] = []
+    names: list[str] = []
+    labels: list[str] = []
+    seen: set[int] = set()
+    for i, entry in enumerate(series):
+        where = f"series[{i}]"
+        if not isinstance(entry, Sequence) or isinstance(entry, str) or len(entry) != 3:
+            raise DataError("expected a tuple (series_id, name, labels)", where=where)
+        sid = _as_int64(entry[0], "series_id", where)
+        name, lab = entry[1], entry[2]
+        if not isinstance(name, str) or not name:
+            raise DataError(f"name must be a non-empty string, got {name!r}", where=where)
+        if not isinstance(lab, Mapping):
+            raise DataError(f"labels must be a mapping, got {type(lab).__name__}", where=where)
+        if sid in seen:  # the first registration wins, as it would across two calls
+            continue
+        seen.add(sid)
+        ids.append(sid)
+        names.append(name)
+        # The canonical form of SeriesIndex (sorted, __name__ dropped), as compact JSON.
+        labels.append(json.dumps(dict(series_key(name, lab)[1]), separators=(",", ":")))
+    return ids, names, labels
+
+
+def _finding_from_row(row: tuple[Any, ...], where: str) -> Finding:
+    """A stored finding row (columns as ``_FINDING_COLUMNS``) as a Finding; :class:`StoreError`
+    naming the store (``where``) if it does not validate. Shared by both stores."""
+    fid, kind, key, sid, start, end, score, severity, detector, summary, evidence = row
+    try:
+        return Finding(
+            id=fid,
+            kind=FindingKind(kind),
+            key=key,
+            series_id=sid,
+            start=start,
+            end=end,
+            score=score,
+            severity=Severity(severity),
+            detector=detector,
+            summary=summary,
+            evidence=json.loads(evidence),
+        )
+    except (ValueError, ValidationError) as e:
+        first = str(e).splitlines()[0]
+        raise StoreError(f"finding {fid!r} cannot be read: {first}", where=where) from e
 
 
 def _as_int64(value: object, what: str, where: str | None = None) -> int:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -45,17 +45,19 @@ from psycopg.conninfo import conninfo_to_dict
 from pydantic import ValidationError
 
 from relia.errors import ConfigError, DataError, StoreError
-from relia.incidents.model import Finding, FindingKind, Incident, IncidentStatus, Severity
+from relia.incidents.model import Finding, Incident, IncidentStatus
 from relia.notify.outbox import OutboxItem, OutboxStatus
-from relia.signals import MetricBatch, series_key
+from relia.signals import MetricBatch
 from relia.store.base import LogCounts, SampleScores, ScoredSamples, SeriesInfo
 from relia.store.duckdb import (
     _as_int64,
     _as_limit,
     _dump_evidence,
     _dump_payload,
+    _finding_from_row,
     _json_default,
     _last_per_key,
+    _series_rows,
 )
 from relia.store.migrations import Migration, latest_version, load_migrations
 
@@ -222,26 +224,7 @@ class PostgresStore:
 
     def upsert_series(self, series: list[tuple[int, str, dict[str, str]]]) -> None:
         """Register series (id, metric name, labels); known ids are left as they are."""
-        ids: list[int] = []
-        names: list[str] = []
-        labels: list[str] = []
-        seen: set[int] = set()
-        for i, entry in enumerate(series):
-            where = f"series[{i}]"
-            if not isinstance(entry, Sequence) or isinstance(entry, str) or len(entry) != 3:
-                raise DataError("expected a tuple (series_id, name, labels)", where=where)
-            sid = _as_int64(entry[0], "series_id", where)
-            name, lab = entry[1], entry[2]
-            if not isinstance(name, str) or not name:
-                raise DataError(f"name must be a non-empty string, got {name!r}", where=where)
-            if not isinstance(lab, Mapping):
-                raise DataError(f"labels must be a mapping, got {type(lab).__name__}", where=where)
-            if sid in seen:  # the first registration wins, as it would across two calls
-                continue
-            seen.add(sid)
-            ids.append(sid)
-            names.append(name)
-            labels.append(json.dumps(dict(series_key(name, lab)[1]), separators=(",", ":")))
+        ids, names, labels = _series_rows(series)
         if not ids:
             return
 
@@ -565,24 +548,7 @@ class PostgresStore:
         return [self._finding(row) for row in rows]
 
     def _finding(self, row: tuple[Any, ...]) -> Finding:
-        fid, kind, key, sid, start, end, score, severity, detector, summary, evidence = row
-        try:
-            return Finding(
-                id=fid,
-                kind=FindingKind(kind),
-                key=key,
-                series_id=sid,
-                start=start,
-                end=end,
-                score=score,
-                severity=Severity(severity),
-                detector=detector,
-                summary=summary,
-                evidence=json.loads(evidence),
-            )
-        except (ValueError, ValidationError) as e:
-            first = str(e).splitlines()[0]
-            raise StoreError(f"finding {fid!r} cannot be read: {first}", where=self._display) from e
+        return _finding_from_row(row, self._display)
 
     # -- log files --------------------------------------------------------------------------
 

@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relia.config import IncidentsConfig
-from relia.incidents.correlate import IncidentCorrelator, finding_labels, key_labels, rank_causes
+from relia.incidents.correlate import (
+    MAX_CAUSES,
+    IncidentCorrelator,
+    finding_labels,
+    key_labels,
+    rank_causes,
+)
 from relia.incidents.model import Finding, FindingKind, Incident, IncidentStatus, Severity
 from relia.signals import SeriesIndex
 
@@ -326,3 +332,42 @@ def test_every_finding_lands_in_exactly_one_incident(
             owners.setdefault(fid, []).append(inc.id)
     assert set(owners) == fed
     assert all(len(v) == 1 for v in owners.values()), owners
+
+
+_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    streams(),
+    st.sampled_from([{}, {"topology": {"web": ["api"], "api": ["db"]}}, {"flap_max": 2}]),
+)
+def test_running_summaries_equal_a_summary_from_scratch(
+    ticks: list[tuple[int, list[Finding]]], cfg: dict[str, Any]
+) -> None:
+    """Severity, labels, span and cause are kept as running aggregates (grown findings may even
+    lower a severity); every snapshot must equal what its findings give when summed up anew."""
+    c = correlator(**cfg)
+    for now, batch in ticks:
+        for inc in c.update(batch, now):
+            if inc.merged_into is not None:
+                continue
+            fs = [c._findings[fid] for fid in inc.finding_ids]
+            assert inc.severity == max((f.severity for f in fs), key=_RANK.__getitem__)
+            shared = frozenset.intersection(*(c._ident[f.id] for f in fs))
+            assert inc.labels == {n: v for n, v in sorted(shared) if n != "__key__"}
+            assert (inc.start, inc.end) == (min(f.start for f in fs), max(f.end for f in fs))
+            nodes = lambda f: c._nodes[f.id]  # noqa: E731
+            assert inc.cause == rank_causes(fs, nodes, c._dependents)[:MAX_CAUSES]
+
+
+def test_a_storm_lists_the_likeliest_causes_and_every_key() -> None:
+    c = correlator()
+    fs = [
+        finding(f'cpu{{job="api",instance="i{n}"}}', T0 + n * S, score=0.5 + n / 1000)
+        for n in range(3 * MAX_CAUSES)
+    ]
+    (inc,) = c.update(fs, T0 + M)
+    assert len(inc.keys) == 3 * MAX_CAUSES
+    assert [x["key"] for x in inc.cause] == [x["key"] for x in rank_causes(fs)][:MAX_CAUSES]
+    assert inc.cause[0]["key"] == fs[0].key  # the first to go wrong

@@ -26,7 +26,7 @@ from relia.sources.base import MetricSource
 from relia.store.base import Store
 
 if TYPE_CHECKING:
-    from relia.engine.incidents import IncidentPipeline
+    from relia.engine.incidents import IncidentPipeline, IncidentThread
     from relia.incidents.model import Finding
     from relia.logs.engine import LogPipeline
     from relia.slo.evaluate import SloEvaluator, SloFindings, SloStatus
@@ -252,7 +252,9 @@ class Engine:
     (:mod:`relia.logs.engine`).
 
     ``incidents`` (optional) correlates every finding the engine stores into incidents and
-    enqueues their notifications (:mod:`relia.engine.incidents`).
+    enqueues their notifications (:mod:`relia.engine.incidents`): in the tick that stored them
+    when ticked by hand, and in a thread of its own, once per ``incident_period_s``, while
+    :meth:`run` runs (so correlation stays off the path from receipt to stored finding).
     """
 
     def __init__(
@@ -273,10 +275,14 @@ class Engine:
         slo_interval_s: float = 60.0,
         logs: LogPipeline | None = None,
         incidents: IncidentPipeline | None = None,
+        incident_period_s: float = 1.0,
     ) -> None:
         self.store = store
         self.logs = logs
         self.incidents = incidents
+        self.incident_period_s = incident_period_s
+        self._incident_thread: IncidentThread | None = None
+        self._incident_thread_lock = threading.Lock()  # tick and the SLO thread both hand over
         self._pool: ThreadPoolExecutor | None = None  # polls several sources side by side
         self.sources = list(sources)
         self.executor = executor
@@ -488,8 +494,7 @@ class Engine:
                 for name in lr.errors:
                     self.metrics.log_errors.labels(file=name).inc()
             if self.incidents is not None:
-                # Every tick, even without findings: incidents also resolve as time passes.
-                self.incidents.update(stored_findings, now)
+                self._correlate(stored_findings, now)
             self._ticks += 1
             self._ticks_since_ckpt += 1
             ckpt = 0
@@ -539,7 +544,7 @@ class Engine:
             findings = self._slo_findings.update(statuses)
             new = self.store.add_findings(findings) if findings else 0
             if findings and self.incidents is not None:
-                self.incidents.update(findings, now)
+                self._correlate(findings, now)
             m = self.metrics
             firing = 0
             for st in statuses:
@@ -575,6 +580,30 @@ class Engine:
             if next_at < now:
                 next_at = now + self.slo_interval_s - ((now - next_at) % self.slo_interval_s)
             stop.wait(max(0.0, next_at - now))
+
+    def _correlate(self, findings: list[Finding], now: int) -> None:
+        """Stored findings to incidents: handed to the incident thread while :meth:`run` runs,
+        else correlated at once (every tick, even without findings: incidents also resolve as
+        time passes)."""
+        assert self.incidents is not None
+        with self._incident_thread_lock:
+            thread = self._incident_thread
+            if thread is None and self._running and self._started:
+                # The thread starts once the correlator was restored (start() seeds it).
+                from relia.engine.incidents import IncidentThread
+
+                thread = IncidentThread(
+                    self.incidents,
+                    self.clock,
+                    period_s=self.incident_period_s,
+                    on_error=lambda exc: self.metrics.tick_errors.inc(),
+                )
+                thread.start()
+                self._incident_thread = thread
+        if thread is not None and thread.running:
+            thread.submit(findings)
+        else:
+            self.incidents.update(findings, now)
 
     # -- the timed loop --------------------------------------------------------------------
 
@@ -621,6 +650,10 @@ class Engine:
             self._running = False
             if slo_thread is not None:
                 slo_thread.join(timeout=10.0)
+            with self._incident_thread_lock:
+                thread, self._incident_thread = self._incident_thread, None
+            if thread is not None:
+                thread.stop()  # a last round for what the last ticks stored
 
     def status(self) -> dict[str, Any]:
         """Engine state for ``/healthz``."""

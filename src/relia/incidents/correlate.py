@@ -99,10 +99,14 @@ class _State:
     # Running aggregates over ``finding_ids`` (only ever appended to), kept so that matching a
     # finding against an incident is O(1) rather than O(its findings): with thousands of
     # findings in one incident the per-finding rescans were most of ``relia up``'s CPU.
-    keys: dict[str, None] = field(default_factory=dict)  # ordered like ``finding_ids``
+    # The same for summarising it: with them a snapshot costs O(keys), not O(findings).
+    keys: dict[str, list[str]] = field(default_factory=dict)  # key -> its finding ids, ordered
     idents: set[tuple[str, str]] = field(default_factory=set)  # union of the findings' idents
     nodes: set[str] = field(default_factory=set)  # union of the findings' service nodes
     span: tuple[int, int] | None = None  # (min start, max end); None: recompute
+    shared: frozenset[tuple[str, str]] | None = None  # intersection of the findings' idents
+    per_key: dict[str, dict[str, Any]] = field(default_factory=dict)  # see _fold
+    stale_keys: set[str] = field(default_factory=set)  # per_key to redo (a finding grew)
 
 
 def rank_causes(
@@ -125,32 +129,52 @@ def rank_causes(
 
     Ties go to the earlier onset, then the key's text, so the order is deterministic.
     """
-    deps = dependents or {}
     per_key: dict[str, dict[str, Any]] = {}
     for f in findings:
-        k = per_key.setdefault(
-            f.key,
-            {
-                "onset": f.start,
-                "severity": f.severity,
-                "score": f.score,
-                "nodes": set(),
-                "summary": f.summary,
-            },
-        )
-        if f.score > k["score"]:
-            k["summary"] = f.summary
-        k["onset"] = min(k["onset"], f.start)
-        if _SEVERITY_RANK[f.severity] > _SEVERITY_RANK[k["severity"]]:
-            k["severity"] = f.severity
-        k["score"] = max(k["score"], f.score)
-        k["nodes"] |= nodes_of(f)
+        _fold(per_key, f, nodes_of(f))
+    return _rank(per_key, dependents or {})
+
+
+#: How many keys an incident's ``cause`` lists (best first). A storm can put thousands of keys
+#: in one incident; nobody reads past the first few, and ranking them all on every update of the
+#: incident was most of its cost. ``keys`` still lists every key.
+MAX_CAUSES = 20
+
+
+def _fold(per_key: dict[str, dict[str, Any]], f: Finding, nodes: frozenset[str]) -> None:
+    """Fold one finding into the per-key summary that :func:`_rank` ranks."""
+    k = per_key.get(f.key)
+    if k is None:
+        per_key[f.key] = {
+            "onset": f.start,
+            "severity": f.severity,
+            "score": f.score,
+            "nodes": set(nodes),
+            "summary": f.summary,
+        }
+        return
+    if f.score > k["score"]:
+        k["summary"] = f.summary
+    k["onset"] = min(k["onset"], f.start)
+    if _SEVERITY_RANK[f.severity] > _SEVERITY_RANK[k["severity"]]:
+        k["severity"] = f.severity
+    k["score"] = max(k["score"], f.score)
+    k["nodes"] |= nodes
+
+
+def _rank(
+    per_key: Mapping[str, Mapping[str, Any]],
+    deps: Mapping[str, frozenset[str]],
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Rank the per-key summaries (see :func:`rank_causes`); the best ``limit`` of them."""
     if not per_key:
         return []
     first = min(k["onset"] for k in per_key.values())
     span = max(k["onset"] for k in per_key.values()) - first
     all_nodes: set[str] = set().union(*(k["nodes"] for k in per_key.values()))
-    ranked: list[tuple[float, int, str, dict[str, Any]]] = []
+    # Totals first, words only for the keys that are listed.
+    ranked: list[tuple[float, int, str, set[str]]] = []
     for key, k in per_key.items():
         others = all_nodes - k["nodes"]
         below = {n for n in others if any(n in deps.get(m, frozenset()) for m in k["nodes"])}
@@ -162,18 +186,27 @@ def rank_causes(
             + 0.15 * _SEVERITY_WEIGHT[k["severity"]]
             + 0.1 * float(k["score"])
         )
+        ranked.append((total, k["onset"], key, below))
+    ranked.sort(key=lambda r: (-r[0], r[1], r[2]))
+    out: list[dict[str, Any]] = []
+    for total, onset, key, below in ranked[:limit]:
+        k = per_key[key]
         reasons: list[str] = []
         if below:
             reasons.append("upstream of " + ", ".join(sorted(below)))
         if len(per_key) > 1:
-            lag = k["onset"] - first
+            lag = onset - first
             reasons.append("went wrong first" if lag == 0 else f"went wrong {_ms_text(lag)} later")
         reasons.append(f"{k['severity'].value}, score {float(k['score']):.2f}")
-        ranked.append(
-            (total, k["onset"], key, {"reason": "; ".join(reasons), "summary": k["summary"]})
+        out.append(
+            {
+                "key": key,
+                "score": round(total, 3),
+                "reason": "; ".join(reasons),
+                "summary": k["summary"],
+            }
         )
-    ranked.sort(key=lambda r: (-r[0], r[1], r[2]))
-    return [{"key": key, "score": round(total, 3), **rest} for total, _, key, rest in ranked]
+    return out
 
 
 def _ms_text(ms: int) -> str:
@@ -316,7 +349,7 @@ class IncidentCorrelator:
                         self._reopen_state(st, bump)
                     else:
                         st = self._new_state(f, now, opened)
-            if f.key not in self._keys(st):
+            if f.key not in st.keys:
                 bump.add(st.id)
             self._add(st, f.id)
             self._owner[f.id] = st.id
@@ -385,8 +418,11 @@ class IncidentCorrelator:
         """Append a remembered finding to ``st`` and fold it into the state's aggregates."""
         f = self._findings[fid]
         st.finding_ids.append(fid)
-        st.keys.setdefault(f.key, None)
-        st.idents |= self._ident[fid]
+        st.keys.setdefault(f.key, []).append(fid)
+        ident = self._ident[fid]
+        st.shared = ident if st.shared is None else st.shared & ident
+        st.idents |= ident
+        _fold(st.per_key, f, self._nodes[fid])
         st.nodes |= self._nodes[fid]
         if st.span is not None:
             st.span = (min(st.span[0], f.start), max(st.span[1], f.end))
@@ -403,6 +439,8 @@ class IncidentCorrelator:
     def _remember(self, f: Finding) -> None:
         old = self._findings.get(f.id)
         owner = self._incidents.get(self._owner.get(f.id, ""))
+        if old is not None and owner is not None:
+            owner.stale_keys.add(f.key)  # its score, severity or summary may have changed
         if old is not None and owner is not None and owner.span is not None:
             if f.start <= old.start and f.end >= old.end:  # grown, as findings do: widen
                 owner.span = (min(owner.span[0], f.start), max(owner.span[1], f.end))
@@ -470,14 +508,20 @@ class IncidentCorrelator:
     ) -> Incident | None:
         """The public incident of ``st``; None if nothing changed since the last one."""
         prev = st.snap
-        fs = [self._findings[i] for i in st.finding_ids]
-        if not fs and prev is not None:
+        if not st.finding_ids and prev is not None:
             return prev if force else None
-        severity = max((f.severity for f in fs), key=_SEVERITY_RANK.__getitem__)
-        shared = frozenset.intersection(*(self._ident[f.id] for f in fs))
+        for key in st.stale_keys:
+            if key in st.keys:
+                st.per_key.pop(key, None)
+                for fid in st.keys[key]:
+                    _fold(st.per_key, self._findings[fid], self._nodes[fid])
+        st.stale_keys.clear()
+        severity = max((k["severity"] for k in st.per_key.values()), key=_SEVERITY_RANK.__getitem__)
+        shared = st.shared if st.shared is not None else frozenset()
         labels = {n: v for n, v in sorted(shared) if n != _KEY}
-        cause = rank_causes(fs, lambda f: self._nodes[f.id], self._dependents)
+        cause = _rank(st.per_key, self._dependents, MAX_CAUSES)
         keys = self._keys(st)
+        start, end = self._span(st)
         if prev is not None and _SEVERITY_RANK[severity] > _SEVERITY_RANK[prev.severity]:
             bump = True
         fields: dict[str, Any] = {
@@ -486,8 +530,8 @@ class IncidentCorrelator:
             "title": _title(cause[0]["key"], len(keys), labels, self._group_by),
             "severity": severity,
             "labels": labels,
-            "start": min(f.start for f in fs),
-            "end": max(f.end for f in fs),
+            "start": start,
+            "end": end,
             "opened_at": st.opened_at,
             "resolved_at": st.resolved_at,
             "finding_ids": list(st.finding_ids),

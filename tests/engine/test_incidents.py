@@ -1,0 +1,135 @@
+"""The incident pipeline off the tick: IncidentThread rounds, and Engine.run handing over."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from prometheus_client import CollectorRegistry
+
+from relia.config import IncidentsConfig
+from relia.engine.incidents import IncidentPipeline, IncidentThread
+from relia.engine.local import LocalExecutor
+from relia.engine.loop import Engine
+from relia.incidents.model import Finding, FindingKind, Severity
+from relia.signals import MetricBatch, SeriesIndex
+from tests.engine.memstore import MemoryStore
+from tests.engine.test_loop import STEP, T0, WaveSource
+
+
+def _finding(key: str, start: int) -> Finding:
+    return Finding(
+        id=Finding.make_id(FindingKind.METRIC, key, start, "t"),
+        kind=FindingKind.METRIC,
+        key=key,
+        start=start,
+        end=start,
+        score=0.9,
+        severity=Severity.WARNING,
+        detector="t",
+        summary=key,
+        evidence={},
+    )
+
+
+class CountingPipeline:
+    """Records each update; fails the first ``fail`` of them."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.calls: list[list[str]] = []
+        self.fail = fail
+
+    def update(self, findings: list[Finding], now: int) -> list[object]:
+        if self.fail:
+            self.fail -= 1
+            raise OSError("store is away")
+        self.calls.append([f.id for f in findings])
+        return []
+
+
+def test_findings_submitted_between_rounds_are_correlated_in_one_round() -> None:
+    pipe = CountingPipeline()
+    th = IncidentThread(pipe, lambda: T0, period_s=3600)  # type: ignore[arg-type]
+    fs = [_finding(f'cpu{{i="{n}"}}', T0) for n in range(5)]
+    th.submit(fs[:2])
+    th.submit(fs[2:])
+    th.submit([])
+    th.run_round()
+    th.run_round()  # nothing new: still a round (incidents resolve with time)
+    assert pipe.calls == [[f.id for f in fs], []]
+
+
+def test_a_failed_round_keeps_its_findings_for_the_next() -> None:
+    pipe = CountingPipeline(fail=1)
+    errors: list[Exception] = []
+    th = IncidentThread(pipe, lambda: T0, period_s=0.01, on_error=errors.append)  # type: ignore[arg-type]
+    a, b = _finding("a", T0), _finding("b", T0)
+    th.submit([a])
+    th.start()
+    deadline = time.monotonic() + 10
+    while not errors and time.monotonic() < deadline:
+        time.sleep(0.01)
+    th.submit([b])
+    th.stop()
+    assert len(errors) == 1
+    flat = [fid for call in pipe.calls for fid in call]
+    assert flat == [a.id, b.id]  # each exactly once, the failed one first
+
+
+def test_stop_runs_a_last_round_for_what_was_submitted() -> None:
+    pipe = CountingPipeline()
+    th = IncidentThread(pipe, lambda: T0, period_s=3600)  # type: ignore[arg-type]
+    th.start()
+    f = _finding("a", T0)
+    th.submit([f])
+    th.stop()
+    assert not th.running
+    assert [fid for call in pipe.calls for fid in call] == [f.id]
+
+
+def test_engine_run_correlates_in_the_incident_thread() -> None:
+    store = MemoryStore()
+    index = SeriesIndex()
+    ticks = {"n": 0}
+    stop = threading.Event()
+    pipeline = IncidentPipeline(store, IncidentsConfig(), index.labels)
+    tick_threads: set[str] = set()
+    update_threads: set[str] = set()
+    real_update = pipeline.update
+
+    def update(findings: list[Finding], now: int) -> list[object]:
+        update_threads.add(threading.current_thread().name)
+        return real_update(findings, now)  # type: ignore[return-value]
+
+    pipeline.update = update  # type: ignore[method-assign]
+
+    class Src(WaveSource):
+        def poll(self, now_ms: int) -> MetricBatch:
+            tick_threads.add(threading.current_thread().name)
+            ticks["n"] += 1
+            if ticks["n"] >= 60:
+                stop.set()
+            return super().poll(T0 + ticks["n"] * STEP)
+
+    eng = Engine(
+        store,
+        [Src(index, spike_at=45)],
+        LocalExecutor("cusum", {}),
+        index=index,
+        registry=CollectorRegistry(),
+        clock=lambda: T0 + ticks["n"] * STEP,
+        incidents=pipeline,
+        incident_period_s=0.05,
+    )
+    t = threading.Thread(target=eng.run, args=(stop, 0.001), name="engine-loop")
+    t.start()
+    t.join(30)
+    assert not t.is_alive()
+    assert store.findings(), "the spike makes a finding"
+    incidents = store.incidents()
+    assert incidents and {fid for i in incidents for fid in i.finding_ids} == {
+        f.id for f in store.findings()
+    }
+    assert "relia-incidents" in update_threads
+    assert "engine-loop" in tick_threads
+    eng.close()

@@ -11,7 +11,9 @@ The masking rules (first that applies wins, per segment — a run of bytes other
 
 1. a domain name (letters, digits, ``-`` and ``.``, ending in a known top-level domain) → ``<*>``;
 2. a month or weekday name (``Jun``, ``Sat``) → ``<*>``;
-3. a path holding a digit (``/udev/vcsa2``) → ``<*>``;
+3. a path holding a digit (``/udev/vcsa2``) or two slashes from its start (``/etc/cron.d``) →
+   ``<*>``; a dotted name of three or more labels right before ``:`` and a digit, a host before
+   its port (``proxy.cse.cuhk.edu:5070``) → ``<*>``;
 4. a word, ``.`` or ``-``, then a digit (``core.2275``, ``node-246``) → the word and ``<*>``;
 5. a segment that starts with a digit (or ``-`` and a digit) or holds three or more (``0x1f``,
    ``10.2.3.4``, ``-3``, ``blk_-160…``) → ``<*>``; names with one or two digits stay words
@@ -26,7 +28,7 @@ import numpy as np
 from numba import njit, prange
 from numpy.typing import NDArray
 
-__all__ = ["TLDS", "hash_lines", "skeletons"]
+__all__ = ["TLDS", "TemplateTable", "hash_lines", "match_lines", "skeletons", "token_hashes"]
 
 TLDS = (
     "com net org edu gov mil int io info biz name pro asia mobi tv me co us ca cc ai app dev "
@@ -233,7 +235,7 @@ def _line(data, s, e, sep, space, tld_blob, tld_off, name_blob, name_off, out, p
         j = i
         digits = 0
         dots = 0
-        slash = False
+        slashes = 0
         other = False  # a byte a domain name cannot hold
         while j < e and not space[data[j]] and not sep[data[j]]:
             c = data[j]
@@ -242,19 +244,30 @@ def _line(data, s, e, sep, space, tld_blob, tld_off, name_blob, name_off, out, p
             elif c == 46:
                 dots += 1
             elif c == 47:
-                slash = True
+                slashes += 1
                 other = True
             elif not (_is_letter(c) or c == 45):
                 other = True
             j += 1
         keep = j  # bytes [i, keep) are written as they are, then "<*>" if masked
         masked = False
-        if (dots > 0 and not other and _is_domain(data, i, j, tld_blob, tld_off)) or (
-            j - i == 3 and 65 <= data[i] <= 90 and _in_table(data, i, j, name_blob, name_off)
+        if (
+            (dots > 0 and not other and _is_domain(data, i, j, tld_blob, tld_off))
+            or (j - i == 3 and 65 <= data[i] <= 90 and _in_table(data, i, j, name_blob, name_off))
+            or (
+                dots >= 2
+                and not other
+                and j + 1 < e
+                and data[j] == 58
+                and _is_digit(data[j + 1])
+                and data[i] != 46
+                and data[j - 1] != 46
+            )
+            or (slashes >= 2 and data[i] == 47)
         ):
             keep, masked = i, True
         elif digits > 0:
-            if slash:
+            if slashes:
                 keep, masked = i, True
             else:
                 k = i
@@ -368,3 +381,198 @@ def skeletons(
         raw[a:b].decode("utf-8", errors="replace")
         for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
     ]
+
+
+# -- matching lines against learned templates, compiled -----------------------------------------
+
+_TOKEN_PRIME = np.uint64(0x100000001B3)
+
+
+@njit(cache=True, inline="always")
+def _token_hash(buf, s, e):  # type: ignore[no-untyped-def]
+    """FNV-1a of one skeleton token ``buf[s:e]`` (the table's literal words use the same)."""
+    h = _FNV_OFFSET
+    for k in range(s, e):
+        h = (h ^ np.uint64(buf[k])) * _TOKEN_PRIME
+    return h
+
+
+@njit(cache=True)
+def _hash_tokens(blob, offsets, out):  # type: ignore[no-untyped-def]
+    for k in range(len(offsets) - 1):
+        out[k] = _token_hash(blob, offsets[k], offsets[k + 1])
+
+
+def token_hashes(tokens: list[str]) -> NDArray[np.uint64]:
+    """The hash :func:`match_lines` gives each of ``tokens`` (UTF-8), for building its table."""
+    encoded = [t.encode() for t in tokens]
+    blob = np.frombuffer(b"".join(encoded) or b"\0", dtype=np.uint8)
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(t) for t in encoded], out=offsets[1:])
+    out = np.empty(len(encoded), dtype=np.uint64)
+    _hash_tokens(blob, offsets, out)
+    return out
+
+
+class TemplateTable:
+    """Live templates as flat arrays for :func:`match_lines`.
+
+    Templates are grouped by word count (``by_length[n]:by_length[n + 1]`` are the templates of
+    ``n`` words), most specific first (fewest ``<*>`` positions), so a line that fits several
+    takes the narrowest. Per word of a template: ``kind`` 0 = literal (``word_hash``), 1 = a
+    parameter position whose word must start with ``affixes[prefix_start:prefix_end]`` and end
+    with ``affixes[suffix_start:suffix_end]``.
+    """
+
+    def __init__(self, templates: list[tuple[int, list[str], dict[int, tuple[str, str]]]]):
+        templates = sorted(templates, key=lambda t: (len(t[1]), len(t[2]), t[0]))
+        longest = max((len(t[1]) for t in templates), default=0)
+        counts = np.bincount([len(t[1]) for t in templates], minlength=longest + 1)
+        self.by_length = np.zeros(longest + 2, dtype=np.int64)
+        np.cumsum(counts, out=self.by_length[1:])
+        self.ids = np.array([t[0] for t in templates], dtype=np.int64)
+        starts = np.zeros(len(templates) + 1, dtype=np.int64)
+        np.cumsum([len(t[1]) for t in templates], out=starts[1:])
+        self.starts = starts
+        words = [w for t in templates for w in t[1]]
+        self.word_hash = token_hashes(words)
+        self.kind = np.zeros(len(words), dtype=np.uint8)
+        bounds = np.zeros((len(words), 4), dtype=np.int64)
+        affixes = bytearray()
+        j = 0
+        for _, tokens, shape in templates:
+            for p in range(len(tokens)):
+                if p in shape:
+                    prefix, suffix = (a.encode() for a in shape[p])
+                    self.kind[j] = 1
+                    bounds[j, 0] = len(affixes)
+                    affixes += prefix
+                    bounds[j, 1] = bounds[j, 2] = len(affixes)
+                    affixes += suffix
+                    bounds[j, 3] = len(affixes)
+                j += 1
+        self.bounds = bounds
+        self.affixes = np.frombuffer(bytes(affixes) or b"\0", dtype=np.uint8).copy()
+
+
+@njit(cache=True, parallel=True)
+def _match_all(  # type: ignore[no-untyped-def]
+    data,
+    offsets,
+    rows,
+    layout,
+    sep,
+    space,
+    tld_blob,
+    tld_off,
+    name_blob,
+    name_off,
+    by_length,
+    ids,
+    starts,
+    word_hash,
+    kind,
+    bounds,
+    affixes,
+    out_ids,
+):
+    longest = len(by_length) - 2
+    for r in prange(len(rows)):
+        out_ids[r] = -1
+        n = rows[r]
+        s = offsets[n]
+        e = offsets[n + 1]
+        start = _message_start(data, s, e, layout, space)
+        buf = np.empty(3 * (e - start) + 8, dtype=np.uint8)
+        _, m = _line(data, start, e, sep, space, tld_blob, tld_off, name_blob, name_off, buf, 0)
+        ntok = 0
+        if m > 0:
+            ntok = 1
+            for k in range(m):
+                if buf[k] == 32:
+                    ntok += 1
+        if ntok > longest or by_length[ntok] == by_length[ntok + 1]:
+            continue
+        tok_s = np.empty(ntok, dtype=np.int64)
+        tok_e = np.empty(ntok, dtype=np.int64)
+        tok_h = np.empty(ntok, dtype=np.uint64)
+        t = 0
+        a = 0
+        for k in range(m + 1 if ntok else 0):
+            if k == m or buf[k] == 32:
+                tok_s[t] = a
+                tok_e[t] = k
+                tok_h[t] = _token_hash(buf, a, k)
+                t += 1
+                a = k + 1
+        for c in range(by_length[ntok], by_length[ntok + 1]):
+            base = starts[c]
+            fits = True
+            for p in range(ntok):
+                j = base + p
+                if kind[j] == 0:
+                    if tok_h[p] != word_hash[j]:
+                        fits = False
+                        break
+                    continue
+                ps = bounds[j, 0]
+                pl = bounds[j, 1] - ps
+                ss = bounds[j, 2]
+                sl = bounds[j, 3] - ss
+                ws = tok_s[p]
+                we = tok_e[p]
+                if we - ws < pl + sl:
+                    fits = False
+                    break
+                for q in range(pl):
+                    if buf[ws + q] != affixes[ps + q]:
+                        fits = False
+                        break
+                if fits:
+                    for q in range(sl):
+                        if buf[we - sl + q] != affixes[ss + q]:
+                            fits = False
+                            break
+                if not fits:
+                    break
+            if fits:
+                out_ids[r] = ids[c]
+                break
+
+
+def match_lines(
+    data: NDArray[np.uint8],
+    offsets: NDArray[np.int64],
+    rows: NDArray[np.int64],
+    layout: NDArray[np.int64],
+    table: TemplateTable,
+) -> NDArray[np.int64]:
+    """The id of the template in ``table`` that the skeleton of each line ``rows`` fits (-1: none).
+
+    A word fits a literal template word when they are equal, and a ``<*>`` position when it has
+    that position's affixes: the rule of the miner's own lookup, over all cores.
+    """
+    out = np.empty(len(rows), dtype=np.int64)
+    if len(rows) == 0:
+        return out
+    _match_all(
+        data,
+        offsets,
+        rows,
+        layout,
+        _SEPARATOR,
+        _SPACE,
+        _TLD_BLOB,
+        _TLD_OFF,
+        _NAME_BLOB,
+        _NAME_OFF,
+        table.by_length,
+        table.ids,
+        table.starts,
+        table.word_hash,
+        table.kind,
+        table.bounds,
+        table.affixes,
+        out,
+    )
+    return out

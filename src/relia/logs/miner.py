@@ -21,7 +21,23 @@ How it works, in two steps that each do what they are best at:
 
 Words that only ever take one or two values at a position stay part of the template: operational
 logs often spell states as words (``RUNNING to SUCCEEDED``, ``LOOKING``) and those are different
-events, not parameters.
+events, not parameters. Fresh values (a new host, program or class name on every line) are caught by
+rules that look at how a position varies, not at what the word looks like:
+
+- the first word becomes a parameter too, once :attr:`MinerConfig.first_word_after` distinct
+  values were seen with the rest equal (more than elsewhere: a first word often names the event);
+- a (length, first word) family that holds :attr:`MinerConfig.family_size` live templates is one
+  event whose words vary several at a time: a line sharing
+  :attr:`MinerConfig.family_similarity` of its words (and at least three) is absorbed;
+- when a template is generalized, its siblings that the new template covers merge into it (their
+  ids become aliases), so no narrower copy stays live beside it;
+- a position where the kernel masked a value (``user <*> from`` after ``user 0``) takes any word.
+
+Matching is compiled as well (:func:`relia.logs._kernels.match_lines`): new skeletons are first
+matched against all live templates over all cores, and only those no template fits are learned in
+Python, in rounds of growing size, so fresh word values cost Python time only while the templates
+are still being learned. A line that fits several templates takes the narrowest (fewest ``<*>``,
+then the oldest), whichever path (cache, Python lookup, compiled matcher, restored model) it takes.
 
 Why our own code rather than Drain (Drain3): Drain walks a prefix tree on the first tokens, so a
 message that starts with a parameter lands in a different branch for every value, and it matches
@@ -35,6 +51,7 @@ events go to one overflow template (counted) instead of growing the model.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
@@ -49,7 +66,7 @@ import pyarrow as pa
 from numpy.typing import NDArray
 
 from relia.errors import DataError
-from relia.logs._kernels import hash_lines, skeletons
+from relia.logs._kernels import TemplateTable, hash_lines, match_lines, skeletons
 
 __all__ = [
     "OVERFLOW_TEMPLATE",
@@ -67,6 +84,8 @@ OVERFLOW_TEMPLATE = "<relia: template limit reached>"
 
 _STATE_VERSION = 1
 _SIMILAR_SCAN = 64  # most recent templates of one (length, first word) compared with a new line
+_MIN_CONTEXT = 3  # words a template keeps fixed at least, whatever its length
+_FIRST_ROUND = 64  # new skeletons learned in Python before the compiled matcher runs again
 
 
 def mask_messages(messages: Sequence[str] | pl.Series) -> list[str]:
@@ -110,8 +129,17 @@ class MinerConfig:
     variable_after: int = 3
     #: Share of positions a line must share with a template to be absorbed into it (see _absorb).
     similarity: float = 0.7
+    #: Live templates of one length and first word from which the family counts as one event
+    #: whose words vary several at a time (see :meth:`TemplateMiner._absorb`).
+    family_size: int = 8
+    #: Share of positions a line must share with a template of such a family to be absorbed.
+    family_similarity: float = 0.5
     #: Never turn the first word of a message into a parameter.
-    keep_first_word: bool = True
+    keep_first_word: bool = False
+    #: Distinct first words (all else equal) that make the first word a parameter. Higher than
+    #: :attr:`variable_after`: a first word often names the event ("cupsd startup succeeded",
+    #: a handful of daemons), while a parameter there takes a fresh value on nearly every line.
+    first_word_after: int = 12
     #: Live templates kept at most; beyond this new events share the overflow template.
     max_templates: int = 50_000
     #: Distinct skeletons remembered for the one-lookup path before the cache is cleared.
@@ -133,25 +161,24 @@ class TemplateMiner:
     def __init__(self, config: MinerConfig | None = None, *, max_templates: int | None = None):
         config = config or MinerConfig()
         if max_templates is not None:
-            config = MinerConfig(
-                variable_after=config.variable_after,
-                keep_first_word=config.keep_first_word,
-                similarity=config.similarity,
-                max_templates=max_templates,
-                max_cached_skeletons=config.max_cached_skeletons,
-            )
+            config = dataclasses.replace(config, max_templates=max_templates)
         self.config = config
         self._tokens: list[list[str]] = []  # template id -> tokens (for live templates)
         self._parent: list[int] = []  # template id -> id it merged into (itself when live)
         self._counts: list[int] = []
         self._by_text: dict[str, int] = {}  # live template text -> id
         self._shape: list[Shape] = []  # template id -> its generalized positions
-        self._shapes: dict[int, set[Shape]] = {}  # length -> shapes of live templates
+        self._shapes: dict[int, set[Shape]] = {}  # length -> _fits of live templates
+        self._fits: dict[
+            int, Shape
+        ] = {}  # live id -> positions that take any word (see _index_live)
         self._by_head: dict[tuple[int, str], list[int]] = {}  # (length, first word) -> ids
         self._siblings: dict[str, dict[str, int]] = {}  # "pos\0text with <*> at pos" -> word -> id
         self._hash_ids: dict[int, int] = {}  # cache: skeleton hash -> id it was assigned
         self._overflow: int | None = None
         self._live = 0  # templates that were not merged into another
+        self._changes = 0  # bumped whenever the live templates change
+        self._table: tuple[int, TemplateTable] | None = None  # compiled copy, at _changes
 
     # -- public API -------------------------------------------------------------------------
 
@@ -203,13 +230,7 @@ class TemplateMiner:
         """The whole model (templates, aliases, counts, learning index), compressed JSON."""
         state: dict[str, Any] = {
             "version": _STATE_VERSION,
-            "config": {
-                "variable_after": self.config.variable_after,
-                "keep_first_word": self.config.keep_first_word,
-                "similarity": self.config.similarity,
-                "max_templates": self.config.max_templates,
-                "max_cached_skeletons": self.config.max_cached_skeletons,
-            },
+            "config": dataclasses.asdict(self.config),
             "tokens": self._tokens,
             "shape": self._shape,
             "parent": self._parent,
@@ -280,22 +301,16 @@ class TemplateMiner:
         data, offsets = _arrow_buffers(series)
         hashes = hash_lines(data, offsets, layout)
         distinct, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
-        known = self._hash_ids
-        distinct_ids = np.fromiter(
-            (known.get(h, -1) for h in distinct.tolist()), dtype=np.int64, count=len(distinct)
-        )
+        distinct_ids = self._cached(distinct)
         unknown = np.flatnonzero(distinct_ids < 0)
         if len(unknown):
             # In order of first appearance, so that ids are numbered as the lines came.
             unknown = unknown[np.argsort(first[unknown], kind="stable")]
-            texts = skeletons(data, offsets, first[unknown].astype(np.int64), layout)
-            for k, text in zip(unknown.tolist(), texts, strict=True):
-                found = self._learn(text) if learn else self._lookup(text)
-                distinct_ids[k] = found
-                if found >= 0:
-                    if len(known) >= self.config.max_cached_skeletons:
-                        known.clear()  # bounded memory; a miss only costs a few lookups
-                    known[int(distinct[k])] = found
+            if learn:
+                self._learn_rows(data, offsets, layout, distinct, first, unknown, distinct_ids)
+            elif self._live:
+                rows = first[unknown].astype(np.int64)
+                distinct_ids[unknown] = match_lines(data, offsets, rows, layout, self._compiled())
         ids = self.resolve(distinct_ids)[inverse]
         if learn:
             live = ids[ids >= 0]
@@ -305,6 +320,60 @@ class TemplateMiner:
                     self._counts[i] += int(tally[i])
         return ids
 
+    def _cached(self, hashes: NDArray[np.uint64]) -> NDArray[np.int64]:
+        """The cached template id of each skeleton hash (-1: not cached)."""
+        known = self._hash_ids
+        return np.fromiter(
+            (known.get(h, -1) for h in hashes.tolist()), dtype=np.int64, count=len(hashes)
+        )
+
+    def _learn_rows(
+        self,
+        data: NDArray[np.uint8],
+        offsets: NDArray[np.int64],
+        layout: NDArray[np.int64],
+        hashes: NDArray[np.uint64],
+        first: NDArray[np.int64],
+        pending: NDArray[np.int64],
+        out: NDArray[np.int64],
+    ) -> None:
+        """Assign the new skeletons ``pending`` (indexes into ``hashes``/``first``/``out``).
+
+        Rounds: the compiled matcher assigns every pending line that fits a known template, then
+        the next few unmatched skeletons are learned in Python, and so on with twice as many per
+        round. When fresh parameter values make every line a new skeleton, only the lines of new
+        events (and of templates still generalizing) reach Python.
+        """
+        known = self._hash_ids
+        step = _FIRST_ROUND
+        while len(pending):
+            if self._live:
+                rows = first[pending].astype(np.int64)
+                found = match_lines(data, offsets, rows, layout, self._compiled())
+                hit = found >= 0
+                out[pending[hit]] = found[hit]
+                pending = pending[~hit]
+            take, pending = pending[:step], pending[step:]
+            step *= 2
+            texts = skeletons(data, offsets, first[take].astype(np.int64), layout)
+            for k, text in zip(take.tolist(), texts, strict=True):
+                found_id = self._learn(text)
+                out[k] = found_id
+                if len(known) >= self.config.max_cached_skeletons:
+                    known.clear()  # bounded memory; a miss only costs a few lookups
+                known[int(hashes[k])] = found_id
+
+    def _compiled(self) -> TemplateTable:
+        """The live templates as a :class:`TemplateTable`, rebuilt only after they changed."""
+        if self._table is None or self._table[0] != self._changes:
+            live = [
+                (i, self._tokens[i], {p: (a, b) for p, a, b in self._fits[i]})
+                for i in range(len(self._parent))
+                if self._parent[i] == i and i != self._overflow
+            ]
+            self._table = (self._changes, TemplateTable(live))
+        return self._table[1]
+
     def _find(self, i: int) -> int:
         parent = self._parent
         while parent[i] != i:
@@ -313,14 +382,21 @@ class TemplateMiner:
         return i
 
     def _lookup(self, skeleton: str) -> int:
+        # The narrowest template that fits (fewest <*>, then the oldest), as the compiled
+        # matcher chooses: a line gets the same id whichever path it takes.
         tokens = skeleton.split(" ") if skeleton else []
+        best, best_key = -1, (0, 0)
         for shape in self._shapes.get(len(tokens), ()):
             candidate = _fit(tokens, shape)
             if candidate is not None:
                 found = self._by_text.get(" ".join(candidate))
-                if found is not None:
-                    return found
-        return -1
+                if (
+                    found is not None
+                    and self._fits[found] == shape  # that template's own rule, nothing looser
+                    and (best < 0 or (len(shape), found) < best_key)
+                ):
+                    best, best_key = found, (len(shape), found)
+        return best
 
     def _learn(self, skeleton: str) -> int:
         found = self._lookup(skeleton)
@@ -345,18 +421,27 @@ class TemplateMiner:
         candidates = self._by_head.get((len(tokens), tokens[0]))
         if not candidates:
             return -1
-        best, best_equal = -1, -1
+        best, best_equal, family = -1, -1, 0
         for i in candidates[-_SIMILAR_SCAN:]:
             if self._parent[i] != i:
                 continue
+            family += 1
             equal = 0
             for a, b in zip(self._tokens[i], tokens, strict=True):
                 if a == b or a == WILDCARD:
                     equal += 1
             if equal > best_equal:
                 best, best_equal = i, equal
+        # A family of one length and first word that keeps spawning siblings is one event whose
+        # words vary several at a time (fresh names in two places): judge it by half its words.
+        if family >= self.config.family_size:
+            threshold = min(threshold, self.config.family_similarity)
         # One differing word is the one-position rule's to judge (it waits for several values).
-        if best < 0 or best_equal < threshold * len(tokens) or best_equal > len(tokens) - 2:
+        if (
+            best < 0
+            or best_equal < max(threshold * len(tokens), _MIN_CONTEXT)
+            or best_equal > len(tokens) - 2
+        ):
             return -1
         template = self._tokens[best]
         merged = [
@@ -366,7 +451,19 @@ class TemplateMiner:
         positions = tuple(
             (p, "", "") for p, (a, b) in enumerate(zip(template, tokens, strict=True)) if a != b
         )
-        return self._merge({best}, merged, *positions)
+        # The siblings the generalized template now covers are the same event: they merge too
+        # (their ids stay aliases), rather than stay live beside it.
+        members = {best}
+        generalized = {p for p, _, _ in positions}
+        for i in candidates[-_SIMILAR_SCAN:]:
+            if self._parent[i] == i and i != best:
+                other = self._tokens[i]
+                if all(
+                    p in generalized or a == b or a == WILDCARD
+                    for p, (a, b) in enumerate(zip(merged, other, strict=True))
+                ):
+                    members.add(i)
+        return self._merge(members, merged, *positions)
 
     def _create(self, tokens: list[str]) -> int:
         if len(self) >= self.config.max_templates:
@@ -387,9 +484,17 @@ class TemplateMiner:
         return new
 
     def _index_live(self, i: int) -> None:
+        self._changes += 1
         tokens = self._tokens[i]
         self._by_text[" ".join(tokens)] = i
-        self._shapes.setdefault(len(tokens), set()).add(self._shape[i])
+        # A line fits where the template generalized a word, and also where the kernel masked a
+        # value ("user <*> from" was seen with "user 0"): a word there ("admin") is a value too.
+        fits = {p: (p, a, b) for p, a, b in self._shape[i]}
+        for p, token in enumerate(tokens):
+            if token == WILDCARD:
+                fits.setdefault(p, (p, "", ""))
+        self._fits[i] = tuple(sorted(fits.values()))
+        self._shapes.setdefault(len(tokens), set()).add(self._fits[i])
         if tokens:
             heads = self._by_head.setdefault((len(tokens), tokens[0]), [])
             if not heads or heads[-1] != i:
@@ -408,10 +513,11 @@ class TemplateMiner:
             # The first word names the event more often than not ("cupsd startup succeeded").
             if p in generalized or (p == 0 and self.config.keep_first_word):
                 continue
+            need = self.config.variable_after if p else self.config.first_word_after
             key = f"{p}\0" + " ".join(tokens[:p] + [WILDCARD] + tokens[p + 1 :])
             words = self._siblings.setdefault(key, {})
             words.setdefault(word, i)
-            if len(words) >= self.config.variable_after:
+            if len(words) >= need:
                 del self._siblings[key]
                 members = {self._find(m) for m in words.values()}
                 prefix, suffix = _common_affixes(list(words))
@@ -432,6 +538,7 @@ class TemplateMiner:
                 shape.setdefault(entry[0], entry)
             self._by_text.pop(" ".join(self._tokens[m]), None)
             if m != survivor:
+                self._fits.pop(m, None)
                 self._live -= 1
                 self._parent[m] = survivor
                 self._counts[survivor] += self._counts[m]

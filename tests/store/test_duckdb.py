@@ -152,3 +152,21 @@ def test_trimming_is_batched_within_an_eighth_and_keeps_the_newest(tmp_path: Pat
         s.append_samples(MetricBatch(ids[:1], np.array([10_001], np.int64), np.ones(1)))
         assert len(s.samples(int(ids[0]))[0]) == 16
         assert len(s.samples(int(ids[1]))[0]) > 16
+
+
+def test_forward_appends_skip_the_replace_path_and_reopened_stores_still_replace(
+    tmp_path: Path,
+) -> None:
+    """Appends newer than everything stored take a plain insert; an older or equal ts (also
+    after a reopen, which reloads the newest ts per series) must still replace, not duplicate."""
+    with open_store(tmp_path, samples_per_series=100) as s:
+        s.append_samples(batch([1, 1, 2], [10, 20, 5], [1.0, 2.0, 3.0]))
+        s.append_samples(batch([1, 2], [30, 6], [3.0, 4.0]))  # forward only
+        s.append_samples(batch([1, 2], [20, 7], [9.0, 5.0]))  # 20 is stored: replaced
+        assert s.samples(1)[0].tolist() == [10, 20, 30]
+        assert s.samples(1)[1].tolist() == [1.0, 9.0, 3.0]
+    with open_store(tmp_path, samples_per_series=100) as s:
+        s.append_samples(batch([1, 2], [30, 8], [7.0, 6.0]))  # 30 is stored: replaced
+        assert s.samples(1)[0].tolist() == [10, 20, 30]
+        assert s.samples(1)[1].tolist() == [1.0, 9.0, 7.0]
+        assert s.samples(2)[0].tolist() == [5, 6, 7, 8]

@@ -121,12 +121,14 @@ class DuckDBStore:
             ).fetchone()
             got = (
                 self._writer.execute(
-                    "SELECT series_id, count(*) FROM samples GROUP BY series_id"
+                    "SELECT series_id, count(*), max(ts) FROM samples GROUP BY series_id"
                 ).fetchall()
                 if has_samples and has_samples[0]
                 else []
             )
-            self._counts: dict[int, int] = {int(a): int(b) for a, b in got}
+            self._counts: dict[int, int] = {int(a): int(b) for a, b, _ in got}
+            # The newest stored ts of each series: a sample newer than it replaces nothing.
+            self._newest: dict[int, int] = {int(a): int(c) for a, _, c in got}
         except BaseException:
             self._root.close()
             self._closed = True
@@ -227,42 +229,33 @@ class DuckDBStore:
         table = pa.table({"series_id": sid, "ts": ts, "value": value})
         scored = _scores_table(scores) if scores is not None and self._has_band else None
         keep = self._samples_per_series
+        ids, first = np.unique(sid, return_index=True)  # sid is sorted: `first` starts each run
+        newest = np.fromiter(
+            (self._newest.get(k, _INT64_MIN) for k in ids.tolist()), np.int64, len(ids)
+        )
+        # A stream moves forward: when every sample is newer than what its series has stored,
+        # nothing is replaced, and the joins against the whole samples table (most of an
+        # append's cost once millions of rows are stored) are skipped.
+        appends_only = bool((ts > np.repeat(newest, np.diff(np.append(first, len(sid))))).all())
         with self._transaction("appending samples") as w, _registered(w, table):
-            if self._has_band:
-                # The new rows with their band, decided before the rows they replace are deleted:
-                # this batch's scores where given, else what the replaced row had.
-                if scored is None:
-                    band = ", ".join(f"o.{c}" for c in _BAND)
-                    src = f"{_BATCH} AS b"
-                else:
-                    band = ", ".join(
-                        f"CASE WHEN s.series_id IS NULL THEN o.{c} ELSE s.{c} END AS {c}"
-                        for c in _BAND
-                    )
-                    src = (
-                        f"{_BATCH} AS b LEFT JOIN {_SCORES} AS s "
-                        "ON s.series_id = b.series_id AND s.ts = b.ts"
-                    )
-                with _registered(w, scored, _SCORES) if scored is not None else nullcontext():
-                    w.execute(
-                        f"CREATE OR REPLACE TEMP TABLE {_MERGED} AS "
-                        f"SELECT b.series_id, b.ts, b.value, {band} FROM {src} "
-                        "LEFT JOIN samples AS o ON o.series_id = b.series_id AND o.ts = b.ts"
-                    )
-            replaced = w.execute(
-                f"DELETE FROM samples USING {_BATCH} AS b "
-                "WHERE samples.series_id = b.series_id AND samples.ts = b.ts "
-                "RETURNING samples.series_id"
-            ).fetchnumpy()["series_id"]
-            if self._has_band:
+            if not appends_only:
+                replaced = self._replace_rows(w, scored)
+            elif scored is not None:
                 cols = "series_id, ts, value, " + ", ".join(_BAND)
-                w.execute(f"INSERT INTO samples ({cols}) SELECT {cols} FROM {_MERGED}")
-                w.execute(f"DROP TABLE {_MERGED}")
+                band = ", ".join(f"s.{c}" for c in _BAND)
+                with _registered(w, scored, _SCORES):
+                    w.execute(
+                        f"INSERT INTO samples ({cols}) "
+                        f"SELECT b.series_id, b.ts, b.value, {band} FROM {_BATCH} AS b "
+                        f"LEFT JOIN {_SCORES} AS s ON s.series_id = b.series_id AND s.ts = b.ts"
+                    )
+                replaced = np.empty(0, np.int64)
             else:
                 w.execute(
                     f"INSERT INTO samples (series_id, ts, value) "
                     f"SELECT series_id, ts, value FROM {_BATCH}"
                 )
+                replaced = np.empty(0, np.int64)
             counts = self._counts_after(sid, np.asarray(replaced, dtype=np.int64))
             over = [k for k, c in counts.items() if c > _trim_at(k, keep)]
             if over:
@@ -286,6 +279,50 @@ class DuckDBStore:
                 for k in over:
                     counts[k] = keep
         self._counts.update(counts)  # only once the transaction committed
+        last = np.append(first[1:], len(sid)) - 1  # the last row of each series: its newest ts
+        self._newest.update(zip(ids.tolist(), np.maximum(ts[last], newest).tolist(), strict=True))
+
+    def _replace_rows(
+        self, w: duckdb.DuckDBPyConnection, scored: pa.Table | None
+    ) -> npt.NDArray[np.int64]:
+        """Insert the registered batch where stored rows of the same (series, ts) may exist: they
+        are replaced (keeping their band where this batch has no scores for them). Returns the
+        series id of each replaced row."""
+        if self._has_band:
+            # The new rows with their band, decided before the rows they replace are deleted:
+            # this batch's scores where given, else what the replaced row had.
+            if scored is None:
+                band = ", ".join(f"o.{c}" for c in _BAND)
+                src = f"{_BATCH} AS b"
+            else:
+                band = ", ".join(
+                    f"CASE WHEN s.series_id IS NULL THEN o.{c} ELSE s.{c} END AS {c}" for c in _BAND
+                )
+                src = (
+                    f"{_BATCH} AS b LEFT JOIN {_SCORES} AS s "
+                    "ON s.series_id = b.series_id AND s.ts = b.ts"
+                )
+            with _registered(w, scored, _SCORES) if scored is not None else nullcontext():
+                w.execute(
+                    f"CREATE OR REPLACE TEMP TABLE {_MERGED} AS "
+                    f"SELECT b.series_id, b.ts, b.value, {band} FROM {src} "
+                    "LEFT JOIN samples AS o ON o.series_id = b.series_id AND o.ts = b.ts"
+                )
+        replaced = w.execute(
+            f"DELETE FROM samples USING {_BATCH} AS b "
+            "WHERE samples.series_id = b.series_id AND samples.ts = b.ts "
+            "RETURNING samples.series_id"
+        ).fetchnumpy()["series_id"]
+        if self._has_band:
+            cols = "series_id, ts, value, " + ", ".join(_BAND)
+            w.execute(f"INSERT INTO samples ({cols}) SELECT {cols} FROM {_MERGED}")
+            w.execute(f"DROP TABLE {_MERGED}")
+        else:
+            w.execute(
+                f"INSERT INTO samples (series_id, ts, value) "
+                f"SELECT series_id, ts, value FROM {_BATCH}"
+            )
+        return np.asarray(replaced, dtype=np.int64)
 
     def _counts_after(
         self, added: npt.NDArray[np.int64], replaced: npt.NDArray[np.int64]

@@ -2,9 +2,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relia.errors import DataError
-from relia.signals import LogBatch, MetricBatch, SeriesIndex, describe, series_key
+from relia.signals import (
+    LogBatch,
+    MetricBatch,
+    SeriesIndex,
+    describe,
+    is_sorted_by_series,
+    series_key,
+    series_runs,
+)
 
 
 def test_series_ids_are_stable_across_indexes() -> None:
@@ -41,3 +51,29 @@ def test_metric_batch_validates_and_splits() -> None:
 def test_log_batch_columns_must_match() -> None:
     with pytest.raises(DataError, match="message"):
         LogBatch(np.zeros(2, np.int64), ["a", "b"], ["x"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(-3, 3), st.integers(0, 4)), max_size=30),
+    st.booleans(),
+)
+def test_sorting_once_and_runs_agree_with_numpy(rows: list[tuple[int, int]], presort: bool) -> None:
+    sid = np.array([r[0] for r in rows], np.int64)
+    ts = np.array([r[1] for r in rows], np.int64)
+    b = MetricBatch(sid, ts, np.arange(len(rows), dtype=np.float64))
+    if presort:
+        b = b.sorted()
+    order = np.lexsort((b.ts, b.series_id))
+    assert is_sorted_by_series(b.series_id, b.ts) == bool((order == np.arange(len(b))).all())
+    s = b.sorted()
+    # Stable: equal (series, ts) keep their arrival order (the value is the arrival index).
+    assert s.value.tolist() == b.value[order].tolist()
+    assert s.sorted() is s
+    ids, first, counts = series_runs(s.series_id)
+    want_ids, want_first, want_counts = np.unique(
+        s.series_id, return_index=True, return_counts=True
+    )
+    assert ids.tolist() == want_ids.tolist()
+    assert first.tolist() == want_first.tolist()
+    assert counts.tolist() == want_counts.tolist()

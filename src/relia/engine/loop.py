@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from relia.engine.executor import Executor
 from relia.engine.findings import FindingTracker
-from relia.signals import MetricBatch, SeriesIndex, describe
+from relia.signals import MetricBatch, SeriesIndex, describe, series_runs
 from relia.sources.base import MetricSource
 from relia.store.base import Store
 
@@ -430,7 +430,7 @@ class Engine:
         return MetricBatch(batch.series_id[keep], batch.ts[keep], batch.value[keep])
 
     def _register(self, batch: MetricBatch) -> None:
-        ids = np.unique(batch.series_id).tolist()
+        ids = series_runs(batch.series_id)[0].tolist()  # the tick's batch is sorted
         new = [sid for sid in ids if sid not in self._known]
         if not new:
             return
@@ -457,7 +457,9 @@ class Engine:
             if self.logs is not None and not push_only:
                 # Windows that ended: scored like any samples, before the window is marked done.
                 batches.append(self.logs.closed_windows(now))
-            batch = MetricBatch.concat(batches)
+            # Sorted once by (series, ts): the executor, the store and the finding tracker
+            # each see that the order is there and skip their own sort.
+            batch = MetricBatch.concat(batches).sorted()
             new = updated = scored = dropped = 0
             stored_findings: list[Finding] = []
             if len(batch):

@@ -42,7 +42,7 @@ from pydantic import ValidationError
 from relia.errors import ConfigError, DataError, StoreError
 from relia.incidents.model import Finding, FindingKind, Incident, IncidentStatus, Severity
 from relia.notify.outbox import OutboxItem, OutboxStatus
-from relia.signals import MetricBatch, series_key
+from relia.signals import MetricBatch, is_sorted_by_series, series_key, series_runs
 from relia.store.base import LogCounts, SampleScores, ScoredSamples, SeriesInfo
 from relia.store.migrations import Migration, latest_version, load_migrations
 
@@ -229,7 +229,7 @@ class DuckDBStore:
         table = pa.table({"series_id": sid, "ts": ts, "value": value})
         scored = _scores_table(scores) if scores is not None and self._has_band else None
         keep = self._samples_per_series
-        ids, first = np.unique(sid, return_index=True)  # sid is sorted: `first` starts each run
+        ids, first, _ = series_runs(sid)
         newest = np.fromiter(
             (self._newest.get(k, _INT64_MIN) for k in ids.tolist()), np.int64, len(ids)
         )
@@ -329,7 +329,7 @@ class DuckDBStore:
     ) -> dict[int, int]:
         """The stored samples of each series in ``added`` once the ``added`` rows are in and the
         ``replaced`` ones (stored rows the new ones took the place of) are gone."""
-        ids, n_new = np.unique(added, return_counts=True)
+        ids, _, n_new = series_runs(added)  # `added` is sorted
         if len(replaced):
             # Every replaced row has the series of a new row, so its id is among `ids`.
             rid, n_rep = np.unique(replaced, return_counts=True)
@@ -1013,11 +1013,16 @@ def _last_per_key(
     """Sorted by (series, ts, arrival), the last row of each (series, ts): unique keys, each
     with its last-written columns."""
     n = len(sid)
-    order = np.lexsort((np.arange(n), ts, sid))
-    s, t = sid[order], ts[order]
+    if is_sorted_by_series(sid, ts):  # the engine sorts a tick once; keep its order
+        s, t, ordered = sid, ts, cols
+    else:
+        order = np.lexsort((np.arange(n), ts, sid))
+        s, t, ordered = sid[order], ts[order], tuple(c[order] for c in cols)
     last = np.ones(n, dtype=bool)
     last[:-1] = (s[1:] != s[:-1]) | (t[1:] != t[:-1])
-    return (s[last], t[last], *(c[order][last] for c in cols))
+    if last.all():
+        return (s, t, *ordered)
+    return (s[last], t[last], *(c[last] for c in ordered))
 
 
 def _scores_table(scores: SampleScores) -> pa.Table:

@@ -538,13 +538,6 @@ class IngestConfig(_Model):
     max_samples_per_tick: int = Field(
         250_000, ge=1, description="samples one engine tick takes from the queue at most"
     )
-    max_queue_delay: Duration | None = Field(
-        0.5,
-        gt=0,
-        description="refuse (429) while the oldest waiting request has waited longer than this: "
-        "bounds receipt-to-finding time when senders outpace relia; unset: only "
-        "max_queue_samples bounds the queue",
-    )
     max_body_bytes: int = Field(16 << 20, ge=1, description="compressed request body limit")
     max_decoded_bytes: int = Field(64 << 20, ge=1, description="decompressed request body limit")
     wal_dir: Path | None = Field(None, description="write-ahead log; default <data_dir>/wal")

@@ -45,23 +45,6 @@ def test_bounded_by_samples_and_drains_whole_requests(tmp_path: Path) -> None:
     assert len(empty) == 0 and none is None
 
 
-def test_bounded_by_the_wait_of_the_oldest_request(tmp_path: Path) -> None:
-    now = {"t": 1000.0}
-    dec = RemoteWriteDecoder(SeriesIndex())
-    q = IngestQueue(1_000_000, tmp_path, clock=lambda: now["t"], max_delay_s=0.5)
-    _offer(q, dec, 1)
-    now["t"] += 0.4
-    _offer(q, dec, 2)  # the oldest waited 0.4 s: still taken
-    now["t"] += 0.2
-    with pytest.raises(QueueFull) as full:  # the oldest waited 0.6 s
-        _offer(q, dec, 3)
-    assert full.value.retry_after_s >= 1
-    assert q.samples == 6  # nothing taken, nothing lost
-    q.drain(3)  # request 1 goes; request 2 has waited 0.2 s
-    _offer(q, dec, 3)
-    assert q.samples == 6
-
-
 def test_an_empty_queue_takes_any_request(tmp_path: Path) -> None:
     dec = RemoteWriteDecoder(SeriesIndex())
     q = IngestQueue(2, tmp_path)

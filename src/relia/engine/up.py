@@ -104,9 +104,7 @@ def build_ingest_source(config: ReliaConfig, index: SeriesIndex) -> IngestSource
     decoder = RemoteWriteDecoder(index, max_decoded_bytes=ing.max_decoded_bytes)
     wal_dir = ing.wal_dir if ing.wal_dir is not None else Path(config.data_dir) / "wal"
     fsync = 0.0 if ing.fsync_every_write else ing.fsync_interval
-    queue = IngestQueue(
-        ing.max_queue_samples, wal_dir, fsync_interval_s=fsync, max_delay_s=ing.max_queue_delay
-    )
+    queue = IngestQueue(ing.max_queue_samples, wal_dir, fsync_interval_s=fsync)
     return IngestSource(
         queue,
         decoder=decoder,

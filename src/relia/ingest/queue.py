@@ -14,11 +14,7 @@ the records after the last commit (the store replaces the same ``(series, ts)``,
 idempotent).
 
 Over ``max_samples`` in memory, :meth:`offer` raises :class:`QueueFull` with a ``retry_after_s``
-estimated from the recent drain rate: backpressure instead of growing memory. With ``max_delay_s``
-it also refuses while the oldest waiting request has waited longer than that: a bound on the time
-from receipt to scoring, whatever the rate (a full queue of samples at a rate relia cannot keep
-up with is seconds of delay; pushing back early keeps findings prompt and loses nothing, since
-the sender retries what was refused).
+estimated from the recent drain rate: backpressure instead of growing memory.
 
 WAL layout: ``<wal_dir>/<first seq, 20 digits>.wal`` segments of records ``<length u32> <crc32
 u32> <seq u64> <payload>`` (little endian), and ``<wal_dir>/committed`` holding the highest
@@ -90,12 +86,10 @@ class IngestQueue:
         fsync_interval_s: float | None = None,
         segment_bytes: int = 64 << 20,
         clock: Callable[[], float] = time.time,
-        max_delay_s: float | None = None,
     ) -> None:
         if max_samples < 1:
             raise DataError("max_samples must be at least 1", where="ingest.max_queue_samples")
         self.max_samples = max_samples
-        self.max_delay_s = max_delay_s
         self.wal_dir = Path(wal_dir)
         self.fsync_interval_s = fsync_interval_s
         self.segment_bytes = segment_bytes
@@ -244,12 +238,6 @@ class IngestQueue:
                 raise QueueClosed("the ingest queue is shutting down")
             if self._samples > 0 and self._samples + n > self.max_samples:
                 raise QueueFull(self._retry_after(self._samples + n - self.max_samples))
-            if (
-                self.max_delay_s is not None
-                and self._items
-                and self.clock() - self._items[0].received > self.max_delay_s
-            ):
-                raise QueueFull(self._retry_after(self._samples))
             seq = self._next_seq
             if self._fd is None or self._seg_size >= self.segment_bytes:
                 self._prepare()

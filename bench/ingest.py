@@ -189,7 +189,16 @@ def sender(
                     time.sleep(delay)
                 elif delay < -1.0:
                     next_at = time.monotonic()  # fell behind: do not burst to catch up
-    out.put({"stream": stream, "acked": acked, "429": too_many, "errors": errors, "sent": sent_at})
+    out.put(
+        {
+            "stream": stream,
+            "acked": acked,
+            "429": too_many,
+            "errors": errors,
+            "sent": sent_at,
+            "cpu_s": time.process_time(),
+        }
+    )
 
 
 # -- relia up ------------------------------------------------------------------------------------
@@ -237,6 +246,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         tmp = Path(tmp_s)
         proc, url, tail = _start_relia(tmp)
         ps = psutil.Process(proc.pid)
+        cpu0 = ps.cpu_times()
         out: mp.Queue[dict[str, Any]] = mp.Queue()
         t0 = time.time()
         procs = [
@@ -296,6 +306,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         ids = {j: _key(series_labels(j)) for j in anomalies}
                     time.sleep(0.1)
             results = [out.get(timeout=30) for _ in procs]
+            cpu1 = ps.cpu_times()  # the load is over (relia may still be draining its queue)
             metrics_text = _drained_metrics(url)
             health = httpx.get(url + "/healthz", timeout=10).json()
         finally:
@@ -309,6 +320,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 proc.kill()
     wall = args.duration
     acked = sum(r["acked"] for r in results)
+    relia_cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
     sent_at: dict[int, float] = {}
     for r in results:
         sent_at.update({int(j): v for j, v in r["sent"].items()})
@@ -342,6 +354,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rss_mib_last_minute": round(float(np.mean(last)) / MIB, 1) if last else None,
         "rss_mib_max": round(max(v for _, v in rss) / MIB, 1) if rss else None,
         "rss_samples": [[round(t, 1), round(v / MIB, 1)] for t, v in rss],
+        "relia_cpu_s": round(relia_cpu, 1),
+        "relia_cpu_us_per_sample": round(1e6 * relia_cpu / acked, 3) if acked else None,
+        "senders_cpu_s": round(sum(r["cpu_s"] for r in results), 1),
+        "cpu_note": "CPU seconds (user + system) of relia up and of the sender processes while "
+        "the load ran; the machine has 2 cores for both",
         "engine_ticks": (health.get("engine") or {}).get("ticks"),
         "machine": machine_info(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -396,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
         "rss_mib_first_minute",
         "rss_mib_last_minute",
         "rss_mib_max",
+        "relia_cpu_us_per_sample",
+        "senders_cpu_s",
     ):
         table.add_row(key, str(res[key]))
     h = res["relia_ingest_to_stored_seconds"]

@@ -51,6 +51,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nab import machine_info  # noqa: E402
+from relia.signals import SeriesIndex  # noqa: E402
 from relia_process import start_relia_up  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ingest.json"
@@ -146,7 +147,7 @@ def sender(
     pos = {s: k for k, s in enumerate(series)}
     high: set[int] = set()
     acked = too_many = errors = 0
-    sent_at: dict[int, float] = {}
+    sent_at: dict[int, tuple[float, int]] = {}
     last_ts = 0
     t_start = time.time()
     period = len(series) / rate if rate > 0 else 0.0
@@ -174,7 +175,7 @@ def sender(
                     for j in jumped:
                         if j not in high and now_s - t_start >= jumped[j]:
                             high.add(j)
-                            sent_at[j] = t_send
+                            sent_at[j] = (t_send, ts_ms)
                     break
                 if r.status_code in (429, 503):
                     too_many += 1
@@ -269,7 +270,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             p.start()
         rss: list[tuple[float, int]] = []
         seen: dict[int, float] = {}
-        ids: dict[int, str] = {}
+        sightings: dict[tuple[int, str, int], float] = {}
+        sid_of = {j: str(_series_id(series_labels(j))) for j in anomalies}
         next_rss = time.monotonic()
         try:
             with httpx.Client(timeout=10.0) as http:
@@ -279,31 +281,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     if time.monotonic() >= next_rss:
                         rss.append((time.time() - t0, ps.memory_info().rss))
                         next_rss += 5.0
-                    # Ask only for findings that can be news: those ending after the oldest
-                    # anomaly still unseen was sent (less 2 s of clock slack), so the poll does
-                    # not load the server it measures with every finding of the run. An anomaly
-                    # unseen for 60 s no longer holds the window back (it counts as missed
-                    # unless a later poll still sees it).
+                    # Ask only about the anomalies that are due and not seen yet, each by its
+                    # series id (relia's ids are stable hashes of name and labels), so polling
+                    # does not load the server it measures. A finding counts for an anomaly
+                    # only if it reaches its first high sample (a noise finding on that series
+                    # just before is no detection); which sample that was, the senders say at
+                    # the end, so every sighting is kept. After 60 s an anomaly counts as missed.
                     now = time.time()
-                    pending = [
-                        t for j, t in anomalies.items() if j not in seen and now - t0 - t < 60
+                    due = [
+                        j
+                        for j, at in anomalies.items()
+                        if j not in seen and 0 <= now - t0 - at < 60
                     ]
-                    since = t0 + (min(pending) if pending else now - t0) - 2.0
-                    try:
-                        r = http.get(
-                            url + "/api/v1/findings",
-                            params={"since": str(int(since * 1000)), "limit": 10000},
-                        )
+                    for j in due:
+                        since = int((t0 + anomalies[j] - 2.0) * 1000)
+                        try:
+                            r = http.get(
+                                url + "/api/v1/findings",
+                                params={"series_id": sid_of[j], "since": str(since)},
+                            )
+                        except httpx.HTTPError:
+                            continue
                         now = time.time()
                         for f in r.json().get("findings", []):
-                            if f["key"] not in ids.values():
-                                continue
-                            j = next(j for j, key in ids.items() if key == f["key"])
-                            seen.setdefault(j, now)
-                    except httpx.HTTPError:
-                        pass
-                    if not ids:
-                        ids = {j: _key(series_labels(j)) for j in anomalies}
+                            sightings.setdefault((j, f["id"], f["end"]), now)
+                            if f["end"] >= int((t0 + anomalies[j]) * 1000):
+                                seen.setdefault(j, now)
                     time.sleep(0.1)
             results = [out.get(timeout=30) for _ in procs]
             cpu1 = ps.cpu_times()  # the load is over (relia may still be draining its queue)
@@ -322,8 +325,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     acked = sum(r["acked"] for r in results)
     relia_cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
     sent_at: dict[int, float] = {}
-    for r in results:
-        sent_at.update({int(j): v for j, v in r["sent"].items()})
+    high_ts: dict[int, int] = {}
+    for result in results:
+        for j, (t_send, ts_ms) in result["sent"].items():
+            sent_at[int(j)], high_ts[int(j)] = t_send, ts_ms
+    found: dict[int, float] = {}
+    for (j, _fid, end), when in sightings.items():
+        if j in high_ts and end >= high_ts[j]:
+            found[j] = min(found.get(j, when), when)
+    seen = found
     lat = sorted(seen[j] - sent_at[j] for j in sent_at if j in seen)
     missed = sorted(j for j in sent_at if j not in seen)
     first = [v for t, v in rss if t <= 60.0]
@@ -365,10 +375,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _key(labels: dict[str, str]) -> str:
-    rest = sorted((k, v) for k, v in labels.items() if k != "__name__")
-    inner = ",".join(f'{k}="{v}"' for k, v in rest)
-    return f"{labels['__name__']}{{{inner}}}"
+def _series_id(labels: dict[str, str]) -> int:
+    """relia's id of a series: a stable hash of its name and labels."""
+    rest = {k: v for k, v in labels.items() if k != "__name__"}
+    return SeriesIndex().get_or_add(labels["__name__"], rest)
 
 
 def _drained_metrics(url: str, timeout_s: float = 120.0) -> str:

@@ -311,7 +311,8 @@ class AdaptiveTable(DetectorTable):
 # adaptive kernel and would not notice a change to adaptive.py (it checks only this file), so
 # the table could silently drift from the detector. Compiling the loop costs about 0.4 s once
 # per process; the kernel it calls comes from adaptive.py's own (correctly invalidated) cache.
-@numba.njit
+# nogil: relia up decodes remote-write requests in other threads while a tick scores.
+@numba.njit(nogil=True)
 def _adaptive_rows(  # type: ignore[no-untyped-def]
     rows, ts, values, st, q, hist, season, scnt, week, prm, score, expected, lower, upper, comp,
 ):  # fmt: skip
@@ -344,7 +345,7 @@ def _adaptive_rows(  # type: ignore[no-untyped-def]
         comp[i] = c1[0]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _bookkeep(rows, ts, n_seen, last_ts, changed):  # type: ignore[no-untyped-def]
     # Detector.update's counters, per row: points seen (NaN included) and the newest timestamp.
     for i in range(rows.shape[0]):

@@ -28,6 +28,7 @@ before ``now`` (and that holds no flapping key) is **resolved**.
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -149,7 +150,7 @@ def _fold(per_key: dict[str, dict[str, Any]], f: Finding, nodes: frozenset[str])
             "onset": f.start,
             "severity": f.severity,
             "score": f.score,
-            "nodes": set(nodes),
+            "nodes": frozenset(nodes),
             "summary": f.summary,
         }
         return
@@ -159,7 +160,8 @@ def _fold(per_key: dict[str, dict[str, Any]], f: Finding, nodes: frozenset[str])
     if _SEVERITY_RANK[f.severity] > _SEVERITY_RANK[k["severity"]]:
         k["severity"] = f.severity
     k["score"] = max(k["score"], f.score)
-    k["nodes"] |= nodes
+    if not nodes <= k["nodes"]:
+        k["nodes"] = k["nodes"] | nodes  # frozensets: _rank groups keys by them
 
 
 def _rank(
@@ -173,24 +175,31 @@ def _rank(
     first = min(k["onset"] for k in per_key.values())
     span = max(k["onset"] for k in per_key.values()) - first
     all_nodes: set[str] = set().union(*(k["nodes"] for k in per_key.values()))
-    # Totals first, words only for the keys that are listed.
-    ranked: list[tuple[float, int, str, set[str]]] = []
+    # Totals first, words only for the keys that are listed. Keys share few distinct service
+    # sets, so what lies below each set is worked out once; sort keys are (-total, onset, key).
+    below_of: dict[frozenset[str], tuple[set[str], float]] = {}
+    weight = _SEVERITY_WEIGHT
+    ranked: list[tuple[float, int, str]] = []
     for key, k in per_key.items():
-        others = all_nodes - k["nodes"]
-        below = {n for n in others if any(n in deps.get(m, frozenset()) for m in k["nodes"])}
-        upstream = len(below) / len(others) if others else 0.0
-        earliness = 1.0 if span == 0 else 1.0 - (k["onset"] - first) / span
-        total = (
-            0.5 * upstream
-            + 0.25 * earliness
-            + 0.15 * _SEVERITY_WEIGHT[k["severity"]]
-            + 0.1 * float(k["score"])
-        )
-        ranked.append((total, k["onset"], key, below))
-    ranked.sort(key=lambda r: (-r[0], r[1], r[2]))
+        nodes = k["nodes"]
+        got = below_of.get(nodes)
+        if got is None:
+            others = all_nodes - nodes
+            below_set = {n for n in others if any(n in deps.get(m, frozenset()) for m in nodes)}
+            got = (below_set, len(below_set) / len(others) if others else 0.0)
+            below_of[nodes] = got
+        onset = k["onset"]
+        earliness = 1.0 if span == 0 else 1.0 - (onset - first) / span
+        total = 0.5 * got[1] + 0.25 * earliness + 0.15 * weight[k["severity"]] + 0.1 * k["score"]
+        ranked.append((-total, onset, key))
+    best = ranked if limit is None else heapq.nsmallest(limit, ranked)
+    if limit is None:
+        best.sort()
     out: list[dict[str, Any]] = []
-    for total, onset, key, below in ranked[:limit]:
+    for neg_total, onset, key in best:
+        total = -neg_total
         k = per_key[key]
+        below = below_of[k["nodes"]][0]
         reasons: list[str] = []
         if below:
             reasons.append("upstream of " + ", ".join(sorted(below)))
@@ -538,13 +547,18 @@ class IncidentCorrelator:
             "keys": keys,
             "cause": cause,
         }
+        # model_construct: every field is built above with its declared type, and validating
+        # the id lists of an incident holding thousands of findings on every update was a
+        # large part of correlating a storm.
         if prev is None or new:
-            snap = Incident(**fields, updated_at=now, version=1)
+            snap = Incident.model_construct(**fields, updated_at=now, version=1)
         else:
             same = all(getattr(prev, k) == v for k, v in fields.items())
             if same and not bump and not force:
                 return None
-            snap = Incident(**fields, updated_at=now, version=prev.version + (1 if bump else 0))
+            snap = Incident.model_construct(
+                **fields, updated_at=now, version=prev.version + (1 if bump else 0)
+            )
         st.snap = snap
         return snap
 

@@ -68,6 +68,30 @@ def test_accepts_a_write(rig: Rig) -> None:
     assert rig.registry.get_sample_value("relia_remote_write_samples_total") == 10
 
 
+@pytest.mark.parametrize("inline", [True, False])
+def test_small_bodies_decode_inline_large_ones_in_a_thread(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, inline: bool
+) -> None:
+    import threading
+
+    import relia.ingest.api as api
+
+    threads: list[str] = []
+    real = rig.decoder.decode
+
+    def decode(body: bytes) -> object:
+        threads.append(threading.current_thread().name)
+        return real(body)
+
+    monkeypatch.setattr(rig.decoder, "decode", decode)
+    monkeypatch.setattr(api, "INLINE_BODY_BYTES", 1 << 20 if inline else 0)
+    r = rig.post(_body(10))
+    assert r.status_code == 204  # type: ignore[attr-defined]
+    assert rig.queue.samples == 10
+    assert len(threads) == 1
+    assert ("AnyIO worker" in threads[0]) is not inline, threads
+
+
 def test_bad_payloads_are_400_and_keep_nothing(rig: Rig) -> None:
     for body in (b"\x05nonsense", bytes(cramjam.snappy.compress_raw(b"\x0a\x05\x01")), b""):
         r = rig.post(body)

@@ -6,7 +6,11 @@ version; 429 with ``Retry-After`` while the queue is full; 503 with ``Retry-Afte
 shutting down. Prometheus retries 429 and 5xx and drops a batch on other 4xx, which is what each
 case wants.
 
-Decoding is CPU work: it runs in the thread pool so the event loop keeps serving.
+Decoding is CPU work. A request of ordinary size (Prometheus sends up to 2,000 samples, some
+tens of KB) is decoded on the event loop: that takes about a millisecond, while handing it to the
+thread pool and back costs two thread switches, each of which can wait for the GIL for a whole
+switch interval under load (measured: the hand-over was a fifth of relia up's GIL time at 400k
+samples/s). Larger bodies go to the thread pool so the event loop keeps serving.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from relia.ingest.remote_write import RemoteWriteDecoder
 from relia.ingest.source import IngestMetrics
 
 __all__ = ["remote_write_router"]
+
+#: Bodies up to this size (compressed) are decoded on the event loop, larger ones in a thread.
+INLINE_BODY_BYTES = 256 << 10
 
 
 def _problem(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -111,6 +118,8 @@ def remote_write_router(
         body = b"".join(chunks)
         if not body:
             return _problem(400, "empty body: expected a snappy-compressed WriteRequest")
+        if len(body) <= INLINE_BODY_BYTES:
+            return accept(body)
         return await run_in_threadpool(accept, body)
 
     return router

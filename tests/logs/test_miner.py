@@ -6,15 +6,19 @@ import json
 import zlib
 
 import numpy as np
+import polars as pl
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from relia.errors import DataError
+from relia.logs._kernels import SkeletonCache, TemplateTable, scan_lines
 from relia.logs.miner import (
+    _NO_HEADER,
     OVERFLOW_TEMPLATE,
     MinerConfig,
     TemplateMiner,
+    _arrow_buffers,
     mask_messages,
 )
 
@@ -138,7 +142,7 @@ def test_fresh_values_in_a_known_template_skip_the_python_path() -> None:
     ids = miner.add(lines)
     assert len(set(ids.tolist())) == 1 and len(miner) == 1
     # The compiled matcher took them: they did not enter the per-skeleton (Python) cache.
-    assert len(miner._hash_ids) < 100
+    assert len(miner._cache) < 100
 
 
 def test_ids_are_stable_across_batches() -> None:
@@ -224,7 +228,7 @@ def test_skeleton_cache_is_bounded() -> None:
     messages = [f"event{chr(97 + i % 26)}{chr(97 + i // 26)} happened" for i in range(60)]
     ids = miner.add(messages)
     # The cache is private; its size is what this test is about.
-    assert len(miner._hash_ids) <= 5
+    assert len(miner._cache) <= 5
     assert miner.add(messages).tolist() == ids.tolist()  # misses cost lookups, not new ids
     assert len(miner) == 60
 
@@ -314,3 +318,100 @@ def test_a_restored_miner_matches_as_the_saved_one(batches: list[list[str]]) -> 
     restored = TemplateMiner.from_bytes(miner.to_bytes())
     for batch in batches:
         assert restored.match(batch).tolist() == miner.match(batch).tolist()
+
+
+def test_second_word_of_two_word_messages_is_a_parameter_after_many_values() -> None:
+    miner = TemplateMiner()
+    names = _fresh_words(30, 7, seed=7)
+    ids = miner.add([f"removing {name}" for name in names])
+    assert [t.text for t in miner.templates] == ["removing <*>"]
+    assert len(set(miner.resolve(ids).tolist())) == 1
+    # A handful of values are states, not parameters: they stay apart.
+    states = miner.add([f"isScreenOn {s}" for s in ("true", "false", "unknown")] * 5)
+    assert len(set(states.tolist())) == 3
+
+
+def test_family_varying_in_most_words_merges() -> None:
+    # Seven words, four of them fresh keys on every line: no two lines share half their words,
+    # but the family took many words at exactly those positions.
+    keys = [_fresh_words(40, 6, seed=10 + k) for k in range(4)]
+    lines = [
+        "Setting BTCoex Config: " + ", ".join(f"{k[i]}_4Q:{i % 2}" for k in keys) for i in range(40)
+    ]
+    miner = TemplateMiner()
+    ids = miner.add(lines)
+    assert len(set(miner.resolve(ids).tolist())) <= 2
+    assert len(miner) <= 2
+    assert miner.match(lines).tolist() == miner.resolve(ids).tolist()
+
+
+def test_a_fresh_miner_learns_from_the_first_block_and_numbers_ids_in_order() -> None:
+    # More lines than one block: the event first seen near the end still gets the next id.
+    names = _fresh_words(12_000, 6, seed=20)
+    lines = [f"user {n} logged in from host{i % 7}" for i, n in enumerate(names)]
+    lines[11_000] = "disk 3 is full"
+    miner = TemplateMiner()
+    ids = miner.add(lines)
+    assert ids[11_000] == int(ids.max()) and ids[11_000] not in set(ids[:11_000].tolist())
+    assert miner.match(lines).tolist() == ids.tolist()
+    assert sum(t.count for t in miner.templates) == len(lines)
+
+
+def test_skeleton_cache_grows_and_stays_bounded() -> None:
+    cache = SkeletonCache(limit=100)
+    hashes = np.arange(1, 61, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    cache.put(hashes, np.arange(60, dtype=np.int64))
+    assert len(cache) == 60 and len(cache.keys) >= 120  # at most half full
+    cache.put(hashes[:10], np.arange(100, 110, dtype=np.int64))  # overwrite, no growth in size
+    assert len(cache) == 60
+    stored = {int(k): int(v) for k, v in zip(cache.keys, cache.vals, strict=True) if v >= 0}
+    assert stored[int(hashes[0])] == 100 and stored[int(hashes[59])] == 59
+    more = np.arange(1000, 1100, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    cache.put(more, np.arange(100, dtype=np.int64))
+    assert len(cache) <= 100  # cleared once full
+
+
+def _scan(
+    messages: list[str], table: TemplateTable, cache: SkeletonCache | None = None
+) -> list[int]:
+    data, offsets = _arrow_buffers(pl.Series(messages, dtype=pl.String))
+    rows = np.arange(len(messages), dtype=np.int64)
+    ids, _ = scan_lines(data, offsets, rows, _NO_HEADER, cache or SkeletonCache(8), table)
+    return ids.tolist()
+
+
+def test_compiled_matcher_takes_the_narrowest_template_across_buckets() -> None:
+    table = TemplateTable.of(
+        [
+            (9, ["a", "<*>", "<*>", "d"], {1: ("", ""), 2: ("", "")}),  # first word "a"
+            (5, ["<*>", "b", "c", "d"], {0: ("", "")}),  # first word a parameter
+            (7, ["a", "b", "c", "<*>"], {3: ("", "")}),
+            (3, ["x=<*>", "y"], {0: ("x=", "")}),  # affixes
+        ]
+    )
+    assert _scan(["a b c d", "q b c d", "a b c q", "a q q d", "a q q q"], table) == [5, 5, 7, 9, -1]
+    assert _scan(["x=1 y", "x=abc y", "z=1 y", "x= y", "a b c"], table) == [3, 3, -1, 3, -1]
+    # A cached skeleton hash answers before the table (the cache holds learned ids).
+    cache = SkeletonCache(8)
+    _, hashes = scan_lines(
+        *_arrow_buffers(pl.Series(["a b c d"])), np.zeros(1, np.int64), _NO_HEADER, cache, None
+    )
+    cache.put(hashes, np.array([42], dtype=np.int64))
+    assert _scan(["a b c d", "q b c d"], table, cache) == [42, 5]
+
+
+def test_compiled_table_follows_merges() -> None:
+    miner = TemplateMiner()
+    miner.add(["user alice logged in", "user bob logged in", "disk 3 is full"])
+    before = miner._compiled()
+    miner.add(["user carol logged in"])  # merges the users
+    after = miner._compiled()
+    assert after is not before
+    rebuilt = TemplateTable.of(
+        [
+            (t.id, t.text.split(" "), {p: (a, b) for p, a, b in miner._fits[t.id]})
+            for t in miner.templates
+        ]
+    )
+    for name in ("ids", "starts", "word_hash", "kind", "bounds", "affixes", "members"):
+        assert np.array_equal(getattr(after, name), getattr(rebuilt, name)), name

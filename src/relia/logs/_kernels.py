@@ -1,10 +1,12 @@
 """The batch path of template mining, compiled: header skip, masking and skeleton hashing per line.
 
-One pass over the UTF-8 bytes of a whole Arrow string column (no Python string per line): for each
-line, skip the learned header, cut the message into segments, mask the parameter segments and hash
-the resulting *skeleton* (FNV-1a, 64 bit). Only lines whose hash the miner has not seen go back to
-Python, as one representative per distinct hash, and :func:`skeletons` writes those skeletons out
-with the very same code, so the hash path and the learning path cannot disagree.
+One pass over the UTF-8 bytes of a whole Arrow string column (no Python string per line,
+:func:`scan_lines`): for each line, skip the learned header, cut the message into segments, mask the
+parameter segments into the line's *skeleton*, hash its words and the skeleton (64 bit), look the
+skeleton up in the cache of learned skeletons (:class:`SkeletonCache`) and else match it against
+the live templates (:class:`TemplateTable`). Only lines that nothing fits go back to Python, as one
+representative per distinct hash, and :func:`skeletons` writes those skeletons out with the very
+same masking code, so the matching path and the learning path cannot disagree.
 
 The masking rules (first that applies wins, per segment — a run of bytes other than whitespace and
 ``= : , ; ( ) [ ] { } < > " ' | @ #``):
@@ -24,11 +26,24 @@ Whitespace runs become one space; leading and trailing whitespace goes.
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+
 import numpy as np
 from numba import njit, prange
 from numpy.typing import NDArray
 
-__all__ = ["TLDS", "TemplateTable", "hash_lines", "match_lines", "skeletons", "token_hashes"]
+__all__ = [
+    "TLDS",
+    "EncodedTemplate",
+    "SkeletonCache",
+    "TemplateTable",
+    "encode_templates",
+    "hash_lines",
+    "scan_lines",
+    "skeletons",
+    "token_hashes",
+]
 
 TLDS = (
     "com net org edu gov mil int io info biz name pro asia mobi tv me co us ca cc ai app dev "
@@ -52,6 +67,20 @@ for _ch in "=:,;()[]{}<>\"'|@#":
 _SPACE = np.zeros(256, dtype=np.bool_)
 for _ch in " \t\n\r\x0b\x0c":
     _SPACE[ord(_ch)] = True
+# One lookup classifies a byte for the masking loop (counted without branches).
+_DIGIT, _DOT, _SLASH, _OTHER, _IS_SPACE, _IS_SEP = 1, 2, 4, 8, 16, 32
+_CLASS = np.full(256, _OTHER, dtype=np.uint8)  # _OTHER: a byte a domain name cannot hold
+for _b in range(256):
+    if _SPACE[_b]:
+        _CLASS[_b] = _IS_SPACE
+    elif _SEPARATOR[_b]:
+        _CLASS[_b] = _IS_SEP
+    elif 48 <= _b <= 57:
+        _CLASS[_b] = _DIGIT
+    elif _b == 45 or 65 <= _b <= 90 or 97 <= _b <= 122:  # "-" and ASCII letters
+        _CLASS[_b] = 0
+_CLASS[ord(".")] = _DOT
+_CLASS[ord("/")] = _SLASH | _OTHER
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x9E3779B97F4A7C15)  # golden-ratio multiplier: mixes whole words well
@@ -86,6 +115,13 @@ def _push(h, acc, nacc, b):  # type: ignore[no-untyped-def]
         acc = np.uint64(0)
         nacc = 0
     return h, acc, nacc
+
+
+@njit(cache=True, inline="always")
+def _finish(h, acc, nacc):  # type: ignore[no-untyped-def]
+    """The hash after the last byte :func:`_push` gathered."""
+    h = (h ^ acc ^ (np.uint64(nacc) << np.uint64(56))) * _FNV_PRIME
+    return h ^ (h >> np.uint64(31))
 
 
 @njit(cache=True)
@@ -203,8 +239,10 @@ def _message_start(data, s, e, layout, space):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _line(data, s, e, sep, space, tld_blob, tld_off, name_blob, name_off, out, pos):  # type: ignore[no-untyped-def]
-    """Hash the skeleton of ``data[s:e]``; write it to ``out[pos:]`` too unless ``out`` is empty."""
+def _line(data, s, e, cls, space, tld_blob, tld_off, name_blob, name_off, out, pos, hashing=True):  # type: ignore[no-untyped-def]
+    """Hash the skeleton of ``data[s:e]`` (unless not ``hashing``: 0); write it to ``out[pos:]``
+    too unless ``out`` is empty. ``cls`` is :data:`_CLASS`, ``space`` :data:`_SPACE`.
+    """
     h = _FNV_OFFSET
     acc = np.uint64(0)  # bytes gathered into a word; mixed into h eight at a time
     nacc = 0
@@ -214,18 +252,21 @@ def _line(data, s, e, sep, space, tld_blob, tld_off, name_blob, name_off, out, p
     i = s
     while i < e:
         b = data[i]
-        if space[b]:
+        kind = cls[b]
+        if kind & _IS_SPACE:
             pending_space = wrote
             i += 1
             continue
         if pending_space:
-            h, acc, nacc = _push(h, acc, nacc, 32)
+            if hashing:
+                h, acc, nacc = _push(h, acc, nacc, 32)
             if emit:
                 out[pos] = 32
                 pos += 1
             pending_space = False
-        if sep[b]:
-            h, acc, nacc = _push(h, acc, nacc, b)
+        if kind & _IS_SEP:
+            if hashing:
+                h, acc, nacc = _push(h, acc, nacc, b)
             if emit:
                 out[pos] = b
                 pos += 1
@@ -236,23 +277,29 @@ def _line(data, s, e, sep, space, tld_blob, tld_off, name_blob, name_off, out, p
         digits = 0
         dots = 0
         slashes = 0
-        other = False  # a byte a domain name cannot hold
-        while j < e and not space[data[j]] and not sep[data[j]]:
-            c = data[j]
-            if 48 <= c <= 57:
-                digits += 1
-            elif c == 46:
-                dots += 1
-            elif c == 47:
-                slashes += 1
-                other = True
-            elif not (_is_letter(c) or c == 45):
-                other = True
+        other = 0  # a byte a domain name cannot hold
+        while j < e:
+            b = data[j]
+            c = cls[b]
+            if c & (_IS_SPACE | _IS_SEP):
+                break
+            if emit:  # copied as it is read; a masked segment keeps only a prefix of it
+                out[pos + j - i] = b
+            digits += c & _DIGIT
+            dots += (c & _DOT) >> 1
+            slashes += (c & _SLASH) >> 2
+            other |= c & _OTHER
             j += 1
         keep = j  # bytes [i, keep) are written as they are, then "<*>" if masked
         masked = False
         if (
-            (dots > 0 and not other and _is_domain(data, i, j, tld_blob, tld_off))
+            # (a domain ends in letters: numbers like 10.0.0.1 or 12.5 skip the TLD lookup)
+            (
+                dots > 0
+                and not other
+                and not _is_digit(data[j - 1])
+                and _is_domain(data, i, j, tld_blob, tld_off)
+            )
             or (j - i == 3 and 65 <= data[i] <= 90 and _in_table(data, i, j, name_blob, name_off))
             or (
                 dots >= 2
@@ -286,38 +333,40 @@ def _line(data, s, e, sep, space, tld_blob, tld_off, name_blob, name_off, out, p
                     or digits >= 3
                 ):
                     keep, masked = i, True
-        for k in range(i, keep):
-            h, acc, nacc = _push(h, acc, nacc, data[k])
-            if emit:
-                out[pos] = data[k]
-                pos += 1
-        if masked:
-            for c in (60, 42, 62):  # "<*>"
-                h, acc, nacc = _push(h, acc, nacc, c)
-                if emit:
-                    out[pos] = c
-                    pos += 1
+        if hashing:
+            for k in range(i, keep):
+                h, acc, nacc = _push(h, acc, nacc, data[k])
+            if masked:
+                for c in (60, 42, 62):  # "<*>"
+                    h, acc, nacc = _push(h, acc, nacc, c)
+        if emit:
+            pos += keep - i
+            if masked:
+                out[pos] = 60  # "<*>"
+                out[pos + 1] = 42
+                out[pos + 2] = 62
+                pos += 3
         wrote = True
         i = j
-    h = (h ^ acc ^ (np.uint64(nacc) << np.uint64(56))) * _FNV_PRIME
-    h ^= h >> np.uint64(31)
-    return h, pos
+    if not hashing:
+        return np.uint64(0), pos
+    return _finish(h, acc, nacc), pos
 
 
 @njit(cache=True, parallel=True)
-def _hash_all(data, offsets, layout, sep, space, tld_blob, tld_off, name_blob, name_off, hashes):  # type: ignore[no-untyped-def]
+def _hash_all(data, offsets, layout, cls, space, tld_blob, tld_off, name_blob, name_off, hashes):  # type: ignore[no-untyped-def]
     empty = np.empty(0, dtype=np.uint8)
     for n in prange(len(offsets) - 1):
         s = offsets[n]
         e = offsets[n + 1]
         start = _message_start(data, s, e, layout, space)
-        h, _ = _line(data, start, e, sep, space, tld_blob, tld_off, name_blob, name_off, empty, 0)
+        h, _ = _line(data, start, e, cls, space, tld_blob, tld_off, name_blob, name_off, empty, 0)
         hashes[n] = h
 
 
 @njit(cache=True)
 def _emit(  # type: ignore[no-untyped-def]
-    data, offsets, rows, layout, sep, space, tld_blob, tld_off, name_blob, name_off, out, ends
+    data, offsets, rows, layout, cls, space, tld_blob, tld_off, name_blob, name_off, out, ends
 ):
     pos = 0
     for r in range(len(rows)):
@@ -325,20 +374,21 @@ def _emit(  # type: ignore[no-untyped-def]
         s = offsets[n]
         e = offsets[n + 1]
         start = _message_start(data, s, e, layout, space)
-        _, pos = _line(data, start, e, sep, space, tld_blob, tld_off, name_blob, name_off, out, pos)
+        _, pos = _line(data, start, e, cls, space, tld_blob, tld_off, name_blob, name_off, out, pos)
         ends[r] = pos
 
 
 def hash_lines(
     data: NDArray[np.uint8], offsets: NDArray[np.int64], layout: NDArray[np.int64]
 ) -> NDArray[np.uint64]:
-    """The skeleton hash of every line (``data[offsets[n]:offsets[n+1]]``) after its header."""
+    """The skeleton hash of every line (``data[offsets[n]:offsets[n+1]]``) after its header, byte
+    by byte (:func:`scan_lines` hashes a skeleton by its words instead, for its own cache)."""
     hashes = np.empty(len(offsets) - 1, dtype=np.uint64)
     _hash_all(
         data,
         offsets,
         layout,
-        _SEPARATOR,
+        _CLASS,
         _SPACE,
         _TLD_BLOB,
         _TLD_OFF,
@@ -366,7 +416,7 @@ def skeletons(
         offsets,
         rows,
         layout,
-        _SEPARATOR,
+        _CLASS,
         _SPACE,
         _TLD_BLOB,
         _TLD_OFF,
@@ -386,15 +436,36 @@ def skeletons(
 # -- matching lines against learned templates, compiled -----------------------------------------
 
 _TOKEN_PRIME = np.uint64(0x100000001B3)
+#: The bucket head of templates whose first word is a parameter (or that have no words).
+_WILD_HEAD = np.uint64(0x5BD1E9955BD1E995)
+#: Lines per parallel work item of :func:`scan_lines`: one set of scratch buffers serves them all
+#: (a buffer allocated per line costs more than masking a short line).
+_CHUNK = 2048
 
 
 @njit(cache=True, inline="always")
 def _token_hash(buf, s, e):  # type: ignore[no-untyped-def]
-    """FNV-1a of one skeleton token ``buf[s:e]`` (the table's literal words use the same)."""
+    """The hash of one skeleton token ``buf[s:e]``, as :func:`_scan_all` computes it."""
     h = _FNV_OFFSET
+    acc = np.uint64(0)
+    nacc = 0
     for k in range(s, e):
-        h = (h ^ np.uint64(buf[k])) * _TOKEN_PRIME
-    return h
+        h, acc, nacc = _push(h, acc, nacc, buf[k])
+    return _finish(h, acc, nacc)
+
+
+@njit(cache=True, inline="always")
+def _fold(h, token):  # type: ignore[no-untyped-def]
+    """Mix one token's hash into a skeleton's hash."""
+    h = (h ^ token) * _FNV_PRIME
+    return h ^ (h >> np.uint64(29))
+
+
+@njit(cache=True, inline="always")
+def _bucket_key(length, head):  # type: ignore[no-untyped-def]
+    """The bucket of the templates of ``length`` words whose first word hashes to ``head``."""
+    h = (head ^ (np.uint64(length) * _FNV_PRIME)) * _TOKEN_PRIME
+    return h ^ (h >> np.uint64(29))
 
 
 @njit(cache=True)
@@ -403,8 +474,14 @@ def _hash_tokens(blob, offsets, out):  # type: ignore[no-untyped-def]
         out[k] = _token_hash(blob, offsets[k], offsets[k + 1])
 
 
+@njit(cache=True)
+def _bucket_keys(lengths, heads, wild, out):  # type: ignore[no-untyped-def]
+    for k in range(len(lengths)):
+        out[k] = _bucket_key(lengths[k], _WILD_HEAD if wild[k] else heads[k])
+
+
 def token_hashes(tokens: list[str]) -> NDArray[np.uint64]:
-    """The hash :func:`match_lines` gives each of ``tokens`` (UTF-8), for building its table."""
+    """The hash :func:`scan_lines` gives each of ``tokens`` (UTF-8), for building its table."""
     encoded = [t.encode() for t in tokens]
     blob = np.frombuffer(b"".join(encoded) or b"\0", dtype=np.uint8)
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
@@ -414,165 +491,338 @@ def token_hashes(tokens: list[str]) -> NDArray[np.uint64]:
     return out
 
 
-class TemplateTable:
-    """Live templates as flat arrays for :func:`match_lines`.
+@dataclass(frozen=True)
+class EncodedTemplate:
+    """One template's piece of a :class:`TemplateTable`, kept by the miner until the template
+    changes, so that the table is rebuilt by concatenation rather than from text."""
 
-    Templates are grouped by word count (``by_length[n]:by_length[n + 1]`` are the templates of
-    ``n`` words), most specific first (fewest ``<*>`` positions), so a line that fits several
-    takes the narrowest. Per word of a template: ``kind`` 0 = literal (``word_hash``), 1 = a
-    parameter position whose word must start with ``affixes[prefix_start:prefix_end]`` and end
-    with ``affixes[suffix_start:suffix_end]``.
+    word_hash: NDArray[np.uint64]
+    kind: NDArray[np.uint8]
+    bounds: NDArray[np.int64]  # into ``affixes`` of this template alone
+    affixes: bytes
+    wild: int  # parameter positions: the rank of a template among those a line fits
+
+
+def encode_templates(
+    templates: list[tuple[list[str], dict[int, tuple[str, str]]]],
+) -> list[EncodedTemplate]:
+    """Encode templates (words, parameter position -> (prefix, suffix)) for a table."""
+    hashes = token_hashes([w for words, _ in templates for w in words])
+    out = []
+    base = 0
+    for words, shape in templates:
+        n = len(words)
+        kind = np.zeros(n, dtype=np.uint8)
+        bounds = np.zeros((n, 4), dtype=np.int64)
+        affixes = bytearray()
+        for p, (prefix, suffix) in shape.items():
+            kind[p] = 1
+            bounds[p, 0] = len(affixes)
+            affixes += prefix.encode()
+            bounds[p, 1] = bounds[p, 2] = len(affixes)
+            affixes += suffix.encode()
+            bounds[p, 3] = len(affixes)
+        out.append(
+            EncodedTemplate(hashes[base : base + n], kind, bounds, bytes(affixes), len(shape))
+        )
+        base += n
+    return out
+
+
+class TemplateTable:
+    """Live templates as flat arrays for :func:`scan_lines`.
+
+    Templates are numbered by rank, fewest ``<*>`` positions first and then the oldest id, so
+    that a line that fits several takes the narrowest (the miner's own rule). The words of
+    template ``t`` are ``starts[t]:starts[t + 1]``; per word, ``kind`` 0 = a literal
+    (``word_hash``), 1 = a parameter position whose word must start with
+    ``affixes[bounds[j, 0]:bounds[j, 1]]`` and end with ``affixes[bounds[j, 2]:bounds[j, 3]]``.
+
+    A line is compared only with the templates of its word count whose first word is its own
+    first word or a parameter (thousands of templates, a handful of candidates): the templates
+    of bucket ``bucket_keys[b]`` (sorted) are ``members[bucket_start[b]:bucket_start[b + 1]]``,
+    by rank.
     """
 
-    def __init__(self, templates: list[tuple[int, list[str], dict[int, tuple[str, str]]]]):
-        templates = sorted(templates, key=lambda t: (len(t[1]), len(t[2]), t[0]))
-        longest = max((len(t[1]) for t in templates), default=0)
-        counts = np.bincount([len(t[1]) for t in templates], minlength=longest + 1)
-        self.by_length = np.zeros(longest + 2, dtype=np.int64)
-        np.cumsum(counts, out=self.by_length[1:])
-        self.ids = np.array([t[0] for t in templates], dtype=np.int64)
-        starts = np.zeros(len(templates) + 1, dtype=np.int64)
-        np.cumsum([len(t[1]) for t in templates], out=starts[1:])
-        self.starts = starts
-        words = [w for t in templates for w in t[1]]
-        self.word_hash = token_hashes(words)
-        self.kind = np.zeros(len(words), dtype=np.uint8)
-        bounds = np.zeros((len(words), 4), dtype=np.int64)
-        affixes = bytearray()
-        j = 0
-        for _, tokens, shape in templates:
-            for p in range(len(tokens)):
-                if p in shape:
-                    prefix, suffix = (a.encode() for a in shape[p])
-                    self.kind[j] = 1
-                    bounds[j, 0] = len(affixes)
-                    affixes += prefix
-                    bounds[j, 1] = bounds[j, 2] = len(affixes)
-                    affixes += suffix
-                    bounds[j, 3] = len(affixes)
-                j += 1
-        self.bounds = bounds
-        self.affixes = np.frombuffer(bytes(affixes) or b"\0", dtype=np.uint8).copy()
+    def __init__(self, entries: list[tuple[int, EncodedTemplate]]) -> None:
+        entries = sorted(entries, key=lambda e: (e[1].wild, e[0]))
+        count = len(entries)
+        encoded = [e for _, e in entries]
+        self.ids = np.array([i for i, _ in entries], dtype=np.int64)
+        lengths = np.array([len(e.kind) for e in encoded], dtype=np.int64)
+        self.starts = np.zeros(count + 1, dtype=np.int64)
+        np.cumsum(lengths, out=self.starts[1:])
+        words = int(self.starts[-1])
+        if words:
+            self.word_hash = np.concatenate([e.word_hash for e in encoded])
+            self.kind = np.concatenate([e.kind for e in encoded])
+            affix_start = np.zeros(count, dtype=np.int64)
+            np.cumsum([len(e.affixes) for e in encoded[:-1]], out=affix_start[1:])
+            self.bounds = np.concatenate([e.bounds for e in encoded])
+            self.bounds += np.repeat(affix_start, lengths)[:, None]
+        else:
+            self.word_hash = np.zeros(0, dtype=np.uint64)
+            self.kind = np.zeros(0, dtype=np.uint8)
+            self.bounds = np.zeros((0, 4), dtype=np.int64)
+        blob = b"".join(e.affixes for e in encoded)
+        self.affixes = np.frombuffer(blob or b"\0", dtype=np.uint8).copy()
+        first = np.minimum(self.starts[:-1], max(words - 1, 0))
+        if words:
+            heads = self.word_hash[first]
+            wild = (lengths == 0) | (self.kind[first] == 1)
+        else:
+            heads = np.zeros(count, dtype=np.uint64)
+            wild = np.ones(count, dtype=np.bool_)
+        keys = np.empty(count, dtype=np.uint64)
+        _bucket_keys(lengths, heads, wild, keys)
+        self.members = np.lexsort((np.arange(count), keys)).astype(np.int64)
+        self.bucket_keys, first_member = np.unique(keys[self.members], return_index=True)
+        self.bucket_start = np.append(first_member, count).astype(np.int64)
+
+    @classmethod
+    def of(
+        cls, templates: list[tuple[int, list[str], dict[int, tuple[str, str]]]]
+    ) -> TemplateTable:
+        """The table of templates (id, words, parameter position -> (prefix, suffix))."""
+        encoded = encode_templates([(words, shape) for _, words, shape in templates])
+        return cls([(t[0], e) for t, e in zip(templates, encoded, strict=True)])
+
+
+@njit(cache=True, inline="always")
+def _fits(t, ntok, buf, tok_s, tok_e, tok_h, starts, word_hash, kind, bounds, affixes):  # type: ignore[no-untyped-def]
+    """Whether the tokenized line fits template ``t`` (of its word count)."""
+    base = starts[t]
+    for p in range(ntok):
+        j = base + p
+        if kind[j] == 0:
+            if tok_h[p] != word_hash[j]:
+                return False
+            continue
+        ps = bounds[j, 0]
+        pl = bounds[j, 1] - ps
+        ss = bounds[j, 2]
+        sl = bounds[j, 3] - ss
+        ws = tok_s[p]
+        we = tok_e[p]
+        if we - ws < pl + sl:
+            return False
+        for q in range(pl):
+            if buf[ws + q] != affixes[ps + q]:
+                return False
+        for q in range(sl):
+            if buf[we - sl + q] != affixes[ss + q]:
+                return False
+    return True
+
+
+@njit(cache=True, inline="always")
+def _cache_get(keys, vals, h):  # type: ignore[no-untyped-def]
+    """The id stored for skeleton hash ``h`` in the open-addressing cache (-1: none)."""
+    mask = len(keys) - 1
+    slot = np.int64(h & np.uint64(mask))
+    while True:
+        v = vals[slot]
+        if v < 0 or keys[slot] == h:
+            return v
+        slot = (slot + 1) & mask
+
+
+@njit(cache=True)
+def _cache_put(keys, vals, hashes, ids, size, limit):  # type: ignore[no-untyped-def]
+    mask = len(keys) - 1
+    for k in range(len(hashes)):
+        if size >= limit:  # bounded memory: start over (a miss only costs a match)
+            vals[:] = -1
+            size = 0
+        h = hashes[k]
+        slot = np.int64(h & np.uint64(mask))
+        while vals[slot] >= 0 and keys[slot] != h:
+            slot = (slot + 1) & mask
+        if vals[slot] < 0:
+            size += 1
+        keys[slot] = h
+        vals[slot] = ids[k]
+    return size
+
+
+class SkeletonCache:
+    """Skeleton hash -> template id, an open-addressing table that :func:`scan_lines` probes.
+
+    Bounded: once it holds ``limit`` entries it is cleared before the next insert.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.keys = np.zeros(16, dtype=np.uint64)
+        self.vals = np.full(16, -1, dtype=np.int64)
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def put(self, hashes: NDArray[np.uint64], ids: NDArray[np.int64]) -> None:
+        """Remember ``ids[k]`` for ``hashes[k]`` (ids >= 0)."""
+        need = 2 * min(self.size + len(hashes), self.limit)  # at most half full: short probes
+        if need > len(self.keys):
+            capacity = len(self.keys)
+            while capacity < need:
+                capacity *= 2
+            live = self.vals >= 0
+            old_keys, old_vals = self.keys[live], self.vals[live]
+            self.keys = np.zeros(capacity, dtype=np.uint64)
+            self.vals = np.full(capacity, -1, dtype=np.int64)
+            self.size = _cache_put(self.keys, self.vals, old_keys, old_vals, 0, self.limit)
+        self.size = _cache_put(self.keys, self.vals, hashes, ids, self.size, self.limit)
 
 
 @njit(cache=True, parallel=True)
-def _match_all(  # type: ignore[no-untyped-def]
+def _scan_all(  # type: ignore[no-untyped-def]
     data,
     offsets,
     rows,
     layout,
-    sep,
+    cls,
     space,
     tld_blob,
     tld_off,
     name_blob,
     name_off,
-    by_length,
+    cache_keys,
+    cache_vals,
     ids,
     starts,
     word_hash,
     kind,
     bounds,
     affixes,
+    bucket_keys,
+    bucket_start,
+    members,
     out_ids,
+    out_hash,
 ):
-    longest = len(by_length) - 2
-    for r in prange(len(rows)):
-        out_ids[r] = -1
-        n = rows[r]
-        s = offsets[n]
-        e = offsets[n + 1]
-        start = _message_start(data, s, e, layout, space)
-        buf = np.empty(3 * (e - start) + 8, dtype=np.uint8)
-        _, m = _line(data, start, e, sep, space, tld_blob, tld_off, name_blob, name_off, buf, 0)
-        ntok = 0
-        if m > 0:
-            ntok = 1
-            for k in range(m):
-                if buf[k] == 32:
+    count = len(rows)
+    chunks = (count + _CHUNK - 1) // _CHUNK
+    matching = len(ids) > 0
+    for c in prange(chunks):
+        lo = c * _CHUNK
+        hi = min(count, lo + _CHUNK)
+        longest = 0
+        for r in range(lo, hi):
+            longest = max(longest, offsets[rows[r] + 1] - offsets[rows[r]])
+        # Masking writes at most "<*>" (3 bytes) per input byte; a token holds at least one
+        # input byte and is followed by whitespace, so there are at most longest // 2 + 1.
+        buf = np.empty(3 * longest + 8, dtype=np.uint8)
+        tok_s = np.empty(longest // 2 + 2, dtype=np.int64)
+        tok_e = np.empty(longest // 2 + 2, dtype=np.int64)
+        tok_h = np.empty(longest // 2 + 2, dtype=np.uint64)
+        for r in range(lo, hi):
+            n = rows[r]
+            s = offsets[n]
+            e = offsets[n + 1]
+            start = _message_start(data, s, e, layout, space)
+            _, m = _line(
+                data, start, e, cls, space, tld_blob, tld_off, name_blob, name_off, buf, 0, False
+            )
+            # One pass over the skeleton cuts it into tokens and hashes each, 8 bytes per
+            # multiply; the skeleton's hash is made of the tokens' hashes.
+            ntok = 0
+            a = 0
+            h = _FNV_OFFSET
+            th = _FNV_OFFSET
+            acc = np.uint64(0)
+            nacc = 0
+            for k in range(m + 1 if m > 0 else 0):
+                if k == m or buf[k] == 32:
+                    th = _finish(th, acc, nacc)
+                    tok_s[ntok] = a
+                    tok_e[ntok] = k
+                    tok_h[ntok] = th
+                    h = _fold(h, th)
                     ntok += 1
-        if ntok > longest or by_length[ntok] == by_length[ntok + 1]:
-            continue
-        tok_s = np.empty(ntok, dtype=np.int64)
-        tok_e = np.empty(ntok, dtype=np.int64)
-        tok_h = np.empty(ntok, dtype=np.uint64)
-        t = 0
-        a = 0
-        for k in range(m + 1 if ntok else 0):
-            if k == m or buf[k] == 32:
-                tok_s[t] = a
-                tok_e[t] = k
-                tok_h[t] = _token_hash(buf, a, k)
-                t += 1
-                a = k + 1
-        for c in range(by_length[ntok], by_length[ntok + 1]):
-            base = starts[c]
-            fits = True
-            for p in range(ntok):
-                j = base + p
-                if kind[j] == 0:
-                    if tok_h[p] != word_hash[j]:
-                        fits = False
-                        break
+                    a = k + 1
+                    th = _FNV_OFFSET
+                    acc = np.uint64(0)
+                    nacc = 0
+                else:
+                    th, acc, nacc = _push(th, acc, nacc, buf[k])
+            h = _finish(h, np.uint64(ntok), 0)
+            out_hash[r] = h
+            found = _cache_get(cache_keys, cache_vals, h)
+            out_ids[r] = found
+            if found >= 0 or not matching:
+                continue
+            # The narrowest template among those headed by this first word and those headed by
+            # a parameter: each bucket is ranked, so its first fit is its best.
+            best = len(ids)
+            for head in range(2):
+                if head == 0 and ntok == 0:
                     continue
-                ps = bounds[j, 0]
-                pl = bounds[j, 1] - ps
-                ss = bounds[j, 2]
-                sl = bounds[j, 3] - ss
-                ws = tok_s[p]
-                we = tok_e[p]
-                if we - ws < pl + sl:
-                    fits = False
-                    break
-                for q in range(pl):
-                    if buf[ws + q] != affixes[ps + q]:
-                        fits = False
+                key = _bucket_key(ntok, tok_h[0] if head == 0 else _WILD_HEAD)
+                b = np.searchsorted(bucket_keys, key)
+                if b == len(bucket_keys) or bucket_keys[b] != key:
+                    continue
+                for k in range(bucket_start[b], bucket_start[b + 1]):
+                    t = members[k]
+                    if t >= best:
                         break
-                if fits:
-                    for q in range(sl):
-                        if buf[we - sl + q] != affixes[ss + q]:
-                            fits = False
-                            break
-                if not fits:
-                    break
-            if fits:
-                out_ids[r] = ids[c]
-                break
+                    if _fits(
+                        t, ntok, buf, tok_s, tok_e, tok_h, starts, word_hash, kind, bounds, affixes
+                    ):
+                        best = t
+                        break
+            if best < len(ids):
+                out_ids[r] = ids[best]
 
 
-def match_lines(
+def scan_lines(
     data: NDArray[np.uint8],
     offsets: NDArray[np.int64],
     rows: NDArray[np.int64],
     layout: NDArray[np.int64],
-    table: TemplateTable,
-) -> NDArray[np.int64]:
-    """The id of the template in ``table`` that the skeleton of each line ``rows`` fits (-1: none).
+    cache: SkeletonCache,
+    table: TemplateTable | None,
+) -> tuple[NDArray[np.int64], NDArray[np.uint64]]:
+    """The template id and skeleton hash of each line ``rows`` (after its header), over all cores.
 
-    A word fits a literal template word when they are equal, and a ``<*>`` position when it has
-    that position's affixes: the rule of the miner's own lookup, over all cores.
+    The id is the cached one for the skeleton hash, else that of the narrowest template in
+    ``table`` the skeleton fits (a word fits a literal template word when they are equal, and a
+    ``<*>`` position when it has that position's affixes: the miner's own lookup rule), else -1.
     """
-    out = np.empty(len(rows), dtype=np.int64)
+    out_ids = np.empty(len(rows), dtype=np.int64)
+    out_hash = np.empty(len(rows), dtype=np.uint64)
     if len(rows) == 0:
-        return out
-    _match_all(
+        return out_ids, out_hash
+    if table is None:
+        table = _empty_table()
+    _scan_all(
         data,
         offsets,
         rows,
         layout,
-        _SEPARATOR,
+        _CLASS,
         _SPACE,
         _TLD_BLOB,
         _TLD_OFF,
         _NAME_BLOB,
         _NAME_OFF,
-        table.by_length,
+        cache.keys,
+        cache.vals,
         table.ids,
         table.starts,
         table.word_hash,
         table.kind,
         table.bounds,
         table.affixes,
-        out,
+        table.bucket_keys,
+        table.bucket_start,
+        table.members,
+        out_ids,
+        out_hash,
     )
-    return out
+    return out_ids, out_hash
+
+
+@functools.cache
+def _empty_table() -> TemplateTable:
+    return TemplateTable([])

@@ -8,9 +8,10 @@ How it works, in two steps that each do what they are best at:
    paths with digits, domain names, dates) by ``<*>`` and hashes the result, the line's *skeleton*.
    ``uid=0`` → ``uid=<*>``, ``/10.251.42.84:50010`` → ``<*>:<*>``, ``core.2275`` → ``core.<*>``.
 
-2. **Learning, per distinct skeleton, in Python.** A skeleton hash seen before costs one dictionary
-   lookup. A new skeleton is matched against the known templates of its length (a template's
-   ``<*>`` positions match anything). If none matches it becomes a template of its own, indexed by
+2. **Learning, per distinct skeleton, in Python.** A skeleton hash learned before is found in a
+   compiled hash table (:class:`relia.logs._kernels.SkeletonCache`) in the same pass. A new
+   skeleton is matched against the known templates of its length (a template's ``<*>``
+   positions match anything). If none matches it becomes a template of its own, indexed by
    each of its positions: when :attr:`MinerConfig.variable_after` templates of one length agree
    everywhere but one position, that position is a parameter made of words (user names, host
    names) and they merge into one template with ``<*>`` there. A line that differs from a template
@@ -26,18 +27,25 @@ rules that look at how a position varies, not at what the word looks like:
 
 - the first word becomes a parameter too, once :attr:`MinerConfig.first_word_after` distinct
   values were seen with the rest equal (more than elsewhere: a first word often names the event);
+  so does the second word of a two-word message (``removing <*>``), on the same evidence;
 - a (length, first word) family that holds :attr:`MinerConfig.family_size` live templates is one
   event whose words vary several at a time: a line sharing
-  :attr:`MinerConfig.family_similarity` of its words (and at least three) is absorbed;
+  :attr:`MinerConfig.family_similarity` of its words (and at least three) is absorbed, and so is
+  one (sharing at least three) that differs only where the family took several words;
 - when a template is generalized, its siblings that the new template covers merge into it (their
   ids become aliases), so no narrower copy stays live beside it;
 - a position where the kernel masked a value (``user <*> from`` after ``user 0``) takes any word.
 
-Matching is compiled as well (:func:`relia.logs._kernels.match_lines`): new skeletons are first
-matched against all live templates over all cores, and only those no template fits are learned in
-Python, in rounds of growing size, so fresh word values cost Python time only while the templates
-are still being learned. A line that fits several templates takes the narrowest (fewest ``<*>``,
-then the oldest), whichever path (cache, Python lookup, compiled matcher, restored model) it takes.
+Matching is compiled as well (:func:`relia.logs._kernels.scan_lines`): the pass that masks and
+hashes a line also matches it against the live templates (only those of its word count whose
+first word is its own or a parameter), over all cores, and only the lines no template fits are
+learned in Python, in rounds of growing size, so fresh word values cost Python time only while the
+templates are still being learned. A batch is scanned in blocks of growing size (4,096 lines,
+then four times as many each time), so that a fresh miner learns from the first lines before it
+scans the rest. The compiled template table is rebuilt after each change by concatenating
+per-template pieces encoded once. A line that fits several templates takes the narrowest (fewest
+``<*>``, then the oldest), whichever path (cache, Python lookup, compiled matcher, restored model)
+it takes.
 
 Why our own code rather than Drain (Drain3): Drain walks a prefix tree on the first tokens, so a
 message that starts with a parameter lands in a different branch for every value, and it matches
@@ -66,7 +74,14 @@ import pyarrow as pa
 from numpy.typing import NDArray
 
 from relia.errors import DataError
-from relia.logs._kernels import TemplateTable, hash_lines, match_lines, skeletons
+from relia.logs._kernels import (
+    EncodedTemplate,
+    SkeletonCache,
+    TemplateTable,
+    encode_templates,
+    scan_lines,
+    skeletons,
+)
 
 __all__ = [
     "OVERFLOW_TEMPLATE",
@@ -86,6 +101,7 @@ _STATE_VERSION = 1
 _SIMILAR_SCAN = 64  # most recent templates of one (length, first word) compared with a new line
 _MIN_CONTEXT = 3  # words a template keeps fixed at least, whatever its length
 _FIRST_ROUND = 64  # new skeletons learned in Python before the compiled matcher runs again
+_FIRST_BLOCK = 4096  # lines of a batch scanned (and learned from) before the next, 4x as many
 
 
 def mask_messages(messages: Sequence[str] | pl.Series) -> list[str]:
@@ -108,7 +124,8 @@ def _arrow_buffers(series: pl.Series) -> tuple[NDArray[np.uint8], NDArray[np.int
     array = series.cast(pl.String).to_arrow()
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
-    array = array.cast(pa.large_string())
+    if array.type != pa.large_string():  # casting to its own type would still copy it
+        array = array.cast(pa.large_string())
     _, offsets_buffer, data_buffer = array.buffers()
     offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[
         array.offset : array.offset + len(array) + 1
@@ -174,11 +191,13 @@ class TemplateMiner:
         ] = {}  # live id -> positions that take any word (see _index_live)
         self._by_head: dict[tuple[int, str], list[int]] = {}  # (length, first word) -> ids
         self._siblings: dict[str, dict[str, int]] = {}  # "pos\0text with <*> at pos" -> word -> id
-        self._hash_ids: dict[int, int] = {}  # cache: skeleton hash -> id it was assigned
+        # Skeleton hash -> the id it was learned as, probed by the compiled scan.
+        self._cache = SkeletonCache(config.max_cached_skeletons)
         self._overflow: int | None = None
         self._live = 0  # templates that were not merged into another
         self._changes = 0  # bumped whenever the live templates change
         self._table: tuple[int, TemplateTable] | None = None  # compiled copy, at _changes
+        self._encoded: dict[int, EncodedTemplate] = {}  # live id -> its piece of the table
 
     # -- public API -------------------------------------------------------------------------
 
@@ -299,19 +318,16 @@ class TemplateMiner:
             return np.empty(0, dtype=np.int64)
         layout = _NO_HEADER if layout is None else layout
         data, offsets = _arrow_buffers(series)
-        hashes = hash_lines(data, offsets, layout)
-        distinct, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
-        distinct_ids = self._cached(distinct)
-        unknown = np.flatnonzero(distinct_ids < 0)
-        if len(unknown):
-            # In order of first appearance, so that ids are numbered as the lines came.
-            unknown = unknown[np.argsort(first[unknown], kind="stable")]
-            if learn:
-                self._learn_rows(data, offsets, layout, distinct, first, unknown, distinct_ids)
-            elif self._live:
-                rows = first[unknown].astype(np.int64)
-                distinct_ids[unknown] = match_lines(data, offsets, rows, layout, self._compiled())
-        ids = self.resolve(distinct_ids)[inverse]
+        count = len(series)
+        ids = np.empty(count, dtype=np.int64)
+        start, size = 0, _FIRST_BLOCK if learn else count
+        while start < count:
+            # Learning goes block by block, growing: what the first lines teach (a fresh miner
+            # knows nothing) spares the many lines after them a trip to Python.
+            rows = np.arange(start, min(count, start + size), dtype=np.int64)
+            start, size = start + len(rows), size * 4
+            ids[rows] = self._scan(data, offsets, rows, layout, learn)
+        ids = self.resolve(ids)
         if learn:
             live = ids[ids >= 0]
             if len(live):
@@ -320,58 +336,79 @@ class TemplateMiner:
                     self._counts[i] += int(tally[i])
         return ids
 
-    def _cached(self, hashes: NDArray[np.uint64]) -> NDArray[np.int64]:
-        """The cached template id of each skeleton hash (-1: not cached)."""
-        known = self._hash_ids
-        return np.fromiter(
-            (known.get(h, -1) for h in hashes.tolist()), dtype=np.int64, count=len(hashes)
+    def _scan(
+        self,
+        data: NDArray[np.uint8],
+        offsets: NDArray[np.int64],
+        rows: NDArray[np.int64],
+        layout: NDArray[np.int64],
+        learn: bool,
+    ) -> NDArray[np.int64]:
+        """Template ids of lines ``rows``: one compiled pass masks, hashes, probes the skeleton
+        cache and else matches the live templates; what none fits is learned (when ``learn``)."""
+        ids, hashes = scan_lines(
+            data, offsets, rows, layout, self._cache, self._compiled() if self._live else None
         )
+        unknown = np.flatnonzero(ids < 0)
+        if learn and len(unknown):
+            # One line per new skeleton, in order of first appearance, so that ids are numbered
+            # as the lines came.
+            distinct, first, inverse = np.unique(
+                hashes[unknown], return_index=True, return_inverse=True
+            )
+            order = np.argsort(first, kind="stable")
+            learned = np.empty(len(distinct), dtype=np.int64)
+            learned[order] = self._learn_rows(
+                data, offsets, layout, rows[unknown[first[order]]], distinct[order]
+            )
+            ids[unknown] = learned[inverse.reshape(-1)]
+        return ids
 
     def _learn_rows(
         self,
         data: NDArray[np.uint8],
         offsets: NDArray[np.int64],
         layout: NDArray[np.int64],
+        rows: NDArray[np.int64],
         hashes: NDArray[np.uint64],
-        first: NDArray[np.int64],
-        pending: NDArray[np.int64],
-        out: NDArray[np.int64],
-    ) -> None:
-        """Assign the new skeletons ``pending`` (indexes into ``hashes``/``first``/``out``).
+    ) -> NDArray[np.int64]:
+        """The ids of the new skeletons of lines ``rows`` (no template fitted them; ``hashes``).
 
-        Rounds: the compiled matcher assigns every pending line that fits a known template, then
-        the next few unmatched skeletons are learned in Python, and so on with twice as many per
+        Rounds: the next few skeletons are learned in Python, then the compiled matcher assigns
+        every pending line that fits a template learned so far, and so on with twice as many per
         round. When fresh parameter values make every line a new skeleton, only the lines of new
         events (and of templates still generalizing) reach Python.
         """
-        known = self._hash_ids
+        out = np.empty(len(rows), dtype=np.int64)
+        pending = np.arange(len(rows), dtype=np.int64)
         step = _FIRST_ROUND
         while len(pending):
-            if self._live:
-                rows = first[pending].astype(np.int64)
-                found = match_lines(data, offsets, rows, layout, self._compiled())
+            take, pending = pending[:step], pending[step:]
+            step *= 2
+            texts = skeletons(data, offsets, rows[take], layout)
+            learned = np.array([self._learn(text) for text in texts], dtype=np.int64)
+            out[take] = learned
+            self._cache.put(hashes[take], learned)
+            if len(pending) and self._live:
+                found, _ = scan_lines(
+                    data, offsets, rows[pending], layout, self._cache, self._compiled()
+                )
                 hit = found >= 0
                 out[pending[hit]] = found[hit]
                 pending = pending[~hit]
-            take, pending = pending[:step], pending[step:]
-            step *= 2
-            texts = skeletons(data, offsets, first[take].astype(np.int64), layout)
-            for k, text in zip(take.tolist(), texts, strict=True):
-                found_id = self._learn(text)
-                out[k] = found_id
-                if len(known) >= self.config.max_cached_skeletons:
-                    known.clear()  # bounded memory; a miss only costs a few lookups
-                known[int(hashes[k])] = found_id
+        return out
 
     def _compiled(self) -> TemplateTable:
-        """The live templates as a :class:`TemplateTable`, rebuilt only after they changed."""
+        """The live templates as a :class:`TemplateTable`, rebuilt only after they changed, from
+        pieces encoded once per template version."""
         if self._table is None or self._table[0] != self._changes:
-            live = [
-                (i, self._tokens[i], {p: (a, b) for p, a, b in self._fits[i]})
-                for i in range(len(self._parent))
-                if self._parent[i] == i and i != self._overflow
-            ]
-            self._table = (self._changes, TemplateTable(live))
+            encoded = self._encoded
+            new = [i for i in self._fits if i not in encoded and i != self._overflow]
+            pieces = encode_templates(
+                [(self._tokens[i], {p: (a, b) for p, a, b in self._fits[i]}) for i in new]
+            )
+            encoded.update(zip(new, pieces, strict=True))
+            self._table = (self._changes, TemplateTable(list(encoded.items())))
         return self._table[1]
 
     def _find(self, i: int) -> int:
@@ -437,13 +474,13 @@ class TemplateMiner:
         if family >= self.config.family_size:
             threshold = min(threshold, self.config.family_similarity)
         # One differing word is the one-position rule's to judge (it waits for several values).
-        if (
-            best < 0
-            or best_equal < max(threshold * len(tokens), _MIN_CONTEXT)
-            or best_equal > len(tokens) - 2
-        ):
+        if best < 0 or best_equal < _MIN_CONTEXT or best_equal > len(tokens) - 2:
             return -1
         template = self._tokens[best]
+        if best_equal < threshold * len(tokens) and not (
+            family >= self.config.family_size and self._family_varies(candidates, template, tokens)
+        ):
+            return -1
         merged = [
             a if (a == b or a == WILDCARD) else WILDCARD
             for a, b in zip(template, tokens, strict=True)
@@ -465,6 +502,18 @@ class TemplateMiner:
                     members.add(i)
         return self._merge(members, merged, *positions)
 
+    def _family_varies(self, candidates: list[int], template: list[str], tokens: list[str]) -> bool:
+        """Whether the family ``candidates`` took several words at every position where
+        ``tokens`` differs from ``template``: those positions are its parameters, however few
+        words the two share (fresh names in four places of a seven-word event)."""
+        live = [self._tokens[i] for i in candidates[-_SIMILAR_SCAN:] if self._parent[i] == i]
+        need = self.config.variable_after
+        return all(
+            len({words[p] for words in live}) >= need
+            for p, (a, b) in enumerate(zip(template, tokens, strict=True))
+            if a != b and a != WILDCARD
+        )
+
     def _create(self, tokens: list[str]) -> int:
         if len(self) >= self.config.max_templates:
             if self._overflow is None:
@@ -485,6 +534,7 @@ class TemplateMiner:
 
     def _index_live(self, i: int) -> None:
         self._changes += 1
+        self._encoded.pop(i, None)
         tokens = self._tokens[i]
         self._by_text[" ".join(tokens)] = i
         # A line fits where the template generalized a word, and also where the kernel masked a
@@ -506,14 +556,18 @@ class TemplateMiner:
         if i == self._overflow:
             return i
         generalized = {p for p, _, _ in self._shape[i]}
-        # A parameter needs context: at least two words of the template stay fixed.
-        if len(tokens) - len(generalized) < 3:
+        # A parameter needs context: at least two words of the template stay fixed. With just
+        # two ("removing <name>", "isScreenOn <state>") only the first word may stay, and the
+        # other becomes a parameter on the evidence a first word needs (a handful of values
+        # are states; fresh values on every line are not).
+        fixed = len(tokens) - len(generalized)
+        if fixed < 2 or (fixed == 2 and 0 in generalized):
             return i
         for p, word in enumerate(tokens):
             # The first word names the event more often than not ("cupsd startup succeeded").
-            if p in generalized or (p == 0 and self.config.keep_first_word):
+            if p in generalized or (p == 0 and (self.config.keep_first_word or fixed < 3)):
                 continue
-            need = self.config.variable_after if p else self.config.first_word_after
+            need = self.config.variable_after if p and fixed >= 3 else self.config.first_word_after
             key = f"{p}\0" + " ".join(tokens[:p] + [WILDCARD] + tokens[p + 1 :])
             words = self._siblings.setdefault(key, {})
             words.setdefault(word, i)
@@ -539,6 +593,7 @@ class TemplateMiner:
             self._by_text.pop(" ".join(self._tokens[m]), None)
             if m != survivor:
                 self._fits.pop(m, None)
+                self._encoded.pop(m, None)
                 self._live -= 1
                 self._parent[m] = survivor
                 self._counts[survivor] += self._counts[m]

@@ -415,3 +415,21 @@ def test_compiled_table_follows_merges() -> None:
     )
     for name in ("ids", "starts", "word_hash", "kind", "bounds", "affixes", "members"):
         assert np.array_equal(getattr(after, name), getattr(rebuilt, name)), name
+
+
+def test_empty_value_is_the_same_event() -> None:
+    # A field that is sometimes blank ("()") is the same event as the filled one, either order.
+    for lines in (
+        ["connection from 1.2.3.4 () at noon", "connection from 1.2.3.5 (a.example.net) at noon"],
+        ["connection from 1.2.3.5 (a.example.net) at noon", "connection from 1.2.3.4 () at noon"],
+    ):
+        miner = TemplateMiner()
+        ids = miner.add(lines)
+        assert ids[0] == ids[1]
+        assert miner.template(int(ids[0])) == "connection from <*> (<*>) at noon"
+    # A different word in the brackets is not an empty value.
+    miner = TemplateMiner()
+    ids = miner.add(
+        ["open file (read) now please", "open file (<*>) now please".replace("<*>", "7")]
+    )
+    assert ids[0] != ids[1]

@@ -439,10 +439,47 @@ class TemplateMiner:
         found = self._lookup(skeleton)
         if found < 0:
             tokens = skeleton.split(" ") if skeleton else []
-            found = self._absorb(tokens)
+            found = self._empty_value(tokens)
+            if found < 0:
+                found = self._absorb(tokens)
             if found < 0:
                 found = self._create(tokens)
         return self._find(found)
+
+    def _empty_value(self, tokens: list[str]) -> int:
+        """The template that differs from ``tokens`` only where one of them holds a masked value
+        and the other the same word with that value empty (``(<*>)`` and ``()``, ``user=<*>`` and
+        ``user=``), merged to keep the value's ``<*>``; -1 if there is none.
+
+        An empty value is still a value: a field that is sometimes blank (``from 1.2.3.4 ()``
+        beside ``from 1.2.3.4 (host.example.net)``) does not make another event.
+        """
+        if len(tokens) < _MIN_CONTEXT or not any(
+            WILDCARD in t or t[-1:] in _EMPTY_ENDS for t in tokens
+        ):
+            return -1
+        for i in reversed(self._by_head.get((len(tokens), tokens[0]), ())[-_SIMILAR_SCAN:]):
+            if self._parent[i] != i:
+                continue
+            merged, differs = [], False
+            for a, b in zip(self._tokens[i], tokens, strict=True):
+                if a == b:
+                    merged.append(a)
+                elif WILDCARD in a and a != WILDCARD and a.replace(WILDCARD, "", 1) == b:
+                    merged.append(a)
+                    differs = True
+                elif WILDCARD in b and b != WILDCARD and b.replace(WILDCARD, "", 1) == a:
+                    merged.append(b)
+                    differs = True
+                else:
+                    break
+            else:
+                if not differs:
+                    continue
+                if merged == self._tokens[i]:
+                    return i
+                return self._merge({i}, merged)
+        return -1
 
     def _absorb(self, tokens: list[str]) -> int:
         """Generalize the most similar template of the same length and first word, if close enough.
@@ -609,6 +646,8 @@ Shape = tuple[tuple[int, str, str], ...]
 """The generalized positions of a template: (position, text before ``<*>``, text after it)."""
 
 _AFFIX_SEPARATORS = frozenset("=:,;()[]{}<>\"'|@#/")
+# Last characters of a word that may be a field with its value left empty ("()", "rhost=").
+_EMPTY_ENDS = frozenset(")]}=:\"'>")
 
 
 def _common_affixes(words: list[str]) -> tuple[str, str]:

@@ -32,6 +32,7 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
+
 def is_sorted_by_series(series_id: IntArray, ts: IntArray) -> bool:
     """Whether rows are in (series_id, ts) order already: an O(n) check that lets the engine
     sort a tick's samples once and every later step skip its own sort."""

@@ -67,7 +67,7 @@ def test_sigkill_mid_file_rotation_and_truncation_lose_and_double_nothing(tmp_pa
         f"  files: [{{path: {log}, name: app}}]\n"
     )
     w = Writer(log)
-    w.lines(3000)
+    log.touch()
     procs: list[Relia] = []
 
     def start() -> Relia:
@@ -75,8 +75,11 @@ def test_sigkill_mid_file_rotation_and_truncation_lose_and_double_nothing(tmp_pa
         return procs[-1]
 
     try:
-        # 1. Killed mid-file.
+        # 1. Killed mid-file. The lines come once the API answers: a first start that compiles
+        #    its kernels can serve late, and must not have read the whole file by then.
         r = start()
+        r.wait_for(lambda s: s["lines"] == 0)
+        w.lines(3000)
         r.wait_for(lambda s: s["lines"] >= 500)
         r.kill()
         # Read from the store while relia is down: asking the restarted one races its ticks.

@@ -192,9 +192,7 @@ def _rank(
         earliness = 1.0 if span == 0 else 1.0 - (onset - first) / span
         total = 0.5 * got[1] + 0.25 * earliness + 0.15 * weight[k["severity"]] + 0.1 * k["score"]
         ranked.append((-total, onset, key))
-    best = ranked if limit is None else heapq.nsmallest(limit, ranked)
-    if limit is None:
-        best.sort()
+    best = sorted(ranked) if limit is None else heapq.nsmallest(limit, ranked)
     out: list[dict[str, Any]] = []
     for neg_total, onset, key in best:
         total = -neg_total

@@ -229,34 +229,21 @@ class DuckDBStore:
         table = pa.table({"series_id": sid, "ts": ts, "value": value})
         scored = _scores_table(scores) if scores is not None and self._has_band else None
         keep = self._samples_per_series
-        ids, first, _ = series_runs(sid)
+        ids, first, n_rows = series_runs(sid)  # sid is sorted
         newest = np.fromiter(
             (self._newest.get(k, _INT64_MIN) for k in ids.tolist()), np.int64, len(ids)
         )
         # A stream moves forward: when every sample is newer than what its series has stored,
         # nothing is replaced, and the joins against the whole samples table (most of an
         # append's cost once millions of rows are stored) are skipped.
-        appends_only = bool((ts > np.repeat(newest, np.diff(np.append(first, len(sid))))).all())
+        appends_only = bool((ts > np.repeat(newest, n_rows)).all())
         with self._transaction("appending samples") as w, _registered(w, table):
-            if not appends_only:
-                replaced = self._replace_rows(w, scored)
-            elif scored is not None:
-                cols = "series_id, ts, value, " + ", ".join(_BAND)
-                band = ", ".join(f"s.{c}" for c in _BAND)
-                with _registered(w, scored, _SCORES):
-                    w.execute(
-                        f"INSERT INTO samples ({cols}) "
-                        f"SELECT b.series_id, b.ts, b.value, {band} FROM {_BATCH} AS b "
-                        f"LEFT JOIN {_SCORES} AS s ON s.series_id = b.series_id AND s.ts = b.ts"
-                    )
+            if appends_only:
+                self._insert_new(w, scored)
                 replaced = np.empty(0, np.int64)
             else:
-                w.execute(
-                    f"INSERT INTO samples (series_id, ts, value) "
-                    f"SELECT series_id, ts, value FROM {_BATCH}"
-                )
-                replaced = np.empty(0, np.int64)
-            counts = self._counts_after(sid, np.asarray(replaced, dtype=np.int64))
+                replaced = self._replace_rows(w, scored)
+            counts = self._counts_after(ids, n_rows, replaced)
             over = [k for k, c in counts.items() if c > _trim_at(k, keep)]
             if over:
                 # One set-based trim of the series that outgrew their bound: max(ts, k) gives
@@ -279,8 +266,26 @@ class DuckDBStore:
                 for k in over:
                     counts[k] = keep
         self._counts.update(counts)  # only once the transaction committed
-        last = np.append(first[1:], len(sid)) - 1  # the last row of each series: its newest ts
+        last = first + n_rows - 1  # the last row of each series: its newest ts
         self._newest.update(zip(ids.tolist(), np.maximum(ts[last], newest).tolist(), strict=True))
+
+    def _insert_new(self, w: duckdb.DuckDBPyConnection, scored: pa.Table | None) -> None:
+        """Insert the registered batch, none of whose (series, ts) is stored, with this batch's
+        band where it has one."""
+        if scored is None:
+            w.execute(
+                f"INSERT INTO samples (series_id, ts, value) "
+                f"SELECT series_id, ts, value FROM {_BATCH}"
+            )
+            return
+        cols = "series_id, ts, value, " + ", ".join(_BAND)
+        band = ", ".join(f"s.{c}" for c in _BAND)
+        with _registered(w, scored, _SCORES):
+            w.execute(
+                f"INSERT INTO samples ({cols}) "
+                f"SELECT b.series_id, b.ts, b.value, {band} FROM {_BATCH} AS b "
+                f"LEFT JOIN {_SCORES} AS s ON s.series_id = b.series_id AND s.ts = b.ts"
+            )
 
     def _replace_rows(
         self, w: duckdb.DuckDBPyConnection, scored: pa.Table | None
@@ -318,18 +323,18 @@ class DuckDBStore:
             w.execute(f"INSERT INTO samples ({cols}) SELECT {cols} FROM {_MERGED}")
             w.execute(f"DROP TABLE {_MERGED}")
         else:
-            w.execute(
-                f"INSERT INTO samples (series_id, ts, value) "
-                f"SELECT series_id, ts, value FROM {_BATCH}"
-            )
+            self._insert_new(w, None)  # the stored rows of these keys are gone
         return np.asarray(replaced, dtype=np.int64)
 
     def _counts_after(
-        self, added: npt.NDArray[np.int64], replaced: npt.NDArray[np.int64]
+        self,
+        ids: npt.NDArray[np.int64],
+        n_new: npt.NDArray[np.int64],
+        replaced: npt.NDArray[np.int64],
     ) -> dict[int, int]:
-        """The stored samples of each series in ``added`` once the ``added`` rows are in and the
+        """The stored samples of each series ``ids`` once its ``n_new`` added rows are in and the
         ``replaced`` ones (stored rows the new ones took the place of) are gone."""
-        ids, _, n_new = series_runs(added)  # `added` is sorted
+        n_new = n_new.copy()
         if len(replaced):
             # Every replaced row has the series of a new row, so its id is among `ids`.
             rid, n_rep = np.unique(replaced, return_counts=True)

@@ -1,11 +1,13 @@
 """The embedded state store: one DuckDB file (``<data_dir>/relia.duckdb``), no server.
 
 Writes are set-based: a batch of samples is handed to DuckDB as an Arrow table and merged with a
-few SQL statements (replace, insert, trim to the newest ``samples_per_series`` per series), never
-row by row from Python. The trim reads every stored row of the series it trims, so it runs only for
-series that outgrew their bound (up to an eighth past ``samples_per_series``, at a point that
-differs per series); the store counts samples per series in memory to know which. At 10,000 series
-× 2,000 samples that made an append of 250,000 samples 4× cheaper (1.2 s → 0.29 s).
+few SQL statements (insert, or replace where the batch goes back in time; trim to the newest
+``samples_per_series`` per series), never row by row from Python. A series is trimmed only once
+it outgrew its bound (up to an eighth past ``samples_per_series``, at a point that differs per
+series); the store counts samples per series in memory to know which. Where the cut falls is
+remembered as the rows arrive (:mod:`relia.store._marks`), so a trim is a delete of the rows older
+than a ts, pruned to the oldest row groups, instead of a read of every row of the series: at
+10,000 series × 2,250 samples that took a trim of 1,111 series from 1.1 s to 0.06 s.
 
 Threads: the engine writes from its thread while the HTTP API reads from others. A DuckDB
 connection must not be used by two threads at once, so writes go through one connection behind a
@@ -43,6 +45,7 @@ from relia.errors import ConfigError, DataError, StoreError
 from relia.incidents.model import Finding, FindingKind, Incident, IncidentStatus, Severity
 from relia.notify.outbox import OutboxItem, OutboxStatus
 from relia.signals import MetricBatch, is_sorted_by_series, series_key, series_runs
+from relia.store._marks import TrimMarks
 from relia.store.base import LogCounts, SampleScores, ScoredSamples, SeriesInfo
 from relia.store.migrations import Migration, latest_version, load_migrations
 
@@ -129,6 +132,8 @@ class DuckDBStore:
             self._counts: dict[int, int] = {int(a): int(b) for a, b, _ in got}
             # The newest stored ts of each series: a sample newer than it replaces nothing.
             self._newest: dict[int, int] = {int(a): int(c) for a, _, c in got}
+            # Where to cut each series when it is trimmed, learned from the appends that follow.
+            self._marks = TrimMarks(self._samples_per_series)
         except BaseException:
             self._root.close()
             self._closed = True
@@ -236,38 +241,73 @@ class DuckDBStore:
         # A stream moves forward: when every sample is newer than what its series has stored,
         # nothing is replaced, and the joins against the whole samples table (most of an
         # append's cost once millions of rows are stored) are skipped.
-        appends_only = bool((ts > np.repeat(newest, n_rows)).all())
-        with self._transaction("appending samples") as w, _registered(w, table):
-            if appends_only:
-                self._insert_new(w, scored)
-                replaced = np.empty(0, np.int64)
-            else:
-                replaced = self._replace_rows(w, scored)
-            counts = self._counts_after(ids, n_rows, replaced)
-            over = [k for k, c in counts.items() if c > _trim_at(k, keep)]
-            if over:
-                # One set-based trim of the series that outgrew their bound: max(ts, k) gives
-                # the k largest ts of a series (a bounded heap, no full sort), so its last
-                # element is the newest ts that no longer fits; it and everything older go. ts
-                # is unique per series, so exactly `keep` rows remain.
-                with _registered(w, pa.table({"series_id": np.array(over, np.int64)}), _TRIM):
-                    w.execute(
-                        f"""
-                        DELETE FROM samples USING (
-                            SELECT series_id, list_last(max(ts, {keep + 1})) AS cutoff
-                            FROM samples
-                            WHERE series_id IN (SELECT series_id FROM {_TRIM})
-                            GROUP BY series_id
-                            HAVING count(*) > {keep}
-                        ) AS cut
-                        WHERE samples.series_id = cut.series_id AND samples.ts <= cut.cutoff
-                        """
-                    )
-                for k in over:
-                    counts[k] = keep
+        forward = ts[first] > newest  # ts is sorted within a series
+        appends_only = bool(forward.all())
+        rows = self._marks.rows(ids)
+        try:
+            with self._transaction("appending samples") as w, _registered(w, table):
+                if appends_only:
+                    self._insert_new(w, scored)
+                    replaced = np.empty(0, np.int64)
+                else:
+                    replaced = self._replace_rows(w, scored)
+                counts = self._counts_after(ids, n_rows, replaced)
+                # The trim may cut inside this batch, so its marks go in before the commit...
+                self._marks.appended(rows, forward, first, n_rows, ts)
+                over = np.fromiter(
+                    (c > _trim_at(k, keep) for k, c in counts.items()), np.bool_, len(counts)
+                )
+                if over.any():
+                    self._trim(w, ids[over], rows[over], counts)
+        except BaseException:
+            self._marks.reset(rows)  # ...and are forgotten when it rolls back
+            raise
         self._counts.update(counts)  # only once the transaction committed
         last = first + n_rows - 1  # the last row of each series: its newest ts
         self._newest.update(zip(ids.tolist(), np.maximum(ts[last], newest).tolist(), strict=True))
+
+    def _trim(
+        self,
+        w: duckdb.DuckDBPyConnection,
+        ids: npt.NDArray[np.int64],
+        rows: npt.NDArray[np.int64],
+        counts: dict[int, int],
+    ) -> None:
+        """Trim series ``ids`` (which outgrew their bound) back to ``samples_per_series``, and
+        set their entries of ``counts`` to what is left. Where the trim marks know the cut
+        (:mod:`relia.store._marks`) it is a delete of the rows older than a ts, which DuckDB
+        prunes to the oldest row groups; elsewhere the cut is found by reading the series."""
+        keep = self._samples_per_series
+        have = np.fromiter((counts[k] for k in ids.tolist()), np.int64, len(ids))
+        known, cutoff, after = self._marks.cuts(rows, have)
+        if known.any():
+            cut = pa.table({"series_id": ids[known], "cutoff": cutoff[known]})
+            with _registered(w, cut, _TRIM):
+                # The constant bound lets DuckDB skip the row groups newer than every cut.
+                w.execute(
+                    f"DELETE FROM samples USING {_TRIM} AS t "
+                    "WHERE samples.series_id = t.series_id AND samples.ts < t.cutoff "
+                    f"AND samples.ts < {int(cutoff[known].max())}"
+                )
+        if not known.all():
+            # max(ts, k) gives the k largest ts of a series (a bounded heap, no full sort), so
+            # its last element is the newest ts that no longer fits; it and everything older
+            # go. ts is unique per series, so exactly `keep` rows remain.
+            exact = pa.table({"series_id": ids[~known]})
+            with _registered(w, exact, _TRIM):
+                w.execute(
+                    f"""
+                    DELETE FROM samples USING (
+                        SELECT series_id, list_last(max(ts, {keep + 1})) AS cutoff
+                        FROM samples
+                        WHERE series_id IN (SELECT series_id FROM {_TRIM})
+                        GROUP BY series_id
+                        HAVING count(*) > {keep}
+                    ) AS cut
+                    WHERE samples.series_id = cut.series_id AND samples.ts <= cut.cutoff
+                    """
+                )
+        counts.update(zip(ids.tolist(), after.tolist(), strict=True))
 
     def _insert_new(self, w: duckdb.DuckDBPyConnection, scored: pa.Table | None) -> None:
         """Insert the registered batch, none of whose (series, ts) is stored, with this batch's

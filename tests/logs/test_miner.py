@@ -433,3 +433,74 @@ def test_empty_value_is_the_same_event() -> None:
         ["open file (read) now please", "open file (<*>) now please".replace("<*>", "7")]
     )
     assert ids[0] != ids[1]
+
+
+def test_capitalized_action_and_state_words_need_more_values() -> None:
+    # HTTP methods and lifecycle states are small closed sets of different events: four or five
+    # capitalized words at one position stay apart ...
+    miner = TemplateMiner()
+    methods = ["GET", "POST", "DELETE", "PUT", "HEAD"]
+    ids = miner.add([f'10.0.0.1 "{m} /v2/servers/7" status: 200' for m in methods] * 3)
+    assert len(set(ids.tolist())) == len(methods)
+    states = ["Started", "Paused", "Resumed", "Stopped"]
+    ids = miner.add([f"[instance: 42] VM {s} (Lifecycle Event)" for s in states] * 3)
+    assert len(set(ids.tolist())) == len(states)
+    # ... and a sixth makes the position a parameter after all (an open set of names).
+    ids = miner.add(['10.0.0.1 "PATCH /v2/servers/7" status: 200'])
+    assert miner.template(int(ids[0])) == '<*> "<*> <*>" status: <*>'
+    # Lowercase names (user names) and values with digits merge from the third value on.
+    users = miner.add([f"session closed for user {u}" for u in ("root", "news", "cyrus")])
+    assert len(set(miner.resolve(users).tolist())) == 1
+    nodes = miner.add([f"node {n} joined the ring" for n in ("a1b", "c2d", "e3f")])
+    assert len(set(miner.resolve(nodes).tolist())) == 1
+
+
+def test_a_value_of_several_words_joins_templates_of_other_lengths() -> None:
+    lines = [
+        "h:5070 close, 0 bytes sent, 0 bytes received, lifetime 00:01",
+        "h:5070 close, 1058 bytes (1.03 KB) sent, 0 bytes received, lifetime 00:01",
+        "h:5070 close, 403 bytes sent, 426 bytes received, lifetime <1 sec",
+        "h:5070 close, 12 bytes sent, 18846 bytes (18.4 KB) received, lifetime <1 sec",
+    ]
+    miner = TemplateMiner()
+    ids = miner.add(lines)
+    assert len(set(ids.tolist())) == 1 and int(ids[0]) == 0
+    assert [t.text for t in miner.templates] == [
+        "h:<*> close, <*> bytes sent, <*> bytes received, lifetime <*>"
+    ]
+    assert miner.templates[0].count == 4
+    # The joined templates keep matching lines of their own lengths, also once restored.
+    again = ["h:80 close, 9 bytes (9.1 KB) sent, 7 bytes received, lifetime 00:02"]
+    restored = TemplateMiner.from_bytes(miner.to_bytes())
+    assert miner.match(again).tolist() == restored.match(again).tolist() == [0]
+    assert restored.template(0) == miner.template(0)
+    assert miner.parameters(lines[1], 0) == ["5070", "1058", "1.03", "0", "00", "01"]
+    # A bracketed value splits where it sits; so does a list of several numbers.
+    miner = TemplateMiner()
+    ids = miner.add(
+        [
+            "RRD_update (1.2): illegal attempt to update using time 5",
+            "RRD_update (1.2 3.4): illegal attempt to update using time 5",
+        ]
+    )
+    assert ids[0] == ids[1]
+    assert (
+        miner.template(int(ids[0])) == "RRD_update (<*>): illegal attempt to update using time <*>"
+    )
+
+
+def test_an_optional_clause_of_words_is_another_event() -> None:
+    miner = TemplateMiner()
+    ids = miner.add(
+        [
+            "total of 3 ddr error(s) detected and corrected",
+            "total of 3 ddr error(s) detected and corrected over 20 seconds",
+            "authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=1.2.3.4",
+            "authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=1.2.3.4 user=root",
+            "PCI: Probing PCI hardware",
+            "PCI: Probing PCI hardware (bus 00)",
+            "Took 2.5 seconds to spawn the instance on the hypervisor.",
+            "Took 2.5 seconds to build instance.",
+        ]
+    )
+    assert len(set(miner.resolve(ids).tolist())) == 8

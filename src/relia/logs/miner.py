@@ -22,8 +22,12 @@ How it works, in two steps that each do what they are best at:
 
 Words that only ever take one or two values at a position stay part of the template: operational
 logs often spell states as words (``RUNNING to SUCCEEDED``, ``LOOKING``) and those are different
-events, not parameters. Fresh values (a new host, program or class name on every line) are caught by
-rules that look at how a position varies, not at what the word looks like:
+events, not parameters. Capitalized words of letters only (``GET``/``POST``/``DELETE``,
+``Started``/``Paused``/``Stopped``) name actions and states, small closed sets, so they wait for
+:attr:`MinerConfig.word_variable_after` values rather than :attr:`MinerConfig.variable_after`
+(lowercase names such as users, and values with digits or punctuation, do not). Fresh values (a
+new host, program or class name on every line) are caught by rules that look at how a position
+varies:
 
 - the first word becomes a parameter too, once :attr:`MinerConfig.first_word_after` distinct
   values were seen with the rest equal (more than elsewhere: a first word often names the event);
@@ -34,7 +38,12 @@ rules that look at how a position varies, not at what the word looks like:
   one (sharing at least three) that differs only where the family took several words;
 - when a template is generalized, its siblings that the new template covers merge into it (their
   ids become aliases), so no narrower copy stays live beside it;
-- a position where the kernel masked a value (``user <*> from`` after ``user 0``) takes any word.
+- a position where the kernel masked a value (``user <*> from`` after ``user 0``) takes any word;
+- a value may span several words or be absent (``0 bytes sent`` and ``1058 bytes (1.03 KB)
+  sent``, ``lifetime 00:01`` and ``lifetime <1 sec``): a template of another length that equals a
+  new one but for runs that hold a masked value joins it as a *variant* (see
+  :meth:`TemplateMiner._join_variant`); both keep matching their own lines, and the larger id
+  answers as the smaller one. An optional clause of words (``over <*> seconds``) stays apart.
 
 Matching is compiled as well (:func:`relia.logs._kernels.scan_lines`): the pass that masks and
 hashes a line also matches it against the live templates (only those of its word count whose
@@ -60,8 +69,10 @@ events go to one overflow template (counted) instead of growing the model.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import json
+import os
 import re
 import zlib
 from collections.abc import Sequence
@@ -153,6 +164,12 @@ class MinerConfig:
     family_similarity: float = 0.5
     #: Never turn the first word of a message into a parameter.
     keep_first_word: bool = False
+    #: Distinct values (all else equal) that make a position a parameter when every value is a
+    #: word of letters only (``GET``/``POST``/``DELETE``, ``Started``/``Paused``/``Stopped``):
+    #: such words name actions and states, closed sets of a few members that are different
+    #: events, while values with digits or punctuation (ids, names, addresses) are parameters
+    #: from :attr:`variable_after` on.
+    word_variable_after: int = 6
     #: Distinct first words (all else equal) that make the first word a parameter. Higher than
     #: :attr:`variable_after`: a first word often names the event ("cupsd startup succeeded",
     #: a handful of daemons), while a parameter there takes a fresh value on nearly every line.
@@ -190,6 +207,9 @@ class TemplateMiner:
             int, Shape
         ] = {}  # live id -> positions that take any word (see _index_live)
         self._by_head: dict[tuple[int, str], list[int]] = {}  # (length, first word) -> ids
+        self._by_first: dict[str, list[int]] = {}  # first word -> ids, all lengths
+        # Variant of another length -> the template it joined (a smaller id; see _join_variant).
+        self._group: dict[int, int] = {}
         self._siblings: dict[str, dict[str, int]] = {}  # "pos\0text with <*> at pos" -> word -> id
         # Skeleton hash -> the id it was learned as, probed by the compiled scan.
         self._cache = SkeletonCache(config.max_cached_skeletons)
@@ -213,16 +233,29 @@ class TemplateMiner:
         """The current text of a template (an id absorbed by a merge answers for its survivor)."""
         if not 0 <= template_id < len(self._parent):
             raise KeyError(f"no template with id {template_id}")
-        return " ".join(self._tokens[self._find(template_id)])
+        head = self._head(template_id)
+        return self._text(head, [v for v in self._group if self._head(v) == head])
 
     @property
     def templates(self) -> list[Template]:
         """Live templates, by id."""
+        variants: dict[int, list[int]] = {}
+        for v in self._group:
+            variants.setdefault(self._head(v), []).append(v)
         return [
-            Template(id=i, text=" ".join(self._tokens[i]), count=self._counts[i])
+            Template(id=i, text=self._text(i, variants.get(i, [])), count=self._counts[i])
             for i in range(len(self._parent))
-            if self._parent[i] == i
+            if self._parent[i] == i and i not in self._group
         ]
+
+    def _text(self, head: int, variants: list[int]) -> str:
+        """The text of template ``head`` and its ``variants`` of other lengths: where they differ
+        by a value of several words, one ``<*>`` stands for it (``(<*> <*>):`` and ``(<*>):``
+        read ``(<*>):``); words present in only some of them are left out."""
+        tokens = self._tokens[head]
+        for v in sorted(variants):
+            tokens = _join_words(tokens, self._tokens[self._find(v)])
+        return " ".join(tokens)
 
     def __len__(self) -> int:
         return self._live
@@ -231,7 +264,7 @@ class TemplateMiner:
         """Map ids (possibly absorbed by later merges) to the ids of their live templates."""
         if len(self._parent) == 0:
             return template_ids.copy()
-        roots = np.array([self._find(i) for i in range(len(self._parent))], dtype=np.int64)
+        roots = np.array([self._head(i) for i in range(len(self._parent))], dtype=np.int64)
         out = template_ids.copy()
         known = out >= 0
         out[known] = roots[out[known]]
@@ -239,9 +272,14 @@ class TemplateMiner:
 
     def parameters(self, message: str, template_id: int) -> list[str]:
         """The parameter values of ``message`` under template ``template_id`` (``[]``: none fit)."""
-        pattern = parameter_pattern(" ".join(self._tokens[self._find(template_id)]))
-        match = pattern.fullmatch(" ".join(message.split()))
-        return list(match.groups()) if match else []
+        head = self._head(template_id)
+        text = " ".join(message.split())
+        # The template's own words first, then those of its variants of other lengths.
+        for i in [head, *(v for v in self._group if self._head(v) == head)]:
+            match = parameter_pattern(" ".join(self._tokens[self._find(i)])).fullmatch(text)
+            if match:
+                return list(match.groups())
+        return []
 
     # -- state ------------------------------------------------------------------------------
 
@@ -256,6 +294,7 @@ class TemplateMiner:
             "counts": self._counts,
             "siblings": self._siblings,
             "overflow": self._overflow,
+            "groups": sorted(self._group.items()),
         }
         return zlib.compress(json.dumps(state, separators=(",", ":")).encode(), 6)
 
@@ -277,9 +316,12 @@ class TemplateMiner:
                 str(k): {str(w): int(i) for w, i in v.items()} for k, v in state["siblings"].items()
             }
             miner._overflow = None if state["overflow"] is None else int(state["overflow"])
+            miner._group = {int(v): int(h) for v, h in state.get("groups", [])}
             ids = len(miner._parent)
             if not (len(miner._tokens) == len(miner._shape) == len(miner._counts) == ids):
                 raise ValueError("its lists of templates disagree in length")
+            if any(not 0 <= h < v < ids for v, h in miner._group.items()):
+                raise ValueError("a template variant is out of range")
             if any(not 0 <= p < ids for p in miner._parent) or not (
                 miner._overflow is None or 0 <= miner._overflow < ids
             ):
@@ -410,6 +452,14 @@ class TemplateMiner:
             encoded.update(zip(new, pieces, strict=True))
             self._table = (self._changes, TemplateTable(list(encoded.items())))
         return self._table[1]
+
+    def _head(self, i: int) -> int:
+        """The id a template answers as: its survivor, or the template its variant joined."""
+        i = self._find(i)
+        group = self._group
+        while i in group:  # links point to smaller ids, and _find never raises one
+            i = self._find(group[i])
+        return i
 
     def _find(self, i: int) -> int:
         parent = self._parent
@@ -558,7 +608,37 @@ class TemplateMiner:
             return self._overflow
         new = self._new_id(tokens, ())
         self._index_live(new)
-        return self._generalize(new)
+        found = self._generalize(new)
+        self._join_variant(found)
+        return found
+
+    def _join_variant(self, i: int) -> None:
+        """Join live template ``i`` to a template of another length that it equals but for runs
+        of words where both hold a masked value (or one of them nothing at all).
+
+        A parameter may span several words, or be absent: ``1058 bytes (1.03 KB) sent`` beside
+        ``0 bytes sent``, ``lifetime 00:01`` beside ``lifetime <1 sec``, a list of one or two
+        numbers. Only runs that hold a ``<*>`` qualify, never words alone, so events that differ
+        in words (``to spawn the instance`` and ``to build instance``) stay apart. The two keep
+        matching lines by their own words (the matchers work per word count); the larger id
+        answers as the smaller one (ids and counts), and its text is the smaller one's.
+        """
+        tokens = self._tokens[i]
+        if len(tokens) < _MIN_CONTEXT or i == self._overflow or i in self._group:
+            return
+        head = self._head(i)
+        for j in reversed(self._by_first.get(tokens[0], ())[-_SIMILAR_SCAN:]):
+            other = self._tokens[j]
+            if (
+                self._parent[j] != j
+                or len(other) == len(tokens)
+                or self._head(j) == head
+                or not _variants(tokens, other)
+            ):
+                continue
+            a, b = sorted((head, self._head(j)))
+            self._group[b] = a
+            return
 
     def _new_id(self, tokens: list[str], shape: Shape) -> int:
         new = len(self._parent)
@@ -586,6 +666,9 @@ class TemplateMiner:
             heads = self._by_head.setdefault((len(tokens), tokens[0]), [])
             if not heads or heads[-1] != i:
                 heads.append(i)
+            firsts = self._by_first.setdefault(tokens[0], [])
+            if not firsts or firsts[-1] != i:
+                firsts.append(i)
 
     def _generalize(self, i: int) -> int:
         """Index template ``i`` by each word position; merge once a position varies enough."""
@@ -608,13 +691,17 @@ class TemplateMiner:
             key = f"{p}\0" + " ".join(tokens[:p] + [WILDCARD] + tokens[p + 1 :])
             words = self._siblings.setdefault(key, {})
             words.setdefault(word, i)
-            if len(words) >= need:
-                del self._siblings[key]
-                members = {self._find(m) for m in words.values()}
-                prefix, suffix = _common_affixes(list(words))
-                merged = list(tokens)
-                merged[p] = prefix + WILDCARD + suffix
-                return self._merge(members, merged, (p, prefix, suffix))
+            if len(words) < need:
+                continue
+            prefix, suffix = _common_affixes(list(words))
+            # Actions and states wait for more values than other parameters.
+            if len(words) < self.config.word_variable_after and _all_letters(words, prefix, suffix):
+                continue
+            del self._siblings[key]
+            members = {self._find(m) for m in words.values()}
+            merged = list(tokens)
+            merged[p] = prefix + WILDCARD + suffix
+            return self._merge(members, merged, (p, prefix, suffix))
         return i
 
     def _merge(self, members: set[int], tokens: list[str], *positions: tuple[int, str, str]) -> int:
@@ -629,6 +716,10 @@ class TemplateMiner:
                 shape.setdefault(entry[0], entry)
             self._by_text.pop(" ".join(self._tokens[m]), None)
             if m != survivor:
+                joined = self._group.pop(m, None)
+                if joined is not None and self._head(joined) != self._head(survivor):
+                    a, b = sorted((self._head(joined), self._head(survivor)))
+                    self._group[b] = a
                 self._fits.pop(m, None)
                 self._encoded.pop(m, None)
                 self._live -= 1
@@ -676,6 +767,85 @@ def _common_affixes(words: list[str]) -> tuple[str, str]:
     if len(prefix) + len(suffix) >= shortest:
         return "", ""
     return prefix, suffix
+
+
+def _all_letters(words: dict[str, int], prefix: str, suffix: str) -> bool:
+    """Whether every word's varying part (between the shared affixes) is letters only."""
+    end = -len(suffix) if suffix else None
+    cores = [w[len(prefix) : end] for w in words]
+    return all(c.isascii() and c.isalpha() and c[0].isupper() for c in cores)
+
+
+def _variants(a: list[str], b: list[str]) -> bool:
+    """Whether ``a`` and ``b`` (of different lengths) are one event: at least
+    :data:`_MIN_CONTEXT` literal words and half the longer one in common, in order, and every
+    run where they differ is a value of several words (:func:`_value_run`) on each side, or on
+    one side only a list of values or a bracketed aside that holds one, inside the message
+    (``(1.03 KB)``). An optional clause of words (``over <*> seconds``, ``user=<*>``) at the end
+    makes another event."""
+    # Cheap bounds first: the words the two share at most, whatever their order.
+    longer = max(len(a), len(b))
+    if 2 * min(len(a), len(b)) < longer:
+        return False
+    shared = {t for t in a if WILDCARD not in t}.intersection(b)
+    bound = sum(t in shared for t in a)
+    if bound < _MIN_CONTEXT or 2 * bound < longer:
+        return False
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    same = 0
+    for op, a0, a1, b0, b1 in matcher.get_opcodes():
+        if op == "equal":
+            same += sum(WILDCARD not in t for t in a[a0:a1])
+        elif op == "replace":
+            if not (_value_run(a[a0:a1]) and _value_run(b[b0:b1])):
+                return False
+        else:
+            run, end, length = (a[a0:a1], a1, len(a)) if a1 > a0 else (b[b0:b1], b1, len(b))
+            if not (all(t == WILDCARD for t in run) or (end < length and _aside(run))):
+                return False
+    return same >= _MIN_CONTEXT and 2 * same >= max(len(a), len(b))
+
+
+def _join_words(a: list[str], b: list[str]) -> list[str]:
+    """The words of ``a`` with each run where ``b`` differs written as one ``<*>`` (with what
+    the two runs share before and after it), and runs only one of them has left out."""
+    out: list[str] = []
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    for op, a0, a1, b0, b1 in matcher.get_opcodes():
+        if op == "equal":
+            out.extend(a[a0:a1])
+        elif op == "replace":
+            # One character per <*>, so that no affix ends inside one.
+            x, y = (" ".join(w).replace(WILDCARD, "\0") for w in (a[a0:a1], b[b0:b1]))
+            prefix = os.path.commonprefix([x, y]).split("\0")[0]
+            suffix = os.path.commonprefix([x[::-1], y[::-1]])[::-1].split("\0")[-1]
+            # Affixes end at punctuation and hold no space ("(" and "):", not "ms (").
+            while prefix and (prefix[-1] not in _AFFIX_SEPARATORS or " " in prefix):
+                prefix = prefix[:-1]
+            while suffix and (suffix[0] not in _AFFIX_SEPARATORS or " " in suffix):
+                suffix = suffix[1:]
+            out.append(prefix + WILDCARD + suffix)
+    return out
+
+
+def _value_run(words: list[str]) -> bool:
+    """Whether ``words`` start with a masked value (after at most one punctuation mark):
+    ``<*>:<*>``, ``<<*> sec``."""
+    first = words[0]
+    return first.startswith(WILDCARD) or (
+        not first[:1].isalnum() and first[1:].startswith(WILDCARD)
+    )
+
+
+def _aside(words: list[str]) -> bool:
+    """Whether ``words`` are one bracketed group that holds a masked value: ``(<*> KB)``."""
+    last = words[-1].rstrip(",;:.")
+    return (
+        words[0].startswith("(")
+        and last.endswith(")")
+        and any(WILDCARD in t for t in words)
+        and sum(t.count("(") - t.count(")") for t in words) == 0
+    )
 
 
 def _fit(tokens: list[str], shape: Shape) -> list[str] | None:

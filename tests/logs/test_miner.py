@@ -20,6 +20,7 @@ from relia.logs.miner import (
     TemplateMiner,
     _arrow_buffers,
     mask_messages,
+    written,
 )
 
 
@@ -190,9 +191,11 @@ def test_parameters() -> None:
     miner = TemplateMiner()
     message = "Failed password for root from 10.0.0.1 port 22 ssh2"
     (tid,) = miner.add([message]).tolist()
-    assert miner.template(tid) == "Failed password for root from <*> port <*> ssh2"
-    assert miner.parameters(message, tid) == ["10.0.0.1", "22"]
+    # "root" is a value in the written form (Loghub-2.0's rule US), and a parameter too.
+    assert miner.template(tid) == "Failed password for <*> from <*> port <*> ssh2"
+    assert miner.parameters(message, tid) == ["root", "10.0.0.1", "22"]
     assert miner.parameters("Failed  password for root from 1.2.3.4   port 9 ssh2", tid) == [
+        "root",
         "1.2.3.4",
         "9",
     ]
@@ -504,3 +507,42 @@ def test_an_optional_clause_of_words_is_another_event() -> None:
         ]
     )
     assert len(set(miner.resolve(ids).tolist())) == 8
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        # Paths, numbers, booleans and the usual user names are values (Loghub-2.0 PS/DG/BL/US).
+        ("Resolved <*> to /default-rack", "Resolved <*> to <*>"),
+        ("isScreenOn true", "isScreenOn <*>"),
+        ("obj=false, user=Root", "obj=<*>, user=<*>"),
+        ("mapped 4G/4G at 10", "mapped 4G/4G at <*>"),
+        # A value glued to a unit or decoration is one value (WV).
+        ("took <*>ms", "took <*>"),
+        ("headroom=<memory:<*>, vCores:<*>>", "headroom=<memory:<*>, vCores:<*>"),
+        ("IOSwitch<<*>>(<*>)::cb", "<*>(<*>)::cb"),
+        # Values joined by a dot, or glued together, are one (DV, CV); a slash keeps them apart.
+        ("v<*>.<*>.<*> and <*>/<*>", "<*> and <*>/<*>"),
+        # A date in words around a clock time is one timestamp.
+        ("at <*> <*> <*> <*>:<*>:<*> <*>", "at <*>:<*>:<*>"),
+        ("from <*>-<*>-<*> <*>:<*>:<*> to", "from <*>-<*>-<*> <*>:<*>:<*> to"),
+        # Words, spaces between values, and values kept apart by punctuation stay as they are.
+        ("send <*> <*> bytes, status: ok", "send <*> <*> bytes, status: ok"),
+        ("a  b ", "a b"),
+    ],
+)
+def test_written_form(template: str, expected: str) -> None:
+    assert written(template) == expected
+
+
+def test_template_text_is_the_written_form() -> None:
+    miner = TemplateMiner()
+    ids = miner.add(["isScreenOn true", "request took 12ms ok", "connection at /var/log/a2"])
+    texts = [miner.template(int(i)) for i in ids]
+    assert texts == ["isScreenOn <*>", "request took <*> ok", "connection at <*>"]
+    assert [t.text for t in miner.templates] == texts
+    # Parameters follow the written text's <*>, and ids survive a save and load.
+    assert miner.parameters("request took 12ms ok", int(ids[1])) == ["12ms"]
+    restored = TemplateMiner.from_bytes(miner.to_bytes())
+    assert restored.match(["isScreenOn true"]).tolist() == [int(ids[0])]
+    assert restored.template(int(ids[0])) == "isScreenOn <*>"

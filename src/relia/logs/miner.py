@@ -45,6 +45,12 @@ varies:
   :meth:`TemplateMiner._join_variant`); both keep matching their own lines, and the larger id
   answers as the smaller one. An optional clause of words (``over <*> seconds``) stays apart.
 
+A template's text (:meth:`TemplateMiner.template`, :attr:`TemplateMiner.templates`) is written
+as the corrected Loghub-2.0 ground truth writes templates (:func:`written`): paths, numbers,
+booleans, ``null``/``root``/``admin`` and values glued to a unit (``<*>ms``) read ``<*>``, values
+joined by ``.`` or nothing are one, a date in words around a clock time is one timestamp. Only the
+text changes; ids, matching and the saved model do not.
+
 Matching is compiled as well (:func:`relia.logs._kernels.scan_lines`): the pass that masks and
 hashes a line also matches it against the live templates (only those of its word count whose
 first word is its own or a parameter), over all cores, and only the lines no template fits are
@@ -102,6 +108,7 @@ __all__ = [
     "TemplateMiner",
     "mask_messages",
     "parameter_pattern",
+    "written",
 ]
 
 WILDCARD = "<*>"
@@ -255,7 +262,7 @@ class TemplateMiner:
         tokens = self._tokens[head]
         for v in sorted(variants):
             tokens = _join_words(tokens, self._tokens[self._find(v)])
-        return " ".join(tokens)
+        return written(" ".join(tokens))
 
     def __len__(self) -> int:
         return self._live
@@ -271,12 +278,15 @@ class TemplateMiner:
         return out
 
     def parameters(self, message: str, template_id: int) -> list[str]:
-        """The parameter values of ``message`` under template ``template_id`` (``[]``: none fit)."""
+        """The parameter values of ``message`` under template ``template_id`` (``[]``: none fit),
+        one per ``<*>`` of its written text (:func:`written`)."""
         head = self._head(template_id)
         text = " ".join(message.split())
         # The template's own words first, then those of its variants of other lengths.
         for i in [head, *(v for v in self._group if self._head(v) == head)]:
-            match = parameter_pattern(" ".join(self._tokens[self._find(i)])).fullmatch(text)
+            match = parameter_pattern(written(" ".join(self._tokens[self._find(i)]))).fullmatch(
+                text
+            )
             if match:
                 return list(match.groups())
         return []
@@ -863,6 +873,52 @@ def _fit(tokens: list[str], shape: Shape) -> list[str] | None:
             return None
         candidate[p] = prefix + WILDCARD + suffix
     return candidate
+
+
+# Where the written form cuts a template into pieces (kept): whitespace and the punctuation that
+# separates fields; a path is one piece between these. Words are cut at ``. - + @ # $ % &`` too.
+_PIECE = re.compile(r"""(\s|[,!;:=|"'\[\](){}])""")
+_SUBWORD = re.compile(r"""(\s|[,!;:=|"'\[\](){}.\-+@#$%&])""")
+_PATH = re.compile(r"(/[^/]+)+")
+_DIGITS = re.compile(r"[0-9]+")
+_GLUED = re.compile(r"[^\s/]*<\*>[^\s/]*")
+_CLOCK_RUN = re.compile(r"(?<!\S)(?:<\*> )*<\*>:<\*>:<\*>(?: <\*>)*(?!\S)")
+# Words that are values whatever the log: booleans, the null value, the superuser's names.
+_VALUE_WORDS = frozenset({"true", "false", "null", "root", "admin"})
+
+
+@functools.lru_cache(maxsize=65536)
+def written(template: str) -> str:
+    """``template`` written as the corrected Loghub-2.0 ground truth writes templates.
+
+    The study fixed one way to write a template (``correct_single_template`` of
+    logpai/loghub-2.0, rules DS, PS, BL, US, DG, WV, DV, CV), so that parsers that find the same
+    parameters print the same text: a path (``/var/log/x``) is one ``<*>``; a piece that is a
+    number, a boolean, ``null``, ``root`` or ``admin`` is a ``<*>``; a piece in which a ``<*>`` is
+    glued to other characters (``<*>ms``, ``<*>>``, ``node<*>``) is one ``<*>``, since the value
+    with its unit or decoration is the parameter; and ``<*>.<*>`` and ``<*><*>`` are one value.
+    Pieces are cut at whitespace and field punctuation (and, but for paths, at
+    ``. - + @ # $ % &``). Every rewrite turns text into ``<*>``, so the written template still
+    matches every message the template matched (:func:`parameter_pattern`).
+    """
+    text = " ".join(template.split())
+    text = "".join(WILDCARD if _PATH.fullmatch(p) else p for p in _PIECE.split(text))
+    pieces = []
+    for piece in _SUBWORD.split(text):
+        if (
+            piece.lower() in _VALUE_WORDS
+            or _DIGITS.fullmatch(piece)
+            or (WILDCARD in piece and piece != "<*>/<*>" and _GLUED.fullmatch(piece))
+        ):
+            piece = WILDCARD
+        pieces.append(piece)
+    text = "".join(pieces)
+    for pair in ("<*>.<*>", "<*><*>"):
+        while pair in text:
+            text = text.replace(pair, WILDCARD)
+    # A date in words around a clock time (``Sun Jul 24 03:06:08 2005``: the kernel masks the
+    # names and numbers one word each) is one timestamp, written as its clock time.
+    return _CLOCK_RUN.sub("<*>:<*>:<*>", text)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -96,3 +96,38 @@ def test_wake_makes_run_tick_before_the_interval(tmp_path: Path) -> None:
     finally:
         stop.set()
         t.join(5)
+
+
+def test_push_ticks_checkpoint_by_samples_learned_not_by_count(tmp_path: Path) -> None:
+    """Remote-write ticks come several times a second: they trigger a checkpoint once a series
+    may have learned a quarter of the store's window since the last one, not every N ticks."""
+    from relia.store.duckdb import DuckDBStore
+
+    rig = Rig(tmp_path)
+    with DuckDBStore(":memory:", samples_per_series=40) as store:  # a quarter: 10 samples
+        engine = Engine(
+            store,
+            [rig.source],
+            LocalExecutor("default"),
+            index=rig.index,
+            clock=lambda: T0,
+            checkpoint_every=1,  # were push ticks counted, every tick would checkpoint
+            checkpoint_interval_s=1e9,
+        )
+        got = []
+        for t in range(6):
+            body = encode(
+                [
+                    (
+                        {"__name__": "m", "i": str(i)},
+                        [(T0 + 10 * t + k, float(k)) for k in range(4)],
+                    )
+                    for i in range(3)
+                ]
+            )
+            rig.queue.offer(rig.decoder.decode(body).batch, body)
+            got.append(engine.tick(push_only=True).checkpointed)
+        assert got == [0, 0, 3, 0, 0, 3]  # 4 + 4 + 4 >= 10 samples per series
+        body = encode([({"__name__": "m", "i": "0"}, [(T0 + 100, 1.0)])])
+        rig.queue.offer(rig.decoder.decode(body).batch, body)
+        assert engine.tick().checkpointed == 1  # a full tick counts toward checkpoint_every

@@ -241,8 +241,12 @@ class Engine:
     """Polls ``sources`` into ``store``, scores through ``executor``, persists findings.
 
     ``index`` is the :class:`SeriesIndex` the sources register series in. Checkpoints are written
-    every ``checkpoint_every`` ticks or ``checkpoint_interval_s`` seconds of the clock, whichever
-    comes first, and by :meth:`close`.
+    every ``checkpoint_every`` full ticks or ``checkpoint_interval_s`` seconds of the clock, or
+    once a series may have learned a quarter of the samples the store keeps per series since the
+    last one (so a replay after a crash finds them all in the store), whichever comes first, and
+    by :meth:`close`. Push ticks (a remote-write batch arrived) count only by their samples: under
+    load they come several times a second, and a checkpoint every few of them would cost a long
+    tick every second or so for nothing a replay needs.
 
     ``slo_evaluator`` (optional) evaluates SLOs every ``slo_interval_s``: :meth:`run` does that in
     a thread of its own, off the detector path, and :meth:`slo_tick` is one round by hand.
@@ -292,6 +296,11 @@ class Engine:
         self.metrics = EngineMetrics(self.registry)
         self.checkpoint_every = max(1, checkpoint_every)
         self.checkpoint_interval_ms = int(checkpoint_interval_s * 1000)
+        keep = getattr(store, "samples_per_series", None)
+        #: A bound on the samples any one series learned since the last checkpoint (the sum of
+        #: each tick's largest per-series count) that triggers the next one.
+        self.checkpoint_learned = max(1, (keep if isinstance(keep, int) else 2000) // 4)
+        self._learned_since_ckpt = 0
         self.interval_s = interval_s
         self.tracker = FindingTracker(
             executor.detector_name,
@@ -357,6 +366,7 @@ class Engine:
             self.store.save_checkpoints(blobs)
             self.metrics.checkpoints.inc(len(blobs))
         self._ticks_since_ckpt = 0
+        self._learned_since_ckpt = 0
         self._last_ckpt_ms = self.clock()
         return len(blobs)
 
@@ -498,12 +508,16 @@ class Engine:
             if self.incidents is not None:
                 self._correlate(stored_findings, now)
             self._ticks += 1
-            self._ticks_since_ckpt += 1
+            if not push_only:
+                self._ticks_since_ckpt += 1
+            if len(batch):
+                self._learned_since_ckpt += int(series_runs(batch.series_id)[2].max())
             ckpt = 0
             assert self._last_ckpt_ms is not None
             if (
                 self._ticks_since_ckpt >= self.checkpoint_every
                 or now - self._last_ckpt_ms >= self.checkpoint_interval_ms
+                or self._learned_since_ckpt >= self.checkpoint_learned
             ):
                 ckpt = self.checkpoint()
             duration = time.perf_counter() - t0

@@ -235,6 +235,17 @@ def _histogram(metrics_text: str, name: str) -> dict[str, Any]:
     return out
 
 
+def _by_minute(
+    sent_at: dict[int, float], seen: dict[int, float], t_start: float
+) -> dict[int, list[int]]:
+    """The anomalies that were found, by the minute of the run their high sample was sent in."""
+    out: dict[int, list[int]] = {}
+    for j, t in sorted(sent_at.items(), key=lambda kv: kv[1]):
+        if j in seen:
+            out.setdefault(int((t - t_start) // 60), []).append(j)
+    return out
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     n_streams = args.streams
     per = args.series // n_streams
@@ -371,6 +382,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "latency_p50_s": round(float(np.percentile(lat, 50)), 3) if lat else None,
         "latency_p99_s": round(float(np.percentile(lat, 99)), 3) if lat else None,
         "latency_max_s": round(lat[-1], 3) if lat else None,
+        # Whether latency drifts over the run (state that grows with time shows here first).
+        "latency_max_by_minute_s": {
+            str(m): round(max(seen[j] - sent_at[j] for j in js), 3)
+            for m, js in _by_minute(sent_at, seen, t0).items()
+        },
         "relia_ingest_to_stored_seconds": _histogram(
             metrics_text, "relia_ingest_to_stored_seconds"
         ),

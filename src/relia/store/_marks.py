@@ -45,13 +45,10 @@ class TrimMarks:
     def rows(self, ids: IntArray) -> IntArray:
         """The row of each series id, adding rows (no usable marks yet) for new ones."""
         got = self._row
-        n = len(got)
-        for k in ids.tolist():
-            if k not in got:
-                got[k] = len(got)
-        if len(got) > n:
-            self._grow(len(got))
-        return np.fromiter((got[k] for k in ids.tolist()), np.int64, len(ids))
+        # One pass: a new id gets the next row (len(got) is read before it is inserted).
+        rows = np.fromiter((got.setdefault(k, len(got)) for k in ids.tolist()), np.int64, len(ids))
+        self._grow(len(got))
+        return rows
 
     def _grow(self, n: int) -> None:
         cap = len(self._appended)

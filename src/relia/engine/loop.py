@@ -481,14 +481,18 @@ class Engine:
                     # Scoring failed: the samples are still kept (without their band).
                     self.store.append_samples(batch)
                     raise
-                # Samples and their score and expected band go in together.
-                self.store.append_samples(batch, points)
                 scored, dropped = len(points), points.dropped
+                # Findings are stored before the samples: what someone waits for should not
+                # queue behind the bulk write. A crash between the two loses nothing: push
+                # sources commit their write-ahead log only once the samples are stored (below),
+                # so a restart replays them, and a finding stored again replaces its row.
                 findings = self.tracker.update(points)
                 if findings:
                     new = self.store.add_findings(findings)
                     updated = len(findings) - new
                     stored_findings.extend(findings)
+                # Samples and their score and expected band go in together.
+                self.store.append_samples(batch, points)
             for src in self.sources:
                 # Push sources commit their write-ahead log once their samples are stored.
                 stored = getattr(src, "stored", None)

@@ -10,9 +10,11 @@ than a ts, pruned to the oldest row groups, instead of a read of every row of th
 10,000 series × 2,250 samples that took a trim of 1,111 series from 1.1 s to 0.06 s.
 
 Threads: the engine writes from its thread while the HTTP API reads from others. A DuckDB
-connection must not be used by two threads at once, so writes go through one connection behind a
-lock (which also keeps two writers from conflicting), and every read gets its own short-lived cursor
-(a connection to the same database), so reads run alongside a write and see only committed data.
+connection must not be used by two threads at once, so writes go through a writer connection
+behind a lock (which also keeps two writers from conflicting), and every read gets its own
+short-lived cursor (a connection to the same database), so reads run alongside a write and see
+only committed data. Incidents and the outbox have a second writer and lock of their own: they
+share no table with the engine's writes, and a slow incident save must not delay a finding.
 :meth:`DuckDBStore.close` waits for reads in flight.
 
 Each sample can carry what the detector said about it (score, expected value, band: schema 2);
@@ -56,8 +58,8 @@ STORE_FILE = "relia.duckdb"
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
-# The name an incoming Arrow table is registered under on the writer connection. Only the writer
-# registers, under its lock, so one fixed name is enough.
+# The name an incoming Arrow table is registered under on a writer connection. Only the writers
+# register, each under its lock, on connections of their own, so one fixed name is enough.
 _BATCH = "relia_incoming"
 # The scores arriving with a batch (registered beside it) and the merged rows of both.
 _SCORES = "relia_incoming_scores"
@@ -103,6 +105,10 @@ class DuckDBStore:
         self._samples_per_series = int(samples_per_series)
         self._path = str(path)
         self._write_lock = threading.Lock()
+        # Incidents and the outbox have a writer of their own: their rounds (an incident thread,
+        # a dispatcher) then never hold up the engine's path from a sample to its stored finding.
+        # The two writers touch disjoint tables, so DuckDB never sees their transactions conflict.
+        self._side_lock = threading.Lock()
         # Guards handing out read cursors and counts the reads in flight, so close() can wait
         # for them instead of closing a connection under a running query.
         self._readers = threading.Condition(threading.Lock())
@@ -114,6 +120,7 @@ class DuckDBStore:
             # The root connection only hands out cursors; the writer is a cursor of its own, so
             # readers can take cursors while a write is running.
             self._writer = self._root.cursor()
+            self._side_writer = self._root.cursor()
             self._version = self._migrate(migrations)
             self._has_band = self._samples_have_band()
             # Stored samples per series, kept in memory so an append trims only the series that
@@ -647,13 +654,14 @@ class DuckDBStore:
 
     def close(self) -> None:
         """Close the store (idempotent). Committed data is on disk afterwards."""
-        with self._write_lock, self._readers:
+        with self._write_lock, self._side_lock, self._readers:
             if self._closed:
                 return
             self._closed = True  # no new reads start from here on
             self._readers.wait_for(lambda: self._n_reading == 0)
             try:
                 self._writer.close()
+                self._side_writer.close()
                 self._root.close()
             except duckdb.Error as e:
                 raise StoreError(
@@ -735,11 +743,12 @@ class DuckDBStore:
             raise StoreError("the store is closed", where=self._path)
 
     @contextmanager
-    def _transaction(self, what: str) -> Iterator[duckdb.DuckDBPyConnection]:
-        """The writer connection inside a transaction: committed on success, else rolled back."""
-        with self._write_lock:
+    def _transaction(self, what: str, *, side: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A writer connection inside a transaction: committed on success, else rolled back.
+        ``side``: the incidents' and outbox's writer, else the engine's."""
+        with self._side_lock if side else self._write_lock:
             self._check_open()
-            w = self._writer
+            w = self._side_writer if side else self._writer
             try:
                 w.begin()
                 yield w
@@ -818,7 +827,7 @@ class DuckDBStore:
             }
         )
         updates = ", ".join(f"{c} = excluded.{c}" for c in _INCIDENT_COLUMNS.split(", ")[1:])
-        with self._transaction("saving incidents") as w, _registered(w, table):
+        with self._transaction("saving incidents", side=True) as w, _registered(w, table):
             w.execute(
                 f"INSERT INTO incidents ({_INCIDENT_COLUMNS}) SELECT {_INCIDENT_COLUMNS} "
                 f"FROM {_BATCH} ON CONFLICT (id) DO UPDATE SET {updates}"
@@ -899,7 +908,7 @@ class DuckDBStore:
                 "status": pa.array([r.status.value for r in rows], pa.string()),
             }
         )
-        with self._transaction("enqueueing notifications") as w, _registered(w, table):
+        with self._transaction("enqueueing notifications", side=True) as w, _registered(w, table):
             known = w.execute(
                 f"SELECT count(*) FROM outbox WHERE id IN (SELECT id FROM {_BATCH})"
             ).fetchall()[0][0]
@@ -929,7 +938,10 @@ class DuckDBStore:
         if not ids:
             return
         table = pa.table({"id": pa.array([str(i) for i in ids], pa.string())})
-        with self._transaction("marking notifications delivered") as w, _registered(w, table):
+        with (
+            self._transaction("marking notifications delivered", side=True) as w,
+            _registered(w, table),
+        ):
             w.execute(
                 "UPDATE outbox SET status = 'delivered', delivered_at = ?, attempts = attempts + 1 "
                 f"WHERE status = 'pending' AND id IN (SELECT id FROM {_BATCH})",
@@ -947,7 +959,7 @@ class DuckDBStore:
     ) -> None:
         """Record a failed attempt (attempt count, next try, error); with ``give_up`` the item
         becomes failed and is never retried."""
-        with self._transaction("recording a failed delivery") as w:
+        with self._transaction("recording a failed delivery", side=True) as w:
             w.execute(
                 "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ?, status = ? "
                 "WHERE id = ? AND status = 'pending'",

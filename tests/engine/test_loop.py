@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from relia.engine.local import LocalExecutor
 from relia.engine.loop import Engine
 from relia.errors import SourceError
+from relia.incidents.model import Finding
 from relia.signals import MetricBatch, SeriesIndex
 from relia.store.base import Store
 from relia.store.duckdb import DuckDBStore
@@ -109,6 +110,42 @@ def test_tick_stores_samples_scores_and_finds_the_spike(make_store: StoreFactory
     assert reg.get_sample_value("relia_series") == 2
     st = eng.status()
     assert st["ticks"] == 50 and st["series"] == 2 and st["last_tick_ms"] == T0 + 49 * STEP
+
+
+def test_a_tick_stores_findings_then_samples_then_commits_its_push_sources() -> None:
+    # Findings go first so the bulk write of samples does not delay them; a push source's
+    # write-ahead log is committed only once the samples are stored, so a crash in between
+    # replays them.
+    calls: list[str] = []
+
+    class RecordingStore(MemoryStore):
+        def append_samples(self, batch: MetricBatch, scores: object | None = None) -> None:
+            calls.append("samples")
+            super().append_samples(batch, scores)
+
+        def add_findings(self, findings: list[Finding]) -> int:
+            calls.append("findings")
+            return super().add_findings(findings)
+
+    class PushSource(WaveSource):
+        def stored(self) -> None:
+            calls.append("committed")
+
+    clock = Clock()
+    index = SeriesIndex()
+    eng = Engine(
+        RecordingStore(),
+        [PushSource(index)],
+        LocalExecutor("cusum", {}),
+        index=index,
+        clock=clock,
+        registry=CollectorRegistry(),
+    )
+    for _ in range(41):  # the spike is at tick 40
+        calls.clear()
+        eng.tick()
+        clock.now += STEP
+    assert calls == ["findings", "samples", "committed"]
 
 
 def test_a_failing_source_does_not_stop_the_others(make_store: StoreFactory) -> None:

@@ -170,3 +170,55 @@ def test_forward_appends_skip_the_replace_path_and_reopened_stores_still_replace
         assert s.samples(1)[0].tolist() == [10, 20, 30]
         assert s.samples(1)[1].tolist() == [1.0, 9.0, 7.0]
         assert s.samples(2)[0].tolist() == [5, 6, 7, 8]
+
+
+def test_incident_writes_do_not_wait_for_the_engine_and_never_conflict_with_it(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    from relia.notify.outbox import notifications_for
+    from tests.store.test_incidents_store import incident
+
+    st = DuckDBStore(tmp_path / "s.duckdb", samples_per_series=50)
+    # While the engine's writer is busy (its lock held), incidents and the outbox still save.
+    with st._write_lock:
+        done = threading.Event()
+
+        def save() -> None:
+            st.save_incidents([incident(1)])
+            st.enqueue_notifications(notifications_for(incident(1), ["log"], 0))
+            done.set()
+
+        threading.Thread(target=save, daemon=True).start()
+        assert done.wait(10)
+    # Both writers at once, many times: no transaction conflict, nothing lost.
+    errors: list[BaseException] = []
+
+    def engine() -> None:
+        try:
+            for k in range(60):
+                st.append_samples(batch([1, 2], [k, k], [1.0, 2.0]))
+                st.add_findings([finding(f"f{k}", k, k + 1)])
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    def incidents() -> None:
+        try:
+            for k in range(60):
+                inc = incident(k % 7, version=k + 1)
+                st.save_incidents([inc])
+                st.enqueue_notifications(notifications_for(inc, ["log"], k))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=engine), threading.Thread(target=incidents)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert len(st.samples(1)[0]) == 50 and len(st.findings(limit=1000)) == 60
+    assert len(st.incidents()) == 7 and st.incident("inc6") is not None
+    assert st.outbox_counts()["log"]["pending"] == 1 + 60
+    st.close()

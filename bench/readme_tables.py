@@ -178,6 +178,7 @@ def hdfs_table() -> str:
 def ingest_table() -> str:
     d = _load("ingest.json")
     stored = d["relia_ingest_to_stored_seconds"]
+    decided = d.get("relia_ingest_to_findings_seconds")
     return "\n".join(
         [
             f"`python bench/ingest.py --duration {d['duration_s']:.0f}`: `relia up` (default "
@@ -185,7 +186,11 @@ def ingest_table() -> str:
             "two cores; latency measured by polling the findings API every 0.1 s from the send of "
             "the request carrying an injected anomaly. Over 10 minutes relia acknowledged what "
             "the senders offered (they pace to 500,000/s; 0 answers 429) and RSS held; the p99 "
-            "latency target is not met yet.",
+            + (
+                "latency target is met."
+                if d["latency_p99_s"] is not None and d["latency_p99_s"] < 1.0
+                else "latency target is not met yet."
+            ),
             "",
             "| measure | value | target (issue 6) |",
             "|---|---|---|",
@@ -195,10 +200,19 @@ def ingest_table() -> str:
             f"| samples acknowledged | {d['samples_per_s']:,.0f} /s "
             f"({d['http_429_or_503']} answers 429/503) | ≥ 500,000 /s |",
             f"| anomalies found | {d['anomalies_found']} of {d['anomalies_sent']} | |",
-            f"| receipt → finding visible, p50 / p99 | {d['latency_p50_s']:.1f} s / "
-            f"{d['latency_p99_s']:.1f} s | p99 < 1 s |",
-            f"| receipt → stored (relia's histogram), p50 / p99 | ≤ {stored['p50_le_s']:g} s / "
-            f"≤ {stored['p99_le_s']:g} s | |",
+            f"| receipt → finding visible, p50 / p99 | {d['latency_p50_s']:.2f} s / "
+            f"{d['latency_p99_s']:.2f} s | p99 < 1 s |",
+            *(
+                [
+                    f"| every request, receipt → findings stored (relia's histogram), p50 / p99 "
+                    f"| ≤ {decided['p50_le_s']:g} s / ≤ {decided['p99_le_s']:g} s "
+                    f"({100 * decided['share_over_1s']:.2f} % over 1 s) | |",
+                ]
+                if decided is not None
+                else []
+            ),
+            f"| every request, receipt → samples stored (relia's histogram), p50 / p99 "
+            f"| ≤ {stored['p50_le_s']:g} s / ≤ {stored['p99_le_s']:g} s | |",
             f"| RSS first / last minute, max | {d['rss_mib_first_minute']:,.0f} / "
             f"{d['rss_mib_last_minute']:,.0f} MiB, {d['rss_mib_max']:,.0f} MiB "
             "| flat within 10 % over 10 min |",

@@ -53,6 +53,12 @@ def test_tick_stores_and_commits(tmp_path: Path) -> None:
     assert (tmp_path / "committed").read_text() == "2"
     lag = rig.registry.get_sample_value("relia_ingest_to_stored_seconds_count")
     assert lag == 2
+    # Both requests were timed to their findings being decided, within the stored time.
+    decided = rig.registry.get_sample_value("relia_ingest_to_findings_seconds_count")
+    assert decided == 2
+    assert rig.registry.get_sample_value(
+        "relia_ingest_to_findings_seconds_sum"
+    ) <= rig.registry.get_sample_value("relia_ingest_to_stored_seconds_sum")
 
 
 def test_a_failed_tick_redelivers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

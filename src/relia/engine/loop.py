@@ -491,6 +491,11 @@ class Engine:
                     new = self.store.add_findings(findings)
                     updated = len(findings) - new
                     stored_findings.extend(findings)
+                for src in self.sources:
+                    # Push sources time receipt → decided (findings stored) per request.
+                    decided = getattr(src, "decided", None)
+                    if callable(decided):
+                        decided()
                 # Samples and their score and expected band go in together.
                 self.store.append_samples(batch, points)
             for src in self.sources:

@@ -45,6 +45,8 @@ def test_ingest_bench_writes_sane_json(tmp_path: Path, capsys: pytest.CaptureFix
     decided = doc["relia_ingest_to_findings_seconds"]
     assert decided["count"] == hist["count"]  # every stored request was timed to its findings
     assert 0.0 <= decided["share_over_1s"] <= hist["share_over_1s"] <= 1.0
+    warm = doc["relia_ingest_to_findings_seconds_after_warmup"]  # a 4 s run has no warm-up end
+    assert warm is None or 0 <= warm["count"] <= decided["count"]
     assert doc["rss_mib_max"] is not None and 50 < doc["rss_mib_max"] < 4096
     assert doc["rss_samples"] and all(v > 0 for _, v in doc["rss_samples"])
     assert doc["engine_ticks"] is not None and doc["engine_ticks"] >= 1

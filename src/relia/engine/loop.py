@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from relia.engine.executor import Executor
 from relia.engine.findings import FindingTracker
+from relia.engine.gc_pacing import GcPacing
 from relia.signals import MetricBatch, SeriesIndex, describe, series_runs
 from relia.sources.base import MetricSource
 from relia.store.base import Store
@@ -280,8 +281,11 @@ class Engine:
         logs: LogPipeline | None = None,
         incidents: IncidentPipeline | None = None,
         incident_period_s: float = 1.0,
+        gc_pacing: GcPacing | None = None,
     ) -> None:
         self.store = store
+        #: Paces Python's full garbage collections in :meth:`run` (``relia up`` sets one).
+        self.gc_pacing = gc_pacing
         self.logs = logs
         self.incidents = incidents
         self.incident_period_s = incident_period_s
@@ -671,7 +675,13 @@ class Engine:
                             self._last_error = f"{type(exc).__name__}: {exc}"
                             self.metrics.tick_errors.inc()
                             log.exception("engine tick failed")
+                        if self.gc_pacing is not None:
+                            self.gc_pacing.step()
+                if self.gc_pacing is not None:
+                    self.gc_pacing.step()
         finally:
+            if self.gc_pacing is not None:
+                self.gc_pacing.stop()
             self._running = False
             if slo_thread is not None:
                 slo_thread.join(timeout=10.0)

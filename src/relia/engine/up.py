@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from relia.config import ApiConfig, ReliaConfig
 from relia.engine.executors import build_executor
+from relia.engine.gc_pacing import GcPacing
 from relia.engine.loop import Engine, recovery_from_store
 from relia.errors import ConfigError
 from relia.signals import SeriesIndex
@@ -329,6 +330,7 @@ def run_up(
             logs=logs,
             incidents=incidents,
             registry=registry,
+            gc_pacing=GcPacing(),
         )
         restored = engine.start()
         if ha is not None:

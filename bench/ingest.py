@@ -408,25 +408,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         # Every request, timed inside relia: receipt → its findings stored (what the latency
         # above measures for the anomalies, less the network and the API poll), and → its
-        # samples stored (after the findings).
-        # The whole run, and after the warm-up (start-up compiles the detector's kernels while
-        # the first requests queue; the anomalies start after it too).
-        "relia_ingest_to_findings_seconds": _histogram(
-            metrics_text, "relia_ingest_to_findings_seconds"
-        ),
-        "relia_ingest_to_findings_seconds_after_warmup": _histogram(
-            metrics_text, "relia_ingest_to_findings_seconds", warm_metrics
-        )
-        if warm_metrics is not None
-        else None,
-        "relia_ingest_to_stored_seconds": _histogram(
-            metrics_text, "relia_ingest_to_stored_seconds"
-        ),
-        "relia_ingest_to_stored_seconds_after_warmup": _histogram(
-            metrics_text, "relia_ingest_to_stored_seconds", warm_metrics
-        )
-        if warm_metrics is not None
-        else None,
+        # samples stored (after the findings). The whole run, and after the warm-up (start-up
+        # compiles the detector's kernels while the first requests queue; the anomalies start
+        # after it too).
+        **{
+            key: value
+            for name in ("relia_ingest_to_findings_seconds", "relia_ingest_to_stored_seconds")
+            for key, value in (
+                (name, _histogram(metrics_text, name)),
+                (
+                    f"{name}_after_warmup",
+                    _histogram(metrics_text, name, warm_metrics) if warm_metrics else None,
+                ),
+            )
+        },
         "engine_tick_seconds": _histogram(metrics_text, "relia_engine_tick_duration_seconds"),
         "rss_mib_first_minute": round(float(np.mean(first)) / MIB, 1) if first else None,
         "rss_mib_last_minute": round(float(np.mean(last)) / MIB, 1) if last else None,

@@ -53,8 +53,9 @@ class GcPacing:
         self._gap = self.first_s
 
     def step(self) -> bool:
-        """Freeze on the first call; once ``period_s`` has passed since the last full collection,
-        run one (unfreeze, collect, freeze). Returns whether it collected."""
+        """Freeze on the first call; once the current gap (``first_s`` at first, doubling up to
+        ``period_s``) has passed since the last full collection, run one (unfreeze, collect,
+        freeze). Returns whether it collected."""
         now = self.clock()
         if self._last is None:
             gc.freeze()

@@ -111,11 +111,8 @@ class IngestSource:
 
     def decided(self) -> None:
         """The last poll's samples are scored and their findings stored (the samples follow)."""
-        if self._pending is None or self.metrics is None:
-            return
-        now = time.time()
-        for received, _n in self._pending[1].received:
-            self.metrics.decided.observe(max(0.0, now - received))
+        if self._pending is not None and self.metrics is not None:
+            _observe_since_receipt(self.metrics.decided, self._pending[1])
 
     def stored(self) -> None:
         """The last poll's samples are stored: commit them in the WAL."""
@@ -125,9 +122,14 @@ class IngestSource:
         self._pending = None
         self.queue.commit(token)
         if self.metrics is not None:
-            now = time.time()
-            for received, _n in token.received:
-                self.metrics.lag.observe(max(0.0, now - received))
+            _observe_since_receipt(self.metrics.lag, token)
 
     def close(self) -> None:
         self.queue.close()
+
+
+def _observe_since_receipt(histogram: Histogram, token: DrainToken) -> None:
+    """Observe, for each request ``token`` drained, the seconds since its receipt."""
+    now = time.time()
+    for received, _n in token.received:
+        histogram.observe(max(0.0, now - received))

@@ -1,0 +1,71 @@
+"""Tests of the NAB window-by-window report (bench/nab_windows.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import nab_windows  # noqa: E402
+from tests.bench.test_nab_scoring import NAB_DATA, make_corpus  # noqa: E402
+
+
+def _run(tmp_path: Path, *extra: str) -> tuple[int, dict]:
+    data = tmp_path / "nab"
+    if not data.exists():
+        make_corpus(data)
+    out = tmp_path / "windows.json"
+    code = nab_windows.main(["--data", str(data), "--out", str(out), *extra])
+    return code, json.loads(out.read_text()) if code == 0 else {}
+
+
+def test_every_window_is_accounted_for_and_the_sum_is_the_raw_score(tmp_path: Path) -> None:
+    code, doc = _run(tmp_path)
+    assert code == 0
+    assert doc["windows_scored"] == 2 and len(doc["windows"]) == 2
+    # A 40 SD spike sits in each window: both are detected, with the component that fired.
+    for w in doc["windows"]:
+        assert w["detected"] and -1.0 <= w["position"] <= 0.0
+        assert w["component"] in ("above", "below", "new_range")
+        assert w["score"] >= doc["threshold"]
+    assert doc["tp_reward"] + doc["fn_cost"] + doc["fp_cost"] == pytest.approx(doc["raw"], abs=1e-3)
+
+
+def test_a_parameter_that_hides_the_spikes_turns_detections_into_misses(tmp_path: Path) -> None:
+    # With 400 warm-up points the detector never scores: both windows are missed, with best 0.
+    code, doc = _run(tmp_path, "--set", "min_samples=400")
+    assert code == 0
+    assert doc["params"] == {"min_samples": 400}
+    assert doc["windows_detected"] == 0
+    assert all(not w["detected"] and w["best"] == 0.0 for w in doc["windows"])
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--set", "nonsense"], "key=value"),
+        (["--set", "no_such_param=1"], "no_such_param"),
+        (["--profile", "no_such_profile"], "no_such_profile"),
+        (["--detector", "no_such_detector"], "no_such_detector"),
+    ],
+)
+def test_bad_input_is_a_user_error(tmp_path: Path, capsys, extra: list[str], needle: str) -> None:
+    code, _ = _run(tmp_path, *extra)
+    assert code == 2
+    assert needle in capsys.readouterr().err
+
+
+@pytest.mark.skipif(
+    not (NAB_DATA / "labels/combined_windows.json").is_file(), reason="NAB data not found"
+)
+def test_accounting_matches_the_scorer_on_the_real_corpus(tmp_path: Path) -> None:
+    out = tmp_path / "w.json"
+    assert nab_windows.main(["--data", str(NAB_DATA), "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["windows_scored"] == 116
+    assert doc["tp_reward"] + doc["fn_cost"] + doc["fp_cost"] == pytest.approx(doc["raw"], abs=1e-2)

@@ -88,7 +88,8 @@ def explain(name: str, corpus: nab.Corpus, profile: str, params: dict[str, Any])
         detected = sweep.scorable & (sweep.scores >= threshold)
         comp = np.asarray(d.component)
         for k, (start, _end) in enumerate(corpus.windows[key]):
-            rows = np.flatnonzero(sweep.scorable & (sweep.window == k))
+            whole = np.flatnonzero(sweep.window == k)
+            rows = whole[sweep.scorable[whole]]
             if not len(rows):
                 continue  # inside the probation period: NAB does not score it
             hits = rows[detected[rows]]
@@ -101,7 +102,8 @@ def explain(name: str, corpus: nab.Corpus, profile: str, params: dict[str, Any])
                 first = int(hits[0])
                 row.update(
                     detected=True,
-                    position=round(-(int(rows[-1]) - first + 1) / len(rows), 3),
+                    # As NAB places it: over the whole window, probation rows included.
+                    position=round(-(int(whole[-1]) - first + 1) / len(whole), 3),
                     reward=round(float(sweep.value[first]), 4),
                     score=float(sweep.scores[first]),
                     component=_component_name(components, int(comp[first])),

@@ -172,6 +172,54 @@ def test_a_lasting_change_in_the_noise_is_learned() -> None:
     assert (scores[4000:] >= 0.5).mean() < 0.005
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_lifetime_memory_remembers_an_old_noise_level(seed: int) -> None:
+    # Noise of SD 3 for a month, SD 1 for three weeks, then SD 3 again for two hours. The recent
+    # memory (about 1,000 points) has forgotten the loud month and finds the return rare; the
+    # lifetime memory knows this series has been that loud before. A detector whose lifetime
+    # memory is as short as its recent one (lifetime = long) shows what it changes.
+    rng = np.random.default_rng(seed)
+    per_day = DAY_MS // FIVE_MIN
+    n = 52 * per_day
+    values = 100.0 + rng.normal(0.0, 1.0, n)
+    values[: 30 * per_day] = 100.0 + rng.normal(0.0, 3.0, 30 * per_day)
+    back = slice(50 * per_day, 50 * per_day + 24)
+    values[back] = 100.0 + rng.normal(0.0, 3.0, 24)
+    ts = _ts(n)
+    with_lifetime = Adaptive().score(values, ts)
+    recent_only = Adaptive(lifetime=Adaptive().config.long).score(values, ts)
+    assert with_lifetime[back].max() < 0.32
+    assert with_lifetime[back].max() < recent_only[back].max() - 0.03
+    # The quiet weeks in between: ordinary residuals are not rare for a series that was loud.
+    quiet = slice(31 * per_day, 50 * per_day)
+    assert with_lifetime[quiet].max() < recent_only[quiet].max()
+
+
+def test_checkpoint_from_before_the_lifetime_memory_is_upgraded() -> None:
+    values = _noise(1200, 13)
+    ts = _ts(1200)
+    det = Adaptive()
+    det.score(values[:600], ts[:600])
+    new = det.state_dict()
+    # What the detector wrote before it had a lifetime memory: 11 scalars, 2 histogram rows
+    # and no ``lifetime`` in its config.
+    old = {
+        **new,
+        "config": {k: v for k, v in new["config"].items() if k != "lifetime"},
+        "state": {**new["state"], "st": new["state"]["st"][:11], "hist": new["state"]["hist"][:2]},
+    }
+    restored = Adaptive()
+    restored.load_state_dict(old)
+    hist = restored.state_dict()["state"]["hist"]
+    np.testing.assert_array_equal(hist[2:], hist[:2])  # the lifetime starts as the recent one
+    scores = restored.score(values[600:], ts[600:])
+    assert np.isfinite(scores).all() and scores.max() > 0.0
+    # A checkpoint in today's layout with a wrong shape is still refused.
+    bad = {**new, "state": {**new["state"], "hist": new["state"]["hist"][:2]}}
+    with pytest.raises(DetectorError, match="hist"):
+        Adaptive().load_state_dict(bad)
+
+
 def test_an_excursion_alarms_at_onset_not_at_every_point() -> None:
     n = 3000
     values = _noise(n, 24)

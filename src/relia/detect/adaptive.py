@@ -1,6 +1,6 @@
 """Adaptive detector: a robust forecast whose surprises are calibrated to each series' history.
 
-Four small parts, one Numba loop, about 1.3 KB of state per series:
+Four small parts, one Numba loop, about 1.6 KB of state per series:
 
 * **Forecast.** A robust level (an EWMA whose step is clipped to one scale unit, so it tracks the
   median rather than the mean and one outlier barely moves it) plus a daily profile: one additive
@@ -14,9 +14,14 @@ Four small parts, one Numba loop, about 1.3 KB of state per series:
 * **Calibrated surprise.** The raw surprise of a point is ``log(1 + |residual| / resolution)``
   (the resolution is the data's smallest step or 0.1% of its level), also smoothed over a few
   points. It is *not* compared with a Gaussian: decayed histograms of the series' own past
-  surprises (about the last ``1 / long`` points) give its empirical tail probability ``p``, with an
-  exponential tail past the largest surprise seen; a lone point counts when it is ``point`` times
-  rarer than the smoothed surprise would need. The score is ``s / (s + 5)`` with ``s = -log10 p``,
+  surprises give its empirical tail probability, with an exponential tail past the largest
+  surprise seen; a lone point counts when it is ``point`` times rarer than the smoothed surprise
+  would need. There are two memories, and ``p`` is the larger of their two probabilities: a
+  point must be rare among the recent surprises (about the last ``1 / long`` points) *and* in the
+  series' lifetime (about the last ``1 / lifetime`` points, a year of 5-minute samples). The
+  recent memory adapts to a new noise level within a day or two; the lifetime one remembers that
+  the nightly batch job or the Monday peak made surprises this large before, after a quiet week
+  made the recent memory forget it. The score is ``s / (s + 5)`` with ``s = -log10 p``,
   so a score means the same rarity in every series whatever its noise, heavy tails or integer
   steps: one threshold fits all series. Alarms (score 0.5 and up, rarer than 1 in 100,000) are
   kept out of the smoothed surprise and the histograms, as a thresholder keeps anomalies out of a
@@ -47,8 +52,10 @@ from relia.detect.base import Detector, DetectorConfig, FloatArray, IntArray, St
 __all__ = ["Adaptive", "AdaptiveConfig"]
 
 # Layout of the scalar state ``st``.
-_N, _LEVEL, _SCALE, _VMIN, _VMAX, _SA, _INC, _TOT, _RUN, _PEAK, _KEPT = range(11)
-_NST = 11
+_N, _LEVEL, _SCALE, _VMIN, _VMAX, _SA, _INC, _TOT, _RUN, _PEAK, _KEPT, _LINC, _LTOT = range(13)
+_NST = 13
+#: ``st`` of a checkpoint written before the lifetime memory (no ``_LINC``, ``_LTOT``).
+_NST_V1 = 11
 #: Histogram of smoothed surprises: bins of 0.5 in log(1 + |r| / resolution), up to e^16.
 _HB = 32
 _HW = 0.5
@@ -73,7 +80,10 @@ class AdaptiveConfig(DetectorConfig):
     beta: float = Field(0.02, gt=0, lt=1, description="EWMA weight of the scale")
     clip: float = Field(1.0, gt=0, description="level step is clipped to clip * scale")
     short: float = Field(0.2, gt=0, le=1, description="EWMA weight smoothing the surprise")
-    long: float = Field(0.001, gt=0, lt=1, description="decay of the surprise histogram")
+    long: float = Field(0.001, gt=0, lt=1, description="decay of the recent surprise histograms")
+    lifetime: float = Field(
+        1e-5, gt=0, lt=1, description="decay of the lifetime surprise histograms"
+    )
     margin: float = Field(0.05, ge=0, description="share of the range a new extreme must exceed")
     bins: int = Field(48, ge=0, le=96, description="slots of the daily profile (0: none)")
     gamma: float = Field(0.1, gt=0, lt=1, description="EWMA weight of a daily slot")
@@ -115,6 +125,25 @@ def _tail_prob(hist, inc, tot, v):  # type: ignore[no-untyped-def]
     return p
 
 
+@numba.njit(cache=True, inline="always")
+def _grow_weight(hist, st, row, i_inc, i_tot, decay):  # type: ignore[no-untyped-def]
+    """The weight of the next point in histogram rows ``row, row + 1``: the last one grown by
+    ``1 / (1 - decay)``, which decays the past without touching every bin; all are rescaled
+    when the weight gets large."""
+    inc = st[i_inc]
+    if inc == 0.0:
+        inc = 1.0
+    inc /= 1.0 - decay
+    if inc > _INC_MAX:
+        for j in range(_HB):
+            hist[row, j] /= inc
+            hist[row + 1, j] /= inc
+        st[i_tot] /= inc
+        inc = 1.0
+    st[i_inc] = inc
+    return inc
+
+
 @numba.njit(cache=True)
 def _adaptive_kernel(  # type: ignore[no-untyped-def]
     ts, values, st, q, hist, season, scnt, week, prm, score, expected, lower, upper, comp,
@@ -123,7 +152,7 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
     # streaming calls the kernel once per point.
     alpha, beta, clip, short, long, margin = prm[0], prm[1], prm[2], prm[3], prm[4], prm[5]
     gamma, min_samples, band_z, rel_floor, persist = prm[6], prm[7], prm[8], prm[9], prm[10]
-    point, week_gamma = prm[11], prm[12]
+    point, week_gamma, lifetime = prm[11], prm[12], prm[13]
     nb = season.shape[0]
     nw = week.shape[0]
     for i in range(values.shape[0]):
@@ -164,9 +193,14 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
         outside = abs(r) > band_z * sc
         s = 0.0
         if n >= min_samples:
+            # Rows 0-1 of hist: the recent memory (smoothed, point); rows 2-3: the lifetime one.
             p = _tail_prob(hist[0], st[_INC], st[_TOT], sa)
+            p_life = _tail_prob(hist[2], st[_LINC], st[_LTOT], sa)
             if point > 0.0:
                 p = min(p, point * _tail_prob(hist[1], st[_INC], st[_TOT], u))
+                p_life = min(p_life, point * _tail_prob(hist[3], st[_LINC], st[_LTOT], u))
+            # Rare now and rare for this series: the larger of the two.
+            p = max(p, p_life)
             s = surprise_score(-math.log10(p))
             c = -1
             if s > 0.0:
@@ -196,17 +230,8 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
             comp[i] = c
         # Learn the surprise: decay by growing the weight of new points (rescaled when large)
         # rather than shrinking every bin at every point.
-        inc = st[_INC]
-        if inc == 0.0:
-            inc = 1.0
-        inc /= 1.0 - long
-        if inc > _INC_MAX:
-            for j in range(_HB):
-                hist[0, j] /= inc
-                hist[1, j] /= inc
-            st[_TOT] /= inc
-            inc = 1.0
-        st[_INC] = inc
+        inc = _grow_weight(hist, st, 0, _INC, _TOT, long)
+        linc = _grow_weight(hist, st, 2, _LINC, _LTOT, lifetime)
         if s >= _ALARM and st[_KEPT] < persist:
             # An alarm is not learned as an ordinary surprise (neither in the smoothed surprise
             # nor in the histograms), unless alarms keep coming.
@@ -217,6 +242,9 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
             hist[0, min(int(sa / _HW), _HB - 1)] += inc
             hist[1, min(int(u / _HW), _HB - 1)] += inc
             st[_TOT] += inc
+            hist[2, min(int(sa / _HW), _HB - 1)] += linc
+            hist[3, min(int(u / _HW), _HB - 1)] += linc
+            st[_LTOT] += linc
         # Robust forecast update: the level moves at most alpha * clip scales per point.
         rc = min(max(r, -clip * sc), clip * sc)
         level = st[_LEVEL] + alpha * rc
@@ -266,11 +294,16 @@ class Adaptive(Detector):
         return {
             "st": np.zeros(_NST),
             "q": np.array([np.nan, 0.0]),
-            "hist": np.zeros((2, _HB), np.float32),
+            "hist": np.zeros((4, _HB), np.float32),
             "season": np.zeros(b, np.float32),
             "scnt": np.zeros(b, np.uint8),
             "week": np.zeros(self.config.week_bins, np.float32),
         }
+
+    def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
+        """Restore a checkpoint; one written before the lifetime memory existed is upgraded
+        (its lifetime memory starts as a copy of its recent one) rather than refused."""
+        super().load_state_dict(_upgrade_v1(checkpoint, self.config))
 
     def _params(self) -> FloatArray:
         prm: FloatArray | None = self.__dict__.get("_prm")
@@ -278,7 +311,7 @@ class Adaptive(Detector):
             c = self.config
             prm = np.array(
                 [c.alpha, c.beta, c.clip, c.short, c.long, c.margin, c.gamma, c.min_samples,
-                 c.band_z, c.rel_floor, c.persist, c.point, c.week_gamma]
+                 c.band_z, c.rel_floor, c.persist, c.point, c.week_gamma, c.lifetime]
             )  # fmt: skip
             self._prm = prm
         return prm
@@ -312,3 +345,25 @@ class Adaptive(Detector):
             state["week"], prm, out["score"], out["expected"], out["lower"], out["upper"],
             out["component"],
         )  # fmt: skip
+
+
+def _upgrade_v1(checkpoint: dict[str, Any], config: AdaptiveConfig) -> dict[str, Any]:
+    """A checkpoint from before the lifetime histograms in today's layout, else unchanged."""
+    old_config = checkpoint.get("config")
+    state = checkpoint.get("state")
+    if not (isinstance(old_config, dict) and isinstance(state, dict)) or "lifetime" in old_config:
+        return checkpoint
+    st, hist = state.get("st"), state.get("hist")
+    if not (isinstance(st, np.ndarray) and isinstance(hist, np.ndarray)):
+        return checkpoint
+    if st.shape != (_NST_V1,) or hist.shape != (2, _HB):
+        return checkpoint
+    return {
+        **checkpoint,
+        "config": {**old_config, "lifetime": config.lifetime},
+        "state": {
+            **state,
+            "st": np.concatenate([st, [st[_INC], st[_TOT]]]),
+            "hist": np.concatenate([hist, hist]),
+        },
+    }

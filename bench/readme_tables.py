@@ -308,7 +308,8 @@ its official result files (`python bench/nab.py --score-results
 
 `default` is `adaptive`: a robust level plus daily and weekly profiles as the forecast, a band from
 a winsorized mean absolute residual, and a surprise calibrated against the series' own history of
-surprises (alarms kept out of it), so a score means "this rare for this series" and one threshold
+surprises (alarms kept out of it) in two memories, the last ~1,000 points and the series' lifetime
+(a point must be rare in both), so a score means "this rare for this series" and one threshold
 fits a fleet. The other rows are simple baselines kept for comparison: their Gaussian z-scores give
 heavy-tailed series many confident false positives.
 

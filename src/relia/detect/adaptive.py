@@ -11,22 +11,22 @@ Four small parts, one Numba loop, about 1.6 KB of state per series:
   ``level + daily + weekly``; the band is ``band_z`` robust scales around it. After
   ``persist`` points in a row outside the band on one side the level jumps to the new value: a
   new normal is adopted at once instead of alarming for hours.
-* **Calibrated surprise.** The raw surprise of a point is ``log(1 + |residual| / resolution)``
-  (the resolution is the data's smallest step or 0.1% of its level), also smoothed over a few
-  points. It is *not* compared with a Gaussian: decayed histograms of the series' own past
-  surprises give its empirical tail probability, with an exponential tail past the largest
-  surprise seen; a lone point counts when it is ``point`` times rarer than the smoothed surprise
-  would need. There are two memories, and ``p`` is the larger of their two probabilities: a
-  point must be rare among the recent surprises (about the last ``1 / long`` points) *and* in the
-  series' lifetime (about the last ``1 / lifetime`` points, a year of 5-minute samples). The
-  recent memory adapts to a new noise level within a day or two; the lifetime one remembers that
-  the nightly batch job or the Monday peak made surprises this large before, after a quiet week
-  made the recent memory forget it. The score is ``s / (s + 5)`` with ``s = -log10 p``,
-  so a score means the same rarity in every series whatever its noise, heavy tails or integer
-  steps: one threshold fits all series. Alarms (score 0.5 and up, rarer than 1 in 100,000) are
-  kept out of the smoothed surprise and the histograms, as a thresholder keeps anomalies out of a
-  model: one huge event must not blunt the detector for the next thousand points. Only
-  ``persist`` alarms in a row are kept out, so a lasting change in the noise is still learned.
+* **Calibrated surprise.** The raw surprise of a point is ``log(1 + |residual| / resolution)`` (the
+  resolution is the data's smallest step or 0.1% of its level), also smoothed over a few points. It
+  is *not* compared with a Gaussian: decayed histograms of the series' own past surprises give its
+  empirical tail probability, with an exponential tail past the largest surprise seen; a lone point
+  counts when it is ``point`` times rarer than the smoothed surprise would need. There are two
+  memories, and ``p`` is the larger of their two probabilities: a point must be rare among the
+  recent surprises (about the last ``1 / long`` points) *and* in the series' lifetime (about the
+  last ``1 / lifetime`` points, a year of 5-minute samples). The recent memory adapts to a new noise
+  level within a few days; the lifetime one remembers that this series has made surprises this large
+  before (a monthly batch job, a loud month) after a quiet stretch made the recent memory forget
+  them. The score is ``s / (s + 5)`` with ``s = -log10 p``, so a score means the same rarity in
+  every series whatever its noise, heavy tails or integer steps: one threshold fits all series.
+  Alarms (score 0.5 and up, rarer than 1 in 100,000) are kept out of the smoothed surprise and the
+  histograms, as a thresholder keeps anomalies out of a model: one huge event must not blunt the
+  detector for the next thousand points. Only ``persist`` alarms in a row are kept out, so a lasting
+  change in the noise is still learned.
 * **Onset, not continuation.** While values stay outside the band on one side, a point that is no
   more surprising than the worst point of that excursion so far scores half: it repeats what was
   already said. A new excursion, or one that gets worse, scores in full.

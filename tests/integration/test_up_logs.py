@@ -83,9 +83,11 @@ def test_sigkill_mid_file_rotation_and_truncation_lose_and_double_nothing(tmp_pa
         r.wait_for(lambda s: s["lines"] >= 500)
         r.kill()
         # Read from the store while relia is down: asking the restarted one races its ticks.
+        # The API counts lines as they are read; the store has them once their tick commits, so
+        # it may hold fewer than the 500 seen (the rest are read again after the restart).
         with DuckDBStore(tmp_path / "data" / "relia.duckdb") as store:
             stored = int(store.log_counts("app").count.sum())
-        assert 500 <= stored < 3000, "the kill did not land mid-file"
+        assert 0 < stored < 3000, f"the kill did not land mid-file ({stored} of 3000 stored)"
         # A partial line is pending when it comes back; killed mid-file again.
         with log.open("a") as f:
             f.write("2024-05-01T12:00:00Z INFO api: half a li")

@@ -454,17 +454,23 @@ def _series_id(labels: dict[str, str]) -> int:
 
 def _drained_metrics(url: str, timeout_s: float = 120.0) -> str:
     """relia's ``/metrics`` once the samples acknowledged during the run were stored (its queue is
-    empty and it timed a stored request), so the receipt→stored histogram covers them; after
-    ``timeout_s`` as they are."""
+    empty, it timed a stored request, and the tick that decided the last drained samples has
+    stored them too: a tick observes receipt→findings before receipt→stored), so both histograms
+    cover the same requests; after ``timeout_s`` as they are."""
     deadline = time.monotonic() + timeout_s
     while True:
         text = httpx.get(url + "/metrics", timeout=10).text
         queued = re.search(r"^relia_ingest_queue_samples (\S+)$", text, re.M)
-        timed = re.search(r"^relia_ingest_to_stored_seconds_count (\S+)$", text, re.M)
+        stored = re.search(r"^relia_ingest_to_stored_seconds_count (\S+)$", text, re.M)
+        decided = re.search(r"^relia_ingest_to_findings_seconds_count (\S+)$", text, re.M)
         drained = queued is not None and float(queued.group(1)) == 0.0
-        if (drained and timed is not None and float(timed.group(1)) > 0) or (
-            time.monotonic() > deadline
-        ):
+        settled = (
+            stored is not None
+            and decided is not None
+            and float(stored.group(1)) > 0
+            and float(stored.group(1)) == float(decided.group(1))
+        )
+        if (drained and settled) or time.monotonic() > deadline:
             return text
         time.sleep(0.2)
 

@@ -239,11 +239,13 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
         else:
             st[_KEPT] = 0.0
             st[_SA] = sa
-            hist[0, min(int(sa / _HW), _HB - 1)] += inc
-            hist[1, min(int(u / _HW), _HB - 1)] += inc
+            j_sa = min(int(sa / _HW), _HB - 1)
+            j_u = min(int(u / _HW), _HB - 1)
+            hist[0, j_sa] += inc
+            hist[1, j_u] += inc
             st[_TOT] += inc
-            hist[2, min(int(sa / _HW), _HB - 1)] += linc
-            hist[3, min(int(u / _HW), _HB - 1)] += linc
+            hist[2, j_sa] += linc
+            hist[3, j_u] += linc
             st[_LTOT] += linc
         # Robust forecast update: the level moves at most alpha * clip scales per point.
         rc = min(max(r, -clip * sc), clip * sc)

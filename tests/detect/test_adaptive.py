@@ -195,6 +195,24 @@ def test_lifetime_memory_remembers_an_old_noise_level(seed: int) -> None:
     assert with_lifetime[quiet].max() < recent_only[quiet].max()
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_lifetime_memory_judges_a_surprise_the_recent_memory_never_saw(seed: int) -> None:
+    # A hundred days of the same noise, then a 6-sigma spike (two early 12-sigma spikes widen the
+    # range, so `new_range` stays out of it). The spike is past everything in the recent memory
+    # (about the last 1,000 points), which can only extrapolate its rarity; the lifetime memory
+    # has seen thirty times more of this series' noise and finds it rarer. A detector whose
+    # lifetime memory is as short as its recent one (lifetime = long) shows what it changes.
+    n = 30_000
+    values = _noise(n, seed)
+    values[200], values[300], values[-1] = 112.0, 88.0, 106.0
+    ts = _ts(n)
+    with_lifetime = Adaptive(bins=0, week_bins=0).score(values, ts)
+    recent_only = Adaptive(bins=0, week_bins=0, lifetime=Adaptive().config.long).score(values, ts)
+    assert with_lifetime[-1] > recent_only[-1] + 0.05
+    # The noise itself stays quiet with either.
+    assert with_lifetime[1000:-1].max() < 0.5
+
+
 def test_checkpoint_from_before_the_lifetime_memory_is_upgraded() -> None:
     values = _noise(1200, 13)
     ts = _ts(1200)

@@ -1,6 +1,6 @@
 """Adaptive detector: a robust forecast whose surprises are calibrated to each series' history.
 
-Four small parts, one Numba loop, about 1.6 KB of state per series:
+Four small parts, one Numba loop, about 2 KB of state per series:
 
 * **Forecast.** A robust level (an EWMA whose step is clipped to one scale unit, so it tracks the
   median rather than the mean and one outlier barely moves it) plus a daily profile: one additive
@@ -21,8 +21,11 @@ Four small parts, one Numba loop, about 1.6 KB of state per series:
   last ``1 / lifetime`` points, a year of 5-minute samples). The recent memory adapts to a new noise
   level within a few days; the lifetime one remembers that this series has made surprises this large
   before (a monthly batch job, a loud month) after a quiet stretch made the recent memory forget
-  them. The score is ``s / (s + 5)`` with ``s = -log10 p``, so a score means the same rarity in
-  every series whatever its noise, heavy tails or integer steps: one threshold fits all series.
+  them. Where the recent memory holds no surprise as large as this one, its probability is only
+  an extrapolation past its last thousand points, and the lifetime memory, which has seen far more
+  of this series, says alone how rare the point is. The score is ``s / (s + 5)`` with
+  ``s = -log10 p``, so a score means the same rarity in every series whatever its noise, heavy
+  tails or integer steps: one threshold fits all series.
   Alarms (score 0.5 and up, rarer than 1 in 100,000) are kept out of the smoothed surprise and the
   histograms, as a thresholder keeps anomalies out of a model: one huge event must not blunt the
   detector for the next thousand points. Only ``persist`` alarms in a row are kept out, so a lasting
@@ -103,26 +106,38 @@ class AdaptiveConfig(DetectorConfig):
 @numba.njit(cache=True, inline="always")
 def _tail_prob(hist, inc, tot, v):  # type: ignore[no-untyped-def]
     """P(V >= v) under the decayed histogram, with one pseudo-count (so p > 0) and an exponential
-    tail past the highest occupied bin (so ever larger surprises keep ranking higher)."""
+    tail past the highest occupied bin (so ever larger surprises keep ranking higher); and whether
+    the histogram holds a surprise at least as large (if not, ``p`` is an extrapolation)."""
     j = int(v / _HW)
     if j >= _HB:
         j = _HB - 1
     frac = min(v / _HW - j, 1.0)
     tail = hist[j] * (1.0 - frac)
-    occupied = hist[j] > 0.5 * inc
+    seen = hist[j] > 0.5 * inc
     for k in range(_HB - 1, j, -1):
         tail += hist[k]
         if hist[k] > 0.5 * inc:
-            occupied = True
+            seen = True
     p = (tail + inc) / (tot + inc)
-    if not occupied:
+    if not seen:
         hi = 0
         for k in range(j - 1, -1, -1):
             if hist[k] > 0.5 * inc:
                 hi = k + 1
                 break
         p *= math.exp(-max(v - hi * _HW, 0.0) / _TAIL_W)
-    return p
+    return p, seen
+
+
+@numba.njit(cache=True, inline="always")
+def _two_memory_prob(hist, st, row, v):  # type: ignore[no-untyped-def]
+    """P(V >= v) from the recent and the lifetime histograms (rows ``row`` and ``row + 2``).
+    Where the recent memory holds a surprise this large, the larger of the two: rare now *and*
+    rare for this series. Where it holds none, it only knows that v is past its last ~1,000
+    points, so the lifetime memory, which has seen far more, says how rare v is."""
+    p_recent, seen_recently = _tail_prob(hist[row], st[_INC], st[_TOT], v)
+    p_life, _ = _tail_prob(hist[row + 2], st[_LINC], st[_LTOT], v)
+    return max(p_recent, p_life) if seen_recently else p_life
 
 
 @numba.njit(cache=True, inline="always")
@@ -194,13 +209,9 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
         s = 0.0
         if n >= min_samples:
             # Rows 0-1 of hist: the recent memory (smoothed, point); rows 2-3: the lifetime one.
-            p = _tail_prob(hist[0], st[_INC], st[_TOT], sa)
-            p_life = _tail_prob(hist[2], st[_LINC], st[_LTOT], sa)
+            p = _two_memory_prob(hist, st, 0, sa)
             if point > 0.0:
-                p = min(p, point * _tail_prob(hist[1], st[_INC], st[_TOT], u))
-                p_life = min(p_life, point * _tail_prob(hist[3], st[_LINC], st[_LTOT], u))
-            # Rare now and rare for this series: the larger of the two.
-            p = max(p, p_life)
+                p = min(p, point * _two_memory_prob(hist, st, 1, u))
             s = surprise_score(-math.log10(p))
             c = -1
             if s > 0.0:

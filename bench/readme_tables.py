@@ -95,11 +95,12 @@ def streaming_table() -> str:
             )
     um = d["detectors"].get("default", {}).get("update_many")
     if um:
-        same = "same" if um.get("same_checkpoints_as_update") else "DIFFERENT"
+        same = "identical" if um.get("same_checkpoints_as_update") else "DIFFERENT"
         rows.append(
             f"| relia `default`, shard table `update_many` (calls of {um['chunk']:,} points) "
             f"| {d['detectors']['default']['series']:,} | {um['points_per_s']:,.0f} "
-            f"| {um['state_array_bytes_per_series']:,} B ({same} checkpoint bytes as `update()`) |"
+            f"| {um['state_array_bytes_per_series']:,} B of state arrays (checkpoints {same} to "
+            "`update()`'s) |"
         )
     rv = d.get("river")
     if rv:
@@ -309,9 +310,10 @@ its official result files (`python bench/nab.py --score-results
 `default` is `adaptive`: a robust level plus daily and weekly profiles as the forecast, a band from
 a winsorized mean absolute residual, and a surprise calibrated against the series' own history of
 surprises (alarms kept out of it) in two memories, the last ~1,000 points and the series' lifetime
-(a point must be rare in both), so a score means "this rare for this series" and one threshold
-fits a fleet. The other rows are simple baselines kept for comparison: their Gaussian z-scores give
-heavy-tailed series many confident false positives.
+(a point must be rare in both; past everything the recent memory holds, the lifetime alone judges
+it), so a score means "this rare for this series" and one threshold fits a fleet. The other rows
+are simple baselines kept for comparison: their Gaussian z-scores give heavy-tailed series many
+confident false positives.
 
 {nab_windows_line()}
 ### Detector speed (one core)

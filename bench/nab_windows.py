@@ -43,6 +43,8 @@ import relia.detect  # noqa: E402
 from relia.errors import DataError, ReliaError  # noqa: E402
 
 DEFAULT_OUT = nab.REPO / "bench/results/nab_windows.json"
+#: Offsets from the chosen threshold at which the neighbourhood table is drawn.
+NEIGHBOURHOOD = (-0.08, -0.06, -0.04, -0.02, 0.0, 0.02, 0.05, 0.1)
 
 
 def parse_set(items: Sequence[str]) -> dict[str, Any]:
@@ -67,6 +69,35 @@ def _component_name(components: Sequence[str], code: int) -> str:
     return components[code] if 0 <= code < len(components) else "-"
 
 
+def neighbourhood(sweeps: Sequence[ns.FileSweep], threshold: float) -> list[dict[str, Any]]:
+    """What the score, the windows and the false positives would be at thresholds near the
+    chosen one: whether a lower threshold would buy missed windows cheaply. A false-positive
+    *run* is a stretch of consecutive flagged rows outside the windows (NAB charges each row)."""
+    null, perfect = ns.null_score(sweeps), ns.perfect_score(sweeps)
+    rows = []
+    for offset in NEIGHBOURHOOD:
+        t = threshold + offset
+        raw = sum(ns.score_at_threshold(f, t).score for f in sweeps)
+        detected_windows = fp_rows = fp_runs = 0
+        for f in sweeps:
+            flagged = f.scorable & (f.scores >= t)
+            hit = np.unique(f.window[flagged & (f.window >= 0)])
+            detected_windows += len(hit)
+            fp = flagged & (f.window < 0)
+            fp_rows += int(fp.sum())
+            fp_runs += int(np.count_nonzero(fp[1:] & ~fp[:-1]) + (1 if len(fp) and fp[0] else 0))
+        rows.append(
+            {
+                "threshold": round(t, 4),
+                "score": round(100.0 * (raw - null) / (perfect - null), 2),
+                "windows_detected": detected_windows,
+                "fp_rows": fp_rows,
+                "fp_runs": fp_runs,
+            }
+        )
+    return rows
+
+
 def explain(name: str, corpus: nab.Corpus, profile: str, params: dict[str, Any]) -> dict[str, Any]:
     """Score the corpus with one detector configuration and account for every window and FP."""
     if profile not in corpus.profiles:
@@ -83,8 +114,10 @@ def explain(name: str, corpus: nab.Corpus, profile: str, params: dict[str, Any])
     windows: list[dict[str, Any]] = []
     files: list[dict[str, Any]] = []
     fp_by_component: Counter[str] = Counter()
+    sweeps = []
     for key, (ts, d) in sorted(details.items()):
         sweep = ns.prepare_file(key, ts, results[key][1], corpus.windows[key], cost)
+        sweeps.append(sweep)
         detected = sweep.scorable & (sweep.scores >= threshold)
         comp = np.asarray(d.component)
         for k, (start, _end) in enumerate(corpus.windows[key]):
@@ -144,6 +177,7 @@ def explain(name: str, corpus: nab.Corpus, profile: str, params: dict[str, Any])
         "fp_cost": round(sum(f["fp_cost"] for f in files), 3),
         "first_detection_by_component": dict(Counter(w["component"] for w in hit)),
         "fp_rows_by_component": dict(fp_by_component),
+        "neighbourhood": neighbourhood(sweeps, threshold),
         "windows": windows,
         "fp_files": files,
     }
@@ -163,6 +197,15 @@ def print_report(console: Console, doc: dict[str, Any], most: int) -> None:
         f"false-positive rows by component: {doc['fp_rows_by_component']}",
         highlight=False,
     )
+    table = Table(title="at thresholds near the chosen one")
+    for col in ("threshold", "score", "windows detected", "FP rows", "FP runs"):
+        table.add_column(col, justify="right")
+    for r in doc["neighbourhood"]:
+        table.add_row(
+            f"{r['threshold']:.4f}", f"{r['score']:.2f}", str(r["windows_detected"]),
+            str(r["fp_rows"]), str(r["fp_runs"]),
+        )  # fmt: skip
+    console.print(table)
     missed = sorted((w for w in doc["windows"] if not w["detected"]), key=lambda w: w["gap"])
     table = Table(title=f"missed windows ({len(missed)}), nearest miss first")
     for col in ("file", "window start", "best", "gap", "by"):

@@ -36,6 +36,26 @@ def test_every_window_is_accounted_for_and_the_sum_is_the_raw_score(tmp_path: Pa
     assert doc["tp_reward"] + doc["fn_cost"] + doc["fp_cost"] == pytest.approx(doc["raw"], abs=1e-3)
 
 
+def test_the_neighbourhood_row_at_the_chosen_threshold_is_the_report_itself(
+    tmp_path: Path,
+) -> None:
+    code, doc = _run(tmp_path)
+    assert code == 0
+    rows = doc["neighbourhood"]
+    assert [r["threshold"] for r in rows] == sorted(r["threshold"] for r in rows)
+    here = next(r for r in rows if r["threshold"] == round(doc["threshold"], 4))
+    assert here["score"] == doc["score"]
+    assert here["windows_detected"] == doc["windows_detected"]
+    assert here["fp_rows"] == sum(f["fp_rows"] for f in doc["fp_files"])
+    # NAB's procedure picked the best threshold, so no neighbour scores higher; a higher
+    # threshold flags a subset of the rows, so it never detects more or flags more.
+    assert all(r["score"] <= doc["score"] for r in rows)
+    for lower, higher in zip(rows, rows[1:], strict=False):
+        assert higher["windows_detected"] <= lower["windows_detected"]
+        assert higher["fp_rows"] <= lower["fp_rows"]
+        assert higher["fp_runs"] <= higher["fp_rows"]
+
+
 def test_a_parameter_that_hides_the_spikes_turns_detections_into_misses(tmp_path: Path) -> None:
     # With 400 warm-up points the detector never scores: both windows are missed, with best 0.
     code, doc = _run(tmp_path, "--set", "min_samples=400")

@@ -10,7 +10,9 @@ Usage::
 threshold NAB's procedure picks for that profile: every labelled window that counts (outside the
 probation period), whether it is detected, where in the window and by which component of the
 detector, or, when missed, the best score inside it and how far under the threshold that is; and
-the false positives, by file and by component. The JSON goes to ``--out``
+the false positives, by file and by component; and, at thresholds near the chosen one, the score,
+the windows detected and the false-positive rows and runs (whether a lower threshold would buy the
+misses cheaply). The JSON goes to ``--out``
 (``bench/results/nab_windows.json``); tables go to stdout.
 
 A missed window's ``best`` is the highest score in its scored rows. The ``gap`` is how far that is

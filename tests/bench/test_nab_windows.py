@@ -31,7 +31,7 @@ def test_every_window_is_accounted_for_and_the_sum_is_the_raw_score(tmp_path: Pa
     # A 40 SD spike sits in each window: both are detected, with the component that fired.
     for w in doc["windows"]:
         assert w["detected"] and -1.0 <= w["position"] <= 0.0
-        assert w["component"] in ("above", "below", "new_range")
+        assert w["component"] in ("above", "below", "new_range", "run")
         assert w["score"] >= doc["threshold"]
     assert doc["tp_reward"] + doc["fn_cost"] + doc["fp_cost"] == pytest.approx(doc["raw"], abs=1e-3)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -186,13 +188,16 @@ def test_lifetime_memory_remembers_an_old_noise_level(seed: int) -> None:
     back = slice(50 * per_day, 50 * per_day + 24)
     values[back] = 100.0 + rng.normal(0.0, 3.0, 24)
     ts = _ts(n)
-    with_lifetime = Adaptive().score(values, ts)
-    recent_only = Adaptive(lifetime=Adaptive().config.long).score(values, ts)
+    # The run evidence is off here: it sums the rarity these memories give, so it would blur
+    # the comparison (with it, the return stays under the alarm: last assertion).
+    with_lifetime = Adaptive(run_allowance=0.0).score(values, ts)
+    recent_only = Adaptive(run_allowance=0.0, lifetime=Adaptive().config.long).score(values, ts)
     assert with_lifetime[back].max() < 0.32
     assert with_lifetime[back].max() < recent_only[back].max() - 0.03
     # The quiet weeks in between: ordinary residuals are not rare for a series that was loud.
     quiet = slice(31 * per_day, 50 * per_day)
     assert with_lifetime[quiet].max() < recent_only[quiet].max()
+    assert Adaptive().score(values, ts)[back].max() < 0.5
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -213,18 +218,31 @@ def test_lifetime_memory_judges_a_surprise_the_recent_memory_never_saw(seed: int
     assert with_lifetime[1000:-1].max() < 0.5
 
 
+def _v2_checkpoint(new: dict[str, Any]) -> dict[str, Any]:
+    """What the detector wrote before the run evidence, from today's checkpoint: 13 scalars,
+    4 histogram rows of 32 bins, no ``runs`` and no ``run_allowance`` in its config."""
+    hist = np.zeros((4, 32), np.float32)
+    hist[:, :24] = new["state"]["hist"]
+    state = {k: v for k, v in new["state"].items() if k != "runs"}
+    return {
+        **new,
+        "config": {k: v for k, v in new["config"].items() if k != "run_allowance"},
+        "state": {**state, "st": new["state"]["st"][:13], "hist": hist},
+    }
+
+
 def test_checkpoint_from_before_the_lifetime_memory_is_upgraded() -> None:
     values = _noise(1200, 13)
     ts = _ts(1200)
     det = Adaptive()
     det.score(values[:600], ts[:600])
-    new = det.state_dict()
+    v2 = _v2_checkpoint(det.state_dict())
     # What the detector wrote before it had a lifetime memory: 11 scalars, 2 histogram rows
     # and no ``lifetime`` in its config.
     old = {
-        **new,
-        "config": {k: v for k, v in new["config"].items() if k != "lifetime"},
-        "state": {**new["state"], "st": new["state"]["st"][:11], "hist": new["state"]["hist"][:2]},
+        **v2,
+        "config": {k: v for k, v in v2["config"].items() if k != "lifetime"},
+        "state": {**v2["state"], "st": v2["state"]["st"][:11], "hist": v2["state"]["hist"][:2]},
     }
     restored = Adaptive()
     restored.load_state_dict(old)
@@ -233,9 +251,52 @@ def test_checkpoint_from_before_the_lifetime_memory_is_upgraded() -> None:
     scores = restored.score(values[600:], ts[600:])
     assert np.isfinite(scores).all() and scores.max() > 0.0
     # A checkpoint in today's layout with a wrong shape is still refused.
+    new = det.state_dict()
     bad = {**new, "state": {**new["state"], "hist": new["state"]["hist"][:2]}}
     with pytest.raises(DetectorError, match="hist"):
         Adaptive().load_state_dict(bad)
+
+
+def test_checkpoint_from_before_the_run_evidence_is_upgraded() -> None:
+    values = _noise(1200, 14)
+    ts = _ts(1200)
+    det = Adaptive()
+    det.score(values[:600], ts[:600])
+    new = det.state_dict()
+    v2 = _v2_checkpoint(new)
+    v2["state"]["hist"][1, 30] = 2.0  # a surprise past today's top bin lands in the top bin
+    restored = Adaptive()
+    restored.load_state_dict(v2)
+    state = restored.state_dict()["state"]
+    np.testing.assert_array_equal(state["hist"][0], new["state"]["hist"][0])
+    assert state["hist"][1, -1] == new["state"]["hist"][1, -1] + 2.0
+    np.testing.assert_array_equal(state["runs"], 0.0)  # the run evidence starts empty
+    assert state["st"][:13].tolist() == new["state"]["st"][:13].tolist()
+    assert state["st"][13] == 0.0
+    scores = restored.score(values[600:], ts[600:])
+    assert np.isfinite(scores).all() and scores.max() > 0.0
+
+
+def test_run_evidence_adds_up_points_that_are_each_only_a_little_unusual() -> None:
+    # Gaussian noise, then 40 points shifted by 1.5 SD: inside the band (3 scales), so no
+    # point is rare on its own, and too short for a new level. Two early 12-SD spikes widen
+    # the range so `new_range` stays out of it. The run evidence sums how unusual each point
+    # is; the same detector without it (run_allowance=0) shows what it adds.
+    lifted = 0
+    for seed in range(1, 6):
+        values = _noise(6000, seed)
+        values[200], values[300] = 112.0, 88.0
+        values[5000:5040] += 1.5
+        ts = _ts(6000)
+        with_runs = Adaptive(bins=0, week_bins=0).score_detail(values, ts)
+        without = Adaptive(bins=0, week_bins=0, run_allowance=0.0).score(values, ts)
+        shift = slice(5000, 5040)
+        assert with_runs.score[shift].max() >= without[shift].max()
+        top = 5000 + int(np.argmax(with_runs.score[shift]))
+        if with_runs.score[top] >= without[shift].max() + 0.08:
+            assert Adaptive.components[with_runs.component[top]] == "run"
+            lifted += 1
+    assert lifted >= 4
 
 
 def test_an_excursion_alarms_at_onset_not_at_every_point() -> None:

@@ -55,13 +55,21 @@ from relia.detect.base import Detector, DetectorConfig, FloatArray, IntArray, St
 __all__ = ["Adaptive", "AdaptiveConfig"]
 
 # Layout of the scalar state ``st``.
-_N, _LEVEL, _SCALE, _VMIN, _VMAX, _SA, _INC, _TOT, _RUN, _PEAK, _KEPT, _LINC, _LTOT = range(13)
-_NST = 13
+(_N, _LEVEL, _SCALE, _VMIN, _VMAX, _SA, _INC, _TOT, _RUN, _PEAK, _KEPT, _LINC, _LTOT,
+ _EVIDENCE) = range(14)  # fmt: skip
+_NST = 14
 #: ``st`` of a checkpoint written before the lifetime memory (no ``_LINC``, ``_LTOT``).
 _NST_V1 = 11
-#: Histogram of smoothed surprises: bins of 0.5 in log(1 + |r| / resolution), up to e^16.
-_HB = 32
+#: ``st`` of a checkpoint written before the run evidence (no ``_EVIDENCE``).
+_NST_V2 = 13
+#: Histograms of surprises: bins of 0.5 in log(1 + |r| / resolution), up to e^12 (the top bin
+#: takes everything past it; the exponential tail still ranks larger surprises higher).
+_HB = 24
 _HW = 0.5
+#: Bins of the run evidence's histograms (log(1 + evidence), same width): up to e^8.
+_RB = 16
+#: Bins of the surprise histograms in checkpoints written before the run evidence.
+_HB_V2 = 32
 #: Width (in surprise units) of the exponential tail past the largest surprise seen.
 _TAIL_W = 0.5
 #: Score of a value outside the range seen so far (surprise 45: above all but extreme residuals).
@@ -101,6 +109,11 @@ class AdaptiveConfig(DetectorConfig):
     min_samples: int = Field(64, ge=2, description="points seen before any score is given")
     band_z: float = Field(3.0, gt=0, description="half-width of the band, in scales")
     rel_floor: float = Field(1e-3, ge=0, description="resolution floor relative to the level")
+    run_allowance: float = Field(
+        0.6,
+        ge=0,
+        description="a point rarer than 10**-run_allowance adds to the run evidence (0: off)",
+    )
 
 
 @numba.njit(cache=True, inline="always")
@@ -108,13 +121,14 @@ def _tail_prob(hist, inc, tot, v):  # type: ignore[no-untyped-def]
     """P(V >= v) under the decayed histogram, with one pseudo-count (so p > 0) and an exponential
     tail past the highest occupied bin (so ever larger surprises keep ranking higher); and whether
     the histogram holds a surprise at least as large (if not, ``p`` is an extrapolation)."""
+    nb = hist.shape[0]
     j = int(v / _HW)
-    if j >= _HB:
-        j = _HB - 1
+    if j >= nb:
+        j = nb - 1
     frac = min(v / _HW - j, 1.0)
     tail = hist[j] * (1.0 - frac)
     seen = hist[j] > 0.5 * inc
-    for k in range(_HB - 1, j, -1):
+    for k in range(nb - 1, j, -1):
         tail += hist[k]
         if hist[k] > 0.5 * inc:
             seen = True
@@ -130,21 +144,21 @@ def _tail_prob(hist, inc, tot, v):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True, inline="always")
-def _two_memory_prob(hist, st, row, v):  # type: ignore[no-untyped-def]
-    """P(V >= v) from the recent and the lifetime histograms (rows ``row`` and ``row + 2``).
-    Where the recent memory holds a surprise this large, the larger of the two: rare now *and*
-    rare for this series. Where it holds none, it only knows that v is past its last ~1,000
-    points, so the lifetime memory, which has seen far more, says how rare v is."""
-    p_recent, seen_recently = _tail_prob(hist[row], st[_INC], st[_TOT], v)
-    p_life, _ = _tail_prob(hist[row + 2], st[_LINC], st[_LTOT], v)
+def _two_memory_prob(recent, life, st, v):  # type: ignore[no-untyped-def]
+    """P(V >= v) from a recent and a lifetime histogram. Where the recent memory holds a
+    surprise this large, the larger of the two: rare now *and* rare for this series. Where it
+    holds none, it only knows that v is past its last ~1,000 points, so the lifetime memory,
+    which has seen far more, says how rare v is."""
+    p_recent, seen_recently = _tail_prob(recent, st[_INC], st[_TOT], v)
+    p_life, _ = _tail_prob(life, st[_LINC], st[_LTOT], v)
     return max(p_recent, p_life) if seen_recently else p_life
 
 
 @numba.njit(cache=True, inline="always")
-def _grow_weight(hist, st, row, i_inc, i_tot, decay):  # type: ignore[no-untyped-def]
-    """The weight of the next point in histogram rows ``row, row + 1``: the last one grown by
-    ``1 / (1 - decay)``, which decays the past without touching every bin; all are rescaled
-    when the weight gets large."""
+def _grow_weight(hist, runs, st, row, i_inc, i_tot, decay):  # type: ignore[no-untyped-def]
+    """The weight of the next point in one memory (histogram rows ``row, row + 1`` and run
+    row ``row // 2``): the last one grown by ``1 / (1 - decay)``, which decays the past without
+    touching every bin; all are rescaled when the weight gets large."""
     inc = st[i_inc]
     if inc == 0.0:
         inc = 1.0
@@ -153,6 +167,8 @@ def _grow_weight(hist, st, row, i_inc, i_tot, decay):  # type: ignore[no-untyped
         for j in range(_HB):
             hist[row, j] /= inc
             hist[row + 1, j] /= inc
+        for j in range(_RB):
+            runs[row // 2, j] /= inc
         st[i_tot] /= inc
         inc = 1.0
     st[i_inc] = inc
@@ -161,13 +177,13 @@ def _grow_weight(hist, st, row, i_inc, i_tot, decay):  # type: ignore[no-untyped
 
 @numba.njit(cache=True)
 def _adaptive_kernel(  # type: ignore[no-untyped-def]
-    ts, values, st, q, hist, season, scnt, week, prm, score, expected, lower, upper, comp,
+    ts, values, st, q, hist, runs, season, scnt, week, prm, score, expected, lower, upper, comp,
 ):  # fmt: skip
     # The parameters come packed in one array: each argument costs dispatch time per call, and
     # streaming calls the kernel once per point.
     alpha, beta, clip, short, long, margin = prm[0], prm[1], prm[2], prm[3], prm[4], prm[5]
     gamma, min_samples, band_z, rel_floor, persist = prm[6], prm[7], prm[8], prm[9], prm[10]
-    point, week_gamma, lifetime = prm[11], prm[12], prm[13]
+    point, week_gamma, lifetime, allowance = prm[11], prm[12], prm[13], prm[14]
     nb = season.shape[0]
     nw = week.shape[0]
     for i in range(values.shape[0]):
@@ -207,15 +223,30 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
         sa = st[_SA] + short * (u - st[_SA])
         outside = abs(r) > band_z * sc
         s = 0.0
+        evidence = 0.0
+        le = 0.0
         if n >= min_samples:
             # Rows 0-1 of hist: the recent memory (smoothed, point); rows 2-3: the lifetime one.
-            p = _two_memory_prob(hist, st, 0, sa)
+            # Row 0 of runs: recent run evidence; row 1: lifetime.
+            p = _two_memory_prob(hist[0], hist[2], st, sa)
+            p_point = _two_memory_prob(hist[1], hist[3], st, u)
             if point > 0.0:
-                p = min(p, point * _two_memory_prob(hist, st, 1, u))
-            s = surprise_score(-math.log10(p))
+                p = min(p, point * p_point)
+            p_run = 1.0
+            if allowance > 0.0:
+                # Run evidence: a CUSUM of the points' calibrated rarity (-log10 p). Each point
+                # rarer than 10**-run_allowance adds what it exceeds by, so a run of points that
+                # are each only a little unusual (a burst of in-range spikes, a change of
+                # regime) builds up where no single point would alarm. It is ranked against its
+                # own history like the surprise, not against the CUSUM tail of independent
+                # points: real series make runs far more often than independent noise would.
+                evidence = max(st[_EVIDENCE] - math.log10(p_point) - allowance, 0.0)
+                le = math.log1p(evidence)
+                p_run = _two_memory_prob(runs[0], runs[1], st, le)
+            s = surprise_score(-math.log10(min(p, p_run)))
             c = -1
             if s > 0.0:
-                c = 0 if r >= 0.0 else 1
+                c = 3 if p_run < p else (0 if r >= 0.0 else 1)
             # A new extreme by a margin of the range, and outside the forecast's band (so a
             # trend making ever-new highs along its forecast does not fire). Graded by how far
             # beyond, so larger breaks still rank higher.
@@ -241,12 +272,13 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
             comp[i] = c
         # Learn the surprise: decay by growing the weight of new points (rescaled when large)
         # rather than shrinking every bin at every point.
-        inc = _grow_weight(hist, st, 0, _INC, _TOT, long)
-        linc = _grow_weight(hist, st, 2, _LINC, _LTOT, lifetime)
+        inc = _grow_weight(hist, runs, st, 0, _INC, _TOT, long)
+        linc = _grow_weight(hist, runs, st, 2, _LINC, _LTOT, lifetime)
         if s >= _ALARM and st[_KEPT] < persist:
             # An alarm is not learned as an ordinary surprise (neither in the smoothed surprise
-            # nor in the histograms), unless alarms keep coming.
+            # nor in the histograms), unless alarms keep coming; it spends the run evidence.
             st[_KEPT] += 1.0
+            st[_EVIDENCE] = 0.0
         else:
             st[_KEPT] = 0.0
             st[_SA] = sa
@@ -258,6 +290,11 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
             hist[2, j_sa] += linc
             hist[3, j_u] += linc
             st[_LTOT] += linc
+            if n >= min_samples and allowance > 0.0:
+                st[_EVIDENCE] = evidence
+                j_run = min(int(le / _HW), _RB - 1)
+                runs[0, j_run] += inc
+                runs[1, j_run] += linc
         # Robust forecast update: the level moves at most alpha * clip scales per point.
         rc = min(max(r, -clip * sc), clip * sc)
         level = st[_LEVEL] + alpha * rc
@@ -297,7 +334,7 @@ class Adaptive(Detector):
 
     name = "adaptive"
     config_class = AdaptiveConfig
-    components = ("above", "below", "new_range")
+    components = ("above", "below", "new_range", "run")
     config: AdaptiveConfig
 
     def _initial_state(self) -> State:
@@ -308,15 +345,17 @@ class Adaptive(Detector):
             "st": np.zeros(_NST),
             "q": np.array([np.nan, 0.0]),
             "hist": np.zeros((4, _HB), np.float32),
+            "runs": np.zeros((2, _RB), np.float32),
             "season": np.zeros(b, np.float32),
             "scnt": np.zeros(b, np.uint8),
             "week": np.zeros(self.config.week_bins, np.float32),
         }
 
     def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
-        """Restore a checkpoint; one written before the lifetime memory existed is upgraded
-        (its lifetime memory starts as a copy of its recent one) rather than refused."""
-        super().load_state_dict(_upgrade_v1(checkpoint, self.config))
+        """Restore a checkpoint; one written before the lifetime memory or the run evidence
+        existed is upgraded (its lifetime memory starts as a copy of its recent one, its run
+        evidence starts empty) rather than refused."""
+        super().load_state_dict(_upgrade_v2(_upgrade_v1(checkpoint, self.config), self.config))
 
     def _params(self) -> FloatArray:
         prm: FloatArray | None = self.__dict__.get("_prm")
@@ -324,7 +363,8 @@ class Adaptive(Detector):
             c = self.config
             prm = np.array(
                 [c.alpha, c.beta, c.clip, c.short, c.long, c.margin, c.gamma, c.min_samples,
-                 c.band_z, c.rel_floor, c.persist, c.point, c.week_gamma, c.lifetime]
+                 c.band_z, c.rel_floor, c.persist, c.point, c.week_gamma, c.lifetime,
+                 c.run_allowance]
             )  # fmt: skip
             self._prm = prm
         return prm
@@ -344,7 +384,7 @@ class Adaptive(Detector):
         comp[0] = -1
         st = self._state
         _adaptive_kernel(
-            t, v, st["st"], st["q"], st["hist"], st["season"], st["scnt"], st["week"],
+            t, v, st["st"], st["q"], st["hist"], st["runs"], st["season"], st["scnt"], st["week"],
             self._params(), sc, ex, lo, up, comp,
         )  # fmt: skip
         self._n_seen += 1
@@ -354,9 +394,9 @@ class Adaptive(Detector):
     def _run(self, ts: IntArray, values: FloatArray, state: State, out: State) -> None:
         prm = self._params()
         _adaptive_kernel(
-            ts, values, state["st"], state["q"], state["hist"], state["season"], state["scnt"],
-            state["week"], prm, out["score"], out["expected"], out["lower"], out["upper"],
-            out["component"],
+            ts, values, state["st"], state["q"], state["hist"], state["runs"], state["season"],
+            state["scnt"], state["week"], prm, out["score"], out["expected"], out["lower"],
+            out["upper"], out["component"],
         )  # fmt: skip
 
 
@@ -369,7 +409,7 @@ def _upgrade_v1(checkpoint: dict[str, Any], config: AdaptiveConfig) -> dict[str,
     st, hist = state.get("st"), state.get("hist")
     if not (isinstance(st, np.ndarray) and isinstance(hist, np.ndarray)):
         return checkpoint
-    if st.shape != (_NST_V1,) or hist.shape != (2, _HB):
+    if st.shape != (_NST_V1,) or hist.shape != (2, _HB_V2):
         return checkpoint
     return {
         **checkpoint,
@@ -378,5 +418,34 @@ def _upgrade_v1(checkpoint: dict[str, Any], config: AdaptiveConfig) -> dict[str,
             **state,
             "st": np.concatenate([st, [st[_INC], st[_TOT]]]),
             "hist": np.concatenate([hist, hist]),
+        },
+    }
+
+
+def _upgrade_v2(checkpoint: dict[str, Any], config: AdaptiveConfig) -> dict[str, Any]:
+    """A checkpoint from before the run evidence in today's layout, else unchanged: the
+    surprise histograms lose their top bins (merged into the new top one), the run evidence
+    and its histograms start empty."""
+    old_config = checkpoint.get("config")
+    state = checkpoint.get("state")
+    if not (isinstance(old_config, dict) and isinstance(state, dict)):
+        return checkpoint
+    if "run_allowance" in old_config:
+        return checkpoint
+    st, hist = state.get("st"), state.get("hist")
+    if not (isinstance(st, np.ndarray) and isinstance(hist, np.ndarray)):
+        return checkpoint
+    if st.shape != (_NST_V2,) or hist.shape != (4, _HB_V2):
+        return checkpoint
+    merged = hist[:, :_HB].copy()
+    merged[:, -1] += hist[:, _HB:].sum(axis=1)
+    return {
+        **checkpoint,
+        "config": {**old_config, "run_allowance": config.run_allowance},
+        "state": {
+            **state,
+            "st": np.concatenate([st, [0.0]]),
+            "hist": merged,
+            "runs": np.zeros((2, _RB), np.float32),
         },
     }

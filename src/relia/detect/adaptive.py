@@ -1,6 +1,6 @@
 """Adaptive detector: a robust forecast whose surprises are calibrated to each series' history.
 
-Four small parts, one Numba loop, about 2 KB of state per series:
+Five small parts, one Numba loop, under 2 KB of state per series:
 
 * **Forecast.** A robust level (an EWMA whose step is clipped to one scale unit, so it tracks the
   median rather than the mean and one outlier barely moves it) plus a daily profile: one additive
@@ -30,14 +30,20 @@ Four small parts, one Numba loop, about 2 KB of state per series:
   histograms, as a thresholder keeps anomalies out of a model: one huge event must not blunt the
   detector for the next thousand points. Only ``persist`` alarms in a row are kept out, so a lasting
   change in the noise is still learned.
+* **Run evidence.** Events that matter are often runs of points that are each only a little
+  unusual: a burst of spikes inside the usual range, a change of regime, a slow fall. A CUSUM of
+  each point's calibrated rarity adds what every point rarer than 1 in ``10**run_allowance``
+  (1 in 4) exceeds that by, and resets after an alarm. Its value is ranked against its own
+  history in the same two memories, and the point's ``p`` is the smaller of the two: rare as a
+  surprise, or rare as a run (component ``run``).
 * **Onset, not continuation.** While values stay outside the band on one side, a point that is no
   more surprising than the worst point of that excursion so far scores half: it repeats what was
   already said. A new excursion, or one that gets worse, scores in full.
 * **New range.** A value outside the forecast's band and beyond the range seen so far by more
   than ``margin`` of that range is anomalous at once (score 0.9 and up), whatever its rarity.
 
-Components: ``above`` / ``below`` (the calibrated surprise, by the residual's sign) and
-``new_range``.
+Components: ``above`` / ``below`` (the calibrated surprise, by the residual's sign),
+``new_range`` and ``run``.
 """
 
 from __future__ import annotations
@@ -328,9 +334,10 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
 
 class Adaptive(Detector):
     """Robust level + daily profile + weekly correction forecast; each point's surprise is scored
-    by how rare it is in the series' own history of surprises (alarms kept out), the continuation
-    of an excursion scores half, and a value beyond the range seen so far fires at once.
-    Components: ``above`` / ``below`` the forecast, ``new_range``."""
+    by how rare it is in the series' own history of surprises (alarms kept out), and so is the
+    run evidence (a CUSUM of the points' rarity); the continuation of an excursion scores half,
+    and a value beyond the range seen so far fires at once.
+    Components: ``above`` / ``below`` the forecast, ``new_range``, ``run``."""
 
     name = "adaptive"
     config_class = AdaptiveConfig

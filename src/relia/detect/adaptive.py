@@ -407,17 +407,30 @@ class Adaptive(Detector):
         )  # fmt: skip
 
 
-def _upgrade_v1(checkpoint: dict[str, Any], config: AdaptiveConfig) -> dict[str, Any]:
-    """A checkpoint from before the lifetime histograms in today's layout, else unchanged."""
+def _old_layout(
+    checkpoint: dict[str, Any], added: str, nst: int, hist_rows: int
+) -> tuple[dict[str, Any], dict[str, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]] | None:
+    """Config, state, ``st`` and ``hist`` of a checkpoint written before config field ``added``
+    existed, in that version's layout (``nst`` scalars, ``hist_rows`` rows of the old bins);
+    None for anything else, which the ordinary checks then accept or refuse."""
     old_config = checkpoint.get("config")
     state = checkpoint.get("state")
-    if not (isinstance(old_config, dict) and isinstance(state, dict)) or "lifetime" in old_config:
-        return checkpoint
+    if not (isinstance(old_config, dict) and isinstance(state, dict)) or added in old_config:
+        return None
     st, hist = state.get("st"), state.get("hist")
     if not (isinstance(st, np.ndarray) and isinstance(hist, np.ndarray)):
+        return None
+    if st.shape != (nst,) or hist.shape != (hist_rows, _HB_V2):
+        return None
+    return old_config, state, st, hist
+
+
+def _upgrade_v1(checkpoint: dict[str, Any], config: AdaptiveConfig) -> dict[str, Any]:
+    """A checkpoint from before the lifetime histograms in the next layout, else unchanged."""
+    old = _old_layout(checkpoint, "lifetime", _NST_V1, 2)
+    if old is None:
         return checkpoint
-    if st.shape != (_NST_V1,) or hist.shape != (2, _HB_V2):
-        return checkpoint
+    old_config, state, st, hist = old
     return {
         **checkpoint,
         "config": {**old_config, "lifetime": config.lifetime},
@@ -433,17 +446,10 @@ def _upgrade_v2(checkpoint: dict[str, Any], config: AdaptiveConfig) -> dict[str,
     """A checkpoint from before the run evidence in today's layout, else unchanged: the
     surprise histograms lose their top bins (merged into the new top one), the run evidence
     and its histograms start empty."""
-    old_config = checkpoint.get("config")
-    state = checkpoint.get("state")
-    if not (isinstance(old_config, dict) and isinstance(state, dict)):
+    old = _old_layout(checkpoint, "run_allowance", _NST_V2, 4)
+    if old is None:
         return checkpoint
-    if "run_allowance" in old_config:
-        return checkpoint
-    st, hist = state.get("st"), state.get("hist")
-    if not (isinstance(st, np.ndarray) and isinstance(hist, np.ndarray)):
-        return checkpoint
-    if st.shape != (_NST_V2,) or hist.shape != (4, _HB_V2):
-        return checkpoint
+    old_config, state, st, hist = old
     merged = hist[:, :_HB].copy()
     merged[:, -1] += hist[:, _HB:].sum(axis=1)
     return {

@@ -37,6 +37,7 @@ __all__ = [
     "level_shifts",
     "low_volume_counts",
     "missing_and_irregular",
+    "first_day_burst",
     "regular_ts",
     "spikes_and_dips",
     "variance_change",
@@ -238,6 +239,23 @@ def variance_change(seed: int) -> Case:
         values,
         (Anomaly("noise x5", at, within=PER_HOUR, settle=PER_DAY),),
     )
+
+
+def first_day_burst(seed: int) -> Case:
+    """Two weeks of a daily cycle (amplitude 10 SD) with one burst of +40 SD for half an hour
+    on the first evening (20:00), while the daily profile is still new. Nothing else happens:
+    from day 3 on, the forecast's band must hold the ordinary evening values again
+    (``extra["burst_slot"]`` marks the burst's half hour on every later day)."""
+    rng = np.random.default_rng(seed)
+    n = 14 * PER_DAY
+    ts = regular_ts(n)
+    values = LEVEL + _daily(ts, 10.0 * SD) + _noise(rng, n)
+    at = 20 * PER_HOUR
+    values[at : at + 6] += 40.0 * SD
+    slot = np.zeros(n, bool)
+    for day in range(3, 14):
+        slot[day * PER_DAY + at : day * PER_DAY + at + 6] = True
+    return Case("first_day_burst", ts, values, warmup=PER_DAY, extra={"burst_slot": slot})
 
 
 def weekly_seasonality(seed: int) -> Case:

@@ -264,6 +264,29 @@ def test_drop_at_a_daily_peak_is_caught() -> None:
     assert_caught(syn.weekly_seasonality)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="a daily slot's first value is taken as it is and its later steps are clipped to "
+    "one scale of the noise, so a burst of +40 SD in a slot's first half hour is still forecast "
+    "two weeks later (expected ~129-138 for values ~100; the band holds none of the later "
+    "evenings' values); the histograms learn the daily miss as ordinary, so it never alarms. "
+    "Fixes tried (a slot used only once two days agree; a first-day value a later day "
+    "contradicts replaced) cost NAB 0.3-3 points (docs/detectors.md)",
+)
+def test_a_burst_on_the_first_day_is_not_forecast_every_day() -> None:
+    for seed in SEEDS:
+        case = syn.first_day_burst(seed)
+        d = _score(case)
+        slot = case.extra["burst_slot"].astype(bool)
+        held = (case.values >= d.lower) & (case.values <= d.upper)
+        # The band is 3 scales wide, so nearly every ordinary value lies inside it.
+        assert held[slot].mean() >= 0.9, (
+            f"seed {seed}: the band holds {held[slot].mean():.0%} of the later evenings' values "
+            f"({_describe(case, d, np.flatnonzero(slot), 3)})"
+        )
+    assert_quiet(syn.first_day_burst)
+
+
 # -- slow drift and sudden ramps --------------------------------------------------------------
 
 

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import json
+import struct
+import zlib
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -20,12 +24,71 @@ def test_pack_is_compact_and_round_trips() -> None:
     np.testing.assert_array_equal(back["state"]["st"], det.state_dict()["state"]["st"])
 
 
+def test_default_checkpoint_fits_in_two_kilobytes() -> None:
+    det = create("default")
+    ts = np.arange(5000, dtype=np.int64) * 300_000
+    det.score(np.random.default_rng(0).normal(100.0, 1.0, 5000), ts)
+    blob = pack(det.state_dict())
+    arrays = sum(a.nbytes for a in det.state_dict()["state"].values())
+    assert len(blob) <= 2048
+    assert len(blob) - arrays < 350  # the compressed header, n_seen and last_ts
+    back = unpack(blob)
+    assert back["n_seen"] == 5000 and back["last_ts"] == int(ts[-1])
+    restored = create("default")
+    restored.load_state_dict(back)
+    assert pack(restored.state_dict()) == blob
+
+
+def test_a_fresh_detector_round_trips_its_missing_last_timestamp() -> None:
+    back = unpack(pack(create("default").state_dict()))
+    assert back["n_seen"] == 0 and back["last_ts"] is None
+
+
+def _rlc1(checkpoint: dict[str, object]) -> bytes:
+    """What relia wrote before the compressed header: ``RLC1``, the JSON header's length, the
+    JSON header (``n_seen`` and ``last_ts`` inside it) and the arrays."""
+    state = checkpoint["state"]
+    assert isinstance(state, dict)
+    header = {k: v for k, v in checkpoint.items() if k != "state"}
+    header["layout"] = [[k, a.dtype.str, list(a.shape)] for k, a in state.items()]
+    head = json.dumps(header, separators=(",", ":")).encode()
+    arrays = b"".join(a.tobytes() for a in state.values())
+    return b"RLC1" + struct.pack("<I", len(head)) + head + arrays
+
+
+def test_checkpoint_in_the_old_format_is_still_read() -> None:
+    det = create("default")
+    det.score(np.random.default_rng(1).normal(size=700), np.arange(700, dtype=np.int64) * 60_000)
+    old = _rlc1(det.state_dict())
+    back = unpack(old)
+    assert back["n_seen"] == 700 and back["last_ts"] == 699 * 60_000
+    restored = create("default")
+    restored.load_state_dict(back)
+    assert pack(restored.state_dict()) == pack(det.state_dict())
+
+
 @given(st.binary(max_size=200))
 def test_garbage_is_a_detector_error(blob: bytes) -> None:
     try:
         unpack(blob)
     except DetectorError:
         pass
+
+
+@given(st.sampled_from([b"RLC1", b"RLC2"]), st.binary(max_size=300))
+def test_garbage_after_a_valid_magic_is_a_detector_error(magic: bytes, rest: bytes) -> None:
+    try:
+        unpack(magic + rest)
+    except DetectorError:
+        pass
+
+
+def test_a_header_that_is_not_an_object_is_refused() -> None:
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    head = deflate.compress(b"[1, 2]") + deflate.flush()
+    blob = b"RLC2" + struct.pack("<qqI", 0, 0, len(head)) + head
+    with pytest.raises(DetectorError, match="corrupt"):
+        unpack(blob)
 
 
 def test_truncated_checkpoint_is_refused() -> None:

@@ -233,8 +233,8 @@ def test_variance_change_is_caught() -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="after noise x5, new_range keeps firing (0.90) on new records of the wider noise "
-    "for days: 12 false alarms in 10,368 normal points over 3 seeds (allowed 6), 9 of them "
-    "1 to 6.7 days after the change, 3 on records of the old noise before it",
+    "for days: 14 false alarms in 10,368 normal points over 3 seeds (allowed 6), 9 of them "
+    "1 to 6.7 days after the change, 5 on records of the old noise before it",
 )
 def test_variance_change_becomes_the_new_normal() -> None:
     assert_quiet(syn.variance_change)
@@ -264,20 +264,19 @@ def test_drop_at_a_daily_peak_is_caught() -> None:
     assert_caught(syn.weekly_seasonality)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a daily slot's first value is taken as it is and its later steps are clipped to "
-    "one scale of the noise, so a burst of +40 SD in a slot's first half hour is still forecast "
-    "two weeks later (expected ~129-138 for values ~100; the band holds none of the later "
-    "evenings' values); the histograms learn the daily miss as ordinary, so it never alarms. "
-    "Fixes tried (a slot used only once two days agree; a first-day value a later day "
-    "contradicts replaced) cost NAB 0.3-3 points (docs/detectors.md)",
-)
 def test_a_burst_on_the_first_day_is_not_forecast_every_day() -> None:
     for seed in SEEDS:
         case = syn.first_day_burst(seed)
         d = _score(case)
-        slot = case.extra["burst_slot"].astype(bool)
+        # The burst's slot misses on one side from the second evening on: it is left out of the
+        # forecast at once (its trust turns negative), so the burst (+40 SD) is never forecast
+        # again, and it is relearned from the data at its 20th point (`persist`), on the fifth
+        # evening (from one value, so it takes an evening to settle). From the sixth evening on
+        # the band holds the evening's values again.
+        evenings = case.extra["burst_slot"].astype(bool)
+        burst = syn.LEVEL + 20.0 * syn.SD  # the evening peaks near LEVEL + 10 SD, the burst at 50
+        assert (d.expected[evenings] < burst).all(), f"seed {seed}: the burst is still forecast"
+        slot = evenings & (np.arange(len(case)) >= 5 * PER_DAY)
         held = (case.values >= d.lower) & (case.values <= d.upper)
         # The band is 3 scales wide, so nearly every ordinary value lies inside it.
         assert held[slot].mean() >= 0.9, (
@@ -293,8 +292,8 @@ def test_a_burst_on_the_first_day_is_not_forecast_every_day() -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="a drift of 1 SD per day makes a new high every few hours; when noise puts such a "
-    "point 3-5 SD above the forecast, new_range fires (0.90): 20 false alarms in 23,220 normal "
-    "points over 3 seeds (8.6 per 10k; allowed 12), spread over days 1-21",
+    "point 3-5 SD above the forecast, new_range fires (0.90): 23 false alarms in 23,220 normal "
+    "points over 3 seeds (9.9 per 10k; allowed 12), spread over days 1-21",
 )
 def test_slow_drift_is_not_an_anomaly() -> None:
     assert_quiet(syn.drift_then_ramp)

@@ -90,6 +90,10 @@ _CONTINUED = 0.5
 _INC_MAX = 1e30
 #: Daily slot counts saturate here (uint8; only "seen at least twice" matters).
 _CNT_MAX = 255.0
+#: A slot's trust is stored as int16 in these steps of a scale (up to 30 scales fit).
+_TRUST_STEP = 1.0 / 1024.0
+#: A slot's run of misses on one side is stored as int8 and saturates here.
+_SLOT_RUN_MAX = 127.0
 
 
 class AdaptiveConfig(DetectorConfig):
@@ -119,6 +123,13 @@ class AdaptiveConfig(DetectorConfig):
         0.6,
         ge=0,
         description="a point rarer than 10**-run_allowance adds to the run evidence (0: off)",
+    )
+    slot_trust: float = Field(
+        6.0,
+        ge=0,
+        le=30,
+        description="a daily slot's record of how much it helps the forecast, in scales, is kept "
+        "within +/- this; a slot with a negative record is left out (0: every slot is used)",
     )
 
 
@@ -183,13 +194,16 @@ def _grow_weight(hist, runs, st, row, i_inc, i_tot, decay):  # type: ignore[no-u
 
 @numba.njit(cache=True)
 def _adaptive_kernel(  # type: ignore[no-untyped-def]
-    ts, values, st, q, hist, runs, season, scnt, week, prm, score, expected, lower, upper, comp,
+    ts, values, st, q, hist, runs, season, scnt, trust, slot_run, week, prm, score, expected,
+    lower, upper, comp,
 ):  # fmt: skip
     # The parameters come packed in one array: each argument costs dispatch time per call, and
     # streaming calls the kernel once per point.
     alpha, beta, clip, short, long, margin = prm[0], prm[1], prm[2], prm[3], prm[4], prm[5]
     gamma, min_samples, band_z, rel_floor, persist = prm[6], prm[7], prm[8], prm[9], prm[10]
     point, week_gamma, lifetime, allowance = prm[11], prm[12], prm[13], prm[14]
+    trust_cap = prm[15] / _TRUST_STEP
+    slot_persist = min(persist, _SLOT_RUN_MAX)
     nb = season.shape[0]
     nw = week.shape[0]
     for i in range(values.shape[0]):
@@ -199,7 +213,8 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
         daily = 0.0
         if nb > 0:
             b = int((ts[i] % _DAY_MS) * nb // _DAY_MS)
-            if scnt[b] >= 2.0:
+            # A slot is used once seen twice, and only while it has not made the forecast worse.
+            if scnt[b] >= 2.0 and trust[b] >= 0:
                 daily = season[b]
         w = 0
         weekly = 0.0
@@ -306,7 +321,7 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
         level = st[_LEVEL] + alpha * rc
         run = st[_RUN]
         if outside:
-            run = run + 1.0 if run * r > 0.0 else math.copysign(1.0, r)
+            run = run + math.copysign(1.0, r) if run * r > 0.0 else math.copysign(1.0, r)
         else:
             run = 0.0
         if persist > 0 and abs(run) >= persist:
@@ -316,10 +331,34 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
         st[_RUN] = run
         st[_LEVEL] = level
         if nb > 0:
+            miss = x - level - weekly - season[b]
+            if scnt[b] >= 2.0:
+                if trust_cap > 0.0:
+                    # The slot's trust: how much closer to the data the forecast is with the slot
+                    # than without it, in scales, summed over its points and capped. A one-off
+                    # burst copied into a slot on its first day, or a slot gone stale, soon has
+                    # negative trust and is left out instead of being forecast every day.
+                    gain = (abs(x - level - weekly) - abs(miss)) / (sc * _TRUST_STEP)
+                    trust[b] = round(min(max(trust[b] + gain, -trust_cap), trust_cap))
+                if slot_persist > 0.0:
+                    # Missed on one side, outside the band, for `persist` of its points in a
+                    # row: the slot is relearned from the data, as the level is.
+                    if abs(miss) > band_z * sc:
+                        if slot_run[b] * miss > 0.0:
+                            slot_run[b] = slot_run[b] + (1 if miss > 0.0 else -1)
+                        else:
+                            slot_run[b] = 1 if miss > 0.0 else -1
+                    else:
+                        slot_run[b] = 0
+                    if abs(slot_run[b]) >= slot_persist:
+                        season[b] = x - level - weekly
+                        slot_run[b] = 0
+                        trust[b] = 0
             if scnt[b] == 0.0:
                 season[b] = x - level - weekly
             else:
-                season[b] += gamma * min(max(x - level - weekly - season[b], -clip * sc), clip * sc)
+                step = x - level - weekly - season[b]  # not `miss`: the slot may be relearned
+                season[b] += gamma * min(max(step, -clip * sc), clip * sc)
             if scnt[b] < _CNT_MAX:
                 scnt[b] += 1.0
         if nw > 0:
@@ -355,14 +394,18 @@ class Adaptive(Detector):
             "runs": np.zeros((2, _RB), np.float32),
             "season": np.zeros(b, np.float32),
             "scnt": np.zeros(b, np.uint8),
+            "trust": np.zeros(b, np.int16),
+            "slot_run": np.zeros(b, np.int8),
             "week": np.zeros(self.config.week_bins, np.float32),
         }
 
     def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
-        """Restore a checkpoint; one written before the lifetime memory or the run evidence
-        existed is upgraded (its lifetime memory starts as a copy of its recent one, its run
-        evidence starts empty) rather than refused."""
-        super().load_state_dict(_upgrade_v2(_upgrade_v1(checkpoint, self.config), self.config))
+        """Restore a checkpoint; one written before the lifetime memory, the run evidence or the
+        slots' trust existed is upgraded (its lifetime memory starts as a copy of its recent one,
+        its run evidence starts empty, every slot starts trusted) rather than refused."""
+        upgraded = _upgrade_v1(checkpoint, self.config)
+        upgraded = _upgrade_v3(_upgrade_v2(upgraded, self.config), self.config)
+        super().load_state_dict(upgraded)
 
     def _params(self) -> FloatArray:
         prm: FloatArray | None = self.__dict__.get("_prm")
@@ -371,7 +414,7 @@ class Adaptive(Detector):
             prm = np.array(
                 [c.alpha, c.beta, c.clip, c.short, c.long, c.margin, c.gamma, c.min_samples,
                  c.band_z, c.rel_floor, c.persist, c.point, c.week_gamma, c.lifetime,
-                 c.run_allowance]
+                 c.run_allowance, c.slot_trust]
             )  # fmt: skip
             self._prm = prm
         return prm
@@ -391,8 +434,8 @@ class Adaptive(Detector):
         comp[0] = -1
         st = self._state
         _adaptive_kernel(
-            t, v, st["st"], st["q"], st["hist"], st["runs"], st["season"], st["scnt"], st["week"],
-            self._params(), sc, ex, lo, up, comp,
+            t, v, st["st"], st["q"], st["hist"], st["runs"], st["season"], st["scnt"],
+            st["trust"], st["slot_run"], st["week"], self._params(), sc, ex, lo, up, comp,
         )  # fmt: skip
         self._n_seen += 1
         self._last_ts = int(ts) if self._last_ts is None else max(self._last_ts, int(ts))
@@ -402,8 +445,8 @@ class Adaptive(Detector):
         prm = self._params()
         _adaptive_kernel(
             ts, values, state["st"], state["q"], state["hist"], state["runs"], state["season"],
-            state["scnt"], state["week"], prm, out["score"], out["expected"], out["lower"],
-            out["upper"], out["component"],
+            state["scnt"], state["trust"], state["slot_run"], state["week"], prm, out["score"],
+            out["expected"], out["lower"], out["upper"], out["component"],
         )  # fmt: skip
 
 
@@ -460,5 +503,26 @@ def _upgrade_v2(checkpoint: dict[str, Any], config: AdaptiveConfig) -> dict[str,
             "st": np.concatenate([st, [0.0]]),
             "hist": merged,
             "runs": np.zeros((2, _RB), np.float32),
+        },
+    }
+
+
+def _upgrade_v3(checkpoint: dict[str, Any], config: AdaptiveConfig) -> dict[str, Any]:
+    """A checkpoint from before the daily slots' trust in today's layout, else unchanged: every
+    slot starts trusted, with no run of misses."""
+    old_config = checkpoint.get("config")
+    state = checkpoint.get("state")
+    if not (isinstance(old_config, dict) and isinstance(state, dict)) or "slot_trust" in old_config:
+        return checkpoint
+    if "trust" in state or "slot_run" in state or not isinstance(state.get("scnt"), np.ndarray):
+        return checkpoint
+    slots = state["scnt"].shape
+    return {
+        **checkpoint,
+        "config": {**old_config, "slot_trust": config.slot_trust},
+        "state": {
+            **state,
+            "trust": np.zeros(slots, np.int16),
+            "slot_run": np.zeros(slots, np.int8),
         },
     }

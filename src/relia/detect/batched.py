@@ -23,8 +23,6 @@ calls it (see :class:`AdaptiveTable`).
 
 from __future__ import annotations
 
-import json
-import struct
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -34,7 +32,7 @@ import numpy.typing as npt
 
 from relia.detect.adaptive import Adaptive, _adaptive_kernel
 from relia.detect.base import Detail, Detector, FloatArray, IntArray, State
-from relia.detect.checkpoint import _MAGIC, pack, unpack
+from relia.detect.checkpoint import compress_header, fixed_part, layout_of, pack, unpack
 from relia.errors import DataError, DetectorError
 
 __all__ = ["AdaptiveTable", "DetectorTable", "NO_TS", "table_for"]
@@ -203,20 +201,23 @@ class DetectorTable(ABC):
     def checkpoints(self, series_ids: list[int]) -> dict[int, bytes]:
         """:meth:`checkpoint` of many series at once, byte for byte the same.
 
-        Packing one series at a time costs ~70 µs (a pydantic dump and a JSON encoding of the
-        config per series), which made a full checkpoint of a million series take over a minute.
-        Here the JSON header is built once and only ``n_seen`` and ``last_ts`` are formatted per
-        series, and the state rows of all series are gathered into one byte matrix with NumPy.
+        Packing one series at a time costs ~70 µs (a pydantic dump, a JSON encoding and a
+        compression of the config per series), which made a full checkpoint of a million series
+        take over a minute. Here the compressed header is built once and only ``n_seen`` and
+        ``last_ts`` are written per series, and the state rows of all series are gathered into
+        one byte matrix with NumPy.
         """
         if not series_ids:
             return {}
         rows = np.fromiter((self._row(sid) for sid in series_ids), np.int64, len(series_ids))
-        # pack() writes the header keys in this order: detector, config, n_seen, last_ts, layout.
         probe = pack(self.state_dict(series_ids[0]))
-        layout = [[k, v.dtype.str, list(v.shape)] for k, v in self._template.items()]
-        head = json.dumps({"detector": self.name, "config": self.config.model_dump()},
-                          separators=(",", ":"))[:-1]  # fmt: skip
-        tail = ',"layout":' + json.dumps(layout, separators=(",", ":")) + "}"
+        head = compress_header(
+            {
+                "detector": self.name,
+                "config": self.config.model_dump(),
+                "layout": layout_of(self._template),
+            }
+        )
         parts = [
             np.ascontiguousarray(self._state[k][rows]).reshape(len(rows), -1).view(np.uint8)
             for k in self._template
@@ -227,10 +228,8 @@ class DetectorTable(ABC):
         out: dict[int, bytes] = {}
         for i, sid in enumerate(series_ids):
             last = last_ts[i]
-            header = (
-                f'{head},"n_seen":{n_seen[i]},"last_ts":{"null" if last == NO_TS else last}{tail}'
-            ).encode()
-            out[int(sid)] = _MAGIC + struct.pack("<I", len(header)) + header + body[i].tobytes()
+            fixed = fixed_part(n_seen[i], None if last == NO_TS else last, len(head))
+            out[int(sid)] = fixed + head + body[i].tobytes()
         if out[int(series_ids[0])] != probe:  # the format is pack()'s: never let them drift
             raise DetectorError("batched checkpoint differs from pack(); fix checkpoints()")
         return out
@@ -303,7 +302,8 @@ class AdaptiveTable(DetectorTable):
         s = self._state
         _adaptive_rows(
             rows, ts, values, s["st"], s["q"], s["hist"], s["runs"], s["season"], s["scnt"],
-            s["week"], self._prm, out.score, out.expected, out.lower, out.upper, out.component,
+            s["trust"], s["slot_run"], s["week"], self._prm, out.score, out.expected, out.lower,
+            out.upper, out.component,
         )  # fmt: skip
 
 
@@ -314,8 +314,8 @@ class AdaptiveTable(DetectorTable):
 # nogil: relia up decodes remote-write requests in other threads while a tick scores.
 @numba.njit(nogil=True)
 def _adaptive_rows(  # type: ignore[no-untyped-def]
-    rows, ts, values, st, q, hist, runs, season, scnt, week, prm, score, expected, lower, upper,
-    comp,
+    rows, ts, values, st, q, hist, runs, season, scnt, trust, slot_run, week, prm, score,
+    expected, lower, upper, comp,
 ):  # fmt: skip
     # One-point buffers of the same types Adaptive.update passes, so the kernel runs the same
     # compiled specialization; the row views st[k], hist[k], ... are C-contiguous like a
@@ -337,8 +337,8 @@ def _adaptive_rows(  # type: ignore[no-untyped-def]
         up1[0] = np.nan
         c1[0] = -1
         _adaptive_kernel(
-            t1, v1, st[k], q[k], hist[k], runs[k], season[k], scnt[k], week[k], prm, s1, e1, lo1,
-            up1, c1,
+            t1, v1, st[k], q[k], hist[k], runs[k], season[k], scnt[k], trust[k], slot_run[k],
+            week[k], prm, s1, e1, lo1, up1, c1,
         )  # fmt: skip
         score[i] = s1[0]
         expected[i] = e1[0]

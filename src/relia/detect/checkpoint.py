@@ -1,47 +1,89 @@
-"""Compact bytes for detector checkpoints: a JSON header and the raw state arrays.
+"""Compact bytes for detector checkpoints: a small header and the raw state arrays.
 
 Pickle is neither safe to load from a shared store nor compact; ``np.savez`` adds a zip archive
-per series. This format is a few dozen bytes of header plus the arrays themselves.
+per series. This format is the arrays themselves plus a header of a few hundred bytes:
+
+``RLC2`` · ``n_seen`` (int64) · ``last_ts`` (int64, ``NO_TS`` for none) · the length (uint32) of
+the raw-DEFLATE-compressed JSON of everything else but the arrays (detector, config, layout of
+the arrays) · that JSON · the arrays. The JSON is the same for every series of one detector
+and config, so a table of many series compresses it once (``relia.detect.batched``), and
+compressed it is about 280 bytes instead of 500: what keeps ``default`` under 2 KB a series.
+
+``unpack`` also reads ``RLC1`` (uncompressed JSON with ``n_seen`` and ``last_ts`` inside), which
+relia wrote before.
 """
 
 from __future__ import annotations
 
 import json
 import struct
+import zlib
 from typing import Any
 
 import numpy as np
 
 from relia.errors import DetectorError
 
-__all__ = ["pack", "unpack"]
+__all__ = ["NO_TS", "pack", "unpack"]
 
-_MAGIC = b"RLC1"
+_MAGIC = b"RLC2"
+_MAGIC_V1 = b"RLC1"
+#: ``n_seen``, ``last_ts`` and the compressed header's length.
+_FIXED = struct.Struct("<qqI")
+#: ``last_ts`` of a detector that has seen no point (a checkpoint's ``None``).
+NO_TS = -(2**63)
+#: Keys of a checkpoint kept outside the compressed header (they differ series by series).
+_PER_SERIES = ("n_seen", "last_ts", "state")
+
+
+def compress_header(header: dict[str, Any]) -> bytes:
+    """The compressed JSON header of :func:`pack` (detector, config, layout)."""
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw DEFLATE: no zlib header or checksum
+    return deflate.compress(raw) + deflate.flush()
+
+
+def layout_of(state: dict[str, np.ndarray[Any, Any]]) -> list[list[Any]]:
+    """``[key, dtype, shape]`` of each state array, in the order :func:`pack` writes them."""
+    return [[key, np.asarray(a).dtype.str, list(np.shape(a))] for key, a in state.items()]
+
+
+def fixed_part(n_seen: int, last_ts: int | None, header_len: int) -> bytes:
+    """Magic, ``n_seen``, ``last_ts`` and the header's length: what differs per series."""
+    last = NO_TS if last_ts is None else int(last_ts)
+    return _MAGIC + _FIXED.pack(int(n_seen), last, header_len)
 
 
 def pack(checkpoint: dict[str, Any]) -> bytes:
     """Serialize a :meth:`Detector.state_dict` result."""
     state: dict[str, np.ndarray[Any, Any]] = checkpoint["state"]
-    arrays = []
-    layout = []
-    for key, arr in state.items():
-        a = np.ascontiguousarray(arr)
-        layout.append([key, a.dtype.str, list(a.shape)])
-        arrays.append(a.tobytes())
-    header = {k: v for k, v in checkpoint.items() if k != "state"}
-    header["layout"] = layout
-    head = json.dumps(header, separators=(",", ":")).encode()
-    return _MAGIC + struct.pack("<I", len(head)) + head + b"".join(arrays)
+    header = {k: v for k, v in checkpoint.items() if k not in _PER_SERIES}
+    header["layout"] = layout_of(state)
+    head = compress_header(header)
+    arrays = b"".join(np.ascontiguousarray(a).tobytes() for a in state.values())
+    fixed = fixed_part(checkpoint.get("n_seen", 0), checkpoint.get("last_ts"), len(head))
+    return fixed + head + arrays
 
 
 def unpack(blob: bytes) -> dict[str, Any]:
     """Inverse of :func:`pack`; :class:`DetectorError` on anything malformed."""
     try:
-        if blob[:4] != _MAGIC:
+        if blob[:4] == _MAGIC:
+            n_seen, last_ts, n = _FIXED.unpack(blob[4 : 4 + _FIXED.size])
+            start = 4 + _FIXED.size
+            inflate = zlib.decompressobj(-15)
+            header = json.loads(inflate.decompress(blob[start : start + n]) + inflate.flush())
+            if not isinstance(header, dict):
+                raise ValueError("header is not an object")
+            header["n_seen"] = n_seen
+            header["last_ts"] = None if last_ts == NO_TS else last_ts
+            offset = start + n
+        elif blob[:4] == _MAGIC_V1:
+            (n,) = struct.unpack("<I", blob[4:8])
+            header = json.loads(blob[8 : 8 + n])
+            offset = 8 + n
+        else:
             raise ValueError("bad magic")
-        (n,) = struct.unpack("<I", blob[4:8])
-        header = json.loads(blob[8 : 8 + n])
-        offset = 8 + n
         state = {}
         for key, dtype, shape in header.pop("layout"):
             dt = np.dtype(dtype)
@@ -54,7 +96,7 @@ def unpack(blob: bytes) -> dict[str, Any]:
             offset += size
         if offset != len(blob):
             raise ValueError("trailing bytes")
-    except (ValueError, KeyError, TypeError, struct.error, json.JSONDecodeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, struct.error, zlib.error) as exc:
         raise DetectorError(f"corrupt detector checkpoint: {exc}") from None
     header["state"] = state
     result: dict[str, Any] = header

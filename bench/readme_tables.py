@@ -307,13 +307,15 @@ its official result files (`python bench/nab.py --score-results
 
 {nab_table()}
 
-`default` is `adaptive`: a robust level plus daily and weekly profiles as the forecast, a band from
-a winsorized mean absolute residual, and a surprise calibrated against the series' own history of
-surprises (alarms kept out of it) in two memories, the last ~1,000 points and the series' lifetime
-(a point must be rare in both; past everything the recent memory holds, the lifetime alone judges
-it), so a score means "this rare for this series" and one threshold fits a fleet. The other rows
-are simple baselines kept for comparison: their Gaussian z-scores give heavy-tailed series many
-confident false positives.
+`default` is `adaptive`: a robust level plus daily and weekly profiles as the forecast (a daily
+slot is left out while it makes the forecast worse, and relearned when it keeps missing on one
+side), a band from a winsorized mean absolute residual, and a surprise calibrated against the
+series' own history of surprises (alarms kept out of it) in two memories, the last ~1,000 points
+and the series' lifetime (a point must be rare in both; past everything the recent memory holds,
+the lifetime alone judges it), plus run evidence (a CUSUM of the points' calibrated rarity, ranked
+the same way) for runs of points that are each only a little unusual, so a score means "this rare
+for this series" and one threshold fits a fleet. The other rows are simple baselines kept for
+comparison: their Gaussian z-scores give heavy-tailed series many confident false positives.
 
 {nab_windows_line()}
 ### Detector speed (one core)

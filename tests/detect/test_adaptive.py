@@ -234,12 +234,18 @@ def test_lifetime_memory_judges_a_surprise_the_recent_memory_never_saw(seed: int
 
 
 def _v3_checkpoint(new: dict[str, Any]) -> dict[str, Any]:
-    """What the detector wrote before the daily slots' trust, from today's checkpoint: no
-    ``trust`` or ``slot_run`` arrays and no ``slot_trust`` in its config."""
+    """What the detector wrote before the daily slots' trust, from today's checkpoint: 14
+    scalars and the resolution tracker as its own array ``q``, the slot counts as a uint8
+    ``scnt``, no ``slots`` array and no ``slot_trust`` in its config."""
     return {
         **new,
         "config": {k: v for k, v in new["config"].items() if k != "slot_trust"},
-        "state": {k: v for k, v in new["state"].items() if k not in ("trust", "slot_run")},
+        "state": {
+            **{k: v for k, v in new["state"].items() if k != "slots"},
+            "st": new["state"]["st"][:14],
+            "q": new["state"]["st"][14:],
+            "scnt": new["state"]["slots"][0].astype(np.uint8),
+        },
     }
 
 
@@ -312,10 +318,10 @@ def test_checkpoint_from_before_the_slot_trust_is_upgraded() -> None:
     restored = Adaptive()
     restored.load_state_dict(_v3_checkpoint(new))
     state = restored.state_dict()["state"]
-    assert state["trust"].dtype == np.int16 and state["slot_run"].dtype == np.int8
-    np.testing.assert_array_equal(state["trust"], 0)  # every slot starts trusted
-    np.testing.assert_array_equal(state["slot_run"], 0)
-    for key in ("st", "hist", "runs", "season", "scnt", "week"):
+    assert state["slots"].dtype == np.int8 and state["slots"].shape == (3, 48)
+    np.testing.assert_array_equal(state["slots"][0], new["state"]["slots"][0])  # the counts
+    np.testing.assert_array_equal(state["slots"][1:], 0)  # every slot trusted, no run of misses
+    for key in ("st", "hist", "runs", "season", "week"):
         np.testing.assert_array_equal(state[key], new["state"][key])
     scores = restored.score(values[600:], ts[600:])
     assert np.isfinite(scores).all()

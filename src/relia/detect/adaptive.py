@@ -10,7 +10,11 @@ Five small parts, one Numba loop, under 2 KB of state per series:
   slowly, so a series without a weekly cycle keeps them near zero. The expected value is
   ``level + daily + weekly``; the band is ``band_z`` robust scales around it. After
   ``persist`` points in a row outside the band on one side the level jumps to the new value: a
-  new normal is adopted at once instead of alarming for hours.
+  new normal is adopted at once instead of alarming for hours. Each daily slot keeps its trust,
+  how much closer to the data the forecast is with it than without it (in scales, within
+  ``+/- slot_trust``), and is left out while that is negative; a slot that misses on one side for
+  ``persist`` of its points in a row is relearned from the data, so a burst on a slot's first
+  day is not forecast at that time of day for weeks.
 * **Calibrated surprise.** The raw surprise of a point is ``log(1 + |residual| / resolution)`` (the
   resolution is the data's smallest step or 0.1% of its level), also smoothed over a few points. It
   is *not* compared with a Gaussian: decayed histograms of the series' own past surprises give its
@@ -62,8 +66,11 @@ __all__ = ["Adaptive", "AdaptiveConfig"]
 
 # Layout of the scalar state ``st``.
 (_N, _LEVEL, _SCALE, _VMIN, _VMAX, _SA, _INC, _TOT, _RUN, _PEAK, _KEPT, _LINC, _LTOT,
- _EVIDENCE) = range(14)  # fmt: skip
-_NST = 14
+ _EVIDENCE, _Q) = range(15)  # fmt: skip
+#: ``st[_Q:_Q + 2]`` is the resolution tracker ``[last value, smallest step]`` (learn_quantum).
+_NST = 16
+#: ``st`` of a checkpoint written before the slots' trust (the tracker was its own array ``q``).
+_NST_V3 = 14
 #: ``st`` of a checkpoint written before the lifetime memory (no ``_LINC``, ``_LTOT``).
 _NST_V1 = 11
 #: ``st`` of a checkpoint written before the run evidence (no ``_EVIDENCE``).
@@ -88,10 +95,10 @@ _ALARM = 0.5
 _CONTINUED = 0.5
 #: The histogram's weights are float32 (state size): rescale well before they overflow.
 _INC_MAX = 1e30
-#: Daily slot counts saturate here (uint8; only "seen at least twice" matters).
-_CNT_MAX = 255.0
-#: A slot's trust is stored as int16 in these steps of a scale (up to 30 scales fit).
-_TRUST_STEP = 1.0 / 1024.0
+#: Daily slot counts saturate here (int8; only "seen at least twice" matters).
+_CNT_MAX = 127.0
+#: A slot's trust is stored as int8 in these steps of a scale (up to 7.9 scales fit).
+_TRUST_STEP = 1.0 / 16.0
 #: A slot's run of misses on one side is stored as int8 and saturates here.
 _SLOT_RUN_MAX = 127.0
 
@@ -127,7 +134,7 @@ class AdaptiveConfig(DetectorConfig):
     slot_trust: float = Field(
         6.0,
         ge=0,
-        le=30,
+        le=7.5,
         description="a daily slot's record of how much it helps the forecast, in scales, is kept "
         "within +/- this; a slot with a negative record is left out (0: every slot is used)",
     )
@@ -194,8 +201,7 @@ def _grow_weight(hist, runs, st, row, i_inc, i_tot, decay):  # type: ignore[no-u
 
 @numba.njit(cache=True)
 def _adaptive_kernel(  # type: ignore[no-untyped-def]
-    ts, values, st, q, hist, runs, season, scnt, trust, slot_run, week, prm, score, expected,
-    lower, upper, comp,
+    ts, values, st, hist, runs, season, slots, week, prm, score, expected, lower, upper, comp,
 ):  # fmt: skip
     # The parameters come packed in one array: each argument costs dispatch time per call, and
     # streaming calls the kernel once per point.
@@ -205,6 +211,13 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
     trust_cap = prm[15] / _TRUST_STEP
     slot_persist = min(persist, _SLOT_RUN_MAX)
     nb = season.shape[0]
+    # Per daily slot: how often it was seen (saturating), its trust (in steps of _TRUST_STEP
+    # scales) and its run of misses on one side; one int8 array keeps the checkpoint small and
+    # streaming fast (each state array costs a little per call).
+    q = st[_Q : _Q + 2]
+    scnt = slots[0]
+    trust = slots[1]
+    slot_run = slots[2]
     nw = week.shape[0]
     for i in range(values.shape[0]):
         x = values[i]
@@ -388,14 +401,11 @@ class Adaptive(Detector):
         # under 2 KB; their precision is far finer than the noise they describe.
         b = self.config.bins
         return {
-            "st": np.zeros(_NST),
-            "q": np.array([np.nan, 0.0]),
+            "st": np.concatenate([np.zeros(_Q), [np.nan, 0.0]]),
             "hist": np.zeros((4, _HB), np.float32),
             "runs": np.zeros((2, _RB), np.float32),
             "season": np.zeros(b, np.float32),
-            "scnt": np.zeros(b, np.uint8),
-            "trust": np.zeros(b, np.int16),
-            "slot_run": np.zeros(b, np.int8),
+            "slots": np.zeros((3, b), np.int8),
             "week": np.zeros(self.config.week_bins, np.float32),
         }
 
@@ -434,8 +444,8 @@ class Adaptive(Detector):
         comp[0] = -1
         st = self._state
         _adaptive_kernel(
-            t, v, st["st"], st["q"], st["hist"], st["runs"], st["season"], st["scnt"],
-            st["trust"], st["slot_run"], st["week"], self._params(), sc, ex, lo, up, comp,
+            t, v, st["st"], st["hist"], st["runs"], st["season"],
+            st["slots"], st["week"], self._params(), sc, ex, lo, up, comp,
         )  # fmt: skip
         self._n_seen += 1
         self._last_ts = int(ts) if self._last_ts is None else max(self._last_ts, int(ts))
@@ -444,8 +454,8 @@ class Adaptive(Detector):
     def _run(self, ts: IntArray, values: FloatArray, state: State, out: State) -> None:
         prm = self._params()
         _adaptive_kernel(
-            ts, values, state["st"], state["q"], state["hist"], state["runs"], state["season"],
-            state["scnt"], state["trust"], state["slot_run"], state["week"], prm, out["score"],
+            ts, values, state["st"], state["hist"], state["runs"], state["season"],
+            state["slots"], state["week"], prm, out["score"],
             out["expected"], out["lower"], out["upper"], out["component"],
         )  # fmt: skip
 
@@ -508,21 +518,25 @@ def _upgrade_v2(checkpoint: dict[str, Any], config: AdaptiveConfig) -> dict[str,
 
 
 def _upgrade_v3(checkpoint: dict[str, Any], config: AdaptiveConfig) -> dict[str, Any]:
-    """A checkpoint from before the daily slots' trust in today's layout, else unchanged: every
-    slot starts trusted, with no run of misses."""
+    """A checkpoint from before the daily slots' trust in today's layout, else unchanged: the
+    resolution tracker ``q`` moves into ``st``, the slot counts into row 0 of ``slots``, and
+    every slot starts trusted, with no run of misses."""
     old_config = checkpoint.get("config")
     state = checkpoint.get("state")
     if not (isinstance(old_config, dict) and isinstance(state, dict)) or "slot_trust" in old_config:
         return checkpoint
-    if "trust" in state or "slot_run" in state or not isinstance(state.get("scnt"), np.ndarray):
+    counts, st, q = state.get("scnt"), state.get("st"), state.get("q")
+    if "slots" in state or not isinstance(counts, np.ndarray) or counts.ndim != 1:
         return checkpoint
-    slots = state["scnt"].shape
+    if not (isinstance(st, np.ndarray) and isinstance(q, np.ndarray)):
+        return checkpoint
+    if st.shape != (_NST_V3,) or q.shape != (2,):
+        return checkpoint
+    slots = np.zeros((3, counts.shape[0]), np.int8)
+    slots[0] = np.minimum(counts, _CNT_MAX)
+    rest = {k: v for k, v in state.items() if k not in ("scnt", "q")}
     return {
         **checkpoint,
         "config": {**old_config, "slot_trust": config.slot_trust},
-        "state": {
-            **state,
-            "trust": np.zeros(slots, np.int16),
-            "slot_run": np.zeros(slots, np.int8),
-        },
+        "state": {**rest, "st": np.concatenate([st, q]), "slots": slots},
     }

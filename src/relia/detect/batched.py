@@ -301,9 +301,8 @@ class AdaptiveTable(DetectorTable):
     def _update_rows(self, rows: IntArray, ts: IntArray, values: FloatArray, out: Detail) -> None:
         s = self._state
         _adaptive_rows(
-            rows, ts, values, s["st"], s["q"], s["hist"], s["runs"], s["season"], s["scnt"],
-            s["trust"], s["slot_run"], s["week"], self._prm, out.score, out.expected, out.lower,
-            out.upper, out.component,
+            rows, ts, values, s["st"], s["hist"], s["runs"], s["season"], s["slots"],
+            s["week"], self._prm, out.score, out.expected, out.lower, out.upper, out.component,
         )  # fmt: skip
 
 
@@ -314,8 +313,8 @@ class AdaptiveTable(DetectorTable):
 # nogil: relia up decodes remote-write requests in other threads while a tick scores.
 @numba.njit(nogil=True)
 def _adaptive_rows(  # type: ignore[no-untyped-def]
-    rows, ts, values, st, q, hist, runs, season, scnt, trust, slot_run, week, prm, score,
-    expected, lower, upper, comp,
+    rows, ts, values, st, hist, runs, season, slots, week, prm, score, expected, lower, upper,
+    comp,
 ):  # fmt: skip
     # One-point buffers of the same types Adaptive.update passes, so the kernel runs the same
     # compiled specialization; the row views st[k], hist[k], ... are C-contiguous like a
@@ -337,8 +336,8 @@ def _adaptive_rows(  # type: ignore[no-untyped-def]
         up1[0] = np.nan
         c1[0] = -1
         _adaptive_kernel(
-            t1, v1, st[k], q[k], hist[k], runs[k], season[k], scnt[k], trust[k], slot_run[k],
-            week[k], prm, s1, e1, lo1, up1, c1,
+            t1, v1, st[k], hist[k], runs[k], season[k], slots[k], week[k], prm, s1, e1, lo1,
+            up1, c1,
         )  # fmt: skip
         score[i] = s1[0]
         expected[i] = e1[0]

@@ -211,10 +211,10 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
     trust_cap = prm[15] / _TRUST_STEP
     slot_persist = min(persist, _SLOT_RUN_MAX)
     nb = season.shape[0]
+    q = st[_Q : _Q + 2]  # the resolution tracker lives in st: one array fewer per call
     # Per daily slot: how often it was seen (saturating), its trust (in steps of _TRUST_STEP
     # scales) and its run of misses on one side; one int8 array keeps the checkpoint small and
     # streaming fast (each state array costs a little per call).
-    q = st[_Q : _Q + 2]
     scnt = slots[0]
     trust = slots[1]
     slot_run = slots[2]

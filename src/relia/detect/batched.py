@@ -32,13 +32,11 @@ import numpy.typing as npt
 
 from relia.detect.adaptive import Adaptive, _adaptive_kernel
 from relia.detect.base import Detail, Detector, FloatArray, IntArray, State
-from relia.detect.checkpoint import compress_header, fixed_part, layout_of, pack, unpack
+from relia.detect.checkpoint import NO_TS, compress_header, fixed_part, layout_of, pack, unpack
 from relia.errors import DataError, DetectorError
 
+# NO_TS (a row that has seen no point) is the checkpoint format's marker, re-exported here.
 __all__ = ["AdaptiveTable", "DetectorTable", "NO_TS", "table_for"]
-
-#: ``last_ts`` of a row that has seen no point (a checkpoint's ``None``).
-NO_TS = np.iinfo(np.int64).min
 
 
 class DetectorTable(ABC):
@@ -227,8 +225,8 @@ class DetectorTable(ABC):
         last_ts = self._last_ts[rows].tolist()
         out: dict[int, bytes] = {}
         for i, sid in enumerate(series_ids):
-            last = last_ts[i]
-            fixed = fixed_part(n_seen[i], None if last == NO_TS else last, len(head))
+            # A row's NO_TS is the format's own marker for "no point yet": written as it is.
+            fixed = fixed_part(n_seen[i], last_ts[i], len(head))
             out[int(sid)] = fixed + head + body[i].tobytes()
         if out[int(series_ids[0])] != probe:  # the format is pack()'s: never let them drift
             raise DetectorError("batched checkpoint differs from pack(); fix checkpoints()")

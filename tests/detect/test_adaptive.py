@@ -462,3 +462,18 @@ def test_invalid_parameter_is_a_detector_error() -> None:
     with pytest.raises(DetectorError, match="alpha"):
         Adaptive(alpha=2.0)
     assert AdaptiveConfig().model_dump()["bins"] == 48
+
+
+def test_update_takes_any_number_types_and_keeps_the_latest_timestamp() -> None:
+    """NumPy scalars, ints and floats all reach the same compiled one-point entry."""
+    values = np.round(_noise(300, 5))
+    ts = _ts(300)
+    plain = Adaptive()
+    mixed = Adaptive()
+    for i, (t, v) in enumerate(zip(ts.tolist(), values.tolist(), strict=True)):
+        a = plain.update(t, v)
+        b = mixed.update(np.int64(t), int(v)) if i % 2 else mixed.update(float(t), np.float32(v))
+        assert a == b
+    assert pack(plain.state_dict()) == pack(mixed.state_dict())
+    plain.update(int(ts[0]), 1.0)  # a late point does not move the stream's clock back
+    assert plain.state_dict()["last_ts"] == int(ts[-1])

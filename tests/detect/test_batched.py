@@ -55,21 +55,30 @@ def _interleave(
 def _per_series_reference(
     sid: np.ndarray, ts: np.ndarray, val: np.ndarray, **params: Any
 ) -> tuple[dict[str, np.ndarray], dict[int, Detector]]:
-    """What one Detector per series gives through update(), point by point in stream order."""
+    """What one Detector per series gives point by point in stream order.
+
+    The expected value, band and component come from one-point ``score_detail`` calls; a twin
+    detector per series fed through ``update()`` must give the same scores and end in the same
+    state, so the streaming entry is checked against the same reference.
+    """
     dets: dict[int, Detector] = {}
+    twins: dict[int, Detector] = {}
     n = len(sid)
     ref = {k: np.full(n, np.nan) for k in ("score", "expected", "lower", "upper")}
     ref["component"] = np.full(n, -1, np.int8)
+    streamed = np.full(n, np.nan)
     for i, (s, t, v) in enumerate(zip(sid.tolist(), ts.tolist(), val.tolist(), strict=True)):
         det = dets.get(s)
         if det is None:
             det = dets[s] = create("default", **params)
-        ref["score"][i] = det.update(t, v)
-        # update() returns the score only; the rest is the same kernel's output kept by
-        # Adaptive.update in its one-point buffers.
-        buf = det.__dict__["_buf"]
-        ref["expected"][i], ref["lower"][i], ref["upper"][i] = buf[3][0], buf[4][0], buf[5][0]
-        ref["component"][i] = buf[6][0]
+            twins[s] = create("default", **params)
+        one = det.score_detail(np.array([v]), np.array([t], np.int64))
+        for k in ("score", "expected", "lower", "upper", "component"):
+            ref[k][i] = getattr(one, k)[0]
+        streamed[i] = twins[s].update(t, v)
+    np.testing.assert_array_equal(streamed, ref["score"])
+    for s, det in dets.items():
+        assert pack(twins[s].state_dict()) == pack(det.state_dict())
     return ref, dets
 
 

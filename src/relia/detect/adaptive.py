@@ -384,6 +384,29 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
         st[_N] = n + 1.0
 
 
+@numba.njit(cache=True)
+def _adaptive_point(t, x, st, hist, runs, season, slots, week, prm):  # type: ignore[no-untyped-def]
+    """One streaming point through the batch kernel; returns its score.
+
+    The one-point arrays are made here, in compiled code, rather than kept per detector and
+    refilled from Python: seven fewer objects to pass per call, and no per-point NumPy item
+    assignment in the interpreter (bench/streaming.py).
+    """
+    ts = np.empty(1, np.int64)
+    ts[0] = t
+    values = np.empty(1)
+    values[0] = x
+    score = np.zeros(1)
+    expected = np.full(1, np.nan)
+    lower = np.full(1, np.nan)
+    upper = np.full(1, np.nan)
+    comp = np.full(1, -1, np.int8)
+    _adaptive_kernel(
+        ts, values, st, hist, runs, season, slots, week, prm, score, expected, lower, upper, comp
+    )
+    return score[0]
+
+
 class Adaptive(Detector):
     """Robust level + daily profile + weekly correction forecast; each point's surprise is scored
     by how rare it is in the series' own history of surprises (alarms kept out), and so is the
@@ -430,26 +453,19 @@ class Adaptive(Detector):
         return prm
 
     def update(self, ts: int, value: float) -> float:
-        """Score one point and learn it: the same kernel as batch scoring, with reused
-        one-point buffers (the generic path allocates seven arrays per point)."""
-        buf: list[np.ndarray[Any, Any]] | None = self.__dict__.get("_buf")
-        if buf is None:
-            buf = [np.zeros(1, np.int64), *(np.zeros(1) for _ in range(5)), np.zeros(1, np.int8)]
-            self._buf = buf
-        t, v, sc, ex, lo, up, comp = buf
-        t[0] = ts
-        v[0] = value
-        sc[0] = 0.0
-        ex[0] = lo[0] = up[0] = np.nan
-        comp[0] = -1
+        """Score one point and learn it: the same kernel as batch scoring, entered through a
+        compiled one-point wrapper (the generic path refills seven one-point arrays per call)."""
+        t = int(ts)
         st = self._state
-        _adaptive_kernel(
-            t, v, st["st"], st["hist"], st["runs"], st["season"],
-            st["slots"], st["week"], self._params(), sc, ex, lo, up, comp,
+        # int() and float() keep the compiled signature fixed whatever number types come in.
+        score: float = _adaptive_point(
+            t, float(value), st["st"], st["hist"], st["runs"], st["season"],
+            st["slots"], st["week"], self._params(),
         )  # fmt: skip
         self._n_seen += 1
-        self._last_ts = int(ts) if self._last_ts is None else max(self._last_ts, int(ts))
-        return float(sc[0])
+        last = self._last_ts
+        self._last_ts = t if last is None or t > last else last
+        return score
 
     def _run(self, ts: IntArray, values: FloatArray, state: State, out: State) -> None:
         prm = self._params()

@@ -310,7 +310,7 @@ its official result files (`python bench/nab.py --score-results
 `default` is `adaptive`: a robust level plus daily and weekly profiles as the forecast (a daily
 slot is left out while it makes the forecast worse, and relearned when it keeps missing on one
 side), a band from a winsorized mean absolute residual, and a surprise calibrated against the
-series' own history of surprises (alarms kept out of it) in two memories, the last ~1,000 points
+series' own history of surprises (alarms kept out of it) in two memories, the last ~330 points
 and the series' lifetime (a point must be rare in both; past everything the recent memory holds,
 the lifetime alone judges it), plus run evidence (a CUSUM of the points' calibrated rarity, ranked
 the same way) for runs of points that are each only a little unusual, so a score means "this rare

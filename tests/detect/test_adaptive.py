@@ -192,7 +192,7 @@ def test_a_lasting_change_in_the_noise_is_learned() -> None:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_lifetime_memory_remembers_an_old_noise_level(seed: int) -> None:
     # Noise of SD 3 for a month, SD 1 for three weeks, then SD 3 again for two hours. The recent
-    # memory (about 1,000 points) has forgotten the loud month and finds the return rare; the
+    # memory (about 330 points) has forgotten the loud month and finds the return rare; the
     # lifetime memory knows this series has been that loud before. A detector whose lifetime
     # memory is as short as its recent one (lifetime = long) shows what it changes.
     rng = np.random.default_rng(seed)
@@ -219,7 +219,7 @@ def test_lifetime_memory_remembers_an_old_noise_level(seed: int) -> None:
 def test_lifetime_memory_judges_a_surprise_the_recent_memory_never_saw(seed: int) -> None:
     # A hundred days of the same noise, then a 6-sigma spike (two early 12-sigma spikes widen the
     # range, so `new_range` stays out of it). The spike is past everything in the recent memory
-    # (about the last 1,000 points), which can only extrapolate its rarity; the lifetime memory
+    # (about the last 330 points), which can only extrapolate its rarity; the lifetime memory
     # has seen thirty times more of this series' noise and finds it rarer. A detector whose
     # lifetime memory is as short as its recent one (lifetime = long) shows what it changes.
     n = 30_000

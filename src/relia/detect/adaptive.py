@@ -108,7 +108,7 @@ class AdaptiveConfig(DetectorConfig):
     beta: float = Field(0.02, gt=0, lt=1, description="EWMA weight of the scale")
     clip: float = Field(1.0, gt=0, description="level step is clipped to clip * scale")
     short: float = Field(0.2, gt=0, le=1, description="EWMA weight smoothing the surprise")
-    long: float = Field(0.001, gt=0, lt=1, description="decay of the recent surprise histograms")
+    long: float = Field(0.003, gt=0, lt=1, description="decay of the recent surprise histograms")
     lifetime: float = Field(
         1e-5, gt=0, lt=1, description="decay of the lifetime surprise histograms"
     )
@@ -171,7 +171,7 @@ def _tail_prob(hist, inc, tot, v):  # type: ignore[no-untyped-def]
 def _two_memory_prob(recent, life, st, v):  # type: ignore[no-untyped-def]
     """P(V >= v) from a recent and a lifetime histogram. Where the recent memory holds a
     surprise this large, the larger of the two: rare now *and* rare for this series. Where it
-    holds none, it only knows that v is past its last ~1,000 points, so the lifetime memory,
+    holds none, it only knows that v is past its last ~330 points, so the lifetime memory,
     which has seen far more, says how rare v is."""
     p_recent, seen_recently = _tail_prob(recent, st[_INC], st[_TOT], v)
     p_life, _ = _tail_prob(life, st[_LINC], st[_LTOT], v)

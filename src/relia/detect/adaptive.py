@@ -23,17 +23,17 @@ Five small parts, one Numba loop, under 2 KB of state per series:
   memories, and ``p`` is the larger of their two probabilities: a point must be rare among the
   recent surprises (about the last ``1 / long`` points) *and* in the series' lifetime (about the
   last ``1 / lifetime`` points, a year of 5-minute samples). The recent memory adapts to a new noise
-  level within a few days; the lifetime one remembers that this series has made surprises this large
-  before (a monthly batch job, a loud month) after a quiet stretch made the recent memory forget
-  them. Where the recent memory holds no surprise as large as this one, its probability is only
-  an extrapolation past its last thousand points, and the lifetime memory, which has seen far more
-  of this series, says alone how rare the point is. The score is ``s / (s + 5)`` with
-  ``s = -log10 p``, so a score means the same rarity in every series whatever its noise, heavy
-  tails or integer steps: one threshold fits all series.
+  level within about a day of 5-minute points; the lifetime one remembers that this series has made
+  surprises this large before (a monthly batch job, a loud month) after a quiet stretch made the
+  recent memory forget them. Where the recent memory holds no surprise as large as this one, its
+  probability is only an extrapolation past its last few hundred points, and the lifetime memory,
+  which has seen far more of this series, says alone how rare the point is. The score is
+  ``s / (s + 5)`` with ``s = -log10 p``, so a score means the same rarity in every series whatever
+  its noise, heavy tails or integer steps: one threshold fits all series.
   Alarms (score 0.5 and up, rarer than 1 in 100,000) are kept out of the smoothed surprise and the
   histograms, as a thresholder keeps anomalies out of a model: one huge event must not blunt the
-  detector for the next thousand points. Only ``persist`` alarms in a row are kept out, so a lasting
-  change in the noise is still learned.
+  detector for the next few hundred points. Only ``persist`` alarms in a row are kept out, so a
+  lasting change in the noise is still learned.
 * **Run evidence.** Events that matter are often runs of points that are each only a little
   unusual: a burst of spikes inside the usual range, a change of regime, a slow fall. A CUSUM of
   each point's calibrated rarity adds what every point rarer than 1 in ``10**run_allowance``

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import pytest
 
 from relia.detect import conformance
+from relia.detect._kernels import surprise_score
 from relia.detect.adaptive import Adaptive, AdaptiveConfig
 from relia.detect.checkpoint import pack
 from relia.errors import DetectorError
@@ -231,6 +233,28 @@ def test_lifetime_memory_judges_a_surprise_the_recent_memory_never_saw(seed: int
     assert with_lifetime[-1] > recent_only[-1] + 0.05
     # The noise itself stays quiet with either.
     assert with_lifetime[1000:-1].max() < 0.5
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_recent_memory_remembers_a_spike_for_hundreds_of_points(seed: int) -> None:
+    # Forty days of the same noise, then a 7-sigma spike, a 6-sigma one 500 points later and
+    # another 1,500 points after that (two early 12-sigma spikes widen the range, so `new_range`
+    # stays out of it). The recent memory still counts the first spike as seen when the second
+    # comes (it remembers a surprise for about 770 points, though its weight halves every 230),
+    # so the second is judged "rare now and rare for this series" and cannot score past the
+    # recent memory's floor, one point in its ~330 points' weight. By the third, it has
+    # forgotten: the lifetime memory judges that one alone, and finds it rarer.
+    n = 12_000
+    values = _noise(n, seed)
+    values[200], values[300] = 112.0, 88.0
+    first, second, third = 9_000, 9_500, 11_000
+    values[first] += 7.0
+    values[second] += 6.0
+    values[third] += 6.0
+    scores = Adaptive(bins=0, week_bins=0).score(values, _ts(n))
+    floor = surprise_score(math.log10(1.0 / Adaptive().config.long + 1.0))
+    assert scores[second] <= floor
+    assert scores[third] > scores[second]
 
 
 def _v3_checkpoint(new: dict[str, Any]) -> dict[str, Any]:

@@ -25,8 +25,8 @@ Five small parts, one Numba loop, under 2 KB of state per series:
   last ``1 / lifetime`` points, a year of 5-minute samples). The recent memory adapts to a new noise
   level within about a day of 5-minute points; the lifetime one remembers that this series has made
   surprises this large before (a monthly batch job, a loud month) after a quiet stretch made the
-  recent memory forget them. Where the recent memory holds no surprise as large as this one, its
-  probability is only an extrapolation past its last few hundred points, and the lifetime memory,
+  recent memory forget them. Where the recent memory holds no surprise as large as this one (none
+  in about its last 770 points), its probability is only an extrapolation, and the lifetime memory,
   which has seen far more of this series, says alone how rare the point is. The score is
   ``s / (s + 5)`` with ``s = -log10 p``, so a score means the same rarity in every series whatever
   its noise, heavy tails or integer steps: one threshold fits all series.
@@ -85,6 +85,13 @@ _RB = 16
 _HB_V2 = 32
 #: Width (in surprise units) of the exponential tail past the largest surprise seen.
 _TAIL_W = 0.5
+#: A histogram bin counts as holding a surprise while its weight is more than this share of a
+#: new point's: with ``long`` = 0.003 a lone surprise counts as seen for ln(10) / 0.003, about
+#: 770 points, though its weight in the recent tail probability halves every 230. Whether the
+#: recent memory has seen a surprise this large decides whether the lifetime memory judges it
+#: alone; forgetting that after 230 points (a share of 0.5) made each spike of a series that
+#: spikes every few hundred points new again, to be judged by the lifetime memory alone.
+_SEEN = 0.1
 #: Score of a value outside the range seen so far (surprise 45: above all but extreme residuals).
 _NEW_RANGE_SCORE = 0.9
 _DAY_MS = 86_400_000
@@ -151,16 +158,16 @@ def _tail_prob(hist, inc, tot, v):  # type: ignore[no-untyped-def]
         j = nb - 1
     frac = min(v / _HW - j, 1.0)
     tail = hist[j] * (1.0 - frac)
-    seen = hist[j] > 0.5 * inc
+    seen = hist[j] > _SEEN * inc
     for k in range(nb - 1, j, -1):
         tail += hist[k]
-        if hist[k] > 0.5 * inc:
+        if hist[k] > _SEEN * inc:
             seen = True
     p = (tail + inc) / (tot + inc)
     if not seen:
         hi = 0
         for k in range(j - 1, -1, -1):
-            if hist[k] > 0.5 * inc:
+            if hist[k] > _SEEN * inc:
                 hi = k + 1
                 break
         p *= math.exp(-max(v - hi * _HW, 0.0) / _TAIL_W)
@@ -171,8 +178,8 @@ def _tail_prob(hist, inc, tot, v):  # type: ignore[no-untyped-def]
 def _two_memory_prob(recent, life, st, v):  # type: ignore[no-untyped-def]
     """P(V >= v) from a recent and a lifetime histogram. Where the recent memory holds a
     surprise this large, the larger of the two: rare now *and* rare for this series. Where it
-    holds none, it only knows that v is past its last ~330 points, so the lifetime memory,
-    which has seen far more, says how rare v is."""
+    holds none (none in about its last 770 points, see ``_SEEN``), it only knows that v is past
+    what it remembers, so the lifetime memory, which has seen far more, says how rare v is."""
     p_recent, seen_recently = _tail_prob(recent, st[_INC], st[_TOT], v)
     p_life, _ = _tail_prob(life, st[_LINC], st[_LTOT], v)
     return max(p_recent, p_life) if seen_recently else p_life

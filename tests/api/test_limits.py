@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -67,7 +68,9 @@ class _Recorder:
         self.sent.append(message)
 
 
-def _run(headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -> tuple[_Recorder, int]:
+def _run(
+    headers: list[tuple[bytes, bytes]], chunks: list[bytes], app: Any = None
+) -> tuple[_Recorder, int]:
     rec = _Recorder()
     pulled = 0
 
@@ -80,7 +83,7 @@ def _run(headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -> tuple[_Reco
         return {"type": "http.request", "body": chunks[i], "more_body": i < len(chunks) - 1}
 
     scope = {"type": "http", "method": "POST", "path": "/", "headers": headers}
-    asyncio.run(RequestLimits(rec.app, LIMIT, 2000)(scope, receive, rec.send))
+    asyncio.run(RequestLimits(app or rec.app, LIMIT, 2000)(scope, receive, rec.send))
     return rec, pulled
 
 
@@ -90,16 +93,42 @@ def _status(rec: _Recorder) -> int:
     return int(starts[0]["status"])
 
 
-def test_declared_length_over_the_limit_is_refused_unread() -> None:
+def test_declared_length_over_the_limit_never_reaches_the_app() -> None:
     rec, pulled = _run([(b"content-length", b"1001")], [b"x" * 1001])
-    assert _status(rec) == 413 and not rec.called and pulled == 0
+    # The body is drained and discarded (so the socket closes clean), never handed on.
+    assert _status(rec) == 413 and not rec.called and pulled == 1
 
 
 def test_streamed_body_is_cut_at_the_limit() -> None:
+    seen: list[int] = []
+
+    async def counting_app(scope: Any, receive: Any, send: Any) -> None:
+        while True:
+            msg = await receive()
+            seen.append(len(msg.get("body", b"")))
+            if not msg.get("more_body"):
+                break
+
     chunks = [b"x" * 300] * 100  # 30 kB announced by no header
-    rec, pulled = _run([], chunks)
+    rec, pulled = _run([], chunks, app=counting_app)
     assert _status(rec) == 413
-    assert pulled == 4  # 1200 bytes: the chunk that passed the limit, and no further
+    assert seen == [300] * 3  # the app got 900 bytes; the chunk that passed the limit cut it off
+    assert pulled == 100  # the rest was drained before the answer, not kept
+
+
+def test_a_client_waiting_for_100_continue_is_not_asked_for_the_body() -> None:
+    headers = [(b"content-length", b"5000"), (b"expect", b"100-continue")]
+    rec, pulled = _run(headers, [b"x" * 5000])
+    assert _status(rec) == 413 and pulled == 0
+
+
+def test_a_refused_body_is_drained_only_so_far() -> None:
+    chunks = [b"x" * 4096] * 1000  # 4 MB, well past what is worth draining
+    rec, pulled = _run([(b"content-length", str(4096 * 1000).encode())], chunks)
+    assert _status(rec) == 413 and not rec.called
+    assert pulled == (1 << 20) // 4096 + 1  # just past 1 MiB, then the connection is given up
+    rec, pulled = _run([], chunks)
+    assert _status(rec) == 413 and pulled < 300
 
 
 def test_bodies_within_the_limit_pass() -> None:
@@ -161,6 +190,22 @@ def test_real_server_limits_bodies(server: str) -> None:
         r = c.post("/api/v1/write", content=iter([b"z" * 600, b"z" * 600, b"z" * 600]))
         assert r.status_code == 413
         assert c.get("/healthz").status_code == 200  # the server lives on
+
+
+def test_real_server_answers_413_to_a_body_still_arriving(server: str) -> None:
+    # The server decides on the headers alone; the rest of the body arrives after. Closing with
+    # those bytes unread would reset the connection and could lose the 413 on its way out.
+    host, port = server.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(b"POST /api/v1/write HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
+        s.sendall(b"x" * 2000)
+        time.sleep(0.05)
+        s.sendall(b"x" * 3000)
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:100]
+    assert reply.endswith(b'"request body over 1000 bytes"}'), reply[-100:]
 
 
 def test_real_server_limits_headers(server: str) -> None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
+import anyio
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -187,13 +188,36 @@ class _TooLarge(Exception):
     pass
 
 
+# What is drained of a refused body before the 413 goes out. Closing a socket that still holds
+# unread request bytes makes the kernel send a reset instead of a FIN, and the client then loses
+# the 413 already sent (httpx: "Connection reset by peer"), so the rest of a body that is only
+# modestly over the limit is read and thrown away first, as nginx's lingering close does. A body
+# larger still, or a client too slow, is cut off after these bounds.
+_DRAIN_BYTES = 1 << 20
+_DRAIN_SECONDS = 1.0
+
+
+async def _drain(receive: Receive, more_body: bool) -> None:
+    """Read and discard the rest of a request body, within the drain bounds."""
+    drained = 0
+    with anyio.move_on_after(_DRAIN_SECONDS):
+        while more_body and drained <= _DRAIN_BYTES:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            drained += len(message.get("body", b""))
+            more_body = bool(message.get("more_body", False))
+
+
 class RequestLimits:
     """Pure ASGI middleware: 413 for a request body over ``max_body_bytes``, 431 for headers
     over ``max_header_bytes``.
 
-    A declared ``Content-Length`` over the limit is refused before any of the body is read; a
-    body without one (chunked) is counted as the app receives it, and the request is cut off at
+    A declared ``Content-Length`` over the limit is refused before the app sees any of the body;
+    a body without one (chunked) is counted as the app receives it, and the request is cut off at
     the first chunk that passes the limit, so at most the limit plus one chunk is ever in memory.
+    Before the 413 goes out, what is still in flight is read and discarded (up to 1 MiB or one
+    second), so the client reads the answer instead of a connection reset.
     It must sit outside Starlette's error middleware (see ``create_app``): the app may turn the
     interrupted read into a 400 or 500, which this replaces by the 413.
 
@@ -224,17 +248,23 @@ class RequestLimits:
             await _plain(send, 400, "invalid Content-Length header")
             return
         if declared is not None and declared > limit:
+            # A client that waits for "100 Continue" has sent no body: there is nothing to
+            # drain, and reading would invite it to send what is about to be refused.
+            waiting = any(k == b"expect" for k, _ in scope["headers"])
+            await _drain(receive, more_body=declared > 0 and not waiting)
             await _plain(send, 413, f"request body over {limit} bytes")
             return
         received = 0
         over = False
+        more_body = True
         started = False
 
         async def limited_receive() -> Message:
-            nonlocal received, over
+            nonlocal received, over, more_body
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                more_body = bool(message.get("more_body", False))
                 if received > limit:
                     over = True
                     raise _TooLarge
@@ -256,6 +286,7 @@ class RequestLimits:
             if not over:
                 raise
         if over and not started:
+            await _drain(receive, more_body)
             await _plain(send, 413, f"request body over {limit} bytes")
 
 

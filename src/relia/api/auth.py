@@ -249,9 +249,10 @@ class RequestLimits:
             return
         if declared is not None and declared > limit:
             # A client that waits for "100 Continue" has sent no body: there is nothing to
-            # drain, and reading would invite it to send what is about to be refused.
+            # drain, and reading would invite it to send what is about to be refused. A body
+            # declared past the drain bound would be cut off anyway: it is not read at all.
             waiting = any(k == b"expect" for k, _ in scope["headers"])
-            await _drain(receive, more_body=declared > 0 and not waiting)
+            await _drain(receive, more_body=declared <= _DRAIN_BYTES and not waiting)
             await _plain(send, 413, f"request body over {limit} bytes")
             return
         received = 0

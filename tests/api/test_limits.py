@@ -217,6 +217,11 @@ def test_real_server_limits_headers(server: str) -> None:
     # closes (httpx may see either, so a raw socket).
     host, port = server.removeprefix("http://").rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 200_000)
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 200_000)
+        except (BrokenPipeError, ConnectionResetError):
+            # The server may answer and close before it has taken all 200 KB; its answer is
+            # already in our receive queue, which a reset does not empty.
+            pass
         reply = s.recv(4096)
     assert reply.startswith(b"HTTP/1.1 400"), reply[:100]

@@ -180,12 +180,26 @@ def test_a_huge_event_does_not_blunt_the_next_alarm() -> None:
 
 
 def test_a_lasting_change_in_the_noise_is_learned() -> None:
-    # Only `persist` alarms in a row stay out of the calibration, so a new noise level (here 1000
-    # times the old one) becomes normal instead of alarming forever.
+    # A new noise level (here 1000 times the old one) becomes normal instead of alarming forever:
+    # its smaller residuals score under the alarm and are learned, and the larger follow.
     n = 6000
     rng = np.random.default_rng(23)
     values = 100.0 + rng.normal(0.0, 1.0, n)
     values[3000:] = 100.0 + rng.normal(0.0, 1000.0, n - 3000)
+    scores = Adaptive().score(values, _ts(n))
+    assert scores[3000:3010].max() >= 0.5
+    assert (scores[4000:] >= 0.5).mean() < 0.005
+
+
+def test_a_lasting_change_that_alarms_at_every_point_is_learned() -> None:
+    # Flapping by +/-1000 around the old level: every point is an alarm, so none would ever be
+    # learned if alarms were always kept out of the calibration. Only `persist` alarms in a row
+    # are kept out; then one is learned, and the flapping becomes normal (kept out without
+    # limit, every point from 4000 on alarms).
+    n = 6000
+    rng = np.random.default_rng(23)
+    values = 100.0 + rng.normal(0.0, 1.0, n)
+    values[3000:] += 1000.0 * (-1.0) ** np.arange(n - 3000)
     scores = Adaptive().score(values, _ts(n))
     assert scores[3000:3010].max() >= 0.5
     assert (scores[4000:] >= 0.5).mean() < 0.005

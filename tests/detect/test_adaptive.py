@@ -401,6 +401,41 @@ def test_an_excursion_alarms_at_onset_not_at_every_point() -> None:
     assert d.score[2500] >= 0.5 and d.component[2500] in (BELOW, NEW_RANGE)
 
 
+def test_a_continuation_no_worse_than_its_onset_scores_half() -> None:
+    # Two points outside the band on the same side, the second less extreme (+25 SD, then +6):
+    # the second repeats what the onset said, so it keeps half of its score. Early spikes
+    # widen the range so that `new_range` stays out of it.
+    for seed in range(20, 26):
+        values = _noise(3000, seed)
+        values[100], values[200] = 130.0, 70.0
+        values[2000] += 25.0
+        values[2001] += 6.0
+        d = Adaptive().score_detail(values, _ts(3000))
+        assert values[2001] > d.upper[2001]  # still outside: a continuation, not a new event
+        pair = d.score[2000:2002]
+        assert 0.0 < pair[1] <= 0.5 * pair[0] + 0.01, f"seed {seed}: {pair}"
+
+
+def test_an_alarm_spends_the_run_evidence() -> None:
+    # A burst of in-range spikes (+4 SD every third point for 120 points) builds run evidence; a
+    # huge spike in its middle alarms. What the burst had built up was said by that alarm, so
+    # the run evidence starts again from zero: the rest of the burst scores as its start did,
+    # not as the continuation of a run already reported (with the evidence kept through the
+    # alarm, 9 points over these seeds score 0.34 or more after it).
+    before = after = 0
+    for seed in range(1, 11):
+        values = _noise(6000, seed)
+        values[200], values[300] = 112.0, 88.0
+        values[5000:5120:3] += 4.0
+        values[5060] += 40.0
+        scores = Adaptive(bins=0, week_bins=0).score(values, _ts(6000))
+        assert scores[5060] >= 0.5
+        before += int((scores[5000:5060] >= 0.34).sum())
+        after += int((scores[5061:5120] >= 0.34).sum())
+    assert before >= 20
+    assert after <= 5
+
+
 def test_slow_drift_is_not_an_anomaly() -> None:
     n = 5000
     values = _noise(n) + 0.01 * np.arange(n)  # 50 noise deviations over the series
@@ -444,6 +479,30 @@ def test_long_flat_stretch_then_real_move() -> None:
     moved = Adaptive().score(values, _ts(n))
     assert moved[2500] >= 0.5
     assert moved[2500] > flat.score[100:].max()
+
+
+def test_the_band_is_never_narrower_than_the_data_resolution() -> None:
+    # An integer gauge flat at 7 with a rare one-unit blip: its robust scale is zero, and the
+    # band's floor is the data's resolution (one unit), not a share of the level (0.1 % of 7
+    # would put every blip 100 scales out).
+    n = 3000
+    values = np.full(n, 7.0)
+    values[::97] = 8.0
+    d = Adaptive().score_detail(values, _ts(n))
+    assert (d.upper[500:] >= 8.0).all() and (d.lower[500:] <= 6.0).all()
+
+
+def test_the_memories_stay_finite_on_a_long_series() -> None:
+    # The histograms decay by growing the weight of each new point (float32 weights); past
+    # about 23,000 points they are rescaled, or the weights would overflow near 30,000 and
+    # the calibration would stop working. 40,000 points of noise score as the first 25,000 do.
+    n = 40_000
+    values = _noise(n, 5)
+    values[100], values[200] = 115.0, 85.0
+    scores = Adaptive().score(values, _ts(n))
+    assert np.isfinite(scores).all()
+    early, late = np.percentile(scores[5000:25000], 99), np.percentile(scores[30000:], 99)
+    assert late > 0.1 and abs(late - early) < 0.05, (early, late)
 
 
 def test_missing_points_and_irregular_sampling() -> None:

@@ -242,6 +242,9 @@ def test_finding_labels_from_index_key_and_slo_evidence() -> None:
         evidence={"slo": "checkout-avail", "service": "checkout"},
     )  # fmt: skip
     assert dict(labels_of(slo)) == {"slo": "checkout-avail", "service": "checkout"}
+    # An SLO without a service names none (an empty value would group every such SLO).
+    no_service = slo.model_copy(update={"evidence": {"slo": "checkout-avail", "service": ""}})
+    assert dict(labels_of(no_service)) == {"slo": "checkout-avail"}
     # So an SLO burning on service=checkout groups with checkout's metrics.
     c = IncidentCorrelator(IncidentsConfig(), labels_of)
     got = c.update([slo, finding('latency{service="checkout"}', T0)], T0)
@@ -252,6 +255,7 @@ def test_key_labels() -> None:
     assert key_labels('a{x="1",y="b c"}') == {"x": "1", "y": "b c"}
     assert key_labels("plain") == {}
     assert key_labels("slo:page") == {}
+    assert key_labels('{job="api"}') == {"job": "api"}  # a selector without a metric name
 
 
 KEYS = [
@@ -371,3 +375,208 @@ def test_a_storm_lists_the_likeliest_causes_and_every_key() -> None:
     assert len(inc.keys) == 3 * MAX_CAUSES
     assert [x["key"] for x in inc.cause] == [x["key"] for x in rank_causes(fs)][:MAX_CAUSES]
     assert inc.cause[0]["key"] == fs[0].key  # the first to go wrong
+
+
+# -- rules at their boundaries (found untested by a mutation audit) ------------------------------
+
+
+def test_a_finding_within_the_group_window_of_the_incident_joins_it_on_either_side() -> None:
+    # An incident spanning [T0+10m, T0+11m] with a 1m window takes findings from T0+9m to T0+12m.
+    def incidents_of(late: Finding) -> int:
+        c = correlator(group_window="1m")
+        c.update([finding('cpu{job="api"}', T0 + 10 * M, T0 + 11 * M)], T0 + 11 * M)
+        c.update([late], T0 + 12 * M + 1)
+        return len(c.incidents())
+
+    assert incidents_of(finding('mem{job="api"}', T0 + 12 * M)) == 1  # starts 1m after its end
+    assert incidents_of(finding('mem{job="api"}', T0 + 12 * M + 1)) == 2  # 1m and 1ms after
+    # Reported late: it ended 1m before the incident began, so it still belongs to it.
+    assert incidents_of(finding('mem{job="api"}', T0 + 8 * M, T0 + 9 * M)) == 1
+    assert incidents_of(finding('mem{job="api"}', T0 + 8 * M, T0 + 9 * M - 1)) == 2
+
+
+def test_a_finding_sharing_a_label_with_any_one_finding_of_the_incident_joins_it() -> None:
+    c = correlator()
+    a = finding('cpu{job="api",instance="a"}', T0)
+    b = finding('mem{job="api",instance="b"}', T0 + 10 * S)
+    (inc,) = c.update([a, b], T0 + 10 * S)
+    assert inc.labels == {"job": "api"}  # what all of them share
+    # Shares instance="b" with b alone (not with a, not with the incident's common labels).
+    d = finding('disk{job="db",instance="b"}', T0 + M)
+    (joined,) = c.update([d], T0 + M)
+    assert joined.id == inc.id and joined.keys == [a.key, b.key, d.key]
+
+
+def test_a_key_reopens_its_incident_only_if_it_resolved_less_than_reopen_window_ago() -> None:
+    def back_after(quiet: int) -> Incident:
+        c = correlator(resolve_after="5m", reopen_window="30m")
+        c.update([finding('cpu{job="api"}', T0, T0 + M)], T0 + M)
+        (done,) = c.update([], T0 + 6 * M + 1)
+        assert done.resolved_at == T0 + 6 * M + 1
+        now = T0 + 6 * M + 1 + quiet
+        (back,) = c.update([finding('cpu{job="api"}', now)], now)
+        return back
+
+    first = Incident.make_id(finding('cpu{job="api"}', T0, T0 + M).id)
+    assert back_after(30 * M - 1).id == first  # resolved 30m - 1ms ago: reopened
+    assert back_after(30 * M).id != first  # resolved exactly 30m ago: a new incident
+
+
+def test_the_last_report_of_a_finding_in_one_batch_wins() -> None:
+    a = finding('cpu{job="api"}', T0, T0 + M)
+    grown = a.model_copy(update={"end": T0 + 3 * M})
+    (inc,) = correlator().update([a, grown], T0 + 3 * M)
+    assert inc.finding_ids == [a.id] and inc.end == T0 + 3 * M
+
+
+def test_incidents_opened_and_merged_in_one_update_report_only_the_survivor() -> None:
+    a = finding('cpu{job="api",instance="a"}', T0)
+    b = finding('cpu{job="db",instance="b"}', T0 + 10 * S)  # shares nothing with a: opens its own
+    bridge = finding('conn{job="api",instance="b"}', T0 + 20 * S)  # shares a label with each
+    got = correlator().update([a, b, bridge], T0 + M)
+    # Nobody heard of the merged-away incident, so there is no news of it being merged.
+    assert len(got) == 1
+    assert got[0].status is IncidentStatus.OPEN and got[0].merged_into is None
+    assert set(got[0].finding_ids) == {a.id, b.id, bridge.id}
+
+
+def test_a_new_finding_on_a_merged_away_key_joins_the_survivor() -> None:
+    c = correlator(group_window="1m")
+    a = finding('cpu{job="api",instance="a"}', T0, T0 + M)
+    (ia,) = c.update([a], T0 + M)
+    b = finding('cpu{job="db",instance="b"}', T0 + 30 * S, T0 + M)
+    c.update([b], T0 + M + 1)
+    c.update([finding('conn{job="api",instance="b"}', T0 + M)], T0 + M + 2)  # merges b into a
+    # Outside the 1m window, so only the key's own open incident can take it: the survivor.
+    (again,) = c.update([finding(b.key, T0 + 3 * M)], T0 + 3 * M)
+    assert again.id == ia.id and len(c.incidents()) == 1
+
+
+def test_seed_skips_incidents_merged_into_another() -> None:
+    c = correlator()
+    a = finding('cpu{job="api",instance="a"}', T0, T0 + M)
+    (ia,) = c.update([a], T0 + M)
+    b = finding('cpu{job="db",instance="b"}', T0 + 30 * S, T0 + M)
+    c.update([b], T0 + M + 1)
+    bridge = finding('conn{job="api",instance="b"}', T0 + M)
+    got = {i.id: i for i in c.update([bridge], T0 + M + 2)}
+    kept = got[ia.id]
+    (gone,) = (i for i in got.values() if i.merged_into == ia.id)
+    # The store holds both (the merged-away one as resolved); after a restart only the
+    # survivor is an incident of the correlator.
+    fresh = correlator()
+    fresh.seed([kept, gone], [a, b, bridge])
+    assert fresh.incidents() == [kept]
+
+
+def test_a_resolved_incident_is_kept_for_the_flap_window_so_a_grown_finding_reopens_it() -> None:
+    # retain=0: resolved incidents are forgotten as soon as they are too old to reopen *and*
+    # to count as flapping (reopen 30m, flap window 1h: after 1h).
+    c = IncidentCorrelator(IncidentsConfig(), by_key, retain=0)
+    a = finding('cpu{job="api"}', T0, T0 + M)
+    c.update([a], T0 + M)
+    (done,) = c.update([], T0 + 6 * M + 1)
+    assert done.status is IncidentStatus.RESOLVED
+    c.update([], T0 + 46 * M)  # resolved ~40m ago: past the reopen window, inside the flap one
+    (back,) = c.update([a.model_copy(update={"end": T0 + 46 * M})], T0 + 46 * M)
+    # The same incident, back: opened when it first was, and one more change to hear of.
+    assert back.status is IncidentStatus.OPEN
+    assert back.opened_at == T0 + M and back.version == 3
+
+
+def test_a_gap_of_exactly_resolve_after_is_not_a_new_episode() -> None:
+    # flap_max=2: a second episode would make the key flapping and hold its incident open.
+    c = correlator(resolve_after="5m", flap_max=2)
+    c.update([finding("up", T0, T0 + M)], T0 + M)
+    c.update([finding("up", T0 + 6 * M)], T0 + 6 * M)  # quiet for exactly 5m: same episode
+    (done,) = c.update([], T0 + 11 * M + 1)  # quiet for 5m and 1ms after its last finding
+    assert done.status is IncidentStatus.RESOLVED
+
+
+def test_an_overlapping_finding_of_a_key_is_part_of_its_running_episode() -> None:
+    c = correlator(resolve_after="5m", flap_max=2)
+    c.update([finding("up", T0, T0 + 20 * M)], T0 + 20 * M)
+    # Another detector reports a short stretch inside it, late, then one more that overlaps:
+    # all one episode (the key was never quiet), so it is not flapping.
+    c.update([finding("up", T0 + M, T0 + 2 * M)], T0 + 20 * M)
+    c.update([finding("up", T0 + 10 * M, T0 + 21 * M)], T0 + 21 * M)
+    (done,) = c.update([], T0 + 26 * M + 1)
+    assert done.status is IncidentStatus.RESOLVED
+
+
+def test_a_flapping_hold_down_ends_when_the_first_episode_leaves_the_flap_window() -> None:
+    c = correlator(resolve_after="5m", flap_window="1h", flap_max=2)
+    c.update([finding("up", T0, T0 + M)], T0 + M)
+    c.update([], T0 + 6 * M + 1)  # resolved
+    c.update([finding("up", T0 + 30 * M, T0 + 31 * M)], T0 + 31 * M)  # reopened: 2 episodes
+    assert c.update([], T0 + 59 * M) == []  # quiet, but flapping: held open
+    # Episodes at T0 and T0+30m; the window (T0, T0+60m] holds only the second one.
+    (done,) = c.update([], T0 + 60 * M)
+    assert done.status is IncidentStatus.RESOLVED and done.resolved_at == T0 + 60 * M
+
+
+def test_after_a_restart_with_a_lower_flap_max_a_flapping_key_reopens_its_last_incident() -> None:
+    c = correlator(resolve_after="5m", reopen_window="1m", flap_max=3)
+    f1, f2 = finding("up", T0, T0 + M), finding("up", T0 + 20 * M, T0 + 21 * M)
+    c.update([f1], T0 + M)
+    c.update([], T0 + 6 * M + 1)
+    c.update([f2], T0 + 21 * M)  # resolved 15m ago, past the reopen window: a second incident
+    c.update([], T0 + 26 * M + 1)
+    first, second = c.incidents()
+    assert second.status is IncidentStatus.RESOLVED
+    # Two episodes in the hour: flapping once flap_max is 2, so no third incident.
+    fresh = correlator(resolve_after="5m", reopen_window="1m", flap_max=2)
+    fresh.seed([first, second], [f1, f2])
+    (back,) = fresh.update([finding("up", T0 + 30 * M)], T0 + 30 * M)
+    assert back.id == second.id and back.status is IncidentStatus.OPEN
+
+
+# -- cause ranking --------------------------------------------------------------------------------
+
+
+def service_of(f: Finding) -> frozenset[str]:
+    service = key_labels(f.key).get("service")
+    return frozenset({service}) if service else frozenset()
+
+
+def test_cause_scores_follow_the_documented_weights() -> None:
+    # 0.5·upstream + 0.25·earliness + 0.15·severity + 0.1·peak score.
+    (alone,) = rank_causes([finding("a", T0, score=0.7)])
+    assert alone["score"] == 0.395  # 0.25·1 + 0.15·0.5 + 0.1·0.7: alone, it went wrong first
+    early = finding("a", T0, score=0.6)
+    late = finding("b", T0 + M, severity=Severity.CRITICAL, score=1.0)
+    assert [(r["key"], r["score"]) for r in rank_causes([late, early])] == [
+        ("a", 0.385),  # 0.25·1 + 0.15·0.5 + 0.1·0.6
+        ("b", 0.25),  # 0.25·0 + 0.15·1 + 0.1·1.0
+    ]
+    api = finding('latency{service="api"}', T0, score=0.6)
+    db = finding('latency{service="db"}', T0 + M, score=0.6)
+    ranked = rank_causes([api, db], service_of, {"db": frozenset({"api"})})
+    assert [(r["key"], r["score"]) for r in ranked] == [
+        (db.key, 0.635),  # 0.5·1 (api depends on it) + 0.25·0 + 0.15·0.5 + 0.1·0.6
+        (api.key, 0.385),  # 0.5·0 + 0.25·1 + 0.15·0.5 + 0.1·0.6
+    ]
+
+
+def test_a_key_is_ranked_by_its_earliest_onset_peak_score_and_top_summary() -> None:
+    key = "disk_io"
+    fs = [  # in the order reported
+        finding(key, T0 + M, score=0.3).model_copy(update={"summary": "first report"}),
+        finding(key, T0 + 2 * M, score=0.9).model_copy(update={"summary": "the peak"}),
+        finding(key, T0, score=0.5).model_copy(update={"summary": "late, but earliest"}),
+    ]
+    other = finding("net_errors", T0 + 30 * S, score=0.3)
+    top, second = rank_causes([*fs, other])
+    assert top["key"] == key and top["reason"].startswith("went wrong first")  # onset T0
+    assert top["summary"] == "the peak" and "score 0.90" in top["reason"]
+    assert second["key"] == other.key and "went wrong 30s later" in second["reason"]
+
+
+def test_a_key_nothing_depends_on_gets_no_upstream_credit() -> None:
+    # The incident's only service is api: there is nothing it could be upstream of, so the
+    # host metric that went wrong first ranks first.
+    host = finding("host_load", T0)
+    api = finding('latency{service="api"}', T0 + M)
+    ranked = rank_causes([api, host], service_of, {"db": frozenset({"api"})})
+    assert [r["key"] for r in ranked] == [host.key, api.key]
+    assert [r["score"] for r in ranked] == [0.395, 0.145]  # 0.25 + 0.075 + 0.07; 0.075 + 0.07

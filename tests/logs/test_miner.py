@@ -209,6 +209,8 @@ def test_unknown_template_id() -> None:
     miner.add(["a b c"])
     with pytest.raises(KeyError):
         miner.template(5)
+    with pytest.raises(KeyError):  # what match() gives a line no template fits is no id either
+        miner.template(-1)
 
 
 def test_max_templates_bound_sends_new_events_to_the_overflow_template() -> None:
@@ -515,6 +517,7 @@ def test_an_optional_clause_of_words_is_another_event() -> None:
         # Paths, numbers, booleans and the usual user names are values (Loghub-2.0 PS/DG/BL/US).
         ("Resolved <*> to /default-rack", "Resolved <*> to <*>"),
         ("isScreenOn true", "isScreenOn <*>"),
+        ("login by admin: value null", "login by <*>: value <*>"),
         ("obj=false, user=Root", "obj=<*>, user=<*>"),
         ("mapped 4G/4G at 10", "mapped 4G/4G at <*>"),
         # A value glued to a unit or decoration is one value (WV).
@@ -523,6 +526,7 @@ def test_an_optional_clause_of_words_is_another_event() -> None:
         ("IOSwitch<<*>>(<*>)::cb", "<*>(<*>)::cb"),
         # Values joined by a dot, or glued together, are one (DV, CV); a slash keeps them apart.
         ("v<*>.<*>.<*> and <*>/<*>", "<*> and <*>/<*>"),
+        ("mount <*><*>/data ok", "mount <*>/data ok"),  # not a path, so not one <*> as a whole
         # A date in words around a clock time is one timestamp.
         ("at <*> <*> <*> <*>:<*>:<*> <*>", "at <*>:<*>:<*>"),
         ("from <*>-<*>-<*> <*>:<*>:<*> to", "from <*>-<*>-<*> <*>:<*>:<*> to"),
@@ -546,3 +550,153 @@ def test_template_text_is_the_written_form() -> None:
     restored = TemplateMiner.from_bytes(miner.to_bytes())
     assert restored.match(["isScreenOn true"]).tolist() == [int(ids[0])]
     assert restored.template(int(ids[0])) == "isScreenOn <*>"
+
+
+# -- thresholds at their boundaries (found untested by a mutation audit) -------------------------
+
+_TEN = "alpha bravo charlie delta echo foxtrot golf hotel india juliet"
+
+
+def test_a_line_sharing_seventy_percent_of_a_templates_words_is_absorbed() -> None:
+    # similarity 0.7: 7 of 10 words in common is enough, and the 3 others become parameters.
+    miner = TemplateMiner()
+    ids = miner.add([_TEN, "alpha bravo charlie delta echo foxtrot golf xray yankee zulu"])
+    assert ids.tolist() == [0, 0]
+    assert miner.template(0) == "alpha bravo charlie delta echo foxtrot golf <*> <*> <*>"
+    # 6 of 10 is not: two events.
+    miner = TemplateMiner()
+    ids = miner.add([_TEN, "alpha bravo charlie delta echo foxtrot kilo lima mike november"])
+    assert ids.tolist() == [0, 1] and len(miner) == 2
+
+
+def test_a_family_of_eight_siblings_absorbs_a_line_sharing_half_its_words() -> None:
+    # Ten words; the last five are fresh on every line, so two lines share only half of them.
+    cols = [_fresh_words(8, 6, seed=30 + k) for k in range(5)]
+    family = ["Job alpha bravo charlie delta " + " ".join(c[i] for c in cols) for i in range(8)]
+    # Shares 5 of 10 words with the first sibling (differs at "delta", which the family never
+    # varied, so only family_similarity can take it).
+    line = "Job alpha bravo charlie echo " + " ".join([cols[0][0], *_fresh_words(4, 7, seed=40)])
+    miner = TemplateMiner()
+    assert miner.add(family).tolist() == list(range(8))  # 50% < similarity: eight siblings
+    assert miner.add([line]).tolist() == [0]  # the eighth made it a family: 50% is enough
+    assert miner.template(0) == f"Job alpha bravo charlie <*> {cols[0][0]} <*> <*> <*> <*>"
+    # Seven siblings are not a family yet: the same line is a new event.
+    miner = TemplateMiner()
+    miner.add(family[:7])
+    assert miner.add([line]).tolist() == [7]
+
+
+def test_the_first_word_becomes_a_parameter_at_the_twelfth_distinct_value() -> None:
+    names = _fresh_words(12, 9, seed=1)
+    miner = TemplateMiner()
+    miner.add([f"{name}: scheduler told me to run this job" for name in names[:11]])
+    assert len(miner) == 11  # eleven could still be event names
+    miner.add([f"{names[11]}: scheduler told me to run this job"])
+    assert [t.text for t in miner.templates] == ["<*>: scheduler told me to run this job"]
+
+
+def test_keep_first_word_never_makes_the_first_word_a_parameter() -> None:
+    miner = TemplateMiner(MinerConfig(keep_first_word=True))
+    names = _fresh_words(40, 9, seed=1)
+    ids = miner.add([f"{name}: scheduler told me to run this job" for name in names])
+    assert len(set(ids.tolist())) == 40 and len(miner) == 40
+
+
+def test_a_three_word_template_with_a_parameter_first_word_keeps_its_other_two_words() -> None:
+    # "<*> connected <word>" for 13 words: the first word is a parameter (12 fresh names each),
+    # and then only two words stay fixed, which is as little context as a template keeps.
+    words = _fresh_words(13, 5, seed=50)
+    lines = [
+        f"{name} connected {word}"
+        for k, word in enumerate(words)
+        for name in _fresh_words(12, 8, seed=100 + k)
+    ]
+    miner = TemplateMiner()
+    miner.add(lines)
+    assert sorted(t.text for t in miner.templates) == sorted(f"<*> connected {w}" for w in words)
+
+
+def test_capitalized_names_with_digits_are_parameters_from_the_third_value() -> None:
+    # Only words of letters wait for word_variable_after values; DB1, DB2, DB3 are names.
+    miner = TemplateMiner()
+    ids = miner.add([f"connected to {host} now" for host in ("DB1", "DB2", "DB3")])
+    assert ids.tolist() == [0, 0, 0]
+    assert miner.template(0) == "connected to <*> now"
+
+
+def test_letters_shared_by_word_values_do_not_become_part_of_the_template() -> None:
+    # alice/alfred/alan share "al", and webnode/dbnode/cachenode share "node": that is chance,
+    # not a fixed prefix or suffix (those end at punctuation), so any other value fits too.
+    miner = TemplateMiner()
+    ids = miner.add([f"user {name} logged in" for name in ("alice", "alfred", "alan")])
+    assert miner.match(["user bob logged in"]).tolist() == [int(ids[0])]
+    ids = miner.add([f"host {name} is up" for name in ("webnode", "dbnode", "cachenode")])
+    assert miner.match(["host proxy is up"]).tolist() == [int(ids[0])]
+
+
+def test_words_at_a_templates_parameters_count_as_shared_when_absorbing() -> None:
+    # The template holds three numbers (parameters); a line with words there and three other
+    # words changed shares 2 + 3 + 2 = 7 of 10 positions: enough (similarity 0.7).
+    miner = TemplateMiner()
+    ids = miner.add(
+        [
+            "alpha bravo 1 2 3 foxtrot golf hotel india juliet",
+            "alpha bravo kilo lima mike foxtrot golf xray yankee zulu",
+        ]
+    )
+    assert ids.tolist() == [0, 0]
+    assert miner.template(0) == "alpha bravo <*> <*> <*> foxtrot golf <*> <*> <*>"
+
+
+def test_a_family_absorbs_a_line_differing_where_it_took_three_or_more_words() -> None:
+    # Eight siblings: four fixed words, five fresh ones, and a last word taking three values.
+    cols = [_fresh_words(9, 6, seed=60 + k) for k in range(5)]
+    states = ["red", "green", "blue"]
+    family = [
+        "Job alpha bravo charlie " + " ".join(c[i] for c in cols) + " " + states[i % 3]
+        for i in range(8)
+    ]
+    miner = TemplateMiner()
+    assert miner.add(family).tolist() == list(range(8))
+    # Shares only the 4 fixed words (40%, under family_similarity), but differs only where the
+    # family took several words (at least variable_after = 3): the same event.
+    line = "Job alpha bravo charlie " + " ".join(c[8] for c in cols) + " white"
+    assert miner.add([line]).tolist() == [0]
+    assert [t.text for t in miner.templates] == ["Job alpha bravo charlie <*> <*> <*> <*> <*> <*>"]
+
+
+def test_a_word_where_the_template_holds_a_masked_value_fits_it() -> None:
+    # "user 0" taught "user <*>": a name there ("admin") is a value of the same parameter.
+    miner = TemplateMiner()
+    (tid,) = miner.add(["user 0 logged in from gateway"]).tolist()
+    assert miner.match(["user admin logged in from gateway"]).tolist() == [tid]
+    assert miner.add(["user admin logged in from gateway"]).tolist() == [tid] and len(miner) == 1
+
+
+def test_a_list_of_values_joins_while_the_common_words_are_half_the_longer_message() -> None:
+    # 4 words in common: a list of 4 values (8 words in all) is the same event, one of 5 (9
+    # words, 4 < 9 / 2) is not.
+    miner = TemplateMiner()
+    ids = miner.add(["job alpha done now", "job 1 2 3 4 alpha done now"])
+    assert ids.tolist() == [0, 0]
+    miner = TemplateMiner()
+    ids = miner.add(["job alpha done now", "job 1 2 3 4 5 alpha done now"])
+    assert ids.tolist() == [0, 1]
+
+
+def test_an_empty_value_joins_from_three_words_on() -> None:
+    # "uid=" is "uid=<*>" with the value left empty; three words are enough context ...
+    miner = TemplateMiner()
+    assert miner.add(["session for uid=", "session for uid=0"]).tolist() == [0, 0]
+    assert miner.template(0) == "session for uid=<*>"
+    # ... two are not: the line could be another event.
+    miner = TemplateMiner()
+    assert miner.add(["session uid=", "session uid=0"]).tolist() == [0, 1]
+
+
+def test_a_short_message_without_an_aside_joins_the_longer_one_with_it() -> None:
+    # Learned second, the four-word message finds its six-word variant (an aside that holds
+    # a value inside the message) and answers as its id.
+    miner = TemplateMiner()
+    assert miner.add(["sent 5 bytes (1.0 KB) ok", "sent 5 bytes ok"]).tolist() == [0, 0]
+    assert miner.template(0) == "sent <*> bytes ok"

@@ -452,6 +452,24 @@ def test_a_new_finding_on_a_merged_away_key_joins_the_survivor() -> None:
     assert again.id == ia.id and len(c.incidents()) == 1
 
 
+def test_a_seeded_incident_whose_findings_were_trimmed_still_resolves() -> None:
+    # After a restart the store may no longer hold an open incident's findings (trimmed, or past
+    # the seeding limit). The incident keeps its stored span, and resolves from it: it ended at
+    # T0 + 1m, so with resolve_after 5m it is quiet from T0 + 6m on.
+    c = correlator(resolve_after="5m")
+    a = finding('cpu{job="api"}', T0, T0 + M)
+    (inc,) = c.update([a], T0 + M)
+    fresh = correlator(resolve_after="5m")
+    fresh.seed([inc], [])
+    assert fresh.update([], T0 + 6 * M) == []  # 5m after its end: not yet quiet
+    (done,) = fresh.update([], T0 + 6 * M + 1)
+    assert done.id == inc.id and done.status is IncidentStatus.RESOLVED
+    assert done.resolved_at == T0 + 6 * M + 1 and done.version == inc.version + 1
+    assert (done.start, done.end, done.finding_ids) == (inc.start, inc.end, inc.finding_ids)
+    assert fresh.update([], T0 + 7 * M) == []  # resolved once
+    assert fresh.incidents() == [done]
+
+
 def test_seed_skips_incidents_merged_into_another() -> None:
     c = correlator()
     a = finding('cpu{job="api",instance="a"}', T0, T0 + M)

@@ -490,7 +490,13 @@ class IncidentCorrelator:
         return sum(1 for t in eps if at - self._flap_window < t <= at) >= self._flap_max
 
     def _quiet(self, st: _State, now: int) -> bool:
-        if not st.finding_ids or now - self._span(st)[1] <= self._resolve:
+        if st.finding_ids:
+            end = self._span(st)[1]
+        elif st.snap is not None:  # seeded, its findings trimmed from the store: its stored span
+            end = st.snap.end
+        else:
+            return False
+        if now - end <= self._resolve:
             return False
         # Hold-down: an incident with a flapping key stays open until the key calms down.
         return not any(self._flapping(k, now) for k in st.keys)
@@ -516,7 +522,19 @@ class IncidentCorrelator:
         """The public incident of ``st``; None if nothing changed since the last one."""
         prev = st.snap
         if not st.finding_ids and prev is not None:
-            return prev if force else None
+            # Seeded without its findings (trimmed from the store): only its status can change.
+            if st.status is prev.status and st.resolved_at == prev.resolved_at:
+                return prev if force else None
+            snap = prev.model_copy(
+                update={
+                    "status": st.status,
+                    "resolved_at": st.resolved_at,
+                    "updated_at": now,
+                    "version": prev.version + (1 if bump else 0),
+                }
+            )
+            st.snap = snap
+            return snap
         for key in st.stale_keys:
             if key in st.keys:
                 st.per_key.pop(key, None)

@@ -432,3 +432,120 @@ def test_budget_spent_never_decreases_as_errors_are_added(
     assert after.spent_ratio[0] >= before.spent_ratio[0] - 1e-12
     assert after.budget_spent[0] >= before.budget_spent[0] - 1e-12
     assert after.sli[0] <= before.sli[0] + 1e-12
+
+
+# -- edges the hand cases above leave open (mutation audit) -----------------------------------
+
+
+def test_a_ratio_slice_spends_at_most_one_unit_and_never_earns_budget_back() -> None:
+    # Rates scraped a moment apart can show more errors than requests, and a counter reset can
+    # make an error count negative. A ratio slice is one unit of which bad / total is bad: at
+    # most all of it, at least none of it. Slices, oldest first: 30 bad of 20 -> 1 unit,
+    # -5 bad of 20 -> 0 units, 5 bad of 20 -> 0.25 units; 1.25 bad units of 3.
+    one_step = ([[30.0, -5.0, 5.0]], [[20.0, 20.0, 20.0]])
+    two_steps = ([[15.0, 15.0, -2.5, -2.5, 2.5, 2.5]], [[10.0] * 6])
+    for k, (bad, total) in ((1, one_step), (2, two_steps)):
+        for fn in (B.window_sums, B.window_sums_numpy):
+            s = fn(np.array(bad), np.array(total), [[6]], method=2, slice_steps=k)
+            assert s.units.tolist() == [[3.0]], (fn, k)
+            assert s.bad_units[0, 0] == pytest.approx(1.25), (fn, k)
+
+
+def test_unknown_budgeting_method_codes_are_refused() -> None:
+    for code in (-1, 3):
+        with pytest.raises(DataError, match="method codes"):
+            B.window_sums(np.zeros((1, 2)), np.ones((1, 2)), [1], method=code)
+
+
+def test_slos_with_fewer_alerts_than_others_never_fire_the_missing_ones() -> None:
+    # SLO 0 has one alert, SLO 1 two: SLO 0's row is padded to two alerts. Every request fails,
+    # a burn rate of 100 over every window: both real alerts of SLO 1 fire, SLO 0's padding not.
+    slo = _slo(window=TimeWindow(period_s=600))
+    quick = AlertWindow(severity="page", name="q", budget_percent=2, long_s=120, short_s=60,
+                        burn_rate=2.0)  # fmt: skip
+    slow = AlertWindow(severity="ticket", name="s", budget_percent=5, long_s=300, short_s=60,
+                       burn_rate=1.0)  # fmt: skip
+    params = B.SloParams.from_slos([slo, slo], [[quick], [quick, slow]], 60)
+    total = np.full((2, 10), 10.0)
+    r = B.evaluate(total.copy(), total, params, step_s=60)
+    assert r.firing.tolist() == [[True, False], [True, True]]
+
+
+def test_alert_windows_that_are_not_whole_steps_round_up() -> None:
+    # A 90 s long window at a 60 s step looks at 2 steps, never at 1: the 10 errors of the step
+    # before the last are in it. Long: 10 bad of 20 events = 50 %, burn 50 on a 1 % budget.
+    w = AlertWindow(severity="page", name="q", budget_percent=2, long_s=90, short_s=60,
+                    burn_rate=2.0)  # fmt: skip
+    slo = _slo(window=TimeWindow(period_s=600))
+    total = np.full((1, 10), 10.0)
+    bad = np.zeros((1, 10))
+    bad[0, -2] = 10.0
+    r = B.evaluate(bad, total, B.SloParams.from_slos([slo], [[w]], 60), step_s=60)
+    assert r.long_events[0, 0] == 20
+    assert r.long_burn[0, 0] == pytest.approx(50.0)
+
+
+def test_a_window_without_data_has_no_event_counts() -> None:
+    # No data is not zero traffic seen: the counts are unknown (NaN), as the SLI is.
+    params = B.SloParams.from_slos([_slo(window=TimeWindow(period_s=600))], [()], 60)
+    r = B.evaluate(np.full((1, 10), np.nan), np.full((1, 10), np.nan), params, step_s=60)
+    assert math.isnan(r.events[0]) and math.isnan(r.bad_events[0])
+
+
+def test_a_budget_spent_to_the_last_unit_is_exhausted_even_when_not_burning_now() -> None:
+    # A 75 % SLO over 2 hours of 10 requests a minute: 1,200 events, a budget of 300 (exact in
+    # binary). All 300 errors come in the first hour; the last hour (the current burn) is clean.
+    # Nothing remains, so the budget is exhausted now (0 s), not "never" (inf).
+    slo = _slo(objective=75.0, window=TimeWindow(period_s=7200))
+    params = B.SloParams.from_slos([slo], [()], 60)
+    total = np.full((1, 120), 10.0)
+    bad = np.zeros((1, 120))
+    bad[0, :30] = 10.0
+    r = B.evaluate(bad, total, params, step_s=60, current_window_s=3600)
+    assert r.remaining_ratio[0] == 0.0 and r.current_burn[0] == 0.0
+    assert r.exhaustion_s[0] == 0.0
+
+
+def test_calendar_windows_of_hours_step_back_whole_periods_before_their_start() -> None:
+    # 6-hour periods from 2024-01-01 01:00: before that start the boundaries go on backwards,
+    # ..., 2023-12-31 13:00, 19:00; 23:00 on the 31st lies in the period that began at 19:00.
+    hours = TimeWindow(period_s=6 * 3600, rolling=False, calendar_start=datetime(2024, 1, 1, 1))
+    at = _ms("2023-12-31T23:00:00")
+    assert B.window_start_ms(hours, at) == _ms("2023-12-31T19:00:00")
+
+
+def test_occurrences_slos_ignore_a_timeslice_window_the_step_does_not_divide() -> None:
+    # The timeslice window only matters to slice methods: an occurrences SLO that names one the
+    # step does not divide (7m at 5m steps) is still evaluated, in events.
+    slo = _slo(timeslice_window_s=420, window=TimeWindow(period_s=7 * DAY))
+    params = B.SloParams.from_slos([slo], [()], 300)
+    total = np.full((1, 2016), 10.0)
+    r = B.evaluate(np.zeros((1, 2016)), total, params, step_s=300)
+    assert r.units[0] == r.events[0] == 20_160
+
+
+def test_burn_down_of_a_window_shorter_than_a_slice_shows_the_slice_counted() -> None:
+    # A calendar window one step old, with 2-step slices: evaluate counts the one (last) slice,
+    # and so does the burn-down. That slice, [1, 1] bad of [10, 10], is bad (0.9 < 0.95); a
+    # 50 % budget of one slice is 0.5 slices: 1 - 1 / 0.5 = -1 at the slice's end.
+    slo = _slo(objective=50.0, budgeting="timeslices", timeslice_window_s=120,
+               timeslice_target=0.95, window=TimeWindow(period_s=240))  # fmt: skip
+    params = B.SloParams.from_slos([slo], [()], 60, window_s=[60])
+    bad, total = np.full((1, 4), 1.0), np.full((1, 4), 10.0)
+    assert B.evaluate(bad, total, params, step_s=60).units[0] == 1
+    down = B.burn_down(bad, total, params)
+    assert np.isnan(down[0, :2]).all() and down[0, 2:].tolist() == [1.0, -1.0]
+
+
+def test_a_rolling_window_as_long_as_the_data_has_its_one_value() -> None:
+    # 3 steps, a 3-step window: one full window, at the last step: 3 bad of 30 = 10 %, burn 1
+    # on a 10 % budget; before it the window is not full (NaN).
+    rb = B.rolling_burn_rate(np.array([[1.0, 1.0, 1.0]]), np.full((1, 3), 10.0), 3, 0.1)
+    assert np.isnan(rb[0, :2]).all() and rb[0, 2] == pytest.approx(1.0)
+
+
+def test_a_negative_raw_error_ratio_counts_as_no_errors() -> None:
+    # A raw SLI such as 1 - good / total can dip below 0 when good is scraped after total:
+    # that step has no errors; it must not earn budget back.
+    bad, total = B.raw_ratio_events([-0.2, 0.1])
+    assert bad.tolist() == [0.0, 0.1] and total.tolist() == [1.0, 1.0]

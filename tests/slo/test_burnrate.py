@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -265,3 +266,53 @@ def test_windows_must_fit_the_step() -> None:
         multiwindow_firing(
             [0.0], [1.0], step_s=7, error_budget=0.01, windows=default_alert_windows(30 * DAY)
         )
+
+
+# --- edges the cases above leave open (mutation audit) ----------------------------------------
+
+_EDGE = AlertWindow(severity="page", name="q", budget_percent=2, long_s=180, short_s=60,
+                    burn_rate=2.0)  # fmt: skip
+
+
+def test_a_burn_exactly_at_the_threshold_does_not_fire() -> None:
+    # 2 bad of 100 is an error ratio of 2 %: exactly 2x a 1 % budget, not above it.
+    at = multiwindow_firing([2.0] * 4, [100.0] * 4, step_s=60, error_budget=0.01, windows=[_EDGE])
+    assert not at["page"].any()
+    above = multiwindow_firing([3.0] * 4, [100.0] * 4, step_s=60, error_budget=0.01,
+                               windows=[_EDGE])  # fmt: skip
+    assert above["page"].all()
+
+
+def test_min_events_counts_the_long_window_and_lets_exactly_that_many_through() -> None:
+    # Every request fails, 10 a minute. The 3-minute long window holds 10, 20, 30, 30 events
+    # (the 1-minute short window only 10): with min_events=30 it fires from the third minute.
+    fire = multiwindow_firing([10.0] * 4, [10.0] * 4, step_s=60, error_budget=0.01,
+                              windows=[_EDGE], min_events=30)["page"]  # fmt: skip
+    assert fire.tolist() == [False, False, True, True]
+
+
+def test_short_windows_must_fit_the_step_too() -> None:
+    odd = AlertWindow(severity="page", name="q", budget_percent=2, long_s=120, short_s=90,
+                      burn_rate=2.0)  # fmt: skip
+    with pytest.raises(ValueError, match="not multiples"):
+        multiwindow_firing([0.0], [1.0], step_s=60, error_budget=0.01, windows=[odd])
+
+
+def test_a_long_window_as_long_as_the_period_is_allowed(tmp_path: Path) -> None:
+    # A 3-day period: the slow ticket's 3d long window spans exactly the period, which is fine.
+    windows = load_alert_windows(_write(tmp_path, GOOD.replace("sloPeriod: 30d", "sloPeriod: 3d")))
+    assert [w.long_s for w in windows] == [HOUR, 6 * HOUR, DAY, 3 * DAY]
+
+
+def test_burn_rates_round_as_sloths_go_code_does() -> None:
+    # Sloth computes percent x period hours / 100 / window hours, with Go's Duration.Hours()
+    # (whole hours + the rest in ns / 3.6e12); floats are Sloth's only in that order:
+    # - 42 % of 90 days over 1h: 42 x 2160 = 90720 (exact), / 100 -> the double nearest 907.2,
+    #   / 1 -> 907.2; 42 / 100 x 2160 would round twice and give 907.1999999999999.
+    text = GOOD.replace("sloPeriod: 30d", "sloPeriod: 90d").replace("Percent: 2,", "Percent: 42,")
+    assert parse_alert_windows(yaml.safe_load(text))[0].burn_rate == 907.2
+    # - a 100m window: Go's Hours() is 1 + 2.4e12 / 3.6e12 = 1 + 0.6666666666666666
+    #   = 1.6666666666666665 (not 6000 / 3600 = 1.6666666666666667); 10 % of 30 days is 72
+    #   hours, and 72 / 1.6666666666666665 rounds to 43.2 (72 / 1.6666666666666667 is 43.199999…).
+    text = GOOD.replace("shortWindow: 2h, longWindow: 1d", "shortWindow: 10m, longWindow: 100m")
+    assert parse_alert_windows(yaml.safe_load(text))[2].burn_rate == 43.2

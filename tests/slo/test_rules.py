@@ -441,3 +441,73 @@ def test_cli_reports_spec_errors(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["slo", "rules", str(tmp_path / "missing.yml")])
     assert result.exit_code == 2
     assert "relia: error:" in result.stderr and "missing.yml" in result.stderr
+
+
+# -- threshold edges (mutation audit) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("op", "bad"),
+    # A slice is bad when its value fails ``value op threshold``: the negation of op.
+    [("lt", ">="), ("lte", ">"), ("gt", "<="), ("gte", "<")],
+)
+def test_threshold_slis_count_the_slices_that_fail_the_comparison(op: str, bad: str) -> None:
+    slo = make_slo(
+        sli=ThresholdSLI(query="q", op=op, value=0.3),
+        budgeting=BudgetingMethod.TIMESLICES,
+        timeslice_window_s=60,
+    )
+    sli = by_name(groups_by_name([slo])["relia-slo-sli-recordings-myservice-requests-availability"])
+    assert sli["slo:sli_error:ratio_rate1h"]["expr"] == (
+        f"avg_over_time(((q) {bad} bool 0.3)[1h:1m])\n"
+    )
+
+
+def test_threshold_windows_shorter_than_a_slice_sample_once_per_window() -> None:
+    # 10-minute slices, but the page's 5m short window cannot hold a 10m step (a [5m:10m]
+    # subquery can come up empty): windows shorter than a slice step by their own length.
+    slo = make_slo(
+        sli=ThresholdSLI(query="q", op="lte", value=0.3),
+        budgeting=BudgetingMethod.TIMESLICES,
+        timeslice_window_s=600,
+    )
+    sli = by_name(groups_by_name([slo])["relia-slo-sli-recordings-myservice-requests-availability"])
+    assert sli["slo:sli_error:ratio_rate5m"]["expr"] == "avg_over_time(((q) > bool 0.3)[5m:5m])\n"
+    assert sli["slo:sli_error:ratio_rate1h"]["expr"] == "avg_over_time(((q) > bool 0.3)[1h:10m])\n"
+
+
+# -- alerts and metadata edges (mutation audit) -----------------------------------------------
+
+
+def test_event_counts_are_recorded_only_for_the_alerts_that_can_fire() -> None:
+    # min_events with the page disabled: the ticket's long windows (1d, 3d) need event counts,
+    # the page's (1h, 6h) would be recorded for nothing.
+    slo = make_slo(
+        min_events=100,
+        alerting=AlertingSpec(name="X", page=AlertSeveritySpec(disabled=True)),
+    )
+    sli = by_name(groups_by_name([slo])["relia-slo-sli-recordings-myservice-requests-availability"])
+    counts = [k for k in sli if k.startswith("slo:sli_total_events:count")]
+    assert counts == ["slo:sli_total_events:count1d", "slo:sli_total_events:count3d"]
+
+
+def test_a_severity_without_windows_has_no_alert() -> None:
+    # Only a page window: there is a page alert, and no ticket alert with an empty expression.
+    page_only = (
+        AlertWindow(severity="page", name="quick", budget_percent=2, long_s=3600, short_s=300,
+                    burn_rate=14.4),
+    )  # fmt: skip
+    alerts = groups_by_name([make_slo(alert_windows=page_only)])[
+        "relia-slo-alerts-myservice-requests-availability"
+    ]
+    assert [a["labels"]["sloth_severity"] for a in alerts] == ["page"]
+
+
+def test_time_period_days_keeps_a_part_day() -> None:
+    # 84 hours are 3.5 days, not 3.
+    meta = by_name(
+        groups_by_name([make_slo(window=TimeWindow(period_s=84 * 3600))])[
+            "relia-slo-meta-recordings-myservice-requests-availability"
+        ]
+    )
+    assert meta["slo:time_period:days"]["expr"] == "vector(3.5)"

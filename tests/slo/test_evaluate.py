@@ -1,0 +1,117 @@
+"""Edges of SLO evaluation (relia.slo.evaluate) the end-to-end cases in test_report.py leave
+open: the evaluation grid, how samples land on it, good-query counts and finding episodes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from relia.slo import evaluate as E
+from relia.slo.spec import SLO, EventsSLI, TimeWindow
+from relia.sources.prometheus import RangeSeries
+
+DAY = 86_400
+END = 1_714_564_800_000  # 2024-05-01T12:00:00Z, on the hour
+STEP_MS = 300_000
+
+
+def _slo(**kw: Any) -> SLO:
+    base: dict[str, Any] = {
+        "service": "shop",
+        "name": "checkout",
+        "objective": 99.0,
+        "window": TimeWindow(period_s=7 * DAY),
+        "sli": EventsSLI(error_query="errors", total_query="total"),
+    }
+    base.update(kw)
+    return SLO.model_validate(base)
+
+
+class Canned:
+    """A Prometheus stand-in: each query (by name) answers the given samples, as they are."""
+
+    def __init__(self, answers: dict[str, list[tuple[int, float]]]) -> None:
+        self.answers = answers
+
+    def query_range(self, query: str, start: int, end: int, step: float) -> list[RangeSeries]:
+        samples = self.answers.get(query)
+        if samples is None:
+            return []
+        ts = np.array([t for t, _ in samples], dtype=np.int64)
+        return [RangeSeries({}, ts, np.array([v for _, v in samples], dtype=np.float64))]
+
+
+def test_occurrences_slos_evaluate_on_the_step_grid_whatever_their_timeslice_window() -> None:
+    # The timeslice window only matters to slice methods: an occurrences SLO naming an hour
+    # slice is still evaluated every 5 minutes (12:10 stays 12:10, not 12:00).
+    slo = _slo(timeslice_window_s=3600)
+    assert E.evaluation_end_ms(slo, END + 600_000 + 1, 300) == END + 600_000
+
+
+def test_samples_before_the_range_or_off_the_step_grid_are_left_out() -> None:
+    # Three steps, 11:50, 11:55 and 12:00. A sample one step before the range (11:45) must not
+    # wrap around onto the last step, and one off the grid (11:57:30) must not land on 11:55.
+    start = END - 2 * STEP_MS
+    total = [(start - STEP_MS, 7.0), (start, 1.0), (start + STEP_MS + 150_000, 5.0)]
+    # An increase() query answers counts per step, used as they are.
+    slo = _slo(sli=EventsSLI(error_query="errors", total_query="sum(increase(t[{{.window}}]))"))
+    client = Canned({"sum(increase(t[5m]))": total})
+    _, counts = E.fetch_counts(client, slo, start, END, 300)
+    assert counts[0] == 1.0 and np.isnan(counts[1:]).all()
+
+
+def test_good_queries_count_every_event_bad_when_no_good_series_answers() -> None:
+    # 10 requests a second over a 5 minute step: 3,000 events. No good series at all means no
+    # good events (as no error series means no errors): all 3,000 are bad.
+    slo = _slo(sli=EventsSLI(good_query="good", total_query="total"))
+    bad, total = E.fetch_counts(Canned({"total": [(END, 10.0)]}), slo, END, END, 300)
+    assert total.tolist() == [3000.0] and bad.tolist() == [3000.0]
+
+
+def test_good_above_total_counts_no_bad_events_never_negative_ones() -> None:
+    # Good scraped a moment after total can exceed it: 10.5 good of 10 a second is 0 bad, not
+    # -150 bad events that would give budget back.
+    slo = _slo(sli=EventsSLI(good_query="good", total_query="total"))
+    client = Canned({"total": [(END, 10.0)], "good": [(END, 10.5)]})
+    bad, total = E.fetch_counts(client, slo, END, END, 300)
+    assert bad.tolist() == [0.0]
+
+
+def _burning(slo: SLO, end_ms: int, hot_steps: int = 12, hot_bad: float = 600.0) -> E.SloStatus:
+    """A week of 5-minute steps of 3,000 requests, 0.1 % bad; ``hot_bad`` bad a step (600:
+    20 % = 20x a 1 % budget) in the last ``hot_steps`` steps."""
+    n = 7 * DAY // 300
+    total = np.full(n, 3000.0)
+    bad = np.full(n, 3.0)
+    bad[n - hot_steps :] = hot_bad
+    return E.status_from_counts(slo, bad, total, end_ms=end_ms, step_s=300)
+
+
+def test_a_finding_goes_on_while_evaluations_are_the_gap_and_two_steps_apart() -> None:
+    # gap 10 minutes + two 5-minute steps: evaluations 20 minutes apart continue the episode;
+    # 25 minutes apart start a new one.
+    slo = _slo(alerting={"name": "Burn"})
+    tracker = E.SloFindings(gap_ms=600_000)
+    [first] = tracker.update([_burning(slo, END)])
+    [same] = tracker.update([_burning(slo, END + 1_200_000)])
+    assert same.id == first.id and same.start == END
+    [new] = tracker.update([_burning(slo, END + 1_200_000 + 1_500_000)])
+    assert new.id != first.id and new.start == END + 2_700_000
+
+
+def test_a_page_finding_names_the_window_furthest_over_its_threshold() -> None:
+    # Six hours at 20x a 7-day SLO's budget: both pages fire, 1h at 20 / 13.44 = 1.5x its
+    # threshold, 6h at 20 / 5.6 = 3.6x its threshold. The summary names the 6h one.
+    slo = _slo(alerting={"name": "Burn"})
+    found = E.SloFindings(gap_ms=600_000).update([_burning(slo, END, hot_steps=72)])
+    [f] = [x for x in found if x.key == "shop-checkout:page"]
+    assert f.evidence["firing"] == ["quick", "slow"]
+    assert "20.0x over 6h" in f.summary and "threshold 5.6x" in f.summary
+
+
+def test_increase_queries_written_with_a_space_are_counts_too() -> None:
+    # PromQL allows "increase (x[5m])": still events per step, not a rate to multiply by 300.
+    slo = _slo(sli=EventsSLI(error_query="e", total_query="sum(increase (t[{{.window}}]))"))
+    _, total = E.fetch_counts(Canned({"sum(increase (t[5m]))": [(END, 42.0)]}), slo, END, END, 300)
+    assert total.tolist() == [42.0]

@@ -88,6 +88,15 @@ def test_identify_compares_every_hash(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(calls) == len(auth.tokens)
 
 
+def test_token_entries_show_name_and_role_never_the_hash() -> None:
+    # Reprs end up in tracebacks and log lines: the hash must not, in hex or as bytes.
+    auth = _auth()
+    shown = repr(auth.tokens) + str(auth.tokens[0]) + f"{auth.tokens[-1]!r}"
+    for entry in auth.tokens:
+        assert repr(entry.name) in shown
+        assert entry.digest.hex() not in shown and repr(entry.digest) not in shown
+
+
 def test_every_route_but_healthz_needs_a_token() -> None:
     app = _app(_auth())
     c = TestClient(app)
@@ -197,6 +206,14 @@ def test_no_secret_is_ever_logged_or_answered(caplog: pytest.LogCaptureFixture) 
         with pytest.raises(ConfigError, match=r"api\.tokens\.0\.sha256") as cfg_info:
             load_config(environ=env)
         assert bad not in str(cfg_info.value)
+
+
+def test_deprecated_token_argument_does_not_replace_the_configured_tokens() -> None:
+    # create_app(token=...) is a fallback for auth=None only: given both, auth's tokens rule.
+    c = TestClient(create_app(MemoryStore(), auth=_auth(), token="t0k"))
+    assert c.get("/api/v1/series", headers=_bearer(Role.READ)).status_code == 200
+    stale = c.get("/api/v1/series", headers={"Authorization": "Bearer t0k"})
+    assert stale.status_code == 401 and stale.headers["www-authenticate"] == "Bearer"
 
 
 def test_legacy_token_is_an_admin_token() -> None:

@@ -214,6 +214,41 @@ def test_up_with_role_tokens_and_limits(tmp_path: Path, caplog: pytest.LogCaptur
         assert token not in caplog.text
 
 
+def test_up_guards_remote_write_incidents_and_slos_by_role(tmp_path: Path) -> None:
+    # The routers run_up mounts itself: remote-write for ingest tokens only, the read routes for
+    # read tokens only, admin everywhere (docs/security.md, "Tokens and roles").
+    from relia.api.auth import hash_token, new_token
+    from relia.config import ApiToken
+    from tests.ingest.prompb import encode
+
+    tokens = {role: new_token() for role in ("read", "ingest", "admin")}
+    api = ApiConfig(
+        port=0,
+        tokens=[ApiToken(name=f"{r}-bot", role=r, sha256=hash_token(t)) for r, t in tokens.items()],
+    )
+    r = Running(_config(tmp_path).model_copy(update={"api": api}))
+    assert r.url
+    url = r.url
+    now_ms = int(time.time() * 1000)
+    body = encode([({"__name__": "pushed_total", "job": "agent"}, [(now_ms, 1.0)])])
+
+    def status(method: str, path: str, role: str | None) -> int:
+        headers = {"Authorization": f"Bearer {tokens[role]}"} if role else {}
+        content = body if method == "POST" else None
+        return httpx.request(
+            method, url + path, headers=headers, content=content, timeout=10
+        ).status_code
+
+    try:
+        write = {role: status("POST", "/api/v1/write", role) for role in (None, *tokens)}
+        assert write == {None: 401, "read": 403, "ingest": 204, "admin": 204}
+        for path in ("/api/v1/incidents", "/api/v1/slos"):
+            got = {role: status("GET", path, role) for role in (None, *tokens)}
+            assert got == {None: 401, "read": 200, "ingest": 403, "admin": 200}, path
+    finally:
+        assert r.finish() == 0
+
+
 def test_up_refuses_an_exposed_api_without_auth(tmp_path: Path) -> None:
     from relia.config import load_config
 

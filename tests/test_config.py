@@ -139,6 +139,13 @@ def test_api_auth_is_off_only_on_loopback(tmp_path: Path) -> None:
     ).api.enabled
 
 
+@pytest.mark.parametrize("host", ["localhost.example.org", "localhost6", "127.0.0.1.nip.io"])
+def test_auth_off_on_a_name_that_only_looks_local_is_refused(host: str) -> None:
+    # Only 127.0.0.0/8, ::1 and "localhost" itself are loopback: other names may resolve anywhere.
+    with pytest.raises(ConfigError, match=r"api\.auth: auth is off but api\.host"):
+        load_config(environ={"RELIA_API__HOST": host})
+
+
 @pytest.mark.parametrize(
     ("tokens", "message"),
     [

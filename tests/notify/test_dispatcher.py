@@ -413,3 +413,136 @@ def test_built_in_sinks_carry_the_fencing_token() -> None:
         assert request.headers[FENCING_HEADER] == token
         (alert,) = json.loads(request.content)
         assert alert["annotations"][FENCING_ANNOTATION] == token
+
+
+# -- behaviours found untested by a mutation audit ------------------------------------------
+
+
+def test_breaker_opens_only_after_consecutive_failures() -> None:
+    # Threshold 3; attempts go fail, fail, ok, fail, fail. The success in the middle resets the
+    # count, so the run ends with 2 consecutive failures: the breaker stays closed and all 5
+    # items are tried in the one run.
+    sink = ScriptedSink()
+    script = iter([True, True, False, True, True])  # True: the receiver fails
+
+    def deliver(item: OutboxItem) -> None:
+        sink.attempts.append(item.id)
+        if next(script):
+            raise DeliveryError("HTTP 503", retryable=True)
+        sink.delivered.append(item.id)
+
+    sink.deliver = deliver  # type: ignore[method-assign]
+    store, d, _ = make([sink], breaker_threshold=3)
+    for n in range(5):
+        store.enqueue_notifications(notifications_for(incident(f"i{n}"), ["am"], T0 + n))
+    d.run_once(T0 + 10)
+    assert len(sink.attempts) == 5
+    assert sink.delivered == ["am:i2:1"]
+    assert d.breaker("am").state is BreakerState.CLOSED
+
+
+def test_a_failed_attempt_is_not_retried_at_the_same_instant_even_with_zero_backoff() -> None:
+    # A backoff of 0 s must still put the retry after the failed attempt: a second run at the
+    # same millisecond (woken by notify()) must not try again.
+    sink = ScriptedSink()
+    sink.down = True
+    store, d, _ = make([sink], base_delay=0.0, max_delay=0.0, breaker_threshold=100)
+    store.enqueue_notifications(notifications_for(incident(), ["am"], T0))
+    d.run_once(T0)
+    d.run_once(T0)
+    assert sink.attempts == ["am:inc1:1"]
+    (item,) = store.due_notifications("am", 2**62, 1)
+    assert item.next_attempt_at > T0
+
+
+def test_a_rejected_item_is_recorded_with_the_attempt_it_took() -> None:
+    # The store is told the new attempt count (Store.mark_attempt_failed): a fresh item that the
+    # receiver refuses (HTTP 400) on its first try has been attempted once, not zero times.
+    calls: list[tuple[str, int, bool]] = []
+
+    class RecordingStore(IncidentMemoryStore):
+        def mark_attempt_failed(
+            self,
+            item_id: str,
+            attempts: int,
+            next_attempt_at: int,
+            error: str,
+            *,
+            give_up: bool = False,
+        ) -> None:
+            calls.append((item_id, attempts, give_up))
+            super().mark_attempt_failed(item_id, attempts, next_attempt_at, error, give_up=give_up)
+
+    sink = ScriptedSink()
+    sink.reject = True
+    store = RecordingStore()
+    d = Dispatcher(store, [sink], clock=lambda: T0, rng=random.Random(7))
+    store.enqueue_notifications(notifications_for(incident(), ["am"], T0))
+    d.run_once(T0)
+    assert calls == [("am:inc1:1", 1, True)]
+
+
+def test_no_refresh_while_an_item_waits_for_its_retry() -> None:
+    # The breaker stays closed (threshold 100) while v1 waits for a retry: a refresh now could
+    # put the current state ahead of the pending change, so it waits for the outbox to drain.
+    sink = RefreshSink()
+    store, d, _ = make([sink], breaker_threshold=100)
+    store.open = [incident("a")]
+    store.enqueue_notifications(notifications_for(incident("a"), ["am"], T0))
+    sink.down = True
+    d.run_once(T0)
+    assert d.breaker("am").state is BreakerState.CLOSED
+    assert sink.refreshed == []
+    sink.down = False
+    d.run_once(T0 + 2 * S)  # the retry (due within 0.5-1 s) goes, then the refresh
+    assert sink.delivered == ["am:a:1"]
+    assert sink.refreshed == [["a"]]
+
+
+def test_refresh_is_given_the_open_incidents_only() -> None:
+    # A resolved incident re-posted as firing would revive it in Alertmanager.
+    sink = RefreshSink()
+    store, d, _ = make([sink])
+    store.open = [incident("a"), resolved(incident("b"), T0), incident("c")]
+    d.run_once(T0)
+    assert sink.refreshed == [["a", "c"]]
+
+
+def test_a_rejected_probe_closes_the_breaker_and_refreshing_resumes() -> None:
+    # The receiver was down (breaker open); after the cooldown the probe is answered, with a 400:
+    # the receiver is up, it said no. The breaker closes (it "closes or opens again" after a
+    # probe), so with the outbox drained the open incident is re-posted; a breaker left half-open
+    # would block the refresh until some later delivery succeeded, and Alertmanager would let
+    # the open incident's alert expire meanwhile.
+    sink = RefreshSink()
+    store, d, _ = make([sink], breaker_threshold=1, breaker_cooldown=30.0)
+    store.open = [incident("a")]
+    store.enqueue_notifications(notifications_for(incident("a"), ["am"], T0))
+    sink.down = True
+    d.run_once(T0)
+    assert d.breaker("am").state is BreakerState.OPEN
+    sink.down, sink.reject = False, True
+    d.run_once(T0 + 31 * S)
+    assert sink.attempts == ["am:a:1", "am:a:1"]
+    assert store.outbox_counts()["am"] == {"pending": 0, "delivered": 0, "failed": 1}
+    assert d.breaker("am").state is BreakerState.CLOSED
+    assert sink.refreshed == [["a"]]
+
+
+def test_open_incidents_are_re_posted_after_an_outage_longer_than_max_age() -> None:
+    # The receiver is down past max_age (60 s here): after the cooldown the pending item is
+    # given up unsent, which leaves nothing to probe with. The open incident must still be
+    # re-posted (the receiver forgot it during the outage), not wait for some new change.
+    sink = RefreshSink()
+    store, d, _ = make([sink], breaker_threshold=1, breaker_cooldown=30.0, max_age=60.0)
+    store.open = [incident("a")]
+    store.enqueue_notifications(notifications_for(incident("a"), ["am"], T0))
+    sink.down = True
+    d.run_once(T0)
+    assert d.breaker("am").state is BreakerState.OPEN
+    d.run_once(T0 + 20 * S)  # open, in its cooldown: no refresh either
+    assert sink.refreshed == []
+    d.run_once(T0 + 61 * S)  # cooldown over; the item is 61 s old: given up, not sent
+    assert sink.attempts == ["am:a:1"]
+    assert store.outbox_counts()["am"] == {"pending": 0, "delivered": 0, "failed": 1}
+    assert sink.refreshed == [["a"]]

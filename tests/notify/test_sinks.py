@@ -262,3 +262,130 @@ def test_build_sinks_reads_the_secret_from_the_environment() -> None:
     assert SECRET not in repr(sinks)
     with pytest.raises(ConfigError, match=r"notify\.sinks\.1\.secret_env: .*HOOK is not set"):
         build_sinks(config, {})
+
+
+# -- behaviours found untested by a mutation audit ------------------------------------------
+
+
+@pytest.mark.parametrize("status", [301, 302, 304, 307])
+def test_a_redirect_is_not_a_delivery(status: int) -> None:
+    # httpx does not follow redirects here: a 3xx means the receiver did not take the alert.
+    for sink in (
+        am_sink(Recorder(status)),
+        WebhookSink(
+            "http://hook.test/x",
+            SECRET,
+            name="hook",
+            transport=httpx.MockTransport(Recorder(status)),
+        ),
+    ):
+        with pytest.raises(DeliveryError, match=f"HTTP {status}"):
+            sink.deliver(item_of(incident()))
+
+
+def test_alertmanager_a_failed_post_still_ends_the_old_alert_on_retry() -> None:
+    # v1 (warning) was accepted; v2 (critical) fails once with a 503. Alertmanager never saw
+    # v2, so the retry must still end the warning alert, or it keeps firing beside the new one.
+    rec = Recorder()
+    sink = am_sink(rec)
+    inc = incident()
+    sink.deliver(item_of(inc))
+    worse = inc.model_copy(update={"severity": Severity.CRITICAL, "version": 2})
+    rec.status = 503
+    with pytest.raises(DeliveryError):
+        sink.deliver(item_of(worse))
+    rec.status = 200
+    sink.deliver(item_of(worse))
+    new, old = rec.bodies()[2]  # type: ignore[misc]
+    assert new["labels"]["severity"] == "critical"
+    assert old["labels"]["severity"] == "warning"
+    assert old["endsAt"] == "2024-05-20T10:13:21.000Z"  # ended now (T0 + 1 s)
+
+
+def test_alertmanager_a_label_change_ends_the_alert_a_refresh_posted() -> None:
+    # After a restart the sink knows nothing; the first refresh posts the warning alert, so
+    # when the incident turns critical that alert is ended in the same request.
+    rec = Recorder()
+    sink = am_sink(rec)
+    inc = incident()
+    sink.refresh([inc])
+    worse = inc.model_copy(update={"severity": Severity.CRITICAL, "version": 2})
+    sink.deliver(item_of(worse))
+    new, old = rec.bodies()[1]  # type: ignore[misc]
+    assert new["labels"]["severity"] == "critical"
+    assert old["labels"]["severity"] == "warning"
+    assert old["endsAt"] == "2024-05-20T10:13:21.000Z"
+
+
+def test_webhook_signature_is_the_documented_hmac() -> None:
+    # What a receiver implements from the docs, without relia's code:
+    # "sha256=" + hex HMAC-SHA256(secret, timestamp + "." + raw body).
+    import hashlib
+    import hmac
+
+    rec = Recorder()
+    webhook(rec).deliver(item_of(incident(), "hook"))
+    (req,) = rec.requests
+    ts = req.headers["X-Relia-Timestamp"]
+    mac = hmac.new(SECRET.encode(), ts.encode() + b"." + req.content, hashlib.sha256)
+    assert req.headers["X-Relia-Signature"] == "sha256=" + mac.hexdigest()
+
+
+def test_verify_signature_tolerates_clock_skew_both_ways_up_to_the_tolerance() -> None:
+    rec = Recorder()
+    webhook(rec).deliver(item_of(incident(), "hook"))
+    (req,) = rec.requests
+    headers, body = dict(req.headers), req.content
+    sent = (T0 + 2500) // 1000  # the timestamp header, whole seconds
+    # Within 300 s either side (edges included): accepted.
+    for now in (sent - 300, sent, sent + 300):
+        assert verify_signature(body, headers, SECRET, 300, now=now)
+    # A timestamp from further in the future than the tolerance is refused, like an old one.
+    assert not verify_signature(body, headers, SECRET, 300, now=sent - 301)
+    assert not verify_signature(body, headers, SECRET, 300, now=sent + 301)
+
+
+def test_build_sinks_applies_resend_interval_and_external_url() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    bodies: list[bytes] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+            bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        config = NotifyConfig.model_validate(
+            {
+                "external_url": "http://relia.test:8787",
+                "sinks": [
+                    {
+                        "name": "am",
+                        "type": "alertmanager",
+                        "url": f"http://127.0.0.1:{server.server_port}",
+                        "resend_interval": "2m",
+                    }
+                ],
+            }
+        )
+        (sink,) = build_sinks(config, {})
+        assert isinstance(sink, AlertmanagerSink)
+        assert sink.resend_interval == 120.0
+        sink.deliver(item_of(incident()))
+        sink.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    (alerts,) = [json.loads(b) for b in bodies]
+    assert alerts[0]["generatorURL"] == "http://relia.test:8787/api/v1/incidents/inc1"

@@ -10,6 +10,7 @@ A retryable failure schedules the next try ``base_delay × 2^(attempts-1)`` late
 and an item still undelivered ``max_age`` after it was written, become failed: counted, logged,
 never silent. ``breaker_threshold`` consecutive retryable failures open the sink's breaker: no
 attempts for ``breaker_cooldown``, then one probe (half-open) that closes it or opens it again.
+An answer that is not retryable (a 4xx) shows the receiver is up: it closes the breaker too.
 
 Sinks whose receiver forgets firing alerts (Alertmanager) are refreshed every
 ``resend_interval`` with the open incidents, once their outbox is drained.
@@ -371,6 +372,9 @@ class Dispatcher:
             return _Outcome.DELIVERED
         attempts = item.attempts + 1
         if not retryable:
+            # The receiver answered (it is up, it said no): for the breaker that is a success,
+            # else a rejected half-open probe would leave it half-open (and refreshes blocked).
+            breaker.success()
             self._give_up(item, now, error, attempts=attempts)
             return _Outcome.FAILED
         delay_ms = int(backoff_delay(attempts, self._base, self._cap, self._rng) * 1000)
@@ -399,7 +403,9 @@ class Dispatcher:
         last = self._refreshed.get(sink.name)
         if last is not None and now - last < sink.resend_interval * 1000:
             return
-        if self._breakers[sink.name].state is not BreakerState.CLOSED:
+        # Open: the receiver is down, wait for the cooldown. Half-open with the outbox drained
+        # (its items given up after max_age, unsent): nothing else will probe, so refresh.
+        if self._breakers[sink.name].state is BreakerState.OPEN:
             return
         # While items wait, the receiver is behind: delivering them comes first, and re-sending
         # the current state now could briefly put a newer version ahead of an older one.

@@ -508,6 +508,16 @@ def test_refresh_is_given_the_open_incidents_only() -> None:
     assert sink.refreshed == [["a", "c"]]
 
 
+def test_refresh_re_posts_every_open_incident_past_the_stores_default_page() -> None:
+    # 1,500 open incidents: the store answers 1,000 unless asked for more, and an incident left
+    # out of the refresh would expire in Alertmanager while it is still open.
+    sink = RefreshSink()
+    store, d, _ = make([sink])
+    store.open = [incident(f"i{k:04d}") for k in range(1500)]
+    d.run_once(T0)
+    assert len(sink.refreshed) == 1 and len(sink.refreshed[0]) == 1500
+
+
 def test_a_rejected_probe_closes_the_breaker_and_refreshing_resumes() -> None:
     # The receiver was down (breaker open); after the cooldown the probe is answered, with a 400:
     # the receiver is up, it said no. The breaker closes (it "closes or opens again" after a

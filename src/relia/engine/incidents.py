@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from relia.config import IncidentsConfig
 from relia.incidents.correlate import IncidentCorrelator, finding_labels
-from relia.incidents.model import Finding, Incident, IncidentStatus
+from relia.incidents.model import OPEN_INCIDENTS_MAX, Finding, Incident, IncidentStatus
 from relia.notify.outbox import notifications_for
 from relia.store.base import Store
 
@@ -67,7 +67,7 @@ class IncidentPipeline:
         cfg = self.config
         horizon = int(max(cfg.reopen_window, cfg.flap_window, cfg.resolve_after) * 1000)
         with self._lock:
-            open_incs = self.store.incidents(status=IncidentStatus.OPEN, limit=100_000)
+            open_incs = self.store.incidents(status=IncidentStatus.OPEN, limit=OPEN_INCIDENTS_MAX)
             recent = self.store.incidents(
                 since=now - max(horizon, _DAY_MS), status=IncidentStatus.RESOLVED, limit=100_000
             )

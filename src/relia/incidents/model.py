@@ -14,9 +14,14 @@ __all__ = [
     "FindingKind",
     "Incident",
     "IncidentStatus",
+    "OPEN_INCIDENTS_MAX",
     "Severity",
     "severity_for_score",
 ]
+
+#: The most open incidents relia reads back at once: the engine restores this many after a
+#: restart, and the dispatcher re-posts this many to receivers that forget firing alerts.
+OPEN_INCIDENTS_MAX = 100_000
 
 
 class FindingKind(StrEnum):

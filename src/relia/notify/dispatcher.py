@@ -40,7 +40,7 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from relia.incidents.model import Incident, IncidentStatus
+from relia.incidents.model import OPEN_INCIDENTS_MAX, Incident, IncidentStatus
 from relia.notify.outbox import OutboxItem, OutboxStatus
 from relia.notify.sinks import DeliveryError, RefreshingSink, Sink
 
@@ -412,7 +412,8 @@ class Dispatcher:
         counts = self._store.outbox_counts().get(sink.name, {})
         if counts.get(OutboxStatus.PENDING.value, 0):
             return
-        open_incidents = self._store.incidents(status=IncidentStatus.OPEN)
+        # All of them (the store's default page is 1,000): one left out would expire there.
+        open_incidents = self._store.incidents(status=IncidentStatus.OPEN, limit=OPEN_INCIDENTS_MAX)
         # A stale leader re-posting open alerts could revive ones the new leader resolved.
         self._fence_check(token)
         self._refreshed[sink.name] = now

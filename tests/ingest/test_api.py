@@ -146,3 +146,46 @@ def test_other_encodings_and_versions_are_415(rig: Rig, header: str, value: str)
     r = rig.post(_body(1), {**HEADERS, header: value})
     assert r.status_code == 415  # type: ignore[attr-defined]
     assert rig.queue.samples == 0
+
+
+def test_a_request_of_exactly_the_queue_bound_is_accepted(rig: Rig) -> None:
+    assert rig.post(_body(100)).status_code == 204  # type: ignore[attr-defined]
+    assert rig.queue.samples == 100
+
+
+def test_retry_after_is_the_queues_estimate(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    import relia.ingest.queue as queue_mod
+
+    class Clock:
+        now = 0.0
+
+        def monotonic(self) -> float:
+            return self.now
+
+    clock = Clock()
+    monkeypatch.setattr(queue_mod, "time", clock)
+    for t in (0.0, 10.0):  # 20 samples drained in 10 s: 2 per second
+        clock.now = t
+        assert rig.post(_body(10)).status_code == 204  # type: ignore[attr-defined]
+        rig.queue.drain()
+    clock.now = 10.0
+    assert rig.post(_body(95)).status_code == 204  # type: ignore[attr-defined]
+    r = rig.post(_body(20, "n"))  # 15 over the bound at 2/s: 7.5 s
+    assert r.status_code == 429  # type: ignore[attr-defined]
+    assert r.headers["Retry-After"] == "8"  # type: ignore[attr-defined]
+
+
+def test_shutdown_during_a_request_is_503_with_retry_after(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = rig.decoder.decode
+
+    def decode(body: bytes) -> object:
+        rig.queue.close()  # relia starts shutting down while this request is decoded
+        return real(body)
+
+    monkeypatch.setattr(rig.decoder, "decode", decode)
+    r = rig.post(_body(1))
+    assert r.status_code == 503  # type: ignore[attr-defined]
+    assert int(r.headers["Retry-After"]) >= 1  # type: ignore[attr-defined]
+    assert rig.queue.samples == 0

@@ -176,3 +176,212 @@ def test_retry_after_follows_the_drain_rate(tmp_path: Path) -> None:
     with pytest.raises(QueueFull) as full:
         q.offer(b, b"x")
     assert 1 <= full.value.retry_after_s <= 60
+
+
+class _FakeTime:
+    """Stands in for the ``time`` module inside relia.ingest.queue: a monotonic clock the test
+    moves by hand."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def fake_time(monkeypatch: pytest.MonkeyPatch) -> _FakeTime:
+    import relia.ingest.queue as queue_mod
+
+    clock = _FakeTime()
+    monkeypatch.setattr(queue_mod, "time", clock)
+    return clock
+
+
+@pytest.fixture
+def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return calls
+
+
+def _batch(n: int) -> MetricBatch:
+    return MetricBatch.for_series(1, list(range(1, n + 1)), [0.0] * n)
+
+
+def test_a_request_that_fills_the_queue_exactly_is_accepted(tmp_path: Path) -> None:
+    q = IngestQueue(6, tmp_path)
+    q.offer(_batch(3), b"a")
+    q.offer(_batch(3), b"b")  # 6 of 6
+    assert q.samples == 6
+    with pytest.raises(QueueFull):
+        q.offer(_batch(1), b"c")
+
+
+def test_fsync_interval_zero_fsyncs_every_write(
+    tmp_path: Path, fake_time: _FakeTime, fsyncs: list[int]
+) -> None:
+    q = IngestQueue(1000, tmp_path, fsync_interval_s=0)
+    for i in range(3):  # the clock does not move: each write is still fsynced
+        q.offer(_batch(1), b"%d" % i)
+    assert len(fsyncs) == 3
+
+
+def test_fsync_interval_fsyncs_once_that_much_time_has_passed(
+    tmp_path: Path, fake_time: _FakeTime, fsyncs: list[int]
+) -> None:
+    q = IngestQueue(1000, tmp_path, fsync_interval_s=5)
+    expected = []
+    for t, synced in ((101, False), (105, True), (109, False), (110, True), (114.5, False)):
+        fake_time.now = t
+        q.offer(_batch(1), b"x")
+        expected.append(synced)
+        assert len(fsyncs) == sum(expected), t
+    q.close()  # and on close
+    assert len(fsyncs) == 3
+
+
+def test_sequence_numbers_continue_after_every_segment_was_deleted(tmp_path: Path) -> None:
+    dec = RemoteWriteDecoder(SeriesIndex())
+    q = IngestQueue(1000, tmp_path)
+    for i in range(3):
+        _offer(q, dec, i)
+    _b, token = q.drain()
+    assert token is not None
+    q.commit(token)
+    q.close()
+    q2 = IngestQueue(1000, tmp_path)
+    assert q2.recover(lambda p: dec.decode(p).batch) == 0  # all committed: the WAL is emptied
+    q2.close()
+    assert list(tmp_path.glob("*.wal")) == []
+    q3 = IngestQueue(1000, tmp_path)
+    q3.recover(lambda p: dec.decode(p).batch)
+    assert _offer(q3, dec, 7) == 4  # not 1: seqs up to 3 count as committed
+    q3.close()
+    q4 = IngestQueue(1000, tmp_path)
+    assert q4.recover(lambda p: dec.decode(p).batch) == 1
+    assert q4.drain()[0].value.tolist() == [7.0] * 3
+
+
+def test_a_record_whose_bytes_changed_is_not_replayed(tmp_path: Path) -> None:
+    q = IngestQueue(1000, tmp_path)
+    q.offer(_batch(1), b"first")
+    q.offer(_batch(1), b"second")
+    q.close()
+    (seg,) = tmp_path.glob("*.wal")
+    data = bytearray(seg.read_bytes())
+    data[-1] ^= 0xFF  # a bit flip in the last payload: length and seq still fit
+    seg.write_bytes(bytes(data))
+    seen: list[bytes] = []
+
+    def decode(p: bytes) -> MetricBatch:
+        seen.append(p)
+        return _batch(1)
+
+    q2 = IngestQueue(1000, tmp_path)
+    assert q2.recover(decode) == 1
+    assert seen == [b"first"]
+    assert q2.corrupt_records == 1
+
+
+def test_a_torn_tail_is_reported_once(tmp_path: Path) -> None:
+    q = IngestQueue(1000, tmp_path)
+    q.offer(_batch(1), b"first")
+    q.offer(_batch(1), b"second")
+    q.close()
+    (seg,) = tmp_path.glob("*.wal")
+    seg.write_bytes(seg.read_bytes()[:-3])
+    q2 = IngestQueue(1000, tmp_path)
+    assert q2.recover(lambda p: _batch(1)) == 1 and q2.corrupt_records == 1
+    q2.close()
+    q3 = IngestQueue(1000, tmp_path)  # the torn bytes were cut off: nothing to report again
+    assert q3.recover(lambda p: _batch(1)) == 1 and q3.corrupt_records == 0
+
+
+def test_a_segment_is_deleted_exactly_when_all_its_records_are_committed(
+    tmp_path: Path,
+) -> None:
+    q = IngestQueue(1000, tmp_path, segment_bytes=1)  # one record per segment
+    for i in range(3):
+        q.offer(_batch(1), b"%d" % i)
+    assert len(list(tmp_path.glob("*.wal"))) == 3
+    _b, token = q.drain(1)
+    assert token is not None and token.seq == 1
+    q.commit(token)
+    # Segment 1 is done; 2 and 3 hold uncommitted records and must stay.
+    assert sorted(p.name for p in tmp_path.glob("*.wal")) == [f"{s:020d}.wal" for s in (2, 3)]
+    q.close()
+    seen: list[bytes] = []
+    q2 = IngestQueue(1000, tmp_path)
+    assert q2.recover(lambda p: seen.append(p) or _batch(1)) == 2
+    assert seen == [b"1", b"2"]
+
+
+def test_committing_an_older_token_after_a_newer_one_does_not_undo_it(tmp_path: Path) -> None:
+    q = IngestQueue(1000, tmp_path)
+    for i in range(3):
+        q.offer(_batch(1), b"%d" % i)
+    _b, t1 = q.drain(1)
+    _b, t2 = q.drain()
+    assert t1 is not None and t2 is not None
+    q.commit(t2)
+    q.commit(t1)  # late: everything up to t2 is stored already
+    q.close()
+    q2 = IngestQueue(1000, tmp_path)
+    assert q2.recover(lambda p: _batch(1)) == 0
+
+
+def test_drain_takes_a_whole_request_even_over_its_limit(tmp_path: Path) -> None:
+    q = IngestQueue(1000, tmp_path)
+    q.offer(_batch(3), b"a")
+    batch, token = q.drain(1)
+    assert len(batch) == 3 and token is not None and token.seq == 1
+    assert q.samples == 0
+
+
+def test_replayed_requests_count_against_the_bound(tmp_path: Path) -> None:
+    q = IngestQueue(1000, tmp_path)
+    for i in range(3):
+        q.offer(_batch(2), b"%d" % i)
+    q.close()
+    q2 = IngestQueue(4, tmp_path)  # smaller now: the 6 acknowledged samples are replayed anyway
+    assert q2.recover(lambda p: _batch(2)) == 3
+    assert q2.samples == 6 and q2.requests == 3
+    with pytest.raises(QueueFull):
+        q2.offer(_batch(1), b"x")
+
+
+def test_retry_after_is_the_excess_over_the_drain_rate(
+    tmp_path: Path, fake_time: _FakeTime
+) -> None:
+    q = IngestQueue(10, tmp_path)
+    for t in (0, 2, 4):  # 4 samples drained every 2 s: 12 samples over 6 s by t=6, 2/s
+        fake_time.now = t
+        q.offer(_batch(4), b"x")
+        q.drain()
+    fake_time.now = 6
+    q.offer(_batch(3), b"x")
+    with pytest.raises(QueueFull) as full:
+        q.offer(_batch(10), b"x")  # 3 samples over the bound: 1.5 s, rounded up
+    assert full.value.retry_after_s == 2
+
+
+def test_retry_after_is_at_most_a_minute(tmp_path: Path, fake_time: _FakeTime) -> None:
+    q = IngestQueue(10, tmp_path)
+    for t in (0, 1000):  # 2 samples in 1000 s
+        fake_time.now = t
+        q.offer(_batch(1), b"x")
+        q.drain()
+    q.offer(_batch(10), b"x")
+    with pytest.raises(QueueFull) as full:
+        q.offer(_batch(5), b"x")
+    assert full.value.retry_after_s == 60

@@ -385,3 +385,27 @@ def test_retry_after_is_at_most_a_minute(tmp_path: Path, fake_time: _FakeTime) -
     with pytest.raises(QueueFull) as full:
         q.offer(_batch(5), b"x")
     assert full.value.retry_after_s == 60
+
+
+def test_a_segment_reopened_after_a_torn_first_record_is_not_deleted_early(
+    tmp_path: Path,
+) -> None:
+    # Power loss tore the only record of the newest segment (never acknowledged). After the
+    # restart the next write gets that segment's sequence number, so it goes to the same file.
+    q = IngestQueue(1000, tmp_path, segment_bytes=1)  # one record per segment
+    for i in range(5):
+        q.offer(_batch(1), b"%d" % i)
+    q.close()
+    newest = tmp_path / f"{5:020d}.wal"
+    newest.write_bytes(newest.read_bytes()[:-2])
+    q2 = IngestQueue(1000, tmp_path, segment_bytes=1)
+    assert q2.recover(lambda p: _batch(1)) == 4
+    assert q2.offer(_batch(1), b"acked") == 5
+    _b, token = q2.drain(4)  # the four replayed requests are stored, "acked" is not yet
+    assert token is not None and token.seq == 4
+    q2.commit(token)
+    q2.close()
+    seen: list[bytes] = []
+    q3 = IngestQueue(1000, tmp_path)
+    assert q3.recover(lambda p: seen.append(p) or _batch(1)) == 1
+    assert seen == [b"acked"]

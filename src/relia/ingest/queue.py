@@ -168,7 +168,14 @@ class IngestQueue:
         replayed = 0
         last_seq = self._committed
         for path in files:
-            for seq, payload in self._records(path):
+            records = self._records(path)
+            if not records:
+                # Nothing in it was acknowledged (its records were all torn off, or it was
+                # created just before a kill), and the next write may get its name: a second
+                # entry for that file would have it deleted as committed while it is written to.
+                path.unlink(missing_ok=True)
+                continue
+            for seq, payload in records:
                 last_seq = max(last_seq, seq)
                 if seq <= self._committed:
                     continue

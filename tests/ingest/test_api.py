@@ -189,3 +189,19 @@ def test_shutdown_during_a_request_is_503_with_retry_after(
     assert r.status_code == 503  # type: ignore[attr-defined]
     assert int(r.headers["Retry-After"]) >= 1  # type: ignore[attr-defined]
     assert rig.queue.samples == 0
+
+
+def test_a_write_the_wal_cannot_take_is_a_5xx_that_senders_retry(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The disk is full: the WAL refuses the write (queue.offer raises OSError). The request is
+    # not acknowledged: 503 with Retry-After (senders retry a 5xx, never a 4xx), nothing queued.
+    def full(*_args: object) -> int:
+        raise OSError(28, "WAL write cut short: 10 of 40 bytes")
+
+    monkeypatch.setattr(rig.queue, "offer", full)
+    r = rig.post(_body(1))
+    assert r.status_code == 503  # type: ignore[attr-defined]
+    assert int(r.headers["Retry-After"]) >= 1  # type: ignore[attr-defined]
+    assert "write-ahead log" in r.text  # type: ignore[attr-defined]
+    assert rig.queue.samples == 0

@@ -272,6 +272,33 @@ def test_sequence_numbers_continue_after_every_segment_was_deleted(tmp_path: Pat
     assert q4.drain()[0].value.tolist() == [7.0] * 3
 
 
+def test_a_short_write_is_refused_and_cut_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A full disk can cut a write to a regular file short. That request must not be
+    # acknowledged, and its torn bytes must not stay in the segment: recovery stops at a torn
+    # record, so every write acknowledged after it would be lost.
+    import relia.ingest.queue as queue_module
+
+    real_write = os.write
+
+    def short_once(fd: int, data: bytes) -> int:
+        monkeypatch.setattr(queue_module.os, "write", real_write)
+        return real_write(fd, data[: len(data) // 2])
+
+    q = IngestQueue(1000, tmp_path)
+    q.offer(_batch(1), b"first")
+    monkeypatch.setattr(queue_module.os, "write", short_once)
+    with pytest.raises(OSError, match="cut short"):
+        q.offer(_batch(1), b"torn by a full disk")
+    q.offer(_batch(1), b"third")  # acknowledged after the failure
+    q.close()
+    seen: list[bytes] = []
+    q2 = IngestQueue(1000, tmp_path)
+    assert q2.recover(lambda p: seen.append(p) or _batch(1)) == 2
+    assert seen == [b"first", b"third"]
+
+
 def test_a_record_whose_bytes_changed_is_not_replayed(tmp_path: Path) -> None:
     q = IngestQueue(1000, tmp_path)
     q.offer(_batch(1), b"first")

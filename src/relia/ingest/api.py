@@ -15,6 +15,8 @@ samples/s). Larger bodies go to the thread pool so the event loop keeps serving.
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -22,6 +24,8 @@ from relia.errors import DataError
 from relia.ingest.queue import IngestQueue, QueueClosed, QueueFull
 from relia.ingest.remote_write import RemoteWriteDecoder
 from relia.ingest.source import IngestMetrics
+
+log = logging.getLogger(__name__)
 
 __all__ = ["remote_write_router"]
 
@@ -67,6 +71,13 @@ def remote_write_router(
             return _problem(429, str(exc), {"Retry-After": str(exc.retry_after_s)})
         except QueueClosed as exc:
             return _problem(503, str(exc), {"Retry-After": "5"})
+        except OSError as exc:
+            # The WAL could not take it (a full disk): not acknowledged, nothing kept. A 5xx,
+            # which senders retry; the operator sees why in the log.
+            log.error("remote-write: the WAL refused a write: %s", exc)
+            return _problem(
+                503, f"the write-ahead log cannot take writes: {exc}", {"Retry-After": "30"}
+            )
         if metrics is not None:
             metrics.samples.inc(n)
         return Response(status_code=204)
@@ -80,7 +91,10 @@ def remote_write_router(
             413: {"description": "the body or its sample count is over the limit"},
             415: {"description": "not snappy-compressed remote-write 1.0"},
             429: {"description": "the ingest queue is full: retry after Retry-After seconds"},
-            503: {"description": "relia is shutting down: retry after Retry-After seconds"},
+            503: {
+                "description": "relia is shutting down, or its write-ahead log cannot take "
+                "writes (a full disk): retry after Retry-After seconds"
+            },
         },
     )
     async def write(request: Request) -> Response:

@@ -24,6 +24,7 @@ committed sequence number (written to a temporary file, then renamed).
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import math
 import os
@@ -251,7 +252,14 @@ class IngestQueue:
                 self._open_segment()
             assert self._fd is not None
             record = _HEADER.pack(len(payload), zlib.crc32(payload), seq) + payload
-            os.write(self._fd, record)  # one write: a killed process leaves all of it or none
+            written = os.write(self._fd, record)  # one write: a kill leaves all of it or none
+            if written != len(record):
+                # Cut short (a full disk): not acknowledged, and cut off, since recovery stops at
+                # a torn record and would lose every write acknowledged after it.
+                os.ftruncate(self._fd, self._seg_size)
+                raise OSError(
+                    errno.ENOSPC, f"WAL write cut short: {written} of {len(record)} bytes"
+                )
             self._seg_size += len(record)
             self._next_seq = seq + 1
             if self.fsync_interval_s is not None:

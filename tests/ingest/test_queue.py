@@ -218,6 +218,15 @@ def _batch(n: int) -> MetricBatch:
     return MetricBatch.for_series(1, list(range(1, n + 1)), [0.0] * n)
 
 
+def _replayed(wal_dir: Path) -> tuple[int, list[bytes]]:
+    """What a fresh queue on ``wal_dir`` replays: its count and the payloads, in order."""
+    seen: list[bytes] = []
+    q = IngestQueue(1000, wal_dir)
+    n = q.recover(lambda p: seen.append(p) or _batch(1))
+    q.close()
+    return n, seen
+
+
 def test_a_request_that_fills_the_queue_exactly_is_accepted(tmp_path: Path) -> None:
     q = IngestQueue(6, tmp_path)
     q.offer(_batch(3), b"a")
@@ -293,10 +302,7 @@ def test_a_short_write_is_refused_and_cut_off(
         q.offer(_batch(1), b"torn by a full disk")
     q.offer(_batch(1), b"third")  # acknowledged after the failure
     q.close()
-    seen: list[bytes] = []
-    q2 = IngestQueue(1000, tmp_path)
-    assert q2.recover(lambda p: seen.append(p) or _batch(1)) == 2
-    assert seen == [b"first", b"third"]
+    assert _replayed(tmp_path) == (2, [b"first", b"third"])
 
 
 def test_a_record_whose_bytes_changed_is_not_replayed(tmp_path: Path) -> None:
@@ -347,10 +353,7 @@ def test_a_segment_is_deleted_exactly_when_all_its_records_are_committed(
     # Segment 1 is done; 2 and 3 hold uncommitted records and must stay.
     assert sorted(p.name for p in tmp_path.glob("*.wal")) == [f"{s:020d}.wal" for s in (2, 3)]
     q.close()
-    seen: list[bytes] = []
-    q2 = IngestQueue(1000, tmp_path)
-    assert q2.recover(lambda p: seen.append(p) or _batch(1)) == 2
-    assert seen == [b"1", b"2"]
+    assert _replayed(tmp_path) == (2, [b"1", b"2"])
 
 
 def test_committing_an_older_token_after_a_newer_one_does_not_undo_it(tmp_path: Path) -> None:
@@ -432,7 +435,4 @@ def test_a_segment_reopened_after_a_torn_first_record_is_not_deleted_early(
     assert token is not None and token.seq == 4
     q2.commit(token)
     q2.close()
-    seen: list[bytes] = []
-    q3 = IngestQueue(1000, tmp_path)
-    assert q3.recover(lambda p: seen.append(p) or _batch(1)) == 1
-    assert seen == [b"acked"]
+    assert _replayed(tmp_path) == (1, [b"acked"])

@@ -202,16 +202,22 @@ def fake_time(monkeypatch: pytest.MonkeyPatch) -> _FakeTime:
 
 
 @pytest.fixture
-def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    calls: list[int] = []
+def synced(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every fsync, as the path of what was fsynced, in order."""
+    calls: list[str] = []
     real = os.fsync
 
     def fsync(fd: int) -> None:
-        calls.append(fd)
+        calls.append(os.readlink(f"/proc/self/fd/{fd}"))
         real(fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
     return calls
+
+
+def _segment_syncs(synced: list[str]) -> int:
+    """How many fsyncs were of WAL segments (not of the directory or the commit marker)."""
+    return sum(1 for path in synced if path.endswith(".wal"))
 
 
 def _batch(n: int) -> MetricBatch:
@@ -237,26 +243,59 @@ def test_a_request_that_fills_the_queue_exactly_is_accepted(tmp_path: Path) -> N
 
 
 def test_fsync_interval_zero_fsyncs_every_write(
-    tmp_path: Path, fake_time: _FakeTime, fsyncs: list[int]
+    tmp_path: Path, fake_time: _FakeTime, synced: list[str]
 ) -> None:
     q = IngestQueue(1000, tmp_path, fsync_interval_s=0)
     for i in range(3):  # the clock does not move: each write is still fsynced
         q.offer(_batch(1), b"%d" % i)
-    assert len(fsyncs) == 3
+    assert _segment_syncs(synced) == 3
 
 
 def test_fsync_interval_fsyncs_once_that_much_time_has_passed(
-    tmp_path: Path, fake_time: _FakeTime, fsyncs: list[int]
+    tmp_path: Path, fake_time: _FakeTime, synced: list[str]
 ) -> None:
     q = IngestQueue(1000, tmp_path, fsync_interval_s=5)
     expected = []
-    for t, synced in ((101, False), (105, True), (109, False), (110, True), (114.5, False)):
+    for t, due in ((101, False), (105, True), (109, False), (110, True), (114.5, False)):
         fake_time.now = t
         q.offer(_batch(1), b"x")
-        expected.append(synced)
-        assert len(fsyncs) == sum(expected), t
+        expected.append(due)
+        assert _segment_syncs(synced) == sum(expected), t
     q.close()  # and on close
-    assert len(fsyncs) == 3
+    assert _segment_syncs(synced) == 3
+
+
+def test_a_new_segment_and_the_commit_marker_are_made_durable_in_the_directory(
+    tmp_path: Path, synced: list[str]
+) -> None:
+    # fsync makes a file's data durable, not its name: a segment whose directory entry was never
+    # fsynced can be missing after power loss, with every write acknowledged in it.
+    q = IngestQueue(1000, tmp_path, fsync_interval_s=0, segment_bytes=1)
+    q.offer(_batch(1), b"a")
+    wal_dir = str(tmp_path)
+    first = str(tmp_path / f"{1:020d}.wal")
+    assert synced == [wal_dir, first]  # the new name before the acknowledged write
+    q.offer(_batch(1), b"b")  # segment_bytes=1: a second segment
+    assert synced[2:] == [wal_dir, str(tmp_path / f"{2:020d}.wal")]
+    _b, token = q.drain()
+    assert token is not None
+    q.commit(token)
+    marker = str(tmp_path / "committed.tmp")
+    assert synced[4:] == [marker, wal_dir]  # the marker's data, then its new name
+    q.close()
+
+
+def test_without_fsync_the_directory_is_not_fsynced_either(
+    tmp_path: Path, synced: list[str]
+) -> None:
+    q = IngestQueue(1000, tmp_path, segment_bytes=1)
+    for payload in (b"a", b"b"):
+        q.offer(_batch(1), payload)
+    _b, token = q.drain()
+    assert token is not None
+    q.commit(token)
+    assert str(tmp_path) not in synced
+    q.close()
 
 
 def test_sequence_numbers_continue_after_every_segment_was_deleted(tmp_path: Path) -> None:

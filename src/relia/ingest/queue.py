@@ -4,7 +4,8 @@
 length-prefixed, CRC-checked record) and then its decoded batch to memory; it returns only after
 the WAL write, so a sample that was acknowledged survives a SIGKILL of relia (the bytes are in the
 kernel's page cache). Surviving power loss needs ``fsync``: with ``fsync_interval_s=0`` every
-write is fsynced before the acknowledgement; with ``n > 0`` at most ``n`` seconds of
+write is fsynced before the acknowledgement (and the directory, each time a segment is created or
+the commit marker renamed, so their names survive too); with ``n > 0`` at most ``n`` seconds of
 acknowledged writes can be lost on power loss (fsync when that much time passed since the last
 one, and on close); with ``None`` (the default) the OS decides when pages reach the disk.
 
@@ -149,6 +150,18 @@ class IngestQueue:
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, self._commit_path)
+        if self.fsync_interval_s is not None:
+            self._fsync_dir()
+
+    def _fsync_dir(self) -> None:
+        # A file's fsync makes its data durable, not its name: until the directory is fsynced a
+        # new segment (or the renamed commit marker) may be missing after power loss, and with
+        # it every write acknowledged in that segment.
+        fd = os.open(self.wal_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _open_segment(self) -> None:
         if self._fd is not None:
@@ -157,6 +170,8 @@ class IngestQueue:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._segments.append((self._next_seq, path))
         self._seg_size = 0
+        if self.fsync_interval_s is not None:
+            self._fsync_dir()
 
     def recover(self, decode: Callable[[bytes], MetricBatch]) -> int:
         """Replay the WAL records after the last commit into memory (even over ``max_samples``:

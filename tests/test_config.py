@@ -48,6 +48,29 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
     assert cfg.host.enabled is False
 
 
+def test_an_environment_value_is_text_unless_written_as_a_list_or_mapping() -> None:
+    # YAML reads "::" and "a: b" as mappings; no scalar setting would take them.
+    tokens = "[{name: ops, role: admin, sha256: " + "ab" * 32 + "}]"
+    environ = {"RELIA_API__HOST": "::", "RELIA_API__TOKENS": tokens, "RELIA_API__PORT": "9100"}
+    api = load_config(environ=environ).api
+    assert api.host == "::" and api.port == 9100 and api.tokens[0].name == "ops"
+
+
+def test_errors_in_environment_values_name_the_variable(tmp_path: Path) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_text("api:\n  port: 9000\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={"RELIA_API__PORT": "abc", "RELIA_INTERVAL": "5x"})
+    lines = str(info.value).splitlines()
+    assert sorted(line.split(":")[0] for line in lines) == ["RELIA_API__PORT", "RELIA_INTERVAL"]
+    assert all("relia.yaml" not in line for line in lines)
+    # A check across a section's fields names the variable that took part in it.
+    with pytest.raises(
+        ConfigError, match=r"api\.auth: auth is off .*\(environment: RELIA_API__HOST\)"
+    ):
+        load_config(path, environ={"RELIA_API__HOST": "0.0.0.0"})
+
+
 def test_errors_name_file_line_and_field(tmp_path: Path) -> None:
     path = tmp_path / "relia.yaml"
     path.write_text("interval: 5x\nprometheus:\n  - name: p\n    url: ftp://x\n    queries: []\n")
@@ -103,6 +126,18 @@ def test_any_text_is_a_config_or_a_config_error(
         load_config(path, environ={})
     except ConfigError as exc:
         assert str(exc).strip()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(["RELIA_API__HOST", "RELIA_API__PORT", "RELIA_INTERVAL", "RELIA_API__TOKENS"]),
+    st.text(max_size=60),
+)
+def test_any_environment_value_is_a_config_or_an_error_naming_it(name: str, raw: str) -> None:
+    try:
+        load_config(environ={name: raw})
+    except ConfigError as exc:
+        assert name in str(exc)
 
 
 def test_api_auth_is_off_only_on_loopback(tmp_path: Path) -> None:

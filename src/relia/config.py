@@ -682,8 +682,11 @@ def _line_of(node: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
     return line
 
 
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+def _env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """The ``RELIA_SECTION__KEY`` settings as a nested mapping, and which variable set each path
+    (so an error names the variable, not a line of the file)."""
     out: dict[str, Any] = {}
+    sources: dict[tuple[str, ...], str] = {}
     for name, raw in environ.items():
         # RELIA_TOKEN is the API token clients send (relia incidents), not a setting.
         if not name.startswith("RELIA_") or name in ("RELIA_CONFIG", "RELIA_TOKEN"):
@@ -691,10 +694,7 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         path = [p.lower() for p in name[len("RELIA_") :].split("__") if p]
         if not path:
             continue
-        try:
-            value = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError:
-            value = raw
+        value = _env_value(raw)
         target = out
         for part in path[:-1]:
             target = target.setdefault(part, {})
@@ -702,7 +702,23 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
                 break
         else:
             target[path[-1]] = value
-    return out
+            sources[tuple(path)] = name
+    return out, sources
+
+
+def _env_value(raw: str) -> Any:
+    """An environment value read as YAML (numbers, booleans, ``null``, ``[...]``, ``{...}``),
+    except that a value not written as a list or mapping stays text: YAML reads ``::`` (the IPv6
+    any-address) or ``a: b`` as mappings, which no scalar setting accepts."""
+    if raw == "":
+        return ""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    if isinstance(value, (dict, list)) and not raw.lstrip().startswith(("[", "{")):
+        return raw
+    return value
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -715,13 +731,27 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _format_error(err: Mapping[str, Any], where: str, root: yaml.Node | None) -> str:
+def _format_error(
+    err: Mapping[str, Any],
+    where: str,
+    root: yaml.Node | None,
+    env_sources: Mapping[tuple[str, ...], str],
+) -> str:
     loc = tuple(err.get("loc", ()))
     field = ".".join(str(p) for p in loc) or "(top level)"
+    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    key = tuple(str(p) for p in loc)
+    for path, name in env_sources.items():
+        if key[: len(path)] == path:  # the value came from the environment
+            return f"{name}: {field}: {msg}"
     line = _line_of(root, loc) if root is not None else None
     place = f"{where}:{line}" if line else where
-    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-    return f"{place}: {field}: {msg}"
+    # A check across a section's fields (api.auth against api.host) may involve a variable.
+    involved = sorted(
+        name for path, name in env_sources.items() if key and path[: len(key) - 1] == key[:-1]
+    )
+    also = f" (environment: {', '.join(involved)})" if involved else ""
+    return f"{place}: {field}: {msg}{also}"
 
 
 def load_config(
@@ -759,10 +789,10 @@ def load_config(
         if not isinstance(loaded, dict):
             raise ConfigError("expected a mapping of settings at the top level", where=f"{where}:1")
         data = loaded
-    env = _env_overrides(environ)
+    env, env_sources = _env_overrides(environ)
     try:
         # The environment goes along as context: a webhook sink checks its secret_env there.
         return ReliaConfig.model_validate(_merge(data, env), context={"environ": environ})
     except ValidationError as exc:
-        lines = [_format_error(e, where, root) for e in exc.errors()]
+        lines = [_format_error(e, where, root, env_sources) for e in exc.errors()]
         raise ConfigError("\n".join(lines)) from None

@@ -50,6 +50,17 @@ class RefreshSink(ScriptedSink):
         self.refreshed.append([i.id for i in open_incidents])
 
 
+class FlakyRefreshSink(RefreshSink):
+    """A RefreshSink whose refresh fails like its deliveries (``down``, ``reject``)."""
+
+    def refresh(self, open_incidents: Sequence[Incident]) -> None:
+        if self.reject:
+            raise DeliveryError("HTTP 400: bad alerts", retryable=False)
+        if self.down:
+            raise DeliveryError("connection refused", retryable=True)
+        super().refresh(open_incidents)
+
+
 def make(
     sinks: Sequence[ScriptedSink], **kw: float
 ) -> tuple[IncidentMemoryStore, Dispatcher, CollectorRegistry]:
@@ -556,3 +567,34 @@ def test_open_incidents_are_re_posted_after_an_outage_longer_than_max_age() -> N
     assert sink.attempts == ["am:a:1"]
     assert store.outbox_counts()["am"] == {"pending": 0, "delivered": 0, "failed": 1}
     assert sink.refreshed == [["a"]]
+
+
+def test_failed_refreshes_open_the_breaker_and_a_refresh_is_the_probe() -> None:
+    # Nothing to deliver, one open incident: the refreshes are the only traffic. A receiver
+    # down all along must show as an open breaker, not stay "closed" on the dashboard.
+    sink = FlakyRefreshSink()
+    store, d, registry = make([sink], breaker_threshold=2, breaker_cooldown=30.0)
+    store.open = [incident("a")]
+    sink.down = True
+    d.run_once(T0)
+    assert d.breaker("am").state is BreakerState.CLOSED  # one failure of two
+    d.run_once(T0 + 60 * S)
+    assert d.breaker("am").state is BreakerState.OPEN
+    assert metric(registry, "relia_notify_breaker_state") == 1
+    assert metric(registry, "relia_notify_refresh_failed_total") == 2
+    sink.down = False
+    d.run_once(T0 + 80 * S)  # in its cooldown: no attempt
+    d.run_once(T0 + 120 * S)  # half-open: the refresh is the probe, and it closes the breaker
+    assert sink.refreshed == [["a"]]
+    assert d.breaker("am").state is BreakerState.CLOSED
+    assert metric(registry, "relia_notify_breaker_state") == 0
+
+
+def test_a_rejected_refresh_does_not_open_the_breaker() -> None:
+    sink = FlakyRefreshSink()
+    store, d, registry = make([sink], breaker_threshold=1)
+    store.open = [incident("a")]
+    sink.reject = True
+    d.run_once(T0)
+    assert d.breaker("am").state is BreakerState.CLOSED
+    assert metric(registry, "relia_notify_refresh_failed_total") == 1

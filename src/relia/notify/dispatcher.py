@@ -13,7 +13,9 @@ attempts for ``breaker_cooldown``, then one probe (half-open) that closes it or 
 An answer that is not retryable (a 4xx) shows the receiver is up: it closes the breaker too.
 
 Sinks whose receiver forgets firing alerts (Alertmanager) are refreshed every
-``resend_interval`` with the open incidents, once their outbox is drained.
+``resend_interval`` with the open incidents, once their outbox is drained. A refresh counts for
+the breaker as a delivery does, so a receiver that is down while nothing else is sent still opens
+it (``relia_notify_breaker_state``), and a refresh can be the half-open probe.
 
 Fencing (HA replicas, :mod:`relia.ha`): with a ``fence``, a run sends only while the fence gives a
 token, asks the database (:meth:`Fence.check`) right before each send and again before marking
@@ -228,6 +230,12 @@ class Dispatcher:
             ["sink"],
             registry=reg,
         )
+        self._refresh_failed = Counter(
+            "relia_notify_refresh_failed",
+            "Re-posts of the open incidents (refreshes) that failed, per sink.",
+            ["sink"],
+            registry=reg,
+        )
         self._pending = Gauge(
             "relia_notify_pending",
             "Notifications waiting in the outbox, per sink.",
@@ -241,7 +249,7 @@ class Dispatcher:
             registry=reg,
         )
         for n in names:  # every series exists from the start, at zero
-            for metric in (self._delivered, self._failed, self._retried):
+            for metric in (self._delivered, self._failed, self._retried, self._refresh_failed):
                 metric.labels(sink=n)
             self._pending.labels(sink=n).set(0)
             self._breaker_gauge.labels(sink=n).set(0)
@@ -405,7 +413,7 @@ class Dispatcher:
             return
         # Open: the receiver is down, wait for the cooldown. Half-open with the outbox drained
         # (its items given up after max_age, unsent): nothing else will probe, so refresh.
-        if self._breakers[sink.name].state is BreakerState.OPEN:
+        if not self._breakers[sink.name].allows(now):
             return
         # While items wait, the receiver is behind: delivering them comes first, and re-sending
         # the current state now could briefly put a newer version ahead of an older one.
@@ -417,13 +425,28 @@ class Dispatcher:
         # A stale leader re-posting open alerts could revive ones the new leader resolved.
         self._fence_check(token)
         self._refreshed[sink.name] = now
+        # A refresh is an attempt like a delivery, for the breaker: with nothing else to send, it
+        # is the only sign that the receiver is down (or back, when it is the half-open probe).
+        breaker = self._breakers[sink.name]
         try:
             if token is not None and _takes_token(sink.refresh):
                 sink.refresh(open_incidents, fencing_token=token)  # type: ignore[call-arg]
             else:
                 sink.refresh(open_incidents)
         except DeliveryError as e:
+            self._refresh_failed.labels(sink=sink.name).inc()
             log.warning("sink %s: refreshing open alerts failed: %s", sink.name, e)
+            if not e.retryable:
+                breaker.success()  # it answered: up, and it said no
+            elif breaker.failure(now):
+                log.warning(
+                    "sink %s: circuit breaker open after %d failure(s); last: %s",
+                    sink.name,
+                    breaker.failures,
+                    e,
+                )
+        else:
+            breaker.success()
 
     def _update_pending(self) -> None:
         counts = self._store.outbox_counts()

@@ -404,7 +404,8 @@ class IncidentsConfig(_Model):
     group_by: list[str] = Field(
         default_factory=lambda: ["service", "job", "instance", "namespace", "pod"],
         min_length=1,
-        description="identifying labels: findings sharing the value of one of them group",
+        description="identifying labels: findings sharing the value of one of them group "
+        "(findings on one service, by their service or job label, group in any case)",
     )
     group_window: Duration = Field(
         300.0, description="a finding joins an incident it overlaps in time within this"

@@ -121,6 +121,20 @@ def test_topology_edge_joins_and_ranks_the_dependency_first() -> None:
     assert len(correlator().update([web, api, db], T0 + M)) == 3
 
 
+def test_findings_on_one_service_group_even_when_group_by_leaves_it_out() -> None:
+    # A finding's service (its service or job label) is its node in the topology, and a node is
+    # linked to itself: one service's findings are one incident whatever group_by says. Labels
+    # that name no service (instance here) group only through group_by.
+    c = correlator(group_by=["pod"])
+    a = finding('cpu{service="api",pod="p1"}', T0, T0 + M)
+    b = finding('latency{job="api",pod="p2"}', T0 + M, T0 + 2 * M)
+    assert len(c.update([a, b], T0 + 2 * M)) == 1
+    c = correlator(group_by=["pod"])
+    a = finding('cpu{instance="h1",pod="p1"}', T0, T0 + M)
+    b = finding('latency{instance="h1",pod="p2"}', T0 + M, T0 + 2 * M)
+    assert len(c.update([a, b], T0 + 2 * M)) == 2
+
+
 def test_cause_without_topology_is_first_onset_then_severity() -> None:
     late = finding("b", T0 + M, severity=Severity.CRITICAL, score=1.0)
     early = finding("a", T0)

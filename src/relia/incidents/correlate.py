@@ -8,9 +8,10 @@ The rules, in the order :meth:`IncidentCorrelator.update` applies them to each f
 
 1. **Grouping.** A finding joins an open incident when it overlaps the incident's span in time
    (within ``group_window``) and either shares the value of an identifying label (one of
-   ``group_by``; or it is on a key the incident already holds), or its service and one of the
-   incident's services are the two ends of a ``topology`` edge. The service of a finding is its
-   ``service`` label and its ``job`` label (either may name a topology node). A finding matching
+   ``group_by``; or it is on a key the incident already holds), or its service is one of the
+   incident's services or the other end of a ``topology`` edge from one. The service of a finding
+   is its ``service`` label and its ``job`` label (either may name a topology node), so one
+   service's findings group even when ``group_by`` leaves those labels out. A finding matching
    several open incidents merges them into the oldest one.
 2. **Same key.** A finding on a key whose last incident is still open joins it even outside the
    group window; one whose last incident resolved less than ``reopen_window`` ago reopens it.

@@ -279,3 +279,214 @@ def test_duckdb_commit_is_all_or_nothing(tmp_path: Path) -> None:
             store.commit_log_progress({"a": b"two"}, broken)
         assert store.load_log_states() == {"a": b"one"}
         assert store.log_counts().count.tolist() == [2]
+
+
+# -- written in a mutation audit of tail.py: each pins a behaviour no test above checked -------
+
+
+def test_rewrite_that_grew_past_the_offset_is_noticed_after_the_first_read(tmp_path: Path) -> None:
+    """The first bytes are remembered when the file is opened, not only from the next poll on."""
+    p = tmp_path / "app.log"
+    _append(p, "one\ntwo\n")
+    t = FileTailer(p)
+    assert t.poll() == ["one", "two"]  # opened and read in one poll
+    p.write_bytes(b"RESET longer than before\n")
+    assert t.poll() == ["RESET longer than before"]
+    assert t.state.counts.truncations == 1
+
+
+def test_rewrite_of_a_file_that_was_empty_when_opened_is_noticed(tmp_path: Path) -> None:
+    """The remembered first bytes grow with the file (an empty file has none to compare)."""
+    p = tmp_path / "app.log"
+    p.touch()
+    t = FileTailer(p)
+    assert t.poll() == []
+    _append(p, "one\ntwo\n")
+    assert t.poll() == ["one", "two"]
+    p.write_bytes(b"RESET longer than before\n")
+    assert t.poll() == ["RESET longer than before"]
+    assert t.state.counts.truncations == 1
+
+
+def test_rewrite_below_a_pending_partial_line_with_the_same_first_bytes(tmp_path: Path) -> None:
+    """A file that shrank below what was read (a pending partial line included) is read again,
+    even when its first bytes (a banner longer than the remembered prefix) are the same."""
+    p = tmp_path / "app.log"
+    banner = "B" * 100
+    _append(p, f"{banner}\n{'x' * 50}")  # a long line without its newline yet
+    t = FileTailer(p)
+    assert t.poll() == [banner]
+    p.write_bytes(f"{banner}\nnew\n".encode())  # shorter than read, longer than the offset
+    assert t.poll() == [banner, "new"]
+    assert t.state.counts.truncations == 1
+
+
+def test_counts_survive_truncation_and_rotation(tmp_path: Path) -> None:
+    """The line counts in the state are every line handed out, across a truncation (the
+    decoder restarts) and a finished rotation (the old file's decoder goes away)."""
+    p = tmp_path / "app.log"
+    _append(p, "a\nb\n")
+    t = FileTailer(p)
+    got = t.poll()
+    p.write_bytes(b"c\n")
+    got += t.poll()
+    assert t.state.counts.truncations == 1
+    assert t.state.counts.lines == len(got) == 3
+    _append(p, "d\n")
+    p.rename(tmp_path / "app.log.1")
+    _append(p, "e\n")
+    got += t.poll()
+    got += t.poll()
+    assert got == ["a", "b", "c", "d", "e"] and t.state.draining is None
+    assert t.state.counts.lines == 5
+    assert t.state.counts.bytes == 10
+    assert _reload(t).state.counts.lines == 5
+
+
+def test_second_rotation_while_draining_with_a_small_budget_loses_nothing(tmp_path: Path) -> None:
+    """Rotated again before the first old file was drained (its backlog exceeds the budget): the
+    first old file is read to its end before it is finished, then the second, then the path."""
+    p = tmp_path / "app.log"
+    _append(p, "start\n")
+    t = FileTailer(p, max_bytes_per_poll=8)
+    assert t.poll() == ["start"]
+    old = [f"old{i}" for i in range(10)]
+    _append(p, "".join(f"{s}\n" for s in old))
+    p.rename(tmp_path / "app.log.1")
+    _append(p, "mid\n")
+    got = t.poll()  # the rotation is seen; the backlog is worked off 8 bytes at a time
+    assert got and got[0] == "old0"
+    (tmp_path / "app.log.1").rename(tmp_path / "app.log.2")
+    p.rename(tmp_path / "app.log.1")
+    _append(p, "new\n")
+    for _ in range(50):
+        got += t.poll()
+    assert got == [*old, "mid", "new"]
+    assert t.state.counts.rotations == 2
+
+
+def test_restart_while_draining_finishes_the_old_file_on_the_first_poll(tmp_path: Path) -> None:
+    """A saved rotated-away file was drained once before the stop: after the restart it is
+    finished on the first poll (its last unfinished line handed out), then the new file read."""
+    p = tmp_path / "app.log"
+    _append(p, "a\nb")
+    t = FileTailer(p)
+    assert t.poll() == ["a"]
+    p.rename(tmp_path / "app.log.1")
+    _append(p, "c\n")
+    assert t.poll() == []  # the rotation is seen: the old file is drained once
+    assert t.state.draining is not None
+    t = _reload(t)
+    assert t.poll() == ["b", "c"]
+    assert t.state.draining is None and t.state.counts.lines == 3
+
+
+def test_a_file_beside_the_path_that_reused_the_inode_is_not_the_rotated_one(
+    tmp_path: Path,
+) -> None:
+    """Rotated while stopped, the old file deleted and its inode reused by another file beside the
+    path (made here by a saved state naming that file's inode with other first bytes): that file
+    is not read from the saved offset; the old one is counted as lost."""
+    p = tmp_path / "app.log"
+    _append(p, "new\n")
+    other = tmp_path / "app.log.1"
+    _append(other, "unrelated line one\nunrelated line two\n")
+    st = other.stat()
+    state = TailState.from_dict(
+        {"current": {"dev": st.st_dev, "ino": st.st_ino, "offset": 4, "fp": b"gone\n".hex()}}
+    )
+    t = FileTailer(p, state)
+    assert t.poll() == ["new"]
+    assert t.state.counts.lost_rotated == 1
+
+
+def test_a_directory_beside_the_path_with_the_saved_inode_is_skipped(tmp_path: Path) -> None:
+    p = tmp_path / "app.log"
+    _append(p, "new\n")
+    d = tmp_path / "app.log.d"
+    d.mkdir()
+    st = d.stat()
+    state = TailState.from_dict({"current": {"dev": st.st_dev, "ino": st.st_ino, "offset": 0}})
+    t = FileTailer(p, state)
+    assert t.poll() == ["new"]
+    assert t.state.counts.lost_rotated == 1
+
+
+def test_start_at_end_does_not_skip_a_file_that_appears_after_lines_were_read(
+    tmp_path: Path,
+) -> None:
+    """``start_at="end"`` is for a file never read; after a rotation while stopped whose new file
+    did not exist yet, the file that then appears is read from its start, also after a restart."""
+    p = tmp_path / "app.log"
+    _append(p, "a\n")
+    t = FileTailer(p, start_at="end")
+    assert t.poll() == []
+    _append(p, "b\n")
+    assert t.poll() == ["b"]
+    t = _reload(t, start_at="end")
+    _append(p, "c\n")
+    p.rename(tmp_path / "app.log.1")  # no new file yet
+    assert t.poll() == ["c"]
+    assert t.state.current is None and t.state.draining is None
+    t = _reload(t, start_at="end")
+    _append(p, "d\n")
+    assert t.poll() == ["d"]
+
+
+def test_start_at_end_does_not_skip_a_file_that_appears_while_one_is_draining(
+    tmp_path: Path,
+) -> None:
+    """As above, with the rotated-away file still being drained when the state is saved (its only
+    line is longer than one poll's budget, so no line, no byte was counted yet)."""
+    p = tmp_path / "app.log"
+    p.touch()
+    t = FileTailer(p, start_at="end", max_bytes_per_poll=4)
+    assert t.poll() == []
+    t = _reload(t, start_at="end", max_bytes_per_poll=4)
+    _append(p, "long line\n")
+    p.rename(tmp_path / "app.log.1")  # no new file yet
+    assert t.poll() == []
+    assert t.state.current is None and t.state.draining is not None
+    assert t.state.counts.bytes == 0
+    t = _reload(t, start_at="end", max_bytes_per_poll=4)
+    _append(p, "new\n")
+    got: list[str] = []
+    for _ in range(10):
+        got += t.poll()
+    assert got == ["long line", "new"]
+
+
+def test_a_zero_byte_budget_still_makes_progress(tmp_path: Path) -> None:
+    p = tmp_path / "app.log"
+    _append(p, "a\n")
+    t = FileTailer(p, max_bytes_per_poll=0)
+    got: list[str] = []
+    for _ in range(5):
+        got += t.poll()
+    assert got == ["a"]
+
+
+def test_saved_draining_file_gone_after_a_restart_is_counted_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stopped while a rotated-away file was still being drained, and that file is gone when relia
+    starts again (deleted, or compressed by logrotate): its unfinished last line can never be
+    handed out, so that is counted in ``lost_rotated`` and logged, as for a rotation while stopped
+    (the rotation itself was already counted)."""
+    p = tmp_path / "app.log"
+    _append(p, "a\nb")
+    t = FileTailer(p)
+    assert t.poll() == ["a"]
+    p.rename(tmp_path / "app.log.1")
+    _append(p, "c\n")
+    assert t.poll() == []
+    assert t.state.draining is not None and t.state.counts.rotations == 1
+    state = TailState.from_dict(json.loads(json.dumps(t.state.to_dict())))
+    t.close()
+    # Keep the old inode alive elsewhere so that no file beside the path can reuse it.
+    (tmp_path / "app.log.1").rename(tmp_path.parent / f"{tmp_path.name}-gone.log")
+    t = FileTailer(p, state)
+    assert t.poll() == ["c"]
+    assert t.state.counts.lost_rotated == 1 and t.state.counts.rotations == 1
+    assert t.state.draining is None
+    assert "were not read" in caplog.text

@@ -13,8 +13,9 @@ resumes exactly there: no line is handed out twice or skipped.
   a writer may still append to it before reopening its log; then its last unfinished line, if any,
   is handed out and the new file is followed from its start. If relia was stopped across a
   rotation, the old file is looked up by inode among the files beside the path (``x.log.1``,
-  ``x.log-20240101``); if it is gone, that is counted in :attr:`TailCounts.lost_rotated` and
-  logged, since how many lines it still held cannot be known.
+  ``x.log-20240101``), and so is a rotated file that was still being drained when relia
+  stopped; if it is gone, that is counted in :attr:`TailCounts.lost_rotated` and logged, since
+  how many lines it still held cannot be known.
 - **Truncation** (the file shrank below the offset, or its first bytes changed, as after
   ``copytruncate`` or a rewrite): reading restarts at 0; counted in :attr:`TailCounts.truncations`.
 - A file rotated away again before any poll saw it (two rotations between polls) is not seen:
@@ -258,6 +259,8 @@ class FileTailer:
             self._old = self._find_rotated(saved.draining)
             if self._old is not None:
                 self._old.polls_since_rotation = 1
+            else:  # its rotation was counted when it was seen; what it still held is lost
+                self._lost(saved.draining, rotation=False)
         st = self._stat_path()
         if saved.current is None:
             fresh = saved.draining is None and saved.counts.bytes == 0
@@ -306,11 +309,12 @@ class FileTailer:
             return f
         return None
 
-    def _lost(self, pos: TailPosition) -> None:
-        self._counts.rotations += 1
+    def _lost(self, pos: TailPosition, *, rotation: bool = True) -> None:
+        if rotation:
+            self._counts.rotations += 1
         self._counts.lost_rotated += 1
         log.warning(
-            "%s was rotated while relia was stopped and the old file (inode %d) is gone: "
+            "%s was rotated and the old file (inode %d) was gone when relia started again: "
             "lines appended to it after offset %d were not read",
             self.path,
             pos.ino,

@@ -120,3 +120,51 @@ def test_monotone_counter_without_resets_matches_diff(incs: list[float]) -> None
     ts = T0 + 15_000 * np.arange(len(values))
     _, rate = counter_to_rate(ts, values)
     np.testing.assert_allclose(rate[1:], np.diff(values) / 15.0, rtol=1e-12, atol=1e-9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, 120_000),
+            st.floats(0, 1e6, allow_nan=False),
+            st.booleans(),
+            st.sampled_from([None, np.nan, np.inf, -np.inf]),
+        ),
+        min_size=2,
+        max_size=60,
+    )
+)
+def test_resets_and_missing_values_together_lose_no_increase(
+    steps: list[tuple[int, float, bool, float | None]],
+) -> None:
+    """Restarts and missing values (NaN, +/-inf) at once, at uneven times: the rates, times the
+    time since the previous finite row, add up to what the counter counted between its first
+    and its last finite row, and no rate is negative.
+
+    A restart is drawn at a finite row, right after the previous finite row: the new process
+    shows what it counted since (a restart that is not a fall cannot be seen, so none is drawn
+    there)."""
+    ts = T0 + np.cumsum([step for step, _, _, _ in steps]).astype(np.int64)
+    values = np.empty(len(steps))
+    counted = np.cumsum([inc for _, inc, _, _ in steps])
+    value, since, last = 0.0, 0.0, None
+    for i, (_, inc, restart, missing) in enumerate(steps):
+        value += inc
+        since += inc
+        if missing is not None:
+            values[i] = missing
+            continue
+        if restart and last is not None and since < last:
+            value = since
+        values[i] = last = value
+        since = 0.0
+    _, rate = counter_to_rate(ts, values)
+    finite = np.flatnonzero(np.isfinite(values))
+    # A rate exactly on the finite rows after the first, never negative; NaN (not inf) elsewhere.
+    assert np.isnan(np.delete(rate, finite[1:])).all()
+    assert np.isfinite(rate[finite[1:]]).all() and (rate[finite[1:]] >= 0).all()
+    dt = np.diff(ts[finite]) / 1000.0
+    total = float(np.sum(rate[finite[1:]] * dt))
+    expected = float(counted[finite[-1]] - counted[finite[0]]) if len(finite) else 0.0
+    assert total == pytest.approx(expected, rel=1e-9, abs=1e-6)

@@ -295,6 +295,61 @@ def test_counters_map_raw_series_to_their_rate_series() -> None:
     assert len(source.counters) == 1
 
 
+def test_infinite_samples_are_missing_like_nan() -> None:
+    pages = [_counter_page(v) for v in (1000, float("inf"), 1600, float("-inf"), 1700)]
+    _, polls = _polls(*pages)
+    # No rate of +/-inf (a -inf rate would be a negative rate), as counter_to_rate: NaN ...
+    assert np.isnan(polls[1][RATE]) and np.isnan(polls[3][RATE])
+    # ... and the last finite sample stays the reference, so the rate spans the gap.
+    assert polls[2][RATE] == pytest.approx(600 / 30)
+    assert polls[4][RATE] == pytest.approx(100 / 30)
+
+
+def test_a_nan_first_sample_gives_no_rate_and_no_reference() -> None:
+    _, polls = _polls(_counter_page(float("nan")), _counter_page(1000), _counter_page(1300))
+    assert RATE not in polls[0] and RATE not in polls[1]  # nothing finite to compare with yet
+    assert polls[2][RATE] == pytest.approx(300 / 15)
+
+
+def test_a_sample_not_after_the_previous_one_is_ignored() -> None:
+    def page(n: int, ts: str) -> str:
+        return f"# TYPE jobs counter\njobs_total {n} {ts}\n# EOF\n"
+
+    index = SeriesIndex()
+    stamps = [("10", "1700000001.0"), ("20", "1700000001.0"), ("15", "1700000000.5")]
+    pages = _pages(*(page(int(n), ts) for n, ts in stamps), page(40, "1700000011.0"))
+    source = ScrapeSource("om", "http://h:1/metrics", index, transport=pages)
+    batches = [as_dict(index, source.poll(NOW + i * 15_000)) for i in range(4)]
+    rate = 'jobs_total:rate{instance="h:1",job="om"}'
+    # The same time again, or an earlier one: no rate (never a negative dt) ...
+    assert rate not in batches[1] and rate not in batches[2]
+    # ... and neither replaces the reference: 30 counted in the 10 s since the first sample.
+    assert batches[3][rate] == (1_700_000_011_000, pytest.approx(3.0))
+
+
+def test_only_counter_families_get_a_rate_whatever_the_name() -> None:
+    def page(n: int) -> str:
+        return f"# TYPE queue_total gauge\nqueue_total {n}\nlegacy_total {n}\n"
+
+    _, polls = _polls(page(5), page(50))
+    assert not [k for k in polls[1] if ":rate" in k]  # a gauge, and a sample with no TYPE
+
+
+def test_each_counter_series_gets_its_own_rate() -> None:
+    def page(ok: int, err: int) -> str:
+        return (
+            "# TYPE http_requests_total counter\n"
+            f'http_requests_total{{code="200"}} {ok}\n'
+            f'http_requests_total{{code="500"}} {err}\n'
+        )
+
+    _, polls = _polls(page(1000, 10), page(1300, 40), page(1600, 7))
+    err = RATE.replace('code="200"', 'code="500"')
+    assert polls[1][RATE] == pytest.approx(20.0) and polls[1][err] == pytest.approx(2.0)
+    # Only the 500s' counter restarted.
+    assert polls[2][RATE] == pytest.approx(20.0) and polls[2][err] == pytest.approx(7 / 15)
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     st.lists(
@@ -312,6 +367,40 @@ def test_scrape_rates_equal_counter_to_rate(steps: list[tuple[int, bool, int]]) 
         value = inc if restart and inc < value else value + inc
         t += gap_s * 1000
         values.append(float(value))
+        stamps.append(t)
+    index = SeriesIndex()
+    source = ScrapeSource(
+        "app", "http://h:9100/metrics", index, transport=_pages(*map(_counter_page, values))
+    )
+    got = [as_dict(index, source.poll(s)).get(RATE, (0, np.nan))[1] for s in stamps]
+    expected = counter_to_rate(np.array(stamps), np.array(values))[1]
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 10_000),
+            st.booleans(),
+            st.integers(1, 120),
+            st.sampled_from([None, float("nan"), float("inf"), float("-inf")]),
+        ),
+        min_size=2,
+        max_size=20,
+    )
+)
+def test_scrape_rates_equal_counter_to_rate_with_missing_samples(
+    steps: list[tuple[int, bool, int, float | None]],
+) -> None:
+    # A NaN or infinite sample is missing for both, and the next rate spans the gap.
+    from relia.detect.preprocess import counter_to_rate
+
+    values, stamps, value, t = [], [], 0, NOW
+    for inc, restart, gap_s, missing in steps:
+        value = inc if restart and inc < value else value + inc
+        t += gap_s * 1000
+        values.append(float(value) if missing is None else missing)
         stamps.append(t)
     index = SeriesIndex()
     source = ScrapeSource(

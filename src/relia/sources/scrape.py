@@ -19,9 +19,9 @@ rate per second between two consecutive scrapes of that series, reset-aware like
 ``rate()`` (a counter that went down restarted from zero, see
 :func:`relia.detect.preprocess.counter_increase`). A detector should watch the rate: the raw value
 is a new maximum at every scrape and its restarts look like crashes. The first scrape of a counter
-gives no rate, nor does a sample whose timestamp is not after the previous one; a NaN sample gives
-a NaN rate, and the next rate spans the gap. :attr:`ScrapeSource.counters` maps each raw counter
-series to its rate series.
+gives no rate, nor does a sample whose timestamp is not after the previous one; a NaN or infinite
+sample gives a NaN rate, and the next rate spans the gap. :attr:`ScrapeSource.counters` maps each
+raw counter series to its rate series.
 """
 
 from __future__ import annotations
@@ -302,7 +302,10 @@ class ScrapeSource:
         prev_val = np.fromiter((p[1] for p in prev), np.float64, len(prev))
         has_prev = prev_ts < ts
         dt_s = (ts[has_prev] - prev_ts[has_prev]) / 1000.0
-        rate = counter_increase(prev_val[has_prev], values[has_prev]) / dt_s
+        cur = values[has_prev]
+        # An infinite sample is as missing as a NaN one (as in counter_to_rate): a NaN rate, not
+        # +/-inf (-inf would be a negative rate).
+        rate = np.where(np.isfinite(cur), counter_increase(prev_val[has_prev], cur) / dt_s, np.nan)
         # A counter missing from a scrape is stale, as in Prometheus: when it comes back its
         # first sample starts afresh. A NaN sample leaves the previous one as the reference, so
         # the next rate spans the gap; a sample not after the previous one is ignored.

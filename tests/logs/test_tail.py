@@ -161,6 +161,24 @@ def test_start_at_end_and_bounded_reads(tmp_path: Path) -> None:
     assert t.poll() == ["after"]
 
 
+def test_start_at_end_hands_out_a_line_being_written_whole(tmp_path: Path) -> None:
+    # The writer was in the middle of a line when relia opened the file: that line is new, and
+    # it comes out whole once complete, not as the fragment after the byte end.
+    p = tmp_path / "app.log"
+    _append(p, "old line\nhalf of a ")
+    t = FileTailer(p, start_at="end")
+    assert t.poll() == []
+    _append(p, "new line\nnext\n")
+    assert t.poll() == ["half of a new line", "next"]
+    # A file that is all one partial line starts at 0, one ending in a newline at its end.
+    q = tmp_path / "one.log"
+    _append(q, "partial")
+    t = FileTailer(q, start_at="end")
+    assert t.poll() == []
+    _append(q, " line\n")
+    assert t.poll() == ["partial line"]
+
+
 def test_unreadable_paths_are_data_errors(tmp_path: Path) -> None:
     d = tmp_path / "dir.log"
     d.mkdir()

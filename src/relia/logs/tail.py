@@ -239,17 +239,40 @@ class FileTailer:
             os.close(fd)
             raise DataError("is not a regular file", where=str(path))
         if offset < 0:
-            offset = st.st_size
+            offset = self._last_line_start(fd, st.st_size)
         f = _Open(fd, st, offset, fp, self.max_line_bytes)
         if not fp:
             f.fp = self._fingerprint(f)
         return f
 
-    def _fingerprint(self, f: _Open) -> str:
+    def _last_line_start(self, fd: int, size: int) -> int:
+        """Where "only new lines" begins in a file of ``size`` bytes: its end, or the start of a
+        last line still being written (no newline yet), so that line is handed out whole once it
+        is complete instead of as a fragment. A partial line longer than ``max_line_bytes`` is
+        skipped (it would be cut there anyway)."""
+        if size == 0:
+            return 0
+        window = min(size, self.max_line_bytes + 1)
         try:
-            return os.pread(f.fd, FINGERPRINT_BYTES, 0).hex()
+            tail = self._pread(fd, window, size - window)
+        except DataError:
+            os.close(fd)
+            raise
+        newline = tail.rfind(b"\n")
+        if newline == len(tail) - 1:
+            return size
+        if newline >= 0:
+            return size - window + newline + 1
+        return 0 if window == size else size
+
+    def _pread(self, fd: int, n: int, offset: int) -> bytes:
+        try:
+            return os.pread(fd, n, offset)
         except OSError as e:
             raise DataError(f"cannot read: {e.strerror or e}", where=str(self.path)) from None
+
+    def _fingerprint(self, f: _Open) -> str:
+        return self._pread(f.fd, FINGERPRINT_BYTES, 0).hex()
 
     def _resume(self, out: list[str]) -> None:
         """Open the files of the saved state."""
@@ -330,7 +353,7 @@ class FileTailer:
         if size < f.read_pos:
             return True
         if f.fp:
-            now = os.pread(f.fd, len(f.fp) // 2, 0).hex()
+            now = self._pread(f.fd, len(f.fp) // 2, 0).hex()
             if now != f.fp:
                 return True
         if len(f.fp) < 2 * FINGERPRINT_BYTES and size > len(f.fp) // 2:
@@ -378,10 +401,7 @@ class FileTailer:
         done = 0
         chunk = 1 << 20
         while done < budget:
-            try:
-                data = os.pread(f.fd, min(chunk, budget - done), f.read_pos)
-            except OSError as e:
-                raise DataError(f"cannot read: {e.strerror or e}", where=str(self.path)) from None
+            data = self._pread(f.fd, min(chunk, budget - done), f.read_pos)
             if not data:
                 break
             done += len(data)

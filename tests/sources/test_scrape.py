@@ -350,6 +350,30 @@ def test_each_counter_series_gets_its_own_rate() -> None:
     assert polls[2][RATE] == pytest.approx(20.0) and polls[2][err] == pytest.approx(7 / 15)
 
 
+def _assert_scrape_rates_equal_counter_to_rate(
+    steps: list[tuple[int, bool, int, float | None]],
+) -> None:
+    """Scrape a counter that grows by ``inc`` (or restarts at it) every ``gap_s`` seconds, its
+    sample replaced by ``missing`` where that is given; the rates must be counter_to_rate's."""
+    from relia.detect.preprocess import counter_to_rate
+
+    values: list[float] = []
+    stamps: list[int] = []
+    value, t = 0, NOW
+    for inc, restart, gap_s, missing in steps:
+        value = inc if restart and inc < value else value + inc
+        t += gap_s * 1000
+        values.append(float(value) if missing is None else missing)
+        stamps.append(t)
+    index = SeriesIndex()
+    source = ScrapeSource(
+        "app", "http://h:9100/metrics", index, transport=_pages(*map(_counter_page, values))
+    )
+    got = [as_dict(index, source.poll(s)).get(RATE, (0, np.nan))[1] for s in stamps]
+    expected = counter_to_rate(np.array(stamps), np.array(values))[1]
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     st.lists(
@@ -360,21 +384,7 @@ def test_each_counter_series_gets_its_own_rate() -> None:
 )
 def test_scrape_rates_equal_counter_to_rate(steps: list[tuple[int, bool, int]]) -> None:
     # The source and `relia detect --counter` share one definition of a counter's rate.
-    from relia.detect.preprocess import counter_to_rate
-
-    values, stamps, value, t = [], [], 0, NOW
-    for inc, restart, gap_s in steps:
-        value = inc if restart and inc < value else value + inc
-        t += gap_s * 1000
-        values.append(float(value))
-        stamps.append(t)
-    index = SeriesIndex()
-    source = ScrapeSource(
-        "app", "http://h:9100/metrics", index, transport=_pages(*map(_counter_page, values))
-    )
-    got = [as_dict(index, source.poll(s)).get(RATE, (0, np.nan))[1] for s in stamps]
-    expected = counter_to_rate(np.array(stamps), np.array(values))[1]
-    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    _assert_scrape_rates_equal_counter_to_rate([(*step, None) for step in steps])
 
 
 @settings(max_examples=100, deadline=None)
@@ -394,21 +404,7 @@ def test_scrape_rates_equal_counter_to_rate_with_missing_samples(
     steps: list[tuple[int, bool, int, float | None]],
 ) -> None:
     # A NaN or infinite sample is missing for both, and the next rate spans the gap.
-    from relia.detect.preprocess import counter_to_rate
-
-    values, stamps, value, t = [], [], 0, NOW
-    for inc, restart, gap_s, missing in steps:
-        value = inc if restart and inc < value else value + inc
-        t += gap_s * 1000
-        values.append(float(value) if missing is None else missing)
-        stamps.append(t)
-    index = SeriesIndex()
-    source = ScrapeSource(
-        "app", "http://h:9100/metrics", index, transport=_pages(*map(_counter_page, values))
-    )
-    got = [as_dict(index, source.poll(s)).get(RATE, (0, np.nan))[1] for s in stamps]
-    expected = counter_to_rate(np.array(stamps), np.array(values))[1]
-    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    _assert_scrape_rates_equal_counter_to_rate(steps)
 
 
 def test_scrape_source_keeps_its_own_interval() -> None:

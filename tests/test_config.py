@@ -69,6 +69,11 @@ def test_errors_in_environment_values_name_the_variable(tmp_path: Path) -> None:
         ConfigError, match=r"api\.auth: auth is off .*\(environment: RELIA_API__HOST\)"
     ):
         load_config(path, environ={"RELIA_API__HOST": "0.0.0.0"})
+    # A top-level field of the file is not a section the variables share.
+    path.write_text("interval: 5x\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={"RELIA_API__PORT": "9100"})
+    assert "(environment:" not in str(info.value)
 
 
 def test_errors_name_file_line_and_field(tmp_path: Path) -> None:

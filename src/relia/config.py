@@ -748,8 +748,9 @@ def _format_error(
     line = _line_of(root, loc) if root is not None else None
     place = f"{where}:{line}" if line else where
     # A check across a section's fields (api.auth against api.host) may involve a variable.
+    section = key[:-1]
     involved = sorted(
-        name for path, name in env_sources.items() if key and path[: len(key) - 1] == key[:-1]
+        name for path, name in env_sources.items() if section and path[: len(section)] == section
     )
     also = f" (environment: {', '.join(involved)})" if involved else ""
     return f"{place}: {field}: {msg}{also}"

@@ -12,6 +12,7 @@ from relia.engine.loop import Engine
 from relia.errors import SourceError
 from relia.incidents.model import Finding
 from relia.signals import MetricBatch, SeriesIndex
+from relia.sources.base import PartialPollError
 from relia.store.base import Store
 from relia.store.duckdb import DuckDBStore
 from tests.engine.memstore import MemoryStore
@@ -161,6 +162,29 @@ def test_a_failing_source_does_not_stop_the_others(make_store: StoreFactory) -> 
     st = eng.status()["sources"]["broken"]
     assert st["errors"] == 2 and "connection refused" in st["last_error"]
     assert all(s.n_samples == 2 for s in store.list_series())
+
+
+def test_a_source_that_partly_failed_counts_the_error_and_keeps_what_it_returned(
+    make_store: StoreFactory,
+) -> None:
+    class HalfBrokenSource:
+        name = "half"
+
+        def __init__(self, index: SeriesIndex) -> None:
+            self.sid = index.get_or_add("disk", {"host": "a"})
+
+        def poll(self, now_ms: int) -> MetricBatch:
+            batch = MetricBatch.for_series(self.sid, [now_ms], [1.0])
+            raise PartialPollError("source 'half', query 'sum(': parse error", batch)
+
+    store, clock = make_store(), Clock()
+    eng = _engine(store, clock)
+    eng.sources.append(HalfBrokenSource(eng.index))  # type: ignore[arg-type]
+    r = eng.tick()
+    assert r.samples == 3 and "parse error" in r.source_errors["half"]
+    assert eng.registry.get_sample_value("relia_source_errors_total", {"source": "half"}) == 1
+    assert eng.status()["sources"]["half"]["errors"] == 1
+    assert {s.name: s.n_samples for s in store.list_series()} == {"cpu": 1, "mem": 1, "disk": 1}
 
 
 def test_checkpoints_every_n_ticks_and_on_close(make_store: StoreFactory) -> None:

@@ -64,3 +64,30 @@ def test_engine_ingests_and_scores_from_prometheus_and_scrape(
     finally:
         engine.close()
         store.close()
+
+
+def test_a_bad_query_beside_a_good_one_costs_no_samples_of_the_good_one(
+    prometheus_server: PrometheusServer,
+) -> None:
+    index = SeriesIndex()
+    prom = PrometheusSource(
+        "prom", prometheus_server.url,
+        [("sum(relia_test_wave", 1.0), ('relia_test_wave{shape="sine"}', 1.0)], index,
+        lookback_s=30.0,
+    )  # fmt: skip
+    store = DuckDBStore(":memory:")
+    engine = Engine(store, [prom], LocalExecutor("default"), index=index)
+    try:
+        first = engine.tick()
+        assert "sum(relia_test_wave" in first.source_errors["prom"]
+        assert "HTTP 400" in first.source_errors["prom"]
+        time.sleep(2.5)
+        second = engine.tick()
+        assert "prom" in second.source_errors
+        (wave,) = [s for s in store.list_series() if s.name == "relia_test_wave"]
+        ts, _ = store.samples(wave.series_id)
+        # Every step since the server's first scrape up to the second tick, once each.
+        assert len(ts) >= 3 and np.all(np.diff(ts) == 1000)
+    finally:
+        engine.close()
+        store.close()

@@ -8,7 +8,7 @@ import pytest
 
 from relia.errors import SourceError
 from relia.signals import SeriesIndex
-from relia.sources.base import MetricSource
+from relia.sources.base import MetricSource, PartialPollError
 from relia.sources.fakes import fake_prometheus_transport
 from relia.sources.prometheus import (
     MAX_POINTS_PER_CHUNK,
@@ -220,3 +220,66 @@ def test_series_without_name_use_the_query() -> None:
     )
     batch = source.poll(T0)
     assert index.key(int(batch.series_id[0])) == ("sum by (job) (x)", (("job", "a"),))
+
+
+def test_a_failing_query_loses_nothing_of_the_others() -> None:
+    # "sum(" is bad PromQL: the fake answers HTTP 400 for it at every poll.
+    index = SeriesIndex()
+    source = PrometheusSource(
+        "prom",
+        URL,
+        [("m", 1.0), ("sum(", 1.0), ("n", 1.0)],
+        index,
+        lookback_s=10,
+        transport=fake_prometheus_transport([ramp("m", 100), ramp("n", 100)]),
+    )
+    with pytest.raises(PartialPollError, match=r"source 'prom', query 'sum\(': .*HTTP 400") as err:
+        source.poll(T0 + 50_000)
+    first = err.value.batch
+    m_id, n_id = index.find("m"), index.find("n")
+    # The queries before and after the broken one are both delivered, with the error.
+    assert first.ts[first.series_id == m_id].tolist() == [T0 + 40_000 + i * 1000 for i in range(11)]
+    assert first.ts[first.series_id == n_id].tolist() == [T0 + 40_000 + i * 1000 for i in range(11)]
+    with pytest.raises(PartialPollError) as err:
+        source.poll(T0 + 53_000)
+    second = err.value.batch
+    # ... and each continues where it ended: no sample lost or repeated.
+    for sid in (m_id, n_id):
+        assert second.ts[second.series_id == sid].tolist() == [
+            T0 + 51_000,
+            T0 + 52_000,
+            T0 + 53_000,
+        ]
+
+
+def test_a_query_that_failed_is_asked_again_from_where_it_stopped() -> None:
+    fail = {"q": "n"}
+    good = fake_prometheus_transport([ramp("m", 100), ramp("n", 100)])
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if f"query={fail['q']}&" in request.content.decode():
+            return httpx.Response(503, json={"status": "error", "error": "overloaded"})
+        return good.handle_request(request)
+
+    index = SeriesIndex()
+    source = PrometheusSource(
+        "prom", URL, [("m", 1.0), ("n", 1.0)], index, lookback_s=2,
+        transport=httpx.MockTransport(handle),
+    )  # fmt: skip
+    with pytest.raises(PartialPollError):
+        source.poll(T0 + 50_000)
+    fail["q"] = "nothing"
+    batch = source.poll(T0 + 52_000)
+    n_id = index.find("n")
+    assert batch.ts[batch.series_id == n_id].tolist() == [T0 + 48_000 + i * 1000 for i in range(5)]
+
+
+def test_when_every_query_fails_the_error_carries_an_empty_batch() -> None:
+    index = SeriesIndex()
+    source = PrometheusSource(
+        "prom", URL, [("sum(", 1.0), ("max(", 1.0)], index, lookback_s=2,
+        transport=fake_prometheus_transport([]),
+    )  # fmt: skip
+    with pytest.raises(PartialPollError, match=r"query 'sum\('.*; query 'max\('") as err:
+        source.poll(T0 + 50_000)
+    assert len(err.value.batch) == 0

@@ -23,7 +23,7 @@ from relia.engine.executor import Executor
 from relia.engine.findings import FindingTracker
 from relia.engine.gc_pacing import GcPacing
 from relia.signals import MetricBatch, SeriesIndex, describe, series_runs
-from relia.sources.base import MetricSource
+from relia.sources.base import MetricSource, PartialPollError
 from relia.store.base import Store
 
 if TYPE_CHECKING:
@@ -424,6 +424,8 @@ class Engine:
                 self._source_last_error[src.name] = msg
                 self.metrics.source_errors.labels(source=src.name).inc()
                 log.warning("source %s failed: %s", src.name, msg)
+                if isinstance(exc, PartialPollError) and len(exc.batch):
+                    batches.append(exc.batch)  # what its other parts returned
                 continue
             self._source_last_error[src.name] = None
             if b is not None and len(b):

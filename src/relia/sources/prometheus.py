@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from relia.errors import SourceError
 from relia.signals import MetricBatch, SeriesIndex
+from relia.sources.base import PartialPollError
 
 __all__ = ["MAX_POINTS_PER_CHUNK", "PrometheusClient", "PrometheusSource", "RangeSeries"]
 
@@ -228,7 +229,7 @@ class PrometheusSource:
     ``queries`` is a list of ``(promql, step_seconds)``. The first poll reaches ``lookback_s``
     back; each later poll continues one step after the previous end. Evaluation times sit on the
     step grid (multiples of the step since the epoch), so series line up across polls.
-    A failing query raises :class:`SourceError` and is retried from the same point next poll.
+    A failing query is retried from the same point next poll; the others go on (see ``poll``).
     """
 
     def __init__(
@@ -254,8 +255,13 @@ class PrometheusSource:
         self.client.close()
 
     def poll(self, now_ms: int) -> MetricBatch:
-        """New samples of every query since the previous poll."""
+        """New samples of every query since the previous poll.
+
+        Each query goes on from where it ended and fails alone: when some fail,
+        :class:`PartialPollError` names them and carries the others' samples, and a failed
+        query is asked for its range again at the next poll."""
         batches: list[MetricBatch] = []
+        failures: list[str] = []
         for i, (query, step_s) in enumerate(self.queries):
             step_ms = max(1, round(step_s * 1000))
             end = (now_ms // step_ms) * step_ms
@@ -270,7 +276,10 @@ class PrometheusSource:
             try:
                 result = self.client.query_range(query, start, end, step_s)
             except SourceError as exc:
-                raise SourceError(f"source {self.name!r}, query {query!r}: {exc}") from None
+                failures.append(f"query {query!r}: {exc}")
+                # Asked again from the same start next poll, the first one's lookback included.
+                self._last_end[i] = start - step_ms
+                continue
             for series in result:
                 labels = {k: v for k, v in series.labels.items() if k != "__name__"}
                 sid = self.index.get_or_add(series.labels.get("__name__", query), labels)
@@ -280,4 +289,7 @@ class PrometheusSource:
                         MetricBatch.for_series(sid, series.ts[fresh], series.values[fresh])
                     )
             self._last_end[i] = end
-        return MetricBatch.concat(batches)
+        batch = MetricBatch.concat(batches)
+        if failures:
+            raise PartialPollError(f"source {self.name!r}, " + "; ".join(failures), batch)
+        return batch

@@ -7,13 +7,15 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from relia.config import IncidentsConfig
+from relia.engine.incidents import IncidentPipeline
 from relia.engine.local import LocalExecutor
 from relia.engine.loop import Engine
-from relia.errors import SourceError
+from relia.errors import SourceError, StoreError
 from relia.incidents.model import Finding
 from relia.signals import MetricBatch, SeriesIndex
 from relia.sources.base import PartialPollError
-from relia.store.base import Store
+from relia.store.base import SampleScores, Store
 from relia.store.duckdb import DuckDBStore
 from tests.engine.memstore import MemoryStore
 
@@ -185,6 +187,145 @@ def test_a_source_that_partly_failed_counts_the_error_and_keeps_what_it_returned
     assert eng.registry.get_sample_value("relia_source_errors_total", {"source": "half"}) == 1
     assert eng.status()["sources"]["half"]["errors"] == 1
     assert {s.name: s.n_samples for s in store.list_series()} == {"cpu": 1, "mem": 1, "disk": 1}
+
+
+class OutageStore(DuckDBStore):
+    """A DuckDB store whose writes fail while ``down`` (a PostgreSQL restart, a full disk)."""
+
+    def __init__(self) -> None:
+        super().__init__(":memory:")
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise StoreError("cannot connect to the store: connection refused")
+
+    def upsert_series(self, series: list[tuple[int, str, dict[str, str]]]) -> None:
+        self._check()
+        super().upsert_series(series)
+
+    def append_samples(self, batch: MetricBatch, scores: SampleScores | None = None) -> None:
+        self._check()
+        super().append_samples(batch, scores)
+
+    def add_findings(self, findings: list[Finding]) -> int:
+        self._check()
+        return super().add_findings(findings)
+
+
+class CountingSource(WaveSource):
+    def __init__(self, index: SeriesIndex) -> None:
+        super().__init__(index)
+        self.polled: list[int] = []
+
+    def poll(self, now_ms: int) -> MetricBatch:
+        self.polled.append((now_ms - T0) // STEP)
+        return super().poll(now_ms)
+
+
+def test_a_tick_the_store_failed_is_stored_by_the_next_before_it_polls() -> None:
+    # The spike (ticks 40-41) arrives while the store is down for ticks 40 and 41: what tick
+    # 40 polled and scored is stored once the store is back, its finding too; tick 41 does not
+    # poll while tick 40's samples wait (a pull source is held back, not emptied into nothing).
+    store, clock, index = OutageStore(), Clock(), SeriesIndex()
+    source = CountingSource(index)
+    pipeline = IncidentPipeline(store, IncidentsConfig(), index.labels)
+    eng = Engine(
+        store,
+        [source],
+        LocalExecutor("cusum", {}),
+        index=index,
+        clock=clock,
+        registry=CollectorRegistry(),
+        incidents=pipeline,
+    )
+    try:
+        for k in range(44):
+            store.down = k in (40, 41)
+            if store.down:
+                with pytest.raises(StoreError):
+                    eng.tick()
+            else:
+                eng.tick()
+            clock.now += STEP
+        assert source.polled == [k for k in range(44) if k != 41]
+        (cpu,) = [s for s in store.list_series() if s.name == "cpu"]
+        stored = store.scored_samples(cpu.series_id)
+        assert stored.ts.tolist() == [T0 + k * STEP for k in range(44) if k != 41]
+        assert np.isfinite(stored.score).all(), "a sample of the failed tick lost its score"
+        (finding,) = store.findings()
+        assert finding.start == T0 + 40 * STEP
+        (incident,) = store.incidents()
+        assert finding.id in incident.finding_ids
+    finally:
+        eng.close()
+        store.close()
+
+
+def test_closing_stores_what_a_failed_tick_left_if_the_store_takes_it() -> None:
+    store, clock, index = OutageStore(), Clock(), SeriesIndex()
+    eng = Engine(
+        store, [WaveSource(index)], LocalExecutor("cusum", {}), index=index, clock=clock,
+        registry=CollectorRegistry(),
+    )  # fmt: skip
+    try:
+        eng.tick()
+        clock.now += STEP
+        store.down = True
+        with pytest.raises(StoreError):
+            eng.tick()
+        store.down = False
+        eng.close()
+        (cpu,) = [s for s in store.list_series() if s.name == "cpu"]
+        assert store.samples(cpu.series_id)[0].tolist() == [T0, T0 + STEP]
+    finally:
+        store.close()
+
+
+def test_a_push_source_is_committed_once_the_failed_tick_is_stored_and_not_handed_twice() -> None:
+    class PushSource(WaveSource):
+        push = True
+
+        def __init__(self, index: SeriesIndex) -> None:
+            super().__init__(index)
+            self.pending: MetricBatch | None = None
+            self.committed = 0
+
+        def poll(self, now_ms: int) -> MetricBatch:
+            fresh = super().poll(now_ms)  # like IngestSource: the uncommitted ones come again
+            self.pending = (
+                fresh if self.pending is None else MetricBatch.concat([self.pending, fresh])
+            )
+            return self.pending
+
+        def stored(self) -> None:
+            self.pending = None
+            self.committed += 1
+
+    store, clock, index = OutageStore(), Clock(), SeriesIndex()
+    source = PushSource(index)
+    eng = Engine(
+        store, [source], LocalExecutor("cusum", {}), index=index, clock=clock,
+        registry=CollectorRegistry(),
+    )  # fmt: skip
+    try:
+        for k in range(5):
+            store.down = k == 2
+            if store.down:
+                with pytest.raises(StoreError):
+                    eng.tick()
+            else:
+                r = eng.tick()
+                assert r.dropped == 0, "samples were handed to the detectors twice"
+            clock.now += STEP
+        assert source.committed == 5 and source.pending is None
+        (cpu,) = [s for s in store.list_series() if s.name == "cpu"]
+        stored = store.scored_samples(cpu.series_id)
+        assert stored.ts.tolist() == [T0 + k * STEP for k in range(5)]
+        assert np.isfinite(stored.score).all()
+    finally:
+        eng.close()
+        store.close()
 
 
 def test_checkpoints_every_n_ticks_and_on_close(make_store: StoreFactory) -> None:

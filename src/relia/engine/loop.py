@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from relia.engine.executor import Executor
+from relia.engine.executor import Executor, ScoredPoints
 from relia.engine.findings import FindingTracker
 from relia.engine.gc_pacing import GcPacing
 from relia.signals import MetricBatch, SeriesIndex, describe, series_runs
@@ -238,6 +238,20 @@ class SloTickResult:
     duration_s: float = 0.0
 
 
+@dataclass
+class _Unstored:
+    """What a tick polled but could not store, because the store failed: the next tick finishes
+    it before it polls anything new, so a store outage (a PostgreSQL restart, a full disk) holds
+    pull sources back instead of dropping what they returned, and the detectors never learn a
+    sample twice. ``points`` and ``findings`` are set once scored (the detectors have learned
+    the samples then); ``to_correlate``: findings stored but not yet handed to the incidents."""
+
+    batch: MetricBatch
+    points: ScoredPoints | None = None
+    findings: list[Finding] = field(default_factory=list)
+    to_correlate: list[Finding] = field(default_factory=list)
+
+
 class Engine:
     """Polls ``sources`` into ``store``, scores through ``executor``, persists findings.
 
@@ -314,6 +328,7 @@ class Engine:
             merge_gap=merge_gap,
         )
         self._known: set[int] = set()
+        self._unstored: _Unstored | None = None
         self._lock = threading.Lock()
         self._started = False
         self._ticks = 0
@@ -375,10 +390,18 @@ class Engine:
         return len(blobs)
 
     def close(self) -> None:
-        """Final checkpoint, then close the executor and the sources that have a ``close()``.
-        The store belongs to the caller and stays open."""
+        """Store what a failed tick left (if the store takes it now), final checkpoint, then
+        close the executor and the sources that have a ``close()``. The store belongs to the
+        caller and stays open."""
         if self._started:
             with self._lock:
+                if self._unstored is not None:
+                    n_left = len(self._unstored.batch)
+                    try:
+                        self._score_and_store(self._unstored, [])
+                        self._commit_push_sources()
+                    except Exception as exc:  # noqa: BLE001 - shutting down: say what is lost
+                        log.warning("%d samples of the last tick were not stored: %s", n_left, exc)
                 n = self.checkpoint()
             log.info("final checkpoint: %d series", n)
         self.executor.close()
@@ -469,6 +492,18 @@ class Engine:
         with self._lock:
             self.start()
             now = self.clock()
+            new = updated = scored = dropped = 0
+            stored_findings: list[Finding] = []
+            n_samples = 0
+            if self._unstored is not None:
+                # The last tick's samples first; if the store still fails, nothing new is polled.
+                unstored = self._unstored.batch
+                new, updated, scored, dropped = self._score_and_store(
+                    self._unstored, stored_findings
+                )
+                self._commit_push_sources()
+                n_samples += len(unstored)
+                self._learned_since_ckpt += int(series_runs(unstored.series_id)[2].max())
             batches, errors = self._poll(now, push_only)
             if self.logs is not None and not push_only:
                 # Windows that ended: scored like any samples, before the window is marked done.
@@ -476,39 +511,12 @@ class Engine:
             # Sorted once by (series, ts): the executor, the store and the finding tracker
             # each see that the order is there and skip their own sort.
             batch = MetricBatch.concat(batches).sorted()
-            new = updated = scored = dropped = 0
-            stored_findings: list[Finding] = []
             if len(batch):
-                self._register(batch)
-                scored_batch = self._watched(batch)
-                try:
-                    points = self.executor.process(scored_batch)
-                except Exception:
-                    # Scoring failed: the samples are still kept (without their band).
-                    self.store.append_samples(batch)
-                    raise
-                scored, dropped = len(points), points.dropped
-                # Findings are stored before the samples: what someone waits for should not
-                # queue behind the bulk write. A crash between the two loses nothing: push
-                # sources commit their write-ahead log only once the samples are stored (below),
-                # so a restart replays them, and a finding stored again replaces its row.
-                findings = self.tracker.update(points)
-                if findings:
-                    new = self.store.add_findings(findings)
-                    updated = len(findings) - new
-                    stored_findings.extend(findings)
-                for src in self.sources:
-                    # Push sources time receipt → decided (findings stored) per request.
-                    decided = getattr(src, "decided", None)
-                    if callable(decided):
-                        decided()
-                # Samples and their score and expected band go in together.
-                self.store.append_samples(batch, points)
-            for src in self.sources:
-                # Push sources commit their write-ahead log once their samples are stored.
-                stored = getattr(src, "stored", None)
-                if callable(stored):
-                    stored()
+                done = self._score_and_store(_Unstored(batch), stored_findings)
+                new, updated = new + done[0], updated + done[1]
+                scored, dropped = scored + done[2], dropped + done[3]
+            self._commit_push_sources()
+            n_samples += len(batch)
             log_lines = 0
             if self.logs is not None and not push_only:
                 lr = self.logs.ingest(now)
@@ -541,12 +549,12 @@ class Engine:
             m = self.metrics
             m.ticks.inc()
             m.tick_seconds.observe(duration)
-            m.samples.inc(len(batch))
+            m.samples.inc(n_samples)
             m.dropped.inc(dropped)
             m.findings.inc(new)
             m.findings_updated.inc(updated)
         return TickResult(
-            now, len(batch), scored, dropped, new, updated, errors, ckpt, duration, log_lines
+            now, n_samples, scored, dropped, new, updated, errors, ckpt, duration, log_lines
         )
 
     # -- SLOs ------------------------------------------------------------------------------
@@ -611,6 +619,55 @@ class Engine:
             if next_at < now:
                 next_at = now + self.slo_interval_s - ((now - next_at) % self.slo_interval_s)
             stop.wait(max(0.0, next_at - now))
+
+    def _score_and_store(
+        self, work: _Unstored, stored_findings: list[Finding]
+    ) -> tuple[int, int, int, int]:
+        """Register, score and store ``work.batch``; returns (new findings, updated findings,
+        scored, dropped). If the store fails, ``work`` keeps what was done and waits in
+        ``_unstored`` for the next tick; a failed scoring stores the samples without their
+        band and is not retried."""
+        self._unstored = work
+        batch = work.batch
+        if work.points is None:
+            self._register(batch)
+            try:
+                points = self.executor.process(self._watched(batch))
+            except Exception:
+                # Scoring failed: the samples are still kept (without their band).
+                self.store.append_samples(batch)
+                self._unstored = None
+                raise
+            work.points = points
+            work.findings = self.tracker.update(points)
+        points = work.points
+        new = updated = 0
+        # Findings are stored before the samples: what someone waits for should not queue
+        # behind the bulk write. A crash between the two loses nothing: push sources commit
+        # their write-ahead log only once the samples are stored, so a restart replays them,
+        # and a finding stored again replaces its row.
+        if work.findings:
+            new = self.store.add_findings(work.findings)
+            updated = len(work.findings) - new
+            work.to_correlate.extend(work.findings)
+            work.findings = []
+        for src in self.sources:
+            # Push sources time receipt → decided (findings stored) per request.
+            decided = getattr(src, "decided", None)
+            if callable(decided):
+                decided()
+        # Samples and their score and expected band go in together.
+        self.store.append_samples(batch, points)
+        self._unstored = None
+        stored_findings.extend(work.to_correlate)
+        return new, updated, len(points), points.dropped
+
+    def _commit_push_sources(self) -> None:
+        """Push sources commit their write-ahead log once their samples are stored."""
+        for src in self.sources:
+            stored = getattr(src, "stored", None)
+            if callable(stored):
+                stored()
 
     def _correlate(self, findings: list[Finding], now: int) -> None:
         """Stored findings to incidents: handed to the incident thread while :meth:`run` runs,

@@ -17,8 +17,8 @@ from relia.config import ApiConfig, HostConfig, ReliaConfig, SloConfig, load_con
 from relia.engine.local import LocalExecutor
 from relia.engine.loop import Engine
 from relia.engine.up import build_slo_evaluator, run_up
-from relia.errors import ConfigError
-from relia.incidents.model import FindingKind, Severity
+from relia.errors import ConfigError, StoreError
+from relia.incidents.model import Finding, FindingKind, Severity
 from relia.signals import SeriesIndex
 from relia.slo.evaluate import DETECTOR, SloEvaluator
 from relia.slo.loader import load_slos
@@ -203,6 +203,31 @@ def test_firing_alerts_become_findings_extended_then_closed(
     third = engine.slo_tick()
     assert third.new_findings == third.updated_findings == third.firing == 0
     assert [x.id for x in store.findings()] == [f.id]
+    engine.close()
+
+
+def test_a_finding_the_store_could_not_take_is_stored_by_the_next_round(spec: Path) -> None:
+    class OutageStore(MemoryStore):
+        down = False
+
+        def add_findings(self, findings: list[Finding]) -> int:
+            if self.down:
+                raise StoreError("cannot connect to the store: connection refused")
+            return super().add_findings(findings)
+
+    store = OutageStore()
+    clock = Clock(T0)
+    series = _series(T0 + 3_600_000, hot=(T0 - 3_000_000, T0 + 600_000))
+    engine = _engine(store, clock, spec, series)
+    store.down = True
+    with pytest.raises(StoreError):
+        engine.slo_tick()  # fires while the store is down
+    store.down = False
+    clock.now = T0 + 3_600_000  # recovered by the next round: nothing fires any more
+    result = engine.slo_tick()
+    assert result.firing == 0 and result.new_findings == 1
+    [f] = store.findings()
+    assert f.key == "shop-checkout:page" and f.start == f.end == T0
     engine.close()
 
 

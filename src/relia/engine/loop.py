@@ -344,7 +344,9 @@ class Engine:
         self.slo_evaluator = slo_evaluator
         self.slo_interval_s = slo_interval_s
         self._slo_lock = threading.Lock()
-        self._slo_findings: SloFindings | None = None  # made on the first slo_tick
+        self._slo_findings: SloFindings | None = None
+        #: SLO findings of a round the store failed, stored by the next round.
+        self._slo_unstored: list[Finding] = []  # made on the first slo_tick
         self._slo_last: SloTickResult | None = None
         self._slo_last_error: str | None = None
         # Set by push sources (remote-write) when data waits: run() ticks for them at once.
@@ -581,7 +583,15 @@ class Engine:
             # whole round, queries included).
             self._slo_statuses = {**self._slo_statuses, **{st.slo.id: st for st in statuses}}
             findings = self._slo_findings.update(statuses)
+            if self._slo_unstored:
+                # A round whose findings the store did not take: stored now, the newer version
+                # of a finding winning (the tracker has moved on, it would not give them again).
+                newest = {f.id: f for f in self._slo_unstored}
+                newest.update((f.id, f) for f in findings)
+                findings = list(newest.values())
+            self._slo_unstored = findings
             new = self.store.add_findings(findings) if findings else 0
+            self._slo_unstored = []
             if findings and self.incidents is not None:
                 self._correlate(findings, now)
             m = self.metrics

@@ -5,13 +5,16 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from relia.config import IncidentsConfig
 from relia.engine.incidents import IncidentPipeline, IncidentThread
 from relia.engine.local import LocalExecutor
 from relia.engine.loop import Engine
-from relia.incidents.model import Finding, FindingKind, Severity
+from relia.errors import StoreError
+from relia.incidents.model import Finding, FindingKind, Incident, Severity
+from relia.notify.outbox import OutboxItem
 from relia.signals import MetricBatch, SeriesIndex
 from tests.engine.memstore import MemoryStore
 from tests.engine.test_loop import STEP, T0, WaveSource
@@ -74,6 +77,61 @@ def test_a_failed_round_keeps_its_findings_for_the_next() -> None:
     assert len(errors) == 1
     flat = [fid for call in pipe.calls for fid in call]
     assert flat == [a.id, b.id]  # each exactly once, the failed one first
+
+
+class FlakyStore(MemoryStore):
+    """Fails the next ``fail_saves`` saves of incidents and ``fail_enqueues`` enqueues."""
+
+    fail_saves = 0
+    fail_enqueues = 0
+
+    def save_incidents(self, incidents: list[Incident]) -> None:
+        if self.fail_saves:
+            self.fail_saves -= 1
+            raise StoreError("cannot connect to the store: connection refused")
+        super().save_incidents(incidents)
+
+    def enqueue_notifications(self, items: list[OutboxItem]) -> int:
+        if self.fail_enqueues:
+            self.fail_enqueues -= 1
+            raise StoreError("cannot connect to the store: connection refused")
+        return super().enqueue_notifications(items)
+
+
+def test_incidents_a_failed_save_left_out_are_saved_and_notified_by_the_next_update() -> None:
+    # The correlator has moved on when the save fails: passing the same findings again changes
+    # nothing in it, so the pipeline itself must remember what it could not write.
+    store = FlakyStore()
+    pipe = IncidentPipeline(store, IncidentsConfig(), lambda sid: None, sinks=["am"])
+    pipe.start(T0)
+    f = _finding('cpu{job="db"}', T0)
+    store.add_findings([f])
+    store.fail_saves = 1
+    with pytest.raises(StoreError):
+        pipe.update([f], T0)
+    assert store.incidents() == []
+    pipe.update([], T0 + 1000)  # nothing new: the next round writes what the last could not
+    (incident,) = store.incidents()
+    assert incident.finding_ids == [f.id]
+    assert store.outbox_counts()["am"]["pending"] == 1
+
+
+def test_notifications_a_failed_enqueue_left_out_are_enqueued_by_the_next_update() -> None:
+    store = FlakyStore()
+    pipe = IncidentPipeline(store, IncidentsConfig(), lambda sid: None, sinks=["am"])
+    pipe.start(T0)
+    f = _finding('cpu{job="db"}', T0)
+    store.add_findings([f])
+    store.fail_enqueues = 1
+    with pytest.raises(StoreError):
+        pipe.update([f], T0)
+    assert (
+        len(store.incidents()) == 1 and store.outbox_counts().get("am", {}).get("pending", 0) == 0
+    )
+    pipe.update([], T0 + 1000)
+    assert store.outbox_counts()["am"]["pending"] == 1
+    pipe.update([], T0 + 2000)
+    assert store.outbox_counts()["am"]["pending"] == 1  # enqueued once
 
 
 def test_stop_runs_a_last_round_for_what_was_submitted() -> None:

@@ -9,8 +9,9 @@ from collections.abc import Callable
 
 from relia.config import IncidentsConfig
 from relia.engine.incidents import IncidentPipeline
+from relia.errors import StoreError
 from relia.ha.duties import FindingsFeed, LeaderDuties, ha_dsn
-from relia.incidents.model import Finding, FindingKind, Severity
+from relia.incidents.model import Finding, FindingKind, Incident, Severity
 from tests.engine.memstore import MemoryStore
 
 T0 = 1_716_200_000_000
@@ -118,4 +119,26 @@ def test_a_stale_fence_stops_correlation_before_it_writes() -> None:
     threading.Thread(target=lambda: (d._threads[0].join(5), done.set()), daemon=True).start()
     assert done.wait(5)  # the thread ended by itself
     assert made == [] and store.incidents() == []
+    d.demoted()
+
+
+def test_findings_of_a_round_whose_writes_failed_are_correlated_by_the_next() -> None:
+    class OutageStore(MemoryStore):
+        fail_saves = 0
+
+        def save_incidents(self, incidents: list[Incident]) -> None:
+            if self.fail_saves:
+                self.fail_saves -= 1
+                raise StoreError("cannot connect to the store: connection refused")
+            super().save_incidents(incidents)
+
+    store = OutageStore()
+    fence = Fence(5)
+    d, made = duties(store, fence)
+    d.elected(5)
+    wait_for(lambda: d.rounds >= 2)  # leading: the pipeline has started
+    store.fail_saves = 1  # the next round's write of incidents fails once
+    store.add_findings([finding('cpu{job="db"}', T0 - 30_000)])
+    wait_for(lambda: len(store.incidents()) == 1)
+    assert store.fail_saves == 0
     d.demoted()

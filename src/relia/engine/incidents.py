@@ -13,6 +13,10 @@ that order, and every step can be redone from the one before it. On :meth:`start
 - every recent incident's current version is enqueued again; the outbox ignores a dedup key it
   already has (``sink:incident:version``), so what was enqueued or delivered before is not
   repeated, and what was lost between saving an incident and enqueueing it is not lost.
+
+While relia runs, a save or enqueue that fails (the store away for a moment) is redone by the
+next round: the pipeline keeps the incidents it could not write, since the correlator has
+already moved on and would not report them changed again.
 """
 
 from __future__ import annotations
@@ -60,6 +64,10 @@ class IncidentPipeline:
         self._lock = threading.Lock()
         self.enqueued = 0
         self.changed = 0
+        #: Incidents changed in the correlator but not yet saved and enqueued (the store
+        #: failed): the correlator has moved on and will not report them again, so each
+        #: commit writes these first.
+        self._unwritten: dict[str, Incident] = {}
 
     def start(self, now: int) -> int:
         """Restore the correlator from the store and redo what a crash may have cut short;
@@ -97,11 +105,20 @@ class IncidentPipeline:
         return changed
 
     def _commit(self, changed: list[Incident], now: int) -> None:
-        if not changed:
+        """Save ``changed`` and enqueue their notifications, after what an earlier commit
+        could not write (the newest version of each incident). Until both succeed they are
+        kept; saving again is an upsert and the outbox ignores a dedup key it already has, so a
+        retry repeats nothing a person sees."""
+        if not changed and not self._unwritten:
             return
-        self.store.save_incidents(changed)
-        self.changed += len(changed)
-        self._enqueue(changed, now)
+        for inc in changed:
+            self._unwritten.pop(inc.id, None)  # re-inserted last: the newest version wins
+            self._unwritten[inc.id] = inc
+        pending = list(self._unwritten.values())
+        self.store.save_incidents(pending)
+        self._enqueue(pending, now)
+        self._unwritten.clear()
+        self.changed += len(pending)
 
     def _enqueue(self, incidents: list[Incident], now: int) -> None:
         if not self.sinks or not incidents:

@@ -14,9 +14,10 @@ from relia.api.app import create_app, parse_time
 from relia.engine.findings import FindingTracker
 from relia.engine.local import LocalExecutor
 from relia.engine.loop import Engine
-from relia.errors import DataError
+from relia.errors import DataError, StoreError
+from relia.incidents.model import Finding
 from relia.signals import MetricBatch, SeriesIndex
-from relia.store.base import Store
+from relia.store.base import SeriesInfo, Store
 from relia.store.duckdb import DuckDBStore
 from tests.api.bandstore import BandMemoryStore
 
@@ -303,3 +304,22 @@ def test_openapi_documents_the_band(setup: tuple[Store, Engine, Src]) -> None:
     schema = _client(store, eng).get("/openapi.json").json()
     props = schema["components"]["schemas"]["SamplesOut"]["properties"]
     assert {"score", "expected", "lower", "upper", "threshold"} <= set(props)
+
+
+def test_a_store_that_is_away_answers_503_with_retry_after_not_400() -> None:
+    # A store outage is the server's trouble, not the request's: clients retry a 503.
+    class AwayStore(BandMemoryStore):
+        def list_series(self) -> list[SeriesInfo]:
+            raise StoreError("cannot connect to the store: connection refused", where="pg")
+
+        def findings(self, *args: object, **kwargs: object) -> list[Finding]:
+            raise StoreError("cannot connect to the store: connection refused", where="pg")
+
+    client = TestClient(create_app(AwayStore()))
+    for path in ("/api/v1/series", "/api/v1/findings"):
+        r = client.get(path)
+        assert r.status_code == 503, path
+        assert r.headers["Retry-After"] == "5"
+        assert r.json()["detail"] == "pg: cannot connect to the store: connection refused"
+    r = client.get("/api/v1/findings?since=yesterday")
+    assert r.status_code == 400  # bad input stays the client's

@@ -25,7 +25,7 @@ from starlette.types import ASGIApp
 import relia
 from relia.api.auth import AuthConfig, RequestLimits, Role
 from relia.engine.loop import Engine, wall_clock_ms
-from relia.errors import DataError, ReliaError
+from relia.errors import DataError, ReliaError, StoreError
 from relia.incidents.model import Finding
 from relia.signals import describe, series_key
 from relia.store.base import SeriesInfo, Store
@@ -226,6 +226,10 @@ def create_app(
 
     @app.exception_handler(ReliaError)
     async def _relia_error(request: Request, exc: ReliaError) -> JSONResponse:
+        if isinstance(exc, StoreError):
+            # The store is away (PostgreSQL restarting, a full disk): the server's trouble, not
+            # the request's, and worth retrying.
+            return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
     if auth is not None:

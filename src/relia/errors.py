@@ -2,7 +2,7 @@
 
 Every error a user can cause is a :class:`ReliaError`. Its message is one line that names what was
 wrong and where (file, line, row, field), so the CLI can print it as it is and exit with code 2, and
-the HTTP API can answer it with a 4xx.
+the HTTP API can answer it with a 4xx (a :class:`StoreError`, the store being away, with 503).
 """
 
 from __future__ import annotations

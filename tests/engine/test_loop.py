@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 
@@ -424,6 +425,50 @@ def test_run_loop_stops_and_survives_a_failing_tick() -> None:
     assert eng.status()["last_error"] is None  # the later ticks succeeded
     assert ticks["n"] == 3
     assert eng.status()["running"] is False
+
+
+def test_a_tick_failing_the_same_way_again_and_again_logs_one_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class DownFor(OutageStore):
+        """Down for its first 30 writes of samples."""
+
+        failures = 0
+
+        def append_samples(self, batch: MetricBatch, scores: SampleScores | None = None) -> None:
+            self.down = self.failures < 30
+            self.failures += self.down
+            super().append_samples(batch, scores)
+
+    store, index = DownFor(), SeriesIndex()
+    ticks = {"n": 0}
+
+    class Src(WaveSource):
+        def poll(self, now_ms: int) -> MetricBatch:
+            ticks["n"] += 1
+            if ticks["n"] >= 3:
+                stop.set()
+            return super().poll(T0 + ticks["n"] * STEP)
+
+    stop = threading.Event()
+    eng = Engine(
+        store, [Src(index)], LocalExecutor("mad", {}), index=index, registry=CollectorRegistry()
+    )
+    with caplog.at_level(logging.INFO, logger="relia.engine.loop"):
+        t = threading.Thread(target=eng.run, args=(stop, 0.001))
+        t.start()
+        t.join(20)
+    assert not t.is_alive()
+    # The first tick polls and fails; the next 29 fail at the store before they poll.
+    assert eng.registry.get_sample_value("relia_engine_tick_errors_total") == 30
+    assert ticks["n"] == 3
+    failed = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(failed) == 1 and failed[0].exc_info is not None
+    (recovered,) = [r for r in caplog.records if "recovered" in r.getMessage()]
+    assert "after 30 failed ticks" in recovered.getMessage()
+    assert eng.status()["last_error"] is None
+    eng.close()
+    store.close()
 
 
 @pytest.mark.parametrize("value", [np.nan])

@@ -46,6 +46,9 @@ RecoveryData = tuple[dict[int, bytes], MetricBatch]
 
 log = logging.getLogger(__name__)
 
+#: While ticks keep failing the same way, how often it is logged again (seconds).
+_REPEAT_LOG_S = 60.0
+
 
 def _poll_one(src: MetricSource, now: int) -> tuple[MetricBatch | None, Exception | None]:
     try:
@@ -337,6 +340,8 @@ class Engine:
         self._last_tick_ms: int | None = None
         self._last_tick_s: float | None = None
         self._last_error: str | None = None
+        self._failed_ticks = 0  # in a row, by run()
+        self._failure_logged_at = 0.0
         self._source_errors: dict[str, int] = {s.name: 0 for s in self.sources}
         self._source_last_error: dict[str, str | None] = {s.name: None for s in self.sources}
         self._restored = 0
@@ -724,11 +729,9 @@ class Engine:
             while not stop.is_set():
                 try:
                     self.tick()
-                    self._last_error = None
+                    self._tick_succeeded()
                 except Exception as exc:  # noqa: BLE001 - keep serving; the error is reported
-                    self._last_error = f"{type(exc).__name__}: {exc}"
-                    self.metrics.tick_errors.inc()
-                    log.exception("engine tick failed")
+                    self._tick_failed(exc)
                 next_at += interval
                 now = time.monotonic()
                 if next_at < now:
@@ -740,10 +743,9 @@ class Engine:
                         self._wake.clear()
                         try:
                             self.tick(push_only=True)
+                            self._tick_succeeded()
                         except Exception as exc:  # noqa: BLE001 - as above
-                            self._last_error = f"{type(exc).__name__}: {exc}"
-                            self.metrics.tick_errors.inc()
-                            log.exception("engine tick failed")
+                            self._tick_failed(exc)
                         if self.gc_pacing is not None:
                             self.gc_pacing.step()
                 if self.gc_pacing is not None:
@@ -758,6 +760,28 @@ class Engine:
                 thread, self._incident_thread = self._incident_thread, None
             if thread is not None:
                 thread.stop()  # a last round for what the last ticks stored
+
+    def _tick_failed(self, exc: Exception) -> None:
+        """Count and report a failed tick. A failure like the last one (a store away for
+        minutes fails every tick, push ticks too) logs one line a minute, not a traceback
+        each time."""
+        msg = f"{type(exc).__name__}: {exc}"
+        self.metrics.tick_errors.inc()
+        self._failed_ticks += 1
+        now = time.monotonic()
+        if msg != self._last_error:
+            log.exception("engine tick failed")
+            self._failure_logged_at = now
+        elif now - self._failure_logged_at >= _REPEAT_LOG_S:
+            log.warning("engine ticks still failing (%d so far): %s", self._failed_ticks, msg)
+            self._failure_logged_at = now
+        self._last_error = msg
+
+    def _tick_succeeded(self) -> None:
+        if self._failed_ticks:
+            log.warning("engine ticks recovered after %d failed ticks", self._failed_ticks)
+        self._failed_ticks = 0
+        self._last_error = None
 
     def status(self) -> dict[str, Any]:
         """Engine state for ``/healthz``."""

@@ -342,6 +342,34 @@ def test_checkpoints_every_n_ticks_and_on_close(make_store: StoreFactory) -> Non
     assert eng.registry.get_sample_value("relia_checkpoints_saved_total") == 4
 
 
+def test_checkpoints_the_store_refused_are_saved_by_the_next_checkpoint() -> None:
+    # The executor hands each changed state out once; a series that learns nothing after a
+    # failed save would otherwise keep its older checkpoint for good.
+    class RefusesOnce(MemoryStore):
+        refuse = False
+
+        def save_checkpoints(self, checkpoints: dict[int, bytes]) -> None:
+            if self.refuse:
+                self.refuse = False
+                raise StoreError("cannot connect to the store: connection refused")
+            super().save_checkpoints(checkpoints)
+
+    store, clock, index = RefusesOnce(), Clock(), SeriesIndex()
+    source = WaveSource(index)
+    eng = Engine(
+        store, [source], LocalExecutor("cusum", {}), index=index, clock=clock,
+        registry=CollectorRegistry(), checkpoint_every=1000, checkpoint_interval_s=1e9,
+    )  # fmt: skip
+    eng.tick()
+    store.refuse = True
+    with pytest.raises(StoreError):
+        eng.checkpoint()
+    assert store.load_checkpoints() == {}
+    assert eng.checkpoint() == 2  # nothing learned since: the refused ones are saved now
+    assert sorted(store.load_checkpoints()) == sorted(source.ids)
+    eng.close()
+
+
 def test_checkpoints_by_clock_time(make_store: StoreFactory) -> None:
     store, clock = make_store(), Clock()
     eng = _engine(store, clock, checkpoint_every=1000, checkpoint_interval_s=30)

@@ -332,6 +332,7 @@ class Engine:
         )
         self._known: set[int] = set()
         self._unstored: _Unstored | None = None
+        self._unsaved_checkpoints: dict[int, bytes] = {}
         self._lock = threading.Lock()
         self._started = False
         self._ticks = 0
@@ -386,10 +387,16 @@ class Engine:
         return self._restored
 
     def checkpoint(self, changed_only: bool = True) -> int:
-        """Write detector checkpoints to the store; returns how many series were written."""
+        """Write detector checkpoints to the store; returns how many series were written.
+        Checkpoints the store refused are kept and written with the next ones (the executor
+        hands a changed state out once)."""
         blobs = self.executor.checkpoints(changed_only=changed_only)
+        if self._unsaved_checkpoints:
+            blobs = {**self._unsaved_checkpoints, **blobs}
         if blobs:
+            self._unsaved_checkpoints = blobs
             self.store.save_checkpoints(blobs)
+            self._unsaved_checkpoints = {}
             self.metrics.checkpoints.inc(len(blobs))
         self._ticks_since_ckpt = 0
         self._learned_since_ckpt = 0

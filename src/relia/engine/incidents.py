@@ -25,6 +25,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
+from relia._failurelog import FailureLog
 from relia.config import IncidentsConfig
 from relia.incidents.correlate import IncidentCorrelator, finding_labels
 from relia.incidents.model import OPEN_INCIDENTS_MAX, Finding, Incident, IncidentStatus
@@ -163,6 +164,7 @@ class IncidentThread:
         self.period_s = period_s
         self.rounds = 0
         self._on_error = on_error
+        self._failures = FailureLog(log, "correlating incidents (retried each round)")
         self._pending: list[Finding] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -213,8 +215,10 @@ class IncidentThread:
             try:
                 self.run_round()
             except Exception as exc:  # noqa: BLE001 - a store hiccup: the next round retries
-                log.exception("correlating incidents failed; trying again next round")
+                self._failures.failed(exc)
                 if self._on_error is not None:
                     self._on_error(exc)
+            else:
+                self._failures.succeeded()
             if stopping:
                 return

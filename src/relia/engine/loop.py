@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from relia._failurelog import FailureLog
 from relia.engine.executor import Executor, ScoredPoints
 from relia.engine.findings import FindingTracker
 from relia.engine.gc_pacing import GcPacing
@@ -45,9 +46,6 @@ __all__ = [
 RecoveryData = tuple[dict[int, bytes], MetricBatch]
 
 log = logging.getLogger(__name__)
-
-#: While ticks keep failing the same way, how often it is logged again (seconds).
-_REPEAT_LOG_S = 60.0
 
 
 def _poll_one(src: MetricSource, now: int) -> tuple[MetricBatch | None, Exception | None]:
@@ -341,8 +339,8 @@ class Engine:
         self._last_tick_ms: int | None = None
         self._last_tick_s: float | None = None
         self._last_error: str | None = None
-        self._failed_ticks = 0  # in a row, by run()
-        self._failure_logged_at = 0.0
+        #: A store away for minutes fails every tick: one traceback, then a line a minute.
+        self._tick_failures = FailureLog(log, "engine tick")
         self._source_errors: dict[str, int] = {s.name: 0 for s in self.sources}
         self._source_last_error: dict[str, str | None] = {s.name: None for s in self.sources}
         self._restored = 0
@@ -769,25 +767,11 @@ class Engine:
                 thread.stop()  # a last round for what the last ticks stored
 
     def _tick_failed(self, exc: Exception) -> None:
-        """Count and report a failed tick. A failure like the last one (a store away for
-        minutes fails every tick, push ticks too) logs one line a minute, not a traceback
-        each time."""
-        msg = f"{type(exc).__name__}: {exc}"
         self.metrics.tick_errors.inc()
-        self._failed_ticks += 1
-        now = time.monotonic()
-        if msg != self._last_error:
-            log.exception("engine tick failed")
-            self._failure_logged_at = now
-        elif now - self._failure_logged_at >= _REPEAT_LOG_S:
-            log.warning("engine ticks still failing (%d so far): %s", self._failed_ticks, msg)
-            self._failure_logged_at = now
-        self._last_error = msg
+        self._last_error = self._tick_failures.failed(exc)
 
     def _tick_succeeded(self) -> None:
-        if self._failed_ticks:
-            log.warning("engine ticks recovered after %d failed ticks", self._failed_ticks)
-        self._failed_ticks = 0
+        self._tick_failures.succeeded()
         self._last_error = None
 
     def status(self) -> dict[str, Any]:

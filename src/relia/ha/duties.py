@@ -27,6 +27,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from relia._failurelog import FailureLog
 from relia.config import HaConfig
 from relia.engine.incidents import IncidentPipeline
 from relia.ha.leader import LeaderElector
@@ -127,6 +128,7 @@ class LeaderDuties:
     def _lead(self, token: int, stop: threading.Event) -> None:
         pipeline: IncidentPipeline | None = None
         feed = FindingsFeed(self.store, self.horizon_ms)
+        failures = FailureLog(log, "leader: correlating incidents (retried each round)")
         while not stop.is_set():
             try:
                 if self.fence.token() != token or not self.fence.check(token):
@@ -141,8 +143,9 @@ class LeaderDuties:
                 else:
                     pipeline.update(feed.poll(now), now)
                 self.rounds += 1
-            except Exception:  # noqa: BLE001 - a store hiccup: try again next round
-                log.exception("correlating incidents failed; trying again")
+                failures.succeeded()
+            except Exception as exc:  # noqa: BLE001 - a store hiccup: try again next round
+                failures.failed(exc)
             stop.wait(self.interval_s)
 
 

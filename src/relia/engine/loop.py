@@ -626,14 +626,15 @@ class Engine:
         return result
 
     def _slo_loop(self, stop: threading.Event) -> None:
+        failures = FailureLog(log, "SLO evaluation")
         next_at = time.monotonic()
         while not stop.is_set():
             try:
                 self.slo_tick()
+                failures.succeeded()
                 self._slo_last_error = None
             except Exception as exc:  # noqa: BLE001 - keep evaluating; the error is reported
-                self._slo_last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("SLO evaluation failed")
+                self._slo_last_error = failures.failed(exc)
             next_at += self.slo_interval_s
             now = time.monotonic()
             if next_at < now:

@@ -42,6 +42,7 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from relia._failurelog import FailureLog
 from relia.incidents.model import OPEN_INCIDENTS_MAX, Incident, IncidentStatus
 from relia.notify.outbox import OutboxItem, OutboxStatus
 from relia.notify.sinks import DeliveryError, RefreshingSink, Sink
@@ -303,11 +304,13 @@ class Dispatcher:
     # -- internals ----------------------------------------------------------------------------
 
     def _loop(self, stop: threading.Event) -> None:
+        failures = FailureLog(log, "notification dispatch (retried each round)")
         while not stop.is_set():
             try:
                 self.run_once()
-            except Exception:  # a store hiccup must not end delivery for good
-                log.exception("notification dispatch failed; trying again")
+                failures.succeeded()
+            except Exception as exc:  # noqa: BLE001 - a store hiccup must not end delivery
+                failures.failed(exc)
             self._wake.wait(self._poll)
             self._wake.clear()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,61 @@ def test_blank_lines_are_skipped_but_lines_counted(tmp_path: Path) -> None:
         read_series(p)
     msg = str(err.value)
     assert "row 3 (line 6)" in msg and "'oops'" in msg and str(p) in msg
+
+
+@pytest.mark.parametrize(
+    ("text", "place"),
+    [
+        ('ts,value,note\n1,1,"two\nlines"\n2,oops,x\n', "row 2 (line 4)"),
+        ('ts,value,note\n1,1,"a ""quoted""\n\nnote"\n\n2,oops,x\n', "row 2 (line 6)"),
+        ("\n\nts,value\n1,1\n2,oops\n", "row 2 (line 5)"),
+        ("\r\nts,value\r\n1,1\r\n\r\n2,oops\r\n", "row 2 (line 5)"),
+    ],
+    ids=["quoted-newline", "quoted-blank-line", "blank-lines-before-header", "crlf"],
+)
+def test_error_line_is_the_physical_line_of_the_row(tmp_path: Path, text: str, place: str) -> None:
+    p = tmp_path / "q.csv"
+    p.write_bytes(text.encode())
+    with pytest.raises(DataError, match=re.escape(f"{p}: {place}: non-numeric value 'oops'")):
+        read_series(p)
+
+
+_blank_line = st.sampled_from(["", "  ", ",,", " , ,"])
+_note = st.text(alphabet='ab \n",', max_size=8)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    newline=st.sampled_from(["\n", "\r\n"]),
+    before_header=st.integers(0, 2),
+    rows=st.lists(st.tuples(_note, st.lists(_blank_line, max_size=2)), min_size=1, max_size=8),
+    data=st.data(),
+)
+def test_error_names_the_line_the_bad_row_starts_on(
+    tmp_path: Path,
+    newline: str,
+    before_header: int,
+    rows: list[tuple[str, list[str]]],
+    data: st.DataObject,
+) -> None:
+    bad = data.draw(st.integers(0, len(rows) - 1), label="bad row")
+    text = newline * before_header + "ts,value,note" + newline
+    for i, (note, blanks_after) in enumerate(rows):
+        if i == bad:
+            bad_line = text.count("\n") + 1
+        value = "oops" if i == bad else "1.5"
+        quoted = '"' + note.replace('"', '""') + '"'
+        text += f"{1_700_000_000 + i},{value},{quoted}{newline}"
+        text += "".join(blank + newline for blank in blanks_after)
+    p = tmp_path / "lines.csv"
+    p.write_bytes(text.encode())
+    with pytest.raises(DataError) as err:
+        read_series(p)
+    assert str(err.value) == (
+        f"{p}: row {bad + 1} (line {bad_line}): non-numeric value 'oops' in column 'value'"
+    )
 
 
 def test_parquet_datetime_and_numbers(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ returns the whole file as one series, later polls nothing.
 
 from __future__ import annotations
 
+import csv
 import io
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -94,11 +95,42 @@ def read_series(
     return SeriesFrame(ts=ts, values=values, time_col=tcol, value_col=vcol, path=p)
 
 
-def _place(where: str, row: int, line_of_row: npt.NDArray[np.int64] | None) -> str:
+class _CsvLines:
+    """The line (1-based) on which each data row of a CSV starts, found when an error needs one.
+
+    Rows count as in the frame :func:`_read_csv` returns: blank lines before the header are
+    skipped, later blank rows are dropped, and a quoted field may span several lines.
+    """
+
+    def __init__(self, raw: bytes, sep: str) -> None:
+        self._raw = raw
+        self._sep = sep
+
+    def line_of(self, row: int) -> int | None:
+        """The line row ``row`` (0-based) starts on; None if the file cannot be re-scanned."""
+        lines = (line + "\n" for line in self._raw.decode("utf-8", "replace").split("\n"))
+        reader = csv.reader(lines, delimiter=self._sep)
+        start, data_row, header_seen = 1, -1, False
+        try:
+            for record in reader:
+                if not header_seen:
+                    header_seen = bool(record)  # empty lines before the header are skipped
+                elif any(field.strip() for field in record):  # blank rows were dropped
+                    data_row += 1
+                    if data_row == row:
+                        return start
+                start = reader.line_num + 1
+        except csv.Error:  # e.g. a field longer than the csv module's limit
+            return None
+        return None
+
+
+def _place(where: str, row: int, line_of_row: _CsvLines | None) -> str:
     """``file: row N (line L)`` for a 0-based data row index."""
-    if line_of_row is None:
+    line = None if line_of_row is None else line_of_row.line_of(row)
+    if line is None:
         return f"{where}: row {row + 1}"
-    return f"{where}: row {row + 1} (line {int(line_of_row[row])})"
+    return f"{where}: row {row + 1} (line {line})"
 
 
 def _sniff_separator(head: bytes, suffix: str) -> str:
@@ -110,7 +142,7 @@ def _sniff_separator(head: bytes, suffix: str) -> str:
     return best if counts[best] > 0 else ","
 
 
-def _read_csv(p: Path) -> tuple[pl.DataFrame, npt.NDArray[np.int64]]:
+def _read_csv(p: Path) -> tuple[pl.DataFrame, _CsvLines]:
     where = str(p)
     try:
         raw = p.read_bytes()
@@ -131,16 +163,13 @@ def _read_csv(p: Path) -> tuple[pl.DataFrame, npt.NDArray[np.int64]]:
         raise DataError(f"cannot parse CSV: {first}", where=where) from None
     if df.width == 0:
         raise DataError("no columns", where=where)
-    # Blank lines come back as all-null rows: they are not data, so drop them but keep each
-    # remaining row's line number (header is line 1) for error messages.
+    # Blank lines come back as all-null rows: they are not data, so drop them. Error messages
+    # find a row's line from the text (quoted fields may span lines).
     blank = pl.all_horizontal(pl.all().is_null() | (pl.all().str.strip_chars() == ""))
     keep = ~df.select(blank.alias("blank")).get_column("blank")
-    lines = np.arange(2, df.height + 2, dtype=np.int64)
     if not bool(keep.all()):
-        mask = keep.to_numpy()
-        lines = lines[mask]
         df = df.filter(keep)
-    return df, lines
+    return df, _CsvLines(raw, sep)
 
 
 def _read_parquet(p: Path) -> pl.DataFrame:
@@ -205,7 +234,7 @@ def _first_bad(mask: npt.NDArray[np.bool_]) -> int:
 
 
 def _epoch_to_ms(
-    s: pl.Series, col: str, where: str, line_of_row: npt.NDArray[np.int64] | None
+    s: pl.Series, col: str, where: str, line_of_row: _CsvLines | None
 ) -> npt.NDArray[np.int64]:
     """Epoch numbers to ms; the unit (s, ms, μs, ns) follows from the largest magnitude."""
     if s.dtype.is_integer() or _integral(s):
@@ -248,7 +277,7 @@ def _integral(s: pl.Series) -> bool:
 
 
 def _parse_times(
-    s: pl.Series, col: str, where: str, line_of_row: npt.NDArray[np.int64] | None
+    s: pl.Series, col: str, where: str, line_of_row: _CsvLines | None
 ) -> npt.NDArray[np.int64]:
     dtype = s.dtype
     if s.null_count():
@@ -289,7 +318,7 @@ def _fallback_iso(
     ms: pl.Series,
     col: str,
     where: str,
-    line_of_row: npt.NDArray[np.int64] | None,
+    line_of_row: _CsvLines | None,
 ) -> pl.Series:
     # Rare shapes (e.g. `2024-01-01T00:00:00.123456789+05:30`, week dates) go through Python's ISO
     # parser, once per distinct leftover string rather than per row.
@@ -314,7 +343,7 @@ def _fallback_iso(
 
 
 def _parse_values(
-    s: pl.Series, col: str, where: str, line_of_row: npt.NDArray[np.int64] | None
+    s: pl.Series, col: str, where: str, line_of_row: _CsvLines | None
 ) -> npt.NDArray[np.float64]:
     dtype = s.dtype
     if dtype.is_numeric() or dtype == pl.Boolean:

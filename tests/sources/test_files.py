@@ -47,6 +47,25 @@ def test_iso_times_with_and_without_zone(tmp_path: Path) -> None:
     assert f.values.tolist() == [1, 2, 3, 4, 5, 6, 7]
 
 
+def test_rare_iso_shapes_read_like_common_ones(tmp_path: Path) -> None:
+    # A comma before the fraction, a week date and an offset with seconds are read by the
+    # fallback parser; sub-millisecond digits are cut off there as in the common shapes.
+    p = write(
+        tmp_path,
+        "rare.csv",
+        "ts;value\n"
+        "2024-01-01T00:00:00.9999Z;1\n"
+        "2024-01-01T00:00:00,9999Z;2\n"
+        "2024-W01-1T00:00:01;3\n"
+        "2024-01-01T05:30:02.123456789+05:30:00;4\n"
+        "1969-12-31T23:59:59.9999Z;5\n"
+        "1969-12-31T23:59:59,9999Z;6\n",
+    )
+    f = read_series(p)
+    assert f.ts.tolist() == [T0 + 999, T0 + 999, T0 + 1000, T0 + 2123, -1, -1]
+    assert f.values.tolist() == [1, 2, 3, 4, 5, 6]
+
+
 @pytest.mark.parametrize(
     ("stamps", "expected"),
     [

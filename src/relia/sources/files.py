@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,9 @@ TIME_NAMES = ("timestamp", "time", "ts", "date", "datetime", "time_stamp", "@tim
 VALUE_NAMES = ("value", "values", "y", "metric", "val", "count")
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
 
 # Formats tried in turn on ISO-8601 text; `%.f` makes fractional seconds optional and `%#z`
 # accepts `Z`, `+02:00` and `+0200`.
@@ -337,7 +340,7 @@ def _fallback_iso(
             ) from None
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=UTC)
-        found[raw] = round(dt.timestamp() * 1000)
+        found[raw] = (dt - _EPOCH) // _ONE_MS  # floor, as the formats above cut off digits
     filled = text.replace_strict(found, default=None, return_dtype=pl.Int64)
     return ms.fill_null(filled)
 

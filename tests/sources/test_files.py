@@ -98,6 +98,18 @@ def test_column_names_case_insensitive_and_explicit(tmp_path: Path) -> None:
     assert g.value_col == "other" and g.values.tolist() == [9.0, 8.0]
 
 
+def test_a_named_column_is_not_also_picked_for_the_other_role(tmp_path: Path) -> None:
+    # `time` here is a response time: naming it the value leaves `date` as the time column.
+    p = write(tmp_path, "r.csv", "date,time,status\n2024-01-01,12.5,200\n2024-01-02,7,500\n")
+    f = read_series(p, value_col="time")
+    assert (f.time_col, f.value_col) == ("date", "time")
+    assert f.ts.tolist() == [T0, T0 + 86_400_000] and f.values.tolist() == [12.5, 7.0]
+    # And the other way round: a time column named like a value is not the value as well.
+    q = write(tmp_path, "v.csv", "value,y\n1700000000,3\n1700000060,4\n")
+    g = read_series(q, time_col="value")
+    assert (g.time_col, g.value_col) == ("value", "y") and g.values.tolist() == [3.0, 4.0]
+
+
 def test_two_unnamed_columns_are_time_then_value(tmp_path: Path) -> None:
     p = write(tmp_path, "two.csv", "when,reading\n1700000000,3\n1700000060,4\n")
     f = read_series(p)

@@ -198,17 +198,20 @@ def _pick_columns(
     columns: list[str], time_col: str | None, value_col: str | None, where: str
 ) -> tuple[str, str]:
     existing = ", ".join(repr(c) for c in columns)
+    tcol = vcol = None
     if time_col is not None:
         tcol = _find(columns, time_col)
         if tcol is None:
             raise DataError(f"no time column {time_col!r}; columns are {existing}", where=where)
-    else:
-        tcol = next((c for n in TIME_NAMES if (c := _find(columns, n)) is not None), None)
     if value_col is not None:
         vcol = _find(columns, value_col)
         if vcol is None:
             raise DataError(f"no value column {value_col!r}; columns are {existing}", where=where)
-    else:
+    # A column named for one role is not looked for in the other.
+    if time_col is None:
+        others = [c for c in columns if c != vcol]
+        tcol = next((c for n in TIME_NAMES if (c := _find(others, n)) is not None), None)
+    if value_col is None:
         others = [c for c in columns if c != tcol]
         vcol = next((c for n in VALUE_NAMES if (c := _find(others, n)) is not None), None)
     if (tcol is None or vcol is None) and len(columns) == 2:

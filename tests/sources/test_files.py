@@ -217,6 +217,8 @@ def test_parquet_datetime_and_numbers(tmp_path: Path) -> None:
     [
         ("a.csv", "", "empty file"),
         ("a.csv", "\n\n", "empty file"),
+        ("a.csv", "ts,value\nnan,1\n", "row 1 (line 2): unparsable time nan in column 'ts'"),
+        ("a.csv", "ts,value\n1,1\n1e300,1\n", "row 2 (line 3): time 1e+300 in column 'ts' is out"),
         ("a.csv", "ts,value\n", "no data rows"),
         ("a.csv", "a,b,c\n1,2,3\n", "columns are 'a', 'b', 'c'"),
         ("a.csv", "ts,value\nyesterday,1\n", "row 1 (line 2): unparsable time 'yesterday'"),

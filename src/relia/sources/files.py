@@ -259,7 +259,8 @@ def _epoch_to_ms(
     if bad.any():
         i = _first_bad(bad)
         raise DataError(
-            f"unparsable time {floats[i]!r} in column {col!r}", where=_place(where, i, line_of_row)
+            f"unparsable time {float(floats[i])!r} in column {col!r}",
+            where=_place(where, i, line_of_row),
         )
     largest = float(np.abs(floats).max())
     scale = 1e-6 if largest > 1e17 else 1e-3 if largest > 1e14 else 1.0 if largest > 1e11 else 1e3
@@ -268,7 +269,7 @@ def _epoch_to_ms(
     if too_big.any():
         i = _first_bad(too_big)
         raise DataError(
-            f"time {floats[i]!r} in column {col!r} is out of range",
+            f"time {float(floats[i])!r} in column {col!r} is out of range",
             where=_place(where, i, line_of_row),
         )
     return ms.astype(np.int64)

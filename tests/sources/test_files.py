@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +19,13 @@ from relia.sources.base import MetricSource
 from relia.sources.files import FileSource, read_series
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
+T1990 = 631_152_000_000  # 1990-01-01T00:00:00Z
+T1960 = -315_619_200_000  # 1960-01-01T00:00:00Z
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
     p = tmp_path / name
-    p.write_text(text)
+    p.write_text(text, encoding="utf-8")
     return p
 
 
@@ -74,12 +77,63 @@ def test_rare_iso_shapes_read_like_common_ones(tmp_path: Path) -> None:
         ([str(T0), str(T0 + 7)], [T0, T0 + 7]),
         ([str(T0 * 1000), str(T0 * 1000 + 7000)], [T0, T0 + 7]),
         ([str(T0 * 1_000_000), str(T0 * 1_000_000 + 7_000_000)], [T0, T0 + 7]),
+        (["631152000", "631152001"], [T1990, T1990 + 1000]),
+        ([str(T1990), str(T1990 + 7)], [T1990, T1990 + 7]),
+        ([str(T1990 * 1000), str(T1990 * 1000 + 7000)], [T1990, T1990 + 7]),
+        ([str(T1990 * 10**6), str(T1990 * 10**6 + 7 * 10**6)], [T1990, T1990 + 7]),
+        ([f"{T1990}.25", f"{T1990 + 7}.25"], [T1990, T1990 + 7]),
+        ([f"{T1990 * 1000}.25", f"{T1990 * 1000 + 7000}.25"], [T1990, T1990 + 7]),
+        ([str(T1960), str(T1960 + 7)], [T1960, T1960 + 7]),
+        (["1704067200.0009", "1704067200.0004"], [T0 + 1, T0]),
+        ([str(T0 * 10**6 + 3_999_999)], [T0 + 3]),
     ],
-    ids=["seconds", "fractional-seconds", "ms", "us", "ns"],
+    ids=[
+        "seconds",
+        "fractional-seconds",
+        "ms",
+        "us",
+        "ns",
+        "seconds-1990",
+        "ms-1990",
+        "us-1990",
+        "ns-1990",
+        "fractional-ms-1990",
+        "fractional-us-1990",
+        "ms-before-1970",
+        "fractions-round-to-nearest-ms",
+        "ns-stay-exact",
+    ],
 )
 def test_epoch_units_by_magnitude(tmp_path: Path, stamps: list[str], expected: list[int]) -> None:
     p = write(tmp_path, "e.csv", "ts,value\n" + "".join(f"{s},1\n" for s in stamps))
     assert read_series(p).ts.tolist() == expected
+
+
+def test_a_whole_number_written_as_float_is_the_same_time(tmp_path: Path) -> None:
+    stamp = str(T0 * 1000 + 999)  # microseconds
+    as_int = read_series(write(tmp_path, "i.csv", f"ts,value\n{stamp},1\n"))
+    as_float = read_series(write(tmp_path, "f.csv", f"ts,value\n{stamp}.0,1\n"))
+    assert as_int.ts.tolist() == as_float.ts.tolist()
+
+
+def test_spaces_around_times_are_ignored(tmp_path: Path) -> None:
+    epoch = write(tmp_path, "e.csv", "ts, value\n 1704067200 , 1\n1704067201 ,2\n")
+    assert read_series(epoch).ts.tolist() == [T0, T0 + 1000]
+    iso = write(tmp_path, "i.csv", "ts, value\n 2024-01-01T00:00:00Z , 1\n 2024-W01-1 ,2\n")
+    assert read_series(iso).ts.tolist() == [T0, T0]
+
+
+def test_naive_rare_iso_shapes_are_utc_whatever_the_local_zone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        p = write(tmp_path, "w.csv", "ts,value\n2024-W01-1T00:00:01,1\n")
+        assert read_series(p).ts.tolist() == [T0 + 1000]
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_empty_values_are_nan_and_kept_in_order(tmp_path: Path) -> None:
@@ -90,12 +144,43 @@ def test_empty_values_are_nan_and_kept_in_order(tmp_path: Path) -> None:
     assert f.values[3] == 7.0 and np.isinf(f.values[4])
 
 
+def test_quoted_empty_and_blank_values_are_nan(tmp_path: Path) -> None:
+    p = write(tmp_path, "q.csv", 'ts,value\n1,""\n2,"  "\n3,4\n')
+    f = read_series(p)
+    assert f.ts.tolist() == [1000, 2000, 3000]
+    assert np.isnan(f.values[0]) and np.isnan(f.values[1]) and f.values[2] == 4.0
+
+
 def test_column_names_case_insensitive_and_explicit(tmp_path: Path) -> None:
     p = write(tmp_path, "c.csv", "host,@Timestamp,Count,other\nx,10,1,9\ny,20,2,8\n")
     f = read_series(p)
     assert (f.time_col, f.value_col) == ("@Timestamp", "Count")
-    g = read_series(p, time_col="@TIMESTAMP", value_col="OTHER")
+    g = read_series(p, time_col="@TIMESTAMP", value_col=" OTHER ")
     assert g.value_col == "other" and g.values.tolist() == [9.0, 8.0]
+
+
+def test_an_exact_column_name_wins_over_one_in_another_case(tmp_path: Path) -> None:
+    p = write(tmp_path, "c.csv", "ts,Value,value\n1,1,2\n")
+    assert read_series(p).value_col == "value"
+    assert read_series(p, value_col="Value").values.tolist() == [1.0]
+
+
+def test_header_names_with_spaces_after_the_separator_are_found(tmp_path: Path) -> None:
+    p = write(tmp_path, "s.csv", "host, ts, value\nx, 1, 2\n")
+    f = read_series(p)
+    assert (f.time_col, f.value_col) == (" ts", " value") and f.values.tolist() == [2.0]
+
+
+def test_timestamp_is_preferred_over_date(tmp_path: Path) -> None:
+    p = write(tmp_path, "d.csv", "date,timestamp,value\n2024-01-01,1704067205,1\n")
+    f = read_series(p)
+    assert f.time_col == "timestamp" and f.ts.tolist() == [T0 + 5000]
+
+
+def test_the_same_column_for_time_and_value_is_refused(tmp_path: Path) -> None:
+    p = write(tmp_path, "a.csv", "ts,value\n1,2\n")
+    with pytest.raises(DataError, match=r"a\.csv: time and value column are the same \('ts'\)"):
+        read_series(p, time_col="ts", value_col="TS")
 
 
 def test_a_named_column_is_not_also_picked_for_the_other_role(tmp_path: Path) -> None:
@@ -117,10 +202,46 @@ def test_two_unnamed_columns_are_time_then_value(tmp_path: Path) -> None:
     assert f.values.tolist() == [3.0, 4.0]
 
 
+@pytest.mark.parametrize(
+    ("header", "time_col", "value_col"),
+    [("value,when", "when", "value"), ("reading,ts", "ts", "reading")],
+)
+def test_two_columns_one_named_the_other_takes_the_other_role(
+    tmp_path: Path, header: str, time_col: str, value_col: str
+) -> None:
+    p = write(tmp_path, "two.csv", f"{header}\n3,1700000000\n")  # time is the second column
+    f = read_series(p)
+    assert (f.time_col, f.value_col) == (time_col, value_col)
+    assert f.ts.tolist() == [1_700_000_000_000] and f.values.tolist() == [3.0]
+
+
 def test_tsv_and_semicolon_and_txt(tmp_path: Path) -> None:
     assert read_series(write(tmp_path, "a.tsv", "ts\tvalue\n1\t2\n")).values.tolist() == [2.0]
     assert read_series(write(tmp_path, "b.csv", "ts;value\n1;2\n")).values.tolist() == [2.0]
     assert read_series(write(tmp_path, "c.txt", "ts,value\n1,2\n")).values.tolist() == [2.0]
+    assert read_series(write(tmp_path, "d.csv", "ts|value\n1|2\n")).values.tolist() == [2.0]
+
+
+def test_file_suffix_case_does_not_matter(tmp_path: Path) -> None:
+    assert read_series(write(tmp_path, "A.CSV", "ts,value\n1,2\n")).values.tolist() == [2.0]
+    upper = tmp_path / "B.PARQUET"
+    pl.DataFrame({"ts": [1], "value": [3.0]}).write_parquet(upper)
+    assert read_series(upper).values.tolist() == [3.0]
+
+
+def test_separator_comes_from_the_header_line(tmp_path: Path) -> None:
+    # Commas in the data (or in a .tsv header) do not make the file comma-separated.
+    semi = write(tmp_path, "s.csv", "ts;value;note\n1;2;a,b,c,d,e\n")
+    assert read_series(semi).values.tolist() == [2.0]
+    tsv = write(tmp_path, "t.tsv", "ts\tload (1m, 5m, 15m)\n1\t2\n")
+    assert read_series(tsv).values.tolist() == [2.0]
+
+
+def test_utf8_byte_order_mark_is_not_part_of_the_first_name(tmp_path: Path) -> None:
+    p = tmp_path / "bom.csv"
+    p.write_bytes("\ufeffts,host,value\n1,x,2\n".encode())
+    f = read_series(p)
+    assert (f.time_col, f.value_col) == ("ts", "value") and f.ts.tolist() == [1000]
 
 
 def test_blank_lines_are_skipped_but_lines_counted(tmp_path: Path) -> None:
@@ -129,6 +250,28 @@ def test_blank_lines_are_skipped_but_lines_counted(tmp_path: Path) -> None:
         read_series(p)
     msg = str(err.value)
     assert "row 3 (line 6)" in msg and "'oops'" in msg and str(p) in msg
+
+
+def test_lines_of_only_spaces_or_separators_are_blank(tmp_path: Path) -> None:
+    p = write(tmp_path, "b.csv", "ts,value\n1,1\n   \n,\n , \n2,2\n")
+    f = read_series(p)
+    assert f.ts.tolist() == [1000, 2000] and f.values.tolist() == [1.0, 2.0]
+
+
+def test_a_file_not_in_utf8_still_gets_row_and_line(tmp_path: Path) -> None:
+    p = tmp_path / "latin1.csv"
+    p.write_bytes(b"ts,value,note\n1,1,caf\xe9\n2,oops,x\n")
+    with pytest.raises(DataError) as err:
+        read_series(p)
+    assert str(err.value) == f"{p}: row 2 (line 3): non-numeric value 'oops' in column 'value'"
+
+
+def test_a_field_too_long_to_rescan_still_names_file_and_row(tmp_path: Path) -> None:
+    note = "x" * 200_000  # longer than the csv module's field limit
+    p = write(tmp_path, "long.csv", f'ts,value,note\n1,1,"{note}"\n2,oops,y\n')
+    with pytest.raises(DataError) as err:
+        read_series(p)
+    assert str(err.value) == f"{p}: row 2: non-numeric value 'oops' in column 'value'"
 
 
 @pytest.mark.parametrize(
@@ -149,7 +292,7 @@ def test_error_line_is_the_physical_line_of_the_row(tmp_path: Path, text: str, p
 
 
 _blank_line = st.sampled_from(["", "  ", ",,", " , ,"])
-_note = st.text(alphabet='ab \n",', max_size=8)
+_note = st.text(alphabet='ab \n",\x0c\u2028', max_size=8)  # form feed, line separator: not newlines
 
 
 @settings(
@@ -212,11 +355,78 @@ def test_parquet_datetime_and_numbers(tmp_path: Path) -> None:
     assert read_series(dates).ts.tolist() == [T0]
 
 
+def test_parquet_errors_name_the_row_without_a_line(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.parquet"
+    pl.DataFrame({"timestamp": [T0, None], "value": [1.0, 2.0]}).write_parquet(missing)
+    with pytest.raises(DataError) as err:
+        read_series(missing)
+    assert str(err.value) == f"{missing}: row 2: missing time in column 'timestamp'"
+    infinite = tmp_path / "inf.parquet"
+    pl.DataFrame({"ts": [1.5, float("inf")], "value": [1.0, 2.0]}).write_parquet(infinite)
+    with pytest.raises(DataError) as err:
+        read_series(infinite)
+    assert str(err.value) == f"{infinite}: row 2: unparsable time inf in column 'ts'"
+
+
+def test_parquet_datetime_in_a_named_zone_is_the_same_instant(tmp_path: Path) -> None:
+    p = tmp_path / "paris.parquet"
+    pl.DataFrame({"timestamp": [dt.datetime(2024, 1, 1, 1)], "value": [1.0]}).with_columns(
+        pl.col("timestamp").dt.replace_time_zone("Europe/Paris")
+    ).write_parquet(p)
+    assert read_series(p).ts.tolist() == [T0]  # 01:00 in Paris is midnight UTC
+
+
+def test_parquet_boolean_values_are_zero_and_one(tmp_path: Path) -> None:
+    p = tmp_path / "up.parquet"
+    pl.DataFrame({"ts": [1, 2, 3], "value": [True, False, None]}).write_parquet(p)
+    f = read_series(p)
+    assert f.values[:2].tolist() == [1.0, 0.0] and np.isnan(f.values[2])
+
+
+@pytest.mark.parametrize(
+    ("frame", "fragment"),
+    [
+        ({"ts": [True], "value": [1.0]}, "time column 'ts' has unsupported type Boolean"),
+        ({"ts": [1], "value": [[1, 2]]}, "value column 'value' has unsupported type List(Int64)"),
+    ],
+    ids=["boolean-time", "list-value"],
+)
+def test_parquet_column_of_an_unusable_type_is_a_data_error(
+    tmp_path: Path, frame: dict[str, list[object]], fragment: str
+) -> None:
+    p = tmp_path / "odd.parquet"
+    pl.DataFrame(frame).write_parquet(p)
+    with pytest.raises(DataError) as err:
+        read_series(p)
+    assert str(err.value) == f"{p}: {fragment}"
+
+
+def test_a_file_that_cannot_be_read_is_a_data_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> bytes:
+        raise PermissionError(13, "Permission denied")
+
+    csv_file = write(tmp_path, "a.csv", "ts,value\n1,2\n")
+    parquet_file = tmp_path / "a.parquet"
+    pl.DataFrame({"ts": [1], "value": [2.0]}).write_parquet(parquet_file)
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    monkeypatch.setattr(pl, "read_parquet", refuse)
+    with pytest.raises(DataError) as err:
+        read_series(csv_file)
+    assert str(err.value) == f"{csv_file}: cannot read: Permission denied"
+    with pytest.raises(DataError) as err:
+        read_series(parquet_file)
+    assert str(err.value) == f"{parquet_file}: cannot read Parquet: [Errno 13] Permission denied"
+
+
 @pytest.mark.parametrize(
     ("name", "text", "fragment"),
     [
         ("a.csv", "", "empty file"),
         ("a.csv", "\n\n", "empty file"),
+        ("a.csv", " \n \n", "empty file"),
+        ("a.csv", "\ufeff", "empty file"),
         ("a.csv", "ts,value\nnan,1\n", "row 1 (line 2): unparsable time nan in column 'ts'"),
         ("a.csv", "ts,value\n1,1\n1e300,1\n", "row 2 (line 3): time 1e+300 in column 'ts' is out"),
         ("a.csv", "ts,value\n", "no data rows"),
@@ -276,10 +486,38 @@ def test_random_csv_parses_or_raises_data_error(tmp_path: Path, header: str, bod
     try:
         f = read_series(p)
     except DataError as exc:
-        assert "\n" not in str(exc)
+        assert str(exc).startswith(f"{p}: ") and "\n" not in str(exc)
         return
     assert f.ts.dtype == np.int64 and f.values.dtype == np.float64
     assert len(f.ts) == len(f.values) > 0
+
+
+_epoch_ms = st.integers(10**11 + 1, 4_102_444_800_000)  # 1973 to 2100: read as milliseconds
+_any_value = st.floats(allow_nan=True, allow_infinity=True)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=st.lists(st.tuples(_epoch_ms, _any_value), min_size=1, max_size=20),
+    layout=st.sampled_from(["csv-epoch", "csv-iso", "parquet-epoch", "parquet-datetime"]),
+)
+def test_a_series_written_out_reads_back_the_same(
+    tmp_path: Path, rows: list[tuple[int, float]], layout: str
+) -> None:
+    ts = pl.Series("timestamp", [t for t, _ in rows], dtype=pl.Int64)
+    if layout.endswith(("iso", "datetime")):
+        ts = ts.cast(pl.Datetime("ms", "UTC"))
+    frame = pl.DataFrame([ts, pl.Series("value", [v for _, v in rows], dtype=pl.Float64)])
+    p = tmp_path / ("series.csv" if layout.startswith("csv") else "series.parquet")
+    if layout.startswith("csv"):
+        frame.write_csv(p)
+    else:
+        frame.write_parquet(p)
+    f = read_series(p)
+    assert f.ts.tolist() == [t for t, _ in rows]  # file order, equal times kept
+    np.testing.assert_array_equal(f.values, np.array([v for _, v in rows], dtype=np.float64))
 
 
 def test_file_source_polls_once(tmp_path: Path) -> None:
@@ -294,3 +532,24 @@ def test_file_source_polls_once(tmp_path: Path) -> None:
     assert len(source.poll(1)) == 0
     named = FileSource(p, SeriesIndex(), name="files")
     assert named.name == "files"
+
+
+def test_file_source_reads_again_after_a_failed_poll(tmp_path: Path) -> None:
+    p = tmp_path / "late.csv"
+    source = FileSource(p, SeriesIndex())
+    with pytest.raises(DataError, match="no such file"):
+        source.poll(0)
+    p.write_text("ts,value\n1,0.5\n")
+    assert source.poll(1).value.tolist() == [0.5]
+    assert len(source.poll(2)) == 0
+
+
+def test_file_source_series_is_named_after_the_file_and_uses_the_given_columns(
+    tmp_path: Path,
+) -> None:
+    p = write(tmp_path, "cpu_load.csv", "when,reading,spare\n1,0.5,9\n2,0.7,8\n")
+    index = SeriesIndex()
+    source = FileSource(p, index, name="host-a", time_col="when", value_col="reading")
+    batch = source.poll(0)
+    assert batch.ts.tolist() == [1000, 2000] and batch.value.tolist() == [0.5, 0.7]
+    assert {index.name(int(s)) for s in batch.series_id} == {"cpu_load"}

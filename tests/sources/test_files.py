@@ -236,6 +236,12 @@ def test_separator_comes_from_the_header_line(tmp_path: Path) -> None:
     tsv = write(tmp_path, "t.tsv", "ts\tload (1m, 5m, 15m)\n1\t2\n")
     assert read_series(tsv).values.tolist() == [2.0]
 
+    # Blank lines before the header are skipped when reading, so also when sniffing.
+    late = write(tmp_path, "late.csv", "\n\nts;value\n1;2\n")
+    assert read_series(late).values.tolist() == [2.0]
+    late_crlf = write(tmp_path, "late.txt", "\r\nts\tvalue\r\n1\t2\r\n")
+    assert read_series(late_crlf).values.tolist() == [2.0]
+
 
 def test_utf8_byte_order_mark_is_not_part_of_the_first_name(tmp_path: Path) -> None:
     p = tmp_path / "bom.csv"
@@ -291,7 +297,7 @@ def test_error_line_is_the_physical_line_of_the_row(tmp_path: Path, text: str, p
         read_series(p)
 
 
-_blank_line = st.sampled_from(["", "  ", ",,", " , ,"])
+_blank_line = st.sampled_from(["", "  ", ",,", " , ,"])  # commas stand for the separator
 _note = st.text(alphabet='ab \n",\x0c\u2028', max_size=8)  # form feed, line separator: not newlines
 
 
@@ -300,6 +306,7 @@ _note = st.text(alphabet='ab \n",\x0c\u2028', max_size=8)  # form feed, line sep
 )
 @given(
     newline=st.sampled_from(["\n", "\r\n"]),
+    sep=st.sampled_from([",", ";", "\t", "|"]),
     before_header=st.integers(0, 2),
     rows=st.lists(st.tuples(_note, st.lists(_blank_line, max_size=2)), min_size=1, max_size=8),
     data=st.data(),
@@ -307,19 +314,20 @@ _note = st.text(alphabet='ab \n",\x0c\u2028', max_size=8)  # form feed, line sep
 def test_error_names_the_line_the_bad_row_starts_on(
     tmp_path: Path,
     newline: str,
+    sep: str,
     before_header: int,
     rows: list[tuple[str, list[str]]],
     data: st.DataObject,
 ) -> None:
     bad = data.draw(st.integers(0, len(rows) - 1), label="bad row")
-    text = newline * before_header + "ts,value,note" + newline
+    text = newline * before_header + sep.join(["ts", "value", "note"]) + newline
     for i, (note, blanks_after) in enumerate(rows):
         if i == bad:
             bad_line = text.count("\n") + 1
         value = "oops" if i == bad else "1.5"
         quoted = '"' + note.replace('"', '""') + '"'
-        text += f"{1_700_000_000 + i},{value},{quoted}{newline}"
-        text += "".join(blank + newline for blank in blanks_after)
+        text += sep.join([str(1_700_000_000 + i), value, quoted]) + newline
+        text += "".join(blank.replace(",", sep) + newline for blank in blanks_after)
     p = tmp_path / "lines.csv"
     p.write_bytes(text.encode())
     with pytest.raises(DataError) as err:

@@ -139,7 +139,7 @@ def _place(where: str, row: int, line_of_row: _CsvLines | None) -> str:
 def _sniff_separator(head: bytes, suffix: str) -> str:
     if suffix == ".tsv":
         return "\t"
-    first = head.split(b"\n", 1)[0]
+    first = head.lstrip(b"\r\n").split(b"\n", 1)[0]  # the header: empty lines before it are skipped
     counts = {sep: first.count(sep.encode()) for sep in (",", "\t", ";", "|")}
     best = max(counts, key=lambda s: counts[s])
     return best if counts[best] > 0 else ","

@@ -369,3 +369,36 @@ def test_engine_section(tmp_path: Path) -> None:
     text = str(info.value)
     assert f"{path}:3: engine.executor: Input should be 'local' or 'ray'" in text
     assert f"{path}:4: engine.ray_actors:" in text
+
+
+def test_a_setting_written_twice_is_an_error_naming_both_lines(tmp_path: Path) -> None:
+    # YAML forbids it and PyYAML keeps the last value: a second `scrape:` section appended to a
+    # file would silently drop the first one's targets.
+    path = tmp_path / "relia.yaml"
+    path.write_text(
+        "scrape:\n"
+        "  - {name: app, url: 'http://127.0.0.1:9100/metrics'}\n"
+        "api:\n"
+        "  port: 8080\n"
+        "  port: 9090\n"
+        "scrape:\n"
+        "  - {name: db, url: 'http://127.0.0.1:9187/metrics'}\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    assert str(err.value).splitlines() == [
+        f"{path}:5: api.port: written twice in one mapping (first at line 4)",
+        f"{path}:6: scrape: written twice in one mapping (first at line 1)",
+    ]
+
+
+def test_a_key_beside_a_merge_overrides_it_and_is_no_repeat(tmp_path: Path) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_text(
+        "notify:\n"
+        "  sinks:\n"
+        "    - &am {name: a, type: alertmanager, url: 'http://127.0.0.1:9093'}\n"
+        "    - {<<: *am, name: b}\n"
+    )
+    cfg = load_config(path, environ={})
+    assert [s.name for s in cfg.notify.sinks] == ["a", "b"]

@@ -1,5 +1,7 @@
 """An independent remote-write encoder for tests: the prompb messages built with protobuf's
-runtime descriptor API (a hand-built ``FileDescriptorProto``), serialized by the protobuf library.
+runtime descriptor API (a hand-built ``FileDescriptorProto``), serialized by the protobuf library;
+and two wire-format helpers (:func:`varint`, :func:`field`) for bodies the library would not write
+(unknown fields, over-long varints, malformed messages).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import Any
 import cramjam
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-__all__ = ["STALE_NAN", "WriteRequest", "encode", "write_request"]
+__all__ = ["STALE_NAN", "WriteRequest", "encode", "field", "varint", "write_request"]
 
 STALE_NAN = 0x7FF0000000000002
 
@@ -98,3 +100,25 @@ def encode(series: Sequence[Series]) -> bytes:
     """Snappy-compressed serialized ``WriteRequest`` (a remote-write request body)."""
     raw = write_request(series).SerializeToString()
     return bytes(cramjam.snappy.compress_raw(raw))
+
+
+def varint(n: int, width: int = 0) -> bytes:
+    """``n`` (unsigned, below 2**64) as a protobuf varint, padded with continuation bytes to
+    ``width`` bytes when given (an over-long encoding, which protobuf parsers accept)."""
+    out = bytearray()
+    while True:
+        out.append(n & 0x7F)
+        n >>= 7
+        if not n:
+            break
+        out[-1] |= 0x80
+    while len(out) < width:
+        out[-1] |= 0x80
+        out.append(0)
+    return bytes(out)
+
+
+def field(number: int, wire: int, payload: bytes) -> bytes:
+    """One field: its tag, then ``payload`` (given its length first when ``wire`` is 2)."""
+    tag = varint(number << 3 | wire)
+    return tag + varint(len(payload)) + payload if wire == 2 else tag + payload

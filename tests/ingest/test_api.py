@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import struct
 import warnings
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from relia.ingest.queue import IngestQueue
 from relia.ingest.remote_write import RemoteWriteDecoder
 from relia.ingest.source import IngestMetrics
 from relia.signals import SeriesIndex
-from tests.ingest.prompb import encode
+from tests.ingest.prompb import encode, field, varint
 
 with warnings.catch_warnings():
     # Starlette >= 1.x warns that TestClient wants the httpx2 package; httpx works the same.
@@ -102,6 +103,17 @@ def test_bad_payloads_are_400_and_keep_nothing(rig: Rig) -> None:
     r = rig.post(encode([({"__name__": "x"}, [(T0, 1.0), (T0 - 1, 2.0)])]))
     assert r.status_code == 400 and "increasing" in r.text  # type: ignore[attr-defined]
     assert rig.queue.samples == 0 and len(rig.index) == 0 and rig.queue.requests == 0
+
+
+def test_a_varint_overflowing_64_bits_is_a_400_not_a_500(rig: Rig) -> None:
+    # The __name__ label's tag in ten bytes, the last carrying bit 64: it used to reach the label
+    # decoder, which read another field number than the kernel and failed with a KeyError (500).
+    label = field(1, 2, b"__name__") + field(2, 2, b"x")
+    sample = field(1, 1, struct.pack("<d", 1.0)) + field(2, 0, varint(T0))
+    series = b"\x8a" + b"\x80" * 8 + b"\x02" + varint(len(label)) + label + field(2, 2, sample)
+    r = rig.post(bytes(cramjam.snappy.compress_raw(field(1, 2, series))))
+    assert r.status_code == 400 and "over-long varint" in r.text  # type: ignore[attr-defined]
+    assert rig.queue.samples == 0 and len(rig.index) == 0
 
 
 def test_full_queue_is_429_with_retry_after(rig: Rig) -> None:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from relia.errors import DataError
 from relia.ingest.remote_write import RemoteWriteDecoder, decompressed_size
 from relia.signals import SeriesIndex
-from tests.ingest.prompb import STALE_NAN, WriteRequest, encode, write_request
+from tests.ingest.prompb import STALE_NAN, WriteRequest, encode, field, varint, write_request
 
 T0 = 1_700_000_000_000
 
@@ -195,3 +195,27 @@ def test_invalid_utf8_and_repeated_label() -> None:
     raw = write_request([({"__name__": "x", "a": "zz"}, [(T0, 1.0)])]).SerializeToString()
     bad = raw.replace(b"zz", b"\xff\xfe")
     _assert_rejected(dec, index, _raw_body(bad), "UTF-8")
+
+
+# Hand-built bodies (protobuf wire format) for what the protobuf library would not write.
+def _sample(t: int, v: float) -> bytes:
+    """A ``Sample`` message's content (value, then timestamp as two's complement)."""
+    return field(1, 1, struct.pack("<d", v)) + field(2, 0, varint(t % 2**64))
+
+
+def _series(content: bytes) -> bytes:
+    """A WriteRequest field holding one ``TimeSeries`` of ``content``."""
+    return field(1, 2, content)
+
+
+def test_a_varint_with_bits_past_the_64th_is_refused_not_a_crash() -> None:
+    # The tag of the __name__ label written in ten bytes whose last one carries bit 64: protobuf
+    # refuses that as an overflow. Before, the kernel dropped the bit (field 1, a label) while the
+    # label decoder kept it (some other field): a KeyError, which the API answered with a 500.
+    overflowing_tag = b"\x8a" + b"\x80" * 8 + b"\x02"
+    label = field(1, 2, b"__name__") + field(2, 2, b"x")
+    content = overflowing_tag + varint(len(label)) + label + field(2, 2, _sample(T0, 1.0))
+    dec, index = _decoder()
+    with pytest.raises(DataError, match=r"at byte 2: truncated or over-long varint"):
+        dec.decode_raw(_series(content))
+    assert len(index) == 0

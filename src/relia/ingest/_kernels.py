@@ -49,11 +49,15 @@ def _varint(buf: NDArray[np.uint8], i: int, end: int) -> tuple[np.uint64, int]:
     """Decode a varint at ``i``; returns (value, next position) or (0, -1) when malformed."""
     result = np.uint64(0)
     shift = np.uint64(0)
-    for _k in range(10):
+    for k in range(10):
         if i >= end:
             return np.uint64(0), -1
         b = np.uint64(buf[i])
         i += 1
+        if k == 9 and b > np.uint64(1):
+            # Bits past the 64th: an overflow, which protobuf refuses. Dropping them instead
+            # would read another number than the label decoder in Python does.
+            return np.uint64(0), -1
         result |= (b & np.uint64(0x7F)) << shift
         if b < np.uint64(0x80):
             return result, i

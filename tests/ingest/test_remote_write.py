@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relia.errors import DataError
+from relia.ingest._kernels import scan
 from relia.ingest.remote_write import RemoteWriteDecoder, decompressed_size
 from relia.signals import SeriesIndex
 from tests.ingest.prompb import STALE_NAN, WriteRequest, encode, field, varint, write_request
@@ -74,16 +75,19 @@ def test_series_of_only_stale_markers_is_not_registered() -> None:
 
 
 def test_metadata_exemplars_and_histograms_are_skipped() -> None:
-    dec, _ = _decoder()
+    dec, index = _decoder()
     req = write_request([({"__name__": "x", "a": "1"}, [(T0, 3.0)])])
     ts = req.timeseries[0]
     ex = ts.exemplars.add(value=1.0, timestamp=T0)
     ex.labels.add(name="trace_id", value="abc")
     ts.histograms.add(count_int=5, timestamp=T0)
+    ts.histograms.add(count_int=6, timestamp=T0 + 1)
     req.metadata.add(metric_family_name="x", help="help")
     body = bytes(cramjam.snappy.compress_raw(req.SerializeToString()))
     got = dec.decode(body)
-    assert got.histograms == 1 and got.batch.value.tolist() == [3.0]
+    # Histograms are counted (not exemplars), and an exemplar's labels are not the series'.
+    assert got.histograms == 2
+    assert _rows(index, got.batch) == [("x", {"a": "1"}, T0, 3.0)]
 
 
 _label_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
@@ -198,14 +202,27 @@ def test_invalid_utf8_and_repeated_label() -> None:
 
 
 # Hand-built bodies (protobuf wire format) for what the protobuf library would not write.
+def _label(name: bytes, value: bytes) -> bytes:
+    """A ``Label`` message's content."""
+    return field(1, 2, name) + field(2, 2, value)
+
+
 def _sample(t: int, v: float) -> bytes:
     """A ``Sample`` message's content (value, then timestamp as two's complement)."""
     return field(1, 1, struct.pack("<d", v)) + field(2, 0, varint(t % 2**64))
 
 
+NAME_X = field(1, 2, _label(b"__name__", b"x"))  # a TimeSeries' __name__="x" label field
+
+
 def _series(content: bytes) -> bytes:
     """A WriteRequest field holding one ``TimeSeries`` of ``content``."""
     return field(1, 2, content)
+
+
+def _decode_raw(raw: bytes) -> list[tuple[str, dict[str, str], int, float]]:
+    dec, index = _decoder()
+    return _rows(index, dec.decode_raw(raw).batch)
 
 
 def test_a_varint_with_bits_past_the_64th_is_refused_not_a_crash() -> None:
@@ -219,3 +236,341 @@ def test_a_varint_with_bits_past_the_64th_is_refused_not_a_crash() -> None:
     with pytest.raises(DataError, match=r"at byte 2: truncated or over-long varint"):
         dec.decode_raw(_series(content))
     assert len(index) == 0
+
+
+def test_over_long_varints_that_protobuf_accepts_decode_as_the_short_ones() -> None:
+    label = _label(b"__name__", b"x")
+    padded = varint(0x0A, 10) + varint(len(label), 10) + label  # ten bytes each, last one 0
+    content = padded + field(2, 2, _sample(-3, 2.5))
+    assert _decode_raw(_series(content)) == [("x", {}, -3, 2.5)]
+
+
+def test_decompressed_size_reads_the_snappy_length_header() -> None:
+    for n in (0, 1, 127, 128, 300, 16_384, 2**21 + 5):
+        assert decompressed_size(_raw_body(b"a" * n)) == n
+    # Five bytes of header: up to 2**35 - 1 (snappy allows 2**32 - 1); six are refused.
+    assert decompressed_size(varint(2**30) + b"\x00") == 2**30
+    assert decompressed_size(varint(2**32 - 1)) == 2**32 - 1
+    with pytest.raises(DataError, match="no valid length header"):
+        decompressed_size(b"\x80" * 5 + b"\x01")
+
+
+def test_a_body_announcing_more_than_the_limit_is_over_the_limit_not_bad_snappy() -> None:
+    dec, _ = _decoder()
+    with pytest.raises(DataError, match="decompressed body of 1073741824 bytes is over the limit"):
+        dec.decode(varint(2**30) + b"\x00")
+
+
+def test_a_body_of_exactly_the_decompressed_limit_is_accepted() -> None:
+    raw = write_request([({"__name__": "x"}, [(T0, 1.0)])]).SerializeToString()
+    index = SeriesIndex()
+    assert len(RemoteWriteDecoder(index, max_decoded_bytes=len(raw)).decode(_raw_body(raw)).batch)
+    with pytest.raises(DataError, match="over the limit"):
+        RemoteWriteDecoder(index, max_decoded_bytes=len(raw) - 1).decode(_raw_body(raw))
+
+
+def test_labels_of_127_128_and_300_bytes_decode() -> None:
+    # Lengths of 128 and more take two varint bytes, the first of them 0x80 for 128.
+    labels = {"__name__": "n" * 128, "a": "v" * 127, "b": "w" * 128, "c" * 300: "z"}
+    dec, index = _decoder()
+    got = dec.decode(encode([(labels, [(T0, 1.0)])]))
+    assert _rows(index, got.batch) == [
+        ("n" * 128, {"a": "v" * 127, "b": "w" * 128, "c" * 300: "z"}, T0, 1.0)
+    ]
+
+
+def test_unknown_fields_of_every_wire_type_are_skipped_in_every_message() -> None:
+    # Fields numbered 9 of every wire type a parser must skip, around the known ones. A fixed-size
+    # one ends some messages exactly; one skipped by the wrong size would misread what follows: a
+    # fixed32 taken as 8 bytes swallows the next field's head, and a fixed64 taken as 4 bytes
+    # leaves its last 4 to be read as a Label of an empty name (or a name field inside a Label).
+    lead = field(9, 0, varint(300)) + field(9, 2, b"\x0a\x01z")
+    fixed32 = field(9, 5, b"\x00" * 4)
+    fixed64 = field(9, 1, b"\x00" * 4 + b"\x0a\x02\x0a\x00")
+    label = lead + fixed32 + _label(b"__name__", b"x") + fixed64
+    job = lead + fixed64 + _label(b"job", b"api") + fixed32
+    sample = lead + fixed32 + _sample(T0, 4.0) + fixed64
+    labels = fixed32 + field(1, 2, label) + fixed64 + field(1, 2, job)
+    content = lead + labels + fixed64 + field(2, 2, sample) + fixed64 + fixed32
+    raw = lead + fixed64 + _series(content) + fixed32
+    assert _decode_raw(raw) == [("x", {"job": "api"}, T0, 4.0)]
+
+
+def test_a_label_with_an_empty_name_is_refused() -> None:
+    content = NAME_X + field(1, 2, field(2, 2, b"v")) + field(2, 2, _sample(T0, 1.0))
+    dec, index = _decoder()
+    _assert_rejected(dec, index, _raw_body(_series(content)), "empty label name")
+
+
+def test_an_explicitly_empty_name_value_is_a_missing_name() -> None:
+    label = field(1, 2, b"__name__") + field(2, 2, b"")
+    content = field(1, 2, label) + field(2, 2, _sample(T0, 1.0))
+    dec, index = _decoder()
+    _assert_rejected(dec, index, _raw_body(_series(content)), "no __name__ label")
+
+
+@pytest.mark.parametrize(
+    "name", [b"__name__"[:p] + b"X" + b"__name__"[p + 1 :] for p in range(8)] + [b"__name__x"]
+)
+def test_a_label_named_almost_name_is_not_the_name(name: bytes) -> None:
+    content = field(1, 2, _label(name, b"x")) + field(2, 2, _sample(T0, 1.0))
+    dec, index = _decoder()
+    _assert_rejected(dec, index, _raw_body(_series(content)), "no __name__ label")
+
+
+def test_a_request_mixing_known_and_new_series_resolves_both() -> None:
+    dec, index = _decoder()
+    a = ({"__name__": "a"}, [(T0, 1.0)])
+    b = ({"__name__": "b", "j": "x"}, [(T0, 2.0)])
+    c = ({"__name__": "c"}, [(T0, 3.0)])
+    dec.decode(encode([a]))
+    got = dec.decode(encode([a, b]))
+    assert got.new_series == 1
+    assert _rows(index, got.batch) == [("a", {}, T0, 1.0), ("b", {"j": "x"}, T0, 2.0)]
+    dec.decode(encode([c]))
+    again = dec.decode(encode([c, b, a]))
+    assert again.new_series == 0
+    assert _rows(index, again.batch) == [
+        ("c", {}, T0, 3.0),
+        ("b", {"j": "x"}, T0, 2.0),
+        ("a", {}, T0, 1.0),
+    ]
+
+
+def test_series_whose_labels_differ_only_in_leading_bytes_stay_apart_across_requests() -> None:
+    dec, index = _decoder()
+    first, second = "a" + "x" * 19, "b" + "x" * 19  # differ inside a whole 8-byte word
+    dec.decode(encode([({"__name__": first}, [(T0, 1.0)])]))
+    got = dec.decode(encode([({"__name__": second}, [(T0, 2.0)])]))
+    assert got.new_series == 1 and _rows(index, got.batch) == [(second, {}, T0, 2.0)]
+
+
+def test_labels_split_into_messages_differently_are_different_series() -> None:
+    # Two Label messages, the first 16 bytes long, against one Label holding both (whose last
+    # name and value win): the same content bytes, framed differently.
+    job = _label(b"a", b"y" * 11)
+    assert len(job) == 16
+    name = _label(b"__name__", b"x")
+    two = field(1, 2, job) + field(1, 2, name) + field(2, 2, _sample(T0, 1.0))
+    one = field(1, 2, job + name) + field(2, 2, _sample(T0, 2.0))
+    dec, index = _decoder()
+    dec.decode_raw(_series(two))
+    got = dec.decode_raw(_series(one))
+    assert got.new_series == 1 and _rows(index, got.batch) == [("x", {}, T0, 2.0)]
+
+
+def test_labels_in_another_order_are_the_same_series() -> None:
+    dec, index = _decoder()
+    ab = field(1, 2, _label(b"a", b"1")) + field(1, 2, _label(b"b", b"2"))
+    ba = field(1, 2, _label(b"b", b"2")) + field(1, 2, _label(b"a", b"1"))
+    x = dec.decode_raw(_series(NAME_X + ab + field(2, 2, _sample(T0, 1.0))))
+    y = dec.decode_raw(_series(ba + NAME_X + field(2, 2, _sample(T0, 2.0))))
+    assert x.batch.series_id.tolist() == y.batch.series_id.tolist() and len(index) == 1
+
+
+def test_series_keys_depend_on_the_seed() -> None:
+    raw = write_request([({"__name__": "x", "a": "1"}, [(T0, 1.0)])]).SerializeToString()
+    buf = np.frombuffer(raw, np.uint8)
+    assert scan(buf, 1).keys.tolist() != scan(buf, 2).keys.tolist()
+
+
+def test_many_smallest_possible_series_in_one_request() -> None:
+    # 19 bytes each: the name label (15) and one empty sample (2) inside the TimeSeries' framing.
+    one = _series(field(1, 2, _label(b"__name__", b"s")) + field(2, 2, b""))
+    assert len(one) == 19
+    dec, index = _decoder()
+    got = dec.decode_raw(one * 200)
+    assert got.series == 200 and len(got.batch) == 200 and len(index) == 1
+
+
+def test_a_field_numbered_zero_gives_no_samples() -> None:
+    # Field number 0 is not valid protobuf: refusing it or skipping it are both fine, reading it
+    # as a timeseries is not.
+    bogus = field(0, 2, field(1, 2, _label(b"__name__", b"zero")) + field(2, 2, _sample(T0, 9.0)))
+    raw = bogus + _series(NAME_X + field(2, 2, _sample(T0, 1.0)))
+    dec, index = _decoder()
+    try:
+        got = dec.decode_raw(raw)
+    except DataError:
+        return
+    assert _rows(index, got.batch) == [("x", {}, T0, 1.0)]
+
+
+def _sample_field_at(content: bytes, sample: bytes) -> tuple[bytes, int]:
+    """A TimeSeries of ``content`` then a Sample field of ``sample``; the offset of the Sample's
+    content in the WriteRequest."""
+    ts = content + field(2, 2, sample)
+    return _series(ts), len(_series(ts)) - len(sample)
+
+
+def _malformed() -> list[tuple[str, bytes, int, str]]:
+    """(case, raw WriteRequest, byte named in the error, what is named)."""
+    varint_ = "truncated or over-long varint"
+    overrun = "a length runs past the end of its message"
+    wire = "unsupported wire type (groups or a reserved type)"
+    wrong = "a known field has the wrong wire type"
+    fixed = "a fixed-size field is truncated"
+    head = 2 + len(NAME_X)  # the byte after the name label in a TimeSeries at the start
+    s1 = field(2, 2, _sample(T0 + 1, 1.0))
+    return [
+        ("eleven-byte tag", b"\x80" * 10 + b"\x01", 0, varint_),
+        ("tenth byte over 1", b"\x80" * 9 + b"\x7f", 0, varint_),
+        ("timeseries as varint", b"\x08\x01", 0, wrong),
+        ("group in the request", b"\x2b\x0c", 1, wire),
+        ("length cut", b"\x0a\x80", 1, varint_),
+        ("length past the end", b"\x0a\x05\x01", 1, overrun),
+        ("fixed64 cut in the request", b"\x11" + b"\x00" * 4, 1, fixed),
+        ("samples length cut", _series(NAME_X + b"\x12") + _series(NAME_X), head + 1, varint_),
+        ("group in a timeseries", _series(NAME_X + b"\x1b"), head + 1, wire),
+        ("fixed64 cut in a timeseries", _series(NAME_X + b"\x19" + b"\x00" * 4), head + 1, fixed),
+        ("labels as varint", _series(b"\x08\x01" + NAME_X), 2, wrong),
+        ("label name as varint", _series(field(1, 2, field(1, 0, b"\x01"))), 4, wrong),
+        (
+            "label value past its label",
+            _series(field(1, 2, field(1, 2, b"a") + b"\x12\x02b")),
+            4,
+            overrun,
+        ),
+        (
+            "no name",
+            _series(field(1, 2, _label(b"job", b"a")) + s1),
+            2,
+            "a timeseries has no __name__ label (or an empty one)",
+        ),
+        (
+            "out of order",
+            _series(NAME_X + s1 + field(2, 2, _sample(T0, 1.0))),
+            head + len(s1) + 2,
+            "sample timestamps of a timeseries are not in increasing order",
+        ),
+        ("value as varint", *_sample_field_at(NAME_X, field(1, 0, varint(1))), wrong),
+        ("timestamp as fixed64", *_sample_field_at(NAME_X, field(2, 1, b"\x00" * 8)), wrong),
+        ("value cut", _series(NAME_X + field(2, 2, b"\x09\x00\x00")), head + 3, fixed),
+        ("fixed64 cut in a sample", *_sample_field_at(NAME_X, b"\x19\x00\x00"), fixed),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "at", "what"), [c[1:] for c in _malformed()], ids=[c[0] for c in _malformed()]
+)
+def test_a_malformed_request_names_the_problem_and_its_byte(raw: bytes, at: int, what: str) -> None:
+    dec, index = _decoder()
+    with pytest.raises(DataError) as caught:
+        dec.decode_raw(raw)
+    assert str(caught.value) == f"request body: malformed WriteRequest at byte {at}: {what}"
+    assert len(index) == 0
+
+
+def test_a_timestamp_cut_at_the_end_of_its_sample_is_not_read_from_the_next_field() -> None:
+    # The Sample ends with the timestamp's tag; the byte after it (the name label's tag, 10)
+    # belongs to the TimeSeries and must not be taken as the timestamp.
+    truncated = field(1, 1, struct.pack("<d", 1.0)) + b"\x10"
+    raw = _series(field(2, 2, truncated) + NAME_X)
+    dec, _ = _decoder()
+    with pytest.raises(DataError, match=f"at byte {2 + 2 + 9}: truncated or over-long varint"):
+        dec.decode_raw(raw)
+
+
+@st.composite
+def _varint_bytes(draw: st.DrawFn, n: int) -> bytes:
+    """``n`` as a varint: short, over-long, over-long with bits past the 64th, or cut short."""
+    # Mostly well formed, so that one odd varint in an otherwise valid body gets tried.
+    kind = draw(st.sampled_from(["short"] * 20 + ["long", "long", "overflow", "cut"]))
+    if kind == "long":
+        return varint(n, draw(st.integers(1, 11)))
+    if kind == "overflow" and n < 2**63:
+        return varint(n, 10)[:-1] + bytes([draw(st.integers(2, 0x7F))])
+    if kind == "cut":
+        return varint(n)[:-1]
+    return varint(n)
+
+
+@st.composite
+def _wire_fields(draw: st.DrawFn, in_series: bool = False) -> bytes:
+    """Protobuf-shaped bytes: at the top mostly TimeSeries fields, inside them mostly Labels and
+    Samples, so that bodies get deep; some unknown fields numbered 0 to 5 of any wire type with
+    random payloads; tags and lengths written in any of :func:`_varint_bytes`' ways."""
+    parts = []
+    known = ["label", "label", "sample", "sample"] if in_series else ["series", "series"]
+    for _ in range(draw(st.integers(2, 6) if in_series else st.integers(1, 3))):
+        kind = draw(st.sampled_from([*known, *known, "other"]))
+        if kind == "other":
+            number = draw(st.sampled_from([0, 3, 4, 5, 1, 2]))
+            wire = draw(st.sampled_from([0, 1, 2, 5, 0, 1, 2, 5, 3, 7]))
+        else:
+            number, wire = (2 if kind == "sample" else 1), 2
+        parts.append(draw(_varint_bytes(number << 3 | wire)))
+        if wire == 0:
+            parts.append(draw(_varint_bytes(draw(st.integers(0, 2**64 - 1)))))
+        elif wire in (1, 5):
+            parts.append(draw(st.binary(min_size=0, max_size=8 if wire == 1 else 4)))
+        elif wire == 2:
+            if kind == "label":
+                name = draw(st.sampled_from([b"__name__"] * 3 + [b"job", b"", b"\xff"]))
+                inner = _label(name, draw(st.sampled_from([b"x"] * 3 + [b"", b"\xfe"])))
+            elif kind == "sample":
+                inner = _sample(draw(st.integers(-2, 2)), 1.0)
+            elif kind == "series":
+                inner = draw(_wire_fields(in_series=True))
+            else:
+                inner = draw(st.binary(max_size=9))
+            parts.append(draw(_varint_bytes(len(inner))) + inner)
+    return b"".join(parts)
+
+
+def _assert_decoded_or_refused(dec: RemoteWriteDecoder, index: SeriesIndex, body: bytes) -> None:
+    known = len(index)
+    try:
+        got = dec.decode_raw(body)
+    except DataError as exc:
+        assert exc.where == "request body"
+        assert len(index) == known, "a refused request registers no series"
+        return
+    b = got.batch
+    assert len(b.series_id) == len(b.ts) == len(b.value) == len(b)
+    assert all(sid in index for sid in set(b.series_id.tolist()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_wire_fields())
+def test_any_protobuf_shaped_body_is_decoded_or_refused_with_a_data_error(body: bytes) -> None:
+    dec, index = _decoder()
+    _assert_decoded_or_refused(dec, index, body)
+
+
+@settings(max_examples=100, deadline=None)
+@given(_requests(), st.data())
+def test_an_encoded_request_with_bytes_changed_is_decoded_or_refused(
+    series: list[tuple[dict[str, str], list[tuple[int, float]]]], data: st.DataObject
+) -> None:
+    raw = bytearray(write_request(series).SerializeToString())
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(raw) - 1))
+        raw[at : at + data.draw(st.integers(0, 2))] = data.draw(st.binary(max_size=3))
+        if not raw:
+            break
+    dec, index = _decoder()
+    _assert_decoded_or_refused(dec, index, bytes(raw))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=64))
+def test_any_compressed_body_is_decoded_or_refused_with_a_data_error(body: bytes) -> None:
+    dec = RemoteWriteDecoder(SeriesIndex(), max_decoded_bytes=1 << 12)
+    try:
+        dec.decode(body)
+    except DataError as exc:
+        assert exc.where == "request body"
+
+
+@settings(max_examples=60, deadline=None)
+@given(_requests(), _requests())
+def test_what_a_request_decodes_to_does_not_depend_on_earlier_requests(
+    earlier: list[tuple[dict[str, str], list[tuple[int, float]]]],
+    later: list[tuple[dict[str, str], list[tuple[int, float]]]],
+) -> None:
+    fresh, fresh_index = _decoder()
+    want = _rows(fresh_index, fresh.decode(encode(later)).batch)
+    used, used_index = _decoder()
+    used.decode(encode(earlier))
+    assert _rows(used_index, used.decode(encode(later)).batch) == want

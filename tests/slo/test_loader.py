@@ -338,15 +338,145 @@ def test_calendar_and_alert_window_problems(tmp_path: Path) -> None:
     assert slo.alert_windows is not None and len(slo.alert_windows) == 4
 
 
-def test_alias_bombs_and_recursive_aliases_are_refused() -> None:
+def alias_bomb() -> str:
+    """Seven lines that expand to 10**7 nodes."""
     bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
     for i in range(1, 7):
         bomb += f"{chr(97 + i)}: &{chr(97 + i)} [" + ", ".join([f"*{chr(96 + i)}"] * 10) + "]\n"
-    assert problems(bomb) == [
+    return bomb
+
+
+def test_alias_bombs_and_recursive_aliases_are_refused() -> None:
+    assert problems(alias_bomb()) == [
         "slo.yaml:1: document 1: more than 200,000 YAML nodes once aliases expand"
     ]
     assert problems("apiVersion: relia/v1\nservice: &s [*s]\n") == [
         "slo.yaml:1: document 1: a YAML alias refers to a node that contains it (recursive data)"
+    ]
+
+
+def test_documents_after_a_refused_alias_bomb_keep_their_numbers() -> None:
+    assert problems(alias_bomb() + "---\napiVersion: relia/v2\n") == [
+        "slo.yaml:1: document 1: more than 200,000 YAML nodes once aliases expand",
+        "slo.yaml:9: document 2: apiVersion: unsupported apiVersion 'relia/v2'; expected "
+        "relia/v1, openslo/v1 or openslo/v1alpha",
+    ]
+
+
+def test_api_version_and_sloth_version_together_are_refused() -> None:
+    text = SPEC.replace("apiVersion: relia/v1\n", "apiVersion: relia/v1\nversion: prometheus/v1\n")
+    assert problems(text) == [
+        "slo.yaml:2: document 1: version: give apiVersion or Sloth's version, not both"
+    ]
+
+
+def test_empty_documents_around_a_spec_are_skipped() -> None:
+    (slo,) = load_slo_text("---\n" + SPEC + "---\n")
+    assert slo.id == "checkout-availability" and slo.source.document == 0
+
+
+def test_slos_come_back_in_the_order_of_the_files_given(tmp_path: Path) -> None:
+    openslo = tmp_path / "openslo.yaml"
+    openslo.write_text(OPENSLO_SHARED + "---\n" + OPENSLO_SLO)
+    relia = tmp_path / "relia.yaml"
+    relia.write_text(SPEC)
+    loaded = load_specs([openslo, relia])
+    assert [item.format for item in loaded] == ["openslo/v1", "relia"]
+
+
+def test_a_problem_found_twice_is_reported_once() -> None:
+    # The policy is checked on its own and again for the SLO that uses it.
+    text = OPENSLO_SHARED.replace("conditionRef: fast\n", "conditionRef: fats\n")
+    assert problems(text + "---\n" + OPENSLO_SLO) == [
+        "slo.yaml:34: document 3: spec.conditions[0].conditionRef: unknown AlertCondition "
+        "'fats': no kind: AlertCondition with that metadata.name in the files given"
+    ]
+
+
+def test_problems_are_listed_in_document_order() -> None:
+    deep = "x: " + "[" * 3000 + "]" * 3000 + "\n"
+    lines = problems(SPEC.replace("objective: 99.9", "objective: 0") + "---\n" + deep)
+    assert len(lines) == 2
+    assert lines[0].startswith("slo.yaml:7: document 1: slos[0].objective: ")
+    assert lines[1].endswith("document 2: not valid YAML: nested too deeply")
+
+
+def test_calendar_start_with_a_utc_offset_is_refused() -> None:
+    text = SPEC.replace(
+        "    objective: 99.9\n",
+        "    objective: 99.9\n    period: 1w\n"
+        "    calendar: {start: '2024-01-01T00:00:00+01:00', timezone: Europe/Berlin}\n",
+    )
+    assert problems(text) == [
+        "slo.yaml:9: document 1: slos[0].calendar.start: '2024-01-01T00:00:00+01:00' has a UTC "
+        "offset; write the local time and give the zone in timezone"
+    ]
+
+
+def test_the_metric_name_label_cannot_be_set() -> None:
+    lines = problems(SPEC.replace("  team: payments", "  __name__: payments"))
+    assert len(lines) == 1 and lines[0].startswith("slo.yaml:4: document 1: labels.__name__: ")
+
+
+def test_no_files_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="no spec files given"):
+        load_slos([])
+
+
+def test_an_alert_windows_file_given_as_a_spec_is_checked(tmp_path: Path) -> None:
+    windows = tmp_path / "windows.yaml"
+    windows.write_text(
+        (EXAMPLES / "alert-windows-7d.yaml").read_text().replace("longWindow: 3d", "longWindow: 3x")
+    )
+    spec = tmp_path / "slo.yaml"
+    spec.write_text(SPEC)
+    with pytest.raises(ConfigError) as info:
+        load_slos([spec, windows])
+    assert str(info.value).splitlines() == [
+        f"{windows}:13: document 1: spec.ticket.slow.longWindow: invalid duration '3x' "
+        "(expected e.g. 5m, 1h, 30d, 2w)"
+    ]
+
+
+def test_alert_window_problems_of_relias_format() -> None:
+    windows = SPEC + (
+        "    alert_windows:\n"
+        "      - {severity: page, name: quick, budget_percent: 2, long_window: 1h, "
+        "short_window: 5m}\n"
+        "      - {severity: page, name: quick, burn_rate: 6, long_window: 6h, short_window: 30m}\n"
+        "      - {severity: ticket, name: slow, burn_rate: 40, long_window: 1d, "
+        "short_window: 1h}\n"
+    )
+    assert problems(windows) == [
+        "slo.yaml:16: document 1: slos[0].alert_windows[1].name: a page window named 'quick' twice",
+        "slo.yaml:17: document 1: slos[0].alert_windows[2].burn_rate: burning at 40x for 1d "
+        "spends 133% of the budget; the long window is too long for this rate",
+    ]
+
+
+def test_a_long_window_as_long_as_the_period_is_allowed() -> None:
+    text = SPEC.replace("    objective: 99.9\n", "    objective: 99.9\n    period: 1d\n") + (
+        "    alert_windows:\n"
+        "      - {severity: ticket, name: slow, budget_percent: 100, long_window: 1d, "
+        "short_window: 2h}\n"
+    )
+    (slo,) = load_slo_text(text)
+    assert slo.alert_windows is not None
+    (window,) = slo.alert_windows
+    assert (window.long_s, window.short_s, window.burn_rate) == (DAY, 7200, 1.0)
+
+
+def test_timeslice_fields_with_occurrences_are_refused() -> None:
+    text = SPEC.replace(
+        "    objective: 99.9\n",
+        "    objective: 99.9\n"
+        "    budgeting: {method: occurrences, timeslice_window: 1m, timeslice_target: 99}\n",
+    )
+    assert problems(text) == [
+        "slo.yaml:8: document 1: slos[0].budgeting.timeslice_window: only used by the timeslice "
+        "methods",
+        "slo.yaml:8: document 1: slos[0].budgeting.timeslice_target: only used by the timeslice "
+        "methods",
     ]
 
 

@@ -417,3 +417,213 @@ def test_calendar_months_are_refused_rather_than_approximated() -> None:
     assert parse_openslo_duration("4w", calendar=True) == 28 * DAY
     with pytest.raises(ValueError, match="calendar-aligned '1M' is not supported"):
         parse_openslo_duration("1M", calendar=True)
+
+
+BUNDLE = SHARED + "---\n" + SLO
+ALPHA = """\
+apiVersion: openslo/v1alpha
+kind: SLO
+metadata:
+  name: api
+spec:
+  service: api
+  budgetingMethod: Occurrences
+  objectives:
+    - ratioMetrics:
+        good: {source: prometheus, queryType: promql, query: 'sum(rate(ok[{{.window}}]))'}
+        total: {source: prometheus, queryType: promql, query: 'sum(rate(all[{{.window}}]))'}
+      target: 0.99
+  timeWindows:
+    - count: 2
+      unit: Week
+"""
+
+
+def test_a_non_rolling_window_without_a_calendar_is_refused() -> None:
+    assert text_problems(INLINE.replace("isRolling: true", "isRolling: false")) == [
+        "o.yaml:21: document 1: spec.timeWindow[0].isRolling: isRolling: false needs a calendar"
+    ]
+
+
+def test_alert_after_must_be_shorter_than_the_lookback_window() -> None:
+    assert text_problems(BUNDLE.replace("alertAfter: 6h", "alertAfter: 3d")) == [
+        "o.yaml:94: document 7: spec.alertPolicies[1].spec.conditions[0].spec.condition."
+        "alertAfter: relia reads alertAfter as the short window: it must be shorter than "
+        "lookbackWindow"
+    ]
+
+
+def test_a_condition_over_the_whole_period_may_spend_the_whole_budget() -> None:
+    text = BUNDLE.replace("lookbackWindow: 3d", "lookbackWindow: 28d")
+    (slo,) = load_slo_text(text.replace("alertAfter: 6h", "alertAfter: 1d"))
+    assert slo.alert_windows is not None
+    ticket = slo.alert_windows[1]
+    assert (ticket.long_s, ticket.short_s, ticket.burn_rate) == (28 * DAY, DAY, 1)
+    assert ticket.budget_percent == 100
+
+
+def test_a_zero_burn_rate_threshold_is_refused() -> None:
+    assert text_problems(BUNDLE.replace("threshold: 1\n", "threshold: 0\n")) == [
+        "o.yaml:92: document 7: spec.alertPolicies[1].spec.conditions[0].spec.condition."
+        "threshold: the burn-rate threshold must be positive"
+    ]
+
+
+def test_a_second_object_of_the_same_kind_and_name_names_the_first_document() -> None:
+    assert text_problems(INLINE + "---\n" + INLINE) == [
+        "o.yaml:31: document 2: metadata.name: a second SLO named 'api' (the first is in o.yaml, "
+        "document 1)"
+    ]
+
+
+def test_a_reference_takes_no_other_field() -> None:
+    text = BUNDLE.replace(
+        "- alertPolicyRef: fast-burn", "- alertPolicyRef: fast-burn\n      foo: 1"
+    )
+    assert text_problems(text) == [
+        "o.yaml:79: document 7: spec.alertPolicies[0].foo: unknown field 'foo' next to "
+        "alertPolicyRef"
+    ]
+
+
+def test_an_inline_object_of_the_wrong_kind_is_refused() -> None:
+    text = BUNDLE.replace("    - kind: AlertPolicy\n", "    - kind: AlertCondition\n")
+    assert text_problems(text) == [
+        "o.yaml:79: document 7: spec.alertPolicies[1].kind: expected kind: AlertPolicy, got "
+        "'AlertCondition'"
+    ]
+
+
+def test_an_inline_indicator_takes_no_kind() -> None:
+    text = INLINE.replace(
+        "  indicator:\n    metadata:", "  indicator:\n    kind: SLI\n    metadata:"
+    )
+    assert text_problems(text) == [
+        "o.yaml:8: document 1: spec.indicator.kind: unknown field 'kind' (an inline indicator "
+        "has none)"
+    ]
+
+
+def test_indicator_and_indicator_ref_together_are_refused() -> None:
+    text = INLINE.replace("  indicator:\n", "  indicatorRef: api-sli\n  indicator:\n")
+    assert text_problems(text) == [
+        "o.yaml:7: document 1: spec.indicatorRef: give indicator or indicatorRef, not both"
+    ]
+
+
+def test_queries_that_already_use_the_window_are_kept_as_written() -> None:
+    total = 'sum(rate(http_requests_total{job="checkout"}[{{.window}}]))'
+    text = BUNDLE.replace('query: http_requests_total{job="checkout"}\n', f"query: '{total}'\n")
+    (slo,) = load_slo_text(text)
+    assert isinstance(slo.sli, EventsSLI) and slo.sli.total_query == total
+    raw = "1 - avg_over_time(api:error_ratio[{{.window}}])"
+    (strict, _) = load_slo_text(INLINE.replace("query: api:success_ratio", f"query: '{raw}'"))
+    assert isinstance(strict.sli, RawSLI) and strict.sli.error_ratio_query == f"1 - ({raw})"
+
+
+THRESHOLD_OCCURRENCES = INLINE.replace(
+    "      ratioMetric:\n        rawType: success\n        raw:\n", "      thresholdMetric:\n"
+).replace(
+    "    - displayName: Strict\n      targetPercent: 99.9\n"
+    "    - displayName: Loose\n      target: 0.99\n",
+    "    - {displayName: Fast, target: 0.99, op: lte, value: 0.25}\n"
+    "    - {displayName: Busy, target: 0.9, op: gte, value: 100}\n",
+)
+
+
+def test_lte_and_gte_thresholds_become_promql_comparisons_with_occurrences() -> None:
+    fast, busy = load_slo_text(THRESHOLD_OCCURRENCES)
+    assert isinstance(fast.sli, EventsSLI) and isinstance(busy.sli, EventsSLI)
+    assert fast.sli.good_query == (
+        "sum(count_over_time(((api:success_ratio) <= 0.25)[{{.window}}:]))"
+    )
+    assert busy.sli.good_query == "sum(count_over_time(((api:success_ratio) >= 100)[{{.window}}:]))"
+
+
+def test_a_severity_with_no_condition_is_disabled() -> None:
+    page_only = SHARED + "---\n" + SLO.split("    - kind: AlertPolicy")[0]
+    (slo,) = load_slo_text(page_only)
+    assert slo.alerting is not None
+    assert (slo.alerting.page.disabled, slo.alerting.ticket.disabled) == (False, True)
+    ticket_only = BUNDLE.replace("    - alertPolicyRef: fast-burn\n", "")
+    (slo,) = load_slo_text(ticket_only)
+    assert slo.alerting is not None
+    assert (slo.alerting.page.disabled, slo.alerting.ticket.disabled) == (True, False)
+
+
+def test_the_same_alert_condition_twice_is_refused() -> None:
+    twice = SHARED + "---\n" + SLO.split("    - kind: AlertPolicy")[0]
+    twice += "    - alertPolicyRef: fast-burn\n"
+    assert text_problems(twice) == [
+        "o.yaml:79: document 7: spec.alertPolicies[1]: the alert condition 'fast' is used twice"
+    ]
+
+
+SLICED = INLINE.replace("budgetingMethod: Occurrences", "budgetingMethod: Timeslices").replace(
+    "      target: 0.99\n",
+    "      target: 0.99\n      timeSliceWindow: 1h\n      timeSliceTarget: 0.9\n",
+)
+
+
+def test_time_slices_must_tile_the_period() -> None:
+    text = SLICED.replace(
+        "      targetPercent: 99.9\n",
+        "      targetPercent: 99.9\n      timeSliceWindow: 7m\n      timeSliceTarget: 0.9\n",
+    )
+    assert text_problems(text) == [
+        "o.yaml:25: document 1: spec.objectives[0].timeSliceWindow: the slices must tile the "
+        "period: 7m does not divide 30d"
+    ]
+
+
+def test_timeslices_budgeting_needs_a_time_slice_target() -> None:
+    text = SLICED.replace(
+        "      targetPercent: 99.9\n", "      targetPercent: 99.9\n      timeSliceWindow: 1m\n"
+    )
+    assert text_problems(text) == [
+        "o.yaml:23: document 1: spec.objectives[0].timeSliceTarget: required field is missing "
+        "(budgetingMethod Timeslices)"
+    ]
+
+
+def test_an_unused_alert_policy_with_a_broken_reference_is_reported() -> None:
+    unused = SHARED.replace("conditionRef: fast\n", "conditionRef: fats\n") + "---\n" + INLINE
+    assert text_problems(unused) == [
+        "o.yaml:34: document 3: spec.conditions[0].conditionRef: unknown AlertCondition 'fats': "
+        "no kind: AlertCondition with that metadata.name in the files given"
+    ]
+
+
+def test_names_are_dns_labels_of_at_most_63_characters() -> None:
+    (slo,) = load_slo_text(BUNDLE.replace("name: checkout-availability", "name: " + "a" * 63))
+    assert slo.name == "a" * 63
+    assert text_problems(BUNDLE.replace("name: checkout-availability", "name: " + "a" * 64)) == [
+        f"o.yaml:67: document 7: metadata.name: '{'a' * 64}' is not a valid OpenSLO name "
+        "(lowercase letters, digits and -, at most 63)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("count", "unit", "seconds"),
+    [(90, "Second", 90), (2, "Week", 14 * DAY), (1, "Month", 30 * DAY), (1, "Year", 365 * DAY)],
+)
+def test_v1alpha_time_window_units(count: int, unit: str, seconds: int) -> None:
+    (slo,) = load_slo_text(
+        ALPHA.replace("count: 2\n      unit: Week", f"count: {count}\n      unit: {unit}")
+    )
+    assert (slo.window.period_s, slo.window.rolling) == (seconds, True)
+
+
+def test_v1alpha_window_with_a_calendar_is_calendar_aligned() -> None:
+    text = (
+        ALPHA + "      calendar: {startTime: '2024-01-01 00:00:00', timeZone: America/New_York}\n"
+    )
+    (slo,) = load_slo_text(text)
+    assert not slo.window.rolling
+    assert slo.window.calendar_start == datetime(2024, 1, 1, tzinfo=NEW_YORK)
+
+
+def test_v1alpha_service_documents_give_no_slo() -> None:
+    service = "apiVersion: openslo/v1alpha\nkind: Service\nmetadata: {name: api}\nspec: {}\n"
+    slos = load_slo_text(service + "---\n" + ALPHA)
+    assert [s.id for s in slos] == ["api-api-0"]

@@ -236,3 +236,57 @@ def test_wrong_version_and_no_slos() -> None:
     assert problems('version: "prometheus/v1"\nservice: a\nslos: []\n') == [
         "sloth.yml:3: document 1: slos: needs at least 1 item"
     ]
+
+
+def test_slo_labels_override_service_labels_of_the_same_name() -> None:
+    text = SPEC.replace("    objective: 99.5\n", '    objective: 99.5\n    labels: {tier: "1"}\n')
+    (slo,) = load_slo_text(text)
+    assert slo.labels == {"tier": "1"}  # Sloth's mergeLabels(spec.labels, slo.labels)
+
+
+def test_disabling_only_the_page_alert_keeps_the_ticket_alert() -> None:
+    text = SPEC + "      page_alert: {disable: true}\n"
+    (slo,) = load_slo_text(text)
+    assert slo.alerting is not None
+    assert (slo.alerting.page.disabled, slo.alerting.ticket.disabled) == (True, False)
+
+
+def test_an_sli_with_none_of_events_raw_and_plugin_is_one_problem() -> None:
+    text = SPEC.replace(
+        "      events:\n        error_query: sum(rate(errors_total[{{ .window }}]))\n"
+        "        total_query: sum(rate(requests_total[{{.window}}]))\n",
+        "      {}\n",
+    )
+    assert problems(text) == [
+        "sloth.yml:8: document 1: slos[0].sli: give exactly one of events, raw and plugin"
+    ]
+
+
+def test_without_alerts_the_alert_name_is_made_from_the_slo_id() -> None:
+    text = SPEC.replace(
+        "      name: SvcErrors\n",
+        "      page_alert: {disable: true}\n      ticket_alert: {disable: true}\n",
+    )
+    (slo,) = load_slo_text(text)
+    assert slo.alerting is not None and slo.alerting.name == "SvcAvail"
+
+
+def test_slos_under_a_bad_header_are_checked_but_not_built() -> None:
+    # Both headers are broken, so neither service is known: the SLOs must not be built under a
+    # placeholder service (that would report a duplicate id the user never wrote).
+    bad = SPEC.replace("  tier: 2\n", "  bad-label: x\n")
+    other = bad.replace('service: "svc"', 'service: "other"')
+    assert problems(bad + "---\n" + other) == [
+        "sloth.yml:4: document 1: labels.bad-label: 'bad-label' is not a Prometheus label name "
+        "(letters, digits and _, not starting with a digit)",
+        "sloth.yml:18: document 2: labels.bad-label: 'bad-label' is not a Prometheus label name "
+        "(letters, digits and _, not starting with a digit)",
+    ]
+
+
+def test_a_query_template_other_than_the_window_is_refused() -> None:
+    text = SPEC.replace("errors_total[{{ .window }}]", "errors_total{job='{{.job}}'}[{{.window}}]")
+    assert problems(text) == [
+        "sloth.yml:10: document 1: slos[0].sli.events.error_query: unknown template '{{.job}}'; "
+        "only {{.window}} is replaced"
+    ]

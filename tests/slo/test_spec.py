@@ -1,0 +1,47 @@
+"""The SLO model's duration helpers: Prometheus durations in whole seconds, and back."""
+
+from __future__ import annotations
+
+import pytest
+
+from relia.slo.spec import format_duration, parse_duration_seconds
+
+DAY = 86400
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("30s", 30),
+        ("5m", 300),
+        ("1h30m", 5400),
+        ("28d", 28 * DAY),
+        ("4w", 28 * DAY),
+        ("1y", 365 * DAY),
+        ("2000ms", 2),
+        (" 1h ", 3600),
+    ],
+)
+def test_durations_in_whole_seconds(text: str, seconds: int) -> None:
+    assert parse_duration_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5x", "1hx2m", "1h 30m", "h", "-1h", "1.5h", "30"])
+def test_unreadable_durations_are_refused_naming_the_text(text: str) -> None:
+    with pytest.raises(ValueError, match=rf"invalid duration '{text.strip()}'"):
+        parse_duration_seconds(text)
+
+
+def test_a_duration_must_be_a_positive_whole_number_of_seconds() -> None:
+    with pytest.raises(ValueError, match="duration '0s' must be positive"):
+        parse_duration_seconds("0s")
+    with pytest.raises(ValueError, match="duration '1500ms' is not a whole number of seconds"):
+        parse_duration_seconds("1500ms")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(300, "5m"), (5400, "1h30m"), (28 * DAY, "28d"), (DAY + 1, "1d1s")]
+)
+def test_format_duration_writes_the_shortest_form(seconds: int, text: str) -> None:
+    assert format_duration(seconds) == text
+    assert parse_duration_seconds(text) == seconds

@@ -199,7 +199,14 @@ def test_plugin_sli_is_not_supported() -> None:
 
 def test_objective_of_100_leaves_no_budget() -> None:
     assert problems(SPEC.replace("objective: 99.5", "objective: 100")) == [
-        "sloth.yml:7: document 1: slos[0].objective: must be less than 100, got the number 100.0"
+        "sloth.yml:7: document 1: slos[0].objective: must be less than 100, got the number 100"
+    ]
+
+
+def test_an_objective_above_100_is_told_the_same_bound_as_100() -> None:
+    # Not "less than or equal to 100": the user would then write 100 and be refused again.
+    assert problems(SPEC.replace("objective: 99.5", "objective: 120")) == [
+        "sloth.yml:7: document 1: slos[0].objective: must be less than 100, got the number 120"
     ]
 
 

@@ -83,7 +83,7 @@ class _SLI(InputModel):
 
 class _SLO(InputModel):
     name: Name
-    objective: float = Field(gt=0, le=100)
+    objective: float = Field(gt=0, lt=100)
     description: Text = ""
     labels: Labels = Field(default_factory=dict)
     sli: _SLI

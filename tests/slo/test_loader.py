@@ -224,6 +224,16 @@ def test_empty_file_not_yaml_and_not_a_mapping(tmp_path: Path) -> None:
     ]
 
 
+def test_a_control_character_is_reported_at_its_line() -> None:
+    # YAML's reader refuses the whole text before reading any document: the problem has the
+    # line (counted as YAML counts lines, a lone CR included) but no document number.
+    second = SPEC.replace("team: payments", "team: pay\x07ments")
+    assert problems(SPEC + "---\r" + second) == [
+        "slo.yaml:18: not valid YAML: unacceptable character #x0007: special characters are not "
+        "allowed"
+    ]
+
+
 def test_unknown_formats() -> None:
     assert problems("apiVersion: relia/v2\nservice: x\n") == [
         "slo.yaml:1: document 1: apiVersion: unsupported apiVersion 'relia/v2'; expected "

@@ -130,6 +130,10 @@ def _expanded_size(node: yaml.Node) -> int:
     return visit(node)
 
 
+# The line breaks YAML's reader counts (a CR LF pair is one).
+_YAML_LINE_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")
+
+
 def _parse_yaml(text: str, file: str, problems: Problems) -> list[Document]:
     """Every document of ``text``; a YAML syntax error is recorded and ends the file (documents
     before it are kept)."""
@@ -151,6 +155,13 @@ def _parse_yaml(text: str, file: str, problems: Problems) -> list[Document]:
             data = loader.construct_document(node)
             docs.append(Document(file, index, node, data))
             index += 1
+    except yaml.reader.ReaderError as exc:
+        # Raised before any document is read (the reader checks the whole text first), so it
+        # belongs to no document; its position is an index into the text.
+        breaks = _YAML_LINE_BREAK.findall(text, 0, exc.position)
+        problems.add_at(
+            file, len(breaks) + 1, None, "", f"not valid YAML: {str(exc).splitlines()[0]}"
+        )
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark is not None else None

@@ -234,6 +234,13 @@ def test_a_control_character_is_reported_at_its_line() -> None:
     ]
 
 
+def test_yaml_nested_too_deeply_is_reported_at_its_line() -> None:
+    deep = "x: " + "[" * 3000 + "]" * 3000 + "\n"
+    assert problems(SPEC + "---\n" + deep) == [
+        "slo.yaml:15: document 2: not valid YAML: nested too deeply"
+    ]
+
+
 def test_unknown_formats() -> None:
     assert problems("apiVersion: relia/v2\nservice: x\n") == [
         "slo.yaml:1: document 1: apiVersion: unsupported apiVersion 'relia/v2'; expected "

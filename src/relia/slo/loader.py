@@ -168,7 +168,8 @@ def _parse_yaml(text: str, file: str, problems: Problems) -> list[Document]:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         problems.add_at(file, line, index, "", f"not valid YAML: {problem}")
     except RecursionError:
-        problems.add_at(file, None, index, "", "not valid YAML: nested too deeply")
+        line = loader.line + 1 if loader is not None else None  # where the reader got to
+        problems.add_at(file, line, index, "", "not valid YAML: nested too deeply")
     finally:
         if loader is not None:
             loader.dispose()

@@ -241,6 +241,29 @@ def test_yaml_nested_too_deeply_is_reported_at_its_line() -> None:
     ]
 
 
+def test_a_key_written_twice_in_one_mapping_is_refused() -> None:
+    # PyYAML would keep the last value silently; the user may have edited the first one.
+    text = SPEC.replace("    objective: 99.9\n", "    objective: 99.9\n    objective: 99\n")
+    assert problems(text) == [
+        "slo.yaml:8: document 1: slos[0].objective: written twice in one mapping (first at line "
+        "7); YAML keys must be unique"
+    ]
+    # Once, where it is written, however many aliases use it.
+    shared = SPEC.replace("labels:\n  team: payments", "labels: &shared\n  team: a\n  team: b")
+    assert problems(
+        shared.replace("    objective: 99.9\n", "    objective: 99.9\n    labels: *shared\n")
+    ) == [
+        "slo.yaml:5: document 1: labels.team: written twice in one mapping (first at line 4); "
+        "YAML keys must be unique"
+    ]
+
+
+def test_a_key_next_to_a_yaml_merge_overrides_the_merged_one() -> None:
+    text = SPEC.replace("  team: payments", "  <<: {team: other, tier: '1'}\n  team: payments")
+    (slo,) = load_slo_text(text)
+    assert slo.labels == {"team": "payments", "tier": "1"}
+
+
 def test_unknown_formats() -> None:
     assert problems("apiVersion: relia/v2\nservice: x\n") == [
         "slo.yaml:1: document 1: apiVersion: unsupported apiVersion 'relia/v2'; expected "

@@ -9,8 +9,9 @@ plugins run Go code inside Sloth, so relia cannot read them and says so.
 
 Differences from Sloth, all stricter: unknown fields are errors (Sloth ignores them), label names
 must be Prometheus label names, the alert name must be a Prometheus alert name (promtool refuses
-the rules otherwise), queries may use no template but ``{{.window}}``, and the objective must be
-below 100 (Sloth allows exactly 100, which leaves no error budget).
+the rules otherwise), queries may use no template but ``{{.window}}``, the objective must be
+below 100 (Sloth allows exactly 100, which leaves no error budget), and a key written twice in one
+mapping is an error (Sloth keeps the last).
 """
 
 from __future__ import annotations

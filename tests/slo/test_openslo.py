@@ -251,6 +251,20 @@ def test_unresolved_references_name_file_line_and_field(tmp_path: Path) -> None:
     )
 
 
+def test_a_reference_to_an_object_with_problems_reports_only_those_problems(
+    tmp_path: Path,
+) -> None:
+    # The SLI and the policy exist: "unknown SLI" / "unknown AlertPolicy" would send the user
+    # looking for a missing object.
+    shared = SHARED.replace("    counter: true\n", "    countr: true\n")
+    shared = shared.replace("    - conditionRef: fast\n", "    - 5\n")
+    assert problems(SLO, shared, tmp_path=tmp_path) == [
+        "f1.yaml:7: document 1: spec.ratioMetric.countr: unknown field 'countr'; did you mean "
+        "'counter'?",
+        "f1.yaml:34: document 3: spec.conditions[0]: expected a mapping, got the number 5",
+    ]
+
+
 def test_unsupported_alert_conditions_are_reported(tmp_path: Path) -> None:
     shared = SHARED.replace("op: gte\n    threshold: 13.44", "op: lt\n    threshold: 13.44")
     shared = shared.replace("severity: critical", "severity: sms")

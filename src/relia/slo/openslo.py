@@ -271,6 +271,9 @@ class _Registry:
     def __init__(self, problems: Problems) -> None:
         self.problems = problems
         self.objects: dict[tuple[str, str], _Obj] = {}
+        # (kind, name) of objects written but not valid: their problems are already recorded,
+        # so a reference to one is not reported again as unknown.
+        self.invalid: set[tuple[str, str]] = set()
 
     def add(self, obj: _Obj) -> None:
         key = (obj.kind, obj.name)
@@ -287,7 +290,7 @@ class _Registry:
 
     def get(self, kind: str, name: str, doc: Document, loc: Loc) -> _Obj | None:
         obj = self.objects.get((kind, name))
-        if obj is None:
+        if obj is None and (kind, name) not in self.invalid:
             self.problems.add(
                 doc,
                 loc,
@@ -306,6 +309,15 @@ def _check_name(doc: Document, loc: Loc, name: str, problems: Problems) -> bool:
         )
         return False
     return True
+
+
+def _kind_and_name(data: object) -> tuple[str, str] | None:
+    """The ``kind`` and ``metadata.name`` written in an object, where both are text."""
+    if not isinstance(data, dict):
+        return None
+    kind, metadata = data.get("kind"), data.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    return (kind, name) if isinstance(kind, str) and isinstance(name, str) else None
 
 
 def _parse_object(doc: Document, problems: Problems) -> _Obj | None:
@@ -812,6 +824,8 @@ def from_documents(docs: list[Document], problems: Problems) -> list[Built]:
         obj = _parse_object(doc, problems)
         if obj is not None:
             registry.add(obj)
+        elif (written := _kind_and_name(doc.data)) is not None:
+            registry.invalid.add(written)
     built: list[Built] = []
     for obj in list(registry.objects.values()):
         if obj.kind == "SLO":

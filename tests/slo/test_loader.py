@@ -454,8 +454,11 @@ def test_calendar_start_with_a_utc_offset_is_refused() -> None:
 
 
 def test_the_metric_name_label_cannot_be_set() -> None:
-    lines = problems(SPEC.replace("  team: payments", "  __name__: payments"))
-    assert len(lines) == 1 and lines[0].startswith("slo.yaml:4: document 1: labels.__name__: ")
+    # __name__ is made of letters and _: the message must say why it is refused.
+    assert problems(SPEC.replace("  team: payments", "  __name__: payments")) == [
+        "slo.yaml:4: document 1: labels.__name__: '__name__' is the metric name in Prometheus, "
+        "not a label that can be set"
+    ]
 
 
 def test_no_files_is_an_error() -> None:

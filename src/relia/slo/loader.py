@@ -494,7 +494,9 @@ _ALERT_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 
 def _label_name(name: str) -> str:
-    if not _PROM_NAME.fullmatch(name) or name == "__name__":
+    if name == "__name__":
+        raise ValueError("'__name__' is the metric name in Prometheus, not a label that can be set")
+    if not _PROM_NAME.fullmatch(name):
         raise ValueError(
             f"{name!r} is not a Prometheus label name (letters, digits and _, not starting "
             "with a digit)"

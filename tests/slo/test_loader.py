@@ -17,7 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relia.errors import ConfigError
-from relia.slo.loader import burn_rate_for, load_slo_text, load_slos, load_specs
+from relia.slo.loader import (
+    burn_rate_for,
+    load_slo_text,
+    load_slos,
+    load_specs,
+    load_specs_text,
+)
 from relia.slo.spec import BudgetingMethod, EventsSLI, RawSLI, ThresholdSLI
 from tests.slo.test_openslo import SHARED as OPENSLO_SHARED
 from tests.slo.test_openslo import SLO as OPENSLO_SLO
@@ -262,6 +268,14 @@ def test_a_key_next_to_a_yaml_merge_overrides_the_merged_one() -> None:
     text = SPEC.replace("  team: payments", "  <<: {team: other, tier: '1'}\n  team: payments")
     (slo,) = load_slo_text(text)
     assert slo.labels == {"team": "payments", "tier": "1"}
+
+
+def test_an_escape_beyond_the_last_unicode_character_is_a_yaml_problem() -> None:
+    text = SPEC.replace("  team: payments", '  team: "pay\\U00110000ments"')
+    assert problems(text) == [
+        "slo.yaml:4: document 1: not valid YAML: \\U00110000 is not a Unicode character (the "
+        "last is \\U0010FFFF)"
+    ]
 
 
 def test_unknown_formats() -> None:
@@ -573,8 +587,8 @@ def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 
 
 @st.composite
-def mutated_specs(draw: st.DrawFn) -> str:
-    docs = copy.deepcopy(draw(st.sampled_from(VALID)))
+def mutated_specs(draw: st.DrawFn, bundles: list[list[Any]] = VALID) -> str:
+    docs = copy.deepcopy(draw(st.sampled_from(bundles)))
     for _ in range(draw(st.integers(1, 3))):
         d = draw(st.integers(0, len(docs) - 1))
         paths = _paths(docs[d])
@@ -647,3 +661,37 @@ YAMLISH = st.lists(
 @given(YAMLISH)
 def test_random_yamlish_text_loads_or_raises_config_error(text: str) -> None:
     _loads_or_config_error(text)
+
+
+# Sloth and OpenSLO inputs refer to no other file, so every problem must be placed in the one given.
+FOREIGN = [
+    docs
+    for docs in VALID
+    if not any(isinstance(d, dict) and d.get("apiVersion") == "relia/v1" for d in docs)
+]
+NAMED = "specs/team-a.yaml"
+PLACED = re.compile(rf"{re.escape(NAMED)}:\d+: \S")
+JUNK = st.one_of(
+    st.text(max_size=6),
+    st.sampled_from(["\x00", "\x07", "\t", "\r", "\n---\n", "[", "{", "&a ", "*b ", ": :", "'"]),
+)
+
+
+@st.composite
+def damaged_texts(draw: st.DrawFn) -> str:
+    """A mutated Sloth or OpenSLO file with a few characters inserted somewhere."""
+    text = draw(mutated_specs(FOREIGN))
+    for _ in range(draw(st.integers(0, 2))):
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(JUNK) + text[at:]
+    return text
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(damaged_texts())
+def test_every_problem_of_a_sloth_or_openslo_file_names_that_file_and_a_line(text: str) -> None:
+    try:
+        load_specs_text(text, NAMED)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            assert PLACED.match(line) or line == f"{NAMED}: empty: no SLO spec in this file", line

@@ -72,7 +72,19 @@ _M = typing.TypeVar("_M", bound=BaseModel)
 
 class _SpecLoader(yaml.SafeLoader):
     """SafeLoader without the YAML 1.1 timestamp rule: ``2022-01-01 12:00:00`` stays text, so
-    calendar start times are parsed (and their errors reported) in one place, by relia."""
+    calendar start times are parsed (and their errors reported) in one place, by relia. An
+    escape past the last Unicode character is a YAML error (PyYAML raises a bare ValueError)."""
+
+    def scan_flow_scalar_non_spaces(self, double: bool, start_mark: yaml.Mark) -> list[Any]:
+        try:
+            return super().scan_flow_scalar_non_spaces(double, start_mark)
+        except ValueError:  # chr() of the escape just read: only \U has digits for one
+            raise yaml.scanner.ScannerError(
+                "while scanning a double-quoted scalar",
+                start_mark,
+                f"\\U{self.prefix(8)} is not a Unicode character (the last is \\U0010FFFF)",
+                self.get_mark(),
+            ) from None
 
 
 _SpecLoader.yaml_implicit_resolvers = {

@@ -278,6 +278,15 @@ def test_an_escape_beyond_the_last_unicode_character_is_a_yaml_problem() -> None
     ]
 
 
+@pytest.mark.parametrize("number", ["9" * 5000, "0x" + "f" * 5000])
+def test_an_integer_too_long_to_read_is_a_yaml_problem(number: str) -> None:
+    # Python refuses to convert integers of more than 4300 digits to or from text.
+    assert problems(SPEC.replace("objective: 99.9", f"objective: {number}")) == [
+        f"slo.yaml:7: document 1: not valid YAML: an integer of {len(number)} characters is too "
+        "long to read"
+    ]
+
+
 def test_unknown_formats() -> None:
     assert problems("apiVersion: relia/v2\nservice: x\n") == [
         "slo.yaml:1: document 1: apiVersion: unsupported apiVersion 'relia/v2'; expected "

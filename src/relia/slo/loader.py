@@ -92,6 +92,25 @@ _SpecLoader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 
+
+def _construct_int(loader: _SpecLoader, node: yaml.ScalarNode) -> int:
+    """An integer Python can also write back as text (error messages quote it): Python refuses
+    either way past 4300 digits, with a bare ValueError."""
+    try:
+        value = loader.construct_yaml_int(node)
+        str(value)
+    except ValueError:
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            f"an integer of {len(node.value)} characters is too long to read",
+            node.start_mark,
+        ) from None
+    return value
+
+
+_SpecLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
 # Aliases let a small file expand to a huge tree (the "billion laughs"); validating that would
 # hang, so a document may hold at most this many nodes once its aliases are expanded.
 _MAX_EXPANDED_NODES = 200_000

@@ -45,3 +45,12 @@ def test_a_duration_must_be_a_positive_whole_number_of_seconds() -> None:
 def test_format_duration_writes_the_shortest_form(seconds: int, text: str) -> None:
     assert format_duration(seconds) == text
     assert parse_duration_seconds(text) == seconds
+
+
+def test_a_duration_past_what_prometheus_can_express_is_refused() -> None:
+    # Prometheus keeps durations in int64 nanoseconds (about 292 years): a longer window would
+    # give rules that promtool refuses and budgets computed over nonsense.
+    assert parse_duration_seconds("292y") == 292 * 365 * 86_400
+    for text in ("293y", "99999999999999999999999d"):
+        with pytest.raises(ValueError, match=rf"duration '{text}' is longer than Prometheus"):
+            parse_duration_seconds(text)

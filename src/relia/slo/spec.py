@@ -34,6 +34,8 @@ __all__ = [
 
 _DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+#: Prometheus keeps durations in int64 nanoseconds: nothing longer (about 292 years) is valid.
+_MAX_SECONDS = (2**63 - 1) // 1_000_000_000
 
 
 def parse_duration_seconds(text: str) -> int:
@@ -59,6 +61,10 @@ def parse_duration_seconds(text: str) -> int:
         raise ValueError(f"invalid duration {text!r} (expected e.g. 5m, 1h, 30d, 2w)")
     if total <= 0:
         raise ValueError(f"duration {text!r} must be positive")
+    if total > _MAX_SECONDS:
+        raise ValueError(
+            f"duration {text!r} is longer than Prometheus can express (about 292 years)"
+        )
     return total
 
 

@@ -402,3 +402,24 @@ def test_a_key_beside_a_merge_overrides_it_and_is_no_repeat(tmp_path: Path) -> N
     )
     cfg = load_config(path, environ={})
     assert [s.name for s in cfg.notify.sinks] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (".inf", "a duration must be finite"),
+        (".nan", "a duration must be finite"),
+        ("1.0e+300", "longer than"),
+        ("99999999999999999999999d", "longer than"),
+    ],
+)
+def test_an_endless_duration_is_refused_naming_the_field(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    # `relia up` waits `interval` between ticks: an infinite or astronomically long wait
+    # crashed it at its first tick (OverflowError from the clock), long after the config loaded.
+    path = tmp_path / "relia.yaml"
+    path.write_text(f"interval: {text}\n")
+    with pytest.raises(ConfigError, match=rf"relia.yaml:1: interval: .*{message}"):
+        load_config(path, environ={})
+    assert parse_duration("15000w") == 15000 * 604_800.0  # 287 years: still a duration

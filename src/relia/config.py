@@ -8,6 +8,7 @@ parsed as YAML scalars, so ``RELIA_HOST__ENABLED=false`` is a boolean.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -55,6 +56,8 @@ __all__ = [
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+#: The longest wait Python's threads take (``threading.TIMEOUT_MAX`` on Linux: 292 years).
+_MAX_SECONDS = 9_223_372_036.0
 
 
 def parse_duration(value: object) -> float:
@@ -68,8 +71,13 @@ def parse_duration(value: object) -> float:
         if not match:
             raise ValueError(f"expected a duration like 15s, 5m or 1h, got {value!r}")
         seconds = float(match.group(1)) * _UNIT_MS[match.group(2) or "s"] / 1000.0
+    if not math.isfinite(seconds):
+        raise ValueError("a duration must be finite")
     if seconds <= 0:
         raise ValueError("a duration must be positive")
+    if seconds > _MAX_SECONDS:
+        # relia waits for durations (the tick interval, timeouts): the clock cannot go further.
+        raise ValueError(f"a duration must not be longer than {_MAX_SECONDS:g} s (292 years)")
     return seconds
 
 

@@ -278,6 +278,16 @@ def test_an_escape_beyond_the_last_unicode_character_is_a_yaml_problem() -> None
     ]
 
 
+@pytest.mark.parametrize("escape", ["\\uD83D\\uDE00", "\\uDE00", "\\U0000D83D"])
+def test_a_surrogate_escape_is_a_yaml_problem(escape: str) -> None:
+    # A surrogate is not a character: as text it cannot be written out as UTF-8 (a JSON answer
+    # of the API or a rules file would fail long after loading).
+    text = SPEC.replace("  team: payments", f'  team: "pay{escape}ments"')
+    (problem,) = problems(text)
+    assert problem.startswith("slo.yaml:4: document 1: not valid YAML: ")
+    assert "is a surrogate, not a character (write one past \\uFFFF as \\U and 8 digits)" in problem
+
+
 @pytest.mark.parametrize("number", ["9" * 5000, "0x" + "f" * 5000])
 def test_an_integer_too_long_to_read_is_a_yaml_problem(number: str) -> None:
     # Python refuses to convert integers of more than 4300 digits to or from text.

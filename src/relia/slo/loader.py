@@ -70,6 +70,9 @@ _M = typing.TypeVar("_M", bound=BaseModel)
 # Reading YAML: documents with their node trees
 
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
 class _SpecLoader(yaml.SafeLoader):
     """SafeLoader without the YAML 1.1 timestamp rule: ``2022-01-01 12:00:00`` stays text, so
     calendar start times are parsed (and their errors reported) in one place, by relia. An
@@ -77,7 +80,7 @@ class _SpecLoader(yaml.SafeLoader):
 
     def scan_flow_scalar_non_spaces(self, double: bool, start_mark: yaml.Mark) -> list[Any]:
         try:
-            return super().scan_flow_scalar_non_spaces(double, start_mark)
+            chunks: list[Any] = super().scan_flow_scalar_non_spaces(double, start_mark)
         except ValueError:  # chr() of the escape just read: only \U has digits for one
             raise yaml.scanner.ScannerError(
                 "while scanning a double-quoted scalar",
@@ -85,6 +88,19 @@ class _SpecLoader(yaml.SafeLoader):
                 f"\\U{self.prefix(8)} is not a Unicode character (the last is \\U0010FFFF)",
                 self.get_mark(),
             ) from None
+        # A surrogate escape (JSON's way past \uFFFF) is no character: such text cannot be
+        # written as UTF-8, so an API answer or rules file holding it would fail much later.
+        for chunk in chunks:
+            surrogate = _SURROGATE.search(chunk)
+            if surrogate is not None:
+                raise yaml.scanner.ScannerError(
+                    "while scanning a double-quoted scalar",
+                    start_mark,
+                    f"\\u{ord(surrogate.group()):04X} is a surrogate, not a character (write "
+                    "one past \\uFFFF as \\U and 8 digits)",
+                    self.get_mark(),
+                )
+        return chunks
 
 
 _SpecLoader.yaml_implicit_resolvers = {

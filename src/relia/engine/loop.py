@@ -251,6 +251,7 @@ class _Unstored:
     points: ScoredPoints | None = None
     findings: list[Finding] = field(default_factory=list)
     to_correlate: list[Finding] = field(default_factory=list)
+    decided: bool = False  # push sources were told their findings are stored
 
 
 class Engine:
@@ -348,9 +349,9 @@ class Engine:
         self.slo_evaluator = slo_evaluator
         self.slo_interval_s = slo_interval_s
         self._slo_lock = threading.Lock()
-        self._slo_findings: SloFindings | None = None
+        self._slo_findings: SloFindings | None = None  # made on the first slo_tick
         #: SLO findings of a round the store failed, stored by the next round.
-        self._slo_unstored: list[Finding] = []  # made on the first slo_tick
+        self._slo_unstored: list[Finding] = []
         self._slo_last: SloTickResult | None = None
         self._slo_last_error: str | None = None
         # Set by push sources (remote-write) when data waits: run() ticks for them at once.
@@ -672,11 +673,13 @@ class Engine:
             updated = len(work.findings) - new
             work.to_correlate.extend(work.findings)
             work.findings = []
-        for src in self.sources:
-            # Push sources time receipt → decided (findings stored) per request.
-            decided = getattr(src, "decided", None)
-            if callable(decided):
-                decided()
+        if not work.decided:
+            for src in self.sources:
+                # Push sources time receipt → decided (findings stored) per request.
+                decided = getattr(src, "decided", None)
+                if callable(decided):
+                    decided()
+            work.decided = True
         # Samples and their score and expected band go in together.
         self.store.append_samples(batch, points)
         self._unstored = None

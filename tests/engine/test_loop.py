@@ -246,8 +246,10 @@ def test_a_tick_the_store_failed_is_stored_by_the_next_before_it_polls() -> None
             if store.down:
                 with pytest.raises(StoreError):
                     eng.tick()
+                assert eng.status()["unstored_samples"] == 2  # tick 40's, waiting
             else:
                 eng.tick()
+                assert eng.status()["unstored_samples"] == 0
             clock.now += STEP
         assert source.polled == [k for k in range(44) if k != 41]
         (cpu,) = [s for s in store.list_series() if s.name == "cpu"]

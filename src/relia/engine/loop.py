@@ -790,6 +790,8 @@ class Engine:
             "detector": self.executor.detector_name,
             "restored_series": self._restored,
             "last_error": self._last_error,
+            # Polled but not yet stored (the store failing): polling waits until it takes them.
+            "unstored_samples": len(self._unstored.batch) if self._unstored is not None else 0,
             "sources": {
                 name: {"errors": n, "last_error": self._source_last_error.get(name)}
                 for name, n in self._source_errors.items()

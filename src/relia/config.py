@@ -277,6 +277,9 @@ class ScrapeTarget(_Model):
     interval: Duration | None = Field(
         None, description="how often to scrape it; every engine tick when unset"
     )
+    max_body_bytes: int = Field(
+        64 << 20, ge=1, description="a larger page (decoded) is a failed scrape, up = 0"
+    )
 
 
 class PrometheusQuery(_Model):

@@ -137,9 +137,11 @@ def test_build_sources_from_config(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"scrape\[1\].name.*'app'"):
         build_sources(cfg, SeriesIndex())
-    ok = cfg.model_copy(update={"scrape": cfg.scrape[:1]})
+    small = ScrapeTarget(name="app", url="http://127.0.0.1:9/metrics", max_body_bytes=4096)
+    ok = cfg.model_copy(update={"scrape": [small]})
     srcs = build_sources(ok, SeriesIndex())
     assert [s.name for s in srcs] == ["app", "remote_write"]
+    assert srcs[0].max_body_bytes == 4096  # type: ignore[attr-defined]
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
 
 import httpx
@@ -185,6 +186,34 @@ def test_scrape_failure_gives_up_zero_and_logs(
     assert batch.value[0] == 0.0 and batch.ts[0] == NOW
     assert source.last_error is not None and fragment in source.last_error
     assert any(fragment in rec.getMessage() for rec in caplog.records)
+
+
+def test_a_page_larger_than_the_limit_is_a_failed_scrape_not_memory_spent() -> None:
+    # An exporter gone wrong (a label with a request id in it) can serve gigabytes: the page is
+    # read in pieces and given up at the limit, gzip-compressed pages by their decoded size.
+    page = "# TYPE temperature gauge\n" + "".join(f'temperature{{i="{i}"}} 1\n' for i in range(100))
+    size = len(page.encode())
+    index = SeriesIndex()
+    at_limit = ScrapeSource(
+        "app", "http://h:9100/metrics", index, transport=fake_scrape_transport(page),
+        max_body_bytes=size,
+    )  # fmt: skip
+    assert len(at_limit.poll(NOW)) == 101 and at_limit.last_error is None
+    gzipped = httpx.MockTransport(
+        lambda r: httpx.Response(
+            200, content=gzip.compress(page.encode()),
+            headers={"Content-Type": "text/plain", "Content-Encoding": "gzip"},
+        )
+    )  # fmt: skip
+    for transport in (fake_scrape_transport(page), gzipped):
+        over = ScrapeSource(
+            "app", "http://h:9100/metrics", index, transport=transport, max_body_bytes=size - 1
+        )
+        batch = over.poll(NOW)
+        assert len(batch) == 1 and batch.value[0] == 0.0  # up = 0
+        assert over.last_error == (
+            f"http://h:9100/metrics: the page is larger than {size - 1} bytes (max_body_bytes)"
+        )
 
 
 # -- counters: raw value kept, a derived `:rate` series added --------------------------------

@@ -77,6 +77,7 @@ def build_sources(
                 timeout=t.timeout,
                 interval=t.interval,
                 metrics=scrape_metrics,
+                max_body_bytes=t.max_body_bytes,
             )
             add(target, f"scrape[{i}].name")
     if config.prometheus:

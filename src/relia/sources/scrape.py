@@ -45,7 +45,14 @@ from relia.detect.preprocess import counter_increase
 from relia.errors import SourceError
 from relia.signals import MetricBatch, SeriesIndex
 
-__all__ = ["ACCEPT", "RATE_SUFFIX", "ScrapeMetrics", "ScrapeSource", "parse_exposition"]
+__all__ = [
+    "ACCEPT",
+    "DEFAULT_MAX_BODY_BYTES",
+    "RATE_SUFFIX",
+    "ScrapeMetrics",
+    "ScrapeSource",
+    "parse_exposition",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +60,9 @@ log = logging.getLogger(__name__)
 RATE_SUFFIX = ":rate"
 
 #: What Prometheus asks for: OpenMetrics first, the classic text format as fallback.
+#: The largest page a scrape reads (decoded); a larger one is a failed scrape (up = 0). Big
+#: enough for kube-state-metrics of a large cluster, small enough not to run relia out of memory.
+DEFAULT_MAX_BODY_BYTES = 64 << 20
 ACCEPT = "application/openmetrics-text;version=1.0.0;q=0.9,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 
 
@@ -206,8 +216,10 @@ class ScrapeSource:
         *,
         interval: float | None = None,
         metrics: ScrapeMetrics | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self.name = name
+        self.max_body_bytes = max_body_bytes
         self.url = url
         self.index = index
         self.timeout = timeout
@@ -231,18 +243,28 @@ class ScrapeSource:
 
     def _fetch(self) -> tuple[str, bool | None]:
         try:
-            resp = self._http.get(self.url)
+            # Read in pieces up to the limit: an exporter gone wrong can serve gigabytes.
+            with self._http.stream("GET", self.url) as resp:
+                if resp.status_code != 200:
+                    raise SourceError(
+                        f"HTTP {resp.status_code} {resp.reason_phrase}".rstrip(), where=self.url
+                    )
+                body = bytearray()
+                for chunk in resp.iter_bytes():  # decoded: a gzip bomb stops at the limit too
+                    body += chunk
+                    if len(body) > self.max_body_bytes:
+                        raise SourceError(
+                            f"the page is larger than {self.max_body_bytes} bytes (max_body_bytes)",
+                            where=self.url,
+                        )
+                ctype = resp.headers.get("content-type", "").lower()
+                encoding = resp.encoding or "utf-8"
         except httpx.TimeoutException:
             raise SourceError(f"no answer within {self.timeout:g}s", where=self.url) from None
         except httpx.HTTPError as exc:
             raise SourceError(f"cannot reach target: {exc}", where=self.url) from None
-        if resp.status_code != 200:
-            raise SourceError(
-                f"HTTP {resp.status_code} {resp.reason_phrase}".rstrip(), where=self.url
-            )
-        ctype = resp.headers.get("content-type", "").lower()
         om = True if ctype.startswith("application/openmetrics-text") else None
-        return resp.text, om
+        return bytes(body).decode(encoding, errors="replace"), om
 
     def poll(self, now_ms: int) -> MetricBatch:
         """Scrape the target; on failure only ``up`` = 0 is returned and the error is logged.

@@ -372,6 +372,31 @@ def test_cli_report(tmp_path: Path, fake_prometheus: None) -> None:
     assert plot.is_file() and f"wrote {plot}" in res.stderr
 
 
+def test_cli_reports_every_slo_it_can_and_names_each_refused_query(
+    tmp_path: Path, fake_prometheus: None
+) -> None:
+    # One SLO with a query Prometheus refuses must not hide the report of the others.
+    spec = tmp_path / "shop.yaml"
+    broken = SPEC.replace("name: checkout", "name: broken").replace(
+        'error_query: req{kind="bad",window="{{.window}}"}',
+        'error_query: sum(req{kind="bad",window="{{.window}}"}',
+    )
+    spec.write_text(SPEC + broken.split("slos:\n", 1)[1])
+    at = "2024-05-01T12:03:00Z"
+    base = ["slo", "report", str(spec), "--prometheus", URL, "--at", at]
+    res = CliRunner().invoke(app, base)
+    assert res.exit_code == 2
+    assert "shop-checkout" in res.stdout and "FIRING" in res.stdout
+    assert "shop-broken" not in res.stdout
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith("relia: error: SLO shop-broken: ") and "HTTP 400 (bad_data)" in line
+    res = CliRunner().invoke(app, [*base, "--json"])
+    assert res.exit_code == 2
+    doc = json.loads(res.stdout)
+    assert [s["id"] for s in doc["slos"]] == ["shop-checkout"]
+    assert list(doc["errors"]) == ["shop-broken"] and "bad_data" in doc["errors"]["shop-broken"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -163,11 +163,11 @@ def report(
     from rich.console import Console
 
     from relia.errors import DataError
-    from relia.slo.evaluate import evaluate_slos
+    from relia.slo.evaluate import SloStatus, evaluate_slo
     from relia.slo.loader import load_slos
     from relia.slo.report import alerts_table, plot_burn_down, report_json, summary_table
     from relia.slo.spec import parse_duration_seconds
-    from relia.sources.prometheus import PrometheusClient
+    from relia.sources.prometheus import PrometheusClient, QueryRefused
     from relia.timeparse import parse_time
 
     if plot is not None and plot.suffix.lower() not in (".png", ".html", ".htm"):
@@ -187,14 +187,29 @@ def report(
             f"expected an http:// or https:// URL, got {prometheus!r}", where="--prometheus"
         )
     slos = load_slos(files, sloth_windows=sloth_windows)
+    statuses: list[SloStatus] = []
+    refused: dict[str, str] = {}
     with PrometheusClient(prometheus, timeout=timeout) as client:
-        statuses = evaluate_slos(client, slos, at_ms, step_s=step_s)
+        for slo in slos:
+            try:
+                statuses.append(evaluate_slo(client, slo, at_ms, step_s=step_s))
+            except QueryRefused as exc:
+                # This SLO's query is at fault: report the others. A Prometheus that cannot be
+                # reached fails them all alike, so that still stops the report at once.
+                refused[slo.id] = str(exc)
     if plot is not None:
         plot_burn_down(plot, statuses)
         err_console.print(f"wrote {plot}", markup=False)
     if as_json:
-        typer.echo(json.dumps(report_json(statuses), indent=2))
-        return
-    out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-    out.print(summary_table(statuses))
-    out.print(alerts_table(statuses))
+        doc = report_json(statuses)
+        if refused:
+            doc["errors"] = refused
+        typer.echo(json.dumps(doc, indent=2))
+    else:
+        out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+        out.print(summary_table(statuses))
+        out.print(alerts_table(statuses))
+    if refused:
+        for slo_id, error in refused.items():
+            err_console.print(f"relia: error: SLO {slo_id}: {error}", markup=False, soft_wrap=True)
+        raise typer.Exit(2)

@@ -21,12 +21,24 @@ from relia.errors import SourceError
 from relia.signals import MetricBatch, SeriesIndex
 from relia.sources.base import PartialPollError
 
-__all__ = ["MAX_POINTS_PER_CHUNK", "PrometheusClient", "PrometheusSource", "RangeSeries"]
+__all__ = [
+    "MAX_POINTS_PER_CHUNK",
+    "PrometheusClient",
+    "PrometheusSource",
+    "QueryRefused",
+    "RangeSeries",
+]
 
 log = logging.getLogger(__name__)
 
 #: Points per series asked for in one request; below Prometheus's hard limit of 11,000.
 MAX_POINTS_PER_CHUNK = 10_000
+
+
+class QueryRefused(SourceError):
+    """Prometheus answered and refused this query (HTTP 4xx: bad PromQL, a query that hit its
+    limits): the query's trouble, where other queries may still work, unlike a server that
+    cannot be reached."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,7 +118,8 @@ class PrometheusClient:
             kind = body.get("errorType") or "error"
             text = str(body.get("error") or resp.reason_phrase or "unknown error")
             text = " ".join(text.split())  # one line
-            raise SourceError(
+            refused = QueryRefused if 400 <= resp.status_code < 500 else SourceError
+            raise refused(
                 f"Prometheus answered HTTP {resp.status_code} ({kind}): {text}", where=where
             )
         return body.get("data")

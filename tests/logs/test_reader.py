@@ -113,3 +113,83 @@ def test_random_bytes_every_line_yielded_or_counted(data: bytes, chunk: int, max
     # Chunking does not change the answer.
     whole, dec1 = _decode(data, chunk=max(1, len(data)), max_line=max_line)
     assert whole == lines and dec1.counts == c
+
+
+def test_max_line_bytes_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_line_bytes"):
+        LineDecoder(max_line_bytes=0)
+    assert LineDecoder(max_line_bytes=1).max_line_bytes == 1
+
+
+def test_line_limit_counts_bytes_not_characters() -> None:
+    # 10 characters, 11 bytes: over a 10-byte limit even when fed as one block.
+    over = "é" + "a" * 9
+    at = "é" + "a" * 8
+    for data in [f"{over}\n{at}\n".encode(), f"{at}\n{over}\n".encode()]:
+        dec = LineDecoder(max_line_bytes=10)
+        assert dec.feed(data) == [at]
+        assert dec.counts.too_long == 1 and dec.counts.lines == 1
+
+
+def test_a_single_nul_byte_makes_a_line_binary() -> None:
+    lines, dec = _decode(b"ok\nlong enough text with one \x00 in it\n")
+    assert lines == ["ok"] and dec.counts.binary == 1
+
+
+def test_binary_share_is_a_strict_upper_bound() -> None:
+    # 3 control bytes in 10: exactly 30 %, still text; 4 in 10 is binary.
+    at = b"\x01\x02\x03abcdefg"
+    over = b"\x01\x02\x03\x1aabcdef"
+    lines, dec = _decode(at + b"\n" + over + b"\n")
+    assert lines == [at.decode()] and dec.counts.binary == 1
+
+
+def test_tabs_and_sub_bytes_are_told_apart() -> None:
+    # Tabs are text however many, beside a control byte too; SUB (0x1a) is a control byte.
+    lines, dec = _decode(b"a\t\tb\n\x01\t\tab\n\x1a\x1ab\n")
+    assert lines == ["a\t\tb", "\x01\t\tab"] and dec.counts.binary == 1
+
+
+def test_read_lines_keeps_an_unterminated_last_line(tmp_path: Path) -> None:
+    f = tmp_path / "x.log"
+    f.write_bytes(b"first\r\nlast without newline")
+    lines, counts = read_lines(f)
+    assert lines == ["first", "last without newline"]
+    assert counts.lines == 2 and counts.bytes == f.stat().st_size
+
+
+def test_reset_forgets_an_over_long_line() -> None:
+    dec = LineDecoder(max_line_bytes=4)
+    assert dec.feed(b"0123456789") == []
+    assert dec.pending == 10
+    dec.reset()
+    assert dec.pending == 0
+    assert dec.feed(b"ok\n") == ["ok"]
+    assert dec.counts.too_long == 0 and dec.consumed == 3
+
+
+def test_counts_add_and_round_trip() -> None:
+    a = ReadCounts(lines=2, invalid_utf8=1, binary=3, too_long=4, blank=5, bytes=60)
+    a.add(ReadCounts(lines=1, binary=1, bytes=7))
+    assert a == ReadCounts(lines=3, invalid_utf8=1, binary=4, too_long=4, blank=5, bytes=67)
+    assert a.skipped == 13
+    assert ReadCounts.from_dict({**a.to_dict(), "future_field": 9}) == a
+    assert ReadCounts.from_dict({"lines": "2"}) == ReadCounts(lines=2)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.one_of(st.binary(max_size=300), _text_bytes), chunk=st.integers(1, 32))
+def test_any_file_gives_lines_and_counts_of_every_ended_line(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes, chunk: int
+) -> None:
+    f = tmp_path_factory.mktemp("any") / "any.log"
+    f.write_bytes(data)
+    lines, counts = read_lines(f, max_line_bytes=40, chunk_bytes=chunk)
+    assert counts.lines == len(lines)
+    assert counts.lines + counts.skipped == _ended(data)
+    assert counts.bytes == len(data)
+    assert all("\n" not in line and line.strip() for line in lines)
+    # With nothing skipped or repaired, every line comes back as written, less its CR.
+    if counts.skipped == counts.invalid_utf8 == 0:
+        ended = data.split(b"\n")[: _ended(data)]
+        assert lines == [x.removesuffix(b"\r").decode() for x in ended]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from relia.logs._kernels import hash_lines
 from relia.logs.header import HeaderFormat
 
 MESSAGES = [
@@ -163,3 +165,178 @@ def test_detect_on_generated_formats(fmt: str, seed: int) -> None:
     lines, messages = _lines(fmt, n=60, seed=seed)
     header = HeaderFormat.detect(lines)
     assert [header.split(line)[1] for line in lines] == messages
+
+
+def _stamped(n: int, body: str, seed: int = 0) -> tuple[list[str], list[str]]:
+    """``n`` lines ``"<date> <time> " + body.format(i=..., msg=...)`` and their messages."""
+    rng = random.Random(seed)
+    lines, messages = [], []
+    for i in range(n):
+        msg = rng.choice(MESSAGES)
+        lines.append(f"2024-01-0{i % 9 + 1} 10:00:{i % 60:02d} " + body.format(i=i, msg=msg))
+        messages.append(msg)
+    return lines, messages
+
+
+def _kernel_messages_agree(header: HeaderFormat, lines: list[str], messages: list[str]) -> None:
+    """The compiled batch path (the miner's) cuts the same header as the regular expression."""
+
+    def hashes(texts: list[str], layout: np.ndarray) -> list[int]:
+        raw = [t.encode() for t in texts]
+        offsets = np.cumsum([0, *map(len, raw)], dtype=np.int64)
+        data = np.frombuffer(b"".join(raw), dtype=np.uint8)
+        return hash_lines(data, offsets, layout).tolist()
+
+    none = HeaderFormat(pattern="").kernel_layout()
+    assert hashes(lines, header.kernel_layout()) == hashes(messages, none)
+
+
+def test_blank_lines_in_the_sample_do_not_count_against_the_header() -> None:
+    lines, messages = _stamped(20, "{msg}")
+    header = HeaderFormat.detect(lines + ["", "   "] * 5)
+    assert header.messages(lines) == messages
+
+
+def test_tab_separated_header() -> None:
+    lines, messages = _stamped(30, "INFO\tsvc-{i}\t{msg}")
+    lines = [line.replace(" 10:", "T10:").replace(" INFO", "\tINFO") for line in lines]
+    header = HeaderFormat.detect(lines)
+    assert header.rule == "separator '\\t'" and header.columns == 3
+    assert header.messages(lines) == messages
+    _kernel_messages_agree(header, lines, messages)
+
+
+def test_small_sample_message_may_hold_the_separator() -> None:
+    lines = [f"2024-01-0{i}|INFO|{m}" for i, m in enumerate(MESSAGES[:4], 1)]
+    lines.append("2024-01-09|WARN|a | b")
+    header = HeaderFormat.detect(lines)
+    assert header.columns == 2
+    assert header.split(lines[-1])[1] == "a | b"
+
+
+def test_one_separator_per_line_is_not_a_separated_header() -> None:
+    lines, messages = _stamped(20, "{msg} | ok")
+    header = HeaderFormat.detect(lines)
+    assert header.messages(lines) == [f"{m} | ok" for m in messages]
+
+
+def test_separated_header_needs_a_number_in_its_first_field() -> None:
+    lines = [f"alpha|beta|{m}" for m in MESSAGES * 3]
+    header = HeaderFormat.detect(lines)
+    assert header.pattern == ""
+    assert header.messages(lines) == lines
+
+
+def test_nine_lines_in_ten_are_enough_agreement() -> None:
+    piped = [f"2024-01-0{i}|INFO|msg {i}" for i in range(1, 10)] + ["x|INFO|msg"]
+    assert HeaderFormat.detect(piped).split(piped[0])[1] == "msg 1"
+    numbered = [f"{i} {MESSAGES[i % 7]}" for i in range(9)] + ["hello world there"]
+    assert HeaderFormat.detect(numbered).split(numbered[0])[1] == MESSAGES[0]
+    dashed, messages = _dashed(9)
+    dashed.append("2024-01-01 10:00:00 app a stray line without a dash")
+    assert HeaderFormat.detect(dashed).messages(dashed[:9]) == messages
+
+
+def test_a_column_only_85_percent_agree_on_is_not_header() -> None:
+    lines = [f"{i} {MESSAGES[i % 7]}" for i in range(17)] + ["hello world there"] * 3
+    header = HeaderFormat.detect(lines)
+    assert header.pattern == "" and header.messages(lines) == lines
+
+
+def test_a_header_may_span_ten_columns() -> None:
+    rng = random.Random(1)
+    lines = [" ".join(str(rng.randint(1, 9)) for _ in range(10)) + " " + m for m in MESSAGES * 3]
+    header = HeaderFormat.detect(lines)
+    assert header.columns == 10 and header.messages(lines) == MESSAGES * 3
+    _kernel_messages_agree(header, lines, MESSAGES * 3)
+
+
+def test_lines_that_are_only_a_number_keep_it() -> None:
+    lines = [str(i * 37) for i in range(20)]
+    header = HeaderFormat.detect(lines)
+    assert header.messages(lines) == lines
+
+
+def test_the_first_component_closes_the_header() -> None:
+    lines = [f"Mar  1 10:00:0{i % 10} host kernel: usb{i}: new device" for i in range(20)]
+    header = HeaderFormat.detect(lines)
+    assert header.rule == "component"
+    assert header.split(lines[3]) == (
+        {"header": "Mar  1 10:00:03 host kernel:"},
+        "usb3: new device",
+    )
+    assert header.messages(lines[:1]) == ["usb0: new device"]
+    _kernel_messages_agree(header, lines, [line.split(": ", 1)[1] for line in lines])
+
+
+def _dashed(n: int) -> tuple[list[str], list[str]]:
+    """Lines whose process name before the " - " takes one or two words."""
+    names = ["app{i}", "chrome.exe *64", "Microsoft Word"]
+    lines, messages = [], []
+    for i in range(n):
+        line, message = _stamped(1, names[i % 3] + " - {msg}", seed=i)
+        lines.append(line[0].format(i=i))
+        messages.append(message[0])
+    return lines, messages
+
+
+def test_a_dash_after_a_name_of_varying_width_ends_the_header() -> None:
+    lines, messages = _dashed(30)
+    header = HeaderFormat.detect(lines)
+    assert header.rule == "separator" and header.columns == 3
+    assert header.messages(lines) == messages
+    assert [header.split(line)[1] for line in lines] == messages
+    # Three words before the dash are too many: the line is all message, on both paths.
+    stray = "2024-01-01 10:00:00 Microsoft Word Helper - quit"
+    assert header.split(stray) == ({}, stray)
+    _kernel_messages_agree(header, [*lines, stray], [*messages, stray])
+
+
+@pytest.mark.parametrize(
+    "level", ["<INFO>", "(warn)", "WARN", "ERROR:", "Err", "CRIT", "emerg", "severe", "trace"]
+)
+def test_a_level_column_is_header(level: str) -> None:
+    lines, messages = _stamped(20, level + " {msg}")
+    header = HeaderFormat.detect(lines)
+    assert header.messages(lines) == messages
+
+
+def test_a_time_with_comma_milliseconds_is_one_header_column() -> None:
+    messages = MESSAGES * 3
+    lines = [f"2024-01-01 10:00:{i % 60:02d},{i:03d} {m}" for i, m in enumerate(messages)]
+    header = HeaderFormat.detect(lines)
+    assert header.columns == 2 and header.messages(lines) == messages
+
+
+def test_a_nested_bracket_group_is_one_column() -> None:
+    lines, messages = _stamped(20, "[worker [pool 1] #{i}] {msg}")
+    header = HeaderFormat.detect(lines)
+    assert header.rule == "bracket" and header.columns == 3
+    assert header.messages(lines) == messages
+    _kernel_messages_agree(header, lines, messages)
+
+
+def test_a_colon_inside_a_word_is_not_a_component() -> None:
+    lines, _ = _lines("syslog")
+    header = HeaderFormat.detect(lines)
+    stray = "Mar  1 10:00:00 host http://x.y/z message"
+    assert header.split(stray) == ({}, stray)
+    assert header.messages([stray]) == [stray]
+
+
+def test_the_header_field_has_no_trailing_space() -> None:
+    lines, _ = _lines("syslog")
+    fields, _ = HeaderFormat.detect(lines).split(lines[0])
+    assert fields["header"] == fields["header"].rstrip() and fields["header"].endswith("]:")
+
+
+def test_without_a_header_batch_messages_are_stripped_too() -> None:
+    header = HeaderFormat.detect(["plain words here"] * 5)
+    assert header.pattern == ""
+    assert header.messages(["  padded line \t"]) == [header.split("  padded line \t")[1]]
+    assert header.messages(["  padded line \t"]) == ["padded line"]
+
+
+def test_a_pipe_separated_header_agrees_with_the_compiled_path() -> None:
+    lines, messages = _lines("pipe")
+    _kernel_messages_agree(HeaderFormat.detect(lines), lines, messages)

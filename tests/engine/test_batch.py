@@ -22,7 +22,7 @@ from relia.engine.batch import (
     folder_files,
     write_scored_csv,
 )
-from relia.errors import ConfigError, DataError
+from relia.errors import ConfigError, DataError, DetectorError, ReliaError
 
 T0 = 1_700_000_000_000
 STEP = 60_000
@@ -220,3 +220,90 @@ def test_folder_files_lists_csv_and_parquet_only(tmp_path: Path) -> None:
     assert [p.name for p in folder_files(tmp_path)] == ["D.CSV", "a.parquet", "b.csv"]
     with pytest.raises(DataError, match="cannot list"):
         folder_files(tmp_path / "nope")
+
+
+def test_window_summary_describes_each_window_of_the_scores() -> None:
+    values = _values(4)
+    values[300:306] += np.array([20.0, 40.0, 60.0, 50.0, 30.0, 20.0])  # a window of several points
+    (r,) = detect_many([SeriesArrays("s", _ts(), values)], "mad")
+    detail = create("mad").score_detail(values, _ts())
+    windows = Thresholder(0.5).windows(_ts(), detail.score)
+    # A window whose peak is neither its first nor its last point.
+    assert any(w.start_index < w.peak_index < w.end_index for w in windows)
+    assert [
+        (s.start_ts, s.end_ts, s.points, s.peak_ts, s.peak_score, s.peak_value) for s in r.windows
+    ] == [
+        (
+            w.start_ts,
+            w.end_ts,
+            w.end_index - w.start_index + 1,
+            int(_ts()[w.peak_index]),
+            w.peak_score,
+            float(values[w.peak_index]),
+        )
+        for w in windows
+    ]
+    assert r.anomalous_points == int(np.count_nonzero(detail.score >= 0.5)) > len(windows)
+
+
+def test_arrays_of_different_lengths_are_refused_naming_the_series() -> None:
+    with pytest.raises(DataError, match="^s: 5 timestamps for 600 values$"):
+        detect_many([SeriesArrays("s", _ts()[:5], _values(1))], "mad")
+
+
+def test_a_name_without_file_name_characters_gets_the_stem_series() -> None:
+    (r,) = detect_many([SeriesArrays("{/}", _ts(), _values(1))], "mad")
+    assert r.stem == "series"
+
+
+def test_wide_parquet_datetime_time_column_is_read_as_ms(tmp_path: Path) -> None:
+    p = tmp_path / "w.parquet"
+    stamps = pl.Series(_ts()).cast(pl.Datetime("ms")).cast(pl.Datetime("us"))
+    pl.DataFrame({"timestamp": stamps, "x": _values(1)}).write_parquet(p)
+    (loaded,) = WideParquet(p).load()
+    np.testing.assert_array_equal(loaded.ts, _ts())
+
+
+def test_local_progress_counts_finished_inputs(tmp_path: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    detect_many(_inputs(tmp_path), "mad", progress=lambda done, n: calls.append((done, n)))
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+
+def test_bad_threshold_or_detector_fails_even_without_inputs() -> None:
+    with pytest.raises(DetectorError, match="threshold must be in"):
+        detect_many([], "mad", threshold=1.5)
+    with pytest.raises(ReliaError, match="nope"):
+        detect_many([], "nope")
+
+
+def test_a_bad_first_input_is_reported(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("")
+    with pytest.raises(DataError, match=r"bad\.csv"):
+        detect_many([SeriesFile(bad), *_inputs(tmp_path)], "mad")
+
+
+def test_an_interrupted_run_leaves_no_file(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def interrupt(done: int, total: int) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        detect_many(_inputs(tmp_path), "mad", out_dir=out, progress=interrupt)
+    assert list(out.iterdir()) == []
+
+
+def test_a_failed_run_keeps_part_files_of_other_runs(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    other = out / ".relia-0123456789ab-0-0.part"  # another run writing to the same directory
+    other.write_text("x")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("")
+    with pytest.raises(DataError):
+        detect_many([*_inputs(tmp_path), SeriesFile(bad)], "mad", out_dir=out)
+    assert list(out.iterdir()) == [other]

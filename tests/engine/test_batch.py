@@ -307,3 +307,17 @@ def test_a_failed_run_keeps_part_files_of_other_runs(tmp_path: Path) -> None:
     with pytest.raises(DataError):
         detect_many([*_inputs(tmp_path), SeriesFile(bad)], "mad", out_dir=out)
     assert list(out.iterdir()) == [other]
+
+
+def test_a_target_that_cannot_be_replaced_leaves_no_file(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "b.csv").mkdir()  # b's output cannot go there; a's must not be published alone
+    pair: list[SeriesInput] = [
+        SeriesArrays("a", _ts(), _values(1)),
+        SeriesArrays("b", _ts(), _values(2)),
+    ]
+    with pytest.raises(DataError, match=rf"^{out / 'b.csv'}: cannot write: "):
+        detect_many(pair, "mad", out_dir=out)
+    assert list(out.iterdir()) == [out / "b.csv"]
+    assert list((out / "b.csv").iterdir()) == []

@@ -629,6 +629,12 @@ def _publish(results: list[SeriesResult], job: _Job) -> list[SeriesResult]:
                 f"{other.name} and {r.name} would both be written to {r.stem}.csv",
                 where=str(job.out_dir),
             )
+    for r in results:
+        target = job.out_dir / f"{r.stem}.csv"
+        if target.is_dir():
+            # Found before any rename: a failure half-way would leave the earlier files behind.
+            _remove_parts(job)
+            raise DataError("cannot write: Is a directory", where=str(target))
     out = []
     for r in results:
         assert r.output is not None

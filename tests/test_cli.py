@@ -102,6 +102,7 @@ def test_detect_reads_parquet_and_explicit_columns(tmp_path: Path) -> None:
         ("timestamp,value\n2020-01-01,1\n", ["--value-col", "nope"], "nope"),
         ("timestamp,value\n2020-01-01,1\n", ["--detector", "nope"], "no detector named 'nope'"),
         ("timestamp,value\n2020-01-01,1\n", ["--threshold", "2"], "--threshold"),
+        ("timestamp,value\n2020-01-01,1\n", ["--threshold", "0"], "--threshold"),
         ("timestamp,value\n2020-01-01,1\n", ["--plot", "x.gif"], ".png or .html"),
     ],
 )
@@ -374,3 +375,86 @@ def test_detect_on_ray_writes_what_local_writes(
     for a, b in (("p.csv", "q.csv"), ("p_2.csv", "q_2.csv")):
         assert (tmp_path / a).read_text() == (tmp_path / b).read_text()
     assert remote.stderr.replace("q", "p") == local.stderr.replace("q", "p")
+
+
+def test_detect_threshold_1_flags_only_score_1(tmp_path: Path) -> None:
+    src = _series_csv(tmp_path / "in.csv")
+    result = runner.invoke(app, ["detect", str(src), "-d", "mad", "--threshold", "1"])
+    assert result.exit_code == 0, result.output
+    frame = pl.read_csv(io.StringIO(result.stdout))
+    assert (frame["is_anomaly"] == (frame["anomaly_score"] >= 1)).all()
+
+
+def test_detect_file_and_prometheus_together_is_exit_2(tmp_path: Path) -> None:
+    src = _series_csv(tmp_path / "in.csv")
+    result = runner.invoke(
+        app, ["detect", str(src), "--prometheus", "http://127.0.0.1:9", "--query", "up"]
+    )
+    assert result.exit_code == 2
+    assert "either an INPUT file or --prometheus" in result.stderr
+
+
+def _fetched(n: int) -> list[object]:
+    import relia.cli as cli
+
+    ts = 1_700_000_000_000 + 60_000 * np.arange(300, dtype=np.int64)
+    rng = np.random.default_rng(2)
+    return [cli._Scored(f'up{{job="{k}"}}', ts, 10 + rng.normal(0, 0.5, 300)) for k in range(n)]
+
+
+def test_detect_prometheus_series_are_numbered_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import relia.cli as cli
+
+    monkeypatch.setattr(cli, "_from_prometheus", lambda *a: _fetched(3))
+    args = ["detect", "--prometheus", "http://127.0.0.1:9", "--query", "up", "-d", "mad"]
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "p.csv")])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.csv", "p_2.csv", "p_3.csv"]
+
+
+def test_detect_prometheus_series_on_stdout_are_separated_by_one_blank_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import relia.cli as cli
+
+    monkeypatch.setattr(cli, "_from_prometheus", lambda *a: _fetched(2))
+    args = ["detect", "--prometheus", "http://127.0.0.1:9", "--query", "up", "-d", "mad"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    blocks = result.stdout.split("\n\n")
+    assert [b.splitlines()[0] for b in blocks] == ['# series: up{job="0"}', '# series: up{job="1"}']
+    assert result.stdout.endswith(",0\n") or result.stdout.endswith(",1\n")
+
+
+def test_detect_summary_counts_the_points_of_every_window(tmp_path: Path) -> None:
+    src = tmp_path / "in.csv"
+    values = 10 + np.random.default_rng(1).normal(0, 0.5, 400)
+    values[300:306] += np.array([5.0, 10.0, 15.0, 12.0, 8.0, 5.0])
+    pl.DataFrame({"timestamp": 1_700_000_000 + 60 * np.arange(400), "value": values}).write_csv(src)
+    result = runner.invoke(app, ["detect", str(src), "-d", "mad"])
+    assert result.exit_code == 0, result.output
+    flags = pl.read_csv(io.StringIO(result.stdout))["is_anomaly"].to_numpy()
+    runs = np.flatnonzero(np.diff(np.concatenate(([0], flags, [0]))) != 0).reshape(-1, 2)
+    assert (runs[:, 1] - runs[:, 0]).max() > 1  # a window of several points
+    assert f"{len(runs)} anomalous windows ({flags.sum()} points)" in result.stderr
+    rows = [line.split("│") for line in result.stderr.splitlines() if "Z │" in line]
+    assert [int(r[2]) for r in rows] == (runs[:, 1] - runs[:, 0]).tolist()
+
+
+def test_detect_folder_summary_agrees_with_detect_many(tmp_path: Path) -> None:
+    from relia.engine.batch import SeriesFile, detect_many, folder_files
+
+    folder = _series_folder(tmp_path / "in")
+    (folder / 'q"uote.csv').write_text((folder / "a.csv").read_text())
+    result = runner.invoke(app, ["detect", str(folder), "-d", "mad"])
+    assert result.exit_code == 0, result.output
+    expected = detect_many([SeriesFile(f) for f in folder_files(folder)], "mad")
+    frame = pl.read_csv(io.StringIO(result.stdout))
+    assert frame["series"].to_list() == [r.name for r in expected]
+    assert frame["anomalous_points"].to_list() == [r.anomalous_points for r in expected]
+    assert frame["windows"].to_list() == [len(r.windows) for r in expected]
+    flagged = sum(r.anomalous_points for r in expected)
+    windows = sum(len(r.windows) for r in expected)
+    assert f"{flagged:,} anomalous points in {windows:,} windows by mad" in result.stderr

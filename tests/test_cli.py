@@ -448,6 +448,10 @@ def test_detect_folder_summary_agrees_with_detect_many(tmp_path: Path) -> None:
 
     folder = _series_folder(tmp_path / "in")
     (folder / 'q"uote.csv').write_text((folder / "a.csv").read_text())
+    values = 10 + np.random.default_rng(1).normal(0, 0.5, 400)
+    values[300:306] += np.array([5.0, 10.0, 15.0, 12.0, 8.0, 5.0])  # a window of several points
+    stamps = 1_700_000_000 + 60 * np.arange(400)
+    pl.DataFrame({"timestamp": stamps, "value": values}).write_csv(folder / "ramp.csv")
     result = runner.invoke(app, ["detect", str(folder), "-d", "mad"])
     assert result.exit_code == 0, result.output
     expected = detect_many([SeriesFile(f) for f in folder_files(folder)], "mad")
@@ -455,6 +459,7 @@ def test_detect_folder_summary_agrees_with_detect_many(tmp_path: Path) -> None:
     assert frame["series"].to_list() == [r.name for r in expected]
     assert frame["anomalous_points"].to_list() == [r.anomalous_points for r in expected]
     assert frame["windows"].to_list() == [len(r.windows) for r in expected]
+    assert sum(len(r.windows) for r in expected) < sum(r.anomalous_points for r in expected)
     flagged = sum(r.anomalous_points for r in expected)
     windows = sum(len(r.windows) for r in expected)
     assert f"{flagged:,} anomalous points in {windows:,} windows by mad" in result.stderr

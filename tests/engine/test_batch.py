@@ -321,3 +321,29 @@ def test_a_target_that_cannot_be_replaced_leaves_no_file(tmp_path: Path) -> None
         detect_many(pair, "mad", out_dir=out)
     assert list(out.iterdir()) == [out / "b.csv"]
     assert list((out / "b.csv").iterdir()) == []
+
+
+def test_a_failed_rename_removes_the_part_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    out = tmp_path / "out"
+    out.mkdir()
+    real_replace = os.replace
+
+    def replace_once(src: Path, dst: Path) -> None:
+        if Path(dst).name == "b.csv":
+            raise OSError(errno.EACCES, "Permission denied")
+        real_replace(src, dst)
+
+    monkeypatch.setattr("relia.engine.batch.os.replace", replace_once)
+    pair: list[SeriesInput] = [
+        SeriesArrays("a", _ts(), _values(1)),
+        SeriesArrays("b", _ts(), _values(2)),
+        SeriesArrays("c", _ts(), _values(3)),
+    ]
+    with pytest.raises(DataError, match=rf"^{out / 'b.csv'}: cannot write: Permission denied$"):
+        detect_many(pair, "mad", out_dir=out)
+    assert not [p for p in out.iterdir() if p.suffix == ".part"]

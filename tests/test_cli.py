@@ -142,6 +142,7 @@ def test_detect_unreachable_prometheus_is_exit_2() -> None:
         (["--end", "x"], "--end"),
         (["--step", "fast"], "--step"),
         (["--start", "now", "--end", "now-1h"], "--end must be after --start"),
+        (["--start", "1700000000", "--end", "1700000000"], "--end must be after --start"),
     ],
 )
 def test_detect_prometheus_bad_range(args: list[str], where: str) -> None:
@@ -463,3 +464,11 @@ def test_detect_folder_summary_agrees_with_detect_many(tmp_path: Path) -> None:
     flagged = sum(r.anomalous_points for r in expected)
     windows = sum(len(r.windows) for r in expected)
     assert f"{flagged:,} anomalous points in {windows:,} windows by mad" in result.stderr
+
+
+def test_detect_plot_suffix_is_case_insensitive(tmp_path: Path) -> None:
+    src = _series_csv(tmp_path / "in.csv")
+    plot = tmp_path / "plot.HTML"
+    result = runner.invoke(app, ["detect", str(src), "-d", "mad", "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    assert plot.stat().st_size > 0

@@ -13,11 +13,15 @@ import pytest
 
 from relia.detect import Thresholder, create
 from relia.engine.batch import (
+    RayBatchRunner,
     SeriesArrays,
     SeriesFile,
     SeriesInput,
     SeriesResult,
     WideParquet,
+    _Job,
+    _run_chunk,
+    _RunFailed,
     detect_many,
     folder_files,
     write_scored_csv,
@@ -347,3 +351,64 @@ def test_a_failed_rename_removes_the_part_files(
     with pytest.raises(DataError, match=rf"^{out / 'b.csv'}: cannot write: Permission denied$"):
         detect_many(pair, "mad", out_dir=out)
     assert not [p for p in out.iterdir() if p.suffix == ".part"]
+
+
+def test_ray_runner_with_no_workers_is_refused_before_ray_starts() -> None:
+    with pytest.raises(ConfigError, match="workers must be at least 1, got 0"):
+        RayBatchRunner("mad", workers=0)
+
+
+class _FakeRef:
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
+class _FakeRay:
+    """Just what :meth:`RayBatchRunner.run` uses; ``wait`` hands back the oldest or the newest
+    pending call, so chunks finish in input order or in reverse."""
+
+    def __init__(self, newest_first: bool) -> None:
+        self.newest_first = newest_first
+
+    def wait(self, refs: list[_FakeRef], num_returns: int) -> tuple[list[_FakeRef], list[_FakeRef]]:
+        ref = refs[-1] if self.newest_first else refs[0]
+        return [ref], [r for r in refs if r is not ref]
+
+    def get(self, ref: _FakeRef) -> object:
+        return ref.value
+
+
+class _FakeActor:
+    def __init__(self, started: list[int]) -> None:
+        self.started = started
+        self.run = self
+
+    def remote(self, chunk: list[tuple[int, SeriesInput]], job: _Job) -> _FakeRef:
+        self.started.extend(i for i, _ in chunk)
+        return _FakeRef(_run_chunk(chunk, job))
+
+
+@pytest.mark.parametrize("newest_first", [False, True])
+def test_ray_runner_reports_the_first_bad_input_and_starts_none_after_a_failure(
+    tmp_path: Path, newest_first: bool
+) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    bad = {1: tmp_path / "bad1.csv", 3: tmp_path / "bad3.csv"}
+    for p in bad.values():
+        p.write_text("")
+    inputs: list[SeriesInput] = [
+        SeriesFile(bad[i]) if i in bad else SeriesArrays(f"s{i}", _ts(), _values(i))
+        for i in range(8)
+    ]
+    started: list[int] = []
+    runner = object.__new__(RayBatchRunner)
+    runner.detector, runner.params, runner.workers = "mad", {}, 2
+    runner._ray = _FakeRay(newest_first)  # type: ignore[assignment]
+    runner._actors = [_FakeActor(started), _FakeActor(started)]
+    job = _Job("mad", {}, 0.5, False, False, None, "t")
+    with pytest.raises(_RunFailed) as failed:
+        runner.run(inputs, job, chunk_size=1)
+    assert failed.value.failure.index == 1 and "bad1.csv" in str(failed.value.failure.where)
+    # Two chunks queued per worker; once one has failed, no further chunk is started.
+    assert sorted(started) == ([0, 1, 2, 3, 4] if not newest_first else [0, 1, 2, 3])

@@ -422,6 +422,30 @@ def test_tick_with_no_data_is_fine(make_store: StoreFactory) -> None:
     assert r.samples == 0 and r.new_findings == 0
 
 
+def _run_until_the_third_poll(store: Store, interval_s: float) -> tuple[Engine, int]:
+    """Run the engine's loop on ``store`` with a wave source that stops it at its third poll;
+    the engine and how many polls were made."""
+    index = SeriesIndex()
+    polls = {"n": 0}
+    stop = threading.Event()
+
+    class Src(WaveSource):
+        def poll(self, now_ms: int) -> MetricBatch:
+            polls["n"] += 1
+            if polls["n"] >= 3:
+                stop.set()
+            return super().poll(T0 + polls["n"] * STEP)
+
+    eng = Engine(
+        store, [Src(index)], LocalExecutor("mad", {}), index=index, registry=CollectorRegistry()
+    )
+    t = threading.Thread(target=eng.run, args=(stop, interval_s))
+    t.start()
+    t.join(20)
+    assert not t.is_alive()
+    return eng, polls["n"]
+
+
 def test_run_loop_stops_and_survives_a_failing_tick() -> None:
     class FlakyStore(MemoryStore):
         fail = True
@@ -432,28 +456,10 @@ def test_run_loop_stops_and_survives_a_failing_tick() -> None:
                 raise OSError("disk full")
             super().append_samples(batch, scores)
 
-    store = FlakyStore()
-    index = SeriesIndex()
-    ticks = {"n": 0}
-
-    class Src(WaveSource):
-        def poll(self, now_ms: int) -> MetricBatch:
-            ticks["n"] += 1
-            if ticks["n"] >= 3:
-                stop.set()
-            return super().poll(T0 + ticks["n"] * STEP)
-
-    stop = threading.Event()
-    eng = Engine(
-        store, [Src(index)], LocalExecutor("mad", {}), index=index, registry=CollectorRegistry()
-    )
-    t = threading.Thread(target=eng.run, args=(stop, 0.01))
-    t.start()
-    t.join(10)
-    assert not t.is_alive()
+    eng, polls = _run_until_the_third_poll(FlakyStore(), interval_s=0.01)
     assert eng.registry.get_sample_value("relia_engine_tick_errors_total") == 1
     assert eng.status()["last_error"] is None  # the later ticks succeeded
-    assert ticks["n"] == 3
+    assert polls == 3
     assert eng.status()["running"] is False
 
 
@@ -470,28 +476,12 @@ def test_a_tick_failing_the_same_way_again_and_again_logs_one_traceback(
             self.failures += self.down
             super().append_samples(batch, scores)
 
-    store, index = DownFor(), SeriesIndex()
-    ticks = {"n": 0}
-
-    class Src(WaveSource):
-        def poll(self, now_ms: int) -> MetricBatch:
-            ticks["n"] += 1
-            if ticks["n"] >= 3:
-                stop.set()
-            return super().poll(T0 + ticks["n"] * STEP)
-
-    stop = threading.Event()
-    eng = Engine(
-        store, [Src(index)], LocalExecutor("mad", {}), index=index, registry=CollectorRegistry()
-    )
+    store = DownFor()
     with caplog.at_level(logging.INFO, logger="relia.engine.loop"):
-        t = threading.Thread(target=eng.run, args=(stop, 0.001))
-        t.start()
-        t.join(20)
-    assert not t.is_alive()
+        eng, polls = _run_until_the_third_poll(store, interval_s=0.001)
     # The first tick polls and fails; the next 29 fail at the store before they poll.
     assert eng.registry.get_sample_value("relia_engine_tick_errors_total") == 30
-    assert ticks["n"] == 3
+    assert polls == 3
     failed = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(failed) == 1 and failed[0].exc_info is not None
     (recovered,) = [r for r in caplog.records if "recovered" in r.getMessage()]

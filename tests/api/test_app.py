@@ -323,3 +323,24 @@ def test_a_store_that_is_away_answers_503_with_retry_after_not_400() -> None:
         assert r.json()["detail"] == "pg: cannot connect to the store: connection refused"
     r = client.get("/api/v1/findings?since=yesterday")
     assert r.status_code == 400  # bad input stays the client's
+
+
+def test_parse_time_names_the_field_when_a_relative_time_is_out_of_range() -> None:
+    # 400 digits of hours overflow a float: one clear DataError, not an OverflowError (a 500).
+    with pytest.raises(DataError, match="since"):
+        parse_time("-" + "9" * 400 + "h", NOW, field="since")
+    # Finite but beyond int64 ms: every store would choke on it.
+    with pytest.raises(DataError, match="until"):
+        parse_time("-99999999999999999w", NOW, field="until")
+
+
+def test_samples_answer_400_naming_the_parameter_for_an_out_of_range_relative_time(
+    setup: tuple[Store, Engine, Src],
+) -> None:
+    store, eng, src = setup
+    c = TestClient(create_app(store, engine=eng, clock=lambda: T0), raise_server_exceptions=False)
+    for param in ("since", "until"):
+        r = c.get(f"/api/v1/series/{src.sid}/samples", params={param: "-" + "9" * 400 + "h"})
+        assert r.status_code == 400 and param in r.json()["detail"], (param, r.text)
+    r = c.get("/api/v1/findings", params={"since": "-99999999999999999w"})
+    assert r.status_code == 400 and "since" in r.json()["detail"]

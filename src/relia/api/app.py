@@ -42,6 +42,7 @@ _RELATIVE = re.compile(r"^-\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _ID = re.compile(r"^\d{1,19}$")
 _MAX_ID = 2**63 - 1
+_MIN_MS, _MAX_MS = -(2**63), 2**63 - 1
 
 
 def parse_time(text: str, now_ms: int, *, field: str = "time") -> int:
@@ -56,7 +57,11 @@ def parse_time(text: str, now_ms: int, *, field: str = "time") -> int:
         return now_ms
     m = _RELATIVE.match(s)
     if m:
-        return now_ms - int(round(float(m.group(1)) * _UNIT_MS[m.group(2)]))
+        back = float(m.group(1)) * _UNIT_MS[m.group(2)]
+        # Hundreds of digits overflow the float; fewer can still reach past int64 ms.
+        if not math.isfinite(back) or not _MIN_MS <= now_ms - round(back) <= _MAX_MS:
+            raise DataError(f"{field}: {text!r} is too far back", where="query parameter")
+        return now_ms - int(round(back))
     try:
         dt = datetime.fromisoformat(s)
     except ValueError:

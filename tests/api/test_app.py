@@ -15,7 +15,7 @@ from relia.engine.findings import FindingTracker
 from relia.engine.local import LocalExecutor
 from relia.engine.loop import Engine
 from relia.errors import DataError, StoreError
-from relia.incidents.model import Finding
+from relia.incidents.model import Finding, FindingKind, Severity
 from relia.signals import MetricBatch, SeriesIndex
 from relia.store.base import SeriesInfo, Store
 from relia.store.duckdb import DuckDBStore
@@ -344,3 +344,129 @@ def test_samples_answer_400_naming_the_parameter_for_an_out_of_range_relative_ti
         assert r.status_code == 400 and param in r.json()["detail"], (param, r.text)
     r = c.get("/api/v1/findings", params={"since": "-99999999999999999w"})
     assert r.status_code == 400 and "since" in r.json()["detail"]
+
+
+# -- hand-made findings: order, limits, ranges, ids and JSON edges ------------------------------
+
+SID = 7
+
+
+def _finding(start: int, end: int, sid: int | None = SID, **evidence: object) -> Finding:
+    key = f'lat{{n="{start}"}}'
+    return Finding(
+        id=Finding.make_id(FindingKind.METRIC, key, start, "t"), kind=FindingKind.METRIC,
+        key=key, series_id=sid, start=start, end=end, score=0.9, severity=Severity.WARNING,
+        detector="t", summary=key, evidence=dict(evidence),
+    )  # fmt: skip
+
+
+@pytest.fixture(params=["memory", "duckdb"])
+def made(request: pytest.FixtureRequest) -> Iterator[Store]:
+    """Series SID with samples at T0 + k * STEP (k < 20) and findings ending at k = 2, 5, 8, 11
+    (each starting one step before), plus one of another series."""
+    store: Store = BandMemoryStore() if request.param == "memory" else DuckDBStore(":memory:")
+    store.upsert_series([(SID, "lat", {}), (BIG_ID, "big", {})])
+    ts = T0 + STEP * np.arange(20, dtype=np.int64)
+    store.append_samples(MetricBatch.for_series(SID, ts, np.ones(20)))
+    store.add_findings(
+        [_finding(T0 + (k - 1) * STEP, T0 + k * STEP) for k in (2, 5, 8, 11)]
+        + [_finding(T0, T0 + 3 * STEP, sid=BIG_ID)]
+    )
+    yield store
+    store.close()
+
+
+def _ends(found: list[dict[str, object]]) -> list[int]:
+    return [int(str(f["end"])) // STEP - T0 // STEP for f in found]
+
+
+def test_findings_are_newest_first_and_limit_keeps_exactly_the_newest(made: Store) -> None:
+    c = _client(made)
+    got = c.get("/api/v1/findings", params={"series_id": str(SID)}).json()["findings"]
+    assert _ends(got) == [11, 8, 5, 2]
+    got = c.get("/api/v1/findings", params={"series_id": str(SID), "limit": 2}).json()
+    assert _ends(got["findings"]) == [11, 8]
+    # since: findings ending at or after it, whichever series
+    got = c.get("/api/v1/findings", params={"since": str(T0 + 5 * STEP)}).json()["findings"]
+    assert _ends(got) == [11, 8, 5]
+
+
+def test_findings_limit_above_10000_is_422_naming_limit(made: Store) -> None:
+    r = _client(made).get("/api/v1/findings", params={"limit": 10_001})
+    assert r.status_code == 422 and "limit" in r.text
+    assert _client(made).get("/api/v1/findings", params={"limit": 10_000}).status_code == 200
+
+
+@pytest.mark.parametrize("bad", ["12x", "-5", "", str(2**63)])
+def test_findings_bad_series_id_is_400_naming_it(made: Store, bad: str) -> None:
+    c = TestClient(create_app(made, clock=lambda: T0), raise_server_exceptions=False)
+    r = c.get("/api/v1/findings", params={"series_id": bad})
+    assert r.status_code == 400 and "series_id" in r.json()["detail"], r.text
+
+
+def test_the_largest_63_bit_id_is_a_valid_id_and_one_more_is_not(made: Store) -> None:
+    c = _client(made)
+    top = str(2**63 - 1)
+    assert c.get("/api/v1/findings", params={"series_id": top}).json() == {"findings": []}
+    r = c.get(f"/api/v1/series/{top}/samples")
+    assert r.status_code == 404 and top in r.json()["detail"]
+    r = c.get(f"/api/v1/series/{2**63}/samples")
+    assert r.status_code == 400 and "series_id" in r.json()["detail"]
+
+
+def test_samples_show_the_findings_of_the_shown_range_only(made: Store) -> None:
+    c = _client(made)
+    url = f"/api/v1/series/{SID}/samples"
+    # The newest 10 samples (k = 10..19): only the finding ending at 11.
+    b = c.get(url, params={"limit": 10}).json()
+    assert b["ts"][0] == T0 + 10 * STEP and _ends(b["findings"]) == [11]
+    # until equal to a finding's start includes it; the finding after it is left out.
+    b = c.get(url, params={"since": str(T0 + 3 * STEP), "until": str(T0 + 7 * STEP)}).json()
+    assert _ends(b["findings"]) == [8, 5]
+    # A range past the last sample still only holds findings that overlap it: none here.
+    b = c.get(url, params={"since": str(T0 + 30 * STEP), "until": str(T0 + 40 * STEP)}).json()
+    assert b["ts"] == [] and b["findings"] == []
+    # All of them, not only the newest one.
+    assert _ends(c.get(url).json()["findings"]) == [11, 8, 5, 2]
+
+
+@pytest.mark.parametrize("limit", [0, 1_000_001])
+def test_samples_limit_out_of_bounds_is_422_naming_limit(made: Store, limit: int) -> None:
+    r = _client(made).get(f"/api/v1/series/{SID}/samples", params={"limit": limit})
+    assert r.status_code == 422 and "limit" in r.text
+
+
+def test_samples_with_since_equal_to_until_is_that_one_sample(made: Store) -> None:
+    t = str(T0 + 4 * STEP)
+    r = _client(made).get(f"/api/v1/series/{SID}/samples", params={"since": t, "until": t})
+    assert r.status_code == 200 and r.json()["ts"] == [T0 + 4 * STEP]
+
+
+@pytest.mark.parametrize("param", ["since", "until"])
+def test_samples_bad_time_is_400_naming_that_parameter(made: Store, param: str) -> None:
+    r = _client(made).get(f"/api/v1/series/{SID}/samples", params={param: "soon"})
+    assert r.status_code == 400 and r.json()["detail"].startswith(f"query parameter: {param}:")
+
+
+def test_infinite_values_and_nan_evidence_go_out_as_null(made: Store) -> None:
+    made.append_samples(
+        MetricBatch.for_series(SID, [T0 + 30 * STEP, T0 + 31 * STEP], [np.inf, -np.inf])
+    )
+    made.add_findings([_finding(T0 + 30 * STEP, T0 + 31 * STEP, ratio=float("nan"), n=3)])
+    c = _client(made)
+    b = c.get(f"/api/v1/series/{SID}/samples", params={"since": str(T0 + 30 * STEP)}).json()
+    assert b["value"] == [None, None]
+    (f,) = b["findings"]
+    assert f["evidence"] == {"ratio": None, "n": 3}
+
+
+def test_healthz_of_a_single_node_says_it_leads_and_the_time() -> None:
+    body = _client(BandMemoryStore()).get("/healthz").json()
+    assert body["ha"] == {"mode": "single", "leader": True}
+    assert body["now_ms"] == T0 + 40 * STEP
+    app = create_app(BandMemoryStore(), leader=lambda: {"mode": "ha", "leader": False})
+    assert TestClient(app).get("/healthz").json()["ha"] == {"mode": "ha", "leader": False}
+
+
+def test_parse_time_takes_ms_up_to_18_digits() -> None:
+    assert parse_time("999999999999999999", NOW) == 999_999_999_999_999_999

@@ -3,6 +3,7 @@ relia.sources.fakes (the same data as tests/engine/test_slo_engine.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 
-from relia.api.slos import slos_router
+from relia.api.slos import _num, slos_router
 from relia.engine.local import LocalExecutor
 from relia.engine.loop import Engine
 from relia.signals import SeriesIndex
@@ -220,3 +221,56 @@ def test_openapi_documents_the_route() -> None:
     schema = app.openapi()
     assert "/api/v1/slos" in schema["paths"]
     assert "SloList" in schema["components"]["schemas"]
+
+
+def test_every_number_of_an_evaluation_reaches_the_response(burning: tuple[Engine, Clock]) -> None:
+    engine, _ = burning
+    engine.slo_tick()
+    s = _get(engine).json()["slos"][0]
+    (st,) = [x for x in engine.slo_statuses() if x.slo.id == "shop-checkout"]
+    assert s["error_budget_ratio"] == pytest.approx(0.01)
+    assert s["current_burn_rate"] is not None
+    assert s["current_burn_rate"] == pytest.approx(st.current_burn)
+    assert st.exhaustion_at_ms is not None and s["exhaustion_at"] == st.exhaustion_at_ms
+    quick = next(a for a in s["alerts"] if a["severity"] == "page" and a["name"] == "quick")
+    (q,) = [a for a in st.alerts if (a.window.severity, a.window.name) == ("page", "quick")]
+    assert quick["short_window"] == "5m" and quick["short_window_seconds"] == 300
+    assert quick["long_window_events"] is not None
+    assert quick["long_window_events"] == pytest.approx(q.long_events)
+
+
+def test_alert_flags_and_a_failed_round_are_passed_on(
+    burning: tuple[Engine, Clock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, _ = burning
+    engine.slo_tick()
+    flagged = [
+        dataclasses.replace(st, alerts=[dataclasses.replace(a, low_traffic=True, disabled=True)
+                                        for a in st.alerts])
+        for st in engine.slo_statuses()
+    ]  # fmt: skip
+    monkeypatch.setattr(engine, "slo_statuses", lambda: flagged)
+    status = engine.status()
+    status["slos"] = {**status["slos"], "last_error": "prometheus: connection refused"}
+    monkeypatch.setattr(engine, "status", lambda: status)
+    body = _get(engine).json()
+    assert body["last_error"] == "prometheus: connection refused"
+    alerts = body["slos"][0]["alerts"]
+    assert alerts and all(a["low_traffic"] and a["disabled"] for a in alerts)
+
+
+def test_a_calendar_window_is_not_rolling(tmp_path: Path) -> None:
+    path = tmp_path / "cal.yaml"
+    path.write_text(
+        SPEC.replace("    period: 7d\n", "    period: 7d\n    calendar:\n"
+                     "      start: 2024-01-01\n      timezone: UTC\n", 1)
+    )  # fmt: skip
+    engine = slo_engine(path, [], Clock(T0))
+    window = _get(engine).json()["slos"][0]["window"]
+    assert window["rolling"] is False and window["period"] == "7d"
+    engine.close()
+
+
+def test_infinite_numbers_are_null() -> None:
+    assert _num(math.inf) is None and _num(-math.inf) is None and _num(math.nan) is None
+    assert _num(2.5) == 2.5

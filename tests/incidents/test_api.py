@@ -113,3 +113,12 @@ def test_routes_are_in_the_openapi_schema(
     schema = tc.get("/openapi.json").json()
     assert {"/api/v1/incidents", "/api/v1/incidents/{incident_id}"} <= set(schema["paths"])
     assert "IncidentOut" in schema["components"]["schemas"]
+
+
+def test_an_id_longer_than_200_characters_is_422_not_a_lookup(
+    client: tuple[TestClient, DuckDBStore, dict[str, str]],
+) -> None:
+    tc, _, _ = client
+    assert tc.get("/api/v1/incidents/" + "x" * 200).status_code == 404
+    r = tc.get("/api/v1/incidents/" + "x" * 201)
+    assert r.status_code == 422 and "incident_id" in r.text

@@ -397,7 +397,7 @@ def test_findings_limit_above_10000_is_422_naming_limit(made: Store) -> None:
     assert _client(made).get("/api/v1/findings", params={"limit": 10_000}).status_code == 200
 
 
-@pytest.mark.parametrize("bad", ["12x", "-5", "", str(2**63)])
+@pytest.mark.parametrize("bad", ["12x", "-5", "", str(2**63), "5\n", "\u0665"])
 def test_findings_bad_series_id_is_400_naming_it(made: Store, bad: str) -> None:
     c = TestClient(create_app(made, clock=lambda: T0), raise_server_exceptions=False)
     r = c.get("/api/v1/findings", params={"series_id": bad})
@@ -470,3 +470,10 @@ def test_healthz_of_a_single_node_says_it_leads_and_the_time() -> None:
 
 def test_parse_time_takes_ms_up_to_18_digits() -> None:
     assert parse_time("999999999999999999", NOW) == 999_999_999_999_999_999
+
+
+@pytest.mark.parametrize("text", ["\u0661\u0667" + "\u0660" * 11, "-\u0665h"])
+def test_parse_time_takes_ascii_digits_only(text: str) -> None:
+    # Arabic-Indic digits are not a time a client meant to send.
+    with pytest.raises(DataError, match="since"):
+        parse_time(text, NOW, field="since")

@@ -38,9 +38,9 @@ ID_NOTE = (
 )
 TIME_NOTE = "ms since the Unix epoch, ISO-8601 (UTC if no offset), 'now', or relative like -1h"
 
-_RELATIVE = re.compile(r"^-\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)$")
+_RELATIVE = re.compile(r"-\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d|w)")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
-_ID = re.compile(r"^\d{1,19}$")
+_ID = re.compile(r"[0-9]{1,19}")  # ASCII only: \d takes any Unicode digit
 _MAX_ID = 2**63 - 1
 _MIN_MS, _MAX_MS = -(2**63), 2**63 - 1
 
@@ -51,11 +51,11 @@ def parse_time(text: str, now_ms: int, *, field: str = "time") -> int:
     :class:`DataError` naming ``field`` when it is none of these.
     """
     s = text.strip()
-    if re.fullmatch(r"\d{1,18}", s):
+    if re.fullmatch(r"[0-9]{1,18}", s):
         return int(s)
     if s == "now":
         return now_ms
-    m = _RELATIVE.match(s)
+    m = _RELATIVE.fullmatch(s)
     if m:
         back = float(m.group(1)) * _UNIT_MS[m.group(2)]
         # Hundreds of digits overflow the float; fewer can still reach past int64 ms.
@@ -74,7 +74,7 @@ def parse_time(text: str, now_ms: int, *, field: str = "time") -> int:
 
 
 def _parse_id(text: str, field: str) -> int:
-    if not _ID.match(text) or int(text) > _MAX_ID:
+    if not _ID.fullmatch(text) or int(text) > _MAX_ID:
         raise DataError(
             f"{field}: expected a series id (decimal integer below 2**63), got {text!r}",
             where="request",

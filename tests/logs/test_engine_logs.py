@@ -225,3 +225,172 @@ def test_logs_config(tmp_path: Path) -> None:
     cfg.write_text("logs:\n  files:\n    - path: /a/x.log\n      session_key: '(unclosed'\n")
     with pytest.raises(ConfigError, match=r"relia.yaml:4: logs.files.0.session_key: not a valid"):
         load_config(cfg, environ={})
+
+
+def _emitted(index: SeriesIndex, batch: Any, file: str = "auth") -> dict[int, float]:
+    """The ``log_line_count`` samples of a batch: window start -> lines."""
+    sid = index.find(LINE_COUNT, {"file": file})
+    return {
+        int(t): float(v)
+        for s, t, v in zip(batch.series_id, batch.ts, batch.value, strict=True)
+        if s == sid
+    }
+
+
+def test_after_a_long_stop_only_the_latest_windows_are_emitted_and_only_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("relia.logs.engine.MAX_WINDOWS_PER_TICK", 3)
+    p = tmp_path / "auth.log"
+    _write(p, [_line(i) for i in range(5)])
+    index = SeriesIndex()
+    pipe = LogPipeline(MemoryStore(), _config(p), index)
+    pipe.ingest(T0)
+    got = _emitted(index, pipe.closed_windows(T0 + 10 * W + 5))
+    assert sorted(got) == [T0 + 7 * W, T0 + 8 * W, T0 + 9 * W]
+    pipe.ingest(T0 + 10 * W + 5)
+    assert len(pipe.closed_windows(T0 + 10 * W + 6)) == 0
+
+
+def test_lines_read_after_the_clock_went_back_are_emitted_once_also_after_a_restart(
+    tmp_path: Path, store: Any
+) -> None:
+    p = tmp_path / "auth.log"
+    _write(p, [_line(i) for i in range(5)])
+    index = SeriesIndex()
+    pipe = LogPipeline(store, _config(p), index)
+    pipe.ingest(T0)
+    assert _emitted(index, pipe.closed_windows(T0 + 2 * W)) == {T0: 5, T0 + W: 0}
+    pipe.ingest(T0 + 2 * W)
+    _write(p, [_line(i) for i in range(7)])
+    pipe.ingest(T0 + 10)  # the clock went back into a window already emitted
+    pipe.close()
+    index = SeriesIndex()
+    pipe = LogPipeline(store, _config(p), index)
+    # They are counted in the first window not emitted yet, not in an emitted one.
+    assert _emitted(index, pipe.closed_windows(T0 + 3 * W)) == {T0 + 2 * W: 7}
+    assert _total(store, "auth") == 12
+
+
+def test_lines_of_a_template_merged_since_are_counted_under_the_survivor(tmp_path: Path) -> None:
+    p = tmp_path / "app.log"
+    _write(p, ["user alice logged in", "user bob logged in"])
+    index = SeriesIndex()
+    pipe = LogPipeline(MemoryStore(), _config(p), index)
+    pipe.ingest(T0)
+    _write(p, ["user carol logged in"])  # the third user merges the two templates into one
+    pipe.ingest(T0 + 10)
+    batch = pipe.closed_windows(T0 + W)
+    (live,) = pipe._files[0].miner.templates
+    sid = index.find(TEMPLATE_COUNT, {"file": "app", "template": str(live.id)})
+    assert batch.value[batch.series_id == sid].tolist() == [3.0]
+    assert _emitted(index, batch, "app") == {T0: 3}
+
+
+def test_a_new_template_on_the_first_line_after_warmup_is_a_finding(tmp_path: Path) -> None:
+    p = tmp_path / "auth.log"
+    _write(p, [_line(i) for i in range(20)] + [_line(3, "Disk /dev/sda{i} failing")])
+    store = MemoryStore()
+    r = LogPipeline(store, _config(p, warmup=20), SeriesIndex()).ingest(T0)
+    assert r.new_templates == 2 and r.new_findings == 1
+    (f,) = store.findings()
+    assert f.evidence["example"].endswith("Disk /dev/sda3 failing")
+
+
+def test_new_template_findings_per_tick_are_capped_keeping_the_first_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("relia.logs.engine.MAX_NEW_TEMPLATE_FINDINGS", 2)
+    p = tmp_path / "app.log"
+    _write(p, ["disk full", "fan speed is 4000 rpm", "kernel panic on cpu 3 now"])
+    store = MemoryStore()
+    r = LogPipeline(store, _config(p, warmup=0), SeriesIndex()).ingest(T0)
+    assert r.new_templates == 3 and r.new_findings == 2
+    assert sorted(f.evidence["example"] for f in store.findings()) == [
+        "disk full",
+        "fan speed is 4000 rpm",
+    ]
+
+
+class _FailingFindings(MemoryStore):
+    fail = False
+
+    def add_findings(self, findings: list[Finding]) -> int:
+        if self.fail:
+            raise StoreError("disk full")
+        return super().add_findings(findings)
+
+
+def test_a_new_template_finding_is_not_lost_when_storing_it_fails(tmp_path: Path) -> None:
+    p = tmp_path / "auth.log"
+    _write(p, [_line(i) for i in range(10)])
+    store = _FailingFindings()
+    pipe = LogPipeline(store, _config(p), SeriesIndex())
+    pipe.ingest(T0)
+    _write(p, [_line(3, "Disk /dev/sda{i} failing")])
+    store.fail = True
+    with pytest.raises(StoreError):
+        pipe.ingest(T0 + 1)
+    store.fail = False
+    r = pipe.ingest(T0 + 2)
+    assert r.new_findings == 1 and len(store.findings()) == 1
+    assert _total(store, "auth") == 11
+
+
+def test_a_finding_replayed_after_a_failed_commit_is_an_update_not_a_new_one(
+    tmp_path: Path,
+) -> None:
+    p = tmp_path / "auth.log"
+    _write(p, [_line(i) for i in range(10)])
+    store = _FailingCommit()
+    pipe = LogPipeline(store, _config(p), SeriesIndex())
+    pipe.ingest(T0)
+    _write(p, [_line(3, "Disk /dev/sda{i} failing")])
+    store.fail = True
+    with pytest.raises(StoreError):
+        pipe.ingest(T0 + 1)
+    store.fail = False
+    r = pipe.ingest(T0 + 2)
+    assert (r.new_findings, r.updated_findings) == (0, 1) and len(store.findings()) == 1
+
+
+def test_after_a_failed_commit_closed_windows_emit_only_committed_lines(tmp_path: Path) -> None:
+    p = tmp_path / "auth.log"
+    _write(p, [_line(i) for i in range(10)])
+    store = _FailingCommit()
+    index = SeriesIndex()
+    pipe = LogPipeline(store, _config(p), index)
+    pipe.ingest(T0)
+    _write(p, [_line(i) for i in range(10, 25)])
+    store.fail = True
+    with pytest.raises(StoreError):
+        pipe.ingest(T0 + 1)
+    store.fail = False
+    # The 15 lines were not committed: the next tick reads them again, in its own window.
+    assert _emitted(index, pipe.closed_windows(T0 + W + 1)) == {T0: 10}
+    pipe.ingest(T0 + W + 1)
+    assert _emitted(index, pipe.closed_windows(T0 + 2 * W)) == {T0 + W: 15}
+
+
+def test_windows_emitted_on_an_idle_tick_are_not_emitted_again_after_a_restart(
+    tmp_path: Path, store: Any
+) -> None:
+    p = tmp_path / "auth.log"
+    _write(p, [_line(i) for i in range(5)])
+    pipe = LogPipeline(store, _config(p), SeriesIndex())
+    pipe.ingest(T0)
+    assert len(pipe.closed_windows(T0 + 2 * W)) > 0
+    pipe.ingest(T0 + 2 * W)  # no new lines: only the windows emitted are committed
+    pipe.close()
+    again = LogPipeline(store, _config(p), SeriesIndex())
+    assert len(again.closed_windows(T0 + 2 * W + 5)) == 0
+
+
+def test_skipped_lines_are_reported_by_the_tick_that_read_them(tmp_path: Path) -> None:
+    p = tmp_path / "auth.log"
+    _write(p, [_line(1), "", _line(2)])
+    pipe = LogPipeline(MemoryStore(), _config(p), SeriesIndex())
+    assert pipe.ingest(T0).skipped == 1
+    _write(p, [_line(3)])
+    r = pipe.ingest(T0 + 1)
+    assert (r.lines, r.skipped) == (1, 0)

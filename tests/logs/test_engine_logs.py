@@ -116,6 +116,8 @@ def test_restart_resumes_offsets_templates_and_open_window(tmp_path: Path) -> No
     _write(p, [_line(i) for i in range(50, 60)])
     with DuckDBStore(path) as store:
         pipe = LogPipeline(store, _config(p), SeriesIndex())
+        pipe.start()
+        assert pipe._files[0].header == header  # kept, not learned again from the next lines
         r = pipe.ingest(T0 + 10)
         assert r.lines == 10 and r.new_templates == 0
         f = pipe._files[0]
@@ -394,3 +396,40 @@ def test_skipped_lines_are_reported_by_the_tick_that_read_them(tmp_path: Path) -
     _write(p, [_line(3)])
     r = pipe.ingest(T0 + 1)
     assert (r.lines, r.skipped) == (1, 0)
+
+
+def test_a_tick_that_reads_only_skipped_lines_saves_its_offset(tmp_path: Path) -> None:
+    p = tmp_path / "auth.log"
+    _write(p, [_line(1)])
+    store = MemoryStore()
+    pipe = LogPipeline(store, _config(p), SeriesIndex())
+    pipe.ingest(T0)
+    _write(p, ["", ""])
+    assert pipe.ingest(T0 + 1).skipped == 2
+    pipe.close()
+    again = LogPipeline(store, _config(p), SeriesIndex())
+    assert again.ingest(T0 + 2).skipped == 0  # not read (and skipped) a second time
+    assert again.status()["auth"]["skipped"]["blank"] == 2
+
+
+def test_a_file_without_lines_yet_has_no_samples_until_its_first_lines(tmp_path: Path) -> None:
+    p = tmp_path / "auth.log"
+    p.touch()
+    index = SeriesIndex()
+    pipe = LogPipeline(MemoryStore(), _config(p), index)
+    pipe.ingest(T0)
+    assert len(pipe.closed_windows(T0 + 3 * W)) == 0
+    _write(p, [_line(1)])
+    pipe.ingest(T0 + 3 * W)
+    assert _emitted(index, pipe.closed_windows(T0 + 5 * W)) == {T0 + 3 * W: 1, T0 + 4 * W: 0}
+
+
+def test_a_file_error_clears_in_status_once_the_file_reads_again(tmp_path: Path) -> None:
+    p = tmp_path / "auth.log"
+    p.mkdir()
+    pipe = LogPipeline(MemoryStore(), _config(p), SeriesIndex())
+    assert "is a directory" in pipe.ingest(T0).errors["auth"]
+    p.rmdir()
+    _write(p, [_line(1)])
+    r = pipe.ingest(T0 + 1)
+    assert r.errors == {} and r.lines == 1 and pipe.status()["auth"]["error"] is None

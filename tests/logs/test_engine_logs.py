@@ -433,3 +433,67 @@ def test_a_file_error_clears_in_status_once_the_file_reads_again(tmp_path: Path)
     _write(p, [_line(1)])
     r = pipe.ingest(T0 + 1)
     assert r.errors == {} and r.lines == 1 and pipe.status()["auth"]["error"] is None
+
+
+class _Sessions:
+    """A session scorer that records the keys it was given; a finding for key ``blk_2``."""
+
+    def __init__(self) -> None:
+        self.keys: list[str | None] = []
+
+    def observe(self, keys: Sequence[str | None], ids: Any, now_ms: int) -> list[Finding]:
+        self.keys.extend(keys)
+        if "blk_2" not in keys:
+            return []
+        key = "session{file=dn,session=blk_2}"
+        return [
+            Finding(
+                id=Finding.make_id(FindingKind.LOG, key, 0, "session"),
+                kind=FindingKind.LOG,
+                key=key,
+                start=now_ms,
+                end=now_ms,
+                score=0.9,
+                severity="warning",
+                detector="session",
+                summary="abnormal session blk_2",
+            )
+        ]
+
+
+def _session_pipe(tmp_path: Path, store: Any) -> tuple[LogPipeline, _Sessions, Path]:
+    p = tmp_path / "dn.log"
+    _write(p, ["081109 203615 INFO dfs: Receiving blk_1 src: /10.0.0.1"])
+    scorer = _Sessions()
+    cfg = LogsConfig(files=[LogFileConfig(path=p, session_key=r"(blk_-?\d+)")])
+    pipe = LogPipeline(store, cfg, SeriesIndex(), session_scorers={"dn": scorer})
+    pipe.ingest(T0)
+    _write(p, [f"081109 203616 INFO dfs: Receiving blk_{i} src: /10.0.0.1" for i in (2, 3)])
+    return pipe, scorer, p
+
+
+def test_lines_replayed_after_a_failed_commit_reach_the_session_scorer_once(
+    tmp_path: Path,
+) -> None:
+    store = _FailingCommit()
+    pipe, scorer, p = _session_pipe(tmp_path, store)
+    store.fail = True
+    with pytest.raises(StoreError):
+        pipe.ingest(T0 + 1)
+    store.fail = False
+    _write(p, ["081109 203617 INFO dfs: Receiving blk_4 src: /10.0.0.1"])
+    assert pipe.ingest(T0 + 2).lines == 3
+    assert scorer.keys == ["blk_1", "blk_2", "blk_3", "blk_4"]
+    assert _total(store, "dn") == 4
+
+
+def test_a_session_finding_is_not_lost_when_storing_it_fails(tmp_path: Path) -> None:
+    store = _FailingFindings()
+    pipe, scorer, _ = _session_pipe(tmp_path, store)
+    store.fail = True
+    with pytest.raises(StoreError):
+        pipe.ingest(T0 + 1)
+    store.fail = False
+    r = pipe.ingest(T0 + 2)
+    assert [f.summary for f in store.findings()] == ["abnormal session blk_2"]
+    assert r.new_findings == 1 and scorer.keys == ["blk_1", "blk_2", "blk_3"]

@@ -160,6 +160,11 @@ class LogPipeline:
         self.miner_factory = miner_factory
         self._files: list[_File] = []
         self._started = False
+        # Session scorers are not reloaded after a failed commit: the lines of each file they
+        # were given (counted from the file's first), so a replay does not give them twice, and
+        # their findings of a tick not committed, stored with the next one.
+        self._session_lines: dict[str, int] = {}
+        self._session_unsaved: list[Finding] = []
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -317,7 +322,7 @@ class LogPipeline:
         cw: list[int] = []
         ct: list[IntArray] = []
         cn: list[IntArray] = []
-        findings: list[Finding] = []
+        findings: list[Finding] = list(self._session_unsaved)
         errors: dict[str, str] = {}
         n_lines = n_skipped = n_new = 0
         for f in self._files:
@@ -363,6 +368,7 @@ class LogPipeline:
         new_f = self.store.add_findings(findings) if findings else 0
         # One transaction: the counts of these lines and the offsets after them.
         self.store.commit_log_progress(states, counts)
+        self._session_unsaved = []
         for f in self._files:
             if f.to_emit is not None:
                 for old in [w for w in f.pending if w <= f.to_emit]:
@@ -436,6 +442,13 @@ class LogPipeline:
         scorer = self.session_scorers.get(f.name)
         if scorer is None or f.session_re is None:
             return
+        # Lines replayed after a failed commit were given to the scorer already.
+        seen = self._session_lines.get(f.name, f.lines) - f.lines
+        self._session_lines[f.name] = f.lines + len(lines)
+        if seen >= len(lines):
+            return
+        if seen > 0:
+            lines, ids = lines[seen:], ids[seen:]
         pattern = f.session_re
         group = pattern.groupindex.get("session", 1 if pattern.groups else 0)
         try:
@@ -445,7 +458,9 @@ class LogPipeline:
         except pl.exceptions.ComputeError:
             # A Python-only construct (look-behind, back-reference): line by line.
             keys = [m.group(group) if (m := pattern.search(x)) else None for x in lines]
-        findings.extend(scorer.observe(keys, ids, now))
+        found = scorer.observe(keys, ids, now)
+        self._session_unsaved.extend(found)
+        findings.extend(found)
 
     def _blob(self, f: _File, tail: dict[str, Any]) -> bytes:
         state = {

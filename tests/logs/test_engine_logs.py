@@ -497,3 +497,4 @@ def test_a_session_finding_is_not_lost_when_storing_it_fails(tmp_path: Path) -> 
     r = pipe.ingest(T0 + 2)
     assert [f.summary for f in store.findings()] == ["abnormal session blk_2"]
     assert r.new_findings == 1 and scorer.keys == ["blk_1", "blk_2", "blk_3"]
+    assert pipe.ingest(T0 + 3).findings == []  # stored once, not again each tick

@@ -37,7 +37,9 @@ class Relia(ReliaProcess):
         return float(m.group(1)) if m else None
 
 
-def wait_until(pred: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+def wait_until(pred: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    # Generous: it returns as soon as ``pred`` holds; on a loaded 2-core machine, relia up,
+    # Alertmanager and its webhook receiver once took over 30 s for the first notification.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pred():

@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from relia._yamlkeys import repeated_keys
 from relia.errors import ConfigError
 
 __all__ = [
@@ -669,38 +670,6 @@ class ReliaConfig(_Model):
         return slos
 
 
-def _repeated_keys(root: yaml.Node | None) -> list[tuple[str, int, int]]:
-    """Keys written twice in one mapping, which YAML forbids and PyYAML reads as the last value
-    (a second ``scrape:`` section would silently drop the first's targets): the dotted field,
-    its line and the line of the first, in file order. A key beside a merge (``<<``) overrides
-    the merged one and is no repeat; a mapping reached through aliases is checked once."""
-    found: list[tuple[str, int, int]] = []
-    seen: set[int] = set()
-    todo: list[tuple[yaml.Node, str]] = [(root, "")] if root is not None else []
-    while todo:
-        node, field = todo.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        children: list[tuple[yaml.Node, str]] = []
-        if isinstance(node, yaml.SequenceNode):
-            children = [(child, f"{field}[{i}]") for i, child in enumerate(node.value)]
-        elif isinstance(node, yaml.MappingNode):
-            first: dict[tuple[str, str], int] = {}  # by tag too: 1 and "1" are two keys
-            for key, value in node.value:
-                if not isinstance(key, yaml.ScalarNode):
-                    continue
-                name = f"{field}.{key.value}" if field else str(key.value)
-                line = key.start_mark.line + 1
-                if (key.tag, key.value) in first:
-                    found.append((name, line, first[key.tag, key.value]))
-                else:
-                    first[key.tag, key.value] = line
-                children.append((value, name))
-        todo.extend(reversed(children))  # depth first, in file order
-    return sorted(found, key=lambda r: r[1])
-
-
 def _line_of(node: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
     """Follow a pydantic error location through the YAML node tree; return a 1-based line."""
     line = node.start_mark.line + 1 if node is not None else None
@@ -829,12 +798,13 @@ def load_config(
             line = f":{mark.line + 1}" if mark is not None else ""
             problem = getattr(exc, "problem", None) or str(exc)
             raise ConfigError(f"{where}{line}: not valid YAML: {problem}") from None
-        repeats = _repeated_keys(root)
+        repeats = sorted(repeated_keys(root), key=lambda r: r[1])
         if repeats:
             raise ConfigError(
                 "\n".join(
-                    f"{where}:{line}: {field}: written twice in one mapping (first at line {first})"
-                    for field, line, first in repeats
+                    f"{where}:{line}: {'.'.join(str(p) for p in loc)}: written twice in one "
+                    f"mapping (first at line {first})"
+                    for loc, line, first in repeats
                 )
             )
         if loaded is None:

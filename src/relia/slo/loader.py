@@ -42,6 +42,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from relia._yamlkeys import repeated_keys
 from relia.errors import ConfigError
 from relia.slo.spec import (
     SLO,
@@ -177,37 +178,6 @@ def _expanded_size(node: yaml.Node) -> int:
     return visit(node)
 
 
-def _duplicate_keys(node: yaml.Node) -> list[tuple[Loc, int, int]]:
-    """Keys written twice in one mapping below ``node``, which YAML forbids and PyYAML accepts
-    (keeping the last value): the path and line of each repeat and the line of the first. A
-    key written next to a merge (``<<``) is not a repeat (it overrides the merged one), and a
-    mapping reached through aliases is checked once, where it is written."""
-    found: list[tuple[Loc, int, int]] = []
-    done: set[int] = set()
-    todo: list[tuple[yaml.Node, Loc]] = [(node, ())]
-    while todo:  # depth first in document order, so an anchor comes before its aliases
-        current, loc = todo.pop()
-        if id(current) in done:  # an alias: its node was checked where it was written
-            continue
-        done.add(id(current))
-        children: list[tuple[yaml.Node, Loc]] = []
-        if isinstance(current, yaml.SequenceNode):
-            children = [(child, (*loc, i)) for i, child in enumerate(current.value)]
-        elif isinstance(current, yaml.MappingNode):
-            first: dict[tuple[str, str], int] = {}
-            for key, value in current.value:
-                if not isinstance(key, yaml.ScalarNode):
-                    continue
-                line = key.start_mark.line + 1
-                if (key.tag, key.value) in first:
-                    found.append(((*loc, key.value), line, first[key.tag, key.value]))
-                else:
-                    first[key.tag, key.value] = line
-                children.append((value, (*loc, key.value)))
-        todo.extend(reversed(children))
-    return found
-
-
 # The line breaks YAML's reader counts (a CR LF pair is one).
 _YAML_LINE_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")
 
@@ -230,7 +200,7 @@ def _parse_yaml(text: str, file: str, problems: Problems) -> list[Document]:
                 problems.add_at(file, node.start_mark.line + 1, index, "", str(exc))
                 index += 1
                 continue
-            for key_loc, key_line, first_line in _duplicate_keys(node):
+            for key_loc, key_line, first_line in repeated_keys(node):
                 problems.add_at(
                     file,
                     key_line,

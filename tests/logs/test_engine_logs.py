@@ -138,17 +138,24 @@ class _FailingCommit(MemoryStore):
         super().commit_log_progress(states, counts)
 
 
-def test_failed_commit_is_retried_from_the_store_without_double_counting(tmp_path: Path) -> None:
+def _a_tick_fails(tmp_path: Path, store: Any, new_lines: list[str]) -> LogPipeline:
+    """A pipeline over ``auth.log`` that ingested 10 lines at T0, then ``new_lines`` at T0 + 1
+    in a tick that ``store`` (its ``fail`` set meanwhile) made fail; ``fail`` is off again."""
     p = tmp_path / "auth.log"
     _write(p, [_line(i) for i in range(10)])
-    store = _FailingCommit()
     pipe = LogPipeline(store, _config(p), SeriesIndex())
     pipe.ingest(T0)
-    _write(p, [_line(i) for i in range(10, 25)])
+    _write(p, new_lines)
     store.fail = True
     with pytest.raises(StoreError):
         pipe.ingest(T0 + 1)
     store.fail = False
+    return pipe
+
+
+def test_failed_commit_is_retried_from_the_store_without_double_counting(tmp_path: Path) -> None:
+    store = _FailingCommit()
+    pipe = _a_tick_fails(tmp_path, store, [_line(i) for i in range(10, 25)])
     r = pipe.ingest(T0 + 2)
     assert r.lines == 15
     assert _total(store, "auth") == 25 and pipe._files[0].lines == 25
@@ -324,16 +331,8 @@ class _FailingFindings(MemoryStore):
 
 
 def test_a_new_template_finding_is_not_lost_when_storing_it_fails(tmp_path: Path) -> None:
-    p = tmp_path / "auth.log"
-    _write(p, [_line(i) for i in range(10)])
     store = _FailingFindings()
-    pipe = LogPipeline(store, _config(p), SeriesIndex())
-    pipe.ingest(T0)
-    _write(p, [_line(3, "Disk /dev/sda{i} failing")])
-    store.fail = True
-    with pytest.raises(StoreError):
-        pipe.ingest(T0 + 1)
-    store.fail = False
+    pipe = _a_tick_fails(tmp_path, store, [_line(3, "Disk /dev/sda{i} failing")])
     r = pipe.ingest(T0 + 2)
     assert r.new_findings == 1 and len(store.findings()) == 1
     assert _total(store, "auth") == 11
@@ -342,32 +341,15 @@ def test_a_new_template_finding_is_not_lost_when_storing_it_fails(tmp_path: Path
 def test_a_finding_replayed_after_a_failed_commit_is_an_update_not_a_new_one(
     tmp_path: Path,
 ) -> None:
-    p = tmp_path / "auth.log"
-    _write(p, [_line(i) for i in range(10)])
     store = _FailingCommit()
-    pipe = LogPipeline(store, _config(p), SeriesIndex())
-    pipe.ingest(T0)
-    _write(p, [_line(3, "Disk /dev/sda{i} failing")])
-    store.fail = True
-    with pytest.raises(StoreError):
-        pipe.ingest(T0 + 1)
-    store.fail = False
+    pipe = _a_tick_fails(tmp_path, store, [_line(3, "Disk /dev/sda{i} failing")])
     r = pipe.ingest(T0 + 2)
     assert (r.new_findings, r.updated_findings) == (0, 1) and len(store.findings()) == 1
 
 
 def test_after_a_failed_commit_closed_windows_emit_only_committed_lines(tmp_path: Path) -> None:
-    p = tmp_path / "auth.log"
-    _write(p, [_line(i) for i in range(10)])
-    store = _FailingCommit()
-    index = SeriesIndex()
-    pipe = LogPipeline(store, _config(p), index)
-    pipe.ingest(T0)
-    _write(p, [_line(i) for i in range(10, 25)])
-    store.fail = True
-    with pytest.raises(StoreError):
-        pipe.ingest(T0 + 1)
-    store.fail = False
+    pipe = _a_tick_fails(tmp_path, _FailingCommit(), [_line(i) for i in range(10, 25)])
+    index = pipe.index
     # The 15 lines were not committed: the next tick reads them again, in its own window.
     assert _emitted(index, pipe.closed_windows(T0 + W + 1)) == {T0: 10}
     pipe.ingest(T0 + W + 1)

@@ -98,14 +98,19 @@ class FlakyStore(MemoryStore):
         return super().enqueue_notifications(items)
 
 
-def test_incidents_a_failed_save_left_out_are_saved_and_notified_by_the_next_update() -> None:
-    # The correlator has moved on when the save fails: passing the same findings again changes
-    # nothing in it, so the pipeline itself must remember what it could not write.
-    store = FlakyStore()
+def _pipeline_and_a_stored_finding(store: FlakyStore) -> tuple[IncidentPipeline, Finding]:
     pipe = IncidentPipeline(store, IncidentsConfig(), lambda sid: None, sinks=["am"])
     pipe.start(T0)
     f = _finding('cpu{job="db"}', T0)
     store.add_findings([f])
+    return pipe, f
+
+
+def test_incidents_a_failed_save_left_out_are_saved_and_notified_by_the_next_update() -> None:
+    # The correlator has moved on when the save fails: passing the same findings again changes
+    # nothing in it, so the pipeline itself must remember what it could not write.
+    store = FlakyStore()
+    pipe, f = _pipeline_and_a_stored_finding(store)
     store.fail_saves = 1
     with pytest.raises(StoreError):
         pipe.update([f], T0)
@@ -118,10 +123,7 @@ def test_incidents_a_failed_save_left_out_are_saved_and_notified_by_the_next_upd
 
 def test_notifications_a_failed_enqueue_left_out_are_enqueued_by_the_next_update() -> None:
     store = FlakyStore()
-    pipe = IncidentPipeline(store, IncidentsConfig(), lambda sid: None, sinks=["am"])
-    pipe.start(T0)
-    f = _finding('cpu{job="db"}', T0)
-    store.add_findings([f])
+    pipe, f = _pipeline_and_a_stored_finding(store)
     store.fail_enqueues = 1
     with pytest.raises(StoreError):
         pipe.update([f], T0)

@@ -353,6 +353,61 @@ def test_a_failed_rename_removes_the_part_files(
     assert not [p for p in out.iterdir() if p.suffix == ".part"]
 
 
+def _no_links(src: Path, dst: Path) -> None:  # a filesystem without hard links
+    raise OSError(1, "Operation not permitted")
+
+
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_a_failed_rename_takes_back_what_the_run_had_published(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hard_links: bool
+) -> None:
+    import errno
+    import os
+
+    if not hard_links:
+        monkeypatch.setattr("relia.engine.batch.os.link", _no_links)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.csv").write_text("a from an earlier run\n")  # replaced, then given back
+    real_replace = os.replace
+
+    def refuse_c(src: Path, dst: Path) -> None:
+        if Path(dst).name == "c.csv":
+            raise OSError(errno.EACCES, "Permission denied")
+        real_replace(src, dst)
+
+    monkeypatch.setattr("relia.engine.batch.os.replace", refuse_c)
+    trio: list[SeriesInput] = [
+        SeriesArrays("a", _ts(), _values(1)),
+        SeriesArrays("b", _ts(), _values(2)),
+        SeriesArrays("c", _ts(), _values(3)),
+    ]
+    with pytest.raises(DataError, match=rf"^{out / 'c.csv'}: cannot write: Permission denied$"):
+        detect_many(trio, "mad", out_dir=out)
+    assert sorted(p.name for p in out.iterdir()) == ["a.csv"]
+    assert (out / "a.csv").read_text() == "a from an earlier run\n"
+
+
+def test_a_rerun_replaces_its_outputs_and_leaves_nothing_hidden(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+
+    out = tmp_path / "out"
+    out.mkdir()
+    pair: list[SeriesInput] = [
+        SeriesArrays("a", _ts(), _values(1)),
+        SeriesArrays("b", _ts(), _values(2)),
+    ]
+    detect_many(pair, "mad", out_dir=out)
+    first = (out / "a.csv").read_text()
+    (out / "a.csv").write_text("stale\n")
+
+    monkeypatch.setattr("relia.engine.batch.os.link", _no_links)
+    detect_many(pair, "mad", out_dir=out)
+    assert sorted(p.name for p in out.iterdir()) == ["a.csv", "b.csv"]
+    assert (out / "a.csv").read_text() == first
+
+
 def test_ray_runner_with_no_workers_is_refused_before_ray_starts() -> None:
     with pytest.raises(ConfigError, match="workers must be at least 1, got 0"):
         RayBatchRunner("mad", workers=0)

@@ -16,7 +16,7 @@ file data never travels through the driver and only the compact results come bac
 Both executors run the same function on every input, so they give identical results; errors too:
 the first bad input in input order is reported (a :class:`~relia.errors.ReliaError` naming it),
 and no output file is left behind (workers write hidden part files, renamed only when every input
-succeeded).
+succeeded; a rename that fails half-way puts back what the earlier ones replaced).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import contextlib
 import math
 import os
 import re
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -635,17 +636,55 @@ def _publish(results: list[SeriesResult], job: _Job) -> list[SeriesResult]:
             # Found before any rename: a failure half-way would leave the earlier files behind.
             _remove_parts(job)
             raise DataError("cannot write: Is a directory", where=str(target))
-    out = []
-    for r in results:
-        assert r.output is not None
-        target = job.out_dir / f"{r.stem}.csv"
-        try:
+    # All or nothing: a file a rename replaces is kept as a hidden hard link (a copy where links
+    # are not allowed) until every rename succeeded, so a failure half-way (a permission error)
+    # puts back what was there and removes what was new.
+    out: list[SeriesResult] = []
+    kept: list[tuple[Path, Path | None]] = []  # (published target, what it replaced)
+    target = job.out_dir
+    try:
+        for i, r in enumerate(results):
+            assert r.output is not None
+            target = job.out_dir / f"{r.stem}.csv"
+            before = _keep_aside(target, job.out_dir / f".relia-{job.token}-{i}.old")
+            kept.append((target, before))
             os.replace(r.output, target)
-        except OSError as exc:
-            _remove_parts(job)
-            raise DataError(f"cannot write: {exc.strerror}", where=str(target)) from None
-        out.append(replace(r, output=target))
+            out.append(replace(r, output=target))
+    except OSError as exc:
+        _take_back(kept[: len(out)])
+        _drop_aside(kept)
+        _remove_parts(job)
+        raise DataError(f"cannot write: {exc.strerror}", where=str(target)) from None
+    _drop_aside(kept)
     return out
+
+
+def _keep_aside(target: Path, aside: Path) -> Path | None:
+    """A hidden hard link to (or copy of) ``target`` at ``aside``; None when there is none."""
+    if not target.exists():
+        return None
+    try:
+        os.link(target, aside)
+    except OSError:
+        shutil.copy2(target, aside)
+    return aside
+
+
+def _take_back(published: list[tuple[Path, Path | None]]) -> None:
+    """Undo renames: each target gets back the file it replaced, or goes when it was new."""
+    for target, before in reversed(published):
+        with contextlib.suppress(OSError):
+            if before is None:
+                target.unlink()
+            else:
+                os.replace(before, target)
+
+
+def _drop_aside(kept: list[tuple[Path, Path | None]]) -> None:
+    for _, before in kept:
+        if before is not None:
+            with contextlib.suppress(OSError):
+                before.unlink(missing_ok=True)
 
 
 def folder_files(folder: Path) -> list[Path]:

@@ -296,6 +296,19 @@ def test_unknown_fields_of_every_wire_type_are_skipped_in_every_message() -> Non
     assert _decode_raw(raw) == [("x", {"job": "api"}, T0, 4.0)]
 
 
+@pytest.mark.parametrize("where", ["request", "timeseries", "label", "sample"])
+def test_field_number_zero_is_refused_in_every_message(where: str) -> None:
+    # Protobuf reserves field number 0 (Prometheus' decoder answers "illegal tag 0"); a body
+    # holding one is damaged, not an extension to skip.
+    zero = field(0, 0, varint(1))
+    label = _label(b"__name__", b"x") + (zero if where == "label" else b"")
+    sample = _sample(T0, 1.0) + (zero if where == "sample" else b"")
+    content = field(1, 2, label) + field(2, 2, sample) + (zero if where == "timeseries" else b"")
+    raw = _series(content) + (zero if where == "request" else b"")
+    dec, index = _decoder()
+    _assert_rejected(dec, index, _raw_body(raw), "field number 0")
+
+
 def test_a_label_with_an_empty_name_is_refused() -> None:
     content = NAME_X + field(1, 2, field(2, 2, b"v")) + field(2, 2, _sample(T0, 1.0))
     dec, index = _decoder()

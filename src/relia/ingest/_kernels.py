@@ -13,8 +13,9 @@ The messages (prometheus/prompb, remote-write 1.0)::
     Label        { string name = 1; string value = 2; }
     Sample       { double value = 1; int64 timestamp = 2; }
 
-Unknown fields are skipped by wire type, as protobuf requires. Exemplars, metadata and native
-histograms are skipped (histograms are counted so the receiver can report them).
+Unknown fields are skipped by wire type, as protobuf requires; field number 0, which protobuf
+reserves, is refused. Exemplars, metadata and native histograms are skipped (histograms are
+counted so the receiver can report them).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ ERRORS = {
     5: "a timeseries has no __name__ label (or an empty one)",
     6: "sample timestamps of a timeseries are not in increasing order",
     7: "a fixed-size field is truncated",
+    8: "field number 0 (reserved by protobuf)",
 }
 
 _M = np.uint64(0x9E3779B97F4A7C15)
@@ -140,6 +142,8 @@ def _label(buf: NDArray[np.uint8], i: int, end: int) -> int:
             return -1
         field = int(tag >> np.uint64(3))
         wire = int(tag & np.uint64(7))
+        if field == 0:
+            return -8
         if field == 1 or field == 2:
             if wire != 2:
                 return -4
@@ -189,6 +193,8 @@ def _scan(
             return 1, tag_at
         field = int(tag >> np.uint64(3))
         wire = int(tag & np.uint64(7))
+        if field == 0:
+            return 8, tag_at
         if field != 1:
             j = _skip(buf, i, end, wire)
             if j < 0:
@@ -219,6 +225,8 @@ def _scan(
                 return 1, at
             f = int(tag >> np.uint64(3))
             w = int(tag & np.uint64(7))
+            if f == 0:
+                return 8, at
             if f != 1 and f != 2:
                 if f == 4:
                     counts[3] += 1
@@ -256,6 +264,8 @@ def _scan(
                     return 1, qat
                 sf = int(stag >> np.uint64(3))
                 sw = int(stag & np.uint64(7))
+                if sf == 0:
+                    return 8, qat
                 if sf == 1:
                     if sw != 1:
                         return 4, qat

@@ -42,7 +42,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from relia._yamlkeys import repeated_keys
+from relia._yamlkeys import Loc, repeated_keys
 from relia.errors import ConfigError
 from relia.slo.spec import (
     SLO,
@@ -64,7 +64,6 @@ __all__ = [
     "load_specs_text",
 ]
 
-Loc = tuple[str | int, ...]
 _M = typing.TypeVar("_M", bound=BaseModel)
 
 # ---------------------------------------------------------------------------------------------

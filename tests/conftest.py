@@ -14,10 +14,16 @@ from collections.abc import Iterator
 from types import ModuleType
 
 import pytest
+from hypothesis import settings
 
 from tests.pgserver import postgres_dsn, postgres_server
 
 __all__ = ["postgres_dsn", "postgres_server", "ray_local"]
+
+# Tests check behaviour, not speed (bench/ measures that): no per-example deadline, which a
+# loaded machine or a first example that imports Polars or compiles a kernel would miss.
+settings.register_profile("relia", deadline=None)
+settings.load_profile("relia")
 
 
 @pytest.fixture(scope="session")

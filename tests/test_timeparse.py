@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -21,6 +23,10 @@ NOW = 1_700_000_000_000
         ("2023-11-14T22:13:20Z", NOW),
         ("2023-11-14 22:13:20", NOW),
         ("2023-11-14T23:13:20+01:00", NOW),
+        # Digits past the millisecond are cut, as the file readers and Prometheus cut them.
+        ("2023-11-14T22:13:20.0009Z", NOW),
+        ("2023-11-14T22:13:20.999999Z", NOW + 999),
+        ("1969-12-31T23:59:59.9995Z", -1),
     ],
 )
 def test_parse_time(text: str, ms: int) -> None:
@@ -30,6 +36,12 @@ def test_parse_time(text: str, ms: int) -> None:
 @given(st.integers(min_value=0, max_value=4_000_000_000_000))
 def test_format_then_parse_round_trips(ms: int) -> None:
     assert parse_time(format_ms(ms), now_ms=NOW) == ms
+
+
+@given(st.datetimes(timezones=st.just(UTC)))
+def test_an_iso_time_is_its_millisecond_floor(moment: datetime) -> None:
+    exact = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+    assert parse_time(moment.isoformat(), now_ms=NOW) == exact
 
 
 @given(st.text(max_size=30))

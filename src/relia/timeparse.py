@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 __all__ = ["format_ms", "format_ms_column", "parse_time"]
 
 _RELATIVE = re.compile(r"^\s*(?:now)?\s*([+-])\s*(\S+)\s*$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_time(text: str, *, now_ms: int) -> int:
@@ -48,7 +49,9 @@ def parse_time(text: str, *, now_ms: int) -> int:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return int(round(parsed.timestamp() * 1000))
+    # Whole milliseconds, digits past them cut (as the file readers and Prometheus do), in
+    # integers: a float timestamp would round, and lose microseconds far from 1970.
+    return (parsed - _EPOCH) // timedelta(milliseconds=1)
 
 
 def format_ms(ms: int) -> str:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from relia.detect.checkpoint import pack, unpack
 from relia.errors import ConfigError, DataError, DetectorError
 from relia.logs.sessions import SESSION_DETECTOR, SessionFindings, SessionModel, SessionTracker
 
@@ -153,6 +154,135 @@ def test_bad_input_and_state() -> None:
     assert m.score([[]]).anomaly.shape == (1,)
 
 
+def test_model_parameters_are_checked() -> None:
+    for bad in (0.0, 0.5, -0.1):
+        with pytest.raises(ConfigError, match="alpha"):
+            SessionModel(alpha=bad)
+    with pytest.raises(ConfigError, match="max_invariant_templates"):
+        SessionModel(max_invariant_templates=-1)
+    with pytest.raises(ConfigError, match="max_reasons"):
+        SessionModel(max_reasons=0)
+    assert SessionModel(alpha=0.49, max_invariant_templates=0, max_reasons=1).alpha == 0.49
+    # No invariant search at all: the model still learns and scores.
+    m = SessionModel(max_invariant_templates=0).fit([["a", "b"]] * 20)
+    assert m.invariants == [] and not m.predict([["a", "b"]])[0]
+
+
+def test_invariant_search_keeps_the_most_frequent_templates() -> None:
+    train = [["a", "b", "d", *(["c"] if i % 2 else [])] for i in range(40)]
+    assert {(x, y) for x, y, *_ in SessionModel().fit(train).invariants} == {
+        ("a", "b"),
+        ("a", "d"),
+        ("b", "d"),
+    }
+    capped = SessionModel(max_invariant_templates=2).fit(train)
+    assert capped.invariants == [("a", "b", 1, 1, 1.0)]
+
+
+def test_invariant_rules_at_alpha() -> None:
+    # Two templates that showed up together in exactly alpha of training sessions may carry one.
+    m = SessionModel(alpha=0.01).fit([["a"]] * 99 + [["x", "y"]])
+    assert [(x, y, p, q) for x, y, p, q, _ in m.invariants] == [("x", "y", 1, 1)]
+    # Support must exceed 1 - alpha: 3 of 4 sessions at 1:1 is exactly 1 - alpha, not enough.
+    m = SessionModel(alpha=0.25).fit([["x", "y"]] * 3 + [["x", "y", "y"]])
+    assert m.invariants == []
+    m = SessionModel(alpha=0.25).fit([["x", "y"]] * 4 + [["x", "y", "y"]])
+    assert [(x, y, p, q) for x, y, p, q, _ in m.invariants] == [("x", "y", 1, 1)]
+
+
+def test_invariant_ratio_is_the_one_most_sessions_keep() -> None:
+    # 1:1 in 300 sessions, 1:2 in two (of two shapes): the ratio is 1:1, not the most shapes.
+    train = [["x", "y"]] * 300 + [["x", "y", "y"], ["x", "x", "y", "y", "y", "y"]]
+    m = SessionModel().fit(train)
+    assert [(x, y, p, q) for x, y, p, q, _ in m.invariants] == [("x", "y", 1, 1)]
+
+
+def test_a_feature_exactly_at_alpha_is_not_flagged() -> None:
+    # "v" is in exactly alpha (1/4) of training sessions: score 0.5, no flag, no reason.
+    m = SessionModel(alpha=0.25).fit([["a"]] * 3 + [["a", "v"]])
+    sc = m.score([["a", "v"]])
+    assert sc.score[0] == pytest.approx(0.5)
+    assert not sc.anomaly[0] and sc.reasons[0] == ()
+
+
+def test_a_count_never_seen_is_flagged_even_for_a_template_at_alpha() -> None:
+    # "v" is in alpha of training sessions, never three times: the count is what's new.
+    m = SessionModel(alpha=0.25).fit([["a"]] * 3 + [["v", "v", "a"]])
+    sc = m.score([["v", "v", "v", "a"]])
+    assert sc.anomaly[0] and sc.score[0] == 1.0
+    assert [r.kind for r in sc.reasons[0]] == ["count_high"]
+    assert sc.reasons[0][0].detail == "'v' x3; >= 3 in no training session"
+
+
+def test_missing_template_only_for_templates_nearly_always_there() -> None:
+    # "b" in exactly 1 - alpha of training: its absence is normal (score 0: [a] was seen).
+    m = SessionModel(alpha=0.25).fit([["a", "b"]] * 3 + [["a"]])
+    sc = m.score([["a"]])
+    assert sc.score[0] == 0.0 and not sc.anomaly[0]
+    # In more than 1 - alpha: absent is rare (in 1/5 of training), flagged as missing.
+    m = SessionModel(alpha=0.25).fit([["a", "b"]] * 4 + [["a"]])
+    sc = m.score([["a"]])
+    missing = [r for r in sc.reasons[0] if r.kind == "missing_template"]
+    assert sc.anomaly[0] and [r.detail for r in missing] == [
+        "'b' absent; present in 80% of training sessions"
+    ]
+    assert missing[0].frequency == pytest.approx(0.2)
+
+
+def test_unseen_template_is_the_only_reason_for_its_transitions(model: SessionModel) -> None:
+    session = [*BASE[:4], "disk failure", *BASE[4:]]
+    assert [r.kind for r in model.score([session]).reasons[0]] == ["unseen_template"]
+
+
+def test_scores_never_exceed_one_for_features_far_rarer_than_alpha() -> None:
+    m = SessionModel(alpha=0.4).fit([["a"]] * 999 + [["a", "b"]])
+    sc = m.score([["a", "b"]])
+    assert sc.anomaly[0] and sc.score[0] == 1.0
+    assert sc.reasons[0][0].kind == "rare_template"
+
+
+def test_reasons_rarest_first_and_capped() -> None:
+    train = [["open", "write", "commit"]] * 995 + [["open", "write", "oops", "commit"]] * 5
+    session = ["open", "write", "oops", "write"]  # rare template, no commit, write twice
+    sc = SessionModel().fit(train).score([session])
+    freqs = [r.frequency for r in sc.reasons[0]]
+    assert freqs == sorted(freqs) and len(freqs) >= 3
+    assert sc.reasons[0][-1].kind == "rare_template" and freqs[-1] == pytest.approx(0.005)
+    capped = SessionModel(max_reasons=2).fit(train).score([session])
+    assert capped.reasons[0] == sc.reasons[0][:2]
+
+
+def test_reason_details_name_what_a_person_checks(model: SessionModel) -> None:
+    no_commit = [t for t in BASE if t != "commit"]
+    details = [r.detail for r in model.score([no_commit]).reasons[0]]
+    assert "'commit' absent; present in 100% of training sessions" in details
+    assert "'ack' -> session end never seen in training" in details
+    starts_late = BASE[1:]
+    details = [r.detail for r in model.score([starts_late]).reasons[0]]
+    assert "session start -> 'allocate' never seen in training" in details
+
+
+def test_long_template_text_is_clipped_in_details() -> None:
+    t80, t81 = "x" * 80, "y" * 81
+    m = SessionModel().fit([[t80, t81]] * 10)
+    details = " ".join(r.detail for r in m.score([[t81, t80]]).reasons[0])
+    assert repr(t80) in details and repr("y" * 77 + "...") in details and t81 not in details
+
+
+def test_corrupt_model_checkpoint_is_refused_at_load() -> None:
+    ck = unpack(SessionModel().fit([["a", "b"]] * 5).to_bytes())
+    ck["state"]["df"] = ck["state"]["df"][:1]
+    with pytest.raises(DetectorError, match="vocabulary and counts differ"):
+        SessionModel.from_bytes(pack(ck))
+
+
+def test_bool_template_ids_are_refused() -> None:
+    with pytest.raises(DataError, match="ints or strings"):
+        SessionModel().fit([[True, False]])
+    with pytest.raises(DataError, match="ints or strings"):
+        SessionModel().fit([np.array([True])])
+
+
 # ---------------------------------------------------------------------- streaming
 
 
@@ -231,6 +361,114 @@ def test_tracker_checkpoint_mid_stream() -> None:
         SessionTracker.from_bytes(SessionModel().fit([[1]]).to_bytes())
 
 
+def test_a_session_closes_on_the_event_that_reaches_the_cap() -> None:
+    model = SessionModel().fit([INT_BASE] * 10)
+    tracker = SessionTracker(model, max_events_per_session=4, idle_timeout_ms=10**9)
+    assert tracker.observe(["a"] * 2, [0, 1], [0, 1]) == []
+    out = tracker.observe(["a"] * 2, [2, 3], [2, 3])
+    assert [(s.closed_by, s.templates.tolist()) for s in out] == [("max_events", [0, 1, 2, 3])]
+    assert tracker.open_sessions == 0
+
+
+def test_late_events_widen_the_session_span() -> None:
+    model = SessionModel().fit([INT_BASE] * 10)
+    tracker = SessionTracker(model, idle_timeout_ms=10**9)
+    tracker.observe(["a", "b", "b"], [0, 0, 1], [100, 300, 200])  # b out of order in one batch
+    tracker.observe(["a"], [1], [50])  # an event for a stamped before its first
+    spans = {s.key: (s.start_ms, s.end_ms) for s in tracker.flush()}
+    assert spans == {"a": (50, 100), "b": (200, 300)}
+    # The same where the batch overflows the cap and the session closes in it.
+    tracker = SessionTracker(model, idle_timeout_ms=10**9, max_events_per_session=3)
+    tracker.observe(["a"], [0], [100])
+    out = tracker.observe(["a"] * 2, [1, 2], [50, 60])
+    assert [(s.start_ms, s.end_ms, s.closed_by) for s in out] == [(50, 100, "max_events")]
+
+
+def test_the_least_recently_active_session_is_evicted_across_batches() -> None:
+    model = SessionModel().fit([INT_BASE] * 10)
+    tracker = SessionTracker(model, max_open_sessions=2, idle_timeout_ms=10**9)
+    assert tracker.observe(["a", "b"], [0, 0], [0, 1]) == []
+    assert tracker.observe(["a"], [1], [2]) == []  # a is now the more recently active
+    out = tracker.observe(["c"], [0], [3])
+    assert [(s.key, s.closed_by) for s in out] == [("b", "evicted")]
+
+
+def test_the_clock_never_goes_back() -> None:
+    model = SessionModel().fit([INT_BASE] * 10)
+    tracker = SessionTracker(model, idle_timeout_ms=500)
+    tracker.observe(["a"], [0], [1000])
+    tracker.observe(["b"], [0], [100])  # a late line
+    assert tracker.clock_ms == 1000
+    assert tracker.close_idle(200) == [] and tracker.clock_ms == 1000
+    assert [s.key for s in tracker.close_idle(1500)] == ["a", "b"]
+
+
+def test_idle_timeout_boundary() -> None:
+    model = SessionModel().fit([INT_BASE] * 10)
+    tracker = SessionTracker(model, idle_timeout_ms=500)
+    tracker.observe(["a"], [0], [1000])
+    assert tracker.close_idle(1499) == []
+    assert [(s.key, s.closed_by) for s in tracker.close_idle(1500)] == [("a", "idle")]
+
+
+def test_warm_up_fits_on_exactly_warmup_sessions() -> None:
+    tracker = SessionTracker(idle_timeout_ms=10, warmup_sessions=3)
+    assert tracker.flush() == []  # nothing seen: nothing to fit, no error
+    for i in range(2):
+        assert tracker.observe([f"s{i}"], [0], [100 * i]) == []
+    out = tracker.observe(["s2"], [0], [200])  # closes s1 (s0 closed above): 2 warm
+    assert out == [] and tracker.warming_up == 2
+    out = tracker.observe(["s3"], [0], [300])  # closes s2: the third, the model is fitted
+    assert [s.key for s in out] == ["s0", "s1", "s2"] and tracker.model.fitted
+    assert tracker.warming_up == 0
+
+
+def test_flush_scores_a_partial_warm_up() -> None:
+    tracker = SessionTracker(idle_timeout_ms=10, warmup_sessions=100)
+    tracker.observe(["a", "b"], [0, 0], [0, 0])
+    tracker.observe(["c"], [1], [50])  # a and b idle: held back for warm-up
+    assert tracker.warming_up == 2
+    out = tracker.flush()
+    assert [(s.key, s.closed_by) for s in out] == [("a", "idle"), ("b", "idle"), ("c", "flush")]
+    assert tracker.model.fitted
+
+
+def test_tracker_checkpoint_keeps_clock_settings_and_warm_up() -> None:
+    model = SessionModel(alpha=0.2, max_invariant_templates=3, max_reasons=2)
+    tracker = SessionTracker(model, idle_timeout_ms=10, warmup_sessions=100)
+    tracker.observe(["a", "b"], [0, 0], [0, 0])
+    tracker.observe(["c"], [1], [50])
+    again = SessionTracker.from_bytes(tracker.to_bytes())
+    assert again.clock_ms == 50 and again.warming_up == 2 and again.open_sessions == 1
+    m = again.model
+    assert (m.alpha, m.max_invariant_templates, m.max_reasons) == (0.2, 3, 2)
+    out = again.flush()
+    assert [(s.key, s.closed_by) for s in out] == [("a", "idle"), ("b", "idle"), ("c", "flush")]
+    ck = unpack(tracker.to_bytes())
+    ck["warm_closed_by"] = ck["warm_closed_by"][:1]
+    with pytest.raises(DetectorError, match="corrupt session tracker checkpoint"):
+        SessionTracker.from_bytes(pack(ck))
+
+
+def test_tracker_refuses_non_integer_ids_or_times() -> None:
+    tracker = SessionTracker()
+    with pytest.raises(DataError, match="integers"):
+        tracker.observe(["a"], [1], [0.5])  # type: ignore[list-item]
+    with pytest.raises(DataError, match="integers"):
+        tracker.observe(["a"], [1.0], [0])  # type: ignore[list-item]
+
+
+def test_one_batch_keeps_each_sessions_arrival_order() -> None:
+    model = SessionModel().fit([INT_BASE] * 10)
+    tracker = SessionTracker(model, idle_timeout_ms=10**9)
+    rng = np.random.default_rng(7)
+    keys = [f"k{k}" for k in rng.integers(0, 3, 500)]
+    tids = np.arange(500)
+    tracker.observe(keys, tids, np.zeros(500, np.int64))
+    for s in tracker.flush():
+        assert s.templates.tolist() == [t for t, k in zip(tids, keys, strict=True) if k == s.key]
+
+
 # ---------------------------------------------------------------------- properties
 
 tokens = st.one_of(st.integers(0, 6), st.sampled_from(["a", "b", "c", "d"]), st.just(2**70))
@@ -304,3 +542,27 @@ def test_session_findings_for_the_engine() -> None:
     assert again.flush() == [] and scorer.flush() == []
     with pytest.raises(DataError, match="differ in length"):
         scorer.observe(["a"], [1, 2], 0)
+
+
+def test_session_findings_bound_their_evidence_and_summary() -> None:
+    model = SessionModel().fit([INT_BASE] * 50)
+    long = {t: f"{t}" * 100 for t in range(10)}  # template texts of 100 characters
+    scorer = SessionFindings(
+        "hdfs.log", SessionTracker(model, idle_timeout_ms=1000), template_text=long.__getitem__
+    )
+    lines = INT_BASE * 30  # 270 lines: every count far off
+    assert scorer.observe(["a"] * len(lines), lines, 0) == []
+    (f,) = scorer.observe([], [], 5000)
+    assert f.evidence["lines"] == 270 and f.evidence["template_ids"] == lines[:200]
+    assert f.evidence["closed_by"] == "idle"
+    shown = f.summary.split("[", 1)[1]
+    assert all(len(part.strip(" ]")) == 80 for part in shown.split("|"))
+
+
+def test_session_findings_flush_reports_only_abnormal_sessions() -> None:
+    model = SessionModel().fit([INT_BASE] * 50)
+    scorer = SessionFindings("hdfs.log", SessionTracker(model, idle_timeout_ms=1000))
+    lines = [*INT_BASE, *INT_BASE[:-1]]  # "a" normal, "b" without its commit
+    assert scorer.observe(["a"] * 9 + ["b"] * 8, lines, 0) == []
+    found = scorer.flush()
+    assert [(f.evidence["session"], f.evidence["closed_by"]) for f in found] == [("b", "flush")]

@@ -566,3 +566,29 @@ def test_session_findings_flush_reports_only_abnormal_sessions() -> None:
     assert scorer.observe(["a"] * 9 + ["b"] * 8, lines, 0) == []
     found = scorer.flush()
     assert [(f.evidence["session"], f.evidence["closed_by"]) for f in found] == [("b", "flush")]
+
+
+def test_a_key_back_after_the_idle_timeout_starts_a_new_session() -> None:
+    model = SessionModel().fit([INT_BASE] * 50)
+    tracker = SessionTracker(model, idle_timeout_ms=1000)
+    assert tracker.observe(["a", "b"], [0, 0], [0, 0]) == []
+    # No call for an hour, then "a" again: its old session is over, whatever the call order.
+    out = tracker.observe(["a"], [1], [3_600_000])
+    assert [(s.key, s.templates.tolist(), s.closed_by) for s in out] == [
+        ("a", [0], "idle"),
+        ("b", [0], "idle"),
+    ]
+    assert [(s.key, s.start_ms, s.templates.tolist()) for s in tracker.flush()] == [
+        ("a", 3_600_000, [1])
+    ]
+    # The same boundary as close_idle: idle for exactly the timeout is over.
+    tracker = SessionTracker(model, idle_timeout_ms=1000)
+    tracker.observe(["a"], [0], [0])
+    assert tracker.observe(["a"], [1], [999]) == []
+    out = tracker.observe(["a"], [2], [1999])
+    assert [(s.templates.tolist(), s.closed_by) for s in out] == [([0, 1], "idle")]
+    # The engine's path: a quiet file gets no tick, then a whole normal workflow again.
+    scorer = SessionFindings("hdfs.log", SessionTracker(model, idle_timeout_ms=1000))
+    assert scorer.observe(["a"] * 9, INT_BASE, 0) == []
+    assert scorer.observe(["a"] * 9, INT_BASE, 3_600_000) == []
+    assert scorer.flush() == []

@@ -753,6 +753,11 @@ class SessionTracker:
             key = uniq[g]
             lo, hi = lo_hi[g], lo_hi[g + 1]
             sess = self._open.get(key)
+            if sess is not None and gmin[g] - sess.last >= self.idle_timeout_ms:
+                # Back after the idle timeout (no call came in between to close it): that
+                # session is over, these events open a new one.
+                closed.append(self._close(key, "idle"))
+                sess = None
             if sess is not None and sess.n + hi - lo < limit:  # the common case: append
                 sess.chunks.append(tok_sorted[lo:hi].copy())  # not a view: frees the batch
                 sess.n += hi - lo

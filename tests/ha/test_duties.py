@@ -3,14 +3,19 @@ fence holds."""
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
 
-from relia.config import IncidentsConfig
+import pytest
+
+from relia.config import HaConfig, IncidentsConfig
 from relia.engine.incidents import IncidentPipeline
 from relia.errors import StoreError
-from relia.ha.duties import FindingsFeed, LeaderDuties, ha_dsn
+from relia.ha.duties import FindingsFeed, HaRuntime, LeaderDuties, ha_dsn
+from relia.ha.lease import Lease
 from relia.incidents.model import Finding, FindingKind, Incident, Severity
 from tests.engine.memstore import MemoryStore
 
@@ -115,9 +120,9 @@ def test_a_stale_fence_stops_correlation_before_it_writes() -> None:
     fence.ok = False  # the token moved on before the first round
     d, made = duties(store, fence)
     d.elected(5)
-    done = threading.Event()
-    threading.Thread(target=lambda: (d._threads[0].join(5), done.set()), daemon=True).start()
-    assert done.wait(5)  # the thread ended by itself
+    lead = d._threads[0]
+    lead.join(5)
+    assert not lead.is_alive()  # the thread ended by itself
     assert made == [] and store.incidents() == []
     d.demoted()
 
@@ -142,3 +147,149 @@ def test_findings_of_a_round_whose_writes_failed_are_correlated_by_the_next() ->
     wait_for(lambda: len(store.incidents()) == 1)
     assert store.fail_saves == 0
     d.demoted()
+
+
+def test_a_finding_whose_severity_changed_is_passed_again() -> None:
+    store = MemoryStore()
+    f = finding('cpu{job="api"}', T0)
+    store.add_findings([f])
+    feed = FindingsFeed(store, horizon_ms=10 * M)
+    feed.reset(T0)
+    worse = f.model_copy(update={"severity": Severity.CRITICAL, "score": 0.99})
+    store.add_findings([worse])
+    assert feed.poll(T0 + 1000) == [worse]
+    reworded = worse.model_copy(update={"summary": "cpu is very odd"})
+    store.add_findings([reworded])
+    assert feed.poll(T0 + 2000) == [reworded]
+
+
+def test_a_finding_that_ended_within_the_horizon_is_correlated_while_leading() -> None:
+    store = MemoryStore()
+    fence = Fence(5)
+    d, _made = duties(store, fence)  # horizon 600 s
+    d.elected(5)
+    wait_for(lambda: d.rounds >= 2)
+    # Stored late by a follower: it ended 4 minutes ago, well within the 10-minute horizon.
+    store.add_findings([finding('cpu{job="db"}', T0 - 5 * M, T0 - 4 * M)])
+    wait_for(lambda: len(store.incidents()) == 1)
+    d.demoted()
+
+
+def test_a_start_that_failed_on_the_store_is_redone_and_picks_up_the_orphans() -> None:
+    class OutageStore(MemoryStore):
+        fail_reads = 1
+
+        def incidents(self, *args: object, **kwargs: object) -> list[Incident]:
+            if self.fail_reads:
+                self.fail_reads -= 1
+                raise StoreError("cannot connect to the store: connection refused")
+            return super().incidents(*args, **kwargs)  # type: ignore[arg-type]
+
+    store = OutageStore()
+    # Stored by a follower before this replica was elected, never correlated.
+    store.add_findings([finding('cpu{job="api"}', T0 - M)])
+    fence = Fence(5)
+    d, made = duties(store, fence)
+    d.elected(5)  # the first round's start fails on the store
+    wait_for(lambda: len(store.incidents()) == 1)
+    assert store.fail_reads == 0 and len(made) == 2
+    d.demoted()
+
+
+def test_a_finding_stored_while_the_tenure_starts_is_correlated_by_the_next_round() -> None:
+    store = MemoryStore()
+    late = finding('cpu{job="db"}', T0 - 30_000)
+
+    class Starting(IncidentPipeline):
+        def start(self, now: int) -> int:
+            restored = super().start(now)
+            store.add_findings([late])  # a follower stores it just after start read the store
+            return restored
+
+    fence = Fence(5)
+    d = LeaderDuties(
+        store,
+        lambda: Starting(store, IncidentsConfig(), lambda sid: None, sinks=["am"]),
+        fence,
+        dispatcher=None,
+        interval_s=0.01,
+        horizon_s=600,
+        clock=lambda: T0,
+    )
+    d.elected(5)
+    wait_for(lambda: len(store.incidents()) == 1)
+    d.demoted()
+
+
+class FakeDispatcher:
+    """Records the delivery threads it started and the stop events they were given."""
+
+    def __init__(self) -> None:
+        self.stops: list[threading.Event] = []
+        self.woken = 0
+
+    def start(self, stop: threading.Event) -> threading.Thread:
+        self.stops.append(stop)
+        t = threading.Thread(target=stop.wait, daemon=True)
+        t.start()
+        return t
+
+    def notify(self) -> None:
+        self.woken += 1
+
+
+def test_a_new_election_ends_the_previous_tenures_delivery_and_demotion_ends_the_last() -> None:
+    store = MemoryStore()
+    fence = Fence(5)
+    dispatcher = FakeDispatcher()
+    d = LeaderDuties(
+        store,
+        lambda: IncidentPipeline(store, IncidentsConfig(), lambda sid: None, sinks=["am"]),
+        fence,
+        dispatcher=dispatcher,  # type: ignore[arg-type]
+        interval_s=0.01,
+        horizon_s=600,
+        clock=lambda: T0,
+    )
+    d.elected(5)
+    fence.held = 6
+    d.elected(6)  # elected again without a demotion in between: never two senders
+    assert [s.is_set() for s in dispatcher.stops] == [True, False]
+    d.demoted()
+    assert [s.is_set() for s in dispatcher.stops] == [True, True] and dispatcher.woken == 2
+
+
+def test_the_replica_id_is_the_configured_one_or_host_and_pid() -> None:
+    dsn = "postgresql://u@127.0.0.1:1/db"
+    named = HaRuntime(dsn, HaConfig(replica_id="east-1"))
+    assert named.status()["replica_id"] == "east-1" and named.status()["leader"] is False
+    default = HaRuntime(dsn, HaConfig())
+    assert default.status()["replica_id"] == f"{socket.gethostname()}:{os.getpid()}"
+
+
+@pytest.mark.integration
+def test_a_stopping_replica_hands_the_lease_over_at_once(postgres_dsn: str) -> None:
+    with Lease(postgres_dsn, "b", 30.0) as other:
+        other.ensure_schema()
+        runtime = HaRuntime(
+            postgres_dsn, HaConfig(lease_ttl=30.0, renew_interval=0.1, replica_id="a")
+        )
+        store = MemoryStore()
+        d = LeaderDuties(
+            store,
+            lambda: IncidentPipeline(store, IncidentsConfig(), lambda sid: None, sinks=["am"]),
+            runtime.elector,
+            dispatcher=None,
+            interval_s=0.01,
+            horizon_s=600,
+            clock=lambda: T0,
+        )
+        runtime.start(d)
+        try:
+            wait_for(lambda: runtime.status()["leader"])
+        finally:
+            runtime.stop()
+        assert runtime.status()["leader"] is False
+        # Released, not left to run out its 30 s: another replica takes it now.
+        grant = other.acquire()
+        assert grant is not None and grant.token == 2

@@ -201,3 +201,198 @@ def test_a_holder_that_stops_renewing_is_replaced_after_the_ttl(postgres_dsn: st
             assert not silent.is_current(grant.token)
         finally:
             e.stop()
+
+
+def test_the_renew_interval_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="renew_interval must be positive"):
+        LeaderElector(FakeLease(), renew_interval=0.0)
+
+
+def test_the_token_stops_counting_exactly_when_only_the_margin_is_left() -> None:
+    lease = FakeLease()
+    e, clock, _events, _ = elector(lease)
+    e.step()  # the lease runs until +10; the margin is 3
+    clock.t += 6.9
+    assert e.token() == 1
+    clock.t += 0.1  # +7: exactly the margin left is not enough
+    assert e.token() is None and not e.is_leader
+
+
+def test_the_lease_is_counted_from_when_the_request_was_sent_not_answered() -> None:
+    class SlowLease(FakeLease):
+        """Answers 2 seconds after it was asked."""
+
+        def __init__(self, clock: Clock) -> None:
+            super().__init__()
+            self.clock = clock
+
+        def acquire(self) -> Grant | None:
+            self.clock.t += 2
+            return super().acquire()
+
+        def renew(self, token: int) -> Grant | None:
+            self.clock.t += 2
+            return super().renew(token)
+
+    clock, events = Clock(), []
+    lease = SlowLease(clock)
+    e = LeaderElector(
+        lease, renew_interval=3.0, on_elected=lambda t: events.append(f"elected {t}"), clock=clock
+    )
+    e.step()  # sent at 1000, answered at 1002: held until 1010, counts until 1007
+    assert clock.t == 1002 and e.token() == 1
+    clock.t = 1007.0
+    assert e.token() is None
+    clock.t = 1003.0
+    e.step()  # renewal sent at 1003, answered at 1005: counts until 1010
+    clock.t = 1009.9
+    assert e.token() == 1
+    clock.t = 1010.0
+    assert e.token() is None
+
+
+def test_a_renewal_that_leaves_less_than_the_margin_demotes() -> None:
+    lease = FakeLease()
+    e, clock, events, registry = elector(lease)
+    e.step()
+    lease.grant = Grant(1, 2.0)  # renewed, but the database gives it only 2 more seconds
+    clock.t += 3
+    e.step()
+    assert events == ["elected 1", "demoted"] and e.token() is None
+    assert registry.get_sample_value("relia_leader") == 0
+
+
+def test_a_short_grant_wakes_the_elector_when_the_lease_stops_counting() -> None:
+    lease = FakeLease()
+    lease.grant = Grant(1, 5.0)  # counts as held for 2 seconds (margin 3), less than a round
+    e, _clock, _events, _ = elector(lease)
+    assert e.step() == 2.0
+
+
+def test_an_unreachable_database_demotes_when_the_next_renewal_would_land_just_too_late() -> None:
+    lease = FakeLease()
+    e, clock, events, _ = elector(lease)
+    e.step()
+    lease.down = True
+    clock.t += 4  # the next try at +7 would land exactly when the lease stops counting
+    e.step()
+    assert e.token() is None and events == ["elected 1", "demoted"]
+
+
+def test_a_fence_check_that_cannot_reach_the_database_fails_and_demotes() -> None:
+    lease = FakeLease()
+    e, _clock, events, _ = elector(lease)
+    e.step()
+    lease.down = True
+    assert not e.check(1)
+    assert e.token() is None
+    e.step()
+    assert events == ["elected 1", "demoted"]
+
+
+def test_stop_demotes_before_it_releases_the_lease() -> None:
+    lease = FakeLease()
+    e, _clock, events, _ = elector(lease)
+    lease.release = lambda token: events.append(f"released {token}")  # type: ignore[method-assign]
+    e.step()
+    e.stop()
+    # The duties stop before another replica can take the lease over.
+    assert events == ["elected 1", "demoted", "released 1"]
+
+
+def test_stop_with_the_database_down_still_demotes_and_does_not_raise() -> None:
+    lease = FakeLease()
+    e, _clock, events, _ = elector(lease)
+    e.step()
+
+    def release(token: int) -> None:
+        raise LeaseUnavailable("the database did not answer", where="lease relia-leader")
+
+    lease.release = release  # type: ignore[method-assign]
+    e.stop()
+    assert events == ["elected 1", "demoted"] and e.token() is None
+
+
+def test_status_and_metrics_follow_the_tenure_and_the_last_error() -> None:
+    lease = FakeLease()
+    e, clock, _events, registry = elector(lease)
+    lease.down = True
+    e.step()
+    assert e.status()["last_error"] is not None and e.status()["leader"] is False
+    lease.down = False
+    e.step()
+    status = e.status()
+    assert (status["leader"], status["fencing_token"], status["leader_changes"]) == (True, 1, 1)
+    assert status["last_error"] is None and status["replica_id"] == "me"
+    lease.down = True
+    clock.t += 3
+    e.step()
+    assert "did not answer" in e.status()["last_error"]
+    lease.down = False
+    clock.t += 1
+    e.step()
+    assert e.status()["last_error"] is None and e.token() == 1
+    lease.grant = None
+    clock.t += 3
+    e.step()
+    status = e.status()
+    assert (status["leader"], status["fencing_token"], status["leader_changes"]) == (
+        False,
+        None,
+        2,
+    )
+    assert registry.get_sample_value("relia_leader_fencing_token") == 0
+
+
+def test_a_failing_election_callback_demotes_and_the_elector_tries_again() -> None:
+    lease = FakeLease()
+    events: list[str] = []
+
+    def on_elected(token: int) -> None:
+        events.append(f"elected {token}")
+        if len(events) == 1:
+            raise RuntimeError("the duties could not start")
+
+    e = LeaderElector(
+        lease,
+        renew_interval=0.02,
+        on_elected=on_elected,
+        on_demoted=lambda: events.append("demoted"),
+    )
+    e.start()
+    try:
+        wait_for(lambda: len(events) >= 3, 5)
+        # Not a leader without its duties: demoted, then elected again (they started).
+        assert events[:3] == ["elected 1", "demoted", "elected 1"]
+    finally:
+        e.stop()
+
+
+def test_a_failed_fence_check_wakes_the_elector_to_demote_at_once() -> None:
+    lease = FakeLease()
+    events: list[str] = []
+    e = LeaderElector(
+        lease,
+        renew_interval=2.0,
+        on_elected=lambda t: events.append(f"elected {t}"),
+        on_demoted=lambda: events.append("demoted"),
+    )
+    e.start()
+    try:
+        wait_for(lambda: events == ["elected 1"], 5)
+        lease.current = False
+        assert not e.check(1)
+        # Not at the next renewal, 2 seconds away: the duties stop now.
+        assert wait_for(lambda: "demoted" in events, 1.0) < 1.0
+    finally:
+        e.stop()
+
+
+def test_stop_returns_at_once_rather_than_after_a_renewal_interval() -> None:
+    lease = FakeLease()
+    e = LeaderElector(lease, renew_interval=5.0, margin=1.0)
+    e.start()
+    wait_for(lambda: e.is_leader, 5)
+    t0 = time.monotonic()
+    e.stop()
+    assert time.monotonic() - t0 < 1.0 and not e.is_leader and lease.released == [1]

@@ -128,3 +128,77 @@ def test_the_dsn_is_not_in_errors_or_repr() -> None:
     with pytest.raises(LeaseUnavailable) as info:
         lease.acquire()
     assert "hunter2" not in str(info.value) and "hunter2" not in repr(lease)
+
+
+def test_a_lapsed_lease_cannot_be_renewed_even_when_nobody_took_it(
+    make_lease: MakeLease,
+) -> None:
+    a = make_lease("a", ttl=0.3)
+    grant = a.acquire()
+    assert grant is not None
+    time.sleep(0.4)
+    holder = a.current()
+    assert holder is not None and holder.holder == "a" and not holder.held
+    assert holder.remaining < 0
+    # A lapsed tenure is over: its holder starts a new one, with a new token.
+    assert a.renew(grant.token) is None and not a.is_current(grant.token)
+    again = a.acquire()
+    assert again is not None and again.token == grant.token + 1
+
+
+def test_a_stale_token_of_the_same_holder_neither_renews_nor_passes_the_fence(
+    make_lease: MakeLease,
+) -> None:
+    # Two processes with one replica_id: the older tenure's token is fenced off.
+    a = make_lease("a")
+    first = a.acquire()
+    assert first is not None
+    a.release(first.token)
+    second = a.acquire()
+    assert second is not None and second.token == first.token + 1
+    assert a.renew(first.token) is None and not a.is_current(first.token)
+    assert a.is_current(second.token)
+
+
+def test_a_release_with_a_stale_token_leaves_the_new_holder_in_place(
+    make_lease: MakeLease,
+) -> None:
+    a, b = make_lease("a"), make_lease("b")
+    first = a.acquire()
+    assert first is not None
+    a.release(first.token)
+    released = b.current()
+    assert released is not None and released.holder is None and not released.held
+    second = b.acquire()
+    assert second is not None
+    a.release(first.token)  # late: the lease moved on
+    holder = a.current()
+    assert holder is not None and (holder.holder, holder.token, holder.held) == ("b", 2, True)
+    assert a.acquire() is None and b.is_current(second.token)
+
+
+def test_a_lease_nobody_ever_took_is_not_current_for_any_token(make_lease: MakeLease) -> None:
+    a = make_lease("a")
+    assert a.current() is None
+    assert not a.is_current(0) and not a.is_current(1)
+
+
+def test_the_ttl_must_be_positive() -> None:
+    for ttl in (0, -1.0):
+        with pytest.raises(ValueError, match="ttl must be positive"):
+            Lease("postgresql://127.0.0.1:1/x", "a", ttl)
+
+
+def test_a_call_blocked_by_a_lock_gives_up_within_the_timeout(
+    make_lease: MakeLease, postgres_dsn: str
+) -> None:
+    import psycopg
+
+    grant = make_lease("a").acquire()
+    assert grant is not None
+    with Lease(postgres_dsn, "a", 30.0, timeout=0.3) as a, psycopg.connect(postgres_dsn) as other:
+        other.execute("SELECT * FROM leader_lease FOR UPDATE")  # holds the row's lock
+        t0 = time.monotonic()
+        with pytest.raises(LeaseUnavailable, match="did not answer"):
+            a.renew(grant.token)
+        assert time.monotonic() - t0 < 2.0  # failed, rather than holding its caller

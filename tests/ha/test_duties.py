@@ -15,7 +15,7 @@ from relia.config import HaConfig, IncidentsConfig
 from relia.engine.incidents import IncidentPipeline
 from relia.errors import StoreError
 from relia.ha.duties import FindingsFeed, HaRuntime, LeaderDuties, ha_dsn
-from relia.ha.lease import Lease
+from relia.ha.lease import Lease, LeaseUnavailable
 from relia.incidents.model import Finding, FindingKind, Incident, Severity
 from tests.engine.memstore import MemoryStore
 
@@ -293,3 +293,22 @@ def test_a_stopping_replica_hands_the_lease_over_at_once(postgres_dsn: str) -> N
         # Released, not left to run out its 30 s: another replica takes it now.
         grant = other.acquire()
         assert grant is not None and grant.token == 2
+
+
+@pytest.mark.integration
+def test_a_lease_call_that_hangs_longer_than_a_renewal_interval_fails(postgres_dsn: str) -> None:
+    import psycopg
+
+    runtime = HaRuntime(postgres_dsn, HaConfig(lease_ttl=2.0, renew_interval=0.5, replica_id="a"))
+    try:
+        runtime.lease.ensure_schema()
+        grant = runtime.lease.acquire()
+        assert grant is not None
+        with psycopg.connect(postgres_dsn) as other:
+            other.execute("SELECT * FROM leader_lease FOR UPDATE")  # the row is locked
+            t0 = time.monotonic()
+            with pytest.raises(LeaseUnavailable):
+                runtime.lease.renew(grant.token)
+            assert time.monotonic() - t0 < 1.5  # gave up after about a renewal interval
+    finally:
+        runtime.lease.close()

@@ -13,7 +13,7 @@ at a time. It stops leading (demotes itself)
 - when :meth:`LeaderElector.check` (the outbox's fence check) finds its token stale.
 
 :meth:`LeaderElector.token` answers without the database: the token while the lease is known to
-run for at least ``margin`` more seconds, else None. A process frozen (SIGSTOP, a long pause)
+run for more than ``margin`` more seconds, else None. A process frozen (SIGSTOP, a long pause)
 past its lease therefore sends nothing when it resumes, even before its elector thread runs.
 """
 

@@ -11,7 +11,7 @@ clocks still agree on who holds the lease:
   same ``replica_id`` can never both hold it.
 - :meth:`Lease.renew` extends the lease only while it is still held with that token and has not
   expired; a lease that lapsed must be acquired again, with a new token.
-- :meth:`Lease.is_current` says whether a token still holds the lease for at least ``margin``
+- :meth:`Lease.is_current` says whether a token still holds the lease for more than ``margin``
   seconds more: what the outbox asks right before each send.
 
 The lease has its own connection (autocommit), independent of the store, so a busy store cannot
@@ -150,7 +150,7 @@ class Lease:
         self._execute(_RELEASE, {"name": self.name, "token": token}, fetch=False)
 
     def is_current(self, token: int, margin: float = 0.0) -> bool:
-        """Whether ``token`` holds the lease now and for at least ``margin`` more seconds, by
+        """Whether ``token`` holds the lease now and for more than ``margin`` more seconds, by
         the database's clock. Raises :class:`LeaseUnavailable` when it cannot be asked."""
         row = self._execute(_IS_CURRENT, {"name": self.name, "token": token, "margin": margin})
         return bool(row[0]) if row is not None else False

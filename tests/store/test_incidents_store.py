@@ -120,3 +120,21 @@ def test_migration_from_a_schema_3_store_keeps_its_findings(tmp_path: Path) -> N
     with duckdb.connect(str(path)) as conn:
         names = conn.execute("SELECT version, name FROM schema_migrations ORDER BY 1").fetchall()
     assert (4, "incidents") in names
+
+
+def test_since_includes_an_incident_updated_exactly_then(store: Any) -> None:
+    store.save_incidents([incident(1), incident(2), incident(3)])
+    assert [i.id for i in store.incidents(since=T0 + 2000)] == ["inc3", "inc2"]
+    assert [i.id for i in store.incidents(since=T0 + 2001)] == ["inc3"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_incidents_updated_at_the_same_time_are_listed_by_id(
+    request: pytest.FixtureRequest, backend: str
+) -> None:
+    # The in-memory fake of the engine tests orders such ties the other way (id descending).
+    same = [incident(n, updated_at=T0) for n in (2, 3, 1)]
+    with open_backend(request, backend, 2000) as s:
+        s.save_incidents(same)
+        assert [i.id for i in s.incidents()] == ["inc1", "inc2", "inc3"]
+        assert [i.id for i in s.incidents(limit=2)] == ["inc1", "inc2"]

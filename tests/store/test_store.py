@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from relia.errors import ConfigError, DataError, StoreError
 from relia.incidents.model import FindingKind, Severity
+from relia.notify.outbox import OutboxItem, dedup_key
 from relia.signals import MetricBatch
 from relia.store import SeriesInfo, Store
 from relia.store.base import LogCounts
@@ -180,6 +181,16 @@ def test_append_rejects_what_is_not_a_batch(store: Store) -> None:
 def test_samples_rejects_bad_arguments(store: Store, kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(DataError, match=message):
         store.samples(**kwargs)
+
+
+def test_the_whole_int64_range_is_accepted_as_bounds(store: Store) -> None:
+    lo, hi = -(2**63), 2**63 - 1
+    store.append_samples(batch([1, 1, 1], [lo, 0, hi], [1.0, 2.0, 3.0]))
+    assert store.samples(1, since=lo, until=hi)[0].tolist() == [lo, 0, hi]
+    assert store.samples(1, since=hi)[1].tolist() == [3.0]
+    assert store.samples(1, until=lo)[1].tolist() == [1.0]
+    store.add_findings([finding("f", 0, hi)])
+    assert [f.id for f in store.findings(since=hi)] == ["f"]
 
 
 @settings(
@@ -448,3 +459,47 @@ def test_close_while_threads_read_ends_them_with_store_errors(
         t.join(timeout=30)
     assert len(outcomes) == 4
     assert all(isinstance(e, StoreError) and "closed" in str(e) for e in outcomes), outcomes
+
+
+# -- notification outbox ----------------------------------------------------------------------
+
+
+def _item(sink: str, incident_id: str, version: int, at: int, **kw: Any) -> OutboxItem:
+    fields: dict[str, Any] = {
+        "id": dedup_key(sink, incident_id, version),
+        "sink": sink,
+        "incident_id": incident_id,
+        "version": version,
+        "payload": {"title": f"{incident_id} v{version}"},
+        "created_at": at,
+        "next_attempt_at": at,
+    }
+    fields.update(kw)
+    return OutboxItem(**fields)
+
+
+def test_an_id_repeated_in_one_enqueue_keeps_the_first_item(store: Store) -> None:
+    first = _item("am", "i1", 1, 100)
+    again = _item("am", "i1", 1, 100, payload={"title": "other"})
+    assert store.enqueue_notifications([first, again]) == 1
+    assert store.due_notifications("am", 100, 10) == [first]
+
+
+def test_an_item_is_due_from_its_next_attempt_on(store: Store) -> None:
+    item = _item("am", "i1", 1, 100, next_attempt_at=500)
+    store.enqueue_notifications([item])
+    assert store.due_notifications("am", 499, 10) == []
+    assert store.due_notifications("am", 500, 10) == [item]
+
+
+def test_delivered_and_failed_items_stay_so(store: Store) -> None:
+    done, given_up = _item("am", "i1", 1, 100), _item("am", "i2", 1, 100)
+    store.enqueue_notifications([done, given_up])
+    store.mark_delivered([done.id], 200)
+    store.mark_attempt_failed(given_up.id, 1, 200, "HTTP 400", give_up=True)
+    # A late report about either changes nothing: no redelivery, no revival, no recount.
+    store.mark_attempt_failed(done.id, 2, 300, "timeout")
+    store.mark_attempt_failed(given_up.id, 2, 300, "timeout")
+    store.mark_delivered([given_up.id], 400)
+    assert store.due_notifications("am", 10**12, 10) == []
+    assert store.outbox_counts() == {"am": {"pending": 0, "delivered": 1, "failed": 1}}

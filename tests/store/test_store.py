@@ -373,6 +373,16 @@ def test_log_progress_is_all_or_nothing(store: Store) -> None:
     assert store.log_counts().count.tolist() == [2]
 
 
+def test_a_missing_file_name_among_others_is_a_store_error_and_writes_nothing(
+    store: Store,
+) -> None:
+    counts = LogCounts(["a", None], np.array([0, 0]), np.array([1, 1]), np.array([2, 2]))  # type: ignore[list-item]
+    with pytest.raises(StoreError):
+        store.commit_log_progress({"a": b"state"}, counts)
+    assert store.load_log_states() == {}
+    assert len(store.log_counts()) == 0
+
+
 # -- threads ----------------------------------------------------------------------------------
 
 

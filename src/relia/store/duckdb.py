@@ -592,7 +592,8 @@ class DuckDBStore:
                 "state": pa.array([bytes(b) for b in states.values()], pa.binary()),
             }
         )
-        files = sorted(set(counts.file))
+        # Not sorted: a missing name (None) must reach the database, which refuses it (StoreError).
+        files = list(dict.fromkeys(counts.file))
         with self._transaction("saving log progress") as w:
             if n:
                 with _registered(w, counted):

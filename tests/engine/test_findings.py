@@ -130,3 +130,18 @@ def test_chunking_does_not_change_findings(scores: list[float], n_chunks: int, g
     assert {k: (f.start, f.end, f.score, f.evidence["n_points"]) for k, f in final.items()} == {
         k: (f.start, f.end, f.score, f.evidence["n_points"]) for k, f in final_whole.items()
     }
+
+
+def test_a_missing_value_that_scores_high_is_a_finding_with_null_evidence() -> None:
+    # A NaN sample (the target stopped answering) is scored like any other; evidence is JSON,
+    # where NaN is null, and the summary says what is missing.
+    p = _pts(1, 0, [0.9], value=math.nan)
+    p.component[:] = -1  # no component to blame
+    (f,) = _tracker().update(p)
+    assert f.evidence["value"] is None and f.evidence["component"] is None
+    assert f.summary == 'host_cpu_percent{host="x"} missing value, expected 12.0'
+    q = _pts(2, 0, [0.9], value=math.nan)
+    q.expected[:] = math.nan
+    (g,) = _tracker().update(q)
+    assert g.evidence["expected"] is None
+    assert g.summary == 'mem{host="x"} NaN anomalous (score 0.90)'

@@ -38,7 +38,8 @@ def format_value(x: float) -> str:
 
 def summarize(key: str, evidence: dict[str, Any]) -> str:
     """One line: ``name{labels} 97.2 above expected 12.0 (band 5.1–18.9)``."""
-    value = float(evidence.get("value", math.nan))
+    raw = evidence.get("value")
+    value = math.nan if raw is None else float(raw)  # evidence is JSON: a NaN value is null
     expected = evidence.get("expected")
     lower, upper = evidence.get("lower"), evidence.get("upper")
     if expected is None:

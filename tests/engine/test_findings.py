@@ -127,9 +127,54 @@ def test_chunking_does_not_change_findings(scores: list[float], n_chunks: int, g
         if len(idx):
             for f in chunked.update(_pts(1, int(idx[0]), [scores[i] for i in idx])):
                 final[f.id] = f
-    assert {k: (f.start, f.end, f.score, f.evidence["n_points"]) for k, f in final.items()} == {
-        k: (f.start, f.end, f.score, f.evidence["n_points"]) for k, f in final_whole.items()
-    }
+
+    def seen(f: Finding) -> tuple[object, ...]:
+        return (f.start, f.end, f.score, f.evidence["n_points"], f.evidence["peak_ts"])
+
+    assert {k: seen(f) for k, f in final.items()} == {k: seen(f) for k, f in final_whole.items()}
+
+
+def test_a_later_point_as_high_as_the_peak_does_not_move_the_peak() -> None:
+    # Scores saturate at 1.0: the evidence shows when the run first reached its peak, whether
+    # the later points arrived in the same tick or in the next one.
+    tr = _tracker()
+    (a,) = tr.update(_pts(1, 0, [0.1, 1.0, 0.7], value=97.2))
+    (b,) = tr.update(_pts(1, 3, [1.0, 0.6], value=99.9))
+    assert b.id == a.id and b.end == 4000
+    assert b.evidence["peak_ts"] == 1000 and b.evidence["value"] == 97.2
+    assert "97.2 above" in b.summary
+
+
+def test_format_value_switches_to_exponent_notation_at_one_hundred_thousand() -> None:
+    assert format_value(99_999.0) == "99999.0"
+    assert format_value(100_000.0) == "1e+05"
+    assert format_value(-100_000.0) == "-1e+05"
+    assert format_value(1.0) == "1.0" and format_value(0.5) == "0.5"
+
+
+def test_summary_of_a_value_equal_to_the_expected_one_and_of_a_half_band() -> None:
+    assert summarize("k", {"value": 12.0, "expected": 12.0}) == "k 12.0 above expected 12.0"
+    # A band with one side missing (NaN is stored as null) is left out, not half printed.
+    half = {"value": 30.0, "expected": 12.0, "lower": 5.1, "upper": None}
+    assert summarize("k", half) == "k 30.0 above expected 12.0"
+    assert summarize("k", {**half, "lower": None, "upper": 18.9}) == "k 30.0 above expected 12.0"
+
+
+def test_a_seeded_finding_takes_up_to_merge_gap_normal_points_before_it_grows_again() -> None:
+    f = _tracker().update(_pts(1, 0, [0.7, 0.7]))[0]
+    fresh = _tracker(merge_gap=2)
+    fresh.seed([f], {1: f.end})
+    (g,) = fresh.update(_pts(1, 2, [0.1, 0.1, 0.8]))
+    assert g.id == f.id and (g.start, g.end) == (0, 4000)
+    assert g.evidence["n_points"] == 5
+
+
+def test_seed_leaves_the_findings_of_another_detector_closed() -> None:
+    f = _tracker().update(_pts(1, 0, [0.7, 0.7]))[0]
+    other = FindingTracker("mad", KEYS.__getitem__, ("a", "b"), threshold=0.5, merge_gap=2)
+    assert other.seed([f], {1: f.end}) == 0
+    (g,) = other.update(_pts(1, 2, [0.7]))
+    assert g.start == 2000 and g.detector == "mad"
 
 
 def test_a_missing_value_that_scores_high_is_a_finding_with_null_evidence() -> None:
@@ -145,3 +190,8 @@ def test_a_missing_value_that_scores_high_is_a_finding_with_null_evidence() -> N
     (g,) = _tracker().update(q)
     assert g.evidence["expected"] is None
     assert g.summary == 'mem{host="x"} NaN anomalous (score 0.90)'
+
+
+def test_a_score_above_one_is_reported_as_one() -> None:
+    (f,) = _tracker().update(_pts(1, 0, [1.7]))
+    assert f.score == 1.0 and f.evidence["score"] == 1.0 and f.severity is Severity.CRITICAL

@@ -592,3 +592,111 @@ def test_raw_counters_are_stored_but_their_rates_are_scored(make_store: StoreFac
     assert eng.executor.n_series() == 2  # the rate and `up`, not the raw counter
     # Without the rate in its place, each of the two restarts (a drop of 3,000) would alarm.
     assert not [f for f in store.findings() if f.series_id in (raw_id, rate_id)]
+
+
+class TripStore(OutageStore):
+    """Goes down right after its next successful write of samples, once ``trip`` is set."""
+
+    trip = False
+
+    def append_samples(self, batch: MetricBatch, scores: SampleScores | None = None) -> None:
+        super().append_samples(batch, scores)
+        if self.trip:
+            self.trip, self.down = False, True
+
+
+class SamplesRefusedStore(DuckDBStore):
+    """Takes findings but refuses samples while ``down`` (a timeout on the bulk write)."""
+
+    down = False
+
+    def append_samples(self, batch: MetricBatch, scores: SampleScores | None = None) -> None:
+        if self.down:
+            raise StoreError("cannot connect to the store: connection refused")
+        super().append_samples(batch, scores)
+
+
+class CommittingPushSource(WaveSource):
+    push = True
+
+    def __init__(self, index: SeriesIndex) -> None:
+        super().__init__(index)
+        self.decided_calls = 0
+        self.committed = 0
+
+    def decided(self) -> None:
+        self.decided_calls += 1
+
+    def stored(self) -> None:
+        self.committed += 1
+
+
+def test_a_failed_tick_finished_by_a_failing_tick_still_hands_its_findings_to_incidents() -> None:
+    # The store is down for ticks 40-41 (the spike); tick 42 stores tick 40's samples and its
+    # new finding, then the store goes again before tick 42's own samples are stored. The
+    # stored finding must still open an incident (not wait for the next restart).
+    store, clock, index = TripStore(), Clock(), SeriesIndex()
+    source = CommittingPushSource(index)
+    pipeline = IncidentPipeline(store, IncidentsConfig(), index.labels)
+    eng = Engine(
+        store, [source], LocalExecutor("cusum", {}), index=index, clock=clock,
+        registry=CollectorRegistry(), incidents=pipeline,
+    )  # fmt: skip
+    try:
+        for k in range(42):
+            store.down = k in (40, 41)
+            if store.down:
+                with pytest.raises(StoreError):
+                    eng.tick()
+            else:
+                eng.tick()
+            clock.now += STEP
+        committed = source.committed
+        store.down, store.trip = False, True
+        with pytest.raises(StoreError):
+            eng.tick()  # tick 42
+        # Tick 40's samples are stored: the push source may drop them from its log.
+        assert source.committed == committed + 1
+        (finding,) = store.findings()
+        assert finding.start == T0 + 40 * STEP
+        (incident,) = store.incidents()
+        assert finding.id in incident.finding_ids
+    finally:
+        eng.close()
+        store.close()
+
+
+def test_a_tick_whose_samples_the_store_refused_counts_and_correlates_its_finding_once() -> None:
+    # Tick 40 stores its new finding, then the store refuses its samples: tick 41 stores them
+    # without storing the finding again, reports them in its samples, and the finding counts
+    # once as new (not as updated) and reaches the incidents.
+    store, clock, index = SamplesRefusedStore(":memory:"), Clock(), SeriesIndex()
+    source = CommittingPushSource(index)
+    pipeline = IncidentPipeline(store, IncidentsConfig(), index.labels)
+    eng = Engine(
+        store, [source], LocalExecutor("cusum", {}), index=index, clock=clock,
+        registry=CollectorRegistry(), incidents=pipeline,
+    )  # fmt: skip
+    try:
+        for _ in range(40):
+            eng.tick()
+            clock.now += STEP
+        store.down = True
+        with pytest.raises(StoreError):
+            eng.tick()
+        clock.now += STEP
+        store.down = False
+        r = eng.tick()
+        assert r.samples == 4  # tick 40's two and its own two
+        assert r.new_findings == 1 and r.updated_findings == 1  # tick 41 extends it
+        reg = eng.registry
+        assert reg.get_sample_value("relia_findings_total") == 1
+        assert reg.get_sample_value("relia_findings_updated_total") == 1
+        # Told once per poll (42 of them) that the findings of its samples are stored.
+        assert source.decided_calls == 42
+        (finding,) = store.findings()
+        (incident,) = store.incidents()
+        assert finding.id in incident.finding_ids
+    finally:
+        eng.close()
+        store.close()

@@ -252,6 +252,8 @@ class _Unstored:
     findings: list[Finding] = field(default_factory=list)
     to_correlate: list[Finding] = field(default_factory=list)
     decided: bool = False  # push sources were told their findings are stored
+    new: int = 0  # findings stored that were new, and that replaced a stored one
+    updated: int = 0
 
 
 class Engine:
@@ -525,7 +527,14 @@ class Engine:
             # each see that the order is there and skip their own sort.
             batch = MetricBatch.concat(batches).sorted()
             if len(batch):
-                done = self._score_and_store(_Unstored(batch), stored_findings)
+                try:
+                    done = self._score_and_store(_Unstored(batch), stored_findings)
+                except Exception:
+                    # The last tick's findings are stored: they reach the incidents although
+                    # this tick's own samples wait (those findings are not carried any more).
+                    if stored_findings and self.incidents is not None:
+                        self._correlate(stored_findings, now)
+                    raise
                 new, updated = new + done[0], updated + done[1]
                 scored, dropped = scored + done[2], dropped + done[3]
             self._commit_push_sources()
@@ -663,14 +672,13 @@ class Engine:
             work.points = points
             work.findings = self.tracker.update(points)
         points = work.points
-        new = updated = 0
         # Findings are stored before the samples: what someone waits for should not queue
         # behind the bulk write. A crash between the two loses nothing: push sources commit
         # their write-ahead log only once the samples are stored, so a restart replays them,
         # and a finding stored again replaces its row.
         if work.findings:
             new = self.store.add_findings(work.findings)
-            updated = len(work.findings) - new
+            work.new, work.updated = new, len(work.findings) - new
             work.to_correlate.extend(work.findings)
             work.findings = []
         if not work.decided:
@@ -684,7 +692,7 @@ class Engine:
         self.store.append_samples(batch, points)
         self._unstored = None
         stored_findings.extend(work.to_correlate)
-        return new, updated, len(points), points.dropped
+        return work.new, work.updated, len(points), points.dropped
 
     def _commit_push_sources(self) -> None:
         """Push sources commit their write-ahead log once their samples are stored."""

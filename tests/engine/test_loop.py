@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from relia.config import IncidentsConfig
+from relia.engine.executor import ScoredPoints
 from relia.engine.incidents import IncidentPipeline
 from relia.engine.local import LocalExecutor
 from relia.engine.loop import Engine
@@ -399,6 +400,8 @@ def test_restart_resumes_like_an_uninterrupted_run(make_store: StoreFactory) -> 
         first.close()
         second = _engine(store, clock)
         assert second.start() == 2
+        st = second.status()
+        assert (st["series"], st["restored_series"]) == (2, 2)  # before its first tick
         for _ in range(60 - cut):
             second.tick()
             clock.now += STEP
@@ -700,3 +703,238 @@ def test_a_tick_whose_samples_the_store_refused_counts_and_correlates_its_findin
     finally:
         eng.close()
         store.close()
+
+
+def test_checkpoints_once_a_series_may_have_learned_a_quarter_of_what_the_store_keeps() -> None:
+    # The store keeps 40 samples a series: after 10 learned ones a checkpoint is due, so a
+    # replay after a crash still finds every sample learned since the last checkpoint.
+    store, clock = MemoryStore(samples_per_series=40), Clock()
+    eng = _engine(store, clock, checkpoint_every=1000, checkpoint_interval_s=1e9)
+    got = []
+    for _ in range(25):
+        got.append(eng.tick().checkpointed)
+        clock.now += STEP
+    assert [i for i, n in enumerate(got) if n] == [9, 19]
+
+
+def test_push_ticks_poll_only_push_sources_and_count_towards_checkpoints_only_by_samples() -> None:
+    class QueueSource:
+        name = "push"
+        push = True
+
+        def __init__(self, index: SeriesIndex) -> None:
+            self.sid = index.get_or_add("queue_depth")
+
+        def poll(self, now_ms: int) -> MetricBatch:
+            return MetricBatch.for_series(self.sid, [now_ms], [3.0])
+
+    store, clock = MemoryStore(), Clock()
+    eng = _engine(store, clock, checkpoint_every=2, checkpoint_interval_s=1e9)
+    eng.sources.append(QueueSource(eng.index))  # type: ignore[arg-type]
+    got = []
+    for _ in range(5):
+        got.append(eng.tick(push_only=True).checkpointed)
+        clock.now += 1000
+    assert got == [0] * 5
+    assert {s.name: s.n_samples for s in store.list_series()} == {"queue_depth": 5}
+    assert eng.tick().checkpointed == 0  # the first full tick
+    clock.now += STEP
+    assert eng.tick().checkpointed == 3
+    assert eng.status()["ticks"] == 7
+
+
+def test_a_refused_checkpoint_never_overwrites_a_newer_state() -> None:
+    class RefusesOnce(MemoryStore):
+        refuse = False
+
+        def save_checkpoints(self, checkpoints: dict[int, bytes]) -> None:
+            if self.refuse:
+                self.refuse = False
+                raise StoreError("cannot connect to the store: connection refused")
+            super().save_checkpoints(checkpoints)
+
+    store, clock = RefusesOnce(), Clock()
+    eng = _engine(store, clock, checkpoint_every=1000, checkpoint_interval_s=1e9)
+    eng.tick()
+    clock.now += STEP
+    store.refuse = True
+    with pytest.raises(StoreError):
+        eng.checkpoint()
+    eng.tick()  # learns one more sample per series
+    assert eng.checkpoint() == 2
+    assert store.load_checkpoints() == eng.executor.checkpoints()
+    assert eng.checkpoint() == 0  # saved: nothing is written again
+    eng.close()
+
+
+class ClosingPushSource(CommittingPushSource):
+    def __init__(self, index: SeriesIndex, fails: bool = False) -> None:
+        super().__init__(index)
+        self.fails = fails
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        if self.fails:
+            raise OSError("write-ahead log: disk full")
+
+
+def test_closing_commits_the_push_source_whose_failed_tick_it_stored_and_closes_every_source() -> (
+    None
+):
+    store, clock, index = OutageStore(), Clock(), SeriesIndex()
+    broken, source = (
+        ClosingPushSource(SeriesIndex(), fails=True),
+        ClosingPushSource(index),
+    )
+    eng = Engine(
+        store, [broken, source], LocalExecutor("cusum", {}), index=index, clock=clock,
+        registry=CollectorRegistry(),
+    )  # fmt: skip
+    try:
+        eng.tick()
+        clock.now += STEP
+        store.down = True
+        with pytest.raises(StoreError):
+            eng.tick()
+        store.down = False
+        eng.close()  # a source that fails to close does not stop the others
+        assert source.committed == 2 and source.closed and broken.closed
+    finally:
+        store.close()
+
+
+def test_closing_while_the_store_is_still_down_says_what_is_lost_and_closes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, clock, index = OutageStore(), Clock(), SeriesIndex()
+    source = ClosingPushSource(index)
+    eng = Engine(
+        store, [source], LocalExecutor("cusum", {}), index=index, clock=clock,
+        registry=CollectorRegistry(),
+    )  # fmt: skip
+    try:
+        eng.tick()
+        clock.now += STEP
+        store.down = True
+        with pytest.raises(StoreError):
+            eng.tick()
+        with caplog.at_level(logging.WARNING, logger="relia.engine.loop"):
+            eng.close()
+        assert "2 samples of the last tick were not stored" in caplog.text
+        assert source.closed and source.committed == 1  # not committed: replayed on restart
+    finally:
+        store.close()
+
+
+def test_samples_a_failed_tick_left_count_towards_the_next_checkpoint() -> None:
+    class DownMemoryStore(MemoryStore):
+        down = False
+
+        def append_samples(self, batch: MetricBatch, scores: object | None = None) -> None:
+            if self.down:
+                raise StoreError("cannot connect to the store: connection refused")
+            super().append_samples(batch, scores)
+
+    # A checkpoint is due after 10 learned samples a series: 8 ticks, a failed one whose
+    # samples the next tick stores along with its own, make 10.
+    store, clock = DownMemoryStore(samples_per_series=40), Clock()
+    eng = _engine(store, clock, checkpoint_every=1000, checkpoint_interval_s=1e9)
+    for k in range(9):
+        store.down = k == 8
+        if store.down:
+            with pytest.raises(StoreError):
+                eng.tick()
+        else:
+            assert eng.tick().checkpointed == 0
+        clock.now += STEP
+    store.down = False
+    assert eng.tick().checkpointed == 2
+
+
+def test_a_batch_the_detectors_failed_to_score_is_stored_without_scores_and_not_retried() -> None:
+    class FailsOnce(LocalExecutor):
+        fail = False
+
+        def process(self, batch: MetricBatch) -> ScoredPoints:
+            if self.fail:
+                self.fail = False
+                raise RuntimeError("detector crashed")
+            return super().process(batch)
+
+    store, clock, index = DuckDBStore(":memory:"), Clock(), SeriesIndex()
+    executor = FailsOnce("cusum", {})
+    eng = Engine(
+        store, [WaveSource(index)], executor, index=index, clock=clock,
+        registry=CollectorRegistry(),
+    )  # fmt: skip
+    eng.tick()
+    clock.now += STEP
+    executor.fail = True
+    with pytest.raises(RuntimeError, match="detector crashed"):
+        eng.tick()
+    assert eng.status()["unstored_samples"] == 0
+    clock.now += STEP
+    r = eng.tick()
+    assert r.samples == 2 and r.scored == 2  # only its own
+    (cpu,) = [s for s in store.list_series() if s.name == "cpu"]
+    stored = store.scored_samples(cpu.series_id)
+    assert stored.ts.tolist() == [T0, T0 + STEP, T0 + 2 * STEP]
+    assert np.isnan(stored.score).tolist() == [False, True, False]
+    eng.close()
+    store.close()
+
+
+def test_a_source_that_answers_again_has_no_last_error_but_keeps_its_count() -> None:
+    class FlakySource(WaveSource):
+        fail = True
+
+        def poll(self, now_ms: int) -> MetricBatch:
+            if self.fail:
+                self.fail = False
+                raise SourceError("flaky: connection refused to http://127.0.0.1:1/metrics")
+            return super().poll(now_ms)
+
+    store, clock = MemoryStore(), Clock()
+    eng = _engine(store, clock)
+    flaky = FlakySource(eng.index, name="flaky")
+    eng.sources = [flaky]
+    assert "flaky" in eng.tick().source_errors
+    assert "connection refused" in eng.status()["sources"]["flaky"]["last_error"]
+    clock.now += STEP
+    assert eng.tick().source_errors == {}
+    assert eng.status()["sources"]["flaky"] == {"errors": 1, "last_error": None}
+
+
+def test_a_restart_extends_the_open_finding_of_a_series_that_went_quiet_before_the_others() -> None:
+    class CpuGoesQuiet(WaveSource):
+        """cpu spikes at tick 40, is not reported at ticks 41-42, spikes again at 43."""
+
+        def poll(self, now_ms: int) -> MetricBatch:
+            b = super().poll(now_ms)
+            k = (now_ms - T0) // STEP
+            if k in (41, 42):
+                return MetricBatch(b.series_id[1:], b.ts[1:], b.value[1:])
+            if k == 43:
+                b.value[0] += 60
+            return b
+
+    store, clock = MemoryStore(), Clock()
+
+    def engine() -> Engine:
+        index = SeriesIndex()
+        return Engine(
+            store, [CpuGoesQuiet(index, spike_at=40)], LocalExecutor("cusum", {}), index=index,
+            clock=clock, registry=CollectorRegistry(),
+        )  # fmt: skip
+
+    first = engine()
+    for _ in range(43):
+        first.tick()
+        clock.now += STEP
+    first.close()
+    (before,) = store.findings()
+    second = engine()
+    second.tick()
+    (after,) = store.findings()
+    assert after.id == before.id and after.end == T0 + 43 * STEP

@@ -156,7 +156,7 @@ class MemoryStore:
             for i in self._incidents.values()
             if (since is None or i.updated_at >= since) and (status is None or i.status is status)
         ]
-        out.sort(key=lambda i: (i.updated_at, i.id), reverse=True)
+        out.sort(key=lambda i: (-i.updated_at, i.id))  # as the real stores: newest first, then id
         return out[:limit]
 
     def incident(self, incident_id: str) -> Incident | None:

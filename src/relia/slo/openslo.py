@@ -51,11 +51,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from relia._yamlkeys import Loc
 from relia.slo.loader import (
     Built,
     CamelInputModel,
     Document,
-    Loc,
     Name,
     Problems,
     Query,

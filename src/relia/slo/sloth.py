@@ -20,13 +20,13 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from relia._yamlkeys import Loc
 from relia.slo.loader import (
     AlertName,
     Built,
     Document,
     InputModel,
     Labels,
-    Loc,
     Name,
     Problems,
     Query,

@@ -231,6 +231,57 @@ def test_a_finding_the_store_could_not_take_is_stored_by_the_next_round(spec: Pa
     engine.close()
 
 
+def test_rounds_the_store_refused_store_the_newest_version_of_a_finding(spec: Path) -> None:
+    class OutageStore(MemoryStore):
+        down = False
+
+        def add_findings(self, findings: list[Finding]) -> int:
+            if self.down:
+                raise StoreError("cannot connect to the store: connection refused")
+            return super().add_findings(findings)
+
+    store = OutageStore()
+    clock = Clock(T0)
+    series = _series(T0 + 3_600_000, hot=(T0 - 3_000_000, T0 + 600_000))
+    engine = _engine(store, clock, spec, series)
+    store.down = True
+    for now in (T0, T0 + 300_000):  # fires, then still fires: two versions, neither stored
+        clock.now = now
+        with pytest.raises(StoreError):
+            engine.slo_tick()
+    store.down = False
+    clock.now = T0 + 3_600_000
+    assert engine.slo_tick().new_findings == 1
+    [f] = store.findings()
+    assert (f.start, f.end, f.evidence["evaluations"]) == (T0, T0 + 300_000, 2)
+    engine.close()
+
+
+def test_an_slo_whose_evaluation_failed_keeps_its_last_good_status(spec: Path) -> None:
+    class FailingAfterOne(SloEvaluator):
+        rounds = 0
+
+        def evaluate(self, at_ms: int) -> Any:
+            self.rounds += 1
+            if self.rounds == 1:
+                return super().evaluate(at_ms)
+            return [], {slo.id: "cannot reach Prometheus" for slo in self.slos}
+
+    series = _series(T0 + 3_600_000, hot=(T0 - 3_000_000, T0 + 600_000))
+    client = PrometheusClient(URL, transport=fake_prometheus_transport(series))
+    evaluator = FailingAfterOne(client, load_slos([spec]))
+    engine = Engine(MemoryStore(), [], LocalExecutor("default"), index=SeriesIndex(),
+                    clock=Clock(T0), slo_evaluator=evaluator)  # fmt: skip
+    engine.slo_tick()
+    [good] = engine.slo_statuses()
+    assert good.slo.id == "shop-checkout" and good.firing
+    failed = engine.slo_tick()
+    assert failed.evaluated == 0 and "shop-checkout" in failed.errors
+    assert engine.slo_statuses() == [good]
+    assert engine.status()["slos"]["errors"] == {"shop-checkout": "cannot reach Prometheus"}
+    engine.close()
+
+
 def test_a_restart_continues_a_firing_episode(make_store: StoreFactory, spec: Path) -> None:
     store = make_store()
     series = _series(T0 + 3_600_000, hot=(T0 - 3_000_000, T0 + 1_200_000))

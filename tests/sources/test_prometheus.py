@@ -14,6 +14,7 @@ from relia.sources.prometheus import (
     MAX_POINTS_PER_CHUNK,
     PrometheusClient,
     PrometheusSource,
+    QueryRefused,
     RangeSeries,
 )
 
@@ -283,3 +284,139 @@ def test_when_every_query_fails_the_error_carries_an_empty_batch() -> None:
     with pytest.raises(PartialPollError, match=r"query 'sum\('.*; query 'max\('") as err:
         source.poll(T0 + 50_000)
     assert len(err.value.batch) == 0
+
+
+def test_times_off_the_second_keep_their_milliseconds() -> None:
+    # A range starting 50 ms past a second is asked as "….050", not "….50" (half a second),
+    # and every answered time comes back to the exact millisecond.
+    s = ramp("m", 10)
+    transport = fake_prometheus_transport([s])
+    with PrometheusClient(URL, transport=transport) as client:
+        (r,) = client.query_range("m", T0 + 50, T0 + 50 + 7 * 99, 0.007)
+    assert transport.calls[0][1]["start"] == f"{(T0 + 50) // 1000}.050"
+    assert r.ts.tolist() == [T0 + 50 + 7 * i for i in range(100)]
+
+
+def test_answered_times_are_rounded_to_the_millisecond_not_truncated() -> None:
+    # 2183226373.411 s is 2183226373410.9998 ms as a float: truncating would lose a millisecond.
+    body = (
+        b'{"status":"success","data":{"resultType":"matrix",'
+        b'"result":[{"metric":{},"values":[[2183226373.411,"1"]]}]}}'
+    )
+    with PrometheusClient(URL, transport=_answer(200, body)) as client:
+        (r,) = client.query_range("up", 2183226373411, 2183226373411, 1.0)
+    assert r.ts.tolist() == [2183226373411]
+
+
+@pytest.mark.parametrize(
+    ("status", "refused"),
+    [(400, True), (422, True), (499, True), (302, False), (500, False), (503, False)],
+)
+def test_only_an_http_4xx_answer_is_the_query_refused(status: int, refused: bool) -> None:
+    # 4xx: this query's trouble (bad PromQL, limits); 5xx: the server's, like one unreachable.
+    body = b'{"status":"error","errorType":"x","error":"no"}'
+    with PrometheusClient(URL, transport=_answer(status, body)) as client:
+        with pytest.raises(SourceError, match=f"HTTP {status} \\(x\\): no") as err:
+            client.query_range("up", T0, T0, 1.0)
+    assert isinstance(err.value, QueryRefused) is refused
+
+
+def test_an_unreachable_server_is_not_the_query_refused() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("Connection refused", request=request)
+
+    with PrometheusClient(URL, transport=httpx.MockTransport(refuse)) as client:
+        with pytest.raises(SourceError) as err:
+            client.query_range("up", T0, T0, 1.0)
+    assert not isinstance(err.value, QueryRefused)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "step", "fragment"),
+    [
+        (T0, T0 + 1000, 0.0, "step must be positive, got 0.0"),
+        (T0, T0 + 1000, 0.0004, "step must be positive"),  # rounds to 0 ms
+        (T0 + 1000, T0, 1.0, f"end {T0} is before start {T0 + 1000}"),
+    ],
+)
+def test_an_impossible_range_is_refused_before_asking(
+    start: int, end: int, step: float, fragment: str
+) -> None:
+    transport = fake_prometheus_transport([ramp("m", 10)])
+    with PrometheusClient(URL + "/", transport=transport) as client:
+        with pytest.raises(SourceError) as err:
+            client.query_range("m", start, end, step)
+    assert fragment in str(err.value)
+    assert str(err.value).startswith(f"{URL}/api/v1/query_range: ")  # trailing "/" dropped
+    assert transport.calls == []
+
+
+def _sloppy(points: list[int]) -> httpx.MockTransport:
+    """A server answering every range query with the same samples, whatever range was asked."""
+    values = [[t / 1000, str(t - T0)] for t in points]
+    result = [{"metric": {"__name__": "m"}, "values": values}]
+    body = {"status": "success", "data": {"resultType": "matrix", "result": result}}
+    return httpx.MockTransport(lambda req: httpx.Response(200, json=body))
+
+
+def test_chunks_answered_outside_their_range_give_each_time_once_in_order() -> None:
+    # 1 ms steps: 20,001 points, three chunks, each answered with the same five samples.
+    points = [T0 + 4000, T0, T0 + 1000, T0 + 3000, T0 + 2000]
+    with PrometheusClient(URL, transport=_sloppy(points)) as client:
+        (r,) = client.query_range("m", T0, T0 + 20_000, 0.001)
+    assert r.ts.tolist() == [T0 + i * 1000 for i in range(5)]
+    assert r.values.tolist() == [0.0, 1000.0, 2000.0, 3000.0, 4000.0]
+
+
+def test_a_first_poll_whose_lookback_is_not_a_whole_number_of_steps_stays_on_the_grid() -> None:
+    index = SeriesIndex()
+    source = PrometheusSource(
+        "p", URL, [("m", 3.0)], index, lookback_s=10,
+        transport=fake_prometheus_transport([ramp("m", 100)]),
+    )  # fmt: skip
+    batch = source.poll(T0 + 50_000)
+    end = (T0 + 50_000) // 3000 * 3000
+    assert batch.ts.tolist() == [end - 9000, end - 6000, end - 3000, end]
+
+
+def test_a_poll_one_step_later_returns_that_one_step() -> None:
+    index = SeriesIndex()
+    source = PrometheusSource(
+        "p", URL, [("m", 1.0)], index, lookback_s=2,
+        transport=fake_prometheus_transport([ramp("m", 100)]),
+    )  # fmt: skip
+    source.poll(T0 + 10_000)
+    batch = source.poll(T0 + 11_000)
+    assert batch.ts.tolist() == [T0 + 11_000] and batch.value.tolist() == [11.0]
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b"[]", "answer is not a JSON object"),
+        (b'{"status":"success"}', "malformed answer (no data object)"),
+        (b'{"status":"success","data":{"resultType":"matrix","result":[1]}}', "malformed result"),
+        (
+            b'{"status":"success","data":{"resultType":"matrix",'
+            b'"result":[{"metric":["a"],"values":[]}]}}',
+            "malformed series labels",
+        ),
+        (
+            b'{"status":"success","data":{"resultType":"matrix",'
+            b'"result":[{"metric":{},"values":[[1,"2","3"]]}]}}',
+            "malformed samples",
+        ),
+    ],
+)
+def test_malformed_answers_are_source_errors_not_crashes(body: bytes, fragment: str) -> None:
+    with PrometheusClient(URL, transport=_answer(200, body)) as client:
+        with pytest.raises(SourceError) as err:
+            client.query_range("up", T0, T0, 1.0)
+    assert fragment in str(err.value)
+
+
+def test_an_instant_query_answered_with_a_matrix_is_a_source_error() -> None:
+    body = b'{"status":"success","data":{"resultType":"matrix","result":[]}}'
+    with PrometheusClient(URL, transport=_answer(200, body)) as client:
+        with pytest.raises(SourceError, match="expected a vector result, got 'matrix'"):
+            client.query("up")

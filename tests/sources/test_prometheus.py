@@ -368,6 +368,21 @@ def test_chunks_answered_outside_their_range_give_each_time_once_in_order() -> N
     assert r.values.tolist() == [0.0, 1000.0, 2000.0, 3000.0, 4000.0]
 
 
+def test_a_source_returns_only_samples_inside_the_asked_range() -> None:
+    # The server answers every poll with samples before and after the asked range: each
+    # sample is still returned once, by the poll whose range holds it.
+    index = SeriesIndex()
+    points = [T0 + i * 1000 for i in range(10)]
+    source = PrometheusSource(
+        "p", URL, [("m", 1.0)], index, lookback_s=2, transport=_sloppy(points)
+    )
+    first = source.poll(T0 + 4_000)
+    assert first.ts.tolist() == [T0 + 2000, T0 + 3000, T0 + 4000]
+    second = source.poll(T0 + 6_000)
+    assert second.ts.tolist() == [T0 + 5000, T0 + 6000]
+    assert len(source.poll(T0 + 6_500)) == 0
+
+
 def test_a_first_poll_whose_lookback_is_not_a_whole_number_of_steps_stays_on_the_grid() -> None:
     index = SeriesIndex()
     source = PrometheusSource(

@@ -296,7 +296,9 @@ class PrometheusSource:
             for series in result:
                 labels = {k: v for k, v in series.labels.items() if k != "__name__"}
                 sid = self.index.get_or_add(series.labels.get("__name__", query), labels)
-                fresh = series.ts >= start  # guard against anything outside the asked range
+                # Guard against anything outside the asked range: a sample before it was
+                # returned by an earlier poll, one after it will be by a later one.
+                fresh = (series.ts >= start) & (series.ts <= end)
                 if fresh.any():
                     batches.append(
                         MetricBatch.for_series(sid, series.ts[fresh], series.values[fresh])

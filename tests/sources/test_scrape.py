@@ -8,7 +8,7 @@ import logging
 import httpx
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from relia.errors import SourceError
@@ -487,5 +487,104 @@ def test_scrape_health_is_exported_per_target() -> None:
     assert value("relia_scrape_failures_total", "good") is None
     # every sample but the synthetic up series and the rates of the counters
     assert value("relia_scrape_samples", "good") == n - 1
-    duration = value("relia_scrape_duration_seconds", "good")
-    assert duration is not None and duration >= 0.0
+    for target in ("good", "bad"):  # a failed scrape's time is measured too
+        duration = value("relia_scrape_duration_seconds", target)
+        assert duration is not None and duration >= 0.0
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(min_value=0, max_value=4_000_000_000_000))
+@example(2_148_931_970_140)  # 2148931970.14 s is 2148931970139.9998 ms as a float
+def test_a_text_format_timestamp_is_kept_to_the_millisecond(ts: int) -> None:
+    batch = parse_exposition(f"g 1 {ts}\n", SeriesIndex(), NOW)
+    assert batch.ts.tolist() == [ts]
+
+
+@pytest.mark.parametrize(
+    ("text", "openmetrics", "fragment"),
+    [
+        ("a 1\n# EOF junk\n", True, "OpenMetrics exposition at line 2: '# EOF junk'"),
+        ("# TYPE a\n", None, "invalid Prometheus text exposition: ValueError"),  # no reason given
+        ("a\t1 x\n# EOF\n", True, "invalid metric name:a 1 x"),  # one line, tabs as spaces
+    ],
+)
+def test_parse_errors_say_where_and_why_on_one_line(
+    text: str, openmetrics: bool | None, fragment: str
+) -> None:
+    with pytest.raises(SourceError) as err:
+        parse_exposition(text, SeriesIndex(), NOW, openmetrics=openmetrics)
+    assert fragment in str(err.value) and "\t" not in str(err.value)
+
+
+def test_openmetrics_false_reads_the_classic_format_even_with_an_eof_line() -> None:
+    # The classic format's timestamps are milliseconds, OpenMetrics' seconds.
+    batch = parse_exposition("g 1 1700000000000\n# EOF\n", SeriesIndex(), NOW, openmetrics=False)
+    assert batch.ts.tolist() == [1_700_000_000_000]
+
+
+def test_a_url_without_port_gets_the_scheme_default_port_as_instance() -> None:
+    index = SeriesIndex()
+    source = ScrapeSource("web", "http://h/metrics", index, transport=fake_scrape_transport(TEXT))
+    got = as_dict(index, source.poll(NOW))
+    assert got['up{instance="h:80",job="web"}'] == (NOW, 1.0)
+
+
+def _slow(request: httpx.Request) -> httpx.Response:
+    raise httpx.ReadTimeout("timed out", request=request)
+
+
+@pytest.mark.parametrize(
+    ("transport", "timeout", "error"),
+    [
+        (
+            fake_scrape_transport("", status_code=204),
+            5.0,
+            "http://h:1/metrics: HTTP 204 No Content",
+        ),
+        (httpx.MockTransport(_slow), 2.0, "http://h:1/metrics: no answer within 2s"),
+        (
+            # declared OpenMetrics (any case) and cut short: no `# EOF`, so not all there
+            fake_scrape_transport("g 1\n", "Application/OpenMetrics-Text; version=1.0.0"),
+            5.0,
+            "invalid OpenMetrics exposition: Missing # EOF at end",
+        ),
+    ],
+)
+def test_what_makes_a_failed_scrape(
+    transport: httpx.MockTransport, timeout: float, error: str
+) -> None:
+    index = SeriesIndex()
+    source = ScrapeSource("t", "http://h:1/metrics", index, transport=transport, timeout=timeout)
+    batch = source.poll(NOW)
+    assert len(batch) == 1 and batch.series_id[0] == source.up_id and batch.value[0] == 0.0
+    assert source.last_error == error
+
+
+def test_a_page_is_decoded_with_its_charset_and_bad_bytes_do_not_fail_it() -> None:
+    index = SeriesIndex()
+    latin1 = httpx.MockTransport(
+        lambda r: httpx.Response(
+            200, content='g{city="Zürich"} 1\n'.encode("latin-1"),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=iso-8859-1"},
+        )
+    )  # fmt: skip
+    source = ScrapeSource("a", "http://h:1/metrics", index, transport=latin1)
+    assert 'g{city="Zürich",instance="h:1",job="a"}' in as_dict(index, source.poll(NOW))
+    broken = httpx.MockTransport(
+        lambda r: httpx.Response(
+            200, content=b'g{city="Z\xffrich"} 1\n', headers={"Content-Type": "text/plain"}
+        )
+    )
+    source = ScrapeSource("b", "http://h:2/metrics", index, transport=broken)
+    got = as_dict(index, source.poll(NOW))
+    assert got['g{city="Z\ufffdrich",instance="h:2",job="b"}'] == (NOW, 1.0)
+    assert source.last_error is None
+
+
+def test_a_scrape_that_works_again_clears_the_error() -> None:
+    index = SeriesIndex()
+    source = ScrapeSource("app", "http://h:9100/metrics", index, transport=_pages(None, TEXT))
+    source.poll(NOW)
+    assert source.last_error == "http://h:9100/metrics: HTTP 503 Service Unavailable"
+    assert as_dict(index, source.poll(NOW + 15_000))['up{instance="h:9100",job="app"}'][1] == 1.0
+    assert source.last_error is None

@@ -19,7 +19,10 @@ class FakePsutil:
     def __init__(self) -> None:
         self.cpu_calls: list[bool] = []
         self.recv = {"eth0": 1000, "lo": 5, "wlan0": 0}
+        self.sent: dict[str, int] = {}  # bytes sent per interface; twice recv when not here
         self.read = 10_000
+        self.write = 0
+        self.has_disks = True
 
     def cpu_percent(self, interval: float | None = None, percpu: bool = False) -> Any:
         assert interval is None  # never blocks
@@ -43,6 +46,8 @@ class FakePsutil:
             part(device="tmpfs", mountpoint="/run", fstype="tmpfs"),
             part(device="/dev/loop0", mountpoint="/snap/x", fstype="squashfs"),
             part(device="/dev/sdb1", mountpoint="/gone", fstype="xfs"),
+            part(device="/dev/sdb1", mountpoint="/srv/sdb", fstype="xfs"),
+            part(device="none", mountpoint="/x", fstype=""),
         ]
 
     def disk_usage(self, path: str) -> Any:
@@ -55,11 +60,14 @@ class FakePsutil:
 
     def net_io_counters(self, pernic: bool = False) -> dict[str, Any]:
         return {
-            nic: SimpleNamespace(bytes_recv=v, bytes_sent=2 * v) for nic, v in self.recv.items()
+            nic: SimpleNamespace(bytes_recv=v, bytes_sent=self.sent.get(nic, 2 * v))
+            for nic, v in self.recv.items()
         }
 
     def disk_io_counters(self, perdisk: bool = False) -> Any:
-        return SimpleNamespace(read_bytes=self.read, write_bytes=0)
+        if not self.has_disks:  # psutil's answer on a machine (container) without disks
+            return None
+        return SimpleNamespace(read_bytes=self.read, write_bytes=self.write)
 
 
 def by_name(index: SeriesIndex, batch: MetricBatch) -> dict[str, float]:
@@ -82,7 +90,11 @@ def test_gauges_and_rates_with_fake_psutil() -> None:
     assert first['host_swap_used_bytes{host="box"}'] == 123
     assert first['host_processes{host="box"}'] == 3
     disks = [k for k in first if k.startswith("host_disk_usage_percent")]
-    assert disks == ['host_disk_usage_percent{host="box",mountpoint="/data"}']
+    # /data/bind is /data mounted again; /srv/sdb is reported as /gone cannot be read
+    assert disks == [
+        'host_disk_usage_percent{host="box",mountpoint="/data"}',
+        'host_disk_usage_percent{host="box",mountpoint="/srv/sdb"}',
+    ]
     assert not any("per_second" in k for k in first)  # no rates on the first poll
 
     ps.recv = {"eth0": 3000, "lo": 99, "wlan0": 0}
@@ -121,3 +133,52 @@ def test_real_host_is_sane_and_ids_are_stable() -> None:
     assert set(first.series_id.tolist()) <= set(second.series_id.tolist())
     assert np.all(second.ts == now + 50)
     assert len(set(index)) == len(set(second.series_id.tolist()) | set(first.series_id.tolist()))
+
+
+def rates(index: SeriesIndex, batch: MetricBatch) -> dict[str, float]:
+    return {k: v for k, v in by_name(index, batch).items() if "per_second" in k}
+
+
+def test_a_counter_that_went_backwards_gives_no_rate_this_time() -> None:
+    ps = FakePsutil()
+    index = SeriesIndex()
+    source = HostSource(index, ps=ps, hostname="box")
+    source.poll(1_000_000)
+    ps.recv = {"eth0": 3000, "lo": 5, "wlan0": 10}
+    ps.sent = {"eth0": 1}  # only eth0's transmit counter restarted
+    ps.read, ps.write = 12_000, 0
+    got = rates(index, source.poll(1_001_000))
+    assert not any('device="eth0"' in k for k in got)
+    assert got['host_network_transmit_bytes_per_second{device="wlan0",host="box"}'] == 20.0
+    source.poll(1_002_000)
+    ps.write = 500
+    source.poll(1_003_000)
+    ps.write = 100  # only the write counter restarted
+    ps.read = 30_000
+    assert not any("disk" in k for k in rates(index, source.poll(1_004_000)))
+
+
+def test_polls_at_the_same_time_or_back_in_time_give_no_rates_and_keep_the_reference() -> None:
+    ps = FakePsutil()
+    index = SeriesIndex()
+    source = HostSource(index, ps=ps, hostname="box")
+    source.poll(1_000_000)
+    ps.recv = {"eth0": 2000, "lo": 5, "wlan0": 0}
+    assert rates(index, source.poll(1_000_000)) == {}  # same millisecond: no division by zero
+    ps.recv = {"eth0": 3000, "lo": 5, "wlan0": 0}
+    assert rates(index, source.poll(999_000)) == {}  # the clock went back
+    ps.recv = {"eth0": 5000, "lo": 5, "wlan0": 0}
+    got = rates(index, source.poll(1_002_000))
+    # measured from the first poll, the last one whose time moved forward
+    assert got['host_network_receive_bytes_per_second{device="eth0",host="box"}'] == 2000.0
+
+
+def test_a_machine_without_disk_counters_still_reports_the_rest() -> None:
+    ps = FakePsutil()
+    ps.has_disks = False
+    index = SeriesIndex()
+    source = HostSource(index, ps=ps, hostname="box")
+    source.poll(1_000_000)
+    got = rates(index, source.poll(1_001_000))
+    assert got['host_network_receive_bytes_per_second{device="eth0",host="box"}'] == 0.0
+    assert not any("disk" in k for k in got)

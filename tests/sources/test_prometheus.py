@@ -435,3 +435,27 @@ def test_an_instant_query_answered_with_a_matrix_is_a_source_error() -> None:
     with PrometheusClient(URL, transport=_answer(200, body)) as client:
         with pytest.raises(SourceError, match="expected a vector result, got 'matrix'"):
             client.query("up")
+
+
+def test_an_answer_that_is_not_text_is_a_source_error() -> None:
+    with PrometheusClient(URL, transport=_answer(502, b"\x80\x81 gateway")) as client:
+        with pytest.raises(SourceError, match="HTTP 502, answer is not JSON"):
+            client.query_range("up", T0, T0, 1.0)
+
+
+def test_a_connection_dropped_mid_answer_is_a_source_error() -> None:
+    def drop(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("Server disconnected", request=request)
+
+    with PrometheusClient(URL, transport=httpx.MockTransport(drop)) as client:
+        with pytest.raises(SourceError, match="cannot reach Prometheus: Server disconnected"):
+            client.query_range("up", T0, T0, 1.0)
+
+
+def test_the_step_asked_is_the_millisecond_step_the_range_is_cut_on() -> None:
+    # Prometheus would evaluate at 1.0004 s intervals, off the millisecond grid of the chunks.
+    transport = fake_prometheus_transport([ramp("m", 10)])
+    with PrometheusClient(URL, transport=transport) as client:
+        (r,) = client.query_range("m", T0, T0 + 5000, 1.0004)
+    assert transport.calls[0][1]["step"] == "1"
+    assert r.ts.tolist() == [T0 + i * 1000 for i in range(6)]

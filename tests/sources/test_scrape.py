@@ -588,3 +588,14 @@ def test_a_scrape_that_works_again_clears_the_error() -> None:
     assert source.last_error == "http://h:9100/metrics: HTTP 503 Service Unavailable"
     assert as_dict(index, source.poll(NOW + 15_000))['up{instance="h:9100",job="app"}'][1] == 1.0
     assert source.last_error is None
+
+
+def test_a_connection_dropped_mid_page_is_a_failed_scrape() -> None:
+    def drop(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("Server disconnected", request=request)
+
+    index = SeriesIndex()
+    source = ScrapeSource("t", "http://h:1/metrics", index, transport=httpx.MockTransport(drop))
+    batch = source.poll(NOW)
+    assert len(batch) == 1 and batch.value[0] == 0.0
+    assert source.last_error == "http://h:1/metrics: cannot reach target: Server disconnected"

@@ -599,3 +599,31 @@ def test_a_connection_dropped_mid_page_is_a_failed_scrape() -> None:
     batch = source.poll(NOW)
     assert len(batch) == 1 and batch.value[0] == 0.0
     assert source.last_error == "http://h:1/metrics: cannot reach target: Server disconnected"
+
+
+def test_an_interval_below_a_millisecond_scrapes_every_millisecond() -> None:
+    # A duration as small as "0.1ms" passes the config; it used to make the first poll loop
+    # forever (a schedule that never moved on).
+    calls: list[int] = []
+    inner = fake_scrape_transport(TEXT)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return inner.handle_request(request)
+
+    source = ScrapeSource(
+        "api", "http://h:1/metrics", SeriesIndex(), transport=httpx.MockTransport(handle),
+        interval=0.0001,
+    )  # fmt: skip
+    sizes = [len(source.poll(NOW + dt)) for dt in (0, 0, 1, 3)]
+    assert [n > 0 for n in sizes] == [True, False, True, True] and len(calls) == 3
+
+
+def test_an_interval_is_kept_to_the_millisecond() -> None:
+    # 1.001 s is 1000.9999999999999 ms as a float: the interval is 1001 ms, not 1000.
+    source = ScrapeSource(
+        "api", "http://h:1/metrics", SeriesIndex(), transport=fake_scrape_transport(TEXT),
+        interval=1.001,
+    )  # fmt: skip
+    sizes = [len(source.poll(NOW + dt)) for dt in (0, 1000, 1001)]
+    assert [n > 0 for n in sizes] == [True, False, True]

@@ -223,7 +223,8 @@ class ScrapeSource:
         self.url = url
         self.index = index
         self.timeout = timeout
-        self.interval_ms = None if interval is None else int(interval * 1000)
+        # At least 1 ms: a schedule that does not move on would loop forever.
+        self.interval_ms = None if interval is None else max(1, round(interval * 1000))
         self.metrics = metrics
         self._next_due: int | None = None
         self.instance = _instance(httpx.URL(url))

@@ -459,3 +459,15 @@ def test_the_step_asked_is_the_millisecond_step_the_range_is_cut_on() -> None:
         (r,) = client.query_range("m", T0, T0 + 5000, 1.0004)
     assert transport.calls[0][1]["step"] == "1"
     assert r.ts.tolist() == [T0 + i * 1000 for i in range(6)]
+
+
+def test_a_source_step_below_a_millisecond_is_one_millisecond() -> None:
+    # "0.4ms" passes the config: the source polls on a 1 ms grid rather than failing every
+    # poll with "step must be positive".
+    index = SeriesIndex()
+    source = PrometheusSource(
+        "p", URL, [("m", 0.0004)], index, lookback_s=0.003,
+        transport=fake_prometheus_transport([ramp("m", 10)]),
+    )  # fmt: skip
+    batch = source.poll(T0 + 5_000)
+    assert batch.ts.tolist() == [T0 + 4_997, T0 + 4_998, T0 + 4_999, T0 + 5_000]

@@ -471,3 +471,34 @@ def test_a_source_step_below_a_millisecond_is_one_millisecond() -> None:
     )  # fmt: skip
     batch = source.poll(T0 + 5_000)
     assert batch.ts.tolist() == [T0 + 4_997, T0 + 4_998, T0 + 4_999, T0 + 5_000]
+
+
+def test_a_lookback_is_kept_to_the_millisecond() -> None:
+    # 1.001 s is 1000.9999999999999 ms as a float: the first poll reaches 1001 ms back.
+    index = SeriesIndex()
+    source = PrometheusSource(
+        "p", URL, [("m", 0.001)], index, lookback_s=1.001,
+        transport=fake_prometheus_transport([ramp("m", 10)]),
+    )  # fmt: skip
+    assert source.poll(T0 + 5_000).ts[0] == T0 + 5_000 - 1_001
+
+
+def test_chunks_listing_labels_in_another_order_are_one_series() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        start = float(dict(httpx.QueryParams(request.content.decode()))["start"])
+        labels = [("a", "1"), ("b", "2"), ("__name__", "m")]
+        metric = dict(labels if start * 1000 < T0 + 5_000 else labels[::-1])
+        result = [{"metric": metric, "values": [[start, "1"]]}]
+        body = {"status": "success", "data": {"resultType": "matrix", "result": result}}
+        return httpx.Response(200, json=body)
+
+    with PrometheusClient(URL, transport=httpx.MockTransport(handle)) as client:
+        result = client.query_range("m", T0, T0 + 15_000, 0.001)  # two chunks
+    assert len(result) == 1 and result[0].ts.tolist() == [T0, T0 + 10_000]
+
+
+def test_an_error_answer_without_an_error_type_still_reads_well() -> None:
+    body = b'{"status":"error","error":"overloaded"}'
+    with PrometheusClient(URL, transport=_answer(503, body)) as client:
+        with pytest.raises(SourceError, match=r"HTTP 503 \(error\): overloaded$"):
+            client.query_range("up", T0, T0, 1.0)

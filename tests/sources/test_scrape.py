@@ -627,3 +627,10 @@ def test_an_interval_is_kept_to_the_millisecond() -> None:
     )  # fmt: skip
     sizes = [len(source.poll(NOW + dt)) for dt in (0, 1000, 1001)]
     assert [n > 0 for n in sizes] == [True, False, True]
+
+
+def test_a_long_bad_line_is_quoted_only_in_part() -> None:
+    line = "g{" + "a" * 500 + " 1"
+    with pytest.raises(SourceError) as err:
+        parse_exposition(f"ok 1\n{line}\n", SeriesIndex(), NOW)
+    assert f"at line 2: {line[:120]!r}:" in str(err.value)

@@ -533,6 +533,29 @@ def _slow(request: httpx.Request) -> httpx.Response:
     raise httpx.ReadTimeout("timed out", request=request)
 
 
+def test_a_redirected_target_is_followed_as_prometheus_follows_it() -> None:
+    page = fake_scrape_transport(TEXT)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/metrics":  # moved behind a proxy path
+            return httpx.Response(301, headers={"Location": "/app/metrics"})
+        return page.handle_request(request)
+
+    index = SeriesIndex()
+    source = ScrapeSource("api", "http://h:1/metrics", index, transport=httpx.MockTransport(handle))
+    got = as_dict(index, source.poll(NOW))
+    assert got['up{instance="h:1",job="api"}'] == (NOW, 1.0)
+    assert 'latency_seconds_count{instance="h:1",job="api"}' in got
+
+    def loop(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(302, headers={"Location": "/metrics"})
+
+    looping = ScrapeSource("t", "http://h:1/metrics", index, transport=httpx.MockTransport(loop))
+    batch = looping.poll(NOW)
+    assert len(batch) == 1 and batch.value[0] == 0.0  # a failed scrape, not a hang
+    assert looping.last_error is not None and "redirects" in looping.last_error
+
+
 @pytest.mark.parametrize(
     ("transport", "timeout", "error"),
     [

@@ -237,7 +237,13 @@ class ScrapeSource:
         self.counters: dict[int, int] = {}
         # The latest finite sample (ts, value) of each counter in the latest successful scrape.
         self._last: dict[int, tuple[int, float]] = {}
-        self._http = httpx.Client(timeout=timeout, transport=transport, headers={"Accept": ACCEPT})
+        # Redirects are followed, as Prometheus follows them (its scrape default), up to httpx's 20.
+        self._http = httpx.Client(
+            timeout=timeout,
+            transport=transport,
+            headers={"Accept": ACCEPT},
+            follow_redirects=True,
+        )
 
     def close(self) -> None:
         self._http.close()

@@ -224,6 +224,24 @@ def test_config_check_ok_and_errors(tmp_path: Path) -> None:
     assert f"{bad}:4: api.colour" in err
 
 
+def test_config_check_summarises_what_the_file_sets(tmp_path: Path) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_text(
+        "host: {enabled: false}\ndetector: {name: mad}\nscrape:\n"
+        "  - {name: a, url: 'http://127.0.0.1:9100/metrics'}\n"
+        "  - {name: b, url: 'http://127.0.0.1:9101/metrics'}\n"
+        "prometheus:\n  - {name: p, url: 'http://127.0.0.1:9090', queries: [{query: up}]}\n"
+    )
+    result = runner.invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == (
+        f"{path}: ok (2 scrape targets, 1 Prometheus sources, host metrics off, detector mad)"
+    )
+    path.write_text("interval: 30s\n")
+    result = runner.invoke(app, ["config", "check", str(path)])
+    assert "host metrics on, detector default)" in result.stdout
+
+
 def test_help_on_every_command() -> None:
     for cmd in (["--help"], ["detect", "--help"], ["up", "--help"], ["config", "check", "--help"]):
         result = runner.invoke(app, cmd)

@@ -423,3 +423,241 @@ def test_an_endless_duration_is_refused_naming_the_field(
     with pytest.raises(ConfigError, match=rf"relia.yaml:1: interval: .*{message}"):
         load_config(path, environ={})
     assert parse_duration("15000w") == 15000 * 604_800.0  # 287 years: still a duration
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("1.5s", 1.5),
+        ("15 s", 15.0),
+        (" 2m ", 120.0),
+        ("30", 30.0),
+        ("2h", 7200.0),
+        ("1d", 86400.0),
+        ("1w", 604800.0),
+        (0.25, 0.25),
+    ],
+)
+def test_durations_a_user_writes(text: object, seconds: float) -> None:
+    # A quoted number is seconds, like an unquoted one; a unit may follow a space.
+    assert parse_duration(text) == seconds
+
+
+def test_the_longest_duration_is_accepted_and_a_second_more_refused() -> None:
+    assert parse_duration(9_223_372_036) == 9_223_372_036.0
+    with pytest.raises(ValueError, match="longer than"):
+        parse_duration(9_223_372_037)
+
+
+def test_a_pasted_token_in_place_of_its_hash_is_refused_without_echoing_it() -> None:
+    token = "relia_" + "x" * 40
+    with pytest.raises(
+        ConfigError, match=r"^RELIA_API__TOKENS: api\.tokens\.0\.sha256: this is a token, not"
+    ):
+        load_config(environ={"RELIA_API__TOKENS": f"[{{name: a, role: read, sha256: {token}}}]"})
+    try:
+        load_config(environ={"RELIA_API__TOKENS": f"[{{name: a, role: read, sha256: {token}}}]"})
+    except ConfigError as exc:
+        assert token not in str(exc)
+
+
+@pytest.mark.parametrize(("port", "ok"), [(0, True), (65535, True), (65536, False), (-1, False)])
+def test_api_port_range(port: int, ok: bool) -> None:
+    # 0 asks the OS for a free port.
+    environ = {"RELIA_API__PORT": str(port)}
+    if ok:
+        assert load_config(environ=environ).api.port == port
+    else:
+        with pytest.raises(ConfigError, match=r"^RELIA_API__PORT: api\.port:"):
+            load_config(environ=environ)
+
+
+def test_api_max_header_bytes_is_at_least_1024() -> None:
+    assert load_config(environ={"RELIA_API__MAX_HEADER_BYTES": "1024"}).api.max_header_bytes == 1024
+    with pytest.raises(ConfigError, match=r"api\.max_header_bytes"):
+        load_config(environ={"RELIA_API__MAX_HEADER_BYTES": "1023"})
+
+
+def test_the_plain_api_token_turns_auth_on_and_allows_any_host() -> None:
+    api = load_config(environ={"RELIA_API__TOKEN": "s3cret", "RELIA_API__HOST": "0.0.0.0"}).api
+    assert api.auth_enabled and api.host == "0.0.0.0"
+    assert load_config(environ={"RELIA_API__TOKEN": "s3cret"}).api.auth_enabled
+
+
+def test_localhost_in_capitals_is_loopback() -> None:
+    assert not load_config(environ={"RELIA_API__HOST": "LocalHost"}).api.auth_enabled
+
+
+def test_slos_section(tmp_path: Path) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_text(
+        "slos:\n  files: [slo.yaml]\n  prometheus: http://127.0.0.1:9090/\n  step: 90s\n"
+    )
+    slos = load_config(path, environ={}).slos
+    assert (slos.prometheus, slos.step, slos.interval) == ("http://127.0.0.1:9090", 90.0, 60.0)
+    path.write_text("slos:\n  files: [slo.yaml]\n  prometheus: http://p:9090\n  step: 1500ms\n")
+    with pytest.raises(ConfigError, match=r"relia.yaml:4: slos.step: the step must be a whole"):
+        load_config(path, environ={})
+    # SLO files need a Prometheus: slos.prometheus, or the first prometheus source.
+    path.write_text("slos:\n  files: [slo.yaml]\n")
+    with pytest.raises(ConfigError, match=r"relia.yaml:1: slos: no Prometheus to evaluate"):
+        load_config(path, environ={})
+    path.write_text(
+        "slos:\n  files: [slo.yaml]\nprometheus:\n"
+        "  - {name: p, url: 'http://127.0.0.1:9090', queries: [{query: up}]}\n"
+    )
+    assert load_config(path, environ={}).slos.prometheus is None
+    # A source that is itself wrong is the one error reported.
+    path.write_text(
+        "slos:\n  files: [slo.yaml]\nprometheus:\n"
+        "  - {name: p, url: 'ftp://127.0.0.1:9090', queries: [{query: up}]}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert str(info.value).splitlines() == [
+        f"{path}:4: prometheus.0.url: must start with http:// or https://"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("threshold", "ok"), [("0", False), ("0.01", True), ("1", True), ("1.01", False)]
+)
+def test_detector_threshold_is_above_0_and_at_most_1(threshold: str, ok: bool) -> None:
+    environ = {"RELIA_DETECTOR__THRESHOLD": threshold}
+    if ok:
+        assert load_config(environ=environ).detector.threshold == float(threshold)
+    else:
+        with pytest.raises(ConfigError, match=r"detector\.threshold"):
+            load_config(environ=environ)
+
+
+def test_logs_section(tmp_path: Path) -> None:
+    logs = load_config(environ={}).logs
+    assert (logs.files, logs.window, logs.warmup_lines, logs.start_at) == (
+        [],
+        60.0,
+        1000,
+        "beginning",
+    )
+    path = tmp_path / "relia.yaml"
+    path.write_text(
+        "logs:\n  window: 1ms\n  warmup_lines: 0\n  files:\n"
+        "    - {path: /var/log/app.log}\n    - {path: /srv/app.log, name: srv}\n"
+    )
+    logs = load_config(path, environ={}).logs
+    assert [f.label for f in logs.files] == ["app", "srv"]
+    assert (logs.window, logs.warmup_lines) == (0.001, 0)
+    path.write_text(
+        "logs:\n  window: 0.0005\n  files:\n    - {path: /var/log/app.log}\n"
+        "    - {path: /srv/app.log, session_key: 'id=(\\d+'}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    text = str(info.value)
+    assert f"{path}:2: logs.window: the window must be at least 1ms" in text
+    assert f"{path}:5: logs.files.1.session_key: not a valid regular expression" in text
+    path.write_text("logs:\n  files:\n    - {path: /var/log/app.log}\n    - {path: /srv/app.log}\n")
+    with pytest.raises(
+        ConfigError, match=r"logs\.files: files\[1\] and files\[0\] are both named 'app'"
+    ):
+        load_config(path, environ={})
+
+
+def test_incidents_refuse_empty_names(tmp_path: Path) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_text("incidents:\n  group_by: [service, ' ']\n  topology: {' ': [db]}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    text = str(info.value)
+    assert f"{path}:2: incidents.group_by: group_by[1] is empty" in text
+    assert f"{path}:3: incidents.topology: a service name is empty" in text
+
+
+def test_sink_rules(tmp_path: Path) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_text(
+        "notify:\n  sinks:\n"
+        "    - {name: hook, type: webhook, url: 'https://hooks.example/relia/', secret_env: K}\n"
+    )
+    # Only an Alertmanager base URL loses its slash: a webhook URL is posted to as written.
+    assert load_config(path, environ={"K": "x"}).notify.sinks[0].url == (
+        "https://hooks.example/relia/"
+    )
+    with pytest.raises(
+        ConfigError, match=r"relia.yaml:3: notify.sinks.0.secret_env: .* K is not set"
+    ):
+        load_config(path, environ={"K": ""})
+    path.write_text("notify:\n  breaker_threshold: 0\n  sinks:\n    - {name: my sink, type: log}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    text = str(info.value)
+    assert f"{path}:2: notify.breaker_threshold:" in text
+    assert f"{path}:4: notify.sinks.0.name: use letters" in text
+
+
+def test_a_postgresql_store_in_capitals_is_postgresql() -> None:
+    cfg = load_config(environ={"RELIA_STORE": "PostgreSQL://relia@db/relia"})
+    assert cfg.store_is_postgresql
+
+
+def test_samples_per_series_is_at_least_10() -> None:
+    assert load_config(environ={}).samples_per_series == 2000
+    assert load_config(environ={"RELIA_SAMPLES_PER_SERIES": "10"}).samples_per_series == 10
+    with pytest.raises(ConfigError, match=r"^RELIA_SAMPLES_PER_SERIES: samples_per_series:"):
+        load_config(environ={"RELIA_SAMPLES_PER_SERIES": "9"})
+
+
+def test_an_error_in_a_list_item_names_the_item_line(tmp_path: Path) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_text("scrape:\n  - {name: a, url: 'http://127.0.0.1:1/metrics'}\n  - 5\n")
+    with pytest.raises(ConfigError, match=r"relia.yaml:3: scrape\.1:"):
+        load_config(path, environ={})
+
+
+def test_variables_that_are_no_settings_are_ignored() -> None:
+    # RELIA_CONFIG names the file; other names merely start like relia's.
+    environ = {
+        "RELIA_CONFIG": "/etc/relia.yaml",
+        "RELIABILITY": "high",
+        "RELIA_": "1",
+        "RELIA___": "1",
+    }
+    assert load_config(environ=environ) == ReliaConfig()
+
+
+def test_a_variable_below_a_scalar_setting_is_no_crash() -> None:
+    environ = {"RELIA_INTERVAL": "1m", "RELIA_INTERVAL__UNIT": "s"}
+    assert load_config(environ=environ).interval == 60.0
+
+
+def test_an_environment_value_yaml_cannot_read_is_text() -> None:
+    environ = {"RELIA_ENGINE__RAY_ADDRESS": "a: b: c", "RELIA_DETECTOR__NAME": ""}
+    cfg = load_config(environ=environ)
+    assert cfg.engine.ray_address == "a: b: c" and cfg.detector.name == ""
+
+
+def test_invalid_yaml_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_text("interval: 15s\napi:\n  port: [1, 2\n")
+    with pytest.raises(ConfigError, match=rf"^{path}:4: not valid YAML"):
+        load_config(path, environ={})
+
+
+def test_an_empty_file_is_the_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_text("# nothing set yet\n")
+    assert load_config(path, environ={}) == ReliaConfig()
+
+
+def test_a_file_that_is_not_text_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_bytes(b"\xff\xfeinterval: 1s\n")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(path, environ={})
+
+
+def test_a_top_level_list_names_line_1(tmp_path: Path) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_text("- 1\n")
+    with pytest.raises(ConfigError, match=rf"^{path}:1: expected a mapping"):
+        load_config(path, environ={})

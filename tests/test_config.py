@@ -661,3 +661,19 @@ def test_a_top_level_list_names_line_1(tmp_path: Path) -> None:
     path.write_text("- 1\n")
     with pytest.raises(ConfigError, match=rf"^{path}:1: expected a mapping"):
         load_config(path, environ={})
+
+
+def test_a_huge_whole_number_duration_is_refused_naming_the_field(tmp_path: Path) -> None:
+    # A whole number too large for a float crashed the load with OverflowError (a traceback
+    # from `relia config check`) instead of naming the setting.
+    huge = "1" + "0" * 400
+    path = tmp_path / "relia.yaml"
+    path.write_text(f"data_dir: x\ninterval: {huge}\n")
+    with pytest.raises(ConfigError, match=r"relia.yaml:2: interval: .*longer than"):
+        load_config(path, environ={})
+    with pytest.raises(ConfigError, match=r"^RELIA_SLOS__TIMEOUT: slos.timeout: .*longer than"):
+        load_config(environ={"RELIA_SLOS__TIMEOUT": huge})
+    with pytest.raises(ValueError, match="longer than"):
+        parse_duration(10**400)
+    with pytest.raises(ValueError, match="positive"):
+        parse_duration(-(10**400))

@@ -59,6 +59,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 #: The longest wait Python's threads take (``threading.TIMEOUT_MAX`` on Linux: 292 years).
 _MAX_SECONDS = 9_223_372_036.0
+_TOO_LONG = f"a duration must not be longer than {_MAX_SECONDS:g} s (292 years)"
 
 
 def parse_duration(value: object) -> float:
@@ -66,7 +67,10 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration like 15s, 5m or 1h")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # a whole number too large for a float
+            raise ValueError(_TOO_LONG if value > 0 else "a duration must be positive") from None
     else:
         match = _DURATION.match(str(value))
         if not match:
@@ -78,7 +82,7 @@ def parse_duration(value: object) -> float:
         raise ValueError("a duration must be positive")
     if seconds > _MAX_SECONDS:
         # relia waits for durations (the tick interval, timeouts): the clock cannot go further.
-        raise ValueError(f"a duration must not be longer than {_MAX_SECONDS:g} s (292 years)")
+        raise ValueError(_TOO_LONG)
     return seconds
 
 

@@ -677,3 +677,23 @@ def test_a_huge_whole_number_duration_is_refused_naming_the_field(tmp_path: Path
         parse_duration(10**400)
     with pytest.raises(ValueError, match="positive"):
         parse_duration(-(10**400))
+
+
+def test_a_section_rule_broken_by_a_variable_names_it(tmp_path: Path) -> None:
+    # ha's rule spans two fields: the error is on the section, the variable set one of them.
+    # Before, it read "<defaults>: ha: lease_ttl (2s) must be ..." with no word of the variable.
+    with pytest.raises(ConfigError, match=r"ha: lease_ttl .*\(environment: RELIA_HA__LEASE_TTL\)$"):
+        load_config(environ={"RELIA_HA__LEASE_TTL": "2s"})
+    path = tmp_path / "relia.yaml"
+    path.write_text("data_dir: x\nha:\n  renew_interval: 1s\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={"RELIA_HA__LEASE_TTL": "2s", "RELIA_API__PORT": "9000"})
+    assert str(info.value) == (
+        f"{path}:2: ha: lease_ttl (2s) must be more than twice renew_interval (1s) "
+        "(environment: RELIA_HA__LEASE_TTL)"
+    )
+    # So does a rule across sections (slos needs a Prometheus).
+    with pytest.raises(
+        ConfigError, match=r"slos: no Prometheus .*\(environment: RELIA_SLOS__FILES\)$"
+    ):
+        load_config(environ={"RELIA_SLOS__FILES": "[slo.yaml]"})

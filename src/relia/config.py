@@ -763,10 +763,14 @@ def _format_error(
             return f"{name}: {field}: {msg}"
     line = _line_of(root, loc) if root is not None else None
     place = f"{where}:{line}" if line else where
-    # A check across a section's fields (api.auth against api.host) may involve a variable.
+    # A check across a section's fields (api.auth against api.host, or one on the section
+    # itself: ha's lease_ttl against renew_interval) may involve a variable.
     section = key[:-1]
     involved = sorted(
-        name for path, name in env_sources.items() if section and path[: len(section)] == section
+        name
+        for path, name in env_sources.items()
+        if (section and path[: len(section)] == section)
+        or (key and len(path) > len(key) and path[: len(key)] == key)
     )
     also = f" (environment: {', '.join(involved)})" if involved else ""
     return f"{place}: {field}: {msg}{also}"

@@ -54,6 +54,9 @@ def test_an_environment_value_is_text_unless_written_as_a_list_or_mapping() -> N
     environ = {"RELIA_API__HOST": "::", "RELIA_API__TOKENS": tokens, "RELIA_API__PORT": "9100"}
     api = load_config(environ=environ).api
     assert api.host == "::" and api.port == 9100 and api.tokens[0].name == "ops"
+    # A space before the bracket (an indented line in a compose file) still makes a list.
+    api = load_config(environ={"RELIA_API__TOKENS": " " + tokens}).api
+    assert api.tokens[0].name == "ops"
 
 
 def test_errors_in_environment_values_name_the_variable(tmp_path: Path) -> None:
@@ -697,3 +700,47 @@ def test_a_section_rule_broken_by_a_variable_names_it(tmp_path: Path) -> None:
         ConfigError, match=r"slos: no Prometheus .*\(environment: RELIA_SLOS__FILES\)$"
     ):
         load_config(environ={"RELIA_SLOS__FILES": "[slo.yaml]"})
+
+
+def test_defaults_a_user_relies_on() -> None:
+    cfg = load_config(environ={})
+    assert (cfg.data_dir, cfg.interval, cfg.api.port) == (Path("relia-data"), 15.0, 8787)
+    assert not cfg.host.per_cpu
+    notify, ingest, inc = cfg.notify, cfg.ingest, cfg.incidents
+    assert (notify.breaker_threshold, notify.breaker_cooldown) == (5, 30.0)
+    assert ingest.max_samples_per_tick == 250_000
+    assert (inc.group_window, inc.reopen_window, inc.flap_window) == (300.0, 1800.0, 3600.0)
+    cfg = load_config(
+        environ={
+            "RELIA_SCRAPE": "[{name: a, url: 'http://127.0.0.1:9100/metrics'}]",
+            "RELIA_PROMETHEUS": "[{name: p, url: 'http://127.0.0.1:9090', queries: [{query: up}]}]",
+        }
+    )
+    assert (cfg.scrape[0].timeout, cfg.scrape[0].interval) == (5.0, None)
+    prom = cfg.prometheus[0]
+    assert (prom.lookback, prom.timeout, prom.queries[0].step) == (300.0, 10.0, 15.0)
+
+
+def test_token_entries_are_trimmed_and_named() -> None:
+    digest = "AB" * 32
+    tokens = f"[{{name: a, role: read, sha256: ' {digest} '}}]"
+    api = load_config(environ={"RELIA_API__TOKENS": tokens}).api
+    assert api.tokens[0].sha256.get_secret_value() == digest.lower()
+    with pytest.raises(ConfigError, match=r"^RELIA_API__TOKENS: api\.tokens\.0\.name:"):
+        load_config(environ={"RELIA_API__TOKENS": tokens.replace("name: a", "name: ''")})
+
+
+def test_a_store_written_with_spaces_is_trimmed(tmp_path: Path) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_text("store: ' postgresql://relia@db/relia '\n")
+    cfg = load_config(path, environ={})
+    assert cfg.store == "postgresql://relia@db/relia" and cfg.store_is_postgresql
+    path.write_text("store: '  '\n")
+    assert load_config(path, environ={}).store is None
+
+
+def test_an_unknown_key_in_capitals_is_named_at_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_text("data_dir: x\nInterval: 5s\n")
+    with pytest.raises(ConfigError, match=rf"^{path}:2: Interval: Extra inputs"):
+        load_config(path, environ={})

@@ -487,6 +487,17 @@ def test_the_plain_api_token_turns_auth_on_and_allows_any_host() -> None:
     assert load_config(environ={"RELIA_API__TOKEN": "s3cret"}).api.auth_enabled
 
 
+def test_an_empty_plain_api_token_is_refused(tmp_path: Path) -> None:
+    # An unset ${TOKEN} in a compose file: auth on with a token nobody can send, every request
+    # 401 with nothing to say why.
+    with pytest.raises(ConfigError, match=r"^RELIA_API__TOKEN: api\.token: is empty \(an unset"):
+        load_config(environ={"RELIA_API__TOKEN": ""})
+    path = tmp_path / "relia.yaml"
+    path.write_text('api:\n  token: " "\n')
+    with pytest.raises(ConfigError, match=r"relia\.yaml:2: api\.token: is empty"):
+        load_config(path, environ={})
+
+
 def test_localhost_in_capitals_is_loopback() -> None:
     assert not load_config(environ={"RELIA_API__HOST": "LocalHost"}).api.auth_enabled
 

@@ -181,6 +181,14 @@ class ApiConfig(_Model):
         64 << 10, ge=1024, description="larger request lines and headers get 431 (or 400)"
     )
 
+    @field_validator("token")
+    @classmethod
+    def _token_not_blank(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None and not token.get_secret_value().strip():
+            # An unset ${TOKEN} in a compose file: auth would be on with a token nobody sends.
+            raise ValueError("is empty (an unset variable?): set a token or leave it out")
+        return token
+
     @field_validator("tokens")
     @classmethod
     def _unique_tokens(cls, tokens: list[ApiToken]) -> list[ApiToken]:

@@ -123,6 +123,23 @@ def test_parse_duration_rejects(text: object) -> None:
         parse_duration(text)
 
 
+@pytest.mark.parametrize("text", ["0.4ms", "0.0009s", 0.0005])
+def test_a_duration_under_a_millisecond_is_refused(text: object) -> None:
+    # relia keeps time in whole milliseconds: a shorter interval or step cannot be kept.
+    with pytest.raises(ValueError, match="at least 1ms"):
+        parse_duration(text)
+    assert parse_duration("1ms") == 0.001
+
+
+def test_a_scrape_interval_under_a_millisecond_is_refused_naming_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_text(
+        "scrape:\n  - name: api\n    url: http://127.0.0.1:9100/metrics\n    interval: 0.1ms\n"
+    )
+    with pytest.raises(ConfigError, match=r"relia\.yaml:4: scrape\.0\.interval: .*at least 1ms"):
+        load_config(path, environ={})
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=200))
 def test_any_text_is_a_config_or_a_config_error(
@@ -568,7 +585,7 @@ def test_logs_section(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path, environ={})
     text = str(info.value)
-    assert f"{path}:2: logs.window: the window must be at least 1ms" in text
+    assert f"{path}:2: logs.window: a duration must be at least 1ms" in text
     assert f"{path}:5: logs.files.1.session_key: not a valid regular expression" in text
     path.write_text("logs:\n  files:\n    - {path: /var/log/app.log}\n    - {path: /srv/app.log}\n")
     with pytest.raises(

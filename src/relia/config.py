@@ -80,6 +80,9 @@ def parse_duration(value: object) -> float:
         raise ValueError("a duration must be finite")
     if seconds <= 0:
         raise ValueError("a duration must be positive")
+    if seconds < 0.001:
+        # Time is kept in whole milliseconds: a shorter interval or step cannot be kept.
+        raise ValueError("a duration must be at least 1ms")
     if seconds > _MAX_SECONDS:
         # relia waits for durations (the tick interval, timeouts): the clock cannot go further.
         raise ValueError(_TOO_LONG)
@@ -400,13 +403,6 @@ class LogsConfig(_Model):
     start_at: Literal["beginning", "end"] = Field(
         "beginning", description="where a file never read before starts: its first line or its end"
     )
-
-    @field_validator("window")
-    @classmethod
-    def _whole_ms(cls, window: float) -> float:
-        if window < 0.001:
-            raise ValueError("the window must be at least 1ms")
-        return window
 
     @field_validator("files")
     @classmethod

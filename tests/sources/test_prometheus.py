@@ -462,8 +462,8 @@ def test_the_step_asked_is_the_millisecond_step_the_range_is_cut_on() -> None:
 
 
 def test_a_source_step_below_a_millisecond_is_one_millisecond() -> None:
-    # "0.4ms" passes the config: the source polls on a 1 ms grid rather than failing every
-    # poll with "step must be positive".
+    # relia.yaml refuses it, but a source built in code may be given one: it polls on a 1 ms
+    # grid rather than failing every poll with "step must be positive".
     index = SeriesIndex()
     source = PrometheusSource(
         "p", URL, [("m", 0.0004)], index, lookback_s=0.003,

@@ -625,8 +625,8 @@ def test_a_connection_dropped_mid_page_is_a_failed_scrape() -> None:
 
 
 def test_an_interval_below_a_millisecond_scrapes_every_millisecond() -> None:
-    # A duration as small as "0.1ms" passes the config; it used to make the first poll loop
-    # forever (a schedule that never moved on).
+    # relia.yaml refuses it, but a source built in code may be given one; it used to make the
+    # first poll loop forever (a schedule that never moved on).
     calls: list[int] = []
     inner = fake_scrape_transport(TEXT)
 

@@ -357,6 +357,173 @@ def test_small_batches_and_chunks_give_the_same_result(
     assert pl.read_csv(one).equals(pl.read_csv(many))
 
 
+def test_summary_counts_inputs_and_messages(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.log", _log_lines(12))
+    b = _write(tmp_path / "b.log", _log_lines(8, seed=1))
+    code, _, stderr = _invoke(a, b)
+    assert code == 0, stderr
+    assert "20 lines from 2 inputs → 4 templates" in stderr
+    code, _, stderr = _invoke(a)
+    assert "12 lines from 1 input → 4 templates" in stderr
+
+
+def test_blank_only_file_is_counted_not_called_empty(tmp_path: Path) -> None:
+    blank = tmp_path / "blank.log"
+    blank.write_bytes(b"\n\n  \n")
+    code, _, stderr = _invoke(blank)
+    assert code == 0, stderr
+    assert "skipped lines: 3 blank" in stderr
+    assert "empty" not in stderr
+
+
+def test_jsonl_summary_and_verbose_count_only_mined_messages(tmp_path: Path) -> None:
+    lines = [json.dumps({"message": f"disk sd{i} is {i} percent full"}) for i in range(4)]
+    lines.insert(2, "not json at all")
+    log = _write(tmp_path / "app.jsonl", lines)
+    code, _, stderr = _invoke(log, "--format", "jsonl", "-v")
+    assert code == 0, stderr
+    assert (
+        f"{log}: skipped 1 lines that are not JSON objects and 0 without a message/msg/log "
+        f"field (first at {log}:3)" in stderr
+    )
+    assert f"{log}: jsonl, 4 messages, header: none" in stderr
+    assert "4 lines from 1 input" in stderr
+    lines = [json.dumps({"message": f"disk sd{i} is {i} percent full"}) for i in range(4)]
+    lines.insert(1, json.dumps({"level": "info"}))
+    log = _write(tmp_path / "app.jsonl", lines)
+    code, _, stderr = _invoke(log, "--format", "jsonl", "-v")
+    assert f"{log}: jsonl, 4 messages, header: none" in stderr
+    assert "4 lines from 1 input" in stderr
+
+
+def test_verbose_names_the_header_of_a_plain_file(tmp_path: Path) -> None:
+    log = _write(tmp_path / "a.log", _log_lines(40))
+    code, _, stderr = _invoke(log, "-v")
+    assert code == 0, stderr
+    line = next(s for s in stderr.splitlines() if s.startswith(f"{log}: plain"))
+    assert "40 messages, header: " in line and " columns" in line
+
+
+def test_templates_of_equal_count_are_listed_by_id(tmp_path: Path) -> None:
+    lines = ["zeta event here"] * 2 + ["alpha other thing happened"] * 2 + ["mid one"] * 3
+    log = _write(tmp_path / "a.log", lines)
+    out = tmp_path / "t.csv"
+    assert _invoke(log, "--out", out, "--format", "plain")[0] == 0
+    frame = pl.read_csv(out)
+    assert frame["count"].to_list() == [3, 2, 2]
+    ties = frame.filter(pl.col("count") == 2)["id"].to_list()
+    assert ties == sorted(ties)
+    code, stdout, _ = _invoke(log, "--format", "plain")
+    assert stdout.index("zeta event here") < stdout.index("alpha other thing happened")
+
+
+def _many_templates(path: Path, n: int) -> Path:
+    """n templates: one line each of 1..n words."""
+    return _write(path, [" ".join(["w"] * k) for k in range(1, n + 1)])
+
+
+def test_top_default_zero_and_all_shown(tmp_path: Path) -> None:
+    log = _many_templates(tmp_path / "a.log", 52)
+    code, stdout, _ = _invoke(log)
+    assert code == 0
+    assert "… 2 more templates" in stdout  # 50 by default
+    code, stdout, _ = _invoke(log, "--top", "0")
+    assert code == 0 and "more templates" not in stdout
+    assert " ".join(["w"] * 52) in stdout
+    code, stdout, _ = _invoke(log, "--top", "52")
+    assert code == 0 and "more templates" not in stdout
+
+
+def test_plot_suffix_is_case_blind_and_htm_is_html(tmp_path: Path) -> None:
+    log = _write(tmp_path / "a.log", _log_lines(20))
+    page = tmp_path / "T.HTM"
+    code, _, stderr = _invoke(log, "--plot", page)
+    assert code == 0, stderr
+    assert "<svg" in page.read_text()
+    assert f"wrote {page}" in stderr
+
+
+def test_first_bad_jsonl_line_is_the_first_of_the_file_across_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = [json.dumps({"message": f"job {i} done"}) for i in range(12)]
+    lines[3] = "broken {"
+    lines[9] = "broken again {"
+    log = _write(tmp_path / "a.jsonl", lines)
+    monkeypatch.setattr(logs_cli, "BATCH_LINES", 2)
+    monkeypatch.setattr(logs_cli, "_READ_BYTES", 16)
+    code, _, stderr = _invoke(log, "--format", "jsonl")
+    assert code == 0, stderr
+    assert "skipped 2 lines that are not JSON objects" in stderr
+    assert f"(first at {log}:4)" in stderr
+
+
+@pytest.mark.parametrize(("objects", "expected"), [(9, "jsonl"), (8, "plain")])
+def test_auto_format_needs_nine_tenths_json_objects(
+    tmp_path: Path, objects: int, expected: str
+) -> None:
+    lines = [json.dumps({"message": f"job {i} done"}) for i in range(objects)]
+    lines += [f"plain line {i}" for i in range(10 - objects)]
+    log = _write(tmp_path / "a.log", lines)
+    code, _, stderr = _invoke(log, "-v")
+    assert code == 0, stderr
+    assert f"{log}: {expected}," in stderr
+
+
+def test_auto_format_is_chosen_once_from_the_first_hundred_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = [json.dumps({"message": f"job {i} done"}) for i in range(100)]
+    lines += [f"plain text line number {i}" for i in range(60)]
+    log = _write(tmp_path / "a.log", lines)
+    for batch in (logs_cli.BATCH_LINES, 10):
+        monkeypatch.setattr(logs_cli, "BATCH_LINES", batch)
+        monkeypatch.setattr(logs_cli, "_READ_BYTES", 256 if batch == 10 else 1 << 22)
+        code, _, stderr = _invoke(log, "-v")
+        assert code == 0, stderr
+        assert f"{log}: jsonl, 100 messages" in stderr
+        assert "skipped 60 lines that are not JSON objects" in stderr
+
+
+def test_counts_add_up_across_batches_and_merges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counts in --out are lines of the run under their live template, whatever the batching,
+    also when a later batch merges templates of earlier ones."""
+    log = _write(tmp_path / "a.log", [f"worker {u} is ready now" for u in ("red", "blue", "green")])
+    other = _write(tmp_path / "b.log", _log_lines(60))
+    out = tmp_path / "t.csv"
+    monkeypatch.setattr(logs_cli, "BATCH_LINES", 1)
+    monkeypatch.setattr(logs_cli, "_READ_BYTES", 8)
+    code, _, stderr = _invoke(log, other, "--out", out)
+    assert code == 0, stderr
+    counts = dict(pl.read_csv(out).select("template", "count").iter_rows())
+    assert counts["worker <*> is ready now"] == 3
+    assert counts["job <*> finished in <*> ms"] == 15
+    assert sum(counts.values()) == 63
+
+
+def test_jsonl_file_without_messages_writes_only_the_header(tmp_path: Path) -> None:
+    log = _write(tmp_path / "a.jsonl", [json.dumps({"level": "info"})] * 3)
+    structured = tmp_path / "lines.csv"
+    code, _, stderr = _invoke(log, "--format", "jsonl", "--structured", structured)
+    assert code == 0, stderr
+    assert structured.read_text() == "file,line,template_id,template,parameters\n"
+    assert "0 without" not in stderr and "3 without a message/msg/log field" in stderr
+
+
+@pytest.mark.parametrize("bad", ["missing", "directory"])
+def test_bad_input_leaves_existing_outputs_alone(tmp_path: Path, bad: str) -> None:
+    out = tmp_path / "t.csv"
+    out.write_text("id,count,template\n1,5,kept\n")
+    target = tmp_path / "missing.log" if bad == "missing" else tmp_path / "sub"
+    if bad == "directory":
+        target.mkdir()
+    code, _, stderr = _invoke(target, "--out", out)
+    assert code == 2, stderr
+    assert out.read_text() == "id,count,template\n1,5,kept\n"
+
+
 # --- parts -----------------------------------------------------------------------------------
 
 

@@ -4,16 +4,19 @@ when nothing listens."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
 from typer.testing import CliRunner
 
 from relia.cli import app
@@ -173,6 +176,211 @@ def test_no_server_and_no_store_is_exit_2(tmp_path: Path) -> None:
     assert not (tmp_path / "none").exists()  # a read command creates nothing
     r = runner.invoke(app, ["incidents", "list", "--url", "ftp://x", "--config", str(config)])
     assert r.exit_code == 2 and "--url: must start with http" in r.stderr
+
+
+@contextmanager
+def serve(api: FastAPI) -> Iterator[str]:
+    """``api`` served by uvicorn on 127.0.0.1 in a thread; yields its base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(api, log_level="error", lifespan="off"))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not srv.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def test_list_since_and_limit_over_http(server: Server) -> None:
+    base = ["--config", str(server.config), "--token", TOKEN, "--json"]
+    db, api = server.ids['cpu{job="db"}'], server.ids['cpu{job="api"}']
+    r = runner.invoke(app, ["incidents", "list", "--since", str(T0 + 25 * M), *base])
+    assert r.exit_code == 0, r.output
+    assert [i["id"] for i in json.loads(r.stdout)["incidents"]] == [db]
+    r = runner.invoke(app, ["incidents", "list", "--limit", "1", *base])
+    assert r.exit_code == 0, r.output
+    assert [i["id"] for i in json.loads(r.stdout)["incidents"]] == [db]  # most recent first
+    r = runner.invoke(app, ["incidents", "list", *base])
+    assert [i["id"] for i in json.loads(r.stdout)["incidents"]] == [db, api]
+
+
+def test_list_since_and_limit_from_the_store(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    ids = fill(data / STORE_FILE)
+    config = tmp_path / "relia.yaml"
+    config.write_text(f"data_dir: {data}\napi: {{port: {free_port()}}}\n")
+    base = ["--config", str(config), "--json"]
+    db = ids['cpu{job="db"}']
+    r = runner.invoke(app, ["incidents", "list", "--since", str(T0 + 25 * M), *base])
+    assert r.exit_code == 0, r.output
+    assert [i["id"] for i in json.loads(r.stdout)["incidents"]] == [db]
+    r = runner.invoke(app, ["incidents", "list", "--limit", "1", *base])
+    assert r.exit_code == 0, r.output
+    assert [i["id"] for i in json.loads(r.stdout)["incidents"]] == [db]
+
+
+def test_list_table_columns_and_no_incidents(server: Server) -> None:
+    base = ["--config", str(server.config), "--token", TOKEN]
+    api_id = server.ids['cpu{job="api"}']
+    r = runner.invoke(app, ["incidents", "list", *base])
+    assert r.exit_code == 0, r.output
+    (row,) = [line for line in r.stdout.splitlines() if api_id in line]
+    # id, status, severity, version, start, updated, findings, title
+    assert re.search(
+        rf"{api_id}\s.*resolved\s.*warning\s.*\b2\s.*2023-11-14T22:13:20Z\s.*"
+        r"2023-11-14T22:33:20Z\s.*\b2\s.*cpu\{job=\"api\"\} and 1 more on job=api",
+        row,
+    ), row
+    r = runner.invoke(app, ["incidents", "list", "--since", str(T0 + 50 * M), *base])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.strip() == "no incidents"
+
+
+def test_show_prints_resolution_labels_and_ranked_cause(server: Server) -> None:
+    base = ["--config", str(server.config), "--token", TOKEN]
+    r = runner.invoke(app, ["incidents", "show", server.ids['cpu{job="api"}'], *base])
+    assert r.exit_code == 0, r.output
+    assert "status resolved (version 2), severity warning" in r.stdout
+    assert ", resolved 2023-11-14T22:33:20Z" in r.stdout
+    assert "labels: job=api" in r.stdout
+    assert re.search(
+        r"^\s*1[\s│]+cpu\{job=\"api\"\}[\s│]+0\.405[\s│]+went wrong first", r.stdout, re.M
+    )
+    assert re.search(
+        r"^\s*2[\s│]+mem\{job=\"api\"\}[\s│]+0\.155[\s│]+went wrong 1s", r.stdout, re.M
+    )
+    r = runner.invoke(app, ["incidents", "show", server.ids['cpu{job="db"}'], *base])
+    assert r.exit_code == 0, r.output
+    assert "status open" in r.stdout and "resolved" not in r.stdout
+
+
+def test_token_that_may_not_read_is_exit_2(tmp_path: Path) -> None:
+    api = FastAPI()
+
+    @api.get("/api/v1/incidents")
+    def forbidden() -> None:
+        raise HTTPException(status_code=403, detail="forbidden")
+
+    with serve(api) as url:
+        r = runner.invoke(app, ["incidents", "list", "--url", url, "--token", "t"])
+    assert r.exit_code == 2
+    assert r.stderr == f"relia: error: {url}: the API token may not read incidents\n"
+
+
+def test_error_answers_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    """A 400, a 422 with a list of details, a 500 without JSON and a 200 without JSON (a
+    proxy, another service) are each one error line, never a traceback."""
+    api = FastAPI()
+
+    @api.get("/api/v1/incidents/{kind}")
+    def answer(kind: str) -> object:
+        if kind == "bad":
+            return JSONResponse({"detail": "bad since"}, status_code=400)
+        if kind == "invalid":
+            return JSONResponse({"detail": [{"msg": "too big"}]}, status_code=422)
+        if kind == "boom":
+            return PlainTextResponse("upstream down", status_code=500)
+        return PlainTextResponse("hello")
+
+    config = tmp_path / "relia.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'none'}\n")
+    with serve(api) as url:
+        got = {
+            kind: runner.invoke(
+                app, ["incidents", "show", kind, "--url", url, "--config", str(config)]
+            )
+            for kind in ("bad", "invalid", "boom", "text")
+        }
+    for r in got.values():
+        assert r.exit_code == 2 and r.stderr.startswith("relia: error: "), r.output
+        assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""
+    assert "relia answered 400: bad since" in got["bad"].stderr
+    assert 'relia answered 422: [{"msg": "too big"}]' in got["invalid"].stderr
+    assert "relia answered 500: upstream down" in got["boom"].stderr
+    assert "relia answered 200 without JSON" in got["text"].stderr
+
+
+def test_show_merged_incident_names_its_successor(tmp_path: Path) -> None:
+    api = FastAPI()
+    incident = {
+        "id": "a1", "status": "resolved", "title": "t", "severity": "warning", "labels": {},
+        "start": T0, "end": T0 + M, "opened_at": T0, "updated_at": T0 + M,
+        "resolved_at": T0 + M, "version": 3, "finding_ids": [], "keys": [], "cause": [],
+        "merged_into": "b2",
+    }  # fmt: skip
+
+    @api.get("/api/v1/incidents/{incident_id}")
+    def one(incident_id: str) -> object:
+        return {"incident": incident, "findings": []}
+
+    with serve(api) as url:
+        r = runner.invoke(app, ["incidents", "show", "a1", "--url", url])
+    assert r.exit_code == 0, r.output
+    assert "merged into b2" in r.stdout and "findings (0):" in r.stdout
+
+
+def test_config_address_listening_everywhere_is_asked_over_loopback(
+    server: Server, tmp_path: Path
+) -> None:
+    port = server.url.rsplit(":", 1)[1]
+    config = tmp_path / "everywhere.yaml"
+    tokens = "{name: ops, role: admin, sha256: " + "ab" * 32 + "}"
+    config.write_text(
+        f"data_dir: {tmp_path / 'empty'}\n"
+        f"api: {{host: 0.0.0.0, port: {port}, tokens: [{tokens}]}}\n"
+    )
+    r = runner.invoke(app, ["incidents", "list", "--config", str(config), "--token", TOKEN])
+    assert r.exit_code == 0, r.output
+    assert server.ids['cpu{job="db"}'] in r.stdout
+
+
+def test_url_with_trailing_slash_and_default_config(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = runner.invoke(
+        app, ["incidents", "list", "--url", server.url + "/", "--token", TOKEN, "--json"]
+    )
+    assert r.exit_code == 0, r.output
+    assert len(json.loads(r.stdout)["incidents"]) == 2
+    # ./relia.yaml is the config when none is given: its api address is asked.
+    monkeypatch.chdir(server.config.parent)
+    r = runner.invoke(app, ["incidents", "list", "--token", TOKEN, "--json"])
+    assert r.exit_code == 0, r.output
+    assert len(json.loads(r.stdout)["incidents"]) == 2
+
+
+def test_ipv6_api_address_is_bracketed(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    fill(data / STORE_FILE)
+    config = tmp_path / "relia.yaml"
+    port = free_port()
+    config.write_text(f"data_dir: {data}\napi: {{host: '::1', port: {port}}}\n")
+    r = runner.invoke(app, ["incidents", "list", "--config", str(config)])
+    assert r.exit_code == 0, r.output
+    assert f"relia is not running at http://[::1]:{port}" in r.stderr
+
+
+def test_falls_back_to_the_store_directory_the_config_names(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    ids = fill(elsewhere / STORE_FILE)
+    config = tmp_path / "relia.yaml"
+    config.write_text(
+        f"store: {elsewhere}\ndata_dir: {tmp_path / 'unused'}\napi: {{port: {free_port()}}}\n"
+    )
+    r = runner.invoke(app, ["incidents", "list", "--config", str(config), "--json"])
+    assert r.exit_code == 0, r.output
+    assert {i["id"] for i in json.loads(r.stdout)["incidents"]} == set(ids.values())
 
 
 @pytest.mark.integration

@@ -383,6 +383,23 @@ def test_falls_back_to_the_store_directory_the_config_names(tmp_path: Path) -> N
     assert {i["id"] for i in json.loads(r.stdout)["incidents"]} == set(ids.values())
 
 
+@pytest.mark.parametrize("incident_id", ["?", "?status=open", "../incidents", "a/b", "x#y"])
+def test_show_an_id_that_is_not_one_is_exit_2(server: Server, incident_id: str) -> None:
+    base = ["--config", str(server.config), "--token", TOKEN]
+    r = runner.invoke(app, ["incidents", "show", incident_id, *base])
+    assert r.exit_code == 2, r.output
+    assert r.stderr == f"relia: error: no incident with id {incident_id!r}\n"
+
+
+def test_list_at_an_address_without_the_incidents_api_is_exit_2(tmp_path: Path) -> None:
+    """A URL with a wrong path (or another service) answers 404: an error, not "no incidents"."""
+    api = FastAPI()
+    with serve(api) as url:
+        r = runner.invoke(app, ["incidents", "list", "--url", url + "/relia"])
+    assert r.exit_code == 2, r.output
+    assert "relia answered 404" in r.stderr and r.stdout == ""
+
+
 @pytest.mark.integration
 def test_falls_back_to_the_postgresql_store(tmp_path: Path, postgres_dsn: str) -> None:
     ids = fill(postgres_dsn)

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import quote
 
 import typer
 from rich.console import Console
@@ -177,6 +178,8 @@ def list_incidents(
         params["since"] = str(lo)
     got = src.get("/api/v1/incidents", params)
     if got is not None:
+        if got[0] == 404:  # a wrong path in --url, or another service: not "no incidents"
+            raise DataError("relia answered 404: no incidents API at this address", where=src.url)
         incidents = got[1].get("incidents", [])
     else:
         from relia.incidents.api import incident_json
@@ -201,7 +204,8 @@ def show_incident(
 ) -> None:
     """Show one incident: its likely cause and its findings."""
     src = _Source(config, url, token)
-    got = src.get(f"/api/v1/incidents/{incident_id}", {})
+    # Quoted: an id with '/', '?' or '#' names no incident, never another route.
+    got = src.get(f"/api/v1/incidents/{quote(incident_id, safe='')}", {})
     body: dict[str, Any] | None
     if got is not None:
         body = got[1] if got[0] != 404 else None

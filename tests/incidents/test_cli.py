@@ -383,7 +383,9 @@ def test_falls_back_to_the_store_directory_the_config_names(tmp_path: Path) -> N
     assert {i["id"] for i in json.loads(r.stdout)["incidents"]} == set(ids.values())
 
 
-@pytest.mark.parametrize("incident_id", ["?", "?status=open", "../incidents", "a/b", "x#y"])
+@pytest.mark.parametrize(
+    "incident_id", ["?", "?status=open", "../incidents", "a/b", "x#y", "", ".", ".."]
+)
 def test_show_an_id_that_is_not_one_is_exit_2(server: Server, incident_id: str) -> None:
     base = ["--config", str(server.config), "--token", TOKEN]
     r = runner.invoke(app, ["incidents", "show", incident_id, *base])

@@ -203,6 +203,8 @@ def show_incident(
     token: TokenOpt = None,
 ) -> None:
     """Show one incident: its likely cause and its findings."""
+    if not incident_id.strip("."):  # "", "." and ".." would name a path, not an incident
+        raise DataError(f"no incident with id {incident_id!r}")
     src = _Source(config, url, token)
     # Quoted: an id with '/', '?' or '#' names no incident, never another route.
     got = src.get(f"/api/v1/incidents/{quote(incident_id, safe='')}", {})

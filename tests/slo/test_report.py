@@ -404,6 +404,10 @@ def test_cli_reports_every_slo_it_can_and_names_each_refused_query(
         (["--step", "5x"], "--step: invalid duration"),
         (["--plot", "x.pdf"], "--plot: plot must end in .png or .html"),
         (["--prometheus", "ftp://x"], "--prometheus: expected an http"),
+        (["--timeout", "-1"], "--timeout: expected a positive number of seconds, got -1"),
+        (["--timeout", "0"], "--timeout: expected a positive number of seconds, got 0"),
+        (["--timeout", "nan"], "--timeout: expected a positive number of seconds, got nan"),
+        (["--timeout", "inf"], "--timeout: expected a positive number of seconds, got inf"),
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2(tmp_path: Path, args: list[str], message: str) -> None:

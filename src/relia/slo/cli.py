@@ -158,6 +158,7 @@ def report(
     The evaluation time is rounded down to the query step (5m by default).
     """
     import json
+    import math
     import time
 
     from rich.console import Console
@@ -185,6 +186,10 @@ def report(
     if not prometheus.startswith(("http://", "https://")):
         raise DataError(
             f"expected an http:// or https:// URL, got {prometheus!r}", where="--prometheus"
+        )
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise DataError(
+            f"expected a positive number of seconds, got {timeout:g}", where="--timeout"
         )
     slos = load_slos(files, sloth_windows=sloth_windows)
     statuses: list[SloStatus] = []

@@ -432,3 +432,25 @@ def test_cli_unreachable_prometheus_and_bad_spec(tmp_path: Path) -> None:
     bad.write_text(SPEC.replace("objective: 99", "objective: 120"))
     res = CliRunner().invoke(app, ["slo", "report", str(bad), "--prometheus", URL])
     assert res.exit_code == 2 and "objective" in res.stderr and str(bad) in res.stderr
+
+
+def test_cli_an_slo_whose_query_answers_several_series_does_not_hide_the_others(
+    tmp_path: Path, fake_prometheus: None
+) -> None:
+    # A ratio query must answer one series; this one answers two (bad and total): the SLO's own
+    # fault, as a refused query is, so the other SLOs are still reported.
+    spec = tmp_path / "shop.yaml"
+    spec.write_text(
+        SPEC + "  - name: ratio\n    objective: 99\n    period: 7d\n    sli:\n      raw:\n"
+        '        error_ratio_query: req{window="{{.window}}"}\n'
+    )
+    base = ["slo", "report", str(spec), "--prometheus", URL, "--at", "2024-05-01T12:03:00Z"]
+    res = CliRunner().invoke(app, [*base, "--json"])
+    assert res.exit_code == 2
+    doc = json.loads(res.stdout)
+    assert [s["id"] for s in doc["slos"]] == ["shop-checkout"]
+    assert (
+        list(doc["errors"]) == ["shop-ratio"] and "returned 2 series" in doc["errors"]["shop-ratio"]
+    )
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith("relia: error: SLO shop-ratio: ") and "returned 2 series" in line

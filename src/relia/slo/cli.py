@@ -198,9 +198,10 @@ def report(
         for slo in slos:
             try:
                 statuses.append(evaluate_slo(client, slo, at_ms, step_s=step_s))
-            except QueryRefused as exc:
-                # This SLO's query is at fault: report the others. A Prometheus that cannot be
-                # reached fails them all alike, so that still stops the report at once.
+            except (QueryRefused, DataError) as exc:
+                # This SLO's query is at fault (refused, or answering several series where one
+                # is due): report the others. A Prometheus that cannot be reached fails them
+                # all alike, so that still stops the report at once.
                 refused[slo.id] = str(exc)
     if plot is not None:
         plot_burn_down(plot, statuses)

@@ -133,3 +133,15 @@ def test_help() -> None:
     result = runner.invoke(app, ["slo", "validate", "--help"])
     assert result.exit_code == 0
     assert "--sloth-windows" in result.stdout
+
+
+def test_columns_line_up_and_objectives_keep_their_digits(tmp_path: Path) -> None:
+    spec = tmp_path / "web.yaml"
+    spec.write_text(GOOD.replace("objective: 99.9\n", "objective: 99.99999\n"))
+    result = runner.invoke(app, ["slo", "validate", str(spec)])
+    assert result.exit_code == 0, result.output
+    first, second, _ = result.stdout.splitlines()
+    assert first.split()[2] == "99.99999%"
+    # Each column starts where it starts on the other line: format, objective, period, method.
+    for a, b in (("relia", "relia"), ("99.99999%", "99.5%"), ("30d", "7d"), ("occ", "times")):
+        assert first.index(" " + a) == second.index(" " + b)

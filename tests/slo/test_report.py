@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -336,21 +337,29 @@ slos:
 
 
 @pytest.fixture
-def fake_prometheus(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``relia slo report`` talks to a fake Prometheus holding the hand case's series."""
+def fake_prometheus(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """``relia slo report`` talks to a fake Prometheus holding the hand case's series; the
+    list it returns gets the timeout of each client made."""
     import relia.sources.prometheus as prom
 
-    series = [RangeSeries({**s.labels, "window": "5m"}, s.ts, s.values) for s in _rates(0.01, 2.0)]
+    rates = _rates(0.01, 2.0)
+    # The same rates under both steps the tests use (5m by default, --step 10m).
+    series = [
+        RangeSeries({**s.labels, "window": w}, s.ts, s.values) for s in rates for w in ("5m", "10m")
+    ]
     real = prom.PrometheusClient
+    timeouts: list[float] = []
 
     def make(url: str, timeout: float = 10.0, transport: Any = None) -> PrometheusClient:
         assert url == URL
+        timeouts.append(timeout)
         return real(url, timeout=timeout, transport=fake_prometheus_transport(series))
 
     monkeypatch.setattr(prom, "PrometheusClient", make)
+    return timeouts
 
 
-def test_cli_report(tmp_path: Path, fake_prometheus: None) -> None:
+def test_cli_report(tmp_path: Path, fake_prometheus: list[float]) -> None:
     spec = tmp_path / "shop.yaml"
     spec.write_text(SPEC)
     runner = CliRunner()
@@ -373,7 +382,7 @@ def test_cli_report(tmp_path: Path, fake_prometheus: None) -> None:
 
 
 def test_cli_reports_every_slo_it_can_and_names_each_refused_query(
-    tmp_path: Path, fake_prometheus: None
+    tmp_path: Path, fake_prometheus: list[float]
 ) -> None:
     # One SLO with a query Prometheus refuses must not hide the report of the others.
     spec = tmp_path / "shop.yaml"
@@ -434,8 +443,165 @@ def test_cli_unreachable_prometheus_and_bad_spec(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "objective" in res.stderr and str(bad) in res.stderr
 
 
+# -- what the report shows at its edges (mutation audit) ------------------------------------------
+
+
+def _status(slo: SLO, bad: Any, total: Any, end_ms: int = END) -> E.SloStatus:
+    """``slo`` evaluated on per-step counts (5-minute steps) whose last step ends at ``end_ms``."""
+    return E.status_from_counts(
+        slo, np.asarray(bad, dtype=np.float64), np.asarray(total, dtype=np.float64),
+        end_ms=end_ms, step_s=300,
+    )  # fmt: skip
+
+
+def _rows(table: Any) -> list[dict[str, str]]:
+    """The table's cells, one dict per row keyed by the column header (the later of two equal
+    headers gets a ``2``)."""
+    names: list[str] = []
+    for col in table.columns:
+        names.append(col.header + ("2" if col.header in names else ""))
+    columns = [list(col.cells) for col in table.columns]
+    return [dict(zip(names, cells, strict=True)) for cells in zip(*columns, strict=True)]
+
+
+def test_counts_and_spans_are_written_as_people_read_them() -> None:
+    assert R.format_count(math.nan) == "–" and R.format_count(math.inf) == "–"
+    assert R.format_count(1234.4) == "1,234" and R.format_count(-1234.4) == "-1,234"
+    assert R.format_count(0.1234) == "0.123" and R.format_count(12.0) == "12"
+    assert R.format_span(math.nan) == "–"
+    assert R.format_span(59.6) == "1m"  # rounded, not cut
+    assert R.format_span(86_400) == "1d" and R.format_span(7200) == "2h"
+    assert R.format_span(120) == "2m" and R.format_span(150) == "2m"
+
+
+def test_summary_rows_of_an_slo_without_data_one_overspent_and_one_not_burning() -> None:
+    none = _status(_slo(name="none"), np.full(STEPS, np.nan), np.full(STEPS, np.nan))
+    over = _status(_slo(name="over"), np.full(STEPS, 3000.0), np.full(STEPS, 3000.0))
+    calm = _status(_slo(name="calm"), np.zeros(STEPS), np.full(STEPS, 3000.0))
+    rows = _rows(R.summary_table([none, over, calm]))
+    assert rows[0]["SLI"] == "–" and rows[0]["remaining"] == "no data"
+    assert rows[0]["burn (1h)"] == "–" and rows[0]["budget runs out"] == "–"
+    assert rows[0]["budget spent / total"] == "– / – events"
+    assert rows[1]["budget runs out"] == "exhausted" and rows[1]["remaining"] == "-9900.0%"
+    assert rows[1]["firing"] == "page/quick, page/slow, ticket/quick, ticket/slow"
+    assert rows[2]["budget runs out"] == "never" and rows[2]["burn (1h)"] == "0.00x"
+    assert rows[2]["firing"] == "–" and rows[2]["SLI"] == "100%"
+    alerts = _rows(R.alerts_table([none]))
+    assert {(a["burn"], a["burn2"], a["events"], a["state"]) for a in alerts} == {
+        ("–", "–", "0", "ok")
+    }
+
+
+def test_summary_shows_the_sli_to_6_digits_and_the_window(statuses: list[E.SloStatus]) -> None:
+    week = TimeWindow(period_s=PERIOD, rolling=False, calendar_start=datetime(2024, 4, 29))
+    calendar = _status(_slo(name="weekly", window=week), *_counts(statuses[0]))
+    hot, guarded, cal = _rows(R.summary_table([*statuses, calendar]))
+    assert hot["SLI"] == f"{statuses[0].sli * 100:.6g}%" == "99.7815%"
+    assert hot["window"] == "7d rolling"
+    assert cal["window"] == "7d from 2024-04-29T00:00:00Z"
+    # Pages held back by min_events are counted, with nothing firing before them.
+    assert guarded["firing"] == "2 held (low traffic)"
+
+
+def test_a_disabled_alert_that_fires_is_marked_disabled(statuses: list[E.SloStatus]) -> None:
+    off = _slo(alerting={"name": "X", "page": {"disabled": True}})
+    st = _status(off, *_counts(statuses[0]))
+    assert _rows(R.summary_table([st]))[0]["firing"] == "page/quick (disabled)"
+    states = {a["alert"]: a["state"] for a in _rows(R.alerts_table([st]))}
+    assert states == {
+        "page/quick": "FIRING (disabled)", "page/slow": "ok", "ticket/quick": "ok",
+        "ticket/slow": "ok",
+    }  # fmt: skip
+
+
+def test_alert_rows_show_each_window_with_its_own_burn_rate(
+    statuses: list[E.SloStatus],
+) -> None:
+    rows = {r["alert"]: r for r in _rows(R.alerts_table(statuses[:1]))}
+    quick, slow = rows["page/quick"], rows["page/slow"]
+    assert (quick["long"], quick["short"], quick["events"]) == ("1h", "5m", "36,000")
+    assert (slow["long"], slow["short"]) == ("6h", "30m")
+    by_name = {f"{a.window.severity}/{a.window.name}": a for a in statuses[0].alerts}
+    assert slow["burn"] == f"{by_name['page/slow'].long_burn:.2f}x" == "3.42x"
+    assert slow["burn2"] == f"{by_name['page/slow'].short_burn:.2f}x" == "20.00x"
+
+
+def test_the_title_names_the_time_only_when_all_slos_share_it(
+    statuses: list[E.SloStatus],
+) -> None:
+    later = _status(_slo(name="later"), *_counts(statuses[0]), end_ms=END + 300_000)
+    assert R.summary_table(statuses).title == "SLOs at 2024-05-01T12:00:00Z"
+    assert R.summary_table([statuses[0], later]).title == "SLOs"
+
+
+def test_the_report_document_has_one_entry_per_slo_in_order(statuses: list[E.SloStatus]) -> None:
+    doc = R.report_json(statuses)
+    assert [s["id"] for s in doc["slos"]] == ["shop-checkout", "shop-guarded"]
+
+
+def test_the_html_chart_draws_each_slo_with_data_in_percent_and_tables_them(
+    statuses: list[E.SloStatus], tmp_path: Path
+) -> None:
+    import matplotlib.pyplot as plt
+
+    none = _status(
+        _slo(service="a&b", name="<none>"), np.full(STEPS, np.nan), np.full(STEPS, np.nan)
+    )
+    page = R.plot_burn_down(tmp_path / "b.HTM", [*statuses, none]).read_text()
+    assert plt.get_fignums() == []  # the figure is closed once written
+    # matplotlib writes each text of the SVG as a comment next to its glyphs.
+    texts = re.findall(r"<!-- (.*?) -->", page)
+    assert "shop-checkout (99%)" in texts and "shop-guarded (99.5%)" in texts
+    assert not [t for t in texts if "none" in t]  # no data: no line, no legend entry
+    assert "budget exhausted" in texts and "error budget remaining (%)" in texts
+    assert "100" in texts and "80" in texts  # the y axis is in percent, not a share
+    assert "<h3>SLOs (3)</h3>" in page
+    rows = [re.findall(r"<td>(.*?)</td>", r) for r in re.findall(r"<tr>(<td>.*?)</tr>", page)]
+    hot, _, empty = rows
+    assert hot[0] == "shop-checkout" and hot[-1] == "page/quick"
+    at = format_ms(statuses[0].at_ms + round(statuses[0].exhaustion_s * 1000))
+    assert hot[-2] == f"in {R.format_span(statuses[0].exhaustion_s)} ({at})"
+    assert empty[0] == "a&amp;b-&lt;none&gt;"  # escaped: a name is text, not markup
+    assert empty[4:] == ["–", "–", "–", "–"]  # remaining, burn, runs out, firing
+    png = R.plot_burn_down(tmp_path / "b.PNG", statuses)  # the suffix in any case
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_report_options_reach_the_evaluation(
+    tmp_path: Path, fake_prometheus: list[float]
+) -> None:
+    spec = tmp_path / "shop.yaml"
+    spec.write_text(SPEC)
+    base = ["slo", "report", str(spec), "--prometheus", URL, "--json"]
+    res = CliRunner().invoke(app, [*base, "--at", "2024-05-01T12:03:00Z", "--step", "10m"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["slos"][0]["step"] == "10m" and doc["slos"][0]["events"] == pytest.approx(
+        STEPS * 3000
+    )
+    assert "errors" not in doc  # only when an SLO was refused
+    assert fake_prometheus == [30.0]  # the default --timeout
+    plot = tmp_path / "burn.PNG"  # the suffix in any case
+    res = CliRunner().invoke(app, [*base, "--at", "now-1h", "--timeout", "4", "--plot", str(plot)])
+    assert res.exit_code == 0, res.output
+    assert fake_prometheus[-1] == 4.0 and plot.read_bytes()[:4] == b"\x89PNG"
+    at = datetime.fromisoformat(json.loads(res.stdout)["slos"][0]["at"])
+    hour_ago = datetime.now(tz=at.tzinfo).timestamp() - 3600
+    assert hour_ago - 300 <= at.timestamp() <= hour_ago  # rounded down to the 5-minute step
+
+
+def test_cli_an_unreachable_prometheus_is_one_line_for_all_slos(tmp_path: Path) -> None:
+    spec = tmp_path / "shop.yaml"
+    spec.write_text(SPEC + SPEC.split("slos:\n", 1)[1].replace("name: checkout", "name: other"))
+    for url in ("http://127.0.0.1:9", "https://127.0.0.1:9"):
+        res = CliRunner().invoke(app, ["slo", "report", str(spec), "--prometheus", url])
+        assert res.exit_code == 2 and res.stdout == ""
+        (line,) = res.stderr.strip().splitlines()
+        assert line.startswith("relia: error: ") and "cannot reach Prometheus" in line
+
+
 def test_cli_an_slo_whose_query_answers_several_series_does_not_hide_the_others(
-    tmp_path: Path, fake_prometheus: None
+    tmp_path: Path, fake_prometheus: list[float]
 ) -> None:
     # A ratio query must answer one series; this one answers two (bad and total): the SLO's own
     # fault, as a refused query is, so the other SLOs are still reported.

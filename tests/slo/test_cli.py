@@ -1,0 +1,84 @@
+"""``relia slo rules`` options and messages, beyond what tests/slo/test_rules.py covers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from relia.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+SLO_DATA = Path(os.environ.get("RELIA_SLO_DATA", ROOT.parent / "shared/data/slo"))
+
+SPEC = """\
+apiVersion: relia/v1
+service: web
+slos:
+  - name: availability
+    objective: 99.9
+    sli:
+      events:
+        error_query: sum(rate(errors_total[{{.window}}]))
+        total_query: sum(rate(requests_total[{{.window}}]))
+    alerting: {name: WebErrors}
+  - name: latency
+    objective: 99
+    sli:
+      events:
+        error_query: sum(rate(slow_total[{{.window}}]))
+        total_query: sum(rate(requests_total[{{.window}}]))
+"""
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> Path:
+    p = tmp_path / "web.yaml"
+    p.write_text(SPEC)
+    return p
+
+
+def _rules(text: str) -> list[dict[str, object]]:
+    return [r for g in yaml.safe_load(text)["groups"] for r in g["rules"]]
+
+
+def test_rules_label_value_keeps_its_own_equals_signs(spec: Path) -> None:
+    result = CliRunner().invoke(app, ["slo", "rules", str(spec), "-l", "query=a=b"])
+    assert result.exit_code == 0, result.output
+    first = _rules(result.stdout)[0]
+    assert first["labels"]["query"] == "a=b"  # type: ignore[index]
+
+
+def test_rules_label_without_a_key_is_refused(spec: Path) -> None:
+    result = CliRunner().invoke(app, ["slo", "rules", str(spec), "--label", "=x"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == "relia: error: --label: expected KEY=VALUE, got '=x'\n"
+
+
+def test_rules_written_to_a_file_counts_every_rule_of_every_slo(spec: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rules.yml"
+    result = CliRunner().invoke(app, ["slo", "rules", str(spec), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    n = len(_rules(out.read_text()))
+    assert n > 6  # more rules than groups
+    assert result.stderr == f"wrote {n} rules for 2 SLOs to {out}\n" and result.stdout == ""
+
+
+def test_rules_that_cannot_be_written_say_why_in_words(spec: Path, tmp_path: Path) -> None:
+    out = tmp_path / "missing" / "rules.yml"
+    result = CliRunner().invoke(app, ["slo", "rules", str(spec), "--out", str(out)])
+    assert result.exit_code == 2
+    assert result.stderr == f"relia: error: {out}: cannot write: No such file or directory\n"
+
+
+@pytest.mark.skipif(not (SLO_DATA / "sloth").is_dir(), reason=f"no SLO examples at {SLO_DATA}")
+def test_rules_sloth_windows_set_the_alert_windows() -> None:
+    sloth = SLO_DATA / "sloth"
+    base = ["slo", "rules", str(sloth / "multifile.yml")]
+    default = CliRunner().invoke(app, base)
+    week = CliRunner().invoke(app, [*base, "--sloth-windows", str(sloth / "windows" / "7d.yaml")])
+    assert default.exit_code == 0 and week.exit_code == 0, week.output
+    assert "30d" in default.stdout and "30d" not in week.stdout

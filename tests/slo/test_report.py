@@ -620,3 +620,25 @@ def test_cli_an_slo_whose_query_answers_several_series_does_not_hide_the_others(
     )
     (line,) = res.stderr.strip().splitlines()
     assert line.startswith("relia: error: SLO shop-ratio: ") and "returned 2 series" in line
+
+
+def test_cli_report_reads_the_sloth_windows_file(tmp_path: Path) -> None:
+    spec = tmp_path / "shop.yaml"
+    spec.write_text(SPEC)
+    missing = tmp_path / "windows.yaml"
+    res = CliRunner().invoke(
+        app,
+        ["slo", "report", str(spec), "--prometheus", "http://127.0.0.1:9",
+         "--sloth-windows", str(missing)],
+    )  # fmt: skip
+    assert res.exit_code == 2 and res.stderr == f"relia: error: {missing}: no such file\n"
+
+
+def test_the_chart_title_names_the_time_only_when_all_slos_share_it(
+    statuses: list[E.SloStatus], tmp_path: Path
+) -> None:
+    later = _status(_slo(name="later"), *_counts(statuses[0]), end_ms=END + 300_000)
+    same = R.plot_burn_down(tmp_path / "same.html", statuses).read_text()
+    assert "<title>Error budget burn-down to 2024-05-01T12:00:00Z</title>" in same
+    mixed = R.plot_burn_down(tmp_path / "mixed.html", [statuses[0], later]).read_text()
+    assert "<title>Error budget burn-down</title>" in mixed

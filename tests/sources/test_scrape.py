@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import time
 
 import httpx
 import numpy as np
@@ -569,7 +570,7 @@ def test_a_redirected_target_is_followed_as_prometheus_follows_it() -> None:
             # declared OpenMetrics (any case) and cut short: no `# EOF`, so not all there
             fake_scrape_transport("g 1\n", "Application/OpenMetrics-Text; version=1.0.0"),
             5.0,
-            "invalid OpenMetrics exposition: Missing # EOF at end",
+            "http://h:1/metrics: invalid OpenMetrics exposition: Missing # EOF at end",
         ),
     ],
 )
@@ -650,6 +651,21 @@ def test_an_interval_is_kept_to_the_millisecond() -> None:
     )  # fmt: skip
     sizes = [len(source.poll(NOW + dt)) for dt in (0, 1000, 1001)]
     assert [n > 0 for n in sizes] == [True, False, True]
+
+
+def test_a_schedule_resumes_after_a_long_stall_without_counting_every_missed_slot() -> None:
+    # A host that slept for a day with a 1 ms interval: the next scrape is the next slot of the
+    # grid after now, found at once (not 86 million steps later).
+    source = ScrapeSource(
+        "api", "http://h:1/metrics", SeriesIndex(), transport=fake_scrape_transport(TEXT),
+        interval=0.001,
+    )  # fmt: skip
+    source.poll(NOW)
+    day = 86_400_000
+    started = time.monotonic()
+    assert len(source.poll(NOW + day)) > 0
+    assert time.monotonic() - started < 1.0
+    assert len(source.poll(NOW + day)) == 0 and len(source.poll(NOW + day + 1)) > 0
 
 
 def test_a_long_bad_line_is_quoted_only_in_part() -> None:

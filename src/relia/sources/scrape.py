@@ -283,16 +283,17 @@ class ScrapeSource:
                 return MetricBatch.empty()
             # On a grid from the first scrape, so a slow tick does not drift the schedule.
             due = now_ms if self._next_due is None else self._next_due
-            while due <= now_ms:
-                due += self.interval_ms
-            self._next_due = due
+            # The first slot of the grid after now (arithmetic: after a long stall, a loop over
+            # every missed slot would take seconds at a short interval).
+            self._next_due = due + ((now_ms - due) // self.interval_ms + 1) * self.interval_ms
         started = time.monotonic()
         m = self.metrics
         try:
             text, om = self._fetch()
             batch, is_counter = _parse(text, self.index, now_ms, self.target_labels, om)
         except SourceError as exc:
-            self.last_error = str(exc)
+            # Every error names the target (a parse error does not know the URL by itself).
+            self.last_error = str(exc) if exc.where else f"{self.url}: {exc}"
             log.warning("scrape %s (%s) failed: %s", self.name, self.url, exc)
             if m is not None:
                 m.up.labels(target=self.name).set(0)

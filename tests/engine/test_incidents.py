@@ -13,7 +13,7 @@ from relia.engine.incidents import IncidentPipeline, IncidentThread
 from relia.engine.local import LocalExecutor
 from relia.engine.loop import Engine
 from relia.errors import StoreError
-from relia.incidents.model import Finding, FindingKind, Incident, Severity
+from relia.incidents.model import Finding, FindingKind, Incident, IncidentStatus, Severity
 from relia.notify.outbox import OutboxItem
 from relia.signals import MetricBatch, SeriesIndex
 from tests.engine.memstore import MemoryStore
@@ -77,6 +77,30 @@ def test_a_failed_round_keeps_its_findings_for_the_next() -> None:
     assert len(errors) == 1
     flat = [fid for call in pipe.calls for fid in call]
     assert flat == [a.id, b.id]  # each exactly once, the failed one first
+
+
+def test_a_finding_that_grew_while_a_round_failed_is_correlated_at_its_newest() -> None:
+    # The engine submits the grown finding while the round holding its older version fails:
+    # the retry must hand the older one first, since the last one given for an id wins.
+    old = _finding("a", T0)
+    grown = old.model_copy(update={"end": T0 + 60_000})
+    seen: list[int] = []
+
+    class Pipe:
+        def update(self, findings: list[Finding], now: int) -> list[object]:
+            if not seen:
+                seen.append(-1)
+                th.submit([grown])
+                raise OSError("store is away")
+            seen.extend(f.end for f in findings)
+            return []
+
+    th = IncidentThread(Pipe(), lambda: T0, period_s=3600)  # type: ignore[arg-type]
+    th.submit([old])
+    with pytest.raises(OSError):
+        th.run_round()
+    th.run_round()
+    assert seen == [-1, T0, T0 + 60_000]
 
 
 class FlakyStore(MemoryStore):
@@ -193,3 +217,119 @@ def test_engine_run_correlates_in_the_incident_thread() -> None:
     assert "relia-incidents" in update_threads
     assert "engine-loop" in tick_threads
     eng.close()
+
+
+# -- what a restart seeds and redoes (IncidentPipeline.start) ----------------------------------
+
+MIN = 60_000
+
+
+def test_a_restart_correlates_findings_stored_without_an_incident_and_notifies_them() -> None:
+    # relia died between storing findings and saving their incident: the next start does it.
+    store = FlakyStore()
+    recent, older = _finding('cpu{job="db"}', T0 - MIN), _finding('mem{job="web"}', T0 - 20 * MIN)
+    store.add_findings([recent, older])
+    woken: list[int] = []
+    pipe = IncidentPipeline(
+        store, IncidentsConfig(), lambda sid: None, sinks=["am"], wake=lambda: woken.append(1)
+    )
+    pipe.start(T0)
+    held = sorted(fid for inc in store.incidents() for fid in inc.finding_ids)
+    assert held == sorted([recent.id, older.id])  # the one from 20 minutes ago too
+    assert store.outbox_counts()["am"]["pending"] == len(store.incidents())
+    assert woken  # the dispatcher hears of them at once
+
+
+def test_an_orphan_older_than_every_restored_incident_is_still_correlated() -> None:
+    store = FlakyStore()
+    first = IncidentPipeline(store, IncidentsConfig(), lambda sid: None, sinks=["am"])
+    first.start(T0 - MIN)
+    opened = _finding('cpu{job="db"}', T0 - MIN)
+    store.add_findings([opened])
+    first.update([opened], T0 - MIN)
+    orphan = _finding('mem{job="web"}', T0 - 20 * MIN)  # stored, then relia died
+    store.add_findings([orphan])
+    IncidentPipeline(store, IncidentsConfig(), lambda sid: None, sinks=["am"]).start(T0)
+    held = [fid for inc in store.incidents() for fid in inc.finding_ids]
+    assert sorted(held) == sorted([opened.id, orphan.id])
+
+
+def test_a_restart_keeps_a_stored_incident_whole_and_notifies_nothing_twice() -> None:
+    store = FlakyStore()
+    first = IncidentPipeline(store, IncidentsConfig(), lambda sid: None, sinks=["am"])
+    first.start(T0)
+    f = _finding('cpu{job="db"}', T0)
+    store.add_findings([f])
+    (returned,) = first.update([f], T0)
+    (incident,) = store.incidents()
+    assert returned == incident
+    woken: list[int] = []
+    again = IncidentPipeline(
+        store, IncidentsConfig(), lambda sid: None, sinks=["am"], wake=lambda: woken.append(1)
+    )
+    assert again.start(T0 + MIN) == 1  # restored
+    assert store.incidents() == [incident]  # not correlated again into a second one
+    assert store.outbox_counts()["am"] == {"pending": 1, "delivered": 0, "failed": 0}
+    assert woken == []  # nothing new to send
+    grown = f.model_copy(update={"end": T0 + 2 * MIN})
+    store.add_findings([grown])
+    again.update([grown], T0 + 2 * MIN)
+    (after,) = store.incidents()
+    assert after.id == incident.id and after.end == T0 + 2 * MIN  # grew, no duplicate
+
+
+def test_a_restart_enqueues_what_a_crash_left_saved_but_not_enqueued() -> None:
+    store = FlakyStore()
+    pipe, f = _pipeline_and_a_stored_finding(store)
+    store.fail_enqueues = 1
+    with pytest.raises(StoreError):
+        pipe.update([f], T0)  # saved, not enqueued, and then relia dies
+    assert store.outbox_counts() == {}
+    IncidentPipeline(store, IncidentsConfig(), lambda sid: None, sinks=["am"]).start(T0 + MIN)
+    assert store.outbox_counts()["am"]["pending"] == 1
+
+
+def test_a_restart_hours_later_still_sends_a_lost_resolution() -> None:
+    # The resolution was saved but its notification lost; relia comes back two hours later
+    # (past every correlation window, within a day): the "resolved" still goes out.
+    store = FlakyStore()
+    pipe, f = _pipeline_and_a_stored_finding(store)
+    pipe.update([f], T0)
+    store.fail_enqueues = 1
+    with pytest.raises(StoreError):
+        pipe.update([], T0 + 10 * MIN)  # resolves: saved, not enqueued
+    (resolved,) = store.incidents()
+    assert resolved.status is IncidentStatus.RESOLVED
+    IncidentPipeline(store, IncidentsConfig(), lambda sid: None, sinks=["am"]).start(T0 + 130 * MIN)
+    assert store.outbox_counts()["am"]["pending"] == 2  # opened and resolved
+
+
+def test_a_key_going_wrong_again_after_a_restart_reopens_its_resolved_incident() -> None:
+    store = FlakyStore()
+    pipe, f = _pipeline_and_a_stored_finding(store)
+    pipe.update([f], T0)
+    pipe.update([], T0 + 10 * MIN)
+    (resolved,) = store.incidents()
+    assert resolved.status is IncidentStatus.RESOLVED
+    again = IncidentPipeline(store, IncidentsConfig(), lambda sid: None, sinks=["am"])
+    again.start(T0 + 15 * MIN)
+    f2 = _finding('cpu{job="db"}', T0 + 16 * MIN)
+    store.add_findings([f2])
+    again.update([f2], T0 + 16 * MIN)
+    (reopened,) = store.incidents()
+    assert reopened.id == resolved.id and reopened.status is IncidentStatus.OPEN
+    assert f2.id in reopened.finding_ids
+
+
+def test_an_incident_changed_twice_while_the_store_is_away_is_saved_at_its_newest() -> None:
+    store = FlakyStore()
+    pipe, f = _pipeline_and_a_stored_finding(store)
+    store.fail_saves = 2
+    with pytest.raises(StoreError):
+        pipe.update([f], T0)
+    with pytest.raises(StoreError):
+        pipe.update([], T0 + 10 * MIN)  # resolves it
+    pipe.update([], T0 + 11 * MIN)
+    (incident,) = store.incidents()
+    assert incident.status is IncidentStatus.RESOLVED
+    assert store.outbox_counts()["am"]["pending"] == 1  # the newest version, once

@@ -254,6 +254,9 @@ def test_table_changed_only_and_foreign_checkpoints() -> None:
     ex.process(MetricBatch.for_series(2, [2000], [5.0]))  # dropped: not newer
     assert set(ex.checkpoints(changed_only=True)) == {2}
     assert set(ex.checkpoints()) == {1, 2}
+    assert ex.checkpoints(changed_only=True) == {}
+    ex.process(MetricBatch.for_series(1, [3000], [1.0]))
+    assert set(ex.checkpoints()) == {1, 2}
     assert ex.checkpoints(changed_only=True) == {}  # a full checkpoint clears the flags too
     cusum = LocalExecutor("cusum", {})
     cusum.process(MetricBatch.for_series(3, [1000], [1.0]))
@@ -267,3 +270,16 @@ def test_table_nan_values_are_scored_not_dropped() -> None:
     assert len(out) == 3 and out.dropped == 0
     assert np.isfinite(out.score).all()
     assert len(ex.process(MetricBatch.empty())) == 0
+
+
+@pytest.mark.parametrize("detector", ["cusum", "default"])
+def test_a_restored_series_drops_what_it_learned_before_its_checkpoint(detector: str) -> None:
+    # After a restart a source may send again what the checkpoint already holds (a query's
+    # lookback, the replay of stored samples): the first batch must not teach it twice.
+    ts = np.arange(10, dtype=np.int64) * 1000
+    first = LocalExecutor(detector, {})
+    first.process(MetricBatch.for_series(7, ts, np.arange(10.0)))
+    again = LocalExecutor(detector, {}, n_shards=2)
+    assert again.restore(first.checkpoints()) == 1
+    out = again.process(MetricBatch.for_series(7, np.append(ts[5:], 10_000), np.ones(6)))
+    assert out.ts.tolist() == [10_000] and out.dropped == 5

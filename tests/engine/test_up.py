@@ -15,7 +15,7 @@ import pytest
 from relia.config import ApiConfig, HostConfig, ReliaConfig, ScrapeTarget
 from relia.engine.up import build_sources, run_up
 from relia.errors import ConfigError
-from relia.signals import SeriesIndex
+from relia.signals import MetricBatch, SeriesIndex
 from relia.store.duckdb import DuckDBStore
 
 
@@ -291,3 +291,155 @@ def test_up_executor_options_are_checked(tmp_path: Path) -> None:
     res = runner.invoke(app, ["up", "--executor", "local", "--ray-address", "auto"])
     assert res.exit_code == 2
     assert "relia: error: --ray-address: needs --executor ray, not local" in res.stderr
+
+
+def test_up_replays_remote_write_samples_acknowledged_before_a_crash(tmp_path: Path) -> None:
+    # Acknowledged (in the WAL) but never stored: relia died. The next `relia up` stores them.
+    from relia.ingest.queue import IngestQueue
+    from relia.ingest.remote_write import RemoteWriteDecoder
+    from tests.ingest.prompb import encode
+
+    cfg = _config(tmp_path)
+    now_ms = int(time.time() * 1000)
+    body = encode([({"__name__": "acked_before_crash", "job": "agent"}, [(now_ms, 1.0)])])
+    queue = IngestQueue(1000, cfg.data_dir / "wal")
+    queue.recover(lambda payload: RemoteWriteDecoder(SeriesIndex()).decode(payload).batch)
+    queue.offer(RemoteWriteDecoder(SeriesIndex()).decode(body).batch, body)
+    queue.close()
+    r = Running(cfg)
+    try:
+        names = r.wait_for(
+            lambda: (
+                {s["name"] for s in r.get("/api/v1/series").json()["series"]}
+                & {"acked_before_crash"}
+            )
+        )
+        assert names == {"acked_before_crash"}
+    finally:
+        assert r.finish() == 0
+
+
+def test_up_frees_its_port_when_it_stops(tmp_path: Path) -> None:
+    import socket
+
+    r = Running(_config(tmp_path))
+    assert r.url
+    port = int(r.url.rsplit(":", 1)[1])
+    assert r.finish() == 0
+    with socket.socket() as s:  # a second `relia up` on the same port can listen now
+        s.bind(("127.0.0.1", port))
+        s.listen()
+
+
+def test_up_in_the_main_thread_restores_signal_handlers_and_a_second_signal_stops_waiting(
+    tmp_path: Path,
+) -> None:
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def interrupt_twice(url: str) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # asks for a clean stop
+        time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)  # impatient: stop waiting
+
+    with pytest.raises(KeyboardInterrupt):
+        run_up(_config(tmp_path), ready=interrupt_twice)
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+    stop = threading.Event()
+    assert run_up(_config(tmp_path), stop=stop, ready=lambda url: stop.set()) == 0
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+    with DuckDBStore(tmp_path / "data" / "relia.duckdb") as store:
+        assert store.list_series() is not None  # closed and readable after both
+
+
+def test_build_sources_has_no_remote_write_without_the_api() -> None:
+    cfg = ReliaConfig(host=HostConfig(enabled=False), api=ApiConfig(enabled=False))
+    assert build_sources(cfg, SeriesIndex()) == []
+    on = cfg.model_copy(update={"api": ApiConfig()})
+    assert [s.name for s in build_sources(on, SeriesIndex())] == ["remote_write"]
+
+
+def test_up_turns_a_stored_finding_into_an_incident_and_delivers_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A finding relia stored before it died without correlating it: the next `relia up` opens
+    # its incident, serves it and delivers its notification to the configured sink.
+    from relia.config import NotifyConfig, SinkConfig
+    from relia.incidents.model import Finding, FindingKind, Severity
+
+    cfg = _config(tmp_path).model_copy(
+        update={"notify": NotifyConfig(sinks=[SinkConfig(name="ops-log", type="log")])}
+    )
+    now_ms = int(time.time() * 1000)
+    f = Finding(
+        id=Finding.make_id(FindingKind.METRIC, 'cpu{job="db"}', now_ms, "t"),
+        kind=FindingKind.METRIC,
+        key='cpu{job="db"}',
+        start=now_ms,
+        end=now_ms,
+        score=0.9,
+        severity=Severity.WARNING,
+        detector="t",
+        summary="cpu",
+        evidence={},
+    )
+    cfg.data_dir.mkdir(parents=True)
+    with DuckDBStore(cfg.data_dir / "relia.duckdb") as store:
+        store.add_findings([f])
+    with caplog.at_level("INFO", logger="relia.notify"):
+        r = Running(cfg)
+        try:
+            (incident,) = r.wait_for(lambda: r.get("/api/v1/incidents").json()["incidents"])
+            assert incident["finding_ids"] == [f.id]
+            r.wait_for(lambda: "relia incident" in caplog.text)
+        finally:
+            assert r.finish() == 0
+    assert caplog.text.count(f'"incident_id": "{incident["id"]}"') == 1
+    with DuckDBStore(cfg.data_dir / "relia.duckdb") as store:
+        assert store.outbox_counts()["ops-log"]["delivered"] == 1
+
+
+def test_up_on_ipv6_loopback_reports_a_bracketed_url(tmp_path: Path) -> None:
+    r = Running(_config(tmp_path, host="::1"))
+    try:
+        assert r.url and r.url.startswith("http://[::1]:")
+        assert r.get("/healthz").status_code == 200  # the URL it reports works
+    finally:
+        assert r.finish() == 0
+
+
+def test_ingest_writes_its_wal_where_configured_and_fsyncs_every_write_when_asked(
+    tmp_path: Path,
+) -> None:
+    from relia.config import IngestConfig
+    from relia.engine.up import build_ingest_source
+
+    wal = tmp_path / "elsewhere"
+    cfg = ReliaConfig(
+        data_dir=tmp_path / "data", ingest=IngestConfig(wal_dir=wal, fsync_every_write=True)
+    )
+    src = build_ingest_source(cfg, SeriesIndex())
+    src.queue.recover(lambda payload: MetricBatch.empty())
+    assert wal.is_dir() and not (tmp_path / "data" / "wal").exists()
+    assert src.queue.fsync_interval_s == 0.0  # fsync before every acknowledgement
+    src.queue.close()
+    default = build_ingest_source(ReliaConfig(data_dir=tmp_path / "d2"), SeriesIndex())
+    assert default.queue.wal_dir == tmp_path / "d2" / "wal"
+    assert default.queue.fsync_interval_s is None  # the OS flushes
+
+
+def test_slos_without_their_own_prometheus_query_the_first_prometheus_source(
+    tmp_path: Path,
+) -> None:
+    from relia.engine.up import build_slo_evaluator
+    from tests.engine.test_slo_engine import SPEC
+
+    spec = tmp_path / "shop.yaml"
+    spec.write_text(SPEC)
+    sources = [
+        {"name": f"p{n}", "url": f"http://127.0.0.1:{9090 + n}", "queries": [{"query": "up"}]}
+        for n in range(2)
+    ]
+    cfg = ReliaConfig.model_validate({"prometheus": sources, "slos": {"files": [spec]}})
+    ev = build_slo_evaluator(cfg)
+    assert ev is not None and ev.client.url == "http://127.0.0.1:9090"  # type: ignore[attr-defined]
+    ev.close()

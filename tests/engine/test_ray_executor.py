@@ -322,3 +322,453 @@ def test_importing_relia_does_not_import_ray() -> None:
         "assert 'ray' not in sys.modules, 'ray imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# -- without a cluster: a fake ``ray`` module, so that recovery and fan-out rules run fast ------
+
+
+class _ActorDied(Exception):
+    """The fake's ``ray.exceptions.RayActorError``."""
+
+
+class _Ref:
+    def __init__(self, fn: Any) -> None:
+        # Run at once, as a live actor would: a result (or the error) waits for ``ray.get``.
+        try:
+            self.value, self.error = fn(), None
+        except Exception as exc:  # noqa: BLE001 - handed to whoever gets the ref
+            self.value, self.error = None, exc
+
+
+class _FakeActor:
+    def __init__(self, ray: _FakeRay, cls: type, num_cpus: float, args: tuple[Any, ...]) -> None:
+        self.ray, self.dead, self.calls = ray, False, []
+        self.unreachable = False  # calls fail as if it died, yet it lives (and holds its CPUs)
+        self.num_cpus = num_cpus
+        self.placed = ray.free_cpus() >= num_cpus - 1e-9 and not ray.born_dead
+        self.dead = ray.born_dead
+        self.inst = cls(*args)
+
+    def __getattr__(self, method: str) -> Any:
+        actor = self
+
+        class _Method:
+            @staticmethod
+            def remote(*args: Any) -> _Ref:
+                def run() -> Any:
+                    if actor.dead or actor.unreachable:
+                        raise _ActorDied("The actor died unexpectedly before finishing this task.")
+                    if not actor.placed:
+                        raise RuntimeError("no resources to place the actor")
+                    actor.calls.append(method)
+                    return getattr(actor.inst, method)(*args)
+
+                return _Ref(run)
+
+        return _Method()
+
+
+class _FakeRay:
+    """Enough of ``ray`` for :class:`RayExecutor`: actors in this process, killable, on a
+    cluster of ``cpus`` CPUs; arrays come back read-only, as from Ray's object store."""
+
+    def __init__(self, cpus: float = 4, initialized: bool = True) -> None:
+        self.exceptions = type("exceptions", (), {"RayActorError": _ActorDied})
+        self.cpus, self.initialized = cpus, initialized
+        self.inits: list[dict[str, Any]] = []
+        self.init_error: Exception | None = None
+        self.shutdowns = 0
+        self.actors: list[_FakeActor] = []
+        self.born_dead = False
+
+    def is_initialized(self) -> bool:
+        return self.initialized
+
+    def init(self, **kwargs: Any) -> None:
+        self.inits.append(kwargs)
+        if self.init_error is not None:
+            raise self.init_error
+        self.initialized = True
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+        self.initialized = False
+
+    def cluster_resources(self) -> dict[str, float]:
+        return {"CPU": float(self.cpus)}
+
+    def free_cpus(self) -> float:
+        return self.cpus - sum(a.num_cpus for a in self.actors if a.placed and not a.dead)
+
+    def remote(self, *, num_cpus: float, **options: Any) -> Any:
+        fake = self
+
+        def wrap(cls: type) -> Any:
+            class _Cls:
+                @staticmethod
+                def remote(*args: Any) -> _FakeActor:
+                    actor = _FakeActor(fake, cls, num_cpus, args)
+                    fake.actors.append(actor)
+                    return actor
+
+            return _Cls
+
+        return wrap
+
+    def get(self, refs: Any) -> Any:
+        if isinstance(refs, list):
+            return [self.get(r) for r in refs]
+        if refs.error is not None:
+            raise refs.error
+        return _read_only(refs.value)
+
+    def kill(self, actor: _FakeActor, no_restart: bool = True) -> None:
+        actor.dead = True
+
+
+def _read_only(value: Any) -> Any:
+    if isinstance(value, ScoredPoints):
+        arrays = [
+            getattr(value, f)
+            for f in ("series_id", "ts", "value", "score", "expected", "lower", "upper")
+        ]
+        arrays.append(value.component)
+        for a in arrays:
+            a.setflags(write=False)
+    return value
+
+
+@pytest.fixture
+def fake_ray(monkeypatch: pytest.MonkeyPatch) -> _FakeRay:
+    fake = _FakeRay()
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    return fake
+
+
+def _spread_ids(n: int = 30) -> np.ndarray:
+    return np.arange(1, n + 1, dtype=np.int64)  # ids % 3: every shard of 3 gets 10
+
+
+def test_series_stay_on_their_actor_and_results_come_in_shard_order(fake_ray: _FakeRay) -> None:
+    ids = _spread_ids()
+    local = LocalExecutor("default")
+    with RayExecutor("default", n_actors=3) as ex:
+        for k in range(6):
+            b = _batch(ids[::-1], k)
+            got = ex.process(b)
+            _assert_same(got, local.process(b))
+            assert got.series_id.tolist() == sorted(ids.tolist(), key=lambda s: (s % 3, s))
+        held = [a.inst.n_series() for a in fake_ray.actors]
+        assert held == [10, 10, 10]
+        assert [sorted(a.inst.checkpoints()) for a in fake_ray.actors] == [
+            [s for s in range(1, 31) if s % 3 == k] for k in range(3)
+        ]
+
+
+def test_an_empty_batch_scores_nothing_and_calls_no_actor(fake_ray: _FakeRay) -> None:
+    with RayExecutor("default", n_actors=2) as ex:
+        out = ex.process(MetricBatch.empty())
+        assert len(out) == 0 and out.dropped == 0
+        assert all(a.calls == ["n_series"] for a in fake_ray.actors)
+
+
+def test_results_can_be_modified_although_ray_hands_back_read_only_arrays(
+    fake_ray: _FakeRay,
+) -> None:
+    with RayExecutor("default", n_actors=2) as ex:
+        out = ex.process(_batch(np.array([2, 4, 6]), 0))  # all on one shard: no concat copy
+        out.score[0] = 1.0
+        out.expected[:] = 0.0
+        out.component[0] = 1
+        assert out.score[0] == 1.0
+
+
+def _recorder(saved: dict[int, bytes], learned: list[MetricBatch], asked: list[list[int]]) -> Any:
+    def recover(owns: Any) -> tuple[dict[int, bytes], MetricBatch]:
+        asked.append([s for s in range(1, 31) if owns(np.array([s]))[0]])
+        rows = MetricBatch.concat(learned)
+        mine = owns(rows.series_id)
+        ck = {s: b for s, b in saved.items() if owns(np.array([s]))[0]}
+        return ck, MetricBatch(rows.series_id[mine], rows.ts[mine], rows.value[mine])
+
+    return recover
+
+
+def test_a_dead_actors_series_come_back_from_checkpoint_and_replay_and_others_score_once(
+    fake_ray: _FakeRay,
+) -> None:
+    ids = _spread_ids()
+    local = LocalExecutor("default")
+    saved: dict[int, bytes] = {}
+    learned: list[MetricBatch] = []
+    asked: list[list[int]] = []
+    registry = CollectorRegistry()
+    with RayExecutor(
+        "default", n_actors=3, recover=_recorder(saved, learned, asked), registry=registry
+    ) as ex:
+        for k in range(12):
+            b = _batch(ids, k)
+            _assert_same(ex.process(b), local.process(b))
+            if k == 6:
+                saved.update(ex.checkpoints())
+                learned.clear()
+            else:
+                learned.append(b)
+        victim = ex.actors()[1]
+        fake_ray.kill(victim)
+        for k in range(12, 16):
+            b = _batch(ids, k)
+            out = ex.process(b)
+            _assert_same(out, local.process(b))
+            assert out.dropped == 0 and len(out) == len(ids)  # nothing scored twice
+        # Only the dead shard was asked for, once; its replacement holds its series only.
+        assert asked == [[s for s in range(1, 31) if s % 3 == 1]]
+        assert ex.actors()[1] is not victim and ex.actors()[0] is fake_ray.actors[0]
+        assert ex.restarts == 1
+        assert registry.get_sample_value("relia_executor_actor_restarts_total") == 1
+        assert ex.n_series() == 30
+        assert [s["series"] for s in ex.actor_stats()] == [10, 10, 10]
+        assert ex.checkpoints() == local.checkpoints()
+
+
+def test_checkpoints_hand_back_only_changed_states_once_also_after_a_replacement(
+    fake_ray: _FakeRay,
+) -> None:
+    ids = _spread_ids()
+    local = LocalExecutor("default")
+    learned: list[MetricBatch] = []
+    with RayExecutor("default", n_actors=3, recover=_recorder({}, learned, [])) as ex:
+        for k in range(5):
+            b = _batch(ids, k)
+            learned.append(b)
+            ex.process(b)
+            local.process(b)
+        assert ex.checkpoints(changed_only=True) == local.checkpoints(changed_only=True)
+        assert ex.checkpoints(changed_only=True) == {}
+        b = _batch(ids[:4], 5)
+        learned.append(b)
+        ex.process(b)
+        local.process(b)
+        assert sorted(ex.checkpoints(changed_only=True)) == [1, 2, 3, 4]
+        assert ex.checkpoints(changed_only=True) == {}
+        fake_ray.kill(ex.actors()[2])
+        # The replacement replayed its series: they are handed back as changed, once.
+        changed = ex.checkpoints(changed_only=True)
+        assert sorted(changed) == [s for s in range(1, 31) if s % 3 == 2]
+        assert ex.checkpoints(changed_only=True) == {}
+        assert ex.checkpoints() == local.checkpoints() and len(ex.checkpoints()) == 30
+
+
+def test_an_actor_dying_on_every_try_is_an_error_naming_its_shard(fake_ray: _FakeRay) -> None:
+    with RayExecutor("default", n_actors=3) as ex:
+        ex.process(_batch(_spread_ids(), 0))
+        fake_ray.born_dead = True
+        fake_ray.kill(ex.actors()[2])
+        with pytest.raises(ReliaError, match=r"engine.executor: the Ray actor of shard 2 died 4 "):
+            ex.process(_batch(_spread_ids(), 1))
+        assert ex.restarts == RayExecutor.max_restarts_per_call + 1
+        fake_ray.born_dead = False  # the cluster is well again: the shard comes back (afresh)
+        assert ex.process(_batch(np.array([2, 5]), 2)).series_id.tolist() == [2, 5]
+
+
+def test_without_a_recovery_source_a_replaced_shard_starts_afresh_and_says_so_once(
+    fake_ray: _FakeRay, caplog: pytest.LogCaptureFixture
+) -> None:
+    with RayExecutor("default", n_actors=2) as ex:
+        ex.process(_batch(_spread_ids(), 0))
+        fake_ray.kill(ex.actors()[0])
+        for k in range(1, 4):
+            assert len(ex.process(_batch(_spread_ids(), k))) == 30
+        assert ex.n_series() == 30
+    afresh = [r for r in caplog.records if "start afresh" in r.getMessage()]
+    assert len(afresh) == 1 and "shard 0" in afresh[0].getMessage()
+
+
+def test_more_actors_than_cpus_share_them_and_a_replacement_still_fits(
+    fake_ray: _FakeRay,
+) -> None:
+    fake_ray.cpus = 2
+    with RayExecutor("default", n_actors=8) as ex:
+        assert len(ex.process(_batch(_spread_ids(), 0))) == 30
+        fake_ray.kill(ex.actors()[3])
+        assert len(ex.process(_batch(_spread_ids(), 1))) == 30
+        assert ex.restarts == 1
+
+
+def test_an_unreachable_actor_is_killed_so_that_its_replacement_fits(fake_ray: _FakeRay) -> None:
+    fake_ray.cpus = 2
+    with RayExecutor("default", n_actors=2) as ex:
+        ex.process(_batch(_spread_ids(), 0))
+        lost = ex.actors()[0]
+        lost.unreachable = True
+        assert len(ex.process(_batch(_spread_ids(), 1))) == 30
+        assert lost.dead and ex.restarts == 1
+
+
+def test_actors_default_to_one_per_cpu(fake_ray: _FakeRay) -> None:
+    fake_ray.cpus = 5
+    with RayExecutor("default") as ex:
+        assert ex.n_shards == 5 and len(ex.actors()) == 5
+        assert [s["shard"] for s in ex.actor_stats()] == [0, 1, 2, 3, 4]
+
+
+def test_a_cluster_that_cannot_place_the_actors_fails_at_start_leaving_none(
+    fake_ray: _FakeRay,
+) -> None:
+    fake_ray.initialized = False
+    fake_ray.cpus = 0.5  # … yet Ray said the cluster had no room for the actors
+    fake_ray.born_dead = True
+    with pytest.raises(_ActorDied):
+        RayExecutor("default", n_actors=2)
+    assert len(fake_ray.actors) == 2 and all(a.dead for a in fake_ray.actors)
+    assert fake_ray.shutdowns == 1  # the Ray it started is shut down again
+
+
+def test_ray_started_here_is_shut_down_on_close_once(fake_ray: _FakeRay) -> None:
+    fake_ray.initialized = False
+    ex = RayExecutor("default", n_actors=2)
+    assert len(fake_ray.inits) == 1 and "address" not in fake_ray.inits[0]
+    ex.close()
+    ex.close()
+    assert fake_ray.shutdowns == 1 and all(a.dead for a in fake_ray.actors)
+    for call in (
+        lambda: ex.process(_batch(np.array([1]), 0)),
+        ex.checkpoints,
+        lambda: ex.restore({1: b""}),
+        ex.n_series,
+        ex.actor_stats,
+    ):
+        with pytest.raises(DetectorError, match="closed"):
+            call()
+
+
+def test_an_unreachable_ray_address_is_a_config_error_naming_it(fake_ray: _FakeRay) -> None:
+    fake_ray.initialized = False
+    fake_ray.init_error = ConnectionError("could not connect\nto the GCS (long trace)")
+    with pytest.raises(ConfigError) as info:
+        RayExecutor("default", address="ray://10.0.0.9:10001")
+    assert str(info.value) == (
+        "engine.ray_address: cannot connect to Ray at ray://10.0.0.9:10001: could not connect"
+    )
+    assert fake_ray.inits[0]["address"] == "ray://10.0.0.9:10001"
+    fake_ray.init_error = RuntimeError("no room")
+    with pytest.raises(ConfigError, match="^engine.executor: cannot start Ray: no room$"):
+        RayExecutor("default")
+    assert fake_ray.shutdowns == 0
+
+
+def test_checkpoint_bytes_count_every_series_also_for_per_series_detectors(
+    fake_ray: _FakeRay,
+) -> None:
+    ids = _spread_ids(12)
+    local = LocalExecutor("cusum")
+    with RayExecutor("cusum", n_actors=2) as ex:
+        for k in range(3):
+            b = _batch(ids, k)
+            ex.process(b)
+            local.process(b)
+        stats = ex.actor_stats(checkpoint_bytes=True)  # leaves the changed flags alone
+        assert ex.checkpoints(changed_only=True) == local.checkpoints(changed_only=True)
+        total = sum(len(b) for b in local.checkpoints().values())
+        assert sum(s["checkpoint_bytes"] for s in stats) == total
+        assert "checkpoint_bytes" not in ex.actor_stats()[0]
+
+
+def test_one_actor_is_enough_and_none_is_refused_before_any_actor(fake_ray: _FakeRay) -> None:
+    with pytest.raises(ConfigError, match="engine.ray_actors: must be >= 1, got 0"):
+        RayExecutor("default", n_actors=0)
+    assert fake_ray.actors == []
+    with RayExecutor("default", n_actors=1) as ex:
+        assert ex.process(_batch(np.array([1, 2]), 0)).series_id.tolist() == [1, 2]
+    # The Ray it joined (started by someone else) is left running.
+    assert fake_ray.shutdowns == 0 and fake_ray.is_initialized()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_an_actor_process_that_crashes_is_replaced_and_restored_not_restarted_empty(
+    ray_local: ModuleType,
+) -> None:
+    """An actor process killed from outside (the OOM killer, a crash) must not be brought back
+    empty by Ray's own restarts: the executor replaces it and restores its series."""
+    import os
+    import signal
+
+    ids = _spread_ids()
+    params = {"min_samples": 8}  # scores and bands from the 9th point: an empty shard differs
+    local = LocalExecutor("default", params)
+    saved: dict[int, bytes] = {}
+    learned: list[MetricBatch] = []
+    with RayExecutor("default", params, n_actors=2, recover=_recorder(saved, learned, [])) as ex:
+        for k in range(12):
+            b = _batch(ids, k)
+            _assert_same(ex.process(b), local.process(b))
+            if k == 6:
+                saved.update(ex.checkpoints())
+                learned.clear()
+            else:
+                learned.append(b)
+        victim = ex.actors()[1]
+        os.kill(ex.actor_stats()[1]["pid"], signal.SIGKILL)
+        # Ray's own restart (were it on) would bring it back empty within a few seconds: give it
+        # that long; a dead actor keeps failing meanwhile.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                if ray_local.get(victim.n_series.remote(), timeout=5) == 0:
+                    break
+            except ray_local.exceptions.RayActorError:
+                time.sleep(0.1)
+        for k in range(12, 15):
+            b = _batch(ids, k)
+            _assert_same(ex.process(b), local.process(b))
+        assert ex.restarts == 1
+        assert ex.checkpoints() == local.checkpoints()
+
+
+def test_a_shard_whose_recovery_failed_is_recovered_before_it_scores_again(
+    fake_ray: _FakeRay,
+) -> None:
+    ids = _spread_ids()
+    local = LocalExecutor("default")
+    learned: list[MetricBatch] = []
+    asked: list[list[int]] = []
+    recorder = _recorder({}, learned, asked)
+    down = {"store": True}
+
+    def recover(owns: Any) -> tuple[dict[int, bytes], MetricBatch]:
+        if down["store"]:
+            raise ReliaError("the store is unreachable")
+        return recorder(owns)  # type: ignore[no-any-return]
+
+    with RayExecutor("default", n_actors=3, recover=recover) as ex:
+        for k in range(8):
+            b = _batch(ids, k)
+            learned.append(b)
+            _assert_same(ex.process(b), local.process(b))
+        fake_ray.kill(ex.actors()[0])
+        with pytest.raises(ReliaError, match="unreachable"):
+            ex.process(_batch(ids, 8))  # not learned by anyone
+        # The other shards go on scoring meanwhile.
+        b = _batch(ids[ids % 3 != 0], 9)
+        learned.append(b)
+        _assert_same(ex.process(b), local.process(b))
+        down["store"] = False
+        for k in range(10, 13):
+            b = _batch(ids, k)
+            _assert_same(ex.process(b), local.process(b))
+        assert len(asked) == 1 and ex.restarts == 1
+
+
+def test_restored_checkpoints_reach_the_actor_that_scores_their_series(fake_ray: _FakeRay) -> None:
+    ids = _spread_ids()
+    local = LocalExecutor("default")
+    for k in range(10):
+        local.process(_batch(ids, k))
+    with RayExecutor("default", n_actors=3) as ex:
+        assert ex.restore({}) == 0
+        assert ex.restore(local.checkpoints()) == 30
+        assert [s["series"] for s in ex.actor_stats()] == [10, 10, 10]
+        for k in range(10, 13):
+            b = _batch(ids, k)
+            _assert_same(ex.process(b), local.process(b))

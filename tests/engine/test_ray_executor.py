@@ -566,7 +566,10 @@ def test_an_actor_dying_on_every_try_is_an_error_naming_its_shard(fake_ray: _Fak
         fake_ray.kill(ex.actors()[2])
         with pytest.raises(ReliaError, match=r"engine.executor: the Ray actor of shard 2 died 4 "):
             ex.process(_batch(_spread_ids(), 1))
-        assert ex.restarts == RayExecutor.max_restarts_per_call + 1
+        # It gave up after max_restarts_per_call replacements: the first actor and each
+        # replacement died once, as many times as the error says.
+        assert ex.restarts == RayExecutor.max_restarts_per_call == 3
+        assert sum(a.dead for a in fake_ray.actors) == 1 + ex.restarts == 4
         fake_ray.born_dead = False  # the cluster is well again: the shard comes back (afresh)
         assert ex.process(_batch(np.array([2, 5]), 2)).series_id.tolist() == [2, 5]
 

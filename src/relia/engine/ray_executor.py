@@ -237,11 +237,15 @@ class RayExecutor:
             replayed,
         )
 
-    def _call(self, k: int, method: str, *args: Any) -> Any:
-        """``actor.method(*args)`` on shard ``k``, replacing the actor while it dies."""
+    def _call(self, k: int, method: str, *args: Any, died: BaseException | None = None) -> Any:
+        """``actor.method(*args)`` on shard ``k``, replacing the actor while it dies (``died``:
+        how the actor already died on this call, which counts as the first try)."""
         ray = self._ray
         for attempt in range(self.max_restarts_per_call + 1):
             try:
+                if died is not None:
+                    exc, died = died, None
+                    raise exc
                 if k in self._pending:
                     self._restore_pending(k)
                 return ray.get(getattr(self._actors[k], method).remote(*args))
@@ -275,9 +279,9 @@ class RayExecutor:
             try:
                 out[k] = ray.get(ref)
             except ray.exceptions.RayActorError as exc:
-                self._replace(k, exc)
                 method, args = calls[k]
-                out[k] = self._call(k, method, *args)  # restores the new actor, then calls
+                # Replaces the actor, restores the new one, then calls (this death counting).
+                out[k] = self._call(k, method, *args, died=exc)
         return out
 
     # -- the Executor protocol -------------------------------------------------------------

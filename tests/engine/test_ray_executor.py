@@ -627,6 +627,50 @@ def test_a_cluster_that_cannot_place_the_actors_fails_at_start_leaving_none(
     assert fake_ray.shutdowns == 1  # the Ray it started is shut down again
 
 
+def test_an_actor_that_cannot_be_created_leaves_none_of_the_others(
+    fake_ray: _FakeRay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_ray.initialized = False
+    made = fake_ray.remote
+
+    def third_refused(**options: Any) -> Any:
+        wrap = made(**options)
+
+        def refusing(cls: type) -> Any:
+            inner = wrap(cls)
+
+            class _Cls:
+                @staticmethod
+                def remote(*args: Any) -> _FakeActor:
+                    if len(fake_ray.actors) == 2:
+                        raise RuntimeError("cannot create actor: out of memory")
+                    return inner.remote(*args)
+
+            return _Cls
+
+        return refusing
+
+    monkeypatch.setattr(fake_ray, "remote", third_refused)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        RayExecutor("default", n_actors=3)
+    assert len(fake_ray.actors) == 2 and all(a.dead for a in fake_ray.actors)
+    assert fake_ray.shutdowns == 1
+
+
+def test_a_ray_started_here_is_shut_down_when_its_resources_cannot_be_read(
+    fake_ray: _FakeRay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_ray.initialized = False
+
+    def gone() -> dict[str, float]:
+        raise ConnectionError("the GCS went away")
+
+    monkeypatch.setattr(fake_ray, "cluster_resources", gone)
+    with pytest.raises(ConnectionError):
+        RayExecutor("default", n_actors=2)
+    assert fake_ray.shutdowns == 1 and fake_ray.actors == []
+
+
 def test_ray_started_here_is_shut_down_on_close_once(fake_ray: _FakeRay) -> None:
     fake_ray.initialized = False
     ex = RayExecutor("default", n_actors=2)

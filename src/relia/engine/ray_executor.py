@@ -129,6 +129,25 @@ class RayExecutor:
             self._init_ray(ray, address)
         elif address is not None:
             log.info("Ray is already initialised in this process; engine.ray_address is unused")
+        self._closed = False
+        self._actors: list[Any] = []
+        try:
+            self._start(ray, n_actors, registry)
+        except BaseException:
+            # Nothing left running: the actors made so far are killed, a Ray started here is
+            # shut down again.
+            self.close()
+            raise
+        log.info(
+            "ray executor: %d actors (%.2g CPU each) for detector %s",
+            self.n_shards,
+            self._actor_cpus,
+            detector_name,
+        )
+
+    def _start(
+        self, ray: ModuleType, n_actors: int | None, registry: CollectorRegistry | None
+    ) -> None:
         cpus = float(ray.cluster_resources().get("CPU", 1.0))
         self.n_shards = n_actors if n_actors is not None else max(1, int(cpus))
         # One CPU each while they fit, else a fair share, so that every actor can be placed
@@ -145,20 +164,10 @@ class RayExecutor:
         )
         # Shards whose replacement actor is not yet restored: restored before their next call.
         self._pending: set[int] = set()
-        self._closed = False
-        try:
-            self._actors = [self._new_actor() for _ in range(self.n_shards)]
-            # Wait for every actor: a cluster that cannot place them fails here, not mid-tick.
-            ray.get([a.n_series.remote() for a in self._actors])
-        except BaseException:
-            self.close()
-            raise
-        log.info(
-            "ray executor: %d actors (%.2g CPU each) for detector %s",
-            self.n_shards,
-            self._actor_cpus,
-            detector_name,
-        )
+        for _ in range(self.n_shards):
+            self._actors.append(self._new_actor())  # one by one: a failure kills those made
+        # Wait for every actor: a cluster that cannot place them fails here, not mid-tick.
+        ray.get([a.n_series.remote() for a in self._actors])
 
     def _init_ray(self, ray: ModuleType, address: str | None) -> None:
         try:
@@ -343,7 +352,7 @@ class RayExecutor:
         if self._closed:
             return
         self._closed = True
-        for actor in getattr(self, "_actors", []):
+        for actor in self._actors:
             try:
                 self._ray.kill(actor, no_restart=True)
             except Exception:  # noqa: BLE001 - shutting down; a dead actor is fine

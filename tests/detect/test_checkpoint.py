@@ -103,3 +103,80 @@ def test_checkpoint_of_another_detector_or_config_is_refused() -> None:
         create("cusum").load_state_dict(state)
     with pytest.raises(DetectorError, match="another config"):
         create("mad", window=32).load_state_dict(state)
+
+
+def test_a_header_that_is_not_an_object_says_so() -> None:
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    head = deflate.compress(b'"text"') + deflate.flush()
+    with pytest.raises(DetectorError, match="header is not an object"):
+        unpack(b"RLC2" + struct.pack("<qqI", 0, 0, len(head)) + head)
+
+
+def test_every_truncation_of_a_checkpoint_is_refused() -> None:
+    det = create("cusum")
+    det.score(np.arange(50.0))
+    blob = pack(det.state_dict())
+    for cut in range(len(blob)):
+        with pytest.raises(DetectorError, match="corrupt"):
+            unpack(blob[:cut])
+    with pytest.raises(DetectorError, match="truncated"):
+        unpack(blob[:-1])
+
+
+def test_bytes_after_the_last_array_are_refused() -> None:
+    blob = pack(create("mad").state_dict())
+    with pytest.raises(DetectorError, match="trailing bytes"):
+        unpack(blob + b"\x00")
+    v1 = _rlc1(create("mad").state_dict())
+    with pytest.raises(DetectorError, match="trailing bytes"):
+        unpack(v1 + b"\x00" * 8)
+
+
+def test_damaged_compressed_header_or_missing_layout_is_a_detector_error() -> None:
+    bad_deflate = b"\xff\xff\xff\xff"
+    with pytest.raises(DetectorError, match="corrupt"):
+        unpack(b"RLC2" + struct.pack("<qqI", 0, 0, len(bad_deflate)) + bad_deflate)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    head = deflate.compress(b'{"detector":"mad"}') + deflate.flush()
+    with pytest.raises(DetectorError, match="layout"):
+        unpack(b"RLC2" + struct.pack("<qqI", 0, 0, len(head)) + head)
+    v1_list = b"[1]"
+    with pytest.raises(DetectorError, match="corrupt"):
+        unpack(b"RLC1" + struct.pack("<I", len(v1_list)) + v1_list)
+
+
+def test_checkpoint_written_by_hand_to_the_documented_layout_is_read() -> None:
+    # RLC2 . n_seen (int64) . last_ts (int64) . header length (uint32) . raw DEFLATE JSON . arrays
+    header = {"detector": "x", "config": {}, "layout": [["a", "<f8", [2]], ["b", "<i8", []]]}
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    head = deflate.compress(raw) + deflate.flush()
+    arrays = np.array([1.5, -2.0]).tobytes() + np.int64(7).tobytes()
+    blob = b"RLC2" + struct.pack("<qqI", 42, -1, len(head)) + head + arrays
+    back = unpack(blob)
+    assert back["n_seen"] == 42 and back["last_ts"] == -1  # a timestamp before 1970 is not "none"
+    np.testing.assert_array_equal(back["state"]["a"], [1.5, -2.0])
+    assert back["state"]["b"].shape == () and back["state"]["b"] == 7
+    assert pack(back) == blob
+
+
+@given(
+    n_seen=st.integers(0, 2**62),
+    last_ts=st.none() | st.integers(-(2**63) + 1, 2**63 - 1),
+    shapes=st.lists(st.lists(st.integers(0, 3), max_size=2), max_size=4),
+)
+def test_pack_then_unpack_gives_back_the_checkpoint(
+    n_seen: int, last_ts: int | None, shapes: list[list[int]]
+) -> None:
+    dtypes = ["<f8", "<i8", "|i1", "<f4"]
+    state = {
+        f"k{i}": np.arange(int(np.prod(s)), dtype=dtypes[i % 4]).reshape(s)
+        for i, s in enumerate(shapes)
+    }
+    checkpoint = {"detector": "x", "config": {"w": 1}, "n_seen": n_seen, "last_ts": last_ts}
+    back = unpack(pack({**checkpoint, "state": state}))
+    assert {k: v for k, v in back.items() if k != "state"} == checkpoint
+    assert list(back["state"]) == list(state)
+    for key, a in state.items():
+        assert back["state"][key].dtype == a.dtype and back["state"][key].shape == a.shape
+        np.testing.assert_array_equal(back["state"][key], a)

@@ -132,6 +132,18 @@ def test_bytes_after_the_last_array_are_refused() -> None:
         unpack(v1 + b"\x00" * 8)
 
 
+def test_a_deeply_nested_header_is_a_detector_error_not_a_crash() -> None:
+    nested = b"[" * 100_000
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    head = deflate.compress(nested) + deflate.flush()
+    for blob in (
+        b"RLC2" + struct.pack("<qqI", 0, 0, len(head)) + head,
+        b"RLC1" + struct.pack("<I", len(nested)) + nested,
+    ):
+        with pytest.raises(DetectorError, match="corrupt"):
+            unpack(blob)
+
+
 def test_damaged_compressed_header_or_missing_layout_is_a_detector_error() -> None:
     bad_deflate = b"\xff\xff\xff\xff"
     with pytest.raises(DetectorError, match="corrupt"):

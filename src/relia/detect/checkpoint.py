@@ -96,7 +96,15 @@ def unpack(blob: bytes) -> dict[str, Any]:
             offset += size
         if offset != len(blob):
             raise ValueError("trailing bytes")
-    except (ValueError, KeyError, TypeError, AttributeError, struct.error, zlib.error) as exc:
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        RecursionError,
+        struct.error,
+        zlib.error,
+    ) as exc:
         raise DetectorError(f"corrupt detector checkpoint: {exc}") from None
     header["state"] = state
     result: dict[str, Any] = header

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from relia.detect import available, create, register, resolve
+from relia.detect import available, create, describe, register, resolve
 from relia.detect.registry import _REGISTRY
 from relia.errors import DetectorError
 
@@ -43,3 +43,43 @@ def test_lazy_import_errors_are_clear() -> None:
 def test_default_is_registered() -> None:
     assert "default" in available()
     assert create("default").score([1.0, 2.0]).shape == (2,)
+
+
+def test_preset_parameters_apply_and_explicit_ones_override_them() -> None:
+    register(
+        "x-preset",
+        "relia.detect.stats:RollingMAD",
+        "mad with a short window",
+        preset={"window": 32, "min_samples": 8},
+    )
+    try:
+        assert create("x-preset").config.model_dump()["window"] == 32
+        cfg = create("x-preset", window=64).config.model_dump()
+        assert cfg["window"] == 64 and cfg["min_samples"] == 8
+    finally:
+        del _REGISTRY["x-preset"]
+
+
+def test_replace_overwrites_a_registered_name() -> None:
+    register("x-twice", "relia.detect.stats:RollingMAD", "first")
+    try:
+        register("x-twice", "relia.detect.changepoint:EwmaCusum", "second", replace=True)
+        assert describe("x-twice").summary == "second"
+        assert create("x-twice").name == "cusum"
+    finally:
+        del _REGISTRY["x-twice"]
+
+
+@pytest.mark.parametrize("target", ["relia.detect.stats:Nope", "relia.detect.stats:numba"])
+def test_a_target_that_is_not_a_detector_class_is_refused(target: str) -> None:
+    register("x-notdet", target, "not a detector", replace=True)
+    try:
+        with pytest.raises(DetectorError, match="is not a Detector class"):
+            create("x-notdet")
+    finally:
+        del _REGISTRY["x-notdet"]
+
+
+def test_available_names_are_sorted() -> None:
+    names = available()
+    assert names == sorted(names) and {"mad", "cusum", "seasonal", "ensemble"} <= set(names)

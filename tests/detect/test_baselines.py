@@ -62,3 +62,66 @@ def test_expected_band_contains_most_normal_points() -> None:
     detail = create("mad").score_detail(values, _ts(2000))
     inside = (values >= detail.lower) & (values <= detail.upper)
     assert inside[100:].mean() > 0.98
+
+
+def test_mad_and_cusum_give_an_expected_value_from_the_min_samples_th_point() -> None:
+    values = 100 + np.random.default_rng(4).normal(0, 1, 40)
+    mad = create("mad", min_samples=8).score_detail(values, _ts(40))
+    assert np.isnan(mad.expected[:8]).all() and (mad.score[:8] == 0).all()
+    assert mad.expected[8] == np.median(values[:8])  # the median of what it has, not of zeros
+    cusum = create("cusum", min_samples=8).score_detail(values, _ts(40))
+    assert np.isnan(cusum.expected[:8]).all() and (cusum.score[:8] == 0).all()
+    assert cusum.expected[8] == pytest.approx(values[:8].mean())  # warm-up is a plain average
+
+
+def test_seasonal_trusts_a_slot_after_min_per_bin_points_and_the_whole_after_twice_that() -> None:
+    values = np.array([10.0, 12.0, 17.0, 11.0, 13.0, 14.0, 15.0, 16.0])
+    # All in one slot: the slot's own average from its third point on.
+    same_slot = create("seasonal").score_detail(values, _ts(8))
+    assert np.isnan(same_slot.expected[:3]).all()
+    assert same_slot.expected[3] == pytest.approx(values[:3].mean())
+    # Every point in a new slot: only the overall model, after 2 * min_per_bin points.
+    new_slots = _ts(1) + (DAY // 48) * np.arange(8, dtype=np.int64)
+    spread = create("seasonal").score_detail(values, new_slots)
+    assert np.isnan(spread.expected[:6]).all() and not np.isnan(spread.expected[6])
+
+
+@pytest.mark.parametrize("name", ["mad", "cusum", "seasonal", "ensemble"])
+def test_a_point_that_scores_zero_names_no_component(name: str) -> None:
+    detail = create(name).score_detail(np.full(300, 5.0), _ts(300))
+    assert (detail.score == 0).all()
+    assert (detail.component == -1).all()
+
+
+def test_one_spike_barely_moves_what_cusum_and_seasonal_expect() -> None:
+    rng = np.random.default_rng(5)
+    n = 288 * 6
+    values = 100 + rng.normal(0, 1, n)
+    spike = 288 * 4 + 100
+    values[spike] = 200  # a hundred deviations
+    ts = _ts(n)
+    cusum = create("cusum").score_detail(values, ts)
+    assert abs(cusum.expected[spike + 1] - cusum.expected[spike]) < 0.25
+    assert cusum.score[spike + 1 : spike + 50].max() < 0.5  # not taken for a new level
+    seasonal = create("seasonal", bins=288).score_detail(values, ts)
+    # One point a day per slot: the next point in the spike's slot is a day later.
+    assert abs(seasonal.expected[spike + 288] - seasonal.expected[spike]) < 1.0
+
+
+def test_ensemble_names_the_member_part_that_fired() -> None:
+    rng = np.random.default_rng(1)
+    n = 2000
+    values = rng.normal(0, 1, n)
+    values[1500:] += 1.5
+    ens = create("ensemble")
+    detail = ens.score_detail(values, _ts(n))
+    first = 1500 + int(np.argmax(detail.score[1500:] >= 0.5))
+    assert ens.components[detail.component[first]] == "cusum.level_shift"
+
+
+def test_ensemble_tie_takes_expected_band_from_the_first_member() -> None:
+    members = [{"name": "mad", "params": {"band_z": 2.0}}, {"name": "mad", "params": {}}]
+    values = 10 + np.random.default_rng(6).normal(0, 1, 300)
+    detail = create("ensemble", members=members).score_detail(values, _ts(300))
+    first = create("mad", band_z=2.0).score_detail(values, _ts(300))
+    np.testing.assert_array_equal(detail.upper, first.upper)

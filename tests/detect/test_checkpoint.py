@@ -152,9 +152,9 @@ def test_damaged_compressed_header_or_missing_layout_is_a_detector_error() -> No
     head = deflate.compress(b'{"detector":"mad"}') + deflate.flush()
     with pytest.raises(DetectorError, match="layout"):
         unpack(b"RLC2" + struct.pack("<qqI", 0, 0, len(head)) + head)
-    v1_list = b"[1]"
-    with pytest.raises(DetectorError, match="corrupt"):
-        unpack(b"RLC1" + struct.pack("<I", len(v1_list)) + v1_list)
+    for v1_header in (b"[1]", b"1", b'"text"', b"null"):
+        with pytest.raises(DetectorError, match="corrupt"):
+            unpack(b"RLC1" + struct.pack("<I", len(v1_header)) + v1_header)
 
 
 def test_checkpoint_written_by_hand_to_the_documented_layout_is_read() -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from relia.detect import create
+from relia.errors import DetectorError
 
 DAY = 86_400_000
 STEP = 300_000  # five minutes
@@ -125,3 +126,28 @@ def test_ensemble_tie_takes_expected_band_from_the_first_member() -> None:
     detail = create("ensemble", members=members).score_detail(values, _ts(300))
     first = create("mad", band_z=2.0).score_detail(values, _ts(300))
     np.testing.assert_array_equal(detail.upper, first.upper)
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        ([{"name": "mad", "colour": "red"}], "each member is"),
+        ([{"params": {}}], "each member is"),
+        ([{"name": "default"}], "cannot contain 'default'"),
+    ],
+)
+def test_ensemble_members_are_checked(members: list[dict[str, object]], message: str) -> None:
+    with pytest.raises(DetectorError, match=message):
+        create("ensemble", members=members)
+
+
+def test_ensemble_config_errors_are_detector_errors_like_any_detector() -> None:
+    from relia.detect.ensemble import Ensemble, EnsembleConfig
+    from relia.detect.stats import RollingMADConfig
+
+    with pytest.raises(DetectorError, match="'colour' for detector 'ensemble'"):
+        create("ensemble", colour="red")
+    with pytest.raises(DetectorError, match="not both"):
+        Ensemble(EnsembleConfig(), members=[{"name": "mad"}])
+    with pytest.raises(DetectorError, match="takes a EnsembleConfig"):
+        Ensemble(RollingMADConfig())

@@ -41,14 +41,17 @@ class Ensemble(Detector):
     def __init__(self, config: DetectorConfig | None = None, **params: Any) -> None:
         from relia.detect.registry import create
 
-        cfg = config if config is not None else EnsembleConfig(**params)
-        assert isinstance(cfg, EnsembleConfig)
-        self._members: list[Detector] = [create(m["name"], **m["params"]) for m in cfg.members]
+        # The base class checks the config (a DetectorError naming the parameter, like every
+        # detector) before the members exist; the state is made again once they do.
+        self._members: list[Detector] = []
+        super().__init__(config, **params)
+        assert isinstance(self.config, EnsembleConfig)
+        self._members = [create(m["name"], **m["params"]) for m in self.config.members]
         comps: list[str] = []
         for m in self._members:
             comps.extend(f"{m.name}.{c}" for c in m.components)
         self.components = tuple(comps)  # type: ignore[misc]
-        super().__init__(cfg)
+        self.reset()
 
     def _initial_state(self) -> State:
         state: State = {}

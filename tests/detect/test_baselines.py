@@ -151,3 +151,31 @@ def test_ensemble_config_errors_are_detector_errors_like_any_detector() -> None:
         Ensemble(EnsembleConfig(), members=[{"name": "mad"}])
     with pytest.raises(DetectorError, match="takes a EnsembleConfig"):
         Ensemble(RollingMADConfig())
+
+
+def test_cusum_raises_one_alarm_for_one_level_shift_and_adopts_the_new_level() -> None:
+    values = np.random.default_rng(2).normal(0, 1, 300)
+    values[200:] += 10
+    cusum = create("cusum").score_detail(values, _ts(300))
+    assert cusum.score[200] >= 0.5
+    assert cusum.score[203:].max() < 0.5  # the sums restart after the alarm
+    assert abs(cusum.expected[260] - 10) < 1
+
+
+def test_a_seasonal_slot_starts_from_the_overall_spread_not_from_zero() -> None:
+    # One point per slot per day: on day 3 every slot is trusted with three points of its own.
+    rng = np.random.default_rng(7)
+    n = 288 * 4
+    values = 100 + rng.normal(0, 5, n)
+    seasonal = create("seasonal", bins=288).score_detail(values, _ts(n))
+    day3 = slice(288 * 3, n)
+    inside = (values[day3] >= seasonal.lower[day3]) & (values[day3] <= seasonal.upper[day3])
+    assert inside.mean() > 0.88
+
+
+def test_one_spike_barely_moves_the_overall_model_of_untrusted_seasonal_slots() -> None:
+    values = 100 + np.random.default_rng(7).normal(0, 1, 288 * 2)
+    spike = 288 + 100  # day 1: every slot has one point, so the overall model answers
+    values[spike] = 200
+    seasonal = create("seasonal", bins=288).score_detail(values, _ts(len(values)))
+    assert abs(seasonal.expected[spike + 1] - seasonal.expected[spike]) < 0.25

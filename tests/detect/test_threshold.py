@@ -49,3 +49,15 @@ def test_windows_report_first_and_last_timestamps() -> None:
     ts = np.array([100, 160, 220, 280, 340])
     wins = Thresholder(0.5).windows(ts, [0.0, 0.8, 0.9, 0.6, 0.1])
     assert [(w.start_ts, w.end_ts, w.peak_index) for w in wins] == [(160, 280, 2)]
+
+
+def test_a_missing_score_inside_a_merged_window_is_not_its_peak() -> None:
+    wins = Thresholder(0.5, merge_gap=1).windows([0, 10, 20], [0.9, np.nan, 0.8])
+    assert [(w.start_index, w.end_index, w.peak_index, w.peak_score) for w in wins] == [
+        (0, 2, 0, 0.9)
+    ]
+
+
+def test_timestamps_and_scores_of_different_lengths_are_refused() -> None:
+    with pytest.raises(DetectorError, match="3 timestamps for 4 scores"):
+        Thresholder(0.5).windows([0, 10, 20], [0.0, 0.0, 0.0, 0.9])

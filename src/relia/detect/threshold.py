@@ -52,6 +52,8 @@ class Thresholder:
         """Anomalous windows, found without a per-point Python loop."""
         t = np.asarray(ts, dtype=np.int64)
         s = np.asarray(scores, dtype=np.float64)
+        if t.shape != s.shape:
+            raise DetectorError(f"{t.size} timestamps for {s.size} scores")
         idx = np.flatnonzero(self.flags(s))
         if len(idx) == 0:
             return []
@@ -60,6 +62,7 @@ class Thresholder:
         ends = np.concatenate((idx[breaks], [idx[-1]]))
         out = []
         for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
-            peak = a + int(np.argmax(s[a : b + 1]))
+            # A missing (NaN) score merged into a window is not its peak: argmax would pick it.
+            peak = a + int(np.nanargmax(s[a : b + 1]))
             out.append(AnomalyWindow(a, b, int(t[a]), int(t[b]), float(s[peak]), peak))
         return out

@@ -179,3 +179,10 @@ def test_one_spike_barely_moves_the_overall_model_of_untrusted_seasonal_slots() 
     values[spike] = 200
     seasonal = create("seasonal", bins=288).score_detail(values, _ts(len(values)))
     assert abs(seasonal.expected[spike + 1] - seasonal.expected[spike]) < 0.25
+
+
+def test_mad_expects_the_median_of_exactly_the_last_window_points() -> None:
+    values = np.random.default_rng(8).normal(0, 1, 60)
+    mad = create("mad", window=16, min_samples=4).score_detail(values, _ts(60))
+    for i in range(4, 60):
+        assert mad.expected[i] == np.median(values[max(0, i - 16) : i]), i

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from relia.detect import available, create, describe, register, resolve
@@ -83,3 +85,16 @@ def test_a_target_that_is_not_a_detector_class_is_refused(target: str) -> None:
 def test_available_names_are_sorted() -> None:
     names = available()
     assert names == sorted(names) and {"mad", "cusum", "seasonal", "ensemble"} <= set(names)
+
+
+def test_a_target_module_failing_its_own_import_is_a_detector_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "relia_broken_family.py").write_text("from math import no_such_name\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    register("x-broken", "relia_broken_family:Thing", "broken", replace=True)
+    try:
+        with pytest.raises(DetectorError, match="x-broken"):
+            create("x-broken")
+    finally:
+        del _REGISTRY["x-broken"]

@@ -94,7 +94,9 @@ def test_a_target_module_failing_its_own_import_is_a_detector_error(
     monkeypatch.syspath_prepend(str(tmp_path))
     register("x-broken", "relia_broken_family:Thing", "broken", replace=True)
     try:
-        with pytest.raises(DetectorError, match="x-broken"):
+        with pytest.raises(DetectorError, match="x-broken") as err:
             create("x-broken")
+        assert "not installed" not in str(err.value)  # math is installed: the module is broken
+        assert "no_such_name" in str(err.value)
     finally:
         del _REGISTRY["x-broken"]

@@ -50,10 +50,13 @@ def resolve(name: str) -> type[Detector]:
     module_name, _, cls_name = entry.target.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
         raise DetectorError(
             f"detector {name!r} needs {exc.name!r}, which is not installed"
         ) from None
+    except ImportError as exc:
+        # The module is there but fails its own imports: say so, not "not installed".
+        raise DetectorError(f"detector {name!r}: importing {module_name!r} failed: {exc}") from None
     cls = getattr(module, cls_name, None)
     if not (isinstance(cls, type) and issubclass(cls, Detector)):
         raise DetectorError(f"{entry.target} is not a Detector class")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -77,3 +79,125 @@ def test_sorting_once_and_runs_agree_with_numpy(rows: list[tuple[int, int]], pre
     assert ids.tolist() == want_ids.tolist()
     assert first.tolist() == want_first.tolist()
     assert counts.tolist() == want_counts.tolist()
+
+
+def test_label_order_and_name_label_do_not_change_the_series() -> None:
+    index = SeriesIndex()
+    sid = index.get_or_add("up", {"job": "a", "instance": "b"})
+    assert index.get_or_add("up", {"instance": "b", "job": "a"}) == sid
+    # A label set that still carries __name__ (as Prometheus hands it) is the same series.
+    assert index.get_or_add("up", {"__name__": "up", "instance": "b", "job": "a"}) == sid
+    assert index.labels(sid) == {"instance": "b", "job": "a"}
+    assert len(index) == 1
+
+
+def test_label_values_differing_in_case_or_whitespace_are_different_series() -> None:
+    index = SeriesIndex()
+    ids = {index.get_or_add("up", {"job": v}) for v in ("api", "API", "api ", " api", "a pi")}
+    assert len(ids) == 5
+    assert len({index.get_or_add("up", {k: "x"}) for k in ("job", "Job", "job ")}) == 3
+    assert index.labels(index.get_or_add("up", {"job": "api "})) == {"job": "api "}
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.dictionaries(st.sampled_from("abc"), st.sampled_from(["x", "X", "x ", ""]), max_size=3),
+        min_size=1,
+        max_size=8,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_ids_do_not_depend_on_registration_order(
+    label_sets: list[dict[str, str]], rnd: random.Random
+) -> None:
+    a, b = SeriesIndex(), SeriesIndex()
+    want = [a.get_or_add("m", labels) for labels in label_sets]
+    shuffled = list(enumerate(label_sets))
+    rnd.shuffle(shuffled)
+    for i, labels in shuffled:
+        reordered = dict(reversed(list(labels.items())))
+        assert b.get_or_add("m", reordered) == want[i]
+    assert sorted(a) == sorted(b) and len(a) == len(b) == len(set(want))
+
+
+def test_series_ids_are_the_same_in_another_process() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from relia.signals import SeriesIndex;"
+        "print(SeriesIndex().get_or_add('cpu', {'host': 'x', 'cpu': '0'}))"
+    )
+    env = dict(os.environ, PYTHONHASHSEED="12345")
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert int(out.stdout) == SeriesIndex().get_or_add("cpu", {"cpu": "0", "host": "x"})
+
+
+def test_ids_restored_from_the_store_win() -> None:
+    index = SeriesIndex()
+    hashed = index.get_or_add("up", {"job": "a"})  # e.g. decoded while the WAL was replayed
+    index.add(42, "up", {"job": "a"})  # the id the store knows this series by
+    index.add(7, "down", {"__name__": "down"})
+    assert index.get_or_add("up", {"job": "a"}) == 42
+    assert index.find("up", {"job": "a"}) == 42
+    assert index.name(42) == "up" and index.labels(42) == {"job": "a"}
+    assert index.get_or_add("down") == 7 and index.labels(7) == {}
+    assert 7 in index and 42 in index and hashed != 42
+
+
+def test_index_membership_listing_and_find_do_not_register() -> None:
+    index = SeriesIndex()
+    assert len(index) == 0 and list(index) == [] and index.items() == []
+    assert index.find("up", {"job": "a"}) is None
+    assert len(index) == 0
+    a = index.get_or_add("up", {"job": "a"})
+    b = index.get_or_add("up", {"job": "b"})
+    index.get_or_add("up", {"job": "a"})
+    assert len(index) == 2
+    assert a in index and b in index and 12345 not in index
+    assert sorted(index) == sorted([a, b])
+    assert sorted(index.items()) == sorted(
+        [(a, ("up", (("job", "a"),))), (b, ("up", (("job", "b"),)))]
+    )
+
+
+def test_metric_batch_rejects_mismatched_or_nested_columns() -> None:
+    with pytest.raises(DataError, match="differ in length"):
+        MetricBatch(np.zeros(2, np.int64), np.zeros(2, np.int64), np.zeros(3))
+    with pytest.raises(DataError, match="one-dimensional"):
+        MetricBatch(np.zeros((2, 1), np.int64), np.zeros((2, 1), np.int64), np.zeros((2, 1)))
+
+
+def test_metric_batch_columns_are_int64_int64_float64() -> None:
+    batches = [
+        MetricBatch(np.array([1, 2]), np.array([10, 20]), np.array([1, 2])),
+        MetricBatch(np.array([1], np.int32), np.array([10], np.int32), np.array([1], np.float32)),
+        MetricBatch.empty(),
+        MetricBatch.for_series(3, [10, 20], [1, 2]),
+        MetricBatch.concat([]),
+    ]
+    for b in batches:
+        assert (b.series_id.dtype, b.ts.dtype, b.value.dtype) == (
+            np.dtype(np.int64),
+            np.dtype(np.int64),
+            np.dtype(np.float64),
+        )
+    # Milliseconds since the epoch do not fit in 32 bits.
+    big = MetricBatch(np.array([1]), np.array([1_700_000_000_123]), np.array([0.1]))
+    assert big.ts.tolist() == [1_700_000_000_123] and big.value.tolist() == [0.1]
+
+
+def test_for_series_and_concat_keep_rows_aligned() -> None:
+    one = MetricBatch.for_series(7, [10, 20], [1.0, np.nan])
+    assert one.series_id.tolist() == [7, 7] and one.ts.tolist() == [10, 20]
+    assert len(MetricBatch.for_series(7, [], [])) == 0
+    two = MetricBatch.for_series(9, [5], [3.0])
+    both = MetricBatch.concat([one, two])
+    assert both.series_id.tolist() == [7, 7, 9]
+    assert both.ts.tolist() == [10, 20, 5]
+    assert both.value[[0, 2]].tolist() == [1.0, 3.0] and np.isnan(both.value[1])
+    assert len(MetricBatch.concat([])) == 0

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,72 @@ def test_push_ticks_checkpoint_by_samples_learned_not_by_count(tmp_path: Path) -
         body = encode([({"__name__": "m", "i": "0"}, [(T0 + 100, 1.0)])])
         rig.queue.offer(rig.decoder.decode(body).batch, body)
         assert engine.tick().checkpointed == 1  # a full tick counts toward checkpoint_every
+
+
+def test_a_poll_not_stored_is_handed_out_again_with_what_came_since(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    src = rig.source
+    assert src.name == "remote_write"  # what the engine's status and errors call it
+    rig.write(1, n=2)
+    first = src.poll(T0)
+    assert len(first) == 2
+    # Nothing new: the unstored samples come back on their own.
+    again = src.poll(T0)
+    assert again.series_id.tolist() == first.series_id.tolist()
+    rig.write(2, n=3)
+    both = src.poll(T0)
+    i1, i2 = rig.index.find("m", {"i": "1"}), rig.index.find("m", {"i": "2"})
+    assert both.series_id.tolist() == [i1] * 2 + [i2] * 3  # oldest first
+    src.decided()
+    src.stored()
+    # Both requests were timed, and the commit covers the second one too.
+    assert rig.registry.get_sample_value("relia_ingest_to_findings_seconds_count") == 2
+    assert rig.registry.get_sample_value("relia_ingest_to_stored_seconds_count") == 2
+    assert (tmp_path / "committed").read_text() == "2"
+    assert len(src.poll(T0)) == 0  # stored: never handed out again
+    src.stored()  # nothing pending: no commit, no timing
+    assert rig.registry.get_sample_value("relia_ingest_to_stored_seconds_count") == 2
+
+
+def test_what_was_not_stored_is_replayed_after_a_restart_and_what_was_is_not(
+    tmp_path: Path,
+) -> None:
+    rig = Rig(tmp_path)
+    rig.write(1, n=2)
+    rig.source.poll(T0)
+    rig.source.stored()
+    rig.write(2, n=3)
+    assert len(rig.source.poll(T0)) == 3  # drained, never stored
+    rig.source.close()
+    assert rig.queue.closed
+    again = Rig(tmp_path)
+    got = again.source.poll(T0)
+    assert got.series_id.tolist() == [again.index.find("m", {"i": "2"})] * 3
+    assert rig.index.find("m", {"i": "2"}) == again.index.find("m", {"i": "2"})
+    again.source.stored()
+    again.source.close()
+    assert len(Rig(tmp_path).source.poll(T0)) == 0
+
+
+def test_a_poll_takes_at_most_max_samples_per_tick_and_reports_the_rest(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.source.max_samples_per_tick = 5
+    for i in range(3):
+        rig.write(i, n=5)
+    assert len(rig.source.poll(T0)) == 5
+    assert rig.registry.get_sample_value("relia_ingest_queue_samples") == 10
+    rig.source.stored()
+    assert len(rig.source.poll(T0)) == 5
+    assert rig.registry.get_sample_value("relia_ingest_queue_samples") == 5
+
+
+def test_a_receipt_in_the_future_is_timed_as_zero_not_negative(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.queue.clock = lambda: time.time() + 3600  # the receiver's clock ran ahead
+    rig.write(1)
+    rig.source.poll(T0)
+    rig.source.decided()
+    rig.source.stored()
+    for name in ("relia_ingest_to_findings_seconds", "relia_ingest_to_stored_seconds"):
+        assert rig.registry.get_sample_value(f"{name}_count") == 1
+        assert rig.registry.get_sample_value(f"{name}_sum") == 0

@@ -201,3 +201,14 @@ def test_for_series_and_concat_keep_rows_aligned() -> None:
     assert both.ts.tolist() == [10, 20, 5]
     assert both.value[[0, 2]].tolist() == [1.0, 3.0] and np.isnan(both.value[1])
     assert len(MetricBatch.concat([])) == 0
+
+
+def test_describe_escapes_label_values_so_two_series_never_read_the_same() -> None:
+    # A finding's id is made from this text: were two series to read the same, one's findings
+    # would overwrite the other's.
+    forged = describe(series_key("m", {"a": 'x",b="y'}))
+    plain = describe(series_key("m", {"a": "x", "b": "y"}))
+    assert plain == 'm{a="x",b="y"}'
+    assert forged != plain
+    assert forged == 'm{a="x\\",b=\\"y"}'
+    assert describe(series_key("m", {"a": "back\\slash\nline"})) == 'm{a="back\\\\slash\\nline"}'

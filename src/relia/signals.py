@@ -139,8 +139,13 @@ def describe(key: SeriesKey) -> str:
     name, labels = key
     if not labels:
         return name
-    inner = ",".join(f'{k}="{v}"' for k, v in labels)
+    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
     return f"{name}{{{inner}}}"
+
+
+def _escape(value: str) -> str:
+    # As Prometheus writes label values: a value holding '",' must not read as two labels.
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 @dataclass(frozen=True)

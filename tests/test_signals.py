@@ -91,6 +91,17 @@ def test_label_order_and_name_label_do_not_change_the_series() -> None:
     assert len(index) == 1
 
 
+def test_a_label_with_an_empty_value_is_no_label_as_in_prometheus() -> None:
+    # Prometheus' data model: an empty label value is the same as the label not being there, so
+    # a scrape page writing job="" and one leaving job out give one series.
+    index = SeriesIndex()
+    sid = index.get_or_add("up", {"instance": "b"})
+    assert index.get_or_add("up", {"instance": "b", "job": ""}) == sid
+    assert index.labels(sid) == {"instance": "b"}
+    assert describe(series_key("up", {"job": "", "instance": "b"})) == 'up{instance="b"}'
+    assert len(index) == 1
+
+
 def test_label_values_differing_in_case_or_whitespace_are_different_series() -> None:
     index = SeriesIndex()
     ids = {index.get_or_add("up", {"job": v}) for v in ("api", "API", "api ", " api", "a pi")}

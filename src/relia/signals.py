@@ -59,8 +59,13 @@ SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
 def series_key(name: str, labels: Mapping[str, str] | None = None) -> SeriesKey:
-    """Build the canonical key of a series (labels sorted, ``__name__`` removed)."""
-    items = tuple(sorted((str(k), str(v)) for k, v in (labels or {}).items() if k != "__name__"))
+    """Build the canonical key of a series (labels sorted, ``__name__`` removed, and labels with
+    an empty value left out: in Prometheus' data model they are the same as no label)."""
+    items = tuple(
+        sorted(
+            (str(k), str(v)) for k, v in (labels or {}).items() if k != "__name__" and str(v) != ""
+        )
+    )
     return (name, items)
 
 

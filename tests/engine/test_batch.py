@@ -327,29 +327,33 @@ def test_a_target_that_cannot_be_replaced_leaves_no_file(tmp_path: Path) -> None
     assert list((out / "b.csv").iterdir()) == []
 
 
-def test_a_failed_rename_removes_the_part_files(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _refuse_rename_to(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Renames onto ``name`` fail with a permission error; every other rename happens."""
     import errno
     import os
 
-    out = tmp_path / "out"
-    out.mkdir()
     real_replace = os.replace
 
-    def replace_once(src: Path, dst: Path) -> None:
-        if Path(dst).name == "b.csv":
+    def replace(src: Path, dst: Path) -> None:
+        if Path(dst).name == name:
             raise OSError(errno.EACCES, "Permission denied")
         real_replace(src, dst)
 
-    monkeypatch.setattr("relia.engine.batch.os.replace", replace_once)
-    pair: list[SeriesInput] = [
-        SeriesArrays("a", _ts(), _values(1)),
-        SeriesArrays("b", _ts(), _values(2)),
-        SeriesArrays("c", _ts(), _values(3)),
-    ]
+    monkeypatch.setattr("relia.engine.batch.os.replace", replace)
+
+
+def _abc() -> list[SeriesInput]:
+    return [SeriesArrays(n, _ts(), _values(i)) for i, n in enumerate("abc", start=1)]
+
+
+def test_a_failed_rename_removes_the_part_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    _refuse_rename_to(monkeypatch, "b.csv")
     with pytest.raises(DataError, match=rf"^{out / 'b.csv'}: cannot write: Permission denied$"):
-        detect_many(pair, "mad", out_dir=out)
+        detect_many(_abc(), "mad", out_dir=out)
     assert not [p for p in out.iterdir() if p.suffix == ".part"]
 
 
@@ -361,29 +365,14 @@ def _no_links(src: Path, dst: Path) -> None:  # a filesystem without hard links
 def test_a_failed_rename_takes_back_what_the_run_had_published(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hard_links: bool
 ) -> None:
-    import errno
-    import os
-
     if not hard_links:
         monkeypatch.setattr("relia.engine.batch.os.link", _no_links)
     out = tmp_path / "out"
     out.mkdir()
     (out / "a.csv").write_text("a from an earlier run\n")  # replaced, then given back
-    real_replace = os.replace
-
-    def refuse_c(src: Path, dst: Path) -> None:
-        if Path(dst).name == "c.csv":
-            raise OSError(errno.EACCES, "Permission denied")
-        real_replace(src, dst)
-
-    monkeypatch.setattr("relia.engine.batch.os.replace", refuse_c)
-    trio: list[SeriesInput] = [
-        SeriesArrays("a", _ts(), _values(1)),
-        SeriesArrays("b", _ts(), _values(2)),
-        SeriesArrays("c", _ts(), _values(3)),
-    ]
+    _refuse_rename_to(monkeypatch, "c.csv")
     with pytest.raises(DataError, match=rf"^{out / 'c.csv'}: cannot write: Permission denied$"):
-        detect_many(trio, "mad", out_dir=out)
+        detect_many(_abc(), "mad", out_dir=out)
     assert sorted(p.name for p in out.iterdir()) == ["a.csv"]
     assert (out / "a.csv").read_text() == "a from an earlier run\n"
 
@@ -391,7 +380,6 @@ def test_a_failed_rename_takes_back_what_the_run_had_published(
 def test_a_rerun_replaces_its_outputs_and_leaves_nothing_hidden(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-
     out = tmp_path / "out"
     out.mkdir()
     pair: list[SeriesInput] = [

@@ -206,16 +206,19 @@ def test_firing_alerts_become_findings_extended_then_closed(
     engine.close()
 
 
+class _OutageStore(MemoryStore):
+    """A store whose ``add_findings`` fails while ``down``."""
+
+    down = False
+
+    def add_findings(self, findings: list[Finding]) -> int:
+        if self.down:
+            raise StoreError("cannot connect to the store: connection refused")
+        return super().add_findings(findings)
+
+
 def test_a_finding_the_store_could_not_take_is_stored_by_the_next_round(spec: Path) -> None:
-    class OutageStore(MemoryStore):
-        down = False
-
-        def add_findings(self, findings: list[Finding]) -> int:
-            if self.down:
-                raise StoreError("cannot connect to the store: connection refused")
-            return super().add_findings(findings)
-
-    store = OutageStore()
+    store = _OutageStore()
     clock = Clock(T0)
     series = _series(T0 + 3_600_000, hot=(T0 - 3_000_000, T0 + 600_000))
     engine = _engine(store, clock, spec, series)
@@ -232,15 +235,7 @@ def test_a_finding_the_store_could_not_take_is_stored_by_the_next_round(spec: Pa
 
 
 def test_rounds_the_store_refused_store_the_newest_version_of_a_finding(spec: Path) -> None:
-    class OutageStore(MemoryStore):
-        down = False
-
-        def add_findings(self, findings: list[Finding]) -> int:
-            if self.down:
-                raise StoreError("cannot connect to the store: connection refused")
-            return super().add_findings(findings)
-
-    store = OutageStore()
+    store = _OutageStore()
     clock = Clock(T0)
     series = _series(T0 + 3_600_000, hot=(T0 - 3_000_000, T0 + 600_000))
     engine = _engine(store, clock, spec, series)

@@ -345,19 +345,22 @@ def test_checkpoints_every_n_ticks_and_on_close(make_store: StoreFactory) -> Non
     assert eng.registry.get_sample_value("relia_checkpoints_saved_total") == 4
 
 
+class _RefusesCheckpointsOnce(MemoryStore):
+    """A store that refuses one ``save_checkpoints`` once ``refuse`` is set."""
+
+    refuse = False
+
+    def save_checkpoints(self, checkpoints: dict[int, bytes]) -> None:
+        if self.refuse:
+            self.refuse = False
+            raise StoreError("cannot connect to the store: connection refused")
+        super().save_checkpoints(checkpoints)
+
+
 def test_checkpoints_the_store_refused_are_saved_by_the_next_checkpoint() -> None:
     # The executor hands each changed state out once; a series that learns nothing after a
     # failed save would otherwise keep its older checkpoint for good.
-    class RefusesOnce(MemoryStore):
-        refuse = False
-
-        def save_checkpoints(self, checkpoints: dict[int, bytes]) -> None:
-            if self.refuse:
-                self.refuse = False
-                raise StoreError("cannot connect to the store: connection refused")
-            super().save_checkpoints(checkpoints)
-
-    store, clock, index = RefusesOnce(), Clock(), SeriesIndex()
+    store, clock, index = _RefusesCheckpointsOnce(), Clock(), SeriesIndex()
     source = WaveSource(index)
     eng = Engine(
         store, [source], LocalExecutor("cusum", {}), index=index, clock=clock,
@@ -744,16 +747,7 @@ def test_push_ticks_poll_only_push_sources_and_count_towards_checkpoints_only_by
 
 
 def test_a_refused_checkpoint_never_overwrites_a_newer_state() -> None:
-    class RefusesOnce(MemoryStore):
-        refuse = False
-
-        def save_checkpoints(self, checkpoints: dict[int, bytes]) -> None:
-            if self.refuse:
-                self.refuse = False
-                raise StoreError("cannot connect to the store: connection refused")
-            super().save_checkpoints(checkpoints)
-
-    store, clock = RefusesOnce(), Clock()
+    store, clock = _RefusesCheckpointsOnce(), Clock()
     eng = _engine(store, clock, checkpoint_every=1000, checkpoint_interval_s=1e9)
     eng.tick()
     clock.now += STEP

@@ -449,6 +449,25 @@ def _spread_ids(n: int = 30) -> np.ndarray:
     return np.arange(1, n + 1, dtype=np.int64)  # ids % 3: every shard of 3 gets 10
 
 
+def _learn_with_a_checkpoint_at_6(
+    ex: RayExecutor,
+    local: LocalExecutor,
+    ids: np.ndarray,
+    saved: dict[int, bytes],
+    learned: list[MetricBatch],
+) -> None:
+    """Score batches 0–11 on both executors (they agree), checkpoint after batch 6 into
+    ``saved`` and keep the batches learned since in ``learned``: what a recovery replays."""
+    for k in range(12):
+        b = _batch(ids, k)
+        _assert_same(ex.process(b), local.process(b))
+        if k == 6:
+            saved.update(ex.checkpoints())
+            learned.clear()
+        else:
+            learned.append(b)
+
+
 def test_series_stay_on_their_actor_and_results_come_in_shard_order(fake_ray: _FakeRay) -> None:
     ids = _spread_ids()
     local = LocalExecutor("default")
@@ -506,14 +525,7 @@ def test_a_dead_actors_series_come_back_from_checkpoint_and_replay_and_others_sc
     with RayExecutor(
         "default", n_actors=3, recover=_recorder(saved, learned, asked), registry=registry
     ) as ex:
-        for k in range(12):
-            b = _batch(ids, k)
-            _assert_same(ex.process(b), local.process(b))
-            if k == 6:
-                saved.update(ex.checkpoints())
-                learned.clear()
-            else:
-                learned.append(b)
+        _learn_with_a_checkpoint_at_6(ex, local, ids, saved, learned)
         victim = ex.actors()[1]
         fake_ray.kill(victim)
         for k in range(12, 16):
@@ -747,14 +759,7 @@ def test_an_actor_process_that_crashes_is_replaced_and_restored_not_restarted_em
     saved: dict[int, bytes] = {}
     learned: list[MetricBatch] = []
     with RayExecutor("default", params, n_actors=2, recover=_recorder(saved, learned, [])) as ex:
-        for k in range(12):
-            b = _batch(ids, k)
-            _assert_same(ex.process(b), local.process(b))
-            if k == 6:
-                saved.update(ex.checkpoints())
-                learned.clear()
-            else:
-                learned.append(b)
+        _learn_with_a_checkpoint_at_6(ex, local, ids, saved, learned)
         victim = ex.actors()[1]
         os.kill(ex.actor_stats()[1]["pid"], signal.SIGKILL)
         # Ray's own restart (were it on) would bring it back empty within a few seconds: give it

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from relia.detect.checkpoint import pack, unpack
 from relia.errors import ConfigError, DataError, DetectorError
+from relia.incidents.model import Finding, FindingKind
 from relia.logs.sessions import SESSION_DETECTOR, SessionFindings, SessionModel, SessionTracker
 
 # A write workflow: open, allocate, three replicas written and acknowledged (interleaved in a
@@ -592,3 +593,31 @@ def test_a_key_back_after_the_idle_timeout_starts_a_new_session() -> None:
     assert scorer.observe(["a"] * 9, INT_BASE, 0) == []
     assert scorer.observe(["a"] * 9, INT_BASE, 3_600_000) == []
     assert scorer.flush() == []
+
+
+def test_sessions_split_at_max_events_in_one_tick_get_distinct_finding_ids() -> None:
+    """A key whose lines pass ``max_events_per_session`` within one tick makes several sessions
+    that all start at the tick's time; each abnormal one is its own finding (one id each, so none
+    replaces another in the store), and a replay from a checkpoint gives the same ids."""
+    model = SessionModel().fit([INT_BASE] * 50)
+    scorer = SessionFindings(
+        "hdfs.log", SessionTracker(model, idle_timeout_ms=1000, max_events_per_session=4)
+    )
+    lines = INT_BASE * 3  # 27 lines: six full sessions of 4, then 3 lines left open
+    saved = scorer.to_bytes()
+    found = scorer.observe(["a"] * 10, lines[:10], 5_000)  # two full, "a" open with 2
+    found += scorer.observe(["a"] * 17, lines[10:], 5_000)  # the open one fills, three more
+    found += scorer.flush()
+    assert [f.evidence["lines"] for f in found] == [4] * 6 + [3]
+    assert all(f.start == 5_000 for f in found)
+    assert len({f.id for f in found}) == len(found) == 7
+    # The first session of a key keeps the id it always had.
+    key = 'log-session{file="hdfs.log",session="a"}'
+    assert found[0].id == Finding.make_id(FindingKind.LOG, key, 5_000, SESSION_DETECTOR)
+    # A replay of the same lines from the same checkpoint gives the same ids, across a checkpoint
+    # taken in between too.
+    replay = SessionFindings.from_bytes("hdfs.log", saved)
+    again = replay.observe(["a"] * 10, lines[:10], 5_000)
+    replay = SessionFindings.from_bytes("hdfs.log", replay.to_bytes())
+    again += replay.observe(["a"] * 17, lines[10:], 5_000) + replay.flush()
+    assert [f.id for f in again] == [f.id for f in found]

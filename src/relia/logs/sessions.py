@@ -649,6 +649,9 @@ class ScoredSession:
     score: float
     reasons: tuple[Reason, ...]
     closed_by: ClosedBy
+    # 0 for a session opened fresh; n for the n-th continuation of a key whose sessions reached
+    # ``max_events_per_session`` one after another (they can share a start time).
+    part: int = 0
 
 
 @dataclass
@@ -657,6 +660,7 @@ class _Open:
     last: int
     chunks: list[I64]
     n: int
+    part: int = 0
 
 
 @dataclass(frozen=True)
@@ -666,6 +670,7 @@ class _Closed:
     end: int
     templates: I64
     closed_by: ClosedBy
+    part: int = 0
 
 
 class SessionTracker:
@@ -766,11 +771,12 @@ class SessionTracker:
                 self._open.move_to_end(key)
                 continue
             pos = lo
+            number = 0  # the part number of the next session this key opens
             while pos < hi:
                 sess = self._open.get(key)
                 if sess is None:
                     first = int(ts_sorted[pos])
-                    sess = self._open[key] = _Open(first, first, [], 0)
+                    sess = self._open[key] = _Open(first, first, [], 0, number)
                 take = min(limit - sess.n, hi - pos)
                 part = slice(pos, pos + take)
                 sess.chunks.append(tok_sorted[part].copy())
@@ -781,6 +787,7 @@ class SessionTracker:
                 pos += take
                 if sess.n >= limit:
                     closed.append(self._close(key, "max_events"))
+                    number = sess.part + 1  # the next events continue it under the same key
         now = int(tsa.max())
         self.clock_ms = now if self.clock_ms is None else max(self.clock_ms, now)
         closed.extend(self._close_idle(self.clock_ms))
@@ -801,7 +808,7 @@ class SessionTracker:
     def _close(self, key: SessionKey, why: ClosedBy) -> _Closed:
         sess = self._open.pop(key)
         tokens = np.concatenate(sess.chunks) if sess.chunks else np.zeros(0, np.int64)
-        return _Closed(key, sess.start, sess.last, tokens, why)
+        return _Closed(key, sess.start, sess.last, tokens, why, sess.part)
 
     def _close_idle(self, now: int) -> list[_Closed]:
         out: list[_Closed] = []
@@ -832,6 +839,7 @@ class SessionTracker:
                 float(sc.score[i]),
                 sc.reasons[i],
                 c.closed_by,
+                c.part,
             )
             for i, c in enumerate(closed)
         ]
@@ -864,6 +872,8 @@ class SessionTracker:
                 "open_keys": [r[0] for r in opened],
                 "warm_keys": [r[0] for r in warm],
                 "warm_closed_by": [c.closed_by for c in self._warm],
+                "open_parts": [s.part for s in self._open.values()],
+                "warm_parts": [c.part for c in self._warm],
                 "state": state,
             }
         )
@@ -899,15 +909,17 @@ class SessionTracker:
                 keys = ck[f"{name}_keys"]
                 span, lens = st[f"{name}_span"], st[f"{name}_len"]
                 parts = np.split(st[f"{name}_tokens"], np.cumsum(lens)[:-1]) if len(lens) else []
-                if not (len(keys) == len(span) == len(lens) == len(parts)):
+                # Checkpoints from before session parts were kept: every session a first part.
+                numbers = ck.get(f"{name}_parts", [0] * len(keys))
+                if not (len(keys) == len(span) == len(lens) == len(parts) == len(numbers)):
                     raise ValueError(f"{name} sessions: keys and arrays differ in length")
                 for i, key in enumerate(keys):
-                    start, last = int(span[i, 0]), int(span[i, 1])
+                    start, last, number = int(span[i, 0]), int(span[i, 1]), int(numbers[i])
                     if name == "open":
-                        tr._open[key] = _Open(start, last, [parts[i]], len(parts[i]))
+                        tr._open[key] = _Open(start, last, [parts[i]], len(parts[i]), number)
                     else:
                         why = ck["warm_closed_by"][i]
-                        tr._warm.append(_Closed(key, start, last, parts[i], why))
+                        tr._warm.append(_Closed(key, start, last, parts[i], why, number))
         except (KeyError, TypeError, ValueError, IndexError, ConfigError) as exc:
             raise DetectorError(f"corrupt session tracker checkpoint: {exc}") from None
         return tr
@@ -968,9 +980,12 @@ class SessionFindings:
         if self.template_text is not None and s.reasons and s.reasons[0].templates:
             texts = [self.template_text(int(t)) for t in s.reasons[0].templates]
             first += " [" + " | ".join(t[:80] for t in texts) + "]"
+        # Keyed by the session's start (a replay after a crash gives the same id) and, for the
+        # continuations of a key that reached max_events_per_session, by their part number:
+        # within one tick they all start at the tick's time.
+        id_key = key if s.part == 0 else f"{key}#part{s.part}"
         return Finding(
-            # Keyed by the session's start: a replay after a crash gives the same id.
-            id=Finding.make_id(FindingKind.LOG, key, s.start_ms, SESSION_DETECTOR),
+            id=Finding.make_id(FindingKind.LOG, id_key, s.start_ms, SESSION_DETECTOR),
             kind=FindingKind.LOG,
             key=key,
             start=s.start_ms,

@@ -286,6 +286,36 @@ def test_closing_stores_what_a_failed_tick_left_if_the_store_takes_it() -> None:
         store.close()
 
 
+def test_closing_hands_the_findings_of_the_failed_tick_it_stored_to_the_incidents() -> None:
+    # The spike arrives at tick 40 while the store is down; relia is stopped before another
+    # tick. Closing stores tick 40's samples and its finding, and that finding opens its
+    # incident now, not at the next start.
+    store, clock, index = OutageStore(), Clock(), SeriesIndex()
+    pipeline = IncidentPipeline(store, IncidentsConfig(), index.labels)
+    eng = Engine(
+        store, [CountingSource(index)], LocalExecutor("cusum", {}), index=index, clock=clock,
+        registry=CollectorRegistry(), incidents=pipeline,
+    )  # fmt: skip
+    try:
+        for k in range(41):
+            store.down = k == 40
+            if store.down:
+                with pytest.raises(StoreError):
+                    eng.tick()
+            else:
+                eng.tick()
+            clock.now += STEP
+        assert store.findings() == [] and store.incidents() == []
+        store.down = False
+        eng.close()
+        (finding,) = store.findings()
+        assert finding.start == T0 + 40 * STEP
+        (incident,) = store.incidents()
+        assert finding.id in incident.finding_ids
+    finally:
+        store.close()
+
+
 def test_a_push_source_is_committed_once_the_failed_tick_is_stored_and_not_handed_twice() -> None:
     class PushSource(WaveSource):
         push = True
@@ -620,6 +650,30 @@ class SamplesRefusedStore(DuckDBStore):
         if self.down:
             raise StoreError("cannot connect to the store: connection refused")
         super().append_samples(batch, scores)
+
+
+def test_closing_with_samples_refused_still_hands_the_stored_finding_to_the_incidents() -> None:
+    # Tick 40 stores its finding but the store refuses its samples, and still refuses them when
+    # relia stops: the samples are lost (said in the log), the stored finding opens its incident.
+    store, clock, index = SamplesRefusedStore(":memory:"), Clock(), SeriesIndex()
+    pipeline = IncidentPipeline(store, IncidentsConfig(), index.labels)
+    eng = Engine(
+        store, [CountingSource(index)], LocalExecutor("cusum", {}), index=index, clock=clock,
+        registry=CollectorRegistry(), incidents=pipeline,
+    )  # fmt: skip
+    try:
+        for _ in range(40):
+            eng.tick()
+            clock.now += STEP
+        store.down = True
+        with pytest.raises(StoreError):
+            eng.tick()
+        (finding,) = store.findings()
+        eng.close()
+        (incident,) = store.incidents()
+        assert finding.id in incident.finding_ids
+    finally:
+        store.close()
 
 
 class CommittingPushSource(WaveSource):

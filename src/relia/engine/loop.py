@@ -412,11 +412,20 @@ class Engine:
             with self._lock:
                 if self._unstored is not None:
                     n_left = len(self._unstored.batch)
+                    stored: list[Finding] = []
                     try:
-                        self._score_and_store(self._unstored, [])
+                        self._score_and_store(self._unstored, stored)
                         self._commit_push_sources()
                     except Exception as exc:  # noqa: BLE001 - shutting down: say what is lost
                         log.warning("%d samples of the last tick were not stored: %s", n_left, exc)
+                        if self._unstored is not None:  # its findings may be stored all the same
+                            stored = self._unstored.to_correlate
+                    # Its stored findings reach the incidents now, not at the next start.
+                    if self.incidents is not None and stored:
+                        try:
+                            self._correlate(stored, self.clock())
+                        except Exception as exc:  # noqa: BLE001 - the next start seeds them
+                            log.warning("findings of the last tick not correlated: %s", exc)
                 n = self.checkpoint()
             log.info("final checkpoint: %d series", n)
         self.executor.close()

@@ -40,3 +40,20 @@ def test_a_different_failure_is_logged_with_its_traceback_at_once(
             flog.failed(exc)
     assert [r.exc_info is not None for r in caplog.records] == [True, True]
     assert flog.failures == 3 and flog.last_error == "TimeoutError: slow"
+
+
+def test_the_minute_is_counted_from_the_traceback_not_from_the_clock_zero(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # time.monotonic() is large: a failure at t=1000 followed by the same failure a second
+    # later is one traceback, not a traceback and an immediate "still failing" line.
+    now = {"t": 1000.0}
+    flog = FailureLog(logging.getLogger("t"), "round", clock=lambda: now["t"])
+    with caplog.at_level(logging.INFO, logger="t"):
+        for t in (1000.0, 1001.0, 1059.0, 1060.0):
+            now["t"] = t
+            flog.failed(OSError("disk full"))
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.ERROR, "round failed"),
+        (logging.WARNING, "round still failing (4 in a row): OSError: disk full"),
+    ]

@@ -86,3 +86,63 @@ def test_a_cycle_made_after_the_freeze_is_collected_as_usual(
 def test_period_must_be_positive() -> None:
     with pytest.raises(ValueError, match="period_s"):
         GcPacing(0.0)
+
+
+def _schedule(p: GcPacing, clock: Clock, until: int) -> list[int]:
+    """The whole seconds at which :meth:`GcPacing.step` collected, stepping once a second."""
+    p.step()
+    when = []
+    for t in range(1, until):
+        clock.now = float(t)
+        if p.step():
+            when.append(t)
+    return when
+
+
+def test_the_defaults_are_a_minute_first_and_ten_minutes_at_most() -> None:
+    clock = Clock()
+    p = GcPacing(clock=clock)
+    try:
+        assert _schedule(p, clock, 3000) == [60, 180, 420, 900, 1500, 2100, 2700]
+    finally:
+        p.stop()
+
+
+def test_the_first_gap_is_never_longer_than_the_period() -> None:
+    clock = Clock()
+    p = GcPacing(100.0, clock, first_s=300.0)
+    try:
+        assert _schedule(p, clock, 350) == [100, 200, 300]
+    finally:
+        p.stop()
+
+
+def test_first_s_must_be_positive() -> None:
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="first_s"):
+            GcPacing(600.0, first_s=bad)
+
+
+def test_after_stop_the_next_step_freezes_again_and_starts_from_first_s(
+    pacing: tuple[GcPacing, Clock],
+) -> None:
+    p, clock = pacing
+    assert _schedule(p, clock, 500) == [60, 180, 420]  # the gap has grown to 480 s
+    p.stop()
+    assert gc.get_freeze_count() == 0
+    clock.now = 1000.0
+    assert p.step() is False  # a fresh start: it freezes, it does not collect
+    assert gc.get_freeze_count() > 0
+    clock.now = 1059.0
+    assert p.step() is False
+    clock.now = 1060.0
+    assert p.step() is True
+
+
+def test_stop_without_a_step_leaves_a_freeze_made_by_someone_else() -> None:
+    gc.freeze()
+    try:
+        GcPacing(600.0, Clock()).stop()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from relia.errors import DataError
 from relia.incidents.model import Severity
@@ -32,6 +33,7 @@ def test_notifications_for_makes_one_pending_item_per_sink() -> None:
         # A JSON snapshot: it survives a round trip through text unchanged.
         assert json.loads(json.dumps(item.payload)) == item.payload
         assert item.payload["severity"] == "warning" and item.payload["version"] == 3
+        assert item.delivered_at is None and item.last_error is None
 
 
 def test_the_payload_is_a_snapshot() -> None:
@@ -40,6 +42,38 @@ def test_the_payload_is_a_snapshot() -> None:
     later = inc.model_copy(update={"title": "changed", "severity": Severity.CRITICAL})
     assert later.title == "changed"
     assert item.payload["title"] == inc.title and item.payload["severity"] == "warning"
+
+
+def test_the_payload_holds_plain_json_values_only() -> None:
+    # A cause may carry any value; the snapshot keeps what JSON can say (a tuple becomes a list,
+    # an enum its string), so a store round trip or a sink's json.dumps gives back the same.
+    cause = [{"key": "k", "score": 0.9, "reason": "first", "window": (1, 2)}]
+    (item,) = notifications_for(incident(cause=cause), ["am"], now=T0)
+    assert item.payload["cause"][0]["window"] == [1, 2]
+    assert type(item.payload["severity"]) is str and type(item.payload["status"]) is str
+
+
+def test_an_item_cannot_be_changed_in_place() -> None:
+    (item,) = notifications_for(incident(), ["am"], now=T0)
+    with pytest.raises(ValidationError):
+        item.status = OutboxStatus.DELIVERED  # type: ignore[misc]
+    assert item.status is OutboxStatus.PENDING
+
+
+@pytest.mark.parametrize(("field", "value"), [("version", 0), ("attempts", -1)])
+def test_an_item_rejects_a_version_below_one_and_negative_attempts(field: str, value: int) -> None:
+    fields: dict[str, Any] = {
+        "id": "am:inc1:1",
+        "sink": "am",
+        "incident_id": "inc1",
+        "version": 1,
+        "payload": {},
+        "created_at": T0,
+        "next_attempt_at": T0,
+    }
+    OutboxItem(**fields)
+    with pytest.raises(ValidationError, match=field):
+        OutboxItem(**{**fields, field: value})
 
 
 @pytest.fixture(params=[*BACKENDS, "memory"])

@@ -46,3 +46,20 @@ def test_hash_reads_the_token_from_stdin(tmp_path: Path) -> None:
     assert auth is not None and auth.identify("t0k") is not None
     empty = runner.invoke(app, ["token", "hash"], input="")
     assert empty.exit_code == 2 and "no token on stdin" in empty.stderr
+
+
+def test_create_rejects_a_name_with_a_trailing_newline() -> None:
+    # "$" in a regex also matches before a final newline; the name must end where the text does.
+    bad = runner.invoke(app, ["token", "create", "--name", "ci\n"])
+    assert bad.exit_code == 2 and "relia: error: --name:" in bad.stderr
+    assert bad.stdout == ""  # no token was made
+
+
+def test_hash_rejects_a_name_that_would_not_paste_back() -> None:
+    # The entry is pasted into YAML as is: "x}" breaks the file, "x, role: admin" reads as the
+    # name "x", and "" as no name at all. The same names as `create` are refused up front.
+    for name in ("x}", "x, role: admin", "", "ci\n"):
+        bad = runner.invoke(app, ["token", "hash", "--name", name], input="t0k\n")
+        assert bad.exit_code == 2 and "relia: error: --name:" in bad.stderr, name
+        assert bad.stdout == ""
+

@@ -23,7 +23,18 @@ token_app = typer.Typer(help="API tokens: create one, or hash one you have.", no
 
 # The same prefix as relia.api.auth.TOKEN_PREFIX (not imported: that module pulls in FastAPI).
 _PREFIX = "relia_"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
+# \Z, not $: "$" also matches before a final newline, which would let "ci\n" through.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}\Z")
+
+
+def _check_name(name: str) -> None:
+    # Both commands print the name unquoted into a YAML entry to paste: only names that read
+    # back as themselves get through ("x}" would break the file, "x, role: admin" read as "x").
+    if not _NAME.match(name):
+        raise ConfigError(
+            "use 1 to 100 letters, digits and _ . @ - (starting with a letter or digit)",
+            where="--name",
+        )
 
 
 def _entry(name: str, role: str, digest: str) -> str:
@@ -43,11 +54,7 @@ def create(
     ] = "read",
 ) -> None:
     """Print a new random token (once) and the api.tokens entry to paste into relia.yaml."""
-    if not _NAME.match(name):
-        raise ConfigError(
-            "use 1 to 100 letters, digits and _ . @ - (starting with a letter or digit)",
-            where="--name",
-        )
+    _check_name(name)
     token = _PREFIX + secrets.token_urlsafe(32)  # 256 random bits
     digest = hashlib.sha256(token.encode("utf-8")).hexdigest()
     # The token goes to stdout alone on its line (scripts can capture it); the guidance to stderr.
@@ -67,6 +74,7 @@ def hash_(
 ) -> None:
     """Read a token from stdin (never from the command line: shell history, ps) and print its
     api.tokens entry."""
+    _check_name(name)
     token = sys.stdin.readline().strip()
     if not token:
         raise DataError("no token on stdin", where="stdin")

@@ -63,3 +63,18 @@ def test_hash_rejects_a_name_that_would_not_paste_back() -> None:
         assert bad.exit_code == 2 and "relia: error: --name:" in bad.stderr, name
         assert bad.stdout == ""
 
+
+def test_a_token_is_the_prefix_and_256_random_bits() -> None:
+    result = runner.invoke(app, ["token", "create", "--name", "ci"])
+    token = result.stdout.strip()
+    # 32 bytes in URL-safe base64 without padding: 43 characters.
+    assert len(token) == len(TOKEN_PREFIX) + 43, token
+
+
+def test_the_role_is_read_unless_asked_and_hash_names_the_entry_name() -> None:
+    created = runner.invoke(app, ["token", "create", "--name", "ci"])
+    assert created.exit_code == 0, created.output
+    assert "New read token 'ci'" in created.stderr and "role: read," in created.stderr
+    hashed = runner.invoke(app, ["token", "hash"], input="t0k\n")
+    assert hashed.exit_code == 0, hashed.output
+    assert hashed.stdout.startswith("{name: NAME, role: read, sha256: ")

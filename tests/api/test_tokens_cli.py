@@ -78,3 +78,18 @@ def test_the_role_is_read_unless_asked_and_hash_names_the_entry_name() -> None:
     hashed = runner.invoke(app, ["token", "hash"], input="t0k\n")
     assert hashed.exit_code == 0, hashed.output
     assert hashed.stdout.startswith("{name: NAME, role: read, sha256: ")
+
+
+def test_names_are_1_to_100_of_the_allowed_characters_starting_with_a_letter_or_digit() -> None:
+    for good in ("a" * 100, "7", "x@y.z-1_2"):
+        ok = runner.invoke(app, ["token", "create", "--name", good])
+        assert ok.exit_code == 0, (good, ok.output)
+    for bad_name in ("a" * 101, "_x", "-x", "a/b"):
+        bad = runner.invoke(app, ["token", "create", f"--name={bad_name}"])
+        assert bad.exit_code == 2 and "relia: error: --name:" in bad.stderr, bad_name
+
+
+def test_hash_ignores_the_line_end_of_a_token_file_written_on_windows() -> None:
+    unix = runner.invoke(app, ["token", "hash"], input="t0k\n")
+    windows = runner.invoke(app, ["token", "hash"], input="t0k\r\n")
+    assert windows.exit_code == 0 and windows.stdout == unix.stdout

@@ -9,6 +9,7 @@ downloads a browser here.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 import threading
@@ -309,10 +310,10 @@ class Page:
 def open_page(browser: Any, served: Served) -> Iterator[Callable[..., Page]]:
     made: list[tuple[Any, Page]] = []
 
-    def open_(tab: str = "series", *, token: bool = True) -> Page:
+    def open_(tab: str = "series", *, token: str | None = TOKEN) -> Page:
         context = browser.new_context(viewport={"width": 1280, "height": 900})
-        if token:
-            context.add_init_script(f"localStorage.setItem('relia_token', '{TOKEN}')")
+        if token is not None:
+            context.add_init_script(f"localStorage.setItem('relia_token', '{token}')")
         page = context.new_page()
         page.set_default_timeout(5000)
         p = Page(page)
@@ -460,10 +461,11 @@ def test_slo_budget_bars_and_burn_rates(open_page: Callable[..., Page], served: 
 
 
 def test_token_prompt_on_401(open_page: Callable[..., Page]) -> None:
-    p = open_page("findings", token=False)
+    p = open_page("findings", token=None)
     p.allowed.append(r"401")  # Chromium logs each refused request
     page = p.page
     page.locator("#auth").wait_for(state="visible")
+    assert page.locator("#auth-err").inner_text() == ""  # no token yet: nothing was refused
     page.fill("#token", TOKEN)
     page.click("#save-token")
     page.locator(f'#findings tr[data-id="{F_CPU.id}"]').wait_for()
@@ -504,3 +506,235 @@ def test_api_errors_and_empty_states_are_shown(open_page: Callable[..., Page]) -
     page.click('nav button[data-tab="incidents"]')
     page.get_by_text("No incidents.").wait_for()
     assert not err.is_visible()
+
+
+# -- what the API sends, as a user sees it -----------------------------------------------------
+
+
+def _serve_json(page: Any, pattern: str, body: Any, status: int = 200) -> None:
+    """Answer the page's requests matching ``pattern`` with ``body`` (replacing any earlier)."""
+    page.unroute(re.compile(pattern))
+    page.route(
+        re.compile(pattern),
+        lambda route: route.fulfill(
+            status=status, content_type="application/json", body=json.dumps(body)
+        ),
+    )
+
+
+def _samples(sid: str, key: str, n: int, **cols: Any) -> dict[str, Any]:
+    """A samples answer: ``n`` points one step apart ending at NOW; ``cols`` override columns."""
+    body: dict[str, Any] = {
+        "series": {"id": sid, "key": key},
+        "ts": [NOW - (n - 1 - i) * STEP for i in range(n)],
+        "value": [float(i) for i in range(n)],
+        "score": [None] * n,
+        "expected": [None] * n,
+        "lower": [None] * n,
+        "upper": [None] * n,
+        "threshold": 0.5,
+        "findings": [],
+    }
+    body.update(cols)
+    return body
+
+
+XSS = "<img src=x onerror=window.__xss=1>"
+
+
+def test_values_from_the_api_are_text_never_html(
+    open_page: Callable[..., Page], served: Served
+) -> None:
+    """Series keys, finding keys and summaries, incident titles, labels and causes, SLO names and
+    errors are user data: each shows as its text, none becomes an element."""
+    p = open_page("series")
+    page = p.page
+    page.locator("#charts .chart").first.wait_for()
+    slos = page.request.get(
+        f"{served.url}/api/v1/slos", headers={"Authorization": f"Bearer {TOKEN}"}
+    ).json()
+    slos["slos"][0]["id"] = "slo " + XSS
+    slos["slos"][0]["error"] = "bad query " + XSS
+    slos["last_error"] = "evaluator " + XSS
+    finding = {
+        "id": "f1",
+        "kind": "metric",
+        "key": "key " + XSS,
+        "series_id": "99",
+        "start": NOW - 60_000,
+        "end": NOW,
+        "score": 0.9,
+        "severity": "critical",
+        "summary": "summary " + XSS,
+    }
+    incident = {
+        "id": "i1",
+        "status": "open",
+        "title": "title " + XSS,
+        "severity": "critical",
+        "labels": {"job": "label " + XSS},
+        "start": NOW - 60_000,
+        "end": NOW,
+        "updated_at": NOW,
+        "version": 1,
+        "cause": [{"key": "cause " + XSS, "score": 1.0, "reason": "reason " + XSS}],
+    }
+    _serve_json(page, r"/api/v1/series$", {"series": [{"id": "99", "key": "series " + XSS}]})
+    _serve_json(page, r"/api/v1/series/99/samples", _samples("99", "series " + XSS, 20))
+    _serve_json(page, r"/api/v1/findings\?", {"findings": [finding]})
+    _serve_json(page, r"/api/v1/incidents\?", {"incidents": [incident]})
+    _serve_json(page, r"/api/v1/incidents/i1$", {"incident": incident, "findings": [finding]})
+    _serve_json(page, r"/api/v1/slos$", slos)
+    page.click('nav button[data-tab="findings"]')
+    page.locator('#findings tr[data-id="f1"]').wait_for()
+    assert "key " + XSS in page.locator("#findings").inner_text()
+    assert "summary " + XSS in page.locator("#findings").inner_text()
+    page.click('nav button[data-tab="series"]')
+    page.locator("#chart-99").wait_for()
+    assert "series " + XSS in page.locator("#chart-99 .key").inner_text()
+    page.click('nav button[data-tab="incidents"]')
+    page.locator('.tl-row[data-id="i1"]').click()
+    detail = page.locator("#incident-detail")
+    detail.locator("tbody.incident-findings tr").first.wait_for()
+    assert "title " + XSS in page.locator('.tl-row[data-id="i1"]').inner_text()
+    shown = detail.inner_text()
+    for text in ("title ", 'job="label ', "cause ", "reason ", "summary ", "key "):
+        assert text + XSS in shown, text
+    page.click('nav button[data-tab="slos"]')
+    page.get_by_text("last evaluation failed").wait_for()
+    shown = page.locator("#tab-slos").inner_text()
+    for text in ("slo ", "bad query ", "SLO evaluation: evaluator "):
+        assert text + XSS in shown, text
+    assert page.locator("img").count() == 0
+    assert page.evaluate("window.__xss") is None
+
+
+def test_refused_token_says_so(open_page: Callable[..., Page]) -> None:
+    p = open_page("findings", token="not-the-token")
+    p.allowed.append(r"401")
+    page = p.page
+    page.get_by_text("that token was refused").wait_for()
+    assert page.locator("#auth").is_visible()
+    page.get_by_text("Findings could not be loaded.").wait_for()
+    assert page.locator("#findings-err").inner_text() == ""  # the token box says it, once
+
+
+def test_missing_routes_and_an_unreachable_api_are_named(
+    open_page: Callable[..., Page],
+) -> None:
+    from playwright.sync_api import expect
+
+    p = open_page("series")
+    p.allowed += [r"status of 404", r"status of 500", r"ERR_FAILED"]
+    page = p.page
+    page.locator("#charts .chart").first.wait_for()
+    _serve_json(page, r"/api/v1/incidents\?", {"detail": "Not Found"}, status=404)
+    _serve_json(page, r"/api/v1/slos$", {"detail": "Not Found"}, status=404)
+    _serve_json(page, rf"/api/v1/series/{LAT_ID}/samples", {"detail": "disk full"}, status=500)
+    page.route(re.compile(r"/api/v1/findings\?"), lambda route: route.abort())
+    page.route(re.compile(r"/healthz$"), lambda route: route.abort())
+    page.click('nav button[data-tab="incidents"]')
+    expect(page.locator("#incidents-err")).to_contain_text(
+        "This relia serves no incidents (/api/v1/incidents?limit=200: HTTP 404 – Not Found)"
+    )
+    expect(page.locator("#findings-err")).to_contain_text(
+        "/api/v1/findings?since=-24h&limit=500: relia unreachable"
+    )
+    expect(page.locator("#status")).to_contain_text("unreachable: /healthz: relia unreachable")
+    page.click('nav button[data-tab="slos"]')
+    expect(page.locator("#slos-err")).to_contain_text("This relia serves no SLOs")
+    # one series' samples fail: its card says why, the other still draws
+    page.click('nav button[data-tab="series"]')
+    lat = page.locator(f"#chart-{LAT_ID} .err")
+    lat.wait_for()
+    assert "could not load samples" in lat.inner_text() and "HTTP 500 – disk full" in (
+        lat.inner_text()
+    )
+    assert page.locator(f"#chart-{CPU_ID} path.series").count() == 1
+
+
+def test_empty_states_say_so(open_page: Callable[..., Page]) -> None:
+    p = open_page("findings")
+    page = p.page
+    page.locator(f'#findings tr[data-id="{F_CPU.id}"]').wait_for()
+    page.fill("#f-text", "connection reset")  # a summary's words find it
+    rows = page.locator("#findings tr")
+    assert rows.count() == 1 and rows.first.get_attribute("data-id") == F_LOG.id
+    page.fill("#f-text", "")
+    merged = OPEN.model_dump(mode="json") | {"id": "merged", "merged_into": OPEN.id}
+    _serve_json(page, r"/api/v1/incidents\?", {"incidents": [OPEN.model_dump(mode="json"), merged]})
+    page.click('nav button[data-tab="incidents"]')
+    # merged into another: not its own row, not counted
+    page.get_by_text("1 open · 0 resolved").wait_for()
+    assert page.locator(".tl-row").count() == 1
+    page.select_option("#i-status", "resolved")
+    page.get_by_text("No incident matches this filter.").wait_for()
+    page.click('nav button[data-tab="series"]')
+    page.locator("#charts .chart").first.wait_for()
+    page.fill("#filter", "no such series")
+    page.get_by_text("No series matches the filter.").wait_for()
+    _serve_json(page, r"/api/v1/series$", {"series": []})
+    _serve_json(page, r"/api/v1/findings\?", {"findings": []})
+    _serve_json(
+        page,
+        r"/api/v1/slos$",
+        {
+            "configured": True,
+            "interval_seconds": 60,
+            "last_evaluation": None,
+            "last_error": None,
+            "slos": [],
+        },
+    )
+    page.fill("#filter", "")
+    page.get_by_text("No series yet.").wait_for()
+    page.click('nav button[data-tab="findings"]')
+    page.get_by_text("No findings in the last 24 hours.").wait_for()
+    assert page.locator("#badge-findings").inner_text() == ""
+    page.click('nav button[data-tab="slos"]')
+    page.get_by_text("The SLO files hold no SLO.").wait_for()
+
+
+def test_chart_marks_points_at_the_threshold_and_in_finding_windows(
+    open_page: Callable[..., Page],
+) -> None:
+    p = open_page("findings")
+    page = p.page
+    page.locator(f'#findings tr[data-id="{F_CPU.id}"]').wait_for()
+    n = 6
+    edge = _samples(
+        "11",
+        "edge",
+        n,
+        score=[0.1, 0.5, 0.49, None, 0.1, 0.2],  # 0.5 is the threshold: anomalous
+        expected=[None, None, 2.0, None, None, None],
+        lower=[None, None, 1.0, None, None, None],  # a band at one point only
+        upper=[None, None, 3.0, None, None, None],
+    )
+    unscored = _samples("12", "unscored", n, threshold=None)
+    unscored["findings"] = [{"start": unscored["ts"][1], "end": unscored["ts"][3]}]
+    empty = _samples("13", "empty", n, value=[None] * n)
+    _serve_json(
+        page,
+        r"/api/v1/series$",
+        {"series": [{"id": s, "key": k} for s, k in (("11", "edge"), ("12", "un"), ("13", "e"))]},
+    )
+    for body in (edge, unscored, empty):
+        _serve_json(page, rf"/api/v1/series/{body['series']['id']}/samples", body)
+    page.click('nav button[data-tab="series"]')
+    page.locator("#chart-13").wait_for()
+    dots = page.locator("#chart-11 circle.anomaly")
+    assert [dots.nth(i).get_attribute("data-i") for i in range(dots.count())] == ["1"]
+    band = page.locator("#chart-11 path.band").get_attribute("d") or ""
+    assert band.count("Z") == 1 and band.count("L") == 3, band  # a thin bar, not nothing
+    # no scores: the points inside the finding's window, both ends included
+    dots = page.locator("#chart-12 circle.anomaly")
+    assert [dots.nth(i).get_attribute("data-i") for i in range(dots.count())] == ["1", "2", "3"]
+    assert "no samples yet" in page.locator("#chart-13").inner_text()
+
+
+def test_an_unknown_tab_in_the_address_shows_the_series(open_page: Callable[..., Page]) -> None:
+    p = open_page("nonsense")
+    page = p.page
+    page.locator("#charts .chart").first.wait_for()
+    assert page.locator("#tab-series").is_visible() and page.url.endswith("#series")

@@ -643,6 +643,7 @@ def test_missing_routes_and_an_unreachable_api_are_named(
     expect(page.locator("#status")).to_contain_text("unreachable: /healthz: relia unreachable")
     page.click('nav button[data-tab="slos"]')
     expect(page.locator("#slos-err")).to_contain_text("This relia serves no SLOs")
+    expect(page.locator("#slos")).to_have_text("SLOs could not be loaded.")  # not "Loading…"
     # one series' samples fail: its card says why, the other still draws
     page.click('nav button[data-tab="series"]')
     lat = page.locator(f"#chart-{LAT_ID} .err")

@@ -160,7 +160,9 @@ class Detector(ABC):
         if len(vals):
             self._run(times, vals, self._state, out)
             self._n_seen += len(vals)
-            self._last_ts = max(int(times.max()), self._last_ts or int(times.max()))
+            newest = int(times.max())
+            # ``is None``, not ``or``: a last_ts of 0 is a timestamp (update() keeps it too).
+            self._last_ts = newest if self._last_ts is None else max(self._last_ts, newest)
         return Detail(**out)
 
     def update(self, ts: int, value: float) -> float:

@@ -298,3 +298,59 @@ def test_only_families_with_a_kernel_loop_get_a_table() -> None:
     assert table_for(Tweaked()) is None
     with pytest.raises(DetectorError, match="needs an adaptive detector"):
         AdaptiveTable(create("cusum"))
+
+
+def test_update_rows_refuses_rows_not_in_the_table_and_mismatched_lengths() -> None:
+    table = table_for(create("default"))
+    assert table is not None
+    table.update_many([4], [T0], [1.0])
+    unknown = table.rows([5], create=False)  # -1: must not write into some other row
+    with pytest.raises(DataError, match="^update_rows: a row is not in the table$"):
+        table.update_rows(unknown, np.array([T0]), np.array([1.0]))
+    with pytest.raises(DataError, match="^update_rows: 2 rows, 1 timestamps, 2 values$"):
+        table.update_rows(np.array([0, 0]), np.array([T0]), np.array([1.0, 2.0]))
+    with pytest.raises(DataError, match="^update_rows: 1 rows, 1 timestamps, 2 values$"):
+        table.update_rows(np.array([0]), np.array([T0]), np.array([1.0, 2.0]))
+    assert table.n_seen(4) == 1 and table.n_seen(5) == 0 and 5 not in table
+
+
+def test_a_checkpoint_taken_is_not_changed_by_later_points() -> None:
+    table = table_for(create("default"))
+    assert table is not None
+    ts = T0 + MIN * np.arange(60, dtype=np.int64)
+    vals = np.random.default_rng(1).normal(10, 1, 60)
+    table.update_many(np.full(30, 8), ts[:30], vals[:30])
+    taken = table.state_dict(8)
+    blob = pack(taken)
+    table.update_many(np.full(30, 8), ts[30:], vals[30:])
+    assert pack(taken) == blob != table.checkpoint(8)
+
+
+def test_restoring_a_known_series_overwrites_its_row_and_is_not_a_change() -> None:
+    table = table_for(create("default"))
+    assert table is not None
+    ts = T0 + MIN * np.arange(80, dtype=np.int64)
+    vals = np.random.default_rng(3).normal(10, 1, 80)
+    table.update_many(np.full(40, 6), ts[:40], vals[:40])
+    blob = table.checkpoint(6)
+    table.update_many(np.r_[np.full(40, 6), [2]], np.r_[ts[40:], T0], np.r_[vals[40:], 1.0])
+    table.restore(6, blob)  # back to the point of the checkpoint
+    assert len(table) == 2 and table.series_ids == [6, 2]
+    assert table.checkpoint(6) == blob and table.n_seen(6) == 40
+    # A restored series has nothing new to save; the other one still has.
+    assert table.changed_ids() == [2]
+    table.restore(9, blob)
+    assert table.changed_ids() == [] and table.n_seen(9) == 40
+
+
+def test_rows_added_by_growth_have_seen_nothing() -> None:
+    table = table_for(create("default"), capacity=1)
+    assert table is not None
+    table.update_many([1], [T0], [1.0])
+    rows = table.rows([1, 2, 3, 4])  # grows the arrays
+    assert table.capacity >= 4
+    assert table.last_ts(rows).tolist() == [T0, NO_TS, NO_TS, NO_TS]
+    for s in (2, 3, 4):
+        assert table.state_dict(s)["last_ts"] is None and table.n_seen(s) == 0
+        assert table.checkpoint(s) == pack(create("default").state_dict())
+    assert table.changed_ids() == [1]

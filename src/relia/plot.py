@@ -48,7 +48,9 @@ def _figure(
         lo, hi = float(finite.min()), float(finite.max())
         pad = 0.08 * (hi - lo) if hi > lo else max(1.0, abs(hi) * 0.1)
         ax.set_ylim(lo - pad, hi + pad)
-    ax.set_title(title, loc="left", fontsize=11)
+    # The title is a file name or a query, never TeX: with math parsing on, text between two
+    # "$" (a Grafana-style `$job`) was drawn as math, dropping the dollars, or crashed the plot.
+    ax.set_title(title, loc="left", fontsize=11, parse_math=False)
     ax.legend(loc="upper left", fontsize=8, ncol=4, frameon=False)
     ax.grid(alpha=0.25)
     ax_score.plot(times, detail.score, color="#756bb1", lw=0.8)

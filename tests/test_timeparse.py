@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relia.timeparse import format_ms, format_ms_column, parse_time
@@ -55,7 +55,71 @@ def test_anything_parses_or_raises_value_error(text: str) -> None:
 @given(
     st.lists(st.integers(min_value=-2_000_000_000_000, max_value=4_000_000_000_000), max_size=50)
 )
+@settings(deadline=None)  # the first example builds the Polars frame: over 200 ms on a busy host
 def test_column_formatting_matches_one_by_one(values: list[int]) -> None:
     assert format_ms_column(np.array(values, dtype=np.int64)).to_list() == [
         format_ms(v) for v in values
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        # "now" in any case and with spaces around, as typed on a command line.
+        ("NOW", NOW),
+        ("  Now ", NOW),
+        (" -1h ", NOW - 3_600_000),
+        ("now - 1h", NOW - 3_600_000),
+        ("NOW-1H", NOW - 3_600_000),
+        # Forward in time too.
+        ("now+1h", NOW + 3_600_000),
+        ("+30m", NOW + 1_800_000),
+        # A relative duration is rounded to the nearest millisecond, not cut.
+        ("now-2.6ms", NOW - 3),
+        # A signed number is an epoch time (before or after 1970), not a duration from now.
+        ("-86400", -86_400_000),
+        ("+5", 5_000),
+        ("-1.5", -1_500),
+        # Seconds below 1e11, milliseconds from it on; by magnitude, so before 1970 as well.
+        ("99999999999", 99_999_999_999_000),
+        ("100000000000", 100_000_000_000),
+        ("-100000000000", -100_000_000_000),
+        ("-99999999999", -99_999_999_999_000),
+        # A fraction of a millisecond rounds.
+        ("1700000000000.7", NOW + 1),
+        ("1700000000.0006", NOW + 1),
+    ],
+)
+def test_parse_time_forms(text: str, ms: int) -> None:
+    assert parse_time(text, now_ms=NOW) == ms
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "Infinity", "1e400"])
+def test_a_number_that_is_no_time_is_refused_by_name(text: str) -> None:
+    with pytest.raises(ValueError) as err:
+        parse_time(text, now_ms=NOW)
+    assert str(err.value) == f"not a time: {text!r}"
+
+
+def test_a_bad_time_says_what_forms_work() -> None:
+    with pytest.raises(ValueError) as err:
+        parse_time("yesterday", now_ms=NOW)
+    assert str(err.value) == (
+        "not a time: 'yesterday' (use ISO-8601, epoch seconds, 'now' or 'now-1h')"
+    )
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [
+        (NOW, "2023-11-14T22:13:20Z"),
+        (NOW + 5, "2023-11-14T22:13:20.005Z"),
+        (NOW + 500, "2023-11-14T22:13:20.500Z"),
+        (NOW + 999, "2023-11-14T22:13:20.999Z"),
+        (-1, "1969-12-31T23:59:59.999Z"),
+        (0, "1970-01-01T00:00:00Z"),
+    ],
+)
+def test_format_ms(ms: int, text: str) -> None:
+    assert format_ms(ms) == text
+    assert format_ms_column(np.array([ms], dtype=np.int64)).to_list() == [text]

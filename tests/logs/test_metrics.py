@@ -176,3 +176,23 @@ def test_scores_are_fractions(pair: tuple[list[str], list[str]]) -> None:
     # predicted groups whose text occurs in the truth.
     assert s.correct_templates <= len(set(pred) & set(truth))
     assert s.lines == len(truth) == sum(Counter(truth).values())
+
+
+@pytest.mark.parametrize(
+    ("pred", "truth", "message"),
+    [
+        (["a"], ["a", "b"], "predicted_templates: 1 predicted templates for 2 ground-truth lines"),
+        ([], [], "truth_templates: no lines to score"),
+        # The first missing line is named, on the side where it is missing.
+        (["a", None, "c", None], ["a", "b", "c", "d"], "predicted_templates: line 1: template"),
+        (["a", "b", "c"], ["a", "b", None], "truth_templates: line 2: template is missing (None)"),
+        (["a", "b"], ["a", 3], "truth_templates: templates must be strings ("),
+        ([1, "b"], ["a", "b"], "predicted_templates: templates must be strings ("),
+    ],
+)
+def test_bad_input_names_the_side_and_line(
+    pred: list[object], truth: list[object], message: str
+) -> None:
+    with pytest.raises(DataError) as err:
+        evaluate(pred, truth)  # type: ignore[arg-type]
+    assert str(err.value).startswith(message)

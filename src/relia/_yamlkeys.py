@@ -13,10 +13,12 @@ Loc = tuple[str | int, ...]
 
 
 def repeated_keys(root: yaml.Node | None) -> list[tuple[Loc, int, int]]:
-    """Keys written twice in one mapping below ``root``, in document order: the path and line
-    of each repeat and the line of the first. A key written next to a merge (``<<``) is not a
-    repeat (it overrides the merged one), and a mapping reached through aliases is checked once,
-    where it is written. Keys of different types (``1`` and ``"1"``) are different keys."""
+    """Keys written twice in one mapping below ``root``, mapping by mapping, depth first in
+    document order (a mapping's repeats before those of the mappings inside it; callers sort by
+    line): the path and line of each repeat and the line of the first. A key written next to a
+    merge (``<<``) is not a repeat (it overrides the merged one), and a mapping reached through
+    aliases is checked once, where it is written. Keys of different types (``1`` and ``"1"``)
+    are different keys."""
     found: list[tuple[Loc, int, int]] = []
     done: set[int] = set()
     todo: list[tuple[yaml.Node, Loc]] = [(root, ())] if root is not None else []

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from relia.timeparse import format_ms, format_ms_column, parse_time
@@ -55,7 +55,6 @@ def test_anything_parses_or_raises_value_error(text: str) -> None:
 @given(
     st.lists(st.integers(min_value=-2_000_000_000_000, max_value=4_000_000_000_000), max_size=50)
 )
-@settings(deadline=None)  # the first example builds the Polars frame: over 200 ms on a busy host
 def test_column_formatting_matches_one_by_one(values: list[int]) -> None:
     assert format_ms_column(np.array(values, dtype=np.int64)).to_list() == [
         format_ms(v) for v in values

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -565,6 +566,20 @@ def test_the_html_chart_draws_each_slo_with_data_in_percent_and_tables_them(
     assert empty[4:] == ["–", "–", "–", "–"]  # remaining, burn, runs out, firing
     png = R.plot_burn_down(tmp_path / "b.PNG", statuses)  # the suffix in any case
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_slo_name_with_dollar_signs_is_drawn_as_written(
+    statuses: list[E.SloStatus], tmp_path: Path
+) -> None:
+    # matplotlib reads text between two $ as TeX: "cost $a^$" crashed the chart, "$x$" lost its
+    # dollars. A name is text.
+    for name in ("cost $a^$", "$x$ per $y$"):
+        slo = _slo(name=name)
+        odd = _status(slo, *_counts(statuses[0]))
+        page = R.plot_burn_down(tmp_path / "b.html", [odd]).read_text()
+        texts = re.findall(r"<!-- (.*?) -->", page)
+        assert f"shop-{name} (99%)" in [html.unescape(t) for t in texts]
+        assert R.plot_burn_down(tmp_path / "b.png", [odd]).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_cli_report_options_reach_the_evaluation(

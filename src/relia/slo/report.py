@@ -173,7 +173,9 @@ def _figure(statuses: Sequence[SloStatus], title: str) -> Any:
         if not len(st.burn_down):
             continue
         times = st.burn_down_ts.astype("datetime64[ms]")
-        ax.plot(times, st.burn_down * 100, lw=1.2, label=f"{st.slo.id} ({st.slo.objective:g}%)")
+        # An SLO's name is text: a $ escaped, or matplotlib reads what lies between two as TeX.
+        label = f"{st.slo.id} ({st.slo.objective:g}%)".replace("$", r"\$")
+        ax.plot(times, st.burn_down * 100, lw=1.2, label=label)
     ax.set_ylabel("error budget remaining (%)")
     ax.set_title(title, loc="left", fontsize=11)
     ax.grid(alpha=0.25)

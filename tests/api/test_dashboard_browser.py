@@ -315,7 +315,7 @@ def open_page(browser: Any, served: Served) -> Iterator[Callable[..., Page]]:
         if token is not None:
             context.add_init_script(f"localStorage.setItem('relia_token', '{token}')")
         page = context.new_page()
-        page.set_default_timeout(5000)
+        page.set_default_timeout(15_000)  # generous: a loaded CI machine, not a speed check
         p = Page(page)
         page.on("console", lambda m: p.errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: p.errors.append(f"uncaught: {e}"))
@@ -416,8 +416,16 @@ def test_incident_timeline_and_detail(open_page: Callable[..., Page], served: Se
     done_bar = page.locator(f'.tl-row[data-id="{RESOLVED.id}"] .tl-bar')
     assert set(open_bar.get_attribute("class").split()) >= {"critical", "open"}
     assert set(done_bar.get_attribute("class").split()) >= {"warning", "resolved"}
-    ob, db = open_bar.bounding_box(), done_bar.bounding_box()
-    assert ob is not None and db is not None
+    # Both boxes in one script: the page's 2 s refresh may redraw the timeline between two
+    # separate bounding_box() calls.
+    ob, db = page.evaluate(
+        """ids => ids.map((id) => {
+          const r = document.querySelector(`.tl-row[data-id="${id}"] .tl-bar`)
+            .getBoundingClientRect();
+          return {x: r.x, width: r.width};
+        })""",
+        [OPEN.id, RESOLVED.id],
+    )
     # the resolved one (an hour long, 2-3 h ago) lies left of the open one, and is wider
     assert db["x"] + db["width"] < ob["x"] and db["width"] > ob["width"] > 0
     assert page.locator("#badge-incidents").inner_text() == "1"

@@ -306,6 +306,22 @@ def test_a_new_template_on_the_first_line_after_warmup_is_a_finding(tmp_path: Pa
     assert f.evidence["example"].endswith("Disk /dev/sda3 failing")
 
 
+def test_a_new_template_finding_counts_the_lines_of_the_file_before_it(tmp_path: Path) -> None:
+    # docs/logs.md: the finding has "how many lines of the file came before it", also when
+    # those lines were read by the same tick.
+    p = tmp_path / "auth.log"
+    _write(p, [_line(i) for i in range(20)] + [_line(3, "Disk /dev/sda{i} failing")])
+    store = MemoryStore()
+    pipe = LogPipeline(store, _config(p, warmup=5), SeriesIndex())
+    pipe.ingest(T0)
+    _write(p, [_line(i) for i in range(4)] + [_line(4, "Fan {i} stopped")])
+    pipe.ingest(T0 + 1)
+    got = {
+        f.evidence["example"].split(": ")[-1]: f.evidence["lines_before"] for f in store.findings()
+    }
+    assert got == {"Disk /dev/sda3 failing": 20, "Fan 4 stopped": 25}
+
+
 def test_new_template_findings_per_tick_are_capped_keeping_the_first_lines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

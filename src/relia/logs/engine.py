@@ -403,14 +403,16 @@ class LogPipeline:
                 if made == MAX_NEW_TEMPLATE_FINDINGS:
                     log.warning("log file %s: more new templates this tick than reported", f.name)
                     break
-                findings.append(self._new_template_finding(f, t, lines[i], now))
+                findings.append(self._new_template_finding(f, t, lines[i], f.lines + i, now))
                 made += 1
             f.next_id = int(ids.max()) + 1
         if f.session_re is not None:
             self._sessions(f, series, ids, now, findings)
         return ids, n_new
 
-    def _new_template_finding(self, f: _File, template_id: int, line: str, now: int) -> Finding:
+    def _new_template_finding(
+        self, f: _File, template_id: int, line: str, lines_before: int, now: int
+    ) -> Finding:
         key = describe(
             series_key(NEW_TEMPLATE_DETECTOR, {"file": f.name, "template": str(template_id)})
         )
@@ -432,7 +434,9 @@ class LogPipeline:
                 "template_id": template_id,
                 "template": text,
                 "example": line,
-                "lines_before": f.lines,
+                # The file's lines before this one, this tick's earlier lines included
+                # (f.lines alone counts only the ticks before).
+                "lines_before": lines_before,
             },
         )
 

@@ -772,3 +772,19 @@ def test_an_unknown_key_in_capitals_is_named_at_its_line(tmp_path: Path) -> None
     path.write_text("data_dir: x\nInterval: 5s\n")
     with pytest.raises(ConfigError, match=rf"^{path}:2: Interval: Extra inputs"):
         load_config(path, environ={})
+
+
+def test_a_tls_key_error_shows_no_missing_reason(tmp_path: Path) -> None:
+    # A certificate given as the key: ssl gives no reason, and the message said "(None)".
+    from tests.api.test_tls import _self_signed
+
+    cert, _ = _self_signed(tmp_path)
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a key\n")
+    for key in (cert, garbage):
+        path = tmp_path / "relia.yaml"
+        path.write_text(f"api:\n  tls_cert: {cert}\n  tls_key: {key}\n")
+        with pytest.raises(ConfigError) as err:
+            load_config(path, environ={})
+        assert "is not the PEM private key of api.tls_cert" in str(err.value)
+        assert "None" not in str(err.value)

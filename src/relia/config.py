@@ -260,8 +260,10 @@ class ApiConfig(_Model):
             try:
                 ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
             except ssl.SSLError as exc:
+                # ssl gives no reason for some files (a certificate as the key): no "(None)".
+                why = f" ({exc.reason})" if exc.reason else ""
                 raise ValueError(
-                    f"{str(key)!r} is not the PEM private key of api.tls_cert ({exc.reason})"
+                    f"{str(key)!r} is not the PEM private key of api.tls_cert{why}"
                 ) from None
         return key
 

@@ -93,3 +93,14 @@ def test_hash_ignores_the_line_end_of_a_token_file_written_on_windows() -> None:
     unix = runner.invoke(app, ["token", "hash"], input="t0k\n")
     windows = runner.invoke(app, ["token", "hash"], input="t0k\r\n")
     assert windows.exit_code == 0 and windows.stdout == unix.stdout
+
+
+def test_create_prints_the_entry_on_one_line_however_long() -> None:
+    # docs/security.md shows the entry on one line; the console wrapped it at its width (160
+    # when not a terminal, the terminal's otherwise: 80 columns split every entry).
+    name = "n" * 100
+    result = runner.invoke(app, ["token", "create", "--name", name, "--role", "admin"])
+    assert result.exit_code == 0, result.output
+    (line,) = [s for s in result.stderr.splitlines() if "sha256" in s]
+    assert line.startswith(f"  - {{name: {name}, role: admin, sha256: ")
+    assert line.endswith('"}')

@@ -61,7 +61,10 @@ def create(
     err_console.print(f"New {role} token {name!r}: shown once, store it now.", markup=False)
     print(token)
     err_console.print("Add to relia.yaml (only the hash goes in the file):", markup=False)
-    err_console.print(f"api:\n  tokens:\n{_entry(name, role, digest)}", markup=False)
+    # soft_wrap: the entry stays on one line to paste, whatever the terminal's width.
+    err_console.print(
+        f"api:\n  tokens:\n{_entry(name, role, digest)}", markup=False, soft_wrap=True
+    )
 
 
 @token_app.command("hash")

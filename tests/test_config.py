@@ -515,6 +515,18 @@ def test_an_empty_plain_api_token_is_refused(tmp_path: Path) -> None:
         load_config(path, environ={})
 
 
+def test_a_plain_api_token_written_as_a_variable_is_refused(tmp_path: Path) -> None:
+    # relia.yaml does not expand variables: "${RELIA_TOKEN}" would be the token itself, a
+    # text anyone reading the file (or its example) could send.
+    path = tmp_path / "relia.yaml"
+    for text in ("${RELIA_TOKEN}", "${TOKEN:-dev}", "$TOKEN"):
+        path.write_text(f'api:\n  token: "{text}"\n')
+        with pytest.raises(ConfigError, match=r"relia\.yaml:2: api\.token: .*RELIA_API__TOKEN"):
+            load_config(path, environ={})
+    # A token that merely holds a $ is a token.
+    assert load_config(environ={"RELIA_API__TOKEN": "a$b{c}"}).api.auth_enabled
+
+
 def test_localhost_in_capitals_is_loopback() -> None:
     assert not load_config(environ={"RELIA_API__HOST": "LocalHost"}).api.auth_enabled
 

@@ -101,6 +101,10 @@ def _http_url(url: str) -> str:
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
+# "${NAME}", "${NAME:-default}" or "$NAME": a shell or compose variable left unexpanded.
+_VARIABLE = re.compile(r"\$(\{[A-Za-z_][A-Za-z0-9_]*([:?+-][^}]*)?\}|[A-Za-z_][A-Za-z0-9_]*)")
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -190,6 +194,13 @@ class ApiConfig(_Model):
         if token is not None and not token.get_secret_value().strip():
             # An unset ${TOKEN} in a compose file: auth would be on with a token nobody sends.
             raise ValueError("is empty (an unset variable?): set a token or leave it out")
+        if token is not None and _VARIABLE.fullmatch(token.get_secret_value().strip()):
+            # relia.yaml is not expanded: the token would be this text, which anyone reading
+            # the file (or the example it came from) could send.
+            raise ValueError(
+                "looks like a variable, and relia.yaml does not expand variables: set "
+                "RELIA_API__TOKEN in the environment instead, or use api.tokens"
+            )
         return token
 
     @field_validator("tokens")

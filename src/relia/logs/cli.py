@@ -554,11 +554,19 @@ def _summary(run: TemplateRun, seconds: float) -> list[str]:
     for f in run.files:
         if f.counts.lines + f.counts.skipped == 0:
             lines.append(f"{f.name}: empty")
-        if f.not_json or f.no_message:
+        kinds = []
+        if f.not_json:
+            kinds.append(
+                "1 line that is not a JSON object"
+                if f.not_json == 1
+                else f"{f.not_json:,} lines that are not JSON objects"
+            )
+        if f.no_message:
+            n = "1 line" if f.no_message == 1 else f"{f.no_message:,} lines"
+            kinds.append(f"{n} without a {'/'.join(MESSAGE_FIELDS)} field")
+        if kinds:
             lines.append(
-                f"{f.name}: skipped {f.not_json:,} lines that are not JSON objects and "
-                f"{f.no_message:,} without a {'/'.join(MESSAGE_FIELDS)} field "
-                f"(first at {f.name}:{f.first_bad_line})"
+                f"{f.name}: skipped {' and '.join(kinds)} (first at {f.name}:{f.first_bad_line})"
             )
     return lines
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from relia.detect import conformance
+from relia.detect import conformance, create
 from relia.detect._kernels import surprise_score
 from relia.detect.adaptive import Adaptive, AdaptiveConfig
 from relia.detect.checkpoint import pack
@@ -574,3 +574,153 @@ def test_update_takes_any_number_types_and_keeps_the_latest_timestamp() -> None:
     assert pack(plain.state_dict()) == pack(mixed.state_dict())
     plain.update(int(ts[0]), 1.0)  # a late point does not move the stream's clock back
     assert plain.state_dict()["last_ts"] == int(ts[-1])
+
+
+# Each field's first value out of bounds, and the value at the bound that is still accepted.
+_BOUNDS: list[tuple[str, float, float]] = [
+    ("alpha", 0.0, 0.999), ("alpha", 1.0, 1e-9),
+    ("beta", 0.0, 0.999), ("beta", 1.0, 1e-9),
+    ("clip", 0.0, 1e-9),
+    ("short", 0.0, 1.0), ("short", 1.0 + 1e-9, 1.0),
+    ("long", 0.0, 0.999), ("long", 1.0, 1e-9),
+    ("lifetime", 0.0, 0.999), ("lifetime", 1.0, 1e-9),
+    ("margin", -1e-9, 0.0),
+    ("bins", -1, 0), ("bins", 97, 96),
+    ("gamma", 0.0, 0.999), ("gamma", 1.0, 1e-9),
+    ("week_bins", -1, 0), ("week_bins", 169, 168),
+    ("week_gamma", 0.0, 0.999), ("week_gamma", 1.0, 1e-9),
+    ("point", -1e-9, 0.0),
+    ("persist", -1, 0),
+    ("min_samples", 1, 2),
+    ("band_z", 0.0, 1e-9),
+    ("rel_floor", -1e-9, 0.0),
+    ("run_allowance", -1e-9, 0.0),
+    ("slot_trust", -1e-9, 0.0), ("slot_trust", 7.5 + 1e-9, 7.5),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("field", "bad", "ok"), _BOUNDS, ids=lambda v: str(v))
+def test_each_parameter_out_of_bounds_is_refused_naming_it(
+    field: str, bad: float, ok: float
+) -> None:
+    with pytest.raises(DetectorError, match=rf"invalid parameter '{field}' for detector"):
+        Adaptive(**{field: bad})
+    det = Adaptive(**{field: ok})
+    assert getattr(det.config, field) == ok
+    # The value at the bound is not only accepted: the detector runs with it.
+    scores = det.score(_noise(200, 3), _ts(200))
+    assert np.isfinite(scores).all() and ((scores >= 0.0) & (scores < 1.0)).all()
+
+
+def test_the_default_detectors_scores_do_not_move() -> None:
+    """The default's benchmark figures are pinned (docs/detectors.md): any change to its
+    defaults or its kernel shows here first, on a small series with a daily cycle, a spike, a
+    dip and a shift."""
+    n = 2000
+    ts = _ts(n)
+    day = 10.0 * np.sin(2 * np.pi * (ts % DAY_MS) / DAY_MS)
+    values = 100.0 + day + np.random.default_rng(2024).normal(0.0, 1.0, n)
+    values[700] += 9.0
+    values[1100] -= 8.0
+    values[1500:] += 6.0
+    d = create("default").score_detail(values, ts)
+    assert float(d.score.sum()) == pytest.approx(110.95613133921904, rel=1e-9)
+    assert float(np.square(d.score).sum()) == pytest.approx(13.309273898755295, rel=1e-9)
+    assert float(np.nansum(d.expected)) == pytest.approx(196581.4812134629, rel=1e-12)
+    top = np.argsort(-d.score, kind="stable")[:3]
+    assert top.tolist() == [1506, 1503, 1507]
+    assert d.score[top].tolist() == pytest.approx(
+        [0.3933705183771163, 0.39254423565989366, 0.39117468738103667], rel=1e-9
+    )
+    assert AdaptiveConfig().model_dump() == {
+        "seed": 0, "alpha": 0.03, "beta": 0.02, "clip": 1.0, "short": 0.2, "long": 0.003,
+        "lifetime": 1e-5, "margin": 0.05, "bins": 48, "gamma": 0.1, "week_bins": 168,
+        "week_gamma": 0.05, "point": 10.0, "persist": 20, "min_samples": 64, "band_z": 3.0,
+        "rel_floor": 1e-3, "run_allowance": 0.6, "slot_trust": 6.0,
+    }  # fmt: skip
+
+
+def _v1_checkpoint(new: dict[str, Any]) -> dict[str, Any]:
+    """What the detector wrote before the lifetime memory: 11 scalars, 2 histogram rows of 32
+    bins, no ``lifetime`` in its config."""
+    v2 = _v2_checkpoint(new)
+    return {
+        **v2,
+        "config": {k: v for k, v in v2["config"].items() if k != "lifetime"},
+        "state": {**v2["state"], "st": v2["state"]["st"][:11], "hist": v2["state"]["hist"][:2]},
+    }
+
+
+_NON_DEFAULT = {"lifetime": 1e-4, "run_allowance": 0.5, "slot_trust": 4.0}
+
+
+@pytest.mark.parametrize("make_old", [_v1_checkpoint, _v2_checkpoint, _v3_checkpoint])
+def test_an_old_checkpoint_loads_into_a_detector_with_its_new_parameter_set(
+    make_old: Any,
+) -> None:
+    """An old checkpoint knows nothing of the parameter added since: it takes the detector's."""
+    det = Adaptive(**_NON_DEFAULT)
+    det.score(_noise(300, 21), _ts(300))
+    restored = Adaptive(**_NON_DEFAULT)
+    restored.load_state_dict(make_old(det.state_dict()))
+    assert restored.state_dict()["config"] == det.state_dict()["config"]
+    assert restored.state_dict()["n_seen"] == 300
+    with pytest.raises(DetectorError, match="another config"):
+        Adaptive(**{**_NON_DEFAULT, "alpha": 0.05}).load_state_dict(make_old(det.state_dict()))
+
+
+def test_the_lifetime_memory_of_an_upgraded_checkpoint_starts_as_the_recent_one() -> None:
+    det = Adaptive()
+    det.score(_noise(600, 22), _ts(600))
+    new = det.state_dict()
+    restored = Adaptive()
+    restored.load_state_dict(_v1_checkpoint(new))
+    st = restored.state_dict()["state"]["st"]
+    # The lifetime memory's weight and total (scalars 11, 12) are the recent one's (6, 7).
+    assert st[11] == new["state"]["st"][6] and st[12] == new["state"]["st"][7]
+    assert st[11] != st[12]
+
+
+def test_slot_counts_past_todays_cap_are_capped_when_upgraded() -> None:
+    """Before the trust, slot counts were uint8 and went up to 255; today's int8 holds 127."""
+    det = Adaptive()
+    det.score(_noise(600, 23), _ts(600))
+    old = _v3_checkpoint(det.state_dict())
+    old["state"]["scnt"] = np.full(48, 255, np.uint8)
+    restored = Adaptive()
+    restored.load_state_dict(old)
+    np.testing.assert_array_equal(restored.state_dict()["state"]["slots"][0], 127)
+
+
+def _corrupt(new: dict[str, Any], **state: Any) -> dict[str, Any]:
+    old = _v3_checkpoint(new)
+    return {**old, "state": {**old["state"], **state}}
+
+
+def test_a_corrupt_old_checkpoint_is_a_detector_error_not_a_crash() -> None:
+    det = Adaptive()
+    det.score(_noise(300, 24), _ts(300))
+    new = det.state_dict()
+    v1 = _v1_checkpoint(new)
+    bad = [
+        _corrupt(new, scnt=np.zeros((2, 48), np.uint8)),  # counts of the wrong rank
+        _corrupt(new, q=[np.nan, 0.0]),  # the tracker not an array
+        _corrupt(new, q=np.zeros(3)),
+        _corrupt(new, st=np.zeros(13)),
+        _corrupt(new, slots=new["state"]["slots"]),  # old and new layout at once
+        {**v1, "state": {**v1["state"], "st": v1["state"]["st"].tolist()}},
+        {**v1, "state": {**v1["state"], "hist": np.zeros((2, 24), np.float32)}},
+        {**v1, "state": None},
+        {**v1, "config": None},
+        {**v1, "config": [], "state": []},
+    ]
+    for checkpoint in bad:
+        with pytest.raises(DetectorError, match="checkpoint of 'adaptive'"):
+            Adaptive().load_state_dict(checkpoint)
+
+
+def test_update_counts_the_points_it_has_seen() -> None:
+    det = Adaptive()
+    for t, v in zip(_ts(5).tolist(), _noise(5).tolist(), strict=True):
+        det.update(t, v)
+    assert det.state_dict()["n_seen"] == 5 and det.state_dict()["last_ts"] == int(_ts(5)[-1])

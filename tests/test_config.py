@@ -259,6 +259,21 @@ notify:
     assert load_config(environ={}).notify.sinks == []
 
 
+def test_a_webhook_secret_in_a_relia_variable_is_a_secret_not_a_setting(tmp_path: Path) -> None:
+    # The README's relia.yaml names RELIA_HOOK_SECRET: that variable holds the secret and is not
+    # read as a RELIA_* setting (hook_secret), which would refuse the whole config.
+    path = tmp_path / "relia.yaml"
+    path.write_text(
+        "notify:\n  sinks:\n"
+        '    - {name: hook, type: webhook, url: "https://hooks.example/relia", '
+        "secret_env: RELIA_HOOK_SECRET}\n"
+    )
+    cfg = load_config(path, environ={"RELIA_HOOK_SECRET": "hunter2", "RELIA_API__PORT": "9100"})
+    assert cfg.notify.sinks[0].secret_env == "RELIA_HOOK_SECRET" and cfg.api.port == 9100
+    with pytest.raises(ConfigError, match="RELIA_OTHER: other"):  # other names are still settings
+        load_config(path, environ={"RELIA_HOOK_SECRET": "hunter2", "RELIA_OTHER": "1"})
+
+
 def test_notify_errors_name_the_field(tmp_path: Path) -> None:
     path = tmp_path / "relia.yaml"
     path.write_text(

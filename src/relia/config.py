@@ -11,7 +11,7 @@ import ipaddress
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -716,14 +716,30 @@ def _line_of(node: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
     return line
 
 
-def _env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+def _secret_env_names(data: Mapping[str, Any]) -> set[str]:
+    """The variables the file's webhook sinks name in ``secret_env``."""
+    notify = data.get("notify")
+    sinks = notify.get("sinks") if isinstance(notify, dict) else None
+    if not isinstance(sinks, list):
+        return set()
+    names = (s.get("secret_env") for s in sinks if isinstance(s, dict))
+    return {n for n in names if isinstance(n, str)}
+
+
+def _env_overrides(
+    environ: Mapping[str, str], secrets: Collection[str] = ()
+) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
     """The ``RELIA_SECTION__KEY`` settings as a nested mapping, and which variable set each path
-    (so an error names the variable, not a line of the file)."""
+    (so an error names the variable, not a line of the file). ``secrets`` are variables a sink
+    reads its secret from (``secret_env``), not settings."""
     out: dict[str, Any] = {}
     sources: dict[tuple[str, ...], str] = {}
     for name, raw in environ.items():
-        # RELIA_TOKEN is the API token clients send (relia incidents), not a setting.
+        # RELIA_TOKEN is the API token clients send (relia incidents), not a setting; a sink's
+        # secret_env (RELIA_HOOK_SECRET in the README) holds a secret, not a setting either.
         if not name.startswith("RELIA_") or name in ("RELIA_CONFIG", "RELIA_TOKEN"):
+            continue
+        if name in secrets:
             continue
         path = [p.lower() for p in name[len("RELIA_") :].split("__") if p]
         if not path:
@@ -837,7 +853,7 @@ def load_config(
         if not isinstance(loaded, dict):
             raise ConfigError("expected a mapping of settings at the top level", where=f"{where}:1")
         data = loaded
-    env, env_sources = _env_overrides(environ)
+    env, env_sources = _env_overrides(environ, _secret_env_names(data))
     try:
         # The environment goes along as context: a webhook sink checks its secret_env there.
         return ReliaConfig.model_validate(_merge(data, env), context={"environ": environ})

@@ -42,10 +42,22 @@ def validate(
     ] = None,
 ) -> None:
     """Check SLO specs: one line per SLO, or every problem as FILE:LINE: document N: field."""
+    from relia.errors import ConfigError
+    from relia.slo.burnrate import windows_for
     from relia.slo.loader import load_specs
     from relia.slo.spec import format_duration
 
     loaded = load_specs(files, sloth_windows=sloth_windows)
+    # The default alert windows do not fit every period (under 3d); `rules` and `report`
+    # refuse such an SLO, so validate must report it too rather than call it OK.
+    problems = []
+    for item in loaded:
+        try:
+            windows_for(item.slo)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigError("\n".join(problems))
     rows = []
     for item in loaded:
         slo = item.slo

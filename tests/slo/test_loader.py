@@ -542,6 +542,19 @@ def test_a_long_window_as_long_as_the_period_is_allowed() -> None:
     assert (window.long_s, window.short_s, window.burn_rate) == (DAY, 7200, 1.0)
 
 
+def test_a_timeslice_target_with_ratio_timeslices_is_refused() -> None:
+    # ratio_timeslices averages the slices' good ratios: a target would be dropped silently.
+    text = SPEC.replace(
+        "    objective: 99.9\n",
+        "    objective: 99.9\n"
+        "    budgeting: {method: ratio_timeslices, timeslice_window: 1m, timeslice_target: 99}\n",
+    )
+    assert problems(text) == [
+        "slo.yaml:8: document 1: slos[0].budgeting.timeslice_target: only used by budgeting "
+        "timeslices"
+    ]
+
+
 def test_timeslice_fields_with_occurrences_are_refused() -> None:
     text = SPEC.replace(
         "    objective: 99.9\n",

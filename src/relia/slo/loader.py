@@ -1053,6 +1053,12 @@ def _relia_document(doc: Document, ctx: _Context) -> list[Built]:
                 doc, (*loc, "budgeting"), f"budgeting {b.method} needs timeslice_window (e.g. 1m)"
             )
             ok = False
+        if b.method == "ratio_timeslices" and b.timeslice_target is not None:
+            # ratio_timeslices averages the slices' ratios: a target would be dropped silently.
+            problems.add(
+                doc, (*loc, "budgeting", "timeslice_target"), "only used by budgeting timeslices"
+            )
+            ok = False
         if b.timeslice_window is not None and item.period % b.timeslice_window:
             problems.add(
                 doc,

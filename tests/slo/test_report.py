@@ -400,6 +400,7 @@ def test_cli_reports_every_slo_it_can_and_names_each_refused_query(
     assert "shop-broken" not in res.stdout
     (line,) = res.stderr.strip().splitlines()
     assert line.startswith("relia: error: SLO shop-broken: ") and "HTTP 400 (bad_data)" in line
+    assert line.count("shop-broken") == 1  # the SLO is named once, not again by the error
     res = CliRunner().invoke(app, [*base, "--json"])
     assert res.exit_code == 2
     doc = json.loads(res.stdout)

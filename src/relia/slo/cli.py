@@ -229,5 +229,7 @@ def report(
         out.print(alerts_table(statuses))
     if refused:
         for slo_id, error in refused.items():
+            # The error names the SLO after its source; this line names it first, so once is enough.
+            error = error.replace(f"SLO {slo_id}: ", "", 1)
             err_console.print(f"relia: error: SLO {slo_id}: {error}", markup=False, soft_wrap=True)
         raise typer.Exit(2)

@@ -133,11 +133,13 @@ def alerts_table(statuses: Sequence[SloStatus]) -> Table:
         for a in st.alerts:
             w = a.window
             if a.firing:
-                state = "FIRING" + (" (disabled)" if a.disabled else "")
+                state = "FIRING"
             elif a.low_traffic:
                 state = f"held: < {st.slo.min_events} events"
             else:
                 state = "ok"
+            if a.disabled:  # shown whatever its state: it would raise nothing when it fires
+                state += " (disabled)"
             table.add_row(
                 st.slo.id,
                 _alert_name(a),

@@ -443,6 +443,9 @@ def test_a_file_that_cannot_be_read_is_a_data_error_naming_it(
         ("a.csv", "ts,value\n1,2\n2,x1\n", "row 2 (line 3): non-numeric value 'x1'"),
         ("a.csv", "ts,value\n,2\n", "row 1 (line 2): missing time"),
         ("a.csv", 'ts,value\n"1,2\n', "cannot parse CSV"),
+        # Polars' own message for this names no line.
+        ("a.csv", "ts,value\n1,1\n2,3,4\n", "line 3: 3 fields, but the header has 2"),
+        ("a.csv", "\nts;value\n1;1\n\n2;3;4;5\n", "line 5: 4 fields, but the header has 2"),
         ("a.json", "{}", "unknown format '.json'"),
         ("a.parquet", "not parquet", "cannot read Parquet"),
     ],

@@ -127,6 +127,23 @@ class _CsvLines:
             return None
         return None
 
+    def first_long_row(self) -> tuple[int, int, int] | None:
+        """(line, fields, header fields) of the first row with more fields than the header."""
+        lines = (line + "\n" for line in self._raw.decode("utf-8", "replace").split("\n"))
+        reader = csv.reader(lines, delimiter=self._sep)
+        header: int | None = None
+        start = 1
+        try:
+            for record in reader:
+                if header is None:
+                    header = len(record) or None  # empty lines before the header are skipped
+                elif len(record) > header:
+                    return start, len(record), header
+                start = reader.line_num + 1
+        except csv.Error:
+            return None
+        return None
+
 
 def _place(where: str, row: int, line_of_row: _CsvLines | None) -> str:
     """``file: row N (line L)`` for a 0-based data row index."""
@@ -162,6 +179,14 @@ def _read_csv(p: Path) -> tuple[pl.DataFrame, _CsvLines]:
     except pl.exceptions.NoDataError:
         raise DataError("empty file", where=where) from None
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException) as exc:
+        # Polars names no line for a row with too many fields ("found more fields than defined
+        # in 'Schema'"): find it ourselves so that the message says where.
+        long_row = _CsvLines(raw, sep).first_long_row()
+        if long_row is not None:
+            line, fields, header = long_row
+            raise DataError(
+                f"line {line}: {fields} fields, but the header has {header}", where=where
+            ) from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"cannot parse CSV: {first}", where=where) from None
     if df.width == 0:

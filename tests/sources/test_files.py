@@ -109,6 +109,12 @@ def test_epoch_units_by_magnitude(tmp_path: Path, stamps: list[str], expected: l
     assert read_series(p).ts.tolist() == expected
 
 
+def test_the_smallest_int64_is_epoch_nanoseconds(tmp_path: Path) -> None:
+    # np.abs of it overflows (stays negative): it read as seconds, times 1000 wrapped to 1970.
+    p = write(tmp_path, "e.csv", "ts,value\n-9223372036854775808,1\n")
+    assert read_series(p).ts.tolist() == [-9223372036854775808 // 1_000_000]
+
+
 def test_a_whole_number_written_as_float_is_the_same_time(tmp_path: Path) -> None:
     stamp = str(T0 * 1000 + 999)  # microseconds
     as_int = read_series(write(tmp_path, "i.csv", f"ts,value\n{stamp},1\n"))
@@ -437,6 +443,8 @@ def test_a_file_that_cannot_be_read_is_a_data_error_naming_it(
         ("a.csv", "\ufeff", "empty file"),
         ("a.csv", "ts,value\nnan,1\n", "row 1 (line 2): unparsable time nan in column 'ts'"),
         ("a.csv", "ts,value\n1,1\n1e300,1\n", "row 2 (line 3): time 1e+300 in column 'ts' is out"),
+        # Past year 9999: formatting the output crashed (a Polars panic, a Python ValueError).
+        ("a.csv", "ts,value\n1,1\n1e24,1\n", "row 2 (line 3): time '1e24' in column 'ts' is out"),
         ("a.csv", "ts,value\n", "no data rows"),
         ("a.csv", "a,b,c\n1,2,3\n", "columns are 'a', 'b', 'c'"),
         ("a.csv", "ts,value\nyesterday,1\n", "row 1 (line 2): unparsable time 'yesterday'"),
@@ -564,3 +572,14 @@ def test_file_source_series_is_named_after_the_file_and_uses_the_given_columns(
     batch = source.poll(0)
     assert batch.ts.tolist() == [1000, 2000] and batch.value.tolist() == [0.5, 0.7]
     assert {index.name(int(s)) for s in batch.series_id} == {"cpu_load"}
+
+
+def test_a_parquet_datetime_past_year_9999_is_a_data_error(tmp_path: Path) -> None:
+    # Read fine, then crashed when the output or summary formatted the time.
+    p = tmp_path / "far.parquet"
+    ms = pl.Series("ts", [1_700_000_000_000, 400_000_000_000_000]).cast(pl.Datetime("ms"))
+    pl.DataFrame({"ts": ms, "value": [1.0, 2.0]}).write_parquet(p)
+    with pytest.raises(DataError) as err:
+        read_series(p)
+    assert f"{p}: row 2: time " in str(err.value)
+    assert "in column 'ts' is out of range" in str(err.value)

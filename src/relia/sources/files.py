@@ -34,6 +34,9 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
+# Times the output can be written with (Python's datetime and ISO-8601: years 1 to 9999).
+_MIN_MS = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // _ONE_MS
+_MAX_MS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - _EPOCH) // _ONE_MS
 
 # Formats tried in turn on ISO-8601 text; `%.f` makes fractional seconds optional and `%#z`
 # accepts `Z`, `+02:00` and `+0200`.
@@ -94,6 +97,17 @@ def read_series(
         raise DataError("no data rows", where=where)
     tcol, vcol = _pick_columns(df.columns, time_col, value_col, where)
     ts = _parse_times(df.get_column(tcol), tcol, where, line_of_row)
+    # Later years (e.g. epoch 1e24) crashed formatting the output; say which row instead.
+    out_of_range = (ts < _MIN_MS) | (ts > _MAX_MS)
+    if out_of_range.any():
+        i = _first_bad(out_of_range)
+        column = df.get_column(tcol)
+        # A datetime this far out cannot become a Python object to show: show its epoch ms.
+        shown = f"{ts[i]} ms" if column.dtype.is_temporal() else repr(column[i])
+        raise DataError(
+            f"time {shown} in column {tcol!r} is out of range (years 1 to 9999)",
+            where=_place(where, i, line_of_row),
+        )
     values = _parse_values(df.get_column(vcol), vcol, where, line_of_row)
     return SeriesFrame(ts=ts, values=values, time_col=tcol, value_col=vcol, path=p)
 
@@ -271,7 +285,8 @@ def _epoch_to_ms(
     if s.dtype.is_integer() or _integral(s):
         # Integers stay exact (float64 would round epoch nanoseconds).
         ints = s.cast(pl.Int64, strict=False).to_numpy().astype(np.int64)
-        biggest = int(np.abs(ints).max()) if len(ints) else 0
+        # Python ints: np.abs of the smallest int64 overflows (it read as 1970-01-01).
+        biggest = max(abs(int(ints.max())), abs(int(ints.min()))) if len(ints) else 0
         if biggest > 10**17:
             return ints // 1_000_000
         if biggest > 10**14:

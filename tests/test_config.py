@@ -701,6 +701,20 @@ def test_invalid_yaml_names_its_line(tmp_path: Path) -> None:
         load_config(path, environ={})
 
 
+def test_yaml_nested_too_deeply_is_a_config_error(tmp_path: Path) -> None:
+    # PyYAML recurses per level: this was a RecursionError traceback from relia config check.
+    path = tmp_path / "relia.yaml"
+    path.write_text("interval: 15s\napi: " + "[" * 5000 + "\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: not valid YAML: nested too deeply$"):
+        load_config(path, environ={})
+
+
+def test_an_environment_value_nested_too_deeply_is_a_config_error() -> None:
+    environ = {"RELIA_DETECTOR__PARAMS": "[" * 5000}
+    with pytest.raises(ConfigError, match=r"^RELIA_DETECTOR__PARAMS: not valid YAML: nested too"):
+        load_config(environ=environ)
+
+
 def test_an_empty_file_is_the_defaults(tmp_path: Path) -> None:
     path = tmp_path / "relia.yaml"
     path.write_text("# nothing set yet\n")

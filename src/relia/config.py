@@ -744,7 +744,10 @@ def _env_overrides(
         path = [p.lower() for p in name[len("RELIA_") :].split("__") if p]
         if not path:
             continue
-        value = _env_value(raw)
+        try:
+            value = _env_value(raw)
+        except RecursionError:  # PyYAML recurses per nesting level: no traceback for "[[[…"
+            raise ConfigError("not valid YAML: nested too deeply", where=name) from None
         target = out
         for part in path[:-1]:
             target = target.setdefault(part, {})
@@ -839,6 +842,8 @@ def load_config(
             line = f":{mark.line + 1}" if mark is not None else ""
             problem = getattr(exc, "problem", None) or str(exc)
             raise ConfigError(f"{where}{line}: not valid YAML: {problem}") from None
+        except RecursionError:  # PyYAML recurses per nesting level: no traceback for "[[[…"
+            raise ConfigError(f"{where}: not valid YAML: nested too deeply") from None
         repeats = sorted(repeated_keys(root), key=lambda r: r[1])
         if repeats:
             raise ConfigError(

@@ -203,6 +203,18 @@ def test_jsonl_fields_in_order_and_bad_lines_counted(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("fmt", ["auto", "jsonl"])
+def test_a_json_line_nested_too_deeply_is_skipped_as_not_json(tmp_path: Path, fmt: str) -> None:
+    # json.loads raises RecursionError (not ValueError) on it: this was a traceback.
+    lines = [json.dumps({"message": f"job {i} done"}) for i in range(20)]
+    lines.insert(3, '{"message": ' + "[" * 100_000)
+    log = _write(tmp_path / "app.jsonl", lines)
+    code, _, stderr = _invoke(log, "--format", fmt)
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+    assert f"{log}: skipped 1 line that is not a JSON object" in stderr
+
+
 def test_auto_format_picks_jsonl_per_file(tmp_path: Path) -> None:
     plain = _write(tmp_path / "a.log", _log_lines(40))
     jsonl = _write(

@@ -206,7 +206,7 @@ def _pick_format(lines: list[str]) -> LogFormat:
         if line.lstrip().startswith("{"):
             try:
                 objects += isinstance(json.loads(line), dict)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested too deeply for json
                 pass
     return LogFormat.jsonl if sample and objects >= _JSON_SHARE * len(sample) else LogFormat.plain
 
@@ -223,7 +223,7 @@ def _json_messages(lines: pl.Series, report: FileReport, numbers: NDArray[np.int
     for i in missing:
         try:
             is_object = isinstance(json.loads(lines[int(i)]), dict)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply for json
             is_object = False
         if is_object:
             report.no_message += 1

@@ -247,6 +247,8 @@ def test_skeleton_cache_is_bounded() -> None:
         zlib.compress(json.dumps({"version": 999}).encode()),
         zlib.compress(json.dumps({"version": 1}).encode()),
         zlib.compress(json.dumps([1, 2]).encode()),
+        # json.loads raises RecursionError on this: it was a traceback from relia logs.
+        zlib.compress(b"[" * 100_000),
     ],
 )
 def test_corrupt_model_bytes(data: bytes) -> None:

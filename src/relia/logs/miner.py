@@ -342,7 +342,8 @@ class TemplateMiner:
                 for p, _, _ in shape
             ):
                 raise ValueError("a parameter position is out of range")
-        except (ValueError, KeyError, TypeError, AttributeError, zlib.error) as exc:
+        # RecursionError: JSON nested too deeply (a corrupt or hostile file), not a traceback.
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError, zlib.error) as exc:
             raise DataError(f"not a relia template model: {exc}") from exc
         for i, parent in enumerate(miner._parent):
             if parent == i:

@@ -702,3 +702,17 @@ def test_a_short_message_without_an_aside_joins_the_longer_one_with_it() -> None
     miner = TemplateMiner()
     assert miner.add(["sent 5 bytes (1.0 KB) ok", "sent 5 bytes ok"]).tolist() == [0, 0]
     assert miner.template(0) == "sent <*> bytes ok"
+
+
+def test_a_very_long_line_costs_memory_in_proportion_to_its_length() -> None:
+    # Learning a template indexes it by each word position, under a key as long as the line:
+    # a one-line dump of 100,000 words asked for tens of GB. Past max_generalized_words a
+    # template is not indexed word by word; its state stays a few times the line's size.
+    words = [f"w{i:05d}x" for i in range(3000)]
+    miner = TemplateMiner()
+    first = miner.add([" ".join(words)])
+    state = zlib.decompress(miner.to_bytes())
+    assert len(state) < 10 * len(" ".join(words))
+    # Such lines still share a template when they differ in a few words (absorbed) or repeat.
+    again = [*words[:-1], "other"]
+    assert miner.add([" ".join(words), " ".join(again)]).tolist() == [first[0]] * 2

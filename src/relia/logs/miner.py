@@ -185,6 +185,12 @@ class MinerConfig:
     max_templates: int = 50_000
     #: Distinct skeletons remembered for the one-lookup path before the cache is cleared.
     max_cached_skeletons: int = 200_000
+    #: Templates of more words than this are not generalized word by word: that indexes a
+    #: template under one key per position, each as long as the template, so its cost grows
+    #: with the square of its length (a one-line dump of 100,000 words asked for tens of GB).
+    #: Such lines still share templates when they repeat or differ in a few words (absorbed).
+    #: Loghub's longest message has 132 words.
+    max_generalized_words: int = 256
 
 
 @dataclass(frozen=True)
@@ -684,7 +690,7 @@ class TemplateMiner:
     def _generalize(self, i: int) -> int:
         """Index template ``i`` by each word position; merge once a position varies enough."""
         tokens = self._tokens[i]
-        if i == self._overflow:
+        if i == self._overflow or len(tokens) > self.config.max_generalized_words:
             return i
         generalized = {p for p, _, _ in self._shape[i]}
         # A parameter needs context: at least two words of the template stay fixed. With just

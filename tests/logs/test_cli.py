@@ -139,7 +139,7 @@ def test_line_numbers_count_skipped_lines(tmp_path: Path) -> None:
     assert rows["line"].to_list() == [1, 3, 5, 8]
     assert "\ufffd" in rows["parameters"][2] or "\ufffd" in rows["template"][2]
     assert "2 blank" in stderr and "1 binary" in stderr and "1 over 1 MiB" in stderr
-    assert "1 lines with invalid UTF-8 kept" in stderr
+    assert "1 line with invalid UTF-8 kept" in stderr
 
 
 def test_model_keeps_ids_stable_across_runs(tmp_path: Path) -> None:

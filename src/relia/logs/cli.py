@@ -550,7 +550,8 @@ def _summary(run: TemplateRun, seconds: float) -> list[str]:
     if skipped:
         lines.append("skipped lines: " + ", ".join(skipped))
     if total.invalid_utf8:
-        lines.append(f"{total.invalid_utf8:,} lines with invalid UTF-8 kept (bad bytes as U+FFFD)")
+        n = "1 line" if total.invalid_utf8 == 1 else f"{total.invalid_utf8:,} lines"
+        lines.append(f"{n} with invalid UTF-8 kept (bad bytes as U+FFFD)")
     for f in run.files:
         if f.counts.lines + f.counts.skipped == 0:
             lines.append(f"{f.name}: empty")

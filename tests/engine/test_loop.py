@@ -16,7 +16,7 @@ from relia.engine.loop import Engine
 from relia.errors import SourceError, StoreError
 from relia.incidents.model import Finding
 from relia.signals import MetricBatch, SeriesIndex
-from relia.sources.base import PartialPollError
+from relia.sources.base import MetricSource, PartialPollError
 from relia.store.base import SampleScores, Store
 from relia.store.duckdb import DuckDBStore
 from tests.engine.memstore import MemoryStore
@@ -225,22 +225,24 @@ class CountingSource(WaveSource):
         return super().poll(now_ms)
 
 
+def _correlating_engine(
+    store: Store, source: MetricSource, index: SeriesIndex, clock: Clock
+) -> Engine:
+    """A cusum engine on one source whose findings go to an incident pipeline on ``store``."""
+    pipeline = IncidentPipeline(store, IncidentsConfig(), index.labels)
+    return Engine(
+        store, [source], LocalExecutor("cusum", {}), index=index, clock=clock,
+        registry=CollectorRegistry(), incidents=pipeline,
+    )  # fmt: skip
+
+
 def test_a_tick_the_store_failed_is_stored_by_the_next_before_it_polls() -> None:
     # The spike (ticks 40-41) arrives while the store is down for ticks 40 and 41: what tick
     # 40 polled and scored is stored once the store is back, its finding too; tick 41 does not
     # poll while tick 40's samples wait (a pull source is held back, not emptied into nothing).
     store, clock, index = OutageStore(), Clock(), SeriesIndex()
     source = CountingSource(index)
-    pipeline = IncidentPipeline(store, IncidentsConfig(), index.labels)
-    eng = Engine(
-        store,
-        [source],
-        LocalExecutor("cusum", {}),
-        index=index,
-        clock=clock,
-        registry=CollectorRegistry(),
-        incidents=pipeline,
-    )
+    eng = _correlating_engine(store, source, index, clock)
     try:
         for k in range(44):
             store.down = k in (40, 41)
@@ -291,11 +293,7 @@ def test_closing_hands_the_findings_of_the_failed_tick_it_stored_to_the_incident
     # tick. Closing stores tick 40's samples and its finding, and that finding opens its
     # incident now, not at the next start.
     store, clock, index = OutageStore(), Clock(), SeriesIndex()
-    pipeline = IncidentPipeline(store, IncidentsConfig(), index.labels)
-    eng = Engine(
-        store, [CountingSource(index)], LocalExecutor("cusum", {}), index=index, clock=clock,
-        registry=CollectorRegistry(), incidents=pipeline,
-    )  # fmt: skip
+    eng = _correlating_engine(store, CountingSource(index), index, clock)
     try:
         for k in range(41):
             store.down = k == 40
@@ -656,11 +654,7 @@ def test_closing_with_samples_refused_still_hands_the_stored_finding_to_the_inci
     # Tick 40 stores its finding but the store refuses its samples, and still refuses them when
     # relia stops: the samples are lost (said in the log), the stored finding opens its incident.
     store, clock, index = SamplesRefusedStore(":memory:"), Clock(), SeriesIndex()
-    pipeline = IncidentPipeline(store, IncidentsConfig(), index.labels)
-    eng = Engine(
-        store, [CountingSource(index)], LocalExecutor("cusum", {}), index=index, clock=clock,
-        registry=CollectorRegistry(), incidents=pipeline,
-    )  # fmt: skip
+    eng = _correlating_engine(store, CountingSource(index), index, clock)
     try:
         for _ in range(40):
             eng.tick()
@@ -697,11 +691,7 @@ def test_a_failed_tick_finished_by_a_failing_tick_still_hands_its_findings_to_in
     # stored finding must still open an incident (not wait for the next restart).
     store, clock, index = TripStore(), Clock(), SeriesIndex()
     source = CommittingPushSource(index)
-    pipeline = IncidentPipeline(store, IncidentsConfig(), index.labels)
-    eng = Engine(
-        store, [source], LocalExecutor("cusum", {}), index=index, clock=clock,
-        registry=CollectorRegistry(), incidents=pipeline,
-    )  # fmt: skip
+    eng = _correlating_engine(store, source, index, clock)
     try:
         for k in range(42):
             store.down = k in (40, 41)
@@ -732,11 +722,7 @@ def test_a_tick_whose_samples_the_store_refused_counts_and_correlates_its_findin
     # once as new (not as updated) and reaches the incidents.
     store, clock, index = SamplesRefusedStore(":memory:"), Clock(), SeriesIndex()
     source = CommittingPushSource(index)
-    pipeline = IncidentPipeline(store, IncidentsConfig(), index.labels)
-    eng = Engine(
-        store, [source], LocalExecutor("cusum", {}), index=index, clock=clock,
-        registry=CollectorRegistry(), incidents=pipeline,
-    )  # fmt: skip
+    eng = _correlating_engine(store, source, index, clock)
     try:
         for _ in range(40):
             eng.tick()

@@ -652,6 +652,9 @@ def test_missing_routes_and_an_unreachable_api_are_named(
     page.click('nav button[data-tab="slos"]')
     expect(page.locator("#slos-err")).to_contain_text("This relia serves no SLOs")
     expect(page.locator("#slos")).to_have_text("SLOs could not be loaded.")  # not "Loading…"
+    # The tabs' badges say the count is unknown, not the count of the last good load.
+    for tab in ("findings", "incidents", "slos"):
+        expect(page.locator(f"#badge-{tab}")).to_have_text("?")
     # one series' samples fail: its card says why, the other still draws
     page.click('nav button[data-tab="series"]')
     lat = page.locator(f"#chart-{LAT_ID} .err")

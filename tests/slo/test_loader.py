@@ -727,3 +727,16 @@ def test_every_problem_of_a_sloth_or_openslo_file_names_that_file_and_a_line(tex
     except ConfigError as exc:
         for line in str(exc).splitlines():
             assert PLACED.match(line) or line == f"{NAMED}: empty: no SLO spec in this file", line
+
+
+def test_an_alert_windows_file_that_is_not_yaml_is_one_problem(tmp_path: Path) -> None:
+    spec = tmp_path / "slo.yaml"
+    spec.write_text(SPEC)
+    windows = tmp_path / "windows.yaml"
+    windows.write_text("[" * 5000 + "\n")  # nested too deeply for the YAML parser
+    with pytest.raises(ConfigError) as err:
+        load_specs([spec], sloth_windows=windows)
+    lines = str(err.value).splitlines()
+    assert [line for line in lines if "windows.yaml" in line] == [
+        f"{windows}:1: document 1: not valid YAML: nested too deeply"
+    ], lines

@@ -776,9 +776,12 @@ class _Context:
             if docs is not None:
                 docs = [d for d in docs if d.data is not None]
                 if len(docs) != 1:
-                    self.problems.add_at(
-                        str(path), None, None, "", "expected one Sloth AlertWindows document"
-                    )
+                    # A document that did not parse is already a problem of this file: one is
+                    # enough.
+                    if not any(p.file == str(path) for p in self.problems.items):
+                        self.problems.add_at(
+                            str(path), None, None, "", "expected one Sloth AlertWindows document"
+                        )
                 else:
                     result = parse_sloth_alert_windows(docs[0], self.problems)
             self.window_files[key] = result

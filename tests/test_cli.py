@@ -307,6 +307,11 @@ def test_detect_folder_bad_file_is_named_and_nothing_written(
         "'value'"
     ]
     assert (list(out.iterdir()) == []) if out_exists else not out.exists()
+    # Folders it made on the way to --out go too; one that was there stays.
+    deep = tmp_path / "made" / "for" / "out"
+    result = runner.invoke(app, ["detect", str(folder), "-d", "mad", "--out", str(deep)])
+    assert result.exit_code == 2 and not (tmp_path / "made").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["in", "out"] if out_exists else ["in"])
 
 
 @pytest.mark.parametrize(

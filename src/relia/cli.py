@@ -292,7 +292,7 @@ def _detect_folder(
     files = folder_files(folder)
     if not files:
         raise DataError("no *.csv or *.parquet files in this folder", where=str(folder))
-    created = False
+    created: list[Path] = []
     if out is not None:
         if out.exists() and not out.is_dir():
             raise DataError("with a folder INPUT, --out must be a directory", where=str(out))
@@ -309,11 +309,12 @@ def _detect_folder(
                     where=str(folder),
                 )
         if not out.exists():
+            # The folders this run makes, deepest first: taken away again if it fails.
+            created = [d for d in (out, *out.parents) if not d.exists()]
             try:
                 out.mkdir(parents=True)
             except OSError as exc:
                 raise DataError(f"cannot create: {exc.strerror}", where=str(out)) from None
-            created = True
     inputs: list[SeriesInput] = [SeriesFile(f, time_col, value_col) for f in files]
     t0 = time.perf_counter()
     try:
@@ -324,10 +325,10 @@ def _detect_folder(
                 address=address, out_dir=out, progress=progress,
             )  # fmt: skip
     except BaseException:
-        if created:
-            # Leave nothing behind: the run wrote no file into it.
-            with contextlib.suppress(OSError):
-                out.rmdir()  # type: ignore[union-attr]
+        # Leave nothing behind: the run wrote no file into them.
+        with contextlib.suppress(OSError):
+            for made in created:
+                made.rmdir()
         raise
     elapsed = time.perf_counter() - t0
     if out is None:

@@ -247,6 +247,9 @@ def test_separator_comes_from_the_header_line(tmp_path: Path) -> None:
     assert read_series(late).values.tolist() == [2.0]
     late_crlf = write(tmp_path, "late.txt", "\r\nts\tvalue\r\n1\t2\r\n")
     assert read_series(late_crlf).values.tolist() == [2.0]
+    # Lines ended by a carriage return alone (old Mac OS, some spreadsheet exports).
+    cr_only = write(tmp_path, "mac.csv", "ts;value\r1;2\r2;3\r")
+    assert read_series(cr_only).values.tolist() == [2.0, 3.0]
 
 
 def test_utf8_byte_order_mark_is_not_part_of_the_first_name(tmp_path: Path) -> None:
@@ -293,8 +296,9 @@ def test_a_field_too_long_to_rescan_still_names_file_and_row(tmp_path: Path) -> 
         ('ts,value,note\n1,1,"a ""quoted""\n\nnote"\n\n2,oops,x\n', "row 2 (line 6)"),
         ("\n\nts,value\n1,1\n2,oops\n", "row 2 (line 5)"),
         ("\r\nts,value\r\n1,1\r\n\r\n2,oops\r\n", "row 2 (line 5)"),
+        ("ts,value\r1,1\r\r2,oops\r", "row 2 (line 4)"),
     ],
-    ids=["quoted-newline", "quoted-blank-line", "blank-lines-before-header", "crlf"],
+    ids=["quoted-newline", "quoted-blank-line", "blank-lines-before-header", "crlf", "cr-only"],
 )
 def test_error_line_is_the_physical_line_of_the_row(tmp_path: Path, text: str, place: str) -> None:
     p = tmp_path / "q.csv"

@@ -186,6 +186,10 @@ def _read_csv(p: Path) -> tuple[pl.DataFrame, _CsvLines]:
         raise DataError("empty file", where=where)
     if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark would end up in the header
         raw = raw[3:]
+    if b"\n" not in raw and b"\r" in raw:
+        # Lines ended by a carriage return alone (old Mac OS, some spreadsheet exports): Polars
+        # reads them as one line ("no data rows").
+        raw = raw.replace(b"\r", b"\n")
     sep = _sniff_separator(raw[:65536], p.suffix.lower())
     try:
         # Everything as text: we parse times and values ourselves so that errors can name the row.

@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 from relia.detect.checkpoint import pack, unpack
 from relia.errors import ConfigError, DataError, DetectorError
 from relia.incidents.model import Finding, FindingKind
-from relia.logs.sessions import SESSION_DETECTOR, SessionFindings, SessionModel, SessionTracker
+from relia.logs.sessions import (
+    SESSION_DETECTOR,
+    ScoredSession,
+    SessionFindings,
+    SessionModel,
+    SessionTracker,
+)
 
 # A write workflow: open, allocate, three replicas written and acknowledged (interleaved in a
 # few orders, like concurrent datanodes), commit, and a verification in some sessions.
@@ -621,3 +627,34 @@ def test_sessions_split_at_max_events_in_one_tick_get_distinct_finding_ids() -> 
     replay = SessionFindings.from_bytes("hdfs.log", replay.to_bytes())
     again += replay.observe(["a"] * 17, lines[10:], 5_000) + replay.flush()
     assert [f.id for f in again] == [f.id for f in found]
+
+
+def test_events_of_one_call_that_stop_for_the_idle_timeout_make_two_sessions() -> None:
+    # One call with a whole file's events: a key quiet for the idle timeout between two of them
+    # ends its session there, as if they had come one by one.
+    model = SessionModel().fit([INT_BASE] * 50)
+    one = SessionTracker(model, idle_timeout_ms=1000)
+    out = one.observe(["a", "a", "b", "a", "a"], [0, 1, 5, 2, 3], [0, 10, 20, 5000, 5001])
+    out += one.flush()
+    by_one = SessionTracker(model, idle_timeout_ms=1000)
+    events = [("a", 0, 0), ("a", 1, 10), ("b", 5, 20), ("a", 2, 5000), ("a", 3, 5001)]
+    got = [s for k, t, ts in events for s in by_one.observe([k], [t], [ts])] + by_one.flush()
+
+    def shown(sessions: list[ScoredSession]) -> list[tuple[str, list[int], int, int, str]]:
+        return sorted(
+            (str(s.key), s.templates.tolist(), s.start_ms, s.end_ms, s.closed_by) for s in sessions
+        )
+
+    assert (
+        shown(out)
+        == shown(got)
+        == [
+            ("a", [0, 1], 0, 10, "idle"),
+            ("a", [2, 3], 5000, 5001, "flush"),
+            ("b", [5], 20, 20, "idle"),
+        ]
+    )
+    # Late events (out of order) count from the latest time seen, not the one before them.
+    tracker = SessionTracker(model, idle_timeout_ms=1000)
+    out = tracker.observe(["a"] * 4, [0, 1, 2, 3], [0, 2000, 1500, 2600]) + tracker.flush()
+    assert [s.templates.tolist() for s in out] == [[0], [1, 2, 3]]

@@ -32,7 +32,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, pairwise
 from typing import Any, Literal
 
 import numpy as np
@@ -746,7 +746,6 @@ class SessionTracker:
         order = np.argsort(codes, kind="stable")  # per key, arrival order kept
         bounds = np.searchsorted(codes[order], np.arange(len(uniq) + 1))
         closed: list[_Closed] = []
-        limit = self.max_events_per_session
         # Visit keys by their last event in the batch, so the open sessions stay in order of
         # last activity (idle closing and eviction take the oldest first).
         last_event = order[bounds[1:] - 1]
@@ -754,46 +753,79 @@ class SessionTracker:
         gmin = np.minimum.reduceat(ts_sorted, bounds[:-1]).tolist()
         gmax = np.maximum.reduceat(ts_sorted, bounds[:-1]).tolist()
         lo_hi = bounds.tolist()
+        # Keys whose events in this call stop for the idle timeout somewhere (rare: the engine
+        # stamps a tick's lines with one time) are split there below, as if given one by one.
+        sorted_codes = codes[order]
+        idle_gap = (np.diff(ts_sorted) >= self.idle_timeout_ms) & (
+            sorted_codes[1:] == sorted_codes[:-1]
+        )
+        gapped = set(sorted_codes[1:][idle_gap].tolist())
         for g in np.argsort(last_event, kind="stable").tolist():
             key = uniq[g]
             lo, hi = lo_hi[g], lo_hi[g + 1]
-            sess = self._open.get(key)
-            if sess is not None and gmin[g] - sess.last >= self.idle_timeout_ms:
-                # Back after the idle timeout (no call came in between to close it): that
-                # session is over, these events open a new one.
-                closed.append(self._close(key, "idle"))
-                sess = None
-            if sess is not None and sess.n + hi - lo < limit:  # the common case: append
-                sess.chunks.append(tok_sorted[lo:hi].copy())  # not a view: frees the batch
-                sess.n += hi - lo
-                sess.start = min(sess.start, gmin[g])
-                sess.last = max(sess.last, gmax[g])
-                self._open.move_to_end(key)
+            if g not in gapped:
+                self._add(key, lo, hi, gmin[g], gmax[g], tok_sorted, ts_sorted, closed)
                 continue
-            pos = lo
-            number = 0  # the part number of the next session this key opens
-            while pos < hi:
-                sess = self._open.get(key)
-                if sess is None:
-                    first = int(ts_sorted[pos])
-                    sess = self._open[key] = _Open(first, first, [], 0, number)
-                take = min(limit - sess.n, hi - pos)
-                part = slice(pos, pos + take)
-                sess.chunks.append(tok_sorted[part].copy())
-                sess.n += take
-                sess.start = min(sess.start, int(ts_sorted[part].min()))
-                sess.last = max(sess.last, int(ts_sorted[part].max()))
-                self._open.move_to_end(key)
-                pos += take
-                if sess.n >= limit:
-                    closed.append(self._close(key, "max_events"))
-                    number = sess.part + 1  # the next events continue it under the same key
+            t = ts_sorted[lo:hi]
+            latest = np.maximum.accumulate(t)
+            cuts = (np.flatnonzero(t[1:] - latest[:-1] >= self.idle_timeout_ms) + 1 + lo).tolist()
+            edges = [lo, *cuts, hi]
+            for k, (a, b) in enumerate(pairwise(edges)):
+                if k and key in self._open:
+                    closed.append(self._close(key, "idle"))  # the events stopped long enough
+                tmin, tmax = int(ts_sorted[a:b].min()), int(ts_sorted[a:b].max())
+                self._add(key, a, b, tmin, tmax, tok_sorted, ts_sorted, closed)
         now = int(tsa.max())
         self.clock_ms = now if self.clock_ms is None else max(self.clock_ms, now)
         closed.extend(self._close_idle(self.clock_ms))
         while len(self._open) > self.max_open_sessions:
             closed.append(self._close(next(iter(self._open)), "evicted"))
         return self._score(closed)
+
+    def _add(
+        self,
+        key: SessionKey,
+        lo: int,
+        hi: int,
+        tmin: int,
+        tmax: int,
+        tok_sorted: I64,
+        ts_sorted: I64,
+        closed: list[_Closed],
+    ) -> None:
+        """Add one key's events ``[lo, hi)`` of the sorted batch (times ``tmin``..``tmax``)."""
+        limit = self.max_events_per_session
+        sess = self._open.get(key)
+        if sess is not None and tmin - sess.last >= self.idle_timeout_ms:
+            # Back after the idle timeout (no call came in between to close it): that
+            # session is over, these events open a new one.
+            closed.append(self._close(key, "idle"))
+            sess = None
+        if sess is not None and sess.n + hi - lo < limit:  # the common case: append
+            sess.chunks.append(tok_sorted[lo:hi].copy())  # not a view: frees the batch
+            sess.n += hi - lo
+            sess.start = min(sess.start, tmin)
+            sess.last = max(sess.last, tmax)
+            self._open.move_to_end(key)
+            return
+        pos = lo
+        number = 0  # the part number of the next session this key opens
+        while pos < hi:
+            sess = self._open.get(key)
+            if sess is None:
+                first = int(ts_sorted[pos])
+                sess = self._open[key] = _Open(first, first, [], 0, number)
+            take = min(limit - sess.n, hi - pos)
+            part = slice(pos, pos + take)
+            sess.chunks.append(tok_sorted[part].copy())
+            sess.n += take
+            sess.start = min(sess.start, int(ts_sorted[part].min()))
+            sess.last = max(sess.last, int(ts_sorted[part].max()))
+            self._open.move_to_end(key)
+            pos += take
+            if sess.n >= limit:
+                closed.append(self._close(key, "max_events"))
+                number = sess.part + 1  # the next events continue it under the same key
 
     def close_idle(self, now_ms: int) -> list[ScoredSession]:
         """Close the sessions idle for ``idle_timeout_ms`` at ``now_ms``; return them scored."""

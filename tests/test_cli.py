@@ -40,6 +40,17 @@ def test_detect_writes_one_row_per_input_row(tmp_path: Path) -> None:
     np.testing.assert_allclose(frame["value"][300], 40.0)
 
 
+def test_detect_summary_says_one_window_and_one_point_in_the_singular(tmp_path: Path) -> None:
+    src = tmp_path / "in.csv"
+    values = 10 + np.random.default_rng(2).normal(0, 0.5, 400)
+    values[300] += 8.0  # one lone spike
+    pl.DataFrame({"timestamp": 1_700_000_000 + 60 * np.arange(400), "value": values}).write_csv(src)
+    result = runner.invoke(app, ["detect", str(src), "-d", "mad"])
+    assert result.exit_code == 0, result.output
+    assert pl.read_csv(io.StringIO(result.stdout))["is_anomaly"].sum() == 1
+    assert f"{src}: 400 points, 1 anomalous window (1 point) by mad" in result.stderr
+
+
 def test_detect_without_out_writes_csv_to_stdout_and_summary_to_stderr(tmp_path: Path) -> None:
     src = _series_csv(tmp_path / "in.csv")
     result = runner.invoke(app, ["detect", str(src), "-d", "mad"])

@@ -425,8 +425,9 @@ def _summary(
 
     n_flagged = sum(w.end_index - w.start_index + 1 for w in windows)
     err_console.print(
-        f"{title}: {len(values)} points, {len(windows)} anomalous windows "
-        f"({n_flagged} points) by {detector}",
+        f"{title}: {len(values)} point{'s' * (len(values) != 1)}, {len(windows)} anomalous "
+        f"window{'s' * (len(windows) != 1)} ({n_flagged} point{'s' * (n_flagged != 1)}) "
+        f"by {detector}",
         markup=False,
     )
     if not windows:

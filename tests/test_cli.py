@@ -57,8 +57,8 @@ def test_detect_without_out_writes_csv_to_stdout_and_summary_to_stderr(tmp_path:
     assert result.exit_code == 0
     frame = pl.read_csv(io.StringIO(result.stdout))
     assert frame.height == 400
-    assert "anomalous windows" in result.stderr
-    assert "anomalous windows" not in result.stdout
+    assert "anomalous window" in result.stderr
+    assert "anomalous window" not in result.stdout
 
 
 @pytest.mark.parametrize("suffix", [".png", ".html"])

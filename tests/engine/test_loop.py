@@ -236,6 +236,20 @@ def _correlating_engine(
     )  # fmt: skip
 
 
+def _tick_through_outage(
+    eng: Engine, store: OutageStore, clock: Clock, *, ticks: int, down: set[int]
+) -> None:
+    """``ticks`` ticks one STEP apart; on those in ``down`` the store is down and the tick fails."""
+    for k in range(ticks):
+        store.down = k in down
+        if store.down:
+            with pytest.raises(StoreError):
+                eng.tick()
+        else:
+            eng.tick()
+        clock.now += STEP
+
+
 def test_a_tick_the_store_failed_is_stored_by_the_next_before_it_polls() -> None:
     # The spike (ticks 40-41) arrives while the store is down for ticks 40 and 41: what tick
     # 40 polled and scored is stored once the store is back, its finding too; tick 41 does not
@@ -295,14 +309,7 @@ def test_closing_hands_the_findings_of_the_failed_tick_it_stored_to_the_incident
     store, clock, index = OutageStore(), Clock(), SeriesIndex()
     eng = _correlating_engine(store, CountingSource(index), index, clock)
     try:
-        for k in range(41):
-            store.down = k == 40
-            if store.down:
-                with pytest.raises(StoreError):
-                    eng.tick()
-            else:
-                eng.tick()
-            clock.now += STEP
+        _tick_through_outage(eng, store, clock, ticks=41, down={40})
         assert store.findings() == [] and store.incidents() == []
         store.down = False
         eng.close()
@@ -693,14 +700,7 @@ def test_a_failed_tick_finished_by_a_failing_tick_still_hands_its_findings_to_in
     source = CommittingPushSource(index)
     eng = _correlating_engine(store, source, index, clock)
     try:
-        for k in range(42):
-            store.down = k in (40, 41)
-            if store.down:
-                with pytest.raises(StoreError):
-                    eng.tick()
-            else:
-                eng.tick()
-            clock.now += STEP
+        _tick_through_outage(eng, store, clock, ticks=42, down={40, 41})
         committed = source.committed
         store.down, store.trip = False, True
         with pytest.raises(StoreError):

@@ -78,6 +78,13 @@ def test_finding_times_must_be_integer_milliseconds(field: str, value: object) -
     assert [e["loc"] for e in info.value.errors()] == [(field,)]
 
 
+def test_a_finding_that_ends_before_it_starts_is_refused_naming_end() -> None:
+    assert _finding(start=5, end=5).end == 5  # a one-point finding
+    with pytest.raises(ValidationError) as info:
+        _finding(start=5, end=4)
+    assert "end (4) is before start (5)" in str(info.value)
+
+
 def test_finding_ids_are_stable_across_releases() -> None:
     """Stored findings are keyed by this id: a new release must derive the same id, or every
     anomaly re-detected after an upgrade would be stored (and notified) a second time."""

@@ -7,7 +7,7 @@ import hashlib
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "Finding",
@@ -66,6 +66,14 @@ class Finding(BaseModel):
     detector: str
     summary: str
     evidence: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _ends_at_or_after_its_start(self) -> Finding:
+        # Every producer keeps end >= start; a finding that does not would never overlap
+        # anything in the correlator's time rule and would sort wrongly in the store.
+        if self.end < self.start:
+            raise ValueError(f"end ({self.end}) is before start ({self.start})")
+        return self
 
     @staticmethod
     def make_id(kind: FindingKind, key: str, start: int, detector: str) -> str:

@@ -127,6 +127,12 @@ def test_bad_input_is_a_data_error_naming_the_problem() -> None:
         det.score([1.0, 2.0], [1000])
     with pytest.raises(DataError, match="^3 timestamps for 2 values$"):
         det.score([1.0, 2.0], [1000, 2000, 3000])
+    # A scalar is not a one-point series (np.ascontiguousarray would make it one): score() takes
+    # series, update() takes points.
+    with pytest.raises(DataError, match=r"one-dimensional series, got shape \(\)"):
+        det.score(5.0)
+    with pytest.raises(DataError, match=r"one-dimensional timestamps, got shape \(\)"):
+        det.score([5.0], 1000)
     assert det.n_seen == 0
 
 

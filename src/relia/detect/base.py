@@ -225,13 +225,16 @@ class Detector(ABC):
     def _prepare(
         self, values: npt.ArrayLike, ts: npt.ArrayLike | None
     ) -> tuple[FloatArray, IntArray]:
+        # np.ascontiguousarray makes a scalar a one-point array: check the shape as given.
+        if np.ndim(values) != 1:
+            raise DataError(f"expected a one-dimensional series, got shape {np.shape(values)}")
         vals = np.ascontiguousarray(values, dtype=np.float64)
-        if vals.ndim != 1:
-            raise DataError(f"expected a one-dimensional series, got shape {vals.shape}")
         if ts is None:
             start = DEFAULT_STEP_MS if self._last_ts is None else self._last_ts + DEFAULT_STEP_MS
             times = start + DEFAULT_STEP_MS * np.arange(len(vals), dtype=np.int64)
         else:
+            if np.ndim(ts) != 1:
+                raise DataError(f"expected one-dimensional timestamps, got shape {np.shape(ts)}")
             times = np.ascontiguousarray(ts, dtype=np.int64)
             if times.shape != vals.shape:
                 raise DataError(f"{len(times)} timestamps for {len(vals)} values")

@@ -1,0 +1,230 @@
+"""docs/notifications.md against the code: its receiver-side verification snippet is run on a
+real signed delivery, its webhook body and headers are compared with one, its metric names with
+the dispatcher's, and its Alertmanager route is loaded by the real Alertmanager and routes relia's
+alerts (that last one needs Debian's prometheus-alertmanager)."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from relia.incidents.model import Severity
+from relia.notify import Dispatcher, WebhookSink, notifications_for, verify_signature
+from relia.notify.sinks import AlertmanagerSink
+from tests.notify.factory import IncidentMemoryStore, incident, resolved
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "notifications.md"
+SECRET = "doc-test-secret"
+
+
+def doc_block(name: str) -> str:
+    """The fenced code block right after ``<!-- doc-test: name -->`` in the doc."""
+    m = re.search(rf"<!-- doc-test: {name} -->\n```\w*\n(.*?)\n```", DOC.read_text(), re.S)
+    assert m is not None, f"no block marked {name!r} in {DOC}"
+    return m.group(1)
+
+
+class Receiver:
+    """An HTTP server on 127.0.0.1 (ephemeral port) keeping each POST: (path, headers, body)."""
+
+    def __init__(self, status: int = 204) -> None:
+        got: list[tuple[str, dict[str, str], bytes]] = []
+        self.got = got
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                got.append((self.path, dict(self.headers), body))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def delivered(
+    receiver: Receiver, token: int | None = None, skew_ms: int = 0
+) -> tuple[dict[str, str], bytes]:
+    """One real delivery by relia's webhook sink (its clock ``skew_ms`` off) to ``receiver``,
+    with the fencing ``token`` when given; the headers and raw body the receiver got."""
+    sink = WebhookSink(
+        receiver.url + "/relia",
+        SECRET,
+        name="hook",
+        clock=lambda: time.time_ns() // 1_000_000 + skew_ms,
+    )
+    try:
+        (item,) = notifications_for(incident("3f9a1c2e7b4d5a60"), ["hook"], 1)
+        if token is None:
+            sink.deliver(item)
+        else:
+            sink.deliver(item, fencing_token=token)
+    finally:
+        sink.close()
+    _path, headers, body = receiver.got[-1]
+    return headers, body
+
+
+def test_the_verification_snippet_accepts_a_real_delivery_and_refuses_forgeries(
+    receiver: Receiver,
+) -> None:
+    scope: dict[str, Any] = {}
+    exec(doc_block("verify"), scope)  # noqa: S102 - the doc's own snippet, on purpose
+    verify = scope["verify"]
+    secret = SECRET.encode()
+    for token in (None, 7):
+        headers, body = delivered(receiver, token)
+        assert verify(body, headers, secret)
+        assert verify_signature(body, headers, secret)  # relia's own helper agrees
+        assert not verify(body.replace(b'"warning"', b'"info"'), headers, secret)
+        assert not verify(body, headers, b"another-secret")
+        assert not verify(body, {"X-Relia-Timestamp": headers["X-Relia-Timestamp"]}, secret)
+        assert not verify(body, {k: v for k, v in headers.items() if "Timestamp" not in k}, secret)
+    # Signed ten minutes ago (a replay): genuine, but refused as too old.
+    headers, body = delivered(receiver, skew_ms=-600_000)
+    assert verify_signature(body, headers, secret, tolerance_s=3600)
+    assert not verify(body, headers, secret)
+
+
+def test_the_webhook_body_and_headers_are_those_the_doc_shows(receiver: Receiver) -> None:
+    shown = json.loads(doc_block("webhook-body"))
+    headers, body = delivered(receiver)
+    real = json.loads(body)
+    assert body == json.dumps(real, separators=(",", ":"), sort_keys=True).encode()
+    assert set(real) == set(shown)
+    assert set(real["incident"]) == set(shown["incident"])
+    assert real["dedup_key"] == shown["dedup_key"] == "hook:3f9a1c2e7b4d5a60:1"
+    assert real["incident"] == shown["incident"]  # the doc's example is factory.incident()
+    assert headers["Content-Type"] == "application/json"
+    assert headers["X-Relia-Dedup-Key"] == real["dedup_key"]
+    assert headers["X-Relia-Signature"].startswith("sha256=")
+    assert int(headers["X-Relia-Timestamp"]) == real["sent_at"] // 1000
+    assert "X-Relia-Fencing-Token" not in headers and "fencing_token" not in real
+    headers, body = delivered(receiver, token=12)
+    assert headers["X-Relia-Fencing-Token"] == "12" and json.loads(body)["fencing_token"] == 12
+    table = DOC.read_text().split("## Webhook", 1)[1].split("<!-- doc-test", 1)[0]
+    named = set(re.findall(r"^\| `([A-Za-z-]+)` \|", table, re.M))
+    assert named == {k for k in headers if k == "Content-Type" or k.startswith("X-Relia-")}
+
+
+def test_the_metric_names_are_the_dispatchers() -> None:
+    registry = CollectorRegistry()
+    sink = WebhookSink("http://127.0.0.1:9/", SECRET)
+    Dispatcher(IncidentMemoryStore(), [sink], registry=registry)
+    sink.close()
+    exposed = {s.name for m in registry.collect() for s in m.samples if s.labels.get("sink")}
+    exposed -= {n for n in exposed if n.endswith("_created")}
+    section = DOC.read_text().split("## Watching delivery", 1)[1]
+    assert set(re.findall(r"^\| `(relia_notify_\w+)` \|", section, re.M)) == exposed
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.integration
+def test_the_alertmanager_route_routes_relias_alerts(receiver: Receiver) -> None:
+    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if binary is None:
+        msg = "prometheus-alertmanager is not installed"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    config = doc_block("alertmanager-config")
+    # The receivers' URLs point at the test; groups are sent at once, their changes within 1 s.
+    config = re.sub(r"url: http://(\w+)-bridge\.example/relia", rf"url: {receiver.url}/\1", config)
+    config = re.sub(r"group_wait: \w+", "group_wait: 0s", config)
+    config = re.sub(r"group_interval: \w+", "group_interval: 1s", config)
+    assert config.count(receiver.url) == 2
+    with tempfile.TemporaryDirectory(prefix="relia-am-doc-") as tmp:
+        path = Path(tmp) / "alertmanager.yml"
+        path.write_text(config)
+        if shutil.which("amtool"):
+            check = subprocess.run(
+                ["amtool", "check-config", str(path)], capture_output=True, text=True, check=False
+            )
+            assert check.returncode == 0, check.stdout + check.stderr
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={path}",
+                f"--storage.path={tmp}/data",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--cluster.listen-address=",
+                "--log.level=warn",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        sink = AlertmanagerSink(url, name="am")
+        try:
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.05)
+            now = time.time_ns() // 1_000_000
+            warn = incident("a1", opened_at=now, start=now - 60_000, end=now)
+            crit = incident("c1", opened_at=now, severity=Severity.CRITICAL, labels={"job": "db"})
+            for inc in (warn, crit, resolved(crit, now + 1)):
+                (item,) = notifications_for(inc, ["am"], now)
+                sink.deliver(item)
+                time.sleep(0.2)  # the resolve must not reach Alertmanager's group first
+            want = {("/chat", "a1", "firing"), ("/pager", "c1", "resolved")}
+            seen: set[tuple[str, str, str]] = set()
+            while time.monotonic() < deadline + 15 and not want <= seen:
+                seen = {
+                    (path, a["labels"]["incident_id"], a["status"])
+                    for path, _h, body in list(receiver.got)
+                    for a in json.loads(body)["alerts"]
+                }
+                time.sleep(0.1)
+        finally:
+            sink.close()
+            proc.terminate()
+            proc.wait(timeout=10)
+    assert want <= seen
+    assert all(p == "/chat" for p, i, _s in seen if i == "a1")
+    assert all(p == "/pager" for p, i, _s in seen if i == "c1")

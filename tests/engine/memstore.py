@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 import numpy.typing as npt
 
@@ -103,6 +105,11 @@ class MemoryStore:
         ]
         out.sort(key=lambda f: (f.start, f.end), reverse=True)
         return out[:limit]
+
+    def findings_by_ids(self, ids: Collection[str]) -> list[Finding]:
+        out = [self._findings[i] for i in dict.fromkeys(ids) if i in self._findings]
+        out.sort(key=lambda f: (f.end, f.start), reverse=True)
+        return out
 
     def commit_log_progress(self, states: dict[str, bytes], counts: LogCounts) -> None:
         for f, w, t, n in zip(

@@ -254,6 +254,32 @@ def test_an_orphan_older_than_every_restored_incident_is_still_correlated() -> N
     assert sorted(held) == sorted([opened.id, orphan.id])
 
 
+def test_a_restart_restores_an_incidents_findings_however_many_ended_since(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A start reads a bounded number of recent findings to find orphans; the restored
+    # incidents' own findings are read by id, so an old incident is restored whole however
+    # many findings ended after its own (here the bound is 2, and 3 ended since).
+    monkeypatch.setattr("relia.engine.incidents._ORPHAN_SCAN_MAX", 2)
+    store = FlakyStore()
+    first = IncidentPipeline(store, IncidentsConfig(), lambda sid: None, sinks=["am"])
+    first.start(T0)
+    old = [_finding('cpu{job="db"}', T0), _finding('mem{job="db"}', T0)]
+    store.add_findings(old)
+    first.update(old, T0)
+    later = [_finding(f'mem{{job="web{i}"}}', T0 + (i + 1) * MIN) for i in range(3)]
+    store.add_findings(later)
+    first.update(later, T0 + 3 * MIN)
+    again = IncidentPipeline(store, IncidentsConfig(), lambda sid: None, sinks=["am"])
+    again.start(T0 + 4 * MIN)
+    joined = _finding('disk{job="db"}', T0 + 4 * MIN)
+    store.add_findings([joined])
+    again.update([joined], T0 + 4 * MIN)
+    (db,) = [i for i in store.incidents() if i.labels == {"job": "db"}]
+    assert sorted(db.finding_ids) == sorted(f.id for f in [*old, joined])
+    assert {c["key"] for c in db.cause} == {'cpu{job="db"}', 'mem{job="db"}', 'disk{job="db"}'}
+
+
 def test_a_restart_keeps_a_stored_incident_whole_and_notifies_nothing_twice() -> None:
     store = FlakyStore()
     first = IncidentPipeline(store, IncidentsConfig(), lambda sid: None, sinks=["am"])

@@ -100,6 +100,29 @@ def test_show_has_the_findings_with_string_series_ids(
     assert store.incident(ids['cpu{job="api"}']).status is IncidentStatus.RESOLVED  # type: ignore[union-attr]
 
 
+def test_show_lists_an_old_incidents_findings_however_many_ended_since(
+    client: tuple[TestClient, DuckDBStore, dict[str, str]],
+) -> None:
+    tc, store, ids = client
+    # 100,000 findings that ended after the api incident's: its own are still shown (they were
+    # once read newest first up to 100,000 and filtered, so an old incident showed none).
+    later = [finding(f"later{i}", T0 + 40 * M + i) for i in range(100_000)]
+    store.add_findings(later)
+    api_id = ids['cpu{job="api"}']
+    body = tc.get(f"/api/v1/incidents/{api_id}").json()
+    assert sorted(f["key"] for f in body["findings"]) == ['cpu{job="api"}', 'mem{job="api"}']
+
+
+def test_the_schema_of_a_cause_lists_every_field_sent(
+    client: tuple[TestClient, DuckDBStore, dict[str, str]],
+) -> None:
+    tc, _, ids = client
+    db_id = ids['cpu{job="db"}']
+    sent = tc.get(f"/api/v1/incidents/{db_id}").json()["incident"]["cause"][0]
+    schema = tc.get("/openapi.json").json()["components"]["schemas"]["CauseOut"]
+    assert set(schema["properties"]) == set(sent) == {"key", "score", "reason", "summary"}
+
+
 def test_unknown_id_is_404(client: tuple[TestClient, DuckDBStore, dict[str, str]]) -> None:
     tc, _, _ = client
     r = tc.get("/api/v1/incidents/doesnotexist")

@@ -321,6 +321,16 @@ def test_findings_newest_first_with_since_series_and_limit(store: Store) -> None
         store.findings(limit=-1)
 
 
+def test_findings_by_ids_whatever_their_age_newest_first(store: Store) -> None:
+    store.add_findings([finding("old", 0, 10), finding("mid", 5, 20), finding("new", 25, 30)])
+    # However many findings ended since: an incident's findings are fetched by id, not by time.
+    store.add_findings([finding(f"later{i}", 100 + i, 200 + i) for i in range(50)])
+    got = store.findings_by_ids(["old", "new", "gone", "old"])
+    assert [f.id for f in got] == ["new", "old"]
+    assert got[1] == finding("old", 0, 10)
+    assert store.findings_by_ids([]) == []
+
+
 def test_add_findings_rejects_non_findings(store: Store) -> None:
     with pytest.raises(DataError, match=r"findings\[1\]: expected a Finding"):
         store.add_findings([finding("a", 1, 2), {"id": "b"}])  # type: ignore[list-item]

@@ -37,6 +37,9 @@ __all__ = ["IncidentPipeline", "IncidentThread"]
 log = logging.getLogger(__name__)
 
 _DAY_MS = 86_400_000
+#: The most findings a start reads to find those stored without an incident (a crash between
+#: storing findings and saving their incident leaves a tick's worth, not this many).
+_ORPHAN_SCAN_MAX = 100_000
 
 
 class IncidentPipeline:
@@ -84,10 +87,11 @@ class IncidentPipeline:
             known = {fid for inc in incidents for fid in inc.finding_ids}
             since = min((i.start for i in incidents), default=now - horizon)
             since = min(since, now - horizon)
-            findings = self.store.findings(since=since, limit=100_000)
-            seeded = [f for f in findings if f.id in known]
-            self.correlator.seed(incidents, seeded)
-            orphans = [f for f in findings if f.id not in known]
+            # The restored incidents' own findings by id, whatever their age: an incident open
+            # for weeks keeps every finding, however many others have ended since.
+            self.correlator.seed(incidents, self.store.findings_by_ids(known))
+            stored = self.store.findings(since=since, limit=_ORPHAN_SCAN_MAX)
+            orphans = [f for f in stored if f.id not in known]
             if orphans:
                 log.info("correlating %d findings stored without an incident", len(orphans))
                 orphans.sort(key=lambda f: (f.start, f.id))

@@ -25,8 +25,6 @@ __all__ = [
     "incidents_router",
 ]
 
-# Enough for any incident's findings: they all end at or after the incident's start.
-_FINDINGS_LIMIT = 100_000
 _TIME_NOTE = "ms since the Unix epoch, ISO-8601 (UTC if no offset), 'now', or relative like -1h"
 
 
@@ -34,6 +32,7 @@ class CauseOut(BaseModel):
     key: str
     score: float = Field(description="0..1; higher is more likely the cause")
     reason: str
+    summary: str = Field(description="the summary of the key's highest-scoring finding")
 
 
 class IncidentOut(BaseModel):
@@ -130,8 +129,4 @@ def incidents_router(store: Store, *, clock: Callable[[], int] = _now_ms) -> API
 
 def incident_findings(store: Store, inc: Incident) -> list[Finding]:
     """The stored findings of ``inc``, newest first (those the store has trimmed are left out)."""
-    wanted = set(inc.finding_ids)
-    if not wanted:
-        return []
-    found = store.findings(since=inc.start, limit=_FINDINGS_LIMIT)
-    return [f for f in found if f.id in wanted]
+    return store.findings_by_ids(inc.finding_ids)

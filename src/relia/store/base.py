@@ -6,6 +6,7 @@ PostgreSQL for several replicas. Schema changes are versioned migrations.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -166,6 +167,11 @@ class Store(Protocol):
         limit: int = 1000,
     ) -> list[Finding]:
         """Findings whose end is at or after ``since``, newest first."""
+        ...
+
+    def findings_by_ids(self, ids: Collection[str]) -> list[Finding]:
+        """The stored findings among ``ids`` (unknown ids are left out), newest (by end, then
+        start) first: an incident's findings whatever their age."""
         ...
 
     def commit_log_progress(self, states: dict[str, bytes], counts: LogCounts) -> None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -558,6 +558,19 @@ class DuckDBStore:
         sql += f" ORDER BY end_ts DESC, start_ts DESC, id LIMIT {_as_limit(limit)}"
         with self._reader("reading findings") as cur:
             rows = cur.execute(sql, params).fetchall()
+        return [self._finding(row) for row in rows]
+
+    def findings_by_ids(self, ids: Collection[str]) -> list[Finding]:
+        """The stored findings among ``ids``, newest (by end, then start) first."""
+        wanted = _as_ids(ids)
+        if not wanted:
+            return []
+        sql = (
+            f"SELECT {_FINDING_COLUMNS} FROM findings WHERE id IN (SELECT unnest(?::VARCHAR[])) "
+            "ORDER BY end_ts DESC, start_ts DESC, id"
+        )
+        with self._reader("reading findings") as cur:
+            rows = cur.execute(sql, [wanted]).fetchall()
         return [self._finding(row) for row in rows]
 
     def _finding(self, row: tuple[Any, ...]) -> Finding:
@@ -1164,6 +1177,17 @@ def _as_int64(value: object, what: str, where: str | None = None) -> int:
     out = int(value)
     if not _INT64_MIN <= out <= _INT64_MAX:
         raise DataError(f"{what} {out} does not fit in int64", where=where)
+    return out
+
+
+def _as_ids(ids: object) -> list[str]:
+    """``ids`` (a collection of finding ids, not one id) as a list without repeats."""
+    if isinstance(ids, str | bytes) or not isinstance(ids, Collection):
+        raise DataError(f"ids must be a collection of str, got {type(ids).__name__}")
+    out = list(dict.fromkeys(ids))
+    bad = next((i for i in out if not isinstance(i, str)), None)
+    if bad is not None:
+        raise DataError(f"ids must be str, got {bad!r}")
     return out
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -50,6 +50,7 @@ from relia.notify.outbox import OutboxItem, OutboxStatus
 from relia.signals import MetricBatch
 from relia.store.base import LogCounts, SampleScores, ScoredSamples, SeriesInfo
 from relia.store.duckdb import (
+    _as_ids,
     _as_int64,
     _as_limit,
     _dump_evidence,
@@ -545,6 +546,18 @@ class PostgresStore:
         sql += " ORDER BY end_ts DESC, start_ts DESC, id LIMIT %s"
         params.append(_as_limit(limit))
         rows = self._read("reading findings", lambda c: c.execute(sql, params).fetchall())
+        return [self._finding(row) for row in rows]
+
+    def findings_by_ids(self, ids: Collection[str]) -> list[Finding]:
+        """The stored findings among ``ids``, newest (by end, then start) first."""
+        wanted = _as_ids(ids)
+        if not wanted:
+            return []
+        sql = (
+            f"SELECT {_FINDING_COLUMNS} FROM findings WHERE id = ANY(%s) "
+            "ORDER BY end_ts DESC, start_ts DESC, id"
+        )
+        rows = self._read("reading findings", lambda c: c.execute(sql, [wanted]).fetchall())
         return [self._finding(row) for row in rows]
 
     def _finding(self, row: tuple[Any, ...]) -> Finding:

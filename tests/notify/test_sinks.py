@@ -163,6 +163,25 @@ def test_http_errors_say_whether_a_retry_helps(status: int, retryable: bool) -> 
         assert info.value.retryable is retryable
 
 
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_not_followed_and_says_where_to_point_the_sink(status: int) -> None:
+    def moved(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, headers={"Location": "https://hook.test/x?token=t0ken"})
+
+    for sink in (
+        am_sink(moved),
+        WebhookSink(
+            "http://hook.test/x", SECRET, name="hook", transport=httpx.MockTransport(moved)
+        ),
+    ):
+        with pytest.raises(DeliveryError) as info:
+            sink.deliver(item_of(incident()))
+        assert not info.value.retryable  # a redirect answers the same way next time
+        text = str(info.value)
+        assert f"HTTP {status}: redirected" in text and "set the sink's url" in text
+        assert "t0ken" not in text  # like the sink's own url, the target may hold a token
+
+
 @pytest.mark.parametrize(
     "exc",
     [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("x")],

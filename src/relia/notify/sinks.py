@@ -2,8 +2,8 @@
 
 A sink delivers one :class:`~relia.notify.outbox.OutboxItem` or raises :class:`DeliveryError`
 saying whether trying again can help: a timeout, a connection error, 408, 429 or a 5xx can; any
-other 4xx (a bad URL, a refused token, a payload the receiver rejects) cannot, and the dispatcher
-marks the item failed instead of retrying it for a day.
+other 4xx (a bad URL, a refused token, a payload the receiver rejects) or a redirect (not
+followed) cannot, and the dispatcher marks the item failed instead of retrying it for a day.
 
 Secrets (the webhook's HMAC key) live only inside the sink object: they are not in its repr, in
 error messages or in log lines.
@@ -130,6 +130,14 @@ def _post(client: httpx.Client, sink: str, url: str, **kwargs: Any) -> None:
     code = resp.status_code
     if 200 <= code < 300:
         return
+    if 300 <= code < 400:
+        # Not followed: a 301/302 turns the POST into a GET, and a redirect answers the same way
+        # every time. Where it points is left out like the url itself (it may hold a token).
+        raise DeliveryError(
+            f"sink {sink}: HTTP {code}: redirected elsewhere (relia does not follow redirects: "
+            "set the sink's url to where it points)",
+            retryable=False,
+        )
     snippet = resp.text[:200].strip().replace("\n", " ")
     retryable = code in (408, 429) or code >= 500
     # No URL in the message: a webhook URL can hold a token in its path (Slack's do).

@@ -445,6 +445,25 @@ def test_incident_timeline_and_detail(open_page: Callable[..., Page], served: Se
     assert page.locator("#timeline .tl-row").count() == 1
 
 
+def test_a_link_to_one_incident_opens_its_detail(
+    open_page: Callable[..., Page], served: Served
+) -> None:
+    # The link relia's Alertmanager alerts carry (relia_url, generatorURL): /#incidents/<id>.
+    p = open_page(f"incidents/{RESOLVED.id}")
+    page = p.page
+    detail = page.locator("#incident-detail")
+    detail.locator("tbody.incident-findings tr").first.wait_for()
+    assert RESOLVED.title in detail.locator("h3").inner_text()
+    assert page.locator(f'.tl-row.selected[data-id="{RESOLVED.id}"]').count() == 1
+    assert page.url.endswith(f"#incidents/{RESOLVED.id}")
+    # Picking another incident moves the link with it; the tabs still work from there.
+    page.locator(f'.tl-row[data-id="{OPEN.id}"]').click()
+    page.wait_for_function(f"location.hash === '#incidents/{OPEN.id}'")
+    page.click('nav button[data-tab="findings"]')
+    page.wait_for_function("location.hash === '#findings'")
+    assert page.locator("#tab-findings").is_visible()
+
+
 def test_slo_budget_bars_and_burn_rates(open_page: Callable[..., Page], served: Served) -> None:
     p = open_page("series")
     page = p.page

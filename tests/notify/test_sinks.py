@@ -82,7 +82,7 @@ def test_alertmanager_alert_has_labels_annotations_and_times() -> None:
     assert ann["summary"] == 'cpu_usage{instance="a"} and 1 more on job=api'
     assert "2 finding(s)" in ann["description"] and "latency" in ann["description"]
     assert ann["likely_cause"].startswith('1. cpu_usage{instance="a",job="api"} (score 0.90)')
-    assert ann["relia_url"] == "http://relia.test:8787/api/v1/incidents/inc1"
+    assert ann["relia_url"] == "http://relia.test:8787/#incidents/inc1"
     assert alert["generatorURL"] == ann["relia_url"]
     assert alert["startsAt"] == "2024-05-20T10:13:20.000Z"  # opened_at = T0
     # Open: ends 4 resend intervals after now unless refreshed (now = T0 + 1 s).
@@ -407,4 +407,4 @@ def test_build_sinks_applies_resend_interval_and_external_url() -> None:
         server.server_close()
         thread.join(timeout=5)
     (alerts,) = [json.loads(b) for b in bodies]
-    assert alerts[0]["generatorURL"] == "http://relia.test:8787/api/v1/incidents/inc1"
+    assert alerts[0]["generatorURL"] == "http://relia.test:8787/#incidents/inc1"

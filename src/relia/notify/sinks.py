@@ -256,7 +256,9 @@ class AlertmanagerSink:
         return self._resend
 
     def _link(self, incident_id: str) -> str | None:
-        return f"{self._external}/api/v1/incidents/{incident_id}" if self._external else None
+        # The dashboard's page for the incident: it asks for a token itself when auth is on,
+        # where the JSON route would answer a click from a chat message with 401.
+        return f"{self._external}/#incidents/{incident_id}" if self._external else None
 
     def _alerts(
         self, payload: Mapping[str, Any], now: int, fencing_token: int | None = None

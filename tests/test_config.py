@@ -335,6 +335,59 @@ def test_incidents_section(tmp_path: Path) -> None:
     assert f"{path}:5: incidents.topology: 'db' depends on itself" in text
 
 
+def test_retention_default_and_units(tmp_path: Path) -> None:
+    assert load_config(environ={}).retention == 30 * 86400.0
+    path = tmp_path / "relia.yaml"
+    path.write_text("retention: 90d\n")
+    assert load_config(path, environ={}).retention == 90 * 86400.0
+    path.write_text("retention: 2w\n")
+    assert load_config(path, environ={}).retention == 14 * 86400.0
+    assert load_config(environ={"RELIA_RETENTION": "48h"}).retention == 2 * 86400.0
+
+
+def test_retention_must_outlast_what_the_engine_reads_back(tmp_path: Path) -> None:
+    path = tmp_path / "relia.yaml"
+    # The defaults' longest window is notify.max_age (1d): at least twice that.
+    path.write_text("interval: 15s\nretention: 36h\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    text = str(info.value)
+    assert f"{path}:2: retention: retention (36h) must be at least 2d" in text
+    assert "twice notify.max_age (1d)" in text
+    # The longest of the windows names itself, from the file or the environment.
+    path.write_text("retention: 7d\nincidents:\n  flap_window: 5d\n")
+    with pytest.raises(ConfigError, match=r"at least 10d \(twice incidents.flap_window \(5d\)\)"):
+        load_config(path, environ={})
+    with pytest.raises(ConfigError, match=r"at least 4d \(twice notify.max_age \(2d\)\)"):
+        load_config(environ={"RELIA_NOTIFY__MAX_AGE": "2d", "RELIA_RETENTION": "3d"})
+    # The default itself is checked: a long window with no retention set is an error too.
+    path.write_text("incidents:\n  reopen_window: 20d\n")
+    with pytest.raises(ConfigError, match=r"retention \(30d\) must be at least 40d"):
+        load_config(path, environ={})
+    # Short windows: the floor of a day still holds.
+    path.write_text("retention: 12h\nnotify:\n  max_age: 1h\nincidents:\n  flap_window: 30m\n")
+    with pytest.raises(ConfigError, match=r"retention \(12h\) must be at least 1d"):
+        load_config(path, environ={})
+    path.write_text("retention: 1d\nnotify:\n  max_age: 1h\n")
+    assert load_config(path, environ={}).retention == 86400.0
+    # A window that is itself invalid is reported once, not again through retention.
+    path.write_text("retention: 3d\nincidents:\n  flap_window: soon\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert "incidents.flap_window" in str(info.value)
+    assert "retention:" not in str(info.value)
+
+
+def test_flap_help_text_speaks_of_episodes() -> None:
+    from relia.config import IncidentsConfig
+
+    fields = IncidentsConfig.model_fields
+    window = fields["flap_window"].description or ""
+    assert "episodes" in window and "resolve_after" in window
+    assert "incident opens" not in window
+    assert "episodes within flap_window" in (fields["flap_max"].description or "")
+
+
 def test_ingest_section() -> None:
     from relia.config import load_config as _load
 

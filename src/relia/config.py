@@ -91,6 +91,18 @@ def parse_duration(value: object) -> float:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
+#: How long finished history is kept by default (``retention``), and the least allowed.
+RETENTION_DEFAULT = 30 * 86400.0
+RETENTION_MIN = 86400.0
+
+
+def _human_duration(seconds: float) -> str:
+    """``seconds`` in the largest unit that writes it whole (``30d``, ``36h``, ``90s``)."""
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
 
 def _http_url(url: str) -> str:
     if not url.startswith(("http://", "https://")):
@@ -449,9 +461,17 @@ class IncidentsConfig(_Model):
     reopen_window: Duration = Field(
         1800.0, description="a key going wrong again this soon after resolving reopens it"
     )
-    flap_window: Duration = Field(3600.0, description="window in which incident opens count")
+    flap_window: Duration = Field(
+        3600.0,
+        description="window in which a key's episodes are counted (an episode: the key going "
+        "wrong again after more than resolve_after of quiet, whether or not that opened an "
+        "incident)",
+    )
     flap_max: int = Field(
-        3, ge=1, description="a key opening this many incidents in flap_window is flapping"
+        3,
+        ge=1,
+        description="a key with this many episodes within flap_window is flapping: its findings "
+        "join its last incident instead of opening new ones, which stays open until it calms down",
     )
     topology: dict[str, list[str]] = Field(
         default_factory=dict,
@@ -655,6 +675,47 @@ class ReliaConfig(_Model):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     ha: HaConfig = Field(default_factory=HaConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
+    # After incidents and notify: its check reads them (fields are validated in order).
+    retention: Duration = Field(
+        RETENTION_DEFAULT,
+        validate_default=True,  # a longer flap_window or max_age may need more than the default
+        description="history kept: resolved incidents, the findings only they hold and "
+        "delivered or failed notifications are deleted this long after they ended (open "
+        "incidents and pending notifications are kept whatever their age); at least "
+        f"{_human_duration(RETENTION_MIN)}, and twice the longest of incidents.group_window, "
+        "resolve_after, reopen_window, flap_window and notify.max_age",
+    )
+
+    @field_validator("retention")
+    @classmethod
+    def _retention_keeps_what_is_needed(cls, retention: float, info: ValidationInfo) -> float:
+        # What the engine still reads back: resolved incidents that may reopen or hold a
+        # flapping key, their findings, and (for a restart) a day of resolved incidents.
+        floor = ("", RETENTION_MIN)
+        needs: list[tuple[str, float]] = [floor]
+        inc = info.data.get("incidents")
+        if isinstance(inc, IncidentsConfig):
+            needs += [
+                (f"incidents.{name}", float(getattr(inc, name)))
+                for name in ("group_window", "resolve_after", "reopen_window", "flap_window")
+            ]
+        notify = info.data.get("notify")
+        if isinstance(notify, NotifyConfig):
+            needs.append(("notify.max_age", notify.max_age))
+        name, longest = max(needs[1:], key=lambda n: n[1], default=floor)
+        least = max(RETENTION_MIN, 2 * longest)
+        if retention < least:
+            why = (
+                f"twice {name} ({_human_duration(longest)})"
+                if 2 * longest >= RETENTION_MIN
+                else "the shortest retention"
+            )
+            raise ValueError(
+                f"retention ({_human_duration(retention)}) must be at least "
+                f"{_human_duration(least)} ({why}): relia still reads back resolved incidents "
+                "and their findings younger than that (to reopen them, spot flapping, restart)"
+            )
+        return retention
 
     @field_validator("store")
     @classmethod

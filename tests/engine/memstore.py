@@ -238,3 +238,32 @@ class MemoryStore:
             counts = out.setdefault(item.sink, {"pending": 0, "delivered": 0, "failed": 0})
             counts[str(item.status)] += 1
         return out
+
+    # -- history retention --
+
+    def prune_history(self, before: int) -> dict[str, int]:
+        old = [
+            k
+            for k, i in self._incidents.items()
+            if i.status is IncidentStatus.RESOLVED
+            and i.resolved_at is not None
+            and i.resolved_at < before
+        ]
+        for k in old:
+            del self._incidents[k]
+        outbox = self._outbox_items()
+        current = {(i.id, i.version) for i in self._incidents.values()}
+        gone = [
+            k
+            for k, i in outbox.items()
+            if i.status != "pending"
+            and (i.delivered_at if i.delivered_at is not None else i.next_attempt_at) < before
+            and (i.incident_id, i.version) not in current
+        ]
+        for k in gone:
+            del outbox[k]
+        kept = {fid for i in self._incidents.values() for fid in i.finding_ids}
+        stale = [k for k, f in self._findings.items() if f.end < before and k not in kept]
+        for k in stale:
+            del self._findings[k]
+        return {"outbox": len(gone), "incidents": len(old), "findings": len(stale)}

@@ -398,6 +398,51 @@ def test_up_turns_a_stored_finding_into_an_incident_and_delivers_it(
         assert store.outbox_counts()["ops-log"]["delivered"] == 1
 
 
+def test_up_deletes_history_older_than_the_retention_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from relia.incidents.model import Finding, FindingKind, Incident, IncidentStatus, Severity
+
+    cfg = _config(tmp_path)  # retention: the default 30 days
+    day = 86_400_000
+    now_ms = int(time.time() * 1000)
+
+    def finding(key: str, end: int) -> Finding:
+        return Finding(
+            id=Finding.make_id(FindingKind.METRIC, key, end, "t"), kind=FindingKind.METRIC,
+            key=key, start=end - 60_000, end=end, score=0.9, severity=Severity.WARNING,
+            detector="t", summary="cpu", evidence={},
+        )  # fmt: skip
+
+    def incident(iid: str, f: Finding, resolved_at: int) -> Incident:
+        return Incident(
+            id=iid, status=IncidentStatus.RESOLVED, title=iid, severity=Severity.WARNING,
+            labels={}, start=f.start, end=f.end, opened_at=f.start, updated_at=resolved_at,
+            resolved_at=resolved_at, version=2, finding_ids=[f.id], keys=[f.key], cause=[],
+        )  # fmt: skip
+
+    old, kept = finding('cpu{job="old"}', now_ms - 45 * day), finding('cpu{job="b"}', now_ms - day)
+    cfg.data_dir.mkdir(parents=True)
+    with DuckDBStore(cfg.data_dir / "relia.duckdb") as store:
+        store.add_findings([old, kept])
+        store.save_incidents(
+            [incident("old", old, now_ms - 40 * day), incident("kept", kept, now_ms - day)]
+        )
+    with caplog.at_level("INFO", logger="relia.engine.retention"):
+        r = Running(cfg)
+        try:
+            r.wait_for(lambda: "retention: deleted" in caplog.text)
+            metrics = r.get("/metrics").text
+            assert 'relia_history_pruned_total{kind="incidents"} 1.0' in metrics
+            assert 'relia_history_pruned_total{kind="findings"} 1.0' in metrics
+        finally:
+            assert r.finish() == 0
+    assert "deleted 1 findings, 1 incidents and 0 notifications older than 30 days" in caplog.text
+    with DuckDBStore(cfg.data_dir / "relia.duckdb") as store:
+        assert [i.id for i in store.incidents()] == ["kept"]
+        assert [f.id for f in store.findings(limit=100)] == [kept.id]
+
+
 def test_up_on_ipv6_loopback_reports_a_bracketed_url(tmp_path: Path) -> None:
     r = Running(_config(tmp_path, host="::1"))
     try:

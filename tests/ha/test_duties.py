@@ -259,6 +259,47 @@ def test_a_new_election_ends_the_previous_tenures_delivery_and_demotion_ends_the
     assert [s.is_set() for s in dispatcher.stops] == [True, True] and dispatcher.woken == 2
 
 
+def test_the_leader_prunes_history_while_it_leads_and_stops_when_demoted() -> None:
+    from relia.engine.retention import HistoryPruner
+    from relia.incidents.model import IncidentStatus
+
+    store = MemoryStore()
+    day = 86_400_000
+    old = finding('cpu{job="old"}', T0 - 41 * day)
+    store.add_findings([old])
+    store.save_incidents(
+        [
+            Incident(
+                id="old", status=IncidentStatus.RESOLVED, title="old", severity=Severity.WARNING,
+                labels={}, start=old.start, end=old.end, opened_at=old.start,
+                updated_at=T0 - 40 * day, resolved_at=T0 - 40 * day, version=2,
+                finding_ids=[old.id], keys=[old.key], cause=[],
+            )
+        ]
+    )  # fmt: skip
+    fence = Fence(5)
+    pruner = HistoryPruner(store, 30 * 86400, lambda: T0, interval_s=0.01)
+    d = LeaderDuties(
+        store,
+        lambda: IncidentPipeline(store, IncidentsConfig(), lambda sid: None),
+        fence,
+        dispatcher=None,
+        interval_s=0.01,
+        horizon_s=600,
+        clock=lambda: T0,
+        pruner=pruner,
+    )
+    time.sleep(0.05)
+    assert pruner.runs == 0 and store.incident("old") is not None  # a follower never prunes
+    d.elected(5)
+    wait_for(lambda: store.incident("old") is None)
+    assert store.findings(limit=10) == [] and pruner.deleted["findings"] == 1
+    d.demoted()
+    runs = pruner.runs
+    time.sleep(0.1)
+    assert pruner.runs == runs  # demoted: no more rounds
+
+
 def test_the_replica_id_is_the_configured_one_or_host_and_pid() -> None:
     dsn = "postgresql://u@127.0.0.1:1/db"
     named = HaRuntime(dsn, HaConfig(replica_id="east-1"))

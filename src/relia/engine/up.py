@@ -254,6 +254,8 @@ def run_up(
     dispatcher: Dispatcher | None = None
     dispatch_stop = threading.Event()
     dispatch_thread: threading.Thread | None = None
+    retention_stop = threading.Event()
+    retention_thread: threading.Thread | None = None
     old_handlers: dict[int, Any] = {}
     ha: HaRuntime | None = None  # HA (relia.ha): on when the store is PostgreSQL
     try:
@@ -334,6 +336,10 @@ def run_up(
             gc_pacing=GcPacing(),
         )
         restored = engine.start()
+        from relia.engine.retention import HistoryPruner
+
+        # Old history is deleted where notifications are sent: here, or by the HA leader.
+        pruner = HistoryPruner(store, config.retention, engine.clock, registry=registry)
         if ha is not None:
             ic = config.incidents
             ha.start(
@@ -345,9 +351,12 @@ def run_up(
                     interval_s=config.interval,
                     horizon_s=max(ic.group_window, ic.resolve_after, 600.0),
                     clock=engine.clock,
+                    pruner=pruner,
                 )
             )
-        elif dispatcher is not None:
+        else:
+            retention_thread = pruner.start(retention_stop)
+        if ha is None and dispatcher is not None:
             # After engine.start(): what a crash left un-enqueued is in the outbox by now.
             dispatch_thread = dispatcher.start(dispatch_stop)
             log.info("delivering notifications to %s", ", ".join(s.name for s in sinks))
@@ -407,6 +416,7 @@ def run_up(
     finally:
         for signum, handler in old_handlers.items():
             signal.signal(signum, handler)
+        retention_stop.set()  # a round under way finishes; joined before the store closes
         if ha is not None:
             # First: the lease is released at once, so another replica takes over now.
             ha.stop()
@@ -416,6 +426,8 @@ def run_up(
             if engine is not None:
                 engine.close()
         finally:
+            if retention_thread is not None:
+                retention_thread.join(timeout=15.0)
             try:
                 if dispatcher is not None:
                     dispatch_stop.set()

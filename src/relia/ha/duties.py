@@ -1,4 +1,5 @@
-"""What only the leader does: correlate findings into incidents, deliver the outbox.
+"""What only the leader does: correlate findings into incidents, deliver the outbox, delete
+history older than ``retention`` (:class:`~relia.engine.retention.HistoryPruner`).
 
 Every replica's engine stores its findings (it runs without an incident pipeline under HA). The
 leader reads them back from the shared store every ``interval_s`` (:class:`FindingsFeed`: the
@@ -30,6 +31,7 @@ from prometheus_client import CollectorRegistry
 from relia._failurelog import FailureLog
 from relia.config import HaConfig
 from relia.engine.incidents import IncidentPipeline
+from relia.engine.retention import HistoryPruner
 from relia.ha.leader import LeaderElector
 from relia.ha.lease import Lease
 from relia.incidents.model import Finding
@@ -76,7 +78,8 @@ class FindingsFeed:
 class LeaderDuties:
     """Starts the leader's work on :meth:`elected` and stops it on :meth:`demoted` (the
     elector's callbacks). ``make_pipeline`` builds a fresh pipeline per tenure (a demoted
-    leader's correlator state is stale by the time it leads again)."""
+    leader's correlator state is stale by the time it leads again). ``pruner``, when given,
+    runs for each tenure beside the dispatcher."""
 
     def __init__(
         self,
@@ -88,8 +91,10 @@ class LeaderDuties:
         interval_s: float,
         horizon_s: float,
         clock: Callable[[], int],
+        pruner: HistoryPruner | None = None,
     ) -> None:
         self.store = store
+        self.pruner = pruner
         self.make_pipeline = make_pipeline
         self.fence = fence
         self.dispatcher = dispatcher
@@ -101,7 +106,7 @@ class LeaderDuties:
         self.rounds = 0
 
     def elected(self, token: int) -> None:
-        """Start correlating and delivering under ``token``."""
+        """Start correlating, delivering and pruning under ``token``."""
         self.demoted()  # never two tenures' threads at once
         stop = threading.Event()
         self._stop = stop
@@ -112,6 +117,8 @@ class LeaderDuties:
         self._threads = [lead]
         if self.dispatcher is not None:
             self._threads.append(self.dispatcher.start(stop))
+        if self.pruner is not None:  # one replica deletes old history: the leader
+            self._threads.append(self.pruner.start(stop))
 
     def demoted(self, timeout: float = 10.0) -> None:
         """Stop both at once (each checks the fence before its next write or send anyway)."""

@@ -245,3 +245,14 @@ class Store(Protocol):
     def outbox_counts(self) -> dict[str, dict[str, int]]:
         """Per sink, how many items are pending, delivered and failed (all three keys)."""
         ...
+
+    # -- history retention --
+
+    def prune_history(self, before: int) -> dict[str, int]:
+        """Delete finished history older than ``before`` (ms UTC), in one transaction: resolved
+        incidents whose ``resolved_at`` is before it (never open ones); outbox items delivered or
+        given up before it (never pending ones, nor the item of a remaining incident's current
+        version, which a restart enqueues again); then findings whose end is before it that no
+        remaining incident lists. Returns how many rows went, by kind: ``outbox``,
+        ``incidents`` and ``findings`` (all three keys)."""
+        ...

@@ -998,6 +998,38 @@ class DuckDBStore:
             counts[str(status)] = int(n)
         return out
 
+    # -- history retention -----------------------------------------------------------------
+
+    def prune_history(self, before: int) -> dict[str, int]:
+        """Delete finished history older than ``before``, in one transaction: resolved incidents
+        resolved before it; delivered or failed outbox items finished before it (a failed item
+        finished when it was given up, its ``next_attempt_at``), but for the item of a remaining
+        incident's current version; then findings ending before it that no remaining incident
+        lists. Counts deleted per kind.
+
+        Set-based deletes without secondary indexes: DuckDB scans a column quickly (min/max per
+        row group skip most of it), and an index on ``end_ts`` or ``status`` would turn the
+        upserts that move them into the delete-and-insert its constraint checks trip over. Runs
+        on the engine's writer, which also writes the findings: the two never race on a row."""
+        cut = _as_int64(before, "before")
+        with self._transaction("pruning history") as w:
+            incidents = w.execute(
+                "DELETE FROM incidents WHERE status = 'resolved' AND resolved_at < ?", [cut]
+            ).fetchall()[0][0]
+            outbox = w.execute(
+                "DELETE FROM outbox AS o WHERE o.status IN ('delivered', 'failed') "
+                "AND coalesce(o.delivered_at, o.next_attempt_at) < ? "
+                f"AND NOT EXISTS ({_CURRENT_VERSION})",
+                [cut],
+            ).fetchall()[0][0]
+            findings = w.execute(
+                "DELETE FROM findings WHERE end_ts < ? AND id NOT IN ("
+                "SELECT k.fid FROM (SELECT unnest(json_extract_string(finding_ids, '$[*]')) "
+                "AS fid FROM incidents) AS k WHERE k.fid IS NOT NULL)",
+                [cut],
+            ).fetchall()[0][0]
+        return {"outbox": int(outbox), "incidents": int(incidents), "findings": int(findings)}
+
     def _outbox_item(self, row: tuple[Any, ...]) -> OutboxItem:
         iid, sink, incident, version, payload, created, attempts, nxt, done, error, status = row
         try:
@@ -1227,6 +1259,11 @@ def _utc_now() -> datetime:
 _OUTBOX_COLUMNS = (
     "id, sink, incident_id, version, payload, created_at, attempts, next_attempt_at, "
     "delivered_at, last_error, status"
+)
+# An outbox item ``o`` that is the current version of a stored incident: kept by retention however
+# old, since a restart enqueues that version again (and would send it twice without its row).
+_CURRENT_VERSION = (
+    "SELECT 1 FROM incidents AS i WHERE i.id = o.incident_id AND i.version = o.version"
 )
 
 

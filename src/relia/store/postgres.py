@@ -50,6 +50,7 @@ from relia.notify.outbox import OutboxItem, OutboxStatus
 from relia.signals import MetricBatch
 from relia.store.base import LogCounts, SampleScores, ScoredSamples, SeriesInfo
 from relia.store.duckdb import (
+    _CURRENT_VERSION,
     _as_ids,
     _as_int64,
     _as_limit,
@@ -864,6 +865,45 @@ class PostgresStore:
             counts = out.setdefault(str(sink), {s.value: 0 for s in OutboxStatus})
             counts[str(status)] = int(n)
         return out
+
+    # -- history retention -----------------------------------------------------------------
+
+    def prune_history(self, before: int) -> dict[str, int]:
+        """Delete finished history older than ``before``, in one transaction: resolved incidents
+        resolved before it; delivered or failed outbox items finished before it (a failed item
+        finished when it was given up, its ``next_attempt_at``), but for the item of a remaining
+        incident's current version; then findings ending before it that no remaining incident
+        lists. Counts deleted per kind.
+
+        Each delete reads an index (migration 0007, ``findings_end``, the incidents' primary key);
+        the findings still listed by an incident are one hashed set (an anti-join), not a lookup
+        per row."""
+        cut = _as_int64(before, "before")
+
+        def prune(c: psycopg.Connection[Any]) -> dict[str, int]:
+            incidents = c.execute(
+                "DELETE FROM incidents WHERE status = 'resolved' AND resolved_at < %s", [cut]
+            ).rowcount
+            outbox = c.execute(
+                "DELETE FROM outbox AS o WHERE o.status <> 'pending' "
+                "AND coalesce(o.delivered_at, o.next_attempt_at) < %s "
+                f"AND NOT EXISTS ({_CURRENT_VERSION})",
+                [cut],
+            ).rowcount
+            findings = c.execute(
+                "WITH kept AS (SELECT DISTINCT jsonb_array_elements_text(finding_ids) AS id "
+                "FROM incidents) "
+                "DELETE FROM findings AS f WHERE f.end_ts < %s "
+                "AND NOT EXISTS (SELECT 1 FROM kept WHERE kept.id = f.id)",
+                [cut],
+            ).rowcount
+            return {
+                "outbox": max(outbox, 0),
+                "incidents": max(incidents, 0),
+                "findings": max(findings, 0),
+            }
+
+        return self._write("pruning history", prune)
 
     def _outbox_item(self, row: tuple[Any, ...]) -> OutboxItem:
         iid, sink, incident, version, payload, created, attempts, nxt, done, error, status = row

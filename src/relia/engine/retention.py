@@ -1,0 +1,121 @@
+"""History retention: ``relia up`` deletes finished history older than ``retention``.
+
+Findings, incidents and notification outbox items would otherwise pile up for as long as relia
+runs (each outbox item holds a whole incident snapshot). Once at start and then every
+``interval_s`` (an hour), :class:`HistoryPruner` asks the store to delete, in one transaction
+(:meth:`relia.store.base.Store.prune_history`):
+
+- incidents resolved more than ``retention`` ago (open ones never, whatever their age);
+- outbox items delivered or given up more than ``retention`` ago (pending ones never, nor the
+  item of a remaining incident's current version: a restart enqueues that version again, and
+  its row is what makes that a no-op instead of a second notification);
+- findings that ended more than ``retention`` ago and that no remaining incident lists.
+
+It runs where notifications are delivered: beside the engine on a single node, and under HA
+only on the leader (started and stopped with its tenure by :class:`relia.ha.duties.LeaderDuties`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter
+
+from relia._failurelog import FailureLog
+from relia.store.base import Store
+
+__all__ = ["HistoryPruner"]
+
+log = logging.getLogger(__name__)
+
+#: What ``prune_history`` counts, in the order the log line names them.
+KINDS = ("findings", "incidents", "outbox")
+
+
+class HistoryPruner:
+    """Deletes history older than ``retention_s`` from ``store`` every ``interval_s``.
+
+    ``clock`` returns ms UTC (the engine's); ``registry`` receives
+    ``relia_history_pruned_total{kind}`` (a private registry when None). :meth:`run_once`
+    prunes now; :meth:`start` runs it in a thread, at once and then every ``interval_s``, until
+    the given event is set. Deleting nothing logs nothing; deleting something logs one INFO line
+    with the counts.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        retention_s: float,
+        clock: Callable[[], int],
+        *,
+        interval_s: float = 3600.0,
+        retry_s: float = 60.0,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.store = store
+        self.retention_ms = int(retention_s * 1000)
+        self.clock = clock
+        self.interval_s = float(interval_s)
+        self.retry_s = float(retry_s)
+        self.runs = 0
+        self.deleted = dict.fromkeys(KINDS, 0)
+        self._failures = FailureLog(log, "pruning history (retried in a minute)")
+        reg = registry if registry is not None else CollectorRegistry()
+        self._pruned = Counter(
+            "relia_history_pruned",
+            "Rows deleted by history retention, per kind (findings, incidents, outbox).",
+            ["kind"],
+            registry=reg,
+        )
+        for kind in KINDS:
+            self._pruned.labels(kind=kind)  # exported at 0 before the first deletion
+
+    def run_once(self) -> dict[str, int]:
+        """Delete what is older than the retention now; returns the counts per kind. Raises
+        what the store raises."""
+        before = self.clock() - self.retention_ms
+        counts = self.store.prune_history(before)
+        self.runs += 1
+        for kind in KINDS:
+            n = int(counts.get(kind, 0))
+            if n:
+                self.deleted[kind] += n
+                self._pruned.labels(kind=kind).inc(n)
+        if any(counts.get(k, 0) for k in KINDS):
+            log.info(
+                "retention: deleted %d findings, %d incidents and %d notifications older than %s",
+                *(int(counts.get(k, 0)) for k in KINDS),
+                _days(self.retention_ms),
+            )
+        return counts
+
+    def run_round(self) -> bool:
+        """:meth:`run_once`, its failure logged (:class:`~relia._failurelog.FailureLog`) rather
+        than raised; returns whether it worked."""
+        try:
+            self.run_once()
+        except Exception as exc:  # noqa: BLE001 - a store hiccup: the next round retries
+            self._failures.failed(exc)
+            return False
+        self._failures.succeeded()
+        return True
+
+    def start(self, stop: threading.Event) -> threading.Thread:
+        """Prune now and then every ``interval_s`` in a daemon thread, until ``stop`` is set; a
+        round that failed is tried again after ``retry_s`` (a minute, at most the interval)."""
+
+        def loop() -> None:
+            while not stop.is_set():
+                ok = self.run_round()
+                stop.wait(self.interval_s if ok else min(self.retry_s, self.interval_s))
+
+        thread = threading.Thread(target=loop, name="relia-retention", daemon=True)
+        thread.start()
+        return thread
+
+
+def _days(ms: int) -> str:
+    days = ms / 86_400_000
+    return f"{days:g} days" if days >= 1 else f"{ms / 3_600_000:g} hours"

@@ -464,6 +464,28 @@ def test_a_link_to_one_incident_opens_its_detail(
     assert page.locator("#tab-findings").is_visible()
 
 
+def test_an_open_incident_not_among_the_recently_updated_still_counts(
+    open_page: Callable[..., Page], served: Served
+) -> None:
+    # The page lists the 200 most recently updated incidents; an incident open for weeks and
+    # not updated since can fall out of them. Here the recent list holds only the resolved one:
+    # the open one still shows and counts, from the list of open incidents.
+    p = open_page("findings")
+    page = p.page
+
+    def recent_without_the_open_one(route: Any) -> None:
+        body = route.fetch().json()
+        body["incidents"] = [i for i in body["incidents"] if i["status"] != "open"]
+        route.fulfill(json=body)
+
+    page.route("**/api/v1/incidents?limit=200", recent_without_the_open_one)
+    page.click('nav button[data-tab="incidents"]')
+    page.locator(f'.tl-row[data-id="{OPEN.id}"]').wait_for()
+    assert page.locator(f'.tl-row[data-id="{RESOLVED.id}"]').count() == 1
+    assert page.locator("#incidents-count").inner_text() == "1 open · 1 resolved"
+    assert page.locator("#badge-incidents").inner_text() == "1"
+
+
 def test_slo_budget_bars_and_burn_rates(open_page: Callable[..., Page], served: Served) -> None:
     p = open_page("series")
     page = p.page

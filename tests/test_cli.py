@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from relia.cli import app
+from relia.config import ReliaConfig
+from relia.detect.base import Detector
 
 runner = CliRunner()
 
@@ -506,3 +509,307 @@ def test_detect_plot_suffix_is_case_insensitive(tmp_path: Path) -> None:
     result = runner.invoke(app, ["detect", str(src), "-d", "mad", "--plot", str(plot)])
     assert result.exit_code == 0, result.output
     assert plot.stat().st_size > 0
+
+
+def test_relia_without_a_command_shows_the_help_with_every_command() -> None:
+    top = runner.invoke(app, [])
+    assert "Usage: relia [OPTIONS] COMMAND" in top.stdout
+    for command in ("detect", "detectors", "up", "config", "slo", "logs", "incidents", "token"):
+        assert f" {command} " in top.stdout, command
+    config = runner.invoke(app, ["config"])
+    assert "Usage: relia config" in config.stdout and " check " in config.stdout
+
+
+def test_help_offers_no_shell_completion_options() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "--install-completion" not in result.stdout
+    assert "--show-completion" not in result.stdout
+
+
+def test_detect_uses_the_default_detector_unless_told(tmp_path: Path) -> None:
+    src = _series_csv(tmp_path / "in.csv")
+    result = runner.invoke(app, ["detect", str(src), "-o", str(tmp_path / "o.csv")])
+    assert result.exit_code == 0, result.output
+    assert f"{src}: 400 points," in result.stderr
+    assert result.stderr.split(f"{src}: 400 points,")[1].splitlines()[0].endswith(" by default")
+
+
+def test_an_unknown_detector_is_reported_before_the_input_is_read(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.csv"
+    result = runner.invoke(app, ["detect", str(missing), "-d", "nope"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        line for line in result.stderr.splitlines() if "no detector named 'nope'" in line
+    ]
+    assert str(missing) not in result.stderr
+
+
+def test_detect_plot_accepts_htm(tmp_path: Path) -> None:
+    src = _series_csv(tmp_path / "in.csv")
+    plot = tmp_path / "plot.htm"
+    result = runner.invoke(app, ["detect", str(src), "-d", "mad", "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    assert "<svg" in plot.read_text()
+    assert f"wrote {plot}" in result.stderr
+
+
+def _fake_prometheus(
+    monkeypatch: pytest.MonkeyPatch, series: list[tuple[dict[str, str], int]]
+) -> list[tuple[str, int, int, float]]:
+    """Stand in for Prometheus: each query returns ``series`` (labels, points at 15 s)."""
+    from relia.sources import prometheus
+
+    calls: list[tuple[str, int, int, float]] = []
+
+    def query_range(
+        self: object, query: str, start_ms: int, end_ms: int, step_s: float
+    ) -> list[object]:
+        calls.append((query, start_ms, end_ms, step_s))
+        rng = np.random.default_rng(4)
+        return [
+            prometheus.RangeSeries(
+                labels, start_ms + 15_000 * np.arange(n), 10 + rng.normal(0, 0.5, n)
+            )
+            for labels, n in series
+        ]
+
+    monkeypatch.setattr(prometheus.PrometheusClient, "query_range", query_range)
+    return calls
+
+
+def test_detect_prometheus_queries_the_last_hour_at_15s_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    calls = _fake_prometheus(monkeypatch, [({"__name__": "up", "job": "a"}, 240)])
+    args = ["detect", "--prometheus", "http://127.0.0.1:9", "--query", "up", "-d", "mad"]
+    before = time.time() * 1000
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    [(query, start_ms, end_ms, step_s)] = calls
+    assert query == "up" and step_s == 15.0
+    assert end_ms - start_ms == 3_600_000
+    assert before - 1000 <= end_ms <= time.time() * 1000 + 1000
+    assert 'up{job="a"}: 240 points' in result.stderr
+
+
+def test_detect_prometheus_series_without_a_name_are_titled_by_the_query(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _fake_prometheus(monkeypatch, [({"job": "a"}, 100)])
+    args = ["detect", "--prometheus", "http://127.0.0.1:9", "--query", "sum(x)", "-d", "mad"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert 'sum(x){job="a"}: 100 points' in result.stderr
+
+
+def test_detect_prometheus_no_series_is_exit_2_naming_the_query_and_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _fake_prometheus(monkeypatch, [])
+    args = ["detect", "--prometheus", "http://127.0.0.1:9", "--query", "nothing"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "relia: error: http://127.0.0.1:9: query returned no series: nothing"
+    ]
+
+
+def test_detect_prometheus_needs_a_query() -> None:
+    result = runner.invoke(app, ["detect", "--prometheus", "http://127.0.0.1:9"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == ["relia: error: --prometheus needs --query 'PROMQL'"]
+
+
+def test_detect_workers_1_is_allowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    folder = _series_folder(tmp_path / "in")
+    monkeypatch.setitem(sys.modules, "ray", None)  # past the option checks, Ray is needed
+    result = runner.invoke(app, ["detect", str(folder), "--executor", "ray", "--workers", "1"])
+    assert result.exit_code == 2
+    assert "--workers" not in result.stderr
+    assert "pip install 'relia[ray]'" in result.stderr
+
+
+class AlarmedUnlessNegative(Detector):
+    """Scores 0 below zero and 1 otherwise, NaN included (as a registered third-party detector
+    may): the test picks which points are anomalous."""
+
+    name = "x-alarmed"
+
+    def _initial_state(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def _run(
+        self, ts: object, values: np.ndarray, state: object, out: dict[str, np.ndarray]
+    ) -> None:
+        out["score"][:] = np.where(values < 0, 0.0, 1.0)
+
+
+@pytest.fixture
+def alarmed(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Register :class:`AlarmedUnlessNegative` as ``x-alarmed`` for one test."""
+    from relia.detect import registry
+
+    entry = registry.DetectorEntry("x-alarmed", f"{__name__}:AlarmedUnlessNegative", "test")
+    monkeypatch.setitem(registry._REGISTRY, "x-alarmed", entry)
+    return "x-alarmed"
+
+
+def test_detect_counter_gives_rows_without_a_rate_score_0_whatever_the_detector(
+    tmp_path: Path, alarmed: str
+) -> None:
+    src = _counter_csv(tmp_path / "in.csv", n=50, reset_at=20, burst_at=30)
+    out = tmp_path / "out.csv"
+    args = ["detect", str(src), "--counter", "-d", alarmed, "-o", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    frame = pl.read_csv(out)
+    assert frame["anomaly_score"].to_list() == [0.0] + [1.0] * 49
+    assert frame["is_anomaly"].to_list() == [0] + [1] * 49
+
+
+def test_detect_out_that_cannot_be_written_is_exit_2_naming_it(tmp_path: Path) -> None:
+    src = _series_csv(tmp_path / "in.csv")
+    target = tmp_path / "no-such-dir" / "o.csv"
+    result = runner.invoke(app, ["detect", str(src), "-d", "mad", "-o", str(target)])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"relia: error: {target}: cannot write: No such file or directory"
+    ]
+
+
+def test_detect_out_says_what_it_wrote(tmp_path: Path) -> None:
+    src = _series_csv(tmp_path / "in.csv")
+    out = tmp_path / "o.csv"
+    result = runner.invoke(app, ["detect", str(src), "-d", "mad", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out} (400 rows)" in result.stderr.splitlines()
+
+
+def test_detect_prometheus_series_get_numbered_plots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_prometheus(monkeypatch, [({"job": "a"}, 100), ({"job": "b"}, 100)])
+    plot = tmp_path / "p.html"
+    args = ["detect", "--prometheus", "http://127.0.0.1:9", "--query", "up", "-d", "mad"]
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "o.csv"), "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.csv", "o_2.csv", "p.html", "p_2.html"]
+    assert (
+        'up{job="a"}' in plot.read_text() and 'up{job="b"}' in (tmp_path / "p_2.html").read_text()
+    )
+    assert f"wrote {plot}" in result.stderr.splitlines()
+    assert f"wrote {tmp_path / 'p_2.html'}" in result.stderr.splitlines()
+
+
+@pytest.mark.parametrize("n_windows", [50, 51])
+def test_detect_summary_table_shows_at_most_50_windows(
+    tmp_path: Path, alarmed: str, n_windows: int
+) -> None:
+    src = tmp_path / "in.csv"
+    values = np.tile([-1.0, 1.0], n_windows)  # every other point anomalous: one window each
+    stamps = 1_700_000_000 + 60 * np.arange(len(values))
+    pl.DataFrame({"timestamp": stamps, "value": values}).write_csv(src)
+    result = runner.invoke(app, ["detect", str(src), "-d", alarmed, "-o", str(tmp_path / "o.csv")])
+    assert result.exit_code == 0, result.output
+    assert f"{n_windows} anomalous windows ({n_windows} points)" in result.stderr
+    assert len([line for line in result.stderr.splitlines() if "Z │" in line]) == 50
+    more = [line for line in result.stderr.splitlines() if "more windows" in line]
+    assert more == ([] if n_windows == 50 else ["… and 1 more windows"])
+
+
+def test_detect_summary_without_windows_is_one_line(tmp_path: Path, alarmed: str) -> None:
+    src = tmp_path / "in.csv"
+    stamps = 1_700_000_000 + 60 * np.arange(10)
+    pl.DataFrame({"timestamp": stamps, "value": -np.ones(10)}).write_csv(src)
+    result = runner.invoke(app, ["detect", str(src), "-d", alarmed])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        f"{src}: 10 points, 0 anomalous windows (0 points) by x-alarmed"
+    ]
+
+
+def test_detect_folder_out_that_cannot_be_made_is_exit_2_naming_it(tmp_path: Path) -> None:
+    folder = _series_folder(tmp_path / "in")
+    (tmp_path / "file.txt").write_text("x")
+    out = tmp_path / "file.txt" / "scored"
+    result = runner.invoke(app, ["detect", str(folder), "-d", "mad", "--out", str(out)])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"relia: error: {out}: cannot create: Not a directory"]
+
+
+@pytest.fixture
+def engine_runs(monkeypatch: pytest.MonkeyPatch) -> list[ReliaConfig]:
+    """`relia up` without the engine: each run records its config, says it is up, exits 3."""
+    import relia.engine.up
+
+    runs: list[ReliaConfig] = []
+
+    def run_up(cfg: ReliaConfig, ready: Callable[[str], None]) -> int:
+        runs.append(cfg)
+        ready("http://127.0.0.1:8787")
+        return 3
+
+    monkeypatch.setattr(relia.engine.up, "run_up", run_up)
+    return runs
+
+
+def test_up_options_override_the_config_and_the_engine_exit_code_is_relias(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine_runs: list[ReliaConfig]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "relia.yaml").write_text("api: {port: 9001}\ndetector: {name: mad}\n")
+    result = runner.invoke(app, ["up"])
+    assert result.exit_code == 3
+    assert (
+        result.stderr == "relia is up: dashboard and API at http://127.0.0.1:8787 (Ctrl-C stops)\n"
+    )
+    [cfg] = engine_runs
+    assert (cfg.api.port, cfg.detector.name, cfg.engine.executor) == (9001, "mad", "local")
+
+    args = ["up", "--port", "9002", "--data-dir", str(tmp_path / "state"), "--executor", "ray"]
+    assert runner.invoke(app, args).exit_code == 3
+    cfg = engine_runs[-1]
+    assert (cfg.api.port, cfg.data_dir, cfg.engine.executor) == (9002, tmp_path / "state", "ray")
+
+    assert runner.invoke(app, ["up", "--ray-address", "ray://head:10001"]).exit_code == 3
+    cfg = engine_runs[-1]
+    assert (cfg.engine.executor, cfg.engine.ray_address) == ("ray", "ray://head:10001")
+
+
+def test_up_bad_port_is_one_line_naming_the_option(engine_runs: list[ReliaConfig]) -> None:
+    result = runner.invoke(app, ["up", "--port", "70000"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "relia: error: --port: Input should be less than or equal to 65535"
+    ]
+    assert engine_runs == []
+
+
+def test_up_executor_is_checked_before_the_engine_starts(engine_runs: list[ReliaConfig]) -> None:
+    result = runner.invoke(app, ["up", "--executor", "spark"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "relia: error: --executor: expected local or ray, got 'spark'"
+    ]
+    result = runner.invoke(app, ["up", "--executor", "local", "--ray-address", "auto"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "relia: error: --ray-address: needs --executor ray, not local"
+    ]
+    assert engine_runs == []
+
+
+def test_detectors_lines_up_the_summaries_in_one_column() -> None:
+    from relia.detect import available, describe
+
+    result = runner.invoke(app, ["detectors"])
+    assert result.exit_code == 0
+    width = max(len(n) for n in available())
+    assert result.stdout.splitlines() == [
+        f"{name}{' ' * (width - len(name))}  {describe(name).summary}" for name in available()
+    ]

@@ -505,28 +505,37 @@ def up(
     ] = None,
 ) -> None:
     """Run the engine, API and dashboard: watch this machine (and configured targets)."""
+    from pydantic import ValidationError
+
     from relia.config import load_config
     from relia.engine.up import run_up
 
     if config is None and Path("relia.yaml").exists():
         config = Path("relia.yaml")
     cfg = load_config(config)
+    option = ""  # the one being applied, named in its error
     try:
         if port is not None:
+            option = "--port"
             cfg.api.port = port
         if data_dir is not None:
+            option = "--data-dir"
             cfg.data_dir = data_dir
         if executor is not None:
+            option = "--executor"
             if executor not in ("local", "ray"):
-                raise ConfigError(f"expected local or ray, got {executor!r}", where="--executor")
+                raise ConfigError(f"expected local or ray, got {executor!r}", where=option)
             cfg.engine.executor = "ray" if executor == "ray" else "local"
         if ray_address is not None:
+            option = "--ray-address"
             if executor == "local":
                 raise ConfigError("needs --executor ray, not local", where="--ray-address")
             cfg.engine.executor = "ray"
             cfg.engine.ray_address = ray_address
-    except ValueError as exc:
-        raise ConfigError(str(exc).splitlines()[0]) from None
+    except ValidationError as exc:
+        # Not pydantic's first line ("1 validation error for ApiConfig"): what is wrong, and where.
+        msg = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise ConfigError(msg, where=option or None) from None
 
     def ready(url: str) -> None:
         err_console.print(f"relia is up: dashboard and API at {url} (Ctrl-C stops)", markup=False)

@@ -53,7 +53,8 @@ def parse_lines(
     series = lines if isinstance(lines, pl.Series) else pl.Series("line", lines, dtype=pl.String)
     if header is None:
         header = HeaderFormat.detect(series.head(2000).to_list())
-    miner = miner or TemplateMiner()
+    if miner is None:  # not `or`: a fresh miner has no templates, so it is falsy
+        miner = TemplateMiner()
     ids = miner.add_lines(series, header.kernel_layout())
     templates = {t.id: t.text for t in miner.templates}
     return ParsedLog(lines=series, template_ids=ids, templates=templates, header=header)

@@ -546,4 +546,13 @@ def up(
 
 def main() -> None:
     """Console-script entry point."""
+    import signal
+
+    def _stop(signum: int, frame: object) -> None:
+        # SIGTERM's default kills the process where it stands; as an exit, every `with` and
+        # `finally` on the way out runs, so a stopped command takes away what it made (temporary
+        # folders, half-written outputs) as it does on Ctrl-C. `relia up` installs its own.
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _stop)
     app()

@@ -609,3 +609,42 @@ def test_parameters_json_property(pieces: list[str], values: list[list[str]]) ->
     messages.append("unrelated")
     got = logs_cli.parameters_json(pl.Series(messages, dtype=pl.String), template).to_list()
     assert got == _python_parameters(messages, template)
+
+
+def test_a_run_stopped_with_sigterm_leaves_no_spill_folder(tmp_path: Path) -> None:
+    # `relia logs templates --structured` spills lines into a hidden folder beside the output;
+    # a run stopped by SIGTERM (kill, timeout, a CI job cancelled) takes it away, as Ctrl-C does.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    out = tmp_path / "lines.csv"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "relia", "logs", "templates", "-", "--structured", str(out)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(b"user alice logged in\n" * 100)
+        proc.stdin.flush()  # stdin stays open: the run waits for more lines
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob(".relia-lines-*")):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the spill folder never appeared"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pipe in (proc.stdin, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    assert list(tmp_path.glob(".relia-lines-*")) == []

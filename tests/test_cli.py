@@ -520,6 +520,17 @@ def test_relia_without_a_command_shows_the_help_with_every_command() -> None:
     assert "Usage: relia config" in config.stdout and " check " in config.stdout
 
 
+def test_version_prints_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    import relia
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout == f"relia {relia.__version__}\n"
+    assert relia.__version__ == version("relia")  # the package's own metadata says the same
+
+
 def test_help_offers_no_shell_completion_options() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0

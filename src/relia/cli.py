@@ -46,6 +46,29 @@ app.add_typer(token_app, name="token")
 _user_errors = user_errors
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from relia import __version__
+
+        typer.echo(f"relia {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _relia(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="print relia's version and exit",
+        ),
+    ] = False,
+) -> None:
+    """relia: a reliability engine for distributed and machine-learning systems."""
+
+
 @dataclass
 class _Scored:
     title: str

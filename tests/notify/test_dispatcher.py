@@ -150,6 +150,35 @@ def test_breaker_opens_probes_after_cooldown_and_closes() -> None:
     assert metric(registry, "relia_notify_pending") == 0
 
 
+def test_an_outage_logs_one_warning_then_a_line_per_probe_then_the_recovery(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sink = ScriptedSink()
+    sink.down = True
+    store, d, _ = make([sink], breaker_threshold=3, breaker_cooldown=30.0, max_delay=0.001)
+    for n in range(3):
+        store.enqueue_notifications(notifications_for(incident(f"i{n}"), ["am"], T0 + n))
+    with caplog.at_level(logging.INFO, logger="relia.notify"):
+        d.run_once(T0 + 10)
+        for k in range(1, 5):  # an outage of two minutes: four failed probes
+            d.run_once(T0 + 10 + 30 * S * k)
+        sink.down = False
+        d.run_once(T0 + 10 + 150 * S)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [
+        "sink am: circuit breaker open after 3 failure(s); last: connection refused"
+    ]
+    probes = [r for r in caplog.records if "still failing" in r.getMessage()]
+    assert len(probes) == 4 and all(r.levelno == logging.INFO for r in probes)
+    assert probes[-1].getMessage() == (
+        "sink am: still failing after 2m (7 failures): connection refused; next try in 30s"
+    )
+    back = caplog.records[-1]
+    assert back.levelno == logging.INFO and back.getMessage() == (
+        "sink am: delivering again after 2m30s down (7 failures); circuit breaker closed"
+    )
+
+
 def test_breaker_is_per_sink() -> None:
     am, hook = ScriptedSink("am"), ScriptedSink("hook")
     am.down = True

@@ -135,6 +135,8 @@ class CircuitBreaker:
     state: BreakerState = BreakerState.CLOSED
     failures: int = 0
     opened_at: int = 0
+    #: When it first opened in the current outage (None while closed).
+    down_since: int | None = None
 
     def allows(self, now: int) -> bool:
         """Whether an attempt may be made now (moves open → half-open after the cooldown)."""
@@ -142,10 +144,14 @@ class CircuitBreaker:
             self.state = BreakerState.HALF_OPEN
         return self.state is not BreakerState.OPEN
 
-    def success(self) -> None:
-        """An attempt succeeded: closed, failure count reset."""
+    def success(self) -> tuple[int, int] | None:
+        """An attempt succeeded: closed, failure count reset. Returns (when it first opened,
+        failures since the last success) if this ended an outage, else None."""
+        ended = None if self.down_since is None else (self.down_since, self.failures)
         self.state = BreakerState.CLOSED
         self.failures = 0
+        self.down_since = None
+        return ended
 
     def failure(self, now: int) -> bool:
         """A retryable attempt failed; returns True when this opened the breaker."""
@@ -155,8 +161,56 @@ class CircuitBreaker:
         ):
             self.state = BreakerState.OPEN
             self.opened_at = now
+            if self.down_since is None:
+                self.down_since = now
             return True
         return False
+
+
+def _breaker_failure(sink: str, breaker: CircuitBreaker, now: int, error: str) -> bool:
+    """Count a retryable failure; returns whether it opened the breaker. An outage is logged
+    as one WARNING when the breaker first opens and one INFO line per failed probe (each
+    cooldown), not a WARNING every probe."""
+    probing = breaker.state is BreakerState.HALF_OPEN
+    if not breaker.failure(now):
+        return False
+    if probing and breaker.down_since is not None:
+        log.info(
+            "sink %s: still failing after %s (%d failures): %s; next try in %s",
+            sink,
+            _duration(now - breaker.down_since),
+            breaker.failures,
+            error,
+            _duration(breaker.cooldown_ms),
+        )
+    else:
+        log.warning(
+            "sink %s: circuit breaker open after %d failure(s); last: %s",
+            sink,
+            breaker.failures,
+            error,
+        )
+    return True
+
+
+def _breaker_success(sink: str, breaker: CircuitBreaker, now: int) -> None:
+    """Count a success; the end of an outage is logged with how long it lasted."""
+    ended = breaker.success()
+    if ended is not None:
+        since, failures = ended
+        log.info(
+            "sink %s: delivering again after %s down (%d failures); circuit breaker closed",
+            sink,
+            _duration(now - since),
+            failures,
+        )
+
+
+def _duration(ms: int) -> str:
+    """``150000`` → ``2m30s`` (whole seconds; under a second is ``0s``)."""
+    from relia.slo.spec import format_duration
+
+    return format_duration(ms // 1000) if ms >= 1000 else "0s"
 
 
 def _wall_ms() -> int:
@@ -378,27 +432,20 @@ class Dispatcher:
             # receiver may see it twice, with the same dedup key and a larger token).
             self._fence_check(token)
             self._store.mark_delivered([item.id], now)
-            breaker.success()
+            _breaker_success(sink.name, breaker, now)
             self._delivered.labels(sink=sink.name).inc()
             return _Outcome.DELIVERED
         attempts = item.attempts + 1
         if not retryable:
             # The receiver answered (it is up, it said no): for the breaker that is a success,
             # else a rejected half-open probe would leave it half-open (and refreshes blocked).
-            breaker.success()
+            _breaker_success(sink.name, breaker, now)
             self._give_up(item, now, error, attempts=attempts)
             return _Outcome.FAILED
         delay_ms = int(backoff_delay(attempts, self._base, self._cap, self._rng) * 1000)
         self._store.mark_attempt_failed(item.id, attempts, now + max(delay_ms, 1), error)
         self._retried.labels(sink=sink.name).inc()
-        if breaker.failure(now):
-            log.warning(
-                "sink %s: circuit breaker open after %d failure(s); last: %s",
-                sink.name,
-                breaker.failures,
-                error,
-            )
-        else:
+        if not _breaker_failure(sink.name, breaker, now, error):
             log.info("sink %s: %s failed (attempt %d): %s", sink.name, item.id, attempts, error)
         return _Outcome.RETRY
 
@@ -440,16 +487,11 @@ class Dispatcher:
             self._refresh_failed.labels(sink=sink.name).inc()
             log.warning("sink %s: refreshing open alerts failed: %s", sink.name, e)
             if not e.retryable:
-                breaker.success()  # it answered: up, and it said no
-            elif breaker.failure(now):
-                log.warning(
-                    "sink %s: circuit breaker open after %d failure(s); last: %s",
-                    sink.name,
-                    breaker.failures,
-                    e,
-                )
+                _breaker_success(sink.name, breaker, now)  # it answered: up, and it said no
+            else:
+                _breaker_failure(sink.name, breaker, now, str(e))
         else:
-            breaker.success()
+            _breaker_success(sink.name, breaker, now)
 
     def _update_pending(self) -> None:
         counts = self._store.outbox_counts()

@@ -329,6 +329,11 @@ def test_findings_by_ids_whatever_their_age_newest_first(store: Store) -> None:
     assert [f.id for f in got] == ["new", "old"]
     assert got[1] == finding("old", 0, 10)
     assert store.findings_by_ids([]) == []
+    # One id is not a collection of ids (a str would be read as its characters).
+    with pytest.raises(DataError, match="ids must be a collection of str, got str"):
+        store.findings_by_ids("old")
+    with pytest.raises(DataError, match="ids must be str, got 7"):
+        store.findings_by_ids(["old", 7])  # type: ignore[list-item]
 
 
 def test_add_findings_rejects_non_findings(store: Store) -> None:

@@ -477,3 +477,27 @@ def test_parse_time_takes_ascii_digits_only(text: str) -> None:
     # Arabic-Indic digits are not a time a client meant to send.
     with pytest.raises(DataError, match="since"):
         parse_time(text, NOW, field="since")
+
+
+def test_dashboard_cannot_be_framed_and_runs_only_its_own_script() -> None:
+    # The page keeps a bearer token in localStorage: another site must not frame it
+    # (clickjacking), and only its own inline script may run, so injected markup executes nothing.
+    import base64
+    import hashlib
+    import re
+
+    r = TestClient(create_app(BandMemoryStore())).get("/")
+    assert r.headers["x-frame-options"] == "DENY"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["referrer-policy"] == "no-referrer"
+    directives = r.headers["content-security-policy"].split(";")
+    csp = dict(d.strip().split(" ", 1) for d in directives)
+    assert csp["default-src"] == "'none'"
+    assert csp["frame-ancestors"] == "'none'"
+    assert csp["connect-src"] == "'self'"
+    assert csp["base-uri"] == "'none'" and csp["form-action"] == "'none'"
+    scripts = re.findall(r"<script>(.*?)</script>", r.text, re.DOTALL)
+    assert len(scripts) == 1
+    digest = base64.b64encode(hashlib.sha256(scripts[0].encode()).digest()).decode()
+    assert csp["script-src"] == f"'sha256-{digest}'"
+    assert "unsafe" not in csp["script-src"]

@@ -93,15 +93,7 @@ def test_empty_input(sample: list[str]) -> None:
     [
         "syslog",
         "log4j",
-        pytest.param(
-            "apache",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="header.py: a header learned from bracket/level columns becomes a pattern "
-                "of N arbitrary tokens, so any stray line loses its first N words "
-                "('Caused by: java.io.IOException: boom' -> header 'Caused by:')",
-            ),
-        ),
+        "apache",
     ],
 )
 def test_lines_without_the_header_keep_their_whole_text(fmt: str) -> None:
@@ -122,11 +114,6 @@ def test_a_few_stray_lines_in_the_sample_do_not_hide_the_header() -> None:
     assert [header.split(line)[1] for line in lines] == messages
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="header.py: a column that holds a number in 90% of lines makes every column before "
-    "it header too, even when those columns are words (no header here at all)",
-)
 def test_uniform_messages_without_header_are_not_cut() -> None:
     lines = [f"job {i} finished in {3 * i} ms" for i in range(40)]
     header = HeaderFormat.detect(lines)
@@ -342,13 +329,16 @@ def test_a_pipe_separated_header_agrees_with_the_compiled_path() -> None:
     _kernel_messages_agree(HeaderFormat.detect(lines), lines, messages)
 
 
-_PROBE_TEXT = _TEXT.filter(lambda s: all(c in " \t" or not c.isspace() for c in s))
+_PROBE_TEXT = _TEXT.filter(lambda s: all(c in " \t" or not c.isspace() for c in s)) | st.lists(
+    # Pieces of header columns, so that spliced text also makes or unmakes levels and numbers.
+    st.sampled_from([" ", "[", "]", ":", "-", "(", ">", "INFO", "warn", "Error", "7", "T", ","]),
+    max_size=4,
+).map("".join)
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
-    # Formats without a bracket column: see the xfail below for those.
-    st.sampled_from(["syslog", "pipe"]),
+    st.sampled_from(["syslog", "log4j", "apache", "pipe"]),
     st.lists(st.tuples(st.integers(0, 59), st.integers(0, 60), _PROBE_TEXT), max_size=6),
 )
 def test_compiled_path_cuts_the_same_header_as_split_from_damaged_lines(
@@ -359,15 +349,11 @@ def test_compiled_path_cuts_the_same_header_as_split_from_damaged_lines(
     lines, _ = _lines(fmt, n=60)
     header = HeaderFormat.detect(lines)
     probes = [lines[i][:at] + text + lines[i][at:] for i, at, text in edits]
-    _kernel_messages_agree(header, probes, [header.split(p)[1] for p in probes])
+    messages = [header.split(p)[1] for p in probes]
+    _kernel_messages_agree(header, probes, messages)
+    assert header.messages(probes) == messages
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="header.py: the regex token falls back from a bracket group to a plain word "
-    "('[Sun De]c' -> '[Sun', 'De]c' as two header columns), the compiled kernel does not "
-    "(no header): the miner and ParsedLog.messages cut such a line differently",
-)
 @pytest.mark.parametrize(
     ("fmt", "stray"),
     [
@@ -386,3 +372,50 @@ def test_an_unclosed_bracket_is_not_a_bracket_column() -> None:
     header = HeaderFormat.detect(lines)
     assert header.columns == 2
     assert header.split(lines[3])[1] == "[3 items queued"
+
+
+def test_a_column_most_lines_agree_on_takes_any_token_in_the_others() -> None:
+    """A header column that holds its kind in most but not all lines (BGL's "-", an alert flag
+    such as KERNDTLB in its other lines) is header in every line, on both paths."""
+    lines, messages = _stamped(100, "INFO {msg}")
+    lines = [("KERNDTLB " if i % 14 == 0 else "- ") + line for i, line in enumerate(lines)]
+    header = HeaderFormat.detect(lines)
+    assert header.columns == 4
+    assert header.messages(lines) == messages
+    assert [header.split(line)[1] for line in lines] == messages
+    _kernel_messages_agree(header, lines, messages)
+
+
+def test_header_columns_are_checked_for_their_kind() -> None:
+    """A line whose words stand where the header has numbers or a level is all message."""
+    lines, messages = _stamped(30, "WARN [worker] {msg}")
+    header = HeaderFormat.detect(lines)
+    assert header.messages(lines) == messages
+    strays = [
+        "2024-01-01 noon WARN [worker] done",  # a word for the time
+        "2024-01-01 10:00:00 NOTE [worker] done",  # no level
+        "2024-01-01 10:00:00 WARN worker done",  # no bracket group
+        "2024-01-01 10:00:00 WARN [worker]x done",  # a group glued to a word
+    ]
+    for stray in strays:
+        assert header.split(stray) == ({}, stray), stray
+    _kernel_messages_agree(header, strays, strays)
+
+
+def test_a_header_may_start_with_a_host_like_name() -> None:
+    lines, messages = _stamped(20, "INFO {msg}")
+    lines = [f"nova-api.log.1 {line}" for line in lines]
+    header = HeaderFormat.detect(lines)
+    assert header.messages(lines) == messages
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="header.py: behind a timestamp, constant words before a number column are taken "
+    "for header columns (as HPC's component and state words are); nothing in one file tells "
+    "'job 7 finished in' from such a header",
+)
+def test_uniform_messages_after_a_timestamp_keep_their_words() -> None:
+    lines, _ = _stamped(40, "job {i} finished in {i} ms")
+    header = HeaderFormat.detect(lines)
+    assert header.columns == 2

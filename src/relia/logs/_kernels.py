@@ -92,6 +92,24 @@ HEADER_TOKENS = 2
 LAST_PLAIN = 0
 LAST_COMPONENT = 1
 LAST_DASH = 2
+# What a header column holds (the fifth and later entries of a layout; missing: any token).
+COLUMN_ANY = 0  # a balanced [...] group if it opens a bracket, else a run of non-space bytes
+COLUMN_NUMBER = 1  # NUMBER_BYTES only, with a digit: "2005-06-03-15.42.50.675872", "17/06/09"
+COLUMN_LEVEL = 2  # a log level, in any case, within any of "[]():<>": "[error]", "<INFO>"
+COLUMN_BRACKET = 3  # a balanced [...] group
+COLUMN_DASH = 4  # a lone "-"
+NUMBER_BYTES = "0123456789-:.,/_+TZ"
+LEVELS = (
+    "trace debug info information notice warn warning error err critical crit fatal severe "
+    "alert emerg emergency"
+).split()
+_LEVEL_BLOB, _LEVEL_OFF = _table(LEVELS)
+_NUMBER_BYTE = np.zeros(256, dtype=np.bool_)
+for _ch in NUMBER_BYTES:
+    _NUMBER_BYTE[ord(_ch)] = True
+_STRIP_BYTE = np.zeros(256, dtype=np.bool_)
+for _ch in "[]():<>":
+    _STRIP_BYTE[ord(_ch)] = True
 
 
 @njit(cache=True, inline="always")
@@ -161,25 +179,60 @@ def _is_domain(data, s, e, tld_blob, tld_off):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _skip_token(data, i, e, space):  # type: ignore[no-untyped-def]
-    """End of the token at ``i``: a balanced [...] group (one nesting level) or a non-space run."""
-    if data[i] == 91:  # "["
-        depth = 0
-        j = i
-        while j < e:
-            b = data[j]
-            if b == 91:
-                depth += 1
-                if depth > 2:
-                    break
-            elif b == 93:
-                depth -= 1
-                if depth == 0:
-                    return j + 1
-            j += 1
+def _group_end(data, i, e):  # type: ignore[no-untyped-def]
+    """End of the balanced [...] group at ``i`` (one level of nesting inside), else -1."""
+    depth = 0
+    for j in range(i, e):
+        b = data[j]
+        if b == 91:  # "["
+            depth += 1
+            if depth > 2:
+                return -1
+        elif b == 93:  # "]"
+            depth -= 1
+            if depth == 0:
+                return j + 1
+    return -1
+
+
+@njit(cache=True)
+def _column_end(data, i, e, space, kind):  # type: ignore[no-untyped-def]
+    """End of the header column of ``kind`` (``COLUMN_*``) at ``i``, else -1 (no such column)."""
+    if kind == COLUMN_BRACKET or (kind == COLUMN_ANY and data[i] == 91):
+        return _group_end(data, i, e) if data[i] == 91 else -1
     j = i
     while j < e and not space[data[j]]:
         j += 1
+    if kind == COLUMN_NUMBER:
+        digit = False
+        for k in range(i, j):
+            if not _NUMBER_BYTE[data[k]]:
+                return -1
+            digit = digit or _is_digit(data[k])
+        return j if digit else -1
+    if kind == COLUMN_LEVEL:
+        a = i
+        z = j
+        while a < z and _STRIP_BYTE[data[a]]:
+            a += 1
+        while z > a and _STRIP_BYTE[data[z - 1]]:
+            z -= 1
+        for k in range(len(_LEVEL_OFF) - 1):
+            if _LEVEL_OFF[k + 1] - _LEVEL_OFF[k] != z - a:
+                continue
+            same = True
+            for q in range(z - a):
+                b = data[a + q]
+                if 65 <= b <= 90:  # ASCII upper case
+                    b += 32
+                if b != _LEVEL_BLOB[_LEVEL_OFF[k] + q]:
+                    same = False
+                    break
+            if same:
+                return j
+        return -1
+    if kind == COLUMN_DASH:
+        return j if j - i == 1 and data[i] == 45 else -1
     return j
 
 
@@ -201,18 +254,21 @@ def _message_start(data, s, e, layout, space):  # type: ignore[no-untyped-def]
     columns = layout[2]
     last = layout[3]
     i = s
-    for _ in range(columns):  # the fixed columns, each followed by whitespace
+    for c in range(columns):  # the fixed columns, each followed by whitespace
         if i >= e or space[data[i]]:
             return s
-        i = _skip_token(data, i, e, space)
-        if i >= e or not space[data[i]]:
+        i = _column_end(data, i, e, space, layout[4 + c] if 4 + c < len(layout) else COLUMN_ANY)
+        if i < 0 or i >= e or not space[data[i]]:
             return s
         while i < e and space[data[i]]:
             i += 1
     if last == LAST_PLAIN:
         if i >= e:
             return s
-        i = _skip_token(data, i, e, space)
+        kind = layout[4 + columns] if 4 + columns < len(layout) else COLUMN_ANY
+        i = _column_end(data, i, e, space, kind)
+        if i < 0:
+            return s
     else:
         found = False
         for _ in range(3):  # the closing token is among the next three

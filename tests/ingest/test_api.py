@@ -80,9 +80,9 @@ def test_small_bodies_decode_inline_large_ones_in_a_thread(
     threads: list[str] = []
     real = rig.decoder.decode
 
-    def decode(body: bytes) -> object:
+    def decode(body: bytes, max_samples: int | None = None) -> object:
         threads.append(threading.current_thread().name)
-        return real(body)
+        return real(body, max_samples)
 
     monkeypatch.setattr(rig.decoder, "decode", decode)
     monkeypatch.setattr(api, "INLINE_BODY_BYTES", 1 << 20 if inline else 0)
@@ -129,6 +129,10 @@ def test_full_queue_is_429_with_retry_after(rig: Rig) -> None:
 def test_too_many_samples_for_the_queue_is_413(rig: Rig) -> None:
     r = rig.post(_body(101))
     assert r.status_code == 413  # type: ignore[attr-defined]
+    assert "101 samples in one request; the ingest queue holds 100" in r.text  # type: ignore[attr-defined]
+    # Refused before its series are registered: a request that can never be taken must not
+    # grow the series index (each series stays in memory for good).
+    assert len(rig.index) == 0 and rig.queue.samples == 0
 
 
 def test_too_large_bodies_are_413(tmp_path: Path) -> None:
@@ -192,9 +196,9 @@ def test_shutdown_during_a_request_is_503_with_retry_after(
 ) -> None:
     real = rig.decoder.decode
 
-    def decode(body: bytes) -> object:
+    def decode(body: bytes, max_samples: int | None = None) -> object:
         rig.queue.close()  # relia starts shutting down while this request is decoded
-        return real(body)
+        return real(body, max_samples)
 
     monkeypatch.setattr(rig.decoder, "decode", decode)
     r = rig.post(_body(1))

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from relia.errors import DataError
 from relia.ingest.queue import IngestQueue, QueueClosed, QueueFull
-from relia.ingest.remote_write import RemoteWriteDecoder
+from relia.ingest.remote_write import RemoteWriteDecoder, RequestTooLarge
 from relia.ingest.source import IngestMetrics
 
 log = logging.getLogger(__name__)
@@ -51,18 +51,15 @@ def remote_write_router(
 
     def accept(body: bytes) -> Response:
         try:
-            decoded = decoder.decode(body)
+            decoded = decoder.decode(body, max_samples=queue.max_samples)
+        except RequestTooLarge as exc:
+            return _problem(413, str(exc))
         except DataError as exc:
-            status = 413 if "over the limit" in exc.message else 400
-            return _problem(status, str(exc))
+            return _problem(400, str(exc))
         n = len(decoded.batch)
         if metrics is not None:
             metrics.stale.inc(decoded.stale)
             metrics.histograms.inc(decoded.histograms)
-        if n > queue.max_samples:
-            return _problem(
-                413, f"{n} samples in one request; the ingest queue holds {queue.max_samples}"
-            )
         if n == 0:
             return Response(status_code=204)
         try:

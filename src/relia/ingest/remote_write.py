@@ -36,7 +36,18 @@ from relia.errors import DataError
 from relia.ingest._kernels import ERRORS, scan
 from relia.signals import MetricBatch, SeriesIndex
 
-__all__ = ["DecodedWrite", "RemoteWriteDecoder", "decompressed_size", "decode_labels"]
+__all__ = [
+    "DecodedWrite",
+    "RemoteWriteDecoder",
+    "RequestTooLarge",
+    "decompressed_size",
+    "decode_labels",
+]
+
+
+class RequestTooLarge(DataError):
+    """A request over a size limit (HTTP 413, not 400): refused before any series is
+    registered."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +161,7 @@ class RemoteWriteDecoder:
         """Snappy block format → bytes; :class:`DataError` when corrupt or over the limit."""
         size = decompressed_size(body)
         if size > self.max_decoded_bytes:
-            raise DataError(
+            raise RequestTooLarge(
                 f"decompressed body of {size} bytes is over the limit of {self.max_decoded_bytes}",
                 where="request body",
             )
@@ -159,11 +170,12 @@ class RemoteWriteDecoder:
         except Exception as exc:  # noqa: BLE001 - cramjam raises its own error types
             raise DataError(f"bad snappy block: {exc}", where="request body") from None
 
-    def decode(self, body: bytes) -> DecodedWrite:
-        """A snappy-compressed ``WriteRequest`` → :class:`DecodedWrite`."""
-        return self.decode_raw(self.decompress(body))
+    def decode(self, body: bytes, max_samples: int | None = None) -> DecodedWrite:
+        """A snappy-compressed ``WriteRequest`` → :class:`DecodedWrite`; more than
+        ``max_samples`` samples is :class:`RequestTooLarge`."""
+        return self.decode_raw(self.decompress(body), max_samples)
 
-    def decode_raw(self, raw: bytes) -> DecodedWrite:
+    def decode_raw(self, raw: bytes, max_samples: int | None = None) -> DecodedWrite:
         """An uncompressed ``WriteRequest`` → :class:`DecodedWrite`."""
         buf = np.frombuffer(raw, dtype=np.uint8)
         s = scan(buf, self._seed)
@@ -171,6 +183,12 @@ class RemoteWriteDecoder:
             what = ERRORS.get(s.error, f"error {s.error}")
             raise DataError(
                 f"malformed WriteRequest at byte {s.error_pos}: {what}", where="request body"
+            )
+        if max_samples is not None and len(s.ts) > max_samples:
+            # Before the new series are registered: a request that can never be taken must not
+            # grow the index, which keeps every series for good.
+            raise RequestTooLarge(
+                f"{len(s.ts)} samples in one request; the ingest queue holds {max_samples}"
             )
         keys, sids = self._keys, self._sids
         pos = np.searchsorted(keys, s.keys)

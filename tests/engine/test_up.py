@@ -488,3 +488,24 @@ def test_slos_without_their_own_prometheus_query_the_first_prometheus_source(
     ev = build_slo_evaluator(cfg)
     assert ev is not None and ev.client.url == "http://127.0.0.1:9090"  # type: ignore[attr-defined]
     ev.close()
+
+
+def test_the_first_ticks_and_remote_writes_kernels_are_compiled_before_up_is_said() -> None:
+    # Compiling holds the GIL for seconds (the remote-write decoder's kernel is compiled on the
+    # event loop by the first request): done before "relia is up", it cannot stall the API just
+    # after. A fresh process, so nothing compiled them before.
+    code = """
+from relia.config import ReliaConfig
+from relia.detect.batched import _adaptive_rows
+from relia.ingest._kernels import _scan
+from relia.engine.up import warm_kernels
+before = (len(_adaptive_rows.signatures), len(_scan.signatures))
+warm_kernels(ReliaConfig(), remote_write=True)
+print(before, (len(_adaptive_rows.signatures), len(_scan.signatures)))
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "(0, 0) (1, 1)"

@@ -168,6 +168,27 @@ def _decode_batch(decoder: RemoteWriteDecoder, payload: bytes) -> MetricBatch:
     return decoder.decode(payload).batch
 
 
+def warm_kernels(config: ReliaConfig, *, remote_write: bool) -> None:
+    """Compile the kernels the first tick and the first remote-write request run, before relia
+    says it is up. Compiling holds the GIL for seconds (after an install, about 4 s for the
+    detector and 5 s for the remote-write decoder, whose first request runs it on the event
+    loop), which would stall the API just after ``relia is up``; later starts load them from
+    Numba's cache, but for the detector table's loop (about a second, compiled per process).
+    Ray actors compile their own."""
+    import numpy as np
+
+    if config.engine.executor == "local":
+        from relia.engine.local import DetectorShard
+
+        shard = DetectorShard(config.detector.name, config.detector.params)
+        one = np.zeros(1, np.int64)
+        shard.process(one, one, np.zeros(1))
+    if remote_write:
+        from relia.ingest.remote_write import warm_up
+
+        warm_up()
+
+
 def _mount_ingest(app: Any, sources: list[MetricSource], engine: Engine, auth: Any) -> None:
     """Replay the remote-write source's WAL (samples acknowledged before a crash and not yet
     stored are queued again), serve ``POST /api/v1/write`` for it (behind the ingest role),
@@ -366,6 +387,9 @@ def run_up(
             len(config.logs.files),
             restored,
         )
+        from relia.ingest.source import IngestSource
+
+        warm_kernels(config, remote_write=any(isinstance(s, IngestSource) for s in sources))
         url = ""
         if config.api.enabled:
             from relia.api.app import create_app

@@ -42,7 +42,24 @@ __all__ = [
     "RequestTooLarge",
     "decompressed_size",
     "decode_labels",
+    "warm_up",
 ]
+
+#: The smallest valid WriteRequest: one series ``m`` with one sample (value 0 at ts 1), written
+#: out by hand (field 1 timeseries: field 1 label {name, value}, field 2 sample {value, ts}).
+_ONE_SAMPLE = (
+    b"\x0a\x1c"  # timeseries, 28 bytes
+    b"\x0a\x0d\x0a\x08__name__\x12\x01m"  # label __name__="m"
+    b"\x12\x0b\x09" + bytes(8) + b"\x10\x01"  # sample: value 0.0, timestamp 1
+)
+
+
+def warm_up() -> None:
+    """Compile the decoding kernel now (on a one-sample request, registering no series): the
+    first request would otherwise compile it on the event loop, seconds the first time."""
+    s = scan(np.frombuffer(_ONE_SAMPLE, dtype=np.uint8), 0)
+    if s.error or len(s.ts) != 1:  # the request above is valid: this is a bug, not input
+        raise AssertionError(f"warm-up request not decoded: error {s.error}")
 
 
 class RequestTooLarge(DataError):

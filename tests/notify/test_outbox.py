@@ -53,6 +53,21 @@ def test_the_payload_holds_plain_json_values_only() -> None:
     assert type(item.payload["severity"]) is str and type(item.payload["status"]) is str
 
 
+def test_the_payload_lists_at_most_100_findings_and_keys_with_their_totals() -> None:
+    # An incident that never calms down gathers findings for days; each notification (and each
+    # webhook body) holds the newest 100 finding ids and the first 100 keys, and the totals.
+    many = incident(
+        finding_ids=[f"f{i}" for i in range(250)], keys=[f"k{i:03d}" for i in range(150)]
+    )
+    (item,) = notifications_for(many, ["hook"], now=T0)
+    assert item.payload["finding_ids"] == [f"f{i}" for i in range(150, 250)]
+    assert item.payload["keys"] == [f"k{i:03d}" for i in range(100)]
+    assert (item.payload["finding_count"], item.payload["key_count"]) == (250, 150)
+    (small,) = notifications_for(incident(), ["hook"], now=T0)
+    assert small.payload["finding_ids"] == ["f1", "f2"] and small.payload["finding_count"] == 2
+    assert small.payload["key_count"] == 2 and len(small.payload["keys"]) == 2
+
+
 def test_an_item_cannot_be_changed_in_place() -> None:
     (item,) = notifications_for(incident(), ["am"], now=T0)
     with pytest.raises(ValidationError):

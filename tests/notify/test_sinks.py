@@ -89,6 +89,19 @@ def test_alertmanager_alert_has_labels_annotations_and_times() -> None:
     assert alert["endsAt"] == "2024-05-20T10:17:21.000Z"
 
 
+def test_alertmanager_counts_every_finding_and_key_of_a_large_incident() -> None:
+    rec = Recorder()
+    sink = am_sink(rec)
+    many = incident(
+        finding_ids=[f"f{i}" for i in range(250)], keys=[f"k{i:03d}" for i in range(150)]
+    )
+    sink.deliver(item_of(many))
+    sink.refresh([many])  # built from the incident itself, not from a stored payload
+    for alerts in rec.bodies():
+        description = alerts[0]["annotations"]["description"]  # type: ignore[index]
+        assert "250 finding(s) on k000, k001, k002, k003, k004 and 145 more" in description
+
+
 def test_alertmanager_resolved_alert_ends_at_resolution() -> None:
     rec = Recorder()
     sink = am_sink(rec)

@@ -17,7 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from relia.incidents.model import Incident
 
-__all__ = ["OutboxItem", "OutboxStatus", "dedup_key", "notifications_for"]
+__all__ = [
+    "PAYLOAD_LIST_MAX",
+    "OutboxItem",
+    "OutboxStatus",
+    "dedup_key",
+    "incident_payload",
+    "notifications_for",
+]
 
 
 class OutboxStatus(StrEnum):
@@ -51,9 +58,27 @@ class OutboxItem(BaseModel):
     status: OutboxStatus = OutboxStatus.PENDING
 
 
+#: How many finding ids (the newest) and keys (the first) a notification lists; the totals are
+#: in ``finding_count`` and ``key_count``. An incident that never calms down gathers findings
+#: for days, and each version's notification (a webhook body, an outbox row) must stay small.
+PAYLOAD_LIST_MAX = 100
+
+
+def incident_payload(incident: Incident) -> dict[str, Any]:
+    """The snapshot of ``incident`` that notifications carry: its JSON form with at most
+    :data:`PAYLOAD_LIST_MAX` finding ids (the newest) and keys (the first), and their totals
+    ``finding_count`` and ``key_count``."""
+    payload = incident.model_dump(mode="json")
+    payload["finding_count"] = len(incident.finding_ids)
+    payload["key_count"] = len(incident.keys)
+    payload["finding_ids"] = payload["finding_ids"][-PAYLOAD_LIST_MAX:]
+    payload["keys"] = payload["keys"][:PAYLOAD_LIST_MAX]
+    return payload
+
+
 def notifications_for(incident: Incident, sinks: Sequence[str], now: int) -> list[OutboxItem]:
     """One pending item per sink for the incident's current version, due at ``now``."""
-    payload = incident.model_dump(mode="json")
+    payload = incident_payload(incident)
     return [
         OutboxItem(
             id=dedup_key(sink, incident.id, incident.version),

@@ -46,7 +46,7 @@ import httpx
 from relia.config import NotifyConfig
 from relia.errors import ConfigError
 from relia.incidents.model import Incident
-from relia.notify.outbox import OutboxItem
+from relia.notify.outbox import OutboxItem, incident_payload
 
 __all__ = [
     "ALERTNAME",
@@ -179,10 +179,14 @@ def alert_for(
     resolved incident, a few resend intervals ahead for an open one.
     """
     keys = list(payload.get("keys") or [])
-    shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+    # The totals: a payload lists at most 100 of each (notify.outbox.incident_payload); an
+    # item enqueued before the totals existed lists them all.
+    n_keys = int(payload.get("key_count", len(keys)))
+    n_findings = int(payload.get("finding_count", len(payload.get("finding_ids") or [])))
+    shown = ", ".join(keys[:5]) + (f" and {n_keys - 5} more" if n_keys > 5 else "")
     description = (
         f"relia incident {payload['id']} ({payload.get('status', 'open')}, version "
-        f"{payload.get('version', 1)}): {len(payload.get('finding_ids') or [])} finding(s) "
+        f"{payload.get('version', 1)}): {n_findings} finding(s) "
         f"on {shown or 'no keys'} from {_rfc3339(int(payload.get('start', 0)))} to "
         f"{_rfc3339(int(payload.get('end', 0)))}"
     )
@@ -307,7 +311,7 @@ class AlertmanagerSink:
         now = self._clock()
         alerts: list[dict[str, Any]] = []
         for inc in open_incidents:
-            payload = inc.model_dump(mode="json")
+            payload = incident_payload(inc)
             if payload.get("status") == "resolved":
                 continue
             mine = self._alerts(payload, now, fencing_token)

@@ -18,7 +18,6 @@ Without the binary the tests fail when ``CI`` is set and are skipped otherwise.
 from __future__ import annotations
 
 import contextlib
-import http.server
 import json
 import math
 import os
@@ -26,7 +25,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -38,6 +36,8 @@ import pytest
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from tests.http_receiver import HttpReceiver
 
 WAVE_PERIOD_S = 60.0
 REQUESTS_PER_S = 10.0
@@ -325,38 +325,6 @@ def _wait_backfill_ready(
 # --- Alertmanager (tests/integration/test_alertmanager.py; relia up end-to-end tests) -------------
 
 
-class _WebhookReceiver:
-    """A tiny HTTP server on 127.0.0.1 keeping every JSON body POSTed to it (Alertmanager's
-    webhook notifications), in arrival order."""
-
-    def __init__(self) -> None:
-        received: list[dict[str, Any]] = []
-        lock = threading.Lock()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with lock:
-                    received.append(json.loads(body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:  # quiet
-                pass
-
-        self.received = received
-        self._lock = lock
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=5)
-
-
 class AlertmanagerServer:
     """A real ``prometheus-alertmanager`` on 127.0.0.1 whose one receiver is a webhook to a
     server in the test. ``.url`` is its base URL (the same across :meth:`stop` and
@@ -368,8 +336,7 @@ class AlertmanagerServer:
     def __init__(self, binary: str, root: Path) -> None:
         self._binary = binary
         self.root = root
-        self._receiver = _WebhookReceiver()
-        self.received = self._receiver.received
+        self._receiver = HttpReceiver(lambda: 200)
         self.config = root / "alertmanager.yml"
         self.config.write_text(
             "route:\n"
@@ -381,7 +348,7 @@ class AlertmanagerServer:
             "receivers:\n"
             "  - name: relia-test\n"
             "    webhook_configs:\n"
-            f"      - url: {self._receiver.url}\n"
+            f"      - url: {self._receiver.url}/\n"
             "        send_resolved: true\n"
         )
         self._proc: subprocess.Popen[bytes] | None = None
@@ -391,6 +358,11 @@ class AlertmanagerServer:
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def received(self) -> list[dict[str, Any]]:
+        """The notifications the webhook got so far, as Alertmanager sent them, oldest first."""
+        return [json.loads(post.body) for post in self._receiver.posts]
 
     def start(self, timeout_s: float = 15.0) -> None:
         """Start it (on the port of the first start, if any) and wait until it is ready."""

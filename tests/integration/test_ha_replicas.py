@@ -10,11 +10,9 @@ webhook receiver in the test counting what arrives.
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.http_receiver import HttpReceiver
 from tests.integration.up_process import ReliaProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -41,53 +40,34 @@ class Request:
 
 
 class Receiver:
-    """A webhook receiver on loopback: records every request; answers 503 while ``down``."""
+    """relia's webhook on loopback: every request as a :class:`Request`; 503 while ``down``."""
 
     def __init__(self) -> None:
         self.down = False
-        self.requests: list[Request] = []
-        self._lock = threading.Lock()
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                doc = json.loads(body)
-                token = self.headers.get("X-Relia-Fencing-Token")
-                code = 503 if outer.down else 200
-                with outer._lock:
-                    outer.requests.append(
-                        Request(
-                            time.monotonic(),
-                            doc["dedup_key"],
-                            int(token) if token is not None else None,
-                            doc["incident"]["status"],
-                            code,
-                        )
-                    )
-                self.send_response(code)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def accepted(self) -> list[Request]:
-        with self._lock:
-            return [r for r in self.requests if r.answered == 200]
+        self._http = HttpReceiver(lambda: 503 if self.down else 200)
+        self.url = self._http.url + "/hook"
 
     def all(self) -> list[Request]:
-        with self._lock:
-            return list(self.requests)
+        out = []
+        for post in self._http.posts:
+            doc = json.loads(post.body)
+            token = post.headers.get("X-Relia-Fencing-Token")
+            out.append(
+                Request(
+                    post.at,
+                    doc["dedup_key"],
+                    int(token) if token is not None else None,
+                    doc["incident"]["status"],
+                    post.answered,
+                )
+            )
+        return out
+
+    def accepted(self) -> list[Request]:
+        return [r for r in self.all() if r.answered == 200]
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._http.close()
 
 
 @pytest.fixture

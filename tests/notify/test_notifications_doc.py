@@ -5,7 +5,6 @@ alerts (that last one needs Debian's prometheus-alertmanager)."""
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import re
@@ -13,7 +12,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from relia.incidents.model import Severity
 from relia.notify import Dispatcher, WebhookSink, notifications_for, verify_signature
 from relia.notify.sinks import AlertmanagerSink
+from tests.http_receiver import HttpReceiver
 from tests.notify.factory import IncidentMemoryStore, incident, resolved
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "notifications.md"
@@ -39,38 +38,9 @@ def doc_block(name: str) -> str:
     return m.group(1)
 
 
-class Receiver:
-    """An HTTP server on 127.0.0.1 (ephemeral port) keeping each POST: (path, headers, body)."""
-
-    def __init__(self, status: int = 204) -> None:
-        got: list[tuple[str, dict[str, str], bytes]] = []
-        self.got = got
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                got.append((self.path, dict(self.headers), body))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
+def receiver() -> Iterator[HttpReceiver]:
+    r = HttpReceiver()
     try:
         yield r
     finally:
@@ -78,7 +48,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 def delivered(
-    receiver: Receiver, token: int | None = None, skew_ms: int = 0
+    receiver: HttpReceiver, token: int | None = None, skew_ms: int = 0
 ) -> tuple[dict[str, str], bytes]:
     """One real delivery by relia's webhook sink (its clock ``skew_ms`` off) to ``receiver``,
     with the fencing ``token`` when given; the headers and raw body the receiver got."""
@@ -96,12 +66,12 @@ def delivered(
             sink.deliver(item, fencing_token=token)
     finally:
         sink.close()
-    _path, headers, body = receiver.got[-1]
-    return headers, body
+    last = receiver.posts[-1]
+    return last.headers, last.body
 
 
 def test_the_verification_snippet_accepts_a_real_delivery_and_refuses_forgeries(
-    receiver: Receiver,
+    receiver: HttpReceiver,
 ) -> None:
     scope: dict[str, Any] = {}
     exec(doc_block("verify"), scope)  # noqa: S102 - the doc's own snippet, on purpose
@@ -121,7 +91,7 @@ def test_the_verification_snippet_accepts_a_real_delivery_and_refuses_forgeries(
     assert not verify(body, headers, secret)
 
 
-def test_the_webhook_body_and_headers_are_those_the_doc_shows(receiver: Receiver) -> None:
+def test_the_webhook_body_and_headers_are_those_the_doc_shows(receiver: HttpReceiver) -> None:
     shown = json.loads(doc_block("webhook-body"))
     headers, body = delivered(receiver)
     real = json.loads(body)
@@ -160,7 +130,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.integration
-def test_the_alertmanager_route_routes_relias_alerts(receiver: Receiver) -> None:
+def test_the_alertmanager_route_routes_relias_alerts(receiver: HttpReceiver) -> None:
     binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
     if binary is None:
         msg = "prometheus-alertmanager is not installed"
@@ -216,9 +186,9 @@ def test_the_alertmanager_route_routes_relias_alerts(receiver: Receiver) -> None
             seen: set[tuple[str, str, str]] = set()
             while time.monotonic() < deadline + 15 and not want <= seen:
                 seen = {
-                    (path, a["labels"]["incident_id"], a["status"])
-                    for path, _h, body in list(receiver.got)
-                    for a in json.loads(body)["alerts"]
+                    (post.path, a["labels"]["incident_id"], a["status"])
+                    for post in receiver.posts
+                    for a in json.loads(post.body)["alerts"]
                 }
                 time.sleep(0.1)
         finally:

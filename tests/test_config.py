@@ -378,6 +378,21 @@ def test_retention_must_outlast_what_the_engine_reads_back(tmp_path: Path) -> No
     assert "retention:" not in str(info.value)
 
 
+def test_retention_outlasts_group_window_and_resolve_after_too(tmp_path: Path) -> None:
+    path = tmp_path / "relia.yaml"
+    for name in ("group_window", "resolve_after"):
+        path.write_text(f"retention: 5d\nincidents:\n  {name}: 3d\n")
+        with pytest.raises(ConfigError, match=rf"at least 6d \(twice incidents.{name} \(3d\)\)"):
+            load_config(path, environ={})
+    # A window of exactly half the floor is still the reason named, not "the shortest".
+    path.write_text("retention: 20h\nnotify:\n  max_age: 12h\n")
+    with pytest.raises(ConfigError, match=r"at least 1d \(twice notify.max_age \(12h\)\)"):
+        load_config(path, environ={})
+    path.write_text("retention: 20h\nnotify:\n  max_age: 11h\n")
+    with pytest.raises(ConfigError, match=r"at least 1d \(the shortest retention\)"):
+        load_config(path, environ={})
+
+
 def test_flap_help_text_speaks_of_episodes() -> None:
     from relia.config import IncidentsConfig
 

@@ -155,3 +155,39 @@ def test_after_a_round_that_worked_the_next_waits_for_the_interval() -> None:
     stop.set()
     thread.join(5)
     assert not thread.is_alive()
+
+
+def test_what_ended_exactly_the_retention_ago_is_kept_until_a_ms_later() -> None:
+    store = MemoryStore()
+    history(store)
+    clock = Clock(T0 + 30 * DAY)  # "old" resolved exactly 30 days ago: not older than that
+    pruner = HistoryPruner(store, 30 * 86400, clock)
+    assert pruner.run_once() == {"outbox": 0, "incidents": 0, "findings": 0}
+    clock.now += 1
+    assert pruner.run_once() == {"outbox": 1, "incidents": 1, "findings": 1}
+
+
+def test_the_log_line_names_each_kinds_own_count(caplog: pytest.LogCaptureFixture) -> None:
+    store = MemoryStore()
+    store.add_findings([finding(f"f{i}", T0) for i in range(3)])
+    store.save_incidents([incident("a", ["f0"], T0), incident("b", ["f1"], T0)])
+    store.enqueue_notifications([delivered("a", T0)])
+    pruner = HistoryPruner(store, 36 * 3600, Clock(T0 + 2 * DAY))
+    with caplog.at_level(logging.INFO, logger="relia.engine.retention"):
+        assert pruner.run_once() == {"outbox": 1, "incidents": 2, "findings": 3}
+    assert caplog.records[-1].getMessage() == (
+        "retention: deleted 3 findings, 2 incidents and 1 notifications older than 1.5 days"
+    )
+
+
+def test_a_failed_round_is_retried_after_the_interval_when_that_is_shorter() -> None:
+    store = FailingStore()
+    store.fail = 1
+    pruner = HistoryPruner(store, 30 * 86400, Clock(T0), interval_s=0.01, retry_s=3600)
+    stop = threading.Event()
+    thread = pruner.start(stop)
+    assert thread.daemon  # never holds up the process's exit
+    wait_for(lambda: pruner.runs == 1)  # the retry came after 0.01 s, not an hour
+    stop.set()
+    thread.join(5)
+    assert not thread.is_alive() and store.calls == 2

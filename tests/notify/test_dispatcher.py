@@ -627,3 +627,87 @@ def test_a_rejected_refresh_does_not_open_the_breaker() -> None:
     d.run_once(T0)
     assert d.breaker("am").state is BreakerState.CLOSED
     assert metric(registry, "relia_notify_refresh_failed_total") == 1
+
+
+def messages(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    return [(r.levelno, r.getMessage()) for r in caplog.records if r.name.startswith("relia")]
+
+
+def test_a_failure_under_the_threshold_logs_the_attempt(caplog: pytest.LogCaptureFixture) -> None:
+    sink = ScriptedSink()
+    sink.down = True
+    store, d, _ = make([sink], breaker_threshold=3)
+    store.enqueue_notifications(notifications_for(incident(), ["am"], T0))
+    with caplog.at_level(logging.INFO, logger="relia.notify"):
+        d.run_once(T0)
+    assert (logging.INFO, "sink am: am:inc1:1 failed (attempt 1): connection refused") in (
+        messages(caplog)
+    )
+
+
+def test_an_outage_seen_by_refreshes_logs_its_start_and_end(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sink = FlakyRefreshSink()
+    store, d, _ = make([sink], breaker_threshold=2, breaker_cooldown=30.0)
+    store.open = [incident("a")]
+    sink.down = True
+    with caplog.at_level(logging.INFO, logger="relia.notify"):
+        d.run_once(T0)
+        d.run_once(T0 + 60 * S)
+        sink.down = False
+        d.run_once(T0 + 120 * S)  # the probe is a refresh, and it works
+    got = messages(caplog)
+    assert (
+        logging.WARNING,
+        "sink am: circuit breaker open after 2 failure(s); last: connection refused",
+    ) in got
+    assert got[-1] == (
+        logging.INFO,
+        "sink am: delivering again after 1m down (2 failures); circuit breaker closed",
+    )
+
+
+def test_an_outage_ended_by_a_rejected_refresh_logs_its_end(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sink = FlakyRefreshSink()
+    store, d, _ = make([sink], breaker_threshold=1, breaker_cooldown=30.0)
+    store.open = [incident("a")]
+    sink.down = True
+    with caplog.at_level(logging.INFO, logger="relia.notify"):
+        d.run_once(T0)
+        sink.down, sink.reject = False, True
+        d.run_once(T0 + 61 * S)  # the next refresh is answered with a 400: up again
+    assert (
+        logging.INFO,
+        "sink am: delivering again after 1m1s down (1 failures); circuit breaker closed",
+    ) in messages(caplog)
+
+
+def test_an_outage_ended_by_a_rejected_delivery_logs_its_end(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sink = ScriptedSink()
+    store, d, _ = make([sink], breaker_threshold=1, breaker_cooldown=30.0)
+    store.enqueue_notifications(notifications_for(incident("a"), ["am"], T0))
+    sink.down = True
+    with caplog.at_level(logging.INFO, logger="relia.notify"):
+        d.run_once(T0)
+        sink.down, sink.reject = False, True
+        d.run_once(T0 + 31 * S)
+    assert (
+        logging.INFO,
+        "sink am: delivering again after 31s down (1 failures); circuit breaker closed",
+    ) in messages(caplog)
+
+
+def test_an_outage_shorter_than_a_second_lasted_0s_and_one_second_1s() -> None:
+    from relia.notify.dispatcher import _duration
+
+    assert (_duration(0), _duration(999), _duration(1000), _duration(150_000)) == (
+        "0s",
+        "0s",
+        "1s",
+        "2m30s",
+    )

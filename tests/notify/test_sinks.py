@@ -20,6 +20,7 @@ from relia.notify.sinks import (
     RefreshingSink,
     Sink,
     WebhookSink,
+    alert_for,
     build_sinks,
     sign,
     verify_signature,
@@ -176,7 +177,21 @@ def test_http_errors_say_whether_a_retry_helps(status: int, retryable: bool) -> 
         assert info.value.retryable is retryable
 
 
-@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_alertmanager_counts_an_item_enqueued_before_the_totals_from_its_lists() -> None:
+    # An outbox item written before finding_count and key_count existed lists every id and key.
+    old = incident(keys=[f"k{i}" for i in range(7)], finding_ids=["f1", "f2", "f3"])
+    payload = old.model_dump(mode="json")
+    description = alert_for(payload, None)["annotations"]["description"]
+    assert "3 finding(s) on k0, k1, k2, k3, k4 and 2 more" in description
+    # Exactly five keys: all shown, no "and 0 more".
+    five = incident(keys=[f"k{i}" for i in range(5)]).model_dump(mode="json")
+    assert (
+        "2 finding(s) on k0, k1, k2, k3, k4 from"
+        in alert_for(five, None)["annotations"]["description"]
+    )
+
+
+@pytest.mark.parametrize("status", [300, 301, 302, 307, 308])
 def test_a_redirect_is_not_followed_and_says_where_to_point_the_sink(status: int) -> None:
     def moved(request: httpx.Request) -> httpx.Response:
         return httpx.Response(status, headers={"Location": "https://hook.test/x?token=t0ken"})

@@ -194,3 +194,43 @@ def test_everything_at_once_counts_each_kind(store: Any) -> None:
 
 def test_nothing_to_prune_in_an_empty_store(store: Any) -> None:
     assert store.prune_history(NOW) == {"outbox": 0, "incidents": 0, "findings": 0}
+
+
+def test_what_finished_exactly_at_the_cut_is_kept(store: Any) -> None:
+    store.add_findings([finding("at-cut", OLD, CUT), finding("before", OLD, CUT - 1)])
+    store.save_incidents([incident("inc-at", [], resolved_at=CUT, at=OLD)])
+    store.enqueue_notifications(
+        [
+            item("d-at", created=OLD, status=OutboxStatus.PENDING),
+            item("d-before", created=OLD, status=OutboxStatus.PENDING),
+            item("f-at", created=OLD, status=OutboxStatus.PENDING),
+        ]
+    )
+    store.mark_delivered(["hook:d-at:1"], CUT)
+    store.mark_delivered(["hook:d-before:1"], CUT - 1)
+    store.mark_attempt_failed("hook:f-at:1", 3, CUT, "HTTP 400", give_up=True)
+    assert store.prune_history(CUT) == {"outbox": 1, "incidents": 0, "findings": 1}
+    assert [f.id for f in store.findings(limit=100)] == ["at-cut"]
+    assert store.outbox_counts()["hook"] == {"pending": 0, "delivered": 1, "failed": 1}
+
+
+def test_only_the_current_versions_notification_of_a_kept_incident_is_kept(store: Any) -> None:
+    store.save_incidents([incident("inc", [], resolved_at=NEW, at=T0)])  # version 2, kept
+    v1 = item("inc", created=T0, status=OutboxStatus.PENDING)  # hook:inc:1, an old version
+    v2 = v1.model_copy(update={"id": "hook:inc:2", "version": 2})
+    store.enqueue_notifications([v1, v2])
+    store.mark_delivered([v1.id, v2.id], OLD)
+    assert store.prune_history(CUT) == {"outbox": 1, "incidents": 0, "findings": 0}
+    assert store.enqueue_notifications([v2]) == 0  # the current version's row stayed
+    assert store.enqueue_notifications([v1]) == 1  # the old version's went
+
+
+def test_an_open_incident_is_kept_even_with_an_old_resolved_at(store: Any) -> None:
+    # Only the status says it is finished: an open incident is never pruned.
+    inc = incident("inc", ["fa"], resolved_at=OLD, at=T0).model_copy(
+        update={"status": IncidentStatus.OPEN}
+    )
+    store.add_findings([finding("fa", T0, T0 + 60_000)])
+    store.save_incidents([inc])
+    assert store.prune_history(CUT) == {"outbox": 0, "incidents": 0, "findings": 0}
+    assert store.incident("inc") is not None

@@ -334,6 +334,16 @@ def test_findings_by_ids_whatever_their_age_newest_first(store: Store) -> None:
         store.findings_by_ids("old")
     with pytest.raises(DataError, match="ids must be str, got 7"):
         store.findings_by_ids(["old", 7])  # type: ignore[list-item]
+    with pytest.raises(DataError, match="ids must be a collection of str, got bytes"):
+        store.findings_by_ids(b"old")  # type: ignore[arg-type]
+
+
+def test_findings_by_ids_with_the_same_end_are_ordered_by_start_newest_first(
+    store: Store,
+) -> None:
+    store.add_findings([finding("a-early", 5, 20), finding("b-late", 15, 20)])
+    got = store.findings_by_ids(["a-early", "b-late"])
+    assert [f.id for f in got] == ["b-late", "a-early"]
 
 
 def test_add_findings_rejects_non_findings(store: Store) -> None:

@@ -191,3 +191,11 @@ def test_a_failed_round_is_retried_after_the_interval_when_that_is_shorter() -> 
     stop.set()
     thread.join(5)
     assert not thread.is_alive() and store.calls == 2
+
+
+def test_the_log_line_names_the_retention_in_days_or_hours() -> None:
+    from relia.engine.retention import _days
+
+    day, hour = 86_400_000, 3_600_000
+    assert [_days(day), _days(2 * day), _days(36 * hour)] == ["1 day", "2 days", "1.5 days"]
+    assert [_days(hour), _days(12 * hour)] == ["1 hour", "12 hours"]

@@ -118,4 +118,7 @@ class HistoryPruner:
 
 def _days(ms: int) -> str:
     days = ms / 86_400_000
-    return f"{days:g} days" if days >= 1 else f"{ms / 3_600_000:g} hours"
+    if days >= 1:
+        return f"{days:g} day" + ("" if days == 1 else "s")
+    hours = ms / 3_600_000
+    return f"{hours:g} hour" + ("" if hours == 1 else "s")

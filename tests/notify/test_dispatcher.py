@@ -645,13 +645,19 @@ def test_a_failure_under_the_threshold_logs_the_attempt(caplog: pytest.LogCaptur
     )
 
 
+def _refreshing_sink_down(breaker_threshold: int) -> tuple[FlakyRefreshSink, Dispatcher]:
+    """A down Alertmanager-like sink with one open incident to refresh, and its dispatcher."""
+    sink = FlakyRefreshSink()
+    store, d, _ = make([sink], breaker_threshold=breaker_threshold, breaker_cooldown=30.0)
+    store.open = [incident("a")]
+    sink.down = True
+    return sink, d
+
+
 def test_an_outage_seen_by_refreshes_logs_its_start_and_end(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    sink = FlakyRefreshSink()
-    store, d, _ = make([sink], breaker_threshold=2, breaker_cooldown=30.0)
-    store.open = [incident("a")]
-    sink.down = True
+    sink, d = _refreshing_sink_down(breaker_threshold=2)
     with caplog.at_level(logging.INFO, logger="relia.notify"):
         d.run_once(T0)
         d.run_once(T0 + 60 * S)
@@ -671,17 +677,14 @@ def test_an_outage_seen_by_refreshes_logs_its_start_and_end(
 def test_an_outage_ended_by_a_rejected_refresh_logs_its_end(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    sink = FlakyRefreshSink()
-    store, d, _ = make([sink], breaker_threshold=1, breaker_cooldown=30.0)
-    store.open = [incident("a")]
-    sink.down = True
+    sink, d = _refreshing_sink_down(breaker_threshold=1)
     with caplog.at_level(logging.INFO, logger="relia.notify"):
         d.run_once(T0)
         sink.down, sink.reject = False, True
         d.run_once(T0 + 61 * S)  # the next refresh is answered with a 400: up again
     assert (
         logging.INFO,
-        "sink am: delivering again after 1m1s down (1 failures); circuit breaker closed",
+        "sink am: delivering again after 1m1s down (1 failure); circuit breaker closed",
     ) in messages(caplog)
 
 
@@ -698,7 +701,7 @@ def test_an_outage_ended_by_a_rejected_delivery_logs_its_end(
         d.run_once(T0 + 31 * S)
     assert (
         logging.INFO,
-        "sink am: delivering again after 31s down (1 failures); circuit breaker closed",
+        "sink am: delivering again after 31s down (1 failure); circuit breaker closed",
     ) in messages(caplog)
 
 

@@ -176,10 +176,10 @@ def _breaker_failure(sink: str, breaker: CircuitBreaker, now: int, error: str) -
         return False
     if probing and breaker.down_since is not None:
         log.info(
-            "sink %s: still failing after %s (%d failures): %s; next try in %s",
+            "sink %s: still failing after %s (%s): %s; next try in %s",
             sink,
             _duration(now - breaker.down_since),
-            breaker.failures,
+            _failures(breaker.failures),
             error,
             _duration(breaker.cooldown_ms),
         )
@@ -199,11 +199,15 @@ def _breaker_success(sink: str, breaker: CircuitBreaker, now: int) -> None:
     if ended is not None:
         since, failures = ended
         log.info(
-            "sink %s: delivering again after %s down (%d failures); circuit breaker closed",
+            "sink %s: delivering again after %s down (%s); circuit breaker closed",
             sink,
             _duration(now - since),
-            failures,
+            _failures(failures),
         )
+
+
+def _failures(n: int) -> str:
+    return f"{n} failure" + ("" if n == 1 else "s")
 
 
 def _duration(ms: int) -> str:

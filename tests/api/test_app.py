@@ -501,3 +501,15 @@ def test_dashboard_cannot_be_framed_and_runs_only_its_own_script() -> None:
     digest = base64.b64encode(hashlib.sha256(scripts[0].encode()).digest()).decode()
     assert csp["script-src"] == f"'sha256-{digest}'"
     assert "unsafe" not in csp["script-src"]
+
+
+def test_a_trailing_slash_is_not_redirected_to_the_host_the_client_names(
+    setup: tuple[Store, Engine, Src],
+) -> None:
+    # Starlette's slash redirect builds its Location from the request's Host header, which a
+    # shared cache could then serve to others; relia's routes have one spelling each.
+    store, eng, _ = setup
+    r = _client(store, eng).get(
+        "/api/v1/series/", headers={"Host": "evil.example"}, follow_redirects=False
+    )
+    assert r.status_code == 404 and "location" not in r.headers

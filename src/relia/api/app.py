@@ -251,6 +251,9 @@ def create_app(
         openapi_url=None if auth is not None else "/openapi.json",
         docs_url=None if auth is not None else "/docs",
         redoc_url=None if auth is not None else "/redoc",
+        # Starlette's slash redirect puts the request's Host header in its Location, which a
+        # shared cache could serve to others: each route has one spelling, the other is a 404.
+        redirect_slashes=False,
     )
     app.max_body_bytes = max_body_bytes
     app.max_header_bytes = max_header_bytes

@@ -706,12 +706,12 @@ class ReliaConfig(_Model):
         least = max(RETENTION_MIN, 2 * longest)
         if retention < least:
             why = (
-                f"twice {name} ({_human_duration(longest)})"
+                f"twice {name}, {_human_duration(longest)}"
                 if 2 * longest >= RETENTION_MIN
                 else "the shortest retention"
             )
             raise ValueError(
-                f"retention ({_human_duration(retention)}) must be at least "
+                f"{_human_duration(retention)} is too short, keep at least "
                 f"{_human_duration(least)} ({why}): relia still reads back resolved incidents "
                 "and their findings younger than that (to reopen them, spot flapping, restart)"
             )

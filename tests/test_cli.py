@@ -256,6 +256,35 @@ def test_config_check_summarises_what_the_file_sets(tmp_path: Path) -> None:
     assert "host metrics on, detector default)" in result.stdout
 
 
+def test_config_check_loads_the_slo_files_relia_up_would_load(tmp_path: Path) -> None:
+    # `relia up` refuses a spec file that is missing, does not parse, or holds an SLO whose
+    # period is too short for the default alert windows: `config check` must not call it ok.
+    spec = tmp_path / "shop.yaml"
+    spec.write_text(
+        "apiVersion: relia/v1\nservice: shop\nslos:\n  - name: avail\n    objective: 99.9\n"
+        "    period: 1d\n    sli:\n      events:\n"
+        "        error_query: sum(rate(errors_total[{{.window}}]))\n"
+        "        total_query: sum(rate(requests_total[{{.window}}]))\n"
+    )
+    path = tmp_path / "relia.yaml"
+    path.write_text(
+        f"slos:\n  prometheus: http://127.0.0.1:9090\n  files: [{spec}, {tmp_path}/nope.yaml]\n"
+    )
+    result = runner.invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"{tmp_path}/nope.yaml" in result.stderr
+    # A file that does not load is reported; the others are still checked in full.
+    path.write_text(f"slos:\n  prometheus: http://127.0.0.1:9090\n  files: [{spec}]\n")
+    result = runner.invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "SLO period 1d is shorter than the 3d window" in result.stderr
+    assert str(spec) in result.stderr
+    spec.write_text(spec.read_text().replace("period: 1d", "period: 7d"))
+    result = runner.invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "1 SLO," in result.stdout
+
+
 def test_help_on_every_command() -> None:
     for cmd in (["--help"], ["detect", "--help"], ["up", "--help"], ["config", "check", "--help"]):
         result = runner.invoke(app, cmd)

@@ -492,11 +492,17 @@ def config_check(
 ) -> None:
     """Validate a relia.yaml; every problem is listed as file:line: field: message."""
     from relia.config import load_config
+    from relia.slo.loader import load_alerting_slos
 
     cfg = load_config(file)
+    # The SLO spec files too, as `relia up` loads them: it would refuse to start on them.
+    slos = []
+    if cfg.slos.files:
+        slos = load_alerting_slos(cfg.slos.files, sloth_windows=cfg.slos.sloth_windows)
+    counted = f"{len(slos)} SLO{'' if len(slos) == 1 else 's'}, " if slos else ""
     typer.echo(
         f"{file}: ok ({len(cfg.scrape)} scrape targets, {len(cfg.prometheus)} Prometheus "
-        f"sources, host metrics {'on' if cfg.host.enabled else 'off'}, "
+        f"sources, {counted}host metrics {'on' if cfg.host.enabled else 'off'}, "
         f"detector {cfg.detector.name})"
     )
 

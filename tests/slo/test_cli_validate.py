@@ -162,3 +162,16 @@ def test_columns_line_up_and_objectives_keep_their_digits(tmp_path: Path) -> Non
     # Each column starts where it starts on the other line: format, objective, period, method.
     for a, b in (("relia", "relia"), ("99.99999%", "99.5%"), ("30d", "7d"), ("occ", "times")):
         assert first.index(" " + a) == second.index(" " + b)
+
+
+@needs_data
+def test_rules_and_report_name_every_slo_too_short_for_the_default_windows() -> None:
+    short = SLO_DATA / "openslo" / "budgeting-method_timeslices-slo.yaml"
+    for cmd in (
+        ["slo", "rules", str(short)],
+        ["slo", "report", str(short), "--prometheus", "http://127.0.0.1:9"],
+    ):
+        result = runner.invoke(app, cmd)
+        assert result.exit_code == 2, result.output
+        # Both SLOs of the file, each by where it is, before any query is made.
+        assert result.output.count("SLO period 1m is shorter than the 3d window") == 2, cmd

@@ -122,10 +122,10 @@ def build_slo_evaluator(config: ReliaConfig) -> SloEvaluator | None:
     if not slos_cfg.files:
         return None
     from relia.slo.evaluate import SloEvaluator
-    from relia.slo.loader import load_slos
+    from relia.slo.loader import load_alerting_slos
     from relia.sources.prometheus import PrometheusClient
 
-    slos = load_slos(slos_cfg.files, sloth_windows=slos_cfg.sloth_windows)
+    slos = load_alerting_slos(slos_cfg.files, sloth_windows=slos_cfg.sloth_windows)
     url = slos_cfg.prometheus
     if url is None:
         if not config.prometheus:  # ReliaConfig's validator catches this for loaded files

@@ -13,7 +13,7 @@ burn-rate math on arrays of event counts. It reads no clock and, apart from
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,6 +29,7 @@ __all__ = [
     "ALERT_WINDOWS_API_VERSION",
     "WORKBOOK_WINDOWS",
     "burn_rate",
+    "check_alert_windows",
     "default_alert_windows",
     "load_alert_windows",
     "multiwindow_firing",
@@ -130,6 +131,20 @@ def windows_for(slo: SLO) -> tuple[AlertWindow, ...]:
         return default_alert_windows(slo.window.period_s)
     except ConfigError as exc:
         raise ConfigError(exc.message, where=str(slo.source)) from None
+
+
+def check_alert_windows(slos: Iterable[SLO]) -> None:
+    """Raise one :class:`ConfigError` naming every SLO that has no alert windows of its own and
+    whose period is too short for the defaults (:func:`windows_for`). Specs load without this
+    check (a report needs no alerts); whatever evaluates or alerts on them runs it first."""
+    problems = []
+    for slo in slos:
+        try:
+            windows_for(slo)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 # --- Sloth AlertWindows files ----------------------------------------------------------------

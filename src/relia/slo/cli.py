@@ -42,22 +42,14 @@ def validate(
     ] = None,
 ) -> None:
     """Check SLO specs: one line per SLO, or every problem as FILE:LINE: document N: field."""
-    from relia.errors import ConfigError
-    from relia.slo.burnrate import windows_for
+    from relia.slo.burnrate import check_alert_windows
     from relia.slo.loader import load_specs
     from relia.slo.spec import format_duration
 
     loaded = load_specs(files, sloth_windows=sloth_windows)
     # The default alert windows do not fit every period (under 3d); `rules` and `report`
     # refuse such an SLO, so validate must report it too rather than call it OK.
-    problems = []
-    for item in loaded:
-        try:
-            windows_for(item.slo)
-        except ConfigError as exc:
-            problems.append(str(exc))
-    if problems:
-        raise ConfigError("\n".join(problems))
+    check_alert_windows(item.slo for item in loaded)
     rows = []
     for item in loaded:
         slo = item.slo
@@ -107,7 +99,7 @@ def rules(
     """Prometheus recording and alerting rules for the SLOs (Sloth-compatible names and labels;
     long windows computed from 5m recordings). Check them with `promtool check rules`."""
     from relia.errors import ConfigError, DataError
-    from relia.slo.loader import load_slos
+    from relia.slo.loader import load_alerting_slos
     from relia.slo.rules import render_rules, rule_groups
 
     extra: dict[str, str] = {}
@@ -116,7 +108,7 @@ def rules(
         if not sep or not key:
             raise ConfigError(f"expected KEY=VALUE, got {item!r}", where="--label")
         extra[key] = value
-    slos = load_slos(files, sloth_windows=sloth_windows)
+    slos = load_alerting_slos(files, sloth_windows=sloth_windows)
     text = render_rules(slos, extra_labels=extra)
     if out is None:
         typer.echo(text, nl=False)
@@ -177,7 +169,7 @@ def report(
 
     from relia.errors import DataError
     from relia.slo.evaluate import SloStatus, evaluate_slo
-    from relia.slo.loader import load_slos
+    from relia.slo.loader import load_alerting_slos
     from relia.slo.report import alerts_table, plot_burn_down, report_json, summary_table
     from relia.slo.spec import parse_duration_seconds
     from relia.sources.prometheus import PrometheusClient, QueryRefused
@@ -203,7 +195,7 @@ def report(
         raise DataError(
             f"expected a positive number of seconds, got {timeout:g}", where="--timeout"
         )
-    slos = load_slos(files, sloth_windows=sloth_windows)
+    slos = load_alerting_slos(files, sloth_windows=sloth_windows)
     statuses: list[SloStatus] = []
     refused: dict[str, str] = {}
     with PrometheusClient(prometheus, timeout=timeout) as client:

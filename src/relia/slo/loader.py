@@ -44,6 +44,7 @@ from pydantic.alias_generators import to_camel
 
 from relia._yamlkeys import Loc, repeated_keys
 from relia.errors import ConfigError
+from relia.slo.burnrate import check_alert_windows
 from relia.slo.spec import (
     SLO,
     AlertWindow,
@@ -58,6 +59,7 @@ __all__ = [
     "LoadedSLO",
     "Problem",
     "Problems",
+    "load_alerting_slos",
     "load_slo_text",
     "load_slos",
     "load_specs",
@@ -1294,6 +1296,17 @@ def load_slos(paths: Sequence[Path | str], *, sloth_windows: Path | str | None =
     the inputs are problems too. See :func:`load_specs` for ``sloth_windows``.
     """
     return [s.slo for s in load_specs(paths, sloth_windows=sloth_windows)]
+
+
+def load_alerting_slos(
+    paths: Sequence[Path | str], *, sloth_windows: Path | str | None = None
+) -> list[SLO]:
+    """:func:`load_slos`, checked as alerting on them needs (``relia up``, ``relia slo rules``):
+    each SLO has alert windows that fit its period, its own or the defaults
+    (:func:`relia.slo.burnrate.check_alert_windows`)."""
+    slos = load_slos(paths, sloth_windows=sloth_windows)
+    check_alert_windows(slos)
+    return slos
 
 
 def load_slo_text(

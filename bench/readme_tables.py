@@ -70,6 +70,33 @@ def nab_windows_line() -> str:
     return textwrap.fill(text, width=100) + "\n"
 
 
+def young_table() -> str:
+    """False alarms on normal series by their age (bench/young.py), every detector measured."""
+    path = RESULTS / "young.json"
+    if not path.is_file():
+        return ""
+    d = _load("young.json")
+    first = next(iter(next(iter(d["detectors"].values())).values()))["ages"]
+    bands = [f"{b['from']:,}–{b['to']:,}" for b in first]
+    rows = [
+        "| detector | case | " + " | ".join(bands) + " | per series |",
+        "|---|---|" + "---|" * len(bands) + "---|",
+    ]
+    for name, cases in d["detectors"].items():
+        for case, r in cases.items():
+            cells = " | ".join(f"{b['per_10k_points']:.1f}" for b in r["ages"])
+            rows.append(f"| `{name}` | {case} | {cells} | {r['alarms_per_series']:.2f} |")
+    text = (
+        f"`python bench/young.py`: false alarms at the default threshold ({d['threshold']:g}) on "
+        f"series with nothing in them, per 10,000 points of each age ({d['seeds']} seeded series "
+        f"of {d['points']:,} {d['step_s'] // 60}-minute points per case; see docs/detectors.md). "
+        "A young series has shown little of its noise: `default`'s are all `new_range`, records "
+        "of the noise in a series' first days."
+    )
+    heading = "### False alarms while a series is young\n\n"
+    return heading + textwrap.fill(text, width=100) + "\n\n" + "\n".join(rows) + "\n"
+
+
 def throughput_table() -> str:
     d = _load("throughput.json")
     rows = ["| detector | points/s (best) | points/s (median) | JIT compile |", "|---|---|---|---|"]
@@ -318,6 +345,7 @@ for this series" and one threshold fits a fleet. The other rows are simple basel
 comparison: their Gaussian z-scores give heavy-tailed series many confident false positives.
 
 {nab_windows_line()}
+{young_table()}
 ### Detector speed (one core)
 
 `python bench/throughput.py --detector all`: batch `score()` over the whole NAB corpus (365,558

@@ -160,6 +160,20 @@ def test_summary_of_a_value_equal_to_the_expected_one_and_of_a_half_band() -> No
     assert summarize("k", {**half, "lower": None, "upper": 18.9}) == "k 30.0 above expected 12.0"
 
 
+def test_summary_says_when_the_value_left_the_range_or_ended_a_run() -> None:
+    # A reader of a notification should not need the component's name to know why it fired.
+    ev = {"value": 30.0, "expected": 12.0, "lower": 5.1, "upper": 18.9}
+    assert summarize("k", {**ev, "component": "new_range"}) == (
+        "k 30.0 above expected 12.0 (band 5.1–18.9), past the range seen so far"
+    )
+    assert summarize("k", {**ev, "component": "run"}) == (
+        "k 30.0 above expected 12.0 (band 5.1–18.9), after a run of unusual values"
+    )
+    # Components that the direction already explains add nothing.
+    for component in ("above", "below", "median_deviation", None):
+        assert summarize("k", {**ev, "component": component}).endswith("(band 5.1–18.9)")
+
+
 def test_a_seeded_finding_takes_up_to_merge_gap_normal_points_before_it_grows_again() -> None:
     f = _tracker().update(_pts(1, 0, [0.7, 0.7]))[0]
     fresh = _tracker(merge_gap=2)

@@ -36,8 +36,16 @@ def format_value(x: float) -> str:
     return f"{x:.4g}"
 
 
+#: What a component says in a summary, where "above/below expected" does not say it already.
+_COMPONENT_TEXT = {
+    "new_range": "past the range seen so far",
+    "run": "after a run of unusual values",
+}
+
+
 def summarize(key: str, evidence: dict[str, Any]) -> str:
-    """One line: ``name{labels} 97.2 above expected 12.0 (band 5.1–18.9)``."""
+    """One line: ``name{labels} 97.2 above expected 12.0 (band 5.1–18.9)``, and why where the
+    direction does not say it (``, past the range seen so far``)."""
     raw = evidence.get("value")
     value = math.nan if raw is None else float(raw)  # evidence is JSON: a NaN value is null
     expected = evidence.get("expected")
@@ -50,7 +58,8 @@ def summarize(key: str, evidence: dict[str, Any]) -> str:
     text = f"{key} {format_value(value)} {direction} expected {format_value(float(expected))}"
     if lower is not None and upper is not None:
         text += f" (band {format_value(float(lower))}–{format_value(float(upper))})"
-    return text
+    why = _COMPONENT_TEXT.get(str(evidence.get("component")))
+    return f"{text}, {why}" if why else text
 
 
 def _num(x: float) -> float | None:

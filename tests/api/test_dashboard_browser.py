@@ -167,6 +167,7 @@ OPEN = Incident(
     updated_at=F_LOG.end,
     version=2,
     finding_ids=[F_CPU.id, F_LOG.id],
+    finding_count=57,  # it lists the newest findings of each key; 55 more joined before them
     keys=[F_CPU.key, F_LOG.key],
     cause=[
         {"key": F_CPU.key, "score": 0.9, "reason": "anomalous first, largest deviation"},
@@ -440,6 +441,7 @@ def test_incident_timeline_and_detail(open_page: Callable[..., Page], served: Se
     assert "anomalous first" in causes.first.inner_text()
     keys = detail.locator("tbody.incident-findings td.key").all_inner_texts()
     assert sorted(keys) == sorted([F_CPU.key, F_LOG.key])
+    assert detail.get_by_text("Findings (2 of 57, the newest of each key)").count() == 1
     _shot(p, served, "incidents")
     page.select_option("#i-status", "resolved")
     assert page.locator("#timeline .tl-row").count() == 1

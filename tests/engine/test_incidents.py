@@ -359,3 +359,36 @@ def test_an_incident_changed_twice_while_the_store_is_away_is_saved_at_its_newes
     (incident,) = store.incidents()
     assert incident.status is IncidentStatus.RESOLVED
     assert store.outbox_counts()["am"]["pending"] == 1  # the newest version, once
+
+
+def test_a_restart_takes_back_a_flapping_incident_without_counting_its_dropped_findings() -> None:
+    # The incident keeps the newest findings of each key; the others are stored without an
+    # incident naming them, so a start finds them among the orphans: they must fold back into
+    # it, not count twice, not open another one, not change what it says.
+    from relia.incidents.correlate import MAX_FINDINGS_PER_KEY
+
+    store = FlakyStore()
+    first = IncidentPipeline(store, IncidentsConfig(), lambda sid: None, sinks=["am"])
+    first.start(T0)
+    key = 'cpu{job="db"}'
+    fs = [
+        _finding(key, T0 + i * 30_000).model_copy(
+            update={"severity": Severity.CRITICAL if i == 0 else Severity.WARNING}
+        )
+        for i in range(3 * MAX_FINDINGS_PER_KEY)
+    ]
+    for f in fs:
+        store.add_findings([f])
+        first.update([f], f.end)
+    (before,) = store.incidents()
+    assert before.finding_count == len(fs) and len(before.finding_ids) == MAX_FINDINGS_PER_KEY
+    again = IncidentPipeline(store, IncidentsConfig(), lambda sid: None, sinks=["am"])
+    assert again.start(fs[-1].end + 1000) == 1
+    (after,) = store.incidents()
+    assert after.model_dump(exclude={"updated_at"}) == before.model_dump(exclude={"updated_at"})
+    nxt = _finding(key, fs[-1].end + 30_000)
+    store.add_findings([nxt])
+    again.update([nxt], nxt.end)
+    (last,) = store.incidents()
+    assert last.id == before.id and last.finding_count == len(fs) + 1
+    assert (last.start, last.severity) == (T0, Severity.CRITICAL)

@@ -145,3 +145,22 @@ def test_an_id_longer_than_200_characters_is_422_not_a_lookup(
     assert tc.get("/api/v1/incidents/" + "x" * 200).status_code == 404
     r = tc.get("/api/v1/incidents/" + "x" * 201)
     assert r.status_code == 422 and "incident_id" in r.text
+
+
+def test_an_incident_tells_how_many_findings_it_ever_had(
+    client: tuple[TestClient, DuckDBStore, dict[str, str]],
+) -> None:
+    # It lists the newest findings of each key (MAX_FINDINGS_PER_KEY); the count is of all.
+    tc, store, ids = client
+    db_id = ids['cpu{job="db"}']
+    inc = store.incident(db_id)
+    assert inc is not None
+    store.save_incidents([inc.model_copy(update={"finding_count": 1134})])
+    listed = {i["id"]: i for i in tc.get("/api/v1/incidents").json()["incidents"]}
+    assert listed[db_id]["finding_count"] == 1134 and len(listed[db_id]["finding_ids"]) == 1
+    assert listed[ids['cpu{job="api"}']]["finding_count"] == 2
+    shown = tc.get(f"/api/v1/incidents/{db_id}").json()["incident"]
+    assert shown["finding_count"] == 1134
+    schema = tc.get("/openapi.json").json()["components"]["schemas"]["IncidentOut"]
+    assert set(schema["properties"]) == set(shown)
+    assert "finding_count" in schema["required"]

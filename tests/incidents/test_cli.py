@@ -416,3 +416,27 @@ def test_falls_back_to_the_postgresql_store(tmp_path: Path, postgres_dsn: str) -
     r = runner.invoke(app, ["incidents", "show", ids['cpu{job="db"}'], "--config", str(config)])
     assert r.exit_code == 0 and 'cpu{job="db"} is odd' in r.stdout
     assert not (tmp_path / "unused").exists()
+
+
+def test_list_and_show_count_every_finding_of_an_incident_that_keeps_the_newest(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    ids = fill(data / STORE_FILE)
+    db_id = ids['cpu{job="db"}']
+    with DuckDBStore(data / STORE_FILE) as store:
+        inc = store.incident(db_id)
+        assert inc is not None and len(inc.finding_ids) == 1
+        store.save_incidents([inc.model_copy(update={"finding_count": 1134})])  # a flapping key
+    config = tmp_path / "relia.yaml"
+    config.write_text(f"data_dir: {data}\napi: {{port: {free_port()}}}\n")
+    r = runner.invoke(app, ["incidents", "list", "--config", str(config)])
+    assert r.exit_code == 0, r.output
+    (row,) = [line for line in r.stdout.splitlines() if db_id in line]
+    assert re.search(r"\s1134\s", row), row
+    r = runner.invoke(app, ["incidents", "list", "--config", str(config), "--json"])
+    counts = {i["id"]: i["finding_count"] for i in json.loads(r.stdout)["incidents"]}
+    assert counts == {db_id: 1134, ids['cpu{job="api"}']: 2}
+    r = runner.invoke(app, ["incidents", "show", db_id, "--config", str(config)])
+    assert r.exit_code == 0 and "findings (1 of 1134, the newest of each key):" in r.stdout

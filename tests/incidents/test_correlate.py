@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from relia.config import IncidentsConfig
 from relia.incidents.correlate import (
     MAX_CAUSES,
+    MAX_FINDINGS_PER_KEY,
     IncidentCorrelator,
     finding_labels,
     key_labels,
@@ -54,6 +55,11 @@ def by_key(f: Finding) -> Mapping[str, str]:
 
 def correlator(**cfg: Any) -> IncidentCorrelator:
     return IncidentCorrelator(IncidentsConfig(**cfg), by_key)
+
+
+def uncapped(**cfg: Any) -> IncidentCorrelator:
+    """A correlator that keeps every finding of an incident: the reference for the capped one."""
+    return IncidentCorrelator(IncidentsConfig(**cfg), by_key, max_per_key=10**9)
 
 
 def test_overlap_and_shared_label_make_one_incident() -> None:
@@ -205,7 +211,12 @@ def test_fifty_on_off_cycles_of_one_series_make_one_incident() -> None:
     # Damped: after flap_max episodes the incident is held open; a handful of changes, not 100.
     versions = [i.version for i in history]
     assert versions == sorted(versions) and versions[-1] <= 6
-    assert history[-1].status is IncidentStatus.OPEN and len(history[-1].finding_ids) == 50
+    last = history[-1]
+    assert last.status is IncidentStatus.OPEN and last.finding_count == 50
+    # It keeps the newest of them; what it says still covers all 50.
+    newest = [finding(key, T0 + i * 11 * M).id for i in range(50 - MAX_FINDINGS_PER_KEY, 50)]
+    assert last.finding_ids == newest
+    assert (last.start, last.end) == (T0, T0 + 49 * 11 * M + M)
     # Once the series calms down for the flap window, it resolves.
     end = T0 + 49 * 11 * M + M
     (done,) = c.update([], end + 61 * M)
@@ -320,7 +331,7 @@ def streams(draw: st.DrawFn) -> list[tuple[int, list[Finding]]]:
 def test_every_finding_lands_in_exactly_one_incident(
     ticks: list[tuple[int, list[Finding]]], cfg: dict[str, Any]
 ) -> None:
-    c = correlator(**cfg)
+    c = uncapped(**cfg)  # every finding is kept (the capped one: test_a_cap_changes_nothing...)
     latest: dict[str, Incident] = {}
     fed: set[str] = set()
     for now, batch in ticks:
@@ -365,7 +376,7 @@ def test_running_summaries_equal_a_summary_from_scratch(
 ) -> None:
     """Severity, labels, span and cause are kept as running aggregates (grown findings may even
     lower a severity); every snapshot must equal what its findings give when summed up anew."""
-    c = correlator(**cfg)
+    c = uncapped(**cfg)  # the sums below are over the kept findings
     for now, batch in ticks:
         for inc in c.update(batch, now):
             if inc.merged_into is not None:
@@ -612,3 +623,271 @@ def test_a_key_nothing_depends_on_gets_no_upstream_credit() -> None:
     ranked = rank_causes([api, host], service_of, {"db": frozenset({"api"})})
     assert [r["key"] for r in ranked] == [host.key, api.key]
     assert [r["score"] for r in ranked] == [0.395, 0.145]  # 0.25 + 0.075 + 0.07; 0.075 + 0.07
+
+
+# -- bounded incidents: the newest MAX_FINDINGS_PER_KEY of each key ------------------------------
+
+FLAPPER = 'cpu{job="api"}'
+
+
+def flaps(n: int, key: str = FLAPPER, at: int = T0) -> list[Finding]:
+    """``n`` findings of ``key``, one every 30s lasting 10s (one episode that never calms down);
+    the first is the worst: critical, score 0.99."""
+    return [
+        finding(
+            key,
+            at + i * 30 * S,
+            at + i * 30 * S + 10 * S,
+            score=0.99 if i == 0 else 0.5 + (i % 7) / 20,
+            severity=Severity.CRITICAL if i == 0 else Severity.WARNING,
+        )
+        for i in range(n)
+    ]
+
+
+def feed(c: IncidentCorrelator, fs: list[Finding], per_update: int = 1) -> list[Incident]:
+    """Feed ``fs`` a few at a time, the clock at the end of each batch; every change seen."""
+    seen: list[Incident] = []
+    for i in range(0, len(fs), per_update):
+        batch = fs[i : i + per_update]
+        seen += c.update(batch, max(f.end for f in batch))
+    return seen
+
+
+def maps_of(c: IncidentCorrelator) -> list[int]:
+    return [len(c._findings), len(c._ident), len(c._nodes), len(c._owner)]
+
+
+def nodes_by_key(f: Finding) -> frozenset[str]:
+    labels = key_labels(f.key)
+    return frozenset(labels[n] for n in ("service", "job") if labels.get(n))
+
+
+def test_a_key_flapping_a_thousand_times_keeps_its_newest_findings_and_says_the_same() -> None:
+    other = finding('mem{job="api"}', T0 + 45 * S, T0 + 2 * M, score=0.8)
+    fs = flaps(1000)
+    fs.insert(2, other)
+    c, ref = correlator(), uncapped()
+    biggest = 0
+    for i in range(0, len(fs), 5):
+        batch = fs[i : i + 5]
+        now = max(f.end for f in batch)
+        got, want = c.update(batch, now), ref.update(batch, now)
+        biggest = max(biggest, *maps_of(c))
+        # Each change says what the uncapped incident says, but for the findings it lists.
+        assert [g.model_dump(exclude={"finding_ids", "finding_count"}) for g in got] == [
+            w.model_dump(exclude={"finding_ids", "finding_count"}) for w in want
+        ]
+        assert [g.finding_count for g in got] == [len(w.finding_ids) for w in want]
+    (inc,) = c.incidents()
+    assert inc.status is IncidentStatus.OPEN and inc.finding_count == 1001
+    assert inc.finding_ids == [other.id] + [f.id for f in fs[-MAX_FINDINGS_PER_KEY:]]
+    assert len(inc.model_dump_json()) < 4000  # it was ~26 kB per 1,000 findings, growing
+    # Dropped findings are forgotten: the maps hold the kept ones (and one just taken).
+    assert maps_of(c) == [MAX_FINDINGS_PER_KEY + 1] * 4
+    assert biggest <= MAX_FINDINGS_PER_KEY + 1
+    # What it says is that of all 1,001 findings (the worst and the first one were dropped).
+    assert inc.cause == rank_causes(fs, nodes_by_key)[:MAX_CAUSES]
+    assert inc.cause[0]["key"] == FLAPPER and inc.cause[0]["reason"].startswith("went wrong first")
+    assert inc.severity is Severity.CRITICAL
+    assert (inc.start, inc.end) == (T0, fs[-1].end)
+    assert inc.labels == {"job": "api"} and inc.keys == [FLAPPER, other.key]
+
+
+def test_a_stale_key_is_refolded_from_what_it_dropped() -> None:
+    c = correlator()
+    fs = flaps(MAX_FINDINGS_PER_KEY * 3)
+    feed(c, fs)
+    kept = fs[-1]
+    # The newest grows (its key is refolded): the dropped critical finding still counts.
+    (inc,) = c.update([kept.model_copy(update={"end": kept.end + M})], kept.end + M)
+    assert (
+        inc.severity is Severity.CRITICAL
+        and inc.cause[0]["score"] == (rank_causes([*fs[:-1], kept])[0]["score"])
+    )
+    assert (inc.start, inc.end) == (T0, kept.end + M)
+
+
+def test_a_dropped_finding_that_grows_lands_in_its_incident() -> None:
+    c = correlator()
+    fs = flaps(3 * MAX_FINDINGS_PER_KEY)
+    (first, *_), last = feed(c, fs), fs[-1]
+    assert fs[0].id not in c._owner and fs[0].id not in c._findings  # dropped and forgotten
+    grown = fs[0].model_copy(update={"end": last.end + M})
+    (inc,) = c.update([grown], last.end + M)
+    assert inc.id == first.id and len(c.incidents()) == 1  # not a duplicate
+    assert inc.finding_count == 3 * MAX_FINDINGS_PER_KEY  # counted once
+    assert grown.id not in inc.finding_ids and (inc.start, inc.end) == (T0, last.end + M)
+    assert maps_of(c) == [MAX_FINDINGS_PER_KEY] * 4
+    # Resolved, a dropped finding growing again reopens it, as a kept one would.
+    (done,) = c.update([], last.end + 30 * M)
+    assert done.status is IncidentStatus.RESOLVED
+    again = fs[1].model_copy(update={"end": last.end + 31 * M})
+    (back,) = c.update([again], last.end + 31 * M)
+    assert back.id == first.id and back.status is IncidentStatus.OPEN
+    assert back.version == done.version + 1 and back.finding_count == done.finding_count
+    assert len(c.incidents()) == 1
+
+
+def test_a_dropped_finding_growing_after_its_key_moved_on_returns_to_its_old_incident() -> None:
+    old = flaps(2 * MAX_FINDINGS_PER_KEY)
+    new = flaps(2 * MAX_FINDINGS_PER_KEY, at=old[-1].end + 30 * M)
+    grown = old[0].model_copy(update={"end": old[0].end + S})
+    seen: list[list[Incident]] = []
+    for x in (
+        correlator(reopen_window="1m", flap_max=100),
+        uncapped(reopen_window="1m", flap_max=100),
+    ):
+        (a, *_) = feed(x, old)
+        x.update([], old[-1].end + 10 * M)  # resolved, and past its reopen window:
+        (b, *_) = feed(x, new)
+        assert a.id != b.id
+        seen.append(x.update([grown], new[-1].end))
+        assert x._last_of_key[FLAPPER] == a.id
+    got, want = seen
+    # It went back to its old incident (reopened and, long ended, resolved again), as a kept one.
+    assert [(i.id, i.version, i.status) for i in got] == [(i.id, i.version, i.status) for i in want]
+    assert [i.id for i in got] == [a.id] and got[0].finding_count == len(old)
+
+
+def test_incidents_that_dropped_findings_merge_into_one_that_says_the_same() -> None:
+    a = flaps(2 * MAX_FINDINGS_PER_KEY, key='cpu{instance="a"}')
+    b = flaps(2 * MAX_FINDINGS_PER_KEY, key='mem{job="b"}', at=T0 + 5 * S)
+    link = finding('net{instance="a",job="b"}', a[-1].end, score=0.6)
+    c, ref = correlator(), uncapped()
+    for x in (c, ref):
+        feed(x, sorted(a + b, key=lambda f: f.start), per_update=4)
+        assert len(x.incidents()) == 2
+    got_gone, got = sorted(c.update([link], link.end), key=lambda i: i.merged_into is None)
+    _, want = sorted(ref.update([link], link.end), key=lambda i: i.merged_into is None)
+    assert got.model_dump(exclude={"finding_ids", "finding_count"}) == want.model_dump(
+        exclude={"finding_ids", "finding_count"}
+    )
+    assert got_gone.merged_into == got.id and got_gone.finding_count == 0
+    assert got.finding_count == len(want.finding_ids) == 4 * MAX_FINDINGS_PER_KEY + 1
+    assert len(got.finding_ids) == 2 * MAX_FINDINGS_PER_KEY + 1
+    assert maps_of(c) == [2 * MAX_FINDINGS_PER_KEY + 1] * 4
+
+
+def test_a_restart_from_a_capped_record_keeps_grouping_span_and_count() -> None:
+    c = correlator()
+    fs = flaps(5 * MAX_FINDINGS_PER_KEY)
+    feed(c, fs)
+    (stored,) = c.incidents()
+    kept = [f for f in fs if f.id in stored.finding_ids]
+    dropped = [f for f in fs if f.id not in stored.finding_ids]
+
+    fresh = correlator()
+    fresh.seed([stored], kept)  # what the store gives back: the kept findings by id
+    (seeded,) = fresh.incidents()
+    assert seeded == stored
+    # A new finding joins it; the span does not shrink, the worst (dropped) finding still counts.
+    nxt = finding(FLAPPER, fs[-1].start + 30 * S, fs[-1].end + 30 * S)
+    (inc,) = fresh.update([nxt], nxt.end)
+    assert inc.id == stored.id and inc.finding_count == stored.finding_count + 1
+    assert (inc.start, inc.end) == (T0, nxt.end) and inc.severity is Severity.CRITICAL
+    assert inc.finding_ids == stored.finding_ids[1:] + [nxt.id]
+    # The dropped findings, fed again (the engine correlates what it stored without an
+    # incident), join it without counting twice and give back its cause.
+    (again,) = fresh.update(dropped, nxt.end)
+    assert again.id == stored.id and again.finding_count == stored.finding_count + 1
+    assert again.cause == rank_causes([*fs, nxt])[:MAX_CAUSES]
+    assert len(fresh.incidents()) == 1 and maps_of(fresh) == [MAX_FINDINGS_PER_KEY] * 4
+
+
+def test_a_restart_does_not_reopen_a_resolved_incident_for_its_dropped_findings() -> None:
+    c = correlator()
+    fs = flaps(2 * MAX_FINDINGS_PER_KEY)
+    feed(c, fs)
+    (done,) = c.update([], fs[-1].end + 10 * M)
+    assert done.status is IncidentStatus.RESOLVED
+    fresh = correlator()
+    fresh.seed([done], [f for f in fs if f.id in done.finding_ids])
+    dropped = [f for f in fs if f.id not in done.finding_ids]
+    assert fresh.update(dropped, fs[-1].end + 11 * M) == []  # nothing changed: no news
+    (inc,) = fresh.incidents()
+    assert inc == done
+
+
+def test_a_record_stored_before_the_cap_is_capped_when_seeded() -> None:
+    ref = uncapped()
+    fs = flaps(3 * MAX_FINDINGS_PER_KEY)
+    feed(ref, fs)
+    (stored,) = ref.incidents()
+    old = Incident.model_validate(stored.model_dump(exclude={"finding_count"}))
+    assert old.finding_count == len(fs)  # an older record without it: every finding listed
+    c = correlator()
+    c.seed([old], fs)
+    nxt = finding(FLAPPER, fs[-1].start + 30 * S, fs[-1].end + 30 * S)
+    (inc,) = c.update([nxt], nxt.end)
+    assert inc.id == old.id and inc.finding_count == len(fs) + 1
+    assert inc.finding_ids == [f.id for f in fs[-MAX_FINDINGS_PER_KEY + 1 :]] + [nxt.id]
+    assert inc.cause == rank_causes([*fs, nxt])[:MAX_CAUSES] and inc.start == T0
+
+
+@st.composite
+def growing_streams(draw: st.DrawFn) -> list[tuple[int, list[Finding]]]:
+    """As :func:`streams`, but new findings start at ``now`` (a key's findings come in order)
+    and a finding only grows (its severity and score stay): what a detector reports."""
+    now = T0
+    live: list[Finding] = []
+    out: list[tuple[int, list[Finding]]] = []
+    for _ in range(draw(st.integers(1, 30))):
+        now += draw(st.integers(0, 10)) * M
+        batch: list[Finding] = []
+        for _ in range(draw(st.integers(0, 4))):
+            if live and draw(st.booleans()):
+                i = draw(st.integers(0, len(live) - 1))
+                live[i] = live[i].model_copy(update={"end": max(live[i].end, now)})
+                batch.append(live[i])
+            else:
+                f = finding(
+                    draw(st.sampled_from(KEYS)),
+                    now,
+                    score=draw(st.sampled_from([0.3, 0.6, 0.95])),
+                    severity=draw(st.sampled_from(list(Severity))),
+                )
+                if all(g.id != f.id for g in live):
+                    live.append(f)
+                    batch.append(f)
+        out.append((now, batch))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    growing_streams(),
+    st.sampled_from(
+        [
+            {},
+            {"topology": {"web": ["api"]}},
+            {"reopen_window": "1m", "flap_max": 2},
+            {"group_window": "1m", "resolve_after": "2m", "reopen_window": "3m"},
+        ]
+    ),
+)
+def test_a_cap_changes_nothing_an_incident_says_but_which_findings_it_lists(
+    ticks: list[tuple[int, list[Finding]]], cfg: dict[str, Any]
+) -> None:
+    c = IncidentCorrelator(IncidentsConfig(**cfg), by_key, max_per_key=2)
+    ref = uncapped(**cfg)
+    for now, batch in ticks:
+        got, want = c.update(batch, now), ref.update(batch, now)
+        assert [g.model_dump(exclude={"finding_ids", "finding_count"}) for g in got] == [
+            w.model_dump(exclude={"finding_ids", "finding_count"}) for w in want
+        ]
+        for g, w in zip(got, want, strict=True):
+            assert g.finding_count == len(w.finding_ids)
+            assert set(g.finding_ids) <= set(w.finding_ids)
+            per_key = {k: sum(1 for i in g.finding_ids if c._findings[i].key == k) for k in g.keys}
+            assert all(n <= 2 for n in per_key.values())
+
+
+def test_forgetting_a_resolved_incident_forgets_what_it_dropped() -> None:
+    c = IncidentCorrelator(IncidentsConfig(), by_key, retain=0)
+    fs = flaps(2 * MAX_FINDINGS_PER_KEY)
+    feed(c, fs)
+    assert c._dropping == {FLAPPER: {c.incidents()[0].id}}
+    c.update([], fs[-1].end + 10 * M)  # resolved
+    c.update([], fs[-1].end + 3 * 60 * M)  # past the reopen and flap windows: forgotten
+    assert c.incidents() == [] and c._dropping == {} and maps_of(c) == [0, 0, 0, 0]

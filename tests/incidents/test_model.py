@@ -161,3 +161,16 @@ def test_the_stored_names_of_kinds_severities_and_statuses() -> None:
     assert [s.value for s in IncidentStatus] == ["open", "resolved"]
     with pytest.raises(ValidationError):
         _finding(severity="high")
+
+
+def test_an_incident_stored_before_finding_count_counts_its_finding_ids() -> None:
+    body = {
+        "id": "i1", "status": "open", "title": "t", "severity": "warning", "labels": {},
+        "start": 1, "end": 2, "opened_at": 1, "updated_at": 2, "version": 1,
+        "finding_ids": ["a", "b", "c"], "keys": ["k"],
+    }  # fmt: skip
+    assert Incident.model_validate(body).finding_count == 3  # it listed every finding
+    assert Incident.model_validate({**body, "finding_count": None}).finding_count == 3
+    capped = Incident.model_validate({**body, "finding_count": 1134})
+    assert capped.finding_count == 1134  # it lists the newest of each key
+    assert Incident.model_validate_json(capped.model_dump_json()) == capped

@@ -68,6 +68,13 @@ def test_the_payload_lists_at_most_100_findings_and_keys_with_their_totals() -> 
     assert small.payload["key_count"] == 2 and len(small.payload["keys"]) == 2
 
 
+def test_the_payload_counts_the_findings_an_incident_no_longer_lists() -> None:
+    # The incident keeps the newest findings of each key; its finding_count is of them all.
+    capped = incident(finding_ids=[f"f{i}" for i in range(980, 1000)], finding_count=1000)
+    (item,) = notifications_for(capped, ["hook"], now=T0)
+    assert item.payload["finding_count"] == 1000 and len(item.payload["finding_ids"]) == 20
+
+
 def test_an_item_cannot_be_changed_in_place() -> None:
     (item,) = notifications_for(incident(), ["am"], now=T0)
     with pytest.raises(ValidationError):

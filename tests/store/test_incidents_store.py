@@ -138,3 +138,64 @@ def test_incidents_updated_at_the_same_time_are_listed_by_id(
         s.save_incidents(same)
         assert [i.id for i in s.incidents()] == ["inc1", "inc2", "inc3"]
         assert [i.id for i in s.incidents(limit=2)] == ["inc1", "inc2"]
+
+
+def test_finding_count_round_trips(store: Any) -> None:
+    # An incident keeps the newest findings of each key; finding_count counts them all.
+    inc = incident(1, finding_count=1_134)
+    store.save_incidents([inc])
+    back = store.incident("inc1")
+    assert back == inc and back is not None and back.finding_count == 1_134
+    assert incident(2).finding_count == 2  # built without it: its finding_ids
+
+
+def _written_before_finding_count(migrations_dir: Path) -> None:
+    """Write the migrations up to schema 7 (before incidents had finding_count) to a folder."""
+    migrations_dir.mkdir()
+    for m in load_migrations()[:7]:
+        (migrations_dir / f"{m.version:04d}_{m.name}.sql").write_text(m.sql)
+
+
+def test_an_incident_stored_before_finding_count_reads_as_its_finding_ids(tmp_path: Path) -> None:
+    old = tmp_path / "v7"
+    _written_before_finding_count(old)
+    path = tmp_path / "relia.duckdb"
+    with DuckDBStore(path, migrations_dir=old) as s:
+        assert s.schema_version == 7
+    with duckdb.connect(str(path)) as conn:  # a row as a relia of schema 7 wrote it
+        conn.execute(
+            "INSERT INTO incidents VALUES ('inc1', 'open', 't', 'warning', '{}', 1, 2, 1, 2, NULL,"
+            ' 1, \'["f1", "f2", "f3"]\', \'["cpu"]\', \'[]\', NULL)'
+        )
+    with DuckDBStore(path) as s:
+        assert s.schema_version >= 8
+        back = s.incident("inc1")
+        assert back is not None and back.finding_count == 3
+        s.save_incidents([back.model_copy(update={"finding_count": 40, "finding_ids": ["f3"]})])
+        again = s.incident("inc1")
+        assert again is not None and (again.finding_count, again.finding_ids) == (40, ["f3"])
+
+
+@pytest.mark.integration
+def test_a_postgresql_incident_stored_before_finding_count_reads_as_its_finding_ids(
+    postgres_dsn: str, tmp_path: Path
+) -> None:
+    import psycopg
+
+    from relia.store.postgres import PostgresStore, packaged_migrations_dir
+
+    old = tmp_path / "v7"
+    old.mkdir()
+    for m in load_migrations(packaged_migrations_dir())[:7]:
+        (old / f"{m.version:04d}_{m.name}.sql").write_text(m.sql)
+    with PostgresStore(postgres_dsn, migrations_dir=old) as s:
+        assert s.schema_version == 7
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO incidents VALUES ('inc1', 'open', 't', 'warning', '{}', 1, 2, 1, 2, NULL,"
+            ' 1, \'["f1", "f2", "f3"]\', \'["cpu"]\', \'[]\', NULL)'
+        )
+    with PostgresStore(postgres_dsn) as s:
+        assert s.schema_version >= 8
+        back = s.incident("inc1")
+        assert back is not None and back.finding_count == 3

@@ -47,7 +47,10 @@ class IncidentOut(BaseModel):
     updated_at: int
     resolved_at: int | None
     version: int = Field(description="grows on every change a person should hear about")
-    finding_ids: list[str]
+    finding_ids: list[str] = Field(
+        description="its newest findings: at most 20 of each key (older ones still count)"
+    )
+    finding_count: int = Field(description="how many findings ever joined it")
     keys: list[str]
     cause: list[CauseOut] = Field(description="ranked likely cause, best first")
     merged_into: str | None = Field(description="set when merged into that incident")

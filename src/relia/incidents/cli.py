@@ -261,9 +261,11 @@ def _print_list(incidents: list[dict[str, Any]]) -> None:
         table.add_column(col)
     table.add_column("title", overflow="fold")
     for i in incidents:
+        # Every finding it had: finding_ids lists only the newest of each key.
+        count = i.get("finding_count", len(i["finding_ids"]))
         table.add_row(
             str(i["id"]), str(i["status"]), str(i["severity"]), str(i["version"]),
-            _time(i["start"]), _time(i["updated_at"]), str(len(i["finding_ids"])), str(i["title"]),
+            _time(i["start"]), _time(i["updated_at"]), str(count), str(i["title"]),
         )  # fmt: skip
     console.print(table)
 
@@ -292,7 +294,10 @@ def _print_detail(body: dict[str, Any]) -> None:
             cause.add_row(str(n), str(c["key"]), f"{float(c['score']):.3f}", str(c["reason"]))
         console.print(cause)
     findings = body.get("findings", [])
-    console.print(f"\nfindings ({len(findings)}):", markup=False)
+    count = int(i.get("finding_count", len(findings)))
+    # An incident keeps the newest findings of each key; the others still count.
+    of = f" of {count}, the newest of each key" if count > len(findings) else ""
+    console.print(f"\nfindings ({len(findings)}{of}):", markup=False)
     if findings:
         table = Table(show_edge=False, header_style="bold")
         for col in ("start (UTC)", "end (UTC)", "severity", "score", "summary"):

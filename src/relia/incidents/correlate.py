@@ -96,19 +96,32 @@ class _State:
     opened_at: int
     status: IncidentStatus = IncidentStatus.OPEN
     resolved_at: int | None = None
-    finding_ids: list[str] = field(default_factory=list)
+    # The findings it keeps, oldest first (a dict as an ordered set): the newest
+    # ``max_per_key`` of each key (see MAX_FINDINGS_PER_KEY); older ones are dropped (_drop).
+    finding_ids: dict[str, None] = field(default_factory=dict)
+    finding_count: int = 0  # how many findings ever joined, dropped and merged in included
     snap: Incident | None = None
-    # Running aggregates over ``finding_ids`` (only ever appended to), kept so that matching a
-    # finding against an incident is O(1) rather than O(its findings): with thousands of
+    # Running aggregates over every finding that joined (kept or dropped), kept so that matching
+    # a finding against an incident is O(1) rather than O(its findings): with thousands of
     # findings in one incident the per-finding rescans were most of ``relia up``'s CPU.
     # The same for summarising it: with them a snapshot costs O(keys), not O(findings).
-    keys: dict[str, list[str]] = field(default_factory=dict)  # key -> its finding ids, ordered
+    keys: dict[str, list[str]] = field(default_factory=dict)  # key -> its kept ids, ordered
     idents: set[tuple[str, str]] = field(default_factory=set)  # union of the findings' idents
     nodes: set[str] = field(default_factory=set)  # union of the findings' service nodes
     span: tuple[int, int] | None = None  # (min start, max end); None: recompute
     shared: frozenset[tuple[str, str]] | None = None  # intersection of the findings' idents
     per_key: dict[str, dict[str, Any]] = field(default_factory=dict)  # see _fold
     stale_keys: set[str] = field(default_factory=set)  # per_key to redo (a finding grew)
+    # What was dropped from ``keys``: per key the fold of its dropped findings (a refold of a
+    # stale key starts from it) and the (first, last) start of them, by which a dropped finding
+    # reported again (grown) is known to be this incident's. ``seeded_dropped``: the same
+    # range inferred by :meth:`IncidentCorrelator.seed` from a capped stored record (the fold
+    # itself is not stored: it is rebuilt as far as those findings are fed again).
+    archive: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dropped: dict[str, tuple[int, int]] = field(default_factory=dict)
+    seeded_dropped: dict[str, tuple[int, int]] = field(default_factory=dict)
+    floor: tuple[int, int] | None = None  # the span of the dropped findings (and a seeded one)
+    severity_floor: Severity | None = None  # a seeded record's severity, when it dropped some
 
 
 def rank_causes(
@@ -137,6 +150,15 @@ def rank_causes(
     return _rank(per_key, dependents or {})
 
 
+#: How many findings of each key an incident keeps, the newest (those the store holds in its
+#: ``finding_ids``, the correlator in memory). A key that flaps for as long as the incident stays
+#: open makes a finding every few seconds or minutes (a soak test: 1,134 in 18 minutes, about
+#: 100,000 a day), and the stored incident is rewritten whole on every change: it must grow with
+#: its keys, not with its age. 20 is more than a person reads of one key (the newest show its
+#: current pattern) and far more than a flap takes to count (``flap_max``). A dropped finding still
+#: counts: in ``finding_count``, the span, severity, labels and cause (see ``_State.archive``).
+MAX_FINDINGS_PER_KEY = 20
+
 #: How many keys an incident's ``cause`` lists (best first). A storm can put thousands of keys
 #: in one incident; nobody reads past the first few, and ranking them all on every update of the
 #: incident was most of its cost. ``keys`` still lists every key.
@@ -163,6 +185,26 @@ def _fold(per_key: dict[str, dict[str, Any]], f: Finding, nodes: frozenset[str])
     k["score"] = max(k["score"], f.score)
     if not nodes <= k["nodes"]:
         k["nodes"] = k["nodes"] | nodes  # frozensets: _rank groups keys by them
+
+
+def _fold_summary(per_key: dict[str, dict[str, Any]], key: str, other: Mapping[str, Any]) -> None:
+    """Fold another per-key summary of ``key`` into ``per_key`` (as if its findings came after)."""
+    k = per_key.get(key)
+    if k is None:
+        per_key[key] = dict(other)
+        return
+    if other["score"] > k["score"]:
+        k["summary"] = other["summary"]
+    k["onset"] = min(k["onset"], other["onset"])
+    if _SEVERITY_RANK[other["severity"]] > _SEVERITY_RANK[k["severity"]]:
+        k["severity"] = other["severity"]
+    k["score"] = max(k["score"], other["score"])
+    if not other["nodes"] <= k["nodes"]:
+        k["nodes"] = k["nodes"] | other["nodes"]
+
+
+def _widen(span: tuple[int, int] | None, lo: int, hi: int) -> tuple[int, int]:
+    return (lo, hi) if span is None else (min(span[0], lo), max(span[1], hi))
 
 
 def _rank(
@@ -230,14 +272,23 @@ class IncidentCorrelator:
     """Groups findings into incidents that open, update and resolve (see the module's rules).
 
     ``labels_of`` gives a finding's labels (see :func:`finding_labels`). ``retain`` bounds the
-    resolved incidents kept in memory past the reopen and flap windows. Keep one correlator
+    resolved incidents kept in memory past the reopen and flap windows; ``max_per_key`` the
+    findings an incident keeps of each key (:data:`MAX_FINDINGS_PER_KEY`). Keep one correlator
     per engine; after a restart, :meth:`seed` it from the store before the first
     :meth:`update`. Not thread-safe: the engine calls it from its tick.
     """
 
-    def __init__(self, config: IncidentsConfig, labels_of: LabelsOf, *, retain: int = 1000) -> None:
+    def __init__(
+        self,
+        config: IncidentsConfig,
+        labels_of: LabelsOf,
+        *,
+        retain: int = 1000,
+        max_per_key: int = MAX_FINDINGS_PER_KEY,
+    ) -> None:
         self.config = config
         self._retain = max(0, retain)
+        self._cap = max(1, max_per_key)
         self._labels_of = labels_of
         self._window = int(config.group_window * 1000)
         self._resolve = int(config.resolve_after * 1000)
@@ -258,6 +309,8 @@ class IncidentCorrelator:
         self._owner: dict[str, str] = {}  # finding id -> incident id
         self._incidents: dict[str, _State] = {}
         self._last_of_key: dict[str, str] = {}  # key -> the incident it last joined
+        # key -> the incidents that dropped findings of it (see _holder_of_dropped)
+        self._dropping: dict[str, set[str]] = {}
         self._last_end: dict[str, int] = {}  # key -> end of its latest finding
         self._episodes: dict[str, deque[int]] = {}  # key -> start of each episode
 
@@ -298,8 +351,15 @@ class IncidentCorrelator:
     def seed(self, incidents: list[Incident], findings: list[Finding]) -> None:
         """Restore state after a restart from what the store holds: ``incidents`` (the open ones,
         and resolved ones recent enough to reopen) and their ``findings``. A finding whose id is
-        seeded then grows in its incident instead of opening a duplicate."""
+        seeded then grows in its incident instead of opening a duplicate.
+
+        An incident that dropped findings (``finding_count`` above its ``finding_ids``) keeps its
+        stored span and severity as a floor, and a stored finding of one of its full keys that
+        started before the oldest one it kept is taken as one it dropped: fed again (the engine
+        correlates the findings stored without an incident) it is folded back into the incident
+        without counting twice."""
         by_id = {f.id: f for f in findings}
+        held: set[str] = set()
         for inc in sorted(incidents, key=lambda i: (i.updated_at, i.id)):
             if inc.merged_into is not None:
                 continue
@@ -309,20 +369,35 @@ class IncidentCorrelator:
                 status=inc.status,
                 resolved_at=inc.resolved_at,
                 snap=inc,
+                finding_count=inc.finding_count,
+                # Trimmed from the store or dropped: the incident keeps its stored span.
+                floor=(inc.start, inc.end),
             )
+            for key in inc.keys:  # in their order, which its capped finding_ids no longer give
+                st.keys[key] = []
             for fid in inc.finding_ids:
                 f = by_id.get(fid)
-                if f is None:  # trimmed from the store: the incident keeps its stored span
+                if f is None:  # trimmed from the store
                     continue
                 self._remember(f)
-                self._add(st, fid)
                 self._owner[fid] = inc.id
+                held.add(fid)
+                self._add(st, fid)  # drops the oldest of a record stored before the cap
+            for key in [k for k, kept in st.keys.items() if not kept]:
+                del st.keys[key]  # all its findings trimmed
+            if inc.finding_count > len(inc.finding_ids):
+                st.severity_floor = inc.severity
+                for key, kept in st.keys.items():
+                    oldest = min(self._findings[i].start for i in kept)
+                    if len(kept) >= self._cap and oldest > inc.start:
+                        st.seeded_dropped[key] = (inc.start, oldest - 1)
+                        self._dropping.setdefault(key, set()).add(st.id)
             self._incidents[inc.id] = st
             for key in inc.keys:
                 self._last_of_key[key] = inc.id
         # Episodes from the findings' history, so a key flapping before the restart still is.
         for f in sorted(by_id.values(), key=lambda f: (f.start, f.id)):
-            if f.id in self._owner:
+            if f.id in held:
                 self._episode(f)
 
     # -- one finding -----------------------------------------------------------------------
@@ -338,6 +413,11 @@ class IncidentCorrelator:
     ) -> None:
         known = f.id in self._owner
         self._remember(f)
+        if not known:
+            held = self._holder_of_dropped(f)
+            if held is not None:
+                self._take_dropped(f, held[0], held[1], now, bump, touched, out)
+                return
         flapping = self._flapping(f.key, f.start)  # before this episode counts
         if not known:
             self._episode(f)
@@ -359,14 +439,65 @@ class IncidentCorrelator:
                         st = self._new_state(f, now, opened)
             if f.key not in st.keys:
                 bump.add(st.id)
-            self._add(st, f.id)
             self._owner[f.id] = st.id
+            st.finding_count += 1
+            self._add(st, f.id)
         touched.add(st.id)
         self._last_of_key[f.key] = st.id
         # A finding (new or grown) that now matches other open incidents merges them.
         others = [s for s in self._open() if s is not st and self._matches(f, s)]
         if others:
             self._merge([st, *others], now, bump, touched, out)
+
+    def _holder_of_dropped(self, f: Finding) -> tuple[_State, bool] | None:
+        """The incident that dropped a finding like ``f`` (unknown, on a key it dropped findings
+        of, starting within their range), and whether it was dropped here (not since a restart).
+        The key's last incident is tried first; None if none did."""
+        ids = self._dropping.get(f.key)
+        if not ids:
+            return None
+        last = self._last_of_key.get(f.key)
+        for iid in sorted(ids, key=lambda i: (i != last, i)):
+            st = self._incidents[iid]
+            for exact, ranges in ((True, st.dropped), (False, st.seeded_dropped)):
+                r = ranges.get(f.key)
+                if r is not None and r[0] <= f.start <= r[1]:
+                    return st, exact
+        return None
+
+    def _take_dropped(
+        self,
+        f: Finding,
+        st: _State,
+        exact: bool,
+        now: int,
+        bump: set[str],
+        touched: set[str],
+        out: dict[str, Incident],
+    ) -> None:
+        """A finding ``st`` dropped is reported again (grown; or, after a restart, fed again):
+        fold it into what ``st`` keeps of dropped findings, then forget it again. It does not
+        count again, and reopens ``st`` only where a finding ``st`` still held would: a grown
+        one, not one a restart feeds again unchanged (which ends within ``st``'s span)."""
+        if st.status is IncidentStatus.RESOLVED:
+            end = self._span(st)[1] if st.finding_ids else (st.floor or (f.end, f.end))[1]
+            if exact or f.end > end:
+                self._reopen_state(st, bump)
+        ident, nodes = self._ident[f.id], self._nodes[f.id]
+        _fold(st.archive, f, nodes)
+        _fold(st.per_key, f, nodes)
+        st.shared = ident if st.shared is None else st.shared & ident
+        st.idents |= ident
+        st.nodes |= nodes
+        st.floor = _widen(st.floor, f.start, f.end)
+        if st.span is not None:
+            st.span = _widen(st.span, f.start, f.end)
+        touched.add(st.id)
+        self._last_of_key[f.key] = st.id
+        others = [s for s in self._open() if s is not st and self._matches(f, s)]
+        if others:
+            self._merge([st, *others], now, bump, touched, out)
+        self._forget(f.id)
 
     def _new_state(self, f: Finding, now: int, opened: set[str]) -> _State:
         iid = Incident.make_id(f.id)
@@ -395,25 +526,55 @@ class IncidentCorrelator:
         for st in gone:
             if not set(self._keys(st)) <= keys:
                 bump.add(keep.id)
-            for fid in st.finding_ids:
+            # Its last word before its findings move (keep may drop and forget some of them).
+            base = None if st.snap is None else self._snapshot(st, now, False, False, force=True)
+            # What ``st`` dropped first, so that dropping more into ``keep`` folds onto it.
+            keep.finding_count += st.finding_count
+            for key, k in st.archive.items():
+                _fold_summary(keep.archive, key, k)
+                _fold_summary(keep.per_key, key, k)
+            for mine, theirs in (
+                (keep.dropped, st.dropped),
+                (keep.seeded_dropped, st.seeded_dropped),
+            ):
+                for key, (lo, hi) in theirs.items():
+                    mine[key] = _widen(mine.get(key), lo, hi)
+                    self._dropping[key].discard(st.id)
+                    self._dropping[key].add(keep.id)
+            if st.floor is not None:
+                keep.floor = _widen(keep.floor, *st.floor)
+                if keep.span is not None:
+                    keep.span = _widen(keep.span, *st.floor)
+            if st.shared is not None:
+                keep.shared = st.shared if keep.shared is None else keep.shared & st.shared
+            keep.idents |= st.idents
+            keep.nodes |= st.nodes
+            if st.severity_floor is not None and (
+                keep.severity_floor is None
+                or _SEVERITY_RANK[st.severity_floor] > _SEVERITY_RANK[keep.severity_floor]
+            ):
+                keep.severity_floor = st.severity_floor
+            # Its keys in their first order (its kept ids no longer give it: some were dropped).
+            for key in st.keys:
+                keep.keys.setdefault(key, [])
+            for fid in list(st.finding_ids):
                 self._owner[fid] = keep.id
-                self._add(keep, fid)
                 key = self._findings[fid].key
+                self._add(keep, fid)
                 keys.add(key)
                 if self._last_of_key.get(key) == st.id:
                     self._last_of_key[key] = keep.id
             del self._incidents[st.id]
             touched.discard(st.id)
-            if st.snap is None:  # opened in this very update: nobody heard of it, so no news
+            if base is None:  # opened in this very update: nobody heard of it, so no news
                 continue
-            base = self._snapshot(st, now, False, False, force=True)
-            assert base is not None
             out[st.id] = base.model_copy(
                 update={
                     "status": IncidentStatus.RESOLVED,
                     "resolved_at": now,
                     "merged_into": keep.id,
                     "finding_ids": [],
+                    "finding_count": 0,
                     "version": base.version + 1,
                     "updated_at": now,
                 }
@@ -425,8 +586,9 @@ class IncidentCorrelator:
     def _add(self, st: _State, fid: str) -> None:
         """Append a remembered finding to ``st`` and fold it into the state's aggregates."""
         f = self._findings[fid]
-        st.finding_ids.append(fid)
-        st.keys.setdefault(f.key, []).append(fid)
+        st.finding_ids[fid] = None
+        kept = st.keys.setdefault(f.key, [])
+        kept.append(fid)
         ident = self._ident[fid]
         st.shared = ident if st.shared is None else st.shared & ident
         st.idents |= ident
@@ -435,13 +597,37 @@ class IncidentCorrelator:
         if st.span is not None:
             st.span = (min(st.span[0], f.start), max(st.span[1], f.end))
         elif len(st.finding_ids) == 1:
-            st.span = (f.start, f.end)
+            st.span = _widen(st.floor, f.start, f.end)
+        if len(kept) > self._cap:
+            self._drop(st, kept[0])
+
+    def _drop(self, st: _State, fid: str) -> None:
+        """Drop the oldest kept finding ``fid`` of its key from ``st`` and forget it. What it
+        said stays: ``per_key`` already holds it, ``archive`` keeps it for a refold of the key,
+        ``floor`` its span, ``shared``/``idents``/``nodes`` were only ever narrowed/widened."""
+        f = self._findings[fid]
+        kept = st.keys[f.key]
+        kept.remove(fid)
+        del st.finding_ids[fid]
+        _fold(st.archive, f, self._nodes[fid])
+        st.dropped[f.key] = _widen(st.dropped.get(f.key), f.start, f.start)
+        self._dropping.setdefault(f.key, set()).add(st.id)
+        st.floor = _widen(st.floor, f.start, f.end)
+        if self._owner.get(fid) == st.id:
+            del self._owner[fid]
+        self._forget(fid)
+
+    def _forget(self, fid: str) -> None:
+        self._findings.pop(fid, None)
+        self._ident.pop(fid, None)
+        self._nodes.pop(fid, None)
 
     def _span(self, st: _State) -> tuple[int, int]:
-        """(earliest start, latest end) of the findings of ``st`` (which has some)."""
+        """(earliest start, latest end) of the findings of ``st`` (which has some), dropped
+        ones (and a seeded record's span) included."""
         if st.span is None:
             fs = [self._findings[i] for i in st.finding_ids]
-            st.span = (min(g.start for g in fs), max(g.end for g in fs))
+            st.span = _widen(st.floor, min(g.start for g in fs), max(g.end for g in fs))
         return st.span
 
     def _remember(self, f: Finding) -> None:
@@ -538,11 +724,18 @@ class IncidentCorrelator:
             return snap
         for key in st.stale_keys:
             if key in st.keys:
-                st.per_key.pop(key, None)
+                dropped = st.archive.get(key)  # the refold starts from what was dropped
+                if dropped is None:
+                    st.per_key.pop(key, None)
+                else:
+                    st.per_key[key] = dict(dropped)
                 for fid in st.keys[key]:
                     _fold(st.per_key, self._findings[fid], self._nodes[fid])
         st.stale_keys.clear()
-        severity = max((k["severity"] for k in st.per_key.values()), key=_SEVERITY_RANK.__getitem__)
+        severities = [k["severity"] for k in st.per_key.values()]
+        if st.severity_floor is not None:
+            severities.append(st.severity_floor)
+        severity = max(severities, key=_SEVERITY_RANK.__getitem__)
         shared = st.shared if st.shared is not None else frozenset()
         labels = {n: v for n, v in sorted(shared) if n != _KEY}
         cause = _rank(st.per_key, self._dependents, MAX_CAUSES)
@@ -561,6 +754,7 @@ class IncidentCorrelator:
             "opened_at": st.opened_at,
             "resolved_at": st.resolved_at,
             "finding_ids": list(st.finding_ids),
+            "finding_count": st.finding_count,
             "keys": keys,
             "cause": cause,
         }
@@ -595,6 +789,10 @@ class IncidentCorrelator:
         )
         for st in old[: max(0, len(old) - self._retain)]:
             del self._incidents[st.id]
+            for key in st.dropped.keys() | st.seeded_dropped.keys():
+                self._dropping[key].discard(st.id)
+                if not self._dropping[key]:
+                    del self._dropping[key]
             for fid in st.finding_ids:
                 if self._owner.get(fid) == st.id:
                     del self._owner[fid]

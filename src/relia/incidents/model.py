@@ -95,6 +95,8 @@ class Incident(BaseModel):
     change a person should hear about (a new key joined, severity rose, resolved, reopened,
     merged away); a finding merely growing moves ``end``/``updated_at`` only. An incident merged
     into an older one is resolved with ``merged_into`` naming the survivor and holds no findings.
+    ``finding_ids`` holds only the newest findings of each key; ``finding_count`` counts them all,
+    and the span, severity, labels and cause are those of them all.
     """
 
     model_config = ConfigDict(frozen=True, use_enum_values=False)
@@ -110,7 +112,15 @@ class Incident(BaseModel):
     updated_at: int
     resolved_at: int | None = None
     version: int = Field(ge=1)
-    finding_ids: list[str]
+    finding_ids: list[str] = Field(
+        description="its newest findings: at most MAX_FINDINGS_PER_KEY of each key (correlate)"
+    )
+    finding_count: int = Field(
+        0,
+        ge=0,
+        description="how many findings ever joined it, those no longer in finding_ids included "
+        "(a record stored without it reads as len(finding_ids))",
+    )
     keys: list[str] = Field(description="the series, log or SLO keys involved")
     cause: list[dict[str, Any]] = Field(
         default_factory=list,
@@ -119,6 +129,15 @@ class Incident(BaseModel):
     merged_into: str | None = Field(
         None, description="the incident this one was merged into (then it is resolved)"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _count_of_an_older_record(cls, data: Any) -> Any:
+        # Records stored before finding_count existed (a NULL column, a JSON body without it)
+        # held every finding in finding_ids.
+        if isinstance(data, dict) and data.get("finding_count") is None:
+            data = {**data, "finding_count": len(data.get("finding_ids") or ())}
+        return data
 
     @staticmethod
     def make_id(first_finding_id: str) -> str:

@@ -69,7 +69,7 @@ def incident_payload(incident: Incident) -> dict[str, Any]:
     :data:`PAYLOAD_LIST_MAX` finding ids (the newest) and keys (the first), and their totals
     ``finding_count`` and ``key_count``."""
     payload = incident.model_dump(mode="json")
-    payload["finding_count"] = len(incident.finding_ids)
+    payload["finding_count"] = incident.finding_count  # finding_ids: the newest of each key
     payload["key_count"] = len(incident.keys)
     payload["finding_ids"] = payload["finding_ids"][-PAYLOAD_LIST_MAX:]
     payload["keys"] = payload["keys"][:PAYLOAD_LIST_MAX]

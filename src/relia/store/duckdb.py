@@ -74,7 +74,7 @@ _FINDING_COLUMNS = (
 )
 _INCIDENT_COLUMNS = (
     "id, status, title, severity, labels, start_ts, end_ts, opened_at, updated_at, resolved_at, "
-    "version, finding_ids, keys, cause, merged_into"
+    "version, finding_ids, finding_count, keys, cause, merged_into"
 )
 
 
@@ -835,6 +835,7 @@ class DuckDBStore:
                 "resolved_at": ints([r.resolved_at for r in rows], "resolved_at"),
                 "version": ints([r.version for r in rows], "version"),
                 "finding_ids": texts([r.finding_ids for r in rows]),
+                "finding_count": ints([r.finding_count for r in rows], "finding_count"),
                 "keys": texts([r.keys for r in rows]),
                 "cause": texts([r.cause for r in rows]),
                 "merged_into": pa.array([r.merged_into for r in rows], pa.string()),

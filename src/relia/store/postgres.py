@@ -107,7 +107,7 @@ _FINDING_COLUMNS = (
 )
 _INCIDENT_COLUMNS = (
     "id, status, title, severity, labels, start_ts, end_ts, opened_at, updated_at, resolved_at, "
-    "version, finding_ids, keys, cause, merged_into"
+    "version, finding_ids, finding_count, keys, cause, merged_into"
 )
 _OUTBOX_COLUMNS = (
     "id, sink, incident_id, version, payload, created_at, attempts, next_attempt_at, "
@@ -685,6 +685,7 @@ class PostgresStore:
             ints([r.resolved_at for r in rows], "resolved_at"),
             ints([r.version for r in rows], "version"),
             texts([r.finding_ids for r in rows]),
+            ints([r.finding_count for r in rows], "finding_count"),
             texts([r.keys for r in rows]),
             texts([r.cause for r in rows]),
             [r.merged_into for r in rows],
@@ -695,7 +696,8 @@ class PostgresStore:
             f"{c}::jsonb" if c in ("labels", "finding_ids", "keys") else c for c in names
         )
         types = (
-            "text text text text text bigint bigint bigint bigint bigint bigint text text text text"
+            "text text text text text bigint bigint bigint bigint bigint bigint text bigint "
+            "text text text"
         ).split()
         arrays = ", ".join(f"%s::{t}[]" for t in types)
         sql = (

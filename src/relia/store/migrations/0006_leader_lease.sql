@@ -1,0 +1,3 @@
+-- relia store schema, version 6: nothing in DuckDB. The leader lease of HA replicas is
+-- PostgreSQL's only (postgresql/0006_leader_lease.sql); this step keeps the versions of both
+-- stores meaning the same schema, so a step of both (0008) has one number.

@@ -1,0 +1,3 @@
+-- relia store schema, version 7: nothing in DuckDB. PostgreSQL indexes what history retention
+-- deletes (postgresql/0007_retention.sql); the embedded store scans its columns instead. This
+-- step keeps the versions of both stores meaning the same schema.

@@ -1,0 +1,5 @@
+-- relia store schema, version 8 (PostgreSQL; mirrors ../0008_incident_finding_count.sql): how
+-- many findings ever joined an incident. finding_ids holds only the newest of each key
+-- (relia.incidents.correlate.MAX_FINDINGS_PER_KEY), so the count is stored apart. NULL in rows
+-- written before this version, which listed every finding: read as the length of finding_ids.
+ALTER TABLE incidents ADD COLUMN finding_count BIGINT;

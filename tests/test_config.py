@@ -897,3 +897,28 @@ def test_a_tls_key_error_shows_no_missing_reason(tmp_path: Path) -> None:
             load_config(path, environ={})
         assert "is not the PEM private key of api.tls_cert" in str(err.value)
         assert "None" not in str(err.value)
+
+
+def test_a_sinks_min_severity(tmp_path: Path) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_text(
+        "notify:\n  sinks:\n    - {name: chat, type: log}\n"
+        "    - {name: pager, type: log, min_severity: critical}\n"
+        "    - {name: ops, type: log, min_severity: warning}\n"
+    )
+    chat, pager, ops = load_config(path, environ={}).notify.sinks
+    assert (chat.min_severity, pager.min_severity, ops.min_severity) == (
+        "info",
+        "critical",
+        "warning",
+    )
+    path.write_text(
+        "notify:\n  sinks:\n    - {name: chat, type: log}\n"
+        "    - {name: pager, type: log, min_severity: error}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert (
+        f"{path}:4: notify.sinks.1.min_severity: Input should be 'info', 'warning' or 'critical'"
+        in str(info.value)
+    )

@@ -519,6 +519,11 @@ class SinkConfig(_Model):
     resend_interval: Duration = Field(
         60.0, description="Alertmanager: how often open incidents' alerts are re-sent"
     )
+    min_severity: Literal["info", "warning", "critical"] = Field(
+        "info",
+        description="the least severity that starts notifying this sink about an incident; "
+        "once notified, it hears every later change of that incident (down to its resolution)",
+    )
 
     @field_validator("name")
     @classmethod

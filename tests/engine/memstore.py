@@ -241,6 +241,16 @@ class MemoryStore:
 
     # -- history retention --
 
+    def notified_incidents(
+        self, sinks: Collection[str], incident_ids: Collection[str]
+    ) -> set[tuple[str, str]]:
+        names, ids = set(sinks), set(incident_ids)
+        return {
+            (i.sink, i.incident_id)
+            for i in self._outbox_items().values()
+            if i.sink in names and i.incident_id in ids
+        }
+
     def prune_history(self, before: int) -> dict[str, int]:
         old = [
             k
@@ -253,12 +263,19 @@ class MemoryStore:
             del self._incidents[k]
         outbox = self._outbox_items()
         current = {(i.id, i.version) for i in self._incidents.values()}
+        newest: dict[tuple[str, str], int] = {}  # each sink's newest item of an incident
+        for i in outbox.values():
+            key = (i.sink, i.incident_id)
+            newest[key] = max(newest.get(key, i.version), i.version)
         gone = [
             k
             for k, i in outbox.items()
             if i.status != "pending"
             and (i.delivered_at if i.delivered_at is not None else i.next_attempt_at) < before
             and (i.incident_id, i.version) not in current
+            and not (
+                i.incident_id in self._incidents and newest[i.sink, i.incident_id] == i.version
+            )
         ]
         for k in gone:
             del outbox[k]

@@ -392,3 +392,49 @@ def test_a_restart_takes_back_a_flapping_incident_without_counting_its_dropped_f
     (last,) = store.incidents()
     assert last.id == before.id and last.finding_count == len(fs) + 1
     assert (last.start, last.severity) == (T0, Severity.CRITICAL)
+
+
+def test_a_critical_only_sink_hears_an_incident_from_its_first_critical_version() -> None:
+    store = FlakyStore()
+    pipe = IncidentPipeline(
+        store,
+        IncidentsConfig(),
+        lambda sid: None,
+        sinks={"chat": Severity.INFO, "pager": Severity.CRITICAL},
+    )
+    pipe.start(T0)
+    warn = _finding('cpu{job="db"}', T0)
+    crit = _finding('mem{job="db"}', T0 + 1000).model_copy(update={"severity": Severity.CRITICAL})
+    other = _finding('disk{job="web"}', T0)
+    store.add_findings([warn, other])
+    pipe.update([warn, other], T0)
+    store.add_findings([crit])
+    pipe.update([crit], T0 + 2000)
+    pipe.update([], T0 + 60 * MIN)  # both resolve
+    incs = {i.severity: i for i in store.incidents()}
+    db, web = incs[Severity.CRITICAL], incs[Severity.WARNING]
+    assert db.status is IncidentStatus.RESOLVED and web.status is IncidentStatus.RESOLVED
+
+    def sent(sink: str) -> list[tuple[str, int, str, str]]:
+        items = [i for i in store._outbox_items().values() if i.sink == sink]
+        return sorted(
+            (i.incident_id, i.version, i.payload["severity"], i.payload["status"]) for i in items
+        )
+
+    assert sent("chat") == sorted(
+        [(db.id, 1, "warning", "open"), (db.id, 2, "critical", "open")]
+        + [(db.id, 3, "critical", "resolved")]
+        + [(web.id, 1, "warning", "open"), (web.id, 2, "warning", "resolved")]
+    )
+    # The pager hears about the db incident from its critical version on, its resolution too;
+    # nothing about the web incident, which never was critical.
+    assert sent("pager") == [(db.id, 2, "critical", "open"), (db.id, 3, "critical", "resolved")]
+    # A restart over the same store enqueues nothing new for the pager.
+    again = IncidentPipeline(
+        store,
+        IncidentsConfig(),
+        lambda sid: None,
+        sinks={"chat": Severity.INFO, "pager": Severity.CRITICAL},
+    )
+    again.start(T0 + 61 * MIN)
+    assert store.outbox_counts()["pager"]["pending"] == 2

@@ -219,3 +219,63 @@ def test_alertmanager_down_during_the_incident_gets_everything_once(
     assert relia.store.outbox_counts()["am"] == {"pending": 0, "delivered": 3, "failed": 0}
     assert dict(relia.sink.accepted) == {"am:int-2:1": 1, "am:int-2:2": 1, "am:int-2:3": 1}
     print(f"two outages, every notification once: {time.monotonic() - t0:.1f} s")
+
+
+def test_a_critical_only_sink_never_posts_a_lesser_incident_not_even_by_refresh(
+    tmp_path: Path, alertmanager_server: AlertmanagerServer
+) -> None:
+    from relia.notify.routing import SeverityRouting
+
+    am = alertmanager_server
+    store = DuckDBStore(tmp_path / "relia.duckdb")
+    sink = AlertmanagerSink(am.url, 2.0, name="pager", resend_interval=0.2)
+    minimum = {"pager": Severity.CRITICAL}
+    d = Dispatcher(store, [sink], registry=CollectorRegistry(), min_severity=minimum)
+    routing = SeverityRouting(minimum)
+
+    def publish(*incs: Incident) -> None:
+        store.save_incidents(list(incs))
+        store.enqueue_notifications(routing.items_for(store, list(incs), now_ms()))
+        d.run_once()
+
+    try:
+        low = opened("low-1", labels={"job": "api"})
+        high = opened("high-1", labels={"job": "db"}, severity=Severity.CRITICAL)
+        publish(low, high)
+        wait_for(
+            "the critical alert",
+            lambda: [a["labels"]["incident_id"] for a in alerts(am)] == ["high-1"],
+        )
+        for _ in range(3):  # refreshes: the warning incident is open, and never posted
+            time.sleep(0.25)
+            d.run_once()
+        assert [a["labels"]["incident_id"] for a in alerts(am)] == ["high-1"]
+        assert notifications(am, "low-1") == []
+        # It escalates: posted from now on, and its downgrade and resolution too.
+        low2 = changed(low, severity=Severity.CRITICAL)
+        publish(low2)
+        wait_for("the escalated alert", lambda: len(alerts(am)) == 2)
+        low3 = changed(low2, severity=Severity.WARNING)
+        publish(low3)
+        wait_for(
+            "the downgraded alert",
+            lambda: (
+                {
+                    a["labels"]["severity"]
+                    for a in alerts(am)
+                    if a["labels"]["incident_id"] == "low-1"
+                }
+                == {"warning"}
+            ),
+        )
+        publish(changed(low3, status=IncidentStatus.RESOLVED, resolved_at=now_ms()))
+        wait_for(
+            "the resolution", lambda: [a["labels"]["incident_id"] for a in alerts(am)] == ["high-1"]
+        )
+        wait_for(
+            "the resolved notification",
+            lambda: ("resolved", "resolved") in notifications(am, "low-1"),
+        )
+    finally:
+        sink.close()
+        store.close()

@@ -234,3 +234,47 @@ def test_an_open_incident_is_kept_even_with_an_old_resolved_at(store: Any) -> No
     store.save_incidents([inc])
     assert store.prune_history(CUT) == {"outbox": 0, "incidents": 0, "findings": 0}
     assert store.incident("inc") is not None
+
+
+def versioned(iid: str, version: int, *, sink: str = "hook") -> OutboxItem:
+    """``item(iid)`` at ``version`` for ``sink``."""
+    return item(iid, created=T0, status=OutboxStatus.PENDING).model_copy(
+        update={"id": f"{sink}:{iid}:{version}", "version": version, "sink": sink}
+    )
+
+
+def test_each_sinks_newest_notification_of_a_kept_incident_is_kept(store: Any) -> None:
+    # Version 3 is saved and its notifications not yet enqueued (relia died in between, or
+    # retention ran there): each sink's newest item of the incident stays, since it is how a
+    # sink with a min_severity knows it heard about the incident (relia.notify.routing).
+    inc = incident("inc", [], resolved_at=None, at=T0).model_copy(update={"version": 3})
+    store.save_incidents([inc])
+    rows = [versioned("inc", 1), versioned("inc", 2), versioned("inc", 2, sink="pager")]
+    store.enqueue_notifications(rows)
+    store.mark_delivered([r.id for r in rows], OLD)
+    assert store.prune_history(CUT) == {"outbox": 1, "incidents": 0, "findings": 0}
+    assert store.notified_incidents(["hook", "pager"], ["inc"]) == {
+        ("hook", "inc"),
+        ("pager", "inc"),
+    }
+    assert store.enqueue_notifications([versioned("inc", 1)]) == 1  # hook:inc:1 went
+    v3 = [versioned("inc", 3), versioned("inc", 3, sink="pager")]
+    store.enqueue_notifications(v3)
+    store.mark_delivered([r.id for r in [*v3, versioned("inc", 1)]], OLD)
+    # Now the current version's items are the newest: the older ones go.
+    assert store.prune_history(CUT) == {"outbox": 3, "incidents": 0, "findings": 0}
+    assert store.enqueue_notifications([versioned("inc", 2)]) == 1
+
+
+def test_notified_incidents_names_each_sink_and_incident_with_an_item(store: Any) -> None:
+    assert store.notified_incidents(["hook"], ["a"]) == set()
+    rows = [versioned("a", 1), versioned("b", 2, sink="pager"), versioned("c", 1)]
+    store.enqueue_notifications(rows)
+    store.mark_delivered([rows[0].id], T0)
+    store.mark_attempt_failed(rows[1].id, 1, T0, "HTTP 400", give_up=True)
+    # Any status counts: delivered, given up, pending.
+    got = store.notified_incidents(["hook", "pager"], ["a", "b", "c", "d"])
+    assert got == {("hook", "a"), ("pager", "b"), ("hook", "c")}
+    assert store.notified_incidents(["pager"], ["a", "c"]) == set()
+    assert store.notified_incidents([], ["a"]) == set()
+    assert store.notified_incidents(["hook"], []) == set()

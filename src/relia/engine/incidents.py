@@ -28,8 +28,8 @@ from collections.abc import Callable, Mapping, Sequence
 from relia._failurelog import FailureLog
 from relia.config import IncidentsConfig
 from relia.incidents.correlate import IncidentCorrelator, finding_labels
-from relia.incidents.model import OPEN_INCIDENTS_MAX, Finding, Incident, IncidentStatus
-from relia.notify.outbox import notifications_for
+from relia.incidents.model import OPEN_INCIDENTS_MAX, Finding, Incident, IncidentStatus, Severity
+from relia.notify.routing import SeverityRouting
 from relia.store.base import Store
 
 __all__ = ["IncidentPipeline", "IncidentThread"]
@@ -46,7 +46,8 @@ class IncidentPipeline:
     """Correlates findings into incidents, saves them and enqueues their notifications.
 
     ``series_labels`` gives a series' labels by id (the engine's ``SeriesIndex.labels``);
-    ``sinks`` names the configured sinks (none: incidents are kept, nothing is enqueued);
+    ``sinks`` names the configured sinks (none: incidents are kept, nothing is enqueued), or maps
+    each to its ``min_severity`` (:mod:`relia.notify.routing`: which versions it hears about);
     ``wake`` is called after new notifications were enqueued (the dispatcher's ``notify``).
     Thread-safe.
     """
@@ -57,12 +58,13 @@ class IncidentPipeline:
         config: IncidentsConfig,
         series_labels: Callable[[int], Mapping[str, str] | None],
         *,
-        sinks: Sequence[str] = (),
+        sinks: Sequence[str] | Mapping[str, Severity] = (),
         wake: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.config = config
-        self.sinks = list(sinks)
+        self.routing = SeverityRouting(sinks)
+        self.sinks = self.routing.sinks
         self.correlator = IncidentCorrelator(config, finding_labels(series_labels))
         self._wake = wake
         self._lock = threading.Lock()
@@ -128,7 +130,7 @@ class IncidentPipeline:
     def _enqueue(self, incidents: list[Incident], now: int) -> None:
         if not self.sinks or not incidents:
             return
-        items = [it for inc in incidents for it in notifications_for(inc, self.sinks, now)]
+        items = self.routing.items_for(self.store, incidents, now)
         new = self.store.enqueue_notifications(items)
         self.enqueued += new
         if new and self._wake is not None:

@@ -8,7 +8,9 @@ runs (each outbox item holds a whole incident snapshot). Once at start and then 
 - incidents resolved more than ``retention`` ago (open ones never, whatever their age);
 - outbox items delivered or given up more than ``retention`` ago (pending ones never, nor the
   item of a remaining incident's current version: a restart enqueues that version again, and
-  its row is what makes that a no-op instead of a second notification);
+  its row is what makes that a no-op instead of a second notification; nor each sink's newest
+  item of a remaining incident: a sink with a ``min_severity`` keeps hearing about an incident
+  it heard about, :mod:`relia.notify.routing`);
 - findings that ended more than ``retention`` ago and that no remaining incident lists.
 
 It runs where notifications are delivered: beside the engine on a single node, and under HA

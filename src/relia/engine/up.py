@@ -294,9 +294,12 @@ def run_up(
         slo_evaluator = build_slo_evaluator(config)  # first: a bad spec stops before any source
         sources = build_sources(config, index, registry)
         from relia.engine.incidents import IncidentPipeline
+        from relia.incidents.model import Severity
         from relia.notify import Dispatcher, build_sinks
 
         sinks = list(build_sinks(config.notify))
+        # Which incidents each sink hears about (relia.notify.routing): enqueued and refreshed.
+        min_severity = {s.name: Severity(s.min_severity) for s in config.notify.sinks}
         if sinks:
             n = config.notify
             dispatcher = Dispatcher(
@@ -310,6 +313,7 @@ def run_up(
                 max_age=n.max_age,
                 # Under HA only the holder of the lease sends, checked before every send.
                 fence=ha.elector if ha is not None else None,
+                min_severity=min_severity,
             )
 
         def make_pipeline() -> IncidentPipeline:
@@ -317,7 +321,7 @@ def run_up(
                 store,
                 config.incidents,
                 index.labels,
-                sinks=[s.name for s in sinks],
+                sinks={s.name: min_severity[s.name] for s in sinks},
                 wake=dispatcher.notify if dispatcher is not None else None,
             )
 

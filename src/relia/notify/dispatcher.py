@@ -13,9 +13,11 @@ attempts for ``breaker_cooldown``, then one probe (half-open) that closes it or 
 An answer that is not retryable (a 4xx) shows the receiver is up: it closes the breaker too.
 
 Sinks whose receiver forgets firing alerts (Alertmanager) are refreshed every
-``resend_interval`` with the open incidents, once their outbox is drained. A refresh counts for
-the breaker as a delivery does, so a receiver that is down while nothing else is sent still opens
-it (``relia_notify_breaker_state``), and a refresh can be the half-open probe.
+``resend_interval`` with the open incidents, once their outbox is drained: those the sink heard
+about, under its ``min_severity`` (:mod:`relia.notify.routing`; by default all of them). A
+refresh counts for the breaker as a delivery does, so a receiver that is down while nothing else
+is sent still opens it (``relia_notify_breaker_state``), and a refresh can be the half-open
+probe.
 
 Fencing (HA replicas, :mod:`relia.ha`): with a ``fence``, a run sends only while the fence gives a
 token, asks the database (:meth:`Fence.check`) right before each send and again before marking
@@ -35,7 +37,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 from typing import Protocol
@@ -43,8 +45,9 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from relia._failurelog import FailureLog
-from relia.incidents.model import OPEN_INCIDENTS_MAX, Incident, IncidentStatus
+from relia.incidents.model import OPEN_INCIDENTS_MAX, Incident, IncidentStatus, Severity
 from relia.notify.outbox import OutboxItem, OutboxStatus
+from relia.notify.routing import SeverityRouting
 from relia.notify.sinks import DeliveryError, RefreshingSink, Sink
 
 __all__ = [
@@ -84,6 +87,10 @@ class OutboxStore(Protocol):
     ) -> None: ...
 
     def outbox_counts(self) -> dict[str, dict[str, int]]: ...
+
+    def notified_incidents(
+        self, sinks: Collection[str], incident_ids: Collection[str]
+    ) -> set[tuple[str, str]]: ...
 
     def incidents(
         self,
@@ -232,9 +239,11 @@ class Dispatcher:
 
     ``clock`` returns ms UTC; ``registry`` receives the metrics (a private one when None);
     ``rng`` draws the jitter (seeded in tests); ``fence`` (HA) decides whether this process may
-    send at all (see the module docstring). Call :meth:`run_once` yourself, or
-    :meth:`start` a daemon thread that calls it every ``poll_interval`` and at once after
-    :meth:`notify`.
+    send at all (see the module docstring); ``min_severity`` gives sinks their least severity
+    (:mod:`relia.notify.routing`; a sink not in it: ``info``), so that a refresh re-posts to a
+    sink only the open incidents it heard about (the outbox already holds only what each sink
+    hears about). Call :meth:`run_once` yourself, or :meth:`start` a daemon thread that calls
+    it every ``poll_interval`` and at once after :meth:`notify`.
     """
 
     def __init__(
@@ -252,10 +261,16 @@ class Dispatcher:
         poll_interval: float = 0.25,
         rng: random.Random | None = None,
         fence: Fence | None = None,
+        min_severity: Mapping[str, Severity] | None = None,
     ) -> None:
         names = [s.name for s in sinks]
         if len(set(names)) != len(names):
             raise ValueError(f"sink names must be unique, got {names}")
+        minimums = dict(min_severity or {})
+        unknown = sorted(set(minimums) - set(names))
+        if unknown:
+            raise ValueError(f"min_severity: there is no sink named {unknown[0]!r} ({names})")
+        self._routing = SeverityRouting({n: minimums.get(n, Severity.INFO) for n in names})
         self._store = store
         self._sinks = list(sinks)
         self._clock = clock
@@ -476,6 +491,8 @@ class Dispatcher:
             return
         # All of them (the store's default page is 1,000): one left out would expire there.
         open_incidents = self._store.incidents(status=IncidentStatus.OPEN, limit=OPEN_INCIDENTS_MAX)
+        # Never the first word about an incident the sink must not hear about (min_severity).
+        open_incidents = self._routing.heard_of(self._store, sink.name, open_incidents)
         # A stale leader re-posting open alerts could revive ones the new leader resolved.
         self._fence_check(token)
         self._refreshed[sink.name] = now

@@ -246,13 +246,22 @@ class Store(Protocol):
         """Per sink, how many items are pending, delivered and failed (all three keys)."""
         ...
 
+    def notified_incidents(
+        self, sinks: Collection[str], incident_ids: Collection[str]
+    ) -> set[tuple[str, str]]:
+        """The (sink, incident id) pairs, among ``sinks`` and ``incident_ids``, with at least one
+        outbox item (any status): the sinks that heard about an incident
+        (:mod:`relia.notify.routing`)."""
+        ...
+
     # -- history retention --
 
     def prune_history(self, before: int) -> dict[str, int]:
         """Delete finished history older than ``before`` (ms UTC), in one transaction: resolved
         incidents whose ``resolved_at`` is before it (never open ones); outbox items delivered or
         given up before it (never pending ones, nor the item of a remaining incident's current
-        version, which a restart enqueues again); then findings whose end is before it that no
+        version, which a restart enqueues again, nor each sink's newest item of a remaining
+        incident, which shows the sink heard about it); then findings whose end is before it that no
         remaining incident lists. Returns how many rows went, by kind: ``outbox``,
         ``incidents`` and ``findings`` (all three keys)."""
         ...

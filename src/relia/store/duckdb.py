@@ -999,13 +999,31 @@ class DuckDBStore:
             counts[str(status)] = int(n)
         return out
 
+    def notified_incidents(
+        self, sinks: Collection[str], incident_ids: Collection[str]
+    ) -> set[tuple[str, str]]:
+        """The (sink, incident id) pairs, among ``sinks`` and ``incident_ids``, with at least one
+        outbox item (any status)."""
+        names, ids = sorted({str(s) for s in sinks}), sorted({str(i) for i in incident_ids})
+        if not names or not ids:
+            return set()
+        with self._reader("reading the outbox") as cur:
+            rows = cur.execute(
+                "SELECT DISTINCT sink, incident_id FROM outbox "
+                "WHERE sink IN (SELECT unnest(?::VARCHAR[])) "
+                "AND incident_id IN (SELECT unnest(?::VARCHAR[]))",
+                [names, ids],
+            ).fetchall()
+        return {(str(s), str(i)) for s, i in rows}
+
     # -- history retention -----------------------------------------------------------------
 
     def prune_history(self, before: int) -> dict[str, int]:
         """Delete finished history older than ``before``, in one transaction: resolved incidents
         resolved before it; delivered or failed outbox items finished before it (a failed item
         finished when it was given up, its ``next_attempt_at``), but for the item of a remaining
-        incident's current version; then findings ending before it that no remaining incident
+        incident's current version and each sink's newest item of a remaining incident; then
+        findings ending before it that no remaining incident
         lists. Counts deleted per kind.
 
         Set-based deletes without secondary indexes: DuckDB scans a column quickly (min/max per
@@ -1020,7 +1038,7 @@ class DuckDBStore:
             outbox = w.execute(
                 "DELETE FROM outbox AS o WHERE o.status IN ('delivered', 'failed') "
                 "AND coalesce(o.delivered_at, o.next_attempt_at) < ? "
-                f"AND NOT EXISTS ({_CURRENT_VERSION})",
+                f"AND NOT EXISTS ({_CURRENT_VERSION}) AND NOT EXISTS ({_NEWEST_OF_SINK})",
                 [cut],
             ).fetchall()[0][0]
             findings = w.execute(
@@ -1261,10 +1279,19 @@ _OUTBOX_COLUMNS = (
     "id, sink, incident_id, version, payload, created_at, attempts, next_attempt_at, "
     "delivered_at, last_error, status"
 )
-# An outbox item ``o`` that is the current version of a stored incident: kept by retention however
-# old, since a restart enqueues that version again (and would send it twice without its row).
+# An outbox item ``o`` of a stored incident that is its current version, or its sink's newest item
+# of it: kept by retention however old. A restart enqueues the current version again (and would
+# send it twice without its row); a sink with a min_severity knows it heard about an incident by
+# having an item of it (relia.notify.routing), which must hold while the incident's newest version
+# is saved and not yet enqueued too. Each is its own NOT EXISTS with equality conditions only, so
+# both plan as anti-joins (not a scan of the outbox per row, as one OR of the two would).
 _CURRENT_VERSION = (
     "SELECT 1 FROM incidents AS i WHERE i.id = o.incident_id AND i.version = o.version"
+)
+_NEWEST_OF_SINK = (
+    "SELECT 1 FROM (SELECT sink, incident_id, max(version) AS version FROM outbox "
+    "GROUP BY sink, incident_id) AS n JOIN incidents AS i ON i.id = n.incident_id "
+    "WHERE n.sink = o.sink AND n.incident_id = o.incident_id AND n.version = o.version"
 )
 
 

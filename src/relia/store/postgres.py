@@ -51,6 +51,7 @@ from relia.signals import MetricBatch
 from relia.store.base import LogCounts, SampleScores, ScoredSamples, SeriesInfo
 from relia.store.duckdb import (
     _CURRENT_VERSION,
+    _NEWEST_OF_SINK,
     _as_ids,
     _as_int64,
     _as_limit,
@@ -868,13 +869,32 @@ class PostgresStore:
             counts[str(status)] = int(n)
         return out
 
+    def notified_incidents(
+        self, sinks: Collection[str], incident_ids: Collection[str]
+    ) -> set[tuple[str, str]]:
+        """The (sink, incident id) pairs, among ``sinks`` and ``incident_ids``, with at least one
+        outbox item (any status)."""
+        names, ids = sorted({str(s) for s in sinks}), sorted({str(i) for i in incident_ids})
+        if not names or not ids:
+            return set()
+        rows = self._read(
+            "reading the outbox",
+            lambda c: c.execute(
+                "SELECT DISTINCT sink, incident_id FROM outbox "
+                "WHERE sink = ANY(%s) AND incident_id = ANY(%s)",
+                [names, ids],
+            ).fetchall(),
+        )
+        return {(str(s), str(i)) for s, i in rows}
+
     # -- history retention -----------------------------------------------------------------
 
     def prune_history(self, before: int) -> dict[str, int]:
         """Delete finished history older than ``before``, in one transaction: resolved incidents
         resolved before it; delivered or failed outbox items finished before it (a failed item
         finished when it was given up, its ``next_attempt_at``), but for the item of a remaining
-        incident's current version; then findings ending before it that no remaining incident
+        incident's current version and each sink's newest item of a remaining incident; then
+        findings ending before it that no remaining incident
         lists. Counts deleted per kind.
 
         Each delete reads an index (migration 0007, ``findings_end``, the incidents' primary key);
@@ -889,7 +909,7 @@ class PostgresStore:
             outbox = c.execute(
                 "DELETE FROM outbox AS o WHERE o.status <> 'pending' "
                 "AND coalesce(o.delivered_at, o.next_attempt_at) < %s "
-                f"AND NOT EXISTS ({_CURRENT_VERSION})",
+                f"AND NOT EXISTS ({_CURRENT_VERSION}) AND NOT EXISTS ({_NEWEST_OF_SINK})",
                 [cut],
             ).rowcount
             findings = c.execute(

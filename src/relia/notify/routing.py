@@ -1,0 +1,102 @@
+"""Which sinks hear about which incident versions: each sink's ``min_severity``.
+
+A sink hears about an incident from its first version whose severity reaches the sink's minimum,
+and then about every later version (a downgrade below the minimum and the resolution included),
+so a pager told that an incident opened is always told that it resolved. An incident that never
+reaches the minimum is never sent to that sink, not even its resolution. A sink whose minimum is
+``info`` (the default) hears every version, as if there were no filter.
+
+"This sink already heard about this incident" is read from the store: the sink has an outbox
+item for the incident (any status: pending, delivered, given up). The decision is taken when the
+items are enqueued, so nothing is enqueued for a version a sink must not hear; the dispatcher
+delivers what is in the outbox as before. The store keeps what the rule needs: history retention
+(:meth:`relia.store.base.Store.prune_history`) keeps each sink's newest item of every remaining
+incident, so the rule holds across restarts and pruning, and for every replica under HA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Protocol
+
+from relia.incidents.model import Incident, Severity
+from relia.notify.outbox import OutboxItem, notifications_for
+
+__all__ = ["HeardStore", "SeverityRouting", "reaches"]
+
+_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+
+
+def reaches(severity: Severity | str, minimum: Severity | str) -> bool:
+    """Whether ``severity`` is at least ``minimum`` (info < warning < critical)."""
+    return _RANK[Severity(severity)] >= _RANK[Severity(minimum)]
+
+
+class HeardStore(Protocol):
+    """What the routing needs from the store (a part of :class:`relia.store.base.Store`)."""
+
+    def notified_incidents(
+        self, sinks: Collection[str], incident_ids: Collection[str]
+    ) -> set[tuple[str, str]]: ...
+
+
+class SeverityRouting:
+    """The sinks, in order, and the least severity each must see before it hears about an
+    incident. ``sinks`` is a list of names (no minimum: every sink hears everything) or a
+    mapping from name to minimum."""
+
+    def __init__(self, sinks: Sequence[str] | Mapping[str, Severity | str]) -> None:
+        if isinstance(sinks, Mapping):
+            self._min = {str(n): Severity(m) for n, m in sinks.items()}
+        else:
+            self._min = {str(n): Severity.INFO for n in sinks}
+
+    @property
+    def sinks(self) -> list[str]:
+        """The sink names, in order."""
+        return list(self._min)
+
+    def minimum(self, sink: str) -> Severity:
+        """The least severity that starts notifying ``sink`` (info for an unknown name)."""
+        return self._min.get(sink, Severity.INFO)
+
+    @property
+    def filters(self) -> bool:
+        """Whether some sink does not hear every version."""
+        return any(m is not Severity.INFO for m in self._min.values())
+
+    def items_for(
+        self, store: HeardStore, incidents: Sequence[Incident], now: int
+    ) -> list[OutboxItem]:
+        """The outbox items for the current version of each of ``incidents``: one per sink that
+        hears about it. Asks ``store`` which sinks already heard about an incident only for the
+        versions below some sink's minimum (with no minimum set, never)."""
+        below = {
+            (s, inc.id)
+            for inc in incidents
+            for s, m in self._min.items()
+            if not reaches(inc.severity, m)
+        }
+        heard: set[tuple[str, str]] = set()
+        if below:
+            heard = store.notified_incidents(
+                sorted({s for s, _ in below}), sorted({i for _, i in below})
+            )
+        out: list[OutboxItem] = []
+        for inc in incidents:
+            sinks = [s for s in self._min if (s, inc.id) not in below or (s, inc.id) in heard]
+            if sinks:
+                out.extend(notifications_for(inc, sinks, now))
+        return out
+
+    def heard_of(
+        self, store: HeardStore, sink: str, incidents: Sequence[Incident]
+    ) -> list[Incident]:
+        """Those of ``incidents`` that ``sink`` hears about at their current version (what it
+        may be re-sent: Alertmanager's refresh of the open incidents), in their order."""
+        minimum = self.minimum(sink)
+        below = [inc.id for inc in incidents if not reaches(inc.severity, minimum)]
+        if not below:
+            return list(incidents)
+        heard = {i for _, i in store.notified_incidents([sink], below)}
+        return [inc for inc in incidents if reaches(inc.severity, minimum) or inc.id in heard]

@@ -242,3 +242,21 @@ def test_steady_appends_keep_counts_exact(postgres_dsn: str) -> None:
             "FROM sample_counts AS c WHERE c.series_id = 7"
         ).fetchall()
     assert rows == [(2, 2)]
+
+
+def test_whether_a_sink_heard_of_an_incident_is_an_index_lookup(postgres_dsn: str) -> None:
+    # notified_incidents (a sink's min_severity) asks this of an outbox holding months of
+    # delivered rows, which the pending-only partial indexes do not hold.
+    with PostgresStore(postgres_dsn):
+        pass
+    with psycopg.connect(postgres_dsn) as conn:
+        conn.execute("SET enable_seqscan = off")  # an empty table: make the planner show its hand
+        plan = "\n".join(
+            str(r[0])
+            for r in conn.execute(
+                "EXPLAIN SELECT DISTINCT sink, incident_id FROM outbox "
+                "WHERE sink = ANY(%s) AND incident_id = ANY(%s)",
+                [["pager"], ["i1", "i2"]],
+            ).fetchall()
+        )
+    assert "outbox_incident_sink" in plan, plan

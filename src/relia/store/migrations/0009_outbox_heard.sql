@@ -1,0 +1,3 @@
+-- relia store schema, version 9: nothing in DuckDB. PostgreSQL indexes the outbox by incident
+-- and sink (postgresql/0009_outbox_heard.sql); the embedded store scans its columns instead. This
+-- step keeps the versions of both stores meaning the same schema.

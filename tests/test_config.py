@@ -733,6 +733,20 @@ def test_samples_per_series_is_at_least_10() -> None:
         load_config(environ={"RELIA_SAMPLES_PER_SERIES": "9"})
 
 
+def test_max_series_is_a_positive_integer_a_million_by_default(tmp_path: Path) -> None:
+    assert load_config(environ={}).max_series == 1_000_000
+    assert load_config(environ={"RELIA_MAX_SERIES": "5000"}).max_series == 5000
+    path = tmp_path / "relia.yaml"
+    path.write_text("interval: 15s\nmax_series: 250000\n")
+    assert load_config(path, environ={}).max_series == 250_000
+    for bad in ("0", "-3", "1.5", "lots", "null"):
+        path.write_text(f"interval: 15s\nmax_series: {bad}\n")
+        with pytest.raises(ConfigError, match=r"relia.yaml:2: max_series:"):
+            load_config(path, environ={})
+    with pytest.raises(ConfigError, match=r"^RELIA_MAX_SERIES: max_series:"):
+        load_config(environ={"RELIA_MAX_SERIES": "0"})
+
+
 def test_an_error_in_a_list_item_names_the_item_line(tmp_path: Path) -> None:
     path = tmp_path / "relia.yaml"
     path.write_text("scrape:\n  - {name: a, url: 'http://127.0.0.1:1/metrics'}\n  - 5\n")

@@ -223,3 +223,100 @@ def test_describe_escapes_label_values_so_two_series_never_read_the_same() -> No
     assert forged != plain
     assert forged == 'm{a="x\\",b=\\"y"}'
     assert describe(series_key("m", {"a": "back\\slash\nline"})) == 'm{a="back\\\\slash\\nline"}'
+
+
+# -- the cap on series (max_series) ----------------------------------------------------------
+
+
+def test_an_index_at_its_limit_refuses_new_series_and_keeps_known_ones() -> None:
+    index = SeriesIndex(max_series=2)
+    a = index.get_or_add("cpu", {"host": "a"}, source="s")
+    b = index.get_or_add("cpu", {"host": "b"}, source="s")
+    assert a is not None and b is not None
+    assert index.get_or_add("cpu", {"host": "c"}, source="s") is None
+    assert index.get_or_add("mem", source="t") is None
+    assert index.find("cpu", {"host": "c"}) is None
+    assert len(index) == 2
+    # Known series keep their ids, whatever their label order.
+    assert index.get_or_add("cpu", {"host": "a"}) == a
+    assert index.get_or_add("cpu", {"host": "b"}, source="s") == b
+    assert index.refused() == {"s": 1, "t": 1}
+
+
+def test_an_index_without_a_limit_refuses_nothing() -> None:
+    index = SeriesIndex()
+    assert all(index.get_or_add("m", {"i": str(i)}) is not None for i in range(1000))
+    assert index.refused() == {}
+
+
+def test_series_loaded_from_the_store_are_never_refused() -> None:
+    index = SeriesIndex(max_series=1)
+    index.add(11, "a")
+    index.add(12, "b")  # over the limit: accepted before, kept
+    assert len(index) == 2
+    assert index.get_or_add("a") == 11 and index.get_or_add("b") == 12
+    assert index.get_or_add("c") is None
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_the_limit_must_be_positive(bad: int) -> None:
+    with pytest.raises(ValueError, match="max_series"):
+        SeriesIndex(max_series=bad)
+
+
+def test_threads_registering_at_once_never_pass_the_limit() -> None:
+    import threading
+
+    limit = 500
+    index = SeriesIndex(max_series=limit)
+    got: list[list[int | None]] = [[] for _ in range(8)]
+    start = threading.Barrier(8)
+
+    def register(k: int) -> None:
+        start.wait()
+        # Overlapping names: several threads race for the same new series.
+        for i in range(400):
+            got[k].append(index.get_or_add("m", {"i": str((i * 7 + k * 50) % 1200)}))
+
+    threads = [threading.Thread(target=register, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(index) == limit
+    ids = {sid for g in got for sid in g if sid is not None}
+    assert len(ids) == limit
+    # A series one thread was given an id for is never refused to another.
+    assert all(
+        index.get_or_add("m", {"i": str(i)}) in ids
+        for i in range(1200)
+        if index.find("m", {"i": str(i)}) is not None
+    )
+    assert sum(index.refused().values()) == sum(g.count(None) for g in got)
+
+
+def test_refusals_are_logged_once_then_at_most_once_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    index = SeriesIndex(max_series=1, clock=lambda: now[0])
+    index.get_or_add("kept")
+    with caplog.at_level("WARNING", logger="relia.signals"):
+        for i in range(5):
+            assert index.get_or_add("new", {"i": str(i)}, source="remote_write") is None
+        now[0] = 59.0
+        index.get_or_add("new", {"i": "x"})
+        assert len(caplog.records) == 1
+        first = caplog.records[0].getMessage()
+        assert "max_series is 1" in first and "RELIA_MAX_SERIES" in first
+        assert "1 new series refused" in first and "'remote_write'" in first
+        now[0] = 60.0
+        index.get_or_add("new", {"i": "y"}, source="scrape")
+        assert len(caplog.records) == 2
+        # The second line counts every refusal since the first.
+        assert "6 new series refused" in caplog.records[1].getMessage()
+        index.get_or_add("kept")  # a known series: no refusal, no line
+        now[0] = 200.0
+        index.get_or_add("kept")
+        assert len(caplog.records) == 2
+    assert index.refused() == {"remote_write": 5, "": 1, "scrape": 1}

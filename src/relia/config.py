@@ -668,6 +668,14 @@ class ReliaConfig(_Model):
         description="recent samples kept per series in the store "
         "(DuckDB: up to an eighth more between trims)",
     )
+    max_series: int = Field(
+        1_000_000,
+        ge=1,
+        description="series relia registers at most, from every source together (each is kept "
+        "for good: about 3 KB of memory plus its samples in the store); samples of a new series "
+        "beyond it are dropped, counted in relia_series_refused_total and logged, and a "
+        "remote-write request naming such series gets 400",
+    )
     host: HostConfig = Field(default_factory=HostConfig)
     scrape: list[ScrapeTarget] = Field(default_factory=list)
     prometheus: list[PrometheusSource] = Field(default_factory=list)

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
 from relia.errors import DataError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Event",
@@ -81,27 +85,84 @@ class SeriesIndex:
 
     Ids are derived from the key (a hash), so two indexes built apart agree on every id.
     Thread-safe: sources on several threads may register series at once.
+
+    Every series registered is kept for good (here, in the engine's detector state and in the
+    store), so ``max_series`` caps how many :meth:`get_or_add` registers: past it a *new* series
+    is refused (``None``) while every known one keeps its id. :meth:`add` (series the store
+    already holds) is never refused, so a restart with a lower cap keeps what was accepted and
+    refuses only what is new. Refusals are counted per source (:meth:`refused`) and logged: one
+    WARNING at the first, then at most one every ``warn_every_s`` while they go on.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        max_series: int | None = None,
+        *,
+        warn_every_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_series is not None and max_series < 1:
+            raise ValueError(f"max_series must be a positive integer, got {max_series}")
         self._by_id: dict[int, SeriesKey] = {}
         self._by_key: dict[SeriesKey, int] = {}
         self._lock = threading.Lock()
+        #: The most series :meth:`get_or_add` registers (None: no limit).
+        self.max_series = max_series
+        self.warn_every_s = warn_every_s
+        self._clock = clock
+        self._refused: dict[str, int] = {}
+        self._refused_unlogged = 0
+        self._warned_at: float | None = None
 
-    def get_or_add(self, name: str, labels: Mapping[str, str] | None = None) -> int:
-        """Return the id of the series, registering it if new."""
+    def get_or_add(
+        self, name: str, labels: Mapping[str, str] | None = None, *, source: str = ""
+    ) -> int | None:
+        """Return the id of the series, registering it if new; ``None`` when it is new and the
+        index already holds ``max_series`` series (the caller drops its samples and goes on).
+
+        ``source`` names the caller in the refusal count and log. A series already known is a
+        dict look-up, before any lock; only a new one takes the lock."""
         key = series_key(name, labels)
         found = self._by_key.get(key)
         if found is not None:
             return found
         with self._lock:
-            sid = _stable_id(key)
-            other = self._by_id.get(sid)
-            if other is not None and other != key:  # pragma: no cover - 2**-63 per pair
-                raise DataError(f"series id collision between {other} and {key}")
-            self._by_id[sid] = key
-            self._by_key[key] = sid
-            return sid
+            found = self._by_key.get(key)
+            if found is not None:  # another thread registered it meanwhile
+                return found
+            if self.max_series is None or len(self._by_id) < self.max_series:
+                sid = _stable_id(key)
+                other = self._by_id.get(sid)
+                if other is not None and other != key:  # pragma: no cover - 2**-63 per pair
+                    raise DataError(f"series id collision between {other} and {key}")
+                self._by_id[sid] = key
+                self._by_key[key] = sid
+                return sid
+            self._refused[source] = self._refused.get(source, 0) + 1
+            self._refused_unlogged += 1
+            now = self._clock()
+            if self._warned_at is not None and now - self._warned_at < self.warn_every_s:
+                return None
+            self._warned_at = now
+            count, self._refused_unlogged = self._refused_unlogged, 0
+            held = len(self._by_id)
+        log.warning(
+            "series limit reached: %d series held, max_series is %d; %d new series refused "
+            "since the last such warning (this one from source %r), their samples dropped. "
+            "Raise max_series in relia.yaml (RELIA_MAX_SERIES) if the growth is expected; "
+            "else look for a label that takes a new value every time (a request id, a "
+            "timestamp)",
+            held,
+            self.max_series,
+            count,
+            source,
+        )
+        return None
+
+    def refused(self) -> dict[str, int]:
+        """New series refused so far (over ``max_series``), by the source that named them."""
+        with self._lock:
+            return dict(self._refused)
 
     def add(self, series_id: int, name: str, labels: Mapping[str, str] | None = None) -> None:
         """Register a series under a known id (used when loading from a store)."""

@@ -972,3 +972,27 @@ def test_a_restart_extends_the_open_finding_of_a_series_that_went_quiet_before_t
     second.tick()
     (after,) = store.findings()
     assert after.id == before.id and after.end == T0 + 43 * STEP
+
+
+def test_the_series_index_and_its_refusals_are_on_metrics() -> None:
+    store = MemoryStore()
+    index = SeriesIndex(max_series=2)
+    eng = Engine(
+        store,
+        [WaveSource(index), BrokenSource()],  # type: ignore[list-item]
+        LocalExecutor("cusum", {}),
+        index=index,
+        clock=Clock(),
+        registry=CollectorRegistry(),
+    )
+    reg = eng.registry
+    assert reg.get_sample_value("relia_series_limit") == 2
+    assert reg.get_sample_value("relia_series_registered") == 2
+    # Every source's count starts at 0, so rate() works from the first refusal.
+    assert reg.get_sample_value("relia_series_refused_total", {"source": "wave"}) == 0
+    assert reg.get_sample_value("relia_series_refused_total", {"source": "broken"}) == 0
+    assert index.get_or_add("new", source="wave") is None
+    assert index.get_or_add("other", source="remote_write") is None
+    assert reg.get_sample_value("relia_series_refused_total", {"source": "wave"}) == 1
+    assert reg.get_sample_value("relia_series_refused_total", {"source": "remote_write"}) == 1
+    assert reg.get_sample_value("relia_series_registered") == 2

@@ -510,3 +510,52 @@ print(before, (len(_adaptive_rows.signatures), len(_scan.signatures)))
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "(0, 0) (1, 1)"
+
+
+def test_up_caps_series_at_max_series_and_keeps_those_it_stored_over_a_restart(
+    tmp_path: Path,
+) -> None:
+    from tests.ingest.prompb import encode
+
+    headers = {
+        "Content-Encoding": "snappy",
+        "Content-Type": "application/x-protobuf",
+        "X-Prometheus-Remote-Write-Version": "0.1.0",
+    }
+
+    def write(r: Running, names: list[str], ts: int) -> httpx.Response:
+        assert r.url
+        body = encode([({"__name__": n, "job": "w"}, [(ts, 1.0)]) for n in names])
+        return httpx.post(r.url + "/api/v1/write", content=body, headers=headers, timeout=10)
+
+    def stored(r: Running) -> set[str]:
+        return {s["name"] for s in r.get("/api/v1/series").json()["series"]}
+
+    def refused(r: Running) -> float:
+        for line in r.get("/metrics").text.splitlines():
+            if line.startswith('relia_series_refused_total{source="remote_write"}'):
+                return float(line.split()[-1])
+        raise AssertionError("no relia_series_refused_total for remote_write")
+
+    now = int(time.time() * 1000)
+    cfg = _config(tmp_path).model_copy(update={"max_series": 3, "host": HostConfig(enabled=False)})
+    r = Running(cfg)
+    try:
+        got = write(r, ["a", "b", "c", "d", "e"], now)
+        assert got.status_code == 400
+        assert "2 new series refused" in got.text and "max_series = 3" in got.text
+        assert r.wait_for(lambda: stored(r) == {"a", "b", "c"})
+        assert refused(r) == 2
+        assert "relia_series_limit 3.0" in r.get("/metrics").text
+        assert write(r, ["a", "b"], now + 1000).status_code == 204
+    finally:
+        assert r.finish() == 0
+    # A lower limit after a restart: the stored series are still taken, new ones are not.
+    again = Running(cfg.model_copy(update={"max_series": 1}))
+    try:
+        assert write(again, ["a", "b", "c"], now + 2000).status_code == 204
+        got = write(again, ["c", "z"], now + 3000)
+        assert got.status_code == 400 and "1 new series refused" in got.text
+        assert "the other 1 samples were accepted" in got.text
+    finally:
+        assert again.finish() == 0

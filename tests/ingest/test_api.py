@@ -30,8 +30,14 @@ HEADERS = {
 
 
 class Rig:
-    def __init__(self, tmp: Path, max_samples: int = 100, max_body: int = 1 << 20) -> None:
-        self.index = SeriesIndex()
+    def __init__(
+        self,
+        tmp: Path,
+        max_samples: int = 100,
+        max_body: int = 1 << 20,
+        max_series: int | None = None,
+    ) -> None:
+        self.index = SeriesIndex(max_series=max_series)
         self.decoder = RemoteWriteDecoder(self.index)
         self.queue = IngestQueue(max_samples, tmp)
         self.registry = CollectorRegistry()
@@ -114,6 +120,29 @@ def test_a_varint_overflowing_64_bits_is_a_400_not_a_500(rig: Rig) -> None:
     r = rig.post(bytes(cramjam.snappy.compress_raw(field(1, 2, series))))
     assert r.status_code == 400 and "over-long varint" in r.text  # type: ignore[attr-defined]
     assert rig.queue.samples == 0 and len(rig.index) == 0
+
+
+def test_series_over_the_limit_are_400_naming_the_limit_and_the_rest_is_kept(
+    tmp_path: Path,
+) -> None:
+    rig = Rig(tmp_path, max_series=8)
+    assert rig.post(_body(5)).status_code == 204  # type: ignore[attr-defined]
+    # 10 series, 5 known: 3 more fit, 2 are refused.
+    r = rig.post(encode([({"__name__": "m", "i": str(i)}, [(T0 + 1, 1.0)]) for i in range(10)]))
+    assert r.status_code == 400  # type: ignore[attr-defined]
+    text = r.text  # type: ignore[attr-defined]
+    assert "2 new series refused" in text and "max_series = 8" in text, text
+    assert "the other 8 samples were accepted" in text, text
+    assert rig.queue.samples == 5 + 8 and rig.queue.requests == 2 and len(rig.index) == 8
+    assert rig.count("400") == 1
+    assert rig.registry.get_sample_value("relia_remote_write_samples_total") == 13
+    # Only refused series: 400, nothing queued.
+    r = rig.post(encode([({"__name__": "other"}, [(T0, 1.0)])]))
+    assert r.status_code == 400 and "1 new series refused" in r.text  # type: ignore[attr-defined]
+    assert rig.queue.requests == 2
+    # Known series only: 204 as before.
+    assert rig.post(_body(8)).status_code == 204  # type: ignore[attr-defined]
+    assert rig.index.refused() == {"remote_write": 3}
 
 
 def test_full_queue_is_429_with_retry_after(rig: Rig) -> None:

@@ -588,3 +588,43 @@ def test_what_a_request_decodes_to_does_not_depend_on_earlier_requests(
     used, used_index = _decoder()
     used.decode(encode(earlier))
     assert _rows(used_index, used.decode(encode(later)).batch) == want
+
+
+def test_series_over_the_limit_are_refused_and_the_rest_of_the_request_kept() -> None:
+    index = SeriesIndex(max_series=3)
+    dec = RemoteWriteDecoder(index)
+    first = dec.decode(encode([({"__name__": "a"}, [(T0, 1.0)]), ({"__name__": "b"}, [(T0, 2.0)])]))
+    assert first.refused_series == 0 and first.new_series == 2
+    series = [
+        ({"__name__": "a"}, [(T0 + 1, 1.0), (T0 + 2, 1.5)]),
+        ({"__name__": "c"}, [(T0 + 1, 3.0)]),  # the last one the limit lets in
+        ({"__name__": "d"}, [(T0 + 1, 4.0), (T0 + 2, 4.5)]),  # refused
+        ({"__name__": "b"}, [(T0 + 1, 2.0)]),
+        ({"__name__": "e"}, [(T0 + 1, 5.0)]),  # refused
+    ]
+    got = dec.decode(encode(series))
+    assert got.series == 5 and got.new_series == 1
+    assert got.refused_series == 2 and got.refused_samples == 3
+    assert [(n, t, v) for n, _, t, v in _rows(index, got.batch)] == [
+        ("a", T0 + 1, 1.0),
+        ("a", T0 + 2, 1.5),
+        ("c", T0 + 1, 3.0),
+        ("b", T0 + 1, 2.0),
+    ]
+    assert index.find("d") is None and index.find("e") is None and len(index) == 3
+    assert index.refused() == {"remote_write": 2}
+    # Refused keys are not remembered as known: the same request is refused the same way again.
+    again = dec.decode(encode(series))
+    assert again.refused_series == 2 and len(again.batch) == 4 and dec.known_keys == 3
+
+
+def test_a_request_of_only_refused_series_keeps_nothing() -> None:
+    index = SeriesIndex(max_series=1)
+    index.add(7, "old")
+    dec = RemoteWriteDecoder(index, source="rw")
+    got = dec.decode(encode([({"__name__": "new", "i": str(i)}, [(T0, 1.0)]) for i in range(4)]))
+    assert len(got.batch) == 0 and got.refused_series == 4 and got.refused_samples == 4
+    # A series the store loaded is known whatever the limit.
+    kept = dec.decode(encode([({"__name__": "old"}, [(T0, 1.0)])]))
+    assert kept.batch.series_id.tolist() == [7] and kept.refused_series == 0
+    assert index.refused() == {"rw": 4}

@@ -496,3 +496,18 @@ def test_a_session_finding_is_not_lost_when_storing_it_fails(tmp_path: Path) -> 
     assert [f.summary for f in store.findings()] == ["abnormal session blk_2"]
     assert r.new_findings == 1 and scorer.keys == ["blk_1", "blk_2", "blk_3"]
     assert pipe.ingest(T0 + 3).findings == []  # stored once, not again each tick
+
+
+def test_template_series_over_the_limit_are_dropped_and_the_rest_emitted(tmp_path: Path) -> None:
+    p = tmp_path / "auth.log"
+    _write(p, [_line(i) for i in range(30)])
+    _write(p, [_line(i, "Failed password for user{i} from 10.0.0.1") for i in range(5)])
+    index = SeriesIndex(max_series=2)
+    pipe = LogPipeline(MemoryStore(), _config(p), index)
+    pipe.ingest(T0 + 5)
+    batch = pipe.closed_windows(T0 + W + 5)
+    # Two template series fit; the file's line count is refused, its samples dropped.
+    names = {index.name(int(s)) for s in batch.series_id}
+    assert names == {TEMPLATE_COUNT} and len(batch) == 2
+    assert sorted(batch.value.tolist()) == [5.0, 30.0]
+    assert index.refused() == {"logs": 1}

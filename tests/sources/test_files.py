@@ -587,3 +587,14 @@ def test_a_parquet_datetime_past_year_9999_is_a_data_error(tmp_path: Path) -> No
         read_series(p)
     assert f"{p}: row 2: time " in str(err.value)
     assert "in column 'ts' is out of range" in str(err.value)
+
+
+def test_a_file_whose_series_is_refused_gives_nothing(tmp_path: Path) -> None:
+    p = write(tmp_path, "cpu_load.csv", "ts,value\n1,0.5\n2,0.7\n")
+    index = SeriesIndex(max_series=1)
+    kept = index.get_or_add("other")
+    assert len(FileSource(p, index, name="files").poll(0)) == 0
+    assert index.refused() == {"files": 1} and index.find("cpu_load") is None
+    # A series known already is not refused.
+    other = write(tmp_path, "other.csv", "ts,value\n1,0.5\n")
+    assert FileSource(other, index).poll(0).series_id.tolist() == [kept]

@@ -182,3 +182,21 @@ def test_a_machine_without_disk_counters_still_reports_the_rest() -> None:
     got = rates(index, source.poll(1_001_000))
     assert got['host_network_receive_bytes_per_second{device="eth0",host="box"}'] == 0.0
     assert not any("disk" in k for k in got)
+
+
+def test_series_over_the_limit_are_dropped_and_the_rest_of_the_poll_kept() -> None:
+    ps = FakePsutil()
+    index = SeriesIndex(max_series=3)
+    source = HostSource(index, ps=ps, hostname="box", name="host")
+    first = by_name(index, source.poll(1_000_000))
+    # The first three series polled: cpu and two loads; the rest is refused.
+    assert sorted(first) == [
+        'host_cpu_percent{host="box"}',
+        'host_load1{host="box"}',
+        'host_load5{host="box"}',
+    ]
+    assert first['host_cpu_percent{host="box"}'] == 20.0
+    ps.read = 14_000
+    second = source.poll(1_002_000)
+    assert by_name(index, second) == first
+    assert len(index) == 3 and index.refused()["host"] > 0

@@ -502,3 +502,22 @@ def test_an_error_answer_without_an_error_type_still_reads_well() -> None:
     with PrometheusClient(URL, transport=_answer(503, body)) as client:
         with pytest.raises(SourceError, match=r"HTTP 503 \(error\): overloaded$"):
             client.query_range("up", T0, T0, 1.0)
+
+
+def test_series_over_the_limit_are_dropped_and_the_others_kept() -> None:
+    index = SeriesIndex(max_series=2)
+    series = [ramp("m", 100, a="1"), ramp("m", 100, a="2"), ramp("m", 100, a="3"), ramp("n", 100)]
+    source = PrometheusSource(
+        "prom",
+        URL,
+        [("m", 1.0), ("n", 1.0)],
+        index,
+        lookback_s=10,
+        transport=fake_prometheus_transport(series),
+    )
+    batch = source.poll(T0 + 50_000)
+    kept = {index.key(int(s)) for s in batch.series_id}
+    assert len(kept) == 2 and len(index) == 2
+    assert ("n", ()) not in kept
+    assert len(batch) == 2 * 11  # every sample of the two kept series
+    assert index.refused() == {"prom": 2}

@@ -673,3 +673,45 @@ def test_a_long_bad_line_is_quoted_only_in_part() -> None:
     with pytest.raises(SourceError) as err:
         parse_exposition(f"ok 1\n{line}\n", SeriesIndex(), NOW)
     assert f"at line 2: {line[:120]!r}:" in str(err.value)
+
+
+def test_series_over_the_limit_are_dropped_and_the_rest_of_the_scrape_kept() -> None:
+    index = SeriesIndex(max_series=4)  # up, the counter, temperature, the bucket
+    source = ScrapeSource(
+        "app",
+        "http://h:9100/metrics",
+        index,
+        transport=_pages(_counter_page(1000), _counter_page(1300)),
+    )
+    polls = [as_dict(index, source.poll(NOW + i * 15_000)) for i in range(2)]
+    for got in polls:
+        assert sorted(got) == [
+            RAW,
+            'latency_seconds_bucket{instance="h:9100",job="app",le="+Inf"}',
+            'temperature{instance="h:9100",job="app"}',
+            'up{instance="h:9100",job="app"}',
+        ]
+    assert polls[1][RAW] == (NOW + 15_000, 1300.0)
+    assert len(index) == 4
+    # Refused each scrape: _count and _sum, and the counter's rate series.
+    assert index.refused() == {"app": 6}
+
+
+def test_a_target_whose_up_series_is_refused_still_scrapes_known_series() -> None:
+    index = SeriesIndex(max_series=1)
+    temp = index.get_or_add("temperature", {"job": "app", "instance": "h:9100"})
+    source = ScrapeSource(
+        "app", "http://h:9100/metrics", index, transport=_pages(_counter_page(1), None)
+    )
+    assert source.up_id is None
+    got = source.poll(NOW)
+    assert got.series_id.tolist() == [temp] and got.value.tolist() == [21.5]
+    assert len(source.poll(NOW + 15_000)) == 0  # a failed scrape: no up series to say so
+    assert index.refused()["app"] >= 5
+
+
+def test_parse_exposition_leaves_out_refused_series() -> None:
+    index = SeriesIndex(max_series=2)
+    batch = parse_exposition(TEXT, index, NOW, source="file")
+    assert len(batch) == 2 and len(index) == 2
+    assert index.refused() == {"file": 5}

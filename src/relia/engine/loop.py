@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from relia._failurelog import FailureLog
 from relia.engine.executor import Executor, ScoredPoints
@@ -136,6 +137,39 @@ def _checkpoint_last_ts(series_id: int, blob: bytes) -> int | None:
 def wall_clock_ms() -> int:
     """Now, in int64 ms since the Unix epoch (UTC)."""
     return time.time_ns() // 1_000_000
+
+
+class SeriesIndexMetrics:
+    """The series index on ``/metrics``, read when scraped: ``relia_series_registered`` (every
+    series registered, from every source), ``relia_series_limit`` (``max_series``) and
+    ``relia_series_refused_total{source}`` (new series refused over the limit, their samples
+    dropped; a series named again is counted again). ``sources`` start at 0."""
+
+    def __init__(self, index: SeriesIndex, sources: Iterable[str] = ()) -> None:
+        self.index = index
+        self.sources = list(sources)
+
+    def collect(self) -> Iterator[Metric]:
+        refused = CounterMetricFamily(
+            "relia_series_refused",
+            "New series refused because the series index held max_series (samples dropped)",
+            labels=["source"],
+        )
+        counts = dict.fromkeys(self.sources, 0) | self.index.refused()
+        for source, n in sorted(counts.items()):
+            refused.add_metric([source], n)
+        yield refused
+        yield GaugeMetricFamily(
+            "relia_series_registered",
+            "Series in the series index, from every source (max_series caps new ones)",
+            value=len(self.index),
+        )
+        if self.index.max_series is not None:
+            yield GaugeMetricFamily(
+                "relia_series_limit",
+                "max_series: the most series relia registers",
+                value=self.index.max_series,
+            )
 
 
 class EngineMetrics:
@@ -316,6 +350,8 @@ class Engine:
         self.clock = clock
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = EngineMetrics(self.registry)
+        names = [s.name for s in self.sources] + (["logs"] if logs is not None else [])
+        self.registry.register(SeriesIndexMetrics(index, names))
         self.checkpoint_every = max(1, checkpoint_every)
         self.checkpoint_interval_ms = int(checkpoint_interval_s * 1000)
         keep = getattr(store, "samples_per_series", None)

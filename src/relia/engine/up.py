@@ -280,7 +280,7 @@ def run_up(
     old_handlers: dict[int, Any] = {}
     ha: HaRuntime | None = None  # HA (relia.ha): on when the store is PostgreSQL
     try:
-        index = SeriesIndex()
+        index = SeriesIndex(max_series=config.max_series)  # every source's series, capped
         registry = CollectorRegistry()  # relia's own metrics, on /metrics
         from relia.ha.duties import HaRuntime, LeaderDuties, ha_dsn
 

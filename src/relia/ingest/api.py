@@ -1,7 +1,9 @@
 """``POST /api/v1/write``: the Prometheus remote-write 1.0 receiver.
 
 Answers: 204 when the samples are in the WAL and the queue; 400 for a payload that cannot be
-decoded (nothing of it is kept); 413 over the size limits; 415 for another encoding or protocol
+decoded (nothing of it is kept), and 400 when the request named new series over relia's
+``max_series`` (the other series' samples are kept: the body says how many were refused);
+413 over the size limits; 415 for another encoding or protocol
 version; 429 with ``Retry-After`` while the queue is full; 503 with ``Retry-After`` while relia is
 shutting down. Prometheus retries 429 and 5xx and drops a batch on other 4xx, which is what each
 case wants.
@@ -22,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from relia.errors import DataError
 from relia.ingest.queue import IngestQueue, QueueClosed, QueueFull
-from relia.ingest.remote_write import RemoteWriteDecoder, RequestTooLarge
+from relia.ingest.remote_write import DecodedWrite, RemoteWriteDecoder, RequestTooLarge
 from relia.ingest.source import IngestMetrics
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,17 @@ INLINE_BODY_BYTES = 256 << 10
 def _problem(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     # Plain text: Prometheus logs the body of an error answer as it is.
     return Response(message + "\n", status_code=status, media_type="text/plain", headers=headers)
+
+
+def _refused(decoded: DecodedWrite, kept: int, limit: int | None) -> Response:
+    # A 4xx, as Mimir answers its per-tenant series limit: Prometheus drops the batch instead of
+    # retrying it, and a retry could not help (the series stay refused until the limit is raised).
+    return _problem(
+        400,
+        f"series limit reached: {decoded.refused_series} new series refused (relia holds "
+        f"max_series = {limit} series), their {decoded.refused_samples} samples "
+        f"dropped; the other {kept} samples were accepted",
+    )
 
 
 def remote_write_router(
@@ -60,8 +73,13 @@ def remote_write_router(
         if metrics is not None:
             metrics.stale.inc(decoded.stale)
             metrics.histograms.inc(decoded.histograms)
+        done = (
+            Response(status_code=204)
+            if not decoded.refused_series
+            else _refused(decoded, n, decoder.index.max_series)
+        )
         if n == 0:
-            return Response(status_code=204)
+            return done
         try:
             queue.offer(decoded.batch, body)
         except QueueFull as exc:
@@ -77,14 +95,17 @@ def remote_write_router(
             )
         if metrics is not None:
             metrics.samples.inc(n)
-        return Response(status_code=204)
+        return done
 
     @router.post(
         "/api/v1/write",
         status_code=204,
         summary="Prometheus remote-write 1.0 (snappy-compressed protobuf WriteRequest)",
         responses={
-            400: {"description": "the payload cannot be decoded; nothing of it was kept"},
+            400: {
+                "description": "the payload cannot be decoded (nothing of it was kept), or it "
+                "named new series over relia's max_series (those were refused, the rest kept)"
+            },
             413: {"description": "the body or its sample count is over the limit"},
             415: {"description": "not snappy-compressed remote-write 1.0"},
             429: {"description": "the ingest queue is full: retry after Retry-After seconds"},

@@ -76,6 +76,9 @@ class DecodedWrite:
     stale: int
     histograms: int
     new_series: int
+    #: New series refused (the index holds ``max_series``): their samples are not in ``batch``.
+    refused_series: int = 0
+    refused_samples: int = 0
 
 
 def decompressed_size(body: bytes) -> int:
@@ -159,8 +162,15 @@ class RemoteWriteDecoder:
     Thread-safe: the API decodes requests on several worker threads at once.
     """
 
-    def __init__(self, index: SeriesIndex, *, max_decoded_bytes: int = 64 << 20) -> None:
+    def __init__(
+        self,
+        index: SeriesIndex,
+        *,
+        max_decoded_bytes: int = 64 << 20,
+        source: str = "remote_write",
+    ) -> None:
         self.index = index
+        self.source = source  # names refusals of new series (SeriesIndex.get_or_add)
         self.max_decoded_bytes = max_decoded_bytes
         self._seed = secrets.randbits(64)
         self._lock = threading.Lock()
@@ -218,13 +228,20 @@ class RemoteWriteDecoder:
         series_ids = np.empty(len(s.keys), np.int64)
         if len(keys):
             series_ids[found] = sids[pos_c[found]]
-        new = 0
+        new = refused = 0
         if not found.all():
-            series_ids, new = self._resolve_new(
+            series_ids, new, refused = self._resolve_new(
                 raw, s.keys, s.ser_start, s.ser_end, found, series_ids
             )
-        batch = MetricBatch(series_ids[s.sample_series], s.ts, s.value)
-        return DecodedWrite(batch, len(s.keys), s.n_stale, s.n_histograms, new)
+        sample_ids = series_ids[s.sample_series]
+        if not refused:
+            batch = MetricBatch(sample_ids, s.ts, s.value)
+            return DecodedWrite(batch, len(s.keys), s.n_stale, s.n_histograms, new)
+        # The samples of refused series (id -1) are dropped; the rest of the request is kept.
+        keep = sample_ids >= 0
+        batch = MetricBatch(sample_ids[keep], s.ts[keep], s.value[keep])
+        dropped = len(sample_ids) - len(batch)
+        return DecodedWrite(batch, len(s.keys), s.n_stale, s.n_histograms, new, refused, dropped)
 
     def _resolve_new(
         self,
@@ -234,7 +251,10 @@ class RemoteWriteDecoder:
         end: npt.NDArray[np.int64],
         found: npt.NDArray[np.bool_],
         series_ids: npt.NDArray[np.int64],
-    ) -> tuple[npt.NDArray[np.int64], int]:
+    ) -> tuple[npt.NDArray[np.int64], int, int]:
+        """Register the series not seen before; returns the ids, how many were registered and
+        how many refused (over ``max_series``: id -1, and not remembered, so a later request
+        asks the index again)."""
         # Decode every unseen series first: one bad label rejects the request before any series
         # is registered.
         rows = np.flatnonzero(~found).tolist()
@@ -245,14 +265,21 @@ class RemoteWriteDecoder:
             decoded.append((r, name, labels))
         new_keys = np.empty(len(decoded), np.uint64)
         new_sids = np.empty(len(decoded), np.int64)
-        for j, (r, name, labels) in enumerate(decoded):
-            sid = self.index.get_or_add(name, labels)
+        j = 0
+        for r, name, labels in decoded:
+            sid = self.index.get_or_add(name, labels, source=self.source)
+            if sid is None:
+                series_ids[r] = -1
+                continue
             series_ids[r] = sid
             new_keys[j] = keys[r]
             new_sids[j] = sid
+            j += 1
+        refused = len(decoded) - j
+        new_keys, new_sids = new_keys[:j], new_sids[:j]
         with self._lock:
             all_keys = np.concatenate([self._keys, new_keys])
             all_sids = np.concatenate([self._sids, new_sids])
             all_keys, first = np.unique(all_keys, return_index=True)
             self._keys, self._sids = all_keys, all_sids[first]
-        return series_ids, len(decoded)
+        return series_ids, j, refused

@@ -283,20 +283,30 @@ class LogPipeline:
             [sum(f.pending.get(w, {}).values()) for w in windows.tolist()], dtype=np.float64
         )
         sids = np.array([self._series(f, t) for t in ids.tolist()], dtype=np.int64)
-        total_sid = self.index.get_or_add(LINE_COUNT, {"file": f.name})
+        total_sid = self.index.get_or_add(LINE_COUNT, {"file": f.name}, source="logs")
         n_w, n_t = counts.shape
-        return MetricBatch(
-            np.concatenate([np.tile(sids, n_w), np.full(n_w, total_sid, np.int64)]),
+        batch = MetricBatch(
+            np.concatenate(
+                [np.tile(sids, n_w), np.full(n_w, -1 if total_sid is None else total_sid, np.int64)]
+            ),
             np.concatenate([np.repeat(windows, n_t), windows]),
             np.concatenate([counts.ravel(), totals]),
         )
+        if total_sid is not None and (sids >= 0).all():
+            return batch
+        # Series the index refused (over max_series, id -1): their counts are dropped.
+        keep = batch.series_id >= 0
+        return MetricBatch(batch.series_id[keep], batch.ts[keep], batch.value[keep])
 
     def _series(self, f: _File, template_id: int) -> int:
+        """The series of a template's counts; -1 while the index refuses it (max_series)."""
         sid = f.series.get(template_id)
         if sid is None:
             sid = self.index.get_or_add(
-                TEMPLATE_COUNT, {"file": f.name, "template": str(template_id)}
+                TEMPLATE_COUNT, {"file": f.name, "template": str(template_id)}, source="logs"
             )
+            if sid is None:
+                return -1
             f.series[template_id] = sid
         return sid
 

@@ -440,6 +440,8 @@ class FileSource:
         if self._done:
             return MetricBatch.empty()
         frame = read_series(self.path, self.time_col, self.value_col)
-        sid = self.index.get_or_add(self.metric)
+        sid = self.index.get_or_add(self.metric, source=self.name)
         self._done = True
+        if sid is None:  # over max_series: the index logged and counted it
+            return MetricBatch.empty()
         return MetricBatch.for_series(sid, frame.ts, frame.values)

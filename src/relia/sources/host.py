@@ -85,10 +85,14 @@ class HostSource:
             ps.cpu_percent(interval=None, percpu=True)
 
     def _sid(self, metric: str, **labels: str) -> int:
+        """The series' id; -1 while the index refuses it (over max_series: :meth:`poll` drops
+        its sample, and asks again next time)."""
         key = (metric, tuple(sorted(labels.items())))
         sid = self._ids.get(key)
         if sid is None:
-            sid = self.index.get_or_add(metric, {"host": self.hostname, **labels})
+            sid = self.index.get_or_add(metric, {"host": self.hostname, **labels}, source=self.name)
+            if sid is None:
+                return -1
             self._ids[key] = sid
         return sid
 
@@ -142,6 +146,7 @@ class HostSource:
         ]
         rows.append((self._sid("host_processes"), float(len(ps.pids()))))
         rows += self._rates(now_ms)
+        rows = [r for r in rows if r[0] >= 0]  # refused series (over max_series): dropped
         sids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         vals = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
         return MetricBatch(sids, np.full(len(rows), now_ms, dtype=np.int64), vals)

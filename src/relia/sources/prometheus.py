@@ -296,7 +296,10 @@ class PrometheusSource:
                 continue
             for series in result:
                 labels = {k: v for k, v in series.labels.items() if k != "__name__"}
-                sid = self.index.get_or_add(series.labels.get("__name__", query), labels)
+                name = series.labels.get("__name__", query)
+                sid = self.index.get_or_add(name, labels, source=self.name)
+                if sid is None:  # over max_series: this series is dropped, the others kept
+                    continue
                 # Guard against anything outside the asked range: a sample before it was
                 # returned by an earlier poll, one after it will be by a later one.
                 fresh = (series.ts >= start) & (series.ts <= end)

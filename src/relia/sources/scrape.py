@@ -103,15 +103,18 @@ def parse_exposition(
     extra_labels: dict[str, str] | None = None,
     *,
     openmetrics: bool | None = None,
+    source: str = "",
 ) -> MetricBatch:
     """Parse exposition text into a batch, registering every series in ``index``.
 
     Samples without a timestamp get ``now_ms``. ``extra_labels`` (e.g. ``job``, ``instance``) are
     added to every series; a scraped label of the same name is renamed ``exported_<name>``.
     ``openmetrics`` picks the parser; by default it is chosen by the ``# EOF`` line.
-    Raises :class:`SourceError` naming the offending line where it can be found.
+    Samples of a new series the index refuses (over its ``max_series``; counted for
+    ``source``) are left out. Raises :class:`SourceError` naming the offending line where it
+    can be found.
     """
-    return _parse(text, index, now_ms, extra_labels, openmetrics)[0]
+    return _parse(text, index, now_ms, extra_labels, openmetrics, source)[0]
 
 
 def _is_counter_sample(family: Any, sample: Any) -> bool:
@@ -126,6 +129,7 @@ def _parse(
     now_ms: int,
     extra_labels: dict[str, str] | None,
     openmetrics: bool | None,
+    source: str = "",
 ) -> tuple[MetricBatch, npt.NDArray[np.bool_]]:
     """:func:`parse_exposition`, and which of the samples are counters."""
     om = _is_openmetrics(text) if openmetrics is None else openmetrics
@@ -144,7 +148,10 @@ def _parse(
                     if k in labels:
                         labels[f"exported_{k}"] = labels.pop(k)
                     labels[k] = v
-                ids.append(index.get_or_add(sample.name, labels))
+                sid = index.get_or_add(sample.name, labels, source=source)
+                if sid is None:  # over max_series: this series' samples are dropped
+                    continue
+                ids.append(sid)
                 stamps.append(_ts_ms(sample.timestamp, now_ms))
                 values.append(float(sample.value))
                 counters.append(_is_counter_sample(family, sample))
@@ -229,7 +236,8 @@ class ScrapeSource:
         self._next_due: int | None = None
         self.instance = _instance(httpx.URL(url))
         self.target_labels = {"job": name, "instance": self.instance}
-        self.up_id = index.get_or_add("up", self.target_labels)
+        #: None while the index refuses it (over max_series): asked again each poll.
+        self.up_id = index.get_or_add("up", self.target_labels, source=name)
         #: The error text of the latest poll, ``None`` after a successful one.
         self.last_error: str | None = None
         #: Raw counter series seen so far -> their derived ``:rate`` series (a consumer that
@@ -290,7 +298,7 @@ class ScrapeSource:
         m = self.metrics
         try:
             text, om = self._fetch()
-            batch, is_counter = _parse(text, self.index, now_ms, self.target_labels, om)
+            batch, is_counter = _parse(text, self.index, now_ms, self.target_labels, om, self.name)
         except SourceError as exc:
             # Every error names the target (a parse error does not know the URL by itself).
             self.last_error = str(exc) if exc.where else f"{self.url}: {exc}"
@@ -299,7 +307,7 @@ class ScrapeSource:
                 m.up.labels(target=self.name).set(0)
                 m.failures.labels(target=self.name).inc()
                 m.duration.labels(target=self.name).set(time.monotonic() - started)
-            return MetricBatch.for_series(self.up_id, [now_ms], [0.0])
+            return self._up(now_ms, 0.0)
         self.last_error = None
         took = time.monotonic() - started
         if m is not None:
@@ -308,14 +316,24 @@ class ScrapeSource:
             m.samples.labels(target=self.name).set(len(batch))
         log.debug("scraped %s: %d samples in %.3fs", self.url, len(batch), took)
         rates = self._rates(batch, is_counter)
-        up = MetricBatch.for_series(self.up_id, [now_ms], [1.0])
-        return MetricBatch.concat([batch, rates, up])
+        return MetricBatch.concat([batch, rates, self._up(now_ms, 1.0)])
+
+    def _up(self, now_ms: int, value: float) -> MetricBatch:
+        if self.up_id is None:
+            self.up_id = self.index.get_or_add("up", self.target_labels, source=self.name)
+            if self.up_id is None:
+                return MetricBatch.empty()
+        return MetricBatch.for_series(self.up_id, [now_ms], [value])
 
     def _rate_id(self, sid: int) -> int:
+        """The id of the counter's rate series; -1 while the index refuses it (over
+        max_series: its rates are dropped, and the next scrape asks again)."""
         rid = self.counters.get(sid)
         if rid is None:
             name, labels = self.index.key(sid)
-            rid = self.index.get_or_add(name + RATE_SUFFIX, dict(labels))
+            rid = self.index.get_or_add(name + RATE_SUFFIX, dict(labels), source=self.name)
+            if rid is None:
+                return -1
             self.counters[sid] = rid
         return rid
 
@@ -345,4 +363,8 @@ class ScrapeSource:
             keep = math.isfinite(v) and (before is None or t > before[0])
             last[s] = (t, v) if keep or before is None else before
         self._last = {s: p for s, p in last.items() if math.isfinite(p[1])}
-        return MetricBatch(rate_ids[has_prev], ts[has_prev], np.asarray(rate, dtype=np.float64))
+        rate = np.asarray(rate, dtype=np.float64)
+        kept = rate_ids[has_prev] >= 0  # the rates of refused rate series are dropped
+        if not kept.all():
+            return MetricBatch(rate_ids[has_prev][kept], ts[has_prev][kept], rate[kept])
+        return MetricBatch(rate_ids[has_prev], ts[has_prev], rate)

@@ -936,3 +936,17 @@ def test_a_sinks_min_severity(tmp_path: Path) -> None:
         f"{path}:4: notify.sinks.1.min_severity: Input should be 'info', 'warning' or 'critical'"
         in str(info.value)
     )
+
+
+def test_the_readmes_relia_yaml_loads(tmp_path: Path) -> None:
+    # The README's annotated relia.yaml is what people copy: every setting in it must exist.
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"### relia\.yaml.*?```yaml\n(.*?)```", readme, re.S)
+    assert found is not None
+    path = tmp_path / "relia.yaml"
+    path.write_text(found.group(1))
+    cfg = load_config(path, environ={"RELIA_HOOK_SECRET": "a", "RELIA_PAGER_SECRET": "b"})
+    assert [s.name for s in cfg.notify.sinks] == ["am", "hook", "pager"]
+    assert cfg.notify.sinks[2].min_severity == "critical"

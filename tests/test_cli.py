@@ -54,6 +54,19 @@ def test_detect_summary_says_one_window_and_one_point_in_the_singular(tmp_path: 
     assert f"{src}: 400 points, 1 anomalous window (1 point) by mad" in result.stderr
 
 
+def test_detect_summary_names_the_part_of_the_detector_that_fired(tmp_path: Path) -> None:
+    src = tmp_path / "in.csv"
+    values = 10 + np.random.default_rng(2).normal(0, 0.5, 400)
+    values[300] += 30.0  # far past anything seen: default's new_range
+    pl.DataFrame({"timestamp": 1_700_000_000 + 60 * np.arange(400), "value": values}).write_csv(src)
+    result = runner.invoke(app, ["detect", str(src)])
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.stderr.splitlines() if "peak score" in line)
+    assert header.split("┃")[-1].strip() == "by"
+    row = next(line for line in result.stderr.splitlines() if "2023-11-15T03:13:20Z" in line)
+    assert row.split("│")[-1].strip() == "new_range"
+
+
 def test_detect_without_out_writes_csv_to_stdout_and_summary_to_stderr(tmp_path: Path) -> None:
     src = _series_csv(tmp_path / "in.csv")
     result = runner.invoke(app, ["detect", str(src), "-d", "mad"])

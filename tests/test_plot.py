@@ -76,9 +76,11 @@ def test_html_is_self_contained_with_the_windows_table(tmp_path: Path) -> None:
         AnomalyWindow(2, 3, int(ts[2]), int(ts[3]), 0.91234, 3),
         AnomalyWindow(6, 6, int(ts[6]) + 250, int(ts[6]) + 250, 1.0, 6),
     ]
+    detail.component[3] = 1  # the first window's peak: which part of the detector fired
     page = plot_series(
-        tmp_path / "p.html", ts, v, detail, flags, title="a <b> & c", windows=windows
-    ).read_text(encoding="utf-8")
+        tmp_path / "p.html", ts, v, detail, flags, title="a <b> & c", windows=windows,
+        components=("above", "new_range"),
+    ).read_text(encoding="utf-8")  # fmt: skip
     assert page.startswith("<!doctype html>")
     # Only the <svg> element goes in: no XML prolog, no DOCTYPE pointing at w3.org.
     assert "<?xml" not in page and "<!DOCTYPE svg" not in page
@@ -87,15 +89,16 @@ def test_html_is_self_contained_with_the_windows_table(tmp_path: Path) -> None:
     assert "<title>a &lt;b&gt; &amp; c</title>" in page and "<h2>a &lt;b&gt; &amp; c</h2>" in page
     assert "<h3>Anomalous windows (2)</h3>" in page
     assert (
-        "<tr><th>start (UTC)</th><th>end (UTC)</th><th>points</th><th>peak score</th></tr>" in page
+        "<tr><th>start (UTC)</th><th>end (UTC)</th><th>points</th><th>peak score</th><th>by</th>"
+        "</tr>" in page
     )
     assert (
-        "<tr><td>2023-11-14T22:15:20Z</td><td>2023-11-14T22:16:20Z</td><td>2</td><td>0.912</td></tr>"
-        in page
+        "<tr><td>2023-11-14T22:15:20Z</td><td>2023-11-14T22:16:20Z</td><td>2</td><td>0.912</td>"
+        "<td>new_range</td></tr>" in page
     )
     assert (
         "<tr><td>2023-11-14T22:19:20.250Z</td><td>2023-11-14T22:19:20.250Z</td><td>1</td>"
-        "<td>1.000</td></tr>" in page
+        "<td>1.000</td><td>–</td></tr>" in page
     )
 
 

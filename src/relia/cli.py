@@ -10,7 +10,7 @@ import contextlib
 import io
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -210,6 +210,7 @@ def detect(
         series = _from_prometheus(str(prometheus), query, start, end, step)
 
     thresholder = Thresholder(threshold)
+    components = create(detector).components  # names Detail.component's values
     multi = len(series) > 1
     remote: list[Any] | None = None
     if executor == "ray":
@@ -249,14 +250,14 @@ def detect(
             if multi and i < len(series) - 1:
                 sys.stdout.write("\n")
             sys.stdout.flush()
-        _summary(s.title, detector, s.values, detail, windows)
+        _summary(s.title, detector, s.values, detail, windows, components)
         if plot is not None:
             from relia.plot import plot_series
 
             target_plot = _numbered(plot, i)
             plot_series(
                 target_plot, s.ts, s.values, detail, flags,
-                title=f"{s.title} — {detector}", windows=windows,
+                title=f"{s.title} — {detector}", windows=windows, components=components,
             )  # fmt: skip
             err_console.print(f"wrote {target_plot}", markup=False)
 
@@ -442,8 +443,14 @@ def _from_prometheus(url: str, query: str | None, start: str, end: str, step: st
 
 
 def _summary(
-    title: str, detector: str, values: np.ndarray, detail: Any, windows: list[Any]
+    title: str,
+    detector: str,
+    values: np.ndarray,
+    detail: Any,
+    windows: list[Any],
+    components: Sequence[str],
 ) -> None:
+    from relia.detect.base import component_name
     from relia.timeparse import format_ms
 
     n_flagged = sum(w.end_index - w.start_index + 1 for w in windows)
@@ -456,7 +463,8 @@ def _summary(
     if not windows:
         return
     table = Table(show_edge=False, header_style="bold")
-    for col in ("start (UTC)", "end (UTC)", "points", "peak score", "value", "expected", "band"):
+    cols = ("start (UTC)", "end (UTC)", "points", "peak score", "value", "expected", "band", "by")
+    for col in cols:
         table.add_column(col)
     for w in windows[:50]:
         p = w.peak_index
@@ -468,6 +476,7 @@ def _summary(
         table.add_row(
             format_ms(w.start_ts), format_ms(w.end_ts), str(w.end_index - w.start_index + 1),
             f"{w.peak_score:.3f}", f"{values[p]:.4g}", f"{detail.expected[p]:.4g}", band,
+            component_name(components, int(detail.component[p])),
         )  # fmt: skip
     err_console.print(table)
     if len(windows) > 50:

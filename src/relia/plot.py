@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from relia.detect.base import Detail
+from relia.detect.base import Detail, component_name
 from relia.detect.threshold import AnomalyWindow
 from relia.errors import DataError
 from relia.timeparse import format_ms
@@ -73,8 +73,11 @@ def plot_series(
     *,
     title: str,
     windows: list[AnomalyWindow] | None = None,
+    components: Sequence[str] = (),
 ) -> Path:
-    """Draw the series, its expected band and its anomalies to ``path`` (.png or .html)."""
+    """Draw the series, its expected band and its anomalies to ``path`` (.png or .html); the
+    HTML page's table names the part of the detector that fired at each window's peak
+    (``components``: the detector's component names)."""
     out = Path(path)
     suffix = out.suffix.lower()
     if suffix not in (".png", ".html", ".htm"):
@@ -88,7 +91,8 @@ def plot_series(
         else:
             buf = io.StringIO()
             fig.savefig(buf, format="svg")  # type: ignore[attr-defined]
-            out.write_text(_html_page(title, buf.getvalue(), windows or []), encoding="utf-8")
+            page = _html_page(title, buf.getvalue(), windows or [], detail, components)
+            out.write_text(page, encoding="utf-8")
     except OSError as exc:
         raise DataError(f"cannot write plot: {exc.strerror}", where=str(out)) from None
     finally:
@@ -118,11 +122,19 @@ td,th{{border-bottom:1px solid #ddd;padding:4px 12px;text-align:left}}
 """
 
 
-def _html_page(title: str, svg: str, windows: list[AnomalyWindow]) -> str:
+def _html_page(
+    title: str,
+    svg: str,
+    windows: list[AnomalyWindow],
+    detail: Detail,
+    components: Sequence[str],
+) -> str:
     rows = "".join(
         f"<tr><td>{format_ms(w.start_ts)}</td><td>{format_ms(w.end_ts)}</td>"
-        f"<td>{w.end_index - w.start_index + 1}</td><td>{w.peak_score:.3f}</td></tr>"
+        f"<td>{w.end_index - w.start_index + 1}</td><td>{w.peak_score:.3f}</td>"
+        f"<td>{html.escape(component_name(components, int(detail.component[w.peak_index])))}"
+        "</td></tr>"
         for w in windows
     )
-    header = ("start (UTC)", "end (UTC)", "points", "peak score")
+    header = ("start (UTC)", "end (UTC)", "points", "peak score", "by")
     return html_page(title, svg, f"Anomalous windows ({len(windows)})", header, rows)

@@ -20,6 +20,7 @@ Scores are in [0, 1], higher is more anomalous. Deciding yes/no is the threshold
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -29,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from relia.errors import DataError, DetectorError
 
-__all__ = ["Detail", "Detector", "DetectorConfig", "State"]
+__all__ = ["Detail", "Detector", "DetectorConfig", "State", "component_name"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -37,6 +38,11 @@ State = dict[str, np.ndarray[Any, Any]]
 
 #: Spacing used for points given without timestamps (one second), in ms.
 DEFAULT_STEP_MS = 1000
+
+
+def component_name(components: Sequence[str], index: int) -> str:
+    """The name of the part of a detector that fired (``Detail.component``), "–" for none."""
+    return components[index] if 0 <= index < len(components) else "–"
 
 
 class DetectorConfig(BaseModel):

@@ -79,19 +79,23 @@ def young_table() -> str:
     first = next(iter(next(iter(d["detectors"].values())).values()))["ages"]
     bands = [f"{b['from']:,}–{b['to']:,}" for b in first]
     rows = [
-        "| detector | case | " + " | ".join(bands) + " | per series |",
-        "|---|---|" + "---|" * len(bands) + "---|",
+        "| detector | case | " + " | ".join(bands) + " | per series | critical |",
+        "|---|---|" + "---|" * len(bands) + "---|---|",
     ]
     for name, cases in d["detectors"].items():
         for case, r in cases.items():
             cells = " | ".join(f"{b['per_10k_points']:.1f}" for b in r["ages"])
-            rows.append(f"| `{name}` | {case} | {cells} | {r['alarms_per_series']:.2f} |")
+            rows.append(
+                f"| `{name}` | {case} | {cells} | {r['alarms_per_series']:.2f} "
+                f"| {r['critical_per_series']:.2f} |"
+            )
     text = (
         f"`python bench/young.py`: false alarms at the default threshold ({d['threshold']:g}) on "
         f"series with nothing in them, per 10,000 points of each age ({d['seeds']} seeded series "
         f"of {d['points']:,} {d['step_s'] // 60}-minute points per case; see docs/detectors.md). "
         "A young series has shown little of its noise: `default`'s are all `new_range`, records "
-        "of the noise in a series' first days."
+        "of the noise in a series' first days, and score under 0.9 (warning, not critical) while "
+        "the series is under 3,000 points old; `critical` counts those scoring 0.9 or more."
     )
     heading = "### False alarms while a series is young\n\n"
     return heading + textwrap.fill(text, width=100) + "\n\n" + "\n".join(rows) + "\n"

@@ -11,8 +11,9 @@ This measures how much more, where nothing is wrong: each of ``--seeds`` seeded 
 ``--points`` 5-minute points is scored by a fresh detector, and every point scoring at least
 ``--threshold`` (the ``Thresholder`` default, 0.5, unless given) is a false alarm. They are counted
 by the point's age (its index in the series) in the bands of ``AGES`` and reported per 10,000
-points of that age, with the component that fired. Several detectors (``--detector``, repeatable)
-are measured on the same series in one run.
+points of that age, with the component that fired, and how many of them score 0.9 or more (what
+relia calls critical: ``relia.incidents.model.severity_for_score``). Several detectors
+(``--detector``, repeatable) are measured on the same series in one run.
 
 The series (all normal by construction):
 
@@ -45,6 +46,8 @@ AGES = (0, 300, 1_000, 3_000, 10_000, 20_000, 100_000)
 STEP_MS = 300_000
 T0_MS = 1_700_000_000_000
 PER_DAY = 86_400_000 // STEP_MS
+#: Score from which a finding is critical (relia.incidents.model.severity_for_score).
+CRITICAL = 0.9
 
 
 def _gaussian(rng: np.random.Generator, n: int) -> np.ndarray[Any, Any]:
@@ -77,12 +80,14 @@ def measure(detector: str, seeds: int, points: int, threshold: float) -> dict[st
     cases: dict[str, Any] = {}
     for name, make in CASES.items():
         alarms = np.zeros(len(edges) - 1, dtype=np.int64)
+        critical = 0
         by_component: dict[str, int] = {}
         for seed in range(seeds):
             values = make(np.random.default_rng(seed), points)
             detail = create(detector).score_detail(values, ts)
             hit = np.flatnonzero(detail.score >= threshold)
             alarms += np.histogram(hit, edges)[0]
+            critical += int(np.count_nonzero(detail.score[hit] >= CRITICAL))
             for c in detail.component[hit].tolist():
                 label = components[c] if c >= 0 else "-"
                 by_component[label] = by_component.get(label, 0) + 1
@@ -98,6 +103,7 @@ def measure(detector: str, seeds: int, points: int, threshold: float) -> dict[st
             )
         cases[name] = {
             "alarms_per_series": round(float(alarms.sum()) / seeds, 3),
+            "critical_per_series": round(critical / seeds, 3),
             "by_component": dict(sorted(by_component.items())),
             "ages": bands,
         }
@@ -115,6 +121,7 @@ def print_table(doc: dict[str, Any], detector: str, console: Console) -> None:
     for band in first["ages"]:
         table.add_column(f"{band['from']:,}–{band['to']:,}", justify="right")
     table.add_column("per series", justify="right")
+    table.add_column("critical", justify="right")
     table.add_column("by")
     for name, case in cases.items():
         by = ", ".join(f"{k} {v}" for k, v in case["by_component"].items()) or "-"
@@ -122,6 +129,7 @@ def print_table(doc: dict[str, Any], detector: str, console: Console) -> None:
             name,
             *(f"{b['per_10k_points']:.1f}" for b in case["ages"]),
             f"{case['alarms_per_series']:.2f}",
+            f"{case['critical_per_series']:.2f}",
             by,
         )
     console.print(table)

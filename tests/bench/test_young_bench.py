@@ -30,6 +30,7 @@ def test_young_counts_every_alarm_once_by_age_and_component(tmp_path: Path) -> N
         total = sum(b["alarms_per_series"] for b in bands)
         assert total == pytest.approx(case["alarms_per_series"])
         assert sum(case["by_component"].values()) == pytest.approx(2 * total)
+        assert 0 <= case["critical_per_series"] <= case["alarms_per_series"]
     # Heavy tails make a median/MAD detector alarm: the count is not trivially zero.
     assert cases["student_t3"]["alarms_per_series"] > cases["gaussian"]["alarms_per_series"]
 

@@ -529,6 +529,23 @@ def test_new_range_component_fires_on_a_new_extreme() -> None:
     assert d.score[1500] >= 0.9
 
 
+def test_a_record_is_surer_the_older_the_series() -> None:
+    # Of n exchangeable points the newest is a record with probability 1/n: a young series'
+    # records are weak evidence (bench/young.py), so new_range starts at the alarm level and
+    # reaches 0.9 once the series is _NEW_RANGE_MATURE points old, rarer breaks higher.
+    def record_score(at: int, above: float) -> float:
+        values = _noise(at + 1, 5)
+        values[at] = float(np.max(values[:at])) + above * float(np.ptp(values[:at]))
+        d = Adaptive().score_detail(values, _ts(at + 1))
+        assert d.component[at] == NEW_RANGE
+        return float(d.score[at])
+
+    young, mid, old = (record_score(at, 0.1) for at in (300, 1500, 4000))
+    assert 0.5 <= young < mid < 0.9 <= old
+    # A break of several ranges is sure whatever the series' age.
+    assert record_score(300, 5.0) >= 0.9
+
+
 def test_no_scores_before_min_samples() -> None:
     values = _noise(100)
     values[10] = 1e6

@@ -211,9 +211,10 @@ def test_level_shifts_become_the_new_normal() -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="8 SD spikes and dips inside the daily range score 0.09-0.18 (components above/below); "
-    "only those that also leave the range seen so far fire (new_range, 0.5 and up). With new_range off, "
-    "even a 40 SD lone spike on 10 days of Gaussian noise scores 0.45 (0.40 with a daily cycle "
-    "of 10 SD): past the largest surprise seen, the calibration extrapolates a heavy tail",
+    "only those that also leave the range seen so far fire (new_range, 0.5 and up). With "
+    "new_range off, even a 40 SD lone spike on 10 days of Gaussian noise scores 0.45 (0.40 "
+    "with a daily cycle of 10 SD): past the largest surprise seen, the calibration "
+    "extrapolates a heavy tail",
 )
 def test_spikes_and_dips_are_caught() -> None:
     assert_caught(syn.spikes_and_dips)
@@ -292,8 +293,8 @@ def test_a_burst_on_the_first_day_is_not_forecast_every_day() -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="a drift of 1 SD per day makes a new high every few hours; when noise puts such a "
-    "point 3-5 SD above the forecast, new_range fires (0.5 and up): 23 false alarms in 23,220 normal "
-    "points over 3 seeds (9.9 per 10k; allowed 12), spread over days 1-21",
+    "point 3-5 SD above the forecast, new_range fires (0.5 and up): 23 false alarms in 23,220 "
+    "normal points over 3 seeds (9.9 per 10k; allowed 12), spread over days 1-21",
 )
 def test_slow_drift_is_not_an_anomaly() -> None:
     assert_quiet(syn.drift_then_ramp)

@@ -37,13 +37,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relia.config import IncidentsConfig
-from relia.incidents.model import Finding, FindingKind, Incident, IncidentStatus, Severity
+from relia.incidents.model import (
+    SEVERITY_RANK,
+    Finding,
+    FindingKind,
+    Incident,
+    IncidentStatus,
+    Severity,
+)
 
 __all__ = ["IncidentCorrelator", "finding_labels", "key_labels", "rank_causes"]
 
 LabelsOf = Callable[[Finding], Mapping[str, str]]
 
-_SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 _SEVERITY_WEIGHT = {Severity.INFO: 0.0, Severity.WARNING: 0.5, Severity.CRITICAL: 1.0}
 # A label value that stands for "the same key" in the identity sets: a key without any of the
 # group_by labels (a host metric, a log file) still groups with itself.
@@ -180,7 +186,7 @@ def _fold(per_key: dict[str, dict[str, Any]], f: Finding, nodes: frozenset[str])
     if f.score > k["score"]:
         k["summary"] = f.summary
     k["onset"] = min(k["onset"], f.start)
-    if _SEVERITY_RANK[f.severity] > _SEVERITY_RANK[k["severity"]]:
+    if SEVERITY_RANK[f.severity] > SEVERITY_RANK[k["severity"]]:
         k["severity"] = f.severity
     k["score"] = max(k["score"], f.score)
     if not nodes <= k["nodes"]:
@@ -196,7 +202,7 @@ def _fold_summary(per_key: dict[str, dict[str, Any]], key: str, other: Mapping[s
     if other["score"] > k["score"]:
         k["summary"] = other["summary"]
     k["onset"] = min(k["onset"], other["onset"])
-    if _SEVERITY_RANK[other["severity"]] > _SEVERITY_RANK[k["severity"]]:
+    if SEVERITY_RANK[other["severity"]] > SEVERITY_RANK[k["severity"]]:
         k["severity"] = other["severity"]
     k["score"] = max(k["score"], other["score"])
     if not other["nodes"] <= k["nodes"]:
@@ -551,7 +557,7 @@ class IncidentCorrelator:
             keep.nodes |= st.nodes
             if st.severity_floor is not None and (
                 keep.severity_floor is None
-                or _SEVERITY_RANK[st.severity_floor] > _SEVERITY_RANK[keep.severity_floor]
+                or SEVERITY_RANK[st.severity_floor] > SEVERITY_RANK[keep.severity_floor]
             ):
                 keep.severity_floor = st.severity_floor
             # Its keys in their first order (its kept ids no longer give it: some were dropped).
@@ -735,13 +741,13 @@ class IncidentCorrelator:
         severities = [k["severity"] for k in st.per_key.values()]
         if st.severity_floor is not None:
             severities.append(st.severity_floor)
-        severity = max(severities, key=_SEVERITY_RANK.__getitem__)
+        severity = max(severities, key=SEVERITY_RANK.__getitem__)
         shared = st.shared if st.shared is not None else frozenset()
         labels = {n: v for n, v in sorted(shared) if n != _KEY}
         cause = _rank(st.per_key, self._dependents, MAX_CAUSES)
         keys = self._keys(st)
         start, end = self._span(st)
-        if prev is not None and _SEVERITY_RANK[severity] > _SEVERITY_RANK[prev.severity]:
+        if prev is not None and SEVERITY_RANK[severity] > SEVERITY_RANK[prev.severity]:
             bump = True
         fields: dict[str, Any] = {
             "id": st.id,

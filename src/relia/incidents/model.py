@@ -15,6 +15,7 @@ __all__ = [
     "Incident",
     "IncidentStatus",
     "OPEN_INCIDENTS_MAX",
+    "SEVERITY_RANK",
     "Severity",
     "severity_for_score",
 ]
@@ -35,6 +36,10 @@ class Severity(StrEnum):
     INFO = "info"
     WARNING = "warning"
     CRITICAL = "critical"
+
+
+#: The severities in order, least first: compare ``SEVERITY_RANK[a] > SEVERITY_RANK[b]``.
+SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 
 
 def severity_for_score(score: float) -> Severity:

@@ -19,17 +19,15 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
-from relia.incidents.model import Incident, Severity
+from relia.incidents.model import SEVERITY_RANK, Incident, Severity
 from relia.notify.outbox import OutboxItem, notifications_for
 
 __all__ = ["HeardStore", "SeverityRouting", "reaches"]
 
-_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
-
 
 def reaches(severity: Severity | str, minimum: Severity | str) -> bool:
     """Whether ``severity`` is at least ``minimum`` (info < warning < critical)."""
-    return _RANK[Severity(severity)] >= _RANK[Severity(minimum)]
+    return SEVERITY_RANK[Severity(severity)] >= SEVERITY_RANK[Severity(minimum)]
 
 
 class HeardStore(Protocol):

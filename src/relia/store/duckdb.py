@@ -1023,8 +1023,7 @@ class DuckDBStore:
         resolved before it; delivered or failed outbox items finished before it (a failed item
         finished when it was given up, its ``next_attempt_at``), but for the item of a remaining
         incident's current version and each sink's newest item of a remaining incident; then
-        findings ending before it that no remaining incident
-        lists. Counts deleted per kind.
+        findings ending before it that no remaining incident lists. Counts deleted per kind.
 
         Set-based deletes without secondary indexes: DuckDB scans a column quickly (min/max per
         row group skip most of it), and an index on ``end_ts`` or ``status`` would turn the

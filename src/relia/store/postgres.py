@@ -894,8 +894,7 @@ class PostgresStore:
         resolved before it; delivered or failed outbox items finished before it (a failed item
         finished when it was given up, its ``next_attempt_at``), but for the item of a remaining
         incident's current version and each sink's newest item of a remaining incident; then
-        findings ending before it that no remaining incident
-        lists. Counts deleted per kind.
+        findings ending before it that no remaining incident lists. Counts deleted per kind.
 
         Each delete reads an index (migration 0007, ``findings_end``, the incidents' primary key);
         the findings still listed by an incident are one hashed set (an anti-join), not a lookup

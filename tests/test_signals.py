@@ -320,3 +320,38 @@ def test_refusals_are_logged_once_then_at_most_once_a_minute(
         index.get_or_add("kept")
         assert len(caplog.records) == 2
     assert index.refused() == {"remote_write": 5, "": 1, "scrape": 1}
+
+
+def test_forgotten_series_free_their_place_and_come_back_under_the_same_id() -> None:
+    index = SeriesIndex(max_series=2)
+    a = index.get_or_add("cpu", {"host": "a"})
+    b = index.get_or_add("cpu", {"host": "b"})
+    assert a is not None and b is not None
+    assert index.get_or_add("cpu", {"host": "c"}) is None
+    assert index.forget([a, 12345]) == 1  # an unknown id is ignored
+    assert a not in index and len(index) == 1
+    assert index.find("cpu", {"host": "a"}) is None
+    # Its place is free: a new series is taken, and the forgotten one, named again, is new too.
+    c = index.get_or_add("cpu", {"host": "c"})
+    assert c is not None
+    assert index.get_or_add("cpu", {"host": "a"}) is None  # the limit holds again
+    index.forget([c])
+    assert index.get_or_add("cpu", {"host": "a"}) == a  # ids are hashes of the key
+    assert index.get_or_add("cpu", {"host": "b"}) == b
+
+
+def test_a_forgotten_series_is_still_named_until_the_next_forget() -> None:
+    index = SeriesIndex()
+    a = index.get_or_add("cpu", {"host": "a"})
+    b = index.get_or_add("cpu", {"host": "b"})
+    assert a is not None and b is not None
+    index.forget([a])
+    # A sample resolved to its id just before it was forgotten can still be named and stored.
+    assert index.key(a) == ("cpu", (("host", "a"),))
+    assert a not in index
+    index.add(a, "cpu", {"host": "a"})  # the engine takes it back
+    assert a in index and index.find("cpu", {"host": "a"}) == a
+    index.forget([b])
+    index.forget([])
+    with pytest.raises(DataError, match="unknown series id"):
+        index.key(b)  # the tombstone lasts one forget

@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -86,12 +86,17 @@ class SeriesIndex:
     Ids are derived from the key (a hash), so two indexes built apart agree on every id.
     Thread-safe: sources on several threads may register series at once.
 
-    Every series registered is kept for good (here, in the engine's detector state and in the
-    store), so ``max_series`` caps how many :meth:`get_or_add` registers: past it a *new* series
-    is refused (``None``) while every known one keeps its id. :meth:`add` (series the store
-    already holds) is never refused, so a restart with a lower cap keeps what was accepted and
-    refuses only what is new. Refusals are counted per source (:meth:`refused`) and logged: one
-    WARNING at the first, then at most one every ``warn_every_s`` while they go on.
+    A series stays registered until :meth:`forget` drops it (the engine forgets series that sent
+    nothing for ``forget_after``), so ``max_series`` caps how many :meth:`get_or_add` registers:
+    past it a *new* series is refused (``None``) while every known one keeps its id. :meth:`add`
+    (series the store already holds) is never refused, so a restart with a lower cap keeps what
+    was accepted and refuses only what is new. Refusals are counted per source (:meth:`refused`)
+    and logged: one WARNING at the first, then at most one every ``warn_every_s`` while they go
+    on.
+
+    A forgotten series keeps a tombstone until the next :meth:`forget`: :meth:`key` still names
+    it, so a sample a source resolved to its id just before it was forgotten can still be stored
+    under its name (the engine then registers it again with :meth:`add`).
     """
 
     def __init__(
@@ -105,6 +110,8 @@ class SeriesIndex:
             raise ValueError(f"max_series must be a positive integer, got {max_series}")
         self._by_id: dict[int, SeriesKey] = {}
         self._by_key: dict[SeriesKey, int] = {}
+        # Series dropped by the latest forget(): still named by key() (see the class docstring).
+        self._forgotten: dict[int, SeriesKey] = {}
         self._lock = threading.Lock()
         #: The most series :meth:`get_or_add` registers (None: no limit).
         self.max_series = max_series
@@ -137,6 +144,7 @@ class SeriesIndex:
                     raise DataError(f"series id collision between {other} and {key}")
                 self._by_id[sid] = key
                 self._by_key[key] = sid
+                self._forgotten.pop(sid, None)
                 return sid
             self._refused[source] = self._refused.get(source, 0) + 1
             self._refused_unlogged += 1
@@ -170,13 +178,34 @@ class SeriesIndex:
         with self._lock:
             self._by_id[int(series_id)] = key
             self._by_key[key] = int(series_id)
+            self._forgotten.pop(int(series_id), None)
+
+    def forget(self, series_ids: Iterable[int]) -> int:
+        """Drop these series (ids not registered are ignored); returns how many were dropped.
+
+        They no longer count against ``max_series``, and one named again registers anew under
+        the same id (ids are hashes of the key). Each keeps a tombstone until the next call, so
+        :meth:`key` still names it meanwhile."""
+        with self._lock:
+            gone: dict[int, SeriesKey] = {}
+            for sid in series_ids:
+                key = self._by_id.pop(int(sid), None)
+                if key is not None:
+                    del self._by_key[key]
+                    gone[int(sid)] = key
+            self._forgotten = gone
+        return len(gone)
 
     def key(self, series_id: int) -> SeriesKey:
-        """The key of a registered series; :class:`DataError` if unknown."""
-        try:
-            return self._by_id[int(series_id)]
-        except KeyError:
-            raise DataError(f"unknown series id {series_id}") from None
+        """The key of a registered series, or of one dropped by the latest :meth:`forget`;
+        :class:`DataError` if unknown."""
+        sid = int(series_id)
+        found = self._by_id.get(sid)
+        if found is None:
+            found = self._forgotten.get(sid)
+            if found is None:
+                raise DataError(f"unknown series id {series_id}")
+        return found
 
     def name(self, series_id: int) -> str:
         return self.key(series_id)[0]

@@ -628,3 +628,19 @@ def test_a_request_of_only_refused_series_keeps_nothing() -> None:
     kept = dec.decode(encode([({"__name__": "old"}, [(T0, 1.0)])]))
     assert kept.batch.series_id.tolist() == [7] and kept.refused_series == 0
     assert index.refused() == {"rw": 4}
+
+
+def test_a_forgotten_series_is_registered_anew_when_written_again() -> None:
+    dec, index = _decoder()
+    series = [
+        ({"__name__": "cpu", "pod": "a"}, [(T0, 1.0)]),
+        ({"__name__": "cpu", "pod": "b"}, [(T0, 2.0)]),
+    ]
+    got = dec.decode(encode(series))
+    a, b = got.batch.series_id.tolist()
+    index.forget([a])
+    assert dec.forget([a, 999]) == 1 and dec.known_keys == 1
+    again = dec.decode(encode(series))
+    assert again.new_series == 1 and again.batch.series_id.tolist() == [a, b]
+    assert a in index and dec.known_keys == 2
+    assert dec.forget([]) == 0

@@ -200,3 +200,14 @@ def test_series_over_the_limit_are_dropped_and_the_rest_of_the_poll_kept() -> No
     second = source.poll(1_002_000)
     assert by_name(index, second) == first
     assert len(index) == 3 and index.refused()["host"] > 0
+
+
+def test_forgotten_series_are_registered_anew_when_polled_again() -> None:
+    index = SeriesIndex()
+    source = HostSource(index, ps=FakePsutil(), hostname="box")
+    first = set(source.poll(1_000_000).series_id.tolist())
+    index.forget(first)
+    source.forget(first)
+    assert len(index) == 0
+    again = set(source.poll(1_001_000).series_id.tolist())
+    assert first <= again and first <= set(index)

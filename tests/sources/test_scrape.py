@@ -715,3 +715,23 @@ def test_parse_exposition_leaves_out_refused_series() -> None:
     batch = parse_exposition(TEXT, index, NOW, source="file")
     assert len(batch) == 2 and len(index) == 2
     assert index.refused() == {"file": 5}
+
+
+def test_forgotten_series_are_registered_anew_when_the_target_serves_them_again() -> None:
+    index = SeriesIndex()
+    pages = [_counter_page(1000), _counter_page(1300), _counter_page(1330), _counter_page(1360)]
+    source = ScrapeSource("app", "http://h:9100/metrics", index, transport=_pages(*pages))
+    source.poll(NOW)
+    source.poll(NOW + 15_000)
+    everything = list(index)
+    assert len(source.counters) == 1 and source.up_id in everything
+    # The engine forgot every series (say the target was away for a week).
+    index.forget(everything)
+    source.forget(everything)
+    assert source.counters == {} and source.up_id is None
+    back = as_dict(index, source.poll(NOW + 30_000))
+    assert RATE not in back  # the counter starts afresh: no rate across what was forgotten
+    assert 'up{instance="h:9100",job="app"}' in back and RAW in back
+    later = as_dict(index, source.poll(NOW + 45_000))
+    assert later[RATE][1] == pytest.approx(2.0)
+    assert set(everything) <= set(index)  # the same ids again (hashes of the keys)

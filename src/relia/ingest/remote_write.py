@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import cramjam
@@ -183,6 +184,19 @@ class RemoteWriteDecoder:
     def known_keys(self) -> int:
         """How many distinct label encodings have been seen."""
         return len(self._keys)
+
+    def forget(self, series_ids: Collection[int]) -> int:
+        """Drop the remembered label encodings of these series, so a request naming one again
+        registers it in the index anew (the engine forgot it); returns how many went."""
+        gone = np.fromiter(series_ids, np.int64)
+        if not len(gone):
+            return 0
+        with self._lock:
+            keep = ~np.isin(self._sids, gone)
+            n = len(keep) - int(np.count_nonzero(keep))
+            if n:
+                self._keys, self._sids = self._keys[keep], self._sids[keep]
+        return n
 
     def decompress(self, body: bytes) -> bytes:
         """Snappy block format → bytes; :class:`DataError` when corrupt or over the limit."""

@@ -11,6 +11,7 @@ a failing tick.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -123,6 +124,11 @@ class IngestSource:
         self.queue.commit(token)
         if self.metrics is not None:
             _observe_since_receipt(self.metrics.lag, token)
+
+    def forget(self, series_ids: Collection[int]) -> None:
+        """The engine forgot these series: the decoder resolves them afresh when named again."""
+        if self.decoder is not None:
+            self.decoder.forget(series_ids)
 
     def close(self) -> None:
         self.queue.close()

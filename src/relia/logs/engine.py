@@ -39,7 +39,7 @@ import json
 import logging
 import re
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -177,6 +177,13 @@ class LogPipeline:
         self._started = True
         if states:
             log.info("resumed %d log files", sum(1 for s in self.config.files if s.label in states))
+
+    def forget(self, series_ids: Collection[int]) -> None:
+        """The engine forgot these series (templates that stopped occurring): a template that
+        occurs again is registered anew."""
+        gone = set(series_ids)
+        for f in self._files:
+            f.series = {t: sid for t, sid in f.series.items() if sid not in gone}
 
     def close(self) -> None:
         """Close the files (the state is already in the store)."""

@@ -19,6 +19,10 @@ class MetricSource(Protocol):
     :class:`relia.errors.SourceError` with the source's name in the message; a source made of
     several independent parts (the queries of a Prometheus source) raises
     :class:`PartialPollError` when only some failed, carrying what the others returned.
+
+    A source that remembers series ids (to skip the index on every poll) also has
+    ``forget(series_ids)``: the engine calls it when it forgets series that sent nothing for
+    ``forget_after``, and the source must ask the index again if one of them returns.
     """
 
     name: str

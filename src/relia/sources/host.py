@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import socket
+from collections.abc import Collection
 from types import ModuleType
 from typing import Any
 
@@ -83,6 +84,11 @@ class HostSource:
         ps.cpu_percent(interval=None)
         if per_cpu:
             ps.cpu_percent(interval=None, percpu=True)
+
+    def forget(self, series_ids: Collection[int]) -> None:
+        """The engine forgot these series (a disk or interface gone): asked anew if they return."""
+        gone = set(series_ids)
+        self._ids = {k: sid for k, sid in self._ids.items() if sid not in gone}
 
     def _sid(self, metric: str, **labels: str) -> int:
         """The series' id; -1 while the index refuses it (over max_series: :meth:`poll` drops

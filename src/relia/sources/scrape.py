@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import httpx
@@ -255,6 +255,17 @@ class ScrapeSource:
 
     def close(self) -> None:
         self._http.close()
+
+    def forget(self, series_ids: Collection[int]) -> None:
+        """The engine forgot these series: a counter (or its rate) that returns is registered
+        anew, and its first sample after the return starts its rate afresh."""
+        gone = set(series_ids)
+        self.counters = {
+            sid: rid for sid, rid in self.counters.items() if sid not in gone and rid not in gone
+        }
+        self._last = {sid: v for sid, v in self._last.items() if sid not in gone}
+        if self.up_id in gone:
+            self.up_id = None
 
     def _fetch(self) -> tuple[str, bool | None]:
         try:

@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relia.detect import create
 from relia.detect.adaptive import Adaptive
@@ -354,3 +356,97 @@ def test_rows_added_by_growth_have_seen_nothing() -> None:
         assert table.state_dict(s)["last_ts"] is None and table.n_seen(s) == 0
         assert table.checkpoint(s) == pack(create("default").state_dict())
     assert table.changed_ids() == [1]
+
+
+# -- forgetting idle series ------------------------------------------------------------------
+
+
+def _fresh_state() -> bytes:
+    return pack(create("default").state_dict())
+
+
+@settings(max_examples=40)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_series=st.integers(1, 10),
+    capacity=st.sampled_from([1, 8, 64]),
+    data=st.data(),
+)
+def test_forgetting_leaves_the_others_exact_and_a_forgotten_series_starts_afresh(
+    seed: int, n_series: int, capacity: int, data: st.DataObject
+) -> None:
+    # The reference table never forgets: each life of a series (from its start or from its last
+    # forgetting) is a series of its own there, so it scores as a fresh row would.
+    rng = np.random.default_rng(seed)
+    ids = ((np.arange(1, n_series + 1) * 2_654_435_761 + seed) % 2**40).tolist()  # distinct
+    sid, ts, val = _interleave(_series(n_series, 40, seed), ids, seed)
+    n_ticks = data.draw(st.integers(1, 8), "ticks")
+    cuts = np.sort(rng.choice(np.arange(len(sid) + 1), n_ticks - 1))
+    bounds = [0, *cuts.tolist(), len(sid)]
+    table = table_for(create("default"), capacity=capacity)
+    ref = table_for(create("default"))
+    assert table is not None and ref is not None
+    life = dict.fromkeys(ids, 0)
+    held: set[int] = set()
+
+    def alias(s: int) -> int:
+        return s + life[s] * 2**41  # the reference's id of this life of s
+
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        got = table.update_many(sid[a:b], ts[a:b], val[a:b])
+        want = ref.update_many([alias(s) for s in sid[a:b].tolist()], ts[a:b], val[a:b])
+        for k in ("score", "expected", "lower", "upper", "component"):
+            np.testing.assert_array_equal(getattr(got, k), getattr(want, k), err_msg=k)
+        held |= set(sid[a:b].tolist())
+        gone = data.draw(st.lists(st.sampled_from([*ids, -7]), max_size=n_series), "forget")
+        before = table.capacity
+        assert table.forget(gone) == len(held & set(gone))
+        for s in set(gone) & set(ids):
+            life[s] += 1
+        held -= set(gone)
+        assert sorted(table.series_ids) == sorted(held) and len(table) == len(held)
+        after, floor = table.capacity, max(64, capacity)
+        assert after == before or floor <= after < before  # shrinks, but not below the floor
+        assert (after < before) == (len(table) < before // 4 and before > floor)
+        assert -7 not in table
+        clear = data.draw(st.booleans(), "clear")
+        live = {alias(s): s for s in held}
+        ref_changed = {live[r] for r in ref.changed_ids(clear) if r in live}
+        assert sorted(table.changed_ids(clear)) == sorted(ref_changed)
+        order = sorted(held)
+        want_ck = ref.checkpoints([alias(s) for s in order])
+        assert table.checkpoints(order) == {s: want_ck[alias(s)] for s in order}
+        for s in order:
+            assert table.n_seen(s) == ref.n_seen(alias(s))
+            assert table.last_ts(table.rows([s], create=False)).tolist() == [
+                int(ts[:b][sid[:b] == s].max())
+            ]
+
+
+def test_forgetting_most_rows_shrinks_the_arrays_and_freed_rows_are_fresh() -> None:
+    table = table_for(create("default"))
+    untouched = table_for(create("default"))
+    assert table is not None and untouched is not None
+    ids = np.arange(1, 1001, dtype=np.int64)
+    for k in range(30):
+        v = np.sin(ids * 0.1 + k) + (k == 20) * 9.0
+        t = np.full(len(ids), T0 + k * MIN, np.int64)
+        table.update_many(ids, t, v)
+        untouched.update_many(ids, t, v)
+    assert table.capacity >= 1000
+    assert table.forget([]) == 0 and table.forget([5000, -1]) == 0 and len(table) == 1000
+    assert table.forget(ids[::2]) == 500 and table.capacity >= 1000  # half used: kept
+    assert table.forget(ids[1:950:2]) == 475  # 25 of >= 1000 rows used: shrinks, to >= 64
+    assert len(table) == 25 and 64 <= table.capacity <= 128
+    kept = ids[951::2].tolist()
+    assert table.series_ids == kept  # in the order their rows were made
+    assert table.checkpoints(kept) == untouched.checkpoints(kept)
+    assert sorted(table.changed_ids()) == kept
+    # Rows freed by forgetting (shrunk or in place) are like rows never used.
+    assert table.forget([kept[0]]) == 1
+    rows = table.rows([2, 3, kept[0]])
+    assert table.last_ts(rows).tolist() == [NO_TS] * 3
+    for s in (2, 3, kept[0]):
+        assert table.checkpoint(s) == _fresh_state() and table.n_seen(s) == 0
+    assert table.changed_ids() == []
+    assert 2 not in untouched or untouched.n_seen(2) == 30

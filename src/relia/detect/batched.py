@@ -56,6 +56,8 @@ class DetectorTable(ABC):
         self._ids: list[int] = []
         self._index: tuple[IntArray, IntArray] | None = None  # sorted ids and their rows
         cap = max(1, int(capacity))
+        # forget() shrinks the arrays no lower than this.
+        self._min_capacity = max(64, cap)
         self._state: State = {k: _filled(v, cap) for k, v in self._template.items()}
         self._n_seen = np.zeros(cap, np.int64)
         self._last_ts = np.full(cap, NO_TS, np.int64)
@@ -254,6 +256,61 @@ class DetectorTable(ABC):
         """Load a packed checkpoint (``relia.detect.checkpoint.pack``) into one series."""
         self.load_state_dict(series_id, unpack(blob))
 
+    def forget(self, series_ids: npt.ArrayLike) -> int:
+        """Drop the rows of these series (ids without a row are ignored); returns how many.
+
+        A forgotten series is unknown afterwards, exactly as if it had never been seen: it has
+        no checkpoint, no changed flag, and a point for it starts a fresh row. The other rows
+        move down to keep the table compact (their states, counters and changed flags are
+        unchanged, so they score and checkpoint as before), and the arrays shrink once less
+        than a quarter of them is used. Forgetting 100,000 of 1,000,000 ``default`` rows takes
+        about 0.4 s (the rows move at memory speed; rebuilding the id dict is the rest).
+        """
+        rows = self._lookup(_as_1d(series_ids, np.int64, "series_ids"))
+        rows = rows[rows >= 0]  # an id given twice marks its row twice: harmless
+        if len(rows) == 0:
+            return 0
+        n = len(self._ids)
+        keep = np.ones(n, np.bool_)
+        keep[rows] = False
+        kept = np.flatnonzero(keep)
+        m = len(kept)
+        cap = self.capacity
+        # Release memory once less than a quarter is in use: keep the rows in use, with room to
+        # double, never below the floor.
+        shrink = m < cap // 4 and cap > self._min_capacity
+        new_cap = max(self._min_capacity, 2 * m) if shrink else cap
+        # In place: every survivor moves down to its rank among them (rows only ever move
+        # down, so one pass in row order reads each row before it is overwritten; no temporary
+        # copy of the state, whose first touch would cost more than the move). The rows freed
+        # at the end become never-seen rows again (_add relies on that).
+        start = int(rows.min())
+        moved = kept[start:]
+        end = min(n, new_cap)  # the freed rows that are kept
+        for k, arr in self._state.items():
+            if arr.size:
+                _move_rows(_as_words(arr), moved, start)
+            arr[m:end] = self._template[k]
+        for arr, fill in ((self._n_seen, 0), (self._last_ts, NO_TS), (self._changed, False)):
+            arr[start:m] = arr[moved]
+            arr[m:end] = fill
+        if shrink:
+            self._state = {k: arr[:new_cap].copy() for k, arr in self._state.items()}
+            self._n_seen = self._n_seen[:new_cap].copy()
+            self._last_ts = self._last_ts[:new_cap].copy()
+            self._changed = self._changed[:new_cap].copy()
+        ids = np.array(self._ids, np.int64)[kept].tolist()
+        self._ids = ids
+        self._rows = dict(zip(ids, range(m), strict=True))
+        # The sorted index stays sorted with the forgotten ids taken out (no new sort); rows
+        # renumber to their place among the survivors.
+        if self._index is not None:
+            keys, old_rows = self._index
+            alive = keep[old_rows]
+            new_row = np.cumsum(keep, dtype=np.int64) - 1
+            self._index = (keys[alive], new_row[old_rows[alive]])
+        return n - m
+
     def changed_ids(self, clear: bool = True) -> list[int]:
         """Series that learned a point since the last call with ``clear`` set."""
         n = len(self._ids)
@@ -353,6 +410,31 @@ def _bookkeep(rows, ts, n_seen, last_ts, changed):  # type: ignore[no-untyped-de
         if ts[i] > last_ts[k]:
             last_ts[k] = ts[i]
         changed[k] = True
+
+
+@numba.njit(cache=True, nogil=True)
+def _move_rows(arr, moved, start):  # type: ignore[no-untyped-def]
+    # Row moved[j] (>= start + j) to row start + j, in order, of a (rows, words) view. An
+    # element loop: a row slice assignment checks for overlap and copies (4x slower).
+    w = arr.shape[1]
+    for j in range(moved.shape[0]):
+        src = moved[j]
+        dst = start + j
+        if src != dst:
+            for i in range(w):
+                arr[dst, i] = arr[src, i]
+
+
+def _as_words(arr: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    # A (rows, words) view of a C-contiguous state array, in the widest unsigned word that
+    # divides a row's bytes (the move runs at memory speed with 8-byte words).
+    if not arr.flags.c_contiguous:
+        raise DetectorError("detector table state arrays must be C-contiguous")
+    row_bytes = arr.itemsize * (arr.size // len(arr))
+    word = next(
+        w for w in (np.uint64, np.uint32, np.uint16, np.uint8) if row_bytes % w().itemsize == 0
+    )
+    return arr.reshape(len(arr), -1).view(word)
 
 
 #: Detector classes with a table. Exact classes: a subclass may change the kernel it runs.

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relia.detect import create
 from relia.engine.executor import Executor, ScoredPoints, shard_of
@@ -283,3 +285,80 @@ def test_a_restored_series_drops_what_it_learned_before_its_checkpoint(detector:
     assert again.restore(first.checkpoints()) == 1
     out = again.process(MetricBatch.for_series(7, np.append(ts[5:], 10_000), np.ones(6)))
     assert out.ts.tolist() == [10_000] and out.dropped == 5
+
+
+# -- forgetting idle series ------------------------------------------------------------------
+
+_LIFE = 1000  # a series id s in its k-th life is s + k * _LIFE on the reference executor
+
+
+def _sorted_points(p: ScoredPoints) -> ScoredPoints:
+    return p.take(np.lexsort((p.ts, p.series_id)))
+
+
+@settings(max_examples=25)
+@given(
+    detector=st.sampled_from(["default", "cusum"]),
+    n_shards=st.sampled_from([1, 3]),
+    n_series=st.integers(1, 8),
+    seed=st.integers(0, 2**16),
+    data=st.data(),
+)
+def test_forgetting_leaves_the_others_exact_and_a_forgotten_series_starts_afresh(
+    detector: str, n_shards: int, n_series: int, seed: int, data: st.DataObject
+) -> None:
+    # The reference never forgets: each life of a series is a series of its own there.
+    rng = np.random.default_rng(seed)
+    ts = np.arange(60, dtype=np.int64) * 15_000 + 1_700_000_000_000
+    batch = MetricBatch.concat(
+        [
+            MetricBatch.for_series(s, ts, 3.0 * s + rng.normal(0, 1, 60))
+            for s in range(1, n_series + 1)
+        ]
+    )
+    ex = LocalExecutor(detector, {}, n_shards)
+    ref = LocalExecutor(detector, {}, 2)
+    life = dict.fromkeys(range(1, n_series + 1), 0)
+    held: set[int] = set()
+    for b in _with_repeats(batch, data.draw(st.integers(1, 6), "ticks"), seed):
+        alias = np.array([s + life[s] * _LIFE for s in b.series_id.tolist()], np.int64)
+        got = _sorted_points(ex.process(b))
+        want = ref.process(MetricBatch(alias, b.ts, b.value))
+        want = _sorted_points(
+            ScoredPoints(
+                want.series_id % _LIFE,
+                want.ts,
+                want.value,
+                want.score,
+                want.expected,
+                want.lower,
+                want.upper,
+                want.component,
+                want.dropped,
+            )  # fmt: skip
+        )
+        _assert_points_equal(got, want)
+        held |= set(got.series_id.tolist())
+        gone = data.draw(st.sets(st.integers(1, n_series + 2)), "forget")
+        assert ex.forget(gone) == len(held & gone)
+        assert ex.forget(gone) == 0  # nothing left of them
+        for s in gone & set(life):
+            life[s] += 1
+        held -= gone
+        assert ex.n_series() == len(held)
+        changed_only = data.draw(st.booleans(), "changed_only")
+        live = {s + life[s] * _LIFE: s for s in held}
+        want_ck = {live[a]: blob for a, blob in ref.checkpoints(changed_only).items() if a in live}
+        assert ex.checkpoints(changed_only) == want_ck
+
+
+@pytest.mark.parametrize("detector", ["cusum", "default"])
+def test_forget_of_nothing_or_unknown_series_changes_nothing(detector: str) -> None:
+    ex = LocalExecutor(detector, {}, n_shards=3)
+    ex.process(_data(n_series=4, n=30))
+    before = ex.checkpoints()
+    assert ex.forget([]) == 0 and ex.forget({-1, 12345}) == 0
+    assert ex.checkpoints() == before and ex.n_series() == 4
+    first = sorted(before)[0]
+    assert ex.forget([first, first]) == 1 and ex.n_series() == 3
+    assert first not in ex.checkpoints()

@@ -824,3 +824,75 @@ def test_restored_checkpoints_reach_the_actor_that_scores_their_series(fake_ray:
         for k in range(10, 13):
             b = _batch(ids, k)
             _assert_same(ex.process(b), local.process(b))
+
+
+def test_forgotten_series_do_not_come_back_when_their_actor_dies_during_the_call(
+    fake_ray: _FakeRay,
+) -> None:
+    ids = _spread_ids()
+    local = LocalExecutor("default")
+    saved: dict[int, bytes] = {}
+    learned: list[MetricBatch] = []
+    with RayExecutor("default", n_actors=3, recover=_recorder(saved, learned, [])) as ex:
+        _learn_with_a_checkpoint_at_6(ex, local, ids, saved, learned)
+        assert ex.forget([]) == 0
+        fake_ray.kill(ex.actors()[1])
+        # The replacement is restored (the store still has 1's and 4's checkpoints), then
+        # forgets: they stay forgotten. 99 is held nowhere.
+        gone = [1, 4, 2, 99]
+        assert ex.forget(gone) == local.forget(gone) == 3 and ex.restarts == 1
+        assert ex.n_series() == 27
+        assert ex.checkpoints() == local.checkpoints() and 1 not in ex.checkpoints()
+        for k in range(12, 15):  # the forgotten series start afresh on both
+            b = _batch(ids, k)
+            _assert_same(ex.process(b), local.process(b))
+        assert ex.checkpoints() == local.checkpoints() and ex.n_series() == 30
+
+
+def test_a_shard_awaiting_its_recovery_is_recovered_before_it_forgets(fake_ray: _FakeRay) -> None:
+    ids = _spread_ids()
+    local = LocalExecutor("default")
+    learned: list[MetricBatch] = []
+    recorder = _recorder({}, learned, [])
+    down = {"store": True}
+
+    def recover(owns: Any) -> tuple[dict[int, bytes], MetricBatch]:
+        if down["store"]:
+            raise ReliaError("the store is unreachable")
+        return recorder(owns)  # type: ignore[no-any-return]
+
+    with RayExecutor("default", n_actors=3, recover=recover) as ex:
+        for k in range(6):
+            b = _batch(ids, k)
+            learned.append(b)
+            _assert_same(ex.process(b), local.process(b))
+        fake_ray.kill(ex.actors()[0])
+        b = _batch(ids, 6)
+        with pytest.raises(ReliaError, match="unreachable"):
+            ex.process(b)  # shard 0 now awaits its recovery; the others learned the batch
+        m = b.series_id % 3 != 0
+        local.process(MetricBatch(b.series_id[m], b.ts[m], b.value[m]))
+        with pytest.raises(ReliaError, match="unreachable"):
+            ex.forget([3, 6])  # not forgotten by a shard that holds nothing yet
+        down["store"] = False
+        assert ex.forget([3, 6, 1]) == local.forget([3, 6, 1]) == 3
+        assert ex.checkpoints() == local.checkpoints() and ex.n_series() == 27
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_forget_drops_series_on_their_actors(ray_local: ModuleType) -> None:
+    ids = np.arange(100, 130, dtype=np.int64)
+    with RayExecutor("default", n_actors=2) as ex:
+        local = LocalExecutor("default")
+        for k in range(10):
+            b = _batch(ids, k)
+            _assert_same(ex.process(b), local.process(b))
+        gone = [100, 101, 102, 7]
+        assert ex.forget(gone) == local.forget(gone) == 3
+        assert ex.n_series() == 27 and sorted(s["series"] for s in ex.actor_stats()) == [13, 14]
+        assert ex.checkpoints() == local.checkpoints()
+        for k in range(10, 14):  # the forgotten ones start afresh
+            b = _batch(ids, k)
+            _assert_same(ex.process(b), local.process(b))
+        assert ex.checkpoints() == local.checkpoints() and ex.n_series() == 30

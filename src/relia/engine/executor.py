@@ -9,6 +9,7 @@ in another process (a Ray actor per shard implements the same protocol).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -100,7 +101,8 @@ class Executor(Protocol):
     ``process`` scores a batch (each series' points in time order through its detector, then
     learned). ``checkpoints`` returns detector state as bytes per series
     (``changed_only``: only series whose state moved since the last call with it set);
-    ``restore`` loads such bytes back, returning how many series it restored.
+    ``restore`` loads such bytes back, returning how many series it restored; ``forget`` drops
+    the state of series gone idle.
     """
 
     detector_name: str
@@ -116,6 +118,12 @@ class Executor(Protocol):
     def checkpoints(self, changed_only: bool = False) -> dict[int, bytes]: ...
 
     def restore(self, checkpoints: dict[int, bytes]) -> int: ...
+
+    def forget(self, series_ids: Collection[int]) -> int:
+        """Drop the detector state of these series (ids it holds no state for are ignored);
+        returns how many it held. Their state is not handed out by ``checkpoints`` afterwards,
+        and a forgotten series that sends again starts afresh, exactly like a never-seen one."""
+        ...
 
     def n_series(self) -> int: ...
 

@@ -13,6 +13,7 @@ series and score each series' points with one vectorized ``score_detail`` call.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -173,6 +174,22 @@ class DetectorShard:
             restored += 1
         return restored
 
+    def forget(self, series_ids: Collection[int]) -> int:
+        """Drop the state of these series (ids it does not hold are ignored); returns how many
+        it held. A forgotten series that sends again starts afresh, as a never-seen one."""
+        if self._table is not None:
+            if not series_ids:
+                return 0
+            return self._table.forget(np.fromiter(series_ids, np.int64, len(series_ids)))
+        forgotten = 0
+        for sid in series_ids:
+            s = int(sid)
+            if self._detectors.pop(s, None) is not None:
+                forgotten += 1
+            self._last_ts.pop(s, None)
+            self._changed.discard(s)
+        return forgotten
+
     def n_series(self) -> int:
         return len(self._table) if self._table is not None else len(self._detectors)
 
@@ -227,6 +244,21 @@ class LocalExecutor:
             if mine:
                 restored += self._shards[k].restore({sid: checkpoints[sid] for sid in mine})
         return restored
+
+    def forget(self, series_ids: Collection[int]) -> int:
+        """Each shard drops the state of its series among these; returns how many were held."""
+        if not series_ids:
+            return 0
+        ids = np.fromiter(series_ids, dtype=np.int64, count=len(series_ids))
+        if self.n_shards == 1:
+            return self._shards[0].forget(ids.tolist())
+        shard = shard_of(ids, self.n_shards)
+        forgotten = 0
+        for k in range(self.n_shards):
+            mine = ids[shard == k].tolist()
+            if mine:
+                forgotten += self._shards[k].forget(mine)
+        return forgotten
 
     def n_series(self) -> int:
         return sum(s.n_series() for s in self._shards)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -329,6 +329,23 @@ class RayExecutor:
         for k in np.unique(shard).tolist():
             mine = ids[shard == k].tolist()
             calls[k] = ("restore", ({sid: checkpoints[sid] for sid in mine},))
+        return int(sum(self._fan_out(calls).values()))
+
+    def forget(self, series_ids: Collection[int]) -> int:
+        """Each actor drops the state of its series among these; returns how many were held.
+
+        A shard whose replacement actor is not yet restored is restored first (as before any
+        call), then forgets: the forgotten series never come back from that restore. An actor
+        that dies during the call is replaced, restored and asked again, so the same holds.
+        """
+        self._check_open()
+        if not series_ids:
+            return 0
+        ids = np.fromiter(series_ids, dtype=np.int64, count=len(series_ids))
+        shard = shard_of(ids, self.n_shards)
+        calls: dict[int, tuple[str, tuple[Any, ...]]] = {}
+        for k in np.unique(shard).tolist():
+            calls[k] = ("forget", (ids[shard == k].tolist(),))
         return int(sum(self._fan_out(calls).values()))
 
     def n_series(self) -> int:

@@ -747,6 +747,24 @@ def test_max_series_is_a_positive_integer_a_million_by_default(tmp_path: Path) -
         load_config(environ={"RELIA_MAX_SERIES": "0"})
 
 
+def test_forget_after_is_a_week_by_default_at_least_an_hour_or_null_for_never(
+    tmp_path: Path,
+) -> None:
+    assert load_config(environ={}).forget_after == 7 * 86400
+    assert load_config(environ={"RELIA_FORGET_AFTER": "30d"}).forget_after == 30 * 86400
+    path = tmp_path / "relia.yaml"
+    path.write_text("interval: 15s\nforget_after: null\n")
+    assert load_config(path, environ={}).forget_after is None
+    path.write_text("interval: 15s\nforget_after: 2h\n")
+    assert load_config(path, environ={}).forget_after == 7200
+    path.write_text("interval: 15s\nforget_after: 30m\n")
+    with pytest.raises(ConfigError, match=r"relia.yaml:2: forget_after: 30m is too short"):
+        load_config(path, environ={})
+    path.write_text("interval: 15s\nforget_after: soon\n")
+    with pytest.raises(ConfigError, match=r"relia.yaml:2: forget_after:"):
+        load_config(path, environ={})
+
+
 def test_an_error_in_a_list_item_names_the_item_line(tmp_path: Path) -> None:
     path = tmp_path / "relia.yaml"
     path.write_text("scrape:\n  - {name: a, url: 'http://127.0.0.1:1/metrics'}\n  - 5\n")

@@ -94,6 +94,9 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 #: How long finished history is kept by default (``retention``), and the least allowed.
 RETENTION_DEFAULT = 30 * 86400.0
 RETENTION_MIN = 86400.0
+#: How long a series may send nothing before it is forgotten (``forget_after``), and the least.
+FORGET_AFTER_DEFAULT = 7 * 86400.0
+FORGET_AFTER_MIN = 3600.0
 
 
 def _human_duration(seconds: float) -> str:
@@ -671,10 +674,18 @@ class ReliaConfig(_Model):
     max_series: int = Field(
         1_000_000,
         ge=1,
-        description="series relia registers at most, from every source together (each is kept "
-        "for good: about 3 KB of memory plus its samples in the store); samples of a new series "
-        "beyond it are dropped, counted in relia_series_refused_total and logged, and a "
+        description="series relia holds at most, from every source together (each costs about "
+        "3 KB of memory plus its samples in the store, until forget_after); samples of a new "
+        "series beyond it are dropped, counted in relia_series_refused_total and logged, and a "
         "remote-write request naming such series gets 400",
+    )
+    forget_after: Duration | None = Field(
+        FORGET_AFTER_DEFAULT,
+        description="a series nothing was received for this long is forgotten: its detector "
+        "state leaves memory and it no longer counts against max_series (if it sends again it "
+        "starts afresh, as a new series), and a few hours later its samples and checkpoint "
+        "leave the store (its findings follow retention); null: never, every series is kept "
+        f"for good; at least {_human_duration(FORGET_AFTER_MIN)}",
     )
     host: HostConfig = Field(default_factory=HostConfig)
     scrape: list[ScrapeTarget] = Field(default_factory=list)
@@ -698,6 +709,17 @@ class ReliaConfig(_Model):
         f"{_human_duration(RETENTION_MIN)}, and twice the longest of incidents.group_window, "
         "resolve_after, reopen_window, flap_window and notify.max_age",
     )
+
+    @field_validator("forget_after")
+    @classmethod
+    def _forget_after_long_enough(cls, forget_after: float | None) -> float | None:
+        if forget_after is not None and forget_after < FORGET_AFTER_MIN:
+            raise ValueError(
+                f"{_human_duration(forget_after)} is too short, use at least "
+                f"{_human_duration(FORGET_AFTER_MIN)} (or null: never): a series that pauses "
+                "for less would lose what its detector learned"
+            )
+        return forget_after
 
     @field_validator("retention")
     @classmethod

@@ -996,3 +996,166 @@ def test_the_series_index_and_its_refusals_are_on_metrics() -> None:
     assert reg.get_sample_value("relia_series_refused_total", {"source": "wave"}) == 1
     assert reg.get_sample_value("relia_series_refused_total", {"source": "remote_write"}) == 1
     assert reg.get_sample_value("relia_series_registered") == 2
+
+
+class PausingSource:
+    """``cpu{host="a"}`` every tick, ``job{host="b"}`` only while ``b_on`` is set; the ids are
+    resolved once and remembered, as real sources do, unless they are forgotten."""
+
+    name = "pausing"
+
+    def __init__(self, index: SeriesIndex) -> None:
+        self.index = index
+        self.b_on = True
+        self.forgotten: list[list[int]] = []
+        self._ids: dict[str, int] = {}
+
+    def _id(self, name: str, host: str) -> int:
+        if name not in self._ids:
+            sid = self.index.get_or_add(name, {"host": host})
+            assert sid is not None
+            self._ids[name] = sid
+        return self._ids[name]
+
+    def forget(self, series_ids: list[int]) -> None:
+        self.forgotten.append(sorted(series_ids))
+        self._ids = {k: v for k, v in self._ids.items() if v not in series_ids}
+
+    def poll(self, now_ms: int) -> MetricBatch:
+        k = (now_ms - T0) // STEP
+        ids = [self._id("cpu", "a")] + ([self._id("job", "b")] if self.b_on else [])
+        v = 50.0 + np.random.default_rng(k).normal(0, 1, len(ids))
+        return MetricBatch(np.array(ids), np.full(len(ids), now_ms), v)
+
+
+HOUR = 3_600_000
+
+
+def _forgetting_engine(store: Store, clock: Clock, src: object, **kw: object) -> Engine:
+    index = src.index if isinstance(src, PausingSource) else SeriesIndex()
+    return Engine(
+        store,
+        [src],  # type: ignore[list-item]
+        LocalExecutor("default", {}),
+        index=index,
+        clock=clock,
+        registry=CollectorRegistry(),
+        **{"forget_after_s": 3600.0, **kw},  # type: ignore[arg-type]  # looks every 7.5 min
+    )
+
+
+def _tick_for(eng: Engine, clock: Clock, ms: int) -> None:
+    end = clock.now + ms
+    while clock.now < end:
+        eng.tick()
+        clock.now += STEP
+
+
+def test_a_series_silent_for_forget_after_is_forgotten_and_starts_afresh_when_back(
+    make_store: StoreFactory,
+) -> None:
+    store, clock = make_store(), Clock()
+    src = PausingSource(SeriesIndex())
+    eng = _forgetting_engine(store, clock, src)
+    _tick_for(eng, clock, HOUR)
+    cpu, job = src._ids["cpu"], src._ids["job"]
+    assert eng.executor.n_series() == 2
+    src.b_on = False
+    _tick_for(eng, clock, HOUR - STEP)  # silent for less than an hour: kept
+    assert job in src.index and eng.executor.n_series() == 2
+    _tick_for(eng, clock, HOUR // 4)  # past the hour, and past the next look
+    assert job not in src.index and cpu in src.index
+    assert eng.executor.n_series() == 1
+    assert src.forgotten == [[job]]
+    assert eng.status()["series"] == 1
+    assert eng.registry.get_sample_value("relia_series_forgotten_total") == 1
+    assert eng.registry.get_sample_value("relia_series") == 1
+    # The store keeps its rows: deleting them is the history pruner's, hours later.
+    assert {s.series_id for s in store.list_series()} == {cpu, job}
+    # Back: registered again (its seen_at raised) and scored from scratch (no band while the
+    # detector warms up), while the other series keeps its state.
+    src.b_on = True
+    eng.tick()
+    back = clock.now
+    pts = store.scored_samples(job, since=back)
+    assert len(pts) == 1 and np.isnan(pts.expected).all()
+    assert not np.isnan(store.scored_samples(cpu, since=back).expected).any()
+    assert {s.series_id: s.seen_at for s in store.list_series()}[job] == back
+    assert job in src.index and eng.executor.n_series() == 2
+
+
+def test_receipt_times_reach_the_store_once_per_look(make_store: StoreFactory) -> None:
+    store, clock = make_store(), Clock()
+    src = PausingSource(SeriesIndex())
+    eng = _forgetting_engine(store, clock, src)
+    eng.tick()
+    cpu = src._ids["cpu"]
+    first = {s.series_id: s.seen_at for s in store.list_series()}[cpu]
+    assert first == T0  # registered
+    _tick_for(eng, clock, eng.forget_every_ms)
+    last_receipt = clock.now - STEP
+    seen = {s.series_id: s.seen_at for s in store.list_series()}[cpu]
+    assert T0 < seen <= last_receipt
+    assert eng.forget_every_ms == HOUR // 8
+
+
+def test_series_the_store_last_saw_long_ago_are_forgotten_unless_they_report_soon() -> None:
+    store, clock = MemoryStore(), Clock()
+    index = SeriesIndex()
+    src = PausingSource(index)
+    cpu = index.get_or_add("cpu", {"host": "a"})
+    gone = index.get_or_add("old", {"host": "z"})
+    assert cpu is not None and gone is not None
+    long_ago = T0 - 10 * 86_400_000  # relia was down for ten days
+    store.upsert_series(
+        [(cpu, "cpu", {"host": "a"}), (gone, "old", {"host": "z"})], seen_at=long_ago
+    )
+    index.forget([cpu, gone])
+    src.b_on = False
+    eng = _forgetting_engine(store, clock, src)
+    eng.tick()
+    assert {cpu, gone} <= set(index)  # loaded: not forgotten before anything could report
+    # The one that reported was registered again, so the store cannot delete it under it.
+    assert {s.series_id: s.seen_at for s in store.list_series()}[cpu] == T0
+    _tick_for(eng, clock, eng.forget_every_ms + STEP)
+    assert cpu in index and gone not in index
+
+
+def test_a_sample_named_by_an_id_forgotten_meanwhile_is_stored_or_dropped_never_fatal(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, clock = MemoryStore(), Clock()
+    src = PausingSource(SeriesIndex())
+    src.forget = lambda ids: None  # type: ignore[method-assign]  # a source that keeps stale ids
+    eng = _forgetting_engine(store, clock, src)
+    eng.tick()
+    job = src._ids["job"]
+
+    def silence_job_then_look() -> None:
+        src.b_on = False
+        _tick_for(eng, clock, HOUR - 4 * STEP)
+        clock.now += 4 * STEP
+        assert eng.forget_idle() == 1 and job not in src.index
+        src.b_on = True
+
+    # Resolved before the look that forgot it: still named (a tombstone), so stored.
+    silence_job_then_look()
+    eng.tick()
+    assert job in src.index and len(store.scored_samples(job)) == 2
+    # Forgotten two looks ago: nothing names it any more; its samples are dropped, logged.
+    silence_job_then_look()
+    assert eng.forget_idle() == 0
+    with caplog.at_level(logging.WARNING, logger="relia.engine.loop"):
+        result = eng.tick()
+    assert result.samples == 2 and len(store.scored_samples(job)) == 2
+    assert "no longer in the series index" in caplog.text
+
+
+def test_without_forget_after_nothing_is_forgotten(make_store: StoreFactory) -> None:
+    store, clock = make_store(), Clock()
+    src = PausingSource(SeriesIndex())
+    eng = _forgetting_engine(store, clock, src, forget_after_s=None)
+    eng.tick()
+    src.b_on = False
+    _tick_for(eng, clock, 3 * HOUR)
+    assert eng.executor.n_series() == 2 and src.forgotten == []

@@ -297,6 +297,28 @@ def test_recovery_from_store_replays_only_what_the_detector_learned(
         assert replay.ts.tolist() == ts[:3].tolist()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_recovery_from_store_leaves_out_series_the_engine_has_forgotten(
+    request: pytest.FixtureRequest, backend: str
+) -> None:
+    day = 86_400_000
+    with open_backend(request, backend, 2000) as store:
+        store.upsert_series([(1, "m", {"i": "1"})], seen_at=T0 - 8 * day)  # forgotten
+        store.upsert_series([(2, "m", {"i": "2"})], seen_at=T0 - 6 * day)  # still held
+        ex = LocalExecutor("default")
+        b = MetricBatch(np.array([1, 2]), np.full(2, T0), np.array([1.0, 2.0]))
+        store.append_samples(b, ex.process(b))
+        store.save_checkpoints(ex.checkpoints())
+        b = MetricBatch(np.array([1, 2]), np.full(2, T0 + STEP), np.array([1.0, 2.0]))
+        store.append_samples(b, ex.process(b))
+        recover = recovery_from_store(store, forget_after_s=7 * 86400, clock=lambda: T0)
+        ck, replay = recover(lambda ids: np.ones(len(ids), bool))
+        assert sorted(ck) == [2] and replay.series_id.tolist() == [2]
+        # Without forget_after, both come back.
+        ck, replay = recovery_from_store(store)(lambda ids: np.ones(len(ids), bool))
+        assert sorted(ck) == [1, 2] and replay.series_id.tolist() == [1, 2]
+
+
 @pytest.mark.integration
 def test_bad_arguments_fail_before_any_actor(ray_local: ModuleType) -> None:
     with pytest.raises(DetectorError, match="no detector named 'nope'"):

@@ -9,7 +9,7 @@ depends on the start, not the end) so the store replaces it instead of adding a 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -102,6 +102,11 @@ class FindingTracker:
     @property
     def open_series(self) -> list[int]:
         return list(self._open)
+
+    def forget(self, series_ids: Collection[int]) -> None:
+        """Drop the open runs of these series (the engine forgot them)."""
+        for sid in series_ids:
+            self._open.pop(sid, None)
 
     def seed(self, findings: list[Finding], last_ts: dict[int, int]) -> int:
         """Re-open findings that were still running when the engine stopped (their end is the

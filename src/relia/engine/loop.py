@@ -24,6 +24,7 @@ from relia._failurelog import FailureLog
 from relia.engine.executor import Executor, ScoredPoints
 from relia.engine.findings import FindingTracker
 from relia.engine.gc_pacing import GcPacing
+from relia.errors import DataError
 from relia.signals import MetricBatch, SeriesIndex, describe, series_runs
 from relia.sources.base import MetricSource, PartialPollError
 from relia.store.base import Store
@@ -67,7 +68,11 @@ def _raw_counters(sources: Sequence[MetricSource]) -> npt.NDArray[np.int64]:
 
 
 def recovery_from_store(
-    store: Store, sources: Sequence[MetricSource] = ()
+    store: Store,
+    sources: Sequence[MetricSource] = (),
+    *,
+    forget_after_s: float | None = None,
+    clock: Callable[[], int] | None = None,
 ) -> Callable[[Callable[[npt.NDArray[np.int64]], npt.NDArray[np.bool_]]], RecoveryData]:
     """What a remote executor needs to rebuild a lost shard exactly (its ``recover``).
 
@@ -89,15 +94,25 @@ def recovery_from_store(
     between the last checkpoint and the crash are replayed although the restarted engine's
     detectors never relearned them. Reads one query per series of the shard that has samples
     after its checkpoint.
+
+    With ``forget_after_s``, a series whose store ``seen_at`` is older than it plus an hour (the
+    longest time between the engine's looks) is left out: the engine has forgotten it, and its
+    rows wait in the store for the pruner; a replaced actor must not bring it back.
     """
 
     def recover(
         owns: Callable[[npt.NDArray[np.int64]], npt.NDArray[np.bool_]],
     ) -> RecoveryData:
         stored = store.load_checkpoints()
+        series = [s for s in store.list_series() if s.last_ts is not None]
+        if forget_after_s is not None:
+            now = (clock or wall_clock_ms)()
+            cut = now - int(forget_after_s * 1000) - 3_600_000
+            forgotten = {s.series_id for s in series if s.seen_at is not None and s.seen_at < cut}
+            series = [s for s in series if s.series_id not in forgotten]
+            stored = {sid: blob for sid, blob in stored.items() if sid not in forgotten}
         ck_ids = np.fromiter(stored, np.int64, len(stored))
         checkpoints = {sid: stored[sid] for sid in ck_ids[owns(ck_ids)].tolist()}
-        series = [s for s in store.list_series() if s.last_ts is not None]
         ids = np.fromiter((s.series_id for s in series), np.int64, len(series))
         mine = owns(ids) & ~np.isin(ids, _raw_counters(sources))
         parts: list[MetricBatch] = []
@@ -132,6 +147,14 @@ def _checkpoint_last_ts(series_id: int, blob: bytes) -> int | None:
         log.warning("series %d: unreadable checkpoint: %s", series_id, exc)
         return None
     return None if last is None else int(last)
+
+
+def _human_ms(ms: int) -> str:
+    """``ms`` in the largest unit that writes it whole (``7d``, ``36h``, ``90s``)."""
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
 
 
 def wall_clock_ms() -> int:
@@ -205,7 +228,14 @@ class EngineMetrics:
         self.checkpoints = Counter(
             "relia_checkpoints_saved", "Detector checkpoints written", registry=registry
         )
-        self.series = Gauge("relia_series", "Series known to the engine", registry=registry)
+        self.series = Gauge(
+            "relia_series", "Series the engine holds detector state for", registry=registry
+        )
+        self.series_forgotten = Counter(
+            "relia_series_forgotten",
+            "Series forgotten because nothing was received for them for forget_after",
+            registry=registry,
+        )
         self.log_lines = Counter("relia_log_lines", "Log lines read and counted", registry=registry)
         self.log_lines_skipped = Counter(
             "relia_log_lines_skipped",
@@ -312,6 +342,13 @@ class Engine:
     enqueues their notifications (:mod:`relia.engine.incidents`): in the tick that stored them
     when ticked by hand, and in a thread of its own, once per ``incident_period_s``, while
     :meth:`run` runs (so correlation stays off the path from receipt to stored finding).
+
+    ``forget_after_s`` (optional): a series nothing was received for that long is forgotten
+    (:meth:`forget_idle`): its detector state, open finding and index entry go, and the sources
+    forget its id; if it sends again it starts afresh, as a new series. Receipt times are written
+    to the store (``seen_at``) once per check, and the store deletes a series' rows only once its
+    ``seen_at`` is older than ``forget_after`` plus a grace (the history pruner), by which time
+    every replica holding it has forgotten it.
     """
 
     def __init__(
@@ -334,8 +371,17 @@ class Engine:
         incidents: IncidentPipeline | None = None,
         incident_period_s: float = 1.0,
         gc_pacing: GcPacing | None = None,
+        forget_after_s: float | None = None,
     ) -> None:
         self.store = store
+        self.forget_after_ms = None if forget_after_s is None else int(forget_after_s * 1000)
+        #: How often idle series are looked for (and receipt times written to the store): an
+        #: eighth of ``forget_after``, between a minute and an hour.
+        self.forget_every_ms = (
+            3_600_000
+            if self.forget_after_ms is None
+            else min(3_600_000, max(60_000, self.forget_after_ms // 8))
+        )
         #: Paces Python's full garbage collections in :meth:`run` (``relia up`` sets one).
         self.gc_pacing = gc_pacing
         self.logs = logs
@@ -367,7 +413,16 @@ class Engine:
             threshold=threshold,
             merge_gap=merge_gap,
         )
+        #: Every series held (detector state, index entry) -> when a sample was last received.
+        self._held: dict[int, int] = {}
+        #: Series whose store row this engine knows is there (registered by it, or loaded and
+        #: recent enough that the store cannot delete it while held): the others are registered
+        #: again (``upsert_series``) before their next samples are stored.
         self._known: set[int] = set()
+        #: Series received since their receipt times were last written to the store.
+        self._seen_unsaved: dict[int, int] = {}
+        self._last_forget_ms: int | None = None
+        self._forget_failures = FailureLog(log, "forgetting idle series")
         self._unstored: _Unstored | None = None
         self._unsaved_checkpoints: dict[int, bytes] = {}
         self._lock = threading.Lock()
@@ -404,20 +459,30 @@ class Engine:
         if self._started:
             return self._restored
         series = self.store.list_series()
+        now = self.clock()
+        # A series the store says was last seen longer ago than forget_after may be deleted from
+        # it by the pruner (here or on another replica) before it is received again: it is
+        # registered again on its return, so its samples never lack their series row.
+        cut = None if self.forget_after_ms is None else now - self.forget_after_ms
         for info in series:
             self.index.add(info.series_id, info.name, info.labels)
-            self._known.add(info.series_id)
+            seen = now if info.seen_at is None else min(now, info.seen_at)
+            self._held[info.series_id] = seen
+            if cut is None or seen >= cut:
+                self._known.add(info.series_id)
         self._restored = self.executor.restore(self.store.load_checkpoints())
         last_ts = {s.series_id: s.last_ts for s in series if s.last_ts is not None}
         if last_ts:
             since = min(last_ts.values())
             self.tracker.seed(self.store.findings(since=since, limit=10_000), last_ts)
-        self.metrics.series.set(len(self._known))
+        self.metrics.series.set(len(self._held))
         if self.logs is not None:
             self.logs.start()
         if self.incidents is not None:
             self.incidents.start(self.clock())
-        self._last_ckpt_ms = self.clock()
+        # The first look for idle series comes one period after the start: series that are
+        # alive have been received by then, whatever the store last saw of them.
+        self._last_ckpt_ms = self._last_forget_ms = self.clock()
         self._started = True
         if self._restored:
             log.info("restored detector state of %d series", self._restored)
@@ -528,18 +593,91 @@ class Engine:
             return batch
         return MetricBatch(batch.series_id[keep], batch.ts[keep], batch.value[keep])
 
-    def _register(self, batch: MetricBatch) -> None:
+    def _register(self, batch: MetricBatch) -> MetricBatch:
+        """Note the receipt of the batch's series and register in the store those it may not
+        hold; returns the batch without samples of series the index cannot name (none, unless
+        a source kept the id of a series forgotten two checks ago: those are dropped, logged)."""
         ids = series_runs(batch.series_id)[0].tolist()  # the tick's batch is sorted
+        now = self.clock()
+        received = dict.fromkeys(ids, now)
         new = [sid for sid in ids if sid not in self._known]
-        if not new:
+        unknown: list[int] = []
+        if new:
+            rows = []
+            for sid in new:
+                try:
+                    name, labels = self.index.key(sid)
+                except DataError:
+                    unknown.append(sid)
+                    continue
+                if sid not in self.index:
+                    # Forgotten in the last check, but a source had resolved it already.
+                    self.index.add(sid, name, labels)
+                rows.append((sid, name, dict(labels)))
+            if rows:
+                self.store.upsert_series(rows, seen_at=now)
+                self._known.update(r[0] for r in rows)
+        if unknown:
+            log.warning(
+                "dropped the samples of %d series no longer in the series index (forgotten)",
+                len(unknown),
+            )
+            for sid in unknown:
+                del received[sid]
+            keep = ~np.isin(batch.series_id, np.array(unknown, np.int64))
+            batch = MetricBatch(batch.series_id[keep], batch.ts[keep], batch.value[keep])
+        self._held.update(received)
+        if self.forget_after_ms is not None:
+            self._seen_unsaved.update(received)
+        self.metrics.series.set(len(self._held))
+        return batch
+
+    def forget_idle(self, now: int | None = None) -> int:
+        """Forget the series nothing was received for in ``forget_after`` (after writing the
+        receipt times noted since the last call to the store); returns how many went. Run by
+        :meth:`tick` every ``forget_every_ms``; a no-op without ``forget_after``."""
+        if self.forget_after_ms is None:
+            return 0
+        now = self.clock() if now is None else now
+        if self._seen_unsaved:
+            self.store.mark_series_seen(self._seen_unsaved)
+            self._seen_unsaved = {}
+        self._last_forget_ms = now
+        cut = now - self.forget_after_ms
+        idle = [sid for sid, seen in self._held.items() if seen <= cut]
+        if not idle:
+            return 0
+        self.executor.forget(idle)
+        self.tracker.forget(idle)
+        for src in [*self.sources, self.logs]:
+            forget = getattr(src, "forget", None)
+            if callable(forget):
+                forget(idle)
+        self.index.forget(idle)
+        for sid in idle:
+            del self._held[sid]
+            self._known.discard(sid)
+            self._unsaved_checkpoints.pop(sid, None)
+        self.metrics.series.set(len(self._held))
+        self.metrics.series_forgotten.inc(len(idle))
+        log.info(
+            "forgot %d series that sent nothing for %s (%d held)",
+            len(idle),
+            _human_ms(self.forget_after_ms),
+            len(self._held),
+        )
+        return len(idle)
+
+    def _forget_if_due(self, now: int) -> None:
+        assert self._last_forget_ms is not None
+        if self.forget_after_ms is None or now - self._last_forget_ms < self.forget_every_ms:
             return
-        rows = []
-        for sid in new:
-            name, labels = self.index.key(sid)
-            rows.append((sid, name, dict(labels)))
-        self.store.upsert_series(rows)
-        self._known.update(new)
-        self.metrics.series.set(len(self._known))
+        try:
+            self.forget_idle(now)
+        except Exception as exc:  # noqa: BLE001 - the samples are stored; the next tick retries
+            self._forget_failures.failed(exc)
+        else:
+            self._forget_failures.succeeded()
 
     def wake(self) -> None:
         """Data waits in a push source: :meth:`run` ticks for the push sources now."""
@@ -610,6 +748,7 @@ class Engine:
                 or self._learned_since_ckpt >= self.checkpoint_learned
             ):
                 ckpt = self.checkpoint()
+            self._forget_if_due(now)
             duration = time.perf_counter() - t0
             self._last_tick_ms = now
             self._last_tick_s = duration
@@ -706,7 +845,7 @@ class Engine:
         self._unstored = work
         batch = work.batch
         if work.points is None:
-            self._register(batch)
+            batch = work.batch = self._register(batch)
             try:
                 points = self.executor.process(self._watched(batch))
             except Exception:
@@ -839,7 +978,7 @@ class Engine:
             "last_tick_ms": self._last_tick_ms,
             "last_tick_seconds": self._last_tick_s,
             "interval_seconds": self.interval_s,
-            "series": len(self._known),
+            "series": len(self._held),
             "detector": self.executor.detector_name,
             "restored_series": self._restored,
             "last_error": self._last_error,

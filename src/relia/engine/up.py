@@ -343,7 +343,7 @@ def run_up(
         executor = build_executor(
             config.engine,
             config.detector,
-            recover=recovery_from_store(store, sources),
+            recover=recovery_from_store(store, sources, forget_after_s=config.forget_after),
             registry=registry,
         )
         engine = Engine(
@@ -359,12 +359,20 @@ def run_up(
             incidents=incidents,
             registry=registry,
             gc_pacing=GcPacing(),
+            forget_after_s=config.forget_after,
         )
         restored = engine.start()
         from relia.engine.retention import HistoryPruner
 
         # Old history is deleted where notifications are sent: here, or by the HA leader.
-        pruner = HistoryPruner(store, config.retention, engine.clock, registry=registry)
+        # It also deletes the stored rows of series every replica has forgotten (forget_after).
+        pruner = HistoryPruner(
+            store,
+            config.retention,
+            engine.clock,
+            registry=registry,
+            forget_after_s=config.forget_after,
+        )
         if ha is not None:
             ic = config.incidents
             ha.start(

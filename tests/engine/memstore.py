@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import time
+from collections.abc import Collection, Mapping
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +21,7 @@ class MemoryStore:
         self._ts: dict[int, npt.NDArray[np.int64]] = {}
         self._val: dict[int, npt.NDArray[np.float64]] = {}
         self._ckpt: dict[int, bytes] = {}
+        self._seen: dict[int, int] = {}
         self._findings: dict[str, Finding] = {}
         self._log_states: dict[str, bytes] = {}
         self._log_counts: dict[tuple[str, int, int], int] = {}
@@ -30,9 +32,25 @@ class MemoryStore:
     def schema_version(self) -> int:
         return 1
 
-    def upsert_series(self, series: list[tuple[int, str, dict[str, str]]]) -> None:
+    def upsert_series(
+        self, series: list[tuple[int, str, dict[str, str]]], seen_at: int | None = None
+    ) -> None:
+        seen = int(time.time() * 1000) if seen_at is None else int(seen_at)
         for sid, name, labels in series:
             self._series.setdefault(int(sid), (name, dict(labels)))
+            self._seen[int(sid)] = max(self._seen.get(int(sid), seen), seen)
+
+    def mark_series_seen(self, seen: Mapping[int, int]) -> None:
+        for sid, ms in seen.items():
+            if int(sid) in self._series:
+                self._seen[int(sid)] = max(self._seen[int(sid)], int(ms))
+
+    def forget_series(self, before: int) -> int:
+        gone = [sid for sid in self._series if self._seen.get(sid, before) < before]
+        for sid in gone:
+            for d in (self._series, self._seen, self._ts, self._val, self._ckpt):
+                d.pop(sid, None)  # type: ignore[attr-defined]
+        return len(gone)
 
     def list_series(self) -> list[SeriesInfo]:
         out = []
@@ -46,6 +64,7 @@ class MemoryStore:
                     int(ts[0]) if len(ts) else None,
                     int(ts[-1]) if len(ts) else None,
                     len(ts),
+                    self._seen.get(sid),
                 )
             )
         return sorted(out, key=lambda s: (s.name, sorted(s.labels.items())))

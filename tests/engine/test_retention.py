@@ -201,3 +201,71 @@ def test_the_log_line_names_the_retention_in_days_or_hours() -> None:
     day, hour = 86_400_000, 3_600_000
     assert [_days(day), _days(2 * day), _days(36 * hour)] == ["1 day", "2 days", "1.5 days"]
     assert [_days(hour), _days(12 * hour)] == ["1 hour", "12 hours"]
+
+
+def test_series_are_forgotten_only_when_configured() -> None:
+    store = MemoryStore()
+    store.upsert_series([(1, "cpu", {})], seen_at=T0)
+    pruner = HistoryPruner(store, 30 * 86400, Clock(T0 + 1000 * DAY))
+    assert pruner.run_once() == {"outbox": 0, "incidents": 0, "findings": 0}
+    assert [s.series_id for s in store.list_series()] == [1]
+    assert pruner.deleted == {"findings": 0, "incidents": 0, "outbox": 0}
+
+
+def test_series_not_seen_for_forget_after_plus_the_grace_go(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = MemoryStore()
+    history(store)
+    hour = 3_600_000
+    store.upsert_series([(1, "a", {}), (2, "b", {}), (3, "c", {})], seen_at=T0)
+    store.mark_series_seen({3: T0 + DAY})
+    clock = Clock(T0 + 7 * DAY + 3 * hour)  # 1 and 2: seen exactly forget_after + grace ago
+    registry = CollectorRegistry()
+    pruner = HistoryPruner(store, 30 * 86400, clock, registry=registry, forget_after_s=7 * 86400)
+    assert value(registry, "series") == 0.0  # exported before anything went
+    with caplog.at_level(logging.INFO, logger="relia.engine.retention"):
+        assert pruner.run_once() == {"outbox": 0, "incidents": 0, "findings": 0, "series": 0}
+        assert "retention" not in caplog.text
+        clock.now += 1
+        assert pruner.run_once() == {"outbox": 0, "incidents": 0, "findings": 0, "series": 2}
+    assert [s.series_id for s in store.list_series()] == [3]
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "relia.engine.retention"]
+    assert line == (
+        "retention: deleted 0 findings, 0 incidents and 0 notifications older than 30 days "
+        "and 2 series not seen for 7 days"
+    )
+    assert value(registry, "series") == 2.0 and value(registry, "findings") == 0.0
+    clock.now = T0 + 31 * DAY  # history and series in the same round
+    assert pruner.run_once() == {"outbox": 1, "incidents": 1, "findings": 1, "series": 1}
+    assert pruner.deleted == {"findings": 1, "incidents": 1, "outbox": 1, "series": 3}
+    assert value(registry, "series") == 3.0
+
+
+def test_the_grace_is_configurable_and_the_cut_follows_the_clock() -> None:
+    class Recording(MemoryStore):
+        cuts: list[int] = []
+
+        def forget_series(self, before: int) -> int:
+            self.cuts.append(before)
+            return super().forget_series(before)
+
+    store = Recording()
+    pruner = HistoryPruner(
+        store, 30 * 86400, Clock(T0), forget_after_s=2 * 86400, forget_grace_s=60
+    )
+    pruner.run_once()
+    assert store.cuts == [T0 - 2 * DAY - 60_000]
+
+
+def test_a_failing_forget_fails_the_round_after_history_was_pruned() -> None:
+    class Failing(MemoryStore):
+        def forget_series(self, before: int) -> int:
+            raise StoreError("forgetting series failed: connection lost")
+
+    store = Failing()
+    history(store)
+    pruner = HistoryPruner(store, 30 * 86400, Clock(T0 + 31 * DAY), forget_after_s=86400)
+    assert pruner.run_round() is False
+    assert store.incident("old") is None  # prune_history ran first, in its own transaction
+    assert pruner.runs == 0

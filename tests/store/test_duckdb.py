@@ -103,13 +103,13 @@ def test_restart_resumes_from_what_was_written(tmp_path: Path) -> None:
     evidence = {"observed": 2.0, "parts": [{"name": "cusum", "score": 0.5}]}
     with open_store(tmp_path, samples_per_series=3) as s:
         version = s.schema_version
-        s.upsert_series([(1, "cpu", {"host": "a"})])
+        s.upsert_series([(1, "cpu", {"host": "a"})], seen_at=77)
         s.append_samples(batch([1, 1, 1, 1], [1, 2, 3, 4], [1.0, np.nan, 3.0, 4.0]))
         s.save_checkpoints({1: b"state-1", 2: b"state-2"})
         s.add_findings([finding("f", 1, 4, evidence=evidence)])
     with open_store(tmp_path, samples_per_series=3) as s:
         assert s.schema_version == version
-        assert s.list_series() == [SeriesInfo(1, "cpu", {"host": "a"}, 2, 4, 3)]
+        assert s.list_series() == [SeriesInfo(1, "cpu", {"host": "a"}, 2, 4, 3, seen_at=77)]
         ts, value = s.samples(1)
         assert ts.tolist() == [2, 3, 4]
         np.testing.assert_array_equal(value, [np.nan, 3.0, 4.0])
@@ -222,3 +222,18 @@ def test_incident_writes_do_not_wait_for_the_engine_and_never_conflict_with_it(
     assert len(st.incidents()) == 7 and st.incident("inc6") is not None
     assert st.outbox_counts()["log"]["pending"] == 1 + 60
     st.close()
+
+
+def test_forgetting_after_a_restart_and_coming_back(tmp_path: Path) -> None:
+    with open_store(tmp_path, samples_per_series=3) as s:
+        s.upsert_series([(1, "cpu", {}), (2, "mem", {})], seen_at=10)
+        s.append_samples(batch([1, 1, 1, 2], [5, 6, 7, 5], [1.0, 2.0, 3.0, 4.0]))
+    with open_store(tmp_path, samples_per_series=3) as s:  # counts and newest ts read at open
+        s.mark_series_seen({2: 20})
+        assert s.forget_series(15) == 1
+        s.upsert_series([(1, "cpu", {})], seen_at=30)
+        s.append_samples(batch([1, 1], [1, 2], [10.0, 20.0]))  # older than what it had
+        assert s.samples(1)[0].tolist() == [1, 2]
+        assert [(i.series_id, i.n_samples) for i in s.list_series()] == [(1, 2), (2, 1)]
+    with open_store(tmp_path, samples_per_series=3) as s:
+        assert [(i.series_id, i.seen_at) for i in s.list_series()] == [(1, 30), (2, 20)]

@@ -134,3 +134,44 @@ def test_store_trims_only_the_oldest_and_counts_what_it_keeps(
             model[k] = {t: merged[t] for t in got_ts.tolist()}
         counts = {i.series_id: i.n_samples for i in s.list_series()}
         assert counts == {k: len(model.get(k, {})) for k in range(3)}
+
+
+def test_a_forgotten_series_frees_its_row_for_the_next_new_id() -> None:
+    marks = TrimMarks(64)
+    stored: dict[int, list[int]] = {}
+    for start in range(0, 300, 30):
+        _append(marks, stored, [1] * 30 + [2] * 30 + [3] * 30, [*range(start, start + 30)] * 3)
+    rows = marks.rows(np.array([1, 2, 3], np.int64))
+    assert sorted(rows.tolist()) == [0, 1, 2]
+    marks.forget(np.array([2, 42], np.int64))  # 42 was never seen: ignored
+    # A new id takes the freed row, with no position and no usable marks: a fresh series.
+    (row,) = marks.rows(np.array([7], np.int64)).tolist()
+    assert row == rows[1]
+    known, _, _ = marks.cuts(np.array([row], np.int64), np.array([100], np.int64))
+    assert not known.any()
+    # Once the free rows are used up, new ids get new rows; the others kept theirs.
+    assert marks.rows(np.array([8, 1, 9, 3], np.int64)).tolist() == [3, rows[0], 4, rows[2]]
+    assert marks.cuts(rows[[0]], np.array([300], np.int64))[0].all()  # series 1's marks hold
+    # Several freed rows, handed out in one call beside known and brand-new ids.
+    marks.forget(np.array([1, 3, 8], np.int64))
+    got = marks.rows(np.array([10, 7, 11, 12, 13, 14], np.int64)).tolist()
+    assert got[1] == row and len(set(got)) == 6
+    assert sorted(set(got) - {row}) == sorted({rows[0], rows[2], 3, 5, 6})
+
+
+def test_a_forgotten_series_that_comes_back_is_trimmed_exactly() -> None:
+    with DuckDBStore(":memory:", samples_per_series=64) as s:
+        for start in range(0, 400, 40):
+            ts = list(range(start, start + 40))
+            s.append_samples(MetricBatch(*(np.array(a) for a in ([1] * 40, ts, [1.0] * 40))))
+        s.upsert_series([(1, "cpu", {})], seen_at=1)
+        assert s.forget_series(2) == 1
+        assert len(s.samples(1)[0]) == 0
+        s.upsert_series([(1, "cpu", {})], seen_at=3)
+        # Back in time from what it had: a forward append for the new series (nothing stored).
+        for start in range(-1000, -600, 40):
+            ts = list(range(start, start + 40))
+            s.append_samples(MetricBatch(*(np.array(a) for a in ([1] * 40, ts, [2.0] * 40))))
+        ts, value = s.samples(1)
+        assert 64 <= len(ts) <= 64 + 8 and ts[-1] == -601
+        assert ts.tolist() == list(range(-600 - len(ts), -600)) and (value == 2.0).all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import duckdb
@@ -157,3 +158,28 @@ def test_empty_directory_gives_schema_zero(tmp_path: Path) -> None:
     assert load_migrations(directory) == []
     with DuckDBStore(":memory:", migrations_dir=directory) as s:
         assert s.schema_version == 0
+
+
+def test_upgrade_from_schema_9_gives_stored_series_the_migrations_time(tmp_path: Path) -> None:
+    old = write_dir(
+        tmp_path / "v9", {f"{m.version:04d}_{m.name}.sql": m.sql for m in load_migrations()[:9]}
+    )
+    path = tmp_path / "relia.duckdb"
+    with DuckDBStore(path, migrations_dir=old) as s:
+        assert s.schema_version == 9
+        s.upsert_series([(1, "cpu", {"host": "a"})])
+        s.append_samples(MetricBatch.for_series(1, [1, 2], [0.5, 1.5]))
+        assert s.list_series()[0].seen_at is None  # no such column yet
+        assert s.forget_series(2**62) == 0  # nothing can be judged without it
+        s.mark_series_seen({1: 5})  # a no-op
+    before = time.time_ns() // 1_000_000
+    with DuckDBStore(path) as s:
+        after = time.time_ns() // 1_000_000
+        assert s.schema_version == latest_version(load_migrations()) >= 10
+        (info,) = s.list_series()
+        assert info.seen_at is not None and before - 1000 <= info.seen_at <= after + 1000
+        assert s.forget_series(before - 1000) == 0  # not forgotten for what it was before
+        assert s.samples(1)[1].tolist() == [0.5, 1.5]
+        s.mark_series_seen({1: info.seen_at + 10})
+        assert s.list_series()[0].seen_at == info.seen_at + 10
+    assert applied(path)[9] == (10, "series_seen_at")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,57 @@ def test_upgrade_from_schema_1_keeps_samples_with_null_band(
         assert s.samples(1)[1].tolist() == [1.0, 2.0]
         assert np.isnan(s.scored_samples(1).score).all()
     assert applied(postgres_dsn)[1] == (2, "sample_band")
+
+
+def test_upgrade_from_schema_9_gives_stored_series_the_migrations_time(
+    postgres_dsn: str, tmp_path: Path
+) -> None:
+    v9 = tmp_path / "v9"
+    v9.mkdir()
+    for m in PG_MIGRATIONS[:9]:
+        (v9 / f"{m.version:04d}_{m.name}.sql").write_text(m.sql)
+    with PostgresStore(postgres_dsn, migrations_dir=v9) as s:
+        assert s.schema_version == 9
+        s.upsert_series([(1, "cpu", {"host": "a"}), (2, "mem", {})])
+        s.append_samples(MetricBatch.for_series(1, [1, 2], [1.0, 2.0]))
+        assert s.list_series()[0].seen_at is None
+        assert s.forget_series(2**62) == 0
+    before = time.time_ns() // 1_000_000
+    with PostgresStore(postgres_dsn) as s:
+        after = time.time_ns() // 1_000_000
+        assert s.schema_version == latest_version(PG_MIGRATIONS) >= 10
+        got = {i.series_id: i.seen_at for i in s.list_series()}
+        assert got.keys() == {1, 2}
+        # The server's clock (same host here; a second of slack for rounding).
+        assert all(v is not None and before - 1000 <= v <= after + 1000 for v in got.values())
+        assert s.forget_series(before - 1000) == 0
+        assert s.samples(1)[1].tolist() == [1.0, 2.0]
+    assert applied(postgres_dsn)[9] == (10, "series_seen_at")
+    with psycopg.connect(postgres_dsn) as conn:
+        nullable = conn.execute(
+            "SELECT is_nullable FROM information_schema.columns "
+            "WHERE table_name = 'series' AND column_name = 'seen_at'"
+        ).fetchone()
+        indexed = conn.execute(
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'series' "
+            "AND indexdef LIKE '%(seen_at)%'"
+        ).fetchone()
+    assert nullable == ("NO",) and indexed == (1,)
+
+
+def test_forgetting_uses_the_seen_at_index(postgres_dsn: str) -> None:
+    with PostgresStore(postgres_dsn) as s:
+        s.upsert_series([(i, f"m{i}", {}) for i in range(5000)], seen_at=10_000)
+        s.upsert_series([(1, "m1", {})], seen_at=1)
+    with psycopg.connect(postgres_dsn) as conn:
+        conn.execute("ANALYZE series")
+        plan = "\n".join(
+            r[0]
+            for r in conn.execute(
+                "EXPLAIN SELECT id FROM series WHERE seen_at < 5 ORDER BY id FOR UPDATE"
+            ).fetchall()
+        )
+    assert "series_seen_at" in plan, plan
 
 
 def test_a_newer_schema_is_refused(postgres_dsn: str, tmp_path: Path) -> None:

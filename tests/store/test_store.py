@@ -4,6 +4,7 @@ series, bounded samples, checkpoints, findings, log progress, closing, threads."
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -90,17 +91,126 @@ def test_upsert_series_keeps_known_ids_and_lists_in_name_then_label_order(store:
 
 
 def test_series_labels_are_canonical(store: Store) -> None:
-    store.upsert_series([(1, "up", {"__name__": "up", "job": "node"})])
-    assert store.list_series() == [SeriesInfo(1, "up", {"job": "node"})]
+    store.upsert_series([(1, "up", {"__name__": "up", "job": "node"})], seen_at=7)
+    assert store.list_series() == [SeriesInfo(1, "up", {"job": "node"}, seen_at=7)]
 
 
 def test_list_series_reports_sample_range_and_count(store: Store) -> None:
-    store.upsert_series([(1, "a", {}), (2, "b", {})])
+    store.upsert_series([(1, "a", {}), (2, "b", {})], seen_at=9)
     store.append_samples(batch([1, 1, 2, 1], [30, 10, 5, 20], [1.0, 2.0, 3.0, np.nan]))
     assert store.list_series() == [
-        SeriesInfo(1, "a", {}, first_ts=10, last_ts=30, n_samples=3),
-        SeriesInfo(2, "b", {}, first_ts=5, last_ts=5, n_samples=1),
+        SeriesInfo(1, "a", {}, first_ts=10, last_ts=30, n_samples=3, seen_at=9),
+        SeriesInfo(2, "b", {}, first_ts=5, last_ts=5, n_samples=1, seen_at=9),
     ]
+
+
+# -- seen_at and idle series forgetting ---------------------------------------------------------
+
+
+def seen(store: Store) -> dict[int, int | None]:
+    return {i.series_id: i.seen_at for i in store.list_series()}
+
+
+def test_upsert_series_sets_seen_at_given_or_the_wall_clock(store: Store) -> None:
+    store.upsert_series([(1, "a", {})], seen_at=1_000)
+    before = time.time_ns() // 1_000_000
+    store.upsert_series([(2, "b", {})])
+    after = time.time_ns() // 1_000_000
+    got = seen(store)
+    assert got[1] == 1_000
+    assert got[2] is not None and before <= got[2] <= after
+
+
+def test_upsert_of_a_known_id_raises_its_seen_at_but_never_lowers_it(store: Store) -> None:
+    store.upsert_series([(1, "a", {"k": "v"}), (2, "b", {})], seen_at=5_000)
+    store.upsert_series([(1, "renamed", {}), (2, "b", {}), (3, "c", {})], seen_at=2_000)
+    assert seen(store) == {1: 5_000, 2: 5_000, 3: 2_000}
+    store.upsert_series([(1, "renamed", {}), (3, "c", {})], seen_at=9_000)
+    assert seen(store) == {1: 9_000, 2: 5_000, 3: 9_000}
+    (one,) = [i for i in store.list_series() if i.series_id == 1]
+    assert (one.name, one.labels) == ("a", {"k": "v"})  # name and labels stay as registered
+
+
+def test_mark_series_seen_raises_only_and_ignores_unknown_ids(store: Store) -> None:
+    store.upsert_series([(1, "a", {}), (2, "b", {}), (3, "c", {})], seen_at=5_000)
+    store.mark_series_seen({1: 8_000, 2: 1_000, 99: 9_000, -4: 1})
+    assert seen(store) == {1: 8_000, 2: 5_000, 3: 5_000}
+    store.mark_series_seen({})
+    assert seen(store) == {1: 8_000, 2: 5_000, 3: 5_000}
+    assert [i.series_id for i in store.list_series()] == [1, 2, 3]  # nothing was added
+
+
+def test_mark_series_seen_rejects_what_is_not_a_mapping_of_ints(store: Store) -> None:
+    with pytest.raises(DataError, match="seen"):
+        store.mark_series_seen([(1, 2)])  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="seen"):
+        store.mark_series_seen({1: "soon"})  # type: ignore[dict-item]
+
+
+def test_mark_series_seen_takes_many_ids_in_one_call(store: Store) -> None:
+    n = 20_000
+    store.upsert_series([(i, f"m{i}", {}) for i in range(n)], seen_at=1_000)
+    store.mark_series_seen({i: 1_000 + i for i in range(0, 2 * n, 2)})
+    got = seen(store)
+    assert len(got) == n
+    assert all(got[i] == (1_000 + i if i % 2 == 0 else 1_000) for i in range(n))
+
+
+def test_forget_series_deletes_the_series_seen_before_the_cut_with_their_rows(
+    store: Store,
+) -> None:
+    store.upsert_series([(1, "old", {}), (2, "edge", {}), (3, "new", {})], seen_at=1_000)
+    store.mark_series_seen({2: 5_000, 3: 9_000})
+    store.append_samples(batch([1, 1, 2, 3, 3], [10, 20, 10, 30, 40], [1, 2, 3, 4, 5]))
+    store.save_checkpoints({1: b"one", 2: b"two", 3: b"three"})
+    store.add_findings([finding("f1", 10, 20, series_id=1), finding("f3", 30, 40, series_id=3)])
+
+    assert store.forget_series(5_000) == 1  # seen exactly at the cut: kept
+    assert seen(store) == {2: 5_000, 3: 9_000}
+    assert len(store.samples(1)[0]) == 0
+    assert store.samples(2)[0].tolist() == [10]
+    assert store.samples(3)[0].tolist() == [30, 40]
+    assert store.load_checkpoints() == {2: b"two", 3: b"three"}
+    assert {f.id for f in store.findings()} == {"f1", "f3"}  # findings stay
+
+    assert store.forget_series(5_000) == 0  # nothing older is left
+    assert store.forget_series(9_001) == 2
+    assert store.list_series() == [] and store.load_checkpoints() == {}
+    assert {f.id for f in store.findings()} == {"f1", "f3"}
+
+
+def test_forget_series_in_an_empty_store_deletes_nothing(store: Store) -> None:
+    assert store.forget_series(2**62) == 0
+
+
+def test_a_forgotten_series_registered_again_is_a_new_one(make_store: Callable[..., Any]) -> None:
+    s = make_store(4)
+    s.upsert_series([(1, "cpu", {"h": "a"}), (2, "mem", {})], seen_at=1_000)
+    # Enough samples that series 1 has been trimmed (and the DuckDB store keeps trim marks).
+    for start in range(0, 40, 5):
+        ts = list(range(start, start + 5))
+        s.append_samples(batch([1] * 5 + [2] * 5, ts + ts, [float(t) for t in ts] * 2))
+    s.save_checkpoints({1: b"old"})
+    s.mark_series_seen({2: 2_000})
+    assert s.forget_series(1_500) == 1
+
+    s.mark_series_seen({1: 9_000})  # a forgotten id is unknown: nothing is registered
+    assert [i.series_id for i in s.list_series()] == [2]
+    s.upsert_series([(1, "cpu", {"h": "b"})], seen_at=3_000)
+    # Back-filled ts older than what it had before it was forgotten: stored as new samples.
+    s.append_samples(batch([1, 1], [3, 1], [30.0, 10.0]))
+    assert s.samples(1)[0].tolist() == [1, 3]
+    assert s.list_series()[0] == SeriesInfo(1, "cpu", {"h": "b"}, 1, 3, 2, seen_at=3_000)
+    for start in range(100, 140, 5):  # grows past its bound: trimmed to the newest again
+        ts = list(range(start, start + 5))
+        s.append_samples(batch([1] * 5, ts, [float(t) for t in ts]))
+    ts, value = s.samples(1)
+    assert 4 <= len(ts) <= 4 + 4 // 8 and ts[-1] == 139
+    assert ts.tolist() == list(range(140 - len(ts), 140))
+    assert s.load_checkpoints() == {}
+    s.save_checkpoints({1: b"new"})
+    assert s.load_checkpoints() == {1: b"new"}
+    assert s.samples(2)[0][-1] == 39  # the series that stayed is untouched
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,15 @@ runs (each outbox item holds a whole incident snapshot). Once at start and then 
   it heard about, :mod:`relia.notify.routing`);
 - findings that ended more than ``retention`` ago and that no remaining incident lists.
 
+With ``forget_after_s`` set (idle series forgetting, ``forget_after``), each round then also
+deletes the series no replica has received for ``forget_after_s`` plus ``forget_grace_s`` (three
+hours by default), with their samples and detector checkpoints
+(:meth:`relia.store.base.Store.forget_series`). It is judged by each series' ``seen_at`` in the
+store, which every replica receiving the series raises, never by the ts of its samples (a source
+may back-fill old ones); the grace leaves time for a replica's pending ``seen_at`` writes and
+clock skew between replicas, so a series the engine still holds is not deleted under it. Those
+deletions count as kind ``series``.
+
 It runs where notifications are delivered: beside the engine on a single node, and under HA
 only on the leader (started and stopped with its tenure by :class:`relia.ha.duties.LeaderDuties`).
 """
@@ -34,13 +43,17 @@ log = logging.getLogger(__name__)
 
 #: What ``prune_history`` counts, in the order the log line names them.
 KINDS = ("findings", "incidents", "outbox")
+#: What ``forget_series`` counts (idle series forgetting, with ``forget_after_s``).
+SERIES = "series"
 
 
 class HistoryPruner:
     """Deletes history older than ``retention_s`` from ``store`` every ``interval_s``.
 
     ``clock`` returns ms UTC (the engine's); ``registry`` receives
-    ``relia_history_pruned_total{kind}`` (a private registry when None). :meth:`run_once`
+    ``relia_history_pruned_total{kind}`` (a private registry when None). With
+    ``forget_after_s``, each round also forgets the series not seen for ``forget_after_s`` +
+    ``forget_grace_s`` (kind ``series``; see the module docstring). :meth:`run_once`
     prunes now; :meth:`start` runs it in a thread, at once and then every ``interval_s``, until
     the given event is set. Deleting nothing logs nothing; deleting something logs one INFO line
     with the counts.
@@ -55,42 +68,56 @@ class HistoryPruner:
         interval_s: float = 3600.0,
         retry_s: float = 60.0,
         registry: CollectorRegistry | None = None,
+        forget_after_s: float | None = None,
+        forget_grace_s: float = 3 * 3600.0,
     ) -> None:
         self.store = store
         self.retention_ms = int(retention_s * 1000)
         self.clock = clock
         self.interval_s = float(interval_s)
         self.retry_s = float(retry_s)
+        self.forget_after_ms = None if forget_after_s is None else int(forget_after_s * 1000)
+        self.forget_grace_ms = int(forget_grace_s * 1000)
         self.runs = 0
-        self.deleted = dict.fromkeys(KINDS, 0)
+        self.deleted = dict.fromkeys(self._kinds, 0)
         self._failures = FailureLog(log, "pruning history (retried in a minute)")
         reg = registry if registry is not None else CollectorRegistry()
         self._pruned = Counter(
             "relia_history_pruned",
-            "Rows deleted by history retention, per kind (findings, incidents, outbox).",
+            "Rows deleted by history retention, per kind (findings, incidents, outbox; series: "
+            "idle series forgotten).",
             ["kind"],
             registry=reg,
         )
-        for kind in KINDS:
+        for kind in (*KINDS, SERIES):
             self._pruned.labels(kind=kind)  # exported at 0 before the first deletion
 
+    @property
+    def _kinds(self) -> tuple[str, ...]:
+        return KINDS if self.forget_after_ms is None else (*KINDS, SERIES)
+
     def run_once(self) -> dict[str, int]:
-        """Delete what is older than the retention now; returns the counts per kind. Raises
-        what the store raises."""
-        before = self.clock() - self.retention_ms
-        counts = self.store.prune_history(before)
+        """Delete what is older than the retention now, then (with ``forget_after_s``) forget
+        the idle series; returns the counts per kind (``series`` only with ``forget_after_s``).
+        Raises what the store raises."""
+        now = self.clock()
+        counts = dict(self.store.prune_history(now - self.retention_ms))
+        if self.forget_after_ms is not None:
+            cut = now - self.forget_after_ms - self.forget_grace_ms
+            counts[SERIES] = int(self.store.forget_series(cut))
         self.runs += 1
-        for kind in KINDS:
+        for kind in self._kinds:
             n = int(counts.get(kind, 0))
             if n:
                 self.deleted[kind] += n
                 self._pruned.labels(kind=kind).inc(n)
-        if any(counts.get(k, 0) for k in KINDS):
-            log.info(
-                "retention: deleted %d findings, %d incidents and %d notifications older than %s",
-                *(int(counts.get(k, 0)) for k in KINDS),
-                _days(self.retention_ms),
-            )
+        if any(counts.get(k, 0) for k in self._kinds):
+            line = "retention: deleted %d findings, %d incidents and %d notifications older than %s"
+            args: list[object] = [*(int(counts.get(k, 0)) for k in KINDS), _days(self.retention_ms)]
+            if self.forget_after_ms is not None:
+                line += " and %d series not seen for %s"
+                args += [counts[SERIES], _days(self.forget_after_ms)]
+            log.info(line, *args)
         return counts
 
     def run_round(self) -> bool:

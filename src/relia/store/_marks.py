@@ -38,6 +38,9 @@ class TrimMarks:
         # Marks cover positions back to `keep + 2 steps` before the newest: enough for any cut.
         self.ring = keep // self.step + 3
         self._row: dict[int, int] = {}
+        # Rows of forgotten series (forget), handed to new ids before the table grows; while
+        # there are none, the rows in use are exactly 0 .. len(_row) - 1.
+        self._free: list[int] = []
         self._appended = np.zeros(0, np.int64)  # position of the next sample of each series
         self._valid = np.zeros(0, np.int64)  # first position whose mark can be trusted
         self._marks = np.zeros((0, self.ring), np.int64)
@@ -45,10 +48,27 @@ class TrimMarks:
     def rows(self, ids: IntArray) -> IntArray:
         """The row of each series id, adding rows (no usable marks yet) for new ones."""
         got = self._row
+        if self._free:
+            free = self._free
+            for k in ids.tolist():
+                if k not in got:
+                    got[k] = free.pop() if free else len(got) + len(free)
         # One pass: a new id gets the next row (len(got) is read before it is inserted).
         rows = np.fromiter((got.setdefault(k, len(got)) for k in ids.tolist()), np.int64, len(ids))
-        self._grow(len(got))
+        self._grow(len(got) + len(self._free))
         return rows
+
+    def forget(self, ids: IntArray) -> None:
+        """Drop the series ``ids`` (their stored rows are gone): an id that comes back is a new
+        series, with no position and no marks; its row is reused by the next new id."""
+        for k in ids.tolist():
+            row = self._row.pop(k, None)
+            if row is None:
+                continue
+            self._appended[row] = 0
+            self._valid[row] = 0
+            self._marks[row] = 0
+            self._free.append(row)
 
     def _grow(self, n: int) -> None:
         cap = len(self._appended)

@@ -6,7 +6,7 @@ PostgreSQL for several replicas. Schema changes are versioned migrations.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -25,7 +25,9 @@ IntArray = npt.NDArray[np.int64]
 
 @dataclass(frozen=True)
 class SeriesInfo:
-    """A series known to the store."""
+    """A series known to the store. ``seen_at`` (ms UTC, wall clock of the writer) is when a
+    replica last received it (:meth:`Store.upsert_series`, :meth:`Store.mark_series_seen`); None
+    where the store's schema predates it (migration 0010)."""
 
     series_id: int
     name: str
@@ -33,6 +35,7 @@ class SeriesInfo:
     first_ts: int | None = None
     last_ts: int | None = None
     n_samples: int = 0
+    seen_at: int | None = None
 
 
 class SampleScores(Protocol):
@@ -106,8 +109,24 @@ class Store(Protocol):
         """The migration the schema is at."""
         ...
 
-    def upsert_series(self, series: list[tuple[int, str, dict[str, str]]]) -> None:
-        """Register series (id, metric name, labels); known ids are left as they are."""
+    def upsert_series(
+        self, series: list[tuple[int, str, dict[str, str]]], seen_at: int | None = None
+    ) -> None:
+        """Register series (id, metric name, labels); a known id keeps its name and labels.
+        Every series named is seen at ``seen_at`` (ms UTC; default: the wall clock now): a new
+        one gets it, a known one's ``seen_at`` is raised to it (never lowered)."""
+        ...
+
+    def mark_series_seen(self, seen: Mapping[int, int]) -> None:
+        """Raise the ``seen_at`` of each series id to the given ms UTC (never lower it), in one
+        transaction; ids the store does not know are ignored. Set-based: fit for a million ids
+        in one call."""
+        ...
+
+    def forget_series(self, before: int) -> int:
+        """Delete, in one transaction, every series whose ``seen_at`` is before ``before`` (ms
+        UTC), with its samples and its detector checkpoint (findings, incidents and log tables
+        stay). Returns how many series went. An id registered again later starts afresh."""
         ...
 
     def list_series(self) -> list[SeriesInfo]:

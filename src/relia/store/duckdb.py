@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
@@ -123,6 +124,7 @@ class DuckDBStore:
             self._side_writer = self._root.cursor()
             self._version = self._migrate(migrations)
             self._has_band = self._samples_have_band()
+            self._has_seen = self._series_have_seen_at()
             # Stored samples per series, kept in memory so an append trims only the series that
             # outgrew their bound (see append_samples). One aggregate at open; the writer is the
             # only one who changes the table (the file is locked to this process).
@@ -170,9 +172,14 @@ class DuckDBStore:
 
     # -- series -----------------------------------------------------------------------------
 
-    def upsert_series(self, series: list[tuple[int, str, dict[str, str]]]) -> None:
-        """Register series (id, metric name, labels); known ids are left as they are."""
+    def upsert_series(
+        self, series: list[tuple[int, str, dict[str, str]]], seen_at: int | None = None
+    ) -> None:
+        """Register series (id, metric name, labels); a known id keeps its name and labels.
+        Every series named is seen at ``seen_at`` (ms UTC; default: the wall clock now): a new
+        one gets it, a known one's ``seen_at`` is raised to it, never lowered."""
         ids, names, labels = _series_rows(series)
+        seen = _now_ms() if seen_at is None else _as_int64(seen_at, "seen_at")
         if not ids:
             return
         table = pa.table(
@@ -183,18 +190,71 @@ class DuckDBStore:
             }
         )
         with self._transaction("registering series") as w, _registered(w, table):
+            if not self._has_seen:  # a custom migration set without schema 10
+                w.execute(
+                    f"INSERT INTO series (id, name, labels, created_at) "
+                    f"SELECT id, name, labels, ? FROM {_BATCH} ON CONFLICT (id) DO NOTHING",
+                    [_utc_now()],
+                )
+                return
             w.execute(
-                f"INSERT INTO series (id, name, labels, created_at) "
-                f"SELECT id, name, labels, ? FROM {_BATCH} ON CONFLICT (id) DO NOTHING",
-                [_utc_now()],
+                f"INSERT INTO series (id, name, labels, created_at, seen_at) "
+                f"SELECT id, name, labels, ?, ? FROM {_BATCH} ON CONFLICT (id) DO UPDATE "
+                "SET seen_at = greatest(series.seen_at, excluded.seen_at)",
+                [_utc_now(), seen],
             )
+
+    def mark_series_seen(self, seen: Mapping[int, int]) -> None:
+        """Raise the ``seen_at`` of each series id to the given ms UTC (never lower it), in one
+        transaction; unknown ids are ignored. One join of the ids (an Arrow table) against
+        ``series``. A no-op on a schema without ``seen_at`` (a custom migration set)."""
+        ids, ms = _seen_columns(seen)
+        if not len(ids) or not self._has_seen:
+            return
+        table = pa.table({"id": ids, "seen_at": ms})
+        with self._transaction("marking series seen") as w, _registered(w, table):
+            w.execute(
+                f"UPDATE series SET seen_at = b.seen_at FROM {_BATCH} AS b "
+                "WHERE series.id = b.id AND (series.seen_at IS NULL OR series.seen_at < b.seen_at)"
+            )
+
+    def forget_series(self, before: int) -> int:
+        """Delete, in one transaction, every series whose ``seen_at`` is before ``before`` with
+        its samples and checkpoint; returns how many went. The in-memory count, newest ts and
+        trim marks of each go too, so an id registered again is a new series. Nothing is
+        forgotten on a schema without ``seen_at`` (a custom migration set)."""
+        cut = _as_int64(before, "before")
+        if not self._has_seen:
+            return 0
+        with self._transaction("forgetting series") as w:
+            gone = np.asarray(
+                w.execute("DELETE FROM series WHERE seen_at < ? RETURNING id", [cut]).fetchnumpy()[
+                    "id"
+                ],
+                dtype=np.int64,
+            )
+            if len(gone):
+                with _registered(w, pa.table({"id": gone})):
+                    w.execute(f"DELETE FROM samples WHERE series_id IN (SELECT id FROM {_BATCH})")
+                    w.execute(
+                        f"DELETE FROM checkpoints WHERE series_id IN (SELECT id FROM {_BATCH})"
+                    )
+        # Once committed, as append_samples does: an id registered again starts with no rows,
+        # no newest ts (its first append is forward) and no trim marks.
+        for k in gone.tolist():
+            self._counts.pop(k, None)
+            self._newest.pop(k, None)
+        self._marks.forget(gone)
+        return len(gone)
 
     def list_series(self) -> list[SeriesInfo]:
         """Every known series with its sample range and count, ordered by name then labels."""
+        seen = "s.seen_at" if self._has_seen else "NULL"
         with self._reader("listing series") as cur:
             rows = cur.execute(
-                """
-                SELECT s.id, s.name, s.labels::VARCHAR, a.first_ts, a.last_ts, coalesce(a.n, 0)
+                f"""
+                SELECT s.id, s.name, s.labels::VARCHAR, a.first_ts, a.last_ts, coalesce(a.n, 0),
+                    {seen}
                 FROM series AS s
                 LEFT JOIN (
                     SELECT series_id, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS n
@@ -210,8 +270,9 @@ class DuckDBStore:
                 first_ts=None if first is None else int(first),
                 last_ts=None if last is None else int(last),
                 n_samples=int(n),
+                seen_at=None if seen is None else int(seen),
             )
-            for sid, name, lab, first, last, n in rows
+            for sid, name, lab, first, last, n, seen in rows
         ]
         # Sorted here rather than in SQL: "by labels" means by the sorted (name, value) pairs,
         # which JSON text order does not match ('{"a":"1"}' sorts after '{"a":"1","b":"2"}').
@@ -752,6 +813,19 @@ class DuckDBStore:
             ) from e
         return set(_BAND) <= {str(c[0]) for c in cols}
 
+    def _series_have_seen_at(self) -> bool:
+        # By column, as the band: a custom migrations_dir may stop before schema 10.
+        try:
+            cols = self._writer.execute(
+                "SELECT column_name FROM duckdb_columns() "
+                "WHERE table_name = 'series' AND schema_name = 'main'"
+            ).fetchall()
+        except duckdb.Error as e:
+            raise StoreError(
+                f"cannot read the schema of series: {_first_line(e)}", where=self._path
+            ) from e
+        return "seen_at" in {str(c[0]) for c in cols}
+
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("the store is closed", where=self._path)
@@ -1267,6 +1341,26 @@ def _dump_evidence(f: Finding) -> str:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def _now_ms() -> int:
+    """The wall clock, ms since the Unix epoch (UTC): what ``seen_at`` is by default."""
+    return time.time_ns() // 1_000_000
+
+
+def _seen_columns(seen: Mapping[int, int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The ids and ms of a ``mark_series_seen`` argument as int64 arrays (no Python loop per
+    id beyond NumPy's own); :class:`DataError` if it is not a mapping of integers. Shared by
+    both stores."""
+    if not isinstance(seen, Mapping):
+        raise DataError(f"seen must be a mapping of series id to ms, got {type(seen).__name__}")
+    n = len(seen)
+    try:
+        ids = np.fromiter(seen.keys(), np.int64, n)
+        ms = np.fromiter(seen.values(), np.int64, n)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise DataError(f"seen must map int64 series ids to int64 ms: {e}") from e
+    return ids, ms
 
 
 def _utc_now() -> datetime:

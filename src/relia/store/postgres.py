@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -60,6 +60,8 @@ from relia.store.duckdb import (
     _finding_from_row,
     _json_default,
     _last_per_key,
+    _now_ms,
+    _seen_columns,
     _series_rows,
 )
 from relia.store.migrations import Migration, latest_version, load_migrations
@@ -99,6 +101,15 @@ _COPY_ROW = np.dtype(
         ("scored", "u1"),
         *(f for c in _BAND for f in ((f"l_{c}", ">i4"), (c, ">f8"))),
     ]
+)
+# The staging table of mark_series_seen (filled by a binary COPY, as the samples are).
+_STAGE_SEEN = "relia_stage_seen"
+_STAGE_SEEN_DDL = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE_SEEN} (id BIGINT, seen_at BIGINT) "
+    "ON COMMIT DELETE ROWS"
+)
+_SEEN_ROW = np.dtype(
+    [("nfields", ">i2"), ("l_id", ">i4"), ("id", ">i8"), ("l_seen_at", ">i4"), ("seen_at", ">i8")]
 )
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 _COPY_TRAILER = b"\xff\xff"
@@ -196,6 +207,7 @@ class PostgresStore:
         try:
             self._version = self._migrate(migrations)
             self._has_band = self._samples_have_band()
+            self._has_seen = self._series_have_seen_at()
         except BaseException:
             self._drop_writer()
             self._closed = True
@@ -225,32 +237,109 @@ class PostgresStore:
 
     # -- series -----------------------------------------------------------------------------
 
-    def upsert_series(self, series: list[tuple[int, str, dict[str, str]]]) -> None:
-        """Register series (id, metric name, labels); known ids are left as they are."""
+    def upsert_series(
+        self, series: list[tuple[int, str, dict[str, str]]], seen_at: int | None = None
+    ) -> None:
+        """Register series (id, metric name, labels); a known id keeps its name and labels.
+        Every series named is seen at ``seen_at`` (ms UTC; default: the wall clock now): a new
+        one gets it, a known one's ``seen_at`` is raised to it, never lowered."""
         ids, names, labels = _series_rows(series)
+        seen = _now_ms() if seen_at is None else _as_int64(seen_at, "seen_at")
         if not ids:
             return
-
-        def write(c: psycopg.Connection[Any]) -> None:
-            c.execute(
+        if self._has_seen:
+            # The conflicting rows are updated only where that raises seen_at (no dead row
+            # versions for a registration that changes nothing).
+            sql = (
+                "INSERT INTO series AS o (id, name, labels, created_at, seen_at) "
+                "SELECT id, name, labels::jsonb, now(), %s "
+                "FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS u(id, name, labels) "
+                "ORDER BY id ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at "
+                "WHERE o.seen_at < excluded.seen_at"
+            )
+            params: list[Any] = [seen, ids, names, labels]
+        else:  # a custom migration set without schema 10
+            sql = (
                 "INSERT INTO series (id, name, labels, created_at) "
                 "SELECT id, name, labels::jsonb, now() "
                 "FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS u(id, name, labels) "
-                "ORDER BY id ON CONFLICT (id) DO NOTHING",
-                [ids, names, labels],
+                "ORDER BY id ON CONFLICT (id) DO NOTHING"
+            )
+            params = [ids, names, labels]
+        self._write("registering series", lambda c: c.execute(sql, params))
+
+    def mark_series_seen(self, seen: Mapping[int, int]) -> None:
+        """Raise the ``seen_at`` of each series id to the given ms UTC (never lower it), in one
+        transaction; unknown ids are ignored. The ids travel in one binary ``COPY`` (as samples
+        do); the rows to raise are locked in id order first, so replicas marking the same
+        series never deadlock. A no-op on a schema without ``seen_at``."""
+        ids, ms = _seen_columns(seen)
+        if not len(ids) or not self._has_seen:
+            return
+        rows = np.zeros(len(ids), dtype=_SEEN_ROW)
+        rows["nfields"] = 2
+        rows["l_id"] = 8
+        rows["l_seen_at"] = 8
+        rows["id"], rows["seen_at"] = ids, ms
+        payload = _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
+
+        def write(c: psycopg.Connection[Any]) -> None:
+            with (
+                c.cursor() as cur,
+                cur.copy(f"COPY {_STAGE_SEEN} FROM STDIN (FORMAT BINARY)") as cp,
+            ):
+                cp.write(payload)
+            c.execute(f"ANALYZE {_STAGE_SEEN}")
+            c.execute(
+                f"SELECT s.id FROM series AS s JOIN {_STAGE_SEEN} AS t ON t.id = s.id "
+                "WHERE s.seen_at < t.seen_at ORDER BY s.id FOR UPDATE OF s"
+            )
+            c.execute(
+                f"UPDATE series AS s SET seen_at = t.seen_at FROM {_STAGE_SEEN} AS t "
+                "WHERE t.id = s.id AND s.seen_at < t.seen_at"
             )
 
-        self._write("registering series", write)
+        self._write("marking series seen", write)
+
+    def forget_series(self, before: int) -> int:
+        """Delete, in one transaction, every series whose ``seen_at`` is before ``before`` with
+        its samples, sample count and checkpoint; returns how many went. The series are found by
+        the ``seen_at`` index (migration 0010) and locked in id order. Nothing is forgotten on a
+        schema without ``seen_at``."""
+        cut = _as_int64(before, "before")
+        if not self._has_seen:
+            return 0
+
+        def forget(c: psycopg.Connection[Any]) -> int:
+            row = c.execute(
+                """
+                WITH gone AS MATERIALIZED (
+                    DELETE FROM series WHERE id IN (
+                        SELECT id FROM series WHERE seen_at < %s ORDER BY id FOR UPDATE
+                    ) RETURNING id
+                ), s AS (
+                    DELETE FROM samples WHERE series_id IN (SELECT id FROM gone)
+                ), n AS (
+                    DELETE FROM sample_counts WHERE series_id IN (SELECT id FROM gone)
+                ), k AS (
+                    DELETE FROM checkpoints WHERE series_id IN (SELECT id FROM gone)
+                )
+                SELECT count(*) FROM gone
+                """,
+                [cut],
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+        return self._write("forgetting series", forget)
 
     def list_series(self) -> list[SeriesInfo]:
         """Every known series with its sample range and count, ordered by name then labels."""
         # first/last come from the primary key's ends (min/max become index probes), the count
         # from sample_counts: no scan of the samples themselves.
-        rows = self._read(
-            "listing series",
-            lambda c: c.execute(
-                """
-                SELECT s.id, s.name, s.labels, m.first_ts, m.last_ts, coalesce(n.n, 0)
+        seen = "s.seen_at" if self._has_seen else "NULL::bigint"
+        sql = f"""
+                SELECT s.id, s.name, s.labels, m.first_ts, m.last_ts, coalesce(n.n, 0),
+                    {seen}
                 FROM series AS s
                 LEFT JOIN sample_counts AS n ON n.series_id = s.id
                 LEFT JOIN LATERAL (
@@ -258,8 +347,7 @@ class PostgresStore:
                     FROM samples WHERE series_id = s.id
                 ) AS m ON true
                 """
-            ).fetchall(),
-        )
+        rows = self._read("listing series", lambda c: c.execute(sql).fetchall())
         out = [
             SeriesInfo(
                 series_id=int(sid),
@@ -268,8 +356,9 @@ class PostgresStore:
                 first_ts=None if first is None else int(first),
                 last_ts=None if last is None else int(last),
                 n_samples=int(n),
+                seen_at=None if seen is None else int(seen),
             )
-            for sid, name, lab, first, last, n in rows
+            for sid, name, lab, first, last, n, seen in rows
         ]
         # Sorted here, as the DuckDB store does: "by labels" means by sorted (name, value) pairs.
         out.sort(key=lambda s: (s.name, tuple(sorted(s.labels.items())), s.series_id))
@@ -1012,6 +1101,7 @@ class PostgresStore:
                     conn = self._connect()
                     try:
                         conn.execute(_STAGE_DDL)  # temporary: one per connection
+                        conn.execute(_STAGE_SEEN_DDL)
                     except psycopg.Error as e:
                         conn.close()
                         raise self._error(what, e) from e
@@ -1122,6 +1212,17 @@ class PostgresStore:
             version, applied = self._write("migrating the schema", step)
             if not applied:
                 return version
+
+    def _series_have_seen_at(self) -> bool:
+        # By column, as the band: a custom migrations_dir may stop before schema 10.
+        rows = self._read(
+            "reading the schema of series",
+            lambda c: c.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = 'series' AND table_schema = current_schema()"
+            ).fetchall(),
+        )
+        return "seen_at" in {str(r[0]) for r in rows}
 
     def _samples_have_band(self) -> bool:
         # By column, not by version: a custom migrations_dir may number its versions otherwise.

@@ -95,26 +95,7 @@ def test_upgrade_from_schema_9_gives_stored_series_the_migrations_time(
             "SELECT is_nullable FROM information_schema.columns "
             "WHERE table_name = 'series' AND column_name = 'seen_at'"
         ).fetchone()
-        indexed = conn.execute(
-            "SELECT count(*) FROM pg_indexes WHERE tablename = 'series' "
-            "AND indexdef LIKE '%(seen_at)%'"
-        ).fetchone()
-    assert nullable == ("NO",) and indexed == (1,)
-
-
-def test_forgetting_uses_the_seen_at_index(postgres_dsn: str) -> None:
-    with PostgresStore(postgres_dsn) as s:
-        s.upsert_series([(i, f"m{i}", {}) for i in range(5000)], seen_at=10_000)
-        s.upsert_series([(1, "m1", {})], seen_at=1)
-    with psycopg.connect(postgres_dsn) as conn:
-        conn.execute("ANALYZE series")
-        plan = "\n".join(
-            r[0]
-            for r in conn.execute(
-                "EXPLAIN SELECT id FROM series WHERE seen_at < 5 ORDER BY id FOR UPDATE"
-            ).fetchall()
-        )
-    assert "series_seen_at" in plan, plan
+    assert nullable == ("NO",)
 
 
 def test_a_newer_schema_is_refused(postgres_dsn: str, tmp_path: Path) -> None:

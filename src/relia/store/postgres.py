@@ -303,9 +303,9 @@ class PostgresStore:
 
     def forget_series(self, before: int) -> int:
         """Delete, in one transaction, every series whose ``seen_at`` is before ``before`` with
-        its samples, sample count and checkpoint; returns how many went. The series are found by
-        the ``seen_at`` index (migration 0010) and locked in id order. Nothing is forgotten on a
-        schema without ``seen_at``."""
+        its samples, sample count and checkpoint; returns how many went. The series are found by a
+        scan of ``series`` (``seen_at`` has no index: see migration 0010) and locked in id
+        order. Nothing is forgotten on a schema without ``seen_at``."""
         cut = _as_int64(before, "before")
         if not self._has_seen:
             return 0

@@ -612,7 +612,7 @@ class Engine:
                     continue
                 if sid not in self.index:
                     # Forgotten in the last check, but a source had resolved it already.
-                    self.index.add(sid, name, labels)
+                    self.index.add(sid, name, dict(labels))
                 rows.append((sid, name, dict(labels)))
             if rows:
                 self.store.upsert_series(rows, seen_at=now)

@@ -203,9 +203,11 @@ class OutageStore(DuckDBStore):
         if self.down:
             raise StoreError("cannot connect to the store: connection refused")
 
-    def upsert_series(self, series: list[tuple[int, str, dict[str, str]]]) -> None:
+    def upsert_series(
+        self, series: list[tuple[int, str, dict[str, str]]], seen_at: int | None = None
+    ) -> None:
         self._check()
-        super().upsert_series(series)
+        super().upsert_series(series, seen_at)
 
     def append_samples(self, batch: MetricBatch, scores: SampleScores | None = None) -> None:
         self._check()
@@ -1096,7 +1098,7 @@ def test_receipt_times_reach_the_store_once_per_look(make_store: StoreFactory) -
     cpu = src._ids["cpu"]
     first = {s.series_id: s.seen_at for s in store.list_series()}[cpu]
     assert first == T0  # registered
-    _tick_for(eng, clock, eng.forget_every_ms)
+    _tick_for(eng, clock, eng.forget_every_ms + STEP)
     last_receipt = clock.now - STEP
     seen = {s.series_id: s.seen_at for s in store.list_series()}[cpu]
     assert T0 < seen <= last_receipt

@@ -645,6 +645,9 @@ class Engine:
         self._last_forget_ms = now
         cut = now - self.forget_after_ms
         idle = [sid for sid, seen in self._held.items() if seen <= cut]
+        # Also when nothing is idle: the tombstones of the last look go (a look apart, every
+        # sample resolved before it has been through a tick).
+        self.index.forget(idle)
         if not idle:
             return 0
         self.executor.forget(idle)
@@ -653,7 +656,6 @@ class Engine:
             forget = getattr(src, "forget", None)
             if callable(forget):
                 forget(idle)
-        self.index.forget(idle)
         for sid in idle:
             del self._held[sid]
             self._known.discard(sid)

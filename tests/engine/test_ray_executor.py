@@ -524,6 +524,17 @@ def test_results_can_be_modified_although_ray_hands_back_read_only_arrays(
         assert out.score[0] == 1.0
 
 
+def _unless_down(recorder: Any, down: dict[str, bool]) -> Any:
+    """``recorder`` as a recovery that fails while ``down["store"]`` is set."""
+
+    def recover(owns: Any) -> tuple[dict[int, bytes], MetricBatch]:
+        if down["store"]:
+            raise ReliaError("the store is unreachable")
+        return recorder(owns)  # type: ignore[no-any-return]
+
+    return recover
+
+
 def _recorder(saved: dict[int, bytes], learned: list[MetricBatch], asked: list[list[int]]) -> Any:
     def recover(owns: Any) -> tuple[dict[int, bytes], MetricBatch]:
         asked.append([s for s in range(1, 31) if owns(np.array([s]))[0]])
@@ -809,11 +820,7 @@ def test_a_shard_whose_recovery_failed_is_recovered_before_it_scores_again(
     asked: list[list[int]] = []
     recorder = _recorder({}, learned, asked)
     down = {"store": True}
-
-    def recover(owns: Any) -> tuple[dict[int, bytes], MetricBatch]:
-        if down["store"]:
-            raise ReliaError("the store is unreachable")
-        return recorder(owns)  # type: ignore[no-any-return]
+    recover = _unless_down(recorder, down)
 
     with RayExecutor("default", n_actors=3, recover=recover) as ex:
         for k in range(8):
@@ -877,11 +884,7 @@ def test_a_shard_awaiting_its_recovery_is_recovered_before_it_forgets(fake_ray: 
     learned: list[MetricBatch] = []
     recorder = _recorder({}, learned, [])
     down = {"store": True}
-
-    def recover(owns: Any) -> tuple[dict[int, bytes], MetricBatch]:
-        if down["store"]:
-            raise ReliaError("the store is unreachable")
-        return recorder(owns)  # type: ignore[no-any-return]
+    recover = _unless_down(recorder, down)
 
     with RayExecutor("default", n_actors=3, recover=recover) as ex:
         for k in range(6):

@@ -123,8 +123,10 @@ class DuckDBStore:
             self._writer = self._root.cursor()
             self._side_writer = self._root.cursor()
             self._version = self._migrate(migrations)
-            self._has_band = self._samples_have_band()
-            self._has_seen = self._series_have_seen_at()
+            # By column, not by version: a custom migrations_dir may number its versions
+            # otherwise, or stop before schema 10.
+            self._has_band = set(_BAND) <= self._columns("samples")
+            self._has_seen = "seen_at" in self._columns("series")
             # Stored samples per series, kept in memory so an append trims only the series that
             # outgrew their bound (see append_samples). One aggregate at open; the writer is the
             # only one who changes the table (the file is locked to this process).
@@ -800,31 +802,19 @@ class DuckDBStore:
             current = m.version
         return current
 
-    def _samples_have_band(self) -> bool:
-        # By column, not by version: a custom migrations_dir may number its versions otherwise.
+    def _columns(self, table: str) -> set[str]:
+        """The column names of ``table`` (in schema ``main``)."""
         try:
             cols = self._writer.execute(
                 "SELECT column_name FROM duckdb_columns() "
-                "WHERE table_name = 'samples' AND schema_name = 'main'"
+                "WHERE table_name = ? AND schema_name = 'main'",
+                [table],
             ).fetchall()
         except duckdb.Error as e:
             raise StoreError(
-                f"cannot read the schema of samples: {_first_line(e)}", where=self._path
+                f"cannot read the schema of {table}: {_first_line(e)}", where=self._path
             ) from e
-        return set(_BAND) <= {str(c[0]) for c in cols}
-
-    def _series_have_seen_at(self) -> bool:
-        # By column, as the band: a custom migrations_dir may stop before schema 10.
-        try:
-            cols = self._writer.execute(
-                "SELECT column_name FROM duckdb_columns() "
-                "WHERE table_name = 'series' AND schema_name = 'main'"
-            ).fetchall()
-        except duckdb.Error as e:
-            raise StoreError(
-                f"cannot read the schema of series: {_first_line(e)}", where=self._path
-            ) from e
-        return "seen_at" in {str(c[0]) for c in cols}
+        return {str(c[0]) for c in cols}
 
     def _check_open(self) -> None:
         if self._closed:

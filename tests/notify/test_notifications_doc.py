@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from relia.incidents.model import Severity
 from relia.notify import Dispatcher, WebhookSink, notifications_for, verify_signature
+from relia.notify.routing import filtered_counter
 from relia.notify.sinks import AlertmanagerSink
 from tests.http_receiver import HttpReceiver
 from tests.notify.factory import IncidentMemoryStore, incident, resolved
@@ -112,10 +113,11 @@ def test_the_webhook_body_and_headers_are_those_the_doc_shows(receiver: HttpRece
     assert named == {k for k in headers if k == "Content-Type" or k.startswith("X-Relia-")}
 
 
-def test_the_metric_names_are_the_dispatchers() -> None:
+def test_the_metric_names_are_the_dispatchers_and_the_routings() -> None:
     registry = CollectorRegistry()
     sink = WebhookSink("http://127.0.0.1:9/", SECRET)
     Dispatcher(IncidentMemoryStore(), [sink], registry=registry)
+    filtered_counter(registry, [sink.name])  # counted where notifications are enqueued
     sink.close()
     exposed = {s.name for m in registry.collect() for s in m.samples if s.labels.get("sink")}
     exposed -= {n for n in exposed if n.endswith("_created")}

@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Collection
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from relia.incidents.model import Incident, Severity
 from relia.notify.dispatcher import Dispatcher
 from relia.notify.outbox import notifications_for
-from relia.notify.routing import SeverityRouting, reaches
+from relia.notify.routing import SeverityRouting, filtered_counter, reaches
 from tests.notify.factory import T0, IncidentMemoryStore, incident, resolved
 from tests.notify.test_dispatcher import RefreshSink, ScriptedSink, make
 
@@ -60,7 +61,10 @@ def test_escalation_sends_and_the_downgrade_and_resolution_follow() -> None:
 
 
 def test_an_incident_that_never_reached_the_minimum_sends_nothing_not_even_its_resolution() -> None:
-    store, d, chat, pager, routing = setup()
+    store, d, chat, pager, _ = setup()
+    registry = CollectorRegistry()
+    minimums = {"chat": Severity.INFO, "pager": Severity.CRITICAL}
+    routing = SeverityRouting(minimums, filtered=filtered_counter(registry, minimums))
     v1 = incident("a", 1, severity=Severity.INFO)
     v2 = v1.model_copy(update={"version": 2, "severity": Severity.WARNING})
     for v in (v1, v2, resolved(v2, T0 + 60 * S)):
@@ -68,6 +72,15 @@ def test_an_incident_that_never_reached_the_minimum_sends_nothing_not_even_its_r
         d.run_once(T0)
     assert chat.delivered == ["chat:a:1", "chat:a:2", "chat:a:3"]
     assert pager.delivered == []
+    # What the pager was not sent is counted, so a quiet pager can be told from a broken one.
+    filtered = "relia_notify_filtered_total"
+    assert registry.get_sample_value(filtered, {"sink": "pager"}) == 3
+    assert registry.get_sample_value(filtered, {"sink": "chat"}) == 0
+    v4 = v1.model_copy(update={"id": "b", "severity": Severity.CRITICAL})
+    publish(store, routing, v4)
+    publish(store, routing, v4.model_copy(update={"version": 2, "severity": Severity.WARNING}))
+    # Heard about at its first version, so its downgrade is sent, not filtered.
+    assert registry.get_sample_value(filtered, {"sink": "pager"}) == 3
 
 
 def test_a_warning_sink_hears_warning_and_critical_incidents_not_info_ones() -> None:

@@ -25,6 +25,8 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
+from prometheus_client import Counter
+
 from relia._failurelog import FailureLog
 from relia.config import IncidentsConfig
 from relia.incidents.correlate import IncidentCorrelator, finding_labels
@@ -48,7 +50,9 @@ class IncidentPipeline:
     ``series_labels`` gives a series' labels by id (the engine's ``SeriesIndex.labels``);
     ``sinks`` names the configured sinks (none: incidents are kept, nothing is enqueued), or maps
     each to its ``min_severity`` (:mod:`relia.notify.routing`: which versions it hears about);
-    ``wake`` is called after new notifications were enqueued (the dispatcher's ``notify``).
+    ``wake`` is called after new notifications were enqueued (the dispatcher's ``notify``);
+    ``filtered`` counts the versions a sink is not sent
+    (:func:`relia.notify.routing.filtered_counter`).
     Thread-safe.
     """
 
@@ -60,10 +64,11 @@ class IncidentPipeline:
         *,
         sinks: Sequence[str] | Mapping[str, Severity] = (),
         wake: Callable[[], None] | None = None,
+        filtered: Counter | None = None,
     ) -> None:
         self.store = store
         self.config = config
-        self.routing = SeverityRouting(sinks)
+        self.routing = SeverityRouting(sinks, filtered=filtered)
         self.sinks = self.routing.sinks
         self.correlator = IncidentCorrelator(config, finding_labels(series_labels))
         self._wake = wake

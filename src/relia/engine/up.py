@@ -296,6 +296,7 @@ def run_up(
         from relia.engine.incidents import IncidentPipeline
         from relia.incidents.model import Severity
         from relia.notify import Dispatcher, build_sinks
+        from relia.notify.routing import filtered_counter
 
         sinks = list(build_sinks(config.notify))
         # Which incidents each sink hears about (relia.notify.routing): enqueued and refreshed.
@@ -316,6 +317,9 @@ def run_up(
                 min_severity=min_severity,
             )
 
+        # One for every pipeline (one per leader tenure under HA).
+        filtered = filtered_counter(registry, [s.name for s in sinks])
+
         def make_pipeline() -> IncidentPipeline:
             return IncidentPipeline(
                 store,
@@ -323,6 +327,7 @@ def run_up(
                 index.labels,
                 sinks={s.name: min_severity[s.name] for s in sinks},
                 wake=dispatcher.notify if dispatcher is not None else None,
+                filtered=filtered,
             )
 
         # Under HA the engine only stores findings; the leader correlates what every replica

@@ -16,18 +16,36 @@ incident, so the rule holds across restarts and pruning, and for every replica u
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Counter
 
 from relia.incidents.model import SEVERITY_RANK, Incident, Severity
 from relia.notify.outbox import OutboxItem, notifications_for
 
-__all__ = ["HeardStore", "SeverityRouting", "reaches"]
+__all__ = ["HeardStore", "SeverityRouting", "filtered_counter", "reaches"]
 
 
 def reaches(severity: Severity | str, minimum: Severity | str) -> bool:
     """Whether ``severity`` is at least ``minimum`` (info < warning < critical)."""
     return SEVERITY_RANK[Severity(severity)] >= SEVERITY_RANK[Severity(minimum)]
+
+
+def filtered_counter(registry: CollectorRegistry, sinks: Iterable[str]) -> Counter:
+    """``relia_notify_filtered_total{sink}``: the incident versions a sink was not sent because
+    they were under its ``min_severity`` before it heard of the incident, each sink's at zero from
+    the start. Made once per process (a pipeline is made per leader tenure) and handed to each
+    :class:`SeverityRouting`."""
+    counter = Counter(
+        "relia_notify_filtered",
+        "Incident versions a sink was not sent: under its min_severity, not yet heard of",
+        ["sink"],
+        registry=registry,
+    )
+    for sink in sinks:
+        counter.labels(sink=sink)
+    return counter
 
 
 class HeardStore(Protocol):
@@ -41,13 +59,20 @@ class HeardStore(Protocol):
 class SeverityRouting:
     """The sinks, in order, and the least severity each must see before it hears about an
     incident. ``sinks`` is a list of names (no minimum: every sink hears everything) or a
-    mapping from name to minimum."""
+    mapping from name to minimum. ``filtered`` (:func:`filtered_counter`) counts by sink the
+    versions it is not sent."""
 
-    def __init__(self, sinks: Sequence[str] | Mapping[str, Severity | str]) -> None:
+    def __init__(
+        self,
+        sinks: Sequence[str] | Mapping[str, Severity | str],
+        *,
+        filtered: Counter | None = None,
+    ) -> None:
         if isinstance(sinks, Mapping):
             self._min = {str(n): Severity(m) for n, m in sinks.items()}
         else:
             self._min = {str(n): Severity.INFO for n in sinks}
+        self._filtered = filtered
 
     @property
     def sinks(self) -> list[str]:
@@ -85,6 +110,9 @@ class SeverityRouting:
             sinks = [s for s in self._min if (s, inc.id) not in below or (s, inc.id) in heard]
             if sinks:
                 out.extend(notifications_for(inc, sinks, now))
+        if self._filtered is not None:
+            for sink, _ in below - heard:
+                self._filtered.labels(sink=sink).inc()
         return out
 
     def heard_of(

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi import APIRouter, FastAPI, Request
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from relia.api import auth as auth_mod
@@ -224,3 +225,57 @@ def test_legacy_token_is_an_admin_token() -> None:
     c = TestClient(create_app(MemoryStore(), token="t0k", routers=_extra_routers()))
     assert c.post("/api/v1/write", headers={"Authorization": "Bearer t0k"}).status_code == 200
     assert c.get("/metrics").status_code == 401
+
+
+class _StatusEngine:
+    """An engine whose status names places: a log file's path, a source's error."""
+
+    registry = CollectorRegistry()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "running": True,
+            "ticks": 7,
+            "last_tick_ms": 1_700_000_000_000,
+            "series": 3,
+            "last_error": "StoreError: /srv/relia/relia.duckdb: disk full",
+            "sources": {"app": {"errors": 1, "last_error": "http://10.0.0.7:9100/metrics: 503"}},
+            "logs": {"api": {"path": "/var/log/api/secret.log", "lines": 10, "error": None}},
+        }
+
+
+def test_healthz_without_a_read_token_says_whether_relia_runs_but_not_where_things_are() -> None:
+    # /healthz stays open for probes, but file paths, addresses and error texts are the
+    # operator's: with auth on, only a token that may read gets them.
+    app = create_app(MemoryStore(), engine=_StatusEngine(), auth=_auth())  # type: ignore[arg-type]
+    c = TestClient(app)
+    for headers in ({}, {"Authorization": "Bearer relia_wrong"}, _bearer(Role.INGEST)):
+        r = c.get("/healthz", headers=headers)
+        assert r.status_code == 200
+        body = r.json()
+        assert body["status"] == "ok"
+        engine = body["engine"]
+        assert engine["running"] is True and engine["ticks"] == 7 and engine["series"] == 3
+        assert engine["last_error"] is not None  # that it fails shows, not why
+        text = r.text
+        for secret in ("relia.duckdb", "10.0.0.7", "secret.log", "disk full"):
+            assert secret not in text, (headers, secret)
+    for role in (Role.READ, Role.ADMIN):
+        full = c.get("/healthz", headers=_bearer(role)).json()["engine"]
+        assert full == _StatusEngine().status()
+    ha = {
+        "mode": "ha",
+        "leader": True,
+        "replica_id": "db-host-3:4242",
+        "lease": "relia",
+        "fencing_token": 12,
+        "last_error": None,
+    }
+    app = create_app(MemoryStore(), auth=_auth(), leader=lambda: ha)
+    shown = TestClient(app).get("/healthz").json()["ha"]
+    assert (
+        shown == {**ha, "replica_id": shown["replica_id"]} and "db-host" not in shown["replica_id"]
+    )
+    # Without auth there is no one to hide it from (relia listens on loopback by default).
+    open_app = create_app(MemoryStore(), engine=_StatusEngine())  # type: ignore[arg-type]
+    assert TestClient(open_app).get("/healthz").json()["engine"] == _StatusEngine().status()

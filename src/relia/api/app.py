@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from pydantic import BaseModel, Field
 from starlette.types import ASGIApp
 
 import relia
+from relia._failurelog import FailureLog
 from relia.api.auth import AuthConfig, RequestLimits, Role
 from relia.engine.loop import Engine, wall_clock_ms
 from relia.errors import DataError, ReliaError, StoreError
@@ -33,6 +35,8 @@ from relia.signals import describe, series_key
 from relia.store.base import SeriesInfo, Store
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app", "parse_time"]
+
+log = logging.getLogger(__name__)
 
 ID_NOTE = (
     "Series ids are 63-bit integers sent as decimal strings: JSON numbers above 2**53 lose "
@@ -214,6 +218,29 @@ class _ReliaApp(FastAPI):
         return RequestLimits(inner, self.max_body_bytes, self.max_header_bytes)
 
 
+#: The strings of the engine's and HA's status an unauthenticated /healthz still shows.
+_PUBLIC_STRINGS = frozenset({"detector", "mode", "lease"})
+_HIDDEN = "hidden: needs a token that may read"
+
+
+def _without_places(status: dict[str, Any]) -> dict[str, Any]:
+    """A status with every string but a few names hidden (:data:`_PUBLIC_STRINGS`): error
+    texts, file paths, addresses and host names say where relia's data lives. Counts, times and
+    whether something failed (a hidden text instead of null) stay."""
+
+    def walk(value: Any, key: str) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v, str(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, key) for v in value]
+        if isinstance(value, str) and key not in _PUBLIC_STRINGS:
+            return _HIDDEN
+        return value
+
+    out: dict[str, Any] = walk(status, "")
+    return out
+
+
 def create_app(
     store: Store,
     *,
@@ -261,12 +288,21 @@ def create_app(
     def needs(role: Role) -> list[Any]:
         return [] if auth is None else [Depends(auth.dependency(role))]
 
+    store_failures = FailureLog(log, "reading the store for a request")
+
     @app.exception_handler(ReliaError)
     async def _relia_error(request: Request, exc: ReliaError) -> JSONResponse:
         if isinstance(exc, StoreError):
             # The store is away (PostgreSQL restarting, a full disk): the server's trouble, not
-            # the request's, and worth retrying.
-            return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+            # the request's, and worth retrying. Its message names where the store lives (a
+            # file path, a host), which is the operator's business: it goes to the log, once
+            # (then a line a minute while it repeats), and the client gets a plain answer.
+            store_failures.failed(exc)
+            return JSONResponse(
+                {"detail": "the store is unavailable; retry later"},
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
     if auth is not None:
@@ -275,14 +311,24 @@ def create_app(
         def openapi() -> JSONResponse:
             return JSONResponse(app.openapi())
 
-    @app.get("/healthz", summary="Liveness and engine status")
-    def healthz() -> dict[str, Any]:
+    @app.get(
+        "/healthz",
+        summary="Liveness and engine status",
+        description="Open to all. With auth on, the error texts, paths and host names in the "
+        "engine's and HA's status are shown only to a token that may read.",
+    )
+    def healthz(request: Request) -> dict[str, Any]:
+        status = engine.status() if engine is not None else None
+        ha = leader() if leader is not None else {"mode": "single", "leader": True}
+        if auth is not None and not auth.may_read(request):
+            status = None if status is None else _without_places(status)
+            ha = _without_places(ha)
         return {
             "status": "ok",
             "version": relia.__version__,
             "now_ms": clock(),
-            "engine": engine.status() if engine is not None else None,
-            "ha": leader() if leader is not None else {"mode": "single", "leader": True},
+            "engine": status,
+            "ha": ha,
         }
 
     @app.get(

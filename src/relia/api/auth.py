@@ -142,6 +142,16 @@ class AuthConfig:
                 found = entry
         return found
 
+    def may_read(self, request: Request) -> bool:
+        """Whether ``request`` carries a bearer token whose role may read (for the open routes
+        that show more to a reader); never raises."""
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            return False
+        entry = self.identify(given.strip())
+        return entry is not None and entry.role.allows(Role.READ)
+
     def dependency(self, needed: Role) -> Callable[..., None]:
         """A FastAPI dependency admitting tokens whose role allows ``needed``:
         401 (``WWW-Authenticate: Bearer``) without a known token, 403 when its role is too low."""

@@ -146,11 +146,22 @@ class SeriesIndex:
                 self._by_key[key] = sid
                 self._forgotten.pop(sid, None)
                 return sid
-            self._refused[source] = self._refused.get(source, 0) + 1
-            self._refused_unlogged += 1
+        self.note_refused(source)
+        return None
+
+    def note_refused(self, source: str = "", n: int = 1) -> None:
+        """Count ``n`` new series refused for ``source`` (over ``max_series``), as
+        :meth:`get_or_add` does: for a caller that remembers what was refused and refuses it again
+        without asking (remote-write), so a series named again is still counted again. Logs one
+        WARNING at the first refusal, then at most one per ``warn_every_s``."""
+        if n <= 0:
+            return
+        with self._lock:
+            self._refused[source] = self._refused.get(source, 0) + n
+            self._refused_unlogged += n
             now = self._clock()
             if self._warned_at is not None and now - self._warned_at < self.warn_every_s:
-                return None
+                return
             self._warned_at = now
             count, self._refused_unlogged = self._refused_unlogged, 0
             held = len(self._by_id)
@@ -165,7 +176,6 @@ class SeriesIndex:
             count,
             source,
         )
-        return None
 
     def refused(self) -> dict[str, int]:
         """New series refused so far (over ``max_series``), by the source that named them."""

@@ -644,3 +644,37 @@ def test_a_forgotten_series_is_registered_anew_when_written_again() -> None:
     assert again.new_series == 1 and again.batch.series_id.tolist() == [a, b]
     assert a in index and dec.known_keys == 2
     assert dec.forget([]) == 0
+
+
+def test_a_refused_series_named_again_is_refused_without_decoding_its_labels_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A writer past max_series sends the same refused series in every request: decoding their
+    # labels each time (and asking the index) was most of the CPU such a request cost.
+    from relia.ingest import remote_write
+
+    decoded: list[int] = []
+    real = remote_write.decode_labels
+
+    def counting(buf: bytes, start: int, end: int) -> dict[str, str]:
+        decoded.append(start)
+        return real(buf, start, end)
+
+    monkeypatch.setattr(remote_write, "decode_labels", counting)
+    index = SeriesIndex(max_series=2)
+    dec = RemoteWriteDecoder(index, source="rw")
+    series = [({"__name__": "cpu", "pod": p}, [(T0, 1.0)]) for p in "abcde"]
+    first = dec.decode(encode(series))
+    assert first.new_series == 2 and first.refused_series == 3 and len(decoded) == 5
+    again = dec.decode(encode(series))
+    assert again.refused_series == 3 and again.refused_samples == 3 and len(again.batch) == 2
+    assert len(decoded) == 5  # nothing decoded: two known, three remembered as refused
+    assert index.refused() == {"rw": 6}  # a series named again is counted again
+    # Once the engine forgets a series, the index has room: refused ones are asked about again.
+    a = first.batch.series_id.tolist()[0]
+    index.forget([a])
+    dec.forget([a])
+    third = dec.decode(encode(series))
+    assert third.new_series == 1 and third.refused_series == 3 and len(third.batch) == 2
+    assert len(decoded) == 5 + 4  # the forgotten one (back in its place) and the three refused
+    assert index.refused() == {"rw": 9}

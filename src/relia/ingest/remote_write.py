@@ -157,6 +157,11 @@ def _label(buf: bytes, i: int, end: int) -> tuple[str, str]:
         raise DataError("a label name or value is not valid UTF-8", where="request body") from None
 
 
+#: The most refused label encodings a decoder remembers (8 bytes each). Past it, the others are
+#: decoded and refused again on each request, as they were before any were remembered.
+REFUSED_KEYS_MAX = 1_000_000
+
+
 class RemoteWriteDecoder:
     """Decodes remote-write bodies into batches whose series are registered in ``index``.
 
@@ -179,6 +184,11 @@ class RemoteWriteDecoder:
         # readers need no lock.
         self._keys: npt.NDArray[np.uint64] = np.empty(0, np.uint64)
         self._sids: npt.NDArray[np.int64] = np.empty(0, np.int64)
+        # Keys of series the index refused (over max_series), sorted, copy on write: a writer
+        # past the limit names them in every request, and decoding their labels again each
+        # time was most of what such a request cost. Cleared when the engine forgets series
+        # (the index has room again).
+        self._refused: npt.NDArray[np.uint64] = np.empty(0, np.uint64)
 
     @property
     def known_keys(self) -> int:
@@ -187,11 +197,13 @@ class RemoteWriteDecoder:
 
     def forget(self, series_ids: Collection[int]) -> int:
         """Drop the remembered label encodings of these series, so a request naming one again
-        registers it in the index anew (the engine forgot it); returns how many went."""
+        registers it in the index anew (the engine forgot it); returns how many went. Any
+        forgetting also drops the refused encodings: the index may have room for them now."""
         gone = np.fromiter(series_ids, np.int64)
         if not len(gone):
             return 0
         with self._lock:
+            self._refused = np.empty(0, np.uint64)  # the index has room: ask it again
             keep = ~np.isin(self._sids, gone)
             n = len(keep) - int(np.count_nonzero(keep))
             if n:
@@ -232,21 +244,24 @@ class RemoteWriteDecoder:
                 f"{len(s.ts)} samples in one request; the ingest queue holds {max_samples}"
             )
         keys, sids = self._keys, self._sids
-        pos = np.searchsorted(keys, s.keys)
-        pos_c = np.minimum(pos, max(len(keys) - 1, 0))
-        found = (
-            (pos < len(keys)) & (keys[pos_c] == s.keys)
-            if len(keys)
-            else np.zeros(len(s.keys), bool)
-        )
+        found, pos = _lookup(keys, s.keys)
         series_ids = np.empty(len(s.keys), np.int64)
-        if len(keys):
-            series_ids[found] = sids[pos_c[found]]
+        series_ids[found] = sids[pos[found]]
         new = refused = 0
         if not found.all():
-            series_ids, new, refused = self._resolve_new(
+            # Refused before: refused again without decoding them or asking the index.
+            again, _ = _lookup(self._refused, s.keys)
+            again &= ~found
+            refused = int(np.count_nonzero(again))
+            if refused:
+                series_ids[again] = -1
+                self.index.note_refused(self.source, refused)
+                found |= again
+        if not found.all():
+            series_ids, new, refused_now = self._resolve_new(
                 raw, s.keys, s.ser_start, s.ser_end, found, series_ids
             )
+            refused += refused_now
         sample_ids = series_ids[s.sample_series]
         if not refused:
             batch = MetricBatch(sample_ids, s.ts, s.value)
@@ -291,9 +306,23 @@ class RemoteWriteDecoder:
             j += 1
         refused = len(decoded) - j
         new_keys, new_sids = new_keys[:j], new_sids[:j]
+        refused_keys = keys[[r for r, _, _ in decoded if series_ids[r] < 0]]
         with self._lock:
             all_keys = np.concatenate([self._keys, new_keys])
             all_sids = np.concatenate([self._sids, new_sids])
             all_keys, first = np.unique(all_keys, return_index=True)
             self._keys, self._sids = all_keys, all_sids[first]
+            room = REFUSED_KEYS_MAX - len(self._refused)
+            if len(refused_keys) and room > 0:
+                self._refused = np.union1d(self._refused, refused_keys[:room])
         return series_ids, j, refused
+
+
+def _lookup(
+    sorted_keys: npt.NDArray[np.uint64], keys: npt.NDArray[np.uint64]
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.intp]]:
+    """Which of ``keys`` are in ``sorted_keys``, and where (a valid index where found)."""
+    if not len(sorted_keys):
+        return np.zeros(len(keys), bool), np.zeros(len(keys), np.intp)
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return sorted_keys[pos] == keys, pos

@@ -581,6 +581,20 @@ def test_api_max_header_bytes_is_at_least_1024() -> None:
         load_config(environ={"RELIA_API__MAX_HEADER_BYTES": "1023"})
 
 
+def test_api_slow_client_timeouts_are_durations_above_zero(tmp_path: Path) -> None:
+    api = load_config(environ={}).api
+    assert (api.header_timeout, api.body_timeout) == (30.0, 60.0)
+    cfg = tmp_path / "relia.yaml"
+    cfg.write_text("api:\n  header_timeout: 5s\n  body_timeout: 2m\n")
+    api = load_config(cfg, environ={}).api
+    assert (api.header_timeout, api.body_timeout) == (5.0, 120.0)
+    cfg.write_text("api:\n  header_timeout: 0s\n")
+    with pytest.raises(ConfigError, match=r"relia\.yaml:2.*api\.header_timeout"):
+        load_config(cfg, environ={})
+    with pytest.raises(ConfigError, match=r"api\.body_timeout"):
+        load_config(environ={"RELIA_API__BODY_TIMEOUT": "soon"})
+
+
 def test_the_plain_api_token_turns_auth_on_and_allows_any_host() -> None:
     api = load_config(environ={"RELIA_API__TOKEN": "s3cret", "RELIA_API__HOST": "0.0.0.0"}).api
     assert api.auth_enabled and api.host == "0.0.0.0"

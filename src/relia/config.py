@@ -202,6 +202,18 @@ class ApiConfig(_Model):
     max_header_bytes: int = Field(
         64 << 10, ge=1024, description="larger request lines and headers get 431 (or 400)"
     )
+    header_timeout: Duration = Field(
+        30.0,
+        gt=0,
+        description="a connection whose request line and headers are not complete this long "
+        "after it opened (or after its previous response) is closed",
+    )
+    body_timeout: Duration = Field(
+        60.0,
+        gt=0,
+        description="the longest wait for the next part of a request body; past it, 408 and "
+        "the connection is closed",
+    )
 
     @field_validator("token")
     @classmethod

@@ -225,3 +225,99 @@ def test_real_server_limits_headers(server: str) -> None:
             pass
         reply = s.recv(4096)
     assert reply.startswith(b"HTTP/1.1 400"), reply[:100]
+
+
+# -- slow clients: a deadline for the headers, a timeout between parts of the body --------------
+
+
+@pytest.fixture
+def impatient_server() -> Iterator[str]:
+    cfg = ApiConfig(port=0, max_body_bytes=LIMIT, header_timeout=0.5, body_timeout=0.5)
+    app = create_app(
+        MemoryStore(),
+        routers=[(_echo(), Role.INGEST)],
+        max_body_bytes=LIMIT,
+        body_timeout_s=cfg.body_timeout,
+    )
+    sock = _bind("127.0.0.1", 0)
+    api = _Api(app, sock, cfg)
+    api.start()
+    try:
+        yield _url(sock)
+    finally:
+        api.stop()
+
+
+def _connect(server: str) -> socket.socket:
+    host, port = server.removeprefix("http://").rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def _read_all(s: socket.socket) -> bytes:
+    reply = b""
+    while chunk := s.recv(65536):
+        reply += chunk
+    return reply
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout(
+    impatient_server: str,
+) -> None:
+    with _connect(impatient_server) as s:
+        start = time.monotonic()
+        assert _read_all(s) == b""  # closed by the server, not by our 10 s timeout
+        assert 0.4 < time.monotonic() - start < 5
+
+
+def test_headers_sent_a_byte_at_a_time_are_cut_off_at_the_deadline(impatient_server: str) -> None:
+    # Slowloris: every byte resets uvicorn's keep-alive timer, never the header deadline.
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
+    with _connect(impatient_server) as s:
+        start = time.monotonic()
+        with pytest.raises((BrokenPipeError, ConnectionResetError)):  # noqa: PT012
+            for byte in request:
+                s.sendall(bytes([byte]))
+                time.sleep(0.05)
+        assert time.monotonic() - start < 3
+        assert s.recv(4096) == b""
+
+
+def test_the_deadline_comes_again_for_the_next_request_on_a_kept_alive_connection(
+    impatient_server: str,
+) -> None:
+    with _connect(impatient_server) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        s.sendall(b"GET /healthz HTTP/1.1\r\n")  # the next request's headers, never finished
+        start = time.monotonic()
+        for _ in range(20):  # a byte every 0.1 s keeps uvicorn's keep-alive timer off
+            try:
+                s.sendall(b"X")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            time.sleep(0.1)
+        assert time.monotonic() - start < 1.5
+        assert s.recv(4096) == b""
+
+
+def test_requests_that_keep_pace_are_not_cut_off(impatient_server: str) -> None:
+    with httpx.Client(base_url=impatient_server, timeout=10) as c:
+        for _ in range(3):
+            assert c.get("/healthz").status_code == 200
+            time.sleep(0.2)  # kept alive between requests, within every deadline
+        body = iter([b"x" * 100 for _ in range(5)])  # each part well within the body timeout
+        assert c.post("/api/v1/write", content=body).json() == {"bytes": 500}
+
+
+def test_a_body_that_stops_arriving_gets_408_and_the_connection_closes(
+    impatient_server: str,
+) -> None:
+    with _connect(impatient_server) as s:
+        s.sendall(b"POST /api/v1/write HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n")
+        s.sendall(b"x" * 100)
+        start = time.monotonic()
+        reply = _read_all(s)  # nothing more is sent: the server answers and closes
+    assert 0.4 < time.monotonic() - start < 5
+    assert reply.startswith(b"HTTP/1.1 408"), reply[:100]
+    assert b"connection: close" in reply.lower()
+    assert reply.endswith(b'"request body not received within 0.5s"}'), reply[-100:]

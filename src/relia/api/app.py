@@ -212,10 +212,11 @@ class _ReliaApp(FastAPI):
 
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_header_bytes: int | None = None
+    body_timeout_s: float | None = None
 
     def build_middleware_stack(self) -> ASGIApp:
         inner = super().build_middleware_stack()
-        return RequestLimits(inner, self.max_body_bytes, self.max_header_bytes)
+        return RequestLimits(inner, self.max_body_bytes, self.max_header_bytes, self.body_timeout_s)
 
 
 #: The strings of the engine's and HA's status an unauthenticated /healthz still shows.
@@ -249,6 +250,7 @@ def create_app(
     routers: Sequence[tuple[APIRouter, Role]] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_header_bytes: int | None = None,
+    body_timeout_s: float | None = None,
     token: str | None = None,
     registry: CollectorRegistry | None = None,
     clock: Callable[[], int] = wall_clock_ms,
@@ -260,7 +262,8 @@ def create_app(
     ``Authorization: Bearer <token>`` of a role that allows it: ``read`` for the GET routes,
     ``/metrics`` and ``/openapi.json`` (``/docs`` is not served then: it cannot send a token).
     ``routers`` are mounted as they are, each behind the role paired with it. Request bodies over
-    ``max_body_bytes`` get 413, headers over ``max_header_bytes`` (None: no limit here) 431.
+    ``max_body_bytes`` get 413, headers over ``max_header_bytes`` (None: no limit here) 431, a
+    body whose next part takes longer than ``body_timeout_s`` (None: no limit) 408.
     ``token`` (deprecated) is one plain admin token, used when ``auth`` is None. ``registry``
     (default: the engine's) is what ``/metrics`` exposes. ``leader`` (HA replicas: the elector's
     status) says in ``/healthz`` whether this replica leads; without it, a single node always does.
@@ -284,6 +287,7 @@ def create_app(
     )
     app.max_body_bytes = max_body_bytes
     app.max_header_bytes = max_header_bytes
+    app.body_timeout_s = body_timeout_s
 
     def needs(role: Role) -> list[Any]:
         return [] if auth is None else [Depends(auth.dependency(role))]

@@ -198,6 +198,10 @@ class _TooLarge(Exception):
     pass
 
 
+class _TooSlow(Exception):
+    pass
+
+
 # What is drained of a refused body before the 413 goes out. Closing a socket that still holds
 # unread request bytes makes the kernel send a reset instead of a FIN, and the client then loses
 # the 413 already sent (httpx: "Connection reset by peer"), so the rest of a body that is only
@@ -221,7 +225,9 @@ async def _drain(receive: Receive, more_body: bool) -> None:
 
 class RequestLimits:
     """Pure ASGI middleware: 413 for a request body over ``max_body_bytes``, 431 for headers
-    over ``max_header_bytes``.
+    over ``max_header_bytes``, 408 when the next part of a body takes longer than
+    ``body_timeout_s`` to arrive (a client holding a connection open by sending its body a byte
+    at a time; the headers have their deadline in :mod:`relia.api.timeouts`).
 
     A declared ``Content-Length`` over the limit is refused before the app sees any of the body;
     a body without one (chunked) is counted as the app receives it, and the request is cut off at
@@ -236,11 +242,16 @@ class RequestLimits:
     """
 
     def __init__(
-        self, app: ASGIApp, max_body_bytes: int, max_header_bytes: int | None = None
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        max_header_bytes: int | None = None,
+        body_timeout_s: float | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_header_bytes = max_header_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -267,12 +278,21 @@ class RequestLimits:
             return
         received = 0
         over = False
+        slow = False
         more_body = True
         started = False
+        timeout = self.body_timeout_s
 
         async def limited_receive() -> Message:
-            nonlocal received, over, more_body
-            message = await receive()
+            nonlocal received, over, more_body, slow
+            if timeout is None or not more_body:
+                message = await receive()
+            else:
+                with anyio.move_on_after(timeout) as waited:
+                    message = await receive()
+                if waited.cancelled_caught:
+                    slow = True
+                    raise _TooSlow
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 more_body = bool(message.get("more_body", False))
@@ -283,7 +303,7 @@ class RequestLimits:
 
         async def guarded_send(message: Message) -> None:
             nonlocal started
-            if over:  # the app answering the broken read: the 413 below replaces it
+            if over or slow:  # the app answering the broken read: the 413/408 below replaces it
                 return
             if message["type"] == "http.response.start":
                 started = True
@@ -291,11 +311,20 @@ class RequestLimits:
 
         try:
             await self.app(scope, limited_receive, guarded_send)
-        except _TooLarge:
+        except (_TooLarge, _TooSlow):
             pass
         except Exception:
-            if not over:
+            if not (over or slow):
                 raise
+        if slow and not started:
+            log.info(
+                "408 on %s %s: no part of the request body in %gs (api.body_timeout)",
+                scope.get("method"),
+                scope.get("path"),
+                timeout,
+            )
+            await _plain(send, 408, f"request body not received within {timeout:g}s")
+            return
         if over and not started:
             await _drain(receive, more_body)
             await _plain(send, 413, f"request body over {limit} bytes")
@@ -316,7 +345,7 @@ async def _plain(send: Send, status: int, detail: str) -> None:
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
     ]
-    if status == 413:
+    if status in (408, 413):
         # The rest of the body is still on its way: do not reuse the connection.
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})

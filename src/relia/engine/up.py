@@ -220,6 +220,8 @@ class _Api:
     def __init__(self, app: Any, sock: socket.socket, api: ApiConfig | None = None) -> None:
         import uvicorn
 
+        from relia.api.timeouts import with_header_timeout
+
         api = api if api is not None else ApiConfig()
         self.sock = sock
         cfg = uvicorn.Config(
@@ -230,7 +232,9 @@ class _Api:
             # h11 (not httptools) because it has a header size limit: a header block still
             # incomplete past this size gets 400 and the connection is closed (so a client cannot
             # make uvicorn buffer an endless header; the app answers 431 to smaller excesses).
-            http="h11",
+            # relia's h11 protocol adds a deadline for the request line and headers, which
+            # uvicorn lacks (slow clients, relia.api.timeouts).
+            http=with_header_timeout(api.header_timeout),
             h11_max_incomplete_event_size=api.max_header_bytes,
             ssl_certfile=str(api.tls_cert) if api.tls_cert is not None else None,
             ssl_keyfile=str(api.tls_key) if api.tls_key is not None else None,
@@ -428,6 +432,7 @@ def run_up(
                 ],
                 max_body_bytes=config.api.max_body_bytes,
                 max_header_bytes=config.api.max_header_bytes,
+                body_timeout_s=config.api.body_timeout,
                 leader=ha.status if ha is not None else None,
             )
             _mount_ingest(app, sources, engine, auth)

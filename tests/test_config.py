@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relia.config import ReliaConfig, load_config, parse_duration
+from relia.config import ReliaConfig, human_duration, load_config, parse_duration
 from relia.errors import ConfigError
 
 
@@ -579,6 +579,18 @@ def test_api_max_header_bytes_is_at_least_1024() -> None:
     assert load_config(environ={"RELIA_API__MAX_HEADER_BYTES": "1024"}).api.max_header_bytes == 1024
     with pytest.raises(ConfigError, match=r"api\.max_header_bytes"):
         load_config(environ={"RELIA_API__MAX_HEADER_BYTES": "1023"})
+
+
+def test_durations_are_written_back_as_relia_yaml_writes_them() -> None:
+    day, hour = 86_400, 3_600
+    assert [human_duration(s) for s in (day, 2 * day, 36 * hour, 14 * day)] == [
+        "1d",
+        "2d",
+        "36h",
+        "2w",
+    ]
+    assert [human_duration(s) for s in (hour, 90, 1.5)] == ["1h", "90s", "1.5s"]
+    assert all(parse_duration(human_duration(s)) == s for s in (60, 7 * day, 36 * hour, 0.25))
 
 
 def test_api_slow_client_timeouts_are_durations_above_zero(tmp_path: Path) -> None:

@@ -52,6 +52,7 @@ __all__ = [
     "SloConfig",
     "is_loopback",
     "load_config",
+    "human_duration",
     "parse_duration",
 ]
 
@@ -99,8 +100,9 @@ FORGET_AFTER_DEFAULT = 7 * 86400.0
 FORGET_AFTER_MIN = 3600.0
 
 
-def _human_duration(seconds: float) -> str:
-    """``seconds`` in the largest unit that writes it whole (``30d``, ``36h``, ``90s``)."""
+def human_duration(seconds: float) -> str:
+    """``seconds`` in the largest unit that writes it whole (``30d``, ``36h``, ``90s``), as
+    relia.yaml writes durations: for messages and logs."""
     for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if seconds >= size and seconds % size == 0:
             return f"{seconds / size:g}{unit}"
@@ -697,7 +699,7 @@ class ReliaConfig(_Model):
         "state leaves memory and it no longer counts against max_series (if it sends again it "
         "starts afresh, as a new series), and a few hours later its samples and checkpoint "
         "leave the store (its findings follow retention); null: never, every series is kept "
-        f"for good; at least {_human_duration(FORGET_AFTER_MIN)}",
+        f"for good; at least {human_duration(FORGET_AFTER_MIN)}",
     )
     host: HostConfig = Field(default_factory=HostConfig)
     scrape: list[ScrapeTarget] = Field(default_factory=list)
@@ -718,7 +720,7 @@ class ReliaConfig(_Model):
         description="history kept: resolved incidents, the findings only they hold and "
         "delivered or failed notifications are deleted this long after they ended (open "
         "incidents and pending notifications are kept whatever their age); at least "
-        f"{_human_duration(RETENTION_MIN)}, and twice the longest of incidents.group_window, "
+        f"{human_duration(RETENTION_MIN)}, and twice the longest of incidents.group_window, "
         "resolve_after, reopen_window, flap_window and notify.max_age",
     )
 
@@ -727,8 +729,8 @@ class ReliaConfig(_Model):
     def _forget_after_long_enough(cls, forget_after: float | None) -> float | None:
         if forget_after is not None and forget_after < FORGET_AFTER_MIN:
             raise ValueError(
-                f"{_human_duration(forget_after)} is too short, use at least "
-                f"{_human_duration(FORGET_AFTER_MIN)} (or null: never): a series that pauses "
+                f"{human_duration(forget_after)} is too short, use at least "
+                f"{human_duration(FORGET_AFTER_MIN)} (or null: never): a series that pauses "
                 "for less would lose what its detector learned"
             )
         return forget_after
@@ -753,13 +755,13 @@ class ReliaConfig(_Model):
         least = max(RETENTION_MIN, 2 * longest)
         if retention < least:
             why = (
-                f"twice {name}, {_human_duration(longest)}"
+                f"twice {name}, {human_duration(longest)}"
                 if 2 * longest >= RETENTION_MIN
                 else "the shortest retention"
             )
             raise ValueError(
-                f"{_human_duration(retention)} is too short, keep at least "
-                f"{_human_duration(least)} ({why}): relia still reads back resolved incidents "
+                f"{human_duration(retention)} is too short, keep at least "
+                f"{human_duration(least)} ({why}): relia still reads back resolved incidents "
                 "and their findings younger than that (to reopen them, spot flapping, restart)"
             )
         return retention

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from relia._failurelog import FailureLog
+from relia.config import human_duration
 from relia.engine.executor import Executor, ScoredPoints
 from relia.engine.findings import FindingTracker
 from relia.engine.gc_pacing import GcPacing
@@ -147,14 +148,6 @@ def _checkpoint_last_ts(series_id: int, blob: bytes) -> int | None:
         log.warning("series %d: unreadable checkpoint: %s", series_id, exc)
         return None
     return None if last is None else int(last)
-
-
-def _human_ms(ms: int) -> str:
-    """``ms`` in the largest unit that writes it whole (``7d``, ``36h``, ``90s``)."""
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms}ms"
 
 
 def wall_clock_ms() -> int:
@@ -666,7 +659,7 @@ class Engine:
         log.info(
             "forgot %d series that sent nothing for %s (%d held)",
             len(idle),
-            _human_ms(self.forget_after_ms),
+            human_duration(self.forget_after_ms / 1000),
             len(self._held),
         )
         return len(idle)

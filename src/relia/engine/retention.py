@@ -35,6 +35,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter
 
 from relia._failurelog import FailureLog
+from relia.config import human_duration
 from relia.store.base import Store
 
 __all__ = ["HistoryPruner"]
@@ -113,10 +114,13 @@ class HistoryPruner:
                 self._pruned.labels(kind=kind).inc(n)
         if any(counts.get(k, 0) for k in self._kinds):
             line = "retention: deleted %d findings, %d incidents and %d notifications older than %s"
-            args: list[object] = [*(int(counts.get(k, 0)) for k in KINDS), _days(self.retention_ms)]
+            args: list[object] = [
+                *(int(counts.get(k, 0)) for k in KINDS),
+                human_duration(self.retention_ms / 1000),
+            ]
             if self.forget_after_ms is not None:
                 line += " and %d series not seen for %s"
-                args += [counts[SERIES], _days(self.forget_after_ms)]
+                args += [counts[SERIES], human_duration(self.forget_after_ms / 1000)]
             log.info(line, *args)
         return counts
 
@@ -143,11 +147,3 @@ class HistoryPruner:
         thread = threading.Thread(target=loop, name="relia-retention", daemon=True)
         thread.start()
         return thread
-
-
-def _days(ms: int) -> str:
-    days = ms / 86_400_000
-    if days >= 1:
-        return f"{days:g} day" + ("" if days == 1 else "s")
-    hours = ms / 3_600_000
-    return f"{hours:g} hour" + ("" if hours == 1 else "s")

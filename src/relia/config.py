@@ -103,7 +103,7 @@ FORGET_AFTER_MIN = 3600.0
 def human_duration(seconds: float) -> str:
     """``seconds`` in the largest unit that writes it whole (``30d``, ``36h``, ``90s``), as
     relia.yaml writes durations: for messages and logs."""
-    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if seconds >= size and seconds % size == 0:
             return f"{seconds / size:g}{unit}"
     return f"{seconds:g}s"

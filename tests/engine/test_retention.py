@@ -223,7 +223,7 @@ def test_series_not_seen_for_forget_after_plus_the_grace_go(
     (line,) = [r.getMessage() for r in caplog.records if r.name == "relia.engine.retention"]
     assert line == (
         "retention: deleted 0 findings, 0 incidents and 0 notifications older than 30d "
-        "and 2 series not seen for 1w"
+        "and 2 series not seen for 7d"
     )
     assert value(registry, "series") == 2.0 and value(registry, "findings") == 0.0
     clock.now = T0 + 31 * DAY  # history and series in the same round

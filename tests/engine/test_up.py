@@ -438,7 +438,7 @@ def test_up_deletes_history_older_than_the_retention_at_start(
             assert 'relia_history_pruned_total{kind="findings"} 1.0' in metrics
         finally:
             assert r.finish() == 0
-    assert "deleted 1 findings, 1 incidents and 0 notifications older than 35 days" in caplog.text
+    assert "deleted 1 findings, 1 incidents and 0 notifications older than 35d" in caplog.text
     with DuckDBStore(cfg.data_dir / "relia.duckdb") as store:
         assert [i.id for i in store.incidents()] == ["kept"]
         assert [f.id for f in store.findings(limit=100)] == [kept.id]

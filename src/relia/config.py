@@ -50,9 +50,9 @@ __all__ = [
     "ScrapeTarget",
     "SinkConfig",
     "SloConfig",
+    "human_duration",
     "is_loopback",
     "load_config",
-    "human_duration",
     "parse_duration",
 ]
 

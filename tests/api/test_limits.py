@@ -321,3 +321,25 @@ def test_a_body_that_stops_arriving_gets_408_and_the_connection_closes(
     assert reply.startswith(b"HTTP/1.1 408"), reply[:100]
     assert b"connection: close" in reply.lower()
     assert reply.endswith(b'"request body not received within 0.5s"}'), reply[-100:]
+
+
+def test_a_pipelined_request_already_in_is_not_cut_off_while_it_is_served(
+    impatient_server: str,
+) -> None:
+    # Two requests in one send: the second's headers are in when the first's response ends, so
+    # no deadline may run for it (a slow handler would be cut off mid-request).
+    with _connect(impatient_server) as s:
+        s.sendall(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"POST /api/v1/write HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n" + b"y" * 5
+        )
+        time.sleep(0.35)
+        s.sendall(b"y" * 3)
+        time.sleep(0.35)  # the headers came 0.7 s ago, past header_timeout; each gap in time
+        s.sendall(b"y" * 2)
+        reply = b""
+        while reply.count(b"HTTP/1.1 ") < 2 or not reply.endswith(b"}"):
+            chunk = s.recv(65536)
+            assert chunk, reply
+            reply += chunk
+    assert reply.count(b"HTTP/1.1 200") == 2 and reply.endswith(b'{"bytes":10}'), reply

@@ -47,9 +47,11 @@ class _HeaderDeadlineProtocol(H11Protocol):
             self._disarm()  # a new request's headers are in: the body has its own timeout
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        # Armed first: uvicorn goes on to a pipelined request's events in here, whose headers
+        # (already in) must disarm it.
         if not self.transport.is_closing():
             self._arm()
+        super().on_response_complete()
 
     def _arm(self) -> None:
         self._disarm()

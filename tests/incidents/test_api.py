@@ -164,3 +164,20 @@ def test_an_incident_tells_how_many_findings_it_ever_had(
     schema = tc.get("/openapi.json").json()["components"]["schemas"]["IncidentOut"]
     assert set(schema["properties"]) == set(shown)
     assert "finding_count" in schema["required"]
+
+
+@pytest.mark.parametrize("bad", ["%00", "inc%00x"])
+def test_an_id_with_a_nul_character_is_400_naming_it_not_a_store_outage(
+    postgres_dsn: str, bad: str
+) -> None:
+    # PostgreSQL refuses NUL in text: asked for such an id, the store failed, and the API
+    # answered 503 "the store is unavailable" (and logged a store failure) for a bad request.
+    from relia.store.postgres import PostgresStore
+
+    with PostgresStore(postgres_dsn) as store:
+        app = FastAPI()
+        app.include_router(incidents_router(store, clock=lambda: NOW))
+        with TestClient(app) as tc:
+            r = tc.get(f"/api/v1/incidents/{bad}")
+    assert r.status_code == 400
+    assert "incident_id" in r.json()["detail"] and "NUL" in r.json()["detail"]

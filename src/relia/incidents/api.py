@@ -110,13 +110,22 @@ def incidents_router(store: Store, *, clock: Callable[[], int] = _now_ms) -> API
         "/incidents/{incident_id}",
         response_model=IncidentDetail,
         summary="One incident with its findings",
-        responses={404: {"description": "no incident with this id"}},
+        responses={
+            400: {"description": "the id contains a NUL character"},
+            404: {"description": "no incident with this id"},
+        },
     )
     def show_incident(
         incident_id: Annotated[str, Path(min_length=1, max_length=200)],
     ) -> JSONResponse:
         from relia.api.app import _finding_json
 
+        if "\x00" in incident_id:
+            # No stored id has one, and PostgreSQL refuses NUL in text: asking it would fail as
+            # if the store were away (a 503) for what is a bad request.
+            raise HTTPException(
+                status_code=400, detail="incident_id: contains a NUL character (%00)"
+            )
         inc = store.incident(incident_id)
         if inc is None:
             raise HTTPException(status_code=404, detail=f"no incident with id {incident_id!r}")

@@ -607,6 +607,19 @@ def test_api_slow_client_timeouts_are_durations_above_zero(tmp_path: Path) -> No
         load_config(environ={"RELIA_API__BODY_TIMEOUT": "soon"})
 
 
+def test_api_max_connections_is_a_positive_integer(tmp_path: Path) -> None:
+    assert load_config(environ={}).api.max_connections == 1000
+    cfg = tmp_path / "relia.yaml"
+    cfg.write_text("api:\n  max_connections: 50\n")
+    assert load_config(cfg, environ={}).api.max_connections == 50
+    for bad in ("0", "-3", "1.5", "many"):
+        cfg.write_text(f"api:\n  max_connections: {bad}\n")
+        with pytest.raises(ConfigError, match=r"relia\.yaml:2.*api\.max_connections"):
+            load_config(cfg, environ={})
+    with pytest.raises(ConfigError, match=r"api\.max_connections"):
+        load_config(environ={"RELIA_API__MAX_CONNECTIONS": "lots"})
+
+
 def test_the_plain_api_token_turns_auth_on_and_allows_any_host() -> None:
     api = load_config(environ={"RELIA_API__TOKEN": "s3cret", "RELIA_API__HOST": "0.0.0.0"}).api
     assert api.auth_enabled and api.host == "0.0.0.0"

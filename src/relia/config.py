@@ -216,6 +216,12 @@ class ApiConfig(_Model):
         description="the longest wait for the next part of a request body; past it, 408 and "
         "the connection is closed",
     )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="the most open connections requests are answered on (idle kept-alive ones "
+        "count): a request on one more gets 503 and its connection is closed",
+    )
 
     @field_validator("token")
     @classmethod

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 import warnings
@@ -348,3 +349,38 @@ def test_a_pipelined_request_already_in_is_not_cut_off_while_it_is_served(
             assert chunk, reply
             reply += chunk
     assert reply.count(b"HTTP/1.1 200") == 2 and reply.endswith(b'{"bytes":10}'), reply
+
+
+# -- a cap on connections ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def capped_server() -> Iterator[str]:
+    cfg = ApiConfig(port=0, max_connections=2)
+    sock = _bind("127.0.0.1", 0)
+    api = _Api(create_app(MemoryStore()), sock, cfg)
+    api.start()
+    try:
+        yield _url(sock)
+    finally:
+        api.stop()
+
+
+def test_a_request_on_a_connection_past_max_connections_gets_503(capped_server: str) -> None:
+    with contextlib.ExitStack() as stack:
+        first, second, third = (
+            stack.enter_context(httpx.Client(base_url=capped_server, timeout=10)) for _ in range(3)
+        )
+        # Two kept-alive connections are open (idle between requests: they still count).
+        assert first.get("/healthz").status_code == 200
+        assert second.get("/healthz").status_code == 200
+        refused = third.get("/healthz")
+        assert refused.status_code == 503
+        assert refused.headers["connection"] == "close"
+        assert first.get("/healthz").status_code == 200  # those within the cap go on
+        first.close()
+        deadline = time.monotonic() + 5
+        while (status := third.get("/healthz").status_code) == 503:
+            assert time.monotonic() < deadline, "the freed connection never counted"
+            time.sleep(0.05)
+        assert status == 200

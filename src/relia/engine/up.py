@@ -236,6 +236,9 @@ class _Api:
             # uvicorn lacks (slow clients, relia.api.timeouts).
             http=with_header_timeout(api.header_timeout),
             h11_max_incomplete_event_size=api.max_header_bytes,
+            # uvicorn answers 503 once its open connections (the asking one counted) or the
+            # requests it is answering reach this: +1 serves api.max_connections connections.
+            limit_concurrency=api.max_connections + 1,
             ssl_certfile=str(api.tls_cert) if api.tls_cert is not None else None,
             ssl_keyfile=str(api.tls_key) if api.tls_key is not None else None,
         )

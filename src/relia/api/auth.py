@@ -335,7 +335,8 @@ def _content_length(scope: Scope) -> int | None:
     for key, value in scope["headers"]:
         if key == b"content-length":
             text = value.decode("latin-1").strip()
-            return int(text) if text.isdigit() else -1
+            # isascii too: str.isdigit takes "²" (latin-1 0xb2), which int() refuses.
+            return int(text) if text.isascii() and text.isdigit() else -1
     return None
 
 

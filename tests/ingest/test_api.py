@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import struct
 import warnings
 from pathlib import Path
@@ -119,6 +120,38 @@ def test_a_varint_overflowing_64_bits_is_a_400_not_a_500(rig: Rig) -> None:
     series = b"\x8a" + b"\x80" * 8 + b"\x02" + varint(len(label)) + label + field(2, 2, sample)
     r = rig.post(bytes(cramjam.snappy.compress_raw(field(1, 2, series))))
     assert r.status_code == 400 and "over-long varint" in r.text  # type: ignore[attr-defined]
+    assert rig.queue.samples == 0 and len(rig.index) == 0
+
+
+def test_a_client_gone_before_its_body_is_complete_is_counted_not_a_server_error(
+    tmp_path: Path,
+) -> None:
+    # It raised Starlette's ClientDisconnect out of the route: uvicorn logged "Exception in ASGI
+    # application" with a traceback for every sender that went away mid-body.
+    rig = Rig(tmp_path)
+    app = rig.client.app
+    body = _body(3)
+    parts = [
+        {"type": "http.request", "body": body[:10], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return parts.pop(0)
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    headers = [(k.lower().encode(), v.encode()) for k, v in HEADERS.items()]
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/api/v1/write", "raw_path": b"/api/v1/write",
+        "query_string": b"", "root_path": "", "headers": headers, "server": ("t", 80),
+        "client": ("c", 1),
+    }  # fmt: skip
+    asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
+    assert rig.count("499") == 1 and rig.count("500") == 0
     assert rig.queue.samples == 0 and len(rig.index) == 0
 
 

@@ -3,10 +3,11 @@
 Answers: 204 when the samples are in the WAL and the queue; 400 for a payload that cannot be
 decoded (nothing of it is kept), and 400 when the request named new series over relia's
 ``max_series`` (the other series' samples are kept: the body says how many were refused);
-413 over the size limits; 415 for another encoding or protocol
-version; 429 with ``Retry-After`` while the queue is full; 503 with ``Retry-After`` while relia is
-shutting down. Prometheus retries 429 and 5xx and drops a batch on other 4xx, which is what each
-case wants.
+413 over the size limits; 415 for another encoding or protocol version; 429 with
+``Retry-After`` while the queue is full; 503 with ``Retry-After`` while relia is shutting down.
+Prometheus retries 429 and 5xx and drops a batch on other 4xx, which is what each case wants.
+A client that closes the connection before its body ended is counted under 499 in ``/metrics``
+(nginx's code; nothing is kept, and the client sees no answer).
 
 Decoding is CPU work. A request of ordinary size (Prometheus sends up to 2,000 samples, some
 tens of KB) is decoded on the event loop: that takes about a millisecond, while handing it to the
@@ -21,6 +22,7 @@ import logging
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from relia.errors import DataError
 from relia.ingest.queue import IngestQueue, QueueClosed, QueueFull
@@ -30,6 +32,9 @@ from relia.ingest.source import IngestMetrics
 log = logging.getLogger(__name__)
 
 __all__ = ["remote_write_router"]
+
+#: The status counted for a request whose client went away before its body ended (nginx's).
+CLIENT_CLOSED = 499
 
 #: Bodies up to this size (compressed) are decoded on the event loop, larger ones in a thread.
 INLINE_BODY_BYTES = 256 << 10
@@ -142,11 +147,17 @@ def remote_write_router(
             return _problem(413, f"body of {declared} bytes is over the limit of {max_body_bytes}")
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_body_bytes:
-                return _problem(413, f"body is over the limit of {max_body_bytes} bytes")
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_body_bytes:
+                    return _problem(413, f"body is over the limit of {max_body_bytes} bytes")
+                chunks.append(chunk)
+        except ClientDisconnect:
+            # The sender went away mid-body (it retries what it did not see acknowledged):
+            # nothing is kept, and nobody reads the answer. nginx's 499 counts it in /metrics.
+            log.info("remote-write: the client closed the connection after %d bytes of body", size)
+            return _problem(CLIENT_CLOSED, "the client closed the connection before the body ended")
         body = b"".join(chunks)
         if not body:
             return _problem(400, "empty body: expected a snappy-compressed WriteRequest")

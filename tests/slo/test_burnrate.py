@@ -121,7 +121,7 @@ def test_windows_for_prefers_the_slos_own() -> None:
 
 def test_windows_for_names_the_spec_on_error() -> None:
     slo = _slo(window=TimeWindow(period_s=DAY), source=SpecSource(file="a.yml", path="slos[1]"))
-    with pytest.raises(ConfigError, match=r"^a\.yml \(document 1\): slos\[1\]: SLO period 1d"):
+    with pytest.raises(ConfigError, match=r"^a\.yml: document 1: slos\[1\]: SLO period 1d"):
         windows_for(slo)
 
 

@@ -740,3 +740,18 @@ def test_an_alert_windows_file_that_is_not_yaml_is_one_problem(tmp_path: Path) -
     assert [line for line in lines if "windows.yaml" in line] == [
         f"{windows}:1: document 1: not valid YAML: nested too deeply"
     ], lines
+
+
+def test_a_problem_found_after_loading_names_the_slo_by_line() -> None:
+    # The period is only found too short for the default alert windows once the SLO is built
+    # (a report needs no alerts); the error still says where the SLO is written.
+    from relia.slo.burnrate import check_alert_windows
+
+    slos = load_slo_text(
+        SPEC.replace("    objective: 99.9\n", "    objective: 99.9\n    period: 2d\n")
+    )
+    with pytest.raises(ConfigError) as info:
+        check_alert_windows(slos)
+    assert str(info.value).startswith(
+        "<memory>:6: document 1: slos[0]: SLO period 2d is shorter than the 3d window"
+    )

@@ -235,7 +235,7 @@ def test_labels_merge_extra_then_slo_then_identity() -> None:
 )
 def test_bad_labels_are_refused(kw: dict[str, Any], message: str) -> None:
     slo = make_slo(source=SpecSource(file="s.yml"), **kw)
-    with pytest.raises(ConfigError, match=rf"^s\.yml \(document 1\): labels: {message}"):
+    with pytest.raises(ConfigError, match=rf"^s\.yml: document 1: labels: {message}"):
         rule_groups([slo])
     with pytest.raises(ConfigError, match="extra labels: label 'sloth_slo' is set by relia"):
         rule_groups([make_slo()], extra_labels={"sloth_slo": "x"})

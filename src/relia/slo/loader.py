@@ -640,7 +640,9 @@ def list_items(doc: Document, top: BaseModel | None, key: str) -> list[Any]:
 
 def source_of(doc: Document, loc: Loc) -> SpecSource:
     """The :class:`SpecSource` for the item at ``loc`` of ``doc``."""
-    return SpecSource(file=doc.file, document=doc.index, path=format_loc(loc))
+    return SpecSource(
+        file=doc.file, line=line_of(doc.node, loc), document=doc.index, path=format_loc(loc)
+    )
 
 
 def build_slo(

@@ -86,16 +86,22 @@ class _Frozen(BaseModel):
 
 
 class SpecSource(_Frozen):
-    """Where a spec came from, for error messages: ``file``, YAML ``document`` (0-based) and the
-    ``path`` of the SLO inside it (``slos[2]``)."""
+    """Where a spec came from, for error messages: ``file``, the ``line`` the SLO starts on
+    (None when not read from a file), YAML ``document`` (0-based) and the ``path`` of the SLO
+    inside it (``slos[2]``). ``str()`` gives ``FILE:LINE: document N: path``, as the loader's
+    own problems read."""
 
     file: str = "<memory>"
+    line: int | None = None
     document: int = 0
     path: str = ""
 
     def __str__(self) -> str:
-        where = f"{self.file} (document {self.document + 1})"
-        return f"{where}: {self.path}" if self.path else where
+        parts = [f"{self.file}:{self.line}" if self.line else self.file]
+        parts.append(f"document {self.document + 1}")
+        if self.path:
+            parts.append(self.path)
+        return ": ".join(parts)
 
 
 class EventsSLI(_Frozen):

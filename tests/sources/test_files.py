@@ -598,3 +598,12 @@ def test_a_file_whose_series_is_refused_gives_nothing(tmp_path: Path) -> None:
     # A series known already is not refused.
     other = write(tmp_path, "other.csv", "ts,value\n1,0.5\n")
     assert FileSource(other, index).poll(0).series_id.tolist() == [kept]
+
+
+def test_an_unfound_column_says_how_to_name_one_from_the_cli_and_python(tmp_path: Path) -> None:
+    p = write(tmp_path, "a.csv", "a,b,c\n1,2,3\n")
+    with pytest.raises(DataError, match=r"name one with --time-col \(time_col= in Python\)"):
+        read_series(p)
+    p = write(tmp_path, "b.csv", "timestamp,b,c\n1,2,3\n")
+    with pytest.raises(DataError, match=r"name one with --value-col \(value_col= in Python\)"):
+        read_series(p)

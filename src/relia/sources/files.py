@@ -264,13 +264,13 @@ def _pick_columns(
     if tcol is None:
         raise DataError(
             f"no time column (looked for {', '.join(TIME_NAMES)}); columns are {existing}; "
-            "name one with time_col",
+            "name one with --time-col (time_col= in Python)",
             where=where,
         )
     if vcol is None:
         raise DataError(
             f"no value column (looked for {', '.join(VALUE_NAMES)}); columns are {existing}; "
-            "name one with value_col",
+            "name one with --value-col (value_col= in Python)",
             where=where,
         )
     if tcol == vcol:

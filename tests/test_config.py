@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -1007,3 +1008,22 @@ def test_the_readmes_relia_yaml_loads(tmp_path: Path) -> None:
     cfg = load_config(path, environ={"RELIA_HOOK_SECRET": "a", "RELIA_PAGER_SECRET": "b"})
     assert [s.name for s in cfg.notify.sinks] == ["am", "hook", "pager"]
     assert cfg.notify.sinks[2].min_severity == "critical"
+
+
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        ("api:\n  port: false\n", "api.port"),
+        ("api:\n  max_connections: true\n", "api.max_connections"),
+        ("samples_per_series: yes\n", "samples_per_series"),
+    ],
+)
+def test_true_or_false_for_a_number_is_refused_naming_the_field(
+    tmp_path: Path, line: str, field: str
+) -> None:
+    # YAML's true/false were taken as 1 and 0: `port: false` served on a random port.
+    path = tmp_path / "relia.yaml"
+    path.write_text(line)
+    expected = rf"relia\.yaml:\d: {re.escape(field)}: expected a number"
+    with pytest.raises(ConfigError, match=expected):
+        load_config(path, environ={})

@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -124,6 +124,20 @@ _VARIABLE = re.compile(r"\$(\{[A-Za-z_][A-Za-z0-9_]*([:?+-][^}]*)?\}|[A-Za-z_][A
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_true_or_false_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic takes YAML's true/false as 1 and 0 for a number: `port: false` would serve
+        # on a random port. A setting that is a number (and not also a switch) refuses them;
+        # one with a parser of its own (a duration) says what it expects itself.
+        if isinstance(value, bool) and info.field_name is not None:
+            field = cls.model_fields[info.field_name]
+            kinds = {field.annotation, *get_args(field.annotation)}
+            parsed = any(isinstance(m, BeforeValidator) for m in field.metadata)
+            if bool not in kinds and kinds & {int, float} and not parsed:
+                raise ValueError(f"expected a number, got {str(value).lower()}")
+        return value
 
 
 _SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")

@@ -440,3 +440,21 @@ def test_list_and_show_count_every_finding_of_an_incident_that_keeps_the_newest(
     assert counts == {db_id: 1134, ids['cpu{job="api"}']: 2}
     r = runner.invoke(app, ["incidents", "show", db_id, "--config", str(config)])
     assert r.exit_code == 0 and "findings (1 of 1134, the newest of each key):" in r.stdout
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:99999", "http://a b/"])
+def test_url_that_cannot_be_parsed_is_one_line(url: str, tmp_path: Path) -> None:
+    config = tmp_path / "relia.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'none'}\n")
+    r = runner.invoke(app, ["incidents", "list", "--url", url, "--config", str(config)])
+    assert r.exit_code == 2 and isinstance(r.exception, SystemExit), r.exception
+    assert r.stderr.startswith("relia: error: --url: not a valid URL") and r.stderr.count("\n") == 1
+
+
+def test_token_that_cannot_be_a_header_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "relia.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'none'}\napi: {{port: {free_port()}}}\n")
+    for token in ("tøken", "a\nb", "a b"):
+        r = runner.invoke(app, ["incidents", "list", "--token", token, "--config", str(config)])
+        assert r.exit_code == 2 and isinstance(r.exception, SystemExit), r.exception
+        assert r.stderr.startswith("relia: error: --token: ") and r.stderr.count("\n") == 1

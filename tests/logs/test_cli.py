@@ -334,6 +334,26 @@ def test_unwritable_output_exits_2_before_mining(tmp_path: Path) -> None:
     assert code == 2 and "cannot write" in stderr
 
 
+@pytest.mark.parametrize("option", ["--out", "--structured", "--model"])
+def test_an_output_that_is_an_input_is_refused_and_the_input_kept(
+    tmp_path: Path, option: str
+) -> None:
+    log = _write(tmp_path / "a.log", _log_lines(20))
+    before = log.read_bytes()
+    code, _, stderr = _invoke(log, option, tmp_path / "." / "a.log")
+    assert code == 2 and stderr.count("\n") == 1
+    assert stderr.startswith(f"relia: error: {option}: ") and "is also an input" in stderr
+    assert log.read_bytes() == before
+
+
+def test_two_outputs_to_one_file_are_refused(tmp_path: Path) -> None:
+    log = _write(tmp_path / "a.log", _log_lines(20))
+    out = tmp_path / "t.csv"
+    code, _, stderr = _invoke(log, "--out", out, "--structured", out)
+    assert code == 2 and "--structured: the same file as --out" in stderr
+    assert not out.exists()
+
+
 def test_plot_html(tmp_path: Path) -> None:
     log = _write(tmp_path / "a.log", _log_lines(40))
     page = tmp_path / "t.html"

@@ -530,6 +530,32 @@ def _check_inputs(inputs: list[Path]) -> None:
             raise DataError("cannot read: Permission denied", where=str(p))
 
 
+def _check_outputs(inputs: list[Path], outputs: dict[str, Path | None]) -> None:
+    """Fail before any work on an output that is an input (it would be emptied before it is
+    read) or another output's file."""
+    files = [p for p in inputs if str(p) != STDIN]
+    taken: dict[str, Path] = {}
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        if any(_same_file(path, p) for p in files):
+            raise DataError(f"{path} is also an input; write elsewhere", where=option)
+        for other, other_path in taken.items():
+            if _same_file(path, other_path):
+                raise DataError(f"the same file as {other} ({path})", where=option)
+        taken[option] = path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (also through links); False if either cannot be seen."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
 def _summary(run: TemplateRun, seconds: float) -> list[str]:
     lines = []
     total = ReadCounts()
@@ -631,6 +657,9 @@ def templates(
     if plot is not None and plot.suffix.lower() not in (".png", ".html", ".htm"):
         raise DataError(f"plot must end in .png or .html, got {plot.name!r}", where="--plot")
     _check_inputs(inputs)
+    _check_outputs(
+        inputs, {"--out": out, "--structured": structured, "--model": model, "--plot": plot}
+    )
     miner = _load_model(model) if model is not None and model.exists() else TemplateMiner()
     started = time.perf_counter()
     with ExitStack() as stack:

@@ -735,6 +735,33 @@ def test_detect_out_that_cannot_be_written_is_exit_2_naming_it(tmp_path: Path) -
     ]
 
 
+def test_detect_out_that_is_the_input_is_refused_and_the_input_kept(tmp_path: Path) -> None:
+    src = _series_csv(tmp_path / "in.csv")
+    before = src.read_bytes()
+    result = runner.invoke(app, ["detect", str(src), "-d", "mad", "-o", str(tmp_path / "./in.csv")])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"relia: error: --out: {tmp_path / 'in.csv'} is the input; write elsewhere"
+    ]
+    assert src.read_bytes() == before
+
+
+def test_detect_plot_in_a_missing_folder_fails_before_any_series_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import relia.cli as cli
+
+    monkeypatch.setattr(cli, "_from_prometheus", lambda *a: _fetched(3))
+    plot = tmp_path / "no-such-dir" / "p.png"
+    args = ["detect", "--prometheus", "http://127.0.0.1:9", "--query", "up", "-d", "mad"]
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "p.csv"), "--plot", str(plot)])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"relia: error: {plot}: cannot write plot: No such file or directory"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_detect_out_says_what_it_wrote(tmp_path: Path) -> None:
     src = _series_csv(tmp_path / "in.csv")
     out = tmp_path / "o.csv"

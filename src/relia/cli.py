@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -196,6 +197,13 @@ def detect(
             executor, workers, ray_address,
         )  # fmt: skip
         return
+    # Checked before any series is read: a failed write must not cut a run short half-way.
+    if out is not None:
+        if input is not None and _same_file(out, input):
+            raise DataError(f"{out} is the input; write elsewhere", where="--out")
+        _check_output_place(out, "cannot write")
+    if plot is not None:
+        _check_output_place(plot, "cannot write plot")
     series: list[_Scored]
     if input is not None:
         if executor == "ray":
@@ -260,6 +268,22 @@ def detect(
                 title=f"{s.title} — {detector}", windows=windows, components=components,
             )  # fmt: skip
             err_console.print(f"wrote {target_plot}", markup=False)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (also through links)."""
+    try:
+        return os.path.samefile(a, b) if a.exists() else a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _check_output_place(path: Path, what: str) -> None:
+    """Refuse an output that is a folder, or whose folder is missing, as the write would."""
+    if path.is_dir():
+        raise DataError(f"{what}: Is a directory", where=str(path))
+    if not path.parent.is_dir():
+        raise DataError(f"{what}: No such file or directory", where=str(path))
 
 
 def _as_rate(s: _Scored) -> _Scored:

@@ -7,8 +7,10 @@ use them without importing the whole CLI.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import typer
@@ -16,7 +18,7 @@ from rich.console import Console
 
 from relia.errors import ReliaError
 
-__all__ = ["err_console", "user_errors"]
+__all__ = ["err_console", "same_file", "user_errors"]
 
 # Not a terminal (a pipe, a CI log): rich would wrap tables at 80 columns.
 err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
@@ -38,3 +40,11 @@ def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (also through links): an output must not be an input."""
+    try:
+        return os.path.samefile(a, b) if a.exists() and b.exists() else a.resolve() == b.resolve()
+    except OSError:
+        return False

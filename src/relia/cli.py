@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -21,7 +20,7 @@ import numpy.typing as npt
 import typer
 from rich.table import Table
 
-from relia._cliutil import err_console, user_errors
+from relia._cliutil import err_console, same_file, user_errors
 from relia.api.tokens_cli import token_app
 from relia.errors import ConfigError, DataError
 from relia.incidents.cli import incidents_app
@@ -199,7 +198,7 @@ def detect(
         return
     # Checked before any series is read: a failed write must not cut a run short half-way.
     if out is not None:
-        if input is not None and _same_file(out, input):
+        if input is not None and same_file(out, input):
             raise DataError(f"{out} is the input; write elsewhere", where="--out")
         _check_output_place(out, "cannot write")
     if plot is not None:
@@ -268,14 +267,6 @@ def detect(
                 title=f"{s.title} — {detector}", windows=windows, components=components,
             )  # fmt: skip
             err_console.print(f"wrote {target_plot}", markup=False)
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name one file (also through links)."""
-    try:
-        return os.path.samefile(a, b) if a.exists() else a.resolve() == b.resolve()
-    except OSError:
-        return False
 
 
 def _check_output_place(path: Path, what: str) -> None:

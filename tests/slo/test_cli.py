@@ -82,3 +82,26 @@ def test_rules_sloth_windows_set_the_alert_windows() -> None:
     week = CliRunner().invoke(app, [*base, "--sloth-windows", str(sloth / "windows" / "7d.yaml")])
     assert default.exit_code == 0 and week.exit_code == 0, week.output
     assert "30d" in default.stdout and "30d" not in week.stdout
+
+
+def test_rules_out_that_is_a_spec_file_is_refused_and_the_spec_kept(
+    spec: Path, tmp_path: Path
+) -> None:
+    before = spec.read_bytes()
+    out = tmp_path / "." / spec.name
+    result = CliRunner().invoke(app, ["slo", "rules", str(spec), "--out", str(out)])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == f"relia: error: --out: {out} is also an input; write elsewhere\n"
+    assert spec.read_bytes() == before
+
+
+def test_rules_out_that_is_the_sloth_windows_file_is_refused(spec: Path, tmp_path: Path) -> None:
+    windows = tmp_path / "7d.yaml"
+    windows.write_text(
+        "apiVersion: sloth.slok.dev/v1\nkind: AlertWindows\nspec:\n  sloPeriod: 7d\n"
+    )
+    before = windows.read_bytes()
+    args = ["slo", "rules", str(spec), "--sloth-windows", str(windows), "--out", str(windows)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "is also an input" in result.stderr
+    assert windows.read_bytes() == before

@@ -29,7 +29,7 @@ import polars as pl
 import typer
 from numpy.typing import NDArray
 
-from relia._cliutil import err_console, user_errors
+from relia._cliutil import err_console, same_file, user_errors
 from relia.errors import DataError
 from relia.logs.header import HeaderFormat
 from relia.logs.miner import WILDCARD, TemplateMiner
@@ -538,22 +538,12 @@ def _check_outputs(inputs: list[Path], outputs: dict[str, Path | None]) -> None:
     for option, path in outputs.items():
         if path is None:
             continue
-        if any(_same_file(path, p) for p in files):
+        if any(same_file(path, p) for p in files):
             raise DataError(f"{path} is also an input; write elsewhere", where=option)
         for other, other_path in taken.items():
-            if _same_file(path, other_path):
+            if same_file(path, other_path):
                 raise DataError(f"the same file as {other} ({path})", where=option)
         taken[option] = path
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name one file (also through links); False if either cannot be seen."""
-    try:
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
-        return a.resolve() == b.resolve()
-    except OSError:
-        return False
 
 
 def _summary(run: TemplateRun, seconds: float) -> list[str]:

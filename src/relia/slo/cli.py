@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from relia._cliutil import err_console, user_errors
+from relia._cliutil import err_console, same_file, user_errors
 
 __all__ = ["slo_app"]
 
@@ -108,6 +108,10 @@ def rules(
         if not sep or not key:
             raise ConfigError(f"expected KEY=VALUE, got {item!r}", where="--label")
         extra[key] = value
+    inputs = [*files, *([sloth_windows] if sloth_windows is not None else [])]
+    if out is not None and any(same_file(out, f) for f in inputs):
+        # Checked first: the rules would replace the spec they were made from.
+        raise DataError(f"{out} is also an input; write elsewhere", where="--out")
     slos = load_alerting_slos(files, sloth_windows=sloth_windows)
     text = render_rules(slos, extra_labels=extra)
     if out is None:

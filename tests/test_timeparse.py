@@ -83,7 +83,7 @@ def test_column_formatting_matches_one_by_one(values: list[int]) -> None:
         ("99999999999", 99_999_999_999_000),
         ("100000000000", 100_000_000_000),
         ("-100000000000", -100_000_000_000),
-        ("-99999999999", -99_999_999_999_000),
+        ("-9999999999", -9_999_999_999_000),
         # A fraction of a millisecond rounds.
         ("1700000000000.7", NOW + 1),
         ("1700000000.0006", NOW + 1),
@@ -98,6 +98,23 @@ def test_a_number_that_is_no_time_is_refused_by_name(text: str) -> None:
     with pytest.raises(ValueError) as err:
         parse_time(text, now_ms=NOW)
     assert str(err.value) == f"not a time: {text!r}"
+
+
+@given(st.one_of(st.text(max_size=30), st.floats(allow_nan=False).map(repr)))
+def test_whatever_parses_is_a_time_that_can_be_formatted(text: str) -> None:
+    try:
+        ms = parse_time(text, now_ms=NOW)
+    except ValueError:
+        return
+    format_ms(ms)
+
+
+# -99999999999 s would be year -1199: no datetime, no Prometheus time.
+@pytest.mark.parametrize("text", ["1e30", "1e20", "-99999999999", "-100000000000000000"])
+def test_an_epoch_number_past_the_years_1_to_9999_is_refused(text: str) -> None:
+    with pytest.raises(ValueError) as err:
+        parse_time(text, now_ms=NOW)
+    assert str(err.value) == f"not a time: {text!r} is out of range (years 1 to 9999)"
 
 
 def test_a_bad_time_says_what_forms_work() -> None:

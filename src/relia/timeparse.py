@@ -18,6 +18,10 @@ __all__ = ["format_ms", "format_ms_column", "parse_time"]
 
 _RELATIVE = re.compile(r"^\s*(?:now)?\s*([+-])\s*(\S+)\s*$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MIN_MS = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(milliseconds=1)
+_MAX_MS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - _EPOCH) // timedelta(
+    milliseconds=1
+)
 
 
 def parse_time(text: str, *, now_ms: int) -> int:
@@ -26,6 +30,14 @@ def parse_time(text: str, *, now_ms: int) -> int:
     Accepts ``now``, ``now-1h`` / ``-1h`` / ``-30m``, epoch seconds or milliseconds (by
     magnitude), and ISO-8601 (naive means UTC). Raises ``ValueError`` with a readable message.
     """
+    ms = _parse_time(text, now_ms=now_ms)
+    # An epoch number can be any size: one past year 9999 could not be formatted nor queried.
+    if not _MIN_MS <= ms <= _MAX_MS:
+        raise ValueError(f"not a time: {text!r} is out of range (years 1 to 9999)")
+    return ms
+
+
+def _parse_time(text: str, *, now_ms: int) -> int:
     raw = text.strip()
     if raw.lower() == "now":
         return now_ms

@@ -893,3 +893,11 @@ def test_detectors_lines_up_the_summaries_in_one_column() -> None:
     assert result.stdout.splitlines() == [
         f"{name}{' ' * (width - len(name))}  {describe(name).summary}" for name in available()
     ]
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:99999", "notaurl"])
+def test_detect_prometheus_url_that_cannot_be_parsed_is_one_line(url: str) -> None:
+    result = runner.invoke(app, ["detect", "--prometheus", url, "--query", "up"])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.exception
+    assert result.stderr.startswith("relia: error: --prometheus: not a valid URL")
+    assert result.stderr.count("\n") == 1

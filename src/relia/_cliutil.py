@@ -16,9 +16,9 @@ from typing import ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
-from relia.errors import ReliaError
+from relia.errors import ConfigError, ReliaError
 
-__all__ = ["err_console", "same_file", "user_errors"]
+__all__ = ["check_url", "err_console", "same_file", "user_errors"]
 
 # Not a terminal (a pipe, a CI log): rich would wrap tables at 80 columns.
 err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
@@ -48,3 +48,19 @@ def same_file(a: Path, b: Path) -> bool:
         return os.path.samefile(a, b) if a.exists() and b.exists() else a.resolve() == b.resolve()
     except OSError:
         return False
+
+
+def check_url(url: str, option: str) -> None:
+    """Refuse, naming ``option``, a URL no request can be sent to (no host, bad port, brackets)."""
+    from urllib.parse import urlsplit
+
+    import httpx
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise ConfigError(f"not a valid URL: {exc}", where=option) from None
+    if not parts.hostname or any(c.isspace() for c in parts.hostname):
+        raise ConfigError(f"not a valid URL: no host in {url!r}", where=option)

@@ -20,7 +20,7 @@ import numpy.typing as npt
 import typer
 from rich.table import Table
 
-from relia._cliutil import err_console, same_file, user_errors
+from relia._cliutil import check_url, err_console, same_file, user_errors
 from relia.api.tokens_cli import token_app
 from relia.errors import ConfigError, DataError
 from relia.incidents.cli import incidents_app
@@ -183,6 +183,8 @@ def detect(
         raise DataError(f"plot must end in .png or .html, got {plot.name!r}", where="--plot")
     if (input is None) == (prometheus is None):
         raise DataError("give either an INPUT file or --prometheus URL with --query")
+    if prometheus is not None:
+        check_url(prometheus, "--prometheus")
     if executor not in ("local", "ray"):
         raise DataError(f"expected local or ray, got {executor!r}", where="--executor")
     if executor == "local" and (workers is not None or ray_address is not None):

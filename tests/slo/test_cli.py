@@ -105,3 +105,11 @@ def test_rules_out_that_is_the_sloth_windows_file_is_refused(spec: Path, tmp_pat
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and "is also an input" in result.stderr
     assert windows.read_bytes() == before
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:99999", "http://"])
+def test_report_prometheus_url_that_cannot_be_parsed_is_one_line(spec: Path, url: str) -> None:
+    result = CliRunner().invoke(app, ["slo", "report", str(spec), "--prometheus", url])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.exception
+    assert result.stderr.startswith("relia: error: --prometheus: not a valid URL")
+    assert result.stderr.count("\n") == 1

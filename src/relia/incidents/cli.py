@@ -11,13 +11,13 @@ import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from relia._cliutil import err_console, user_errors
+from relia._cliutil import check_url, err_console, user_errors
 from relia.errors import ConfigError, DataError, SourceError
 from relia.incidents.model import IncidentStatus
 
@@ -49,20 +49,6 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print the API's JSON inst
 _TIMEOUT_S = 10.0
 
 
-def _check_url(url: str) -> None:
-    """Refuse, naming --url, a URL no request can be sent to (no host, bad port, bad brackets)."""
-    import httpx
-
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port out of range
-        httpx.URL(url)
-    except (ValueError, httpx.InvalidURL) as exc:
-        raise ConfigError(f"not a valid URL: {exc}", where="--url") from None
-    if not parts.hostname or any(c.isspace() for c in parts.hostname):
-        raise ConfigError(f"not a valid URL: no host in {url!r}", where="--url")
-
-
 class _Source:
     """Where the answers come from: the running relia's API, else the store."""
 
@@ -81,7 +67,7 @@ class _Source:
             url = f"http://{host}:{self.cfg.api.port}"
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"must start with http:// or https://, got {url!r}", where="--url")
-        _check_url(url)
+        check_url(url, "--url")
         if token is not None and not (token.isascii() and token.isprintable() and " " not in token):
             # It goes into an Authorization header: printable ASCII without spaces only.
             raise ConfigError("an API token is printable ASCII without spaces", where="--token")

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from relia._cliutil import err_console, same_file, user_errors
+from relia._cliutil import check_url, err_console, same_file, user_errors
 
 __all__ = ["slo_app"]
 
@@ -195,6 +195,7 @@ def report(
         raise DataError(
             f"expected an http:// or https:// URL, got {prometheus!r}", where="--prometheus"
         )
+    check_url(prometheus, "--prometheus")
     if not (math.isfinite(timeout) and timeout > 0):
         raise DataError(
             f"expected a positive number of seconds, got {timeout:g}", where="--timeout"

@@ -80,6 +80,23 @@ def test_errors_in_environment_values_name_the_variable(tmp_path: Path) -> None:
     assert "(environment:" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://[::1", "Invalid IPv6 URL"),
+        ("http://127.0.0.1:99999/metrics", "Port out of range 0-65535"),
+        ("http://", "no host"),
+        ("http://:9100/metrics", "no host"),
+    ],
+)
+def test_a_url_no_request_can_go_to_is_refused_by_line(tmp_path: Path, url: str, why: str) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_text(f'scrape:\n  - name: a\n    url: "{url}"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert str(info.value) == f"{path}:3: scrape.0.url: not a valid URL: {why}"
+
+
 def test_errors_name_file_line_and_field(tmp_path: Path) -> None:
     path = tmp_path / "relia.yaml"
     path.write_text("interval: 5x\nprometheus:\n  - name: p\n    url: ftp://x\n    queries: []\n")

@@ -14,6 +14,7 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -112,6 +113,14 @@ def human_duration(seconds: float) -> str:
 def _http_url(url: str) -> str:
     if not url.startswith(("http://", "https://")):
         raise ValueError("must start with http:// or https://")
+    # Refused here, not on the first request: an unclosed [, a port past 65535, no host.
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL: {exc}") from None
+    if not parts.hostname or any(c.isspace() for c in parts.hostname):
+        raise ValueError("not a valid URL: no host")
     return url
 
 

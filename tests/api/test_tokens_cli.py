@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from relia.api.auth import TOKEN_PREFIX, AuthConfig, Role
@@ -104,3 +105,14 @@ def test_create_prints_the_entry_on_one_line_however_long() -> None:
     (line,) = [s for s in result.stderr.splitlines() if "sha256" in s]
     assert line.startswith(f"  - {{name: {name}, role: admin, sha256: ")
     assert line.endswith('"}')
+
+
+@pytest.mark.parametrize("token", [b"\xff\xfe\xfa\n", "tøken\n".encode(), b"t0k\x1b[2J\n"])
+def test_hash_refuses_a_token_no_http_header_can_carry(token: bytes) -> None:
+    result = runner.invoke(app, ["token", "hash"], input=token)
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.exception
+    assert (
+        result.stderr
+        == "relia: error: stdin: a token is printable ASCII (it goes in an HTTP header)\n"
+    )
+    assert result.stdout == ""

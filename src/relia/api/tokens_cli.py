@@ -78,8 +78,11 @@ def hash_(
     """Read a token from stdin (never from the command line: shell history, ps) and print its
     api.tokens entry."""
     _check_name(name)
-    token = sys.stdin.readline().strip()
+    token = sys.stdin.buffer.readline().strip()
     if not token:
         raise DataError("no token on stdin", where="stdin")
-    digest = hashlib.sha256(token.encode("utf-8")).hexdigest()
+    if not (token.isascii() and token.decode("ascii").isprintable()):
+        # A header carries ASCII: a token outside it could never be presented, so never match.
+        raise DataError("a token is printable ASCII (it goes in an HTTP header)", where="stdin")
+    digest = hashlib.sha256(token).hexdigest()
     print(_entry(name, role, digest).strip().removeprefix("- "))

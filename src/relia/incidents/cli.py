@@ -68,9 +68,9 @@ class _Source:
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"must start with http:// or https://, got {url!r}", where="--url")
         check_url(url, "--url")
-        if token is not None and not (token.isascii() and token.isprintable() and " " not in token):
-            # It goes into an Authorization header: printable ASCII without spaces only.
-            raise ConfigError("an API token is printable ASCII without spaces", where="--token")
+        if token is not None and not (token.isascii() and token.isprintable()):
+            # It goes into an Authorization header, which carries ASCII only.
+            raise ConfigError("an API token is printable ASCII", where="--token")
         self.url = url.rstrip("/")
         self.token = token
 

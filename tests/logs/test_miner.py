@@ -256,6 +256,20 @@ def test_corrupt_model_bytes(data: bytes) -> None:
         TemplateMiner.from_bytes(data)
 
 
+@pytest.mark.parametrize(
+    ("state", "why"),
+    [
+        ([1, 2], "expected a JSON object, got list"),
+        (None, "expected a JSON object, got null"),
+        ({"version": 1}, "no field 'config'"),
+    ],
+)
+def test_a_foreign_model_says_what_it_lacks_not_a_python_error(state: object, why: str) -> None:
+    with pytest.raises(DataError) as err:
+        TemplateMiner.from_bytes(zlib.compress(json.dumps(state).encode()))
+    assert str(err.value) == f"not a relia template model: {why}"
+
+
 def test_inconsistent_model_state() -> None:
     miner = TemplateMiner()
     miner.add(["a b c 1", "x y"])

@@ -319,6 +319,9 @@ class TemplateMiner:
         """Rebuild a miner saved by :meth:`to_bytes`; it goes on learning where it stopped."""
         try:
             state = json.loads(zlib.decompress(data))
+            if not isinstance(state, dict):
+                kind = "null" if state is None else type(state).__name__
+                raise ValueError(f"expected a JSON object, got {kind}")
             if state.get("version") != _STATE_VERSION:
                 raise ValueError(f"unsupported model version {state.get('version')!r}")
             miner = cls(MinerConfig(**state["config"]))
@@ -348,8 +351,10 @@ class TemplateMiner:
                 for p, _, _ in shape
             ):
                 raise ValueError("a parameter position is out of range")
+        except KeyError as exc:
+            raise DataError(f"not a relia template model: no field {exc}") from exc
         # RecursionError: JSON nested too deeply (a corrupt or hostile file), not a traceback.
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError, zlib.error) as exc:
+        except (ValueError, TypeError, AttributeError, RecursionError, zlib.error) as exc:
             raise DataError(f"not a relia template model: {exc}") from exc
         for i, parent in enumerate(miner._parent):
             if parent == i:

@@ -16,9 +16,9 @@ from typing import ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
-from relia.errors import ConfigError, ReliaError
+from relia.errors import ConfigError, DataError, ReliaError
 
-__all__ = ["check_url", "err_console", "same_file", "user_errors"]
+__all__ = ["check_output_place", "check_url", "err_console", "same_file", "user_errors"]
 
 # Not a terminal (a pipe, a CI log): rich would wrap tables at 80 columns.
 err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
@@ -64,3 +64,12 @@ def check_url(url: str, option: str) -> None:
         raise ConfigError(f"not a valid URL: {exc}", where=option) from None
     if not parts.hostname or any(c.isspace() for c in parts.hostname):
         raise ConfigError(f"not a valid URL: no host in {url!r}", where=option)
+
+
+def check_output_place(path: Path, what: str) -> None:
+    """Refuse before any work an output that is a folder, or whose folder is missing, with the
+    message the write would give (``what``: e.g. ``cannot write plot``)."""
+    if path.is_dir():
+        raise DataError(f"{what}: Is a directory", where=str(path))
+    if not path.parent.is_dir():
+        raise DataError(f"{what}: No such file or directory", where=str(path))

@@ -20,7 +20,13 @@ import numpy.typing as npt
 import typer
 from rich.table import Table
 
-from relia._cliutil import check_url, err_console, same_file, user_errors
+from relia._cliutil import (
+    check_output_place,
+    check_url,
+    err_console,
+    same_file,
+    user_errors,
+)
 from relia.api.tokens_cli import token_app
 from relia.errors import ConfigError, DataError
 from relia.incidents.cli import incidents_app
@@ -202,9 +208,9 @@ def detect(
     if out is not None:
         if input is not None and same_file(out, input):
             raise DataError(f"{out} is the input; write elsewhere", where="--out")
-        _check_output_place(out, "cannot write")
+        check_output_place(out, "cannot write")
     if plot is not None:
-        _check_output_place(plot, "cannot write plot")
+        check_output_place(plot, "cannot write plot")
     series: list[_Scored]
     if input is not None:
         if executor == "ray":
@@ -269,14 +275,6 @@ def detect(
                 title=f"{s.title} — {detector}", windows=windows, components=components,
             )  # fmt: skip
             err_console.print(f"wrote {target_plot}", markup=False)
-
-
-def _check_output_place(path: Path, what: str) -> None:
-    """Refuse an output that is a folder, or whose folder is missing, as the write would."""
-    if path.is_dir():
-        raise DataError(f"{what}: Is a directory", where=str(path))
-    if not path.parent.is_dir():
-        raise DataError(f"{what}: No such file or directory", where=str(path))
 
 
 def _as_rate(s: _Scored) -> _Scored:

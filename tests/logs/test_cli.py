@@ -668,3 +668,13 @@ def test_a_run_stopped_with_sigterm_leaves_no_spill_folder(tmp_path: Path) -> No
             if pipe is not None:
                 pipe.close()
     assert list(tmp_path.glob(".relia-lines-*")) == []
+
+
+def test_plot_in_a_missing_folder_fails_before_mining_and_writes_nothing(tmp_path: Path) -> None:
+    log = _write(tmp_path / "a.log", _log_lines(20))
+    plot = tmp_path / "no-such-dir" / "p.html"
+    out, model = tmp_path / "t.csv", tmp_path / "m.model"
+    code, _, stderr = _invoke(log, "--out", out, "--model", model, "--plot", plot)
+    assert code == 2
+    assert stderr == f"relia: error: {plot}: cannot write plot: No such file or directory\n"
+    assert not out.exists() and not model.exists()

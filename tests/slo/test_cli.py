@@ -113,3 +113,14 @@ def test_report_prometheus_url_that_cannot_be_parsed_is_one_line(spec: Path, url
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.exception
     assert result.stderr.startswith("relia: error: --prometheus: not a valid URL")
     assert result.stderr.count("\n") == 1
+
+
+def test_report_plot_in_a_missing_folder_fails_before_prometheus_is_asked(
+    spec: Path, tmp_path: Path
+) -> None:
+    plot = tmp_path / "no-such-dir" / "burn.png"
+    # Nothing listens on port 9: a check after the queries would say so instead.
+    args = ["slo", "report", str(spec), "--prometheus", "http://127.0.0.1:9", "--plot", str(plot)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == f"relia: error: {plot}: cannot write plot: No such file or directory\n"

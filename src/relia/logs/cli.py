@@ -29,7 +29,7 @@ import polars as pl
 import typer
 from numpy.typing import NDArray
 
-from relia._cliutil import err_console, same_file, user_errors
+from relia._cliutil import check_output_place, err_console, same_file, user_errors
 from relia.errors import DataError
 from relia.logs.header import HeaderFormat
 from relia.logs.miner import WILDCARD, TemplateMiner
@@ -650,6 +650,11 @@ def templates(
     _check_outputs(
         inputs, {"--out": out, "--structured": structured, "--model": model, "--plot": plot}
     )
+    # Written after the mining: a path that cannot take them fails now, not after the work.
+    if plot is not None:
+        check_output_place(plot, "cannot write plot")
+    if model is not None and not model.exists():
+        check_output_place(model, "cannot write model")
     miner = _load_model(model) if model is not None and model.exists() else TemplateMiner()
     started = time.perf_counter()
     with ExitStack() as stack:

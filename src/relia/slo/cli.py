@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from relia._cliutil import check_url, err_console, same_file, user_errors
+from relia._cliutil import check_output_place, check_url, err_console, same_file, user_errors
 
 __all__ = ["slo_app"]
 
@@ -181,6 +181,8 @@ def report(
 
     if plot is not None and plot.suffix.lower() not in (".png", ".html", ".htm"):
         raise DataError(f"plot must end in .png or .html, got {plot.name!r}", where="--plot")
+    if plot is not None:
+        check_output_place(plot, "cannot write plot")
     try:
         at_ms = parse_time(at, now_ms=time.time_ns() // 1_000_000)
     except ValueError as exc:

@@ -71,7 +71,7 @@ class Toy(Detector):
         acc = state["acc"]
         state["calls"][0] += 1
         for i in range(len(values)):
-            if np.isnan(values[i]):
+            if self._missing(values[i]):
                 out["score"][i] = self.nan_score_cold if acc[1] == 0 else self.nan_score
                 continue
             if acc[1]:
@@ -84,6 +84,10 @@ class Toy(Detector):
 
     _flag_first = False
 
+    @staticmethod
+    def _missing(x: float) -> bool:
+        return not np.isfinite(x)  # NaN or ±inf
+
     def _expected(self, mean: float, i: int, state: State) -> float:
         return mean
 
@@ -91,6 +95,17 @@ class Toy(Detector):
 def test_the_toy_detector_passes_every_check() -> None:
     for check in cf.CHECKS:
         check(Toy)
+
+
+class InfLearned(Toy):
+    @staticmethod
+    def _missing(x: float) -> bool:
+        return bool(np.isnan(x))  # learns ±inf as a value: every later mean is infinite
+
+
+def test_a_detector_that_learns_an_infinite_value_fails_the_suite() -> None:
+    with np.errstate(all="ignore"), pytest.raises(AssertionError, match="inf"):
+        cf.check_infinite_input(InfLearned)
 
 
 class NanScored(Toy):

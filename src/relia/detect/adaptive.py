@@ -259,7 +259,7 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
             expected[i] = f
             lower[i] = f - band_z * sc
             upper[i] = f + band_z * sc
-        if math.isnan(x):
+        if not math.isfinite(x):  # NaN is a missing point; so is ±inf (a division by zero)
             continue
         learn_quantum(q, x)
         if n < 1.0:

@@ -38,7 +38,7 @@ def _cusum_kernel(  # type: ignore[no-untyped-def]
             expected[i] = mean
             lower[i] = mean - band_z * sd
             upper[i] = mean + band_z * sd
-        if np.isnan(x):
+        if not np.isfinite(x):  # missing (NaN or ±inf)
             continue
         if n < 1:
             learn_quantum(q, x)

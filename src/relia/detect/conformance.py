@@ -31,6 +31,7 @@ __all__ = [
     "check_checkpoint_roundtrip",
     "check_config_roundtrip",
     "check_constant_input",
+    "check_infinite_input",
     "check_nan_input",
     "check_pickle",
     "check_seeded_determinism",
@@ -164,6 +165,23 @@ def check_nan_input(factory: Factory) -> None:
     assert np.all(all_nan == 0.0), "an all-NaN series got non-zero scores"
 
 
+def check_infinite_input(factory: Factory) -> None:
+    """An infinite value (a division by zero upstream) is a missing point: scored 0 and learned
+    from as little as a NaN, so it cannot poison the model for every later point."""
+    ts, values = synthetic_series(800)
+    infinite = values.copy()
+    infinite[[100, 300]] = np.inf
+    infinite[200] = -np.inf
+    missing = np.where(np.isinf(infinite), np.nan, infinite)
+    got = factory().score_detail(infinite, ts)
+    _check_scores(got.score, "with inf")
+    _details_equal(got, factory().score_detail(missing, ts), "inf against NaN (batch)")
+    streamed = _stream(factory(), ts, infinite)
+    np.testing.assert_allclose(
+        streamed, got.score, rtol=0, atol=TOLERANCE, err_msg="inf: streaming against batch"
+    )
+
+
 def check_constant_input(factory: Factory) -> None:
     """A constant series is not anomalous; a step away from it is."""
     n = 600
@@ -195,6 +213,7 @@ CHECKS: tuple[Callable[[Factory], None], ...] = (
     check_seeded_determinism,
     check_config_roundtrip,
     check_nan_input,
+    check_infinite_input,
     check_constant_input,
     check_short_input,
 )

@@ -47,7 +47,7 @@ def _seasonal_kernel(  # type: ignore[no-untyped-def]
             expected[i] = m
             lower[i] = m - band_z * sd
             upper[i] = m + band_z * sd
-        if np.isnan(x):
+        if not np.isfinite(x):  # missing (NaN or ±inf)
             continue
         if ready:
             score[i] = z_score((x - m) / sd)

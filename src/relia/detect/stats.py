@@ -36,11 +36,11 @@ def _mad_kernel(  # type: ignore[no-untyped-def]
             expected[i] = med
             lower[i] = med - band_z * scale
             upper[i] = med + band_z * scale
-            if not np.isnan(x):
+            if np.isfinite(x):  # NaN and ±inf are missing points
                 score[i] = z_score((x - med) / scale)
                 if score[i] > 0.0:
                     comp[i] = 0
-        if not np.isnan(x):
+        if np.isfinite(x):
             learn_quantum(q, x)
             buf[pos] = x
             pos = (pos + 1) % window

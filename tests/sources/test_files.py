@@ -39,13 +39,13 @@ def test_iso_times_with_and_without_zone(tmp_path: Path) -> None:
         "2024-01-01T02:00:02+02:00,3\n"
         "2024-01-01T00:00:03.250,4\n"
         "2024-01-01T00:00:04.5+0000,5\n"
-        "2024-01-02,6\n"
-        "2024-01-01T00:01,7\n",
+        "2024-01-01T00:01,6\n"
+        "2024-01-02,7\n",
     )
     f = read_series(p)
     assert f.time_col == "Time" and f.value_col == "Value" and f.path == p
     assert f.ts.dtype == np.int64 and f.values.dtype == np.float64
-    expected = [T0, T0 + 1000, T0 + 2000, T0 + 3250, T0 + 4500, T0 + 86_400_000, T0 + 60_000]
+    expected = [T0, T0 + 1000, T0 + 2000, T0 + 3250, T0 + 4500, T0 + 60_000, T0 + 86_400_000]
     assert f.ts.tolist() == expected
     assert f.values.tolist() == [1, 2, 3, 4, 5, 6, 7]
 
@@ -57,15 +57,15 @@ def test_rare_iso_shapes_read_like_common_ones(tmp_path: Path) -> None:
         tmp_path,
         "rare.csv",
         "ts;value\n"
-        "2024-01-01T00:00:00.9999Z;1\n"
-        "2024-01-01T00:00:00,9999Z;2\n"
-        "2024-W01-1T00:00:01;3\n"
-        "2024-01-01T05:30:02.123456789+05:30:00;4\n"
-        "1969-12-31T23:59:59.9999Z;5\n"
-        "1969-12-31T23:59:59,9999Z;6\n",
+        "1969-12-31T23:59:59.9999Z;1\n"
+        "1969-12-31T23:59:59,9999Z;2\n"
+        "2024-01-01T00:00:00.9999Z;3\n"
+        "2024-01-01T00:00:00,9999Z;4\n"
+        "2024-W01-1T00:00:01;5\n"
+        "2024-01-01T05:30:02.123456789+05:30:00;6\n",
     )
     f = read_series(p)
-    assert f.ts.tolist() == [T0 + 999, T0 + 999, T0 + 1000, T0 + 2123, -1, -1]
+    assert f.ts.tolist() == [-1, -1, T0 + 999, T0 + 999, T0 + 1000, T0 + 2123]
     assert f.values.tolist() == [1, 2, 3, 4, 5, 6]
 
 
@@ -84,7 +84,7 @@ def test_rare_iso_shapes_read_like_common_ones(tmp_path: Path) -> None:
         ([f"{T1990}.25", f"{T1990 + 7}.25"], [T1990, T1990 + 7]),
         ([f"{T1990 * 1000}.25", f"{T1990 * 1000 + 7000}.25"], [T1990, T1990 + 7]),
         ([str(T1960), str(T1960 + 7)], [T1960, T1960 + 7]),
-        (["1704067200.0009", "1704067200.0004"], [T0 + 1, T0]),
+        (["1704067200.0004", "1704067200.0009"], [T0, T0 + 1]),
         ([str(T0 * 10**6 + 3_999_999)], [T0 + 3]),
     ],
     ids=[
@@ -143,9 +143,9 @@ def test_naive_rare_iso_shapes_are_utc_whatever_the_local_zone(
 
 
 def test_empty_values_are_nan_and_kept_in_order(tmp_path: Path) -> None:
-    p = write(tmp_path, "n.csv", "timestamp,value\n3,1.5\n1,\n2,NaN\n4, 7 \n5,inf\n")
+    p = write(tmp_path, "n.csv", "timestamp,value\n1,1.5\n2,\n3,NaN\n4, 7 \n5,inf\n")
     f = read_series(p)
-    assert f.ts.tolist() == [3000, 1000, 2000, 4000, 5000]  # file order, not sorted
+    assert f.ts.tolist() == [1000, 2000, 3000, 4000, 5000]
     assert f.values[0] == 1.5 and np.isnan(f.values[1]) and np.isnan(f.values[2])
     assert f.values[3] == 7.0 and np.isinf(f.values[4])
 
@@ -523,7 +523,9 @@ _any_value = st.floats(allow_nan=True, allow_infinity=True)
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    rows=st.lists(st.tuples(_epoch_ms, _any_value), min_size=1, max_size=20),
+    rows=st.lists(st.tuples(_epoch_ms, _any_value), min_size=1, max_size=20).map(
+        lambda rows: sorted(rows, key=lambda row: row[0])  # stable: equal times keep their order
+    ),
     layout=st.sampled_from(["csv-epoch", "csv-iso", "parquet-epoch", "parquet-datetime"]),
 )
 def test_a_series_written_out_reads_back_the_same(
@@ -607,3 +609,17 @@ def test_an_unfound_column_says_how_to_name_one_from_the_cli_and_python(tmp_path
     p = write(tmp_path, "b.csv", "timestamp,b,c\n1,2,3\n")
     with pytest.raises(DataError, match=r"name one with --value-col \(value_col= in Python\)"):
         read_series(p)
+
+
+def test_time_going_back_is_refused_naming_the_row_and_line(tmp_path: Path) -> None:
+    # A newest-first export was scored backwards in time: every forecast ran from the future.
+    p = write(tmp_path, "a.csv", "ts,value\n1000,1\n2000,2\n2000,3\n1500,4\n")
+    with pytest.raises(DataError, match=r"a\.csv: row 4 \(line 5\): time goes back") as err:
+        read_series(p)
+    assert "sort the file by time" in str(err.value)
+
+
+def test_equal_times_are_kept_in_file_order(tmp_path: Path) -> None:
+    p = write(tmp_path, "a.csv", "ts,value\n1000,1\n1000,2\n2000,3\n")
+    frame = read_series(p)
+    assert frame.values.tolist() == [1.0, 2.0, 3.0]

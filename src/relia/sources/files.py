@@ -1,10 +1,11 @@
 """Time series from CSV and Parquet files.
 
 :func:`read_series` turns one file into a :class:`SeriesFrame`: int64 milliseconds UTC and float64
-values, one row per data row of the file, in file order. The time and value columns are found by
-common names (case-insensitive) unless given; times may be ISO-8601 text (a missing zone means
-UTC), epoch seconds, milliseconds, microseconds or nanoseconds (told apart by magnitude), or
-Parquet datetime/date columns. An empty value is NaN and kept.
+values, one row per data row of the file, in file order: time must not go back (equal times
+are kept as they come). The time and value columns are found by common names
+(case-insensitive) unless given; times may be ISO-8601 text (a missing zone means UTC), epoch
+seconds, milliseconds, microseconds or nanoseconds (told apart by magnitude), or Parquet
+datetime/date columns. An empty value is NaN and kept.
 
 :class:`FileSource` serves a file as a :class:`~relia.sources.base.MetricSource`: the first poll
 returns the whole file as one series, later polls nothing.
@@ -106,6 +107,15 @@ def read_series(
         shown = f"{ts[i]} ms" if column.dtype.is_temporal() else repr(column[i])
         raise DataError(
             f"time {shown} in column {tcol!r} is out of range (years 1 to 9999)",
+            where=_place(where, i, line_of_row),
+        )
+    back = np.flatnonzero(np.diff(ts) < 0)
+    if len(back):
+        # Scored in file order, a newest-first export would run every forecast backwards.
+        i = int(back[0]) + 1
+        raise DataError(
+            f"time goes back: {_iso(ts[i])} after {_iso(ts[i - 1])}; sort the file by time "
+            "(oldest first)",
             where=_place(where, i, line_of_row),
         )
     values = _parse_values(df.get_column(vcol), vcol, where, line_of_row)
@@ -276,6 +286,10 @@ def _pick_columns(
     if tcol == vcol:
         raise DataError(f"time and value column are the same ({tcol!r})", where=where)
     return tcol, vcol
+
+
+def _iso(ms: np.int64) -> str:
+    return datetime.fromtimestamp(int(ms) / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _first_bad(mask: npt.NDArray[np.bool_]) -> int:

@@ -181,16 +181,21 @@ def test_app_answers_413_for_both_kinds_of_body() -> None:
 # -- a real uvicorn server: the body limit and uvicorn's header limit ---------------------------
 
 
-@pytest.fixture
-def server() -> Iterator[str]:
-    cfg = ApiConfig(port=0, max_body_bytes=LIMIT, max_header_bytes=4096)
+def _serve(app: Any, cfg: ApiConfig) -> Iterator[str]:
+    """Run ``app`` under relia's uvicorn set-up on an ephemeral loopback port; yield its URL."""
     sock = _bind("127.0.0.1", 0)
-    api = _Api(_app(cfg.max_body_bytes, cfg.max_header_bytes), sock, cfg)
+    api = _Api(app, sock, cfg)
     api.start()
     try:
         yield _url(sock)
     finally:
         api.stop()
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    cfg = ApiConfig(port=0, max_body_bytes=LIMIT, max_header_bytes=4096)
+    yield from _serve(_app(cfg.max_body_bytes, cfg.max_header_bytes), cfg)
 
 
 def test_real_server_limits_bodies(server: str) -> None:
@@ -248,13 +253,7 @@ def impatient_server() -> Iterator[str]:
         max_body_bytes=LIMIT,
         body_timeout_s=cfg.body_timeout,
     )
-    sock = _bind("127.0.0.1", 0)
-    api = _Api(app, sock, cfg)
-    api.start()
-    try:
-        yield _url(sock)
-    finally:
-        api.stop()
+    yield from _serve(app, cfg)
 
 
 def _connect(server: str) -> socket.socket:
@@ -365,13 +364,7 @@ def test_a_pipelined_request_already_in_is_not_cut_off_while_it_is_served(
 @pytest.fixture
 def capped_server() -> Iterator[str]:
     cfg = ApiConfig(port=0, max_connections=2)
-    sock = _bind("127.0.0.1", 0)
-    api = _Api(create_app(MemoryStore()), sock, cfg)
-    api.start()
-    try:
-        yield _url(sock)
-    finally:
-        api.stop()
+    yield from _serve(create_app(MemoryStore()), cfg)
 
 
 def test_a_request_on_a_connection_past_max_connections_gets_503(capped_server: str) -> None:

@@ -14,12 +14,13 @@ from relia.config import parse_duration
 if TYPE_CHECKING:
     import polars as pl
 
-__all__ = ["format_ms", "format_ms_column", "parse_time"]
+__all__ = ["MAX_MS", "MIN_MS", "format_ms", "format_ms_column", "parse_time"]
 
 _RELATIVE = re.compile(r"^\s*(?:now)?\s*([+-])\s*(\S+)\s*$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MIN_MS = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(milliseconds=1)
-_MAX_MS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - _EPOCH) // timedelta(
+#: The times a datetime can hold (years 1 to 9999), in ms UTC: what relia can format or query.
+MIN_MS = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(milliseconds=1)
+MAX_MS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - _EPOCH) // timedelta(
     milliseconds=1
 )
 
@@ -32,7 +33,7 @@ def parse_time(text: str, *, now_ms: int) -> int:
     """
     ms = _parse_time(text, now_ms=now_ms)
     # An epoch number can be any size: one past year 9999 could not be formatted nor queried.
-    if not _MIN_MS <= ms <= _MAX_MS:
+    if not MIN_MS <= ms <= MAX_MS:
         raise ValueError(f"not a time: {text!r} is out of range (years 1 to 9999)")
     return ms
 

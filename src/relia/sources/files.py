@@ -25,6 +25,7 @@ import polars as pl
 
 from relia.errors import DataError
 from relia.signals import MetricBatch, SeriesIndex
+from relia.timeparse import MAX_MS, MIN_MS, format_ms
 
 __all__ = ["FileSource", "SeriesFrame", "read_series"]
 
@@ -35,9 +36,6 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
-# Times the output can be written with (Python's datetime and ISO-8601: years 1 to 9999).
-_MIN_MS = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // _ONE_MS
-_MAX_MS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - _EPOCH) // _ONE_MS
 
 # Formats tried in turn on ISO-8601 text; `%.f` makes fractional seconds optional and `%#z`
 # accepts `Z`, `+02:00` and `+0200`.
@@ -99,7 +97,7 @@ def read_series(
     tcol, vcol = _pick_columns(df.columns, time_col, value_col, where)
     ts = _parse_times(df.get_column(tcol), tcol, where, line_of_row)
     # Later years (e.g. epoch 1e24) crashed formatting the output; say which row instead.
-    out_of_range = (ts < _MIN_MS) | (ts > _MAX_MS)
+    out_of_range = (ts < MIN_MS) | (ts > MAX_MS)
     if out_of_range.any():
         i = _first_bad(out_of_range)
         column = df.get_column(tcol)
@@ -114,8 +112,8 @@ def read_series(
         # Scored in file order, a newest-first export would run every forecast backwards.
         i = int(back[0]) + 1
         raise DataError(
-            f"time goes back: {_iso(ts[i])} after {_iso(ts[i - 1])}; sort the file by time "
-            "(oldest first)",
+            f"time goes back: {format_ms(int(ts[i]))} after {format_ms(int(ts[i - 1]))}; "
+            "sort the file by time (oldest first)",
             where=_place(where, i, line_of_row),
         )
     values = _parse_values(df.get_column(vcol), vcol, where, line_of_row)
@@ -286,10 +284,6 @@ def _pick_columns(
     if tcol == vcol:
         raise DataError(f"time and value column are the same ({tcol!r})", where=where)
     return tcol, vcol
-
-
-def _iso(ms: np.int64) -> str:
-    return datetime.fromtimestamp(int(ms) / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _first_bad(mask: npt.NDArray[np.bool_]) -> int:

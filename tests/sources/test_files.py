@@ -189,6 +189,24 @@ def test_the_same_column_for_time_and_value_is_refused(tmp_path: Path) -> None:
         read_series(p, time_col="ts", value_col="TS")
 
 
+def test_a_chosen_column_whose_name_appears_twice_is_refused(tmp_path: Path) -> None:
+    # Polars renames the second `value` to `value_duplicated_0`; taking the first silently
+    # would score one of two columns without saying which.
+    p = write(tmp_path, "d.csv", "timestamp,value,value\n2024-01-01T00:00:00,1,2\n")
+    with pytest.raises(
+        DataError, match=r"d\.csv: the header names 'value' twice \(columns 2 and 3\)"
+    ):
+        read_series(p)
+    with pytest.raises(DataError, match=r"names 'value' twice"):
+        read_series(p, value_col="value")
+    q = write(tmp_path, "t.csv", "time,time,value\n1700000000,1700000000,3\n")
+    with pytest.raises(DataError, match=r"t\.csv: the header names 'time' twice"):
+        read_series(q, time_col="time")
+    # A duplicated column that is not used is harmless.
+    r = write(tmp_path, "u.csv", "timestamp,value,host,host\n1700000000,3,a,b\n")
+    assert read_series(r).values.tolist() == [3.0]
+
+
 def test_a_named_column_is_not_also_picked_for_the_other_role(tmp_path: Path) -> None:
     # `time` here is a response time: naming it the value leaves `date` as the time column.
     p = write(tmp_path, "r.csv", "date,time,status\n2024-01-01,12.5,200\n2024-01-02,7,500\n")

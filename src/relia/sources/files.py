@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -283,6 +284,18 @@ def _pick_columns(
         )
     if tcol == vcol:
         raise DataError(f"time and value column are the same ({tcol!r})", where=where)
+    for chosen in (tcol, vcol):
+        # Polars renames a repeated header name to NAME_duplicated_N; reading the first of the
+        # two silently would score one column without saying which.
+        repeat = re.compile(re.escape(chosen) + r"_duplicated_\d+")
+        places = [i + 1 for i, c in enumerate(columns) if c == chosen or repeat.fullmatch(c)]
+        if len(places) > 1:
+            listed = ", ".join(str(n) for n in places[:-1]) + f" and {places[-1]}"
+            times = "twice" if len(places) == 2 else f"{len(places)} times"
+            raise DataError(
+                f"the header names {chosen!r} {times} (columns {listed}); rename all but one",
+                where=where,
+            )
     return tcol, vcol
 
 

@@ -746,6 +746,19 @@ def test_logs_section(tmp_path: Path) -> None:
         load_config(path, environ={})
 
 
+def test_a_log_file_that_is_a_directory_is_refused(tmp_path: Path) -> None:
+    # A file not there yet is fine (it is waited for); a directory can never be tailed.
+    path = tmp_path / "relia.yaml"
+    path.write_text(
+        f"logs:\n  files:\n    - {{path: {tmp_path / 'later.log'}}}\n    - {{path: {tmp_path}}}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert f"{path}:4: logs.files.1.path: {str(tmp_path)!r} is a directory; name a log file" in str(
+        info.value
+    )
+
+
 def test_incidents_refuse_empty_names(tmp_path: Path) -> None:
     path = tmp_path / "relia.yaml"
     path.write_text("incidents:\n  group_by: [service, ' ']\n  topology: {' ': [db]}\n")

@@ -442,6 +442,14 @@ class LogFileConfig(_Model):
         "named group 'session', else group 1, else the whole match",
     )
 
+    @field_validator("path")
+    @classmethod
+    def _not_a_directory(cls, path: Path) -> Path:
+        # A file that is not there yet is waited for; a directory would fail only at `relia up`.
+        if path.is_dir():
+            raise ValueError(f"{str(path)!r} is a directory; name a log file")
+        return path
+
     @field_validator("session_key")
     @classmethod
     def _compiles(cls, pattern: str | None) -> str | None:

@@ -404,6 +404,18 @@ def test_findings_limit_above_10000_is_422_naming_limit(made: Store) -> None:
     assert _client(made).get("/api/v1/findings", params={"limit": 10_000}).status_code == 200
 
 
+@pytest.mark.parametrize("limit", ["0", "10001", "ten"])
+def test_a_query_parameter_out_of_range_is_one_line_naming_it(made: Store, limit: str) -> None:
+    # Every other 4xx has a string `detail` (the dashboard shows only a string); FastAPI's own
+    # validation answer is a list of objects, which the dashboard showed as a bare "HTTP 422".
+    r = _client(made).get("/api/v1/findings", params={"limit": limit})
+    body = r.json()
+    assert r.status_code == 422 and isinstance(body["detail"], str), r.text
+    assert body["detail"].startswith("query parameter limit: "), body["detail"]
+    assert "\n" not in body["detail"]
+    assert body["errors"][0]["loc"] == ["query", "limit"]
+
+
 @pytest.mark.parametrize("bad", ["12x", "-5", "", str(2**63), "5\n", "\u0665"])
 def test_findings_bad_series_id_is_400_naming_it(made: Store, bad: str) -> None:
     c = TestClient(create_app(made, clock=lambda: T0), raise_server_exceptions=False)

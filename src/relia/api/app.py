@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import numpy as np
 import numpy.typing as npt
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
@@ -89,6 +90,21 @@ def _parse_id(text: str, field: str) -> int:
 
 
 # -- response models (documentation; handlers build JSON directly for speed) ----------------
+
+
+_PLACES = {"query": "query parameter", "path": "path parameter", "header": "header"}
+
+
+def _describe_invalid(error: dict[str, Any]) -> str:
+    """One request validation error as ``query parameter limit: <message>``."""
+    loc = [str(part) for part in error["loc"]]
+    if loc and loc[0] in _PLACES:
+        where = f"{_PLACES[loc[0]]} {'.'.join(loc[1:])}"
+    elif loc and loc[0] == "body":
+        where = "body" + (f" field {'.'.join(loc[1:])}" if len(loc) > 1 else "")
+    else:
+        where = ".".join(loc) or "request"
+    return f"{where}: {' '.join(error['msg'].split())}"
 
 
 class SeriesOut(BaseModel):
@@ -308,6 +324,20 @@ def create_app(
                 headers={"Retry-After": "5"},
             )
         return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI answers with a list of objects in `detail`; every other 4xx here has one line
+        # naming what is wrong (and the dashboard shows only a string). The list stays under
+        # `errors` for programs, without the input it echoes.
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
+            for e in exc.errors()
+        ]
+        return JSONResponse(
+            {"detail": "; ".join(_describe_invalid(e) for e in errors), "errors": errors},
+            status_code=422,
+        )
 
     if auth is not None:
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from relia.cli import app
@@ -303,6 +305,31 @@ def test_help_on_every_command() -> None:
         result = runner.invoke(app, cmd)
         assert result.exit_code == 0, cmd
         assert "Usage" in result.stdout
+
+
+def _all_commands() -> list[tuple[str, Any]]:
+    """Every command and group of the CLI, by its full name."""
+    found: list[tuple[str, Any]] = []
+
+    def walk(name: str, cmd: Any) -> None:
+        found.append((name, cmd))
+        if hasattr(cmd, "commands"):  # a group (Typer vendors its own Click: no isinstance)
+            for sub_name, sub in cmd.commands.items():
+                walk(f"{name} {sub_name}", sub)
+
+    walk("relia", typer.main.get_command(app))
+    return found
+
+
+def test_help_paragraphs_are_not_broken_at_the_source_line_ends() -> None:
+    # Typer's rich help keeps a docstring's single line breaks, so text wrapped at 100 columns
+    # in the source came out as ragged half lines ("names and\nlabels;" in `relia slo --help`).
+    for name, cmd in _all_commands():
+        for paragraph in (cmd.help or "").split("\n\n"):
+            for line in paragraph.splitlines()[1:]:
+                assert line.lstrip().startswith(("-", "*", "\b")), (name, paragraph)
+    wide = runner.invoke(app, ["slo", "--help"], env={"COLUMNS": "250"})
+    assert "(Sloth-compatible names and labels; long windows computed" in wide.stdout, wide.stdout
 
 
 def _series_folder(folder: Path) -> Path:

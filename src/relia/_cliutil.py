@@ -7,7 +7,9 @@ use them without importing the whole CLI.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +20,14 @@ from rich.console import Console
 
 from relia.errors import ConfigError, DataError, ReliaError
 
-__all__ = ["check_output_place", "check_url", "err_console", "same_file", "user_errors"]
+__all__ = [
+    "check_output_place",
+    "check_url",
+    "err_console",
+    "same_file",
+    "unwrap_help",
+    "user_errors",
+]
 
 # Not a terminal (a pipe, a CI log): rich would wrap tables at 80 columns.
 err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
@@ -73,3 +82,32 @@ def check_output_place(path: Path, what: str) -> None:
         raise DataError(f"{what}: Is a directory", where=str(path))
     if not path.parent.is_dir():
         raise DataError(f"{what}: No such file or directory", where=str(path))
+
+
+# A line break inside a paragraph, unless the next line starts a list item.
+_SOFT_BREAK = re.compile(r"(?<!\n)\n(?![\n\s]*[-*]\s)(?!\n)")
+
+
+def _unwrapped(text: str) -> str:
+    return _SOFT_BREAK.sub(" ", inspect.cleandoc(text))
+
+
+def unwrap_help(app: typer.Typer) -> None:
+    """Join the lines of every paragraph of the commands' help texts, in ``app`` and its groups.
+
+    Typer's rich help keeps a docstring's single line breaks, so a paragraph wrapped at 100
+    columns in the source came out as ragged half lines in an 80-column terminal (and in the
+    command list). Blank lines and list items (``- ``, ``* ``) are kept.
+    """
+    for command in app.registered_commands:
+        text = command.help if command.help is not None else inspect.getdoc(command.callback)
+        if text:
+            command.help = _unwrapped(text)
+    for group in app.registered_groups:
+        if group.help:
+            group.help = _unwrapped(group.help)
+        if group.typer_instance is not None:
+            info = group.typer_instance.info
+            if isinstance(info.help, str):
+                info.help = _unwrapped(info.help)
+            unwrap_help(group.typer_instance)

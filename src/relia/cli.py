@@ -25,6 +25,7 @@ from relia._cliutil import (
     check_url,
     err_console,
     same_file,
+    unwrap_help,
     user_errors,
 )
 from relia.api.tokens_cli import token_app
@@ -595,6 +596,10 @@ def up(
 
     code = run_up(cfg, ready=ready)
     raise typer.Exit(code)
+
+
+# After every command above and in the groups is registered.
+unwrap_help(app)
 
 
 def main() -> None:

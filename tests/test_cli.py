@@ -29,6 +29,30 @@ def _series_csv(path: Path, n: int = 400, spike_at: int = 300) -> Path:
     return path
 
 
+def test_detect_scores_a_file_whose_clock_stepped_back_once_and_says_where(
+    tmp_path: Path,
+) -> None:
+    # As NAB's machine_temperature_system_failure.csv does (an hour back, once): scored in file
+    # order with a warning naming the row, alone and in a folder.
+    src = _series_csv(tmp_path / "in.csv")
+    lines = src.read_text().splitlines(keepends=True)
+    first = int(lines[201].split(",")[0])
+    lines[201] = f"{first - 3600},{lines[201].split(',')[1]}"
+    src.write_text("".join(lines))
+    out = tmp_path / "out.csv"
+    result = runner.invoke(app, ["detect", str(src), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    warning = f"relia: warning: {src}: row 201 (line 202): time goes back: "
+    assert warning in result.stderr and "scored in file order" in result.stderr
+    assert pl.read_csv(out).height == 400
+    folder = tmp_path / "many"
+    folder.mkdir()
+    src.rename(folder / "in.csv")
+    result = runner.invoke(app, ["detect", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert f"relia: warning: {folder / 'in.csv'}: row 201 (line 202)" in result.stderr
+
+
 def test_detect_writes_one_row_per_input_row(tmp_path: Path) -> None:
     src = _series_csv(tmp_path / "in.csv")
     out = tmp_path / "out.csv"

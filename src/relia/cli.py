@@ -221,6 +221,7 @@ def detect(
             from relia.sources.files import read_series
 
             frame = read_series(input, time_col=time_col, value_col=value_col)
+            _warn(frame.notes)
             series = [_Scored(str(input), frame.ts, frame.values)]
     else:
         series = _from_prometheus(str(prometheus), query, start, end, step)
@@ -233,6 +234,7 @@ def detect(
         remote = _score_on_ray(
             input, series, detector, threshold, counter, time_col, value_col, workers, ray_address
         )
+        _warn([note for r in remote for note in r.notes])
         series = [_Scored(r.name, r.scored.ts, r.scored.values) for r in remote]
     elif counter:
         series = [_as_rate(s) for s in series]
@@ -311,6 +313,12 @@ def _score_on_ray(
     )  # fmt: skip
 
 
+def _warn(notes: Sequence[str]) -> None:
+    """What an input reader accepted but noted, one ``relia: warning:`` line each on stderr."""
+    for note in notes:
+        err_console.print(f"relia: warning: {note}", markup=False, soft_wrap=True)
+
+
 def _detect_folder(
     folder: Path,
     out: Path | None,
@@ -381,6 +389,7 @@ def _detect_folder(
         sys.stdout.flush()
     else:
         err_console.print(f"wrote {len(results)} files to {out}", markup=False)
+    _warn([note for r in results for note in r.notes])
     _folder_summary(results, detector, executor, elapsed)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import time
 from pathlib import Path
@@ -577,6 +578,15 @@ def test_file_source_polls_once(tmp_path: Path) -> None:
     assert named.name == "files"
 
 
+def test_file_source_logs_what_reading_noted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    p = write(tmp_path, "a.csv", "ts,value\n" + "".join(f"{k},{k}\n" for k in (1, 2, 3, 2, 4)))
+    with caplog.at_level("WARNING", logger="relia.sources.files"):
+        assert FileSource(p, SeriesIndex()).poll(0).value.tolist() == [1, 2, 3, 2, 4]
+    assert f"{p}: row 4 (line 5): time goes back" in caplog.text
+
+
 def test_file_source_reads_again_after_a_failed_poll(tmp_path: Path) -> None:
     p = tmp_path / "late.csv"
     source = FileSource(p, SeriesIndex())
@@ -629,15 +639,63 @@ def test_an_unfound_column_says_how_to_name_one_from_the_cli_and_python(tmp_path
         read_series(p)
 
 
-def test_time_going_back_is_refused_naming_the_row_and_line(tmp_path: Path) -> None:
+def test_a_file_whose_time_runs_backwards_is_refused_naming_the_row_and_line(
+    tmp_path: Path,
+) -> None:
     # A newest-first export was scored backwards in time: every forecast ran from the future.
-    p = write(tmp_path, "a.csv", "ts,value\n1000,1\n2000,2\n2000,3\n1500,4\n")
-    with pytest.raises(DataError, match=r"a\.csv: row 4 \(line 5\): time goes back") as err:
+    p = write(tmp_path, "a.csv", "ts,value\n4000,1\n3000,2\n3000,3\n1500,4\n")
+    with pytest.raises(DataError, match=r"a\.csv: row 2 \(line 3\): time goes back") as err:
         read_series(p)
-    assert "sort the file by time" in str(err.value)
+    assert "at 2 of 3 rows" in str(err.value) and "sort the file by time" in str(err.value)
+
+
+def test_a_clock_stepping_back_once_is_kept_in_file_order_with_a_note(tmp_path: Path) -> None:
+    # NAB's machine_temperature_system_failure.csv steps back an hour once in 22,695 rows (a
+    # sensor clock set back); refusing the whole file for it helped nobody.
+    rows = "".join(f"{1000 * k},{k}\n" for k in range(1, 201))
+    p = write(tmp_path, "a.csv", "ts,value\n" + rows + "150000,201\n" + "201000,202\n")
+    frame = read_series(p)
+    assert frame.ts.tolist()[199:] == [200_000_000, 150_000_000, 201_000_000]  # epoch s
+    assert frame.values.tolist()[-2:] == [201.0, 202.0]
+    assert len(frame.notes) == 1
+    assert frame.notes[0].startswith(f"{p}: row 201 (line 202): time goes back: ")
+    assert frame.notes[0].endswith("once in the file; scored in file order")
+    # More than one row in a hundred going back is no clock correction: refused.
+    shuffled = "".join(f"{1000 * k},{k}\n{1000 * k - 1500},{k}\n" for k in range(2, 100, 10))
+    q = write(tmp_path, "b.csv", "ts,value\n" + rows + shuffled)
+    with pytest.raises(
+        DataError, match=r"b\.csv: row 201 \(line 202\): time goes back at 11 of 219 rows"
+    ):
+        read_series(q)
 
 
 def test_equal_times_are_kept_in_file_order(tmp_path: Path) -> None:
     p = write(tmp_path, "a.csv", "ts,value\n1000,1\n1000,2\n2000,3\n")
     frame = read_series(p)
     assert frame.values.tolist() == [1.0, 2.0, 3.0]
+
+
+NAB = Path(
+    os.environ.get("RELIA_NAB_DATA", Path(__file__).resolve().parents[3] / "shared/data/nab")
+)
+
+
+def test_every_nab_file_is_read_as_it_is_scored_by_the_benchmark() -> None:
+    # A rule for files (time must not go back) once refused one of NAB's own files; users try
+    # relia on NAB first.
+    files = sorted((NAB / "data").glob("*/*.csv"))
+    if not files:
+        pytest.skip(f"NAB data not found at {NAB} (set RELIA_NAB_DATA)")
+    noted = {}
+    for path in files:
+        frame = read_series(path)
+        assert len(frame) == len(path.read_text().splitlines()) - 1, path
+        assert np.isfinite(frame.values).all(), path
+        if frame.notes:
+            noted[path.name] = frame.notes
+    assert len(files) == 58
+    assert list(noted) == ["machine_temperature_system_failure.csv"]
+    assert (
+        "row 10150 (line 10151): time goes back: 2014-01-07T02:00:00Z"
+        in noted["machine_temperature_system_failure.csv"][0]
+    )

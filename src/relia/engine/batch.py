@@ -85,6 +85,7 @@ class _Loaded:
     stem: str
     ts: IntArray
     values: FloatArray
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ class SeriesFile:
         from relia.sources.files import read_series
 
         frame = read_series(self.path, time_col=self.time_col, value_col=self.value_col)
-        return [_Loaded(str(self.path), Path(self.path).stem, frame.ts, frame.values)]
+        return [_Loaded(str(self.path), Path(self.path).stem, frame.ts, frame.values, frame.notes)]
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,8 @@ class SeriesResult:
     max_score: float
     output: Path | None = None
     scored: ScoredArrays | None = field(default=None, compare=False)
+    #: What reading the input noted but accepted (a clock that stepped back), naming the place.
+    notes: tuple[str, ...] = ()
 
 
 # -- the work of one input (the same in both executors) ------------------------------------------
@@ -338,6 +341,7 @@ def _score_one(index: int, k: int, s: _Loaded, job: _Job) -> SeriesResult:
         max_score=float(np.max(score)) if len(score) else 0.0,
         output=output,
         scored=scored,
+        notes=s.notes,
     )
 
 

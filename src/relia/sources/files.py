@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,8 @@ from relia.signals import MetricBatch, SeriesIndex
 from relia.timeparse import MAX_MS, MIN_MS, format_ms
 
 __all__ = ["FileSource", "SeriesFrame", "read_series"]
+
+log = logging.getLogger(__name__)
 
 TIME_NAMES = ("timestamp", "time", "ts", "date", "datetime", "time_stamp", "@timestamp")
 VALUE_NAMES = ("value", "values", "y", "metric", "val", "count")
@@ -64,6 +67,8 @@ class SeriesFrame:
     time_col: str
     value_col: str
     path: Path
+    #: What was accepted but is worth saying (a clock that stepped back), each naming its place.
+    notes: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -108,17 +113,39 @@ def read_series(
             f"time {shown} in column {tcol!r} is out of range (years 1 to 9999)",
             where=_place(where, i, line_of_row),
         )
-    back = np.flatnonzero(np.diff(ts) < 0)
-    if len(back):
-        # Scored in file order, a newest-first export would run every forecast backwards.
-        i = int(back[0]) + 1
+    notes = _check_time_order(ts, where, line_of_row)
+    values = _parse_values(df.get_column(vcol), vcol, where, line_of_row)
+    return SeriesFrame(ts=ts, values=values, time_col=tcol, value_col=vcol, path=p, notes=notes)
+
+
+def _check_time_order(
+    ts: npt.NDArray[np.int64], where: str, line_of_row: _CsvLines | None
+) -> tuple[str, ...]:
+    """Refuse a file whose time runs backwards; note a clock that steps back now and then.
+
+    Scored in file order, a newest-first export would run every forecast backwards, and a file
+    merged from several sources jumps to and fro. But a clock set back once (NAB's
+    ``machine_temperature_system_failure.csv`` steps back an hour once in 22,695 rows) is data
+    as it was recorded: it is scored in file order, as Prometheus would have received it, with a
+    note. Up to one row in a hundred (at least one) may step back.
+    """
+    steps = np.diff(ts)
+    back = np.flatnonzero(steps < 0)
+    if not len(back):
+        return ()
+    i = int(back[0]) + 1
+    went = f"{format_ms(int(ts[i]))} after {format_ms(int(ts[i - 1]))}"
+    if len(back) > max(1, len(steps) // 100):
         raise DataError(
-            f"time goes back: {format_ms(int(ts[i]))} after {format_ms(int(ts[i - 1]))}; "
+            f"time goes back at {len(back)} of {len(steps)} rows, first: {went}; "
             "sort the file by time (oldest first)",
             where=_place(where, i, line_of_row),
         )
-    values = _parse_values(df.get_column(vcol), vcol, where, line_of_row)
-    return SeriesFrame(ts=ts, values=values, time_col=tcol, value_col=vcol, path=p)
+    times = "once" if len(back) == 1 else f"{len(back)} times"
+    return (
+        f"{_place(where, i, line_of_row)}: time goes back: {went}; {times} in the file; "
+        "scored in file order",
+    )
 
 
 class _CsvLines:
@@ -461,6 +488,8 @@ class FileSource:
         if self._done:
             return MetricBatch.empty()
         frame = read_series(self.path, self.time_col, self.value_col)
+        for note in frame.notes:
+            log.warning("%s", note)
         sid = self.index.get_or_add(self.metric, source=self.name)
         self._done = True
         if sid is None:  # over max_series: the index logged and counted it

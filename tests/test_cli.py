@@ -946,7 +946,21 @@ def test_detectors_lines_up_the_summaries_in_one_column() -> None:
     ]
 
 
-@pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:99999", "notaurl"])
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("localhost:9090", "must start with http:// or https:// (http://localhost:9090?)"),
+        ("127.0.0.1:9090", "must start with http:// or https:// (http://127.0.0.1:9090?)"),
+        ("ftp://127.0.0.1", "must start with http:// or https://, not ftp://"),
+    ],
+)
+def test_detect_prometheus_url_without_http_says_how_to_write_it(url: str, message: str) -> None:
+    result = runner.invoke(app, ["detect", "--prometheus", url, "--query", "up"])
+    assert result.exit_code == 2
+    assert result.stderr == f"relia: error: --prometheus: {message}\n"
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:99999", "http://"])
 def test_detect_prometheus_url_that_cannot_be_parsed_is_one_line(url: str) -> None:
     result = runner.invoke(app, ["detect", "--prometheus", url, "--query", "up"])
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.exception

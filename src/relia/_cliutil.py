@@ -60,11 +60,16 @@ def same_file(a: Path, b: Path) -> bool:
 
 
 def check_url(url: str, option: str) -> None:
-    """Refuse, naming ``option``, a URL no request can be sent to (no host, bad port, brackets)."""
+    """Refuse, naming ``option``, a URL no request can be sent to (not http or https, no host, a
+    bad port, an unclosed bracket)."""
     from urllib.parse import urlsplit
 
     import httpx
 
+    if not url.startswith(("http://", "https://")):
+        scheme, sep, _ = url.partition("://")
+        hint = f", not {scheme}://" if sep else f" (http://{url}?)"
+        raise ConfigError(f"must start with http:// or https://{hint}", where=option)
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port out of range

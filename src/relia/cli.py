@@ -28,6 +28,7 @@ from relia._cliutil import (
     unwrap_help,
     user_errors,
 )
+from relia._urls import shown_url
 from relia.api.tokens_cli import token_app
 from relia.errors import ConfigError, DataError
 from relia.incidents.cli import incidents_app
@@ -458,7 +459,7 @@ def _from_prometheus(url: str, query: str | None, start: str, end: str, step: st
         raise DataError("--end must be after --start")
     result = PrometheusClient(url).query_range(query, start_ms, end_ms, step_s)
     if not result:
-        raise DataError(f"query returned no series: {query}", where=url)
+        raise DataError(f"query returned no series: {query}", where=shown_url(url))
     out = []
     for rs in result:
         labels = dict(rs.labels)

@@ -521,3 +521,16 @@ def test_series_over_the_limit_are_dropped_and_the_others_kept() -> None:
     assert ("n", ()) not in kept
     assert len(batch) == 2 * 11  # every sample of the two kept series
     assert index.refused() == {"prom": 2}
+
+
+def test_errors_do_not_show_the_password_of_the_url() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("Connection refused", request=request)
+
+    client = PrometheusClient(
+        "http://admin:s3cret@127.0.0.1:9", transport=httpx.MockTransport(refuse)
+    )
+    with pytest.raises(SourceError) as err:
+        client.query("up")
+    assert "s3cret" not in str(err.value)
+    assert str(err.value).startswith("http://admin:***@127.0.0.1:9/api/v1/query: cannot reach")

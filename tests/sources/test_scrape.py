@@ -735,3 +735,22 @@ def test_forgotten_series_are_registered_anew_when_the_target_serves_them_again(
     later = as_dict(index, source.poll(NOW + 45_000))
     assert later[RATE][1] == pytest.approx(2.0)
     assert set(everything) <= set(index)  # the same ids again (hashes of the keys)
+
+
+def test_scrape_errors_and_logs_do_not_show_the_password_of_the_url(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("Connection refused", request=request)
+
+    source = ScrapeSource(
+        "node",
+        "http://admin:s3cret@127.0.0.1:9/metrics",
+        SeriesIndex(),
+        transport=httpx.MockTransport(refuse),
+    )
+    with caplog.at_level(logging.WARNING):
+        source.poll(0)
+    assert source.last_error is not None and "s3cret" not in source.last_error
+    assert "admin:***@127.0.0.1:9" in source.last_error
+    assert "s3cret" not in caplog.text and "admin:***@" in caplog.text

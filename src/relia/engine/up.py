@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
+from relia._urls import shown_url
 from relia.config import ApiConfig, ReliaConfig
 from relia.engine.executors import build_executor
 from relia.engine.gc_pacing import GcPacing
@@ -133,7 +134,9 @@ def build_slo_evaluator(config: ReliaConfig) -> SloEvaluator | None:
         url = config.prometheus[0].url
     step = int(slos_cfg.step) if slos_cfg.step is not None else None
     evaluator = SloEvaluator(PrometheusClient(url, timeout=slos_cfg.timeout), slos, step_s=step)
-    log.info("evaluating %d SLOs against %s every %gs", len(slos), url, slos_cfg.interval)
+    log.info(
+        "evaluating %d SLOs against %s every %gs", len(slos), shown_url(url), slos_cfg.interval
+    )
     return evaluator
 
 

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from relia._cliutil import check_url, err_console, user_errors
+from relia._urls import shown_url
 from relia.errors import ConfigError, DataError, SourceError
 from relia.incidents.model import IncidentStatus
 
@@ -65,13 +66,12 @@ class _Source:
             if ":" in host:
                 host = f"[{host}]"
             url = f"http://{host}:{self.cfg.api.port}"
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"must start with http:// or https://, got {url!r}", where="--url")
         check_url(url, "--url")
         if token is not None and not (token.isascii() and token.isprintable()):
             # It goes into an Authorization header, which carries ASCII only.
             raise ConfigError("an API token is printable ASCII", where="--token")
         self.url = url.rstrip("/")
+        self.shown = shown_url(self.url)  # for messages: without a password
         self.token = token
 
     def get(self, path: str, params: dict[str, Any]) -> tuple[int, Any] | None:
@@ -84,10 +84,10 @@ class _Source:
         except httpx.ConnectError as e:
             if _refused(e):
                 return None
-            raise SourceError(f"cannot reach relia: {e}", where=self.url) from None
+            raise SourceError(f"cannot reach relia: {e}", where=self.shown) from None
         except httpx.HTTPError as e:
             raise SourceError(
-                f"cannot reach relia: {e or type(e).__name__}", where=self.url
+                f"cannot reach relia: {e or type(e).__name__}", where=self.shown
             ) from None
         try:
             body = r.json()
@@ -95,16 +95,17 @@ class _Source:
             body = None
         if r.status_code == 401:
             raise DataError(
-                "relia wants an API token: give --token or set RELIA_TOKEN", where=self.url
+                "relia wants an API token: give --token or set RELIA_TOKEN",
+                where=self.shown,
             )
         if r.status_code == 403:
-            raise DataError("the API token may not read incidents", where=self.url)
+            raise DataError("the API token may not read incidents", where=self.shown)
         if r.status_code >= 400 and r.status_code != 404:
             detail = body.get("detail") if isinstance(body, dict) else None
             text = detail if isinstance(detail, str) else json.dumps(detail) if detail else r.text
-            raise DataError(f"relia answered {r.status_code}: {text}", where=self.url)
+            raise DataError(f"relia answered {r.status_code}: {text}", where=self.shown)
         if not isinstance(body, dict):
-            raise SourceError(f"relia answered {r.status_code} without JSON", where=self.url)
+            raise SourceError(f"relia answered {r.status_code} without JSON", where=self.shown)
         return r.status_code, body
 
     def open_store(self) -> DuckDBStore | PostgresStore:
@@ -117,18 +118,19 @@ class _Source:
         if self.cfg.store_is_postgresql:
             assert self.cfg.store is not None
             err_console.print(
-                f"relia is not running at {self.url}: reading the PostgreSQL store", markup=False
+                f"relia is not running at {self.shown}: reading the PostgreSQL store",
+                markup=False,
             )
             return open_store_url(self.cfg.store, self.cfg.data_dir)
         root = Path(self.cfg.store) if self.cfg.store else self.cfg.data_dir
         path = root / STORE_FILE
         if not path.exists():
             raise DataError(
-                f"nothing listens at {self.url} and there is no store at {path}: is relia up, "
+                f"nothing listens at {self.shown} and there is no store at {path}: is relia up, "
                 "and is this its config (--config) or address (--url)?"
             )
         err_console.print(
-            f"relia is not running at {self.url}: reading the store {path}", markup=False
+            f"relia is not running at {self.shown}: reading the store {path}", markup=False
         )
         return DuckDBStore(path)
 
@@ -183,7 +185,7 @@ def list_incidents(
     got = src.get("/api/v1/incidents", params)
     if got is not None:
         if got[0] == 404:  # a wrong path in --url, or another service: not "no incidents"
-            raise DataError("relia answered 404: no incidents API at this address", where=src.url)
+            raise DataError("relia answered 404: no incidents API at this address", where=src.shown)
         incidents = got[1].get("incidents", [])
     else:
         from relia.incidents.api import incident_json

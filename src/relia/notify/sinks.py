@@ -43,6 +43,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
+from relia._urls import shown_url
 from relia.config import NotifyConfig
 from relia.errors import ConfigError
 from relia.incidents.model import Incident
@@ -331,7 +332,7 @@ class AlertmanagerSink:
         self._client.close()
 
     def __repr__(self) -> str:
-        return f"AlertmanagerSink(name={self._name!r}, url={self._endpoint!r})"
+        return f"AlertmanagerSink(name={self._name!r}, url={shown_url(self._endpoint)!r})"
 
 
 # -- webhook --------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
+from relia._urls import shown_url
 from relia.errors import SourceError
 from relia.signals import MetricBatch, SeriesIndex
 from relia.sources.base import PartialPollError
@@ -82,6 +83,8 @@ class PrometheusClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        #: The URL as messages show it: without its password.
+        self.shown = shown_url(self.url)
         self.timeout = timeout
         self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport)
 
@@ -95,7 +98,7 @@ class PrometheusClient:
         self.close()
 
     def _request(self, path: str, params: dict[str, str]) -> Any:
-        where = f"{self.url}{path}"
+        where = f"{self.shown}{path}"
         try:
             # POST with a form body: long PromQL does not run into URL length limits.
             resp = self._http.post(path, data=params)
@@ -132,7 +135,7 @@ class PrometheusClient:
         Returns one :class:`RangeSeries` per label set, samples in time order.
         """
         step_ms = round(step_s * 1000)
-        where = f"{self.url}/api/v1/query_range"
+        where = f"{self.shown}/api/v1/query_range"
         if step_ms <= 0:
             raise SourceError(f"step must be positive, got {step_s!r}", where=where)
         if end_ms < start_ms:
@@ -162,7 +165,7 @@ class PrometheusClient:
         params = {"query": query}
         if time_ms is not None:
             params["time"] = _seconds(time_ms)
-        where = f"{self.url}/api/v1/query"
+        where = f"{self.shown}/api/v1/query"
         data = self._request("/api/v1/query", params)
         if not isinstance(data, dict) or data.get("resultType") != "vector":
             kind = data.get("resultType") if isinstance(data, dict) else None

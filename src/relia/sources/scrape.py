@@ -41,6 +41,7 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families as _parse_text
 
+from relia._urls import shown_url
 from relia.detect.preprocess import counter_increase
 from relia.errors import SourceError
 from relia.signals import MetricBatch, SeriesIndex
@@ -228,6 +229,8 @@ class ScrapeSource:
         self.name = name
         self.max_body_bytes = max_body_bytes
         self.url = url
+        #: The URL as messages, logs and status show it: without its password.
+        self.shown = shown_url(url)
         self.index = index
         self.timeout = timeout
         # At least 1 ms: a schedule that does not move on would loop forever.
@@ -273,7 +276,7 @@ class ScrapeSource:
             with self._http.stream("GET", self.url) as resp:
                 if resp.status_code != 200:
                     raise SourceError(
-                        f"HTTP {resp.status_code} {resp.reason_phrase}".rstrip(), where=self.url
+                        f"HTTP {resp.status_code} {resp.reason_phrase}".rstrip(), where=self.shown
                     )
                 body = bytearray()
                 for chunk in resp.iter_bytes():  # decoded: a gzip bomb stops at the limit too
@@ -281,14 +284,14 @@ class ScrapeSource:
                     if len(body) > self.max_body_bytes:
                         raise SourceError(
                             f"the page is larger than {self.max_body_bytes} bytes (max_body_bytes)",
-                            where=self.url,
+                            where=self.shown,
                         )
                 ctype = resp.headers.get("content-type", "").lower()
                 encoding = resp.encoding or "utf-8"
         except httpx.TimeoutException:
-            raise SourceError(f"no answer within {self.timeout:g}s", where=self.url) from None
+            raise SourceError(f"no answer within {self.timeout:g}s", where=self.shown) from None
         except httpx.HTTPError as exc:
-            raise SourceError(f"cannot reach target: {exc}", where=self.url) from None
+            raise SourceError(f"cannot reach target: {exc}", where=self.shown) from None
         om = True if ctype.startswith("application/openmetrics-text") else None
         return bytes(body).decode(encoding, errors="replace"), om
 
@@ -312,8 +315,8 @@ class ScrapeSource:
             batch, is_counter = _parse(text, self.index, now_ms, self.target_labels, om, self.name)
         except SourceError as exc:
             # Every error names the target (a parse error does not know the URL by itself).
-            self.last_error = str(exc) if exc.where else f"{self.url}: {exc}"
-            log.warning("scrape %s (%s) failed: %s", self.name, self.url, exc)
+            self.last_error = str(exc) if exc.where else f"{self.shown}: {exc}"
+            log.warning("scrape %s (%s) failed: %s", self.name, self.shown, exc)
             if m is not None:
                 m.up.labels(target=self.name).set(0)
                 m.failures.labels(target=self.name).inc()
@@ -325,7 +328,7 @@ class ScrapeSource:
             m.up.labels(target=self.name).set(1)
             m.duration.labels(target=self.name).set(took)
             m.samples.labels(target=self.name).set(len(batch))
-        log.debug("scraped %s: %d samples in %.3fs", self.url, len(batch), took)
+        log.debug("scraped %s: %d samples in %.3fs", self.shown, len(batch), took)
         rates = self._rates(batch, is_counter)
         return MetricBatch.concat([batch, rates, self._up(now_ms, 1.0)])
 

@@ -126,8 +126,8 @@ def _check_time_order(
     Scored in file order, a newest-first export would run every forecast backwards, and a file
     merged from several sources jumps to and fro. But a clock set back once (NAB's
     ``machine_temperature_system_failure.csv`` steps back an hour once in 22,695 rows) is data
-    as it was recorded: it is scored in file order, as Prometheus would have received it, with a
-    note. Up to one row in a hundred (at least one) may step back.
+    as it was recorded: it is scored in file order, as a streaming detector would have seen it,
+    with a note. Up to one row in a hundred (at least one) may step back.
     """
     steps = np.diff(ts)
     back = np.flatnonzero(steps < 0)

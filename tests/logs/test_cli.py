@@ -631,6 +631,29 @@ def test_parameters_json_property(pieces: list[str], values: list[list[str]]) ->
     assert got == _python_parameters(messages, template)
 
 
+def test_a_stop_the_moment_the_spill_folder_is_made_leaves_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SIGTERM arrives as an exception between two bytecodes. Landing right after the folder's
+    # mkdir, inside tempfile.TemporaryDirectory's constructor, it left the folder behind: no
+    # cleanup was registered yet (seen under load in the test below).
+    log = tmp_path / "app.log"
+    log.write_text("user alice logged in\n" * 10)
+    real_mkdir = os.mkdir
+
+    def mkdir_then_stop(path: str | os.PathLike[str], mode: int = 0o777) -> None:
+        real_mkdir(path, mode)
+        if Path(path).name.startswith(".relia-lines-"):
+            raise SystemExit(143)
+
+    monkeypatch.setattr(os, "mkdir", mkdir_then_stop)
+    result = runner.invoke(
+        app, ["logs", "templates", str(log), "--structured", str(tmp_path / "lines.csv")]
+    )
+    assert result.exit_code == 143
+    assert list(tmp_path.glob(".relia-lines-*")) == []
+
+
 def test_a_run_stopped_with_sigterm_leaves_no_spill_folder(tmp_path: Path) -> None:
     # `relia logs templates --structured` spills lines into a hidden folder beside the output;
     # a run stopped by SIGTERM (kill, timeout, a CI job cancelled) takes it away, as Ctrl-C does.

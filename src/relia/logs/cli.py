@@ -14,8 +14,9 @@ import copy
 import json
 import os
 import re
+import secrets
+import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -591,6 +592,29 @@ def _summary(run: TemplateRun, seconds: float) -> list[str]:
 # --- templates -------------------------------------------------------------------------------
 
 
+def _spill_folder(stack: ExitStack, parent: Path) -> Path:
+    """A new hidden folder in ``parent`` for spilled lines, removed when ``stack`` closes.
+
+    Its removal is registered before it is made: a stop (SIGTERM is raised as an exception
+    between two bytecodes) that landed right after the mkdir inside
+    ``tempfile.TemporaryDirectory``'s constructor left the folder behind.
+    """
+    folder = parent / f".relia-lines-{secrets.token_hex(8)}"
+    ours = True  # from before the mkdir on: a stop right after it must still remove it
+
+    def remove() -> None:
+        if ours:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    stack.callback(remove)
+    try:
+        folder.mkdir(mode=0o700)
+    except OSError as exc:
+        ours = False  # it exists (another run's, 1 in 2**64) or was never made
+        raise DataError(f"cannot write: {exc.strerror}", where=str(folder)) from None
+    return folder
+
+
 @logs_app.command("templates")
 @user_errors
 def templates(
@@ -664,10 +688,7 @@ def templates(
         structured_file = None
         if structured is not None:
             structured_file = stack.enter_context(_open_output(structured))
-            spill = stack.enter_context(
-                tempfile.TemporaryDirectory(prefix=".relia-lines-", dir=structured.parent)
-            )
-            parts = _Parts(Path(spill))
+            parts = _Parts(_spill_folder(stack, structured.parent))
         size = sum(p.stat().st_size for p in inputs if str(p) != STDIN)
         on_bytes: Callable[[int], None] = lambda n: None  # noqa: E731
         if err_console.is_terminal and size >= _PROGRESS_BYTES:

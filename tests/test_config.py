@@ -1057,3 +1057,17 @@ def test_true_or_false_for_a_number_is_refused_naming_the_field(
     expected = rf"relia\.yaml:\d: {re.escape(field)}: expected a number"
     with pytest.raises(ConfigError, match=expected):
         load_config(path, environ={})
+
+
+def test_a_relia_secret_variable_no_sink_names_is_not_a_setting(tmp_path: Path) -> None:
+    # With the README's RELIA_HOOK_SECRET exported, a command that loads another config (or the
+    # defaults: `relia incidents list --url ...` with no relia.yaml here) was refused with
+    # "RELIA_HOOK_SECRET: hook_secret: Extra inputs are not permitted". No setting is named
+    # *_secret, so such a variable is never one.
+    environ = {"RELIA_HOOK_SECRET": "hunter2", "RELIA_PAGER_SECRET": "x", "RELIA_API__PORT": "9100"}
+    assert load_config(environ=environ).api.port == 9100
+    path = tmp_path / "relia.yaml"
+    path.write_text("interval: 30s\n")
+    assert load_config(path, environ=environ).interval == 30.0
+    with pytest.raises(ConfigError, match="RELIA_OTHER: other"):  # other names are still settings
+        load_config(path, environ={**environ, "RELIA_OTHER": "1"})

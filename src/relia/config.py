@@ -891,6 +891,10 @@ def _env_overrides(
         path = [p.lower() for p in name[len("RELIA_") :].split("__") if p]
         if not path:
             continue
+        # No setting is named *_secret: RELIA_PAGER_SECRET exported for another config's sink
+        # (or with none loaded, as `relia incidents list --url` does) is a secret, not a setting.
+        if len(path) == 1 and path[0].endswith("_secret"):
+            continue
         try:
             value = _env_value(raw)
         except RecursionError:  # PyYAML recurses per nesting level: no traceback for "[[[…"

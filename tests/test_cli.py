@@ -288,7 +288,7 @@ def test_config_check_summarises_what_the_file_sets(tmp_path: Path) -> None:
     result = runner.invoke(app, ["config", "check", str(path)])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == (
-        f"{path}: ok (2 scrape targets, 1 Prometheus sources, host metrics off, detector mad)"
+        f"{path}: ok (2 scrape targets, 1 Prometheus source, host metrics off, detector mad)"
     )
     path.write_text("interval: 30s\n")
     result = runner.invoke(app, ["config", "check", str(path)])
@@ -966,3 +966,32 @@ def test_detect_prometheus_url_that_cannot_be_parsed_is_one_line(url: str) -> No
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.exception
     assert result.stderr.startswith("relia: error: --prometheus: not a valid URL")
     assert result.stderr.count("\n") == 1
+
+
+def test_config_check_names_the_line_of_a_missing_slo_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The README's relia.yaml lists examples/slo/checkout.yaml; checked from another directory
+    # the error was only "examples/slo/checkout.yaml: no such file", naming neither the config
+    # file, its line, nor where a relative path is read from.
+    path = tmp_path / "relia.yaml"
+    path.write_text(
+        "interval: 15s\nslos:\n  prometheus: http://127.0.0.1:9090\n"
+        "  files: [examples/slo/checkout.yaml]\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"{path}:4: slos.files.0: no such file: examples/slo/checkout.yaml" in result.stderr
+    assert f"relative to the working directory {tmp_path}" in result.stderr
+
+
+def test_config_check_counts_in_the_singular(tmp_path: Path) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_text(
+        "scrape: [{name: app, url: 'http://127.0.0.1:9100/metrics'}]\n"
+        "prometheus: [{name: p, url: 'http://127.0.0.1:9090', queries: [{query: up}]}]\n"
+    )
+    result = runner.invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "(1 scrape target, 1 Prometheus source, host metrics on" in result.stdout

@@ -520,24 +520,30 @@ def detectors() -> None:
         typer.echo(f"{name.ljust(width)}  {describe(name).summary}")
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 @config_app.command("check")
 @_user_errors
 def config_check(
     file: Annotated[Path, typer.Argument(help="path to relia.yaml")],
 ) -> None:
     """Validate a relia.yaml; every problem is listed as file:line: field: message."""
-    from relia.config import load_config
+    from relia.config import check_slo_files, load_config
     from relia.slo.loader import load_alerting_slos
 
     cfg = load_config(file)
+    check_slo_files(cfg, file)
     # The SLO spec files too, as `relia up` loads them: it would refuse to start on them.
     slos = []
     if cfg.slos.files:
         slos = load_alerting_slos(cfg.slos.files, sloth_windows=cfg.slos.sloth_windows)
     counted = f"{len(slos)} SLO{'' if len(slos) == 1 else 's'}, " if slos else ""
     typer.echo(
-        f"{file}: ok ({len(cfg.scrape)} scrape targets, {len(cfg.prometheus)} Prometheus "
-        f"sources, {counted}host metrics {'on' if cfg.host.enabled else 'off'}, "
+        f"{file}: ok ({_count(len(cfg.scrape), 'scrape target')}, "
+        f"{_count(len(cfg.prometheus), 'Prometheus source')}, "
+        f"{counted}host metrics {'on' if cfg.host.enabled else 'off'}, "
         f"detector {cfg.detector.name})"
     )
 
@@ -571,12 +577,13 @@ def up(
     """Run the engine, API and dashboard: watch this machine (and configured targets)."""
     from pydantic import ValidationError
 
-    from relia.config import load_config
+    from relia.config import check_slo_files, load_config
     from relia.engine.up import run_up
 
     if config is None and Path("relia.yaml").exists():
         config = Path("relia.yaml")
     cfg = load_config(config)
+    check_slo_files(cfg, config)
     option = ""  # the one being applied, named in its error
     try:
         if port is not None:

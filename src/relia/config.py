@@ -963,6 +963,29 @@ def _format_error(
     return f"{place}: {field}: {msg}{also}"
 
 
+def check_slo_files(cfg: ReliaConfig, path: str | Path | None) -> None:
+    """Raise :class:`ConfigError` for each ``slos.files`` entry that does not exist, as
+    ``file:line: slos.files.N: no such file: …`` (the spec loader's own error names only the spec
+    path, which read from another directory said neither where it was listed nor from where a
+    relative path is read)."""
+    root = None
+    if path is not None:
+        try:
+            root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+            root = None  # load_config read it already; a line number is all this is for
+    lines = []
+    for i, f in enumerate(cfg.slos.files):
+        if f.exists():
+            continue
+        line = _line_of(root, ("slos", "files", i)) if root is not None else None
+        place = f"{path}:{line}" if line else str(path or "<defaults>")
+        rel = "" if f.is_absolute() else f" (relative to the working directory {Path.cwd()})"
+        lines.append(f"{place}: slos.files.{i}: no such file: {f}{rel}")
+    if lines:
+        raise ConfigError("\n".join(lines))
+
+
 def load_config(
     path: str | Path | None = None,
     *,

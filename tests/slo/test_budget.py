@@ -549,3 +549,16 @@ def test_a_negative_raw_error_ratio_counts_as_no_errors() -> None:
     # that step has no errors; it must not earn budget back.
     bad, total = B.raw_ratio_events([-0.2, 0.1])
     assert bad.tolist() == [0.0, 0.1] and total.tolist() == [1.0, 1.0]
+
+
+def test_burn_down_starts_where_the_data_starts() -> None:
+    # A Prometheus that began scraping an hour ago, asked for a 7-day report: the chart drew the
+    # budget at 100 % over the six days before any data, as if the SLO had been met there.
+    slo = _slo(objective=90.0, window=TimeWindow(period_s=360))
+    params = B.SloParams.from_slos([slo], [()], 60)
+    total = np.array([[np.nan, np.nan, np.nan, 10.0, np.nan, 10.0]])
+    bad = np.array([[np.nan, np.nan, np.nan, 1.0, np.nan, 0.0]])
+    down = B.burn_down(bad, total, params)
+    assert np.isnan(down[0, :3]).all()
+    # From the first data on, a gap keeps the value before it.
+    assert down[0, 3:].tolist() == pytest.approx([0.5, 0.5, 0.5])

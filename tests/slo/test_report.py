@@ -659,3 +659,27 @@ def test_the_chart_title_names_the_time_only_when_all_slos_share_it(
     assert "<title>Error budget burn-down to 2024-05-01T12:00:00Z</title>" in same
     mixed = R.plot_burn_down(tmp_path / "mixed.html", [statuses[0], later]).read_text()
     assert "<title>Error budget burn-down</title>" in mixed
+
+
+def test_the_chart_spans_the_window_and_says_when_no_slo_has_data(tmp_path: Path) -> None:
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    # Data only in the last 12 steps of the 7-day window (a Prometheus that began scraping an
+    # hour ago): the line starts there, and the axis still shows the whole window.
+    total = np.full(STEPS, np.nan)
+    total[-12:] = 10.0
+    bad = np.where(np.isnan(total), np.nan, 0.0)
+    st = _status(_slo(), bad, total)
+    assert st.burn_down_ts[0] == END - 11 * 300_000
+    fig = R._figure([st], "t")
+    lo, hi = fig.axes[0].get_xlim()
+    plt.close(fig)
+    start = mdates.date2num(np.datetime64(st.window_start_ms, "ms"))
+    end = mdates.date2num(np.datetime64(st.at_ms, "ms"))
+    assert lo <= start + 1e-6 and hi >= end - 1e-6
+    # No SLO with data: the chart said nothing of it, on a 1970 axis in shares (0-1).
+    none = _status(_slo(), np.full(STEPS, np.nan), np.full(STEPS, np.nan))
+    texts = re.findall(r"<!-- (.*?) -->", R.plot_burn_down(tmp_path / "b.html", [none]).read_text())
+    assert "no data in the window" in texts
+    assert not [t for t in texts if "1970" in t]

@@ -575,8 +575,9 @@ def burn_down(
 ) -> F64:
     """Budget remaining (share of the window's budget) after each step of the window,
     ``(n, n_steps)``: starts near 1 and falls to the current remaining share as the errors of
-    the window are counted in time order. NaN before the window starts; with slice methods the
-    value changes at the end of each slice. For the burn-down chart."""
+    the window are counted in time order. NaN before the window starts and before its first step
+    with data; with slice methods the value changes at the end of each slice. For the burn-down
+    chart."""
     bad, total = _check_counts(bad, total)
     n, n_steps = bad.shape
     out = np.full((n, n_steps), np.nan)
@@ -602,6 +603,8 @@ def burn_down(
         before = np.concatenate([[1.0], remaining[:-1]])
         series = np.repeat(before, k)
         series[k - 1 :: k] = remaining
+        # Nothing before the first step with data: drawn there, the budget looked kept.
+        series[: int(np.argmax(~missing))] = np.nan
         out[i, n_steps - cols :] = series
     return out
 

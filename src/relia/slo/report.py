@@ -168,6 +168,7 @@ def _figure(statuses: Sequence[SloStatus], title: str) -> Any:
     matplotlib.use("Agg")
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
+    import numpy as np
 
     fig, ax = plt.subplots(1, 1, figsize=(13, 5.5))
     ax.axhline(0, color="#d62728", lw=0.9, ls="--", label="budget exhausted")
@@ -178,6 +179,15 @@ def _figure(statuses: Sequence[SloStatus], title: str) -> Any:
         # An SLO's name is text: a $ escaped, or matplotlib reads what lies between two as TeX.
         label = f"{st.slo.id} ({st.slo.objective:g}%)".replace("$", r"\$")
         ax.plot(times, st.burn_down * 100, lw=1.2, label=label)
+    if statuses:
+        # The whole window, so a line that starts late shows where the data starts.
+        lo = min(st.window_start_ms for st in statuses)
+        hi = max(st.at_ms for st in statuses)
+        ax.set_xlim(np.datetime64(lo, "ms"), np.datetime64(hi, "ms"))  # type: ignore[arg-type]
+    if not any(len(st.burn_down) for st in statuses):
+        ax.set_ylim(-5, 105)
+        ax.text(0.5, 0.5, "no data in the window", transform=ax.transAxes, ha="center",
+                va="center", color="#666666")  # fmt: skip
     ax.set_ylabel("error budget remaining (%)")
     ax.set_title(title, loc="left", fontsize=11)
     ax.grid(alpha=0.25)

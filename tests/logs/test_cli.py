@@ -701,3 +701,21 @@ def test_plot_in_a_missing_folder_fails_before_mining_and_writes_nothing(tmp_pat
     assert code == 2
     assert stderr == f"relia: error: {plot}: cannot write plot: No such file or directory\n"
     assert not out.exists() and not model.exists()
+
+
+def test_the_chart_names_each_bar_by_its_template_text(tmp_path: Path) -> None:
+    # The bars were labelled "#3" alone, so a PNG said nothing without the CSV beside it.
+    import re
+
+    lines = [f"refund of {i} $ for order {7 * i}" for i in range(30)]
+    lines += [f"job {i} finished in {3 * i} ms" for i in range(30)]
+    log = _write(tmp_path / "a.log", lines)
+    page = tmp_path / "t.html"
+    code, _, stderr = _invoke(log, "--plot", page)
+    assert code == 0, stderr
+    # matplotlib writes each text of the SVG as a comment next to its glyphs.
+    texts = re.findall(r"<!-- (.*?) -->", page.read_text())
+    labels = [t for t in texts if t.startswith("#")]
+    assert labels and all(" " in t for t in labels), labels
+    assert any("job &lt;*&gt; finished" in t for t in labels), labels
+    assert any("refund of &lt;*&gt; $ for order" in t for t in labels), labels  # a $ is no TeX

@@ -443,6 +443,13 @@ def _templates_frame(run: TemplateRun) -> pl.DataFrame:
     )
 
 
+def _bar_label(template_id: int, text: str, width: int = 60) -> str:
+    """``#id text``, the text cut to ``width`` characters: a bar says which event it is."""
+    short = text if len(text) <= width else text[: width - 1] + "…"
+    # A template is text: a $ escaped, or matplotlib reads what lies between two as TeX.
+    return f"#{template_id}  {short}".replace("$", r"\$")
+
+
 def _plot(path: Path, run: TemplateRun, top: int = 30) -> None:
     """A bar chart of the most frequent templates (.png), or it above a table of all (.html)."""
     import html
@@ -458,9 +465,9 @@ def _plot(path: Path, run: TemplateRun, top: int = 30) -> None:
     rows = run.rows()
     shown = rows[:top][::-1]
     fig, ax = plt.subplots(figsize=(11, 0.3 * max(len(shown), 3) + 1.2))
-    ax.barh([f"#{r[0]}" for r in shown], [r[1] for r in shown], color="#3182bd")
+    ax.barh([_bar_label(r[0], r[2]) for r in shown], [r[1] for r in shown], color="#3182bd")
     ax.set_xlabel("lines")
-    ax.set_title(f"{len(rows)} templates, {run.lines:,} lines", loc="left", fontsize=11)
+    ax.set_title(f"{len(rows):,} templates, {run.lines:,} lines", loc="left", fontsize=11)
     ax.grid(axis="x", alpha=0.25)
     fig.tight_layout()
     try:

@@ -795,3 +795,28 @@ def test_an_unknown_tab_in_the_address_shows_the_series(open_page: Callable[...,
     page = p.page
     page.locator("#charts .chart").first.wait_for()
     assert page.locator("#tab-series").is_visible() and page.url.endswith("#series")
+
+
+def test_axis_labels_of_small_and_large_values_fit_in_the_chart(
+    open_page: Callable[..., Page],
+) -> None:
+    # Prometheus's go_gc_duration_seconds (0.0000456 .. 0.0000508) showed "000508": the labels
+    # are right-aligned at a fixed 44-unit margin and ran off the chart's left edge.
+    p = open_page("findings")
+    page = p.page
+    page.locator(f'#findings tr[data-id="{F_CPU.id}"]').wait_for()
+    n = 6
+    small = _samples("21", "gc", n, value=[4.56e-5, 5.08e-5, 5.08e-5, 4.56e-5, 4.6e-5, 5.0e-5])
+    big = _samples("22", "bytes", n, value=[-1.234e9, 2e9, 3e9, 1e9, 0.0, 2.5e9])
+    _serve_json(
+        page, r"/api/v1/series$", {"series": [{"id": "21", "key": "gc"}, {"id": "22", "key": "b"}]}
+    )
+    for body in (small, big):
+        _serve_json(page, rf"/api/v1/series/{body['series']['id']}/samples", body)
+    page.click('nav button[data-tab="series"]')
+    for chart in ("#chart-21", "#chart-22"):
+        page.locator(f"{chart} svg text.axis").first.wait_for()
+        lefts = page.evaluate(
+            f"[...document.querySelectorAll('{chart} svg text.axis')].map(t => t.getBBox().x)"
+        )
+        assert lefts and min(lefts) >= 0, (chart, lefts)

@@ -719,3 +719,10 @@ def test_the_chart_names_each_bar_by_its_template_text(tmp_path: Path) -> None:
     assert labels and all(" " in t for t in labels), labels
     assert any("job &lt;*&gt; finished" in t for t in labels), labels
     assert any("refund of &lt;*&gt; $ for order" in t for t in labels), labels  # a $ is no TeX
+
+
+def test_the_summary_counts_one_line_and_one_template_in_the_singular(tmp_path: Path) -> None:
+    log = _write(tmp_path / "a.log", ["job 7 finished in 21 ms"])
+    code, _, stderr = _invoke(log)
+    assert code == 0, stderr
+    assert "1 line from 1 input → 1 template in" in stderr

@@ -561,8 +561,9 @@ def _summary(run: TemplateRun, seconds: float) -> list[str]:
         total.add(f.counts)
     rate = run.lines / seconds if seconds > 0 else 0.0
     lines.append(
-        f"{run.lines:,} lines from {len(run.files)} input{'s' * (len(run.files) != 1)} → "
-        f"{len(run.counts):,} templates in {seconds:.2f} s ({rate:,.0f} lines/s)"
+        f"{run.lines:,} line{'s' * (run.lines != 1)} from {len(run.files)} "
+        f"input{'s' * (len(run.files) != 1)} → {len(run.counts):,} "
+        f"template{'s' * (len(run.counts) != 1)} in {seconds:.2f} s ({rate:,.0f} lines/s)"
     )
     skipped = []
     if total.blank:

@@ -124,3 +124,18 @@ def test_report_plot_in_a_missing_folder_fails_before_prometheus_is_asked(
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and result.stdout == ""
     assert result.stderr == f"relia: error: {plot}: cannot write plot: No such file or directory\n"
+
+
+def test_validate_of_alert_windows_alone_says_what_it_checked(tmp_path: Path) -> None:
+    # Sloth's windows/7d.yaml printed "0 SLOs OK", which reads as if nothing was found.
+    windows = tmp_path / "7d.yaml"
+    windows.write_text(
+        "apiVersion: sloth.slok.dev/v1\nkind: AlertWindows\nspec:\n  sloPeriod: 7d\n"
+        "  page:\n    quick: {errorBudgetPercent: 8, shortWindow: 5m, longWindow: 1h}\n"
+        "    slow: {errorBudgetPercent: 12.5, shortWindow: 30m, longWindow: 6h}\n"
+        "  ticket:\n    quick: {errorBudgetPercent: 20, shortWindow: 2h, longWindow: 1d}\n"
+        "    slow: {errorBudgetPercent: 42, shortWindow: 6h, longWindow: 3d}\n"
+    )
+    result = CliRunner().invoke(app, ["slo", "validate", str(windows)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "no SLOs, only Sloth AlertWindows: OK"

@@ -316,3 +316,15 @@ def test_burn_rates_round_as_sloths_go_code_does() -> None:
     #   hours, and 72 / 1.6666666666666665 rounds to 43.2 (72 / 1.6666666666666667 is 43.199999…).
     text = GOOD.replace("shortWindow: 2h, longWindow: 1d", "shortWindow: 10m, longWindow: 100m")
     assert parse_alert_windows(yaml.safe_load(text))[2].burn_rate == 43.2
+
+
+def test_a_period_of_minutes_is_told_how_a_month_is_written() -> None:
+    # OpenSLO's own timeslices example writes `duration: 1m` meaning a month.
+    with pytest.raises(
+        ConfigError,
+        match=r"SLO period 1m is shorter .*1m is one minute; a month is 30d, or 1M in OpenSLO",
+    ):
+        default_alert_windows(60)
+    with pytest.raises(ConfigError) as info:
+        default_alert_windows(2 * 86400)
+    assert "a month" not in str(info.value)

@@ -140,6 +140,8 @@ def test_shared_openslo_examples_validate() -> None:
     result = runner.invoke(app, ["slo", "validate", *map(str, short)])
     assert result.exit_code == 2, result.output
     assert result.output.count("SLO period 1m is shorter than the 3d window") == 2
+    # The file's comment says "1 month": the error says how a month is written.
+    assert result.output.count("1m is one minute; a month is 30d, or 1M in OpenSLO") == 2
     result = runner.invoke(app, ["slo", "validate", *(str(f) for f in files if f not in short)])
     assert result.exit_code == 0, result.output
     assert "ratio_timeslices (1m slices)" in result.stdout

@@ -101,10 +101,19 @@ def default_alert_windows(period_s: int) -> tuple[AlertWindow, ...]:
         raise ConfigError(f"SLO period must be positive, got {period_s} s")
     longest = max(w[3] for w in WORKBOOK_WINDOWS)
     if period_s < longest:
+        # OpenSLO's own timeslices example writes `duration: 1m` meaning a month.
+        n = int(period_s // 60)
+        length = "one minute" if n == 1 else f"{n} minutes"
+        minutes = period_s < 3600 and period_s % 60 == 0
+        hint = (
+            f" ({format_duration(period_s)} is {length}; a month is 30d, or 1M in OpenSLO)"
+            if minutes
+            else ""
+        )
         raise ConfigError(
             f"SLO period {format_duration(period_s)} is shorter than the "
             f"{format_duration(longest)} window of the default slow ticket alert; "
-            "give the SLO its own alert windows"
+            f"give the SLO its own alert windows{hint}"
         )
     reference = min(max(period_s, _SHARE_PERIOD_MIN), _SHARE_PERIOD_MAX)
     windows = []

@@ -163,12 +163,13 @@ def test_failed_commit_is_retried_from_the_store_without_double_counting(tmp_pat
 
 def test_bad_input_is_counted_and_an_unreadable_file_does_not_stop_others(tmp_path: Path) -> None:
     good, bad = tmp_path / "good.log", tmp_path / "bad.log"
-    bad.mkdir()
     good.write_bytes(
         b"ok line 1\n\x00\x01\x02binary\n" + b"y" * 300 + b"\n" + b"caf\xe9 line 2\n\n"
     )
     store = MemoryStore()
+    # The config refuses a directory; one that appears at the path later fails at read time.
     pipe = LogPipeline(store, _config(good, bad, max_line_bytes=200), SeriesIndex())
+    bad.mkdir()
     r = pipe.ingest(T0)
     assert r.lines == 2 and r.skipped == 3
     assert "bad.log: is a directory" in r.errors["bad"]
@@ -424,8 +425,8 @@ def test_a_file_without_lines_yet_has_no_samples_until_its_first_lines(tmp_path:
 
 def test_a_file_error_clears_in_status_once_the_file_reads_again(tmp_path: Path) -> None:
     p = tmp_path / "auth.log"
-    p.mkdir()
     pipe = LogPipeline(MemoryStore(), _config(p), SeriesIndex())
+    p.mkdir()  # after the config, which refuses a directory
     assert "is a directory" in pipe.ingest(T0).errors["auth"]
     p.rmdir()
     _write(p, [_line(1)])

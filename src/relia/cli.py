@@ -127,7 +127,12 @@ def detect(
         Path | None, typer.Option("--out", "-o", help="write the scored CSV here (else stdout)")
     ] = None,
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="draw the series and anomalies (.png or .html)")
+        Path | None,
+        typer.Option(
+            "--plot",
+            help="draw the series and anomalies (.png or .html); one series per file "
+            "(PLOT_2.png, ... for more Prometheus series), not with a folder INPUT",
+        ),
     ] = None,
     time_col: Annotated[
         str | None, typer.Option("--time-col", help="name of the time column")

@@ -19,7 +19,12 @@ The series (all normal by construction):
 
 * ``gaussian``: independent Gaussian noise around a constant;
 * ``student_t3``: independent Student-t noise with 3 degrees of freedom (a heavy tail);
-* ``daily``: Gaussian noise on a daily cycle of 5 noise SDs' amplitude.
+* ``daily``: Gaussian noise on a daily cycle of 5 noise SDs' amplitude;
+* ``around_zero``: independent Gaussian noise around 0, where nothing but the data's own
+  resolution sets the scale of a residual (a clock offset, a temperature delta, a derivative).
+
+The bands reach millions of points: ``--points 3000000 --seeds 4 --out
+bench/results/young_long.json`` checks that a series does not alarm more as it grows old.
 
 Prints a table and writes ``--out`` (``bench/results/young.json``); the last stdout line is the
 JSON on one line.
@@ -42,7 +47,7 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "bench/results/young.json"
 #: Age bands (points since the series' first): the first is the detector's own warm-up onwards.
-AGES = (0, 300, 1_000, 3_000, 10_000, 20_000, 100_000)
+AGES = (0, 300, 1_000, 3_000, 10_000, 20_000, 100_000, 1_000_000, 2_000_000, 3_000_000)
 STEP_MS = 300_000
 T0_MS = 1_700_000_000_000
 PER_DAY = 86_400_000 // STEP_MS
@@ -63,10 +68,15 @@ def _daily(rng: np.random.Generator, n: int) -> np.ndarray[Any, Any]:
     return 100.0 + 5.0 * np.sin(phase) + rng.normal(0.0, 1.0, n)
 
 
+def _around_zero(rng: np.random.Generator, n: int) -> np.ndarray[Any, Any]:
+    return rng.normal(0.0, 1.0, n)
+
+
 CASES: dict[str, Callable[[np.random.Generator, int], np.ndarray[Any, Any]]] = {
     "gaussian": _gaussian,
     "student_t3": _student_t3,
     "daily": _daily,
+    "around_zero": _around_zero,
 }
 
 

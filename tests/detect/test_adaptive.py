@@ -629,6 +629,40 @@ def test_each_parameter_out_of_bounds_is_refused_naming_it(
     assert np.isfinite(scores).all() and ((scores >= 0.0) & (scores < 1.0)).all()
 
 
+def test_a_surprise_past_the_top_bin_is_not_rarer_than_what_the_top_bin_holds() -> None:
+    # The top bin takes every surprise past its lower edge (11.5). A surprise one unit past it,
+    # in a histogram whose mass is all in that bin, was taken as past everything seen: p fell
+    # to the pseudo-count (about 1 in 100 here) though every point seen may be as large.
+    from relia.detect.adaptive import _HB, _HW, _tail_prob
+
+    hist = np.zeros(_HB, np.float32)
+    hist[-1] = 100.0
+    edge = (_HB - 1) * _HW
+    p_at_edge, seen = _tail_prob.py_func(hist, 1.0, 100.0, edge)
+    assert seen and p_at_edge == pytest.approx(1.0)
+    p_past, _ = _tail_prob.py_func(hist, 1.0, 100.0, edge + 1.0)
+    assert p_past == pytest.approx((100.0 * math.exp(-2.0) + 1.0) / 101.0)
+    # Inside the lower bins nothing changed: linear within the bin.
+    hist[5] = 100.0
+    p_mid, _ = _tail_prob.py_func(hist, 1.0, 200.0, 5.25 * _HW)
+    assert p_mid == pytest.approx((75.0 + 100.0 + 1.0) / 201.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_long_series_of_noise_around_zero_does_not_alarm_more_with_age(seed: int) -> None:
+    # The resolution is the smallest step seen between two values: on continuous values it
+    # keeps shrinking (about 1/n), and around zero nothing else floors the surprise's unit, so
+    # the same residual grew ever more surprising until the surprises left the histograms'
+    # range: 5 alarms in the first 2 million points of this noise, 101 in the next 600,000.
+    n = 2_600_000
+    values = np.random.default_rng(seed).normal(0.0, 1.0, n)
+    score = create("default").score(values, _ts(n, step=60_000))
+    early = int(np.count_nonzero(score[:1_000_000] >= 0.5))
+    late = int(np.count_nonzero(score[2_000_000:] >= 0.5))
+    assert early <= 10 and late <= 6, (early, late)
+
+
 def test_the_default_detectors_scores_do_not_move() -> None:
     """The default's benchmark figures are pinned (docs/detectors.md): any change to its
     defaults or its kernel shows here first, on a small series with a daily cycle, a spike, a

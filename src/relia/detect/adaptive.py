@@ -16,7 +16,8 @@ Five small parts, one Numba loop, under 2 KB of state per series:
   ``persist`` of its points in a row is relearned from the data, so a burst on a slot's first
   day is not forecast at that time of day for weeks.
 * **Calibrated surprise.** The raw surprise of a point is ``log(1 + |residual| / resolution)`` (the
-  resolution is the data's smallest step or 0.1% of its level), also smoothed over a few points. It
+  resolution is the data's smallest step, 0.1% of its level, or a 100,000th of the range it has
+  covered, whichever is largest), also smoothed over a few points. It
   is *not* compared with a Gaussian: decayed histograms of the series' own past surprises give its
   empirical tail probability, with an exponential tail past the largest surprise seen; a lone point
   counts when it is ``point`` times rarer than the smoothed surprise would need. There are two
@@ -104,6 +105,13 @@ _NEW_RANGE_SCORE = 0.9
 #: critical) until the series is as old as this; a break by several ranges still scores high.
 #: NAB's scores do not move (its thresholds are under 0.5).
 _NEW_RANGE_MATURE = 3000.0
+#: The surprise's unit is at least this share of the range seen (besides the resolution and
+#: ``rel_floor`` of the forecast), so a residual as large as the range still falls inside the
+#: histograms (their top edge, e^11.5, is about 100,000 units). The resolution is the smallest
+#: step seen: on continuous values it keeps shrinking (about 1/n), and around zero nothing else
+#: floored the unit, so the same residual grew ever more surprising: noise of SD 1 around 0
+#: alarmed 5 times in its first 2 million points and 101 times in the next 600,000.
+_UNIT_OF_SPAN = 1e-5
 _DAY_MS = 86_400_000
 _WEEK_MS = 7 * _DAY_MS
 #: Score from which a point is an alarm and is kept out of the calibration (p = 1e-5).
@@ -166,8 +174,12 @@ def _tail_prob(hist, inc, tot, v):  # type: ignore[no-untyped-def]
     j = int(v / _HW)
     if j >= nb:
         j = nb - 1
-    frac = min(v / _HW - j, 1.0)
-    tail = hist[j] * (1.0 - frac)
+    if j == nb - 1:
+        # The top bin holds every surprise past its lower edge: how much of it lies past v is
+        # unknown, so it thins out like the extrapolated tail instead of ending at a bin width.
+        tail = hist[j] * math.exp(-max(v / _HW - j, 0.0) * _HW / _TAIL_W)
+    else:
+        tail = hist[j] * (1.0 - (v / _HW - j))
     seen = hist[j] > _SEEN * inc
     for k in range(nb - 1, j, -1):
         tail += hist[k]
@@ -270,7 +282,8 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
             continue
         r = x - f
         # Raw surprise in units of the data's resolution; the histogram does the scaling.
-        u = math.log1p(abs(r) / max(rel_floor * abs(f), res))
+        unit = max(rel_floor * abs(f), res, _UNIT_OF_SPAN * (st[_VMAX] - st[_VMIN]))
+        u = math.log1p(abs(r) / unit)
         sa = st[_SA] + short * (u - st[_SA])
         outside = abs(r) > band_z * sc
         s = 0.0

@@ -423,6 +423,15 @@ def test_findings_bad_series_id_is_400_naming_it(made: Store, bad: str) -> None:
     assert r.status_code == 400 and "series_id" in r.json()["detail"], r.text
 
 
+def test_a_bad_series_id_names_where_it_was_given(made: Store) -> None:
+    c = _client(made)
+    r = c.get("/api/v1/series/12x/samples")
+    assert r.status_code == 400
+    assert r.json()["detail"].startswith("path parameter series_id: expected a series id")
+    r = c.get("/api/v1/findings", params={"series_id": "12x"})
+    assert r.json()["detail"].startswith("query parameter series_id: expected a series id")
+
+
 def test_the_largest_63_bit_id_is_a_valid_id_and_one_more_is_not(made: Store) -> None:
     c = _client(made)
     top = str(2**63 - 1)
@@ -464,7 +473,12 @@ def test_samples_with_since_equal_to_until_is_that_one_sample(made: Store) -> No
 @pytest.mark.parametrize("param", ["since", "until"])
 def test_samples_bad_time_is_400_naming_that_parameter(made: Store, param: str) -> None:
     r = _client(made).get(f"/api/v1/series/{SID}/samples", params={param: "soon"})
-    assert r.status_code == 400 and r.json()["detail"].startswith(f"query parameter: {param}:")
+    # The same form as a parameter FastAPI refuses: "query parameter limit: ..."
+    assert r.status_code == 400
+    assert r.json()["detail"] == (
+        f"query parameter {param}: expected ms since the Unix epoch, ISO-8601 (UTC if no offset), "
+        "'now', or relative like -1h, got 'soon'"
+    )
 
 
 def test_infinite_values_and_nan_evidence_go_out_as_null(made: Store) -> None:

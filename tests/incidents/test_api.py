@@ -180,4 +180,7 @@ def test_an_id_with_a_nul_character_is_400_naming_it_not_a_store_outage(
         with TestClient(app) as tc:
             r = tc.get(f"/api/v1/incidents/{bad}")
     assert r.status_code == 400
-    assert "incident_id" in r.json()["detail"] and "NUL" in r.json()["detail"]
+    assert (
+        r.json()["detail"].startswith("path parameter incident_id: ")
+        and "NUL" in r.json()["detail"]
+    )

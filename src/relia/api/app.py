@@ -67,24 +67,24 @@ def parse_time(text: str, now_ms: int, *, field: str = "time") -> int:
         back = float(m.group(1)) * _UNIT_MS[m.group(2)]
         # Hundreds of digits overflow the float; fewer can still reach past int64 ms.
         if not math.isfinite(back) or not _MIN_MS <= now_ms - round(back) <= _MAX_MS:
-            raise DataError(f"{field}: {text!r} is too far back", where="query parameter")
+            raise DataError(f"{text!r} is too far back", where=f"query parameter {field}")
         return now_ms - int(round(back))
     try:
         dt = datetime.fromisoformat(s)
     except ValueError:
         raise DataError(
-            f"{field}: expected {TIME_NOTE}, got {text!r}", where="query parameter"
+            f"expected {TIME_NOTE}, got {text!r}", where=f"query parameter {field}"
         ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)
 
 
-def _parse_id(text: str, field: str) -> int:
+def _parse_id(text: str, where: str) -> int:
+    """A series id given as ``where`` (``path parameter series_id``)."""
     if not _ID.fullmatch(text) or int(text) > _MAX_ID:
         raise DataError(
-            f"{field}: expected a series id (decimal integer below 2**63), got {text!r}",
-            where="request",
+            f"expected a series id (decimal integer below 2**63), got {text!r}", where=where
         )
     return int(text)
 
@@ -410,12 +410,12 @@ def create_app(
             int | None, Query(ge=1, le=1_000_000, description="keep the newest N samples")
         ] = None,
     ) -> JSONResponse:
-        sid = _parse_id(series_id, "series_id")
+        sid = _parse_id(series_id, "path parameter series_id")
         now = clock()
         lo = parse_time(since, now, field="since") if since is not None else None
         hi = parse_time(until, now, field="until") if until is not None else None
         if lo is not None and hi is not None and lo > hi:
-            raise DataError(f"since ({lo}) is after until ({hi})", where="query parameter")
+            raise DataError(f"since ({lo}) is after until ({hi})", where="query parameters")
         info = _find_series(sid)
         got = store.scored_samples(sid, since=lo, until=hi, limit=limit)
         first = int(got.ts[0]) if len(got.ts) else lo
@@ -447,7 +447,7 @@ def create_app(
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     ) -> JSONResponse:
         lo = parse_time(since, clock(), field="since") if since is not None else None
-        sid = _parse_id(series_id, "series_id") if series_id is not None else None
+        sid = _parse_id(series_id, "query parameter series_id") if series_id is not None else None
         found = store.findings(since=lo, series_id=sid, limit=limit)
         return JSONResponse({"findings": [_finding_json(f) for f in found]})
 

@@ -124,7 +124,7 @@ def incidents_router(store: Store, *, clock: Callable[[], int] = _now_ms) -> API
             # No stored id has one, and PostgreSQL refuses NUL in text: asking it would fail as
             # if the store were away (a 503) for what is a bad request.
             raise HTTPException(
-                status_code=400, detail="incident_id: contains a NUL character (%00)"
+                status_code=400, detail="path parameter incident_id: contains a NUL character (%00)"
             )
         inc = store.incident(incident_id)
         if inc is None:

@@ -53,6 +53,19 @@ def test_detect_scores_a_file_whose_clock_stepped_back_once_and_says_where(
     assert f"relia: warning: {folder / 'in.csv'}: row 201 (line 202)" in result.stderr
 
 
+def test_detect_summary_counts_have_separators_and_singulars(tmp_path: Path) -> None:
+    src = _series_csv(tmp_path / "in.csv", n=12_000, spike_at=11_000)
+    out = tmp_path / "out.csv"
+    result = runner.invoke(app, ["detect", str(src), "--out", str(out), "-d", "mad"])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out} (12,000 rows)" in result.stderr
+    assert f"{src}: 12,000 points, " in result.stderr
+    one = tmp_path / "one.csv"
+    one.write_text("timestamp,value\n1700000000,1\n")
+    result = runner.invoke(app, ["detect", str(one), "--out", str(tmp_path / "o1.csv")])
+    assert "(1 row)" in result.stderr and f"{one}: 1 point, 0 anomalous windows" in result.stderr
+
+
 def test_detect_writes_one_row_per_input_row(tmp_path: Path) -> None:
     src = _series_csv(tmp_path / "in.csv")
     out = tmp_path / "out.csv"

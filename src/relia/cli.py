@@ -264,7 +264,8 @@ def detect(
                     _write_csv(fh, s.ts, s.values, detail.score, flags)
             except OSError as exc:
                 raise DataError(f"cannot write: {exc.strerror}", where=str(target)) from None
-            err_console.print(f"wrote {target} ({len(s.ts)} rows)", markup=False)
+            rows = len(s.ts)
+            err_console.print(f"wrote {target} ({rows:,} row{'s' * (rows != 1)})", markup=False)
         else:
             if multi:
                 sys.stdout.write(f"# series: {s.title}\n")
@@ -486,8 +487,8 @@ def _summary(
 
     n_flagged = sum(w.end_index - w.start_index + 1 for w in windows)
     err_console.print(
-        f"{title}: {len(values)} point{'s' * (len(values) != 1)}, {len(windows)} anomalous "
-        f"window{'s' * (len(windows) != 1)} ({n_flagged} point{'s' * (n_flagged != 1)}) "
+        f"{title}: {len(values):,} point{'s' * (len(values) != 1)}, {len(windows):,} anomalous "
+        f"window{'s' * (len(windows) != 1)} ({n_flagged:,} point{'s' * (n_flagged != 1)}) "
         f"by {detector}",
         markup=False,
     )

@@ -220,6 +220,18 @@ def test_a_named_column_is_not_also_picked_for_the_other_role(tmp_path: Path) ->
     assert (g.time_col, g.value_col) == ("value", "y") and g.values.tolist() == [3.0, 4.0]
 
 
+def test_a_value_column_is_not_taken_for_the_time_by_elimination(tmp_path: Path) -> None:
+    # `--value-col timestamp` left only `value` for the time: read as epoch seconds, it failed
+    # later with "time goes back", far from the cause.
+    p = write(tmp_path, "a.csv", "timestamp,value\n1700000000,5\n1700000060,3\n")
+    with pytest.raises(
+        DataError, match=r"a\.csv: column 'value' is named like a value, not a time; name the time"
+    ):
+        read_series(p, value_col="timestamp")
+    with pytest.raises(DataError, match=r"column 'timestamp' is named like a time, not a value"):
+        read_series(p, time_col="value")
+
+
 def test_two_unnamed_columns_are_time_then_value(tmp_path: Path) -> None:
     p = write(tmp_path, "two.csv", "when,reading\n1700000000,3\n1700000060,4\n")
     f = read_series(p)

@@ -295,8 +295,24 @@ def _pick_columns(
         vcol = next((c for n in VALUE_NAMES if (c := _find(others, n)) is not None), None)
     if (tcol is None or vcol is None) and len(columns) == 2:
         # No common names, but a two-column file is unambiguous: time first, value second.
-        tcol = tcol or (columns[0] if vcol != columns[0] else columns[1])
-        vcol = vcol or next(c for c in columns if c != tcol)
+        # Unless what is left has the other role's name (`--value-col timestamp` leaves
+        # `value`): that is a mix-up, and reading it would fail later, far from the cause.
+        if tcol is None:
+            tcol = columns[0] if vcol != columns[0] else columns[1]
+            if any(_find([tcol], n) for n in VALUE_NAMES):
+                raise DataError(
+                    f"column {tcol!r} is named like a value, not a time; name the time column "
+                    "with --time-col (time_col= in Python)",
+                    where=where,
+                )
+        if vcol is None:
+            vcol = next(c for c in columns if c != tcol)
+            if any(_find([vcol], n) for n in TIME_NAMES):
+                raise DataError(
+                    f"column {vcol!r} is named like a time, not a value; name the value column "
+                    "with --value-col (value_col= in Python)",
+                    where=where,
+                )
     if tcol is None:
         raise DataError(
             f"no time column (looked for {', '.join(TIME_NAMES)}); columns are {existing}; "

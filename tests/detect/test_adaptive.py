@@ -629,6 +629,23 @@ def test_each_parameter_out_of_bounds_is_refused_naming_it(
     assert np.isfinite(scores).all() and ((scores >= 0.0) & (scores < 1.0)).all()
 
 
+@pytest.mark.parametrize("factor", [2.0**-40, 2.0**40])
+def test_scores_do_not_depend_on_the_unit_of_measure(factor: float) -> None:
+    # Seconds or nanoseconds, bytes or terabytes: the same series in another unit must score
+    # the same. A power of two rescales floats exactly, so the scores must be identical. The
+    # resolution had an absolute floor of 1e-9: noise of 1e-11 got a band of 300 SDs, and a
+    # 30 SD spike scored 0.01 where the same data in larger units scored 0.98.
+    n = 5_000
+    ts = _ts(n)
+    values = 1e-2 * _noise(n, seed=3)
+    values[4_000] += 0.3  # a 30 SD spike
+    base = create("default").score_detail(values, ts)
+    scaled = create("default").score_detail(values * factor, ts)
+    assert base.score[4_000] >= 0.5
+    np.testing.assert_array_equal(scaled.score, base.score)
+    np.testing.assert_array_equal(scaled.expected, base.expected * factor)
+
+
 def test_a_surprise_past_the_top_bin_is_not_rarer_than_what_the_top_bin_holds() -> None:
     # The top bin takes every surprise past its lower edge (11.5). A surprise one unit past it,
     # in a histogram whose mass is all in that bin, was taken as past everything seen: p fell

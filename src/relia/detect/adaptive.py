@@ -265,7 +265,13 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
             weekly = week[w]
         seas = daily + weekly
         f = st[_LEVEL] + seas
-        res = max(q[1], 1e-9)
+        # The smallest step seen; until a first step (a constant series so far), a billionth of
+        # the level, or 1e-9 at zero (where any unit is as good, and the first change is a new
+        # range anyway). It was at least 1e-9 in absolute terms, which made values of order
+        # 1e-9 deaf: noise of 1e-11 got a band of 300 SDs, where the same data in larger units
+        # (ns instead of s) was judged in its own SDs. Scores do not depend on the unit of
+        # measure.
+        res = q[1] if q[1] > 0.0 else (1e-9 * abs(st[_LEVEL]) if st[_LEVEL] != 0.0 else 1e-9)
         sc = scale_floor(st[_SCALE], f, rel_floor, res)
         if n >= min_samples:
             expected[i] = f

@@ -665,6 +665,21 @@ def test_a_surprise_past_the_top_bin_is_not_rarer_than_what_the_top_bin_holds() 
     assert p_mid == pytest.approx((75.0 + 100.0 + 1.0) / 201.0)
 
 
+@pytest.mark.parametrize(("idle", "level", "most"), [(300_000, 10.0, 60), (1_000_000, 0.0, 150)])
+def test_a_series_that_comes_alive_after_a_long_idle_stretch_learns_its_noise(
+    idle: int, level: float, most: int
+) -> None:
+    # Idle for a long time, then ordinary noise: its points are rare for the lifetime memory,
+    # and alarms are kept out of learning. They came between ordinary points, never 20 in a
+    # row, so none was learned: 243 alarms in the 20,000 points after 300,000 idle ones, 778
+    # after a million. Kept-out alarms are now counted over the recent memory, not in a row
+    # (33 and 95).
+    values = level + np.random.default_rng(2).normal(0.0, 1.0, idle + 20_000)
+    values[:idle] = level
+    score = create("default").score(values, _ts(idle + 20_000, step=60_000))
+    assert int(np.count_nonzero(score[idle:] >= 0.5)) <= most
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_a_long_series_of_noise_around_zero_does_not_alarm_more_with_age(seed: int) -> None:

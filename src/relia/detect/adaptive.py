@@ -33,8 +33,9 @@ Five small parts, one Numba loop, under 2 KB of state per series:
   its noise, heavy tails or integer steps: one threshold fits all series.
   Alarms (score 0.5 and up, rarer than 1 in 100,000) are kept out of the smoothed surprise and the
   histograms, as a thresholder keeps anomalies out of a model: one huge event must not blunt the
-  detector for the next few hundred points. Only ``persist`` alarms in a row are kept out, so a
-  lasting change in the noise is still learned.
+  detector for the next few hundred points. Only about ``persist`` alarms within the recent
+  memory are kept out (a count that decays with it), so a lasting change in the noise is still
+  learned, even when its alarms come between ordinary points.
 * **Run evidence.** Events that matter are often runs of points that are each only a little
   unusual: a burst of spikes inside the usual range, a change of regime, a slow fall. A CUSUM of
   each point's calibrated rarity adds what every point rarer than 1 in ``10**run_allowance``
@@ -345,13 +346,17 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
         # rather than shrinking every bin at every point.
         inc = _grow_weight(hist, runs, st, 0, _INC, _TOT, long)
         linc = _grow_weight(hist, runs, st, 2, _LINC, _LTOT, lifetime)
-        if s >= _ALARM and st[_KEPT] < persist:
+        # Alarms kept out lately: a count that decays with the recent memory (about its last
+        # 1 / long points), not a run, so alarms that keep coming between ordinary points are
+        # learned too.
+        kept = st[_KEPT] * (1.0 - long)
+        if s >= _ALARM and kept < persist:
             # An alarm is not learned as an ordinary surprise (neither in the smoothed surprise
             # nor in the histograms), unless alarms keep coming; it spends the run evidence.
-            st[_KEPT] += 1.0
+            st[_KEPT] = kept + 1.0
             st[_EVIDENCE] = 0.0
         else:
-            st[_KEPT] = 0.0
+            st[_KEPT] = kept
             st[_SA] = sa
             j_sa = min(int(sa / _HW), _HB - 1)
             j_u = min(int(u / _HW), _HB - 1)

@@ -299,20 +299,10 @@ def _pick_columns(
         # `value`): that is a mix-up, and reading it would fail later, far from the cause.
         if tcol is None:
             tcol = columns[0] if vcol != columns[0] else columns[1]
-            if any(_find([tcol], n) for n in VALUE_NAMES):
-                raise DataError(
-                    f"column {tcol!r} is named like a value, not a time; name the time column "
-                    "with --time-col (time_col= in Python)",
-                    where=where,
-                )
+            _refuse_the_other_role(tcol, "time", "value", VALUE_NAMES, where)
         if vcol is None:
             vcol = next(c for c in columns if c != tcol)
-            if any(_find([vcol], n) for n in TIME_NAMES):
-                raise DataError(
-                    f"column {vcol!r} is named like a time, not a value; name the value column "
-                    "with --value-col (value_col= in Python)",
-                    where=where,
-                )
+            _refuse_the_other_role(vcol, "value", "time", TIME_NAMES, where)
     if tcol is None:
         raise DataError(
             f"no time column (looked for {', '.join(TIME_NAMES)}); columns are {existing}; "
@@ -340,6 +330,18 @@ def _pick_columns(
                 where=where,
             )
     return tcol, vcol
+
+
+def _refuse_the_other_role(
+    column: str, role: str, other: str, other_names: tuple[str, ...], where: str
+) -> None:
+    """Refuse ``column``, left over for ``role``, when it is named like the ``other`` role."""
+    if any(_find([column], name) for name in other_names):
+        raise DataError(
+            f"column {column!r} is named like a {other}, not a {role}; name the {role} column "
+            f"with --{role}-col ({role}_col= in Python)",
+            where=where,
+        )
 
 
 def _first_bad(mask: npt.NDArray[np.bool_]) -> int:

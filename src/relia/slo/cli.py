@@ -69,7 +69,7 @@ def validate(
     for row in rows:
         cells = [v.ljust(w) for v, w in zip(row, widths, strict=False)] + [row[4]]
         typer.echo("  ".join(cells))
-    if not loaded:  # a file with no SLO at all is an error: these held only AlertWindows
+    if not loaded:  # the files held only AlertWindows (a file of nothing at all is refused)
         typer.echo("no SLOs, only Sloth AlertWindows: OK")
         return
     typer.echo(f"{len(loaded)} SLO{'s' if len(loaded) != 1 else ''} OK")

@@ -665,6 +665,19 @@ def test_a_surprise_past_the_top_bin_is_not_rarer_than_what_the_top_bin_holds() 
     assert p_mid == pytest.approx((75.0 + 100.0 + 1.0) / 201.0)
 
 
+def test_a_spike_after_a_much_larger_one_is_measured_in_the_same_unit() -> None:
+    # Around zero the surprise's unit is set by the range seen: one spike of 1,000 SDs widens
+    # it 100 times, and every later surprise shrinks by ln(100). The histograms still held the
+    # old, larger surprises, so a 100 SD spike 100,000 points later looked ordinary (0.22-0.38).
+    # They now move down with the unit.
+    n = 150_000
+    values = np.random.default_rng(1).normal(0.0, 1.0, n)
+    values[20_000] += 1000.0
+    values[120_000] += 100.0
+    score = create("default").score(values, _ts(n, step=60_000))
+    assert score[20_000] >= 0.9 and score[120_000] >= 0.5, (score[20_000], score[120_000])
+
+
 @pytest.mark.parametrize(("idle", "level", "most"), [(300_000, 10.0, 60), (1_000_000, 0.0, 150)])
 def test_a_series_that_comes_alive_after_a_long_idle_stretch_learns_its_noise(
     idle: int, level: float, most: int

@@ -421,8 +421,23 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
             week[w] += week_gamma * min(max(x - level - daily - week[w], -clip * sc), clip * sc)
         # The scale (for the band and the level's step) is a winsorized mean absolute residual.
         st[_SCALE] += beta * (min(abs(r), 4.0 * sc) - st[_SCALE])
+        span_before = st[_VMAX] - st[_VMIN]
         st[_VMIN] = min(st[_VMIN], x)
         st[_VMAX] = max(st[_VMAX], x)
+        # Where the range sets the surprise's unit, a wider range makes every later surprise
+        # smaller: the histograms move down with it, so what they hold stays in the unit that
+        # new surprises are measured in (a spike of 10 SDs after one of 1,000 is again rare).
+        other = max(rel_floor * abs(f), res)
+        before = max(_UNIT_OF_SPAN * span_before, other)
+        after = max(_UNIT_OF_SPAN * (st[_VMAX] - st[_VMIN]), other)
+        shift = int(math.log(after / before) / _HW) if after > before else 0
+        if shift > 0:
+            for row in range(4):
+                for j in range(1, _HB):
+                    to = max(j - shift, 0)
+                    hist[row, to] += hist[row, j]
+                    hist[row, j] = 0.0
+            st[_SA] = max(st[_SA] - shift * _HW, 0.0)
         st[_N] = n + 1.0
 
 

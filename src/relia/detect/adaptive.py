@@ -289,7 +289,8 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
             continue
         r = x - f
         # Raw surprise in units of the data's resolution; the histogram does the scaling.
-        unit = max(rel_floor * abs(f), res, _UNIT_OF_SPAN * (st[_VMAX] - st[_VMIN]))
+        floor = max(rel_floor * abs(f), res)
+        unit = max(floor, _UNIT_OF_SPAN * (st[_VMAX] - st[_VMIN]))
         u = math.log1p(abs(r) / unit)
         sa = st[_SA] + short * (u - st[_SA])
         outside = abs(r) > band_z * sc
@@ -421,16 +422,15 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
             week[w] += week_gamma * min(max(x - level - daily - week[w], -clip * sc), clip * sc)
         # The scale (for the band and the level's step) is a winsorized mean absolute residual.
         st[_SCALE] += beta * (min(abs(r), 4.0 * sc) - st[_SCALE])
-        span_before = st[_VMAX] - st[_VMIN]
         st[_VMIN] = min(st[_VMIN], x)
         st[_VMAX] = max(st[_VMAX], x)
         # Where the range sets the surprise's unit, a wider range makes every later surprise
         # smaller: the histograms move down with it, so what they hold stays in the unit that
         # new surprises are measured in (a spike of 10 SDs after one of 1,000 is again rare).
-        other = max(rel_floor * abs(f), res)
-        before = max(_UNIT_OF_SPAN * span_before, other)
-        after = max(_UNIT_OF_SPAN * (st[_VMAX] - st[_VMIN]), other)
-        shift = int(math.log(after / before) / _HW) if after > before else 0
+        # Only a widening of a bin or more at once moves them: following many small ones would
+        # need the unit of the last move in the state.
+        after = max(floor, _UNIT_OF_SPAN * (st[_VMAX] - st[_VMIN]))
+        shift = int(math.log(after / unit) / _HW) if after > unit else 0
         if shift > 0:
             for row in range(4):
                 for j in range(1, _HB):

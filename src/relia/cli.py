@@ -264,8 +264,7 @@ def detect(
                     _write_csv(fh, s.ts, s.values, detail.score, flags)
             except OSError as exc:
                 raise DataError(f"cannot write: {exc.strerror}", where=str(target)) from None
-            rows = len(s.ts)
-            err_console.print(f"wrote {target} ({rows:,} row{'s' * (rows != 1)})", markup=False)
+            err_console.print(f"wrote {target} ({_count(len(s.ts), 'row')})", markup=False)
         else:
             if multi:
                 sys.stdout.write(f"# series: {s.title}\n")
@@ -487,9 +486,8 @@ def _summary(
 
     n_flagged = sum(w.end_index - w.start_index + 1 for w in windows)
     err_console.print(
-        f"{title}: {len(values):,} point{'s' * (len(values) != 1)}, {len(windows):,} anomalous "
-        f"window{'s' * (len(windows) != 1)} ({n_flagged:,} point{'s' * (n_flagged != 1)}) "
-        f"by {detector}",
+        f"{title}: {_count(len(values), 'point')}, {_count(len(windows), 'anomalous window')} "
+        f"({_count(n_flagged, 'point')}) by {detector}",
         markup=False,
     )
     if not windows:
@@ -527,7 +525,8 @@ def detectors() -> None:
 
 
 def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+    """``1 point``, ``12,000 points``."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 @config_app.command("check")

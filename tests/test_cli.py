@@ -555,7 +555,83 @@ def test_detect_prometheus_series_are_numbered_files(
     args = ["detect", "--prometheus", "http://127.0.0.1:9", "--query", "up", "-d", "mad"]
     result = runner.invoke(app, [*args, "-o", str(tmp_path / "p.csv")])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.csv", "p_2.csv", "p_3.csv"]
+    names = ["p.csv", "p_2.csv", "p_3.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [*names, "p_index.csv"]
+    # Which file holds which series: in the index, and in what the command says it wrote.
+    index = pl.read_csv(tmp_path / "p_index.csv")
+    series = [f'up{{job="{k}"}}' for k in range(3)]
+    assert index.to_dict(as_series=False) == {"file": names, "series": series}
+    wrote = [line for line in result.stderr.splitlines() if line.startswith("wrote")]
+    assert wrote[:3] == [
+        f"wrote {tmp_path / name} (300 rows): {title}"
+        for name, title in zip(names, series, strict=True)
+    ]
+    assert wrote[3] == f"wrote {tmp_path / 'p_index.csv'} (which file holds which series)"
+
+
+def test_detect_prometheus_series_into_a_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import relia.cli as cli
+
+    monkeypatch.setattr(cli, "_from_prometheus", lambda *a: _fetched(2))
+    args = ["detect", "--prometheus", "http://127.0.0.1:9", "--query", "up", "-d", "mad"]
+    result = runner.invoke(app, [*args, "-o", f"{tmp_path / 'new'}/"])
+    assert result.exit_code == 0, result.output
+    made = sorted(p.name for p in (tmp_path / "new").iterdir())
+    assert made == ["series.csv", "series_2.csv", "series_index.csv"]
+
+
+def test_detect_one_series_writes_no_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import relia.cli as cli
+
+    monkeypatch.setattr(cli, "_from_prometheus", lambda *a: _fetched(1))
+    args = ["detect", "--prometheus", "http://127.0.0.1:9", "--query", "up", "-d", "mad"]
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "p.csv")])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["p.csv"]
+    assert f"wrote {tmp_path / 'p.csv'} (300 rows)" in result.stderr.splitlines()
+
+
+@pytest.mark.parametrize("how", ["existing", "trailing slash", "nested trailing slash"])
+def test_detect_out_directory_gets_the_inputs_name(tmp_path: Path, how: str) -> None:
+    src = _series_csv(tmp_path / "in.csv")
+    folder = tmp_path / "scored" if how != "nested trailing slash" else tmp_path / "a" / "b"
+    if how == "existing":
+        folder.mkdir()
+    arg = str(folder) if how == "existing" else f"{folder}/"
+    result = runner.invoke(app, ["detect", str(src), "-d", "mad", "-o", arg])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in folder.iterdir()] == ["in.csv"]
+    scored = pl.read_csv(folder / "in.csv")
+    assert scored.columns == ["timestamp", "value", "anomaly_score", "is_anomaly"]
+    assert scored.height == 400
+
+
+def test_detect_out_directory_it_made_is_taken_away_when_the_input_fails(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp,value\n")
+    result = runner.invoke(app, ["detect", str(bad), "-o", f"{tmp_path / 'x' / 'y'}/"])
+    assert result.exit_code == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]
+
+
+def test_detect_out_directory_holding_the_input_is_refused(tmp_path: Path) -> None:
+    src = _series_csv(tmp_path / "in.csv")
+    result = runner.invoke(app, ["detect", str(src), "-o", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"relia: error: --out: {tmp_path / 'in.csv'} is the input; write elsewhere"
+    ]
+
+
+def test_detect_out_must_not_be_empty(tmp_path: Path) -> None:
+    src = _series_csv(tmp_path / "in.csv")
+    result = runner.invoke(app, ["detect", str(src), "-o", ""])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "relia: error: --out: must name a file or a directory, got an empty string"
+    ]
 
 
 def test_detect_prometheus_series_on_stdout_are_separated_by_one_blank_line(
@@ -842,7 +918,13 @@ def test_detect_prometheus_series_get_numbered_plots(
     args = ["detect", "--prometheus", "http://127.0.0.1:9", "--query", "up", "-d", "mad"]
     result = runner.invoke(app, [*args, "-o", str(tmp_path / "o.csv"), "--plot", str(plot)])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.csv", "o_2.csv", "p.html", "p_2.html"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "o.csv",
+        "o_2.csv",
+        "o_index.csv",
+        "p.html",
+        "p_2.html",
+    ]
     assert (
         'up{job="a"}' in plot.read_text() and 'up{job="b"}' in (tmp_path / "p_2.html").read_text()
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -123,8 +124,14 @@ def detect(
     detector: Annotated[
         str, typer.Option("--detector", "-d", help="registered detector")
     ] = "default",
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="write the scored CSV here (else stdout)")
+    out_arg: Annotated[
+        str | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="write the scored CSV here (else stdout); a directory (existing, or written "
+            "with a trailing /) gets INPUT's stem .csv",
+        ),
     ] = None,
     plot: Annotated[
         Path | None,
@@ -179,15 +186,15 @@ def detect(
     """Score a series for anomalies: CSV of timestamp,value,anomaly_score,is_anomaly.
 
     Reads INPUT (CSV or Parquet), or a PromQL query from Prometheus (one output per returned
-    series; with --out, series after the first go to OUT_2.csv, OUT_3.csv, ...).
+    series; with --out, series after the first go to OUT_2.csv, OUT_3.csv, ..., and
+    OUT_index.csv says which file holds which series).
 
     INPUT may be a folder: every *.csv and *.parquet in it is one series; --out is then a
     directory that gets one scored CSV per input (same stem), or without --out a summary CSV
     (one row per series) goes to stdout; a summary table goes to stderr. With --executor ray the
     series are spread over Ray workers, each reading and scoring its own files.
     """
-    from relia.detect import Thresholder, create
-    from relia.detect.base import Detail
+    from relia.detect import create
 
     if not 0 < threshold <= 1:
         raise DataError(f"must be in (0, 1], got {threshold}", where="--threshold")
@@ -205,12 +212,74 @@ def detect(
         raise DataError("needs --executor ray", where=flag)
     if workers is not None and workers < 1:
         raise DataError(f"must be at least 1, got {workers}", where="--workers")
+    if out_arg is not None and not out_arg.strip():
+        raise DataError("must name a file or a directory, got an empty string", where="--out")
+    out = Path(out_arg) if out_arg is not None else None
     if input is not None and input.is_dir():
         _detect_folder(
             input, out, plot, detector, threshold, counter, time_col, value_col,
             executor, workers, ray_address,
         )  # fmt: skip
         return
+    created: list[Path] = []
+    if (
+        out is not None
+        and out_arg is not None
+        and (out.is_dir() or out_arg.endswith(("/", os.sep)))
+    ):
+        # A directory: the scored file is named after the input, as in folder mode.
+        if not out.exists():
+            created = _make_dirs(out)
+        out = out / (f"{input.stem}.csv" if input is not None else "series.csv")
+    try:
+        _detect_series(
+            input, out, plot, detector, threshold, counter, time_col, value_col,
+            prometheus, query, start, end, step, executor, workers, ray_address,
+        )  # fmt: skip
+    except BaseException:
+        _remove_dirs(created)
+        raise
+
+
+def _make_dirs(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; the ones made, deepest first."""
+    created = [d for d in (folder, *folder.parents) if not d.exists()]
+    try:
+        folder.mkdir(parents=True)
+    except OSError as exc:
+        raise DataError(f"cannot create: {exc.strerror}", where=str(folder)) from None
+    return created
+
+
+def _remove_dirs(created: list[Path]) -> None:
+    """Take away folders a failed run made (it wrote nothing into them)."""
+    with contextlib.suppress(OSError):
+        for made in created:
+            made.rmdir()
+
+
+def _detect_series(
+    input: Path | None,
+    out: Path | None,
+    plot: Path | None,
+    detector: str,
+    threshold: float,
+    counter: bool,
+    time_col: str | None,
+    value_col: str | None,
+    prometheus: str | None,
+    query: str | None,
+    start: str,
+    end: str,
+    step: str,
+    executor: str,
+    workers: int | None,
+    ray_address: str | None,
+) -> None:
+    """``relia detect FILE`` or ``relia detect --prometheus``: score each series, write it."""
+    from relia.detect import Thresholder, create
+    from relia.detect.base import Detail
+
     # Checked before any series is read: a failed write must not cut a run short half-way.
     if out is not None:
         if input is not None and same_file(out, input):
@@ -244,6 +313,7 @@ def detect(
         series = [_Scored(r.name, r.scored.ts, r.scored.values) for r in remote]
     elif counter:
         series = [_as_rate(s) for s in series]
+    written: list[tuple[Path, str]] = []
     for i, s in enumerate(series):
         if remote is not None:
             # Scored by a worker with the same detector, counter handling and threshold.
@@ -264,7 +334,9 @@ def detect(
                     _write_csv(fh, s.ts, s.values, detail.score, flags)
             except OSError as exc:
                 raise DataError(f"cannot write: {exc.strerror}", where=str(target)) from None
-            err_console.print(f"wrote {target} ({_count(len(s.ts), 'row')})", markup=False)
+            shown = f"wrote {target} ({_count(len(s.ts), 'row')})"
+            err_console.print(f"{shown}: {s.title}" if multi else shown, markup=False)
+            written.append((target, s.title))
         else:
             if multi:
                 sys.stdout.write(f"# series: {s.title}\n")
@@ -284,6 +356,21 @@ def detect(
                 title=f"{s.title} — {detector}", windows=windows, components=components,
             )  # fmt: skip
             err_console.print(f"wrote {target_plot}", markup=False)
+    if out is not None and multi:
+        _write_index(out, written)
+
+
+def _write_index(out: Path, written: list[tuple[Path, str]]) -> None:
+    """OUT_index.csv: which numbered file holds which series (file names relative to it)."""
+    import polars as pl
+
+    index = out.with_name(f"{out.stem}_index.csv")
+    frame = pl.DataFrame({"file": [p.name for p, _ in written], "series": [t for _, t in written]})
+    try:
+        frame.write_csv(index)
+    except OSError as exc:
+        raise DataError(f"cannot write: {exc.strerror}", where=str(index)) from None
+    err_console.print(f"wrote {index} (which file holds which series)", markup=False)
 
 
 def _as_rate(s: _Scored) -> _Scored:
@@ -364,11 +451,7 @@ def _detect_folder(
                 )
         if not out.exists():
             # The folders this run makes, deepest first: taken away again if it fails.
-            created = [d for d in (out, *out.parents) if not d.exists()]
-            try:
-                out.mkdir(parents=True)
-            except OSError as exc:
-                raise DataError(f"cannot create: {exc.strerror}", where=str(out)) from None
+            created = _make_dirs(out)
     inputs: list[SeriesInput] = [SeriesFile(f, time_col, value_col) for f in files]
     t0 = time.perf_counter()
     try:
@@ -379,10 +462,7 @@ def _detect_folder(
                 address=address, out_dir=out, progress=progress,
             )  # fmt: skip
     except BaseException:
-        # Leave nothing behind: the run wrote no file into them.
-        with contextlib.suppress(OSError):
-            for made in created:
-                made.rmdir()
+        _remove_dirs(created)
         raise
     elapsed = time.perf_counter() - t0
     if out is None:

@@ -80,6 +80,11 @@ def check_url(url: str, option: str) -> None:
         raise ConfigError(f"not a valid URL: no host in {url!r}", where=option)
 
 
+def count_of(n: int, noun: str) -> str:
+    """``1 point``, ``12,000 points``: a count for a message, with its noun's plural."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def check_output_place(path: Path, what: str) -> None:
     """Refuse before any work an output that is a folder, or whose folder is missing, with the
     message the write would give (``what``: e.g. ``cannot write plot``)."""

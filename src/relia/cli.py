@@ -24,6 +24,7 @@ from rich.table import Table
 from relia._cliutil import (
     check_output_place,
     check_url,
+    count_of,
     err_console,
     same_file,
     unwrap_help,
@@ -334,7 +335,7 @@ def _detect_series(
                     _write_csv(fh, s.ts, s.values, detail.score, flags)
             except OSError as exc:
                 raise DataError(f"cannot write: {exc.strerror}", where=str(target)) from None
-            shown = f"wrote {target} ({_count(len(s.ts), 'row')})"
+            shown = f"wrote {target} ({count_of(len(s.ts), 'row')})"
             err_console.print(f"{shown}: {s.title}" if multi else shown, markup=False)
             written.append((target, s.title))
         else:
@@ -566,8 +567,8 @@ def _summary(
 
     n_flagged = sum(w.end_index - w.start_index + 1 for w in windows)
     err_console.print(
-        f"{title}: {_count(len(values), 'point')}, {_count(len(windows), 'anomalous window')} "
-        f"({_count(n_flagged, 'point')}) by {detector}",
+        f"{title}: {count_of(len(values), 'point')}, {count_of(len(windows), 'anomalous window')} "
+        f"({count_of(n_flagged, 'point')}) by {detector}",
         markup=False,
     )
     if not windows:
@@ -604,11 +605,6 @@ def detectors() -> None:
         typer.echo(f"{name.ljust(width)}  {describe(name).summary}")
 
 
-def _count(n: int, noun: str) -> str:
-    """``1 point``, ``12,000 points``."""
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
-
-
 @config_app.command("check")
 @_user_errors
 def config_check(
@@ -626,8 +622,8 @@ def config_check(
         slos = load_alerting_slos(cfg.slos.files, sloth_windows=cfg.slos.sloth_windows)
     counted = f"{len(slos)} SLO{'' if len(slos) == 1 else 's'}, " if slos else ""
     typer.echo(
-        f"{file}: ok ({_count(len(cfg.scrape), 'scrape target')}, "
-        f"{_count(len(cfg.prometheus), 'Prometheus source')}, "
+        f"{file}: ok ({count_of(len(cfg.scrape), 'scrape target')}, "
+        f"{count_of(len(cfg.prometheus), 'Prometheus source')}, "
         f"{counted}host metrics {'on' if cfg.host.enabled else 'off'}, "
         f"detector {cfg.detector.name})"
     )

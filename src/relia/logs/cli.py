@@ -30,7 +30,7 @@ import polars as pl
 import typer
 from numpy.typing import NDArray
 
-from relia._cliutil import check_output_place, err_console, same_file, user_errors
+from relia._cliutil import check_output_place, count_of, err_console, same_file, user_errors
 from relia.errors import DataError
 from relia.logs.header import HeaderFormat
 from relia.logs.miner import WILDCARD, TemplateMiner
@@ -561,9 +561,8 @@ def _summary(run: TemplateRun, seconds: float) -> list[str]:
         total.add(f.counts)
     rate = run.lines / seconds if seconds > 0 else 0.0
     lines.append(
-        f"{run.lines:,} line{'s' * (run.lines != 1)} from {len(run.files)} "
-        f"input{'s' * (len(run.files) != 1)} → {len(run.counts):,} "
-        f"template{'s' * (len(run.counts) != 1)} in {seconds:.2f} s ({rate:,.0f} lines/s)"
+        f"{count_of(run.lines, 'line')} from {count_of(len(run.files), 'input')} → "
+        f"{count_of(len(run.counts), 'template')} in {seconds:.2f} s ({rate:,.0f} lines/s)"
     )
     skipped = []
     if total.blank:
@@ -575,8 +574,9 @@ def _summary(run: TemplateRun, seconds: float) -> list[str]:
     if skipped:
         lines.append("skipped lines: " + ", ".join(skipped))
     if total.invalid_utf8:
-        n = "1 line" if total.invalid_utf8 == 1 else f"{total.invalid_utf8:,} lines"
-        lines.append(f"{n} with invalid UTF-8 kept (bad bytes as U+FFFD)")
+        lines.append(
+            f"{count_of(total.invalid_utf8, 'line')} with invalid UTF-8 kept (bad bytes as U+FFFD)"
+        )
     for f in run.files:
         if f.counts.lines + f.counts.skipped == 0:
             lines.append(f"{f.name}: empty")
@@ -588,8 +588,9 @@ def _summary(run: TemplateRun, seconds: float) -> list[str]:
                 else f"{f.not_json:,} lines that are not JSON objects"
             )
         if f.no_message:
-            n = "1 line" if f.no_message == 1 else f"{f.no_message:,} lines"
-            kinds.append(f"{n} without a {'/'.join(MESSAGE_FIELDS)} field")
+            kinds.append(
+                f"{count_of(f.no_message, 'line')} without a {'/'.join(MESSAGE_FIELDS)} field"
+            )
         if kinds:
             lines.append(
                 f"{f.name}: skipped {' and '.join(kinds)} (first at {f.name}:{f.first_bad_line})"

@@ -698,7 +698,7 @@ def test_slos_section(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path, environ={})
     assert str(info.value).splitlines() == [
-        f"{path}:4: prometheus.0.url: must start with http:// or https://"
+        f"{path}:4: prometheus.0.url: must start with http:// or https://, not ftp://"
     ]
 
 

@@ -18,6 +18,7 @@ from typing import ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
+from relia._urls import http_url_problem
 from relia.errors import ConfigError, DataError, ReliaError
 
 __all__ = [
@@ -60,24 +61,10 @@ def same_file(a: Path, b: Path) -> bool:
 
 
 def check_url(url: str, option: str) -> None:
-    """Refuse, naming ``option``, a URL no request can be sent to (not http or https, no host, a
-    bad port, an unclosed bracket)."""
-    from urllib.parse import urlsplit
-
-    import httpx
-
-    if not url.startswith(("http://", "https://")):
-        scheme, sep, _ = url.partition("://")
-        hint = f", not {scheme}://" if sep else f" (http://{url}?)"
-        raise ConfigError(f"must start with http:// or https://{hint}", where=option)
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port out of range
-        httpx.URL(url)
-    except (ValueError, httpx.InvalidURL) as exc:
-        raise ConfigError(f"not a valid URL: {exc}", where=option) from None
-    if not parts.hostname or any(c.isspace() for c in parts.hostname):
-        raise ConfigError(f"not a valid URL: no host in {url!r}", where=option)
+    """Refuse, naming ``option``, a URL no request can be sent to (``http_url_problem``)."""
+    problem = http_url_problem(url)
+    if problem is not None:
+        raise ConfigError(problem, where=option)
 
 
 def count_of(n: int, noun: str) -> str:

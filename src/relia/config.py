@@ -14,7 +14,6 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -30,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from relia._urls import http_url_problem
 from relia._yamlkeys import repeated_keys
 from relia.errors import ConfigError
 
@@ -111,16 +111,9 @@ def human_duration(seconds: float) -> str:
 
 
 def _http_url(url: str) -> str:
-    if not url.startswith(("http://", "https://")):
-        raise ValueError("must start with http:// or https://")
-    # Refused here, not on the first request: an unclosed [, a port past 65535, no host.
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port out of range
-    except ValueError as exc:
-        raise ValueError(f"not a valid URL: {exc}") from None
-    if not parts.hostname or any(c.isspace() for c in parts.hostname):
-        raise ValueError("not a valid URL: no host")
+    problem = http_url_problem(url)
+    if problem is not None:
+        raise ValueError(problem)
     return url
 
 

@@ -519,6 +519,125 @@ def test_detect_on_ray_writes_what_local_writes(
     for a, b in (("p.csv", "q.csv"), ("p_2.csv", "q_2.csv")):
         assert (tmp_path / a).read_text() == (tmp_path / b).read_text()
     assert remote.stderr.replace("q", "p") == local.stderr.replace("q", "p")
+    # Several columns of one file: read here, scored there, the same outputs.
+    wide = _wide_csv(tmp_path / "wide.csv")
+    local = runner.invoke(app, ["detect", str(wide), "--all-columns", "-o", f"{tmp_path / 'l'}/"])
+    args = ["detect", str(wide), "--all-columns", "-o", f"{tmp_path / 'r'}/", *ray]
+    remote = runner.invoke(app, args)
+    assert remote.exit_code == 0, remote.output
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [
+        "wide.csv",
+        "wide_2.csv",
+        "wide_index.csv",
+    ]
+    for f in (tmp_path / "l").iterdir():
+        assert (tmp_path / "r" / f.name).read_text() == f.read_text()
+
+
+def _wide_csv(path: Path, n: int = 400) -> Path:
+    """A wide file, as Grafana exports a panel: a time column, two series, a text column."""
+    rng = np.random.default_rng(3)
+    cpu = 50 + rng.normal(0, 2, n)
+    cpu[300] = 90.0
+    pl.DataFrame(
+        {
+            "Time": 1_700_000_000 + 60 * np.arange(n),
+            "cpu": cpu,
+            "host": ["db-1"] * n,
+            "mem": 70 + rng.normal(0, 1, n),
+        }
+    ).write_csv(path)
+    return path
+
+
+def test_detect_all_columns_scores_each_column_of_numbers(tmp_path: Path) -> None:
+    wide = _wide_csv(tmp_path / "wide.csv")
+    result = runner.invoke(
+        app, ["detect", str(wide), "--all-columns", "-o", str(tmp_path / "s.csv")]
+    )
+    assert result.exit_code == 0, result.output
+    index = pl.read_csv(tmp_path / "s_index.csv")
+    assert index.to_dict(as_series=False) == {
+        "file": ["s.csv", "s_2.csv"],
+        "series": [f"{wide} [cpu]", f"{wide} [mem]"],
+    }
+    cpu = pl.read_csv(tmp_path / "s.csv")
+    assert cpu.height == 400 and cpu["is_anomaly"][300] == 1
+    assert cpu["value"].to_list() == pl.read_csv(wide)["cpu"].to_list()
+    # Each series' scores are what scoring that column alone gives.
+    alone = runner.invoke(app, ["detect", str(wide), "--value-col", "mem"])
+    assert pl.read_csv(tmp_path / "s_2.csv").equals(pl.read_csv(io.StringIO(alone.stdout)))
+
+
+def test_detect_repeated_value_col_scores_those_columns_in_that_order(tmp_path: Path) -> None:
+    wide = _wide_csv(tmp_path / "wide.csv")
+    result = runner.invoke(app, ["detect", str(wide), "--value-col", "mem", "--value-col", "CPU"])
+    assert result.exit_code == 0, result.output
+    blocks = result.stdout.split("\n\n")
+    assert [b.splitlines()[0] for b in blocks] == [
+        f"# series: {wide} [mem]",
+        f"# series: {wide} [cpu]",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--value-col", "disk", "--value-col", "mem"],
+            "no value column 'disk'; columns are 'Time', 'cpu', 'host', 'mem'",
+        ),
+        (["--value-col", "mem", "--value-col", "mem"], "value column 'mem' is named twice"),
+        (
+            ["--value-col", "host", "--value-col", "mem"],
+            "non-numeric value 'db-1' in column 'host'",
+        ),
+    ],
+)
+def test_detect_several_columns_refuses_a_bad_one_by_name(
+    tmp_path: Path, extra: list[str], message: str
+) -> None:
+    wide = _wide_csv(tmp_path / "wide.csv")
+    result = runner.invoke(app, ["detect", str(wide), *extra, "-o", str(tmp_path / "o.csv")])
+    assert result.exit_code == 2
+    assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.csv"]  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["IN", "--all-columns", "--value-col", "cpu"],
+            "--all-columns: takes every column; not with --value-col",
+        ),
+        (["DIR", "--all-columns"], "--all-columns: scores one column per file of a folder INPUT"),
+        (
+            ["DIR", "--value-col", "a", "--value-col", "b"],
+            "--value-col: scores one column per file of a folder INPUT",
+        ),
+        (
+            ["--prometheus", "http://127.0.0.1:9", "--query", "up", "--all-columns"],
+            "--all-columns: names a column of INPUT; not with --prometheus",
+        ),
+        (
+            ["--prometheus", "http://127.0.0.1:9", "--query", "up", "--value-col", "v"],
+            "--value-col: names a column of INPUT; not with --prometheus",
+        ),
+        (
+            ["--prometheus", "http://127.0.0.1:9", "--query", "up", "--time-col", "t"],
+            "--time-col: names a column of INPUT; not with --prometheus",
+        ),
+    ],
+)
+def test_detect_column_options_that_do_not_fit_the_input_are_refused(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    wide = _wide_csv(tmp_path / "wide.csv")
+    args = [str(wide) if a == "IN" else str(tmp_path) if a == "DIR" else a for a in args]
+    result = runner.invoke(app, ["detect", *args])
+    assert result.exit_code == 2
+    assert result.stderr == f"relia: error: {message}\n"
 
 
 def test_detect_threshold_1_flags_only_score_1(tmp_path: Path) -> None:

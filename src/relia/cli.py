@@ -145,9 +145,22 @@ def detect(
     time_col: Annotated[
         str | None, typer.Option("--time-col", help="name of the time column")
     ] = None,
-    value_col: Annotated[
-        str | None, typer.Option("--value-col", help="name of the value column")
+    value_cols: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--value-col",
+            help="name of the value column; repeat it to score several columns of one file "
+            "(one output each)",
+        ),
     ] = None,
+    all_columns: Annotated[
+        bool,
+        typer.Option(
+            "--all-columns",
+            help="score every column of numbers in INPUT but the time column (a wide file, as "
+            "Grafana exports a panel: time,cpu,mem,...), one output each",
+        ),
+    ] = False,
     threshold: Annotated[
         float, typer.Option("--threshold", help="score at or above which a point is anomalous")
     ] = 0.5,
@@ -188,7 +201,8 @@ def detect(
 
     Reads INPUT (CSV or Parquet), or a PromQL query from Prometheus (one output per returned
     series; with --out, series after the first go to OUT_2.csv, OUT_3.csv, ..., and
-    OUT_index.csv says which file holds which series).
+    OUT_index.csv says which file holds which series). The same for several columns of one
+    file (--value-col repeated, or --all-columns).
 
     INPUT may be a folder: every *.csv and *.parquet in it is one series; --out is then a
     directory that gets one scored CSV per input (same stem), or without --out a summary CSV
@@ -213,10 +227,25 @@ def detect(
         raise DataError("needs --executor ray", where=flag)
     if workers is not None and workers < 1:
         raise DataError(f"must be at least 1, got {workers}", where="--workers")
+    if prometheus is not None:
+        for flag, given in (
+            ("--time-col", time_col is not None),
+            ("--value-col", bool(value_cols)),
+            ("--all-columns", all_columns),
+        ):
+            if given:
+                raise DataError("names a column of INPUT; not with --prometheus", where=flag)
+    if all_columns and value_cols:
+        raise DataError("takes every column; not with --value-col", where="--all-columns")
+    value_col = value_cols[0] if value_cols and len(value_cols) == 1 else None
+    several = all_columns or (value_cols is not None and len(value_cols) > 1)
     if out_arg is not None and not out_arg.strip():
         raise DataError("must name a file or a directory, got an empty string", where="--out")
     out = Path(out_arg) if out_arg is not None else None
     if input is not None and input.is_dir():
+        if several:
+            flag = "--all-columns" if all_columns else "--value-col"
+            raise DataError("scores one column per file of a folder INPUT", where=flag)
         _detect_folder(
             input, out, plot, detector, threshold, counter, time_col, value_col,
             executor, workers, ray_address,
@@ -235,7 +264,8 @@ def detect(
     try:
         _detect_series(
             input, out, plot, detector, threshold, counter, time_col, value_col,
-            prometheus, query, start, end, step, executor, workers, ray_address,
+            value_cols if several else None, several, prometheus, query, start, end, step,
+            executor, workers, ray_address,
         )  # fmt: skip
     except BaseException:
         _remove_dirs(created)
@@ -268,6 +298,8 @@ def _detect_series(
     counter: bool,
     time_col: str | None,
     value_col: str | None,
+    value_cols: list[str] | None,
+    several: bool,
     prometheus: str | None,
     query: str | None,
     start: str,
@@ -289,7 +321,13 @@ def _detect_series(
     if plot is not None:
         check_output_place(plot, "cannot write plot")
     series: list[_Scored]
-    if input is not None:
+    if input is not None and several:
+        from relia.sources.files import read_columns
+
+        frames = read_columns(input, time_col=time_col, value_cols=value_cols)
+        _warn(frames[0].notes)
+        series = [_Scored(f"{input} [{f.value_col}]", f.ts, f.values) for f in frames]
+    elif input is not None:
         if executor == "ray":
             # The worker reads the file; the driver only gets the scored arrays back.
             series = [_Scored(str(input), np.empty(0, np.int64), np.empty(0))]
@@ -308,7 +346,15 @@ def _detect_series(
     remote: list[Any] | None = None
     if executor == "ray":
         remote = _score_on_ray(
-            input, series, detector, threshold, counter, time_col, value_col, workers, ray_address
+            None if several else input,
+            series,
+            detector,
+            threshold,
+            counter,
+            time_col,
+            value_col,
+            workers,
+            ray_address,
         )
         _warn([note for r in remote for note in r.notes])
         series = [_Scored(r.name, r.scored.ts, r.scored.values) for r in remote]

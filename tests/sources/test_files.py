@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from relia.errors import DataError
 from relia.signals import SeriesIndex
 from relia.sources.base import MetricSource
-from relia.sources.files import FileSource, read_series
+from relia.sources.files import FileSource, read_columns, read_series
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 T1990 = 631_152_000_000  # 1990-01-01T00:00:00Z
@@ -711,3 +711,67 @@ def test_every_nab_file_is_read_as_it_is_scored_by_the_benchmark() -> None:
         "row 10150 (line 10151): time goes back: 2014-01-07T02:00:00Z"
         in noted["machine_temperature_system_failure.csv"][0]
     )
+
+
+def _wide(tmp_path: Path, name: str = "wide.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(
+        "time,cpu,host,mem,errors\n"
+        "2024-01-01T00:00:00Z,50.5,db-1,70,\n"
+        "2024-01-01T00:01:00Z,51.0,db-1,71,3\n"
+        "2024-01-01T00:02:00Z,49.5,db-1,,4\n"
+    )
+    return path
+
+
+def test_read_columns_takes_every_column_of_numbers_in_file_order(tmp_path: Path) -> None:
+    frames = read_columns(_wide(tmp_path))
+    assert [f.value_col for f in frames] == ["cpu", "mem", "errors"]  # host is text: left out
+    assert all(f.time_col == "time" for f in frames)
+    assert frames[0].ts.tolist() == [1_704_067_200_000, 1_704_067_260_000, 1_704_067_320_000]
+    np.testing.assert_array_equal(frames[1].values, [70.0, 71.0, np.nan])
+    np.testing.assert_array_equal(frames[2].values, [np.nan, 3.0, 4.0])
+
+
+def test_read_columns_named_is_what_read_series_reads_of_each(tmp_path: Path) -> None:
+    path = _wide(tmp_path)
+    frames = read_columns(path, value_cols=["errors", "CPU"])
+    assert [f.value_col for f in frames] == ["errors", "cpu"]
+    for frame in frames:
+        alone = read_series(path, value_col=frame.value_col)
+        np.testing.assert_array_equal(frame.ts, alone.ts)
+        np.testing.assert_array_equal(frame.values, alone.values)
+
+
+def test_read_columns_from_parquet(tmp_path: Path) -> None:
+    path = tmp_path / "wide.parquet"
+    pl.read_csv(_wide(tmp_path)).write_parquet(path)
+    assert [f.value_col for f in read_columns(path)] == ["cpu", "mem", "errors"]
+
+
+@pytest.mark.parametrize(
+    ("text", "value_cols", "message"),
+    [
+        (
+            "time,host\n2024-01-01,db-1\n",
+            None,
+            "no column of numbers besides the time column 'time'",
+        ),
+        ("cpu,mem\n1,2\n", None, "no time column (looked for"),
+        ("time,cpu\n2024-01-01,1\n", ["cpu", "cpu"], "value column 'cpu' is named twice"),
+        ("time,cpu\n2024-01-01,1\n", [], "no value column named"),
+        (
+            "time,cpu,mem\n2024-01-01,1,2\n2024-01-02,x1,3\n",
+            None,
+            "row 2 (line 3): non-numeric value 'x1' in column 'cpu'",
+        ),
+    ],
+)
+def test_read_columns_refuses_with_the_place(
+    tmp_path: Path, text: str, value_cols: list[str] | None, message: str
+) -> None:
+    path = tmp_path / "w.csv"
+    path.write_text(text)
+    with pytest.raises(DataError) as info:
+        read_columns(path, value_cols=value_cols)
+    assert message in str(info.value), str(info.value)

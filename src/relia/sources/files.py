@@ -1,6 +1,7 @@
 """Time series from CSV and Parquet files.
 
-:func:`read_series` turns one file into a :class:`SeriesFrame`: int64 milliseconds UTC and float64
+:func:`read_series` turns one file into a :class:`SeriesFrame` (:func:`read_columns` a file of
+several value columns into one each): int64 milliseconds UTC and float64
 values, one row per data row of the file, in file order: time must not go back (equal times
 are kept as they come). The time and value columns are found by common names
 (case-insensitive) unless given; times may be ISO-8601 text (a missing zone means UTC), epoch
@@ -17,6 +18,7 @@ import csv
 import io
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +31,7 @@ from relia.errors import DataError
 from relia.signals import MetricBatch, SeriesIndex
 from relia.timeparse import MAX_MS, MIN_MS, format_ms
 
-__all__ = ["FileSource", "SeriesFrame", "read_series"]
+__all__ = ["FileSource", "SeriesFrame", "read_columns", "read_series"]
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +85,74 @@ def read_series(
     """
     p = Path(path)
     where = str(p)
+    df, line_of_row = _load(p)
+    tcol, vcol = _pick_columns(df.columns, time_col, value_col, where)
+    ts, notes = _times(df, tcol, where, line_of_row)
+    values = _parse_values(df.get_column(vcol), vcol, where, line_of_row)
+    return SeriesFrame(ts=ts, values=values, time_col=tcol, value_col=vcol, path=p, notes=notes)
+
+
+def read_columns(
+    path: str | Path, time_col: str | None = None, value_cols: Sequence[str] | None = None
+) -> list[SeriesFrame]:
+    """Read several series that share one time column (a "wide" file, as Grafana exports a panel:
+    ``time,cpu,mem,...``), one :class:`SeriesFrame` per value column, in ``value_cols`` order.
+
+    ``value_cols=None`` takes every column but the time column that holds numbers; a column of
+    text only (a host name, a label) is left out. Errors as :func:`read_series`.
+    """
+    p = Path(path)
+    where = str(p)
+    df, line_of_row = _load(p)
+    columns = df.columns
+    existing = ", ".join(repr(c) for c in columns)
+    if value_cols is not None:
+        if not value_cols:
+            raise DataError("no value column named", where=where)
+        chosen: list[str] = []
+        for wanted in value_cols:
+            found = _find(columns, wanted)
+            if found is None:
+                raise DataError(f"no value column {wanted!r}; columns are {existing}", where=where)
+            if found in chosen:
+                raise DataError(f"value column {found!r} is named twice", where=where)
+            chosen.append(found)
+        tcol, _ = _pick_columns(columns, time_col, chosen[0], where)
+        for c in chosen[1:]:
+            _pick_columns(columns, tcol, c, where)  # the same checks for every value column
+    else:
+        tcol = _time_column(columns, time_col, where)
+        chosen = [c for c in columns if c != tcol and _holds_numbers(df.get_column(c))]
+        if not chosen:
+            raise DataError(
+                f"no column of numbers besides the time column {tcol!r}; columns are {existing}",
+                where=where,
+            )
+        for c in chosen:
+            _pick_columns(columns, tcol, c, where)
+    ts, notes = _times(df, tcol, where, line_of_row)
+    return [
+        SeriesFrame(
+            ts=ts,
+            values=_parse_values(df.get_column(c), c, where, line_of_row),
+            time_col=tcol,
+            value_col=c,
+            path=p,
+            notes=notes,
+        )
+        for c in chosen
+    ]
+
+
+def _load(p: Path) -> tuple[pl.DataFrame, _CsvLines | None]:
+    """The file's rows, and (for a CSV) where each row's line is; refused when it has none."""
+    where = str(p)
     if not p.exists():
         raise DataError("no such file", where=where)
     if not p.is_file():
         raise DataError("not a file", where=where)
     suffix = p.suffix.lower()
+    line_of_row: _CsvLines | None
     if suffix in CSV_SUFFIXES:
         df, line_of_row = _read_csv(p)
     elif suffix in PARQUET_SUFFIXES:
@@ -100,7 +165,41 @@ def read_series(
         )
     if df.height == 0:
         raise DataError("no data rows", where=where)
-    tcol, vcol = _pick_columns(df.columns, time_col, value_col, where)
+    return df, line_of_row
+
+
+def _time_column(columns: list[str], time_col: str | None, where: str) -> str:
+    """The time column: the one named, else the first with a common time name."""
+    existing = ", ".join(repr(c) for c in columns)
+    if time_col is not None:
+        tcol = _find(columns, time_col)
+        if tcol is None:
+            raise DataError(f"no time column {time_col!r}; columns are {existing}", where=where)
+        return tcol
+    tcol = next((c for n in TIME_NAMES if (c := _find(columns, n)) is not None), None)
+    if tcol is None:
+        raise DataError(
+            f"no time column (looked for {', '.join(TIME_NAMES)}); columns are {existing}; "
+            "name one with --time-col (time_col= in Python)",
+            where=where,
+        )
+    return tcol
+
+
+def _holds_numbers(s: pl.Series) -> bool:
+    """Whether a column is a series' values: numbers (a bad cell among them is reported when it
+    is read), as opposed to text only, such as a host name."""
+    if s.dtype.is_numeric() or s.dtype == pl.Boolean:
+        return True
+    if s.dtype != pl.String:
+        return False
+    return bool(s.str.strip_chars().cast(pl.Float64, strict=False).is_not_null().any())
+
+
+def _times(
+    df: pl.DataFrame, tcol: str, where: str, line_of_row: _CsvLines | None
+) -> tuple[npt.NDArray[np.int64], tuple[str, ...]]:
+    """The time column as int64 ms UTC, checked, and what is worth noting about its order."""
     ts = _parse_times(df.get_column(tcol), tcol, where, line_of_row)
     # Later years (e.g. epoch 1e24) crashed formatting the output; say which row instead.
     out_of_range = (ts < MIN_MS) | (ts > MAX_MS)
@@ -113,9 +212,7 @@ def read_series(
             f"time {shown} in column {tcol!r} is out of range (years 1 to 9999)",
             where=_place(where, i, line_of_row),
         )
-    notes = _check_time_order(ts, where, line_of_row)
-    values = _parse_values(df.get_column(vcol), vcol, where, line_of_row)
-    return SeriesFrame(ts=ts, values=values, time_col=tcol, value_col=vcol, path=p, notes=notes)
+    return ts, _check_time_order(ts, where, line_of_row)
 
 
 def _check_time_order(

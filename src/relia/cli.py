@@ -139,7 +139,7 @@ def detect(
         typer.Option(
             "--plot",
             help="draw the series and anomalies (.png or .html); one series per file "
-            "(PLOT_2.png, ... for more Prometheus series), not with a folder INPUT",
+            "(PLOT_2.png, ... for more series), not with a folder INPUT",
         ),
     ] = None,
     time_col: Annotated[
@@ -666,7 +666,7 @@ def config_check(
     slos = []
     if cfg.slos.files:
         slos = load_alerting_slos(cfg.slos.files, sloth_windows=cfg.slos.sloth_windows)
-    counted = f"{len(slos)} SLO{'' if len(slos) == 1 else 's'}, " if slos else ""
+    counted = f"{count_of(len(slos), 'SLO')}, " if slos else ""
     typer.echo(
         f"{file}: ok ({count_of(len(cfg.scrape), 'scrape target')}, "
         f"{count_of(len(cfg.prometheus), 'Prometheus source')}, "

@@ -24,6 +24,7 @@ from relia.errors import ConfigError, DataError, ReliaError
 __all__ = [
     "check_output_place",
     "check_url",
+    "count_of",
     "err_console",
     "same_file",
     "unwrap_help",

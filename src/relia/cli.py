@@ -79,6 +79,28 @@ def _relia(
     """relia: a reliability engine for distributed and machine-learning systems."""
 
 
+@dataclass(frozen=True)
+class _Scoring:
+    """How ``relia detect`` scores: detector, threshold, counter handling and where."""
+
+    detector: str
+    threshold: float
+    counter: bool
+    executor: str
+    workers: int | None
+    address: str | None
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """Which columns of INPUT ``relia detect`` reads: one value column, or several."""
+
+    time_col: str | None
+    value_col: str | None  # the one value column (None: found by its name)
+    several: bool = False  # several value columns, one series each
+    value_cols: list[str] | None = None  # with ``several``: these (None: every column of numbers)
+
+
 @dataclass
 class _Scored:
     title: str
@@ -237,8 +259,14 @@ def detect(
                 raise DataError("names a column of INPUT; not with --prometheus", where=flag)
     if all_columns and value_cols:
         raise DataError("takes every column; not with --value-col", where="--all-columns")
-    value_col = value_cols[0] if value_cols and len(value_cols) == 1 else None
     several = all_columns or (value_cols is not None and len(value_cols) > 1)
+    columns = _Columns(
+        time_col,
+        value_cols[0] if value_cols and not several else None,
+        several,
+        value_cols if several else None,
+    )
+    scoring = _Scoring(detector, threshold, counter, executor, workers, ray_address)
     if out_arg is not None and not out_arg.strip():
         raise DataError("must name a file or a directory, got an empty string", where="--out")
     out = Path(out_arg) if out_arg is not None else None
@@ -246,10 +274,7 @@ def detect(
         if several:
             flag = "--all-columns" if all_columns else "--value-col"
             raise DataError("scores one column per file of a folder INPUT", where=flag)
-        _detect_folder(
-            input, out, plot, detector, threshold, counter, time_col, value_col,
-            executor, workers, ray_address,
-        )  # fmt: skip
+        _detect_folder(input, out, plot, scoring, columns)
         return
     created: list[Path] = []
     if (
@@ -262,11 +287,7 @@ def detect(
             created = _make_dirs(out)
         out = out / (f"{input.stem}.csv" if input is not None else "series.csv")
     try:
-        _detect_series(
-            input, out, plot, detector, threshold, counter, time_col, value_col,
-            value_cols if several else None, several, prometheus, query, start, end, step,
-            executor, workers, ray_address,
-        )  # fmt: skip
+        _detect_series(input, out, plot, scoring, columns, prometheus, query, start, end, step)
     except BaseException:
         _remove_dirs(created)
         raise
@@ -293,25 +314,19 @@ def _detect_series(
     input: Path | None,
     out: Path | None,
     plot: Path | None,
-    detector: str,
-    threshold: float,
-    counter: bool,
-    time_col: str | None,
-    value_col: str | None,
-    value_cols: list[str] | None,
-    several: bool,
+    scoring: _Scoring,
+    columns: _Columns,
     prometheus: str | None,
     query: str | None,
     start: str,
     end: str,
     step: str,
-    executor: str,
-    workers: int | None,
-    ray_address: str | None,
 ) -> None:
     """``relia detect FILE`` or ``relia detect --prometheus``: score each series, write it."""
     from relia.detect import Thresholder, create
     from relia.detect.base import Detail
+
+    detector, counter = scoring.detector, scoring.counter
 
     # Checked before any series is read: a failed write must not cut a run short half-way.
     if out is not None:
@@ -321,41 +336,32 @@ def _detect_series(
     if plot is not None:
         check_output_place(plot, "cannot write plot")
     series: list[_Scored]
-    if input is not None and several:
+    if input is not None and columns.several:
         from relia.sources.files import read_columns
 
-        frames = read_columns(input, time_col=time_col, value_cols=value_cols)
+        frames = read_columns(input, time_col=columns.time_col, value_cols=columns.value_cols)
         _warn(frames[0].notes)
         series = [_Scored(f"{input} [{f.value_col}]", f.ts, f.values) for f in frames]
     elif input is not None:
-        if executor == "ray":
+        if scoring.executor == "ray":
             # The worker reads the file; the driver only gets the scored arrays back.
             series = [_Scored(str(input), np.empty(0, np.int64), np.empty(0))]
         else:
             from relia.sources.files import read_series
 
-            frame = read_series(input, time_col=time_col, value_col=value_col)
+            frame = read_series(input, time_col=columns.time_col, value_col=columns.value_col)
             _warn(frame.notes)
             series = [_Scored(str(input), frame.ts, frame.values)]
     else:
         series = _from_prometheus(str(prometheus), query, start, end, step)
 
-    thresholder = Thresholder(threshold)
+    thresholder = Thresholder(scoring.threshold)
     components = create(detector).components  # names Detail.component's values
     multi = len(series) > 1
     remote: list[Any] | None = None
-    if executor == "ray":
-        remote = _score_on_ray(
-            None if several else input,
-            series,
-            detector,
-            threshold,
-            counter,
-            time_col,
-            value_col,
-            workers,
-            ray_address,
-        )
+    if scoring.executor == "ray":
+        # Several columns were read here (one file, one read): the workers get their arrays.
+        remote = _score_on_ray(None if columns.several else input, series, scoring, columns)
         _warn([note for r in remote for note in r.notes])
         series = [_Scored(r.name, r.scored.ts, r.scored.values) for r in remote]
     elif counter:
@@ -429,27 +435,19 @@ def _as_rate(s: _Scored) -> _Scored:
 
 
 def _score_on_ray(
-    input: Path | None,
-    series: list[_Scored],
-    detector: str,
-    threshold: float,
-    counter: bool,
-    time_col: str | None,
-    value_col: str | None,
-    workers: int | None,
-    address: str | None,
+    input: Path | None, series: list[_Scored], scoring: _Scoring, columns: _Columns
 ) -> list[Any]:
-    """Score a file or already fetched series on Ray workers; results with per-point arrays."""
+    """Score a file or already read series on Ray workers; results with per-point arrays."""
     from relia.engine.batch import SeriesArrays, SeriesFile, SeriesInput, detect_many
 
     inputs: list[SeriesInput] = (
-        [SeriesFile(input, time_col, value_col)]
+        [SeriesFile(input, columns.time_col, columns.value_col)]
         if input is not None
         else [SeriesArrays(s.title, s.ts, s.values) for s in series]
     )
     return detect_many(
-        inputs, detector, threshold=threshold, counter=counter, executor="ray",
-        workers=workers, address=address, return_scores=True,
+        inputs, scoring.detector, threshold=scoring.threshold, counter=scoring.counter,
+        executor="ray", workers=scoring.workers, address=scoring.address, return_scores=True,
     )  # fmt: skip
 
 
@@ -460,17 +458,7 @@ def _warn(notes: Sequence[str]) -> None:
 
 
 def _detect_folder(
-    folder: Path,
-    out: Path | None,
-    plot: Path | None,
-    detector: str,
-    threshold: float,
-    counter: bool,
-    time_col: str | None,
-    value_col: str | None,
-    executor: str,
-    workers: int | None,
-    address: str | None,
+    folder: Path, out: Path | None, plot: Path | None, scoring: _Scoring, columns: _Columns
 ) -> None:
     """``relia detect FOLDER``: every CSV/Parquet file in it is one series."""
     from relia.engine.batch import SeriesFile, SeriesInput, detect_many, folder_files
@@ -499,14 +487,14 @@ def _detect_folder(
         if not out.exists():
             # The folders this run makes, deepest first: taken away again if it fails.
             created = _make_dirs(out)
-    inputs: list[SeriesInput] = [SeriesFile(f, time_col, value_col) for f in files]
+    inputs: list[SeriesInput] = [SeriesFile(f, columns.time_col, columns.value_col) for f in files]
     t0 = time.perf_counter()
     try:
         with _progress_bar(len(inputs)) as progress:
             results = detect_many(
-                inputs, detector, threshold=threshold, counter=counter,
-                executor="ray" if executor == "ray" else "local", workers=workers,
-                address=address, out_dir=out, progress=progress,
+                inputs, scoring.detector, threshold=scoring.threshold, counter=scoring.counter,
+                executor="ray" if scoring.executor == "ray" else "local",
+                workers=scoring.workers, address=scoring.address, out_dir=out, progress=progress,
             )  # fmt: skip
     except BaseException:
         _remove_dirs(created)
@@ -523,7 +511,7 @@ def _detect_folder(
     else:
         err_console.print(f"wrote {len(results)} files to {out}", markup=False)
     _warn([note for r in results for note in r.notes])
-    _folder_summary(results, detector, executor, elapsed)
+    _folder_summary(results, scoring.detector, scoring.executor, elapsed)
 
 
 @contextlib.contextmanager

@@ -178,12 +178,17 @@ def _time_column(columns: list[str], time_col: str | None, where: str) -> str:
         return tcol
     tcol = next((c for n in TIME_NAMES if (c := _find(columns, n)) is not None), None)
     if tcol is None:
-        raise DataError(
-            f"no time column (looked for {', '.join(TIME_NAMES)}); columns are {existing}; "
-            "name one with --time-col (time_col= in Python)",
-            where=where,
-        )
+        raise _no_time_column(columns, where)
     return tcol
+
+
+def _no_time_column(columns: list[str], where: str) -> DataError:
+    existing = ", ".join(repr(c) for c in columns)
+    return DataError(
+        f"no time column (looked for {', '.join(TIME_NAMES)}); columns are {existing}; "
+        "name one with --time-col (time_col= in Python)",
+        where=where,
+    )
 
 
 def _holds_numbers(s: pl.Series) -> bool:
@@ -376,9 +381,7 @@ def _pick_columns(
     existing = ", ".join(repr(c) for c in columns)
     tcol = vcol = None
     if time_col is not None:
-        tcol = _find(columns, time_col)
-        if tcol is None:
-            raise DataError(f"no time column {time_col!r}; columns are {existing}", where=where)
+        tcol = _time_column(columns, time_col, where)
     if value_col is not None:
         vcol = _find(columns, value_col)
         if vcol is None:
@@ -401,11 +404,7 @@ def _pick_columns(
             vcol = next(c for c in columns if c != tcol)
             _refuse_the_other_role(vcol, "value", "time", TIME_NAMES, where)
     if tcol is None:
-        raise DataError(
-            f"no time column (looked for {', '.join(TIME_NAMES)}); columns are {existing}; "
-            "name one with --time-col (time_col= in Python)",
-            where=where,
-        )
+        raise _no_time_column(columns, where)
     if vcol is None:
         raise DataError(
             f"no value column (looked for {', '.join(VALUE_NAMES)}); columns are {existing}; "

@@ -546,6 +546,30 @@ def test_random_csv_parses_or_raises_data_error(tmp_path: Path, header: str, bod
     assert len(f.ts) == len(f.values) > 0
 
 
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    header=st.sampled_from(["time,cpu,mem", "Time,a,host,b", "ts,value", "a,b", "time", ""]),
+    body=_csv,
+    value_cols=st.one_of(st.none(), st.lists(st.sampled_from(["cpu", "mem", "a", "b", "x"]))),
+)
+def test_random_wide_csv_reads_or_raises_data_error(
+    tmp_path: Path, header: str, body: str, value_cols: list[str] | None
+) -> None:
+    p = tmp_path / "fuzz.csv"
+    p.write_text(f"{header}\n{body}" if header else body, encoding="utf-8")
+    try:
+        frames = read_columns(p, value_cols=value_cols)
+    except DataError as exc:
+        assert str(exc).startswith(f"{p}: ") and "\n" not in str(exc)
+        return
+    assert frames and len({f.value_col for f in frames}) == len(frames)
+    for f in frames:
+        assert f.ts.dtype == np.int64 and f.values.dtype == np.float64
+        assert len(f.ts) == len(f.values) == len(frames[0].ts) > 0
+
+
 _epoch_ms = st.integers(10**11 + 1, 4_102_444_800_000)  # 1973 to 2100: read as milliseconds
 _any_value = st.floats(allow_nan=True, allow_infinity=True)
 
@@ -775,3 +799,40 @@ def test_read_columns_refuses_with_the_place(
     with pytest.raises(DataError) as info:
         read_columns(path, value_cols=value_cols)
     assert message in str(info.value), str(info.value)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    times=st.lists(_epoch_ms, min_size=1, max_size=12, unique=True).map(sorted),
+    n_columns=st.integers(1, 4),
+    text_at=st.integers(0, 4),
+    data=st.data(),
+    parquet=st.booleans(),
+)
+def test_a_wide_file_written_out_reads_back_column_by_column(
+    tmp_path: Path,
+    times: list[int],
+    n_columns: int,
+    text_at: int,
+    data: st.DataObject,
+    parquet: bool,
+) -> None:
+    names = [f"s{k}" for k in range(n_columns)]
+    columns = {
+        name: data.draw(st.lists(_any_value, min_size=len(times), max_size=len(times)), label=name)
+        for name in names
+    }
+    frame = pl.DataFrame({"time": times, **columns})
+    # A text column (a host name) somewhere among them is left out.
+    frame = frame.insert_column(
+        min(text_at, n_columns) + 1, pl.Series("host", ["db-1"] * len(times))
+    )
+    path = tmp_path / ("wide.parquet" if parquet else "wide.csv")
+    frame.write_parquet(path) if parquet else frame.write_csv(path, float_precision=None)
+    frames = read_columns(path)
+    assert [f.value_col for f in frames] == names
+    for f in frames:
+        assert f.ts.tolist() == times
+        np.testing.assert_array_equal(f.values, np.asarray(columns[f.value_col], dtype=np.float64))

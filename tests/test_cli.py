@@ -532,6 +532,10 @@ def test_detect_on_ray_writes_what_local_writes(
     ]
     for f in (tmp_path / "l").iterdir():
         assert (tmp_path / "r" / f.name).read_text() == f.read_text()
+    # Standard input: read here too.
+    piped = runner.invoke(app, ["detect", "-", *ray], input=(folder / "a.csv").read_bytes())
+    assert piped.exit_code == 0, piped.output
+    assert piped.stdout == runner.invoke(app, ["detect", str(folder / "a.csv")]).stdout
 
 
 def _wide_csv(path: Path, n: int = 400) -> Path:
@@ -638,6 +642,30 @@ def test_detect_column_options_that_do_not_fit_the_input_are_refused(
     result = runner.invoke(app, ["detect", *args])
     assert result.exit_code == 2
     assert result.stderr == f"relia: error: {message}\n"
+
+
+def test_detect_reads_csv_from_standard_input(tmp_path: Path) -> None:
+    src = _series_csv(tmp_path / "in.csv")
+    from_file = runner.invoke(app, ["detect", str(src), "-d", "mad"])
+    piped = runner.invoke(app, ["detect", "-", "-d", "mad"], input=src.read_bytes())
+    assert piped.exit_code == 0, piped.output
+    assert piped.stdout == from_file.stdout
+    assert piped.stderr.splitlines()[0].startswith("<stdin>: 400 points, ")
+    # Into a directory it is stdin.csv; `--out -` is standard output.
+    out = runner.invoke(app, ["detect", "-", "-o", f"{tmp_path / 'd'}/"], input=src.read_bytes())
+    assert out.exit_code == 0 and (tmp_path / "d" / "stdin.csv").is_file(), out.output
+    dash = runner.invoke(app, ["detect", "-", "-d", "mad", "-o", "-"], input=src.read_bytes())
+    assert dash.stdout == from_file.stdout
+
+
+def test_detect_standard_input_errors_name_it(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["detect", "-"], input=b"time,value\n2024-01-01,1\n2024-01-02,x\n")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "relia: error: <stdin>: row 2 (line 3): non-numeric value 'x' in column 'value'\n"
+    )
+    empty = runner.invoke(app, ["detect", "-"], input=b"")
+    assert empty.exit_code == 2 and empty.stderr == "relia: error: <stdin>: empty file\n"
 
 
 def test_detect_threshold_1_flags_only_score_1(tmp_path: Path) -> None:

@@ -141,7 +141,8 @@ def detect(
     input: Annotated[
         Path | None,
         typer.Argument(
-            help="CSV or Parquet file with a time and a value column, or a folder of them."
+            help="CSV or Parquet file with a time and a value column, a folder of them, or - "
+            "for CSV on standard input"
         ),
     ] = None,
     detector: Annotated[
@@ -269,8 +270,8 @@ def detect(
     scoring = _Scoring(detector, threshold, counter, executor, workers, ray_address)
     if out_arg is not None and not out_arg.strip():
         raise DataError("must name a file or a directory, got an empty string", where="--out")
-    out = Path(out_arg) if out_arg is not None else None
-    if input is not None and input.is_dir():
+    out = Path(out_arg) if out_arg is not None and out_arg != "-" else None  # -: stdout
+    if input is not None and not _is_stdin(input) and input.is_dir():
         if several:
             flag = "--all-columns" if all_columns else "--value-col"
             raise DataError("scores one column per file of a folder INPUT", where=flag)
@@ -285,12 +286,20 @@ def detect(
         # A directory: the scored file is named after the input, as in folder mode.
         if not out.exists():
             created = _make_dirs(out)
-        out = out / (f"{input.stem}.csv" if input is not None else "series.csv")
+        stem = "stdin" if _is_stdin(input) else input.stem if input is not None else "series"
+        out = out / f"{stem}.csv"
     try:
         _detect_series(input, out, plot, scoring, columns, prometheus, query, start, end, step)
     except BaseException:
         _remove_dirs(created)
         raise
+
+
+def _is_stdin(input: Path | None) -> bool:
+    """Whether INPUT is ``-``: CSV read from standard input."""
+    from relia.sources.files import STDIN
+
+    return input is not None and str(input) == STDIN
 
 
 def _make_dirs(folder: Path) -> list[Path]:
@@ -330,28 +339,31 @@ def _detect_series(
 
     # Checked before any series is read: a failed write must not cut a run short half-way.
     if out is not None:
-        if input is not None and same_file(out, input):
+        if input is not None and not _is_stdin(input) and same_file(out, input):
             raise DataError(f"{out} is the input; write elsewhere", where="--out")
         check_output_place(out, "cannot write")
     if plot is not None:
         check_output_place(plot, "cannot write plot")
     series: list[_Scored]
+    # Read here, not by a Ray worker: several columns (one file, one read) or standard input.
+    read_here = columns.several or _is_stdin(input)
+    name = "<stdin>" if _is_stdin(input) else str(input)
     if input is not None and columns.several:
         from relia.sources.files import read_columns
 
         frames = read_columns(input, time_col=columns.time_col, value_cols=columns.value_cols)
         _warn(frames[0].notes)
-        series = [_Scored(f"{input} [{f.value_col}]", f.ts, f.values) for f in frames]
+        series = [_Scored(f"{name} [{f.value_col}]", f.ts, f.values) for f in frames]
     elif input is not None:
-        if scoring.executor == "ray":
+        if scoring.executor == "ray" and not read_here:
             # The worker reads the file; the driver only gets the scored arrays back.
-            series = [_Scored(str(input), np.empty(0, np.int64), np.empty(0))]
+            series = [_Scored(name, np.empty(0, np.int64), np.empty(0))]
         else:
             from relia.sources.files import read_series
 
             frame = read_series(input, time_col=columns.time_col, value_col=columns.value_col)
             _warn(frame.notes)
-            series = [_Scored(str(input), frame.ts, frame.values)]
+            series = [_Scored(name, frame.ts, frame.values)]
     else:
         series = _from_prometheus(str(prometheus), query, start, end, step)
 
@@ -360,8 +372,7 @@ def _detect_series(
     multi = len(series) > 1
     remote: list[Any] | None = None
     if scoring.executor == "ray":
-        # Several columns were read here (one file, one read): the workers get their arrays.
-        remote = _score_on_ray(None if columns.several else input, series, scoring, columns)
+        remote = _score_on_ray(None if read_here else input, series, scoring, columns)
         _warn([note for r in remote for note in r.notes])
         series = [_Scored(r.name, r.scored.ts, r.scored.values) for r in remote]
     elif counter:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -836,3 +838,14 @@ def test_a_wide_file_written_out_reads_back_column_by_column(
     for f in frames:
         assert f.ts.tolist() == times
         np.testing.assert_array_equal(f.values, np.asarray(columns[f.value_col], dtype=np.float64))
+
+
+def test_dash_reads_csv_from_standard_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = b"time,cpu,mem\n2024-01-01T00:00:00Z,1,2\n2024-01-01T00:01:00Z,3,x\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text)))
+    frame = read_series("-", value_col="cpu")
+    assert frame.values.tolist() == [1.0, 3.0]
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text)))
+    with pytest.raises(DataError) as info:
+        read_columns("-")
+    assert str(info.value) == "<stdin>: row 2 (line 3): non-numeric value 'x' in column 'mem'"

@@ -1,7 +1,8 @@
 """Time series from CSV and Parquet files.
 
 :func:`read_series` turns one file into a :class:`SeriesFrame` (:func:`read_columns` a file of
-several value columns into one each): int64 milliseconds UTC and float64
+several value columns into one each; a path of ``-`` reads CSV from standard input): int64
+milliseconds UTC and float64
 values, one row per data row of the file, in file order: time must not go back (equal times
 are kept as they come). The time and value columns are found by common names
 (case-insensitive) unless given; times may be ISO-8601 text (a missing zone means UTC), epoch
@@ -18,6 +19,7 @@ import csv
 import io
 import logging
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 TIME_NAMES = ("timestamp", "time", "ts", "date", "datetime", "time_stamp", "@timestamp")
 VALUE_NAMES = ("value", "values", "y", "metric", "val", "count")
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
+#: An INPUT of ``-`` is CSV read from standard input.
+STDIN = "-"
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -84,7 +88,7 @@ def read_series(
     Raises :class:`DataError` naming the file (and row, line, column) on any bad input.
     """
     p = Path(path)
-    where = str(p)
+    where = _shown(p)
     df, line_of_row = _load(p)
     tcol, vcol = _pick_columns(df.columns, time_col, value_col, where)
     ts, notes = _times(df, tcol, where, line_of_row)
@@ -102,7 +106,7 @@ def read_columns(
     text only (a host name, a label) is left out. Errors as :func:`read_series`.
     """
     p = Path(path)
-    where = str(p)
+    where = _shown(p)
     df, line_of_row = _load(p)
     columns = df.columns
     existing = ", ".join(repr(c) for c in columns)
@@ -144,15 +148,26 @@ def read_columns(
     ]
 
 
+def _shown(p: Path) -> str:
+    """How errors name an input: its path, or ``<stdin>``."""
+    return "<stdin>" if str(p) == STDIN else str(p)
+
+
 def _load(p: Path) -> tuple[pl.DataFrame, _CsvLines | None]:
     """The file's rows, and (for a CSV) where each row's line is; refused when it has none."""
-    where = str(p)
+    where = _shown(p)
+    line_of_row: _CsvLines | None
+    if str(p) == STDIN:
+        # A pipe is read whole, as a CSV: a series is scored as a whole anyway.
+        df, line_of_row = _parse_csv(sys.stdin.buffer.read(), where, ".csv")
+        if df.height == 0:
+            raise DataError("no data rows", where=where)
+        return df, line_of_row
     if not p.exists():
         raise DataError("no such file", where=where)
     if not p.is_file():
         raise DataError("not a file", where=where)
     suffix = p.suffix.lower()
-    line_of_row: _CsvLines | None
     if suffix in CSV_SUFFIXES:
         df, line_of_row = _read_csv(p)
     elif suffix in PARQUET_SUFFIXES:
@@ -320,6 +335,11 @@ def _read_csv(p: Path) -> tuple[pl.DataFrame, _CsvLines]:
         raw = p.read_bytes()
     except OSError as exc:
         raise DataError(f"cannot read: {exc.strerror or exc}", where=where) from None
+    return _parse_csv(raw, where, p.suffix.lower())
+
+
+def _parse_csv(raw: bytes, where: str, suffix: str) -> tuple[pl.DataFrame, _CsvLines]:
+    """CSV text (any of , ; tab |, sniffed) as a frame of text columns, blank lines dropped."""
     if not raw.strip():
         raise DataError("empty file", where=where)
     if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark would end up in the header
@@ -328,7 +348,7 @@ def _read_csv(p: Path) -> tuple[pl.DataFrame, _CsvLines]:
         # Lines ended by a carriage return alone (old Mac OS, some spreadsheet exports): Polars
         # reads them as one line ("no data rows").
         raw = raw.replace(b"\r", b"\n")
-    sep = _sniff_separator(raw[:65536], p.suffix.lower())
+    sep = _sniff_separator(raw[:65536], suffix)
     try:
         # Everything as text: we parse times and values ourselves so that errors can name the row.
         df = pl.read_csv(io.BytesIO(raw), separator=sep, infer_schema=False, encoding="utf8-lossy")

@@ -849,3 +849,17 @@ def test_dash_reads_csv_from_standard_input(monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(DataError) as info:
         read_columns("-")
     assert str(info.value) == "<stdin>: row 2 (line 3): non-numeric value 'x' in column 'mem'"
+
+
+def test_a_bad_cell_among_epoch_times_is_named_where_it_is(tmp_path: Path) -> None:
+    # It was reported at row 1, quoting a valid epoch (the ISO fallback tried every cell).
+    path = tmp_path / "t.csv"
+    stamps = [str(1_700_000_000 + 60 * i) for i in range(1000)]
+    stamps[700] = "#ERROR"
+    path.write_text("timestamp,value\n" + "".join(f"{t},3\n" for t in stamps))
+    with pytest.raises(DataError) as info:
+        read_series(path)
+    assert str(info.value) == (
+        f"{path}: row 701 (line 702): unparsable time '#ERROR' in column 'timestamp' "
+        "(the column holds epoch numbers)"
+    )

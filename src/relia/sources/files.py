@@ -531,6 +531,14 @@ def _parse_times(
     if numbers.null_count() == 0:
         ints = text.cast(pl.Int64, strict=False)
         return _epoch_to_ms(ints if ints.null_count() == 0 else numbers, col, where, line_of_row)
+    if numbers.null_count() < len(numbers):
+        # Epoch numbers with a few cells that are not (an export's "#ERROR"): the bad cell is
+        # the first that is not a number, not the first epoch the ISO parsers cannot read.
+        i = _first_bad(numbers.is_null().to_numpy())
+        raise DataError(
+            f"unparsable time {s[i]!r} in column {col!r} (the column holds epoch numbers)",
+            where=_place(where, i, line_of_row),
+        )
     parsed = pl.select(
         pl.coalesce(
             [

@@ -863,3 +863,15 @@ def test_a_bad_cell_among_epoch_times_is_named_where_it_is(tmp_path: Path) -> No
         f"{path}: row 701 (line 702): unparsable time '#ERROR' in column 'timestamp' "
         "(the column holds epoch numbers)"
     )
+
+
+def test_a_quoted_header_name_reads_as_csv_writes_it(tmp_path: Path) -> None:
+    # Grafana quotes every series name with its labels; Polars kept the doubled quotes.
+    path = tmp_path / "grafana.csv"
+    path.write_text(
+        '"Time","node_load1{instance=""a:9100"", job=""node""}","up"\n'
+        "1700000000,1.5,1\n1700000060,2.5,1\n"
+    )
+    name = 'node_load1{instance="a:9100", job="node"}'
+    assert [f.value_col for f in read_columns(path)] == [name, "up"]
+    assert read_series(path, value_col=name).values.tolist() == [1.5, 2.5]

@@ -367,6 +367,7 @@ def _parse_csv(raw: bytes, where: str, suffix: str) -> tuple[pl.DataFrame, _CsvL
         raise DataError(f"cannot parse CSV: {first}", where=where) from None
     if df.width == 0:
         raise DataError("no columns", where=where)
+    df = _header_unescaped(df, raw, sep)
     # Blank lines come back as all-null rows: they are not data, so drop them. Error messages
     # find a row's line from the text (quoted fields may span lines).
     blank = pl.all_horizontal(pl.all().is_null() | (pl.all().str.strip_chars() == ""))
@@ -374,6 +375,19 @@ def _parse_csv(raw: bytes, where: str, suffix: str) -> tuple[pl.DataFrame, _CsvL
     if not bool(keep.all()):
         df = df.filter(keep)
     return df, _CsvLines(raw, sep)
+
+
+def _header_unescaped(df: pl.DataFrame, raw: bytes, sep: str) -> pl.DataFrame:
+    """The header's names as CSV writes them: Polars (reading every column as text) keeps a
+    quoted name's doubled quotes, and Grafana quotes every series name with its labels
+    (``"up{job=""node""}"``). Python's csv module reads the first record properly."""
+    if b'"' not in raw[:65536]:
+        return df  # no quoted name: nothing to unescape
+    records = csv.reader(io.StringIO(raw.decode("utf-8", "replace")), delimiter=sep)
+    header = next((r for r in records if r), None)
+    if header is None or len(header) != df.width or len(set(header)) != len(header):
+        return df  # repeated names are reported by the column checks, under Polars' renames
+    return df.rename(dict(zip(df.columns, header, strict=True)))
 
 
 def _read_parquet(p: Path) -> pl.DataFrame:

@@ -573,6 +573,22 @@ def test_detect_all_columns_scores_each_column_of_numbers(tmp_path: Path) -> Non
     assert pl.read_csv(tmp_path / "s_2.csv").equals(pl.read_csv(io.StringIO(alone.stdout)))
 
 
+def test_detect_all_columns_names_its_series_even_when_one_is_left(tmp_path: Path) -> None:
+    # A script reading the outputs must tell which column was scored, however many were left.
+    src = tmp_path / "w.csv"
+    src.write_text("time,host,cpu\n1700000000,db-1,1\n1700000060,db-1,2\n")
+    result = runner.invoke(app, ["detect", str(src), "--all-columns", "-d", "mad"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == f"# series: {src} [cpu]"
+    assert result.stderr.splitlines()[0] == (
+        f"relia: warning: {src}: column 'host' left out: 'db-1' at row 1 (line 2) is not a number"
+    )
+    result = runner.invoke(
+        app, ["detect", str(src), "--all-columns", "-o", str(tmp_path / "o.csv")]
+    )
+    assert pl.read_csv(tmp_path / "o_index.csv")["series"].to_list() == [f"{src} [cpu]"]
+
+
 def test_detect_repeated_value_col_scores_those_columns_in_that_order(tmp_path: Path) -> None:
     wide = _wide_csv(tmp_path / "wide.csv")
     result = runner.invoke(app, ["detect", str(wide), "--value-col", "mem", "--value-col", "CPU"])

@@ -369,7 +369,7 @@ def _detect_series(
 
     thresholder = Thresholder(scoring.threshold)
     components = create(detector).components  # names Detail.component's values
-    multi = len(series) > 1
+    multi = len(series) > 1 or columns.several  # several columns: named, however many are left
     remote: list[Any] | None = None
     if scoring.executor == "ray":
         remote = _score_on_ray(None if read_here else input, series, scoring, columns)

@@ -788,7 +788,7 @@ def test_read_columns_from_parquet(tmp_path: Path) -> None:
         ("time,cpu\n2024-01-01,1\n", [], "no value column named"),
         (
             "time,cpu,mem\n2024-01-01,1,2\n2024-01-02,x1,3\n",
-            None,
+            ["mem", "cpu"],
             "row 2 (line 3): non-numeric value 'x1' in column 'cpu'",
         ),
     ],
@@ -846,9 +846,11 @@ def test_dash_reads_csv_from_standard_input(monkeypatch: pytest.MonkeyPatch) -> 
     frame = read_series("-", value_col="cpu")
     assert frame.values.tolist() == [1.0, 3.0]
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text)))
-    with pytest.raises(DataError) as info:
-        read_columns("-")
-    assert str(info.value) == "<stdin>: row 2 (line 3): non-numeric value 'x' in column 'mem'"
+    frames = read_columns("-")
+    assert [f.value_col for f in frames] == ["cpu"]
+    assert frames[0].notes == (
+        "<stdin>: column 'mem' left out: 'x' at row 2 (line 3) is not a number",
+    )
 
 
 def test_a_bad_cell_among_epoch_times_is_named_where_it_is(tmp_path: Path) -> None:
@@ -875,3 +877,30 @@ def test_a_quoted_header_name_reads_as_csv_writes_it(tmp_path: Path) -> None:
     name = 'node_load1{instance="a:9100", job="node"}'
     assert [f.value_col for f in read_columns(path)] == [name, "up"]
     assert read_series(path, value_col=name).values.tolist() == [1.5, 2.5]
+
+
+def test_read_columns_says_which_columns_it_leaves_out_and_why(tmp_path: Path) -> None:
+    path = tmp_path / "mix.csv"
+    path.write_text(
+        'time,commit,cpu,empty,comma\n1700000000,a1f3c9e,1,,"1,5"\n1700000060,2741053,2,,"2,5"\n'
+    )
+    frames = read_columns(path)
+    assert [f.value_col for f in frames] == ["cpu"]
+    assert frames[0].notes == (
+        f"{path}: column 'commit' left out: 'a1f3c9e' at row 1 (line 2) is not a number",
+        f"{path}: column 'empty' left out: it holds no values",
+        f"{path}: column 'comma' left out: '1,5' at row 1 (line 2) is not a number",
+    )
+
+
+def test_read_columns_leaves_out_an_empty_column_of_parquet_as_of_csv(tmp_path: Path) -> None:
+    frame = pl.DataFrame(
+        {"time": [1_700_000_000, 1_700_000_060], "cpu": [1.0, 2.0], "mem": [None, None]},
+        schema_overrides={"mem": pl.Float64},
+    )
+    frame.write_parquet(tmp_path / "w.parquet")
+    frame.write_csv(tmp_path / "w.csv")
+    for name in ("w.parquet", "w.csv"):
+        frames = read_columns(tmp_path / name)
+        assert [f.value_col for f in frames] == ["cpu"], name
+        assert frames[0].notes == (f"{tmp_path / name}: column 'mem' left out: it holds no values",)

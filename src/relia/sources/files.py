@@ -102,13 +102,15 @@ def read_columns(
     """Read several series that share one time column (a "wide" file, as Grafana exports a panel:
     ``time,cpu,mem,...``), one :class:`SeriesFrame` per value column, in ``value_cols`` order.
 
-    ``value_cols=None`` takes every column but the time column that holds numbers; a column of
-    text only (a host name, a label) is left out. Errors as :func:`read_series`.
+    ``value_cols=None`` takes every column but the time column whose cells are all numbers (or
+    empty); any other column (a host name, a label, one with no values) is left out, and a note
+    in every frame's ``notes`` says which and why. Errors as :func:`read_series`.
     """
     p = Path(path)
     where = _shown(p)
     df, line_of_row = _load(p)
     columns = df.columns
+    left_out: list[str] = []
     existing = ", ".join(repr(c) for c in columns)
     if value_cols is not None:
         if not value_cols:
@@ -126,7 +128,15 @@ def read_columns(
             _pick_columns(columns, tcol, c, where)  # the same checks for every value column
     else:
         tcol = _time_column(columns, time_col, where)
-        chosen = [c for c in columns if c != tcol and _holds_numbers(df.get_column(c))]
+        chosen = []
+        for c in columns:
+            if c == tcol:
+                continue
+            why = _not_values(df.get_column(c), line_of_row)
+            if why is None:
+                chosen.append(c)
+            else:
+                left_out.append(f"{where}: column {c!r} left out: {why}")
         if not chosen:
             raise DataError(
                 f"no column of numbers besides the time column {tcol!r}; columns are {existing}",
@@ -142,7 +152,7 @@ def read_columns(
             time_col=tcol,
             value_col=c,
             path=p,
-            notes=notes,
+            notes=(*notes, *left_out),
         )
         for c in chosen
     ]
@@ -206,14 +216,23 @@ def _no_time_column(columns: list[str], where: str) -> DataError:
     )
 
 
-def _holds_numbers(s: pl.Series) -> bool:
-    """Whether a column is a series' values: numbers (a bad cell among them is reported when it
-    is read), as opposed to text only, such as a host name."""
+def _not_values(s: pl.Series, line_of_row: _CsvLines | None) -> str | None:
+    """Why a column is not a series' values (None when it is): it holds no values at all, or a
+    cell that is not a number (a host name, a commit id that is sometimes all digits, a decimal
+    comma), or a type that is not a number."""
     if s.dtype.is_numeric() or s.dtype == pl.Boolean:
-        return True
+        return "it holds no values" if s.null_count() == len(s) else None
     if s.dtype != pl.String:
-        return False
-    return bool(s.str.strip_chars().cast(pl.Float64, strict=False).is_not_null().any())
+        return f"its type is {s.dtype}, not a number"
+    text = s.str.strip_chars()
+    empty = (text.is_null() | (text == "")).to_numpy()
+    if empty.all():
+        return "it holds no values"
+    bad = text.cast(pl.Float64, strict=False).is_null().to_numpy() & ~empty
+    if not bad.any():
+        return None
+    i = _first_bad(bad)
+    return f"{s[i]!r} at{_place('', i, line_of_row)[1:]} is not a number"
 
 
 def _times(

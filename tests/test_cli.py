@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from relia.cli import app
 from relia.config import ReliaConfig
 from relia.detect.base import Detector
+from relia.errors import DataError
 
 runner = CliRunner()
 
@@ -682,6 +683,105 @@ def test_detect_standard_input_errors_name_it(tmp_path: Path) -> None:
     )
     empty = runner.invoke(app, ["detect", "-"], input=b"")
     assert empty.exit_code == 2 and empty.stderr == "relia: error: <stdin>: empty file\n"
+
+
+@pytest.mark.parametrize("named", ["x_2.csv", "x_index.csv"])
+def test_detect_a_numbered_output_or_the_index_never_overwrites_the_input(
+    tmp_path: Path, named: str
+) -> None:
+    src = _wide_csv(tmp_path / named)
+    before = src.read_bytes()
+    result = runner.invoke(
+        app, ["detect", str(src), "--all-columns", "-o", str(tmp_path / "x.csv")]
+    )
+    assert result.exit_code == 2
+    assert (
+        result.stderr.splitlines()[-1]
+        == f"relia: error: --out: {src} is the input; write elsewhere"
+    )
+    assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [named]
+
+
+def test_detect_the_plot_and_a_scored_csv_cannot_be_one_file(tmp_path: Path) -> None:
+    src = _series_csv(tmp_path / "in.csv")
+    same = tmp_path / "w.png"
+    result = runner.invoke(app, ["detect", str(src), "-o", str(same), "--plot", str(same)])
+    assert result.exit_code == 2
+    assert result.stderr == f"relia: error: --out: {same} would be written twice (also as {same})\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_detect_writes_nothing_when_a_later_output_cannot_be_written(tmp_path: Path) -> None:
+    # A folder where the second numbered output would go: refused before the first is written,
+    # and an older first output is left as it was.
+    src = _wide_csv(tmp_path / "wide.csv")
+    (tmp_path / "o_2.csv").mkdir()
+    (tmp_path / "o.csv").write_text("old\n")
+    result = runner.invoke(
+        app, ["detect", str(src), "--all-columns", "-o", str(tmp_path / "o.csv")]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"relia: error: {tmp_path / 'o_2.csv'}: cannot write: Is a directory"
+    )
+    assert (tmp_path / "o.csv").read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.csv", "o_2.csv", "wide.csv"]
+
+
+def test_detect_a_failed_write_leaves_the_old_output_and_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import relia.cli as cli
+
+    src = _series_csv(tmp_path / "in.csv")
+    out = tmp_path / "o.csv"
+    out.write_text("old\n")
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError("No space left on device (os error 28)")  # as Polars raises it: no errno
+
+    monkeypatch.setattr(cli, "_write_csv", full_disk)
+    result = runner.invoke(app, ["detect", str(src), "-o", str(out)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"relia: error: {out}: cannot write: No space left on device (os error 28)\n"
+    )
+    assert out.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "o.csv"]
+
+
+def test_detect_a_full_standard_output_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import relia.cli as cli
+
+    class Full(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli.sys, "stdout", Full())
+    with pytest.raises(DataError) as info:
+        cli._to_stdout("timestamp,value\n")
+    assert str(info.value) == "standard output: cannot write: No space left on device"
+
+
+def test_detect_a_line_break_in_a_column_name_stays_inside_its_line(tmp_path: Path) -> None:
+    src = tmp_path / "odd.csv"
+    src.write_text('"time","multi\nline"\n1700000000,1\n1700000060,2\n')
+    result = runner.invoke(app, ["detect", str(src), "--all-columns", "-d", "mad"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[:2] == [
+        f"# series: {src} [multi\\nline]",
+        "timestamp,value,anomaly_score,is_anomaly",
+    ]
+
+
+def test_detect_reads_parquet_from_standard_input(tmp_path: Path) -> None:
+    src = _series_csv(tmp_path / "in.csv")
+    pl.read_csv(src).write_parquet(tmp_path / "in.parquet")
+    piped = runner.invoke(
+        app, ["detect", "-", "-d", "mad"], input=(tmp_path / "in.parquet").read_bytes()
+    )
+    assert piped.exit_code == 0, piped.output
+    assert piped.stdout == runner.invoke(app, ["detect", str(src), "-d", "mad"]).stdout
 
 
 def test_detect_threshold_1_flags_only_score_1(tmp_path: Path) -> None:

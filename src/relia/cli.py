@@ -295,6 +295,12 @@ def detect(
         raise
 
 
+def _one_line(text: str) -> str:
+    """A name as it can stand in a one-line message or a ``# series:`` line (a quoted CSV
+    header may hold a line break)."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def _is_stdin(input: Path | None) -> bool:
     """Whether INPUT is ``-``: CSV read from standard input."""
     from relia.sources.files import STDIN
@@ -353,7 +359,7 @@ def _detect_series(
 
         frames = read_columns(input, time_col=columns.time_col, value_cols=columns.value_cols)
         _warn(frames[0].notes)
-        series = [_Scored(f"{name} [{f.value_col}]", f.ts, f.values) for f in frames]
+        series = [_Scored(f"{name} [{_one_line(f.value_col)}]", f.ts, f.values) for f in frames]
     elif input is not None:
         if scoring.executor == "ray" and not read_here:
             # The worker reads the file; the driver only gets the scored arrays back.
@@ -370,6 +376,13 @@ def _detect_series(
     thresholder = Thresholder(scoring.threshold)
     components = create(detector).components  # names Detail.component's values
     multi = len(series) > 1 or columns.several  # several columns: named, however many are left
+    # Every output is known once the series are: checked against the input and each other
+    # before any is written, and all written to temporary files renamed at the end, so a run
+    # that fails (a full disk, a folder in the way) leaves what was there before untouched.
+    csvs = [_numbered(out, i) for i in range(len(series))] if out is not None else []
+    plots = [_numbered(plot, i) for i in range(len(series))] if plot is not None else []
+    index = out.with_name(f"{out.stem}_index.csv") if out is not None and multi else None
+    _check_outputs(input, [*csvs, *plots, *([index] if index is not None else [])])
     remote: list[Any] | None = None
     if scoring.executor == "ray":
         remote = _score_on_ray(None if read_here else input, series, scoring, columns)
@@ -377,64 +390,128 @@ def _detect_series(
         series = [_Scored(r.name, r.scored.ts, r.scored.values) for r in remote]
     elif counter:
         series = [_as_rate(s) for s in series]
-    written: list[tuple[Path, str]] = []
-    for i, s in enumerate(series):
-        if remote is not None:
-            # Scored by a worker with the same detector, counter handling and threshold.
-            sc = remote[i].scored
-            detail = Detail(sc.score, sc.expected, sc.lower, sc.upper, sc.component)
-        else:
-            det = create(detector)
-            detail = det.score_detail(s.values, s.ts)
-        if counter and remote is None:
-            # Rows without a rate (the first, missing values) have nothing to judge.
-            detail = replace(detail, score=np.where(np.isnan(s.values), 0.0, detail.score))
-        flags = thresholder.flags(detail.score)
-        windows = thresholder.windows(s.ts, detail.score)
-        if out is not None:
-            target = _numbered(out, i)
-            try:
-                with target.open("w", encoding="utf-8", newline="") as fh:
-                    _write_csv(fh, s.ts, s.values, detail.score, flags)
-            except OSError as exc:
-                raise DataError(f"cannot write: {exc.strerror}", where=str(target)) from None
-            shown = f"wrote {target} ({count_of(len(s.ts), 'row')})"
-            err_console.print(f"{shown}: {s.title}" if multi else shown, markup=False)
-            written.append((target, s.title))
-        else:
-            if multi:
-                sys.stdout.write(f"# series: {s.title}\n")
-            buf = io.StringIO()
-            _write_csv(buf, s.ts, s.values, detail.score, flags)
-            sys.stdout.write(buf.getvalue())
-            if multi and i < len(series) - 1:
-                sys.stdout.write("\n")
-            sys.stdout.flush()
-        _summary(s.title, detector, s.values, detail, windows, components)
-        if plot is not None:
-            from relia.plot import plot_series
-
-            target_plot = _numbered(plot, i)
-            plot_series(
-                target_plot, s.ts, s.values, detail, flags,
-                title=f"{s.title} — {detector}", windows=windows, components=components,
-            )  # fmt: skip
-            err_console.print(f"wrote {target_plot}", markup=False)
-    if out is not None and multi:
-        _write_index(out, written)
-
-
-def _write_index(out: Path, written: list[tuple[Path, str]]) -> None:
-    """OUT_index.csv: which numbered file holds which series (file names relative to it)."""
-    import polars as pl
-
-    index = out.with_name(f"{out.stem}_index.csv")
-    frame = pl.DataFrame({"file": [p.name for p, _ in written], "series": [t for _, t in written]})
+    staged = _Staged()
     try:
-        frame.write_csv(index)
+        for i, s in enumerate(series):
+            if remote is not None:
+                # Scored by a worker with the same detector, counter handling and threshold.
+                sc = remote[i].scored
+                detail = Detail(sc.score, sc.expected, sc.lower, sc.upper, sc.component)
+            else:
+                det = create(detector)
+                detail = det.score_detail(s.values, s.ts)
+            if counter and remote is None:
+                # Rows without a rate (the first, missing values) have nothing to judge.
+                detail = replace(detail, score=np.where(np.isnan(s.values), 0.0, detail.score))
+            flags = thresholder.flags(detail.score)
+            windows = thresholder.windows(s.ts, detail.score)
+            if csvs:
+                part = staged.part(csvs[i], f"({count_of(len(s.ts), 'row')})")
+                with _writing(csvs[i]), part.open("w", encoding="utf-8", newline="") as fh:
+                    _write_csv(fh, s.ts, s.values, detail.score, flags)
+                if multi:
+                    staged.said[-1] += f": {s.title}"
+            else:
+                buf = io.StringIO()
+                if multi:
+                    buf.write(f"# series: {_one_line(s.title)}\n")
+                _write_csv(buf, s.ts, s.values, detail.score, flags)
+                if multi and i < len(series) - 1:
+                    buf.write("\n")
+                _to_stdout(buf.getvalue())
+            _summary(s.title, detector, s.values, detail, windows, components)
+            if plots:
+                from relia.plot import plot_series
+
+                part = staged.part(plots[i])
+                try:
+                    plot_series(
+                        part, s.ts, s.values, detail, flags,
+                        title=f"{s.title} — {detector}", windows=windows, components=components,
+                    )  # fmt: skip
+                except DataError as exc:  # it names the temporary file: name the plot
+                    raise DataError(exc.message, where=str(plots[i])) from None
+        if index is not None:
+            import polars as pl
+
+            # Which numbered file holds which series (file names relative to the index).
+            titles = pl.DataFrame(
+                {"file": [p.name for p in csvs], "series": [x.title for x in series]}
+            )
+            part = staged.part(index, "(which file holds which series)")
+            with _writing(index):
+                titles.write_csv(part)
+        staged.commit()
+    finally:
+        staged.discard()
+    for line in staged.said:
+        err_console.print(line, markup=False)
+
+
+class _Staged:
+    """Outputs written to temporary files beside their targets, renamed over them at the end."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[Path, Path]] = []
+        #: What to say once committed: ``wrote TARGET ...``, one line per output.
+        self.said: list[str] = []
+
+    def part(self, target: Path, note: str = "") -> Path:
+        """The temporary file to write ``target``'s content to (same folder and suffix)."""
+        part = target.with_name(f".{target.stem}.{os.getpid()}.relia-part{target.suffix}")
+        self.parts.append((part, target))
+        self.said.append(f"wrote {target} {note}".rstrip())
+        return part
+
+    def commit(self) -> None:
+        for part, target in self.parts:
+            with _writing(target):
+                os.replace(part, target)
+        self.parts = []
+
+    def discard(self) -> None:
+        for part, _ in self.parts:
+            with contextlib.suppress(OSError):
+                part.unlink(missing_ok=True)
+        self.parts = []
+
+
+@contextlib.contextmanager
+def _writing(target: Path) -> Iterator[None]:
+    """An OSError while writing ``target`` as one line naming it (Polars' have no strerror)."""
+    try:
+        yield
     except OSError as exc:
-        raise DataError(f"cannot write: {exc.strerror}", where=str(index)) from None
-    err_console.print(f"wrote {index} (which file holds which series)", markup=False)
+        why = exc.strerror or str(exc).strip() or type(exc).__name__
+        raise DataError(f"cannot write: {why}", where=str(target)) from None
+
+
+def _to_stdout(text: str) -> None:
+    """Write to standard output; a closed pipe (``| head``) ends the run quietly, any other
+    failure (a full disk behind a redirect) is one line."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would complain again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
+    except OSError as exc:
+        raise DataError(f"cannot write: {exc.strerror or exc}", where="standard output") from None
+
+
+def _check_outputs(input: Path | None, targets: list[Path]) -> None:
+    """Refuse, before any work, an output that is the input, two outputs that are one file (a
+    numbered output and the plot, ``OUT_index.csv`` and an input), or a place no file can go."""
+    seen: dict[Path, Path] = {}
+    for target in targets:
+        if input is not None and not _is_stdin(input) and same_file(target, input):
+            raise DataError(f"{target} is the input; write elsewhere", where="--out")
+        key = target.resolve()
+        if key in seen:
+            raise DataError(f"{target} would be written twice (also as {seen[key]})", where="--out")
+        seen[key] = target
+        check_output_place(target, "cannot write")
 
 
 def _as_rate(s: _Scored) -> _Scored:

@@ -1,10 +1,9 @@
 """Time series from CSV and Parquet files.
 
 :func:`read_series` turns one file into a :class:`SeriesFrame` (:func:`read_columns` a file of
-several value columns into one each; a path of ``-`` reads CSV from standard input): int64
-milliseconds UTC and float64
-values, one row per data row of the file, in file order: time must not go back (equal times
-are kept as they come). The time and value columns are found by common names
+several value columns into one each; a path of ``-`` reads standard input, CSV or Parquet): int64
+milliseconds UTC and float64 values, one row per data row of the file, in file order: time must not
+go back (equal times are kept as they come). The time and value columns are found by common names
 (case-insensitive) unless given; times may be ISO-8601 text (a missing zone means UTC), epoch
 seconds, milliseconds, microseconds or nanoseconds (told apart by magnitude), or Parquet
 datetime/date columns. An empty value is NaN and kept.
@@ -168,8 +167,13 @@ def _load(p: Path) -> tuple[pl.DataFrame, _CsvLines | None]:
     where = _shown(p)
     line_of_row: _CsvLines | None
     if str(p) == STDIN:
-        # A pipe is read whole, as a CSV: a series is scored as a whole anyway.
-        df, line_of_row = _parse_csv(sys.stdin.buffer.read(), where, ".csv")
+        # A pipe is read whole: a series is scored as a whole anyway. CSV, or Parquet by its
+        # magic bytes.
+        raw = sys.stdin.buffer.read()
+        if raw.startswith(b"PAR1"):
+            df, line_of_row = _read_parquet(io.BytesIO(raw), where), None
+        else:
+            df, line_of_row = _parse_csv(raw, where, ".csv")
         if df.height == 0:
             raise DataError("no data rows", where=where)
         return df, line_of_row
@@ -181,7 +185,7 @@ def _load(p: Path) -> tuple[pl.DataFrame, _CsvLines | None]:
     if suffix in CSV_SUFFIXES:
         df, line_of_row = _read_csv(p)
     elif suffix in PARQUET_SUFFIXES:
-        df, line_of_row = _read_parquet(p), None
+        df, line_of_row = _read_parquet(p, where), None
     else:
         raise DataError(
             f"unknown format {p.suffix or '(no suffix)'!r}; expected one of "
@@ -409,12 +413,12 @@ def _header_unescaped(df: pl.DataFrame, raw: bytes, sep: str) -> pl.DataFrame:
     return df.rename(dict(zip(df.columns, header, strict=True)))
 
 
-def _read_parquet(p: Path) -> pl.DataFrame:
+def _read_parquet(p: Path | io.BytesIO, where: str) -> pl.DataFrame:
     try:
         return pl.read_parquet(p)
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"cannot read Parquet: {first}", where=str(p)) from None
+        raise DataError(f"cannot read Parquet: {first}", where=where) from None
 
 
 def _find(columns: list[str], wanted: str) -> str | None:

@@ -904,3 +904,22 @@ def test_read_columns_leaves_out_an_empty_column_of_parquet_as_of_csv(tmp_path: 
         frames = read_columns(tmp_path / name)
         assert [f.value_col for f in frames] == ["cpu"], name
         assert frames[0].notes == (f"{tmp_path / name}: column 'mem' left out: it holds no values",)
+
+
+@pytest.mark.parametrize(
+    ("text", "noted"),
+    [
+        ("time,a,b\n1700000000,1,2\n1700000060,2\n", "line 3: 2 of 3 fields (cut off?)"),
+        ("time\ta\tb\n1700000000\t1\t2\n1700000060\t2\t\n", None),  # an empty last field
+        ("time,a,b\n1700000000,1,2\n1700000060,2,3\n\n", None),
+    ],
+)
+def test_a_last_row_cut_short_is_noted(tmp_path: Path, text: str, noted: str | None) -> None:
+    # An export interrupted mid-row; its missing fields read as empty, as before, but it is said.
+    path = tmp_path / ("w.tsv" if "\t" in text else "w.csv")
+    path.write_text(text)
+    notes = read_series(path, value_col="a").notes
+    if noted is None:
+        assert notes == ()
+    else:
+        assert notes == (f"{path}: {noted}; the missing ones read as empty",)

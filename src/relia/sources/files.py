@@ -242,7 +242,8 @@ def _not_values(s: pl.Series, line_of_row: _CsvLines | None) -> str | None:
 def _times(
     df: pl.DataFrame, tcol: str, where: str, line_of_row: _CsvLines | None
 ) -> tuple[npt.NDArray[np.int64], tuple[str, ...]]:
-    """The time column as int64 ms UTC, checked, and what is worth noting about its order."""
+    """The time column as int64 ms UTC, checked, and what is worth noting about its order (and
+    about a last row cut short)."""
     ts = _parse_times(df.get_column(tcol), tcol, where, line_of_row)
     # Later years (e.g. epoch 1e24) crashed formatting the output; say which row instead.
     out_of_range = (ts < MIN_MS) | (ts > MAX_MS)
@@ -255,7 +256,16 @@ def _times(
             f"time {shown} in column {tcol!r} is out of range (years 1 to 9999)",
             where=_place(where, i, line_of_row),
         )
-    return ts, _check_time_order(ts, where, line_of_row)
+    notes = _check_time_order(ts, where, line_of_row)
+    short = line_of_row.short_last_row(df.width) if line_of_row is not None else None
+    if short is not None:
+        line, fields = short
+        notes = (
+            *notes,
+            f"{where}: line {line}: {fields} of {df.width} fields (cut off?); the missing ones "
+            "read as empty",
+        )
+    return ts, notes
 
 
 def _check_time_order(
@@ -333,6 +343,20 @@ class _CsvLines:
         except csv.Error:
             return None
         return None
+
+    def short_last_row(self, header: int) -> tuple[int, int] | None:
+        """(line, fields) of the last row when it has fewer fields than the header's ``header``:
+        an export cut off mid-row. Earlier short rows are not looked for (that would scan the
+        whole file); their missing fields read as empty, as Polars reads them."""
+        body = self._raw.rstrip(b"\r\n")
+        cut = body.rfind(b"\n")
+        last = body[cut + 1 :]
+        if cut < 0 or b'"' in last:  # the header alone, or a quoted field that may span lines
+            return None
+        fields = last.decode("utf-8", "replace").count(self._sep) + 1
+        if fields >= header:
+            return None
+        return body.count(b"\n") + 1, fields
 
 
 def _place(where: str, row: int, line_of_row: _CsvLines | None) -> str:

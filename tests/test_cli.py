@@ -784,6 +784,16 @@ def test_detect_reads_parquet_from_standard_input(tmp_path: Path) -> None:
     assert piped.stdout == runner.invoke(app, ["detect", str(src), "-d", "mad"]).stdout
 
 
+def test_detect_out_with_a_slash_after_a_file_says_it_is_a_file(tmp_path: Path) -> None:
+    src = _series_csv(tmp_path / "in.csv")
+    other = tmp_path / "o.csv"
+    other.write_text("old\n")
+    result = runner.invoke(app, ["detect", str(src), "-o", f"{other}/"])
+    assert result.exit_code == 2
+    assert result.stderr == f"relia: error: {other}: is a file, not a directory\n"
+    assert other.read_text() == "old\n"
+
+
 def test_detect_threshold_1_flags_only_score_1(tmp_path: Path) -> None:
     src = _series_csv(tmp_path / "in.csv")
     result = runner.invoke(app, ["detect", str(src), "-d", "mad", "--threshold", "1"])

@@ -284,6 +284,8 @@ def detect(
         and (out.is_dir() or out_arg.endswith(("/", os.sep)))
     ):
         # A directory: the scored file is named after the input, as in folder mode.
+        if out.exists() and not out.is_dir():
+            raise DataError("is a file, not a directory", where=str(out))
         if not out.exists():
             created = _make_dirs(out)
         stem = "stdin" if _is_stdin(input) else input.stem if input is not None else "series"

@@ -923,3 +923,11 @@ def test_a_last_row_cut_short_is_noted(tmp_path: Path, text: str, noted: str | N
         assert notes == ()
     else:
         assert notes == (f"{path}: {noted}; the missing ones read as empty",)
+
+
+def test_read_columns_reads_a_two_column_file_as_read_series_does(tmp_path: Path) -> None:
+    path = tmp_path / "w.csv"
+    path.write_text("when,a\n1700000000,1\n1700000060,2\n")
+    (frame,) = read_columns(path)
+    assert (frame.time_col, frame.value_col) == ("when", "a")
+    np.testing.assert_array_equal(frame.values, read_series(path).values)

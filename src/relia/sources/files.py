@@ -126,7 +126,14 @@ def read_columns(
         for c in chosen[1:]:
             _pick_columns(columns, tcol, c, where)  # the same checks for every value column
     else:
-        tcol = _time_column(columns, time_col, where)
+        if (
+            time_col is None
+            and len(columns) == 2
+            and not any(_find(columns, n) for n in TIME_NAMES)
+        ):
+            tcol = columns[0]  # as read_series reads a two-column file: time first
+        else:
+            tcol = _time_column(columns, time_col, where)
         chosen = []
         for c in columns:
             if c == tcol:

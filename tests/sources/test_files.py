@@ -783,7 +783,7 @@ def test_read_columns_from_parquet(tmp_path: Path) -> None:
             None,
             "no column of numbers besides the time column 'time'",
         ),
-        ("cpu,mem\n1,2\n", None, "no time column (looked for"),
+        ("cpu,mem,disk\n1,2,3\n", None, "no time column (looked for"),
         ("time,cpu\n2024-01-01,1\n", ["cpu", "cpu"], "value column 'cpu' is named twice"),
         ("time,cpu\n2024-01-01,1\n", [], "no value column named"),
         (

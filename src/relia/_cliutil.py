@@ -6,6 +6,7 @@ use them without importing the whole CLI.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
@@ -29,6 +30,7 @@ __all__ = [
     "same_file",
     "unwrap_help",
     "user_errors",
+    "write_atomically",
 ]
 
 # Not a terminal (a pipe, a CI log): rich would wrap tables at 80 columns.
@@ -66,6 +68,19 @@ def check_url(url: str, option: str) -> None:
     problem = http_url_problem(url)
     if problem is not None:
         raise ConfigError(problem, where=option)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it over ``path``: a run that
+    fails part-way (a full disk) leaves the old file whole, never a cut-off one. Raises OSError."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 def count_of(n: int, noun: str) -> str:

@@ -67,6 +67,26 @@ def test_rules_written_to_a_file_counts_every_rule_of_every_slo(spec: Path, tmp_
     assert result.stderr == f"wrote {n} rules for 2 SLOs to {out}\n" and result.stdout == ""
 
 
+def test_rules_that_fail_half_written_leave_the_old_file_whole(
+    spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prometheus reads the rules file: a full disk used to leave it cut off.
+    out = tmp_path / "rules.yml"
+    out.write_text("groups: []\n")
+    real_write = Path.write_bytes
+
+    def full_disk(self: Path, data: bytes) -> int:
+        real_write(self, data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    result = CliRunner().invoke(app, ["slo", "rules", str(spec), "--out", str(out)])
+    assert result.exit_code == 2
+    assert result.stderr == f"relia: error: {out}: cannot write: No space left on device\n"
+    assert out.read_text() == "groups: []\n"
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no leftover
+
+
 def test_rules_that_cannot_be_written_say_why_in_words(spec: Path, tmp_path: Path) -> None:
     out = tmp_path / "missing" / "rules.yml"
     result = CliRunner().invoke(app, ["slo", "rules", str(spec), "--out", str(out)])

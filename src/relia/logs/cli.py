@@ -30,7 +30,14 @@ import polars as pl
 import typer
 from numpy.typing import NDArray
 
-from relia._cliutil import check_output_place, count_of, err_console, same_file, user_errors
+from relia._cliutil import (
+    check_output_place,
+    count_of,
+    err_console,
+    same_file,
+    user_errors,
+    write_atomically,
+)
 from relia.errors import DataError
 from relia.logs.header import HeaderFormat
 from relia.logs.miner import WILDCARD, TemplateMiner
@@ -508,10 +515,8 @@ def _load_model(path: Path) -> TemplateMiner:
 
 def _save_model(path: Path, miner: TemplateMiner) -> None:
     # Write beside and rename: an interrupted save never leaves a half-written model.
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_bytes(miner.to_bytes())
-        os.replace(tmp, path)
+        write_atomically(path, miner.to_bytes())
     except OSError as exc:
         raise DataError(f"cannot write model: {exc.strerror or exc}", where=str(path)) from None
 

@@ -12,7 +12,14 @@ from typing import Annotated
 
 import typer
 
-from relia._cliutil import check_output_place, check_url, err_console, same_file, user_errors
+from relia._cliutil import (
+    check_output_place,
+    check_url,
+    err_console,
+    same_file,
+    user_errors,
+    write_atomically,
+)
 
 __all__ = ["slo_app"]
 
@@ -121,7 +128,7 @@ def rules(
         typer.echo(text, nl=False)
         return
     try:
-        out.write_text(text, encoding="utf-8")
+        write_atomically(out, text.encode("utf-8"))  # Prometheus may be reading the rules file
     except OSError as exc:
         raise DataError(f"cannot write: {exc.strerror or exc}", where=str(out)) from None
     n = sum(len(g["rules"]) for g in rule_groups(slos, extra_labels=extra)["groups"])

@@ -15,6 +15,7 @@ import typer
 from relia._cliutil import (
     check_output_place,
     check_url,
+    count_of,
     err_console,
     same_file,
     user_errors,
@@ -132,8 +133,8 @@ def rules(
     except OSError as exc:
         raise DataError(f"cannot write: {exc.strerror or exc}", where=str(out)) from None
     n = sum(len(g["rules"]) for g in rule_groups(slos, extra_labels=extra)["groups"])
-    plural = "" if len(slos) == 1 else "s"
-    err_console.print(f"wrote {n} rules for {len(slos)} SLO{plural} to {out}", markup=False)
+    counted = f"{count_of(n, 'rule')} for {count_of(len(slos), 'SLO')}"
+    err_console.print(f"wrote {counted} to {out}", markup=False)
 
 
 # --- report --------------------------------------------------------------------------------

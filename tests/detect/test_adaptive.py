@@ -271,10 +271,16 @@ def test_the_recent_memory_remembers_a_spike_for_hundreds_of_points(seed: int) -
     assert scores[third] > scores[second]
 
 
+def _v4_checkpoint(new: dict[str, Any]) -> dict[str, Any]:
+    """What the detector wrote before the learned range, from today's checkpoint: 16 scalars."""
+    return {**new, "state": {**new["state"], "st": new["state"]["st"][:16]}}
+
+
 def _v3_checkpoint(new: dict[str, Any]) -> dict[str, Any]:
     """What the detector wrote before the daily slots' trust, from today's checkpoint: 14
     scalars and the resolution tracker as its own array ``q``, the slot counts as a uint8
     ``scnt``, no ``slots`` array and no ``slot_trust`` in its config."""
+    new = _v4_checkpoint(new)
     return {
         **new,
         "config": {k: v for k, v in new["config"].items() if k != "slot_trust"},
@@ -359,10 +365,28 @@ def test_checkpoint_from_before_the_slot_trust_is_upgraded() -> None:
     assert state["slots"].dtype == np.int8 and state["slots"].shape == (3, 48)
     np.testing.assert_array_equal(state["slots"][0], new["state"]["slots"][0])  # the counts
     np.testing.assert_array_equal(state["slots"][1:], 0)  # every slot trusted, no run of misses
-    for key in ("st", "hist", "runs", "season", "week"):
+    for key in ("hist", "runs", "season", "week"):
         np.testing.assert_array_equal(state[key], new["state"][key])
+    np.testing.assert_array_equal(state["st"][:16], new["state"]["st"][:16])
     scores = restored.score(values[600:], ts[600:])
     assert np.isfinite(scores).all()
+
+
+def test_checkpoint_from_before_the_learned_range_is_upgraded() -> None:
+    values = _noise(1200, 16)
+    values[300] = 1e6  # an alarm: in the whole range, not in the learned one
+    ts = _ts(1200)
+    det = Adaptive()
+    det.score(values[:600], ts[:600])
+    new = det.state_dict()
+    assert new["state"]["st"][17] < 1e6 <= new["state"]["st"][4]
+    restored = Adaptive()
+    restored.load_state_dict(_v4_checkpoint(new))
+    st = restored.state_dict()["state"]["st"]
+    assert st.shape == (18,)
+    np.testing.assert_array_equal(st[:16], new["state"]["st"][:16])
+    assert st[16:].tolist() == [new["state"]["st"][3], new["state"]["st"][4]]  # the whole range
+    assert np.isfinite(restored.score(values[600:], ts[600:])).all()
 
 
 def test_run_evidence_adds_up_points_that_are_each_only_a_little_unusual() -> None:
@@ -851,3 +875,45 @@ def test_spikes_in_a_series_that_switches_between_two_levels_stay_visible() -> N
     values[spikes] += 30.0
     score = create("default").score(values, _ts(n, step=60_000))
     assert float(np.median(score[spikes])) >= 0.3, np.median(score[spikes])
+
+
+def test_one_broken_reading_does_not_make_the_detector_deaf() -> None:
+    # A reading of 1e9 in a series around 100 (a sentinel, garbage parsed as a number) alarms.
+    # It used to widen the range that floors the surprise's unit to 10,000 for good, after which
+    # every residual was a surprise of about 0 and a dip of 100 SDs scored 0.
+    for seed in range(3):
+        values = _noise(10_000, seed)
+        values[2_500] = 1e9
+        values[8_000] -= 100.0
+        detail = Adaptive().score_detail(values, _ts(10_000))
+        assert detail.score[2_500] >= 0.5
+        assert detail.score[8_000] >= 0.5
+        assert Adaptive.components[detail.component[8_000]] == "below"
+
+
+@pytest.mark.parametrize("reading", [1e40, -1e300, np.finfo(np.float64).max])
+def test_a_reading_past_what_the_state_can_hold_alarms_and_is_not_learned(reading: float) -> None:
+    values = _noise(3_000, 7)
+    ts = _ts(3_000)
+    broken = values.copy()
+    broken[2_000] = reading
+    detail = Adaptive().score_detail(broken, ts)
+    assert detail.score[2_000] == 1.0
+    assert Adaptive.components[detail.component[2_000]] == "new_range"
+    # Not learned at all: everything else scores as if the point were missing.
+    missing = values.copy()
+    missing[2_000] = np.nan
+    expected = Adaptive().score(missing, ts)
+    np.testing.assert_array_equal(np.delete(detail.score, 2_000), np.delete(expected, 2_000))
+
+
+def test_a_surprise_past_the_extrapolated_tail_scores_high_not_nan() -> None:
+    # Noise of 1e-150 around 0, then a reading of 1e30: about e^400 units past the histograms'
+    # tail. Its p used to underflow to 0, -log10(0) made the run evidence infinite, and every
+    # later score was NaN.
+    values = np.random.default_rng(8).normal(0.0, 1e-150, 6_000)
+    values[2_500] = 1e30
+    values[4_000] = -1e-140
+    scores = Adaptive().score(values, _ts(6_000))
+    assert np.isfinite(scores).all()
+    assert scores[2_500] > 0.9 and scores[4_000] > 0.5

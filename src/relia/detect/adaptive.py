@@ -16,8 +16,9 @@ Five small parts, one Numba loop, under 2 KB of state per series:
   ``persist`` of its points in a row is relearned from the data, so a burst on a slot's first
   day is not forecast at that time of day for weeks.
 * **Calibrated surprise.** The raw surprise of a point is ``log(1 + |residual| / resolution)`` (the
-  resolution is the data's smallest step, 0.1% of its level, or a 100,000th of the range it has
-  covered, whichever is largest), also smoothed over a few points. It
+  resolution is the data's smallest step, 0.1% of its level, or a 100,000th of the range its
+  learned points have covered, whichever is largest; alarms stay out of that range, so one broken
+  reading cannot make every later residual look small), also smoothed over a few points. It
   is *not* compared with a Gaussian: decayed histograms of the series' own past surprises give its
   empirical tail probability, with an exponential tail past the largest surprise seen; a lone point
   counts when it is ``point`` times rarer than the smoothed surprise would need. There are two
@@ -48,7 +49,9 @@ Five small parts, one Numba loop, under 2 KB of state per series:
 * **New range.** A value outside the forecast's band and beyond the range seen so far by more
   than ``margin`` of that range is anomalous at once, whatever its rarity: scored from the alarm
   level (0.5) in a new series up to 0.9 once it is ``_NEW_RANGE_MATURE`` points old, and higher
-  the further past the range (a young series makes records of its noise often).
+  the further past the range (a young series makes records of its noise often). A value past
+  ``1e36`` in magnitude, beyond what the float32 profiles hold, scores 1 as a new range and is
+  not learned at all: it is a broken reading, and learning it would overflow the state.
 
 Components: ``above`` / ``below`` (the calibrated surprise, by the residual's sign),
 ``new_range`` and ``run``.
@@ -72,7 +75,12 @@ __all__ = ["Adaptive", "AdaptiveConfig"]
 (_N, _LEVEL, _SCALE, _VMIN, _VMAX, _SA, _INC, _TOT, _RUN, _PEAK, _KEPT, _LINC, _LTOT,
  _EVIDENCE, _Q) = range(15)  # fmt: skip
 #: ``st[_Q:_Q + 2]`` is the resolution tracker ``[last value, smallest step]`` (learn_quantum).
-_NST = 16
+#: ``st[_LMIN]``, ``st[_LMAX]``: the range of the points learned (alarms kept out), which sets
+#: the surprise's unit; ``_VMIN``, ``_VMAX`` hold every point, for the new-range rule.
+_LMIN, _LMAX = 16, 17
+_NST = 18
+#: ``st`` of a checkpoint written before the learned range (no ``_LMIN``, ``_LMAX``).
+_NST_V4 = 16
 #: ``st`` of a checkpoint written before the slots' trust (the tracker was its own array ``q``).
 _NST_V3 = 14
 #: ``st`` of a checkpoint written before the lifetime memory (no ``_LINC``, ``_LTOT``).
@@ -113,6 +121,13 @@ _NEW_RANGE_MATURE = 3000.0
 #: floored the unit, so the same residual grew ever more surprising: noise of SD 1 around 0
 #: alarmed 5 times in its first 2 million points and 101 times in the next 600,000.
 _UNIT_OF_SPAN = 1e-5
+#: Values larger than this in magnitude are out of the detector's range (float32 profiles hold
+#: differences up to 3.4e38); they score ``_OUT_OF_RANGE_SCORE`` and are not learned.
+_X_MAX = 1e36
+_OUT_OF_RANGE_SCORE = 1.0
+#: The smallest ``p`` a memory gives (a surprise far past the histograms' extrapolated tail
+#: would underflow to 0, and -log10(0) is infinite): a score of 0.984.
+_P_MIN = 1e-300
 _DAY_MS = 86_400_000
 _WEEK_MS = 7 * _DAY_MS
 #: Score from which a point is an alarm and is kept out of the calibration (p = 1e-5).
@@ -205,7 +220,7 @@ def _two_memory_prob(recent, life, st, v):  # type: ignore[no-untyped-def]
     what it remembers, so the lifetime memory, which has seen far more, says how rare v is."""
     p_recent, seen_recently = _tail_prob(recent, st[_INC], st[_TOT], v)
     p_life, _ = _tail_prob(life, st[_LINC], st[_LTOT], v)
-    return max(p_recent, p_life) if seen_recently else p_life
+    return max(max(p_recent, p_life) if seen_recently else p_life, _P_MIN)
 
 
 @numba.njit(cache=True, inline="always")
@@ -280,17 +295,30 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
             upper[i] = f + band_z * sc
         if not math.isfinite(x):  # NaN is a missing point; so is ±inf (a division by zero)
             continue
+        if abs(x) > _X_MAX:
+            # Past what the float32 profiles can hold: a broken reading (a sentinel, garbage
+            # parsed as a number), flagged as a new range and never learned, so it can neither
+            # overflow the state nor widen the range that sets the surprise's unit.
+            if n >= min_samples:
+                score[i] = _OUT_OF_RANGE_SCORE
+                comp[i] = 2
+            continue
         learn_quantum(q, x)
         if n < 1.0:
             st[_LEVEL] = x
             st[_VMIN] = x
             st[_VMAX] = x
+            st[_LMIN] = x
+            st[_LMAX] = x
             st[_N] = 1.0
             continue
         r = x - f
         # Raw surprise in units of the data's resolution; the histogram does the scaling.
         floor = max(rel_floor * abs(f), res)
-        unit = max(floor, _UNIT_OF_SPAN * (st[_VMAX] - st[_VMIN]))
+        # The range that floors the unit leaves alarms out (as the histograms do): one broken
+        # reading of 1e9 in a series around 100 would otherwise make the unit 10,000, every later
+        # residual a surprise of about 0, and the detector deaf for good.
+        unit = max(floor, _UNIT_OF_SPAN * (st[_LMAX] - st[_LMIN]))
         u = math.log1p(abs(r) / unit)
         sa = st[_SA] + short * (u - st[_SA])
         outside = abs(r) > band_z * sc
@@ -351,7 +379,9 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
         # 1 / long points), not a run, so alarms that keep coming between ordinary points are
         # learned too.
         kept = st[_KEPT] * (1.0 - long)
+        learned = True
         if s >= _ALARM and kept < persist:
+            learned = False
             # An alarm is not learned as an ordinary surprise (neither in the smoothed surprise
             # nor in the histograms), unless alarms keep coming; it spends the run evidence.
             st[_KEPT] = kept + 1.0
@@ -424,12 +454,15 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
         st[_SCALE] += beta * (min(abs(r), 4.0 * sc) - st[_SCALE])
         st[_VMIN] = min(st[_VMIN], x)
         st[_VMAX] = max(st[_VMAX], x)
+        if learned:
+            st[_LMIN] = min(st[_LMIN], x)
+            st[_LMAX] = max(st[_LMAX], x)
         # Where the range sets the surprise's unit, a wider range makes every later surprise
         # smaller: the histograms move down with it, so what they hold stays in the unit that
         # new surprises are measured in (a spike of 10 SDs after one of 1,000 is again rare).
         # Only a widening of a bin or more at once moves them: following many small ones would
         # need the unit of the last move in the state.
-        after = max(floor, _UNIT_OF_SPAN * (st[_VMAX] - st[_VMIN]))
+        after = max(floor, _UNIT_OF_SPAN * (st[_LMAX] - st[_LMIN]))
         shift = int(math.log(after / unit) / _HW) if after > unit else 0
         if shift > 0:
             for row in range(4):
@@ -481,7 +514,7 @@ class Adaptive(Detector):
         # under 2 KB; their precision is far finer than the noise they describe.
         b = self.config.bins
         return {
-            "st": np.concatenate([np.zeros(_Q), [np.nan, 0.0]]),
+            "st": np.concatenate([np.zeros(_Q), [np.nan, 0.0, 0.0, 0.0]]),
             "hist": np.zeros((4, _HB), np.float32),
             "runs": np.zeros((2, _RB), np.float32),
             "season": np.zeros(b, np.float32),
@@ -490,11 +523,13 @@ class Adaptive(Detector):
         }
 
     def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
-        """Restore a checkpoint; one written before the lifetime memory, the run evidence or the
-        slots' trust existed is upgraded (its lifetime memory starts as a copy of its recent one,
-        its run evidence starts empty, every slot starts trusted) rather than refused."""
+        """Restore a checkpoint; one written before the lifetime memory, the run evidence, the
+        slots' trust or the learned range existed is upgraded (its lifetime memory starts as a
+        copy of its recent one, its run evidence starts empty, every slot starts trusted, the
+        learned range starts as the whole range) rather than refused."""
         upgraded = _upgrade_v1(checkpoint, self.config)
         upgraded = _upgrade_v3(_upgrade_v2(upgraded, self.config), self.config)
+        upgraded = _upgrade_v4(upgraded)
         super().load_state_dict(upgraded)
 
     def _params(self) -> FloatArray:
@@ -588,6 +623,19 @@ def _upgrade_v2(checkpoint: dict[str, Any], config: AdaptiveConfig) -> dict[str,
             "runs": np.zeros((2, _RB), np.float32),
         },
     }
+
+
+def _upgrade_v4(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint from before the learned range in today's layout, else unchanged: the learned
+    range starts as the range of every point seen."""
+    state = checkpoint.get("state")
+    if not isinstance(state, dict):
+        return checkpoint
+    st = state.get("st")
+    if not (isinstance(st, np.ndarray) and st.shape == (_NST_V4,)):
+        return checkpoint
+    learned = np.array([st[_VMIN], st[_VMAX]], dtype=st.dtype)
+    return {**checkpoint, "state": {**state, "st": np.concatenate([st, learned])}}
 
 
 def _upgrade_v3(checkpoint: dict[str, Any], config: AdaptiveConfig) -> dict[str, Any]:

@@ -912,10 +912,19 @@ def test_read_columns_leaves_out_an_empty_column_of_parquet_as_of_csv(tmp_path: 
         ("time,a,b\n1700000000,1,2\n1700000060,2\n", "line 3: 2 of 3 fields (cut off?)"),
         ("time\ta\tb\n1700000000\t1\t2\n1700000060\t2\t\n", None),  # an empty last field
         ("time,a,b\n1700000000,1,2\n1700000060,2,3\n\n", None),
+        ("time,a,b\r\n1700000000,1,2\r\n\r\n1700000060,2\r\n", "line 4: 2 of 3 fields (cut off?)"),
+        ('time,a,b\n1700000000,"1",2\n1700000060,2\n', "line 3: 2 of 3 fields (cut off?)"),
+        # Short rows inside the file: the first is named, and how many there are.
+        (
+            "time,a,b\n1700000000,1\n1700000060,2,3\n1700000120,4\n1700000180,5,6\n",
+            "line 2: 2 of 3 fields (2 short rows in all)",
+        ),
+        ("time,a,b\n1700000000,1\n1700000060,2,3\n", "line 2: 2 of 3 fields"),
     ],
 )
-def test_a_last_row_cut_short_is_noted(tmp_path: Path, text: str, noted: str | None) -> None:
-    # An export interrupted mid-row; its missing fields read as empty, as before, but it is said.
+def test_a_row_cut_short_is_noted(tmp_path: Path, text: str, noted: str | None) -> None:
+    # An export interrupted mid-row, or rows that lack fields; their missing fields read as
+    # empty, as before, but it is said.
     path = tmp_path / ("w.tsv" if "\t" in text else "w.csv")
     path.write_text(text)
     notes = read_series(path, value_col="a").notes

@@ -264,15 +264,25 @@ def _times(
             where=_place(where, i, line_of_row),
         )
     notes = _check_time_order(ts, where, line_of_row)
-    short = line_of_row.short_last_row(df.width) if line_of_row is not None else None
+    short = line_of_row.short_rows(df.width) if line_of_row is not None else None
     if short is not None:
-        line, fields = short
-        notes = (
-            *notes,
-            f"{where}: line {line}: {fields} of {df.width} fields (cut off?); the missing ones "
-            "read as empty",
-        )
+        notes = (*notes, _short_rows_note(where, df.width, *short))
     return ts, notes
+
+
+def _short_rows_note(
+    where: str, header: int, line: int, fields: int, count: int, last: bool
+) -> str:
+    """What a reader is told of rows with fewer fields than the header."""
+    if count == 1 and last:
+        return (
+            f"{where}: line {line}: {fields} of {header} fields (cut off?); the missing ones "
+            "read as empty"
+        )
+    more = f" ({count:,} short rows in all)" if count > 1 else ""
+    return (
+        f"{where}: line {line}: {fields} of {header} fields{more}; the missing ones read as empty"
+    )
 
 
 def _check_time_order(
@@ -351,10 +361,45 @@ class _CsvLines:
             return None
         return None
 
-    def short_last_row(self, header: int) -> tuple[int, int] | None:
-        """(line, fields) of the last row when it has fewer fields than the header's ``header``:
-        an export cut off mid-row. Earlier short rows are not looked for (that would scan the
-        whole file); their missing fields read as empty, as Polars reads them."""
+    def short_rows(self, header: int) -> tuple[int, int, int, bool] | None:
+        """(line, fields, how many, is it the last line) of the first data row with fewer fields
+        than the header's ``header``, or None. Their missing fields read as empty, as Polars
+        reads them; a file cut off mid-row has one, at its end.
+
+        One vectorized pass over the bytes (a separator belongs to the line of the newlines
+        before it). In a file with quotes a field may hold separators or span lines, so there
+        only the last row is checked, and only when it holds no quote.
+        """
+        raw = self._raw
+        if b'"' in raw:
+            return self._short_last_row(header)
+        data = np.frombuffer(raw, np.uint8)
+        newlines = np.flatnonzero(data == ord("\n"))
+        starts = np.concatenate(([0], newlines + 1))
+        ends = np.concatenate((newlines, [len(data)]))
+        lengths = ends - starts
+        ends_in_cr = np.zeros(len(ends), bool)
+        ends_in_cr[lengths > 0] = data[ends[lengths > 0] - 1] == ord("\r")
+        blank = lengths - ends_in_cr == 0
+        is_sep = data == ord(self._sep)
+        # No row has more fields than the header (Polars refuses those), so a file whose
+        # separators add up to the header's per row has no short row: skip the per-line count.
+        if int(np.count_nonzero(is_sep)) == (header - 1) * int(np.count_nonzero(~blank)):
+            return None
+        fields = 1 + np.bincount(
+            np.searchsorted(newlines, np.flatnonzero(is_sep)), minlength=len(starts)
+        )
+        not_blank = np.flatnonzero(~blank)
+        if len(not_blank) < 2:  # a header alone
+            return None
+        body = not_blank[1:]
+        short = body[fields[body] < header]
+        if not len(short):
+            return None
+        first = int(short[0])
+        return first + 1, int(fields[first]), len(short), first == int(not_blank[-1])
+
+    def _short_last_row(self, header: int) -> tuple[int, int, int, bool] | None:
         body = self._raw.rstrip(b"\r\n")
         cut = body.rfind(b"\n")
         last = body[cut + 1 :]
@@ -363,7 +408,7 @@ class _CsvLines:
         fields = last.decode("utf-8", "replace").count(self._sep) + 1
         if fields >= header:
             return None
-        return body.count(b"\n") + 1, fields
+        return body.count(b"\n") + 1, fields, 1, True
 
 
 def _place(where: str, row: int, line_of_row: _CsvLines | None) -> str:

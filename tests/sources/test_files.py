@@ -487,7 +487,12 @@ def test_a_file_that_cannot_be_read_is_a_data_error_naming_it(
         ("a.csv", "ts,value\nyesterday,1\n", "row 1 (line 2): unparsable time 'yesterday'"),
         ("a.csv", "ts,value\n1,2\n2,x1\n", "row 2 (line 3): non-numeric value 'x1'"),
         ("a.csv", "ts,value\n,2\n", "row 1 (line 2): missing time"),
-        ("a.csv", 'ts,value\n"1,2\n', "cannot parse CSV"),
+        ("a.csv", 'ts,value\n"1,2\n', "line 2: a quoted field starts here and is never closed"),
+        (
+            "a.csv",
+            'ts,value\n1,"a ""b"" c"\n2,3\n3,"4\n4,5\n',
+            "line 4: a quoted field starts here and is never closed",
+        ),
         # Polars' own message for this names no line.
         ("a.csv", "ts,value\n1,1\n2,3,4\n", "line 3: 3 fields, but the header has 2"),
         ("a.csv", "\nts;value\n1;1\n\n2;3;4;5\n", "line 5: 4 fields, but the header has 2"),

@@ -437,6 +437,19 @@ def _read_csv(p: Path) -> tuple[pl.DataFrame, _CsvLines]:
     return _parse_csv(raw, where, p.suffix.lower())
 
 
+def _unclosed_quote_line(raw: bytes) -> int | None:
+    """The line on which a quoted field that never closes starts, or None if quotes pair up.
+
+    Every quote toggles between inside and outside a quoted field (an escaped ``""`` toggles
+    twice), so an odd count ends inside one, opened by the last quote at an even position.
+    """
+    quotes = np.flatnonzero(np.frombuffer(raw, np.uint8) == ord('"'))
+    if len(quotes) % 2 == 0:
+        return None
+    opening = int(quotes[-1])
+    return raw.count(b"\n", 0, opening) + 1
+
+
 def _parse_csv(raw: bytes, where: str, suffix: str) -> tuple[pl.DataFrame, _CsvLines]:
     """CSV text (any of , ; tab |, sniffed) as a frame of text columns, blank lines dropped."""
     if not raw.strip():
@@ -461,6 +474,11 @@ def _parse_csv(raw: bytes, where: str, suffix: str) -> tuple[pl.DataFrame, _CsvL
             line, fields, header = long_row
             raise DataError(
                 f"line {line}: {fields} fields, but the header has {header}", where=where
+            ) from None
+        open_quote = _unclosed_quote_line(raw)
+        if open_quote is not None:
+            raise DataError(
+                f"line {open_quote}: a quoted field starts here and is never closed", where=where
             ) from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"cannot parse CSV: {first}", where=where) from None

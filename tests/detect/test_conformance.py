@@ -79,10 +79,12 @@ class Toy(Detector):
                 out["expected"][i] = self._expected(mean, i, state)
                 out["score"][i] = self.gain * (1.0 - np.exp(-abs(values[i] - mean) / 10.0))
                 out["component"][i] = 1 if self._flag_first and i == 0 else 0
-            acc[0] += values[i]
-            acc[1] += 1
+            if abs(values[i]) <= self.learns_up_to:  # a broken reading would overflow the sum
+                acc[0] += values[i]
+                acc[1] += 1
 
     _flag_first = False
+    learns_up_to = 1e150
 
     @staticmethod
     def _missing(x: float) -> bool:
@@ -106,6 +108,15 @@ class InfLearned(Toy):
 def test_a_detector_that_learns_an_infinite_value_fails_the_suite() -> None:
     with np.errstate(all="ignore"), pytest.raises(AssertionError, match="inf"):
         cf.check_infinite_input(InfLearned)
+
+
+class HugeLearned(Toy):
+    learns_up_to = np.inf  # 1e300 + (-1.8e308) overflows: every later mean is infinite
+
+
+def test_a_detector_that_learns_a_huge_reading_fails_the_suite() -> None:
+    with np.errstate(all="ignore"), pytest.raises(AssertionError, match="huge"):
+        cf.check_huge_input(HugeLearned)
 
 
 class NanScored(Toy):

@@ -33,6 +33,8 @@ def surprise_score(s: float) -> float:
     |z| = 3 -> 0.34, 4.42 -> 0.5, 6.5 -> 0.67, 10 -> 0.82, 20 -> 0.95, 100 -> 0.998."""
     if s <= 0.0:
         return 0.0
+    if s == math.inf:  # a z past 1e154 squares to infinity: as sure as can be, not inf / inf
+        return 1.0
     return s / (s + SURPRISE_AT_HALF)
 
 

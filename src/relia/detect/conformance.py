@@ -182,6 +182,32 @@ def check_infinite_input(factory: Factory) -> None:
     )
 
 
+def check_huge_input(factory: Factory) -> None:
+    """A finite reading of extreme magnitude (a sentinel, garbage parsed as a number) alarms,
+    leaves every score finite (squared, summed or stored as float32 it would be infinite) and
+    does not make the points after it alarm (at most 5 more alarms than with the readings
+    missing)."""
+    ts, values = synthetic_series(800)
+    huge = values.copy()
+    huge[[300, 500]] = (1e300, -np.finfo(np.float64).max)
+    got = factory().score(huge, ts)
+    _check_scores(got, "with huge readings")
+    assert got[[300, 500]].min() >= 0.5, f"huge readings scored {got[[300, 500]]}"
+    missing = values.copy()
+    missing[[300, 500]] = np.nan
+    without = factory().score(missing, ts)
+    rest = np.arange(len(ts)) > 300
+    rest[500] = False
+    alarms, alarms_without = int((got[rest] >= 0.5).sum()), int((without[rest] >= 0.5).sum())
+    assert alarms <= alarms_without + 5, (
+        f"after huge readings {alarms} points alarm, {alarms_without} with them missing"
+    )
+    streamed = _stream(factory(), ts, huge)
+    np.testing.assert_allclose(
+        streamed, got, rtol=0, atol=TOLERANCE, err_msg="huge: streaming against batch"
+    )
+
+
 def check_constant_input(factory: Factory) -> None:
     """A constant series is not anomalous; a step away from it is."""
     n = 600
@@ -214,6 +240,7 @@ CHECKS: tuple[Callable[[Factory], None], ...] = (
     check_config_roundtrip,
     check_nan_input,
     check_infinite_input,
+    check_huge_input,
     check_constant_input,
     check_short_input,
 )

@@ -752,6 +752,7 @@ def test_detect_a_failed_write_leaves_the_old_output_and_no_temporary_file(
 
 def test_detect_a_full_standard_output_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     import relia.cli as cli
+    from relia._cliutil import to_stdout
 
     class Full(io.StringIO):
         def write(self, text: str) -> int:
@@ -759,7 +760,7 @@ def test_detect_a_full_standard_output_is_one_line(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(cli.sys, "stdout", Full())
     with pytest.raises(DataError) as info:
-        cli._to_stdout("timestamp,value\n")
+        to_stdout("timestamp,value\n")
     assert str(info.value) == "standard output: cannot write: No space left on device"
 
 
@@ -792,6 +793,19 @@ def test_detect_out_with_a_slash_after_a_file_says_it_is_a_file(tmp_path: Path) 
     assert result.exit_code == 2
     assert result.stderr == f"relia: error: {other}: is a file, not a directory\n"
     assert other.read_text() == "old\n"
+
+
+@pytest.mark.skipif(not Path("/dev/null").is_char_device(), reason="needs /dev/null")
+def test_detect_out_to_a_device_writes_it_and_leaves_it_a_device(tmp_path: Path) -> None:
+    # The scored file was staged and renamed over the target: `-o /dev/full` (as root) replaced
+    # the device with a plain file and said "wrote". A link to /dev/null stands for a device.
+    src = _series_csv(tmp_path / "in.csv")
+    link = tmp_path / "o.csv"
+    link.symlink_to("/dev/null")
+    result = runner.invoke(app, ["detect", str(src), "-o", str(link), "-d", "mad"])
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and Path("/dev/null").is_char_device()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "o.csv"]
 
 
 def test_detect_threshold_1_flags_only_score_1(tmp_path: Path) -> None:

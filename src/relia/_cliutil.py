@@ -11,8 +11,9 @@ import functools
 import inspect
 import os
 import re
+import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
@@ -23,14 +24,17 @@ from relia._urls import http_url_problem
 from relia.errors import ConfigError, DataError, ReliaError
 
 __all__ = [
+    "Staged",
     "check_output_place",
     "check_url",
     "count_of",
     "err_console",
     "same_file",
+    "to_stdout",
     "unwrap_help",
     "user_errors",
     "write_atomically",
+    "writing",
 ]
 
 # Not a terminal (a pipe, a CI log): rich would wrap tables at 80 columns.
@@ -81,6 +85,70 @@ def write_atomically(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise
+
+
+class Staged:
+    """Outputs written to temporary files beside their targets, renamed over them at the end.
+
+    A target that exists and is not a regular file (``/dev/null``, a FIFO, a terminal) is written
+    directly: renaming over it would replace the device node with a plain file.
+    """
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[Path, Path]] = []
+        #: What to say once committed: ``wrote TARGET ...``, one line per output.
+        self.said: list[str] = []
+
+    def part(self, target: Path, note: str = "") -> Path:
+        """The file to write ``target``'s content to (a temporary one beside it, same suffix)."""
+        self.said.append(f"wrote {target} {note}".rstrip())
+        try:
+            mode = target.stat().st_mode
+        except OSError:
+            mode = None
+        if mode is not None and not stat.S_ISREG(mode):
+            return target
+        # A link is followed: the file it names is replaced and the link stays a link.
+        real = target.resolve() if target.is_symlink() else target
+        part = real.with_name(f".{real.stem}.{os.getpid()}.relia-part{real.suffix}")
+        self.parts.append((part, real))
+        return part
+
+    def commit(self) -> None:
+        for part, target in self.parts:
+            with writing(target):
+                os.replace(part, target)
+        self.parts = []
+
+    def discard(self) -> None:
+        for part, _ in self.parts:
+            with contextlib.suppress(OSError):
+                part.unlink(missing_ok=True)
+        self.parts = []
+
+
+@contextlib.contextmanager
+def writing(target: Path, what: str = "cannot write") -> Iterator[None]:
+    """An OSError while writing ``target`` as one line naming it (Polars' have no strerror)."""
+    try:
+        yield
+    except OSError as exc:
+        why = exc.strerror or str(exc).strip() or type(exc).__name__
+        raise DataError(f"{what}: {why}", where=str(target)) from None
+
+
+def to_stdout(text: str) -> None:
+    """Write to standard output; a closed pipe (``| head``) ends the run quietly, any other
+    failure (a full disk behind a redirect) is one line."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would complain again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
+    except OSError as exc:
+        raise DataError(f"cannot write: {exc.strerror or exc}", where="standard output") from None
 
 
 def count_of(n: int, noun: str) -> str:

@@ -22,13 +22,16 @@ import typer
 from rich.table import Table
 
 from relia._cliutil import (
+    Staged,
     check_output_place,
     check_url,
     count_of,
     err_console,
     same_file,
+    to_stdout,
     unwrap_help,
     user_errors,
+    writing,
 )
 from relia._urls import shown_url
 from relia.api.tokens_cli import token_app
@@ -392,7 +395,7 @@ def _detect_series(
         series = [_Scored(r.name, r.scored.ts, r.scored.values) for r in remote]
     elif counter:
         series = [_as_rate(s) for s in series]
-    staged = _Staged()
+    staged = Staged()
     try:
         for i, s in enumerate(series):
             if remote is not None:
@@ -409,7 +412,7 @@ def _detect_series(
             windows = thresholder.windows(s.ts, detail.score)
             if csvs:
                 part = staged.part(csvs[i], f"({count_of(len(s.ts), 'row')})")
-                with _writing(csvs[i]), part.open("w", encoding="utf-8", newline="") as fh:
+                with writing(csvs[i]), part.open("w", encoding="utf-8", newline="") as fh:
                     _write_csv(fh, s.ts, s.values, detail.score, flags)
                 if multi:
                     staged.said[-1] += f": {s.title}"
@@ -420,7 +423,7 @@ def _detect_series(
                 _write_csv(buf, s.ts, s.values, detail.score, flags)
                 if multi and i < len(series) - 1:
                     buf.write("\n")
-                _to_stdout(buf.getvalue())
+                to_stdout(buf.getvalue())
             _summary(s.title, detector, s.values, detail, windows, components)
             if plots:
                 from relia.plot import plot_series
@@ -441,65 +444,13 @@ def _detect_series(
                 {"file": [p.name for p in csvs], "series": [x.title for x in series]}
             )
             part = staged.part(index, "(which file holds which series)")
-            with _writing(index):
+            with writing(index):
                 titles.write_csv(part)
         staged.commit()
     finally:
         staged.discard()
     for line in staged.said:
         err_console.print(line, markup=False)
-
-
-class _Staged:
-    """Outputs written to temporary files beside their targets, renamed over them at the end."""
-
-    def __init__(self) -> None:
-        self.parts: list[tuple[Path, Path]] = []
-        #: What to say once committed: ``wrote TARGET ...``, one line per output.
-        self.said: list[str] = []
-
-    def part(self, target: Path, note: str = "") -> Path:
-        """The temporary file to write ``target``'s content to (same folder and suffix)."""
-        part = target.with_name(f".{target.stem}.{os.getpid()}.relia-part{target.suffix}")
-        self.parts.append((part, target))
-        self.said.append(f"wrote {target} {note}".rstrip())
-        return part
-
-    def commit(self) -> None:
-        for part, target in self.parts:
-            with _writing(target):
-                os.replace(part, target)
-        self.parts = []
-
-    def discard(self) -> None:
-        for part, _ in self.parts:
-            with contextlib.suppress(OSError):
-                part.unlink(missing_ok=True)
-        self.parts = []
-
-
-@contextlib.contextmanager
-def _writing(target: Path) -> Iterator[None]:
-    """An OSError while writing ``target`` as one line naming it (Polars' have no strerror)."""
-    try:
-        yield
-    except OSError as exc:
-        why = exc.strerror or str(exc).strip() or type(exc).__name__
-        raise DataError(f"cannot write: {why}", where=str(target)) from None
-
-
-def _to_stdout(text: str) -> None:
-    """Write to standard output; a closed pipe (``| head``) ends the run quietly, any other
-    failure (a full disk behind a redirect) is one line."""
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # Python would complain again when it flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise typer.Exit(0) from None
-    except OSError as exc:
-        raise DataError(f"cannot write: {exc.strerror or exc}", where="standard output") from None
 
 
 def _check_outputs(input: Path | None, targets: list[Path]) -> None:

@@ -1,0 +1,64 @@
+"""Helpers every command shares: staged outputs written beside their targets and renamed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from relia._cliutil import Staged
+from relia.errors import DataError
+
+
+def test_staged_outputs_replace_their_targets_only_on_commit(tmp_path: Path) -> None:
+    target = tmp_path / "t.csv"
+    target.write_text("old\n")
+    staged = Staged()
+    staged.part(target, "(1 row)").write_text("new\n")
+    assert target.read_text() == "old\n"
+    staged.commit()
+    assert target.read_text() == "new\n" and staged.said == [f"wrote {target} (1 row)"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+
+
+def test_discarded_outputs_leave_the_old_files_and_no_parts(tmp_path: Path) -> None:
+    target = tmp_path / "t.csv"
+    target.write_text("old\n")
+    staged = Staged()
+    staged.part(target).write_text("new\n")
+    staged.part(tmp_path / "new.csv").write_text("new\n")
+    staged.discard()
+    assert target.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+
+
+@pytest.mark.skipif(not Path("/dev/null").is_char_device(), reason="needs /dev/null")
+def test_a_device_is_written_directly_not_renamed_over(tmp_path: Path) -> None:
+    # Renaming over /dev/full (relia detect -o /dev/full, as root) replaced the device with a
+    # plain file. A link to /dev/null stands for it here: the rename would replace the link.
+    link = tmp_path / "o.csv"
+    link.symlink_to("/dev/null")
+    staged = Staged()
+    assert staged.part(link) == link
+    staged.commit()
+    assert link.is_symlink() and Path("/dev/null").is_char_device()
+
+
+def test_a_link_to_a_file_stays_a_link_and_its_file_is_replaced(tmp_path: Path) -> None:
+    real = tmp_path / "real.csv"
+    real.write_text("old\n")
+    link = tmp_path / "o.csv"
+    link.symlink_to(real)
+    staged = Staged()
+    staged.part(link).write_text("new\n")
+    staged.commit()
+    assert link.is_symlink() and real.read_text() == "new\n"
+    assert staged.said == [f"wrote {link}"]
+
+
+def test_a_failed_rename_names_the_target(tmp_path: Path) -> None:
+    staged = Staged()
+    staged.part(tmp_path / "t.csv")  # never written: nothing to rename
+    with pytest.raises(DataError) as err:
+        staged.commit()
+    assert str(err.value) == f"{tmp_path / 't.csv'}: cannot write: No such file or directory"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -278,6 +280,59 @@ def test_inconsistent_model_state() -> None:
     with pytest.raises(DataError):  # at load, or at the latest when the model is used
         restored = TemplateMiner.from_bytes(zlib.compress(json.dumps(state).encode()))
         restored.add(["a b c 2", "q"])
+
+
+def _saved_state() -> dict[str, Any]:
+    miner = TemplateMiner()
+    miner.add(["user alice logged in", "user bob logged in", "disk 3 is full"])
+    state: dict[str, Any] = json.loads(zlib.decompress(miner.to_bytes()))
+    return state
+
+
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        (lambda s: s["config"].update(similarity="x"), "config.similarity should be a number"),
+        (lambda s: s["config"].update(similarity=True), "config.similarity should be a number"),
+        (lambda s: s["config"].update(similarity=1.5), "config.similarity should be from 0 to 1"),
+        (lambda s: s["config"].update(variable_after=None), "config.variable_after should be int"),
+        (lambda s: s["config"].update(family_size=2.5), "config.family_size should be int"),
+        (lambda s: s["config"].update(keep_first_word="no"), "config.keep_first_word should be"),
+        (lambda s: s["config"].update(colour=1), "unknown config setting 'colour'"),
+        (lambda s: s.update(config=[1]), "its config is not a JSON object"),
+        (lambda s: s["counts"].__setitem__(0, "2"), "a template count should be int, got str"),
+        (lambda s: s["counts"].__setitem__(0, -1), "a template count is negative"),
+        (lambda s: s["tokens"][0].__setitem__(0, 7), "a template word should be str, got int"),
+        (lambda s: s["parent"].__setitem__(0, 0.0), "a template id should be int, got float"),
+        (lambda s: s.update(overflow="0"), "the overflow id should be int, got str"),
+    ],
+)
+def test_a_model_field_of_the_wrong_type_is_refused_at_load(
+    edit: Callable[[dict[str, Any]], None], why: str
+) -> None:
+    # config.similarity="x" was loaded without a word and crashed the mining with a TypeError.
+    state = _saved_state()
+    edit(state)
+    with pytest.raises(DataError) as err:
+        TemplateMiner.from_bytes(zlib.compress(json.dumps(state).encode()))
+    assert str(err.value).startswith(f"not a relia template model: {why}")
+
+
+def test_a_model_saved_with_whole_numbers_for_shares_loads() -> None:
+    # JSON may write a share of 1.0 as 1.
+    state = _saved_state()
+    state["config"]["similarity"] = 1
+    miner = TemplateMiner.from_bytes(zlib.compress(json.dumps(state).encode()))
+    assert miner.config.similarity == 1.0 and len(miner.templates) == 3
+
+
+def test_the_template_count_leaves_out_variants_joined_to_another_template() -> None:
+    miner = TemplateMiner()
+    assert miner.add(["sent 5 bytes (1.0 KB) ok", "sent 5 bytes ok"]).tolist() == [0, 0]
+    assert miner.template_count == len(miner.templates) == 1
+    assert len(miner) == 2  # max_templates caps the variant too
+    restored = TemplateMiner.from_bytes(miner.to_bytes())
+    assert restored.template_count == 1
 
 
 def test_truncated_model_bytes() -> None:

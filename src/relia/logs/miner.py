@@ -193,6 +193,55 @@ class MinerConfig:
     max_generalized_words: int = 256
 
 
+def _typed(value: Any, kind: type[Any], what: str) -> Any:
+    """``value`` if it is a ``kind`` (a bool is no number here), else a ValueError naming it."""
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ValueError(f"{what} should be {kind.__name__}, got {_kind(value)}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    """A JSON value's kind as a message names it."""
+    return "null" if value is None else type(value).__name__
+
+
+def _count(value: Any, what: str) -> int:
+    """A non-negative int of a saved model (an id, a count, a position)."""
+    number: int = _typed(value, int, what)
+    if number < 0:
+        raise ValueError(f"{what} is negative ({number})")
+    return number
+
+
+def _config_from(saved: Any) -> MinerConfig:
+    """The :class:`MinerConfig` of a saved model, each setting checked for its type and range:
+    a wrong one (``"x"`` for a share, null for a count) would only fail later, mid-mining."""
+    if not isinstance(saved, dict):
+        raise ValueError("its config is not a JSON object")
+    known = {f.name: f for f in dataclasses.fields(MinerConfig)}
+    unknown = sorted(set(saved) - set(known))
+    if unknown:
+        raise ValueError(f"unknown config setting {unknown[0]!r}")
+    values: dict[str, Any] = {}
+    for name, value in saved.items():
+        default = known[name].default
+        what = f"config.{name}"
+        if isinstance(default, bool):
+            values[name] = _typed(value, bool, what)
+        elif isinstance(default, int):
+            if _count(value, what) < 1:
+                raise ValueError(f"{what} should be at least 1, got {value}")
+            values[name] = value
+        else:  # a share of positions: a float from 0 to 1 (JSON may write 1.0 as 1)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{what} should be a number, got {_kind(value)}")
+            share = float(value)
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"{what} should be from 0 to 1, got {value}")
+            values[name] = share
+    return MinerConfig(**values)
+
+
 @dataclass(frozen=True)
 class Template:
     """One template: its id, its text with ``<*>`` for parameters, and how many lines it matched."""
@@ -271,7 +320,14 @@ class TemplateMiner:
         return written(" ".join(tokens))
 
     def __len__(self) -> int:
+        """Live templates, variants of other lengths included (what ``max_templates`` caps)."""
         return self._live
+
+    @property
+    def template_count(self) -> int:
+        """Live templates as :attr:`templates` lists them: a variant of another length counts
+        with the template it joined, as its lines do."""
+        return self._live - sum(1 for v in self._group if self._parent[v] == v)
 
     def resolve(self, template_ids: NDArray[np.int64]) -> NDArray[np.int64]:
         """Map ids (possibly absorbed by later merges) to the ids of their live templates."""
@@ -324,18 +380,33 @@ class TemplateMiner:
                 raise ValueError(f"expected a JSON object, got {kind}")
             if state.get("version") != _STATE_VERSION:
                 raise ValueError(f"unsupported model version {state.get('version')!r}")
-            miner = cls(MinerConfig(**state["config"]))
-            miner._tokens = [list(map(str, t)) for t in state["tokens"]]
-            miner._shape = [
-                tuple((int(p), str(a), str(b)) for p, a, b in shape) for shape in state["shape"]
+            miner = cls(_config_from(state["config"]))
+            miner._tokens = [
+                [_typed(w, str, "a template word") for w in t] for t in state["tokens"]
             ]
-            miner._parent = [int(p) for p in state["parent"]]
-            miner._counts = [int(c) for c in state["counts"]]
+            miner._shape = [
+                tuple(
+                    (_count(p, "a parameter position"), _typed(a, str, "a shape word"),
+                     _typed(b, str, "a shape word"))
+                    for p, a, b in shape
+                )
+                for shape in state["shape"]
+            ]  # fmt: skip
+            miner._parent = [_count(p, "a template id") for p in state["parent"]]
+            miner._counts = [_count(c, "a template count") for c in state["counts"]]
             miner._siblings = {
-                str(k): {str(w): int(i) for w, i in v.items()} for k, v in state["siblings"].items()
+                _typed(k, str, "a sibling key"): {
+                    _typed(w, str, "a sibling word"): _count(i, "a template id")
+                    for w, i in v.items()
+                }
+                for k, v in state["siblings"].items()
             }
-            miner._overflow = None if state["overflow"] is None else int(state["overflow"])
-            miner._group = {int(v): int(h) for v, h in state.get("groups", [])}
+            overflow = state["overflow"]
+            miner._overflow = None if overflow is None else _count(overflow, "the overflow id")
+            miner._group = {
+                _count(v, "a template id"): _count(h, "a template id")
+                for v, h in state.get("groups", [])
+            }
             ids = len(miner._parent)
             if not (len(miner._tokens) == len(miner._shape) == len(miner._counts) == ids):
                 raise ValueError("its lists of templates disagree in length")

@@ -726,3 +726,221 @@ def test_the_summary_counts_one_line_and_one_template_in_the_singular(tmp_path: 
     code, _, stderr = _invoke(log)
     assert code == 0, stderr
     assert "1 line from 1 input → 1 template in" in stderr
+
+
+def _relia(
+    *args: str | Path, stdin: int | None = None, stdout: int | None = None, cwd: Path
+) -> tuple[int, str]:
+    """Run ``relia logs templates`` in a process of its own, with real standard streams."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "relia", "logs", "templates", *map(str, args)],
+        stdin=stdin,
+        stdout=subprocess.DEVNULL if stdout is None else stdout,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+    )
+    return proc.returncode, proc.stderr.decode()
+
+
+@pytest.mark.parametrize("option", ["--out", "--structured", "--model"])
+def test_an_output_that_standard_input_comes_from_is_refused_and_kept(
+    tmp_path: Path, option: str
+) -> None:
+    # `relia logs templates - --out v.log < v.log` emptied v.log before reading it, then
+    # reported "<stdin>: empty" and exit 0.
+    log = _write(tmp_path / "v.log", _log_lines(20))
+    before = log.read_bytes()
+    with log.open("rb") as stdin:
+        code, stderr = _relia("-", option, log, stdin=stdin.fileno(), cwd=tmp_path)
+    assert code == 2
+    assert stderr == (
+        f"relia: error: {option}: {log} is also an input (standard input); write elsewhere\n"
+    )
+    assert log.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.log"]
+
+
+def test_standard_input_from_another_file_is_mined(tmp_path: Path) -> None:
+    log = _write(tmp_path / "in.log", _log_lines(20))
+    out = tmp_path / "t.csv"
+    with log.open("rb") as stdin:
+        code, stderr = _relia("-", "--out", out, stdin=stdin.fileno(), cwd=tmp_path)
+    assert code == 0, stderr
+    assert pl.read_csv(out)["count"].sum() == 20
+
+
+def _old_outputs(tmp_path: Path) -> dict[Path, bytes]:
+    olds = {
+        tmp_path / "t.csv": b"old templates\n",
+        tmp_path / "s.csv": b"old lines\n",
+        tmp_path / "p.html": b"old chart\n",
+    }
+    for path, data in olds.items():
+        path.write_bytes(data)
+    return olds
+
+
+def test_a_run_stopped_while_mining_leaves_every_old_output_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The outputs were opened (emptied) before the mining: a run stopped part-way (SIGTERM is
+    # raised as SystemExit) left the old files empty.
+    log = _write(tmp_path / "a.log", _log_lines(20))
+    model = tmp_path / "m.bin"
+    assert _invoke(log, "--model", model)[0] == 0
+    olds = {**_old_outputs(tmp_path), model: model.read_bytes()}
+
+    def stopped(*args: object, **kwargs: object) -> None:
+        raise SystemExit(143)
+
+    monkeypatch.setattr(logs_cli, "mine_templates", stopped)
+    result = runner.invoke(
+        app,
+        ["logs", "templates", str(log), "--out", str(tmp_path / "t.csv"),
+         "--structured", str(tmp_path / "s.csv"), "--plot", str(tmp_path / "p.html"),
+         "--model", str(model)],
+    )  # fmt: skip
+    assert result.exit_code == 143
+    assert {path: path.read_bytes() for path in olds} == olds
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a.log",
+        "m.bin",
+        "p.html",
+        "s.csv",
+        "t.csv",
+    ]
+
+
+def test_a_failed_write_keeps_the_outputs_already_written_old(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # --out is written before --structured: it is renamed over the old file only once every
+    # output was written, so a full disk on the second leaves both old files whole.
+    log = _write(tmp_path / "a.log", _log_lines(20))
+    olds = _old_outputs(tmp_path)
+
+    def full_disk(*args: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(logs_cli, "_write_structured", full_disk)
+    code, stdout, stderr = _invoke(
+        log, "--out", tmp_path / "t.csv", "--structured", tmp_path / "s.csv",
+        "--plot", tmp_path / "p.html",
+    )  # fmt: skip
+    assert code == 2 and stdout == ""
+    assert stderr == f"relia: error: {tmp_path / 's.csv'}: cannot write: No space left on device\n"
+    assert {path: path.read_bytes() for path in olds} == olds
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.log", "p.html", "s.csv", "t.csv"]
+
+
+@pytest.mark.skipif(not Path("/dev/full").is_char_device(), reason="needs /dev/full")
+@pytest.mark.parametrize("option", ["--out", "--structured", "--plot"])
+def test_a_full_device_as_output_is_one_line_and_stays_a_device(
+    tmp_path: Path, option: str
+) -> None:
+    # A device is written directly: renaming a staged file over it would replace the device.
+    log = _write(tmp_path / "a.log", _log_lines(20))
+    target = "/dev/full" if option != "--plot" else str(tmp_path / "p.png")
+    args = [log, option, target]
+    if option == "--plot":  # a chart is named by its suffix: reach /dev/full through a link
+        Path(target).symlink_to("/dev/full")
+    code, stderr = _relia(*args, cwd=tmp_path)
+    assert code == 2, stderr
+    assert stderr.startswith(f"relia: error: {target}: cannot write")
+    assert "No space left on device" in stderr and stderr.count("\n") == 1
+    assert Path("/dev/full").is_char_device()
+
+
+@pytest.mark.skipif(not Path("/dev/full").is_char_device(), reason="needs /dev/full")
+def test_a_full_standard_output_is_one_line(tmp_path: Path) -> None:
+    log = _write(tmp_path / "a.log", _log_lines(20))
+    with open("/dev/full", "wb") as full:
+        code, stderr = _relia(log, stdout=full.fileno(), cwd=tmp_path)
+    assert code == 2
+    assert stderr == "relia: error: standard output: cannot write: No space left on device\n"
+
+
+def test_a_closed_standard_output_ends_the_run_quietly(tmp_path: Path) -> None:
+    # `relia logs templates a.log | head -1`: rich exited 1 when the pipe closed.
+    log = _write(tmp_path / "a.log", _log_lines(20))
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        code, stderr = _relia(log, stdout=write_end, cwd=tmp_path)
+    finally:
+        os.close(write_end)
+    assert code == 0 and stderr == ""
+
+
+@pytest.mark.parametrize("option", ["--out", "--structured", "--plot", "--model"])
+def test_an_existing_file_named_with_a_trailing_slash_is_refused(
+    tmp_path: Path, option: str
+) -> None:
+    # Path() dropped the slash: `--out t.csv/` overwrote t.csv and `--out new/` made a file.
+    log = _write(tmp_path / "a.log", _log_lines(20))
+    target = tmp_path / "t.html"
+    target.write_bytes(b"old\n")
+    code, _, stderr = _invoke(log, option, f"{target}/")
+    assert code == 2
+    assert stderr == f"relia: error: {target}: is a file, not a directory\n"
+    assert target.read_bytes() == b"old\n"
+
+
+@pytest.mark.parametrize("option", ["--out", "--structured", "--plot", "--model"])
+def test_an_output_named_as_a_new_folder_is_refused_and_nothing_made(
+    tmp_path: Path, option: str
+) -> None:
+    log = _write(tmp_path / "a.log", _log_lines(20))
+    code, _, stderr = _invoke(log, option, f"{tmp_path / 'new'}/")
+    assert code == 2
+    assert stderr == (
+        f"relia: error: {option}: names a directory ({tmp_path / 'new'}/); "
+        f"{option} writes one file\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.log"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("similarity", "x", "config.similarity should be a number, got str"),
+        ("variable_after", None, "config.variable_after should be int, got null"),
+        ("keep_first_word", 1, "config.keep_first_word should be bool, got int"),
+        ("max_templates", 0, "config.max_templates should be at least 1, got 0"),
+    ],
+)
+def test_a_model_with_a_setting_of_the_wrong_type_exits_2_and_is_left_alone(
+    tmp_path: Path, setting: str, value: object, message: str
+) -> None:
+    # Loaded without a word, it crashed the mining with a TypeError traceback.
+    log = _write(tmp_path / "a.log", _log_lines(20))
+    model = tmp_path / "m.bin"
+    assert _invoke(log, "--model", model)[0] == 0
+    state = json.loads(zlib.decompress(model.read_bytes()))
+    state["config"][setting] = value
+    data = zlib.compress(json.dumps(state).encode())
+    model.write_bytes(data)
+    code, _, stderr = _invoke(log, "--model", model)
+    assert code == 2
+    assert stderr == f"relia: error: {model}: not a relia template model: {message}\n"
+    assert model.read_bytes() == data
+
+
+def test_the_model_line_counts_the_templates_the_summary_and_out_count(tmp_path: Path) -> None:
+    # The shorter message joins the longer one as a variant: one template, one row in --out.
+    # The model line counted the variant as a template of its own ("0 → 2 templates").
+    log = _write(tmp_path / "a.log", ["sent 5 bytes (1.0 KB) ok", "sent 5 bytes ok"])
+    model, out = tmp_path / "m.bin", tmp_path / "t.csv"
+    code, _, stderr = _invoke(log, "--format", "plain", "--model", model, "--out", out)
+    assert code == 0, stderr
+    assert len(pl.read_csv(out)) == 1
+    assert "2 lines from 1 input → 1 template in" in stderr
+    assert f"model {model}: 0 → 1 template" in stderr
+    code, _, stderr = _invoke(log, "--format", "plain", "--model", model)
+    assert f"model {model}: 1 → 1 template" in stderr

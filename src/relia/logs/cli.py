@@ -11,11 +11,13 @@ and exit code 2.
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 import re
 import secrets
 import shutil
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -31,12 +33,14 @@ import typer
 from numpy.typing import NDArray
 
 from relia._cliutil import (
+    Staged,
     check_output_place,
     count_of,
     err_console,
     same_file,
+    to_stdout,
     user_errors,
-    write_atomically,
+    writing,
 )
 from relia.errors import DataError
 from relia.logs.header import HeaderFormat
@@ -284,7 +288,7 @@ def mine_templates(
     is read as jsonl, whose messages are taken whole from their field.
     """
     miner = TemplateMiner() if miner is None else miner
-    templates_before = len(miner)
+    templates_before = miner.template_count
     reports: list[FileReport] = []
     tally = np.zeros(0, dtype=np.int64)
     for index, path in enumerate(inputs):
@@ -457,10 +461,10 @@ def _bar_label(template_id: int, text: str, width: int = 60) -> str:
     return f"#{template_id}  {short}".replace("$", r"\$")
 
 
-def _plot(path: Path, run: TemplateRun, top: int = 30) -> None:
-    """A bar chart of the most frequent templates (.png), or it above a table of all (.html)."""
+def _plot(path: Path, run: TemplateRun, top: int = 30, *, target: Path | None = None) -> None:
+    """A bar chart of the most frequent templates (.png), or it above a table of all (.html),
+    written to ``path`` (errors name ``target``, the file it stands for, when given)."""
     import html
-    import io
 
     import matplotlib
 
@@ -478,8 +482,8 @@ def _plot(path: Path, run: TemplateRun, top: int = 30) -> None:
     ax.grid(axis="x", alpha=0.25)
     fig.tight_layout()
     try:
-        if path.suffix.lower() == ".png":
-            fig.savefig(path, dpi=110)
+        if (target or path).suffix.lower() == ".png":
+            fig.savefig(path, format="png", dpi=110)
         else:
             buf = io.StringIO()
             fig.savefig(buf, format="svg")
@@ -492,7 +496,8 @@ def _plot(path: Path, run: TemplateRun, top: int = 30) -> None:
             page = html_page("relia logs templates", buf.getvalue(), title, header, table)
             path.write_text(page, encoding="utf-8")
     except OSError as exc:
-        raise DataError(f"cannot write plot: {exc.strerror or exc}", where=str(path)) from None
+        where = str(target or path)
+        raise DataError(f"cannot write plot: {exc.strerror or exc}", where=where) from None
     finally:
         plt.close(fig)
 
@@ -513,21 +518,6 @@ def _load_model(path: Path) -> TemplateMiner:
         raise DataError(f"not a relia template model: {exc}", where=str(path)) from None
 
 
-def _save_model(path: Path, miner: TemplateMiner) -> None:
-    # Write beside and rename: an interrupted save never leaves a half-written model.
-    try:
-        write_atomically(path, miner.to_bytes())
-    except OSError as exc:
-        raise DataError(f"cannot write model: {exc.strerror or exc}", where=str(path)) from None
-
-
-def _open_output(path: Path) -> IO[bytes]:
-    try:
-        return path.open("wb")
-    except OSError as exc:
-        raise DataError(f"cannot write: {exc.strerror or exc}", where=str(path)) from None
-
-
 def _check_inputs(inputs: list[Path]) -> None:
     """Fail before any work on an input that is missing, a directory or unreadable."""
     if sum(1 for p in inputs if str(p) == STDIN) > 1:
@@ -543,20 +533,57 @@ def _check_inputs(inputs: list[Path]) -> None:
             raise DataError("cannot read: Permission denied", where=str(p))
 
 
+def _output_path(arg: str | None, option: str) -> Path | None:
+    """The file an output option names. Each is one file, so a name that ends in a slash (a
+    folder) is refused: Path would drop the slash and write a file of that name."""
+    if arg is None:
+        return None
+    if not arg.strip():
+        raise DataError("must name a file, got an empty string", where=option)
+    path = Path(arg)
+    if arg.endswith(("/", os.sep)):
+        if path.exists() and not path.is_dir():
+            raise DataError("is a file, not a directory", where=str(path))  # as relia detect says
+        raise DataError(f"names a directory ({arg}); {option} writes one file", where=option)
+    return path
+
+
+def _is_standard_input(path: Path) -> bool:
+    """Whether standard input is redirected from the regular file ``path``."""
+    try:
+        given = os.fstat(sys.stdin.fileno())
+        named = path.stat()
+    except (OSError, ValueError):  # ValueError: no real stdin (an embedding, a test runner)
+        return False
+    return stat.S_ISREG(given.st_mode) and (given.st_dev, given.st_ino) == (
+        named.st_dev,
+        named.st_ino,
+    )
+
+
 def _check_outputs(inputs: list[Path], outputs: dict[str, Path | None]) -> None:
-    """Fail before any work on an output that is an input (it would be emptied before it is
-    read) or another output's file."""
+    """Fail before any work on an output that is an input (also when it is the file standard
+    input comes from), another output's file, or a place no file can go."""
     files = [p for p in inputs if str(p) != STDIN]
+    reads_stdin = len(files) < len(inputs)
     taken: dict[str, Path] = {}
     for option, path in outputs.items():
         if path is None:
             continue
         if any(same_file(path, p) for p in files):
             raise DataError(f"{path} is also an input; write elsewhere", where=option)
+        if reads_stdin and _is_standard_input(path):
+            raise DataError(
+                f"{path} is also an input (standard input); write elsewhere", where=option
+            )
         for other, other_path in taken.items():
             if same_file(path, other_path):
                 raise DataError(f"the same file as {other} ({path})", where=option)
         taken[option] = path
+        if option == "--model" and path.exists():
+            continue  # read before it is written: the reader names what is wrong with it
+        what = {"--plot": "cannot write plot", "--model": "cannot write model"}
+        check_output_place(path, what.get(option, "cannot write"))
 
 
 def _summary(run: TemplateRun, seconds: float) -> list[str]:
@@ -643,25 +670,31 @@ def templates(
             "or auto: jsonl when a file's first lines are JSON objects",
         ),
     ] = LogFormat.auto,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="write the templates CSV: id,count,template")
+    out_arg: Annotated[
+        str | None,
+        typer.Option(
+            "--out", "-o", metavar="PATH", help="write the templates CSV: id,count,template"
+        ),
     ] = None,
-    structured: Annotated[
-        Path | None,
+    structured_arg: Annotated[
+        str | None,
         typer.Option(
             "--structured",
+            metavar="PATH",
             help="write one CSV row per line: file,line,template_id,template,parameters (JSON)",
         ),
     ] = None,
-    model: Annotated[
-        Path | None,
+    model_arg: Annotated[
+        str | None,
         typer.Option(
             "--model",
+            metavar="PATH",
             help="template model file: loaded if it exists, saved after (ids stay stable)",
         ),
     ] = None,
-    plot: Annotated[
-        Path | None, typer.Option("--plot", help="chart of the top templates (.html or .png)")
+    plot_arg: Annotated[
+        str | None,
+        typer.Option("--plot", metavar="PATH", help="chart of the top templates (.html or .png)"),
     ] = None,
     top: Annotated[
         int, typer.Option("--top", min=0, help="templates shown in the table (0: all)")
@@ -682,51 +715,58 @@ def templates(
     from rich.table import Table
     from rich.text import Text
 
+    # str, not Path: Path drops the trailing slash that says a name is a folder.
+    out = _output_path(out_arg, "--out")
+    structured = _output_path(structured_arg, "--structured")
+    model = _output_path(model_arg, "--model")
+    plot = _output_path(plot_arg, "--plot")
     if plot is not None and plot.suffix.lower() not in (".png", ".html", ".htm"):
         raise DataError(f"plot must end in .png or .html, got {plot.name!r}", where="--plot")
     _check_inputs(inputs)
     _check_outputs(
         inputs, {"--out": out, "--structured": structured, "--model": model, "--plot": plot}
     )
-    # Written after the mining: a path that cannot take them fails now, not after the work.
-    if plot is not None:
-        check_output_place(plot, "cannot write plot")
-    if model is not None and not model.exists():
-        check_output_place(model, "cannot write model")
     miner = _load_model(model) if model is not None and model.exists() else TemplateMiner()
     started = time.perf_counter()
-    with ExitStack() as stack:
-        # Outputs are opened before the work, so a bad path fails at once.
-        out_file = stack.enter_context(_open_output(out)) if out is not None else None
-        parts: _Parts | None = None
-        structured_file = None
-        if structured is not None:
-            structured_file = stack.enter_context(_open_output(structured))
-            parts = _Parts(_spill_folder(stack, structured.parent))
-        size = sum(p.stat().st_size for p in inputs if str(p) != STDIN)
-        on_bytes: Callable[[int], None] = lambda n: None  # noqa: E731
-        if err_console.is_terminal and size >= _PROGRESS_BYTES:
-            progress = stack.enter_context(
-                Progress(
-                    BarColumn(),
-                    DownloadColumn(),
-                    TimeRemainingColumn(),
-                    console=err_console,
-                    transient=True,
+    # Nothing is opened for writing before every input is read (an output may be the file
+    # standard input comes from); all are written beside their targets and renamed together at
+    # the end, so a run that stops part-way leaves the old files whole and no new ones behind.
+    staged = Staged()
+    try:
+        with ExitStack() as stack:
+            parts: _Parts | None = None
+            if structured is not None:
+                parts = _Parts(_spill_folder(stack, structured.parent))
+            size = sum(p.stat().st_size for p in inputs if str(p) != STDIN)
+            on_bytes: Callable[[int], None] = lambda n: None  # noqa: E731
+            if err_console.is_terminal and size >= _PROGRESS_BYTES:
+                progress = stack.enter_context(
+                    Progress(
+                        BarColumn(),
+                        DownloadColumn(),
+                        TimeRemainingColumn(),
+                        console=err_console,
+                        transient=True,
+                    )
                 )
-            )
-            task = progress.add_task("mining", total=size)
-            on_bytes = lambda n: progress.advance(task, n)  # noqa: E731
-        run = mine_templates(inputs, fmt=fmt, miner=miner, parts=parts, on_bytes=on_bytes)
-        if model is not None:
-            _save_model(model, miner)
-        if out_file is not None:
-            _templates_frame(run).write_csv(out_file)
-        if structured_file is not None and parts is not None:
-            _write_structured(structured_file, run, parts)
+                task = progress.add_task("mining", total=size)
+                on_bytes = lambda n: progress.advance(task, n)  # noqa: E731
+            run = mine_templates(inputs, fmt=fmt, miner=miner, parts=parts, on_bytes=on_bytes)
+            if out is not None:
+                with writing(out), staged.part(out).open("wb") as fh:
+                    _templates_frame(run).write_csv(fh)
+            if structured is not None and parts is not None:
+                with writing(structured), staged.part(structured).open("wb") as fh:
+                    _write_structured(fh, run, parts)
+            if model is not None:
+                with writing(model, "cannot write model"):
+                    staged.part(model).write_bytes(miner.to_bytes())
+            if plot is not None:
+                _plot(staged.part(plot), run, target=plot)
+        staged.commit()
+    finally:
+        staged.discard()
     seconds = time.perf_counter() - started
-    if plot is not None:
-        _plot(plot, run)
 
     if verbose:
         for f in run.files:
@@ -744,19 +784,27 @@ def templates(
     table.add_column("template", overflow="fold")
     for i, n, text in shown:
         table.add_row(str(i), f"{n:,}", Text(text))  # Text: templates hold [..] that is not markup
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    # Rendered into a buffer and written by to_stdout: a full disk is one line, a closed pipe
+    # a quiet end (rich's own writes give a traceback, and exit 1 on a closed pipe).
+    terminal = sys.stdout.isatty()
+    rendered = io.StringIO()
+    console = Console(
+        file=rendered,
+        highlight=False,
+        force_terminal=terminal,
+        width=shutil.get_terminal_size().columns if terminal else 200,
+    )
     console.print(table)
     if len(shown) < len(rows):
+        more = len(rows) - len(shown)
         console.print(
-            f"… {len(rows) - len(shown):,} more templates (--top 0 shows all, --out writes all)",
-            markup=False,
+            f"… {more:,} more templates (--top 0 shows all, --out writes all)", markup=False
         )
+    to_stdout(rendered.getvalue())
     for line in _summary(run, seconds):
         err_console.print(line, markup=False, soft_wrap=True)
     if model is not None:
-        err_console.print(
-            f"model {model}: {run.templates_before:,} → {len(miner):,} templates", markup=False
-        )
-    for target in (out, structured, model, plot):
-        if target is not None:
-            err_console.print(f"wrote {target}", markup=False)
+        after = count_of(miner.template_count, "template")
+        err_console.print(f"model {model}: {run.templates_before:,} → {after}", markup=False)
+    for line in staged.said:
+        err_console.print(line, markup=False)

@@ -546,3 +546,28 @@ def test_a_trailing_slash_is_not_redirected_to_the_host_the_client_names(
         "/api/v1/series/", headers={"Host": "evil.example"}, follow_redirects=False
     )
     assert r.status_code == 404 and "location" not in r.headers
+
+
+@pytest.mark.parametrize(
+    "path", ["/healthz", "/metrics", "/", "/api/v1/series", "/api/v1/findings"]
+)
+def test_head_is_answered_wherever_get_is_with_its_headers_and_no_body(
+    setup: tuple[Store, Engine, Src], path: str
+) -> None:
+    store, eng, _ = setup
+    client = _client(store, eng)
+    get, head = client.get(path), client.head(path)
+    assert get.status_code == head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+
+
+def test_head_needs_the_role_get_needs(
+    setup: tuple[Store, Engine, Src],
+) -> None:
+    store, eng, _ = setup
+    client = _client(store, eng, token="s3cret")
+    assert client.head("/api/v1/series").status_code == 401
+    ok = client.head("/api/v1/series", headers={"Authorization": "Bearer s3cret"})
+    assert ok.status_code == 200 and ok.content == b""
+    assert client.head("/api/v1/nothing-here").status_code == 404

@@ -24,7 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import relia
 from relia._failurelog import FailureLog
@@ -222,6 +222,28 @@ def _dashboard_headers(html: str) -> dict[str, str]:
 DEFAULT_MAX_BODY_BYTES = 16 << 20
 
 
+class HeadAsGet:
+    """Pure ASGI middleware: a ``HEAD`` request is served by the ``GET`` route of its path, with
+    the same status and headers and no body. HTTP requires HEAD wherever GET is served (RFC 9110
+    9.3.2; uptime probes use it), and FastAPI's routes, unlike Starlette's, do not add it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                # Content-Length stays that of the GET answer, as RFC 9110 allows.
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
 class _ReliaApp(FastAPI):
     """FastAPI with the request limits outside its whole middleware stack: Starlette's error
     middleware would otherwise turn the cut-off read into a 500 before the limit could answer."""
@@ -229,10 +251,24 @@ class _ReliaApp(FastAPI):
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_header_bytes: int | None = None
     body_timeout_s: float | None = None
+    #: Paths with their own body limit (see :meth:`limit_body`).
+    path_body_limits: dict[str, int]
+
+    def limit_body(self, path: str, max_bytes: int) -> None:
+        """Give ``path`` its own body limit instead of ``max_body_bytes`` (call before the app
+        serves its first request: the middleware stack is built then)."""
+        self.path_body_limits[path] = max_bytes
 
     def build_middleware_stack(self) -> ASGIApp:
         inner = super().build_middleware_stack()
-        return RequestLimits(inner, self.max_body_bytes, self.max_header_bytes, self.body_timeout_s)
+        limited = RequestLimits(
+            inner,
+            self.max_body_bytes,
+            self.max_header_bytes,
+            self.body_timeout_s,
+            path_limits=self.path_body_limits,
+        )
+        return HeadAsGet(limited)
 
 
 #: The strings of the engine's and HA's status an unauthenticated /healthz still shows.
@@ -302,6 +338,7 @@ def create_app(
         redirect_slashes=False,
     )
     app.max_body_bytes = max_body_bytes
+    app.path_body_limits = {}
     app.max_header_bytes = max_header_bytes
     app.body_timeout_s = body_timeout_s
 

@@ -385,3 +385,13 @@ def test_a_request_on_a_connection_past_max_connections_gets_503(capped_server: 
             assert time.monotonic() < deadline, "the freed connection never counted"
             time.sleep(0.05)
         assert status == 200
+
+
+def test_a_path_with_its_own_body_limit_takes_bodies_over_the_api_limit() -> None:
+    app = _app()
+    app.limit_body("/api/v1/write", 2 * LIMIT)  # type: ignore[attr-defined]
+    client = TestClient(app)
+    r = client.post("/api/v1/write", content=b"x" * (LIMIT + LIMIT // 2))
+    assert r.status_code == 200 and r.json() == {"bytes": LIMIT + LIMIT // 2}
+    assert client.post("/api/v1/write", content=b"x" * (2 * LIMIT + 1)).status_code == 413
+    assert client.post("/api/v1/findings", content=b"x" * (LIMIT + 1)).status_code == 413

@@ -473,6 +473,42 @@ def test_ingest_writes_its_wal_where_configured_and_fsyncs_every_write_when_aske
     assert default.queue.fsync_interval_s is None  # the OS flushes
 
 
+def test_remote_write_bodies_are_limited_by_ingest_max_body_bytes_not_the_apis(
+    tmp_path: Path,
+) -> None:
+    import warnings
+
+    from prometheus_client import CollectorRegistry
+
+    from relia.api.app import create_app
+    from relia.config import IngestConfig
+    from relia.engine.local import LocalExecutor
+    from relia.engine.loop import Engine
+    from relia.engine.up import _mount_ingest, build_ingest_source
+    from tests.engine.memstore import MemoryStore
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Starlette's TestClient wants httpx2
+        from fastapi.testclient import TestClient
+
+    cfg = ReliaConfig(data_dir=tmp_path / "data", ingest=IngestConfig(max_body_bytes=2000))
+    index = SeriesIndex()
+    src = build_ingest_source(cfg, index)
+    store = MemoryStore()
+    eng = Engine(
+        store, [src], LocalExecutor("cusum", {}), index=index, registry=CollectorRegistry()
+    )
+    app = create_app(store, engine=eng, max_body_bytes=1000)
+    _mount_ingest(app, [src], eng, None)
+    client = TestClient(app)
+    # Over the API's 1000 bytes, under ingest's 2000: the receiver reads it (and finds it no
+    # snappy block), where the API's limit used to answer 413.
+    r = client.post("/api/v1/write", content=b"\xff" * 1500)
+    assert r.status_code == 400 and "snappy" in r.text
+    assert client.post("/api/v1/write", content=b"\xff" * 2001).status_code == 413
+    src.queue.close()
+
+
 def test_slos_without_their_own_prometheus_query_the_first_prometheus_source(
     tmp_path: Path,
 ) -> None:

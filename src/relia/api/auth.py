@@ -20,7 +20,7 @@ import hmac
 import json
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
@@ -239,6 +239,9 @@ class RequestLimits:
 
     The header check backs up uvicorn's (``h11_max_incomplete_event_size``), which only sees a
     header block that does not arrive in one read of up to 64 KiB.
+
+    ``path_limits`` gives some paths their own body limit instead of ``max_body_bytes`` (the
+    remote-write receiver has ``ingest.max_body_bytes``, and enforces it itself as well).
     """
 
     def __init__(
@@ -247,11 +250,13 @@ class RequestLimits:
         max_body_bytes: int,
         max_header_bytes: int | None = None,
         body_timeout_s: float | None = None,
+        path_limits: Mapping[str, int] | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_header_bytes = max_header_bytes
         self.body_timeout_s = body_timeout_s
+        self.path_limits = dict(path_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -263,7 +268,7 @@ class RequestLimits:
             if size > self.max_header_bytes:
                 await _plain(send, 431, f"request headers over {self.max_header_bytes} bytes")
                 return
-        limit = self.max_body_bytes
+        limit = self.path_limits.get(scope["path"], self.max_body_bytes)
         declared = _content_length(scope)
         if declared == -1:
             await _plain(send, 400, "invalid Content-Length header")

@@ -199,7 +199,7 @@ def _mount_ingest(app: Any, sources: list[MetricSource], engine: Engine, auth: A
     from fastapi import Depends
 
     from relia.api.auth import Role
-    from relia.ingest.api import remote_write_router
+    from relia.ingest.api import WRITE_PATH, remote_write_router
     from relia.ingest.source import IngestMetrics, IngestSource
 
     for src in sources:
@@ -215,6 +215,9 @@ def _mount_ingest(app: Any, sources: list[MetricSource], engine: Engine, auth: A
             )
             deps = [] if auth is None else [Depends(auth.dependency(Role.INGEST))]
             app.include_router(router, dependencies=deps)
+            # ingest.max_body_bytes, not api.max_body_bytes, bounds a remote-write body (the
+            # route enforces it as it reads): a larger ingest limit would otherwise do nothing.
+            app.limit_body(WRITE_PATH, src.max_body_bytes)
 
 
 class _Api:

@@ -31,7 +31,10 @@ from relia.ingest.source import IngestMetrics
 
 log = logging.getLogger(__name__)
 
-__all__ = ["remote_write_router"]
+__all__ = ["WRITE_PATH", "remote_write_router"]
+
+#: Where the receiver is served.
+WRITE_PATH = "/api/v1/write"
 
 #: The status counted for a request whose client went away before its body ended (nginx's).
 CLIENT_CLOSED = 499
@@ -103,7 +106,7 @@ def remote_write_router(
         return done
 
     @router.post(
-        "/api/v1/write",
+        WRITE_PATH,
         status_code=204,
         summary="Prometheus remote-write 1.0 (snappy-compressed protobuf WriteRequest)",
         responses={

@@ -355,3 +355,14 @@ def test_a_forgotten_series_is_still_named_until_the_next_forget() -> None:
     index.forget([])
     with pytest.raises(DataError, match="unknown series id"):
         index.key(b)  # the tombstone lasts one forget
+
+
+def test_describe_quotes_names_that_are_not_legacy_ones_as_prometheus_3_does() -> None:
+    from relia.signals import describe
+
+    assert describe(series_key("up", {"job": "a"})) == 'up{job="a"}'  # legacy: unchanged
+    assert describe(series_key("a:b_c", {})) == "a:b_c"
+    assert describe(series_key("my metric", {"job": "a"})) == '{"my metric",job="a"}'
+    assert describe(series_key("kc", {"label-name": 'x"y'})) == 'kc{"label-name"="x\\"y"}'
+    assert describe(series_key('kc{job="a"}', {})) != describe(series_key("kc", {"job": "a"}))
+    assert describe(series_key("log-session", {"f": "x"}), quote_name=False) == 'log-session{f="x"}'

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -239,13 +240,32 @@ class SeriesIndex:
         return list(self._by_id.items())
 
 
-def describe(key: SeriesKey) -> str:
-    """PromQL-style text of a series key: ``name{a="1",b="2"}``."""
+#: Names Prometheus writes as they are; any other name is written quoted (Prometheus 3).
+_LEGACY_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LEGACY_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def describe(key: SeriesKey, *, quote_name: bool = True) -> str:
+    """PromQL-style text of a series key: ``name{a="1",b="2"}``.
+
+    As Prometheus 3 writes UTF-8 names: a metric name that is not a legacy one
+    (``[a-zA-Z_:][a-zA-Z0-9_:]*``) goes quoted inside the braces, ``{"my metric",a="1"}``, and so
+    does a label name that is not ``[a-zA-Z_][a-zA-Z0-9_]*``: ``{"label-name"="x"}``. So two
+    different keys never share a text (a metric named ``m{a="1"}`` is not the series ``m`` with
+    ``a="1"``), while legacy names read as they always did. ``quote_name=False`` leaves the name
+    as it is (relia's own finding keys, such as ``log-session{...}``, kept as documented).
+    """
     name, labels = key
-    if not labels:
+    items = [f'{_label_name(k)}="{_escape(v)}"' for k, v in labels]
+    if quote_name and not _LEGACY_METRIC_NAME.fullmatch(name):
+        return "{" + ",".join([f'"{_escape(name)}"', *items]) + "}"
+    if not items:
         return name
-    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-    return f"{name}{{{inner}}}"
+    return f"{name}{{{','.join(items)}}}"
+
+
+def _label_name(name: str) -> str:
+    return name if _LEGACY_LABEL_NAME.fullmatch(name) else f'"{_escape(name)}"'
 
 
 def _escape(value: str) -> str:

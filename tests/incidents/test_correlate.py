@@ -281,6 +281,9 @@ def test_key_labels() -> None:
     assert key_labels("plain") == {}
     assert key_labels("slo:page") == {}
     assert key_labels('{job="api"}') == {"job": "api"}  # a selector without a metric name
+    # Prometheus 3 quoting: a quoted metric name and quoted label names.
+    assert key_labels('{"my metric","a-b"="1",job="x\\"y"}') == {"a-b": "1", "job": 'x"y'}
+    assert key_labels('{"kc{job=\\"a\\"}"}') == {}
 
 
 KEYS = [

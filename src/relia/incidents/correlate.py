@@ -56,15 +56,34 @@ _SEVERITY_WEIGHT = {Severity.INFO: 0.0, Severity.WARNING: 0.5, Severity.CRITICAL
 _KEY = "__key__"
 # The labels that name a finding's service in the topology.
 _SERVICE_LABELS = ("service", "job")
-_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
+# One item inside a key's braces: a name, bare or quoted (Prometheus 3 quotes names that are
+# not legacy ones), then ="value" unless it is the quoted metric name ({"my metric",a="1"}).
+_QUOTED = r'"((?:[^"\\]|\\.)*)"'
+_ITEM = re.compile(rf"(?:([A-Za-z_][A-Za-z0-9_]*)|{_QUOTED})(?:={_QUOTED})?(?:,|(?=}}$))")
+_UNESCAPE = re.compile(r"\\(.)")
+
+
+def _unescape(text: str) -> str:
+    return _UNESCAPE.sub(lambda m: "\n" if m.group(1) == "n" else m.group(1), text)
 
 
 def key_labels(key: str) -> dict[str, str]:
-    """The labels of a PromQL-style key (``name{a="1",b="2"}``); ``{}`` for a key without."""
-    brace = key.find("{")
+    """The labels of a PromQL-style key (``name{a="1",b="2"}``, ``{"my metric","a-b"="1"}``);
+    ``{}`` for a key without (or one that does not parse)."""
+    brace = key.find("{")  # a name holding "{" is quoted, inside the braces
     if brace < 0 or not key.endswith("}"):
         return {}
-    return {m.group(1): m.group(2) for m in _LABEL.finditer(key, brace)}
+    out: dict[str, str] = {}
+    i, end = brace + 1, len(key) - 1
+    while i < end:
+        m = _ITEM.match(key, i)
+        if m is None:
+            return {}
+        bare, quoted, value = m.group(1), m.group(2), m.group(3)
+        if value is not None:
+            out[bare if bare is not None else _unescape(quoted)] = _unescape(value)
+        i = m.end()
+    return out
 
 
 def finding_labels(series_labels: Callable[[int], Mapping[str, str] | None]) -> LabelsOf:

@@ -1007,7 +1007,12 @@ class SessionFindings:
         return [self._finding(s) for s in self.tracker.flush() if s.anomaly]
 
     def _finding(self, s: ScoredSession) -> Finding:
-        key = describe(series_key(SESSION_DETECTOR, {"file": self.name, "session": str(s.key)}))
+        # Not quoted though "log-session" is no legacy metric name: the documented key, and the
+        # finding ids made from it, stay as they were.
+        key = describe(
+            series_key(SESSION_DETECTOR, {"file": self.name, "session": str(s.key)}),
+            quote_name=False,
+        )
         first = s.reasons[0].detail if s.reasons else "abnormal session"
         if self.template_text is not None and s.reasons and s.reasons[0].templates:
             texts = [self.template_text(int(t)) for t in s.reasons[0].templates]

@@ -433,6 +433,10 @@ def test_ingest_section() -> None:
     assert cfg.ingest.fsync_interval == 0.5 and cfg.ingest.max_queue_samples == 10
     with pytest.raises(ConfigError, match="ingest.max_queue_samples"):
         _load(environ={"RELIA_INGEST__MAX_QUEUE_SAMPLES": "0"})
+    assert cfg.ingest.max_future == 600.0  # samples over 10 minutes ahead are refused
+    assert _load(environ={"RELIA_INGEST__MAX_FUTURE": "1h"}).ingest.max_future == 3600.0
+    with pytest.raises(ConfigError, match="ingest.max_future"):
+        _load(environ={"RELIA_INGEST__MAX_FUTURE": "0s"})
 
 
 def test_ha_section(tmp_path: Path) -> None:

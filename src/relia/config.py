@@ -646,6 +646,13 @@ class IngestConfig(_Model):
     )
     max_body_bytes: int = Field(16 << 20, ge=1, description="compressed request body limit")
     max_decoded_bytes: int = Field(64 << 20, ge=1, description="decompressed request body limit")
+    max_future: Duration = Field(
+        600.0,
+        gt=0,
+        description="a request holding a sample timestamped further ahead of relia's clock is "
+        "refused (400, nothing of it stored): the engine scores only samples newer than a "
+        "series' last one, so one far-future sample would stop the scoring of its series",
+    )
     wal_dir: Path | None = Field(None, description="write-ahead log; default <data_dir>/wal")
     fsync_interval: Duration | None = Field(
         None,

@@ -494,6 +494,7 @@ def test_remote_write_bodies_are_limited_by_ingest_max_body_bytes_not_the_apis(
     cfg = ReliaConfig(data_dir=tmp_path / "data", ingest=IngestConfig(max_body_bytes=2000))
     index = SeriesIndex()
     src = build_ingest_source(cfg, index)
+    assert src.decoder is not None and src.decoder.max_future_ms == 600_000  # ingest.max_future
     store = MemoryStore()
     eng = Engine(
         store, [src], LocalExecutor("cusum", {}), index=index, registry=CollectorRegistry()

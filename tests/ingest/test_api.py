@@ -112,6 +112,34 @@ def test_bad_payloads_are_400_and_keep_nothing(rig: Rig) -> None:
     assert rig.queue.samples == 0 and len(rig.index) == 0 and rig.queue.requests == 0
 
 
+def test_a_far_future_sample_is_400_naming_its_series_and_nothing_is_kept(rig: Rig) -> None:
+    import time
+
+    now = time.time_ns() // 1_000_000
+    century = now + 100 * 365 * 86_400_000
+    body = encode(
+        [({"__name__": "real"}, [(now, 1.0)]), ({"__name__": "poison"}, [(century, 1.0)])]
+    )
+    r = rig.post(body)
+    assert r.status_code == 400  # type: ignore[attr-defined]
+    text = r.text  # type: ignore[attr-defined]
+    assert "timeseries 1 {__name__='poison'}" in text and str(century) in text
+    assert "ingest.max_future" in text and "nothing in this request was stored" in text
+    assert rig.queue.samples == 0 and len(rig.index) == 0
+    # What is only a little ahead (clocks differ by seconds) is taken.
+    r = rig.post(encode([({"__name__": "real"}, [(now + 5_000, 1.0)])]))
+    assert r.status_code == 204  # type: ignore[attr-defined]
+
+
+def test_a_refused_request_says_so_and_names_the_timeseries(rig: Rig) -> None:
+    r = rig.post(encode([({"__name__": "ok"}, [(T0, 1.0)]), ({"job": "x"}, [(T0, 1.0)])]))
+    assert r.status_code == 400  # type: ignore[attr-defined]
+    text = r.text  # type: ignore[attr-defined]
+    assert "timeseries 1 {job='x'}" in text and "nothing in this request was stored" in text
+    r = rig.post(bytes(cramjam.snappy.compress_raw(b"\x0a\x05\x01")))
+    assert "nothing in this request was stored" in r.text  # type: ignore[attr-defined]
+
+
 def test_a_varint_overflowing_64_bits_is_a_400_not_a_500(rig: Rig) -> None:
     # The __name__ label's tag in ten bytes, the last carrying bit 64: it used to reach the label
     # decoder, which read another field number than the kernel and failed with a KeyError (500).

@@ -16,11 +16,13 @@ from relia.signals import SeriesIndex
 from tests.ingest.prompb import STALE_NAN, WriteRequest, encode, field, varint, write_request
 
 T0 = 1_700_000_000_000
+NOTHING_STORED = "nothing in this request was stored"
 
 
 def _decoder() -> tuple[RemoteWriteDecoder, SeriesIndex]:
+    # No future limit: the property tests draw any int64 time (the limit has its own tests).
     index = SeriesIndex()
-    return RemoteWriteDecoder(index), index
+    return RemoteWriteDecoder(index, max_future_ms=None), index
 
 
 def _stale() -> float:
@@ -471,7 +473,9 @@ def test_a_malformed_request_names_the_problem_and_its_byte(raw: bytes, at: int,
     dec, index = _decoder()
     with pytest.raises(DataError) as caught:
         dec.decode_raw(raw)
-    assert str(caught.value) == f"request body: malformed WriteRequest at byte {at}: {what}"
+    text = str(caught.value)
+    assert text.startswith("request body: ")  # then the timeseries, when inside one
+    assert text.endswith(f"malformed WriteRequest at byte {at}: {what}; {NOTHING_STORED}")
     assert len(index) == 0
 
 
@@ -678,3 +682,89 @@ def test_a_refused_series_named_again_is_refused_without_decoding_its_labels_aga
     assert third.new_series == 1 and third.refused_series == 3 and len(third.batch) == 2
     assert len(decoded) == 5 + 4  # the forgotten one (back in its place) and the three refused
     assert index.refused() == {"rw": 9}
+
+
+# -- whole-request refusals name the timeseries; names and far-future samples ----------------
+
+
+def _refusal(dec: RemoteWriteDecoder, raw: bytes) -> str:
+    with pytest.raises(DataError) as caught:
+        dec.decode_raw(raw)
+    assert str(caught.value).endswith(f"; {NOTHING_STORED}")
+    return str(caught.value)
+
+
+def _labelled(*labels: tuple[bytes, bytes]) -> bytes:
+    """A TimeSeries with these labels and one sample."""
+    return _series(
+        b"".join(field(1, 2, _label(n, v)) for n, v in labels) + field(2, 2, _sample(T0, 1.0))
+    )
+
+
+def test_a_refused_request_names_the_timeseries_and_says_nothing_was_stored() -> None:
+    dec, index = _decoder()
+    good = _labelled((b"__name__", b"rb_good"))
+    repeated = _labelled((b"__name__", b"rb_bad"), (b"a", b"1"), (b"a", b"2"))
+    text = _refusal(dec, good + repeated)
+    assert "timeseries 1" in text and "'a' repeated" in text and "rb_bad" in text
+    bad_utf8 = _labelled((b"__name__", b"m7"), (b"job", b"\xff\xfe"))
+    assert "timeseries 1: the value of label 'job' is not valid UTF-8" in _refusal(
+        dec, good + bad_utf8
+    )
+    no_name = _series(field(1, 2, _label(b"a", b"1")) + field(2, 2, _sample(T0, 1.0)))
+    text = _refusal(dec, good + good + no_name)
+    assert "timeseries 2 {a='1'}: malformed WriteRequest" in text and "__name__" in text
+    assert len(index) == 0
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        ((b"__name__", b"m"), (b"", b"x")),
+        ((b"__name__", b"m"), (b"a\x00b", b"x")),
+        ((b"__name__", b"m\nx"),),
+        ((b"__name__", b"m"), (b"\xff", b"x")),
+    ],
+    ids=["empty label name", "NUL in a label name", "newline in the metric name", "bad UTF-8"],
+)
+def test_an_empty_or_control_or_undecodable_name_is_refused(
+    labels: tuple[tuple[bytes, bytes], ...],
+) -> None:
+    dec, index = _decoder()
+    text = _refusal(dec, _labelled((b"__name__", b"ok")) + _labelled(*labels))
+    assert text.startswith("request body: timeseries 1: ")
+    assert len(index) == 0
+
+
+def test_utf8_names_are_taken_and_their_keys_do_not_collide() -> None:
+    from relia.signals import describe
+
+    dec, index = _decoder()
+    raw = (
+        _labelled((b"__name__", b"kc"), (b"job", b"a"))
+        + _labelled((b"__name__", b'kc{job="a"}'))
+        + _labelled((b"__name__", b"kc2"), (b"foo-bar", b"x"))
+    )
+    dec.decode_raw(raw)
+    keys = sorted(describe(index.key(sid)) for sid in index)
+    assert keys == ['kc2{"foo-bar"="x"}', 'kc{job="a"}', '{"kc{job=\\"a\\"}"}']
+
+
+def test_a_sample_too_far_ahead_of_the_clock_refuses_the_request() -> None:
+    now = T0 + 3_600_000
+    index = SeriesIndex()
+    dec = RemoteWriteDecoder(index, max_future_ms=600_000, clock=lambda: now)
+    ok = encode([({"__name__": "ok"}, [(now + 600_000, 1.0)])])  # at the limit: taken
+    assert len(dec.decode(ok).batch) == 1
+    century = now + 100 * 365 * 86_400_000
+    far = [({"__name__": "ok"}, [(now + 700_000, 1.0)])]
+    far += [({"__name__": "poison", "job": "p"}, [(now, 1.0), (century, 2.0)])]
+    with pytest.raises(DataError) as caught:
+        dec.decode(encode(far))
+    text = str(caught.value)
+    assert "timeseries 0 {__name__='ok'}: sample at" in text  # the first one past the limit
+    assert "700.0s ahead" in text and "ingest.max_future (600s)" in text
+    assert "(2 such samples in the request)" in text and text.endswith(NOTHING_STORED)
+    assert [index.key(s)[0] for s in index] == ["ok"]  # poison was not registered
+    # A replay of what was acknowledged before is taken whatever the clock says.
+    assert len(dec.decode(encode(far), check_time=False).batch) == 3

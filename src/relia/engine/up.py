@@ -104,7 +104,11 @@ def build_ingest_source(config: ReliaConfig, index: SeriesIndex) -> IngestSource
     from relia.ingest.source import IngestSource
 
     ing = config.ingest
-    decoder = RemoteWriteDecoder(index, max_decoded_bytes=ing.max_decoded_bytes)
+    decoder = RemoteWriteDecoder(
+        index,
+        max_decoded_bytes=ing.max_decoded_bytes,
+        max_future_ms=round(ing.max_future * 1000),
+    )
     wal_dir = ing.wal_dir if ing.wal_dir is not None else Path(config.data_dir) / "wal"
     fsync = 0.0 if ing.fsync_every_write else ing.fsync_interval
     queue = IngestQueue(ing.max_queue_samples, wal_dir, fsync_interval_s=fsync)
@@ -168,7 +172,8 @@ def _url(sock: socket.socket, *, tls: bool = False) -> str:
 
 
 def _decode_batch(decoder: RemoteWriteDecoder, payload: bytes) -> MetricBatch:
-    return decoder.decode(payload).batch
+    # Acknowledged before: taken whatever the clock says now (it may have moved back).
+    return decoder.decode(payload, check_time=False).batch
 
 
 def warm_kernels(config: ReliaConfig, *, remote_write: bool) -> None:

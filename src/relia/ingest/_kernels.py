@@ -174,15 +174,19 @@ def _scan(
     keys: NDArray[np.uint64],
     ser_start: NDArray[np.int64],
     ser_end: NDArray[np.int64],
+    ser_index: NDArray[np.int64],
     sample_series: NDArray[np.int32],
     ts_out: NDArray[np.int64],
     bits_out: NDArray[np.uint64],
     counts: NDArray[np.int64],
 ) -> tuple[int, int]:
-    """Fill the output arrays; ``counts`` gets (series, samples, stale, histograms). Returns
-    ``(error, position)``, error 0 when the request is well formed."""
+    """Fill the output arrays; ``counts`` gets (series, samples, stale, histograms, and where
+    an error is: the timeseries' index in the request or -1, its message's start and end or
+    -1). Returns ``(error, position)``, error 0 when the request is well formed."""
     end = buf.shape[0]
     stale_bits = np.uint64(STALE_NAN_BITS)
+    counts[4] = counts[5] = counts[6] = -1
+    ordinal = -1  # of the TimeSeries being read, counting those without samples too
     n_series = 0
     n_samples = 0
     i = 0
@@ -201,6 +205,8 @@ def _scan(
                 return -j, i
             i = j
             continue
+        ordinal += 1
+        counts[4] = ordinal
         if wire != 2:
             return 4, tag_at
         n, j = _varint(buf, i, end)
@@ -210,6 +216,8 @@ def _scan(
             return 2, i
         ts_begin = j
         ts_stop = j + int(n)
+        counts[5] = ts_begin
+        counts[6] = ts_stop
         i = ts_stop
         # One TimeSeries in [ts_begin, ts_stop).
         h = seed
@@ -303,7 +311,9 @@ def _scan(
             keys[n_series] = h
             ser_start[n_series] = ts_begin
             ser_end[n_series] = ts_stop
+            ser_index[n_series] = ordinal
             n_series += 1
+    counts[4] = counts[5] = counts[6] = -1
     counts[0] = n_series
     counts[1] = n_samples
     return 0, 0
@@ -314,11 +324,18 @@ class Scan(NamedTuple):
 
     error: int
     error_pos: int
+    #: With an error inside a timeseries: its index in the request, else -1.
+    error_series: int
+    #: That timeseries' message bytes ``[start, end)`` when its length was readable, else -1.
+    error_start: int
+    error_end: int
     n_stale: int
     n_histograms: int
     keys: NDArray[np.uint64]
     ser_start: NDArray[np.int64]
     ser_end: NDArray[np.int64]
+    #: Each series row's index among the request's timeseries (those without samples count).
+    ser_index: NDArray[np.int64]
     sample_series: NDArray[np.int32]
     ts: NDArray[np.int64]
     value: NDArray[np.float64]
@@ -335,22 +352,27 @@ def scan(buf: NDArray[np.uint8], seed: int) -> Scan:
     keys = np.empty(max_series, np.uint64)
     ser_start = np.empty(max_series, np.int64)
     ser_end = np.empty(max_series, np.int64)
+    ser_index = np.empty(max_series, np.int64)
     sample_series = np.empty(max_samples, np.int32)
     ts = np.empty(max_samples, np.int64)
     bits = np.empty(max_samples, np.uint64)
-    counts = np.zeros(4, np.int64)
+    counts = np.zeros(7, np.int64)
     err, pos = _scan(
-        buf, np.uint64(seed), keys, ser_start, ser_end, sample_series, ts, bits, counts
+        buf, np.uint64(seed), keys, ser_start, ser_end, ser_index, sample_series, ts, bits, counts
     )
     ns, nv = (int(counts[0]), int(counts[1])) if err == 0 else (0, 0)
     return Scan(
         int(err),
         int(pos),
+        int(counts[4]),
+        int(counts[5]),
+        int(counts[6]),
         int(counts[2]),
         int(counts[3]),
         keys[:ns],
         ser_start[:ns],
         ser_end[:ns],
+        ser_index[:ns],
         sample_series[:nv],
         ts[:nv],
         bits[:nv].view(np.float64),

@@ -1,9 +1,10 @@
 """``POST /api/v1/write``: the Prometheus remote-write 1.0 receiver.
 
 Answers: 204 when the samples are in the WAL and the queue; 400 for a payload that cannot be
-decoded (nothing of it is kept), and 400 when the request named new series over relia's
-``max_series`` (the other series' samples are kept: the body says how many were refused);
-413 over the size limits; 415 for another encoding or protocol version; 429 with
+decoded or holds a sample over ``ingest.max_future`` ahead of relia's clock (nothing of it is
+kept; the message names the timeseries and says so), and 400 when the request named new
+series over relia's ``max_series`` (the other series' samples are kept: the body says how many
+were refused); 413 over the size limits; 415 for another encoding or protocol version; 429 with
 ``Retry-After`` while the queue is full; 503 with ``Retry-After`` while relia is shutting down.
 Prometheus retries 429 and 5xx and drops a batch on other 4xx, which is what each case wants.
 A client that closes the connection before its body ended is counted under 499 in ``/metrics``
@@ -26,7 +27,12 @@ from starlette.requests import ClientDisconnect
 
 from relia.errors import DataError
 from relia.ingest.queue import IngestQueue, QueueClosed, QueueFull
-from relia.ingest.remote_write import DecodedWrite, RemoteWriteDecoder, RequestTooLarge
+from relia.ingest.remote_write import (
+    NOTHING_STORED,
+    DecodedWrite,
+    RemoteWriteDecoder,
+    RequestTooLarge,
+)
 from relia.ingest.source import IngestMetrics
 
 log = logging.getLogger(__name__)
@@ -73,10 +79,10 @@ def remote_write_router(
     def accept(body: bytes) -> Response:
         try:
             decoded = decoder.decode(body, max_samples=queue.max_samples)
-        except RequestTooLarge as exc:
-            return _problem(413, str(exc))
         except DataError as exc:
-            return _problem(400, str(exc))
+            # The decoder is all-or-nothing: say so where its message does not already.
+            text = str(exc) if NOTHING_STORED in str(exc) else f"{exc}; {NOTHING_STORED}"
+            return _problem(413 if isinstance(exc, RequestTooLarge) else 400, text)
         n = len(decoded.batch)
         if metrics is not None:
             metrics.stale.inc(decoded.stale)

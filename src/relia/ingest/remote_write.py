@@ -16,18 +16,26 @@ only keys never seen before decode their labels in Python and register in the
 :class:`~relia.signals.SeriesIndex` (whose ids are stable hashes of name and labels, so a
 restarted relia gives the same ids).
 
-Validation (all-or-nothing: a rejected request registers no series and yields no sample): bad
-snappy, malformed protobuf, a timeseries without ``__name__``, invalid UTF-8 or duplicate label
-names, timestamps of one timeseries not increasing. Prometheus' stale markers (NaN with bits
-``0x7ff0000000000002``) are dropped and counted; any other NaN is kept as a missing value.
+Validation (all-or-nothing: a rejected request registers no series and yields no sample, and
+its message names the timeseries, by index and labels where they decode, and says that nothing
+of the request was stored): bad snappy, malformed protobuf, a timeseries without ``__name__``,
+invalid UTF-8, duplicate label names, an empty name or one with a control character (NUL
+included), timestamps of one timeseries not increasing, a sample more than ``max_future_ms``
+ahead of the receiver's clock (it would stop the scoring of its series until real time caught
+up: the engine takes only samples newer than a series' last one). Prometheus' stale markers
+(NaN with bits ``0x7ff0000000000002``) are dropped and counted; any other NaN is kept as a
+missing value.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
-from collections.abc import Collection
+import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import cramjam
 import numpy as np
@@ -41,6 +49,8 @@ __all__ = [
     "DecodedWrite",
     "RemoteWriteDecoder",
     "RequestTooLarge",
+    "MAX_FUTURE_MS",
+    "NOTHING_STORED",
     "decompressed_size",
     "decode_labels",
     "warm_up",
@@ -106,10 +116,35 @@ def _varint(buf: bytes, i: int, end: int) -> tuple[int, int]:
     raise DataError("malformed protobuf: truncated varint", where="request body")
 
 
-def decode_labels(buf: bytes, start: int, end: int) -> dict[str, str]:
+#: What a whole-request refusal ends with (the decoder is all-or-nothing).
+NOTHING_STORED = "nothing in this request was stored"
+
+#: Characters no label or metric name may hold (they would garble the series' text).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _label_list(labels: list[tuple[str, str]]) -> str:
+    return (
+        "{"
+        + ", ".join(f"{n}={v!r}" if n.isidentifier() else f"{n!r}={v!r}" for n, v in labels)
+        + "}"
+    )
+
+
+def _check_name(what: str, name: str) -> None:
+    if not name:
+        raise DataError(f"empty {what}")
+    bad = _CONTROL.search(name)
+    if bad is not None:
+        raise DataError(f"{what} {name!r} holds the control character {bad.group()!r}")
+
+
+def decode_labels(buf: bytes, start: int, end: int, *, check_names: bool = True) -> dict[str, str]:
     """The labels of one ``TimeSeries`` message in ``buf[start:end]`` (already checked by the
-    kernel for structure); raises :class:`DataError` on invalid UTF-8 or a repeated name."""
-    labels: dict[str, str] = {}
+    kernel for structure); raises :class:`DataError` (no ``where``: the caller names the
+    timeseries) on invalid UTF-8, a repeated name, and unless ``check_names`` is false, an
+    empty name or one with a control character."""
+    pairs: list[tuple[str, str]] = []
     i = start
     while i < end:
         tag, i = _varint(buf, i, end)
@@ -123,19 +158,22 @@ def decode_labels(buf: bytes, start: int, end: int) -> dict[str, str]:
         else:  # wire 2 (the kernel refused groups)
             n, i = _varint(buf, i, end)
             if field == 1:
-                name, value = _label(buf, i, i + n)
-                if name in labels:
-                    raise DataError(
-                        f"label {name!r} repeated in one timeseries", where="request body"
-                    )
-                if not name:
-                    raise DataError("empty label name in a timeseries", where="request body")
-                labels[name] = value
+                pairs.append(_label(buf, i, i + n, len(pairs)))
             i += n
+    labels = dict(pairs)
+    if len(labels) < len(pairs):
+        names = [n for n, _ in pairs]
+        twice = next(n for n in names if names.count(n) > 1)
+        raise DataError(f"label {twice!r} repeated in labels {_label_list(pairs)}")
+    if not check_names:
+        return labels
+    for name in labels:
+        _check_name("label name", name)
+    _check_name("metric name (__name__)", labels.get("__name__", ""))
     return labels
 
 
-def _label(buf: bytes, i: int, end: int) -> tuple[str, str]:
+def _label(buf: bytes, i: int, end: int, nth: int) -> tuple[str, str]:
     name = value = b""
     while i < end:
         tag, i = _varint(buf, i, end)
@@ -152,9 +190,48 @@ def _label(buf: bytes, i: int, end: int) -> tuple[str, str]:
         else:
             i += 8 if wire == 1 else 4
     try:
-        return name.decode("utf-8"), value.decode("utf-8")
+        text = name.decode("utf-8")
     except UnicodeDecodeError:
-        raise DataError("a label name or value is not valid UTF-8", where="request body") from None
+        raise DataError(f"the name of label {nth} is not valid UTF-8: {name!r}") from None
+    try:
+        return text, value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"the value of label {text!r} is not valid UTF-8: {value!r}") from None
+
+
+def _series_text(raw: bytes, start: int, end: int) -> str:
+    """The labels of a timeseries for a message, or "" when they do not decode."""
+    if start < 0:
+        return ""
+    try:
+        labels = decode_labels(raw, start, end, check_names=False)
+        return " " + _label_list(list(labels.items()))
+    except Exception:  # noqa: BLE001 - a malformed message: the index alone names it
+        return ""
+
+
+def _refusal(index: int, labels: str, problem: str) -> DataError:
+    return DataError(
+        f"timeseries {index}{labels}: {problem}; {NOTHING_STORED}", where="request body"
+    )
+
+
+def _time_text(ts_ms: int) -> str:
+    try:
+        return (
+            f"{ts_ms} ({datetime.fromtimestamp(ts_ms / 1000, UTC).isoformat(timespec='seconds')})"
+        )
+    except (OverflowError, ValueError, OSError):  # past year 9999
+        return str(ts_ms)
+
+
+def wall_clock_ms() -> int:
+    """Now, in ms since the Unix epoch."""
+    return time.time_ns() // 1_000_000
+
+
+#: How far ahead of the receiver's clock a sample may be by default (``ingest.max_future``).
+MAX_FUTURE_MS = 10 * 60_000
 
 
 #: The most refused label encodings a decoder remembers (8 bytes each). Past it, the others are
@@ -174,8 +251,13 @@ class RemoteWriteDecoder:
         *,
         max_decoded_bytes: int = 64 << 20,
         source: str = "remote_write",
+        max_future_ms: int | None = MAX_FUTURE_MS,
+        clock: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self.index = index
+        # None: any timestamp (the WAL's replay of requests acknowledged before).
+        self.max_future_ms = max_future_ms
+        self.clock = clock
         self.source = source  # names refusals of new series (SeriesIndex.get_or_add)
         self.max_decoded_bytes = max_decoded_bytes
         self._seed = secrets.randbits(64)
@@ -223,26 +305,35 @@ class RemoteWriteDecoder:
         except Exception as exc:  # noqa: BLE001 - cramjam raises its own error types
             raise DataError(f"bad snappy block: {exc}", where="request body") from None
 
-    def decode(self, body: bytes, max_samples: int | None = None) -> DecodedWrite:
+    def decode(
+        self, body: bytes, max_samples: int | None = None, *, check_time: bool = True
+    ) -> DecodedWrite:
         """A snappy-compressed ``WriteRequest`` → :class:`DecodedWrite`; more than
-        ``max_samples`` samples is :class:`RequestTooLarge`."""
-        return self.decode_raw(self.decompress(body), max_samples)
+        ``max_samples`` samples is :class:`RequestTooLarge`. ``check_time=False`` takes samples
+        however far ahead (a replay of requests accepted before)."""
+        return self.decode_raw(self.decompress(body), max_samples, check_time=check_time)
 
-    def decode_raw(self, raw: bytes, max_samples: int | None = None) -> DecodedWrite:
+    def decode_raw(
+        self, raw: bytes, max_samples: int | None = None, *, check_time: bool = True
+    ) -> DecodedWrite:
         """An uncompressed ``WriteRequest`` → :class:`DecodedWrite`."""
         buf = np.frombuffer(raw, dtype=np.uint8)
         s = scan(buf, self._seed)
         if s.error:
             what = ERRORS.get(s.error, f"error {s.error}")
-            raise DataError(
-                f"malformed WriteRequest at byte {s.error_pos}: {what}", where="request body"
-            )
+            problem = f"malformed WriteRequest at byte {s.error_pos}: {what}"
+            if s.error_series < 0:
+                raise DataError(f"{problem}; {NOTHING_STORED}", where="request body")
+            labels = _series_text(raw, s.error_start, s.error_end)
+            raise _refusal(s.error_series, labels, problem)
         if max_samples is not None and len(s.ts) > max_samples:
             # Before the new series are registered: a request that can never be taken must not
             # grow the index, which keeps every series for good.
             raise RequestTooLarge(
                 f"{len(s.ts)} samples in one request; the ingest queue holds {max_samples}"
             )
+        if check_time and self.max_future_ms is not None and len(s.ts):
+            self._refuse_future(raw, s.ts, s.sample_series, s.ser_start, s.ser_end, s.ser_index)
         keys, sids = self._keys, self._sids
         found, pos = _lookup(keys, s.keys)
         series_ids = np.empty(len(s.keys), np.int64)
@@ -259,7 +350,7 @@ class RemoteWriteDecoder:
                 found |= again
         if not found.all():
             series_ids, new, refused_now = self._resolve_new(
-                raw, s.keys, s.ser_start, s.ser_end, found, series_ids
+                raw, s.keys, s.ser_start, s.ser_end, s.ser_index, found, series_ids
             )
             refused += refused_now
         sample_ids = series_ids[s.sample_series]
@@ -272,12 +363,41 @@ class RemoteWriteDecoder:
         dropped = len(sample_ids) - len(batch)
         return DecodedWrite(batch, len(s.keys), s.n_stale, s.n_histograms, new, refused, dropped)
 
+    def _refuse_future(
+        self,
+        raw: bytes,
+        ts: npt.NDArray[np.int64],
+        sample_series: npt.NDArray[np.int32],
+        start: npt.NDArray[np.int64],
+        end: npt.NDArray[np.int64],
+        ser_index: npt.NDArray[np.int64],
+    ) -> None:
+        """Refuse the request when a sample is over ``max_future_ms`` ahead of the clock: the
+        engine would take it, then drop every real sample of its series as not newer."""
+        assert self.max_future_ms is not None
+        now = self.clock()
+        ahead = ts > now + self.max_future_ms
+        if not ahead.any():
+            return
+        first = int(np.argmax(ahead))
+        row = int(sample_series[first])
+        labels = _series_text(raw, int(start[row]), int(end[row]))
+        t = int(ts[first])
+        raise _refusal(
+            int(ser_index[row]),
+            labels,
+            f"sample at {_time_text(t)} is {(t - now) / 1000:.1f}s ahead of this receiver's "
+            f"clock, more than ingest.max_future ({self.max_future_ms / 1000:g}s) allows "
+            f"({int(np.count_nonzero(ahead))} such samples in the request)",
+        )
+
     def _resolve_new(
         self,
         raw: bytes,
         keys: npt.NDArray[np.uint64],
         start: npt.NDArray[np.int64],
         end: npt.NDArray[np.int64],
+        ser_index: npt.NDArray[np.int64],
         found: npt.NDArray[np.bool_],
         series_ids: npt.NDArray[np.int64],
     ) -> tuple[npt.NDArray[np.int64], int, int]:
@@ -289,7 +409,10 @@ class RemoteWriteDecoder:
         rows = np.flatnonzero(~found).tolist()
         decoded: list[tuple[int, str, dict[str, str]]] = []
         for r in rows:
-            labels = decode_labels(raw, int(start[r]), int(end[r]))
+            try:
+                labels = decode_labels(raw, int(start[r]), int(end[r]))
+            except DataError as exc:
+                raise _refusal(int(ser_index[r]), "", str(exc)) from None
             name = labels.pop("__name__")
             decoded.append((r, name, labels))
         new_keys = np.empty(len(decoded), np.uint64)

@@ -649,9 +649,10 @@ class IngestConfig(_Model):
     max_future: Duration = Field(
         600.0,
         gt=0,
-        description="a request holding a sample timestamped further ahead of relia's clock is "
-        "refused (400, nothing of it stored): the engine scores only samples newer than a "
-        "series' last one, so one far-future sample would stop the scoring of its series",
+        description="a remote-write request holding a sample timestamped further ahead of "
+        "relia's clock is refused (400, nothing of it stored), and such a scraped sample is "
+        "dropped: the engine scores only samples newer than a series' last one, so one "
+        "far-future sample would stop the scoring of its series",
     )
     wal_dir: Path | None = Field(None, description="write-ahead log; default <data_dir>/wal")
     fsync_interval: Duration | None = Field(

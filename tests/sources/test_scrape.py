@@ -497,8 +497,21 @@ def test_scrape_health_is_exported_per_target() -> None:
 @given(st.integers(min_value=0, max_value=4_000_000_000_000))
 @example(2_148_931_970_140)  # 2148931970.14 s is 2148931970139.9998 ms as a float
 def test_a_text_format_timestamp_is_kept_to_the_millisecond(ts: int) -> None:
-    batch = parse_exposition(f"g 1 {ts}\n", SeriesIndex(), NOW)
+    batch = parse_exposition(f"g 1 {ts}\n", SeriesIndex(), NOW, max_future_ms=None)
     assert batch.ts.tolist() == [ts]
+
+
+def test_a_scraped_sample_too_far_ahead_is_dropped_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    index = SeriesIndex()
+    soon, century = NOW + 60_000, NOW + 100 * 365 * 86_400_000
+    text = f'a 1 {soon}\nb{{x="1"}} 2 {century}\nc 3\n'
+    with caplog.at_level(logging.WARNING):
+        batch = parse_exposition(text, index, NOW, source="t")
+    assert sorted(index.key(int(s))[0] for s in batch.series_id) == ["a", "c"]
+    assert "1 samples timestamped over 600s ahead" in caplog.text
+    assert f'the first b{{x="1"}} at {century}' in caplog.text
 
 
 @pytest.mark.parametrize(

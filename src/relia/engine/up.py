@@ -79,6 +79,7 @@ def build_sources(
                 interval=t.interval,
                 metrics=scrape_metrics,
                 max_body_bytes=t.max_body_bytes,
+                max_future_ms=round(config.ingest.max_future * 1000),
             )
             add(target, f"scrape[{i}].name")
     if config.prometheus:

@@ -44,7 +44,10 @@ from prometheus_client.parser import text_string_to_metric_families as _parse_te
 from relia._urls import shown_url
 from relia.detect.preprocess import counter_increase
 from relia.errors import SourceError
-from relia.signals import MetricBatch, SeriesIndex
+from relia.signals import MetricBatch, SeriesIndex, describe
+
+#: A scraped sample timestamped further ahead of relia's clock is dropped (``ingest.max_future``).
+MAX_FUTURE_MS = 10 * 60_000
 
 __all__ = [
     "ACCEPT",
@@ -105,6 +108,7 @@ def parse_exposition(
     *,
     openmetrics: bool | None = None,
     source: str = "",
+    max_future_ms: int | None = MAX_FUTURE_MS,
 ) -> MetricBatch:
     """Parse exposition text into a batch, registering every series in ``index``.
 
@@ -112,10 +116,12 @@ def parse_exposition(
     added to every series; a scraped label of the same name is renamed ``exported_<name>``.
     ``openmetrics`` picks the parser; by default it is chosen by the ``# EOF`` line.
     Samples of a new series the index refuses (over its ``max_series``; counted for
-    ``source``) are left out. Raises :class:`SourceError` naming the offending line where it
-    can be found.
+    ``source``) are left out, and so are samples timestamped over ``max_future_ms`` after
+    ``now_ms`` (logged): as Prometheus drops them, since one would stop the scoring of its
+    series until real time caught up. Raises :class:`SourceError` naming the offending line
+    where it can be found.
     """
-    return _parse(text, index, now_ms, extra_labels, openmetrics, source)[0]
+    return _parse(text, index, now_ms, extra_labels, openmetrics, source, max_future_ms)[0]
 
 
 def _is_counter_sample(family: Any, sample: Any) -> bool:
@@ -131,6 +137,7 @@ def _parse(
     extra_labels: dict[str, str] | None,
     openmetrics: bool | None,
     source: str = "",
+    max_future_ms: int | None = MAX_FUTURE_MS,
 ) -> tuple[MetricBatch, npt.NDArray[np.bool_]]:
     """:func:`parse_exposition`, and which of the samples are counters."""
     om = _is_openmetrics(text) if openmetrics is None else openmetrics
@@ -168,7 +175,24 @@ def _parse(
         np.asarray(stamps, dtype=np.int64),
         np.asarray(values, dtype=np.float64),
     )
-    return batch, np.asarray(counters, dtype=np.bool_)
+    is_counter = np.asarray(counters, dtype=np.bool_)
+    if max_future_ms is not None and len(batch):
+        ahead = batch.ts > now_ms + max_future_ms
+        if ahead.any():
+            first = int(np.argmax(ahead))
+            log.warning(
+                "scrape %s: %d samples timestamped over %gs ahead of relia's clock dropped "
+                "(ingest.max_future), the first %s at %d",
+                source,
+                int(np.count_nonzero(ahead)),
+                max_future_ms / 1000,
+                describe(index.key(int(batch.series_id[first]))),
+                int(batch.ts[first]),
+            )
+            keep = ~ahead
+            batch = MetricBatch(batch.series_id[keep], batch.ts[keep], batch.value[keep])
+            is_counter = is_counter[keep]
+    return batch, is_counter
 
 
 def _instance(url: httpx.URL) -> str:
@@ -225,8 +249,10 @@ class ScrapeSource:
         interval: float | None = None,
         metrics: ScrapeMetrics | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_future_ms: int | None = MAX_FUTURE_MS,
     ) -> None:
         self.name = name
+        self.max_future_ms = max_future_ms
         self.max_body_bytes = max_body_bytes
         self.url = url
         #: The URL as messages, logs and status show it: without its password.
@@ -312,7 +338,9 @@ class ScrapeSource:
         m = self.metrics
         try:
             text, om = self._fetch()
-            batch, is_counter = _parse(text, self.index, now_ms, self.target_labels, om, self.name)
+            batch, is_counter = _parse(
+                text, self.index, now_ms, self.target_labels, om, self.name, self.max_future_ms
+            )
         except SourceError as exc:
             # Every error names the target (a parse error does not know the URL by itself).
             self.last_error = str(exc) if exc.where else f"{self.shown}: {exc}"

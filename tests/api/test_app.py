@@ -571,3 +571,16 @@ def test_head_needs_the_role_get_needs(
     ok = client.head("/api/v1/series", headers={"Authorization": "Bearer s3cret"})
     assert ok.status_code == 200 and ok.content == b""
     assert client.head("/api/v1/nothing-here").status_code == 404
+
+
+def test_an_unknown_query_parameter_is_400_naming_it(setup: tuple[Store, Engine, Src]) -> None:
+    store, eng, _ = setup
+    client = _client(store, eng)
+    r = client.get("/api/v1/findings?since=-1h&limt=5")
+    assert r.status_code == 400
+    assert r.json()["detail"] == (
+        "unknown query parameter 'limt' (this route takes: limit, series_id, since)"
+    )
+    assert client.get("/api/v1/findings?since=-1h&limit=5").status_code == 200
+    r = client.get("/healthz?verbose=1")
+    assert r.status_code == 400 and "'verbose' (this route takes: none)" in r.json()["detail"]

@@ -22,6 +22,7 @@ import numpy.typing as npt
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -222,6 +223,34 @@ def _dashboard_headers(html: str) -> dict[str, str]:
 DEFAULT_MAX_BODY_BYTES = 16 << 20
 
 
+def _query_names(route: APIRoute) -> frozenset[str]:
+    """The query parameters ``route`` declares, its dependencies' included (a walk of a few
+    nodes, done only for a request that has a query)."""
+    names: set[str] = set()
+    stack = [route.dependant]
+    while stack:
+        dependant = stack.pop()
+        names.update(f.alias for f in dependant.query_params)
+        stack.extend(dependant.dependencies)
+    return frozenset(names)
+
+
+def reject_unknown_query(request: Request) -> None:
+    """400 for a query parameter the route does not take: a typo (``limt=5``) was ignored and
+    answered as if it were not there, which reads as the parameter not working."""
+    route = request.scope.get("route")
+    if not request.query_params or not isinstance(route, APIRoute):
+        return
+    known = _query_names(route)
+    unknown = sorted(set(request.query_params.keys()) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) if known else "none"
+        raise HTTPException(
+            status_code=400,
+            detail=f"unknown query parameter {unknown[0]!r} (this route takes: {takes})",
+        )
+
+
 class HeadAsGet:
     """Pure ASGI middleware: a ``HEAD`` request is served by the ``GET`` route of its path, with
     the same status and headers and no body. HTTP requires HEAD wherever GET is served (RFC 9110
@@ -336,6 +365,8 @@ def create_app(
         # Starlette's slash redirect puts the request's Host header in its Location, which a
         # shared cache could serve to others: each route has one spelling, the other is a 404.
         redirect_slashes=False,
+        # On every route, those of the routers mounted later included.
+        dependencies=[Depends(reject_unknown_query)],
     )
     app.max_body_bytes = max_body_bytes
     app.path_body_limits = {}

@@ -140,6 +140,24 @@ def test_a_refused_request_says_so_and_names_the_timeseries(rig: Rig) -> None:
     assert "nothing in this request was stored" in r.text  # type: ignore[attr-defined]
 
 
+def test_every_error_answer_is_json_with_a_detail(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, max_samples=5, max_body=1000)
+    answers = [
+        rig.post(b"\x05nonsense"),  # 400
+        rig.post(_body(1), {**HEADERS, "Content-Encoding": "gzip"}),  # 415
+        rig.post(b"x" * 1001),  # 413
+        rig.post(_body(6)),  # 413: more samples than the queue holds
+    ]
+    assert rig.post(_body(5)).status_code == 204  # type: ignore[attr-defined]
+    full = rig.post(_body(1, "n"))  # 429: the queue is full
+    assert full.headers["retry-after"]  # type: ignore[attr-defined]
+    for r in [*answers, full]:
+        assert r.headers["content-type"] == "application/json"  # type: ignore[attr-defined]
+        assert isinstance(r.json()["detail"], str), r  # type: ignore[attr-defined]
+    codes = [r.status_code for r in [*answers, full]]  # type: ignore[attr-defined]
+    assert codes == [400, 415, 413, 413, 429]
+
+
 def test_a_varint_overflowing_64_bits_is_a_400_not_a_500(rig: Rig) -> None:
     # The __name__ label's tag in ten bytes, the last carrying bit 64: it used to reach the label
     # decoder, which read another field number than the kernel and failed with a KeyError (500).

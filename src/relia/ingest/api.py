@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
@@ -50,8 +51,10 @@ INLINE_BODY_BYTES = 256 << 10
 
 
 def _problem(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    # Plain text: Prometheus logs the body of an error answer as it is.
-    return Response(message + "\n", status_code=status, media_type="text/plain", headers=headers)
+    # The shape of every other error of the API ({"detail": ...}, as the auth and size limits
+    # in front of this route answer): one shape for clients to read. Prometheus logs the body
+    # as it is, which reads as well.
+    return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
 
 def _refused(decoded: DecodedWrite, kept: int, limit: int | None) -> Response:

@@ -17,6 +17,7 @@ from relia.cli import app
 from relia.config import ReliaConfig
 from relia.detect.base import Detector
 from relia.errors import DataError
+from tests.closed_pipe import run_into_closed_pipe
 
 runner = CliRunner()
 
@@ -1377,3 +1378,43 @@ def test_config_check_counts_in_the_singular(tmp_path: Path) -> None:
     result = runner.invoke(app, ["config", "check", str(path)])
     assert result.exit_code == 0, result.output
     assert "(1 scrape target, 1 Prometheus source, host metrics on" in result.stdout
+
+
+@pytest.mark.parametrize("args", [["--version"], ["detectors"], ["config", "check", "CFG"]])
+def test_a_closed_stdout_pipe_ends_the_run_quietly_with_0(tmp_path: Path, args: list[str]) -> None:
+    # `relia detectors | true`: Click's own handling exited 1.
+    cfg = tmp_path / "relia.yaml"
+    cfg.write_text("host: {enabled: false}\n")
+    r = run_into_closed_pipe(*[str(cfg) if a == "CFG" else a for a in args])
+    assert (r.returncode, r.stderr) == (0, b"")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "where"),
+    [
+        ("detector:\n  name: nope\n", 2, "detector.name: no detector named 'nope'"),
+        (
+            "detector:\n  name: mad\n  params:\n    bogus: 1\n",
+            4,
+            "detector.params.bogus: invalid parameter 'bogus' for detector 'mad'",
+        ),
+    ],
+)
+def test_config_check_refuses_the_detector_relia_up_would(
+    tmp_path: Path, text: str, line: int, where: str
+) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_text(text)
+    result = runner.invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"relia: error: {path}:{line}: {where}")
+    assert result.stderr.count("\n") == 1
+
+
+def test_help_shows_no_value_for_flags_and_upper_case_arguments() -> None:
+    top = runner.invoke(app, ["--help"], env={"COLUMNS": "100"})
+    assert top.exit_code == 0 and "<bool>" not in top.stdout and "--version" in top.stdout
+    listing = runner.invoke(app, ["incidents", "list", "--help"], env={"COLUMNS": "100"})
+    assert "<bool>" not in listing.stdout and "at most this many incidents" in listing.stdout
+    rules = runner.invoke(app, ["slo", "rules", "--help"], env={"COLUMNS": "100"})
+    assert "[OPTIONS] FILES..." in rules.stdout and "{files}" not in rules.stdout

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import pytest
 
-from relia._cliutil import Staged
+from relia._cliutil import Staged, output_path, write_atomically
 from relia.errors import DataError
 
 
@@ -62,3 +64,40 @@ def test_a_failed_rename_names_the_target(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         staged.commit()
     assert str(err.value) == f"{tmp_path / 't.csv'}: cannot write: No such file or directory"
+
+
+def test_write_atomically_writes_into_a_fifo_and_leaves_it_a_fifo(tmp_path: Path) -> None:
+    # `relia slo rules -o FIFO` renamed a plain file over the FIFO.
+    fifo = tmp_path / "rules.fifo"
+    os.mkfifo(fifo)
+    fifo_copy = tmp_path / "same.fifo"  # a second name: the first may be renamed over
+    os.link(fifo, fifo_copy)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    write_atomically(fifo, b"groups: []\n")
+    reader.join(10)
+    if reader.is_alive():  # the FIFO was renamed over: let the waiting reader go
+        fd = os.open(fifo_copy, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+    assert got == [b"groups: []\n"] and fifo.is_fifo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rules.fifo", "same.fifo"]
+
+
+def test_write_atomically_follows_a_link_and_replaces_its_file(tmp_path: Path) -> None:
+    real = tmp_path / "target.yml"
+    real.write_text("old\n")
+    link = tmp_path / "link.yml"
+    link.symlink_to(real.name)
+    write_atomically(link, b"new\n")
+    assert link.is_symlink() and real.read_text() == "new\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.yml", "target.yml"]
+
+
+def test_an_output_name_that_ends_in_a_slash_is_refused(tmp_path: Path) -> None:
+    assert output_path(str(tmp_path / "o.yml"), "--out") == tmp_path / "o.yml"
+    with pytest.raises(DataError) as err:
+        output_path(f"{tmp_path / 'o.yml'}/", "--out")
+    assert (
+        str(err.value) == f"--out: names a directory ({tmp_path / 'o.yml'}/); --out writes one file"
+    )

@@ -15,7 +15,7 @@ import stat
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -29,7 +29,9 @@ __all__ = [
     "check_url",
     "count_of",
     "err_console",
+    "output_path",
     "same_file",
+    "stdout_console",
     "to_stdout",
     "unwrap_help",
     "user_errors",
@@ -44,13 +46,29 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def _stdout_gone() -> NoReturn:
+    """Standard output is a closed pipe (``| head``): end the run quietly with exit code 0."""
+    # Python would complain again when it flushes stdout at exit.
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    raise typer.Exit(0) from None
+
+
 def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn a ReliaError into one line on stderr (``relia: error: …``) and exit code 2."""
+    """Turn a ReliaError into one line on stderr (``relia: error: …``) and exit code 2; a closed
+    standard output pipe (``| head``, whatever wrote to it: echo, print, a rich Console) ends the
+    run quietly with exit code 0."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
+            return result
+        except BrokenPipeError:
+            _stdout_gone()
         except ReliaError as exc:
             for line in str(exc).splitlines() or [type(exc).__name__]:
                 err_console.print(f"relia: error: {line}", markup=False, soft_wrap=True)
@@ -76,7 +94,19 @@ def check_url(url: str, option: str) -> None:
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path`` and rename it over ``path``: a run that
-    fails part-way (a full disk) leaves the old file whole, never a cut-off one. Raises OSError."""
+    fails part-way (a full disk) leaves the old file whole, never a cut-off one. Raises OSError.
+
+    As :meth:`Staged.part`: a target that exists and is not a regular file (a FIFO, a device) is
+    written directly, and a link is followed (the file it names is replaced, the link stays)."""
+    try:
+        mode: int | None = path.stat().st_mode
+    except OSError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        with path.open("wb") as fh:
+            fh.write(data)
+        return
+    path = path.resolve() if path.is_symlink() else path
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.write_bytes(data)
@@ -144,11 +174,39 @@ def to_stdout(text: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
     except BrokenPipeError:
-        # Python would complain again when it flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise typer.Exit(0) from None
+        _stdout_gone()
     except OSError as exc:
         raise DataError(f"cannot write: {exc.strerror or exc}", where="standard output") from None
+
+
+def output_path(arg: str | None, option: str) -> Path | None:
+    """The file an output option names (take the option as ``str`` with ``metavar="PATH"``).
+    Each is one file, so a name that ends in a slash (a folder) is refused: Path would drop the
+    slash and write a file of that name."""
+    if arg is None:
+        return None
+    if not arg.strip():
+        raise DataError("must name a file, got an empty string", where=option)
+    path = Path(arg)
+    if arg.endswith(("/", os.sep)):
+        if path.exists() and not path.is_dir():
+            raise DataError("is a file, not a directory", where=str(path))  # as relia detect says
+        raise DataError(f"names a directory ({arg}); {option} writes one file", where=option)
+    return path
+
+
+class _StdoutConsole(Console):
+    def on_broken_pipe(self) -> None:
+        # Rich's own exits 1; a closed pipe is how `| head` says it has seen enough.
+        self.quiet = True
+        _stdout_gone()
+
+
+def stdout_console() -> Console:
+    """A rich Console on standard output for tables; a closed pipe ends the run quietly with
+    exit code 0, as :func:`to_stdout`. Not a terminal (a pipe, a test): 200 columns, as rich
+    would wrap tables at 80."""
+    return _StdoutConsole(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
 def count_of(n: int, noun: str) -> str:
@@ -164,6 +222,41 @@ def check_output_place(path: Path, what: str) -> None:
     if not path.parent.is_dir():
         raise DataError(f"{what}: No such file or directory", where=str(path))
 
+
+def _tidy_typer_help() -> None:
+    """Two things Typer's (0.29) rich help gets wrong, put right for every command.
+
+    - A flag (``--json``, ``--version``, ``--help``) takes no value, yet its type column read
+      ``<bool>``, as if ``--json true`` were the way to give it (it is refused).
+    - The usage line wrote a required argument as ``{files}...``; it is ``FILES...``, as Click
+      writes it (an optional one ``[FILES]...``).
+    """
+    from typer.core import TyperArgument, TyperOption
+
+    if getattr(TyperOption, "_relia_tidied", False):
+        return
+    shown_type = getattr(TyperOption, "display_type_rich", None)
+    if shown_type is not None:
+
+        def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+            if self.is_flag and not self.count:
+                return None
+            return shown_type(self, ctx)  # type: ignore[no-any-return]
+
+        TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+    if hasattr(TyperArgument, "_usage_display_name"):
+
+        def usage_name(self: TyperArgument) -> str:
+            name = self.metavar or (self.name or "").upper()
+            if not self.required:
+                name = f"[{name}]"
+            return name + ("..." if self.nargs != 1 else "")
+
+        TyperArgument._usage_display_name = usage_name  # type: ignore[method-assign]
+    TyperOption._relia_tidied = True  # type: ignore[attr-defined]
+
+
+_tidy_typer_help()
 
 # A line break inside a paragraph, unless the next line starts a list item.
 _SOFT_BREAK = re.compile(r"(?<!\n)\n(?![\n\s]*[-*]\s)(?!\n)")

@@ -63,7 +63,7 @@ def _print_version(value: bool) -> None:
     if value:
         from relia import __version__
 
-        typer.echo(f"relia {__version__}")
+        to_stdout(f"relia {__version__}\n")  # a closed pipe: exit 0 quietly
         raise typer.Exit()
 
 
@@ -680,6 +680,31 @@ def detectors() -> None:
         typer.echo(f"{name.ljust(width)}  {describe(name).summary}")
 
 
+def _check_detector(name: str, params: dict[str, Any], file: Path) -> None:
+    """Build the configured detector as ``relia up`` does: an unknown name or a parameter it
+    refuses is a ConfigError at the config's line (``detector.name``, ``detector.params.X``)."""
+    import re
+
+    import yaml
+
+    from relia.config import _line_of
+    from relia.detect import create
+    from relia.errors import DetectorError
+
+    try:
+        create(name, **params)
+    except DetectorError as exc:
+        bad = re.match(r"invalid parameter '([^']*)'", str(exc))
+        loc = ("detector", "params", bad.group(1)) if bad else ("detector", "name")
+        try:
+            root = yaml.compose(file.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+            root = None  # load_config read it already; a line number is all this is for
+        line = _line_of(root, loc) if root is not None else None
+        where = f"{file}:{line}" if line else str(file)
+        raise ConfigError(f"{'.'.join(loc)}: {exc}", where=where) from None
+
+
 @config_app.command("check")
 @_user_errors
 def config_check(
@@ -691,6 +716,7 @@ def config_check(
 
     cfg = load_config(file)
     check_slo_files(cfg, file)
+    _check_detector(cfg.detector.name, cfg.detector.params, file)
     # The SLO spec files too, as `relia up` loads them: it would refuse to start on them.
     slos = []
     if cfg.slos.files:

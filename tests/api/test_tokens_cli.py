@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 from relia.api.auth import TOKEN_PREFIX, AuthConfig, Role
 from relia.cli import app
 from relia.config import load_config
+from tests.closed_pipe import run_into_closed_pipe
 
 runner = CliRunner()
 
@@ -116,3 +117,16 @@ def test_hash_refuses_a_token_no_http_header_can_carry(token: bytes) -> None:
         == "relia: error: stdin: a token is printable ASCII (it goes in an HTTP header)\n"
     )
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin"),
+    [(["token", "create", "--name", "ci"], None), (["token", "hash"], b"relia_abc\n")],
+)
+def test_a_closed_stdout_pipe_ends_the_run_quietly_with_0(
+    args: list[str], stdin: bytes | None
+) -> None:
+    # `relia token hash < t | true` exited 1 (print's buffer met the closed pipe at exit).
+    r = run_into_closed_pipe(*args, stdin=stdin)
+    assert r.returncode == 0, r.stderr
+    assert b"Traceback" not in r.stderr and b"Exception" not in r.stderr

@@ -26,6 +26,7 @@ from relia.incidents.correlate import IncidentCorrelator, key_labels
 from relia.incidents.model import Finding, FindingKind, Severity
 from relia.store import DuckDBStore, open_store_url
 from relia.store.duckdb import STORE_FILE
+from tests.closed_pipe import run_into_closed_pipe
 
 runner = CliRunner()
 T0 = 1_700_000_000_000
@@ -458,3 +459,55 @@ def test_token_that_cannot_be_a_header_is_one_line(tmp_path: Path) -> None:
         r = runner.invoke(app, ["incidents", "list", "--token", token, "--config", str(config)])
         assert r.exit_code == 2 and isinstance(r.exception, SystemExit), r.exception
         assert r.stderr.startswith("relia: error: --token: ") and r.stderr.count("\n") == 1
+
+
+def test_a_wrong_token_is_said_to_be_refused_not_missing(server: Server) -> None:
+    base = ["--url", server.url, "--config", str(server.config)]
+    r = runner.invoke(app, ["incidents", "list", *base, "--token", "wrong"])
+    assert r.exit_code == 2 and r.stdout == ""
+    assert r.stderr == (
+        f"relia: error: {server.url}: relia refused the API token (401): check --token or "
+        "RELIA_TOKEN\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("since", "said"),
+    [("-99999999999h", "is before 1970-01-01"), ("1960-01-01", "is before 1970-01-01")],
+)
+def test_since_the_api_cannot_take_is_refused_here(
+    server: Server, tmp_path: Path, since: str, said: str
+) -> None:
+    # The server's 400 showed a number never typed; with relia stopped: "no incidents", exit 0.
+    base = ["incidents", "list", "--since", since]
+    r = runner.invoke(app, [*base, "--url", server.url, "--token", TOKEN])
+    assert r.exit_code == 2 and r.stdout == ""
+    assert r.stderr == f"relia: error: --since: {since!r} {said}\n"
+    stopped = tmp_path / "stopped.yaml"
+    stopped.write_text(f"data_dir: {tmp_path}\napi: {{port: {free_port()}}}\n")
+    fill(tmp_path / STORE_FILE)
+    r = runner.invoke(app, [*base, "--config", str(stopped)])
+    assert r.exit_code == 2 and r.stderr == f"relia: error: --since: {since!r} {said}\n"
+
+
+def test_show_at_an_address_without_the_incidents_api_is_not_a_missing_incident(
+    server: Server,
+) -> None:
+    base = ["--token", TOKEN, "--config", str(server.config)]
+    r = runner.invoke(app, ["incidents", "show", "abc", "--url", server.url + "/foo", *base])
+    assert r.exit_code == 2 and r.stdout == ""
+    assert "relia answered 404: no incidents API at this address" in r.stderr
+    r = runner.invoke(app, ["incidents", "show", "abc", "--url", server.url, *base])
+    assert r.exit_code == 2 and r.stderr == "relia: error: no incident with id 'abc'\n"
+
+
+@pytest.mark.parametrize("command", ["list", "show"])
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_closed_stdout_pipe_ends_the_run_quietly_with_0(
+    server: Server, command: str, as_json: bool
+) -> None:
+    # `relia incidents list | head -1` exited 1.
+    which = [server.ids['cpu{job="api"}']] if command == "show" else []
+    args = ["incidents", command, *which, "--url", server.url, "--token", TOKEN]
+    r = run_into_closed_pipe(*args, *(["--json"] if as_json else []))
+    assert (r.returncode, r.stderr) == (0, b"")

@@ -10,6 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from relia.cli import app
+from tests.closed_pipe import run_into_closed_pipe
 
 ROOT = Path(__file__).resolve().parents[2]
 SLO_DATA = Path(os.environ.get("RELIA_SLO_DATA", ROOT.parent / "shared/data/slo"))
@@ -159,3 +160,67 @@ def test_validate_of_alert_windows_alone_says_what_it_checked(tmp_path: Path) ->
     result = CliRunner().invoke(app, ["slo", "validate", str(windows)])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "no SLOs, only Sloth AlertWindows: OK"
+
+
+@pytest.mark.parametrize("command", ["validate", "rules"])
+def test_a_closed_stdout_pipe_ends_the_run_quietly_with_0(spec: Path, command: str) -> None:
+    # `relia slo validate web.yaml | true` exited 1.
+    r = run_into_closed_pipe("slo", command, str(spec))
+    assert (r.returncode, r.stderr) == (0, b"")
+
+
+@pytest.mark.parametrize(
+    ("label", "message"),
+    [
+        ("sloth_id", "labels.sloth_id: label 'sloth_id' is set by relia"),
+        ("sloth_window", "labels.sloth_window: label 'sloth_window' is set by relia"),
+        ("__x", "labels.__x: '__x': label names starting with __ are reserved by Prometheus"),
+    ],
+)
+@pytest.mark.parametrize("command", ["validate", "rules"])
+def test_a_label_relia_sets_is_refused_by_every_command_at_its_line(
+    tmp_path: Path, label: str, message: str, command: str
+) -> None:
+    # validate said "2 SLOs OK" where rules refused it, naming slos[0]'s line.
+    spec = tmp_path / "web.yaml"
+    spec.write_text(SPEC.replace("slos:\n", f"labels:\n  team: a\n  {label}: x\nslos:\n", 1))
+    result = CliRunner().invoke(app, ["slo", command, str(spec)])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == f"relia: error: {spec}:5: document 1: {message}\n"
+
+
+def test_rules_label_the_spec_sets_otherwise_is_refused_naming_both(spec: Path) -> None:
+    spec.write_text(SPEC.replace("slos:\n", "labels: {owner: web-team}\nslos:\n", 1))
+    result = CliRunner().invoke(app, ["slo", "rules", str(spec), "-l", "owner=zz"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "extra label owner=zz clashes with SLO web-availability's label owner=web-team" in (
+        result.stderr
+    )
+    same = CliRunner().invoke(app, ["slo", "rules", str(spec), "-l", "owner=web-team"])
+    assert same.exit_code == 0, same.output
+
+
+def test_rules_label_given_twice_is_refused(spec: Path) -> None:
+    result = CliRunner().invoke(app, ["slo", "rules", str(spec), "-l", "a=1", "-l", "a=2"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == "relia: error: --label: label 'a' is given twice (a=1, a=2)\n"
+
+
+def test_rules_out_name_that_ends_in_a_slash_is_refused(spec: Path, tmp_path: Path) -> None:
+    out = f"{tmp_path / 'out.yml'}/"
+    result = CliRunner().invoke(app, ["slo", "rules", str(spec), "-o", out])
+    assert result.exit_code == 2
+    assert (
+        result.stderr == f"relia: error: --out: names a directory ({out}); --out writes one file\n"
+    )
+    assert not (tmp_path / "out.yml").exists()
+
+
+def test_rules_out_link_replaces_the_file_it_names(spec: Path, tmp_path: Path) -> None:
+    real = tmp_path / "target.yml"
+    real.write_text("groups: []\n")
+    link = tmp_path / "outlink.yml"
+    link.symlink_to(real)
+    result = CliRunner().invoke(app, ["slo", "rules", str(spec), "-o", str(link)])
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and len(_rules(real.read_text())) > 6

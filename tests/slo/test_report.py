@@ -683,3 +683,68 @@ def test_the_chart_spans_the_window_and_says_when_no_slo_has_data(tmp_path: Path
     texts = re.findall(r"<!-- (.*?) -->", R.plot_burn_down(tmp_path / "b.html", [none]).read_text())
     assert "no data in the window" in texts
     assert not [t for t in texts if "1970" in t]
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_cli_report_into_a_closed_pipe_ends_quietly_with_0(
+    tmp_path: Path, fake_prometheus: list[float], monkeypatch: pytest.MonkeyPatch, as_json: bool
+) -> None:
+    # `relia slo report ... | head -1` exited 1 (the table) or with a traceback.
+    import os
+
+    spec = tmp_path / "shop.yaml"
+    spec.write_text(SPEC)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with open(write_end, "w") as closed:
+        monkeypatch.setattr("sys.stdout", closed)
+        args = ["slo", "report", str(spec), "--prometheus", URL, "--at", "2024-05-01T12:03:00Z"]
+        code = app([*args, *(["--json"] if as_json else [])], standalone_mode=False)
+    assert code == 0
+
+
+def test_cli_plot_that_is_an_input_is_refused_and_the_spec_kept(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.html"  # a spec may have any name
+    spec.write_text(SPEC)
+    args = ["slo", "report", str(spec), "--prometheus", "http://127.0.0.1:9", "--plot", str(spec)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and res.stdout == ""
+    assert res.stderr == f"relia: error: --plot: {spec} is also an input; write elsewhere\n"
+    assert spec.read_text() == SPEC
+
+
+def test_cli_plot_name_that_ends_in_a_slash_is_refused(tmp_path: Path) -> None:
+    spec = tmp_path / "shop.yaml"
+    spec.write_text(SPEC)
+    plot = f"{tmp_path / 'p.png'}/"
+    args = ["slo", "report", str(spec), "--prometheus", "http://127.0.0.1:9", "--plot", plot]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2
+    assert (
+        res.stderr == f"relia: error: --plot: names a directory ({plot}); --plot writes one file\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shop.yaml"]
+
+
+def test_cli_plot_that_fails_leaves_the_old_chart_whole(
+    tmp_path: Path, fake_prometheus: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The chart was written in place: a failure part-way left a cut-off file.
+    import matplotlib.figure
+
+    spec = tmp_path / "shop.yaml"
+    spec.write_text(SPEC)
+    plot = tmp_path / "burn.png"
+    plot.write_bytes(b"old chart")
+
+    def full_disk(self: Any, fname: Any, **kwargs: Any) -> None:
+        Path(fname).write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full_disk)
+    args = ["slo", "report", str(spec), "--prometheus", URL, "--at", "2024-05-01T12:03:00Z"]
+    res = CliRunner().invoke(app, [*args, "--plot", str(plot)])
+    assert res.exit_code == 2
+    assert res.stderr == f"relia: error: {plot}: cannot write plot: No space left on device\n"
+    assert plot.read_bytes() == b"old chart"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["burn.png", "shop.yaml"]

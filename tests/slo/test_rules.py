@@ -218,11 +218,18 @@ def test_disabled_alerts() -> None:
 
 def test_labels_merge_extra_then_slo_then_identity() -> None:
     slo = make_slo(labels={"owner": "myteam", "cmd": "from-slo"})
-    rules = groups_by_name([slo], extra_labels={"cmd": "x", "env": "prod"})
+    rules = groups_by_name([slo], extra_labels={"cmd": "from-slo", "env": "prod"})
     rec = by_name(rules["relia-slo-sli-recordings-myservice-requests-availability"])
     labels = rec["slo:sli_error:ratio_rate5m"]["labels"]
     assert labels["cmd"] == "from-slo" and labels["env"] == "prod" and labels["owner"] == "myteam"
     assert labels["sloth_id"] == "myservice-requests-availability"
+
+
+def test_an_extra_label_the_slo_sets_otherwise_is_refused() -> None:
+    # The SLO's value silently won over the command line's `-l owner=zz`.
+    slo = make_slo(labels={"owner": "myteam"}, source=SpecSource(file="s.yml"))
+    with pytest.raises(ConfigError, match="extra label owner=zz clashes with SLO .*owner=myteam"):
+        rule_groups([slo], extra_labels={"owner": "zz"})
 
 
 @pytest.mark.parametrize(

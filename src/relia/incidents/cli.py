@@ -8,7 +8,6 @@ is free then: only a running relia holds it.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
@@ -17,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from relia._cliutil import check_url, err_console, user_errors
+from relia._cliutil import check_url, err_console, stdout_console, to_stdout, user_errors
 from relia._urls import shown_url
 from relia.errors import ConfigError, DataError, SourceError
 from relia.incidents.model import IncidentStatus
@@ -48,6 +47,8 @@ TokenOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the API's JSON instead of a table")]
 
 _TIMEOUT_S = 10.0
+_MAX_SINCE_MS = 10**18 - 1
+_NO_INCIDENT = "no incident with id"  # the API's 404 detail for an id it does not hold
 
 
 class _Source:
@@ -94,6 +95,11 @@ class _Source:
         except ValueError:
             body = None
         if r.status_code == 401:
+            if self.token:  # one was sent: it is wrong (or revoked), not missing
+                raise DataError(
+                    "relia refused the API token (401): check --token or RELIA_TOKEN",
+                    where=self.shown,
+                )
             raise DataError(
                 "relia wants an API token: give --token or set RELIA_TOKEN",
                 where=self.shown,
@@ -151,12 +157,20 @@ def _parse_since(since: str | None) -> int | None:
     from relia.engine.loop import wall_clock_ms
 
     try:
-        return parse_time(since, wall_clock_ms(), field="since")
-    except DataError:
+        ms = parse_time(since, wall_clock_ms(), field="since")
+    except DataError as exc:
+        if exc.message.endswith("is too far back"):
+            raise DataError(exc.message, where="--since") from None
         raise DataError(
             f"expected ms since the epoch, ISO-8601, 'now' or relative like -1h, got {since!r}",
             where="--since",
         ) from None
+    # What the API takes (ms since the epoch, 1 to 18 digits); checked here so that neither a
+    # server's 400 about a number never typed nor a store's "no incidents" answers it.
+    if not 0 <= ms <= _MAX_SINCE_MS:
+        when = "before 1970-01-01" if ms < 0 else "too far ahead"
+        raise DataError(f"{since!r} is {when}", where="--since")
+    return ms
 
 
 @incidents_app.command("list")
@@ -168,7 +182,9 @@ def list_incidents(
     since: Annotated[
         str | None, typer.Option("--since", help="updated at or after: -1h, ISO-8601, ms")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 100,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=10_000, help="at most this many incidents")
+    ] = 100,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
     url: UrlOpt = None,
@@ -199,6 +215,17 @@ def list_incidents(
     _print_list(incidents)
 
 
+def _has_incidents_api(src: _Source, answer: dict[str, Any]) -> bool:
+    """Whether a 404 for an incident came from relia's incidents API (the id is unknown) rather
+    than from an address without it. The API says ``no incident with id …``; an id that cannot
+    be routed (``a/b``) gets the framework's plain 404, so then the list is asked for."""
+    detail = answer.get("detail")
+    if isinstance(detail, str) and detail.startswith(_NO_INCIDENT):
+        return True
+    probe = src.get("/api/v1/incidents", {"limit": 1})
+    return probe is not None and probe[0] == 200 and isinstance(probe[1].get("incidents"), list)
+
+
 @incidents_app.command("show")
 @user_errors
 def show_incident(
@@ -217,6 +244,9 @@ def show_incident(
     body: dict[str, Any] | None
     if got is not None:
         body = got[1] if got[0] != 404 else None
+        if got[0] == 404 and not _has_incidents_api(src, got[1]):
+            # A wrong path in --url, or another service: not "no such incident".
+            raise DataError("relia answered 404: no incidents API at this address", where=src.shown)
     else:
         from relia.api.app import _finding_json
         from relia.incidents.api import incident_findings, incident_json
@@ -232,7 +262,7 @@ def show_incident(
                 }
             )
     if body is None:
-        raise DataError(f"no incident with id {incident_id!r}")
+        raise DataError(f"{_NO_INCIDENT} {incident_id!r}")
     if as_json:
         _print_json(body)
         return
@@ -243,12 +273,11 @@ def show_incident(
 
 
 def _out() -> Console:
-    # Not a terminal (a pipe, a test): rich would wrap the table at 80 columns.
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    return stdout_console()
 
 
 def _print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+    to_stdout(json.dumps(obj, indent=2) + "\n")
 
 
 def _time(ms: Any) -> str:

@@ -37,6 +37,7 @@ from relia._cliutil import (
     check_output_place,
     count_of,
     err_console,
+    output_path,
     same_file,
     to_stdout,
     user_errors,
@@ -533,21 +534,6 @@ def _check_inputs(inputs: list[Path]) -> None:
             raise DataError("cannot read: Permission denied", where=str(p))
 
 
-def _output_path(arg: str | None, option: str) -> Path | None:
-    """The file an output option names. Each is one file, so a name that ends in a slash (a
-    folder) is refused: Path would drop the slash and write a file of that name."""
-    if arg is None:
-        return None
-    if not arg.strip():
-        raise DataError("must name a file, got an empty string", where=option)
-    path = Path(arg)
-    if arg.endswith(("/", os.sep)):
-        if path.exists() and not path.is_dir():
-            raise DataError("is a file, not a directory", where=str(path))  # as relia detect says
-        raise DataError(f"names a directory ({arg}); {option} writes one file", where=option)
-    return path
-
-
 def _is_standard_input(path: Path) -> bool:
     """Whether standard input is redirected from the regular file ``path``."""
     try:
@@ -716,10 +702,10 @@ def templates(
     from rich.text import Text
 
     # str, not Path: Path drops the trailing slash that says a name is a folder.
-    out = _output_path(out_arg, "--out")
-    structured = _output_path(structured_arg, "--structured")
-    model = _output_path(model_arg, "--model")
-    plot = _output_path(plot_arg, "--plot")
+    out = output_path(out_arg, "--out")
+    structured = output_path(structured_arg, "--structured")
+    model = output_path(model_arg, "--model")
+    plot = output_path(plot_arg, "--plot")
     if plot is not None and plot.suffix.lower() not in (".png", ".html", ".htm"):
         raise DataError(f"plot must end in .png or .html, got {plot.name!r}", where="--plot")
     _check_inputs(inputs)

@@ -6,18 +6,20 @@ Each command turns every :class:`relia.errors.ReliaError` into one line and exit
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from relia._cliutil import (
+    Staged,
     check_output_place,
     check_url,
     count_of,
     err_console,
+    output_path,
     same_file,
+    stdout_console,
     user_errors,
     write_atomically,
 )
@@ -92,8 +94,9 @@ def rules(
     files: Annotated[
         list[Path], typer.Argument(help="SLO spec files: relia, Sloth prometheus/v1, OpenSLO")
     ],
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="write the rule file here, not to stdout")
+    out_arg: Annotated[
+        str | None,
+        typer.Option("--out", "-o", metavar="PATH", help="write the rule file here, not to stdout"),
     ] = None,
     label: Annotated[
         list[str] | None,
@@ -118,7 +121,12 @@ def rules(
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"expected KEY=VALUE, got {item!r}", where="--label")
+        if key in extra:
+            raise ConfigError(
+                f"label {key!r} is given twice ({key}={extra[key]}, {item})", where="--label"
+            )
         extra[key] = value
+    out = output_path(out_arg, "--out")
     inputs = [*files, *([sloth_windows] if sloth_windows is not None else [])]
     if out is not None and any(same_file(out, f) for f in inputs):
         # Checked first: the rules would replace the spec they were made from.
@@ -153,8 +161,9 @@ def report(
         str, typer.Option("--at", help="evaluation time: ISO-8601, epoch s, now, now-1h")
     ] = "now",
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
-    plot: Annotated[
-        Path | None, typer.Option("--plot", help="budget burn-down chart (.png or .html)")
+    plot_arg: Annotated[
+        str | None,
+        typer.Option("--plot", metavar="PATH", help="budget burn-down chart (.png or .html)"),
     ] = None,
     step: Annotated[
         str | None,
@@ -180,8 +189,6 @@ def report(
     import math
     import time
 
-    from rich.console import Console
-
     from relia.errors import DataError
     from relia.slo.evaluate import SloStatus, evaluate_slo
     from relia.slo.loader import load_alerting_slos
@@ -190,9 +197,13 @@ def report(
     from relia.sources.prometheus import PrometheusClient, QueryRefused
     from relia.timeparse import parse_time
 
+    plot = output_path(plot_arg, "--plot")
     if plot is not None and plot.suffix.lower() not in (".png", ".html", ".htm"):
         raise DataError(f"plot must end in .png or .html, got {plot.name!r}", where="--plot")
     if plot is not None:
+        inputs = [*files, *([sloth_windows] if sloth_windows is not None else [])]
+        if any(same_file(plot, f) for f in inputs):
+            raise DataError(f"{plot} is also an input; write elsewhere", where="--plot")
         check_output_place(plot, "cannot write plot")
     try:
         at_ms = parse_time(at, now_ms=time.time_ns() // 1_000_000)
@@ -226,7 +237,16 @@ def report(
                 # all alike, so that still stops the report at once.
                 refused[slo.id] = str(exc)
     if plot is not None:
-        plot_burn_down(plot, statuses)
+        # Drawn beside the target and renamed over it: a failed run leaves the old chart whole.
+        staged = Staged()
+        try:
+            try:
+                plot_burn_down(staged.part(plot), statuses)
+            except DataError as exc:  # it names the temporary file: name the plot
+                raise DataError(exc.message, where=str(plot)) from None
+            staged.commit()
+        finally:
+            staged.discard()
         err_console.print(f"wrote {plot}", markup=False)
     if as_json:
         doc = report_json(statuses)
@@ -234,7 +254,7 @@ def report(
             doc["errors"] = refused
         typer.echo(json.dumps(doc, indent=2))
     else:
-        out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+        out = stdout_console()
         out.print(summary_table(statuses))
         out.print(alerts_table(statuses))
     if refused:

@@ -536,6 +536,25 @@ LabelName = Annotated[str, AfterValidator(_label_name)]
 LabelValue = Annotated[str, BeforeValidator(_label_value)]
 Labels = Annotated[dict[LabelName, LabelValue], BeforeValidator(_none_as_empty)]
 
+# Set by relia on every series of an SLO's rules (as Sloth does): an SLO may not set them.
+RESERVED_LABELS = frozenset({"sloth_id", "sloth_service", "sloth_slo", "sloth_window"})
+
+
+def _series_label_name(name: str) -> str:
+    if name.startswith("__"):
+        raise ValueError(f"{name!r}: label names starting with __ are reserved by Prometheus")
+    if name in RESERVED_LABELS:
+        raise ValueError(f"label {name!r} is set by relia")
+    return name
+
+
+#: An SLO's (and its service's) labels, which go on every series of its rules: also refused
+#: when they would clash with the labels relia sets.
+SeriesLabels = Annotated[
+    dict[Annotated[LabelName, AfterValidator(_series_label_name)], LabelValue],
+    BeforeValidator(_none_as_empty),
+]
+
 
 def alert_name(name: str) -> str:
     """Check that ``name`` can be a Prometheus alert name (it becomes the rules' ``alert:``)."""
@@ -904,7 +923,7 @@ class _ReliaSLO(InputModel):
     budgeting: Annotated[_Budgeting, BeforeValidator(_budgeting_shorthand)] = Field(
         default_factory=_Budgeting
     )
-    labels: Labels = Field(default_factory=dict)
+    labels: SeriesLabels = Field(default_factory=dict)
     sli: _SLI
     alerting: _Alerting | None = None
     alert_windows: Any = None
@@ -914,7 +933,7 @@ class _ReliaSLO(InputModel):
 class _ReliaDoc(InputModel):
     apiVersion: Literal["relia/v1"]  # noqa: N815 - the YAML key
     service: Name
-    labels: Labels = Field(default_factory=dict)
+    labels: SeriesLabels = Field(default_factory=dict)
     slos: list[Any] = Field(min_length=1)
 
 

@@ -147,6 +147,14 @@ class _SLORules:
         self.where = str(slo.source)
         _check_labels(slo.labels, "labels", self.where, reserved=True)
         self.identity = {ID_LABEL: slo.id, SERVICE_LABEL: slo.service, SLO_LABEL: slo.name}
+        for key, value in extra_labels.items():
+            if key in slo.labels and slo.labels[key] != value:
+                # Neither silently wins: the command line and the spec disagree.
+                raise ConfigError(
+                    f"extra label {key}={value} clashes with SLO {slo.id}'s label "
+                    f"{key}={slo.labels[key]}",
+                    where=self.where,
+                )
         self.labels = {**extra_labels, **slo.labels, **self.identity}
         self.selector = "{" + ", ".join(f"{k}={_quote(v)}" for k, v in self.identity.items()) + "}"
         self.windows: tuple[AlertWindow, ...] = windows_for(slo)

@@ -30,6 +30,7 @@ from relia.slo.loader import (
     Name,
     Problems,
     Query,
+    SeriesLabels,
     Text,
     build_slo,
     camel_name,
@@ -86,7 +87,7 @@ class _SLO(InputModel):
     name: Name
     objective: float = Field(gt=0, lt=100)
     description: Text = ""
-    labels: Labels = Field(default_factory=dict)
+    labels: SeriesLabels = Field(default_factory=dict)
     sli: _SLI
     alerting: _Alerting = Field(default_factory=_Alerting)
 
@@ -94,7 +95,7 @@ class _SLO(InputModel):
 class _Spec(InputModel):
     version: Literal["prometheus/v1"]
     service: Name
-    labels: Labels = Field(default_factory=dict)
+    labels: SeriesLabels = Field(default_factory=dict)
     slos: list[Any] = Field(min_length=1)
 
 

@@ -1418,3 +1418,43 @@ def test_help_shows_no_value_for_flags_and_upper_case_arguments() -> None:
     assert "<bool>" not in listing.stdout and "at most this many incidents" in listing.stdout
     rules = runner.invoke(app, ["slo", "rules", "--help"], env={"COLUMNS": "100"})
     assert "[OPTIONS] FILES..." in rules.stdout and "{files}" not in rules.stdout
+
+
+_SPEC = """\
+apiVersion: relia/v1
+service: web
+slos:
+  - name: availability
+    objective: 99.9
+    sli:
+      events:
+        error_query: sum(rate(errors_total[{{.window}}]))
+        total_query: sum(rate(requests_total[{{.window}}]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("windows", "said"),
+    [
+        ("nope.yml", "nope.yml: no such file (relative to the working directory"),
+        ("adir", "adir: is a directory, not a Sloth AlertWindows file"),
+        ("bin.yml", "bin.yml: not a text file (not UTF-8)"),
+    ],
+)
+def test_config_check_names_the_config_line_of_a_bad_sloth_windows_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, windows: str, said: str
+) -> None:
+    # It said only "nope.yml: no such file", with nothing of the config that named it.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "web.yaml").write_text(_SPEC)
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "bin.yml").write_bytes(b"\x00\xff\xfe binary")
+    cfg = tmp_path / "relia.yaml"
+    cfg.write_text(
+        "host: {enabled: false}\nslos:\n  prometheus: http://127.0.0.1:9090\n"
+        f"  files: [web.yaml]\n  sloth_windows: {windows}\n"
+    )
+    result = runner.invoke(app, ["config", "check", str(cfg)])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"relia: error: {cfg}:5: slos.sloth_windows: {said}")
+    assert result.stderr.count("\n") == 1

@@ -680,14 +680,43 @@ def detectors() -> None:
         typer.echo(f"{name.ljust(width)}  {describe(name).summary}")
 
 
+def _config_line(file: Path | None, loc: tuple[str | int, ...]) -> str:
+    """``FILE:LINE`` of ``loc`` in the config (``FILE`` alone when it cannot be found)."""
+    import yaml
+
+    from relia.config import _line_of
+
+    if file is None:
+        return "<defaults>"
+    try:
+        root = yaml.compose(file.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        root = None  # load_config read it already; a line number is all this is for
+    line = _line_of(root, loc) if root is not None else None
+    return f"{file}:{line}" if line else str(file)
+
+
+def _check_sloth_windows(windows: Path | None, file: Path | None) -> None:
+    """``slos.sloth_windows`` must be a file: said at the config's line (the spec loader's
+    message names the windows file alone, and calls a folder a place for spec files)."""
+    if windows is None or windows.is_file():
+        return
+    if windows.is_dir():
+        why = "is a directory, not a Sloth AlertWindows file"
+    elif windows.exists():
+        why = "is not a regular file"
+    else:
+        rel = "" if windows.is_absolute() else f" (relative to the working directory {Path.cwd()})"
+        why = f"no such file{rel}"
+    where = _config_line(file, ("slos", "sloth_windows"))
+    raise ConfigError(f"slos.sloth_windows: {windows}: {why}", where=where)
+
+
 def _check_detector(name: str, params: dict[str, Any], file: Path) -> None:
     """Build the configured detector as ``relia up`` does: an unknown name or a parameter it
     refuses is a ConfigError at the config's line (``detector.name``, ``detector.params.X``)."""
     import re
 
-    import yaml
-
-    from relia.config import _line_of
     from relia.detect import create
     from relia.errors import DetectorError
 
@@ -696,12 +725,7 @@ def _check_detector(name: str, params: dict[str, Any], file: Path) -> None:
     except DetectorError as exc:
         bad = re.match(r"invalid parameter '([^']*)'", str(exc))
         loc = ("detector", "params", bad.group(1)) if bad else ("detector", "name")
-        try:
-            root = yaml.compose(file.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
-            root = None  # load_config read it already; a line number is all this is for
-        line = _line_of(root, loc) if root is not None else None
-        where = f"{file}:{line}" if line else str(file)
+        where = _config_line(file, loc)
         raise ConfigError(f"{'.'.join(loc)}: {exc}", where=where) from None
 
 
@@ -716,11 +740,24 @@ def config_check(
 
     cfg = load_config(file)
     check_slo_files(cfg, file)
+    _check_sloth_windows(cfg.slos.sloth_windows, file)
     _check_detector(cfg.detector.name, cfg.detector.params, file)
     # The SLO spec files too, as `relia up` loads them: it would refuse to start on them.
     slos = []
     if cfg.slos.files:
-        slos = load_alerting_slos(cfg.slos.files, sloth_windows=cfg.slos.sloth_windows)
+        try:
+            slos = load_alerting_slos(cfg.slos.files, sloth_windows=cfg.slos.sloth_windows)
+        except ConfigError as exc:
+            windows = cfg.slos.sloth_windows
+            if windows is None:
+                raise
+            # A problem of the windows file names it alone: say where the config names it.
+            listed = f"{_config_line(file, ('slos', 'sloth_windows'))}: slos.sloth_windows: "
+            lines = [
+                listed + line if line.startswith(f"{windows}:") else line
+                for line in str(exc).splitlines()
+            ]
+            raise ConfigError("\n".join(lines)) from None
     counted = f"{count_of(len(slos), 'SLO')}, " if slos else ""
     typer.echo(
         f"{file}: ok ({count_of(len(cfg.scrape), 'scrape target')}, "
@@ -766,6 +803,7 @@ def up(
         config = Path("relia.yaml")
     cfg = load_config(config)
     check_slo_files(cfg, config)
+    _check_sloth_windows(cfg.slos.sloth_windows, config)
     option = ""  # the one being applied, named in its error
     try:
         if port is not None:

@@ -624,8 +624,12 @@ def _from_prometheus(url: str, query: str | None, start: str, end: str, step: st
     out = []
     for rs in result:
         labels = dict(rs.labels)
+        named = "__name__" in labels
         name = labels.pop("__name__", query)
-        out.append(_Scored(describe(series_key(name, labels)), rs.ts, rs.values))
+        # A series without a name is titled by the query, written as it is, not quoted as a
+        # metric name that is not a legacy one would be.
+        title = describe(series_key(name, labels), quote_name=named)
+        out.append(_Scored(title, rs.ts, rs.values))
     return out
 
 

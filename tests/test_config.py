@@ -985,8 +985,37 @@ def test_a_store_written_with_spaces_is_trimmed(tmp_path: Path) -> None:
 def test_an_unknown_key_in_capitals_is_named_at_its_line(tmp_path: Path) -> None:
     path = tmp_path / "relia.yaml"
     path.write_text("data_dir: x\nInterval: 5s\n")
-    with pytest.raises(ConfigError, match=rf"^{path}:2: Interval: Extra inputs"):
+    with pytest.raises(
+        ConfigError, match=rf"^{path}:2: Interval: unknown field 'Interval'; did you mean "
+    ):
         load_config(path, environ={})
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("api:\n  prot: 9000\n", ":2: api.prot: unknown field 'prot'; did you mean 'port'?"),
+        (
+            "detectr: {name: default}\n",
+            ":1: detectr: unknown field 'detectr'; did you mean 'detector'?",
+        ),
+        (
+            "notify:\n  sinks:\n    - {name: a, url: 'http://127.0.0.1:1/x', typ: webhook}\n",
+            ":3: notify.sinks.0.typ: unknown field 'typ'; did you mean 'type'?",
+        ),
+        ("api:\n  zzzzz: 1\n", ":2: api.zzzzz: unknown field 'zzzzz' (known here: enabled, host, "),
+        ("zzzzz: 1\n", ":1: zzzzz: unknown field 'zzzzz' (known here: data_dir, store, "),
+    ],
+)
+def test_an_unknown_field_is_told_the_closest_one_or_what_the_section_takes(
+    tmp_path: Path, text: str, said: str
+) -> None:
+    # Pydantic's own words were "Extra inputs are not permitted", which says neither.
+    path = tmp_path / "relia.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    assert f"{path}{said}" in str(err.value)
 
 
 def test_a_tls_key_error_shows_no_missing_reason(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from relia._fieldnames import unknown_field
 from relia._urls import http_url_problem
 from relia._yamlkeys import repeated_keys
 from relia.errors import ConfigError
@@ -945,6 +946,8 @@ def _format_error(
     loc = tuple(err.get("loc", ()))
     field = ".".join(str(p) for p in loc) or "(top level)"
     msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    if err.get("type") == "extra_forbidden":
+        msg = unknown_field(ReliaConfig, loc)
     key = tuple(str(p) for p in loc)
     for path, name in env_sources.items():
         if key[: len(path)] == path:  # the value came from the environment

@@ -136,7 +136,7 @@ def test_slos_config_section(tmp_path: Path) -> None:
         ("slos:\n  files: [a.yaml]\n  prometheus: ftp://x\n", ":3: slos.prometheus: must start"),
         ("slos:\n  interval: soon\n", ":2: slos.interval: expected a duration"),
         ("slos:\n  step: 90.5s\n", ":2: slos.step: the step must be a whole number"),
-        ("slos:\n  fles: [a.yaml]\n", ":2: slos.fles: Extra inputs are not permitted"),
+        ("slos:\n  fles: [a.yaml]\n", ":2: slos.fles: unknown field 'fles'; did you mean 'files'?"),
     ],
 )
 def test_slos_config_errors_name_file_line_and_field(

@@ -187,7 +187,7 @@ def test_a_good_file_loads_and_checks_the_period(tmp_path: Path) -> None:
         ("shortWindow: 6h", "shortWindow: 3d", r"spec\.ticket\.slow\.shortWindow: short window 3d"),
         ("longWindow: 3d", "longWindow: 31d", r"spec\.ticket\.slow\.longWindow: long window 31d"),
         ("errorBudgetPercent: 5", "errorBudgetPercent: 500", r"errorBudgetPercent: Input should"),
-        ("  page:", "  pager:", r"spec\.pager: Extra inputs are not permitted"),
+        ("  page:", "  pager:", r"spec\.pager: unknown field 'pager'; did you mean 'page'\?"),
     ],
 )
 def test_errors_name_file_line_and_field(tmp_path: Path, old: str, new: str, message: str) -> None:

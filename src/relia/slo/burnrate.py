@@ -22,6 +22,7 @@ import numpy.typing as npt
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from relia._fieldnames import unknown_field
 from relia.errors import ConfigError
 from relia.slo.spec import SLO, AlertWindow, format_duration, parse_duration_seconds
 
@@ -233,8 +234,11 @@ def parse_alert_windows(
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
+            loc = tuple(err.get("loc", ()))
             msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-            lines.append(_field_error(where, root, tuple(err.get("loc", ())), msg))
+            if err.get("type") == "extra_forbidden":
+                msg = unknown_field(_AlertWindowsDoc, loc)
+            lines.append(_field_error(where, root, loc, msg))
         raise ConfigError("\n".join(lines)) from None
 
     problems: list[str] = []

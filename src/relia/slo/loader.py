@@ -20,7 +20,6 @@ field types) are shared by the Sloth and OpenSLO importers.
 
 from __future__ import annotations
 
-import difflib
 import re
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -42,6 +41,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from relia._fieldnames import unknown_field
 from relia._yamlkeys import Loc, repeated_keys
 from relia.errors import ConfigError
 from relia.slo.burnrate import check_alert_windows
@@ -348,36 +348,6 @@ _EXPECTED = {
 }
 
 
-def _model_in(annotation: object) -> type[BaseModel] | None:
-    """The pydantic model inside an annotation (``X | None``, ``list[X]``, ``Annotated[X]``)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _allowed_fields(model: type[BaseModel] | None, loc: Sequence[str | int]) -> list[str]:
-    """The field names (as written in YAML) of the model found at ``loc`` under ``model``."""
-    cls = model
-    for part in loc:
-        if cls is None:
-            return []
-        if isinstance(part, int):
-            continue
-        found = None
-        for name, info in cls.model_fields.items():
-            if (info.alias or name) == part:
-                found = _model_in(info.annotation)
-                break
-        cls = found
-    if cls is None:
-        return []
-    return [info.alias or name for name, info in cls.model_fields.items()]
-
-
 def _error_message(err: Mapping[str, Any], model: type[BaseModel] | None) -> str:
     kind = str(err.get("type", ""))
     loc = tuple(err.get("loc", ()))
@@ -387,14 +357,7 @@ def _error_message(err: Mapping[str, Any], model: type[BaseModel] | None) -> str
     if kind == "missing":
         return "required field is missing"
     if kind == "extra_forbidden":
-        name = str(loc[-1]) if loc else "?"
-        allowed = _allowed_fields(model, loc[:-1])
-        close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
-        if close:
-            return f"unknown field {name!r}; did you mean {close[0]!r}?"
-        if allowed:
-            return f"unknown field {name!r} (known here: {', '.join(allowed)})"
-        return f"unknown field {name!r}"
+        return unknown_field(model, loc)
     if kind == "invalid_key":
         return f"field names must be text, got {_yaml_type(value)}"
     if kind in _EXPECTED:

@@ -162,6 +162,8 @@ def writing(target: Path, what: str = "cannot write") -> Iterator[None]:
     """An OSError while writing ``target`` as one line naming it (Polars' have no strerror)."""
     try:
         yield
+    except BrokenPipeError:
+        raise  # a closed pipe ends the run quietly (user_errors), it is not a failed write
     except OSError as exc:
         why = exc.strerror or str(exc).strip() or type(exc).__name__
         raise DataError(f"{what}: {why}", where=str(target)) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import zlib
@@ -18,6 +19,7 @@ from relia.cli import app
 from relia.logs import cli as logs_cli
 from relia.logs.header import HeaderFormat
 from relia.logs.miner import TemplateMiner
+from tests.closed_pipe import run_into_closed_pipe
 
 runner = CliRunner()
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "logs"
@@ -944,3 +946,47 @@ def test_the_model_line_counts_the_templates_the_summary_and_out_count(tmp_path:
     assert f"model {model}: 0 → 1 template" in stderr
     code, _, stderr = _invoke(log, "--format", "plain", "--model", model)
     assert f"model {model}: 1 → 1 template" in stderr
+
+
+def test_out_dash_writes_the_templates_csv_to_standard_output_in_place_of_the_table(
+    tmp_path: Path,
+) -> None:
+    log = _write(tmp_path / "a.log", _log_lines(200))
+    code, stdout, stderr = _invoke(log, "--out", "-")
+    assert code == 0, stderr
+    frame = pl.read_csv(io.BytesIO(stdout.encode()))
+    assert frame.columns == ["id", "count", "template"] and frame["count"].sum() == 200
+    assert not (tmp_path / "-").exists() and "wrote" not in stderr
+
+
+def test_structured_dash_writes_one_row_per_line_to_standard_output(tmp_path: Path) -> None:
+    log = _write(tmp_path / "a.log", _log_lines(200))
+    code, stdout, stderr = _invoke(log, "--structured", "-")
+    assert code == 0, stderr
+    frame = pl.read_csv(io.BytesIO(stdout.encode()))
+    assert frame.columns == ["file", "line", "template_id", "template", "parameters"]
+    assert frame["line"].to_list() == list(range(1, 201))
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("--out", "-", "--structured", "-"), "only one of --out and --structured can be"),
+        (("--model", "-"), "--model: writes a file; standard output (-) is not one"),
+        (("--plot", "-"), "--plot: writes a file; standard output (-) is not one"),
+    ],
+)
+def test_standard_output_for_two_outputs_or_a_file_only_one_is_refused(
+    tmp_path: Path, args: tuple[str, ...], said: str
+) -> None:
+    log = _write(tmp_path / "a.log", _log_lines(20))
+    code, stdout, stderr = _invoke(log, *args)
+    assert code == 2 and said in stderr and stdout == ""
+    assert not (tmp_path / "-").exists()
+
+
+def test_structured_dash_into_a_closed_pipe_ends_the_run_quietly(tmp_path: Path) -> None:
+    # Polars reports the closed pipe as a plain OSError ("Broken pipe (os error 32)").
+    log = _write(tmp_path / "a.log", _log_lines(20_000))
+    result = run_into_closed_pipe("logs", "templates", str(log), "--structured", "-", cwd=tmp_path)
+    assert result.returncode == 0 and result.stderr == b""

@@ -10,7 +10,9 @@ and exit code 2.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import errno
 import io
 import json
 import os
@@ -25,6 +27,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from tempfile import gettempdir
 from typing import IO, Annotated
 
 import numpy as np
@@ -619,6 +622,53 @@ def _summary(run: TemplateRun, seconds: float) -> list[str]:
 # --- templates -------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _pipe_closed_as_broken_pipe() -> Iterator[None]:
+    """Polars reports a closed pipe as a plain OSError ("Broken pipe (os error 32)"): raise it
+    as the BrokenPipeError that ends the run quietly (``user_errors``)."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.EPIPE or "os error 32" in str(exc):
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe") from None
+        raise
+
+
+def _print_table(run: TemplateRun, top: int) -> None:
+    """The templates by count, the ``top`` most frequent (0: all), as a table on stdout."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    rows = run.rows()
+    shown = rows if top == 0 else rows[:top]
+    table = Table(title=None, show_edge=False, pad_edge=False)
+    table.add_column("id", justify="right")
+    table.add_column("count", justify="right")
+    table.add_column("template", overflow="fold")
+    for i, n, text in shown:
+        table.add_row(str(i), f"{n:,}", Text(text))  # Text: templates hold [..] that is not markup
+    # Rendered into a buffer and written by to_stdout: a full disk is one line, a closed pipe
+    # a quiet end (rich's own writes give a traceback, and exit 1 on a closed pipe).
+    terminal = sys.stdout.isatty()
+    rendered = io.StringIO()
+    console = Console(
+        file=rendered,
+        highlight=False,
+        force_terminal=terminal,
+        width=shutil.get_terminal_size().columns if terminal else 200,
+    )
+    console.print(table)
+    if len(shown) < len(rows):
+        more = len(rows) - len(shown)
+        console.print(
+            f"… {more:,} more templates (--top 0 shows all, --out writes all)", markup=False
+        )
+    to_stdout(rendered.getvalue())
+
+
 def _spill_folder(stack: ExitStack, parent: Path) -> Path:
     """A new hidden folder in ``parent`` for spilled lines, removed when ``stack`` closes.
 
@@ -659,7 +709,10 @@ def templates(
     out_arg: Annotated[
         str | None,
         typer.Option(
-            "--out", "-o", metavar="PATH", help="write the templates CSV: id,count,template"
+            "--out",
+            "-o",
+            metavar="PATH",
+            help="write the templates CSV: id,count,template (-: to stdout, in place of the table)",
         ),
     ] = None,
     structured_arg: Annotated[
@@ -667,7 +720,8 @@ def templates(
         typer.Option(
             "--structured",
             metavar="PATH",
-            help="write one CSV row per line: file,line,template_id,template,parameters (JSON)",
+            help="write one CSV row per line: file,line,template_id,template,parameters (JSON); "
+            "-: to stdout, in place of the table",
         ),
     ] = None,
     model_arg: Annotated[
@@ -696,14 +750,18 @@ def templates(
     Counts are lines of this run. Skipped lines (blank, binary, over 1 MiB, bad JSON) are counted
     in the summary on stderr.
     """
-    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
-    from rich.table import Table
-    from rich.text import Text
 
+    # "-" writes that CSV to standard output, in place of the table (as relia detect -o -).
+    out_to_stdout, structured_to_stdout = out_arg == STDIN, structured_arg == STDIN
+    if out_to_stdout and structured_to_stdout:
+        raise DataError("only one of --out and --structured can be standard output (-)")
+    for arg, option in ((model_arg, "--model"), (plot_arg, "--plot")):
+        if arg == STDIN:
+            raise DataError("writes a file; standard output (-) is not one", where=option)
     # str, not Path: Path drops the trailing slash that says a name is a folder.
-    out = output_path(out_arg, "--out")
-    structured = output_path(structured_arg, "--structured")
+    out = None if out_to_stdout else output_path(out_arg, "--out")
+    structured = None if structured_to_stdout else output_path(structured_arg, "--structured")
     model = output_path(model_arg, "--model")
     plot = output_path(plot_arg, "--plot")
     if plot is not None and plot.suffix.lower() not in (".png", ".html", ".htm"):
@@ -721,8 +779,9 @@ def templates(
     try:
         with ExitStack() as stack:
             parts: _Parts | None = None
-            if structured is not None:
-                parts = _Parts(_spill_folder(stack, structured.parent))
+            if structured is not None or structured_to_stdout:
+                spill_in = structured.parent if structured is not None else Path(gettempdir())
+                parts = _Parts(_spill_folder(stack, spill_in))
             size = sum(p.stat().st_size for p in inputs if str(p) != STDIN)
             on_bytes: Callable[[int], None] = lambda n: None  # noqa: E731
             if err_console.is_terminal and size >= _PROGRESS_BYTES:
@@ -749,7 +808,15 @@ def templates(
                     staged.part(model).write_bytes(miner.to_bytes())
             if plot is not None:
                 _plot(staged.part(plot), run, target=plot)
-        staged.commit()
+            staged.commit()
+            if out_to_stdout:
+                buf = io.BytesIO()
+                _templates_frame(run).write_csv(buf)
+                to_stdout(buf.getvalue().decode("utf-8"))
+            elif structured_to_stdout and parts is not None:
+                with writing(Path("standard output")), _pipe_closed_as_broken_pipe():
+                    _write_structured(sys.stdout.buffer, run, parts)
+                    sys.stdout.buffer.flush()
     finally:
         staged.discard()
     seconds = time.perf_counter() - started
@@ -762,31 +829,8 @@ def templates(
                 f"{f.name}: {f.format.value}, {f.messages:,} messages, header: {header}",
                 markup=False,
             )
-    rows = run.rows()
-    shown = rows if top == 0 else rows[:top]
-    table = Table(title=None, show_edge=False, pad_edge=False)
-    table.add_column("id", justify="right")
-    table.add_column("count", justify="right")
-    table.add_column("template", overflow="fold")
-    for i, n, text in shown:
-        table.add_row(str(i), f"{n:,}", Text(text))  # Text: templates hold [..] that is not markup
-    # Rendered into a buffer and written by to_stdout: a full disk is one line, a closed pipe
-    # a quiet end (rich's own writes give a traceback, and exit 1 on a closed pipe).
-    terminal = sys.stdout.isatty()
-    rendered = io.StringIO()
-    console = Console(
-        file=rendered,
-        highlight=False,
-        force_terminal=terminal,
-        width=shutil.get_terminal_size().columns if terminal else 200,
-    )
-    console.print(table)
-    if len(shown) < len(rows):
-        more = len(rows) - len(shown)
-        console.print(
-            f"… {more:,} more templates (--top 0 shows all, --out writes all)", markup=False
-        )
-    to_stdout(rendered.getvalue())
+    if not (out_to_stdout or structured_to_stdout):
+        _print_table(run, top)
     for line in _summary(run, seconds):
         err_console.print(line, markup=False, soft_wrap=True)
     if model is not None:

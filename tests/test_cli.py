@@ -1380,9 +1380,12 @@ def test_config_check_counts_in_the_singular(tmp_path: Path) -> None:
     assert "(1 scrape target, 1 Prometheus source, host metrics on" in result.stdout
 
 
-@pytest.mark.parametrize("args", [["--version"], ["detectors"], ["config", "check", "CFG"]])
+@pytest.mark.parametrize(
+    "args",
+    [["--version"], ["detectors"], ["config", "check", "CFG"], ["--help"], ["slo", "--help"]],
+)
 def test_a_closed_stdout_pipe_ends_the_run_quietly_with_0(tmp_path: Path, args: list[str]) -> None:
-    # `relia detectors | true`: Click's own handling exited 1.
+    # `relia detectors | true`: Click's own handling exited 1; `relia --help | true`: rich's.
     cfg = tmp_path / "relia.yaml"
     cfg.write_text("host: {enabled: false}\n")
     r = run_into_closed_pipe(*[str(cfg) if a == "CFG" else a for a in args])

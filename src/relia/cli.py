@@ -854,4 +854,23 @@ def main() -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _stop)
+    _closed_pipe_exits_0_in_rich()
     app()
+
+
+def _closed_pipe_exits_0_in_rich() -> None:
+    """Rich ends the process with exit code 1 when stdout is a closed pipe (``relia --help |
+    head -1``); Typer prints help and usage through its own rich Console, outside the commands'
+    ``user_errors``. In this process (the console script, not a library import) a closed pipe
+    is how a reader says it has seen enough: exit 0, as every command does."""
+    from rich.console import Console
+
+    def on_broken_pipe(self: Console) -> None:
+        self.quiet = True
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        raise SystemExit(0)
+
+    Console.on_broken_pipe = on_broken_pipe  # type: ignore[method-assign]

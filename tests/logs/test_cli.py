@@ -990,3 +990,32 @@ def test_structured_dash_into_a_closed_pipe_ends_the_run_quietly(tmp_path: Path)
     log = _write(tmp_path / "a.log", _log_lines(20_000))
     result = run_into_closed_pipe("logs", "templates", str(log), "--structured", "-", cwd=tmp_path)
     assert result.returncode == 0 and result.stderr == b""
+
+
+def test_structured_into_a_fifo_spills_its_lines_outside_the_fifos_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The spill folder went beside the target: for --structured /dev/stdout, into /dev.
+    import threading
+
+    log = _write(tmp_path / "a.log", _log_lines(50))
+    fifo = tmp_path / "pipe" / "lines.csv"
+    fifo.parent.mkdir()
+    os.mkfifo(fifo)
+    spilled_in: list[Path] = []
+    spill = logs_cli._spill_folder
+
+    def recording(stack: object, parent: Path) -> Path:
+        spilled_in.append(parent)
+        return spill(stack, parent)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(logs_cli, "_spill_folder", recording)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    code, _, stderr = _invoke(log, "--structured", fifo)
+    reader.join(timeout=30)
+    assert code == 0, stderr
+    assert spilled_in and spilled_in[0] != fifo.parent
+    assert received and received[0].count(b"\n") == 51  # the header and 50 rows
+    assert fifo.is_fifo()

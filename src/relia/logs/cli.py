@@ -780,7 +780,12 @@ def templates(
         with ExitStack() as stack:
             parts: _Parts | None = None
             if structured is not None or structured_to_stdout:
-                spill_in = structured.parent if structured is not None else Path(gettempdir())
+                # Beside the target (same file system), unless it is standard output or not a
+                # regular file (a FIFO, /dev/stdout): a folder in /dev is no place for it.
+                beside = structured is not None and (
+                    not structured.exists() or structured.is_file()
+                )
+                spill_in = structured.parent if beside and structured else Path(gettempdir())
                 parts = _Parts(_spill_folder(stack, spill_in))
             size = sum(p.stat().st_size for p in inputs if str(p) != STDIN)
             on_bytes: Callable[[int], None] = lambda n: None  # noqa: E731

@@ -1423,17 +1423,8 @@ def test_help_shows_no_value_for_flags_and_upper_case_arguments() -> None:
     assert "[OPTIONS] FILES..." in rules.stdout and "{files}" not in rules.stdout
 
 
-_SPEC = """\
-apiVersion: relia/v1
-service: web
-slos:
-  - name: availability
-    objective: 99.9
-    sli:
-      events:
-        error_query: sum(rate(errors_total[{{.window}}]))
-        total_query: sum(rate(requests_total[{{.window}}]))
-"""
+# An SLO spec relia ships: what the config under test names.
+_SPEC = Path(__file__).resolve().parents[1] / "examples" / "slo" / "checkout.yaml"
 
 
 @pytest.mark.parametrize(
@@ -1449,7 +1440,7 @@ def test_config_check_names_the_config_line_of_a_bad_sloth_windows_file(
 ) -> None:
     # It said only "nope.yml: no such file", with nothing of the config that named it.
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "web.yaml").write_text(_SPEC)
+    (tmp_path / "web.yaml").write_bytes(_SPEC.read_bytes())
     (tmp_path / "adir").mkdir()
     (tmp_path / "bin.yml").write_bytes(b"\x00\xff\xfe binary")
     cfg = tmp_path / "relia.yaml"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,15 @@ from relia.config import parse_duration
 if TYPE_CHECKING:
     import polars as pl
 
-__all__ = ["MAX_MS", "MIN_MS", "format_ms", "format_ms_column", "parse_time"]
+__all__ = [
+    "MAX_MS",
+    "MIN_MS",
+    "format_ms",
+    "format_ms_column",
+    "MAX_FUTURE_MS",
+    "parse_time",
+    "wall_clock_ms",
+]
 
 _RELATIVE = re.compile(r"^\s*(?:now)?\s*([+-])\s*(\S+)\s*$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -65,6 +74,16 @@ def _parse_time(text: str, *, now_ms: int) -> int:
     # Whole milliseconds, digits past them cut (as the file readers and Prometheus do), in
     # integers: a float timestamp would round, and lose microseconds far from 1970.
     return (parsed - _EPOCH) // timedelta(milliseconds=1)
+
+
+#: How far ahead of relia's clock a sample may be stamped (``ingest.max_future``'s default): a
+#: later one is refused by remote-write and dropped by scrape.
+MAX_FUTURE_MS = 10 * 60_000
+
+
+def wall_clock_ms() -> int:
+    """Now, in int64 ms since the Unix epoch (UTC)."""
+    return time.time_ns() // 1_000_000
 
 
 def format_ms(ms: int) -> str:

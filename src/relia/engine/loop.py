@@ -29,6 +29,7 @@ from relia.errors import DataError
 from relia.signals import MetricBatch, SeriesIndex, describe, series_runs
 from relia.sources.base import MetricSource, PartialPollError
 from relia.store.base import Store
+from relia.timeparse import wall_clock_ms
 
 if TYPE_CHECKING:
     from relia.engine.incidents import IncidentPipeline, IncidentThread
@@ -148,11 +149,6 @@ def _checkpoint_last_ts(series_id: int, blob: bytes) -> int | None:
         log.warning("series %d: unreadable checkpoint: %s", series_id, exc)
         return None
     return None if last is None else int(last)
-
-
-def wall_clock_ms() -> int:
-    """Now, in int64 ms since the Unix epoch (UTC)."""
-    return time.time_ns() // 1_000_000
 
 
 class SeriesIndexMetrics:

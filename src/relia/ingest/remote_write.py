@@ -32,10 +32,8 @@ from __future__ import annotations
 import re
 import secrets
 import threading
-import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import cramjam
 import numpy as np
@@ -44,6 +42,7 @@ import numpy.typing as npt
 from relia.errors import DataError
 from relia.ingest._kernels import ERRORS, scan
 from relia.signals import MetricBatch, SeriesIndex
+from relia.timeparse import MAX_FUTURE_MS, format_ms, wall_clock_ms
 
 __all__ = [
     "DecodedWrite",
@@ -218,20 +217,9 @@ def _refusal(index: int, labels: str, problem: str) -> DataError:
 
 def _time_text(ts_ms: int) -> str:
     try:
-        return (
-            f"{ts_ms} ({datetime.fromtimestamp(ts_ms / 1000, UTC).isoformat(timespec='seconds')})"
-        )
+        return f"{ts_ms} ({format_ms(ts_ms)})"
     except (OverflowError, ValueError, OSError):  # past year 9999
         return str(ts_ms)
-
-
-def wall_clock_ms() -> int:
-    """Now, in ms since the Unix epoch."""
-    return time.time_ns() // 1_000_000
-
-
-#: How far ahead of the receiver's clock a sample may be by default (``ingest.max_future``).
-MAX_FUTURE_MS = 10 * 60_000
 
 
 #: The most refused label encodings a decoder remembers (8 bytes each). Past it, the others are

@@ -45,9 +45,7 @@ from relia._urls import shown_url
 from relia.detect.preprocess import counter_increase
 from relia.errors import SourceError
 from relia.signals import MetricBatch, SeriesIndex, describe
-
-#: A scraped sample timestamped further ahead of relia's clock is dropped (``ingest.max_future``).
-MAX_FUTURE_MS = 10 * 60_000
+from relia.timeparse import MAX_FUTURE_MS
 
 __all__ = [
     "ACCEPT",

@@ -925,6 +925,17 @@ def test_read_columns_leaves_out_an_empty_column_of_parquet_as_of_csv(tmp_path: 
             "line 2: 2 of 3 fields (2 short rows in all)",
         ),
         ("time,a,b\n1700000000,1\n1700000060,2,3\n", "line 2: 2 of 3 fields"),
+        # With quotes: a separator or newline inside a quoted field is part of the field, and
+        # the line named counts the newlines inside quoted fields.
+        (
+            'time,a,b\n1700000000,1\n1700000060,2,"x,y"\n1700000120,3,"two\nlines"\n',
+            "line 2: 2 of 3 fields",
+        ),
+        (
+            'time,a,b\n1700000000,1,"two\nlines"\n1700000060,2\n1700000120,3,"a ""q"", b"\n',
+            "line 4: 2 of 3 fields",
+        ),
+        ('time,a,b\n1700000000,1,"x,y"\n1700000060,2,"multi\nline, too"\n', None),
     ],
 )
 def test_a_row_cut_short_is_noted(tmp_path: Path, text: str, noted: str | None) -> None:

@@ -362,33 +362,35 @@ class _CsvLines:
         return None
 
     def short_rows(self, header: int) -> tuple[int, int, int, bool] | None:
-        """(line, fields, how many, is it the last line) of the first data row with fewer fields
+        """(line, fields, how many, is it the last row) of the first data row with fewer fields
         than the header's ``header``, or None. Their missing fields read as empty, as Polars
         reads them; a file cut off mid-row has one, at its end.
 
-        One vectorized pass over the bytes (a separator belongs to the line of the newlines
-        before it). In a file with quotes a field may hold separators or span lines, so there
-        only the last row is checked, and only when it holds no quote.
+        One vectorized pass over the bytes: a separator belongs to the row of the row ends
+        before it. A quoted field may hold separators and newlines, so a separator or newline
+        counts only where an even number of quotes comes before it (an escaped ``""`` adds
+        two); the row's line is counted over every newline.
         """
         raw = self._raw
-        if b'"' in raw:
-            return self._short_last_row(header)
         data = np.frombuffer(raw, np.uint8)
-        newlines = np.flatnonzero(data == ord("\n"))
+        all_newlines = np.flatnonzero(data == ord("\n"))
+        seps = np.flatnonzero(data == ord(self._sep))
+        newlines = all_newlines
+        quotes = np.flatnonzero(data == ord('"'))
+        if len(quotes):
+            newlines = newlines[np.searchsorted(quotes, newlines) % 2 == 0]
+            seps = seps[np.searchsorted(quotes, seps) % 2 == 0]
         starts = np.concatenate(([0], newlines + 1))
         ends = np.concatenate((newlines, [len(data)]))
         lengths = ends - starts
         ends_in_cr = np.zeros(len(ends), bool)
         ends_in_cr[lengths > 0] = data[ends[lengths > 0] - 1] == ord("\r")
         blank = lengths - ends_in_cr == 0
-        is_sep = data == ord(self._sep)
         # No row has more fields than the header (Polars refuses those), so a file whose
-        # separators add up to the header's per row has no short row: skip the per-line count.
-        if int(np.count_nonzero(is_sep)) == (header - 1) * int(np.count_nonzero(~blank)):
+        # separators add up to the header's per row has no short row: skip the per-row count.
+        if len(seps) == (header - 1) * int(np.count_nonzero(~blank)):
             return None
-        fields = 1 + np.bincount(
-            np.searchsorted(newlines, np.flatnonzero(is_sep)), minlength=len(starts)
-        )
+        fields = 1 + np.bincount(np.searchsorted(newlines, seps), minlength=len(starts))
         not_blank = np.flatnonzero(~blank)
         if len(not_blank) < 2:  # a header alone
             return None
@@ -397,18 +399,8 @@ class _CsvLines:
         if not len(short):
             return None
         first = int(short[0])
-        return first + 1, int(fields[first]), len(short), first == int(not_blank[-1])
-
-    def _short_last_row(self, header: int) -> tuple[int, int, int, bool] | None:
-        body = self._raw.rstrip(b"\r\n")
-        cut = body.rfind(b"\n")
-        last = body[cut + 1 :]
-        if cut < 0 or b'"' in last:  # the header alone, or a quoted field that may span lines
-            return None
-        fields = last.decode("utf-8", "replace").count(self._sep) + 1
-        if fields >= header:
-            return None
-        return body.count(b"\n") + 1, fields, 1, True
+        line = int(np.searchsorted(all_newlines, starts[first])) + 1
+        return line, int(fields[first]), len(short), first == int(not_blank[-1])
 
 
 def _place(where: str, row: int, line_of_row: _CsvLines | None) -> str:

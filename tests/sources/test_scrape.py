@@ -17,6 +17,7 @@ from relia.signals import MetricBatch, SeriesIndex, describe
 from relia.sources.base import MetricSource
 from relia.sources.fakes import fake_scrape_transport
 from relia.sources.scrape import ACCEPT, ScrapeSource, parse_exposition
+from tests.slow_http import slow_server
 
 NOW = 1_700_000_000_000
 
@@ -767,3 +768,108 @@ def test_scrape_errors_and_logs_do_not_show_the_password_of_the_url(
     assert source.last_error is not None and "s3cret" not in source.last_error
     assert "admin:***@127.0.0.1:9" in source.last_error
     assert "s3cret" not in caplog.text and "admin:***@" in caplog.text
+
+
+# -- as Prometheus stores a scrape -------------------------------------------------------------
+
+
+def test_an_exported_label_already_there_is_prefixed_again_so_two_series_stay_two() -> None:
+    index = SeriesIndex()
+    page = 'g{job="inner",exported_job="p"} 1\ng{job="inner",exported_job="q"} 2\n'
+    batch = parse_exposition(page, index, NOW, {"job": "file", "instance": "h:1"})
+    got = as_dict(index, batch)
+    # What Prometheus stores for this page (honor_labels: false).
+    assert got == {
+        'g{exported_exported_job="inner",exported_job="p",instance="h:1",job="file"}': (NOW, 1.0),
+        'g{exported_exported_job="inner",exported_job="q",instance="h:1",job="file"}': (NOW, 2.0),
+    }
+    assert len(set(batch.series_id.tolist())) == 2
+
+
+def test_a_series_twice_in_one_scrape_keeps_its_first_sample_and_rates_use_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def page(n: int) -> str:
+        return (
+            "# TYPE req_total counter\n"
+            f'req_total{{path="/x"}} {100 + n}\n'
+            f'req_total{{path="/x"}} {1000 + n}\n'
+        )
+
+    index = SeriesIndex()
+    source = ScrapeSource(
+        "app", "http://h:9100/metrics", index, transport=_pages(page(0), page(15), page(30))
+    )
+    raw = 'req_total{instance="h:9100",job="app",path="/x"}'
+    rate = 'req_total:rate{instance="h:9100",job="app",path="/x"}'
+    with caplog.at_level(logging.WARNING, logger="relia.sources.scrape"):
+        batches = [source.poll(NOW + i * 15_000) for i in range(3)]
+    for i, batch in enumerate(batches):
+        names = [describe(index.key(s)) for s in batch.series_id.tolist()]
+        assert names.count(raw) == 1 and names.count(rate) == (1 if i else 0)
+        got = as_dict(index, batch)
+        assert got[raw][1] == 100 + 15 * i  # the first of the two, as Prometheus keeps it
+        if i:
+            assert got[rate][1] == pytest.approx(1.0)
+    logged = [r.getMessage() for r in caplog.records if "duplicate" in r.getMessage()]
+    assert len(logged) == 3 and "1 duplicate samples" in logged[0] and raw in logged[0]
+
+
+def test_a_classic_counter_without_total_is_named_as_exposed() -> None:
+    index = SeriesIndex()
+    got = as_dict(index, parse_exposition("# TYPE envoy_rq counter\nenvoy_rq 5\n", index, NOW))
+    assert got == {"envoy_rq": (NOW, 5.0)}
+    source = ScrapeSource(
+        "app",
+        "http://h:1/metrics",
+        index,
+        transport=_pages(*(f"# TYPE foo counter\nfoo {n}\n" for n in (5, 20))),
+    )
+    source.poll(NOW)
+    got = as_dict(index, source.poll(NOW + 15_000))
+    assert got['foo{instance="h:1",job="app"}'] == (NOW + 15_000, 20.0)
+    assert got['foo:rate{instance="h:1",job="app"}'] == (NOW + 15_000, 1.0)
+
+
+def test_counters_ending_in_total_keep_their_name_in_both_formats() -> None:
+    index = SeriesIndex()
+    text = (
+        "# TYPE a_total counter\na_total 1\n"
+        '# TYPE "b.c" counter\n{"b.c"} 2\n'
+        "# TYPE d_total gauge\nd_total 3\n"
+    )
+    assert set(as_dict(index, parse_exposition(text, index, NOW))) == {
+        "a_total",
+        '{"b.c"}',
+        "d_total",
+    }
+    om = "# TYPE e counter\ne_total 1\ne_created 1700000000\n# EOF\n"
+    assert set(as_dict(index, parse_exposition(om, index, NOW))) == {"e_total", "e_created"}
+
+
+def test_the_timeout_bounds_the_whole_scrape_of_a_target_that_trickles() -> None:
+    page = b"".join(b"g%d 1\n" % i for i in range(40))
+    index = SeriesIndex()
+    with slow_server(page, every=0.3) as url:
+        source = ScrapeSource("drip", f"{url}/metrics", index, timeout=1.0)
+        try:
+            started = time.monotonic()
+            batch = source.poll(NOW)
+            took = time.monotonic() - started
+        finally:
+            source.close()
+    assert took < 1.8  # not the 12 s the page takes to trickle in
+    assert len(batch) == 1 and batch.value[0] == 0.0
+    assert source.last_error == f"{url}/metrics: no answer within 1s"
+
+
+def test_a_schedule_starts_again_after_the_clock_steps_back() -> None:
+    index = SeriesIndex()
+    source = ScrapeSource(
+        "api", "http://h:1/metrics", index, transport=fake_scrape_transport(TEXT), interval=15.0
+    )
+    assert len(source.poll(NOW)) > 0
+    back = NOW - 3_600_000  # the wall clock steps back an hour
+    assert len(source.poll(back + 15_000)) > 0  # scraped on the new clock
+    assert len(source.poll(back + 20_000)) == 0  # and on its own interval from there
+    assert len(source.poll(back + 30_000)) > 0

@@ -2,21 +2,24 @@
 
 :func:`parse_exposition` turns exposition text into a :class:`MetricBatch` (parsing is done by
 ``prometheus_client``'s parsers). Each sample is its own series, named as exposed
-(``http_requests_total``, ``latency_seconds_bucket`` with its ``le`` label, …).
+(``http_requests_total``, ``latency_seconds_bucket`` with its ``le`` label, a classic-format
+counter ``foo`` as ``foo``, …). A series twice at one time keeps its first sample, as Prometheus
+does; the others are dropped and logged.
 
 :class:`ScrapeSource` fetches one target the way Prometheus does: it adds ``job`` and
-``instance`` labels (a scraped label that clashes is kept as ``exported_<name>``) and a synthetic
-``up`` series, 1 when the scrape worked and 0 when it did not. A failing target does not raise:
+``instance`` labels (a scraped label that clashes is kept as ``exported_<name>``, prefixed again
+while that name is taken) and a synthetic ``up`` series, 1 when the scrape worked and 0 when it
+did not; ``timeout`` bounds the whole scrape. A failing target does not raise:
 its error is logged and kept on :attr:`ScrapeSource.last_error`, so one bad target does not stop
 the engine. Each target is scraped on its own ``interval`` (every poll when ``None``), and its
 health is exported as relia's own metrics (:class:`ScrapeMetrics`: ``relia_scrape_up``,
 ``relia_scrape_duration_seconds``, ``relia_scrape_samples``, ``relia_scrape_failures_total``, each
 labelled with the target's name).
 
-Counters (samples of a family whose ``# TYPE`` is ``counter``: ``x_total`` in both formats) keep
-their raw value, and the source adds a derived series ``x_total:rate`` with the same labels: the
-rate per second between two consecutive scrapes of that series, reset-aware like PromQL
-``rate()`` (a counter that went down restarted from zero, see
+Counters (samples of a family whose ``# TYPE`` is ``counter``: ``x_total``, or ``x`` in the
+classic format) keep their raw value, and the source adds a derived series ``x_total:rate`` (or
+``x:rate``) with the same labels: the rate per second between two consecutive scrapes of that
+series, reset-aware like PromQL ``rate()`` (a counter that went down restarted from zero, see
 :func:`relia.detect.preprocess.counter_increase`). A detector should watch the rate: the raw value
 is a new maximum at every scrape and its restarts look like crashes. The first scrape of a counter
 gives no rate, nor does a sample whose timestamp is not after the previous one; a NaN or infinite
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from collections.abc import Collection, Iterable
 from typing import Any
@@ -111,7 +115,9 @@ def parse_exposition(
     """Parse exposition text into a batch, registering every series in ``index``.
 
     Samples without a timestamp get ``now_ms``. ``extra_labels`` (e.g. ``job``, ``instance``) are
-    added to every series; a scraped label of the same name is renamed ``exported_<name>``.
+    added to every series; a scraped label of the same name is renamed ``exported_<name>``
+    (``exported_exported_<name>`` when that is taken, and so on). A series twice at one time
+    keeps its first sample.
     ``openmetrics`` picks the parser; by default it is chosen by the ``# EOF`` line.
     Samples of a new series the index refuses (over its ``max_series``; counted for
     ``source``) are left out, and so are samples timestamped over ``max_future_ms`` after
@@ -120,6 +126,38 @@ def parse_exposition(
     where it can be found.
     """
     return _parse(text, index, now_ms, extra_labels, openmetrics, source, max_future_ms)[0]
+
+
+# `# TYPE <name> counter` in the classic format, the name bare or quoted (UTF-8 names).
+_COUNTER_TYPE = re.compile(
+    r'^[ \t]*#[ \t]+TYPE[ \t]+("(?:[^"\\]|\\.)*"|\S+)[ \t]+counter[ \t]*\r?$', re.MULTILINE
+)
+_UNESCAPE = re.compile(r"\\(.)")
+
+
+def _classic_counter_names(text: str) -> set[str]:
+    """The names of the classic text's counter families, as their ``# TYPE`` lines write them."""
+    names = set()
+    for match in _COUNTER_TYPE.finditer(text):
+        name = match.group(1)
+        if name.startswith('"'):
+            name = _UNESCAPE.sub(lambda m: "\n" if m.group(1) == "n" else m.group(1), name[1:-1])
+        names.add(name)
+    return names
+
+
+def _exported(labels: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
+    """``labels`` with the target's ``extra`` labels set; a scraped label they replace is kept
+    as ``exported_<name>``, prefixed again while that name is taken (Prometheus with
+    ``honor_labels: false``), so that two scraped series never become one."""
+    clashes = sorted(((k, labels[k]) for k in extra if k in labels), key=lambda kv: len(kv[0]))
+    labels.update(extra)
+    for k, v in clashes:
+        new = f"exported_{k}"
+        while new in labels:
+            new = f"exported_{new}"
+        labels[new] = v
+    return labels
 
 
 def _is_counter_sample(family: Any, sample: Any) -> bool:
@@ -141,24 +179,44 @@ def _parse(
     om = _is_openmetrics(text) if openmetrics is None else openmetrics
     parser = _parse_openmetrics if om else _parse_text
     extra = extra_labels or {}
+    # The classic parser names a counter's samples `x_total` even when the page says `x`
+    # (OpenMetrics requires `_total`, so there the name is as exposed): undo that rename.
+    classic_counters = set() if om else _classic_counter_names(text)
     ids: list[int] = []
     stamps: list[int] = []
     values: list[float] = []
     counters: list[bool] = []
+    seen: set[tuple[int, int]] = set()
+    duplicates = 0
+    first_duplicate = -1
     try:
         families: Iterable[Any] = parser(text)
         for family in families:
+            renamed = (
+                family.type == "counter"
+                and family.name in classic_counters
+                and f"{family.name}_total" not in classic_counters
+            )
             for sample in family.samples:
-                labels = dict(sample.labels)
-                for k, v in extra.items():
-                    if k in labels:
-                        labels[f"exported_{k}"] = labels.pop(k)
-                    labels[k] = v
-                sid = index.get_or_add(sample.name, labels, source=source)
+                labels = _exported(dict(sample.labels), extra) if extra else dict(sample.labels)
+                name = sample.name
+                if renamed and name == f"{family.name}_total":
+                    name = family.name
+                sid = index.get_or_add(name, labels, source=source)
                 if sid is None:  # over max_series: this series' samples are dropped
                     continue
+                ts = _ts_ms(sample.timestamp, now_ms)
+                # A series twice at one time: the first sample is kept, as Prometheus keeps
+                # it ("duplicate sample for timestamp"); two would both be scored and muddle
+                # the counter's rate.
+                if (sid, ts) in seen:
+                    duplicates += 1
+                    if first_duplicate < 0:
+                        first_duplicate = sid
+                    continue
+                seen.add((sid, ts))
                 ids.append(sid)
-                stamps.append(_ts_ms(sample.timestamp, now_ms))
+                stamps.append(ts)
                 values.append(float(sample.value))
                 counters.append(_is_counter_sample(family, sample))
     except (ValueError, TypeError, KeyError, IndexError) as exc:
@@ -168,6 +226,13 @@ def _parse(
         raise SourceError(
             f"invalid {fmt} exposition{' at ' + where if where else ''}: {msg}"
         ) from None
+    if duplicates:
+        log.warning(
+            "scrape %s: %d duplicate samples (a series twice at one time) dropped, the first of %s",
+            source,
+            duplicates,
+            describe(index.key(first_duplicate)),
+        )
     batch = MetricBatch(
         np.asarray(ids, dtype=np.int64),
         np.asarray(stamps, dtype=np.int64),
@@ -233,7 +298,9 @@ class ScrapeSource:
 
     With ``interval`` (seconds) a poll scrapes only when the interval has passed since the last
     scrape (measured on the poll's ``now_ms``) and returns an empty batch otherwise; with ``None``
-    every poll scrapes.
+    every poll scrapes. A ``now_ms`` before the previous poll's (the clock stepped back) scrapes
+    at once and starts the schedule again from there. ``timeout`` bounds the whole scrape:
+    a target still sending its page then is a failed scrape.
     """
 
     def __init__(
@@ -261,6 +328,7 @@ class ScrapeSource:
         self.interval_ms = None if interval is None else max(1, round(interval * 1000))
         self.metrics = metrics
         self._next_due: int | None = None
+        self._last_poll_ms: int | None = None
         self.instance = _instance(httpx.URL(url))
         self.target_labels = {"job": name, "instance": self.instance}
         #: None while the index refuses it (over max_series): asked again each poll.
@@ -295,6 +363,9 @@ class ScrapeSource:
             self.up_id = None
 
     def _fetch(self) -> tuple[str, bool | None]:
+        # `timeout` bounds the whole scrape, as Prometheus's scrape_timeout does: httpx's own
+        # timeout is per read, so a target that trickles its page would hold the tick up.
+        deadline = time.monotonic() + self.timeout
         try:
             # Read in pieces up to the limit: an exporter gone wrong can serve gigabytes.
             with self._http.stream("GET", self.url) as resp:
@@ -304,6 +375,8 @@ class ScrapeSource:
                     )
                 body = bytearray()
                 for chunk in resp.iter_bytes():  # decoded: a gzip bomb stops at the limit too
+                    if time.monotonic() > deadline:
+                        raise httpx.ReadTimeout("scrape deadline passed")
                     body += chunk
                     if len(body) > self.max_body_bytes:
                         raise SourceError(
@@ -325,6 +398,16 @@ class ScrapeSource:
         A successful scrape returns every sample, the ``:rate`` of each counter that was also in
         the previous successful scrape, and ``up`` = 1. Not yet due (see ``interval``): empty."""
         if self.interval_ms is not None:
+            if self._last_poll_ms is not None and now_ms < self._last_poll_ms:
+                # The wall clock stepped back: a schedule kept on the old clock would wait for
+                # it to catch up (an hour step, an hour without scrapes), so start it again.
+                log.warning(
+                    "scrape %s: the clock went back %gs; scraping on a new schedule",
+                    self.name,
+                    (self._last_poll_ms - now_ms) / 1000,
+                )
+                self._next_due = None
+            self._last_poll_ms = now_ms
             if self._next_due is not None and now_ms < self._next_due:
                 return MetricBatch.empty()
             # On a grid from the first scrape, so a slow tick does not drift the schedule.

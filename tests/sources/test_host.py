@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import pytest
 
 from relia.signals import MetricBatch, SeriesIndex, describe
 from relia.sources.base import MetricSource
@@ -158,19 +160,33 @@ def test_a_counter_that_went_backwards_gives_no_rate_this_time() -> None:
     assert not any("disk" in k for k in rates(index, source.poll(1_004_000)))
 
 
-def test_polls_at_the_same_time_or_back_in_time_give_no_rates_and_keep_the_reference() -> None:
+def test_polls_at_the_same_time_give_no_rates_and_keep_the_reference() -> None:
     ps = FakePsutil()
     index = SeriesIndex()
     source = HostSource(index, ps=ps, hostname="box")
     source.poll(1_000_000)
     ps.recv = {"eth0": 2000, "lo": 5, "wlan0": 0}
     assert rates(index, source.poll(1_000_000)) == {}  # same millisecond: no division by zero
-    ps.recv = {"eth0": 3000, "lo": 5, "wlan0": 0}
-    assert rates(index, source.poll(999_000)) == {}  # the clock went back
     ps.recv = {"eth0": 5000, "lo": 5, "wlan0": 0}
     got = rates(index, source.poll(1_002_000))
     # measured from the first poll, the last one whose time moved forward
     assert got['host_network_receive_bytes_per_second{device="eth0",host="box"}'] == 2000.0
+
+
+def test_rates_start_again_after_the_clock_steps_back() -> None:
+    ps = FakePsutil()
+    index = SeriesIndex()
+    source = HostSource(index, ps=ps, hostname="box")
+    source.poll(10_000_000)
+    back = 10_000_000 - 3_600_000  # the wall clock steps back an hour
+    ps.recv = {"eth0": 3000, "lo": 5, "wlan0": 0}
+    assert rates(index, source.poll(back)) == {}  # no rate across the step
+    ps.recv = {"eth0": 6000, "lo": 5, "wlan0": 0}
+    ps.read = 13_000
+    got = rates(index, source.poll(back + 15_000))
+    # measured from the poll after the step, not an hour later when the clock caught up
+    assert got['host_network_receive_bytes_per_second{device="eth0",host="box"}'] == 200.0
+    assert got['host_disk_read_bytes_per_second{host="box"}'] == 200.0
 
 
 def test_a_machine_without_disk_counters_still_reports_the_rest() -> None:
@@ -211,3 +227,29 @@ def test_forgotten_series_are_registered_anew_when_polled_again() -> None:
     assert len(index) == 0
     again = set(source.poll(1_001_000).series_id.tolist())
     assert first <= again and first <= set(index)
+
+
+def test_a_machine_whose_network_and_disk_counters_cannot_be_read_reports_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Sandboxed(FakePsutil):
+        def net_io_counters(self, pernic: bool = False) -> dict[str, Any]:
+            raise FileNotFoundError(2, "No such file or directory", "/proc/net/dev")
+
+        def disk_io_counters(self, perdisk: bool = False) -> Any:
+            raise NotImplementedError("couldn't find /proc/diskstats nor /sys/block")
+
+    index = SeriesIndex()
+    source = HostSource(index, ps=Sandboxed(), hostname="box")
+    with caplog.at_level(logging.WARNING, logger="relia.sources.host"):
+        polls = [by_name(index, source.poll(1_000_000 + i * 1000)) for i in range(3)]
+    for got in polls:
+        assert got['host_cpu_percent{host="box"}'] == 20.0
+        assert got['host_memory_used_bytes{host="box"}'] == 4000.0
+        assert got['host_processes{host="box"}'] == 3.0
+        assert not any("network" in k or "disk_read" in k or "disk_write" in k for k in got)
+    logged = [r.getMessage() for r in caplog.records]
+    # once each, with the reason
+    assert len(logged) == 2
+    assert "network" in logged[0] and "/proc/net/dev" in logged[0]
+    assert "disk" in logged[1] and "NotImplementedError" in logged[1]

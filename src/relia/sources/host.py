@@ -16,7 +16,8 @@ Every series carries ``host=<hostname>``. Gauges (every poll):
 ==========================================  ===============================================
 
 Rates (per second, between two polls; the first poll emits none, nor does a poll after a counter
-went backwards):
+went backwards or the clock stepped back; a machine whose network or disk counters cannot be
+read gets none of that group, logged once):
 
 ================================================================  ==============================
 ``host_network_receive_bytes_per_second{device=…}``               per interface, ``lo`` excluded
@@ -31,6 +32,7 @@ so each poll reports the utilization since the previous one.
 
 from __future__ import annotations
 
+import logging
 import math
 import socket
 from collections.abc import Collection
@@ -43,6 +45,8 @@ import psutil
 from relia.signals import MetricBatch, SeriesIndex
 
 __all__ = ["PSEUDO_FILESYSTEMS", "HostSource"]
+
+log = logging.getLogger(__name__)
 
 #: Filesystem types that hold no user data and are not reported.
 PSEUDO_FILESYSTEMS = frozenset(
@@ -79,6 +83,7 @@ class HostSource:
         self._prev_ms: int | None = None
         self._prev_net: dict[str, tuple[int, int]] = {}
         self._prev_disk: tuple[int, int] | None = None
+        self._unavailable_logged: set[str] = set()
         # The first interval=None call only records a starting point; prime it now so that the
         # first poll already measures something.
         ps.cpu_percent(interval=None)
@@ -157,16 +162,43 @@ class HostSource:
         vals = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
         return MetricBatch(sids, np.full(len(rows), now_ms, dtype=np.int64), vals)
 
+    def _unavailable(self, group: str, exc: BaseException) -> None:
+        """Log once that a group of series cannot be read here; the rest is still polled."""
+        if group not in self._unavailable_logged:
+            self._unavailable_logged.add(group)
+            log.warning(
+                "host: no %s rates on this machine (%s: %s)", group, type(exc).__name__, exc
+            )
+
     def _rates(self, now_ms: int) -> list[tuple[int, float]]:
-        net = {
-            nic: (int(c.bytes_recv), int(c.bytes_sent))
-            for nic, c in (self._ps.net_io_counters(pernic=True) or {}).items()
-            if nic != "lo"
-        }
-        dio = self._ps.disk_io_counters(perdisk=False)
+        # A container without /proc/net/dev, or without /proc/diskstats and /sys/block, makes
+        # psutil raise: that group of rates is left out, not the whole poll.
+        net: dict[str, tuple[int, int]] = {}
+        try:
+            counters = self._ps.net_io_counters(pernic=True) or {}
+        except (OSError, NotImplementedError) as exc:
+            self._unavailable("network", exc)
+        else:
+            net = {
+                nic: (int(c.bytes_recv), int(c.bytes_sent))
+                for nic, c in counters.items()
+                if nic != "lo"
+            }
+        try:
+            dio = self._ps.disk_io_counters(perdisk=False)
+        except (OSError, NotImplementedError) as exc:
+            self._unavailable("disk", exc)
+            dio = None
         disk = (int(dio.read_bytes), int(dio.write_bytes)) if dio is not None else None
         out: list[tuple[int, float]] = []
         prev_ms = self._prev_ms
+        if prev_ms is not None and now_ms < prev_ms:
+            # The wall clock stepped back: measure from now on, or no rate would come until
+            # the clock caught up with the previous poll.
+            log.warning(
+                "host: the clock went back %gs; rates start again", (prev_ms - now_ms) / 1000
+            )
+            prev_ms = None
         if prev_ms is not None and now_ms > prev_ms:
             dt = (now_ms - prev_ms) / 1000.0
             for nic, (recv, sent) in net.items():
@@ -199,7 +231,7 @@ class HostSource:
                             (disk[1] - self._prev_disk[1]) / dt,
                         )
                     )
-        if prev_ms is None or now_ms > prev_ms:
+        if prev_ms is None or now_ms > prev_ms:  # the same millisecond keeps the reference
             self._prev_ms = now_ms
             self._prev_net = net
             self._prev_disk = disk

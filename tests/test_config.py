@@ -1104,3 +1104,20 @@ def test_a_relia_secret_variable_no_sink_names_is_not_a_setting(tmp_path: Path) 
     assert load_config(path, environ=environ).interval == 30.0
     with pytest.raises(ConfigError, match="RELIA_OTHER: other"):  # other names are still settings
         load_config(path, environ={**environ, "RELIA_OTHER": "1"})
+
+
+def test_a_prometheus_source_delay_defaults_to_30s_and_may_be_0(tmp_path: Path) -> None:
+    source = "[{name: p, url: 'http://127.0.0.1:9090', queries: [{query: up}]%s}]"
+    prom = load_config(environ={"RELIA_PROMETHEUS": source % ""}).prometheus[0]
+    assert prom.delay == 30.0
+    for text, seconds in ((", delay: 0", 0.0), (", delay: 0s", 0.0), (", delay: 1m", 60.0)):
+        got = load_config(environ={"RELIA_PROMETHEUS": source % text}).prometheus[0]
+        assert got.delay == seconds
+    path = tmp_path / "relia.yaml"
+    for value, why in (("-5s", "must not be negative"), ("soon", "expected a duration")):
+        path.write_text(
+            "prometheus:\n  - name: p\n    url: http://127.0.0.1:9090\n"
+            f"    queries: [{{query: up}}]\n    delay: {value}\n"
+        )
+        with pytest.raises(ConfigError, match=rf"relia\.yaml:5: prometheus\.0\.delay: .*{why}"):
+            load_config(path, environ={})

@@ -94,6 +94,25 @@ def parse_duration(value: object) -> float:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
+
+def _parse_delay(value: object) -> float:
+    """A :data:`Duration` that may also be 0 (``0``, ``"0s"``): a wait that can be none."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
+        return 0.0
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match and float(match.group(1)) == 0:
+            return 0.0
+        if value.strip().startswith("-"):
+            raise ValueError(f"must not be negative, got {value!r}")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+        raise ValueError(f"must not be negative, got {value!r}")
+    return parse_duration(value)
+
+
+#: A duration or 0.
+NonNegativeDuration = Annotated[float, BeforeValidator(_parse_delay)]
+
 #: How long finished history is kept by default (``retention``), and the least allowed.
 RETENTION_DEFAULT = 30 * 86400.0
 RETENTION_MIN = 86400.0
@@ -376,6 +395,13 @@ class PrometheusSource(_Model):
     queries: list[PrometheusQuery] = Field(min_length=1)
     lookback: Duration = Field(300.0, description="how far back the first poll reaches")
     timeout: Duration = 10.0
+    # About one scrape interval plus a scrape timeout (15s + 10s, and a margin): Prometheus
+    # stores a sample when its scrape ends, stamped when it began.
+    delay: NonNegativeDuration = Field(
+        30.0,
+        description="the newest time queried is this long ago, so Prometheus has stored its "
+        "samples (0: up to now)",
+    )
 
     @field_validator("url")
     @classmethod

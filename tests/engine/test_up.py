@@ -144,6 +144,24 @@ def test_build_sources_from_config(tmp_path: Path) -> None:
     assert srcs[0].max_body_bytes == 4096  # type: ignore[attr-defined]
 
 
+def test_a_prometheus_source_gets_its_delay_from_config() -> None:
+    source = {"name": "p", "url": "http://127.0.0.1:9", "queries": [{"query": "up"}]}
+    cfg = ReliaConfig.model_validate(
+        {"host": {"enabled": False}, "api": {"enabled": False}, "prometheus": [source]}
+    )
+    (default,) = build_sources(cfg, SeriesIndex())
+    assert default.delay_ms == 30_000  # type: ignore[attr-defined]
+    later = ReliaConfig.model_validate(
+        {
+            "host": {"enabled": False},
+            "api": {"enabled": False},
+            "prometheus": [source | {"delay": "45s"}],
+        }
+    )
+    (src,) = build_sources(later, SeriesIndex())
+    assert src.delay_ms == 45_000  # type: ignore[attr-defined]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_stops_cleanly(tmp_path: Path, sig: signal.Signals) -> None:

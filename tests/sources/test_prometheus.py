@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+import urllib.parse
+
 import httpx
 import numpy as np
 import pytest
@@ -15,8 +18,10 @@ from relia.sources.prometheus import (
     PrometheusClient,
     PrometheusSource,
     QueryRefused,
+    QueryTimeout,
     RangeSeries,
 )
+from tests.slow_http import slow_server
 
 T0 = 1_700_000_000_000
 URL = "http://prom.test:9090"
@@ -310,7 +315,7 @@ def test_answered_times_are_rounded_to_the_millisecond_not_truncated() -> None:
 
 @pytest.mark.parametrize(
     ("status", "refused"),
-    [(400, True), (422, True), (499, True), (302, False), (500, False), (503, False)],
+    [(400, True), (422, True), (499, True), (500, False), (503, False)],
 )
 def test_only_an_http_4xx_answer_is_the_query_refused(status: int, refused: bool) -> None:
     # 4xx: this query's trouble (bad PromQL, limits); 5xx: the server's, like one unreachable.
@@ -534,3 +539,137 @@ def test_errors_do_not_show_the_password_of_the_url() -> None:
         client.query("up")
     assert "s3cret" not in str(err.value)
     assert str(err.value).startswith("http://admin:***@127.0.0.1:9/api/v1/query: cannot reach")
+
+
+# -- a whole-request timeout, redirects, and the evaluation delay ------------------------------
+
+
+def test_the_timeout_bounds_an_answer_that_trickles_in() -> None:
+    answer = (
+        b'{"status":"success",\n' + b" \n" * 40 + b'"data":{"resultType":"matrix","result":[]}}'
+    )
+    with slow_server(answer, every=0.3, ctype="application/json") as url:
+        with PrometheusClient(url, timeout=1.0) as client:
+            started = time.monotonic()
+            with pytest.raises(QueryTimeout, match="did not answer within 1s"):
+                client.query_range("up", T0, T0, 1.0)
+            assert time.monotonic() - started < 1.8  # not the 12 s the answer takes
+
+
+def _moved(status: int, location: str | None, then: httpx.BaseTransport) -> httpx.MockTransport:
+    """``prom.test`` answers ``status`` with ``location``; any other host is ``then``."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "prom.test":
+            headers = {} if location is None else {"Location": location}
+            return httpx.Response(status, headers=headers)
+        return then.handle_request(request)
+
+    return httpx.MockTransport(handle)
+
+
+@pytest.mark.parametrize("status", [307, 308])
+@pytest.mark.parametrize(
+    "location", ["http://new.test:9090/api/v1/query_range", "//new.test:9090/api/v1/query_range"]
+)
+def test_a_307_or_308_redirect_is_followed_with_the_query(status: int, location: str) -> None:
+    seen: list[tuple[str, str, bytes]] = []
+    fake = fake_prometheus_transport([ramp("m", 10)])
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, str(request.url), request.read()))
+        return fake.handle_request(request)
+
+    transport = _moved(status, location, httpx.MockTransport(record))
+    with PrometheusClient(URL, transport=transport) as client:
+        (r,) = client.query_range("m", T0, T0 + 3000, 1.0)
+    assert r.values.tolist() == [0.0, 1.0, 2.0, 3.0]
+    ((method, url, body),) = seen
+    assert method == "POST" and url == "http://new.test:9090/api/v1/query_range"
+    assert b"query=m" in body
+
+
+@pytest.mark.parametrize(
+    ("status", "location", "message"),
+    [
+        (
+            301,
+            "https://prom.example/api/v1/query_range",
+            "HTTP 301: Prometheus redirects to https://prom.example/api/v1/query_range; "
+            "use that URL",
+        ),
+        (
+            302,
+            "https://user:secret@prom.example/api/v1/query_range",
+            "HTTP 302: Prometheus redirects to https://user:***@prom.example/api/v1/query_range",
+        ),
+        (303, "/elsewhere", "HTTP 303: Prometheus redirects to http://prom.test:9090/elsewhere"),
+        (302, None, "HTTP 302 redirect without a Location header"),
+        (308, "/api/v1/query_range", "more than 20 redirects, the last to http://prom.test:9090"),
+    ],
+)
+def test_a_redirect_not_followed_says_where_it_goes(
+    status: int, location: str | None, message: str
+) -> None:
+    transport = _moved(status, location, fake_prometheus_transport([]))
+    with PrometheusClient(URL, transport=transport) as client:
+        with pytest.raises(SourceError) as err:
+            client.query_range("m", T0, T0, 1.0)
+    assert message in str(err.value) and str(err.value).startswith(URL)
+    assert "secret" not in str(err.value) and not isinstance(err.value, QueryRefused)
+
+
+def test_a_redirect_on_the_same_server_keeps_the_urls_credentials() -> None:
+    auths: list[str | None] = []
+    fake = fake_prometheus_transport([ramp("m", 10)])
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        auths.append(request.headers.get("Authorization"))
+        if request.url.path == "/old/api/v1/query_range":
+            return httpx.Response(308, headers={"Location": "/api/v1/query_range"})
+        return fake.handle_request(request)
+
+    url = "http://u:p@prom.test:9090/old"
+    with PrometheusClient(url, transport=httpx.MockTransport(handle)) as client:
+        assert len(client.query_range("m", T0, T0, 1.0)) == 1
+    assert len(auths) == 2 and auths[0] is not None and auths[1] == auths[0]
+
+
+def _lagging_prometheus(clock: list[int], lag_ms: int) -> httpx.MockTransport:
+    """A Prometheus whose series is worth ``t // 1000`` at ``t``, but stores a sample ``lag_ms``
+    after its time (when its scrape ends): a step it does not have yet gets the latest it has."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        form = urllib.parse.parse_qs(request.content.decode())
+        start, end = (round(float(form[k][0]) * 1000) for k in ("start", "end"))
+        step = round(float(form["step"][0]) * 1000)
+        stored = clock[0] - lag_ms
+        values = [[t / 1000, str(min(t, stored) // 1000)] for t in range(start, end + 1, step)]
+        result = [{"metric": {"__name__": "slow_value"}, "values": values}]
+        body = {"status": "success", "data": {"resultType": "matrix", "result": result}}
+        return httpx.Response(200, json=body)
+
+    return httpx.MockTransport(handle)
+
+
+def test_a_source_asks_only_up_to_its_delay_so_it_stores_what_prometheus_will_keep() -> None:
+    clock = [T0]
+    index = SeriesIndex()
+    source = PrometheusSource(
+        "prom",
+        URL,
+        [("slow_value", 1.0)],
+        index,
+        lookback_s=10,
+        transport=_lagging_prometheus(clock, lag_ms=3000),
+        delay_s=5,
+    )
+    polled: dict[int, float] = {}
+    for i in range(40):
+        clock[0] = T0 + i * 1000 + 250
+        batch = source.poll(clock[0])
+        polled.update(zip(batch.ts.tolist(), batch.value.tolist(), strict=True))
+    assert max(polled) == T0 + 34_000  # 5 s behind the last poll, on the step grid
+    assert len(polled) == 50  # the 10 s lookback, then every step once
+    # Asked again later, Prometheus answers the same for every time polled live.
+    assert all(v == t // 1000 for t, v in polled.items())

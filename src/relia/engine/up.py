@@ -88,7 +88,13 @@ def build_sources(
         for i, p in enumerate(config.prometheus):
             queries = [(q.query, q.step) for q in p.queries]
             src = PrometheusSource(
-                p.name, p.url, queries, index, lookback_s=p.lookback, timeout=p.timeout
+                p.name,
+                p.url,
+                queries,
+                index,
+                lookback_s=p.lookback,
+                timeout=p.timeout,
+                delay_s=p.delay,
             )
             add(src, f"prometheus[{i}].name")
     if config.api.enabled and config.ingest.remote_write:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,13 +28,21 @@ __all__ = [
     "PrometheusClient",
     "PrometheusSource",
     "QueryRefused",
+    "QueryTimeout",
     "RangeSeries",
 ]
 
 log = logging.getLogger(__name__)
 
+#: 307/308 redirects a query follows at most (httpx's default limit too).
+MAX_REDIRECTS = 20
+
 #: Points per series asked for in one request; below Prometheus's hard limit of 11,000.
 MAX_POINTS_PER_CHUNK = 10_000
+
+
+class QueryTimeout(SourceError):
+    """Prometheus did not answer within the client's ``timeout``."""
 
 
 class QueryRefused(SourceError):
@@ -74,7 +83,11 @@ def _seconds(ms: int) -> str:
 
 
 class PrometheusClient:
-    """A small client for Prometheus's HTTP API. Errors are :class:`SourceError` naming the URL."""
+    """A small client for Prometheus's HTTP API. Errors are :class:`SourceError` naming the URL.
+
+    ``timeout`` bounds each request whole (:class:`QueryTimeout` past it). A 307 or 308 redirect
+    is followed with the query; another 3xx is an error naming where it points, since following
+    it would drop the POSTed query."""
 
     def __init__(
         self,
@@ -97,21 +110,66 @@ class PrometheusClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _request(self, path: str, params: dict[str, str]) -> Any:
-        where = f"{self.shown}{path}"
+    def _post(self, path: str, params: dict[str, str], where: str) -> tuple[httpx.Response, bytes]:
+        """POST ``params`` as a form, following 307/308 redirects; the answer and its body.
+
+        ``timeout`` bounds the whole request, redirects and body included (httpx's own timeout
+        is per read, so a server that trickles its answer would hold a caller up for good)."""
+        deadline = time.monotonic() + self.timeout
+        url: httpx.URL | str = path
         try:
-            # POST with a form body: long PromQL does not run into URL length limits.
-            resp = self._http.post(path, data=params)
+            for _ in range(MAX_REDIRECTS + 1):
+                # POST with a form body: long PromQL does not run into URL length limits.
+                with self._http.stream("POST", url, data=params) as resp:
+                    if not 300 <= resp.status_code < 400:
+                        body = bytearray()
+                        for chunk in resp.iter_bytes():
+                            if time.monotonic() > deadline:
+                                raise httpx.ReadTimeout("query deadline passed")
+                            body += chunk
+                        return resp, bytes(body)
+                    url = self._redirect(resp, where)
         except httpx.TimeoutException:
-            raise SourceError(
+            raise QueryTimeout(
                 f"Prometheus did not answer within {self.timeout:g}s", where=where
             ) from None
         except httpx.HTTPError as exc:
             raise SourceError(f"cannot reach Prometheus: {exc}", where=where) from None
+        raise SourceError(
+            f"more than {MAX_REDIRECTS} redirects, the last to {shown_url(str(url))}", where=where
+        )
+
+    def _redirect(self, resp: httpx.Response, where: str) -> httpx.URL:
+        """Where a 3xx answer sends the query, or a :class:`SourceError` saying why not."""
+        location = resp.headers.get("location", "").strip()
+        if not location:
+            raise SourceError(
+                f"HTTP {resp.status_code} redirect without a Location header", where=where
+            )
+        target = resp.url.join(location)
+        shown = shown_url(str(target))
+        # 307 and 308 repeat the POST with its body. A 301, 302 or 303 turns it into a GET
+        # without the query (as clients follow them), which Prometheus would refuse as a
+        # missing parameter: say where the server is instead.
+        if resp.status_code not in (307, 308):
+            raise SourceError(
+                f"HTTP {resp.status_code}: Prometheus redirects to {shown}; use that URL",
+                where=where,
+            )
+        if target.scheme == resp.url.scheme and target.host == resp.url.host:
+            # Same server: keep the URL's user and password (httpx drops them on a new URL).
+            target = target.copy_with(username=resp.url.username, password=resp.url.password)
+        log.debug("%s: HTTP %d, following to %s", where, resp.status_code, shown)
+        return target
+
+    def _request(self, path: str, params: dict[str, str]) -> Any:
+        where = f"{self.shown}{path}"
+        resp, raw = self._post(path, params, where)
         try:
-            body = resp.json()
+            body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-            snippet = resp.text[:80].replace("\n", " ")
+            text = raw.decode(resp.encoding or "utf-8", errors="replace")
+            snippet = text[:80].replace("\n", " ")
             raise SourceError(
                 f"HTTP {resp.status_code}, answer is not JSON: {snippet!r}", where=where
             ) from None
@@ -246,6 +304,11 @@ class PrometheusSource:
     back; each later poll continues one step after the previous end. Evaluation times sit on the
     step grid (multiples of the step since the epoch), so series line up across polls.
     A failing query is retried from the same point next poll; the others go on (see ``poll``).
+
+    The newest time asked is ``delay_s`` before the poll's ``now``: Prometheus stamps a sample
+    with its scrape's start but stores it at the scrape's end, so a step evaluated at ``now``
+    may not see it yet, and is never asked again. ``relia.yaml``'s ``delay`` defaults to 30s
+    (a 15s scrape interval plus a 10s scrape timeout, and a margin); 0 here.
     """
 
     def __init__(
@@ -257,9 +320,12 @@ class PrometheusSource:
         lookback_s: float = 300.0,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        *,
+        delay_s: float = 0.0,
     ) -> None:
         self.name = name
         self.url = url.rstrip("/")
+        self.delay_ms = round(delay_s * 1000)
         self.queries = [(str(q), float(step)) for q, step in queries]
         self.index = index
         self.lookback_ms = round(lookback_s * 1000)
@@ -280,7 +346,7 @@ class PrometheusSource:
         failures: list[str] = []
         for i, (query, step_s) in enumerate(self.queries):
             step_ms = max(1, round(step_s * 1000))
-            end = (now_ms // step_ms) * step_ms
+            end = ((now_ms - self.delay_ms) // step_ms) * step_ms
             last = self._last_end[i]
             start = (
                 last + step_ms

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from relia.config import ReliaConfig
 from relia.detect.base import Detector
 from relia.errors import DataError
 from tests.closed_pipe import run_into_closed_pipe
+from tests.slow_http import slow_server
 
 runner = CliRunner()
 
@@ -219,6 +221,46 @@ def test_detect_prometheus_bad_range(args: list[str], where: str) -> None:
     )
     assert result.exit_code == 2
     assert where in result.stderr
+
+
+def test_detect_prometheus_timeout_is_a_flag_the_timeout_error_names(tmp_path: Path) -> None:
+    values = [[1_700_000_000 + i, str(float(i % 7))] for i in range(120)]
+    result_ = [{"metric": {"__name__": "m"}, "values": values}]
+    body = json.dumps({"status": "success", "data": {"resultType": "matrix", "result": result_}})
+    out = tmp_path / "m.csv"
+    # A Prometheus that takes 0.6 s to answer a heavy query.
+    with slow_server(body.encode(), delay=0.6, ctype="application/json") as url:
+        args = ["detect", "--prometheus", url, "--query", "m", "-d", "mad", "--out", str(out)]
+        args += ["--start", "1700000000", "--end", "1700000119", "--step", "1s"]
+        result = runner.invoke(app, [*args, "--timeout", "300ms"])
+        assert result.exit_code == 2
+        assert "Prometheus did not answer within 0.3s (--timeout)" in result.stderr
+        assert not out.exists()
+        result = runner.invoke(app, [*args, "--timeout", "5s"])
+    assert result.exit_code == 0, result.stderr
+    assert len(pl.read_csv(out)) == 120
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--timeout", "0s"], "--timeout: a duration must be positive"),
+        (["--timeout", "-1s"], "--timeout: expected a duration"),
+        (["--timeout", "soon"], "--timeout: expected a duration"),
+    ],
+)
+def test_detect_prometheus_bad_timeout_is_exit_2_naming_it(args: list[str], message: str) -> None:
+    result = runner.invoke(
+        app, ["detect", "--prometheus", "http://127.0.0.1:9", "--query", "up", *args]
+    )
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_detect_timeout_needs_prometheus(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["detect", str(_series_csv(tmp_path / "s.csv")), "--timeout", "5s"])
+    assert result.exit_code == 2
+    assert "--timeout: bounds the requests to Prometheus; needs --prometheus" in result.stderr
 
 
 def _counter_csv(path: Path, n: int = 2000, reset_at: int = 800, burst_at: int = 1500) -> Path:

@@ -197,6 +197,14 @@ def detect(
     start: Annotated[str, typer.Option("--start", help="ISO-8601, epoch s, or now-1h")] = "now-1h",
     end: Annotated[str, typer.Option("--end", help="ISO-8601, epoch s, or now")] = "now",
     step: Annotated[str, typer.Option("--step", help="resolution, e.g. 15s or 1m")] = "15s",
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--timeout",
+            help="how long Prometheus may take to answer each request, e.g. 2m for a heavy "
+            "query (with --prometheus; default 10s)",
+        ),
+    ] = None,
     counter: Annotated[
         bool,
         typer.Option(
@@ -246,6 +254,7 @@ def detect(
         raise DataError("give either an INPUT file or --prometheus URL with --query")
     if prometheus is not None:
         check_url(prometheus, "--prometheus")
+    timeout_s = _parse_timeout(timeout, prometheus is not None)
     if executor not in ("local", "ray"):
         raise DataError(f"expected local or ray, got {executor!r}", where="--executor")
     if executor == "local" and (workers is not None or ray_address is not None):
@@ -294,7 +303,9 @@ def detect(
         stem = "stdin" if _is_stdin(input) else input.stem if input is not None else "series"
         out = out / f"{stem}.csv"
     try:
-        _detect_series(input, out, plot, scoring, columns, prometheus, query, start, end, step)
+        _detect_series(
+            input, out, plot, scoring, columns, prometheus, query, start, end, step, timeout_s
+        )
     except BaseException:
         _remove_dirs(created)
         raise
@@ -341,6 +352,7 @@ def _detect_series(
     start: str,
     end: str,
     step: str,
+    timeout_s: float,
 ) -> None:
     """``relia detect FILE`` or ``relia detect --prometheus``: score each series, write it."""
     from relia.detect import Thresholder, create
@@ -376,7 +388,7 @@ def _detect_series(
             _warn(frame.notes)
             series = [_Scored(name, frame.ts, frame.values)]
     else:
-        series = _from_prometheus(str(prometheus), query, start, end, step)
+        series = _from_prometheus(str(prometheus), query, start, end, step, timeout_s)
 
     thresholder = Thresholder(scoring.threshold)
     components = create(detector).components  # names Detail.component's values
@@ -595,10 +607,35 @@ def _folder_summary(results: list[Any], detector: str, executor: str, elapsed: f
     )
 
 
-def _from_prometheus(url: str, query: str | None, start: str, end: str, step: str) -> list[_Scored]:
+#: How long ``relia detect --prometheus`` waits for each answer by default (``--timeout``).
+DEFAULT_PROMETHEUS_TIMEOUT_S = 10.0
+
+
+def _parse_timeout(timeout: str | None, prometheus: bool) -> float:
+    """``--timeout`` in seconds; refused without ``--prometheus``, whose requests it bounds."""
+    from relia.config import parse_duration
+
+    if timeout is None:
+        return DEFAULT_PROMETHEUS_TIMEOUT_S
+    if not prometheus:
+        raise DataError("bounds the requests to Prometheus; needs --prometheus", where="--timeout")
+    try:
+        return parse_duration(timeout)
+    except ValueError as exc:
+        raise DataError(str(exc), where="--timeout") from None
+
+
+def _from_prometheus(
+    url: str,
+    query: str | None,
+    start: str,
+    end: str,
+    step: str,
+    timeout_s: float = DEFAULT_PROMETHEUS_TIMEOUT_S,
+) -> list[_Scored]:
     from relia.config import parse_duration
     from relia.signals import describe, series_key
-    from relia.sources.prometheus import PrometheusClient
+    from relia.sources.prometheus import PrometheusClient, QueryTimeout
     from relia.timeparse import parse_time
 
     if not query:
@@ -618,7 +655,12 @@ def _from_prometheus(url: str, query: str | None, start: str, end: str, step: st
         raise DataError(str(exc), where="--step") from None
     if end_ms <= start_ms:
         raise DataError("--end must be after --start")
-    result = PrometheusClient(url).query_range(query, start_ms, end_ms, step_s)
+    with PrometheusClient(url, timeout=timeout_s) as client:
+        try:
+            result = client.query_range(query, start_ms, end_ms, step_s)
+        except QueryTimeout as exc:
+            # Say which flag gives it longer: a heavy query may need minutes.
+            raise DataError(f"{exc} (--timeout)") from None
     if not result:
         raise DataError(f"query returned no series: {query}", where=shown_url(url))
     out = []

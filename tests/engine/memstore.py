@@ -130,6 +130,12 @@ class MemoryStore:
         out.sort(key=lambda f: (f.end, f.start), reverse=True)
         return out
 
+    def findings_without_incident(self, since: int, limit: int = 1000) -> list[Finding]:
+        listed = {fid for inc in self._incidents.values() for fid in inc.finding_ids}
+        out = [f for f in self._findings.values() if f.end >= since and f.id not in listed]
+        out.sort(key=lambda f: (f.end, f.start), reverse=True)
+        return out[:limit]
+
     def commit_log_progress(self, states: dict[str, bytes], counts: LogCounts) -> None:
         for f, w, t, n in zip(
             counts.file,

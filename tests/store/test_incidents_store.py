@@ -149,6 +149,27 @@ def test_finding_count_round_trips(store: Any) -> None:
     assert incident(2).finding_count == 2  # built without it: its finding_ids
 
 
+def _stored_finding(fid: str, end: int) -> Finding:
+    return Finding(
+        id=fid, kind=FindingKind.METRIC, key="cpu", start=end, end=end, score=0.7,
+        severity=Severity.WARNING, detector="t", summary="s",
+    )  # fmt: skip
+
+
+def test_findings_without_incident_are_those_no_stored_incident_lists(store: Any) -> None:
+    # What a restart correlates again: whatever the correlator had loaded, a finding listed by
+    # any stored incident (open, resolved or merged away, however old) is not an orphan.
+    fs = [_stored_finding(fid, T0 + n) for n, fid in enumerate(["f1a", "f2b", "lone", "old"])]
+    fs[-1] = _stored_finding("old", T0 - 10)
+    store.add_findings(fs)
+    store.save_incidents([incident(1), incident(2, status=IncidentStatus.RESOLVED)])
+    assert [f.id for f in store.findings_without_incident(T0)] == ["lone"]
+    assert [f.id for f in store.findings_without_incident(T0 - 10)] == ["lone", "old"]
+    assert [f.id for f in store.findings_without_incident(T0 - 10, limit=1)] == ["lone"]
+    store.save_incidents([incident(3, finding_ids=["lone"])])
+    assert [f.id for f in store.findings_without_incident(T0 - 10)] == ["old"]
+
+
 def _written_before_finding_count(migrations_dir: Path) -> None:
     """Write the migrations up to schema 7 (before incidents had finding_count) to a folder."""
     migrations_dir.mkdir()

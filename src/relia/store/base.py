@@ -193,6 +193,12 @@ class Store(Protocol):
         start) first: an incident's findings whatever their age."""
         ...
 
+    def findings_without_incident(self, since: int, limit: int = 1000) -> list[Finding]:
+        """Findings whose end is at or after ``since`` that no stored incident lists in its
+        ``finding_ids``, newest (by end, then start) first: what a restart correlates again (the
+        same set :meth:`prune_history` deletes once it is old enough)."""
+        ...
+
     def commit_log_progress(self, states: dict[str, bytes], counts: LogCounts) -> None:
         """In one transaction: add ``counts`` to the stored ones (same file, window and template:
         the counts add up) and replace the state blob of each file in ``states``. Keeps the

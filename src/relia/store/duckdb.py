@@ -636,6 +636,19 @@ class DuckDBStore:
             rows = cur.execute(sql, [wanted]).fetchall()
         return [self._finding(row) for row in rows]
 
+    def findings_without_incident(self, since: int, limit: int = 1000) -> list[Finding]:
+        """Findings ending at or after ``since`` that no stored incident lists, newest (by end,
+        then start) first (the same anti-join as :meth:`prune_history`)."""
+        sql = (
+            f"SELECT {_FINDING_COLUMNS} FROM findings WHERE end_ts >= ? AND id NOT IN ("
+            "SELECT k.fid FROM (SELECT unnest(json_extract_string(finding_ids, '$[*]')) "
+            "AS fid FROM incidents) AS k WHERE k.fid IS NOT NULL) "
+            f"ORDER BY end_ts DESC, start_ts DESC, id LIMIT {_as_limit(limit)}"
+        )
+        with self._reader("reading findings") as cur:
+            rows = cur.execute(sql, [_as_int64(since, "since")]).fetchall()
+        return [self._finding(row) for row in rows]
+
     def _finding(self, row: tuple[Any, ...]) -> Finding:
         return _finding_from_row(row, self._path)
 

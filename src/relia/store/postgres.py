@@ -651,6 +651,19 @@ class PostgresStore:
         rows = self._read("reading findings", lambda c: c.execute(sql, [wanted]).fetchall())
         return [self._finding(row) for row in rows]
 
+    def findings_without_incident(self, since: int, limit: int = 1000) -> list[Finding]:
+        """Findings ending at or after ``since`` that no stored incident lists, newest (by end,
+        then start) first (the same anti-join as :meth:`prune_history`)."""
+        sql = (
+            "WITH kept AS (SELECT DISTINCT jsonb_array_elements_text(finding_ids) AS id "
+            f"FROM incidents) SELECT {_FINDING_COLUMNS} FROM findings WHERE end_ts >= %s "
+            "AND NOT EXISTS (SELECT 1 FROM kept WHERE kept.id = findings.id) "
+            "ORDER BY end_ts DESC, start_ts DESC, id LIMIT %s"
+        )
+        params = [_as_int64(since, "since"), _as_limit(limit)]
+        rows = self._read("reading findings", lambda c: c.execute(sql, params).fetchall())
+        return [self._finding(row) for row in rows]
+
     def _finding(self, row: tuple[Any, ...]) -> Finding:
         return _finding_from_row(row, self._display)
 

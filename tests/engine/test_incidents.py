@@ -438,3 +438,84 @@ def test_a_critical_only_sink_hears_an_incident_from_its_first_critical_version(
     )
     again.start(T0 + 61 * MIN)
     assert store.outbox_counts()["pager"]["pending"] == 2
+
+
+DAY = 24 * 60 * MIN
+
+
+def _feed(pipe: IncidentPipeline, store: FlakyStore, fs: list[Finding], now: int) -> None:
+    store.add_findings(fs)
+    pipe.update(fs, now)
+
+
+def test_a_restart_leaves_the_findings_of_an_incident_resolved_days_ago_in_it() -> None:
+    # A reopened after days, so a restored incident starts days back; C, resolved two days
+    # before the restart, was not restored: its finding must not count as stored without an
+    # incident (it is listed by C in the store), nor join A, nor be notified again.
+    store = FlakyStore()
+    first = IncidentPipeline(store, IncidentsConfig(), lambda sid: None, sinks=["am"])
+    first.start(T0)
+    a = _finding('a{instance="A"}', T0)
+    _feed(first, store, [a], T0)
+    first.update([], T0 + 10 * MIN)
+    c = _finding('c{instance="A"}', T0 + DAY).model_copy(update={"end": T0 + DAY + MIN})
+    _feed(first, store, [c], T0 + DAY + MIN)
+    first.update([], T0 + DAY + 10 * MIN)
+    _feed(first, store, [a.model_copy(update={"end": T0 + 3 * DAY})], T0 + 3 * DAY)  # reopens
+    before = {i.id: i for i in store.incidents()}
+    pending = store.outbox_counts()["am"]["pending"]
+    again = IncidentPipeline(store, IncidentsConfig(), lambda sid: None, sinks=["am"])
+    again.start(T0 + 3 * DAY + MIN)
+    assert {i.id: i for i in store.incidents()} == before
+    assert again.enqueued == 0 and store.outbox_counts()["am"]["pending"] == pending
+
+
+def test_a_finding_growing_days_after_its_incident_resolved_reopens_it_at_the_next_version() -> (
+    None
+):
+    # Its incident was not restored (resolved two days before the restart): the same id must
+    # not open again at version 1 over the stored history, with notification keys the outbox
+    # already holds; the stored incident reopens, one version on, and is notified.
+    store = FlakyStore()
+    first = IncidentPipeline(store, IncidentsConfig(), lambda sid: None, sinks=["am"])
+    first.start(T0)
+    f = _finding('up_latency{instance="host1"}', T0).model_copy(update={"end": T0 + MIN})
+    _feed(first, store, [f], T0 + MIN)
+    first.update([], T0 + 7 * MIN)
+    (resolved,) = store.incidents()
+    assert (resolved.status, resolved.version) == (IncidentStatus.RESOLVED, 2)
+    again = IncidentPipeline(store, IncidentsConfig(), lambda sid: None, sinks=["am"])
+    again.start(T0 + 2 * DAY)
+    _feed(again, store, [f.model_copy(update={"end": T0 + 2 * DAY + MIN})], T0 + 2 * DAY + MIN)
+    (reopened,) = store.incidents()
+    assert reopened.id == resolved.id and reopened.status is IncidentStatus.OPEN
+    assert reopened.version == 3 and reopened.opened_at == resolved.opened_at
+    assert again.enqueued == 1 and store.outbox_counts()["am"]["pending"] == 3
+
+
+def test_a_flapping_key_keeps_its_hold_down_across_a_restart() -> None:
+    # Two episodes, then a burst of more findings than its incident lists: the key flaps (three
+    # episodes in the flap window), so its incident stays open through quiet time, restart or
+    # not; the episodes of the findings it no longer lists must be counted again at a start.
+    key = 'lat{instance="h"}'
+
+    def run(restart: bool) -> Incident:
+        store = FlakyStore()
+        pipe = IncidentPipeline(store, IncidentsConfig(), lambda sid: None)
+        pipe.start(T0)
+        for at in (T0, T0 + 10 * MIN):
+            _feed(pipe, store, [_finding(key, at).model_copy(update={"end": at + 1000})], at + 1000)
+            pipe.update([], at + 7 * MIN)
+        burst = [_finding(key, T0 + 20 * MIN + i * 10_000) for i in range(25)]
+        for f in burst:
+            _feed(pipe, store, [f], f.end + 1000)
+        if restart:
+            pipe = IncidentPipeline(store, IncidentsConfig(), lambda sid: None)
+            pipe.start(burst[-1].end + MIN)
+        pipe.update([], burst[-1].end + 6 * MIN)
+        (inc,) = store.incidents()
+        return inc
+
+    kept, restarted = run(False), run(True)
+    assert kept.status is IncidentStatus.OPEN
+    assert (restarted.status, restarted.version) == (kept.status, kept.version)

@@ -894,3 +894,89 @@ def test_forgetting_a_resolved_incident_forgets_what_it_dropped() -> None:
     c.update([], fs[-1].end + 10 * M)  # resolved
     c.update([], fs[-1].end + 3 * 60 * M)  # past the reopen and flap windows: forgotten
     assert c.incidents() == [] and c._dropping == {} and maps_of(c) == [0, 0, 0, 0]
+
+
+# -- ids and versions over forgetting, merges, late findings, ties ------------------------------
+
+
+class Stored:
+    """What the engine's store gives a correlator's ``recall``: each incident's newest version
+    and every finding fed."""
+
+    def __init__(self) -> None:
+        self.incidents: dict[str, Incident] = {}
+        self.findings: dict[str, Finding] = {}
+
+    def recall(self, iid: str) -> tuple[Incident, list[Finding]] | None:
+        inc = self.incidents.get(iid)
+        if inc is None:
+            return None
+        return inc, [self.findings[i] for i in inc.finding_ids if i in self.findings]
+
+    def update(self, c: IncidentCorrelator, fs: list[Finding], now: int) -> list[Incident]:
+        self.findings.update((f.id, f) for f in fs)
+        out = c.update(fs, now)
+        self.incidents.update((i.id, i) for i in out)
+        return out
+
+
+def test_a_finding_of_a_forgotten_incident_that_grows_never_reopens_its_id_at_version_1() -> None:
+    first = finding('lat{instance="h0"}', T0, T0 + M)
+    grown = first.model_copy(update={"end": T0 + 3 * 60 * M})
+    for recalls in (True, False):
+        stored = Stored()
+        c = IncidentCorrelator(
+            IncidentsConfig(), by_key, retain=0, recall=stored.recall if recalls else None
+        )
+        (opened,) = stored.update(c, [first], T0 + M)
+        stored.update(c, [], T0 + 10 * M)  # resolved: version 2
+        stored.update(c, [], T0 + 2 * 60 * M)  # past the reopen and flap windows: forgotten
+        assert c.incidents() == []
+        (back,) = stored.update(c, [grown], grown.end)
+        assert back.status is IncidentStatus.OPEN and first.id in back.finding_ids
+        if recalls:  # the stored incident reopens, one version on
+            assert (back.id, back.version, back.opened_at) == (opened.id, 3, opened.opened_at)
+        else:  # it cannot tell: a new opening, under an id of its own
+            assert back.id != opened.id and back.version == 1
+
+
+def test_an_incident_merged_away_in_the_update_its_severity_rose_skips_no_version() -> None:
+    c = correlator()
+    c.update([finding('b{pod="p"}', 0, 0, score=0.95, severity=Severity.CRITICAL)], 10)
+    a = finding('a{instance="z"}', 1000, 1000, score=0.6)
+    (opened,) = c.update([a], 1010)
+    grown = a.model_copy(update={"end": 2000, "score": 0.95, "severity": Severity.CRITICAL})
+    bridge = finding('x{instance="z",pod="p"}', 2000, score=0.95, severity=Severity.CRITICAL)
+    merged = {i.id: i for i in c.update([grown, bridge], 2010)}[opened.id]
+    assert merged.merged_into is not None and merged.severity is Severity.CRITICAL
+    assert merged.version == opened.version + 1
+
+
+def test_a_late_finding_within_the_dropped_range_of_its_key_is_counted() -> None:
+    # The incident dropped the findings of starts 0s and 10s; one of start 5s, new, comes late.
+    key = 'lat{instance="h"}'
+    fs = [finding(key, i * 10 * S, i * 10 * S + S) for i in range(MAX_FINDINGS_PER_KEY + 2)]
+    late = finding(key, 5 * S, 6 * S)
+    capped, ref = correlator(), uncapped()
+    for c in (capped, ref):
+        feed(c, fs)
+        c.update([late], fs[-1].end + S)
+    (got,), (want,) = capped.incidents(), ref.incidents()
+    assert got.finding_count == len(want.finding_ids) == len(fs) + 1
+    assert got.finding_ids == [f.id for f in fs[2:]]  # the newest of the key stay listed
+    dropped_again = fs[0].model_copy(update={"end": fs[0].end + S})  # a dropped one grows
+    capped.update([dropped_again], fs[-1].end + 2 * S)
+    assert capped.incidents()[0].finding_count == len(fs) + 1  # not counted twice
+
+
+def test_keys_whose_scores_tie_exactly_rank_by_onset() -> None:
+    # 0.25 · 1 + 0.15 · 0.5 + 0.1 · 0.3 and 0.25 · 0.5 + 0.15 · 1 + 0.1 · 0.8 are both 0.355,
+    # but not in floating point: the earlier onset must still come first.
+    fs = [
+        finding('a{instance="h"}', 0, score=0.30, severity=Severity.WARNING),
+        finding('b{instance="h"}', 1000, score=0.80, severity=Severity.CRITICAL),
+        finding('c{instance="h"}', 2000, score=0.0, severity=Severity.INFO),
+    ]
+    ranked = rank_causes(fs)
+    assert [r["key"] for r in ranked] == ['a{instance="h"}', 'b{instance="h"}', 'c{instance="h"}']
+    assert ranked[0]["score"] == ranked[1]["score"] == 0.355

@@ -8,8 +8,11 @@ outbox item per sink, which the :class:`~relia.notify.Dispatcher` delivers in it
 Crash safety without one big transaction: findings, incidents and outbox items are written in
 that order, and every step can be redone from the one before it. On :meth:`start`:
 
-- stored findings that no stored incident holds (relia died between storing them and saving
-  their incident) are correlated again;
+- stored findings that no stored incident lists (relia died between storing them and saving
+  their incident; or an incident dropped them, listing only the newest of each key) are
+  correlated again: those that ended within the restore horizon (the last day), and older ones
+  a restored incident dropped. Older ones are of incidents not restored, which counted them;
+  retention deletes them;
 - every recent incident's current version is enqueued again; the outbox ignores a dedup key it
   already has (``sink:incident:version``), so what was enqueued or delivered before is not
   repeated, and what was lost between saving an incident and enqueueing it is not lost.
@@ -70,7 +73,9 @@ class IncidentPipeline:
         self.config = config
         self.routing = SeverityRouting(sinks, filtered=filtered)
         self.sinks = self.routing.sinks
-        self.correlator = IncidentCorrelator(config, finding_labels(series_labels))
+        self.correlator = IncidentCorrelator(
+            config, finding_labels(series_labels), recall=self._recall
+        )
         self._wake = wake
         self._lock = threading.Lock()
         self.enqueued = 0
@@ -85,20 +90,33 @@ class IncidentPipeline:
         returns how many incidents were restored."""
         cfg = self.config
         horizon = int(max(cfg.reopen_window, cfg.flap_window, cfg.resolve_after) * 1000)
+        restored_since = now - max(horizon, _DAY_MS)
         with self._lock:
             open_incs = self.store.incidents(status=IncidentStatus.OPEN, limit=OPEN_INCIDENTS_MAX)
             recent = self.store.incidents(
-                since=now - max(horizon, _DAY_MS), status=IncidentStatus.RESOLVED, limit=100_000
+                since=restored_since, status=IncidentStatus.RESOLVED, limit=100_000
             )
             incidents = open_incs + [i for i in recent if i.status is IncidentStatus.RESOLVED]
             known = {fid for inc in incidents for fid in inc.finding_ids}
-            since = min((i.start for i in incidents), default=now - horizon)
-            since = min(since, now - horizon)
+            since = min((i.start for i in incidents), default=restored_since)
+            since = min(since, restored_since)
             # The restored incidents' own findings by id, whatever their age: an incident open
-            # for weeks keeps every finding, however many others have ended since.
-            self.correlator.seed(incidents, self.store.findings_by_ids(known))
-            stored = self.store.findings(since=since, limit=_ORPHAN_SCAN_MAX)
-            orphans = [f for f in stored if f.id not in known]
+            # for weeks keeps every finding, however many others have ended since. And every
+            # finding of the flap window, for the episodes of the keys they dropped.
+            flap_since = now - int((cfg.flap_window + cfg.resolve_after) * 1000)
+            self.correlator.seed(
+                incidents,
+                self.store.findings_by_ids(known),
+                self.store.findings(since=flap_since, limit=_ORPHAN_SCAN_MAX),
+            )
+            # Orphans as the store says (listed by no stored incident), not as the restored
+            # subset says: a finding of an incident resolved days ago is not one. One that
+            # ended before ``restored_since`` only goes back to a restored incident that dropped
+            # it: any other is a dropped one of an incident not restored, which counted it.
+            stored = self.store.findings_without_incident(since, limit=_ORPHAN_SCAN_MAX)
+            orphans = [
+                f for f in stored if f.end >= restored_since or self.correlator.holds_dropped(f)
+            ]
             if orphans:
                 log.info("correlating %d findings stored without an incident", len(orphans))
                 orphans.sort(key=lambda f: (f.start, f.id))
@@ -107,6 +125,14 @@ class IncidentPipeline:
             # already in the outbox.
             self._enqueue(incidents, now)
         return len(incidents)
+
+    def _recall(self, incident_id: str) -> tuple[Incident, list[Finding]] | None:
+        """A stored incident with its stored findings, for the correlator to bring back one it
+        forgot (its newest version: one a failed save left unwritten, else the store's)."""
+        inc = self._unwritten.get(incident_id) or self.store.incident(incident_id)
+        if inc is None:
+            return None
+        return inc, self.store.findings_by_ids(inc.finding_ids)
 
     def update(self, findings: list[Finding], now: int) -> list[Incident]:
         """Correlate new or grown ``findings`` (may be empty: incidents also resolve with time),

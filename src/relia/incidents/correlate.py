@@ -49,6 +49,8 @@ from relia.incidents.model import (
 __all__ = ["IncidentCorrelator", "finding_labels", "key_labels", "rank_causes"]
 
 LabelsOf = Callable[[Finding], Mapping[str, str]]
+#: Gives a stored incident by id with its stored findings, or None (see IncidentCorrelator).
+Recall = Callable[[str], "tuple[Incident, list[Finding]] | None"]
 
 _SEVERITY_WEIGHT = {Severity.INFO: 0.0, Severity.WARNING: 0.5, Severity.CRITICAL: 1.0}
 # A label value that stands for "the same key" in the identity sets: a key without any of the
@@ -61,6 +63,12 @@ _SERVICE_LABELS = ("service", "job")
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
 _ITEM = re.compile(rf"(?:([A-Za-z_][A-Za-z0-9_]*)|{_QUOTED})(?:={_QUOTED})?(?:,|(?=}}$))")
 _UNESCAPE = re.compile(r"\\(.)")
+# How many merges a recalled incident's ``merged_into`` is followed through to its survivor.
+_MERGE_HOPS = 16
+# How many dropped finding ids of each key an incident remembers, newest last (see _drop): a
+# finding reported again is told from a late new one by its id; only one older than all of them
+# is judged by its start (the memory of a key flapping for days must stay bounded).
+_DROPPED_IDS_PER_KEY = 200
 
 
 def _unescape(text: str) -> str:
@@ -145,6 +153,11 @@ class _State:
     archive: dict[str, dict[str, Any]] = field(default_factory=dict)
     dropped: dict[str, tuple[int, int]] = field(default_factory=dict)
     seeded_dropped: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # The ids of the newest dropped findings of each key (_DROPPED_IDS_PER_KEY), and the latest
+    # start of those forgotten beyond them: an unknown finding in ``dropped`` is one reported
+    # again only if its id is listed here or it starts no later than that.
+    dropped_ids: dict[str, dict[str, int]] = field(default_factory=dict)  # key -> {id: start}
+    dropped_lost: dict[str, int] = field(default_factory=dict)
     floor: tuple[int, int] | None = None  # the span of the dropped findings (and a seeded one)
     severity_floor: Severity | None = None  # a seeded record's severity, when it dropped some
 
@@ -259,7 +272,9 @@ def _rank(
         onset = k["onset"]
         earliness = 1.0 if span == 0 else 1.0 - (onset - first) / span
         total = 0.5 * got[1] + 0.25 * earliness + 0.15 * weight[k["severity"]] + 0.1 * k["score"]
-        ranked.append((-total, onset, key))
+        # Rounded for the order: totals equal in real arithmetic may differ in the last bit
+        # (0.1 * 0.8 + 0.25 * 0.5 vs 0.25 + ...), and must fall through to onset, then key.
+        ranked.append((-round(total, 9), onset, key))
     best = sorted(ranked) if limit is None else heapq.nsmallest(limit, ranked)
     out: list[dict[str, Any]] = []
     for neg_total, onset, key in best:
@@ -301,6 +316,12 @@ class IncidentCorrelator:
     findings an incident keeps of each key (:data:`MAX_FINDINGS_PER_KEY`). Keep one correlator
     per engine; after a restart, :meth:`seed` it from the store before the first
     :meth:`update`. Not thread-safe: the engine calls it from its tick.
+
+    ``recall`` gives a stored incident by id with its stored findings (None: not stored). An
+    incident id is never reused for a second opening: a finding of an incident the correlator
+    forgot (pruned from memory, or not restored at a restart) that grows again reopens the
+    stored incident from its stored version. Without ``recall``, such a finding opens a new
+    incident whose id also hashes the time it opened.
     """
 
     def __init__(
@@ -310,6 +331,7 @@ class IncidentCorrelator:
         *,
         retain: int = 1000,
         max_per_key: int = MAX_FINDINGS_PER_KEY,
+        recall: Recall | None = None,
     ) -> None:
         self.config = config
         self._retain = max(0, retain)
@@ -320,6 +342,10 @@ class IncidentCorrelator:
         self._reopen = int(config.reopen_window * 1000)
         self._flap_window = int(config.flap_window * 1000)
         self._flap_max = config.flap_max
+        self._recall = recall
+        # Only an incident resolved longer ago than this is ever forgotten (_prune; a restart
+        # restores more), so only a finding that started before it may be one of its.
+        self._horizon = max(self._reopen, self._flap_window)
         self._group_by = tuple(config.group_by)
         # Undirected neighbours (for grouping) and transitive dependents (for cause ranking).
         self._neighbours: dict[str, set[str]] = {}
@@ -338,6 +364,7 @@ class IncidentCorrelator:
         self._dropping: dict[str, set[str]] = {}
         self._last_end: dict[str, int] = {}  # key -> end of its latest finding
         self._episodes: dict[str, deque[int]] = {}  # key -> start of each episode
+        self._taking: str | None = None  # the finding _take is correlating
 
     # -- public ----------------------------------------------------------------------------
 
@@ -356,8 +383,12 @@ class IncidentCorrelator:
         latest: dict[str, Finding] = {}
         for f in findings:
             latest[f.id] = f  # the last one given for an id wins
-        for f in sorted(latest.values(), key=lambda f: (f.start, f.end, f.id)):
-            self._take(f, now, bump, touched, opened, out)
+        ordered = sorted(latest.values(), key=lambda f: (f.start, f.end, f.id))
+        # Before any change (a recall may fail: nothing is half done), bring back the stored
+        # incidents that forgotten findings opened.
+        taken = {f.id for f in ordered if self._forgotten_opener(f, now)}
+        for f in ordered:
+            self._take(f, now, bump, touched, opened, out, f.id in taken)
         for st in list(self._incidents.values()):
             if st.status is IncidentStatus.OPEN and self._quiet(st, now):
                 st.status = IncidentStatus.RESOLVED
@@ -373,7 +404,12 @@ class IncidentCorrelator:
         self._prune(now)
         return sorted(out.values(), key=lambda i: (i.opened_at, i.id))
 
-    def seed(self, incidents: list[Incident], findings: list[Finding]) -> None:
+    def seed(
+        self,
+        incidents: list[Incident],
+        findings: list[Finding],
+        history: Iterable[Finding] = (),
+    ) -> None:
         """Restore state after a restart from what the store holds: ``incidents`` (the open ones,
         and resolved ones recent enough to reopen) and their ``findings``. A finding whose id is
         seeded then grows in its incident instead of opening a duplicate.
@@ -382,48 +418,101 @@ class IncidentCorrelator:
         stored span and severity as a floor, and a stored finding of one of its full keys that
         started before the oldest one it kept is taken as one it dropped: fed again (the engine
         correlates the findings stored without an incident) it is folded back into the incident
-        without counting twice."""
+        without counting twice.
+
+        ``history``: the stored findings of the last ``flap_window`` (and ``resolve_after``
+        before it), from which the episodes of each key are counted again: a key flapping before
+        the restart still is, though its incident lists only its newest findings."""
         by_id = {f.id: f for f in findings}
         held: set[str] = set()
         for inc in sorted(incidents, key=lambda i: (i.updated_at, i.id)):
-            if inc.merged_into is not None:
+            if inc.merged_into is None:
+                held |= self._restore(inc, by_id, claim_keys=True)
+        # Episodes from the findings' history, so a key flapping before the restart still is:
+        # the incidents list only the newest findings of each key, so ``history`` (every stored
+        # finding of the flap window) brings back the episodes of those they dropped.
+        seen = {f.id: f for f in by_id.values() if f.id in held}
+        for f in history:
+            seen.setdefault(f.id, f)
+        for f in sorted(seen.values(), key=lambda f: (f.start, f.id)):
+            self._episode(f)
+
+    def _restore(
+        self, inc: Incident, by_id: Mapping[str, Finding], *, claim_keys: bool
+    ) -> set[str]:
+        """Restore the stored incident ``inc`` (not merged away) with those of its findings in
+        ``by_id``; returns their ids. ``claim_keys``: its keys' last incident is it (a seed, in
+        order of update), else only for keys that have none (a recall)."""
+        st = _State(
+            id=inc.id,
+            opened_at=inc.opened_at,
+            status=inc.status,
+            resolved_at=inc.resolved_at,
+            snap=inc,
+            finding_count=inc.finding_count,
+            # Trimmed from the store or dropped: the incident keeps its stored span.
+            floor=(inc.start, inc.end),
+        )
+        held: set[str] = set()
+        for key in inc.keys:  # in their order, which its capped finding_ids no longer give
+            st.keys[key] = []
+        for fid in inc.finding_ids:
+            f = by_id.get(fid)
+            if f is None or fid in self._owner:  # trimmed from the store (or held already)
                 continue
-            st = _State(
-                id=inc.id,
-                opened_at=inc.opened_at,
-                status=inc.status,
-                resolved_at=inc.resolved_at,
-                snap=inc,
-                finding_count=inc.finding_count,
-                # Trimmed from the store or dropped: the incident keeps its stored span.
-                floor=(inc.start, inc.end),
-            )
-            for key in inc.keys:  # in their order, which its capped finding_ids no longer give
-                st.keys[key] = []
-            for fid in inc.finding_ids:
-                f = by_id.get(fid)
-                if f is None:  # trimmed from the store
-                    continue
-                self._remember(f)
-                self._owner[fid] = inc.id
-                held.add(fid)
-                self._add(st, fid)  # drops the oldest of a record stored before the cap
-            for key in [k for k, kept in st.keys.items() if not kept]:
-                del st.keys[key]  # all its findings trimmed
-            if inc.finding_count > len(inc.finding_ids):
-                st.severity_floor = inc.severity
-                for key, kept in st.keys.items():
-                    oldest = min(self._findings[i].start for i in kept)
-                    if len(kept) >= self._cap and oldest > inc.start:
-                        st.seeded_dropped[key] = (inc.start, oldest - 1)
-                        self._dropping.setdefault(key, set()).add(st.id)
-            self._incidents[inc.id] = st
-            for key in inc.keys:
+            self._remember(f)
+            self._owner[fid] = inc.id
+            held.add(fid)
+            self._add(st, fid)  # drops the oldest of a record stored before the cap
+        for key in [k for k, kept in st.keys.items() if not kept]:
+            del st.keys[key]  # all its findings trimmed
+        if inc.finding_count > len(inc.finding_ids):
+            st.severity_floor = inc.severity
+            for key, kept in st.keys.items():
+                oldest = min(self._findings[i].start for i in kept)
+                if len(kept) >= self._cap and oldest > inc.start:
+                    st.seeded_dropped[key] = (inc.start, oldest - 1)
+                    self._dropping.setdefault(key, set()).add(st.id)
+        self._incidents[inc.id] = st
+        for key in inc.keys:
+            if claim_keys or key not in self._last_of_key:
                 self._last_of_key[key] = inc.id
-        # Episodes from the findings' history, so a key flapping before the restart still is.
-        for f in sorted(by_id.values(), key=lambda f: (f.start, f.id)):
-            if f.id in held:
-                self._episode(f)
+        return held
+
+    def _forgotten_opener(self, f: Finding, now: int) -> bool:
+        """Whether the id of an incident ``f`` would open (``Incident.make_id(f.id)``) may be
+        in use already: ``f`` is unknown and old enough to be of an incident this correlator
+        forgot. With ``recall``, the stored incident it opened is restored first (its merge
+        survivor, for one merged away), so that ``f`` returns to it; True then only if ``f`` is
+        still not held (the stored id is taken all the same)."""
+        if f.id in self._owner or f.start >= now - self._horizon:
+            return False
+        iid = Incident.make_id(f.id)
+        if iid in self._incidents:
+            return True
+        if self._recall is None:
+            return True  # it may have been pruned: never reuse it
+        got = self._recall(iid)
+        if got is None:
+            return False
+        for _ in range(_MERGE_HOPS):
+            inc, fs = got
+            if inc.merged_into is None:
+                if inc.id not in self._incidents:
+                    self._restore(inc, {g.id: g for g in fs}, claim_keys=False)
+                break
+            if inc.merged_into in self._incidents:
+                break
+            nxt = self._recall(inc.merged_into)
+            if nxt is None:
+                break
+            got = nxt
+        return f.id not in self._owner
+
+    def holds_dropped(self, f: Finding) -> bool:
+        """Whether ``f``, unknown, is one an incident dropped (it lists only the newest findings
+        of each key): fed again, it folds back into that incident without counting again."""
+        return f.id not in self._owner and self._holder_of_dropped(f) is not None
 
     # -- one finding -----------------------------------------------------------------------
 
@@ -435,7 +524,10 @@ class IncidentCorrelator:
         touched: set[str],
         opened: set[str],
         out: dict[str, Incident],
+        taken: bool = False,
     ) -> None:
+        """Correlate one finding; ``taken``: the id it would open an incident under may be in
+        use (:meth:`_forgotten_opener`)."""
         known = f.id in self._owner
         self._remember(f)
         if not known:
@@ -443,6 +535,7 @@ class IncidentCorrelator:
             if held is not None:
                 self._take_dropped(f, held[0], held[1], now, bump, touched, out)
                 return
+        self._taking = f.id  # dropped at once, it is still needed until the end (_drop)
         flapping = self._flapping(f.key, f.start)  # before this episode counts
         if not known:
             self._episode(f)
@@ -455,13 +548,13 @@ class IncidentCorrelator:
             if matches:
                 st = matches[0]
             else:
-                st = self._last_state(f.key) or self._new_state(f, now, opened)
+                st = self._last_state(f.key) or self._new_state(f, now, opened, taken)
                 if st.status is IncidentStatus.RESOLVED:
                     assert st.resolved_at is not None
                     if flapping or now - st.resolved_at < self._reopen:
                         self._reopen_state(st, bump)
                     else:
-                        st = self._new_state(f, now, opened)
+                        st = self._new_state(f, now, opened, taken)
             if f.key not in st.keys:
                 bump.add(st.id)
             self._owner[f.id] = st.id
@@ -473,6 +566,9 @@ class IncidentCorrelator:
         others = [s for s in self._open() if s is not st and self._matches(f, s)]
         if others:
             self._merge([st, *others], now, bump, touched, out)
+        self._taking = None
+        if f.id not in self._owner:  # a late finding dropped at once (older than those kept)
+            self._forget(f.id)
 
     def _holder_of_dropped(self, f: Finding) -> tuple[_State, bool] | None:
         """The incident that dropped a finding like ``f`` (unknown, on a key it dropped findings
@@ -484,10 +580,16 @@ class IncidentCorrelator:
         last = self._last_of_key.get(f.key)
         for iid in sorted(ids, key=lambda i: (i != last, i)):
             st = self._incidents[iid]
-            for exact, ranges in ((True, st.dropped), (False, st.seeded_dropped)):
-                r = ranges.get(f.key)
-                if r is not None and r[0] <= f.start <= r[1]:
-                    return st, exact
+            r = st.dropped.get(f.key)
+            if r is not None and r[0] <= f.start <= r[1]:
+                # Within the range of what it dropped, but maybe a late new finding: only a
+                # dropped one by its id, or one older than every id it still remembers.
+                lost = st.dropped_lost.get(f.key)
+                if f.id in st.dropped_ids.get(f.key, ()) or (lost is not None and f.start <= lost):
+                    return st, True
+            r = st.seeded_dropped.get(f.key)
+            if r is not None and r[0] <= f.start <= r[1]:
+                return st, False
         return None
 
     def _take_dropped(
@@ -524,8 +626,13 @@ class IncidentCorrelator:
             self._merge([st, *others], now, bump, touched, out)
         self._forget(f.id)
 
-    def _new_state(self, f: Finding, now: int, opened: set[str]) -> _State:
+    def _new_state(self, f: Finding, now: int, opened: set[str], taken: bool = False) -> _State:
         iid = Incident.make_id(f.id)
+        if taken or iid in self._incidents:
+            # Its plain id belongs to an earlier opening (stored, or maybe forgotten): a second
+            # one under it would start again at version 1, overwrite the stored history and
+            # hit notification keys the outbox already holds.
+            iid = Incident.make_id(f"{f.id}@{now}")
         st = _State(id=iid, opened_at=now)
         self._incidents[iid] = st
         opened.add(iid)
@@ -552,7 +659,13 @@ class IncidentCorrelator:
             if not set(self._keys(st)) <= keys:
                 bump.add(keep.id)
             # Its last word before its findings move (keep may drop and forget some of them).
-            base = None if st.snap is None else self._snapshot(st, now, False, False, force=True)
+            # Not bumped, even if its severity rose in this update: merged away is its one next
+            # version (prev + 1), carrying that severity.
+            base = (
+                None
+                if st.snap is None
+                else self._snapshot(st, now, False, False, force=True, quiet=True)
+            )
             # What ``st`` dropped first, so that dropping more into ``keep`` folds onto it.
             keep.finding_count += st.finding_count
             for key, k in st.archive.items():
@@ -566,6 +679,11 @@ class IncidentCorrelator:
                     mine[key] = _widen(mine.get(key), lo, hi)
                     self._dropping[key].discard(st.id)
                     self._dropping[key].add(keep.id)
+            for key, ids in st.dropped_ids.items():
+                keep.dropped_ids.setdefault(key, {}).update(ids)
+                self._trim_dropped_ids(keep, key)
+            for key, lost in st.dropped_lost.items():
+                keep.dropped_lost[key] = max(lost, keep.dropped_lost.get(key, lost))
             if st.floor is not None:
                 keep.floor = _widen(keep.floor, *st.floor)
                 if keep.span is not None:
@@ -624,7 +742,8 @@ class IncidentCorrelator:
         elif len(st.finding_ids) == 1:
             st.span = _widen(st.floor, f.start, f.end)
         if len(kept) > self._cap:
-            self._drop(st, kept[0])
+            # The oldest by start: a late finding is dropped at once, the newest stay listed.
+            self._drop(st, min(kept, key=lambda i: (self._findings[i].start, i)))
 
     def _drop(self, st: _State, fid: str) -> None:
         """Drop the oldest kept finding ``fid`` of its key from ``st`` and forget it. What it
@@ -636,11 +755,22 @@ class IncidentCorrelator:
         del st.finding_ids[fid]
         _fold(st.archive, f, self._nodes[fid])
         st.dropped[f.key] = _widen(st.dropped.get(f.key), f.start, f.start)
+        st.dropped_ids.setdefault(f.key, {})[fid] = f.start
+        self._trim_dropped_ids(st, f.key)
         self._dropping.setdefault(f.key, set()).add(st.id)
         st.floor = _widen(st.floor, f.start, f.end)
         if self._owner.get(fid) == st.id:
             del self._owner[fid]
-        self._forget(fid)
+        if fid != self._taking:
+            self._forget(fid)
+
+    def _trim_dropped_ids(self, st: _State, key: str) -> None:
+        """Forget the oldest dropped ids of ``key`` beyond the bound, keeping their latest start."""
+        ids = st.dropped_ids[key]
+        while len(ids) > _DROPPED_IDS_PER_KEY:
+            start = ids.pop(next(iter(ids)))
+            lost = st.dropped_lost.get(key)
+            st.dropped_lost[key] = start if lost is None else max(lost, start)
 
     def _forget(self, fid: str) -> None:
         self._findings.pop(fid, None)
@@ -729,9 +859,17 @@ class IncidentCorrelator:
     # -- output ----------------------------------------------------------------------------
 
     def _snapshot(
-        self, st: _State, now: int, bump: bool, new: bool, *, force: bool = False
+        self,
+        st: _State,
+        now: int,
+        bump: bool,
+        new: bool,
+        *,
+        force: bool = False,
+        quiet: bool = False,
     ) -> Incident | None:
-        """The public incident of ``st``; None if nothing changed since the last one."""
+        """The public incident of ``st``; None if nothing changed since the last one. ``quiet``:
+        a risen severity does not bump the version (the caller's change does)."""
         prev = st.snap
         if not st.finding_ids and prev is not None:
             # Seeded without its findings (trimmed from the store): only its status can change.
@@ -766,7 +904,11 @@ class IncidentCorrelator:
         cause = _rank(st.per_key, self._dependents, MAX_CAUSES)
         keys = self._keys(st)
         start, end = self._span(st)
-        if prev is not None and SEVERITY_RANK[severity] > SEVERITY_RANK[prev.severity]:
+        if (
+            prev is not None
+            and SEVERITY_RANK[severity] > SEVERITY_RANK[prev.severity]
+            and not quiet
+        ):
             bump = True
         fields: dict[str, Any] = {
             "id": st.id,

@@ -980,3 +980,29 @@ def test_keys_whose_scores_tie_exactly_rank_by_onset() -> None:
     ranked = rank_causes(fs)
     assert [r["key"] for r in ranked] == ['a{instance="h"}', 'b{instance="h"}', 'c{instance="h"}']
     assert ranked[0]["score"] == ranked[1]["score"] == 0.355
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    streams(),
+    st.sampled_from([1, 2, MAX_FINDINGS_PER_KEY]),
+    st.sampled_from([{}, {"reopen_window": "1m", "flap_window": "10m", "flap_max": 2}]),
+)
+def test_every_version_of_an_id_is_the_one_before_plus_one_when_incidents_are_forgotten(
+    ticks: list[tuple[int, list[Finding]]], cap: int, cfg: dict[str, Any]
+) -> None:
+    """Incidents are forgotten as soon as they may be (``retain=0``) and recalled from what was
+    stored: an id's versions go 1, 2, 3... (a finding merely growing repeats one), and the
+    incidents in memory never share a finding."""
+    stored = Stored()
+    c = IncidentCorrelator(
+        IncidentsConfig(**cfg), by_key, retain=0, max_per_key=cap, recall=stored.recall
+    )
+    for now, batch in ticks:
+        before = dict(stored.incidents)
+        for inc in stored.update(c, batch, now):
+            prev = before.get(inc.id)
+            want = {1} if prev is None else {prev.version, prev.version + 1}
+            assert inc.version in want, (prev, inc)
+        held = [fid for inc in c.incidents() for fid in inc.finding_ids]
+        assert len(held) == len(set(held))

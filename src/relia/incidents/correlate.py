@@ -488,6 +488,8 @@ class IncidentCorrelator:
         if f.id in self._owner or f.start >= now - self._horizon:
             return False
         iid = Incident.make_id(f.id)
+        if iid not in self._incidents and self._holder_of_dropped(f) is not None:
+            return False  # one a held incident dropped (a restart feeds them all): no lookup
         if iid in self._incidents:
             return True
         if self._recall is None:

@@ -402,6 +402,25 @@ def test_a_lease_lost_during_a_send_leaves_the_item_for_the_new_leader() -> None
     assert store.outbox_counts()["am"] == {"pending": 2, "delivered": 0, "failed": 0}
 
 
+@pytest.mark.parametrize("retryable", [False, True])
+def test_a_send_refused_after_the_lease_was_lost_leaves_the_item_untouched(
+    retryable: bool,
+) -> None:
+    # A receiver enforcing the token refuses the deposed leader's send: that refusal must not
+    # give up on (or push back) the item the new leader still has to deliver.
+    sink = TokenSink()
+    sink.reject, sink.down = not retryable, retryable
+    fence = ScriptedFence(3, [True, False])  # fine before the send, gone after it failed
+    store, d = fenced(sink, fence)
+    assert d.run_once(T0) == 0
+    assert sink.attempts == ["am:i1:1"]
+    assert store.outbox_counts()["am"] == {"pending": 2, "delivered": 0, "failed": 0}
+    assert [(i.attempts, i.next_attempt_at) for i in store.due_notifications("am", T0, 10)] == [
+        (0, T0),
+        (0, T0),
+    ]
+
+
 def test_a_stale_fence_does_not_refresh_open_alerts() -> None:
     sink = RefreshSink()
     store = IncidentMemoryStore()

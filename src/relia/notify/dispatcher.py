@@ -454,6 +454,9 @@ class Dispatcher:
             _breaker_success(sink.name, breaker, now)
             self._delivered.labels(sink=sink.name).inc()
             return _Outcome.DELIVERED
+        # A deposed leader's send is refused by a receiver that enforces the token: recording
+        # that refusal would give up on (or push back) the new leader's still-pending item.
+        self._fence_check(token)
         attempts = item.attempts + 1
         if not retryable:
             # The receiver answered (it is up, it said no): for the breaker that is a success,

@@ -14,7 +14,7 @@ from relia.engine.executor import ScoredPoints
 from relia.engine.incidents import IncidentPipeline
 from relia.engine.local import LocalExecutor
 from relia.engine.loop import Engine
-from relia.errors import SourceError, StoreError
+from relia.errors import DataError, SourceError, StoreError
 from relia.incidents.model import Finding
 from relia.signals import MetricBatch, SeriesIndex
 from relia.sources.base import MetricSource, PartialPollError
@@ -116,6 +116,29 @@ def test_tick_stores_samples_scores_and_finds_the_spike(make_store: StoreFactory
     assert reg.get_sample_value("relia_series") == 2
     st = eng.status()
     assert st["ticks"] == 50 and st["series"] == 2 and st["last_tick_ms"] == T0 + 49 * STEP
+
+
+def test_a_finding_the_store_refuses_as_bad_data_is_dropped_not_retried_forever(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A DataError (a NUL PostgreSQL cannot keep, say) is refused again at every retry: kept in
+    # the tick's retry queue, it would hold back every later sample. It is dropped and counted.
+    class RefusingStore(DuckDBStore):
+        def add_findings(self, findings: list[Finding]) -> int:
+            if any(f.key.startswith("cpu") for f in findings):
+                raise DataError("its summary holds a NUL character", where="findings[0]")
+            return super().add_findings(findings)
+
+    clock = Clock()
+    with RefusingStore(":memory:") as store:
+        eng = _engine(store, clock)
+        for _ in range(46):  # the spike is at ticks 40-41
+            eng.tick()
+            clock.now += STEP
+        assert {s.name: s.n_samples for s in store.list_series()} == {"cpu": 46, "mem": 46}
+        assert store.findings() == [] and eng.status()["unstored_samples"] == 0
+        assert eng.registry.get_sample_value("relia_findings_unstorable_total", {}) >= 1
+        assert any("dropped finding" in r.getMessage() for r in caplog.records)
 
 
 def test_a_tick_stores_findings_then_samples_then_commits_its_push_sources() -> None:

@@ -92,7 +92,11 @@ def test_metadata_exemplars_and_histograms_are_skipped() -> None:
     assert _rows(index, got.batch) == [("x", {"a": "1"}, T0, 3.0)]
 
 
-_label_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+# Any UTF-8 but NUL, which is refused in a value (its own test).
+_label_text = st.text(
+    st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\x00"),
+    max_size=12,
+)
 
 
 @st.composite
@@ -734,6 +738,19 @@ def test_an_empty_or_control_or_undecodable_name_is_refused(
     text = _refusal(dec, _labelled((b"__name__", b"ok")) + _labelled(*labels))
     assert text.startswith("request body: timeseries 1: ")
     assert len(index) == 0
+
+
+def test_a_nul_in_a_label_value_is_refused_naming_the_timeseries() -> None:
+    # PostgreSQL cannot store a NUL (text, jsonb): taken, it would stop the store's writes.
+    dec, index = _decoder()
+    poison = _labelled((b"__name__", b"nv"), (b"job", b"a\x00b"))
+    text = _refusal(dec, _labelled((b"__name__", b"ok")) + poison)
+    assert text.startswith("request body: timeseries 1: the value of label 'job' holds")
+    assert "NUL" in text and "nv" in text and NOTHING_STORED in text
+    assert len(index) == 0
+    # Other control characters are valid Prometheus label values: taken.
+    dec.decode_raw(_labelled((b"__name__", b"nv"), (b"msg", b"line1\nline2\tx")))
+    assert len(index) == 1
 
 
 def test_utf8_names_are_taken_and_their_keys_do_not_collide() -> None:

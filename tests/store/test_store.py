@@ -222,6 +222,10 @@ def test_a_forgotten_series_registered_again_is_a_new_one(make_store: Callable[.
         ((2**63, "a", {}), "does not fit in int64"),
         ((1, "", {}), "name must be a non-empty string"),
         ((1, "a", [("k", "v")]), "labels must be a mapping"),
+        # PostgreSQL cannot keep a NUL (text, jsonb); both stores refuse it alike, as bad data.
+        ((1, "a\x00b", {}), "its metric name holds a NUL"),
+        ((1, "a", {"k\x00": "v"}), "the label name 'k\\\\x00' holds a NUL"),
+        ((1, "a", {"job": "a\x00b"}), "the value of label 'job' holds a NUL"),
     ],
 )
 def test_upsert_series_rejects_bad_entries(store: Store, entry: Any, message: str) -> None:
@@ -397,6 +401,28 @@ def test_numpy_values_in_evidence_are_stored_as_plain_json(store: Store) -> None
 def test_evidence_that_is_not_json_is_a_data_error(store: Store) -> None:
     with pytest.raises(DataError, match="finding bad: evidence cannot be stored as JSON"):
         store.add_findings([finding("ok", 1, 2), finding("bad", 1, 2, evidence={"x": object()})])
+    assert store.findings() == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("id", "b\x00"),
+        ("key", 'cpu{host="a\x00"}'),
+        ("summary", "a\x00b"),
+        ("evidence", {"labels": {"job": "a\x00b"}}),
+        ("evidence", {"k\x00": 1}),
+    ],
+)
+def test_a_nul_in_a_finding_is_a_data_error_on_both_stores(
+    store: Store, field: str, value: Any
+) -> None:
+    # PostgreSQL cannot keep a NUL (text, jsonb): both stores refuse it alike, and it is bad
+    # data (a DataError), never a store that is away (a StoreError, which callers retry).
+    bad = finding("b", 1, 2, **{field: value})
+    with pytest.raises(DataError, match=f"findings\\[1\\]: its {field} holds a NUL") as info:
+        store.add_findings([finding("ok", 1, 2), bad])
+    assert not isinstance(info.value, StoreError)
     assert store.findings() == []
 
 

@@ -28,6 +28,7 @@ from relia.engine.gc_pacing import GcPacing
 from relia.errors import DataError
 from relia.signals import MetricBatch, SeriesIndex, describe, series_runs
 from relia.sources.base import MetricSource, PartialPollError
+from relia.store._nul import nul_in_series
 from relia.store.base import Store
 from relia.timeparse import wall_clock_ms
 
@@ -205,6 +206,16 @@ class EngineMetrics:
         self.dropped = Counter(
             "relia_samples_dropped",
             "Samples not scored because they were not newer than the series' last one",
+            registry=registry,
+        )
+        self.unstorable = Counter(
+            "relia_samples_unstorable",
+            "Samples dropped because no store can keep their series (a NUL in its name or labels)",
+            registry=registry,
+        )
+        self.findings_unstorable = Counter(
+            "relia_findings_unstorable",
+            "Findings dropped because the store refused them as bad data (a NUL, say)",
             registry=registry,
         )
         self.findings = Counter("relia_findings", "New findings", registry=registry)
@@ -415,6 +426,9 @@ class Engine:
         self._looks = 0  # looks for idle series so far: whose receipt times are written in turn
         self._forget_failures = FailureLog(log, "forgetting idle series")
         self._unstored: _Unstored | None = None
+        #: Series no store can keep (a NUL in name or labels): their samples are dropped, and
+        #: each is logged once (forgotten with the series).
+        self._unstorable: set[int] = set()
         self._unsaved_checkpoints: dict[int, bytes] = {}
         self._lock = threading.Lock()
         self._started = False
@@ -588,7 +602,9 @@ class Engine:
     def _register(self, batch: MetricBatch) -> MetricBatch:
         """Note the receipt of the batch's series and register in the store those it may not
         hold; returns the batch without samples of series the index cannot name (none, unless
-        a source kept the id of a series forgotten two checks ago: those are dropped, logged)."""
+        a source kept the id of a series forgotten two checks ago: those are dropped, logged)
+        and without those of series no store can keep (a NUL in the name or labels: dropped,
+        logged once, counted in ``relia_samples_unstorable_total``)."""
         ids = series_runs(batch.series_id)[0].tolist()  # the tick's batch is sorted
         now = self.clock()
         received = dict.fromkeys(ids, now)
@@ -597,10 +613,24 @@ class Engine:
         if new:
             rows = []
             for sid in new:
+                if sid in self._unstorable:
+                    continue
                 try:
                     name, labels = self.index.key(sid)
                 except DataError:
                     unknown.append(sid)
+                    continue
+                nul = nul_in_series(name, dict(labels))
+                if nul is not None:
+                    # Refused by the store for good: retried, it would hold every other
+                    # series' samples back with it (the tick waits until the store takes it).
+                    self._unstorable.add(sid)
+                    log.warning(
+                        "dropping the samples of series %r: %s holds a NUL character, which "
+                        "the store cannot keep",
+                        describe((name, labels)),
+                        nul,
+                    )
                     continue
                 if sid not in self.index:
                     # Forgotten in the last check, but a source had resolved it already.
@@ -617,7 +647,13 @@ class Engine:
             )
             for sid in unknown:
                 del received[sid]
-            keep = ~np.isin(batch.series_id, np.array(unknown, np.int64))
+        # Series no store can keep stay held (received), so they are forgotten when idle.
+        refused = [sid for sid in ids if sid in self._unstorable] if self._unstorable else []
+        if unknown or refused:
+            keep = ~np.isin(batch.series_id, np.array(unknown + refused, np.int64))
+            if refused:
+                n = int(np.isin(batch.series_id, np.array(refused, np.int64)).sum())
+                self.metrics.unstorable.inc(n)
             batch = MetricBatch(batch.series_id[keep], batch.ts[keep], batch.value[keep])
         self._held.update(received)
         self.metrics.series.set(len(self._held))
@@ -646,6 +682,7 @@ class Engine:
             if callable(forget):
                 forget(idle)
         for sid in idle:
+            self._unstorable.discard(sid)
             del self._held[sid]
             self._stored_seen.pop(sid, None)
             self._known.discard(sid)
@@ -879,9 +916,9 @@ class Engine:
         # their write-ahead log only once the samples are stored, so a restart replays them,
         # and a finding stored again replaces its row.
         if work.findings:
-            new = self.store.add_findings(work.findings)
-            work.new, work.updated = new, len(work.findings) - new
-            work.to_correlate.extend(work.findings)
+            new, kept = self._add_findings(work.findings)
+            work.new, work.updated = new, len(kept) - new
+            work.to_correlate.extend(kept)
             work.findings = []
         if not work.decided:
             for src in self.sources:
@@ -895,6 +932,26 @@ class Engine:
         self._unstored = None
         stored_findings.extend(work.to_correlate)
         return work.new, work.updated, len(points), points.dropped
+
+    def _add_findings(self, findings: list[Finding]) -> tuple[int, list[Finding]]:
+        """Store findings; returns (how many were new, those stored). A finding the store
+        refuses as bad data (:class:`DataError`: it would be refused again at every retry) is
+        dropped, logged and counted, and the others are stored; a store that is away raises."""
+        try:
+            return self.store.add_findings(findings), findings
+        except DataError:
+            pass
+        new = 0
+        kept: list[Finding] = []
+        for f in findings:  # one at a time, to keep all but the refused ones
+            try:
+                new += self.store.add_findings([f])
+            except DataError as exc:
+                self.metrics.findings_unstorable.inc()
+                log.warning("dropped finding %s on %s: the store refused it: %s", f.id, f.key, exc)
+            else:
+                kept.append(f)
+        return new, kept
 
     def _commit_push_sources(self) -> None:
         """Push sources commit their write-ahead log once their samples are stored."""

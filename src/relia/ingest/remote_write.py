@@ -20,7 +20,8 @@ Validation (all-or-nothing: a rejected request registers no series and yields no
 its message names the timeseries, by index and labels where they decode, and says that nothing
 of the request was stored): bad snappy, malformed protobuf, a timeseries without ``__name__``,
 invalid UTF-8, duplicate label names, an empty name or one with a control character (NUL
-included), timestamps of one timeseries not increasing, a sample more than ``max_future_ms``
+included), a label value with a NUL (PostgreSQL cannot store it), timestamps of one timeseries
+not increasing, a sample more than ``max_future_ms``
 ahead of the receiver's clock (it would stop the scoring of its series until real time caught
 up: the engine takes only samples newer than a series' last one). Prometheus' stale markers
 (NaN with bits ``0x7ff0000000000002``) are dropped and counted; any other NaN is kept as a
@@ -142,7 +143,7 @@ def decode_labels(buf: bytes, start: int, end: int, *, check_names: bool = True)
     """The labels of one ``TimeSeries`` message in ``buf[start:end]`` (already checked by the
     kernel for structure); raises :class:`DataError` (no ``where``: the caller names the
     timeseries) on invalid UTF-8, a repeated name, and unless ``check_names`` is false, an
-    empty name or one with a control character."""
+    empty name or one with a control character, or a value with a NUL."""
     pairs: list[tuple[str, str]] = []
     i = start
     while i < end:
@@ -169,6 +170,14 @@ def decode_labels(buf: bytes, start: int, end: int, *, check_names: bool = True)
     for name in labels:
         _check_name("label name", name)
     _check_name("metric name (__name__)", labels.get("__name__", ""))
+    for name, value in labels.items():
+        # Only NUL: PostgreSQL cannot store it (text, jsonb). Other control characters (a
+        # newline, a tab) are valid in Prometheus label values and both stores keep them.
+        if "\x00" in value:
+            raise DataError(
+                f"the value of label {name!r} holds the control character '\\x00' (NUL), "
+                f"which the store cannot keep, in labels {_label_list(pairs)}"
+            )
     return labels
 
 

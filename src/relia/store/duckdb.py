@@ -49,6 +49,7 @@ from relia.incidents.model import Finding, FindingKind, Incident, IncidentStatus
 from relia.notify.outbox import OutboxItem, OutboxStatus
 from relia.signals import MetricBatch, is_sorted_by_series, series_key, series_runs
 from relia.store._marks import TrimMarks
+from relia.store._nul import nul_in_finding, nul_in_series
 from relia.store.base import LogCounts, SampleScores, ScoredSamples, SeriesInfo
 from relia.store.migrations import Migration, latest_version, load_migrations
 
@@ -558,6 +559,12 @@ class DuckDBStore:
             if not isinstance(f, Finding):
                 raise DataError(
                     f"expected a Finding, got {type(f).__name__}", where=f"findings[{i}]"
+                )
+            nul = nul_in_finding(f)
+            if nul is not None:  # PostgreSQL cannot keep it: refused by both stores alike
+                raise DataError(
+                    f"{nul} holds a NUL character, which the store cannot keep",
+                    where=f"findings[{i}]",
                 )
             by_id[f.id] = f  # the last one given for an id wins
         if not by_id:
@@ -1265,6 +1272,11 @@ def _series_rows(
             raise DataError(f"name must be a non-empty string, got {name!r}", where=where)
         if not isinstance(lab, Mapping):
             raise DataError(f"labels must be a mapping, got {type(lab).__name__}", where=where)
+        nul = nul_in_series(name, lab)
+        if nul is not None:  # PostgreSQL cannot keep it: refused by both stores alike
+            raise DataError(
+                f"{nul} holds a NUL character, which the store cannot keep", where=where
+            )
         if sid in seen:  # the first registration wins, as it would across two calls
             continue
         seen.add(sid)

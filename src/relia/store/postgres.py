@@ -48,6 +48,7 @@ from relia.errors import ConfigError, DataError, StoreError
 from relia.incidents.model import Finding, Incident, IncidentStatus
 from relia.notify.outbox import OutboxItem, OutboxStatus
 from relia.signals import MetricBatch
+from relia.store._nul import nul_in_finding
 from relia.store.base import LogCounts, SampleScores, ScoredSamples, SeriesInfo
 from relia.store.duckdb import (
     _CURRENT_VERSION,
@@ -577,6 +578,12 @@ class PostgresStore:
             if not isinstance(f, Finding):
                 raise DataError(
                     f"expected a Finding, got {type(f).__name__}", where=f"findings[{i}]"
+                )
+            nul = nul_in_finding(f)
+            if nul is not None:  # text and jsonb cannot hold it: refused, as DuckDB does
+                raise DataError(
+                    f"{nul} holds a NUL character, which the store cannot keep",
+                    where=f"findings[{i}]",
                 )
             by_id[f.id] = f  # the last one given for an id wins
         if not by_id:

@@ -202,3 +202,24 @@ def test_a_call_blocked_by_a_lock_gives_up_within_the_timeout(
         with pytest.raises(LeaseUnavailable, match="did not answer"):
             a.renew(grant.token)
         assert time.monotonic() - t0 < 2.0  # failed, rather than holding its caller
+
+
+def test_a_dsn_with_its_own_options_keeps_them_and_the_timeouts(postgres_dsn: str) -> None:
+    # relia in its own schema of a shared database: the lease table is where the store's
+    # migrations put it (search_path), and the lease's own timeouts still apply.
+    import psycopg
+
+    from relia.store.postgres import PostgresStore
+
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute("CREATE SCHEMA relia")
+    dsn = f"{postgres_dsn}?options=-csearch_path%3Drelia"
+    PostgresStore(dsn).close()  # migrations, in schema relia
+    with Lease(dsn, "a", 30.0, timeout=0.3) as lease, psycopg.connect(dsn) as other:
+        grant = lease.acquire()
+        assert grant is not None and grant.token == 1
+        other.execute("SELECT * FROM leader_lease FOR UPDATE")  # holds the row's lock
+        t0 = time.monotonic()
+        with pytest.raises(LeaseUnavailable, match="did not answer"):
+            lease.renew(grant.token)
+        assert time.monotonic() - t0 < 2.0

@@ -20,6 +20,7 @@ delay a renewal. A failed connection is opened again on the next call.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from importlib import resources
@@ -180,15 +181,22 @@ class Lease:
 
     def _connect(self) -> Any:
         import psycopg
+        from psycopg.conninfo import conninfo_to_dict
 
         ms = int(self.timeout * 1000)
+        # A statement (or a lock wait) that takes longer than the timeout fails rather than
+        # holding the caller past the point where its lease could have lapsed. Added to the
+        # DSN's own options (or PGOPTIONS), never replacing them: a search_path set there is
+        # where the store put the lease table.
+        timeouts = f"-c statement_timeout={ms} -c lock_timeout={ms}"
+        given = conninfo_to_dict(self.dsn).get("options")
+        if given is None:
+            given = os.environ.get("PGOPTIONS")
         return psycopg.connect(
             self.dsn,
             autocommit=True,
             connect_timeout=max(1, int(round(self.timeout))),
-            # A statement (or a lock wait) that takes longer than the timeout fails rather than
-            # holding the caller past the point where its lease could have lapsed.
-            options=f"-c statement_timeout={ms} -c lock_timeout={ms}",
+            options=f"{given} {timeouts}" if given else timeouts,
             application_name=f"relia-lease {self.holder}"[:63],
         )
 

@@ -3,12 +3,14 @@ on a real PostgreSQL."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from relia.errors import StoreError
 from relia.ha.leader import LeaderElector
 from relia.ha.lease import Grant, Lease, LeaseUnavailable
 
@@ -342,6 +344,50 @@ def test_status_and_metrics_follow_the_tenure_and_the_last_error() -> None:
         2,
     )
     assert registry.get_sample_value("relia_leader_fencing_token") == 0
+
+
+def test_a_database_away_is_logged_once_with_its_traceback_then_a_line_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # An hour's outage at one round per renew_interval must not be ~1,200 warnings.
+    lease = FakeLease()
+    e, clock, _events, _registry = elector(lease)
+    lease.down = True
+    with caplog.at_level(logging.INFO, logger="relia.ha"):
+        for _ in range(41):  # 120 s
+            e.step()
+            clock.t += 3
+        lease.down = False
+        e.step()
+    records = [(r.levelname, r.getMessage(), r.exc_info is not None) for r in caplog.records]
+    assert records[0] == ("ERROR", "leader election failed", True)
+    still = [r for r in records if "still failing" in r[1]]
+    assert len(still) == 2 and "did not answer" in still[0][1]  # at 60 s and 120 s
+    assert ("WARNING", "leader election recovered after 41 failures", False) in records
+    assert len(records) == 5  # and "me is the leader now"
+
+
+def test_a_store_error_from_the_lease_is_reported_and_paced(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The lease table missing (or not where this connection looks) is not a database that
+    # did not answer, but it must still reach /healthz and not log a traceback every round.
+    lease = FakeLease()
+
+    def missing() -> Grant | None:
+        raise StoreError("the leader_lease table is missing", where="lease relia-leader")
+
+    lease.acquire = missing  # type: ignore[method-assign]
+    e = LeaderElector(lease, renew_interval=0.02)  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO, logger="relia.ha"):
+        e.start()
+        try:
+            wait_for(lambda: e.status()["last_error"] is not None, 5)
+            time.sleep(0.2)  # about ten more rounds
+        finally:
+            e.stop()
+    assert "leader_lease table is missing" in e.status()["last_error"]
+    assert len([r for r in caplog.records if r.exc_info]) == 1
 
 
 def test_a_failing_election_callback_demotes_and_the_elector_tries_again() -> None:

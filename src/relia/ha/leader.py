@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from relia._failurelog import FailureLog
 from relia.ha.lease import Grant, LeaseUnavailable
 
 __all__ = ["LeaderElector", "LeaderMetrics", "LeaseLike"]
@@ -110,6 +111,8 @@ class LeaderElector:
         self._last_token: int | None = None
         self._changes = 0
         self._last_error: str | None = None
+        # A database away for an hour fails every round: one traceback, then a line a minute.
+        self._failures = FailureLog(log, "leader election", clock=clock)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -211,7 +214,7 @@ class LeaderElector:
         except LeaseUnavailable as e:
             self._error(e)
             return self.renew_interval
-        self._last_error = None
+        self._succeeded()
         if grant is not None:
             self._elect(grant, t0)
         return self._next_wait()
@@ -220,8 +223,9 @@ class LeaderElector:
         while not self._stop.is_set():
             try:
                 wait = self.step()
-            except Exception:  # noqa: BLE001 - a bug in a callback must not end the election
-                log.exception("leader election round failed")
+            except Exception as e:  # noqa: BLE001 - a bug in a callback, a store error (the
+                # lease table missing): must not end the election, and is reported in /healthz
+                self._error(e)
                 if self._token is not None:
                     self._demote("election round failed")
                 wait = self.renew_interval
@@ -242,7 +246,7 @@ class LeaderElector:
                 self._demote("the database is unreachable and the lease is running out")
                 return self.renew_interval
             return self._next_wait()
-        self._last_error = None
+        self._succeeded()
         if grant is None:
             self._demote("the lease was lost (expired or taken over)")
             return self.renew_interval
@@ -291,4 +295,8 @@ class LeaderElector:
 
     def _error(self, e: Exception) -> None:
         self._last_error = str(e)
-        log.warning("leader election: %s", e)
+        self._failures.failed(e)
+
+    def _succeeded(self) -> None:
+        self._last_error = None
+        self._failures.succeeded()

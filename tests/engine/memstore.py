@@ -23,6 +23,8 @@ class MemoryStore:
         self._ckpt: dict[int, bytes] = {}
         self._seen: dict[int, int] = {}
         self._findings: dict[str, Finding] = {}
+        self._seq = 0  # the store order of findings (findings_after)
+        self._stored_seq: dict[str, int] = {}
         self._log_states: dict[str, bytes] = {}
         self._log_counts: dict[tuple[str, int, int], int] = {}
         self._incidents: dict[str, Incident] = {}
@@ -112,6 +114,8 @@ class MemoryStore:
         new = sum(1 for f in findings if f.id not in self._findings)
         for f in findings:
             self._findings[f.id] = f
+            self._seq += 1
+            self._stored_seq[f.id] = self._seq
         return new
 
     def findings(
@@ -124,6 +128,15 @@ class MemoryStore:
         ]
         out.sort(key=lambda f: (f.start, f.end), reverse=True)
         return out[:limit]
+
+    def findings_after(self, seq: int, limit: int = 1000) -> list[tuple[int, Finding]]:
+        after = sorted(
+            (n, i) for i, n in self._stored_seq.items() if n > seq and i in self._findings
+        )
+        return [(n, self._findings[i]) for n, i in after[:limit]]
+
+    def findings_seq(self) -> int:
+        return self._seq
 
     def findings_by_ids(self, ids: Collection[str]) -> list[Finding]:
         out = [self._findings[i] for i in dict.fromkeys(ids) if i in self._findings]

@@ -35,19 +35,49 @@ def test_the_feed_gives_new_and_grown_findings_once() -> None:
     store = MemoryStore()
     old = finding('cpu{job="api"}', T0)
     store.add_findings([old])
-    feed = FindingsFeed(store, horizon_ms=10 * M)
-    feed.reset(T0)
-    assert feed.poll(T0) == []  # what the pipeline's start handled is not passed again
+    feed = FindingsFeed(store)
+    feed.reset()
+    assert feed.poll() == []  # what the pipeline's start handled is not passed again
     new = finding('mem{job="api"}', T0 + 1000)
     store.add_findings([new])
-    assert feed.poll(T0 + 2000) == [new]
-    assert feed.poll(T0 + 3000) == []
+    assert feed.poll() == [new]
+    assert feed.poll() == []
     grown = old.model_copy(update={"end": old.end + M})
     store.add_findings([grown])
-    assert feed.poll(T0 + 4000) == [grown]
-    # Past the horizon a finding is forgotten (memory stays bounded), and not passed again.
-    assert feed.poll(T0 + 30 * M) == []
-    assert feed._seen == {}
+    assert feed.poll() == [grown]
+    assert feed.poll() == []
+
+
+def test_the_feed_gives_every_finding_of_a_storm_whatever_its_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One poll used to read the newest 10,000 by end: the rest were never correlated. Paged in
+    # store order (pages of 3 here), each poll returns up to its bound and the next goes on.
+    from relia.ha import duties as duties_module
+
+    monkeypatch.setattr(duties_module, "_PAGE", 3)
+    monkeypatch.setattr(duties_module, "_POLL_MAX", 7)
+    store = MemoryStore()
+    feed = FindingsFeed(store)
+    feed.reset()
+    storm = [finding(f'cpu{{host="{i}"}}', T0 + i) for i in range(10)]
+    store.add_findings(storm)
+    got = feed.poll()
+    assert len(got) == 9  # three pages: past the bound of 7, the next poll goes on
+    got += feed.poll()
+    assert got == storm and feed.poll() == []
+
+
+def test_the_feed_does_not_depend_on_the_findings_times_or_the_leaders_clock() -> None:
+    # A leader whose clock runs 15 minutes ahead, a follower's finding from its samples' times,
+    # a backfilled finding from yesterday: each is passed once, when it is stored.
+    store = MemoryStore()
+    feed = FindingsFeed(store)
+    feed.reset()
+    fresh = finding('cpu{host="a"}', T0)
+    old = finding('cpu{host="b"}', T0 - 24 * 60 * M)
+    store.add_findings([fresh, old])
+    assert feed.poll() == [fresh, old]
 
 
 def test_ha_is_on_exactly_for_a_postgresql_store() -> None:
@@ -83,7 +113,7 @@ def duties(store: MemoryStore, fence: Fence) -> tuple[LeaderDuties, list[Inciden
         return made[-1]
 
     d = LeaderDuties(
-        store, make, fence, dispatcher=None, interval_s=0.01, horizon_s=600, clock=lambda: T0
+        store, make, fence, dispatcher=None, interval_s=0.01, clock=lambda: T0 + 15 * M
     )
     return d, made
 
@@ -153,23 +183,23 @@ def test_a_finding_whose_severity_changed_is_passed_again() -> None:
     store = MemoryStore()
     f = finding('cpu{job="api"}', T0)
     store.add_findings([f])
-    feed = FindingsFeed(store, horizon_ms=10 * M)
-    feed.reset(T0)
+    feed = FindingsFeed(store)
+    feed.reset()
     worse = f.model_copy(update={"severity": Severity.CRITICAL, "score": 0.99})
     store.add_findings([worse])
-    assert feed.poll(T0 + 1000) == [worse]
+    assert feed.poll() == [worse]
     reworded = worse.model_copy(update={"summary": "cpu is very odd"})
     store.add_findings([reworded])
-    assert feed.poll(T0 + 2000) == [reworded]
+    assert feed.poll() == [reworded]
 
 
-def test_a_finding_that_ended_within_the_horizon_is_correlated_while_leading() -> None:
+def test_a_finding_stored_late_is_correlated_while_leading_whatever_the_leaders_clock() -> None:
     store = MemoryStore()
     fence = Fence(5)
-    d, _made = duties(store, fence)  # horizon 600 s
+    d, _made = duties(store, fence)  # the leader's clock: 15 minutes ahead of the samples
     d.elected(5)
     wait_for(lambda: d.rounds >= 2)
-    # Stored late by a follower: it ended 4 minutes ago, well within the 10-minute horizon.
+    # Stored late by a follower: it ended 4 minutes before T0, 19 by the leader's clock.
     store.add_findings([finding('cpu{job="db"}', T0 - 5 * M, T0 - 4 * M)])
     wait_for(lambda: len(store.incidents()) == 1)
     d.demoted()
@@ -213,7 +243,6 @@ def test_a_finding_stored_while_the_tenure_starts_is_correlated_by_the_next_roun
         fence,
         dispatcher=None,
         interval_s=0.01,
-        horizon_s=600,
         clock=lambda: T0,
     )
     d.elected(5)
@@ -248,7 +277,6 @@ def test_a_new_election_ends_the_previous_tenures_delivery_and_demotion_ends_the
         fence,
         dispatcher=dispatcher,  # type: ignore[arg-type]
         interval_s=0.01,
-        horizon_s=600,
         clock=lambda: T0,
     )
     d.elected(5)
@@ -285,7 +313,6 @@ def test_the_leader_prunes_history_while_it_leads_and_stops_when_demoted() -> No
         fence,
         dispatcher=None,
         interval_s=0.01,
-        horizon_s=600,
         clock=lambda: T0,
         pruner=pruner,
     )
@@ -322,7 +349,6 @@ def test_a_stopping_replica_hands_the_lease_over_at_once(postgres_dsn: str) -> N
             runtime.elector,
             dispatcher=None,
             interval_s=0.01,
-            horizon_s=600,
             clock=lambda: T0,
         )
         runtime.start(d)
@@ -353,3 +379,20 @@ def test_a_lease_call_that_hangs_longer_than_a_renewal_interval_fails(postgres_d
             assert time.monotonic() - t0 < 1.5  # gave up after about a renewal interval
     finally:
         runtime.lease.close()
+
+
+@pytest.mark.integration
+def test_the_feed_on_postgresql_passes_every_finding_of_a_storm(postgres_dsn: str) -> None:
+    # 12,000 findings stored in one round by two replicas' stores: the old feed passed the
+    # newest 10,000 by end and never the rest.
+    from relia.store.postgres import PostgresStore
+
+    with PostgresStore(postgres_dsn) as leader, PostgresStore(postgres_dsn) as follower:
+        feed = FindingsFeed(leader)
+        feed.reset()
+        storm = [finding(f'cpu{{host="{i}"}}', T0 + i * 1000) for i in range(12_000)]
+        follower.add_findings(storm[:6_000])
+        leader.add_findings(storm[6_000:])
+        got = feed.poll()
+        assert len(got) == 12_000 and {f.id for f in got} == {f.id for f in storm}
+        assert feed.poll() == []

@@ -183,3 +183,24 @@ def test_upgrade_from_schema_9_gives_stored_series_the_migrations_time(tmp_path:
         s.mark_series_seen({1: info.seen_at + 10})
         assert s.list_series()[0].seen_at == info.seen_at + 10
     assert applied(path)[9] == (10, "series_seen_at")
+
+
+def test_upgrade_to_schema_11_numbers_the_stored_findings_by_their_last_write(
+    tmp_path: Path,
+) -> None:
+    from tests.store.backends import finding
+
+    old = write_dir(
+        tmp_path / "v10", {f"{m.version:04d}_{m.name}.sql": m.sql for m in load_migrations()[:10]}
+    )
+    path = tmp_path / "relia.duckdb"
+    with DuckDBStore(path, migrations_dir=old) as s:
+        s.add_findings([finding("b", 1, 2)])
+        time.sleep(0.01)  # updated_at orders them
+        s.add_findings([finding("a", 1, 2)])
+        with pytest.raises(StoreError, match="migration 0011"):
+            s.findings_after(0)
+    with DuckDBStore(path) as s:
+        assert [(n, f.id) for n, f in s.findings_after(0)] == [(1, "b"), (2, "a")]
+        s.add_findings([finding("c", 1, 2)])
+        assert [(n, f.id) for n, f in s.findings_after(2)] == [(3, "c")]

@@ -426,6 +426,22 @@ def test_a_nul_in_a_finding_is_a_data_error_on_both_stores(
     assert store.findings() == []
 
 
+def test_findings_after_gives_each_write_once_in_store_order(store: Store) -> None:
+    # What the HA leader's feed reads: every finding stored, new or replaced, after the last
+    # number it read, whatever the findings' times (a backfilled one included).
+    assert store.findings_seq() == 0 and store.findings_after(0) == []
+    store.add_findings([finding("b", 50, 60), finding("a", 10, 20)])
+    store.add_findings([finding("old", -(10**9), -(10**9) + 5)])
+    first = store.findings_after(0)
+    assert [(n, f.id) for n, f in first] == [(1, "a"), (2, "b"), (3, "old")]
+    assert store.findings_seq() == 3
+    grown = finding("a", 10, 40)
+    store.add_findings([grown])
+    assert store.findings_after(3) == [(4, grown)]  # stored again: after everything before
+    assert [f.id for _, f in store.findings_after(1, limit=2)] == ["b", "old"]
+    assert store.findings_after(4) == [] and store.findings_seq() == 4
+
+
 def test_add_findings_upserts_by_id_and_counts_new(store: Store) -> None:
     assert store.add_findings([finding("a", 10, 20), finding("b", 15, 25)]) == 2
     grown = finding("a", 10, 40, score=0.95, severity=Severity.CRITICAL)

@@ -404,7 +404,6 @@ def run_up(
             forget_after_s=config.forget_after,
         )
         if ha is not None:
-            ic = config.incidents
             ha.start(
                 LeaderDuties(
                     store,
@@ -412,7 +411,6 @@ def run_up(
                     ha.elector,
                     dispatcher=dispatcher,
                     interval_s=config.interval,
-                    horizon_s=max(ic.group_window, ic.resolve_after, 600.0),
                     clock=engine.clock,
                     pruner=pruner,
                 )

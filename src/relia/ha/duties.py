@@ -42,36 +42,37 @@ __all__ = ["FindingsFeed", "HaRuntime", "LeaderDuties", "ha_dsn"]
 
 log = logging.getLogger("relia.ha")
 
-_LIMIT = 10_000
-
-
-def _fingerprint(f: Finding) -> tuple[int, int, float, str, str]:
-    return (f.start, f.end, f.score, str(f.severity), f.summary)
+#: Findings read per query, and the most one poll returns (the rest comes with the next).
+_PAGE = 10_000
+_POLL_MAX = 100_000
 
 
 class FindingsFeed:
-    """The findings in ``store`` that are new or changed since the last :meth:`poll`, among
-    those whose end lies within ``horizon_ms`` of now (a finding that grows moves its end, so it
-    shows up again). Findings whose end is older than the horizon when first stored (a backfill
-    of old data) are not seen here; a new leader's ``IncidentPipeline.start`` picks them up."""
+    """The findings stored in ``store`` (new, or replaced as they grew; by any replica) since the
+    last :meth:`poll`, in store order (``Store.findings_after``): every one, however many were
+    stored and whatever their times, the writers' clocks or the leader's. A finding stored again
+    unchanged is passed again, harmlessly."""
 
-    def __init__(self, store: Store, horizon_ms: int) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self.horizon_ms = int(horizon_ms)
-        self._seen: dict[str, tuple[int, int, float, str, str]] = {}
+        self._last = 0  # the store order number read last
 
-    def reset(self, now: int) -> None:
+    def reset(self) -> None:
         """Count what the store holds now as seen (call before the pipeline's ``start``, which
-        handles those: what changes in between is passed once more, harmlessly)."""
-        found = self.store.findings(since=now - self.horizon_ms, limit=_LIMIT)
-        self._seen = {f.id: _fingerprint(f) for f in found}
+        handles those: what is stored in between is passed once more, harmlessly)."""
+        self._last = self.store.findings_seq()
 
-    def poll(self, now: int) -> list[Finding]:
-        """The findings new or changed since the last call."""
-        found = self.store.findings(since=now - self.horizon_ms, limit=_LIMIT)
-        out = [f for f in found if self._seen.get(f.id) != _fingerprint(f)]
-        # Only what is still within the horizon is kept: the memory stays bounded.
-        self._seen = {f.id: _fingerprint(f) for f in found}
+    def poll(self) -> list[Finding]:
+        """The findings stored since the last call (at most ``_POLL_MAX``: paged on from where
+        the last call stopped, so a storm takes several rounds but loses nothing)."""
+        out: list[Finding] = []
+        while len(out) < _POLL_MAX:
+            page = self.store.findings_after(self._last, _PAGE)
+            out.extend(f for _, f in page)
+            if page:
+                self._last = page[-1][0]
+            if len(page) < _PAGE:
+                break
         return out
 
 
@@ -89,7 +90,6 @@ class LeaderDuties:
         *,
         dispatcher: Dispatcher | None,
         interval_s: float,
-        horizon_s: float,
         clock: Callable[[], int],
         pruner: HistoryPruner | None = None,
     ) -> None:
@@ -99,7 +99,6 @@ class LeaderDuties:
         self.fence = fence
         self.dispatcher = dispatcher
         self.interval_s = float(interval_s)
-        self.horizon_ms = int(horizon_s * 1000)
         self.clock = clock
         self._stop: threading.Event | None = None
         self._threads: list[threading.Thread] = []
@@ -134,7 +133,7 @@ class LeaderDuties:
 
     def _lead(self, token: int, stop: threading.Event) -> None:
         pipeline: IncidentPipeline | None = None
-        feed = FindingsFeed(self.store, self.horizon_ms)
+        feed = FindingsFeed(self.store)
         failures = FailureLog(log, "leader: correlating incidents (retried each round)")
         while not stop.is_set():
             try:
@@ -142,13 +141,13 @@ class LeaderDuties:
                     return
                 now = self.clock()
                 if pipeline is None:
-                    feed.reset(now)
+                    feed.reset()
                     candidate = self.make_pipeline()
                     restored = candidate.start(now)
                     pipeline = candidate
                     log.info("leading: %d incidents restored from the store", restored)
                 else:
-                    pipeline.update(feed.poll(now), now)
+                    pipeline.update(feed.poll(), now)
                 self.rounds += 1
                 failures.succeeded()
             except Exception as exc:  # noqa: BLE001 - a store hiccup: try again next round

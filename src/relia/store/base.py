@@ -199,6 +199,17 @@ class Store(Protocol):
         same set :meth:`prune_history` deletes once it is old enough)."""
         ...
 
+    def findings_after(self, seq: int, limit: int = 1000) -> list[tuple[int, Finding]]:
+        """(store order number, finding) of the findings stored, new or replaced, after number
+        ``seq`` (by any writer: every replica's), in store order, at most ``limit``. A write
+        takes larger numbers than every write committed before it, so a reader that pages on
+        from the last number it read sees each write once, whatever the findings' times."""
+        ...
+
+    def findings_seq(self) -> int:
+        """The store order number of the last finding stored (0: none yet)."""
+        ...
+
     def commit_log_progress(self, states: dict[str, bytes], counts: LogCounts) -> None:
         """In one transaction: add ``counts`` to the stored ones (same file, window and template:
         the counts add up) and replace the state blob of each file in ``states``. Keeps the

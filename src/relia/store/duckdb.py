@@ -74,6 +74,8 @@ _BAND = ("score", "expected", "lower", "upper")
 _FINDING_COLUMNS = (
     "id, kind, key, series_id, start_ts, end_ts, score, severity, detector, summary, evidence"
 )
+#: Why findings_after cannot answer on a custom migration set that stops before schema 11.
+_NO_SEQ = "the store order of findings is missing (the store's migration 0011 was not applied)"
 _INCIDENT_COLUMNS = (
     "id, status, title, severity, labels, start_ts, end_ts, opened_at, updated_at, resolved_at, "
     "version, finding_ids, finding_count, keys, cause, merged_into"
@@ -128,6 +130,7 @@ class DuckDBStore:
             # otherwise, or stop before schema 10.
             self._has_band = set(_BAND) <= self._columns("samples")
             self._has_seen = "seen_at" in self._columns("series")
+            self._has_seq = "stored_seq" in self._columns("findings")  # schema 11
             # Stored samples per series, kept in memory so an append trims only the series that
             # outgrew their bound (see append_samples). One aggregate at open; the writer is the
             # only one who changes the table (the file is locked to this process).
@@ -599,12 +602,26 @@ class DuckDBStore:
             known = w.execute(
                 f"SELECT count(*) FROM findings WHERE id IN (SELECT id FROM {_BATCH})"
             ).fetchall()[0][0]
-            w.execute(
-                f"INSERT INTO findings ({_FINDING_COLUMNS}, created_at, updated_at) "
-                f"SELECT {_FINDING_COLUMNS}, ?, ? FROM {_BATCH} "
-                f"ON CONFLICT (id) DO UPDATE SET {updates}",
-                [now, now],
-            )
+            if self._has_seq:
+                # The next numbers of the store order (findings_after), taken in this
+                # transaction: the engine's writer is the only one that writes findings.
+                last = w.execute(
+                    "UPDATE findings_seq SET last = last + ? RETURNING last", [len(rows)]
+                ).fetchall()[0][0]
+                w.execute(
+                    f"INSERT INTO findings ({_FINDING_COLUMNS}, created_at, updated_at, "
+                    f"stored_seq) SELECT {_FINDING_COLUMNS}, ?, ?, "
+                    f"? + row_number() OVER (ORDER BY id) FROM {_BATCH} "
+                    f"ON CONFLICT (id) DO UPDATE SET {updates}, stored_seq = excluded.stored_seq",
+                    [now, now, int(last) - len(rows)],
+                )
+            else:  # a custom migration set without schema 11
+                w.execute(
+                    f"INSERT INTO findings ({_FINDING_COLUMNS}, created_at, updated_at) "
+                    f"SELECT {_FINDING_COLUMNS}, ?, ? FROM {_BATCH} "
+                    f"ON CONFLICT (id) DO UPDATE SET {updates}",
+                    [now, now],
+                )
         return len(rows) - int(known)
 
     def findings(
@@ -655,6 +672,26 @@ class DuckDBStore:
         with self._reader("reading findings") as cur:
             rows = cur.execute(sql, [_as_int64(since, "since")]).fetchall()
         return [self._finding(row) for row in rows]
+
+    def findings_after(self, seq: int, limit: int = 1000) -> list[tuple[int, Finding]]:
+        """(store order number, finding) of the findings stored (new or replaced) after number
+        ``seq``, in store order, at most ``limit``."""
+        if not self._has_seq:
+            raise StoreError(_NO_SEQ, where=self._path)
+        sql = (
+            f"SELECT stored_seq, {_FINDING_COLUMNS} FROM findings WHERE stored_seq > ? "
+            "ORDER BY stored_seq LIMIT ?"
+        )
+        with self._reader("reading findings") as cur:
+            rows = cur.execute(sql, [_as_int64(seq, "seq"), _as_limit(limit)]).fetchall()
+        return [(int(row[0]), self._finding(row[1:])) for row in rows]
+
+    def findings_seq(self) -> int:
+        """The store order number of the last finding stored (0: none yet)."""
+        if not self._has_seq:
+            raise StoreError(_NO_SEQ, where=self._path)
+        with self._reader("reading findings") as cur:
+            return int(cur.execute("SELECT last FROM findings_seq").fetchall()[0][0])
 
     def _finding(self, row: tuple[Any, ...]) -> Finding:
         return _finding_from_row(row, self._path)

@@ -53,6 +53,7 @@ from relia.store.base import LogCounts, SampleScores, ScoredSamples, SeriesInfo
 from relia.store.duckdb import (
     _CURRENT_VERSION,
     _NEWEST_OF_SINK,
+    _NO_SEQ,
     _as_ids,
     _as_int64,
     _as_limit,
@@ -209,6 +210,7 @@ class PostgresStore:
             self._version = self._migrate(migrations)
             self._has_band = self._samples_have_band()
             self._has_seen = self._series_have_seen_at()
+            self._has_seq = self._findings_have_stored_seq()
         except BaseException:
             self._drop_writer()
             self._closed = True
@@ -608,17 +610,40 @@ class PostgresStore:
         updates = ", ".join(
             f"{c} = excluded.{c}" for c in _FINDING_COLUMNS.split(", ")[1:] + ["updated_at"]
         )
-        sql = (
-            f"WITH up AS (INSERT INTO findings AS o ({_FINDING_COLUMNS}, created_at, updated_at) "
-            f"SELECT {_FINDING_COLUMNS}, now(), now() FROM unnest(%s::text[], %s::text[], "
-            "%s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::float8[], %s::text[], "
-            f"%s::text[], %s::text[], %s::text[]) AS u({_FINDING_COLUMNS}) ORDER BY id "
-            f"ON CONFLICT (id) DO UPDATE SET {updates} RETURNING (o.xmax = 0) AS inserted) "
-            "SELECT count(*) FILTER (WHERE inserted) FROM up"
+        unnest = (
+            "unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[], "
+            "%s::bigint[], %s::float8[], %s::text[], %s::text[], %s::text[], %s::text[])"
         )
+        if self._has_seq:
+            # Numbered in store order (findings_after) by a counter row that stays locked
+            # until this transaction commits: replicas writing at once commit in number order,
+            # so a reader past a number never misses one committed later.
+            sql = (
+                f"WITH up AS (INSERT INTO findings AS o ({_FINDING_COLUMNS}, created_at, "
+                f"updated_at, stored_seq) SELECT {_FINDING_COLUMNS}, now(), now(), "
+                f"%s + row_number() OVER (ORDER BY id) FROM {unnest} AS u({_FINDING_COLUMNS}) "
+                f"ORDER BY id ON CONFLICT (id) DO UPDATE SET {updates}, "
+                "stored_seq = excluded.stored_seq RETURNING (o.xmax = 0) AS inserted) "
+                "SELECT count(*) FILTER (WHERE inserted) FROM up"
+            )
+        else:  # a custom migration set without schema 11
+            sql = (
+                f"WITH up AS (INSERT INTO findings AS o ({_FINDING_COLUMNS}, created_at, "
+                f"updated_at) SELECT {_FINDING_COLUMNS}, now(), now() FROM {unnest} "
+                f"AS u({_FINDING_COLUMNS}) ORDER BY id "
+                f"ON CONFLICT (id) DO UPDATE SET {updates} RETURNING (o.xmax = 0) AS inserted) "
+                "SELECT count(*) FILTER (WHERE inserted) FROM up"
+            )
 
         def write(c: psycopg.Connection[Any]) -> int:
-            row = c.execute(sql, params).fetchone()
+            args: list[Any] = params
+            if self._has_seq:
+                got = c.execute(
+                    "UPDATE findings_seq SET last = last + %s RETURNING last", [len(rows)]
+                ).fetchone()
+                assert got is not None  # the migration put the one row there
+                args = [int(got[0]) - len(rows), *params]
+            row = c.execute(sql, args).fetchone()
             return int(row[0]) if row else 0
 
         return self._write("saving findings", write)
@@ -670,6 +695,28 @@ class PostgresStore:
         params = [_as_int64(since, "since"), _as_limit(limit)]
         rows = self._read("reading findings", lambda c: c.execute(sql, params).fetchall())
         return [self._finding(row) for row in rows]
+
+    def findings_after(self, seq: int, limit: int = 1000) -> list[tuple[int, Finding]]:
+        """(store order number, finding) of the findings stored (new or replaced) after number
+        ``seq``, in store order, at most ``limit``."""
+        if not self._has_seq:
+            raise StoreError(_NO_SEQ, where=self._display)
+        sql = (
+            f"SELECT stored_seq, {_FINDING_COLUMNS} FROM findings WHERE stored_seq > %s "
+            "ORDER BY stored_seq LIMIT %s"
+        )
+        params = [_as_int64(seq, "seq"), _as_limit(limit)]
+        rows = self._read("reading findings", lambda c: c.execute(sql, params).fetchall())
+        return [(int(row[0]), self._finding(row[1:])) for row in rows]
+
+    def findings_seq(self) -> int:
+        """The store order number of the last finding stored (0: none yet)."""
+        if not self._has_seq:
+            raise StoreError(_NO_SEQ, where=self._display)
+        row = self._read(
+            "reading findings", lambda c: c.execute("SELECT last FROM findings_seq").fetchone()
+        )
+        return int(row[0]) if row else 0
 
     def _finding(self, row: tuple[Any, ...]) -> Finding:
         return _finding_from_row(row, self._display)
@@ -1232,6 +1279,17 @@ class PostgresStore:
             version, applied = self._write("migrating the schema", step)
             if not applied:
                 return version
+
+    def _findings_have_stored_seq(self) -> bool:
+        # By column, as seen_at: a custom migrations_dir may stop before schema 11.
+        rows = self._read(
+            "reading the schema of findings",
+            lambda c: c.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = 'findings' AND table_schema = current_schema()"
+            ).fetchall(),
+        )
+        return "stored_seq" in {str(r[0]) for r in rows}
 
     def _series_have_seen_at(self) -> bool:
         # By column, as the band: a custom migrations_dir may stop before schema 10.

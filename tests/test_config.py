@@ -798,6 +798,40 @@ def test_sink_rules(tmp_path: Path) -> None:
 def test_a_postgresql_store_in_capitals_is_postgresql() -> None:
     cfg = load_config(environ={"RELIA_STORE": "PostgreSQL://relia@db/relia"})
     assert cfg.store_is_postgresql
+    # libpq takes the scheme in lower case only: "not a valid connection string" at relia up.
+    assert cfg.store == "postgresql://relia@db/relia"
+    from relia.ha.duties import ha_dsn
+
+    assert ha_dsn("POSTGRES://u@h/d") == "postgres://u@h/d"
+
+
+def test_a_keyword_value_connection_string_is_refused_not_taken_for_a_directory(
+    tmp_path: Path,
+) -> None:
+    # It was a DuckDB store in a directory named "host=... dbname=...": no HA, no error.
+    path = tmp_path / "relia.yaml"
+    path.write_text("interval: 15s\nstore: host=127.0.0.1 dbname=i password=hunter2\n")
+    with pytest.raises(ConfigError, match=r"relia.yaml:2: store: .*postgresql://") as e:
+        load_config(path, environ={})
+    assert "hunter2" not in str(e.value)
+    from relia.store import open_store_url
+
+    with pytest.raises(ConfigError, match="postgresql://"):
+        open_store_url("dbname=relia user=relia", tmp_path)
+    assert not (tmp_path / "dbname=relia user=relia").exists()
+    # A directory whose name merely holds "=" is still a directory.
+    cfg = load_config(environ={"RELIA_STORE": str(tmp_path / "a=b")})
+    assert cfg.store == str(tmp_path / "a=b") and not cfg.store_is_postgresql
+
+
+@pytest.mark.parametrize("bad", ["a\\0b", "a\\nb", "a\\tb"])
+def test_a_replica_id_with_a_control_character_is_refused(tmp_path: Path, bad: str) -> None:
+    # It goes into the lease connection's application_name: a NUL made every election round
+    # fail with "the database did not answer".
+    path = tmp_path / "relia.yaml"
+    path.write_text(f'data_dir: x\nha:\n  replica_id: "{bad}"\n')
+    with pytest.raises(ConfigError, match=r"relia.yaml:3: ha.replica_id: .*control character"):
+        load_config(path, environ={})
 
 
 def test_samples_per_series_is_at_least_10() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["http_url_problem", "shown_url"]
+__all__ = ["http_url_problem", "looks_like_conninfo", "shown_url"]
 
 
 def http_url_problem(url: str) -> str | None:
@@ -49,3 +49,19 @@ def shown_url(url: str) -> str:
     userinfo, _, host = parts.netloc.rpartition("@")
     user = userinfo.partition(":")[0]
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+#: libpq's connection keywords most often written first (``host=… dbname=…``).
+_CONNINFO_KEYS = frozenset(
+    "host hostaddr port dbname user password passfile service sslmode options "
+    "application_name connect_timeout target_session_attrs".split()
+)
+
+
+def looks_like_conninfo(value: str) -> bool:
+    """Whether ``value`` reads as a libpq keyword/value connection string (some word is
+    ``key=…`` with a libpq key), not a directory."""
+    return any(
+        word.partition("=")[1] and word.partition("=")[0].strip().lower() in _CONNINFO_KEYS
+        for word in value.split()
+    )

@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from relia._fieldnames import unknown_field
-from relia._urls import http_url_problem
+from relia._urls import http_url_problem, looks_like_conninfo
 from relia._yamlkeys import repeated_keys
 from relia.errors import ConfigError
 
@@ -721,6 +721,17 @@ class HaConfig(_Model):
         None, min_length=1, max_length=200, description="this replica's name; default host:pid"
     )
 
+    @field_validator("replica_id")
+    @classmethod
+    def _replica_id_is_printable(cls, replica_id: str | None) -> str | None:
+        # It goes into the lease connection's application_name (libpq cannot take a NUL) and
+        # into the lease row, /healthz and the log.
+        if replica_id is not None:
+            bad = re.search(r"[\x00-\x1f\x7f]", replica_id)
+            if bad is not None:
+                raise ValueError(f"holds the control character {bad.group()!r}")
+        return replica_id
+
     @model_validator(mode="after")
     def _ttl_leaves_room(self) -> HaConfig:
         # The fence counts a lease as held only while it runs for renew_interval more seconds;
@@ -836,12 +847,22 @@ class ReliaConfig(_Model):
     def _store_scheme(cls, store: str | None) -> str | None:
         if store is None or not store.strip():
             return None
-        scheme, sep, _ = store.strip().partition("://")
+        scheme, sep, rest = store.strip().partition("://")
         if sep and scheme.lower() not in ("postgresql", "postgres"):
             # The value itself is not echoed: it may hold a password.
             raise ValueError(
                 f"unsupported store {scheme!r}: use a directory (the embedded DuckDB store) "
                 "or postgresql://user@host:port/dbname"
+            )
+        if sep:
+            # libpq takes the scheme in lower case only (POSTGRESQL:// is "not a valid
+            # connection string"), and HA is recognised by it: one spelling everywhere.
+            return f"{scheme.lower()}{sep}{rest}"
+        if looks_like_conninfo(store):
+            # Else it would be taken for a directory: a DuckDB store, each replica alone.
+            raise ValueError(
+                "a keyword/value connection string (host=… dbname=…) is not supported here: "
+                "write the store as postgresql://user@host:port/dbname"
             )
         return store.strip()
 

@@ -158,10 +158,11 @@ class LeaderDuties:
 def ha_dsn(store_setting: object) -> str | None:
     """The PostgreSQL DSN when ``store`` (``ReliaConfig.store``) names one, else None: HA is on
     exactly when the store is PostgreSQL."""
-    if isinstance(store_setting, str) and store_setting.startswith(
+    if isinstance(store_setting, str) and store_setting.lower().startswith(
         ("postgresql://", "postgres://")
     ):
-        return store_setting
+        scheme, sep, rest = store_setting.partition("://")
+        return f"{scheme.lower()}{sep}{rest}"  # libpq takes the scheme in lower case only
     return None
 
 

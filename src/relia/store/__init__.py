@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from relia._urls import looks_like_conninfo
 from relia.errors import ConfigError
 from relia.store.base import SeriesInfo, Store
 from relia.store.duckdb import DuckDBStore, open_store
@@ -32,11 +33,20 @@ def open_store_url(
     if store is not None and store.strip().lower().startswith(_POSTGRES_SCHEMES):
         from relia.store.postgres import PostgresStore
 
-        return PostgresStore(store.strip(), samples_per_series)
+        scheme, sep, rest = store.strip().partition("://")
+        # libpq takes the scheme in lower case only.
+        return PostgresStore(f"{scheme.lower()}{sep}{rest}", samples_per_series)
     if store is not None and "://" in store:
         scheme = store.partition("://")[0]
         raise ConfigError(
             f"unsupported store {scheme!r}: use a directory or postgresql://…", where="store"
+        )
+    if store is not None and looks_like_conninfo(store):
+        # Not a directory: else a DuckDB store would be made in one named after it.
+        raise ConfigError(
+            "a keyword/value connection string (host=… dbname=…) is not supported here: "
+            "write the store as postgresql://user@host:port/dbname",
+            where="store",
         )
     return open_store(Path(store) if store else Path(data_dir), samples_per_series)
 

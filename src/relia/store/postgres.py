@@ -153,10 +153,11 @@ def redact_dsn(dsn: str) -> str:
 class PostgresStore:
     """The :class:`~relia.store.base.Store` in a PostgreSQL database.
 
-    ``dsn`` is a libpq connection string (``postgresql://user:pw@host:port/db`` or
-    ``host=… dbname=…``). ``samples_per_series`` bounds the samples kept per series (the newest
-    ones). Opening connects, then applies the missing schema migrations; ``migrations_dir``
-    replaces the packaged ones (for tests). ``connect_timeout`` (seconds) applies unless the DSN
+    ``dsn`` is a libpq connection string (``postgresql://user:pw@host:port/db``; a
+    ``host=… dbname=…`` string works here, though ``store:`` in relia.yaml refuses it).
+    ``samples_per_series`` bounds the samples kept per series (the newest ones). Opening
+    connects, then applies the missing schema migrations; ``migrations_dir`` replaces the
+    packaged ones (for tests). ``connect_timeout`` (seconds) applies unless the DSN
     sets one. Thread-safe; usable as a context manager; :meth:`close` is idempotent.
     """
 

@@ -396,3 +396,24 @@ def test_the_feed_on_postgresql_passes_every_finding_of_a_storm(postgres_dsn: st
         got = feed.poll()
         assert len(got) == 12_000 and {f.id for f in got} == {f.id for f in storm}
         assert feed.poll() == []
+
+
+def test_a_round_that_hangs_on_the_store_makes_the_duties_stuck() -> None:
+    release = threading.Event()
+
+    class HangingStore(MemoryStore):
+        def findings_seq(self) -> int:
+            release.wait(5)  # a store connection that hangs
+            return super().findings_seq()
+
+    store = HangingStore()
+    d, _made = duties(store, Fence(5))
+    assert d.stuck(0.05) is None
+    d.elected(5)
+    time.sleep(0.2)
+    why = d.stuck(0.05)
+    assert why is not None and "has not completed" in why
+    release.set()
+    wait_for(lambda: d.rounds >= 1)
+    d.demoted()
+    assert d.stuck(0.05) is None

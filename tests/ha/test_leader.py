@@ -442,3 +442,26 @@ def test_stop_returns_at_once_rather_than_after_a_renewal_interval() -> None:
     t0 = time.monotonic()
     e.stop()
     assert time.monotonic() - t0 < 1.0 and not e.is_leader and lease.released == [1]
+
+
+def test_a_leader_that_cannot_do_its_work_steps_down_and_does_not_lead_again_meanwhile() -> None:
+    # Its store connections hang (the lease's own works): renewing would keep every other
+    # replica from leading while nothing is correlated or sent.
+    lease = FakeLease()
+    e, clock, events, _registry = elector(lease)
+    stuck: list[str] = []
+    e.set_health(lambda: stuck[0] if stuck else None)
+    e.step()
+    assert e.token() == 1
+    stuck.append("a correlation round has not completed in 31s")
+    clock.t += 3
+    e.step()
+    assert events == ["elected 1", "demoted"] and e.token() is None
+    assert lease.released == [1]  # another replica takes over at once
+    assert "stepped down" in e.status()["last_error"]
+    clock.t += 3
+    e.step()  # still stuck: does not take the lease back
+    assert e.token() is None and events == ["elected 1", "demoted"]
+    stuck.clear()
+    e.step()
+    assert e.token() == 1

@@ -23,6 +23,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +42,10 @@ from relia.store.base import Store
 __all__ = ["FindingsFeed", "HaRuntime", "LeaderDuties", "ha_dsn"]
 
 log = logging.getLogger("relia.ha")
+
+#: The least time a correlation round may take before the leader counts as stuck (see
+#: ``HaRuntime.start``; 3 lease TTLs when that is longer).
+STUCK_MIN_S = 30.0
 
 #: Findings read per query, and the most one poll returns (the rest comes with the next).
 _PAGE = 10_000
@@ -103,6 +108,8 @@ class LeaderDuties:
         self._stop: threading.Event | None = None
         self._threads: list[threading.Thread] = []
         self.rounds = 0
+        #: When the correlation round under way began (monotonic s; None between rounds).
+        self._round_since: float | None = None
 
     def elected(self, token: int) -> None:
         """Start correlating, delivering and pruning under ``token``."""
@@ -136,6 +143,7 @@ class LeaderDuties:
         feed = FindingsFeed(self.store)
         failures = FailureLog(log, "leader: correlating incidents (retried each round)")
         while not stop.is_set():
+            self._round_since = time.monotonic()
             try:
                 if self.fence.token() != token or not self.fence.check(token):
                     return
@@ -152,7 +160,18 @@ class LeaderDuties:
                 failures.succeeded()
             except Exception as exc:  # noqa: BLE001 - a store hiccup: try again next round
                 failures.failed(exc)
+            finally:
+                self._round_since = None
             stop.wait(self.interval_s)
+
+    def stuck(self, limit_s: float) -> str | None:
+        """Why this replica cannot do the leader's work (a correlation round under way for more
+        than ``limit_s``: its store connections hang), or None. Also true of a round of an
+        earlier tenure that never returned: such a replica should not lead again."""
+        since = self._round_since
+        if since is None or time.monotonic() - since <= limit_s:
+            return None
+        return f"a correlation round has not completed in {time.monotonic() - since:.0f}s"
 
 
 def ha_dsn(store_setting: object) -> str | None:
@@ -185,6 +204,11 @@ class HaRuntime:
         """Start competing for the lease; ``duties`` run while this replica leads."""
         self.duties = duties
         self.elector.set_callbacks(on_elected=duties.elected, on_demoted=duties.demoted)
+        # A leader whose store connections hang (while the lease's own connection works) would
+        # keep the lease and do nothing. Generous, so a slow start on a large store (seeding
+        # the correlator) is not taken for a hang.
+        limit = max(3 * self.lease.ttl, STUCK_MIN_S)
+        self.elector.set_health(lambda: duties.stuck(limit))
         self.elector.start()
         log.info(
             "HA: replica %s competes for lease %s (ttl %gs)",

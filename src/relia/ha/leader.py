@@ -102,6 +102,7 @@ class LeaderElector:
             )
         self._on_elected = on_elected
         self._on_demoted = on_demoted
+        self._unable: Callable[[], str | None] | None = None
         self._clock = clock
         self.metrics = LeaderMetrics(registry if registry is not None else CollectorRegistry())
         self._state_lock = threading.Lock()
@@ -128,6 +129,12 @@ class LeaderElector:
             raise RuntimeError("set the callbacks before starting the elector")
         self._on_elected = on_elected
         self._on_demoted = on_demoted
+
+    def set_health(self, unable: Callable[[], str | None] | None) -> None:
+        """``unable()`` says why this replica cannot do the leader's work now (None: it can).
+        While it says so, a leader stops renewing and gives the lease up (another replica takes
+        over at once) and a follower does not try to take it."""
+        self._unable = unable
 
     # -- the fence (any thread) ----------------------------------------------------------
 
@@ -208,6 +215,10 @@ class LeaderElector:
         until the next round. :meth:`start` calls this in a loop; tests call it by hand."""
         if self._token is not None:
             return self._step_leading(self._token)
+        why = self._unable() if self._unable is not None else None
+        if why is not None:
+            self._last_error = f"not competing for the lease: {why}"
+            return self.renew_interval
         t0 = self._clock()
         try:
             grant = self.lease.acquire()
@@ -235,6 +246,17 @@ class LeaderElector:
     def _step_leading(self, token: int) -> float:
         if self._stale:
             self._demote("the fence check found the token stale")
+            return self.renew_interval
+        why = self._unable() if self._unable is not None else None
+        if why is not None:
+            self._last_error = f"stepped down: {why}"
+            with self._state_lock:
+                self._stale = True  # no token from now on, before the lease is given up
+            try:
+                self.lease.release(token)  # its own connection: the store's may hang
+            except LeaseUnavailable as e:
+                log.warning("could not release the lease: %s", e)
+            self._demote(why)  # may wait for the hung round (on_demoted joins it, bounded)
             return self.renew_interval
         t0 = self._clock()
         try:

@@ -873,3 +873,21 @@ def test_a_schedule_starts_again_after_the_clock_steps_back() -> None:
     assert len(source.poll(back + 15_000)) > 0  # scraped on the new clock
     assert len(source.poll(back + 20_000)) == 0  # and on its own interval from there
     assert len(source.poll(back + 30_000)) > 0
+
+
+def test_a_series_with_a_nul_character_is_left_out_of_the_scrape_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # PostgreSQL cannot store a NUL; remote-write refuses such a series with a 400, and a scrape
+    # leaves it out (registering it would keep a series no store can hold in the index).
+    index = SeriesIndex()
+    page = 'a{x="p\x00q"} 1\nb{x="ok"} 2\nc{y="\\\\0"} 3\n'  # the last is a backslash and a 0
+    with caplog.at_level(logging.WARNING, logger="relia.sources.scrape"):
+        batch = parse_exposition(page, index, NOW, source="app")
+    assert sorted(as_dict(index, batch)) == ['b{x="ok"}', 'c{y="\\\\0"}']
+    assert len(index) == 2
+    logged = [r.getMessage() for r in caplog.records if "NUL" in r.getMessage()]
+    assert logged == [
+        "scrape app: 1 samples with a NUL character left out (no store keeps one), the first: "
+        "the value of label 'x' of 'a'"
+    ]

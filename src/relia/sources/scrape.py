@@ -49,6 +49,7 @@ from relia._urls import shown_url
 from relia.detect.preprocess import counter_increase
 from relia.errors import SourceError
 from relia.signals import MetricBatch, SeriesIndex, describe
+from relia.store._nul import nul_in_series
 from relia.timeparse import MAX_FUTURE_MS
 
 __all__ = [
@@ -189,6 +190,9 @@ def _parse(
     seen: set[tuple[int, int]] = set()
     duplicates = 0
     first_duplicate = -1
+    nul_samples = 0
+    unstorable: str | None = None
+    has_nul = "\x00" in text  # checked per sample only then (an escaped \0 is no NUL)
     try:
         families: Iterable[Any] = parser(text)
         for family in families:
@@ -202,6 +206,13 @@ def _parse(
                 name = sample.name
                 if renamed and name == f"{family.name}_total":
                     name = family.name
+                nul = nul_in_series(name, labels) if has_nul else None
+                if nul is not None:
+                    # PostgreSQL cannot keep a NUL (remote-write refuses such a series with a
+                    # 400): the sample is left out here rather than registered and dropped later.
+                    nul_samples += 1
+                    unstorable = unstorable or f"{nul} of {name!r}"
+                    continue
                 sid = index.get_or_add(name, labels, source=source)
                 if sid is None:  # over max_series: this series' samples are dropped
                     continue
@@ -226,6 +237,14 @@ def _parse(
         raise SourceError(
             f"invalid {fmt} exposition{' at ' + where if where else ''}: {msg}"
         ) from None
+    if nul_samples:
+        log.warning(
+            "scrape %s: %d samples with a NUL character left out (no store keeps one), the "
+            "first: %s",
+            source,
+            nul_samples,
+            unstorable,
+        )
     if duplicates:
         log.warning(
             "scrape %s: %d duplicate samples (a series twice at one time) dropped, the first of %s",

@@ -223,3 +223,12 @@ def test_a_dsn_with_its_own_options_keeps_them_and_the_timeouts(postgres_dsn: st
         with pytest.raises(LeaseUnavailable, match="did not answer"):
             lease.renew(grant.token)
         assert time.monotonic() - t0 < 2.0
+
+
+def test_the_lease_connection_probes_a_vanished_server(postgres_dsn: str) -> None:
+    # As the store's connections do (tests/store/test_postgres.py): a server gone without
+    # closing the connection is noticed in about a minute, not the kernel's hours.
+    with Lease(postgres_dsn, "a", 30.0)._connect() as conn:
+        params = conn.info.get_parameters()
+    assert (params["keepalives"], params["keepalives_idle"]) == ("1", "30")
+    assert params["tcp_user_timeout"] == "60000"

@@ -293,3 +293,19 @@ def test_whether_a_sink_heard_of_an_incident_is_an_index_lookup(postgres_dsn: st
             ).fetchall()
         )
     assert "outbox_incident_sink" in plan, plan
+
+
+@pytest.mark.parametrize(
+    ("extra", "idle"), [("", "30"), ("keepalives_idle=7", "7")], ids=["default", "dsn"]
+)
+def test_connections_probe_a_vanished_server_unless_the_dsn_says_otherwise(
+    postgres_dsn: str, extra: str, idle: str
+) -> None:
+    # Without TCP keepalives and a send timeout, a server that vanished without closing the
+    # connection (a failover, a network cut) would hold a store call for the kernel's defaults.
+    dsn = f"{postgres_dsn}{'&' if '?' in postgres_dsn else '?'}{extra}" if extra else postgres_dsn
+    with PostgresStore(dsn, samples_per_series=10) as s, s._connect() as conn:
+        params = conn.info.get_parameters()
+        assert params["keepalives"] == "1"
+        assert params["keepalives_idle"] == idle
+        assert params["tcp_user_timeout"] == "60000"

@@ -183,21 +183,26 @@ class Lease:
         import psycopg
         from psycopg.conninfo import conninfo_to_dict
 
+        from relia.store.postgres import TCP_KEEPALIVE
+
         ms = int(self.timeout * 1000)
         # A statement (or a lock wait) that takes longer than the timeout fails rather than
         # holding the caller past the point where its lease could have lapsed. Added to the
         # DSN's own options (or PGOPTIONS), never replacing them: a search_path set there is
         # where the store put the lease table.
         timeouts = f"-c statement_timeout={ms} -c lock_timeout={ms}"
-        given = conninfo_to_dict(self.dsn).get("options")
+        given_parts = conninfo_to_dict(self.dsn)
+        given = given_parts.get("options")
         if given is None:
             given = os.environ.get("PGOPTIONS")
+        keepalive: dict[str, Any] = {k: v for k, v in TCP_KEEPALIVE.items() if k not in given_parts}
         return psycopg.connect(
             self.dsn,
             autocommit=True,
             connect_timeout=max(1, int(round(self.timeout))),
             options=f"{given} {timeouts}" if given else timeouts,
             application_name=f"relia-lease {self.holder}"[:63],
+            **keepalive,
         )
 
     def _drop(self) -> None:

@@ -150,6 +150,18 @@ def redact_dsn(dsn: str) -> str:
     return f"postgresql://{auth}{at}/{db}"
 
 
+#: libpq TCP settings for the store's connections (unless the DSN sets them): probe an idle
+#: connection after 30 s, every 10 s, give up after 3 lost probes; and fail a send that the
+#: server has not acknowledged within 60 s (Linux).
+TCP_KEEPALIVE = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
+}
+
+
 class PostgresStore:
     """The :class:`~relia.store.base.Store` in a PostgreSQL database.
 
@@ -196,6 +208,12 @@ class PostgresStore:
             self._connect_kwargs["connect_timeout"] = max(1, round(connect_timeout))
         if "application_name" not in parts:
             self._connect_kwargs["application_name"] = "relia"
+        # A server that vanished without closing the connection (a failover, a network cut)
+        # would otherwise hold a read or write for the kernel's defaults (hours idle, ~15 minutes
+        # of retransmits); with these, about a minute. The DSN's own settings win.
+        for key, value in TCP_KEEPALIVE.items():
+            if key not in parts:
+                self._connect_kwargs[key] = value
         self._write_lock = threading.Lock()
         # Guards the idle readers and counts the reads in flight, so close() can wait for them
         # instead of closing a connection under a running query.

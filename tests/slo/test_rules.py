@@ -294,11 +294,13 @@ def test_min_events_guards_every_alert_condition() -> None:
 def test_good_query_slis() -> None:
     slo = make_slo(sli=EventsSLI(good_query="sum(rate(ok[{{.window}}]))", total_query=TOT))
     sli = by_name(groups_by_name([slo])["relia-slo-sli-recordings-myservice-requests-availability"])
+    tot5, tot30 = TOT.replace("{{.window}}", "5m"), TOT.replace("{{.window}}", "30m")
+    # No good series is no good events: the good side falls back to 0 wherever total exists.
     assert sli["slo:sli_error_events:rate5m"]["expr"] == (
-        f"({TOT.replace('{{.window}}', '5m')})\n-\n(sum(rate(ok[5m])))"
+        f"({tot5})\n-\n(\n  (sum(rate(ok[5m])))\n  or\n  ({tot5}) * 0\n)"
     )
     assert sli["slo:sli_error:ratio_rate30m"]["expr"] == (
-        f"1 - (\n  (sum(rate(ok[30m])))\n  /\n  ({TOT.replace('{{.window}}', '30m')})\n)\n"
+        f"1 - (\n  (\n  (sum(rate(ok[30m])))\n  or\n  ({tot30}) * 0\n)\n  /\n  ({tot30})\n)\n"
     )
 
 

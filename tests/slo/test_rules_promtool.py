@@ -22,7 +22,8 @@ of two SLOs start one step later.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ import pytest
 import yaml
 
 from relia.slo.rules import render_rules
-from relia.slo.spec import SLO, EventsSLI, TimeWindow
+from relia.slo.spec import SLO, AlertingSpec, EventsSLI, TimeWindow
 
 from .promtool_util import (
     SLOTH,
@@ -436,4 +437,185 @@ def test_long_windows_weigh_by_traffic(tmp_path: Path) -> None:
     path = tmp_path / "test.yml"
     path.write_text(yaml.safe_dump(test, sort_keys=False))
     proc = promtool("test", "rules", path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --- rule behaviour in a few hand-made cases ------------------------------------------------------
+
+
+def _run_case(
+    tmp_path: Path,
+    slos: list[SLO],
+    interval: str,
+    series: list[dict[str, str]],
+    *,
+    alerts: Sequence[dict[str, Any]] = (),
+    exprs: Sequence[dict[str, Any]] = (),
+) -> subprocess.CompletedProcess[str]:
+    """``promtool test rules`` of relia's rules for ``slos`` on ``series`` (evaluated every
+    minute, groups in relia's order)."""
+    rules = tmp_path / "rules.yml"
+    rules.write_text(render_rules(slos))
+    test = {
+        "rule_files": [str(rules)],
+        "evaluation_interval": "1m",
+        "group_eval_order": _group_order([rules]),
+        "tests": [
+            {
+                "interval": interval,
+                "input_series": series,
+                "alert_rule_test": list(alerts),
+                "promql_expr_test": list(exprs),
+            }
+        ],
+    }
+    path = tmp_path / "test.yml"
+    path.write_text(yaml.safe_dump(test, sort_keys=False))
+    return promtool("test", "rules", path)
+
+
+def _labels(slo: SLO, name: str, **extra: str) -> str:
+    """The labels of a recorded series of ``slo``, as promtool writes them."""
+    labels = {
+        "__name__": name,
+        "sloth_id": slo.id,
+        "sloth_service": slo.service,
+        "sloth_slo": slo.name,
+        **extra,
+    }
+    return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+
+
+def _error_ratio(slo: SLO, window: str, eval_time: str, value: float) -> dict[str, Any]:
+    """An expression test: ``slo``'s error ratio over ``window`` is ``value``."""
+    name = f"slo:sli_error:ratio_rate{window}"
+    labels = _labels(slo, name, sloth_window=window)
+    return {
+        "expr": name,
+        "eval_time": eval_time,
+        "exp_samples": [{"labels": labels, "value": value}],
+    }
+
+
+def _firing_alerts(slo: SLO, eval_time: str, severities: Sequence[str]) -> dict[str, Any]:
+    """An alert test: ``slo``'s alert fires with these severities (default annotations)."""
+    assert slo.alerting is not None
+    who = f"{slo.service} {slo.name} SLO error budget burn rate"
+    return {
+        "eval_time": eval_time,
+        "alertname": slo.alerting.name,
+        "exp_alerts": [
+            {
+                "exp_labels": {
+                    "sloth_id": slo.id,
+                    "sloth_service": slo.service,
+                    "sloth_slo": slo.name,
+                    "sloth_severity": sev,
+                },
+                "exp_annotations": {
+                    "summary": f"{who} is over expected.",
+                    "title": f"({sev}) {who} is too fast.",
+                },
+            }
+            for sev in severities
+        ],
+    }
+
+
+def test_a_good_query_sli_pages_when_every_event_is_bad(tmp_path: Path) -> None:
+    """Only error series exist (no ``code="200"`` series at all): the good query is empty, the
+    error ratio must be 1 and the page must fire, not stay silent."""
+    slo = SLO(
+        service="api",
+        name="avail",
+        objective=99.9,
+        sli=EventsSLI(
+            good_query='sum(rate(req_total{code="200"}[{{.window}}]))',
+            total_query="sum(rate(req_total[{{.window}}]))",
+        ),
+        window=TimeWindow(period_s=30 * 86400),
+        alerting=AlertingSpec(name="ApiAvail"),
+    )
+    series = [{"series": 'req_total{code="500"}', "values": "0+60x180"}]
+    exprs = [_error_ratio(slo, w, "2h", 1) for w in ("5m", "1h", "6h")]
+    alerts = [_firing_alerts(slo, "2h", ["page", "ticket"])]
+    proc = _run_case(tmp_path, [slo], "1m", series, alerts=alerts, exprs=exprs)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_good_query_keeps_its_grouping_labels_when_one_group_has_no_good_series(
+    tmp_path: Path,
+) -> None:
+    """``sum by (job)``: job a is all errors (no good series), job b is all good. Each job gets
+    its own ratio, 1 and 0: the zero stands in for a's good side without touching b's."""
+    slo = SLO(
+        service="api",
+        name="avail",
+        objective=99.9,
+        sli=EventsSLI(
+            good_query='sum by (job) (rate(req_total{code="200"}[{{.window}}]))',
+            total_query="sum by (job) (rate(req_total[{{.window}}]))",
+        ),
+        window=TimeWindow(period_s=30 * 86400),
+    )
+    series = [
+        {"series": 'req_total{job="a",code="500"}', "values": "0+60x180"},
+        {"series": 'req_total{job="b",code="200"}', "values": "0+60x180"},
+    ]
+    name = "slo:sli_error:ratio_rate1h"
+    exprs = [
+        {
+            "expr": name,
+            "eval_time": "2h",
+            "exp_samples": [
+                {"labels": _labels(slo, name, job="a", sloth_window="1h"), "value": 1},
+                {"labels": _labels(slo, name, job="b", sloth_window="1h"), "value": 0},
+            ],
+        }
+    ]
+    proc = _run_case(tmp_path, [slo], "1m", series, exprs=exprs)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+OPENSLO_LATENCY = """\
+apiVersion: openslo/v1
+kind: SLO
+metadata: {name: search-slo}
+spec:
+  service: web-shop
+  indicator:
+    metadata: {name: search-latency}
+    spec:
+      thresholdMetric:
+        metricSource: {type: prometheus, spec: {query: search_latency_ms}}
+  timeWindow: [{duration: 28d, isRolling: true}]
+  budgetingMethod: Occurrences
+  objectives: [{op: lt, value: 500, target: 0.99}]
+  alertPolicies:
+    - kind: AlertPolicy
+      metadata: {name: fast}
+      spec:
+        conditions:
+          - kind: AlertCondition
+            metadata: {name: fast-burn}
+            spec:
+              severity: page
+              condition: {kind: burnrate, op: gt, threshold: 14.4, lookbackWindow: 1h,
+                          alertAfter: 5m}
+"""
+
+
+def test_an_openslo_threshold_occurrences_slo_pages_when_every_point_breaches(
+    tmp_path: Path,
+) -> None:
+    """A latency gauge at 900 ms against ``op: lt, value: 500``: no point is good, so the good
+    count (``count_over_time`` of a filter) has no series; the ratio is 1 and the page fires."""
+    from relia.slo.loader import load_slo_text
+
+    [slo] = load_slo_text(OPENSLO_LATENCY)
+    series = [{"series": "search_latency_ms", "values": "100x120 900x180"}]
+    exprs = [_error_ratio(slo, "5m", "150m", 1), _error_ratio(slo, "1h", "250m", 1)]
+    # The policy has a page condition only.
+    alerts = [_firing_alerts(slo, "150m", ["page"])]
+    proc = _run_case(tmp_path, [slo], "1m", series, alerts=alerts, exprs=exprs)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -39,6 +39,10 @@ A long window then reads ``W / evaluation interval`` samples of one pre-aggregat
 however many raw series the SLI matches and however often they are scraped; this is the same cost
 as Sloth's own period window.
 
+A ``good_query`` is read as 0 wherever the total has a series and the good query has none
+(``(good) or (total) * 0``): PromQL's ``sum`` over no series is no series, so in a complete
+outage ``total - good`` would otherwise be empty and no alert could fire.
+
 Raw SLIs (only an error-ratio query) have no event counts to sum; their long windows fall back to
 ``avg_over_time`` of the 5m ratio, the mean of short ratios, exactly right only when traffic is
 steady. Threshold SLIs (a good/bad decision per time slice) record the bad-slice fraction
@@ -117,6 +121,16 @@ def substitute_window(query: str, seconds: int) -> str:
     return _WINDOW_RE.sub(format_duration(seconds), query)
 
 
+def _good_or_zero(good: str, total: str) -> str:
+    """The good events, or 0 for every total series that has no good series beside it.
+
+    An aggregation over no series is no series, not 0: in a complete outage the good query is
+    empty, and ``total - good`` would be empty too, so no alert could fire. ``or`` matches on
+    all labels (the metric name aside), so with grouping labels each group of the total that
+    lacks a good series gets its own 0, and ``total * 0`` keeps the total's labels."""
+    return f"(\n  ({good})\n  or\n  ({total}) * 0\n)"
+
+
 def _num(x: float) -> str:
     """A float as PromQL and Sloth write it: ``6`` not ``6.0``, shortest round-trip digits."""
     if float(x).is_integer() and abs(x) < 1e15:
@@ -179,7 +193,7 @@ class _SLORules:
             return substitute_window(sli.error_query, window_s).strip()
         total = substitute_window(sli.total_query, window_s).strip()
         good = substitute_window(sli.good_query or "", window_s).strip()
-        return f"({total})\n-\n({good})"
+        return f"({total})\n-\n{_good_or_zero(good, total)}"
 
     def _raw_window_expr(self, window_s: int) -> str:
         sli = self.slo.sli
@@ -189,7 +203,7 @@ class _SLORules:
                 errors = substitute_window(sli.error_query, window_s).strip()
                 return f"({errors})\n/\n({total})\n"
             good = substitute_window(sli.good_query or "", window_s).strip()
-            return f"1 - (\n  ({good})\n  /\n  ({total})\n)\n"
+            return f"1 - (\n  {_good_or_zero(good, total)}\n  /\n  ({total})\n)\n"
         if isinstance(sli, RawSLI):
             return f"({substitute_window(sli.error_ratio_query, window_s).strip()})\n"
         return self._threshold_expr(sli, window_s)

@@ -115,3 +115,33 @@ def test_increase_queries_written_with_a_space_are_counts_too() -> None:
     slo = _slo(sli=EventsSLI(error_query="e", total_query="sum(increase (t[{{.window}}]))"))
     _, total = E.fetch_counts(Canned({"sum(increase (t[5m]))": [(END, 42.0)]}), slo, END, END, 300)
     assert total.tolist() == [42.0]
+
+
+def test_counting_queries_the_importer_writes_are_counts_not_rates() -> None:
+    # OpenSLO thresholdMetric under Occurrences counts points with count_over_time, and a
+    # non-counter ratio metric sums with sum_over_time: 6 points in a step are 6 events, not
+    # 6 × 300 (what a rate of 6 a second would be).
+    good = "sum(count_over_time(((lat) < 500)[{{.window}}:]))"
+    total = "sum(count_over_time((lat)[{{.window}}:]))"
+    slo = _slo(sli=EventsSLI(good_query=good, total_query=total))
+    client = Canned(
+        {
+            "sum(count_over_time((lat)[5m:]))": [(END, 6.0)],
+            "sum(count_over_time(((lat) < 500)[5m:]))": [(END, 4.0)],
+        }
+    )
+    bad, total_counts = E.fetch_counts(client, slo, END, END, 300)
+    assert total_counts.tolist() == [6.0] and bad.tolist() == [2.0]
+    summed = _slo(
+        sli=EventsSLI(
+            error_query="sum(sum_over_time((errs)[{{.window}}:]))",
+            total_query="sum(sum_over_time((reqs)[{{.window}}:]))",
+        )
+    )
+    client = Canned(
+        {
+            "sum(sum_over_time((reqs)[5m:]))": [(END, 50.0)],
+            "sum(sum_over_time((errs)[5m:]))": [(END, 5.0)],
+        }
+    )
+    assert [a.tolist() for a in E.fetch_counts(client, summed, END, END, 300)] == [[5.0], [50.0]]

@@ -526,10 +526,17 @@ def test_indicator_and_indicator_ref_together_are_refused() -> None:
 
 
 def test_queries_that_already_use_the_window_are_kept_as_written() -> None:
-    total = 'sum(rate(http_requests_total{job="checkout"}[{{.window}}]))'
+    # An increase(), as the wrapped bad query (counter: true) is: both count events per window.
+    total = 'sum(increase(http_requests_total{job="checkout"}[{{.window}}]))'
     text = BUNDLE.replace('query: http_requests_total{job="checkout"}\n', f"query: '{total}'\n")
     (slo,) = load_slo_text(text)
     assert isinstance(slo.sli, EventsSLI) and slo.sli.total_query == total
+    # A rate() beside it would subtract events per second from events per window: refused.
+    rate = total.replace("increase(", "rate(")
+    with pytest.raises(ConfigError, match="total_query answers a per-second rate"):
+        load_slo_text(
+            BUNDLE.replace('query: http_requests_total{job="checkout"}\n', f"query: '{rate}'\n")
+        )
     raw = "1 - avg_over_time(api:error_ratio[{{.window}}])"
     (strict, _) = load_slo_text(INLINE.replace("query: api:success_ratio", f"query: '{raw}'"))
     assert isinstance(strict.sli, RawSLI) and strict.sli.error_ratio_query == f"1 - ({raw})"

@@ -284,6 +284,18 @@ def test_min_events_guards_every_alert_condition() -> None:
         groups_by_name([counted])["relia-slo-sli-recordings-myservice-requests-availability"]
     )
     assert sli["slo:sli_total_events:count1h"]["expr"].endswith("[1h]) * 12")
+    # The rule the reports follow (relia.slo.spec.counts_per_window): count_over_time counts;
+    # a query that names neither a rate nor a counting function is a per-second rate.
+    for total, factor in (
+        ("sum(count_over_time((lat)[{{.window}}:]))", "12"),
+        ("sum(sum_over_time((reqs)[{{.window}}:]))", "12"),
+        ("sum(job:requests:rate{{.window}})", "3600"),
+    ):
+        slo = make_slo(min_events=5, sli=EventsSLI(good_query=total, total_query=total))
+        sli = by_name(
+            groups_by_name([slo])["relia-slo-sli-recordings-myservice-requests-availability"]
+        )
+        assert sli["slo:sli_total_events:count1h"]["expr"].endswith(f"[1h]) * {factor}"), total
 
     # Without min_events, or for a raw SLI, there is no guard.
     for slo in (make_slo(), make_slo(min_events=100, sli=RawSLI(error_ratio_query="q"))):

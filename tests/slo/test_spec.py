@@ -1,10 +1,17 @@
-"""The SLO model's duration helpers: Prometheus durations in whole seconds, and back."""
+"""The SLO model's helpers: Prometheus durations in whole seconds, and back; the unit of an
+events query (a per-second rate or a count per window)."""
 
 from __future__ import annotations
 
 import pytest
 
-from relia.slo.spec import format_duration, parse_duration_seconds
+from relia.slo.spec import (
+    EventsSLI,
+    counts_per_window,
+    format_duration,
+    parse_duration_seconds,
+    window_unit,
+)
 
 DAY = 86400
 
@@ -54,3 +61,40 @@ def test_a_duration_past_what_prometheus_can_express_is_refused() -> None:
     for text in ("293y", "99999999999999999999999d"):
         with pytest.raises(ValueError, match=rf"duration '{text}' is longer than Prometheus"):
             parse_duration_seconds(text)
+
+
+@pytest.mark.parametrize(
+    ("query", "unit"),
+    [
+        ("sum(rate(x[{{.window}}]))", "rate"),
+        ("sum by (job) (irate (x{code=~'5..'}[{{ .window }}]))", "rate"),
+        ("sum(increase(x[{{.window}}]))", "count"),
+        # The importers' wrapped queries: subqueries inside counting functions.
+        ("sum(count_over_time(((lat) < 500)[{{.window}}:]))", "count"),
+        ("sum(sum_over_time((errors)[{{.window}}:1m]))", "count"),
+        ("sum(increase((sum(x))[{{.window}}:]))", "count"),
+        # A bracket inside a label value is not a range.
+        ('sum(rate(x{path="/a[(b"}[{{.window}}]))', "rate"),
+        # What cannot be classified: a recorded rate, a function that neither rates nor counts.
+        ("sum(job:requests:rate{{.window}})", None),
+        ("sum(avg_over_time(x[{{.window}}]))", None),
+    ],
+)
+def test_window_unit_reads_the_function_each_window_range_is_given_to(
+    query: str, unit: str | None
+) -> None:
+    assert window_unit(query) == unit
+    assert counts_per_window(query) is (unit == "count")
+
+
+def test_a_query_that_both_rates_and_counts_is_refused() -> None:
+    with pytest.raises(ValueError, match="both to a rate function"):
+        window_unit("sum(rate(x[{{.window}}])) + sum(increase(y[{{.window}}]))")
+
+
+def test_an_events_sli_whose_queries_differ_in_unit_is_refused() -> None:
+    with pytest.raises(ValueError, match="good_query answers a count per window"):
+        EventsSLI(
+            good_query="sum(count_over_time((x < 5)[{{.window}}:]))",
+            total_query="sum(rate(x[{{.window}}]))",
+        )

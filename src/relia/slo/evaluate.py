@@ -4,10 +4,13 @@ firing burn-rate alerts into findings.
 **What is asked of Prometheus.** Per SLO, one range query per count (bad and total; or the raw
 error ratio; or the threshold query) at a fixed ``step``, with Sloth's ``{{.window}}``
 placeholder replaced by the step: each sample then covers exactly the step before it, so the
-samples add up to any longer window without overlap. Event queries are read as Sloth writes
-them, per-second rates (``sum(rate(x[{{.window}}]))``), and multiplied by the step to give event
-counts; a query built on ``increase(`` already gives counts per step and is used as it is. A
-``good_query`` gives ``bad = total - good``. Several series in one answer are summed (events),
+samples add up to any longer window without overlap. Whether an event query answers a count or
+a rate is read from the function its ``{{.window}}`` range is given to
+(:func:`relia.slo.spec.counts_per_window`, shared with the Prometheus rules): ``increase``,
+``count_over_time``, ``sum_over_time`` (and ``delta``, ``changes``) count the events in the step
+and are used as they are; anything else (``rate``, ``irate``, and what cannot be classified, as
+Sloth writes its queries) is a per-second rate, multiplied by the step. A ``good_query`` gives
+``bad = total - good``. Several series in one answer are summed (events),
 or refused (raw and threshold SLIs need one). Raw and threshold SLIs count one event per step
 with data (see :func:`relia.slo.budget.raw_ratio_events`), so ``min_events`` counts steps there.
 
@@ -48,6 +51,7 @@ from relia.slo.spec import (
     EventsSLI,
     RawSLI,
     ThresholdSLI,
+    counts_per_window,
     format_duration,
 )
 from relia.sources.prometheus import RangeSeries
@@ -280,10 +284,6 @@ def _on_grid(
     return out
 
 
-def _counts_per_step(query: str) -> bool:
-    return "increase(" in query.replace(" ", "")
-
-
 def fetch_counts(
     client: RangeQuerier, slo: SLO, start_ms: int, end_ms: int, step_s: int
 ) -> tuple[F64, F64]:
@@ -299,7 +299,7 @@ def fetch_counts(
             values = _on_grid(result, start_ms, step_ms, n, combine=combine, what=what)
         except (SourceError, DataError) as exc:
             raise type(exc)(f"SLO {slo.id}: {what} {q!r}: {exc}", where=str(slo.source)) from None
-        if combine and not _counts_per_step(q):
+        if combine and not counts_per_window(query):
             values = values * step_s  # a per-second rate over the step: events in the step
         return values
 

@@ -57,9 +57,11 @@ Low traffic
 -----------
 With ``min_events`` on an events SLI, each alert condition also requires the events in its long
 window (``slo:sli_total_events:count<window>``, recorded from the base series) to reach that
-number. When the total query uses ``rate()``/``irate()`` its value is per second and the count is
-``avg_over_time × window seconds``; otherwise the value is taken as a count per base window and the
-count is ``avg_over_time × window / base window``.
+number. When the total query counts events per window (:func:`relia.slo.spec.counts_per_window`,
+the rule the reports use too: its ``{{.window}}`` range is given to ``increase``,
+``count_over_time``, ``sum_over_time``, ...) the count is ``avg_over_time × window / base
+window``; otherwise its value is a per-second rate and the count is ``avg_over_time × window
+seconds``.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ from relia.slo.spec import (
     EventsSLI,
     RawSLI,
     ThresholdSLI,
+    counts_per_window,
     format_duration,
 )
 
@@ -104,7 +107,6 @@ _EVENT_COUNT = "slo:sli_total_events:count{}"
 
 _WINDOW_RE = re.compile(r"\{\{\s*\.window\s*\}\}")
 _LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_PER_SECOND_RE = re.compile(r"\b(?:i?rate)\s*\(")
 _BAD_OP = {"lt": ">=", "lte": ">", "gt": "<=", "gte": "<"}
 
 _DEFAULT_SUMMARY = (
@@ -257,9 +259,9 @@ class _SLORules:
         sli = self.slo.sli
         assert isinstance(sli, EventsSLI)
         avg = f"avg_over_time({self._ref(_BASE_TOTAL, self.base_s)}[{format_duration(long_s)}])"
-        if _PER_SECOND_RE.search(sli.total_query):
-            return f"{avg} * {long_s}"
-        return f"{avg} * {_num(long_s / self.base_s)}"
+        if counts_per_window(sli.total_query):
+            return f"{avg} * {_num(long_s / self.base_s)}"
+        return f"{avg} * {long_s}"
 
     # -- metadata -----------------------------------------------------------------------------
 

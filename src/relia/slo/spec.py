@@ -28,8 +28,13 @@ __all__ = [
     "SpecSource",
     "ThresholdSLI",
     "TimeWindow",
+    "COUNT_FUNCTIONS",
+    "RATE_FUNCTIONS",
+    "counts_per_window",
     "format_duration",
     "parse_duration_seconds",
+    "window_functions",
+    "window_unit",
 ]
 
 _DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
@@ -81,6 +86,76 @@ def format_duration(seconds: int) -> str:
     return "".join(parts)
 
 
+#: Functions whose value over a ``{{.window}}`` range is a per-second rate.
+RATE_FUNCTIONS = frozenset({"rate", "irate"})
+#: Functions whose value over a ``{{.window}}`` range is a count of events in that range.
+COUNT_FUNCTIONS = frozenset({"increase", "delta", "changes", "count_over_time", "sum_over_time"})
+
+_WINDOW_PLACEHOLDER = re.compile(r"\{\{\s*\.window\s*\}\}")
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+_FUNCTION_NAME = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*$")
+
+
+def window_functions(query: str) -> list[str | None]:
+    """For each ``[{{.window}}`` range in ``query``, the function it is the argument of
+    (``sum(rate(x[{{.window}}]))`` → ``["rate"]``); None where the placeholder is not in a range
+    or the range is not a function's argument."""
+    # Blank out string literals (a label value may hold brackets) keeping every offset.
+    text = _STRING.sub(lambda m: '"' + " " * (len(m.group()) - 2) + '"', query)
+    out: list[str | None] = []
+    for m in _WINDOW_PLACEHOLDER.finditer(text):
+        before = text[: m.start()].rstrip()
+        if not before.endswith("["):
+            out.append(None)
+            continue
+        # Walk back from the range to the parenthesis it sits in, skipping balanced groups
+        # (a subquery's own parentheses: ``count_over_time((x < 5)[{{.window}}:])``).
+        depth, pos = 0, len(before) - 1
+        while pos >= 0:
+            c = before[pos]
+            if c == ")":
+                depth += 1
+            elif c == "(":
+                if depth == 0:
+                    break
+                depth -= 1
+            pos -= 1
+        name = _FUNCTION_NAME.search(before[:pos]) if pos >= 0 else None
+        out.append(name.group(1) if name else None)
+    return out
+
+
+def window_unit(query: str) -> Literal["count", "rate"] | None:
+    """``"count"`` when every ``{{.window}}`` range of ``query`` is given to a counting function
+    (:data:`COUNT_FUNCTIONS`), ``"rate"`` when one is given to ``rate``/``irate`` (and none to a
+    counting function), None when neither can be seen (a recorded rate, ``avg_over_time``).
+    Raises ValueError when ranges go both to rate and to counting functions."""
+    names = window_functions(query)
+    counting = [n in COUNT_FUNCTIONS for n in names]
+    rating = [n in RATE_FUNCTIONS for n in names]
+    if any(counting) and any(rating):
+        raise ValueError(
+            "the query gives {{.window}} ranges both to a rate function (rate, irate) and to a "
+            "counting function (increase, count_over_time, sum_over_time, ...): relia cannot "
+            "tell whether it answers events per second or events per window"
+        )
+    if names and all(counting):
+        return "count"
+    return "rate" if any(rating) else None
+
+
+def counts_per_window(query: str) -> bool:
+    """Whether an events query answers a count of events per ``{{.window}}`` (True), or a
+    per-second rate (False): the one rule that reports and Prometheus rules both follow.
+
+    Counts when every ``{{.window}}`` range is the argument of a counting function
+    (:data:`COUNT_FUNCTIONS`: ``increase``, ``count_over_time``, ``sum_over_time``, ...).
+    Anything else is a per-second rate: ``rate``/``irate`` are, and a query that cannot be
+    classified (a recorded rate, ``avg_over_time``) is taken as one, Sloth's convention for
+    events queries."""
+    return window_unit(query) == "count"
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -120,6 +195,20 @@ class EventsSLI(_Frozen):
     def _one_numerator(self) -> EventsSLI:
         if (self.error_query is None) == (self.good_query is None):
             raise ValueError("give exactly one of error_query and good_query")
+        # Report and rules both read the unit from the queries (counts_per_window): the
+        # numerator and the total must be in the same unit, or bad = total - good mixes them.
+        numerator = "error_query" if self.error_query is not None else "good_query"
+        units = {
+            numerator: window_unit(self.error_query or self.good_query or ""),
+            "total_query": window_unit(self.total_query),
+        }
+        if None not in units.values() and len(set(units.values())) > 1:
+            what = {"count": "a count per window", "rate": "a per-second rate"}
+            raise ValueError(
+                f"{numerator} answers {what[str(units[numerator])]} but total_query answers "
+                f"{what[str(units['total_query'])]}; use the same kind of function in both "
+                "(rate() in both, or increase() in both)"
+            )
         return self
 
 

@@ -9,17 +9,29 @@ The data (``slo_requests_per_minute`` in conftest): 120 requests a minute; 1 bad
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
 from relia.cli import app
 from relia.slo.evaluate import evaluate_slo
-from relia.slo.loader import load_slos
+from relia.slo.loader import load_slo_text, load_slos
 from relia.sources.prometheus import PrometheusClient
 from relia.timeparse import format_ms
-from tests.integration.conftest import SloPrometheus
+from tests.integration.conftest import (
+    SLO_DATA_END_S,
+    SloPrometheus,
+    _prometheus_binary,
+    _running_prometheus,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -116,3 +128,160 @@ def test_cli_report_json_and_table(
     assert res.exit_code == 2 and res.stderr.startswith("relia: error: ")
     assert "Prometheus answered HTTP 400 (bad_data)" in res.stderr, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+# --- scrape intervals: a counter scraped every minute, a gauge every 15 s ------------------------
+
+#: One day of data ending at SLO_DATA_END_S. The counter is scraped every 60 s, 7 s off the
+#: minute (as a real scrape is): ``increase(x[1m])`` then holds one sample and answers nothing.
+SCRAPED_DAY_S = 86400
+COUNTER_OFFSET_S = 7
+#: The latency gauge, every 15 s: 100 ms, and 900 ms over the last two hours.
+GAUGE_EVERY_S = 15
+GAUGE_POINTS = SCRAPED_DAY_S // GAUGE_EVERY_S  # 5,760
+GAUGE_BAD_POINTS = 2 * 3600 // GAUGE_EVERY_S  # 480
+
+
+def _scraped_openmetrics() -> str:
+    start = SLO_DATA_END_S - SCRAPED_DAY_S
+    lines = ["# HELP relia_r60 Requests, by status code.", "# TYPE relia_r60 counter"]
+    for code, per_minute in (("200", 59), ("500", 1)):
+        for i in range(SCRAPED_DAY_S // 60):
+            t = start - 60 + COUNTER_OFFSET_S + 60 * i
+            lines.append(f'relia_r60_total{{code="{code}"}} {per_minute * i} {t}')
+    lines += ["# HELP relia_latency_ms Latency.", "# TYPE relia_latency_ms gauge"]
+    for i in range(GAUGE_POINTS):
+        t = start + GAUGE_EVERY_S * (i + 1)
+        value = 900 if i >= GAUGE_POINTS - GAUGE_BAD_POINTS else 100
+        lines.append(f"relia_latency_ms {value} {t}")
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+def _wait_scraped_ready(
+    url: str, proc: subprocess.Popen[bytes], deadline: float, log: Path
+) -> None:
+    with httpx.Client(timeout=2.0) as http:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"prometheus exited:\n{log.read_text(errors='replace')[-2000:]}")
+            try:
+                resp = http.get(
+                    f"{url}/api/v1/query",
+                    params={"query": "count(relia_r60_total)", "time": SLO_DATA_END_S},
+                )
+                result = resp.json().get("data", {}).get("result", [])
+                if resp.status_code == 200 and result and result[0]["value"][1] == "2":
+                    return
+            except (httpx.HTTPError, ValueError, KeyError):
+                pass
+            time.sleep(0.1)
+    raise RuntimeError(f"prometheus at {url} did not serve the backfilled data in time")
+
+
+@pytest.fixture(scope="module")
+def scraped_prometheus() -> Iterator[str]:
+    """A Prometheus holding :func:`_scraped_openmetrics` (backfilled; evaluation interval 1m,
+    so subqueries without a step sample every minute)."""
+    binary = _prometheus_binary()
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        msg = "promtool is not installed: sudo apt-get install -y prometheus"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    with tempfile.TemporaryDirectory(prefix="relia-slo-scraped-") as tmp:
+        root = Path(tmp)
+        source = root / "scraped.om"
+        source.write_text(_scraped_openmetrics())
+        data = root / "data"
+        made = subprocess.run(
+            [promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(data)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert made.returncode == 0, made.stdout + made.stderr
+        config = root / "prometheus.yml"
+        config.write_text("global:\n  evaluation_interval: 1m\n")
+        extra = ("--storage.tsdb.retention.time=100y",)
+        with _running_prometheus(
+            binary, root, config, data, _wait_scraped_ready, 30.0, extra
+        ) as url:
+            yield url
+
+
+ONE_MINUTE_SLICES = """\
+apiVersion: relia/v1
+service: shop
+slos:
+  - name: r60
+    objective: 99
+    period: 1d
+    budgeting: {method: ratio_timeslices, timeslice_window: 1m}
+    sli:
+      events:
+        error_query: sum(increase(relia_r60_total{code="500"}[{{.window}}]))
+        total_query: sum(increase(relia_r60_total[{{.window}}]))
+    alert_windows:
+      - {severity: page, name: quick, burn_rate: 10, long_window: 1h, short_window: 5m}
+"""
+
+
+def test_one_minute_slices_over_a_counter_scraped_every_minute_have_data(
+    scraped_prometheus: str,
+) -> None:
+    """1m slices on 60 s scrapes: each step reads at least 5m, so every slice of the day
+    (the first few minutes aside) has data, and each is 59 good of 60."""
+    [slo] = load_slo_text(ONE_MINUTE_SLICES)
+    with PrometheusClient(scraped_prometheus) as client:
+        st = evaluate_slo(client, slo, SLO_DATA_END_S * 1000)
+    assert st.step_s == 60 and st.unit == "slices"
+    assert st.events >= SCRAPED_DAY_S // 60 - 10, st.events
+    assert st.sli == pytest.approx(59 / 60, rel=1e-9)
+
+
+LATENCY_POINTS = """\
+apiVersion: openslo/v1
+kind: SLO
+metadata: {name: search}
+spec:
+  service: web
+  indicator:
+    metadata: {name: latency}
+    spec:
+      thresholdMetric:
+        metricSource: {type: prometheus, spec: {query: relia_latency_ms}}
+  timeWindow: [{duration: 1d, isRolling: true}]
+  budgetingMethod: Occurrences
+  objectives: [{op: lt, value: 500, target: 0.99}]
+  alertPolicies:
+    - kind: AlertPolicy
+      metadata: {name: fast}
+      spec:
+        conditions:
+          - kind: AlertCondition
+            metadata: {name: fast-burn}
+            spec:
+              severity: page
+              condition: {kind: burnrate, op: gt, threshold: 14.4, lookbackWindow: 1h,
+                          alertAfter: 5m}
+"""
+
+
+def test_threshold_occurrences_count_points_not_points_times_the_step(
+    scraped_prometheus: str,
+) -> None:
+    """The importer counts points with count_over_time: the report takes those as counts. Its
+    subqueries sample the 15 s gauge every minute (the evaluation interval), so it sees about a
+    quarter of the 5,760 points, and the same share of bad ones; not 300 times as many."""
+    [slo] = load_slo_text(LATENCY_POINTS)
+    with PrometheusClient(scraped_prometheus) as client:
+        st = evaluate_slo(client, slo, SLO_DATA_END_S * 1000)
+    per_minute = GAUGE_POINTS * GAUGE_EVERY_S / 60  # 1,440
+    assert per_minute * 0.95 <= st.events <= per_minute * 1.25, st.events
+    assert st.bad_events / st.events == pytest.approx(GAUGE_BAD_POINTS / GAUGE_POINTS, rel=0.05)
+    [page] = st.alerts
+    assert 60 * 0.95 <= page.long_events <= 60 * 1.25, page.long_events  # 1 h at 1 a minute
+    assert page.firing

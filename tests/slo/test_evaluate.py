@@ -145,3 +145,33 @@ def test_counting_queries_the_importer_writes_are_counts_not_rates() -> None:
         }
     )
     assert [a.tolist() for a in E.fetch_counts(client, summed, END, END, 300)] == [[5.0], [50.0]]
+
+
+def test_one_minute_slices_are_queried_over_at_least_the_minimum_range() -> None:
+    # rate(x[1m]) needs two samples inside one minute: with 1m scrapes it is mostly empty. The
+    # 1m step keeps, but {{.window}} becomes 5m; a count over 5m is a fifth of it per step.
+    slo = _slo(
+        budgeting="ratio_timeslices",
+        timeslice_window_s=60,
+        sli=EventsSLI(
+            error_query="sum(increase(e[{{.window}}]))", total_query="sum(increase(t[{{.window}}]))"
+        ),
+    )
+    assert E.step_for(slo) == 60
+    client = Canned({"sum(increase(t[5m]))": [(END, 600.0)], "sum(increase(e[5m]))": [(END, 5.0)]})
+    bad, total = E.fetch_counts(client, slo, END, END, 60)
+    assert total.tolist() == [120.0] and bad.tolist() == [1.0]
+    # A rate over 5m is still per second: times the 60 s step.
+    rated = _slo(
+        budgeting="ratio_timeslices",
+        timeslice_window_s=60,
+        sli=EventsSLI(
+            error_query="sum(rate(e[{{.window}}]))", total_query="sum(rate(t[{{.window}}]))"
+        ),
+    )
+    client = Canned({"sum(rate(t[5m]))": [(END, 2.0)], "sum(rate(e[5m]))": [(END, 0.5)]})
+    assert [a.tolist() for a in E.fetch_counts(client, rated, END, END, 60)] == [[30.0], [120.0]]
+    # The minimum is a setting: 2m (twice a 1m scrape interval) gives sharper slices.
+    client = Canned({"sum(increase(t[2m]))": [(END, 240.0)], "sum(increase(e[2m]))": [(END, 2.0)]})
+    bad, total = E.fetch_counts(client, slo, END, END, 60, min_range_s=120)
+    assert total.tolist() == [120.0] and bad.tolist() == [1.0]

@@ -169,6 +169,14 @@ def report(
         str | None,
         typer.Option("--step", help="query resolution (default 5m; timeslices: the slice)"),
     ] = None,
+    min_range: Annotated[
+        str,
+        typer.Option(
+            "--min-range",
+            help="shortest range put in for {{.window}} (default 5m; about 2x the scrape "
+            "interval keeps short time slices sharp)",
+        ),
+    ] = "5m",
     sloth_windows: Annotated[
         Path | None,
         typer.Option(
@@ -215,6 +223,10 @@ def report(
             step_s = parse_duration_seconds(step)
         except ValueError as exc:
             raise DataError(str(exc), where="--step") from None
+    try:
+        min_range_s = parse_duration_seconds(min_range)
+    except ValueError as exc:
+        raise DataError(str(exc), where="--min-range") from None
     if not prometheus.startswith(("http://", "https://")):
         raise DataError(
             f"expected an http:// or https:// URL, got {prometheus!r}", where="--prometheus"
@@ -230,7 +242,9 @@ def report(
     with PrometheusClient(prometheus, timeout=timeout) as client:
         for slo in slos:
             try:
-                statuses.append(evaluate_slo(client, slo, at_ms, step_s=step_s))
+                statuses.append(
+                    evaluate_slo(client, slo, at_ms, step_s=step_s, min_range_s=min_range_s)
+                )
             except (QueryRefused, DataError) as exc:
                 # This SLO's query is at fault (refused, or answering several series where one
                 # is due): report the others. A Prometheus that cannot be reached fails them

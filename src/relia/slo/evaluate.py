@@ -21,6 +21,16 @@ Longer ranges are split into several requests by :class:`PrometheusClient`. Time
 use a step that divides the slice (the slice itself up to 5 minutes); a threshold SLI is queried
 once per slice. Alert windows shorter than the step are counted as one step.
 
+**The range.** ``{{.window}}`` is the step, but never less than ``min_range_s``
+(:data:`DEFAULT_MIN_RANGE_S`, 5m): a 1-minute slice queried as ``rate(x[1m])`` or
+``increase(x[1m])`` needs two samples inside one minute, and on a Prometheus that scrapes every
+minute there is rarely more than one, so every slice would come back empty. With a longer range
+each step reads the events of the last ``range``: a rate is multiplied by the step as usual (the
+mean rate over the range, times the step), and a count is scaled by ``step / range``. Totals
+over long windows are unchanged; a single slice's ratio is that of the range ending at it, so a
+1-minute outage touches the slices of the next ``range`` too. Set ``min_range_s`` to about twice
+the scrape interval to keep slices sharp.
+
 **The evaluation time** is rounded down to the step grid (and to the slice grid for timeslice
 methods), so repeated evaluations line up and earlier samples can be kept: the engine's
 :class:`SloEvaluator` fetches only the new steps (and the last few again, for late samples).
@@ -59,6 +69,7 @@ from relia.sources.prometheus import RangeSeries
 __all__ = [
     "AlertStatus",
     "CURRENT_WINDOW_S",
+    "DEFAULT_MIN_RANGE_S",
     "DEFAULT_STEP_S",
     "DETECTOR",
     "REFETCH_STEPS",
@@ -70,6 +81,7 @@ __all__ = [
     "evaluate_slos",
     "evaluation_end_ms",
     "fetch_counts",
+    "query_range_s",
     "status_from_counts",
     "step_for",
     "substitute_window",
@@ -79,6 +91,12 @@ log = logging.getLogger(__name__)
 
 #: The default query step: 30 days are 8,640 points, under Prometheus's 11,000 per request.
 DEFAULT_STEP_S = 300
+#: The shortest range a query is given for ``{{.window}}``: short time slices are fetched at
+#: their own step, but ``rate(x[1m])`` needs two samples within one minute, which a Prometheus
+#: scraping every minute (its default) rarely has. 5m, the default step, is the range relia
+#: uses everywhere else. Lower it (``--min-range``) to about twice the scrape interval for
+#: sharper slices.
+DEFAULT_MIN_RANGE_S = 300
 #: The window of the "current" burn rate that the time to exhaustion extrapolates.
 CURRENT_WINDOW_S = 3600
 #: The ``detector`` of SLO findings.
@@ -103,6 +121,11 @@ class RangeQuerier(Protocol):
 def substitute_window(query: str, step_s: int) -> str:
     """The query with Sloth's ``{{.window}}`` replaced by the step (``300`` → ``5m``)."""
     return _WINDOW.sub(format_duration(step_s), query)
+
+
+def query_range_s(step_s: int, min_range_s: int = DEFAULT_MIN_RANGE_S) -> int:
+    """The range put in for ``{{.window}}`` at ``step_s``: the step, at least ``min_range_s``."""
+    return max(step_s, min_range_s)
 
 
 def step_for(slo: SLO, default_step_s: int = DEFAULT_STEP_S) -> int:
@@ -285,22 +308,32 @@ def _on_grid(
 
 
 def fetch_counts(
-    client: RangeQuerier, slo: SLO, start_ms: int, end_ms: int, step_s: int
+    client: RangeQuerier,
+    slo: SLO,
+    start_ms: int,
+    end_ms: int,
+    step_s: int,
+    *,
+    min_range_s: int = DEFAULT_MIN_RANGE_S,
 ) -> tuple[F64, F64]:
     """Per-step (bad, total) of ``slo`` on the grid ``start_ms, start_ms + step, … end_ms``
-    (NaN where no data), from ``client``. Raises :class:`SourceError` naming the SLO and query."""
+    (NaN where no data), from ``client``, with ``{{.window}}`` at least ``min_range_s`` (see the
+    module doc). Raises :class:`SourceError` naming the SLO and query."""
     step_ms = step_s * 1000
     n = (end_ms - start_ms) // step_ms + 1
+    range_s = query_range_s(step_s, min_range_s)
 
     def run(query: str, combine: bool, what: str) -> F64:
-        q = substitute_window(query, step_s)
+        q = substitute_window(query, range_s)
         try:
             result = client.query_range(q, start_ms, end_ms, step_s)
             values = _on_grid(result, start_ms, step_ms, n, combine=combine, what=what)
         except (SourceError, DataError) as exc:
             raise type(exc)(f"SLO {slo.id}: {what} {q!r}: {exc}", where=str(slo.source)) from None
         if combine and not counts_per_window(query):
-            values = values * step_s  # a per-second rate over the step: events in the step
+            values = values * step_s  # a per-second rate over the range: events in the step
+        elif combine and range_s != step_s:
+            values = values * (step_s / range_s)  # events in the range: their share of the step
         return values
 
     sli = slo.sli
@@ -392,25 +425,35 @@ def status_from_counts(
 
 
 def evaluate_slo(
-    client: RangeQuerier, slo: SLO, at_ms: int, *, step_s: int | None = None
+    client: RangeQuerier,
+    slo: SLO,
+    at_ms: int,
+    *,
+    step_s: int | None = None,
+    min_range_s: int = DEFAULT_MIN_RANGE_S,
 ) -> SloStatus:
     """Fetch ``slo``'s counts from Prometheus and evaluate it at ``at_ms`` (rounded down to
-    the step grid)."""
+    the step grid); ``min_range_s``: the shortest ``{{.window}}`` (see the module doc)."""
     step = step_for(slo) if step_s is None else step_s
     windows = windows_for(slo)
     end = evaluation_end_ms(slo, at_ms, step)
     _, history = _history_s(slo, windows, end)
     n = max(1, math.ceil(history / step))
     start = end - (n - 1) * step * 1000
-    bad, total = fetch_counts(client, slo, start, end, step)
+    bad, total = fetch_counts(client, slo, start, end, step, min_range_s=min_range_s)
     return status_from_counts(slo, bad, total, end_ms=end, step_s=step, windows=windows)
 
 
 def evaluate_slos(
-    client: RangeQuerier, slos: Sequence[SLO], at_ms: int, *, step_s: int | None = None
+    client: RangeQuerier,
+    slos: Sequence[SLO],
+    at_ms: int,
+    *,
+    step_s: int | None = None,
+    min_range_s: int = DEFAULT_MIN_RANGE_S,
 ) -> list[SloStatus]:
     """:func:`evaluate_slo` for each SLO, in order."""
-    return [evaluate_slo(client, s, at_ms, step_s=step_s) for s in slos]
+    return [evaluate_slo(client, s, at_ms, step_s=step_s, min_range_s=min_range_s) for s in slos]
 
 
 @dataclass
@@ -430,11 +473,17 @@ class SloEvaluator:
     """
 
     def __init__(
-        self, client: RangeQuerier, slos: Sequence[SLO], *, step_s: int | None = None
+        self,
+        client: RangeQuerier,
+        slos: Sequence[SLO],
+        *,
+        step_s: int | None = None,
+        min_range_s: int = DEFAULT_MIN_RANGE_S,
     ) -> None:
         self.client = client
         self.slos = list(slos)
         self.step_s = step_s
+        self.min_range_s = min_range_s
         self._windows = {s.id: windows_for(s) for s in self.slos}
         self._history: dict[str, _History] = {}
         self._last: dict[str, SloStatus] = {}
@@ -482,7 +531,7 @@ class SloEvaluator:
             idx = (old_ts[sel] - start) // step_ms
             bad[idx], total[idx] = old.bad[sel], old.total[sel]
             fetch_from = max(start, keep_until + step_ms)
-        b, t = fetch_counts(self.client, slo, fetch_from, end, step)
+        b, t = fetch_counts(self.client, slo, fetch_from, end, step, min_range_s=self.min_range_s)
         j = (fetch_from - start) // step_ms
         bad[j:], total[j:] = b, t
         self._history[slo.id] = _History(end, step, bad, total)

@@ -26,9 +26,28 @@ DAY = 86400
 NEW_YORK = ZoneInfo("America/New_York")
 
 
+def as_prometheus(name: str, tmp: Path) -> Path:
+    """A copy of an upstream example whose placeholder sources (``type: Any``) say Prometheus:
+    relia refuses other sources, and the examples' ``query: Any`` is then a metric named Any."""
+    out = tmp / name
+    out.write_text((OPENSLO / name).read_text().replace("type: Any", "type: Prometheus"))
+    return out
+
+
 @needs_data
-def test_occurrences_example_counts_data_points_that_meet_the_threshold() -> None:
-    (item,) = load_specs([OPENSLO / "budgeting-method_occurences-slo.yaml"])
+def test_the_examples_placeholder_sources_are_refused_as_not_prometheus() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_slos([OPENSLO / "budgeting-method_occurences-slo.yaml"])
+    assert str(err.value) == (
+        f"{OPENSLO / 'budgeting-method_occurences-slo.yaml'}:17: document 1: "
+        "spec.indicator.spec.thresholdMetric.metricSource.type: type 'Any' is not supported: "
+        "relia reads PromQL from Prometheus (type: Prometheus)"
+    )
+
+
+@needs_data
+def test_occurrences_example_counts_data_points_that_meet_the_threshold(tmp_path: Path) -> None:
+    (item,) = load_specs([as_prometheus("budgeting-method_occurences-slo.yaml", tmp_path)])
     slo = item.slo
     assert item.format == "openslo/v1"
     assert slo.id == "web-shop-search-slo"
@@ -42,8 +61,8 @@ def test_occurrences_example_counts_data_points_that_meet_the_threshold() -> Non
 
 
 @needs_data
-def test_ratio_timeslices_example() -> None:
-    (slo,) = load_slos([OPENSLO / "budgeting-method_ratio-timeslices.yaml"])
+def test_ratio_timeslices_example(tmp_path: Path) -> None:
+    (slo,) = load_slos([as_prometheus("budgeting-method_ratio-timeslices.yaml", tmp_path)])
     assert slo.id == "web-shop-main-page"
     assert slo.budgeting is BudgetingMethod.RATIO_TIMESLICES
     assert (slo.window.period_s, slo.window.rolling) == (14 * DAY, True)
@@ -53,8 +72,8 @@ def test_ratio_timeslices_example() -> None:
 
 
 @needs_data
-def test_timeslices_example_has_two_objectives_on_a_calendar_window() -> None:
-    slos = load_slos([OPENSLO / "budgeting-method_timeslices-slo.yaml"])
+def test_timeslices_example_has_two_objectives_on_a_calendar_window(tmp_path: Path) -> None:
+    slos = load_slos([as_prometheus("budgeting-method_timeslices-slo.yaml", tmp_path)])
     assert [s.id for s in slos] == [
         "web-availability-service-availability-internal-objective",
         "web-availability-service-availability-sla",
@@ -72,8 +91,9 @@ def test_timeslices_example_has_two_objectives_on_a_calendar_window() -> None:
 
 
 @needs_data
-def test_low_traffic_example() -> None:
-    (slo,) = load_slos([OPENSLO / "treat-low-traffic-as-equally-important_timeslices-slo.yaml"])
+def test_low_traffic_example(tmp_path: Path) -> None:
+    name = "treat-low-traffic-as-equally-important_timeslices-slo.yaml"
+    (slo,) = load_slos([as_prometheus(name, tmp_path)])
     assert slo.id == "web-availability-service-availability"
     assert slo.budgeting is BudgetingMethod.TIMESLICES
     assert slo.objective == 99.95
@@ -84,10 +104,10 @@ def test_low_traffic_example() -> None:
 
 
 @needs_data
-def test_examples_with_the_same_slo_name_clash_when_loaded_together() -> None:
+def test_examples_with_the_same_slo_name_clash_when_loaded_together(tmp_path: Path) -> None:
     files = [
-        OPENSLO / "budgeting-method_timeslices-slo.yaml",
-        OPENSLO / "treat-low-traffic-as-equally-important_timeslices-slo.yaml",
+        as_prometheus("budgeting-method_timeslices-slo.yaml", tmp_path),
+        as_prometheus("treat-low-traffic-as-equally-important_timeslices-slo.yaml", tmp_path),
     ]
     with pytest.raises(ConfigError, match="a second SLO named 'service-availability'"):
         load_slos(files)
@@ -648,3 +668,34 @@ def test_v1alpha_service_documents_give_no_slo() -> None:
     service = "apiVersion: openslo/v1alpha\nkind: Service\nmetadata: {name: api}\nspec: {}\n"
     slos = load_slo_text(service + "---\n" + ALPHA)
     assert [s.id for s in slos] == ["api-api-0"]
+
+
+def _line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def test_a_metric_source_that_is_not_prometheus_is_refused_at_its_type() -> None:
+    # A Datadog query sent to Prometheus as PromQL would fail there, or worse, mean something
+    # else: refused at load, naming where the type is written.
+    text = INLINE.replace("type: Prometheus", "type: Datadog").replace(
+        "query: api:success_ratio", "query: sum:trace.http.request.errors{service:api}.as_count()"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_slo_text(text, "dd.yaml")
+    line = _line_of(text, "type: Datadog")
+    assert str(err.value).startswith(
+        f"dd.yaml:{line}: document 1: spec.indicator.spec.ratioMetric.raw.metricSource.type: "
+        "type 'Datadog' is not supported: relia reads PromQL from Prometheus (type: Prometheus)"
+    ), str(err.value)
+    # Any spelling of Prometheus is fine.
+    for spelling in ("prometheus", "PROMETHEUS"):
+        load_slo_text(INLINE.replace("type: Prometheus", f"type: {spelling}"))
+
+
+def test_a_data_source_that_is_not_prometheus_is_refused_at_its_type() -> None:
+    text = BUNDLE.replace("  type: Prometheus\n", "  type: Datadog\n")
+    with pytest.raises(ConfigError) as err:
+        load_slo_text(text, "ds.yaml")
+    line = _line_of(text, "type: Datadog")
+    assert f"ds.yaml:{line}: document " in str(err.value)
+    assert "spec.type: type 'Datadog' is not supported" in str(err.value)

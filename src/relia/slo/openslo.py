@@ -19,10 +19,12 @@ load; every reference must resolve. How v1 maps onto relia's model:
   are not.
 - Calendar windows: ``startTime`` (``2022-01-01 12:00:00``, no offset) in ``timeZone`` (an IANA
   name, checked with :mod:`zoneinfo`).
-- The PromQL comes from ``metricSource.spec.query``. A query that has no ``{{.window}}`` is
-  wrapped so that it counts events over the window, as relia's SLIs need: for ``counter: true``
-  ``sum(increase(Q[{{.window}}]))``, otherwise ``sum(sum_over_time((Q)[{{.window}}:]))``;
-  a ``raw`` ratio is averaged (``avg_over_time``), and ``rawType: success`` becomes ``1 - (Q)``.
+- The PromQL comes from ``metricSource.spec.query``; ``metricSource.type`` and a referenced
+  DataSource's ``type`` must be Prometheus (or absent): other sources are refused. A query that
+  has no ``{{.window}}`` is wrapped so that it counts events over the window, as relia's SLIs
+  need: for ``counter: true`` ``sum(increase(Q[{{.window}}]))``, otherwise
+  ``sum(sum_over_time((Q)[{{.window}}:]))``; a ``raw`` ratio is averaged (``avg_over_time``), and
+  ``rawType: success`` becomes ``1 - (Q)``.
 - ``thresholdMetric`` with Timeslices/RatioTimeslices is a threshold SLI (a slice is good when
   ``query op value``). With Occurrences every data point is an event: good events are the
   points that meet ``op value`` (``count_over_time(((Q) < 500)[{{.window}}:])``), all events
@@ -401,14 +403,37 @@ def _events_query(query: str, counter: bool) -> str:
 _PROMQL_OPS = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 
 
+#: ``metricSource.type`` / DataSource ``type`` values relia reads (case aside): its queries are
+#: PromQL. Another source's query (Datadog's ``sum:x{a:b}.as_count()``) would be sent to
+#: Prometheus as if it were PromQL, so it is refused rather than computing something else.
+_PROMQL_SOURCES = frozenset({"prometheus"})
+
+
+def _check_source_type(doc: Document, loc: Loc, type_: str, problems: Problems) -> bool:
+    if type_.strip().lower() in _PROMQL_SOURCES:
+        return True
+    problems.add(
+        doc,
+        loc,
+        f"type {type_!r} is not supported: relia reads PromQL from Prometheus (type: Prometheus)",
+    )
+    return False
+
+
 def _source_query(doc: Document, loc: Loc, metric: _MetricSpec, registry: _Registry) -> str | None:
     source = metric.metric_source
     ok = True
+    # A source that is not Prometheus is a problem of its own: the SLO is still read, so its
+    # other problems are reported in the same run.
+    if source.type is not None:
+        _check_source_type(doc, (*loc, "type"), source.type, registry.problems)
     if source.metric_source_ref is not None:
-        ok = (
-            registry.get("DataSource", source.metric_source_ref, doc, (*loc, "metricSourceRef"))
-            is not None
-        )
+        ds = registry.get("DataSource", source.metric_source_ref, doc, (*loc, "metricSourceRef"))
+        if ds is None:
+            ok = False
+        else:
+            dspec: _DataSourceSpec = ds.spec
+            _check_source_type(ds.doc, (*ds.loc, "spec", "type"), dspec.type, registry.problems)
     query = source.spec.get("query", source.spec.get("promql"))
     if not isinstance(query, str) or not query.strip():
         registry.problems.add(

@@ -699,3 +699,54 @@ def test_a_data_source_that_is_not_prometheus_is_refused_at_its_type() -> None:
     line = _line_of(text, "type: Datadog")
     assert f"ds.yaml:{line}: document " in str(err.value)
     assert "spec.type: type 'Datadog' is not supported" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("alertWhenNoData: true", "alertWhenNoData: true is not supported"),
+        ("alertWhenBreaching: false", "alertWhenBreaching: false is not supported"),
+    ],
+)
+def test_alert_policy_switches_relia_cannot_honour_are_refused(flag: str, message: str) -> None:
+    text = BUNDLE.replace(
+        "spec:\n  conditions:\n    - conditionRef: fast\n",
+        f"spec:\n  {flag}\n  conditions:\n    - conditionRef: fast\n",
+    )
+    assert flag in text
+    problems = text_problems(text)
+    line = _line_of(text, flag)
+    assert len(problems) == 1 and problems[0].startswith(f"o.yaml:{line}: "), problems
+    assert message in problems[0]
+
+
+def test_alert_policy_switches_relia_honours_are_accepted() -> None:
+    harmless = "alertWhenNoData: false\n  alertWhenBreaching: true\n  alertWhenResolved: true"
+    text = BUNDLE.replace("spec:\n  conditions:\n", f"spec:\n  {harmless}\n  conditions:\n")
+    assert harmless in text
+    (slo,) = load_slo_text(text)
+    assert slo.alerting is not None
+
+
+@pytest.mark.parametrize(
+    ("method", "fields", "refused"),
+    [
+        ("Occurrences", {"timeSliceWindow": "5m"}, "timeSliceWindow"),
+        ("Occurrences", {"timeSliceTarget": 0.95}, "timeSliceTarget"),
+        ("RatioTimeslices", {"timeSliceWindow": "5m", "timeSliceTarget": 0.95}, "timeSliceTarget"),
+    ],
+)
+def test_slice_fields_the_budgeting_method_does_not_use_are_refused(
+    method: str, fields: dict[str, object], refused: str
+) -> None:
+    written = "".join(f"      {k}: {v}\n" for k, v in fields.items())
+    text = BUNDLE.replace("budgetingMethod: Occurrences", f"budgetingMethod: {method}").replace(
+        "    - target: 0.999\n", f"    - target: 0.999\n{written}"
+    )
+    problems = text_problems(text)
+    line = _line_of(text, f"{refused}:")
+    used_by = "Timeslices" if refused == "timeSliceTarget" else "the timeslice methods"
+    assert problems == [
+        f"o.yaml:{line}: document 7: spec.objectives[0].{refused}: not used by budgetingMethod "
+        f"{method}, only by {used_by}"
+    ]

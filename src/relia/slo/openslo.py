@@ -36,8 +36,12 @@ load; every reference must resolve. How v1 maps onto relia's model:
   the long one, the Workbook's ratio). ``severity`` page/critical → page, ticket/warning →
   ticket. An op other than gt/gte, or a condition that would spend more than the whole budget,
   is reported as unsupported.
+- Slice fields a budgeting method does not use (``timeSliceWindow``/``timeSliceTarget`` under
+  Occurrences, ``timeSliceTarget`` under RatioTimeslices), ``alertWhenNoData: true`` and
+  ``alertWhenBreaching: false`` are reported: relia would not honour them.
 - Not mapped: metadata labels and annotations, notification targets (relia's sinks notify),
-  composite SLOs (``compositeWeight``, reported as unsupported).
+  ``alertWhenResolved``, a DataSource's ``connectionDetails``, composite SLOs
+  (``compositeWeight``, reported as unsupported).
 
 **v1alpha** (the dialect in Sloth's ``openslo-getting-started.yml``): Sloth's subset, read the
 way Sloth reads it: each objective's ``ratioMetrics`` good/total queries (source prometheus or
@@ -214,9 +218,9 @@ class _DataSourceSpec(CamelInputModel):
 
 class _AlertPolicySpec(CamelInputModel):
     description: Text = ""
-    alert_when_no_data: bool = False
-    alert_when_breaching: bool = False
-    alert_when_resolved: bool = False
+    alert_when_no_data: bool | None = None
+    alert_when_breaching: bool | None = None
+    alert_when_resolved: bool | None = None
     conditions: list[dict[str, Any]] = Field(min_length=1, max_length=1)
     notification_targets: list[dict[str, Any]] | None = None
 
@@ -577,6 +581,8 @@ def _alert_windows(slo: _Obj, period_s: int, registry: _Registry) -> list[dict[s
             ok = False
             continue
         pspec: _AlertPolicySpec = policy.spec
+        if not _policy_flags(policy, problems):
+            ok = False
         for j, target in enumerate(pspec.notification_targets or ()):
             tloc: Loc = (*policy.loc, "spec", "notificationTargets", j)
             if (
@@ -605,6 +611,32 @@ def _alert_windows(slo: _Obj, period_s: int, registry: _Registry) -> list[dict[s
         seen.add(key)
         windows.append(window)
     return windows if ok else None
+
+
+def _policy_flags(policy: _Obj, problems: Problems) -> bool:
+    """Refuse the alert-policy switches relia cannot honour, rather than drop them silently:
+    ``alertWhenNoData: true`` (no rule or evaluation alerts on missing data) and
+    ``alertWhenBreaching: false`` (relia's burn-rate alerts are alerts on breaching).
+    ``alertWhenResolved`` is left to the notifier (Alertmanager's ``send_resolved``)."""
+    spec: _AlertPolicySpec = policy.spec
+    ok = True
+    if spec.alert_when_no_data:
+        problems.add(
+            policy.doc,
+            (*policy.loc, "spec", "alertWhenNoData"),
+            "alertWhenNoData: true is not supported: relia's burn-rate alerts do not fire on "
+            "missing data (alert on absent() in Prometheus instead)",
+        )
+        ok = False
+    if spec.alert_when_breaching is False:
+        problems.add(
+            policy.doc,
+            (*policy.loc, "spec", "alertWhenBreaching"),
+            "alertWhenBreaching: false is not supported: relia's alerts fire while the burn-rate "
+            "condition is breached",
+        )
+        ok = False
+    return ok
 
 
 def _condition_window(cond: _Obj, period_s: int, problems: Problems) -> dict[str, Any] | None:
@@ -788,6 +820,26 @@ def _slos_of(slo: _Obj, registry: _Registry) -> list[Built]:
             "budgeting": budgeting,
         }
         ok = indicator is not None and window is not None and alerts is not None
+        # As relia's own format does: a slice field the method does not use would be dropped
+        # silently, so the spec would promise something relia does not compute.
+        unused = {
+            "occurrences": (
+                ("timeSliceWindow", objective.time_slice_window),
+                ("timeSliceTarget", objective.time_slice_target),
+            ),
+            "ratio_timeslices": (("timeSliceTarget", objective.time_slice_target),),
+        }.get(budgeting, ())
+        for field_name, value in unused:
+            if value is not None:
+                used_by = (
+                    "the timeslice methods" if field_name == "timeSliceWindow" else "Timeslices"
+                )
+                problems.add(
+                    doc,
+                    (*oloc, field_name),
+                    f"not used by budgetingMethod {spec.budgeting_method}, only by {used_by}",
+                )
+                ok = False
         if budgeting != "occurrences":
             if objective.time_slice_window is None:
                 problems.add(
@@ -864,6 +916,7 @@ def from_documents(docs: list[Document], problems: Problems) -> list[Built]:
 
 def _policy_refs(policy: _Obj, registry: _Registry) -> None:
     pspec: _AlertPolicySpec = policy.spec
+    _policy_flags(policy, registry.problems)
     for j, target in enumerate(pspec.notification_targets or ()):
         tloc: Loc = (*policy.loc, "spec", "notificationTargets", j)
         _ref_or_inline(policy.doc, tloc, target, "AlertNotificationTarget", "targetRef", registry)

@@ -3,12 +3,15 @@ open: the evaluation grid, how samples land on it, good-query counts and finding
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
+from relia.slo import budget as B
 from relia.slo import evaluate as E
-from relia.slo.spec import SLO, EventsSLI, TimeWindow
+from relia.slo.spec import SLO, EventsSLI, RawSLI, TimeWindow
 from relia.sources.prometheus import RangeSeries
 
 DAY = 86_400
@@ -175,3 +178,43 @@ def test_one_minute_slices_are_queried_over_at_least_the_minimum_range() -> None
     client = Canned({"sum(increase(t[2m]))": [(END, 240.0)], "sum(increase(e[2m]))": [(END, 2.0)]})
     bad, total = E.fetch_counts(client, slo, END, END, 60, min_range_s=120)
     assert total.tolist() == [120.0] and bad.tolist() == [1.0]
+
+
+def test_raw_slis_count_their_budget_in_steps_not_events() -> None:
+    # An error ratio has no event counts: each step with data weighs one. Calling those
+    # "events" showed 3 / 4 "events" for half a million requests.
+    slo = _slo(
+        sli=RawSLI(error_ratio_query="sum(rate(e[{{.window}}])) / sum(rate(t[{{.window}}]))")
+    )
+    n = 7 * DAY // 300
+    bad, total = B.raw_ratio_events(np.full(n, 0.002))
+    st = E.status_from_counts(slo, bad, total, end_ms=END, step_s=300)
+    assert st.unit == "steps" and st.to_dict()["error_budget"]["unit"] == "steps"
+    assert st.events == n
+    events = _slo(sli=EventsSLI(error_query="e", total_query="t"))
+    assert E.status_from_counts(events, bad, total, end_ms=END, step_s=300).unit == "events"
+
+
+def test_at_a_calendar_boundary_the_new_period_is_empty_not_the_last_step() -> None:
+    # Weekly periods from Monday 2024-04-01 00:00 UTC; evaluated exactly at Monday 2024-04-29
+    # 00:00 the new period has no steps yet. The previous period's last step is not its data.
+    slo = _slo(
+        window=TimeWindow(
+            period_s=7 * DAY, rolling=False, calendar_start=datetime(2024, 4, 1), timezone="UTC"
+        ),
+        alerting={"name": "Burn"},
+    )
+    boundary = int(datetime(2024, 4, 29, tzinfo=UTC).timestamp() * 1000)
+    n = 3 * DAY // 300
+    total = np.full(n, 600.0)
+    bad = np.full(n, 60.0)  # 10 % errors: 10x the 1 % budget
+    st = E.status_from_counts(slo, bad, total, end_ms=boundary, step_s=300)
+    assert st.window_start_ms == boundary
+    # As a window without samples: no data, so no SLI and no budget spent.
+    assert math.isnan(st.events) and math.isnan(st.sli) and math.isnan(st.spent_ratio)
+    assert st.burn_down.size == 0
+    # Burn-rate alerts look back across the boundary: the burn before it still pages.
+    assert any(a.firing for a in st.alerts if a.window.severity == "page")
+    # One step later the window is that step.
+    later = E.status_from_counts(slo, bad, total, end_ms=boundary + 300_000, step_s=300)
+    assert later.window_start_ms == boundary and later.events == 600

@@ -197,7 +197,9 @@ class AlertStatus:
 class SloStatus:
     """An SLO evaluated at ``at_ms``: its SLI, budget and alerts, and the burn-down series.
 
-    Budget figures are in ``unit`` (``events``, or ``slices`` for timeslice methods);
+    Budget figures are in ``unit``: ``events``, ``slices`` for timeslice methods, or ``steps``
+    for raw SLIs (an error ratio has no event counts: each query step with data weighs one, so
+    the budget is a share of steps, whatever the traffic in them);
     ``spent_ratio`` and ``remaining_ratio`` are shares of the window's budget (negative
     remaining: overspent). ``exhaustion_s`` is inf when not burning, NaN without data.
     ``burn_down`` is the remaining share after each step of the window, at ``burn_down_ts``.
@@ -210,7 +212,7 @@ class SloStatus:
     sli: float
     events: float
     bad_events: float
-    unit: Literal["events", "slices"]
+    unit: Literal["events", "slices", "steps"]
     budget_total: float
     budget_spent: float
     budget_remaining: float
@@ -375,11 +377,21 @@ def status_from_counts(
     """Evaluate ``slo`` on per-step counts whose last step ends at ``end_ms`` (pure)."""
     windows = tuple(windows if windows is not None else windows_for(slo))
     window_start = B.window_start_ms(slo.window, end_ms, where=str(slo.source))
-    window_steps = max(1, (end_ms - window_start) // (step_s * 1000))
-    params = B.SloParams.from_slos([slo], [windows], step_s, window_s=[window_steps * step_s])
+    window_steps = (end_ms - window_start) // (step_s * 1000)
+    params = B.SloParams.from_slos(
+        [slo], [windows], step_s, window_s=[max(window_steps, 1) * step_s]
+    )
     b, t = bad[None, :], total[None, :]
     r = B.evaluate(b, t, params, step_s=step_s, current_window_s=CURRENT_WINDOW_S)
     down = B.burn_down(b, t, params)[0]
+    # The window's own figures. Exactly at a calendar boundary the new period has no steps yet:
+    # it is empty (no data, as a window without samples), not the previous period's last step.
+    # Burn rates and alerts look back across the boundary, so they keep ``r``.
+    own = r
+    if window_steps <= 0:
+        none = np.full_like(t, np.nan)
+        own = B.evaluate(none, none, params, step_s=step_s, current_window_s=CURRENT_WINDOW_S)
+        down = np.full_like(down, np.nan)
     n = len(total)
     ts = end_ms - (n - 1 - np.arange(n, dtype=np.int64)) * step_s * 1000
     keep = ~np.isnan(down)
@@ -405,19 +417,19 @@ def status_from_counts(
     return SloStatus(
         slo=slo,
         at_ms=end_ms,
-        window_start_ms=end_ms - window_steps * step_s * 1000,
+        window_start_ms=end_ms - max(window_steps, 0) * step_s * 1000,
         step_s=step_s,
-        sli=float(r.sli[0]),
-        events=float(r.events[0]),
-        bad_events=float(r.bad_events[0]),
-        unit="slices" if sliced else "events",
-        budget_total=float(r.budget_total[0]),
-        budget_spent=float(r.budget_spent[0]),
-        budget_remaining=float(r.budget_remaining[0]),
-        spent_ratio=float(r.spent_ratio[0]),
-        remaining_ratio=float(r.remaining_ratio[0]),
+        sli=float(own.sli[0]),
+        events=float(own.events[0]),
+        bad_events=float(own.bad_events[0]),
+        unit="slices" if sliced else "steps" if isinstance(slo.sli, RawSLI) else "events",
+        budget_total=float(own.budget_total[0]),
+        budget_spent=float(own.budget_spent[0]),
+        budget_remaining=float(own.budget_remaining[0]),
+        spent_ratio=float(own.spent_ratio[0]),
+        remaining_ratio=float(own.remaining_ratio[0]),
         current_burn=float(r.current_burn[0]),
-        exhaustion_s=float(r.exhaustion_s[0]),
+        exhaustion_s=float(own.exhaustion_s[0]),
         alerts=tuple(alerts),
         burn_down_ts=ts[keep],
         burn_down=down[keep],

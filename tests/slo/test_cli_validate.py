@@ -9,7 +9,6 @@ import pytest
 from typer.testing import CliRunner
 
 from relia.cli import app
-from tests.slo.test_openslo import as_prometheus
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,11 +133,7 @@ def test_sloth_windows_option_sets_the_period() -> None:
 
 @needs_data
 def test_shared_openslo_examples_validate(tmp_path: Path) -> None:
-    # Their sources are placeholders (type: Any), refused as not Prometheus: read as Prometheus.
-    files = [
-        as_prometheus(p.name, tmp_path)
-        for p in sorted((SLO_DATA / "openslo").glob("budgeting-method_*.yaml"))
-    ]
+    files = sorted((SLO_DATA / "openslo").glob("budgeting-method_*.yaml"))
     # budgeting-method_timeslices-slo.yaml's `duration: 1m` is one minute (docs/slo.md): its two
     # SLOs are too short for the default alert windows, which `rules` and `report` refuse too.
     short = [f for f in files if f.name == "budgeting-method_timeslices-slo.yaml"]
@@ -173,7 +168,7 @@ def test_columns_line_up_and_objectives_keep_their_digits(tmp_path: Path) -> Non
 
 @needs_data
 def test_rules_and_report_name_every_slo_too_short_for_the_default_windows(tmp_path: Path) -> None:
-    short = as_prometheus("budgeting-method_timeslices-slo.yaml", tmp_path)
+    short = SLO_DATA / "openslo" / "budgeting-method_timeslices-slo.yaml"
     for cmd in (
         ["slo", "rules", str(short)],
         ["slo", "report", str(short), "--prometheus", "http://127.0.0.1:9"],

@@ -26,28 +26,17 @@ DAY = 86400
 NEW_YORK = ZoneInfo("America/New_York")
 
 
-def as_prometheus(name: str, tmp: Path) -> Path:
-    """A copy of an upstream example whose placeholder sources (``type: Any``) say Prometheus:
-    relia refuses other sources, and the examples' ``query: Any`` is then a metric named Any."""
-    out = tmp / name
-    out.write_text((OPENSLO / name).read_text().replace("type: Any", "type: Prometheus"))
-    return out
-
-
 @needs_data
-def test_the_examples_placeholder_sources_are_refused_as_not_prometheus() -> None:
-    with pytest.raises(ConfigError) as err:
-        load_slos([OPENSLO / "budgeting-method_occurences-slo.yaml"])
-    assert str(err.value) == (
-        f"{OPENSLO / 'budgeting-method_occurences-slo.yaml'}:17: document 1: "
-        "spec.indicator.spec.thresholdMetric.metricSource.type: type 'Any' is not supported: "
-        "relia reads PromQL from Prometheus (type: Prometheus)"
-    )
+def test_the_examples_placeholder_source_type_any_is_read_as_promql() -> None:
+    # The OpenSLO examples say `type: Any` ("any service with the needed metrics"): no other
+    # system is named, so the query is read as PromQL (a Datadog source is refused, below).
+    (item,) = load_specs([OPENSLO / "budgeting-method_occurences-slo.yaml"])
+    assert isinstance(item.slo.sli, EventsSLI) and "(Any)" in item.slo.sli.total_query
 
 
 @needs_data
 def test_occurrences_example_counts_data_points_that_meet_the_threshold(tmp_path: Path) -> None:
-    (item,) = load_specs([as_prometheus("budgeting-method_occurences-slo.yaml", tmp_path)])
+    (item,) = load_specs([OPENSLO / "budgeting-method_occurences-slo.yaml"])
     slo = item.slo
     assert item.format == "openslo/v1"
     assert slo.id == "web-shop-search-slo"
@@ -62,7 +51,7 @@ def test_occurrences_example_counts_data_points_that_meet_the_threshold(tmp_path
 
 @needs_data
 def test_ratio_timeslices_example(tmp_path: Path) -> None:
-    (slo,) = load_slos([as_prometheus("budgeting-method_ratio-timeslices.yaml", tmp_path)])
+    (slo,) = load_slos([OPENSLO / "budgeting-method_ratio-timeslices.yaml"])
     assert slo.id == "web-shop-main-page"
     assert slo.budgeting is BudgetingMethod.RATIO_TIMESLICES
     assert (slo.window.period_s, slo.window.rolling) == (14 * DAY, True)
@@ -73,7 +62,7 @@ def test_ratio_timeslices_example(tmp_path: Path) -> None:
 
 @needs_data
 def test_timeslices_example_has_two_objectives_on_a_calendar_window(tmp_path: Path) -> None:
-    slos = load_slos([as_prometheus("budgeting-method_timeslices-slo.yaml", tmp_path)])
+    slos = load_slos([OPENSLO / "budgeting-method_timeslices-slo.yaml"])
     assert [s.id for s in slos] == [
         "web-availability-service-availability-internal-objective",
         "web-availability-service-availability-sla",
@@ -93,7 +82,7 @@ def test_timeslices_example_has_two_objectives_on_a_calendar_window(tmp_path: Pa
 @needs_data
 def test_low_traffic_example(tmp_path: Path) -> None:
     name = "treat-low-traffic-as-equally-important_timeslices-slo.yaml"
-    (slo,) = load_slos([as_prometheus(name, tmp_path)])
+    (slo,) = load_slos([OPENSLO / name])
     assert slo.id == "web-availability-service-availability"
     assert slo.budgeting is BudgetingMethod.TIMESLICES
     assert slo.objective == 99.95
@@ -106,8 +95,8 @@ def test_low_traffic_example(tmp_path: Path) -> None:
 @needs_data
 def test_examples_with_the_same_slo_name_clash_when_loaded_together(tmp_path: Path) -> None:
     files = [
-        as_prometheus("budgeting-method_timeslices-slo.yaml", tmp_path),
-        as_prometheus("treat-low-traffic-as-equally-important_timeslices-slo.yaml", tmp_path),
+        OPENSLO / "budgeting-method_timeslices-slo.yaml",
+        OPENSLO / "treat-low-traffic-as-equally-important_timeslices-slo.yaml",
     ]
     with pytest.raises(ConfigError, match="a second SLO named 'service-availability'"):
         load_slos(files)

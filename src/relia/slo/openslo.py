@@ -20,7 +20,8 @@ load; every reference must resolve. How v1 maps onto relia's model:
 - Calendar windows: ``startTime`` (``2022-01-01 12:00:00``, no offset) in ``timeZone`` (an IANA
   name, checked with :mod:`zoneinfo`).
 - The PromQL comes from ``metricSource.spec.query``; ``metricSource.type`` and a referenced
-  DataSource's ``type`` must be Prometheus (or absent): other sources are refused. A query that
+  DataSource's ``type`` must be Prometheus (or absent, or the spec examples' placeholder
+  ``Any``): other sources are refused. A query that
   has no ``{{.window}}`` is wrapped so that it counts events over the window, as relia's SLIs
   need: for ``counter: true`` ``sum(increase(Q[{{.window}}]))``, otherwise
   ``sum(sum_over_time((Q)[{{.window}}:]))``; a ``raw`` ratio is averaged (``avg_over_time``), and
@@ -410,7 +411,9 @@ _PROMQL_OPS = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 #: ``metricSource.type`` / DataSource ``type`` values relia reads (case aside): its queries are
 #: PromQL. Another source's query (Datadog's ``sum:x{a:b}.as_count()``) would be sent to
 #: Prometheus as if it were PromQL, so it is refused rather than computing something else.
-_PROMQL_SOURCES = frozenset({"prometheus"})
+#: ``Any`` is the placeholder of the OpenSLO spec's own examples ("any service with the needed
+#: metrics"): it names no other system, so it is read as PromQL too.
+_PROMQL_SOURCES = frozenset({"prometheus", "any"})
 
 
 def _check_source_type(doc: Document, loc: Loc, type_: str, problems: Problems) -> bool:

@@ -54,7 +54,9 @@ class SloWindowOut(BaseModel):
 
 
 class SloBudgetOut(BaseModel):
-    unit: str = Field(description="events, or slices for timeslice methods")
+    unit: str = Field(
+        description="events; slices for timeslice methods; steps (query steps) for a raw SLI"
+    )
     total: float | None
     spent: float | None
     remaining: float | None

@@ -345,10 +345,11 @@ def test_run_up_turns_burning_slos_into_findings(
     now = int(time.time() * 1000)
     series = _series(now + 3_600_000, hot=(now - 3_600_000, now + 3_600_000))
     real = prom.PrometheusClient
+    fake = fake_prometheus_transport(series)
 
     def make(url: str, timeout: float = 10.0, transport: Any = None) -> PrometheusClient:
         assert url == URL
-        return real(url, timeout=timeout, transport=fake_prometheus_transport(series))
+        return real(url, timeout=timeout, transport=fake)
 
     monkeypatch.setattr(prom, "PrometheusClient", make)
     cfg = ReliaConfig(
@@ -368,7 +369,12 @@ def test_run_up_turns_burning_slos_into_findings(
         while not (store_path.exists() and any(store_path.iterdir())):
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        time.sleep(1.5)  # a few SLO rounds
+        # A few SLO rounds from the first that asked Prometheus: on a loaded machine the
+        # engine's start alone can take longer than a fixed sleep.
+        while not fake.calls:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(1.5)
     finally:
         stop.set()
         thread.join(30)

@@ -207,6 +207,11 @@ class MemoryStore:
     def incident(self, incident_id: str) -> Incident | None:
         return self._incidents.get(incident_id)
 
+    def incident_listing(self, finding_id: str) -> Incident | None:
+        listing = [i for i in self._incidents.values() if finding_id in i.finding_ids]
+        listing.sort(key=lambda i: (-i.updated_at, i.id))  # as the real stores
+        return listing[0] if listing else None
+
     # -- notification outbox --
 
     def _outbox_items(self) -> dict[str, OutboxItem]:

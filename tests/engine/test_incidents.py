@@ -519,3 +519,74 @@ def test_a_flapping_key_keeps_its_hold_down_across_a_restart() -> None:
     kept, restarted = run(False), run(True)
     assert kept.status is IncidentStatus.OPEN
     assert (restarted.status, restarted.version) == (kept.status, kept.version)
+
+
+class ListingStore(FlakyStore):
+    """Counts the lookups of the incident listing a finding."""
+
+    listings = 0
+
+    def incident_listing(self, finding_id: str) -> Incident | None:
+        self.listings += 1
+        return super().incident_listing(finding_id)
+
+
+def _listed_twice(store: MemoryStore) -> dict[str, list[str]]:
+    owners: dict[str, list[str]] = {}
+    for inc in store.incidents(limit=100_000):
+        for fid in inc.finding_ids:
+            owners.setdefault(fid, []).append(inc.id)
+    return {fid: ids for fid, ids in owners.items() if len(ids) > 1}
+
+
+def test_a_finding_that_did_not_open_its_incident_growing_days_later_reopens_it() -> None:
+    # Two keys of one incident; it resolves and is not restored two days later. The second
+    # key's finding (not the one that opened it) grows: the stored incident must reopen, one
+    # version on, rather than a new incident listing that finding a second time.
+    store = ListingStore()
+    first = IncidentPipeline(store, IncidentsConfig(), lambda sid: None, sinks=["am"])
+    first.start(T0)
+    a = _finding('up_latency{instance="host1"}', T0).model_copy(update={"end": T0 + MIN})
+    b = _finding('err_ratio{instance="host1"}', T0 + 1000).model_copy(update={"end": T0 + MIN})
+    _feed(first, store, [a, b], T0 + MIN)
+    first.update([], T0 + 7 * MIN)
+    (resolved,) = store.incidents()
+    assert resolved.status is IncidentStatus.RESOLVED and set(resolved.finding_ids) == {a.id, b.id}
+    assert store.listings == 0  # new findings are never looked up
+    pending = store.outbox_counts()["am"]["pending"]
+    again = IncidentPipeline(store, IncidentsConfig(), lambda sid: None, sinks=["am"])
+    assert again.start(T0 + 2 * DAY) == 0
+    grown = b.model_copy(update={"end": T0 + 2 * DAY + MIN})
+    _feed(again, store, [grown], T0 + 2 * DAY + MIN)
+    (reopened,) = store.incidents()
+    assert reopened.id == resolved.id and reopened.status is IncidentStatus.OPEN
+    assert reopened.version == resolved.version + 1 and reopened.opened_at == resolved.opened_at
+    assert reopened.finding_count == 2 and _listed_twice(store) == {}
+    assert again.enqueued == 1 and store.outbox_counts()["am"]["pending"] == pending + 1
+    assert store.listings == 1
+    # It grows on: known now, no lookup; and a new finding of another key is not looked up.
+    _feed(
+        again,
+        store,
+        [grown.model_copy(update={"end": T0 + 2 * DAY + 2 * MIN})],
+        T0 + 2 * DAY + 2 * MIN,
+    )
+    _feed(
+        again,
+        store,
+        [_finding('cpu{instance="host9"}', T0 + 2 * DAY + 2 * MIN)],
+        T0 + 2 * DAY + 2 * MIN,
+    )
+    assert store.listings == 1 and _listed_twice(store) == {}
+
+
+def test_a_restart_does_not_look_up_the_findings_the_store_says_no_incident_lists() -> None:
+    # relia died between storing a finding and saving its incident: at start it is correlated
+    # as an orphan (old enough to be of a forgotten incident), without a lookup per orphan.
+    store = ListingStore()
+    f = _finding('up_latency{instance="host1"}', T0).model_copy(update={"end": T0 + 2 * 60 * MIN})
+    store.add_findings([f])
+    pipe = IncidentPipeline(store, IncidentsConfig(), lambda sid: None)
+    pipe.start(T0 + 2 * 60 * MIN + MIN)
+    (inc,) = store.incidents()
+    assert inc.finding_ids == [f.id] and store.listings == 0

@@ -906,12 +906,26 @@ class Stored:
     def __init__(self) -> None:
         self.incidents: dict[str, Incident] = {}
         self.findings: dict[str, Finding] = {}
+        self.listings = 0
 
     def recall(self, iid: str) -> tuple[Incident, list[Finding]] | None:
         inc = self.incidents.get(iid)
         if inc is None:
             return None
         return inc, [self.findings[i] for i in inc.finding_ids if i in self.findings]
+
+    def listing(self, fid: str) -> tuple[Incident, list[Finding]] | None:
+        self.listings += 1
+        found = [i for i in self.incidents.values() if fid in i.finding_ids]
+        found.sort(key=lambda i: (-i.updated_at, i.id))  # as the stores
+        return self.recall(found[0].id) if found else None
+
+    def listed_twice(self) -> dict[str, list[str]]:
+        owners: dict[str, list[str]] = {}
+        for inc in self.incidents.values():
+            for fid in inc.finding_ids:
+                owners.setdefault(fid, []).append(inc.id)
+        return {fid: ids for fid, ids in owners.items() if len(ids) > 1}
 
     def update(self, c: IncidentCorrelator, fs: list[Finding], now: int) -> list[Incident]:
         self.findings.update((f.id, f) for f in fs)
@@ -938,6 +952,31 @@ def test_a_finding_of_a_forgotten_incident_that_grows_never_reopens_its_id_at_ve
             assert (back.id, back.version, back.opened_at) == (opened.id, 3, opened.opened_at)
         else:  # it cannot tell: a new opening, under an id of its own
             assert back.id != opened.id and back.version == 1
+
+
+def test_a_finding_that_joined_a_forgotten_incident_and_grows_reopens_that_incident() -> None:
+    # Not the opener: the second key's finding. Without recall_listing it would join or open
+    # another incident while the stored one still lists it (listed twice, counted twice).
+    a = finding('lat{instance="h0"}', T0, T0 + M)
+    b = finding('err{instance="h0"}', T0 + S, T0 + M)
+    stored = Stored()
+    c = IncidentCorrelator(
+        IncidentsConfig(), by_key, retain=0, recall=stored.recall, recall_listing=stored.listing
+    )
+    (opened,) = stored.update(c, [a, b], T0 + M)
+    stored.update(c, [], T0 + 10 * M)  # resolved: version 2
+    stored.update(c, [], T0 + 2 * 60 * M)  # past the reopen and flap windows: forgotten
+    assert c.incidents() == [] and stored.listings == 0
+    grown = b.model_copy(update={"end": T0 + 3 * 60 * M})
+    (back,) = stored.update(c, [grown], grown.end)
+    assert (back.id, back.version, back.opened_at) == (opened.id, 3, opened.opened_at)
+    assert back.status is IncidentStatus.OPEN and back.finding_count == 2
+    assert set(back.finding_ids) == {a.id, b.id} and stored.listed_twice() == {}
+    assert stored.listings == 1
+    # Known again: growing on, or a new finding joining it, asks nothing.
+    stored.update(c, [grown.model_copy(update={"end": grown.end + M})], grown.end + M)
+    stored.update(c, [finding('lat{instance="h0"}', grown.end + M)], grown.end + M)
+    assert stored.listings == 1 and len(stored.incidents) == 1
 
 
 def test_an_incident_merged_away_in_the_update_its_severity_rose_skips_no_version() -> None:
@@ -992,11 +1031,16 @@ def test_every_version_of_an_id_is_the_one_before_plus_one_when_incidents_are_fo
     ticks: list[tuple[int, list[Finding]]], cap: int, cfg: dict[str, Any]
 ) -> None:
     """Incidents are forgotten as soon as they may be (``retain=0``) and recalled from what was
-    stored: an id's versions go 1, 2, 3... (a finding merely growing repeats one), and the
-    incidents in memory never share a finding."""
+    stored: an id's versions go 1, 2, 3... (a finding merely growing repeats one), and neither
+    the incidents in memory nor the stored ones ever share a finding."""
     stored = Stored()
     c = IncidentCorrelator(
-        IncidentsConfig(**cfg), by_key, retain=0, max_per_key=cap, recall=stored.recall
+        IncidentsConfig(**cfg),
+        by_key,
+        retain=0,
+        max_per_key=cap,
+        recall=stored.recall,
+        recall_listing=stored.listing,
     )
     for now, batch in ticks:
         before = dict(stored.incidents)
@@ -1006,3 +1050,4 @@ def test_every_version_of_an_id_is_the_one_before_plus_one_when_incidents_are_fo
             assert inc.version in want, (prev, inc)
         held = [fid for inc in c.incidents() for fid in inc.finding_ids]
         assert len(held) == len(set(held))
+        assert stored.listed_twice() == {}

@@ -170,6 +170,35 @@ def test_findings_without_incident_are_those_no_stored_incident_lists(store: Any
     assert [f.id for f in store.findings_without_incident(T0 - 10)] == ["old"]
 
 
+def test_incident_listing_is_the_one_whose_finding_ids_list_the_finding(store: Any) -> None:
+    # What the correlator recalls for a forgotten incident's finding that grows again: by an
+    # exact id in the list, not a part of one; a merged-away incident lists none.
+    assert store.incident_listing("f1a") is None
+    a = incident(1, finding_ids=["f1a", "f1b"])
+    b = incident(2, finding_ids=["f2a", 'odd "id", \\ é'], status=IncidentStatus.RESOLVED)
+    gone = incident(3, finding_ids=[], merged_into="inc1", status=IncidentStatus.RESOLVED)
+    store.save_incidents([a, b, gone])
+    assert store.incident_listing("f1b") == a
+    assert store.incident_listing("f2a") == b
+    assert store.incident_listing('odd "id", \\ é') == b
+    for absent in ("f1", "1a", "f1a, f1b", '"f1a"', "inc1", "", "%", "f_a"):
+        assert store.incident_listing(absent) is None, absent
+    # Moved by a save (a merge): it is listed by the incident that lists it now.
+    store.save_incidents([a.model_copy(update={"finding_ids": ["f1b"], "version": 2})])
+    store.save_incidents([b.model_copy(update={"finding_ids": ["f2a", "f1a"], "version": 2})])
+    assert store.incident_listing("f1a") == store.incident("inc2")
+    assert store.incident_listing("f1b") == store.incident("inc1")
+    # Listed by two (stored by an older relia): the most recently updated, then by id.
+    twice = [
+        incident(4, finding_ids=["dup"], updated_at=T0 + 50_000),
+        incident(5, finding_ids=["x", "dup"], updated_at=T0 + 60_000),
+        incident(6, finding_ids=["dup"], updated_at=T0 + 60_000),
+    ]
+    store.save_incidents(twice)
+    listing = store.incident_listing("dup")
+    assert listing is not None and listing.id == "inc5"
+
+
 def _written_before_finding_count(migrations_dir: Path) -> None:
     """Write the migrations up to schema 7 (before incidents had finding_count) to a folder."""
     migrations_dir.mkdir()

@@ -309,3 +309,19 @@ def test_connections_probe_a_vanished_server_unless_the_dsn_says_otherwise(
         assert params["keepalives"] == "1"
         assert params["keepalives_idle"] == idle
         assert params["tcp_user_timeout"] == "60000"
+
+
+def test_the_incident_listing_a_finding_is_found_through_an_index(postgres_dsn: str) -> None:
+    # The correlator asks it of a store holding a month of incidents: not a scan of them all.
+    with PostgresStore(postgres_dsn) as s:
+        assert s.incident_listing("f1") is None
+    with psycopg.connect(postgres_dsn) as conn:
+        conn.execute("SET enable_seqscan = off")  # an empty table: make the planner show its hand
+        plan = "\n".join(
+            str(r[0])
+            for r in conn.execute(
+                "EXPLAIN SELECT id FROM incidents WHERE finding_ids @> %s::jsonb",
+                ['["f1"]'],
+            ).fetchall()
+        )
+    assert "incidents_by_finding" in plan, plan

@@ -74,7 +74,10 @@ class IncidentPipeline:
         self.routing = SeverityRouting(sinks, filtered=filtered)
         self.sinks = self.routing.sinks
         self.correlator = IncidentCorrelator(
-            config, finding_labels(series_labels), recall=self._recall
+            config,
+            finding_labels(series_labels),
+            recall=self._recall,
+            recall_listing=self._recall_listing,
         )
         self._wake = wake
         self._lock = threading.Lock()
@@ -84,6 +87,9 @@ class IncidentPipeline:
         #: failed): the correlator has moved on and will not report them again, so each
         #: commit writes these first.
         self._unwritten: dict[str, Incident] = {}
+        #: Findings the store just said no incident lists (a start's orphans): the correlator's
+        #: lookup of the incident listing one of them is answered without asking again.
+        self._unlisted: frozenset[str] = frozenset()
 
     def start(self, now: int) -> int:
         """Restore the correlator from the store and redo what a crash may have cut short;
@@ -120,7 +126,12 @@ class IncidentPipeline:
             if orphans:
                 log.info("correlating %d findings stored without an incident", len(orphans))
                 orphans.sort(key=lambda f: (f.start, f.id))
-                self._commit(self.correlator.update(orphans, now), now)
+                self._unlisted = frozenset(f.id for f in orphans)
+                try:
+                    changed = self.correlator.update(orphans, now)
+                finally:
+                    self._unlisted = frozenset()
+                self._commit(changed, now)
             # Re-enqueue the current version of every incident we know: a no-op for those
             # already in the outbox.
             self._enqueue(incidents, now)
@@ -131,6 +142,20 @@ class IncidentPipeline:
         forgot (its newest version: one a failed save left unwritten, else the store's)."""
         inc = self._unwritten.get(incident_id) or self.store.incident(incident_id)
         if inc is None:
+            return None
+        return inc, self.store.findings_by_ids(inc.finding_ids)
+
+    def _recall_listing(self, finding_id: str) -> tuple[Incident, list[Finding]] | None:
+        """The stored incident that lists ``finding_id``, with its stored findings, for the
+        correlator to bring back a forgotten incident that one of its findings (not only the
+        one that opened it) returns to; its newest version, as :meth:`_recall`."""
+        if finding_id in self._unlisted:
+            return None
+        for pending in reversed(self._unwritten.values()):
+            if finding_id in pending.finding_ids:
+                return pending, self.store.findings_by_ids(pending.finding_ids)
+        inc = self.store.incident_listing(finding_id)
+        if inc is None or inc.id in self._unwritten:  # its newest version no longer lists it
             return None
         return inc, self.store.findings_by_ids(inc.finding_ids)
 

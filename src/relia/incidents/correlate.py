@@ -50,6 +50,7 @@ __all__ = ["IncidentCorrelator", "finding_labels", "key_labels", "rank_causes"]
 
 LabelsOf = Callable[[Finding], Mapping[str, str]]
 #: Gives a stored incident by id with its stored findings, or None (see IncidentCorrelator).
+#: ``recall_listing`` has the same shape, given a finding id: the stored incident listing it.
 Recall = Callable[[str], "tuple[Incident, list[Finding]] | None"]
 
 _SEVERITY_WEIGHT = {Severity.INFO: 0.0, Severity.WARNING: 0.5, Severity.CRITICAL: 1.0}
@@ -321,7 +322,11 @@ class IncidentCorrelator:
     incident id is never reused for a second opening: a finding of an incident the correlator
     forgot (pruned from memory, or not restored at a restart) that grows again reopens the
     stored incident from its stored version. Without ``recall``, such a finding opens a new
-    incident whose id also hashes the time it opened.
+    incident whose id also hashes the time it opened. ``recall_listing`` gives the stored
+    incident whose ``finding_ids`` lists a finding id (with its stored findings): a finding of a
+    forgotten incident other than the one that opened it returns to it the same way, so that
+    no two stored incidents list one finding. Both are asked only about a finding unknown here
+    and older than the reopen and flap windows (one that grew, or a late one).
     """
 
     def __init__(
@@ -332,6 +337,7 @@ class IncidentCorrelator:
         retain: int = 1000,
         max_per_key: int = MAX_FINDINGS_PER_KEY,
         recall: Recall | None = None,
+        recall_listing: Recall | None = None,
     ) -> None:
         self.config = config
         self._retain = max(0, retain)
@@ -343,6 +349,7 @@ class IncidentCorrelator:
         self._flap_window = int(config.flap_window * 1000)
         self._flap_max = config.flap_max
         self._recall = recall
+        self._recall_listing = recall_listing
         # Only an incident resolved longer ago than this is ever forgotten (_prune; a restart
         # restores more), so only a finding that started before it may be one of its.
         self._horizon = max(self._reopen, self._flap_window)
@@ -482,9 +489,11 @@ class IncidentCorrelator:
     def _forgotten_opener(self, f: Finding, now: int) -> bool:
         """Whether the id of an incident ``f`` would open (``Incident.make_id(f.id)``) may be
         in use already: ``f`` is unknown and old enough to be of an incident this correlator
-        forgot. With ``recall``, the stored incident it opened is restored first (its merge
-        survivor, for one merged away), so that ``f`` returns to it; True then only if ``f`` is
-        still not held (the stored id is taken all the same)."""
+        forgot. With ``recall_listing``, the stored incident that lists ``f`` is restored first
+        (whether ``f`` opened it or joined it), so that ``f`` returns to it. Failing that, with
+        ``recall``, the stored incident ``f`` opened (its merge survivor, for one merged away;
+        ``f`` may have been dropped from its list); True then only if ``f`` is still not held
+        (the stored id is taken all the same)."""
         if f.id in self._owner or f.start >= now - self._horizon:
             return False
         iid = Incident.make_id(f.id)
@@ -492,11 +501,23 @@ class IncidentCorrelator:
             return False  # one a held incident dropped (a restart feeds them all): no lookup
         if iid in self._incidents:
             return True
+        if self._recall_listing is not None:
+            listed = self._recall_listing(f.id)
+            if listed is not None:
+                self._bring_back(listed)
+                if f.id in self._owner:
+                    return False
         if self._recall is None:
             return True  # it may have been pruned: never reuse it
         got = self._recall(iid)
         if got is None:
             return False
+        self._bring_back(got)
+        return f.id not in self._owner
+
+    def _bring_back(self, got: tuple[Incident, list[Finding]]) -> None:
+        """Restore a recalled stored incident with its stored findings, unless held (for one
+        merged away: its survivor, recalled in turn)."""
         for _ in range(_MERGE_HOPS):
             inc, fs = got
             if inc.merged_into is None:
@@ -505,11 +526,10 @@ class IncidentCorrelator:
                 break
             if inc.merged_into in self._incidents:
                 break
-            nxt = self._recall(inc.merged_into)
+            nxt = None if self._recall is None else self._recall(inc.merged_into)
             if nxt is None:
                 break
             got = nxt
-        return f.id not in self._owner
 
     def holds_dropped(self, f: Finding) -> bool:
         """Whether ``f``, unknown, is one an incident dropped (it lists only the newest findings

@@ -247,6 +247,12 @@ class Store(Protocol):
         """One incident by id, or None."""
         ...
 
+    def incident_listing(self, finding_id: str) -> Incident | None:
+        """The incident whose ``finding_ids`` lists ``finding_id``, or None (a finding is listed
+        by one incident at most; should several list it, the most recently updated, then by
+        id). What the correlator recalls for a finding of an incident it forgot."""
+        ...
+
     # -- notification outbox --
 
     def enqueue_notifications(self, items: list[OutboxItem]) -> int:

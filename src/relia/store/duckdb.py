@@ -1001,6 +1001,20 @@ class DuckDBStore:
             ).fetchall()
         return self._incident(rows[0]) if rows else None
 
+    def incident_listing(self, finding_id: str) -> Incident | None:
+        """The incident whose ``finding_ids`` lists ``finding_id`` (the most recently updated,
+        then by id, should several), or None. A scan of the JSON text, narrowed by substring
+        first (the id as it is written in it) before the exact test on the parsed list."""
+        fid = str(finding_id)
+        sql = (
+            f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE contains(finding_ids, ?) "
+            "AND list_contains(json_extract_string(finding_ids, '$[*]'), ?) "
+            "ORDER BY updated_at DESC, id LIMIT 1"
+        )
+        with self._reader("reading an incident") as cur:
+            rows = cur.execute(sql, [json.dumps(fid), fid]).fetchall()
+        return self._incident(rows[0]) if rows else None
+
     def _incident(self, row: tuple[Any, ...]) -> Incident:
         names = _INCIDENT_COLUMNS.split(", ")
         d = dict(zip(names, row, strict=True))

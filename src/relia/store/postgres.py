@@ -917,6 +917,21 @@ class PostgresStore:
         )
         return self._incident(rows[0]) if rows else None
 
+    def incident_listing(self, finding_id: str) -> Incident | None:
+        """The incident whose ``finding_ids`` lists ``finding_id`` (the most recently updated,
+        then by id, should several), or None: JSONB containment, which the GIN index
+        ``incidents_by_finding`` (migration 12) answers without reading every incident. The
+        matches are taken first (MATERIALIZED), then ordered: with ``ORDER BY ... LIMIT 1``
+        alone the planner may walk ``incidents_updated`` and test every row instead."""
+        sql = (
+            "WITH listing AS MATERIALIZED (SELECT * FROM incidents "
+            "WHERE finding_ids @> %s::jsonb) "
+            f"SELECT {_INCIDENT_COLUMNS} FROM listing ORDER BY updated_at DESC, id LIMIT 1"
+        )
+        wanted = json.dumps([str(finding_id)])
+        rows = self._read("reading an incident", lambda c: c.execute(sql, [wanted]).fetchall())
+        return self._incident(rows[0]) if rows else None
+
     def _incident(self, row: tuple[Any, ...]) -> Incident:
         d = dict(zip(_INCIDENT_COLUMNS.split(", "), row, strict=True))
         iid = d["id"]

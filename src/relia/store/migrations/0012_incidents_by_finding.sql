@@ -1,0 +1,4 @@
+-- relia store schema, version 12: nothing in DuckDB. PostgreSQL indexes incidents by the ids in
+-- their finding_ids (postgresql/0012_incidents_by_finding.sql), for the correlator's rare lookup
+-- of the stored incident that lists a finding it forgot; the embedded store scans the column
+-- instead. This step keeps the versions of both stores meaning the same schema.

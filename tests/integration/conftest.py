@@ -264,10 +264,16 @@ class SloPrometheus:
     data_end_s: int
 
 
-@pytest.fixture(scope="session")
-def slo_prometheus() -> Iterator[SloPrometheus]:
-    """A Prometheus serving 2.5 days of backfilled request counters (no scraping): written as
-    OpenMetrics, turned into TSDB blocks by ``promtool tsdb create-blocks-from openmetrics``."""
+@contextlib.contextmanager
+def backfilled_prometheus(
+    openmetrics: str,
+    prefix: str,
+    ready: Callable[[str, subprocess.Popen[bytes], float, Path], None],
+) -> Iterator[str]:
+    """A Prometheus serving ``openmetrics`` backfilled (no scraping; evaluation interval 1m, so
+    subqueries without a step sample every minute): the text is turned into TSDB blocks by
+    ``promtool tsdb create-blocks-from openmetrics``. ``ready`` waits until the blocks answer.
+    Yields the base URL."""
     binary = _prometheus_binary()
     promtool = shutil.which("promtool")
     if promtool is None:
@@ -275,10 +281,10 @@ def slo_prometheus() -> Iterator[SloPrometheus]:
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)
-    with tempfile.TemporaryDirectory(prefix="relia-slo-prom-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         root = Path(tmp)
-        source = root / "requests.om"
-        source.write_text(_slo_openmetrics())
+        source = root / "backfill.om"
+        source.write_text(openmetrics)
         data = root / "data"
         made = subprocess.run(
             [promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(data)],
@@ -293,10 +299,16 @@ def slo_prometheus() -> Iterator[SloPrometheus]:
         config.write_text("global:\n  evaluation_interval: 1m\n")
         # The backfilled data lies in the past: keep it whatever its age.
         extra = ("--storage.tsdb.retention.time=100y",)
-        with _running_prometheus(
-            binary, root, config, data, _wait_backfill_ready, 30.0, extra
-        ) as url:
-            yield SloPrometheus(url=url, data_end_s=SLO_DATA_END_S)
+        with _running_prometheus(binary, root, config, data, ready, 30.0, extra) as url:
+            yield url
+
+
+@pytest.fixture(scope="session")
+def slo_prometheus() -> Iterator[SloPrometheus]:
+    """A Prometheus serving 2.5 days of backfilled request counters (see
+    :func:`backfilled_prometheus`)."""
+    with backfilled_prometheus(_slo_openmetrics(), "relia-slo-prom-", _wait_backfill_ready) as url:
+        yield SloPrometheus(url=url, data_end_s=SLO_DATA_END_S)
 
 
 def _wait_backfill_ready(

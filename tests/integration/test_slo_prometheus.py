@@ -9,10 +9,7 @@ The data (``slo_requests_per_minute`` in conftest): 120 requests a minute; 1 bad
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,8 +26,7 @@ from relia.timeparse import format_ms
 from tests.integration.conftest import (
     SLO_DATA_END_S,
     SloPrometheus,
-    _prometheus_binary,
-    _running_prometheus,
+    backfilled_prometheus,
 )
 
 pytestmark = pytest.mark.integration
@@ -181,35 +177,11 @@ def _wait_scraped_ready(
 
 @pytest.fixture(scope="module")
 def scraped_prometheus() -> Iterator[str]:
-    """A Prometheus holding :func:`_scraped_openmetrics` (backfilled; evaluation interval 1m,
-    so subqueries without a step sample every minute)."""
-    binary = _prometheus_binary()
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        msg = "promtool is not installed: sudo apt-get install -y prometheus"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    with tempfile.TemporaryDirectory(prefix="relia-slo-scraped-") as tmp:
-        root = Path(tmp)
-        source = root / "scraped.om"
-        source.write_text(_scraped_openmetrics())
-        data = root / "data"
-        made = subprocess.run(
-            [promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(data)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert made.returncode == 0, made.stdout + made.stderr
-        config = root / "prometheus.yml"
-        config.write_text("global:\n  evaluation_interval: 1m\n")
-        extra = ("--storage.tsdb.retention.time=100y",)
-        with _running_prometheus(
-            binary, root, config, data, _wait_scraped_ready, 30.0, extra
-        ) as url:
-            yield url
+    """A Prometheus holding :func:`_scraped_openmetrics`, backfilled."""
+    with backfilled_prometheus(
+        _scraped_openmetrics(), "relia-slo-scraped-", _wait_scraped_ready
+    ) as url:
+        yield url
 
 
 ONE_MINUTE_SLICES = """\

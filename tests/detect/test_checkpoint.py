@@ -158,18 +158,23 @@ def test_damaged_compressed_header_or_missing_layout_is_a_detector_error() -> No
 
 
 def test_checkpoint_written_by_hand_to_the_documented_layout_is_read() -> None:
-    # RLC2 . n_seen (int64) . last_ts (int64) . header length (uint32) . raw DEFLATE JSON . arrays
+    # RLC3 . n_seen (int64) . last_ts (int64) . header length (uint32) . CRC32 (uint32) of every
+    # other byte . raw DEFLATE JSON . arrays; RLC2 is the same without the CRC (still read).
     header = {"detector": "x", "config": {}, "layout": [["a", "<f8", [2]], ["b", "<i8", []]]}
     deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
     raw = json.dumps(header, separators=(",", ":")).encode()
     head = deflate.compress(raw) + deflate.flush()
     arrays = np.array([1.5, -2.0]).tobytes() + np.int64(7).tobytes()
-    blob = b"RLC2" + struct.pack("<qqI", 42, -1, len(head)) + head + arrays
-    back = unpack(blob)
-    assert back["n_seen"] == 42 and back["last_ts"] == -1  # a timestamp before 1970 is not "none"
-    np.testing.assert_array_equal(back["state"]["a"], [1.5, -2.0])
-    assert back["state"]["b"].shape == () and back["state"]["b"] == 7
-    assert pack(back) == blob
+    fixed = b"RLC3" + struct.pack("<qqI", 42, -1, len(head))
+    crc = zlib.crc32(fixed + head + arrays)
+    blob = fixed + struct.pack("<I", crc) + head + arrays
+    v2 = b"RLC2" + struct.pack("<qqI", 42, -1, len(head)) + head + arrays
+    for b in (blob, v2):
+        back = unpack(b)
+        assert back["n_seen"] == 42 and back["last_ts"] == -1  # before 1970 is not "none"
+        np.testing.assert_array_equal(back["state"]["a"], [1.5, -2.0])
+        assert back["state"]["b"].shape == () and back["state"]["b"] == 7
+        assert pack(back) == blob
 
 
 @given(

@@ -67,7 +67,7 @@ import numpy as np
 from pydantic import Field
 
 from relia.detect._kernels import learn_quantum, scale_floor, surprise_score
-from relia.detect.base import Detector, DetectorConfig, FloatArray, IntArray, State
+from relia.detect.base import Detector, DetectorConfig, FloatArray, IntArray, State, finite
 
 __all__ = ["Adaptive", "AdaptiveConfig"]
 
@@ -531,6 +531,26 @@ class Adaptive(Detector):
         upgraded = _upgrade_v3(_upgrade_v2(upgraded, self.config), self.config)
         upgraded = _upgrade_v4(upgraded)
         super().load_state_dict(upgraded)
+
+    def _check_state(self, state: State) -> str | None:
+        # The smoothed surprise becomes a histogram bin (int(sa / _HW)) and the memories' weights
+        # and totals divide: a negative or non-finite one would index out of bounds. Every
+        # value of st is finite (the resolution tracker's last value is NaN before a point).
+        st = state["st"]
+        q_last = np.zeros(len(st), bool)
+        q_last[_Q] = True
+        if not finite(st[~q_last]) or not finite(st[_Q : _Q + 1], allow_nan=True):
+            return "a non-finite value in st"
+        nonneg = [_N, _SCALE, _SA, _INC, _TOT, _KEPT, _LINC, _LTOT, _EVIDENCE, _Q + 1]
+        if not finite(st[nonneg], lo=0.0):
+            return "a negative count, weight, scale or surprise in st"
+        if not finite(state["hist"], lo=0.0) or not finite(state["runs"], lo=0.0):
+            return "a non-finite or negative histogram weight"
+        if not finite(state["season"]) or not finite(state["week"]):
+            return "a non-finite profile value"
+        if not finite(state["slots"][0], lo=0.0):
+            return "a negative slot count"
+        return None
 
     def _params(self) -> FloatArray:
         prm: FloatArray | None = self.__dict__.get("_prm")

@@ -137,6 +137,17 @@ class Detector(ABC):
     def _run(self, ts: IntArray, values: FloatArray, state: State, out: State) -> None:
         """Score ``values`` in order into ``out`` and update ``state`` in place (causally)."""
 
+    def _check_state(self, state: State) -> str | None:
+        """What is wrong with a loaded state (a problem in a few words), ``None`` if nothing.
+
+        Called by :meth:`load_state_dict` after the keys, shapes and dtypes are checked. The
+        kernels run without bounds checks, and some of them index with state values: every
+        detector whose state holds such values (a ring position, a count, a number that becomes
+        a histogram bin) checks here that they are in range, so a corrupt checkpoint is refused
+        instead of reading or writing out of bounds.
+        """
+        return None
+
     # -- public API ------------------------------------------------------------------------
 
     def reset(self) -> None:
@@ -217,6 +228,9 @@ class Detector(ABC):
             if arr.shape != template.shape:
                 raise DetectorError(f"checkpoint of {self.name!r}: {key} has shape {arr.shape}")
             loaded[key] = arr.astype(template.dtype, copy=True)
+        problem = self._check_state(loaded)
+        if problem is not None:
+            raise DetectorError(f"checkpoint of {self.name!r} is corrupt: {problem}")
         self._state = loaded
         self._n_seen = int(checkpoint.get("n_seen", 0))
         last = checkpoint.get("last_ts")
@@ -245,6 +259,16 @@ class Detector(ABC):
             if times.shape != vals.shape:
                 raise DataError(f"{len(times)} timestamps for {len(vals)} values")
         return vals, times
+
+
+def finite(arr: np.ndarray[Any, Any], *, lo: float = -np.inf, allow_nan: bool = False) -> bool:
+    """Whether every value of ``arr`` is finite (NaN too with ``allow_nan``) and ``>= lo``: the
+    building block of :meth:`Detector._check_state`."""
+    a = np.asarray(arr, np.float64)
+    ok = np.isfinite(a) & (a >= lo)
+    if allow_nan:
+        ok |= np.isnan(a)
+    return bool(ok.all())
 
 
 def z_to_score(z: float) -> float:

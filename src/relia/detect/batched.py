@@ -32,7 +32,15 @@ import numpy.typing as npt
 
 from relia.detect.adaptive import Adaptive, _adaptive_kernel
 from relia.detect.base import Detail, Detector, FloatArray, IntArray, State
-from relia.detect.checkpoint import NO_TS, compress_header, fixed_part, layout_of, pack, unpack
+from relia.detect.checkpoint import (
+    NO_TS,
+    compress_header,
+    fixed_part,
+    layout_of,
+    pack,
+    unpack,
+    with_crc,
+)
 from relia.errors import DataError, DetectorError
 
 # NO_TS (a row that has seen no point) is the checkpoint format's marker, re-exported here.
@@ -229,7 +237,7 @@ class DetectorTable(ABC):
         for i, sid in enumerate(series_ids):
             # A row's NO_TS is the format's own marker for "no point yet": written as it is.
             fixed = fixed_part(n_seen[i], last_ts[i], len(head))
-            out[int(sid)] = fixed + head + body[i].tobytes()
+            out[int(sid)] = with_crc(fixed, head, body[i].tobytes())
         if out[int(series_ids[0])] != probe:  # the format is pack()'s: never let them drift
             raise DetectorError("batched checkpoint differs from pack(); fix checkpoints()")
         return out

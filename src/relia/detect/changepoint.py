@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from relia.detect._kernels import learn_quantum, scale_floor, z_score
-from relia.detect.base import Detector, DetectorConfig, FloatArray, IntArray, State
+from relia.detect.base import Detector, DetectorConfig, FloatArray, IntArray, State, finite
 
 __all__ = ["EwmaCusum", "EwmaCusumConfig"]
 
@@ -94,6 +94,15 @@ class EwmaCusum(Detector):
 
     def _initial_state(self) -> State:
         return {"st": np.zeros(5), "q": np.array([np.nan, 0.0])}
+
+    def _check_state(self, state: State) -> str | None:
+        st = state["st"]
+        # [mean, var, n, s_pos, s_neg]: the variance, count and sums are never negative.
+        if not finite(st[:1]) or not finite(st[1:], lo=0.0):
+            return "a non-finite or negative value in st"
+        if not finite(state["q"], allow_nan=True):
+            return "a non-finite value in q"
+        return None
 
     def _run(self, ts: IntArray, values: FloatArray, state: State, out: State) -> None:
         c = self.config

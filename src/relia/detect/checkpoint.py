@@ -3,14 +3,19 @@
 Pickle is neither safe to load from a shared store nor compact; ``np.savez`` adds a zip archive
 per series. This format is the arrays themselves plus a header of a few hundred bytes:
 
-``RLC2`` · ``n_seen`` (int64) · ``last_ts`` (int64, ``NO_TS`` for none) · the length (uint32) of
+``RLC3`` · ``n_seen`` (int64) · ``last_ts`` (int64, ``NO_TS`` for none) · the length (uint32) of
 the raw-DEFLATE-compressed JSON of everything else but the arrays (detector, config, layout of
-the arrays) · that JSON · the arrays. The JSON is the same for every series of one detector
-and config, so a table of many series compresses it once (``relia.detect.batched``), and
-compressed it is about 280 bytes instead of 500: what keeps ``default`` under 2 KB a series.
+the arrays) · the CRC32 (uint32) of every other byte of the checkpoint · that JSON · the arrays.
+The CRC makes a flipped bit a refused checkpoint instead of a model restored from garbage (the
+detectors' kernels index with state values and check no bounds: each detector also checks its
+state's invariants on load, ``Detector._check_state``).
 
-``unpack`` also reads ``RLC1`` (uncompressed JSON with ``n_seen`` and ``last_ts`` inside), which
-relia wrote before.
+The JSON is the same for every series of one detector and config, so a table of many series
+compresses it once (``relia.detect.batched``), and compressed it is about 280 bytes instead of
+500: what keeps ``default`` under 2 KB a series (1,957 bytes with the CRC).
+
+``unpack`` also reads ``RLC2`` (the same without the CRC) and ``RLC1`` (uncompressed JSON with
+``n_seen`` and ``last_ts`` inside), which relia wrote before.
 """
 
 from __future__ import annotations
@@ -26,10 +31,15 @@ from relia.errors import DetectorError
 
 __all__ = ["NO_TS", "pack", "unpack"]
 
-_MAGIC = b"RLC2"
+_MAGIC = b"RLC3"
+_MAGIC_V2 = b"RLC2"
 _MAGIC_V1 = b"RLC1"
 #: ``n_seen``, ``last_ts`` and the compressed header's length.
 _FIXED = struct.Struct("<qqI")
+#: The CRC32 after them (``RLC3``).
+_CRC = struct.Struct("<I")
+#: Bytes before the compressed header: magic, ``_FIXED``, CRC.
+_PREFIX = 4 + _FIXED.size + _CRC.size
 #: ``last_ts`` of a detector that has seen no point (a checkpoint's ``None``).
 NO_TS = -(2**63)
 #: Keys of a checkpoint kept outside the compressed header (they differ series by series).
@@ -49,9 +59,17 @@ def layout_of(state: dict[str, np.ndarray[Any, Any]]) -> list[list[Any]]:
 
 
 def fixed_part(n_seen: int, last_ts: int | None, header_len: int) -> bytes:
-    """Magic, ``n_seen``, ``last_ts`` and the header's length: what differs per series."""
+    """Magic, ``n_seen``, ``last_ts`` and the header's length: what differs per series (the CRC
+    follows, see :func:`with_crc`)."""
     last = NO_TS if last_ts is None else int(last_ts)
     return _MAGIC + _FIXED.pack(int(n_seen), last, header_len)
+
+
+def with_crc(fixed: bytes, head: bytes, arrays: bytes) -> bytes:
+    """The checkpoint of :func:`fixed_part`, the compressed header and the arrays: the CRC32 of
+    all of them (the magic included) goes between the fixed part and the header."""
+    crc = zlib.crc32(arrays, zlib.crc32(head, zlib.crc32(fixed)))
+    return fixed + _CRC.pack(crc) + head + arrays
 
 
 def pack(checkpoint: dict[str, Any]) -> bytes:
@@ -62,15 +80,15 @@ def pack(checkpoint: dict[str, Any]) -> bytes:
     head = compress_header(header)
     arrays = b"".join(np.ascontiguousarray(a).tobytes() for a in state.values())
     fixed = fixed_part(checkpoint.get("n_seen", 0), checkpoint.get("last_ts"), len(head))
-    return fixed + head + arrays
+    return with_crc(fixed, head, arrays)
 
 
 def unpack(blob: bytes) -> dict[str, Any]:
     """Inverse of :func:`pack`; :class:`DetectorError` on anything malformed."""
     try:
-        if blob[:4] == _MAGIC:
+        if blob[:4] in (_MAGIC, _MAGIC_V2):
             n_seen, last_ts, n = _FIXED.unpack(blob[4 : 4 + _FIXED.size])
-            start = 4 + _FIXED.size
+            start = _PREFIX if blob[:4] == _MAGIC else 4 + _FIXED.size
             inflate = zlib.decompressobj(-15)
             header = json.loads(inflate.decompress(blob[start : start + n]) + inflate.flush())
             if not isinstance(header, dict):
@@ -96,6 +114,11 @@ def unpack(blob: bytes) -> dict[str, Any]:
             offset += size
         if offset != len(blob):
             raise ValueError("trailing bytes")
+        if blob[:4] == _MAGIC:
+            # Checked last, so a cut or padded checkpoint says so; any other change ends here.
+            (crc,) = _CRC.unpack(blob[4 + _FIXED.size : _PREFIX])
+            if zlib.crc32(blob[_PREFIX:], zlib.crc32(blob[: 4 + _FIXED.size])) != crc:
+                raise ValueError("checksum mismatch: the bytes were changed")
     except (
         ValueError,
         KeyError,

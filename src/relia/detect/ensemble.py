@@ -60,6 +60,14 @@ class Ensemble(Detector):
                 state[f"{i}.{k}"] = v
         return state
 
+    def _check_state(self, state: State) -> str | None:
+        for i, m in enumerate(self._members):
+            sub = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(f"{i}.")}
+            problem = m._check_state(sub)
+            if problem is not None:
+                return f"member {i} ({m.name}): {problem}"
+        return None
+
     def _run(self, ts: IntArray, values: FloatArray, state: State, out: State) -> None:
         n = len(values)
         offset = 0

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from relia.config import Duration
 from relia.detect._kernels import learn_quantum, scale_floor, z_score
-from relia.detect.base import Detector, DetectorConfig, FloatArray, IntArray, State
+from relia.detect.base import Detector, DetectorConfig, FloatArray, IntArray, State, finite
 
 __all__ = ["SeasonalProfile", "SeasonalProfileConfig"]
 
@@ -98,6 +98,18 @@ class SeasonalProfile(Detector):
             "glob": np.zeros(3),
             "q": np.array([np.nan, 0.0]),
         }
+
+    def _check_state(self, state: State) -> str | None:
+        if not finite(state["mean"]) or not finite(state["var"], lo=0.0):
+            return "a non-finite or negative value in the slots' mean or variance"
+        if not finite(state["cnt"], lo=0.0):
+            return "a negative slot count"
+        g = state["glob"]
+        if not finite(g[:1]) or not finite(g[1:], lo=0.0):
+            return "a non-finite or negative value in glob"
+        if not finite(state["q"], allow_nan=True):
+            return "a non-finite value in q"
+        return None
 
     def _run(self, ts: IntArray, values: FloatArray, state: State, out: State) -> None:
         c = self.config

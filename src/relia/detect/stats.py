@@ -7,7 +7,7 @@ import numpy as np
 from pydantic import Field
 
 from relia.detect._kernels import learn_quantum, scale_floor, z_score
-from relia.detect.base import Detector, DetectorConfig, FloatArray, IntArray, State
+from relia.detect.base import Detector, DetectorConfig, FloatArray, IntArray, State, finite
 
 __all__ = ["RollingMAD", "RollingMADConfig"]
 
@@ -68,6 +68,17 @@ class RollingMAD(Detector):
             "meta": np.zeros(2, np.int64),
             "q": np.array([np.nan, 0.0]),
         }
+
+    def _check_state(self, state: State) -> str | None:
+        w = self.config.window
+        pos, count = (int(v) for v in state["meta"])
+        if not 0 <= pos < w:
+            return f"ring position {pos} outside the window of {w}"
+        if not 0 <= count <= w:
+            return f"ring count {count} outside 0..{w}"
+        if not finite(state["buf"]) or not finite(state["q"], allow_nan=True):
+            return "a non-finite value in the ring"
+        return None
 
     def _run(self, ts: IntArray, values: FloatArray, state: State, out: State) -> None:
         c = self.config

@@ -362,3 +362,31 @@ def test_forget_of_nothing_or_unknown_series_changes_nothing(detector: str) -> N
     first = sorted(before)[0]
     assert ex.forget([first, first]) == 1 and ex.n_series() == 3
     assert first not in ex.checkpoints()
+
+
+@pytest.mark.parametrize("detector", ["default", "mad", "cusum", "seasonal", "ensemble"])
+@pytest.mark.parametrize("n_shards", [1, 2])
+def test_a_sample_repeated_inside_one_batch_is_learned_once(detector: str, n_shards: int) -> None:
+    # A remote-write request sent again can bring a sample twice in one tick: it must teach the
+    # model once (the last value, as the store keeps), like a repeat in the next tick does.
+    ts = np.arange(100, dtype=np.int64) * 60_000
+    values = np.sin(np.arange(100) / 3.0) * 5 + 20
+    history = MetricBatch(np.array([1, 2] * 50, np.int64), np.repeat(ts[:50], 2), values)
+    once = LocalExecutor(detector, {}, n_shards)
+    twice = LocalExecutor(detector, {}, n_shards)
+    once.process(history)
+    twice.process(history)
+    t = ts[60:63]
+    clean = MetricBatch(np.array([1, 1, 1, 2], np.int64), np.r_[t, t[0]], [1.0, 30.0, 2.0, 4.0])
+    repeated = MetricBatch(
+        np.array([1, 1, 2, 1, 1, 2], np.int64),
+        np.r_[t[0], t[1], t[0], t[1], t[2], t[0]],
+        [1.0, 99.0, 4.0, 30.0, 2.0, 4.0],  # series 1 at t[1]: 99 then 30, 30 is kept
+    )
+    a = once.process(clean)
+    b = twice.process(repeated)
+    assert a.dropped == 0 and b.dropped == 2
+    assert sorted(
+        zip(b.series_id.tolist(), b.ts.tolist(), b.value.tolist(), strict=True)
+    ) == sorted(zip(a.series_id.tolist(), a.ts.tolist(), a.value.tolist(), strict=True))
+    assert twice.checkpoints() == once.checkpoints()

@@ -31,6 +31,20 @@ __all__ = ["DetectorShard", "LocalExecutor"]
 log = logging.getLogger(__name__)
 
 
+def _last_of_repeats(b: MetricBatch) -> MetricBatch:
+    """``b`` (sorted by series and time, stably) without a point whose (series, ts) the next
+    point repeats: the last value of a repeated sample is the one kept, as the store keeps it.
+    A model must not learn one sample twice, whether the repeat comes in this batch or the next
+    (a remote-write request sent again, two sources of one series id)."""
+    if len(b) < 2:
+        return b
+    keep = np.ones(len(b), bool)
+    keep[:-1] = (b.series_id[1:] != b.series_id[:-1]) | (b.ts[1:] != b.ts[:-1])
+    if keep.all():
+        return b
+    return MetricBatch(b.series_id[keep], b.ts[keep], b.value[keep])
+
+
 class DetectorShard:
     """The detector state of the series one shard owns, created on first sight of a series.
 
@@ -67,13 +81,15 @@ class DetectorShard:
         """Score the points of this shard's series; returns them grouped by series, time-sorted.
 
         Points not newer than a series' last scored point are dropped (a source repeating a
-        sample must not teach the model the same point twice).
+        sample must not teach the model the same point twice), and so is a point whose series
+        and time come again later in the batch (the last value is kept); both count in
+        ``dropped``.
         """
         if self._table is not None:
             return self._process_table(self._table, MetricBatch(series_id, ts, value))
-        batch = MetricBatch(series_id, ts, value)
+        batch = _last_of_repeats(MetricBatch(series_id, ts, value).sorted())
         parts: list[ScoredPoints] = []
-        dropped = 0
+        dropped = len(series_id) - len(batch)
         for sid, s_ts, s_val in batch.split():
             last = self._last_ts.get(sid)
             if last is not None:
@@ -119,11 +135,12 @@ class DetectorShard:
         # not newer than each series' newest point before this batch, score the rest in one call.
         if len(batch) == 0:
             return ScoredPoints.empty()
-        b = batch.sorted()
+        b = _last_of_repeats(batch.sorted())
+        repeats = len(batch) - len(b)
         rows = table.rows(b.series_id)
         keep = b.ts > table.last_ts(rows)
-        dropped = len(b) - int(np.count_nonzero(keep))
-        if dropped:
+        dropped = repeats + len(b) - int(np.count_nonzero(keep))
+        if dropped > repeats:
             b = MetricBatch(b.series_id[keep], b.ts[keep], b.value[keep])
             rows = rows[keep]
         d = table.update_rows(rows, b.ts, b.value)

@@ -227,7 +227,8 @@ def detect(
     ray_address: Annotated[
         str | None,
         typer.Option(
-            "--ray-address", help="Ray cluster to join, e.g. auto (default: start a local one)"
+            "--ray-address",
+            help="Ray cluster to join, e.g. auto or head:6379 (default: start a local one)",
         ),
     ] = None,
 ) -> None:
@@ -834,8 +835,8 @@ def up(
         str | None,
         typer.Option(
             "--ray-address",
-            help="Ray cluster to join, e.g. auto or ray://head:10001 (implies --executor ray; "
-            "overrides engine.ray_address)",
+            help="Ray cluster to join, e.g. auto or head:6379 (ray:// needs pip install "
+            "'ray[client]'; implies --executor ray; overrides engine.ray_address)",
         ),
     ] = None,
 ) -> None:

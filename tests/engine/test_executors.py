@@ -52,6 +52,7 @@ def test_ray_from_config_joins_the_address_and_recovers_a_dead_actor_with_what_i
 ) -> None:
     fake = _FakeRay(initialized=False)
     monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setattr("relia.engine._rayutil._has_ray_client", lambda: True)
     asked: list[bool] = []
     registry = CollectorRegistry()
 

@@ -734,7 +734,10 @@ def test_ray_started_here_is_shut_down_on_close_once(fake_ray: _FakeRay) -> None
             call()
 
 
-def test_an_unreachable_ray_address_is_a_config_error_naming_it(fake_ray: _FakeRay) -> None:
+def test_an_unreachable_ray_address_is_a_config_error_naming_it(
+    fake_ray: _FakeRay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("relia.engine._rayutil._has_ray_client", lambda: True)
     fake_ray.initialized = False
     fake_ray.init_error = ConnectionError("could not connect\nto the GCS (long trace)")
     with pytest.raises(ConfigError) as info:

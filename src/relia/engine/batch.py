@@ -37,6 +37,7 @@ from typing import Any, Literal, TextIO
 import numpy as np
 import numpy.typing as npt
 
+from relia.engine._rayutil import check_ray_address, quiet_ray_logs
 from relia.errors import ConfigError, DataError, DetectorError, ReliaError, SourceError, StoreError
 
 __all__ = [
@@ -421,16 +422,20 @@ class RayBatchRunner:
         self._ray = ray
         self._started_ray = False
         if not ray.is_initialized():
+            check_ray_address(address, "--ray-address")
             try:
-                ray.init(
-                    address=address,
-                    include_dashboard=False,
-                    log_to_driver=False,
-                    configure_logging=False,
-                )
+                with quiet_ray_logs():
+                    ray.init(
+                        address=address,
+                        include_dashboard=False,
+                        log_to_driver=False,
+                        configure_logging=False,
+                    )
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-                raise ConfigError(f"cannot connect to Ray: {first}", where=address) from None
+                what = f"cannot connect to Ray at {address}" if address else "cannot start Ray"
+                where = "--ray-address" if address else "--executor"
+                raise ConfigError(f"{what}: {first}", where=where) from None
             self._started_ray = True
         cpus = float(ray.cluster_resources().get("CPU", 1.0))
         self.workers = workers if workers is not None else max(1, int(cpus))

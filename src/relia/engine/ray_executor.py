@@ -29,6 +29,7 @@ import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter
 
 from relia.detect.checkpoint import pack
+from relia.engine._rayutil import check_ray_address, quiet_ray_logs
 from relia.engine.executor import IntArray, ScoredPoints, shard_of
 from relia.engine.local import DetectorShard
 from relia.errors import ConfigError, DetectorError, ReliaError
@@ -170,16 +171,18 @@ class RayExecutor:
         ray.get([a.n_series.remote() for a in self._actors])
 
     def _init_ray(self, ray: ModuleType, address: str | None) -> None:
+        check_ray_address(address, "engine.ray_address")
         try:
-            if address is not None:
-                ray.init(address=address, log_to_driver=False, configure_logging=False)
-            else:
-                ray.init(
-                    num_cpus=os.cpu_count() or 1,
-                    include_dashboard=False,
-                    log_to_driver=False,
-                    configure_logging=False,
-                )
+            with quiet_ray_logs():
+                if address is not None:
+                    ray.init(address=address, log_to_driver=False, configure_logging=False)
+                else:
+                    ray.init(
+                        num_cpus=os.cpu_count() or 1,
+                        include_dashboard=False,
+                        log_to_driver=False,
+                        configure_logging=False,
+                    )
         except (ConnectionError, ValueError, RuntimeError) as exc:
             where = "engine.ray_address" if address is not None else "engine.executor"
             what = f"cannot connect to Ray at {address}" if address else "cannot start Ray"

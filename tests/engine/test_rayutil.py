@@ -1,0 +1,82 @@
+"""Addresses that cannot work are refused before ``ray.init`` (which retried a closed port for
+minutes), and Ray's own log lines stay off the terminal of a CLI run."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from relia.cli import app
+from relia.engine import _rayutil
+from relia.engine._rayutil import check_ray_address, quiet_ray_logs
+from relia.errors import ConfigError
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def test_a_closed_port_is_refused_at_once_naming_the_option() -> None:
+    port = _closed_port()
+    start = time.monotonic()
+    with pytest.raises(ConfigError) as info:
+        check_ray_address(f"127.0.0.1:{port}", "--ray-address")
+    assert time.monotonic() - start < 5
+    assert str(info.value).startswith(
+        f"--ray-address: cannot connect to Ray at 127.0.0.1:{port}: connection refused"
+    )
+    assert "\n" not in str(info.value)
+
+
+def test_an_open_port_and_other_forms_go_to_ray() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        check_ray_address(f"127.0.0.1:{s.getsockname()[1]}", "--ray-address")
+    for address in (None, "auto", "local", "bogus::", "http://x:1"):
+        check_ray_address(address, "--ray-address")
+
+
+def test_ray_client_without_its_extra_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_rayutil, "_has_ray_client", lambda: False)
+    with pytest.raises(ConfigError, match=r"^engine.ray_address: ray://h:10001: .*ray\[client\]"):
+        check_ray_address("ray://h:10001", "engine.ray_address")
+    monkeypatch.setattr(_rayutil, "_has_ray_client", lambda: True)
+    check_ray_address("ray://h:10001", "engine.ray_address")
+
+
+def test_ray_warnings_are_kept_quiet_while_it_starts(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("ray")
+    before = logger.level
+    with caplog.at_level(logging.WARNING), quiet_ray_logs():
+        logger.warning("Token authentication is enabled for this Ray cluster.")
+    assert "Token" not in caplog.text
+    assert logger.level == before
+
+
+def test_detect_with_a_closed_ray_address_exits_2_with_one_line(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.csv").write_text("timestamp,value\n1,1\n2,2\n")
+    port = _closed_port()
+    args = ["detect", str(folder), "--out", str(tmp_path / "out"), "--executor", "ray"]
+    start = time.monotonic()
+    result = CliRunner().invoke(app, [*args, "--ray-address", f"127.0.0.1:{port}"])
+    assert time.monotonic() - start < 10
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"relia: error: --ray-address: cannot connect to Ray at 127.0.0.1:{port}: "
+        "connection refused\n"
+    )
+    assert not (tmp_path / "out").exists()

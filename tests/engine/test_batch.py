@@ -455,3 +455,49 @@ def test_ray_runner_reports_the_first_bad_input_and_starts_none_after_a_failure(
     assert failed.value.failure.index == 1 and "bad1.csv" in str(failed.value.failure.where)
     # Two chunks queued per worker; once one has failed, no further chunk is started.
     assert sorted(started) == ([0, 1, 2, 3, 4] if not newest_first else [0, 1, 2, 3])
+
+
+class _Died(Exception):
+    """Stands for ``ray.exceptions.RayActorError``."""
+
+
+class _DyingRef(_FakeRef):
+    pass
+
+
+class _FakeRayWithDeaths(_FakeRay):
+    exceptions = type("exceptions", (), {"RayActorError": _Died})
+
+    def get(self, ref: _FakeRef) -> object:
+        if isinstance(ref, _DyingRef):
+            raise _Died("The actor died unexpectedly before finishing this task.\n(more)")
+        return ref.value
+
+
+class _DyingActor(_FakeActor):
+    """Writes its chunk's part files, then its process dies before it can answer."""
+
+    def remote(self, chunk: list[tuple[int, SeriesInput]], job: _Job) -> _FakeRef:
+        self.started.extend(i for i, _ in chunk)
+        _run_chunk(chunk, job)
+        return _DyingRef(None)
+
+
+def test_a_ray_worker_dying_is_one_error_naming_its_chunk_and_leaves_no_parts(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    inputs: list[SeriesInput] = [SeriesArrays(f"s{i}", _ts(), _values(i)) for i in range(8)]
+    started: list[int] = []
+    runner = object.__new__(RayBatchRunner)
+    runner.detector, runner.params, runner.workers = "mad", {}, 2
+    runner._ray = _FakeRayWithDeaths(newest_first=False)  # type: ignore[assignment]
+    runner._actors = [_FakeActor(started), _DyingActor(started)]
+    with pytest.raises(ReliaError) as info:
+        detect_many(inputs, "mad", out_dir=out, executor="ray", runner=runner, chunk_size=2)
+    assert str(info.value) == (
+        "--executor: a Ray worker died while scoring s2 (and 1 more): "
+        "The actor died unexpectedly before finishing this task."
+    )
+    assert list(out.iterdir()) == []

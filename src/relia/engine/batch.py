@@ -487,7 +487,13 @@ class RayBatchRunner:
             ready, _ = ray.wait(list(pending), num_returns=1)
             a, c = pending.pop(ready[0])
             load[a] -= 1
-            results, failure = ray.get(ready[0])
+            try:
+                results, failure = ray.get(ready[0])
+            except ray.exceptions.RayActorError as exc:
+                # The worker process died (OOM, node lost, killed): one clear error naming what
+                # it was scoring, not Ray's traceback; the parts written are removed as for any
+                # failure, and no more chunks go out.
+                results, failure = [], _died(chunks[c], exc)
             parts[c] = results
             if failure is not None:
                 failures.append(failure)
@@ -519,6 +525,20 @@ class RayBatchRunner:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _died(chunk: list[tuple[int, SeriesInput]], exc: BaseException) -> _Failure:
+    """The failure of a chunk whose Ray worker died while scoring it."""
+    index, first = chunk[0]
+    what = first.label if len(chunk) == 1 else f"{first.label} (and {len(chunk) - 1} more)"
+    text = str(exc).strip()
+    why = text.splitlines()[0] if text else type(exc).__name__
+    return _Failure(
+        index,
+        "ReliaError",
+        f"a Ray worker died while scoring {what}: {why}",
+        "--executor",
+    )
 
 
 class _RunFailed(Exception):

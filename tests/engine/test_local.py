@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -390,3 +392,25 @@ def test_a_sample_repeated_inside_one_batch_is_learned_once(detector: str, n_sha
         zip(b.series_id.tolist(), b.ts.tolist(), b.value.tolist(), strict=True)
     ) == sorted(zip(a.series_id.tolist(), a.ts.tolist(), a.value.tolist(), strict=True))
     assert twice.checkpoints() == once.checkpoints()
+
+
+@pytest.mark.parametrize("detector", ["default", "mad"])
+def test_refused_checkpoints_are_one_warning_per_reason(
+    detector: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A config change refuses every series' checkpoint: one line, not one per series.
+    old = LocalExecutor(detector, {}, 2)
+    ids = np.arange(1, 201, dtype=np.int64)
+    old.process(MetricBatch(ids, np.full(200, 60_000, np.int64), np.ones(200)))
+    blobs = old.checkpoints()
+    blobs[999] = b"garbage"
+    blobs[998] = b"more garbage"
+    new = LocalExecutor(detector, {"min_samples": 8}, 3)
+    with caplog.at_level(logging.WARNING, logger="relia.engine.local"):
+        assert new.restore(blobs) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2, warnings
+    config = next(w for w in warnings if "another config" in w)
+    assert config.startswith("200 series start afresh, their checkpoint refused: ")
+    assert "(e.g. series " in config
+    assert any(w.startswith("2 series start afresh") and "bad magic" in w for w in warnings)

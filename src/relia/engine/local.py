@@ -30,6 +30,30 @@ __all__ = ["DetectorShard", "LocalExecutor"]
 
 log = logging.getLogger(__name__)
 
+#: Checkpoints refused by a restore: reason -> (how many series, the first one's id).
+Refused = dict[str, tuple[int, int]]
+
+
+def merge_refused(into: Refused, more: Refused) -> None:
+    """Add the refusals ``more`` to ``into`` (counts summed, the first example kept)."""
+    for reason, (count, example) in more.items():
+        had, first = into.get(reason, (0, example))
+        into[reason] = (had + count, first)
+
+
+def log_refused(refused: Refused) -> None:
+    """One warning per reason a restore refused checkpoints for (a config change refuses every
+    series' checkpoint: one line, not a million)."""
+    for reason, (count, example) in refused.items():
+        series = "series starts" if count == 1 else "series start"
+        log.warning(
+            "%d %s afresh, their checkpoint refused: %s (e.g. series %d)",
+            count,
+            series,
+            reason,
+            example,
+        )
+
 
 def _last_of_repeats(b: MetricBatch) -> MetricBatch:
     """``b`` (sorted by series and time, stably) without a point whose (series, ts) the next
@@ -163,15 +187,29 @@ class DetectorShard:
         return out
 
     def restore(self, checkpoints: dict[int, bytes]) -> int:
-        """Load checkpoints; one that does not fit the configured detector is skipped (logged),
-        so changing the detector in the config starts those series afresh instead of failing."""
+        """Load checkpoints; one that does not fit the configured detector is skipped, so
+        changing the detector in the config starts those series afresh instead of failing (one
+        warning per reason, :func:`log_refused`)."""
+        restored, refused = self.restore_report(checkpoints)
+        log_refused(refused)
+        return restored
+
+    def restore_report(self, checkpoints: dict[int, bytes]) -> tuple[int, Refused]:
+        """:meth:`restore` without the logging: how many were restored, and the refused ones
+        by reason (how many, and the first series id), for the caller to log once."""
         restored = 0
+        refused: Refused = {}
+
+        def refuse(sid: int, exc: ReliaError) -> None:
+            count, example = refused.get(str(exc), (0, int(sid)))
+            refused[str(exc)] = (count + 1, example)
+
         for sid, blob in checkpoints.items():
             if self._table is not None:
                 try:
                     self._table.restore(int(sid), blob)
                 except ReliaError as exc:
-                    log.warning("series %d: ignoring checkpoint: %s", sid, exc)
+                    refuse(sid, exc)
                     continue
                 restored += 1
                 continue
@@ -180,7 +218,7 @@ class DetectorShard:
                 state = unpack(blob)
                 det.load_state_dict(state)
             except ReliaError as exc:
-                log.warning("series %d: ignoring checkpoint: %s", sid, exc)
+                refuse(sid, exc)
                 continue
             self._detectors[int(sid)] = det
             last = state.get("last_ts")
@@ -189,7 +227,7 @@ class DetectorShard:
             else:
                 self._last_ts.pop(int(sid), None)
             restored += 1
-        return restored
+        return restored, refused
 
     def forget(self, series_ids: Collection[int]) -> int:
         """Drop the state of these series (ids it does not hold are ignored); returns how many
@@ -256,10 +294,14 @@ class LocalExecutor:
         ids = np.fromiter(checkpoints, dtype=np.int64, count=len(checkpoints))
         shard = shard_of(ids, self.n_shards)
         restored = 0
+        refused: Refused = {}
         for k in range(self.n_shards):
             mine = ids[shard == k].tolist()
             if mine:
-                restored += self._shards[k].restore({sid: checkpoints[sid] for sid in mine})
+                n, why = self._shards[k].restore_report({sid: checkpoints[sid] for sid in mine})
+                restored += n
+                merge_refused(refused, why)
+        log_refused(refused)
         return restored
 
     def forget(self, series_ids: Collection[int]) -> int:

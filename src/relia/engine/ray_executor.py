@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry, Counter
 from relia.detect.checkpoint import pack
 from relia.engine._rayutil import check_ray_address, quiet_ray_logs
 from relia.engine.executor import IntArray, ScoredPoints, shard_of
-from relia.engine.local import DetectorShard
+from relia.engine.local import DetectorShard, Refused, log_refused, merge_refused
 from relia.errors import ConfigError, DetectorError, ReliaError
 from relia.signals import MetricBatch
 
@@ -235,7 +235,11 @@ class RayExecutor:
             self._pending.discard(k)
             return
         checkpoints, replay = self._recover(self._owns(k))
-        restored = self._ray.get(actor.restore.remote(checkpoints)) if checkpoints else 0
+        restored = 0
+        if checkpoints:
+            # The refusals come back to be logged here: an actor's log does not reach the driver.
+            restored, refused = self._ray.get(actor.restore_report.remote(checkpoints))
+            log_refused(refused)
         replayed = 0
         if len(replay):
             # The scores were stored when the dead actor first made them; only the state counts.
@@ -331,8 +335,14 @@ class RayExecutor:
         calls: dict[int, tuple[str, tuple[Any, ...]]] = {}
         for k in np.unique(shard).tolist():
             mine = ids[shard == k].tolist()
-            calls[k] = ("restore", ({sid: checkpoints[sid] for sid in mine},))
-        return int(sum(self._fan_out(calls).values()))
+            calls[k] = ("restore_report", ({sid: checkpoints[sid] for sid in mine},))
+        restored = 0
+        refused: Refused = {}
+        for n, why in self._fan_out(calls).values():
+            restored += n
+            merge_refused(refused, why)
+        log_refused(refused)
+        return restored
 
     def forget(self, series_ids: Collection[int]) -> int:
         """Each actor drops the state of its series among these; returns how many were held.

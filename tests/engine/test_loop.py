@@ -1238,3 +1238,18 @@ def test_without_forget_after_nothing_is_forgotten(make_store: StoreFactory) -> 
     src.b_on = False
     _tick_for(eng, clock, 3 * HOUR)
     assert eng.executor.n_series() == 2 and src.forgotten == []
+
+
+def test_held_series_drops_a_forgotten_series_at_once() -> None:
+    # What recovery_from_store(held=...) asks: a replaced Ray actor must not bring it back.
+    store, clock = MemoryStore(), Clock()
+    src = PausingSource(SeriesIndex())
+    eng = _forgetting_engine(store, clock, src)
+    eng.tick()
+    job = src._ids["job"]
+    assert job in eng.held_series()
+    src.b_on = False
+    _tick_for(eng, clock, HOUR - 4 * STEP)
+    clock.now += 4 * STEP
+    assert eng.forget_idle() == 1
+    assert job not in eng.held_series() and eng.held_series()

@@ -319,6 +319,35 @@ def test_recovery_from_store_leaves_out_series_the_engine_has_forgotten(
         assert sorted(ck) == [1, 2] and replay.series_id.tolist() == [1, 2]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_recovery_from_store_leaves_out_a_series_forgotten_within_the_hour(
+    request: pytest.FixtureRequest, backend: str
+) -> None:
+    # The engine forgot series 1 ten minutes after its last sample; the store's seen_at says it
+    # was seen 11 minutes ago, inside forget_after + 1 h: only the engine knows it is gone.
+    minute = 60_000
+    with open_backend(request, backend, 2000) as store:
+        store.upsert_series([(1, "m", {"i": "1"}), (2, "m", {"i": "2"})], seen_at=T0 - 11 * minute)
+        ex = LocalExecutor("default")
+        b = MetricBatch(np.array([1, 2]), np.full(2, T0), np.array([1.0, 2.0]))
+        store.append_samples(b, ex.process(b))
+        store.save_checkpoints(ex.checkpoints())
+        b = MetricBatch(np.array([1, 2]), np.full(2, T0 + STEP), np.array([1.0, 2.0]))
+        store.append_samples(b, ex.process(b))
+        everyone = lambda ids: np.ones(len(ids), bool)  # noqa: E731
+        recover = recovery_from_store(
+            store, forget_after_s=600, clock=lambda: T0, held=lambda: frozenset({2})
+        )
+        ck, replay = recover(everyone)
+        assert sorted(ck) == [2] and replay.series_id.tolist() == [2]
+        # No engine yet (held answers None): the seen_at cut alone, which keeps both.
+        recover = recovery_from_store(
+            store, forget_after_s=600, clock=lambda: T0, held=lambda: None
+        )
+        ck, replay = recover(everyone)
+        assert sorted(ck) == [1, 2] and sorted(replay.series_id.tolist()) == [1, 2]
+
+
 @pytest.mark.integration
 def test_bad_arguments_fail_before_any_actor(ray_local: ModuleType) -> None:
     with pytest.raises(DetectorError, match="no detector named 'nope'"):

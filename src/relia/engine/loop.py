@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -76,6 +76,7 @@ def recovery_from_store(
     *,
     forget_after_s: float | None = None,
     clock: Callable[[], int] | None = None,
+    held: Callable[[], Collection[int] | None] | None = None,
 ) -> Callable[[Callable[[npt.NDArray[np.int64]], npt.NDArray[np.bool_]]], RecoveryData]:
     """What a remote executor needs to rebuild a lost shard exactly (its ``recover``).
 
@@ -101,6 +102,11 @@ def recovery_from_store(
     With ``forget_after_s``, a series whose store ``seen_at`` is older than it plus an hour (the
     longest time between the engine's looks) is left out: the engine has forgotten it, and its
     rows wait in the store for the pruner; a replaced actor must not bring it back.
+
+    ``held`` (the engine's :meth:`Engine.held_series`) says exactly which series the engine
+    still holds: the others are left out too. The store's ``seen_at`` alone lags the engine by
+    up to that hour, in which a replaced actor brought a just-forgotten series back with its
+    old model; ``held`` returning ``None`` (no engine yet) leaves only the ``seen_at`` cut.
     """
 
     def recover(
@@ -114,6 +120,10 @@ def recovery_from_store(
             forgotten = {s.series_id for s in series if s.seen_at is not None and s.seen_at < cut}
             series = [s for s in series if s.series_id not in forgotten]
             stored = {sid: blob for sid, blob in stored.items() if sid not in forgotten}
+        still = held() if held is not None else None
+        if still is not None:
+            series = [s for s in series if s.series_id in still]
+            stored = {sid: blob for sid, blob in stored.items() if sid in still}
         ck_ids = np.fromiter(stored, np.int64, len(stored))
         checkpoints = {sid: stored[sid] for sid in ck_ids[owns(ck_ids)].tolist()}
         ids = np.fromiter((s.series_id for s in series), np.int64, len(series))
@@ -658,6 +668,11 @@ class Engine:
         self._held.update(received)
         self.metrics.series.set(len(self._held))
         return batch
+
+    def held_series(self) -> frozenset[int]:
+        """The series the engine holds (received, or loaded from the store, and not forgotten):
+        what a replaced Ray actor may restore (``recovery_from_store(held=...)``)."""
+        return frozenset(self._held)
 
     def forget_idle(self, now: int | None = None) -> int:
         """Forget the series nothing was received for in ``forget_after`` (after writing to the

@@ -370,10 +370,18 @@ def run_up(
                 f.label: SessionFindings(f.label) for f in config.logs.files if f.session_key
             }
             logs = LogPipeline(store, config.logs, index, session_scorers=scorers)
+        # A replaced actor restores only the series the engine still holds (not one it forgot
+        # within the hour the store's seen_at lags it): the engine exists once the executor does.
+        engines: list[Engine] = []
         executor = build_executor(
             config.engine,
             config.detector,
-            recover=recovery_from_store(store, sources, forget_after_s=config.forget_after),
+            recover=recovery_from_store(
+                store,
+                sources,
+                forget_after_s=config.forget_after,
+                held=lambda: engines[0].held_series() if engines else None,
+            ),
             registry=registry,
         )
         engine = Engine(
@@ -391,6 +399,7 @@ def run_up(
             gc_pacing=GcPacing(),
             forget_after_s=config.forget_after,
         )
+        engines.append(engine)
         restored = engine.start()
         from relia.engine.retention import HistoryPruner
 

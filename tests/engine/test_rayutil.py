@@ -4,7 +4,10 @@ minutes), and Ray's own log lines stay off the terminal of a CLI run."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -80,3 +83,27 @@ def test_detect_with_a_closed_ray_address_exits_2_with_one_line(tmp_path: Path) 
         "connection refused\n"
     )
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_failing_ray_run_prints_one_line_not_rays_warnings(tmp_path: Path) -> None:
+    # A Ray of its own (a child process): Ray's token-authentication notice came before the
+    # error on stderr.
+    pytest.importorskip("ray")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.csv").write_text("timestamp,value\n1,1\n2,2\n")
+    (folder / "b_bad.csv").write_text("timestamp,value\n1,1\nfoo,2\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    args = ["detect", str(folder), "--out", str(tmp_path / "o"), "--executor", "ray"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "relia", *args, "--workers", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("relia: error:"), proc.stderr

@@ -67,8 +67,12 @@ def test_ray_warnings_are_kept_quiet_while_it_starts(caplog: pytest.LogCaptureFi
     assert logger.level == before
 
 
-def test_detect_with_a_closed_ray_address_exits_2_with_one_line(tmp_path: Path) -> None:
-    pytest.importorskip("ray")
+def test_detect_with_a_closed_ray_address_exits_2_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ray = pytest.importorskip("ray")
+    # As in a fresh `relia detect` process (another test may have started Ray in this one).
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "a.csv").write_text("timestamp,value\n1,1\n2,2\n")

@@ -307,31 +307,36 @@ def backfilled_prometheus(
 def slo_prometheus() -> Iterator[SloPrometheus]:
     """A Prometheus serving 2.5 days of backfilled request counters (see
     :func:`backfilled_prometheus`)."""
-    with backfilled_prometheus(_slo_openmetrics(), "relia-slo-prom-", _wait_backfill_ready) as url:
+    ready = wait_backfilled("count(relia_slo_requests_total)", "2")  # both codes' series
+    with backfilled_prometheus(_slo_openmetrics(), "relia-slo-prom-", ready) as url:
         yield SloPrometheus(url=url, data_end_s=SLO_DATA_END_S)
 
 
-def _wait_backfill_ready(
-    url: str, proc: subprocess.Popen[bytes], deadline: float, log: Path
-) -> None:
-    """Ready, and the backfilled blocks answer queries (both series at the data's end)."""
-    with httpx.Client(timeout=2.0) as http:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                tail = log.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"prometheus exited with {proc.returncode}:\n{tail}")
-            try:
-                resp = http.get(
-                    f"{url}/api/v1/query",
-                    params={"query": "count(relia_slo_requests_total)", "time": SLO_DATA_END_S},
-                )
-                result = resp.json().get("data", {}).get("result", [])
-                if resp.status_code == 200 and result and result[0]["value"][1] == "2":
-                    return
-            except (httpx.HTTPError, ValueError, KeyError):
-                pass
-            time.sleep(0.1)
-    raise RuntimeError(f"prometheus at {url} did not serve the backfilled data in time")
+def wait_backfilled(
+    query: str, expect: str
+) -> Callable[[str, subprocess.Popen[bytes], float, Path], None]:
+    """A readiness check for :func:`backfilled_prometheus`: ready, and ``query`` at the data's
+    end answers ``expect`` (the backfilled blocks are loaded)."""
+
+    def wait(url: str, proc: subprocess.Popen[bytes], deadline: float, log: Path) -> None:
+        with httpx.Client(timeout=2.0) as http:
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    tail = log.read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"prometheus exited with {proc.returncode}:\n{tail}")
+                try:
+                    resp = http.get(
+                        f"{url}/api/v1/query", params={"query": query, "time": SLO_DATA_END_S}
+                    )
+                    result = resp.json().get("data", {}).get("result", [])
+                    if resp.status_code == 200 and result and result[0]["value"][1] == expect:
+                        return
+                except (httpx.HTTPError, ValueError, KeyError):
+                    pass
+                time.sleep(0.1)
+        raise RuntimeError(f"prometheus at {url} did not serve the backfilled data in time")
+
+    return wait
 
 
 # --- Alertmanager (tests/integration/test_alertmanager.py; relia up end-to-end tests) -------------

@@ -9,12 +9,9 @@ The data (``slo_requests_per_minute`` in conftest): 120 requests a minute; 1 bad
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -27,6 +24,7 @@ from tests.integration.conftest import (
     SLO_DATA_END_S,
     SloPrometheus,
     backfilled_prometheus,
+    wait_backfilled,
 )
 
 pytestmark = pytest.mark.integration
@@ -154,33 +152,11 @@ def _scraped_openmetrics() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _wait_scraped_ready(
-    url: str, proc: subprocess.Popen[bytes], deadline: float, log: Path
-) -> None:
-    with httpx.Client(timeout=2.0) as http:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited:\n{log.read_text(errors='replace')[-2000:]}")
-            try:
-                resp = http.get(
-                    f"{url}/api/v1/query",
-                    params={"query": "count(relia_r60_total)", "time": SLO_DATA_END_S},
-                )
-                result = resp.json().get("data", {}).get("result", [])
-                if resp.status_code == 200 and result and result[0]["value"][1] == "2":
-                    return
-            except (httpx.HTTPError, ValueError, KeyError):
-                pass
-            time.sleep(0.1)
-    raise RuntimeError(f"prometheus at {url} did not serve the backfilled data in time")
-
-
 @pytest.fixture(scope="module")
 def scraped_prometheus() -> Iterator[str]:
     """A Prometheus holding :func:`_scraped_openmetrics`, backfilled."""
-    with backfilled_prometheus(
-        _scraped_openmetrics(), "relia-slo-scraped-", _wait_scraped_ready
-    ) as url:
+    ready = wait_backfilled("count(relia_r60_total)", "2")
+    with backfilled_prometheus(_scraped_openmetrics(), "relia-slo-scraped-", ready) as url:
         yield url
 
 

@@ -431,6 +431,10 @@ class SloConfig(_Model):
     step: Duration | None = Field(
         None, description="query resolution; default 5m (timeslice methods: the slice)"
     )
+    min_range: Duration = Field(
+        300.0,
+        description="shortest range put in for {{.window}} (about twice the scrape interval)",
+    )
     timeout: Duration = 30.0
     sloth_windows: Path | None = Field(
         None, description="Sloth AlertWindows file: period and alert windows of the Sloth specs"
@@ -441,12 +445,12 @@ class SloConfig(_Model):
     def _no_trailing_slash(cls, url: str | None) -> str | None:
         return url.rstrip("/") if url is not None else None
 
-    @field_validator("step")
+    @field_validator("step", "min_range")
     @classmethod
-    def _whole_seconds(cls, step: float | None) -> float | None:
-        if step is not None and step != int(step):
-            raise ValueError("the step must be a whole number of seconds")
-        return step
+    def _whole_seconds(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is not None and value != int(value):
+            raise ValueError(f"the {info.field_name} must be a whole number of seconds")
+        return value
 
 
 class LogFileConfig(_Model):

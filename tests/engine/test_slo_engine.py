@@ -136,6 +136,7 @@ def test_slos_config_section(tmp_path: Path) -> None:
         ("slos:\n  files: [a.yaml]\n  prometheus: ftp://x\n", ":3: slos.prometheus: must start"),
         ("slos:\n  interval: soon\n", ":2: slos.interval: expected a duration"),
         ("slos:\n  step: 90.5s\n", ":2: slos.step: the step must be a whole number"),
+        ("slos:\n  min_range: 1.5s\n", ":2: slos.min_range: the min_range must be a whole"),
         ("slos:\n  fles: [a.yaml]\n", ":2: slos.fles: unknown field 'fles'; did you mean 'files'?"),
     ],
 )
@@ -153,10 +154,12 @@ def test_build_slo_evaluator(spec: Path, tmp_path: Path) -> None:
     assert build_slo_evaluator(ReliaConfig()) is None
     source = {"name": "p", "url": "http://127.0.0.1:9090", "queries": [{"query": "up"}]}
     cfg = ReliaConfig.model_validate(
-        {"prometheus": [source], "slos": {"files": [spec], "step": "10m"}}
+        {"prometheus": [source], "slos": {"files": [spec], "step": "10m", "min_range": "2m"}}
     )
     ev = build_slo_evaluator(cfg)
     assert ev is not None and [s.id for s in ev.slos] == ["shop-checkout"] and ev.step_s == 600
+    assert ev.min_range_s == 120  # the config's, not the 5m default
+    assert SloConfig().min_range == 300.0
     assert isinstance(ev.client, PrometheusClient) and ev.client.url == "http://127.0.0.1:9090"
     ev.close()
     bad = tmp_path / "bad.yaml"

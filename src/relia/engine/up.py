@@ -144,7 +144,12 @@ def build_slo_evaluator(config: ReliaConfig) -> SloEvaluator | None:
             raise ConfigError("set slos.prometheus or add a prometheus source", where="slos")
         url = config.prometheus[0].url
     step = int(slos_cfg.step) if slos_cfg.step is not None else None
-    evaluator = SloEvaluator(PrometheusClient(url, timeout=slos_cfg.timeout), slos, step_s=step)
+    evaluator = SloEvaluator(
+        PrometheusClient(url, timeout=slos_cfg.timeout),
+        slos,
+        step_s=step,
+        min_range_s=int(slos_cfg.min_range),
+    )
     log.info(
         "evaluating %d SLOs against %s every %gs", len(slos), shown_url(url), slos_cfg.interval
     )

@@ -71,6 +71,14 @@ class MemoryStore:
             )
         return sorted(out, key=lambda s: (s.name, sorted(s.labels.items())))
 
+    def series_info(self, series_id: int) -> SeriesInfo | None:
+        if series_id not in self._series:
+            return None
+        name, labels = self._series[series_id]
+        ts = self._ts.get(series_id, np.empty(0, np.int64))
+        first, last = (int(ts[0]), int(ts[-1])) if len(ts) else (None, None)
+        return SeriesInfo(series_id, name, labels, first, last, len(ts), self._seen.get(series_id))
+
     def append_samples(self, batch: MetricBatch, scores: object | None = None) -> None:
         # The band (scores) is kept by tests/api/bandstore.py's subclass; the engine tests
         # only need the samples.
@@ -119,14 +127,26 @@ class MemoryStore:
         return new
 
     def findings(
-        self, since: int | None = None, series_id: int | None = None, limit: int = 1000
+        self,
+        since: int | None = None,
+        series_id: int | None = None,
+        limit: int = 1000,
+        *,
+        until: int | None = None,
+        before: tuple[int, int, str] | None = None,
     ) -> list[Finding]:
+        def key(f: Finding) -> tuple[int, int, str]:
+            return (-f.end, -f.start, f.id)  # as the real stores: end, start newest first, id
+
         out = [
             f
             for f in self._findings.values()
-            if (since is None or f.end >= since) and (series_id is None or f.series_id == series_id)
+            if (since is None or f.end >= since)
+            and (until is None or f.start <= until)
+            and (series_id is None or f.series_id == series_id)
+            and (before is None or key(f) > (-before[0], -before[1], before[2]))
         ]
-        out.sort(key=lambda f: (f.start, f.end), reverse=True)
+        out.sort(key=key)
         return out[:limit]
 
     def findings_after(self, seq: int, limit: int = 1000) -> list[tuple[int, Finding]]:
@@ -195,11 +215,15 @@ class MemoryStore:
         since: int | None = None,
         status: IncidentStatus | None = None,
         limit: int = 1000,
+        *,
+        before: tuple[int, str] | None = None,
     ) -> list[Incident]:
         out = [
             i
             for i in self._incidents.values()
-            if (since is None or i.updated_at >= since) and (status is None or i.status is status)
+            if (since is None or i.updated_at >= since)
+            and (status is None or i.status is status)
+            and (before is None or (-i.updated_at, i.id) > (-before[0], before[1]))
         ]
         out.sort(key=lambda i: (-i.updated_at, i.id))  # as the real stores: newest first, then id
         return out[:limit]

@@ -140,6 +140,24 @@ def test_incidents_updated_at_the_same_time_are_listed_by_id(
         assert [i.id for i in s.incidents(limit=2)] == ["inc1", "inc2"]
 
 
+@pytest.mark.parametrize("backend", [*BACKENDS, "memory"])
+def test_incidents_page_on_after_a_key_in_their_order(
+    request: pytest.FixtureRequest, backend: str
+) -> None:
+    s = MemoryStore() if backend == "memory" else open_backend(request, backend, 2000)
+    try:
+        s.save_incidents([incident(n, updated_at=T0 + 1000 * (n // 2)) for n in range(7)])
+        order = [i.id for i in s.incidents()]
+        assert order == ["inc6", "inc4", "inc5", "inc2", "inc3", "inc0", "inc1"]
+        for n, inc in enumerate(s.incidents()):
+            after = s.incidents(before=(inc.updated_at, inc.id))
+            assert [i.id for i in after] == order[n + 1 :]
+        page = s.incidents(status=IncidentStatus.OPEN, limit=2, before=(T0 + 2000, "inc4"))
+        assert [i.id for i in page] == ["inc5", "inc2"]
+    finally:
+        s.close()
+
+
 def test_finding_count_round_trips(store: Any) -> None:
     # An incident keeps the newest findings of each key; finding_count counts them all.
     inc = incident(1, finding_count=1_134)

@@ -104,6 +104,15 @@ def test_list_series_reports_sample_range_and_count(store: Store) -> None:
     ]
 
 
+def test_series_info_is_one_series_as_the_list_says_it(store: Store) -> None:
+    store.upsert_series([(1, "a", {"x": "1"}), (2, "b", {}), (3, "c", {})], seen_at=9)
+    store.append_samples(batch([1, 1, 2, 1], [30, 10, 5, 20], [1.0, 2.0, 3.0, np.nan]))
+    listed = {i.series_id: i for i in store.list_series()}
+    assert store.series_info(1) == listed[1] == SeriesInfo(1, "a", {"x": "1"}, 10, 30, 3, 9)
+    assert store.series_info(3) == listed[3]  # no samples: no range, a count of 0
+    assert store.series_info(4) is None
+
+
 # -- seen_at and idle series forgetting ---------------------------------------------------------
 
 
@@ -471,6 +480,37 @@ def test_findings_newest_first_with_since_series_and_limit(store: Store) -> None
     assert store.findings(limit=0) == []
     with pytest.raises(DataError, match="limit must be >= 0"):
         store.findings(limit=-1)
+
+
+def test_findings_until_is_applied_before_the_limit(store: Store) -> None:
+    # A bound applied after LIMIT would let later findings push those in the range out.
+    store.add_findings(
+        [finding("in", 10, 20)] + [finding(f"later{k}", 100 + k, 200 + k) for k in range(5)]
+    )
+    assert [f.id for f in store.findings(until=20, limit=2)] == ["in"]
+    assert [f.id for f in store.findings(until=100, limit=2)] == ["later0", "in"]
+    assert [f.id for f in store.findings(since=20, until=99, series_id=1)] == ["in"]
+
+
+def test_findings_page_on_after_a_key_in_their_order(store: Store) -> None:
+    # Ties on end, then on start, are broken by the id, ascending.
+    store.add_findings(
+        [
+            finding("a", 5, 30),
+            finding("c", 10, 30),
+            finding("b", 10, 30),
+            finding("d", 0, 20),
+            finding("e", 0, 40),
+        ]
+    )
+    order = [f.id for f in store.findings()]
+    assert order == ["e", "b", "c", "a", "d"]
+    for n, f in enumerate(store.findings()):
+        after = store.findings(before=(f.end, f.start, f.id))
+        assert [g.id for g in after] == order[n + 1 :]
+    assert [f.id for f in store.findings(before=(30, 10, "b"), limit=1)] == ["c"]
+    with pytest.raises(DataError, match="before"):
+        store.findings(before=(30, "x", "b"))  # type: ignore[arg-type]
 
 
 def test_findings_by_ids_whatever_their_age_newest_first(store: Store) -> None:

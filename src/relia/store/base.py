@@ -17,10 +17,23 @@ from relia.incidents.model import Finding, Incident, IncidentStatus
 from relia.notify.outbox import OutboxItem
 from relia.signals import MetricBatch
 
-__all__ = ["LogCounts", "SampleScores", "ScoredSamples", "SeriesInfo", "Store"]
+__all__ = [
+    "FindingKey",
+    "IncidentKey",
+    "LogCounts",
+    "SampleScores",
+    "ScoredSamples",
+    "SeriesInfo",
+    "Store",
+]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+
+#: Where a finding stands in :meth:`Store.findings`' order: (end, start, id).
+FindingKey = tuple[int, int, str]
+#: Where an incident stands in :meth:`Store.incidents`' order: (updated_at, id).
+IncidentKey = tuple[int, str]
 
 
 @dataclass(frozen=True)
@@ -133,6 +146,11 @@ class Store(Protocol):
         """Every known series with its sample range and count, ordered by name then labels."""
         ...
 
+    def series_info(self, series_id: int) -> SeriesInfo | None:
+        """One series as :meth:`list_series` describes it, or None if the store does not know
+        it: read by its id, at the cost of that series' samples alone."""
+        ...
+
     def append_samples(self, batch: MetricBatch, scores: SampleScores | None = None) -> None:
         """Add samples; keeps the newest ``samples_per_series`` per series (the DuckDB store
         lets a series grow up to an eighth past that before trimming it back, so the costly trim
@@ -184,8 +202,14 @@ class Store(Protocol):
         since: int | None = None,
         series_id: int | None = None,
         limit: int = 1000,
+        *,
+        until: int | None = None,
+        before: FindingKey | None = None,
     ) -> list[Finding]:
-        """Findings whose end is at or after ``since``, newest first."""
+        """Findings whose end is at or after ``since`` and whose start is at or before
+        ``until``, newest (by end, then start, then id ascending) first. ``before`` pages on:
+        only those after the finding with that key in this order (the last of the page before),
+        so a page is neither cut nor repeated by findings stored meanwhile."""
         ...
 
     def findings_by_ids(self, ids: Collection[str]) -> list[Finding]:
@@ -238,9 +262,12 @@ class Store(Protocol):
         since: int | None = None,
         status: IncidentStatus | None = None,
         limit: int = 1000,
+        *,
+        before: IncidentKey | None = None,
     ) -> list[Incident]:
         """Incidents updated at or after ``since`` (with ``status``), newest ``updated_at``
-        first."""
+        first, then by id. ``before`` pages on: only those after the incident with that key in
+        this order (the last of the page before)."""
         ...
 
     def incident(self, incident_id: str) -> Incident | None:

@@ -50,7 +50,14 @@ from relia.notify.outbox import OutboxItem, OutboxStatus
 from relia.signals import MetricBatch, is_sorted_by_series, series_key, series_runs
 from relia.store._marks import TrimMarks
 from relia.store._nul import nul_in_finding, nul_in_series
-from relia.store.base import LogCounts, SampleScores, ScoredSamples, SeriesInfo
+from relia.store.base import (
+    FindingKey,
+    IncidentKey,
+    LogCounts,
+    SampleScores,
+    ScoredSamples,
+    SeriesInfo,
+)
 from relia.store.migrations import Migration, latest_version, load_migrations
 
 __all__ = ["STORE_FILE", "DuckDBStore", "open_store"]
@@ -255,20 +262,49 @@ class DuckDBStore:
 
     def list_series(self) -> list[SeriesInfo]:
         """Every known series with its sample range and count, ordered by name then labels."""
+        out = self._series_infos(
+            """
+            LEFT JOIN (
+                SELECT series_id, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS n
+                FROM samples GROUP BY series_id
+            ) AS a ON a.series_id = s.id
+            """,
+            [],
+        )
+        # Sorted here rather than in SQL: "by labels" means by the sorted (name, value) pairs,
+        # which JSON text order does not match ('{"a":"1"}' sorts after '{"a":"1","b":"2"}').
+        out.sort(key=lambda s: (s.name, tuple(sorted(s.labels.items())), s.series_id))
+        return out
+
+    def series_info(self, series_id: int) -> SeriesInfo | None:
+        """One series as :meth:`list_series` describes it, or None: its row and the aggregate
+        over its own samples (the API's samples route asks this on every request)."""
+        sid = _as_int64(series_id, "series_id")
+        found = self._series_infos(
+            """
+            LEFT JOIN (
+                SELECT series_id, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS n
+                FROM samples WHERE series_id = ? GROUP BY series_id
+            ) AS a ON a.series_id = s.id
+            WHERE s.id = ?
+            """,
+            [sid, sid],
+        )
+        return found[0] if found else None
+
+    def _series_infos(self, join: str, params: list[int]) -> list[SeriesInfo]:
+        """Series rows joined (``join``: its ``a`` gives first_ts, last_ts and n) as SeriesInfo."""
         seen = "s.seen_at" if self._has_seen else "NULL"
         with self._reader("listing series") as cur:
             rows = cur.execute(
                 f"""
                 SELECT s.id, s.name, s.labels::VARCHAR, a.first_ts, a.last_ts, coalesce(a.n, 0),
                     {seen}
-                FROM series AS s
-                LEFT JOIN (
-                    SELECT series_id, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS n
-                    FROM samples GROUP BY series_id
-                ) AS a ON a.series_id = s.id
-                """
+                FROM series AS s {join}
+                """,
+                params,
             ).fetchall()
-        out = [
+        return [
             SeriesInfo(
                 series_id=int(sid),
                 name=str(name),
@@ -280,10 +316,6 @@ class DuckDBStore:
             )
             for sid, name, lab, first, last, n, seen in rows
         ]
-        # Sorted here rather than in SQL: "by labels" means by the sorted (name, value) pairs,
-        # which JSON text order does not match ('{"a":"1"}' sorts after '{"a":"1","b":"2"}').
-        out.sort(key=lambda s: (s.name, tuple(sorted(s.labels.items())), s.series_id))
-        return out
 
     # -- samples ----------------------------------------------------------------------------
 
@@ -629,16 +661,14 @@ class DuckDBStore:
         since: int | None = None,
         series_id: int | None = None,
         limit: int = 1000,
+        *,
+        until: int | None = None,
+        before: FindingKey | None = None,
     ) -> list[Finding]:
-        """Findings whose end is at or after ``since``, newest (by end, then start) first."""
-        where: list[str] = []
-        params: list[int] = []
-        if since is not None:
-            where.append("end_ts >= ?")
-            params.append(_as_int64(since, "since"))
-        if series_id is not None:
-            where.append("series_id = ?")
-            params.append(_as_int64(series_id, "series_id"))
+        """Findings whose end is at or after ``since`` and whose start is at or before
+        ``until``, newest (by end, then start, then id) first; ``before``: only those after the
+        finding with that (end, start, id) in this order."""
+        where, params = _finding_filters(since, series_id, until, before, "?")
         sql = f"SELECT {_FINDING_COLUMNS} FROM findings"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -974,17 +1004,13 @@ class DuckDBStore:
         since: int | None = None,
         status: IncidentStatus | None = None,
         limit: int = 1000,
+        *,
+        before: IncidentKey | None = None,
     ) -> list[Incident]:
         """Incidents updated at or after ``since`` (with ``status``), newest ``updated_at``
-        first."""
-        where: list[str] = []
-        params: list[object] = []
-        if since is not None:
-            where.append("updated_at >= ?")
-            params.append(_as_int64(since, "since"))
-        if status is not None:
-            where.append("status = ?")
-            params.append(IncidentStatus(status).value)
+        first, then by id; ``before``: only those after the incident with that (updated_at, id)
+        in this order."""
+        where, params = _incident_filters(since, status, before, "?")
         sql = f"SELECT {_INCIDENT_COLUMNS} FROM incidents"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -1368,6 +1394,70 @@ def _as_int64(value: object, what: str, where: str | None = None) -> int:
     if not _INT64_MIN <= out <= _INT64_MAX:
         raise DataError(f"{what} {out} does not fit in int64", where=where)
     return out
+
+
+def _finding_filters(
+    since: int | None,
+    series_id: int | None,
+    until: int | None,
+    before: FindingKey | None,
+    mark: str,
+) -> tuple[list[str], list[object]]:
+    """WHERE terms and their parameters (``mark``: the driver's placeholder) of
+    :meth:`findings`. Shared by both stores."""
+    where: list[str] = []
+    params: list[object] = []
+    if since is not None:
+        where.append(f"end_ts >= {mark}")
+        params.append(_as_int64(since, "since"))
+    if until is not None:
+        # In SQL, before LIMIT: filtered afterwards, the newest findings past ``until`` would
+        # fill the page and push out those in the range.
+        where.append(f"start_ts <= {mark}")
+        params.append(_as_int64(until, "until"))
+    if series_id is not None:
+        where.append(f"series_id = {mark}")
+        params.append(_as_int64(series_id, "series_id"))
+    if before is not None:
+        end, start, fid = _as_key(before, 3, "before")
+        # After (end, start, id) in the order end DESC, start DESC, id ASC: a row comparison
+        # cannot mix directions, so spelled out.
+        where.append(
+            f"(end_ts < {mark} OR (end_ts = {mark} AND (start_ts < {mark} "
+            f"OR (start_ts = {mark} AND id > {mark}))))"
+        )
+        params += [end, end, start, start, fid]
+    return where, params
+
+
+def _incident_filters(
+    since: int | None,
+    status: IncidentStatus | None,
+    before: IncidentKey | None,
+    mark: str,
+) -> tuple[list[str], list[object]]:
+    """WHERE terms and their parameters of :meth:`incidents`. Shared by both stores."""
+    where: list[str] = []
+    params: list[object] = []
+    if since is not None:
+        where.append(f"updated_at >= {mark}")
+        params.append(_as_int64(since, "since"))
+    if status is not None:
+        where.append(f"status = {mark}")
+        params.append(IncidentStatus(status).value)
+    if before is not None:
+        updated, iid = _as_key(before, 2, "before")
+        # After (updated_at, id) in the order updated_at DESC, id ASC.
+        where.append(f"(updated_at < {mark} OR (updated_at = {mark} AND id > {mark}))")
+        params += [updated, updated, iid]
+    return where, params
+
+
+def _as_key(key: object, size: int, what: str) -> tuple[Any, ...]:
+    """A paging key: ``size - 1`` int64 values, then an id (str)."""
+    if not isinstance(key, tuple) or len(key) != size or not isinstance(key[-1], str):
+        raise DataError(f"{what} must be a tuple of {size - 1} int(s) and an id, got {key!r}")
+    return (*(_as_int64(v, what) for v in key[:-1]), key[-1])
 
 
 def _as_ids(ids: object) -> list[str]:

@@ -49,7 +49,14 @@ from relia.incidents.model import Finding, Incident, IncidentStatus
 from relia.notify.outbox import OutboxItem, OutboxStatus
 from relia.signals import MetricBatch
 from relia.store._nul import nul_in_finding
-from relia.store.base import LogCounts, SampleScores, ScoredSamples, SeriesInfo
+from relia.store.base import (
+    FindingKey,
+    IncidentKey,
+    LogCounts,
+    SampleScores,
+    ScoredSamples,
+    SeriesInfo,
+)
 from relia.store.duckdb import (
     _CURRENT_VERSION,
     _NEWEST_OF_SINK,
@@ -59,7 +66,9 @@ from relia.store.duckdb import (
     _as_limit,
     _dump_evidence,
     _dump_payload,
+    _finding_filters,
     _finding_from_row,
+    _incident_filters,
     _json_default,
     _last_per_key,
     _now_ms,
@@ -356,6 +365,18 @@ class PostgresStore:
 
     def list_series(self) -> list[SeriesInfo]:
         """Every known series with its sample range and count, ordered by name then labels."""
+        out = self._series_infos("", [])
+        # Sorted here, as the DuckDB store does: "by labels" means by sorted (name, value) pairs.
+        out.sort(key=lambda s: (s.name, tuple(sorted(s.labels.items())), s.series_id))
+        return out
+
+    def series_info(self, series_id: int) -> SeriesInfo | None:
+        """One series as :meth:`list_series` describes it, or None (index probes only)."""
+        found = self._series_infos("WHERE s.id = %s", [_as_int64(series_id, "series_id")])
+        return found[0] if found else None
+
+    def _series_infos(self, where: str, params: list[int]) -> list[SeriesInfo]:
+        """The series rows that pass ``where`` with their sample range and count."""
         # first/last come from the primary key's ends (min/max become index probes), the count
         # from sample_counts: no scan of the samples themselves.
         seen = "s.seen_at" if self._has_seen else "NULL::bigint"
@@ -368,9 +389,10 @@ class PostgresStore:
                     SELECT min(ts) AS first_ts, max(ts) AS last_ts
                     FROM samples WHERE series_id = s.id
                 ) AS m ON true
+                {where}
                 """
-        rows = self._read("listing series", lambda c: c.execute(sql).fetchall())
-        out = [
+        rows = self._read("listing series", lambda c: c.execute(sql, params).fetchall())
+        return [
             SeriesInfo(
                 series_id=int(sid),
                 name=str(name),
@@ -382,9 +404,6 @@ class PostgresStore:
             )
             for sid, name, lab, first, last, n, seen in rows
         ]
-        # Sorted here, as the DuckDB store does: "by labels" means by sorted (name, value) pairs.
-        out.sort(key=lambda s: (s.name, tuple(sorted(s.labels.items())), s.series_id))
-        return out
 
     # -- samples ----------------------------------------------------------------------------
 
@@ -672,16 +691,14 @@ class PostgresStore:
         since: int | None = None,
         series_id: int | None = None,
         limit: int = 1000,
+        *,
+        until: int | None = None,
+        before: FindingKey | None = None,
     ) -> list[Finding]:
-        """Findings whose end is at or after ``since``, newest (by end, then start) first."""
-        where: list[str] = []
-        params: list[int] = []
-        if since is not None:
-            where.append("end_ts >= %s")
-            params.append(_as_int64(since, "since"))
-        if series_id is not None:
-            where.append("series_id = %s")
-            params.append(_as_int64(series_id, "series_id"))
+        """Findings whose end is at or after ``since`` and whose start is at or before
+        ``until``, newest (by end, then start, then id) first; ``before``: only those after the
+        finding with that (end, start, id) in this order."""
+        where, params = _finding_filters(since, series_id, until, before, "%s")
         sql = f"SELECT {_FINDING_COLUMNS} FROM findings"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -888,17 +905,13 @@ class PostgresStore:
         since: int | None = None,
         status: IncidentStatus | None = None,
         limit: int = 1000,
+        *,
+        before: IncidentKey | None = None,
     ) -> list[Incident]:
         """Incidents updated at or after ``since`` (with ``status``), newest ``updated_at``
-        first."""
-        where: list[str] = []
-        params: list[object] = []
-        if since is not None:
-            where.append("updated_at >= %s")
-            params.append(_as_int64(since, "since"))
-        if status is not None:
-            where.append("status = %s")
-            params.append(IncidentStatus(status).value)
+        first, then by id; ``before``: only those after the incident with that (updated_at, id)
+        in this order."""
+        where, params = _incident_filters(since, status, before, "%s")
         sql = f"SELECT {_INCIDENT_COLUMNS} FROM incidents"
         if where:
             sql += " WHERE " + " AND ".join(where)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -20,6 +20,8 @@ from relia.incidents.model import Finding, FindingKind, Severity
 from relia.signals import MetricBatch, SeriesIndex
 from relia.store.base import SeriesInfo, Store
 from relia.store.duckdb import DuckDBStore
+from relia.timeparse import MAX_MS, format_ms
+from relia.timeparse import parse_time as cli_parse_time
 from tests.api.bandstore import BandMemoryStore
 
 with warnings.catch_warnings():
@@ -29,6 +31,8 @@ with warnings.catch_warnings():
 
 T0 = 1_700_000_000_000
 STEP = 15_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+YEAR_1000_MS = -30610224000000  # 1000-01-01T00:00:00Z
 BIG_ID = 2**62 + 12345  # above 2**53: must survive JSON as a string
 
 
@@ -230,9 +234,14 @@ def test_parse_time_forms() -> None:
         parse_time("1h", NOW, field="since")
 
 
-@given(st.integers(0, 10**15))
+@given(st.integers(10**11, MAX_MS))
 def test_parse_time_ms_roundtrip(ms: int) -> None:
     assert parse_time(str(ms), NOW) == ms
+
+
+@given(st.integers(-(10**10), 10**11 - 1))
+def test_an_epoch_number_below_1e11_is_seconds_as_in_the_cli(seconds: int) -> None:
+    assert parse_time(str(seconds), NOW) == seconds * 1000
 
 
 @given(
@@ -242,7 +251,8 @@ def test_parse_time_ms_roundtrip(ms: int) -> None:
 )
 def test_parse_time_iso_roundtrip(dt: datetime) -> None:
     dt = dt.replace(microsecond=dt.microsecond // 1000 * 1000)
-    assert parse_time(dt.isoformat(), NOW) == int(dt.timestamp() * 1000)
+    # Integer arithmetic: dt.timestamp() * 1000 in floats is 1 ms low now and then.
+    assert parse_time(dt.isoformat(), NOW) == (dt - EPOCH) // timedelta(milliseconds=1)
 
 
 @given(st.text(max_size=30))
@@ -435,7 +445,11 @@ def test_a_bad_series_id_names_where_it_was_given(made: Store) -> None:
 def test_the_largest_63_bit_id_is_a_valid_id_and_one_more_is_not(made: Store) -> None:
     c = _client(made)
     top = str(2**63 - 1)
-    assert c.get("/api/v1/findings", params={"series_id": top}).json() == {"findings": []}
+    assert c.get("/api/v1/findings", params={"series_id": top}).json() == {
+        "findings": [],
+        "truncated": False,
+        "next": None,
+    }
     r = c.get(f"/api/v1/series/{top}/samples")
     assert r.status_code == 404 and top in r.json()["detail"]
     r = c.get(f"/api/v1/series/{2**63}/samples")
@@ -476,8 +490,8 @@ def test_samples_bad_time_is_400_naming_that_parameter(made: Store, param: str) 
     # The same form as a parameter FastAPI refuses: "query parameter limit: ..."
     assert r.status_code == 400
     assert r.json()["detail"] == (
-        f"query parameter {param}: expected ms since the Unix epoch, ISO-8601 (UTC if no offset), "
-        "'now', or relative like -1h, got 'soon'"
+        f"query parameter {param}: expected ISO-8601 (UTC if no offset), 'now', relative like "
+        "-1h or now-1h, or epoch seconds (a number from 1e11 up is ms), got 'soon'"
     )
 
 
@@ -501,8 +515,10 @@ def test_healthz_of_a_single_node_says_it_leads_and_the_time() -> None:
     assert TestClient(app).get("/healthz").json()["ha"] == {"mode": "ha", "leader": False}
 
 
-def test_parse_time_takes_ms_up_to_18_digits() -> None:
-    assert parse_time("999999999999999999", NOW) == 999_999_999_999_999_999
+def test_parse_time_refuses_a_time_past_year_9999_naming_the_field() -> None:
+    assert parse_time(str(MAX_MS), NOW) == MAX_MS
+    with pytest.raises(DataError, match="query parameter since: .* out of range"):
+        parse_time("999999999999999999", NOW, field="since")
 
 
 @pytest.mark.parametrize("text", ["\u0661\u0667" + "\u0660" * 11, "-\u0665h"])
@@ -579,8 +595,138 @@ def test_an_unknown_query_parameter_is_400_naming_it(setup: tuple[Store, Engine,
     r = client.get("/api/v1/findings?since=-1h&limt=5")
     assert r.status_code == 400
     assert r.json()["detail"] == (
-        "unknown query parameter 'limt' (this route takes: limit, series_id, since)"
+        "unknown query parameter 'limt' (this route takes: before, limit, series_id, since, until)"
     )
     assert client.get("/api/v1/findings?since=-1h&limit=5").status_code == 200
-    r = client.get("/healthz?verbose=1")
-    assert r.status_code == 400 and "'verbose' (this route takes: none)" in r.json()["detail"]
+    r = client.get("/api/v1/series?verbose=1")
+    assert r.status_code == 400 and "'verbose' (this route takes: limit)" in r.json()["detail"]
+
+
+# -- the audit of the read routes (docs/security.md, README's HTTP API) ----------------------
+
+
+def test_a_samples_request_reads_its_own_series_not_the_whole_list(made: Store) -> None:
+    # Listing every series (a GROUP BY over all samples) on each samples request made the
+    # dashboard's refresh quadratic in the number of series.
+    calls: list[str] = []
+    real = made.list_series
+
+    def counted() -> list[SeriesInfo]:
+        calls.append("list_series")
+        return real()
+
+    made.list_series = counted  # type: ignore[method-assign]
+    r = _client(made).get(f"/api/v1/series/{SID}/samples")
+    assert r.status_code == 200 and r.json()["series"]["n_samples"] == 20
+    assert calls == []
+    assert _client(made).get("/api/v1/series/12345/samples").status_code == 404
+
+
+def test_the_series_list_is_limited_and_says_when_it_was_cut(made: Store) -> None:
+    c = _client(made)
+    whole = c.get("/api/v1/series").json()
+    assert [s["name"] for s in whole["series"]] == ["big", "lat"] and not whole["truncated"]
+    cut = c.get("/api/v1/series", params={"limit": 1}).json()
+    assert [s["name"] for s in cut["series"]] == ["big"] and cut["truncated"]
+    r = c.get("/api/v1/series", params={"limit": 1_000_001})
+    assert r.status_code == 422 and r.json()["detail"].startswith("query parameter limit:")
+
+
+def test_samples_until_keeps_the_findings_in_range_however_many_come_later(made: Store) -> None:
+    # The 1,000 newest findings were read first and the range applied afterwards: 1,001 later
+    # findings of the series pushed the one inside the range out.
+    made.add_findings([_finding(T0 + 10**7 + k, T0 + 10**7 + k) for k in range(1001)])
+    r = _client(made).get(
+        f"/api/v1/series/{SID}/samples", params={"since": str(T0), "until": str(T0 + 3 * STEP)}
+    )
+    assert _ends(r.json()["findings"]) == [2]
+
+
+def _many(made: Store, n: int, base: int = T0 + 10**6) -> set[str]:
+    """``n`` findings of series SID, some sharing an end (the cursor must break ties)."""
+    ends = [base + k // 3 * STEP for k in range(n)]
+    found = [_finding(end - 1 - k % 3, end) for k, end in zip(range(n), ends, strict=True)]
+    made.add_findings(found)
+    return {f.id for f in found}
+
+
+def test_findings_page_on_with_next_and_see_each_old_one_once(made: Store) -> None:
+    old = _many(made, 50) | {f.id for f in made.findings(limit=100)}
+    c = _client(made)
+    seen: list[str] = []
+    params: dict[str, str | int] = {"limit": 7}
+    for page_no in range(100):
+        got = c.get("/api/v1/findings", params=params).json()
+        seen += [f["id"] for f in got["findings"]]
+        if page_no == 1:  # new findings arrive between pages: they come first, not in between
+            made.add_findings([_finding(T0 + 10**8 + k, T0 + 10**8 + k) for k in range(5)])
+        if not got["truncated"]:
+            assert got["next"] is None
+            break
+        assert len(got["findings"]) == 7
+        params = {"limit": 7, "before": got["next"]}
+    assert sorted(seen) == sorted(old)  # every old one exactly once, none skipped
+
+
+def test_findings_say_when_the_list_was_cut(made: Store) -> None:
+    c = _client(made)
+    full = c.get("/api/v1/findings", params={"limit": 5}).json()
+    assert len(full["findings"]) == 5 and not full["truncated"] and full["next"] is None
+    cut = c.get("/api/v1/findings", params={"limit": 4}).json()
+    assert cut["truncated"] and cut["next"]
+
+
+@pytest.mark.parametrize("bad", ["x", "1,2", "1,x,id", "1,2,", "1,2,a\x00b"])
+def test_a_bad_cursor_is_400_naming_before(made: Store, bad: str) -> None:
+    r = _client(made).get("/api/v1/findings", params={"before": bad})
+    assert r.status_code == 400
+    assert r.json()["detail"].startswith("query parameter before: expected the `next`")
+
+
+def test_findings_until_keeps_those_starting_by_then(made: Store) -> None:
+    got = _client(made).get("/api/v1/findings", params={"until": str(T0 + 4 * STEP)}).json()
+    assert sorted(_ends(got["findings"])) == [2, 3, 5]  # 5 starts at k = 4
+
+
+@given(st.integers(YEAR_1000_MS, MAX_MS))
+def test_parse_time_reads_a_formatted_time_back_to_the_millisecond(ms: int) -> None:
+    # Float seconds came back 1 ms low for some times (2004-09-23T15:54:43.735Z).
+    assert parse_time(format_ms(ms), NOW) == ms
+
+
+def test_samples_until_an_exact_iso_time_keeps_that_sample() -> None:
+    store = BandMemoryStore()
+    store.upsert_series([(SID, "lat", {})])
+    at = 1_095_954_883_735  # 2004-09-23T15:54:43.735Z
+    store.append_samples(MetricBatch.for_series(SID, [at], [1.0]))
+    r = _client(store).get(
+        f"/api/v1/series/{SID}/samples", params={"since": format_ms(at), "until": format_ms(at)}
+    )
+    assert r.json()["ts"] == [at]
+
+
+@pytest.mark.parametrize(
+    "text", ["1700000000", "1700000000000", "now-1h", "-1h", "NOW", "now", "2023-11-14T22:13:20Z"]
+)
+def test_the_api_reads_times_as_the_cli_does(text: str) -> None:
+    assert parse_time(text, NOW) == cli_parse_time(text, now_ms=NOW)
+
+
+def test_findings_since_in_epoch_seconds_is_not_january_1970(made: Store) -> None:
+    later = str((T0 + 6 * STEP) // 1000)  # seconds: the findings ending at k = 8 and 11
+    got = _client(made).get("/api/v1/findings", params={"since": later}).json()
+    assert sorted(_ends(got["findings"])) == [8, 11]
+
+
+@pytest.mark.parametrize("path", ["/?utm_source=chat", "/healthz?_=123"])
+def test_the_page_and_healthz_take_any_query(path: str) -> None:
+    r = _client(BandMemoryStore()).get(path)
+    assert r.status_code == 200
+
+
+def test_a_405_allows_head_wherever_it_allows_get() -> None:
+    client = _client(BandMemoryStore())
+    for method, path in (("OPTIONS", "/api/v1/series"), ("POST", "/"), ("DELETE", "/healthz")):
+        r = client.request(method, path)
+        assert r.status_code == 405
+        assert [m.strip() for m in r.headers["allow"].split(",")] == ["GET", "HEAD"], path

@@ -279,3 +279,24 @@ def test_healthz_without_a_read_token_says_whether_relia_runs_but_not_where_thin
     # Without auth there is no one to hide it from (relia listens on loopback by default).
     open_app = create_app(MemoryStore(), engine=_StatusEngine())  # type: ignore[arg-type]
     assert TestClient(open_app).get("/healthz").json()["engine"] == _StatusEngine().status()
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/findings?bogus=1"),
+        ("GET", "/api/v1/incidents?limt=5"),
+        ("GET", "/api/v1/series/1/samples?since=x&foo=1"),
+        ("POST", "/api/v1/write?x=1"),
+    ],
+)
+def test_an_unknown_query_parameter_is_checked_after_the_token(method: str, path: str) -> None:
+    # The 400 lists the route's parameters: only a caller of the right role may read it.
+    client = TestClient(_app(_auth()))
+    r = client.request(method, path)
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", r.text
+    wrong = Role.READ if method == "POST" else Role.INGEST
+    assert client.request(method, path, headers=_bearer(wrong)).status_code == 403
+    right = Role.INGEST if method == "POST" else Role.READ
+    r = client.request(method, path, headers=_bearer(right))
+    assert r.status_code == 400 and "unknown query parameter" in r.json()["detail"]

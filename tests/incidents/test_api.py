@@ -184,3 +184,38 @@ def test_an_id_with_a_nul_character_is_400_naming_it_not_a_store_outage(
         r.json()["detail"].startswith("path parameter incident_id: ")
         and "NUL" in r.json()["detail"]
     )
+
+
+def test_incidents_page_on_with_next_and_say_when_cut(
+    client: tuple[TestClient, DuckDBStore, dict[str, str]],
+) -> None:
+    tc, store, ids = client
+    # More incidents, some updated at the same time: the id breaks the tie.
+    extra = [
+        inc.model_copy(update={"id": f"x{k:03d}", "updated_at": T0 + (k // 4) * M})
+        for k, inc in enumerate([store.incidents()[0]] * 30)
+    ]
+    store.save_incidents(extra)
+    every = {i.id for i in store.incidents(limit=1000)}
+    seen: list[str] = []
+    params: dict[str, str | int] = {"limit": 4}
+    while True:
+        got = tc.get("/api/v1/incidents", params=params).json()
+        seen += [i["id"] for i in got["incidents"]]
+        if len(seen) == 8:  # one updated between pages moves to the front, not in between
+            store.save_incidents([extra[0].model_copy(update={"id": "new", "updated_at": NOW})])
+        if not got["truncated"]:
+            assert got["next"] is None
+            break
+        params = {"limit": 4, "before": got["next"]}
+    assert sorted(seen) == sorted(every)
+    assert tc.get("/api/v1/incidents", params={"limit": 40}).json()["truncated"] is False
+
+
+@pytest.mark.parametrize("bad", ["yesterday", "1,", "x,inc1", "1,inc\x001"])
+def test_a_bad_incidents_cursor_is_400_naming_before(
+    client: tuple[TestClient, DuckDBStore, dict[str, str]], bad: str
+) -> None:
+    r = client[0].get("/api/v1/incidents", params={"before": bad})
+    assert r.status_code == 400
+    assert r.json()["detail"].startswith("query parameter before: expected the `next`")

@@ -13,7 +13,6 @@ import logging
 import math
 import re
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from importlib import resources
 from typing import Annotated, Any
 
@@ -28,13 +27,14 @@ from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import relia
+from relia import timeparse
 from relia._failurelog import FailureLog
 from relia.api.auth import AuthConfig, RequestLimits, Role
 from relia.engine.loop import Engine, wall_clock_ms
 from relia.errors import DataError, ReliaError, StoreError
 from relia.incidents.model import Finding
 from relia.signals import describe, series_key
-from relia.store.base import SeriesInfo, Store
+from relia.store.base import FindingKey, SeriesInfo, Store
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app", "parse_time"]
 
@@ -44,41 +44,35 @@ ID_NOTE = (
     "Series ids are 63-bit integers sent as decimal strings: JSON numbers above 2**53 lose "
     "precision in JavaScript."
 )
-TIME_NOTE = "ms since the Unix epoch, ISO-8601 (UTC if no offset), 'now', or relative like -1h"
+TIME_NOTE = (
+    "ISO-8601 (UTC if no offset), 'now', relative like -1h or now-1h, or epoch seconds "
+    "(a number from 1e11 up is ms)"
+)
 
-_RELATIVE = re.compile(r"-\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d|w)")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _ID = re.compile(r"[0-9]{1,19}")  # ASCII only: \d takes any Unicode digit
 _MAX_ID = 2**63 - 1
-_MIN_MS, _MAX_MS = -(2**63), 2**63 - 1
+_TS = re.compile(r"-?[0-9]{1,18}")  # an int64 ms, as a cursor holds it
 
 
 def parse_time(text: str, now_ms: int, *, field: str = "time") -> int:
-    """Parse ms epoch (``1700000000000``), ISO-8601, ``now`` or ``-15m``; return ms UTC.
+    """Parse a time as the CLI does (:func:`relia.timeparse.parse_time`); return ms UTC.
 
-    :class:`DataError` naming ``field`` when it is none of these.
+    :class:`DataError` naming ``field`` (``query parameter <field>``) when it is not one.
     """
-    s = text.strip()
-    if re.fullmatch(r"[0-9]{1,18}", s):
-        return int(s)
-    if s == "now":
-        return now_ms
-    m = _RELATIVE.fullmatch(s)
-    if m:
-        back = float(m.group(1)) * _UNIT_MS[m.group(2)]
-        # Hundreds of digits overflow the float; fewer can still reach past int64 ms.
-        if not math.isfinite(back) or not _MIN_MS <= now_ms - round(back) <= _MAX_MS:
-            raise DataError(f"{text!r} is too far back", where=f"query parameter {field}")
-        return now_ms - int(round(back))
+    where = f"query parameter {field}"
+    # Python's float() and int() read any Unicode digit: not a time a client meant to send.
+    if not text.isascii():
+        raise DataError(f"expected {TIME_NOTE}, got {text!r}", where=where)
     try:
-        dt = datetime.fromisoformat(s)
-    except ValueError:
-        raise DataError(
-            f"expected {TIME_NOTE}, got {text!r}", where=f"query parameter {field}"
-        ) from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
+        return timeparse.parse_time(text, now_ms=now_ms)
+    except (ValueError, OverflowError) as e:
+        # One message for every way a time is wrong; the CLI's own text names its forms.
+        reason = str(e).removeprefix("not a time: ")
+        if "out of range" in reason or "duration" in reason:
+            raise DataError(
+                f"{text!r} is out of range: expected a time in years 1 to 9999", where=where
+            ) from None
+        raise DataError(f"expected {TIME_NOTE}, got {text!r}", where=where) from None
 
 
 def _parse_id(text: str, where: str) -> int:
@@ -120,6 +114,7 @@ class SeriesOut(BaseModel):
 
 class SeriesList(BaseModel):
     series: list[SeriesOut]
+    truncated: bool = Field(description="true when more series exist than `limit` listed")
 
 
 class FindingOut(BaseModel):
@@ -138,6 +133,10 @@ class FindingOut(BaseModel):
 
 class FindingList(BaseModel):
     findings: list[FindingOut]
+    truncated: bool = Field(description="true when more findings match than `limit` listed")
+    next: str | None = Field(
+        description="when truncated: pass it as `before` for the next (older) page; else null"
+    )
 
 
 class SamplesOut(BaseModel):
@@ -221,6 +220,31 @@ def _dashboard_headers(html: str) -> dict[str, str]:
 
 
 DEFAULT_MAX_BODY_BYTES = 16 << 20
+#: ``GET /api/v1/series``: series listed by default, and at most (``max_series``' default).
+DEFAULT_SERIES_LIMIT = 10_000
+MAX_SERIES_LIMIT = 1_000_000
+
+
+def finding_cursor(f: Finding) -> str:
+    """Where ``f`` stands in the findings' order, as the ``next`` of a page: ``END,START,ID``."""
+    return f"{f.end},{f.start},{f.id}"
+
+
+def parse_finding_cursor(text: str) -> FindingKey:
+    """The key of a :func:`finding_cursor` given as ``before``; :class:`DataError` if not one."""
+    parts = text.split(",", 2)
+    # No stored id holds a NUL, and PostgreSQL refuses one in text (a 503 for a bad request).
+    if (
+        len(parts) == 3
+        and all(_TS.fullmatch(p) for p in parts[:2])
+        and parts[2]
+        and "\x00" not in parts[2]
+    ):
+        return int(parts[0]), int(parts[1]), parts[2]
+    raise DataError(
+        f"expected the `next` of an earlier page (END,START,ID), got {text!r}",
+        where="query parameter before",
+    )
 
 
 def _query_names(route: APIRoute) -> frozenset[str]:
@@ -260,8 +284,11 @@ class HeadAsGet:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "HEAD":
+        if scope["type"] != "http" or scope["method"] == "GET":
             await self.app(scope, receive, send)
+            return
+        if scope["method"] != "HEAD":
+            await self.app(scope, receive, _allow_head(send))
             return
 
         async def headers_only(message: Message) -> None:
@@ -271,6 +298,25 @@ class HeadAsGet:
             await send(message)
 
         await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
+def _allow_head(send: Send) -> Send:
+    """``send`` with ``HEAD`` added to a 405's ``Allow`` wherever it lists ``GET``: the router
+    knows nothing of :class:`HeadAsGet`, and RFC 9110 10.2.1 wants every method served there."""
+
+    async def with_head(message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] == 405:
+            headers = []
+            for name, value in message.get("headers", []):
+                if name.lower() == b"allow":
+                    methods = [m.strip() for m in value.split(b",")]
+                    if b"GET" in methods and b"HEAD" not in methods:
+                        value = b", ".join([*methods, b"HEAD"])
+                headers.append((name, value))
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return with_head
 
 
 class _ReliaApp(FastAPI):
@@ -365,8 +411,6 @@ def create_app(
         # Starlette's slash redirect puts the request's Host header in its Location, which a
         # shared cache could serve to others: each route has one spelling, the other is a 404.
         redirect_slashes=False,
-        # On every route, those of the routers mounted later included.
-        dependencies=[Depends(reject_unknown_query)],
     )
     app.max_body_bytes = max_body_bytes
     app.path_body_limits = {}
@@ -375,6 +419,12 @@ def create_app(
 
     def needs(role: Role) -> list[Any]:
         return [] if auth is None else [Depends(auth.dependency(role))]
+
+    def api_guard(role: Role) -> list[Any]:
+        # The token first, then the query: a caller without a token must not learn from a 400
+        # which parameters a route takes. Only on /api/v1: a link to the page or a probe of
+        # /healthz may carry a tracking or cache-busting parameter.
+        return [*needs(role), Depends(reject_unknown_query)]
 
     store_failures = FailureLog(log, "reading the store for a request")
 
@@ -452,17 +502,31 @@ def create_app(
     def dashboard() -> HTMLResponse:
         return HTMLResponse(page, headers=page_headers)
 
-    api = APIRouter(prefix="/api/v1", dependencies=needs(Role.READ))
+    api = APIRouter(prefix="/api/v1", dependencies=api_guard(Role.READ))
 
     def _find_series(sid: int) -> SeriesInfo:
-        for s in store.list_series():
-            if s.series_id == sid:
-                return s
-        raise HTTPException(status_code=404, detail=f"no series with id {sid}")
+        info = store.series_info(sid)
+        if info is None:
+            raise HTTPException(status_code=404, detail=f"no series with id {sid}")
+        return info
 
-    @api.get("/series", response_model=SeriesList, summary="Every known series")
-    def list_series() -> JSONResponse:
-        return JSONResponse({"series": [_series_json(s) for s in store.list_series()]})
+    @api.get(
+        "/series",
+        response_model=SeriesList,
+        summary="Known series, by name then labels (the first `limit`)",
+    )
+    def list_series(
+        limit: Annotated[
+            int, Query(ge=1, le=MAX_SERIES_LIMIT, description="list at most N series")
+        ] = DEFAULT_SERIES_LIMIT,
+    ) -> JSONResponse:
+        every = store.list_series()
+        return JSONResponse(
+            {
+                "series": [_series_json(s) for s in every[:limit]],
+                "truncated": len(every) > limit,
+            }
+        )
 
     @api.get(
         "/series/{series_id}/samples",
@@ -489,8 +553,7 @@ def create_app(
         first = int(got.ts[0]) if len(got.ts) else lo
         found = [
             _finding_json(f)
-            for f in store.findings(since=first, series_id=sid, limit=1000)
-            if hi is None or f.start <= hi
+            for f in store.findings(since=first, until=hi, series_id=sid, limit=1000)
         ]
         return JSONResponse(
             {
@@ -511,15 +574,35 @@ def create_app(
         since: Annotated[
             str | None, Query(description="findings ending at or after; " + TIME_NOTE)
         ] = None,
+        until: Annotated[
+            str | None, Query(description="findings starting at or before; " + TIME_NOTE)
+        ] = None,
         series_id: Annotated[str | None, Query(description="only this series; " + ID_NOTE)] = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+        before: Annotated[
+            str | None, Query(description="the `next` of the page before: the next page")
+        ] = None,
     ) -> JSONResponse:
-        lo = parse_time(since, clock(), field="since") if since is not None else None
+        now = clock()
+        lo = parse_time(since, now, field="since") if since is not None else None
+        hi = parse_time(until, now, field="until") if until is not None else None
+        if lo is not None and hi is not None and lo > hi:
+            raise DataError(f"since ({lo}) is after until ({hi})", where="query parameters")
         sid = _parse_id(series_id, "query parameter series_id") if series_id is not None else None
-        found = store.findings(since=lo, series_id=sid, limit=limit)
-        return JSONResponse({"findings": [_finding_json(f) for f in found]})
+        after = parse_finding_cursor(before) if before is not None else None
+        # One more than asked: whether there is a next page, without a count over all of them.
+        found = store.findings(since=lo, until=hi, series_id=sid, limit=limit + 1, before=after)
+        page = found[:limit]
+        more = len(found) > limit
+        return JSONResponse(
+            {
+                "findings": [_finding_json(f) for f in page],
+                "truncated": more,
+                "next": finding_cursor(page[-1]) if more else None,
+            }
+        )
 
     app.include_router(api)
     for router, role in routers:
-        app.include_router(router, dependencies=needs(role))
+        app.include_router(router, dependencies=api_guard(role))
     return app

@@ -5,6 +5,7 @@ No authentication here: the app mounts the router behind its token dependency.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -25,7 +26,11 @@ __all__ = [
     "incidents_router",
 ]
 
-_TIME_NOTE = "ms since the Unix epoch, ISO-8601 (UTC if no offset), 'now', or relative like -1h"
+_TIME_NOTE = (
+    "ISO-8601 (UTC if no offset), 'now', relative like -1h or now-1h, or epoch seconds "
+    "(a number from 1e11 up is ms)"
+)
+_CURSOR = re.compile(r"(-?[0-9]{1,18}),(.+)", re.DOTALL)
 
 
 class CauseOut(BaseModel):
@@ -58,6 +63,10 @@ class IncidentOut(BaseModel):
 
 class IncidentList(BaseModel):
     incidents: list[IncidentOut]
+    truncated: bool = Field(description="true when more incidents match than `limit` listed")
+    next: str | None = Field(
+        description="when truncated: pass it as `before` for the next (older) page; else null"
+    )
 
 
 class IncidentDetail(BaseModel):
@@ -94,6 +103,9 @@ def incidents_router(store: Store, *, clock: Callable[[], int] = _now_ms) -> API
             str | None, Query(description="updated at or after; " + _TIME_NOTE)
         ] = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+        before: Annotated[
+            str | None, Query(description="the `next` of the page before: the next page")
+        ] = None,
     ) -> JSONResponse:
         # Imported here: relia.api.app mounts this router, so a module-level import would be
         # circular.
@@ -103,8 +115,18 @@ def incidents_router(store: Store, *, clock: Callable[[], int] = _now_ms) -> API
             lo = parse_time(since, clock(), field="since") if since is not None else None
         except DataError as e:
             raise HTTPException(status_code=400, detail=str(e)) from None
-        found = store.incidents(since=lo, status=status, limit=limit)
-        return JSONResponse({"incidents": [incident_json(i) for i in found]})
+        after = _parse_cursor(before) if before is not None else None
+        # One more than asked: whether there is a next page, without a count over all of them.
+        found = store.incidents(since=lo, status=status, limit=limit + 1, before=after)
+        page = found[:limit]
+        more = len(found) > limit
+        return JSONResponse(
+            {
+                "incidents": [incident_json(i) for i in page],
+                "truncated": more,
+                "next": f"{page[-1].updated_at},{page[-1].id}" if more else None,
+            }
+        )
 
     @router.get(
         "/incidents/{incident_id}",
@@ -137,6 +159,19 @@ def incidents_router(store: Store, *, clock: Callable[[], int] = _now_ms) -> API
         )
 
     return router
+
+
+def _parse_cursor(text: str) -> tuple[int, str]:
+    """The (updated_at, id) of a page's ``next`` (``UPDATED_AT,ID``) given as ``before``."""
+    m = _CURSOR.fullmatch(text)
+    # No stored id holds a NUL, and PostgreSQL refuses one in text (a 503 for a bad request).
+    if m is None or "\x00" in text:
+        raise HTTPException(
+            status_code=400,
+            detail="query parameter before: expected the `next` of an earlier page "
+            f"(UPDATED_AT,ID), got {text!r}",
+        )
+    return int(m.group(1)), m.group(2)
 
 
 def incident_findings(store: Store, inc: Incident) -> list[Finding]:

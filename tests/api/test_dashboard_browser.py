@@ -820,3 +820,80 @@ def test_axis_labels_of_small_and_large_values_fit_in_the_chart(
             f"[...document.querySelectorAll('{chart} svg text.axis')].map(t => t.getBBox().x)"
         )
         assert lefts and min(lefts) >= 0, (chart, lefts)
+
+
+def test_a_findings_list_the_api_cut_is_not_shown_as_the_total(
+    open_page: Callable[..., Page],
+) -> None:
+    # 800 findings in 24 h showed as "500 of 500 in 24 h".
+    p = open_page("series")
+    page = p.page
+    page.locator("#charts .chart").first.wait_for()
+    one = F_CPU.model_dump(mode="json")
+    many = [{**one, "id": f"f{k}"} for k in range(500)]
+    _serve_json(page, r"/api/v1/findings\?", {"findings": many, "truncated": True, "next": "x"})
+    page.click('nav button[data-tab="findings"]')
+    page.locator('#findings tr[data-id="f499"]').wait_for()
+    assert page.locator("#badge-findings").inner_text() == "500+"
+    assert page.locator("#findings-count").inner_text() == "500 of the newest 500 (500+ in 24 h)"
+    _serve_json(page, r"/api/v1/findings\?", {"findings": many[:3], "truncated": False})
+    page.click('nav button[data-tab="findings"]')
+    page.get_by_text("3 of 3 in 24 h").wait_for()
+    assert page.locator("#badge-findings").inner_text() == "3"
+
+
+def test_a_chart_breaks_its_lines_where_samples_are_missing(open_page: Callable[..., Page]) -> None:
+    # 100 samples, six hours without any, 100 more: no straight ramp across the hole.
+    p = open_page("findings")
+    page = p.page
+    page.locator(f'#findings tr[data-id="{F_CPU.id}"]').wait_for()
+    n = 200
+    ts = [NOW - (n - 1 - i) * STEP - (6 * 3_600_000 if i < 100 else 0) for i in range(n)]
+    gap = _samples(
+        "31",
+        "gap",
+        n,
+        ts=ts,
+        value=[10.0 if i < 100 else 30.0 for i in range(n)],
+        expected=[10.0 if i < 100 else 30.0 for i in range(n)],
+        lower=[9.0 if i < 100 else 29.0 for i in range(n)],
+        upper=[11.0 if i < 100 else 31.0 for i in range(n)],
+    )
+    _serve_json(page, r"/api/v1/series$", {"series": [{"id": "31", "key": "gap"}]})
+    _serve_json(page, r"/api/v1/series/31/samples", gap)
+    page.click('nav button[data-tab="series"]')
+    page.locator("#chart-31 path.series").wait_for()
+    for cls, moves in (("series", 2), ("expected", 2), ("band", 2)):
+        d = page.locator(f"#chart-31 path.{cls}").get_attribute("d") or ""
+        assert d.count("M") == moves, (cls, d[:200])
+
+
+def test_charts_load_a_few_at_a_time_and_at_most_a_screenful_of_hundreds(
+    open_page: Callable[..., Page],
+) -> None:
+    # One request per series all at once kept relia busy with hundreds of series.
+    p = open_page("findings")
+    page = p.page
+    page.locator(f'#findings tr[data-id="{F_CPU.id}"]').wait_for()
+    page.evaluate(
+        """() => {
+          window.__inflight = 0; window.__most = 0; window.__asked = 0;
+          const real = window.fetch;
+          window.fetch = async (...args) => {
+            const sampled = String(args[0]).includes("/samples");
+            if (sampled) { window.__asked++; window.__most = Math.max(window.__most,
+                                                                    ++window.__inflight); }
+            try { return await real(...args); } finally { if (sampled) window.__inflight--; }
+          };
+        }"""
+    )
+    series = [{"id": str(100 + k), "key": f"s{k:03d}"} for k in range(250)]
+    _serve_json(page, r"/api/v1/series$", {"series": series, "truncated": True})
+    _serve_json(page, r"/api/v1/series/\d+/samples", _samples("100", "s", 5))
+    page.click('nav button[data-tab="series"]')
+    page.locator("#chart-299").wait_for()
+    assert page.locator("#charts .chart").count() == 200
+    assert page.evaluate("window.__asked") == 200
+    assert 1 <= page.evaluate("window.__most") <= 4
+    note = page.locator("#series-note").inner_text()
+    assert "200 of 250 series shown" in note and "more series than the 250 listed" in note

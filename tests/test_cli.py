@@ -1443,6 +1443,16 @@ def test_a_closed_stdout_pipe_ends_the_run_quietly_with_0(tmp_path: Path, args: 
             4,
             "detector.params.bogus: invalid parameter 'bogus' for detector 'mad'",
         ),
+        (
+            "detector:\n  name: mad\n  params:\n    min_samples: 1000000000000000000000000000000\n",
+            4,
+            "detector.params.min_samples: invalid parameter 'min_samples' for detector 'mad'",
+        ),
+        (
+            "detector:\n  name: default\n  params:\n    persist: 1000000000000000000000000000000\n",
+            4,
+            "detector.params.persist: invalid parameter 'persist' for detector 'adaptive'",
+        ),
     ],
 )
 def test_config_check_refuses_the_detector_relia_up_would(

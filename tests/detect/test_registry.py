@@ -100,3 +100,17 @@ def test_a_target_module_failing_its_own_import_is_a_detector_error(
         assert "no_such_name" in str(err.value)
     finally:
         del _REGISTRY["x-broken"]
+
+
+@pytest.mark.parametrize("name", available())
+def test_a_count_parameter_past_what_the_kernels_take_is_refused(name: str) -> None:
+    # Unbounded, min_samples=10**30 passed the config and died in Numba at the first score.
+    config_class = resolve(name).config_class
+    counts = [
+        field
+        for field, info in config_class.model_fields.items()
+        if info.annotation is int and field != "seed"
+    ]
+    for field in counts:
+        with pytest.raises(DetectorError, match=f"invalid parameter '{field}'.*less than"):
+            create(name, **{field: 10**30})

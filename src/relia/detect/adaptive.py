@@ -67,7 +67,15 @@ import numpy as np
 from pydantic import Field
 
 from relia.detect._kernels import learn_quantum, scale_floor, surprise_score
-from relia.detect.base import Detector, DetectorConfig, FloatArray, IntArray, State, finite
+from relia.detect.base import (
+    MAX_COUNT,
+    Detector,
+    DetectorConfig,
+    FloatArray,
+    IntArray,
+    State,
+    finite,
+)
 
 __all__ = ["Adaptive", "AdaptiveConfig"]
 
@@ -163,8 +171,12 @@ class AdaptiveConfig(DetectorConfig):
     point: float = Field(
         10.0, ge=0, description="a lone point must be this many times rarer (0: off)"
     )
-    persist: int = Field(20, ge=0, description="points outside the band that make a new level")
-    min_samples: int = Field(64, ge=2, description="points seen before any score is given")
+    persist: int = Field(
+        20, ge=0, le=MAX_COUNT, description="points outside the band that make a new level"
+    )
+    min_samples: int = Field(
+        64, ge=2, le=MAX_COUNT, description="points seen before any score is given"
+    )
     band_z: float = Field(3.0, gt=0, description="half-width of the band, in scales")
     rel_floor: float = Field(1e-3, ge=0, description="resolution floor relative to the level")
     run_allowance: float = Field(

@@ -38,6 +38,10 @@ State = dict[str, np.ndarray[Any, Any]]
 
 #: Spacing used for points given without timestamps (one second), in ms.
 DEFAULT_STEP_MS = 1000
+#: Upper bound of a detector's count parameters (``min_samples``, ``persist``, ...): the kernels
+#: take them as int64 or float64, so one past int64 was a Numba typing error at the first
+#: score; 2**31 - 1 points is 68 years of 1-second samples, "never" in practice.
+MAX_COUNT = 2**31 - 1
 
 
 def component_name(components: Sequence[str], index: int) -> str:

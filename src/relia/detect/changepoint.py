@@ -9,7 +9,15 @@ import numpy as np
 from pydantic import Field
 
 from relia.detect._kernels import learn_quantum, scale_floor, z_score
-from relia.detect.base import Detector, DetectorConfig, FloatArray, IntArray, State, finite
+from relia.detect.base import (
+    MAX_COUNT,
+    Detector,
+    DetectorConfig,
+    FloatArray,
+    IntArray,
+    State,
+    finite,
+)
 
 __all__ = ["EwmaCusum", "EwmaCusumConfig"]
 
@@ -19,7 +27,7 @@ class EwmaCusumConfig(DetectorConfig):
     k: float = Field(0.5, ge=0, description="CUSUM slack, in standard deviations")
     h: float = Field(8.0, gt=0, description="CUSUM decision level, in standard deviations")
     clip: float = Field(4.0, gt=0, description="residuals are clipped here before learning")
-    min_samples: int = Field(16, ge=2)
+    min_samples: int = Field(16, ge=2, le=MAX_COUNT)
     band_z: float = Field(3.0, gt=0)
     rel_floor: float = Field(1e-3, ge=0)
 

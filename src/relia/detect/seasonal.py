@@ -10,7 +10,15 @@ from pydantic import Field
 
 from relia.config import Duration
 from relia.detect._kernels import learn_quantum, scale_floor, z_score
-from relia.detect.base import Detector, DetectorConfig, FloatArray, IntArray, State, finite
+from relia.detect.base import (
+    MAX_COUNT,
+    Detector,
+    DetectorConfig,
+    FloatArray,
+    IntArray,
+    State,
+    finite,
+)
 
 __all__ = ["SeasonalProfile", "SeasonalProfileConfig"]
 
@@ -19,7 +27,9 @@ class SeasonalProfileConfig(DetectorConfig):
     period: Duration = Field(86400.0, description="season length (default one day)")
     bins: int = Field(48, ge=1, le=1024, description="slots per season")
     alpha: float = Field(0.1, gt=0, lt=1, description="EWMA weight per slot")
-    min_per_bin: int = Field(3, ge=1, description="points in a slot before it is trusted")
+    min_per_bin: int = Field(
+        3, ge=1, le=MAX_COUNT, description="points in a slot before it is trusted"
+    )
     clip: float = Field(4.0, gt=0)
     band_z: float = Field(3.0, gt=0)
     rel_floor: float = Field(1e-3, ge=0)

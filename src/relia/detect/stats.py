@@ -7,14 +7,24 @@ import numpy as np
 from pydantic import Field
 
 from relia.detect._kernels import learn_quantum, scale_floor, z_score
-from relia.detect.base import Detector, DetectorConfig, FloatArray, IntArray, State, finite
+from relia.detect.base import (
+    MAX_COUNT,
+    Detector,
+    DetectorConfig,
+    FloatArray,
+    IntArray,
+    State,
+    finite,
+)
 
 __all__ = ["RollingMAD", "RollingMADConfig"]
 
 
 class RollingMADConfig(DetectorConfig):
     window: int = Field(128, ge=4, le=4096, description="points in the rolling window")
-    min_samples: int = Field(16, ge=2, description="points seen before any score is given")
+    min_samples: int = Field(
+        16, ge=2, le=MAX_COUNT, description="points seen before any score is given"
+    )
     band_z: float = Field(3.0, gt=0, description="half-width of the expected band, in MADs")
     rel_floor: float = Field(1e-3, ge=0, description="scale floor relative to the level")
 

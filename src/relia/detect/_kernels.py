@@ -11,6 +11,9 @@ _LN10 = math.log(10.0)
 _HALF_LOG_PI_OVER_2 = 0.5 * math.log(math.pi / 2.0)
 #: Surprise (-log10 p) that maps to a score of 0.5: p = 1e-5, |z| = 4.42.
 SURPRISE_AT_HALF = 5.0
+#: Readings larger than this in magnitude are broken (a sentinel, garbage parsed as a number):
+#: scored, never learned. Squared in a variance, one of 1e154 would be infinite for good.
+X_MAX = 1e36
 
 
 @numba.njit(cache=True, inline="always")

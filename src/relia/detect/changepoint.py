@@ -8,7 +8,7 @@ import numba
 import numpy as np
 from pydantic import Field
 
-from relia.detect._kernels import learn_quantum, scale_floor, z_score
+from relia.detect._kernels import X_MAX, learn_quantum, scale_floor, z_score
 from relia.detect.base import (
     MAX_COUNT,
     Detector,
@@ -39,6 +39,7 @@ def _cusum_kernel(  # type: ignore[no-untyped-def]
 ):  # fmt: skip
     # st = [mean, var, n, s_pos, s_neg]
     mean, var, n, s_pos, s_neg = st[0], st[1], st[2], st[3], st[4]
+    sd = 1.0  # set with the band once the model is ready
     for i in range(values.shape[0]):
         x = values[i]
         if n >= min_samples:
@@ -47,6 +48,13 @@ def _cusum_kernel(  # type: ignore[no-untyped-def]
             lower[i] = mean - band_z * sd
             upper[i] = mean + band_z * sd
         if not np.isfinite(x):  # missing (NaN or ±inf)
+            continue
+        if abs(x) > X_MAX:
+            # A broken reading: scored once the model is ready, never learned (in warm-up, where
+            # nothing winsorizes, it would make the variance infinite and the mean NaN).
+            if n >= min_samples:
+                score[i] = z_score((x - mean) / sd)
+                comp[i] = 0
             continue
         if n < 1:
             learn_quantum(q, x)

@@ -31,11 +31,14 @@ __all__ = [
     "check_checkpoint_roundtrip",
     "check_config_roundtrip",
     "check_constant_input",
+    "check_huge_input",
+    "check_huge_input_in_warm_up",
     "check_infinite_input",
     "check_nan_input",
     "check_pickle",
     "check_seeded_determinism",
     "check_short_input",
+    "check_stuck_at_max",
     "check_streaming_equals_batch",
     "nab_roc_auc",
     "roc_auc",
@@ -208,6 +211,41 @@ def check_huge_input(factory: Factory) -> None:
     )
 
 
+def check_huge_input_in_warm_up(factory: Factory) -> None:
+    """Readings of extreme magnitude at the very start (before any score is given, where nothing
+    winsorizes yet) and later leave the model able to alarm: a later spike of 50 SDs alarms, the
+    expected value stays finite, and the detector's own checkpoint loads back."""
+    n = 600
+    ts = 1_600_000_000_000 + 60_000 * np.arange(n, dtype=np.int64)
+    values = 50.0 + np.random.default_rng(1).normal(0.0, 1.0, n)
+    values[[0, 1, 5, 300]] = (1e300, -np.finfo(np.float64).max, 1e160, 1e300)
+    values[500] += 50.0
+    det = factory()
+    detail = det.score_detail(values, ts)
+    _check_scores(detail.score, "with huge readings in warm-up")
+    assert detail.score[500] >= 0.5, f"a spike after huge readings scored {detail.score[500]:.3f}"
+    assert np.isfinite(detail.expected[400:]).all(), "expected is not finite after huge readings"
+    restored = factory()
+    restored.load_state_dict(unpack(pack(det.state_dict())))
+    assert np.array_equal(
+        restored.score(values[-50:], ts[-50:] + 3_600_000),
+        det.score(values[-50:], ts[-50:] + 3_600_000),
+    ), "restored model differs"
+
+
+def check_stuck_at_max(factory: Factory) -> None:
+    """A stretch of readings stuck at the largest float (a sentinel) scores in [0, 1], never NaN,
+    and so do the points after it."""
+    n = 180
+    ts = 1_600_000_000_000 + 60_000 * np.arange(n, dtype=np.int64)
+    values = 50.0 + np.random.default_rng(2).normal(0.0, 1.0, n)
+    values[40:140] = np.finfo(np.float64).max
+    detail = factory().score_detail(values, ts)
+    _check_scores(detail.score, "with a run of DBL_MAX readings")
+    expected = detail.expected[~np.isnan(detail.expected)]
+    assert np.isfinite(expected).all(), "expected is infinite with a run of DBL_MAX readings"
+
+
 def check_constant_input(factory: Factory) -> None:
     """A constant series is not anomalous; a step away from it is."""
     n = 600
@@ -241,6 +279,8 @@ CHECKS: tuple[Callable[[Factory], None], ...] = (
     check_nan_input,
     check_infinite_input,
     check_huge_input,
+    check_huge_input_in_warm_up,
+    check_stuck_at_max,
     check_constant_input,
     check_short_input,
 )

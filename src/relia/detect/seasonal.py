@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from relia.config import Duration
-from relia.detect._kernels import learn_quantum, scale_floor, z_score
+from relia.detect._kernels import X_MAX, learn_quantum, scale_floor, z_score
 from relia.detect.base import (
     MAX_COUNT,
     Detector,
@@ -63,6 +63,9 @@ def _seasonal_kernel(  # type: ignore[no-untyped-def]
             score[i] = z_score((x - m) / sd)
             if score[i] > 0.0:
                 comp[i] = 0
+        if abs(x) > X_MAX:
+            # A broken reading: never learned (squared in a variance it would be infinite).
+            continue
         learn_quantum(q, x)
         # Update the slot and the global model, winsorized so anomalies are not learned whole.
         if cnt[b] == 0:

@@ -6,7 +6,7 @@ import numba
 import numpy as np
 from pydantic import Field
 
-from relia.detect._kernels import learn_quantum, scale_floor, z_score
+from relia.detect._kernels import X_MAX, learn_quantum, scale_floor, z_score
 from relia.detect.base import (
     MAX_COUNT,
     Detector,
@@ -50,7 +50,9 @@ def _mad_kernel(  # type: ignore[no-untyped-def]
                 score[i] = z_score((x - med) / scale)
                 if score[i] > 0.0:
                     comp[i] = 0
-        if np.isfinite(x):
+        # A broken reading is scored, never learned: two near DBL_MAX in the window made the
+        # median's midpoint (a + b) / 2 infinite and every score NaN.
+        if np.isfinite(x) and abs(x) <= X_MAX:
             learn_quantum(q, x)
             buf[pos] = x
             pos = (pos + 1) % window

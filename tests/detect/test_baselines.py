@@ -181,6 +181,22 @@ def test_one_spike_barely_moves_the_overall_model_of_untrusted_seasonal_slots() 
     assert abs(seasonal.expected[spike + 1] - seasonal.expected[spike]) < 0.25
 
 
+def test_a_broken_first_reading_of_a_seasonal_slot_does_not_blind_that_time_of_day() -> None:
+    # 1-minute points around 100; the first point of slot 1 (minutes 30-59) on day 1 reads 1e9.
+    # Taken whole as the slot's mean, it made a 50 SD dip in that slot score 0 for 8 days.
+    minute, day = 60_000, 1440
+    n = day * 6
+    values = 100 + np.random.default_rng(3).normal(0, 1, n)
+    values[30] = 1e9
+    dips = day * np.arange(1, 6) + 40
+    values[dips] -= 50
+    ts = _ts(1) + minute * np.arange(n, dtype=np.int64)
+    seasonal = create("seasonal").score_detail(values, ts)
+    assert seasonal.score[30] >= 0.5
+    assert seasonal.score[dips].min() >= 0.5, seasonal.score[dips]
+    assert abs(seasonal.expected[day + 40] - 100) < 5
+
+
 def test_mad_expects_the_median_of_exactly_the_last_window_points() -> None:
     values = np.random.default_rng(8).normal(0, 1, 60)
     mad = create("mad", window=16, min_samples=4).score_detail(values, _ts(60))

@@ -68,7 +68,15 @@ def _seasonal_kernel(  # type: ignore[no-untyped-def]
             continue
         learn_quantum(q, x)
         # Update the slot and the global model, winsorized so anomalies are not learned whole.
-        if cnt[b] == 0:
+        glob_ready = glob[2] >= 2 * min_per_bin
+        if cnt[b] == 0 and glob_ready:
+            # A new slot starts from the ready global model and learns its first value
+            # winsorized like any other: one broken reading must not become the slot's mean.
+            sdg = scale_floor(math.sqrt(glob[1]), glob[0], rel_floor, max(q[1], 1e-9))
+            r = min(max(x - glob[0], -clip * sdg), clip * sdg)
+            mean[b] = glob[0] + r
+            var[b] = glob[1]
+        elif cnt[b] == 0:
             mean[b] = x
             var[b] = glob[1]
         else:
@@ -85,7 +93,7 @@ def _seasonal_kernel(  # type: ignore[no-untyped-def]
         else:
             sdg = scale_floor(math.sqrt(glob[1]), glob[0], rel_floor, max(q[1], 1e-9))
             r = x - glob[0]
-            if glob[2] >= 2 * min_per_bin:
+            if glob_ready:
                 r = min(max(r, -clip * sdg), clip * sdg)
             a = max(0.01, 1.0 / (glob[2] + 1.0))
             glob[0] += a * r

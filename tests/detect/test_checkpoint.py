@@ -3,14 +3,15 @@ from __future__ import annotations
 import json
 import struct
 import zlib
+from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relia.detect import create
-from relia.detect.checkpoint import pack, unpack
+from relia.detect.checkpoint import compress_header, fixed_part, layout_of, pack, unpack, with_crc
 from relia.errors import DetectorError
 
 
@@ -197,3 +198,69 @@ def test_pack_then_unpack_gives_back_the_checkpoint(
     for key, a in state.items():
         assert back["state"][key].dtype == a.dtype and back["state"][key].shape == a.shape
         np.testing.assert_array_equal(back["state"][key], a)
+
+
+def _rlc1_with_layout(checkpoint: dict[str, Any], layout: list[list[Any]]) -> bytes:
+    header = {k: v for k, v in checkpoint.items() if k != "state"} | {"layout": layout}
+    head = json.dumps(header).encode()
+    arrays = b"".join(np.ascontiguousarray(a).tobytes() for a in checkpoint["state"].values())
+    return b"RLC1" + struct.pack("<I", len(head)) + head + arrays
+
+
+def test_a_layout_with_a_dtype_that_is_not_a_number_is_refused() -> None:
+    # "<,." made np.dtype raise SyntaxError (before the CRC was checked); "|S8" passed unpack and
+    # then failed load_state_dict with a bare ValueError: both crashed the engine's restore.
+    det = create("mad")
+    det.score(np.arange(40.0))
+    checkpoint = det.state_dict()
+    header = {k: v for k, v in checkpoint.items() if k not in ("n_seen", "last_ts", "state")}
+    header["layout"] = [["buf", "<,.", [128]], ["meta", "<i8", [2]], ["q", "<f8", [2]]]
+    head = compress_header(header)
+    arrays = b"".join(np.ascontiguousarray(a).tobytes() for a in checkpoint["state"].values())
+    blob = with_crc(fixed_part(40, checkpoint["last_ts"], len(head)), head, arrays)
+    with pytest.raises(DetectorError, match="dtype '<,.'"):
+        unpack(blob)
+    as_bytes = _rlc1_with_layout(
+        checkpoint, [["buf", "|S8", [128]], ["meta", "<i8", [2]], ["q", "<f8", [2]]]
+    )
+    with pytest.raises(DetectorError, match="corrupt"):
+        unpack(as_bytes)
+    with pytest.raises(DetectorError, match="buf has dtype"):
+        create("mad").load_state_dict(
+            {**checkpoint, "state": {**checkpoint["state"], "buf": np.zeros(128, "S8")}}
+        )
+
+
+def _mutations() -> st.SearchStrategy[tuple[str, int, list[tuple[int, int]]]]:
+    return st.tuples(
+        st.sampled_from(["mad", "cusum", "seasonal", "default", "ensemble"]),
+        st.sampled_from([1, 2, 3]),
+        st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=3),
+    )
+
+
+def _blob_of(name: str, version: int) -> bytes:
+    det = create(name)
+    det.score(np.sin(np.arange(80.0)))
+    checkpoint = det.state_dict()
+    if version == 3:
+        return pack(checkpoint)
+    if version == 1:
+        return _rlc1_with_layout(checkpoint, layout_of(checkpoint["state"]))
+    blob = pack(checkpoint)
+    return b"RLC2" + blob[4 : 4 + 20] + blob[28:]  # the same without the CRC
+
+
+@given(_mutations())
+@settings(max_examples=300, deadline=None)
+def test_any_changed_bytes_are_a_detector_error_or_a_checkpoint_that_loads(
+    case: tuple[str, int, list[tuple[int, int]]],
+) -> None:
+    name, version, changes = case
+    blob = bytearray(_blob_of(name, version))
+    for at, byte in changes:
+        blob[at % len(blob)] = byte
+    try:
+        create(name).load_state_dict(unpack(bytes(blob)))
+    except DetectorError:
+        pass

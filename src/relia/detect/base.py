@@ -231,6 +231,10 @@ class Detector(ABC):
             arr = np.asarray(state[key])
             if arr.shape != template.shape:
                 raise DetectorError(f"checkpoint of {self.name!r}: {key} has shape {arr.shape}")
+            # Numbers only (older checkpoints may hold another width): bytes or objects would
+            # fail the cast below with a bare ValueError, or pass it as garbage.
+            if arr.dtype.kind not in "fiub":
+                raise DetectorError(f"checkpoint of {self.name!r}: {key} has dtype {arr.dtype}")
             loaded[key] = arr.astype(template.dtype, copy=True)
         problem = self._check_state(loaded)
         if problem is not None:

@@ -21,6 +21,7 @@ compresses it once (``relia.detect.batched``), and compressed it is about 280 by
 from __future__ import annotations
 
 import json
+import re
 import struct
 import zlib
 from typing import Any
@@ -86,49 +87,82 @@ def pack(checkpoint: dict[str, Any]) -> bytes:
 def unpack(blob: bytes) -> dict[str, Any]:
     """Inverse of :func:`pack`; :class:`DetectorError` on anything malformed."""
     try:
-        if blob[:4] in (_MAGIC, _MAGIC_V2):
-            n_seen, last_ts, n = _FIXED.unpack(blob[4 : 4 + _FIXED.size])
-            start = _PREFIX if blob[:4] == _MAGIC else 4 + _FIXED.size
-            inflate = zlib.decompressobj(-15)
-            header = json.loads(inflate.decompress(blob[start : start + n]) + inflate.flush())
-            if not isinstance(header, dict):
-                raise ValueError("header is not an object")
-            header["n_seen"] = n_seen
-            header["last_ts"] = None if last_ts == NO_TS else last_ts
-            offset = start + n
-        elif blob[:4] == _MAGIC_V1:
-            (n,) = struct.unpack("<I", blob[4:8])
-            header = json.loads(blob[8 : 8 + n])
-            offset = 8 + n
-        else:
-            raise ValueError("bad magic")
-        state = {}
-        for key, dtype, shape in header.pop("layout"):
-            dt = np.dtype(dtype)
-            count = int(np.prod(shape)) if shape else 1
-            size = dt.itemsize * count
-            chunk = blob[offset : offset + size]
-            if len(chunk) != size:
-                raise ValueError("truncated")
-            state[key] = np.frombuffer(chunk, dtype=dt).reshape(shape).copy()
-            offset += size
-        if offset != len(blob):
-            raise ValueError("trailing bytes")
-        if blob[:4] == _MAGIC:
-            # Checked last, so a cut or padded checkpoint says so; any other change ends here.
-            (crc,) = _CRC.unpack(blob[4 + _FIXED.size : _PREFIX])
-            if zlib.crc32(blob[_PREFIX:], zlib.crc32(blob[: 4 + _FIXED.size])) != crc:
-                raise ValueError("checksum mismatch: the bytes were changed")
-    except (
-        ValueError,
-        KeyError,
-        TypeError,
-        AttributeError,
-        RecursionError,
-        struct.error,
-        zlib.error,
-    ) as exc:
+        if blob[:4] == _MAGIC and not _crc_matches(blob):
+            # Checked before anything is parsed: a changed byte must not reach the parsers
+            # (a garbled dtype string made NumPy raise SyntaxError). A cut or padded checkpoint
+            # still says so, where its layout can be read.
+            raise ValueError(_why_changed(blob))
+        return _parse(blob)
+    except _MALFORMED as exc:
         raise DetectorError(f"corrupt detector checkpoint: {exc}") from None
+
+
+#: What parsing a malformed checkpoint raises.
+_MALFORMED = (
+    ValueError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    RecursionError,
+    struct.error,
+    zlib.error,
+)
+#: The dtypes state arrays are stored as (byte order, kind, size): numbers and booleans.
+_DTYPE = re.compile(r"[<>|=]?[fiub][1248]")
+
+
+def _crc_matches(blob: bytes) -> bool:
+    if len(blob) < _PREFIX:
+        return False
+    crc: int = _CRC.unpack(blob[4 + _FIXED.size : _PREFIX])[0]
+    return zlib.crc32(blob[_PREFIX:], zlib.crc32(blob[: 4 + _FIXED.size])) == crc
+
+
+def _why_changed(blob: bytes) -> str:
+    """Why an RLC3 checkpoint fails its CRC: cut or padded when its layout says so, else
+    changed."""
+    try:
+        _parse(blob)
+    except ValueError as exc:
+        if str(exc) in ("truncated", "trailing bytes"):
+            return str(exc)
+    except Exception:  # noqa: BLE001 - any other failure of garbled bytes: the CRC says it all
+        pass
+    return "checksum mismatch: the bytes were changed"
+
+
+def _parse(blob: bytes) -> dict[str, Any]:
+    """The checkpoint in ``blob``, its CRC (if any) not checked."""
+    if blob[:4] in (_MAGIC, _MAGIC_V2):
+        n_seen, last_ts, n = _FIXED.unpack(blob[4 : 4 + _FIXED.size])
+        start = _PREFIX if blob[:4] == _MAGIC else 4 + _FIXED.size
+        inflate = zlib.decompressobj(-15)
+        header = json.loads(inflate.decompress(blob[start : start + n]) + inflate.flush())
+        if not isinstance(header, dict):
+            raise ValueError("header is not an object")
+        header["n_seen"] = n_seen
+        header["last_ts"] = None if last_ts == NO_TS else last_ts
+        offset = start + n
+    elif blob[:4] == _MAGIC_V1:
+        (n,) = struct.unpack("<I", blob[4:8])
+        header = json.loads(blob[8 : 8 + n])
+        offset = 8 + n
+    else:
+        raise ValueError("bad magic")
+    state = {}
+    for key, dtype, shape in header.pop("layout"):
+        if not (isinstance(dtype, str) and _DTYPE.fullmatch(dtype)):
+            raise ValueError(f"state array {key!r} has dtype {dtype!r}")
+        dt = np.dtype(dtype)
+        count = int(np.prod(shape)) if shape else 1
+        size = dt.itemsize * count
+        chunk = blob[offset : offset + size]
+        if len(chunk) != size:
+            raise ValueError("truncated")
+        state[key] = np.frombuffer(chunk, dtype=dt).reshape(shape).copy()
+        offset += size
+    if offset != len(blob):
+        raise ValueError("trailing bytes")
     header["state"] = state
     result: dict[str, Any] = header
     return result

@@ -1015,6 +1015,27 @@ def test_detect_folder_summary_agrees_with_detect_many(tmp_path: Path) -> None:
     assert f"{flagged:,} anomalous points in {windows:,} windows by mad" in result.stderr
 
 
+@pytest.mark.parametrize("suffix", [".png", ".html"])
+@pytest.mark.parametrize(
+    "values",
+    [["1.7976931348623157e308", "1", "2"], ["1e308", "-1e308", "1"]],
+    ids=["dblmax", "plus-minus-1e308"],
+)
+def test_detect_plots_values_near_the_largest_float(
+    tmp_path: Path, values: list[str], suffix: str
+) -> None:
+    # hi - lo (or hi + pad) overflowed to inf: "Axis limits cannot be NaN or Inf", a traceback,
+    # and the scored CSV of the same run was not written.
+    src = tmp_path / "in.csv"
+    rows = [f"2024-01-01T00:0{i}:00Z,{v}" for i, v in enumerate(values)]
+    src.write_text("timestamp,value\n" + "\n".join(rows) + "\n")
+    plot, out = tmp_path / f"p{suffix}", tmp_path / "out.csv"
+    result = runner.invoke(app, ["detect", str(src), "-o", str(out), "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    assert plot.stat().st_size > 0 and out.read_text().count("\n") == 4
+    assert "Warning" not in result.stderr
+
+
 def test_detect_plot_suffix_is_case_insensitive(tmp_path: Path) -> None:
     src = _series_csv(tmp_path / "in.csv")
     plot = tmp_path / "plot.HTML"

@@ -46,8 +46,14 @@ def _figure(
     if len(finite):
         # Keep the axis on the data: a band that balloons after a jump must not squash the line.
         lo, hi = float(finite.min()), float(finite.max())
-        pad = 0.08 * (hi - lo) if hi > lo else max(1.0, abs(hi) * 0.1)
-        ax.set_ylim(lo - pad, hi + pad)
+        # A share of each end, not of hi - lo: near DBL_MAX that difference, or hi + pad,
+        # overflows to inf, which matplotlib refuses as a limit. The limits stay within an
+        # eighth of DBL_MAX: the axis's span and its tick locator's steps overflowed too.
+        pad = 0.08 * hi - 0.08 * lo if hi > lo else max(1.0, abs(hi) * 0.1)
+        edge = float(np.finfo(np.float64).max) / 8
+        bottom, top = max(lo - pad, -edge), min(hi + pad, edge)
+        if bottom < top:
+            ax.set_ylim(bottom, top)
     # The title is a file name or a query, never TeX: with math parsing on, text between two
     # "$" (a Grafana-style `$job`) was drawn as math, dropping the dollars, or crashed the plot.
     ax.set_title(title, loc="left", fontsize=11, parse_math=False)
@@ -84,19 +90,24 @@ def plot_series(
         raise DataError(f"plot must end in .png or .html, got {out.name!r}", where="--plot")
     import matplotlib.pyplot as plt
 
-    fig = _figure(ts, values, detail, flags, title)
-    try:
-        if suffix == ".png":
-            fig.savefig(out, dpi=110)  # type: ignore[attr-defined]
-        else:
-            buf = io.StringIO()
-            fig.savefig(buf, format="svg")  # type: ignore[attr-defined]
-            page = _html_page(title, buf.getvalue(), windows or [], detail, components)
-            out.write_text(page, encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"cannot write plot: {exc.strerror}", where=str(out)) from None
-    finally:
-        plt.close(fig)  # type: ignore[arg-type]
+    # Values near DBL_MAX overflow inside matplotlib's transforms: a warning about its own
+    # arithmetic, not about the input, so it is not shown.
+    with np.errstate(over="ignore", invalid="ignore"):
+        fig = _figure(ts, values, detail, flags, title)
+        try:
+            if suffix == ".png":
+                fig.savefig(out, dpi=110)  # type: ignore[attr-defined]
+            else:
+                buf = io.StringIO()
+                fig.savefig(buf, format="svg")  # type: ignore[attr-defined]
+                page = _html_page(title, buf.getvalue(), windows or [], detail, components)
+                out.write_text(page, encoding="utf-8")
+        except OSError as exc:
+            raise DataError(f"cannot write plot: {exc.strerror}", where=str(out)) from None
+        except (ValueError, OverflowError) as exc:
+            raise DataError(f"cannot draw the plot: {exc}", where=str(out)) from None
+        finally:
+            plt.close(fig)  # type: ignore[arg-type]
     return out
 
 

@@ -877,16 +877,20 @@ def test_spikes_in_a_series_that_switches_between_two_levels_stay_visible() -> N
     assert float(np.median(score[spikes])) >= 0.3, np.median(score[spikes])
 
 
-def test_one_broken_reading_does_not_make_the_detector_deaf() -> None:
+@pytest.mark.parametrize("at", [1, 10, 63, 64, 2_500])
+def test_one_broken_reading_does_not_make_the_detector_deaf(at: int) -> None:
     # A reading of 1e9 in a series around 100 (a sentinel, garbage parsed as a number) alarms.
     # It used to widen the range that floors the surprise's unit to 10,000 for good, after which
-    # every residual was a surprise of about 0 and a dip of 100 SDs scored 0.
+    # every residual was a surprise of about 0 and a dip of 100 SDs scored 0; inside the warm-up
+    # (the first min_samples points, which score nothing) it still did. (As the very first
+    # point it still does: docs/detectors.md, "What it does not handle well yet".)
     for seed in range(3):
         values = _noise(10_000, seed)
-        values[2_500] = 1e9
+        values[at] = 1e9
         values[8_000] -= 100.0
         detail = Adaptive().score_detail(values, _ts(10_000))
-        assert detail.score[2_500] >= 0.5
+        if at >= AdaptiveConfig().min_samples:  # warm-up points score nothing
+            assert detail.score[at] >= 0.5
         assert detail.score[8_000] >= 0.5
         assert Adaptive.components[detail.component[8_000]] == "below"
 

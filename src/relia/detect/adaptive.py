@@ -132,6 +132,10 @@ _UNIT_OF_SPAN = 1e-5
 #: Values larger than this in magnitude are out of the detector's range (float32 profiles hold
 #: differences up to 3.4e38); they score ``_OUT_OF_RANGE_SCORE`` and are not learned.
 _X_MAX = 1e36
+#: In warm-up, a point further than this many scales from the forecast does not widen the
+#: learned range. The range floors the unit only at 1e-5 of it, so a point this near cannot
+#: move the unit past a hundredth of a scale; a broken reading is millions of scales away.
+_WARM_REACH = 1000.0
 _OUT_OF_RANGE_SCORE = 1.0
 #: The smallest ``p`` a memory gives (a surprise far past the histograms' extrapolated tail
 #: would underflow to 0, and -log10(0) is infinite): a score of 0.984.
@@ -391,6 +395,7 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
         # 1 / long points), not a run, so alarms that keep coming between ordinary points are
         # learned too.
         kept = st[_KEPT] * (1.0 - long)
+        far = n < min_samples and abs(r) > _WARM_REACH * sc
         learned = True
         if s >= _ALARM and kept < persist:
             learned = False
@@ -398,6 +403,12 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
             # nor in the histograms), unless alarms keep coming; it spends the run evidence.
             st[_KEPT] = kept + 1.0
             st[_EVIDENCE] = 0.0
+        elif far:
+            # Warm-up scores nothing, so no alarm keeps a broken reading (1e9 in a series around
+            # 100) out of the histograms and the learned range: one this far from the robust
+            # level is kept out here.
+            learned = False
+            st[_KEPT] = kept
         else:
             st[_KEPT] = kept
             st[_SA] = sa
@@ -426,6 +437,11 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
             # Outside the band on one side for `persist` points: a new normal, taken at once.
             level = x - seas
             run = 0.0
+            if n < min_samples:
+                # In warm-up the points learned so far were of a level now left (a broken first
+                # reading, or a start before a step): the learned range starts again from here.
+                st[_LMIN] = x
+                st[_LMAX] = x
         st[_RUN] = run
         st[_LEVEL] = level
         if nb > 0:
@@ -453,12 +469,16 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
                         slot_run[b] = 0
                         trust[b] = 0
             if scnt[b] == 0.0:
-                season[b] = x - level - weekly
+                # A slot is not started from a warm-up point far from the level: after a broken
+                # first reading (the level), every slot would take the gap whole and hide it.
+                if not far:
+                    season[b] = x - level - weekly
+                    scnt[b] = 1.0
             else:
                 step = x - level - weekly - season[b]  # not `miss`: the slot may be relearned
                 season[b] += gamma * min(max(step, -clip * sc), clip * sc)
-            if scnt[b] < _CNT_MAX:
-                scnt[b] += 1.0
+                if scnt[b] < _CNT_MAX:
+                    scnt[b] += 1.0
         if nw > 0:
             # The weekly slot learns what level and daily profile miss at this hour of the week.
             week[w] += week_gamma * min(max(x - level - daily - week[w], -clip * sc), clip * sc)

@@ -137,6 +137,9 @@ _X_MAX = 1e36
 #: move the unit past a hundredth of a scale; a broken reading is millions of scales away.
 _WARM_REACH = 1000.0
 _OUT_OF_RANGE_SCORE = 1.0
+#: The smallest resolution: far above the subnormals (below 2.2e-308), so that a share of a
+#: scale (``_TRUST_STEP``, ``_UNIT_OF_SPAN``) is still a normal float and never 0.
+_RES_MIN = 1e-290
 #: The smallest ``p`` a memory gives (a surprise far past the histograms' extrapolated tail
 #: would underflow to 0, and -log10(0) is infinite): a score of 0.984.
 _P_MIN = 1e-300
@@ -304,6 +307,9 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
         # (ns instead of s) was judged in its own SDs. Scores do not depend on the unit of
         # measure.
         res = q[1] if q[1] > 0.0 else (1e-9 * abs(st[_LEVEL]) if st[_LEVEL] != 0.0 else 1e-9)
+        # A step of a subnormal (5e-324) made a sixteenth of the scale 0, and a division by it
+        # a ZeroDivisionError: the resolution is never below this.
+        res = max(res, _RES_MIN)
         sc = scale_floor(st[_SCALE], f, rel_floor, res)
         if n >= min_samples:
             expected[i] = f

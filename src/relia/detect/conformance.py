@@ -39,6 +39,7 @@ __all__ = [
     "check_seeded_determinism",
     "check_short_input",
     "check_stuck_at_max",
+    "check_subnormal_input",
     "check_streaming_equals_batch",
     "nab_roc_auc",
     "roc_auc",
@@ -246,6 +247,16 @@ def check_stuck_at_max(factory: Factory) -> None:
     assert np.isfinite(expected).all(), "expected is infinite with a run of DBL_MAX readings"
 
 
+def check_subnormal_input(factory: Factory) -> None:
+    """Values a subnormal apart (0 and 5e-324, the smallest float) score in [0, 1]: a step that
+    small must not become a scale of 0 and a division by zero."""
+    n = 100
+    ts = 1_600_000_000_000 + 60_000 * np.arange(n, dtype=np.int64)
+    values = np.tile([0.0, 5e-324], n // 2)
+    _check_scores(factory().score(values, ts), "with subnormal steps")
+    _check_scores(_stream(factory(), ts, values), "with subnormal steps, streamed")
+
+
 def check_constant_input(factory: Factory) -> None:
     """A constant series is not anomalous; a step away from it is."""
     n = 600
@@ -281,6 +292,7 @@ CHECKS: tuple[Callable[[Factory], None], ...] = (
     check_huge_input,
     check_huge_input_in_warm_up,
     check_stuck_at_max,
+    check_subnormal_input,
     check_constant_input,
     check_short_input,
 )

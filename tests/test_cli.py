@@ -1487,6 +1487,36 @@ def test_config_check_refuses_the_detector_relia_up_would(
     assert result.stderr.count("\n") == 1
 
 
+_ENSEMBLE = "detector:\n  name: ensemble\n  params:\n    members:\n"
+
+
+@pytest.mark.parametrize(
+    ("members", "line", "where"),
+    [
+        ("    - {name: mad, params: [1, 2]}\n", 5, "members.0.params: invalid parameter"),
+        ('    - {name: mad, params: "x"}\n', 5, "members.0.params: invalid parameter"),
+        (
+            "    - {name: mad}\n    - {name: mad, params: {window: x}}\n",
+            6,
+            "members.1.params.window: invalid parameter 'members.1.params.window'",
+        ),
+        ("    - {name: nope}\n", 5, "members.0.name: invalid parameter 'members.0.name'"),
+    ],
+    ids=["params-a-list", "params-a-string", "bad-member-param", "unknown-member"],
+)
+def test_config_check_names_an_ensemble_members_field_at_its_line(
+    tmp_path: Path, members: str, line: int, where: str
+) -> None:
+    # params as a list crashed the checker (TypeError); a member's bad field was named as the
+    # ensemble's own (detector.params.window, detector.name) at the params: or name: line.
+    path = tmp_path / "relia.yaml"
+    path.write_text(_ENSEMBLE + members)
+    result = runner.invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"relia: error: {path}:{line}: detector.params.{where}")
+    assert result.stderr.count("\n") == 1
+
+
 def test_help_shows_no_value_for_flags_and_upper_case_arguments() -> None:
     top = runner.invoke(app, ["--help"], env={"COLUMNS": "100"})
     assert top.exit_code == 0 and "<bool>" not in top.stdout and "--version" in top.stdout

@@ -771,9 +771,11 @@ def _check_detector(name: str, params: dict[str, Any], file: Path) -> None:
         create(name, **params)
     except DetectorError as exc:
         bad = re.match(r"invalid parameter '([^']*)'", str(exc))
-        loc = ("detector", "params", bad.group(1)) if bad else ("detector", "name")
+        # An ensemble names a member's field by its place: members.0.params.window.
+        field = tuple(int(p) if p.isdigit() else p for p in bad.group(1).split(".")) if bad else ()
+        loc: tuple[str | int, ...] = ("detector", "params", *field) if bad else ("detector", "name")
         where = _config_line(file, loc)
-        raise ConfigError(f"{'.'.join(loc)}: {exc}", where=where) from None
+        raise ConfigError(f"{'.'.join(map(str, loc))}: {exc}", where=where) from None
 
 
 @config_app.command("check")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
 from pydantic import Field, field_validator
 
 from relia.detect.base import Detector, DetectorConfig, FloatArray, IntArray, State, _new_out
+from relia.errors import DetectorError
 
 __all__ = ["Ensemble", "EnsembleConfig"]
 
@@ -22,12 +24,34 @@ class EnsembleConfig(DetectorConfig):
     @field_validator("members")
     @classmethod
     def _check(cls, members: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        for m in members:
-            if set(m) - {"name", "params"} or "name" not in m:
-                raise ValueError("each member is {name: ..., params: {...}}")
-            if m["name"] == "default":
-                raise ValueError("an ensemble cannot contain 'default'")
+        for i, m in enumerate(members):
+            problem = _member_problem(m)
+            if problem is not None:
+                raise ValueError(f"members.{i}{problem[0]}: {problem[1]}")
         return [{"name": m["name"], "params": dict(m.get("params", {}))} for m in members]
+
+
+def _member_problem(member: object) -> tuple[str, str] | None:
+    """What is wrong with one entry of ``members``: the field under it ("" for the entry
+    itself) and a message; None if nothing."""
+    if not isinstance(member, dict) or set(member) - {"name", "params"} or "name" not in member:
+        return "", "each member is {name: ..., params: {...}}"
+    if member["name"] == "default":
+        return ".name", "an ensemble cannot contain 'default'"
+    params = member.get("params", {})
+    if not isinstance(params, dict):
+        return ".params", f"a member's params are a mapping, not {type(params).__name__}"
+    return None
+
+
+def _member_error(index: int, exc: DetectorError) -> DetectorError:
+    """A member's own error, named at its place in the ensemble's config (members.0.params.x),
+    so that relia config check points at the member's line."""
+    bad = re.match(r"invalid parameter '([^']*)' for detector '[^']*': (.*)", str(exc), re.S)
+    field, why = (f"params.{bad[1]}", bad[2]) if bad else ("name", str(exc))
+    return DetectorError(
+        f"invalid parameter 'members.{index}.{field}' for detector 'ensemble': {why}"
+    )
 
 
 class Ensemble(Detector):
@@ -44,9 +68,24 @@ class Ensemble(Detector):
         # The base class checks the config (a DetectorError naming the parameter, like every
         # detector) before the members exist; the state is made again once they do.
         self._members: list[Detector] = []
+        members = params.get("members")
+        if isinstance(members, list):
+            # Checked here too, for the member's own place: the config's validator can only
+            # name the whole list.
+            for i, m in enumerate(members):
+                problem = _member_problem(m)
+                if problem is not None:
+                    raise DetectorError(
+                        f"invalid parameter 'members.{i}{problem[0]}' for detector "
+                        f"{self.name!r}: {problem[1]}"
+                    )
         super().__init__(config, **params)
         assert isinstance(self.config, EnsembleConfig)
-        self._members = [create(m["name"], **m["params"]) for m in self.config.members]
+        for i, m in enumerate(self.config.members):
+            try:
+                self._members.append(create(m["name"], **m["params"]))
+            except DetectorError as exc:
+                raise _member_error(i, exc) from None
         comps: list[str] = []
         for m in self._members:
             comps.extend(f"{m.name}.{c}" for c in m.components)

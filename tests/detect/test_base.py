@@ -207,3 +207,28 @@ def test_z_to_score_maps_a_tail_probability_of_1e5_to_one_half() -> None:
     assert z_to_score(4.4172) == pytest.approx(0.5, abs=1e-4)
     assert z_to_score(-4.4172) == z_to_score(4.4172)
     assert 0.5 < z_to_score(6.0) < z_to_score(10.0) < 1.0
+
+
+@pytest.mark.parametrize("unit", ["ns", "us", "ms", "s", "m"])
+def test_datetime64_timestamps_of_any_unit_are_read_as_their_time(unit: str) -> None:
+    # They were cast to their raw integers and read as ms: datetime64[ns] times a million times
+    # too late, so the seasonal profile put every point in the wrong slot.
+    from relia.detect import create
+
+    ms = np.datetime64("2024-01-01T00:00", "ms") + np.arange(4320) * np.timedelta64(60, "s")
+    values = 50 + 10 * np.sin(np.arange(4320) * 2 * np.pi / 1440)
+    values[4000] += 30
+    want = create("seasonal").score_detail(values, ms.astype(np.int64))
+    got = create("seasonal").score_detail(values, ms.astype(f"datetime64[{unit}]"))
+    np.testing.assert_array_equal(got.score, want.score)
+    np.testing.assert_array_equal(got.expected, want.expected)
+
+
+def test_timestamps_that_are_not_times_are_a_data_error() -> None:
+    from relia.detect import create
+
+    times = np.array(["2024-01-01", "NaT"], dtype="datetime64[ms]")
+    with pytest.raises(DataError, match="timestamp 1 is NaT"):
+        create("mad").score([1.0, 2.0], times)
+    with pytest.raises(DataError, match="durations"):
+        create("mad").score([1.0, 2.0], np.array([1, 2], dtype="timedelta64[s]"))

@@ -263,10 +263,24 @@ class Detector(ABC):
         else:
             if np.ndim(ts) != 1:
                 raise DataError(f"expected one-dimensional timestamps, got shape {np.shape(ts)}")
-            times = np.ascontiguousarray(ts, dtype=np.int64)
+            times = _as_ms(ts)
             if times.shape != vals.shape:
                 raise DataError(f"{len(times)} timestamps for {len(vals)} values")
         return vals, times
+
+
+def _as_ms(ts: npt.ArrayLike) -> IntArray:
+    """Timestamps as int64 ms UTC: datetime64 of any unit is converted (cast as it is, its raw
+    integers were read as ms whatever the unit: ns timestamps a million times too late)."""
+    arr = np.asarray(ts)
+    if arr.dtype.kind == "M":
+        if np.isnat(arr).any():
+            at = int(np.flatnonzero(np.isnat(arr))[0])
+            raise DataError(f"timestamp {at} is NaT (not a time)")
+        return np.ascontiguousarray(arr.astype("datetime64[ms]").astype(np.int64))
+    if arr.dtype.kind == "m":
+        raise DataError(f"timestamps are durations ({arr.dtype}), not times")
+    return np.ascontiguousarray(arr, dtype=np.int64)
 
 
 def finite(arr: np.ndarray[Any, Any], *, lo: float = -np.inf, allow_nan: bool = False) -> bool:

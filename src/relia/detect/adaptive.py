@@ -132,9 +132,11 @@ _UNIT_OF_SPAN = 1e-5
 #: Values larger than this in magnitude are out of the detector's range (float32 profiles hold
 #: differences up to 3.4e38); they score ``_OUT_OF_RANGE_SCORE`` and are not learned.
 _X_MAX = 1e36
-#: In warm-up, a point further than this many scales from the forecast does not widen the
-#: learned range. The range floors the unit only at 1e-5 of it, so a point this near cannot
-#: move the unit past a hundredth of a scale; a broken reading is millions of scales away.
+#: In warm-up, a point further than this many scales from the forecast is kept out of the
+#: histograms and the learned range and starts no daily slot. The range floors the unit only at
+#: 1e-5 of it, so a point this near cannot move the unit past a hundredth of a scale; a broken
+#: reading is millions of scales away. A first point this many times further from the next two
+#: than they are from each other is a broken one (``_first_is_broken``).
 _WARM_REACH = 1000.0
 _OUT_OF_RANGE_SCORE = 1.0
 #: The smallest resolution: far above the subnormals (below 2.2e-308), so that a share of a
@@ -263,6 +265,30 @@ def _grow_weight(hist, runs, st, row, i_inc, i_tot, decay):  # type: ignore[no-u
     return inc
 
 
+@numba.njit(cache=True, inline="always")
+def _first_is_broken(x, last, f, rel_floor):  # type: ignore[no-untyped-def]
+    """Whether the second (``last``) and third (``x``) points agree and the first (the
+    forecast ``f`` so far) is over ``_WARM_REACH`` times further from both: a broken first
+    reading. Agreeing means their step, at least ``rel_floor`` of their size; two equal points
+    say nothing of the noise, and then nothing is judged."""
+    agree = max(abs(x - last), rel_floor * max(abs(x), abs(last)))
+    return 0.0 < _WARM_REACH * agree < min(abs(x - f), abs(last - f))
+
+
+@numba.njit(cache=True, inline="always")
+def _forget(st, hist, runs, season, slots, week):  # type: ignore[no-untyped-def]
+    """Everything learned back to its initial state, but the range of every point seen
+    (``_VMIN``, ``_VMAX``) and the resolution tracker."""
+    for k in range(_Q):
+        if k != _VMIN and k != _VMAX:
+            st[k] = 0.0
+    hist[:] = 0.0
+    runs[:] = 0.0
+    season[:] = 0.0
+    slots[:] = 0
+    week[:] = 0.0
+
+
 @numba.njit(cache=True)
 def _adaptive_kernel(  # type: ignore[no-untyped-def]
     ts, values, st, hist, runs, season, slots, week, prm, score, expected, lower, upper, comp,
@@ -324,6 +350,19 @@ def _adaptive_kernel(  # type: ignore[no-untyped-def]
             if n >= min_samples:
                 score[i] = _OUT_OF_RANGE_SCORE
                 comp[i] = 2
+            continue
+        if n == 2.0 and _first_is_broken(x, q[0], f, rel_floor):
+            # Taken as the level, a broken first reading would set the resolution and the
+            # scale, the daily slots would take the gap whole, and a dip of 100 SDs would score
+            # 0.04 for good. The model starts again from this point, as if the first two had
+            # not been seen (the range of every point keeps them).
+            _forget(st, hist, runs, season, slots, week)
+            q[1] = 0.0
+            learn_quantum(q, x)
+            st[_LEVEL] = x
+            st[_LMIN] = x
+            st[_LMAX] = x
+            st[_N] = 1.0
             continue
         learn_quantum(q, x)
         if n < 1.0:

@@ -197,6 +197,21 @@ def test_a_broken_first_reading_of_a_seasonal_slot_does_not_blind_that_time_of_d
     assert abs(seasonal.expected[day + 40] - 100) < 5
 
 
+@pytest.mark.parametrize("name", ["cusum", "seasonal"])
+@pytest.mark.parametrize("reading", [1e20, -1e30])
+def test_a_large_reading_in_warm_up_does_not_set_the_band_for_good(
+    name: str, reading: float
+) -> None:
+    # Within what the state holds (under 1e36), but learned whole while nothing winsorized: the
+    # variance (and cusum's mean) stayed of that size, and a 50 SD spike at 500 scored 0.
+    values = 50 + np.random.default_rng(1).normal(0, 1, 600)
+    values[3] = reading
+    values[500] += 50
+    detail = create(name).score_detail(values, _ts(600))
+    assert detail.score[500] >= 0.5, detail.score[500]
+    assert abs(detail.expected[499] - 50) < 5
+
+
 def test_mad_expects_the_median_of_exactly_the_last_window_points() -> None:
     values = np.random.default_rng(8).normal(0, 1, 60)
     mad = create("mad", window=16, min_samples=4).score_detail(values, _ts(60))

@@ -14,6 +14,11 @@ SURPRISE_AT_HALF = 5.0
 #: Readings larger than this in magnitude are broken (a sentinel, garbage parsed as a number):
 #: scored, never learned. Squared in a variance, one of 1e154 would be infinite for good.
 X_MAX = 1e36
+#: Before a model is ready nothing is winsorized at ``clip`` scales (the scale is still being
+#: learned), but a residual is still clipped at this many: ordinary warm-up points are far
+#: inside it, and one reading of 1e20 in a series around 50 no longer sets the variance (and so
+#: the band) for thousands of points.
+WARM_REACH = 1000.0
 
 
 @numba.njit(cache=True, inline="always")

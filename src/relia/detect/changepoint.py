@@ -8,7 +8,7 @@ import numba
 import numpy as np
 from pydantic import Field
 
-from relia.detect._kernels import X_MAX, learn_quantum, scale_floor, z_score
+from relia.detect._kernels import WARM_REACH, X_MAX, learn_quantum, scale_floor, z_score
 from relia.detect.base import (
     MAX_COUNT,
     Detector,
@@ -92,6 +92,11 @@ def _cusum_kernel(  # type: ignore[no-untyped-def]
         r = x - mean
         if n >= min_samples:
             r = min(max(z, -clip), clip) * sd
+        else:
+            # The scale with this point's step in it: a second point is never clipped (its step
+            # is the only one), a later one at WARM_REACH of the smallest step or spread so far.
+            reach = WARM_REACH * scale_floor(math.sqrt(var), mean, rel_floor, max(q[1], 1e-9))
+            r = min(max(r, -reach), reach)
         a = max(alpha, 1.0 / (n + 1.0))
         mean += a * r
         var = (1.0 - a) * (var + a * r * r)

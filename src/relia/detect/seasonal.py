@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from relia.config import Duration
-from relia.detect._kernels import X_MAX, learn_quantum, scale_floor, z_score
+from relia.detect._kernels import WARM_REACH, X_MAX, learn_quantum, scale_floor, z_score
 from relia.detect.base import (
     MAX_COUNT,
     Detector,
@@ -76,14 +76,19 @@ def _seasonal_kernel(  # type: ignore[no-untyped-def]
             r = min(max(x - glob[0], -clip * sdg), clip * sdg)
             mean[b] = glob[0] + r
             var[b] = glob[1]
+        elif cnt[b] == 0 and glob[2] > 0:
+            # Before the global model is ready its value is clipped only at WARM_REACH scales.
+            sdg = scale_floor(math.sqrt(glob[1]), glob[0], rel_floor, max(q[1], 1e-9))
+            mean[b] = glob[0] + min(max(x - glob[0], -WARM_REACH * sdg), WARM_REACH * sdg)
+            var[b] = glob[1]
         elif cnt[b] == 0:
             mean[b] = x
             var[b] = glob[1]
         else:
             sdb = scale_floor(math.sqrt(var[b]), mean[b], rel_floor, max(q[1], 1e-9))
             r = x - mean[b]
-            if cnt[b] >= min_per_bin:
-                r = min(max(r, -clip * sdb), clip * sdb)
+            reach = clip if cnt[b] >= min_per_bin else WARM_REACH
+            r = min(max(r, -reach * sdb), reach * sdb)
             a = max(alpha, 1.0 / (cnt[b] + 1.0))
             mean[b] += a * r
             var[b] = (1.0 - a) * (var[b] + a * r * r)
@@ -93,8 +98,8 @@ def _seasonal_kernel(  # type: ignore[no-untyped-def]
         else:
             sdg = scale_floor(math.sqrt(glob[1]), glob[0], rel_floor, max(q[1], 1e-9))
             r = x - glob[0]
-            if glob_ready:
-                r = min(max(r, -clip * sdg), clip * sdg)
+            reach = clip if glob_ready else WARM_REACH
+            r = min(max(r, -reach * sdg), reach * sdg)
             a = max(0.01, 1.0 / (glob[2] + 1.0))
             glob[0] += a * r
             glob[1] = (1.0 - a) * (glob[1] + a * r * r)

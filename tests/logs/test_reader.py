@@ -193,3 +193,18 @@ def test_any_file_gives_lines_and_counts_of_every_ended_line(
     if counts.skipped == counts.invalid_utf8 == 0:
         ended = data.split(b"\n")[: _ended(data)]
         assert lines == [x.removesuffix(b"\r").decode() for x in ended]
+
+
+def test_a_byte_order_mark_at_the_start_is_dropped(tmp_path: Path) -> None:
+    plain, bom = tmp_path / "plain.log", tmp_path / "bom.log"
+    plain.write_bytes(b"hello 1\nhello 2\n")
+    bom.write_bytes(b"\xef\xbb\xbfhello 1\nhello 2\n")
+    assert read_lines(bom)[0] == read_lines(plain)[0] == ["hello 1", "hello 2"]
+    assert read_lines(bom)[1].bytes == bom.stat().st_size
+    # Split across chunks, and only at the very start of a stream.
+    assert read_lines(bom, chunk_bytes=1)[0] == ["hello 1", "hello 2"]
+    dec = LineDecoder(at_start=False)
+    assert dec.feed(b"\xef\xbb\xbfx\n") == ["\ufeffx"]
+    alone = LineDecoder()
+    assert alone.feed(b"\xef\xbb\xbf") == [] and alone.pending == 3
+    assert alone.finish() == [] and alone.counts.blank == 1 and alone.consumed == 3

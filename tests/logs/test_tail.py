@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -508,3 +509,143 @@ def test_saved_draining_file_gone_after_a_restart_is_counted_and_logged(
     assert t.state.counts.lost_rotated == 1 and t.state.counts.rotations == 1
     assert t.state.draining is None
     assert "were not read" in caplog.text
+
+
+def test_a_failed_open_on_resume_is_retried_from_the_saved_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One failed open right after a restart (too many open files, a permission error) must not
+    make the tailer start the file again from 0: every line would be handed out twice."""
+    p = tmp_path / "app.log"
+    _append(p, "".join(f"line {i}\n" for i in range(5)))
+    t = FileTailer(p)
+    assert t.poll() == [f"line {i}" for i in range(5)]
+    t = _reload(t)
+    _append(p, "line 5\n")
+    real_open = os.open
+    calls = {"n": 0}
+
+    def failing_open(*args: object, **kw: object) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise PermissionError(13, "Permission denied")
+        return real_open(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", failing_open)
+    with pytest.raises(DataError, match="Permission denied"):
+        t.poll()
+    assert t.state.current is not None and t.state.current.offset == 35
+    assert t.poll() == ["line 5"]
+    assert t.state.counts.lines == 6
+
+
+def test_lines_drained_before_the_new_file_fails_are_handed_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rotation whose new path cannot be opened: the old file's lines read in that poll are
+    returned (the state is past them), and the error is kept for the caller."""
+    p = tmp_path / "app.log"
+    _append(p, "line 0\nline 1\n")
+    t = FileTailer(p)
+    assert t.poll() == ["line 0", "line 1"]
+    _append(p, "line 2\nline 3\n")
+    p.rename(tmp_path / "app.log.1")
+    p.mkdir()  # the new "file" cannot be read
+    assert t.poll() == ["line 2", "line 3"]
+    assert t.deferred_error is not None and "is a directory" in str(t.deferred_error)
+    _append(tmp_path / "app.log.1", "line 4\n")  # the writer still had the old file open
+    assert t.poll() == ["line 4"]
+    assert t.deferred_error is not None
+    with pytest.raises(DataError, match="is a directory"):
+        t.poll()  # nothing read before the error: raised
+    p.rmdir()
+    _append(p, "line 5\n")
+    assert t.poll() == ["line 5"]
+    assert t.deferred_error is None
+    assert t.state.counts.lines == 6 and t.state.counts.lost_rotated == 0
+
+
+def test_copytruncate_finishes_the_unread_tail_from_the_copy(tmp_path: Path) -> None:
+    p = tmp_path / "app.log"
+    _append(p, "".join(f"req {i} ok\n" for i in range(10)))
+    t = FileTailer(p)
+    assert len(t.poll()) == 10
+    _append(p, "".join(f"req {i} ok\n" for i in range(10, 110)))
+    shutil.copyfile(p, tmp_path / "app.log.1")
+    os.truncate(p, 0)
+    _append(p, "".join(f"req {i} ok\n" for i in range(110, 115)))
+    got = t.poll() + t.poll()
+    assert got == [f"req {i} ok" for i in range(10, 115)]
+    assert t.state.counts.truncations == 1 and t.state.counts.lost_truncated == 0
+
+
+def test_copytruncate_without_a_copy_is_counted_as_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    p = tmp_path / "app.log"
+    _append(p, "a 1\na 2\n")
+    t = FileTailer(p)
+    assert t.poll() == ["a 1", "a 2"]
+    (tmp_path / "app.log.1.gz").write_bytes(b"a 1\na 2\n")  # compressed copies are not read
+    os.truncate(p, 0)
+    _append(p, "b\n")
+    with caplog.at_level("WARNING"):
+        assert t.poll() == ["b"]
+    assert t.state.counts.lost_truncated == 1
+    assert "no copy of it was found" in caplog.text
+
+
+def test_random_copytruncate_with_unread_lines_and_restarts_loses_nothing(tmp_path: Path) -> None:
+    """logrotate's copytruncate at random moments: lines written since the last poll are in the
+    copy only (app.log.1, older copies shifted to .2, .3), and the tailer may be restarted from
+    its saved state at any point. Every line comes out once, in order."""
+    for seed in range(40):
+        d = tmp_path / f"s{seed}"
+        d.mkdir()
+        rng = random.Random(seed)
+        p = d / "app.log"
+        p.touch()
+        budget = rng.choice([40, 300, 1 << 20])
+        t = FileTailer(p, max_bytes_per_poll=budget)
+        written: list[str] = []
+        got: list[str] = []
+        n = 0
+        for _step in range(120):
+            r = rng.random()
+            if r < 0.45:
+                k = rng.randint(1, 6)
+                lines = [f"{n + i:06d} {'y' * rng.randint(0, 20)}" for i in range(k)]
+                n += len(lines)
+                written += lines
+                _append(p, "".join(x + "\n" for x in lines))
+            elif r < 0.6:
+                # A poll between two copytruncates (as between two rotations), then the copy.
+                got += t.poll()
+                for i in range(3, 0, -1):
+                    old = d / f"app.log.{i}"
+                    if old.exists():
+                        old.rename(d / f"app.log.{i + 1}")
+                shutil.copyfile(p, d / "app.log.1")
+                os.truncate(p, 0)
+            elif r < 0.7:
+                t = _reload(t, max_bytes_per_poll=budget)
+            else:
+                got += t.poll()
+        for _ in range(200):
+            more = t.poll()
+            got += more
+            if not more and t.state.draining is None:
+                break
+        assert got == written, seed
+        assert t.state.counts.lost_truncated == 0
+
+
+def test_start_at_end_inside_an_over_long_line_skips_its_rest(tmp_path: Path) -> None:
+    p = tmp_path / "app.log"
+    _append(p, "x" * 125 + "yyy tail of the long line")  # 150 bytes, no newline
+    t = FileTailer(p, max_line_bytes=100, start_at="end")
+    assert t.poll() == []
+    _append(p, "\nnew line 1\n")
+    assert t.poll() == ["new line 1"]
+    assert t.state.counts.too_long == 1 and t.state.counts.lines == 1
+    assert t.state.current is not None and t.state.current.offset == p.stat().st_size

@@ -13,6 +13,8 @@ decodes each line as UTF-8:
   its own that never occurs again, and its tail would be lost anyway. While such a line is still
   arriving only a flag is kept, never its bytes, so memory stays bounded whatever the input.
 - **Blank lines** (empty or only whitespace) are skipped and counted in :attr:`ReadCounts.blank`.
+- **A UTF-8 byte order mark** at the start of a stream (Notepad and PowerShell write one) is
+  dropped, so the first line reads as the others do.
 
 So ``lines + binary + too_long + blank`` is the number of lines that ended, and
 :attr:`ReadCounts.invalid_utf8` counts lines that are among ``lines``.
@@ -48,6 +50,7 @@ BINARY_SHARE = 0.3
 _CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")
 _CONTROL_BYTES = bytes([*range(0x00, 0x09), *range(0x0E, 0x1B), *range(0x1C, 0x20), 0x7F])
 _CONTROL_TEXT = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")
+_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass
@@ -91,30 +94,57 @@ class LineDecoder:
     newline (:attr:`pending` bytes of it). :meth:`finish` ends the stream: a final line without a
     newline is a line too. :attr:`consumed` is how many bytes the lines that ended so far take up
     (the offset to resume at after a restart).
+
+    ``at_start``: the stream starts at its first byte, where a byte order mark is dropped (its
+    bytes still count in :attr:`consumed`); false for a stream picked up further on.
+    ``skip_first``: the stream starts inside a line (picked up mid-line): the rest of that line
+    is skipped and counted as ``too_long``, the one reason a line is cut.
     """
 
-    def __init__(self, *, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+    def __init__(
+        self,
+        *,
+        max_line_bytes: int = MAX_LINE_BYTES,
+        at_start: bool = True,
+        skip_first: bool = False,
+    ) -> None:
         if max_line_bytes < 1:
             raise ValueError("max_line_bytes must be >= 1")
         self.max_line_bytes = max_line_bytes
         self.counts = ReadCounts()
         self.consumed = 0
         self._buf = bytearray()
-        # Bytes of an over-long line already thrown away (0: not inside one).
-        self._discarded = 0
+        # Bytes of an over-long line already thrown away (0: not inside one). A stream picked
+        # up mid-line starts "inside" one: 1 stands for the unknown bytes before it.
+        self._discarded = 1 if skip_first else 0
+        self._skip_base = self._discarded  # not bytes of this stream: never consumed
+        # The first bytes while they may still be a byte order mark (None: past that point).
+        self._bom: bytes | None = b"" if at_start and not skip_first else None
+        self._mark = 0  # bytes of a dropped byte order mark not consumed yet
 
     @property
     def pending(self) -> int:
         """Bytes of the unfinished last line (buffered or already discarded as too long)."""
-        return len(self._buf) + self._discarded
+        held = len(self._bom or b"") + self._mark
+        return len(self._buf) + self._discarded - self._skip_base + held
 
     def reset(self) -> None:
         """Forget the unfinished line (the stream restarts elsewhere); counts are kept."""
         self._buf.clear()
-        self._discarded = 0
+        self._discarded = self._skip_base = self._mark = 0
+        self._bom = None
 
     def feed(self, data: bytes) -> list[str]:
         """The lines that ``data`` completes, in order."""
+        if self._bom is not None:
+            data = self._bom + data
+            if len(data) < len(_BOM) and _BOM.startswith(data):
+                self._bom = data  # maybe a mark split across chunks: wait for more
+                return []
+            self._bom = None
+            if data.startswith(_BOM):
+                data = data[len(_BOM) :]
+                self._mark = len(_BOM)  # bytes of the first line, consumed when it ends
         if not data:
             return []
         last_nl = data.rfind(b"\n")
@@ -137,13 +167,21 @@ class LineDecoder:
     def finish(self) -> list[str]:
         """End of stream: the unfinished last line, if any, as a line."""
         out: list[str] = []
+        if self._bom:  # the stream ended inside what could have been a byte order mark
+            self._buf += self._bom
+            self._bom = None
         if self._buf or self._discarded:
             self._end_line(out, newline=False)
+        elif self._mark:  # a byte order mark alone: an empty line
+            self._consume(0)
+            self.counts.blank += 1
         return out
 
     # -- internals --------------------------------------------------------------------------
 
     def _consume(self, n: int) -> None:
+        n += self._mark
+        self._mark = 0
         self.consumed += n
         self.counts.bytes += n
 
@@ -162,9 +200,9 @@ class LineDecoder:
     def _end_line(self, out: list[str], *, newline: bool) -> None:
         """The unfinished line has ended (at a newline, or at the end of the stream)."""
         if self._discarded:
-            self._consume(self._discarded + newline)
+            self._consume(self._discarded - self._skip_base + newline)
             self.counts.too_long += 1
-            self._discarded = 0
+            self._discarded = self._skip_base = 0
             return
         raw = bytes(self._buf)
         self._buf.clear()

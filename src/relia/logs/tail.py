@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: How many leading bytes of a file identify it (to notice a rewrite of the same inode).
 FINGERPRINT_BYTES = 64
+#: Names of compressed files: a copy left by copytruncate and then compressed cannot be read on.
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip", ".Z")
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class TailCounts(ReadCounts):
     rotations: int = 0
     truncations: int = 0
     lost_rotated: int = 0
+    lost_truncated: int = 0
 
 
 @dataclass
@@ -109,8 +112,11 @@ class _Open:
         self.ino = st.st_ino
         self.base = offset  # the offset the decoder started at
         self.fp = fp
-        self.decoder = LineDecoder(max_line_bytes=max_line)
+        self.decoder = LineDecoder(max_line_bytes=max_line, at_start=offset == 0)
         self.polls_since_rotation = 0
+        self.name = ""  # the file name, where it is not the followed path (a copy)
+        # The file's size when last looked at: bytes known to be there but not read yet.
+        self.seen_size = st.st_size
 
     @property
     def offset(self) -> int:
@@ -157,6 +163,9 @@ class FileTailer:
         self._cur: _Open | None = None
         self._old: _Open | None = None
         self._opened = False
+        self._missing = False
+        #: The error that ended the last poll after it had read lines (None: it did not fail).
+        self.deferred_error: DataError | None = None
 
     # -- public -----------------------------------------------------------------------------
 
@@ -176,11 +185,32 @@ class FileTailer:
         )
 
     def poll(self) -> list[str]:
-        """The complete lines appended since the last poll, oldest first."""
+        """The complete lines appended since the last poll, oldest first.
+
+        An error before any line was read raises :class:`~relia.errors.DataError`. One after
+        some lines were read (the old file drained, then the new one unreadable) returns those
+        lines, as :attr:`state` is already past them, and keeps the error in
+        :attr:`deferred_error` until the next poll.
+        """
         out: list[str] = []
+        self.deferred_error = None
+        try:
+            self._poll(out)
+        except DataError as e:
+            if not out:
+                raise
+            self.deferred_error = e
+        return out
+
+    @property
+    def waiting(self) -> bool:
+        """True while the path names no file and none is being read: waiting for it to appear."""
+        return self._missing and self._cur is None and self._old is None
+
+    def _poll(self, out: list[str]) -> None:
         budget = self.max_bytes_per_poll
         if not self._opened:
-            self._resume(out)
+            self._resume_or_roll_back(out)
         if self._old is not None:
             budget -= self._read(self._old, out, budget)
             self._old.polls_since_rotation += 1
@@ -188,12 +218,15 @@ class FileTailer:
             if self._old.polls_since_rotation >= 2 and self._at_end(self._old):
                 self._finish_old(out)
         st = self._stat_path()
+        self._missing = st is None
         if self._cur is not None:
             if st is not None and (st.st_dev, st.st_ino) != (self._cur.dev, self._cur.ino):
                 self._rotate(out, budget)
                 budget = max(0, budget - self._last_read)
             elif self._truncated(self._cur):
-                self._restart_at_zero(self._cur)
+                self._restart_at_zero(self._cur, out)
+                if self._old is not None:  # the copy of the unread tail: read it first
+                    budget = max(0, budget - self._read(self._old, out, budget))
         if st is not None and not stat.S_ISREG(st.st_mode):
             what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
             raise DataError(f"is {what}, not a log file", where=str(self.path))
@@ -204,7 +237,6 @@ class FileTailer:
             # Lines of the new file only once the old one is done (one poll later at the
             # earliest): lines stay in order even when the writer still appends to the old one.
             self._read(self._cur, out, budget)
-        return out
 
     def close(self) -> None:
         """Close the open files (the state stays readable)."""
@@ -238,20 +270,24 @@ class FileTailer:
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             raise DataError("is not a regular file", where=str(path))
+        mid_line = False
         if offset < 0:
-            offset = self._last_line_start(fd, st.st_size)
+            offset, mid_line = self._last_line_start(fd, st.st_size)
         f = _Open(fd, st, offset, fp, self.max_line_bytes)
+        if mid_line:  # inside an over-long line: its rest is skipped, not handed out as a line
+            f.decoder = LineDecoder(max_line_bytes=self.max_line_bytes, skip_first=True)
         if not fp:
             f.fp = self._fingerprint(f)
         return f
 
-    def _last_line_start(self, fd: int, size: int) -> int:
+    def _last_line_start(self, fd: int, size: int) -> tuple[int, bool]:
         """Where "only new lines" begins in a file of ``size`` bytes: its end, or the start of a
         last line still being written (no newline yet), so that line is handed out whole once it
         is complete instead of as a fragment. A partial line longer than ``max_line_bytes`` is
-        skipped (it would be cut there anyway)."""
+        skipped (it would be skipped as too long anyway): then the offset is the end and the
+        flag is true, as reading starts inside that line."""
         if size == 0:
-            return 0
+            return 0, False
         window = min(size, self.max_line_bytes + 1)
         try:
             tail = self._pread(fd, window, size - window)
@@ -260,10 +296,10 @@ class FileTailer:
             raise
         newline = tail.rfind(b"\n")
         if newline == len(tail) - 1:
-            return size
+            return size, False
         if newline >= 0:
-            return size - window + newline + 1
-        return 0 if window == size else size
+            return size - window + newline + 1, False
+        return (0, False) if window == size else (size, True)
 
     def _pread(self, fd: int, n: int, offset: int) -> bytes:
         try:
@@ -274,9 +310,26 @@ class FileTailer:
     def _fingerprint(self, f: _Open) -> str:
         return self._pread(f.fd, FINGERPRINT_BYTES, 0).hex()
 
+    def _resume_or_roll_back(self, out: list[str]) -> None:
+        """:meth:`_resume`, all or nothing: if opening fails (too many open files, a permission
+        error), what it opened is closed and the next poll resumes from the saved state again,
+        rather than from the start of the file, which would hand out every line twice."""
+        counts = TailCounts(**self._counts.to_dict())
+        n_out = len(out)
+        try:
+            self._resume(out)
+        except BaseException:
+            for f in (self._old, self._cur):
+                if f is not None:
+                    f.close()
+            self._old = self._cur = None
+            self._counts = counts
+            del out[n_out:]
+            raise
+        self._opened = True
+
     def _resume(self, out: list[str]) -> None:
         """Open the files of the saved state."""
-        self._opened = True
         saved = self._saved
         if saved.draining is not None:
             self._old = self._find_rotated(saved.draining)
@@ -293,9 +346,9 @@ class FileTailer:
         pos = saved.current
         if st is not None and (st.st_dev, st.st_ino) == (pos.dev, pos.ino):
             cur = self._open(self.path, pos.offset, pos.fingerprint)
-            if cur is not None and self._truncated(cur):
-                self._restart_at_zero(cur)
             self._cur = cur
+            if cur is not None and self._truncated(cur):
+                self._restart_at_zero(cur, out)
             return
         # Rotated while relia was stopped: finish the old file first, then the new one from 0.
         old = self._find_rotated(pos)
@@ -358,15 +411,88 @@ class FileTailer:
                 return True
         if len(f.fp) < 2 * FINGERPRINT_BYTES and size > len(f.fp) // 2:
             f.fp = self._fingerprint(f)  # the file grew: remember more of its start
+        f.seen_size = size
         return False
 
-    def _restart_at_zero(self, f: _Open) -> None:
+    def _restart_at_zero(self, f: _Open, out: list[str]) -> None:
+        """``f`` was truncated: read it again from 0, after the copy of what was not read yet.
+
+        ``copytruncate`` copies the file beside it (``x.log.1``, ``x.log-20240101``) and then
+        truncates it, so lines written since the last poll are only in the copy: it is found by
+        its first bytes and finished from the old offset, as a rotated file is. Without a copy
+        those lines are lost: counted in ``lost_truncated`` and logged.
+        """
         self._counts.truncations += 1
-        log.info("%s was truncated: reading it again from the start", self.path)
+        copy = self._find_copy(f)
+        if copy is not None:
+            log.info(
+                "%s was truncated: finishing its copy %s from offset %d, then reading it again "
+                "from the start",
+                self.path,
+                copy.name,
+                f.offset,
+            )
+            if self._old is not None:  # a rotated file still being drained comes first
+                self._read(self._old, out, 1 << 62)
+                self._finish_old(out)
+            self._old = copy
+            copy.polls_since_rotation = 1  # no writer appends to a copy: done once at its end
+        else:
+            unread = max(0, f.seen_size - f.offset)
+            self._counts.lost_truncated += 1
+            log.warning(
+                "%s was truncated and no copy of it was found beside it: lines appended after "
+                "offset %d and before the truncation were not read (%d bytes known, more if "
+                "written since the last read)",
+                self.path,
+                f.offset,
+                unread,
+            )
         self._counts.add(f.decoder.counts)
         f.decoder = LineDecoder(max_line_bytes=self.max_line_bytes)
         f.base = 0
         f.fp = self._fingerprint(f)
+        f.seen_size = 0
+
+    def _find_copy(self, f: _Open) -> _Open | None:
+        """The copy ``copytruncate`` made of ``f`` before truncating it, opened at ``f``'s
+        offset: a regular file beside :attr:`path`, named after it, not compressed, that starts
+        with ``f``'s first bytes and is at least as long as what was read; the newest if several
+        do. None if there is none."""
+        if not f.fp:
+            return None  # the file was empty when last looked at: nothing to finish
+        head = bytes.fromhex(f.fp)
+        best: tuple[float, str] | None = None
+        try:
+            entries = list(os.scandir(self.path.parent))
+        except OSError:
+            return None
+        for e in entries:
+            if not e.name.startswith(self.path.name) or e.name == self.path.name:
+                continue
+            if e.name.endswith(_COMPRESSED):
+                continue
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) == (f.dev, f.ino):
+                continue
+            if st.st_size < f.offset or (best is not None and st.st_mtime <= best[0]):
+                continue
+            try:
+                with open(e.path, "rb") as fh:
+                    if fh.read(len(head)) != head:
+                        continue
+            except OSError:
+                continue
+            best = (st.st_mtime, e.path)
+        if best is None:
+            return None
+        copy = self._open(Path(best[1]), f.offset, f.fp)
+        if copy is not None:
+            copy.name = os.path.basename(best[1])
+        return copy
 
     def _rotate(self, out: list[str], budget: int) -> None:
         """:attr:`path` names another file now: drain the old one, then follow the new one."""
@@ -403,6 +529,7 @@ class FileTailer:
         while done < budget:
             data = self._pread(f.fd, min(chunk, budget - done), f.read_pos)
             if not data:
+                f.seen_size = max(f.seen_size, f.read_pos)
                 break
             done += len(data)
             out.extend(f.decoder.feed(data))

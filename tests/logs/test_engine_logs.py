@@ -46,6 +46,13 @@ def _total(store: Any, file: str) -> int:
     return int(store.log_counts(file).count.sum())
 
 
+@pytest.fixture(autouse=True)
+def _header_from_the_first_tick(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Most tests feed a few lines: learn the header from them at once (tests of the wait for
+    more lines set the minimum back)."""
+    monkeypatch.setattr("relia.logs.engine.HEADER_MIN_LINES", 1)
+
+
 @pytest.fixture(params=["memory", "duckdb"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     s = MemoryStore() if request.param == "memory" else DuckDBStore(tmp_path / "s.duckdb")
@@ -91,7 +98,9 @@ def test_new_template_after_warmup_is_a_finding_once(tmp_path: Path, store: Any)
     pipe.ingest(T0)
     _write(p, [_line(i) for i in range(5)] + [_line(7, "Disk /dev/sda{i} failing")])
     r = pipe.ingest(T0 + 1000)
-    assert r.new_templates == 1 and r.new_findings == 1
+    assert r.new_templates == 1 and r.new_findings == 0
+    r = pipe.ingest(T0 + 2000)  # reported a tick later, still a template of its own
+    assert r.new_templates == 0 and r.new_findings == 1
     (f,) = store.findings()
     assert f.kind == FindingKind.LOG and f.detector == NEW_TEMPLATE_DETECTOR
     assert f.evidence["example"].endswith("Disk /dev/sda7 failing")
@@ -100,6 +109,7 @@ def test_new_template_after_warmup_is_a_finding_once(tmp_path: Path, store: Any)
     again = LogPipeline(MemoryStore(), _config(p, warmup=20), SeriesIndex())
     again.ingest(T0)
     again.ingest(T0 + 1000)
+    again.ingest(T0 + 2000)
     assert [x.id for x in again.store.findings()] == [f.id]
 
 
@@ -301,8 +311,9 @@ def test_a_new_template_on_the_first_line_after_warmup_is_a_finding(tmp_path: Pa
     p = tmp_path / "auth.log"
     _write(p, [_line(i) for i in range(20)] + [_line(3, "Disk /dev/sda{i} failing")])
     store = MemoryStore()
-    r = LogPipeline(store, _config(p, warmup=20), SeriesIndex()).ingest(T0)
-    assert r.new_templates == 2 and r.new_findings == 1
+    pipe = LogPipeline(store, _config(p, warmup=20), SeriesIndex())
+    assert pipe.ingest(T0).new_templates == 2
+    assert pipe.ingest(T0 + 1).new_findings == 1
     (f,) = store.findings()
     assert f.evidence["example"].endswith("Disk /dev/sda3 failing")
 
@@ -317,6 +328,7 @@ def test_a_new_template_finding_counts_the_lines_of_the_file_before_it(tmp_path:
     pipe.ingest(T0)
     _write(p, [_line(i) for i in range(4)] + [_line(4, "Fan {i} stopped")])
     pipe.ingest(T0 + 1)
+    pipe.ingest(T0 + 2)
     got = {
         f.evidence["example"].split(": ")[-1]: f.evidence["lines_before"] for f in store.findings()
     }
@@ -330,8 +342,9 @@ def test_new_template_findings_per_tick_are_capped_keeping_the_first_lines(
     p = tmp_path / "app.log"
     _write(p, ["disk full", "fan speed is 4000 rpm", "kernel panic on cpu 3 now"])
     store = MemoryStore()
-    r = LogPipeline(store, _config(p, warmup=0), SeriesIndex()).ingest(T0)
-    assert r.new_templates == 3 and r.new_findings == 2
+    pipe = LogPipeline(store, _config(p, warmup=0), SeriesIndex())
+    assert pipe.ingest(T0).new_templates == 3
+    assert pipe.ingest(T0 + 1).new_findings == 2
     assert sorted(f.evidence["example"] for f in store.findings()) == [
         "disk full",
         "fan speed is 4000 rpm",
@@ -349,8 +362,17 @@ class _FailingFindings(MemoryStore):
 
 def test_a_new_template_finding_is_not_lost_when_storing_it_fails(tmp_path: Path) -> None:
     store = _FailingFindings()
-    pipe = _a_tick_fails(tmp_path, store, [_line(3, "Disk /dev/sda{i} failing")])
-    r = pipe.ingest(T0 + 2)
+    p = tmp_path / "auth.log"
+    _write(p, [_line(i) for i in range(10)])
+    pipe = LogPipeline(store, _config(p), SeriesIndex())
+    pipe.ingest(T0)
+    _write(p, [_line(3, "Disk /dev/sda{i} failing")])
+    assert pipe.ingest(T0 + 2).new_findings == 0  # mined now, reported on the next tick
+    store.fail = True
+    with pytest.raises(StoreError):
+        pipe.ingest(T0 + 3)
+    store.fail = False
+    r = pipe.ingest(T0 + 4)
     assert r.new_findings == 1 and len(store.findings()) == 1
     assert _total(store, "auth") == 11
 
@@ -360,7 +382,13 @@ def test_a_finding_replayed_after_a_failed_commit_is_an_update_not_a_new_one(
 ) -> None:
     store = _FailingCommit()
     pipe = _a_tick_fails(tmp_path, store, [_line(3, "Disk /dev/sda{i} failing")])
-    r = pipe.ingest(T0 + 2)
+    pipe.ingest(T0 + 2)  # mined now, reported on the next tick, whose commit fails
+    store.fail = True
+    with pytest.raises(StoreError):
+        pipe.ingest(T0 + 3)
+    store.fail = False
+    assert len(store.findings()) == 1
+    r = pipe.ingest(T0 + 4)
     assert (r.new_findings, r.updated_findings) == (0, 1) and len(store.findings()) == 1
 
 
@@ -529,3 +557,139 @@ def test_forgotten_template_series_are_registered_anew(tmp_path: Path) -> None:
     index.forget([])  # no tombstones left: an id the pipeline kept could not be named
     later = pipe.closed_windows(T0 + 2 * W + 5)
     assert set(later.series_id.tolist()) == ids and ids <= set(index)
+
+
+def test_lines_read_before_a_rotation_error_are_counted_once(tmp_path: Path) -> None:
+    """Rotated with unread lines, and the new path unreadable for a while (a directory): the
+    old file's lines are counted, the error shown, and nothing is lost once it reads again."""
+    p = tmp_path / "auth.log"
+    _write(p, [_line(i) for i in range(5)])
+    store = MemoryStore()
+    pipe = LogPipeline(store, _config(p), SeriesIndex())
+    pipe.ingest(T0)
+    _write(p, [_line(i) for i in range(5, 8)])
+    p.rename(tmp_path / "auth.log.1")
+    p.mkdir()
+    r = pipe.ingest(T0 + 1)
+    assert r.lines == 3 and "is a directory" in r.errors["auth"]
+    assert "is a directory" in pipe.status()["auth"]["error"]
+    _write(tmp_path / "auth.log.1", [_line(8)])  # the writer had not reopened yet
+    pipe.ingest(T0 + 2)
+    pipe.ingest(T0 + 3)
+    p.rmdir()
+    _write(p, [_line(i) for i in range(9, 11)])
+    r = pipe.ingest(T0 + 4)
+    assert r.errors == {} and pipe.status()["auth"]["error"] is None
+    assert _total(store, "auth") == 11 and pipe.status()["auth"]["lines"] == 11
+
+
+_LOGHUB = [
+    root / "shared/data/loghub2k"
+    for root in Path(__file__).resolve().parents[2:4]
+    if (root / "shared/data/loghub2k").is_dir()
+]
+
+
+@pytest.mark.skipif(not _LOGHUB, reason="the Loghub-2k data set is not there")
+@pytest.mark.parametrize("first", [1, 10])
+def test_the_header_is_learned_from_enough_lines_not_the_first_few(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first: int
+) -> None:
+    monkeypatch.setattr("relia.logs.engine.HEADER_MIN_LINES", 200)
+    lines = (_LOGHUB[0] / "Zookeeper/Zookeeper_2k.log").read_text().splitlines()
+
+    def mined(ticks: list[list[str]]) -> tuple[str, list[str], int]:
+        p = tmp_path / f"zk{len(ticks)}.log"
+        p.touch()
+        store = MemoryStore()
+        pipe = LogPipeline(store, _config(p, warmup=0), SeriesIndex())
+        for k, chunk in enumerate(ticks):
+            _write(p, chunk)
+            pipe.ingest(T0 + k * 1000)
+        f = pipe._files[0]
+        assert f.header is not None and _total(store, f.name) == len(lines)
+        return f.header.rule, sorted(t.text for t in f.miner.templates), len(store.findings())
+
+    at_once = mined([lines])
+    # The first tick's few lines wait (uncommitted) for the rest: the same header and templates.
+    assert mined([lines[:first], lines[first:]]) == at_once
+    assert at_once[0] == "separator" and at_once[2] == 0  # warm-up 0: one tick, no findings yet
+
+
+def test_a_quiet_file_is_mined_after_a_few_windows_and_restarts_keep_its_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("relia.logs.engine.HEADER_MIN_LINES", 200)
+    p = tmp_path / "auth.log"
+    _write(p, [_line(i) for i in range(3)])
+    store = MemoryStore()
+    pipe = LogPipeline(store, _config(p, warmup=100), SeriesIndex())
+    r = pipe.ingest(T0)
+    assert r.lines == 0 and pipe.status()["auth"]["held_for_header"] == 3
+    assert store.load_log_states() == {}  # nothing committed: read again after a restart
+    pipe = LogPipeline(store, _config(p, warmup=100), SeriesIndex())
+    assert pipe.ingest(T0).lines == 0
+    _write(p, [_line(3)])
+    assert pipe.ingest(T0 + 4 * W).lines == 0
+    r = pipe.ingest(T0 + 5 * W)
+    assert r.lines == 4 and r.new_findings == 0 and _total(store, "auth") == 4
+    ids = {t.id: t.text for t in pipe._files[0].miner.templates}
+    again = LogPipeline(store, _config(p, warmup=100), SeriesIndex())
+    _write(p, [_line(4)])
+    assert again.ingest(T0 + 6 * W).lines == 1  # the header is kept: no wait any more
+    assert {t.id: t.text for t in again._files[0].miner.templates} == ids
+    assert store.findings() == []
+
+
+def test_a_second_value_of_a_word_parameter_is_not_a_new_template(tmp_path: Path) -> None:
+    p = tmp_path / "app.log"
+    _write(p, [f"INFO worker: task {i} completed for tenant acme" for i in range(500)])
+    store = MemoryStore()
+    pipe = LogPipeline(store, _config(p, warmup=100), SeriesIndex())
+    pipe.ingest(T0)
+    _write(p, ["INFO worker: task 501 completed for tenant globex"])
+    assert pipe.ingest(T0 + 1).new_templates == 1  # a new id for now...
+    _write(p, ["INFO worker: task 502 completed for tenant initech"])
+    r = pipe.ingest(T0 + 2)  # ...merged by the third value: a parameter, not a new event
+    assert r.new_findings == 0 and store.findings() == []
+    _write(p, ["ERROR worker: disk 3 full"])
+    pipe.ingest(T0 + 3)
+    r = pipe.ingest(T0 + 4)
+    assert r.new_findings == 1
+    (f,) = store.findings()
+    assert f.evidence["template"] == "disk <*> full"
+
+
+def test_a_new_template_finding_of_a_huge_line_keeps_its_evidence_short(tmp_path: Path) -> None:
+    p = tmp_path / "app.log"
+    _write(p, [f"INFO request {i} served" for i in range(20)])
+    store = MemoryStore()
+    pipe = LogPipeline(store, _config(p, warmup=10), SeriesIndex())
+    pipe.ingest(T0)
+    _write(p, ["ERROR dump " + "x" * 500_000 + " end"])
+    pipe.ingest(T0 + 1)
+    pipe.ingest(T0 + 2)
+    (f,) = store.findings()
+    for key in ("template", "example"):
+        text = f.evidence[key]
+        assert len(text) < 2100 and text.endswith(" characters)") and "…" in text
+
+
+def test_a_missing_file_is_shown_as_waited_for_and_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    typo = tmp_path / "typo" / "aap.log"
+    later = tmp_path / "later.log"
+    pipe = LogPipeline(MemoryStore(), _config(typo, later), SeriesIndex())
+    with caplog.at_level("WARNING", logger="relia.logs.engine"):
+        for k in range(3):
+            pipe.ingest(T0 + k)
+    status = pipe.status()
+    assert status["aap"]["waiting"] == (
+        f"waiting for the file: no such file, nor its directory {typo.parent}"
+    )
+    assert status["later"]["waiting"] == "waiting for the file: no such file"
+    assert caplog.text.count("waiting for the file") == 2
+    _write(later, [_line(0)])
+    pipe.ingest(T0 + 3)
+    assert pipe.status()["later"]["waiting"] is None

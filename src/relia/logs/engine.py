@@ -41,6 +41,7 @@ import re
 import struct
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -83,7 +84,15 @@ MAX_NEW_TEMPLATE_FINDINGS = 50
 MAX_WINDOWS_PER_TICK = 1000
 _STATE_VERSION = 1
 _HEADER_SAMPLE = 2000
+#: Lines of a file gathered before its header layout is learned (from a few lines it is often
+#: wrong, and it is kept for the life of the file's state).
+HEADER_MIN_LINES = 200
+#: ...or bytes of them, or windows waited since the first of them, whichever comes first.
+HEADER_MAX_BYTES = 4 << 20
+HEADER_MAX_WINDOWS = 5
 _TEXT_IN_SUMMARY = 160
+#: Characters of a template text or example line kept in a finding's evidence.
+_TEXT_IN_EVIDENCE = 2000
 
 
 class SessionScorer(Protocol):
@@ -130,6 +139,15 @@ class _File:
     series: dict[int, int] = field(default_factory=dict)  # template id -> series id
     error: str | None = None
     saved_tail: dict[str, Any] | None = None
+    # Lines read but held back (not committed) until the header layout is learned from enough
+    # of them, and the tick that read the first; after a restart they are read again.
+    held: list[str] = field(default_factory=list)
+    held_bytes: int = 0
+    held_since: int | None = None
+    # New template ids of the last tick, reported on the next one if still live (a second
+    # value of a word parameter is a new id until a third merges it): (id, example, before).
+    candidates: list[tuple[int, str, int]] = field(default_factory=list)
+    waiting_logged: bool = False
 
     @property
     def name(self) -> str:
@@ -215,6 +233,7 @@ class LogPipeline:
             ),
             miner=miner if miner is not None else self.miner_factory(),
             header=_header(state.get("header")),
+            candidates=[(int(t), str(x), int(n)) for t, x, n in state.get("candidates", [])],
             lines=int(state.get("lines", 0)),
             next_id=int(state.get("next_id", 0)),
             emitted_until=state.get("emitted_until"),
@@ -344,20 +363,31 @@ class LogPipeline:
         n_lines = n_skipped = n_new = 0
         for f in self._files:
             before = f.tailer.state.counts.skipped
+            error: DataError | None
             try:
                 lines = f.tailer.poll()
-                f.error = None
+                # Lines read before an error (an old file drained, its successor unreadable)
+                # are counted: the read offset is past them.
+                error = f.tailer.deferred_error
             except DataError as e:
-                f.error = str(e)
+                error, lines = e, []
+            f.error = None if error is None else str(error)
+            if f.error is not None:
                 errors[f.name] = f.error
-                log.warning("log file %s: %s", f.name, e)
-                lines = []
+                log.warning("log file %s: %s", f.name, f.error)
+            self._note_waiting(f)
             tail = f.tailer.state
             n_skipped += tail.counts.skipped - before
+            if f.header is None and (lines or f.held):
+                lines = self._hold_for_header(f, lines, now)
+                if f.held:
+                    continue  # nothing of this file committed: its lines are read again
             if f.to_emit is not None:
                 f.emitted_until = f.to_emit
             # A clock going back must not put lines into a window already emitted.
             w = window if f.emitted_until is None else max(window, f.emitted_until + self.window_ms)
+            reported = f.candidates
+            f.candidates = []
             if lines:
                 ids, new = self._mine(f, lines, now, findings)
                 n_new += new
@@ -373,8 +403,10 @@ class LogPipeline:
                     f.emitted_until = w - self.window_ms
                 f.lines += len(lines)
                 n_lines += len(lines)
+            self._report_live(f, reported, now, findings)
             tail_dict = tail.to_dict()
-            if lines or f.to_emit is not None or tail_dict != f.saved_tail:
+            changed = lines or reported or f.to_emit is not None or tail_dict != f.saved_tail
+            if changed:
                 states[f.name] = self._blob(f, tail_dict)
         counts = LogCounts(
             cf,
@@ -397,10 +429,51 @@ class LogPipeline:
             n_lines, n_skipped, n_new, new_f, len(findings) - new_f, errors, findings
         )
 
+    def _note_waiting(self, f: _File) -> None:
+        """Log once that a file is not there (a typo, a directory not made yet)."""
+        if not f.tailer.waiting:
+            f.waiting_logged = False
+            return
+        if not f.waiting_logged:
+            log.warning("log file %s: %s", f.name, _waiting(f.spec.path))
+            f.waiting_logged = True
+
+    def _hold_for_header(self, f: _File, lines: list[str], now: int) -> list[str]:
+        """The lines to mine now: none while the file's first lines are too few to learn its
+        header from (they are held, uncommitted); all held ones once there are enough, or once
+        they waited :data:`HEADER_MAX_WINDOWS` windows (a quiet file is mined anyway)."""
+        if f.held_since is None:
+            f.held_since = now
+        f.held.extend(lines)
+        f.held_bytes += sum(map(len, lines))
+        waited = now - f.held_since >= HEADER_MAX_WINDOWS * self.window_ms
+        if len(f.held) < HEADER_MIN_LINES and f.held_bytes < HEADER_MAX_BYTES and not waited:
+            return []
+        lines, f.held, f.held_bytes, f.held_since = f.held, [], 0, None
+        return lines
+
+    def _report_live(
+        self,
+        f: _File,
+        candidates: list[tuple[int, str, int]],
+        now: int,
+        findings: list[Finding],
+    ) -> None:
+        """New-template findings for last tick's new ids that are still templates of their own:
+        an id merged into an older one since was a parameter's second value, not a new event."""
+        if not candidates:
+            return
+        ids = np.array([t for t, _, _ in candidates], dtype=np.int64)
+        live = f.miner.resolve(ids)
+        for (t, line, before), head in zip(candidates, live.tolist(), strict=True):
+            if head == t:
+                findings.append(self._new_template_finding(f, t, line, before, now))
+
     def _mine(
         self, f: _File, lines: list[str], now: int, findings: list[Finding]
     ) -> tuple[IntArray, int]:
-        """Template ids of ``lines``; new-template findings go to ``findings``."""
+        """Template ids of ``lines``; their new ids become :attr:`_File.candidates`, reported
+        on the next tick if still live."""
         if f.header is None:
             f.header = HeaderFormat.detect(lines[:_HEADER_SAMPLE])
             log.info("log file %s: header %s", f.name, f.header.rule)
@@ -420,7 +493,7 @@ class LogPipeline:
                 if made == MAX_NEW_TEMPLATE_FINDINGS:
                     log.warning("log file %s: more new templates this tick than reported", f.name)
                     break
-                findings.append(self._new_template_finding(f, t, lines[i], f.lines + i, now))
+                f.candidates.append((t, _cap(lines[i]), f.lines + i))
                 made += 1
             f.next_id = int(ids.max()) + 1
         if f.session_re is not None:
@@ -449,8 +522,8 @@ class LogPipeline:
                 "file": f.name,
                 "path": str(f.spec.path),
                 "template_id": template_id,
-                "template": text,
-                "example": line,
+                "template": _cap(text),
+                "example": _cap(line),
                 # The file's lines before this one, this tick's earlier lines included
                 # (f.lines alone counts only the ticks before).
                 "lines_before": lines_before,
@@ -491,6 +564,7 @@ class LogPipeline:
             "header": None if f.header is None else dataclasses.asdict(f.header),
             "lines": f.lines,
             "next_id": f.next_id,
+            "candidates": f.candidates,
             "emitted_until": f.to_emit if f.to_emit is not None else f.emitted_until,
         }
         head = json.dumps(state, separators=(",", ":")).encode()
@@ -515,7 +589,11 @@ class LogPipeline:
                 "rotations": c.rotations,
                 "truncations": c.truncations,
                 "lost_rotated": c.lost_rotated,
+                "lost_truncated": c.lost_truncated,
                 "error": f.error,
+                "waiting": _waiting(f.spec.path) if f.tailer.waiting else None,
+                # Lines read but not counted yet: the header is learned from more of them.
+                "held_for_header": len(f.held),
             }
         return out
 
@@ -531,6 +609,20 @@ def _header(saved: dict[str, Any] | None) -> HeaderFormat | None:
         # Saved by a relia whose layout had other fields: learn it again from the next lines.
         log.warning("the saved header layout does not fit this relia; learning it again")
         return None
+
+
+def _waiting(path: Path) -> str:
+    """Why a file is waited for, in words."""
+    if not path.parent.is_dir():
+        return f"waiting for the file: no such file, nor its directory {path.parent}"
+    return "waiting for the file: no such file"
+
+
+def _cap(text: str) -> str:
+    """``text`` cut to :data:`_TEXT_IN_EVIDENCE` characters, saying how long it was."""
+    if len(text) <= _TEXT_IN_EVIDENCE:
+        return text
+    return text[:_TEXT_IN_EVIDENCE] + f"… ({len(text)} characters)"
 
 
 def _short(text: str) -> str:

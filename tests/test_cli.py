@@ -1555,3 +1555,24 @@ def test_config_check_names_the_config_line_of_a_bad_sloth_windows_file(
     assert result.exit_code == 2 and result.stdout == ""
     assert result.stderr.startswith(f"relia: error: {cfg}:5: slos.sloth_windows: {said}")
     assert result.stderr.count("\n") == 1
+
+
+def test_config_check_warns_about_log_files_that_are_not_there(tmp_path: Path) -> None:
+    there = tmp_path / "there.log"
+    there.touch()
+    cfg = tmp_path / "relia.yaml"
+    cfg.write_text(
+        "logs:\n  files:\n"
+        f"    - path: {there}\n"
+        f"    - path: {tmp_path / 'later.log'}\n"
+        f"    - path: {tmp_path / 'typo' / 'aap.log'}\n"
+    )
+    result = runner.invoke(app, ["config", "check", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert "ok" in result.stdout
+    assert result.stderr.splitlines() == [
+        f"{cfg}:4: logs.files.1.path: warning: no such file: {tmp_path / 'later.log'} "
+        "(relia up waits for it to appear)",
+        f"{cfg}:5: logs.files.2.path: warning: no such file, nor its directory: "
+        f"{tmp_path / 'typo' / 'aap.log'} (relia up waits for it to appear)",
+    ]

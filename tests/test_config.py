@@ -728,7 +728,7 @@ def test_logs_section(tmp_path: Path) -> None:
     )
     path = tmp_path / "relia.yaml"
     path.write_text(
-        "logs:\n  window: 1ms\n  warmup_lines: 0\n  files:\n"
+        "interval: 1ms\nlogs:\n  window: 1ms\n  warmup_lines: 0\n  files:\n"
         "    - {path: /var/log/app.log}\n    - {path: /srv/app.log, name: srv}\n"
     )
     logs = load_config(path, environ={}).logs
@@ -1155,3 +1155,42 @@ def test_a_prometheus_source_delay_defaults_to_30s_and_may_be_0(tmp_path: Path) 
         )
         with pytest.raises(ConfigError, match=rf"relia\.yaml:5: prometheus\.0\.delay: .*{why}"):
             load_config(path, environ={})
+
+
+@pytest.mark.parametrize(
+    ("interval", "window", "fits"),
+    [("15s", "10s", "15s"), ("15s", "40s", "45s"), ("1m", "1ms", "1m")],
+)
+def test_a_logs_window_that_is_not_a_multiple_of_the_interval_is_refused(
+    tmp_path: Path, interval: str, window: str, fits: str
+) -> None:
+    """Lines are counted in the window of the tick that read them: a window some ticks miss
+    reads 0 now and then (steady logs as a saw-tooth)."""
+    path = tmp_path / "relia.yaml"
+    path.write_text(
+        f"interval: {interval}\nlogs:\n  window: {window}\n  files:\n    - path: /var/log/a.log\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    text = str(info.value)
+    assert text.startswith(f"{path}:3: logs.window: ") and "not a multiple of interval" in text
+    assert f"use {fits} or another multiple of interval" in text
+    path.write_text(
+        f"interval: {interval}\nlogs:\n  window: {fits}\n  files:\n    - path: /var/log/a.log\n"
+    )
+    assert load_config(path, environ={}).logs.window == parse_duration(fits)
+    # Without log files the window is not used: nothing to refuse.
+    path.write_text(f"interval: {interval}\nlogs:\n  window: {window}\n")
+    load_config(path, environ={})
+
+
+@pytest.mark.parametrize("pattern", ["/var/log/nginx/*.log", "/var/log/app-?.log", "/x/[ab].log"])
+def test_a_glob_pattern_as_a_log_path_is_refused(tmp_path: Path, pattern: str) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_text(f"logs:\n  files:\n    - name: a\n      path: {pattern}\n")
+    with pytest.raises(
+        ConfigError,
+        match=r":4: logs\.files\.0\.path: .*is a glob pattern, which "
+        r"is not supported: list each log file",
+    ):
+        load_config(path, environ={})

@@ -784,11 +784,13 @@ def config_check(
     file: Annotated[Path, typer.Argument(help="path to relia.yaml")],
 ) -> None:
     """Validate a relia.yaml; every problem is listed as file:line: field: message."""
-    from relia.config import check_slo_files, load_config
+    from relia.config import check_slo_files, load_config, log_file_warnings
     from relia.slo.loader import load_alerting_slos
 
     cfg = load_config(file)
     check_slo_files(cfg, file)
+    for warning in log_file_warnings(cfg, file):
+        typer.echo(warning, err=True)
     _check_sloth_windows(cfg.slos.sloth_windows, file)
     _check_detector(cfg.detector.name, cfg.detector.params, file)
     # The SLO spec files too, as `relia up` loads them: it would refuse to start on them.

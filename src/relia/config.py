@@ -472,6 +472,12 @@ class LogFileConfig(_Model):
         # A file that is not there yet is waited for; a directory would fail only at `relia up`.
         if path.is_dir():
             raise ValueError(f"{str(path)!r} is a directory; name a log file")
+        # Taken as a name, a pattern would be waited for forever as a file that never appears.
+        if any(c in str(path) for c in "*?["):
+            raise ValueError(
+                f"{str(path)!r} is a glob pattern, which is not supported: list each log file "
+                "as an entry of its own"
+            )
         return path
 
     @field_validator("session_key")
@@ -495,7 +501,11 @@ class LogsConfig(_Model):
     rates (per ``window``) become findings. Off while ``files`` is empty."""
 
     files: list[LogFileConfig] = Field(default_factory=list)
-    window: Duration = Field(60.0, description="lines are counted per template per window")
+    window: Duration = Field(
+        60.0,
+        description="lines are counted per template per window; a multiple of interval (lines "
+        "go to the window of the tick that read them)",
+    )
     warmup_lines: int = Field(
         1000, ge=0, description="lines of a file read before a new template is a finding"
     )
@@ -1018,6 +1028,48 @@ def _format_error(
     return f"{place}: {field}: {msg}{also}"
 
 
+def _logs_window_problem(cfg: ReliaConfig) -> str | None:
+    """Why ``logs.window`` does not fit ``interval`` (None: it does). Lines are counted in the
+    window of the tick that read them, so a window that is not a whole number of ticks gets no
+    tick now and then and reads 0: a quiet file where there was none."""
+    if not cfg.logs.files:
+        return None
+    window_ms = round(cfg.logs.window * 1000)
+    tick_ms = round(cfg.interval * 1000)
+    if window_ms >= tick_ms and window_ms % tick_ms == 0:
+        return None
+    fits = human_duration(math.ceil(window_ms / tick_ms) * tick_ms / 1000)
+    return (
+        f"{human_duration(cfg.logs.window)} is not a multiple of interval "
+        f"({human_duration(cfg.interval)}): lines are counted in the window of the tick that "
+        f"read them, so some windows would get no tick and read 0; use {fits} or another "
+        "multiple of interval"
+    )
+
+
+def log_file_warnings(cfg: ReliaConfig, path: str | Path | None) -> list[str]:
+    """``file:line: logs.files.N.path: warning: …`` for each log file that is not there:
+    ``relia up`` waits for it, but a typo or a missing directory is the likelier cause."""
+    root = None
+    if path is not None:
+        try:
+            root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+            root = None  # load_config read it already; a line number is all this is for
+    out = []
+    for i, f in enumerate(cfg.logs.files):
+        if f.path.exists():
+            continue
+        line = _line_of(root, ("logs", "files", i, "path")) if root is not None else None
+        place = f"{path}:{line}" if line else str(path or "<defaults>")
+        what = "no such file" if f.path.parent.is_dir() else "no such file, nor its directory"
+        out.append(
+            f"{place}: logs.files.{i}.path: warning: {what}: {f.path} "
+            "(relia up waits for it to appear)"
+        )
+    return out
+
+
 def check_slo_files(cfg: ReliaConfig, path: str | Path | None) -> None:
     """Raise :class:`ConfigError` for each ``slos.files`` entry that does not exist, as
     ``file:line: slos.files.N: no such file: …`` (the spec loader's own error names only the spec
@@ -1090,7 +1142,13 @@ def load_config(
     env, env_sources = _env_overrides(environ, _secret_env_names(data))
     try:
         # The environment goes along as context: a webhook sink checks its secret_env there.
-        return ReliaConfig.model_validate(_merge(data, env), context={"environ": environ})
+        cfg = ReliaConfig.model_validate(_merge(data, env), context={"environ": environ})
     except ValidationError as exc:
         lines = [_format_error(e, where, root, env_sources) for e in exc.errors()]
         raise ConfigError("\n".join(lines)) from None
+    # Across sections (logs.window against the top-level interval): checked on the result.
+    problem = _logs_window_problem(cfg)
+    if problem is not None:
+        err = {"loc": ("logs", "window"), "msg": problem}
+        raise ConfigError(_format_error(err, where, root, env_sources))
+    return cfg

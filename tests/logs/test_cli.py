@@ -1019,3 +1019,51 @@ def test_structured_into_a_fifo_spills_its_lines_outside_the_fifos_folder(
     assert spilled_in and spilled_in[0] != fifo.parent
     assert received and received[0].count(b"\n") == 51  # the header and 50 rows
     assert fifo.is_fifo()
+
+
+@pytest.mark.parametrize("repeat", [1, 200])  # the regular-expression and the vectorized path
+def test_structured_lines_of_a_joined_variant_get_one_value_per_wildcard(
+    tmp_path: Path, repeat: int
+) -> None:
+    """Lines of a variant of another length (``18846 bytes (18.4 KB)``) joined to a template
+    get their values too, one per ``<*>``: a value of several words is one value."""
+    log = tmp_path / "var.log"
+    lines = [
+        "conn 0 close, 0 bytes sent, 0 bytes received",
+        "conn 1 close, 403 bytes sent, 426 bytes received",
+        "conn 2 close, 12 bytes sent, 5 bytes received",
+        "conn 9 close, 451 bytes sent, 18846 bytes (18.4 KB) received",
+        "conn 10 close, 1058 bytes (1.03 KB) sent, 7 bytes received",
+    ] * repeat
+    log.write_text("\n".join(lines) + "\n")
+    structured = tmp_path / "lines.csv"
+    code, _, stderr = _invoke(log, "--structured", structured)
+    assert code == 0, stderr
+    rows = pl.read_csv(structured)
+    assert rows["template"].unique().to_list() == [
+        "conn <*> close, <*> bytes sent, <*> bytes received"
+    ]
+    params = [json.loads(x) for x in rows["parameters"]]
+    assert params[:5] == [
+        ["0", "0", "0"],
+        ["1", "403", "426"],
+        ["2", "12", "5"],
+        ["9", "451", "18846 bytes (18.4 KB)"],
+        ["10", "1058 bytes (1.03 KB)", "7"],
+    ]
+    assert all(len(p) == 3 for p in params)
+
+
+def test_miner_parameters_of_a_variant_are_one_per_wildcard_of_the_template() -> None:
+    miner = TemplateMiner()
+    lines = [
+        "conn 1 close, 403 bytes sent",
+        "conn 2 close, 12 bytes sent",
+        "conn 3 close, 5 bytes sent",
+        "conn 9 close, 18846 bytes (18.4 KB) sent",
+    ]
+    ids = miner.add(lines)
+    assert len(set(ids)) == 1
+    text = miner.template(ids[-1])
+    got = miner.parameters(lines[-1], ids[-1])
+    assert len(got) == text.count("<*>") and got == ["9", "18846 bytes (18.4 KB)"]

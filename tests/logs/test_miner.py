@@ -550,7 +550,8 @@ def test_a_value_of_several_words_joins_templates_of_other_lengths() -> None:
     restored = TemplateMiner.from_bytes(miner.to_bytes())
     assert miner.match(again).tolist() == restored.match(again).tolist() == [0]
     assert restored.template(0) == miner.template(0)
-    assert miner.parameters(lines[1], 0) == ["5070", "1058", "1.03", "0", "00", "01"]
+    # One value per <*> of the template's text, a value of several words as one.
+    assert miner.parameters(lines[1], 0) == ["5070", "1058 bytes (1.03 KB)", "0", "00:01"]
     # A bracketed value splits where it sits; so does a list of several numbers.
     miner = TemplateMiner()
     ids = miner.add(

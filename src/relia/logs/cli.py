@@ -412,15 +412,16 @@ def _write_structured(target: IO[bytes], run: TemplateRun, parts: _Parts) -> int
             group = messages.slice(start, end - start)
             templates.append(pl.Series([text], dtype=pl.String).new_from_index(0, len(group)))
             if len(group) >= _VECTOR_GROUP:
-                parameters.append(parameters_json(group, text))
-                continue
-            # Small groups: Python's re is cheaper than setting up a vectorized pass.
-            pattern = patterns.get(template_id)
-            if pattern is None:
-                pattern = patterns[template_id] = _parameter_regex(text)
-            parameters.append(
-                pl.Series([_parameters_one(pattern, m) for m in group.to_list()], dtype=pl.String)
-            )
+                found = parameters_json(group, text)
+            else:
+                # Small groups: Python's re is cheaper than setting up a vectorized pass.
+                pattern = patterns.get(template_id)
+                if pattern is None:
+                    pattern = patterns[template_id] = _parameter_regex(text)
+                found = pl.Series(
+                    [_parameters_one(pattern, m) for m in group.to_list()], dtype=pl.String
+                )
+            parameters.append(_variant_parameters(miner, template_id, text, group, found))
         back = np.argsort(order)  # sorted by template -> line order
         name = run.files[int(part["file"][0])].name  # a part holds one batch of one input
         out = pl.DataFrame(
@@ -437,6 +438,24 @@ def _write_structured(target: IO[bytes], run: TemplateRun, parts: _Parts) -> int
     if rows == 0:
         target.write(b"file,line,template_id,template,parameters\n")
     return rows
+
+
+def _variant_parameters(
+    miner: TemplateMiner, template_id: int, text: str, messages: pl.Series, found: pl.Series
+) -> pl.Series:
+    """``found`` with the lines the template's text does not fit (those of a variant of another
+    length: ``1058 bytes (1.03 KB) sent`` under ``<*> bytes sent``) given their values by the
+    miner, which matches each with its own variant: one value per ``<*>`` for every line."""
+    if WILDCARD not in text:
+        return found
+    misses = (found == "[]").arg_true()
+    if len(misses) == 0:
+        return found
+    fixed = found.to_list()
+    for i, message in zip(misses.to_list(), messages.gather(misses).to_list(), strict=True):
+        values = miner.parameters(message or "", template_id)
+        fixed[i] = json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+    return pl.Series(found.name, fixed, dtype=pl.String)
 
 
 def _parameters_one(pattern: re.Pattern[str], message: str | None) -> str:

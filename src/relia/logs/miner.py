@@ -341,16 +341,26 @@ class TemplateMiner:
 
     def parameters(self, message: str, template_id: int) -> list[str]:
         """The parameter values of ``message`` under template ``template_id`` (``[]``: none fit),
-        one per ``<*>`` of its written text (:func:`written`)."""
+        one per ``<*>`` of its written text (:meth:`template`).
+
+        A line of a variant of another length is matched with that variant's words, and its
+        values are put at the template's ``<*>``: a value the variant spells in more words (``18846
+        bytes (18.4 KB)`` where another has ``0 bytes``) is one value, and one the variant lacks
+        is ``""``."""
         head = self._head(template_id)
         text = " ".join(message.split())
+        kept = self.template(template_id)
         # The template's own words first, then those of its variants of other lengths.
         for i in [head, *(v for v in self._group if self._head(v) == head)]:
-            match = parameter_pattern(written(" ".join(self._tokens[self._find(i)]))).fullmatch(
-                text
-            )
-            if match:
-                return list(match.groups())
+            own = written(" ".join(self._tokens[self._find(i)]))
+            if own == kept:
+                match = parameter_pattern(own).fullmatch(text)
+                if match:
+                    return list(match.groups())
+                continue
+            values = _values_onto(own, kept, text)
+            if values is not None:
+                return values
         return []
 
     # -- state ------------------------------------------------------------------------------
@@ -1005,6 +1015,50 @@ def written(template: str) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
+def _values_onto(own: str, kept: str, text: str) -> list[str] | None:
+    """The values of ``text`` matched with the written template ``own`` (a variant), one per
+    ``<*>`` of ``kept`` (the text the variants share); None if ``own`` does not fit ``text``.
+
+    The two are aligned word by word: values of shared words go across; words of ``own`` alone
+    that hold values extend the value before them (``18846`` → ``18846 bytes (18.4 KB)``);
+    where the two differ otherwise, a ``<*>`` of ``kept`` gets the text of the differing words
+    (``""`` for words ``own`` lacks)."""
+    words = own.split(" ")
+    pattern = " ".join(
+        "(" + "(.*?)".join(re.escape(p) for p in w.split(WILDCARD)) + ")" for w in words
+    )
+    match = re.fullmatch(pattern, text, re.DOTALL)
+    if match is None:
+        return None
+    word_group: list[int] = []  # the group of each word, followed by those of its <*>
+    value_groups: list[list[int]] = []
+    g = 1
+    for w in words:
+        n = w.count(WILDCARD)
+        word_group.append(g)
+        value_groups.append(list(range(g + 1, g + 1 + n)))
+        g += 1 + n
+    values: list[str] = []
+    starts: list[int] = []
+    shared = kept.split(" ")
+    matcher = difflib.SequenceMatcher(None, words, shared, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        wanted = sum(w.count(WILDCARD) for w in shared[j1:j2])
+        groups = [x for i in range(i1, i2) for x in value_groups[i]]
+        if tag == "equal" or (tag == "replace" and wanted == len(groups)):
+            values += [match.group(x) for x in groups]
+            starts += [match.start(x) for x in groups]
+        elif tag == "delete":
+            if groups and values:
+                values[-1] = text[starts[-1] : match.end(word_group[i2 - 1])]
+        elif wanted:
+            start = match.start(word_group[i1]) if i2 > i1 else match.end(0)
+            run = text[start : match.end(word_group[i2 - 1])] if i2 > i1 else ""
+            values += [run] + [""] * (wanted - 1)
+            starts += [start] * wanted
+    return values
+
+
 def parameter_pattern(template: str) -> re.Pattern[str]:
     """A regular expression that matches a (whitespace-collapsed) message of ``template``, one
     lazy group per ``<*>``: its groups are the parameter values."""

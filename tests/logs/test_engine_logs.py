@@ -693,3 +693,21 @@ def test_a_missing_file_is_shown_as_waited_for_and_logged_once(
     _write(later, [_line(0)])
     pipe.ingest(T0 + 3)
     assert pipe.status()["later"]["waiting"] is None
+
+
+def test_a_steady_log_with_a_window_that_is_a_multiple_of_the_tick_has_no_empty_windows(
+    tmp_path: Path,
+) -> None:
+    """The config refuses a window that some ticks miss (tests/test_config.py); one it accepts
+    (30 s with a tick every 15 s) gives a steady log steady counts."""
+    p = tmp_path / "auth.log"
+    index = SeriesIndex()
+    cfg = LogsConfig(files=[LogFileConfig(path=p)], window=30, warmup_lines=10)
+    pipe = LogPipeline(MemoryStore(), cfg, index)
+    emitted: dict[int, float] = {}
+    for k in range(12):
+        now = T0 + k * 15_000
+        emitted.update(_emitted(index, pipe.closed_windows(now)))
+        _write(p, [_line(i) for i in range(15)])  # a line a second
+        pipe.ingest(now)
+    assert len(emitted) == 5 and set(emitted.values()) == {30.0}

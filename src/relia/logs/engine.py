@@ -9,7 +9,8 @@ Each engine tick the :class:`~relia.engine.loop.Engine` calls two methods:
    of any metric, so a template's rate departing from its normal is an ordinary finding.
 2. :meth:`LogPipeline.ingest` (after the samples are stored): read every file's new lines
    (:class:`~relia.logs.tail.FileTailer`), split the header
-   (:class:`~relia.logs.header.HeaderFormat`, learned on a file's first lines and kept), assign
+   (:class:`~relia.logs.header.HeaderFormat`, learned on a file's first
+   :data:`HEADER_MIN_LINES` lines, held uncommitted until there are that many, and kept), assign
    templates (a :class:`~relia.logs.miner.TemplateMiner` per file), add the lines to the current
    window's counts, report templates never seen before, and commit.
 
@@ -24,8 +25,10 @@ unparsable, and a file's backlog must not rewrite windows already emitted).
 
 **New templates.** After ``warmup_lines`` lines of a file (while a file's normal vocabulary is
 still being learned every template is new), a template id never returned before is a finding of
-kind ``log`` from detector ``log_new_template``, with the template text and an example line. Its id
-depends on the file and the template id only, so the replay after a crash does not duplicate it.
+kind ``log`` from detector ``log_new_template``, with the template text and an example line. It is
+reported on the next tick, if the id was not merged into an older one meanwhile (a parameter's
+second value). Its id depends on the file and the template id only, so the replay after a crash
+does not duplicate it.
 
 **Sessions.** Files with ``session_key`` get each line's key extracted; a
 :class:`SessionScorer` given for the file (``session_scorers``) receives the keys and template ids

@@ -18,10 +18,14 @@ resumes exactly there: no line is handed out twice or skipped.
   how many lines it still held cannot be known.
 - **Truncation** (the file shrank below the offset, or its first bytes changed, as after
   ``copytruncate`` or a rewrite): reading restarts at 0; counted in :attr:`TailCounts.truncations`.
+  What was not read yet is in the copy ``copytruncate`` left beside the path: found by its first
+  bytes, it is finished from the old offset first, as a rotated file is; if there is none, that
+  is counted in :attr:`TailCounts.lost_truncated` and logged.
 - A file rotated away again before any poll saw it (two rotations between polls) is not seen:
   a tailer follows a path, and the path never showed that file.
-- A missing file is waited for; an unreadable one raises :class:`~relia.errors.DataError`
-  naming it.
+- A missing file is waited for (:attr:`FileTailer.waiting`); an unreadable one raises
+  :class:`~relia.errors.DataError` naming it, unless lines were read before the error in the
+  same poll: those are returned and the error kept in :attr:`FileTailer.deferred_error`.
 
 Reading is bounded: at most ``max_bytes_per_poll`` bytes per poll, so a large backlog is worked
 off over several polls with bounded memory.

@@ -21,7 +21,8 @@ class FailureLog:
 
     Call :meth:`failed` from the ``except`` block (it logs the traceback of the exception being
     handled) and :meth:`succeeded` after each round that worked. ``last_error`` is the failure
-    of the last round, None once one succeeded."""
+    of the last round, None once one succeeded. ``traceback=False`` logs the first failure as
+    one line too, for failures whose message says everything (a file that cannot be read)."""
 
     def __init__(
         self,
@@ -30,11 +31,13 @@ class FailureLog:
         *,
         repeat_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        traceback: bool = True,
     ) -> None:
         self.logger = logger
         self.what = what
         self.repeat_s = repeat_s
         self.clock = clock
+        self.traceback = traceback
         self.last_error: str | None = None
         self.failures = 0  # in a row
         self._logged_at = 0.0
@@ -45,7 +48,10 @@ class FailureLog:
         self.failures += 1
         now = self.clock()
         if msg != self.last_error:
-            self.logger.error("%s failed", self.what, exc_info=exc)
+            if self.traceback:
+                self.logger.error("%s failed", self.what, exc_info=exc)
+            else:
+                self.logger.warning("%s: %s", self.what, exc)
             self._logged_at = now
         elif now - self._logged_at >= self.repeat_s:
             self.logger.warning("%s still failing (%d in a row): %s", self.what, self.failures, msg)

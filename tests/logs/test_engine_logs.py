@@ -462,6 +462,23 @@ def test_a_file_error_clears_in_status_once_the_file_reads_again(tmp_path: Path)
     assert r.errors == {} and r.lines == 1 and pipe.status()["auth"]["error"] is None
 
 
+def test_a_file_failing_every_tick_is_logged_once_then_its_recovery(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    p = tmp_path / "auth.log"
+    pipe = LogPipeline(MemoryStore(), _config(p), SeriesIndex())
+    p.mkdir()  # fails on every tick, as a FIFO or an unreadable file would
+    with caplog.at_level("WARNING", logger="relia.logs.engine"):
+        for k in range(10):
+            assert "is a directory" in pipe.ingest(T0 + k).errors["auth"]
+        assert caplog.text.count("is a directory") == 1
+        p.rmdir()
+        _write(p, [_line(1)])
+        assert pipe.ingest(T0 + 10).errors == {}
+    assert "recovered after 10 failures" in caplog.text
+    assert "Traceback" not in caplog.text  # the message says it all
+
+
 class _Sessions:
     """A session scorer that records the keys it was given; a finding for key ``blk_2``."""
 

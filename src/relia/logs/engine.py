@@ -51,6 +51,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from relia._failurelog import FailureLog
 from relia.config import LogFileConfig, LogsConfig
 from relia.errors import DataError, StoreError
 from relia.incidents.model import Finding, FindingKind, severity_for_score
@@ -151,6 +152,9 @@ class _File:
     # value of a word parameter is a new id until a third merges it): (id, example, before).
     candidates: list[tuple[int, str, int]] = field(default_factory=list)
     waiting_logged: bool = False
+    # A file that fails every tick (a FIFO, a path it may not read) is logged once, then once a
+    # minute with the count, not on every tick.
+    failures: FailureLog | None = None
 
     @property
     def name(self) -> str:
@@ -375,9 +379,13 @@ class LogPipeline:
             except DataError as e:
                 error, lines = e, []
             f.error = None if error is None else str(error)
-            if f.error is not None:
-                errors[f.name] = f.error
-                log.warning("log file %s: %s", f.name, f.error)
+            if f.failures is None:
+                f.failures = FailureLog(log, f"log file {f.name}", traceback=False)
+            if error is not None:
+                errors[f.name] = str(error)
+                f.failures.failed(error)
+            else:
+                f.failures.succeeded()
             self._note_waiting(f)
             tail = f.tailer.state
             n_skipped += tail.counts.skipped - before

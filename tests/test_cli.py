@@ -223,6 +223,19 @@ def test_detect_prometheus_bad_range(args: list[str], where: str) -> None:
     assert where in result.stderr
 
 
+def test_detect_prometheus_refuses_a_range_of_too_many_points_before_any_request() -> None:
+    # --start 20240101 read as 1970 sent over 9,500 query_range requests in 20 s; now a range
+    # past a million points per series is refused up front, naming a --step that would do.
+    args = ["--start", "2000-01-01", "--end", "2024-01-01", "--step", "15s"]
+    result = runner.invoke(
+        app, ["detect", "--prometheus", "http://127.0.0.1:9", "--query", "up", *args]
+    )
+    assert result.exit_code == 2
+    assert "50,492,161 points per series, more than 1,000,000" in result.stderr
+    assert "give --step 758s or more" in result.stderr
+    assert "127.0.0.1:9" not in result.stderr  # no request was tried
+
+
 def test_detect_prometheus_timeout_is_a_flag_the_timeout_error_names(tmp_path: Path) -> None:
     values = [[1_700_000_000 + i, str(float(i % 7))] for i in range(120)]
     result_ = [{"metric": {"__name__": "m"}, "values": values}]
@@ -245,7 +258,7 @@ def test_detect_prometheus_timeout_is_a_flag_the_timeout_error_names(tmp_path: P
     ("args", "message"),
     [
         (["--timeout", "0s"], "--timeout: a duration must be positive"),
-        (["--timeout", "-1s"], "--timeout: expected a duration"),
+        (["--timeout", "-1s"], "--timeout: a duration must not be negative"),
         (["--timeout", "soon"], "--timeout: expected a duration"),
     ],
 )

@@ -135,9 +135,43 @@ def test_parse_duration(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "fast", "-1s", "0", True, "1y"])
+@pytest.mark.parametrize("text", ["", "fast", "-1s", "0", True, "1h30", "h", "1.s"])
 def test_parse_duration_rejects(text: object) -> None:
     with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("1h30m", 5400.0),
+        ("1m30s", 90.0),
+        ("2d12h", 216_000.0),
+        ("1s500ms", 1.5),
+        ("1y", 31536000.0),
+    ],
+)
+def test_parse_duration_takes_the_slo_specs_compound_durations(text: str, seconds: float) -> None:
+    # One grammar for relia.yaml, RELIA_* variables, --start now-1h30m and SLO specs.
+    assert parse_duration(text) == seconds
+
+
+def test_a_compound_duration_in_relia_yaml_and_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_text("interval: 1h30m\n")
+    assert load_config(path, environ={}).interval == 5400.0
+    assert load_config(None, environ={"RELIA_INTERVAL": "2m30s"}).interval == 150.0
+
+
+@pytest.mark.parametrize("text", ["-5s", "-1h30m", "-2"])
+def test_a_negative_duration_is_told_so(text: str) -> None:
+    with pytest.raises(ValueError, match="must not be negative"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["\u0661\u0665s", "\uff11\uff15s", "\u0967m"])
+def test_a_duration_takes_ascii_digits_only(text: str) -> None:
+    with pytest.raises(ValueError, match="expected a duration"):
         parse_duration(text)
 
 
@@ -1194,3 +1228,193 @@ def test_a_glob_pattern_as_a_log_path_is_refused(tmp_path: Path, pattern: str) -
         r"is not supported: list each log file",
     ):
         load_config(path, environ={})
+
+
+@pytest.mark.parametrize(
+    "token", ["k7 #Qm9vZ2xl", "#abc", "&abc", "'q'", '"q"', "*x", "null", "1e3"]
+)
+def test_an_environment_token_is_taken_as_written(token: str) -> None:
+    # YAML cut `k7 #…` at its comment (a 2-character admin token) and made `#…` null (auth off).
+    api = load_config(environ={"RELIA_API__TOKEN": token}).api
+    assert api.token is not None and api.token.get_secret_value() == token
+    assert api.auth_enabled
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "field"),
+    [
+        ("RELIA_STORE", "/data/#1", "store"),
+        ("RELIA_HA__REPLICA_ID", "007", "replica_id"),
+        ("RELIA_ENGINE__RAY_ADDRESS", "'auto'", "ray_address"),
+    ],
+)
+def test_an_environment_value_for_text_is_the_text(name: str, value: str, field: str) -> None:
+    cfg = load_config(environ={name: value})
+    section = cfg.ha if field == "replica_id" else cfg.engine if field == "ray_address" else cfg
+    assert getattr(section, field) == value
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("RELIA_API__PORT", "9000", 9000),
+        ("RELIA_HOST__ENABLED", "false", False),
+        ("RELIA_FORGET_AFTER", "null", None),
+        ("RELIA_INTERVAL", "2.5", 2.5),
+        ("RELIA_INTERVAL", "1m #a comment?", None),
+    ],
+)
+def test_an_environment_value_is_yaml_only_when_exactly_a_scalar(
+    name: str, value: str, expected: object
+) -> None:
+    if expected is None and name == "RELIA_INTERVAL":
+        # Not a number, so text: the duration parser says what is wrong with all of it.
+        with pytest.raises(ConfigError, match=r"RELIA_INTERVAL: interval: .*'1m #a comment\?'"):
+            load_config(environ={name: value})
+        return
+    cfg = load_config(environ={name: value})
+    got = {
+        "RELIA_API__PORT": cfg.api.port,
+        "RELIA_HOST__ENABLED": cfg.host.enabled,
+        "RELIA_FORGET_AFTER": cfg.forget_after,
+        "RELIA_INTERVAL": cfg.interval,
+    }[name]
+    assert got == expected
+
+
+@pytest.mark.parametrize("tagged", ["!!int abc", "!!float abc", "!!timestamp abc", "!!bool abc"])
+def test_a_tagged_value_its_tag_cannot_take_is_not_valid_yaml(tmp_path: Path, tagged: str) -> None:
+    # PyYAML raises ValueError, KeyError or AttributeError for these: a traceback before.
+    path = tmp_path / "relia.yaml"
+    path.write_text(f"interval: 15s\napi:\n  port: {tagged}\n")
+    tag = tagged.split()[0]
+    with pytest.raises(
+        ConfigError, match=rf"^{path}:3: not valid YAML: 'abc' is not a valid {tag}$"
+    ):
+        load_config(path, environ={})
+    with pytest.raises(
+        ConfigError, match=rf"^RELIA_API__PORT: not valid YAML: 'abc' is not a valid {tag}$"
+    ):
+        load_config(environ={"RELIA_API__PORT": f"[{tagged}]"})
+
+
+def test_an_integer_too_long_to_read_is_not_valid_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_text("api:\n  port: " + "9" * 5000 + "\n")
+    with pytest.raises(
+        ConfigError, match=rf"^{path}:2: not valid YAML: a value of 5000 characters"
+    ):
+        load_config(path, environ={})
+    with pytest.raises(ConfigError, match=r"^RELIA_API__PORT: not valid YAML: a value of 5000"):
+        load_config(environ={"RELIA_API__PORT": "9" * 5000})
+
+
+def test_a_control_character_in_the_file_is_one_line_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_text("interval: 15s\n\nhost: {enabled: tr\0ue}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert str(info.value) == (
+        f"{path}:3: not valid YAML: unacceptable character #x0000: "
+        "special characters are not allowed"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [
+        ("data_dir: ~/relia-data\n", "data_dir"),
+        ("logs:\n  files: [{path: ~/app.log}]\n", "logs"),
+        ("ingest: {wal_dir: ~/wal}\n", "ingest"),
+        ("slos: {files: [~/slo.yaml], prometheus: 'http://127.0.0.1:9090'}\n", "slos"),
+        ("slos: {sloth_windows: ~/w.yaml}\n", "slos"),
+    ],
+)
+def test_a_path_setting_expands_the_home_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str, field: str
+) -> None:
+    # A literal "~" made a ./~ folder (data_dir), or a log file never found.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "relia.yaml"
+    path.write_text(content)
+    cfg = load_config(path, environ={})
+    paths = {
+        "data_dir": [cfg.data_dir],
+        "logs": [f.path for f in cfg.logs.files],
+        "ingest": [cfg.ingest.wal_dir],
+        "slos": [*cfg.slos.files, cfg.slos.sloth_windows],
+    }[field]
+    home = tmp_path / "home"
+    assert any(p is not None for p in paths)
+    assert all(p is None or p.parent == home for p in paths), paths
+    assert not (tmp_path / "~").exists()
+
+
+def test_the_data_dir_from_the_environment_expands_the_home_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert load_config(environ={"RELIA_DATA_DIR": "~/d"}).data_dir == tmp_path / "d"
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "field"),
+    [
+        ('data_dir: "/tmp/a\\0b"\n', 1, "data_dir"),
+        ('logs:\n  files: [{path: "/tmp/a\\0b.log"}]\n', 2, "logs.files.0.path"),
+        ('ingest:\n  wal_dir: "/tmp/w\\0al"\n', 2, "ingest.wal_dir"),
+        ('slos:\n  sloth_windows: "/tmp/w\\0.yaml"\n', 2, "slos.sloth_windows"),
+        ('api:\n  tls_cert: "/tmp/c\\0.pem"\n  tls_key: k.pem\n', 2, "api.tls_cert"),
+    ],
+)
+def test_a_path_setting_holding_a_nul_is_refused(
+    tmp_path: Path, content: str, line: int, field: str
+) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=rf"^{path}:{line}: {re.escape(field)}: holds a NUL"):
+        load_config(path, environ={})
+
+
+def test_an_error_set_only_by_a_variable_points_at_no_line_of_the_file(tmp_path: Path) -> None:
+    # The file has no api section: line 3 (interval) was named, which has nothing to do with it.
+    path = tmp_path / "relia.yaml"
+    path.write_text("# relia config\n\ninterval: 5m\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={"RELIA_API__HOST": "0.0.0.0"})
+    assert str(info.value).startswith(f"{path}: api.auth: auth is off")
+    assert str(info.value).endswith("(environment: RELIA_API__HOST)")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("host: false\n", "host: expected a mapping of settings, got false"),
+        ("api: [1]\n", "api: expected a mapping of settings, got a list"),
+        ("data_dir: null\n", "data_dir: expected a path, got null"),
+        ("data_dir: [a]\n", "data_dir: expected a path, got a list"),
+        (
+            "max_series: 1e6\n",
+            "max_series: expected a whole number written out in digits, got '1e6'",
+        ),
+    ],
+)
+def test_messages_name_what_was_expected_not_pydantics_classes(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_text(content)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert str(info.value) == f"{path}:1: {message}"
+
+
+def test_samples_per_series_has_an_upper_bound(tmp_path: Path) -> None:
+    # Past 2**63 every tick failed with an OverflowError in the store's marks.
+    path = tmp_path / "relia.yaml"
+    path.write_text("samples_per_series: 99999999999999999999\n")
+    with pytest.raises(ConfigError, match=rf"^{path}:1: samples_per_series: .*1000000000"):
+        load_config(path, environ={})
+    path.write_text("samples_per_series: 1000000000\n")
+    assert load_config(path, environ={}).samples_per_series == 10**9

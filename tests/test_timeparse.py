@@ -139,3 +139,26 @@ def test_a_bad_time_says_what_forms_work() -> None:
 def test_format_ms(ms: int, text: str) -> None:
     assert format_ms(ms) == text
     assert format_ms_column(np.array([ms], dtype=np.int64)).to_list() == [text]
+
+
+@pytest.mark.parametrize(
+    ("text", "iso"),
+    [("20240101", "2024-01-01T00:00:00Z"), (" 19991231 ", "1999-12-31T00:00:00Z")],
+)
+def test_eight_digits_are_the_iso_basic_date(text: str, iso: str) -> None:
+    # Read as epoch seconds, 20240101 was 1970-08-23 (and thousands of query_range requests).
+    assert format_ms(parse_time(text, now_ms=NOW)) == iso
+
+
+def test_eight_digits_that_are_no_date_are_refused_saying_how_they_were_read() -> None:
+    with pytest.raises(ValueError, match=r"'20241399' \(eight digits are read as a date, YYYYMMDD"):
+        parse_time("20241399", now_ms=NOW)
+    assert parse_time("20241399.0", now_ms=NOW) == 20_241_399_000
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [("now-1h30m", NOW - 5_400_000), ("-2m30s", NOW - 150_000), ("now-0s", NOW), ("now+0", NOW)],
+)
+def test_a_relative_time_takes_every_duration_relia_yaml_takes(text: str, ms: int) -> None:
+    assert parse_time(text, now_ms=NOW) == ms

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import sys
 import time
@@ -608,6 +609,9 @@ def _folder_summary(results: list[Any], detector: str, executor: str, elapsed: f
     )
 
 
+#: The most points per series ``relia detect --prometheus`` reads (about 91 requests of 11,000).
+MAX_PROMETHEUS_POINTS = 1_000_000
+
 #: How long ``relia detect --prometheus`` waits for each answer by default (``--timeout``).
 DEFAULT_PROMETHEUS_TIMEOUT_S = 10.0
 
@@ -656,6 +660,14 @@ def _from_prometheus(
         raise DataError(str(exc), where="--step") from None
     if end_ms <= start_ms:
         raise DataError("--end must be after --start")
+    points = (end_ms - start_ms) // max(1, round(step_s * 1000)) + 1
+    if points > MAX_PROMETHEUS_POINTS:
+        # Each request reads 11,000 points: a range of years at 15s was thousands of requests.
+        least_step = math.ceil((end_ms - start_ms) / 1000 / (MAX_PROMETHEUS_POINTS - 1))
+        raise DataError(
+            f"--start to --end at --step {step} is {points:,} points per series, more than "
+            f"{MAX_PROMETHEUS_POINTS:,}: shorten the range or give --step {least_step}s or more"
+        )
     with PrometheusClient(url, timeout=timeout_s) as client:
         try:
             result = client.query_range(query, start_ms, end_ms, step_s)
@@ -822,7 +834,12 @@ def config_check(
 @_user_errors
 def up(
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="relia.yaml (default: built-in defaults)")
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="relia.yaml (default: ./relia.yaml if present, else built-in defaults)",
+        ),
     ] = None,
     port: Annotated[int | None, typer.Option("--port", help="API port (overrides config)")] = None,
     data_dir: Annotated[

@@ -1,8 +1,10 @@
 """``relia.yaml``: the configuration as pydantic models, with file/line locations on every error.
 
 Precedence: defaults < file < ``RELIA_*`` environment variables. A nested field is reached with
-double underscores: ``RELIA_API__PORT=9000`` sets ``api.port``. Values from the environment are
-parsed as YAML scalars, so ``RELIA_HOST__ENABLED=false`` is a boolean.
+double underscores: ``RELIA_API__PORT=9000`` sets ``api.port``. A value from the environment that
+is exactly a YAML number, boolean or null, or starts with ``[`` or ``{``, is read as YAML, so
+``RELIA_HOST__ENABLED=false`` is a boolean; anything else, and any value of a text setting, is the
+text as written.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import os
 import re
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -55,33 +58,65 @@ __all__ = [
     "human_duration",
     "is_loopback",
     "load_config",
+    "parse_delay",
     "parse_duration",
 ]
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+# ASCII digits only: ``\\d`` would take other scripts' digits ("١٥s" read as 15 s).
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d|w|y)\s*")
+_BARE_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_UNIT_MS = {
+    "ms": 1,
+    "s": 1000,
+    "m": 60_000,
+    "h": 3_600_000,
+    "d": 86_400_000,
+    "w": 604_800_000,
+    "y": 31_536_000_000,
+}
 #: The longest wait Python's threads take (``threading.TIMEOUT_MAX`` on Linux: 292 years).
 _MAX_SECONDS = 9_223_372_036.0
 _TOO_LONG = f"a duration must not be longer than {_MAX_SECONDS:g} s (292 years)"
+_EXPECTED = "expected a duration like 15s, 5m, 1h or 1h30m"
+
+
+def _duration_text_seconds(text: str) -> float | None:
+    """Seconds in ``text`` written as a number of seconds or as parts with units (``1h30m``,
+    ``250ms``, ``1.5h``: Prometheus's grammar, with fractions); None when it is neither."""
+    text = text.strip()
+    if _BARE_SECONDS.fullmatch(text):
+        return float(text)
+    pos, total_ms = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            return None
+        total_ms += float(match.group(1)) * _UNIT_MS[match.group(2)]
+        pos = match.end()
+    return total_ms / 1000.0 if text and pos == len(text) else None
 
 
 def parse_duration(value: object) -> float:
-    """Parse ``"15s"``, ``"5m"``, ``"1h"``, ``"250ms"`` or a number of seconds; return seconds."""
+    """Parse ``"15s"``, ``"5m"``, ``"1h30m"``, ``"250ms"`` or a number of seconds into seconds."""
     if isinstance(value, bool):
-        raise ValueError("expected a duration like 15s, 5m or 1h")
+        raise ValueError(_EXPECTED)
     if isinstance(value, int | float):
         try:
             seconds = float(value)
         except OverflowError:  # a whole number too large for a float
             raise ValueError(_TOO_LONG if value > 0 else "a duration must be positive") from None
     else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ValueError(f"expected a duration like 15s, 5m or 1h, got {value!r}")
-        seconds = float(match.group(1)) * _UNIT_MS[match.group(2) or "s"] / 1000.0
+        text = str(value).strip()
+        if text.startswith("-") and _duration_text_seconds(text[1:]) is not None:
+            raise ValueError(f"a duration must not be negative, got {value!r}")
+        parsed = _duration_text_seconds(text)
+        if parsed is None:
+            raise ValueError(f"{_EXPECTED}, got {value!r}")
+        seconds = parsed
     if not math.isfinite(seconds):
         raise ValueError("a duration must be finite")
-    if seconds <= 0:
+    if seconds < 0:
+        raise ValueError(f"a duration must not be negative, got {value!r}")
+    if seconds == 0:
         raise ValueError("a duration must be positive")
     if seconds < 0.001:
         # Time is kept in whole milliseconds: a shorter interval or step cannot be kept.
@@ -95,13 +130,12 @@ def parse_duration(value: object) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
-def _parse_delay(value: object) -> float:
+def parse_delay(value: object) -> float:
     """A :data:`Duration` that may also be 0 (``0``, ``"0s"``): a wait that can be none."""
     if isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
         return 0.0
     if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match and float(match.group(1)) == 0:
+        if _duration_text_seconds(value) == 0:
             return 0.0
         if value.strip().startswith("-"):
             raise ValueError(f"must not be negative, got {value!r}")
@@ -111,7 +145,7 @@ def _parse_delay(value: object) -> float:
 
 
 #: A duration or 0.
-NonNegativeDuration = Annotated[float, BeforeValidator(_parse_delay)]
+NonNegativeDuration = Annotated[float, BeforeValidator(parse_delay)]
 
 #: How long finished history is kept by default (``retention``), and the least allowed.
 RETENTION_DEFAULT = 30 * 86400.0
@@ -138,6 +172,26 @@ def _http_url(url: str) -> str:
 
 
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+def _setting_path(value: object) -> object:
+    """A path setting as relia uses it: ``~`` expanded (a literal ``./~`` folder is a trap: ``rm
+    -rf ~`` to clean it up deletes the home directory), a NUL refused (no system call takes it)."""
+    if not isinstance(value, str | os.PathLike):
+        return value  # not a path: pydantic says so ("expected a path")
+    text = os.fspath(value)
+    if not isinstance(text, str):
+        return value
+    if "\0" in text:
+        raise ValueError("holds a NUL character")
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # ~user for a user this machine does not know
+        raise ValueError(f"cannot expand {text.split('/', 1)[0]!r}: no such user") from None
+
+
+#: A file or directory setting: ``~`` expanded, a NUL refused.
+SettingPath = Annotated[Path, BeforeValidator(_setting_path)]
 
 
 # "${NAME}", "${NAME:-default}" or "$NAME": a shell or compose variable left unexpanded.
@@ -232,8 +286,8 @@ class ApiConfig(_Model):
         description="require a token on every route but /healthz; default: on when tokens are "
         "configured. Off is allowed only on a loopback address",
     )
-    tls_cert: Path | None = Field(None, description="PEM certificate (chain): serve HTTPS")
-    tls_key: Path | None = Field(
+    tls_cert: SettingPath | None = Field(None, description="PEM certificate (chain): serve HTTPS")
+    tls_key: SettingPath | None = Field(
         None, validate_default=True, description="PEM private key of tls_cert"
     )
     max_body_bytes: int = Field(16 << 20, ge=1, description="larger request bodies get 413")
@@ -421,7 +475,7 @@ class SloConfig(_Model):
     """SLOs that ``relia up`` evaluates every ``interval``, turning firing burn-rate alerts into
     findings. Off while ``files`` is empty."""
 
-    files: list[Path] = Field(
+    files: list[SettingPath] = Field(
         default_factory=list, description="SLO spec files: relia, Sloth prometheus/v1, OpenSLO"
     )
     prometheus: HttpUrl | None = Field(
@@ -436,7 +490,7 @@ class SloConfig(_Model):
         description="shortest range put in for {{.window}} (about twice the scrape interval)",
     )
     timeout: Duration = 30.0
-    sloth_windows: Path | None = Field(
+    sloth_windows: SettingPath | None = Field(
         None, description="Sloth AlertWindows file: period and alert windows of the Sloth specs"
     )
 
@@ -456,7 +510,7 @@ class SloConfig(_Model):
 class LogFileConfig(_Model):
     """A log file that ``relia up`` tails (followed across rotation and truncation)."""
 
-    path: Path
+    path: SettingPath
     name: str | None = Field(
         None, min_length=1, description="label of its series and findings; default: file stem"
     )
@@ -695,7 +749,7 @@ class IngestConfig(_Model):
         "dropped: the engine scores only samples newer than a series' last one, so one "
         "far-future sample would stop the scoring of its series",
     )
-    wal_dir: Path | None = Field(None, description="write-ahead log; default <data_dir>/wal")
+    wal_dir: SettingPath | None = Field(None, description="write-ahead log; default <data_dir>/wal")
     fsync_interval: Duration | None = Field(
         None,
         description="fsync the WAL at most this long after a write (power-loss safety); unset: "
@@ -761,7 +815,7 @@ class HaConfig(_Model):
 class ReliaConfig(_Model):
     """The whole of ``relia.yaml``."""
 
-    data_dir: Path = Path("relia-data")
+    data_dir: SettingPath = Path("relia-data")
     store: str | None = Field(
         None,
         description="unset or a directory: the embedded DuckDB store (in data_dir, or there); "
@@ -772,6 +826,7 @@ class ReliaConfig(_Model):
     samples_per_series: int = Field(
         2000,
         ge=10,
+        le=10**9,  # the store's marks are int64: past ~2**63 every tick would overflow
         description="recent samples kept per series in the store "
         "(DuckDB: up to an eighth more between trims)",
     )
@@ -904,7 +959,7 @@ class ReliaConfig(_Model):
 def _line_of(node: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
     """Follow a pydantic error location through the YAML node tree; return a 1-based line."""
     line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
+    for depth, part in enumerate(loc):
         if isinstance(node, yaml.MappingNode):
             nxt = None
             for key_node, value_node in node.value:
@@ -912,6 +967,8 @@ def _line_of(node: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
                     nxt = value_node
                     line = key_node.start_mark.line + 1
                     break
+            if nxt is None and depth == 0:
+                return None  # a section the file does not write: no line of it is the place
             node = nxt
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
             if part < len(node.value):
@@ -924,6 +981,28 @@ def _line_of(node: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
         if node is None:
             break
     return line
+
+
+def _short_tag(tag: str) -> str:
+    return tag.replace("tag:yaml.org,2002:", "!!")
+
+
+def _unconstructible_node(root: yaml.Node | None) -> yaml.ScalarNode | None:
+    """The first scalar of ``root`` that PyYAML cannot construct (a bad ``!!int abc``)."""
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop(0)
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                yaml.SafeLoader("").construct_object(node, deep=True)
+            except (ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError):
+                return node
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
+    return None
 
 
 def _secret_env_names(data: Mapping[str, Any]) -> set[str]:
@@ -959,9 +1038,11 @@ def _env_overrides(
         if len(path) == 1 and path[0].endswith("_secret"):
             continue
         try:
-            value = _env_value(raw)
+            value = _env_value(raw, text=_text_setting(path))
         except RecursionError:  # PyYAML recurses per nesting level: no traceback for "[[[…"
             raise ConfigError("not valid YAML: nested too deeply", where=name) from None
+        except ValueError as exc:
+            raise ConfigError(str(exc), where=name) from None
         target = out
         for part in path[:-1]:
             target = target.setdefault(part, {})
@@ -973,19 +1054,71 @@ def _env_overrides(
     return out, sources
 
 
-def _env_value(raw: str) -> Any:
-    """An environment value read as YAML (numbers, booleans, ``null``, ``[...]``, ``{...}``),
-    except that a value not written as a list or mapping stays text: YAML reads ``::`` (the IPv6
-    any-address) or ``a: b`` as mappings, which no scalar setting accepts."""
-    if raw == "":
-        return ""
+#: Tags of the plain scalars an environment value is read as (anything else stays text).
+_ENV_SCALAR_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("int", "float", "bool", "null"))
+
+
+def _env_value(raw: str, *, text: bool = False) -> Any:
+    """An environment value as a setting: a YAML number, boolean or ``null`` when it is exactly
+    one, a list or mapping when it starts with ``[`` or ``{``, else the text as given. YAML would
+    cut ``k7 #rest`` at its comment, make ``#…`` or ``&x`` null and drop quotes: a token set so
+    would be shortened or gone without a word. ``text``: the setting is text (a token, a URL,
+    a name), which always takes the value as given."""
+    stripped = raw.strip()
+    if text or not stripped:
+        return raw
+    structured = stripped.startswith(("[", "{"))
+    if not structured:
+        # The tag YAML gives the plain scalar (PyYAML's resolver is untyped).
+        loader = yaml.SafeLoader("")
+        tag = loader.resolve(yaml.ScalarNode, stripped, (True, False))  # type: ignore[no-untyped-call]
+        if tag not in _ENV_SCALAR_TAGS:
+            return raw
     try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw
-    if isinstance(value, (dict, list)) and not raw.lstrip().startswith(("[", "{")):
-        return raw
-    return value
+        return yaml.safe_load(raw if structured else stripped)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        # An explicit tag with a value it cannot take (!!int abc), or an integer too long for
+        # Python to read: PyYAML raises Python's own exceptions.
+        node = _unconstructible_node(yaml.compose(raw, Loader=yaml.SafeLoader))
+        raise ValueError(f"not valid YAML: {_node_problem(node, exc)}") from None
+
+
+def _node_problem(node: yaml.ScalarNode | None, exc: BaseException) -> str:
+    """What PyYAML's constructor failed on, as one line (its exceptions are Python's own)."""
+    if node is not None:
+        shown = (
+            repr(node.value)
+            if len(node.value) <= 40
+            else f"a value of {len(node.value)} characters"
+        )
+        return f"{shown} is not a valid {_short_tag(node.tag)}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _text_setting(path: Sequence[str]) -> bool:
+    """Whether the setting at ``path`` (lower-case keys) is text: a str or secret field."""
+    model: type[BaseModel] = ReliaConfig
+    for i, part in enumerate(path):
+        field = model.model_fields.get(part)
+        if field is None:
+            return False
+        kinds = [get_args(k)[0] if get_origin(k) is Annotated else k for k in _union_args(field)]
+        models = [k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel)]
+        if i < len(path) - 1:
+            if not models:
+                return False
+            model = models[0]
+            continue
+        return bool(kinds) and all(k in (str, SecretStr, type(None)) for k in kinds)
+    return False
+
+
+def _union_args(field: Any) -> list[Any]:
+    annotation = field.annotation
+    args = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else ()
+    return list(args) if args else [annotation]
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -1007,8 +1140,16 @@ def _format_error(
     loc = tuple(err.get("loc", ()))
     field = ".".join(str(p) for p in loc) or "(top level)"
     msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-    if err.get("type") == "extra_forbidden":
+    kind = err.get("type")
+    if kind == "extra_forbidden":
         msg = unknown_field(ReliaConfig, loc)
+    elif kind == "model_type":  # pydantic names its class: "a valid dictionary or HostConfig"
+        msg = f"expected a mapping of settings, got {_yaml_kind(err.get('input'))}"
+    elif kind in ("path_type", "path_parsing"):
+        msg = f"expected a path, got {_yaml_kind(err.get('input'))}"
+    elif kind == "int_parsing" and _FLOAT_TEXT.fullmatch(text := str(err.get("input", ""))):
+        # YAML 1.1 reads 1e6 (no dot) as text: pydantic's "unable to parse string" hides why.
+        msg = f"expected a whole number written out in digits, got {text!r}"
     key = tuple(str(p) for p in loc)
     for path, name in env_sources.items():
         if key[: len(path)] == path:  # the value came from the environment
@@ -1070,6 +1211,19 @@ def log_file_warnings(cfg: ReliaConfig, path: str | Path | None) -> list[str]:
     return out
 
 
+_FLOAT_TEXT = re.compile(r"[-+]?[0-9]*\.?[0-9]+[eE][-+]?[0-9]+")
+
+
+def _yaml_kind(value: object) -> str:
+    """How YAML wrote ``value``, for a message (never the value itself: it may be a secret)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    kinds = {dict: "a mapping", list: "a list", str: "text", int: "a number", float: "a number"}
+    return kinds.get(type(value), type(value).__name__)
+
+
 def check_slo_files(cfg: ReliaConfig, path: str | Path | None) -> None:
     """Raise :class:`ConfigError` for each ``slos.files`` entry that does not exist, as
     ``file:line: slos.files.N: no such file: …`` (the spec loader's own error names only the spec
@@ -1118,13 +1272,28 @@ def load_config(
         try:
             root = yaml.compose(text, Loader=yaml.SafeLoader)
             loaded = yaml.safe_load(text)
+        except yaml.reader.ReaderError as exc:
+            # No problem_mark, and str() is two lines; its position gives the line.
+            at = text.count("\n", 0, exc.position) + 1
+            char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+            raise ConfigError(
+                f"{where}:{at}: not valid YAML: unacceptable character #x{char:04x}: {exc.reason}"
+            ) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = f":{mark.line + 1}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc)
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             raise ConfigError(f"{where}{line}: not valid YAML: {problem}") from None
         except RecursionError:  # PyYAML recurses per nesting level: no traceback for "[[[…"
             raise ConfigError(f"{where}: not valid YAML: nested too deeply") from None
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            # An explicit tag with a value it cannot take (``!!int abc``): PyYAML raises
+            # Python's own exceptions, without a place; the node that fails gives the line.
+            node = _unconstructible_node(root)
+            line = f":{node.start_mark.line + 1}" if node is not None else ""
+            raise ConfigError(
+                f"{where}{line}: not valid YAML: {_node_problem(node, exc)}"
+            ) from None
         repeats = sorted(repeated_keys(root), key=lambda r: r[1])
         if repeats:
             raise ConfigError(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from relia.config import parse_duration
+from relia.config import parse_delay
 
 if TYPE_CHECKING:
     import polars as pl
@@ -25,6 +25,8 @@ __all__ = [
     "wall_clock_ms",
 ]
 
+#: Eight ASCII digits: ISO-8601's basic date, YYYYMMDD.
+_BASIC_DATE = re.compile(r"[0-9]{8}")
 _RELATIVE = re.compile(r"^\s*(?:now)?\s*([+-])\s*(\S+)\s*$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: The times a datetime can hold (years 1 to 9999), in ms UTC: what relia can format or query.
@@ -37,8 +39,9 @@ MAX_MS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - _EPOCH) // ti
 def parse_time(text: str, *, now_ms: int) -> int:
     """Parse an absolute or relative time into ms UTC.
 
-    Accepts ``now``, ``now-1h`` / ``-1h`` / ``-30m``, epoch seconds or milliseconds (by
-    magnitude), and ISO-8601 (naive means UTC). Raises ``ValueError`` with a readable message.
+    Accepts ``now``, ``now-1h`` / ``-1h`` / ``-30m`` / ``now-1h30m``, epoch seconds or
+    milliseconds (by magnitude), and ISO-8601 (naive means UTC; eight digits are the basic date
+    ``20240101``). Raises ``ValueError`` with a readable message.
     """
     ms = _parse_time(text, now_ms=now_ms)
     # An epoch number can be any size: one past year 9999 could not be formatted nor queried.
@@ -54,7 +57,19 @@ def _parse_time(text: str, *, now_ms: int) -> int:
     rel = _RELATIVE.match(raw.lower())
     if rel and not raw.lstrip("+-").replace(".", "", 1).isdigit():
         sign = -1 if rel.group(1) == "-" else 1
-        return now_ms + sign * int(round(parse_duration(rel.group(2)) * 1000))
+        # now-0s is now: an offset may be none.
+        return now_ms + sign * int(round(parse_delay(rel.group(2)) * 1000))
+    if _BASIC_DATE.fullmatch(raw):
+        # ISO-8601's basic date (20240101), as GNU date and datetime.fromisoformat read it: as
+        # epoch seconds it would be August 1970, which nobody means.
+        try:
+            day = datetime.strptime(raw, "%Y%m%d").replace(tzinfo=UTC)
+        except ValueError:
+            raise ValueError(
+                f"not a time: {text!r} (eight digits are read as a date, YYYYMMDD; write "
+                "2024-01-01 or epoch seconds with a decimal point, 20240101.0)"
+            ) from None
+        return (day - _EPOCH) // timedelta(milliseconds=1)
     try:
         number = float(raw)
     except ValueError:

@@ -98,3 +98,10 @@ def test_an_events_sli_whose_queries_differ_in_unit_is_refused() -> None:
             good_query="sum(count_over_time((x < 5)[{{.window}}:]))",
             total_query="sum(rate(x[{{.window}}]))",
         )
+
+
+@pytest.mark.parametrize("text", ["\u0661\u0665m", "\uff11h", "1\u0660d"])
+def test_a_duration_takes_ascii_digits_only(text: str) -> None:
+    # The grammar of relia.yaml's durations: other scripts' digits are no number.
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_duration_seconds(text)

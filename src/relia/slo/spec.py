@@ -37,7 +37,8 @@ __all__ = [
     "window_unit",
 ]
 
-_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+# ASCII digits only, as relia.yaml durations: `\d` would take "١٥m" as 15 minutes.
+_DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d|w|y)")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
 #: Prometheus keeps durations in int64 nanoseconds: nothing longer (about 292 years) is valid.
 _MAX_SECONDS = (2**63 - 1) // 1_000_000_000

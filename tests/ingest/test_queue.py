@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from relia.errors import ConfigError
 from relia.ingest.queue import IngestQueue, QueueClosed, QueueFull
 from relia.ingest.remote_write import RemoteWriteDecoder
 from relia.signals import MetricBatch, SeriesIndex
@@ -475,3 +476,55 @@ def test_a_segment_reopened_after_a_torn_first_record_is_not_deleted_early(
     q2.commit(token)
     q2.close()
     assert _replayed(tmp_path) == (1, [b"acked"])
+
+
+def test_a_second_queue_on_one_wal_directory_is_refused(tmp_path: Path) -> None:
+    # Two replicas sharing a data_dir numbered records from 1 each into one segment and shared
+    # one commit marker: one's commit hid the other's acknowledged samples from its replay.
+    dec = RemoteWriteDecoder(SeriesIndex())
+    first = IngestQueue(1000, tmp_path)
+    first.recover(lambda p: dec.decode(p).batch)
+    second = IngestQueue(1000, tmp_path)
+    with pytest.raises(ConfigError) as refused:
+        second.recover(lambda p: dec.decode(p).batch)
+    assert str(refused.value) == (
+        f"{tmp_path}: the WAL is in use by another relia (process {os.getpid()}): give each "
+        "replica its own data_dir (or ingest.wal_dir)"
+    )
+    with pytest.raises(ConfigError):
+        _offer(second, dec, 1)
+    first.close()  # closing gives the directory up
+    _offer(second, dec, 1)
+    second.close()
+
+
+_HOLDER = textwrap.dedent(
+    """
+    import sys
+    from relia.ingest.queue import IngestQueue
+    q = IngestQueue(10, sys.argv[1])
+    q.recover(lambda p: None)
+    print("held", flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def test_a_wal_directory_held_by_another_process_names_its_pid(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root / "src")},
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+        with pytest.raises(ConfigError, match=rf"another relia \(process {proc.pid}\)"):
+            IngestQueue(10, tmp_path).recover(lambda p: MetricBatch.empty())
+    finally:
+        proc.kill()
+        proc.wait(10)
+    # The lock went with the process (a SIGKILL too): a restart takes the directory.
+    IngestQueue(10, tmp_path).recover(lambda p: MetricBatch.empty())

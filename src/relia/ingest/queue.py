@@ -18,14 +18,17 @@ Over ``max_samples`` in memory, :meth:`offer` raises :class:`QueueFull` with a `
 estimated from the recent drain rate: backpressure instead of growing memory.
 
 WAL layout: ``<wal_dir>/<first seq, 20 digits>.wal`` segments of records ``<length u32> <crc32
-u32> <seq u64> <payload>`` (little endian), and ``<wal_dir>/committed`` holding the highest
-committed sequence number (written to a temporary file, then renamed).
+u32> <seq u64> <payload>`` (little endian), ``<wal_dir>/committed`` holding the highest
+committed sequence number (written to a temporary file, then renamed), and ``<wal_dir>/lock``,
+held with an exclusive ``flock`` by the one queue using the directory (holding its pid):
+sequence numbers and the commit marker are one process's, so a second would lose samples.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import logging
 import math
 import os
@@ -38,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from relia.errors import DataError
+from relia.errors import ConfigError, DataError
 from relia.signals import MetricBatch
 
 __all__ = ["DrainToken", "IngestQueue", "QueueClosed", "QueueFull"]
@@ -112,6 +115,7 @@ class IngestQueue:
         self.recovered = 0
         self.corrupt_records = 0
         self._ready = False  # the directory exists and the commit marker was read
+        self._lock_fd: int | None = None  # the flock'ed lock file: this queue owns wal_dir
 
     def _prepare(self) -> None:
         # Lazily, so building a queue touches no disk (relia up's set-up is built in tests).
@@ -123,8 +127,35 @@ class IngestQueue:
             raise DataError(
                 f"cannot create the WAL directory: {exc.strerror}", where=str(self.wal_dir)
             ) from None
+        self._take_lock()
         self._committed = self._read_committed()
         self._ready = True
+
+    def _take_lock(self) -> None:
+        # Two replicas started from one directory (one data_dir on a shared PostgreSQL store)
+        # would number records from 1 each into the same segments and share one commit marker:
+        # one's commit hides the other's uncommitted samples from its replay.
+        path = self.wal_dir / "lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise DataError(f"cannot open the WAL lock: {exc.strerror}", where=str(path)) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip()
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise DataError(f"cannot lock the WAL: {exc.strerror}", where=str(path)) from None
+            by = f" (process {holder})" if holder.isdigit() else ""
+            raise ConfigError(
+                f"the WAL is in use by another relia{by}: give each replica its own data_dir "
+                "(or ingest.wal_dir)",
+                where=str(self.wal_dir),
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
 
     # -- WAL files -------------------------------------------------------------------------
 
@@ -357,3 +388,6 @@ class IngestQueue:
                     os.fsync(self._fd)
                 os.close(self._fd)
                 self._fd = None
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)  # the flock goes with it: the next relia may start
+                self._lock_fd = None

@@ -1589,3 +1589,50 @@ def test_config_check_warns_about_log_files_that_are_not_there(tmp_path: Path) -
         f"{cfg}:5: logs.files.2.path: warning: no such file, nor its directory: "
         f"{tmp_path / 'typo' / 'aap.log'} (relia up waits for it to appear)",
     ]
+
+
+_SCRAPE = "{name: %s, url: 'http://127.0.0.1:9/metrics'}"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "where"),
+    [
+        (
+            f"host: {{enabled: false}}\nscrape:\n  - {_SCRAPE % 'a'}\n  - {_SCRAPE % 'a'}\n",
+            4,
+            "scrape.1.name: source name 'a' is already used by scrape.0.name",
+        ),
+        (f"scrape:\n  - {_SCRAPE % 'host'}\n", 2, "scrape.0.name: source name 'host' is used"),
+        ('store: "postgres://u@h/x?bogus=1"\n', 1, "store: not a valid PostgreSQL URL: invalid"),
+        ('store: "postgresql://u:pw@[::1/x"\n', 1, "store: not a valid PostgreSQL URL: end of"),
+        ('store: "postgresql://u@h:99999/x"\n', 1, "store: not a valid PostgreSQL URL: port"),
+        ("interval: 5s\ndetector: {name: nosuch}\n", 2, "detector.name: no detector named"),
+    ],
+)
+def test_relia_up_refuses_what_config_check_refuses_at_the_same_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, line: int, where: str
+) -> None:
+    # config check said ok to each of these, and relia up refused them without file:line (and
+    # made the DuckDB store in data_dir first, for an unknown detector).
+    import relia.engine.up
+
+    def started(*args: object, **kwargs: object) -> int:
+        raise AssertionError("relia up went on to start")
+
+    monkeypatch.setattr(relia.engine.up, "run_up", started)
+    where = where.replace("is used", "is already used by host")
+    path = tmp_path / "relia.yaml"
+    path.write_text(f"data_dir: {tmp_path / 'd'}\napi: {{port: 0}}\n{text}")
+    line += 2
+    for args in (["config", "check", str(path)], ["up", "-c", str(path)]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stderr.startswith(f"relia: error: {path}:{line}: {where}"), result.stderr
+        assert result.stderr.count("\n") == 1
+    assert "pw" not in result.stderr  # a store URL's password is never echoed
+    assert not (tmp_path / "d").exists()
+
+
+def test_relia_up_help_says_it_reads_relia_yaml_in_the_working_directory() -> None:
+    result = runner.invoke(app, ["up", "--help"], env={"COLUMNS": "200"})
+    assert "default: ./relia.yaml if present, else built-in defaults" in result.stdout

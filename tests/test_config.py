@@ -1418,3 +1418,11 @@ def test_samples_per_series_has_an_upper_bound(tmp_path: Path) -> None:
         load_config(path, environ={})
     path.write_text("samples_per_series: 1000000000\n")
     assert load_config(path, environ={}).samples_per_series == 10**9
+
+
+def test_a_store_directory_expands_the_home_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert load_config(environ={"RELIA_STORE": "~/db"}).store == str(tmp_path / "db")
+    assert load_config(environ={"RELIA_STORE": "postgresql://u@h/x"}).store_is_postgresql

@@ -771,7 +771,7 @@ def _check_sloth_windows(windows: Path | None, file: Path | None) -> None:
     raise ConfigError(f"slos.sloth_windows: {windows}: {why}", where=where)
 
 
-def _check_detector(name: str, params: dict[str, Any], file: Path) -> None:
+def _check_detector(name: str, params: dict[str, Any], file: Path | None) -> None:
     """Build the configured detector as ``relia up`` does: an unknown name or a parameter it
     refuses is a ConfigError at the config's line (``detector.name``, ``detector.params.X``)."""
     import re
@@ -872,6 +872,8 @@ def up(
     cfg = load_config(config)
     check_slo_files(cfg, config)
     _check_sloth_windows(cfg.slos.sloth_windows, config)
+    # As `relia config check` does, before the store is opened (and, for DuckDB, created).
+    _check_detector(cfg.detector.name, cfg.detector.params, config)
     option = ""  # the one being applied, named in its error
     try:
         if port is not None:

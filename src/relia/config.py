@@ -55,6 +55,7 @@ __all__ = [
     "ScrapeTarget",
     "SinkConfig",
     "SloConfig",
+    "duplicate_source_names",
     "human_duration",
     "is_loopback",
     "load_config",
@@ -62,7 +63,7 @@ __all__ = [
     "parse_duration",
 ]
 
-# ASCII digits only: ``\\d`` would take other scripts' digits ("١٥s" read as 15 s).
+# ASCII digits only: ``\d`` would take other scripts' digits ("١٥s" read as 15 s).
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d|w|y)\s*")
 _BARE_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _UNIT_MS = {
@@ -812,6 +813,25 @@ class HaConfig(_Model):
         return self
 
 
+def _check_postgresql_url(url: str) -> None:
+    """Refuse a PostgreSQL URL libpq would refuse (``relia config check`` said ok to it, and
+    ``relia up`` failed), or whose port no server can have. The URL is never echoed: it may
+    hold a password."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:  # without the postgres extra, relia up says it needs it
+        return
+    try:
+        params = conninfo_to_dict(url)
+    except Exception as exc:  # noqa: BLE001 - psycopg.ProgrammingError, libpq's message
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        why = why.replace(f' in URI: "{url}"', "").replace(url, "the URL")
+        raise ValueError(f"not a valid PostgreSQL URL: {why}") from None
+    for port in str(params.get("port", "")).split(","):
+        if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError(f"not a valid PostgreSQL URL: port {port!r} is not 1 to 65535")
+
+
 class ReliaConfig(_Model):
     """The whole of ``relia.yaml``."""
 
@@ -926,14 +946,19 @@ class ReliaConfig(_Model):
         if sep:
             # libpq takes the scheme in lower case only (POSTGRESQL:// is "not a valid
             # connection string"), and HA is recognised by it: one spelling everywhere.
-            return f"{scheme.lower()}{sep}{rest}"
+            url = f"{scheme.lower()}{sep}{rest}"
+            _check_postgresql_url(url)
+            return url
         if looks_like_conninfo(store):
             # Else it would be taken for a directory: a DuckDB store, each replica alone.
             raise ValueError(
                 "a keyword/value connection string (host=… dbname=…) is not supported here: "
                 "write the store as postgresql://user@host:port/dbname"
             )
-        return store.strip()
+        if "\0" in store:
+            raise ValueError("holds a NUL character")
+        # A directory: ~ expanded, as in every path setting.
+        return str(Path(store.strip()).expanduser())
 
     @property
     def store_is_postgresql(self) -> bool:
@@ -1320,4 +1345,31 @@ def load_config(
     if problem is not None:
         err = {"loc": ("logs", "window"), "msg": problem}
         raise ConfigError(_format_error(err, where, root, env_sources))
+    clashes = [
+        _format_error({"loc": loc, "msg": msg}, where, root, env_sources)
+        for loc, msg in duplicate_source_names(cfg)
+    ]
+    if clashes:
+        raise ConfigError("\n".join(clashes))
     return cfg
+
+
+def duplicate_source_names(cfg: ReliaConfig) -> list[tuple[tuple[str | int, ...], str]]:
+    """Each source that ``relia up`` would build under a name another already has, as (its
+    location, message): series, health and the WAL are told apart by source name."""
+    named: list[tuple[str, tuple[str | int, ...]]] = []
+    if cfg.host.enabled:
+        named.append(("host", ("host",)))  # relia.sources.host's name
+    named += [(t.name, ("scrape", i, "name")) for i, t in enumerate(cfg.scrape)]
+    named += [(p.name, ("prometheus", i, "name")) for i, p in enumerate(cfg.prometheus)]
+    if cfg.api.enabled and cfg.ingest.remote_write:
+        named.append(("remote_write", ("ingest", "remote_write")))  # relia.ingest.source's
+    seen: dict[str, tuple[str | int, ...]] = {}
+    clashes = []
+    for name, loc in named:
+        if name in seen:
+            first = ".".join(str(p) for p in seen[name])
+            clashes.append((loc, f"source name {name!r} is already used by {first}"))
+        else:
+            seen[name] = loc
+    return clashes

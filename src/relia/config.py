@@ -691,6 +691,8 @@ class SinkConfig(_Model):
             return name
         if not name:
             raise ValueError("a webhook sink needs secret_env: the variable holding its secret")
+        if not (info.context or {}).get("secrets", True):
+            return name  # a reader (relia incidents) sends nothing: it needs no signing secret
         environ = (info.context or {}).get("environ", os.environ)
         if not environ.get(name):
             raise ValueError(f"the environment variable {name} is not set (or empty)")
@@ -1276,9 +1278,12 @@ def load_config(
     path: str | Path | None = None,
     *,
     environ: Mapping[str, str] | None = None,
+    secrets: bool = True,
 ) -> ReliaConfig:
     """Load and validate ``relia.yaml`` (or defaults when ``path`` is None).
 
+    ``secrets=False`` skips the check that each webhook sink's ``secret_env`` is set: for
+    commands that only read (``relia incidents``), which should not need the signing secret.
     Raises :class:`ConfigError` listing every problem, each as ``file:line: field: message``.
     """
     environ = os.environ if environ is None else environ
@@ -1336,7 +1341,9 @@ def load_config(
     env, env_sources = _env_overrides(environ, _secret_env_names(data))
     try:
         # The environment goes along as context: a webhook sink checks its secret_env there.
-        cfg = ReliaConfig.model_validate(_merge(data, env), context={"environ": environ})
+        cfg = ReliaConfig.model_validate(
+            _merge(data, env), context={"environ": environ, "secrets": secrets}
+        )
     except ValidationError as exc:
         lines = [_format_error(e, where, root, env_sources) for e in exc.errors()]
         raise ConfigError("\n".join(lines)) from None

@@ -514,3 +514,72 @@ def test_a_closed_stdout_pipe_ends_the_run_quietly_with_0(
     args = ["incidents", command, *which, "--url", server.url, "--token", TOKEN]
     r = run_into_closed_pipe(*args, *(["--json"] if as_json else []))
     assert (r.returncode, r.stderr) == (0, b"")
+
+
+def test_reading_incidents_needs_no_webhook_signing_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Readers had to export the sink's HMAC secret: "notify.sinks.0.secret_env: the environment
+    # variable RELIA_HOOK_SECRET is not set".
+    monkeypatch.delenv("RELIA_HOOK_SECRET", raising=False)
+    data = tmp_path / "data"
+    data.mkdir()
+    ids = fill(data / STORE_FILE)
+    config = tmp_path / "relia.yaml"
+    config.write_text(
+        f"data_dir: {data}\napi: {{port: {free_port()}}}\nnotify:\n  sinks:\n"
+        "    - {name: hook, type: webhook, url: 'https://hooks.example/relia', "
+        "secret_env: RELIA_HOOK_SECRET}\n"
+    )
+    r = runner.invoke(app, ["incidents", "list", "--config", str(config), "--json"])
+    assert r.exit_code == 0, r.output
+    assert {i["id"] for i in json.loads(r.stdout)["incidents"]} == set(ids.values())
+    r = runner.invoke(app, ["incidents", "show", ids['cpu{job="db"}'], "--config", str(config)])
+    assert r.exit_code == 0, r.output
+    # relia up still needs it.
+    r = runner.invoke(app, ["config", "check", str(config)])
+    assert r.exit_code == 2 and "RELIA_HOOK_SECRET is not set" in r.stderr
+
+
+def test_a_config_serving_tls_is_asked_over_https_trusting_its_certificate(
+    tmp_path: Path,
+) -> None:
+    from tests.api.test_tls import _self_signed
+
+    cert, key = _self_signed(tmp_path)
+    fill_ids = fill(tmp_path / "served.duckdb")
+    store = DuckDBStore(tmp_path / "served.duckdb")
+    api = FastAPI()
+    api.include_router(incidents_router(store, clock=lambda: T0 + 60 * M))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    srv = uvicorn.Server(
+        uvicorn.Config(
+            api,
+            log_level="error",
+            lifespan="off",
+            ssl_certfile=str(cert),
+            ssl_keyfile=str(key),
+        )
+    )
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not srv.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    config = tmp_path / "relia.yaml"
+    config.write_text(
+        f"data_dir: {tmp_path / 'empty'}\napi: {{port: {port}, tls_cert: {cert}, tls_key: {key}}}\n"
+    )
+    try:
+        r = runner.invoke(app, ["incidents", "list", "--config", str(config), "--json"])
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+        sock.close()
+        store.close()
+    # It was http://, which the TLS server cut off ("Server disconnected").
+    assert r.exit_code == 0, r.output
+    assert {i["id"] for i in json.loads(r.stdout)["incidents"]} == set(fill_ids.values())

@@ -8,6 +8,7 @@ is free then: only a running relia holds it.
 from __future__ import annotations
 
 import json
+import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -60,14 +61,22 @@ class _Source:
 
         if config is None and Path("relia.yaml").exists():
             config = Path("relia.yaml")
-        self.cfg = load_config(config)
+        # A reader needs no webhook's signing secret in its environment.
+        self.cfg = load_config(config, secrets=False)
+        #: How the API's certificate is checked: the system's CAs, and the config's own
+        #: certificate when the URL is the config's (a self-signed one, typically).
+        self.verify: ssl.SSLContext | bool = True
         if url is None:
             host = self.cfg.api.host
             if host in ("0.0.0.0", "::", ""):  # listening everywhere: ask over loopback
                 host = "127.0.0.1"
             if ":" in host:
                 host = f"[{host}]"
-            url = f"http://{host}:{self.cfg.api.port}"
+            scheme = "https" if self.cfg.api.tls else "http"
+            url = f"{scheme}://{host}:{self.cfg.api.port}"
+            if self.cfg.api.tls_cert is not None:
+                self.verify = ssl.create_default_context()
+                self.verify.load_verify_locations(cafile=self.cfg.api.tls_cert)
         check_url(url, "--url")
         if token is not None and not (token.isascii() and token.isprintable()):
             # It goes into an Authorization header, which carries ASCII only.
@@ -82,7 +91,13 @@ class _Source:
 
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
-            r = httpx.get(self.url + path, params=params, headers=headers, timeout=_TIMEOUT_S)
+            r = httpx.get(
+                self.url + path,
+                params=params,
+                headers=headers,
+                timeout=_TIMEOUT_S,
+                verify=self.verify,
+            )
         except httpx.ConnectError as e:
             if _refused(e):
                 return None

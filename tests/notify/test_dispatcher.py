@@ -733,3 +733,42 @@ def test_an_outage_shorter_than_a_second_lasted_0s_and_one_second_1s() -> None:
         "1s",
         "2m30s",
     )
+
+
+def test_items_of_a_sink_no_longer_configured_are_named_then_given_up_after_max_age(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A sink renamed from hook to hook2 left its pending items pending forever: not delivered,
+    # not given up, not counted, never pruned.
+    sink = ScriptedSink("hook2")
+    store, d, registry = make([sink], max_age=3600.0)
+    store.enqueue_notifications(notifications_for(incident(), ["hook", "hook2"], T0))
+    with caplog.at_level(logging.WARNING, logger="relia.notify"):
+        d.run_once(T0 + 10 * S)
+        d.run_once(T0 + 20 * S)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "the outbox holds notifications for sinks that are not configured (a sink removed or "
+        "renamed): hook (1 item pending); they are not delivered, and are given up 1h after "
+        "they were written (notify.max_age)"
+    ]
+    assert sink.delivered == ["hook2:inc1:1"]
+    assert store.outbox_counts()["hook"]["pending"] == 1
+    assert metric(registry, "relia_notify_pending", "hook") == 1
+    assert metric(registry, "relia_notify_failed_total", "hook") == 0
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="relia.notify"):
+        d.run_once(T0 + 3600 * S + 1)
+    assert store.outbox_counts()["hook"]["pending"] == 0
+    assert store.outbox_counts()["hook"]["failed"] == 1
+    assert metric(registry, "relia_notify_failed_total", "hook") == 1
+    assert metric(registry, "relia_notify_pending", "hook") == 0
+    assert "sink hook: gave up on hook:inc1:1: its sink is no longer configured" in caplog.text
+
+
+def test_a_follower_leaves_the_items_of_unconfigured_sinks_alone() -> None:
+    store, _, _ = make([ScriptedSink("hook2")])
+    d = Dispatcher(store, [ScriptedSink("hook2")], max_age=60.0, fence=ScriptedFence(None, [False]))
+    store.enqueue_notifications(notifications_for(incident(), ["hook"], T0))
+    d.run_once(T0 + 3600 * S)
+    assert store.outbox_counts()["hook"]["pending"] == 1

@@ -67,6 +67,8 @@ _BATCH = 100
 _MAX_ROUNDS = 20
 #: How often the pending gauge is recomputed when nothing happened (seconds).
 _GAUGE_EVERY_S = 5.0
+#: How often the items of sinks no longer configured are looked at for their give-up (ms).
+_ORPHANS_EVERY_MS = 60_000
 
 
 class OutboxStore(Protocol):
@@ -213,6 +215,10 @@ def _breaker_success(sink: str, breaker: CircuitBreaker, now: int) -> None:
         )
 
 
+def _count(n: int) -> str:
+    return f"{n} item" + ("" if n == 1 else "s")
+
+
 def _failures(n: int) -> str:
     return f"{n} failure" + ("" if n == 1 else "s")
 
@@ -287,6 +293,10 @@ class Dispatcher:
         }
         self._refreshed: dict[str, int] = {}
         self._gauged_at: float | None = None
+        #: Sinks the outbox holds pending items for that are not configured (a sink removed or
+        #: renamed): found on the first run, their items given up after max_age.
+        self._orphans: set[str] | None = None
+        self._orphans_at: int | None = None
         self._wake = threading.Event()
         reg = registry if registry is not None else CollectorRegistry()
         self._delivered = Counter(
@@ -348,6 +358,11 @@ class Dispatcher:
                 return 0
         delivered = 0
         touched = False
+        try:
+            touched = self._expire_orphans(now, token)
+        except _Fenced:
+            log.warning("fencing token %s is stale: this replica stops sending", token)
+            return 0
         for sink in self._sinks:
             try:
                 n, changed = self._drain(sink, now, token)
@@ -479,6 +494,54 @@ class Dispatcher:
         self._failed.labels(sink=item.sink).inc()
         log.error("sink %s: gave up on %s: %s", item.sink, item.id, error)
 
+    def _expire_orphans(self, now: int, token: int | None) -> bool:
+        """Give up the items of sinks no longer configured once they are ``max_age`` old (no
+        sink will ever deliver them, and pending items are never pruned); the first run logs
+        them once. Returns whether any item changed."""
+        if self._orphans is None:
+            counts = self._store.outbox_counts()
+            configured = {s.name for s in self._sinks}
+            waiting = {
+                name: n
+                for name, by_status in counts.items()
+                if name not in configured and (n := by_status.get(OutboxStatus.PENDING.value, 0))
+            }
+            self._orphans = set(waiting)
+            if waiting:
+                log.warning(
+                    "the outbox holds notifications for sinks that are not configured (a sink "
+                    "removed or renamed): %s; they are not delivered, and are given up %s after "
+                    "they were written (notify.max_age)",
+                    ", ".join(
+                        f"{name} ({_count(n)} pending)" for name, n in sorted(waiting.items())
+                    ),
+                    _duration(self._max_age_ms),
+                )
+                for name in waiting:
+                    self._failed.labels(sink=name)
+                    self._pending.labels(sink=name).set(waiting[name])
+        if not self._orphans:
+            return False
+        if self._orphans_at is not None and now - self._orphans_at < _ORPHANS_EVERY_MS:
+            return False
+        self._orphans_at = now
+        changed = False
+        for name in sorted(self._orphans):
+            for _ in range(_MAX_ROUNDS):
+                items = self._store.due_notifications(name, now, _BATCH)
+                if not items:  # nothing of it pending any more
+                    self._orphans.discard(name)
+                    self._pending.labels(sink=name).set(0)
+                    break
+                expired = [i for i in items if now - i.created_at > self._max_age_ms]
+                if not expired:
+                    break
+                self._fence_check(token)  # only the leader changes the outbox
+                for item in expired:
+                    self._give_up(item, now, "its sink is no longer configured")
+                changed = True
+        return changed
+
     def _maybe_refresh(self, sink: RefreshingSink, now: int, token: int | None = None) -> None:
         last = self._refreshed.get(sink.name)
         if last is not None and now - last < sink.resend_interval * 1000:
@@ -519,9 +582,9 @@ class Dispatcher:
 
     def _update_pending(self) -> None:
         counts = self._store.outbox_counts()
-        for sink in self._sinks:
-            pending = counts.get(sink.name, {}).get(OutboxStatus.PENDING.value, 0)
-            self._pending.labels(sink=sink.name).set(pending)
+        for name in [s.name for s in self._sinks] + sorted(self._orphans or ()):
+            pending = counts.get(name, {}).get(OutboxStatus.PENDING.value, 0)
+            self._pending.labels(sink=name).set(pending)
 
 
 def _takes_token(method: Callable[..., object]) -> bool:

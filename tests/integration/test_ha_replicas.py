@@ -261,3 +261,34 @@ def test_sigstop_the_leader_the_resumed_one_cannot_send(
             stopped.proc.send_signal(signal.SIGCONT)
         for p in procs:
             p.ensure_gone()
+
+
+def test_a_second_replica_on_the_same_data_dir_is_refused(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    # With a PostgreSQL store no store-file lock catches two replicas started from one
+    # directory: they shared one remote-write WAL, and one's commit lost the other's samples.
+    import subprocess
+    import sys
+
+    config = tmp_path / "relia.yaml"
+    config.write_text(
+        f"data_dir: {tmp_path / 'data'}\nstore: '{postgres_dsn}'\n"
+        "host: {enabled: false}\napi: {port: 0}\n"
+    )
+    first = ReliaProcess(config)
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "relia", "up", "-c", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,  # a second relia that starts runs until killed here
+        )
+    finally:
+        first.stop()
+        first.ensure_gone()
+    assert second.returncode == 2, second.stderr
+    assert second.stderr == (
+        f"relia: error: {tmp_path / 'data' / 'wal'}: the WAL is in use by another relia "
+        f"(process {first.proc.pid}): give each replica its own data_dir (or ingest.wal_dir)\n"
+    )

@@ -1636,3 +1636,25 @@ def test_relia_up_refuses_what_config_check_refuses_at_the_same_line(
 def test_relia_up_help_says_it_reads_relia_yaml_in_the_working_directory() -> None:
     result = runner.invoke(app, ["up", "--help"], env={"COLUMNS": "200"})
     assert "default: ./relia.yaml if present, else built-in defaults" in result.stdout
+
+
+@pytest.mark.parametrize("tagged", ["!!int abc", "!!float abc", "!!timestamp abc", "!!bool abc"])
+def test_config_check_on_a_tag_its_value_cannot_take_is_one_line(
+    tmp_path: Path, tagged: str
+) -> None:
+    # A traceback (ValueError, KeyError, AttributeError from PyYAML's constructor) before.
+    path = tmp_path / "relia.yaml"
+    path.write_text(f"interval: {tagged}\n")
+    result = runner.invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 2
+    assert (
+        result.stderr
+        == f"relia: error: {path}:1: not valid YAML: 'abc' is not a valid {tagged.split()[0]}\n"
+    )
+    path.write_text("interval: 5s\n")
+    result = runner.invoke(
+        app, ["config", "check", str(path)], env={"RELIA_API__PORT": f"[{tagged}]"}
+    )
+    assert result.exit_code == 2
+    assert result.stderr.startswith("relia: error: RELIA_API__PORT: not valid YAML: 'abc'")
+    assert result.stderr.count("\n") == 1

@@ -239,9 +239,16 @@ def test_parse_time_ms_roundtrip(ms: int) -> None:
     assert parse_time(str(ms), NOW) == ms
 
 
-@given(st.integers(-(10**10), 10**11 - 1))
+@given(st.integers(-(10**10), 10**11 - 1).filter(lambda s: not 10**7 <= s < 10**8))
 def test_an_epoch_number_below_1e11_is_seconds_as_in_the_cli(seconds: int) -> None:
+    # Eight digits are ISO-8601's basic date (YYYYMMDD), in the CLI as here.
     assert parse_time(str(seconds), NOW) == seconds * 1000
+
+
+def test_eight_digits_are_a_date_as_in_the_cli() -> None:
+    assert parse_time("20240101", NOW) == 1704067200000
+    with pytest.raises(DataError, match="since"):
+        parse_time("10000000", NOW, field="since")
 
 
 @given(

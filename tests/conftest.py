@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from types import ModuleType
@@ -24,6 +25,17 @@ __all__ = ["postgres_dsn", "postgres_server", "ray_local"]
 # loaded machine or a first example that imports Polars or compiles a kernel would miss.
 settings.register_profile("relia", deadline=None)
 settings.load_profile("relia")
+
+
+@pytest.fixture(autouse=True)
+def _relia_logging_as_it_was() -> Iterator[None]:
+    """A test that runs ``relia up``'s command configures the ``relia`` logger (a stderr
+    handler at INFO, :mod:`relia._logsetup`); the next test starts without it."""
+    logger = logging.getLogger("relia")
+    handlers, level = list(logger.handlers), logger.level
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
 
 
 @pytest.fixture(scope="session")

@@ -870,6 +870,9 @@ def up(
     if config is None and Path("relia.yaml").exists():
         config = Path("relia.yaml")
     cfg = load_config(config)
+    from relia._logsetup import configure_logging
+
+    configure_logging(cfg.log_level)
     check_slo_files(cfg, config)
     _check_sloth_windows(cfg.slos.sloth_windows, config)
     # As `relia config check` does, before the store is opened (and, for DuckDB, created).

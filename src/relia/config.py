@@ -845,6 +845,11 @@ class ReliaConfig(_Model):
         "password from PGPASSWORD or ~/.pgpass, so it need not be written here)",
     )
     interval: Duration = 15.0
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info",
+        description="what relia up writes to stderr: info shows starts, deliveries to a log "
+        "sink, retention and recoveries; warning only what needs a look",
+    )
     samples_per_series: int = Field(
         2000,
         ge=10,

@@ -329,3 +329,11 @@ def test_a_write_the_wal_cannot_take_is_a_5xx_that_senders_retry(
     assert int(r.headers["Retry-After"]) >= 1  # type: ignore[attr-defined]
     assert "write-ahead log" in r.text  # type: ignore[attr-defined]
     assert rig.queue.samples == 0
+
+
+def test_a_malformed_label_is_not_shown_as_made_up_labels(rig: Rig) -> None:
+    # A timeseries whose Label is cut short: the message names it by index alone.
+    r = rig.post(bytes(cramjam.snappy.compress_raw(b"\x0a\x05\x0a\x03abc")))
+    assert r.status_code == 400  # type: ignore[attr-defined]
+    detail = r.json()["detail"]  # type: ignore[attr-defined]
+    assert "timeseries 0:" in detail and "{" not in detail

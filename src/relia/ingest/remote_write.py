@@ -213,9 +213,13 @@ def _series_text(raw: bytes, start: int, end: int) -> str:
         return ""
     try:
         labels = decode_labels(raw, start, end, check_names=False)
-        return " " + _label_list(list(labels.items()))
     except Exception:  # noqa: BLE001 - a malformed message: the index alone names it
         return ""
+    # A Label cut short decodes as ('', ''): with no named label, the labels shown would be
+    # made up rather than sent.
+    if not any(labels):
+        return ""
+    return " " + _label_list(list(labels.items()))
 
 
 def _refusal(index: int, labels: str, problem: str) -> DataError:

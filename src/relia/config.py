@@ -737,7 +737,9 @@ class IngestConfig(_Model):
 
     remote_write: bool = Field(True, description="serve POST /api/v1/write (with the API)")
     max_queue_samples: int = Field(
-        2_000_000, ge=1, description="samples waiting in memory at most; beyond, 429"
+        2_000_000,
+        ge=1,
+        description="samples waiting in memory at most; beyond, 503 with Retry-After",
     )
     max_samples_per_tick: int = Field(
         250_000, ge=1, description="samples one engine tick takes from the queue at most"

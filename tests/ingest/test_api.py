@@ -149,13 +149,13 @@ def test_every_error_answer_is_json_with_a_detail(tmp_path: Path) -> None:
         rig.post(_body(6)),  # 413: more samples than the queue holds
     ]
     assert rig.post(_body(5)).status_code == 204  # type: ignore[attr-defined]
-    full = rig.post(_body(1, "n"))  # 429: the queue is full
+    full = rig.post(_body(1, "n"))  # 503: the queue is full
     assert full.headers["retry-after"]  # type: ignore[attr-defined]
     for r in [*answers, full]:
         assert r.headers["content-type"] == "application/json"  # type: ignore[attr-defined]
         assert isinstance(r.json()["detail"], str), r  # type: ignore[attr-defined]
     codes = [r.status_code for r in [*answers, full]]  # type: ignore[attr-defined]
-    assert codes == [400, 415, 413, 413, 429]
+    assert codes == [400, 415, 413, 413, 503]
 
 
 def test_a_varint_overflowing_64_bits_is_a_400_not_a_500(rig: Rig) -> None:
@@ -224,12 +224,18 @@ def test_series_over_the_limit_are_400_naming_the_limit_and_the_rest_is_kept(
     assert rig.index.refused() == {"remote_write": 3}
 
 
-def test_full_queue_is_429_with_retry_after(rig: Rig) -> None:
+def test_full_queue_is_a_503_with_retry_after_that_prometheus_retries(rig: Rig) -> None:
+    # Prometheus retries a 5xx by default but drops a batch answered 429 (unless the
+    # experimental retry_on_http_429 is set): a full queue must not lose the senders' data.
     assert rig.post(_body(60)).status_code == 204  # type: ignore[attr-defined]
     r = rig.post(_body(60, "n"))
-    assert r.status_code == 429  # type: ignore[attr-defined]
+    assert r.status_code == 503  # type: ignore[attr-defined]
     assert int(r.headers["Retry-After"]) >= 1  # type: ignore[attr-defined]
+    assert "queue is full" in r.text  # type: ignore[attr-defined]
     assert rig.queue.samples == 60
+    unavailable = "relia_remote_write_unavailable_total"
+    assert rig.registry.get_sample_value(unavailable, {"reason": "queue_full"}) == 1.0
+    assert rig.count("503") == 1.0
     rig.queue.drain()
     assert rig.post(_body(60, "n")).status_code == 204  # type: ignore[attr-defined]
 
@@ -295,7 +301,7 @@ def test_retry_after_is_the_queues_estimate(rig: Rig, monkeypatch: pytest.Monkey
     clock.now = 10.0
     assert rig.post(_body(95)).status_code == 204  # type: ignore[attr-defined]
     r = rig.post(_body(20, "n"))  # 15 over the bound at 2/s: 7.5 s
-    assert r.status_code == 429  # type: ignore[attr-defined]
+    assert r.status_code == 503  # type: ignore[attr-defined]
     assert r.headers["Retry-After"] == "8"  # type: ignore[attr-defined]
 
 

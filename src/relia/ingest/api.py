@@ -4,9 +4,13 @@ Answers: 204 when the samples are in the WAL and the queue; 400 for a payload th
 decoded or holds a sample over ``ingest.max_future`` ahead of relia's clock (nothing of it is
 kept; the message names the timeseries and says so), and 400 when the request named new
 series over relia's ``max_series`` (the other series' samples are kept: the body says how many
-were refused); 413 over the size limits; 415 for another encoding or protocol version; 429 with
-``Retry-After`` while the queue is full; 503 with ``Retry-After`` while relia is shutting down.
-Prometheus retries 429 and 5xx and drops a batch on other 4xx, which is what each case wants.
+were refused); 413 over the size limits; 415 for another encoding or protocol version; 503 with
+``Retry-After`` while the queue is full, while relia is shutting down and while the WAL cannot
+take writes. Prometheus retries 5xx and drops a batch on a 4xx, which is what each case wants.
+A full queue is a 503, not a 429: Prometheus drops a batch answered 429 as non-recoverable unless
+``queue_config.retry_on_http_429`` is set (off by default), so a 429 would lose the senders'
+samples whenever a store outage fills the queue. ``relia_remote_write_unavailable_total``
+tells the 503s apart by ``reason``.
 A client that closes the connection before its body ended is counted under 499 in ``/metrics``
 (nginx's code; nothing is kept, and the client sees no answer).
 
@@ -79,6 +83,12 @@ def remote_write_router(
     the ingest role)."""
     router = APIRouter()
 
+    def unavailable(reason: str, message: str, retry_after_s: int) -> Response:
+        # A 503 that senders retry after Retry-After; /metrics counts it by reason.
+        if metrics is not None:
+            metrics.unavailable.labels(reason=reason).inc()
+        return _problem(503, message, {"Retry-After": str(retry_after_s)})
+
     def accept(body: bytes) -> Response:
         try:
             decoded = decoder.decode(body, max_samples=queue.max_samples)
@@ -100,16 +110,16 @@ def remote_write_router(
         try:
             queue.offer(decoded.batch, body)
         except QueueFull as exc:
-            return _problem(429, str(exc), {"Retry-After": str(exc.retry_after_s)})
+            # 503, not 429: every Prometheus retries a 5xx, but drops a batch answered 429
+            # unless retry_on_http_429 is set (off by default).
+            return unavailable("queue_full", str(exc), exc.retry_after_s)
         except QueueClosed as exc:
-            return _problem(503, str(exc), {"Retry-After": "5"})
+            return unavailable("shutting_down", str(exc), 5)
         except OSError as exc:
             # The WAL could not take it (a full disk): not acknowledged, nothing kept. A 5xx,
             # which senders retry; the operator sees why in the log.
             log.error("remote-write: the WAL refused a write: %s", exc)
-            return _problem(
-                503, f"the write-ahead log cannot take writes: {exc}", {"Retry-After": "30"}
-            )
+            return unavailable("wal_error", f"the write-ahead log cannot take writes: {exc}", 30)
         if metrics is not None:
             metrics.samples.inc(n)
         return done
@@ -125,10 +135,10 @@ def remote_write_router(
             },
             413: {"description": "the body or its sample count is over the limit"},
             415: {"description": "not snappy-compressed remote-write 1.0"},
-            429: {"description": "the ingest queue is full: retry after Retry-After seconds"},
             503: {
-                "description": "relia is shutting down, or its write-ahead log cannot take "
-                "writes (a full disk): retry after Retry-After seconds"
+                "description": "the ingest queue is full, relia is shutting down, or its "
+                "write-ahead log cannot take writes (a full disk): retry after Retry-After "
+                "seconds"
             },
         },
     )
@@ -140,7 +150,7 @@ def remote_write_router(
 
     async def _write(request: Request) -> Response:
         if queue.closed:
-            return _problem(503, "relia is shutting down", {"Retry-After": "5"})
+            return unavailable("shutting_down", "relia is shutting down", 5)
         encoding = request.headers.get("content-encoding", "snappy").strip().lower()
         if encoding != "snappy":
             return _problem(415, f"Content-Encoding {encoding!r}: only snappy is accepted")

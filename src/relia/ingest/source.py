@@ -32,6 +32,13 @@ class IngestMetrics:
             ["code"],
             registry=registry,
         )
+        self.unavailable = Counter(
+            "relia_remote_write_unavailable",
+            "Remote-write requests answered 503 with Retry-After, by reason: queue_full, "
+            "shutting_down, wal_error (also counted under code 503)",
+            ["reason"],
+            registry=registry,
+        )
         self.samples = Counter(
             "relia_remote_write_samples", "Samples accepted by remote-write", registry=registry
         )

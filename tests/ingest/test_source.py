@@ -207,3 +207,13 @@ def test_a_receipt_in_the_future_is_timed_as_zero_not_negative(tmp_path: Path) -
     for name in ("relia_ingest_to_findings_seconds", "relia_ingest_to_stored_seconds"):
         assert rig.registry.get_sample_value(f"{name}_count") == 1
         assert rig.registry.get_sample_value(f"{name}_sum") == 0
+
+
+def test_the_queue_gauge_follows_the_queue_without_a_poll(tmp_path: Path) -> None:
+    # During a store outage ticks do not poll: the gauge must still show the queue filling.
+    rig = Rig(tmp_path)
+    for i in range(3):
+        rig.write(i, n=5)
+    assert rig.registry.get_sample_value("relia_ingest_queue_samples") == rig.queue.samples == 15
+    rig.queue.drain()
+    assert rig.registry.get_sample_value("relia_ingest_queue_samples") == 0

@@ -223,6 +223,7 @@ def _mount_ingest(app: Any, sources: list[MetricSource], engine: Engine, auth: A
         if isinstance(src, IngestSource) and src.decoder is not None:
             src.queue.recover(functools.partial(_decode_batch, src.decoder))
             src.metrics = IngestMetrics(engine.registry)
+            src.metrics.watch(src.queue)
             src.queue.notify = engine.wake
             router = remote_write_router(
                 src.queue,

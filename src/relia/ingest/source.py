@@ -52,6 +52,8 @@ class IngestMetrics:
             "Native histogram samples received and skipped (not supported)",
             registry=registry,
         )
+        # Read from the queue at each scrape (watch): set by the engine's poll, it froze while
+        # a store outage kept ticks from polling, exactly when the queue fills.
         self.queue_samples = Gauge(
             "relia_ingest_queue_samples", "Samples waiting in the ingest queue", registry=registry
         )
@@ -73,6 +75,10 @@ class IngestMetrics:
             buckets=buckets,
             registry=registry,
         )
+
+    def watch(self, queue: IngestQueue) -> None:
+        """Have ``relia_ingest_queue_samples`` read ``queue`` at each scrape."""
+        self.queue_samples.set_function(lambda: queue.samples)
 
 
 class IngestSource:
@@ -100,6 +106,8 @@ class IngestSource:
         self.max_body_bytes = max_body_bytes
         self.max_samples_per_tick = max_samples_per_tick
         self.metrics = metrics
+        if metrics is not None:
+            metrics.watch(queue)
         self._pending: tuple[MetricBatch, DrainToken] | None = None
 
     def poll(self, now_ms: int) -> MetricBatch:
@@ -113,8 +121,6 @@ class IngestSource:
                 batch = MetricBatch.concat([old_batch, batch])
                 token = DrainToken(token.seq, old_token.received + token.received)
         self._pending = (batch, token) if token is not None else None
-        if self.metrics is not None:
-            self.metrics.queue_samples.set(self.queue.samples)
         return batch
 
     def decided(self) -> None:

@@ -123,10 +123,16 @@ class SeriesIndex:
         self._warned_at: float | None = None
 
     def get_or_add(
-        self, name: str, labels: Mapping[str, str] | None = None, *, source: str = ""
+        self,
+        name: str,
+        labels: Mapping[str, str] | None = None,
+        *,
+        source: str = "",
+        capped: bool = True,
     ) -> int | None:
         """Return the id of the series, registering it if new; ``None`` when it is new and the
         index already holds ``max_series`` series (the caller drops its samples and goes on).
+        ``capped=False`` registers it anyway (samples accepted before, replayed).
 
         ``source`` names the caller in the refusal count and log. A series already known is a
         dict look-up, before any lock; only a new one takes the lock."""
@@ -138,7 +144,7 @@ class SeriesIndex:
             found = self._by_key.get(key)
             if found is not None:  # another thread registered it meanwhile
                 return found
-            if self.max_series is None or len(self._by_id) < self.max_series:
+            if not capped or self.max_series is None or len(self._by_id) < self.max_series:
                 sid = _stable_id(key)
                 other = self._by_id.get(sid)
                 if other is not None and other != key:  # pragma: no cover - 2**-63 per pair

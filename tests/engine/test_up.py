@@ -337,6 +337,30 @@ def test_up_replays_remote_write_samples_acknowledged_before_a_crash(tmp_path: P
         assert r.finish() == 0
 
 
+def test_the_wal_replays_every_acknowledged_sample_under_lowered_limits(tmp_path: Path) -> None:
+    # Accepted under the old limits, then relia restarted with lower ones: the replay is not
+    # refused by them (the senders were told these samples were kept).
+    import functools
+
+    from relia.engine.up import _decode_batch
+    from relia.ingest.queue import IngestQueue
+    from relia.ingest.remote_write import RemoteWriteDecoder
+    from tests.ingest.prompb import encode
+
+    before = RemoteWriteDecoder(SeriesIndex())
+    queue = IngestQueue(1000, tmp_path)
+    for i in range(3):
+        body = encode([({"__name__": "m", "i": str(i)}, [(k, float(k)) for k in range(50)])])
+        queue.offer(before.decode(body).batch, body)
+    queue.close()
+    index = SeriesIndex(max_series=1)
+    now = RemoteWriteDecoder(index, max_decoded_bytes=100, max_future_ms=0)
+    again = IngestQueue(1000, tmp_path)
+    assert again.recover(functools.partial(_decode_batch, now)) == 3
+    assert again.corrupt_records == 0 and again.samples == 150
+    assert len(index) == 3 and index.refused() == {}
+
+
 def test_up_frees_its_port_when_it_stops(tmp_path: Path) -> None:
     import socket
 

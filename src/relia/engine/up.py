@@ -184,8 +184,9 @@ def _url(sock: socket.socket, *, tls: bool = False) -> str:
 
 
 def _decode_batch(decoder: RemoteWriteDecoder, payload: bytes) -> MetricBatch:
-    # Acknowledged before: taken whatever the clock says now (it may have moved back).
-    return decoder.decode(payload, check_time=False).batch
+    # Acknowledged before: taken whatever the clock says now (it may have moved back) and
+    # whatever the limits are now (they may have been lowered since).
+    return decoder.decode(payload, replay=True).batch
 
 
 def warm_kernels(config: ReliaConfig, *, remote_write: bool) -> None:

@@ -293,10 +293,11 @@ class RemoteWriteDecoder:
                 self._keys, self._sids = self._keys[keep], self._sids[keep]
         return n
 
-    def decompress(self, body: bytes) -> bytes:
-        """Snappy block format → bytes; :class:`DataError` when corrupt or over the limit."""
+    def decompress(self, body: bytes, *, limited: bool = True) -> bytes:
+        """Snappy block format → bytes; :class:`DataError` when corrupt or (unless ``limited``
+        is false) over the limit."""
         size = decompressed_size(body)
-        if size > self.max_decoded_bytes:
+        if limited and size > self.max_decoded_bytes:
             raise RequestTooLarge(
                 f"decompressed body of {size} bytes is over the limit of {self.max_decoded_bytes}",
                 where="request body",
@@ -307,17 +308,33 @@ class RemoteWriteDecoder:
             raise DataError(f"bad snappy block: {exc}", where="request body") from None
 
     def decode(
-        self, body: bytes, max_samples: int | None = None, *, check_time: bool = True
+        self,
+        body: bytes,
+        max_samples: int | None = None,
+        *,
+        check_time: bool = True,
+        replay: bool = False,
     ) -> DecodedWrite:
         """A snappy-compressed ``WriteRequest`` → :class:`DecodedWrite`; more than
         ``max_samples`` samples is :class:`RequestTooLarge`. ``check_time=False`` takes samples
-        however far ahead (a replay of requests accepted before)."""
-        return self.decode_raw(self.decompress(body), max_samples, check_time=check_time)
+        however far ahead. ``replay=True`` (the WAL's replay of requests accepted before) applies
+        none of the limits, which may have been lowered since: not the decompressed size, not
+        ``max_future``, not ``max_series`` (its new series are registered over it)."""
+        raw = self.decompress(body, limited=not replay)
+        return self.decode_raw(
+            raw, max_samples, check_time=check_time and not replay, replay=replay
+        )
 
     def decode_raw(
-        self, raw: bytes, max_samples: int | None = None, *, check_time: bool = True
+        self,
+        raw: bytes,
+        max_samples: int | None = None,
+        *,
+        check_time: bool = True,
+        replay: bool = False,
     ) -> DecodedWrite:
-        """An uncompressed ``WriteRequest`` → :class:`DecodedWrite`."""
+        """An uncompressed ``WriteRequest`` → :class:`DecodedWrite` (``replay``: as
+        :meth:`decode`, without the series limit)."""
         buf = np.frombuffer(raw, dtype=np.uint8)
         s = scan(buf, self._seed)
         if s.error:
@@ -340,7 +357,7 @@ class RemoteWriteDecoder:
         series_ids = np.empty(len(s.keys), np.int64)
         series_ids[found] = sids[pos[found]]
         new = refused = 0
-        if not found.all():
+        if not found.all() and not replay:
             # Refused before: refused again without decoding them or asking the index.
             again, _ = _lookup(self._refused, s.keys)
             again &= ~found
@@ -351,7 +368,7 @@ class RemoteWriteDecoder:
                 found |= again
         if not found.all():
             series_ids, new, refused_now = self._resolve_new(
-                raw, s.keys, s.ser_start, s.ser_end, s.ser_index, found, series_ids
+                raw, s.keys, s.ser_start, s.ser_end, s.ser_index, found, series_ids, replay
             )
             refused += refused_now
         sample_ids = series_ids[s.sample_series]
@@ -401,10 +418,11 @@ class RemoteWriteDecoder:
         ser_index: npt.NDArray[np.int64],
         found: npt.NDArray[np.bool_],
         series_ids: npt.NDArray[np.int64],
+        replay: bool = False,
     ) -> tuple[npt.NDArray[np.int64], int, int]:
         """Register the series not seen before; returns the ids, how many were registered and
         how many refused (over ``max_series``: id -1, and not remembered, so a later request
-        asks the index again)."""
+        asks the index again; a ``replay`` registers them all)."""
         # Decode every unseen series first: one bad label rejects the request before any series
         # is registered.
         rows = np.flatnonzero(~found).tolist()
@@ -420,7 +438,7 @@ class RemoteWriteDecoder:
         new_sids = np.empty(len(decoded), np.int64)
         j = 0
         for r, name, labels in decoded:
-            sid = self.index.get_or_add(name, labels, source=self.source)
+            sid = self.index.get_or_add(name, labels, source=self.source, capped=not replay)
             if sid is None:
                 series_ids[r] = -1
                 continue

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -528,3 +529,210 @@ def test_a_wal_directory_held_by_another_process_names_its_pid(tmp_path: Path) -
         proc.wait(10)
     # The lock went with the process (a SIGKILL too): a restart takes the directory.
     IngestQueue(10, tmp_path).recover(lambda p: MetricBatch.empty())
+
+
+def _seg(wal_dir: Path, seq: int) -> Path:
+    return wal_dir / f"{seq:020d}.wal"
+
+
+def test_a_damaged_record_mid_segment_keeps_the_records_after_it_and_the_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    q = IngestQueue(1000, tmp_path)
+    for i in range(5):
+        q.offer(_batch(1), b"payload%d" % i)
+    q.close()
+    seg = _seg(tmp_path, 1)
+    data = bytearray(seg.read_bytes())
+    data[16 + 3] ^= 0x01  # one bit of the first record's payload: its CRC fails
+    seg.write_bytes(bytes(data))
+    q2 = IngestQueue(1000, tmp_path)
+    seen: list[bytes] = []
+    assert q2.recover(lambda p: seen.append(p) or _batch(1)) == 4
+    assert seen == [b"payload%d" % i for i in range(1, 5)]
+    assert q2.corrupt_records == 1
+    assert seg.read_bytes() == bytes(data)  # nothing cut off
+    assert any("corrupt" in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
+    _b, token = q2.drain()
+    assert token is not None
+    q2.commit(token)
+    q2.close()
+    # Committed: the segment is not deleted but kept aside, with the damaged record in it.
+    assert not seg.exists()
+    assert (tmp_path / f"{seg.name}.corrupt").read_bytes() == bytes(data)
+    assert _replayed(tmp_path) == (0, [])
+
+
+def test_a_damaged_length_is_passed_by_the_next_records_sequence_number(tmp_path: Path) -> None:
+    q = IngestQueue(1000, tmp_path)
+    for i in range(3):
+        q.offer(_batch(1), b"payload%d" % i)
+    q.close()
+    seg = _seg(tmp_path, 1)
+    data = bytearray(seg.read_bytes())
+    data[16 + 8] = 0xFF  # the second record's length: it seems to run past the end of the file
+    seg.write_bytes(bytes(data))
+    assert _replayed(tmp_path) == (2, [b"payload0", b"payload2"])
+    assert len(seg.read_bytes()) == len(data)
+
+
+def test_a_record_that_cannot_be_decoded_keeps_its_segment(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    q = IngestQueue(1000, tmp_path)
+    for payload in (b"good", b"bad", b"good too"):
+        q.offer(_batch(1), payload)
+    q.close()
+
+    def decode(p: bytes) -> MetricBatch:
+        if p == b"bad":
+            raise ValueError("over a limit")
+        return _batch(1)
+
+    q2 = IngestQueue(1000, tmp_path)
+    assert q2.recover(decode) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("record 2" in e and ".corrupt" in e for e in errors)
+    q2.offer(_batch(1), b"new")
+    _b, token = q2.drain()
+    assert token is not None
+    q2.commit(token)  # past the record that failed: its bytes are kept, not deleted
+    q2.close()
+    aside = tmp_path / f"{1:020d}.wal.corrupt"
+    assert b"bad" in aside.read_bytes()
+    n, _seen = _replayed(tmp_path)  # the .corrupt file is never read or deleted
+    assert n == 0 and aside.exists()
+
+
+def test_files_not_named_as_segments_are_left_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    q = IngestQueue(1000, tmp_path)
+    q.offer(_batch(1), b"a")
+    q.close()
+    stray = tmp_path / "backup.wal"
+    stray.write_bytes(_seg(tmp_path, 1).read_bytes())  # a whole valid record
+    (tmp_path / "old.wal").write_bytes(b"x")  # not a whole record
+    (tmp_path / "lock").write_bytes(b"")
+    assert _replayed(tmp_path) == (1, [b"a"])
+    assert stray.exists() and (tmp_path / "old.wal").read_bytes() == b"x"
+    assert (tmp_path / "lock").exists()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "backup.wal" in warnings[0] and "old.wal" in warnings[0]
+
+
+def test_committed_segments_are_freed_when_the_marker_cannot_be_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+
+    q = IngestQueue(1000, tmp_path, segment_bytes=1)  # one record per segment
+    for i in range(4):
+        q.offer(_batch(1), b"payload%d" % i)
+    assert len(list(tmp_path.glob("*.wal"))) == 4
+    real_open = builtins.open
+
+    def full(file: object, *args: object, **kw: object) -> object:
+        if str(file).endswith("committed.tmp"):
+            raise OSError(28, "No space left on device")
+        return real_open(file, *args, **kw)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(builtins, "open", full)
+    _b, token = q.drain()
+    assert token is not None
+    q.commit(token)  # the disk is full: no marker, but every segment it covers goes
+    assert list(tmp_path.glob("*.wal")) == []
+    assert q.error is not None and "No space left" in q.error
+    monkeypatch.setattr(builtins, "open", real_open)  # space is back
+    q.offer(_batch(1), b"after")
+    _b, token = q.drain()
+    assert token is not None
+    q.commit(token)
+    assert q.error is None
+    assert (tmp_path / "committed").read_text() == "5"
+    q.close()
+    assert _replayed(tmp_path) == (0, [])
+
+
+def test_a_full_disk_frees_the_committed_open_segment_for_the_next_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Everything in the WAL is committed, but the open segment holds the disk's last space: the
+    # write that finds the disk full frees it (no commit is coming to do so) and tries again.
+    import relia.ingest.queue as queue_module
+
+    q = IngestQueue(1000, tmp_path)
+    q.offer(_batch(1), b"stored")
+    _b, token = q.drain()
+    assert token is not None
+    q.commit(token)
+    assert _seg(tmp_path, 1).exists()  # small and healthy: kept open
+    real_write = os.write
+
+    def full_until_freed(fd: int, data: bytes) -> int:
+        if _seg(tmp_path, 1).exists():
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(queue_module.os, "write", full_until_freed)
+    assert q.offer(_batch(1), b"next") == 2
+    assert not _seg(tmp_path, 1).exists() and _seg(tmp_path, 2).exists()
+    q.close()
+    assert _replayed(tmp_path) == (1, [b"next"])
+
+
+def test_a_failed_write_is_the_queues_error_until_one_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import relia.ingest.queue as queue_module
+
+    q = IngestQueue(1000, tmp_path)
+    q.offer(_batch(1), b"first")  # uncommitted: nothing to free
+    real_write = os.write
+    monkeypatch.setattr(queue_module.os, "write", lambda fd, data: real_write(fd, data[:3]))
+    with pytest.raises(OSError, match="cut short"):
+        q.offer(_batch(1), b"second")
+    assert q.error is not None and "cut short" in q.error
+    monkeypatch.setattr(queue_module.os, "write", real_write)
+    q.offer(_batch(1), b"third")
+    assert q.error is None
+    q.close()
+
+
+def test_pending_writes_are_fsynced_once_due_without_another_offer(
+    tmp_path: Path, fake_time: _FakeTime, synced: list[str]
+) -> None:
+    q = IngestQueue(1000, tmp_path, fsync_interval_s=5)
+    fake_time.now = 106
+    q.offer(_batch(1), b"a")  # due: fsynced
+    q.offer(_batch(1), b"b")  # 0 s later: waits
+    assert _segment_syncs(synced) == 1
+    fake_time.now = 110
+    q.sync_due()  # not due yet
+    assert _segment_syncs(synced) == 1
+    fake_time.now = 111
+    q.sync_due()  # what the timer calls: due, and nothing else came
+    assert _segment_syncs(synced) == 2
+    q.sync_due()  # nothing new to sync
+    fake_time.now = 120
+    q.drain()
+    assert _segment_syncs(synced) == 2
+    q.offer(_batch(1), b"c")  # due: fsynced at once
+    q.offer(_batch(1), b"d")
+    fake_time.now = 126
+    _b, token = q.drain()  # a drain (or commit) fsyncs what is due
+    assert _segment_syncs(synced) == 4
+    q.close()
+
+
+def test_the_timer_fsyncs_the_last_writes_before_a_pause(tmp_path: Path, synced: list[str]) -> None:
+    q = IngestQueue(1000, tmp_path, fsync_interval_s=0.2)
+    time.sleep(0.25)
+    q.offer(_batch(1), b"a")  # due: fsynced
+    q.offer(_batch(1), b"b")  # not due: the timer's
+    assert _segment_syncs(synced) == 1
+    deadline = time.monotonic() + 5
+    while _segment_syncs(synced) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _segment_syncs(synced) == 2
+    q.close()

@@ -217,3 +217,34 @@ def test_the_queue_gauge_follows_the_queue_without_a_poll(tmp_path: Path) -> Non
     assert rig.registry.get_sample_value("relia_ingest_queue_samples") == rig.queue.samples == 15
     rig.queue.drain()
     assert rig.registry.get_sample_value("relia_ingest_queue_samples") == 0
+
+
+def test_healthz_is_degraded_and_names_the_wal_error_while_the_marker_cannot_be_written(
+    tmp_path: Path,
+) -> None:
+    import warnings
+
+    from relia.api.app import create_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        from fastapi.testclient import TestClient
+
+    rig = Rig(tmp_path)
+    client = TestClient(create_app(rig.store, engine=rig.engine))  # type: ignore[arg-type]
+    (tmp_path / "committed.tmp").mkdir()  # the marker cannot be written
+    rig.write(1)
+    rig.engine.tick(push_only=True)  # stored: the tick does not fail for the marker
+    assert rig.store.samples(rig.index.find("m", {"i": "1"}) or 0)[0].size == 5
+    body = client.get("/healthz").json()
+    assert body["status"] == "degraded"
+    source = body["engine"]["sources"]["remote_write"]
+    assert "commit marker" in source["wal_error"] and source["last_error"] == source["wal_error"]
+    assert "write-ahead log" in body["engine"]["problems"][0]
+    (tmp_path / "committed.tmp").rmdir()
+    rig.write(2)
+    rig.engine.tick(push_only=True)
+    body = client.get("/healthz").json()
+    assert body["status"] == "ok" and body["engine"]["problems"] == []
+    assert body["engine"]["sources"]["remote_write"]["wal_error"] is None
+    assert (tmp_path / "committed").read_text() == "2"

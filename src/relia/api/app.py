@@ -472,11 +472,14 @@ def create_app(
     def healthz(request: Request) -> dict[str, Any]:
         status = engine.status() if engine is not None else None
         ha = leader() if leader is not None else {"mode": "single", "leader": True}
+        # Serving, but something relia needs fails (a WAL that cannot write): the engine's
+        # "problems" say what.
+        degraded = status is not None and bool(status.get("problems"))
         if auth is not None and not auth.may_read(request):
             status = None if status is None else _without_places(status)
             ha = _without_places(ha)
         return {
-            "status": "ok",
+            "status": "degraded" if degraded else "ok",
             "version": relia.__version__,
             "now_ms": clock(),
             "engine": status,

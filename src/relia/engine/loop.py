@@ -1062,6 +1062,11 @@ class Engine:
 
     def status(self) -> dict[str, Any]:
         """Engine state for ``/healthz``."""
+        # A source may add its own state (the remote-write queue: its WAL's health).
+        sources: dict[str, dict[str, Any]] = {
+            src.name: dict(status()) if callable(status := getattr(src, "status", None)) else {}
+            for src in self.sources
+        }
         return {
             "running": self._running,
             "ticks": self._ticks,
@@ -1075,9 +1080,22 @@ class Engine:
             # Polled but not yet stored (the store failing): polling waits until it takes them.
             "unstored_samples": len(self._unstored.batch) if self._unstored is not None else 0,
             "sources": {
-                name: {"errors": n, "last_error": self._source_last_error.get(name)}
+                name: {
+                    "errors": n,
+                    **sources.get(name, {}),
+                    # Its last failed poll, else a failing WAL (remote-write).
+                    "last_error": self._source_last_error.get(name)
+                    or sources.get(name, {}).get("wal_error"),
+                }
                 for name, n in self._source_errors.items()
             },
+            # What keeps relia from working as it should though it runs: /healthz says
+            # "degraded" while this is not empty.
+            "problems": [
+                f"{name}: the write-ahead log fails: {extra['wal_error']}"
+                for name, extra in sources.items()
+                if extra.get("wal_error")
+            ],
             **({"slos": self._slo_status()} if self.slo_evaluator is not None else {}),
             **({"logs": self.logs.status()} if self.logs is not None else {}),
         }

@@ -6,13 +6,23 @@ the WAL write, so a sample that was acknowledged survives a SIGKILL of relia (th
 kernel's page cache). Surviving power loss needs ``fsync``: with ``fsync_interval_s=0`` every
 write is fsynced before the acknowledgement (and the directory, each time a segment is created or
 the commit marker renamed, so their names survive too); with ``n > 0`` at most ``n`` seconds of
-acknowledged writes can be lost on power loss (fsync when that much time passed since the last
-one, and on close); with ``None`` (the default) the OS decides when pages reach the disk.
+acknowledged writes can be lost on power loss (the writes are fsynced once that much time passed
+since the last fsync: by the next offer, drain or commit, or by a timer when none comes; and on
+close); with ``None`` (the default) the OS decides when pages reach the disk.
 
 The engine takes samples with :meth:`drain` and calls :meth:`commit` with the token once they are
-stored; segments whose records are all committed are deleted. On start, :meth:`recover` replays
-the records after the last commit (the store replaces the same ``(series, ts)``, so a replay is
-idempotent).
+stored; segments whose records are all committed are deleted (before the commit marker is
+written, so a full disk frees them), and so is the open one once everything in it is committed
+and it holds a MiB or a write failed. A failed WAL write is in :attr:`IngestQueue.error` until
+the same kind of write works again. On start, :meth:`recover` replays the records after the last
+commit (the store replaces the same ``(series, ts)``, so a replay is idempotent).
+
+Damage never deletes acknowledged records: a bad record that runs to the end of its segment is a
+write torn by power loss (never acknowledged) and is cut off; one followed by valid records, or
+one that cannot be decoded, keeps a copy of its segment as ``<segment>.corrupt`` (a hard link,
+never deleted by relia) and is logged as an error naming it; the valid records around it are
+replayed. Only files named ``<20 digits>.wal`` are segments: any other file in the directory is
+left alone.
 
 Over ``max_samples`` in memory, :meth:`offer` raises :class:`QueueFull` with a ``retry_after_s``
 estimated from the recent drain rate: backpressure instead of growing memory.
@@ -32,6 +42,7 @@ import fcntl
 import logging
 import math
 import os
+import re
 import struct
 import threading
 import time
@@ -50,6 +61,14 @@ log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("<IIQ")
 _MAX_RECORD = 1 << 30
+#: The name of a segment; anything else in the directory (an operator's copy, a lock file, a
+#: segment kept aside as corrupt) is not relia's to read or delete.
+_SEGMENT_NAME = re.compile(r"\d{20}\.wal")
+#: The open segment is deleted once everything in it is committed and it holds this much (or a
+#: write failed): its space is freed without a new file for every tick.
+_ROTATE_COMMITTED_BYTES = 1 << 20
+#: How many sequence numbers past a damaged record are looked for to find where reading resumes.
+_RESYNC_SEQS = 64
 
 
 class QueueFull(Exception):
@@ -111,6 +130,10 @@ class IngestQueue:
         self._fd: int | None = None
         self._seg_size = 0
         self._last_fsync = time.monotonic()
+        self._unsynced = False  # written since the last fsync (with fsync_interval_s > 0)
+        self._sync_timer: threading.Timer | None = None
+        self._errors: dict[str, str] = {}  # the last failure of each kind of WAL write
+        self._damaged: set[Path] = set()  # segments to keep as .corrupt instead of deleting
         self._drained: deque[tuple[float, int]] = deque(maxlen=64)  # (monotonic s, samples)
         self.recovered = 0
         self.corrupt_records = 0
@@ -196,6 +219,10 @@ class IngestQueue:
 
     def _open_segment(self) -> None:
         if self._fd is not None:
+            if self._unsynced:
+                # Its writes are due an fsync within the interval, as every other write.
+                os.fsync(self._fd)
+                self._unsynced = False
             os.close(self._fd)
         path = self.wal_dir / f"{self._next_seq:020d}.wal"
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -208,15 +235,29 @@ class IngestQueue:
         """Replay the WAL records after the last commit into memory (even over ``max_samples``:
         they were acknowledged); returns how many requests were replayed. Call once, before the
         first :meth:`offer`. A torn record at the end of a segment (a write cut by power loss,
-        never acknowledged) is cut off."""
+        never acknowledged) is cut off; a damaged record with valid ones after it, or one that
+        ``decode`` refuses, is skipped, and its segment is kept as ``<segment>.corrupt`` once
+        the rest of it is committed (logged as an error naming it)."""
         with self._lock:
             self._prepare()
-        files = sorted(self.wal_dir.glob("*.wal"))
+        files: list[Path] = []
+        strays: list[str] = []
+        for path in sorted(self.wal_dir.glob("*.wal")):
+            if _SEGMENT_NAME.fullmatch(path.name):
+                files.append(path)
+            else:
+                strays.append(path.name)
+        if strays:
+            log.warning(
+                "WAL %s: %s left alone: not segments relia wrote (those are named <20 digits>.wal)",
+                self.wal_dir,
+                ", ".join(strays),
+            )
         replayed = 0
         last_seq = self._committed
         for path in files:
             records = self._records(path)
-            if not records:
+            if not records and path not in self._damaged:
                 # Nothing in it was acknowledged (its records were all torn off, or it was
                 # created just before a kill), and the next write may get its name: a second
                 # entry for that file would have it deleted as committed while it is written to.
@@ -230,55 +271,156 @@ class IngestQueue:
                     batch = decode(payload)
                 except Exception as exc:  # noqa: BLE001 - a record relia itself wrote and acked
                     self.corrupt_records += 1
-                    log.error("WAL record %d in %s cannot be decoded: %s", seq, path, exc)
+                    self._damaged.add(path)
+                    log.error(
+                        "WAL record %d in %s cannot be decoded: %s; the segment is kept as %s",
+                        seq,
+                        path,
+                        exc,
+                        _aside(path).name,
+                    )
                     continue
                 self._items.append(_Item(seq, batch, self.clock()))
                 self._samples += len(batch)
                 replayed += 1
+            # A damaged segment may have no valid record: the next segment must not get its name.
+            last_seq = max(last_seq, int(path.stem))
             self._segments.append((int(path.stem), path))
         self._next_seq = last_seq + 1
         self.recovered = replayed
         if replayed:
             log.info("replayed %d requests (%d samples) from the WAL", replayed, self._samples)
-        self._drop_committed_segments()
+        with self._lock:
+            self._drop_committed_segments()
         return replayed
 
     def _records(self, path: Path) -> list[tuple[int, bytes]]:
+        """The valid records of a segment. A bad record that runs to the end of the file is a
+        torn write and is cut off; one that ends before it is skipped, reading resumes at the
+        next valid record (found by its sequence number), and the segment is marked damaged."""
         data = path.read_bytes()
         out: list[tuple[int, bytes]] = []
         pos = 0
+        expected = int(path.stem)  # a segment's records are numbered on from its name
         while pos < len(data):
-            if pos + _HEADER.size > len(data):
+            record = _record_at(data, pos)
+            if record is not None:
+                seq, payload = record
+                out.append((seq, payload))
+                expected = max(expected, seq + 1)
+                pos += _HEADER.size + len(payload)
+                continue
+            resume = _resync(data, pos, expected)
+            if resume is None and _runs_to_end(data, pos):
+                self.corrupt_records += 1
+                log.warning(
+                    "WAL %s: %d bytes after byte %d are torn or corrupt; cut off",
+                    path,
+                    len(data) - pos,
+                    pos,
+                )
+                with open(path, "r+b") as f:
+                    f.truncate(pos)
                 break
-            length, crc, seq = _HEADER.unpack_from(data, pos)
-            start = pos + _HEADER.size
-            payload = data[start : start + length]
-            if length > _MAX_RECORD or len(payload) != length or zlib.crc32(payload) != crc:
-                break
-            out.append((seq, payload))
-            pos = start + length
-        if pos < len(data):
+            # Damage before the end: acknowledged records may lie beyond it, so nothing is cut.
             self.corrupt_records += 1
-            log.warning(
-                "WAL %s: %d bytes after byte %d are torn or corrupt; cut off",
+            self._damaged.add(path)
+            log.error(
+                "WAL %s: bytes %d to %d are corrupt; %s; the segment is kept as %s",
                 path,
-                len(data) - pos,
                 pos,
+                len(data) if resume is None else resume,
+                "no valid record follows" if resume is None else "reading resumes after them",
+                _aside(path).name,
             )
-            with open(path, "r+b") as f:
-                f.truncate(pos)
+            if resume is None:
+                break
+            pos = resume
         return out
 
     def _drop_committed_segments(self) -> None:
-        # A segment is done when the next one starts at or below the committed seq + 1.
+        # Called with the lock held. A segment is done when the next one starts at or below the
+        # committed seq + 1; the last one, when every seq written is committed.
+        done = self._next_seq <= self._committed + 1
         while len(self._segments) > 1 and self._segments[1][0] <= self._committed + 1:
             _, path = self._segments.pop(0)
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-        if len(self._segments) == 1 and self._fd is None and self._next_seq <= self._committed + 1:
+            self._remove_segment(path)
+        if len(self._segments) == 1 and done:
+            if self._fd is not None:
+                # The open one: freed once it is large enough to be worth a new file, or at
+                # once when a write failed (a full disk needs the space it holds).
+                if self._seg_size < _ROTATE_COMMITTED_BYTES and not self._errors:
+                    return
+                os.close(self._fd)
+                self._fd = None
+                self._unsynced = False
             _, path = self._segments.pop(0)
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            self._remove_segment(path)
+
+    def _remove_segment(self, path: Path) -> None:
+        """Delete a committed segment, or keep it as ``.corrupt`` if it held a damaged record."""
+        if path in self._damaged:
+            self._damaged.discard(path)
+            try:
+                os.replace(path, _aside(path))
+            except OSError as exc:
+                log.error("WAL %s: cannot keep the damaged segment aside: %s", path, exc)
+                return
+            log.error("WAL %s held damaged records: kept as %s", path, _aside(path))
+            return
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+    # -- WAL health ------------------------------------------------------------------------
+
+    @property
+    def error(self) -> str | None:
+        """The last WAL write that failed (a segment write, its fsync or the commit marker), as
+        one line; None once every kind that failed has worked again."""
+        if not self._errors:
+            return None
+        return "; ".join(self._errors.values())
+
+    def _failed(self, kind: str, exc: OSError) -> None:
+        text = f"{kind}: {exc}"
+        if self._errors.get(kind) != text:
+            log.error("WAL %s: %s", self.wal_dir, text)
+        self._errors[kind] = text
+
+    def _fsync_due(self) -> None:
+        # Called with the lock held: fsync what was written once the interval has passed.
+        if self.fsync_interval_s is None or self._fd is None or not self._unsynced:
+            return
+        now = time.monotonic()
+        if now - self._last_fsync < self.fsync_interval_s:
+            self._arm_sync_timer(self.fsync_interval_s - (now - self._last_fsync))
+            return
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            self._failed("fsync", exc)
+            return
+        self._errors.pop("fsync", None)
+        self._last_fsync = now
+        self._unsynced = False
+
+    def _arm_sync_timer(self, delay_s: float) -> None:
+        # Without another offer, drain or commit the last writes would wait for the OS: a timer
+        # fsyncs them once they are due, so the interval bounds what power loss can take.
+        if self._sync_timer is not None or self._closed:
+            return
+        timer = threading.Timer(max(0.0, delay_s), self.sync_due)
+        timer.daemon = True
+        self._sync_timer = timer
+        timer.start()
+
+    def sync_due(self) -> None:
+        """Fsync the writes not yet fsynced once ``fsync_interval_s`` has passed since the last
+        fsync (a timer calls this; so do :meth:`drain` and :meth:`commit`)."""
+        with self._lock:
+            if threading.current_thread() is self._sync_timer:
+                self._sync_timer = None
+            self._fsync_due()
 
     # -- producer side ---------------------------------------------------------------------
 
@@ -293,31 +435,51 @@ class IngestQueue:
             if self._samples > 0 and self._samples + n > self.max_samples:
                 raise QueueFull(self._retry_after(self._samples + n - self.max_samples))
             seq = self._next_seq
-            if self._fd is None or self._seg_size >= self.segment_bytes:
-                self._prepare()
-                self._open_segment()
-            assert self._fd is not None
-            record = _HEADER.pack(len(payload), zlib.crc32(payload), seq) + payload
-            written = os.write(self._fd, record)  # one write: a kill leaves all of it or none
-            if written != len(record):
-                # Cut short (a full disk): not acknowledged, and cut off, since recovery stops at
-                # a torn record and would lose every write acknowledged after it.
-                os.ftruncate(self._fd, self._seg_size)
-                raise OSError(
-                    errno.ENOSPC, f"WAL write cut short: {written} of {len(record)} bytes"
-                )
-            self._seg_size += len(record)
-            self._next_seq = seq + 1
-            if self.fsync_interval_s is not None:
-                now = time.monotonic()
-                if now - self._last_fsync >= self.fsync_interval_s:
-                    os.fsync(self._fd)
-                    self._last_fsync = now
+            try:
+                self._write(seq, payload)
+            except OSError as exc:
+                self._failed("write", exc)
+                if self._fd is None or self._next_seq > self._committed + 1:
+                    raise
+                # Everything written is committed, so no commit is coming to free the open
+                # segment: free it now (a full disk may need just its space) and try once more.
+                self._drop_committed_segments()
+                try:
+                    self._write(seq, payload)
+                except OSError as again:
+                    self._failed("write", again)
+                    raise
+            self._errors.pop("write", None)
             self._items.append(_Item(seq, batch, self.clock()))
             self._samples += n
         if self.notify is not None:
             self.notify()
         return seq
+
+    def _write(self, seq: int, payload: bytes) -> None:
+        # Called with the lock held: the record, in one write, fsynced when due.
+        if self._fd is None or self._seg_size >= self.segment_bytes:
+            self._prepare()
+            self._open_segment()
+        assert self._fd is not None
+        record = _HEADER.pack(len(payload), zlib.crc32(payload), seq) + payload
+        written = os.write(self._fd, record)  # one write: a kill leaves all of it or none
+        if written != len(record):
+            # Cut short (a full disk): not acknowledged, and cut off, since recovery stops at
+            # a torn record and would lose every write acknowledged after it.
+            os.ftruncate(self._fd, self._seg_size)
+            raise OSError(errno.ENOSPC, f"WAL write cut short: {written} of {len(record)} bytes")
+        self._seg_size += len(record)
+        self._next_seq = seq + 1
+        if self.fsync_interval_s is not None:
+            self._unsynced = True
+            now = time.monotonic()
+            if now - self._last_fsync >= self.fsync_interval_s:
+                os.fsync(self._fd)
+                self._last_fsync = now
+                self._unsynced = False
+            else:
+                self._arm_sync_timer(self.fsync_interval_s - (now - self._last_fsync))
 
     def _retry_after(self, excess: int) -> int:
         if len(self._drained) >= 2:
@@ -346,6 +508,7 @@ class IngestQueue:
             self._samples -= total
             if taken:
                 self._drained.append((time.monotonic(), total))
+            self._fsync_due()
         if not taken:
             return MetricBatch.empty(), None
         batch = taken[0].batch if len(taken) == 1 else MetricBatch.concat([t.batch for t in taken])
@@ -356,11 +519,22 @@ class IngestQueue:
         """The samples of ``token`` (and everything drained before it) are stored: records up to
         its sequence number need no replay."""
         with self._lock:
+            self._fsync_due()
             if token.seq <= self._committed:
                 return
+            # Stored, whatever happens to the marker: a marker that lags costs only a replay of
+            # stored records (idempotent), and segments it covers need no replay at all. So they
+            # go first, whether or not the marker can be written: on a full disk, that write
+            # needs the space they hold.
             self._committed = token.seq
-            self._write_committed(token.seq)
             self._drop_committed_segments()
+            try:
+                self._write_committed(token.seq)
+            except OSError as exc:
+                self._failed("commit marker", exc)
+                self._drop_committed_segments()  # the open segment too, now that writes fail
+            else:
+                self._errors.pop("commit marker", None)
 
     # -- state -----------------------------------------------------------------------------
 
@@ -383,6 +557,9 @@ class IngestQueue:
         in memory stays in the WAL and is replayed on the next start."""
         with self._lock:
             self._closed = True
+            if self._sync_timer is not None:
+                self._sync_timer.cancel()
+                self._sync_timer = None
             if self._fd is not None:
                 with contextlib.suppress(OSError):
                     os.fsync(self._fd)
@@ -391,3 +568,43 @@ class IngestQueue:
             if self._lock_fd is not None:
                 os.close(self._lock_fd)  # the flock goes with it: the next relia may start
                 self._lock_fd = None
+
+
+def _record_at(data: bytes, pos: int) -> tuple[int, bytes] | None:
+    """The record (seq, payload) at ``pos`` if it is whole and its CRC matches, else None."""
+    if pos + _HEADER.size > len(data):
+        return None
+    length, crc, seq = _HEADER.unpack_from(data, pos)
+    start = pos + _HEADER.size
+    payload = data[start : start + length]
+    if length > _MAX_RECORD or len(payload) != length or zlib.crc32(payload) != crc:
+        return None
+    return seq, payload
+
+
+def _runs_to_end(data: bytes, pos: int) -> bool:
+    """Whether the bad record at ``pos`` reaches the end of the file, as a torn write does."""
+    if pos + _HEADER.size > len(data):
+        return True
+    length: int = _HEADER.unpack_from(data, pos)[0]
+    return pos + _HEADER.size + length >= len(data)
+
+
+def _resync(data: bytes, pos: int, expected: int) -> int | None:
+    """Where the first valid record after the bad one at ``pos`` starts, or None. Records of a
+    segment are numbered one after another, so the next readable one holds one of the next
+    sequence numbers: its bytes are looked for (a CRC confirms), not every offset tried."""
+    for seq in range(expected, expected + _RESYNC_SEQS):
+        needle = seq.to_bytes(8, "little")
+        at = data.find(needle, pos + 1 + 8)  # a seq field after the bad record's own
+        while at >= 0:
+            start = at - 8
+            if _record_at(data, start) is not None:
+                return start
+            at = data.find(needle, at + 1)
+    return None
+
+
+def _aside(path: Path) -> Path:
+    """Where a segment with damaged records is kept: relia never deletes or reads it."""
+    return path.with_name(path.name + ".corrupt")

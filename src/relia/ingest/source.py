@@ -138,6 +138,11 @@ class IngestSource:
         if self.metrics is not None:
             _observe_since_receipt(self.metrics.lag, token)
 
+    def status(self) -> dict[str, object]:
+        """For ``/healthz``: what waits in the queue, and a WAL write that is failing (a full
+        disk: the queue cannot take writes, or cannot free what was stored)."""
+        return {"queue_samples": self.queue.samples, "wal_error": self.queue.error}
+
     def forget(self, series_ids: Collection[int]) -> None:
         """The engine forgot these series: the decoder resolves them afresh when named again."""
         if self.decoder is not None:

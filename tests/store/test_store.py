@@ -286,6 +286,25 @@ def test_each_series_keeps_its_newest_samples(store: Store) -> None:
     assert store.samples(1)[0].tolist() == [5, 6, 7, 50, 100]
 
 
+def test_a_late_sample_older_than_what_was_trimmed_is_not_kept(
+    make_store: Callable[..., Any],
+) -> None:
+    # keep = 16: the DuckDB store may hold up to an eighth more between trims, but a back-filled
+    # sample older than samples already dropped must go at once, as PostgreSQL's trim does: else
+    # a point shows before a hole of samples that were received and dropped.
+    with make_store(16) as s:
+        s.upsert_series([(7, "m", {})])
+        for t in range(40):
+            s.append_samples(batch([7], [t], [float(t)]))
+        s.append_samples(batch([7], [5], [5.0]))
+        assert s.samples(7)[0].tolist() == list(range(24, 40))
+        (info,) = s.list_series()
+        assert (info.first_ts, info.n_samples) == (24, 16)
+        s.append_samples(batch([7], [30], [0.5]))  # a replacement within what is kept
+        ts, value = s.samples(7)
+        assert ts.tolist() == list(range(24, 40)) and value[30 - 24] == 0.5
+
+
 def test_append_rejects_what_is_not_a_batch(store: Store) -> None:
     with pytest.raises(DataError, match="expects a MetricBatch"):
         store.append_samples((np.array([1]), np.array([1]), np.array([1.0])))  # type: ignore[arg-type]

@@ -322,6 +322,8 @@ class DuckDBStore:
     def append_samples(self, batch: MetricBatch, scores: SampleScores | None = None) -> None:
         """Add samples; keeps the newest ``samples_per_series`` per series, and at most an
         eighth more: a series is trimmed back once it outgrows its bound (:func:`_trim_at`).
+        A series over ``samples_per_series`` that gets back-filled rows is trimmed exactly at
+        once, as PostgreSQL trims: a late sample older than those already trimmed never stays.
 
         A sample with the same (series, ts) as a stored one replaces it; within the batch the
         last one written wins. The whole batch is one transaction.
@@ -363,6 +365,8 @@ class DuckDBStore:
                 over = np.fromiter(
                     (c > _trim_at(k, keep) for k, c in counts.items()), np.bool_, len(counts)
                 )
+                if not appends_only:
+                    over |= _backfilled_over(ts, first, n_rows, newest, ids, replaced, counts, keep)
                 if over.any():
                     self._trim(w, ids[over], rows[over], counts)
         except BaseException:
@@ -1273,6 +1277,31 @@ def _registered(
         yield
     finally:
         conn.unregister(name)
+
+
+def _backfilled_over(
+    ts: npt.NDArray[np.int64],
+    first: npt.NDArray[np.int64],
+    n_rows: npt.NDArray[np.int64],
+    newest: npt.NDArray[np.int64],
+    ids: npt.NDArray[np.int64],
+    replaced: npt.NDArray[np.int64],
+    counts: dict[int, int],
+    keep: int,
+) -> npt.NDArray[np.bool_]:
+    """Which series of an append are over ``keep`` and got new rows no newer than what they
+    had (a back-fill, not a replacement): they are trimmed exactly now, as PostgreSQL trims,
+    since such a row may be older than rows already trimmed away and would otherwise show
+    before a hole until the series next outgrows its slack. Replacing rows adds none, so a
+    source repeating samples costs no trim."""
+    run = np.repeat(np.arange(len(ids)), n_rows)  # each row's series, by position in `ids`
+    n_old = np.add.reduceat((ts <= newest[run]).astype(np.int64), first)
+    n_replaced = np.zeros(len(ids), np.int64)
+    if len(replaced):
+        rid, n_rep = np.unique(replaced, return_counts=True)
+        n_replaced[np.searchsorted(ids, rid)] = n_rep
+    held = np.fromiter(counts.values(), np.int64, len(counts))  # in the order of `ids`
+    return (n_old > n_replaced) & (held > keep)
 
 
 def _trim_at(series_id: int, keep: int) -> int:

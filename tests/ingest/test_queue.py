@@ -736,3 +736,24 @@ def test_the_timer_fsyncs_the_last_writes_before_a_pause(tmp_path: Path, synced:
         time.sleep(0.02)
     assert _segment_syncs(synced) == 2
     q.close()
+
+
+def test_a_segment_that_cannot_be_created_does_not_break_later_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import relia.ingest.queue as queue_module
+
+    real_open = os.open
+
+    def full_once(path: object, *args: int) -> int:
+        monkeypatch.setattr(queue_module.os, "open", real_open)
+        raise OSError(28, "No space left on device")
+
+    q = IngestQueue(1000, tmp_path, segment_bytes=1)  # a new segment for every record
+    q.offer(_batch(1), b"first")
+    monkeypatch.setattr(queue_module.os, "open", full_once)
+    with pytest.raises(OSError, match="No space"):
+        q.offer(_batch(1), b"refused")
+    assert q.offer(_batch(1), b"after") == 2
+    q.close()
+    assert _replayed(tmp_path) == (2, [b"first", b"after"])

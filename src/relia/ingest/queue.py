@@ -19,10 +19,10 @@ commit (the store replaces the same ``(series, ts)``, so a replay is idempotent)
 
 Damage never deletes acknowledged records: a bad record that runs to the end of its segment is a
 write torn by power loss (never acknowledged) and is cut off; one followed by valid records, or
-one that cannot be decoded, keeps a copy of its segment as ``<segment>.corrupt`` (a hard link,
-never deleted by relia) and is logged as an error naming it; the valid records around it are
-replayed. Only files named ``<20 digits>.wal`` are segments: any other file in the directory is
-left alone.
+one that cannot be decoded, is skipped and logged as an error naming its segment, whose valid
+records are replayed; once they are committed the segment is renamed ``<segment>.corrupt``
+instead of deleted (relia never reads or deletes that file). Only files named
+``<20 digits>.wal`` are segments: any other file in the directory is left alone.
 
 Over ``max_samples`` in memory, :meth:`offer` raises :class:`QueueFull` with a ``retry_after_s``
 estimated from the recent drain rate: backpressure instead of growing memory.
@@ -223,7 +223,8 @@ class IngestQueue:
                 # Its writes are due an fsync within the interval, as every other write.
                 os.fsync(self._fd)
                 self._unsynced = False
-            os.close(self._fd)
+            fd, self._fd = self._fd, None  # closed: never closed twice if the open below fails
+            os.close(fd)
         path = self.wal_dir / f"{self._next_seq:020d}.wal"
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._segments.append((self._next_seq, path))

@@ -263,7 +263,8 @@ def ingest_table() -> str:
             "detector, auth off) in one process, remote-write from sender processes on the same "
             "two cores; latency measured by polling the findings API every 0.1 s from the send of "
             "the request carrying an injected anomaly. Over 10 minutes relia acknowledged what "
-            "the senders offered (they pace to 500,000/s; no answer 429 or 503) and RSS held; the p99 "
+            "the senders offered (they pace to 500,000/s; no answer 429 or 503) and RSS held; "
+            "the p99 "
             + (
                 "latency target is met."
                 if d["latency_p99_s"] is not None and d["latency_p99_s"] < 1.0

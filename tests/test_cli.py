@@ -276,6 +276,28 @@ def test_detect_timeout_needs_prometheus(tmp_path: Path) -> None:
     assert "--timeout: bounds the requests to Prometheus; needs --prometheus" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "args", [["--query", "up"], ["--start", "now-2h"], ["--end", "now"], ["--step", "30s"]]
+)
+def test_detect_prometheus_only_flags_with_a_file_input_are_exit_2_naming_the_flag(
+    tmp_path: Path, args: list[str]
+) -> None:
+    # Each was dropped without a word: --start now-2h scored the whole file, exit 0.
+    result = runner.invoke(app, ["detect", str(_series_csv(tmp_path / "s.csv")), *args])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        f"relia: error: {args[0]}: applies to the Prometheus query; needs --prometheus"
+    ]
+    assert result.stdout == ""
+
+
+def test_detect_help_still_names_the_prometheus_range_defaults() -> None:
+    result = runner.invoke(app, ["detect", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for default in ("default now-1h", "default now)", "default 15s"):
+        assert default in result.stdout
+
+
 def _counter_csv(path: Path, n: int = 2000, reset_at: int = 800, burst_at: int = 1500) -> Path:
     """A request counter sampled every minute: ~100 requests a minute, a restart (back to
     counting from 0) at ``reset_at`` and six times the traffic for three minutes at ``burst_at``."""

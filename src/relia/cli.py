@@ -139,6 +139,10 @@ def _numbered(path: Path, i: int) -> Path:
     return path if i == 0 else path.with_name(f"{path.stem}_{i + 1}{path.suffix}")
 
 
+#: The range ``relia detect --prometheus`` queries when --start, --end or --step is not given.
+_DEFAULT_START, _DEFAULT_END, _DEFAULT_STEP = "now-1h", "now", "15s"
+
+
 @app.command()
 @_user_errors
 def detect(
@@ -195,9 +199,29 @@ def detect(
         str | None, typer.Option("--prometheus", help="read from this Prometheus server's HTTP API")
     ] = None,
     query: Annotated[str | None, typer.Option("--query", help="PromQL (with --prometheus)")] = None,
-    start: Annotated[str, typer.Option("--start", help="ISO-8601, epoch s, or now-1h")] = "now-1h",
-    end: Annotated[str, typer.Option("--end", help="ISO-8601, epoch s, or now")] = "now",
-    step: Annotated[str, typer.Option("--step", help="resolution, e.g. 15s or 1m")] = "15s",
+    # None when not given, so that one given without --prometheus is refused, not dropped;
+    # the defaults named in the help are applied on the Prometheus path.
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--start",
+            help=f"ISO-8601, epoch s, or relative like now-2h (with --prometheus; "
+            f"default {_DEFAULT_START})",
+        ),
+    ] = None,
+    end: Annotated[
+        str | None,
+        typer.Option(
+            "--end", help=f"ISO-8601, epoch s, or now (with --prometheus; default {_DEFAULT_END})"
+        ),
+    ] = None,
+    step: Annotated[
+        str | None,
+        typer.Option(
+            "--step",
+            help=f"resolution, e.g. 15s or 1m (with --prometheus; default {_DEFAULT_STEP})",
+        ),
+    ] = None,
     timeout: Annotated[
         str | None,
         typer.Option(
@@ -256,6 +280,15 @@ def detect(
         raise DataError("give either an INPUT file or --prometheus URL with --query")
     if prometheus is not None:
         check_url(prometheus, "--prometheus")
+    else:
+        for flag, value in (
+            ("--query", query),
+            ("--start", start),
+            ("--end", end),
+            ("--step", step),
+        ):
+            if value is not None:
+                raise DataError("applies to the Prometheus query; needs --prometheus", where=flag)
     timeout_s = _parse_timeout(timeout, prometheus is not None)
     if executor not in ("local", "ray"):
         raise DataError(f"expected local or ray, got {executor!r}", where="--executor")
@@ -306,7 +339,17 @@ def detect(
         out = out / f"{stem}.csv"
     try:
         _detect_series(
-            input, out, plot, scoring, columns, prometheus, query, start, end, step, timeout_s
+            input,
+            out,
+            plot,
+            scoring,
+            columns,
+            prometheus,
+            query,
+            _DEFAULT_START if start is None else start,
+            _DEFAULT_END if end is None else end,
+            _DEFAULT_STEP if step is None else step,
+            timeout_s,
         )
     except BaseException:
         _remove_dirs(created)

@@ -415,10 +415,11 @@ def test_cli_reports_every_slo_it_can_and_names_each_refused_query(
         (["--step", "5x"], "--step: invalid duration"),
         (["--plot", "x.pdf"], "--plot: plot must end in .png or .html"),
         (["--prometheus", "ftp://x"], "--prometheus: expected an http"),
-        (["--timeout", "-1"], "--timeout: expected a positive number of seconds, got -1"),
-        (["--timeout", "0"], "--timeout: expected a positive number of seconds, got 0"),
-        (["--timeout", "nan"], "--timeout: expected a positive number of seconds, got nan"),
-        (["--timeout", "inf"], "--timeout: expected a positive number of seconds, got inf"),
+        (["--timeout", "-1"], "--timeout: a duration must not be negative, got '-1'"),
+        (["--timeout", "0"], "--timeout: a duration must be positive"),
+        (["--timeout", "nan"], "--timeout: expected a duration"),
+        (["--timeout", "inf"], "--timeout: expected a duration"),
+        (["--timeout", "2x"], "--timeout: expected a duration"),
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
@@ -605,6 +606,19 @@ def test_cli_report_options_reach_the_evaluation(
     at = datetime.fromisoformat(json.loads(res.stdout)["slos"][0]["at"])
     hour_ago = datetime.now(tz=at.tzinfo).timestamp() - 3600
     assert hour_ago - 300 <= at.timestamp() <= hour_ago  # rounded down to the 5-minute step
+
+
+def test_cli_report_timeout_is_a_duration_as_in_relia_detect(
+    tmp_path: Path, fake_prometheus: list[float]
+) -> None:
+    # It was a float: --timeout 2m, as README teaches for relia detect, got Typer's usage box.
+    spec = tmp_path / "shop.yaml"
+    spec.write_text(SPEC)
+    base = ["slo", "report", str(spec), "--prometheus", URL, "--at", "2024-05-01T12:03:00Z"]
+    for given, seconds in (("2m", 120.0), ("1m30s", 90.0), ("45", 45.0), ("2.5", 2.5)):
+        res = CliRunner().invoke(app, [*base, "--timeout", given])
+        assert res.exit_code == 0, res.output
+        assert fake_prometheus[-1] == seconds
 
 
 def test_cli_an_unreachable_prometheus_is_one_line_for_all_slos(tmp_path: Path) -> None:

@@ -185,8 +185,12 @@ def report(
         ),
     ] = None,
     timeout: Annotated[
-        float, typer.Option("--timeout", help="seconds to wait for each Prometheus answer")
-    ] = 30.0,
+        str,
+        typer.Option(
+            "--timeout",
+            help="how long to wait for each Prometheus answer, e.g. 2m (a bare number is seconds)",
+        ),
+    ] = "30s",
 ) -> None:
     """Error budgets from Prometheus: per SLO the SLI over its window, the budget (total, spent,
     remaining), burn rates over each alert window, firing alerts, and when the budget runs out.
@@ -194,9 +198,9 @@ def report(
     The evaluation time is rounded down to the query step (5m by default).
     """
     import json
-    import math
     import time
 
+    from relia.config import parse_duration
     from relia.errors import DataError
     from relia.slo.evaluate import SloStatus, evaluate_slo
     from relia.slo.loader import load_alerting_slos
@@ -232,14 +236,14 @@ def report(
             f"expected an http:// or https:// URL, got {prometheus!r}", where="--prometheus"
         )
     check_url(prometheus, "--prometheus")
-    if not (math.isfinite(timeout) and timeout > 0):
-        raise DataError(
-            f"expected a positive number of seconds, got {timeout:g}", where="--timeout"
-        )
+    try:
+        timeout_s = parse_duration(timeout)  # as relia detect --timeout and slos.timeout read it
+    except ValueError as exc:
+        raise DataError(str(exc), where="--timeout") from None
     slos = load_alerting_slos(files, sloth_windows=sloth_windows)
     statuses: list[SloStatus] = []
     refused: dict[str, str] = {}
-    with PrometheusClient(prometheus, timeout=timeout) as client:
+    with PrometheusClient(prometheus, timeout=timeout_s) as client:
         for slo in slos:
             try:
                 statuses.append(

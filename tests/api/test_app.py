@@ -497,9 +497,19 @@ def test_samples_bad_time_is_400_naming_that_parameter(made: Store, param: str) 
     # The same form as a parameter FastAPI refuses: "query parameter limit: ..."
     assert r.status_code == 400
     assert r.json()["detail"] == (
-        f"query parameter {param}: expected ISO-8601 (UTC if no offset), 'now', relative like "
-        "-1h or now-1h, or epoch seconds (a number from 1e11 up is ms), got 'soon'"
+        f"query parameter {param}: expected ISO-8601 (UTC if no offset; eight digits are a "
+        "date, 20240101), 'now', relative like -1h or now-1h, or epoch seconds (a number from "
+        "1e11 up is ms), got 'soon'"
     )
+
+
+def test_findings_since_of_eight_digits_not_a_date_is_400_saying_why(made: Store) -> None:
+    # The detail said epoch seconds were accepted, so 12345678 looked like a valid time refused.
+    r = _client(made).get("/api/v1/findings", params={"since": "12345678"})
+    assert r.status_code == 400
+    detail = r.json()["detail"]
+    assert detail.startswith("query parameter since: ") and "'12345678'" in detail
+    assert "eight digits are read as a date, YYYYMMDD" in detail and "\n" not in detail
 
 
 def test_infinite_values_and_nan_evidence_go_out_as_null(made: Store) -> None:

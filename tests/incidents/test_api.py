@@ -78,6 +78,8 @@ def test_bad_parameters_are_4xx_with_a_message(
     r = tc.get("/api/v1/incidents", params={"since": "yesterday-ish"})
     assert r.status_code == 400
     assert "since: expected" in r.json()["detail"] and "yesterday-ish" in r.json()["detail"]
+    r = tc.get("/api/v1/incidents", params={"since": "12345678"})  # not a date, YYYYMMDD
+    assert r.status_code == 400 and "eight digits are read as a date, YYYYMMDD" in r.text
     r = tc.get("/api/v1/incidents", params={"status": "closed"})
     assert r.status_code == 422 and "status" in r.text
     assert tc.get("/api/v1/incidents", params={"limit": 0}).status_code == 422

@@ -493,6 +493,17 @@ def test_since_the_api_cannot_take_is_refused_here(
     assert r.exit_code == 2 and r.stderr == f"relia: error: --since: {since!r} {said}\n"
 
 
+def test_since_of_eight_digits_not_a_date_says_they_are_read_as_one(tmp_path: Path) -> None:
+    # It said epoch seconds were accepted, hiding why 12345678 was refused, as --start says.
+    stopped = tmp_path / "stopped.yaml"
+    stopped.write_text(f"data_dir: {tmp_path}\napi: {{port: {free_port()}}}\n")
+    r = runner.invoke(app, ["incidents", "list", "--since", "12345678", "--config", str(stopped)])
+    assert r.exit_code == 2 and r.stdout == ""
+    (line,) = r.stderr.splitlines()
+    assert line.startswith("relia: error: --since: ") and "'12345678'" in line
+    assert "eight digits are read as a date, YYYYMMDD" in line
+
+
 def test_show_at_an_address_without_the_incidents_api_is_not_a_missing_incident(
     server: Server,
 ) -> None:

@@ -45,8 +45,8 @@ ID_NOTE = (
     "precision in JavaScript."
 )
 TIME_NOTE = (
-    "ISO-8601 (UTC if no offset), 'now', relative like -1h or now-1h, or epoch seconds "
-    "(a number from 1e11 up is ms)"
+    "ISO-8601 (UTC if no offset; eight digits are a date, 20240101), 'now', relative like -1h "
+    "or now-1h, or epoch seconds (a number from 1e11 up is ms)"
 )
 
 _ID = re.compile(r"[0-9]{1,19}")  # ASCII only: \d takes any Unicode digit
@@ -66,13 +66,18 @@ def parse_time(text: str, now_ms: int, *, field: str = "time") -> int:
     try:
         return timeparse.parse_time(text, now_ms=now_ms)
     except (ValueError, OverflowError) as e:
-        # One message for every way a time is wrong; the CLI's own text names its forms.
+        # One message for every way a time is wrong, naming the forms; where the parser says
+        # how it read the text (eight digits as a date, YYYYMMDD), that reason is kept: the
+        # forms alone would suggest that 12345678 is epoch seconds.
         reason = str(e).removeprefix("not a time: ")
         if "out of range" in reason or "duration" in reason:
             raise DataError(
                 f"{text!r} is out of range: expected a time in years 1 to 9999", where=where
             ) from None
-        raise DataError(f"expected {TIME_NOTE}, got {text!r}", where=where) from None
+        why = reason.removeprefix(repr(text)).strip()
+        told = why.startswith("(") and why.endswith(")") and not why.startswith("(use ")
+        said = f": {why[1:-1]}" if told else ""  # "(use ISO-8601, ...)" is TIME_NOTE again
+        raise DataError(f"expected {TIME_NOTE}, got {text!r}{said}", where=where) from None
 
 
 def _parse_id(text: str, where: str) -> int:

@@ -27,8 +27,8 @@ __all__ = [
 ]
 
 _TIME_NOTE = (
-    "ISO-8601 (UTC if no offset), 'now', relative like -1h or now-1h, or epoch seconds "
-    "(a number from 1e11 up is ms)"
+    "ISO-8601 (UTC if no offset; eight digits are a date, 20240101), 'now', relative like -1h "
+    "or now-1h, or epoch seconds (a number from 1e11 up is ms)"
 )
 _CURSOR = re.compile(r"(-?[0-9]{1,18}),(.+)", re.DOTALL)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -1613,6 +1614,33 @@ def test_config_check_warns_about_log_files_that_are_not_there(tmp_path: Path) -
     ]
 
 
+def test_config_check_and_up_warn_that_api_off_turns_remote_write_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `api: {enabled: false}` was "ok", with nothing saying that remote-write went off with it.
+    cfg = tmp_path / "relia.yaml"
+    cfg.write_text(
+        f"data_dir: {tmp_path / 'data'}\nhost: {{enabled: false}}\napi:\n  enabled: false\n"
+    )
+    warning = (
+        f"{cfg}:4: api.enabled: warning: false turns remote-write ingest off too (POST "
+        "/api/v1/write is served by the API); set ingest.remote_write: false if that is meant"
+    )
+    result = runner.invoke(app, ["config", "check", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert "ok" in result.stdout and result.stderr.splitlines() == [warning]
+    import relia.engine.up
+
+    monkeypatch.setattr(relia.engine.up, "run_up", lambda cfg, ready: 0)
+    result = runner.invoke(app, ["up", "-c", str(cfg)])
+    assert result.exit_code == 0 and result.stderr.splitlines() == [warning]
+    # Said so: no warning.
+    cfg.write_text(cfg.read_text() + "ingest: {remote_write: false}\n")
+    for args in (["config", "check", str(cfg)], ["up", "-c", str(cfg)]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0 and result.stderr == "", result.output
+
+
 _SCRAPE = "{name: %s, url: 'http://127.0.0.1:9/metrics'}"
 
 
@@ -1680,3 +1708,27 @@ def test_config_check_on_a_tag_its_value_cannot_take_is_one_line(
     assert result.exit_code == 2
     assert result.stderr.startswith("relia: error: RELIA_API__PORT: not valid YAML: 'abc'")
     assert result.stderr.count("\n") == 1
+
+
+def test_every_long_option_of_every_command_is_named_in_the_docs() -> None:
+    # relia up --port/--data-dir, relia slo rules --label, relia slo report --timeout and
+    # relia --version were in no doc: a new option must be written down too.
+    import typer
+
+    root = Path(__file__).resolve().parents[1]
+    docs = "".join(
+        p.read_text(encoding="utf-8") for p in [root / "README.md", *root.glob("docs/*.md")]
+    )
+
+    def options(command: Any, path: str) -> Iterator[tuple[str, str]]:
+        for param in command.params:
+            yield from ((path, opt) for opt in param.opts if opt.startswith("--"))
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from options(sub, f"{path} {name}")
+
+    missing = [
+        f"{path} {opt}"
+        for path, opt in options(typer.main.get_command(app), "relia")
+        if not re.search(re.escape(opt) + r"(?![\w-])", docs)  # --step, not --steps
+    ]
+    assert missing == []

@@ -1,11 +1,17 @@
 from __future__ import annotations
 
 import re
+import typing
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel, BeforeValidator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 
 from relia.config import ReliaConfig, human_duration, load_config, parse_duration
 from relia.errors import ConfigError
@@ -1426,3 +1432,72 @@ def test_a_store_directory_expands_the_home_directory(
     monkeypatch.setenv("HOME", str(tmp_path))
     assert load_config(environ={"RELIA_STORE": "~/db"}).store == str(tmp_path / "db")
     assert load_config(environ={"RELIA_STORE": "postgresql://u@h/x"}).store_is_postgresql
+
+
+# -- docs/deployment.md's relia.yaml reference ---------------------------------------------
+
+
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def _is_duration(field: FieldInfo) -> bool:
+    from relia.config import parse_delay
+
+    kinds = [field.annotation, *typing.get_args(field.annotation)]
+    marks = [*field.metadata, *(m for k in kinds for m in getattr(k, "__metadata__", ()))]
+    return any(
+        isinstance(m, BeforeValidator) and m.func in (parse_duration, parse_delay) for m in marks
+    )
+
+
+def _default_as_documented(name: str, field: FieldInfo) -> str:
+    """A setting's default as the reference table writes it."""
+    if field.default_factory is not None:
+        value = field.default_factory()  # type: ignore[call-arg]
+    elif field.default is PydanticUndefined:
+        return "required"
+    else:
+        value = field.default
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and _is_duration(field):
+        return human_duration(value)
+    if isinstance(value, int) and "bytes" in name:
+        for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+            if value % size == 0:
+                return f"{value // size} {unit}"
+    if isinstance(value, int):
+        return f"{value:,}" if value >= 10_000 else str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return str(value)
+
+
+def _settings(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, str]]:
+    """Every setting of ``model`` as (dotted name, default); ``[]`` marks a list's entries."""
+    for name, field in model.model_fields.items():
+        inner = _models_in(field.annotation)
+        if inner and typing.get_origin(field.annotation) is not list:
+            yield from _settings(inner[0], f"{prefix}{name}.")
+            continue
+        yield prefix + name, _default_as_documented(name, field)
+        if inner:
+            yield from _settings(inner[0], f"{prefix}{name}[].")
+
+
+def test_the_deployment_reference_names_every_setting_with_its_default() -> None:
+    # host.per_cpu, ingest.max_decoded_bytes and others were in no doc: a new setting, or a
+    # changed default, must be written into the table too.
+    text = (_REPO / "docs" / "deployment.md").read_text(encoding="utf-8")
+    section = text.split("## relia.yaml reference", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([^`]+)` \| ([^|]+) \|", section, flags=re.MULTILINE)
+    documented = [(name, default.strip().strip("`")) for name, default in rows]
+    assert documented == list(_settings(ReliaConfig))

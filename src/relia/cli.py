@@ -839,12 +839,12 @@ def config_check(
     file: Annotated[Path, typer.Argument(help="path to relia.yaml")],
 ) -> None:
     """Validate a relia.yaml; every problem is listed as file:line: field: message."""
-    from relia.config import check_slo_files, load_config, log_file_warnings
+    from relia.config import api_warnings, check_slo_files, load_config, log_file_warnings
     from relia.slo.loader import load_alerting_slos
 
     cfg = load_config(file)
     check_slo_files(cfg, file)
-    for warning in log_file_warnings(cfg, file):
+    for warning in [*log_file_warnings(cfg, file), *api_warnings(cfg, file)]:
         typer.echo(warning, err=True)
     _check_sloth_windows(cfg.slos.sloth_windows, file)
     _check_detector(cfg.detector.name, cfg.detector.params, file)
@@ -907,7 +907,7 @@ def up(
     """Run the engine, API and dashboard: watch this machine (and configured targets)."""
     from pydantic import ValidationError
 
-    from relia.config import check_slo_files, load_config
+    from relia.config import api_warnings, check_slo_files, load_config
     from relia.engine.up import run_up
 
     if config is None and Path("relia.yaml").exists():
@@ -917,6 +917,8 @@ def up(
 
     configure_logging(cfg.log_level)
     check_slo_files(cfg, config)
+    for warning in api_warnings(cfg, config):
+        typer.echo(warning, err=True)
     _check_sloth_windows(cfg.slos.sloth_windows, config)
     # As `relia config check` does, before the store is opened (and, for DuckDB, created).
     _check_detector(cfg.detector.name, cfg.detector.params, config)

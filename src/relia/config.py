@@ -1245,6 +1245,25 @@ def log_file_warnings(cfg: ReliaConfig, path: str | Path | None) -> list[str]:
     return out
 
 
+def api_warnings(cfg: ReliaConfig, path: str | Path | None) -> list[str]:
+    """``file:line: api.enabled: warning: …`` when the API is off while remote-write is on:
+    remote-write is served by the API, so it is off too, which the config alone does not say."""
+    if cfg.api.enabled or not cfg.ingest.remote_write:
+        return []
+    root = None
+    if path is not None:
+        try:
+            root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+            root = None  # load_config read it already; a line number is all this is for
+    line = _line_of(root, ("api", "enabled")) if root is not None else None
+    place = f"{path}:{line}" if line else str(path or "<defaults>")
+    return [
+        f"{place}: api.enabled: warning: false turns remote-write ingest off too (POST "
+        "/api/v1/write is served by the API); set ingest.remote_write: false if that is meant"
+    ]
+
+
 _FLOAT_TEXT = re.compile(r"[-+]?[0-9]*\.?[0-9]+[eE][-+]?[0-9]+")
 
 

@@ -5,11 +5,14 @@ Usage::
     python bench/nab.py --detector default            # one detector (repeatable)
     python bench/nab.py --detector all --jobs 4       # every registered detector
     python bench/nab.py --score-results DIR           # score a results folder in NAB's layout
+                                                      # (JSON written only with --out FILE)
 
 Each detector runs causally over each data file with one fresh detector per file and one
 configuration for all files; its scores go to ``<results-dir>/<detector>/<category>/
 <detector>_<file>.csv`` (columns timestamp, value, anomaly_score, label) and are scored with our
-own NAB scorer (:mod:`nab_scoring`). A rich table goes to stdout, the JSON to ``--out``; the last
+own NAB scorer (:mod:`nab_scoring`). A rich table goes to stdout, the JSON to ``--out``
+(``bench/results/nab.json`` by default; with ``--score-results`` only where ``--out`` names a
+file, so checking the scorer on another's results leaves the committed figures alone); the last
 line on stdout is that JSON on one line. Progress goes to stderr.
 
 Data (``--data``, default ``../shared/data/nab`` next to the repository) is a copy of numenta/NAB's
@@ -310,7 +313,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=DEFAULT_RESULTS,
         help="where result files go, in NAB's layout",
     )
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON file to write (merged)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON file to write (merged); default bench/results/nab.json, but none with "
+        "--score-results",
+    )
     ap.add_argument(
         "--score-results",
         type=Path,
@@ -323,6 +332,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         ap.error("--jobs must be at least 1")
     if not args.detector and args.score_results is None:
         args.detector = ["default"]
+    if args.out is None and args.score_results is None:
+        # Scored results of another detector (Numenta's, to check the scorer) are not relia's
+        # figures: they go into the committed results only where --out says so.
+        args.out = DEFAULT_OUT
     return args
 
 
@@ -391,12 +404,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "detectors": rows,
             "reference": reference,
         }
-        merged = merge_out(args.out, doc)
+        merged = merge_out(args.out, doc) if args.out is not None else doc
     except ReliaError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False)
         return 2
     print_table(out_console, rows, reference)
-    out_console.print(f"wrote {args.out}", highlight=False)
+    if args.out is not None:
+        out_console.print(f"wrote {args.out}", highlight=False)
+    else:
+        out_console.print("not written: --score-results writes its JSON only to --out FILE")
     sys.stdout.flush()
     print(json.dumps(merged, separators=(",", ":")))
     return 0

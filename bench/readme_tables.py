@@ -361,7 +361,9 @@ measured on a {machine["cores"]}-core {machine["cpu"]} with 24 GiB, Python {mach
 configuration per detector for all 58 files, strictly causal scores, thresholds chosen by NAB's
 own per-profile sweep. Our scorer reproduces Numenta HTM's published 70.10 / 63.12 / 74.32 from
 its official result files (`python bench/nab.py --score-results
-../shared/data/nab/reference/numenta`, checked by `tests/bench/test_nab_scoring.py`).
+../shared/data/nab/reference/numenta`, checked by `tests/bench/test_nab_scoring.py`; it prints
+the scores and writes no JSON unless `--out FILE` names one, so `bench/results/nab.json` keeps
+relia's figures).
 
 {nab_table()}
 

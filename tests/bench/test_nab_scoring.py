@@ -505,6 +505,28 @@ def test_cli_runs_a_detector_writes_nab_layout_and_rescores(tmp_path: Path, caps
     assert again["threshold_source"] == "optimized"
 
 
+def test_cli_score_results_writes_no_json_unless_out_names_one(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # README's check of the scorer (--score-results on Numenta's files) rewrote the committed
+    # bench/results/nab.json, adding a "numenta" row among relia's detectors.
+    data = tmp_path / "nab"
+    make_corpus(data)
+    results = tmp_path / "results"
+    base = ["--data", str(data), "--results-dir", str(results)]
+    assert nab.main(["--detector", "mad", *base, "--out", str(tmp_path / "run.json")]) == 0
+    capsys.readouterr()
+    tracked = tmp_path / "tracked.json"
+    tracked.write_text('{"detectors": {}}\n')
+    monkeypatch.setattr(nab, "DEFAULT_OUT", tracked)
+    code = nab.main(["--score-results", str(results / "mad"), "--data", str(data)])
+    assert code == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert tracked.read_text() == '{"detectors": {}}\n'
+    assert any("not written" in line and "--out" in line for line in out)
+    assert "mad" in json.loads(out[-1])["detectors"]  # the JSON is still the last line
+
+
 def test_cli_missing_data_says_what_to_download(tmp_path: Path, capsys) -> None:
     code = nab.main(
         ["--detector", "mad", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o.json")]

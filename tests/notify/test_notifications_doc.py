@@ -21,7 +21,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from relia.incidents.model import Severity
+from relia.incidents.model import Finding, FindingKind, Incident, Severity
 from relia.notify import Dispatcher, WebhookSink, notifications_for, verify_signature
 from relia.notify.routing import filtered_counter
 from relia.notify.sinks import AlertmanagerSink
@@ -30,6 +30,7 @@ from tests.notify.factory import IncidentMemoryStore, incident, resolved
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "notifications.md"
 SECRET = "doc-test-secret"
+EXAMPLE_ID = "3f9a1c2e7b4d5a60c8e1"  # the incident id of the doc's samples: 20 hex digits
 
 
 def doc_block(name: str) -> str:
@@ -60,7 +61,7 @@ def delivered(
         clock=lambda: time.time_ns() // 1_000_000 + skew_ms,
     )
     try:
-        (item,) = notifications_for(incident("3f9a1c2e7b4d5a60"), ["hook"], 1)
+        (item,) = notifications_for(incident(EXAMPLE_ID), ["hook"], 1)
         if token is None:
             sink.deliver(item)
         else:
@@ -69,6 +70,18 @@ def delivered(
         sink.close()
     last = receiver.posts[-1]
     return last.headers, last.body
+
+
+def test_the_incident_ids_the_doc_shows_are_as_long_as_real_ones() -> None:
+    # The samples showed 16 hex digits; relia's ids have 20.
+    real = Incident.make_id(Finding.make_id(FindingKind.METRIC, "cpu", 0, "default"))
+    text = DOC.read_text()
+    shown = re.findall(r'hook:(\w+):\d|"(?:incident_)?id": "(\w+)"|incidents/(\w+)"', text)
+    shown += re.findall(r"relia incident (\w+) \(", text)
+    ids = {i for found in shown for i in (found if isinstance(found, tuple) else (found,)) if i}
+    assert ids == {EXAMPLE_ID}
+    assert re.fullmatch("[0-9a-f]+", real) and re.fullmatch("[0-9a-f]+", EXAMPLE_ID)
+    assert len(EXAMPLE_ID) == len(real) == 20
 
 
 def test_the_verification_snippet_accepts_a_real_delivery_and_refuses_forgeries(
@@ -99,7 +112,7 @@ def test_the_webhook_body_and_headers_are_those_the_doc_shows(receiver: HttpRece
     assert body == json.dumps(real, separators=(",", ":"), sort_keys=True).encode()
     assert set(real) == set(shown)
     assert set(real["incident"]) == set(shown["incident"])
-    assert real["dedup_key"] == shown["dedup_key"] == "hook:3f9a1c2e7b4d5a60:1"
+    assert real["dedup_key"] == shown["dedup_key"] == f"hook:{EXAMPLE_ID}:1"
     assert real["incident"] == shown["incident"]  # the doc's example is factory.incident()
     assert headers["Content-Type"] == "application/json"
     assert headers["X-Relia-Dedup-Key"] == real["dedup_key"]

@@ -1222,15 +1222,21 @@ def _logs_window_problem(cfg: ReliaConfig) -> str | None:
     )
 
 
+def _yaml_root(path: str | Path | None) -> yaml.Node | None:
+    """The YAML node tree of the config file at ``path`` (None without one, or when it cannot
+    be read again): for the line numbers of checks made after :func:`load_config` read it."""
+    if path is None:
+        return None
+    try:
+        return yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        return None  # load_config read it already; a line number is all this is for
+
+
 def log_file_warnings(cfg: ReliaConfig, path: str | Path | None) -> list[str]:
     """``file:line: logs.files.N.path: warning: …`` for each log file that is not there:
     ``relia up`` waits for it, but a typo or a missing directory is the likelier cause."""
-    root = None
-    if path is not None:
-        try:
-            root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
-            root = None  # load_config read it already; a line number is all this is for
+    root = _yaml_root(path)
     out = []
     for i, f in enumerate(cfg.logs.files):
         if f.path.exists():
@@ -1250,12 +1256,7 @@ def api_warnings(cfg: ReliaConfig, path: str | Path | None) -> list[str]:
     remote-write is served by the API, so it is off too, which the config alone does not say."""
     if cfg.api.enabled or not cfg.ingest.remote_write:
         return []
-    root = None
-    if path is not None:
-        try:
-            root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
-            root = None  # load_config read it already; a line number is all this is for
+    root = _yaml_root(path)
     line = _line_of(root, ("api", "enabled")) if root is not None else None
     place = f"{path}:{line}" if line else str(path or "<defaults>")
     return [
@@ -1282,12 +1283,7 @@ def check_slo_files(cfg: ReliaConfig, path: str | Path | None) -> None:
     ``file:line: slos.files.N: no such file: …`` (the spec loader's own error names only the spec
     path, which read from another directory said neither where it was listed nor from where a
     relative path is read)."""
-    root = None
-    if path is not None:
-        try:
-            root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
-            root = None  # load_config read it already; a line number is all this is for
+    root = _yaml_root(path)
     lines = []
     for i, f in enumerate(cfg.slos.files):
         if f.exists():

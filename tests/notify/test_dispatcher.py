@@ -772,3 +772,80 @@ def test_a_follower_leaves_the_items_of_unconfigured_sinks_alone() -> None:
     store.enqueue_notifications(notifications_for(incident(), ["hook"], T0))
     d.run_once(T0 + 3600 * S)
     assert store.outbox_counts()["hook"]["pending"] == 1
+
+
+class SlowSink(ScriptedSink):
+    """Takes ``each`` seconds per delivery, well inside its ``timeout`` (a receiver that answers
+    in time, only slowly); records into ``events`` what happened, in order."""
+
+    def __init__(self, name: str, events: list[str], each: float, timeout: float) -> None:
+        super().__init__(name)
+        self.events = events
+        self.each = each
+        self.timeout = timeout
+
+    def deliver(self, item: OutboxItem) -> None:
+        time.sleep(self.each)
+        self.events.append(f"deliver {item.id}")
+        super().deliver(item)
+
+
+class RecordingRefreshSink(RefreshSink):
+    def __init__(self, events: list[str]) -> None:
+        super().__init__()
+        self.events = events
+
+    def refresh(self, open_incidents: Sequence[Incident]) -> None:
+        self.events.append("refresh am")
+        super().refresh(open_incidents)
+
+
+def test_a_slow_sink_has_a_turn_of_about_its_timeout_then_the_others_go() -> None:
+    events: list[str] = []
+    slow = SlowSink("hook", events, each=0.1, timeout=0.25)
+    log_sink = ScriptedSink("log")
+    store, d, _ = make([slow, log_sink])
+    incidents = [incident(f"i{n}") for n in range(20)]
+    for inc in incidents:
+        store.enqueue_notifications(notifications_for(inc, ["hook", "log"], T0))
+    began = time.monotonic()
+    d.run_once(T0)
+    took = time.monotonic() - began
+    assert len(log_sink.delivered) == 20  # not held up behind 2 s of slow deliveries
+    assert 2 <= len(slow.delivered) <= 5 and took < 1.0
+    while len(slow.delivered) < 20:  # the rest in the next runs
+        d.run_once(T0)
+    assert sorted(slow.delivered) == sorted(f"hook:i{n}:1" for n in range(20))
+
+
+def test_refresh_comes_before_another_sinks_backlog() -> None:
+    events: list[str] = []
+    slow = SlowSink("hook", events, each=0.05, timeout=1.0)
+    am = RecordingRefreshSink(events)
+    store, d, _ = make([slow, am])
+    store.open = [incident("a")]
+    for n in range(5):
+        store.enqueue_notifications(notifications_for(incident(f"i{n}"), ["hook"], T0))
+    d.run_once(T0)
+    assert events[0] == "refresh am"  # Alertmanager's alerts do not wait for the webhook
+    assert am.refreshed == [["a"]] and len(slow.delivered) == 5
+
+
+def test_the_thread_stops_without_draining_a_slow_backlog() -> None:
+    events: list[str] = []
+    slow = SlowSink("hook", events, each=0.2, timeout=60.0)
+    store = IncidentMemoryStore()
+    d = Dispatcher(store, [slow], poll_interval=30.0)
+    now = time.time_ns() // 1_000_000
+    for n in range(50):  # 10 s of deliveries, all within one turn
+        store.enqueue_notifications(notifications_for(incident(f"i{n}"), ["hook"], now))
+    stop = threading.Event()
+    thread = d.start(stop)
+    time.sleep(0.3)
+    began = time.monotonic()
+    stop.set()
+    d.notify()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert time.monotonic() - began < 0.5  # the delivery under way, nothing after it
+    assert len(slow.delivered) < 5

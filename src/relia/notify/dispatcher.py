@@ -65,6 +65,8 @@ log = logging.getLogger("relia.notify")
 _BATCH = 100
 #: Rounds per sink per run: a chain of versions of one incident is delivered a version a round.
 _MAX_ROUNDS = 20
+#: A sink's turn in a run, in seconds, when it has no ``timeout`` of its own (the log sink).
+_TURN_S = 5.0
 #: How often the pending gauge is recomputed when nothing happened (seconds).
 _GAUGE_EVERY_S = 5.0
 #: How often the items of sinks no longer configured are looked at for their give-up (ms).
@@ -346,10 +348,15 @@ class Dispatcher:
         """Wake the dispatcher thread now (new items were enqueued, or it should stop)."""
         self._wake.set()
 
-    def run_once(self, now: int | None = None) -> int:
+    def run_once(self, now: int | None = None, stop: threading.Event | None = None) -> int:
         """Deliver what is due at ``now`` (default: the clock) to every sink, refresh sinks
         that need it; returns how many items were delivered. With a fence that gives no token
-        (this replica does not lead), nothing is sent and 0 is returned."""
+        (this replica does not lead), nothing is sent and 0 is returned.
+
+        Sinks that need it are refreshed first, so a backlog elsewhere cannot let their open
+        alerts expire. Each sink then has a turn of about its ``timeout`` (the attempt under
+        way finishes): what is left waits for the next run, so a slow receiver cannot starve
+        the others. Once ``stop`` is set, no new attempt starts."""
         now = self._clock() if now is None else now
         token: int | None = None
         if self._fence is not None:
@@ -360,15 +367,21 @@ class Dispatcher:
         touched = False
         try:
             touched = self._expire_orphans(now, token)
+            for sink in self._sinks:
+                if isinstance(sink, RefreshingSink) and not _stopping(stop):
+                    self._maybe_refresh(sink, now, token)
         except _Fenced:
             log.warning("fencing token %s is stale: this replica stops sending", token)
             return 0
         for sink in self._sinks:
+            if _stopping(stop):
+                break
             try:
-                n, changed = self._drain(sink, now, token)
+                n, changed = self._drain(sink, now, token, stop)
                 delivered += n
                 touched |= changed
-                if isinstance(sink, RefreshingSink):
+                # Drained only now: its refresh waited for the backlog (see _maybe_refresh).
+                if isinstance(sink, RefreshingSink) and not _stopping(stop):
                     self._maybe_refresh(sink, now, token)
             except _Fenced:
                 log.warning("fencing token %s is stale: this replica stops sending", token)
@@ -395,7 +408,7 @@ class Dispatcher:
         failures = FailureLog(log, "notification dispatch (retried each round)")
         while not stop.is_set():
             try:
-                self.run_once()
+                self.run_once(stop=stop)
                 failures.succeeded()
             except Exception as exc:  # noqa: BLE001 - a store hiccup must not end delivery
                 failures.failed(exc)
@@ -407,9 +420,13 @@ class Dispatcher:
         if self._fence is not None and (token is None or not self._fence.check(token)):
             raise _Fenced
 
-    def _drain(self, sink: Sink, now: int, token: int | None = None) -> tuple[int, bool]:
-        """Deliver the due items of one sink; (how many were delivered, whether any changed)."""
+    def _drain(
+        self, sink: Sink, now: int, token: int | None = None, stop: threading.Event | None = None
+    ) -> tuple[int, bool]:
+        """Deliver the due items of one sink for at most its turn (about its ``timeout``; see
+        :meth:`run_once`); (how many were delivered, whether any changed)."""
         breaker = self._breakers[sink.name]
+        turn_ends = time.monotonic() + float(getattr(sink, "timeout", _TURN_S))
         delivered = 0
         changed = False
         blocked: set[str] = set()  # incidents with a failed attempt in this run: keep order
@@ -428,6 +445,9 @@ class Dispatcher:
                     continue
                 if not breaker.allows(now):
                     break
+                # Its turn is over (or relia stops): the rest waits for the next run.
+                if time.monotonic() >= turn_ends or _stopping(stop):
+                    return delivered, changed
                 outcome = self._attempt(sink, item, now, breaker, token)
                 if outcome is _Outcome.DELIVERED:
                     delivered += 1
@@ -585,6 +605,10 @@ class Dispatcher:
         for name in [s.name for s in self._sinks] + sorted(self._orphans or ()):
             pending = counts.get(name, {}).get(OutboxStatus.PENDING.value, 0)
             self._pending.labels(sink=name).set(pending)
+
+
+def _stopping(stop: threading.Event | None) -> bool:
+    return stop is not None and stop.is_set()
 
 
 def _takes_token(method: Callable[..., object]) -> bool:

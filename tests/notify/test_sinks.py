@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 
 import httpx
@@ -26,6 +27,7 @@ from relia.notify.sinks import (
     verify_signature,
 )
 from tests.notify.factory import T0, incident, resolved
+from tests.slow_http import slow_server
 
 SECRET = "s3cr3t-value-never-logged"
 
@@ -436,3 +438,66 @@ def test_build_sinks_applies_resend_interval_and_external_url() -> None:
         thread.join(timeout=5)
     (alerts,) = [json.loads(b) for b in bodies]
     assert alerts[0]["generatorURL"] == "http://relia.test:8787/#incidents/inc1"
+
+
+def test_the_timeout_bounds_a_delivery_whose_answer_trickles_in() -> None:
+    # 200 at once, then 20 lines a second apart: httpx's per-read timeout never fires.
+    with slow_server(b"ok\n" * 20, every=1.0) as url:
+        sink = WebhookSink(url + "/hook", "s3cret", timeout=0.5, name="hook")
+        began = time.monotonic()
+        sink.deliver(notifications_for(incident(), ["hook"], T0)[0])  # 2xx: delivered
+        took = time.monotonic() - began
+        sink.close()
+    assert took < 1.8  # about the timeout, not the 20 s the answer takes
+
+
+def test_the_timeout_bounds_a_refresh_whose_answer_trickles_in() -> None:
+    with slow_server(b"ok\n" * 20, every=1.0) as url:
+        sink = AlertmanagerSink(url, timeout=0.5, name="am")
+        began = time.monotonic()
+        sink.refresh([incident("a")])
+        took = time.monotonic() - began
+        sink.close()
+    assert took < 1.8
+
+
+def test_alertmanager_refresh_posts_many_open_incidents_in_chunks() -> None:
+    rec = Recorder()
+    sink = am_sink(rec)
+    sink.refresh([incident(f"i{n}") for n in range(2500)])
+    sizes = [len(b) for b in rec.bodies()]  # type: ignore[arg-type]
+    assert sizes == [1000, 1000, 500]  # each POST small enough to answer within the timeout
+
+
+def test_alertmanager_refresh_fails_when_a_chunk_fails() -> None:
+    answers = iter([200, 503])
+    rec = Recorder()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        rec.status = next(answers, 200)
+        return rec(request)
+
+    sink = am_sink(handler)
+    with pytest.raises(DeliveryError) as err:
+        sink.refresh([incident(f"i{n}") for n in range(2500)])
+    assert err.value.retryable and len(rec.requests) == 2
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://hooks.test/hooks/relia/tok_9f8e7d6c5b4a",
+        "http://hooks.test/hooks?token=tok_9f8e7d6c5b4a",
+        "http://relia:tok_9f8e7d6c5b4a@hooks.test/hook",
+    ],
+)
+def test_an_error_page_that_echoes_the_url_does_not_leak_its_token(url: str) -> None:
+    def echo(request: httpx.Request) -> httpx.Response:  # Express: "Cannot POST /path"
+        shown = request.url.raw_path.decode()
+        return httpx.Response(404, text=f"<pre>Cannot POST {shown} ({request.url})</pre>")
+
+    sink = WebhookSink(url, SECRET, name="hook", transport=httpx.MockTransport(echo))
+    with pytest.raises(DeliveryError) as err:
+        sink.deliver(item_of(incident(), "hook"))
+    assert "tok_9f8e7d6c5b4a" not in str(err.value)
+    assert str(err.value).startswith("sink hook: HTTP 404: <pre>Cannot POST …")

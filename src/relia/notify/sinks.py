@@ -120,15 +120,66 @@ def _rfc3339(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
-def _post(client: httpx.Client, sink: str, url: str, **kwargs: Any) -> None:
-    """POST and turn every failure into a DeliveryError that says if a retry can help."""
+#: Bytes of a receiver's answer read at most (enough for an error message's first words).
+_BODY_CAP = 4096
+#: Alerts per refresh POST: Alertmanager takes a large batch slower than one timeout allows.
+REFRESH_CHUNK = 1000
+
+
+def _secret_parts(url: str) -> list[str]:
+    """The parts of ``url`` that may hold a token (userinfo, path, query, long path segments),
+    raw and percent-decoded, longest first: what an echoing error page must not reveal."""
+    parsed = httpx.URL(url)
+    raw_path = parsed.raw_path.decode("ascii", "replace")
+    path, _, query = raw_path.partition("?")
+    parts = {url, raw_path, path, query, parsed.path, parsed.username, parsed.password}
+    for segment in parsed.path.split("/") + path.split("/") + re.split("[&=]", query):
+        if len(segment) >= 8:  # a token's length; "api", "v2", "alerts" stay readable
+            parts.add(segment)
+    return sorted((p for p in parts if p and p != "/"), key=len, reverse=True)
+
+
+def _scrub(text: str, secrets: Sequence[str]) -> str:
+    for part in secrets:
+        text = text.replace(part, "…")
+    return text
+
+
+def _post(
+    client: httpx.Client,
+    sink: str,
+    url: str,
+    timeout: float,
+    secrets: Sequence[str] = (),
+    **kwargs: Any,
+) -> None:
+    """POST and turn every failure into a DeliveryError that says if a retry can help.
+
+    ``timeout`` bounds the whole attempt, answer included: httpx's own timeout is per read, so
+    a receiver that trickles its answer would hold the dispatcher (and every other sink) up. At
+    most ``_BODY_CAP`` bytes of the answer are read. ``secrets`` (parts of the sink's URL) are
+    replaced by ``…`` in the message: an error page can echo the path, token and all."""
+    deadline = time.monotonic() + timeout
     try:
-        resp = client.post(url, **kwargs)
+        with client.stream("POST", url, **kwargs) as resp:
+            code = resp.status_code
+            body = bytearray()
+            # The status decides; the body is only for the error message (and lets the
+            # connection be reused), so past the deadline or the cap it is left unread.
+            try:
+                if time.monotonic() < deadline:
+                    for chunk in resp.iter_bytes():
+                        body += chunk
+                        if len(body) >= _BODY_CAP or time.monotonic() >= deadline:
+                            break
+            except httpx.HTTPError:
+                pass  # the answer's status is in: a body cut short changes nothing
+            charset = resp.charset_encoding or "utf-8"
     except httpx.TimeoutException as e:
         raise DeliveryError(f"sink {sink}: timed out ({type(e).__name__})", retryable=True) from e
     except httpx.HTTPError as e:
-        raise DeliveryError(f"sink {sink}: {type(e).__name__}: {e}", retryable=True) from e
-    code = resp.status_code
+        error = _scrub(f"{type(e).__name__}: {e}", secrets)
+        raise DeliveryError(f"sink {sink}: {error}", retryable=True) from e
     if 200 <= code < 300:
         return
     if 300 <= code < 400:
@@ -139,7 +190,8 @@ def _post(client: httpx.Client, sink: str, url: str, **kwargs: Any) -> None:
             "set the sink's url to where it points)",
             retryable=False,
         )
-    snippet = resp.text[:200].strip().replace("\n", " ")
+    text = bytes(body[:_BODY_CAP]).decode(charset, errors="replace")
+    snippet = _scrub(text, secrets)[:200].strip().replace("\n", " ")
     retryable = code in (408, 429) or code >= 500
     # No URL in the message: a webhook URL can hold a token in its path (Slack's do).
     raise DeliveryError(f"sink {sink}: HTTP {code}: {snippet}", retryable=retryable)
@@ -243,6 +295,8 @@ class AlertmanagerSink:
     ) -> None:
         self._name = name
         self._endpoint = url.rstrip("/") + "/api/v2/alerts"
+        self._timeout = float(timeout)
+        self._secrets = _secret_parts(self._endpoint)
         self._resend = float(resend_interval)
         self._external = external_url.rstrip("/") if external_url else None
         self._clock = clock
@@ -254,6 +308,11 @@ class AlertmanagerSink:
     def name(self) -> str:
         """The sink's configured name."""
         return self._name
+
+    @property
+    def timeout(self) -> float:
+        """Seconds one HTTP attempt may take, answer included."""
+        return self._timeout
 
     @property
     def resend_interval(self) -> float:
@@ -299,6 +358,8 @@ class AlertmanagerSink:
             self._client,
             self._name,
             self._endpoint,
+            self._timeout,
+            self._secrets,
             json=alerts,
             headers=_fencing_headers(fencing_token),
         )
@@ -308,6 +369,7 @@ class AlertmanagerSink:
         """Re-post the firing alerts of ``open_incidents`` so Alertmanager keeps them firing.
 
         Idempotent on Alertmanager's side (same labels: the same alert, its ``endsAt`` moved).
+        Posted ``REFRESH_CHUNK`` alerts at a time; the first chunk that fails raises.
         """
         now = self._clock()
         alerts: list[dict[str, Any]] = []
@@ -318,12 +380,15 @@ class AlertmanagerSink:
             mine = self._alerts(payload, now, fencing_token)
             alerts.extend(mine)
             self._remember(payload, mine)
-        if alerts:
+        # In chunks: each POST has its own timeout, and one chunk failing fails the refresh.
+        for start in range(0, len(alerts), REFRESH_CHUNK):
             _post(
                 self._client,
                 self._name,
                 self._endpoint,
-                json=alerts,
+                self._timeout,
+                self._secrets,
+                json=alerts[start : start + REFRESH_CHUNK],
                 headers=_fencing_headers(fencing_token),
             )
 
@@ -389,6 +454,8 @@ class WebhookSink:
             raise ConfigError("the webhook secret is empty", where=f"sink {name}")
         self._name = name
         self._url = url
+        self._timeout = float(timeout)
+        self._secrets = _secret_parts(url)
         self._secret = secret.encode() if isinstance(secret, str) else bytes(secret)
         self._clock = clock
         self._client = httpx.Client(timeout=timeout, transport=transport)
@@ -397,6 +464,11 @@ class WebhookSink:
     def name(self) -> str:
         """The sink's configured name."""
         return self._name
+
+    @property
+    def timeout(self) -> float:
+        """Seconds one HTTP attempt may take, answer included."""
+        return self._timeout
 
     def deliver(self, item: OutboxItem, fencing_token: int | None = None) -> None:
         """Post the item; 2xx means the receiver has it. The leader's ``fencing_token`` (HA) is
@@ -414,7 +486,15 @@ class WebhookSink:
             DEDUP_HEADER: item.id,
             **_fencing_headers(fencing_token),
         }
-        _post(self._client, self._name, self._url, content=body, headers=headers)
+        _post(
+            self._client,
+            self._name,
+            self._url,
+            self._timeout,
+            self._secrets,
+            content=body,
+            headers=headers,
+        )
 
     def close(self) -> None:
         """Close the HTTP client."""

@@ -1732,3 +1732,20 @@ def test_every_long_option_of_every_command_is_named_in_the_docs() -> None:
         if not re.search(re.escape(opt) + r"(?![\w-])", docs)  # --step, not --steps
     ]
     assert missing == []
+
+
+def test_config_check_refuses_an_alertmanager_url_with_the_alerts_endpoint(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_text(
+        "notify:\n  sinks:\n"
+        "    - {name: am, type: alertmanager, url: 'http://127.0.0.1:9093/api/v2/alerts'}\n"
+    )
+    result = runner.invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"relia: error: {path}:3: notify.sinks.0.url: the base URL of Alertmanager, without "
+        "/api/v2/alerts "
+        "(relia appends /api/v2/alerts): http://127.0.0.1:9093?"
+    )

@@ -1501,3 +1501,25 @@ def test_the_deployment_reference_names_every_setting_with_its_default() -> None
     rows = re.findall(r"^\| `([^`]+)` \| ([^|]+) \|", section, flags=re.MULTILINE)
     documented = [(name, default.strip().strip("`")) for name, default in rows]
     assert documented == list(_settings(ReliaConfig))
+
+
+@pytest.mark.parametrize("endpoint", ["/api/v2/alerts", "/api/v1/alerts/", "/api/v2/alerts?x=1"])
+def test_an_alertmanager_url_with_the_alerts_endpoint_is_refused(
+    tmp_path: Path, endpoint: str
+) -> None:
+    # relia appends /api/v2/alerts: this url passed, then every alert came back 404.
+    path = tmp_path / "relia.yaml"
+    path.write_text(
+        "notify:\n  sinks:\n    - {name: log, type: log}\n"
+        f"    - {{name: am, type: alertmanager, url: 'http://am:9093/am{endpoint}'}}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert str(info.value) == (
+        f"{path}:4: notify.sinks.1.url: the base URL of Alertmanager, without "
+        f"{endpoint.split('?')[0].rstrip('/')} (relia appends /api/v2/alerts): http://am:9093/am?"
+    )
+    path.write_text(
+        "notify:\n  sinks:\n    - {name: am, type: alertmanager, url: 'http://am:9093/alerts'}\n"
+    )
+    assert load_config(path, environ={}).notify.sinks[0].url == "http://am:9093/alerts"

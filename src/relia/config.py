@@ -33,7 +33,7 @@ from pydantic import (
 )
 
 from relia._fieldnames import unknown_field
-from relia._urls import http_url_problem, looks_like_conninfo
+from relia._urls import http_url_problem, looks_like_conninfo, shown_url
 from relia._yamlkeys import repeated_keys
 from relia.errors import ConfigError
 
@@ -641,6 +641,8 @@ class IncidentsConfig(_Model):
 
 
 _SINK_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+#: API paths of Alertmanager's alerts endpoint, refused at the end of a sink's base URL.
+_ALERTMANAGER_ENDPOINTS = ("/api/v2/alerts", "/api/v1/alerts")
 
 
 class SinkConfig(_Model):
@@ -682,7 +684,19 @@ class SinkConfig(_Model):
         kind = info.data.get("type")
         if url is None and kind in ("alertmanager", "webhook"):
             raise ValueError(f"a url is required for type {kind}")
-        return url.rstrip("/") if url is not None and kind == "alertmanager" else url
+        if url is None or kind != "alertmanager":
+            return url
+        base = str(url).rstrip("/")
+        # relia appends /api/v2/alerts itself: the full endpoint, copied from Alertmanager's
+        # docs, would be posted to .../api/v2/alerts/api/v2/alerts and every alert rejected.
+        path = base.split("?", 1)[0]
+        for endpoint in _ALERTMANAGER_ENDPOINTS:
+            if path.endswith(endpoint):
+                raise ValueError(
+                    f"the base URL of Alertmanager, without {endpoint} (relia appends "
+                    f"/api/v2/alerts): {shown_url(path[: -len(endpoint)])}?"
+                )
+        return base
 
     @field_validator("secret_env")
     @classmethod

@@ -184,3 +184,26 @@ def test_refresh_of_a_sink_without_a_minimum_re_posts_every_open_incident() -> N
 def test_a_minimum_for_an_unknown_sink_is_refused() -> None:
     with pytest.raises(ValueError, match="no sink named 'nope'"):
         make([ScriptedSink("am")], min_severity={"nope": Severity.CRITICAL})  # type: ignore[arg-type]
+
+
+def test_a_filtered_version_is_counted_once_across_replays_and_restarts() -> None:
+    store = IncidentMemoryStore()
+    registry = CollectorRegistry()
+    minimums = {"chat": Severity.INFO, "pager": Severity.CRITICAL}
+    counter = filtered_counter(registry, minimums)
+    filtered = "relia_notify_filtered_total"
+    routing = SeverityRouting(minimums, filtered=counter)
+    v1 = incident("a", 1, severity=Severity.WARNING)
+    publish(store, routing, v1)
+    grown = v1.model_copy(update={"end": T0 + 10 * S, "updated_at": T0 + 10 * S})
+    store.enqueue_notifications(routing.items_for(store, [grown], T0 + 10 * S))  # same version
+    store.enqueue_notifications(routing.items_for(store, [grown], T0 + 20 * S))  # a retry
+    assert registry.get_sample_value(filtered, {"sink": "pager"}) == 1
+    # A restart (or a new HA leader) re-enqueues what it knows: counted by the one that made it.
+    for later in (T0 + 60 * S, T0 + 120 * S):
+        restarted = SeverityRouting(minimums, filtered=counter)
+        store.enqueue_notifications(restarted.items_for(store, [grown], later))
+    assert registry.get_sample_value(filtered, {"sink": "pager"}) == 1
+    v2 = grown.model_copy(update={"version": 2, "updated_at": T0 + 130 * S})
+    store.enqueue_notifications(restarted.items_for(store, [v2], T0 + 130 * S))
+    assert registry.get_sample_value(filtered, {"sink": "pager"}) == 2

@@ -26,6 +26,9 @@ from relia.notify.outbox import OutboxItem, notifications_for
 
 __all__ = ["HeardStore", "SeverityRouting", "filtered_counter", "reaches"]
 
+#: Filtered (sink, incident) pairs remembered for counting each version once.
+_COUNTED_MAX = 100_000
+
 
 def reaches(severity: Severity | str, minimum: Severity | str) -> bool:
     """Whether ``severity`` is at least ``minimum`` (info < warning < critical)."""
@@ -73,6 +76,12 @@ class SeverityRouting:
         else:
             self._min = {str(n): Severity.INFO for n in sinks}
         self._filtered = filtered
+        #: The ``now`` of the first :meth:`items_for` call: versions made before it were made
+        #: (and counted) by an earlier process or leader, and come back only as replays.
+        self._since: int | None = None
+        #: (sink, incident id) -> the newest version counted as filtered, so a version handed
+        #: over again (a growth without a new version, a commit retried) counts once.
+        self._counted: dict[tuple[str, str], int] = {}
 
     @property
     def sinks(self) -> list[str]:
@@ -111,9 +120,27 @@ class SeverityRouting:
             if sinks:
                 out.extend(notifications_for(inc, sinks, now))
         if self._filtered is not None:
-            for sink, _ in below - heard:
-                self._filtered.labels(sink=sink).inc()
+            self._count_filtered(incidents, below - heard, now)
         return out
+
+    def _count_filtered(
+        self, incidents: Sequence[Incident], filtered: set[tuple[str, str]], now: int
+    ) -> None:
+        """Count each filtered version once: not again when it is handed over again, nor when a
+        restart (or a new HA leader) re-enqueues the versions already known (they were counted
+        by the process that made them)."""
+        if self._since is None:
+            self._since = now
+        versions = {inc.id: (inc.version, inc.updated_at) for inc in incidents}
+        for sink, iid in filtered:
+            version, updated_at = versions[iid]
+            if updated_at < self._since or self._counted.get((sink, iid), 0) >= version:
+                continue
+            self._counted[(sink, iid)] = version
+            self._filtered.labels(sink=sink).inc()  # type: ignore[union-attr]
+        if len(self._counted) > _COUNTED_MAX:  # the oldest half: incidents long gone
+            for key in list(self._counted)[: _COUNTED_MAX // 2]:
+                del self._counted[key]
 
     def heard_of(
         self, store: HeardStore, sink: str, incidents: Sequence[Incident]

@@ -1253,3 +1253,146 @@ def test_held_series_drops_a_forgotten_series_at_once() -> None:
     clock.now += 4 * STEP
     assert eng.forget_idle() == 1
     assert job not in eng.held_series() and eng.held_series()
+
+
+class SineSource:
+    """One series: a sine with noise, and a spike at each tick in ``spikes`` (by offset)."""
+
+    name = "sine"
+
+    def __init__(self, index: SeriesIndex, spikes: Mapping[int, float] | None = None) -> None:
+        sid = index.get_or_add("cpu", {"host": "a"})
+        assert sid is not None
+        self.sid = sid
+        self.spikes = dict(spikes or {})
+
+    def poll(self, now_ms: int) -> MetricBatch:
+        k = (now_ms - T0) // STEP
+        v = 50 + 10 * np.sin(k / 7) + np.random.default_rng(k).normal(0, 1)
+        v += self.spikes.get(k, 0.0)
+        return MetricBatch(np.array([self.sid]), np.array([now_ms]), np.array([v]))
+
+
+def _sine_engine(store: Store, clock: Clock, **kw: object) -> Engine:
+    index = SeriesIndex()
+    return Engine(
+        store,
+        [SineSource(index, {170: 300.0, 171: -300.0, 173: 300.0})],
+        LocalExecutor("default", {}),
+        index=index,
+        clock=clock,
+        registry=CollectorRegistry(),
+        threshold=0.4,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _sine_run(cut: int | None, crash: bool, ticks: int = 200) -> tuple[Engine, Store]:
+    """``ticks`` ticks; with ``cut``, the engine is stopped (or crashes) after tick ``cut`` and
+    a new one goes on over the same store."""
+    store, clock = DuckDBStore(":memory:"), Clock()
+    eng = _sine_engine(store, clock, checkpoint_every=1000, checkpoint_interval_s=1e9)
+    for k in range(ticks):
+        eng.tick()
+        clock.now += STEP
+        if k == cut:
+            if not crash:
+                eng.close()
+            eng = _sine_engine(store, clock, checkpoint_every=1000, checkpoint_interval_s=1e9)
+    return eng, store
+
+
+def test_after_a_crash_the_samples_learned_since_the_last_checkpoint_are_relearned() -> None:
+    ref, ref_store = _sine_run(None, crash=False)
+    # 80 ticks in: the last checkpoint is the first tick's (checkpoint_interval_s is huge).
+    eng, store = _sine_run(80, crash=True)
+    sid = eng.sources[0].sid  # type: ignore[attr-defined]
+    mine, theirs = store.scored_samples(sid), ref_store.scored_samples(sid)
+    np.testing.assert_array_equal(mine.score, theirs.score)
+    np.testing.assert_array_equal(mine.expected, theirs.expected)
+    assert eng.executor.checkpoints() == ref.executor.checkpoints()
+    key = [(f.id, f.start, f.end, f.score) for f in ref_store.findings()]
+    assert [(f.id, f.start, f.end, f.score) for f in store.findings()] == key
+
+
+def test_a_clean_restart_reads_no_samples_to_relearn() -> None:
+    store, clock = DuckDBStore(":memory:"), Clock()
+    first = _sine_engine(store, clock)
+    for _ in range(30):
+        first.tick()
+        clock.now += STEP
+    first.close()
+    calls: list[int] = []
+    real = store.scored_samples
+
+    def counting(series_id: int, *a: object, **kw: object) -> SampleScores:
+        calls.append(series_id)
+        return real(series_id, *a, **kw)  # type: ignore[arg-type]
+
+    store.scored_samples = counting  # type: ignore[method-assign]
+    assert _sine_engine(store, clock).start() == 1
+    assert calls == []
+
+
+@pytest.mark.parametrize("cut", [172, 173])
+def test_a_restart_inside_a_findings_merge_gap_extends_it(cut: int) -> None:
+    # Anomalies at 170, 171 and 173, a normal point at 172: one finding 170..173.
+    _, ref_store = _sine_run(None, crash=False)
+    _, store = _sine_run(cut, crash=False)
+    theirs = [(f.id, f.start, f.end, f.score) for f in ref_store.findings()]
+    assert len(theirs) == 1
+    assert [(f.id, f.start, f.end, f.score) for f in store.findings()] == theirs
+
+
+def _open_finding_store(n: int) -> tuple[DuckDBStore, list[int]]:
+    """``n`` series whose last sample is anomalous: an open finding each."""
+    from relia.engine.findings import FindingTracker
+
+    store, index = DuckDBStore(":memory:"), SeriesIndex()
+    ids = [index.get_or_add("m", {"i": str(i)}) for i in range(n)]
+    store.upsert_series([(s, "m", {"i": str(i)}) for i, s in enumerate(ids)], seen_at=T0)
+    sid, ts = np.array(ids, np.int64), np.full(n, T0, np.int64)
+    store.append_samples(MetricBatch(sid, ts, np.ones(n)))
+    tracker = FindingTracker("default", lambda s: f"m{{id={s}}}", ("level",))
+    zero = np.zeros(n)
+    points = ScoredPoints(
+        sid, ts, np.ones(n), np.full(n, 0.9), zero, zero, zero, np.zeros(n, np.int64)
+    )
+    store.add_findings(tracker.update(points))
+    return store, ids  # type: ignore[return-value]
+
+
+def test_a_restart_reopens_every_open_finding_however_many() -> None:
+    store, ids = _open_finding_store(10_050)
+    eng = Engine(store, [], LocalExecutor("default", {}), index=SeriesIndex())
+    eng.start()
+    assert sorted(eng.tracker.open_series) == sorted(ids)
+
+
+def test_a_restart_reopens_an_open_finding_behind_a_page_of_newer_closed_ones() -> None:
+    store, (sid,) = _open_finding_store(1)
+    # 10,000 newer findings of another series, all closed (three normal points followed them),
+    # fill the first page.
+    other = 12345
+    store.upsert_series([(other, "n", {})], seen_at=T0)
+    later = T0 + HOUR * np.arange(1, 4)
+    store.append_samples(MetricBatch.for_series(other, later, np.ones(3)))
+    closed = [
+        Finding(
+            id=f"{i:020x}",
+            kind="metric",
+            key="n",
+            series_id=other,
+            start=T0 + i,
+            end=T0 + i,
+            score=0.9,
+            severity="warning",
+            detector="default",
+            summary="n",
+        )
+        for i in range(1, 10_001)
+    ]
+    store.add_findings(closed)
+    eng = Engine(store, [], LocalExecutor("default", {}), index=SeriesIndex())
+    eng.start()
+    assert eng.tracker.open_series == [sid]

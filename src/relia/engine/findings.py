@@ -108,19 +108,29 @@ class FindingTracker:
         for sid in series_ids:
             self._open.pop(sid, None)
 
-    def seed(self, findings: list[Finding], last_ts: dict[int, int]) -> int:
-        """Re-open findings that were still running when the engine stopped (their end is the
-        series' last stored sample), so a restart extends them rather than starting new ones."""
+    def seed(
+        self,
+        findings: list[Finding],
+        last_ts: dict[int, int],
+        gaps: dict[int, int] | None = None,
+    ) -> int:
+        """Re-open findings that were still running when the engine stopped, so a restart
+        extends them rather than starting new ones: those whose end is the series' last stored
+        sample, and with ``gaps`` (series id -> normal samples stored after its finding's end,
+        at most ``merge_gap``) also those followed by that many normal points."""
         n = 0
         for f in findings:
-            if (
-                f.series_id is not None
-                and f.detector == self.detector
-                and last_ts.get(f.series_id) == f.end
-                and f.series_id not in self._open
-            ):
-                self._open[f.series_id] = _Open(f, 0)
-                n += 1
+            sid = f.series_id
+            if sid is None or f.detector != self.detector or sid in self._open:
+                continue
+            if last_ts.get(sid) == f.end:
+                gap = 0
+            elif gaps is not None and gaps.get(sid, self.merge_gap + 1) <= self.merge_gap:
+                gap = gaps[sid]
+            else:
+                continue
+            self._open[sid] = _Open(f, gap)
+            n += 1
         return n
 
     def update(self, points: ScoredPoints) -> list[Finding]:

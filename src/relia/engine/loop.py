@@ -94,10 +94,8 @@ def recovery_from_store(
     at most ``samples_per_series`` samples (what the store keeps; checkpoints are written far
     more often than that); a sample re-sent later with a *different* value for the same
     timestamp replaces the stored value, so the replay learns the new value where the detector
-    had learned the old one; after an engine crash (no final checkpoint) the samples scored
-    between the last checkpoint and the crash are replayed although the restarted engine's
-    detectors never relearned them. Reads one query per series of the shard that has samples
-    after its checkpoint.
+    had learned the old one. Reads one query per series of the shard that has samples after its
+    checkpoint. :meth:`Engine.start` relearns the same way after a crash (no final checkpoint).
 
     With ``forget_after_s``, a series whose store ``seen_at`` is older than it plus an hour (the
     longest time between the engine's looks) is left out: the engine has forgotten it, and its
@@ -486,11 +484,23 @@ class Engine:
             self._stored_seen[info.series_id] = seen
             if cut is None or seen >= cut:
                 self._known.add(info.series_id)
-        self._restored = self.executor.restore(self.store.load_checkpoints())
+        # What each series learned after its checkpoint (a crash left no final one) is relearned
+        # from the store, as a replaced Ray actor does: scores resume as if never stopped. A
+        # series whose checkpoint holds its last stored sample (a clean stop) reads nothing.
+        checkpoints, learned = recovery_from_store(self.store, self.sources)(
+            lambda ids: np.ones(len(ids), np.bool_)
+        )
+        self._restored = self.executor.restore(checkpoints)
+        if len(learned):
+            self.executor.process(learned.sorted())  # its findings are stored already
+            log.info(
+                "relearned %d samples stored after the last checkpoint (%d series)",
+                len(learned),
+                len(series_runs(learned.series_id)[0]),
+            )
         last_ts = {s.series_id: s.last_ts for s in series if s.last_ts is not None}
         if last_ts:
-            since = min(last_ts.values())
-            self.tracker.seed(self.store.findings(since=since, limit=10_000), last_ts)
+            self._seed_open_findings(last_ts)
         self.metrics.series.set(len(self._held))
         if self.logs is not None:
             self.logs.start()
@@ -503,6 +513,44 @@ class Engine:
         if self._restored:
             log.info("restored detector state of %d series", self._restored)
         return self._restored
+
+    def _seed_open_findings(self, last_ts: dict[int, int]) -> None:
+        """Reopen the findings still open when the engine stopped: each series' newest metric
+        finding of this detector followed by at most ``merge_gap`` stored samples.
+
+        Every page of findings is read (an anomaly storm may leave more open findings than any
+        one page holds). A finding ends at most ``merge_gap`` samples before its series' last,
+        so the findings read reach that many slots of a minute (or of ``interval_s`` if longer)
+        further back than the stalest series' last sample: a series sampled less often than
+        that may start a new finding where it would have extended one."""
+        tracker = self.tracker
+        slot_ms = int(max(60.0, self.interval_s or 0.0) * 1000)
+        since = min(last_ts.values()) - (tracker.merge_gap + 1) * slot_ms
+        page_size = 10_000
+        newest: dict[int, Finding] = {}
+        before: tuple[int, int, str] | None = None
+        while True:
+            page = self.store.findings(since=since, limit=page_size, before=before)
+            for f in page:  # newest first: the first of a series is its newest
+                if f.series_id is not None and f.detector == tracker.detector:
+                    newest.setdefault(f.series_id, f)
+            if len(page) < page_size:
+                break
+            before = (page[-1].end, page[-1].start, page[-1].id)
+        gaps: dict[int, int] = {}
+        for sid, f in newest.items():
+            last = last_ts.get(sid)
+            if last is None or f.end > last:
+                continue
+            if f.end < last:
+                # Normal points stored after it: still open if at most merge_gap.
+                ts, _ = self.store.samples(sid, since=f.end + 1, limit=tracker.merge_gap + 1)
+                if len(ts) > tracker.merge_gap:
+                    continue
+                gaps[sid] = len(ts)
+            else:
+                gaps[sid] = 0
+        tracker.seed([f for sid, f in newest.items() if sid in gaps], last_ts, gaps)
 
     def checkpoint(self, changed_only: bool = True) -> int:
         """Write detector checkpoints to the store; returns how many series were written.

@@ -1396,3 +1396,38 @@ def test_a_restart_reopens_an_open_finding_behind_a_page_of_newer_closed_ones() 
     eng = Engine(store, [], LocalExecutor("default", {}), index=SeriesIndex())
     eng.start()
     assert eng.tracker.open_series == [sid]
+
+
+def test_the_store_may_forget_series_only_once_a_look_wrote_their_receipt_times() -> None:
+    store, clock = MemoryStore(), Clock()
+    src = PausingSource(SeriesIndex())
+    eng = _forgetting_engine(store, clock, src)
+    eng.tick()
+    assert not eng.receipts_written()
+    _tick_for(eng, clock, eng.forget_every_ms + STEP)
+    assert eng.receipts_written()
+
+
+def test_a_pause_longer_than_forget_after_gives_the_series_one_look_before_forgetting(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, clock = MemoryStore(), Clock()
+    src = PausingSource(SeriesIndex())
+    eng = _forgetting_engine(store, clock, src)
+    _tick_for(eng, clock, eng.forget_every_ms * 2)
+    job = src._id("job", "b")
+    assert len(eng.held_series()) == 2 and eng.receipts_written()
+    clock.now += 2 * HOUR  # relia (and what sends to it) paused: a suspended VM
+    src.b_on = False  # job's next samples would come in a later request
+    with caplog.at_level(logging.INFO, logger="relia.engine.loop"):
+        eng.tick()
+    assert "no tick for 7215s" in caplog.text
+    assert job in eng.held_series() and not eng.receipts_written()
+    clock.now += STEP
+    src.b_on = True  # back: kept
+    _tick_for(eng, clock, eng.forget_every_ms + STEP)
+    assert job in eng.held_series()
+    clock.now += 2 * HOUR
+    src.b_on = False  # silent for one look after the pause: forgotten
+    _tick_for(eng, clock, eng.forget_every_ms + 2 * STEP)
+    assert job not in eng.held_series() and len(eng.held_series()) == 1

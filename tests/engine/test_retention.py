@@ -259,3 +259,16 @@ def test_a_failing_forget_fails_the_round_after_history_was_pruned() -> None:
     assert pruner.run_round() is False
     assert store.incident("old") is None  # prune_history ran first, in its own transaction
     assert pruner.runs == 0
+
+
+def test_no_series_is_forgotten_before_the_engine_wrote_the_receipt_times() -> None:
+    store = MemoryStore()
+    store.upsert_series([(1, "cpu", {})], seen_at=T0)
+    written = False
+    pruner = HistoryPruner(
+        store, 30 * 86400, Clock(T0 + DAY), forget_after_s=3600, may_forget=lambda: written
+    )
+    assert pruner.run_once()["series"] == 0  # relia was down: seen_at is old for every series
+    assert [s.series_id for s in store.list_series()] == [1]
+    written = True
+    assert pruner.run_once()["series"] == 1

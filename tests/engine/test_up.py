@@ -638,3 +638,29 @@ def test_up_caps_series_at_max_series_and_keeps_those_it_stored_over_a_restart(
         assert "the other 1 samples were accepted" in got.text
     finally:
         assert again.finish() == 0
+
+
+def test_up_after_downtime_longer_than_forget_after_keeps_the_history_of_series_alive(
+    tmp_path: Path,
+) -> None:
+    cfg = _config(tmp_path).model_copy(update={"forget_after": 3600.0})
+    r = Running(cfg)
+    r.wait_for(lambda: r.get("/healthz").json()["engine"]["ticks"] >= 3)
+    assert r.finish() == 0
+    path = cfg.data_dir / "relia.duckdb"
+    with DuckDBStore(path) as store:
+        before = {s.series_id: s.n_samples for s in store.list_series()}
+        assert len(store.load_checkpoints()) == len(before) > 0
+    # relia was down for five hours: longer than forget_after plus the pruner's grace.
+    import duckdb
+
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE series SET seen_at = seen_at - 5 * 3600 * 1000")
+    con.close()
+    again = Running(cfg)
+    again.wait_for(lambda: again.get("/healthz").json()["engine"]["ticks"] >= 3)
+    assert again.finish() == 0  # joins the pruner, whose first round ran at start
+    with DuckDBStore(path) as store:
+        after = {s.series_id: s.n_samples for s in store.list_series()}
+        assert len(store.load_checkpoints()) >= len(before)
+    assert all(after[k] > n for k, n in before.items())

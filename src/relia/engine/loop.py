@@ -431,6 +431,12 @@ class Engine:
         #: read it: a look writes only the receipt times far enough ahead of it.
         self._stored_seen: dict[int, int] = {}
         self._last_forget_ms: int | None = None
+        #: Whether a look wrote the receipt times due since the start (or a pause): until then
+        #: the store's seen_at of a series alive may be older than forget_after (relia was not
+        #: running), and the pruner must not delete its rows by it.
+        self._receipts_written = False
+        #: The clock at the start of the last tick (failed ones too): a long gap is a pause.
+        self._tick_began_ms: int | None = None
         self._looks = 0  # looks for idle series so far: whose receipt times are written in turn
         self._forget_failures = FailureLog(log, "forgetting idle series")
         self._unstored: _Unstored | None = None
@@ -717,6 +723,13 @@ class Engine:
         self.metrics.series.set(len(self._held))
         return batch
 
+    def receipts_written(self) -> bool:
+        """Whether the store's ``seen_at`` is current for every series held: a look for idle
+        series wrote them since the engine started or resumed after a pause. Until then the
+        history pruner forgets no series (``HistoryPruner(may_forget=...)``): a series alive
+        may still carry the ``seen_at`` of before relia stopped."""
+        return self._receipts_written
+
     def held_series(self) -> frozenset[int]:
         """The series the engine holds (received, or loaded from the store, and not forgotten):
         what a replaced Ray actor may restore (``recovery_from_store(held=...)``)."""
@@ -730,6 +743,7 @@ class Engine:
             return 0
         now = self.clock() if now is None else now
         self._write_seen(self.forget_after_ms)
+        self._receipts_written = True
         self._last_forget_ms = now
         cut = now - self.forget_after_ms
         idle = [sid for sid, seen in self._held.items() if seen <= cut]
@@ -797,6 +811,27 @@ class Engine:
         else:
             self._forget_failures.succeeded()
 
+    def _note_gap(self, now: int) -> None:
+        """Resume after a pause as after a start: the time relia did not run (a suspended
+        laptop or VM, a forward clock jump) is no silence of the series, so the next look for
+        idle series comes one period later, when the series alive have been received. A pause
+        is a gap between ticks of more than half of ``forget_after`` (and of three intervals):
+        a shorter one is a stalled tick, after which the look comes at once."""
+        began, self._tick_began_ms = self._tick_began_ms, now
+        if began is None or self.forget_after_ms is None:
+            return
+        pause_ms = max(self.forget_after_ms // 2, int(3 * (self.interval_s or 0.0) * 1000))
+        if now - began <= pause_ms:
+            return
+        self._last_forget_ms = now
+        self._receipts_written = False
+        log.info(
+            "no tick for %s (relia paused, or the clock jumped): idle series are looked for "
+            "again in %s",
+            human_duration((now - began) / 1000),
+            human_duration(self.forget_every_ms / 1000),
+        )
+
     def wake(self) -> None:
         """Data waits in a push source: :meth:`run` ticks for the push sources now."""
         self._wake.set()
@@ -808,6 +843,7 @@ class Engine:
         with self._lock:
             self.start()
             now = self.clock()
+            self._note_gap(now)
             new = updated = scored = dropped = 0
             stored_findings: list[Finding] = []
             n_samples = 0

@@ -16,7 +16,9 @@ runs (each outbox item holds a whole incident snapshot). Once at start and then 
 With ``forget_after_s`` set (idle series forgetting, ``forget_after``), each round then also
 deletes the series no replica has received for ``forget_after_s`` plus ``forget_grace_s`` (three
 hours by default), with their samples and detector checkpoints
-(:meth:`relia.store.base.Store.forget_series`). It is judged by each series' ``seen_at`` in the
+(:meth:`relia.store.base.Store.forget_series`), once the engine has written the receipt times of
+the series it holds since it started (or resumed after a pause): after downtime longer than that,
+every stored ``seen_at`` is as old, those of the series alive too. It is judged by each series' ``seen_at`` in the
 store, which every replica receiving the series raises, never by the ts of its samples (a source
 may back-fill old ones); the grace leaves time for a replica's pending ``seen_at`` writes and
 clock skew between replicas, so a series the engine still holds is not deleted under it. Those
@@ -54,7 +56,9 @@ class HistoryPruner:
     ``clock`` returns ms UTC (the engine's); ``registry`` receives
     ``relia_history_pruned_total{kind}`` (a private registry when None). With
     ``forget_after_s``, each round also forgets the series not seen for ``forget_after_s`` +
-    ``forget_grace_s`` (kind ``series``; see the module docstring). :meth:`run_once`
+    ``forget_grace_s`` (kind ``series``; see the module docstring), and with ``may_forget``
+    only while it returns True (the engine's :meth:`~relia.engine.loop.Engine.receipts_written`).
+    :meth:`run_once`
     prunes now; :meth:`start` runs it in a thread, at once and then every ``interval_s``, until
     the given event is set. Deleting nothing logs nothing; deleting something logs one INFO line
     with the counts.
@@ -71,6 +75,7 @@ class HistoryPruner:
         registry: CollectorRegistry | None = None,
         forget_after_s: float | None = None,
         forget_grace_s: float = 3 * 3600.0,
+        may_forget: Callable[[], bool] | None = None,
     ) -> None:
         self.store = store
         self.retention_ms = int(retention_s * 1000)
@@ -79,6 +84,7 @@ class HistoryPruner:
         self.retry_s = float(retry_s)
         self.forget_after_ms = None if forget_after_s is None else int(forget_after_s * 1000)
         self.forget_grace_ms = int(forget_grace_s * 1000)
+        self.may_forget = may_forget
         self.runs = 0
         self.deleted = dict.fromkeys(self._kinds, 0)
         self._failures = FailureLog(log, "pruning history (retried in a minute)")
@@ -104,8 +110,12 @@ class HistoryPruner:
         now = self.clock()
         counts = dict(self.store.prune_history(now - self.retention_ms))
         if self.forget_after_ms is not None:
-            cut = now - self.forget_after_ms - self.forget_grace_ms
-            counts[SERIES] = int(self.store.forget_series(cut))
+            counts[SERIES] = 0
+            # Not before the engine wrote the receipt times of the series it restored: after
+            # downtime longer than forget_after plus the grace, every stored seen_at is that old.
+            if self.may_forget is None or self.may_forget():
+                cut = now - self.forget_after_ms - self.forget_grace_ms
+                counts[SERIES] = int(self.store.forget_series(cut))
         self.runs += 1
         for kind in self._kinds:
             n = int(counts.get(kind, 0))

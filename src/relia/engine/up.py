@@ -418,6 +418,7 @@ def run_up(
             engine.clock,
             registry=registry,
             forget_after_s=config.forget_after,
+            may_forget=engine.receipts_written,
         )
         if ha is not None:
             ha.start(

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -18,7 +20,7 @@ from relia.engine.loop import Engine
 from relia.errors import DataError, StoreError
 from relia.incidents.model import Finding, FindingKind, Severity
 from relia.signals import MetricBatch, SeriesIndex
-from relia.store.base import SeriesInfo, Store
+from relia.store.base import SampleScores, SeriesInfo, Store
 from relia.store.duckdb import DuckDBStore
 from relia.timeparse import MAX_MS, format_ms
 from relia.timeparse import parse_time as cli_parse_time
@@ -747,3 +749,51 @@ def test_a_405_allows_head_wherever_it_allows_get() -> None:
         r = client.request(method, path)
         assert r.status_code == 405
         assert [m.strip() for m in r.headers["allow"].split(",")] == ["GET", "HEAD"], path
+
+
+class _OutageStore(DuckDBStore):
+    """Its samples are refused while ``down`` (a full disk, PostgreSQL away)."""
+
+    def __init__(self) -> None:
+        super().__init__(":memory:")
+        self.down = False
+
+    def append_samples(self, batch: MetricBatch, scores: SampleScores | None = None) -> None:
+        if self.down:
+            raise StoreError("cannot connect to the store: connection refused")
+        super().append_samples(batch, scores)
+
+
+def _wait(pred: Callable[[], object], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_healthz_is_degraded_while_ticks_fail_and_ok_once_the_store_is_back() -> None:
+    store = _OutageStore()
+    index = SeriesIndex()
+    eng = Engine(store, [Src(index)], LocalExecutor("cusum", {}), index=index)
+    client = TestClient(create_app(store, engine=eng))
+    eng.tick()
+    store.down = True
+    stop = threading.Event()
+    thread = threading.Thread(target=eng.run, args=(stop, 0.02), daemon=True)
+    thread.start()
+    try:
+        _wait(lambda: eng.status()["last_error"] is not None)
+        health = client.get("/healthz").json()
+        assert health["status"] == "degraded"
+        problems = health["engine"]["problems"]
+        assert any(
+            p.startswith("engine ticks fail: StoreError: cannot connect to the store")
+            for p in problems
+        ), problems
+        assert any("samples wait for the store" in p for p in problems), problems
+        store.down = False
+        _wait(lambda: eng.status()["last_error"] is None and not eng.status()["problems"])
+        assert client.get("/healthz").json()["status"] == "ok"
+    finally:
+        stop.set()
+        thread.join(10)

@@ -1431,3 +1431,14 @@ def test_a_pause_longer_than_forget_after_gives_the_series_one_look_before_forge
     src.b_on = False  # silent for one look after the pause: forgotten
     _tick_for(eng, clock, eng.forget_every_ms + 2 * STEP)
     assert job not in eng.held_series() and len(eng.held_series()) == 1
+
+
+def test_healthz_is_degraded_when_the_loop_has_not_ticked_for_three_intervals() -> None:
+    store, clock = MemoryStore(), Clock()
+    eng = _engine(store, clock, interval_s=15.0)
+    eng.tick()
+    eng._running = True  # as under run(), whose next tick is stuck
+    clock.now += 45_000
+    assert eng.status()["problems"] == []
+    clock.now += 30_000
+    assert eng.status()["problems"] == ["no engine tick for 75s (interval 15s): a tick is stuck"]

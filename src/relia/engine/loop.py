@@ -1175,14 +1175,36 @@ class Engine:
             },
             # What keeps relia from working as it should though it runs: /healthz says
             # "degraded" while this is not empty.
-            "problems": [
-                f"{name}: the write-ahead log fails: {extra['wal_error']}"
-                for name, extra in sources.items()
-                if extra.get("wal_error")
-            ],
+            "problems": self._problems(sources),
             **({"slos": self._slo_status()} if self.slo_evaluator is not None else {}),
             **({"logs": self.logs.status()} if self.logs is not None else {}),
         }
+
+    def _problems(self, sources: dict[str, dict[str, Any]]) -> list[str]:
+        """What ``/healthz`` reports as ``degraded``: a failing WAL, ticks that fail, samples
+        the store has not taken, or a loop that has not started a tick for three intervals
+        (at least a minute: a tick stuck, or the loop gone)."""
+        problems = [
+            f"{name}: the write-ahead log fails: {extra['wal_error']}"
+            for name, extra in sources.items()
+            if extra.get("wal_error")
+        ]
+        if self._last_error is not None:
+            problems.append(f"engine ticks fail: {self._last_error}")
+        if self._unstored is not None:
+            problems.append(
+                f"{len(self._unstored.batch)} samples wait for the store: nothing new is polled "
+                "until it takes them"
+            )
+        began = self._tick_began_ms
+        if self._running and began is not None and self.interval_s:
+            late_ms = max(60_000, int(3 * self.interval_s * 1000))
+            if (age := self.clock() - began) > late_ms:
+                problems.append(
+                    f"no engine tick for {human_duration(age // 1000)} "
+                    f"(interval {human_duration(self.interval_s)}): a tick is stuck"
+                )
+        return problems
 
     def slo_statuses(self) -> list[SloStatus]:
         """The latest status of each SLO evaluated so far (for ``GET /api/v1/slos``)."""

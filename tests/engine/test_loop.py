@@ -1442,3 +1442,36 @@ def test_healthz_is_degraded_when_the_loop_has_not_ticked_for_three_intervals() 
     assert eng.status()["problems"] == []
     clock.now += 30_000
     assert eng.status()["problems"] == ["no engine tick for 75s (interval 15s): a tick is stuck"]
+
+
+class _RefusesCheckpoints(MemoryStore):
+    def save_checkpoints(self, blobs: Mapping[int, bytes]) -> None:
+        raise StoreError("connection refused", where="postgresql://db")
+
+
+class _ClosingExecutor(LocalExecutor):
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        super().close()
+
+
+def test_closing_with_the_final_checkpoint_refused_says_so_and_closes_everything(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    index = SeriesIndex()
+    source = ClosingPushSource(index)
+    executor = _ClosingExecutor("cusum", {})
+    eng = Engine(
+        _RefusesCheckpoints(), [source], executor, index=index, clock=Clock(),
+        registry=CollectorRegistry(), checkpoint_every=1000,
+    )  # fmt: skip
+    eng.tick()
+    with caplog.at_level(logging.WARNING, logger="relia.engine.loop"):
+        eng.close()
+    assert source.closed and executor.closed
+    assert (
+        "final checkpoint not saved (the series resume from their previous checkpoint and "
+        "relearn what the store holds after it): postgresql://db: connection refused"
+    ) in caplog.text

@@ -576,9 +576,10 @@ class Engine:
         return len(blobs)
 
     def close(self) -> None:
-        """Store what a failed tick left (if the store takes it now), final checkpoint, then
-        close the executor and the sources that have a ``close()``. The store belongs to the
-        caller and stays open."""
+        """Store what a failed tick left (if the store takes it now), final checkpoint (one the
+        store refuses is logged as lost), then close the executor, the log files, the SLO
+        evaluator and the sources that have a ``close()``, each whatever the others did. The
+        store belongs to the caller and stays open."""
         if self._started:
             with self._lock:
                 if self._unstored is not None:
@@ -597,23 +598,34 @@ class Engine:
                             self._correlate(stored, self.clock())
                         except Exception as exc:  # noqa: BLE001 - the next start seeds them
                             log.warning("findings of the last tick not correlated: %s", exc)
-                n = self.checkpoint()
-            log.info("final checkpoint: %d series", n)
-        self.executor.close()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
-        if self.logs is not None:
-            self.logs.close()
-        if self.slo_evaluator is not None:
-            self.slo_evaluator.close()
-        for src in self.sources:
-            closer = getattr(src, "close", None)
+                try:
+                    n = self.checkpoint()
+                except Exception as exc:  # noqa: BLE001 - shutting down: say what is lost
+                    # The rest still closes: the WAL's last fsync, Ray actors, log files.
+                    log.warning(
+                        "final checkpoint not saved (the series resume from their previous "
+                        "checkpoint and relearn what the store holds after it): %s",
+                        exc,
+                    )
+                else:
+                    log.info("final checkpoint: %d series", n)
+        parts: list[tuple[str, Callable[[], object] | None]] = [
+            ("the executor", self.executor.close),
+            ("the poll pool", self._pool.shutdown if self._pool is not None else None),
+            ("the log files", self.logs.close if self.logs is not None else None),
+            (
+                "the SLO evaluator",
+                self.slo_evaluator.close if self.slo_evaluator is not None else None,
+            ),
+            *((f"source {src.name}", getattr(src, "close", None)) for src in self.sources),
+        ]
+        self._pool = None
+        for what, closer in parts:
             if callable(closer):
                 try:
                     closer()
-                except Exception:  # noqa: BLE001 - shutting down; nothing to do about it
-                    log.warning("source %s did not close cleanly", src.name, exc_info=True)
+                except Exception:  # noqa: BLE001 - shutting down; the others still close
+                    log.warning("%s did not close cleanly", what, exc_info=True)
 
     # -- one tick --------------------------------------------------------------------------
 

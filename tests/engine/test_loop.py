@@ -1475,3 +1475,37 @@ def test_closing_with_the_final_checkpoint_refused_says_so_and_closes_everything
         "final checkpoint not saved (the series resume from their previous checkpoint and "
         "relearn what the store holds after it): postgresql://db: connection refused"
     ) in caplog.text
+
+
+class SlowSource(WaveSource):
+    """Takes 0.3 s to poll; sets ``stop`` at its ``polls``-th poll."""
+
+    def __init__(self, index: SeriesIndex, stop: threading.Event, polls: int) -> None:
+        super().__init__(index)
+        self.stop, self.left = stop, polls
+
+    def poll(self, now_ms: int) -> MetricBatch:
+        import time
+
+        time.sleep(0.3)
+        self.left -= 1
+        if self.left == 0:
+            self.stop.set()
+        return super().poll(now_ms)
+
+
+def test_a_tick_longer_than_the_interval_counts_the_slots_it_skips_and_warns_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, stop, index = MemoryStore(), threading.Event(), SeriesIndex()
+    registry = CollectorRegistry()
+    eng = Engine(
+        store, [SlowSource(index, stop, 4)], LocalExecutor("cusum", {}), index=index,
+        registry=registry,
+    )  # fmt: skip
+    eng.tick()  # compiled and started before the timed loop
+    with caplog.at_level(logging.WARNING, logger="relia.engine.loop"):
+        eng.run(stop, 0.2)  # three ticks of 0.3 s: each skips one slot
+    assert registry.get_sample_value("relia_engine_ticks_skipped_total") == 3.0
+    (line,) = [r.getMessage() for r in caplog.records if "interval slots skipped" in r.getMessage()]
+    assert "longer than the interval (0.2s): 1 interval slots skipped" in line

@@ -208,6 +208,11 @@ class EngineMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
             registry=registry,
         )
+        self.ticks_skipped = Counter(
+            "relia_engine_ticks_skipped",
+            "Interval slots skipped because a tick took longer than the interval",
+            registry=registry,
+        )
         self.samples = Counter(
             "relia_samples_ingested", "Samples polled and stored", registry=registry
         )
@@ -452,6 +457,8 @@ class Engine:
         self._last_tick_ms: int | None = None
         self._last_tick_s: float | None = None
         self._last_error: str | None = None
+        self._skipped_logged_at: float | None = None  # time.monotonic() of the last warning
+        self._skipped_unlogged = 0  # slots skipped since it
         #: A store away for minutes fails every tick: one traceback, then a line a minute.
         self._tick_failures = FailureLog(log, "engine tick")
         self._source_errors: dict[str, int] = {s.name: 0 for s in self.sources}
@@ -1122,6 +1129,7 @@ class Engine:
                 next_at += interval
                 now = time.monotonic()
                 if next_at < now:
+                    self._skipped_slots(int((now - next_at) // interval) + 1, interval)
                     next_at = now + interval - ((now - next_at) % interval)
                 # Until the next full tick, push sources with data get ticks of their own (the
                 # wait is sliced so that ``stop`` is seen within 0.25 s).
@@ -1147,6 +1155,26 @@ class Engine:
                 thread, self._incident_thread = self._incident_thread, None
             if thread is not None:
                 thread.stop()  # a last round for what the last ticks stored
+
+    def _skipped_slots(self, n: int, interval: float) -> None:
+        """A tick overran the interval and the loop skips ``n`` slots: counted, and said at
+        once, then at most once every ten minutes with the count since (a slow source or store
+        overruns every tick)."""
+        self.metrics.ticks_skipped.inc(n)
+        self._skipped_unlogged += n
+        now = time.monotonic()
+        if self._skipped_logged_at is not None and now - self._skipped_logged_at < 600.0:
+            return
+        log.warning(
+            "an engine tick took %.2fs, longer than the interval (%s): %d interval slots "
+            "skipped%s (relia_engine_ticks_skipped_total)",
+            self._last_tick_s or 0.0,
+            human_duration(interval),
+            self._skipped_unlogged,
+            "" if self._skipped_logged_at is None else " since the last warning",
+        )
+        self._skipped_logged_at = now
+        self._skipped_unlogged = 0
 
     def _tick_failed(self, exc: Exception) -> None:
         self.metrics.tick_errors.inc()

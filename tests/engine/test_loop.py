@@ -1509,3 +1509,31 @@ def test_a_tick_longer_than_the_interval_counts_the_slots_it_skips_and_warns_onc
     assert registry.get_sample_value("relia_engine_ticks_skipped_total") == 3.0
     (line,) = [r.getMessage() for r in caplog.records if "interval slots skipped" in r.getMessage()]
     assert "longer than the interval (0.2s): 1 interval slots skipped" in line
+
+
+def test_a_clock_step_back_is_said_once_counted_and_on_healthz_until_it_catches_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, clock = MemoryStore(), Clock()
+    clock.now = T0 + 2 * HOUR
+    eng = _engine(store, clock)
+    registry = eng.registry
+    for _ in range(5):
+        eng.tick()
+        clock.now += STEP
+    high = clock.now - STEP
+    clock.now = high - HOUR  # NTP or an RTC correction
+    with caplog.at_level(logging.WARNING, logger="relia.engine.loop"):
+        for _ in range(3):
+            assert eng.tick().dropped == 2  # stamped with relia's clock: not newer
+            clock.now += STEP
+    (line,) = [r.getMessage() for r in caplog.records if "clock went back" in r.getMessage()]
+    assert line.startswith("the clock went back 3600s: samples relia stamps with its clock")
+    assert registry.get_sample_value("relia_clock_steps_back_total") == 1.0
+    assert eng.status()["problems"] == [
+        "the clock went back: samples relia stamps are dropped until it is past "
+        "2023-11-15T00:14:20Z"
+    ]
+    clock.now = high + STEP
+    assert eng.tick().dropped == 0
+    assert eng.status()["problems"] == []

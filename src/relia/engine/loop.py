@@ -30,7 +30,7 @@ from relia.signals import MetricBatch, SeriesIndex, describe, series_runs
 from relia.sources.base import MetricSource, PartialPollError
 from relia.store._nul import nul_in_series
 from relia.store.base import Store
-from relia.timeparse import wall_clock_ms
+from relia.timeparse import format_ms, wall_clock_ms
 
 if TYPE_CHECKING:
     from relia.engine.incidents import IncidentPipeline, IncidentThread
@@ -211,6 +211,12 @@ class EngineMetrics:
         self.ticks_skipped = Counter(
             "relia_engine_ticks_skipped",
             "Interval slots skipped because a tick took longer than the interval",
+            registry=registry,
+        )
+        self.clock_steps_back = Counter(
+            "relia_clock_steps_back",
+            "Times the wall clock went back between engine ticks (samples relia stamps itself "
+            "are dropped until it catches up)",
             registry=registry,
         )
         self.samples = Counter(
@@ -442,6 +448,9 @@ class Engine:
         self._receipts_written = False
         #: The clock at the start of the last tick (failed ones too): a long gap is a pause.
         self._tick_began_ms: int | None = None
+        #: The latest clock a tick started at: a tick before it means the clock went back.
+        self._clock_high_ms: int | None = None
+        self._clock_behind = False
         self._looks = 0  # looks for idle series so far: whose receipt times are written in turn
         self._forget_failures = FailureLog(log, "forgetting idle series")
         self._unstored: _Unstored | None = None
@@ -830,6 +839,28 @@ class Engine:
         else:
             self._forget_failures.succeeded()
 
+    def _note_clock_back(self, now: int) -> None:
+        """Say once when the wall clock went back (NTP, an RTC correction): the samples the
+        host and scrape sources stamp with relia's clock are then not newer than their series'
+        last point, so the detectors drop them (``relia_samples_dropped_total``) until the
+        clock is past where it was; ``/healthz`` names it meanwhile."""
+        high = self._clock_high_ms
+        if high is None or now >= high:
+            self._clock_high_ms = now
+            if self._clock_behind:
+                log.info("the clock caught up: samples stamped by relia are scored again")
+            self._clock_behind = False
+            return
+        if not self._clock_behind:
+            self._clock_behind = True
+            self.metrics.clock_steps_back.inc()
+            log.warning(
+                "the clock went back %gs: samples relia stamps with its clock (host, scrapes "
+                "without timestamps) are dropped until it is past %s again",
+                (high - now) / 1000,
+                format_ms(high),
+            )
+
     def _note_gap(self, now: int) -> None:
         """Resume after a pause as after a start: the time relia did not run (a suspended
         laptop or VM, a forward clock jump) is no silence of the series, so the next look for
@@ -862,6 +893,7 @@ class Engine:
         with self._lock:
             self.start()
             now = self.clock()
+            self._note_clock_back(now)
             self._note_gap(now)
             new = updated = scored = dropped = 0
             stored_findings: list[Finding] = []
@@ -1231,6 +1263,11 @@ class Engine:
         ]
         if self._last_error is not None:
             problems.append(f"engine ticks fail: {self._last_error}")
+        if self._clock_behind and self._clock_high_ms is not None:
+            problems.append(
+                "the clock went back: samples relia stamps are dropped until it is past "
+                f"{format_ms(self._clock_high_ms)}"
+            )
         if self._unstored is not None:
             problems.append(
                 f"{len(self._unstored.batch)} samples wait for the store: nothing new is polled "

@@ -16,13 +16,14 @@ runs (each outbox item holds a whole incident snapshot). Once at start and then 
 With ``forget_after_s`` set (idle series forgetting, ``forget_after``), each round then also
 deletes the series no replica has received for ``forget_after_s`` plus ``forget_grace_s`` (three
 hours by default), with their samples and detector checkpoints
-(:meth:`relia.store.base.Store.forget_series`), once the engine has written the receipt times of
-the series it holds since it started (or resumed after a pause): after downtime longer than that,
-every stored ``seen_at`` is as old, those of the series alive too. It is judged by each series' ``seen_at`` in the
+(:meth:`relia.store.base.Store.forget_series`). It is judged by each series' ``seen_at`` in the
 store, which every replica receiving the series raises, never by the ts of its samples (a source
 may back-fill old ones); the grace leaves time for a replica's pending ``seen_at`` writes and
 clock skew between replicas, so a series the engine still holds is not deleted under it. Those
-deletions count as kind ``series``.
+deletions count as kind ``series``. No series is forgotten before the engine has written the
+receipt times of the series it holds since it started (or resumed after a pause): after downtime
+longer than ``forget_after_s`` plus the grace, every stored ``seen_at`` is that old, those of
+the series alive too.
 
 It runs where notifications are delivered: beside the engine on a single node, and under HA
 only on the leader (started and stopped with its tenure by :class:`relia.ha.duties.LeaderDuties`).

@@ -112,6 +112,9 @@ class MemoryStore:
             t, v = t[len(t) - min(limit, len(t)) :], v[len(v) - min(limit, len(v)) :]
         return t, v
 
+    def learned_samples(self, since: Mapping[int, int]) -> MetricBatch:
+        return MetricBatch.empty()  # it keeps no scores: nothing was learned as far as it knows
+
     def save_checkpoints(self, checkpoints: dict[int, bytes]) -> None:
         self._ckpt.update(checkpoints)
 

@@ -171,3 +171,24 @@ def test_upgrade_from_schema_1_keeps_samples_with_null_band(tmp_path: Path) -> N
         got = s.scored_samples(1)
         assert got.value.tolist() == [1.0, 2.0, 3.0]
         np.testing.assert_array_equal(got.expected, [NAN, NAN, 3.5])
+
+
+def test_learned_samples_are_the_scored_ones_after_each_series_start(store: Store) -> None:
+    # What a restart after a crash relearns, for many series in one read: per series, the
+    # samples from its start on that were stored with a score (a NaN value scored too).
+    b = MetricBatch(
+        np.array([1, 1, 1, 2, 2, 3, 4]),
+        np.array([10, 20, 30, 10, 20, 10, 10]),
+        np.array([1.0, NAN, 3, 4, 5, 6, 7]),
+    )
+    p = scored([1, 1, 1, 2, 3], [10, 20, 30, 20, 10], [0.1, 0.2, 0.3, 0.4, 0.5])
+    store.append_samples(b, p)  # (2, 10) and series 4 were stored without scores
+    got = store.learned_samples({1: 20, 2: -(2**63), 4: 0, 9: 0})
+    assert got.series_id.tolist() == [1, 1, 2]
+    assert got.ts.tolist() == [20, 30, 20]
+    np.testing.assert_array_equal(got.value, [NAN, 3.0, 5.0])
+    for sid, start in ((1, 20), (2, -(2**63))):
+        one = store.scored_samples(sid, since=start)  # the same as reading them one by one
+        mask = ~np.isnan(one.score)
+        assert one.ts[mask].tolist() == got.ts[got.series_id == sid].tolist()
+    assert len(store.learned_samples({})) == 0

@@ -70,6 +70,11 @@ def _raw_counters(sources: Sequence[MetricSource]) -> npt.NDArray[np.int64]:
     return np.fromiter(raw, np.int64, len(raw))
 
 
+#: Series whose samples to relearn are read in one query (see recovery_from_store).
+_RELEARN_CHUNK = 50_000
+_INT64_MIN = -(2**63)
+
+
 def recovery_from_store(
     store: Store,
     sources: Sequence[MetricSource] = (),
@@ -94,8 +99,9 @@ def recovery_from_store(
     at most ``samples_per_series`` samples (what the store keeps; checkpoints are written far
     more often than that); a sample re-sent later with a *different* value for the same
     timestamp replaces the stored value, so the replay learns the new value where the detector
-    had learned the old one. Reads one query per series of the shard that has samples after its
-    checkpoint. :meth:`Engine.start` relearns the same way after a crash (no final checkpoint).
+    had learned the old one. Reads the samples of up to 50,000 series in one query
+    (:meth:`Store.learned_samples`). :meth:`Engine.start` relearns the same way after a crash
+    (no final checkpoint).
 
     With ``forget_after_s``, a series whose store ``seen_at`` is older than it plus an hour (the
     longest time between the engine's looks) is left out: the engine has forgotten it, and its
@@ -126,22 +132,25 @@ def recovery_from_store(
         checkpoints = {sid: stored[sid] for sid in ck_ids[owns(ck_ids)].tolist()}
         ids = np.fromiter((s.series_id for s in series), np.int64, len(series))
         mine = owns(ids) & ~np.isin(ids, _raw_counters(sources))
-        parts: list[MetricBatch] = []
+        since: dict[int, int] = {}
         for i in np.flatnonzero(mine).tolist():
             info = series[i]
-            since = None
+            start = _INT64_MIN
             blob = checkpoints.get(info.series_id)
             if blob is not None:
                 last = _checkpoint_last_ts(info.series_id, blob)
-                since = None if last is None else last + 1
-            if since is not None and info.last_ts is not None and info.last_ts < since:
-                continue  # nothing stored after the checkpoint
-            s = store.scored_samples(info.series_id, since=since)
-            learned = ~np.isnan(s.score)
-            if learned.any():
-                parts.append(
-                    MetricBatch.for_series(info.series_id, s.ts[learned], s.value[learned])
-                )
+                start = _INT64_MIN if last is None else last + 1
+            if info.last_ts is not None and info.last_ts < start:
+                continue  # nothing stored after the checkpoint (a clean stop)
+            since[info.series_id] = start
+        # One read per chunk of series, not one per series: after a crash nearly every series
+        # has samples after its checkpoint (1.25 ms a series in DuckDB: 20 minutes for a
+        # million), and a chunk bounds the read's size.
+        ids_left = list(since)
+        parts = [
+            store.learned_samples({sid: since[sid] for sid in ids_left[k : k + _RELEARN_CHUNK]})
+            for k in range(0, len(ids_left), _RELEARN_CHUNK)
+        ]
         return checkpoints, MetricBatch.concat(parts)
 
     return recover

@@ -184,6 +184,12 @@ class Store(Protocol):
         """Like :meth:`samples`, with each sample's score, expected value and band."""
         ...
 
+    def learned_samples(self, since: Mapping[int, int]) -> MetricBatch:
+        """The samples a detector learned (stored with a score) of each series in ``since``, at
+        or after its time there (ms UTC), sorted by series then time: what a restart relearns
+        after a crash. One read for them all, however many series."""
+        ...
+
     def save_checkpoints(self, checkpoints: dict[int, bytes]) -> None:
         """Store detector checkpoints by series id (replacing older ones), in one transaction."""
         ...

@@ -555,6 +555,30 @@ class DuckDBStore:
             out[c] = np.ascontiguousarray(np.asarray(arr, dtype=dtype)[::step])
         return ScoredSamples(**out)
 
+    def learned_samples(self, since: Mapping[int, int]) -> MetricBatch:
+        """The samples stored with a score of each series in ``since``, from its time there on,
+        in one query (a join with the series' start times), sorted by series then time."""
+        if not since or not self._has_band:
+            return MetricBatch.empty()
+        starts = pa.table(
+            {
+                "series_id": pa.array([_as_int64(k, "series_id") for k in since], pa.int64()),
+                "since": pa.array([_as_int64(v, "since") for v in since.values()], pa.int64()),
+            }
+        )
+        sql = (
+            "SELECT s.series_id, s.ts, s.value FROM samples AS s "
+            "JOIN relia_learned_since AS r ON s.series_id = r.series_id AND s.ts >= r.since "
+            "WHERE s.score IS NOT NULL AND NOT isnan(s.score) ORDER BY s.series_id, s.ts"
+        )
+        with self._reader("reading the samples to relearn") as cur:
+            cur.register("relia_learned_since", starts)
+            got = cur.execute(sql).fetchnumpy()
+        value = got["value"]
+        if np.ma.isMaskedArray(value):
+            value = np.ma.filled(value.astype(np.float64), np.nan)
+        return MetricBatch(got["series_id"], got["ts"], value)
+
     # -- checkpoints ------------------------------------------------------------------------
 
     def save_checkpoints(self, checkpoints: dict[int, bytes]) -> None:

@@ -544,6 +544,31 @@ class PostgresStore:
         got = self._select_samples(series_id, since, until, limit, cols, 2 + len(_BAND))
         return ScoredSamples(got[0].astype(np.int64), *(np.ascontiguousarray(a) for a in got[1:]))
 
+    def learned_samples(self, since: Mapping[int, int]) -> MetricBatch:
+        """The samples stored with a score of each series in ``since``, from its time there on,
+        in one query (a join with the series' start times), sorted by series then time."""
+        if not since or not self._has_band:
+            return MetricBatch.empty()
+        ids = [_as_int64(k, "series_id") for k in since]
+        starts = [_as_int64(v, "since") for v in since.values()]
+        sql = (
+            "SELECT s.series_id, s.ts, coalesce(s.value, 'NaN') FROM samples AS s "
+            "JOIN unnest(%s::bigint[], %s::bigint[]) AS r(series_id, since) "
+            "ON s.series_id = r.series_id AND s.ts >= r.since "
+            "WHERE s.score IS NOT NULL AND s.score <> 'NaN' ORDER BY 1, 2"
+        )
+        rows = self._read(
+            "reading the samples to relearn", lambda c: c.execute(sql, [ids, starts]).fetchall()
+        )
+        if not rows:
+            return MetricBatch.empty()
+        sid, ts, value = zip(*rows, strict=True)
+        return MetricBatch(
+            np.fromiter(sid, np.int64, len(rows)),
+            np.fromiter(ts, np.int64, len(rows)),
+            np.array(value, dtype=np.float64),
+        )
+
     def _select_samples(
         self,
         series_id: int,

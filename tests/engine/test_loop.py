@@ -18,7 +18,7 @@ from relia.errors import DataError, SourceError, StoreError
 from relia.incidents.model import Finding
 from relia.signals import MetricBatch, SeriesIndex
 from relia.sources.base import MetricSource, PartialPollError
-from relia.store.base import SampleScores, Store
+from relia.store.base import SampleScores, SeriesInfo, Store
 from relia.store.duckdb import DuckDBStore
 from tests.engine.memstore import MemoryStore
 
@@ -1322,16 +1322,41 @@ def test_a_clean_restart_reads_no_samples_to_relearn() -> None:
         first.tick()
         clock.now += STEP
     first.close()
-    calls: list[int] = []
-    real = store.scored_samples
+    calls: list[str] = []
+    learned, listed = store.learned_samples, store.list_series
 
-    def counting(series_id: int, *a: object, **kw: object) -> SampleScores:
-        calls.append(series_id)
-        return real(series_id, *a, **kw)  # type: ignore[arg-type]
+    def counting_learned(since: Mapping[int, int]) -> MetricBatch:
+        calls.append("learned_samples")
+        return learned(since)
 
-    store.scored_samples = counting  # type: ignore[method-assign]
+    def counting_listed() -> list[SeriesInfo]:
+        calls.append("list_series")
+        return listed()
+
+    store.learned_samples = counting_learned  # type: ignore[method-assign]
+    store.list_series = counting_listed  # type: ignore[method-assign]
     assert _sine_engine(store, clock).start() == 1
-    assert calls == []
+    # Nothing to relearn is read, and the series are listed once (the relearning reuses them).
+    assert calls == ["list_series"]
+
+
+def test_a_crash_restart_relearns_in_one_read_for_all_series() -> None:
+    store, clock = DuckDBStore(":memory:"), Clock()
+    first = _sine_engine(store, clock)
+    for _ in range(30):
+        first.tick()
+        clock.now += STEP
+    # No close(): a crash leaves the samples stored after the last checkpoint.
+    calls: list[int] = []
+    learned = store.learned_samples
+
+    def counting(since: Mapping[int, int]) -> MetricBatch:
+        calls.append(len(since))
+        return learned(since)
+
+    store.learned_samples = counting  # type: ignore[method-assign]
+    _sine_engine(store, clock).start()
+    assert calls == [1]  # one read, for the one series
 
 
 @pytest.mark.parametrize("cut", [172, 173])

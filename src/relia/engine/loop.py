@@ -29,7 +29,7 @@ from relia.errors import DataError
 from relia.signals import MetricBatch, SeriesIndex, describe, series_runs
 from relia.sources.base import MetricSource, PartialPollError
 from relia.store._nul import nul_in_series
-from relia.store.base import Store
+from relia.store.base import SeriesInfo, Store
 from relia.timeparse import format_ms, wall_clock_ms
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ def recovery_from_store(
     forget_after_s: float | None = None,
     clock: Callable[[], int] | None = None,
     held: Callable[[], Collection[int] | None] | None = None,
+    listed: Sequence[SeriesInfo] | None = None,
 ) -> Callable[[Callable[[npt.NDArray[np.int64]], npt.NDArray[np.bool_]]], RecoveryData]:
     """What a remote executor needs to rebuild a lost shard exactly (its ``recover``).
 
@@ -107,6 +108,9 @@ def recovery_from_store(
     longest time between the engine's looks) is left out: the engine has forgotten it, and its
     rows wait in the store for the pruner; a replaced actor must not bring it back.
 
+    ``listed``: the store's series as :meth:`Store.list_series` just gave them, for a caller
+    that read them already (:meth:`Engine.start`); a recovery called again reads them anew.
+
     ``held`` (the engine's :meth:`Engine.held_series`) says exactly which series the engine
     still holds: the others are left out too. The store's ``seen_at`` alone lags the engine by
     up to that hour, in which a replaced actor brought a just-forgotten series back with its
@@ -117,7 +121,8 @@ def recovery_from_store(
         owns: Callable[[npt.NDArray[np.int64]], npt.NDArray[np.bool_]],
     ) -> RecoveryData:
         stored = store.load_checkpoints()
-        series = [s for s in store.list_series() if s.last_ts is not None]
+        known = store.list_series() if listed is None else listed
+        series = [s for s in known if s.last_ts is not None]
         if forget_after_s is not None:
             now = (clock or wall_clock_ms)()
             cut = now - int(forget_after_s * 1000) - 3_600_000
@@ -518,7 +523,7 @@ class Engine:
         # What each series learned after its checkpoint (a crash left no final one) is relearned
         # from the store, as a replaced Ray actor does: scores resume as if never stopped. A
         # series whose checkpoint holds its last stored sample (a clean stop) reads nothing.
-        checkpoints, learned = recovery_from_store(self.store, self.sources)(
+        checkpoints, learned = recovery_from_store(self.store, self.sources, listed=series)(
             lambda ids: np.ones(len(ids), np.bool_)
         )
         self._restored = self.executor.restore(checkpoints)

@@ -227,6 +227,24 @@ def test_list_since_and_limit_from_the_store(tmp_path: Path) -> None:
     r = runner.invoke(app, ["incidents", "list", "--limit", "1", *base])
     assert r.exit_code == 0, r.output
     assert [i["id"] for i in json.loads(r.stdout)["incidents"]] == [db]
+    assert json.loads(r.stdout)["truncated"] is True  # the api one was left out
+    r = runner.invoke(app, ["incidents", "list", "--limit", "2", *base])
+    assert json.loads(r.stdout)["truncated"] is False
+    # The table says so on stderr, apart from its rows.
+    r = runner.invoke(app, ["incidents", "list", "--limit", "1", "--config", str(config)])
+    assert r.exit_code == 0, r.output
+    assert "the 1 most recently updated are shown; more match" in r.stderr
+    assert "more match" not in r.stdout
+
+
+def test_list_says_when_the_server_cut_the_list(server: Server) -> None:
+    base = ["--config", str(server.config), "--token", TOKEN]
+    r = runner.invoke(app, ["incidents", "list", "--limit", "1", "--json", *base])
+    assert json.loads(r.stdout)["truncated"] is True
+    r = runner.invoke(app, ["incidents", "list", "--limit", "2", "--json", *base])
+    assert json.loads(r.stdout)["truncated"] is False
+    r = runner.invoke(app, ["incidents", "list", "--limit", "1", *base])
+    assert "more match" in r.stderr and "more match" not in r.stdout
 
 
 def test_list_table_columns_and_no_incidents(server: Server) -> None:

@@ -210,16 +210,26 @@ def list_incidents(
         if got[0] == 404:  # a wrong path in --url, or another service: not "no incidents"
             raise DataError("relia answered 404: no incidents API at this address", where=src.shown)
         incidents = got[1].get("incidents", [])
+        # An older relia sends no flag: a full page may have been cut.
+        truncated = bool(got[1].get("truncated", len(incidents) >= limit))
     else:
         from relia.incidents.api import incident_json
 
         with src.open_store() as store:
-            found = store.incidents(since=lo, status=status, limit=limit)
-        incidents = [incident_json(i) for i in found]
+            found = store.incidents(since=lo, status=status, limit=limit + 1)
+        truncated = len(found) > limit
+        incidents = [incident_json(i) for i in found[:limit]]
     if as_json:
-        _print_json({"incidents": incidents})
+        _print_json({"incidents": incidents, "truncated": truncated})
         return
     _print_list(incidents)
+    if truncated:
+        # Said apart from the table (stderr), so a pipe reading the table reads only rows.
+        typer.echo(
+            f"the {len(incidents)} most recently updated are shown; more match "
+            "(raise --limit, up to 10,000, or narrow with --since or --status)",
+            err=True,
+        )
 
 
 def _has_incidents_api(src: _Source, answer: dict[str, Any]) -> bool:

@@ -571,8 +571,10 @@ class DuckDBStore:
             "JOIN relia_learned_since AS r ON s.series_id = r.series_id AND s.ts >= r.since "
             "WHERE s.score IS NOT NULL AND NOT isnan(s.score) ORDER BY s.series_id, s.ts"
         )
-        with self._reader("reading the samples to relearn") as cur:
-            cur.register("relia_learned_since", starts)
+        with (
+            self._reader("reading the samples to relearn") as cur,
+            _registered(cur, starts, "relia_learned_since"),
+        ):
             got = cur.execute(sql).fetchnumpy()
         value = got["value"]
         if np.ma.isMaskedArray(value):

@@ -842,6 +842,31 @@ def test_a_findings_list_the_api_cut_is_not_shown_as_the_total(
     assert page.locator("#badge-findings").inner_text() == "3"
 
 
+def test_open_incidents_the_api_cut_are_counted_as_a_lower_bound(
+    open_page: Callable[..., Page],
+) -> None:
+    # More open incidents than the 10,000 the dashboard asks for showed an exact count.
+    p = open_page("series")
+    page = p.page
+    page.locator("#charts .chart").first.wait_for()
+    one = OPEN.model_dump(mode="json")
+    page.unroute(re.compile(r"/api/v1/incidents\?"))
+    page.route(
+        re.compile(r"/api/v1/incidents\?"),
+        lambda route: route.fulfill(
+            content_type="application/json",
+            body=json.dumps({"incidents": [one], "truncated": "status=open" in route.request.url}),
+        ),
+    )
+    page.click('nav button[data-tab="incidents"]')
+    page.get_by_text("1+ open · 0 resolved").wait_for()
+    assert page.locator("#badge-incidents").inner_text() == "1+"
+    _serve_json(page, r"/api/v1/incidents\?", {"incidents": [one], "truncated": False})
+    page.click('nav button[data-tab="incidents"]')
+    page.get_by_text("1 open · 0 resolved").wait_for()
+    assert page.locator("#badge-incidents").inner_text() == "1"
+
+
 def test_a_chart_breaks_its_lines_where_samples_are_missing(open_page: Callable[..., Page]) -> None:
     # 100 samples, six hours without any, 100 more: no straight ramp across the hole.
     p = open_page("findings")

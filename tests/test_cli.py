@@ -1593,11 +1593,14 @@ def test_config_check_names_the_config_line_of_a_bad_sloth_windows_file(
     assert result.stderr.count("\n") == 1
 
 
-def test_config_check_warns_about_log_files_that_are_not_there(tmp_path: Path) -> None:
+def test_config_check_and_up_warn_about_log_files_that_are_not_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     there = tmp_path / "there.log"
     there.touch()
     cfg = tmp_path / "relia.yaml"
     cfg.write_text(
+        f"data_dir: {tmp_path / 'data'}\nhost: {{enabled: false}}\n"
         "logs:\n  files:\n"
         f"    - path: {there}\n"
         f"    - path: {tmp_path / 'later.log'}\n"
@@ -1606,12 +1609,19 @@ def test_config_check_warns_about_log_files_that_are_not_there(tmp_path: Path) -
     result = runner.invoke(app, ["config", "check", str(cfg)])
     assert result.exit_code == 0, result.output
     assert "ok" in result.stdout
-    assert result.stderr.splitlines() == [
-        f"{cfg}:4: logs.files.1.path: warning: no such file: {tmp_path / 'later.log'} "
+    warnings = [
+        f"{cfg}:6: logs.files.1.path: warning: no such file: {tmp_path / 'later.log'} "
         "(relia up waits for it to appear)",
-        f"{cfg}:5: logs.files.2.path: warning: no such file, nor its directory: "
+        f"{cfg}:7: logs.files.2.path: warning: no such file, nor its directory: "
         f"{tmp_path / 'typo' / 'aap.log'} (relia up waits for it to appear)",
     ]
+    assert result.stderr.splitlines() == warnings
+    # `relia up` says the same at start (it said nothing where the path came from).
+    import relia.engine.up
+
+    monkeypatch.setattr(relia.engine.up, "run_up", lambda cfg, ready: 0)
+    result = runner.invoke(app, ["up", "-c", str(cfg)])
+    assert result.exit_code == 0 and result.stderr.splitlines() == warnings
 
 
 def test_config_check_and_up_warn_that_api_off_turns_remote_write_off(

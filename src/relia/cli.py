@@ -907,7 +907,7 @@ def up(
     """Run the engine, API and dashboard: watch this machine (and configured targets)."""
     from pydantic import ValidationError
 
-    from relia.config import api_warnings, check_slo_files, load_config
+    from relia.config import api_warnings, check_slo_files, load_config, log_file_warnings
     from relia.engine.up import run_up
 
     if config is None and Path("relia.yaml").exists():
@@ -917,7 +917,9 @@ def up(
 
     configure_logging(cfg.log_level)
     check_slo_files(cfg, config)
-    for warning in api_warnings(cfg, config):
+    # What `relia config check` warns about, said once at start too (with the file's line):
+    # the tail's own "waiting for" log line does not say where the path was configured.
+    for warning in [*log_file_warnings(cfg, config), *api_warnings(cfg, config)]:
         typer.echo(warning, err=True)
     _check_sloth_windows(cfg.slos.sloth_windows, config)
     # As `relia config check` does, before the store is opened (and, for DuckDB, created).

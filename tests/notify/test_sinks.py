@@ -27,7 +27,7 @@ from relia.notify.sinks import (
     verify_signature,
 )
 from tests.notify.factory import T0, incident, resolved
-from tests.slow_http import slow_server
+from tests.slow_http import slow_server, timed
 
 SECRET = "s3cr3t-value-never-logged"
 
@@ -459,6 +459,29 @@ def test_the_timeout_bounds_a_refresh_whose_answer_trickles_in() -> None:
         took = time.monotonic() - began
         sink.close()
     assert took < 1.8
+
+
+def test_the_timeout_bounds_a_delivery_whose_headers_trickle_in() -> None:
+    # The status line at once, then a header byte every 0.2 s for ever: each read is inside
+    # httpx's per-read timeout of 0.5 s, so only a deadline on the whole attempt ends it.
+    with slow_server(b"", header_every=0.2) as url:
+        sink = WebhookSink(url + "/hook", "s3cret", timeout=0.5, name="hook")
+        item = notifications_for(incident(), ["hook"], T0)[0]
+        took, error = timed(lambda: sink.deliver(item))
+        sink.close()
+    assert isinstance(error, DeliveryError) and error.retryable
+    assert str(error) == "sink hook: timed out (ReadTimeout)"
+    assert took < 2.0
+
+
+def test_the_timeout_bounds_an_alertmanager_post_whose_headers_trickle_in() -> None:
+    with slow_server(b"", header_every=0.2) as url:
+        sink = AlertmanagerSink(url, timeout=0.5, name="am")
+        took, error = timed(lambda: sink.deliver(item_of(incident())))
+        sink.close()
+    assert isinstance(error, DeliveryError)
+    assert str(error) == "sink am: timed out (ReadTimeout)"
+    assert took < 2.0
 
 
 def test_alertmanager_refresh_posts_many_open_incidents_in_chunks() -> None:

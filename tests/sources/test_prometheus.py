@@ -21,7 +21,7 @@ from relia.sources.prometheus import (
     QueryTimeout,
     RangeSeries,
 )
-from tests.slow_http import slow_server
+from tests.slow_http import slow_server, timed
 
 T0 = 1_700_000_000_000
 URL = "http://prom.test:9090"
@@ -554,6 +554,17 @@ def test_the_timeout_bounds_an_answer_that_trickles_in() -> None:
             with pytest.raises(QueryTimeout, match="did not answer within 1s"):
                 client.query_range("up", T0, T0, 1.0)
             assert time.monotonic() - started < 1.8  # not the 12 s the answer takes
+
+
+def test_the_timeout_bounds_an_answer_whose_headers_trickle_in() -> None:
+    # The status line, then a header byte every 0.2 s for ever: each read is inside httpx's
+    # per-read timeout, so only a deadline on the whole request ends it.
+    with slow_server(b"", header_every=0.2) as url:
+        with PrometheusClient(url, timeout=0.5) as client:
+            took, error = timed(lambda: client.query_range("up", T0, T0, 1.0))
+    assert isinstance(error, QueryTimeout)
+    assert str(error) == f"{url}/api/v1/query_range: Prometheus did not answer within 0.5s"
+    assert took < 2.0
 
 
 def _moved(status: int, location: str | None, then: httpx.BaseTransport) -> httpx.MockTransport:

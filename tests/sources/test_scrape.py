@@ -17,7 +17,7 @@ from relia.signals import MetricBatch, SeriesIndex, describe
 from relia.sources.base import MetricSource
 from relia.sources.fakes import fake_scrape_transport
 from relia.sources.scrape import ACCEPT, ScrapeSource, parse_exposition
-from tests.slow_http import slow_server
+from tests.slow_http import slow_server, timed
 
 NOW = 1_700_000_000_000
 
@@ -861,6 +861,23 @@ def test_the_timeout_bounds_the_whole_scrape_of_a_target_that_trickles() -> None
     assert took < 1.8  # not the 12 s the page takes to trickle in
     assert len(batch) == 1 and batch.value[0] == 0.0
     assert source.last_error == f"{url}/metrics: no answer within 1s"
+
+
+def test_the_timeout_bounds_a_scrape_whose_headers_trickle_in() -> None:
+    # The status line, then a header byte every 0.2 s for ever: each read is inside httpx's
+    # per-read timeout, so only a deadline on the whole scrape ends it.
+    index = SeriesIndex()
+    with slow_server(b"", header_every=0.2) as url:
+        source = ScrapeSource("drip", f"{url}/metrics", index, timeout=0.5)
+        batches: list[MetricBatch] = []
+        try:
+            took, error = timed(lambda: batches.append(source.poll(NOW)))
+        finally:
+            source.close()
+    assert error is None and took < 2.0
+    (batch,) = batches
+    assert len(batch) == 1 and batch.value[0] == 0.0
+    assert source.last_error == f"{url}/metrics: no answer within 0.5s"
 
 
 def test_a_schedule_starts_again_after_the_clock_steps_back() -> None:

@@ -43,6 +43,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
+from relia._http import deadline_client, request_deadline
 from relia._urls import shown_url
 from relia.config import NotifyConfig
 from relia.errors import ConfigError
@@ -155,13 +156,13 @@ def _post(
 ) -> None:
     """POST and turn every failure into a DeliveryError that says if a retry can help.
 
-    ``timeout`` bounds the whole attempt, answer included: httpx's own timeout is per read, so
-    a receiver that trickles its answer would hold the dispatcher (and every other sink) up. At
-    most ``_BODY_CAP`` bytes of the answer are read. ``secrets`` (parts of the sink's URL) are
-    replaced by ``…`` in the message: an error page can echo the path, token and all."""
-    deadline = time.monotonic() + timeout
+    ``timeout`` bounds the whole attempt, status line, headers and answer included: httpx's own
+    timeout is per read, so a receiver that trickles its answer would hold the dispatcher (and
+    every other sink) up. At most ``_BODY_CAP`` bytes of the answer are read. ``secrets`` (parts
+    of the sink's URL) are replaced by ``…`` in the message: an error page can echo the path,
+    token and all."""
     try:
-        with client.stream("POST", url, **kwargs) as resp:
+        with request_deadline(timeout) as deadline, client.stream("POST", url, **kwargs) as resp:
             code = resp.status_code
             body = bytearray()
             # The status decides; the body is only for the error message (and lets the
@@ -300,7 +301,7 @@ class AlertmanagerSink:
         self._resend = float(resend_interval)
         self._external = external_url.rstrip("/") if external_url else None
         self._clock = clock
-        self._client = httpx.Client(timeout=timeout, transport=transport)
+        self._client = deadline_client(timeout=timeout, transport=transport)
         # incident id -> the label set last posted for it (see the class docstring).
         self._posted: dict[str, dict[str, str]] = {}
 
@@ -458,7 +459,7 @@ class WebhookSink:
         self._secrets = _secret_parts(url)
         self._secret = secret.encode() if isinstance(secret, str) else bytes(secret)
         self._clock = clock
-        self._client = httpx.Client(timeout=timeout, transport=transport)
+        self._client = deadline_client(timeout=timeout, transport=transport)
 
     @property
     def name(self) -> str:

@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
+from relia._http import deadline_client, request_deadline
 from relia._urls import shown_url
 from relia.errors import SourceError
 from relia.signals import MetricBatch, SeriesIndex
@@ -99,7 +100,7 @@ class PrometheusClient:
         #: The URL as messages show it: without its password.
         self.shown = shown_url(self.url)
         self.timeout = timeout
-        self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport)
+        self._http = deadline_client(base_url=self.url, timeout=timeout, transport=transport)
 
     def close(self) -> None:
         self._http.close()
@@ -113,22 +114,23 @@ class PrometheusClient:
     def _post(self, path: str, params: dict[str, str], where: str) -> tuple[httpx.Response, bytes]:
         """POST ``params`` as a form, following 307/308 redirects; the answer and its body.
 
-        ``timeout`` bounds the whole request, redirects and body included (httpx's own timeout
-        is per read, so a server that trickles its answer would hold a caller up for good)."""
-        deadline = time.monotonic() + self.timeout
+        ``timeout`` bounds the whole request, redirects, headers and body included (httpx's own
+        timeout is per read, so a server that trickles its answer would hold a caller up for
+        good)."""
         url: httpx.URL | str = path
         try:
-            for _ in range(MAX_REDIRECTS + 1):
-                # POST with a form body: long PromQL does not run into URL length limits.
-                with self._http.stream("POST", url, data=params) as resp:
-                    if not 300 <= resp.status_code < 400:
-                        body = bytearray()
-                        for chunk in resp.iter_bytes():
-                            if time.monotonic() > deadline:
-                                raise httpx.ReadTimeout("query deadline passed")
-                            body += chunk
-                        return resp, bytes(body)
-                    url = self._redirect(resp, where)
+            with request_deadline(self.timeout) as deadline:
+                for _ in range(MAX_REDIRECTS + 1):
+                    # POST with a form body: long PromQL does not run into URL length limits.
+                    with self._http.stream("POST", url, data=params) as resp:
+                        if not 300 <= resp.status_code < 400:
+                            body = bytearray()
+                            for chunk in resp.iter_bytes():
+                                if time.monotonic() > deadline:
+                                    raise httpx.ReadTimeout("query deadline passed")
+                                body += chunk
+                            return resp, bytes(body)
+                        url = self._redirect(resp, where)
         except httpx.TimeoutException:
             raise QueryTimeout(
                 f"Prometheus did not answer within {self.timeout:g}s", where=where

@@ -45,6 +45,7 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families as _parse_text
 
+from relia._http import deadline_client, request_deadline
 from relia._urls import shown_url
 from relia.detect.preprocess import counter_increase
 from relia.errors import SourceError
@@ -360,7 +361,7 @@ class ScrapeSource:
         # The latest finite sample (ts, value) of each counter in the latest successful scrape.
         self._last: dict[int, tuple[int, float]] = {}
         # Redirects are followed, as Prometheus follows them (its scrape default), up to httpx's 20.
-        self._http = httpx.Client(
+        self._http = deadline_client(
             timeout=timeout,
             transport=transport,
             headers={"Accept": ACCEPT},
@@ -383,11 +384,14 @@ class ScrapeSource:
 
     def _fetch(self) -> tuple[str, bool | None]:
         # `timeout` bounds the whole scrape, as Prometheus's scrape_timeout does: httpx's own
-        # timeout is per read, so a target that trickles its page would hold the tick up.
-        deadline = time.monotonic() + self.timeout
+        # timeout is per read, so a target that trickles its headers or page would hold the
+        # tick up.
         try:
             # Read in pieces up to the limit: an exporter gone wrong can serve gigabytes.
-            with self._http.stream("GET", self.url) as resp:
+            with (
+                request_deadline(self.timeout) as deadline,
+                self._http.stream("GET", self.url) as resp,
+            ):
                 if resp.status_code != 200:
                     raise SourceError(
                         f"HTTP {resp.status_code} {resp.reason_phrase}".rstrip(), where=self.shown

@@ -27,6 +27,7 @@ from relia.incidents.model import Finding, FindingKind, Severity
 from relia.store import DuckDBStore, open_store_url
 from relia.store.duckdb import STORE_FILE
 from tests.closed_pipe import run_into_closed_pipe
+from tests.slow_http import slow_server, timed
 
 runner = CliRunner()
 T0 = 1_700_000_000_000
@@ -293,6 +294,24 @@ def test_token_that_may_not_read_is_exit_2(tmp_path: Path) -> None:
         r = runner.invoke(app, ["incidents", "list", "--url", url, "--token", "t"])
     assert r.exit_code == 2
     assert r.stderr == f"relia: error: {url}: the API token may not read incidents\n"
+
+
+def test_a_server_that_trickles_its_headers_is_given_up_at_the_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # httpx's timeout is per read: one header byte every 0.2 s held the command for good.
+    import relia.incidents.cli
+
+    monkeypatch.setattr(relia.incidents.cli, "_TIMEOUT_S", 0.5)
+    results = []
+    with slow_server(b"", header_every=0.2) as url:
+        took, error = timed(
+            lambda: results.append(runner.invoke(app, ["incidents", "list", "--url", url]))
+        )
+    assert error is None and took < 2.0
+    r = results[0]
+    assert r.exit_code == 2
+    assert r.stderr.startswith(f"relia: error: {url}: cannot reach relia: ")
 
 
 def test_error_answers_are_one_line_and_exit_2(tmp_path: Path) -> None:

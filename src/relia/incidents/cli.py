@@ -90,14 +90,16 @@ class _Source:
         import httpx
 
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        from relia._http import deadline_client, request_deadline
+
         try:
-            r = httpx.get(
-                self.url + path,
-                params=params,
-                headers=headers,
-                timeout=_TIMEOUT_S,
-                verify=self.verify,
-            )
+            # Bounded as a whole: httpx's timeout is per read, and a server that trickles its
+            # headers would hold the command for good.
+            with (
+                deadline_client(timeout=_TIMEOUT_S, verify=self.verify) as client,
+                request_deadline(_TIMEOUT_S),
+            ):
+                r = client.get(self.url + path, params=params, headers=headers)
         except httpx.ConnectError as e:
             if _refused(e):
                 return None

@@ -269,6 +269,8 @@ def test_empty_file_is_reported_not_an_error(tmp_path: Path) -> None:
     [
         (lambda p: p / "missing.log", "missing.log: no such file"),
         (lambda p: p, "is a directory, not a log file"),
+        # An empty name was taken for "." and reported as a directory.
+        (lambda p: "", "INPUT: must name a file, got an empty string"),
     ],
 )
 def test_bad_inputs_exit_2_with_one_line(tmp_path: Path, make: object, expected: str) -> None:

@@ -116,7 +116,7 @@ def test_accepts_numpy_and_as_dict() -> None:
     [
         (["a"], ["a", "b"], "1 predicted templates for 2"),
         ([], [], "no lines"),
-        (["a", None], ["a", "b"], "line 1: template is missing"),
+        (["a", None], ["a", "b"], "line 2: template is missing"),
         (["a", "b"], ["a", 3], "must be strings"),
     ],
 )
@@ -183,9 +183,9 @@ def test_scores_are_fractions(pair: tuple[list[str], list[str]]) -> None:
     [
         (["a"], ["a", "b"], "predicted_templates: 1 predicted templates for 2 ground-truth lines"),
         ([], [], "truth_templates: no lines to score"),
-        # The first missing line is named, on the side where it is missing.
-        (["a", None, "c", None], ["a", "b", "c", "d"], "predicted_templates: line 1: template"),
-        (["a", "b", "c"], ["a", "b", None], "truth_templates: line 2: template is missing (None)"),
+        # The first missing line is named (counted from 1), on the side where it is missing.
+        (["a", None, "c", None], ["a", "b", "c", "d"], "predicted_templates: line 2: template"),
+        (["a", "b", "c"], ["a", "b", None], "truth_templates: line 3: template is missing (None)"),
         (["a", "b"], ["a", 3], "truth_templates: templates must be strings ("),
         ([1, "b"], ["a", "b"], "predicted_templates: templates must be strings ("),
     ],

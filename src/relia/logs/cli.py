@@ -541,10 +541,15 @@ def _load_model(path: Path) -> TemplateMiner:
         raise DataError(f"not a relia template model: {exc}", where=str(path)) from None
 
 
-def _check_inputs(inputs: list[Path]) -> None:
-    """Fail before any work on an input that is missing, a directory or unreadable."""
-    if sum(1 for p in inputs if str(p) == STDIN) > 1:
+def _check_inputs(names: list[str]) -> list[Path]:
+    """The inputs as paths; fails before any work on one that is empty, missing, a directory or
+    unreadable."""
+    if sum(1 for name in names if name == STDIN) > 1:
         raise DataError("stdin ('-') can be read only once", where="INPUT")
+    # Checked on the text: Path("") is ".", which would be reported as a directory.
+    if any(not name.strip() for name in names):
+        raise DataError("must name a file, got an empty string", where="INPUT")
+    inputs = [Path(name) for name in names]
     for p in inputs:
         if str(p) == STDIN:
             continue
@@ -554,6 +559,7 @@ def _check_inputs(inputs: list[Path]) -> None:
             raise DataError("is a directory, not a log file", where=str(p))
         if not os.access(p, os.R_OK):
             raise DataError("cannot read: Permission denied", where=str(p))
+    return inputs
 
 
 def _is_standard_input(path: Path) -> bool:
@@ -715,7 +721,7 @@ def _spill_folder(stack: ExitStack, parent: Path) -> Path:
 @user_errors
 def templates(
     inputs: Annotated[
-        list[Path], typer.Argument(help="log files; '-' reads stdin", show_default=False)
+        list[str], typer.Argument(help="log files; '-' reads stdin", show_default=False)
     ],
     fmt: Annotated[
         LogFormat,
@@ -785,9 +791,9 @@ def templates(
     plot = output_path(plot_arg, "--plot")
     if plot is not None and plot.suffix.lower() not in (".png", ".html", ".htm"):
         raise DataError(f"plot must end in .png or .html, got {plot.name!r}", where="--plot")
-    _check_inputs(inputs)
+    paths = _check_inputs(inputs)
     _check_outputs(
-        inputs, {"--out": out, "--structured": structured, "--model": model, "--plot": plot}
+        paths, {"--out": out, "--structured": structured, "--model": model, "--plot": plot}
     )
     miner = _load_model(model) if model is not None and model.exists() else TemplateMiner()
     started = time.perf_counter()
@@ -806,7 +812,7 @@ def templates(
                 )
                 spill_in = structured.parent if beside and structured else Path(gettempdir())
                 parts = _Parts(_spill_folder(stack, spill_in))
-            size = sum(p.stat().st_size for p in inputs if str(p) != STDIN)
+            size = sum(p.stat().st_size for p in paths if str(p) != STDIN)
             on_bytes: Callable[[int], None] = lambda n: None  # noqa: E731
             if err_console.is_terminal and size >= _PROGRESS_BYTES:
                 progress = stack.enter_context(
@@ -820,7 +826,7 @@ def templates(
                 )
                 task = progress.add_task("mining", total=size)
                 on_bytes = lambda n: progress.advance(task, n)  # noqa: E731
-            run = mine_templates(inputs, fmt=fmt, miner=miner, parts=parts, on_bytes=on_bytes)
+            run = mine_templates(paths, fmt=fmt, miner=miner, parts=parts, on_bytes=on_bytes)
             if out is not None:
                 with writing(out), staged.part(out).open("wb") as fh:
                     _templates_frame(run).write_csv(fh)

@@ -90,7 +90,8 @@ def _column(name: str, values: Sequence[str]) -> pl.Series:
         raise DataError(f"templates must be strings ({exc})", where=name) from None
     if col.null_count():
         first = int(col.is_null().arg_true()[0])
-        raise DataError(f"line {first}: template is missing (None)", where=name)
+        # Line numbers count from 1, as a file's lines do (the index is 0-based).
+        raise DataError(f"line {first + 1}: template is missing (None)", where=name)
     return col
 
 

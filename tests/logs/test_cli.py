@@ -205,6 +205,32 @@ def test_jsonl_fields_in_order_and_bad_lines_counted(tmp_path: Path) -> None:
     )
 
 
+def test_jsonl_messages_polars_cannot_parse_are_mined_not_called_missing(tmp_path: Path) -> None:
+    # Polars' strict JSON reader gives no message for NaN, 1e999 or a lone surrogate escape (a
+    # cut-off emoji), anywhere in the line; these lines were reported as "without a
+    # message/msg/log field", although each has one.
+    lines = [json.dumps({"message": f"disk sd{i} is ok"}) for i in range(9)]
+    lines += [
+        '{"message": NaN}',
+        '{"message": "temp \\ud83d high"}',
+        '{"message": 1e999}',
+        '{"message": "disk sdz is ok", "latency": NaN}',
+        '{"level": NaN}',
+    ]
+    log = _write(tmp_path / "app.jsonl", lines)
+    structured = tmp_path / "lines.csv"
+    code, _, stderr = _invoke(log, "--structured", structured)
+    assert code == 0, stderr
+    rows = pl.read_csv(structured)
+    assert rows["line"].to_list() == list(range(1, 14))
+    by_line = dict(zip(rows["line"], rows["template"], strict=True))
+    assert by_line[10] == "NaN" and by_line[12] == "Infinity"
+    assert by_line[11] == "temp \ufffd high"  # the lone surrogate as U+FFFD, as a bad byte
+    assert by_line[13] == by_line[1] == "disk <*> is ok"
+    # Only the line that really has no message field is called so.
+    assert f"{log}: skipped 1 line without a message/msg/log field (first at {log}:14)" in stderr
+
+
 @pytest.mark.parametrize("fmt", ["auto", "jsonl"])
 def test_a_json_line_nested_too_deeply_is_skipped_as_not_json(tmp_path: Path, fmt: str) -> None:
     # json.loads raises RecursionError (not ValueError) on it: this was a traceback.

@@ -235,19 +235,47 @@ def _json_messages(lines: pl.Series, report: FileReport, numbers: NDArray[np.int
         pl.coalesce([pl.col("line").str.json_path_match(f"$.{name}") for name in MESSAGE_FIELDS])
     ).to_series()
     missing = np.flatnonzero(extracted.is_null().to_numpy())
-    # Only the few lines without a message go through Python, to tell the two kinds apart.
-    for i in missing:
+    # Only the few lines Polars gave no message go through Python: to tell the two kinds of
+    # skipped line apart, and because Python's parser reads what Polars' strict one refuses
+    # (NaN, Infinity, 1e999, a lone surrogate escape such as a cut-off emoji) anywhere in a line.
+    found: dict[int, str] = {}
+    skipped: list[int] = []
+    for i in missing.tolist():
         try:
-            is_object = isinstance(json.loads(lines[int(i)]), dict)
+            obj = json.loads(lines[i])
         except (ValueError, RecursionError):  # RecursionError: nested too deeply for json
-            is_object = False
-        if is_object:
+            obj = None
+        message = _message_of(obj) if isinstance(obj, dict) else None
+        if message is not None:
+            found[i] = message
+            continue
+        skipped.append(i)
+        if isinstance(obj, dict):
             report.no_message += 1
         else:
             report.not_json += 1
-    if len(missing) and report.first_bad_line is None:
-        report.first_bad_line = int(numbers[missing[0]])
+    if skipped and report.first_bad_line is None:
+        report.first_bad_line = int(numbers[skipped[0]])
+    if found:
+        extracted = extracted.scatter(list(found), list(found.values()))
     return extracted
+
+
+def _message_of(obj: dict[str, object]) -> str | None:
+    """The message of a parsed jsonl object, as Polars' ``json_path_match`` gives it: a string
+    as it is, any other value as compact JSON; ``None`` when no message field has a value."""
+    for name in MESSAGE_FIELDS:
+        value = obj.get(name)
+        if value is None:
+            continue
+        text = (
+            value
+            if isinstance(value, str)
+            else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        )
+        # A lone surrogate cannot be UTF-8: it becomes U+FFFD, as a bad byte does.
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return None
 
 
 @dataclass

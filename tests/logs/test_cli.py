@@ -457,6 +457,47 @@ def test_jsonl_summary_and_verbose_count_only_mined_messages(tmp_path: Path) -> 
     assert f"{log}: skipped 1 line without a message/msg/log field (first at {log}:2)" in stderr
 
 
+def test_verbose_line_of_an_input_comes_as_soon_as_it_is_read(tmp_path: Path) -> None:
+    # The -v lines came only after every input was read (and every output written): the first
+    # file's line waited on a slow pipe after it.
+    import queue
+    import subprocess
+    import sys
+    import threading
+
+    log = _write(tmp_path / "a.log", ["job 7 finished in 21 ms"])
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "relia", "logs", "templates", str(log), "-", "-v"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.stdin is not None and proc.stderr is not None
+    lines: queue.Queue[bytes] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(b) for b in proc.stderr or ()])
+    reader.start()
+    try:
+        # Standard input stays open: the run is still reading it when a.log's line must come.
+        first = lines.get(timeout=60).decode()
+        assert first == f"{log}: plain, 1 message, header: none\n"
+        assert proc.poll() is None
+        proc.stdin.write(b"job 8 finished in 22 ms\n")
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join()
+        for pipe in (proc.stdin, proc.stderr):
+            pipe.close()
+    rest = b"".join(lines.queue).decode()
+    assert rest.startswith("<stdin>: plain, 1 message, header: none\n"), rest
+
+
 def test_verbose_names_the_header_of_a_plain_file(tmp_path: Path) -> None:
     log = _write(tmp_path / "a.log", _log_lines(40))
     code, _, stderr = _invoke(log, "-v")

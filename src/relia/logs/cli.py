@@ -312,12 +312,14 @@ def mine_templates(
     miner: TemplateMiner | None = None,
     parts: _Parts | None = None,
     on_bytes: Callable[[int], None] = lambda n: None,
+    on_file: Callable[[FileReport], None] = lambda report: None,
 ) -> TemplateRun:
     """Mine every input (a path, or ``-`` for stdin) with one miner, batch by batch.
 
     Each plain input's header layout is learned from its first lines
     (:meth:`HeaderFormat.detect`); with ``fmt`` auto, an input whose first lines are JSON objects
-    is read as jsonl, whose messages are taken whole from their field.
+    is read as jsonl, whose messages are taken whole from their field. ``on_file`` is given each
+    input's report as soon as that input is read to its end.
     """
     miner = TemplateMiner() if miner is None else miner
     templates_before = miner.template_count
@@ -357,6 +359,7 @@ def mine_templates(
             if stream is not sys.stdin.buffer:
                 stream.close()
         report.counts = decoder.counts
+        on_file(report)
     # Merges in later batches may have absorbed ids: count every line under its live template.
     seen = np.flatnonzero(tally)
     live = miner.resolve(seen.astype(np.int64))
@@ -689,6 +692,17 @@ def _pipe_closed_as_broken_pipe() -> Iterator[None]:
         raise
 
 
+def _print_file_report(report: FileReport) -> None:
+    """The ``-v`` line of one input: its format, messages mined and header found."""
+    h = report.header
+    header = f"{h.rule}, {h.columns} columns" if h.pattern else "none"
+    err_console.print(
+        f"{report.name}: {report.format.value}, {count_of(report.messages, 'message')}, "
+        f"header: {header}",
+        markup=False,
+    )
+
+
 def _print_table(run: TemplateRun, top: int) -> None:
     """The templates by count, the ``top`` most frequent (0: all), as a table on stdout."""
     from rich.console import Console
@@ -854,7 +868,12 @@ def templates(
                 )
                 task = progress.add_task("mining", total=size)
                 on_bytes = lambda n: progress.advance(task, n)  # noqa: E731
-            run = mine_templates(paths, fmt=fmt, miner=miner, parts=parts, on_bytes=on_bytes)
+            # Each input's line as soon as it is read: a slow input (a pipe) after it does not
+            # hold it back.
+            on_file = _print_file_report if verbose else lambda report: None
+            run = mine_templates(
+                paths, fmt=fmt, miner=miner, parts=parts, on_bytes=on_bytes, on_file=on_file
+            )
             if out is not None:
                 with writing(out), staged.part(out).open("wb") as fh:
                     _templates_frame(run).write_csv(fh)
@@ -879,14 +898,6 @@ def templates(
         staged.discard()
     seconds = time.perf_counter() - started
 
-    if verbose:
-        for f in run.files:
-            h = f.header
-            header = f"{h.rule}, {h.columns} columns" if h.pattern else "none"
-            err_console.print(
-                f"{f.name}: {f.format.value}, {f.messages:,} messages, header: {header}",
-                markup=False,
-            )
     if not (out_to_stdout or structured_to_stdout):
         _print_table(run, top)
     for line in _summary(run, seconds):

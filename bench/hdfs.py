@@ -6,11 +6,12 @@ Usage::
     python bench/hdfs.py --data PATH/HDFS_100k_sessions.jsonl --out bench/results/hdfs.json
 
 Data: ``HDFS_100k_sessions.jsonl`` (logpai/deep-loglizer's processed HDFS_100k grouped by block:
-7,940 sessions, 313 labelled anomalous; each line ``BlockId``, ``Label``, ``split`` and the
-sequence of ``templates``). :class:`relia.logs.sessions.SessionModel` is fitted on the train
-sessions with their labels dropped (one configuration, the defaults), and scored on the test
-sessions. Printed beside the published figures (full HDFS, from the loglizer and deep-loglizer
-studies): precision, recall, F1, and which reasons fired for true and false positives.
+7,940 sessions, 313 labelled anomalous; each line ``BlockId``, ``Label`` (0 normal, 1 anomalous),
+``split`` (``train`` or ``test``) and the sequence of ``templates``).
+:class:`relia.logs.sessions.SessionModel` is fitted on the train sessions with their labels
+dropped (one configuration, the defaults), and scored on the test sessions. Printed beside the
+published figures (full HDFS, from the loglizer and deep-loglizer studies): precision, recall, F1,
+and which reasons fired for true and false positives.
 
 Two extra rows, clearly apart from the result: the same model fitted on the train sessions
 labelled normal (labels used, so not the result), and the ceiling any detector reaches that sees
@@ -19,7 +20,9 @@ the same verdict; the best set of sequences to flag is taken). The ceiling shows
 anomalies have exactly the template sequence of normal sessions.
 
 Prints a table and writes ``--out`` (``bench/results/hdfs.json``); the last stdout line is the
-JSON on one line.
+JSON on one line. Bad input (a line that is not a JSON object or not UTF-8, a missing field, a
+label other than 0/1, a split other than train/test; an ``--out`` that cannot be written, checked
+before the run) is one ``relia: error:`` line naming the file and line, and exit code 2.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ DOWNLOAD_HINT = (
     "get HDFS_100k grouped by block from logpai/deep-loglizer (its processed HDFS_100k) as one "
     "JSON line per block with BlockId, Label, split and templates, and pass it as --data"
 )
+#: The splits a session may belong to.
+SPLITS = ("train", "test")
 #: Issue 5, item 4: F1 on the test sessions.
 TARGET_F1 = 0.95
 #: Published precision / recall / F1 on full HDFS (../shared/data/README.md).
@@ -77,32 +82,66 @@ class Split:
 
 def load(path: Path) -> dict[str, Split]:
     """Read the JSON-lines file into splits; :class:`DataError` naming the line on bad input."""
+    if path.is_dir():
+        raise DataError("is a directory, not an HDFS sessions file", where=str(path))
     if not path.is_file():
         raise DataError(f"HDFS sessions file not found: {DOWNLOAD_HINT}", where=str(path))
     rows: dict[str, tuple[list[str], list[list[str]], list[int]]] = {}
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"not JSON: {exc.msg}", where=where) from None
-            for field, kind in (("BlockId", str), ("Label", int), ("split", str)):
-                if not isinstance(rec.get(field), kind):
-                    raise DataError(f"field {field!r} missing or not {kind.__name__}", where=where)
-            tmpl = rec.get("templates")
-            if not isinstance(tmpl, list) or not all(isinstance(t, str) for t in tmpl):
-                raise DataError("field 'templates' is not a list of strings", where=where)
-            ids, sessions, labels = rows.setdefault(rec["split"], ([], [], []))
-            ids.append(rec["BlockId"])
-            sessions.append(tmpl)
-            labels.append(rec["Label"])
-    for name in ("train", "test"):
+    try:
+        # Bytes, decoded line by line: a bad byte is then reported with its line.
+        with path.open("rb") as fh:
+            for lineno, raw in enumerate(fh, 1):
+                where = f"{path}:{lineno}"
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataError(
+                        f"not UTF-8: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}",
+                        where=where,
+                    ) from None
+                if line.strip():
+                    _add_record(rows, line, where)
+    except OSError as exc:
+        raise DataError(f"cannot read: {exc.strerror or exc}", where=str(path)) from None
+    for name in SPLITS:
         if name not in rows:
             raise DataError(f"no {name!r} sessions", where=str(path))
     return {k: Split(i, s, np.array(lab) == 1) for k, (i, s, lab) in rows.items()}
+
+
+def _add_record(
+    rows: dict[str, tuple[list[str], list[list[str]], list[int]]], line: str, where: str
+) -> None:
+    """Check one JSON line and add its session to ``rows`` (by split)."""
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"not JSON: {exc.msg}", where=where) from None
+    except RecursionError:
+        raise DataError("not JSON: nested too deeply", where=where) from None
+    if not isinstance(rec, dict):
+        raise DataError(f"not a JSON object (a JSON {type(rec).__name__})", where=where)
+    for field, kind in (("BlockId", str), ("Label", int), ("split", str)):
+        if not isinstance(rec.get(field), kind):
+            raise DataError(f"field {field!r} missing or not {kind.__name__}", where=where)
+    # A label of 2 or -1 would silently count as normal (true as anomalous); a split other than
+    # train and test (Train, valid) would drop its sessions from both.
+    label = rec["Label"]
+    if isinstance(label, bool) or label not in (0, 1):
+        raise DataError(
+            f"field 'Label' must be 0 (normal) or 1 (anomalous), got {label!r}", where=where
+        )
+    if rec["split"] not in SPLITS:
+        raise DataError(
+            f"field 'split' must be 'train' or 'test', got {rec['split']!r}", where=where
+        )
+    tmpl = rec.get("templates")
+    if not isinstance(tmpl, list) or not all(isinstance(t, str) for t in tmpl):
+        raise DataError("field 'templates' is not a list of strings", where=where)
+    ids, sessions, labels = rows.setdefault(rec["split"], ([], [], []))
+    ids.append(rec["BlockId"])
+    sessions.append(tmpl)
+    labels.append(label)
 
 
 def prf(flags: np.ndarray[Any, Any], labels: np.ndarray[Any, Any]) -> dict[str, Any]:
@@ -247,6 +286,33 @@ def print_table(doc: dict[str, Any], console: Console) -> None:
             console.print(f"  {n:5d}  {text}", soft_wrap=True)
 
 
+def check_out(path: Path) -> None:
+    """:class:`DataError` when ``path`` cannot be written (its folder is made if missing); an
+    existing file is left as it is."""
+    if path.is_dir():
+        raise DataError("cannot write: Is a directory", where=str(path))
+    if path.exists() and not path.is_file():
+        return  # a FIFO or a device: opening it to try would wait for a reader
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.exists()
+        with path.open("a"):  # "a": creates it if missing, keeps what is there
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as exc:
+        raise DataError(f"cannot write: {exc.strerror or exc}", where=str(path)) from None
+
+
+def write_out(path: Path, doc: dict[str, Any]) -> None:
+    """Write the result JSON; :class:`DataError` when it cannot be written (a full disk)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc, indent=2) + "\n")
+    except OSError as exc:
+        raise DataError(f"cannot write: {exc.strerror or exc}", where=str(path)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; returns the process exit code (2 on a user error)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
@@ -255,13 +321,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     console = Console() if sys.stdout.isatty() else Console(width=140)
     try:
+        check_out(args.out)  # before the run, which takes a while
         doc = run(args.data)
+        write_out(args.out, doc)
     except ReliaError as exc:
         print(f"relia: error: {exc}", file=sys.stderr)
         return 2
     print_table(doc, console)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
     print(json.dumps(doc, separators=(",", ":")))
     return 0
 

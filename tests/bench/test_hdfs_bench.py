@@ -64,6 +64,96 @@ def test_bad_input_names_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[
         hdfs.load(data)
     assert hdfs.main(["--data", str(tmp_path / "missing.jsonl")]) == 2
     assert "relia: error:" in capsys.readouterr().err
+    # A folder was "HDFS sessions file not found".
+    with pytest.raises(DataError, match="is a directory, not an HDFS sessions file"):
+        hdfs.load(tmp_path)
+
+
+def _sessions_file(path: Path, bad: bytes) -> Path:
+    """Three good train/test lines, then ``bad`` as line 4."""
+    good = [
+        {"BlockId": "b0", "Label": 0, "split": "train", "templates": OK},
+        {"BlockId": "t0", "Label": 0, "split": "test", "templates": OK},
+        {"BlockId": "t1", "Label": 1, "split": "test", "templates": [*OK, "panic"]},
+    ]
+    path.write_bytes(b"".join(json.dumps(r).encode() + b"\n" for r in good) + bad + b"\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        # Each was a traceback: AttributeError, UnicodeDecodeError.
+        (b"[1, 2]", "s.jsonl:4: not a JSON object (a JSON list)"),
+        (b'"just a string"', "s.jsonl:4: not a JSON object (a JSON str)"),
+        (
+            b'{"BlockId": "b\xe9", "Label": 0, "split": "train", "templates": []}',
+            "s.jsonl:4: not UTF-8: byte 0xe9 at column 15",
+        ),
+    ],
+)
+def test_bad_lines_are_one_message_naming_the_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: bytes, message: str
+) -> None:
+    data = _sessions_file(tmp_path / "s.jsonl", bad)
+    out = tmp_path / "r.json"
+    assert hdfs.main(["--data", str(data), "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"relia: error: {tmp_path}/{message}\n"
+    assert captured.out == "" and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        # Were taken as normal (anything but 1) or as a split of their own, so F1 came out 0.0
+        # without a word.
+        ("Label", 2, "field 'Label' must be 0 (normal) or 1 (anomalous), got 2"),
+        ("Label", -1, "field 'Label' must be 0 (normal) or 1 (anomalous), got -1"),
+        ("Label", True, "field 'Label' must be 0 (normal) or 1 (anomalous), got True"),
+        ("split", "Train", "field 'split' must be 'train' or 'test', got 'Train'"),
+        ("split", "valid", "field 'split' must be 'train' or 'test', got 'valid'"),
+    ],
+)
+def test_labels_other_than_0_1_and_unknown_splits_are_refused(
+    tmp_path: Path, field: str, value: object, message: str
+) -> None:
+    row = {"BlockId": "x", "Label": 0, "split": "train", "templates": OK, field: value}
+    data = _sessions_file(tmp_path / "s.jsonl", json.dumps(row).encode())
+    with pytest.raises(DataError) as err:
+        hdfs.load(data)
+    assert str(err.value) == f"{data}:4: {message}"
+
+
+@pytest.mark.parametrize("make", ["a directory", "under a file", "a directory with a slash"])
+def test_an_out_that_cannot_be_written_fails_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, make: str
+) -> None:
+    # --out was written after the run (minutes on the full data) and the table: a traceback.
+    data = _sessions_file(tmp_path / "s.jsonl", b"")
+    (tmp_path / "file.txt").write_text("x")
+    out = {
+        "a directory": str(tmp_path),
+        "under a file": str(tmp_path / "file.txt" / "r.json"),
+        "a directory with a slash": f"{tmp_path}/",
+    }[make]
+    ran: list[Path] = []
+    real_run = hdfs.run
+    monkeypatch.setattr(hdfs, "run", lambda data: ran.append(data) or real_run(data))
+    assert hdfs.main(["--data", str(data), "--out", out]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"relia: error: {Path(out)}: cannot write: ")
+    assert len(captured.err.splitlines()) == 1 and captured.out == "" and ran == []
+    assert (tmp_path / "file.txt").read_text() == "x"
+
+
+def test_an_out_that_is_writable_is_left_as_it_was_until_the_result(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "r.json"
+    hdfs.check_out(out)
+    assert not out.exists()  # the probe leaves no empty file behind
+    out.write_text("old")
+    hdfs.check_out(out)
+    assert out.read_text() == "old"
 
 
 def test_ceiling_groups_identical_sequences() -> None:

@@ -15,6 +15,7 @@ from relia.errors import ConfigError, DataError, DetectorError
 from relia.incidents.model import Finding, FindingKind
 from relia.logs.sessions import (
     SESSION_DETECTOR,
+    Reason,
     ScoredSession,
     SessionFindings,
     SessionModel,
@@ -658,3 +659,40 @@ def test_events_of_one_call_that_stop_for_the_idle_timeout_make_two_sessions() -
     tracker = SessionTracker(model, idle_timeout_ms=1000)
     out = tracker.observe(["a"] * 4, [0, 1, 2, 3], [0, 2000, 1500, 2600]) + tracker.flush()
     assert [s.templates.tolist() for s in out] == [[0], [1, 2, 3]]
+
+
+# ---------------------------------------------------------------------- audit fixes
+
+
+def test_each_unseen_template_is_a_reason_naming_it() -> None:
+    m = SessionModel().fit([[1, 2, 3]] * 200)
+    one, two = m.score([[1, 2, 3, 99], [1, 2, 3, 98, 98, 97]]).reasons
+    assert one == (Reason("unseen_template", 0.0, (99,), "'template 99' never seen in training"),)
+    assert [(r.templates, r.detail) for r in two] == [  # in the order they came
+        ((98,), "'template 98' (x2) never seen in training"),
+        ((97,), "'template 97' never seen in training"),
+    ]
+    # By name too, and in sessions of several at once.
+    m = SessionModel().fit([["a", "b"]] * 200)
+    sc = m.score([["a", "b", "disk failure"], ["a", "b"], ["a", "b", "oom"]])
+    assert [[r.templates for r in rs] for rs in sc.reasons] == [[("disk failure",)], [], [("oom",)]]
+
+
+def test_bad_keys_and_arguments_are_named() -> None:
+    tracker = SessionTracker()
+    with pytest.raises(DataError, match=r"^keys: session keys must be ints or strings, got float"):
+        tracker.observe([1.5], [1], [0])  # type: ignore[list-item]
+    with pytest.raises(DataError, match="events: template ids and ts must be one-dimensional"):
+        tracker.observe(["a", "b"], np.array([[1], [2]]), [0, 0])
+    assert tracker.open_sessions == 0
+    for bad in (None, 2.5, True, "8"):
+        with pytest.raises(ConfigError, match="max_invariant_templates"):
+            SessionModel(max_invariant_templates=bad)  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="max_reasons"):
+            SessionModel(max_reasons=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="name"):
+        SessionFindings("")
+    with pytest.raises(ConfigError, match="tracker"):
+        SessionFindings("dn", SessionModel())  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="template_text"):
+        SessionFindings("dn", template_text="text")  # type: ignore[arg-type]

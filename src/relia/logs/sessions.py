@@ -123,10 +123,12 @@ class SessionModel:
     ) -> None:
         if not (isinstance(alpha, int | float) and 0.0 < alpha < 0.5):
             raise ConfigError(f"must be in (0, 0.5), got {alpha!r}", where="alpha")
-        if max_invariant_templates < 0:
-            raise ConfigError("must be >= 0", where="max_invariant_templates")
-        if max_reasons < 1:
-            raise ConfigError("must be >= 1", where="max_reasons")
+        for name, value, least in (
+            ("max_invariant_templates", max_invariant_templates, 0),
+            ("max_reasons", max_reasons, 1),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ConfigError(f"must be an integer >= {least}, got {value!r}", where=name)
         self.alpha = float(alpha)
         self.max_invariant_templates = int(max_invariant_templates)
         self.max_reasons = int(max_reasons)
@@ -262,9 +264,19 @@ class SessionModel:
         le = np.where(known, 1.0 - self._sessions_ge(ent_t, c + 1) / nn, 0.0)
         kind = np.where(pres < self.alpha, np.where(known, 1, 0), np.where(ge <= le, 2, 3))
         f = np.where(pres < self.alpha, pres, np.minimum(ge, le))
-        for k in range(4):
+        for k in range(1, 4):
             sel = kind == k
             note(k, ent_s[sel], f[sel], ent_t[sel], ent_t[sel], ent_c[sel])
+        # Unseen templates all share the code ``unk``: their reasons go back to the ids as given,
+        # one per distinct template and session, so that each names what a person looks for.
+        at = np.flatnonzero(codes == unk)
+        unseen: list[Token] = []
+        if len(at):
+            given = flat[at] if isinstance(flat, np.ndarray) else [flat[i] for i in at.tolist()]
+            unseen, which = _factorize(given)
+            pair, times = np.unique(sess[at] * len(unseen) + which, return_counts=True)
+            us, ut = pair // len(unseen), pair % len(unseen)
+            note(0, us, np.zeros(len(us)), ut, ut, times.astype(np.int64))
         # Templates nearly every training session has, absent here.
         p0 = 1.0 - self._df / nn
         always = np.flatnonzero(p0 < self.alpha)
@@ -337,7 +349,7 @@ class SessionModel:
         )
         score = np.clip(score, 0.0, 1.0)
         anomaly = fmin < self.alpha
-        reasons = self._reasons(n, ev_s, ev_k, ev_a, ev_b, ev_v, ev_f)
+        reasons = self._reasons(n, ev_s, ev_k, ev_a, ev_b, ev_v, ev_f, unseen)
         return SessionScores(anomaly, score, reasons)
 
     def _reasons(
@@ -349,7 +361,10 @@ class SessionModel:
         ev_b: list[I64],
         ev_v: list[I64],
         ev_f: list[F64],
+        unseen: list[Token],
     ) -> list[tuple[Reason, ...]]:
+        """Each session's reasons, rarest first; ``unseen`` holds the templates the evidence
+        of kind 0 (unseen template) points at."""
         out: list[tuple[Reason, ...]] = [() for _ in range(n)]
         if not ev_s:
             return out
@@ -364,7 +379,7 @@ class SessionModel:
         ):
             hi = min(int(hi), int(lo) + self.max_reasons)
             out[int(s[lo])] = tuple(
-                self._reason(int(k[i]), int(a[i]), int(b[i]), int(v[i]), float(f[i]))
+                self._reason(int(k[i]), int(a[i]), int(b[i]), int(v[i]), float(f[i]), unseen)
                 for i in range(int(lo), hi)
             )
         return out
@@ -372,10 +387,17 @@ class SessionModel:
     def _token(self, code: int) -> Token:
         return self.vocab[code] if 0 <= code < len(self.vocab) else "<unseen>"
 
-    def _reason(self, kind: int, a: int, b: int, val: int, f: float) -> Reason:
+    def _reason(self, kind: int, a: int, b: int, val: int, f: float, unseen: list[Token]) -> Reason:
         v = self._vocab_size()
         if kind == 0:
-            return Reason("unseen_template", 0.0, (), "a template never seen in training")
+            tok = unseen[a]
+            times = f" (x{val})" if val > 1 else ""
+            return Reason(
+                "unseen_template",
+                0.0,
+                (tok,),
+                f"{_clip_text(tok)}{times} never seen in training",
+            )
         if kind == 5:
             i, j, p, q = (int(x) for x in self._inv[a])
             ti, tj = self._token(i), self._token(j)
@@ -516,8 +538,13 @@ def _py(x: Any) -> Token:
     return int(x) if isinstance(x, int | np.integer) else str(x)
 
 
-def _flatten(sessions: Sequence[SessionLike]) -> tuple[I64, Tokens]:
-    """Session lengths and all tokens: an int64 array when all are ints, else a list."""
+def _flatten(
+    sessions: Sequence[SessionLike], *, what: str = "template ids", where: str = "sessions"
+) -> tuple[I64, Tokens]:
+    """Session lengths and all tokens: an int64 array when all are ints, else a list.
+
+    ``what`` and ``where`` name the tokens in the error about a wrong type.
+    """
     lengths = np.fromiter((len(s) for s in sessions), np.int64, len(sessions))
     if all(isinstance(s, np.ndarray) and s.ndim == 1 and s.dtype.kind in "iu" for s in sessions):
         arrays = [np.asarray(s, np.int64) for s in sessions]
@@ -526,9 +553,7 @@ def _flatten(sessions: Sequence[SessionLike]) -> tuple[I64, Tokens]:
     types = set(map(type, tokens))  # one pass in C, then a check per distinct type
     for t in types:
         if not issubclass(t, str | int | np.integer) or issubclass(t, bool | np.bool_):
-            raise DataError(
-                f"template ids must be ints or strings, got {t.__name__}", where="sessions"
-            )
+            raise DataError(f"{what} must be ints or strings, got {t.__name__}", where=where)
     if not any(issubclass(t, str) for t in types):
         try:
             return lengths, np.fromiter(tokens, np.int64, len(tokens))
@@ -736,12 +761,18 @@ class SessionTracker:
                 f"{len(tsa)})",
                 where="events",
             )
+        if tids.ndim != 1 or tsa.ndim != 1:
+            raise DataError(
+                f"template ids and ts must be one-dimensional, got {tids.ndim} and {tsa.ndim} "
+                "dimensions",
+                where="events",
+            )
         if len(tids) == 0:
             return []
         if tids.dtype.kind not in "iu" or tsa.dtype.kind not in "iu":
             raise DataError("template ids and ts must be integers", where="events")
         tids, tsa = tids.astype(np.int64), tsa.astype(np.int64)
-        _, flat = _flatten([list(keys)])
+        _, flat = _flatten([list(keys)], what="session keys", where="keys")
         uniq, codes = _factorize(flat)
         order = np.argsort(codes, kind="stable")  # per key, arrival order kept
         bounds = np.searchsorted(codes[order], np.arange(len(uniq) + 1))
@@ -979,6 +1010,16 @@ class SessionFindings:
         *,
         template_text: Callable[[int], str] | None = None,
     ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"must be a non-empty string, got {name!r}", where="name")
+        if tracker is not None and not isinstance(tracker, SessionTracker):
+            raise ConfigError(
+                f"must be a SessionTracker, got {type(tracker).__name__}", where="tracker"
+            )
+        if template_text is not None and not callable(template_text):
+            raise ConfigError(
+                f"must be callable, got {type(template_text).__name__}", where="template_text"
+            )
         self.name = name
         self.tracker = tracker if tracker is not None else SessionTracker()
         self.template_text = template_text

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from relia.config import ApiConfig, HostConfig, ReliaConfig, ScrapeTarget
-from relia.engine.up import build_sources, run_up
+from relia.config import ApiConfig, HostConfig, LogFileConfig, LogsConfig, ReliaConfig, ScrapeTarget
+from relia.engine.up import build_log_pipeline, build_sources, run_up
 from relia.errors import ConfigError
 from relia.signals import MetricBatch, SeriesIndex
 from relia.store.duckdb import DuckDBStore
@@ -142,6 +142,34 @@ def test_build_sources_from_config(tmp_path: Path) -> None:
     srcs = build_sources(ok, SeriesIndex())
     assert [s.name for s in srcs] == ["app", "remote_write"]
     assert srcs[0].max_body_bytes == 4096  # type: ignore[attr-defined]
+
+
+def test_session_findings_of_up_name_their_templates_by_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("relia.logs.engine.HEADER_MIN_LINES", 1)
+    log = tmp_path / "dn.log"
+    lines = []
+    for b in range(1000):  # the scorer's warm-up: 1,000 sessions
+        lines += [f"INFO allocate block blk_{b}", f"INFO block blk_{b} replicated to 3 nodes"]
+    log.write_text("\n".join(lines) + "\n")
+    files = [LogFileConfig(path=log, name="dn", session_key=r"(blk_\d+)")]
+    config = ReliaConfig(data_dir=tmp_path, logs=LogsConfig(files=files, window=60))
+    store = DuckDBStore(tmp_path / "s.duckdb")
+    assert build_log_pipeline(ReliaConfig(data_dir=tmp_path), store, SeriesIndex()) is None
+    logs = build_log_pipeline(config, store, SeriesIndex())
+    assert logs is not None
+    logs.ingest(1_000_000)
+    with log.open("a") as f:
+        f.write("INFO allocate block blk_5000\nERROR write failed for blk_5000: disk full\n")
+    logs.ingest(2_000_000)
+    (found,) = [f for f in logs.ingest(3_000_000).findings if f.detector == "log-session"]
+    assert found.summary.startswith("dn: abnormal session blk_5000 (2 lines): ")
+    assert found.summary.endswith(" never seen in training [write failed for <*>: disk full]")
+    texts = [r["texts"] for r in found.evidence["reasons"]]
+    assert texts[0] == ["write failed for <*>: disk full"]
+    assert ["block <*> replicated to <*> nodes"] in texts  # missing: the step that did not come
+    store.close()
 
 
 def test_a_prometheus_source_gets_its_delay_from_config() -> None:

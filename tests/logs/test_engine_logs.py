@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,11 +188,27 @@ def test_bad_input_is_counted_and_an_unreadable_file_does_not_stop_others(tmp_pa
     assert st["good"]["invalid_utf8"] == 1 and st["bad"]["error"]
 
 
+class _QuietScorer:
+    """The parts of a session scorer that tests of ``observe`` leave alone."""
+
+    def close_idle(self, now_ms: int) -> list[Finding]:
+        return []
+
+    def remap_templates(self, merged: Mapping[int, int]) -> None:
+        pass
+
+    def saved_state(self) -> bytes:
+        return b""
+
+    def restore(self, data: bytes) -> None:
+        pass
+
+
 def test_session_hook_gets_keys_and_template_ids(tmp_path: Path) -> None:
     p = tmp_path / "dn.log"
     _write(p, ["081109 203615 INFO dfs: Receiving blk_12 src: /10.0.0.1", "081109 203615 INFO x"])
 
-    class Scorer:
+    class Scorer(_QuietScorer):
         def __init__(self) -> None:
             self.seen: list[Any] = []
 
@@ -479,7 +495,7 @@ def test_a_file_failing_every_tick_is_logged_once_then_its_recovery(
     assert "Traceback" not in caplog.text  # the message says it all
 
 
-class _Sessions:
+class _Sessions(_QuietScorer):
     """A session scorer that records the keys it was given; a finding for key ``blk_2``."""
 
     def __init__(self) -> None:
@@ -728,3 +744,99 @@ def test_a_steady_log_with_a_window_that_is_a_multiple_of_the_tick_has_no_empty_
         _write(p, [_line(i) for i in range(15)])  # a line a second
         pipe.ingest(now)
     assert len(emitted) == 5 and set(emitted.values()) == {30.0}
+
+
+# -- session scoring with the real scorer (relia.logs.sessions) ------------------------------
+
+
+def _blocks(first: int, n: int, steps: Sequence[str] = ("alpha", "beta")) -> list[str]:
+    """``n`` normal sessions: a block allocated, then one line per step."""
+    out: list[str] = []
+    for b in range(first, first + n):
+        out.append(f"2024-05-01 12:00:00 INFO allocate block blk_{b}")
+        out += [f"2024-05-01 12:00:00 INFO step {s} done for blk_{b}" for s in steps]
+    return out
+
+
+def _failed_block(b: int) -> list[str]:
+    return [
+        f"2024-05-01 12:00:00 INFO allocate block blk_{b}",
+        f"2024-05-01 12:00:00 ERROR write failed for blk_{b}: disk full",
+    ]
+
+
+def _real_sessions(tmp_path: Path, store: Any, scorer: Any = None) -> tuple[LogPipeline, Any, Path]:
+    from relia.logs.sessions import SessionFindings, SessionTracker
+
+    p = tmp_path / "dn.log"
+    p.touch()
+    if scorer is None:
+        scorer = SessionFindings("dn", SessionTracker(idle_timeout_ms=W, warmup_sessions=20))
+    cfg = LogsConfig(
+        files=[LogFileConfig(path=p, session_key=r"(blk_\d+)")], window=W / 1000, warmup_lines=10
+    )
+    return LogPipeline(store, cfg, SeriesIndex(), session_scorers={"dn": scorer}), scorer, p
+
+
+def _session_findings(r: Any) -> list[str]:
+    return sorted(f.evidence["session"] for f in r.findings if f.detector == "log-session")
+
+
+def test_a_template_merge_turns_no_normal_session_into_a_finding(tmp_path: Path) -> None:
+    pipe, scorer, p = _real_sessions(tmp_path, MemoryStore())
+    now = T0
+    for k in range(4):  # 40 sessions: the model is fitted on "step alpha" and "step beta"
+        _write(p, _blocks(10 * k, 10))
+        assert _session_findings(pipe.ingest(now)) == []
+        now += W
+    assert scorer.tracker.model.fitted
+    # A third step word: alpha, beta and gamma merge into "step <*> done for <*>".
+    _write(p, [*_blocks(40, 10), *_blocks(900, 1, ["gamma"])])
+    assert _session_findings(pipe.ingest(now)) == []
+    now += W
+    found = []
+    for k in range(3):  # normal sessions after the merge are normal still
+        _write(p, _blocks(100 + 10 * k, 10))
+        found += _session_findings(pipe.ingest(now))
+        now += W
+    # Only the session that had one step instead of two.
+    assert found == ["blk_900"]
+    _write(p, [*_blocks(200, 10), *_failed_block(999)])
+    pipe.ingest(now)
+    assert _session_findings(pipe.ingest(now + W)) == ["blk_999"]
+
+
+def test_sessions_of_a_file_gone_quiet_close_after_their_idle_timeout(tmp_path: Path) -> None:
+    pipe, scorer, p = _real_sessions(tmp_path, MemoryStore())
+    now = T0
+    for k in range(3):
+        _write(p, _blocks(10 * k, 10))
+        pipe.ingest(now)
+        now += W
+    _write(p, _failed_block(999))  # the block's write fails; the process logs nothing more
+    assert _session_findings(pipe.ingest(now)) == []
+    r = pipe.ingest(now + W)  # no new line: the idle timeout passed
+    assert _session_findings(r) == ["blk_999"] and scorer.tracker.open_sessions == 0
+    assert "never seen in training" in r.findings[0].summary
+
+
+def test_the_session_model_is_stored_with_the_file_and_survives_a_restart(
+    tmp_path: Path, store: Any
+) -> None:
+    from relia.logs.sessions import SessionFindings, SessionTracker
+
+    pipe, scorer, p = _real_sessions(tmp_path, store)
+    now = T0
+    for k in range(4):
+        _write(p, _blocks(10 * k, 10))
+        pipe.ingest(now)
+        now += W
+    assert scorer.tracker.model.fitted
+    pipe.close()
+    # A new process: a new scorer, which takes the stored model back (no warm-up again).
+    again = SessionFindings("dn", SessionTracker(idle_timeout_ms=W, warmup_sessions=20))
+    pipe, _, p = _real_sessions(tmp_path, store, again)
+    _write(p, _failed_block(999))
+    pipe.ingest(now)
+    assert again.tracker.model.fitted
+    assert _session_findings(pipe.ingest(now + W)) == ["blk_999"]

@@ -678,6 +678,61 @@ def test_each_unseen_template_is_a_reason_naming_it() -> None:
     assert [[r.templates for r in rs] for rs in sc.reasons] == [[("disk failure",)], [], [("oom",)]]
 
 
+def test_a_template_merge_refits_the_model_as_if_merged_from_the_start() -> None:
+    # Templates 1 and 2 (two values of one word) merge into 1: sessions [0, 1, 2] read [0, 1, 1].
+    tracker = SessionTracker(idle_timeout_ms=10, warmup_sessions=30)
+    evs = events([[0, 1, 2]] * 30 + [[0, 1]], gap=1, every=100)
+    assert not any(s.anomaly for s in feed(tracker, evs[:-2]))
+    tracker.observe(["x", "y"], [0, 2], [10_000, 10_000])  # open and warm-up sessions alike
+    version = tracker.model_version
+    tracker.remap({2: 1})
+    assert tracker.model_version == version + 1
+    assert tracker.model.vocab == SessionModel().fit([[0, 1, 1]]).vocab
+    scored = tracker.observe(["z"] * 3, [0, 1, 1], [20_000] * 3)
+    assert [(s.key, s.anomaly) for s in scored] == [("x", True), ("y", True)]
+    (z,) = tracker.flush()
+    assert not z.anomaly  # a normal session in the merged ids
+    assert SessionTracker.from_bytes(tracker.to_bytes()).model.vocab == [0, 1]
+    # A merge of ids the model never learned leaves it as it is.
+    tracker.remap({7: 5})
+    assert tracker.model_version == version + 1
+
+
+def test_a_merge_rewrites_open_and_warming_up_sessions() -> None:
+    tracker = SessionTracker(idle_timeout_ms=10, warmup_sessions=3)
+    tracker.observe(["a", "a", "b"], [0, 2, 0], [0, 0, 0])
+    tracker.close_idle(100)  # "a" and "b" warming up
+    tracker.observe(["c", "c"], [0, 2], [100, 100])  # open
+    tracker.remap({2: 1})
+    fitted = tracker.flush()
+    assert [s.templates.tolist() for s in fitted] == [[0, 1], [0], [0, 1]]
+    # A model given fitted has no training sessions to refit on: it is learned again.
+    tracker = SessionTracker(SessionModel().fit([[0, 2]] * 20))
+    tracker.remap({2: 1})
+    assert not tracker.model.fitted
+
+
+def test_session_findings_saved_state_holds_the_model_not_the_sessions() -> None:
+    scorer = SessionFindings("dn", SessionTracker(idle_timeout_ms=10, warmup_sessions=20))
+    assert scorer.saved_state() == b""  # warming up: nothing learned to keep
+    for k in range(20):
+        scorer.observe([f"b{k}"] * 3, [0, 1, 2], 100 * k)
+    scorer.observe(["open"], [0], 10_000)
+    state = scorer.saved_state()
+    assert state and scorer.saved_state() is state  # made again only when the model changes
+    again = SessionFindings("dn", SessionTracker(idle_timeout_ms=10, warmup_sessions=20))
+    again.restore(state)
+    assert again.tracker.model.fitted and again.tracker.open_sessions == 0
+    assert again.observe(["x", "x"], [0, 5], 20_000) == []
+    (found,) = again.close_idle(30_000)
+    assert "'template 5' never seen in training" in found.summary
+    # The training sessions came along: a merge refits it.
+    again.remap_templates({2: 1})
+    assert again.tracker.model.fitted and again.saved_state() != state
+    with pytest.raises(DetectorError):
+        again.restore(b"not a checkpoint")
+
+
 def test_bad_keys_and_arguments_are_named() -> None:
     tracker = SessionTracker()
     with pytest.raises(DataError, match=r"^keys: session keys must be ints or strings, got float"):

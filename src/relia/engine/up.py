@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from relia.ha.duties import HaRuntime
     from relia.ingest.remote_write import RemoteWriteDecoder
     from relia.ingest.source import IngestSource
+    from relia.logs.engine import LogPipeline
     from relia.notify.dispatcher import Dispatcher
     from relia.notify.sinks import Sink
     from relia.signals import MetricBatch
@@ -125,6 +126,28 @@ def build_ingest_source(config: ReliaConfig, index: SeriesIndex) -> IngestSource
         max_samples_per_tick=ing.max_samples_per_tick,
         max_body_bytes=ing.max_body_bytes,
     )
+
+
+def build_log_pipeline(config: ReliaConfig, store: Store, index: SeriesIndex) -> LogPipeline | None:
+    """The log pipeline of ``config.logs`` (None when it lists no files).
+
+    Files with a session key get a session scorer: it learns what a normal session looks like
+    from the first closed sessions, then flags abnormal ones as findings, naming templates by the
+    text of the pipeline's miner. Its model is stored with the file's state; its open sessions
+    live in memory only (lost at a restart).
+    """
+    if not config.logs.files:
+        return None
+    from relia.logs.engine import LogPipeline
+    from relia.logs.sessions import SessionFindings
+
+    logs = LogPipeline(store, config.logs, index)
+    for f in config.logs.files:
+        if f.session_key:
+            logs.session_scorers[f.label] = SessionFindings(
+                f.label, template_text=functools.partial(logs.template_text, f.label)
+            )
+    return logs
 
 
 def build_slo_evaluator(config: ReliaConfig) -> SloEvaluator | None:
@@ -365,18 +388,7 @@ def run_up(
         # Under HA the engine only stores findings; the leader correlates what every replica
         # stored (relia.ha.duties).
         incidents = make_pipeline() if ha is None else None
-        logs = None
-        if config.logs.files:
-            from relia.logs.engine import LogPipeline, SessionScorer
-            from relia.logs.sessions import SessionFindings
-
-            # Files with a session key get a session scorer: it learns what a normal session
-            # looks like from the first closed sessions, then flags abnormal ones as findings.
-            # Its open sessions live in memory only (a restart begins a new warm-up).
-            scorers: dict[str, SessionScorer] = {
-                f.label: SessionFindings(f.label) for f in config.logs.files if f.session_key
-            }
-            logs = LogPipeline(store, config.logs, index, session_scorers=scorers)
+        logs = build_log_pipeline(config, store, index)
         # A replaced actor restores only the series the engine still holds (not one it forgot
         # within the hour the store's seen_at lags it): the engine exists once the executor does.
         engines: list[Engine] = []

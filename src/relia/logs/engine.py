@@ -32,7 +32,14 @@ does not duplicate it.
 
 **Sessions.** Files with ``session_key`` get each line's key extracted; a
 :class:`SessionScorer` given for the file (``session_scorers``) receives the keys and template ids
-each tick and returns findings. Session models are kept and checkpointed by that scorer.
+each tick and returns findings. The ids it gets are those of live templates: when the miner
+merges templates, the scorer is told (:meth:`SessionScorer.remap_templates`) before it sees the
+tick's ids, so a merge does not make normal sessions look new. Every tick, also one in which the
+file gave no lines, the scorer closes its idle sessions. Its learned model
+(:meth:`SessionScorer.saved_state`) is stored with the file's state in the same transaction and
+given back after a restart; its open sessions and warm-up sessions live in memory only, so a
+restart drops the sessions in flight (their later lines open new ones) and a warm-up not
+finished begins again.
 """
 
 from __future__ import annotations
@@ -53,7 +60,7 @@ import polars as pl
 
 from relia._failurelog import FailureLog
 from relia.config import LogFileConfig, LogsConfig
-from relia.errors import DataError, StoreError
+from relia.errors import DataError, DetectorError, StoreError
 from relia.incidents.model import Finding, FindingKind, severity_for_score
 from relia.logs.header import HeaderFormat
 from relia.logs.miner import TemplateMiner
@@ -103,12 +110,24 @@ class SessionScorer(Protocol):
     """The hook for session scoring (``relia.logs.sessions``): one per file with a session key.
 
     ``observe`` gets the tick's lines of the file as parallel columns: each line's session key
-    (None where the pattern did not match) and template id; it returns findings (new or grown).
+    (None where the pattern did not match) and live template id; it returns findings (new or
+    grown). ``close_idle`` is called on every tick (findings of the sessions that went idle).
+    ``remap_templates`` hears of template merges (old id -> the live id it answers as now).
+    ``saved_state`` is stored with the file's state (empty: nothing to store) and handed to
+    ``restore`` when the pipeline starts again.
     """
 
     def observe(
         self, keys: Sequence[str | None], template_ids: IntArray, now_ms: int
     ) -> list[Finding]: ...
+
+    def close_idle(self, now_ms: int) -> list[Finding]: ...
+
+    def remap_templates(self, merged: Mapping[int, int]) -> None: ...
+
+    def saved_state(self) -> bytes: ...
+
+    def restore(self, data: bytes) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -152,6 +171,10 @@ class _File:
     # value of a word parameter is a new id until a third merges it): (id, example, before).
     candidates: list[tuple[int, str, int]] = field(default_factory=list)
     waiting_logged: bool = False
+    # What the session scorer knows: the live id of each id below next_id when it last heard of
+    # merges, and its state as last committed.
+    session_roots: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    session_state: bytes = b""
     # A file that fails every tick (a FIFO, a path it may not read) is logged once, then once a
     # minute with the count, not on every tick.
     failures: FailureLog | None = None
@@ -190,6 +213,9 @@ class LogPipeline:
         # their findings of a tick not committed, stored with the next one.
         self._session_lines: dict[str, int] = {}
         self._session_unsaved: list[Finding] = []
+        # Files whose scorer took its saved model back (once: after a failed commit the scorer
+        # in memory is ahead of the store).
+        self._session_restored: set[str] = set()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -219,10 +245,15 @@ class LogPipeline:
         cfg = self.config
         state: dict[str, Any] = {}
         miner: TemplateMiner | None = None
+        sessions = b""
         if blob is not None:
             try:
                 state = self.decode_state(blob)
                 rest = blob[4 + struct.unpack_from("<I", blob)[0] :]
+                # The session scorer's state, when there is one, follows the miner.
+                n_sessions = int(state.get("sessions", 0))
+                if n_sessions:
+                    rest, sessions = rest[:-n_sessions], rest[-n_sessions:]
                 miner = TemplateMiner.from_bytes(rest) if rest else None
             except (ValueError, struct.error, DataError) as e:
                 raise StoreError(
@@ -248,6 +279,17 @@ class LogPipeline:
         )
         if spec.session_key is not None:
             f.session_re = re.compile(spec.session_key)
+        scorer = self.session_scorers.get(spec.label)
+        if scorer is not None:
+            f.session_roots = f.miner.resolve(np.arange(f.next_id, dtype=np.int64))
+            f.session_state = sessions
+            if sessions and spec.label not in self._session_restored:
+                try:
+                    scorer.restore(sessions)
+                except DetectorError as e:
+                    # Learned again from the next sessions: no reason to keep relia from starting.
+                    log.warning("log file %s: session model not restored (%s)", spec.label, e)
+            self._session_restored.add(spec.label)
         if f.emitted_until is not None:
             c = self.store.log_counts(spec.label, since=f.emitted_until + self.window_ms)
             for w, t, n in zip(
@@ -414,11 +456,20 @@ class LogPipeline:
                     f.emitted_until = w - self.window_ms
                 f.lines += len(lines)
                 n_lines += len(lines)
+            self._close_idle_sessions(f, now, findings)
             self._report_live(f, reported, now, findings)
             tail_dict = tail.to_dict()
-            changed = lines or reported or f.to_emit is not None or tail_dict != f.saved_tail
+            scorer = self.session_scorers.get(f.name)
+            sessions = scorer.saved_state() if scorer is not None else b""
+            changed = (
+                lines
+                or reported
+                or f.to_emit is not None
+                or tail_dict != f.saved_tail
+                or sessions != f.session_state
+            )
             if changed:
-                states[f.name] = self._blob(f, tail_dict)
+                states[f.name] = self._blob(f, tail_dict, sessions)
         counts = LogCounts(
             cf,
             np.array(cw, np.int64),
@@ -436,6 +487,8 @@ class LogPipeline:
                 f.to_emit = None
             if f.name in states:
                 f.saved_tail = f.tailer.state.to_dict()
+                scorer = self.session_scorers.get(f.name)
+                f.session_state = scorer.saved_state() if scorer is not None else b""
         return LogTickResult(
             n_lines, n_skipped, n_new, new_f, len(findings) - new_f, errors, findings
         )
@@ -554,6 +607,15 @@ class LogPipeline:
             return
         if seen > 0:
             lines, ids = lines[seen:], ids[seen:]
+        # The scorer learned ids of earlier ticks: those merged since are rewritten first, and
+        # this tick's ids reach it as the live ids they answer as (as the counts do).
+        roots = f.miner.resolve(np.arange(f.next_id, dtype=np.int64))
+        known = f.session_roots
+        moved = np.flatnonzero(roots[: len(known)] != known)
+        if len(moved):
+            scorer.remap_templates(dict(zip(moved.tolist(), roots[moved].tolist(), strict=True)))
+        f.session_roots = roots
+        ids = roots[ids]
         pattern = f.session_re
         group = pattern.groupindex.get("session", 1 if pattern.groups else 0)
         try:
@@ -567,7 +629,24 @@ class LogPipeline:
         self._session_unsaved.extend(found)
         findings.extend(found)
 
-    def _blob(self, f: _File, tail: dict[str, Any]) -> bytes:
+    def _close_idle_sessions(self, f: _File, now: int, findings: list[Finding]) -> None:
+        """Findings of the file's sessions that went idle by ``now``: on every tick, so that the
+        last sessions of a file gone quiet are scored too."""
+        scorer = self.session_scorers.get(f.name)
+        if scorer is None or f.session_re is None:
+            return
+        found = scorer.close_idle(now)
+        self._session_unsaved.extend(found)
+        findings.extend(found)
+
+    def template_text(self, file: str, template_id: int) -> str:
+        """The current text of template ``template_id`` of log file ``file`` (its name)."""
+        for f in self._files:
+            if f.name == file:
+                return f.miner.template(template_id)
+        raise KeyError(f"no log file named {file!r}")
+
+    def _blob(self, f: _File, tail: dict[str, Any], sessions: bytes = b"") -> bytes:
         state = {
             "version": _STATE_VERSION,
             "path": str(f.spec.path),
@@ -578,9 +657,12 @@ class LogPipeline:
             "candidates": f.candidates,
             "emitted_until": f.to_emit if f.to_emit is not None else f.emitted_until,
         }
+        if sessions:
+            state["sessions"] = len(sessions)
         head = json.dumps(state, separators=(",", ":")).encode()
-        # The miner goes with the offsets: template ids stay those the counted lines got.
-        return struct.pack("<I", len(head)) + head + f.miner.to_bytes()
+        # The miner goes with the offsets: template ids stay those the counted lines got. The
+        # session model after it holds ids of that miner.
+        return struct.pack("<I", len(head)) + head + f.miner.to_bytes() + sessions
 
     # -- status -----------------------------------------------------------------------------
 

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from itertools import chain, pairwise
 from typing import Any, Literal
 
@@ -706,8 +706,10 @@ class SessionTracker:
     ``max_events_per_session`` (the next events open a new session under the same key), or when
     more than ``max_open_sessions`` are open (the least recently active is closed first), so memory
     stays bounded on endless input. Without a fitted model the first ``warmup_sessions`` closed
-    sessions are kept, the model is fitted on them (no labels), and they are returned scored.
-    Sessions are kept in order of last activity; idle ones are closed from the oldest on.
+    sessions are kept, the model is fitted on them (no labels), and they are returned scored; they
+    stay kept (as many as the warm-up held), so that :meth:`remap` can fit the model again when
+    template ids merge. Sessions are kept in order of last activity; idle ones are closed from the
+    oldest on.
     """
 
     def __init__(
@@ -735,6 +737,11 @@ class SessionTracker:
         self.clock_ms: int | None = None
         self._open: OrderedDict[SessionKey, _Open] = OrderedDict()
         self._warm: list[_Closed] = []
+        # The sessions the model was fitted on (None for a model given fitted): a template merge
+        # refits the model on them, rewritten (see remap).
+        self._trained: list[I64] | None = None
+        #: Bumped whenever the model changes (fitted, refitted, restored): its saved state is old.
+        self.model_version = 0
 
     @property
     def open_sessions(self) -> int:
@@ -888,7 +895,9 @@ class SessionTracker:
             if len(self._warm) < self.warmup_sessions and not (force_fit and self._warm):
                 return []
             closed, self._warm = self._warm, []
-            self.model.fit([c.templates for c in closed])
+            self._trained = [c.templates for c in closed]
+            self.model.fit(self._trained)
+            self.model_version += 1
         if not closed:
             return []
         sc = self.model.score([c.templates for c in closed])
@@ -907,11 +916,62 @@ class SessionTracker:
             for i, c in enumerate(closed)
         ]
 
-    def to_bytes(self) -> bytes:
-        """Open sessions, the warm-up buffer and the model as compact bytes."""
-        opened = [(k, s.start, s.last, self._join(s.chunks)) for k, s in self._open.items()]
-        warm = [(c.key, c.start, c.end, c.templates) for c in self._warm]
+    def remap(self, merged: Mapping[int, int]) -> None:
+        """Templates merged into others (``merged``: old id -> the id it answers as now).
+
+        Open and warming-up sessions are rewritten, and a fitted model whose vocabulary holds a
+        merged id is fitted again on its training sessions rewritten: the same model as if the
+        ids had been merged from the start, so a merge turns no normal session into an anomaly.
+        A model given fitted (its training sessions unknown) is dropped and learned again.
+        """
+        if not merged:
+            return
+        old = np.array(sorted(merged), np.int64)
+        new = np.array([merged[k] for k in sorted(merged)], np.int64)
+
+        def rewrite(tokens: I64) -> I64:
+            pos = np.minimum(np.searchsorted(old, tokens), len(old) - 1)
+            out: I64 = np.where(old[pos] == tokens, new[pos], tokens)
+            return out
+
+        for sess in self._open.values():
+            sess.chunks = [rewrite(c) for c in sess.chunks]
+        self._warm = [replace(c, templates=rewrite(c.templates)) for c in self._warm]
+        if not self.model.fitted or not any(t in merged for t in self.model.vocab):
+            return
+        m = self.model
+        fresh = SessionModel(
+            m.alpha, max_invariant_templates=m.max_invariant_templates, max_reasons=m.max_reasons
+        )
+        if self._trained:
+            self._trained = [rewrite(t) for t in self._trained]
+            fresh.fit(self._trained)
+        else:
+            self._trained = None
+        self.model = fresh
+        self.model_version += 1
+
+    def restore_model(self, data: bytes) -> None:
+        """Take the fitted model and its training sessions from a :meth:`to_bytes` checkpoint
+        (this tracker's settings, open sessions and warm-up stay); :class:`DetectorError` when
+        malformed."""
+        saved = SessionTracker.from_bytes(data)
+        self.model, self._trained = saved.model, saved._trained
+        self.model_version += 1
+
+    def to_bytes(self, *, sessions: bool = True) -> bytes:
+        """Open sessions, the warm-up buffer and the model (with the sessions it was fitted on)
+        as compact bytes; ``sessions=False`` leaves the open and warming-up sessions out."""
+        opened = (
+            [(k, s.start, s.last, self._join(s.chunks)) for k, s in self._open.items()]
+            if sessions
+            else []
+        )
+        warm = [(c.key, c.start, c.end, c.templates) for c in self._warm] if sessions else []
         state: dict[str, NDArray[Any]] = {}
+        if self._trained is not None:
+            state["train_len"] = np.array([len(t) for t in self._trained], np.int64)
+            state["train_tokens"] = self._join(self._trained)
         for name, rows in (("open", opened), ("warm", warm)):
             state[f"{name}_span"] = np.array([[r[1], r[2]] for r in rows], np.int64).reshape(-1, 2)
             state[f"{name}_len"] = np.array([len(r[3]) for r in rows], np.int64)
@@ -934,9 +994,9 @@ class SessionTracker:
                 ],
                 "open_keys": [r[0] for r in opened],
                 "warm_keys": [r[0] for r in warm],
-                "warm_closed_by": [c.closed_by for c in self._warm],
-                "open_parts": [s.part for s in self._open.values()],
-                "warm_parts": [c.part for c in self._warm],
+                "warm_closed_by": [c.closed_by for c in self._warm] if sessions else [],
+                "open_parts": [s.part for s in self._open.values()] if sessions else [],
+                "warm_parts": [c.part for c in self._warm] if sessions else [],
                 "state": state,
             }
         )
@@ -968,6 +1028,12 @@ class SessionTracker:
                 max_events_per_session=ck["max_events_per_session"],
             )
             tr.clock_ms = ck["clock_ms"]
+            if "train_len" in st:  # checkpoints from before the training sessions were kept
+                lens = st["train_len"]
+                cuts = np.cumsum(lens)[:-1]
+                tr._trained = np.split(st["train_tokens"], cuts) if len(lens) else []
+                if sum(map(len, tr._trained)) != len(st["train_tokens"]):
+                    raise ValueError("training sessions: lengths and tokens differ")
             for name in ("open", "warm"):
                 keys = ck[f"{name}_keys"]
                 span, lens = st[f"{name}_span"], st[f"{name}_len"]
@@ -1000,7 +1066,7 @@ class SessionFindings:
     The engine hands over each tick's lines as session keys (None where the key pattern did not
     match: those lines are left out) and template ids, stamped with the tick's time; anomalous
     closed sessions come back as log findings with their reasons as evidence. ``template_text``
-    (e.g. the miner's ``template``) puts template text into the summaries.
+    (e.g. the miner's ``template``) puts template text into the summaries and the reasons.
     """
 
     def __init__(
@@ -1023,6 +1089,7 @@ class SessionFindings:
         self.name = name
         self.tracker = tracker if tracker is not None else SessionTracker()
         self.template_text = template_text
+        self._state: tuple[int, bytes] | None = None  # (model version, saved_state bytes)
 
     def observe(
         self,
@@ -1043,6 +1110,30 @@ class SessionFindings:
         closed += self.tracker.close_idle(now_ms)
         return [self._finding(s) for s in closed if s.anomaly]
 
+    def close_idle(self, now_ms: int) -> list[Finding]:
+        """Close the sessions idle at ``now_ms`` (a tick in which the file gave no lines);
+        findings for the anomalous ones."""
+        return [self._finding(s) for s in self.tracker.close_idle(now_ms) if s.anomaly]
+
+    def remap_templates(self, merged: Mapping[int, int]) -> None:
+        """Template ids merged into others (old -> live id): see :meth:`SessionTracker.remap`."""
+        self.tracker.remap(merged)
+
+    def saved_state(self) -> bytes:
+        """The learned model and its training sessions (not the open sessions), for the engine
+        to store with the file's state; empty while warming up. Made again only when the model
+        changed."""
+        version = self.tracker.model_version
+        if self._state is None or self._state[0] != version:
+            data = self.tracker.to_bytes(sessions=False) if self.tracker.model.fitted else b""
+            self._state = (version, data)
+        return self._state[1]
+
+    def restore(self, data: bytes) -> None:
+        """Take back the model of :meth:`saved_state` (after a restart); :class:`DetectorError`
+        when malformed."""
+        self.tracker.restore_model(data)
+
     def flush(self) -> list[Finding]:
         """Close every open session (shutdown, end of a replay); findings for anomalous ones."""
         return [self._finding(s) for s in self.tracker.flush() if s.anomaly]
@@ -1056,7 +1147,7 @@ class SessionFindings:
         )
         first = s.reasons[0].detail if s.reasons else "abnormal session"
         if self.template_text is not None and s.reasons and s.reasons[0].templates:
-            texts = [self.template_text(int(t)) for t in s.reasons[0].templates]
+            texts = [self._text(t) for t in s.reasons[0].templates]
             first += " [" + " | ".join(t[:80] for t in texts) + "]"
         # Keyed by the session's start (a replay after a crash gives the same id) and, for the
         # continuations of a key that reached max_events_per_session, by their part number:
@@ -1084,11 +1175,25 @@ class SessionFindings:
                         "detail": r.detail,
                         "frequency": r.frequency,
                         "templates": list(r.templates),
+                        **(
+                            {"texts": [self._text(t)[:200] for t in r.templates]}
+                            if self.template_text is not None
+                            else {}
+                        ),
                     }
                     for r in s.reasons
                 ],
             },
         )
+
+    def _text(self, template: Token) -> str:
+        """A template's text; its id where ``template_text`` does not know it."""
+        if self.template_text is None or not isinstance(template, int):
+            return str(template)
+        try:
+            return self.template_text(template)
+        except (KeyError, IndexError):
+            return f"template {template}"
 
     def to_bytes(self) -> bytes:
         """The tracker's state (open sessions, model): what a checkpoint needs."""

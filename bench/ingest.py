@@ -52,7 +52,9 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import outfile  # noqa: E402
 from nab import machine_info  # noqa: E402
+from relia.errors import ReliaError  # noqa: E402
 from relia.signals import SeriesIndex  # noqa: E402
 from relia_process import start_relia_up  # noqa: E402
 
@@ -484,9 +486,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--anomaly-every", type=float, default=2.0, help="seconds between anomalies")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
+    try:
+        outfile.check_writable(args.out)
+    except ReliaError as exc:
+        return outfile.fail(exc)
     res = run(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2) + "\n")
+    try:
+        outfile.write_json(args.out, res)
+    except ReliaError as exc:
+        return outfile.fail(exc)
     table = Table(title="relia up: remote-write ingest")
     table.add_column("measure")
     table.add_column("value", justify="right")

@@ -51,6 +51,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import nab  # noqa: E402
+import outfile  # noqa: E402
 import relia.logs  # noqa: E402
 from relia.errors import ConfigError, DataError, ReliaError  # noqa: E402
 from relia.logs.metrics import ParseScores, evaluate  # noqa: E402
@@ -386,6 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_console = Console() if sys.stdout.isatty() else Console(width=180)
     err_console = Console(stderr=True)
     try:
+        outfile.check_writable(args.out)
         if not args.data.is_dir():
             raise DataError(f"Loghub-2k data not found ({DOWNLOAD_HINT})", where=str(args.data))
         systems = [load_system(args.data, s) for s in args.systems]
@@ -445,10 +447,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "targets": TARGETS,
             "published": PUBLISHED,
         }
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(doc, indent=2) + "\n")
+        outfile.write_json(args.out, doc)
     except ReliaError as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        # Plain print: rich would wrap the one-line message at 80 columns.
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     print_table(out_console, rows, avg)
     out_console.print(f"wrote {args.out}", highlight=False)

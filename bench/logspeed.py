@@ -325,16 +325,15 @@ def build_corpus(args: argparse.Namespace, err: Console) -> tuple[logcorpus.Corp
     """Build the corpus (or reuse the one kept under ``--corpus`` with the same settings)."""
     import logcorpus
 
-    folder = args.corpus or Path(tempfile.mkdtemp(prefix="relia-logspeed-"))
     key = {
         "version": CORPUS_VERSION,
         "lines": args.lines,
         "seed": args.seed,
         "data": str(args.data.resolve()),
     }
-    sidecar = folder / "corpus.json"
-    if args.corpus is not None and sidecar.is_file():
-        kept = json.loads(sidecar.read_text())
+    folder = args.corpus
+    if folder is not None and (folder / "corpus.json").is_file():
+        kept = json.loads((folder / "corpus.json").read_text())
         if kept.get("key") == key and all(Path(f["path"]).is_file() for f in kept["files"]):
             err.print(f"reusing the corpus in {folder}", highlight=False)
             files = [
@@ -353,10 +352,19 @@ def build_corpus(args: argparse.Namespace, err: Console) -> tuple[logcorpus.Corp
                 unaligned_source_lines=kept["unaligned_source_lines"],
             )
             return info, folder
-    err.print(f"building {args.lines:,} lines in {folder} ...", highlight=False)
+    # Read the sources first: a bad --data then fails before a temporary folder exists.
     table = logcorpus.load_sources(args.data)
-    info = logcorpus.write_corpus(folder, table, args.lines, args.seed)
-    sidecar.write_text(json.dumps({"key": key, **info.as_dict()}))
+    temporary = folder is None
+    folder = folder or Path(tempfile.mkdtemp(prefix="relia-logspeed-"))
+    try:
+        err.print(f"building {args.lines:,} lines in {folder} ...", highlight=False)
+        info = logcorpus.write_corpus(folder, table, args.lines, args.seed)
+        (folder / "corpus.json").write_text(json.dumps({"key": key, **info.as_dict()}))
+    except BaseException:
+        # A half-built temporary corpus (a full disk, Ctrl-C) is not left in /tmp.
+        if temporary:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     return info, folder
 
 
@@ -530,14 +538,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return child_main(args.child, args.files, args.limit, args.entry, args.warmup_lines)
     from rich.console import Console
 
+    import outfile
     from relia.errors import ReliaError
 
     out_console = Console() if sys.stdout.isatty() else Console(width=132)
     err_console = Console(stderr=True)
     try:
+        outfile.check_writable(args.out)
         doc = run_benchmark(args, err_console)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(doc, indent=2) + "\n")
+        outfile.write_json(args.out, doc)
     except ReliaError as exc:
         # Plain print: rich would wrap the one-line message at the terminal width.
         print(f"error: {exc}", file=sys.stderr)

@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -44,6 +45,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import nab_scoring as ns  # noqa: E402
+import outfile  # noqa: E402
 import relia.detect  # noqa: E402
 from relia.errors import DataError, ReliaError  # noqa: E402
 
@@ -207,6 +209,29 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def git_commit() -> str | None:
+    """The checked-out commit (``+dirty`` with uncommitted changes), so results name the code
+    they measured; ``None`` outside a git checkout."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}+dirty" if dirty else head
+
+
 def detector_row(scores: dict[str, ns.CorpusScore]) -> dict[str, Any]:
     """The JSON row of one detector (without timing)."""
     row: dict[str, Any] = {p: round(c.normalized, 4) for p, c in scores.items()}
@@ -251,20 +276,13 @@ def resolve_names(requested: Sequence[str]) -> list[str]:
 
 
 def merge_out(out: Path, doc: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``doc`` into the JSON already at ``out``, keeping other detectors' rows."""
-    old: dict[str, Any] = {}
-    if out.is_file():
-        try:
-            loaded = json.loads(out.read_text())
-            if isinstance(loaded, dict):
-                old = loaded
-        except (OSError, ValueError):
-            old = {}
+    """Merge ``doc`` into the JSON already at ``out``, keeping other detectors' rows (an
+    unreadable ``out`` raises :class:`DataError` rather than losing them)."""
+    old = outfile.read_merge_base(out)
     detectors = dict(old.get("detectors", {})) if isinstance(old.get("detectors"), dict) else {}
     detectors.update(doc["detectors"])
     merged = {**old, **doc, "detectors": dict(sorted(detectors.items()))}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(merged, indent=2) + "\n")
+    outfile.write_json(out, merged)
     return merged
 
 
@@ -346,6 +364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_console = Console() if sys.stdout.isatty() else Console(width=112)
     err_console = Console(stderr=True)
     try:
+        if args.out is not None:
+            outfile.read_merge_base(args.out)
         names = resolve_names(args.detector)
         corpus = load_corpus(args.data, need_data=bool(names))
         rows: dict[str, dict[str, Any]] = {}
@@ -406,7 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         merged = merge_out(args.out, doc) if args.out is not None else doc
     except ReliaError as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        # Plain print: rich would wrap the one-line message at 80 columns.
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     print_table(out_console, rows, reference)
     if args.out is not None:

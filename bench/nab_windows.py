@@ -25,7 +25,6 @@ anomaly, the window's middle, is worth about 0.85 of one at its start.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -41,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import nab  # noqa: E402
 import nab_scoring as ns  # noqa: E402
+import outfile  # noqa: E402
 import relia.detect  # noqa: E402
 from relia.errors import DataError, ReliaError  # noqa: E402
 
@@ -245,20 +245,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON file to write")
     args = ap.parse_args(argv)
     out_console = Console() if sys.stdout.isatty() else Console(width=112)
-    err_console = Console(stderr=True)
     try:
+        outfile.check_writable(args.out)
         params = parse_set(args.set)
         relia.detect.describe(args.detector)
         corpus = nab.load_corpus(args.data)
         doc = explain(args.detector, corpus, args.profile, params)
+        doc["data"] = str(args.data.resolve())
+        doc["machine"] = nab.machine_info()
+        doc["run_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        outfile.write_json(args.out, doc)
     except (ReliaError, TypeError, ValueError) as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        # Plain print: rich would wrap the one-line message at 80 columns.
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    doc["data"] = str(args.data.resolve())
-    doc["machine"] = nab.machine_info()
-    doc["run_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
     print_report(out_console, doc, args.most)
     out_console.print(f"wrote {args.out}", highlight=False)
     return 0

@@ -18,7 +18,6 @@ Usage: python bench/pgstore.py [--keep 500] [--repeat 5]; writes bench/results/p
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shutil
 import statistics
@@ -35,6 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.pgserver import PostgresServer, _bindir  # noqa: E402
 
+import outfile  # noqa: E402  (bench/, on the path when run as a script)
+from relia.errors import ReliaError  # noqa: E402
 from relia.signals import MetricBatch  # noqa: E402
 from relia.store.postgres import PostgresStore  # noqa: E402
 
@@ -118,6 +119,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "pgstore.json")
     args = ap.parse_args()
+    try:
+        outfile.check_writable(args.out)
+    except ReliaError as exc:
+        sys.exit(outfile.fail(exc))
     bindir = _bindir()
     if bindir is None:
         sys.exit("PostgreSQL server binaries not found (apt-get install postgresql)")
@@ -139,8 +144,10 @@ def main() -> None:
         "machine": f"{platform.machine()}, {platform.python_version()}",
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    try:
+        outfile.write_json(args.out, report)
+    except ReliaError as exc:
+        sys.exit(outfile.fail(exc))
     print(f"{'batch':>18} {'state':>7} {'stored':>10} {'median s':>9} {'rows/s':>10}")
     for r in results:
         shape = f"{r['series']:,} x {r['points_per_series']}"

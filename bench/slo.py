@@ -50,6 +50,8 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import nab  # noqa: E402
+import outfile  # noqa: E402
+from relia.errors import ReliaError  # noqa: E402
 from relia.slo import budget as B  # noqa: E402
 from relia.slo.burnrate import default_alert_windows  # noqa: E402
 
@@ -189,18 +191,11 @@ def summarize(result: B.BudgetResult, params: B.SloParams) -> dict[str, Any]:
 def merge_out(out: Path, doc: dict[str, Any]) -> dict[str, Any]:
     """Merge ``doc`` into the JSON at ``out``, keeping rows (``runs``) not measured this time,
     as ``nab.merge_out`` keeps other detectors' rows."""
-    old: dict[str, Any] = {}
-    if out.is_file():
-        try:
-            loaded = json.loads(out.read_text())
-            old = loaded if isinstance(loaded, dict) else {}
-        except (OSError, ValueError):
-            old = {}
+    old = outfile.read_merge_base(out)
     runs = dict(old.get("runs", {})) if isinstance(old.get("runs"), dict) else {}
     runs.update(doc["runs"])
     merged = {**old, **doc, "runs": runs}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(merged, indent=2) + "\n")
+    outfile.write_json(out, merged)
     return merged
 
 
@@ -261,6 +256,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     out_console = Console() if sys.stdout.isatty() else Console(width=132)
     err_console = Console(stderr=True)
+    try:
+        outfile.read_merge_base(args.out)  # before generating gigabytes, not after
+    except ReliaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     n, n_steps = args.slos, int(round(args.days * 1440))
     threads = args.threads or numba.config.NUMBA_NUM_THREADS
     err_console.print(f"generating {n:,} x {n_steps:,} per-minute counts ...", highlight=False)
@@ -318,7 +318,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "found": summary,
         "runs": runs,
     }
-    merged = merge_out(args.out, doc)
+    try:
+        merged = merge_out(args.out, doc)
+    except ReliaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print_table(out_console, merged)
     out_console.print(f"wrote {args.out}", highlight=False)
     sys.stdout.flush()

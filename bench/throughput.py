@@ -63,6 +63,7 @@ from rich.table import Table  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import nab  # noqa: E402
+import outfile  # noqa: E402
 import relia.detect  # noqa: E402
 from relia.errors import DataError, ReliaError  # noqa: E402
 
@@ -284,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_console = Console() if sys.stdout.isatty() else Console(width=132)
     err_console = Console(stderr=True)
     try:
+        outfile.read_merge_base(args.out)
         names = resolve_names(args.detector)
         series = load_series(args.data)
         cores, before = pin_one_core()

@@ -34,6 +34,8 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import outfile  # noqa: E402
+from relia.errors import ReliaError  # noqa: E402
 from relia_process import start_relia_up  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "up_footprint.json"
@@ -153,10 +155,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval", default=None, help="override the engine interval, e.g. 5s")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
+    try:
+        outfile.check_writable(args.out)
+    except ReliaError as exc:
+        return outfile.fail(exc)
 
     result = measure(args.seconds, args.every, args.mode, args.interval)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    try:
+        outfile.write_json(args.out, result)
+    except ReliaError as exc:
+        return outfile.fail(exc)
 
     table = Table(title=f"relia up footprint ({result['seconds']} s, {result['mode']})")
     table.add_column("measure")

@@ -44,6 +44,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import nab  # noqa: E402
+import outfile  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "bench/results/young.json"
 #: Age bands (points since the series' first): the first is the detector's own warm-up onwards.
@@ -165,9 +170,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     from relia.detect import Thresholder
+    from relia.errors import ReliaError
 
     threshold = Thresholder().threshold if args.threshold is None else args.threshold
-    names = args.detector or ["default", "mad", "seasonal", "cusum"]
+    try:
+        outfile.check_writable(args.out)
+        # Every name checked before the first measurement, not after the valid ones ran.
+        names = nab.resolve_names(args.detector or ["default", "mad", "seasonal", "cusum"])
+    except ReliaError as exc:
+        return outfile.fail(exc)
     doc = {
         "seeds": args.seeds,
         "points": args.points,
@@ -180,8 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(width=160)
     for name in names:
         print_table(doc, name, console)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    try:
+        outfile.write_json(args.out, doc)
+    except ReliaError as exc:
+        return outfile.fail(exc)
     print(json.dumps(doc))
     return 0
 

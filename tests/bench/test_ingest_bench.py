@@ -51,3 +51,11 @@ def test_ingest_bench_writes_sane_json(tmp_path: Path, capsys: pytest.CaptureFix
     assert doc["rss_samples"] and all(v > 0 for _, v in doc["rss_samples"])
     assert doc["engine_ticks"] is not None and doc["engine_ticks"] >= 1
     assert doc["machine"]["cores"] >= 1
+
+
+def test_an_unwritable_out_is_refused_before_relia_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert ingest.main(["--duration", "4", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a folder" in err

@@ -210,3 +210,14 @@ def test_real_parse_lines_on_two_systems(tmp_path: Path) -> None:
         row = doc["systems"][name]["relia"]
         assert row["lines"] == 2000
         assert all(0.0 <= row[k] <= 1.0 for k in ("ga", "fga", "pa", "fta", "message_exact"))
+
+
+def test_errors_are_one_line_and_come_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "a folder with a rather long name that rich would wrap" / "nope"
+    assert loghub.main(["--data", str(missing), "--out", str(tmp_path / "x.json")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert loghub.main(["--data", str(missing), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a folder" in err

@@ -315,3 +315,38 @@ def test_a_timed_out_parser_gets_a_bound_not_a_rate() -> None:
     assert row["lines_per_s_at_most"] == round(200 / 11.0, 1)
     done = logspeed.summarize(msgs[:3], 100)
     assert done["complete"] is True and done["lines_per_s"] == 100.0
+
+
+def test_logspeed_leaves_no_temporary_corpus_behind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    out = tmp_path / "x.json"
+    assert logspeed.main(["--data", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert list(scratch.iterdir()) == []
+    # A build that fails midway (a full disk) removes what it wrote.
+    import logcorpus
+
+    def full_disk(folder: Path, *args: object) -> None:
+        (folder / "part.log").write_text("x")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(logcorpus, "write_corpus", full_disk)
+    data = _fake_loghub(tmp_path / "loghub")
+    with pytest.raises(OSError):
+        logspeed.main(["--lines", "100", "--data", str(data), "--out", str(out)])
+    assert list(scratch.iterdir()) == []
+
+
+def test_logspeed_refuses_an_unwritable_out_before_building(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _fake_loghub(tmp_path / "loghub")
+    assert logspeed.main(["--lines", "100", "--data", str(data), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a folder" in err and "building" not in err

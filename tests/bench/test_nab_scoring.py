@@ -574,3 +574,22 @@ def test_cli_parallel_jobs_match_serial(tmp_path: Path, capsys) -> None:
         )
     for p in ns.PROFILE_NAMES:
         assert rows[0][p] == rows[1][p]
+
+
+def test_cli_errors_are_one_line_before_any_run(tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "a folder with a rather long name that rich would wrap" / "nope"
+    out = tmp_path / "nab.json"
+    assert nab.main(["--detector", "mad", "--data", str(missing), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    data = tmp_path / "nab"
+    make_corpus(data)
+    results = tmp_path / "results"
+    base = ["--detector", "mad", "--data", str(data), "--results-dir", str(results)]
+    assert nab.main([*base, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a folder" in err
+    out.write_text("{not json")
+    assert nab.main([*base, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot merge" in err
+    assert out.read_text() == "{not json" and not results.exists()  # no detector ran

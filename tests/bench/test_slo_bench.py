@@ -57,3 +57,18 @@ def test_slo_bench_rejects_bad_sizes(capsys: pytest.CaptureFixture[str]) -> None
             slo_bench.parse_args(args)
         assert exc.value.code == 2
         assert args[0] in capsys.readouterr().err
+
+
+def test_slo_bench_refuses_an_out_it_cannot_merge_into_before_generating(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--slos", "40", "--days", "3", "--repeat", "1", "--numpy-slos", "0"]
+    assert slo_bench.main([*args, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a folder" in err and "generating" not in err
+    corrupt = tmp_path / "slo.json"
+    corrupt.write_text("<<<<<<< HEAD\n{}\n")
+    assert slo_bench.main([*args, "--out", str(corrupt)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot merge" in err and "generating" not in err
+    assert corrupt.read_text() == "<<<<<<< HEAD\n{}\n"

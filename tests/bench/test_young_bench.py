@@ -40,3 +40,20 @@ def test_young_refuses_an_empty_run(capsys: pytest.CaptureFixture[str]) -> None:
         young.main(["--seeds", "0"])
     assert info.value.code == 2
     assert "--seeds" in capsys.readouterr().err
+
+
+def test_young_checks_every_name_before_measuring(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    measured: list[str] = []
+    monkeypatch.setattr(young, "measure", lambda name, *a: measured.append(name))
+    out = tmp_path / "young.json"
+    args = ["--detector", "default", "--detector", "nosuch", "--out", str(out)]
+    assert young.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nosuch" in err
+    assert measured == [] and not out.exists()
+    assert young.main(["--detector", "mad", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a folder" in err
+    assert measured == []

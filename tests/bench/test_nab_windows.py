@@ -89,3 +89,28 @@ def test_accounting_matches_the_scorer_on_the_real_corpus(tmp_path: Path) -> Non
     doc = json.loads(out.read_text())
     assert doc["windows_scored"] == 116
     assert doc["tp_reward"] + doc["fn_cost"] + doc["fp_cost"] == pytest.approx(doc["raw"], abs=1e-2)
+
+
+def test_docs_quote_the_neighbourhood_of_the_committed_results() -> None:
+    """docs/detectors.md's figures for lower thresholds are nab_windows.json's."""
+    root = BENCH.parent
+    doc = json.loads((root / "bench/results/nab_windows.json").read_text())
+    text = " ".join((root / "docs/detectors.md").read_text().split())
+    by = {round(r["threshold"] - doc["threshold"], 2): r for r in doc["neighbourhood"]}
+    chosen, lower, lowest = by[0.0], by[-0.04], by[-0.08]
+    assert (
+        f"at {lower['threshold']:.4f} it detects {lower['windows_detected']} windows, for "
+        f"{lower['fp_rows']} false-positive rows in {lower['fp_runs']} separate runs instead of "
+        f"{chosen['fp_rows']} rows in {chosen['fp_runs']} runs, and the score falls to "
+        f"{lower['score']:.2f}; at {lowest['threshold']:.4f}, {lowest['windows_detected']} windows "
+        f"for {lowest['fp_rows']:,} rows ({lowest['score']:.2f})"
+    ) in text
+
+
+def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "a folder with a rather long name that rich would wrap" / "nope"
+    assert nab_windows.main(["--data", str(missing), "--out", str(tmp_path / "w.json")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert nab_windows.main(["--out", str(tmp_path)]) == 2  # a folder: refused before any work
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a folder" in err

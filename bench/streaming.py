@@ -13,6 +13,13 @@ data file (series s takes file s mod F from an offset that depends on s, cycling
 timestamps at the file's median spacing, so values are real metrics, not noise. Building the
 stream is not timed.
 
+Steady state, not warm-up: before the timed stream every series is fed its first points untimed,
+as many as the detectors' warm-up (``min_samples`` in the detector config; the largest over the
+detectors run and ``default``, so separate runs share one stream), since a detector younger than
+that skips most of its scoring work. The timed ``--points`` continue each series from there
+(``points_per_series_untimed`` and ``points_per_series_timed`` in the JSON;
+``youngest_series_at_timing`` checks it).
+
 relia: one detector per series, held in a list; the timed loop is
 ``for s, t, v in stream: detectors[s].update(t, v)``, wall-clock, everything in the loop included,
 after a warm-up of the kernel on a separate detector. Bytes per series are measured from the
@@ -31,14 +38,16 @@ state, byte for byte).
 river: ``preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed=...)``, one model per series,
 ``score_one`` then ``learn_one`` per point (the same score-then-learn order as relia). A default
 HalfSpaceTrees holds 10 trees of 511 nodes (about 1.1 MB of Python objects), so 10,000 of them do
-not fit a small machine: river runs on the first ``--river-series`` series of the same stream with
-the same points per series (``same_stream``), and then, since HalfSpaceTrees returns 0 without
-walking its trees until its first window (250 points) is full, once more on those models after
-that window (``steady_state``). The JSON says exactly what was measured; the ratio is relia
-points/s over river points/s.
+not fit a small machine: river runs on the first ``--river-series`` series of the same stream,
+with the same untimed warm-up and the same timed points per series (``same_stream``), and then,
+since HalfSpaceTrees returns 0 without walking its trees until its first window (250 points) is
+full, once more on those models after that window (``steady_state``). The JSON says exactly
+what was measured; the ratio is relia points/s over river points/s.
 
 One core, as ``bench/throughput.py`` (thread counts 1, pinned to the first CPU). Prints a table,
-merges into ``--out`` (``bench/results/streaming.json``); the last stdout line is the JSON.
+merges into ``--out`` (``bench/results/streaming.json``) without mixing runs: the river block and
+the ratios to it are this run's or gone, and other detectors' rows stay only when measured on the
+same stream. The last stdout line is the JSON.
 """
 
 from __future__ import annotations
@@ -75,6 +84,7 @@ from rich.table import Table  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import nab  # noqa: E402
+import outfile  # noqa: E402
 import relia.detect  # noqa: E402
 import throughput  # noqa: E402
 from relia.detect.checkpoint import pack  # noqa: E402
@@ -130,12 +140,36 @@ def build_stream(
     return Stream(n_series, sid.tolist(), ts.tolist(), values[idx].tolist())
 
 
-def run_relia(name: str, stream: Stream, table_chunk: int | None = None) -> dict[str, Any]:
-    """Time ``update`` over the stream with one detector per series; measure state size."""
+def warmup_points(name: str) -> int:
+    """Points a detector learns before it scores in earnest: its config's ``min_samples`` (the
+    largest among an ensemble's members; 0 when it has none)."""
+
+    def largest(node: Any) -> int:
+        if isinstance(node, dict) and isinstance(node.get("name"), str) and "params" in node:
+            # An ensemble member: its own default unless its params set one.
+            params = node["params"] if isinstance(node["params"], dict) else {}
+            own = params.get("min_samples")
+            return own if isinstance(own, int) else warmup_points(node["name"])
+        if isinstance(node, dict):
+            own = node.get("min_samples")
+            inner = max((largest(v) for v in node.values()), default=0)
+            return max(own if isinstance(own, int) else 0, inner)
+        if isinstance(node, list):
+            return max((largest(v) for v in node), default=0)
+        return 0
+
+    return largest(throughput.describe_detector(name)["config"])
+
+
+def run_relia(
+    name: str, warm: Stream, stream: Stream, table_chunk: int | None = None
+) -> dict[str, Any]:
+    """Time ``update`` over ``stream`` with one detector per series, each first fed its points in
+    ``warm`` untimed (so the timed stretch is steady state, not warm-up); measure state size."""
     throughput.warm_up(name)
-    warm = relia.detect.create(name)
+    kernel = relia.detect.create(name)
     for i in range(64):
-        warm.update(i * 60_000, float(i % 5))
+        kernel.update(i * 60_000, float(i % 5))
 
     gc.collect()
     tracemalloc.start()
@@ -143,6 +177,10 @@ def run_relia(name: str, stream: Stream, table_chunk: int | None = None) -> dict
     detectors = [relia.detect.create(name) for _ in range(stream.series)]
     after, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+
+    for s, t, v in zip(warm.sid, warm.ts, warm.value, strict=True):
+        detectors[s].update(t, v)
+    youngest = min(d.n_seen for d in detectors)
 
     sid, ts, value = stream.sid, stream.ts, stream.value
     gc.collect()
@@ -158,12 +196,16 @@ def run_relia(name: str, stream: Stream, table_chunk: int | None = None) -> dict
     state_bytes = np.array([sum(a.nbytes for a in d._state.values()) for d in detectors])
     pps = len(stream) / seconds
     mean_bytes = float(sizes.mean())
-    many = run_table(name, stream, table_chunk or stream.series, blobs)
+    many = run_table(name, warm, stream, table_chunk or stream.series, blobs)
     row = {
         **throughput.describe_detector(name),
         "series": stream.series,
         "points": len(stream),
         "points_per_series": len(stream) / stream.series,
+        "points_per_series_untimed": len(warm) // stream.series,
+        "points_per_series_timed": len(stream) / stream.series,
+        "warmup_min_samples": warmup_points(name),
+        "youngest_series_at_timing": youngest,
         "seconds": round(seconds, 4),
         "points_per_s": round(pps, 1),
         "us_per_point": round(1e6 * seconds / len(stream), 3),
@@ -182,23 +224,35 @@ def run_relia(name: str, stream: Stream, table_chunk: int | None = None) -> dict
     return row
 
 
-def run_table(name: str, stream: Stream, chunk: int, blobs: list[bytes]) -> dict[str, Any] | None:
-    """Time ``DetectorTable.update_many`` over the stream in calls of ``chunk`` points; ``None``
-    for a detector without a table. ``blobs`` are the per-detector run's checkpoints."""
+def run_table(
+    name: str, warm: Stream, stream: Stream, chunk: int, blobs: list[bytes]
+) -> dict[str, Any] | None:
+    """Time ``DetectorTable.update_many`` over ``stream`` in calls of ``chunk`` points, after
+    ``warm`` fed the same way untimed; ``None`` for a detector without a table. ``blobs`` are
+    the per-detector run's checkpoints."""
     from relia.detect.batched import table_for
 
     proto = relia.detect.create(name)
     if table_for(proto) is None:
         return None
-    warm = table_for(proto)
-    assert warm is not None
-    warm.update_many(np.zeros(64, np.int64), np.arange(64) * 60_000, np.arange(64) % 5.0)
+    kernel = table_for(proto)
+    assert kernel is not None
+    kernel.update_many(np.zeros(64, np.int64), np.arange(64) * 60_000, np.arange(64) % 5.0)
 
-    sid = np.array(stream.sid, np.int64)
-    ts = np.array(stream.ts, np.int64)
-    value = np.array(stream.value, np.float64)
     table = table_for(proto)
     assert table is not None
+
+    def arrays(part: Stream) -> tuple[Any, Any, Any]:
+        return (
+            np.array(part.sid, np.int64),
+            np.array(part.ts, np.int64),
+            np.array(part.value, np.float64),
+        )
+
+    sid, ts, value = arrays(warm)
+    for a in range(0, len(sid), chunk):
+        table.update_many(sid[a : a + chunk], ts[a : a + chunk], value[a : a + chunk])
+    sid, ts, value = arrays(stream)
     gc.collect()
     t0 = time.perf_counter()
     for a in range(0, len(sid), chunk):
@@ -209,7 +263,7 @@ def run_table(name: str, stream: Stream, chunk: int, blobs: list[bytes]) -> dict
     return {
         "what": (
             f"DetectorTable.update_many over the same stream in calls of {chunk:,} points, "
-            "series id -> row lookup included"
+            "series id -> row lookup included, after the same untimed warm-up"
         ),
         "chunk": chunk,
         "calls": -(-len(sid) // chunk),
@@ -239,9 +293,15 @@ def _river_loop(models: list[Any], stream: Stream) -> float:
 
 
 def run_river(
-    files: Sequence[throughput.Series], n_series: int, points_per_series: int, seed: int
+    files: Sequence[throughput.Series],
+    n_series: int,
+    points_per_series: int,
+    seed: int,
+    warmup: int,
+    run_at: str,
 ) -> dict[str, Any]:
-    """river's MinMaxScaler | HalfSpaceTrees on the first ``n_series`` series of the stream."""
+    """river's MinMaxScaler | HalfSpaceTrees on the first ``n_series`` series of the stream:
+    the same ``warmup`` points per series untimed as relia, then the same timed stretch."""
     import river
 
     n_points = n_series * points_per_series
@@ -266,13 +326,15 @@ def run_river(
     gc.collect()
     models = [_river_model(seed + s) for s in range(n_series)]
 
-    same = build_stream(files, n_series, n_points)
+    if warmup:
+        _river_loop(models, build_stream(files, n_series, n_series * warmup))
+    same = build_stream(files, n_series, n_points, skip=warmup)
     gc.collect()
     same_s = _river_loop(models, same)
 
     # Past HalfSpaceTrees' first window every score walks the trees: feed the models up to it
     # (untimed), then time the next points_per_series points of each series.
-    done = points_per_series
+    done = warmup + points_per_series
     if done < HST_WINDOW:
         fill = build_stream(files, n_series, n_series * (HST_WINDOW - done), skip=done)
         _river_loop(models, fill)
@@ -284,20 +346,25 @@ def run_river(
         "version": getattr(river, "__version__", "unknown"),
         "model": f"preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed={seed}+series)",
         "per_point": "score_one then learn_one",
+        "run_at": run_at,
         "series": n_series,
         "points_per_series": points_per_series,
+        "points_per_series_untimed": warmup,
+        "points_per_series_timed": points_per_series,
         "points": n_points,
         "live_bytes_per_model_tracemalloc": round(live / sample, 1),
         "build_s_per_model": round(build_s / sample, 6),
         "note": (
-            "same_stream includes each model building its trees on its first learn_one "
-            "(build_s_per_model); steady_state is the per-point cost once the trees are built and "
-            "the first window is full, the fairer comparison, and the one the headline ratio uses"
+            "same_stream is timed on exactly relia's timed points, after the same untimed "
+            "warm-up (trees built then); steady_state is the per-point cost once the first "
+            "window is full and every score walks the trees, the fairer comparison, and the "
+            "one the headline ratio uses"
         ),
         "same_stream": {
             "what": (
-                f"series 0..{n_series - 1} of the relia stream, points 0..{points_per_series - 1}"
-                " of each, round-robin (the same values and order as relia on those series)"
+                f"series 0..{n_series - 1} of the relia stream, points {warmup}.."
+                f"{warmup + points_per_series - 1} of each after points 0..{warmup - 1} "
+                "untimed, round-robin (the same values and order as relia on those series)"
             ),
             "seconds": round(same_s, 4),
             "points_per_s": round(n_points / same_s, 1),
@@ -412,29 +479,75 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+#: What a row must share with this run to stay in the merged JSON: rows measured on another
+#: stream are not comparable, and are dropped rather than shown beside this run's.
+SETUP_KEYS = ("series", "points", "points_per_series_untimed")
+
+
+def merge_out(out: Path, doc: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``doc`` into the JSON at ``out`` without mixing runs.
+
+    Rows of detectors not run this time are kept only when measured on the same stream (same
+    series, points and untimed warm-up), and lose their ratios to river; the river block is
+    this run's or none (a ratio "measured in the same run" must be).
+    """
+    old = outfile.read_merge_base(out)
+    old.pop("river", None)
+    setup = {k: doc[k] for k in SETUP_KEYS}
+    kept: dict[str, Any] = {}
+    for name, row in (old.get("detectors") or {}).items():
+        if name in doc["detectors"] or not isinstance(row, dict):
+            continue
+        # Rows from before the untimed warm-up existed had none.
+        row_setup = {k: row.get(k, 0 if k == "points_per_series_untimed" else None) for k in setup}
+        if row_setup != setup:
+            print(f"dropped {name}'s old row from {out}: another stream", file=sys.stderr)
+            continue
+        row = {k: v for k, v in row.items() if k != "ratio_vs_river"}
+        if isinstance(row.get("update_many"), dict):
+            row["update_many"] = {
+                k: v for k, v in row["update_many"].items() if k != "ratio_vs_river"
+            }
+        kept[name] = row
+    rows = {**kept, **doc["detectors"]}
+    merged = {**old, **doc, "detectors": dict(sorted(rows.items()))}
+    outfile.write_json(out, merged)
+    return merged
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; returns the exit code (2 on a user error)."""
     args = parse_args(argv)
     out_console = Console() if sys.stdout.isatty() else Console(width=132)
     err_console = Console(stderr=True)
     try:
+        outfile.read_merge_base(args.out)
+        if args.river:
+            import river  # noqa: F401  (missing: say so before the long relia run, not after)
         names = throughput.resolve_names(args.detector)
         files = throughput.load_series(args.data)
+        # Every series is fed past the warm-up of every detector run (and river) untimed; never
+        # less than default's, so rows from separate runs share one stream and can be merged.
+        warmup = max(warmup_points(name) for name in [*names, "default"])
+        run_at = datetime.now(UTC).isoformat(timespec="seconds")
         cores, before = throughput.pin_one_core()
         try:
-            stream = build_stream(files, args.series, args.points)
+            warm = build_stream(files, args.series, args.series * warmup)
+            stream = build_stream(files, args.series, args.points, skip=warmup)
             rows: dict[str, dict[str, Any]] = {}
             for name in names:
                 err_console.print(
-                    f"streaming {name} over {args.series:,} series ...", highlight=False
+                    f"streaming {name} over {args.series:,} series ({warmup} points each "
+                    "untimed first) ...",
+                    highlight=False,
                 )
-                rows[name] = run_relia(name, stream, args.table_chunk)
-                rows[name]["run_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+                rows[name] = run_relia(name, warm, stream, args.table_chunk)
+                rows[name]["run_at"] = run_at
             riv: dict[str, Any] = {}
             if args.river:
                 n = min(args.river_series, args.series)
                 err_console.print(f"river on {n:,} series ...", highlight=False)
-                riv = run_river(files, n, args.points // args.series, args.seed)
+                riv = run_river(files, n, args.points // args.series, args.seed, warmup, run_at)
                 for row in rows.values():
                     row["ratio_vs_river"] = {
                         phase: round(row["points_per_s"] / riv[phase]["points_per_s"], 2)
@@ -453,22 +566,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             "data": str(args.data.resolve()),
             "machine": nab.machine_info(),
             "single_core": cores,
+            "run_at": run_at,
+            "git_commit": nab.git_commit(),
+            "series": args.series,
+            "points": args.points,
+            "points_per_series_untimed": warmup,
+            "points_per_series_timed": args.points / args.series,
             "stream": (
-                f"{args.points:,} points round-robin over {args.series:,} series; series s replays "
-                f"NAB file s mod {len(files)} from offset 997*(s div {len(files)}), cycled, at the "
-                "file's median spacing"
+                f"{args.points:,} points round-robin over {args.series:,} series, timed, after "
+                f"{warmup} points per series untimed (the detectors' warm-up, min_samples); "
+                f"series s replays NAB file s mod {len(files)} from offset 997*(s div "
+                f"{len(files)}), cycled, at the file's median spacing"
             ),
             "timing": (
-                "wall-clock of the loop `for s, t, v in stream: detectors[s].update(t, v)`, "
-                "kernel warmed up first; bytes/series = len(checkpoint.pack(det.state_dict())) "
-                "after the run; update_many: the same stream through one DetectorTable in calls "
-                "of `chunk` points (see the row's update_many.what)"
+                "wall-clock of the loop `for s, t, v in stream: detectors[s].update(t, v)` over "
+                "the timed points only, kernel warmed up first and every series already "
+                "min_samples old; bytes/series = len(checkpoint.pack(det.state_dict())) after "
+                "the run; update_many: the same stream through one DetectorTable in calls of "
+                "`chunk` points (see the row's update_many.what)"
             ),
             "detectors": rows,
         }
         if riv:
             doc["river"] = riv
-        merged = throughput.merge_out(args.out, doc)
+        merged = merge_out(args.out, doc)
     except ReliaError as exc:
         # Plain print: rich would wrap the one-line message at the terminal width.
         print(f"error: {exc}", file=sys.stderr)

@@ -133,3 +133,81 @@ def test_streaming_rejects_bad_sizes(capsys: pytest.CaptureFixture[str]) -> None
         streaming.main(["--series", "10", "--points", "5"])
     assert exc.value.code == 2
     assert "--points" in capsys.readouterr().err
+
+
+def test_streaming_times_every_series_past_its_warm_up(
+    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "streaming.json"
+    args = ["--data", str(corpus), "--series", "4", "--points", "400", "--no-river"]
+    assert streaming.main([*args, "--out", str(out)]) == 0
+    doc = _last_json(capsys.readouterr().out)
+    row = doc["detectors"]["default"]  # type: ignore[index]
+    min_samples = throughput.describe_detector("default")["config"]["min_samples"]
+    # Every series is min_samples old before the timed loop starts (warm-up fed untimed).
+    assert row["youngest_series_at_timing"] >= min_samples
+    assert row["points_per_series_untimed"] == doc["points_per_series_untimed"] == min_samples
+    assert row["points_per_series_timed"] == 100
+    assert row["update_many"]["same_checkpoints_as_update"] is True
+
+
+def test_streaming_warm_up_is_the_largest_min_samples() -> None:
+    assert streaming.warmup_points("cusum") == 16
+    assert streaming.warmup_points("default") == 64
+    assert streaming.warmup_points("ensemble") == 16  # its members' (mad, cusum)
+    assert streaming.warmup_points("seasonal") == 0
+
+
+def test_streaming_run_without_river_drops_the_old_river_block(
+    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "streaming.json"
+    base = ["--data", str(corpus), "--series", "4", "--points", "400", "--out", str(out)]
+    assert streaming.main([*base, "--no-river", "--detector", "cusum"]) == 0
+    doc = json.loads(out.read_text())
+    # As if an earlier run had measured river beside these rows.
+    doc["river"] = {"steady_state": {"points_per_s": 1.0}, "same_stream": {"points_per_s": 1.0}}
+    doc["detectors"]["cusum"]["ratio_vs_river"] = {"steady_state": 9.9, "same_stream": 9.9}
+    doc["detectors"]["cusum"]["update_many"] = {"ratio_vs_river": {"steady_state": 9.9}}
+    doc["detectors"]["older"] = {"series": 1000, "points": 1000, "ratio_vs_river": {}}
+    out.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert streaming.main([*base, "--no-river", "--detector", "default"]) == 0
+    merged = json.loads(out.read_text())
+    assert "river" not in merged
+    assert set(merged["detectors"]) == {"cusum", "default"}  # "older": another stream, dropped
+    assert all("ratio_vs_river" not in row for row in merged["detectors"].values())
+    assert merged["detectors"]["cusum"]["update_many"] == {}
+
+
+def test_streaming_bad_out_exits_2_before_any_work(
+    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--data", str(corpus), "--series", "4", "--points", "400", "--no-river"]
+    assert streaming.main([*args, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(tmp_path) in err and "over 4 series" not in err
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text("{not json")
+    assert streaming.main([*args, "--out", str(corrupt)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot merge" in err and "over 4 series" not in err
+    assert corrupt.read_text() == "{not json"
+
+
+def test_throughput_refuses_an_out_it_cannot_merge_into(
+    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--data", str(corpus), "--detector", "cusum", "--repeat", "1", "--no-cold-compile"]
+    assert throughput.main([*args, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a folder" in err and "timing" not in err
+    corrupt = tmp_path / "throughput.json"
+    corrupt.write_text("{not json")
+    assert throughput.main([*args, "--out", str(corrupt)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot merge" in err and "timing" not in err
+    assert corrupt.read_text() == "{not json"
+    # A file in the way of the folder to create.
+    assert throughput.main([*args, "--out", str(corrupt / "sub" / "t.json")]) == 2
+    assert "is not a folder" in capsys.readouterr().err

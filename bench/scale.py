@@ -69,6 +69,8 @@ from rich.table import Table  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import nab  # noqa: E402
+import outfile  # noqa: E402
+import throughput  # noqa: E402
 from relia.engine.batch import (  # noqa: E402
     RayBatchRunner,
     SeriesInput,
@@ -476,6 +478,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_console = Console() if sys.stdout.isatty() else Console(width=132)
     err_console = Console(stderr=True)
     try:
+        outfile.check_writable(args.out)
+        detector = throughput.describe_detector(args.detector)
         try:
             import ray  # noqa: F401
         except ImportError:
@@ -498,6 +502,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     doc: dict[str, Any] = {
         "benchmark": "scale",
         "detector": args.detector,
+        # What the name stood for, and the code measured: ``default`` moves as relia improves.
+        **detector,
+        "git_commit": nab.git_commit(),
         "quick": args.quick,
         "machine": nab.machine_info(),
         "threads": {v: os.environ.get(v) for v in _THREAD_VARS},

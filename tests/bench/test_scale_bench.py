@@ -51,6 +51,9 @@ def test_quick_run_writes_sane_json(
     doc = json.loads(out.read_text())
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == doc
     assert doc["benchmark"] == "scale" and doc["machine"]["cores"] >= 1
+    # Which detector and code it measured (`default` moves as relia improves).
+    assert doc["class"] == "relia.detect.adaptive:Adaptive" and "min_samples" in doc["config"]
+    assert doc["git_commit"]
     b = doc["batch"]
     assert (b["series"], b["points_per_series"], b["points"], b["shards"]) == (40, 1500, 60000, 4)
     assert b["identical_results"] is True
@@ -74,3 +77,13 @@ def test_quick_run_writes_sane_json(
     assert s["points_per_s"] > 0
     # The default detector's state is about 1.3 KB per series, packed.
     assert 200 < s["checkpoint_bytes_per_series"] < 10_000
+
+
+def test_an_unwritable_out_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    assert scale.main(["--quick", "--data", str(data), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a folder" in err
+    assert not data.exists()  # nothing generated

@@ -2,15 +2,20 @@
 
     python bench/readme_tables.py          # rewrites the block between the markers in README.md
 
-The README carries figures only from these files, so this keeps the two from drifting apart.
+The README carries figures only from these files, so this keeps the two from drifting apart: every
+setting and verdict in the sentences around the tables is read from the JSON too. A results file
+that mixes runs, or holds a partial run shown as the whole benchmark, is refused (exit 2, naming
+the file) rather than published.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -28,8 +33,53 @@ PUBLISHED = [
 OURS = ["default", "adaptive", "cusum", "seasonal", "mad", "ensemble"]
 
 
+class ResultsError(Exception):
+    """A results file the README cannot honestly be built from (the message names it)."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"bench/results/{name}: {message}")
+
+
 def _load(name: str) -> dict:  # type: ignore[type-arg]
     return json.loads((RESULTS / name).read_text())  # type: ignore[no-any-return]
+
+
+def _fill(text: str) -> str:
+    return textwrap.fill(text, width=100, break_on_hyphens=False)
+
+
+def _measured_by(name: str, d: dict[str, Any]) -> str:
+    """Which code measured a results file: its recorded commit, or (files from before commits
+    were recorded) the commit that last changed it."""
+    if d.get("git_commit"):
+        return f"commit {d['git_commit']}"
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "log", "-1", "--format=%h", "--", f"bench/results/{name}"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"the code of commit {commit}" if commit else "an older commit"
+
+
+def config_mismatches() -> list[str]:
+    """Results files whose ``default`` detector was configured unlike throughput.json's (they
+    measured another version of it); each entry names the file."""
+    want = _load("throughput.json")["detectors"].get("default", {}).get("config")
+    found: list[str] = []
+    for name in ("streaming.json", "scale.json"):
+        path = RESULTS / name
+        if not path.is_file() or want is None:
+            continue
+        d = _load(name)
+        row = d.get("detectors", {}).get("default") if name == "streaming.json" else d
+        if row is not None and row.get("config") != want:
+            found.append(name)
+    return found
 
 
 def nab_table() -> str:
@@ -127,6 +177,17 @@ def _old_age() -> str:
     return "\n" + textwrap.fill(text, width=100) + "\n\n" + "\n".join(rows) + "\n"
 
 
+def throughput_text() -> str:
+    d = _load("throughput.json")
+    r = d["detectors"]["default"]
+    return _fill(
+        "`python bench/throughput.py --detector all`: batch `score()` over the whole NAB corpus "
+        f"({r['files']} files, {r['points']:,} points), a fresh detector per file, all model "
+        "updates included, pinned to one core; JIT compile time (first call in a fresh process) "
+        "reported apart."
+    )
+
+
 def throughput_table() -> str:
     d = _load("throughput.json")
     rows = ["| detector | points/s (best) | points/s (median) | JIT compile |", "|---|---|---|---|"]
@@ -140,8 +201,75 @@ def throughput_table() -> str:
     return "\n".join(rows)
 
 
-def streaming_table() -> str:
+STREAM_SETUP = ("series", "points", "points_per_series_untimed")
+
+
+def _streaming_checked() -> dict[str, Any]:
+    """streaming.json, refused when the rows shown (or river) were measured on another stream
+    than ``default``'s, or river's ratio is not from ``default``'s run."""
     d = _load("streaming.json")
+    base = d["detectors"].get("default")
+    if base is None:
+        raise ResultsError("streaming.json", "no row for `default`")
+
+    def setup(row: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(
+            row.get(k, 0 if k == "points_per_series_untimed" else None) for k in STREAM_SETUP
+        )
+
+    for name in ("cusum",):
+        row = d["detectors"].get(name)
+        if row is not None and setup(row) != setup(base):
+            raise ResultsError(
+                "streaming.json", f"`{name}` was measured on another stream than `default`"
+            )
+    rv = d.get("river")
+    if rv is not None:
+        ratio = base.get("ratio_vs_river", {}).get("steady_state")
+        same_run = ratio is not None and ratio == round(
+            base["points_per_s"] / rv["steady_state"]["points_per_s"], 2
+        )
+        if rv.get("run_at") is not None:
+            same_run = same_run and rv["run_at"] == base.get("run_at")
+        if not same_run or rv.get("points_per_series_untimed", 0) != setup(base)[2]:
+            raise ResultsError(
+                "streaming.json", "the river block is not from the run that measured `default`"
+            )
+    return d
+
+
+def streaming_text() -> str:
+    d = _streaming_checked()
+    r = d["detectors"]["default"]
+    untimed = r.get("points_per_series_untimed", 0)
+    per = r["points"] / r["series"]
+    if untimed:
+        phase = (
+            f"each series first fed {untimed} points untimed (`default`'s warm-up, its "
+            f"min_samples), then {per:,.0f} more per series timed, so the figures are steady state"
+        )
+    else:
+        phase = (
+            f"each series' first {per:,.0f} points timed from a fresh detector, so the figures "
+            f"include warm-up (`default` learns for its first {r['config']['min_samples']})"
+        )
+    rv = d.get("river")
+    river = ""
+    if rv:
+        need = rv["live_bytes_per_model_tracemalloc"] * r["series"] / 1e9
+        river = (
+            f" river runs the same stream in the same run ({rv['series']:,} models: "
+            f"{r['series']:,} would need ~{need:.1f} GB)."
+        )
+    return _fill(
+        f"`python bench/streaming.py`: streaming `update()` with {r['points']:,} NAB points spread "
+        f"round-robin over {r['series']:,} series (one detector state per series), {phase}; one "
+        f"core; state measured from the packed checkpoints.{river}"
+    )
+
+
+def streaming_table() -> str:
+    d = _streaming_checked()
     rows = ["| model | series | points/s | state per series |", "|---|---|---|---|"]
     for name in ("default", "cusum"):
         r = d["detectors"].get(name)
@@ -173,6 +301,18 @@ def streaming_table() -> str:
     return "\n".join(rows)
 
 
+def slo_text() -> str:
+    d = _load("slo.json")
+    verdict = {True: "met", False: "not met", None: "not judged (a smaller run)"}[d["meets_target"]]
+    return _fill(
+        f"`python bench/slo.py`: {d['slos']:,} SLOs over a {d['days']:g}-day window at "
+        f"{d['step_s'] // 60}-minute resolution ({d['steps']:,} steps; per-minute bad/total counts "
+        f"as stored, float32, {d['bytes_of_counts'] / 1e9:.1f} GB; 70 % occurrences, 20 % "
+        "timeslices, 10 % ratio timeslices): SLI and budget, burn rates over every alert window, "
+        f"firing alerts, time to exhaustion. Target: under {d['target_s']:g} s ({verdict})."
+    )
+
+
 def slo_table() -> str:
     d = _load("slo.json")
     rows = ["| run | SLOs timed | best s | median s | s for all |", "|---|---|---|---|---|"]
@@ -196,13 +336,33 @@ def footprint_table() -> str:
             f"| RSS, peak / mean | {d['rss_mib_peak']:.0f} / {d['rss_mib_mean']:.0f} MiB (mostly "
             "the loaded libraries: Numba/LLVM, DuckDB, Arrow, Polars) |",
             f"| start to ready | {d['startup_s']:.2f} s |",
-            f"| exit after SIGTERM | code {d['exit_code']}, checkpoints written |",
+            f"| exit after SIGTERM | code {d['exit_code']} |",
         ]
     )
 
 
-def loghub_table() -> str:
+def _loghub_checked() -> dict[str, Any]:
     d = _load("loghub.json")
+    if not d.get("all_systems"):
+        raise ResultsError(
+            "loghub.json",
+            f"a run on {len(d['systems'])} systems (--systems), not all of them; re-run "
+            "`python bench/loghub.py` before publishing its averages",
+        )
+    return d
+
+
+def loghub_text() -> str:
+    d = _loghub_checked()
+    n = len(d["systems"])
+    return _fill(
+        f"`python bench/loghub.py`: the {n} systems' 2,000 raw lines each, one configuration for "
+        f"all, metrics as the Loghub-2.0 study defines them (averages over the {n}):"
+    )
+
+
+def loghub_table() -> str:
+    d = _loghub_checked()
     avg = d["averages"]
     rows = ["| parser | GA | FGA | PA | FTA |", "|---|---|---|---|---|"]
     for name in ("relia", "drain3"):
@@ -220,20 +380,39 @@ def loghub_table() -> str:
     return "\n".join(rows)
 
 
+def logspeed_text() -> str:
+    d = _load("logspeed.json")
+    r, dr, same = d["parsers"]["relia"], d["parsers"]["drain3"], d["parsers"]["relia_same_lines"]
+    target = d["targets"]["lines_per_s"]
+    verdict = "met" if d["meets_lines_per_s"] else "not met yet"
+    return _fill(
+        f"`python bench/logspeed.py`: {d['corpus']['lines']:,} lines built from the Loghub-2k "
+        "lines with fresh random values in every parameter position "
+        f"({100 * d['corpus']['distinct_lines'] / d['corpus']['lines']:.2f} % distinct), one file "
+        "per system; relia's whole batch parse (header detection, masking, template assignment) "
+        "against Drain3 (default config, one `add_log_message` per line) in the same run. Neither "
+        f"is pinned: relia's parse used {r['cores_used']:.2f} cores on the whole corpus and "
+        f"{same['cores_used']:.2f} on Drain3's lines (its libraries' threads), Drain3 "
+        f"{dr['cores_used']:.2f}, so the ratio is per process, not per core. Target "
+        f"{target:,} lines/s: {verdict}."
+    )
+
+
 def logspeed_table() -> str:
     d = _load("logspeed.json")
     r, dr, same = d["parsers"]["relia"], d["parsers"]["drain3"], d["parsers"]["relia_same_lines"]
     return "\n".join(
         [
-            "| parser | lines | lines/s | peak RSS |",
-            "|---|---|---|---|",
+            "| parser | lines | lines/s | cores used | peak RSS |",
+            "|---|---|---|---|---|",
             f"| relia, whole corpus | {r['lines']:,} | {r['lines_per_s']:,.0f} "
-            f"| {r['peak_rss_mb']:,.0f} MB |",
+            f"| {r['cores_used']:.2f} | {r['peak_rss_mb']:,.0f} MB |",
             f"| relia, Drain3's lines | {same['lines']:,} | {same['lines_per_s']:,.0f} "
-            f"| {same['peak_rss_mb']:,.0f} MB |",
+            f"| {same['cores_used']:.2f} | {same['peak_rss_mb']:,.0f} MB |",
             f"| Drain3, first lines of each file | {dr['lines']:,} | {dr['lines_per_s']:,.0f} "
-            f"| {dr['peak_rss_mb']:,.0f} MB |",
-            f"| relia / Drain3 on the same lines | | {d['speedup_same_lines']:.1f}x | |",
+            f"| {dr['cores_used']:.2f} | {dr['peak_rss_mb']:,.0f} MB |",
+            f"| relia / Drain3 on the same lines | | {d['speedup_same_lines']:.1f}x "
+            f"| {same['cores_used']:.2f} / {dr['cores_used']:.2f} | |",
         ]
     )
 
@@ -253,23 +432,56 @@ def hdfs_table() -> str:
     )
 
 
+def _duration(seconds: float) -> str:
+    if seconds == 60:
+        return "1 minute"
+    return f"{seconds / 60:g} minutes" if seconds > 60 and seconds % 60 == 0 else f"{seconds:g} s"
+
+
+def ingest_text() -> str:
+    """The sentence over the ingest table: every setting and verdict from ingest.json."""
+    d = _load("ingest.json")
+    offered = d["rate_offered"]
+    if isinstance(offered, (int, float)):
+        acked = d["samples_per_s"] / offered
+        took = (
+            "all the senders offered"
+            if acked >= 0.99
+            else f"{100 * acked:.0f} % of what the senders offered"
+        )
+        took += f" (they pace to {offered:,}/s"
+    else:
+        took = f"{d['samples_per_s']:,.0f} samples/s (the senders sending as fast as answered"
+    refused = d["http_429_or_503"]
+    took += "; no answer 429 or 503)" if refused == 0 else f"; {refused:,} answers 429 or 503)"
+    growth = d["rss_mib_last_minute"] / d["rss_mib_first_minute"] - 1
+    rss = f"RSS went {100 * growth:+.0f} % from the first minute to the last"
+    rss += " (within the 10 % target)" if abs(growth) <= 0.10 else " (the 10 % target is missed)"
+    after = d.get("rss_growth_after_store_full")
+    if after is not None:
+        rss += (
+            f", {100 * after:+.1f} % once the store's window was full at {d['store_full_s']:.0f} s"
+            + (" (within 10 %)" if abs(after) <= 0.10 else " (more than 10 %)")
+        )
+    p99 = d["latency_p99_s"]
+    latency = "met" if p99 is not None and p99 < 1.0 else "not met yet"
+    return _fill(
+        f"`python bench/ingest.py --duration {d['duration_s']:.0f}`: `relia up` (default "
+        "detector, auth off) in one process, remote-write from sender processes on the same "
+        f"{d['machine']['cores']} cores; latency measured by polling the findings API every 0.1 s "
+        "from the send of the request carrying an injected anomaly. Over "
+        f"{_duration(d['duration_s'])} relia acknowledged {took}; {rss}; the p99 latency target "
+        f"is {latency}."
+    )
+
+
 def ingest_table() -> str:
     d = _load("ingest.json")
     stored = d["relia_ingest_to_stored_seconds"]
     decided = d.get("relia_ingest_to_findings_seconds_after_warmup")
     return "\n".join(
         [
-            f"`python bench/ingest.py --duration {d['duration_s']:.0f}`: `relia up` (default "
-            "detector, auth off) in one process, remote-write from sender processes on the same "
-            "two cores; latency measured by polling the findings API every 0.1 s from the send of "
-            "the request carrying an injected anomaly. Over 10 minutes relia acknowledged what "
-            "the senders offered (they pace to 500,000/s; no answer 429 or 503) and RSS held; "
-            "the p99 "
-            + (
-                "latency target is met."
-                if d["latency_p99_s"] is not None and d["latency_p99_s"] < 1.0
-                else "latency target is not met yet."
-            ),
+            ingest_text(),
             "",
             "| measure | value | target (issue 6) |",
             "|---|---|---|",
@@ -327,8 +539,19 @@ def scale_tables() -> str:
             f"{r['points_per_s']:,.0f} | {r['points_per_s'] / w:,.0f} | {vs} |"
         )
     sp = b["speedup"]["ray2_over_ray1"]
+    measured = _fill(
+        f"Measured on {d['run_at'][:10]} by {_measured_by('scale.json', d)}"
+        + (
+            f" (`{d['detector']}`: {d['class']})."
+            if d.get("class")
+            else f", which may predate the current `{d['detector']}` and its checkpoint format: "
+            "re-run `python bench/scale.py` for figures of this code."
+        )
+    )
     return "\n".join(
         [
+            measured,
+            "",
             f"Batch: {b['series']:,} series × {b['points_per_series']:,} points "
             f"({b['points']:,} points, Parquet shards read by the workers), default detector, "
             f"identical anomalies in every run. Speed-up of 2 workers over 1: **{sp:.2f}×** "
@@ -381,15 +604,11 @@ comparison: their Gaussian z-scores give heavy-tailed series many confident fals
 {young_table()}
 ### Detector speed (one core)
 
-`python bench/throughput.py --detector all`: batch `score()` over the whole NAB corpus (365,558
-points), a fresh detector per file, all model updates included, pinned to one core; JIT compile
-time (first call in a fresh process) reported apart.
+{throughput_text()}
 
 {throughput_table()}
 
-`python bench/streaming.py`: streaming `update()` with 1,000,000 NAB points spread round-robin over
-10,000 series (one detector state per series), one core; state measured from the packed
-checkpoints. river runs the same stream in the same run (1,000 models: 10,000 would need ~11.5 GB).
+{streaming_text()}
 
 {streaming_table()}
 
@@ -398,24 +617,17 @@ calling the same kernel as `score()` and `update()`.
 
 ### SLO evaluation
 
-`python bench/slo.py`: 10,000 SLOs over a 30-day window at 1-minute resolution (43,200 steps;
-per-minute bad/total counts as stored, float32, 3.5 GB; 70 % occurrences, 20 % timeslices, 10 %
-ratio timeslices): SLI and budget, burn rates over every alert window, firing alerts, time to
-exhaustion. Target: under 2 s.
+{slo_text()}
 
 {slo_table()}
 
 ### Log template mining (Loghub-2k, corrected ground truth)
 
-`python bench/loghub.py`: the 14 systems' 2,000 raw lines each, one configuration for all, metrics
-as the Loghub-2.0 study defines them (averages over the 14):
+{loghub_text()}
 
 {loghub_table()}
 
-`python bench/logspeed.py`: 10,000,000 lines built from the Loghub-2k lines with fresh random
-values in every parameter position (99.97 % distinct), one file per system; relia's whole batch
-parse (header detection, masking, template assignment) against Drain3 (default config, one
-`add_log_message` per line) in the same run. Target 1,000,000 lines/s: not met yet.
+{logspeed_text()}
 
 {logspeed_table()}
 
@@ -453,9 +665,20 @@ def main() -> int:
     if BEGIN not in text or END not in text:
         print(f"README.md has no {BEGIN} ... {END} block", file=sys.stderr)
         return 2
+    try:
+        block = render()
+    except ResultsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for name in config_mismatches():
+        print(
+            f"warning: bench/results/{name}: `default` configured unlike throughput.json's "
+            "(measured by other code)",
+            file=sys.stderr,
+        )
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    readme.write_text(head + render() + tail)
+    readme.write_text(head + block + tail)
     print("README.md benchmark block updated")
     return 0
 

@@ -274,3 +274,17 @@ def test_a_calendar_window_is_not_rolling(tmp_path: Path) -> None:
 def test_infinite_numbers_are_null() -> None:
     assert _num(math.inf) is None and _num(-math.inf) is None and _num(math.nan) is None
     assert _num(2.5) == 2.5
+
+
+def test_a_budget_lasting_centuries_has_no_exhaustion_time(spec: Path) -> None:
+    # A trickle of errors put the budget's end in the year 59520: the dashboard showed
+    # "Invalid Date". Past the horizon there is none; a status made by hand is held to it too.
+    from relia.api import slos as api_slos
+    from relia.slo import evaluate as E
+
+    slo = load_slos([spec])[0]
+    n = 2016
+    st = E.status_from_counts(slo, np.full(n, 1e-3), np.full(n, 3e6), end_ms=T0, step_s=300)
+    assert api_slos._slo(slo, st, None).exhaustion_at is None
+    far = dataclasses.replace(st, exhaustion_s=1.8e12)
+    assert api_slos._slo(slo, far, None).exhaustion_at is None

@@ -3,6 +3,7 @@ open: the evaluation grid, how samples land on it, good-query counts and finding
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -218,3 +219,24 @@ def test_at_a_calendar_boundary_the_new_period_is_empty_not_the_last_step() -> N
     # One step later the window is that step.
     later = E.status_from_counts(slo, bad, total, end_ms=boundary + 300_000, step_s=300)
     assert later.window_start_ms == boundary and later.events == 600
+
+
+def test_a_budget_that_lasts_past_the_horizon_never_runs_out() -> None:
+    # 3 bad in 3,000,000 a step: burn 3.3e-7, exhaustion at 1.8e12 s, the year 59520, which
+    # format_ms cannot write (the report crashed); float noise (3e-15 bad) went past time_t.
+    total = np.full(2016, 3e6)
+    for bad in (1e-3, 3e-15 * 1000):
+        st = E.status_from_counts(_slo(), np.full(2016, bad), total, end_ms=END, step_s=300)
+        assert st.current_burn > 0 and st.remaining_ratio > 0
+        assert st.exhaustion_s == math.inf and st.exhaustion_at_ms is None
+        assert st.to_dict()["exhaustion"] == {"seconds": None, "at": None}
+    # Just inside the horizon it is a date; a status made by hand past it, or past 9999, is not.
+    st = E.status_from_counts(_slo(), np.full(2016, 1.0), total, end_ms=END, step_s=300)
+    inside = dataclasses.replace(st, exhaustion_s=E.EXHAUSTION_HORIZON_S)
+    assert inside.exhaustion_at_ms == END + round(E.EXHAUSTION_HORIZON_S * 1000)
+    assert inside.to_dict()["exhaustion"]["at"] == "2124-05-02T12:00:00Z"
+    past = dataclasses.replace(st, exhaustion_s=E.EXHAUSTION_HORIZON_S + 1)
+    assert past.exhaustion_at_ms is None
+    assert past.to_dict()["exhaustion"] == {"seconds": None, "at": None}
+    late = dataclasses.replace(st, at_ms=253_402_300_799_000 - 86_400_000, exhaustion_s=2 * DAY)
+    assert late.exhaustion_at_ms is None and late.to_dict()["exhaustion"]["at"] is None

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import math
@@ -762,3 +763,50 @@ def test_cli_plot_that_fails_leaves_the_old_chart_whole(
     assert res.stderr == f"relia: error: {plot}: cannot write plot: No space left on device\n"
     assert plot.read_bytes() == b"old chart"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["burn.png", "shop.yaml"]
+
+
+def test_a_trickle_of_errors_never_runs_out_in_the_table_json_and_chart(tmp_path: Path) -> None:
+    # 3 bad in 3,000,000 a step: the budget would last to the year 59520; writing that date
+    # crashed the table, the JSON and the chart ("year 59520 is out of range").
+    st = _status(_slo(), np.full(STEPS, 1e-3), np.full(STEPS, 3e6))
+    assert _rows(R.summary_table([st]))[0]["budget runs out"] == "never"
+    assert R.report_json([st])["slos"][0]["exhaustion"] == {"seconds": None, "at": None}
+    page = R.plot_burn_down(tmp_path / "b.html", [st]).read_text()
+    rows = [re.findall(r"<td>(.*?)</td>", r) for r in re.findall(r"<tr>(<td>.*?)</tr>", page)]
+    assert rows[0][-2] == "never"
+    # A status made by hand past the horizon says so too.
+    far = dataclasses.replace(st, exhaustion_s=1.8e12)
+    assert _rows(R.summary_table([far]))[0]["budget runs out"] == "never"
+
+
+def test_cli_report_of_a_busy_service_with_a_trickle_of_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 10,000 requests/s and an error every 28 hours: exit 1 with a traceback before.
+    import relia.sources.prometheus as prom
+
+    rates = [
+        _series({"__name__": "req", "kind": "total"}, lambda a: 10000.0),
+        _series({"__name__": "req", "kind": "bad"}, lambda a: 1e-5),
+    ]
+    series = [RangeSeries({**s.labels, "window": "5m"}, s.ts, s.values) for s in rates]
+    real = prom.PrometheusClient
+    monkeypatch.setattr(
+        prom,
+        "PrometheusClient",
+        lambda url, timeout=10.0, transport=None: real(
+            url, timeout=timeout, transport=fake_prometheus_transport(series)
+        ),
+    )
+    spec = tmp_path / "shop.yaml"
+    spec.write_text(SPEC)
+    args = ["slo", "report", str(spec), "--prometheus", URL, "--at", "2024-05-01T12:03:00Z"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "never" in res.stdout
+    res = CliRunner().invoke(app, [*args, "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["slos"][0]["exhaustion"] == {"seconds": None, "at": None}
+    res = CliRunner().invoke(app, [*args, "--plot", str(tmp_path / "b.html")])
+    assert res.exit_code == 0, res.output
+    assert "<td>never</td>" in (tmp_path / "b.html").read_text()

@@ -72,6 +72,7 @@ __all__ = [
     "DEFAULT_MIN_RANGE_S",
     "DEFAULT_STEP_S",
     "DETECTOR",
+    "EXHAUSTION_HORIZON_S",
     "REFETCH_STEPS",
     "RangeQuerier",
     "SloEvaluator",
@@ -99,6 +100,10 @@ DEFAULT_STEP_S = 300
 DEFAULT_MIN_RANGE_S = 300
 #: The window of the "current" burn rate that the time to exhaustion extrapolates.
 CURRENT_WINDOW_S = 3600
+#: How far ahead a time to exhaustion still means something (100 years): past it, at a trickle of
+#: errors (a burn rate of 3e-7 gave the year 59520), the budget never runs out. Beyond year 9999
+#: such a date cannot even be written, and the report crashed trying.
+EXHAUSTION_HORIZON_S = 100 * 365.25 * 86400
 #: The ``detector`` of SLO findings.
 DETECTOR = "slo-burn-rate"
 #: Steps fetched again on each evaluation: Prometheus may still add samples to recent steps.
@@ -108,6 +113,8 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 _WINDOW = re.compile(r"\{\{\s*\.window\s*\}\}")
+#: 10000-01-01T00:00:00Z: the first time ``format_ms`` cannot write (``datetime`` stops at 9999).
+_END_OF_DATES_MS = 253_402_300_800_000
 
 
 class RangeQuerier(Protocol):
@@ -151,6 +158,11 @@ def evaluation_end_ms(slo: SLO, at_ms: int, step_s: int) -> int:
 
 
 # -- results -----------------------------------------------------------------------------------
+
+
+def _within_horizon(exhaustion_s: float) -> float:
+    """A time to exhaustion past :data:`EXHAUSTION_HORIZON_S` is no exhaustion: inf."""
+    return math.inf if exhaustion_s > EXHAUSTION_HORIZON_S else exhaustion_s
 
 
 def _num(x: float) -> float | None:
@@ -201,7 +213,8 @@ class SloStatus:
     for raw SLIs (an error ratio has no event counts: each query step with data weighs one, so
     the budget is a share of steps, whatever the traffic in them);
     ``spent_ratio`` and ``remaining_ratio`` are shares of the window's budget (negative
-    remaining: overspent). ``exhaustion_s`` is inf when not burning, NaN without data.
+    remaining: overspent). ``exhaustion_s`` is inf when not burning (or when the budget would
+    last past :data:`EXHAUSTION_HORIZON_S`), NaN without data.
     ``burn_down`` is the remaining share after each step of the window, at ``burn_down_ts``.
     """
 
@@ -231,10 +244,12 @@ class SloStatus:
 
     @property
     def exhaustion_at_ms(self) -> int | None:
-        """When the budget runs out at the current burn (None when it does not)."""
-        if not math.isfinite(self.exhaustion_s):
+        """When the budget runs out at the current burn (None when it does not, or not within
+        :data:`EXHAUSTION_HORIZON_S`, or not by the end of year 9999, the last date written)."""
+        if not math.isfinite(self.exhaustion_s) or self.exhaustion_s > EXHAUSTION_HORIZON_S:
             return None
-        return self.at_ms + round(self.exhaustion_s * 1000)
+        at = self.at_ms + round(self.exhaustion_s * 1000)
+        return at if at < _END_OF_DATES_MS else None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (times as ISO-8601 UTC; NaN and infinity as null)."""
@@ -275,7 +290,7 @@ class SloStatus:
                 "value": _num(self.current_burn),
             },
             "exhaustion": {
-                "seconds": _num(self.exhaustion_s),
+                "seconds": _num(_within_horizon(self.exhaustion_s)),
                 "at": format_ms(exhausts) if exhausts is not None else None,
             },
             "alerts": [a.to_dict() for a in self.alerts],
@@ -429,7 +444,7 @@ def status_from_counts(
         spent_ratio=float(own.spent_ratio[0]),
         remaining_ratio=float(own.remaining_ratio[0]),
         current_burn=float(r.current_burn[0]),
-        exhaustion_s=float(own.exhaustion_s[0]),
+        exhaustion_s=_within_horizon(float(own.exhaustion_s[0])),
         alerts=tuple(alerts),
         burn_down_ts=ts[keep],
         burn_down=down[keep],

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from relia.errors import DataError
 from relia.plot import html_page
-from relia.slo.evaluate import AlertStatus, SloStatus
+from relia.slo.evaluate import EXHAUSTION_HORIZON_S, AlertStatus, SloStatus
 from relia.slo.spec import format_duration
 from relia.timeparse import format_ms
 
@@ -80,6 +80,8 @@ def _exhaustion_text(st: SloStatus) -> str:
         return "–"
     if st.exhaustion_s == 0:
         return "exhausted"
+    if st.exhaustion_s > EXHAUSTION_HORIZON_S:
+        return "never"  # at a trickle of errors: centuries away, or past any writable date
     at = st.exhaustion_at_ms
     span = format_span(st.exhaustion_s)
     return f"in {span} ({format_ms(at)})" if at is not None else span

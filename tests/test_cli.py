@@ -1759,3 +1759,30 @@ def test_config_check_refuses_an_alertmanager_url_with_the_alerts_endpoint(
         "/api/v2/alerts "
         "(relia appends /api/v2/alerts): http://127.0.0.1:9093?"
     )
+
+
+@pytest.mark.parametrize("option", ["--out", "--plot"])
+def test_detect_output_with_a_name_too_long_is_one_line_exit_2(tmp_path: Path, option: str) -> None:
+    # ENAMETOOLONG came out of Path.is_dir() as a traceback, exit 1.
+    src = _series_csv(tmp_path / "in.csv")
+    long = tmp_path / ("a" * 300 + (".png" if option == "--plot" else ".csv"))
+    other = [] if option == "--out" else ["-o", str(tmp_path / "o.csv")]
+    result = runner.invoke(app, ["detect", str(src), "-d", "mad", *other, option, str(long)])
+    assert result.exit_code == 2 and result.stdout == ""
+    what = "cannot write plot" if option == "--plot" else "cannot write"
+    assert result.stderr == f"relia: error: {long}: {what}: File name too long\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_detect_out_folder_with_a_name_too_long_is_one_line_exit_2(tmp_path: Path) -> None:
+    src = _series_csv(tmp_path / "in.csv")
+    long = tmp_path / ("a" * 300)
+    result = runner.invoke(app, ["detect", str(src), "-d", "mad", "-o", f"{long}/"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == f"relia: error: {long}: cannot create: File name too long\n"
+    (tmp_path / "in").mkdir()
+    src.rename(tmp_path / "in" / "in.csv")
+    result = runner.invoke(app, ["detect", str(tmp_path / "in"), "-d", "mad", "-o", str(long)])
+    assert result.exit_code == 2
+    assert result.stderr == f"relia: error: {long}: cannot create: File name too long\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]

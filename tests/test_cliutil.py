@@ -101,3 +101,31 @@ def test_an_output_name_that_ends_in_a_slash_is_refused(tmp_path: Path) -> None:
     assert (
         str(err.value) == f"--out: names a directory ({tmp_path / 'o.yml'}/); --out writes one file"
     )
+
+
+def test_an_output_place_that_cannot_be_looked_at_is_one_data_error(tmp_path: Path) -> None:
+    # is_dir() lets ENAMETOOLONG through (Python 3.11): a 300-character name was a traceback.
+    from relia._cliutil import check_output_place
+
+    long = tmp_path / ("a" * 300 + ".png")
+    with pytest.raises(DataError) as err:
+        check_output_place(long, "cannot write plot")
+    assert str(err.value) == f"{long}: cannot write plot: File name too long"
+    deep = tmp_path / ("b" * 300) / "p.png"
+    with pytest.raises(DataError) as err:
+        check_output_place(deep, "cannot write")
+    assert str(err.value) == f"{deep}: cannot write: File name too long"
+
+
+def test_logs_templates_plot_with_a_name_too_long_is_exit_2(tmp_path: Path) -> None:
+    # relia logs templates checks its outputs through check_output_place (above).
+    from typer.testing import CliRunner
+
+    from relia.cli import app
+
+    log = tmp_path / "a.log"
+    log.write_text("2024-01-01 10:00:00 INFO started\n")
+    plot = tmp_path / ("a" * 300 + ".png")
+    res = CliRunner().invoke(app, ["logs", "templates", str(log), "--plot", str(plot)])
+    assert res.exit_code == 2
+    assert res.stderr == f"relia: error: {plot}: cannot write plot: File name too long\n"

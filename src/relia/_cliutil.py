@@ -219,10 +219,14 @@ def count_of(n: int, noun: str) -> str:
 def check_output_place(path: Path, what: str) -> None:
     """Refuse before any work an output that is a folder, or whose folder is missing, with the
     message the write would give (``what``: e.g. ``cannot write plot``)."""
-    if path.is_dir():
-        raise DataError(f"{what}: Is a directory", where=str(path))
-    if not path.parent.is_dir():
-        raise DataError(f"{what}: No such file or directory", where=str(path))
+    try:
+        if path.is_dir():
+            raise DataError(f"{what}: Is a directory", where=str(path))
+        if not path.parent.is_dir():
+            raise DataError(f"{what}: No such file or directory", where=str(path))
+    except OSError as exc:
+        # is_dir() lets some errors through: a name too long, a parent folder not searchable.
+        raise DataError(f"{what}: {exc.strerror or exc}", where=str(path)) from None
 
 
 def _tidy_typer_help() -> None:

@@ -328,12 +328,12 @@ def detect(
     if (
         out is not None
         and out_arg is not None
-        and (out.is_dir() or out_arg.endswith(("/", os.sep)))
+        and (_is_dir(out) or out_arg.endswith(("/", os.sep)))
     ):
         # A directory: the scored file is named after the input, as in folder mode.
-        if out.exists() and not out.is_dir():
+        if _exists(out) and not out.is_dir():
             raise DataError("is a file, not a directory", where=str(out))
-        if not out.exists():
+        if not _exists(out):
             created = _make_dirs(out)
         stem = "stdin" if _is_stdin(input) else input.stem if input is not None else "series"
         out = out / f"{stem}.csv"
@@ -362,6 +362,23 @@ def _one_line(text: str) -> str:
     return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
+def _is_dir(path: Path) -> bool:
+    """Whether ``path`` is a folder; not when it cannot be looked at (a name too long): the
+    output checks, or the mkdir, then say why it cannot be written."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def _exists(path: Path) -> bool:
+    """Whether ``path`` exists; not when it cannot be looked at (as :func:`_is_dir`)."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
+
+
 def _is_stdin(input: Path | None) -> bool:
     """Whether INPUT is ``-``: CSV read from standard input."""
     from relia.sources.files import STDIN
@@ -371,7 +388,7 @@ def _is_stdin(input: Path | None) -> bool:
 
 def _make_dirs(folder: Path) -> list[Path]:
     """Create ``folder`` and its missing parents; the ones made, deepest first."""
-    created = [d for d in (folder, *folder.parents) if not d.exists()]
+    created = [d for d in (folder, *folder.parents) if not _exists(d)]
     try:
         folder.mkdir(parents=True)
     except OSError as exc:
@@ -568,9 +585,9 @@ def _detect_folder(
         raise DataError("no *.csv or *.parquet files in this folder", where=str(folder))
     created: list[Path] = []
     if out is not None:
-        if out.exists() and not out.is_dir():
+        if _exists(out) and not out.is_dir():
             raise DataError("with a folder INPUT, --out must be a directory", where=str(out))
-        if out.exists() and out.resolve() == folder.resolve():
+        if _exists(out) and out.resolve() == folder.resolve():
             raise DataError(
                 "would overwrite the input files; choose another directory", where=str(out)
             )
@@ -582,7 +599,7 @@ def _detect_folder(
                     f"{other.name} and {f.name} would both be written to {f.stem}.csv",
                     where=str(folder),
                 )
-        if not out.exists():
+        if not _exists(out):
             # The folders this run makes, deepest first: taken away again if it fails.
             created = _make_dirs(out)
     inputs: list[SeriesInput] = [SeriesFile(f, columns.time_col, columns.value_col) for f in files]

@@ -810,3 +810,14 @@ def test_cli_report_of_a_busy_service_with_a_trickle_of_errors(
     res = CliRunner().invoke(app, [*args, "--plot", str(tmp_path / "b.html")])
     assert res.exit_code == 0, res.output
     assert "<td>never</td>" in (tmp_path / "b.html").read_text()
+
+
+def test_cli_plot_with_a_name_too_long_is_one_line_exit_2(tmp_path: Path) -> None:
+    # ENAMETOOLONG came out of Path.is_dir() as a traceback, exit 1.
+    spec = tmp_path / "shop.yaml"
+    spec.write_text(SPEC)
+    plot = tmp_path / ("a" * 300 + ".png")
+    args = ["slo", "report", str(spec), "--prometheus", "http://127.0.0.1:9", "--plot", str(plot)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2
+    assert res.stderr == f"relia: error: {plot}: cannot write plot: File name too long\n"

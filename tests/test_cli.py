@@ -782,12 +782,51 @@ def test_detect_a_numbered_output_or_the_index_never_overwrites_the_input(
 
 
 def test_detect_the_plot_and_a_scored_csv_cannot_be_one_file(tmp_path: Path) -> None:
+    # It said "--out: w.png would be written twice (also as w.png)": the clash is the plot's,
+    # and the message names both options.
     src = _series_csv(tmp_path / "in.csv")
     same = tmp_path / "w.png"
     result = runner.invoke(app, ["detect", str(src), "-o", str(same), "--plot", str(same)])
     assert result.exit_code == 2
-    assert result.stderr == f"relia: error: --out: {same} would be written twice (also as {same})\n"
+    assert result.stderr == f"relia: error: --plot: {same} is also the --out file\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+    # Numbered outputs of a wide file: the second scored CSV is the first plot.
+    wide = _wide_csv(tmp_path / "wide.csv")
+    args = ["detect", str(wide), "--all-columns", "-o", str(tmp_path / "w.html")]
+    result = runner.invoke(app, [*args, "--plot", str(tmp_path / "w_2.html")])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"relia: error: --plot: {tmp_path / 'w_2.html'} is also the --out file"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "wide.csv"]
+
+
+def test_detect_plot_that_is_the_input_is_named_as_the_plot(tmp_path: Path) -> None:
+    src = _series_csv(tmp_path / "in.csv")
+    (tmp_path / "p.png").symlink_to(src)
+    args = ["detect", str(src), "-o", str(tmp_path / "o.csv"), "--plot", str(tmp_path / "p.png")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert (
+        result.stderr
+        == f"relia: error: --plot: {tmp_path / 'p.png'} is the input; write elsewhere\n"
+    )
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_detect_plot_name_that_ends_in_a_slash_is_refused(tmp_path: Path, existing: bool) -> None:
+    # Typer's Path dropped the slash: "x.png/" wrote a file x.png; logs and slo refuse it.
+    src = _series_csv(tmp_path / "in.csv")
+    if existing:
+        (tmp_path / "adir").mkdir()
+    plot = f"{tmp_path / ('adir' if existing else 'x.png')}/"
+    result = runner.invoke(app, ["detect", str(src), "-o", str(tmp_path / "o.csv"), "--plot", plot])
+    assert result.exit_code == 2
+    assert (
+        result.stderr
+        == f"relia: error: --plot: names a directory ({plot}); --plot writes one file\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [*(["adir"] if existing else []), "in.csv"]
 
 
 def test_detect_writes_nothing_when_a_later_output_cannot_be_written(tmp_path: Path) -> None:

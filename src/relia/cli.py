@@ -28,6 +28,7 @@ from relia._cliutil import (
     check_url,
     count_of,
     err_console,
+    output_path,
     same_file,
     to_stdout,
     unwrap_help,
@@ -165,10 +166,11 @@ def detect(
             "with a trailing /) gets INPUT's stem .csv",
         ),
     ] = None,
-    plot: Annotated[
-        Path | None,
+    plot_arg: Annotated[
+        str | None,
         typer.Option(
             "--plot",
+            metavar="PATH",
             help="draw the series and anomalies (.png or .html); one series per file "
             "(PLOT_2.png, ... for more series), not with a folder INPUT",
         ),
@@ -274,6 +276,7 @@ def detect(
     if not 0 < threshold <= 1:
         raise DataError(f"must be in (0, 1], got {threshold}", where="--threshold")
     create(detector)  # fail on an unknown name before any I/O
+    plot = output_path(plot_arg, "--plot")  # a name ending in / is a folder, refused
     if plot is not None and plot.suffix.lower() not in (".png", ".html", ".htm"):
         raise DataError(f"plot must end in .png or .html, got {plot.name!r}", where="--plot")
     if (input is None) == (prometheus is None):
@@ -461,7 +464,14 @@ def _detect_series(
     csvs = [_numbered(out, i) for i in range(len(series))] if out is not None else []
     plots = [_numbered(plot, i) for i in range(len(series))] if plot is not None else []
     index = out.with_name(f"{out.stem}_index.csv") if out is not None and multi else None
-    _check_outputs(input, [*csvs, *plots, *([index] if index is not None else [])])
+    _check_outputs(
+        input,
+        [
+            *((c, "--out") for c in csvs),
+            *((p, "--plot") for p in plots),
+            *([(index, "--out")] if index is not None else []),
+        ],
+    )
     remote: list[Any] | None = None
     if scoring.executor == "ray":
         remote = _score_on_ray(None if read_here else input, series, scoring, columns)
@@ -527,17 +537,20 @@ def _detect_series(
         err_console.print(line, markup=False)
 
 
-def _check_outputs(input: Path | None, targets: list[Path]) -> None:
+def _check_outputs(input: Path | None, targets: list[tuple[Path, str]]) -> None:
     """Refuse, before any work, an output that is the input, two outputs that are one file (a
-    numbered output and the plot, ``OUT_index.csv`` and an input), or a place no file can go."""
-    seen: dict[Path, Path] = {}
-    for target in targets:
+    numbered output and the plot, ``OUT_index.csv`` and an input), or a place no file can go.
+    ``targets``: each output with the option that names it, which the message names."""
+    seen: dict[Path, str] = {}
+    for target, option in targets:
         if input is not None and not _is_stdin(input) and same_file(target, input):
-            raise DataError(f"{target} is the input; write elsewhere", where="--out")
+            raise DataError(f"{target} is the input; write elsewhere", where=option)
         key = target.resolve()
         if key in seen:
-            raise DataError(f"{target} would be written twice (also as {seen[key]})", where="--out")
-        seen[key] = target
+            first = seen[key]
+            clash = "would be written twice" if first == option else f"is also the {first} file"
+            raise DataError(f"{target} {clash}", where=option)
+        seen[key] = option
         check_output_place(target, "cannot write")
 
 

@@ -821,3 +821,20 @@ def test_cli_plot_with_a_name_too_long_is_one_line_exit_2(tmp_path: Path) -> Non
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2
     assert res.stderr == f"relia: error: {plot}: cannot write plot: File name too long\n"
+
+
+def test_an_slo_whose_id_starts_with_an_underscore_is_in_the_legend(
+    statuses: list[E.SloStatus], tmp_path: Path
+) -> None:
+    # matplotlib leaves a line whose label starts with "_" out of the legend: service
+    # "_internal" drew an unnamed line.
+    odd = _status(_slo(service="_internal"), *_counts(statuses[0]))
+    page = R.plot_burn_down(tmp_path / "b.html", [odd, statuses[0]]).read_text()
+    texts = re.findall(r"<!-- (.*?) -->", page)
+    assert "_internal-checkout (99%)" in texts and "shop-checkout (99%)" in texts
+    assert "budget exhausted" in texts
+
+
+def test_the_chart_says_its_times_are_utc(statuses: list[E.SloStatus], tmp_path: Path) -> None:
+    page = R.plot_burn_down(tmp_path / "b.html", statuses).read_text()
+    assert "time (UTC)" in re.findall(r"<!-- (.*?) -->", page)

@@ -173,14 +173,18 @@ def _figure(statuses: Sequence[SloStatus], title: str) -> Any:
     import numpy as np
 
     fig, ax = plt.subplots(1, 1, figsize=(13, 5.5))
-    ax.axhline(0, color="#d62728", lw=0.9, ls="--", label="budget exhausted")
+    # The legend is given its entries: from labels alone, matplotlib leaves out every line
+    # whose label starts with "_" (an SLO of service "_internal").
+    handles = [ax.axhline(0, color="#d62728", lw=0.9, ls="--")]
+    labels = ["budget exhausted"]
     for st in statuses:
         if not len(st.burn_down):
             continue
         times = st.burn_down_ts.astype("datetime64[ms]")
+        (line,) = ax.plot(times, st.burn_down * 100, lw=1.2)
+        handles.append(line)
         # An SLO's name is text: a $ escaped, or matplotlib reads what lies between two as TeX.
-        label = f"{st.slo.id} ({st.slo.objective:g}%)".replace("$", r"\$")
-        ax.plot(times, st.burn_down * 100, lw=1.2, label=label)
+        labels.append(f"{st.slo.id} ({st.slo.objective:g}%)".replace("$", r"\$"))
     if statuses:
         # The whole window, so a line that starts late shows where the data starts.
         lo = min(st.window_start_ms for st in statuses)
@@ -191,9 +195,10 @@ def _figure(statuses: Sequence[SloStatus], title: str) -> Any:
         ax.text(0.5, 0.5, "no data in the window", transform=ax.transAxes, ha="center",
                 va="center", color="#666666")  # fmt: skip
     ax.set_ylabel("error budget remaining (%)")
+    ax.set_xlabel("time (UTC)", fontsize=8)
     ax.set_title(title, loc="left", fontsize=11)
     ax.grid(alpha=0.25)
-    ax.legend(loc="lower left", fontsize=8, frameon=False)
+    ax.legend(handles, labels, loc="lower left", fontsize=8, frameon=False)
     ax.xaxis.set_major_formatter(
         mdates.ConciseDateFormatter(ax.xaxis.get_major_locator())  # type: ignore[no-untyped-call]
     )

@@ -238,3 +238,186 @@ def test_html_page_escapes_what_it_is_given_and_keeps_the_rows() -> None:
     assert "<h3>rows &amp; more</h3>" in page
     assert "<table><tr><th>a&lt;b</th><th>c</th></tr>\n<tr><td>1</td></tr></table>" in page
     assert '<svg a="1"/>' in page and "http" not in page and "<?xml" not in page
+
+
+# -- what the lines leave out, and how long series are drawn -------------------------------------
+
+
+def _value_line(ax: Any) -> Any:
+    return next(line for line in ax.get_lines() if line.get_label() == "value")
+
+
+def _dots(ax: Any) -> list[Any]:
+    """The dots drawn for values with no drawn neighbour (markers only, in the value's colour)."""
+    colour = _value_line(ax).get_color()
+    return [
+        line
+        for line in ax.get_lines()
+        if line.get_linestyle() == "None" and line.get_color() == colour
+    ]
+
+
+def test_values_between_missing_ones_are_drawn_as_dots(tmp_path: Path, figures: list[Any]) -> None:
+    # A Grafana export of series scraped at different offsets is empty every other row: the
+    # line, broken at each NaN, drew nothing at all.
+    nan = float("nan")
+    ts, v, detail = _series([1, nan, 2, nan, 3, 4])
+    plot_series(tmp_path / "p.png", ts, v, detail, np.zeros(6, bool), title="x")
+    ax = figures[0].axes[0]
+    (dots,) = _dots(ax)
+    assert dots.get_ydata().tolist() == [1.0, 2.0]  # 3 and 4 are joined by the line
+    assert dots.get_color() == _value_line(ax).get_color()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["expected band", "expected", "value"]  # no legend entry for the dots
+
+
+def test_a_one_point_series_is_a_dot_on_an_axis_of_minutes(
+    tmp_path: Path, figures: list[Any]
+) -> None:
+    # It drew an empty chart whose time axis ran from 2022 to 2026.
+    import matplotlib.dates as mdates
+
+    ts, v, detail = _series([5.0])
+    plot_series(tmp_path / "p.png", ts, v, detail, np.zeros(1, bool), title="x")
+    ax = figures[0].axes[0]
+    (dots,) = _dots(ax)
+    assert dots.get_ydata().tolist() == [5.0]
+    lo, hi = ax.get_xlim()
+    assert (hi - lo) * 86400 == pytest.approx(120)
+    assert mdates.num2date(lo).timestamp() * 1000 == pytest.approx(T0 - 60_000)
+
+
+def _segments(line: Any) -> list[np.ndarray]:
+    """The x values (as numbers) of each stretch a line draws, split at NaN."""
+    import matplotlib.dates as mdates
+
+    x = mdates.date2num(line.get_xdata())
+    y = np.asarray(line.get_ydata(), dtype=float)
+    pieces = np.split(np.arange(len(y)), np.flatnonzero(~np.isfinite(y)))
+    return [x[p[np.isfinite(y[p])]] for p in pieces if np.isfinite(y[p]).any()]
+
+
+def test_lines_and_band_break_across_a_gap_in_time(tmp_path: Path, figures: list[Any]) -> None:
+    # Three days without samples were bridged by a straight line, band and score, where the
+    # dashboard lifts the pen (a pause of more than five median steps).
+    ts, v, detail = _series([5.0 + np.sin(i / 20) for i in range(600)])
+    ts[300:] += 3 * 86_400_000
+    plot_series(tmp_path / "p.png", ts, v, detail, np.zeros(600, bool), title="x")
+    ax, ax_score = figures[0].axes
+    hole = (T0 + 299 * STEP, T0 + 300 * STEP + 3 * 86_400_000)
+    import matplotlib.dates as mdates
+
+    lo, hi = mdates.date2num(np.array(hole, dtype="datetime64[ms]"))
+    expected_line = next(line for line in ax.get_lines() if line.get_label() == "expected")
+    (score_line,) = ax_score.get_lines()
+    for line in (_value_line(ax), expected_line, score_line):
+        pieces = _segments(line)
+        assert len(pieces) == 2
+        assert pieces[0][-1] == pytest.approx(lo) and pieces[1][0] == pytest.approx(hi)
+    assert len(ax.collections[0].get_paths()) == 2  # the band: one area each side
+    # A pause of five steps is still one line.
+    figures.clear()
+    ts, v, detail = _series([1.0] * 20)
+    ts[10:] += 4 * STEP
+    plot_series(tmp_path / "p.png", ts, v, detail, np.zeros(20, bool), title="x")
+    assert len(_segments(_value_line(figures[0].axes[0]))) == 1
+
+
+def test_a_clock_that_steps_back_starts_a_new_line_not_a_return_stroke(
+    tmp_path: Path, figures: list[Any]
+) -> None:
+    # relia detect scores such a file (with a warning): its lines ran back over themselves,
+    # and the band had white triangles cut out of it.
+    ts, v, detail = _series([5.0 + np.sin(i / 20) for i in range(600)])
+    ts[400:] -= 180 * STEP
+    page = plot_series(tmp_path / "p.html", ts, v, detail, np.zeros(600, bool), title="x")
+    plot_series(tmp_path / "p.png", ts, v, detail, np.zeros(600, bool), title="x")
+    for fig in figures:
+        for ax in fig.axes:
+            for line in ax.get_lines():
+                for piece in _segments(line):
+                    assert np.all(np.diff(piece) >= 0), line.get_label()
+        for band in fig.axes[0].collections[:1]:
+            assert len(band.get_paths()) == 2
+    assert page.stat().st_size > 0
+
+
+def _long(n: int) -> tuple[np.ndarray, np.ndarray, Detail, np.ndarray]:
+    rng = np.random.default_rng(5)
+    ts = T0 + 10_000 * np.arange(n, dtype=np.int64)
+    v = np.sin(np.arange(n) / 500) + rng.normal(0, 0.1, n)
+    v[n // 3] = 30.0  # one spike among half a million points
+    expected = np.sin(np.arange(n) / 500)
+    lower, upper = expected - 0.5, expected + 0.5
+    upper[n // 2] = 50.0  # and one in the band
+    detail = Detail(
+        score=np.clip(np.abs(v - expected) / 3, 0, 1),
+        expected=expected,
+        lower=lower,
+        upper=upper,
+        component=np.full(n, -1, np.int8),
+    )
+    flags = np.zeros(n, bool)
+    flags[n // 3] = True
+    flags[np.arange(1000, n, n // 40)] = True  # 40 scattered anomalies, each its own marker
+    return ts, v, detail, flags
+
+
+def test_a_long_series_as_html_is_small_and_keeps_its_spikes_and_marks(
+    tmp_path: Path, figures: list[Any]
+) -> None:
+    # 2M points made a 105 MB page: the band was one polygon of every point. A long series is
+    # drawn as its envelope per pixel column: a few thousand vertices, the spikes kept.
+    n = 500_000
+    ts, v, detail, flags = _long(n)
+    page = plot_series(tmp_path / "p.html", ts, v, detail, flags, title="x")
+    assert page.stat().st_size < 1_500_000
+    ax, ax_score = figures[0].axes
+    for line in [*ax.get_lines(), *ax_score.get_lines()]:
+        assert len(line.get_xdata()) < 4000, line.get_label()
+    assert np.nanmax(_value_line(ax).get_ydata()) == 30.0
+    assert np.nanmin(_value_line(ax).get_ydata()) == v.min()
+    (score_line,) = ax_score.get_lines()
+    assert np.nanmax(score_line.get_ydata()) == detail.score.max()
+    (band,) = [c for c in ax.collections if c.get_label() == "expected band"]
+    ys = np.concatenate([p.vertices[:, 1] for p in band.get_paths()])
+    assert len(ys) < 6000 and ys.max() == 50.0 and ys.min() == detail.lower.min()
+    (marks,) = [c for c in ax.collections if c.get_label() == "anomaly"]
+    assert len(marks.get_offsets()) == flags.sum() == 41
+    assert 30.0 in marks.get_offsets()[:, 1]
+
+
+def test_thousands_of_anomalies_are_merged_only_where_they_share_a_pixel(
+    tmp_path: Path, figures: list[Any]
+) -> None:
+    n = 500_000
+    ts, v, detail, _ = _long(n)
+    flags = np.zeros(n, bool)
+    flags[100_000:200_000] = True  # a long anomalous stretch: 100,000 markers were drawn
+    plot_series(tmp_path / "p.png", ts, v, detail, flags, title="x")
+    ax = figures[0].axes[0]
+    (marks,) = [c for c in ax.collections if c.get_label() == "anomaly"]
+    kept = marks.get_offsets()
+    assert 1000 < len(kept) < 100_000
+    # Every flagged point has a marker within a pixel of it (the axes are about 1,300 by
+    # 360 pixels): the picture shows where each one lies.
+    bottom, top = ax.get_ylim()
+    import matplotlib.dates as mdates
+
+    x = mdates.date2num(ts[flags].astype("datetime64[ms]"))
+    span = mdates.date2num(np.datetime64(int(ts[-1]), "ms")) - mdates.date2num(
+        np.datetime64(int(ts[0]), "ms")
+    )
+    col, row = span / 1300, (top - bottom) / 400
+    kx, ky = np.asarray(kept[:, 0], float), np.asarray(kept[:, 1], float)
+    order = np.argsort(kx)
+    kx, ky = kx[order], ky[order]
+    for xi, yi in zip(x[::97], v[flags][::97], strict=True):
+        near = (np.abs(kx - xi) <= col) & (np.abs(ky - yi) <= row)
+        assert near.any(), (xi, yi)
+
+
+def test_the_time_axis_says_utc(tmp_path: Path) -> None:
+    ts, v, detail = _series([1, 2, 3])
+    page = plot_series(tmp_path / "p.html", ts, v, detail, np.zeros(3, bool), title="x")
+    assert "time (UTC)" in re.findall(r"<!-- (.*?) -->", page.read_text(encoding="utf-8"))

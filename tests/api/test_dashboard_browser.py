@@ -922,3 +922,80 @@ def test_charts_load_a_few_at_a_time_and_at_most_a_screenful_of_hundreds(
     assert 1 <= page.evaluate("window.__most") <= 4
     note = page.locator("#series-note").inner_text()
     assert "200 of 250 series shown" in note and "more series than the 250 listed" in note
+
+
+def test_a_value_with_no_drawn_neighbour_is_a_dot(open_page: Callable[..., Page]) -> None:
+    # Every other sample missing drew nothing: the path only moved (M) to each point.
+    p = open_page("findings")
+    page = p.page
+    page.locator(f'#findings tr[data-id="{F_CPU.id}"]').wait_for()
+    alternate = _samples("41", "alternate", 5, value=[1.0, None, 2.0, None, 3.0])
+    one = _samples("42", "one", 1, value=[7.0])
+    # 2 and 3 are joined; 5 stands alone after a pause of many steps.
+    mixed = _samples("43", "mixed", 4, value=[1.0, None, 2.0, 3.0])
+    mixed["ts"] = [*mixed["ts"][:3], mixed["ts"][2] + 1, mixed["ts"][3] + 100 * STEP]
+    mixed["value"] = [1.0, None, 2.0, 3.0, 5.0]
+    for key in ("score", "expected", "lower", "upper"):
+        mixed[key] = [None] * 5
+    _serve_json(
+        page,
+        r"/api/v1/series$",
+        {"series": [{"id": s, "key": s} for s in ("41", "42", "43")]},
+    )
+    for body in (alternate, one, mixed):
+        _serve_json(page, rf"/api/v1/series/{body['series']['id']}/samples", body)
+    page.click('nav button[data-tab="series"]')
+    page.locator("#chart-43 path.series").wait_for(state="attached")
+    cy = "[...document.querySelectorAll('#chart-{} circle.lone')].map(c => +c.getAttribute('cy'))"
+    assert len(page.evaluate(cy.format(41))) == 3
+    assert len(page.evaluate(cy.format(42))) == 1
+    # One dot each for 1 and 5 (the lowest and highest: 1 at the bottom of the axis).
+    dots = page.evaluate(cy.format(43))
+    assert len(dots) == 2 and dots[0] > dots[1]
+    assert page.locator("#chart-42 text.axis").first.text_content() != "–"
+    box = page.locator("#chart-41 circle.lone").first.bounding_box()
+    assert box is not None and box["width"] > 1  # visible, not a hairline
+
+
+def test_values_near_the_largest_float_are_drawn(open_page: Callable[..., Page]) -> None:
+    # 1e308 is a valid reading: hi - lo overflowed, every coordinate was NaN, the card was
+    # empty with "–" for labels and the console full of errors.
+    p = open_page("findings")
+    page = p.page
+    page.locator(f'#findings tr[data-id="{F_CPU.id}"]').wait_for()
+    n = 6
+    wide = _samples("51", "wide", n, value=[1e308, -1e308, 0.0, 1e308, -1.5e308, 1.0])
+    banded = _samples(
+        "52",
+        "banded",
+        n,
+        value=[1.0, 2.0, 3.0, 2.0, 1.0, 2.0],
+        expected=[2.0] * n,
+        lower=[-1.7e308] * n,
+        upper=[1.7e308] * n,
+    )
+    flat = _samples("53", "flat", n, value=[1.7e308] * n)
+    _serve_json(
+        page,
+        r"/api/v1/series$",
+        {"series": [{"id": s, "key": s} for s in ("51", "52", "53")]},
+    )
+    for body in (wide, banded, flat):
+        _serve_json(page, rf"/api/v1/series/{body['series']['id']}/samples", body)
+    page.click('nav button[data-tab="series"]')
+    page.locator("#chart-53 path.series").wait_for(state="attached")
+    for chart in ("#chart-51", "#chart-52", "#chart-53"):
+        svg = page.locator(f"{chart} svg").inner_html()
+        assert "NaN" not in svg and "Infinity" not in svg, (chart, svg[:300])
+        labels = page.locator(f"{chart} text.axis").all_text_contents()
+        assert "–" not in labels[:3], (chart, labels)
+    # past the largest prefix (E), an exponent: it read "1.00e+290E"
+    assert page.locator("#chart-51 text.axis").all_text_contents()[:3] == [
+        "-1.50e+308",
+        "-2.50e+307",
+        "1.00e+308",
+    ]
+    d = page.locator("#chart-51 path.series").get_attribute("d") or ""
+    ys = [float(m) for m in re.findall(r"[ML][\d.]+ ([-\d.]+)", d)]
+    # 1e308 near the top, -1.5e308 at the bottom, 0 and 1 between them
+    assert len(ys) == n and ys[4] > ys[2] > ys[0] and ys[1] > ys[2] and ys[0] == ys[3]

@@ -126,7 +126,8 @@ def _line(ax: Any, x: npt.NDArray[np.datetime64], y: F64, **style: Any) -> None:
 def _marks(
     ts: I64, values: F64, flags: Mask, limits: tuple[float, float] | None
 ) -> tuple[I64, F64]:
-    """The anomalous points to mark; where thousands share a pixel, one marker for them."""
+    """The anomalous points to mark. Past ``_COLUMNS`` of them, one marker for those that share
+    a cell of the column and row grid (smaller than a pixel): 123,000 markers made 119 MB."""
     at = np.flatnonzero(flags & np.isfinite(values))
     if len(at) <= _COLUMNS or limits is None:
         return ts[at], values[at]

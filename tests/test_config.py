@@ -1523,3 +1523,63 @@ def test_an_alertmanager_url_with_the_alerts_endpoint_is_refused(
         "notify:\n  sinks:\n    - {name: am, type: alertmanager, url: 'http://am:9093/alerts'}\n"
     )
     assert load_config(path, environ={}).notify.sinks[0].url == "http://am:9093/alerts"
+
+
+def test_an_encrypted_tls_key_is_one_config_error_never_a_passphrase_prompt(
+    tmp_path: Path,
+) -> None:
+    # OpenSSL asked for the passphrase on the terminal (a hang under a TTY) or, with none,
+    # raised a bare OSError: a traceback instead of an error naming api.tls_key.
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from tests.api.test_tls import _openssl, _self_signed
+
+    cert, key = _self_signed(tmp_path)
+    encrypted = tmp_path / "encrypted.key"
+    subprocess.run(
+        [_openssl(), "pkey", "-in", str(key), "-aes256", "-passout", "pass:abcd"]
+        + ["-out", str(encrypted)],
+        check=True,
+        capture_output=True,
+    )
+    path = tmp_path / "relia.yaml"
+    path.write_text(f"api:\n  tls_cert: {cert}\n  tls_key: {encrypted}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    assert "api.tls_key" in str(err.value)
+    assert "is encrypted (has a passphrase)" in str(err.value)
+
+    # relia config check with a controlling terminal (where OpenSSL prompts): one line,
+    # exit 2, no prompt.
+    def own_terminal() -> None:
+        import fcntl
+        import termios
+
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "relia", "config", "check", str(path)],
+        stdin=terminal,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=own_terminal,  # noqa: PLW1509 - the child needs the pty as its terminal
+    )
+    os.close(terminal)
+    try:
+        out, errtext = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("relia config check waited for a passphrase")
+    finally:
+        os.close(controller)
+    assert proc.returncode == 2, errtext
+    assert "api.tls_key" in errtext and "is encrypted" in errtext
+    assert "Traceback" not in errtext and len(errtext.strip().splitlines()) == 1
+    assert out == ""

@@ -393,9 +393,18 @@ class ApiConfig(_Model):
             raise ValueError("set both api.tls_cert and api.tls_key, or neither")
         if cert is not None and key is not None:
             _readable_file(key)
-            # The ssl module is the judge of what uvicorn will accept.
+            # The ssl module is the judge of what uvicorn will accept. Without a password
+            # callback, OpenSSL asks for a passphrase on the terminal (a hang), or fails with
+            # a bare OSError where there is none.
             try:
-                ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+                ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(
+                    cert, key, password=_no_passphrase
+                )
+            except _EncryptedKeyError:
+                raise ValueError(
+                    f"{str(key)!r} is encrypted (has a passphrase): relia needs an unencrypted "
+                    "PEM key"
+                ) from None
             except ssl.SSLError as exc:
                 # ssl gives no reason for some files (a certificate as the key): no "(None)".
                 why = f" ({exc.reason})" if exc.reason else ""
@@ -414,6 +423,15 @@ class ApiConfig(_Model):
     def tls(self) -> bool:
         """Whether the API serves HTTPS."""
         return self.tls_cert is not None
+
+
+class _EncryptedKeyError(Exception):
+    """The private key asked for a passphrase."""
+
+
+def _no_passphrase() -> bytes:
+    """The password callback of a key check: an encrypted key is refused, never prompted for."""
+    raise _EncryptedKeyError
 
 
 class HostConfig(_Model):

@@ -1583,3 +1583,23 @@ def test_an_encrypted_tls_key_is_one_config_error_never_a_passphrase_prompt(
     assert "api.tls_key" in errtext and "is encrypted" in errtext
     assert "Traceback" not in errtext and len(errtext.strip().splitlines()) == 1
     assert out == ""
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://relia:PGSECRET PW@127.0.0.1:1/relia",
+        "postgresql://relia:PGSEC%zzRET@127.0.0.1:5432/relia",
+        "postgresql://relia:PGSEC%00RET@db/relia",
+        'postgresql://relia:PG"SECRET PW@db/relia',
+        "postgresql://relia@db/relia?password=PGSEC%zzRET",
+        "postgresql://relia:PGSECRET PW@db/relia?bogus=1",
+    ],
+)
+def test_a_bad_postgresql_url_never_echoes_its_password(tmp_path: Path, url: str) -> None:
+    # libpq quotes the component it cannot parse, and that was the password itself.
+    path = tmp_path / "relia.yaml"
+    path.write_text(f"store: '{url}'\n")
+    with pytest.raises(ConfigError, match=r"relia.yaml:1: store: not a valid PostgreSQL URL") as e:
+        load_config(path, environ={})
+    assert "PGSEC" not in str(e.value) and "RET" not in str(e.value)

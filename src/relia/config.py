@@ -849,6 +849,11 @@ class HaConfig(_Model):
         return self
 
 
+#: A password in a PostgreSQL URL, as libpq finds one: ``user:PASSWORD@`` before the first
+#: ``/``, or a ``password=`` parameter (group 1 is what comes before it).
+_PG_URL_PASSWORD = re.compile(r"(^[^/]*//[^/@:]*:)[^/]*(?=@)|([?&]password=)[^&]*", re.IGNORECASE)
+
+
 def _check_postgresql_url(url: str) -> None:
     """Refuse a PostgreSQL URL libpq would refuse (``relia config check`` said ok to it, and
     ``relia up`` failed), or whose port no server can have. The URL is never echoed: it may
@@ -859,9 +864,17 @@ def _check_postgresql_url(url: str) -> None:
         return
     try:
         params = conninfo_to_dict(url)
-    except Exception as exc:  # noqa: BLE001 - psycopg.ProgrammingError, libpq's message
-        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        why = why.replace(f' in URI: "{url}"', "").replace(url, "the URL")
+    except Exception:  # noqa: BLE001 - psycopg.ProgrammingError, libpq's message
+        # libpq quotes the part it could not parse, and that part can be the password: the
+        # reason is asked again of the URL with its passwords masked.
+        masked = _PG_URL_PASSWORD.sub(lambda m: f"{m[1] or m[2]}***", url)
+        try:
+            conninfo_to_dict(masked)
+        except Exception as exc:  # noqa: BLE001 - as above
+            why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            why = why.replace(f' in URI: "{masked}"', "").replace(masked, "the URL")
+        else:
+            why = "its password cannot be read (percent-encode its spaces and %)"
         raise ValueError(f"not a valid PostgreSQL URL: {why}") from None
     for port in str(params.get("port", "")).split(","):
         if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):

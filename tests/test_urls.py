@@ -54,3 +54,41 @@ def test_the_cli_and_relia_yaml_refuse_a_url_with_the_same_words(tmp_path: Path,
         load_config(path, environ={})
     assert str(cli.value) == f"--prometheus: {http_url_problem(url)}"
     assert str(yaml.value) == f"{path}:3: prometheus.0.url: {http_url_problem(url)}"
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        (
+            'prometheus:\n  - name: p\n    url: "{url}"\n    queries: [{{query: up}}]\n',
+            "prometheus.0.url",
+        ),
+        ('scrape:\n  - name: s\n    url: "{url}"\n', "scrape.0.url"),
+        (
+            'notify:\n  sinks:\n    - {{name: w, type: webhook, url: "{url}"}}\n',
+            "notify.sinks.0.url",
+        ),
+    ],
+    ids=["prometheus", "scrape", "webhook"],
+)
+def test_a_url_without_a_scheme_never_echoes_its_password(
+    tmp_path: Path, text: str, where: str
+) -> None:
+    # The "(http://...?)" hint repeated the URL as it was, password and all.
+    from relia._cliutil import check_url
+    from relia.config import load_config
+    from relia.errors import ConfigError
+
+    url = "user:PWSECRET@127.0.0.1:9090"
+    assert http_url_problem(url) == (
+        "must start with http:// or https:// (http://user:***@127.0.0.1:9090?)"
+    )
+    for option in ("--prometheus", "--url"):
+        with pytest.raises(ConfigError) as cli:
+            check_url(url, option)
+        assert "PWSECRET" not in str(cli.value) and option in str(cli.value)
+    path = tmp_path / "relia.yaml"
+    path.write_text(text.format(url=url))
+    with pytest.raises(ConfigError) as yaml:
+        load_config(path, environ={})
+    assert where in str(yaml.value) and "PWSECRET" not in str(yaml.value)

@@ -15,7 +15,7 @@ def http_url_problem(url: str) -> str | None:
     so a bad URL is reported with the option or the line that holds it."""
     if not url.startswith(("http://", "https://")):
         scheme, sep, _ = url.partition("://")
-        hint = f", not {scheme}://" if sep else f" (http://{url}?)"
+        hint = f", not {scheme}://" if sep else f" ({shown_url(f'http://{url}')}?)"
         return f"must start with http:// or https://{hint}"
     try:
         parts = urlsplit(url)

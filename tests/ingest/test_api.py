@@ -337,6 +337,24 @@ def test_a_write_the_wal_cannot_take_is_a_5xx_that_senders_retry(
     assert rig.queue.samples == 0
 
 
+def test_a_wal_error_does_not_tell_the_sender_where_data_dir_is(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The OSError's text, with its absolute path, went into the 503 body: an ingest token
+    # reads nothing, and /healthz hides the same text from it.
+    def gone(*_args: object) -> int:
+        raise OSError(2, "No such file or directory", "/secret/path/wal/1.wal")
+
+    monkeypatch.setattr(rig.queue, "offer", gone)
+    r = rig.post(_body(1))
+    assert r.status_code == 503  # type: ignore[attr-defined]
+    detail = r.json()["detail"]  # type: ignore[attr-defined]
+    assert "/secret/path" not in detail
+    assert detail == (
+        "the write-ahead log cannot take writes (No such file or directory): see relia's log"
+    )
+
+
 def test_a_malformed_label_is_not_shown_as_made_up_labels(rig: Rig) -> None:
     # A timeseries whose Label is cut short: the message names it by index alone.
     r = rig.post(bytes(cramjam.snappy.compress_raw(b"\x0a\x05\x0a\x03abc")))

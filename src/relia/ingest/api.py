@@ -117,9 +117,14 @@ def remote_write_router(
             return unavailable("shutting_down", str(exc), 5)
         except OSError as exc:
             # The WAL could not take it (a full disk): not acknowledged, nothing kept. A 5xx,
-            # which senders retry; the operator sees why in the log.
+            # which senders retry; the operator sees why in the log. The sender is told the
+            # kind of failure only: the full text names files under data_dir, and an ingest
+            # token reads nothing (/healthz hides the same text).
             log.error("remote-write: the WAL refused a write: %s", exc)
-            return unavailable("wal_error", f"the write-ahead log cannot take writes: {exc}", 30)
+            why = f" ({exc.strerror})" if exc.strerror else ""
+            return unavailable(
+                "wal_error", f"the write-ahead log cannot take writes{why}: see relia's log", 30
+            )
         if metrics is not None:
             metrics.samples.inc(n)
         return done

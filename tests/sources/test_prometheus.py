@@ -646,6 +646,35 @@ def test_a_redirect_on_the_same_server_keeps_the_urls_credentials() -> None:
     assert len(auths) == 2 and auths[0] is not None and auths[1] == auths[0]
 
 
+@pytest.mark.parametrize(
+    "location",
+    [
+        "http://prom.test:9091/api/v1/query_range",  # the same host, another port
+        "https://prom.test:9090/api/v1/query_range",  # another scheme
+        "http://prom.test/api/v1/query_range",  # the default port, 80
+        "http://other.test:9090/api/v1/query_range",  # another host
+    ],
+)
+def test_a_redirect_to_another_origin_is_not_given_the_urls_credentials(location: str) -> None:
+    # Only the host and scheme were compared: a 307 to another port on the same host got the
+    # user and password.
+    seen: list[tuple[str, str | None]] = []
+    fake = fake_prometheus_transport([ramp("m", 10)])
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append((str(request.url), request.headers.get("Authorization")))
+        if request.url.port == 9090 and request.url.path == "/old/api/v1/query_range":
+            return httpx.Response(307, headers={"Location": location})
+        return fake.handle_request(request)
+
+    url = "http://u:PWSECRET@prom.test:9090/old"
+    with PrometheusClient(url, transport=httpx.MockTransport(handle)) as client:
+        assert len(client.query_range("m", T0, T0, 1.0)) == 1
+    (first_url, first_auth), (second_url, second_auth) = seen
+    assert first_auth is not None and second_auth is None
+    assert second_url == location and "PWSECRET" not in second_url and "@" not in second_url
+
+
 def _lagging_prometheus(clock: list[int], lag_ms: int) -> httpx.MockTransport:
     """A Prometheus whose series is worth ``t // 1000`` at ``t``, but stores a sample ``lag_ms``
     after its time (when its scrape ends): a step it does not have yet gets the latest it has."""

@@ -83,6 +83,12 @@ def _seconds(ms: int) -> str:
     return f"{ms // 1000}.{ms % 1000:03d}" if ms >= 0 else f"{ms / 1000:.3f}"
 
 
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """``url``'s scheme, host and port, the port filled in where the scheme implies it."""
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host, url.port if url.port is not None else default
+
+
 class PrometheusClient:
     """A small client for Prometheus's HTTP API. Errors are :class:`SourceError` naming the URL.
 
@@ -158,8 +164,10 @@ class PrometheusClient:
                 f"HTTP {resp.status_code}: Prometheus redirects to {shown}; use that URL",
                 where=where,
             )
-        if target.scheme == resp.url.scheme and target.host == resp.url.host:
-            # Same server: keep the URL's user and password (httpx drops them on a new URL).
+        if _origin(target) == _origin(resp.url):
+            # Same origin (scheme, host and port, as httpx and browsers judge it): keep the
+            # URL's user and password (httpx drops them on a new URL). Another port may be
+            # another server, which must not be handed them.
             target = target.copy_with(username=resp.url.username, password=resp.url.password)
         log.debug("%s: HTTP %d, following to %s", where, resp.status_code, shown)
         return target

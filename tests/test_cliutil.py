@@ -60,7 +60,7 @@ def test_a_link_to_a_file_stays_a_link_and_its_file_is_replaced(tmp_path: Path) 
 
 def test_a_failed_rename_names_the_target(tmp_path: Path) -> None:
     staged = Staged()
-    staged.part(tmp_path / "t.csv")  # never written: nothing to rename
+    staged.part(tmp_path / "t.csv").unlink()  # gone: nothing to rename
     with pytest.raises(DataError) as err:
         staged.commit()
     assert str(err.value) == f"{tmp_path / 't.csv'}: cannot write: No such file or directory"
@@ -92,6 +92,51 @@ def test_write_atomically_follows_a_link_and_replaces_its_file(tmp_path: Path) -
     write_atomically(link, b"new\n")
     assert link.is_symlink() and real.read_text() == "new\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.yml", "target.yml"]
+
+
+def test_a_link_planted_at_the_temporary_name_is_not_written_through(tmp_path: Path) -> None:
+    # The temporary names were .NAME.PID.tmp and .STEM.PID.relia-partSUFFIX: another user of a
+    # shared folder could plant a link there and have relia overwrite the file it names.
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched\n")
+    pid = os.getpid()
+    (tmp_path / f".rules.yml.{pid}.tmp").symlink_to(victim)
+    (tmp_path / f".scored.{pid}.relia-part.csv").symlink_to(victim)
+    out = tmp_path / "rules.yml"
+    write_atomically(out, b"relia output\n")
+    staged = Staged()
+    staged.part(tmp_path / "scored.csv").write_text("t,v\n")
+    staged.commit()
+    assert victim.read_text() == "untouched\n"
+    for written, text in ((out, "relia output\n"), (tmp_path / "scored.csv", "t,v\n")):
+        assert written.read_text() == text and not written.is_symlink() and written.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.is_symlink()) == [
+        "rules.yml",
+        "scored.csv",
+        "victim.txt",
+    ]
+
+
+def test_a_replaced_output_keeps_its_mode_and_a_new_one_follows_the_umask(tmp_path: Path) -> None:
+    # The new file was made with the umask's mode, so a 0600 output became world-readable.
+    private = tmp_path / "private.yml"
+    private.write_text("old\n")
+    private.chmod(0o600)
+    shared = tmp_path / "shared.csv"
+    shared.write_text("old\n")
+    shared.chmod(0o640)
+    write_atomically(private, b"new\n")
+    staged = Staged()
+    staged.part(shared).write_text("new\n")
+    staged.commit()
+    old_mask = os.umask(0o027)
+    try:
+        write_atomically(tmp_path / "new.yml", b"new\n")
+    finally:
+        os.umask(old_mask)
+    assert private.stat().st_mode & 0o777 == 0o600
+    assert shared.stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "new.yml").stat().st_mode & 0o777 == 0o640
 
 
 def test_an_output_name_that_ends_in_a_slash_is_refused(tmp_path: Path) -> None:

@@ -92,6 +92,40 @@ def check_url(url: str, option: str) -> None:
         raise ConfigError(problem, where=option)
 
 
+def _new_file_beside(target: Path, prefix: str, suffix: str) -> tuple[int, Path]:
+    """A new empty file beside ``target`` for its next content, open for writing: its fd and
+    path. The name is random and the file made with O_EXCL (``mkstemp``), so a link planted at
+    a guessable name (in a shared folder) is never written through; it gets the mode
+    ``target`` has, or a new file would get, so a 0600 output stays 0600 once replaced."""
+    import tempfile
+
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        mode = 0o666 & ~_umask()
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=target.parent)
+    try:
+        os.fchmod(fd, mode)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        raise
+    return fd, Path(name)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (another thread
+    creating a file meanwhile would get the wrong mode)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path`` and rename it over ``path``: a run that
     fails part-way (a full disk) leaves the old file whole, never a cut-off one. Raises OSError.
@@ -107,9 +141,10 @@ def write_atomically(path: Path, data: bytes) -> None:
             fh.write(data)
         return
     path = path.resolve() if path.is_symlink() else path
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd, tmp = _new_file_beside(path, f".{path.name}.", ".tmp")
     try:
-        tmp.write_bytes(data)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -140,7 +175,8 @@ class Staged:
             return target
         # A link is followed: the file it names is replaced and the link stays a link.
         real = target.resolve() if target.is_symlink() else target
-        part = real.with_name(f".{real.stem}.{os.getpid()}.relia-part{real.suffix}")
+        fd, part = _new_file_beside(real, f".{real.stem}.", f".relia-part{real.suffix}")
+        os.close(fd)  # the writers (Polars, the plotters) open it by name
         self.parts.append((part, real))
         return part
 

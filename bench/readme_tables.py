@@ -560,8 +560,13 @@ def scale_tables() -> str:
             *rows,
             "",
             f"Streaming: {st['series']:,} series held across {st['actors']} Ray actors "
-            f"(`RayExecutor`, {st['batch_points']:,} points per `process` call, {st['rounds']} "
-            "rounds so every series is past warm-up):",
+            f"(`RayExecutor`, {st['batch_points']:,} points per `process` call; "
+            + (
+                f"{st['untimed_rounds']} rounds of warm-up untimed, then {st['timed_rounds']} "
+                "rounds timed, every series past its warm-up):"
+                if "timed_rounds" in st
+                else f"{st['rounds']} rounds, warm-up included in the timing):"
+            ),
             "",
             "| points | seconds | points/s | checkpoint bytes/series | actor RSS bytes/series |",
             "|---|---|---|---|---|",

@@ -1825,3 +1825,15 @@ def test_detect_out_folder_with_a_name_too_long_is_one_line_exit_2(tmp_path: Pat
     assert result.exit_code == 2
     assert result.stderr == f"relia: error: {long}: cannot create: File name too long\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+def test_detect_an_empty_input_name_is_refused_not_read_as_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "" became Path("."): the CSV files of the working directory were scored as INPUT.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dot.csv").write_text("timestamp,value\n1,1\n2,2\n")
+    for name in ("", " "):
+        result = runner.invoke(app, ["detect", name])
+        assert result.exit_code == 2 and result.stdout == ""
+        assert result.stderr == "relia: error: INPUT: must name a file, got an empty string\n"

@@ -147,11 +147,13 @@ _DEFAULT_START, _DEFAULT_END, _DEFAULT_STEP = "now-1h", "now", "15s"
 @app.command()
 @_user_errors
 def detect(
-    input: Annotated[
-        Path | None,
+    input_arg: Annotated[
+        str | None,
         typer.Argument(
+            metavar="INPUT",
             help="CSV or Parquet file with a time and a value column, a folder of them, or - "
-            "for CSV on standard input"
+            "for CSV on standard input",
+            show_default=False,
         ),
     ] = None,
     detector: Annotated[
@@ -273,6 +275,10 @@ def detect(
     """
     from relia.detect import create
 
+    # Taken as text: a Path makes "" the current folder, which was then scored as INPUT.
+    if input_arg is not None and not input_arg.strip():
+        raise DataError("must name a file, got an empty string", where="INPUT")
+    input = Path(input_arg) if input_arg is not None else None
     if not 0 < threshold <= 1:
         raise DataError(f"must be in (0, 1], got {threshold}", where="--threshold")
     create(detector)  # fail on an unknown name before any I/O

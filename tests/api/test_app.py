@@ -77,7 +77,10 @@ def setup(request: pytest.FixtureRequest) -> Iterator[tuple[Store, Engine, Src]]
 
 
 def _client(store: Store, eng: Engine | None = None, **kw: object) -> TestClient:
-    return TestClient(create_app(store, engine=eng, clock=lambda: T0 + 40 * STEP, **kw))
+    return TestClient(
+        create_app(store, engine=eng, clock=lambda: T0 + 40 * STEP, **kw),
+        base_url="http://localhost",
+    )
 
 
 def test_healthz_reports_engine(setup: tuple[Store, Engine, Src]) -> None:
@@ -337,7 +340,7 @@ def test_a_store_that_is_away_answers_503_with_retry_after_not_400(
         def findings(self, *args: object, **kwargs: object) -> list[Finding]:
             raise StoreError("cannot connect to the store: connection refused", where="pg")
 
-    client = TestClient(create_app(AwayStore()))
+    client = TestClient(create_app(AwayStore()), base_url="http://localhost")
     with caplog.at_level(logging.WARNING, logger="relia.api.app"):
         for path in ("/api/v1/series", "/api/v1/findings"):
             r = client.get(path)
@@ -364,7 +367,11 @@ def test_samples_answer_400_naming_the_parameter_for_an_out_of_range_relative_ti
     setup: tuple[Store, Engine, Src],
 ) -> None:
     store, eng, src = setup
-    c = TestClient(create_app(store, engine=eng, clock=lambda: T0), raise_server_exceptions=False)
+    c = TestClient(
+        create_app(store, engine=eng, clock=lambda: T0),
+        raise_server_exceptions=False,
+        base_url="http://localhost",
+    )
     for param in ("since", "until"):
         r = c.get(f"/api/v1/series/{src.sid}/samples", params={param: "-" + "9" * 400 + "h"})
         assert r.status_code == 400 and param in r.json()["detail"], (param, r.text)
@@ -437,7 +444,11 @@ def test_a_query_parameter_out_of_range_is_one_line_naming_it(made: Store, limit
 
 @pytest.mark.parametrize("bad", ["12x", "-5", "", str(2**63), "5\n", "\u0665"])
 def test_findings_bad_series_id_is_400_naming_it(made: Store, bad: str) -> None:
-    c = TestClient(create_app(made, clock=lambda: T0), raise_server_exceptions=False)
+    c = TestClient(
+        create_app(made, clock=lambda: T0),
+        raise_server_exceptions=False,
+        base_url="http://localhost",
+    )
     r = c.get("/api/v1/findings", params={"series_id": bad})
     assert r.status_code == 400 and "series_id" in r.json()["detail"], r.text
 
@@ -531,7 +542,10 @@ def test_healthz_of_a_single_node_says_it_leads_and_the_time() -> None:
     assert body["ha"] == {"mode": "single", "leader": True}
     assert body["now_ms"] == T0 + 40 * STEP
     app = create_app(BandMemoryStore(), leader=lambda: {"mode": "ha", "leader": False})
-    assert TestClient(app).get("/healthz").json()["ha"] == {"mode": "ha", "leader": False}
+    assert TestClient(app, base_url="http://localhost").get("/healthz").json()["ha"] == {
+        "mode": "ha",
+        "leader": False,
+    }
 
 
 def test_parse_time_refuses_a_time_past_year_9999_naming_the_field() -> None:
@@ -554,7 +568,7 @@ def test_dashboard_cannot_be_framed_and_runs_only_its_own_script() -> None:
     import hashlib
     import re
 
-    r = TestClient(create_app(BandMemoryStore())).get("/")
+    r = TestClient(create_app(BandMemoryStore()), base_url="http://localhost").get("/")
     assert r.headers["x-frame-options"] == "DENY"
     assert r.headers["x-content-type-options"] == "nosniff"
     assert r.headers["referrer-policy"] == "no-referrer"
@@ -575,10 +589,13 @@ def test_a_trailing_slash_is_not_redirected_to_the_host_the_client_names(
     setup: tuple[Store, Engine, Src],
 ) -> None:
     # Starlette's slash redirect builds its Location from the request's Host header, which a
-    # shared cache could then serve to others; relia's routes have one spelling each.
+    # shared cache could then serve to others; relia's routes have one spelling each. Auth on:
+    # with auth off, a Host that is not loopback is refused before any route.
     store, eng, _ = setup
-    r = _client(store, eng).get(
-        "/api/v1/series/", headers={"Host": "evil.example"}, follow_redirects=False
+    r = _client(store, eng, token="t0k").get(
+        "/api/v1/series/",
+        headers={"Host": "evil.example", "Authorization": "Bearer t0k"},
+        follow_redirects=False,
     )
     assert r.status_code == 404 and "location" not in r.headers
 
@@ -775,7 +792,7 @@ def test_healthz_is_degraded_while_ticks_fail_and_ok_once_the_store_is_back() ->
     store = _OutageStore()
     index = SeriesIndex()
     eng = Engine(store, [Src(index)], LocalExecutor("cusum", {}), index=index)
-    client = TestClient(create_app(store, engine=eng))
+    client = TestClient(create_app(store, engine=eng), base_url="http://localhost")
     eng.tick()
     store.down = True
     stop = threading.Event()

@@ -100,7 +100,7 @@ def test_token_entries_show_name_and_role_never_the_hash() -> None:
 
 def test_every_route_but_healthz_needs_a_token() -> None:
     app = _app(_auth())
-    c = TestClient(app)
+    c = TestClient(app, base_url="http://localhost")
     # Every operation of the schema (routers included), and the routes kept out of it.
     routes = [("GET", "/openapi.json"), ("GET", "/")]
     for path, ops in app.openapi()["paths"].items():
@@ -132,7 +132,7 @@ def test_every_route_but_healthz_needs_a_token() -> None:
     ],
 )
 def test_roles(method: str, path: str, allowed: set[Role]) -> None:
-    c = TestClient(_app(_auth()))
+    c = TestClient(_app(_auth()), base_url="http://localhost")
     for role in Role:
         r = c.request(method, path, headers=_bearer(role), content=b"x" * 10)
         if role in allowed:
@@ -145,11 +145,11 @@ def test_roles(method: str, path: str, allowed: set[Role]) -> None:
 
 
 def test_docs_pages_only_without_auth() -> None:
-    on = TestClient(_app(_auth()))
+    on = TestClient(_app(_auth()), base_url="http://localhost")
     assert on.get("/docs").status_code == 404  # it could not send a token for the schema
     schema = on.get("/openapi.json", headers=_bearer(Role.READ)).json()
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
-    off = TestClient(_app(None))
+    off = TestClient(_app(None), base_url="http://localhost")
     assert off.get("/docs").status_code == 200
     assert off.get("/api/v1/series").status_code == 200
     assert off.post("/api/v1/write", content=b"abc").json() == {"bytes": 3}
@@ -157,7 +157,7 @@ def test_docs_pages_only_without_auth() -> None:
 
 
 def test_dashboard_page_loads_and_asks_for_a_token() -> None:
-    c = TestClient(_app(_auth()))
+    c = TestClient(_app(_auth()), base_url="http://localhost")
     html = c.get("/").text
     # The token box, and the header the page sends with its API calls.
     assert 'id="token"' in html and '"Bearer "' in html
@@ -180,7 +180,10 @@ def test_no_secret_is_ever_logged_or_answered(caplog: pytest.LogCaptureFixture) 
         auth = AuthConfig.from_api_config(cfg)
         assert auth is not None
         seen.append(repr(auth.tokens))
-        c = TestClient(create_app(MemoryStore(), auth=auth, routers=_extra_routers()))
+        c = TestClient(
+            create_app(MemoryStore(), auth=auth, routers=_extra_routers()),
+            base_url="http://localhost",
+        )
         for presented in [*TOKENS.values(), legacy, TOKENS[Role.READ] + "x", "relia_guess"]:
             for method, path in (
                 ("GET", "/healthz"),
@@ -211,7 +214,9 @@ def test_no_secret_is_ever_logged_or_answered(caplog: pytest.LogCaptureFixture) 
 
 def test_deprecated_token_argument_does_not_replace_the_configured_tokens() -> None:
     # create_app(token=...) is a fallback for auth=None only: given both, auth's tokens rule.
-    c = TestClient(create_app(MemoryStore(), auth=_auth(), token="t0k"))
+    c = TestClient(
+        create_app(MemoryStore(), auth=_auth(), token="t0k"), base_url="http://localhost"
+    )
     assert c.get("/api/v1/series", headers=_bearer(Role.READ)).status_code == 200
     stale = c.get("/api/v1/series", headers={"Authorization": "Bearer t0k"})
     assert stale.status_code == 401 and stale.headers["www-authenticate"] == "Bearer"
@@ -222,7 +227,10 @@ def test_legacy_token_is_an_admin_token() -> None:
     assert auth is not None
     entry = auth.identify("t0k")
     assert entry is not None and entry.name == "api.token" and entry.role is Role.ADMIN
-    c = TestClient(create_app(MemoryStore(), token="t0k", routers=_extra_routers()))
+    c = TestClient(
+        create_app(MemoryStore(), token="t0k", routers=_extra_routers()),
+        base_url="http://localhost",
+    )
     assert c.post("/api/v1/write", headers={"Authorization": "Bearer t0k"}).status_code == 200
     assert c.get("/metrics").status_code == 401
 
@@ -248,7 +256,7 @@ def test_healthz_without_a_read_token_says_whether_relia_runs_but_not_where_thin
     # /healthz stays open for probes, but file paths, addresses and error texts are the
     # operator's: with auth on, only a token that may read gets them.
     app = create_app(MemoryStore(), engine=_StatusEngine(), auth=_auth())  # type: ignore[arg-type]
-    c = TestClient(app)
+    c = TestClient(app, base_url="http://localhost")
     for headers in ({}, {"Authorization": "Bearer relia_wrong"}, _bearer(Role.INGEST)):
         r = c.get("/healthz", headers=headers)
         assert r.status_code == 200
@@ -272,13 +280,16 @@ def test_healthz_without_a_read_token_says_whether_relia_runs_but_not_where_thin
         "last_error": None,
     }
     app = create_app(MemoryStore(), auth=_auth(), leader=lambda: ha)
-    shown = TestClient(app).get("/healthz").json()["ha"]
+    shown = TestClient(app, base_url="http://localhost").get("/healthz").json()["ha"]
     assert (
         shown == {**ha, "replica_id": shown["replica_id"]} and "db-host" not in shown["replica_id"]
     )
     # Without auth there is no one to hide it from (relia listens on loopback by default).
     open_app = create_app(MemoryStore(), engine=_StatusEngine())  # type: ignore[arg-type]
-    assert TestClient(open_app).get("/healthz").json()["engine"] == _StatusEngine().status()
+    assert (
+        TestClient(open_app, base_url="http://localhost").get("/healthz").json()["engine"]
+        == _StatusEngine().status()
+    )
 
 
 @pytest.mark.parametrize(
@@ -292,7 +303,7 @@ def test_healthz_without_a_read_token_says_whether_relia_runs_but_not_where_thin
 )
 def test_an_unknown_query_parameter_is_checked_after_the_token(method: str, path: str) -> None:
     # The 400 lists the route's parameters: only a caller of the right role may read it.
-    client = TestClient(_app(_auth()))
+    client = TestClient(_app(_auth()), base_url="http://localhost")
     r = client.request(method, path)
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", r.text
     wrong = Role.READ if method == "POST" else Role.INGEST
@@ -300,3 +311,48 @@ def test_an_unknown_query_parameter_is_checked_after_the_token(method: str, path
     right = Role.INGEST if method == "POST" else Role.READ
     r = client.request(method, path, headers=_bearer(right))
     assert r.status_code == 400 and "unknown query parameter" in r.json()["detail"]
+
+
+# -- other web sites, through the operator's browser ------------------------------------------
+
+REBOUND = ["evil.example", "evil.example:8787", "127.0.0.1.evil.example", "localhost.evil"]
+OTHER_ADDRESSES = ["10.0.0.1", "0.0.0.0:8787", "[::2]:8787", "[::1", "::1", "127.0.0.1:x"]
+LOOPBACK = ["localhost", "LOCALHOST:8787", "127.0.0.1", "127.0.0.2:8787", "[::1]", "[::1]:8787"]
+
+
+@pytest.mark.parametrize("host", REBOUND + OTHER_ADDRESSES)
+def test_with_auth_off_a_host_that_is_not_loopback_is_421(host: str) -> None:
+    # DNS rebinding: a page of evil.example, its name now resolving to 127.0.0.1, reads the API
+    # with Host: evil.example. Nothing is answered under a name other than loopback's.
+    c = TestClient(_app(None), base_url="http://localhost")
+    for method, path in [("GET", "/api/v1/series"), ("GET", "/"), ("POST", "/api/v1/write")]:
+        r = c.request(method, path, headers={"Host": host})
+        assert r.status_code == 421, (method, path)
+        assert "not localhost, 127.0.0.1 or [::1]" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("host", LOOPBACK)
+def test_with_auth_off_loopback_hosts_are_served(host: str) -> None:
+    c = TestClient(_app(None), base_url="http://localhost")
+    assert c.get("/api/v1/series", headers={"Host": host}).status_code == 200
+
+
+def test_with_auth_on_the_host_is_not_checked() -> None:
+    # A served name (relia.example behind its certificate): the token guards it.
+    c = TestClient(_app(_auth()), base_url="http://relia.example")
+    assert c.get("/api/v1/series").status_code == 401
+    assert c.get("/api/v1/series", headers=_bearer(Role.READ)).status_code == 200
+
+
+@pytest.mark.parametrize("auth", [None, _auth()], ids=["auth off", "auth on"])
+def test_a_cross_site_browser_request_to_the_api_is_403(auth: AuthConfig | None) -> None:
+    c = TestClient(_app(auth), base_url="http://localhost")
+    cross = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"}
+    for method, path in [("GET", "/api/v1/series"), ("POST", "/api/v1/write")]:
+        r = c.request(method, path, headers={**cross, **_bearer(Role.ADMIN)}, content=b"x")
+        assert r.status_code == 403, (method, path)
+        assert "Sec-Fetch-Site: cross-site" in r.json()["detail"]
+    # The dashboard's own calls, and a link to the page from another site, are served.
+    same = {"Sec-Fetch-Site": "same-origin", **_bearer(Role.READ)}
+    assert c.get("/api/v1/series", headers=same).status_code == 200
+    assert c.get("/", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 200

@@ -164,7 +164,7 @@ def test_headers_over_the_limit_are_a_431() -> None:
 
 
 def test_app_answers_413_for_both_kinds_of_body() -> None:
-    c = TestClient(_app())
+    c = TestClient(_app(), base_url="http://localhost")
     assert c.post("/api/v1/write", content=b"x" * LIMIT).json() == {"bytes": LIMIT}
     assert c.post("/api/v1/write", content=b"x" * (LIMIT + 1)).status_code == 413
 
@@ -212,7 +212,7 @@ def test_real_server_answers_413_to_a_body_still_arriving(server: str) -> None:
     # those bytes unread would reset the connection and could lose the 413 on its way out.
     host, port = server.removeprefix("http://").rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(b"POST /api/v1/write HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
+        s.sendall(b"POST /api/v1/write HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5000\r\n\r\n")
         s.sendall(b"x" * 2000)
         time.sleep(0.05)
         s.sendall(b"x" * 3000)
@@ -232,7 +232,7 @@ def test_real_server_limits_headers(server: str) -> None:
     host, port = server.removeprefix("http://").rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as s:
         try:
-            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 200_000)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Pad: " + b"a" * 200_000)
         except (BrokenPipeError, ConnectionResetError):
             # The server may answer and close before it has taken all 200 KB; its answer is
             # already in our receive queue, which a reset does not empty.
@@ -279,7 +279,7 @@ def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout(
 
 def test_headers_sent_a_byte_at_a_time_are_cut_off_at_the_deadline(impatient_server: str) -> None:
     # Slowloris: every byte resets uvicorn's keep-alive timer, never the header deadline.
-    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
+    request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + b"a" * 100
     with _connect(impatient_server) as s:
         start = time.monotonic()
         with pytest.raises((BrokenPipeError, ConnectionResetError)):  # noqa: PT012
@@ -294,7 +294,7 @@ def test_the_deadline_comes_again_for_the_next_request_on_a_kept_alive_connectio
     impatient_server: str,
 ) -> None:
     with _connect(impatient_server) as s:
-        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         reply = b""
         while not reply.endswith(b"}}"):  # the whole response (it may come in two segments)
             chunk = s.recv(65536)
@@ -326,7 +326,7 @@ def test_a_body_that_stops_arriving_gets_408_and_the_connection_closes(
     impatient_server: str,
 ) -> None:
     with _connect(impatient_server) as s:
-        s.sendall(b"POST /api/v1/write HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n")
+        s.sendall(b"POST /api/v1/write HTTP/1.1\r\nHost: localhost\r\nContent-Length: 500\r\n\r\n")
         s.sendall(b"x" * 100)
         start = time.monotonic()
         reply = _read_all(s)  # nothing more is sent: the server answers and closes
@@ -343,8 +343,9 @@ def test_a_pipelined_request_already_in_is_not_cut_off_while_it_is_served(
     # no deadline may run for it (a slow handler would be cut off mid-request).
     with _connect(impatient_server) as s:
         s.sendall(
-            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-            b"POST /api/v1/write HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n" + b"y" * 5
+            b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+            b"POST /api/v1/write HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\n"
+            b"yyyyy"
         )
         time.sleep(0.35)
         s.sendall(b"y" * 3)
@@ -390,7 +391,7 @@ def test_a_request_on_a_connection_past_max_connections_gets_503(capped_server: 
 def test_a_path_with_its_own_body_limit_takes_bodies_over_the_api_limit() -> None:
     app = _app()
     app.limit_body("/api/v1/write", 2 * LIMIT)  # type: ignore[attr-defined]
-    client = TestClient(app)
+    client = TestClient(app, base_url="http://localhost")
     r = client.post("/api/v1/write", content=b"x" * (LIMIT + LIMIT // 2))
     assert r.status_code == 200 and r.json() == {"bytes": LIMIT + LIMIT // 2}
     assert client.post("/api/v1/write", content=b"x" * (2 * LIMIT + 1)).status_code == 413

@@ -109,7 +109,7 @@ def burning(spec: Path) -> Iterator[tuple[Engine, Clock]]:
 def _get(engine: Engine | None) -> httpx.Response:
     app = FastAPI()
     app.include_router(slos_router(engine))
-    response: httpx.Response = TestClient(app).get("/api/v1/slos")
+    response: httpx.Response = TestClient(app, base_url="http://localhost").get("/api/v1/slos")
     return response
 
 

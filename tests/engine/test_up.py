@@ -282,6 +282,8 @@ def test_up_guards_remote_write_incidents_and_slos_by_role(tmp_path: Path) -> No
 
     def status(method: str, path: str, role: str | None) -> int:
         headers = {"Authorization": f"Bearer {tokens[role]}"} if role else {}
+        if method == "POST":  # what every remote-write sender sends
+            headers |= {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf"}
         content = body if method == "POST" else None
         return httpx.request(
             method, url + path, headers=headers, content=content, timeout=10
@@ -571,12 +573,14 @@ def test_remote_write_bodies_are_limited_by_ingest_max_body_bytes_not_the_apis(
     )
     app = create_app(store, engine=eng, max_body_bytes=1000)
     _mount_ingest(app, [src], eng, None)
-    client = TestClient(app)
+    client = TestClient(app, base_url="http://localhost")
     # Over the API's 1000 bytes, under ingest's 2000: the receiver reads it (and finds it no
     # snappy block), where the API's limit used to answer 413.
-    r = client.post("/api/v1/write", content=b"\xff" * 1500)
+    remote_write = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf"}
+    r = client.post("/api/v1/write", content=b"\xff" * 1500, headers=remote_write)
     assert r.status_code == 400 and "snappy" in r.text
-    assert client.post("/api/v1/write", content=b"\xff" * 2001).status_code == 413
+    too_long = client.post("/api/v1/write", content=b"\xff" * 2001, headers=remote_write)
+    assert too_long.status_code == 413
     src.queue.close()
 
 

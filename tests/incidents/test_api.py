@@ -46,7 +46,7 @@ def client() -> Iterator[tuple[TestClient, DuckDBStore, dict[str, str]]]:
     ids = {i.keys[0]: i.id for i in store.incidents()}
     app = FastAPI()
     app.include_router(incidents_router(store, clock=lambda: NOW))
-    with TestClient(app) as tc:
+    with TestClient(app, base_url="http://localhost") as tc:
         yield tc, store, ids
     store.close()
 
@@ -179,7 +179,7 @@ def test_an_id_with_a_nul_character_is_400_naming_it_not_a_store_outage(
     with PostgresStore(postgres_dsn) as store:
         app = FastAPI()
         app.include_router(incidents_router(store, clock=lambda: NOW))
-        with TestClient(app) as tc:
+        with TestClient(app, base_url="http://localhost") as tc:
             r = tc.get(f"/api/v1/incidents/{bad}")
     assert r.status_code == 400
     assert (

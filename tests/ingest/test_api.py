@@ -278,6 +278,22 @@ def test_other_encodings_and_versions_are_415(rig: Rig, header: str, value: str)
     assert rig.queue.samples == 0
 
 
+@pytest.mark.parametrize("header", ["Content-Encoding", "Content-Type"])
+def test_a_write_without_the_headers_senders_must_send_is_415(rig: Rig, header: str) -> None:
+    # What a cross-site page can send without a preflight ("no-cors" fetch): no such header.
+    # Nothing of it is kept, and the answer names the header.
+    headers = {k: v for k, v in HEADERS.items() if k != header}
+    r = rig.post(_body(1), headers)
+    assert r.status_code == 415  # type: ignore[attr-defined]
+    assert f"{header} header missing" in r.json()["detail"]  # type: ignore[attr-defined]
+    assert rig.queue.samples == 0 and len(rig.index) == 0
+
+
+def test_the_version_header_stays_optional(rig: Rig) -> None:
+    headers = {k: v for k, v in HEADERS.items() if k != "X-Prometheus-Remote-Write-Version"}
+    assert rig.post(_body(1), headers).status_code == 204  # type: ignore[attr-defined]
+
+
 def test_a_request_of_exactly_the_queue_bound_is_accepted(rig: Rig) -> None:
     assert rig.post(_body(100)).status_code == 204  # type: ignore[attr-defined]
     assert rig.queue.samples == 100

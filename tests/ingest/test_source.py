@@ -231,7 +231,7 @@ def test_healthz_is_degraded_and_names_the_wal_error_while_the_marker_cannot_be_
         from fastapi.testclient import TestClient
 
     rig = Rig(tmp_path)
-    client = TestClient(create_app(rig.store, engine=rig.engine))  # type: ignore[arg-type]
+    client = TestClient(create_app(rig.store, engine=rig.engine), base_url="http://localhost")  # type: ignore[arg-type]
     (tmp_path / "committed.tmp").mkdir()  # the marker cannot be written
     rig.write(1)
     rig.engine.tick(push_only=True)  # stored: the tick does not fail for the marker

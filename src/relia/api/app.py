@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import relia
 from relia import timeparse
 from relia._failurelog import FailureLog
-from relia.api.auth import AuthConfig, RequestLimits, Role
+from relia.api.auth import AuthConfig, BrowserGuard, RequestLimits, Role
 from relia.engine.loop import Engine, wall_clock_ms
 from relia.errors import DataError, ReliaError, StoreError
 from relia.incidents.model import Finding
@@ -331,6 +331,8 @@ class _ReliaApp(FastAPI):
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_header_bytes: int | None = None
     body_timeout_s: float | None = None
+    #: Auth is off: only a loopback Host is answered (see :class:`BrowserGuard`).
+    loopback_hosts_only: bool = False
     #: Paths with their own body limit (see :meth:`limit_body`).
     path_body_limits: dict[str, int]
 
@@ -348,7 +350,7 @@ class _ReliaApp(FastAPI):
             self.body_timeout_s,
             path_limits=self.path_body_limits,
         )
-        return HeadAsGet(limited)
+        return BrowserGuard(HeadAsGet(limited), loopback_hosts_only=self.loopback_hosts_only)
 
 
 #: The strings of the engine's and HA's status an unauthenticated /healthz still shows.
@@ -395,7 +397,9 @@ def create_app(
     ``/metrics`` and ``/openapi.json`` (``/docs`` is not served then: it cannot send a token).
     ``routers`` are mounted as they are, each behind the role paired with it. Request bodies over
     ``max_body_bytes`` get 413, headers over ``max_header_bytes`` (None: no limit here) 431, a
-    body whose next part takes longer than ``body_timeout_s`` (None: no limit) 408.
+    body whose next part takes longer than ``body_timeout_s`` (None: no limit) 408. A browser's
+    cross-site request to ``/api/`` gets 403, and with auth off a ``Host`` other than a loopback
+    name or address 421 (:class:`~relia.api.auth.BrowserGuard`).
     ``token`` (deprecated) is one plain admin token, used when ``auth`` is None. ``registry``
     (default: the engine's) is what ``/metrics`` exposes. ``leader`` (HA replicas: the elector's
     status) says in ``/healthz`` whether this replica leads; without it, a single node always does.
@@ -421,6 +425,7 @@ def create_app(
     app.path_body_limits = {}
     app.max_header_bytes = max_header_bytes
     app.body_timeout_s = body_timeout_s
+    app.loopback_hosts_only = auth is None
 
     def needs(role: Role) -> list[Any]:
         return [] if auth is None else [Depends(auth.dependency(role))]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TOKEN_PREFIX",
     "AuthConfig",
+    "BrowserGuard",
     "RequestLimits",
     "Role",
     "TokenEntry",
@@ -333,6 +335,75 @@ class RequestLimits:
         if over and not started:
             await _drain(receive, more_body)
             await _plain(send, 413, f"request body over {limit} bytes")
+
+
+class BrowserGuard:
+    """Pure ASGI middleware that keeps other web sites out, through the operator's browser.
+
+    - 403 for a request to ``/api/`` that the browser marks ``Sec-Fetch-Site: cross-site``: a
+      page of another site, which relia never serves (the dashboard's calls are same-origin).
+    - With ``loopback_hosts_only`` (auth off), 421 for a ``Host`` that is not a loopback name or
+      address (``localhost``, ``127.0.0.0/8``, ``[::1]``, any port): a page whose name was
+      rebound to 127.0.0.1 (DNS rebinding) could read the API otherwise. A request without a
+      Host (HTTP/1.0) passes: a browser always sends one.
+    """
+
+    def __init__(self, app: ASGIApp, *, loopback_hosts_only: bool) -> None:
+        self.app = app
+        self.loopback_hosts_only = loopback_hosts_only
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        for key, value in scope["headers"]:
+            if (
+                key == b"sec-fetch-site"
+                and value.strip().lower() == b"cross-site"
+                and (path == "/api" or path.startswith("/api/"))
+            ):
+                log.info("403 on %s %s: a cross-site browser request", scope["method"], path)
+                await _plain(
+                    send,
+                    403,
+                    "Sec-Fetch-Site: cross-site: another web site's page may not call relia's API",
+                )
+                return
+            if key == b"host" and self.loopback_hosts_only and not _is_loopback_host(value):
+                host = value.decode("latin-1")
+                log.info("421 on %s %s: Host %r is not loopback", scope["method"], path, host)
+                await _plain(
+                    send,
+                    421,
+                    f"Host {host!r} is not localhost, 127.0.0.1 or [::1]: with auth off relia "
+                    "answers only loopback names (set api.tokens to serve others)",
+                )
+                return
+        await self.app(scope, receive, send)
+
+
+def _is_loopback_host(value: bytes) -> bool:
+    """Whether a Host header names a loopback host: ``localhost``, an address of 127.0.0.0/8 or
+    ``[::1]``, each with or without a port."""
+    text = value.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        host, bracket, port = text[1:].partition("]")
+        if not bracket or (port and not port.startswith(":")):
+            return False
+        port = port[1:]
+    else:
+        host, _, port = text.partition(":")
+    if port and not (port.isascii() and port.isdigit()):
+        return False
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    # [::1] only bracketed, 127.x only bare: the forms a browser sends.
+    return address.is_loopback and (address.version == 6) == text.startswith("[")
 
 
 def _content_length(scope: Scope) -> int | None:

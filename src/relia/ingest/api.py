@@ -4,7 +4,9 @@ Answers: 204 when the samples are in the WAL and the queue; 400 for a payload th
 decoded or holds a sample over ``ingest.max_future`` ahead of relia's clock (nothing of it is
 kept; the message names the timeseries and says so), and 400 when the request named new
 series over relia's ``max_series`` (the other series' samples are kept: the body says how many
-were refused); 413 over the size limits; 415 for another encoding or protocol version; 503 with
+were refused); 413 over the size limits; 415 for another encoding or protocol version, and for
+a request without ``Content-Encoding: snappy`` or ``Content-Type: application/x-protobuf``
+(the spec's senders MUST send both; a cross-site web page cannot without a preflight); 503 with
 ``Retry-After`` while the queue is full, while relia is shutting down and while the WAL cannot
 take writes. Prometheus retries 5xx and drops a batch on a 4xx, which is what each case wants.
 A full queue is a 503, not a 429: Prometheus drops a batch answered 429 as non-recoverable unless
@@ -139,7 +141,10 @@ def remote_write_router(
                 "named new series over relia's max_series (those were refused, the rest kept)"
             },
             413: {"description": "the body or its sample count is over the limit"},
-            415: {"description": "not snappy-compressed remote-write 1.0"},
+            415: {
+                "description": "not snappy-compressed remote-write 1.0, or Content-Encoding "
+                "or Content-Type missing"
+            },
             503: {
                 "description": "the ingest queue is full, relia is shutting down, or its "
                 "write-ahead log cannot take writes (a full disk): retry after Retry-After "
@@ -156,10 +161,21 @@ def remote_write_router(
     async def _write(request: Request) -> Response:
         if queue.closed:
             return unavailable("shutting_down", "relia is shutting down", 5)
-        encoding = request.headers.get("content-encoding", "snappy").strip().lower()
+        # Content-Encoding and Content-Type are required, as the remote-write spec says every
+        # sender MUST send them: a web page cannot send either cross-site without a CORS
+        # preflight (which relia refuses), so with auth off no other site can write samples.
+        encoding = request.headers.get("content-encoding")
+        if encoding is None:
+            return _problem(415, "Content-Encoding header missing: remote-write needs snappy")
+        encoding = encoding.strip().lower()
         if encoding != "snappy":
             return _problem(415, f"Content-Encoding {encoding!r}: only snappy is accepted")
-        ctype = request.headers.get("content-type", "application/x-protobuf").lower()
+        ctype = request.headers.get("content-type")
+        if ctype is None:
+            return _problem(
+                415, "Content-Type header missing: remote-write needs application/x-protobuf"
+            )
+        ctype = ctype.lower()
         if (
             not ctype.startswith("application/x-protobuf")
             or "proto=" in ctype

@@ -479,6 +479,31 @@ def test_a_segment_reopened_after_a_torn_first_record_is_not_deleted_early(
     assert _replayed(tmp_path) == (1, [b"acked"])
 
 
+def test_the_wal_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    # It holds every sample senders wrote: the same data as the store, and as private.
+    data_dir = tmp_path / "data"  # missing: the WAL creates it (a PostgreSQL store makes none)
+    old = os.umask(0)
+    try:
+        dec = RemoteWriteDecoder(SeriesIndex())
+        q = IngestQueue(1000, data_dir / "wal")
+        q.recover(lambda p: dec.decode(p).batch)
+        _offer(q, dec, 1)
+        _, token = q.drain()
+        assert token is not None
+        q.commit(token)
+        _offer(q, dec, 2)
+        files = sorted((data_dir / "wal").iterdir())
+        assert {f.name for f in files} >= {"lock", "committed"} and any(
+            f.suffix == ".wal" for f in files
+        )
+        assert {f.name: f.stat().st_mode & 0o777 for f in files} == {f.name: 0o600 for f in files}
+        for directory in (data_dir, data_dir / "wal"):
+            assert directory.stat().st_mode & 0o777 == 0o700, directory
+        q.close()
+    finally:
+        os.umask(old)
+
+
 def test_a_second_queue_on_one_wal_directory_is_refused(tmp_path: Path) -> None:
     # Two replicas sharing a data_dir numbered records from 1 each into one segment and shared
     # one commit marker: one's commit hid the other's acknowledged samples from its replay.

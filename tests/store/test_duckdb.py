@@ -4,8 +4,10 @@ The store protocol itself is tested on every backend in test_store.py."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,32 @@ def test_open_store_creates_the_directory(tmp_path: Path) -> None:
         assert s.path == str(data_dir / STORE_FILE)
         assert s.samples_per_series == 7
     assert (data_dir / STORE_FILE).is_file()
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """The most open umask, as a careless service manager may leave it; restored after."""
+    old = os.umask(0)
+    yield
+    os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+@pytest.mark.usefixtures("open_umask")
+def test_the_store_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    # Series, samples, findings (log lines) and incidents: what a read token guards over HTTP.
+    data_dir = tmp_path / "made" / "data"
+    with open_store(data_dir) as s:
+        s.upsert_series([(1, "m", {"a": "b"})])
+        s.append_samples(batch([1], [1_700_000_000_000], [1.0]))
+        wal = data_dir / f"{STORE_FILE}.wal"
+        assert wal.is_file()  # DuckDB's own WAL, made at the first write after a checkpoint
+        assert _mode(wal) == 0o600
+    assert _mode(data_dir / STORE_FILE) == 0o600
+    assert _mode(data_dir) == _mode(data_dir.parent) == 0o700
 
 
 def test_open_store_on_a_file_names_it(tmp_path: Path) -> None:

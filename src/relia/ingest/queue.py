@@ -32,6 +32,8 @@ u32> <seq u64> <payload>`` (little endian), ``<wal_dir>/committed`` holding the 
 committed sequence number (written to a temporary file, then renamed), and ``<wal_dir>/lock``,
 held with an exclusive ``flock`` by the one queue using the directory (holding its pid):
 sequence numbers and the commit marker are one process's, so a second would lose samples.
+The WAL holds what senders wrote, so it is private whatever the umask: the directories it
+creates (``data_dir`` too, when missing) are 0700, its files 0600.
 """
 
 from __future__ import annotations
@@ -145,7 +147,7 @@ class IngestQueue:
         if self._ready:
             return
         try:
-            self.wal_dir.mkdir(parents=True, exist_ok=True)
+            _make_private_dirs(self.wal_dir)
         except OSError as exc:
             raise DataError(
                 f"cannot create the WAL directory: {exc.strerror}", where=str(self.wal_dir)
@@ -198,7 +200,7 @@ class IngestQueue:
 
     def _write_committed(self, seq: int) -> None:
         tmp = self.wal_dir / "committed.tmp"
-        with open(tmp, "w") as f:
+        with open(tmp, "w", opener=_private) as f:
             f.write(str(seq))
             if self.fsync_interval_s is not None:
                 f.flush()
@@ -609,3 +611,21 @@ def _resync(data: bytes, pos: int, expected: int) -> int | None:
 def _aside(path: Path) -> Path:
     """Where a segment with damaged records is kept: relia never deletes or reads it."""
     return path.with_name(path.name + ".corrupt")
+
+
+def _private(path: str, flags: int) -> int:
+    """An ``opener`` for :func:`open` that creates the file 0600, as the segments are."""
+    return os.open(path, flags, 0o600)
+
+
+def _make_private_dirs(path: Path) -> None:
+    """``mkdir -p path``, each directory it creates 0700 (``Path.mkdir`` gives parents the
+    umask's mode)."""
+    missing: list[Path] = []
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
+    for directory in [*reversed(missing), path]:
+        # exist_ok raises still where a file stands in the way (FileExistsError).
+        directory.mkdir(mode=0o700, exist_ok=True)

@@ -28,6 +28,7 @@ next append.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -1263,10 +1264,17 @@ class DuckDBStore:
 
 
 def open_store(data_dir: str | Path, samples_per_series: int = 2000) -> DuckDBStore:
-    """Open (creating it if needed) the store of a data directory: ``<data_dir>/relia.duckdb``."""
+    """Open (creating it if needed) the store of a data directory: ``<data_dir>/relia.duckdb``.
+
+    The store is private to relia's user, whatever the umask: the directories relia creates
+    are 0700 and its files 0600. For that the process's umask drops group and other bits from
+    here on (as PostgreSQL's server does): DuckDB creates ``relia.duckdb.wal`` again after every
+    checkpoint, with the umask's mode, and takes no mode of its own.
+    """
+    os.umask(os.umask(0o077) | 0o077)
     directory = Path(data_dir)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as e:
         raise StoreError(
             f"cannot create the data directory: {e.strerror or e}", where=str(directory)

@@ -31,8 +31,12 @@ def _openssl() -> str:
     return found
 
 
-def _self_signed(directory: Path, name: str = "server") -> tuple[Path, Path]:
+def _self_signed(
+    directory: Path, name: str = "server", host: str = "127.0.0.1"
+) -> tuple[Path, Path]:
+    """A self-signed certificate for ``host`` (an IP address or a DNS name) and its key."""
     cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    alt_name = f"IP:{host}" if host[0].isdigit() or ":" in host else f"DNS:{host}"
     subprocess.run(
         [
             _openssl(),
@@ -46,9 +50,9 @@ def _self_signed(directory: Path, name: str = "server") -> tuple[Path, Path]:
             "-days",
             "1",
             "-subj",
-            "/CN=127.0.0.1",
+            f"/CN={host}",
             "-addext",
-            "subjectAltName=IP:127.0.0.1",
+            f"subjectAltName={alt_name}",
             "-keyout",
             str(key),
             "-out",

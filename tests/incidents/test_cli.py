@@ -589,19 +589,12 @@ def test_reading_incidents_needs_no_webhook_signing_secret(
     assert r.exit_code == 2 and "RELIA_HOOK_SECRET is not set" in r.stderr
 
 
-def test_a_config_serving_tls_is_asked_over_https_trusting_its_certificate(
-    tmp_path: Path,
-) -> None:
-    from tests.api.test_tls import _self_signed
-
-    cert, key = _self_signed(tmp_path)
-    fill_ids = fill(tmp_path / "served.duckdb")
-    store = DuckDBStore(tmp_path / "served.duckdb")
-    api = FastAPI()
-    api.include_router(incidents_router(store, clock=lambda: T0 + 60 * M))
+@contextmanager
+def serve_tls(api: FastAPI, cert: Path, key: Path) -> Iterator[int]:
+    """``api`` served over TLS by uvicorn on 127.0.0.1 in a thread; yields its port."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
+    port: int = sock.getsockname()[1]
     srv = uvicorn.Server(
         uvicorn.Config(
             api,
@@ -617,17 +610,118 @@ def test_a_config_serving_tls_is_asked_over_https_trusting_its_certificate(
     while not srv.started:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.01)
-    config = tmp_path / "relia.yaml"
-    config.write_text(
-        f"data_dir: {tmp_path / 'empty'}\napi: {{port: {port}, tls_cert: {cert}, tls_key: {key}}}\n"
-    )
     try:
-        r = runner.invoke(app, ["incidents", "list", "--config", str(config), "--json"])
+        yield port
     finally:
         srv.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@pytest.mark.parametrize("issued_for", ["127.0.0.1", "localhost", "relia.example"])
+def test_a_config_serving_tls_is_asked_over_https_trusting_its_certificate(
+    tmp_path: Path, issued_for: str
+) -> None:
+    # The URL is https://127.0.0.1:PORT, and the certificate is issued for the service's name
+    # (or localhost), seldom for 127.0.0.1: relia trusts the config's certificate itself,
+    # whatever name it holds, and nothing else.
+    from tests.api.test_tls import _self_signed
+
+    cert, key = _self_signed(tmp_path, host=issued_for)
+    fill_ids = fill(tmp_path / "served.duckdb")
+    store = DuckDBStore(tmp_path / "served.duckdb")
+    api = FastAPI()
+    api.include_router(incidents_router(store, clock=lambda: T0 + 60 * M))
+    try:
+        with serve_tls(api, cert, key) as port:
+            config = tmp_path / "relia.yaml"
+            config.write_text(
+                f"data_dir: {tmp_path / 'empty'}\n"
+                f"api: {{host: 0.0.0.0, port: {port}, tls_cert: {cert}, tls_key: {key}, "
+                f"tokens: [{{name: r, role: read, sha256: '{'0' * 64}'}}]}}\n"
+            )
+            r = runner.invoke(app, ["incidents", "list", "--config", str(config), "--json"])
+    finally:
         store.close()
-    # It was http://, which the TLS server cut off ("Server disconnected").
+    # It was http://, which the TLS server cut off ("Server disconnected"); then the
+    # certificate's name was checked against 127.0.0.1 ("IP address mismatch").
     assert r.exit_code == 0, r.output
     assert {i["id"] for i in json.loads(r.stdout)["incidents"]} == set(fill_ids.values())
+
+
+def test_a_server_with_another_certificate_than_the_configs_is_refused(tmp_path: Path) -> None:
+    # Pinned: the config's certificate is trusted alone, not as a CA for every name.
+    from tests.api.test_tls import _self_signed
+
+    served = _self_signed(tmp_path, "served", host="localhost")
+    configured = _self_signed(tmp_path, "configured", host="localhost")
+    config = tmp_path / "relia.yaml"
+    with serve_tls(FastAPI(), *served) as port:
+        config.write_text(
+            f"data_dir: {tmp_path / 'empty'}\n"
+            f"api: {{port: {port}, tls_cert: {configured[0]}, tls_key: {configured[1]}}}\n"
+        )
+        r = runner.invoke(app, ["incidents", "list", "--config", str(config)])
+    assert r.exit_code == 2
+    assert "certificate verify failed" in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+def _issued_by_a_ca(directory: Path, names: list[str]) -> list[tuple[Path, Path]]:
+    """One CA, and for each name a chain file (leaf, then the CA) with its key."""
+    import subprocess
+
+    from tests.api.test_tls import _openssl
+
+    def run(*args: str) -> None:
+        subprocess.run([_openssl(), *args], check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    ca_cert, ca_key = directory / "ca.crt", directory / "ca.key"
+    run("req", "-x509", *ec, "-days", "1", "-subj", "/CN=relia test CA",
+        "-keyout", str(ca_key), "-out", str(ca_cert))  # fmt: skip
+    made = []
+    for name in names:
+        csr, leaf = directory / f"{name}.csr", directory / f"{name}.leaf"
+        chain, key = directory / f"{name}.crt", directory / f"{name}.key"
+        run("req", "-new", *ec, "-subj", f"/CN={name}", "-addext",
+            f"subjectAltName=DNS:{name}", "-keyout", str(key), "-out", str(csr))  # fmt: skip
+        run("x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key),
+            "-days", "1", "-copy_extensions", "copy", "-out", str(leaf))  # fmt: skip
+        chain.write_text(leaf.read_text() + ca_cert.read_text())
+        made.append((chain, key))
+    return made
+
+
+def test_only_the_leaf_of_the_configs_chain_is_trusted(tmp_path: Path) -> None:
+    # A certificate from a CA, with its chain: the CA is not trusted for other names, or any
+    # certificate it issued would pass, with no host name checked.
+    ours, theirs = _issued_by_a_ca(tmp_path, ["relia.example", "other.example"])
+    config = tmp_path / "relia.yaml"
+    for served, trusted in [(ours, True), (theirs, False)]:
+        with serve_tls(FastAPI(), *served) as port:
+            config.write_text(
+                f"data_dir: {tmp_path / 'empty'}\n"
+                f"api: {{port: {port}, tls_cert: {ours[0]}, tls_key: {ours[1]}}}\n"
+            )
+            r = runner.invoke(app, ["incidents", "list", "--config", str(config)])
+        # A server without the incidents API answers 404: reached, and trusted.
+        assert r.exit_code == 2, r.output
+        assert ("certificate verify failed" not in r.stderr) is trusted, r.stderr
+
+
+def test_an_explicit_url_checks_the_certificate_as_usual(tmp_path: Path) -> None:
+    # --url names the server: its certificate must be valid for that name, from the system's
+    # CAs, as any HTTPS client checks it (the config's certificate is not trusted for it).
+    from tests.api.test_tls import _self_signed
+
+    cert, key = _self_signed(tmp_path, host="localhost")
+    config = tmp_path / "relia.yaml"
+    with serve_tls(FastAPI(), cert, key) as port:
+        config.write_text(
+            f"data_dir: {tmp_path / 'empty'}\n"
+            f"api: {{port: {port}, tls_cert: {cert}, tls_key: {key}}}\n"
+        )
+        url = f"https://127.0.0.1:{port}"
+        r = runner.invoke(app, ["incidents", "list", "--config", str(config), "--url", url])
+    assert r.exit_code == 2
+    assert "certificate verify failed" in r.stderr

@@ -8,6 +8,7 @@ is free then: only a running relia holds it.
 from __future__ import annotations
 
 import json
+import re
 import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -63,8 +64,8 @@ class _Source:
             config = Path("relia.yaml")
         # A reader needs no webhook's signing secret in its environment.
         self.cfg = load_config(config, secrets=False)
-        #: How the API's certificate is checked: the system's CAs, and the config's own
-        #: certificate when the URL is the config's (a self-signed one, typically).
+        #: How the API's certificate is checked: as any HTTPS client does for a given --url;
+        #: pinned to the config's own certificate when the URL is the config's.
         self.verify: ssl.SSLContext | bool = True
         if url is None:
             host = self.cfg.api.host
@@ -75,8 +76,7 @@ class _Source:
             scheme = "https" if self.cfg.api.tls else "http"
             url = f"{scheme}://{host}:{self.cfg.api.port}"
             if self.cfg.api.tls_cert is not None:
-                self.verify = ssl.create_default_context()
-                self.verify.load_verify_locations(cafile=self.cfg.api.tls_cert)
+                self.verify = _pinned(self.cfg.api.tls_cert)
         check_url(url, "--url")
         if token is not None and not (token.isascii() and token.isprintable()):
             # It goes into an Authorization header, which carries ASCII only.
@@ -157,6 +157,26 @@ class _Source:
             f"relia is not running at {self.shown}: reading the store {path}", markup=False
         )
         return DuckDBStore(path)
+
+
+def _pinned(cert_file: Path) -> ssl.SSLContext:
+    """A TLS context that trusts exactly the first certificate of ``cert_file`` (relia's own,
+    leaf first) and nothing else, whatever name it was issued for.
+
+    The URL asks 127.0.0.1 while the certificate names the service (or ``localhost``), so the
+    name cannot be checked; the pin stands in for it. Only the leaf is trusted, as a partial
+    chain: trusting the file's intermediates as CAs would admit every certificate they issued.
+    """
+    text = cert_file.read_text(encoding="ascii", errors="replace")
+    leaf = re.search(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", text, re.DOTALL)
+    if leaf is None:  # checked at config load: a file without one is refused there
+        raise ConfigError("no PEM certificate in the file", where=str(cert_file))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    context.load_verify_locations(cadata=leaf.group(0))
+    return context
 
 
 def _refused(e: Exception) -> bool:

@@ -223,6 +223,27 @@ def test_real_server_answers_413_to_a_body_still_arriving(server: str) -> None:
     assert reply.endswith(b'"request body over 1000 bytes"}'), reply[-100:]
 
 
+def test_content_length_with_transfer_encoding_is_400_and_the_connection_closes(
+    server: str,
+) -> None:
+    # Request smuggling: a proxy going by Content-Length passes the GET below as part of the
+    # body, uvicorn going by Transfer-Encoding answered it as a second request.
+    host, port = server.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(
+            b"POST /api/v1/write HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            b"GET /api/v1/series HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        )
+        start = time.monotonic()
+        reply = _read_all(s)  # EOF: closed by the server after its answer
+    assert time.monotonic() - start < 3  # not uvicorn's keep-alive timeout
+    assert reply.startswith(b"HTTP/1.1 400"), reply[:100]
+    assert reply.count(b"HTTP/1.1 ") == 1, reply  # the second request was not answered
+    assert b"connection: close" in reply.lower()
+    assert b"both Content-Length and Transfer-Encoding" in reply
+
+
 def test_real_server_limits_headers(server: str) -> None:
     with httpx.Client(base_url=server, timeout=10) as c:
         assert c.get("/healthz", headers={"X-Pad": "a" * 3000}).status_code == 200

@@ -229,7 +229,9 @@ class RequestLimits:
     """Pure ASGI middleware: 413 for a request body over ``max_body_bytes``, 431 for headers
     over ``max_header_bytes``, 408 when the next part of a body takes longer than
     ``body_timeout_s`` to arrive (a client holding a connection open by sending its body a byte
-    at a time; the headers have their deadline in :mod:`relia.api.timeouts`).
+    at a time; the headers have their deadline in :mod:`relia.api.timeouts`), 400 with
+    ``Connection: close`` for a request with both ``Content-Length`` and ``Transfer-Encoding``
+    (request smuggling) or an invalid ``Content-Length``.
 
     A declared ``Content-Length`` over the limit is refused before the app sees any of the body;
     a body without one (chunked) is counted as the app receives it, and the request is cut off at
@@ -274,6 +276,14 @@ class RequestLimits:
         declared = _content_length(scope)
         if declared == -1:
             await _plain(send, 400, "invalid Content-Length header")
+            return
+        if declared is not None and any(k == b"transfer-encoding" for k, _ in scope["headers"]):
+            # Request smuggling: a proxy in front that goes by Content-Length sees another end
+            # of this body than uvicorn, which goes by Transfer-Encoding, and would pass what
+            # follows as a request of its own. RFC 9112 6.1: refuse it and close the connection.
+            await _plain(
+                send, 400, "both Content-Length and Transfer-Encoding: a request may have only one"
+            )
             return
         if declared is not None and declared > limit:
             # A client that waits for "100 Continue" has sent no body: there is nothing to
@@ -422,8 +432,9 @@ async def _plain(send: Send, status: int, detail: str) -> None:
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
     ]
-    if status in (408, 413):
-        # The rest of the body is still on its way: do not reuse the connection.
+    if status in (400, 408, 413):
+        # The rest of the body is still on its way, or where it ends is in doubt (a 400 here
+        # refuses the framing): do not reuse the connection.
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

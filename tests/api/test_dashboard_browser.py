@@ -15,6 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 import uvicorn
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, FastAPI, HTTPException
 
 from relia.api.app import create_app
 from relia.api.slos import slos_router
@@ -999,3 +1000,77 @@ def test_values_near_the_largest_float_are_drawn(open_page: Callable[..., Page])
     ys = [float(m) for m in re.findall(r"[ML][\d.]+ ([-\d.]+)", d)]
     # 1e308 near the top, -1.5e308 at the bottom, 0 and 1 between them
     assert len(ys) == n and ys[4] > ys[2] > ys[0] and ys[1] > ys[2] and ys[0] == ys[3]
+
+
+# -- other web sites ---------------------------------------------------------------------------
+
+
+@contextmanager
+def _serve_on(app: Any, host: str) -> Iterator[str]:
+    """``app`` served by uvicorn on ``host`` (an ephemeral port) in a thread; yields its URL."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=0, log_level="warning", lifespan="off", ws="none")
+    )
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{host}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_a_page_of_another_site_cannot_write_samples_with_auth_off(
+    browser: Any, tmp_path: Path
+) -> None:
+    # The audit's repro: relia on 127.0.0.1 with auth off (make up), a page of another site
+    # (127.0.0.2 is another origin and site) sends a snappy WriteRequest as a no-cors fetch,
+    # which needs no preflight. relia stored it; now it keeps nothing.
+    from fastapi.responses import HTMLResponse
+
+    from relia.api.auth import Role
+    from relia.ingest.api import remote_write_router
+    from relia.ingest.queue import IngestQueue
+    from relia.ingest.remote_write import RemoteWriteDecoder
+    from relia.signals import SeriesIndex
+    from tests.engine.memstore import MemoryStore
+    from tests.ingest.prompb import encode
+
+    index = SeriesIndex()
+    queue = IngestQueue(1000, tmp_path / "wal")
+    relia_app = create_app(
+        MemoryStore(),
+        routers=[(remote_write_router(queue, RemoteWriteDecoder(index)), Role.INGEST)],
+    )
+    body = encode([({"__name__": "injected"}, [(NOW, 1.0)])])  # snappy-compressed
+    evil = FastAPI()
+    with _serve_on(relia_app, "127.0.0.1") as relia_url:
+        script = (
+            f"fetch({json.dumps(relia_url + '/api/v1/write')}, {{method: 'POST', "
+            f"mode: 'no-cors', body: new Uint8Array({json.dumps(list(body))})}})"
+            ".then(() => { document.title = 'sent'; }, () => { document.title = 'failed'; });"
+        )
+
+        @evil.get("/", response_class=HTMLResponse)
+        def page() -> str:
+            return f"<!doctype html><title>evil</title><script>{script}</script>"
+
+        with _serve_on(evil, "127.0.0.2") as evil_url:
+            context = browser.new_context()
+            try:
+                tab = context.new_page()
+                tab.goto(evil_url)
+                tab.wait_for_function("document.title !== 'evil'", timeout=15_000)
+                assert tab.title() == "sent"  # it went out (no-cors hides the answer)
+                # The dashboard's own origin still reads the API with auth off.
+                assert tab.goto(relia_url + "/api/v1/series").status == 200
+            finally:
+                context.close()
+    assert queue.samples == 0 and len(index) == 0
+    queue.close()

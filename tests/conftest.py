@@ -49,6 +49,7 @@ def ray_local() -> Iterator[ModuleType]:
         pytest.skip(msg)
     if not ray.is_initialized():
         ray.init(
+            address="local",  # a Ray of its own, never RAY_ADDRESS's or another session's
             num_cpus=os.cpu_count() or 2,
             include_dashboard=False,
             log_to_driver=False,

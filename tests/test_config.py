@@ -936,6 +936,24 @@ def test_a_variable_below_a_scalar_setting_is_no_crash() -> None:
     assert load_config(environ=environ).interval == 60.0
 
 
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [
+        ("127.0.0.1:70000", "127.0.0.1:70000: port must be 1-65535"),
+        ("head:0", "head:0: port must be 1-65535"),
+        ("http://head:8265", "http://head:8265: not a Ray address: give host:6379 (the GCS) "),
+    ],
+)
+def test_a_ray_address_ray_would_retry_is_refused_by_config_check(
+    tmp_path: Path, address: str, problem: str
+) -> None:
+    path = tmp_path / "relia.yaml"
+    path.write_text(f"engine:\n  executor: ray\n  ray_address: '{address}'\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert f"{path}:3: engine.ray_address: {problem}" in str(info.value)
+
+
 def test_an_environment_value_yaml_cannot_read_is_text() -> None:
     environ = {"RELIA_ENGINE__RAY_ADDRESS": "a: b: c", "RELIA_DETECTOR__NAME": ""}
     cfg = load_config(environ=environ)

@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from relia._fieldnames import unknown_field
+from relia._rayaddress import ray_address_problem
 from relia._urls import http_url_problem, looks_like_conninfo, shown_url
 from relia._yamlkeys import repeated_keys
 from relia.errors import ConfigError
@@ -804,12 +805,22 @@ class EngineConfig(_Model):
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = Field(
         None,
-        description="Ray cluster to join (e.g. ray://head:10001 or auto); unset: start a local "
-        "Ray on this machine's CPUs",
+        description="Ray cluster to join (e.g. head:6379, ray://head:10001 or auto, which "
+        "honours RAY_ADDRESS); unset: start a local Ray on this machine's CPUs (RAY_ADDRESS is "
+        "not used)",
     )
     ray_actors: int | None = Field(
         None, ge=1, description="actors (shards) to spread the series over; default: cluster CPUs"
     )
+
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_address_can_work(cls, address: str | None) -> str | None:
+        # Checked here too (not only when Ray starts), so that relia config check catches it.
+        problem = None if address is None else ray_address_problem(address)
+        if problem is not None:
+            raise ValueError(problem)
+        return address
 
 
 class HaConfig(_Model):

@@ -748,7 +748,8 @@ def test_a_ray_started_here_is_shut_down_when_its_resources_cannot_be_read(
 def test_ray_started_here_is_shut_down_on_close_once(fake_ray: _FakeRay) -> None:
     fake_ray.initialized = False
     ex = RayExecutor("default", n_actors=2)
-    assert len(fake_ray.inits) == 1 and "address" not in fake_ray.inits[0]
+    # A Ray of its own: "local", never the cluster RAY_ADDRESS or a `ray start` file names.
+    assert len(fake_ray.inits) == 1 and fake_ray.inits[0]["address"] == "local"
     ex.close()
     ex.close()
     assert fake_ray.shutdowns == 1 and all(a.dead for a in fake_ray.actors)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from relia._rayaddress import ray_address_problem
 from relia.errors import ConfigError
 
-__all__ = ["check_ray_address", "quiet_ray_logs"]
+__all__ = ["check_ray_address", "init_address", "quiet_ray_logs"]
 
 #: How long the reachability check of a ``host:port`` address waits for a TCP connection.
 CONNECT_TIMEOUT_S = 3.0
@@ -22,30 +24,53 @@ def _has_ray_client() -> bool:
     return importlib.util.find_spec("grpc") is not None
 
 
+def init_address(address: str | None) -> str:
+    """What ``ray.init`` is given for ``address``: unset is ``"local"``, a Ray of this process'
+    own. Left unset, ``ray.init`` would join ``RAY_ADDRESS`` or the cluster of the last
+    ``ray start`` on this machine (``/tmp/ray/ray_current_cluster``, even a stale one), which
+    relia's docs and its address check do not promise."""
+    return "local" if address is None else address
+
+
 def check_ray_address(address: str | None, where: str) -> None:
     """:class:`ConfigError` (``where`` names the option) for an address that cannot work.
 
     ``ray.init`` retries a ``host:port`` nobody listens on for many minutes, printing Ray's
     warnings as it goes; a TCP connection to the port, tried for a few seconds first, turns
-    that into one message. ``ray://`` (Ray Client) needs the ``grpcio`` that ``ray[client]``
-    brings, which ``relia[ray]`` does not install: refused at once with the command to add it.
-    ``auto``, ``local`` and other forms go to Ray as they are.
+    that into one message. A scheme other than ``ray://`` or a port out of 1-65535 is refused
+    without trying (:func:`~relia._rayaddress.ray_address_problem`). ``auto`` joins
+    ``RAY_ADDRESS`` when that is set, so that address is tried the same way and named. ``ray://``
+    (Ray Client) needs the ``grpcio`` that ``ray[client]`` brings, which ``relia[ray]`` does not
+    install: refused at once with the command to add it. Unset (a local Ray: see
+    :func:`init_address`), ``local`` and other forms go to Ray as they are.
     """
-    if address is None or address in ("auto", "local"):
+    if address is None or address == "local":
         return
+    if address == "auto":
+        from_env = os.environ.get("RAY_ADDRESS", "")
+        if from_env in ("", "auto", "local"):
+            return  # Ray looks for a cluster on this machine and says so when it finds none
+        _check_given(from_env, where, f"{from_env} (auto: from RAY_ADDRESS)")
+        return
+    _check_given(address, where, address)
+
+
+def _check_given(address: str, where: str, shown: str) -> None:
+    """The checks of :func:`check_ray_address` on a given ``address``, named ``shown``."""
+    problem = ray_address_problem(address)
+    if problem is not None:
+        raise ConfigError(problem.replace(address, shown, 1), where=where)
     if address.startswith("ray://"):
         if not _has_ray_client():
             raise ConfigError(
-                f"{address}: a ray:// (Ray Client) address needs pip install 'ray[client]'; "
+                f"{shown}: a ray:// (Ray Client) address needs pip install 'ray[client]'; "
                 "or give the cluster's GCS address host:6379 from one of its nodes",
                 where=where,
             )
         return
-    if "://" in address:
-        return
     host, sep, port_text = address.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not sep or not host or not port_text.isdigit():
         return  # not host:port: Ray says what is wrong with it
     try:
         with socket.create_connection((host, int(port_text)), timeout=CONNECT_TIMEOUT_S):
@@ -55,7 +80,7 @@ def check_ray_address(address: str | None, where: str) -> None:
         if isinstance(exc, TimeoutError) or reason == "timed out":
             reason = f"no answer within {CONNECT_TIMEOUT_S:g} s"
         raise ConfigError(
-            f"cannot connect to Ray at {address}: {reason.lower()}", where=where
+            f"cannot connect to Ray at {shown}: {reason.lower()}", where=where
         ) from None
 
 

@@ -37,7 +37,7 @@ from typing import Any, Literal, TextIO
 import numpy as np
 import numpy.typing as npt
 
-from relia.engine._rayutil import check_ray_address, quiet_ray_logs
+from relia.engine._rayutil import check_ray_address, init_address, quiet_ray_logs
 from relia.errors import ConfigError, DataError, DetectorError, ReliaError, SourceError, StoreError
 
 __all__ = [
@@ -426,7 +426,7 @@ class RayBatchRunner:
             try:
                 with quiet_ray_logs():
                     ray.init(
-                        address=address,
+                        address=init_address(address),
                         include_dashboard=False,
                         log_to_driver=False,
                         configure_logging=False,

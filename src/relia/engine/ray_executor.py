@@ -29,7 +29,7 @@ import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter
 
 from relia.detect.checkpoint import pack
-from relia.engine._rayutil import check_ray_address, quiet_ray_logs
+from relia.engine._rayutil import check_ray_address, init_address, quiet_ray_logs
 from relia.engine.executor import IntArray, ScoredPoints, shard_of
 from relia.engine.local import DetectorShard, Refused, log_refused, merge_refused
 from relia.errors import ConfigError, DetectorError, ReliaError
@@ -178,6 +178,7 @@ class RayExecutor:
                     ray.init(address=address, log_to_driver=False, configure_logging=False)
                 else:
                     ray.init(
+                        address=init_address(None),  # never RAY_ADDRESS's cluster (unchecked)
                         num_cpus=os.cpu_count() or 1,
                         include_dashboard=False,
                         log_to_driver=False,

@@ -1469,6 +1469,48 @@ def test_healthz_is_degraded_when_the_loop_has_not_ticked_for_three_intervals() 
     assert eng.status()["problems"] == ["no engine tick for 75s (interval 15s): a tick is stuck"]
 
 
+class _HangingExecutor(LocalExecutor):
+    """Scores once ``release`` is set (a Ray cluster that lost a node, say)."""
+
+    def __init__(self) -> None:
+        super().__init__("cusum", {})
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def process(self, batch: MetricBatch) -> ScoredPoints:
+        self.entered.set()
+        assert self.release.wait(10)
+        return super().process(batch)
+
+
+def test_healthz_blames_the_executor_not_the_store_for_a_tick_stuck_scoring() -> None:
+    store, clock = MemoryStore(), Clock()
+    index = SeriesIndex()
+    ex = _HangingExecutor()
+    eng = Engine(
+        store,
+        [WaveSource(index)],  # type: ignore[list-item]
+        ex,
+        index=index,
+        clock=clock,
+        registry=CollectorRegistry(),
+        interval_s=15.0,
+    )
+    eng._running = True
+    tick = threading.Thread(target=eng.tick)
+    tick.start()
+    try:
+        assert ex.entered.wait(10)
+        clock.now += 75_000
+        # The store took everything it was given: "samples wait for the store" was wrong.
+        assert eng.status()["problems"] == [
+            "no engine tick for 75s (interval 15s): a tick is stuck waiting on the executor"
+        ]
+    finally:
+        ex.release.set()
+        tick.join(10)
+    assert not any("store" in p for p in eng.status()["problems"])
+
+
 class _RefusesCheckpoints(MemoryStore):
     def save_checkpoints(self, blobs: Mapping[int, bytes]) -> None:
         raise StoreError("connection refused", where="postgresql://db")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -382,23 +384,40 @@ class _ActorDied(Exception):
     """The fake's ``ray.exceptions.RayActorError``."""
 
 
+class _GetTimeout(Exception):
+    """The fake's ``ray.exceptions.GetTimeoutError``."""
+
+
 class _Ref:
-    def __init__(self, fn: Any) -> None:
-        # Run at once, as a live actor would: a result (or the error) waits for ``ray.get``.
-        try:
-            self.value, self.error = fn(), None
-        except Exception as exc:  # noqa: BLE001 - handed to whoever gets the ref
-            self.value, self.error = None, exc
+    def __init__(self, fn: Any, answers: bool = True) -> None:
+        # Run at once, as a live actor would: a result (or the error) waits for ``ray.get``. A
+        # ref of an actor that does not answer (hung, or not placed) is never ready.
+        self.ready = answers
+        self.value: Any = None
+        self.error: Exception | None = None
+        if answers:
+            try:
+                self.value = fn()
+            except Exception as exc:  # noqa: BLE001 - handed to whoever gets the ref
+                self.error = exc
 
 
 class _FakeActor:
     def __init__(self, ray: _FakeRay, cls: type, num_cpus: float, args: tuple[Any, ...]) -> None:
         self.ray, self.dead, self.calls = ray, False, []
         self.unreachable = False  # calls fail as if it died, yet it lives (and holds its CPUs)
+        self.hung = False  # calls never answer (its node partitioned, its raylet killed)
         self.num_cpus = num_cpus
-        self.placed = ray.free_cpus() >= num_cpus - 1e-9 and not ray.born_dead
+        self.placed = False
         self.dead = ray.born_dead
+        self.place()
         self.inst = cls(*args)
+
+    def place(self) -> bool:
+        """Placed once the cluster has room for it (Ray keeps trying, as a node may join)."""
+        if not self.placed and not self.dead:
+            self.placed = self.ray.free_cpus() >= self.num_cpus - 1e-9
+        return self.placed
 
     def __getattr__(self, method: str) -> Any:
         actor = self
@@ -409,12 +428,11 @@ class _FakeActor:
                 def run() -> Any:
                     if actor.dead or actor.unreachable:
                         raise _ActorDied("The actor died unexpectedly before finishing this task.")
-                    if not actor.placed:
-                        raise RuntimeError("no resources to place the actor")
                     actor.calls.append(method)
                     return getattr(actor.inst, method)(*args)
 
-                return _Ref(run)
+                answers = actor.dead or (actor.place() and not actor.hung)
+                return _Ref(run, answers)
 
         return _Method()
 
@@ -424,7 +442,9 @@ class _FakeRay:
     cluster of ``cpus`` CPUs; arrays come back read-only, as from Ray's object store."""
 
     def __init__(self, cpus: float = 4, initialized: bool = True) -> None:
-        self.exceptions = type("exceptions", (), {"RayActorError": _ActorDied})
+        self.exceptions = type(
+            "exceptions", (), {"RayActorError": _ActorDied, "GetTimeoutError": _GetTimeout}
+        )
         self.cpus, self.initialized = cpus, initialized
         self.inits: list[dict[str, Any]] = []
         self.init_error: Exception | None = None
@@ -466,12 +486,22 @@ class _FakeRay:
 
         return wrap
 
-    def get(self, refs: Any) -> Any:
+    def get(self, refs: Any, timeout: float | None = None) -> Any:
         if isinstance(refs, list):
+            if not all(r.ready for r in refs):
+                return self.get(next(r for r in refs if not r.ready), timeout)
             return [self.get(r) for r in refs]
+        if not refs.ready:
+            # An unbounded wait on a ref that never answers would hang the test (and relia).
+            assert timeout is not None, "ray.get without a timeout on a ref that never answers"
+            time.sleep(min(timeout, 0.01))
+            raise _GetTimeout("Get timed out: some object(s) not ready.")
         if refs.error is not None:
             raise refs.error
         return _read_only(refs.value)
+
+    def wait(self, refs: list[Any], *, num_returns: int, timeout: float) -> tuple[list, list]:
+        return [r for r in refs if r.ready], [r for r in refs if not r.ready]
 
     def kill(self, actor: _FakeActor, no_restart: bool = True) -> None:
         actor.dead = True
@@ -954,3 +984,205 @@ def test_forget_drops_series_on_their_actors(ray_local: ModuleType) -> None:
             b = _batch(ids, k)
             _assert_same(ex.process(b), local.process(b))
         assert ex.checkpoints() == local.checkpoints() and ex.n_series() == 30
+
+
+# -- bounded waits: a lost node or a wedged Ray fails or recovers a call, never hangs it ---------
+
+
+def test_an_actor_that_never_answers_is_replaced_within_the_bound(fake_ray: _FakeRay) -> None:
+    ids = _spread_ids()
+    local = LocalExecutor("default")
+    saved: dict[int, bytes] = {}
+    learned: list[MetricBatch] = []
+    recover = _recorder(saved, learned, [])
+    with RayExecutor("default", n_actors=3, recover=recover, call_timeout_s=0.3) as ex:
+        _learn_with_a_checkpoint_at_6(ex, local, ids, saved, learned)
+        wedged = ex.actors()[1]
+        wedged.hung = True  # its node partitioned: no answer, no error
+        start = time.monotonic()
+        b = _batch(ids, 12)
+        _assert_same(ex.process(b), local.process(b))
+        assert time.monotonic() - start < 3
+        assert wedged.dead and ex.actors()[1] is not wedged and ex.restarts == 1
+        assert ex.checkpoints() == local.checkpoints()
+
+
+def test_a_replacement_no_node_has_room_for_fails_the_call_naming_the_shard(
+    fake_ray: _FakeRay, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_ray.cpus = 2  # two 1-CPU nodes, one actor each
+    ids = _spread_ids()
+    local = LocalExecutor("default")
+    saved: dict[int, bytes] = {}
+    learned: list[MetricBatch] = []
+    recover = _recorder(saved, learned, [])
+    with RayExecutor("default", n_actors=2, recover=recover, call_timeout_s=0.3) as ex:
+        _learn_with_a_checkpoint_at_6(ex, local, ids, saved, learned)
+        fake_ray.cpus = 1  # a node is lost with the actor of shard 0
+        fake_ray.kill(ex.actors()[0])
+        start = time.monotonic()
+        with pytest.raises(ReliaError) as info:
+            ex.process(_batch(ids, 12))
+        assert time.monotonic() - start < 3
+        assert str(info.value) == (
+            "engine.executor: cannot place a replacement Ray actor for shard 0 within 0.3 s "
+            "(the cluster has 1 CPUs, an actor needs 1); its series are not scored until it "
+            "starts"
+        )
+        # Every tick meanwhile fails the same way, within the bound, and tries no new actor.
+        with pytest.raises(ReliaError, match="cannot place"):
+            ex.process(_batch(ids, 12))
+        assert ex.restarts == 1
+        # The node is back: Ray places the waiting actor, restored before it scores.
+        fake_ray.cpus = 2
+        b = _batch(ids, 12)
+        odd = b.series_id % 2 == 1
+        learned.append(MetricBatch(b.series_id[odd], b.ts[odd], b.value[odd]))
+        local.process(learned[-1])  # what shard 1 learned meanwhile
+        for k in range(13, 16):
+            b = _batch(ids, k)
+            _assert_same(ex.process(b), local.process(b))
+        assert ex.restarts == 1 and ex.checkpoints() == local.checkpoints()
+
+
+def test_once_stop_is_set_a_wedged_cluster_is_given_up_on_within_the_grace(
+    fake_ray: _FakeRay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import relia.engine.ray_executor as ray_executor
+
+    monkeypatch.setattr(ray_executor, "STOP_GRACE_S", 0.2)
+    stop = threading.Event()
+    with RayExecutor("default", n_actors=2, call_timeout_s=600, stop=stop) as ex:
+        ex.process(_batch(_spread_ids(), 0))
+        for actor in ex.actors():
+            actor.hung = True
+        fake_ray.cpus = 0  # and nowhere to place a replacement
+        stop.set()  # SIGTERM under relia up
+        start = time.monotonic()
+        with pytest.raises(ReliaError, match="cannot place a replacement Ray actor for shard 0"):
+            ex.checkpoints()  # the final checkpoint
+        assert time.monotonic() - start < 2
+
+
+def test_actors_the_cluster_cannot_place_fail_the_start_naming_the_cpus(
+    fake_ray: _FakeRay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_ray.initialized = False
+    monkeypatch.setattr(fake_ray, "free_cpus", lambda: 0.0)  # another job holds every CPU
+    with pytest.raises(ConfigError) as info:
+        RayExecutor("default", n_actors=2, call_timeout_s=0.2)
+    assert str(info.value) == (
+        "engine.ray_actors: Ray did not start the 2 actors within 0.2 s: the cluster has 4 "
+        "CPUs, an actor needs 1"
+    )
+    assert all(a.dead for a in fake_ray.actors) and fake_ray.shutdowns == 1
+
+
+_NODE_LOSS = """
+import sys, time
+import numpy as np
+import ray
+from ray.cluster_utils import Cluster
+from relia.engine.ray_executor import RayExecutor
+from relia.errors import ReliaError
+from relia.signals import MetricBatch
+
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+worker = cluster.add_node(num_cpus=1)
+try:
+    ray.init(address=cluster.address, log_to_driver=False)
+    cluster.wait_for_nodes()
+    ex = RayExecutor("default", call_timeout_s=3.0)  # one 1-CPU actor on each node
+    ids = np.arange(1, 41, dtype=np.int64)
+    def batch(k):
+        ts = np.full(40, 1_700_000_000_000 + k * 15_000, np.int64)
+        return MetricBatch(ids, ts, np.sin(ids + k))
+    for k in range(3):
+        ex.process(batch(k))
+    cluster.remove_node(worker)
+    for k in (3, 4):
+        start = time.monotonic()
+        try:
+            ex.process(batch(k))
+            print("SCORED")
+        except ReliaError as exc:
+            print(f"FAILED {time.monotonic() - start:.1f} {exc}", flush=True)
+    ex.close()
+    ray.shutdown()
+finally:
+    cluster.shutdown()
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_lost_node_with_no_room_for_the_replacement_fails_ticks_within_the_bound(
+    tmp_path: Path,
+) -> None:
+    """Two 1-CPU nodes, an actor on each; the worker node is removed. The replacement actor has
+    nowhere to go: each call fails in about ``call_timeout_s``, naming the shard and the CPUs
+    (it waited in ``ray.get`` for good)."""
+    pytest.importorskip("ray")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    proc = subprocess.run(
+        [sys.executable, "-c", _NODE_LOSS],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    failed = [line for line in proc.stdout.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 2, proc.stdout
+    for line in failed:
+        seconds, text = line.split(" ", 2)[1:]
+        assert float(seconds) < 10
+        assert text.startswith("engine.executor: cannot place a replacement Ray actor for shard ")
+        assert "(the cluster has 1 CPUs, an actor needs 1)" in text
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_sigterm_stops_relia_up_while_its_ray_is_wedged(tmp_path: Path) -> None:
+    """The raylet of relia's own Ray SIGKILLed: the tick under way waits on Ray; SIGTERM must
+    still stop relia (it hung until SIGKILL), within the stop grace of the tick and of the final
+    checkpoint."""
+    import signal
+
+    import httpx
+    import psutil
+
+    from tests.integration.up_process import ReliaProcess
+
+    pytest.importorskip("ray")
+    config = tmp_path / "relia.yaml"
+    config.write_text(
+        f"data_dir: {tmp_path / 'data'}\ninterval: 1s\napi: {{port: 0}}\n"
+        "engine: {executor: ray, ray_actors: 2}\n"
+    )
+    relia = ReliaProcess(config)
+    try:
+        raylets = [
+            p for p in psutil.Process(relia.proc.pid).children() if p.name().startswith("raylet")
+        ]
+        assert len(raylets) == 1
+        raylets[0].kill()
+        # Until a tick waits on Ray for good (the dead actor's replacement, which cannot be
+        # placed): the count of ticks stands still.
+        ticks, since = -1, time.monotonic()
+        while time.monotonic() - since < 8:
+            assert time.monotonic() - since < 120
+            now = httpx.get(f"{relia.url}/healthz", timeout=5).json()["engine"]["ticks"]
+            if now != ticks:
+                ticks, since = now, time.monotonic()
+            time.sleep(0.5)
+        start = time.monotonic()
+        relia.proc.send_signal(signal.SIGTERM)
+        assert relia.proc.wait(40) == 0
+        assert time.monotonic() - start < 2 * 5.0 + 15  # two stop graces, and closing
+    finally:
+        relia.ensure_gone()

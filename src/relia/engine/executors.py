@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
@@ -22,13 +23,17 @@ def build_executor(
     *,
     recover: Recovery | None = None,
     registry: CollectorRegistry | None = None,
+    interval_s: float | None = None,
+    stop: threading.Event | None = None,
 ) -> Executor:
     """The local executor, or a :class:`~relia.engine.ray_executor.RayExecutor` (Ray imported
     only then) with ``recover`` to rebuild a dead actor's shard and its restart counter in
-    ``registry``. Ray missing or unreachable: :class:`~relia.errors.ConfigError`."""
+    ``registry``; its waits on Ray are bounded by a time derived from the engine's
+    ``interval_s``, cut short once ``stop`` is set. Ray missing or unreachable:
+    :class:`~relia.errors.ConfigError`."""
     if engine.executor == "local":
         return LocalExecutor(detector.name, detector.params)
-    from relia.engine.ray_executor import RayExecutor
+    from relia.engine.ray_executor import RayExecutor, call_timeout_for
 
     return RayExecutor(
         detector.name,
@@ -37,4 +42,6 @@ def build_executor(
         address=engine.ray_address,
         recover=recover,
         registry=registry,
+        call_timeout_s=call_timeout_for(interval_s),
+        stop=stop,
     )

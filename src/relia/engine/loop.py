@@ -468,6 +468,9 @@ class Engine:
         self._looks = 0  # looks for idle series so far: whose receipt times are written in turn
         self._forget_failures = FailureLog(log, "forgetting idle series")
         self._unstored: _Unstored | None = None
+        # While the executor scores (``_unstored`` is set then too, yet the store is not what
+        # is waited for): /healthz names the executor, not the store, if the tick hangs there.
+        self._in_executor = False
         #: Series no store can keep (a NUL in name or labels): their samples are dropped, and
         #: each is logged once (forgotten with the series).
         self._unstorable: set[int] = set()
@@ -1065,13 +1068,16 @@ class Engine:
         batch = work.batch
         if work.points is None:
             batch = work.batch = self._register(batch)
+            self._in_executor = True
             try:
                 points = self.executor.process(self._watched(batch))
             except Exception:
+                self._in_executor = False
                 # Scoring failed: the samples are still kept (without their band).
                 self.store.append_samples(batch)
                 self._unstored = None
                 raise
+            self._in_executor = False
             work.points = points
             work.findings = self.tracker.update(points)
         points = work.points
@@ -1282,7 +1288,7 @@ class Engine:
                 "the clock went back: samples relia stamps are dropped until it is past "
                 f"{format_ms(self._clock_high_ms)}"
             )
-        if self._unstored is not None:
+        if self._unstored is not None and not self._in_executor:
             problems.append(
                 f"{len(self._unstored.batch)} samples wait for the store: nothing new is polled "
                 "until it takes them"
@@ -1291,9 +1297,10 @@ class Engine:
         if self._running and began is not None and self.interval_s:
             late_ms = max(60_000, int(3 * self.interval_s * 1000))
             if (age := self.clock() - began) > late_ms:
+                where = " waiting on the executor" if self._in_executor else ""
                 problems.append(
                     f"no engine tick for {human_duration(age // 1000)} "
-                    f"(interval {human_duration(self.interval_s)}): a tick is stuck"
+                    f"(interval {human_duration(self.interval_s)}): a tick is stuck{where}"
                 )
         return problems
 

@@ -14,6 +14,13 @@ checkpoint are replayed, then the failed call is run again. The data for that co
 :func:`relia.engine.loop.recovery_from_store`), so this module knows nothing about stores. Ray's
 own actor restarts are off: a restarted actor would come back empty.
 
+**Every wait on Ray is bounded** (``call_timeout_s``): an actor that does not answer in time (its
+node lost or partitioned, the local raylet killed) is killed and replaced like a dead one, and a
+replacement that Ray cannot place in time (no node has the CPUs it needs) fails the call with a
+:class:`~relia.errors.ReliaError` naming the shard and the CPUs, so the engine's tick fails
+with that reason instead of hanging. Once ``stop`` is set (``relia up`` got SIGTERM), a wait
+lasts at most ``STOP_GRACE_S`` more, so a wedged cluster cannot hold up the shutdown.
+
 Ray is imported lazily: importing relia never imports ray.
 """
 
@@ -21,6 +28,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +60,37 @@ Recovery = Callable[[ShardFilter], tuple[dict[int, bytes], MetricBatch]]
 ActorStats = dict[str, int]
 
 _INSTALL = "pip install 'relia[ray]'"
+
+#: How long one wait on Ray may last by default (``relia up`` derives it from the interval:
+#: :func:`call_timeout_for`).
+DEFAULT_CALL_TIMEOUT_S = 60.0
+#: Once ``stop`` is set, how much longer a wait on Ray may last: enough for a healthy cluster to
+#: hand back the final checkpoint, short enough that a wedged one does not hold up SIGTERM.
+STOP_GRACE_S = 5.0
+#: A wait on Ray is sliced so that ``stop`` is seen (and signal handlers run) this often.
+_WAIT_SLICE_S = 0.25
+
+
+def call_timeout_for(interval_s: float | None) -> float:
+    """The bound on one wait on Ray for an engine ticking every ``interval_s``: three intervals,
+    at least 30 s (restoring a large shard takes a while), so a wedged cluster fails a tick
+    before ``/healthz`` would call the tick stuck."""
+    if interval_s is None:
+        return DEFAULT_CALL_TIMEOUT_S
+    return max(30.0, 3.0 * interval_s)
+
+
+def _seconds(s: float) -> str:
+    """``s`` for a message: ``0.3``, ``30``, ``120`` (never ``1.2e+02``)."""
+    return f"{s:.1f}".rstrip("0").rstrip(".")
+
+
+class _NoAnswer(Exception):
+    """A wait on Ray ran past its bound (the refs not ready) after ``waited_s`` seconds."""
+
+    def __init__(self, waited_s: float, text: str = "") -> None:
+        super().__init__(text or f"no answer from Ray within {_seconds(waited_s)} s")
+        self.waited_s = waited_s
 
 
 def import_ray() -> ModuleType:
@@ -99,6 +139,8 @@ class RayExecutor:
     ``n_actors`` defaults to the cluster's CPUs. ``recover`` supplies what a replacement actor
     needs (see the module docstring); without it a replaced actor starts its series afresh (and
     says so in the log). ``registry`` gets ``relia_executor_actor_restarts_total``.
+    ``call_timeout_s`` bounds every wait on Ray; once ``stop`` is set, a wait lasts at most
+    :data:`STOP_GRACE_S` more.
     """
 
     #: Replacements tried for one call before giving up on it.
@@ -113,9 +155,13 @@ class RayExecutor:
         address: str | None = None,
         recover: Recovery | None = None,
         registry: CollectorRegistry | None = None,
+        call_timeout_s: float = DEFAULT_CALL_TIMEOUT_S,
+        stop: threading.Event | None = None,
     ) -> None:
         if n_actors is not None and n_actors < 1:
             raise ConfigError(f"must be >= 1, got {n_actors}", where="engine.ray_actors")
+        self.call_timeout_s = call_timeout_s
+        self._stop = stop
         ray = import_ray()
         # A bad detector name or parameter fails here, before any Ray process starts; this
         # shard also tells the component names.
@@ -168,7 +214,40 @@ class RayExecutor:
         for _ in range(self.n_shards):
             self._actors.append(self._new_actor())  # one by one: a failure kills those made
         # Wait for every actor: a cluster that cannot place them fails here, not mid-tick.
-        ray.get([a.n_series.remote() for a in self._actors])
+        try:
+            self._get([a.n_series.remote() for a in self._actors])
+        except _NoAnswer as exc:
+            raise ConfigError(
+                f"Ray did not start the {self.n_shards} actors within "
+                f"{_seconds(exc.waited_s)} s: {self._room()}",
+                where="engine.ray_actors",
+            ) from None
+
+    def _room(self) -> str:
+        """The cluster's CPUs against an actor's share, for a message about placing actors."""
+        try:
+            cpus = float(self._ray.cluster_resources().get("CPU", 0.0))
+        except Exception:  # noqa: BLE001 - the message goes on without the count
+            return f"an actor needs {self._actor_cpus:.2g} CPU"
+        return f"the cluster has {cpus:g} CPUs, an actor needs {self._actor_cpus:.2g}"
+
+    def _get(self, refs: Any) -> Any:
+        """``ray.get(refs)``, waiting at most ``call_timeout_s`` (:data:`STOP_GRACE_S` once
+        ``stop`` is set); :class:`_NoAnswer` past that. Sliced, so that ``stop`` is seen."""
+        ray = self._ray
+        start = time.monotonic()
+        deadline = start + self.call_timeout_s
+        while True:
+            now = time.monotonic()
+            if self._stop is not None and self._stop.is_set():
+                deadline = min(deadline, now + STOP_GRACE_S)
+            left = deadline - now
+            if left <= 0:
+                raise _NoAnswer(now - start)
+            try:
+                return ray.get(refs, timeout=min(left, _WAIT_SLICE_S))
+            except ray.exceptions.GetTimeoutError:
+                continue
 
     def _init_ray(self, ray: ModuleType, address: str | None) -> None:
         check_ray_address(address, "engine.ray_address")
@@ -230,21 +309,30 @@ class RayExecutor:
         # Left in _pending until done: if this fails (the store, or the actor again), the next
         # call to the shard tries again rather than scoring with an empty state.
         actor = self._actors[k]
+        # Placed first: a replacement no node has room for fails here, named, not in a hang.
+        try:
+            self._get(actor.n_series.remote())
+        except _NoAnswer as exc:
+            raise ReliaError(
+                f"cannot place a replacement Ray actor for shard {k} within "
+                f"{_seconds(exc.waited_s)} s ({self._room()}); its series are not scored "
+                "until it starts",
+                where="engine.executor",
+            ) from None
         if self._recover is None:
             log.warning("shard %d: no recovery source; its series start afresh", k)
-            self._ray.get(actor.n_series.remote())
             self._pending.discard(k)
             return
         checkpoints, replay = self._recover(self._owns(k))
         restored = 0
         if checkpoints:
             # The refusals come back to be logged here: an actor's log does not reach the driver.
-            restored, refused = self._ray.get(actor.restore_report.remote(checkpoints))
+            restored, refused = self._get(actor.restore_report.remote(checkpoints))
             log_refused(refused)
         replayed = 0
         if len(replay):
             # The scores were stored when the dead actor first made them; only the state counts.
-            done = self._ray.get(actor.process.remote(replay.series_id, replay.ts, replay.value))
+            done = self._get(actor.process.remote(replay.series_id, replay.ts, replay.value))
             replayed = len(done)
         self._pending.discard(k)
         log.info(
@@ -255,8 +343,9 @@ class RayExecutor:
         )
 
     def _call(self, k: int, method: str, *args: Any, died: BaseException | None = None) -> Any:
-        """``actor.method(*args)`` on shard ``k``, replacing the actor while it dies (``died``:
-        how the actor already died on this call, which counts as the first try)."""
+        """``actor.method(*args)`` on shard ``k``, replacing the actor while it dies or does not
+        answer within ``call_timeout_s`` (``died``: how the actor already failed on this call,
+        which counts as the first try)."""
         ray = self._ray
         for attempt in range(self.max_restarts_per_call + 1):
             try:
@@ -265,8 +354,15 @@ class RayExecutor:
                     raise exc
                 if k in self._pending:
                     self._restore_pending(k)
-                return ray.get(getattr(self._actors[k], method).remote(*args))
-            except ray.exceptions.RayActorError as exc:
+                try:
+                    return self._get(getattr(self._actors[k], method).remote(*args))
+                except _NoAnswer as exc:
+                    # Lost with its node, or wedged: replaced like a dead one (a replacement
+                    # that cannot be placed either fails in _restore_pending, named).
+                    raise _NoAnswer(
+                        exc.waited_s, f"no answer within {_seconds(exc.waited_s)} s from shard {k}"
+                    ) from None
+            except (ray.exceptions.RayActorError, _NoAnswer) as exc:
                 if attempt == self.max_restarts_per_call:
                     first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                     raise ReliaError(
@@ -286,16 +382,26 @@ class RayExecutor:
         refs = {
             k: getattr(self._actors[k], method).remote(*args) for k, (method, args) in calls.items()
         }
+        waited_s = 0.0
         try:
-            values = ray.get(list(refs.values()))
+            values = self._get(list(refs.values()))
             return dict(zip(refs, values, strict=True))
         except ray.exceptions.RayActorError:
             pass
+        except _NoAnswer as exc:
+            waited_s = exc.waited_s
+        # One bound for the whole call: the shards not done by now did not answer in time.
+        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=0)
+        answered = set(ready)
         out: dict[int, Any] = {}
         for k, ref in refs.items():
             try:
+                if ref not in answered:
+                    raise _NoAnswer(
+                        waited_s, f"no answer within {_seconds(waited_s)} s from shard {k}"
+                    )
                 out[k] = ray.get(ref)
-            except ray.exceptions.RayActorError as exc:
+            except (ray.exceptions.RayActorError, _NoAnswer) as exc:
                 method, args = calls[k]
                 # Replaces the actor, restores the new one, then calls (this death counting).
                 out[k] = self._call(k, method, *args, died=exc)

@@ -402,6 +402,8 @@ def run_up(
                 held=lambda: engines[0].held_series() if engines else None,
             ),
             registry=registry,
+            interval_s=config.interval,
+            stop=stop,  # a wedged Ray cluster does not hold up SIGTERM
         )
         engine = Engine(
             store,

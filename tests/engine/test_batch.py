@@ -19,6 +19,7 @@ from relia.engine.batch import (
     SeriesInput,
     SeriesResult,
     WideParquet,
+    _for_workers,
     _Job,
     _run_chunk,
     _RunFailed,
@@ -501,3 +502,93 @@ def test_a_ray_worker_dying_is_one_error_naming_its_chunk_and_leaves_no_parts(
         "The actor died unexpectedly before finishing this task."
     )
     assert list(out.iterdir()) == []
+
+
+_CLUSTER = """
+import sys
+from ray.cluster_utils import Cluster
+
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+print(cluster.address, flush=True)
+sys.stdin.read()  # until the test is done
+cluster.shutdown()
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_relative_paths_work_on_a_ray_cluster_started_in_another_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workers of a cluster started elsewhere opened ``metrics/a.csv`` in their own working
+    directory (``no such file``, though the driver had found it)."""
+    import os
+    import subprocess
+
+    pytest.importorskip("ray")
+    from typer.testing import CliRunner
+
+    from relia.cli import app
+
+    (tmp_path / "elsewhere").mkdir()
+    here = tmp_path / "here"
+    (here / "metrics").mkdir(parents=True)
+    for name, seed in (("a", 1), ("b", 2)):
+        ts = np.arange(300, dtype=np.int64) * 60_000
+        pl.DataFrame({"timestamp": ts, "value": _values(seed, 300, 250)}).write_csv(
+            here / "metrics" / f"{name}.csv"
+        )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    cluster = subprocess.Popen(
+        [sys.executable, "-c", _CLUSTER],
+        cwd=tmp_path / "elsewhere",
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert cluster.stdout is not None
+        address = cluster.stdout.readline().strip()
+        assert address, "the cluster did not start"
+        monkeypatch.chdir(here)
+        args = ["detect", "metrics", "--out", "scored", "--executor", "ray", "--workers", "1"]
+        proc = subprocess.run(
+            [sys.executable, "-m", "relia", *args, "--ray-address", address],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=env,
+        )
+        assert proc.returncode == 0, proc.stderr
+        local = CliRunner().invoke(app, ["detect", "metrics", "--out", "scored_local"])
+        assert local.exit_code == 0, local.stderr
+        for name in ("a.csv", "b.csv"):
+            assert (here / "scored" / name).read_bytes() == (
+                here / "scored_local" / name
+            ).read_bytes()
+    finally:
+        if cluster.stdin is not None:
+            cluster.stdin.close()
+        cluster.wait(60)
+
+
+def test_inputs_go_to_ray_workers_absolute_and_keep_the_name_they_were_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.csv").write_text("timestamp,value\n1,1\n2,2\n")
+    sent = _for_workers(SeriesFile(Path("d/a.csv")))
+    assert isinstance(sent, SeriesFile)
+    assert sent.path == tmp_path / "d" / "a.csv" and sent.label == "d/a.csv"
+    assert sent.load()[0].name == "d/a.csv"
+    gone = _for_workers(SeriesFile(Path("d/gone.csv")))
+    with pytest.raises(DataError, match=r"^d/gone.csv: no such file$"):
+        gone.load()
+    wide = _for_workers(WideParquet(Path("d/w.parquet")))
+    with pytest.raises(DataError, match=r"^d/w.parquet: cannot read Parquet"):
+        wide.load()
+    absolute = SeriesFile(tmp_path / "d" / "a.csv")
+    assert _for_workers(absolute) is absolute

@@ -28,7 +28,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
@@ -96,16 +96,19 @@ class SeriesFile:
     path: Path
     time_col: str | None = None
     value_col: str | None = None
+    #: What results and messages call it; default the path as given (see :func:`_for_workers`).
+    shown: str | None = None
 
     @property
     def label(self) -> str:
-        return str(self.path)
+        return self.shown if self.shown is not None else str(self.path)
 
     def load(self) -> list[_Loaded]:
         from relia.sources.files import read_series
 
-        frame = read_series(self.path, time_col=self.time_col, value_col=self.value_col)
-        return [_Loaded(str(self.path), Path(self.path).stem, frame.ts, frame.values, frame.notes)]
+        with _named(self.path, self.shown):
+            frame = read_series(self.path, time_col=self.time_col, value_col=self.value_col)
+        return [_Loaded(self.label, Path(self.path).stem, frame.ts, frame.values, frame.notes)]
 
 
 @dataclass(frozen=True)
@@ -115,15 +118,17 @@ class WideParquet:
 
     path: Path
     time_col: str = "timestamp"
+    #: What messages call it; default the path as given (see :func:`_for_workers`).
+    shown: str | None = None
 
     @property
     def label(self) -> str:
-        return str(self.path)
+        return self.shown if self.shown is not None else str(self.path)
 
     def load(self) -> list[_Loaded]:
         import polars as pl
 
-        where = str(self.path)
+        where = self.label
         try:
             df = pl.read_parquet(self.path)
         except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as exc:
@@ -150,6 +155,28 @@ class WideParquet:
             values = np.ascontiguousarray(col.cast(pl.Float64).to_numpy(), dtype=np.float64)
             out.append(_Loaded(name, name, ts, values))
         return out
+
+
+@contextlib.contextmanager
+def _named(path: Path, shown: str | None) -> Iterator[None]:
+    """An error that names ``path`` names it ``shown`` instead (the path as the user gave it,
+    not the absolute one a Ray worker was sent)."""
+    try:
+        yield
+    except ReliaError as exc:
+        where = exc.where
+        if shown is None or where is None or not where.startswith(str(path)):
+            raise
+        raise type(exc)(exc.message, where=shown + where[len(str(path)) :]) from None
+
+
+def _for_workers(inp: SeriesInput) -> SeriesInput:
+    """``inp`` with an absolute path: a Ray worker opens a relative one in its own working
+    directory, which on a cluster started elsewhere is not this one. Results and messages
+    keep the path as given."""
+    if isinstance(inp, (SeriesFile, WideParquet)) and not inp.path.is_absolute():
+        return replace(inp, path=Path(os.path.abspath(inp.path)), shown=inp.label)
+    return inp
 
 
 @dataclass(frozen=True, eq=False)
@@ -619,6 +646,11 @@ def detect_many(
     )
     if not inputs:
         return []
+    if executor == "ray":
+        # Workers resolve relative paths in their own working directory: sent absolute.
+        inputs = [_for_workers(inp) for inp in inputs]
+        if job.out_dir is not None:
+            job = replace(job, out_dir=Path(os.path.abspath(job.out_dir)))
     try:
         if executor == "local":
             results = _run_local(inputs, job, progress)

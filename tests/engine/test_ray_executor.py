@@ -500,9 +500,6 @@ class _FakeRay:
             raise refs.error
         return _read_only(refs.value)
 
-    def wait(self, refs: list[Any], *, num_returns: int, timeout: float) -> tuple[list, list]:
-        return [r for r in refs if r.ready], [r for r in refs if not r.ready]
-
     def kill(self, actor: _FakeActor, no_restart: bool = True) -> None:
         actor.dead = True
 

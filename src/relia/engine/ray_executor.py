@@ -231,23 +231,25 @@ class RayExecutor:
             return f"an actor needs {self._actor_cpus:.2g} CPU"
         return f"the cluster has {cpus:g} CPUs, an actor needs {self._actor_cpus:.2g}"
 
-    def _get(self, refs: Any) -> Any:
-        """``ray.get(refs)``, waiting at most ``call_timeout_s`` (:data:`STOP_GRACE_S` once
-        ``stop`` is set); :class:`_NoAnswer` past that. Sliced, so that ``stop`` is seen."""
+    def _get(self, refs: Any, deadline: float | None = None) -> Any:
+        """``ray.get(refs)``, waiting at most ``call_timeout_s`` or until ``deadline`` (a
+        ``time.monotonic()``; at most :data:`STOP_GRACE_S` more once ``stop`` is set);
+        :class:`_NoAnswer` past that. Sliced, so that ``stop`` is seen."""
         ray = self._ray
         start = time.monotonic()
-        deadline = start + self.call_timeout_s
+        if deadline is None:
+            deadline = start + self.call_timeout_s
         while True:
             now = time.monotonic()
             if self._stop is not None and self._stop.is_set():
                 deadline = min(deadline, now + STOP_GRACE_S)
-            left = deadline - now
-            if left <= 0:
-                raise _NoAnswer(now - start)
+            left = max(0.0, deadline - now)
             try:
+                # Asked at least once, with no wait left too: refs already done are taken.
                 return ray.get(refs, timeout=min(left, _WAIT_SLICE_S))
             except ray.exceptions.GetTimeoutError:
-                continue
+                if left <= 0:
+                    raise _NoAnswer(now - start) from None
 
     def _init_ray(self, ray: ModuleType, address: str | None) -> None:
         check_ray_address(address, "engine.ray_address")
@@ -382,25 +384,23 @@ class RayExecutor:
         refs = {
             k: getattr(self._actors[k], method).remote(*args) for k, (method, args) in calls.items()
         }
-        waited_s = 0.0
+        # One bound for the whole call: a shard still busy when another failed gets the rest.
+        begun = time.monotonic()
+        deadline = begun + self.call_timeout_s
         try:
-            values = self._get(list(refs.values()))
+            values = self._get(list(refs.values()), deadline)
             return dict(zip(refs, values, strict=True))
-        except ray.exceptions.RayActorError:
+        except (ray.exceptions.RayActorError, _NoAnswer):
             pass
-        except _NoAnswer as exc:
-            waited_s = exc.waited_s
-        # One bound for the whole call: the shards not done by now did not answer in time.
-        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=0)
-        answered = set(ready)
         out: dict[int, Any] = {}
         for k, ref in refs.items():
             try:
-                if ref not in answered:
-                    raise _NoAnswer(
-                        waited_s, f"no answer within {_seconds(waited_s)} s from shard {k}"
-                    )
-                out[k] = ray.get(ref)
+                try:
+                    out[k] = self._get(ref, deadline)
+                except _NoAnswer:
+                    waited_s = time.monotonic() - begun
+                    text = f"no answer within {_seconds(waited_s)} s from shard {k}"
+                    raise _NoAnswer(waited_s, text) from None
             except (ray.exceptions.RayActorError, _NoAnswer) as exc:
                 method, args = calls[k]
                 # Replaces the actor, restores the new one, then calls (this death counting).

@@ -562,6 +562,8 @@ def test_relative_paths_work_on_a_ray_cluster_started_in_another_directory(
             env=env,
         )
         assert proc.returncode == 0, proc.stderr
+        # The series keep the names they were given, not the absolute paths the workers got.
+        assert "metrics/a.csv" in proc.stderr and str(here) not in proc.stderr, proc.stderr
         local = CliRunner().invoke(app, ["detect", "metrics", "--out", "scored_local"])
         assert local.exit_code == 0, local.stderr
         for name in ("a.csv", "b.csv"):

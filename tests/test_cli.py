@@ -1456,6 +1456,27 @@ def test_up_executor_is_checked_before_the_engine_starts(engine_runs: list[Relia
     assert engine_runs == []
 
 
+def test_up_on_a_store_file_cut_short_is_one_line_naming_it(tmp_path: Path) -> None:
+    # A traceback (exit 1) before: the first read of the samples was outside the error wrapping.
+    from relia.store import open_store
+    from relia.store.duckdb import STORE_FILE
+    from tests.store.backends import batch
+
+    n = 100_000
+    for sid in (1, 2):  # two sessions: half the file still opens, its samples do not read
+        with open_store(tmp_path, samples_per_series=n) as s:
+            s.upsert_series([(sid, "cpu", {})])
+            s.append_samples(batch([sid] * n, list(range(n)), [float(i) for i in range(n)]))
+    path = tmp_path / STORE_FILE
+    with path.open("r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+    result = runner.invoke(app, ["up", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"relia: error: {path}: cannot read the store: ")
+    assert "the file looks damaged" in line
+
+
 def test_detectors_lines_up_the_summaries_in_one_column() -> None:
     from relia.detect import available, describe
 

@@ -265,3 +265,21 @@ def test_forgetting_after_a_restart_and_coming_back(tmp_path: Path) -> None:
         assert [(i.series_id, i.n_samples) for i in s.list_series()] == [(1, 2), (2, 1)]
     with open_store(tmp_path, samples_per_series=3) as s:
         assert [(i.series_id, i.seen_at) for i in s.list_series()] == [(1, 30), (2, 20)]
+
+
+def test_a_store_file_cut_short_is_one_store_error_naming_it(tmp_path: Path) -> None:
+    # A copy cut short (a full disk): the file opens, the first full read fails.
+    # Two sessions put the second's catalog early enough that half the file still opens.
+    n = 100_000
+    for sid in (1, 2):
+        with open_store(tmp_path, samples_per_series=n) as s:
+            s.upsert_series([(sid, "cpu", {})])
+            s.append_samples(batch([sid] * n, list(range(n)), [float(i) for i in range(n)]))
+    path = tmp_path / STORE_FILE
+    with path.open("r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+    with pytest.raises(StoreError, match="cannot read the store") as info:
+        open_store(tmp_path)
+    assert str(path) in str(info.value)
+    assert "looks damaged" in str(info.value)
+    assert "\n" not in str(info.value)

@@ -142,16 +142,24 @@ class DuckDBStore:
             # Stored samples per series, kept in memory so an append trims only the series that
             # outgrew their bound (see append_samples). One aggregate at open; the writer is the
             # only one who changes the table (the file is locked to this process).
-            has_samples = self._writer.execute(
-                "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'samples'"
-            ).fetchone()
-            got = (
-                self._writer.execute(
-                    "SELECT series_id, count(*), max(ts) FROM samples GROUP BY series_id"
-                ).fetchall()
-                if has_samples and has_samples[0]
-                else []
-            )
+            try:
+                has_samples = self._writer.execute(
+                    "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'samples'"
+                ).fetchone()
+                got = (
+                    self._writer.execute(
+                        "SELECT series_id, count(*), max(ts) FROM samples GROUP BY series_id"
+                    ).fetchall()
+                    if has_samples and has_samples[0]
+                    else []
+                )
+            except duckdb.Error as e:
+                # The first full read of the file: a copy cut short fails here, not at open.
+                raise StoreError(
+                    f"cannot read the store: {_first_line(e)} (the file looks damaged: restore "
+                    "a backup or move it away)",
+                    where=self._path,
+                ) from e
             self._counts: dict[int, int] = {int(a): int(b) for a, b, _ in got}
             # The newest stored ts of each series: a sample newer than it replaces nothing.
             self._newest: dict[int, int] = {int(a): int(c) for a, _, c in got}

@@ -113,6 +113,37 @@ def test_new_template_after_warmup_is_a_finding_once(tmp_path: Path, store: Any)
     assert [x.id for x in again.store.findings()] == [f.id]
 
 
+@pytest.mark.parametrize("part", ["state", "miner"])
+def test_a_log_state_written_by_a_newer_relia_says_so_and_names_the_store(
+    tmp_path: Path, part: str
+) -> None:
+    # It read "not a relia log file state of a known version", with no store named.
+    import json
+    import struct
+    import zlib
+
+    p = tmp_path / "auth.log"
+    path = tmp_path / "s.duckdb"
+    _write(p, [_line(i) for i in range(50)])
+    with DuckDBStore(path) as store:
+        pipe = LogPipeline(store, _config(p), SeriesIndex())
+        pipe.ingest(T0)
+        pipe.close()
+        [(name, blob)] = store.load_log_states().items()
+        (n,) = struct.unpack_from("<I", blob)
+        state, miner = json.loads(blob[4 : 4 + n]), json.loads(zlib.decompress(blob[4 + n :]))
+        (state if part == "state" else miner)["version"] = 2
+        head = json.dumps(state).encode()
+        newer = struct.pack("<I", len(head)) + head + zlib.compress(json.dumps(miner).encode())
+        store.commit_log_progress({name: newer}, LogCounts.empty())
+    with DuckDBStore(path) as store:
+        with pytest.raises(StoreError, match="written by a newer relia") as info:
+            LogPipeline(store, _config(p), SeriesIndex()).start()
+        assert str(info.value).startswith(f"{path}: the stored state of log file 'auth'")
+        assert "version 2 > 1" in str(info.value) and "upgrade relia" in str(info.value)
+        assert store.load_log_states() == {name: newer}  # left as it was
+
+
 def test_restart_resumes_offsets_templates_and_open_window(tmp_path: Path) -> None:
     p = tmp_path / "auth.log"
     path = tmp_path / "s.duckdb"

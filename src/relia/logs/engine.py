@@ -66,7 +66,7 @@ from relia.logs.header import HeaderFormat
 from relia.logs.miner import TemplateMiner
 from relia.logs.tail import FileTailer, TailState
 from relia.signals import MetricBatch, SeriesIndex, describe, series_key
-from relia.store.base import LogCounts, Store
+from relia.store.base import LogCounts, Store, store_location
 
 __all__ = [
     "LINE_COUNT",
@@ -257,7 +257,8 @@ class LogPipeline:
                 miner = TemplateMiner.from_bytes(rest) if rest else None
             except (ValueError, struct.error, DataError) as e:
                 raise StoreError(
-                    f"the stored state of log file {spec.label!r} cannot be read: {e}"
+                    f"the stored state of log file {spec.label!r} cannot be read: {e}",
+                    where=store_location(self.store),
                 ) from e
         tail = TailState.from_dict(state["tail"]) if "tail" in state else None
         f = _File(
@@ -308,7 +309,14 @@ class LogPipeline:
             state = json.loads(blob[4 : 4 + n])
         except (struct.error, UnicodeDecodeError) as e:
             raise ValueError(str(e)) from None
-        if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
+        version = state.get("version") if isinstance(state, dict) else None
+        if isinstance(version, int) and not isinstance(version, bool) and version > _STATE_VERSION:
+            # Not garbage: kept as it is for the relia that wrote it.
+            raise ValueError(
+                f"written by a newer relia (log state version {version} > {_STATE_VERSION}); "
+                "upgrade relia or use another data directory"
+            )
+        if not isinstance(state, dict) or version != _STATE_VERSION:
             raise ValueError("not a relia log file state of a known version")
         return state
 

@@ -388,8 +388,15 @@ class TemplateMiner:
             if not isinstance(state, dict):
                 kind = "null" if state is None else type(state).__name__
                 raise ValueError(f"expected a JSON object, got {kind}")
-            if state.get("version") != _STATE_VERSION:
-                raise ValueError(f"unsupported model version {state.get('version')!r}")
+            version = state.get("version")
+            if isinstance(version, int) and not isinstance(version, bool):
+                if version > _STATE_VERSION:
+                    raise ValueError(
+                        f"written by a newer relia (template model version {version} > "
+                        f"{_STATE_VERSION}); upgrade relia or use another data directory"
+                    )
+            if version != _STATE_VERSION:
+                raise ValueError(f"unsupported model version {version!r}")
             miner = cls(_config_from(state["config"]))
             miner._tokens = [
                 [_typed(w, str, "a template word") for w in t] for t in state["tokens"]

@@ -25,6 +25,7 @@ __all__ = [
     "ScoredSamples",
     "SeriesInfo",
     "Store",
+    "store_location",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -340,3 +341,13 @@ class Store(Protocol):
         remaining incident lists. Returns how many rows went, by kind: ``outbox``,
         ``incidents`` and ``findings`` (all three keys)."""
         ...
+
+
+def store_location(store: object) -> str | None:
+    """What an error names a store by: the DuckDB file, or the PostgreSQL URL without its
+    password (``None`` for a store that has neither, a test double)."""
+    for attr in ("path", "dsn"):
+        value = getattr(store, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return None

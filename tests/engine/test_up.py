@@ -367,6 +367,52 @@ def test_up_replays_remote_write_samples_acknowledged_before_a_crash(tmp_path: P
         assert r.finish() == 0
 
 
+def test_a_wal_held_by_another_relia_stops_up_before_the_engine_touches_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The lock was taken when the WAL was replayed, after engine.start(): the refused replica
+    # had relearned and wrote a "final checkpoint" of series another replica owns.
+    from relia.ingest.queue import IngestQueue
+
+    cfg = _config(tmp_path)
+    # A store with series and samples, as the other replica left it.
+    from relia.store import open_store
+
+    with open_store(cfg.data_dir) as store:
+        store.upsert_series([(1, "cpu", {})])
+        import types
+
+        import numpy as np
+
+        ts, nan = np.array([1_000, 2_000], np.int64), np.full(2, np.nan)
+        scored = types.SimpleNamespace(
+            series_id=np.ones(2, np.int64),
+            ts=ts,
+            score=np.zeros(2),
+            expected=nan,
+            lower=nan,
+            upper=nan,
+        )  # learned by the other replica's detector: relearned at a start
+        store.append_samples(MetricBatch.for_series(1, ts, [1.0, 2.0]), scored)
+    saved: list[dict[int, bytes]] = []
+    real = DuckDBStore.save_checkpoints
+
+    def save_checkpoints(self: DuckDBStore, checkpoints: dict[int, bytes]) -> None:
+        saved.append(checkpoints)
+        real(self, checkpoints)
+
+    monkeypatch.setattr(DuckDBStore, "save_checkpoints", save_checkpoints)
+    other = IngestQueue(1000, cfg.data_dir / "wal")
+    other.recover(lambda payload: MetricBatch.empty())  # holds the lock
+    try:
+        with pytest.raises(ConfigError, match="the WAL is in use by another relia") as info:
+            run_up(cfg, stop=threading.Event())
+        assert str(info.value).startswith(f"{cfg.data_dir / 'wal'}: ")
+    finally:
+        other.close()
+    assert saved == []
+
+
 def test_the_wal_replays_every_acknowledged_sample_under_lowered_limits(tmp_path: Path) -> None:
     # Accepted under the old limits, then relia restarted with lower ones: the replay is not
     # refused by them (the senders were told these samples were kept).

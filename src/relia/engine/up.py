@@ -348,6 +348,13 @@ def run_up(
             LeaderMetrics(registry).leader.set(1)
         slo_evaluator = build_slo_evaluator(config)  # first: a bad spec stops before any source
         sources = build_sources(config, index, registry)
+        from relia.ingest.source import IngestSource
+
+        for src in sources:
+            if isinstance(src, IngestSource) and src.decoder is not None:
+                # Before the engine starts: a replica refused for a WAL another one holds must
+                # not relearn and write a final checkpoint of series that one owns.
+                src.queue.claim()
         from relia.engine.incidents import IncidentPipeline
         from relia.incidents.model import Severity
         from relia.notify import Dispatcher, build_sinks
@@ -458,8 +465,6 @@ def run_up(
             len(config.logs.files),
             restored,
         )
-        from relia.ingest.source import IngestSource
-
         warm_kernels(config, remote_write=any(isinstance(s, IngestSource) for s in sources))
         url = ""
         if config.api.enabled:

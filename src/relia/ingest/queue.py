@@ -156,6 +156,13 @@ class IngestQueue:
         self._committed = self._read_committed()
         self._ready = True
 
+    def claim(self) -> None:
+        """Create and lock the WAL directory now (:meth:`recover` does it too): ``relia up``
+        claims it before anything touches the store, so a second relia on one directory stops
+        having done nothing (:class:`ConfigError`)."""
+        with self._lock:
+            self._prepare()
+
     def _take_lock(self) -> None:
         # Two replicas started from one directory (one data_dir on a shared PostgreSQL store)
         # would number records from 1 each into the same segments and share one commit marker:

@@ -417,3 +417,15 @@ def test_a_round_that_hangs_on_the_store_makes_the_duties_stuck() -> None:
     wait_for(lambda: d.rounds >= 1)
     d.demoted()
     assert d.stuck(0.05) is None
+
+
+def test_a_replica_whose_store_a_newer_relia_migrated_does_not_lead() -> None:
+    # Its store refuses every write: as leader it would hold the lease and correlate nothing.
+    class OutdatedStore(MemoryStore):
+        outdated: str | None = None
+
+    store = OutdatedStore()
+    d, _made = duties(store, Fence(5))
+    assert d.stuck(60.0) is None
+    store.outdated = "store: the store was migrated by a newer relia (schema 14 > 13) ..."
+    assert d.stuck(60.0) == store.outdated

@@ -20,6 +20,7 @@ from relia.store import PostgresStore, open_store_url
 from relia.store.migrations import latest_version, load_migrations
 from relia.store.postgres import packaged_migrations_dir, redact_dsn
 from tests.pgserver import PostgresServer
+from tests.store.backends import finding
 
 pytestmark = pytest.mark.integration
 
@@ -325,3 +326,83 @@ def test_the_incident_listing_a_finding_is_found_through_an_index(postgres_dsn: 
             ).fetchall()
         )
     assert "incidents_by_finding" in plan, plan
+
+
+def _migrations_up_to(tmp_path: Path, version: int) -> Path:
+    """A migrations directory holding the packaged PostgreSQL steps 1..``version``: what a relia
+    of that schema knows."""
+    d = tmp_path / f"v{version}"
+    d.mkdir()
+    for m in PG_MIGRATIONS[:version]:
+        (d / f"{m.version:04d}_{m.name}.sql").write_text(m.sql)
+    return d
+
+
+def _write_as_relia_before_schema_11(dsn: str, fid: str, end: int) -> None:
+    """Store (or replace) a finding as relia before schema 11 did: no stored_seq."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            "INSERT INTO findings (id, kind, key, series_id, start_ts, end_ts, score, severity, "
+            "detector, summary, evidence, created_at, updated_at) VALUES (%s, 'metric', "
+            "'cpu{}', 1, 0, %s, 0.75, 'warning', 'default', 'old replica finding', '{}', now(), "
+            "now()) ON CONFLICT (id) DO UPDATE SET end_ts = excluded.end_ts, "
+            "updated_at = excluded.updated_at",
+            [fid, end],
+        )
+
+
+def test_findings_a_not_yet_upgraded_replica_writes_reach_the_leaders_feed(
+    postgres_dsn: str, tmp_path: Path
+) -> None:
+    # Rolling upgrade: a replica still at schema 10 stored findings with a NULL stored_seq, and
+    # replaced them without a new number. findings_after (stored_seq > n) never returned them,
+    # so the leader made no incident and sent no notification for them.
+    with PostgresStore(postgres_dsn, migrations_dir=_migrations_up_to(tmp_path, 12)) as s:
+        s.add_findings([finding("new1", 0, 10)])
+    _write_as_relia_before_schema_11(postgres_dsn, "old1", 10)  # stored between 11 and 13
+    with PostgresStore(postgres_dsn) as s:  # this relia: numbers what it finds unnumbered
+        assert s.schema_version == latest_version(PG_MIGRATIONS)
+        assert [f.id for _, f in s.findings_after(0)] == ["new1", "old1"]
+        seq = s.findings_seq()
+        assert [n for n, _ in s.findings_after(0)] == [1, 2] and seq == 2
+        _write_as_relia_before_schema_11(postgres_dsn, "old2", 20)  # after the migration
+        got = s.findings_after(seq)
+        assert [(f.id, f.end) for _, f in got] == [("old2", 20)]
+        seq = got[-1][0]
+        _write_as_relia_before_schema_11(postgres_dsn, "old1", 30)  # it grew: replaced
+        got = s.findings_after(seq)
+        assert [(f.id, f.end) for _, f in got] == [("old1", 30)]
+        assert s.findings_seq() == got[-1][0]  # numbered from the one counter
+        # This relia's own writes keep their numbers (the trigger leaves them alone).
+        s.add_findings([finding("new1", 0, 40), finding("new2", 0, 40)])
+        assert [(n - got[-1][0], f.id) for n, f in s.findings_after(got[-1][0])] == [
+            (1, "new1"),
+            (2, "new2"),
+        ]
+    with psycopg.connect(postgres_dsn) as conn:
+        nulls = conn.execute("SELECT count(*) FROM findings WHERE stored_seq IS NULL").fetchone()
+    assert nulls == (0,)
+
+
+def test_a_replica_whose_store_a_newer_relia_migrated_stops_writing_with_one_line(
+    postgres_dsn: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    older = PostgresStore(postgres_dsn, migrations_dir=_migrations_up_to(tmp_path, 12))
+    try:
+        older.add_findings([finding("a", 0, 10)])  # its own schema: writes
+        PostgresStore(postgres_dsn).close()  # a newer replica migrates the shared store
+        with caplog.at_level("ERROR", logger="relia.store.postgres"):
+            for _ in range(3):
+                with pytest.raises(StoreError, match="migrated by a newer relia") as info:
+                    older.add_findings([finding("b", 0, 20)])
+                with pytest.raises(StoreError, match="migrated by a newer relia"):
+                    older.save_checkpoints({1: b"x"})
+        message = str(info.value)
+        assert f"schema {latest_version(PG_MIGRATIONS)} > 12" in message
+        assert "stop it and upgrade it" in message and "\n" not in message
+        assert [r.getMessage() for r in caplog.records] == [message]  # said once
+        assert older.outdated == message  # the HA elector's health: it does not lead
+        assert [f.id for f in older.findings()] == ["a"]  # reads still answer
+        assert older.load_checkpoints() == {}
+    finally:
+        older.close()

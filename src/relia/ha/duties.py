@@ -166,8 +166,12 @@ class LeaderDuties:
 
     def stuck(self, limit_s: float) -> str | None:
         """Why this replica cannot do the leader's work (a correlation round under way for more
-        than ``limit_s``: its store connections hang), or None. Also true of a round of an
+        than ``limit_s``: its store connections hang; its store refuses every write, as a newer
+        relia migrated it), or None. Also true of a round of an
         earlier tenure that never returned: such a replica should not lead again."""
+        outdated = getattr(self.store, "outdated", None)
+        if isinstance(outdated, str):  # a newer relia migrated the store: it writes nothing
+            return outdated
         since = self._round_since
         if since is None or time.monotonic() - since <= limit_s:
             return None

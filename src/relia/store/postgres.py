@@ -30,6 +30,7 @@ Errors name the store by its DSN without the password, which never appears in a 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable, Collection, Mapping
 from importlib import resources
@@ -78,6 +79,8 @@ from relia.store.duckdb import (
 from relia.store.migrations import Migration, latest_version, load_migrations
 
 __all__ = ["PostgresStore", "packaged_migrations_dir", "redact_dsn"]
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -231,6 +234,10 @@ class PostgresStore:
         self._n_reading = 0
         self._closed = False
         self._writer: psycopg.Connection[Any] | None = None
+        # Set once the schema is known: from then on each write checks that no newer relia
+        # migrated the store under this one (an HA rolling upgrade), see _write.
+        self._known_version: int | None = None
+        self._outdated: StoreError | None = None
         migrations = load_migrations(
             packaged_migrations_dir() if migrations_dir is None else migrations_dir
         )
@@ -239,6 +246,7 @@ class PostgresStore:
             self._has_band = self._samples_have_band()
             self._has_seen = self._series_have_seen_at()
             self._has_seq = self._findings_have_stored_seq()
+            self._known_version = latest_version(migrations)
         except BaseException:
             self._drop_writer()
             self._closed = True
@@ -260,6 +268,12 @@ class PostgresStore:
     def schema_version(self) -> int:
         """The migration the schema is at."""
         return self._version
+
+    @property
+    def outdated(self) -> str | None:
+        """Why this store writes nothing more (a newer relia migrated it while it was open),
+        or None."""
+        return None if self._outdated is None else str(self._outdated)
 
     @property
     def closed(self) -> bool:
@@ -1232,9 +1246,15 @@ class PostgresStore:
 
     def _write(self, what: str, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
         """Run ``fn`` in one transaction on the writer connection (connecting if needed); once
-        more on a fresh connection if the server dropped the old one before COMMIT."""
+        more on a fresh connection if the server dropped the old one before COMMIT.
+
+        Each transaction first checks the schema: once a newer relia migrated the store past
+        what this one knows, this one writes nothing more (one error logged; each write then
+        raises it), as it may no longer write what the newer schema needs."""
         with self._write_lock:
             self._check_open()
+            if self._outdated is not None:
+                raise self._outdated
             for attempt in range(2):
                 if self._writer is None or self._writer.closed:
                     conn = self._connect()
@@ -1249,6 +1269,7 @@ class PostgresStore:
                 committing = False
                 try:
                     with conn.transaction():
+                        self._check_schema(conn)
                         out = fn(conn)
                         committing = True  # COMMIT is sent as the block ends
                     return out
@@ -1259,6 +1280,27 @@ class PostgresStore:
                             continue  # nothing of it was applied: safe to run again
                     raise self._error(what, e) from e
             raise AssertionError("unreachable")  # pragma: no cover
+
+    def _check_schema(self, conn: psycopg.Connection[Any]) -> None:
+        """Refuse the write in progress if the schema moved past what this relia knows, in the
+        write's own transaction. The shared lock makes a migration (which takes it exclusively)
+        wait for the writes in flight, and a write waiting for a migration sees its version,
+        read by a second statement, whose snapshot is taken after the lock was granted."""
+        if self._known_version is None:  # still migrating
+            return
+        conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", [_MIGRATION_LOCK])
+        row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+        current = int(row[0]) if row else 0
+        if current <= self._known_version:
+            return
+        self._outdated = StoreError(
+            f"the store was migrated by a newer relia (schema {current} > "
+            f"{self._known_version}) while this one ran: it writes nothing more; stop it and "
+            "upgrade it (docs/ha.md, Upgrading)",
+            where=self._display,
+        )
+        log.error("%s", self._outdated)
+        raise self._outdated
 
     def _read(self, what: str, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
         """Run ``fn`` (one statement) on a borrowed reader connection; once more on a fresh one

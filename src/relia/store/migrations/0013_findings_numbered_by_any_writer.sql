@@ -1,0 +1,6 @@
+-- relia store schema, version 13: nothing in DuckDB. PostgreSQL numbers every write of a finding
+-- in store order, also one by a replica running relia from before schema 11 during a rolling
+-- upgrade (postgresql/0013_findings_numbered_by_any_writer.sql); one relia process holds a
+-- DuckDB file, so no older writer shares it. This version also marks the RLC3 detector
+-- checkpoint format: a relia at schema 12 or below refuses this store as written by a newer
+-- relia instead of reading every checkpoint as corrupt and overwriting it.

@@ -1477,6 +1477,31 @@ def test_up_on_a_store_file_cut_short_is_one_line_naming_it(tmp_path: Path) -> N
     assert "the file looks damaged" in line
 
 
+def test_up_on_checkpoints_of_a_newer_relia_is_one_line_and_overwrites_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # They were read as corrupt ("bad magic"), their series started afresh, and relia wrote
+    # its own checkpoints over them.
+    from relia.engine.loop import Engine
+    from relia.store import open_store
+    from relia.store.duckdb import STORE_FILE
+
+    monkeypatch.setattr(Engine, "run", lambda self, stop, interval: None)  # never runs for long
+
+    newer = {7: b"RLC4" + bytes(60)}
+    with open_store(tmp_path) as s:
+        s.save_checkpoints(newer)
+    result = runner.invoke(app, ["up", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if " INFO " not in line]
+    assert errors == [  # after the log's "relia stopped"
+        f"relia: error: {tmp_path / STORE_FILE}: detector checkpoints were written by a newer "
+        "relia (format RLC4 > RLC3, e.g. series 7); upgrade relia or use another data directory"
+    ]
+    with open_store(tmp_path) as s:
+        assert s.load_checkpoints() == newer
+
+
 def test_detectors_lines_up_the_summaries_in_one_column() -> None:
     from relia.detect import available, describe
 

@@ -11,7 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relia.detect import create
-from relia.detect.checkpoint import compress_header, fixed_part, layout_of, pack, unpack, with_crc
+from relia.detect.checkpoint import (
+    FORMAT_VERSION,
+    compress_header,
+    fixed_part,
+    format_version,
+    layout_of,
+    pack,
+    unpack,
+    with_crc,
+)
 from relia.errors import DetectorError
 
 
@@ -66,6 +75,29 @@ def test_checkpoint_in_the_old_format_is_still_read() -> None:
     restored = create("default")
     restored.load_state_dict(back)
     assert pack(restored.state_dict()) == pack(det.state_dict())
+
+
+@pytest.mark.parametrize("n", [4, 9])
+def test_a_checkpoint_of_a_newer_format_says_newer_relia_not_corrupt(n: int) -> None:
+    # It was "corrupt detector checkpoint: bad magic", and relia up overwrote it.
+    rest = pack(create("default").state_dict())[4:]
+    with pytest.raises(DetectorError, match=rf"written by a newer relia \(format RLC{n} > RLC3\)"):
+        unpack(b"RLC%d" % n + rest)
+    assert format_version(b"RLC%d" % n + rest) == n
+    assert format_version(b"XYZ1") is None and format_version(b"RLC") is None
+
+
+def test_the_stored_formats_are_pinned_to_the_store_schema_version() -> None:
+    # A stored format changed without a schema bump (RLC3 came at schema 12, as RLC2 had): the
+    # relia before it opened the newer data directory and overwrote every checkpoint as corrupt.
+    # Change a format: bump its version AND add a store migration (a no-op if nothing else
+    # changes, in both migrations/ and migrations/postgresql/), then update this pair.
+    from relia.logs import engine as log_engine
+    from relia.logs import miner
+    from relia.store.migrations import latest_version, load_migrations
+
+    formats = (FORMAT_VERSION, log_engine._STATE_VERSION, miner._STATE_VERSION)
+    assert (formats, latest_version(load_migrations())) == ((3, 1, 1), 13)
 
 
 @given(st.binary(max_size=200))

@@ -3,6 +3,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -1357,6 +1359,75 @@ def test_a_crash_restart_relearns_in_one_read_for_all_series() -> None:
     store.learned_samples = counting  # type: ignore[method-assign]
     _sine_engine(store, clock).start()
     assert calls == [1]  # one read, for the one series
+
+
+def _stored_run(store: Store, params: dict[str, Any] | None = None, ticks: int = 30) -> None:
+    """``ticks`` ticks of the sine source through ``default`` with ``params``, then a clean
+    stop (the final checkpoint holds everything stored)."""
+    clock = Clock()
+    index = SeriesIndex()
+    eng = Engine(
+        store,
+        [SineSource(index)],
+        LocalExecutor("default", dict(params or {})),
+        index=index,
+        clock=clock,
+        registry=CollectorRegistry(),
+    )
+    for _ in range(ticks):
+        eng.tick()
+        clock.now += STEP
+    eng.close()
+
+
+def _restarted(store: Store, detector: str, params: dict[str, Any] | None = None) -> Engine:
+    """An engine with another detector (or config) over ``store``, started."""
+    eng = Engine(
+        store,
+        [],
+        LocalExecutor(detector, dict(params or {})),
+        index=SeriesIndex(),
+        clock=Clock(),
+        registry=CollectorRegistry(),
+    )
+    eng.start()
+    return eng
+
+
+def _fresh_model_of_the_stored_samples(
+    store: Store, detector: str, params: dict[str, Any] | None = None
+) -> dict[int, bytes]:
+    ids = [s.series_id for s in store.list_series()]
+    fresh = LocalExecutor(detector, dict(params or {}))
+    fresh.process(store.learned_samples(dict.fromkeys(ids, -(2**63))).sorted())
+    return fresh.checkpoints()
+
+
+def test_checkpoints_of_a_newer_relia_stop_the_start_and_are_left_as_they_are(
+    tmp_path: Path,
+) -> None:
+    # An unknown RLC<n> was "corrupt: bad magic": those series started afresh and the next
+    # checkpoint overwrote what the newer relia had written.
+    path = tmp_path / "relia.duckdb"
+    with DuckDBStore(path) as store:
+        _stored_run(store)
+        newer = {sid: b"RLC9" + blob[4:] for sid, blob in store.load_checkpoints().items()}
+        store.save_checkpoints(newer)
+        eng = Engine(
+            store,
+            [],
+            LocalExecutor("default", {}),
+            index=SeriesIndex(),
+            clock=Clock(),
+            registry=CollectorRegistry(),
+        )
+        with pytest.raises(StoreError) as info:
+            eng.start()
+        eng.close()
+        assert str(info.value).startswith(f"{path}: detector checkpoints were written by a newer")
+        assert "(format RLC9 > RLC3, e.g. series " in str(info.value)
+        assert "upgrade relia or use another data directory" in str(info.value)
+        assert store.load_checkpoints() == newer
 
 
 @pytest.mark.parametrize("cut", [172, 173])

@@ -15,7 +15,14 @@ compresses it once (``relia.detect.batched``), and compressed it is about 280 by
 500: what keeps ``default`` under 2 KB a series (1,957 bytes with the CRC).
 
 ``unpack`` also reads ``RLC2`` (the same without the CRC) and ``RLC1`` (uncompressed JSON with
-``n_seen`` and ``last_ts`` inside), which relia wrote before.
+``n_seen`` and ``last_ts`` inside), which relia wrote before. ``RLC<n>`` with ``n`` above
+:data:`FORMAT_VERSION` was written by a newer relia: refused as such, never taken for garbage
+(``relia up`` then refuses to start rather than overwrite it).
+
+A new format is a new ``FORMAT_VERSION`` *and* a new store schema version (a migration, a no-op
+where nothing else changes): an older relia then refuses the whole data directory as "written by
+a newer relia" instead of reading every checkpoint as corrupt. ``tests/detect/test_checkpoint.py``
+pins the pair.
 """
 
 from __future__ import annotations
@@ -30,9 +37,11 @@ import numpy as np
 
 from relia.errors import DetectorError
 
-__all__ = ["NO_TS", "pack", "unpack"]
+__all__ = ["FORMAT_VERSION", "NO_TS", "format_version", "pack", "unpack"]
 
-_MAGIC = b"RLC3"
+#: The format this relia writes (``RLC3``); the newest it reads.
+FORMAT_VERSION = 3
+_MAGIC = b"RLC%d" % FORMAT_VERSION
 _MAGIC_V2 = b"RLC2"
 _MAGIC_V1 = b"RLC1"
 #: ``n_seen``, ``last_ts`` and the compressed header's length.
@@ -84,8 +93,22 @@ def pack(checkpoint: dict[str, Any]) -> bytes:
     return with_crc(fixed, head, arrays)
 
 
+def format_version(blob: bytes) -> int | None:
+    """The ``n`` of a blob's ``RLC<n>`` magic, or ``None`` if it has none."""
+    if blob[:3] == b"RLC" and blob[3:4].isdigit():
+        return int(blob[3:4])
+    return None
+
+
 def unpack(blob: bytes) -> dict[str, Any]:
-    """Inverse of :func:`pack`; :class:`DetectorError` on anything malformed."""
+    """Inverse of :func:`pack`; :class:`DetectorError` on anything malformed, or on a format
+    newer than :data:`FORMAT_VERSION` (its message says "newer relia")."""
+    version = format_version(blob)
+    if version is not None and version > FORMAT_VERSION:
+        raise DetectorError(
+            f"detector checkpoint written by a newer relia (format RLC{version} > "
+            f"RLC{FORMAT_VERSION})"
+        )
     try:
         if blob[:4] == _MAGIC and not _crc_matches(blob):
             # Checked before anything is parsed: a changed byte must not reach the parsers

@@ -174,6 +174,28 @@ def _checkpoint_last_ts(series_id: int, blob: bytes) -> int | None:
     return None if last is None else int(last)
 
 
+def _refuse_newer_checkpoints(store: Store, checkpoints: dict[int, bytes]) -> None:
+    """:class:`StoreError` naming the store if a newer relia wrote any of ``checkpoints``: this
+    one would take them for corrupt, start those series afresh and overwrite them."""
+    from relia.detect.checkpoint import FORMAT_VERSION, format_version
+    from relia.errors import StoreError
+    from relia.store.base import store_location
+
+    newer: dict[int, int] = {}  # format -> an example series
+    for sid, blob in checkpoints.items():
+        version = format_version(blob)
+        if version is not None and version > FORMAT_VERSION:
+            newer.setdefault(version, sid)
+    if newer:
+        version = max(newer)
+        raise StoreError(
+            f"detector checkpoints were written by a newer relia (format RLC{version} > "
+            f"RLC{FORMAT_VERSION}, e.g. series {newer[version]}); upgrade relia or use another "
+            "data directory",
+            where=store_location(store),
+        )
+
+
 class SeriesIndexMetrics:
     """The series index on ``/metrics``, read when scraped: ``relia_series_registered`` (every
     series registered, from every source), ``relia_series_limit`` (``max_series``) and
@@ -529,6 +551,7 @@ class Engine:
         checkpoints, learned = recovery_from_store(self.store, self.sources, listed=series)(
             lambda ids: np.ones(len(ids), np.bool_)
         )
+        _refuse_newer_checkpoints(self.store, checkpoints)  # before anything is written
         self._restored = self.executor.restore(checkpoints)
         if len(learned):
             self.executor.process(learned.sorted())  # its findings are stored already

@@ -1430,6 +1430,47 @@ def test_checkpoints_of_a_newer_relia_stop_the_start_and_are_left_as_they_are(
         assert store.load_checkpoints() == newer
 
 
+def test_a_checkpoint_refused_for_another_detector_is_relearned_from_the_stored_samples(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Only the samples after the refused checkpoint's last point were relearned: none, after a
+    # clean stop. The series started from nothing though the store held its samples.
+    store = DuckDBStore(":memory:")
+    _stored_run(store)
+    with caplog.at_level(logging.INFO, logger="relia.engine"):
+        eng = _restarted(store, "mad")
+    assert eng.executor.checkpoints() == _fresh_model_of_the_stored_samples(store, "mad")
+    assert unpack(next(iter(eng.executor.checkpoints().values())))["n_seen"] == 30
+    assert "relearning 30 stored samples of 1 series whose checkpoint was refused" in caplog.text
+    store.close()
+
+
+def test_corrupt_checkpoints_are_one_warning_per_reason_and_relearned(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # One warning per series came before the executor's summary: a million lines for a million.
+    store = DuckDBStore(":memory:")
+    n = 100
+    ids = np.arange(1, n + 1, dtype=np.int64)
+    store.upsert_series([(int(i), "cpu", {"i": str(i)}) for i in ids])
+    ts = np.tile(T0 + STEP * np.arange(5, dtype=np.int64), n)
+    sid = np.repeat(ids, 5)
+    nan = np.full(len(ts), np.nan)
+    ones = np.ones(len(ts))
+    scores = ScoredPoints(
+        sid, ts, ones, np.zeros(len(ts)), nan, nan, nan, np.full(len(ts), -1, np.int8)
+    )
+    store.append_samples(MetricBatch(sid, ts, ones), scores)
+    store.save_checkpoints({int(i): b"RLC3 damaged" for i in ids})
+    with caplog.at_level(logging.INFO):
+        eng = _restarted(store, "default")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith(f"{n} series start afresh, their checkpoint refused: corrupt")
+    assert eng.executor.checkpoints() == _fresh_model_of_the_stored_samples(store, "default")
+    store.close()
+
+
 @pytest.mark.parametrize("cut", [172, 173])
 def test_a_restart_inside_a_findings_merge_gap_extends_it(cut: int) -> None:
     # Anomalies at 170, 171 and 173, a normal point at 172: one finding 170..173.

@@ -88,6 +88,8 @@ class DetectorShard:
         self._detectors: dict[int, Detector] = {}
         self._last_ts: dict[int, int] = {}
         self._changed: set[int] = set()
+        #: The series whose checkpoint the last :meth:`restore_report` refused.
+        self.refused_ids: list[int] = []
 
     @property
     def batched(self) -> bool:
@@ -199,10 +201,12 @@ class DetectorShard:
         by reason (how many, and the first series id), for the caller to log once."""
         restored = 0
         refused: Refused = {}
+        self.refused_ids = []
 
         def refuse(sid: int, exc: ReliaError) -> None:
             count, example = refused.get(str(exc), (0, int(sid)))
             refused[str(exc)] = (count + 1, example)
+            self.refused_ids.append(int(sid))
 
         for sid, blob in checkpoints.items():
             if self._table is not None:
@@ -263,6 +267,7 @@ class LocalExecutor:
         self.detector_name = detector_name
         self.n_shards = n_shards
         self._shards = [DetectorShard(detector_name, params) for _ in range(n_shards)]
+        self._refused: set[int] = set()
 
     @property
     def components(self) -> tuple[str, ...]:
@@ -289,6 +294,7 @@ class LocalExecutor:
         return out
 
     def restore(self, checkpoints: dict[int, bytes]) -> int:
+        self._refused = set()
         if not checkpoints:
             return 0
         ids = np.fromiter(checkpoints, dtype=np.int64, count=len(checkpoints))
@@ -301,8 +307,14 @@ class LocalExecutor:
                 n, why = self._shards[k].restore_report({sid: checkpoints[sid] for sid in mine})
                 restored += n
                 merge_refused(refused, why)
+                self._refused.update(self._shards[k].refused_ids)
         log_refused(refused)
         return restored
+
+    def refused_ids(self) -> set[int]:
+        """The series whose checkpoint the last :meth:`restore` refused (they start afresh:
+        :meth:`Engine.start <relia.engine.loop.Engine.start>` relearns them from the store)."""
+        return set(self._refused)
 
     def forget(self, series_ids: Collection[int]) -> int:
         """Each shard drops the state of its series among these; returns how many were held."""

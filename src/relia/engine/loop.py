@@ -143,7 +143,7 @@ def recovery_from_store(
             start = _INT64_MIN
             blob = checkpoints.get(info.series_id)
             if blob is not None:
-                last = _checkpoint_last_ts(info.series_id, blob)
+                last = _checkpoint_last_ts(blob)
                 start = _INT64_MIN if last is None else last + 1
             if info.last_ts is not None and info.last_ts < start:
                 continue  # nothing stored after the checkpoint (a clean stop)
@@ -161,15 +161,15 @@ def recovery_from_store(
     return recover
 
 
-def _checkpoint_last_ts(series_id: int, blob: bytes) -> int | None:
+def _checkpoint_last_ts(blob: bytes) -> int | None:
     from relia.detect.checkpoint import unpack
     from relia.errors import ReliaError
 
     try:
         last = unpack(blob).get("last_ts")
-    except ReliaError as exc:
-        # The executor skips it too (that series starts afresh): replay what is stored.
-        log.warning("series %d: unreadable checkpoint: %s", series_id, exc)
+    except ReliaError:
+        # The executor refuses it too and says so, one warning per reason for the whole
+        # restore (not one per series): that series relearns everything stored.
         return None
     return None if last is None else int(last)
 
@@ -553,6 +553,7 @@ class Engine:
         )
         _refuse_newer_checkpoints(self.store, checkpoints)  # before anything is written
         self._restored = self.executor.restore(checkpoints)
+        learned = self._relearn_refused(learned)
         if len(learned):
             self.executor.process(learned.sorted())  # its findings are stored already
             log.info(
@@ -575,6 +576,33 @@ class Engine:
         if self._restored:
             log.info("restored detector state of %d series", self._restored)
         return self._restored
+
+    def _relearn_refused(self, learned: MetricBatch) -> MetricBatch:
+        """``learned`` with every stored sample of the series whose checkpoint the executor
+        refused (another detector or config, a default an upgrade changed, a corrupt one): they
+        start afresh, and what came after the checkpoint alone would leave them nearly
+        empty. Executors that cannot say which were refused (Ray) keep ``learned``."""
+        refused_ids = getattr(self.executor, "refused_ids", None)
+        refused = refused_ids() if callable(refused_ids) else set()
+        if not refused:
+            return learned
+        ids = np.fromiter(refused, np.int64, len(refused))
+        keep = ~np.isin(learned.series_id, ids)
+        ids_left = ids.tolist()
+        parts = [MetricBatch(learned.series_id[keep], learned.ts[keep], learned.value[keep])]
+        parts += [
+            self.store.learned_samples(dict.fromkeys(ids_left[k : k + _RELEARN_CHUNK], _INT64_MIN))
+            for k in range(0, len(ids_left), _RELEARN_CHUNK)
+        ]
+        relearned = MetricBatch.concat(parts)
+        n = len(relearned) - int(keep.sum())
+        if n:
+            log.info(
+                "relearning %d stored samples of %d series whose checkpoint was refused",
+                n,
+                len(np.unique(relearned.series_id[int(keep.sum()) :])),
+            )
+        return relearned
 
     def _seed_open_findings(self, last_ts: dict[int, int]) -> None:
         """Reopen the findings still open when the engine stopped: each series' newest metric

@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 from pydantic import Field
 
-from relia.detect.base import Detail, Detector, DetectorConfig, IntArray, State, z_to_score
+from relia.detect.base import (
+    CheckpointConfigError,
+    Detail,
+    Detector,
+    DetectorConfig,
+    IntArray,
+    State,
+    config_difference,
+    z_to_score,
+)
 from relia.detect.checkpoint import pack
 from relia.errors import DataError, DetectorError
 
@@ -172,7 +181,12 @@ def test_checkpoint_restores_counters_and_casts_state_to_the_models_dtypes() -> 
         ({"detector": "other"}, "checkpoint is for detector 'other', not 'mean'"),
         (
             {"config": {"seed": 0, "scale": 3.0}},
-            "checkpoint of 'mean' was made with another config",
+            r"checkpoint of 'mean' was made with another config \(scale 3\.0 in the "
+            r"checkpoint, 1\.0 now\)$",
+        ),
+        (
+            {"config": {"seed": 0}},
+            r"another config \(scale None in the checkpoint, 1\.0 now\)$",
         ),
         ({"state": {"acc": np.zeros(2)}}, r"checkpoint of 'mean' has state keys \['acc'\]"),
         (
@@ -232,3 +246,18 @@ def test_timestamps_that_are_not_times_are_a_data_error() -> None:
         create("mad").score([1.0, 2.0], times)
     with pytest.raises(DataError, match="durations"):
         create("mad").score([1.0, 2.0], np.array([1, 2], dtype="timedelta64[s]"))
+
+
+def test_a_config_refusal_names_the_parameters_that_differ() -> None:
+    # It said only "made with another config": not which, nor that an upgrade changed a default.
+    ckpt = {**Mean().state_dict(), "config": {"seed": 1, "scale": 3.0}}
+    with pytest.raises(CheckpointConfigError) as info:
+        Mean().load_state_dict(ckpt)
+    assert info.value.keys == ("scale", "seed")
+    assert str(info.value).endswith(
+        "(scale 3.0 in the checkpoint, 1.0 now; seed 1 in the checkpoint, 0 now)"
+    )
+    many = {f"k{i}": i for i in range(7)}
+    keys, text = config_difference(many, {})
+    assert len(keys) == 7 and text.endswith("; 2 more") and text.count("in the checkpoint") == 5
+    assert config_difference(None, {}) == ((), "the checkpoint holds no config")

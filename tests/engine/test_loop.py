@@ -1445,6 +1445,25 @@ def test_a_checkpoint_refused_for_another_detector_is_relearned_from_the_stored_
     store.close()
 
 
+@pytest.mark.parametrize(("set_now", "note"), [({}, True), ({"long": 0.002}, False)])
+def test_a_checkpoint_made_under_another_default_is_relearned_and_the_warning_names_it(
+    set_now: dict[str, Any], note: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A relia whose default `long` was 0.001 (before 461dd91): every model was discarded as
+    # "made with another config", naming nothing, though the user had changed nothing.
+    store = DuckDBStore(":memory:")
+    _stored_run(store, {"long": 0.001})
+    with caplog.at_level(logging.WARNING, logger="relia.engine"):
+        eng = _restarted(store, "default", set_now)
+    want = _fresh_model_of_the_stored_samples(store, "default", set_now)
+    assert eng.executor.checkpoints() == want
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    now = set_now.get("long", 0.003)
+    assert f"(long 0.001 in the checkpoint, {now} now)" in warning
+    assert ("relia.yaml sets none of these: their default changed" in warning) == note
+    store.close()
+
+
 def test_corrupt_checkpoints_are_one_warning_per_reason_and_relearned(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

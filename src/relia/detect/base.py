@@ -30,7 +30,38 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from relia.errors import DataError, DetectorError
 
-__all__ = ["Detail", "Detector", "DetectorConfig", "State", "component_name"]
+__all__ = [
+    "CheckpointConfigError",
+    "Detail",
+    "Detector",
+    "DetectorConfig",
+    "State",
+    "component_name",
+    "config_difference",
+]
+
+
+class CheckpointConfigError(DetectorError):
+    """A checkpoint made with another config; ``keys``: the parameters whose values differ
+    (its message names them, with both values)."""
+
+    def __init__(self, message: str, keys: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.keys = keys
+
+
+def config_difference(stored: object, current: dict[str, Any]) -> tuple[tuple[str, ...], str]:
+    """The parameters in which a checkpoint's ``stored`` config differs from ``current``, and
+    a short text naming them: ``long 0.001 in the checkpoint, 0.003 now``."""
+    if not isinstance(stored, dict):
+        return (), "the checkpoint holds no config"
+    keys = tuple(
+        sorted(k for k in stored.keys() | current.keys() if stored.get(k) != current.get(k))
+    )
+    shown = [f"{k} {stored.get(k)!r} in the checkpoint, {current.get(k)!r} now" for k in keys[:5]]
+    more = f"; {len(keys) - 5} more" if len(keys) > 5 else ""
+    return keys, "; ".join(shown) + more
+
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -220,8 +251,12 @@ class Detector(ABC):
             raise DetectorError(
                 f"checkpoint is for detector {checkpoint.get('detector')!r}, not {self.name!r}"
             )
-        if checkpoint.get("config") != self.config.model_dump():
-            raise DetectorError(f"checkpoint of {self.name!r} was made with another config")
+        current = self.config.model_dump()
+        if checkpoint.get("config") != current:
+            keys, diff = config_difference(checkpoint.get("config"), current)
+            raise CheckpointConfigError(
+                f"checkpoint of {self.name!r} was made with another config ({diff})", keys
+            )
         fresh = self._initial_state()
         state = checkpoint.get("state", {})
         if set(state) != set(fresh):

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from relia.detect import create
-from relia.detect.base import Detector
+from relia.detect.base import CheckpointConfigError, Detector
 from relia.detect.batched import DetectorTable, table_for
 from relia.detect.checkpoint import pack, unpack
 from relia.engine.executor import FloatArray, IntArray, ScoredPoints, shard_of
@@ -204,8 +204,14 @@ class DetectorShard:
         self.refused_ids = []
 
         def refuse(sid: int, exc: ReliaError) -> None:
-            count, example = refused.get(str(exc), (0, int(sid)))
-            refused[str(exc)] = (count + 1, example)
+            reason = str(exc)
+            if isinstance(exc, CheckpointConfigError) and exc.keys:
+                # Not the user's change when relia.yaml sets none of them: an upgrade of relia
+                # changed their defaults.
+                if not set(exc.keys) & set(self.params):
+                    reason += "; relia.yaml sets none of these: their default changed"
+            count, example = refused.get(reason, (0, int(sid)))
+            refused[reason] = (count + 1, example)
             self.refused_ids.append(int(sid))
 
         for sid, blob in checkpoints.items():

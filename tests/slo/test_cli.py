@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 import yaml
@@ -74,13 +75,25 @@ def test_rules_that_fail_half_written_leave_the_old_file_whole(
     # Prometheus reads the rules file: a full disk used to leave it cut off.
     out = tmp_path / "rules.yml"
     out.write_text("groups: []\n")
-    real_write = Path.write_bytes
+    real_fdopen = os.fdopen
 
-    def full_disk(self: Path, data: bytes) -> int:
-        real_write(self, data[: len(data) // 2])
-        raise OSError(28, "No space left on device")
+    class FullDisk:
+        """The temporary file's handle: half of what is written lands, then the disk is full."""
 
-    monkeypatch.setattr(Path, "write_bytes", full_disk)
+        def __init__(self, fh: BinaryIO) -> None:
+            self.fh = fh
+
+        def __enter__(self) -> FullDisk:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.fh.close()
+
+        def write(self, data: bytes) -> int:
+            self.fh.write(data[: len(data) // 2])
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, *a, **k: FullDisk(real_fdopen(fd, *a, **k)))
     result = CliRunner().invoke(app, ["slo", "rules", str(spec), "--out", str(out)])
     assert result.exit_code == 2
     assert result.stderr == f"relia: error: {out}: cannot write: No space left on device\n"
